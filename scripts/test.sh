@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need, then runs every test.
+#
+#   scripts/test.sh                 setup + cargo test + release build + e2e (pytest)
+#   scripts/test.sh --setup-only    only install system packages and the .venv
+#   scripts/test.sh --e2e-only      setup + release build + e2e (skips cargo test)
+#   scripts/test.sh -- ARGS...      extra arguments for pytest (e.g. -- -k whoami -x)
+#
+# Env: TROVE_BIN overrides the server binary used by the e2e tests
+#      (default: target/release/trove, built here).
+#
+# Works on a fresh Debian 12 machine with only the Rust toolchain and Python 3.11,
+# run as root (CI runs `bash .ci/run`, no stdin).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+REQUIREMENTS="$ROOT/tests/e2e/requirements.txt"
+STAMP="$VENV/.trove-requirements.sha256"
+
+SETUP_ONLY=0
+RUN_CARGO_TEST=1
+PYTEST_ARGS=()
+
+declare -a SUMMARY=()
+FAILED=0
+
+log() { printf '\n==> %s\n' "$*"; }
+record() { # record STAGE RESULT
+    SUMMARY+=("$(printf '%-28s %s' "$1" "$2")")
+    if [[ "$2" == FAIL* ]]; then FAILED=1; fi
+}
+
+parse_args() {
+    while (($#)); do
+        case "$1" in
+            --setup-only) SETUP_ONLY=1 ;;
+            --e2e-only) RUN_CARGO_TEST=0 ;;
+            --) shift; PYTEST_ARGS+=("$@"); break ;;
+            -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}"; exit 0 ;;
+            *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+        esac
+        shift
+    done
+}
+
+pick_python() {
+    local candidate
+    for candidate in python3.11 python3; do
+        if command -v "$candidate" >/dev/null 2>&1; then
+            PYTHON="$(command -v "$candidate")"
+            return 0
+        fi
+    done
+    echo "no python3.11 / python3 found" >&2
+    return 1
+}
+
+# 1. System packages: git, git-lfs and a Python able to create a venv.
+#    apt is skipped entirely when everything is already there (fast reruns).
+ensure_system_packages() {
+    log "system packages"
+    local -a missing=()
+    command -v git >/dev/null 2>&1 || missing+=(git)
+    command -v git-lfs >/dev/null 2>&1 || missing+=(git-lfs)
+    if ! command -v python3.11 >/dev/null 2>&1 && ! command -v python3 >/dev/null 2>&1; then
+        missing+=(python3 python3-venv)
+    elif ! { pick_python && "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; }; then
+        missing+=(python3-venv)
+    fi
+    if ((${#missing[@]} == 0)); then
+        echo "all present: git, git-lfs, $(pick_python && "$PYTHON" --version 2>&1) with venv"
+        return 0
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "missing ${missing[*]} and no apt-get to install them" >&2
+        return 1
+    fi
+    local sudo=()
+    if [[ "$(id -u)" != 0 ]]; then sudo=(sudo); fi
+    echo "installing: ${missing[*]}"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    pick_python
+}
+
+requirements_hash() { sha256sum "$REQUIREMENTS" | cut -d' ' -f1; }
+
+venv_is_current() {
+    [[ -x "$VENV/bin/python" ]] || return 1
+    [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(requirements_hash)" ]] || return 1
+    "$VENV/bin/python" - <<'PY' >/dev/null 2>&1
+import importlib.metadata as m
+assert m.version("huggingface_hub") == "2.4.0"
+import huggingface_hub, pytest, pytest_timeout  # noqa: F401
+PY
+}
+
+# 2. The virtualenv with the pinned client and test tools.
+ensure_venv() {
+    log "python virtualenv ($VENV)"
+    if venv_is_current; then
+        echo "reusing: $("$VENV/bin/python" --version 2>&1), huggingface_hub $("$VENV/bin/python" -c 'import huggingface_hub as h; print(h.__version__)')"
+        return 0
+    fi
+    pick_python
+    if [[ -d "$VENV" ]] && ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        echo "existing .venv is broken; recreating"
+        rm -rf "$VENV"
+    fi
+    [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+        "$VENV/bin/python" -m pip install -q -r "$REQUIREMENTS"
+    requirements_hash >"$STAMP"
+    venv_is_current || { echo "venv check failed after install" >&2; return 1; }
+    echo "installed: huggingface_hub $("$VENV/bin/python" -c 'import huggingface_hub as h; print(h.__version__)')"
+}
+
+cargo_locked_flag() {
+    if [[ -f "$ROOT/Cargo.lock" ]]; then echo "--locked"; fi
+}
+
+# 3. Unit and integration tests of the Rust workspace.
+run_cargo_test() {
+    log "cargo test --workspace $(cargo_locked_flag)"
+    # shellcheck disable=SC2046
+    if (cd "$ROOT" && cargo test --workspace $(cargo_locked_flag)); then
+        record "cargo test" "ok"
+    else
+        record "cargo test" "FAIL"
+    fi
+}
+
+# 4a. The server binary the e2e tests run.
+build_release() {
+    if [[ -n "${TROVE_BIN:-}" ]]; then
+        log "using TROVE_BIN=$TROVE_BIN (no release build)"
+        if [[ -x "$TROVE_BIN" ]]; then record "server binary" "ok ($TROVE_BIN)"; return 0; fi
+        record "server binary" "FAIL (TROVE_BIN not executable)"
+        return 1
+    fi
+    log "cargo build --release $(cargo_locked_flag)"
+    # shellcheck disable=SC2046
+    if (cd "$ROOT" && cargo build --release $(cargo_locked_flag)); then
+        if [[ -x "$ROOT/target/release/trove" ]]; then
+            export TROVE_BIN="$ROOT/target/release/trove"
+            record "cargo build --release" "ok"
+            return 0
+        fi
+        record "cargo build --release" "FAIL (no target/release/trove)"
+        return 1
+    fi
+    record "cargo build --release" "FAIL"
+    return 1
+}
+
+# 4b. End-to-end tests with the real huggingface_hub client and hf CLI.
+run_e2e() {
+    log "pytest tests/e2e (TROVE_BIN=$TROVE_BIN)"
+    local rc=0
+    (cd "$ROOT" && env -u HF_TOKEN -u HF_ENDPOINT -u HF_HOME \
+        "$VENV/bin/python" -m pytest tests/e2e "${PYTEST_ARGS[@]}") || rc=$?
+    case "$rc" in
+        0) record "e2e (pytest)" "ok" ;;
+        5) record "e2e (pytest)" "FAIL (no tests collected)" ;;
+        *) record "e2e (pytest)" "FAIL (pytest exit $rc)" ;;
+    esac
+}
+
+print_summary() {
+    log "summary"
+    local line
+    for line in "${SUMMARY[@]}"; do echo "  $line"; done
+    if ((FAILED)); then echo "RESULT: FAILED"; else echo "RESULT: all passed"; fi
+}
+
+main() {
+    parse_args "$@"
+    cd "$ROOT"
+    export CI="${CI:-}" PIP_NO_INPUT=1
+    ensure_system_packages
+    ensure_venv
+    record "setup (apt + .venv)" "ok"
+    if ((SETUP_ONLY)); then
+        print_summary
+        return 0
+    fi
+    if ((RUN_CARGO_TEST)); then run_cargo_test; else record "cargo test" "skipped (--e2e-only)"; fi
+    if build_release; then
+        run_e2e
+    else
+        record "e2e (pytest)" "FAIL (not run: no server binary)"
+    fi
+    print_summary
+    return "$FAILED"
+}
+
+main "$@"
