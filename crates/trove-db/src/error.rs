@@ -1,0 +1,43 @@
+//! The error type of every query, with constraint violations turned into meaningful variants.
+
+/// Result of a database operation.
+pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+/// Why a database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The row the operation needs does not exist.
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    /// A uniqueness rule refused the write (name taken, duplicate token name…).
+    #[error("{what} already exists")]
+    Conflict { what: &'static str },
+    /// A stored value cannot be read back as the type it should have.
+    #[error("corrupt {what} in the database: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    /// A value does not fit the column it is written to.
+    #[error("{what} out of range: {value}")]
+    OutOfRange { what: &'static str, value: u64 },
+    /// Applying the schema migrations failed.
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Any other database failure (I/O, locking, a bug in a query).
+    #[error("database query failed")]
+    Sqlx(#[from] sqlx::Error),
+}
+
+/// Turns a UNIQUE violation into [`DbError::Conflict`] and a foreign-key violation into
+/// [`DbError::NotFound`] (naming `missing`); everything else stays [`DbError::Sqlx`].
+pub(crate) fn constraint_error(
+    conflict: &'static str,
+    missing: &'static str,
+) -> impl FnOnce(sqlx::Error) -> DbError {
+    move |err| match &err {
+        sqlx::Error::Database(db_err) => match db_err.kind() {
+            sqlx::error::ErrorKind::UniqueViolation => DbError::Conflict { what: conflict },
+            sqlx::error::ErrorKind::ForeignKeyViolation => DbError::NotFound { what: missing },
+            _ => DbError::Sqlx(err),
+        },
+        _ => DbError::Sqlx(err),
+    }
+}

@@ -1,0 +1,109 @@
+//! LFS objects and the repositories allowed to reference them.
+
+use crate::{TestResult, oid, repo_id, user};
+use trove_db::{Db, DbError};
+use trove_types::RepoType;
+
+#[tokio::test]
+async fn recording_is_idempotent_and_keeps_the_first_size() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    assert_eq!(db.lfs_object_size(&oid(1)).await?, None);
+    db.record_lfs_object(&oid(1), 100, 1).await?;
+    db.record_lfs_object(&oid(1), 999, 2).await?;
+    assert_eq!(db.lfs_object_size(&oid(1)).await?, Some(100));
+    Ok(())
+}
+
+#[tokio::test]
+async fn sizes_beyond_i64_are_refused() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let err = db
+        .record_lfs_object(&oid(1), u64::MAX, 1)
+        .await
+        .expect_err("too large");
+    assert!(matches!(err, DbError::OutOfRange { .. }), "{err:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn objects_are_visible_only_through_repos_they_are_linked_to() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let alice = user(&db, "alice").await;
+    let mallory = user(&db, "mallory").await;
+    let private = db
+        .create_repo(RepoType::Model, &repo_id("alice/secret"), true, alice.id, 1)
+        .await?;
+    let other = db
+        .create_repo(RepoType::Model, &repo_id("mallory/m"), false, mallory.id, 1)
+        .await?;
+
+    db.record_lfs_object(&oid(1), 100, 1).await?;
+    db.link_repo_object(private.id, &oid(1), 1).await?;
+    db.link_repo_object(private.id, &oid(1), 2).await?; // idempotent
+
+    assert_eq!(db.repo_object_size(private.id, &oid(1)).await?, Some(100));
+    assert_eq!(db.repo_object_size(other.id, &oid(1)).await?, None);
+    assert_eq!(db.repo_object_size(private.id, &oid(2)).await?, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn linking_needs_a_recorded_object_and_an_existing_repo() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let alice = user(&db, "alice").await;
+    let repo = db
+        .create_repo(RepoType::Model, &repo_id("alice/m"), false, alice.id, 1)
+        .await?;
+    let err = db
+        .link_repo_object(repo.id, &oid(9), 1)
+        .await
+        .expect_err("not recorded");
+    assert!(matches!(err, DbError::NotFound { .. }), "{err:?}");
+    db.record_lfs_object(&oid(9), 1, 1).await?;
+    let err = db
+        .link_repo_object(repo.id + 50, &oid(9), 1)
+        .await
+        .expect_err("no repo");
+    assert!(matches!(err, DbError::NotFound { .. }), "{err:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn batch_sizes_cover_only_linked_objects() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let alice = user(&db, "alice").await;
+    let repo = db
+        .create_repo(RepoType::Dataset, &repo_id("alice/d"), false, alice.id, 1)
+        .await?;
+    let other = db
+        .create_repo(RepoType::Dataset, &repo_id("alice/e"), false, alice.id, 1)
+        .await?;
+
+    // 1000 oids, as in the largest LFS batch request: more than one query chunk.
+    let oids: Vec<_> = (0..1000u32)
+        .map(|i| trove_types::Sha256Hex::parse(&format!("{i:064x}")).expect("valid hex"))
+        .collect();
+    for (i, o) in oids.iter().enumerate() {
+        if i % 3 == 0 {
+            db.record_lfs_object(o, i as u64, 1).await?;
+            db.link_repo_object(repo.id, o, 1).await?;
+        } else if i % 3 == 1 {
+            // Recorded, but linked to another repository only.
+            db.record_lfs_object(o, i as u64, 1).await?;
+            db.link_repo_object(other.id, o, 1).await?;
+        }
+    }
+    let mut asked = oids.clone();
+    asked.push(oids[0].clone()); // duplicates are harmless
+    let sizes = db.repo_objects_sizes(repo.id, &asked).await?;
+    assert_eq!(sizes.len(), 334);
+    for (i, o) in oids.iter().enumerate() {
+        assert_eq!(
+            sizes.get(o).copied(),
+            (i % 3 == 0).then_some(i as u64),
+            "oid {i}"
+        );
+    }
+    assert!(db.repo_objects_sizes(repo.id, &[]).await?.is_empty());
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! Integration tests of trove-db against real SQLite databases (in memory and on disk).
+
+mod lfs;
+mod open;
+mod repos;
+mod tokens;
+mod users;
+
+use trove_db::{Db, User};
+use trove_types::{RepoId, RepoName, Sha256Hex};
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+pub fn name(s: &str) -> RepoName {
+    RepoName::parse_namespace(s).expect("test names are valid")
+}
+
+pub fn repo_id(s: &str) -> RepoId {
+    RepoId::parse(s).expect("test repo ids are valid")
+}
+
+/// A distinct, valid oid per byte.
+pub fn oid(byte: u8) -> Sha256Hex {
+    Sha256Hex::from_digest(&[byte; 32])
+}
+
+pub async fn user(db: &Db, n: &str) -> User {
+    db.create_user(&name(n), None, false)
+        .await
+        .expect("create test user")
+}

@@ -1,0 +1,101 @@
+//! Repositories.
+
+use crate::{TestResult, oid, repo_id, user};
+use trove_db::{Db, DbError};
+use trove_types::RepoType;
+
+#[tokio::test]
+async fn create_and_look_up_repos_case_insensitively() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let alice = user(&db, "alice").await;
+    let repo = db
+        .create_repo(
+            RepoType::Model,
+            &repo_id("Alice/My-Model"),
+            true,
+            alice.id,
+            42,
+        )
+        .await?;
+    assert_eq!(
+        (repo.namespace.as_str(), repo.name.as_str()),
+        ("Alice", "My-Model")
+    );
+    assert!(repo.private);
+    assert_eq!(repo.owner_user_id, Some(alice.id));
+    assert_eq!((repo.created_at_ms, repo.updated_at_ms), (42, 42));
+    assert_eq!(repo.repo_id()?, repo_id("Alice/My-Model"));
+
+    let found = db
+        .repo_by_name(RepoType::Model, &repo_id("alice/my-model"))
+        .await?;
+    assert_eq!(found.as_ref(), Some(&repo));
+    // Same id, other type: a different repository.
+    assert_eq!(
+        db.repo_by_name(RepoType::Dataset, &repo_id("alice/my-model"))
+            .await?,
+        None
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn repo_ids_conflict_case_insensitively_within_a_type() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let alice = user(&db, "alice").await;
+    db.create_repo(RepoType::Model, &repo_id("alice/m"), false, alice.id, 1)
+        .await?;
+    let err = db
+        .create_repo(RepoType::Model, &repo_id("ALICE/M"), false, alice.id, 2)
+        .await
+        .expect_err("exists");
+    assert!(matches!(err, DbError::Conflict { what: "repo" }), "{err:?}");
+    db.create_repo(RepoType::Dataset, &repo_id("alice/m"), false, alice.id, 3)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn touch_moves_updated_at_forward_only() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let alice = user(&db, "alice").await;
+    let repo = db
+        .create_repo(RepoType::Space, &repo_id("alice/s"), false, alice.id, 10)
+        .await?;
+    db.touch_repo(repo.id, 50).await?;
+    db.touch_repo(repo.id, 20).await?;
+    let found = db
+        .repo_by_name(RepoType::Space, &repo_id("alice/s"))
+        .await?
+        .expect("exists");
+    assert_eq!((found.created_at_ms, found.updated_at_ms), (10, 50));
+    Ok(())
+}
+
+#[tokio::test]
+async fn deleting_a_repo_removes_its_object_links_but_not_the_objects() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let alice = user(&db, "alice").await;
+    let repo = db
+        .create_repo(RepoType::Model, &repo_id("alice/m"), false, alice.id, 1)
+        .await?;
+    db.record_lfs_object(&oid(1), 100, 1).await?;
+    db.link_repo_object(repo.id, &oid(1), 1).await?;
+
+    assert!(db.delete_repo(repo.id).await?);
+    assert!(!db.delete_repo(repo.id).await?);
+    assert_eq!(
+        db.repo_by_name(RepoType::Model, &repo_id("alice/m"))
+            .await?,
+        None
+    );
+    assert_eq!(db.repo_object_size(repo.id, &oid(1)).await?, None);
+    assert_eq!(db.lfs_object_size(&oid(1)).await?, Some(100));
+
+    // The name is free again, and the new repository does not inherit the old links.
+    let again = db
+        .create_repo(RepoType::Model, &repo_id("alice/m"), false, alice.id, 2)
+        .await?;
+    assert_eq!(db.repo_object_size(again.id, &oid(1)).await?, None);
+    Ok(())
+}

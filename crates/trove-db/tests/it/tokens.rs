@@ -1,0 +1,99 @@
+//! API tokens.
+
+use crate::{TestResult, user};
+use trove_db::{Db, DbError, TokenRole};
+
+#[tokio::test]
+async fn create_look_up_list_and_revoke_tokens() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let alice = user(&db, "alice").await;
+    let read = db
+        .create_token(alice.id, "laptop", TokenRole::Read, b"hash-1")
+        .await?;
+    let write = db
+        .create_token(alice.id, "ci", TokenRole::Write, b"hash-2")
+        .await?;
+    assert_eq!(read.role, TokenRole::Read);
+    assert_eq!(read.last_used_at_ms, None);
+
+    let (token, owner) = db
+        .token_owner_by_hash(b"hash-2")
+        .await?
+        .expect("known hash");
+    assert_eq!(token, write);
+    assert_eq!(owner, alice);
+    assert_eq!(db.token_owner_by_hash(b"unknown").await?, None);
+
+    assert_eq!(
+        db.list_tokens(alice.id).await?,
+        vec![read.clone(), write.clone()]
+    );
+
+    assert!(db.revoke_token(alice.id, "laptop").await?);
+    assert!(!db.revoke_token(alice.id, "laptop").await?);
+    assert_eq!(db.token_owner_by_hash(b"hash-1").await?, None);
+    assert_eq!(db.list_tokens(alice.id).await?, vec![write]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn token_names_are_unique_per_user() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let alice = user(&db, "alice").await;
+    let bob = user(&db, "bob").await;
+    db.create_token(alice.id, "laptop", TokenRole::Read, b"a")
+        .await?;
+    let err = db
+        .create_token(alice.id, "laptop", TokenRole::Write, b"b")
+        .await
+        .expect_err("duplicate name");
+    assert!(
+        matches!(err, DbError::Conflict { what: "token" }),
+        "{err:?}"
+    );
+    // Another user may reuse the name.
+    db.create_token(bob.id, "laptop", TokenRole::Read, b"c")
+        .await?;
+
+    let err = db
+        .create_token(alice.id + 99, "x", TokenRole::Read, b"d")
+        .await
+        .expect_err("no user");
+    assert!(matches!(err, DbError::NotFound { .. }), "{err:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn disabled_users_tokens_do_not_authenticate() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let alice = user(&db, "alice").await;
+    db.create_token(alice.id, "laptop", TokenRole::Write, b"secret-hash")
+        .await?;
+    db.set_user_disabled(alice.id, true).await?;
+    assert_eq!(db.token_owner_by_hash(b"secret-hash").await?, None);
+    db.set_user_disabled(alice.id, false).await?;
+    assert!(db.token_owner_by_hash(b"secret-hash").await?.is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn touching_a_token_records_last_use_and_never_goes_back() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let alice = user(&db, "alice").await;
+    let token = db
+        .create_token(alice.id, "laptop", TokenRole::Read, b"h")
+        .await?;
+    db.touch_token(token.id, 2_000).await?;
+    db.touch_token(token.id, 1_000).await?;
+    let listed = db.list_tokens(alice.id).await?;
+    assert_eq!(listed[0].last_used_at_ms, Some(2_000));
+    Ok(())
+}
+
+#[test]
+fn roles_round_trip() {
+    for role in [TokenRole::Read, TokenRole::Write] {
+        assert_eq!(TokenRole::parse(role.as_str()), Some(role));
+    }
+    assert_eq!(TokenRole::parse("admin"), None);
+}
