@@ -1,1 +1,32 @@
-//! placeholder
+//! Bare git repositories, read and written in process with libgit2 (through `git2`).
+//!
+//! Every repository Trove hosts is a bare git repository; this crate is the only place that
+//! touches one. It reads (revisions, trees, blobs, history, refs) and writes (blobs, commits
+//! built from file operations, branches and tags) and knows nothing of HTTP or SQL.
+//!
+//! Everything here is synchronous and blocking: async callers run it in `spawn_blocking`.
+//! A [`GitRepo`] is `Send` but not `Sync`, so open one per task; opening is cheap.
+//!
+//! Writes follow "write, fsync, then publish": objects are written to the object database and
+//! flushed to disk first, and a commit becomes visible only when its ref moves, by
+//! compare-and-swap, in [`GitRepo::commit`].
+
+mod commit;
+mod durable;
+mod edit;
+mod error;
+mod log;
+mod refs;
+mod repo;
+mod revision;
+mod tree;
+
+pub use commit::TreeOp;
+pub use error::{CommitError, GitError};
+pub use log::CommitInfo;
+pub use refs::Refs;
+pub use repo::{GitRepo, Signature};
+pub use tree::{Entry, EntryKind, LfsInfo};
+
+/// Result of the read and ref operations of this crate.
+pub type Result<T, E = GitError> = std::result::Result<T, E>;
