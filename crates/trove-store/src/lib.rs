@@ -1,1 +1,35 @@
-//! placeholder
+//! The content-addressed large-file (LFS) blob store.
+//!
+//! Objects are addressed by the SHA-256 of their bytes (the LFS oid, [`Sha256Hex`]) and are
+//! immutable once visible. Every write follows the same path: stream the body into a temp
+//! file under the store root while hashing it, verify hash and size, `fsync` the file, rename
+//! it into place, `fsync` the directory. Only then is the object visible, so a crash at any
+//! instant leaves either no object or a complete, verified one. Nothing large is held in
+//! memory: bodies move in batches of about [`WRITE_BATCH`] bytes.
+//!
+//! # Backends
+//!
+//! There is one backend today, [`LocalStore`], a concrete type rather than a trait: its
+//! methods take generic body streams, which a trait object could not. When the S3 backend
+//! arrives, both will sit behind an enum chosen once at the state boundary, with the same
+//! method names, so callers do not change.
+//!
+//! # Layout on disk
+//!
+//! ```text
+//! root/objects/ab/cd/<sha256>     visible objects (ab, cd: the first two hex pairs)
+//! root/tmp/                       in-flight writes; anything older than a day is removed by open
+//! root/multipart/<upload_id>/     one S3-style multipart upload: `meta`, `data`, `part-<n>` markers
+//! ```
+
+mod durable;
+mod error;
+mod local;
+mod multipart;
+mod stream;
+
+pub use error::StoreError;
+pub use durable::PutOutcome;
+pub use local::LocalStore;
+pub use stream::WRITE_BATCH;
+pub use trove_types::Sha256Hex;
