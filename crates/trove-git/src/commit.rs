@@ -3,7 +3,7 @@
 use crate::durable;
 use crate::edit::TreeEditor;
 use crate::error::{CommitError, GitError};
-use crate::repo::{from_git2, to_git2, GitRepo, Signature};
+use crate::repo::{GitRepo, Signature, from_git2, to_git2};
 use trove_types::{GitOid, RepoPath};
 
 /// One change to the tree of a commit. Operations apply in order, each to the tree left by
@@ -30,7 +30,10 @@ impl GitRepo {
     /// Nothing becomes visible until the ref moves, and it moves only if it still points at
     /// `base`: otherwise [`CommitError::RefMoved`]. On every error the ref is left untouched
     /// (objects already written stay unreferenced until git's garbage collection).
-    #[expect(clippy::too_many_arguments, reason = "mirrors the Hub's commit request, field for field")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors the Hub's commit request, field for field"
+    )]
     pub fn commit(
         &self,
         full_ref: &str,
@@ -42,7 +45,9 @@ impl GitRepo {
         time_unix: i64,
     ) -> Result<GitOid, CommitError> {
         if !full_ref.starts_with("refs/") || !git2::Reference::is_valid_name(full_ref) {
-            return Err(CommitError::InvalidRef { full_ref: full_ref.to_owned() });
+            return Err(CommitError::InvalidRef {
+                full_ref: full_ref.to_owned(),
+            });
         }
         // Fail early on a stale base so the caller hears about the conflict before any
         // complaint about its operations; the compare-and-swap below is what guarantees it.
@@ -55,8 +60,14 @@ impl GitRepo {
             match op {
                 TreeOp::Upsert { path, blob } => {
                     let blob_id = to_git2(blob);
-                    if !matches!(self.object_header(blob_id)?, Some((_, git2::ObjectType::Blob))) {
-                        return Err(CommitError::BlobNotFound { path: path.to_string(), blob: blob.clone() });
+                    if !matches!(
+                        self.object_header(blob_id)?,
+                        Some((_, git2::ObjectType::Blob))
+                    ) {
+                        return Err(CommitError::BlobNotFound {
+                            path: path.to_string(),
+                            blob: blob.clone(),
+                        });
                     }
                     editor.upsert(path.as_str(), blob_id)?;
                 }
@@ -65,7 +76,10 @@ impl GitRepo {
             }
         }
         let (tree_id, written_trees) = editor.write()?;
-        let tree = self.repo.find_tree(tree_id).map_err(GitError::git("reading new tree"))?;
+        let tree = self
+            .repo
+            .find_tree(tree_id)
+            .map_err(GitError::git("reading new tree"))?;
 
         let signature = author.to_git2(time_unix)?;
         let message = commit_message(summary, description);
@@ -89,7 +103,11 @@ impl GitRepo {
         if actual.as_ref() == expected {
             Ok(())
         } else {
-            Err(CommitError::RefMoved { full_ref: full_ref.to_owned(), expected: expected.cloned(), actual })
+            Err(CommitError::RefMoved {
+                full_ref: full_ref.to_owned(),
+                expected: expected.cloned(),
+                actual,
+            })
         }
     }
 }
@@ -114,6 +132,9 @@ mod tests {
     fn message_joins_summary_and_description_like_git() {
         assert_eq!(commit_message("Add x", ""), "Add x\n");
         assert_eq!(commit_message("Add x  ", "  \n"), "Add x\n");
-        assert_eq!(commit_message("Add x", "  indented\nbody\n\n"), "Add x\n\n  indented\nbody\n");
+        assert_eq!(
+            commit_message("Add x", "  indented\nbody\n\n"),
+            "Add x\n\n  indented\nbody\n"
+        );
     }
 }

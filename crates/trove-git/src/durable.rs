@@ -5,8 +5,8 @@
 //! objects a write produced and then the ref file, so that a crash after a commit was
 //! acknowledged cannot leave a ref pointing at objects that never reached the disk.
 
-use crate::error::GitError;
 use crate::Result;
+use crate::error::GitError;
 use std::fs::File;
 use std::io::ErrorKind;
 use std::path::Path;
@@ -46,7 +46,17 @@ fn sync_path(path: &Path) -> Result<()> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(GitError::Io { action: "opening for fsync", path: path.to_owned(), source }),
+        Err(source) => {
+            return Err(GitError::Io {
+                action: "opening for fsync",
+                path: path.to_owned(),
+                source,
+            });
+        }
     };
-    file.sync_all().map_err(|source| GitError::Io { action: "fsync", path: path.to_owned(), source })
+    file.sync_all().map_err(|source| GitError::Io {
+        action: "fsync",
+        path: path.to_owned(),
+        source,
+    })
 }

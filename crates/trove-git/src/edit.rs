@@ -37,7 +37,10 @@ impl Dir {
             .map(|entry| {
                 let node = match entry.kind() {
                     Some(git2::ObjectType::Tree) => Node::Tree(entry.id()),
-                    _ => Node::Leaf { oid: entry.id(), mode: entry.filemode() },
+                    _ => Node::Leaf {
+                        oid: entry.id(),
+                        mode: entry.filemode(),
+                    },
                 };
                 (entry.name_bytes().to_vec(), node)
             })
@@ -48,7 +51,9 @@ impl Dir {
     /// A directory without files does not exist in git: one emptied by earlier operations
     /// counts as absent, as it will be once written.
     fn is_empty(&self) -> bool {
-        self.entries.values().all(|node| matches!(node, Node::Dir(dir) if dir.is_empty()))
+        self.entries
+            .values()
+            .all(|node| matches!(node, Node::Dir(dir) if dir.is_empty()))
     }
 }
 
@@ -69,7 +74,9 @@ fn walk<'a>(
 ) -> Result<Walk<'a>, GitError> {
     for segment in segments {
         if create {
-            dir.entries.entry(segment.as_bytes().to_vec()).or_insert_with(|| Node::Dir(Dir::default()));
+            dir.entries
+                .entry(segment.as_bytes().to_vec())
+                .or_insert_with(|| Node::Dir(Dir::default()));
         }
         let Some(node) = dir.entries.get_mut(segment.as_bytes()) else {
             return Ok(Walk::Missing);
@@ -88,7 +95,9 @@ fn walk<'a>(
 /// Splits a validated repository path into its parent segments and its last segment.
 fn split(path: &str) -> (Vec<&str>, &str) {
     let mut segments: Vec<&str> = path.split('/').collect();
-    let last = segments.pop().expect("split always yields at least one segment");
+    let last = segments
+        .pop()
+        .expect("split always yields at least one segment");
     (segments, last)
 }
 
@@ -101,7 +110,10 @@ pub(crate) struct TreeEditor<'r> {
 
 impl<'r> TreeEditor<'r> {
     /// Starts from `base` (a tree id), or from the empty tree.
-    pub(crate) fn new(repo: &'r git2::Repository, base: Option<git2::Oid>) -> Result<Self, GitError> {
+    pub(crate) fn new(
+        repo: &'r git2::Repository,
+        base: Option<git2::Oid>,
+    ) -> Result<Self, GitError> {
         let root = match base {
             Some(oid) => Dir::load(repo, oid)?,
             None => Dir::default(),
@@ -111,7 +123,9 @@ impl<'r> TreeEditor<'r> {
 
     /// Puts `blob` at `path` as a regular file, creating parent folders as needed.
     pub(crate) fn upsert(&mut self, path: &str, blob: git2::Oid) -> Result<(), CommitError> {
-        let conflict = || CommitError::PathConflict { path: path.to_owned() };
+        let conflict = || CommitError::PathConflict {
+            path: path.to_owned(),
+        };
         let (parents, name) = split(path);
         let dir = match walk(self.repo, &mut self.root, &parents, true)? {
             Walk::Found(dir) => dir,
@@ -125,7 +139,13 @@ impl<'r> TreeEditor<'r> {
         if is_folder {
             return Err(conflict());
         }
-        dir.entries.insert(name.as_bytes().to_vec(), Node::Leaf { oid: blob, mode: MODE_FILE });
+        dir.entries.insert(
+            name.as_bytes().to_vec(),
+            Node::Leaf {
+                oid: blob,
+                mode: MODE_FILE,
+            },
+        );
         Ok(())
     }
 
@@ -138,7 +158,9 @@ impl<'r> TreeEditor<'r> {
             dir.entries.remove(name.as_bytes());
             return Ok(());
         }
-        Err(CommitError::EntryNotFound { path: path.to_owned() })
+        Err(CommitError::EntryNotFound {
+            path: path.to_owned(),
+        })
     }
 
     /// Removes the folder at `path` and everything under it.
@@ -155,7 +177,9 @@ impl<'r> TreeEditor<'r> {
                 return Ok(());
             }
         }
-        Err(CommitError::EntryNotFound { path: path.to_owned() })
+        Err(CommitError::EntryNotFound {
+            path: path.to_owned(),
+        })
     }
 
     /// Writes the edited trees, bottom-up, and returns the root tree id with the ids of every
@@ -166,7 +190,10 @@ impl<'r> TreeEditor<'r> {
         let root = match write_dir(self.repo, self.root, &mut written)? {
             Some(oid) => oid,
             None => {
-                let builder = self.repo.treebuilder(None).map_err(GitError::git("creating tree"))?;
+                let builder = self
+                    .repo
+                    .treebuilder(None)
+                    .map_err(GitError::git("creating tree"))?;
                 let oid = builder.write().map_err(GitError::git("writing tree"))?;
                 written.push(oid);
                 oid
@@ -178,9 +205,15 @@ impl<'r> TreeEditor<'r> {
 
 /// Writes `dir` and its loaded subdirectories, noting their ids in `written`; `None` when it
 /// holds nothing.
-fn write_dir(repo: &git2::Repository, dir: Dir, written: &mut Vec<git2::Oid>) -> Result<Option<git2::Oid>, GitError> {
+fn write_dir(
+    repo: &git2::Repository,
+    dir: Dir,
+    written: &mut Vec<git2::Oid>,
+) -> Result<Option<git2::Oid>, GitError> {
     // TreeBuilder sorts entries the way git requires (folders compare as "name/").
-    let mut builder = repo.treebuilder(None).map_err(GitError::git("creating tree"))?;
+    let mut builder = repo
+        .treebuilder(None)
+        .map_err(GitError::git("creating tree"))?;
     for (name, node) in dir.entries {
         let (oid, mode) = match node {
             Node::Leaf { oid, mode } => (oid, mode),
@@ -190,7 +223,9 @@ fn write_dir(repo: &git2::Repository, dir: Dir, written: &mut Vec<git2::Oid>) ->
                 None => continue,
             },
         };
-        builder.insert(name, oid, mode).map_err(GitError::git("adding tree entry"))?;
+        builder
+            .insert(name, oid, mode)
+            .map_err(GitError::git("adding tree entry"))?;
     }
     if builder.is_empty() {
         return Ok(None);

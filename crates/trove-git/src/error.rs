@@ -33,13 +33,24 @@ pub enum GitError {
     /// The author, committer or tagger cannot be written into a git object
     /// (git forbids `<`, `>` and empty names or emails).
     #[error("invalid signature {name:?} <{email}>: {reason}")]
-    InvalidSignature { name: String, email: String, reason: String },
+    InvalidSignature {
+        name: String,
+        email: String,
+        reason: String,
+    },
     /// A filesystem operation outside libgit2 failed.
     #[error("{action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// libgit2 failed; `action` says what we were doing.
     #[error("git: {action}: {source}")]
-    Git { action: &'static str, source: git2::Error },
+    Git {
+        action: &'static str,
+        source: git2::Error,
+    },
 }
 
 impl GitError {
@@ -65,7 +76,11 @@ pub enum CommitError {
     /// The ref does not point where the caller saw it (`expected`; `None` = absent): another
     /// writer got there first.
     #[error("{full_ref} moved: expected {expected:?}, found {actual:?}")]
-    RefMoved { full_ref: String, expected: Option<GitOid>, actual: Option<GitOid> },
+    RefMoved {
+        full_ref: String,
+        expected: Option<GitOid>,
+        actual: Option<GitOid>,
+    },
     /// Another process holds the ref's lock right now; retrying may succeed.
     #[error("{full_ref} is locked by a concurrent update")]
     RefLocked { full_ref: String },

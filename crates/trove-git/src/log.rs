@@ -1,8 +1,8 @@
 //! History: one commit's metadata, paginated logs, and the last commit that changed a path.
 
-use crate::error::GitError;
-use crate::repo::{from_git2, GitRepo};
 use crate::Result;
+use crate::error::GitError;
+use crate::repo::{GitRepo, from_git2};
 use std::collections::HashMap;
 use std::path::Path;
 use trove_types::GitOid;
@@ -29,7 +29,9 @@ pub struct CommitInfo {
 impl CommitInfo {
     fn from_commit(commit: &git2::Commit<'_>) -> Self {
         // Pushed commits may carry any bytes in these fields; show them approximately.
-        let message = String::from_utf8_lossy(commit.message_bytes()).trim_end_matches(['\n', '\r']).to_owned();
+        let message = String::from_utf8_lossy(commit.message_bytes())
+            .trim_end_matches(['\n', '\r'])
+            .to_owned();
         let title = message.lines().next().unwrap_or_default().to_owned();
         let author = commit.author();
         Self {
@@ -53,11 +55,21 @@ impl GitRepo {
     /// The history of `commit`, newest first in `git log` order (topological, then by time),
     /// skipping the first `skip` commits and returning at most `limit`; the flag says whether
     /// more commits follow.
-    pub fn log(&self, commit: &GitOid, skip: usize, limit: usize) -> Result<(Vec<CommitInfo>, bool)> {
+    pub fn log(
+        &self,
+        commit: &GitOid,
+        skip: usize,
+        limit: usize,
+    ) -> Result<(Vec<CommitInfo>, bool)> {
         let start = self.find_commit(commit)?;
-        let mut walk = self.repo.revwalk().map_err(GitError::git("starting history walk"))?;
-        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME).map_err(GitError::git("sorting history"))?;
-        walk.push(start.id()).map_err(GitError::git("starting history walk"))?;
+        let mut walk = self
+            .repo
+            .revwalk()
+            .map_err(GitError::git("starting history walk"))?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)
+            .map_err(GitError::git("sorting history"))?;
+        walk.push(start.id())
+            .map_err(GitError::git("starting history walk"))?;
         let mut ids = Vec::with_capacity(limit.saturating_add(1).min(1024));
         // One more than asked, to tell whether there is a next page.
         for id in walk.skip(skip).take(limit.saturating_add(1)) {
@@ -67,7 +79,10 @@ impl GitRepo {
         ids.truncate(limit);
         let commits = ids
             .into_iter()
-            .map(|id| self.find_commit(&from_git2(id)).map(|c| CommitInfo::from_commit(&c)))
+            .map(|id| {
+                self.find_commit(&from_git2(id))
+                    .map(|c| CommitInfo::from_commit(&c))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok((commits, has_more))
     }
@@ -97,10 +112,17 @@ impl GitRepo {
             walked += 1;
             let parent = match current.parent_count() {
                 0 => None,
-                _ => Some(current.parent(0).map_err(GitError::git("reading parent commit"))?),
+                _ => Some(
+                    current
+                        .parent(0)
+                        .map_err(GitError::git("reading parent commit"))?,
+                ),
             };
-            let parent_tree =
-                parent.as_ref().map(|p| p.tree()).transpose().map_err(GitError::git("reading tree"))?;
+            let parent_tree = parent
+                .as_ref()
+                .map(|p| p.tree())
+                .transpose()
+                .map_err(GitError::git("reading tree"))?;
             let mut still_pending = Vec::with_capacity(pending.len());
             for (path, state) in pending {
                 let before = match &parent_tree {
@@ -132,7 +154,9 @@ fn path_state(tree: &git2::Tree<'_>, path: &str) -> Result<Option<(git2::Oid, i3
     match tree.get_path(Path::new(path)) {
         Ok(entry) => Ok(Some((entry.id(), entry.filemode()))),
         Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
-        Err(e) => Err(GitError::Git { action: "looking up path", source: e }),
+        Err(e) => Err(GitError::Git {
+            action: "looking up path",
+            source: e,
+        }),
     }
 }
-

@@ -1,9 +1,9 @@
 //! Refs: listing them, reading one, and creating or deleting branches and tags.
 
+use crate::Result;
 use crate::durable;
 use crate::error::{CommitError, GitError};
-use crate::repo::{from_git2, to_git2, GitRepo, Signature};
-use crate::Result;
+use crate::repo::{GitRepo, Signature, from_git2, to_git2};
 use trove_types::{BranchName, GitOid};
 
 /// Every ref of a repository that the Hub shows, each list sorted by name (pull requests by
@@ -24,12 +24,21 @@ impl GitRepo {
     /// Lists branches, tags, pull request refs and conversion refs.
     pub fn refs(&self) -> Result<Refs> {
         let mut refs = Refs::default();
-        let references = self.repo.references().map_err(GitError::git("listing refs"))?;
+        let references = self
+            .repo
+            .references()
+            .map_err(GitError::git("listing refs"))?;
         for reference in references {
             let reference = reference.map_err(GitError::git("listing refs"))?;
-            let Some(name) = reference.name().map(str::to_owned) else { continue };
-            let Some(target) = self.ref_target(&name)? else { continue };
-            let Some(commit) = self.peel_to_commit(to_git2(&target))? else { continue };
+            let Some(name) = reference.name().map(str::to_owned) else {
+                continue;
+            };
+            let Some(target) = self.ref_target(&name)? else {
+                continue;
+            };
+            let Some(commit) = self.peel_to_commit(to_git2(&target))? else {
+                continue;
+            };
             if let Some(short) = name.strip_prefix("refs/heads/") {
                 refs.branches.push((short.to_owned(), commit));
             } else if let Some(short) = name.strip_prefix("refs/tags/") {
@@ -56,16 +65,31 @@ impl GitRepo {
     pub fn ref_target(&self, full_ref: &str) -> Result<Option<GitOid>> {
         let reference = match self.repo.find_reference(full_ref) {
             Ok(reference) => reference,
-            Err(e) if matches!(e.code(), git2::ErrorCode::NotFound | git2::ErrorCode::InvalidSpec) => {
+            Err(e)
+                if matches!(
+                    e.code(),
+                    git2::ErrorCode::NotFound | git2::ErrorCode::InvalidSpec
+                ) =>
+            {
                 return Ok(None);
             }
-            Err(e) => return Err(GitError::Git { action: "reading ref", source: e }),
+            Err(e) => {
+                return Err(GitError::Git {
+                    action: "reading ref",
+                    source: e,
+                });
+            }
         };
         let direct = match reference.resolve() {
             Ok(direct) => direct,
             // A symbolic ref to a branch that does not exist (HEAD of an empty repository).
             Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
-            Err(e) => return Err(GitError::Git { action: "resolving symbolic ref", source: e }),
+            Err(e) => {
+                return Err(GitError::Git {
+                    action: "resolving symbolic ref",
+                    source: e,
+                });
+            }
         };
         Ok(direct.target().map(from_git2))
     }
@@ -113,7 +137,13 @@ impl GitRepo {
                 // be synced afterwards; until this returns, nobody has been told of the tag.
                 let tag = self
                     .repo
-                    .tag(name.as_str(), commit.as_object(), &signature, &message, false)
+                    .tag(
+                        name.as_str(),
+                        commit.as_object(),
+                        &signature,
+                        &message,
+                        false,
+                    )
                     .map_err(|e| create_error(e, full_ref.clone()))?;
                 durable::sync_objects(self.path(), &[tag])?;
             }
@@ -136,7 +166,9 @@ impl GitRepo {
     /// the commit `target`; [`GitError::AlreadyExists`] if it exists.
     pub fn create_ref(&self, full_ref: &str, target: &GitOid) -> Result<()> {
         if !full_ref.starts_with("refs/") || !git2::Reference::is_valid_name(full_ref) {
-            return Err(GitError::InvalidRefName { name: full_ref.to_owned() });
+            return Err(GitError::InvalidRefName {
+                name: full_ref.to_owned(),
+            });
         }
         let commit = self.find_commit(target)?;
         self.check_no_collision(full_ref)?;
@@ -149,9 +181,16 @@ impl GitRepo {
     /// Moves `full_ref` from `expected` (`None` = absent) to the commit `new` by
     /// compare-and-swap, e.g. to fast-forward a branch when merging;
     /// [`CommitError::RefMoved`] when it no longer points at `expected`.
-    pub fn update_ref(&self, full_ref: &str, expected: Option<&GitOid>, new: &GitOid) -> Result<(), CommitError> {
+    pub fn update_ref(
+        &self,
+        full_ref: &str,
+        expected: Option<&GitOid>,
+        new: &GitOid,
+    ) -> Result<(), CommitError> {
         if !full_ref.starts_with("refs/") || !git2::Reference::is_valid_name(full_ref) {
-            return Err(CommitError::InvalidRef { full_ref: full_ref.to_owned() });
+            return Err(CommitError::InvalidRef {
+                full_ref: full_ref.to_owned(),
+            });
         }
         let commit = self.find_commit(new)?;
         self.move_ref(full_ref, expected, commit.id())
@@ -159,10 +198,18 @@ impl GitRepo {
 
     /// Moves `full_ref` from `base` to `new`, atomically: libgit2 takes the ref's lock file,
     /// compares, writes and renames.
-    pub(crate) fn move_ref(&self, full_ref: &str, base: Option<&GitOid>, new: git2::Oid) -> Result<(), CommitError> {
+    pub(crate) fn move_ref(
+        &self,
+        full_ref: &str,
+        base: Option<&GitOid>,
+        new: git2::Oid,
+    ) -> Result<(), CommitError> {
         let log_message = "ref: moved (trove)";
         let result = match base {
-            Some(base) => self.repo.reference_matching(full_ref, new, true, to_git2(base), log_message),
+            Some(base) => {
+                self.repo
+                    .reference_matching(full_ref, new, true, to_git2(base), log_message)
+            }
             None => {
                 self.check_no_collision(full_ref)?;
                 self.repo.reference(full_ref, new, false, log_message)
@@ -178,8 +225,14 @@ impl GitRepo {
                         actual: self.ref_target(full_ref)?,
                     })
                 }
-                git2::ErrorCode::Locked => Err(CommitError::RefLocked { full_ref: full_ref.to_owned() }),
-                _ => Err(GitError::Git { action: "updating ref", source: e }.into()),
+                git2::ErrorCode::Locked => Err(CommitError::RefLocked {
+                    full_ref: full_ref.to_owned(),
+                }),
+                _ => Err(GitError::Git {
+                    action: "updating ref",
+                    source: e,
+                }
+                .into()),
             },
         }
     }
@@ -189,7 +242,9 @@ impl GitRepo {
     /// name cannot be both a file and a folder, and libgit2 reports that only as a generic
     /// filesystem error.
     pub(crate) fn check_no_collision(&self, full_ref: &str) -> Result<()> {
-        let collision = || GitError::AlreadyExists { name: full_ref.to_owned() };
+        let collision = || GitError::AlreadyExists {
+            name: full_ref.to_owned(),
+        };
         let mut prefix_end = full_ref.find('/');
         while let Some(end) = prefix_end {
             let ancestor = &full_ref[..end];
@@ -200,7 +255,10 @@ impl GitRepo {
             prefix_end = full_ref[end + 1..].find('/').map(|i| end + 1 + i);
         }
         let below = format!("{full_ref}/*");
-        let mut refs = self.repo.references_glob(&below).map_err(GitError::git("listing refs"))?;
+        let mut refs = self
+            .repo
+            .references_glob(&below)
+            .map_err(GitError::git("listing refs"))?;
         if refs.next().is_some() {
             return Err(collision());
         }
@@ -208,17 +266,30 @@ impl GitRepo {
     }
 
     fn delete_ref(&self, full_ref: String) -> Result<()> {
-        let not_found = |e: &git2::Error| matches!(e.code(), git2::ErrorCode::NotFound | git2::ErrorCode::InvalidSpec);
+        let not_found = |e: &git2::Error| {
+            matches!(
+                e.code(),
+                git2::ErrorCode::NotFound | git2::ErrorCode::InvalidSpec
+            )
+        };
         let mut reference = match self.repo.find_reference(&full_ref) {
             Ok(reference) => reference,
             Err(e) if not_found(&e) => return Err(GitError::RefNotFound { name: full_ref }),
-            Err(e) => return Err(GitError::Git { action: "reading ref", source: e }),
+            Err(e) => {
+                return Err(GitError::Git {
+                    action: "reading ref",
+                    source: e,
+                });
+            }
         };
         match reference.delete() {
             Ok(()) => Ok(()),
             // Deleted by someone else in the meantime.
             Err(e) if not_found(&e) => Err(GitError::RefNotFound { name: full_ref }),
-            Err(e) => Err(GitError::Git { action: "deleting ref", source: e }),
+            Err(e) => Err(GitError::Git {
+                action: "deleting ref",
+                source: e,
+            }),
         }
     }
 
@@ -228,18 +299,30 @@ impl GitRepo {
         let mut object = match self.repo.find_object(oid, None) {
             Ok(object) => object,
             Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
-            Err(e) => return Err(GitError::Git { action: "reading object", source: e }),
+            Err(e) => {
+                return Err(GitError::Git {
+                    action: "reading object",
+                    source: e,
+                });
+            }
         };
         // Tag chains end: objects are content-addressed, so a tag cannot point back at itself.
         loop {
             match object.kind() {
                 Some(git2::ObjectType::Commit) => return Ok(Some(from_git2(object.id()))),
                 Some(git2::ObjectType::Tag) => {
-                    let tag = object.into_tag().expect("object kind was checked to be a tag");
+                    let tag = object
+                        .into_tag()
+                        .expect("object kind was checked to be a tag");
                     object = match tag.target() {
                         Ok(target) => target,
                         Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
-                        Err(e) => return Err(GitError::Git { action: "peeling tag", source: e }),
+                        Err(e) => {
+                            return Err(GitError::Git {
+                                action: "peeling tag",
+                                source: e,
+                            });
+                        }
                     };
                 }
                 _ => return Ok(None),
@@ -253,6 +336,9 @@ impl GitRepo {
 fn create_error(e: git2::Error, full_ref: String) -> GitError {
     match e.code() {
         git2::ErrorCode::Exists => GitError::AlreadyExists { name: full_ref },
-        _ => GitError::Git { action: "creating ref", source: e },
+        _ => GitError::Git {
+            action: "creating ref",
+            source: e,
+        },
     }
 }

@@ -1,9 +1,9 @@
 //! Opening and creating bare repositories, and the object-level helpers the other modules share.
 
+use crate::Result;
 use crate::commit::TreeOp;
 use crate::durable;
 use crate::error::{CommitError, GitError};
-use crate::Result;
 use std::path::{Path, PathBuf};
 use trove_types::{GitOid, RepoPath};
 
@@ -52,7 +52,9 @@ impl GitRepo {
     ) -> Result<(GitRepo, GitOid)> {
         // Checked here for a clear error; `no_reinit` below closes the race with a concurrent init.
         if path.exists() {
-            return Err(GitError::RepoExists { path: path.to_owned() });
+            return Err(GitError::RepoExists {
+                path: path.to_owned(),
+            });
         }
         let repo = git2::Repository::init_opts(
             path,
@@ -63,10 +65,18 @@ impl GitRepo {
                 .initial_head(DEFAULT_BRANCH_REF),
         )
         .map_err(|e| match e.code() {
-            git2::ErrorCode::Exists => GitError::RepoExists { path: path.to_owned() },
-            _ => GitError::Git { action: "initialising repository", source: e },
+            git2::ErrorCode::Exists => GitError::RepoExists {
+                path: path.to_owned(),
+            },
+            _ => GitError::Git {
+                action: "initialising repository",
+                source: e,
+            },
         })?;
-        let repo = GitRepo { repo, path: path.to_owned() };
+        let repo = GitRepo {
+            repo,
+            path: path.to_owned(),
+        };
         match repo.initial_commit(files, author, time_unix) {
             Ok(commit) => Ok((repo, commit)),
             Err(e) => {
@@ -79,33 +89,62 @@ impl GitRepo {
         }
     }
 
-    fn initial_commit(&self, files: &[(&str, &[u8])], author: &Signature, time_unix: i64) -> Result<GitOid> {
+    fn initial_commit(
+        &self,
+        files: &[(&str, &[u8])],
+        author: &Signature,
+        time_unix: i64,
+    ) -> Result<GitOid> {
         let mut ops = Vec::with_capacity(files.len());
         for (file, content) in files {
-            let file_path = RepoPath::parse(file)
-                .map_err(|e| GitError::InvalidPath { path: (*file).to_owned(), reason: e.0 })?;
-            ops.push(TreeOp::Upsert { path: file_path, blob: self.write_blob(content)? });
+            let file_path = RepoPath::parse(file).map_err(|e| GitError::InvalidPath {
+                path: (*file).to_owned(),
+                reason: e.0,
+            })?;
+            ops.push(TreeOp::Upsert {
+                path: file_path,
+                blob: self.write_blob(content)?,
+            });
         }
-        self.commit(DEFAULT_BRANCH_REF, None, &ops, "initial commit", "", author, time_unix)
-            .map_err(|e| match e {
-                CommitError::Git { source } => source,
-                CommitError::PathConflict { path } => GitError::InvalidPath {
-                    path,
-                    reason: "a file and a folder would share this path".to_owned(),
-                },
-                // The repository is new and every blob was just written: the remaining cases
-                // cannot happen, but are reported rather than hidden if they ever do.
-                other => GitError::InvalidPath { path: String::new(), reason: other.to_string() },
-            })
+        self.commit(
+            DEFAULT_BRANCH_REF,
+            None,
+            &ops,
+            "initial commit",
+            "",
+            author,
+            time_unix,
+        )
+        .map_err(|e| match e {
+            CommitError::Git { source } => source,
+            CommitError::PathConflict { path } => GitError::InvalidPath {
+                path,
+                reason: "a file and a folder would share this path".to_owned(),
+            },
+            // The repository is new and every blob was just written: the remaining cases
+            // cannot happen, but are reported rather than hidden if they ever do.
+            other => GitError::InvalidPath {
+                path: String::new(),
+                reason: other.to_string(),
+            },
+        })
     }
 
     /// Opens the bare repository at `path`, without searching parent directories.
     pub fn open(path: &Path) -> Result<GitRepo> {
         let repo = git2::Repository::open_bare(path).map_err(|e| match e.code() {
-            git2::ErrorCode::NotFound => GitError::RepoNotFound { path: path.to_owned() },
-            _ => GitError::Git { action: "opening repository", source: e },
+            git2::ErrorCode::NotFound => GitError::RepoNotFound {
+                path: path.to_owned(),
+            },
+            _ => GitError::Git {
+                action: "opening repository",
+                source: e,
+            },
         })?;
-        Ok(GitRepo { repo, path: path.to_owned() })
+        Ok(GitRepo {
+            repo,
+            path: path.to_owned(),
+        })
     }
 
     /// The directory of the repository (the git directory itself: it is bare).
@@ -116,41 +155,62 @@ impl GitRepo {
     /// The full content of a blob. Meant for small files: it is read into memory at once.
     pub fn read_blob(&self, blob: &GitOid) -> Result<Vec<u8>> {
         let object = self.find_object(blob)?;
-        let blob_obj = object
-            .as_blob()
-            .ok_or_else(|| GitError::WrongObjectType { oid: blob.clone(), expected: "blob" })?;
+        let blob_obj = object.as_blob().ok_or_else(|| GitError::WrongObjectType {
+            oid: blob.clone(),
+            expected: "blob",
+        })?;
         Ok(blob_obj.content().to_vec())
     }
 
     /// Writes `content` as a blob into the object database, durably, and returns its id.
     pub fn write_blob(&self, content: &[u8]) -> Result<GitOid> {
-        let oid = self.repo.blob(content).map_err(GitError::git("writing blob"))?;
+        let oid = self
+            .repo
+            .blob(content)
+            .map_err(GitError::git("writing blob"))?;
         durable::sync_objects(&self.path, &[oid])?;
         Ok(from_git2(oid))
     }
 
     /// The object `oid`, or [`GitError::ObjectNotFound`].
     pub(crate) fn find_object(&self, oid: &GitOid) -> Result<git2::Object<'_>> {
-        self.repo.find_object(to_git2(oid), None).map_err(|e| match e.code() {
-            git2::ErrorCode::NotFound => GitError::ObjectNotFound { oid: oid.clone() },
-            _ => GitError::Git { action: "reading object", source: e },
-        })
+        self.repo
+            .find_object(to_git2(oid), None)
+            .map_err(|e| match e.code() {
+                git2::ErrorCode::NotFound => GitError::ObjectNotFound { oid: oid.clone() },
+                _ => GitError::Git {
+                    action: "reading object",
+                    source: e,
+                },
+            })
     }
 
     /// The commit `oid`, or [`GitError::ObjectNotFound`] / [`GitError::WrongObjectType`].
     pub(crate) fn find_commit(&self, oid: &GitOid) -> Result<git2::Commit<'_>> {
         self.find_object(oid)?
             .into_commit()
-            .map_err(|_| GitError::WrongObjectType { oid: oid.clone(), expected: "commit" })
+            .map_err(|_| GitError::WrongObjectType {
+                oid: oid.clone(),
+                expected: "commit",
+            })
     }
 
     /// The object's type and size from the object database header, without reading the content.
-    pub(crate) fn object_header(&self, oid: git2::Oid) -> Result<Option<(usize, git2::ObjectType)>> {
-        let odb = self.repo.odb().map_err(GitError::git("opening object database"))?;
+    pub(crate) fn object_header(
+        &self,
+        oid: git2::Oid,
+    ) -> Result<Option<(usize, git2::ObjectType)>> {
+        let odb = self
+            .repo
+            .odb()
+            .map_err(GitError::git("opening object database"))?;
         match odb.read_header(oid) {
             Ok((size, kind)) => Ok(Some((size, kind))),
             Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
-            Err(e) => Err(GitError::Git { action: "reading object header", source: e }),
+            Err(e) => Err(GitError::Git {
+                action: "reading object header",
+                source: e,
+            }),
         }
     }
 }

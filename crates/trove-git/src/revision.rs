@@ -1,7 +1,7 @@
 //! Resolving the revisions the Hub accepts (branch, tag, full ref, full commit id) to commits.
 
-use crate::repo::{to_git2, GitRepo};
 use crate::Result;
+use crate::repo::{GitRepo, to_git2};
 use trove_types::GitOid;
 
 /// The full ref namespaces a revision may name directly.
@@ -24,7 +24,10 @@ impl GitRepo {
             });
         }
         let candidates = if rev.starts_with("refs/") {
-            if !REF_NAMESPACES.iter().any(|namespace| rev.len() > namespace.len() && rev.starts_with(namespace)) {
+            if !REF_NAMESPACES
+                .iter()
+                .any(|namespace| rev.len() > namespace.len() && rev.starts_with(namespace))
+            {
                 return Ok(None);
             }
             vec![rev.to_owned()]
@@ -43,4 +46,3 @@ impl GitRepo {
         Ok(None)
     }
 }
-

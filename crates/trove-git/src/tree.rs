@@ -1,9 +1,9 @@
 //! Reading trees: the entry at a path, and listings of a folder, with LFS pointers recognised.
 
-use crate::error::GitError;
-use crate::repo::{from_git2, to_git2, GitRepo};
 use crate::Result;
-use trove_types::{GitOid, LfsPointer, LFS_POINTER_MAX_LEN};
+use crate::error::GitError;
+use crate::repo::{GitRepo, from_git2, to_git2};
+use trove_types::{GitOid, LFS_POINTER_MAX_LEN, LfsPointer};
 
 /// A file or folder of a commit's tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,15 +47,26 @@ impl GitRepo {
     /// The entry at `path` in the tree of `commit`, or `None` when there is none. The empty
     /// path is the root folder. A trailing `/` is accepted; empty segments are not.
     pub fn entry_at(&self, commit: &GitOid, path: &str) -> Result<Option<Entry>> {
-        let root = self.find_commit(commit)?.tree().map_err(GitError::git("reading root tree"))?;
+        let root = self
+            .find_commit(commit)?
+            .tree()
+            .map_err(GitError::git("reading root tree"))?;
         let path = path.strip_suffix('/').unwrap_or(path);
         if path.is_empty() {
-            return Ok(Some(Entry { path: String::new(), kind: EntryKind::Dir { tree: from_git2(root.id()) } }));
+            return Ok(Some(Entry {
+                path: String::new(),
+                kind: EntryKind::Dir {
+                    tree: from_git2(root.id()),
+                },
+            }));
         }
         let mut tree = root;
         let mut segments = path.split('/').peekable();
         while let Some(segment) = segments.next() {
-            let Some(entry) = tree.get_name_bytes(segment.as_bytes()).map(|e| e.to_owned()) else {
+            let Some(entry) = tree
+                .get_name_bytes(segment.as_bytes())
+                .map(|e| e.to_owned())
+            else {
                 return Ok(None);
             };
             if segments.peek().is_none() {
@@ -63,7 +74,10 @@ impl GitRepo {
             }
             match entry.kind() {
                 Some(git2::ObjectType::Tree) => {
-                    tree = self.repo.find_tree(entry.id()).map_err(GitError::git("reading tree"))?;
+                    tree = self
+                        .repo
+                        .find_tree(entry.id())
+                        .map_err(GitError::git("reading tree"))?;
                 }
                 _ => return Ok(None),
             }
@@ -77,8 +91,17 @@ impl GitRepo {
     /// content. `None` when `dir` does not exist or is a file.
     ///
     /// Blob contents are not read, except for blobs small enough to be LFS pointers.
-    pub fn list_tree(&self, commit: &GitOid, dir: &str, recursive: bool) -> Result<Option<Vec<Entry>>> {
-        let Some(Entry { path, kind: EntryKind::Dir { tree } }) = self.entry_at(commit, dir)? else {
+    pub fn list_tree(
+        &self,
+        commit: &GitOid,
+        dir: &str,
+        recursive: bool,
+    ) -> Result<Option<Vec<Entry>>> {
+        let Some(Entry {
+            path,
+            kind: EntryKind::Dir { tree },
+        }) = self.entry_at(commit, dir)?
+        else {
             return Ok(None);
         };
         let mut entries = Vec::new();
@@ -100,13 +123,20 @@ impl GitRepo {
 
     /// The direct children of the folder `dir_path` whose tree is `tree`, in tree order.
     fn children(&self, dir_path: &str, tree: &GitOid) -> Result<Vec<Entry>> {
-        let tree = self.repo.find_tree(to_git2(tree)).map_err(GitError::git("reading tree"))?;
+        let tree = self
+            .repo
+            .find_tree(to_git2(tree))
+            .map_err(GitError::git("reading tree"))?;
         let mut children = Vec::with_capacity(tree.len());
         for entry in tree.iter() {
             // Trees pushed from elsewhere may hold names that are not UTF-8; they are shown
             // approximately rather than hidden.
             let name = String::from_utf8_lossy(entry.name_bytes());
-            let path = if dir_path.is_empty() { name.into_owned() } else { format!("{dir_path}/{name}") };
+            let path = if dir_path.is_empty() {
+                name.into_owned()
+            } else {
+                format!("{dir_path}/{name}")
+            };
             if let Some(child) = self.entry_from(path, &entry)? {
                 children.push(child);
             }
@@ -118,20 +148,32 @@ impl GitRepo {
     /// show. Reads the blob only when its header says it is small enough to be an LFS pointer.
     fn entry_from(&self, path: String, entry: &git2::TreeEntry<'_>) -> Result<Option<Entry>> {
         let kind = match entry.kind() {
-            Some(git2::ObjectType::Tree) => EntryKind::Dir { tree: from_git2(entry.id()) },
+            Some(git2::ObjectType::Tree) => EntryKind::Dir {
+                tree: from_git2(entry.id()),
+            },
             Some(git2::ObjectType::Blob) => {
                 let oid = from_git2(entry.id());
                 let Some((size, _)) = self.object_header(entry.id())? else {
                     return Err(GitError::ObjectNotFound { oid });
                 };
                 let lfs = if size <= LFS_POINTER_MAX_LEN {
-                    let blob = self.repo.find_blob(entry.id()).map_err(GitError::git("reading blob"))?;
-                    LfsPointer::parse(blob.content()).map(|pointer| LfsInfo { pointer, pointer_size: size as u64 })
+                    let blob = self
+                        .repo
+                        .find_blob(entry.id())
+                        .map_err(GitError::git("reading blob"))?;
+                    LfsPointer::parse(blob.content()).map(|pointer| LfsInfo {
+                        pointer,
+                        pointer_size: size as u64,
+                    })
                 } else {
                     None
                 };
                 let size = lfs.as_ref().map_or(size as u64, |info| info.pointer.size);
-                EntryKind::File { blob: oid, size, lfs }
+                EntryKind::File {
+                    blob: oid,
+                    size,
+                    lfs,
+                }
             }
             _ => return Ok(None),
         };

@@ -18,10 +18,18 @@ pub(crate) struct TempGuard {
 
 impl TempGuard {
     pub(crate) fn file(path: PathBuf) -> Self {
-        Self { path, is_dir: false, armed: true }
+        Self {
+            path,
+            is_dir: false,
+            armed: true,
+        }
     }
     pub(crate) fn dir(path: PathBuf) -> Self {
-        Self { path, is_dir: true, armed: true }
+        Self {
+            path,
+            is_dir: true,
+            armed: true,
+        }
     }
     pub(crate) fn path(&self) -> &Path {
         &self.path
@@ -37,18 +45,26 @@ impl Drop for TempGuard {
         if !self.armed {
             return;
         }
-        let result = if self.is_dir { fs::remove_dir_all(&self.path) } else { fs::remove_file(&self.path) };
+        let result = if self.is_dir {
+            fs::remove_dir_all(&self.path)
+        } else {
+            fs::remove_file(&self.path)
+        };
         match result {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(path = %self.path.display(), error = %e, "store.temp_cleanup_failed"),
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "store.temp_cleanup_failed")
+            }
         }
     }
 }
 
 /// Make a directory's entries (creations, renames, removals) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_at(dir))
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_at(dir))
 }
 
 /// Create `dir` (and its parent) if missing, fsyncing each parent whose entries changed, so
@@ -120,6 +136,9 @@ where
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(StoreError::Io { path: PathBuf::new(), source: io::Error::other(e) }),
+        Err(e) => Err(StoreError::Io {
+            path: PathBuf::new(),
+            source: io::Error::other(e),
+        }),
     }
 }

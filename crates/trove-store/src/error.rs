@@ -14,7 +14,10 @@ pub enum StoreError {
 
     /// The bytes did not hash to the announced oid.
     #[error("content hash mismatch: expected {expected}, computed {actual}")]
-    HashMismatch { expected: Sha256Hex, actual: Sha256Hex },
+    HashMismatch {
+        expected: Sha256Hex,
+        actual: Sha256Hex,
+    },
 
     /// Reading the request body failed (client went away, transport error).
     #[error("reading the body failed: {0}")]
@@ -42,7 +45,11 @@ pub enum StoreError {
 
     /// A part body was not exactly the length of that part. When too long, `actual` is a lower bound.
     #[error("part {part}: expected {expected} bytes, received {actual}")]
-    PartSizeMismatch { part: u32, expected: u64, actual: u64 },
+    PartSizeMismatch {
+        part: u32,
+        expected: u64,
+        actual: u64,
+    },
 
     /// Completing an upload whose listed parts were never (fully) written.
     #[error("missing parts: {missing:?}")]

@@ -28,8 +28,8 @@ mod local;
 mod multipart;
 mod stream;
 
-pub use error::StoreError;
 pub use durable::PutOutcome;
+pub use error::StoreError;
 pub use local::LocalStore;
 pub use stream::WRITE_BATCH;
 pub use trove_types::Sha256Hex;

@@ -51,7 +51,12 @@ impl LocalStore {
     /// Stream `body` in as object `expected`. Succeeds only if exactly `expected_size` bytes
     /// hashing to `expected` arrived; stops reading as soon as the body runs past
     /// `expected_size`. On any error nothing is visible and no temp file remains.
-    pub async fn put<S>(&self, expected: &Sha256Hex, expected_size: u64, body: S) -> Result<PutOutcome, StoreError>
+    pub async fn put<S>(
+        &self,
+        expected: &Sha256Hex,
+        expected_size: u64,
+        body: S,
+    ) -> Result<PutOutcome, StoreError>
     where
         S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
     {
@@ -66,17 +71,28 @@ impl LocalStore {
             .into_std()
             .await;
 
-        let streamed = hash_into_file(file, body, expected_size).await.map_err(|e| match e {
-            StreamError::TooLong { received } => StoreError::SizeMismatch { expected: expected_size, actual: received },
-            StreamError::Body(e) => StoreError::Body(e),
-            StreamError::Write(e) => io_at(&temp_path)(e),
-        })?;
+        let streamed = hash_into_file(file, body, expected_size)
+            .await
+            .map_err(|e| match e {
+                StreamError::TooLong { received } => StoreError::SizeMismatch {
+                    expected: expected_size,
+                    actual: received,
+                },
+                StreamError::Body(e) => StoreError::Body(e),
+                StreamError::Write(e) => io_at(&temp_path)(e),
+            })?;
         if streamed.len != expected_size {
-            return Err(StoreError::SizeMismatch { expected: expected_size, actual: streamed.len });
+            return Err(StoreError::SizeMismatch {
+                expected: expected_size,
+                actual: streamed.len,
+            });
         }
         let actual = Sha256Hex::from_digest(&streamed.digest);
         if actual != *expected {
-            return Err(StoreError::HashMismatch { expected: expected.clone(), actual });
+            return Err(StoreError::HashMismatch {
+                expected: expected.clone(),
+                actual,
+            });
         }
 
         let dest = self.local_path(expected);
@@ -105,7 +121,10 @@ impl LocalStore {
     /// handle `NotFound` on open.
     pub fn local_path(&self, oid: &Sha256Hex) -> PathBuf {
         let hex = oid.as_str();
-        self.objects_dir().join(&hex[0..2]).join(&hex[2..4]).join(hex)
+        self.objects_dir()
+            .join(&hex[0..2])
+            .join(&hex[2..4])
+            .join(hex)
     }
 
     /// Open object `oid` for reading the byte range `[start, end)`: a file positioned at
@@ -128,7 +147,9 @@ impl LocalStore {
             return Err(StoreError::RangeNotSatisfiable { start, end, size });
         }
         if start > 0 {
-            file.seek(SeekFrom::Start(start)).await.map_err(io_at(&path))?;
+            file.seek(SeekFrom::Start(start))
+                .await
+                .map_err(io_at(&path))?;
         }
         Ok(Some((file, end - start)))
     }
@@ -144,26 +165,41 @@ impl LocalStore {
     }
     /// A fresh, unique path under `tmp/` (same filesystem as the objects, so rename is atomic).
     pub(crate) fn new_tmp_path(&self, kind: &str) -> PathBuf {
-        self.tmp_dir().join(format!("{kind}-{}", uuid::Uuid::new_v4().hyphenated()))
+        self.tmp_dir()
+            .join(format!("{kind}-{}", uuid::Uuid::new_v4().hyphenated()))
     }
 }
 
 /// Remove entries of `dir` last modified more than `age` ago. Best effort: a failure is
 /// logged and leaves the entry for the next start.
 fn remove_stale(dir: &Path, age: Duration) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     let now = SystemTime::now();
     for entry in entries.flatten() {
         let path = entry.path();
-        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
-        let old = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).is_some_and(|d| d > age);
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|d| d > age);
         if !old {
             continue;
         }
-        let result = if meta.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+        let result = if meta.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
         match result {
             Ok(()) => tracing::info!(path = %path.display(), "store.stale_removed"),
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "store.stale_remove_failed"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "store.stale_remove_failed")
+            }
         }
     }
 }

@@ -48,11 +48,17 @@ impl Meta {
     }
 
     fn encode(&self) -> String {
-        format!("{META_MAGIC}\noid {}\nsize {}\npart_size {}\n", self.oid, self.size, self.part_size)
+        format!(
+            "{META_MAGIC}\noid {}\nsize {}\npart_size {}\n",
+            self.oid, self.size, self.part_size
+        )
     }
 
     fn decode(text: &str, path: &Path) -> Result<Self, StoreError> {
-        let corrupt = |reason: &str| StoreError::CorruptUpload { path: path.to_owned(), reason: reason.to_owned() };
+        let corrupt = |reason: &str| StoreError::CorruptUpload {
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        };
         let mut lines = text.lines();
         if lines.next() != Some(META_MAGIC) {
             return Err(corrupt("unknown format"));
@@ -66,8 +72,14 @@ impl Meta {
         };
         let oid = Sha256Hex::parse(field("oid")?).map_err(|e| corrupt(&e.to_string()))?;
         let size = field("size")?.parse().map_err(|_| corrupt("bad size"))?;
-        let part_size = field("part_size")?.parse().map_err(|_| corrupt("bad part_size"))?;
-        let meta = Meta { oid, size, part_size };
+        let part_size = field("part_size")?
+            .parse()
+            .map_err(|_| corrupt("bad part_size"))?;
+        let meta = Meta {
+            oid,
+            size,
+            part_size,
+        };
         if !part_count_ok(size, part_size) {
             return Err(corrupt("bad part_size"));
         }
@@ -95,7 +107,9 @@ fn marker_name(part: u32) -> String {
 fn not_found_as(upload_id: &Uuid) -> impl Fn(StoreError) -> StoreError + '_ {
     move |e| match e {
         StoreError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
-            StoreError::UploadNotFound { upload_id: upload_id.hyphenated().to_string() }
+            StoreError::UploadNotFound {
+                upload_id: upload_id.hyphenated().to_string(),
+            }
         }
         other => other,
     }
@@ -108,12 +122,21 @@ impl LocalStore {
     /// Begin a multipart upload of object `oid` of `size` bytes in parts of `part_size`
     /// (the last one may be shorter). Returns the upload id, a UUID. The upload directory
     /// with its sparse data file appears atomically.
-    pub async fn multipart_begin(&self, oid: &Sha256Hex, size: u64, part_size: u64) -> Result<String, StoreError> {
+    pub async fn multipart_begin(
+        &self,
+        oid: &Sha256Hex,
+        size: u64,
+        part_size: u64,
+    ) -> Result<String, StoreError> {
         if !part_count_ok(size, part_size) {
             return Err(StoreError::InvalidPartSize { size, part_size });
         }
         let id = Uuid::new_v4();
-        let meta = Meta { oid: oid.clone(), size, part_size };
+        let meta = Meta {
+            oid: oid.clone(),
+            size,
+            part_size,
+        };
         let staging = TempGuard::dir(self.new_tmp_path("begin"));
         let dest = self.upload_dir(&id);
         let multipart_dir = self.multipart_dir();
@@ -123,7 +146,9 @@ impl LocalStore {
             write_synced(&dir.join(META_FILE), meta.encode().as_bytes())?;
             let data_path = dir.join(DATA_FILE);
             let data = fs::File::create_new(&data_path).map_err(io_at(&data_path))?;
-            data.set_len(size).and_then(|()| data.sync_all()).map_err(io_at(&data_path))?;
+            data.set_len(size)
+                .and_then(|()| data.sync_all())
+                .map_err(io_at(&data_path))?;
             sync_dir(dir)?;
             fs::rename(dir, &dest).map_err(io_at(&dest))?;
             let mut staging = staging;
@@ -138,7 +163,12 @@ impl LocalStore {
     /// Write part `part` (1-based) of an upload. The body must be exactly that part's length.
     /// Returns the part's ETag: the quoted hex SHA-256 of its bytes. Resending a part
     /// rewrites it; a part that fails midway is not counted as written.
-    pub async fn multipart_put_part<S>(&self, upload_id: &str, part: u32, body: S) -> Result<String, StoreError>
+    pub async fn multipart_put_part<S>(
+        &self,
+        upload_id: &str,
+        part: u32,
+        body: S,
+    ) -> Result<String, StoreError>
     where
         S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
     {
@@ -162,8 +192,12 @@ impl LocalStore {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(io_at(&marker)(e)),
                 }
-                let mut file = fs::OpenOptions::new().write(true).open(&data_path).map_err(io_at(&data_path))?;
-                file.seek(SeekFrom::Start(offset)).map_err(io_at(&data_path))?;
+                let mut file = fs::OpenOptions::new()
+                    .write(true)
+                    .open(&data_path)
+                    .map_err(io_at(&data_path))?;
+                file.seek(SeekFrom::Start(offset))
+                    .map_err(io_at(&data_path))?;
                 Ok(file)
             })
             .await
@@ -171,16 +205,28 @@ impl LocalStore {
         };
 
         let streamed = hash_into_file(file, body, len).await.map_err(|e| match e {
-            StreamError::TooLong { received } => StoreError::PartSizeMismatch { part, expected: len, actual: received },
+            StreamError::TooLong { received } => StoreError::PartSizeMismatch {
+                part,
+                expected: len,
+                actual: received,
+            },
             StreamError::Body(e) => StoreError::Body(e),
             StreamError::Write(e) => io_at(&data_path)(e),
         })?;
         if streamed.len != len {
-            return Err(StoreError::PartSizeMismatch { part, expected: len, actual: streamed.len });
+            return Err(StoreError::PartSizeMismatch {
+                part,
+                expected: len,
+                actual: streamed.len,
+            });
         }
         let etag = format!("\"{}\"", hex::encode(streamed.digest));
 
-        let marker_tmp = dir.join(format!("{}.{}.tmp", marker_name(part), Uuid::new_v4().hyphenated()));
+        let marker_tmp = dir.join(format!(
+            "{}.{}.tmp",
+            marker_name(part),
+            Uuid::new_v4().hyphenated()
+        ));
         let content = etag.clone();
         blocking(move || {
             streamed.file.sync_data().map_err(io_at(&data_path))?;
@@ -208,7 +254,9 @@ impl LocalStore {
 
         let missing = {
             let (dir, parts) = (dir.clone(), meta.parts());
-            blocking(move || missing_parts(&dir, parts)).await.map_err(not_found_as(&id))?
+            blocking(move || missing_parts(&dir, parts))
+                .await
+                .map_err(not_found_as(&id))?
         };
         if !missing.is_empty() {
             return Err(StoreError::MissingParts { missing });
@@ -223,13 +271,21 @@ impl LocalStore {
             let data_path = claimed.path().join(DATA_FILE);
             let (digest, len) = hash_file(&data_path)?;
             if len != meta.size {
-                return Err(StoreError::SizeMismatch { expected: meta.size, actual: len });
+                return Err(StoreError::SizeMismatch {
+                    expected: meta.size,
+                    actual: len,
+                });
             }
             let actual = Sha256Hex::from_digest(&digest);
             if actual != meta.oid {
-                return Err(StoreError::HashMismatch { expected: meta.oid, actual });
+                return Err(StoreError::HashMismatch {
+                    expected: meta.oid,
+                    actual,
+                });
             }
-            fs::File::open(&data_path).and_then(|f| f.sync_all()).map_err(io_at(&data_path))?;
+            fs::File::open(&data_path)
+                .and_then(|f| f.sync_all())
+                .map_err(io_at(&data_path))?;
             let outcome = durable::publish(TempGuard::file(data_path), &dest)?;
             drop(claimed);
             Ok(outcome)
@@ -263,9 +319,9 @@ impl LocalStore {
         let path = self.upload_dir(id).join(META_FILE);
         match tokio::fs::read_to_string(&path).await {
             Ok(text) => Meta::decode(&text, &path),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(StoreError::UploadNotFound { upload_id: id.hyphenated().to_string() })
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::UploadNotFound {
+                upload_id: id.hyphenated().to_string(),
+            }),
             Err(e) => Err(io_at(path)(e)),
         }
     }
@@ -277,7 +333,9 @@ fn missing_parts(dir: &Path, parts: u32) -> Result<Vec<u32>, StoreError> {
     for entry in fs::read_dir(dir).map_err(io_at(dir))? {
         let entry = entry.map_err(io_at(dir))?;
         let name = entry.file_name();
-        let Some(n) = name.to_str().and_then(|s| s.strip_prefix("part-")) else { continue };
+        let Some(n) = name.to_str().and_then(|s| s.strip_prefix("part-")) else {
+            continue;
+        };
         // Only the exact names we write: no leading zeros, no temp suffix.
         if let Ok(n) = n.parse::<u32>()
             && name.to_str() == Some(marker_name(n).as_str())
@@ -311,7 +369,9 @@ fn hash_file(path: &Path) -> Result<([u8; 32], u64), StoreError> {
 /// Create `path` with `bytes` and fsync it. Blocking.
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let mut file = fs::File::create_new(path).map_err(io_at(path))?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io_at(path))
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_at(path))
 }
 
 #[cfg(test)]
@@ -320,18 +380,38 @@ mod tests {
 
     #[test]
     fn meta_round_trips_and_splits_parts() {
-        let meta = Meta { oid: Sha256Hex::parse(&"ab".repeat(32)).expect("oid"), size: 25, part_size: 10 };
+        let meta = Meta {
+            oid: Sha256Hex::parse(&"ab".repeat(32)).expect("oid"),
+            size: 25,
+            part_size: 10,
+        };
         let back = Meta::decode(&meta.encode(), Path::new("meta")).expect("decode");
-        assert_eq!((back.oid, back.size, back.part_size), (meta.oid.clone(), 25, 10));
+        assert_eq!(
+            (back.oid, back.size, back.part_size),
+            (meta.oid.clone(), 25, 10)
+        );
         assert_eq!(meta.parts(), 3);
-        assert_eq!([meta.part_range(1), meta.part_range(2), meta.part_range(3)], [(0, 10), (10, 10), (20, 5)]);
+        assert_eq!(
+            [meta.part_range(1), meta.part_range(2), meta.part_range(3)],
+            [(0, 10), (10, 10), (20, 5)]
+        );
     }
 
     #[test]
     fn corrupt_meta_is_reported() {
-        for text in ["", "trove-multipart 1\noid zz\n", "trove-multipart 1\noid {h}\nsize 10\npart_size 0\n"] {
+        for text in [
+            "",
+            "trove-multipart 1\noid zz\n",
+            "trove-multipart 1\noid {h}\nsize 10\npart_size 0\n",
+        ] {
             let text = text.replace("{h}", &"ab".repeat(32));
-            assert!(matches!(Meta::decode(&text, Path::new("m")), Err(StoreError::CorruptUpload { .. })), "{text:?}");
+            assert!(
+                matches!(
+                    Meta::decode(&text, Path::new("m")),
+                    Err(StoreError::CorruptUpload { .. })
+                ),
+                "{text:?}"
+            );
         }
     }
 

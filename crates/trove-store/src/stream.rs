@@ -74,7 +74,11 @@ impl Writer {
 /// On error, any batch in flight is awaited before returning, so nothing writes to the file
 /// after this returns. (If the future itself is dropped, the batch in flight finishes on
 /// its own; callers rely on final verification, never on that.)
-pub(crate) async fn hash_into_file<S>(file: File, mut body: S, limit: u64) -> Result<Streamed, StreamError>
+pub(crate) async fn hash_into_file<S>(
+    file: File,
+    mut body: S,
+    limit: u64,
+) -> Result<Streamed, StreamError>
 where
     S: Stream<Item = Result<Bytes, io::Error>> + Unpin,
 {
@@ -83,7 +87,11 @@ where
     match result {
         Ok(len) => {
             let (file, hasher) = writer.reclaim().await.map_err(StreamError::Write)?;
-            Ok(Streamed { file, digest: hasher.finalize().into(), len })
+            Ok(Streamed {
+                file,
+                digest: hasher.finalize().into(),
+                len,
+            })
         }
         Err(e) => {
             let _ = writer.reclaim().await;
@@ -111,7 +119,10 @@ where
         batch_len += chunk.len();
         batch.push(chunk);
         if batch_len >= WRITE_BATCH {
-            writer.submit(std::mem::take(&mut batch)).await.map_err(StreamError::Write)?;
+            writer
+                .submit(std::mem::take(&mut batch))
+                .await
+                .map_err(StreamError::Write)?;
             batch_len = 0;
         }
     }

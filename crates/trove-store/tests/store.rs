@@ -17,7 +17,10 @@ fn oid_of(bytes: &[u8]) -> Sha256Hex {
 
 /// A body delivering `data` in chunks of `chunk` bytes.
 fn body(data: &[u8], chunk: usize) -> Body {
-    let chunks: Vec<_> = data.chunks(chunk.max(1)).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let chunks: Vec<_> = data
+        .chunks(chunk.max(1))
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
     Box::pin(stream::iter(chunks))
 }
 
@@ -36,7 +39,9 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 async fn store() -> (tempfile::TempDir, LocalStore) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = LocalStore::open(dir.path().join("store")).await.expect("open store");
+    let store = LocalStore::open(dir.path().join("store"))
+        .await
+        .expect("open store");
     (dir, store)
 }
 
@@ -53,7 +58,9 @@ fn assert_no_temp(store: &LocalStore) {
 }
 
 async fn read_all(store: &LocalStore, oid: &Sha256Hex) -> Vec<u8> {
-    tokio::fs::read(store.local_path(oid)).await.expect("object readable")
+    tokio::fs::read(store.local_path(oid))
+        .await
+        .expect("object readable")
 }
 
 #[tokio::test]
@@ -62,15 +69,28 @@ async fn put_stores_object_readable_at_local_path() {
     let data = pattern(300_000, 1);
     let oid = oid_of(&data);
 
-    let outcome = store.put(&oid, data.len() as u64, body(&data, 7_000)).await.expect("put");
+    let outcome = store
+        .put(&oid, data.len() as u64, body(&data, 7_000))
+        .await
+        .expect("put");
     assert_eq!(outcome, PutOutcome::Stored);
-    assert_eq!(store.size_of(&oid).await.expect("size"), Some(data.len() as u64));
+    assert_eq!(
+        store.size_of(&oid).await.expect("size"),
+        Some(data.len() as u64)
+    );
     assert_eq!(read_all(&store, &oid).await, data);
     let hex = oid.as_str();
-    assert!(store.local_path(&oid).ends_with(format!("objects/{}/{}/{hex}", &hex[..2], &hex[2..4])));
+    assert!(store.local_path(&oid).ends_with(format!(
+        "objects/{}/{}/{hex}",
+        &hex[..2],
+        &hex[2..4]
+    )));
     assert_no_temp(&store);
 
-    let again = store.put(&oid, data.len() as u64, body(&data, 100_000)).await.expect("second put");
+    let again = store
+        .put(&oid, data.len() as u64, body(&data, 100_000))
+        .await
+        .expect("second put");
     assert_eq!(again, PutOutcome::AlreadyPresent);
     assert_no_temp(&store);
 }
@@ -87,7 +107,10 @@ async fn put_empty_object() {
 #[tokio::test]
 async fn size_of_absent_object_is_none() {
     let (_dir, store) = store().await;
-    assert_eq!(store.size_of(&oid_of(b"nothing")).await.expect("size"), None);
+    assert_eq!(
+        store.size_of(&oid_of(b"nothing")).await.expect("size"),
+        None
+    );
 }
 
 #[tokio::test]
@@ -96,7 +119,10 @@ async fn put_with_wrong_hash_is_refused_and_leaves_nothing() {
     let data = pattern(3 << 20, 2);
     let claimed = oid_of(b"something else");
 
-    let err = store.put(&claimed, data.len() as u64, body(&data, 64 << 10)).await.expect_err("must fail");
+    let err = store
+        .put(&claimed, data.len() as u64, body(&data, 64 << 10))
+        .await
+        .expect_err("must fail");
     match err {
         StoreError::HashMismatch { expected, actual } => {
             assert_eq!(expected, claimed);
@@ -121,7 +147,13 @@ async fn put_with_too_many_bytes_stops_reading_early() {
         .expect("put stopped reading")
         .expect_err("must fail");
     assert!(
-        matches!(err, StoreError::SizeMismatch { expected: 4500, actual: 5000 }),
+        matches!(
+            err,
+            StoreError::SizeMismatch {
+                expected: 4500,
+                actual: 5000
+            }
+        ),
         "unexpected error {err:?}"
     );
     assert_eq!(store.size_of(&oid).await.expect("size"), None);
@@ -134,8 +166,20 @@ async fn put_with_too_few_bytes_is_refused() {
     let data = pattern(10_000, 3);
     let oid = oid_of(&data);
 
-    let err = store.put(&oid, 10_000, body(&data[..9_999], 1000)).await.expect_err("must fail");
-    assert!(matches!(err, StoreError::SizeMismatch { expected: 10_000, actual: 9_999 }), "{err:?}");
+    let err = store
+        .put(&oid, 10_000, body(&data[..9_999], 1000))
+        .await
+        .expect_err("must fail");
+    assert!(
+        matches!(
+            err,
+            StoreError::SizeMismatch {
+                expected: 10_000,
+                actual: 9_999
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(store.size_of(&oid).await.expect("size"), None);
     assert_no_temp(&store);
 }
@@ -146,12 +190,23 @@ async fn body_error_midway_leaves_nothing_visible() {
     let data = pattern(4 << 20, 4);
     let oid = oid_of(&data);
     // Enough bytes for batches to be in flight when the error arrives.
-    let good = stream::iter(data[..3 << 20].chunks(256 << 10).map(|c| Ok(Bytes::copy_from_slice(c))).collect::<Vec<_>>());
+    let good = stream::iter(
+        data[..3 << 20]
+            .chunks(256 << 10)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    );
     let failing: Body = Box::pin(good.chain(stream::once(async {
-        Err(io::Error::new(io::ErrorKind::ConnectionReset, "client went away"))
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "client went away",
+        ))
     })));
 
-    let err = store.put(&oid, data.len() as u64, failing).await.expect_err("must fail");
+    let err = store
+        .put(&oid, data.len() as u64, failing)
+        .await
+        .expect_err("must fail");
     match err {
         StoreError::Body(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset),
         other => panic!("unexpected error {other:?}"),
@@ -169,7 +224,11 @@ async fn dropped_put_removes_its_temp_file() {
     let half = stream::iter(vec![Ok(Bytes::copy_from_slice(&data[..1 << 20]))]);
     let stalled: Body = Box::pin(half.chain(stream::pending()));
 
-    let result = tokio::time::timeout(Duration::from_millis(200), store.put(&oid, data.len() as u64, stalled)).await;
+    let result = tokio::time::timeout(
+        Duration::from_millis(200),
+        store.put(&oid, data.len() as u64, stalled),
+    )
+    .await;
     assert!(result.is_err(), "put should still be waiting for the body");
     assert_eq!(store.size_of(&oid).await.expect("size"), None);
     assert_no_temp(&store);
@@ -184,12 +243,19 @@ async fn concurrent_puts_of_the_same_oid_both_succeed() {
     let tasks: Vec<_> = (0..4)
         .map(|i| {
             let (store, oid, data) = (store.clone(), oid.clone(), data.clone());
-            tokio::spawn(async move { store.put(&oid, data.len() as u64, body(&data, 100_000 + i * 4096)).await })
+            tokio::spawn(async move {
+                store
+                    .put(&oid, data.len() as u64, body(&data, 100_000 + i * 4096))
+                    .await
+            })
         })
         .collect();
     for task in tasks {
         let outcome = task.await.expect("task").expect("put");
-        assert!(matches!(outcome, PutOutcome::Stored | PutOutcome::AlreadyPresent));
+        assert!(matches!(
+            outcome,
+            PutOutcome::Stored | PutOutcome::AlreadyPresent
+        ));
     }
     assert_eq!(read_all(&store, &oid).await, data);
     let dir = store.local_path(&oid).parent().expect("parent").to_owned();
@@ -210,9 +276,15 @@ async fn put_of_64_mib_streams_through() {
     let oid = Sha256Hex::from_digest(&hasher.finalize().into());
     let lazy: Body = Box::pin(stream::iter(0..CHUNKS).map(move |i| Ok(chunk_at(i))));
 
-    let outcome = store.put(&oid, (CHUNK * CHUNKS) as u64, lazy).await.expect("put");
+    let outcome = store
+        .put(&oid, (CHUNK * CHUNKS) as u64, lazy)
+        .await
+        .expect("put");
     assert_eq!(outcome, PutOutcome::Stored);
-    assert_eq!(store.size_of(&oid).await.expect("size"), Some((CHUNK * CHUNKS) as u64));
+    assert_eq!(
+        store.size_of(&oid).await.expect("size"),
+        Some((CHUNK * CHUNKS) as u64)
+    );
     assert_no_temp(&store);
 }
 
@@ -224,7 +296,11 @@ async fn open_range_checks_bounds() {
     store.put(&oid, 1000, body(&data, 333)).await.expect("put");
 
     let read = async |start: u64, end: u64| {
-        let (file, len) = store.open_range(&oid, start, end).await.expect("open").expect("present");
+        let (file, len) = store
+            .open_range(&oid, start, end)
+            .await
+            .expect("open")
+            .expect("present");
         assert_eq!(len, end - start);
         let mut out = Vec::new();
         file.take(len).read_to_end(&mut out).await.expect("read");
@@ -236,10 +312,22 @@ async fn open_range_checks_bounds() {
     assert_eq!(read(1000, 1000).await, b"");
 
     for (start, end) in [(0, 1001), (500, 400), (1001, 1002)] {
-        let err = store.open_range(&oid, start, end).await.expect_err("out of bounds");
-        assert!(matches!(err, StoreError::RangeNotSatisfiable { size: 1000, .. }), "{err:?}");
+        let err = store
+            .open_range(&oid, start, end)
+            .await
+            .expect_err("out of bounds");
+        assert!(
+            matches!(err, StoreError::RangeNotSatisfiable { size: 1000, .. }),
+            "{err:?}"
+        );
     }
-    assert!(store.open_range(&oid_of(b"absent"), 0, 0).await.expect("open").is_none());
+    assert!(
+        store
+            .open_range(&oid_of(b"absent"), 0, 0)
+            .await
+            .expect("open")
+            .is_none()
+    );
 }
 
 const PART: u64 = 256 << 10;
@@ -248,7 +336,10 @@ const PART: u64 = 256 << 10;
 async fn begin_three_parts(store: &LocalStore) -> (Vec<u8>, Sha256Hex, String) {
     let data = pattern((2 * PART + PART / 3) as usize, 8);
     let oid = oid_of(&data);
-    let id = store.multipart_begin(&oid, data.len() as u64, PART).await.expect("begin");
+    let id = store
+        .multipart_begin(&oid, data.len() as u64, PART)
+        .await
+        .expect("begin");
     (data, oid, id)
 }
 
@@ -269,10 +360,17 @@ async fn multipart_happy_path_with_short_last_part() {
 
     for n in 1..=3 {
         let part = part_of(&data, n);
-        let etag = store.multipart_put_part(&id, n, body(part, 50_000)).await.expect("part");
+        let etag = store
+            .multipart_put_part(&id, n, body(part, 50_000))
+            .await
+            .expect("part");
         assert_eq!(etag, etag_of(part));
     }
-    assert_eq!(store.size_of(&oid).await.expect("size"), None, "not visible before complete");
+    assert_eq!(
+        store.size_of(&oid).await.expect("size"),
+        None,
+        "not visible before complete"
+    );
 
     let outcome = store.multipart_complete(&id).await.expect("complete");
     assert_eq!(outcome, PutOutcome::Stored);
@@ -280,7 +378,10 @@ async fn multipart_happy_path_with_short_last_part() {
     assert!(entries(&store.root().join("multipart")).is_empty());
     assert_no_temp(&store);
 
-    let err = store.multipart_complete(&id).await.expect_err("already completed");
+    let err = store
+        .multipart_complete(&id)
+        .await
+        .expect_err("already completed");
     assert!(matches!(err, StoreError::UploadNotFound { .. }), "{err:?}");
 }
 
@@ -288,13 +389,27 @@ async fn multipart_happy_path_with_short_last_part() {
 async fn multipart_parts_may_arrive_out_of_order_and_survive_reopen() {
     let (dir, store) = store().await;
     let (data, oid, id) = begin_three_parts(&store).await;
-    store.multipart_put_part(&id, 3, body(part_of(&data, 3), 10_000)).await.expect("part 3");
-    store.multipart_put_part(&id, 1, body(part_of(&data, 1), 10_000)).await.expect("part 1");
+    store
+        .multipart_put_part(&id, 3, body(part_of(&data, 3), 10_000))
+        .await
+        .expect("part 3");
+    store
+        .multipart_put_part(&id, 1, body(part_of(&data, 1), 10_000))
+        .await
+        .expect("part 1");
     drop(store);
 
-    let store = LocalStore::open(dir.path().join("store")).await.expect("reopen");
-    store.multipart_put_part(&id, 2, body(part_of(&data, 2), 10_000)).await.expect("part 2");
-    assert_eq!(store.multipart_complete(&id).await.expect("complete"), PutOutcome::Stored);
+    let store = LocalStore::open(dir.path().join("store"))
+        .await
+        .expect("reopen");
+    store
+        .multipart_put_part(&id, 2, body(part_of(&data, 2), 10_000))
+        .await
+        .expect("part 2");
+    assert_eq!(
+        store.multipart_complete(&id).await.expect("complete"),
+        PutOutcome::Stored
+    );
     assert_eq!(read_all(&store, &oid).await, data);
 }
 
@@ -302,19 +417,50 @@ async fn multipart_parts_may_arrive_out_of_order_and_survive_reopen() {
 async fn multipart_part_of_wrong_length_is_refused_and_not_counted() {
     let (_dir, store) = store().await;
     let (data, _oid, id) = begin_three_parts(&store).await;
-    store.multipart_put_part(&id, 1, body(part_of(&data, 1), 65_536)).await.expect("part 1");
+    store
+        .multipart_put_part(&id, 1, body(part_of(&data, 1), 65_536))
+        .await
+        .expect("part 1");
 
     // Too short: a full part's length was expected.
-    let err = store.multipart_put_part(&id, 2, body(&part_of(&data, 2)[1..], 65_536)).await.expect_err("short");
-    assert!(matches!(err, StoreError::PartSizeMismatch { part: 2, expected: PART, actual } if actual == PART - 1), "{err:?}");
+    let err = store
+        .multipart_put_part(&id, 2, body(&part_of(&data, 2)[1..], 65_536))
+        .await
+        .expect_err("short");
+    assert!(
+        matches!(err, StoreError::PartSizeMismatch { part: 2, expected: PART, actual } if actual == PART - 1),
+        "{err:?}"
+    );
     // Too long: the last part is short.
-    let err = store.multipart_put_part(&id, 3, body(part_of(&data, 2), 65_536)).await.expect_err("long");
-    assert!(matches!(err, StoreError::PartSizeMismatch { part: 3, .. }), "{err:?}");
+    let err = store
+        .multipart_put_part(&id, 3, body(part_of(&data, 2), 65_536))
+        .await
+        .expect_err("long");
+    assert!(
+        matches!(err, StoreError::PartSizeMismatch { part: 3, .. }),
+        "{err:?}"
+    );
     // A failed resend of a finished part un-counts it.
-    let err = store.multipart_put_part(&id, 1, body(b"tiny", 4)).await.expect_err("short resend");
-    assert!(matches!(err, StoreError::PartSizeMismatch { part: 1, expected: PART, actual: 4 }), "{err:?}");
+    let err = store
+        .multipart_put_part(&id, 1, body(b"tiny", 4))
+        .await
+        .expect_err("short resend");
+    assert!(
+        matches!(
+            err,
+            StoreError::PartSizeMismatch {
+                part: 1,
+                expected: PART,
+                actual: 4
+            }
+        ),
+        "{err:?}"
+    );
 
-    let err = store.multipart_complete(&id).await.expect_err("parts missing");
+    let err = store
+        .multipart_complete(&id)
+        .await
+        .expect_err("parts missing");
     match err {
         StoreError::MissingParts { missing } => assert_eq!(missing, vec![1, 2, 3]),
         other => panic!("unexpected error {other:?}"),
@@ -325,18 +471,33 @@ async fn multipart_part_of_wrong_length_is_refused_and_not_counted() {
 async fn multipart_complete_with_missing_part_keeps_the_upload() {
     let (_dir, store) = store().await;
     let (data, oid, id) = begin_three_parts(&store).await;
-    store.multipart_put_part(&id, 1, body(part_of(&data, 1), 100_000)).await.expect("part 1");
-    store.multipart_put_part(&id, 3, body(part_of(&data, 3), 100_000)).await.expect("part 3");
+    store
+        .multipart_put_part(&id, 1, body(part_of(&data, 1), 100_000))
+        .await
+        .expect("part 1");
+    store
+        .multipart_put_part(&id, 3, body(part_of(&data, 3), 100_000))
+        .await
+        .expect("part 3");
 
-    let err = store.multipart_complete(&id).await.expect_err("part 2 missing");
+    let err = store
+        .multipart_complete(&id)
+        .await
+        .expect_err("part 2 missing");
     match err {
         StoreError::MissingParts { missing } => assert_eq!(missing, vec![2]),
         other => panic!("unexpected error {other:?}"),
     }
     assert_eq!(store.size_of(&oid).await.expect("size"), None);
 
-    store.multipart_put_part(&id, 2, body(part_of(&data, 2), 100_000)).await.expect("part 2");
-    assert_eq!(store.multipart_complete(&id).await.expect("complete"), PutOutcome::Stored);
+    store
+        .multipart_put_part(&id, 2, body(part_of(&data, 2), 100_000))
+        .await
+        .expect("part 2");
+    assert_eq!(
+        store.multipart_complete(&id).await.expect("complete"),
+        PutOutcome::Stored
+    );
     assert_eq!(read_all(&store, &oid).await, data);
 }
 
@@ -345,12 +506,21 @@ async fn multipart_resent_part_replaces_the_first() {
     let (_dir, store) = store().await;
     let (data, oid, id) = begin_three_parts(&store).await;
     let wrong = pattern(PART as usize, 99);
-    store.multipart_put_part(&id, 2, body(&wrong, 100_000)).await.expect("wrong bytes, right length");
+    store
+        .multipart_put_part(&id, 2, body(&wrong, 100_000))
+        .await
+        .expect("wrong bytes, right length");
     for n in 1..=3 {
-        let etag = store.multipart_put_part(&id, n, body(part_of(&data, n), 30_000)).await.expect("part");
+        let etag = store
+            .multipart_put_part(&id, n, body(part_of(&data, n), 30_000))
+            .await
+            .expect("part");
         assert_eq!(etag, etag_of(part_of(&data, n)));
     }
-    assert_eq!(store.multipart_complete(&id).await.expect("complete"), PutOutcome::Stored);
+    assert_eq!(
+        store.multipart_complete(&id).await.expect("complete"),
+        PutOutcome::Stored
+    );
     assert_eq!(read_all(&store, &oid).await, data);
 }
 
@@ -360,16 +530,34 @@ async fn multipart_hash_mismatch_discards_the_upload() {
     let (data, oid, id) = begin_three_parts(&store).await;
     let mut corrupted = part_of(&data, 2).to_vec();
     corrupted[1234] ^= 1;
-    store.multipart_put_part(&id, 1, body(part_of(&data, 1), 100_000)).await.expect("part 1");
-    store.multipart_put_part(&id, 2, body(&corrupted, 100_000)).await.expect("part 2");
-    store.multipart_put_part(&id, 3, body(part_of(&data, 3), 100_000)).await.expect("part 3");
+    store
+        .multipart_put_part(&id, 1, body(part_of(&data, 1), 100_000))
+        .await
+        .expect("part 1");
+    store
+        .multipart_put_part(&id, 2, body(&corrupted, 100_000))
+        .await
+        .expect("part 2");
+    store
+        .multipart_put_part(&id, 3, body(part_of(&data, 3), 100_000))
+        .await
+        .expect("part 3");
 
-    let err = store.multipart_complete(&id).await.expect_err("hash mismatch");
-    assert!(matches!(&err, StoreError::HashMismatch { expected, .. } if *expected == oid), "{err:?}");
+    let err = store
+        .multipart_complete(&id)
+        .await
+        .expect_err("hash mismatch");
+    assert!(
+        matches!(&err, StoreError::HashMismatch { expected, .. } if *expected == oid),
+        "{err:?}"
+    );
     assert_eq!(store.size_of(&oid).await.expect("size"), None);
     assert!(entries(&store.root().join("multipart")).is_empty());
     assert_no_temp(&store);
-    let err = store.multipart_put_part(&id, 1, body(part_of(&data, 1), 100_000)).await.expect_err("discarded");
+    let err = store
+        .multipart_put_part(&id, 1, body(part_of(&data, 1), 100_000))
+        .await
+        .expect_err("discarded");
     assert!(matches!(err, StoreError::UploadNotFound { .. }), "{err:?}");
 }
 
@@ -377,11 +565,20 @@ async fn multipart_hash_mismatch_discards_the_upload() {
 async fn multipart_already_present_object() {
     let (_dir, store) = store().await;
     let (data, oid, id) = begin_three_parts(&store).await;
-    store.put(&oid, data.len() as u64, body(&data, 1 << 20)).await.expect("put");
+    store
+        .put(&oid, data.len() as u64, body(&data, 1 << 20))
+        .await
+        .expect("put");
     for n in 1..=3 {
-        store.multipart_put_part(&id, n, body(part_of(&data, n), 1 << 20)).await.expect("part");
+        store
+            .multipart_put_part(&id, n, body(part_of(&data, n), 1 << 20))
+            .await
+            .expect("part");
     }
-    assert_eq!(store.multipart_complete(&id).await.expect("complete"), PutOutcome::AlreadyPresent);
+    assert_eq!(
+        store.multipart_complete(&id).await.expect("complete"),
+        PutOutcome::AlreadyPresent
+    );
     assert!(entries(&store.root().join("multipart")).is_empty());
     assert_no_temp(&store);
 }
@@ -391,8 +588,14 @@ async fn multipart_part_numbers_outside_the_upload_are_refused() {
     let (_dir, store) = store().await;
     let (_data, _oid, id) = begin_three_parts(&store).await;
     for n in [0, 4, u32::MAX] {
-        let err = store.multipart_put_part(&id, n, body(b"x", 1)).await.expect_err("bad part");
-        assert!(matches!(err, StoreError::InvalidPartNumber { parts: 3, .. }), "{err:?}");
+        let err = store
+            .multipart_put_part(&id, n, body(b"x", 1))
+            .await
+            .expect_err("bad part");
+        assert!(
+            matches!(err, StoreError::InvalidPartNumber { parts: 3, .. }),
+            "{err:?}"
+        );
     }
 }
 
@@ -401,7 +604,10 @@ async fn multipart_begin_refuses_unusable_part_sizes() {
     let (_dir, store) = store().await;
     let oid = oid_of(b"x");
     for (size, part_size) in [(10, 0), (10_001, 1)] {
-        let err = store.multipart_begin(&oid, size, part_size).await.expect_err("bad part size");
+        let err = store
+            .multipart_begin(&oid, size, part_size)
+            .await
+            .expect_err("bad part size");
         assert!(matches!(err, StoreError::InvalidPartSize { .. }), "{err:?}");
     }
     assert_no_temp(&store);
@@ -411,7 +617,10 @@ async fn multipart_begin_refuses_unusable_part_sizes() {
 async fn multipart_abort_discards_everything() {
     let (_dir, store) = store().await;
     let (data, oid, id) = begin_three_parts(&store).await;
-    store.multipart_put_part(&id, 1, body(part_of(&data, 1), 100_000)).await.expect("part 1");
+    store
+        .multipart_put_part(&id, 1, body(part_of(&data, 1), 100_000))
+        .await
+        .expect("part 1");
     store.multipart_abort(&id).await.expect("abort");
     assert!(entries(&store.root().join("multipart")).is_empty());
     assert_no_temp(&store);
@@ -439,7 +648,10 @@ async fn invalid_upload_ids_are_refused() {
         format!("{id} "),
     ];
     for s in &bad {
-        let err = store.multipart_put_part(s, 1, body(b"x", 1)).await.expect_err("bad id");
+        let err = store
+            .multipart_put_part(s, 1, body(b"x", 1))
+            .await
+            .expect_err("bad id");
         assert!(matches!(err, StoreError::InvalidUploadId), "{s:?}: {err:?}");
         let err = store.multipart_complete(s).await.expect_err("bad id");
         assert!(matches!(err, StoreError::InvalidUploadId), "{s:?}: {err:?}");
@@ -447,7 +659,10 @@ async fn invalid_upload_ids_are_refused() {
         assert!(matches!(err, StoreError::InvalidUploadId), "{s:?}: {err:?}");
     }
     let unknown = uuid::Uuid::new_v4().hyphenated().to_string();
-    let err = store.multipart_put_part(&unknown, 1, body(b"x", 1)).await.expect_err("unknown id");
+    let err = store
+        .multipart_put_part(&unknown, 1, body(b"x", 1))
+        .await
+        .expect_err("unknown id");
     assert!(matches!(err, StoreError::UploadNotFound { .. }), "{err:?}");
 }
 
@@ -461,7 +676,12 @@ async fn open_removes_stale_temp_files_only() {
     std::fs::write(&old, b"partial").expect("write");
     std::fs::write(&fresh, b"in flight").expect("write");
     let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
-    std::fs::File::options().write(true).open(&old).expect("open").set_modified(two_days_ago).expect("set mtime");
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .expect("open")
+        .set_modified(two_days_ago)
+        .expect("set mtime");
     drop(store);
 
     let _store = LocalStore::open(root.clone()).await.expect("reopen");

@@ -4,7 +4,8 @@ use crate::InvalidIdentifier;
 use std::fmt;
 
 fn is_lower_hex(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A SHA-256 digest as 64 lowercase hex characters: the LFS object id.
@@ -81,7 +82,10 @@ mod tests {
     #[test]
     fn sha256_is_normalised_to_lowercase() {
         let upper = "A".repeat(64);
-        assert_eq!(Sha256Hex::parse(&upper).map(|h| h.to_string()), Ok("a".repeat(64)));
+        assert_eq!(
+            Sha256Hex::parse(&upper).map(|h| h.to_string()),
+            Ok("a".repeat(64))
+        );
     }
 
     #[test]

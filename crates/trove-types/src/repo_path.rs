@@ -71,21 +71,44 @@ mod tests {
 
     #[test]
     fn accepts_nested_and_unicode_paths() {
-        for ok in ["a", "a/b/c.txt", "weights/model.safetensors", "dir with space/é.json", ".gitattributes", "a/.gitignore"] {
+        for ok in [
+            "a",
+            "a/b/c.txt",
+            "weights/model.safetensors",
+            "dir with space/é.json",
+            ".gitattributes",
+            "a/.gitignore",
+        ] {
             assert!(RepoPath::parse(ok).is_ok(), "{ok}");
         }
     }
 
     #[test]
     fn refuses_traversal_and_git_internals() {
-        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a/.", ".git/config", "a/.GIT/hooks", "a\\b", "a\0", "a/"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "./a",
+            "a/.",
+            ".git/config",
+            "a/.GIT/hooks",
+            "a\\b",
+            "a\0",
+            "a/",
+        ] {
             assert!(RepoPath::parse(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn folder_may_end_with_slash() {
-        assert_eq!(RepoPath::parse_folder("data/").map(|p| p.to_string()), Ok("data".into()));
+        assert_eq!(
+            RepoPath::parse_folder("data/").map(|p| p.to_string()),
+            Ok("data".into())
+        );
         assert!(RepoPath::parse_folder("/").is_err());
     }
 }

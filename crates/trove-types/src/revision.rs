@@ -8,14 +8,20 @@ pub struct BranchName(String);
 
 impl BranchName {
     pub fn parse(s: &str) -> Result<Self, InvalidIdentifier> {
-        let fail = |why: &str| Err(InvalidIdentifier(format!("Invalid reference name {s:?}: {why}")));
+        let fail = |why: &str| {
+            Err(InvalidIdentifier(format!(
+                "Invalid reference name {s:?}: {why}"
+            )))
+        };
         if s.is_empty() || s.len() > 255 {
             return fail("must be 1 to 255 characters long");
         }
         if s.starts_with("refs/") {
             return fail("give the short name, without 'refs/'");
         }
-        if s.bytes().any(|b| b < 0x20 || b == 0x7f || b" ~^:?*[\\".contains(&b)) {
+        if s.bytes()
+            .any(|b| b < 0x20 || b == 0x7f || b" ~^:?*[\\".contains(&b))
+        {
             return fail("contains a character git forbids");
         }
         if s.contains("..") || s.contains("@{") || s.contains("//") || s == "@" {
@@ -24,7 +30,9 @@ impl BranchName {
         if s.starts_with(['/', '-']) || s.ends_with(['/', '.']) || s.ends_with(".lock") {
             return fail("starts or ends in a way git forbids");
         }
-        if s.split('/').any(|seg| seg.starts_with('.') || seg.ends_with(".lock")) {
+        if s.split('/')
+            .any(|seg| seg.starts_with('.') || seg.ends_with(".lock"))
+        {
             return fail("a path component starts with '.' or ends with '.lock'");
         }
         if s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -52,7 +60,28 @@ mod tests {
     #[test]
     fn refuses_what_git_refuses() {
         let hex = "a".repeat(40);
-        for bad in ["", "a..b", "a b", "a~1", "a^", "a:b", "a?", "a*", "a[", "/a", "a/", "a.", "a.lock", "a/.b", "-a", "a@{1}", "@", "refs/heads/x", "a//b", &hex] {
+        for bad in [
+            "",
+            "a..b",
+            "a b",
+            "a~1",
+            "a^",
+            "a:b",
+            "a?",
+            "a*",
+            "a[",
+            "/a",
+            "a/",
+            "a.",
+            "a.lock",
+            "a/.b",
+            "-a",
+            "a@{1}",
+            "@",
+            "refs/heads/x",
+            "a//b",
+            &hex,
+        ] {
             assert!(BranchName::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -1,1 +1,68 @@
-fn main() {}
+//! `trove`: one binary for the hub server and its admin CLI.
+
+mod admin;
+mod api;
+mod auth;
+mod cli;
+mod clock;
+mod config;
+mod error;
+mod lfs;
+mod repos;
+mod resolve;
+mod router;
+mod serve;
+mod signing;
+mod state;
+
+use clap::{CommandFactory, FromArgMatches};
+use cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let env_help: String = std::iter::once("Environment variables:".to_owned())
+        .chain(
+            config::ENV_VARS
+                .iter()
+                .map(|(name, what)| format!("  {name:<32} {what}")),
+        )
+        .collect::<Vec<_>>()
+        .join("\n");
+    let matches = Cli::command().after_long_help(env_help).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TROVE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(&cli.data_dir, args).await,
+            Command::User(cmd) => admin::run_user(&admin::open_db(&cli.data_dir).await?, cmd).await,
+            Command::Token(cmd) => {
+                admin::run_token(&admin::open_db(&cli.data_dir).await?, cmd).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

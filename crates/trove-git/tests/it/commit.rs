@@ -1,6 +1,6 @@
 //! Building commits from operations, and the compare-and-swap on the ref.
 
-use crate::{alice, path, Fixture, T0};
+use crate::{Fixture, T0, alice, path};
 use trove_git::{CommitError, EntryKind, TreeOp};
 
 fn blob_of(fx: &Fixture, commit: &trove_types::GitOid, p: &str) -> Vec<u8> {
@@ -13,9 +13,27 @@ fn blob_of(fx: &Fixture, commit: &trove_types::GitOid, p: &str) -> Vec<u8> {
 #[test]
 fn adds_nested_files_and_replaces_one() {
     let fx = Fixture::init();
-    let c1 = fx.commit_files(&[("a/b/c.txt", b"one"), ("a/d.txt", b"two"), ("top.txt", b"three")], "add", 1);
+    let c1 = fx.commit_files(
+        &[
+            ("a/b/c.txt", b"one"),
+            ("a/d.txt", b"two"),
+            ("top.txt", b"three"),
+        ],
+        "add",
+        1,
+    );
     assert_eq!(fx.main(), c1);
-    assert_eq!(fx.all_paths(&c1), [".gitattributes", "a", "a/b", "a/b/c.txt", "a/d.txt", "top.txt"]);
+    assert_eq!(
+        fx.all_paths(&c1),
+        [
+            ".gitattributes",
+            "a",
+            "a/b",
+            "a/b/c.txt",
+            "a/d.txt",
+            "top.txt"
+        ]
+    );
     let info = fx.repo.commit_info(&c1).expect("info");
     assert_eq!(info.parents, std::slice::from_ref(&fx.initial));
     assert_eq!(info.time_unix, T0 + 1);
@@ -23,17 +41,32 @@ fn adds_nested_files_and_replaces_one() {
     let c2 = fx.commit_files(&[("a/b/c.txt", b"ONE")], "replace", 2);
     assert_eq!(blob_of(&fx, &c2, "a/b/c.txt"), b"ONE");
     assert_eq!(blob_of(&fx, &c2, "a/d.txt"), b"two");
-    assert_eq!(blob_of(&fx, &c1, "a/b/c.txt"), b"one", "old commit unchanged");
+    assert_eq!(
+        blob_of(&fx, &c1, "a/b/c.txt"),
+        b"one",
+        "old commit unchanged"
+    );
 }
 
 #[test]
 fn message_is_summary_then_description() {
     let fx = Fixture::init();
     let blob = fx.repo.write_blob(b"x").expect("blob");
-    let ops = [TreeOp::Upsert { path: path("x"), blob }];
+    let ops = [TreeOp::Upsert {
+        path: path("x"),
+        blob,
+    }];
     let c = fx
         .repo
-        .commit("refs/heads/main", Some(&fx.initial), &ops, "Add x", "Longer text.\n\nSecond paragraph.\n", &alice(), T0)
+        .commit(
+            "refs/heads/main",
+            Some(&fx.initial),
+            &ops,
+            "Add x",
+            "Longer text.\n\nSecond paragraph.\n",
+            &alice(),
+            T0,
+        )
         .expect("commit");
     let info = fx.repo.commit_info(&c).expect("info");
     assert_eq!(info.title, "Add x");
@@ -44,16 +77,36 @@ fn message_is_summary_then_description() {
 fn deletes_a_file_and_drops_folders_left_empty() {
     let fx = Fixture::init();
     fx.commit_files(&[("a/b/c.txt", b"1"), ("a/keep.txt", b"2")], "add", 1);
-    let c = fx.apply(&[TreeOp::DeleteFile { path: path("a/b/c.txt") }], "rm", 2);
+    let c = fx.apply(
+        &[TreeOp::DeleteFile {
+            path: path("a/b/c.txt"),
+        }],
+        "rm",
+        2,
+    );
     assert_eq!(fx.all_paths(&c), [".gitattributes", "a", "a/keep.txt"]);
-    let c = fx.apply(&[TreeOp::DeleteFile { path: path("a/keep.txt") }], "rm", 3);
+    let c = fx.apply(
+        &[TreeOp::DeleteFile {
+            path: path("a/keep.txt"),
+        }],
+        "rm",
+        3,
+    );
     assert_eq!(fx.all_paths(&c), [".gitattributes"]);
 }
 
 #[test]
 fn deletes_a_folder_with_its_content() {
     let fx = Fixture::init();
-    fx.commit_files(&[("data/x/1.csv", b"1"), ("data/2.csv", b"2"), ("data.txt", b"3")], "add", 1);
+    fx.commit_files(
+        &[
+            ("data/x/1.csv", b"1"),
+            ("data/2.csv", b"2"),
+            ("data.txt", b"3"),
+        ],
+        "add",
+        1,
+    );
     let c = fx.apply(&[TreeOp::DeleteFolder { path: path("data") }], "rm data", 2);
     assert_eq!(fx.all_paths(&c), [".gitattributes", "data.txt"]);
 }
@@ -63,7 +116,17 @@ fn upsert_after_deleting_its_folder_is_fine() {
     let fx = Fixture::init();
     fx.commit_files(&[("data/1.csv", b"1")], "add", 1);
     let blob = fx.repo.write_blob(b"now a file").expect("blob");
-    let c = fx.apply(&[TreeOp::DeleteFolder { path: path("data") }, TreeOp::Upsert { path: path("data"), blob }], "swap", 2);
+    let c = fx.apply(
+        &[
+            TreeOp::DeleteFolder { path: path("data") },
+            TreeOp::Upsert {
+                path: path("data"),
+                blob,
+            },
+        ],
+        "swap",
+        2,
+    );
     assert_eq!(fx.all_paths(&c), [".gitattributes", "data"]);
     assert_eq!(blob_of(&fx, &c, "data"), b"now a file");
 }
@@ -71,7 +134,13 @@ fn upsert_after_deleting_its_folder_is_fine() {
 #[test]
 fn can_delete_everything() {
     let fx = Fixture::init();
-    let c = fx.apply(&[TreeOp::DeleteFile { path: path(".gitattributes") }], "empty", 1);
+    let c = fx.apply(
+        &[TreeOp::DeleteFile {
+            path: path(".gitattributes"),
+        }],
+        "empty",
+        1,
+    );
     assert_eq!(fx.all_paths(&c), Vec::<String>::new());
 }
 
@@ -80,18 +149,37 @@ fn deleting_what_is_not_there_fails_and_leaves_the_ref() {
     let fx = Fixture::init();
     let head = fx.commit_files(&[("dir/f.txt", b"1")], "add", 1);
     let cases = [
-        TreeOp::DeleteFile { path: path("missing.txt") },
+        TreeOp::DeleteFile {
+            path: path("missing.txt"),
+        },
         TreeOp::DeleteFile { path: path("dir") },
-        TreeOp::DeleteFile { path: path("dir/f.txt/deeper") },
-        TreeOp::DeleteFolder { path: path("dir/f.txt") },
-        TreeOp::DeleteFolder { path: path("nodir") },
+        TreeOp::DeleteFile {
+            path: path("dir/f.txt/deeper"),
+        },
+        TreeOp::DeleteFolder {
+            path: path("dir/f.txt"),
+        },
+        TreeOp::DeleteFolder {
+            path: path("nodir"),
+        },
     ];
     for op in cases {
         let err = fx
             .repo
-            .commit("refs/heads/main", Some(&head), std::slice::from_ref(&op), "rm", "", &alice(), T0)
+            .commit(
+                "refs/heads/main",
+                Some(&head),
+                std::slice::from_ref(&op),
+                "rm",
+                "",
+                &alice(),
+                T0,
+            )
             .expect_err("must fail");
-        assert!(matches!(&err, CommitError::EntryNotFound { .. }), "{op:?}: {err:?}");
+        assert!(
+            matches!(&err, CommitError::EntryNotFound { .. }),
+            "{op:?}: {err:?}"
+        );
         assert_eq!(fx.main(), head);
     }
     // A folder emptied earlier in the same commit no longer exists.
@@ -100,14 +188,22 @@ fn deleting_what_is_not_there_fails_and_leaves_the_ref() {
         .commit(
             "refs/heads/main",
             Some(&head),
-            &[TreeOp::DeleteFile { path: path("dir/f.txt") }, TreeOp::DeleteFolder { path: path("dir") }],
+            &[
+                TreeOp::DeleteFile {
+                    path: path("dir/f.txt"),
+                },
+                TreeOp::DeleteFolder { path: path("dir") },
+            ],
             "rm",
             "",
             &alice(),
             T0,
         )
         .expect_err("must fail");
-    assert!(matches!(&err, CommitError::EntryNotFound { path } if path == "dir"), "{err:?}");
+    assert!(
+        matches!(&err, CommitError::EntryNotFound { path } if path == "dir"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -116,12 +212,26 @@ fn file_folder_conflicts_fail_and_leave_the_ref() {
     let head = fx.commit_files(&[("dir/f.txt", b"1"), ("file", b"2")], "add", 1);
     let blob = fx.repo.write_blob(b"x").expect("blob");
     for p in ["dir", "file/below", "dir/f.txt/below"] {
-        let op = TreeOp::Upsert { path: path(p), blob: blob.clone() };
+        let op = TreeOp::Upsert {
+            path: path(p),
+            blob: blob.clone(),
+        };
         let err = fx
             .repo
-            .commit("refs/heads/main", Some(&head), &[op], "bad", "", &alice(), T0)
+            .commit(
+                "refs/heads/main",
+                Some(&head),
+                &[op],
+                "bad",
+                "",
+                &alice(),
+                T0,
+            )
             .expect_err("must fail");
-        assert!(matches!(&err, CommitError::PathConflict { path } if path == p), "{p}: {err:?}");
+        assert!(
+            matches!(&err, CommitError::PathConflict { path } if path == p),
+            "{p}: {err:?}"
+        );
         assert_eq!(fx.main(), head);
     }
 }
@@ -132,7 +242,18 @@ fn unknown_blob_is_refused() {
     let blob = trove_types::GitOid::parse(&"1".repeat(40)).expect("oid");
     let err = fx
         .repo
-        .commit("refs/heads/main", Some(&fx.initial), &[TreeOp::Upsert { path: path("x"), blob }], "x", "", &alice(), T0)
+        .commit(
+            "refs/heads/main",
+            Some(&fx.initial),
+            &[TreeOp::Upsert {
+                path: path("x"),
+                blob,
+            }],
+            "x",
+            "",
+            &alice(),
+            T0,
+        )
         .expect_err("must fail");
     assert!(matches!(err, CommitError::BlobNotFound { .. }), "{err:?}");
     assert_eq!(fx.main(), fx.initial);
@@ -145,10 +266,23 @@ fn stale_base_is_refused_and_leaves_the_ref() {
     let blob = fx.repo.write_blob(b"2").expect("blob");
     let err = fx
         .repo
-        .commit("refs/heads/main", Some(&fx.initial), &[TreeOp::Upsert { path: path("b"), blob }], "late", "", &alice(), T0)
+        .commit(
+            "refs/heads/main",
+            Some(&fx.initial),
+            &[TreeOp::Upsert {
+                path: path("b"),
+                blob,
+            }],
+            "late",
+            "",
+            &alice(),
+            T0,
+        )
         .expect_err("stale");
     match err {
-        CommitError::RefMoved { expected, actual, .. } => {
+        CommitError::RefMoved {
+            expected, actual, ..
+        } => {
             assert_eq!(expected, Some(fx.initial.clone()));
             assert_eq!(actual, Some(head.clone()));
         }
@@ -157,29 +291,59 @@ fn stale_base_is_refused_and_leaves_the_ref() {
     assert_eq!(fx.main(), head);
 
     // `None` means "the ref must not exist yet".
-    let err = fx.repo.commit("refs/heads/main", None, &[], "x", "", &alice(), T0).expect_err("exists");
+    let err = fx
+        .repo
+        .commit("refs/heads/main", None, &[], "x", "", &alice(), T0)
+        .expect_err("exists");
     assert!(matches!(err, CommitError::RefMoved { .. }), "{err:?}");
     // A base given for a ref that does not exist.
-    let err = fx.repo.commit("refs/heads/nope", Some(&head), &[], "x", "", &alice(), T0).expect_err("absent");
-    assert!(matches!(err, CommitError::RefMoved { actual: None, .. }), "{err:?}");
+    let err = fx
+        .repo
+        .commit("refs/heads/nope", Some(&head), &[], "x", "", &alice(), T0)
+        .expect_err("absent");
+    assert!(
+        matches!(err, CommitError::RefMoved { actual: None, .. }),
+        "{err:?}"
+    );
     assert_eq!(fx.repo.ref_target("refs/heads/nope").expect("read"), None);
 }
 
 #[test]
 fn commits_on_a_pull_request_ref_leave_main_alone() {
     let fx = Fixture::init();
-    fx.repo.create_ref("refs/pr/1", &fx.initial).expect("create pr ref");
+    fx.repo
+        .create_ref("refs/pr/1", &fx.initial)
+        .expect("create pr ref");
     let blob = fx.repo.write_blob(b"pr").expect("blob");
     let c = fx
         .repo
-        .commit("refs/pr/1", Some(&fx.initial), &[TreeOp::Upsert { path: path("pr.txt"), blob }], "pr", "", &alice(), T0)
+        .commit(
+            "refs/pr/1",
+            Some(&fx.initial),
+            &[TreeOp::Upsert {
+                path: path("pr.txt"),
+                blob,
+            }],
+            "pr",
+            "",
+            &alice(),
+            T0,
+        )
         .expect("commit");
-    assert_eq!(fx.repo.ref_target("refs/pr/1").expect("read"), Some(c.clone()));
+    assert_eq!(
+        fx.repo.ref_target("refs/pr/1").expect("read"),
+        Some(c.clone())
+    );
     assert_eq!(fx.main(), fx.initial);
     // A fast-forward merge is a compare-and-swap of main.
-    fx.repo.update_ref("refs/heads/main", Some(&fx.initial), &c).expect("fast-forward");
+    fx.repo
+        .update_ref("refs/heads/main", Some(&fx.initial), &c)
+        .expect("fast-forward");
     assert_eq!(fx.main(), c);
-    let err = fx.repo.update_ref("refs/heads/main", Some(&fx.initial), &c).expect_err("stale");
+    let err = fx
+        .repo
+        .update_ref("refs/heads/main", Some(&fx.initial), &c)
+        .expect_err("stale");
     assert!(matches!(err, CommitError::RefMoved { .. }), "{err:?}");
 }
 
@@ -189,7 +353,18 @@ fn new_ref_from_nothing_gets_a_root_commit() {
     let blob = fx.repo.write_blob(b"orphan").expect("blob");
     let c = fx
         .repo
-        .commit("refs/heads/orphan", None, &[TreeOp::Upsert { path: path("o.txt"), blob }], "orphan", "", &alice(), T0)
+        .commit(
+            "refs/heads/orphan",
+            None,
+            &[TreeOp::Upsert {
+                path: path("o.txt"),
+                blob,
+            }],
+            "orphan",
+            "",
+            &alice(),
+            T0,
+        )
         .expect("commit");
     assert!(fx.repo.commit_info(&c).expect("info").parents.is_empty());
     assert_eq!(fx.all_paths(&c), ["o.txt"]);
@@ -199,8 +374,14 @@ fn new_ref_from_nothing_gets_a_root_commit() {
 fn invalid_ref_names_are_refused() {
     let fx = Fixture::init();
     for bad in ["main", "refs/heads/a..b", "refs/heads/x~1", "HEAD"] {
-        let err = fx.repo.commit(bad, Some(&fx.initial), &[], "x", "", &alice(), T0).expect_err("refused");
-        assert!(matches!(err, CommitError::InvalidRef { .. }), "{bad}: {err:?}");
+        let err = fx
+            .repo
+            .commit(bad, Some(&fx.initial), &[], "x", "", &alice(), T0)
+            .expect_err("refused");
+        assert!(
+            matches!(err, CommitError::InvalidRef { .. }),
+            "{bad}: {err:?}"
+        );
     }
 }
 
@@ -211,9 +392,18 @@ fn ops_apply_in_order() {
     let two = fx.repo.write_blob(b"2").expect("blob");
     let c = fx.apply(
         &[
-            TreeOp::Upsert { path: path("f"), blob: one },
-            TreeOp::Upsert { path: path("f"), blob: two },
-            TreeOp::Upsert { path: path("g/h"), blob: fx.repo.write_blob(b"3").expect("blob") },
+            TreeOp::Upsert {
+                path: path("f"),
+                blob: one,
+            },
+            TreeOp::Upsert {
+                path: path("f"),
+                blob: two,
+            },
+            TreeOp::Upsert {
+                path: path("g/h"),
+                blob: fx.repo.write_blob(b"3").expect("blob"),
+            },
             TreeOp::DeleteFile { path: path("g/h") },
         ],
         "ordered",

@@ -1,6 +1,6 @@
 //! Logs and the last commit of each path.
 
-use crate::{path, Fixture};
+use crate::{Fixture, path};
 use trove_git::TreeOp;
 
 #[test]
@@ -8,7 +8,11 @@ fn log_pages_newest_first() {
     let fx = Fixture::init();
     let mut ids = vec![fx.initial.clone()];
     for i in 1..=4 {
-        ids.push(fx.commit_files(&[("f", format!("{i}").as_bytes())], &format!("commit {i}"), i));
+        ids.push(fx.commit_files(
+            &[("f", format!("{i}").as_bytes())],
+            &format!("commit {i}"),
+            i,
+        ));
     }
     ids.reverse();
     let head = ids[0].clone();
@@ -35,10 +39,15 @@ fn last_commits_finds_who_touched_each_path() {
     let c2 = fx.commit_files(&[("a/x", b"2")], "c2", 2);
     let c3 = fx.commit_files(&[("c", b"1")], "c3", 3);
     let c4 = fx.apply(&[TreeOp::DeleteFile { path: path("b") }], "c4", 4);
-    let paths: Vec<String> =
-        [".gitattributes", "a", "a/x", "c", "b", "missing", ""].iter().map(|s| s.to_string()).collect();
+    let paths: Vec<String> = [".gitattributes", "a", "a/x", "c", "b", "missing", ""]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
 
-    let found = fx.repo.last_commits(&c4, &paths, 100).expect("last commits");
+    let found = fx
+        .repo
+        .last_commits(&c4, &paths, 100)
+        .expect("last commits");
     let id = |p: &str| found.get(p).map(|c| c.id.clone());
     assert_eq!(id(".gitattributes"), Some(fx.initial.clone()));
     assert_eq!(id("a"), Some(c2.clone()));
@@ -49,7 +58,10 @@ fn last_commits_finds_who_touched_each_path() {
     assert_eq!(id("missing"), None);
 
     // From c3, b still exists and was last touched by c1.
-    let found = fx.repo.last_commits(&c3, &paths, 100).expect("last commits");
+    let found = fx
+        .repo
+        .last_commits(&c3, &paths, 100)
+        .expect("last commits");
     assert_eq!(found.get("b").map(|c| c.id.clone()), Some(c1));
 
     // The walk stops after max_commits.

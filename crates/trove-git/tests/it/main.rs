@@ -21,7 +21,10 @@ pub const T0: i64 = 1_700_000_000;
 pub const GITATTRIBUTES: &[u8] = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n";
 
 pub fn alice() -> Signature {
-    Signature { name: "Alice Example".into(), email: "alice@example.com".into() }
+    Signature {
+        name: "Alice Example".into(),
+        email: "alice@example.com".into(),
+    }
 }
 
 /// A fresh repository with its initial commit, in a directory removed on drop.
@@ -49,21 +52,35 @@ impl Fixture {
     }
 
     pub fn main(&self) -> GitOid {
-        self.repo.ref_target("refs/heads/main").expect("read ref").expect("main exists")
+        self.repo
+            .ref_target("refs/heads/main")
+            .expect("read ref")
+            .expect("main exists")
     }
 
     /// Commits `files` onto main (from its current head) at `T0 + tick`.
     pub fn commit_files(&self, files: &[(&str, &[u8])], summary: &str, tick: i64) -> GitOid {
         let ops: Vec<TreeOp> = files
             .iter()
-            .map(|(p, content)| TreeOp::Upsert { path: path(p), blob: self.repo.write_blob(content).expect("blob") })
+            .map(|(p, content)| TreeOp::Upsert {
+                path: path(p),
+                blob: self.repo.write_blob(content).expect("blob"),
+            })
             .collect();
         self.apply(&ops, summary, tick)
     }
 
     pub fn apply(&self, ops: &[TreeOp], summary: &str, tick: i64) -> GitOid {
         self.repo
-            .commit("refs/heads/main", Some(&self.main()), ops, summary, "", &alice(), T0 + tick)
+            .commit(
+                "refs/heads/main",
+                Some(&self.main()),
+                ops,
+                summary,
+                "",
+                &alice(),
+                T0 + tick,
+            )
             .expect("commit")
     }
 
@@ -85,7 +102,11 @@ pub fn path(s: &str) -> RepoPath {
 
 /// Runs the real git CLI, isolated from the machine's and the user's configuration.
 pub fn git(cwd: &Path, args: &[&str]) -> Output {
-    let binary = if Path::new("/usr/local/bin/git").exists() { "/usr/local/bin/git" } else { "git" };
+    let binary = if Path::new("/usr/local/bin/git").exists() {
+        "/usr/local/bin/git"
+    } else {
+        "git"
+    };
     let output = Command::new(binary)
         .current_dir(cwd)
         .args(args)

@@ -1,6 +1,6 @@
 //! What `resolve_revision` accepts, and what it refuses.
 
-use crate::{alice, Fixture, T0};
+use crate::{Fixture, T0, alice};
 use trove_types::BranchName;
 
 fn branch(s: &str) -> BranchName {
@@ -12,17 +12,29 @@ fn resolves_branches_tags_and_full_refs() {
     let fx = Fixture::init();
     let head = fx.commit_files(&[("a", b"1")], "second", 1);
     let first = fx.initial.clone();
-    fx.repo.create_branch(&branch("dev/x"), &first).expect("branch");
-    fx.repo.create_tag(&branch("v1"), &first, None, &alice(), T0).expect("lightweight");
-    fx.repo.create_tag(&branch("v2"), &head, Some("release 2"), &alice(), T0).expect("annotated");
+    fx.repo
+        .create_branch(&branch("dev/x"), &first)
+        .expect("branch");
+    fx.repo
+        .create_tag(&branch("v1"), &first, None, &alice(), T0)
+        .expect("lightweight");
+    fx.repo
+        .create_tag(&branch("v2"), &head, Some("release 2"), &alice(), T0)
+        .expect("annotated");
     fx.repo.create_ref("refs/pr/3", &first).expect("pr");
-    fx.repo.create_ref("refs/convert/parquet", &head).expect("convert");
+    fx.repo
+        .create_ref("refs/convert/parquet", &head)
+        .expect("convert");
 
     let r = |rev: &str| fx.repo.resolve_revision(rev).expect("resolve");
     assert_eq!(r("main"), Some(head.clone()));
     assert_eq!(r("dev/x"), Some(first.clone()));
     assert_eq!(r("v1"), Some(first.clone()));
-    assert_eq!(r("v2"), Some(head.clone()), "annotated tag peels to its commit");
+    assert_eq!(
+        r("v2"),
+        Some(head.clone()),
+        "annotated tag peels to its commit"
+    );
     assert_eq!(r("refs/heads/main"), Some(head.clone()));
     assert_eq!(r("refs/tags/v2"), Some(head.clone()));
     assert_eq!(r("refs/pr/3"), Some(first.clone()));
@@ -35,9 +47,17 @@ fn resolves_branches_tags_and_full_refs() {
 fn branch_wins_over_tag() {
     let fx = Fixture::init();
     let head = fx.commit_files(&[("a", b"1")], "second", 1);
-    fx.repo.create_tag(&branch("main"), &fx.initial, None, &alice(), T0).expect("tag named main");
-    assert_eq!(fx.repo.resolve_revision("main").expect("resolve"), Some(head));
-    assert_eq!(fx.repo.resolve_revision("refs/tags/main").expect("resolve"), Some(fx.initial.clone()));
+    fx.repo
+        .create_tag(&branch("main"), &fx.initial, None, &alice(), T0)
+        .expect("tag named main");
+    assert_eq!(
+        fx.repo.resolve_revision("main").expect("resolve"),
+        Some(head)
+    );
+    assert_eq!(
+        fx.repo.resolve_revision("refs/tags/main").expect("resolve"),
+        Some(fx.initial.clone())
+    );
 }
 
 #[test]
@@ -45,7 +65,12 @@ fn unknown_names_and_revspec_syntax_resolve_to_nothing() {
     let fx = Fixture::init();
     fx.commit_files(&[("a", b"1")], "second", 1);
     let initial = fx.initial.as_str();
-    let tree = match fx.repo.entry_at(&fx.initial, "").expect("root").map(|e| e.kind) {
+    let tree = match fx
+        .repo
+        .entry_at(&fx.initial, "")
+        .expect("root")
+        .map(|e| e.kind)
+    {
         Some(trove_git::EntryKind::Dir { tree }) => tree,
         other => panic!("{other:?}"),
     };
@@ -72,6 +97,10 @@ fn unknown_names_and_revspec_syntax_resolve_to_nothing() {
         "heads/main".into(),
     ];
     for rev in refused {
-        assert_eq!(fx.repo.resolve_revision(&rev).expect("no error"), None, "{rev:?}");
+        assert_eq!(
+            fx.repo.resolve_revision(&rev).expect("no error"),
+            None,
+            "{rev:?}"
+        );
     }
 }

@@ -1,0 +1,144 @@
+//! The JSON API under `/api/`, one module per resource, plus the extractors and helpers every
+//! handler shares (so rejections speak the Hub's error format).
+
+pub mod commit;
+pub mod commits;
+pub mod info;
+pub mod misc;
+pub mod preupload;
+pub mod refs;
+pub mod repos;
+pub mod tree;
+pub mod whoami;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::Uri;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use trove_types::RepoType;
+
+/// `axum::extract::Path` whose rejection is our 400.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| ApiError::bad_request(format!("Invalid path: {e}")))
+    }
+}
+
+/// `axum::Json` whose rejection is our 400 (bodies are capped by the router's body limit).
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("Could not read the request body: {e}")))?;
+        // Content types vary (application/json, application/vnd.git-lfs+json…), so parse
+        // whatever arrives as JSON rather than insisting on one header.
+        serde_json::from_slice(&bytes)
+            .map(ApiJson)
+            .map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))
+    }
+}
+
+/// The `{T}` of `/api/{T}/...`: `models`, `datasets` or `spaces`.
+pub fn repo_type_from_plural(segment: &str) -> Result<RepoType, ApiError> {
+    RepoType::from_plural(segment).ok_or_else(|| {
+        ApiError::NotImplemented(format!("Repository type {segment:?} is not supported"))
+    })
+}
+
+/// Query parameters with repeated keys kept (`expand=a&expand=b`).
+pub struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    pub fn from_uri(uri: &Uri) -> Self {
+        Self::parse(uri.query().unwrap_or(""))
+    }
+
+    pub fn parse(query: &str) -> Self {
+        Self(
+            form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// `true`/`1` are true; absent or anything else is false.
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true" | "1" | "True"))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::from_uri(&parts.uri))
+    }
+}
+
+/// The absolute URL of the next page: the request URL with every original query parameter
+/// and `cursor` replaced (the client follows `Link` verbatim).
+pub fn next_page_url(state: &AppState, uri: &Uri, cursor: &str) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+        if k != "cursor" {
+            query.append_pair(&k, &v);
+        }
+    }
+    query.append_pair("cursor", cursor);
+    format!("{}{}?{}", state.public_url(), uri.path(), query.finish())
+}
+
+/// `Link: <url>; rel="next"`.
+pub fn link_header(url: &str) -> (axum::http::HeaderName, String) {
+    (axum::http::header::LINK, format!("<{url}>; rel=\"next\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_query_keys_are_kept() {
+        let q = QueryParams::parse("expand=a&expand=b&recursive=true&x=1");
+        assert_eq!(q.all("expand"), vec!["a", "b"]);
+        assert!(q.flag("recursive"));
+        assert!(q.flag("x"));
+        assert!(!q.flag("missing"));
+    }
+}

@@ -1,0 +1,87 @@
+//! The command line: `serve` and the admin verbs. `--data-dir` is global, so it may appear
+//! anywhere on the command line.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "trove", version, about = "A self-hostable Hugging Face Hub")]
+pub struct Cli {
+    /// Directory holding all state: database, git repositories, large files.
+    #[arg(long, global = true, env = "TROVE_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start the hub.
+    Serve(ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "TROVE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Base URL clients use to reach this server, when behind a proxy.
+    #[arg(long, env = "TROVE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// TOML configuration file (default: trove.toml in the data dir, if present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user.
+    Create {
+        name: String,
+        /// Make the user an administrator (full rights on every repository).
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        email: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RoleArg {
+    Read,
+    Write,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token and print it (only the token) on stdout.
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long, value_enum, default_value = "write")]
+        role: RoleArg,
+        /// A label to list and revoke the token by (default: a generated one).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List a user's tokens (never the secrets).
+    List {
+        #[arg(long)]
+        user: String,
+    },
+    /// Revoke a user's token by its label.
+    Revoke {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        name: String,
+    },
+}

@@ -1,0 +1,288 @@
+//! Server configuration, loaded once into typed values: defaults, then an optional TOML file
+//! (`--config`, or `trove.toml` in the data dir), then environment variables, then flags.
+//! Every environment variable Trove reads is listed in [`ENV_VARS`].
+
+use anyhow::Context;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Every environment variable Trove reads, with what it sets.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    (
+        "TROVE_DATA_DIR",
+        "directory holding all state (default ./trove-data)",
+    ),
+    (
+        "TROVE_LISTEN",
+        "address to listen on (default 127.0.0.1:8080)",
+    ),
+    (
+        "TROVE_PUBLIC_URL",
+        "base URL clients reach the server at (default http://<listen>)",
+    ),
+    (
+        "TROVE_LFS_MULTIPART_THRESHOLD",
+        "LFS objects larger than this many bytes upload in parts",
+    ),
+    (
+        "TROVE_LFS_PART_SIZE",
+        "size in bytes of each part of a multipart LFS upload",
+    ),
+    (
+        "TROVE_MAX_COMMIT_BYTES",
+        "largest accepted commit request body, in bytes",
+    ),
+    ("TROVE_LOG", "log filter, e.g. info or trove=debug"),
+];
+
+pub const DEFAULT_DATA_DIR: &str = "./trove-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// The server's settings after every source has been merged and checked.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Base of every absolute URL we emit; `None` until the listener is bound, then `http://<addr>`.
+    pub public_url: Option<String>,
+    pub lfs: LfsConfig,
+    pub limits: Limits,
+}
+
+#[derive(Clone, Debug)]
+pub struct LfsConfig {
+    /// Objects strictly larger than this are offered the multipart transfer.
+    pub multipart_threshold: u64,
+    pub part_size: u64,
+    /// How long signed upload/download URLs stay valid.
+    pub signed_url_ttl_secs: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_commit_bytes: u64,
+    /// Largest single NDJSON line in a commit (one inline file, base64-encoded).
+    pub max_commit_line_bytes: usize,
+    pub max_lfs_object_bytes: u64,
+    pub max_json_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            listen: DEFAULT_LISTEN.parse().expect("constant address parses"),
+            public_url: None,
+            lfs: LfsConfig {
+                multipart_threshold: 1 << 30,
+                part_size: 256 << 20,
+                signed_url_ttl_secs: 24 * 3600,
+            },
+            limits: Limits {
+                max_commit_bytes: 512 << 20,
+                max_commit_line_bytes: 128 << 20,
+                max_lfs_object_bytes: 10 << 40,
+                max_json_body_bytes: 16 << 20,
+            },
+        }
+    }
+}
+
+/// The TOML file's shape; every key optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    public_url: Option<String>,
+    lfs_multipart_threshold: Option<u64>,
+    lfs_part_size: Option<u64>,
+    max_commit_bytes: Option<u64>,
+    max_lfs_object_bytes: Option<u64>,
+}
+
+/// What the command line gave `serve` (flags already merged with their env vars by clap).
+#[derive(Default)]
+pub struct ServeOverrides {
+    pub listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+    pub config_file: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn load(data_dir: &Path, overrides: ServeOverrides) -> anyhow::Result<Self> {
+        let mut config = Config {
+            data_dir: data_dir.to_path_buf(),
+            ..Config::default()
+        };
+        let file = match &overrides.config_file {
+            Some(path) => Some(read_file_config(path)?),
+            None => {
+                let default = data_dir.join("trove.toml");
+                if default.exists() {
+                    Some(read_file_config(&default)?)
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(file) = file {
+            config.apply_file(file);
+        }
+        config.apply_env()?;
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(url) = overrides.public_url {
+            config.public_url = Some(url);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_file(&mut self, file: FileConfig) {
+        if let Some(v) = file.listen {
+            self.listen = v;
+        }
+        if let Some(v) = file.public_url {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = file.lfs_multipart_threshold {
+            self.lfs.multipart_threshold = v;
+        }
+        if let Some(v) = file.lfs_part_size {
+            self.lfs.part_size = v;
+        }
+        if let Some(v) = file.max_commit_bytes {
+            self.limits.max_commit_bytes = v;
+        }
+        if let Some(v) = file.max_lfs_object_bytes {
+            self.limits.max_lfs_object_bytes = v;
+        }
+    }
+
+    fn apply_env(&mut self) -> anyhow::Result<()> {
+        if let Some(v) = env_u64("TROVE_LFS_MULTIPART_THRESHOLD")? {
+            self.lfs.multipart_threshold = v;
+        }
+        if let Some(v) = env_u64("TROVE_LFS_PART_SIZE")? {
+            self.lfs.part_size = v;
+        }
+        if let Some(v) = env_u64("TROVE_MAX_COMMIT_BYTES")? {
+            self.limits.max_commit_bytes = v;
+        }
+        Ok(())
+    }
+
+    fn validate(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.lfs.part_size >= 1 << 20,
+            "the LFS part size must be at least 1 MiB"
+        );
+        anyhow::ensure!(
+            self.limits.max_commit_bytes > 0,
+            "max_commit_bytes must be positive"
+        );
+        if let Some(url) = &mut self.public_url {
+            anyhow::ensure!(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "the public URL must start with http:// or https://"
+            );
+            while url.ends_with('/') {
+                url.pop();
+            }
+        }
+        Ok(())
+    }
+
+    /// The base URL, known once the listener is bound.
+    pub fn public_url(&self) -> &str {
+        self.public_url
+            .as_deref()
+            .unwrap_or("http://127.0.0.1:8080")
+    }
+}
+
+fn read_file_config(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+fn env_u64(name: &str) -> anyhow::Result<Option<u64>> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .with_context(|| format!("{name} must be an integer")),
+        Err(_) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_apply_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\npublic_url = \"https://hub.example/\"\n",
+        )
+        .expect("write");
+        let config = Config::load(
+            dir.path(),
+            ServeOverrides {
+                config_file: Some(path.clone()),
+                ..Default::default()
+            },
+        )
+        .expect("loads");
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.public_url(), "https://hub.example");
+
+        std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").expect("write");
+        assert!(
+            Config::load(
+                dir.path(),
+                ServeOverrides {
+                    config_file: Some(path),
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("trove.toml"),
+            "listen = \"127.0.0.1:9000\"\n",
+        )
+        .expect("write");
+        let config = Config::load(
+            dir.path(),
+            ServeOverrides {
+                listen: Some("127.0.0.1:9001".parse().expect("addr")),
+                ..Default::default()
+            },
+        )
+        .expect("loads");
+        assert_eq!(config.listen.port(), 9001);
+    }
+
+    #[test]
+    fn public_url_needs_a_scheme() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bad = ServeOverrides {
+            public_url: Some("hub.example".into()),
+            ..Default::default()
+        };
+        assert!(Config::load(dir.path(), bad).is_err());
+    }
+}

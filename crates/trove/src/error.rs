@@ -1,0 +1,234 @@
+//! The one error type of the HTTP boundary and its mapping to the Hub's wire format:
+//! status code, `X-Error-Code`, `X-Error-Message` and a JSON `{"error": ...}` body.
+//!
+//! The client classifies failures by these headers (hub-api.md §1.3), so every variant
+//! maps to exactly what `huggingface_hub` expects. Internal errors are logged once here and
+//! shown to the user only as "Internal Error".
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use trove_types::GitOid;
+
+/// The `X-Error-Message` the client recognises as "your token is bad" (not "repo missing").
+pub const INVALID_CREDENTIALS: &str = "Invalid credentials in Authorization header";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The repo does not exist or the caller may not read it; 401 for anonymous callers, 404 otherwise.
+    #[error("Repository not found")]
+    RepoNotFound { anonymous: bool },
+    #[error("Invalid rev id: {revision}")]
+    RevisionNotFound { revision: String },
+    /// `commit` goes into `X-Repo-Commit` so the client caches the absence at that commit.
+    #[error("{message}")]
+    EntryNotFound {
+        message: String,
+        commit: Option<GitOid>,
+    },
+    #[error("{}", INVALID_CREDENTIALS)]
+    InvalidCredentials,
+    /// A write or a private resource was asked for without any token.
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    BadRequest(String),
+    /// 409; `url` is echoed in the body (create_repo's exist_ok reads it from there).
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        url: Option<String>,
+    },
+    #[error("A commit has happened since. Please refresh and try again.")]
+    StaleParentCommit,
+    #[error("Payload too large: the limit is {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("Requested range not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("{0}")]
+    UnprocessableEntity(String),
+    /// Endpoints we do not serve (yet); never a silent 404.
+    #[error("{0}")]
+    NotImplemented(String),
+    #[error("Internal Error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        ApiError::BadRequest(msg.into())
+    }
+
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        ApiError::Internal(err.into())
+    }
+
+    pub fn entry_not_found(path: &str, commit: Option<GitOid>) -> Self {
+        ApiError::EntryNotFound {
+            message: format!("Entry not found: {path}"),
+            commit,
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::RepoNotFound { anonymous: true } => StatusCode::UNAUTHORIZED,
+            ApiError::RepoNotFound { anonymous: false } => StatusCode::NOT_FOUND,
+            ApiError::RevisionNotFound { .. } | ApiError::EntryNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::InvalidCredentials | ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::StaleParentCommit => StatusCode::PRECONDITION_FAILED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::UnprocessableEntity(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_code(&self) -> Option<&'static str> {
+        match self {
+            ApiError::RepoNotFound { .. } => Some("RepoNotFound"),
+            ApiError::RevisionNotFound { .. } => Some("RevisionNotFound"),
+            ApiError::EntryNotFound { .. } => Some("EntryNotFound"),
+            ApiError::NotImplemented(_) => Some("NotImplemented"),
+            _ => None,
+        }
+    }
+}
+
+/// Header values must be visible ASCII; anything else in a message is replaced.
+fn header_safe(message: &str) -> HeaderValue {
+    let cleaned: String = message
+        .chars()
+        .take(1000)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    HeaderValue::from_str(&cleaned).unwrap_or_else(|_| HeaderValue::from_static("error"))
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            ApiError::RepoNotFound { .. } => "Repository not found".to_owned(),
+            other => other.to_string(),
+        };
+        if let ApiError::Internal(err) = &self {
+            tracing::error!(error = format!("{err:#}"), "internal error");
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HeaderName::from_static("x-error-message"),
+            header_safe(&message),
+        );
+        if let Some(code) = self.error_code() {
+            headers.insert(
+                HeaderName::from_static("x-error-code"),
+                HeaderValue::from_static(code),
+            );
+        }
+        match &self {
+            ApiError::EntryNotFound {
+                commit: Some(commit),
+                ..
+            } => {
+                if let Ok(v) = HeaderValue::from_str(commit.as_str()) {
+                    headers.insert(HeaderName::from_static("x-repo-commit"), v);
+                }
+            }
+            ApiError::RangeNotSatisfiable { size } => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    headers.insert(axum::http::header::CONTENT_RANGE, v);
+                }
+            }
+            _ => {}
+        }
+        let body = match &self {
+            ApiError::Conflict { url: Some(url), .. } => {
+                serde_json::json!({ "error": message, "url": url })
+            }
+            _ => serde_json::json!({ "error": message }),
+        };
+        (status, headers, axum::Json(body)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(resp: &Response, name: &str) -> Option<String> {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    #[test]
+    fn repo_not_found_is_401_for_anonymous_and_404_otherwise() {
+        let anon = ApiError::RepoNotFound { anonymous: true }.into_response();
+        assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            header(&anon, "x-error-code").as_deref(),
+            Some("RepoNotFound")
+        );
+        let auth = ApiError::RepoNotFound { anonymous: false }.into_response();
+        assert_eq!(auth.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn invalid_credentials_has_the_exact_message_and_no_code() {
+        let resp = ApiError::InvalidCredentials.into_response();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            header(&resp, "x-error-message").as_deref(),
+            Some(INVALID_CREDENTIALS)
+        );
+        assert_eq!(header(&resp, "x-error-code"), None);
+    }
+
+    #[test]
+    fn entry_not_found_carries_the_commit() {
+        let commit = GitOid::parse(&"a".repeat(40)).expect("hex");
+        let resp = ApiError::entry_not_found("x.txt", Some(commit)).into_response();
+        assert_eq!(header(&resp, "x-repo-commit"), Some("a".repeat(40)));
+        assert_eq!(
+            header(&resp, "x-error-code").as_deref(),
+            Some("EntryNotFound")
+        );
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let resp =
+            ApiError::internal(anyhow::anyhow!("disk on fire at /secret/path")).into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            header(&resp, "x-error-message").as_deref(),
+            Some("Internal Error")
+        );
+    }
+
+    #[test]
+    fn non_ascii_messages_stay_valid_headers() {
+        let resp = ApiError::bad_request("chemin invalide: é\n").into_response();
+        assert_eq!(
+            header(&resp, "x-error-message").as_deref(),
+            Some("chemin invalide: ??")
+        );
+    }
+}

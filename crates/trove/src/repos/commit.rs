@@ -1,0 +1,197 @@
+//! Committing operations to a branch: the rules behind the NDJSON commit endpoint.
+//!
+//! Blobs are written to the object database while the request is read (unreferenced objects
+//! are invisible and pruned by git's gc); the commit becomes visible only when the branch moves
+//! by compare-and-swap. API commits to one repo are serialised by a per-repo lock; a concurrent
+//! `git push` is caught by the compare-and-swap, and we rebuild on the new head unless the
+//! client pinned `parentCommit` (then it gets 412). No update is ever lost.
+
+use super::{RepoRef, with_git};
+use crate::auth::Caller;
+use crate::clock::{now_ms, now_secs};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use trove_git::{CommitError, GitRepo, Signature, TreeOp};
+use trove_types::{GitOid, LfsPointer, RepoPath, Sha256Hex};
+
+/// How many times a commit is rebuilt when a push moved the branch underneath it.
+const MAX_REBUILDS: usize = 5;
+
+/// A commit read from the request, blobs already written.
+pub struct PendingCommit {
+    pub summary: String,
+    pub description: String,
+    /// `parentCommit`: the head the client based its changes on (5-40 hex).
+    pub parent_commit: Option<String>,
+    pub ops: Vec<TreeOp>,
+}
+
+/// Turns an `lfsFile` operation into a pointer blob, after checking that this repo owns a
+/// verified object with that oid (and size, when the client gave one).
+pub async fn lfs_file_op(
+    state: &AppState,
+    repo: &RepoRef,
+    path: RepoPath,
+    oid: Sha256Hex,
+    size: Option<u64>,
+) -> ApiResult<TreeOp> {
+    let stored = state
+        .db
+        .repo_object_size(repo.repo.id, &oid)
+        .await
+        .map_err(ApiError::internal)?;
+    let Some(stored) = stored else {
+        return Err(ApiError::UnprocessableEntity(format!(
+            "LFS object {oid} for {path} was never uploaded to this repository; upload it first"
+        )));
+    };
+    if let Some(size) = size {
+        if size != stored {
+            return Err(ApiError::bad_request(format!(
+                "LFS object {oid} for {path} has size {stored}, not {size}"
+            )));
+        }
+    }
+    let pointer = LfsPointer { oid, size: stored }.to_text();
+    let blob = with_git(state, repo, move |git| {
+        git.write_blob(pointer.as_bytes())
+            .map_err(ApiError::internal)
+    })
+    .await?;
+    Ok(TreeOp::Upsert { path, blob })
+}
+
+/// The full ref a commit to `revision` moves: an existing branch, or an existing `refs/pr/N`.
+fn target_ref(git: &GitRepo, revision: &str) -> ApiResult<String> {
+    let candidates = if let Some(short) = revision.strip_prefix("refs/heads/") {
+        vec![format!("refs/heads/{short}")]
+    } else if revision.starts_with("refs/pr/") {
+        vec![revision.to_owned()]
+    } else {
+        vec![format!("refs/heads/{revision}")]
+    };
+    for full in candidates {
+        if git.ref_target(&full).map_err(ApiError::internal)?.is_some() {
+            return Ok(full);
+        }
+    }
+    if git
+        .resolve_revision(revision)
+        .map_err(ApiError::internal)?
+        .is_some()
+    {
+        return Err(ApiError::bad_request(format!(
+            "Cannot commit to {revision:?}: commits go to a branch"
+        )));
+    }
+    Err(ApiError::RevisionNotFound {
+        revision: revision.to_owned(),
+    })
+}
+
+fn parent_matches(parent: &str, head: &GitOid) -> ApiResult<bool> {
+    let valid = (5..=40).contains(&parent.len()) && parent.bytes().all(|b| b.is_ascii_hexdigit());
+    if !valid {
+        return Err(ApiError::bad_request(format!(
+            "Invalid parentCommit {parent:?}"
+        )));
+    }
+    Ok(head.as_str().starts_with(&parent.to_ascii_lowercase()))
+}
+
+fn author_of(caller: &Caller) -> ApiResult<Signature> {
+    let user = caller.require_user()?;
+    let email = user
+        .email
+        .clone()
+        .unwrap_or_else(|| format!("{}@users.noreply.trove.local", user.name));
+    Ok(Signature {
+        name: user.name.clone(),
+        email,
+    })
+}
+
+/// Applies `pending` to `revision` and returns the new commit id.
+pub async fn commit(
+    state: &AppState,
+    caller: &Caller,
+    repo: &RepoRef,
+    revision: &str,
+    pending: PendingCommit,
+) -> ApiResult<GitOid> {
+    repo.require_write(caller)?;
+    let author = author_of(caller)?;
+    let lock = state.commit_locks.for_repo(repo.repo.id);
+    let _guard = lock.lock().await;
+    let revision = revision.to_owned();
+    let commit = with_git(state, repo, move |git| {
+        let full_ref = target_ref(git, &revision)?;
+        for _ in 0..MAX_REBUILDS {
+            let head = git.ref_target(&full_ref).map_err(ApiError::internal)?;
+            if let (Some(parent), Some(head)) = (&pending.parent_commit, &head) {
+                if !parent_matches(parent, head)? {
+                    return Err(ApiError::StaleParentCommit);
+                }
+            }
+            let result = git.commit(
+                &full_ref,
+                head.as_ref(),
+                &pending.ops,
+                &pending.summary,
+                &pending.description,
+                &author,
+                now_secs() as i64,
+            );
+            match result {
+                Ok(oid) => return Ok(oid),
+                Err(CommitError::RefMoved { .. }) if pending.parent_commit.is_none() => continue,
+                Err(CommitError::RefMoved { .. }) => return Err(ApiError::StaleParentCommit),
+                Err(e) => return Err(commit_error(e)),
+            }
+        }
+        Err(ApiError::Conflict {
+            message: "The branch kept moving while committing; please retry".into(),
+            url: None,
+        })
+    })
+    .await?;
+    state
+        .db
+        .touch_repo(repo.repo.id, now_ms())
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(repo.id = repo.repo.id, commit = %commit, "commit created");
+    Ok(commit)
+}
+
+fn commit_error(e: CommitError) -> ApiError {
+    match e {
+        CommitError::EntryNotFound { path } => ApiError::EntryNotFound {
+            message: format!("A file with this name doesn't exist: {path}"),
+            commit: None,
+        },
+        CommitError::PathConflict { path } => ApiError::bad_request(format!(
+            "Path conflict at {path}: a file and a folder cannot share a name"
+        )),
+        CommitError::RefLocked { .. } => ApiError::Conflict {
+            message: "Another update of this branch is in progress; please retry".into(),
+            url: None,
+        },
+        other => ApiError::internal(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_commit_matches_by_prefix() {
+        let head = GitOid::parse(&format!("abcde{}", "0".repeat(35))).expect("hex");
+        assert!(parent_matches("abcde", &head).expect("valid"));
+        assert!(parent_matches(head.as_str(), &head).expect("valid"));
+        assert!(!parent_matches("abcdf", &head).expect("valid"));
+        assert!(parent_matches("abcd", &head).is_err());
+        assert!(parent_matches("xyzxyz", &head).is_err());
+    }
+}

@@ -1,0 +1,142 @@
+//! Every route Trove serves, in one place, grouped by the client that calls it.
+//! Routing happens on the raw path; axum decodes each captured segment once, so revisions
+//! like `refs%2Fpr%2F1` and tree paths like `f%2Fsub` arrive decoded and intact.
+
+use crate::api::{commit, commits, info, misc, preupload, refs, repos, tree, whoami};
+use crate::state::AppState;
+use crate::{lfs, resolve};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, head, post, put};
+use tower_http::trace::TraceLayer;
+
+pub fn build(state: AppState) -> Router {
+    let json_limit = state.config.limits.max_json_body_bytes;
+
+    // huggingface_hub: identity and housekeeping.
+    let api = Router::new()
+        .route("/api/whoami-v2", get(whoami::whoami))
+        .route("/api/agent-harnesses", get(misc::agent_harnesses))
+        .route(
+            "/api/telemetry/{*topic}",
+            head(misc::telemetry).get(misc::telemetry),
+        )
+        .route("/api/validate-yaml", post(misc::validate_yaml))
+        // huggingface_hub: repository lifecycle.
+        .route("/api/repos/create", post(repos::create))
+        .route("/api/repos/delete", axum::routing::delete(repos::delete))
+        // huggingface_hub: per-repository API (`{t}` = models | datasets | spaces).
+        .route("/api/{t}/{ns}/{name}", get(info::info))
+        .route(
+            "/api/{t}/{ns}/{name}/revision/{rev}",
+            get(info::info_at_revision),
+        )
+        .route("/api/{t}/{ns}/{name}/tree/{rev}", get(tree::tree_root))
+        .route(
+            "/api/{t}/{ns}/{name}/tree/{rev}/{*path}",
+            get(tree::tree_path),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/paths-info/{rev}",
+            post(tree::paths_info),
+        )
+        .route("/api/{t}/{ns}/{name}/refs", get(refs::list))
+        .route("/api/{t}/{ns}/{name}/commits/{rev}", get(commits::list))
+        .route(
+            "/api/{t}/{ns}/{name}/branch/{branch}",
+            post(refs::create_branch).delete(refs::delete_branch),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/tag/{rev}",
+            post(refs::create_tag).delete(refs::delete_tag),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/preupload/{rev}",
+            post(preupload::preupload),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/commit/{rev}",
+            post(commit::create_commit),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/xet-write-token/{rev}",
+            get(misc::xet_token),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/xet-read-token/{rev}",
+            get(misc::xet_token),
+        );
+
+    // huggingface_hub and browsers: file downloads (`get` also answers HEAD).
+    let downloads = Router::new()
+        .route("/{ns}/{name}/resolve/{rev}/{*path}", get(resolve::model))
+        .route(
+            "/datasets/{ns}/{name}/resolve/{rev}/{*path}",
+            get(resolve::dataset),
+        )
+        .route(
+            "/spaces/{ns}/{name}/resolve/{rev}/{*path}",
+            get(resolve::space),
+        );
+
+    // huggingface_hub and git-lfs: the LFS batch API and its transfer URLs.
+    let lfs = Router::new()
+        .route(
+            "/{ns}/{name}/info/lfs/objects/batch",
+            post(lfs::batch_model),
+        )
+        .route(
+            "/datasets/{ns}/{name}/info/lfs/objects/batch",
+            post(lfs::batch_dataset),
+        )
+        .route(
+            "/spaces/{ns}/{name}/info/lfs/objects/batch",
+            post(lfs::batch_space),
+        )
+        .route("/{ns}/{name}/info/lfs/verify", post(lfs::verify_model))
+        .route(
+            "/datasets/{ns}/{name}/info/lfs/verify",
+            post(lfs::verify_dataset),
+        )
+        .route(
+            "/spaces/{ns}/{name}/info/lfs/verify",
+            post(lfs::verify_space),
+        )
+        .route("/_lfs/upload/{oid}", put(lfs::upload))
+        .route("/_lfs/multipart/{upload}/{part}", put(lfs::upload_part))
+        .route("/_lfs/multipart/{upload}", post(lfs::complete_multipart))
+        .route("/_lfs/objects/{oid}", get(lfs::download));
+
+    Router::new()
+        .route("/healthz", get(misc::healthz))
+        .merge(api)
+        .merge(downloads)
+        .merge(lfs)
+        .fallback(misc::fallback)
+        .layer(DefaultBodyLimit::max(json_limit))
+        .layer(middleware::from_fn(request_id))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Every response carries `X-Request-Id` (the client shows it in errors): the client's own
+/// trace id when it sent one, else a fresh one.
+async fn request_id(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get("x-amzn-trace-id")
+        .or_else(|| request.headers().get("x-request-id"))
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a uuid is a valid header value")
+        });
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(HeaderName::from_static("x-request-id"), id);
+    response
+}

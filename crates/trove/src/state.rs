@@ -1,0 +1,59 @@
+//! The application state, defined once and reached by every handler through `State<AppState>`.
+
+use crate::config::Config;
+use crate::signing::UrlSigner;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use trove_db::Db;
+use trove_store::LocalStore;
+
+/// Everything a request may need; cheap to clone (all shared behind `Arc`s).
+#[derive(Clone)]
+pub struct AppState {
+    /// Settings, fixed for the life of the process (public URL already resolved).
+    pub config: Arc<Config>,
+    /// Users, tokens, repos and the LFS object index.
+    pub db: Db,
+    /// Large-file bytes, addressed by SHA-256.
+    pub store: Arc<LocalStore>,
+    /// Signs the self-authenticating LFS transfer URLs.
+    pub signer: Arc<UrlSigner>,
+    /// Serialises commits per repository so API commits never race each other; pushes
+    /// (which do not take this lock) are guarded by the ref compare-and-swap.
+    pub commit_locks: Arc<CommitLocks>,
+}
+
+impl AppState {
+    /// Where the bare git repository of a repo id lives: `<data>/repos/<id>.git`. Repos are
+    /// addressed by database id so that a rename is a metadata change only.
+    pub fn git_dir(&self, repo_id: i64) -> PathBuf {
+        self.config
+            .data_dir
+            .join("repos")
+            .join(format!("{repo_id}.git"))
+    }
+
+    /// Deleted repos are moved here first, then removed in the background.
+    pub fn trash_dir(&self) -> PathBuf {
+        self.config.data_dir.join("trash")
+    }
+
+    pub fn public_url(&self) -> &str {
+        self.config.public_url()
+    }
+}
+
+/// One async mutex per repository id.
+#[derive(Default)]
+pub struct CommitLocks {
+    locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl CommitLocks {
+    pub fn for_repo(&self, repo_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        // A poisoned map only means another thread panicked while inserting; the map is still valid.
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(repo_id).or_default().clone()
+    }
+}
