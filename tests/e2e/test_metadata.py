@@ -94,7 +94,7 @@ def test_tree_paths_info_refs_commits_branches_tags(client, hub, tmp_path):
     for path, data in files.items():
         e = tree[path]
         assert e["kind"] == "file" and e["size"] == len(data), e
-        assert e["xet_hash"] is None, "a non-Xet server must never emit xetHash"
+        assert e["xet_hash"] is None, "files uploaded over LFS are not Xet files: no xetHash"
         if path == "weights/model.bin":
             assert e["lfs"] == {"size": len(data), "sha256": sha256_bytes(data),
                                 "pointer_size": len(lfs_pointer(data))}

@@ -275,18 +275,18 @@ emit(out)
 """
 
 
-def test_default_install_downloads_and_small_uploads_work_lfs_upload_hints(client, hub, tmp_path):
+def test_default_install_downloads_and_uploads(client, hub, tmp_path):
     # An LFS file uploaded by an HF_HUB_DISABLE_XET=1 client ...
     lfs_repo = hub.create_repo("default-install-src")
     files = _nested_files(tmp_path / "src")
     client.py('api.upload_folder(repo_id=ARGS["repo"], folder_path=ARGS["folder"])',
               args={"repo": lfs_repo, "folder": str(tmp_path / "src")})
-    # ... is downloadable by a default install, which can also upload small files,
-    # but an LFS-sized upload fails with a hint to set HF_HUB_DISABLE_XET=1.
+    # ... is downloadable by a default install, which uploads small files inline and
+    # LFS-sized ones through Xet, with no warning about Xet.
     repo = hub.create_repo("default-install")
     head_before = hub.head_sha(repo)
     big = tmp_path / "big.bin"
-    write_random(big, 1_000_000)
+    big_data = write_random(big, 1_000_000)
     run = client.py(DEFAULT_INSTALL, xet=True, timeout=180,
                     args={"repo": repo, "lfs_repo": lfs_repo, "big": str(big)})
     r = run.result
@@ -294,10 +294,10 @@ def test_default_install_downloads_and_small_uploads_work_lfs_upload_hints(clien
     assert r["small_upload"]["ok"] is True, r["small_upload"]
     assert r["small_download"] == "small and regular"
     assert r["lfs_download_sha256"] == sha256_bytes(files["weights/model.bin"])
-    assert r["big_upload"]["ok"] is False
-    assert "HF_HUB_DISABLE_XET" in (run.output + " ".join(r["warnings"]) + r["big_upload"]["msg"])
-    assert hub.head_sha(repo) == r["small_upload"]["value"], "the failed upload must not commit"
-    assert head_before != r["small_upload"]["value"]
-    files_now = hub.http.get(f"/api/models/{repo}/tree/main?recursive=true&expand=false").json()
-    assert "model.bin" not in {e["path"] for e in files_now}
+    assert r["big_upload"]["ok"] is True, r["big_upload"]
+    assert "HF_HUB_DISABLE_XET" not in (run.output + " ".join(r["warnings"]))
+    assert hub.head_sha(repo) != head_before
+    files_now = {e["path"]: e for e in
+                 hub.http.get(f"/api/models/{repo}/tree/main?recursive=true&expand=false").json()}
+    assert files_now["model.bin"]["lfs"]["oid"] == sha256_bytes(big_data)
     assert os.path.exists(big)

@@ -247,13 +247,6 @@ emit({"exists": api.repo_exists(ARGS["repo"]),
     assert owner["info"]["ok"] is True and owner["download"]["ok"] is True
 
 
-def test_xet_token_routes_hint(hub, repo):
-    for kind in ("xet-write-token", "xet-read-token"):
-        r = hub.http.get(f"/api/models/{repo}/{kind}/main", headers=hub.auth(hub.token()))
-        assert r.status_code in (404, 501), r.status_code
-        assert "HF_HUB_DISABLE_XET" in (r.headers.get("x-error-message", "") + r.text)
-
-
 def test_datetimes_end_in_z(hub, repo):
     info = hub.info(repo).json()
     for key in ("lastModified", "createdAt"):

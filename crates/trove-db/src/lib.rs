@@ -1,5 +1,5 @@
 //! Trove's SQL side: the embedded SQLite database, its migrations, and the queries, grouped
-//! by aggregate (users, tokens, repos, LFS objects).
+//! by aggregate (users, tokens, repos, LFS objects, the Xet chunk store).
 //!
 //! Every query is a runtime-checked `sqlx::query` with bound parameters, written in SQL that
 //! PostgreSQL also accepts where that costs nothing (`ON CONFLICT … DO NOTHING`, `RETURNING`),
@@ -10,11 +10,13 @@ mod lfs;
 mod repos;
 mod tokens;
 mod users;
+mod xet;
 
 pub use error::{DbError, Result};
 pub use repos::Repo;
 pub use tokens::{Token, TokenRole};
 pub use users::User;
+pub use xet::{XetFile, XorbRecord};
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,

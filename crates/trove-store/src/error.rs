@@ -59,6 +59,10 @@ pub enum StoreError {
     #[error("multipart upload state at {} is corrupt: {reason}", path.display())]
     CorruptUpload { path: PathBuf, reason: String },
 
+    /// The body ran past the most this kind of object may hold.
+    #[error("body exceeds {limit} bytes")]
+    TooLarge { limit: u64 },
+
     /// The filesystem failed; a server fault, never the client's.
     #[error("I/O error on {}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },

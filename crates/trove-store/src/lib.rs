@@ -20,6 +20,7 @@
 //! root/objects/ab/cd/<sha256>     visible objects (ab, cd: the first two hex pairs)
 //! root/tmp/                       in-flight writes; anything older than a day is removed by open
 //! root/multipart/<upload_id>/     one S3-style multipart upload: `meta`, `data`, `part-<n>` markers
+//! root/xorbs/ab/<xorb hash>       Xet xorbs: validated chunk records, no footer (see `xorbs`)
 //! ```
 
 mod durable;
@@ -27,9 +28,11 @@ mod error;
 mod local;
 mod multipart;
 mod stream;
+mod xorbs;
 
 pub use durable::PutOutcome;
 pub use error::StoreError;
 pub use local::LocalStore;
+pub use xorbs::StagedXorb;
 pub use stream::WRITE_BATCH;
 pub use trove_types::Sha256Hex;

@@ -22,7 +22,7 @@ const STALE_MULTIPART: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// Cheap to clone; all state is on disk, so several clones (or processes) may share a root.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
-    root: PathBuf,
+    pub(crate) root: PathBuf,
 }
 
 impl LocalStore {

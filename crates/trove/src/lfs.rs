@@ -528,21 +528,34 @@ pub async fn download(
             commit: None,
         });
     };
-    let Some((file, len)) = state
+    let (body, len) = match state
         .store
         .open_range(&oid, 0, size)
         .await
         .map_err(ApiError::internal)?
-    else {
-        return Err(ApiError::EntryNotFound {
-            message: format!("Object {oid} is missing from the store"),
-            commit: None,
-        });
+    {
+        Some((file, len)) => (
+            Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                file.take(len),
+                512 * 1024,
+            )),
+            len,
+        ),
+        // Held as xorbs only (uploaded through Xet): rebuild the bytes as they stream.
+        None => match state.db.xet_file_by_sha256(&oid).await.map_err(ApiError::internal)? {
+            Some(file) => {
+                let (plan, _) = crate::xet::rebuild::plan_file(&state, &file, None).await?;
+                let len = plan.length;
+                (crate::xet::rebuild::stream_plan((*state.store).clone(), plan), len)
+            }
+            None => {
+                return Err(ApiError::EntryNotFound {
+                    message: format!("Object {oid} is missing from the store"),
+                    commit: None,
+                });
+            }
+        },
     };
-    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-        file.take(len),
-        512 * 1024,
-    ));
     Ok((
         [
             (header::CONTENT_LENGTH, len.to_string()),

@@ -14,6 +14,7 @@ mod router;
 mod serve;
 mod signing;
 mod state;
+mod xet;
 
 use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command};

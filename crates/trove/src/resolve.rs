@@ -1,12 +1,15 @@
 //! `HEAD|GET /{prefix}{repo}/resolve/{rev}/{path}`: file downloads. Regular files come from
 //! git, LFS files straight from the blob store (no redirect), both with single-range support
 //! and the headers `hf_hub_download` reads (`X-Repo-Commit`, quoted `ETag`, `X-Linked-*`).
+//! Files held as Xet files also carry `X-Xet-Hash` and the `xet-auth` link, and when no
+//! blob exists their bytes are rebuilt from xorbs as they stream.
 
 use crate::api::ApiPath;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::repos::{find_readable, resolve, with_git};
 use crate::state::AppState;
+use crate::xet::rebuild::{plan_file, stream_plan};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -14,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::io::AsyncReadExt;
 use trove_git::EntryKind;
 use trove_types::{GitOid, RepoType, Sha256Hex};
+use trove_xet::XetHash;
 
 /// Read size for streaming large files: big enough to keep syscalls per GiB low.
 const STREAM_BUFFER: usize = 512 * 1024;
@@ -106,6 +110,22 @@ async fn serve(
         out.insert("x-linked-etag", header_value(&format!("\"{etag}\""))?);
         out.insert("x-linked-size", header_value(&size.to_string())?);
     }
+    // A file whose bytes we hold as a verified Xet file is offered to hf_xet too.
+    let xet_file = match &target {
+        Target::Lfs { oid, .. } => state.db.xet_file_by_sha256(oid).await.map_err(ApiError::internal)?,
+        Target::Regular { .. } => None,
+    };
+    if let Some(file) = &xet_file {
+        out.insert("x-xet-hash", header_value(&XetHash::from_bytes(file.file_hash).hex())?);
+        let refresh = format!(
+            "{}/api/{}/{}/{}/xet-read-token/{commit}",
+            state.public_url(),
+            repo_type.plural(),
+            repo.repo.namespace,
+            repo.repo.name
+        );
+        out.insert(header::LINK, header_value(&format!("<{refresh}>; rel=\"xet-auth\""))?);
+    }
     if if_none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
     }
@@ -151,6 +171,12 @@ async fn serve(
                 .await
                 .map_err(ApiError::internal)?
             else {
+                if let Some(file) = &xet_file {
+                    // Held as xorbs only: rebuild the bytes on the fly (the LFS bridge).
+                    let (plan, _) = plan_file(&state, file, Some((start, end))).await?;
+                    let body = stream_plan((*state.store).clone(), plan);
+                    return Ok((status, out, body).into_response());
+                }
                 tracing::error!(oid = %oid, "an LFS pointer names an object missing from the store");
                 return Err(ApiError::EntryNotFound {
                     message: format!("The content of this file ({oid}) is missing from the store"),

@@ -4,7 +4,7 @@
 
 use crate::api::{commit, commits, info, misc, preupload, refs, repos, tree, whoami};
 use crate::state::AppState;
-use crate::{lfs, resolve};
+use crate::{lfs, resolve, xet};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue};
@@ -63,11 +63,11 @@ pub fn build(state: AppState) -> Router {
         )
         .route(
             "/api/{t}/{ns}/{name}/xet-write-token/{rev}",
-            get(misc::xet_token),
+            get(xet::token::write_token),
         )
         .route(
             "/api/{t}/{ns}/{name}/xet-read-token/{rev}",
-            get(misc::xet_token),
+            get(xet::token::read_token),
         );
 
     // huggingface_hub and browsers: file downloads (`get` also answers HEAD).
@@ -115,6 +115,8 @@ pub fn build(state: AppState) -> Router {
         .merge(api)
         .merge(downloads)
         .merge(lfs)
+        // hf_xet: the CAS service, authorized by its own short-lived tokens.
+        .nest("/xet", xet::cas_router())
         .fallback(misc::fallback)
         .layer(DefaultBodyLimit::max(json_limit))
         .layer(middleware::from_fn(request_id))

@@ -1,5 +1,5 @@
-//! Small endpoints: health, validate-yaml, the client's housekeeping calls, the Xet token
-//! routes (not served yet) and the 501 answer for everything else we do not implement.
+//! Small endpoints: health, validate-yaml, the client's housekeeping calls
+//! and the 501 answer for everything else we do not implement.
 
 use super::ApiJson;
 use crate::error::ApiError;
@@ -46,13 +46,6 @@ pub async fn validate_yaml(ApiJson(body): ApiJson<ValidateYaml>) -> Response {
         )
             .into_response(),
     }
-}
-
-pub const XET_HINT: &str = "Xet is not supported by this server yet; set HF_HUB_DISABLE_XET=1 to upload and download large files through Git LFS";
-
-/// `GET /api/{T}/{repo}/xet-{read,write}-token/{rev}` until the Xet service lands.
-pub async fn xet_token() -> ApiError {
-    ApiError::NotImplemented(XET_HINT.into())
 }
 
 /// No route matched: under `/api/` that is an endpoint we do not serve (501, never a 404 the

@@ -1,7 +1,6 @@
 //! `POST /api/{T}/{repo}/preupload/{rev}`: tells the client, per file, whether to inline it
 //! (`regular`) or upload it through LFS, whether `.gitignore` drops it, and its current oid.
 
-use super::misc::XET_HINT;
 use super::{ApiJson, ApiPath, repo_type_from_plural};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -10,7 +9,7 @@ use crate::repos::{find_readable, resolve, with_git};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue};
+
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -123,12 +122,5 @@ pub async fn preupload(
         Ok(answers)
     })
     .await?;
-    let mut headers = HeaderMap::new();
-    if answers.iter().any(|a| a.upload_mode == "lfs") {
-        headers.insert(
-            "x-hf-warning",
-            HeaderValue::from_str(&format!("xet; {XET_HINT}")).map_err(ApiError::internal)?,
-        );
-    }
-    Ok((headers, Json(serde_json::json!({ "files": answers }))).into_response())
+    Ok(Json(serde_json::json!({ "files": answers })).into_response())
 }

@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::collections::HashMap;
 use trove_git::{CommitInfo, Entry, EntryKind, GitRepo};
-use trove_types::GitOid;
+use trove_types::{GitOid, Sha256Hex};
+use trove_xet::XetHash;
 
 /// Entries per page; with `expand=true` each needs a history walk, so pages are smaller.
 const PAGE_SIZE: usize = 1000;
@@ -49,8 +50,34 @@ pub struct EntryJson {
     path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     lfs: Option<LfsJson>,
+    /// Set only for LFS files held as verified Xet files (see [`add_xet_hashes`]).
+    #[serde(rename = "xetHash", skip_serializing_if = "Option::is_none")]
+    xet_hash: Option<String>,
     #[serde(rename = "lastCommit", skip_serializing_if = "Option::is_none")]
     last_commit: Option<LastCommitJson>,
+}
+
+/// Put `xetHash` on the LFS entries whose bytes the CAS can rebuild, so hf_xet may fetch
+/// them (and `snapshot_download` skips the HEAD for them).
+async fn add_xet_hashes(state: &AppState, entries: &mut [EntryJson]) -> ApiResult<()> {
+    let oids: Vec<Sha256Hex> = entries
+        .iter()
+        .filter_map(|e| e.lfs.as_ref())
+        .filter_map(|l| Sha256Hex::parse(&l.oid).ok())
+        .collect();
+    if oids.is_empty() {
+        return Ok(());
+    }
+    let found = state.db.xet_hashes_by_sha256(&oids).await.map_err(ApiError::internal)?;
+    for entry in entries.iter_mut() {
+        let hash = entry
+            .lfs
+            .as_ref()
+            .and_then(|l| Sha256Hex::parse(&l.oid).ok())
+            .and_then(|oid| found.get(&oid));
+        entry.xet_hash = hash.map(|h| XetHash::from_bytes(*h).hex());
+    }
+    Ok(())
 }
 
 impl EntryJson {
@@ -71,6 +98,7 @@ impl EntryJson {
                     size: l.pointer.size,
                     pointer_size: l.pointer_size,
                 }),
+                xet_hash: None,
                 last_commit,
             },
             EntryKind::Dir { tree } => EntryJson {
@@ -79,6 +107,7 @@ impl EntryJson {
                 size: 0,
                 path: entry.path,
                 lfs: None,
+                xet_hash: None,
                 last_commit,
             },
         }
@@ -153,7 +182,7 @@ async fn list(
         None => None,
     };
     let dir = path.trim_matches('/').to_owned();
-    let (entries, commit, more) = with_git(&state, &repo, move |git| {
+    let (mut entries, commit, more) = with_git(&state, &repo, move |git| {
         let (commit, offset) = match cursor {
             Some((commit, offset)) => (commit, offset),
             None => (resolve(git, &rev)?, 0),
@@ -173,6 +202,7 @@ async fn list(
         Ok((json, (commit, offset + page_size), more))
     })
     .await?;
+    add_xet_hashes(&state, &mut entries).await?;
     let mut headers = HeaderMap::new();
     if more {
         let cursor = format!("{}:{}", commit.0, commit.1);
@@ -196,7 +226,7 @@ pub async fn paths_info(
             "At most {MAX_PATHS_INFO} paths per request"
         )));
     }
-    let entries = with_git(&state, &repo, move |git| {
+    let mut entries = with_git(&state, &repo, move |git| {
         let commit = resolve(git, &rev)?;
         let mut found = Vec::new();
         for path in paths {
@@ -211,6 +241,7 @@ pub async fn paths_info(
         to_json(git, &commit, found, expand)
     })
     .await?;
+    add_xet_hashes(&state, &mut entries).await?;
     Ok(Json(entries))
 }
 

@@ -1,0 +1,256 @@
+//! The Xet chunk store's indices: xorbs and the files reconstructed from them. The formats
+//! of the blobs (chunk index, terms) belong to `trove-xet`; here they are opaque bytes.
+
+use crate::Db;
+use crate::error::{DbError, Result};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use std::collections::HashMap;
+use trove_types::Sha256Hex;
+
+/// Hashes per query in [`Db::xorb_indices`], well under SQLite's bound-parameter limit.
+const HASHES_PER_QUERY: usize = 500;
+
+/// A stored xorb as the index describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XorbRecord {
+    pub stored_bytes: u64,
+    pub raw_bytes: u64,
+    pub num_chunks: u32,
+    pub chunk_index: Vec<u8>,
+}
+
+/// A verified Xet file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XetFile {
+    pub file_hash: [u8; 32],
+    pub size: u64,
+    pub sha256: Sha256Hex,
+    pub terms: Vec<u8>,
+}
+
+fn to_sql(what: &'static str, value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| DbError::OutOfRange { what, value })
+}
+
+fn from_sql(what: &'static str, value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(|_| DbError::Corrupt {
+        what,
+        detail: value.to_string(),
+    })
+}
+
+fn hash_from_sql(bytes: Vec<u8>) -> Result<[u8; 32]> {
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| DbError::Corrupt {
+        what: "xet hash",
+        detail: format!("{} bytes", bytes.len()),
+    })
+}
+
+fn file_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<XetFile> {
+    let sha: String = row.try_get("sha256")?;
+    Ok(XetFile {
+        file_hash: hash_from_sql(row.try_get("file_hash")?)?,
+        size: from_sql("xet file size", row.try_get("size")?)?,
+        sha256: Sha256Hex::parse(&sha).map_err(|_| DbError::Corrupt {
+            what: "xet file sha256",
+            detail: sha,
+        })?,
+        terms: row.try_get("terms")?,
+    })
+}
+
+impl Db {
+    /// Records a validated, durably stored xorb. Returns whether this call inserted it
+    /// (false: it was already recorded, which is not an error).
+    pub async fn record_xorb(&self, hash: &[u8; 32], xorb: &XorbRecord, now_ms: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO xet_xorbs (hash, stored_bytes, raw_bytes, num_chunks, chunk_index, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
+        )
+        .bind(hash.as_slice())
+        .bind(to_sql("xorb stored bytes", xorb.stored_bytes)?)
+        .bind(to_sql("xorb raw bytes", xorb.raw_bytes)?)
+        .bind(xorb.num_chunks as i64)
+        .bind(xorb.chunk_index.as_slice())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The stored size of a recorded xorb, if any.
+    pub async fn xorb_stored_bytes(&self, hash: &[u8; 32]) -> Result<Option<u64>> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT stored_bytes FROM xet_xorbs WHERE hash = ?")
+            .bind(hash.as_slice())
+            .fetch_optional(&self.pool)
+            .await?;
+        n.map(|n| from_sql("xorb stored bytes", n)).transpose()
+    }
+
+    /// The chunk indices of those of `hashes` that are recorded.
+    pub async fn xorb_indices(&self, hashes: &[[u8; 32]]) -> Result<HashMap<[u8; 32], Vec<u8>>> {
+        let mut out = HashMap::with_capacity(hashes.len());
+        for batch in hashes.chunks(HASHES_PER_QUERY) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT hash, chunk_index FROM xet_xorbs WHERE hash IN (");
+            let mut sep = q.separated(", ");
+            for h in batch {
+                sep.push_bind(h.as_slice());
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&self.pool).await? {
+                out.insert(hash_from_sql(row.try_get("hash")?)?, row.try_get("chunk_index")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a file whose bytes the server reconstructed and hashed, and makes it an LFS
+    /// object linked to `repo_id`, all in one transaction. Idempotent.
+    pub async fn record_xet_file(&self, repo_id: i64, file: &XetFile, now_ms: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO xet_files (file_hash, size, sha256, terms, created_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (file_hash) DO NOTHING",
+        )
+        .bind(file.file_hash.as_slice())
+        .bind(to_sql("xet file size", file.size)?)
+        .bind(file.sha256.as_str())
+        .bind(file.terms.as_slice())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO lfs_objects (sha256, size, created_at) VALUES (?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(file.sha256.as_str())
+        .bind(to_sql("xet file size", file.size)?)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO repo_lfs_objects (repo_id, sha256, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (repo_id, sha256) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(file.sha256.as_str())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(crate::error::constraint_error("repo_lfs_object", "repository"))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A verified Xet file by its Xet hash.
+    pub async fn xet_file(&self, file_hash: &[u8; 32]) -> Result<Option<XetFile>> {
+        let row = sqlx::query("SELECT file_hash, size, sha256, terms FROM xet_files WHERE file_hash = ?")
+            .bind(file_hash.as_slice())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(file_from_row).transpose()
+    }
+
+    /// A verified Xet file holding the bytes of LFS object `sha256`, if any (the oldest, when
+    /// several chunkings of the same bytes exist).
+    pub async fn xet_file_by_sha256(&self, sha256: &Sha256Hex) -> Result<Option<XetFile>> {
+        let row = sqlx::query(
+            "SELECT file_hash, size, sha256, terms FROM xet_files WHERE sha256 = ? \
+             ORDER BY created_at, file_hash LIMIT 1",
+        )
+        .bind(sha256.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(file_from_row).transpose()
+    }
+
+    /// Whether repository `repo_id` may read Xet file `file_hash`: the file's bytes are an
+    /// LFS object linked to that repository.
+    pub async fn repo_may_read_xet_file(&self, repo_id: i64, file_hash: &[u8; 32]) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM xet_files f JOIN repo_lfs_objects r ON r.sha256 = f.sha256 \
+             WHERE f.file_hash = ? AND r.repo_id = ? LIMIT 1",
+        )
+        .bind(file_hash.as_slice())
+        .bind(repo_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    /// For each of `oids` held by a verified Xet file, that file's hash (the oldest, when
+    /// several exist). Oids without one are missing from the map.
+    pub async fn xet_hashes_by_sha256(&self, oids: &[Sha256Hex]) -> Result<HashMap<Sha256Hex, [u8; 32]>> {
+        let mut out = HashMap::with_capacity(oids.len());
+        for batch in oids.chunks(HASHES_PER_QUERY) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT sha256, file_hash FROM xet_files WHERE sha256 IN (",
+            );
+            let mut sep = q.separated(", ");
+            for oid in batch {
+                sep.push_bind(oid.as_str());
+            }
+            q.push(") ORDER BY created_at DESC, file_hash DESC");
+            for row in q.build().fetch_all(&self.pool).await? {
+                let sha: String = row.try_get("sha256")?;
+                let Some(oid) = batch.iter().find(|o| o.as_str() == sha) else {
+                    continue;
+                };
+                // Rows come newest first, so the last insert for an oid is its oldest file.
+                out.insert(oid.clone(), hash_from_sql(row.try_get("file_hash")?)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trove_types::{RepoId, RepoName, RepoType};
+
+    fn sha(c: char) -> Sha256Hex {
+        Sha256Hex::parse(&c.to_string().repeat(64)).expect("valid sha")
+    }
+
+    async fn repo(db: &Db, owner: i64, name: &str, private: bool) -> i64 {
+        let id = RepoId::new(RepoName::parse("alice").expect("ns"), RepoName::parse(name).expect("name"));
+        db.create_repo(RepoType::Model, &id, private, owner, 1).await.expect("repo").id
+    }
+
+    #[tokio::test]
+    async fn xorbs_are_recorded_once_and_found_in_batches() {
+        let db = Db::open_in_memory().await.expect("db");
+        let rec = XorbRecord { stored_bytes: 10, raw_bytes: 20, num_chunks: 1, chunk_index: vec![1; 40] };
+        assert!(db.record_xorb(&[1; 32], &rec, 1).await.expect("insert"));
+        assert!(!db.record_xorb(&[1; 32], &rec, 2).await.expect("again"));
+        assert_eq!(db.xorb_stored_bytes(&[1; 32]).await.expect("q"), Some(10));
+        assert_eq!(db.xorb_stored_bytes(&[2; 32]).await.expect("q"), None);
+        let found = db.xorb_indices(&[[1; 32], [2; 32]]).await.expect("q");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[&[1; 32]], vec![1; 40]);
+    }
+
+    #[tokio::test]
+    async fn a_xet_file_becomes_an_lfs_object_of_its_repo_only() {
+        let db = Db::open_in_memory().await.expect("db");
+        let alice = db
+            .create_user(&RepoName::parse("alice").expect("name"), None, false)
+            .await
+            .expect("user");
+        let a = repo(&db, alice.id, "a", false).await;
+        let b = repo(&db, alice.id, "b", true).await;
+        let file = XetFile { file_hash: [7; 32], size: 5, sha256: sha('a'), terms: vec![0; 44] };
+        db.record_xet_file(a, &file, 1).await.expect("record");
+        db.record_xet_file(a, &file, 2).await.expect("idempotent");
+        assert_eq!(db.repo_object_size(a, &sha('a')).await.expect("q"), Some(5));
+        assert_eq!(db.repo_object_size(b, &sha('a')).await.expect("q"), None);
+        assert!(db.repo_may_read_xet_file(a, &[7; 32]).await.expect("q"));
+        assert!(!db.repo_may_read_xet_file(b, &[7; 32]).await.expect("q"));
+        assert_eq!(db.xet_file(&[7; 32]).await.expect("q"), Some(file.clone()));
+        assert_eq!(db.xet_file_by_sha256(&sha('a')).await.expect("q"), Some(file));
+        let hashes = db.xet_hashes_by_sha256(&[sha('a'), sha('b')]).await.expect("q");
+        assert_eq!(hashes.len(), 1);
+        assert_eq!(hashes[&sha('a')], [7; 32]);
+    }
+}

@@ -1,0 +1,161 @@
+//! Xet xorbs in the local store: staged to a temp file while the upload arrives, validated by
+//! the caller, then published under their hash create-if-absent.
+//!
+//! A xorb is immutable and named by the Merkle hash of its chunks, so two uploads of the same
+//! name hold the same chunks; the first to publish wins and later ones are discarded.
+
+use crate::durable::{self, PutOutcome, TempGuard, blocking};
+use crate::error::{StoreError, io_at};
+use crate::local::LocalStore;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use std::fs;
+use std::io::{self, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+/// Write buffer for staging: large enough that the blocking-pool hop per write is amortized.
+const STAGE_BUFFER: usize = 1 << 20;
+
+/// An uploaded xorb body in a temp file, not yet visible. Dropping it deletes the file.
+#[derive(Debug)]
+pub struct StagedXorb {
+    temp: TempGuard,
+    len: u64,
+}
+
+impl StagedXorb {
+    /// The temp file, for the caller to validate.
+    pub fn path(&self) -> &Path {
+        self.temp.path()
+    }
+    /// Bytes received.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl LocalStore {
+    /// Where xorb `hash_hex` lives (or would live).
+    pub fn xorb_path(&self, hash_hex: &str) -> PathBuf {
+        let prefix = hash_hex.get(0..2).unwrap_or("__");
+        self.root.join("xorbs").join(prefix).join(hash_hex)
+    }
+
+    /// Stream `body` into a temp file, refusing to read more than `limit` bytes.
+    pub async fn stage_xorb<S>(&self, mut body: S, limit: u64) -> Result<StagedXorb, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
+    {
+        let path = self.new_tmp_path("xorb");
+        let temp = TempGuard::file(path.clone());
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(io_at(&path))?;
+        let mut out = tokio::io::BufWriter::with_capacity(STAGE_BUFFER, file);
+        let mut len = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(StoreError::Body)?;
+            len += chunk.len() as u64;
+            if len > limit {
+                return Err(StoreError::TooLarge { limit });
+            }
+            out.write_all(&chunk).await.map_err(io_at(&path))?;
+        }
+        out.flush().await.map_err(io_at(&path))?;
+        Ok(StagedXorb { temp, len })
+    }
+
+    /// Make a validated staged xorb visible as `hash_hex`, keeping only its first
+    /// `content_len` bytes (the chunk records; a client's footer is dropped). Fsyncs the file
+    /// and its directory before returning. Blocking work runs off the async threads.
+    pub async fn publish_xorb(
+        &self,
+        staged: StagedXorb,
+        hash_hex: &str,
+        content_len: u64,
+    ) -> Result<PutOutcome, StoreError> {
+        let dest = self.xorb_path(hash_hex);
+        blocking(move || {
+            let StagedXorb { temp, .. } = staged;
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .open(temp.path())
+                .map_err(io_at(temp.path()))?;
+            file.set_len(content_len).map_err(io_at(temp.path()))?;
+            file.sync_all().map_err(io_at(temp.path()))?;
+            drop(file);
+            durable::publish(temp, &dest)
+        })
+        .await
+    }
+
+    /// Open xorb `hash_hex` positioned at byte `start` (blocking; for readers that run on the
+    /// blocking pool). `None` if the xorb is not stored.
+    pub fn open_xorb_at(&self, hash_hex: &str, start: u64) -> Result<Option<fs::File>, StoreError> {
+        let path = self.xorb_path(hash_hex);
+        let mut file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_at(path)(e)),
+        };
+        file.seek(SeekFrom::Start(start)).map_err(io_at(&path))?;
+        Ok(Some(file))
+    }
+
+    /// Whether xorb `hash_hex` is stored.
+    pub async fn has_xorb(&self, hash_hex: &str) -> Result<bool, StoreError> {
+        let path = self.xorb_path(hash_hex);
+        match tokio::fs::metadata(&path).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_at(path)(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn body(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + Unpin {
+        futures_util::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>())
+    }
+
+    #[tokio::test]
+    async fn staged_xorb_is_published_truncated_and_readable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(dir.path().to_owned()).await.expect("open");
+        let staged = store.stage_xorb(body(&[b"chunks", b"FOOTER"]), 100).await.expect("stage");
+        assert_eq!(staged.len(), 12);
+        let tmp = staged.path().to_owned();
+        let hex = "ab".repeat(32);
+        assert_eq!(store.publish_xorb(staged, &hex, 6).await.expect("publish"), PutOutcome::Stored);
+        assert!(!tmp.exists(), "temp file moved away");
+        assert!(store.has_xorb(&hex).await.expect("has"));
+        let mut f = store.open_xorb_at(&hex, 2).expect("open").expect("present");
+        let mut s = String::new();
+        f.read_to_string(&mut s).expect("read");
+        assert_eq!(s, "unks");
+
+        let again = store.stage_xorb(body(&[b"chunks"]), 100).await.expect("stage");
+        assert_eq!(store.publish_xorb(again, &hex, 6).await.expect("publish"), PutOutcome::AlreadyPresent);
+    }
+
+    #[tokio::test]
+    async fn oversize_body_is_refused_and_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(dir.path().to_owned()).await.expect("open");
+        let err = store.stage_xorb(body(&[b"0123456789", b"x"]), 10).await.expect_err("too large");
+        assert!(matches!(err, StoreError::TooLarge { limit: 10 }));
+        assert_eq!(fs::read_dir(store.tmp_dir()).expect("tmp").count(), 0);
+        assert!(store.open_xorb_at(&"cd".repeat(32), 0).expect("open").is_none());
+    }
+}

@@ -1,0 +1,395 @@
+//! Xorbs: validating an upload and the per-chunk index we keep for every stored xorb.
+//!
+//! A xorb is a run of `[8-byte chunk header][compressed chunk]` records, optionally followed
+//! by a footer that starts with `XETBLOB`. We store only the records (the footer is derived
+//! data, rebuilt from our index when needed) and keep, per chunk, its hash and where it ends
+//! in the stored bytes and in the decompressed bytes.
+
+use crate::hash::{self, XetHash};
+use std::io::{self, Read, Write};
+use xet_core_structures::xorb_object::{XORB_CHUNK_HEADER_LENGTH, XorbChunkHeader, parse_chunk_header};
+
+/// Largest xorb body we accept: 64 MiB of chunk records plus room for a footer.
+pub const MAX_XORB_UPLOAD_BYTES: u64 = 64 * 1024 * 1024 + 2 * 1024 * 1024;
+/// Largest run of chunk records (the protocol's xorb size cap).
+pub const MAX_XORB_CONTENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Most chunks one xorb may hold.
+pub const MAX_XORB_CHUNKS: usize = 8 * 1024;
+
+const FOOTER_IDENT: &[u8; 7] = b"XETBLOB";
+
+/// Why an uploaded xorb (or a stored one being read back) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum XorbError {
+    #[error("xorb has no chunks")]
+    Empty,
+    #[error("xorb has more than {MAX_XORB_CHUNKS} chunks")]
+    TooManyChunks,
+    #[error("xorb chunk records exceed {MAX_XORB_CONTENT_BYTES} bytes")]
+    TooLarge,
+    #[error("xorb is truncated inside chunk {chunk}")]
+    Truncated { chunk: usize },
+    #[error("xorb chunk {chunk} is malformed: {reason}")]
+    MalformedChunk { chunk: usize, reason: String },
+    #[error("xorb hash mismatch: the path names {expected}, the chunks hash to {actual}")]
+    HashMismatch { expected: XetHash, actual: XetHash },
+    #[error("stored xorb index is corrupt")]
+    CorruptIndex,
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// One chunk of a stored xorb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkMeta {
+    pub hash: XetHash,
+    /// Offset just past this chunk's record (header included) in the stored bytes.
+    pub stored_end: u32,
+    /// Offset just past this chunk's bytes in the decompressed xorb.
+    pub raw_end: u32,
+}
+
+/// The index of a stored xorb: its chunks in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XorbIndex {
+    pub chunks: Vec<ChunkMeta>,
+}
+
+const META_LEN: usize = 40;
+
+impl XorbIndex {
+    pub fn num_chunks(&self) -> u32 {
+        self.chunks.len() as u32
+    }
+
+    /// Bytes of chunk records as stored.
+    pub fn stored_len(&self) -> u64 {
+        self.chunks.last().map_or(0, |c| c.stored_end as u64)
+    }
+
+    /// Bytes once every chunk is decompressed.
+    pub fn raw_len(&self) -> u64 {
+        self.chunks.last().map_or(0, |c| c.raw_end as u64)
+    }
+
+    /// Stored byte range `[start, end)` of chunks `[first, last)`. The caller checks bounds.
+    pub fn stored_range(&self, first: u32, last: u32) -> (u64, u64) {
+        (self.stored_start(first), self.stored_start(last))
+    }
+
+    /// Decompressed length of chunks `[first, last)`. The caller checks bounds.
+    pub fn raw_range_len(&self, first: u32, last: u32) -> u64 {
+        self.raw_start(last) - self.raw_start(first)
+    }
+
+    /// Decompressed length of chunk `i`. The caller checks bounds.
+    pub fn chunk_raw_len(&self, i: u32) -> u64 {
+        self.raw_start(i + 1) - self.raw_start(i)
+    }
+
+    fn stored_start(&self, i: u32) -> u64 {
+        match i.checked_sub(1) {
+            None => 0,
+            Some(prev) => self.chunks[prev as usize].stored_end as u64,
+        }
+    }
+
+    fn raw_start(&self, i: u32) -> u64 {
+        match i.checked_sub(1) {
+            None => 0,
+            Some(prev) => self.chunks[prev as usize].raw_end as u64,
+        }
+    }
+
+    /// The compact form kept in the database: 40 bytes per chunk.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.chunks.len() * META_LEN);
+        for c in &self.chunks {
+            out.extend_from_slice(&c.hash.to_bytes());
+            out.extend_from_slice(&c.stored_end.to_le_bytes());
+            out.extend_from_slice(&c.raw_end.to_le_bytes());
+        }
+        out
+    }
+
+    /// Read back [`Self::encode`]'s output, checking that offsets only grow.
+    pub fn decode(bytes: &[u8]) -> Result<Self, XorbError> {
+        if bytes.is_empty() || bytes.len() % META_LEN != 0 {
+            return Err(XorbError::CorruptIndex);
+        }
+        let mut chunks = Vec::with_capacity(bytes.len() / META_LEN);
+        let (mut stored, mut raw) = (0u32, 0u32);
+        for rec in bytes.chunks_exact(META_LEN) {
+            let hash = XetHash::from_slice(&rec[..32]).ok_or(XorbError::CorruptIndex)?;
+            let stored_end = u32::from_le_bytes(rec[32..36].try_into().map_err(|_| XorbError::CorruptIndex)?);
+            let raw_end = u32::from_le_bytes(rec[36..40].try_into().map_err(|_| XorbError::CorruptIndex)?);
+            if stored_end <= stored || raw_end < raw {
+                return Err(XorbError::CorruptIndex);
+            }
+            (stored, raw) = (stored_end, raw_end);
+            chunks.push(ChunkMeta {
+                hash,
+                stored_end,
+                raw_end,
+            });
+        }
+        Ok(XorbIndex { chunks })
+    }
+}
+
+/// Read one chunk record from `reader` into `out` (cleared first), decompressed.
+///
+/// Returns the record's stored length (header included), or `None` at a clean end: end of
+/// input or the start of a footer. Allocation is bounded by the header limits the format
+/// enforces (a chunk is at most 128 KiB decompressed, 256 KiB compressed), and
+/// decompression stops as soon as it would exceed the length the header declares.
+pub fn read_chunk<R: Read>(reader: &mut R, chunk: usize, out: &mut Vec<u8>) -> Result<Option<u32>, XorbError> {
+    let mut header_bytes = [0u8; XORB_CHUNK_HEADER_LENGTH];
+    match read_full(reader, &mut header_bytes)? {
+        0 => return Ok(None),
+        n if n < XORB_CHUNK_HEADER_LENGTH => {
+            if header_bytes[..n] == FOOTER_IDENT[..n.min(FOOTER_IDENT.len())] {
+                return Ok(None);
+            }
+            return Err(XorbError::Truncated { chunk });
+        }
+        _ => {}
+    }
+    if header_bytes[..FOOTER_IDENT.len()] == FOOTER_IDENT[..] {
+        return Ok(None);
+    }
+    let header: XorbChunkHeader = parse_chunk_header(header_bytes).map_err(|e| XorbError::MalformedChunk {
+        chunk,
+        reason: e.to_string(),
+    })?;
+    let malformed = |reason: String| XorbError::MalformedChunk { chunk, reason };
+    let compressed_len = header.get_compressed_length() as usize;
+    let raw_len = header.get_uncompressed_length() as usize;
+    let scheme = header.get_compression_scheme().map_err(|e| malformed(e.to_string()))?;
+
+    let mut compressed = vec![0u8; compressed_len];
+    if read_full(reader, &mut compressed)? < compressed_len {
+        return Err(XorbError::Truncated { chunk });
+    }
+    out.clear();
+    out.reserve(raw_len);
+    let mut capped = CappedWriter { out, cap: raw_len };
+    scheme
+        .decompress_from_reader(&mut compressed.as_slice(), &mut capped)
+        .map_err(|e| malformed(format!("does not decompress: {e}")))?;
+    if out.len() != raw_len {
+        return Err(malformed(format!(
+            "decompresses to {} bytes, its header says {raw_len}",
+            out.len()
+        )));
+    }
+    Ok(Some((XORB_CHUNK_HEADER_LENGTH + compressed_len) as u32))
+}
+
+/// Validate an uploaded xorb read from `reader`: every chunk decompresses to the length its
+/// header declares, and the Merkle root of the chunk hashes equals `expected`. A trailing
+/// footer is ignored (and not counted in the index). Returns the index to store.
+pub fn validate<R: Read>(reader: R, expected: &XetHash) -> Result<XorbIndex, XorbError> {
+    let mut reader = io::BufReader::with_capacity(1 << 20, reader);
+    let mut chunks: Vec<ChunkMeta> = Vec::new();
+    let mut sized: Vec<(XetHash, u64)> = Vec::new();
+    let mut buf = Vec::new();
+    let (mut stored, mut raw) = (0u64, 0u64);
+    while let Some(record_len) = read_chunk(&mut reader, chunks.len(), &mut buf)? {
+        if chunks.len() == MAX_XORB_CHUNKS {
+            return Err(XorbError::TooManyChunks);
+        }
+        stored += record_len as u64;
+        raw += buf.len() as u64;
+        if stored > MAX_XORB_CONTENT_BYTES || raw > u32::MAX as u64 {
+            return Err(XorbError::TooLarge);
+        }
+        let h = hash::chunk_hash(&buf);
+        sized.push((h, buf.len() as u64));
+        chunks.push(ChunkMeta {
+            hash: h,
+            stored_end: stored as u32,
+            raw_end: raw as u32,
+        });
+    }
+    if chunks.is_empty() {
+        return Err(XorbError::Empty);
+    }
+    let actual = hash::xorb_hash(&sized);
+    if actual != *expected {
+        return Err(XorbError::HashMismatch {
+            expected: *expected,
+            actual,
+        });
+    }
+    Ok(XorbIndex { chunks })
+}
+
+/// Read until `buf` is full or the input ends; returns how many bytes were read.
+fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// A `Write` into a Vec that refuses to grow past `cap` bytes: a decompression bomb fails
+/// instead of allocating.
+struct CappedWriter<'a> {
+    out: &'a mut Vec<u8>,
+    cap: usize,
+}
+
+impl Write for CappedWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.out.len() + data.len() > self.cap {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "chunk decompresses to more than its header declares",
+            ));
+        }
+        self.out.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Test helpers shared with other crates' tests: build xorb bytes from chunk payloads.
+pub mod testing {
+    use super::*;
+    use xet_core_structures::xorb_object::{CompressionScheme, write_chunk_header};
+
+    /// Serialize `chunks` as xorb records, LZ4-compressing every other chunk. Returns the
+    /// bytes and the xorb hash.
+    pub fn build_xorb(chunks: &[Vec<u8>]) -> (Vec<u8>, XetHash) {
+        let mut out = Vec::new();
+        let mut sized = Vec::new();
+        for (i, data) in chunks.iter().enumerate() {
+            let scheme = if i % 2 == 0 { CompressionScheme::LZ4 } else { CompressionScheme::None };
+            let body = match scheme.compress_from_slice(data) {
+                Ok(b) => b.into_owned(),
+                Err(_) => data.clone(),
+            };
+            let header = XorbChunkHeader::new(scheme, body.len() as u32, data.len() as u32);
+            // Writing into a Vec cannot fail.
+            let _ = write_chunk_header(&mut out, &header);
+            out.extend_from_slice(&body);
+            sized.push((hash::chunk_hash(data), data.len() as u64));
+        }
+        (out, hash::xorb_hash(&sized))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::build_xorb;
+    use super::*;
+    use xet_core_structures::xorb_object::{CompressionScheme, write_chunk_header};
+
+    fn chunks(n: usize, size: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| (0..size).map(|j| ((i * 31 + j * 7) % 251) as u8).collect())
+            .collect()
+    }
+
+    #[test]
+    fn valid_xorb_gives_its_index() {
+        let data = chunks(5, 10_000);
+        let (bytes, h) = build_xorb(&data);
+        let index = validate(bytes.as_slice(), &h).expect("valid");
+        assert_eq!(index.num_chunks(), 5);
+        assert_eq!(index.stored_len(), bytes.len() as u64);
+        assert_eq!(index.raw_len(), 50_000);
+        assert_eq!(index.raw_range_len(1, 3), 20_000);
+        assert_eq!(index.chunks[2].hash, hash::chunk_hash(&data[2]));
+        assert_eq!(XorbIndex::decode(&index.encode()).expect("decodes"), index);
+    }
+
+    #[test]
+    fn a_trailing_footer_is_ignored() {
+        let data = chunks(3, 4_000);
+        let (mut bytes, h) = build_xorb(&data);
+        let content = bytes.len() as u64;
+        bytes.extend_from_slice(b"XETBLOB\x01 then anything the footer holds");
+        let index = validate(bytes.as_slice(), &h).expect("valid");
+        assert_eq!(index.stored_len(), content);
+    }
+
+    #[test]
+    fn wrong_hash_is_refused() {
+        let (bytes, _) = build_xorb(&chunks(2, 100));
+        let other = hash::chunk_hash(b"other");
+        assert!(matches!(
+            validate(bytes.as_slice(), &other),
+            Err(XorbError::HashMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_xorb_is_refused() {
+        let (bytes, h) = build_xorb(&chunks(2, 1000));
+        for cut in [3, 8, 20, bytes.len() - 1] {
+            let err = validate(&bytes[..cut], &h).expect_err("truncated");
+            assert!(matches!(err, XorbError::Truncated { .. }), "cut {cut}: {err}");
+        }
+    }
+
+    #[test]
+    fn empty_xorb_is_refused() {
+        assert!(matches!(
+            validate(&[][..], &XetHash::default()),
+            Err(XorbError::Empty)
+        ));
+    }
+
+    #[test]
+    fn header_lying_about_length_is_refused() {
+        let data = vec![7u8; 1000];
+        let mut bytes = Vec::new();
+        // Stored uncompressed but the header claims 2000 decompressed bytes.
+        let header = XorbChunkHeader::new(CompressionScheme::None, 1000, 2000);
+        write_chunk_header(&mut bytes, &header).expect("vec write");
+        bytes.extend_from_slice(&data);
+        let err = validate(bytes.as_slice(), &hash::chunk_hash(&data)).expect_err("lying header");
+        assert!(matches!(err, XorbError::MalformedChunk { .. }), "{err}");
+    }
+
+    #[test]
+    fn lz4_bomb_stops_at_the_declared_length() {
+        // 100 KiB of zeros compresses to a few hundred bytes; declare only 10 bytes.
+        let zeros = vec![0u8; 100 * 1024];
+        let body = CompressionScheme::LZ4.compress_from_slice(&zeros).expect("compress").into_owned();
+        let mut bytes = Vec::new();
+        write_chunk_header(&mut bytes, &XorbChunkHeader::new(CompressionScheme::LZ4, body.len() as u32, 10))
+            .expect("vec write");
+        bytes.extend_from_slice(&body);
+        let err = validate(bytes.as_slice(), &XetHash::default()).expect_err("bomb");
+        assert!(matches!(err, XorbError::MalformedChunk { .. }), "{err}");
+    }
+
+    #[test]
+    fn oversize_chunk_header_is_refused() {
+        let mut bytes = Vec::new();
+        write_chunk_header(&mut bytes, &XorbChunkHeader::new(CompressionScheme::None, 300_000, 300_000))
+            .expect("vec write");
+        bytes.extend(std::iter::repeat_n(0u8, 300_000));
+        let err = validate(bytes.as_slice(), &XetHash::default()).expect_err("oversize");
+        assert!(matches!(err, XorbError::MalformedChunk { .. }), "{err}");
+    }
+
+    #[test]
+    fn corrupt_index_is_detected() {
+        assert!(XorbIndex::decode(&[0u8; 39]).is_err());
+        assert!(XorbIndex::decode(&[]).is_err());
+        // Offsets that do not grow.
+        assert!(XorbIndex::decode(&[0u8; 80]).is_err());
+    }
+}

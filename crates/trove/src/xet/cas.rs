@@ -1,0 +1,420 @@
+//! The CAS service under `{public}/xet`: what `hf_xet` calls with the token the Hub gave it.
+//!
+//! - `POST /v1/xorbs/default/{hash}`: validate and store a xorb.
+//! - `POST /v1/shards`: register files whose every term checks out against stored xorbs,
+//!   after rebuilding each new file and computing its SHA-256 ourselves.
+//! - `GET /v1|v2/reconstructions/{file}`: the terms and signed fetch URLs for a file (or a
+//!   `Range` of it) the token's repository may read.
+//! - `GET /fetch/{xorb}`: stored xorb bytes, only within the signed range.
+//! - `HEAD` on xorbs and files; the global-dedup query answers 404 (not offered yet).
+
+use super::rebuild::{self, plan_file};
+use super::token::CasGrant;
+use crate::api::{ApiPath, QueryParams};
+use crate::clock::{now_ms, now_secs};
+use crate::error::{ApiError, ApiResult};
+use crate::resolve::parse_range;
+use crate::state::AppState;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::{self, Write};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use trove_db::{XetFile, XorbRecord};
+use trove_store::StoreError;
+use trove_types::Sha256Hex;
+use trove_xet::plan::{self, Plan};
+use trove_xet::shard::{self, ShardError, ShardFile};
+use trove_xet::xorb::{self, XorbError, XorbIndex};
+use trove_xet::XetHash;
+
+/// How long a signed fetch URL in a reconstruction stays valid.
+const FETCH_URL_TTL_SECS: u64 = 3600;
+/// The only key prefix the protocol uses.
+const PREFIX: &str = "default";
+
+fn parse_hash(hex: &str) -> ApiResult<XetHash> {
+    XetHash::parse(hex).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+fn check_prefix(prefix: &str) -> ApiResult<()> {
+    if prefix == PREFIX {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!("Unknown key prefix {prefix:?}")))
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)
+}
+
+/// `POST /v1/xorbs/default/{hash}`.
+pub async fn upload_xorb(
+    State(state): State<AppState>,
+    grant: CasGrant,
+    ApiPath((prefix, hash)): ApiPath<(String, String)>,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    grant.require_write()?;
+    check_prefix(&prefix)?;
+    let hash = parse_hash(&hash)?;
+    let raw = hash.to_bytes();
+    if state.db.xorb_stored_bytes(&raw).await.map_err(ApiError::internal)?.is_some() {
+        return Ok(Json(json!({ "was_inserted": false })));
+    }
+    let staged = state
+        .store
+        .stage_xorb(
+            body.into_data_stream().map_err(io::Error::other),
+            xorb::MAX_XORB_UPLOAD_BYTES,
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
+            StoreError::Body(e) => ApiError::bad_request(format!("The upload was interrupted: {e}")),
+            other => ApiError::internal(other),
+        })?;
+    let path = staged.path().to_owned();
+    let index = blocking(move || -> Result<XorbIndex, XorbError> { xorb::validate(std::fs::File::open(&path)?, &hash) })
+        .await?
+        .map_err(|e| match e {
+            XorbError::Io(e) => ApiError::internal(e),
+            refused => ApiError::bad_request(format!("Invalid xorb: {refused}")),
+        })?;
+    state
+        .store
+        .publish_xorb(staged, &hash.hex(), index.stored_len())
+        .await
+        .map_err(ApiError::internal)?;
+    let record = XorbRecord {
+        stored_bytes: index.stored_len(),
+        raw_bytes: index.raw_len(),
+        num_chunks: index.num_chunks(),
+        chunk_index: index.encode(),
+    };
+    let inserted = state
+        .db
+        .record_xorb(&raw, &record, now_ms())
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(xorb = %hash, chunks = record.num_chunks, bytes = record.stored_bytes, inserted, "xet.xorb_stored");
+    Ok(Json(json!({ "was_inserted": inserted })))
+}
+
+/// `HEAD /v1/xorbs/default/{hash}`.
+pub async fn head_xorb(
+    State(state): State<AppState>,
+    _grant: CasGrant,
+    ApiPath((prefix, hash)): ApiPath<(String, String)>,
+) -> ApiResult<Response> {
+    check_prefix(&prefix)?;
+    let hash = parse_hash(&hash)?;
+    match state.db.xorb_stored_bytes(&hash.to_bytes()).await.map_err(ApiError::internal)? {
+        Some(n) => Ok(([(header::CONTENT_LENGTH, n.to_string())], StatusCode::OK).into_response()),
+        None => Ok(StatusCode::NOT_FOUND.into_response()),
+    }
+}
+
+/// `POST /v1/shards`: register every file of the shard, or none.
+pub async fn upload_shard(State(state): State<AppState>, grant: CasGrant, body: Body) -> ApiResult<Json<Value>> {
+    grant.require_write()?;
+    let limit = shard::MAX_SHARD_BYTES;
+    let bytes = axum::body::to_bytes(body, limit as usize)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge { limit })?;
+    let files = blocking(move || shard::parse(&bytes)).await?.map_err(shard_error)?;
+
+    // Check every file before recording any, so a bad shard registers nothing.
+    let all_terms: Vec<shard::Term> = files.iter().flat_map(|f| f.terms.iter().copied()).collect();
+    let xorbs = rebuild::load_indices(&state, &all_terms).await?;
+    let mut new_files = Vec::new();
+    let mut known_files = Vec::new();
+    for file in &files {
+        let size = shard::check_file(file, |h| xorbs.get(h)).map_err(shard_error)?;
+        match state.db.xet_file(&file.file_hash.to_bytes()).await.map_err(ApiError::internal)? {
+            Some(known) => known_files.push(known),
+            None => new_files.push((file.clone(), size)),
+        }
+    }
+    let mut verified = Vec::with_capacity(new_files.len());
+    for (file, size) in new_files {
+        verified.push(verify_file(&state, file, size, &xorbs).await?);
+    }
+    let now = now_ms();
+    let inserted = !verified.is_empty();
+    for file in verified.iter().chain(&known_files) {
+        state
+            .db
+            .record_xet_file(grant.repo_id, file, now)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    tracing::info!(repo_id = grant.repo_id, new = verified.len(), known = known_files.len(), "xet.shard_registered");
+    Ok(Json(json!({ "result": if inserted { 1 } else { 0 } })))
+}
+
+/// Rebuild a new file from its xorbs and hash it; refuse it if the client claimed another
+/// SHA-256. What we record is always our own hash of the real bytes.
+async fn verify_file(
+    state: &AppState,
+    file: ShardFile,
+    size: u64,
+    xorbs: &HashMap<XetHash, XorbIndex>,
+) -> ApiResult<XetFile> {
+    let plan = plan::plan(&file.terms, xorbs, None).map_err(ApiError::internal)?;
+    let store = (*state.store).clone();
+    let digest = blocking(move || -> io::Result<[u8; 32]> {
+        let mut hasher = HashWriter(Sha256::new());
+        rebuild::write_plan(&store, &plan, &mut hasher)?;
+        Ok(hasher.0.finalize().into())
+    })
+    .await?
+    .map_err(ApiError::internal)?;
+    if let Some(claimed) = file.sha256
+        && claimed != digest
+    {
+        return Err(ApiError::bad_request(format!(
+            "File {}: the shard claims SHA-256 {}, its bytes hash to {}",
+            file.file_hash,
+            hex::encode(claimed),
+            hex::encode(digest)
+        )));
+    }
+    Ok(XetFile {
+        file_hash: file.file_hash.to_bytes(),
+        size,
+        sha256: Sha256Hex::from_digest(&digest),
+        terms: shard::encode_terms(&file.terms),
+    })
+}
+
+struct HashWriter(Sha256);
+
+impl Write for HashWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0.update(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn shard_error(e: ShardError) -> ApiError {
+    match e {
+        ShardError::TooLarge => ApiError::PayloadTooLarge {
+            limit: shard::MAX_SHARD_BYTES,
+        },
+        other => ApiError::bad_request(format!("Invalid shard: {other}")),
+    }
+}
+
+/// A file the grant's repository may read, or 404 (never 403: unreadable and unknown look
+/// the same).
+async fn readable_file(state: &AppState, grant: &CasGrant, file_id: &str) -> ApiResult<XetFile> {
+    let not_found = || ApiError::EntryNotFound {
+        message: format!("File {file_id} not found"),
+        commit: None,
+    };
+    let hash = parse_hash(file_id)?.to_bytes();
+    let file = state.db.xet_file(&hash).await.map_err(ApiError::internal)?.ok_or_else(not_found)?;
+    if !state
+        .db
+        .repo_may_read_xet_file(grant.repo_id, &hash)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Err(not_found());
+    }
+    Ok(file)
+}
+
+/// `HEAD /v1/files/{file_id}`.
+pub async fn head_file(
+    State(state): State<AppState>,
+    grant: CasGrant,
+    ApiPath(file_id): ApiPath<String>,
+) -> ApiResult<Response> {
+    let file = readable_file(&state, &grant, &file_id).await?;
+    Ok(([(header::CONTENT_LENGTH, file.size.to_string())], StatusCode::OK).into_response())
+}
+
+/// The plan for a reconstruction request, honouring its `Range` header.
+async fn requested_plan(
+    state: &AppState,
+    grant: &CasGrant,
+    file_id: &str,
+    headers: &HeaderMap,
+) -> ApiResult<(Plan, HashMap<XetHash, XorbIndex>)> {
+    let file = readable_file(state, grant, file_id).await?;
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(spec) => parse_range(spec, file.size)?,
+        None => None,
+    };
+    plan_file(state, &file, range).await
+}
+
+fn terms_json(plan: &Plan) -> Vec<Value> {
+    plan.terms
+        .iter()
+        .map(|t| {
+            json!({
+                "hash": t.xorb.hex(),
+                "unpacked_length": t.unpacked_len,
+                "range": { "start": t.chunk_start, "end": t.chunk_end },
+            })
+        })
+        .collect()
+}
+
+/// A URL for the stored bytes `[start, end]` (inclusive) of a xorb, signed so it fetches
+/// nothing else: xorbs are shared across repositories through dedup.
+fn fetch_url(state: &AppState, xorb: &XetHash, start: u64, end_inclusive: u64, exp: u64) -> String {
+    let hex = xorb.hex();
+    let range = format!("{start}-{end_inclusive}");
+    let sig = state.signer.sign(&["xet-fetch", &hex, &range], exp);
+    format!("{}/xet/fetch/{hex}?range={range}&exp={exp}&sig={sig}", state.public_url())
+}
+
+/// `GET /v1/reconstructions/{file_id}`.
+pub async fn reconstruction_v1(
+    State(state): State<AppState>,
+    grant: CasGrant,
+    ApiPath(file_id): ApiPath<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let (plan, xorbs) = requested_plan(&state, &grant, &file_id, &headers).await?;
+    let exp = now_secs() + FETCH_URL_TTL_SECS;
+    let mut fetch_info = Map::new();
+    for (xorb, fetches) in plan::fetches(&plan, &xorbs) {
+        let entries: Vec<Value> = fetches
+            .iter()
+            .map(|f| {
+                json!({
+                    "range": { "start": f.chunk_start, "end": f.chunk_end },
+                    "url": fetch_url(&state, &xorb, f.stored_start, f.stored_end - 1, exp),
+                    "url_range": { "start": f.stored_start, "end": f.stored_end - 1 },
+                })
+            })
+            .collect();
+        fetch_info.insert(xorb.hex(), Value::Array(entries));
+    }
+    Ok(Json(json!({
+        "offset_into_first_range": plan.offset_into_first,
+        "terms": terms_json(&plan),
+        "fetch_info": fetch_info,
+    })))
+}
+
+/// `GET /v2/reconstructions/{file_id}`: one single-range fetch entry per merged range.
+pub async fn reconstruction_v2(
+    State(state): State<AppState>,
+    grant: CasGrant,
+    ApiPath(file_id): ApiPath<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let (plan, xorbs) = requested_plan(&state, &grant, &file_id, &headers).await?;
+    let exp = now_secs() + FETCH_URL_TTL_SECS;
+    let mut out = Map::new();
+    for (xorb, fetches) in plan::fetches(&plan, &xorbs) {
+        let entries: Vec<Value> = fetches
+            .iter()
+            .map(|f| {
+                json!({
+                    "url": fetch_url(&state, &xorb, f.stored_start, f.stored_end - 1, exp),
+                    "ranges": [{
+                        "chunks": { "start": f.chunk_start, "end": f.chunk_end },
+                        "bytes": { "start": f.stored_start, "end": f.stored_end - 1 },
+                    }],
+                })
+            })
+            .collect();
+        out.insert(xorb.hex(), Value::Array(entries));
+    }
+    Ok(Json(json!({
+        "offset_into_first_range": plan.offset_into_first,
+        "terms": terms_json(&plan),
+        "xorbs": out,
+    })))
+}
+
+/// `GET /fetch/{xorb}?range=a-b&exp=..&sig=..`: the signed stored bytes of a xorb. The
+/// request's `Range` must lie inside the signed range; without one, the signed range is sent.
+pub async fn fetch(
+    State(state): State<AppState>,
+    ApiPath(xorb_hex): ApiPath<String>,
+    query: QueryParams,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let forbidden = || ApiError::Forbidden("Invalid or expired fetch URL".into());
+    let (Some(range), Some(exp), Some(sig)) = (query.get("range"), query.get("exp"), query.get("sig")) else {
+        return Err(forbidden());
+    };
+    let exp: u64 = exp.parse().map_err(|_| forbidden())?;
+    if !state.signer.verify(&["xet-fetch", &xorb_hex, range], exp, sig, now_secs()) {
+        return Err(forbidden());
+    }
+    let (signed_start, signed_end) = parse_inclusive(range).ok_or_else(forbidden)?;
+    let (start, end) = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        None => (signed_start, signed_end),
+        Some(spec) => spec
+            .strip_prefix("bytes=")
+            .and_then(parse_inclusive)
+            .ok_or_else(|| ApiError::bad_request("Only a single bytes=a-b range is served here"))?,
+    };
+    if start < signed_start || end > signed_end || start > end {
+        return Err(ApiError::Forbidden("The requested range is outside the signed range".into()));
+    }
+    let path = state.store.xorb_path(&xorb_hex);
+    let mut file = tokio::fs::File::open(&path).await.map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ApiError::EntryNotFound {
+            message: "Xorb not found".into(),
+            commit: None,
+        },
+        _ => ApiError::internal(e),
+    })?;
+    let total = file.metadata().await.map_err(ApiError::internal)?.len();
+    if end >= total {
+        return Err(ApiError::RangeNotSatisfiable { size: total });
+    }
+    file.seek(io::SeekFrom::Start(start)).await.map_err(ApiError::internal)?;
+    let len = end - start + 1;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024));
+    let mut out = HeaderMap::new();
+    out.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    out.insert(
+        header::CONTENT_RANGE,
+        HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")).map_err(ApiError::internal)?,
+    );
+    out.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    Ok((StatusCode::PARTIAL_CONTENT, out, body).into_response())
+}
+
+fn parse_inclusive(s: &str) -> Option<(u64, u64)> {
+    let (a, b) = s.trim().split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// `GET /v1/chunks/default-merkledb/{hash}`: global dedup is not offered yet; 404 tells the
+/// client "no match", and it dedups against its own cache only.
+pub async fn dedup_query(_grant: CasGrant) -> StatusCode {
+    StatusCode::NOT_FOUND
+}
+
+/// `POST /v1/telemetry`: accepted and dropped.
+pub async fn telemetry() -> StatusCode {
+    StatusCode::OK
+}
+
+/// Anything else under `/xet`: 404, which the client reads as "use the older endpoint"
+/// (v2 shards, xorb upload grants).
+pub async fn not_offered() -> StatusCode {
+    StatusCode::NOT_FOUND
+}

@@ -1,0 +1,277 @@
+"""Xet with the client as installed (hf_xet active, no environment variable): uploads go
+through the CAS, downloads through hf_xet or plain HTTP, and both give the same bytes."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import make_client, ndjson, sha256_bytes, sha256_file, unique, write_tree
+
+XET_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def random_file(path: Path, size: int) -> bytes:
+    """Incompressible bytes with no repeats, so chunk-level dedup finds nothing by chance."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = os.urandom(size)
+    path.write_bytes(data)
+    return data
+
+
+def fresh_client(server, path: Path):
+    """A client with its own empty HF_HOME (its cache starts cold)."""
+    path.mkdir(parents=True, exist_ok=True)
+    return make_client(server, path)
+
+
+@pytest.fixture
+def repo(hub):
+    return hub.create_repo("xet-tokens")
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def xorb_bytes(server) -> int:
+    return dir_bytes(server.data_dir / "lfs" / "xorbs")
+
+
+def blob_path(server, sha: str) -> Path:
+    return server.data_dir / "lfs" / "objects" / sha[:2] / sha[2:4] / sha
+
+
+def tree(hub, repo: str, token=None) -> dict[str, dict]:
+    r = hub.http.get(f"/api/models/{repo}/tree/main?recursive=true",
+                     headers=hub.auth(hub.token() if token is None else token))
+    assert r.status_code == 200, r.text[:300]
+    return {e["path"]: e for e in r.json()}
+
+
+UPLOAD = """
+import hf_xet
+info = api.upload_file(path_or_fileobj=ARGS["local"], path_in_repo=ARGS["path"], repo_id=ARGS["repo"])
+hashes = attempt(lambda: [h.hash if hasattr(h, "hash") else str(h) for h in hf_xet.hash_files([ARGS["local"]])])
+emit({"commit": info.oid, "hash_files": hashes})
+"""
+
+DOWNLOAD = """
+from huggingface_hub import hf_hub_download
+p = hf_hub_download(ARGS["repo"], ARGS["path"])
+emit({"sha256": sha256_file(p), "size": os.path.getsize(p)})
+"""
+
+
+@pytest.mark.slow
+def test_upload_file_50mb_through_xet_and_download_both_ways(trove, client, hub, tmp_path):
+    repo = hub.create_repo("xet-upload")
+    data = random_file(tmp_path / "model.safetensors", 50 * 1000 * 1000)
+    sha = sha256_bytes(data)
+    before = xorb_bytes(trove)
+
+    up = client.py(UPLOAD, xet=True, args={"repo": repo, "path": "model.safetensors",
+                                           "local": str(tmp_path / "model.safetensors")}).result
+    assert up["commit"] == hub.head_sha(repo)
+    # The bytes arrived as xorbs, not as an LFS blob.
+    assert xorb_bytes(trove) - before >= len(data) * 0.95
+    assert not blob_path(trove, sha).exists()
+
+    entry = tree(hub, repo)["model.safetensors"]
+    assert entry["lfs"]["oid"] == sha and entry["size"] == len(data)
+    assert XET_HASH.fullmatch(entry["xetHash"]), entry
+    if up["hash_files"]["ok"]:
+        # hf_xet's own offline hash of the file is the server's file id.
+        assert entry["xetHash"] in up["hash_files"]["value"], up["hash_files"]
+
+    head = hub.http.head(f"/{repo}/resolve/main/model.safetensors", headers=hub.auth(hub.token()))
+    assert head.status_code == 200
+    assert head.headers["x-xet-hash"] == entry["xetHash"]
+    assert 'rel="xet-auth"' in head.headers["link"] and "/xet-read-token/" in head.headers["link"]
+    assert head.headers["x-linked-size"] == str(len(data))
+
+    # Through hf_xet, and through plain HTTP (the server rebuilds the bytes as it streams).
+    for xet in (True, False):
+        fresh = fresh_client(trove, tmp_path / f"dl-{xet}")
+        got = fresh.py(DOWNLOAD, xet=xet, args={"repo": repo, "path": "model.safetensors"}).result
+        assert got == {"sha256": sha, "size": len(data)}, (xet, got)
+
+    r = hub.http.get(f"/{repo}/resolve/main/model.safetensors",
+                     headers={**hub.auth(hub.token()), "range": "bytes=12345678-13345677"})
+    assert r.status_code == 206
+    assert r.content == data[12345678:13345678]
+
+
+UPLOAD_FOLDER = """
+api.upload_folder(repo_id=ARGS["repo"], folder_path=ARGS["folder"])
+from huggingface_hub import snapshot_download
+emit({"snapshot": snapshot_download(ARGS["repo"])})
+"""
+
+SNAPSHOT = """
+from huggingface_hub import snapshot_download
+emit({"snapshot": snapshot_download(ARGS["repo"])})
+"""
+
+
+def test_upload_folder_mixed_and_snapshot_both_ways(trove, client, hub, tmp_path):
+    folder = tmp_path / "folder"
+    files = {
+        "README.md": b"---\nlicense: mit\n---\n# mixed\n",
+        "config.json": b'{"hidden": 64}',
+        "weights/a.safetensors": os.urandom(3_000_000),
+        "weights/b.bin": os.urandom(1_500_000),
+        "data/train.parquet": os.urandom(700_000),
+        "data/nested/deep/notes.txt": b"deep\n" * 100,
+    }
+    write_tree(folder, files)
+    repo = hub.create_repo("xet-folder")
+    run = client.py(UPLOAD_FOLDER, xet=True, args={"repo": repo, "folder": str(folder)})
+    entries = tree(hub, repo)
+    for path, data in files.items():
+        assert Path(run.result["snapshot"], path).read_bytes() == data, path
+        e = entries[path]
+        if e.get("lfs"):
+            assert e["lfs"]["oid"] == sha256_bytes(data)
+            assert XET_HASH.fullmatch(e.get("xetHash", "")), e
+    assert {p for p, e in entries.items() if e.get("lfs")} >= {
+        "weights/a.safetensors", "weights/b.bin", "data/train.parquet"}
+
+    plain = fresh_client(trove, tmp_path / "plain")
+    snap = plain.py(SNAPSHOT, xet=False, args={"repo": repo}).result["snapshot"]
+    for path, data in files.items():
+        assert Path(snap, path).read_bytes() == data, path
+
+
+REUPLOAD = """
+a = api.upload_file(path_or_fileobj=ARGS["v1"], path_in_repo="ckpt.bin", repo_id=ARGS["repo"])
+emit({"commit": a.oid})
+"""
+
+
+@pytest.mark.slow
+def test_reupload_of_a_slightly_changed_file_sends_only_new_chunks(trove, client, hub, tmp_path):
+    repo = hub.create_repo("xet-dedup")
+    base = random_file(tmp_path / "v1.bin", 30 * 1000 * 1000)
+    changed = bytearray(base)
+    changed[15_000_000:15_000_000 + 50_000] = os.urandom(50_000)
+    (tmp_path / "v2.bin").write_bytes(changed)
+
+    client.py(REUPLOAD, xet=True, args={"repo": repo, "v1": str(tmp_path / "v1.bin")})
+    grown_first = xorb_bytes(trove)
+    client.py(REUPLOAD, xet=True, args={"repo": repo, "v1": str(tmp_path / "v2.bin")})
+    growth = xorb_bytes(trove) - grown_first
+    # 50 KB changed: the new chunks around it (~64 KiB each) and nothing else.
+    assert 0 < growth < 1_000_000, f"stored {growth} new bytes for a 50 KB change"
+
+    got = fresh_client(trove, tmp_path / "dl").py(DOWNLOAD, xet=True,
+                                                 args={"repo": repo, "path": "ckpt.bin"}).result
+    assert got["sha256"] == sha256_bytes(bytes(changed))
+
+
+FS_READS = """
+from huggingface_hub import HfFileSystem
+fs = HfFileSystem()
+out = []
+with fs.open(f"{ARGS['repo']}/big.bin", "rb") as f:
+    for offset, n in ARGS["reads"]:
+        f.seek(offset)
+        out.append(f.read(n).hex())
+emit(out)
+"""
+
+
+def test_hffilesystem_ranged_reads_of_a_xet_file(client, hub, tmp_path):
+    repo = hub.create_repo("xet-fs")
+    data = random_file(tmp_path / "big.bin", 4_000_000)
+    client.py(UPLOAD, xet=True, args={"repo": repo, "path": "big.bin", "local": str(tmp_path / "big.bin")})
+    reads = [(0, 100), (1_000_000, 70_000), (3_999_000, 1000), (2_222_222, 1)]
+    for xet in (True, False):
+        got = client.py(FS_READS, xet=xet, args={"repo": repo, "reads": reads}).result
+        assert got == [data[o:o + n].hex() for o, n in reads], xet
+
+
+def test_lfs_batch_download_of_a_xet_file(client, hub, tmp_path):
+    """What git-lfs does to fetch an object: batch, then GET the href."""
+    repo = hub.create_repo("xet-lfs-bridge")
+    data = random_file(tmp_path / "w.bin", 2_000_000)
+    client.py(UPLOAD, xet=True, args={"repo": repo, "path": "w.bin", "local": str(tmp_path / "w.bin")})
+    sha = sha256_bytes(data)
+    r = hub.http.post(f"/{repo}.git/info/lfs/objects/batch",
+                      json={"operation": "download", "transfers": ["basic"],
+                            "objects": [{"oid": sha, "size": len(data)}]},
+                      headers={**hub.auth(hub.token()), "accept": "application/vnd.git-lfs+json"})
+    assert r.status_code == 200, r.text
+    obj = r.json()["objects"][0]
+    href = obj["actions"]["download"]["href"]
+    got = hub.http.get(href, headers=obj["actions"]["download"].get("header", {}))
+    assert got.status_code == 200 and sha256_bytes(got.content) == sha
+
+
+def test_xet_tokens_are_scoped_to_the_repo_and_its_readers(trove, client, hub, bob, tmp_path):
+    private = hub.create_repo("xet-private", private=True)
+    data = random_file(tmp_path / "secret.bin", 1_500_000)
+    client.py(UPLOAD, xet=True, args={"repo": private, "path": "secret.bin", "local": str(tmp_path / "secret.bin")})
+    xet_hash = tree(hub, private)["secret.bin"]["xetHash"]
+
+    # The admin's read token works, with the JSON body and the headers.
+    r = hub.http.get(f"/api/models/{private}/xet-read-token/main", headers=hub.auth(hub.token()))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["accessToken"] == r.headers["x-xet-access-token"]
+    assert body["casUrl"] == r.headers["x-xet-cas-url"] == f"{trove.url}/xet"
+    assert str(body["exp"]) == r.headers["x-xet-token-expiration"]
+    rec = hub.http.get(f"/xet/v2/reconstructions/{xet_hash}",
+                       headers={"authorization": f"Bearer {body['accessToken']}"})
+    assert rec.status_code == 200 and rec.json()["terms"]
+
+    # An outsider gets no token for the private repo ...
+    for kind in ("xet-read-token", "xet-write-token"):
+        r = hub.http.get(f"/api/models/{private}/{kind}/main", headers=hub.auth(bob.token))
+        assert r.status_code == 404 and r.headers.get("x-error-code") == "RepoNotFound"
+    # ... and a token for a repo of theirs cannot read the private file's reconstruction.
+    own = hub.create_repo("bob-xet", namespace=bob.name, token=bob.token)
+    r = hub.http.get(f"/api/models/{own}/xet-read-token/main", headers=hub.auth(bob.token))
+    assert r.status_code == 200
+    bob_cas = {"authorization": f"Bearer {r.json()['accessToken']}"}
+    for path in (f"/xet/v2/reconstructions/{xet_hash}", f"/xet/v1/reconstructions/{xet_hash}"):
+        assert hub.http.get(path, headers=bob_cas).status_code == 404
+    # Knowing the SHA-256 does not let them commit a pointer to the private bytes either.
+    sha = sha256_bytes(data)
+    r = hub.commit_raw(own, "\n".join([
+        ndjson("header", summary="steal", description=""),
+        ndjson("lfsFile", path="stolen.bin", algo="sha256", oid=sha, size=len(data)),
+    ]) + "\n", token=bob.token)
+    assert 400 <= r.status_code < 500, r.status_code
+    assert "stolen.bin" not in tree(hub, own, token=bob.token)
+    # A forged token is refused.
+    forged = {"authorization": "Bearer " + body["accessToken"].replace(".read.", ".write.")}
+    assert hub.http.get(f"/xet/v2/reconstructions/{xet_hash}", headers=forged).status_code == 401
+
+
+def test_write_token_for_a_new_pr_and_read_only_tokens(hub, repo, admin_read_token):
+    r = hub.http.get(f"/api/models/{repo}/xet-write-token/None?create_pr=1", headers=hub.auth(hub.token()))
+    assert r.status_code == 200 and r.headers["x-xet-access-token"]
+    r = hub.http.get(f"/api/models/{repo}/xet-write-token/main", headers=hub.auth(admin_read_token))
+    assert r.status_code == 403
+    r = hub.http.get(f"/api/models/{repo}/xet-read-token/no-such-branch", headers=hub.auth(hub.token()))
+    assert r.status_code == 404 and r.headers.get("x-error-code") == "RevisionNotFound"
+    r = hub.http.get(f"/api/models/{repo}/xet-write-token/main")
+    assert r.status_code == 401
+
+
+def test_lfs_and_xet_uploads_of_the_same_bytes_coexist(trove, client, hub, tmp_path):
+    repo = hub.create_repo("xet-and-lfs")
+    data = random_file(tmp_path / "same.bin", 1_200_000)
+    client.py(UPLOAD, xet=False, args={"repo": repo, "path": "lfs.bin", "local": str(tmp_path / "same.bin")})
+    client.py(UPLOAD, xet=True, args={"repo": repo, "path": "xet.bin", "local": str(tmp_path / "same.bin")})
+    entries = tree(hub, repo)
+    assert entries["lfs.bin"]["lfs"]["oid"] == entries["xet.bin"]["lfs"]["oid"] == sha256_bytes(data)
+    for path in ("lfs.bin", "xet.bin"):
+        for xet in (True, False):
+            got = fresh_client(trove, tmp_path / f"{path}-{xet}").py(
+                DOWNLOAD, xet=xet, args={"repo": repo, "path": path}).result
+            assert got["sha256"] == sha256_bytes(data), (path, xet)
