@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_client, ndjson, sha256_bytes, sha256_file, unique, write_tree
+from conftest import make_client, ndjson, sha256_bytes, write_tree
 
 XET_HASH = re.compile(r"[0-9a-f]{64}")
 
@@ -31,6 +31,10 @@ def fresh_client(server, path: Path):
 @pytest.fixture
 def repo(hub):
     return hub.create_repo("xet-tokens")
+
+
+def log_count(server, marker: str) -> int:
+    return server.log_path.read_text(encoding="utf-8", errors="replace").count(marker)
 
 
 def dir_bytes(path: Path) -> int:
@@ -55,8 +59,7 @@ def tree(hub, repo: str, token=None) -> dict[str, dict]:
 UPLOAD = """
 import hf_xet
 info = api.upload_file(path_or_fileobj=ARGS["local"], path_in_repo=ARGS["path"], repo_id=ARGS["repo"])
-hashes = attempt(lambda: [h.hash if hasattr(h, "hash") else str(h) for h in hf_xet.hash_files([ARGS["local"]])])
-emit({"commit": info.oid, "hash_files": hashes})
+emit({"commit": info.oid, "hash_files": hf_xet.hash_files([ARGS["local"]])[0].hash})
 """
 
 DOWNLOAD = """
@@ -83,9 +86,8 @@ def test_upload_file_50mb_through_xet_and_download_both_ways(trove, client, hub,
     entry = tree(hub, repo)["model.safetensors"]
     assert entry["lfs"]["oid"] == sha and entry["size"] == len(data)
     assert XET_HASH.fullmatch(entry["xetHash"]), entry
-    if up["hash_files"]["ok"]:
-        # hf_xet's own offline hash of the file is the server's file id.
-        assert entry["xetHash"] in up["hash_files"]["value"], up["hash_files"]
+    # hf_xet's own offline hash of the file is the server's file id.
+    assert entry["xetHash"] == up["hash_files"]
 
     head = hub.http.head(f"/{repo}/resolve/main/model.safetensors", headers=hub.auth(hub.token()))
     assert head.status_code == 200
@@ -94,10 +96,12 @@ def test_upload_file_50mb_through_xet_and_download_both_ways(trove, client, hub,
     assert head.headers["x-linked-size"] == str(len(data))
 
     # Through hf_xet, and through plain HTTP (the server rebuilds the bytes as it streams).
-    for xet in (True, False):
+    for xet, marker in ((True, f"xet.reconstruction file={entry['xetHash']}"), (False, "xet.bridge")):
+        seen = log_count(trove, marker)
         fresh = fresh_client(trove, tmp_path / f"dl-{xet}")
         got = fresh.py(DOWNLOAD, xet=xet, args={"repo": repo, "path": "model.safetensors"}).result
         assert got == {"sha256": sha, "size": len(data)}, (xet, got)
+        assert log_count(trove, marker) > seen, f"the download (xet={xet}) did not go through {marker}"
 
     r = hub.http.get(f"/{repo}/resolve/main/model.safetensors",
                      headers={**hub.auth(hub.token()), "range": "bytes=12345678-13345677"})

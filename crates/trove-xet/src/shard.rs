@@ -25,7 +25,7 @@ pub struct ShardFile {
     pub terms: Vec<Term>,
     /// One verification hash per term, when the client sent them.
     pub verification: Option<Vec<XetHash>>,
-    /// The SHA-256 the client claims for the whole file, as raw digest bytes.
+    /// The SHA-256 the client claims for the whole file, as plain digest bytes.
     pub sha256: Option<[u8; 32]>,
 }
 
@@ -89,10 +89,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<ShardFile>, ShardError> {
             let verification = view
                 .contains_verification()
                 .then(|| (0..n).map(|i| view.verification(i).range_hash.into()).collect());
-            let sha256 = view.metadata_ext().map(|m| {
-                let bytes: [u8; 32] = m.sha256.into();
-                bytes
-            });
+            let sha256 = view.metadata_ext().map(|m| swap_words(m.sha256.into()));
             files.push(ShardFile {
                 file_hash: view.file_hash().into(),
                 terms,
@@ -105,6 +102,15 @@ pub fn parse(body: &[u8]) -> Result<Vec<ShardFile>, ShardError> {
     )
     .map_err(|e| ShardError::Malformed(e.to_string()))?;
     Ok(files)
+}
+
+/// Clients put the SHA-256 in a shard as a Xet hash parsed from the digest's hex string, so
+/// the stored bytes are the digest with each 8-byte word reversed. The swap is its own inverse.
+pub fn swap_words(mut bytes: [u8; 32]) -> [u8; 32] {
+    for word in bytes.chunks_exact_mut(8) {
+        word.reverse();
+    }
+    bytes
 }
 
 /// Check `file` against the xorbs we hold: each term names a stored xorb, a chunk range
@@ -178,7 +184,7 @@ pub fn encode_terms(terms: &[Term]) -> Vec<u8> {
 
 /// Read back [`encode_terms`]'s output; `None` if it is not a whole number of terms.
 pub fn decode_terms(bytes: &[u8]) -> Option<Vec<Term>> {
-    if bytes.len() % TERM_LEN != 0 {
+    if !bytes.len().is_multiple_of(TERM_LEN) {
         return None;
     }
     bytes
@@ -229,7 +235,9 @@ pub mod testing {
                 ),
                 segments,
                 verification,
-                metadata_ext: f.sha256.map(|s| FileMetadataExt::new(xet_core_structures::merklehash::MerkleHash::from(s))),
+                metadata_ext: f
+                    .sha256
+                    .map(|s| FileMetadataExt::new(xet_core_structures::merklehash::MerkleHash::from(swap_words(s)))),
             };
             // Adding to an in-memory shard only fails on inconsistent records, which the
             // helper's callers do not build.
@@ -326,6 +334,17 @@ mod tests {
         // Truncated in the middle of the file section.
         let bytes = build_shard(std::slice::from_ref(&f.file));
         assert!(matches!(parse(&bytes[..100]), Err(ShardError::Malformed(_))));
+    }
+
+    #[test]
+    fn sha256_is_read_in_the_clients_word_order() {
+        // hf_xet stores MerkleHash::from_hex(sha256 hex): its hex() is the digest's hex.
+        let digest: [u8; 32] = std::array::from_fn(|i| i as u8);
+        let as_client_stores = xet_core_structures::merklehash::MerkleHash::from_hex(
+            &digest.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        )
+        .expect("hex");
+        assert_eq!(swap_words(as_client_stores.into()), digest);
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl XorbIndex {
 
     /// Read back [`Self::encode`]'s output, checking that offsets only grow.
     pub fn decode(bytes: &[u8]) -> Result<Self, XorbError> {
-        if bytes.is_empty() || bytes.len() % META_LEN != 0 {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(META_LEN) {
             return Err(XorbError::CorruptIndex);
         }
         let mut chunks = Vec::with_capacity(bytes.len() / META_LEN);

@@ -180,6 +180,7 @@ async fn verify_file(
     if let Some(claimed) = file.sha256
         && claimed != digest
     {
+        tracing::warn!(file = %file.file_hash, claimed = %hex::encode(claimed), actual = %hex::encode(digest), "xet.shard_sha256_mismatch");
         return Err(ApiError::bad_request(format!(
             "File {}: the shard claims SHA-256 {}, its bytes hash to {}",
             file.file_hash,
@@ -208,6 +209,7 @@ impl Write for HashWriter {
 }
 
 fn shard_error(e: ShardError) -> ApiError {
+    tracing::warn!(error = %e, "xet.shard_refused");
     match e {
         ShardError::TooLarge => ApiError::PayloadTooLarge {
             limit: shard::MAX_SHARD_BYTES,
@@ -258,7 +260,9 @@ async fn requested_plan(
         Some(spec) => parse_range(spec, file.size)?,
         None => None,
     };
-    plan_file(state, &file, range).await
+    let planned = plan_file(state, &file, range).await?;
+    tracing::info!(file = %file_id, terms = planned.0.terms.len(), bytes = planned.0.length, "xet.reconstruction");
+    Ok(planned)
 }
 
 fn terms_json(plan: &Plan) -> Vec<Value> {

@@ -83,6 +83,7 @@ pub fn write_plan<W: Write>(store: &LocalStore, plan: &Plan, out: &mut W) -> io:
 
 /// A response body streaming the bytes of `plan`, decoded on the blocking pool.
 pub fn stream_plan(store: LocalStore, plan: Plan) -> Body {
+    tracing::info!(terms = plan.terms.len(), bytes = plan.length, "xet.bridge");
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(SEND_QUEUE);
     tokio::task::spawn_blocking(move || {
         let mut writer = ChannelWriter {
