@@ -66,7 +66,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     }
     println!("Use it with the Hugging Face tools:");
     println!(
-        "  export HF_ENDPOINT={url} HF_TOKEN=$(cat {}) HF_HUB_DISABLE_XET=1",
+        "  export HF_ENDPOINT={url} HF_TOKEN=$(cat {})",
         token_file.display()
     );
     println!("More users and tokens: trove user create NAME / trove token create --user NAME");
