@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import make_client, ndjson, sha256_bytes, write_tree
+from conftest import lfs_pointer, make_client, ndjson, sha256_bytes, write_tree
 
 XET_HASH = re.compile(r"[0-9a-f]{64}")
 
@@ -279,3 +280,34 @@ def test_lfs_and_xet_uploads_of_the_same_bytes_coexist(trove, client, hub, tmp_p
             got = fresh_client(trove, tmp_path / f"{path}-{xet}").py(
                 DOWNLOAD, xet=xet, args={"repo": repo, "path": path}).result
             assert got["sha256"] == sha256_bytes(data), (path, xet)
+
+
+def git(*args: str, cwd: Path, env: dict | None = None) -> str:
+    p = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})})
+    assert p.returncode == 0, f"git {' '.join(args)}: {p.stdout}\n{p.stderr}"
+    return p.stdout
+
+
+def test_git_lfs_pull_of_a_xet_uploaded_file(trove, client, hub, tmp_path):
+    """The real git-lfs binary fetches a Xet-uploaded file through the LFS API: the server
+    rebuilds its bytes from xorbs. (The checkout holds the pointer the hub committed.)"""
+    repo = hub.create_repo("xet-git-lfs")
+    data = random_file(tmp_path / "w.bin", 3_000_000)
+    client.py(UPLOAD, xet=True, args={"repo": repo, "path": "w.bin", "local": str(tmp_path / "w.bin")})
+    pointer = hub.http.get(f"/api/models/{repo}/tree/main").json()
+    assert any(e["path"] == "w.bin" and e.get("xetHash") for e in pointer)
+
+    work = tmp_path / "checkout"
+    work.mkdir()
+    git("init", "-q", "-b", "main", cwd=work)
+    git("lfs", "install", "--local", cwd=work)
+    (work / ".gitattributes").write_text("*.bin filter=lfs diff=lfs merge=lfs -text\n")
+    (work / "w.bin").write_bytes(lfs_pointer(data))
+    git("add", ".", cwd=work)
+    git("-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", "commit", "-qm", "pointer", cwd=work)
+    git("config", "lfs.url", f"{trove.url}/{repo}.git/info/lfs", cwd=work)
+    git("config", "http.extraHeader", f"Authorization: Bearer {trove.admin_token}", cwd=work)
+    assert (work / "w.bin").read_bytes() == lfs_pointer(data)
+    git("lfs", "pull", cwd=work)
+    assert sha256_bytes((work / "w.bin").read_bytes()) == sha256_bytes(data)
