@@ -1,7 +1,7 @@
 //! The CAS service under `{public}/xet`: what `hf_xet` calls with the token the Hub gave it.
 //!
 //! - `POST /v1/xorbs/default/{hash}`: validate and store a xorb.
-//! - `POST /v1/shards`: register files whose every term checks out against stored xorbs,
+//! - `POST /v1/shards` (and `/v2/shards`, streaming progress): register files whose every term checks out against stored xorbs,
 //!   after rebuilding each new file and computing its SHA-256 ourselves.
 //! - `GET /v1|v2/reconstructions/{file}`: the terms and signed fetch URLs for a file (or a
 //!   `Range` of it) the token's repository may read.
@@ -24,7 +24,9 @@ use futures_util::TryStreamExt;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use bytes::Bytes;
 use std::io::{self, Write};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use trove_db::{XetFile, XorbRecord};
 use trove_store::StoreError;
@@ -125,15 +127,77 @@ pub async fn head_xorb(
 /// `POST /v1/shards`: register every file of the shard, or none.
 pub async fn upload_shard(State(state): State<AppState>, grant: CasGrant, body: Body) -> ApiResult<Json<Value>> {
     grant.require_write()?;
-    let limit = shard::MAX_SHARD_BYTES;
-    let bytes = axum::body::to_bytes(body, limit as usize)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge { limit })?;
-    let files = blocking(move || shard::parse(&bytes)).await?.map_err(shard_error)?;
+    let bytes = read_shard_body(body).await?;
+    let inserted = register_shard(&state, &grant, bytes).await?;
+    Ok(Json(json!({ "result": if inserted { 1 } else { 0 } })))
+}
 
-    // Check every file before recording any, so a bad shard registers nothing.
+/// How often `/v2/shards` repeats its last progress frame while a long check runs.
+const SHARD_HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// `POST /v2/shards`: the same registration, answered at once with an NDJSON progress stream
+/// (`validating`, repeated as a heartbeat, then `committing` and a terminal `result` or
+/// `error`), so checking a shard of very large files never looks like a stalled connection.
+/// Auth, size and body errors still come back as plain HTTP statuses.
+pub async fn upload_shard_v2(State(state): State<AppState>, grant: CasGrant, body: Body) -> ApiResult<Response> {
+    grant.require_write()?;
+    let bytes = read_shard_body(body).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(4);
+    tokio::spawn(async move {
+        let frame = |v: Value| Ok(Bytes::from(format!("{v}\n")));
+        let validating = json!({ "type": "validating", "verified": 0, "total": 1 });
+        if tx.send(frame(validating.clone())).await.is_err() {
+            return;
+        }
+        let work = register_shard(&state, &grant, bytes);
+        tokio::pin!(work);
+        let mut heartbeat = tokio::time::interval(SHARD_HEARTBEAT);
+        heartbeat.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut work => break outcome,
+                _ = heartbeat.tick() => {
+                    // A client that went away does not stop the registration: it is
+                    // idempotent and the client will retry.
+                    let _ = tx.send(frame(validating.clone())).await;
+                }
+            }
+        };
+        let last = match outcome {
+            Ok(_) => {
+                let _ = tx.send(frame(json!({ "type": "committing", "stage": "syncing" }))).await;
+                json!({ "type": "result" })
+            }
+            Err(ApiError::Internal(e)) => {
+                tracing::error!(error = format!("{e:#}"), "xet.shard_v2_failed");
+                json!({ "type": "error", "message": "Internal Error", "retryable": true })
+            }
+            Err(refused) => json!({ "type": "error", "message": refused.to_string(), "retryable": false }),
+        };
+        let _ = tx.send(frame(last)).await;
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn read_shard_body(body: Body) -> ApiResult<Bytes> {
+    let limit = shard::MAX_SHARD_BYTES;
+    axum::body::to_bytes(body, limit as usize)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge { limit })
+}
+
+/// Check every file of a shard against the stored xorbs, rebuild and hash the new ones, then
+/// record them all as LFS objects of the token's repo. Nothing is recorded unless every file
+/// checks out. Returns whether any file was new.
+async fn register_shard(state: &AppState, grant: &CasGrant, bytes: Bytes) -> ApiResult<bool> {
+    let files = blocking(move || shard::parse(&bytes)).await?.map_err(shard_error)?;
     let all_terms: Vec<shard::Term> = files.iter().flat_map(|f| f.terms.iter().copied()).collect();
-    let xorbs = rebuild::load_indices(&state, &all_terms).await?;
+    let xorbs = rebuild::load_indices(state, &all_terms).await?;
     let mut new_files = Vec::new();
     let mut known_files = Vec::new();
     for file in &files {
@@ -145,10 +209,9 @@ pub async fn upload_shard(State(state): State<AppState>, grant: CasGrant, body: 
     }
     let mut verified = Vec::with_capacity(new_files.len());
     for (file, size) in new_files {
-        verified.push(verify_file(&state, file, size, &xorbs).await?);
+        verified.push(verify_file(state, file, size, &xorbs).await?);
     }
     let now = now_ms();
-    let inserted = !verified.is_empty();
     for file in verified.iter().chain(&known_files) {
         state
             .db
@@ -157,7 +220,7 @@ pub async fn upload_shard(State(state): State<AppState>, grant: CasGrant, body: 
             .map_err(ApiError::internal)?;
     }
     tracing::info!(repo_id = grant.repo_id, new = verified.len(), known = known_files.len(), "xet.shard_registered");
-    Ok(Json(json!({ "result": if inserted { 1 } else { 0 } })))
+    Ok(!verified.is_empty())
 }
 
 /// Rebuild a new file from its xorbs and hash it; refuse it if the client claimed another

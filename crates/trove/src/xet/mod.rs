@@ -22,6 +22,7 @@ pub fn cas_router() -> Router<AppState> {
             post(cas::upload_xorb).head(cas::head_xorb),
         )
         .route("/v1/shards", post(cas::upload_shard))
+        .route("/v2/shards", post(cas::upload_shard_v2))
         .route("/v1/reconstructions/{file_id}", get(cas::reconstruction_v1))
         .route("/v2/reconstructions/{file_id}", get(cas::reconstruction_v2))
         .route("/v1/files/{file_id}", get(cas::head_file))

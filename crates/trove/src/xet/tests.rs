@@ -318,12 +318,45 @@ async fn bad_shards_are_refused_and_register_nothing() {
 }
 
 #[tokio::test]
-async fn dedup_query_answers_no_match_and_unknown_routes_404() {
+async fn dedup_query_answers_no_match_and_grants_are_not_offered() {
     let f = fixture().await;
     let r = f.token(f.repo_a, Scope::Read);
     let h = hash::chunk_hash(b"x").hex();
     let (s, _, _) = f.call(Method::GET, &format!("/xet/v1/chunks/default-merkledb/{h}"), Some(&r), &[], vec![]).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _) = f.call(Method::POST, "/xet/v1/xorb-grants/default/x", Some(&r), &[], vec![]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "the client falls back to direct xorb upload on 404");
+}
+
+fn ndjson_frames(body: &[u8]) -> Vec<Value> {
+    body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(json).collect()
+}
+
+#[tokio::test]
+async fn v2_shards_stream_progress_and_a_terminal_frame() {
+    let f = fixture().await;
+    let u = upload();
+    store_xorb(&f, &u).await;
+    let w = f.token(f.repo_a, Scope::Write);
+
+    let mut bad = u.file.clone();
+    bad.verification = Some(vec![hash::chunk_hash(b"forged")]);
+    let (s, b, _) = f.call(Method::POST, "/xet/v2/shards", Some(&w), &[], build_shard(&[bad])).await;
+    assert_eq!(s, StatusCode::OK, "v2 reports refusals in the stream");
+    let frames = ndjson_frames(&b);
+    assert_eq!(frames[0]["type"], "validating");
+    let last = frames.last().expect("frames");
+    assert_eq!(last["type"], "error");
+    assert_eq!(last["retryable"], false);
+    assert!(last["message"].as_str().expect("message").contains("verification"));
+    assert_eq!(f.state.db.xet_file(&u.file.file_hash.to_bytes()).await.expect("q"), None);
+
+    let (s, b, _) = f.call(Method::POST, "/xet/v2/shards", Some(&w), &[], build_shard(std::slice::from_ref(&u.file))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ndjson_frames(&b).last().expect("frames")["type"], "result");
+    assert!(f.state.db.xet_file(&u.file.file_hash.to_bytes()).await.expect("q").is_some());
+
+    let r = f.token(f.repo_a, Scope::Read);
     let (s, _, _) = f.call(Method::POST, "/xet/v2/shards", Some(&r), &[], vec![]).await;
-    assert_eq!(s, StatusCode::NOT_FOUND, "the client falls back to /v1/shards on 404");
+    assert_eq!(s, StatusCode::FORBIDDEN, "auth errors stay plain HTTP statuses");
 }
