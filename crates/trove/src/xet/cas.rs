@@ -350,7 +350,32 @@ fn fetch_url(state: &AppState, xorb: &XetHash, start: u64, end_inclusive: u64, e
     format!("{}/xet/fetch/{hex}?range={range}&exp={exp}&sig={sig}", state.public_url())
 }
 
-/// `GET /v1/reconstructions/{file_id}`.
+/// The reconstruction answer v1 and v2 share; they differ only in the name of the fetch map
+/// and in how one fetch (a signed URL for an inclusive stored byte range) is described.
+fn reconstruction_body(
+    state: &AppState,
+    plan: &Plan,
+    xorbs: &HashMap<XetHash, XorbIndex>,
+    fetch_key: &str,
+    describe: impl Fn(String, &plan::Fetch) -> Value,
+) -> Value {
+    let exp = now_secs() + FETCH_URL_TTL_SECS;
+    let mut fetch_map = Map::new();
+    for (xorb, fetches) in plan::fetches(plan, xorbs) {
+        let entries = fetches
+            .iter()
+            .map(|f| describe(fetch_url(state, &xorb, f.stored_start, f.stored_end - 1, exp), f))
+            .collect();
+        fetch_map.insert(xorb.hex(), Value::Array(entries));
+    }
+    json!({
+        "offset_into_first_range": plan.offset_into_first,
+        "terms": terms_json(plan),
+        fetch_key: fetch_map,
+    })
+}
+
+/// `GET /v1/reconstructions/{file_id}`: one URL per fetch, with its byte range beside it.
 pub async fn reconstruction_v1(
     State(state): State<AppState>,
     grant: CasGrant,
@@ -358,29 +383,16 @@ pub async fn reconstruction_v1(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let (plan, xorbs) = requested_plan(&state, &grant, &file_id, &headers).await?;
-    let exp = now_secs() + FETCH_URL_TTL_SECS;
-    let mut fetch_info = Map::new();
-    for (xorb, fetches) in plan::fetches(&plan, &xorbs) {
-        let entries: Vec<Value> = fetches
-            .iter()
-            .map(|f| {
-                json!({
-                    "range": { "start": f.chunk_start, "end": f.chunk_end },
-                    "url": fetch_url(&state, &xorb, f.stored_start, f.stored_end - 1, exp),
-                    "url_range": { "start": f.stored_start, "end": f.stored_end - 1 },
-                })
-            })
-            .collect();
-        fetch_info.insert(xorb.hex(), Value::Array(entries));
-    }
-    Ok(Json(json!({
-        "offset_into_first_range": plan.offset_into_first,
-        "terms": terms_json(&plan),
-        "fetch_info": fetch_info,
+    Ok(Json(reconstruction_body(&state, &plan, &xorbs, "fetch_info", |url, f| {
+        json!({
+            "range": { "start": f.chunk_start, "end": f.chunk_end },
+            "url": url,
+            "url_range": { "start": f.stored_start, "end": f.stored_end - 1 },
+        })
     })))
 }
 
-/// `GET /v2/reconstructions/{file_id}`: one single-range fetch entry per merged range.
+/// `GET /v2/reconstructions/{file_id}`: one single-range entry per merged fetch.
 pub async fn reconstruction_v2(
     State(state): State<AppState>,
     grant: CasGrant,
@@ -388,27 +400,14 @@ pub async fn reconstruction_v2(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let (plan, xorbs) = requested_plan(&state, &grant, &file_id, &headers).await?;
-    let exp = now_secs() + FETCH_URL_TTL_SECS;
-    let mut out = Map::new();
-    for (xorb, fetches) in plan::fetches(&plan, &xorbs) {
-        let entries: Vec<Value> = fetches
-            .iter()
-            .map(|f| {
-                json!({
-                    "url": fetch_url(&state, &xorb, f.stored_start, f.stored_end - 1, exp),
-                    "ranges": [{
-                        "chunks": { "start": f.chunk_start, "end": f.chunk_end },
-                        "bytes": { "start": f.stored_start, "end": f.stored_end - 1 },
-                    }],
-                })
-            })
-            .collect();
-        out.insert(xorb.hex(), Value::Array(entries));
-    }
-    Ok(Json(json!({
-        "offset_into_first_range": plan.offset_into_first,
-        "terms": terms_json(&plan),
-        "xorbs": out,
+    Ok(Json(reconstruction_body(&state, &plan, &xorbs, "xorbs", |url, f| {
+        json!({
+            "url": url,
+            "ranges": [{
+                "chunks": { "start": f.chunk_start, "end": f.chunk_end },
+                "bytes": { "start": f.stored_start, "end": f.stored_end - 1 },
+            }],
+        })
     })))
 }
 
