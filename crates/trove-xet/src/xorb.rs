@@ -11,10 +11,11 @@ use xet_core_structures::xorb_object::{XORB_CHUNK_HEADER_LENGTH, XorbChunkHeader
 
 /// Largest xorb body we accept: 64 MiB of chunk records plus room for a footer.
 pub const MAX_XORB_UPLOAD_BYTES: u64 = 64 * 1024 * 1024 + 2 * 1024 * 1024;
-/// Largest run of chunk records (the protocol's xorb size cap).
-pub const MAX_XORB_CONTENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Most chunks one xorb may hold.
 pub const MAX_XORB_CHUNKS: usize = 8 * 1024;
+/// Largest run of chunk records: clients cap a xorb at 64 MiB of chunk data, stored raw when
+/// compression does not help, and each chunk adds its 8-byte header on top.
+pub const MAX_XORB_CONTENT_BYTES: u64 = 64 * 1024 * 1024 + (MAX_XORB_CHUNKS * XORB_CHUNK_HEADER_LENGTH) as u64;
 
 const FOOTER_IDENT: &[u8; 7] = b"XETBLOB";
 
@@ -267,16 +268,21 @@ pub mod testing {
     use super::*;
     use xet_core_structures::xorb_object::{CompressionScheme, write_chunk_header};
 
-    /// Serialize `chunks` as xorb records, LZ4-compressing every other chunk. Returns the
-    /// bytes and the xorb hash.
+    /// Serialize `chunks` as xorb records the way clients do: every other chunk is offered
+    /// to LZ4 and kept compressed only when that makes it smaller. Returns the bytes and the
+    /// xorb hash.
     pub fn build_xorb(chunks: &[Vec<u8>]) -> (Vec<u8>, XetHash) {
         let mut out = Vec::new();
         let mut sized = Vec::new();
         for (i, data) in chunks.iter().enumerate() {
-            let scheme = if i % 2 == 0 { CompressionScheme::LZ4 } else { CompressionScheme::None };
-            let body = match scheme.compress_from_slice(data) {
-                Ok(b) => b.into_owned(),
-                Err(_) => data.clone(),
+            let compressed = (i % 2 == 0)
+                .then(|| CompressionScheme::LZ4.compress_from_slice(data).ok())
+                .flatten()
+                .map(|b| b.into_owned())
+                .filter(|b| b.len() < data.len());
+            let (scheme, body) = match compressed {
+                Some(b) => (CompressionScheme::LZ4, b),
+                None => (CompressionScheme::None, data.clone()),
             };
             let header = XorbChunkHeader::new(scheme, body.len() as u32, data.len() as u32);
             // Writing into a Vec cannot fail.
@@ -311,6 +317,28 @@ mod tests {
         assert_eq!(index.raw_range_len(1, 3), 20_000);
         assert_eq!(index.chunks[2].hash, hash::chunk_hash(&data[2]));
         assert_eq!(XorbIndex::decode(&index.encode()).expect("decodes"), index);
+    }
+
+    #[test]
+    fn a_full_xorb_of_incompressible_chunks_fits() {
+        // 64 MiB of chunk data that does not compress: the headers go on top of the cap.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let chunks: Vec<Vec<u8>> = (0..1024)
+            .map(|_| {
+                (0..64 * 1024 / 8)
+                    .flat_map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        state.to_le_bytes()
+                    })
+                    .collect()
+            })
+            .collect();
+        let (bytes, h) = build_xorb(&chunks);
+        assert!(bytes.len() as u64 > 64 * 1024 * 1024);
+        let index = validate(bytes.as_slice(), &h).expect("a full xorb is valid");
+        assert_eq!(index.raw_len(), 64 * 1024 * 1024);
     }
 
     #[test]

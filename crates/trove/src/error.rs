@@ -125,8 +125,10 @@ impl IntoResponse for ApiError {
             ApiError::RepoNotFound { .. } => "Repository not found".to_owned(),
             other => other.to_string(),
         };
-        if let ApiError::Internal(err) = &self {
-            tracing::error!(error = format!("{err:#}"), "internal error");
+        match &self {
+            ApiError::Internal(err) => tracing::error!(error = format!("{err:#}"), "internal error"),
+            // Refusals are the client's doing, but the reason helps whoever runs the server.
+            _ => tracing::info!(status = status.as_u16(), message = %message, "request refused"),
         }
         let mut headers = HeaderMap::new();
         headers.insert(

@@ -88,7 +88,10 @@ pub async fn upload_xorb(
         .await?
         .map_err(|e| match e {
             XorbError::Io(e) => ApiError::internal(e),
-            refused => ApiError::bad_request(format!("Invalid xorb: {refused}")),
+            refused => {
+                tracing::warn!(xorb = %hash, error = %refused, "xet.xorb_refused");
+                ApiError::bad_request(format!("Invalid xorb: {refused}"))
+            }
         })?;
     state
         .store
