@@ -74,6 +74,11 @@ class Proc:
                 return int(line.split()[1])
         return 0
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time so far (from /proc/PID/stat)."""
+        fields = Path(f"/proc/{self.p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self, sig=signal.SIGTERM) -> None:
         if self.p.poll() is None:
             self.p.send_signal(sig)
@@ -284,23 +289,35 @@ class Bench:
         self.start_nginx()
         idle_rss = self.trove.rss_kib()
         results: dict[str, list[float]] = {}
+        cpu: dict[str, list[float]] = {}
         peak = 0
+        cpu_mark = [self.trove.cpu_seconds()]
 
         def record(key: str, seconds: float) -> None:
+            """One measurement, with Trove's CPU seconds per GiB since the previous one."""
+            now = self.trove.cpu_seconds()
+            per_gib = (now - cpu_mark[0]) / (size / (1 << 30))
+            cpu_mark[0] = now
             results.setdefault(key, []).append(size / MIB / seconds)
-            print(f"  {key:34s} {size / MIB / seconds:9.1f} MiB/s", flush=True)
+            cpu.setdefault(key, []).append(per_gib)
+            print(f"  {key:34s} {size / MIB / seconds:9.1f} MiB/s   Trove CPU {per_gib:5.2f} s/GiB", flush=True)
 
         for rnd in range(self.args.rounds):
             print(f"round {rnd + 1}/{self.args.rounds}", flush=True)
+            # Fresh bytes for every file of every round: nothing may dedup, and a file uploaded
+            # through one path must not let the other skip its upload.
             src = self.work / "src.bin"
-            self.make_file(src, size)  # fresh bytes every round: nothing dedups across rounds
+            self.make_file(src, size)
+            src_lfs = self.work / "src-lfs.bin"
+            self.make_file(src_lfs, size)
             repo = self.create_repo(f"xet-bench-{rnd}")
+            cpu_mark[0] = self.trove.cpu_seconds()
             with PeakRss(self.trove) as watch:
                 # Uploads through the hub: Xet (default install) and LFS (HF_HUB_DISABLE_XET=1).
                 r = self.client(HUB_UPLOAD, {"file": str(src), "path": "xet.bin", "repo": repo},
                                 self.hub_env(self.trove_url, xet=True))
                 record("upload   hub, Xet", r["seconds"])
-                r = self.client(HUB_UPLOAD, {"file": str(src), "path": "lfs.bin", "repo": repo},
+                r = self.client(HUB_UPLOAD, {"file": str(src_lfs), "path": "lfs.bin", "repo": repo},
                                 self.hub_env(self.trove_url, xet=False))
                 record("upload   hub, LFS", r["seconds"])
                 # The CAS alone, same client library, Trove then the simulation server. A
@@ -308,6 +325,7 @@ class Bench:
                 src2 = self.work / "src2.bin"
                 self.make_file(src2, size)
                 w = self.cas_token(repo, "write")
+                cpu_mark[0] = self.trove.cpu_seconds()
                 r = self.client(XET_UPLOAD, {"file": str(src2), "endpoint": f"{self.trove_url}/xet", "token": w}, {})
                 record("upload   hf_xet -> Trove CAS", r["seconds"])
                 r = self.client(XET_UPLOAD, {"file": str(src2), "endpoint": self.sim_url, "token": "x"}, {})
@@ -334,7 +352,7 @@ class Bench:
 
             served = self.nginx_root / repo / "resolve" / "main"
             served.mkdir(parents=True, exist_ok=True)
-            os.link(src, served / "f.bin")
+            os.link(src_lfs, served / "f.bin")
             r = self.client(HUB_DOWNLOAD, {"repo": repo, "path": "f.bin", "dest": str(dest)},
                             self.hub_env(self.nginx_url, xet=False))
             record("download hub, HTTP, nginx", r["seconds"])
@@ -346,9 +364,12 @@ class Bench:
             self.drop(out)
             shutil.rmtree(served, ignore_errors=True)
             self.drop(src)
+            self.drop(src_lfs)
 
         med = {k: statistics.median(v) for k, v in results.items()}
+        cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
         return {"gib": self.args.gib, "rounds": self.args.rounds, "mib_per_s": med,
+                "trove_cpu_s_per_gib": cpu_med,
                 "trove_idle_rss_mib": idle_rss / 1024, "trove_peak_rss_mib": peak / 1024}
 
 
@@ -360,7 +381,7 @@ def report(r: dict) -> None:
 
     print("\nmedian throughput (MiB/s) of a %.1f GiB file, %d rounds" % (r["gib"], r["rounds"]))
     for k, v in m.items():
-        print(f"  {k:36s} {v:9.1f}")
+        print(f"  {k:36s} {v:9.1f}   Trove CPU {r['trove_cpu_s_per_gib'][k]:5.2f} s/GiB")
     checks = [
         ("Xet upload / LFS upload (hub)", ratio("upload   hub, Xet", "upload   hub, LFS"), 1.0),
         ("Xet download / LFS download (hub)", ratio("download hub, Xet (hf_xet)", "download hub, HTTP, LFS blob"), 1.0),
