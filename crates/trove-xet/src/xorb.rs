@@ -7,7 +7,7 @@
 
 use crate::hash::{self, XetHash};
 use std::io::{self, Read, Write};
-use xet_core_structures::xorb_object::{XORB_CHUNK_HEADER_LENGTH, XorbChunkHeader, parse_chunk_header};
+use xet_core_structures::xorb_object::{CompressionScheme, XORB_CHUNK_HEADER_LENGTH, XorbChunkHeader, parse_chunk_header};
 
 /// Largest xorb body we accept: 64 MiB of chunk records plus room for a footer.
 pub const MAX_XORB_UPLOAD_BYTES: u64 = 64 * 1024 * 1024 + 2 * 1024 * 1024;
@@ -168,11 +168,24 @@ pub fn read_chunk<R: Read>(reader: &mut R, chunk: usize, out: &mut Vec<u8>) -> R
     let raw_len = header.get_uncompressed_length() as usize;
     let scheme = header.get_compression_scheme().map_err(|e| malformed(e.to_string()))?;
 
+    out.clear();
+    if scheme == CompressionScheme::None {
+        // Stored as is: read straight into the output, no staging copy.
+        if compressed_len != raw_len {
+            return Err(malformed(format!(
+                "is stored uncompressed in {compressed_len} bytes, its header says {raw_len}"
+            )));
+        }
+        out.resize(raw_len, 0);
+        if read_full(reader, out)? < raw_len {
+            return Err(XorbError::Truncated { chunk });
+        }
+        return Ok(Some((XORB_CHUNK_HEADER_LENGTH + compressed_len) as u32));
+    }
     let mut compressed = vec![0u8; compressed_len];
     if read_full(reader, &mut compressed)? < compressed_len {
         return Err(XorbError::Truncated { chunk });
     }
-    out.clear();
     out.reserve(raw_len);
     let mut capped = CappedWriter { out, cap: raw_len };
     scheme
@@ -266,7 +279,7 @@ impl Write for CappedWriter<'_> {
 /// Test helpers shared with other crates' tests: build xorb bytes from chunk payloads.
 pub mod testing {
     use super::*;
-    use xet_core_structures::xorb_object::{CompressionScheme, write_chunk_header};
+    use xet_core_structures::xorb_object::write_chunk_header;
 
     /// Serialize `chunks` as xorb records the way clients do: every other chunk is offered
     /// to LZ4 and kept compressed only when that makes it smaller. Returns the bytes and the
@@ -298,7 +311,7 @@ pub mod testing {
 mod tests {
     use super::testing::build_xorb;
     use super::*;
-    use xet_core_structures::xorb_object::{CompressionScheme, write_chunk_header};
+    use xet_core_structures::xorb_object::write_chunk_header;
 
     fn chunks(n: usize, size: usize) -> Vec<Vec<u8>> {
         (0..n)
