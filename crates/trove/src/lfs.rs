@@ -19,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
 use trove_store::{PutOutcome, StoreError};
 use trove_types::{RepoType, Sha256Hex};
 
@@ -539,10 +538,7 @@ pub async fn download(
             commit: None,
         });
     };
-    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-        file.take(len),
-        512 * 1024,
-    ));
+    let body = Body::from_stream(trove_store::read_chunks(file, len));
     Ok((
         [
             (header::CONTENT_LENGTH, len.to_string()),
