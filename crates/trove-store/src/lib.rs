@@ -5,7 +5,10 @@
 //! file under the store root while hashing it, verify hash and size, `fsync` the file, rename
 //! it into place, `fsync` the directory. Only then is the object visible, so a crash at any
 //! instant leaves either no object or a complete, verified one. Nothing large is held in
-//! memory: bodies move in batches of about [`WRITE_BATCH`] bytes.
+//! memory: bodies move in batches of about [`WRITE_BATCH`] bytes, hashed and written side by
+//! side, written with `O_DIRECT` where the filesystem allows it (so each byte is copied once
+//! and written once, and the final `fsync` has little left to do). Reads for downloads go
+//! out in chunks of [`READ_CHUNK`] bytes ([`read_chunks`]).
 //!
 //! # Backends
 //!
@@ -27,12 +30,14 @@ mod durable;
 mod error;
 mod local;
 mod multipart;
+mod read;
 mod stream;
 mod xorbs;
 
 pub use durable::PutOutcome;
 pub use error::StoreError;
 pub use local::LocalStore;
+pub use read::{READ_CHUNK, read_chunks};
 pub use xorbs::StagedXorb;
 pub use stream::WRITE_BATCH;
 pub use trove_types::Sha256Hex;

@@ -71,7 +71,7 @@ impl LocalStore {
             .into_std()
             .await;
 
-        let streamed = hash_into_file(file, body, expected_size)
+        let streamed = hash_into_file(file, &temp_path, 0, body, expected_size)
             .await
             .map_err(|e| match e {
                 StreamError::TooLong { received } => StoreError::SizeMismatch {

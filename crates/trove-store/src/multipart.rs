@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use trove_types::Sha256Hex;
 use uuid::Uuid;
@@ -192,19 +192,18 @@ impl LocalStore {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(io_at(&marker)(e)),
                 }
-                let mut file = fs::OpenOptions::new()
+                fs::OpenOptions::new()
                     .write(true)
                     .open(&data_path)
-                    .map_err(io_at(&data_path))?;
-                file.seek(SeekFrom::Start(offset))
-                    .map_err(io_at(&data_path))?;
-                Ok(file)
+                    .map_err(io_at(&data_path))
             })
             .await
             .map_err(not_found_as(&id))?
         };
 
-        let streamed = hash_into_file(file, body, len).await.map_err(|e| match e {
+        let streamed = hash_into_file(file, &data_path, offset, body, len)
+            .await
+            .map_err(|e| match e {
             StreamError::TooLong { received } => StoreError::PartSizeMismatch {
                 part,
                 expected: len,

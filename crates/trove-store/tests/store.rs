@@ -7,7 +7,7 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use trove_store::{LocalStore, PutOutcome, Sha256Hex, StoreError};
+use trove_store::{LocalStore, PutOutcome, READ_CHUNK, Sha256Hex, StoreError, read_chunks};
 
 type Body = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send>>;
 
@@ -328,6 +328,42 @@ async fn open_range_checks_bounds() {
             .expect("open")
             .is_none()
     );
+}
+
+#[tokio::test]
+async fn read_chunks_streams_a_range_in_bounded_chunks() {
+    let (_dir, store) = store().await;
+    let data = pattern(READ_CHUNK * 3 + 1234, 9);
+    let oid = oid_of(&data);
+    let size = data.len() as u64;
+    store.put(&oid, size, body(&data, 65_536)).await.expect("put");
+
+    for (start, end) in [(0, size), (100, size - 7), (5, 5), (size - 1, size)] {
+        let (file, len) = store
+            .open_range(&oid, start, end)
+            .await
+            .expect("open")
+            .expect("present");
+        let chunks: Vec<Bytes> = read_chunks(file, len)
+            .map(|c| c.expect("chunk"))
+            .collect()
+            .await;
+        assert!(chunks.iter().all(|c| !c.is_empty() && c.len() <= READ_CHUNK));
+        assert_eq!(chunks.concat(), &data[start as usize..end as usize]);
+    }
+}
+
+#[tokio::test]
+async fn read_chunks_reports_a_file_shorter_than_promised() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("short");
+    std::fs::write(&path, pattern(1000, 3)).expect("write");
+    let file = tokio::fs::File::open(&path).await.expect("open");
+    let results: Vec<_> = read_chunks(file, 5000).collect().await;
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0].as_ref().expect("first chunk").len(), 1000);
+    let err = results[1].as_ref().expect_err("then an error");
+    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
 }
 
 const PART: u64 = 256 << 10;

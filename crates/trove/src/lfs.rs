@@ -19,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
 use trove_store::{PutOutcome, StoreError};
 use trove_types::{RepoType, Sha256Hex};
 
@@ -534,13 +533,7 @@ pub async fn download(
         .await
         .map_err(ApiError::internal)?
     {
-        Some((file, len)) => (
-            Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-                file.take(len),
-                512 * 1024,
-            )),
-            len,
-        ),
+        Some((file, len)) => (Body::from_stream(trove_store::read_chunks(file, len)), len),
         // Held as xorbs only (uploaded through Xet): rebuild the bytes as they stream.
         None => match state.db.xet_file_by_sha256(&oid).await.map_err(ApiError::internal)? {
             Some(file) => {

@@ -14,13 +14,9 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokio::io::AsyncReadExt;
 use trove_git::EntryKind;
 use trove_types::{GitOid, RepoType, Sha256Hex};
 use trove_xet::XetHash;
-
-/// Read size for streaming large files: big enough to keep syscalls per GiB low.
-const STREAM_BUFFER: usize = 512 * 1024;
 
 pub async fn model(
     state: State<AppState>,
@@ -183,11 +179,7 @@ async fn serve(
                     commit: Some(commit),
                 });
             };
-            let reader = file.take(len);
-            Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-                reader,
-                STREAM_BUFFER,
-            ))
+            Body::from_stream(trove_store::read_chunks(file, len))
         }
     };
     Ok((status, out, body).into_response())

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use std::io::{self, Write};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncSeekExt;
 use trove_db::{XetFile, XorbRecord};
 use trove_store::StoreError;
 use trove_types::Sha256Hex;
@@ -455,7 +455,7 @@ pub async fn fetch(
     }
     file.seek(io::SeekFrom::Start(start)).await.map_err(ApiError::internal)?;
     let len = end - start + 1;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024));
+    let body = Body::from_stream(trove_store::read_chunks(file, len));
     let mut out = HeaderMap::new();
     out.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     out.insert(

@@ -1,0 +1,720 @@
+#!/usr/bin/env python3
+"""The measuring half of bench/core.sh (which installs, builds, starts the servers and cleans
+up). Standard library only.
+
+    core_helper.py free-port
+    core_helper.py run --trove URL --trove-pid PID --token-file F --nginx URL --nginx-pid PID
+                       --big F --small F --scratch DIR [--rounds N] [--wrk-seconds S]
+                       [--big-upload-gib G] [--json OUT]
+
+`run` creates a model repo, uploads the two files through the LFS batch API and commits them,
+then, round by round, measures each download case on Trove and then on nginx (which serves
+the very object files Trove stored), a 1 GiB LFS upload, the single-core SHA-256 rate and the
+sequential write+fsync rate; then one large upload for peak RSS; then prints medians and the
+ratios against the aims of the core-hub issue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+GIB = 1 << 30
+MIB = 1 << 20
+TICK = os.sysconf("SC_CLK_TCK")
+# How many downloads one single-stream measurement makes, one after the other on one
+# connection (a single 10 MiB download is too short to time).
+SMALL_REPEATS = 20
+BIG_REPEATS = 2
+TAG_LEN = 32
+
+AIM_DOWNLOAD_RATIO = 0.9
+AIM_UPLOAD_VS_SHA = 0.45
+AIM_UPLOAD_CPU_PER_GIB = 1.0
+AIM_RSS_UPLOAD_MIB = 64
+AIM_RSS_DOWNLOADS_MIB = 128
+
+WRK_SCRIPT = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRKRESULT %d %d %d %d %d %d %d %d\\n", summary.duration,
+    summary.requests, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def log(msg: str) -> None:
+    print(f"    {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc sampling
+# ---------------------------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str]:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    # The command name may hold spaces; the fields after it are fixed.
+    return text[text.rindex(")") + 2 :].split()
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its direct children (nginx's workers)."""
+    pids = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat_fields(int(entry.name))[1]) == pid:
+                    pids.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` and its live children, all threads included."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            f = _stat_fields(p)
+        except OSError:
+            continue
+        total += int(f[11]) + int(f[12])  # utime, stime (fields 14 and 15)
+    return total / TICK
+
+
+def machine_busy_cores(seconds: float = 2.0) -> float:
+    """How many cores' worth of CPU the whole machine used over `seconds` (from /proc/stat)."""
+
+    def sample() -> tuple[int, int]:
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = f[3] + f[4]  # idle + iowait
+        return sum(f[:8]) - idle, sum(f[:8])
+
+    busy0, _ = sample()
+    time.sleep(seconds)
+    busy1, _ = sample()
+    return (busy1 - busy0) / TICK / seconds
+
+
+def status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def write_bytes(pid: int) -> int:
+    """Bytes this process caused to be written to storage (dirtied pages), from /proc/PID/io."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    raise KeyError("write_bytes")
+
+
+class RssPeak:
+    """Peak resident set size of one process while the `with` block runs: VmHWM after a reset
+    through clear_refs when the kernel allows it, and VmRSS polled every 20 ms in any case."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._hwm_reset = False
+
+    def _poll(self) -> None:
+        while True:
+            try:
+                self.peak_kib = max(self.peak_kib, status_kib(self.pid, "VmRSS"))
+            except (OSError, KeyError):
+                return
+            if self._stop.wait(0.02):
+                return
+
+    def __enter__(self) -> "RssPeak":
+        try:
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+            self._hwm_reset = True
+        except OSError:
+            pass
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        if self._hwm_reset:
+            self.peak_kib = max(self.peak_kib, status_kib(self.pid, "VmHWM"))
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP to Trove
+# ---------------------------------------------------------------------------------------------
+
+
+def request(url: str, method: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+    try:
+        path = u.path + (f"?{u.query}" if u.query else "")
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def call_json(url: str, method: str, payload: object, token: str, content_type: str) -> object:
+    status, body = request(
+        url,
+        method,
+        json.dumps(payload).encode(),
+        {"Authorization": f"Bearer {token}", "Content-Type": content_type, "Accept": content_type},
+    )
+    if status != 200:
+        raise SystemExit(f"{method} {url}: HTTP {status}: {body[:300]!r}")
+    return json.loads(body)
+
+
+@dataclass
+class Body:
+    """An upload body: byte ranges of files sent with sendfile, then `tail` bytes."""
+
+    segments: list[tuple[Path, int, int]]
+    tail: bytes = b""
+
+    @property
+    def size(self) -> int:
+        return sum(n for _, _, n in self.segments) + len(self.tail)
+
+
+def hash_segments(segments: list[tuple[Path, int, int]]) -> "hashlib._Hash":
+    """SHA-256 state after the given file ranges, in order."""
+    h = hashlib.sha256()
+    buf = bytearray(4 * MIB)
+    view = memoryview(buf)
+    for path, offset, length in segments:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            left = length
+            while left:
+                n = f.readinto(view[: min(len(buf), left)])
+                if not n:
+                    raise SystemExit(f"{path} is shorter than expected")
+                h.update(view[:n])
+                left -= n
+    return h
+
+
+@dataclass
+class Upload:
+    oid: str
+    size: int
+    put_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    server_cpu_seconds: float = 0.0
+    server_write_bytes: int = 0
+    peak_rss_kib: int = 0
+
+
+class Trove:
+    def __init__(self, url: str, token: str, pid: int):
+        self.url = url.rstrip("/")
+        self.token = token
+        self.pid = pid
+
+    def create_repo(self, name: str) -> str:
+        call_json(
+            f"{self.url}/api/repos/create",
+            "POST",
+            {"name": name, "organization": "admin", "type": "model", "private": False},
+            self.token,
+            "application/json",
+        )
+        return f"admin/{name}"
+
+    def lfs_upload(self, repo: str, body: Body, oid: str, watch_rss: bool = False) -> Upload:
+        """batch -> PUT to the signed href (timed to its 200) -> verify (timed)."""
+        lfs = "application/vnd.git-lfs+json"
+        batch = call_json(
+            f"{self.url}/{repo}.git/info/lfs/objects/batch",
+            "POST",
+            {
+                "operation": "upload",
+                "transfers": ["basic"],
+                "objects": [{"oid": oid, "size": body.size}],
+                "hash_algo": "sha256",
+            },
+            self.token,
+            lfs,
+        )
+        obj = batch["objects"][0]
+        if "error" in obj or "actions" not in obj:
+            raise SystemExit(f"batch gave no upload action for a new object: {obj}")
+        href = obj["actions"]["upload"]["href"]
+        verify_href = obj["actions"]["verify"]["href"]
+        result = Upload(oid=oid, size=body.size)
+
+        u = urlsplit(href)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+        conn.putrequest("PUT", f"{u.path}?{u.query}", skip_accept_encoding=True)
+        conn.putheader("Content-Type", "application/octet-stream")
+        conn.putheader("Content-Length", str(body.size))
+        rss = RssPeak(self.pid) if watch_rss else None
+        cpu0, io0 = cpu_seconds(self.pid), write_bytes(self.pid)
+        t0 = time.perf_counter()
+        if rss:
+            rss.__enter__()
+        try:
+            conn.endheaders()
+            assert conn.sock is not None
+            for path, offset, length in body.segments:
+                with open(path, "rb") as f:
+                    sent = 0
+                    while sent < length:
+                        n = conn.sock.sendfile(f, offset + sent, length - sent)
+                        if not n:
+                            raise SystemExit("sendfile sent nothing")
+                        sent += n
+            if body.tail:
+                conn.sock.sendall(body.tail)
+            resp = conn.getresponse()
+            answer = resp.read()
+        finally:
+            if rss:
+                rss.__exit__(None, None, None)
+            conn.close()
+        result.put_seconds = time.perf_counter() - t0
+        result.server_cpu_seconds = cpu_seconds(self.pid) - cpu0
+        result.server_write_bytes = write_bytes(self.pid) - io0
+        if rss:
+            result.peak_rss_kib = rss.peak_kib
+        if resp.status != 200:
+            raise SystemExit(f"PUT {u.path}: HTTP {resp.status}: {answer[:300]!r}")
+
+        t1 = time.perf_counter()
+        call_json(verify_href, "POST", {"oid": oid, "size": body.size}, self.token, lfs)
+        result.verify_seconds = time.perf_counter() - t1
+        return result
+
+    def commit_lfs(self, repo: str, files: dict[str, tuple[str, int]]) -> None:
+        lines = [{"key": "header", "value": {"summary": "Benchmark files", "description": ""}}]
+        for path, (oid, size) in files.items():
+            lines.append(
+                {"key": "lfsFile", "value": {"path": path, "algo": "sha256", "oid": oid, "size": size}}
+            )
+        body = "\n".join(json.dumps(line) for line in lines).encode() + b"\n"
+        status, answer = request(
+            f"{self.url}/api/models/{repo}/commit/main",
+            "POST",
+            body,
+            {"Authorization": f"Bearer {self.token}", "Content-Type": "application/x-ndjson"},
+        )
+        if status != 200:
+            raise SystemExit(f"commit: HTTP {status}: {answer[:300]!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Transfer:
+    bytes: int
+    seconds: float
+    cpu_seconds: float
+    errors: int = 0
+
+    @property
+    def mib_s(self) -> float:
+        return self.bytes / MIB / self.seconds
+
+    @property
+    def cpu_per_gib(self) -> float:
+        return self.cpu_seconds / (self.bytes / GIB) if self.bytes else float("nan")
+
+
+def run_checked(cmd: list[str], timeout: float) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.strip()[:500]}")
+    return proc.stdout
+
+
+def curl_download(url: str, headers: list[str], repeats: int, expect: int, pid: int) -> Transfer:
+    cmd = ["curl", "-sS", "--fail", "-w", "%{size_download} %{time_total}\\n"]
+    for h in headers:
+        cmd += ["-H", h]
+    for _ in range(repeats):
+        cmd += ["-o", "/dev/null", url]
+    cpu0 = cpu_seconds(pid)
+    out = run_checked(cmd, timeout=300)
+    cpu = cpu_seconds(pid) - cpu0
+    total, seconds = 0, 0.0
+    pairs = out.split()
+    for size, secs in zip(pairs[0::2], pairs[1::2]):
+        if int(size) != expect:
+            raise SystemExit(f"curl {url}: got {size} bytes, expected {expect}")
+        total += int(size)
+        seconds += float(secs)
+    return Transfer(total, seconds, cpu)
+
+
+def wrk_download(url: str, headers: list[str], conns: int, seconds: int, script: Path, pid: int) -> Transfer:
+    cmd = ["wrk", "-t", str(min(2, conns)), "-c", str(conns), "-d", f"{seconds}s", "--timeout", "60s"]
+    cmd += ["-s", str(script)]
+    for h in headers:
+        cmd += ["-H", h]
+    cmd.append(url)
+    cpu0 = cpu_seconds(pid)
+    out = run_checked(cmd, timeout=seconds + 60)
+    cpu = cpu_seconds(pid) - cpu0
+    for line in out.splitlines():
+        if line.startswith("WRKRESULT "):
+            duration_us, _requests, nbytes, *errors = (int(x) for x in line.split()[1:])
+            return Transfer(nbytes, duration_us / 1e6, cpu, errors=sum(errors))
+    raise SystemExit(f"wrk printed no result: {out[:500]}")
+
+
+def sha256_rate(path: Path, size: int) -> dict[str, float]:
+    """MiB/s of one process hashing a page-cached file: openssl (SHA extensions where the CPU
+    has them, as Trove's sha2 crate uses) and coreutils sha256sum for reference."""
+    rates = {}
+    for name, cmd in (
+        ("openssl", ["openssl", "dgst", "-sha256", str(path)]),
+        ("sha256sum", ["sha256sum", str(path)]),
+    ):
+        t0 = time.perf_counter()
+        run_checked(cmd, timeout=300)
+        rates[name] = size / MIB / (time.perf_counter() - t0)
+    return rates
+
+
+def write_fsync_rate(src: Path, scratch: Path) -> float:
+    """MiB/s of `dd` writing the (page-cached) file sequentially and fsyncing it."""
+    dest = scratch / "dd-write-test"
+    size = src.stat().st_size
+    t0 = time.perf_counter()
+    run_checked(["dd", f"if={src}", f"of={dest}", "bs=1M", "conv=fsync", "status=none"], timeout=600)
+    rate = size / MIB / (time.perf_counter() - t0)
+    dest.unlink()
+    return rate
+
+
+def warm(path: Path) -> None:
+    with open(path, "rb") as f:
+        while f.read(16 * MIB):
+            pass
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    machine: dict = field(default_factory=dict)
+    idle_rss_kib: int = 0
+    downloads: dict[str, dict[str, list[Transfer]]] = field(default_factory=dict)
+    uploads: list[Upload] = field(default_factory=list)
+    sha: list[dict[str, float]] = field(default_factory=list)
+    fsync: list[float] = field(default_factory=list)
+    rss_downloads_kib: int = 0
+    big_upload: Upload | None = None
+
+
+def run(args: argparse.Namespace) -> None:
+    token = Path(args.token_file).read_text().strip()
+    trove = Trove(args.trove, token, args.trove_pid)
+    big, small, scratch = Path(args.big), Path(args.small), Path(args.scratch)
+    big_size, small_size = big.stat().st_size, small.stat().st_size
+    wrk_script = scratch / "wrk-done.lua"
+    wrk_script.write_text(WRK_SCRIPT)
+    res = Results()
+    started = time.monotonic()
+
+    busy = machine_busy_cores()
+    if busy > 0.1:
+        log(f"WARNING: the machine is busy before the run ({busy:.2f} cores in use by other "
+            "processes): the figures will be low and noisy")
+
+    repo = trove.create_repo(f"bench-{uuid.uuid4().hex[:8]}")
+    time.sleep(1)
+    res.idle_rss_kib = status_kib(args.trove_pid, "VmRSS")
+    log(f"repo {repo}; Trove idle RSS {res.idle_rss_kib / 1024:.1f} MiB")
+
+    # One pass over the big file gives both its oid and the hash state of all but its last
+    # TAG_LEN bytes; each timed upload then sends those bytes plus a fresh tag, a new object
+    # whose oid costs nothing to compute.
+    log("hashing the files")
+    head = hash_segments([(big, 0, big_size - TAG_LEN)])
+    whole = head.copy()
+    whole.update(_tail(big, TAG_LEN))
+    big_oid = whole.hexdigest()
+    small_oid = hash_segments([(small, 0, small_size)]).hexdigest()
+
+    log("uploading big.bin and small.bin through LFS and committing them")
+    trove.lfs_upload(repo, Body([(big, 0, big_size)]), big_oid)
+    trove.lfs_upload(repo, Body([(small, 0, small_size)]), small_oid)
+    trove.commit_lfs(repo, {"big.bin": (big_oid, big_size), "small.bin": (small_oid, small_size)})
+
+    auth = [f"Authorization: Bearer {token}"]
+    cases = []
+    for fname, oid, size in (("big.bin", big_oid, big_size), ("small.bin", small_oid, small_size)):
+        label = "1 GiB" if fname == "big.bin" else "10 MiB"
+        t_url = f"{trove.url}/{repo}/resolve/main/{fname}"
+        n_url = f"{args.nginx.rstrip('/')}/objects/{oid[0:2]}/{oid[2:4]}/{oid}"
+        cases.append((f"{label} curl", "curl", t_url, n_url, size, BIG_REPEATS if size >= 100 * MIB else SMALL_REPEATS))
+        for c in (1, 8, 64):
+            cases.append((f"{label} wrk c={c}", c, t_url, n_url, size, 0))
+    for name, *_ in cases:
+        res.downloads[name] = {"trove": [], "nginx": []}
+    warm(big)
+    warm(small)
+
+    for r in range(1, args.rounds + 1):
+        log(f"round {r}/{args.rounds}: downloads")
+        for name, mode, t_url, n_url, size, repeats in cases:
+            for server, url, pid, headers in (
+                ("trove", t_url, args.trove_pid, auth),
+                ("nginx", n_url, args.nginx_pid, []),
+            ):
+                if mode == "curl":
+                    t = curl_download(url, headers, repeats, size, pid)
+                elif mode == 64 and server == "trove":
+                    with RssPeak(args.trove_pid) as rss:
+                        t = wrk_download(url, headers, mode, args.wrk_seconds, wrk_script, pid)
+                    res.rss_downloads_kib = max(res.rss_downloads_kib, rss.peak_kib)
+                else:
+                    t = wrk_download(url, headers, mode, args.wrk_seconds, wrk_script, pid)
+                if t.errors:
+                    log(f"{name} {server}: {t.errors} errors")
+                res.downloads[name][server].append(t)
+        log(f"round {r}/{args.rounds}: 1 GiB upload, SHA-256 rate, write+fsync rate")
+        tag = uuid.uuid4().hex.encode()[:TAG_LEN].ljust(TAG_LEN, b"-")
+        h = head.copy()
+        h.update(tag)
+        res.uploads.append(trove.lfs_upload(repo, Body([(big, 0, big_size - TAG_LEN)], tag), h.hexdigest()))
+        res.sha.append(sha256_rate(big, big_size))
+        res.fsync.append(write_fsync_rate(big, scratch))
+
+    if args.big_upload_gib > 0:
+        n = args.big_upload_gib
+        log(f"{n} GiB upload (hashing it first)")
+        tag = uuid.uuid4().hex.encode()[:TAG_LEN].ljust(TAG_LEN, b"-")
+        segments = [(big, 0, big_size)] * (n - 1) + [(big, 0, big_size - TAG_LEN)]
+        h = hash_segments(segments)
+        h.update(tag)
+        time.sleep(1)
+        res.big_upload = trove.lfs_upload(repo, Body(segments, tag), h.hexdigest(), watch_rss=True)
+
+    res.machine = machine(args, time.monotonic() - started)
+    res.machine["busy_cores_before"] = round(busy, 2)
+    report(res, args)
+
+
+def _tail(path: Path, n: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-n, os.SEEK_END)
+        return f.read(n)
+
+
+def machine(args: argparse.Namespace, seconds: float) -> dict:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kib = status_kib_meminfo("MemTotal")
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": os.uname().release,
+        "rounds": args.rounds,
+        "wrk_seconds": args.wrk_seconds,
+        "measure_seconds": round(seconds),
+    }
+
+
+def status_kib_meminfo(key: str) -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT MET"
+
+
+def report(res: Results, args: argparse.Namespace) -> None:
+    m = res.machine
+    out: dict = {"machine": m, "downloads": {}, "upload": {}, "rss": {}}
+    lines = []
+    lines.append(
+        f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']}; "
+        f"{m['rounds']} rounds, wrk {m['wrk_seconds']} s per case; medians."
+    )
+    if m["busy_cores_before"] > 0.1:
+        lines.append(f"WARNING: other processes used {m['busy_cores_before']:.2f} cores before the run.")
+    lines.append("")
+    lines.append("Downloads (Trove resolve endpoint vs nginx sendfile, same file, same page cache)")
+    hdr = f"{'case':<18} {'Trove MiB/s':>12} {'nginx MiB/s':>12} {'ratio':>6} {'aim':>6}   {'Trove CPU-s/GiB':>15} {'nginx CPU-s/GiB':>15} {'ratio':>6}"
+    lines.append(hdr)
+    lines.append("-" * len(hdr))
+    all_ok = True
+    for name, per in res.downloads.items():
+        t = median([x.mib_s for x in per["trove"]])
+        n = median([x.mib_s for x in per["nginx"]])
+        tc = median([x.cpu_per_gib for x in per["trove"]])
+        nc = median([x.cpu_per_gib for x in per["nginx"]])
+        ratio = t / n
+        ok = ratio >= AIM_DOWNLOAD_RATIO
+        all_ok &= ok
+        cpu_known = "curl" not in name or "1 GiB" in name
+        tc_s = f"{tc:15.2f}" if cpu_known else f"{'-':>15}"
+        nc_s = f"{nc:15.2f}" if cpu_known else f"{'-':>15}"
+        cr_s = f"{tc / nc:6.2f}" if cpu_known and nc > 0 else f"{'-':>6}"
+        lines.append(f"{name:<18} {t:12.0f} {n:12.0f} {ratio:6.2f} {verdict(ok):>6}   {tc_s} {nc_s} {cr_s}")
+        out["downloads"][name] = {
+            "trove_mib_s": round(t, 1),
+            "nginx_mib_s": round(n, 1),
+            "ratio": round(ratio, 3),
+            "trove_cpu_s_per_gib": round(tc, 3),
+            "nginx_cpu_s_per_gib": round(nc, 3),
+            "trove_runs_mib_s": [round(x.mib_s) for x in per["trove"]],
+            "nginx_runs_mib_s": [round(x.mib_s) for x in per["nginx"]],
+        }
+    lines.append(
+        f"(curl: {BIG_REPEATS} x 1 GiB or {SMALL_REPEATS} x 10 MiB on one connection; "
+        "10 MiB curl CPU not shown: too short to count in clock ticks)"
+    )
+    lines.append("")
+
+    up = res.uploads
+    up_rate = median([u.size / MIB / u.put_seconds for u in up])
+    up_cpu = median([u.server_cpu_seconds / (u.size / GIB) for u in up])
+    up_written = median([u.server_write_bytes / u.size for u in up])
+    verify_ms = median([u.verify_seconds * 1000 for u in up])
+    sha = median([s["openssl"] for s in res.sha])
+    sha_coreutils = median([s["sha256sum"] for s in res.sha])
+    fsync = median(res.fsync)
+    lines.append("Upload of 1 GiB through the LFS basic transfer (time to the 200 of the PUT: hashed, verified, fsynced)")
+    lines.append(f"  upload rate                 {up_rate:8.0f} MiB/s")
+    lines.append(f"  single-core SHA-256 rate    {sha:8.0f} MiB/s  (openssl; coreutils sha256sum {sha_coreutils:.0f} MiB/s)")
+    lines.append(f"  write+fsync rate (dd)       {fsync:8.0f} MiB/s")
+    ok = up_rate >= AIM_UPLOAD_VS_SHA * sha
+    lines.append(f"  upload / SHA-256            {up_rate / sha:8.2f}        aim >= {AIM_UPLOAD_VS_SHA}: {verdict(ok)}")
+    lines.append(f"  upload / write+fsync        {up_rate / fsync:8.2f}")
+    ok_cpu = up_cpu <= AIM_UPLOAD_CPU_PER_GIB
+    lines.append(f"  server CPU-s per GiB        {up_cpu:8.2f}        aim <= {AIM_UPLOAD_CPU_PER_GIB}: {verdict(ok_cpu)}")
+    ok_once = 0.98 <= up_written <= 1.02
+    lines.append(f"  bytes written / object size {up_written:8.2f}        aim 1 (written once): {verdict(ok_once)}")
+    lines.append(f"  verify call                 {verify_ms:8.1f} ms")
+    all_ok &= ok and ok_cpu and ok_once
+    out["upload"] = {
+        "mib_s": round(up_rate, 1),
+        "sha256_mib_s": round(sha, 1),
+        "sha256sum_mib_s": round(sha_coreutils, 1),
+        "write_fsync_mib_s": round(fsync, 1),
+        "ratio_vs_sha256": round(up_rate / sha, 3),
+        "ratio_vs_write_fsync": round(up_rate / fsync, 3),
+        "server_cpu_s_per_gib": round(up_cpu, 3),
+        "written_per_byte": round(up_written, 3),
+        "runs_mib_s": [round(u.size / MIB / u.put_seconds) for u in up],
+    }
+    lines.append("")
+
+    idle = res.idle_rss_kib / 1024
+    lines.append(f"Server memory (idle RSS {idle:.1f} MiB, measured after start-up)")
+    d_dl = res.rss_downloads_kib / 1024 - idle
+    ok = d_dl <= AIM_RSS_DOWNLOADS_MIB
+    all_ok &= ok
+    lines.append(
+        f"  peak under 64 downloads     {res.rss_downloads_kib / 1024:8.1f} MiB = idle + {d_dl:6.1f}   aim <= idle + {AIM_RSS_DOWNLOADS_MIB}: {verdict(ok)}"
+    )
+    out["rss"] = {"idle_mib": round(idle, 1), "downloads_64_peak_mib": round(res.rss_downloads_kib / 1024, 1)}
+    if res.big_upload:
+        b = res.big_upload
+        d_up = b.peak_rss_kib / 1024 - idle
+        ok = d_up <= AIM_RSS_UPLOAD_MIB
+        all_ok &= ok
+        gib = b.size / GIB
+        lines.append(
+            f"  peak during {gib:.0f} GiB upload    {b.peak_rss_kib / 1024:8.1f} MiB = idle + {d_up:6.1f}   aim <= idle + {AIM_RSS_UPLOAD_MIB}: {verdict(ok)}"
+        )
+        lines.append(
+            f"  ({gib:.0f} GiB upload: {b.size / MIB / b.put_seconds:.0f} MiB/s, "
+            f"{b.server_cpu_seconds / gib:.2f} CPU-s/GiB, {b.server_write_bytes / b.size:.2f} bytes written per byte)"
+        )
+        out["rss"]["upload_peak_mib"] = round(b.peak_rss_kib / 1024, 1)
+        out["big_upload"] = {
+            "gib": gib,
+            "mib_s": round(b.size / MIB / b.put_seconds, 1),
+            "server_cpu_s_per_gib": round(b.server_cpu_seconds / gib, 3),
+            "written_per_byte": round(b.server_write_bytes / b.size, 3),
+        }
+    lines.append("")
+    lines.append("All aims met." if all_ok else "Some aims are NOT MET (see above).")
+    print("\n".join(lines))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        print(f"\nFigures also written to {args.json}")
+
+
+def free_port() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        print(s.getsockname()[1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("free-port")
+    r = sub.add_parser("run")
+    r.add_argument("--trove", required=True)
+    r.add_argument("--trove-pid", type=int, required=True)
+    r.add_argument("--token-file", required=True)
+    r.add_argument("--nginx", required=True)
+    r.add_argument("--nginx-pid", type=int, required=True)
+    r.add_argument("--big", required=True)
+    r.add_argument("--small", required=True)
+    r.add_argument("--scratch", required=True)
+    r.add_argument("--rounds", type=int, default=3)
+    r.add_argument("--wrk-seconds", type=int, default=5)
+    r.add_argument("--big-upload-gib", type=int, default=10)
+    r.add_argument("--json")
+    args = p.parse_args()
+    if args.cmd == "free-port":
+        free_port()
+    else:
+        if not 1 <= args.rounds <= 20 or not 1 <= args.wrk_seconds <= 60 or not 0 <= args.big_upload_gib <= 64:
+            raise SystemExit("rounds must be 1..20, wrk seconds 1..60, big upload 0..64 GiB")
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
