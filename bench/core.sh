@@ -6,8 +6,8 @@
 #
 #   bench/core.sh                 install what is missing, build, measure (about 6 minutes)
 #
-# Env: BENCH_ROUNDS (3)          interleaved rounds; medians are reported
-#      BENCH_WRK_SECONDS (5)     duration of each wrk run
+# Env: BENCH_ROUNDS (5)          interleaved rounds; medians are reported
+#      BENCH_WRK_SECONDS (3)     duration of each wrk run
 #      BENCH_BIG_UPLOAD_GIB (10) size of the upload watched for peak RSS (0 skips it)
 #      BENCH_DIR (/var/tmp)      where the temp dir goes: must be on the disk under test, not
 #                                tmpfs; needs about BENCH_ROUNDS + BENCH_BIG_UPLOAD_GIB + 3 GiB
@@ -20,8 +20,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HELPER="$ROOT/bench/core_helper.py"
-ROUNDS="${BENCH_ROUNDS:-3}"
-WRK_SECONDS="${BENCH_WRK_SECONDS:-5}"
+ROUNDS="${BENCH_ROUNDS:-5}"
+WRK_SECONDS="${BENCH_WRK_SECONDS:-3}"
 BIG_UPLOAD_GIB="${BENCH_BIG_UPLOAD_GIB:-10}"
 BENCH_DIR="${BENCH_DIR:-/var/tmp}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -178,7 +178,7 @@ EOF
         || { cat "$WORK/nginx/logs/"* >&2; die "nginx did not start"; }
     echo "nginx pid $NGINX_PID at $nginx_url" >&2
 
-    log "measuring: $ROUNDS rounds, wrk ${WRK_SECONDS}s per case, then a ${BIG_UPLOAD_GIB} GiB upload"
+    log "measuring: a ${BIG_UPLOAD_GIB} GiB upload, then $ROUNDS rounds with wrk ${WRK_SECONDS}s per case"
     python3 "$HELPER" run \
         --trove "$trove_url" --trove-pid "$TROVE_PID" --token-file "$WORK/data/admin-token" \
         --nginx "$nginx_url" --nginx-pid "$NGINX_PID" \
