@@ -32,6 +32,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 WORK=""
 TROVE_PID=""
 NGINX_PID=""
+HELPER_PID=""
 
 # Stop one process we started: a polite signal, up to 30 s, then SIGKILL.
 stop_pid() { # stop_pid PID SIGNAL
@@ -51,6 +52,7 @@ stop_pid() { # stop_pid PID SIGNAL
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
+    stop_pid "$HELPER_PID" TERM
     stop_pid "$NGINX_PID" QUIT
     stop_pid "$TROVE_PID" TERM
     if [[ -n "$WORK" && -d "$WORK" ]]; then
@@ -179,12 +181,17 @@ EOF
     echo "nginx pid $NGINX_PID at $nginx_url" >&2
 
     log "measuring: a ${BIG_UPLOAD_GIB} GiB upload, then $ROUNDS rounds with wrk ${WRK_SECONDS}s per case"
+    # In the background and waited for: bash runs a signal trap only once the foreground
+    # command ends, and `wait` is interruptible, so Ctrl-C or SIGTERM stop the run at once.
     python3 "$HELPER" run \
         --trove "$trove_url" --trove-pid "$TROVE_PID" --token-file "$WORK/data/admin-token" \
         --nginx "$nginx_url" --nginx-pid "$NGINX_PID" \
         --big "$WORK/big.bin" --small "$WORK/small.bin" --scratch "$WORK" \
         --rounds "$ROUNDS" --wrk-seconds "$WRK_SECONDS" --big-upload-gib "$BIG_UPLOAD_GIB" \
-        --json "$ROOT/bench/out/core-$(date -u +%Y%m%dT%H%M%SZ).json"
+        --json "$ROOT/bench/out/core-$(date -u +%Y%m%dT%H%M%SZ).json" &
+    HELPER_PID=$!
+    wait "$HELPER_PID"
+    HELPER_PID=""
 }
 
 main "$@"
