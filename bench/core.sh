@@ -6,8 +6,8 @@
 #
 #   bench/core.sh                 install what is missing, build, measure (about 6 minutes)
 #
-# Env: BENCH_ROUNDS (3)          interleaved rounds; medians are reported
-#      BENCH_WRK_SECONDS (5)     duration of each wrk run
+# Env: BENCH_ROUNDS (5)          interleaved rounds; medians are reported
+#      BENCH_WRK_SECONDS (3)     duration of each wrk run
 #      BENCH_BIG_UPLOAD_GIB (10) size of the upload watched for peak RSS (0 skips it)
 #      BENCH_DIR (/var/tmp)      where the temp dir goes: must be on the disk under test, not
 #                                tmpfs; needs about BENCH_ROUNDS + BENCH_BIG_UPLOAD_GIB + 3 GiB
@@ -20,8 +20,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HELPER="$ROOT/bench/core_helper.py"
-ROUNDS="${BENCH_ROUNDS:-3}"
-WRK_SECONDS="${BENCH_WRK_SECONDS:-5}"
+ROUNDS="${BENCH_ROUNDS:-5}"
+WRK_SECONDS="${BENCH_WRK_SECONDS:-3}"
 BIG_UPLOAD_GIB="${BENCH_BIG_UPLOAD_GIB:-10}"
 BENCH_DIR="${BENCH_DIR:-/var/tmp}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -32,6 +32,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 WORK=""
 TROVE_PID=""
 NGINX_PID=""
+HELPER_PID=""
 
 # Stop one process we started: a polite signal, up to 30 s, then SIGKILL.
 stop_pid() { # stop_pid PID SIGNAL
@@ -51,6 +52,7 @@ stop_pid() { # stop_pid PID SIGNAL
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
+    stop_pid "$HELPER_PID" TERM
     stop_pid "$NGINX_PID" QUIT
     stop_pid "$TROVE_PID" TERM
     if [[ -n "$WORK" && -d "$WORK" ]]; then
@@ -178,13 +180,18 @@ EOF
         || { cat "$WORK/nginx/logs/"* >&2; die "nginx did not start"; }
     echo "nginx pid $NGINX_PID at $nginx_url" >&2
 
-    log "measuring: $ROUNDS rounds, wrk ${WRK_SECONDS}s per case, then a ${BIG_UPLOAD_GIB} GiB upload"
+    log "measuring: a ${BIG_UPLOAD_GIB} GiB upload, then $ROUNDS rounds with wrk ${WRK_SECONDS}s per case"
+    # In the background and waited for: bash runs a signal trap only once the foreground
+    # command ends, and `wait` is interruptible, so Ctrl-C or SIGTERM stop the run at once.
     python3 "$HELPER" run \
         --trove "$trove_url" --trove-pid "$TROVE_PID" --token-file "$WORK/data/admin-token" \
         --nginx "$nginx_url" --nginx-pid "$NGINX_PID" \
         --big "$WORK/big.bin" --small "$WORK/small.bin" --scratch "$WORK" \
         --rounds "$ROUNDS" --wrk-seconds "$WRK_SECONDS" --big-upload-gib "$BIG_UPLOAD_GIB" \
-        --json "$ROOT/bench/out/core-$(date -u +%Y%m%dT%H%M%SZ).json"
+        --json "$ROOT/bench/out/core-$(date -u +%Y%m%dT%H%M%SZ).json" &
+    HELPER_PID=$!
+    wait "$HELPER_PID"
+    HELPER_PID=""
 }
 
 main "$@"

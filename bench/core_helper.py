@@ -8,10 +8,10 @@ up). Standard library only.
                        [--big-upload-gib G] [--json OUT]
 
 `run` creates a model repo, uploads the two files through the LFS batch API and commits them,
-then, round by round, measures each download case on Trove and then on nginx (which serves
-the very object files Trove stored), a 1 GiB LFS upload, the single-core SHA-256 rate and the
-sequential write+fsync rate; then one large upload for peak RSS; then prints medians and the
-ratios against the aims of the core-hub issue.
+makes one large upload (peak RSS), then, round by round, measures each download case on Trove
+and then on nginx (which serves the very object files Trove stored), a 1 GiB LFS upload, the
+single-core SHA-256 rate and the sequential write+fsync rate; then prints medians and the
+ratios against the aims of the core-hub issue, and how much other load the machine had.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import hashlib
 import http.client
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -108,6 +109,37 @@ def machine_busy_cores(seconds: float = 2.0) -> float:
     time.sleep(seconds)
     busy1, _ = sample()
     return (busy1 - busy0) / TICK / seconds
+
+
+class OtherLoad:
+    """Cores' worth of CPU used, while the `with` block runs, by processes other than the
+    servers under test and this script with its children (curl, wrk, openssl, dd)."""
+
+    def __init__(self, *server_pids: int):
+        self.pids = server_pids
+        self.cores = 0.0
+
+    @staticmethod
+    def _machine_ticks() -> int:
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(f[:8]) - f[3] - f[4]
+
+    def _ours(self) -> float:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (
+            sum(cpu_seconds(p) for p in self.pids)
+            + me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+        )
+
+    def __enter__(self) -> "OtherLoad":
+        self._t0, self._m0, self._o0 = time.monotonic(), self._machine_ticks(), self._ours()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        elapsed = time.monotonic() - self._t0
+        machine = (self._machine_ticks() - self._m0) / TICK
+        self.cores = max(0.0, machine - (self._ours() - self._o0)) / max(elapsed, 1e-6)
 
 
 def status_kib(pid: int, key: str) -> int:
@@ -392,16 +424,19 @@ def wrk_download(url: str, headers: list[str], conns: int, seconds: int, script:
 
 
 def sha256_rate(path: Path, size: int) -> dict[str, float]:
-    """MiB/s of one process hashing a page-cached file: openssl (SHA extensions where the CPU
-    has them, as Trove's sha2 crate uses) and coreutils sha256sum for reference."""
+    """MiB per CPU-second of one process hashing a page-cached file (CPU time, not wall
+    time, so that other load on the machine does not lower it): openssl (SHA extensions where
+    the CPU has them, as Trove's sha2 crate uses) and coreutils sha256sum for reference."""
     rates = {}
     for name, cmd in (
         ("openssl", ["openssl", "dgst", "-sha256", str(path)]),
         ("sha256sum", ["sha256sum", str(path)]),
     ):
-        t0 = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         run_checked(cmd, timeout=300)
-        rates[name] = size / MIB / (time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        rates[name] = size / MIB / max(cpu, 1e-6)
     return rates
 
 
@@ -440,7 +475,10 @@ class Results:
     sha: list[dict[str, float]] = field(default_factory=list)
     fsync: list[float] = field(default_factory=list)
     rss_downloads_kib: int = 0
+    rest_before_downloads_kib: int = 0
+    rest_before_upload_kib: int = 0
     big_upload: Upload | None = None
+    other_load: list[float] = field(default_factory=list)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -492,32 +530,8 @@ def run(args: argparse.Namespace) -> None:
     warm(big)
     warm(small)
 
-    for r in range(1, args.rounds + 1):
-        log(f"round {r}/{args.rounds}: downloads")
-        for name, mode, t_url, n_url, size, repeats in cases:
-            for server, url, pid, headers in (
-                ("trove", t_url, args.trove_pid, auth),
-                ("nginx", n_url, args.nginx_pid, []),
-            ):
-                if mode == "curl":
-                    t = curl_download(url, headers, repeats, size, pid)
-                elif mode == 64 and server == "trove":
-                    with RssPeak(args.trove_pid) as rss:
-                        t = wrk_download(url, headers, mode, args.wrk_seconds, wrk_script, pid)
-                    res.rss_downloads_kib = max(res.rss_downloads_kib, rss.peak_kib)
-                else:
-                    t = wrk_download(url, headers, mode, args.wrk_seconds, wrk_script, pid)
-                if t.errors:
-                    log(f"{name} {server}: {t.errors} errors")
-                res.downloads[name][server].append(t)
-        log(f"round {r}/{args.rounds}: 1 GiB upload, SHA-256 rate, write+fsync rate")
-        tag = uuid.uuid4().hex.encode()[:TAG_LEN].ljust(TAG_LEN, b"-")
-        h = head.copy()
-        h.update(tag)
-        res.uploads.append(trove.lfs_upload(repo, Body([(big, 0, big_size - TAG_LEN)], tag), h.hexdigest()))
-        res.sha.append(sha256_rate(big, big_size))
-        res.fsync.append(write_fsync_rate(big, scratch))
-
+    # The large upload first, while the server's memory is as it was at rest after start-up
+    # (glibc keeps some of what the download rounds free, which would count against it).
     if args.big_upload_gib > 0:
         n = args.big_upload_gib
         log(f"{n} GiB upload (hashing it first)")
@@ -525,8 +539,40 @@ def run(args: argparse.Namespace) -> None:
         segments = [(big, 0, big_size)] * (n - 1) + [(big, 0, big_size - TAG_LEN)]
         h = hash_segments(segments)
         h.update(tag)
-        time.sleep(1)
+        res.rest_before_upload_kib = status_kib(args.trove_pid, "VmRSS")
         res.big_upload = trove.lfs_upload(repo, Body(segments, tag), h.hexdigest(), watch_rss=True)
+
+    for r in range(1, args.rounds + 1):
+        with OtherLoad(args.trove_pid, args.nginx_pid) as other:
+            log(f"round {r}/{args.rounds}: downloads")
+            for name, mode, t_url, n_url, size, repeats in cases:
+                for server, url, pid, headers in (
+                    ("trove", t_url, args.trove_pid, auth),
+                    ("nginx", n_url, args.nginx_pid, []),
+                ):
+                    if mode == "curl":
+                        t = curl_download(url, headers, repeats, size, pid)
+                    elif mode == 64 and server == "trove":
+                        rest = status_kib(args.trove_pid, "VmRSS")
+                        with RssPeak(args.trove_pid) as rss:
+                            t = wrk_download(url, headers, mode, args.wrk_seconds, wrk_script, pid)
+                        if rss.peak_kib > res.rss_downloads_kib:
+                            res.rss_downloads_kib = rss.peak_kib
+                            res.rest_before_downloads_kib = rest
+                    else:
+                        t = wrk_download(url, headers, mode, args.wrk_seconds, wrk_script, pid)
+                    if t.errors:
+                        log(f"{name} {server}: {t.errors} errors")
+                    res.downloads[name][server].append(t)
+            log(f"round {r}/{args.rounds}: 1 GiB upload, SHA-256 rate, write+fsync rate")
+            tag = uuid.uuid4().hex.encode()[:TAG_LEN].ljust(TAG_LEN, b"-")
+            h = head.copy()
+            h.update(tag)
+            res.uploads.append(trove.lfs_upload(repo, Body([(big, 0, big_size - TAG_LEN)], tag), h.hexdigest()))
+            res.sha.append(sha256_rate(big, big_size))
+            res.fsync.append(write_fsync_rate(big, scratch))
+        res.other_load.append(other.cores)
+        log(f"round {r}: other processes used {other.cores:.2f} cores")
 
     res.machine = machine(args, time.monotonic() - started)
     res.machine["busy_cores_before"] = round(busy, 2)
@@ -570,14 +616,17 @@ def verdict(ok: bool) -> str:
 
 def report(res: Results, args: argparse.Namespace) -> None:
     m = res.machine
-    out: dict = {"machine": m, "downloads": {}, "upload": {}, "rss": {}}
+    out: dict = {"machine": m, "other_load_cores": [round(x, 2) for x in res.other_load],
+                 "downloads": {}, "upload": {}, "rss": {}}
     lines = []
     lines.append(
         f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']}; "
         f"{m['rounds']} rounds, wrk {m['wrk_seconds']} s per case; medians."
     )
-    if m["busy_cores_before"] > 0.1:
-        lines.append(f"WARNING: other processes used {m['busy_cores_before']:.2f} cores before the run.")
+    loads = ", ".join(f"{x:.2f}" for x in res.other_load)
+    lines.append(f"Other processes used [{loads}] cores during the rounds (0 = undisturbed).")
+    if m["busy_cores_before"] > 0.1 or max(res.other_load, default=0) > 0.2:
+        lines.append("WARNING: the machine was not quiet; figures are lower and noisier than they should be.")
     lines.append("")
     lines.append("Downloads (Trove resolve endpoint vs nginx sendfile, same file, same page cache)")
     hdr = f"{'case':<18} {'Trove MiB/s':>12} {'nginx MiB/s':>12} {'ratio':>6} {'aim':>6}   {'Trove CPU-s/GiB':>15} {'nginx CPU-s/GiB':>15} {'ratio':>6}"
@@ -622,7 +671,7 @@ def report(res: Results, args: argparse.Namespace) -> None:
     fsync = median(res.fsync)
     lines.append("Upload of 1 GiB through the LFS basic transfer (time to the 200 of the PUT: hashed, verified, fsynced)")
     lines.append(f"  upload rate                 {up_rate:8.0f} MiB/s")
-    lines.append(f"  single-core SHA-256 rate    {sha:8.0f} MiB/s  (openssl; coreutils sha256sum {sha_coreutils:.0f} MiB/s)")
+    lines.append(f"  single-core SHA-256 rate    {sha:8.0f} MiB/s  (openssl, per CPU-second; coreutils sha256sum {sha_coreutils:.0f})")
     lines.append(f"  write+fsync rate (dd)       {fsync:8.0f} MiB/s")
     ok = up_rate >= AIM_UPLOAD_VS_SHA * sha
     lines.append(f"  upload / SHA-256            {up_rate / sha:8.2f}        aim >= {AIM_UPLOAD_VS_SHA}: {verdict(ok)}")
@@ -653,6 +702,7 @@ def report(res: Results, args: argparse.Namespace) -> None:
     all_ok &= ok
     lines.append(
         f"  peak under 64 downloads     {res.rss_downloads_kib / 1024:8.1f} MiB = idle + {d_dl:6.1f}   aim <= idle + {AIM_RSS_DOWNLOADS_MIB}: {verdict(ok)}"
+        f"   (at rest just before: {res.rest_before_downloads_kib / 1024:.1f} MiB)"
     )
     out["rss"] = {"idle_mib": round(idle, 1), "downloads_64_peak_mib": round(res.rss_downloads_kib / 1024, 1)}
     if res.big_upload:
@@ -663,6 +713,7 @@ def report(res: Results, args: argparse.Namespace) -> None:
         gib = b.size / GIB
         lines.append(
             f"  peak during {gib:.0f} GiB upload    {b.peak_rss_kib / 1024:8.1f} MiB = idle + {d_up:6.1f}   aim <= idle + {AIM_RSS_UPLOAD_MIB}: {verdict(ok)}"
+            f"   (at rest just before: {res.rest_before_upload_kib / 1024:.1f} MiB)"
         )
         lines.append(
             f"  ({gib:.0f} GiB upload: {b.size / MIB / b.put_seconds:.0f} MiB/s, "
@@ -703,8 +754,8 @@ def main() -> None:
     r.add_argument("--big", required=True)
     r.add_argument("--small", required=True)
     r.add_argument("--scratch", required=True)
-    r.add_argument("--rounds", type=int, default=3)
-    r.add_argument("--wrk-seconds", type=int, default=5)
+    r.add_argument("--rounds", type=int, default=5)
+    r.add_argument("--wrk-seconds", type=int, default=3)
     r.add_argument("--big-upload-gib", type=int, default=10)
     r.add_argument("--json")
     args = p.parse_args()
