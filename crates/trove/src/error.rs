@@ -71,7 +71,7 @@ impl ApiError {
         }
     }
 
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::RepoNotFound { anonymous: true } => StatusCode::UNAUTHORIZED,
             ApiError::RepoNotFound { anonymous: false } => StatusCode::NOT_FOUND,

@@ -40,12 +40,14 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         config.public_url = Some(format!("http://{bound}"));
     }
     let url = config.public_url().to_owned();
+    let git = crate::git_http::GitRuntime::prepare(&config)?;
     let state = AppState {
         config: Arc::new(config),
         db,
         store: Arc::new(store),
         signer: Arc::new(signer),
         commit_locks: Arc::new(CommitLocks::default()),
+        git: Arc::new(git),
     };
     sweep_trash(&state);
     let app = crate::router::build(state);
