@@ -172,6 +172,7 @@ def test_push_small_files_branches_and_tags(git, client, hub):
     before = hub.info(repo).json()["lastModified"]
     git.clone(git.url(repo, token=token, dotgit=True), "w")
     work = git.base / "w"
+    time.sleep(1.1)  # lastModified has a resolution of one second
     data = b"pushed with git\n"
     head = git.commit_file(work, "docs/pushed.txt", data, "Add pushed.txt from git")
     git.run("push", "origin", "main", cwd=work)
@@ -364,6 +365,7 @@ def test_api_commits_and_pushes_interleave_without_losing_anything(git, trove, b
         else:
             pytest.fail(f"push {i} never landed: {p.stderr}")
     thread.join(timeout=GIT_TIMEOUT_S)
+    print(f"pushes rejected because the API moved main first: {rejected}")
     assert not api_errors, api_errors
     git.run("fetch", "-q", "origin", cwd=work)
     files = set(git.run("ls-tree", "-r", "--name-only", "origin/main", cwd=work).stdout.split())
@@ -372,6 +374,33 @@ def test_api_commits_and_pushes_interleave_without_losing_anything(git, trove, b
     for commit in api_commits:
         git.run("merge-base", "--is-ancestor", commit, "origin/main", cwd=work)
     hub.close()
+
+
+def _receive_pack_body(git: Git, work: Path, old: str, new: str) -> bytes:
+    """What `git push` posts to update main from `old` to `new`: the command, then the pack."""
+    pack = subprocess.run(["git", "pack-objects", "--stdout", "--revs", "-q"], cwd=work,
+                          input=f"{new}\n^{old}\n".encode(), capture_output=True,
+                          env=git.env, check=True).stdout
+    assert pack.startswith(b"PACK")
+    return (_pkt(f"{old} {new} refs/heads/main\0report-status side-band-64k agent=e2e\n".encode())
+            + b"0000" + pack)
+
+
+def test_a_push_based_on_a_stale_head_is_refused_by_the_ref_compare_and_swap(git, hub, trove):
+    """The API moves main between the advertisement git saw and its update: receive-pack's
+    compare-and-swap refuses the update and the API commit stays."""
+    repo = hub.create_repo("cas")
+    seen = hub.head_sha(repo)
+    git.clone(git.url(repo, token=trove.admin_token), "w")
+    work = git.base / "w"
+    new = git.commit_file(work, "pushed.txt", b"pushed", "pushed")
+    api_commit = hub.commit_files(repo, {"api.txt": b"api"})
+    r = hub.http.post(f"/{repo}/git-receive-pack", content=_receive_pack_body(git, work, seen, new),
+                      headers={**_basic(trove.admin_token),
+                               "content-type": "application/x-git-receive-pack-request"})
+    assert r.status_code == 200
+    assert b"ng refs/heads/main" in r.content, r.content[-500:]
+    assert hub.head_sha(repo) == api_commit
 
 
 def test_push_cut_midway_leaves_the_repo_as_before(git, hub, trove):
@@ -384,12 +413,8 @@ def test_push_cut_midway_leaves_the_repo_as_before(git, hub, trove):
     git.run("add", "payload.dat", cwd=work)
     git.run("commit", "-q", "-m", "payload", cwd=work)
     new = git.head(work)
-    pack = subprocess.run(["git", "pack-objects", "--stdout", "--revs", "-q"], cwd=work,
-                          input=f"{new}\n^{before}\n".encode(), capture_output=True,
-                          env=git.env, check=True).stdout
-    assert pack.startswith(b"PACK") and len(pack) > 1024 * 1024
-    body = (_pkt(f"{before} {new} refs/heads/main\0report-status side-band-64k agent=e2e\n".encode())
-            + b"0000" + pack)
+    body = _receive_pack_body(git, work, before, new)
+    assert len(body) > 1024 * 1024
     parts = urlsplit(trove.url)
     head = (f"POST /{repo}/git-receive-pack HTTP/1.1\r\nHost: {parts.netloc}\r\n"
             f"Authorization: {_basic(token)['authorization']}\r\n"
@@ -507,7 +532,7 @@ def test_bad_git_requests_get_clean_4xx_and_write_nothing(hub, trove):
     ]
     for r in cases:
         assert 400 <= r.status_code < 500, (r.request.url, r.status_code, r.text)
-        assert r.headers["content-type"].startswith("text/plain") or r.status_code == 415
+        assert r.status_code == 415 or r.headers["content-type"].startswith("text/plain"), r.headers
     # Not a pkt-line stream at all, and an empty body: refused before git starts.
     rp = {**auth, "content-type": "application/x-git-receive-pack-request"}
     for content in (b"zzzz not git", b""):
