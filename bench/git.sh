@@ -64,7 +64,7 @@ cleanup() {
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$pid" 2>/dev/null || true
     done
-    rm -rf "$WORK"
+    [[ -n "${BENCH_KEEP:-}" ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 
@@ -107,8 +107,6 @@ for c in range(commits):
     out.write(b"committer bench <bench@example.invalid> %d +0000\n" % (1700000000 + c))
     msg = b"commit %d\n" % c
     out.write(b"data %d\n%s" % (len(msg), msg))
-    if c:
-        out.write(b"from refs/heads/main^0\n")
     count = per if c < commits - 1 else files - n
     for _ in range(count):
         body = (b"file %d: " % n) + b"lorem ipsum dolor sit amet " * 8 + b"\n"
@@ -152,7 +150,11 @@ mkdir -p "$NGINX_DIR/logs" "$NGINX_DIR/tmp" "$NGINX_DIR/static/lfs"
 PIDS+=($!)
 for _ in $(seq 100); do [[ -S "$NGINX_DIR/fcgiwrap.sock" ]] && break; sleep 0.1; done
 [[ -S "$NGINX_DIR/fcgiwrap.sock" ]] || die "fcgiwrap did not start"
+# Workers run as the invoking user: they must reach the private work dir and the socket.
+NGINX_USER=""
+((EUID == 0)) && NGINX_USER="user root;"
 cat >"$NGINX_DIR/nginx.conf" <<EOF
+$NGINX_USER
 worker_processes 2;
 pid $NGINX_DIR/nginx.pid;
 error_log $NGINX_DIR/logs/error.log warn;
@@ -184,7 +186,6 @@ http {
             fastcgi_param SCRIPT_FILENAME $HTTP_BACKEND;
             fastcgi_param GIT_PROJECT_ROOT $NGINX_DIR/root;
             fastcgi_param GIT_HTTP_EXPORT_ALL 1;
-            fastcgi_param REMOTE_USER bench;
             fastcgi_param PATH_INFO /ref.git\$1;
             fastcgi_param HOME $HOME;
             fastcgi_param GIT_CONFIG_NOSYSTEM 1;
@@ -194,6 +195,9 @@ http {
 EOF
 mkdir -p "$NGINX_DIR/root"
 ln -s "$BARE" "$NGINX_DIR/root/ref.git"
+# http-backend refuses anonymous pushes unless the repository allows them; Trove's own
+# receive-pack ignores this setting.
+git --git-dir="$BARE" config http.receivepack true
 "$NGINX" -p "$NGINX_DIR" -c "$NGINX_DIR/nginx.conf" -g 'daemon off;' &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$NPORT/ref.git/info/refs?service=git-upload-pack"
@@ -240,7 +244,7 @@ push_once() {
     PUSH_N=$((PUSH_N + 1))
     local branch="bench-push-$PUSH_N" t0 t
     t0=$(now)
-    git -C "$PUSHER" push -q "$1" "HEAD:refs/heads/$branch" 2>/dev/null
+    git -C "$PUSHER" push -q "$1" "HEAD:refs/heads/$branch" 2>"$WORK/push.err" || { cat "$WORK/push.err" >&2; return 1; }
     t=$(since "$t0")
     git --git-dir="$BARE" update-ref -d "refs/heads/$branch"
     echo "$t"
@@ -254,7 +258,7 @@ git -C "$LFSREPO" lfs track '*.bin' >/dev/null
 head -c "$((LFS_MIB * 1024 * 1024))" /dev/urandom >"$LFSREPO/big.bin"
 git -C "$LFSREPO" add .gitattributes big.bin
 git -C "$LFSREPO" commit -q -m "big file"
-git -C "$LFSREPO" push -q origin main 2>/dev/null
+git -C "$LFSREPO" push -q origin main >/dev/null 2>&1
 OID="$(sha256sum "$LFSREPO/big.bin" | cut -d' ' -f1)"
 SIZE="$(stat -c %s "$LFSREPO/big.bin")"
 STORED="$TDATA/lfs/objects/${OID:0:2}/${OID:2:2}/$OID"
