@@ -57,16 +57,18 @@ WORK="$(mktemp -d "${BENCH_DIR:-/var/tmp}/trove-bench-git.XXXXXX")"
 PIDS=()
 cleanup() {
     local pid
+    # A negative entry is a process group (fcgiwrap and its workers).
     for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
+        kill -- "$pid" 2>/dev/null || true
     done
     for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 -- "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 -- "$pid" 2>/dev/null || true
     done
     [[ -n "${BENCH_KEEP:-}" ]] || rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 export HOME="$WORK/home" GIT_CONFIG_NOSYSTEM=1 GIT_TERMINAL_PROMPT=0
 mkdir -p "$HOME"
@@ -146,8 +148,10 @@ log "starting nginx + fcgiwrap + git http-backend"
 NPORT="$(free_port)"
 NGINX_DIR="$WORK/nginx"
 mkdir -p "$NGINX_DIR/logs" "$NGINX_DIR/tmp" "$NGINX_DIR/static/lfs"
-"$FCGIWRAP" -c 4 -s "unix:$NGINX_DIR/fcgiwrap.sock" >"$NGINX_DIR/logs/fcgiwrap.log" 2>&1 &
-PIDS+=($!)
+# fcgiwrap's workers outlive their parent; in a session of their own, they are stopped
+# together through the group id (the PID of the leader).
+setsid "$FCGIWRAP" -c 4 -s "unix:$NGINX_DIR/fcgiwrap.sock" >"$NGINX_DIR/logs/fcgiwrap.log" 2>&1 &
+PIDS+=("-$!")
 for _ in $(seq 100); do [[ -S "$NGINX_DIR/fcgiwrap.sock" ]] && break; sleep 0.1; done
 [[ -S "$NGINX_DIR/fcgiwrap.sock" ]] || die "fcgiwrap did not start"
 # Workers run as the invoking user: they must reach the private work dir and the socket.
