@@ -224,8 +224,8 @@ async fn slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, Api
     let semaphore = state.git.processes.clone();
     match tokio::time::timeout(SLOT_WAIT, semaphore.acquire_owned()).await {
         Ok(Ok(permit)) => Ok(permit),
-        _ => Err(ApiError::internal(anyhow::anyhow!(
-            "no git process slot became free within {}s",
+        _ => Err(ApiError::Unavailable(format!(
+            "The server is busy with other git operations; please retry (no slot within {}s)",
             SLOT_WAIT.as_secs()
         ))),
     }
