@@ -1,5 +1,5 @@
 //! Trove's SQL side: the embedded SQLite database, its migrations, and the queries, grouped
-//! by aggregate (users, tokens, repos, LFS objects, the Xet chunk store).
+//! by aggregate (users, tokens, repos, LFS objects and locks, the Xet chunk store).
 //!
 //! Every query is a runtime-checked `sqlx::query` with bound parameters, written in SQL that
 //! PostgreSQL also accepts where that costs nothing (`ON CONFLICT … DO NOTHING`, `RETURNING`),
@@ -7,12 +7,14 @@
 
 mod error;
 mod lfs;
+mod locks;
 mod repos;
 mod tokens;
 mod users;
 mod xet;
 
 pub use error::{DbError, Result};
+pub use locks::{LfsLock, LockOutcome, LockQuery};
 pub use repos::Repo;
 pub use tokens::{Token, TokenRole};
 pub use users::User;

@@ -4,6 +4,10 @@
 //! touches one. It reads (revisions, trees, blobs, history, refs) and writes (blobs, commits
 //! built from file operations, branches and tags) and knows nothing of HTTP or SQL.
 //!
+//! It also holds the glue for git's smart HTTP protocol ([`smart_http`]: the exact
+//! `upload-pack`/`receive-pack` command lines) and what a push's `pre-receive` hook inspects
+//! ([`PushView`]).
+//!
 //! Everything here is synchronous and blocking: async callers run it in `spawn_blocking`.
 //! A [`GitRepo`] is `Send` but not `Sync`, so open one per task; opening is cheap.
 //!
@@ -16,14 +20,17 @@ mod durable;
 mod edit;
 mod error;
 mod log;
+mod push;
 mod refs;
 mod repo;
 mod revision;
+pub mod smart_http;
 mod tree;
 
 pub use commit::TreeOp;
 pub use error::{CommitError, GitError};
 pub use log::CommitInfo;
+pub use push::{NewObjects, PushView, RefMove};
 pub use refs::Refs;
 pub use repo::{GitRepo, Signature};
 pub use tree::{Entry, EntryKind, LfsInfo};

@@ -59,6 +59,27 @@ impl GitRepo {
         Ok(refs)
     }
 
+    /// Every ref under `refs/` with the object it points at (symbolic refs resolved, tags not
+    /// peeled), sorted by name: a cheap fingerprint to tell whether a push changed anything.
+    pub fn ref_targets(&self) -> Result<Vec<(String, GitOid)>> {
+        let mut all = Vec::new();
+        let references = self
+            .repo
+            .references()
+            .map_err(GitError::git("listing refs"))?;
+        for reference in references {
+            let reference = reference.map_err(GitError::git("listing refs"))?;
+            let Some(name) = reference.name().filter(|n| n.starts_with("refs/")) else {
+                continue;
+            };
+            if let Some(target) = reference.target() {
+                all.push((name.to_owned(), from_git2(target)));
+            }
+        }
+        all.sort();
+        Ok(all)
+    }
+
     /// The object a full ref name (`refs/heads/main`) points at, following symbolic refs but
     /// not peeling tags (this is the value a compare-and-swap compares). `None` when the ref
     /// does not exist or the name is not a valid ref name.

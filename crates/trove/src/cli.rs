@@ -26,6 +26,15 @@ pub enum Command {
     /// Manage access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Git hooks, run by git itself while serving a push (not for people).
+    #[command(subcommand, hide = true)]
+    Hook(HookCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HookCommand {
+    /// Check a push before git moves any ref (ref updates on stdin).
+    PreReceive,
 }
 
 #[derive(Args, Debug)]

@@ -33,6 +33,18 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "TROVE_MAX_COMMIT_BYTES",
         "largest accepted commit request body, in bytes",
     ),
+    (
+        "TROVE_GIT_BIN",
+        "the git executable serving clone, fetch and push (default: git on PATH)",
+    ),
+    (
+        "TROVE_MAX_PUSH_BYTES",
+        "largest git push accepted, in bytes (pack size)",
+    ),
+    (
+        "TROVE_GIT_TIMEOUT_SECS",
+        "longest a clone, fetch or push request may run, in seconds",
+    ),
     ("TROVE_LOG", "log filter, e.g. info or trove=debug"),
 ];
 
@@ -48,6 +60,22 @@ pub struct Config {
     pub public_url: Option<String>,
     pub lfs: LfsConfig,
     pub limits: Limits,
+    pub git: GitConfig,
+}
+
+/// Git over HTTP (clone, fetch, push).
+#[derive(Clone, Debug)]
+pub struct GitConfig {
+    /// The `git` executable; its `upload-pack` and `receive-pack` serve every request.
+    pub git_bin: PathBuf,
+    /// Largest pack a push may send (`receive.maxInputSize`).
+    pub max_push_bytes: u64,
+    /// Largest fetch negotiation request body (wants and haves), after decompression.
+    pub max_fetch_request_bytes: u64,
+    /// Longest one request (one git subprocess) may run; then it is killed.
+    pub timeout_secs: u64,
+    /// Git subprocesses running at once; further requests wait for a slot.
+    pub max_processes: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -85,6 +113,13 @@ impl Default for Config {
                 max_lfs_object_bytes: 10 << 40,
                 max_json_body_bytes: 16 << 20,
             },
+            git: GitConfig {
+                git_bin: PathBuf::from("git"),
+                max_push_bytes: 8 << 30,
+                max_fetch_request_bytes: 64 << 20,
+                timeout_secs: 3600,
+                max_processes: 32,
+            },
         }
     }
 }
@@ -99,6 +134,9 @@ struct FileConfig {
     lfs_part_size: Option<u64>,
     max_commit_bytes: Option<u64>,
     max_lfs_object_bytes: Option<u64>,
+    git_bin: Option<PathBuf>,
+    max_push_bytes: Option<u64>,
+    git_timeout_secs: Option<u64>,
 }
 
 /// What the command line gave `serve` (flags already merged with their env vars by clap).
@@ -159,6 +197,15 @@ impl Config {
         if let Some(v) = file.max_lfs_object_bytes {
             self.limits.max_lfs_object_bytes = v;
         }
+        if let Some(v) = file.git_bin {
+            self.git.git_bin = v;
+        }
+        if let Some(v) = file.max_push_bytes {
+            self.git.max_push_bytes = v;
+        }
+        if let Some(v) = file.git_timeout_secs {
+            self.git.timeout_secs = v;
+        }
     }
 
     fn apply_env(&mut self) -> anyhow::Result<()> {
@@ -171,6 +218,15 @@ impl Config {
         if let Some(v) = env_u64("TROVE_MAX_COMMIT_BYTES")? {
             self.limits.max_commit_bytes = v;
         }
+        if let Some(v) = std::env::var_os("TROVE_GIT_BIN").filter(|v| !v.is_empty()) {
+            self.git.git_bin = PathBuf::from(v);
+        }
+        if let Some(v) = env_u64("TROVE_MAX_PUSH_BYTES")? {
+            self.git.max_push_bytes = v;
+        }
+        if let Some(v) = env_u64("TROVE_GIT_TIMEOUT_SECS")? {
+            self.git.timeout_secs = v;
+        }
         Ok(())
     }
 
@@ -182,6 +238,10 @@ impl Config {
         anyhow::ensure!(
             self.limits.max_commit_bytes > 0,
             "max_commit_bytes must be positive"
+        );
+        anyhow::ensure!(
+            self.git.max_push_bytes > 0 && self.git.timeout_secs > 0,
+            "max_push_bytes and git_timeout_secs must be positive"
         );
         if let Some(url) = &mut self.public_url {
             anyhow::ensure!(

@@ -48,6 +48,9 @@ pub enum ApiError {
     RangeNotSatisfiable { size: u64 },
     #[error("{0}")]
     UnprocessableEntity(String),
+    /// The server is at capacity (e.g. every git process slot is busy); retrying later works.
+    #[error("{0}")]
+    Unavailable(String),
     /// Endpoints we do not serve (yet); never a silent 404.
     #[error("{0}")]
     NotImplemented(String),
@@ -71,7 +74,7 @@ impl ApiError {
         }
     }
 
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::RepoNotFound { anonymous: true } => StatusCode::UNAUTHORIZED,
             ApiError::RepoNotFound { anonymous: false } => StatusCode::NOT_FOUND,
@@ -86,6 +89,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::UnprocessableEntity(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -7,6 +7,7 @@ mod cli;
 mod clock;
 mod config;
 mod error;
+mod git_http;
 mod lfs;
 mod repos;
 mod resolve;
@@ -17,7 +18,7 @@ mod state;
 mod xet;
 
 use clap::{CommandFactory, FromArgMatches};
-use cli::{Cli, Command};
+use cli::{Cli, Command, HookCommand};
 
 fn main() -> std::process::ExitCode {
     let env_help: String = std::iter::once("Environment variables:".to_owned())
@@ -33,8 +34,13 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    // A hook's stderr goes to the pusher's terminal: it prints its verdict and nothing else.
+    let default_filter = match cli.command {
+        Command::Hook(_) => "off",
+        _ => "info",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TROVE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -50,6 +56,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if let Command::Hook(HookCommand::PreReceive) = cli.command {
+        return runtime.block_on(git_http::hook::pre_receive(&cli.data_dir));
+    }
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(&cli.data_dir, args).await,
@@ -57,6 +66,7 @@ fn main() -> std::process::ExitCode {
             Command::Token(cmd) => {
                 admin::run_token(&admin::open_db(&cli.data_dir).await?, cmd).await
             }
+            Command::Hook(_) => unreachable!("hooks are dispatched above"),
         }
     });
     match result {

@@ -4,13 +4,14 @@
 
 use crate::api::{commit, commits, info, misc, preupload, refs, repos, tree, whoami};
 use crate::state::AppState;
-use crate::{lfs, resolve, xet};
+use crate::{git_http, lfs, resolve, xet};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, head, post, put};
+use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::trace::TraceLayer;
 
 pub fn build(state: AppState) -> Router {
@@ -110,11 +111,36 @@ pub fn build(state: AppState) -> Router {
         .route("/_lfs/multipart/{upload}", post(lfs::complete_multipart))
         .route("/_lfs/objects/{oid}", get(lfs::download));
 
+    // git-lfs: file locks (`git lfs lock`, `locks`, `unlock`, and the check before a push).
+    let mut lfs_locks = Router::new();
+    for prefix in ["", "/datasets", "/spaces"] {
+        let base = format!("{prefix}/{{ns}}/{{name}}/info/lfs/locks");
+        lfs_locks = lfs_locks
+            .route(&base, get(lfs::locks::list).post(lfs::locks::create))
+            .route(&format!("{base}/verify"), post(lfs::locks::verify))
+            .route(&format!("{base}/{{id}}/unlock"), post(lfs::locks::unlock));
+    }
+
+    // git: smart HTTP clone, fetch and push, with or without `.git`. Every handler parses
+    // the raw path into a `GitEndpoint` itself; the routes only select the handler. Git
+    // gzips large fetch requests, so bodies are decompressed here, as they stream.
+    let mut git = Router::new();
+    for prefix in ["", "/datasets", "/spaces"] {
+        let base = format!("{prefix}/{{ns}}/{{name}}");
+        git = git
+            .route(&format!("{base}/info/refs"), get(git_http::info_refs))
+            .route(&format!("{base}/git-upload-pack"), post(git_http::rpc))
+            .route(&format!("{base}/git-receive-pack"), post(git_http::rpc));
+    }
+    let git = git.layer(RequestDecompressionLayer::new());
+
     Router::new()
         .route("/healthz", get(misc::healthz))
         .merge(api)
         .merge(downloads)
         .merge(lfs)
+        .merge(lfs_locks)
+        .merge(git)
         // hf_xet: the CAS service, authorized by its own short-lived tokens.
         .nest("/xet", xet::cas_router())
         .fallback(misc::fallback)

@@ -5,6 +5,7 @@ use crate::config::{Config, ServeOverrides};
 use crate::signing::UrlSigner;
 use crate::state::{AppState, CommitLocks};
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,12 +41,14 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         config.public_url = Some(format!("http://{bound}"));
     }
     let url = config.public_url().to_owned();
+    let git = crate::git_http::GitRuntime::prepare(&config)?;
     let state = AppState {
         config: Arc::new(config),
         db,
         store: Arc::new(store),
         signer: Arc::new(signer),
         commit_locks: Arc::new(CommitLocks::default()),
+        git: Arc::new(git),
     };
     sweep_trash(&state);
     let app = crate::router::build(state);
@@ -73,6 +76,14 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     println!("Trove {} listening on {url}", env!("CARGO_PKG_VERSION"));
     tracing::info!(listen = %bound, public_url = %url, data_dir = %data_dir.display(), "trove started");
 
+    // Streamed answers (git packs, LFS objects) end with small writes; without TCP_NODELAY
+    // Nagle's algorithm holds each of them back until the client's delayed ACK, ~40 ms a
+    // response, which is most of the time of a small fetch.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let server =
         axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown_signal());
     let mut server = std::pin::pin!(server.into_future());

@@ -1,6 +1,7 @@
 //! The application state, defined once and reached by every handler through `State<AppState>`.
 
 use crate::config::Config;
+use crate::git_http::GitRuntime;
 use crate::signing::UrlSigner;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ pub struct AppState {
     /// Serialises commits per repository so API commits never race each other; pushes
     /// (which do not take this lock) are guarded by the ref compare-and-swap.
     pub commit_locks: Arc<CommitLocks>,
+    /// Git over HTTP: command settings, the hook, the limit on concurrent git processes.
+    pub git: Arc<GitRuntime>,
 }
 
 impl AppState {

@@ -1,6 +1,7 @@
 //! Integration tests of trove-db against real SQLite databases (in memory and on disk).
 
 mod lfs;
+mod locks;
 mod open;
 mod repos;
 mod tokens;

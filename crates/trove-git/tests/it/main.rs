@@ -5,6 +5,7 @@ mod commit;
 mod history;
 mod init;
 mod interop;
+mod push;
 mod refs;
 mod revision;
 mod tree;

@@ -66,6 +66,33 @@ pub fn repo_type_from_plural(segment: &str) -> Result<RepoType, ApiError> {
     })
 }
 
+/// The repository type of a non-API route, from the route's prefix (`/datasets/…`,
+/// `/spaces/…`, none for models): one handler then serves the three routes.
+pub struct UrlRepoType(pub RepoType);
+
+impl<S: Send + Sync> FromRequestParts<S> for UrlRepoType {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let matched = axum::extract::MatchedPath::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::internal(anyhow::anyhow!("route without a matched path")))?;
+        Ok(UrlRepoType(repo_type_of_route(matched.as_str())))
+    }
+}
+
+/// `/datasets/{ns}/…` → dataset, `/spaces/{ns}/…` → space, anything else → model. Only
+/// route templates are given, so a model namespace spelled `datasets` is `{ns}` here.
+fn repo_type_of_route(template: &str) -> RepoType {
+    if template.starts_with("/datasets/") {
+        RepoType::Dataset
+    } else if template.starts_with("/spaces/") {
+        RepoType::Space
+    } else {
+        RepoType::Model
+    }
+}
+
 /// Query parameters with repeated keys kept (`expand=a&expand=b`).
 pub struct QueryParams(Vec<(String, String)>);
 
@@ -132,6 +159,19 @@ pub fn link_header(url: &str) -> (axum::http::HeaderName, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_templates_give_the_repo_type() {
+        assert_eq!(repo_type_of_route("/{ns}/{name}/info/lfs/locks"), RepoType::Model);
+        assert_eq!(
+            repo_type_of_route("/datasets/{ns}/{name}/info/lfs/locks"),
+            RepoType::Dataset
+        );
+        assert_eq!(
+            repo_type_of_route("/spaces/{ns}/{name}/info/lfs/locks/verify"),
+            RepoType::Space
+        );
+    }
 
     #[test]
     fn repeated_query_keys_are_kept() {

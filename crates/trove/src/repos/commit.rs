@@ -16,6 +16,9 @@ use trove_types::{GitOid, LfsPointer, RepoPath, Sha256Hex};
 
 /// How many times a commit is rebuilt when a push moved the branch underneath it.
 const MAX_REBUILDS: usize = 5;
+/// How often, and how long each time, a commit waits for a branch locked by a push.
+const MAX_LOCK_WAITS: usize = 100;
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A commit read from the request, blobs already written.
 pub struct PendingCommit {
@@ -126,7 +129,9 @@ pub async fn commit(
     let revision = revision.to_owned();
     let commit = with_git(state, repo, move |git| {
         let full_ref = target_ref(git, &revision)?;
-        for _ in 0..MAX_REBUILDS {
+        let mut rebuilds = 0;
+        let mut lock_waits = 0;
+        loop {
             let head = git.ref_target(&full_ref).map_err(ApiError::internal)?;
             if let (Some(parent), Some(head)) = (&pending.parent_commit, &head) {
                 if !parent_matches(parent, head)? {
@@ -144,15 +149,25 @@ pub async fn commit(
             );
             match result {
                 Ok(oid) => return Ok(oid),
-                Err(CommitError::RefMoved { .. }) if pending.parent_commit.is_none() => continue,
-                Err(CommitError::RefMoved { .. }) => return Err(ApiError::StaleParentCommit),
+                Err(CommitError::RefMoved { .. }) if pending.parent_commit.is_some() => {
+                    return Err(ApiError::StaleParentCommit);
+                }
+                Err(CommitError::RefMoved { .. }) if rebuilds < MAX_REBUILDS => rebuilds += 1,
+                Err(CommitError::RefMoved { .. }) => {
+                    return Err(ApiError::Conflict {
+                        message: "The branch kept moving while committing; please retry".into(),
+                        url: None,
+                    });
+                }
+                // A push is moving the branch this instant (git holds its lock file for
+                // milliseconds): wait, then compare again.
+                Err(CommitError::RefLocked { .. }) if lock_waits < MAX_LOCK_WAITS => {
+                    lock_waits += 1;
+                    std::thread::sleep(LOCK_WAIT);
+                }
                 Err(e) => return Err(commit_error(e)),
             }
         }
-        Err(ApiError::Conflict {
-            message: "The branch kept moving while committing; please retry".into(),
-            url: None,
-        })
     })
     .await?;
     state

@@ -47,12 +47,15 @@ async fn fixture() -> Fixture {
         let id = RepoId::new(RepoName::parse("alice").expect("ns"), RepoName::parse(name).expect("name"));
         ids.push(db.create_repo(RepoType::Model, &id, true, alice.id, 1).await.expect("repo").id);
     }
+    let git = crate::git_http::GitRuntime::prepare_with_hook(&config, "/nonexistent".into())
+        .expect("git runtime");
     let state = AppState {
         config: Arc::new(config),
         db,
         store: Arc::new(store),
         signer: Arc::new(UrlSigner::new(b"test key".to_vec())),
         commit_locks: Arc::new(CommitLocks::default()),
+        git: Arc::new(git),
     };
     let app = crate::router::build(state.clone());
     Fixture {

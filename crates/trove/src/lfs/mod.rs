@@ -1,9 +1,12 @@
 //! Git LFS for the Hugging Face client and git-lfs: the batch API at
 //! `/{prefix}{repo}.git/info/lfs/objects/batch`, verify, and the self-authenticating transfer
-//! URLs under `/_lfs/` (basic PUT, multipart parts + completion, download GET).
+//! URLs under `/_lfs/` (basic PUT, multipart parts + completion, download GET); the locking
+//! API is in [`locks`].
 //!
 //! An object becomes referenceable from a repo only after bytes that hash to its oid were
 //! received for that repo: knowing a hash never grants another repo's content.
+
+pub mod locks;
 
 use crate::api::{ApiJson, ApiPath, QueryParams};
 use crate::auth::Caller;
@@ -22,7 +25,7 @@ use serde_json::{Value, json};
 use trove_store::{PutOutcome, StoreError};
 use trove_types::{RepoType, Sha256Hex};
 
-const LFS_JSON: &str = "application/vnd.git-lfs+json";
+pub(crate) const LFS_JSON: &str = "application/vnd.git-lfs+json";
 /// Objects per batch call (the client sends up to 256).
 const MAX_BATCH_OBJECTS: usize = 1000;
 
@@ -41,7 +44,7 @@ struct BatchObject {
     size: i64,
 }
 
-fn strip_git(name: &str) -> &str {
+pub(crate) fn strip_git(name: &str) -> &str {
     name.strip_suffix(".git").unwrap_or(name)
 }
 

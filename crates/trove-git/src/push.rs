@@ -1,0 +1,270 @@
+//! What a push brings, seen from git's `pre-receive` hook: the objects waiting in the
+//! quarantine (git keeps a push's objects apart until every hook agrees), and how each ref
+//! would move.
+//!
+//! Only objects that are new to the repository are examined: the quarantine may also hold
+//! delta bases copied from the repository to complete a thin pack, and those were accepted
+//! before.
+
+use crate::Result;
+use crate::error::GitError;
+use crate::repo::{from_git2, to_git2};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use trove_types::{GitOid, LFS_POINTER_MAX_LEN, LfsPointer};
+
+/// How far [`PushView::paths_of`] walks back through new history looking for a blob.
+const MAX_COMMITS_SEARCHED: usize = 10_000;
+
+/// How a ref moves in a push.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefMove {
+    Create,
+    Delete,
+    /// The new commit descends from the old one.
+    FastForward,
+    /// Anything else: history is rewritten (a force push), or the ref changes kind.
+    Rewrite,
+}
+
+/// The new objects of a push that matter to the Hub's rules.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewObjects {
+    /// Blobs of `large_blob_bytes` or more that are not LFS pointers: id and size.
+    pub large_blobs: Vec<(GitOid, u64)>,
+    /// LFS pointer blobs: id and what they point at.
+    pub lfs_pointers: Vec<(GitOid, LfsPointer)>,
+    /// How many new objects there are in all.
+    pub count: usize,
+}
+
+/// A repository as its `pre-receive` hook sees it: its own objects plus the quarantine.
+pub struct PushView {
+    /// The repository with the quarantine added as an alternate: sees old and new objects.
+    combined: git2::Repository,
+    /// The repository alone, without the quarantine.
+    existing: git2::Repository,
+    /// The quarantine alone.
+    quarantine: git2::Odb<'static>,
+}
+
+impl PushView {
+    /// Opens the bare repository `git_dir` together with the quarantine folder git names in
+    /// `GIT_QUARANTINE_PATH`.
+    pub fn open(git_dir: &Path, quarantine_dir: &Path) -> Result<PushView> {
+        let open = |action| {
+            git2::Repository::open_bare(git_dir).map_err(|source| GitError::Git { action, source })
+        };
+        let combined = open("opening repository")?;
+        combined
+            .odb()
+            .and_then(|odb| odb.add_disk_alternate(&quarantine_dir.to_string_lossy()))
+            .map_err(GitError::git("adding the quarantine"))?;
+        let existing = open("opening repository")?;
+        let quarantine = git2::Odb::new().map_err(GitError::git("opening quarantine"))?;
+        quarantine
+            .add_disk_alternate(&quarantine_dir.to_string_lossy())
+            .map_err(GitError::git("opening quarantine"))?;
+        Ok(PushView {
+            combined,
+            existing,
+            quarantine,
+        })
+    }
+
+    /// Opens the repository for a push that brought no objects (deletions only): git makes
+    /// no quarantine then.
+    pub fn open_without_quarantine(git_dir: &Path) -> Result<PushView> {
+        let open = || {
+            git2::Repository::open_bare(git_dir).map_err(GitError::git("opening repository"))
+        };
+        Ok(PushView {
+            combined: open()?,
+            existing: open()?,
+            quarantine: git2::Odb::new().map_err(GitError::git("opening quarantine"))?,
+        })
+    }
+
+    /// Lists the quarantine's objects that the repository does not have yet and picks out
+    /// large blobs and LFS pointers. Reads object headers only, plus the content of blobs
+    /// small enough to be pointers.
+    pub fn new_objects(&self, large_blob_bytes: u64) -> Result<NewObjects> {
+        let mut ids = Vec::new();
+        self.quarantine
+            .foreach(|oid| {
+                ids.push(*oid);
+                true
+            })
+            .map_err(GitError::git("listing pushed objects"))?;
+        // A pack and a loose copy of one object may both be present.
+        ids.sort_unstable();
+        ids.dedup();
+        let existing = self
+            .existing
+            .odb()
+            .map_err(GitError::git("opening object database"))?;
+        let mut found = NewObjects::default();
+        for id in ids {
+            if existing.exists(id) {
+                continue;
+            }
+            found.count += 1;
+            let (size, kind) = self
+                .quarantine
+                .read_header(id)
+                .map_err(GitError::git("reading object header"))?;
+            if kind != git2::ObjectType::Blob {
+                continue;
+            }
+            let size = size as u64;
+            if size <= LFS_POINTER_MAX_LEN as u64 {
+                let object = self
+                    .quarantine
+                    .read(id)
+                    .map_err(GitError::git("reading blob"))?;
+                if let Some(pointer) = LfsPointer::parse(object.data()) {
+                    found.lfs_pointers.push((from_git2(id), pointer));
+                }
+            }
+            if size >= large_blob_bytes {
+                found.large_blobs.push((from_git2(id), size));
+            }
+        }
+        Ok(found)
+    }
+
+    /// How `old` → `new` moves a ref (`None` = absent).
+    pub fn ref_move(&self, old: Option<&GitOid>, new: Option<&GitOid>) -> Result<RefMove> {
+        let (old, new) = match (old, new) {
+            (None, None) => return Ok(RefMove::Delete),
+            (None, Some(_)) => return Ok(RefMove::Create),
+            (Some(_), None) => return Ok(RefMove::Delete),
+            (Some(old), Some(new)) => (to_git2(old), to_git2(new)),
+        };
+        if old == new {
+            return Ok(RefMove::FastForward);
+        }
+        let (Some(old), Some(new)) = (self.peel_commit(old)?, self.peel_commit(new)?) else {
+            return Ok(RefMove::Rewrite);
+        };
+        let descends = self
+            .combined
+            .graph_descendant_of(new, old)
+            .map_err(GitError::git("comparing history"))?;
+        Ok(if descends {
+            RefMove::FastForward
+        } else {
+            RefMove::Rewrite
+        })
+    }
+
+    /// Whether `oid` names a commit (branches may point at nothing else).
+    pub fn is_commit(&self, oid: &GitOid) -> Result<bool> {
+        match self.combined.odb().and_then(|o| o.read_header(to_git2(oid))) {
+            Ok((_, kind)) => Ok(kind == git2::ObjectType::Commit),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(false),
+            Err(e) => Err(GitError::Git {
+                action: "reading object header",
+                source: e,
+            }),
+        }
+    }
+
+    /// Where the `blobs` appear in the commits reachable from `tips` but not from
+    /// `known` (the refs before the push): the first path found for each, to name files in
+    /// a refusal. Blobs not found are left out.
+    pub fn paths_of(
+        &self,
+        blobs: &[GitOid],
+        tips: &[GitOid],
+        known: &[GitOid],
+    ) -> Result<HashMap<GitOid, String>> {
+        let mut wanted: HashSet<git2::Oid> = blobs.iter().map(to_git2).collect();
+        let mut found = HashMap::new();
+        let mut walk = self
+            .combined
+            .revwalk()
+            .map_err(GitError::git("walking history"))?;
+        for tip in tips {
+            if let Ok(Some(commit)) = self.peel_commit(to_git2(tip)) {
+                walk.push(commit).map_err(GitError::git("walking history"))?;
+            }
+        }
+        for seen in known {
+            if let Ok(Some(commit)) = self.peel_commit(to_git2(seen)) {
+                // A ref pointing outside this history cannot be hidden; it does no harm.
+                let _ = walk.hide(commit);
+            }
+        }
+        let mut trees_seen = HashSet::new();
+        for commit in walk.take(MAX_COMMITS_SEARCHED) {
+            if wanted.is_empty() {
+                break;
+            }
+            let commit = commit.map_err(GitError::git("walking history"))?;
+            let tree = self
+                .combined
+                .find_commit(commit)
+                .and_then(|c| c.tree())
+                .map_err(GitError::git("reading tree"))?;
+            self.search_tree(&tree, "", &mut wanted, &mut trees_seen, &mut found)?;
+        }
+        Ok(found)
+    }
+
+    fn search_tree(
+        &self,
+        tree: &git2::Tree<'_>,
+        prefix: &str,
+        wanted: &mut HashSet<git2::Oid>,
+        trees_seen: &mut HashSet<git2::Oid>,
+        found: &mut HashMap<GitOid, String>,
+    ) -> Result<()> {
+        if !trees_seen.insert(tree.id()) {
+            return Ok(());
+        }
+        for entry in tree.iter() {
+            let name = String::from_utf8_lossy(entry.name_bytes());
+            let path = if prefix.is_empty() {
+                name.into_owned()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            match entry.kind() {
+                Some(git2::ObjectType::Tree) => {
+                    let sub = self
+                        .combined
+                        .find_tree(entry.id())
+                        .map_err(GitError::git("reading tree"))?;
+                    self.search_tree(&sub, &path, wanted, trees_seen, found)?;
+                }
+                Some(git2::ObjectType::Blob) if wanted.remove(&entry.id()) => {
+                    found.insert(from_git2(entry.id()), path);
+                }
+                _ => {}
+            }
+            if wanted.is_empty() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The commit `oid` leads to through tags; `None` for anything else or a missing object.
+    fn peel_commit(&self, oid: git2::Oid) -> Result<Option<git2::Oid>> {
+        let object = match self.combined.find_object(oid, None) {
+            Ok(object) => object,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(GitError::Git {
+                    action: "reading object",
+                    source: e,
+                });
+            }
+        };
+        Ok(object
+            .peel(git2::ObjectType::Commit)
+            .ok()
+            .map(|commit| commit.id()))
+    }
+}

@@ -1,0 +1,516 @@
+//! `trove hook pre-receive`: the rules a push must pass, run by git between receiving the
+//! objects (held in quarantine) and moving any ref. A refusal is printed on stderr, which
+//! git relays to the pusher as `remote: …` lines, and the exit status 1 makes git reject
+//! every ref of the push: nothing of it becomes visible.
+//!
+//! The rules:
+//! - the pusher needs write access to the repository (the server checked it already; this is
+//!   the last line of defence);
+//! - only branches (`refs/heads/*`) and tags (`refs/tags/*`) with names git and the Hub
+//!   accept may be pushed; a branch must point at a commit;
+//! - `main`, the default branch, cannot be deleted, and only administrators may rewrite its
+//!   history (force-push); any other branch or tag may be deleted or force-pushed by anyone
+//!   with write access;
+//! - a file of 10 MiB or more must be stored with Git LFS: a larger blob that is not an LFS
+//!   pointer is refused;
+//! - every new LFS pointer must name an object uploaded to this repository (git-lfs uploads
+//!   objects before pushing), with the size the pointer says.
+//!
+//! Who pushes and where comes from variables the server sets on the receive-pack process;
+//! nothing a client sends can set them.
+
+use anyhow::Context;
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use trove_git::{NewObjects, PushView, RefMove};
+use trove_types::{BranchName, GitOid, LfsPointer, Sha256Hex};
+
+pub const ENV_REPO_ID: &str = "TROVE_PUSH_REPO_ID";
+pub const ENV_USER_ID: &str = "TROVE_PUSH_USER_ID";
+pub const ENV_USER_NAME: &str = "TROVE_PUSH_USER";
+pub const ENV_ACCESS: &str = "TROVE_PUSH_ACCESS";
+pub const ENV_ADMIN: &str = "TROVE_PUSH_ADMIN";
+
+/// Files this large or larger must go through LFS (the Hub's rule: 10 MiB).
+pub const LARGE_FILE_BYTES: u64 = 10 * 1024 * 1024;
+/// The branch that cannot be deleted and only administrators may rewrite.
+const DEFAULT_BRANCH: &str = "refs/heads/main";
+/// Lines of refusal shown at most; the rest are counted.
+const MAX_MESSAGES: usize = 20;
+
+/// Who is pushing, as the server established it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pusher {
+    pub name: String,
+    pub can_write: bool,
+    pub is_admin: bool,
+}
+
+/// One line of the hook's input, `<old> <new> <ref>`, with absent sides as `None`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefUpdate {
+    pub old: Option<GitOid>,
+    pub new: Option<GitOid>,
+    pub name: String,
+}
+
+impl RefUpdate {
+    /// Parses one input line; the all-zero id means "absent".
+    pub fn parse(line: &str) -> Option<RefUpdate> {
+        let mut parts = line.trim_end_matches(['\n', '\r']).splitn(3, ' ');
+        let side = |s: &str| -> Option<Option<GitOid>> {
+            if s.len() == 40 && s.bytes().all(|b| b == b'0') {
+                Some(None)
+            } else {
+                GitOid::parse(s).ok().map(Some)
+            }
+        };
+        let old = side(parts.next()?)?;
+        let new = side(parts.next()?)?;
+        let name = parts.next()?.to_owned();
+        (!name.is_empty()).then_some(RefUpdate { old, new, name })
+    }
+}
+
+/// A ref update with what git says about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedUpdate {
+    pub update: RefUpdate,
+    pub movement: RefMove,
+    /// Whether the new value is a commit (`false` for deletions).
+    pub new_is_commit: bool,
+}
+
+/// Everything the rules look at.
+pub struct PushFacts<'a> {
+    pub pusher: &'a Pusher,
+    pub updates: &'a [CheckedUpdate],
+    pub objects: &'a NewObjects,
+    /// Sizes of the LFS objects linked to this repository, among those the pointers name.
+    pub stored: &'a HashMap<Sha256Hex, u64>,
+    /// Where refused blobs appear, for the messages.
+    pub paths: &'a HashMap<GitOid, String>,
+}
+
+/// The rules. Returns the reasons to refuse the push, empty when it may land.
+pub fn decide(facts: &PushFacts<'_>) -> Vec<String> {
+    let mut refusals = Vec::new();
+    if !facts.pusher.can_write {
+        refusals.push("You don't have write access to this repository".to_owned());
+        return refusals;
+    }
+    for checked in facts.updates {
+        if let Some(reason) = ref_refusal(facts.pusher, checked) {
+            refusals.push(reason);
+        }
+    }
+    let name_of = |blob: &GitOid| {
+        facts
+            .paths
+            .get(blob)
+            .cloned()
+            .unwrap_or_else(|| format!("blob {blob}"))
+    };
+    for (blob, size) in &facts.objects.large_blobs {
+        let path = name_of(blob);
+        refusals.push(format!(
+            "{path} is {}: files of 10 MiB or more must be stored with Git LFS \
+             (git lfs track {path:?}; to fix commits already made: \
+             git lfs migrate import --include={path:?})",
+            human_size(*size)
+        ));
+    }
+    for (blob, LfsPointer { oid, size }) in &facts.objects.lfs_pointers {
+        match facts.stored.get(oid) {
+            Some(stored) if stored == size => {}
+            Some(stored) => refusals.push(format!(
+                "{}: the LFS pointer says {size} bytes but object {oid} has {stored}",
+                name_of(blob)
+            )),
+            None => refusals.push(format!(
+                "{}: LFS object {oid} was not uploaded to this repository; push the LFS \
+                 objects first (git lfs push --all origin)",
+                name_of(blob)
+            )),
+        }
+    }
+    if refusals.len() > MAX_MESSAGES {
+        let more = refusals.len() - MAX_MESSAGES;
+        refusals.truncate(MAX_MESSAGES);
+        refusals.push(format!("… and {more} more"));
+    }
+    refusals
+}
+
+fn ref_refusal(pusher: &Pusher, checked: &CheckedUpdate) -> Option<String> {
+    let name = checked.update.name.as_str();
+    let short = name
+        .strip_prefix("refs/heads/")
+        .or_else(|| name.strip_prefix("refs/tags/"));
+    let Some(short) = short else {
+        return Some(format!(
+            "{name}: only branches (refs/heads/*) and tags (refs/tags/*) can be pushed"
+        ));
+    };
+    if let Err(e) = BranchName::parse(short) {
+        return Some(format!("{name}: {e}"));
+    }
+    let is_branch = name.starts_with("refs/heads/");
+    if name == DEFAULT_BRANCH {
+        match checked.movement {
+            RefMove::Delete => {
+                return Some("main: the default branch cannot be deleted".to_owned());
+            }
+            RefMove::Rewrite if !pusher.is_admin => {
+                return Some(
+                    "main: only administrators may rewrite the history of the default branch \
+                     (force-push); fetch and merge or rebase, then push again"
+                        .to_owned(),
+                );
+            }
+            _ => {}
+        }
+    }
+    if is_branch && checked.update.new.is_some() && !checked.new_is_commit {
+        return Some(format!("{name}: a branch must point at a commit"));
+    }
+    None
+}
+
+fn human_size(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Reads the pusher from the server's variables.
+fn pusher_from_env() -> anyhow::Result<(i64, Pusher)> {
+    let var = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
+    let repo_id = var(ENV_REPO_ID)?
+        .parse()
+        .with_context(|| format!("{ENV_REPO_ID} is not a number"))?;
+    Ok((
+        repo_id,
+        Pusher {
+            name: var(ENV_USER_NAME).unwrap_or_default(),
+            can_write: var(ENV_ACCESS)? == "write",
+            is_admin: var(ENV_ADMIN)? == "1",
+        },
+    ))
+}
+
+/// Runs the hook: `data_dir` is Trove's, the current directory the repository (git runs
+/// hooks there), the ref updates on stdin.
+pub async fn pre_receive(data_dir: &Path) -> ExitCode {
+    match check_push(data_dir).await {
+        Ok(refusals) if refusals.is_empty() => ExitCode::SUCCESS,
+        Ok(refusals) => {
+            eprintln!("Push refused by Trove:");
+            for reason in refusals {
+                eprintln!("  {reason}");
+            }
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("Push refused: Trove could not check it ({e:#})");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn check_push(data_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let (repo_id, pusher) = pusher_from_env()?;
+    let mut updates = Vec::new();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.context("reading the ref updates")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        updates.push(RefUpdate::parse(&line).with_context(|| format!("bad update line {line:?}"))?);
+    }
+    if !pusher.can_write {
+        return Ok(decide(&PushFacts {
+            pusher: &pusher,
+            updates: &[],
+            objects: &NewObjects::default(),
+            stored: &HashMap::new(),
+            paths: &HashMap::new(),
+        }));
+    }
+    let git_dir = PathBuf::from(std::env::var_os("GIT_DIR").unwrap_or_else(|| ".".into()));
+    let quarantine = std::env::var_os("GIT_QUARANTINE_PATH").map(PathBuf::from);
+    let inspected = tokio::task::spawn_blocking(move || inspect(&git_dir, quarantine.as_deref(), updates))
+        .await
+        .context("inspecting the push")??;
+    let (checked, objects, inspector) = inspected;
+    let stored = if objects.lfs_pointers.is_empty() {
+        HashMap::new()
+    } else {
+        let db = trove_db::Db::open(&data_dir.join("trove.db"))
+            .await
+            .context("opening the database")?;
+        let oids: Vec<Sha256Hex> = objects
+            .lfs_pointers
+            .iter()
+            .map(|(_, p)| p.oid.clone())
+            .collect();
+        let sizes = db.repo_objects_sizes(repo_id, &oids).await?;
+        db.close().await;
+        sizes
+    };
+    let facts = PushFacts {
+        pusher: &pusher,
+        updates: &checked,
+        objects: &objects,
+        stored: &stored,
+        paths: &HashMap::new(),
+    };
+    let refusals = decide(&facts);
+    if refusals.is_empty() {
+        return Ok(refusals);
+    }
+    // Refused: name the files involved, which costs a walk of the new history.
+    let mut named: Vec<GitOid> = objects.large_blobs.iter().map(|(b, _)| b.clone()).collect();
+    named.extend(
+        objects
+            .lfs_pointers
+            .iter()
+            .filter(|(_, p)| stored.get(&p.oid) != Some(&p.size))
+            .map(|(b, _)| b.clone()),
+    );
+    let paths = match inspector {
+        Some(inspector) if !named.is_empty() => tokio::task::spawn_blocking(move || {
+            inspector.paths(&named)
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default(),
+        _ => HashMap::new(),
+    };
+    Ok(decide(&PushFacts { paths: &paths, ..facts }))
+}
+
+/// The git side of the check, blocking.
+struct Inspector {
+    view: PushView,
+    tips: Vec<GitOid>,
+    known: Vec<GitOid>,
+}
+
+impl Inspector {
+    fn paths(&self, blobs: &[GitOid]) -> anyhow::Result<HashMap<GitOid, String>> {
+        Ok(self.view.paths_of(blobs, &self.tips, &self.known)?)
+    }
+}
+
+type Inspected = (Vec<CheckedUpdate>, NewObjects, Option<Inspector>);
+
+fn inspect(
+    git_dir: &Path,
+    quarantine: Option<&Path>,
+    updates: Vec<RefUpdate>,
+) -> anyhow::Result<Inspected> {
+    // A push of deletions only sends no pack, and git makes no quarantine for it.
+    let view = match quarantine {
+        Some(q) => PushView::open(git_dir, q)?,
+        None => PushView::open_without_quarantine(git_dir)?,
+    };
+    let objects = match quarantine {
+        Some(_) => view.new_objects(LARGE_FILE_BYTES)?,
+        None => NewObjects::default(),
+    };
+    let mut checked = Vec::with_capacity(updates.len());
+    for update in updates {
+        let movement = view.ref_move(update.old.as_ref(), update.new.as_ref())?;
+        let new_is_commit = match &update.new {
+            Some(new) => view.is_commit(new)?,
+            None => false,
+        };
+        checked.push(CheckedUpdate {
+            update,
+            movement,
+            new_is_commit,
+        });
+    }
+    let tips = checked.iter().filter_map(|c| c.update.new.clone()).collect();
+    let known = trove_git::GitRepo::open(git_dir)?
+        .ref_targets()?
+        .into_iter()
+        .map(|(_, oid)| oid)
+        .collect();
+    Ok((checked, objects, Some(Inspector { view, tips, known })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oid(c: char) -> GitOid {
+        GitOid::parse(&c.to_string().repeat(40)).expect("hex")
+    }
+
+    fn sha(c: char) -> Sha256Hex {
+        Sha256Hex::parse(&c.to_string().repeat(64)).expect("hex")
+    }
+
+    fn writer(admin: bool) -> Pusher {
+        Pusher {
+            name: "alice".into(),
+            can_write: true,
+            is_admin: admin,
+        }
+    }
+
+    fn update(name: &str, movement: RefMove) -> CheckedUpdate {
+        let (old, new) = match movement {
+            RefMove::Create => (None, Some(oid('b'))),
+            RefMove::Delete => (Some(oid('a')), None),
+            RefMove::FastForward | RefMove::Rewrite => (Some(oid('a')), Some(oid('b'))),
+        };
+        CheckedUpdate {
+            update: RefUpdate {
+                old,
+                new,
+                name: name.into(),
+            },
+            movement,
+            new_is_commit: true,
+        }
+    }
+
+    fn refusals(pusher: &Pusher, updates: &[CheckedUpdate], objects: &NewObjects) -> Vec<String> {
+        let stored = HashMap::from([(sha('1'), 100u64)]);
+        decide(&PushFacts {
+            pusher,
+            updates,
+            objects,
+            stored: &stored,
+            paths: &HashMap::from([(oid('f'), "weights.bin".to_owned())]),
+        })
+    }
+
+    #[test]
+    fn update_lines_parse_with_zero_ids_as_absent() {
+        let zero = "0".repeat(40);
+        let a = "a".repeat(40);
+        let parsed = RefUpdate::parse(&format!("{zero} {a} refs/heads/dev\n")).expect("valid");
+        assert_eq!(parsed.old, None);
+        assert_eq!(parsed.new, Some(oid('a')));
+        assert_eq!(parsed.name, "refs/heads/dev");
+        assert_eq!(
+            RefUpdate::parse(&format!("{a} {zero} refs/tags/v1")).map(|u| u.new),
+            Some(None)
+        );
+        for bad in ["", "x y z", &format!("{a} {a}"), &format!("{a} {a} ")] {
+            assert_eq!(RefUpdate::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn writers_push_branches_and_tags_in_every_way_except_breaking_main() {
+        let alice = writer(false);
+        let ok = [
+            update("refs/heads/main", RefMove::FastForward),
+            update("refs/heads/main", RefMove::Create),
+            update("refs/heads/dev", RefMove::Rewrite),
+            update("refs/heads/dev", RefMove::Delete),
+            update("refs/tags/v1.0", RefMove::Create),
+            update("refs/tags/v1.0", RefMove::Rewrite),
+            update("refs/tags/v1.0", RefMove::Delete),
+        ];
+        assert!(refusals(&alice, &ok, &NewObjects::default()).is_empty());
+        let force = refusals(&alice, &[update("refs/heads/main", RefMove::Rewrite)], &NewObjects::default());
+        assert_eq!(force.len(), 1);
+        assert!(force[0].contains("only administrators"), "{force:?}");
+        let delete = refusals(&alice, &[update("refs/heads/main", RefMove::Delete)], &NewObjects::default());
+        assert!(delete[0].contains("cannot be deleted"), "{delete:?}");
+    }
+
+    #[test]
+    fn admins_may_force_push_main_but_nobody_deletes_it() {
+        let root = writer(true);
+        assert!(
+            refusals(&root, &[update("refs/heads/main", RefMove::Rewrite)], &NewObjects::default())
+                .is_empty()
+        );
+        assert_eq!(
+            refusals(&root, &[update("refs/heads/main", RefMove::Delete)], &NewObjects::default())
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn readers_push_nothing() {
+        let reader = Pusher {
+            can_write: false,
+            ..writer(true)
+        };
+        let got = refusals(&reader, &[update("refs/heads/dev", RefMove::Create)], &NewObjects::default());
+        assert_eq!(got, ["You don't have write access to this repository"]);
+    }
+
+    #[test]
+    fn only_valid_branch_and_tag_names_are_accepted() {
+        let alice = writer(true);
+        for bad in ["refs/pr/1", "refs/convert/parquet", "refs/notes/x", "HEAD", "refs/heads/-x"] {
+            assert_eq!(
+                refusals(&alice, &[update(bad, RefMove::Create)], &NewObjects::default()).len(),
+                1,
+                "{bad}"
+            );
+        }
+        let mut tree_branch = update("refs/heads/t", RefMove::Create);
+        tree_branch.new_is_commit = false;
+        assert!(refusals(&alice, &[tree_branch.clone()], &NewObjects::default())[0].contains("commit"));
+        // A tag may name any object.
+        tree_branch.update.name = "refs/tags/t".into();
+        assert!(refusals(&alice, &[tree_branch], &NewObjects::default()).is_empty());
+    }
+
+    #[test]
+    fn large_files_must_be_lfs_and_pointers_must_name_uploaded_objects() {
+        let alice = writer(true);
+        let main = [update("refs/heads/main", RefMove::FastForward)];
+        let objects = NewObjects {
+            large_blobs: vec![(oid('f'), 12 * 1024 * 1024)],
+            lfs_pointers: vec![],
+            count: 3,
+        };
+        let got = refusals(&alice, &main, &objects);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].starts_with("weights.bin is 12.0 MiB"), "{got:?}");
+
+        let pointer = |c, size| LfsPointer { oid: sha(c), size };
+        let good = NewObjects {
+            lfs_pointers: vec![(oid('c'), pointer('1', 100))],
+            ..NewObjects::default()
+        };
+        assert!(refusals(&alice, &main, &good).is_empty());
+        let missing = NewObjects {
+            lfs_pointers: vec![(oid('c'), pointer('2', 100))],
+            ..NewObjects::default()
+        };
+        assert!(refusals(&alice, &main, &missing)[0].contains("was not uploaded"));
+        let wrong_size = NewObjects {
+            lfs_pointers: vec![(oid('c'), pointer('1', 99))],
+            ..NewObjects::default()
+        };
+        assert!(refusals(&alice, &main, &wrong_size)[0].contains("99 bytes"));
+    }
+
+    #[test]
+    fn long_lists_of_reasons_are_cut() {
+        let alice = writer(true);
+        let objects = NewObjects {
+            large_blobs: (0..30)
+                .map(|i| (GitOid::parse(&format!("{i:040x}")).expect("hex"), LARGE_FILE_BYTES))
+                .collect(),
+            ..NewObjects::default()
+        };
+        let got = refusals(&alice, &[], &objects);
+        assert_eq!(got.len(), MAX_MESSAGES + 1);
+        assert_eq!(got.last().map(String::as_str), Some("… and 10 more"));
+    }
+}
