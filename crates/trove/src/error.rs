@@ -48,6 +48,9 @@ pub enum ApiError {
     RangeNotSatisfiable { size: u64 },
     #[error("{0}")]
     UnprocessableEntity(String),
+    /// Something other than a repository, revision or file does not exist (a user…).
+    #[error("{0}")]
+    NotFound(String),
     /// Endpoints we do not serve (yet); never a silent 404.
     #[error("{0}")]
     NotImplemented(String),
@@ -86,6 +89,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::UnprocessableEntity(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

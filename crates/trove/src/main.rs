@@ -11,6 +11,7 @@ mod lfs;
 mod repos;
 mod resolve;
 mod router;
+mod seed;
 mod serve;
 mod signing;
 mod state;
@@ -56,6 +57,9 @@ fn main() -> std::process::ExitCode {
             Command::User(cmd) => admin::run_user(&admin::open_db(&cli.data_dir).await?, cmd).await,
             Command::Token(cmd) => {
                 admin::run_token(&admin::open_db(&cli.data_dir).await?, cmd).await
+            }
+            Command::BenchSeedSearch { repos, seed } => {
+                seed::run(&cli.data_dir, repos, seed).await
             }
         }
     });

@@ -22,6 +22,8 @@ pub struct AppState {
     /// Serialises commits per repository so API commits never race each other; pushes
     /// (which do not take this lock) are guarded by the ref compare-and-swap.
     pub commit_locks: Arc<CommitLocks>,
+    /// Serialises reindexing per repository, so the last reindex to run reads the newest head.
+    pub index_locks: Arc<CommitLocks>,
 }
 
 impl AppState {
@@ -44,7 +46,7 @@ impl AppState {
     }
 }
 
-/// One async mutex per repository id.
+/// One async mutex per repository id (for commits, and separately for reindexing).
 #[derive(Default)]
 pub struct CommitLocks {
     locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,

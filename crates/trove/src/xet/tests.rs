@@ -53,6 +53,7 @@ async fn fixture() -> Fixture {
         store: Arc::new(store),
         signer: Arc::new(UrlSigner::new(b"test key".to_vec())),
         commit_locks: Arc::new(CommitLocks::default()),
+        index_locks: Arc::new(CommitLocks::default()),
     };
     let app = crate::router::build(state.clone());
     Fixture {
