@@ -3,6 +3,7 @@
 mod lfs;
 mod open;
 mod repos;
+mod search;
 mod tokens;
 mod users;
 
