@@ -148,7 +148,6 @@ pub struct ListQuery {
     pub search: Vec<String>,
     /// Each must be one of the repo's facets.
     pub tags: Vec<String>,
-    pub pipeline_tag: Option<String>,
     pub params_min: Option<i64>,
     pub params_max: Option<i64>,
     pub sort: SortKey,
@@ -174,6 +173,64 @@ pub struct Page<T> {
 
 /// Trigram search cannot match fewer than three characters; shorter queries scan.
 const TRIGRAM: usize = 3;
+
+/// Listing plans. A filter matching at most this many repositories (estimated from the
+/// facet counts) is evaluated first, through the inverted indexes, and its rows sorted;
+/// a broader one walks the sort index and checks each row, which reaches a page of
+/// results after about `limit × total / matches` rows. Both cost a few milliseconds at
+/// this crossing point with 100,000 repositories.
+const DRIVE_BELOW: f64 = 3000.0;
+
+/// The FTS5 token of a facet: a 64-bit FNV-1a hash in hex, so any tag text (spaces,
+/// punctuation, any script) is one bare token.
+pub(crate) fn facet_token(tag: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in tag.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("f{hash:016x}")
+}
+
+fn facet_tokens(tags: &[String]) -> String {
+    let mut tokens: Vec<String> = tags.iter().map(|t| facet_token(t)).collect();
+    tokens.sort();
+    tokens.dedup();
+    tokens.join(" ")
+}
+
+async fn write_facets(
+    conn: &mut sqlx::SqliteConnection,
+    repo_id: i64,
+    tags: &[String],
+    replace: bool,
+) -> Result<()> {
+    if replace {
+        sqlx::query("DELETE FROM repo_tags WHERE repo_id = ?")
+            .bind(repo_id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM repo_facets WHERE rowid = ?")
+            .bind(repo_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for tag in tags {
+        sqlx::query("INSERT OR IGNORE INTO repo_tags (tag, repo_id) VALUES (?, ?)")
+            .bind(tag)
+            .bind(repo_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !tags.is_empty() {
+        sqlx::query("INSERT INTO repo_facets (rowid, f) VALUES (?, ?)")
+            .bind(repo_id)
+            .bind(facet_tokens(tags))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
 
 /// `"text"` as an FTS5 phrase: with the trigram tokenizer a phrase matches exactly the rows
 /// that contain it as a substring, whatever characters it holds.
@@ -225,17 +282,7 @@ impl Db {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query("DELETE FROM repo_tags WHERE repo_id = ?")
-            .bind(repo_id)
-            .execute(&mut *tx)
-            .await?;
-        for tag in &update.facets {
-            sqlx::query("INSERT OR IGNORE INTO repo_tags (tag, repo_id) VALUES (?, ?)")
-                .bind(tag)
-                .bind(repo_id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        write_facets(&mut *tx, repo_id, &update.facets, true).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -265,8 +312,72 @@ impl Db {
         rows.iter().map(|r| Repo::from_row_at(r, 0)).collect()
     }
 
+    /// How many repositories carry each tag (0 for unknown tags), and how many of `repo_type`
+    /// exist.
+    async fn facet_counts(&self, repo_type: RepoType, tags: &[String]) -> Result<(Vec<i64>, i64)> {
+        let mut counts = Vec::with_capacity(tags.len());
+        for tag in tags {
+            let n: Option<i64> = sqlx::query_scalar("SELECT n FROM facet_counts WHERE tag = ?")
+                .bind(tag)
+                .fetch_optional(&self.pool)
+                .await?;
+            counts.push(n.unwrap_or(0));
+        }
+        let total: Option<i64> =
+            sqlx::query_scalar("SELECT n FROM type_counts WHERE repo_type = ?")
+                .bind(repo_type.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok((counts, total.unwrap_or(0)))
+    }
+
+    /// Whether a substring search matches fewer than [`DRIVE_BELOW`] repositories (counting
+    /// stops there, so a common term costs no more than a rare one).
+    async fn search_is_selective(&self, text: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM repo_search WHERE repo_search MATCH ? LIMIT ?)",
+        )
+        .bind(fts_phrase(text))
+        .bind(DRIVE_BELOW as i64)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((n as f64) < DRIVE_BELOW)
+    }
+
     /// One page of a listing, in the requested order with the repo id breaking ties.
+    ///
+    /// Selective filters (few matching repositories, by the facet counts; rare search terms)
+    /// are evaluated first through the inverted indexes and their rows sorted; broad ones are
+    /// checked row by row while walking the sort order's index, which stops after one page.
     pub async fn list_repos(&self, q: &ListQuery) -> Result<Page<Listed>> {
+        let empty = Page {
+            items: Vec::new(),
+            next: None,
+        };
+        let mut tags = q.tags.clone();
+        tags.sort();
+        tags.dedup();
+        let mut drive_facets = false;
+        if !tags.is_empty() {
+            let (counts, total) = self.facet_counts(q.repo_type, &tags).await?;
+            if counts.iter().any(|&n| n <= 0) || total <= 0 {
+                return Ok(empty);
+            }
+            let total = total as f64;
+            let estimate = counts.iter().fold(total, |acc, &n| acc * (n as f64 / total));
+            drive_facets = estimate < DRIVE_BELOW;
+            // Most selective first, so a walked row is rejected by its first check.
+            let mut by_count: Vec<(i64, String)> = counts.into_iter().zip(tags).collect();
+            by_count.sort();
+            tags = by_count.into_iter().map(|(_, t)| t).collect();
+        }
+        let mut drive_search = Vec::with_capacity(q.search.len());
+        for text in &q.search {
+            drive_search.push(
+                text.chars().count() >= TRIGRAM && self.search_is_selective(text).await?,
+            );
+        }
+
         let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
             "SELECT {REPO_COLUMNS_R}, {INDEX_COLUMNS} FROM repo_index ri \
              JOIN repos r ON r.id = ri.repo_id WHERE ri.repo_type = "
@@ -277,25 +388,33 @@ impl Db {
             qb.push(" AND r.namespace = ");
             qb.push_bind(author.clone());
         }
-        for text in &q.search {
-            if text.chars().count() >= TRIGRAM {
+        for (text, drive) in q.search.iter().zip(drive_search) {
+            if drive {
                 qb.push(" AND ri.repo_id IN (SELECT rowid FROM repo_search WHERE repo_search MATCH ");
                 qb.push_bind(fts_phrase(text));
                 qb.push(")");
             } else {
+                // Repo ids are ASCII, so ASCII lower() folds them as the trigram index does.
                 qb.push(" AND instr(lower(r.namespace || '/' || r.name), ");
                 qb.push_bind(text.to_lowercase());
                 qb.push(") > 0");
             }
         }
-        for tag in &q.tags {
-            qb.push(" AND ri.repo_id IN (SELECT repo_id FROM repo_tags WHERE tag = ");
-            qb.push_bind(tag.clone());
+        if drive_facets {
+            qb.push(" AND ri.repo_id IN (SELECT rowid FROM repo_facets WHERE repo_facets MATCH ");
+            qb.push_bind(
+                tags.iter()
+                    .map(|t| facet_token(t))
+                    .collect::<Vec<_>>()
+                    .join(" AND "),
+            );
             qb.push(")");
-        }
-        if let Some(pipeline_tag) = &q.pipeline_tag {
-            qb.push(" AND ri.pipeline_tag = ");
-            qb.push_bind(pipeline_tag.clone());
+        } else {
+            for tag in &tags {
+                qb.push(" AND EXISTS (SELECT 1 FROM repo_tags t WHERE t.tag = ");
+                qb.push_bind(tag.clone());
+                qb.push(" AND t.repo_id = ri.repo_id)");
+            }
         }
         if let Some(min) = q.params_min {
             qb.push(" AND ri.params_total >= ");
@@ -483,13 +602,7 @@ impl Db {
                     .execute(&mut *tx)
                     .await?;
             }
-            for tag in &u.facets {
-                sqlx::query("INSERT OR IGNORE INTO repo_tags (tag, repo_id) VALUES (?, ?)")
-                    .bind(tag)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            write_facets(&mut *tx, id, &u.facets, false).await?;
         }
         tx.commit().await?;
         Ok(())

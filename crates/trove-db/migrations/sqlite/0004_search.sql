@@ -47,7 +47,6 @@ CREATE INDEX repo_index_likes ON repo_index (repo_type, likes, repo_id);
 CREATE INDEX repo_index_last_modified ON repo_index (repo_type, last_modified, repo_id);
 CREATE INDEX repo_index_created_at ON repo_index (repo_type, created_at, repo_id);
 CREATE INDEX repo_index_trending ON repo_index (repo_type, trending_score, repo_id);
-CREATE INDEX repo_index_pipeline_tag ON repo_index (pipeline_tag, repo_id);
 CREATE INDEX repo_index_unindexed ON repo_index (repo_id) WHERE sha IS NULL;
 
 -- Every value `filter=` can match: the displayed tags plus a few internal facets.
@@ -58,6 +57,26 @@ CREATE TABLE repo_tags (
 ) WITHOUT ROWID;
 
 CREATE INDEX repo_tags_repo_id ON repo_tags (repo_id);
+
+-- How many repositories carry each facet, and how many of each type there are: listing
+-- estimates from them how selective a filter is, to pick its plan.
+CREATE TABLE facet_counts (
+    tag  TEXT    PRIMARY KEY,
+    n    INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE type_counts (
+    repo_type  TEXT    PRIMARY KEY,
+    n          INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- The same facets as an inverted index: a row per repository (rowid = repos.id) whose
+-- tokens are the facets, each hashed to one `f<16 hex>` token by trove-db. An AND of
+-- selective facets is a merge of compressed posting lists instead of one B-tree probe per
+-- candidate row. Written with repo_tags by the same transactions.
+CREATE VIRTUAL TABLE repo_facets USING fts5 (
+    f, content = '', contentless_delete = 1, detail = none
+);
 
 -- Substring search over `namespace/name`, as the Hub's `search=` does: trigram tokens make
 -- any query of three characters or more an index lookup. rowid = repos.id.
@@ -93,6 +112,25 @@ END;
 
 CREATE TRIGGER repos_after_delete_index AFTER DELETE ON repos BEGIN
     DELETE FROM repo_search WHERE rowid = old.id;
+    DELETE FROM repo_facets WHERE rowid = old.id;
+END;
+
+CREATE TRIGGER repo_index_after_insert AFTER INSERT ON repo_index BEGIN
+    INSERT INTO type_counts (repo_type, n) VALUES (new.repo_type, 1)
+    ON CONFLICT (repo_type) DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER repo_index_after_delete AFTER DELETE ON repo_index BEGIN
+    UPDATE type_counts SET n = n - 1 WHERE repo_type = old.repo_type;
+END;
+
+CREATE TRIGGER repo_tags_after_insert AFTER INSERT ON repo_tags BEGIN
+    INSERT INTO facet_counts (tag, n) VALUES (new.tag, 1)
+    ON CONFLICT (tag) DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER repo_tags_after_delete AFTER DELETE ON repo_tags BEGIN
+    UPDATE facet_counts SET n = n - 1 WHERE tag = old.tag;
 END;
 
 -- The like count changes in the same transaction as the like itself.

@@ -11,7 +11,6 @@ fn query(visibility: Visibility) -> ListQuery {
         author: None,
         search: Vec::new(),
         tags: Vec::new(),
-        pipeline_tag: None,
         params_min: None,
         params_max: None,
         sort: SortKey::CreatedAt,
@@ -33,7 +32,11 @@ fn update(tags: &[&str], pipeline: Option<&str>, params: Option<i64>) -> IndexUp
         last_modified_ms: 1000,
         pipeline_tag: pipeline.map(str::to_owned),
         tags_json: serde_tags(tags),
-        facets: tags.iter().map(|t| (*t).to_owned()).collect(),
+        facets: tags
+            .iter()
+            .map(|t| (*t).to_owned())
+            .chain(pipeline.map(|p| format!("pipeline:{p}")))
+            .collect(),
         card_warnings_json: "[]".into(),
         siblings_json: "[]".into(),
         params_total: params,
@@ -90,8 +93,7 @@ async fn every_repo_is_listed_from_creation_and_filtered_by_its_facets() -> Test
     let mut q = public.clone();
     q.tags = vec!["transformers".into(), "en".into()];
     assert_eq!(names(&db, &q).await, ["alice/bert-base"]);
-    q.tags = vec!["transformers".into()];
-    q.pipeline_tag = Some("fill-mask".into());
+    q.tags = vec!["transformers".into(), "pipeline:fill-mask".into()];
     q.ascending = true;
     assert_eq!(names(&db, &q).await, ["alice/bert-base", "alice/roberta"]);
 
@@ -107,6 +109,20 @@ async fn every_repo_is_listed_from_creation_and_filtered_by_its_facets() -> Test
     q.author = Some("Alice".into());
     q.params_min = Some(100);
     assert_eq!(names(&db, &q).await, ["alice/bert-base"]);
+
+    q.tags = vec!["no-such-tag".into()];
+    assert!(names(&db, &q).await.is_empty());
+    // Broad filters (walked) and selective ones (driven by the inverted index) agree.
+    for _ in 0..40 {
+        let extra = db.create_repo(RepoType::Model, &repo_id(&format!("carol/m{}", names(&db, &public).await.len())), false, alice.id, 9).await?;
+        db.write_repo_index(extra.id, &update(&["en"], None, None)).await?;
+    }
+    let mut q = public.clone();
+    q.tags = vec!["en".into()];
+    q.limit = 5;
+    assert_eq!(names(&db, &q).await.len(), 5);
+    q.tags = vec!["en".into(), "gguf".into()];
+    assert_eq!(names(&db, &q).await, ["bob/gpt"]);
 
     // Rewriting the index replaces the facets.
     db.write_repo_index(a.id, &update(&["jax"], None, None)).await?;

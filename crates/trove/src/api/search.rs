@@ -5,7 +5,7 @@ use super::{ApiPath, QueryParams, link_header, next_page_url, repo_type_from_plu
 use crate::auth::Caller;
 use crate::clock::format_ms;
 use crate::error::{ApiError, ApiResult};
-use crate::repos::card::{LINKED, USES_DATASET, USES_MODEL};
+use crate::repos::card::{LINKED, PIPELINE, USES_DATASET, USES_MODEL};
 use crate::repos::listing;
 use crate::state::AppState;
 use axum::Json;
@@ -257,6 +257,9 @@ pub async fn list(
         .filter(|f| !f.is_empty())
         .map(str::to_owned)
         .collect();
+    if let Some(pipeline) = query.get("pipeline_tag").filter(|p| !p.is_empty()) {
+        tags.push(format!("{PIPELINE}{pipeline}"));
+    }
     if repo_type == RepoType::Space {
         tags.extend(query.all("models").into_iter().map(|m| format!("{USES_MODEL}{m}")));
         tags.extend(query.all("datasets").into_iter().map(|d| format!("{USES_DATASET}{d}")));
@@ -286,7 +289,6 @@ pub async fn list(
             .map(str::to_owned)
             .collect(),
         tags,
-        pipeline_tag: query.get("pipeline_tag").filter(|p| !p.is_empty()).map(str::to_owned),
         params_min,
         params_max,
         sort: parse_sort(query.get("sort"))?,

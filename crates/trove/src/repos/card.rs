@@ -506,9 +506,13 @@ pub fn derive_tags(card: &Card, files: &FileFacts) -> Vec<String> {
     tags.0
 }
 
-/// What `filter=` can match beyond the shown tags: for Spaces, the models and datasets they
+/// What listings can match beyond the shown tags: a model's pipeline tag (`pipeline_tag=`,
+/// distinct from a card tag of the same name), and for Spaces the models and datasets they
 /// use (`models=`, `datasets=`, `linked=true` of `list_spaces`).
 pub fn hidden_facets(card: &Card) -> Vec<String> {
+    if let Meta::Model(m) = &card.meta {
+        return m.pipeline_tag.iter().map(|p| format!("{PIPELINE}{p}")).collect();
+    }
     let Meta::Space(s) = &card.meta else {
         return Vec::new();
     };
@@ -524,6 +528,7 @@ pub fn hidden_facets(card: &Card) -> Vec<String> {
 pub const USES_MODEL: &str = "\u{1}model:";
 pub const USES_DATASET: &str = "\u{1}dataset:";
 pub const LINKED: &str = "\u{1}linked";
+pub const PIPELINE: &str = "\u{1}pipeline_tag:";
 
 /// An ordered list of distinct non-empty tags.
 #[derive(Default)]
