@@ -1,5 +1,6 @@
 //! Trove's SQL side: the embedded SQLite database, its migrations, and the queries, grouped
-//! by aggregate (users, tokens, repos, LFS objects and locks, the Xet chunk store).
+//! by aggregate (users, tokens, repos, LFS objects and locks, the Xet chunk store, the
+//! search index and likes).
 //!
 //! Every query is a runtime-checked `sqlx::query` with bound parameters, written in SQL that
 //! PostgreSQL also accepts where that costs nothing (`ON CONFLICT … DO NOTHING`, `RETURNING`),
@@ -7,8 +8,10 @@
 
 mod error;
 mod lfs;
+mod likes;
 mod locks;
 mod repos;
+mod search;
 mod tokens;
 mod users;
 mod xet;
@@ -16,6 +19,9 @@ mod xet;
 pub use error::{DbError, Result};
 pub use locks::{LfsLock, LockOutcome, LockQuery};
 pub use repos::Repo;
+pub use search::{
+    BulkRepo, Cursor, IndexUpdate, ListQuery, Listed, Page, RepoIndex, SortKey, Visibility,
+};
 pub use tokens::{Token, TokenRole};
 pub use users::User;
 pub use xet::{XetFile, XorbRecord};

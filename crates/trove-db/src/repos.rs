@@ -37,26 +37,36 @@ impl Repo {
     }
 
     fn from_row(row: &SqliteRow) -> Result<Repo> {
-        let repo_type: String = row.try_get(1)?;
+        Repo::from_row_at(row, 0)
+    }
+
+    /// Reads a row selected with [`REPO_COLUMNS_R`] (or `REPO_COLUMNS`) whose first column
+    /// is at `o`.
+    pub(crate) fn from_row_at(row: &SqliteRow, o: usize) -> Result<Repo> {
+        let repo_type: String = row.try_get(o + 1)?;
         let repo_type = RepoType::from_singular(&repo_type).ok_or_else(|| DbError::Corrupt {
             what: "repo type",
             detail: repo_type.clone(),
         })?;
         Ok(Repo {
-            id: row.try_get(0)?,
+            id: row.try_get(o)?,
             repo_type,
-            namespace: row.try_get(2)?,
-            name: row.try_get(3)?,
-            private: row.try_get(4)?,
-            owner_user_id: row.try_get(5)?,
-            created_at_ms: row.try_get(6)?,
-            updated_at_ms: row.try_get(7)?,
+            namespace: row.try_get(o + 2)?,
+            name: row.try_get(o + 3)?,
+            private: row.try_get(o + 4)?,
+            owner_user_id: row.try_get(o + 5)?,
+            created_at_ms: row.try_get(o + 6)?,
+            updated_at_ms: row.try_get(o + 7)?,
         })
     }
 }
 
 const REPO_COLUMNS: &str =
     "id, repo_type, namespace, name, private, owner_user_id, created_at, updated_at";
+
+/// [`REPO_COLUMNS`] of a `repos` table aliased `r`, for joins.
+pub(crate) const REPO_COLUMNS_R: &str = "r.id, r.repo_type, r.namespace, r.name, r.private, \
+     r.owner_user_id, r.created_at, r.updated_at";
 
 impl Db {
     /// Creates a repository row. Fails with `Conflict` if a repository of this type already

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use base64::Engine;
 use rand::Rng;
 use sha2::{Digest, Sha256};
-use trove_db::{Repo, TokenRole, User};
+use trove_db::{Repo, TokenRole, User, Visibility};
 
 /// Tokens look like the Hub's (`hf_` + 34 alphanumerics) so tools that sniff the prefix accept them.
 pub fn generate_token() -> String {
@@ -126,6 +126,16 @@ impl Access {
         }
     }
 
+    /// Which repositories a listing may show `caller`: the same rule as [`Access::for_repo`]
+    /// (public to all; private to the owning namespace and to admins), as a query filter.
+    pub fn listing_visibility(caller: &Caller) -> Visibility {
+        match caller {
+            Caller::Anonymous => Visibility::Public,
+            Caller::User { user, .. } if user.is_admin => Visibility::All,
+            Caller::User { user, .. } => Visibility::PublicAndNamespace(user.name.clone()),
+        }
+    }
+
     /// May `caller` create repositories under `namespace`?
     pub fn may_create_in(caller: &Caller, namespace: &str) -> Result<(), ApiError> {
         let Caller::User { user, role, .. } = caller else {
@@ -215,6 +225,36 @@ mod tests {
         };
         assert_eq!(Access::for_repo(&bob, &repo("alice", false)), Access::Read);
         assert_eq!(Access::for_repo(&bob, &repo("alice", true)), Access::None);
+    }
+
+    #[test]
+    fn listing_visibility_agrees_with_per_repo_access() {
+        let callers = [
+            Caller::Anonymous,
+            Caller::User {
+                user: user("alice", false),
+                role: TokenRole::Read,
+                token_name: String::new(),
+            },
+            Caller::User {
+                user: user("root", true),
+                role: TokenRole::Write,
+                token_name: String::new(),
+            },
+        ];
+        for caller in &callers {
+            let visibility = Access::listing_visibility(caller);
+            for r in [repo("alice", true), repo("alice", false), repo("bob", true)] {
+                let listed = match &visibility {
+                    Visibility::Public => !r.private,
+                    Visibility::PublicAndNamespace(ns) => {
+                        !r.private || r.namespace.eq_ignore_ascii_case(ns)
+                    }
+                    Visibility::All => true,
+                };
+                assert_eq!(listed, Access::for_repo(caller, &r) != Access::None, "{caller:?} {r:?}");
+            }
+        }
     }
 
     #[test]

@@ -29,6 +29,17 @@ pub enum Command {
     /// Git hooks, run by git itself while serving a push (not for people).
     #[command(subcommand, hide = true)]
     Hook(HookCommand),
+    /// Fill the database with synthetic indexed repositories for the search benchmark
+    /// (bench/search/); never on a data dir that matters.
+    #[command(hide = true)]
+    BenchSeedSearch {
+        /// How many repositories to create.
+        #[arg(long, default_value_t = 100_000)]
+        repos: usize,
+        /// Random seed: the same seed gives the same catalogue.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]

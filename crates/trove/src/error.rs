@@ -51,6 +51,9 @@ pub enum ApiError {
     /// The server is at capacity (e.g. every git process slot is busy); retrying later works.
     #[error("{0}")]
     Unavailable(String),
+    /// Something other than a repository, revision or file does not exist (a user…).
+    #[error("{0}")]
+    NotFound(String),
     /// Endpoints we do not serve (yet); never a silent 404.
     #[error("{0}")]
     NotImplemented(String),
@@ -90,6 +93,7 @@ impl ApiError {
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::UnprocessableEntity(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

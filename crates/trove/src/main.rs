@@ -12,6 +12,7 @@ mod lfs;
 mod repos;
 mod resolve;
 mod router;
+mod seed;
 mod serve;
 mod signing;
 mod state;
@@ -67,6 +68,9 @@ fn main() -> std::process::ExitCode {
                 admin::run_token(&admin::open_db(&cli.data_dir).await?, cmd).await
             }
             Command::Hook(_) => unreachable!("hooks are dispatched above"),
+            Command::BenchSeedSearch { repos, seed } => {
+                seed::run(&cli.data_dir, repos, seed).await
+            }
         }
     });
     match result {

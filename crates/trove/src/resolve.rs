@@ -2,11 +2,13 @@
 //! git, LFS files straight from the blob store (no redirect), both with single-range support
 //! and the headers `hf_hub_download` reads (`X-Repo-Commit`, quoted `ETag`, `X-Linked-*`).
 //! Files held as Xet files also carry `X-Xet-Hash` and the `xet-auth` link, and when no
-//! blob exists their bytes are rebuilt from xorbs as they stream.
+//! blob exists their bytes are rebuilt from xorbs as they stream. A GET of a repository's
+//! designated file counts a download (`repos::listing::counts_as_download`).
 
 use crate::api::ApiPath;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::repos::listing::{count_download, counts_as_download};
 use crate::repos::{find_readable, resolve, with_git};
 use crate::state::AppState;
 use crate::xet::rebuild::{plan_file, stream_plan};
@@ -71,6 +73,7 @@ async fn serve(
     (ns, name, rev, path): (String, String, String, String),
 ) -> ApiResult<Response> {
     let repo = find_readable(&state, &caller, repo_type, &ns, &name).await?;
+    let counted = counts_as_download(repo_type, &path);
     let target = with_git(&state, &repo, move |git| {
         let commit = resolve(git, &rev)?;
         match git.entry_at(&commit, &path).map_err(ApiError::internal)? {
@@ -146,6 +149,10 @@ async fn serve(
     );
     if method == Method::HEAD {
         return Ok((status, out, Body::empty()).into_response());
+    }
+    // One download = one GET of a designated file; a ranged GET past byte 0 continues one.
+    if counted && start == 0 {
+        count_download(&state, repo.repo.id).await;
     }
 
     let body = match target {

@@ -2,7 +2,9 @@
 //! Routing happens on the raw path; axum decodes each captured segment once, so revisions
 //! like `refs%2Fpr%2F1` and tree paths like `f%2Fsub` arrive decoded and intact.
 
-use crate::api::{commit, commits, info, misc, preupload, refs, repos, tree, whoami};
+use crate::api::{
+    commit, commits, info, likes, misc, preupload, refs, repos, safetensors, search, tree, whoami,
+};
 use crate::state::AppState;
 use crate::{git_http, lfs, resolve, xet};
 use axum::Router;
@@ -29,8 +31,20 @@ pub fn build(state: AppState) -> Router {
         // huggingface_hub: repository lifecycle.
         .route("/api/repos/create", post(repos::create))
         .route("/api/repos/delete", axum::routing::delete(repos::delete))
+        // huggingface_hub: listing and search, likes of a user.
+        .route("/api/{t}", get(search::list))
+        .route("/api/users/{user}/likes", get(likes::user_likes))
         // huggingface_hub: per-repository API (`{t}` = models | datasets | spaces).
         .route("/api/{t}/{ns}/{name}", get(info::info))
+        .route(
+            "/api/{t}/{ns}/{name}/like",
+            post(likes::like).delete(likes::unlike),
+        )
+        .route("/api/{t}/{ns}/{name}/likers", get(likes::likers))
+        .route(
+            "/api/{t}/{ns}/{name}/safetensors-metadata/{*path}",
+            get(safetensors::sharded_metadata),
+        )
         .route(
             "/api/{t}/{ns}/{name}/revision/{rev}",
             get(info::info_at_revision),

@@ -49,8 +49,10 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         signer: Arc::new(signer),
         commit_locks: Arc::new(CommitLocks::default()),
         git: Arc::new(git),
+        index_locks: Arc::new(CommitLocks::default()),
     };
     sweep_trash(&state);
+    crate::repos::index::spawn_jobs(state.clone());
     let app = crate::router::build(state);
 
     let token_file = data_dir.join("admin-token");

@@ -25,6 +25,8 @@ pub struct AppState {
     pub commit_locks: Arc<CommitLocks>,
     /// Git over HTTP: command settings, the hook, the limit on concurrent git processes.
     pub git: Arc<GitRuntime>,
+    /// Serialises reindexing per repository, so the last reindex to run reads the newest head.
+    pub index_locks: Arc<CommitLocks>,
 }
 
 impl AppState {
@@ -47,7 +49,7 @@ impl AppState {
     }
 }
 
-/// One async mutex per repository id.
+/// One async mutex per repository id (for commits, and separately for reindexing).
 #[derive(Default)]
 pub struct CommitLocks {
     locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,

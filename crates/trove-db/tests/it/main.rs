@@ -4,6 +4,7 @@ mod lfs;
 mod locks;
 mod open;
 mod repos;
+mod search;
 mod tokens;
 mod users;
 

@@ -1,27 +1,29 @@
-//! `GET /api/{T}/{repo}` and `GET /api/{T}/{repo}/revision/{rev}`: model/dataset/space info.
+//! `GET /api/{T}/{repo}` and `GET /api/{T}/{repo}/revision/{rev}`: model/dataset/space info,
+//! with counters from the search index and card data, tags and safetensors counts derived
+//! from the requested commit.
 
 use super::{ApiPath, QueryParams, repo_type_from_plural};
 use crate::auth::Caller;
 use crate::clock::{format_ms, format_secs};
 use crate::error::{ApiError, ApiResult};
-use crate::repos::card::{derived_tags, parse_card};
+use crate::repos::card::Meta;
+use crate::repos::index::{analyze, safetensors_value, snapshot};
 use crate::repos::{find_readable, resolve, with_git};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use trove_git::EntryKind;
 use trove_types::{LFS_POINTER_MAX_LEN, RepoType};
-
-/// README.md files larger than this are not parsed for card data.
-const MAX_README_BYTES: u64 = 1 << 20;
 
 pub async fn info(
     state: State<AppState>,
     caller: Caller,
     ApiPath((t, ns, name)): ApiPath<(String, String, String)>,
     query: QueryParams,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     build(state, caller, (t, ns, name, "main".to_owned()), query).await
 }
 
@@ -30,7 +32,7 @@ pub async fn info_at_revision(
     caller: Caller,
     ApiPath(params): ApiPath<(String, String, String, String)>,
     query: QueryParams,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     build(state, caller, params, query).await
 }
 
@@ -39,50 +41,35 @@ async fn build(
     caller: Caller,
     (t, ns, name, rev): (String, String, String, String),
     query: QueryParams,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let repo_type = repo_type_from_plural(&t)?;
     let repo = find_readable(&state, &caller, repo_type, &ns, &name).await?;
     let files_metadata = query.flag("blobs");
     let expand: Vec<String> = query.all("expand").into_iter().map(str::to_owned).collect();
+    let wants = |p: &str| expand.is_empty() || expand.iter().any(|e| e == p);
 
-    let snapshot = with_git(&state, &repo, move |git| {
-        let commit = resolve(git, &rev)?;
-        let info = git.commit_info(&commit).map_err(ApiError::internal)?;
-        let files = git
-            .list_tree(&commit, "", true)
-            .map_err(ApiError::internal)?
-            .unwrap_or_default();
-        let readme = files.iter().find_map(|e| match &e.kind {
-            EntryKind::File {
-                blob,
-                size,
-                lfs: None,
-            } if e.path == "README.md" && *size <= MAX_README_BYTES => Some(blob.clone()),
-            _ => None,
-        });
-        let readme = match readme {
-            Some(blob) => Some(git.read_blob(&blob).map_err(ApiError::internal)?),
-            None => None,
-        };
-        Ok((commit, info, files, readme))
-    })
-    .await?;
-    let (commit, commit_info, files, readme) = snapshot;
-
-    let card = readme
-        .as_deref()
-        .and_then(|bytes| std::str::from_utf8(bytes).ok())
-        .and_then(|text| parse_card(text).ok().flatten());
+    let commit = with_git(&state, &repo, move |git| resolve(git, &rev)).await?;
+    let snap = snapshot(&state, &repo, commit).await?;
+    let indexed = state
+        .db
+        .repo_index(repo.repo.id)
+        .await
+        .map_err(ApiError::internal)?;
+    // The index holds the parameter counts of main's head; other commits are read live.
+    let indexed_here = indexed
+        .as_ref()
+        .is_some_and(|i| i.sha.as_deref() == Some(snap.commit.as_str()));
+    let analysis = analyze(&state, &repo, &snap, wants("safetensors") && !indexed_here).await?;
 
     let mut out = Map::new();
     let id = format!("{}/{}", repo.repo.namespace, repo.repo.name);
     out.insert("_id".into(), json!(format!("{}", repo.repo.id)));
     out.insert("id".into(), json!(id));
     out.insert("author".into(), json!(repo.repo.namespace));
-    out.insert("sha".into(), json!(commit.to_string()));
+    out.insert("sha".into(), json!(snap.commit.to_string()));
     out.insert(
         "lastModified".into(),
-        json!(format_secs(commit_info.time_unix)),
+        json!(format_secs(snap.commit_time_unix)),
     );
     out.insert(
         "createdAt".into(),
@@ -91,27 +78,58 @@ async fn build(
     out.insert("private".into(), json!(repo.repo.private));
     out.insert("gated".into(), json!(false));
     out.insert("disabled".into(), json!(false));
-    out.insert("downloads".into(), json!(0));
-    out.insert("downloadsAllTime".into(), json!(0));
-    out.insert("likes".into(), json!(0));
+    let counters = indexed.as_ref();
+    if repo_type != RepoType::Space {
+        out.insert("downloads".into(), json!(counters.map_or(0, |i| i.downloads)));
+        out.insert(
+            "downloadsAllTime".into(),
+            json!(counters.map_or(0, |i| i.downloads_all_time)),
+        );
+    }
+    out.insert("likes".into(), json!(counters.map_or(0, |i| i.likes)));
     out.insert(
-        "tags".into(),
-        json!(card.as_ref().map(derived_tags).unwrap_or_default()),
+        "trendingScore".into(),
+        json!(counters.map_or(0, |i| i.trending_score)),
     );
-    if let Some(card) = &card {
-        if repo_type == RepoType::Model {
-            for key in ["library_name", "pipeline_tag"] {
-                if let Some(v) = card.get(key).filter(|v| v.is_string()) {
-                    out.insert(key.into(), v.clone());
-                }
+    out.insert("tags".into(), json!(analysis.tags));
+    match &analysis.card.meta {
+        Meta::Model(m) => {
+            if let Some(v) = &m.library_name {
+                out.insert("library_name".into(), json!(v));
+            }
+            if let Some(v) = &m.pipeline_tag {
+                out.insert("pipeline_tag".into(), json!(v));
             }
         }
-        if repo_type == RepoType::Space {
-            if let Some(v) = card.get("sdk").filter(|v| v.is_string()) {
-                out.insert("sdk".into(), v.clone());
+        Meta::Space(s) => {
+            if let Some(v) = &s.sdk {
+                out.insert("sdk".into(), json!(v));
+            }
+        }
+        Meta::Dataset(_) => {}
+    }
+    if let Some(card) = &analysis.card.data {
+        if repo_type == RepoType::Model {
+            if let Some(v) = card.get("model-index") {
+                out.insert("model-index".into(), v.clone());
             }
         }
         out.insert("cardData".into(), Value::Object(card.clone()));
+    }
+    if repo_type == RepoType::Model {
+        let safetensors = if indexed_here {
+            counters
+                .and_then(|i| i.safetensors_json.as_deref())
+                .and_then(|t| serde_json::from_str::<Value>(t).ok())
+        } else {
+            analysis.safetensors.as_ref().map(safetensors_value)
+        };
+        if let Some(v) = safetensors {
+            out.insert("safetensors".into(), v);
+        }
+        if let Some(v) = &analysis.config {
+            out.insert("config".into(), v.clone());
+        }
     }
     if repo_type == RepoType::Space {
         out.insert(
@@ -119,8 +137,12 @@ async fn build(
             json!({ "stage": "NO_APP_FILE", "hardware": { "current": null, "requested": null } }),
         );
     }
+    if !analysis.warnings.is_empty() {
+        out.insert("cardWarnings".into(), json!(analysis.warnings));
+    }
     let mut used_storage: u64 = 0;
-    let siblings: Vec<Value> = files
+    let siblings: Vec<Value> = snap
+        .files
         .into_iter()
         .filter_map(|e| match e.kind {
             EntryKind::File { blob, size, lfs } => {
@@ -153,5 +175,23 @@ async fn build(
         // With `expand`, the Hub returns the id plus exactly the requested properties.
         out.retain(|k, _| k == "_id" || k == "id" || expand.iter().any(|e| e == k));
     }
-    Ok(Json(Value::Object(out)))
+    let mut response = Json(Value::Object(out)).into_response();
+    if let Some(warning) = card_warning_header(&analysis.warnings) {
+        response.headers_mut().insert("x-hf-warning", warning);
+    }
+    Ok(response)
+}
+
+/// `X-HF-Warning: card; …`: the client prints it once per process, so a bad card shows up
+/// wherever the repo is looked at.
+fn card_warning_header(warnings: &[String]) -> Option<HeaderValue> {
+    if warnings.is_empty() {
+        return None;
+    }
+    let text: String = format!("card; {}", warnings.join(" / "))
+        .chars()
+        .take(1000)
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .collect();
+    HeaderValue::from_str(&text).ok()
 }

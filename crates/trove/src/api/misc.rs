@@ -3,7 +3,8 @@
 
 use super::ApiJson;
 use crate::error::ApiError;
-use crate::repos::card::parse_card;
+use crate::repos::card::read_card;
+use trove_types::RepoType;
 use axum::Json;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -28,24 +29,37 @@ pub async fn telemetry() -> StatusCode {
 pub struct ValidateYaml {
     content: String,
     #[serde(rename = "repoType")]
-    #[allow(
-        dead_code,
-        reason = "part of the wire format; card rules per type come with search"
-    )]
     repo_type: Option<String>,
 }
 
-/// `POST /api/validate-yaml`: always JSON `{errors, warnings}`; 400 when the front matter is
-/// not a YAML mapping (the client then refuses to upload the card).
+/// `POST /api/validate-yaml`: always JSON `{errors, warnings}`. Trove never refuses a card
+/// (a malformed card must not block a commit): every problem, from YAML that does not parse
+/// to a field of the wrong type, comes back as a warning, which the client prints before
+/// uploading. Only an unknown `repoType` is an error.
 pub async fn validate_yaml(ApiJson(body): ApiJson<ValidateYaml>) -> Response {
-    match parse_card(&body.content) {
-        Ok(_) => Json(json!({ "errors": [], "warnings": [] })).into_response(),
-        Err(e) => (
-            StatusCode::BAD_REQUEST,
-            Json(json!({ "errors": [{ "message": e.to_string() }], "warnings": [] })),
-        )
-            .into_response(),
-    }
+    let repo_type = match body.repo_type.as_deref() {
+        None => RepoType::Model,
+        Some(t) => match RepoType::from_singular(t) {
+            Some(t) => t,
+            None => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({
+                        "errors": [{ "message": format!("Unknown repoType {t:?}") }],
+                        "warnings": [],
+                    })),
+                )
+                    .into_response();
+            }
+        },
+    };
+    let card = read_card(repo_type, &body.content);
+    let warnings: Vec<_> = card
+        .warnings
+        .iter()
+        .map(|w| json!({ "message": w }))
+        .collect();
+    Json(json!({ "errors": [], "warnings": warnings })).into_response()
 }
 
 /// No route matched: under `/api/` that is an endpoint we do not serve (501, never a 404 the

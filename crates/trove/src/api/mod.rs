@@ -4,10 +4,13 @@
 pub mod commit;
 pub mod commits;
 pub mod info;
+pub mod likes;
 pub mod misc;
 pub mod preupload;
 pub mod refs;
 pub mod repos;
+pub mod safetensors;
+pub mod search;
 pub mod tree;
 pub mod whoami;
 

@@ -335,7 +335,7 @@ async fn serve_rpc(
             (
                 state.git.push_settings(&auth.caller, &auth.repo),
                 limit,
-                Some(after_push(state.clone(), repo_id, git_dir.clone(), before, auth.caller.clone())),
+                Some(after_push(state.clone(), auth.repo.repo.clone(), git_dir.clone(), before, auth.caller.clone())),
             )
         }
     };
@@ -415,15 +415,16 @@ async fn ref_targets(git_dir: &Path) -> Result<Vec<(String, trove_types::GitOid)
     .map_err(ApiError::internal)?
 }
 
-/// After receive-pack: when refs moved, the repository was modified (lastModified) and the
-/// push is logged with what it changed.
+/// After receive-pack: when refs moved, the repository was modified (lastModified), its
+/// card and files are reindexed for search, and the push is logged with what it changed.
 fn after_push(
     state: AppState,
-    repo_id: i64,
+    repo: trove_db::Repo,
     git_dir: PathBuf,
     before: Vec<(String, trove_types::GitOid)>,
     caller: Caller,
 ) -> process::AfterExit {
+    let repo_id = repo.id;
     Box::new(move |_success| {
         Box::pin(async move {
             let after = match ref_targets(&git_dir).await {
@@ -450,6 +451,7 @@ fn after_push(
             if let Err(e) = state.db.touch_repo(repo_id, now_ms()).await {
                 tracing::error!(repo.id = repo_id, error = %e, "recording a push");
             }
+            crate::repos::index::reindex_after_write(&state, &repo).await;
             tracing::info!(
                 repo.id = repo_id,
                 user = caller.user().map(|u| u.name.as_str()).unwrap_or(""),

@@ -127,6 +127,7 @@ pub async fn commit(
     let lock = state.commit_locks.for_repo(repo.repo.id);
     let _guard = lock.lock().await;
     let revision = revision.to_owned();
+    let revision_for_index = revision.clone();
     let commit = with_git(state, repo, move |git| {
         let full_ref = target_ref(git, &revision)?;
         let mut rebuilds = 0;
@@ -176,7 +177,15 @@ pub async fn commit(
         .await
         .map_err(ApiError::internal)?;
     tracing::info!(repo.id = repo.repo.id, commit = %commit, "commit created");
+    if target_is_main(&revision_for_index) {
+        super::index::reindex_after_write(state, &repo.repo).await;
+    }
     Ok(commit)
+}
+
+/// Only `main` is indexed; commits to other branches leave the index as it is.
+fn target_is_main(revision: &str) -> bool {
+    matches!(revision, "main" | "refs/heads/main")
 }
 
 fn commit_error(e: CommitError) -> ApiError {

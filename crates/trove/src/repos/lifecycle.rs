@@ -79,6 +79,7 @@ pub async fn create(
         return Err(e);
     }
     tracing::info!(repo.id = repo.id, repo.name = %id, repo.type = %repo_type, private, "repo created");
+    super::index::reindex_after_write(state, &repo).await;
     Ok(Created { repo, url })
 }
 

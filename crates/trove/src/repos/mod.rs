@@ -1,10 +1,16 @@
 //! The use cases of the product — create and delete repositories, resolve revisions and
-//! files, commit operations. This is where the rules live; the HTTP modules only translate.
+//! files, commit operations, the search index, listings and likes. This is where the rules
+//! live; the HTTP modules only translate.
 
 pub mod card;
 pub mod commit;
+pub mod content;
 pub mod gitattributes;
+pub mod index;
 pub mod lifecycle;
+pub mod likes;
+pub mod listing;
+pub mod safetensors;
 
 use crate::auth::{Access, Caller};
 use crate::error::{ApiError, ApiResult};

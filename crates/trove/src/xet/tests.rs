@@ -56,6 +56,7 @@ async fn fixture() -> Fixture {
         signer: Arc::new(UrlSigner::new(b"test key".to_vec())),
         commit_locks: Arc::new(CommitLocks::default()),
         git: Arc::new(git),
+        index_locks: Arc::new(CommitLocks::default()),
     };
     let app = crate::router::build(state.clone());
     Fixture {

@@ -1,0 +1,129 @@
+//! Likes: who likes which repository, newest first both ways. The per-repository count in
+//! `repo_index` is kept by triggers in the same transaction as the like itself.
+
+use crate::Db;
+use crate::error::{Result, constraint_error};
+use crate::repos::{REPO_COLUMNS_R, Repo};
+use crate::search::{Cursor, Page, Visibility};
+use crate::users::{USER_COLUMNS, User};
+
+impl Db {
+    /// Records that `user_id` likes `repo_id`; `false` if they already did.
+    pub async fn like(&self, user_id: i64, repo_id: i64, now_ms: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO likes (user_id, repo_id, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (user_id, repo_id) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(repo_id)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(constraint_error("like", "repo or user"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Withdraws a like; `false` if there was none.
+    pub async fn unlike(&self, user_id: i64, repo_id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM likes WHERE user_id = ? AND repo_id = ?")
+            .bind(user_id)
+            .bind(repo_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The users who like a repository, most recent like first. Cursors carry the like's
+    /// time as `value` and the user (or, for [`Db::liked_repos`], repo) id.
+    pub async fn likers(
+        &self,
+        repo_id: i64,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Page<(User, i64)>> {
+        let after = after.unwrap_or(Cursor {
+            value: i64::MAX,
+            id: i64::MAX,
+        });
+        let sql = format!(
+            "SELECT {USER_COLUMNS}, l.created_at FROM likes l JOIN users ON users.id = l.user_id \
+             WHERE l.repo_id = ? AND (l.created_at, l.user_id) < (?, ?) \
+             ORDER BY l.created_at DESC, l.user_id DESC LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(repo_id)
+            .bind(after.value)
+            .bind(after.id)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut items = rows
+            .iter()
+            .map(|row| {
+                use sqlx::Row;
+                Ok((User::from_row(row, 0)?, row.try_get::<i64, _>(6)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let next = page_end(&mut items, limit, |(u, t)| Cursor {
+            value: *t,
+            id: u.id,
+        });
+        Ok(Page { items, next })
+    }
+
+    /// The repositories a user likes that `visibility` lets the caller see, most recent first.
+    pub async fn liked_repos(
+        &self,
+        user_id: i64,
+        visibility: &Visibility,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Page<(Repo, i64)>> {
+        let after = after.unwrap_or(Cursor {
+            value: i64::MAX,
+            id: i64::MAX,
+        });
+        let (visible, namespace) = match visibility {
+            Visibility::Public => ("r.private = 0", None),
+            Visibility::PublicAndNamespace(ns) => ("(r.private = 0 OR r.namespace = ?)", Some(ns)),
+            Visibility::All => ("1", None),
+        };
+        let sql = format!(
+            "SELECT {REPO_COLUMNS_R}, l.created_at FROM likes l JOIN repos r ON r.id = l.repo_id \
+             WHERE l.user_id = ? AND {visible} AND (l.created_at, l.repo_id) < (?, ?) \
+             ORDER BY l.created_at DESC, l.repo_id DESC LIMIT ?"
+        );
+        let mut query = sqlx::query(&sql).bind(user_id);
+        if let Some(ns) = namespace {
+            query = query.bind(ns);
+        }
+        let rows = query
+            .bind(after.value)
+            .bind(after.id)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut items = rows
+            .iter()
+            .map(|row| {
+                use sqlx::Row;
+                Ok((Repo::from_row_at(row, 0)?, row.try_get::<i64, _>(8)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let next = page_end(&mut items, limit, |(r, t)| Cursor {
+            value: *t,
+            id: r.id,
+        });
+        Ok(Page { items, next })
+    }
+}
+
+/// Trims the look-ahead row; the cursor of the last kept row when there is a next page.
+fn page_end<T>(items: &mut Vec<T>, limit: u32, cursor: impl Fn(&T) -> Cursor) -> Option<Cursor> {
+    if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(cursor)
+    } else {
+        None
+    }
+}

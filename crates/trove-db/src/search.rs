@@ -1,0 +1,610 @@
+//! The search index: per-repository card and file metadata written by reindex, the tags
+//! `filter=` matches, substring search over repo ids, and the listing query with keyset
+//! pagination. Values derived from JSON stay JSON text here; the `trove` crate owns their shape.
+
+use crate::Db;
+use crate::error::Result;
+use crate::repos::{REPO_COLUMNS_R, Repo};
+use sqlx::sqlite::{Sqlite, SqliteRow};
+use sqlx::{QueryBuilder, Row};
+use trove_types::RepoType;
+
+/// What reindex writes for one repository.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexUpdate {
+    /// Head of main that was indexed.
+    pub sha: String,
+    /// Its commit time, unix ms.
+    pub last_modified_ms: i64,
+    pub pipeline_tag: Option<String>,
+    pub library_name: Option<String>,
+    pub sdk: Option<String>,
+    /// JSON array: the tags shown to clients.
+    pub tags_json: String,
+    /// Every value `filter=` matches (the tags and internal facets), without duplicates.
+    pub facets: Vec<String>,
+    /// JSON object or `None` when the repo has no card.
+    pub card_data_json: Option<String>,
+    /// JSON array of strings.
+    pub card_warnings_json: String,
+    /// JSON array of file paths.
+    pub siblings_json: String,
+    pub used_storage: i64,
+    /// JSON `{"parameters": {...}, "total": n}`.
+    pub safetensors_json: Option<String>,
+    pub params_total: Option<i64>,
+    /// JSON summary of config.json.
+    pub config_json: Option<String>,
+}
+
+/// A repository's index row as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepoIndex {
+    pub sha: Option<String>,
+    pub last_modified_ms: i64,
+    pub pipeline_tag: Option<String>,
+    pub library_name: Option<String>,
+    pub sdk: Option<String>,
+    pub tags_json: String,
+    pub card_data_json: Option<String>,
+    pub card_warnings_json: String,
+    pub siblings_json: String,
+    pub used_storage: i64,
+    pub safetensors_json: Option<String>,
+    pub params_total: Option<i64>,
+    pub config_json: Option<String>,
+    pub downloads: i64,
+    pub downloads_all_time: i64,
+    pub likes: i64,
+    pub trending_score: i64,
+}
+
+const INDEX_COLUMNS: &str = "ri.sha, ri.last_modified, ri.pipeline_tag, ri.library_name, ri.sdk, \
+     ri.tags, ri.card_data, ri.card_warnings, ri.siblings, ri.used_storage, ri.safetensors, \
+     ri.params_total, ri.config, ri.downloads, ri.downloads_all_time, ri.likes, ri.trending_score";
+
+impl RepoIndex {
+    fn from_row(row: &SqliteRow, o: usize) -> Result<RepoIndex> {
+        Ok(RepoIndex {
+            sha: row.try_get(o)?,
+            last_modified_ms: row.try_get(o + 1)?,
+            pipeline_tag: row.try_get(o + 2)?,
+            library_name: row.try_get(o + 3)?,
+            sdk: row.try_get(o + 4)?,
+            tags_json: row.try_get(o + 5)?,
+            card_data_json: row.try_get(o + 6)?,
+            card_warnings_json: row.try_get(o + 7)?,
+            siblings_json: row.try_get(o + 8)?,
+            used_storage: row.try_get(o + 9)?,
+            safetensors_json: row.try_get(o + 10)?,
+            params_total: row.try_get(o + 11)?,
+            config_json: row.try_get(o + 12)?,
+            downloads: row.try_get(o + 13)?,
+            downloads_all_time: row.try_get(o + 14)?,
+            likes: row.try_get(o + 15)?,
+            trending_score: row.try_get(o + 16)?,
+        })
+    }
+}
+
+/// Which repositories a listing may show, decided by the caller's identity (the `trove`
+/// crate derives it from the same rule as per-repository access).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Visibility {
+    /// Public repositories only.
+    Public,
+    /// Public ones plus the private ones of this namespace.
+    PublicAndNamespace(String),
+    /// Everything (administrators).
+    All,
+}
+
+/// The orders a listing can be sorted by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    Downloads,
+    Likes,
+    LastModified,
+    CreatedAt,
+    TrendingScore,
+}
+
+impl SortKey {
+    fn column(self) -> &'static str {
+        match self {
+            SortKey::Downloads => "ri.downloads",
+            SortKey::Likes => "ri.likes",
+            SortKey::LastModified => "ri.last_modified",
+            SortKey::CreatedAt => "ri.created_at",
+            SortKey::TrendingScore => "ri.trending_score",
+        }
+    }
+
+    fn value(self, index: &RepoIndex, repo: &Repo) -> i64 {
+        match self {
+            SortKey::Downloads => index.downloads,
+            SortKey::Likes => index.likes,
+            SortKey::LastModified => index.last_modified_ms,
+            SortKey::CreatedAt => repo.created_at_ms,
+            SortKey::TrendingScore => index.trending_score,
+        }
+    }
+}
+
+/// Where the previous page ended: the sort value and repo id of its last row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub value: i64,
+    pub id: i64,
+}
+
+/// A listing request, already validated.
+#[derive(Clone, Debug)]
+pub struct ListQuery {
+    pub repo_type: RepoType,
+    pub visibility: Visibility,
+    pub author: Option<String>,
+    /// Each must be a substring of `namespace/name` (case-insensitive).
+    pub search: Vec<String>,
+    /// Each must be one of the repo's facets.
+    pub tags: Vec<String>,
+    pub params_min: Option<i64>,
+    pub params_max: Option<i64>,
+    pub sort: SortKey,
+    pub ascending: bool,
+    pub after: Option<Cursor>,
+    /// Rows to return (one more is read to know whether a next page exists).
+    pub limit: u32,
+}
+
+/// One listed repository.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    pub repo: Repo,
+    pub index: RepoIndex,
+}
+
+/// A page of a listing and where the next one starts, if there is one.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<Cursor>,
+}
+
+/// Trigram search cannot match fewer than three characters; shorter queries scan.
+const TRIGRAM: usize = 3;
+
+/// Listing plans. A filter matching at most this many repositories (estimated from the
+/// facet counts) is evaluated first, through the inverted indexes, and its rows sorted;
+/// a broader one walks the sort index and checks each row, which reaches a page of
+/// results after about `limit × total / matches` rows. Both cost a few milliseconds at
+/// this crossing point with 100,000 repositories.
+const DRIVE_BELOW: f64 = 3000.0;
+
+/// The FTS5 token of a facet: a 64-bit FNV-1a hash in hex, so any tag text (spaces,
+/// punctuation, any script) is one bare token.
+pub(crate) fn facet_token(tag: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in tag.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("f{hash:016x}")
+}
+
+fn facet_tokens(tags: &[String]) -> String {
+    let mut tokens: Vec<String> = tags.iter().map(|t| facet_token(t)).collect();
+    tokens.sort();
+    tokens.dedup();
+    tokens.join(" ")
+}
+
+async fn write_facets(
+    conn: &mut sqlx::SqliteConnection,
+    repo_id: i64,
+    tags: &[String],
+    replace: bool,
+) -> Result<()> {
+    if replace {
+        sqlx::query("DELETE FROM repo_tags WHERE repo_id = ?")
+            .bind(repo_id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM repo_facets WHERE rowid = ?")
+            .bind(repo_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for tag in tags {
+        sqlx::query("INSERT OR IGNORE INTO repo_tags (tag, repo_id) VALUES (?, ?)")
+            .bind(tag)
+            .bind(repo_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !tags.is_empty() {
+        sqlx::query("INSERT INTO repo_facets (rowid, f) VALUES (?, ?)")
+            .bind(repo_id)
+            .bind(facet_tokens(tags))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `"text"` as an FTS5 phrase: with the trigram tokenizer a phrase matches exactly the rows
+/// that contain it as a substring, whatever characters it holds.
+fn fts_phrase(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+fn push_visibility(qb: &mut QueryBuilder<'_, Sqlite>, visibility: &Visibility) {
+    match visibility {
+        Visibility::Public => {
+            qb.push(" AND r.private = 0");
+        }
+        Visibility::PublicAndNamespace(ns) => {
+            qb.push(" AND (r.private = 0 OR r.namespace = ");
+            qb.push_bind(ns.clone());
+            qb.push(")");
+        }
+        Visibility::All => {}
+    }
+}
+
+impl Db {
+    /// Writes what reindex found, replacing the previous card, file and tag data in one
+    /// transaction. Counters are left alone. `false` if the repository no longer exists.
+    pub async fn write_repo_index(&self, repo_id: i64, update: &IndexUpdate) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE repo_index SET sha = ?, last_modified = ?, pipeline_tag = ?, \
+             library_name = ?, sdk = ?, tags = ?, card_data = ?, card_warnings = ?, \
+             siblings = ?, used_storage = ?, safetensors = ?, params_total = ?, config = ? \
+             WHERE repo_id = ?",
+        )
+        .bind(&update.sha)
+        .bind(update.last_modified_ms)
+        .bind(&update.pipeline_tag)
+        .bind(&update.library_name)
+        .bind(&update.sdk)
+        .bind(&update.tags_json)
+        .bind(&update.card_data_json)
+        .bind(&update.card_warnings_json)
+        .bind(&update.siblings_json)
+        .bind(update.used_storage)
+        .bind(&update.safetensors_json)
+        .bind(update.params_total)
+        .bind(&update.config_json)
+        .bind(repo_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        write_facets(&mut *tx, repo_id, &update.facets, true).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The index row of a repository (every repository has one).
+    pub async fn repo_index(&self, repo_id: i64) -> Result<Option<RepoIndex>> {
+        let sql = format!("SELECT {INDEX_COLUMNS} FROM repo_index ri WHERE ri.repo_id = ?");
+        let row = sqlx::query(&sql)
+            .bind(repo_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|r| RepoIndex::from_row(r, 0)).transpose()
+    }
+
+    /// Up to `limit` repositories with an id above `after_id` whose card and files were
+    /// never indexed, by id.
+    pub async fn repos_never_indexed(&self, after_id: i64, limit: u32) -> Result<Vec<Repo>> {
+        let sql = format!(
+            "SELECT {REPO_COLUMNS_R} FROM repo_index ri JOIN repos r ON r.id = ri.repo_id \
+             WHERE ri.sha IS NULL AND ri.repo_id > ? ORDER BY ri.repo_id LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Repo::from_row_at(r, 0)).collect()
+    }
+
+    /// How many repositories carry each tag (0 for unknown tags), and how many of `repo_type`
+    /// exist.
+    async fn facet_counts(&self, repo_type: RepoType, tags: &[String]) -> Result<(Vec<i64>, i64)> {
+        let mut counts = Vec::with_capacity(tags.len());
+        for tag in tags {
+            let n: Option<i64> = sqlx::query_scalar("SELECT n FROM facet_counts WHERE tag = ?")
+                .bind(tag)
+                .fetch_optional(&self.pool)
+                .await?;
+            counts.push(n.unwrap_or(0));
+        }
+        let total: Option<i64> =
+            sqlx::query_scalar("SELECT n FROM type_counts WHERE repo_type = ?")
+                .bind(repo_type.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok((counts, total.unwrap_or(0)))
+    }
+
+    /// Whether a substring search matches fewer than [`DRIVE_BELOW`] repositories (counting
+    /// stops there, so a common term costs no more than a rare one).
+    async fn search_is_selective(&self, text: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM repo_search WHERE repo_search MATCH ? LIMIT ?)",
+        )
+        .bind(fts_phrase(text))
+        .bind(DRIVE_BELOW as i64)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((n as f64) < DRIVE_BELOW)
+    }
+
+    /// One page of a listing, in the requested order with the repo id breaking ties.
+    ///
+    /// Selective filters (few matching repositories, by the facet counts; rare search terms)
+    /// are evaluated first through the inverted indexes and their rows sorted; broad ones are
+    /// checked row by row while walking the sort order's index, which stops after one page.
+    pub async fn list_repos(&self, q: &ListQuery) -> Result<Page<Listed>> {
+        let empty = Page {
+            items: Vec::new(),
+            next: None,
+        };
+        let mut tags = q.tags.clone();
+        tags.sort();
+        tags.dedup();
+        let mut drive_facets = false;
+        if !tags.is_empty() {
+            let (counts, total) = self.facet_counts(q.repo_type, &tags).await?;
+            if counts.iter().any(|&n| n <= 0) || total <= 0 {
+                return Ok(empty);
+            }
+            let total = total as f64;
+            let estimate = counts.iter().fold(total, |acc, &n| acc * (n as f64 / total));
+            drive_facets = estimate < DRIVE_BELOW;
+            // Most selective first, so a walked row is rejected by its first check.
+            let mut by_count: Vec<(i64, String)> = counts.into_iter().zip(tags).collect();
+            by_count.sort();
+            tags = by_count.into_iter().map(|(_, t)| t).collect();
+        }
+        let mut drive_search = Vec::with_capacity(q.search.len());
+        for text in &q.search {
+            drive_search.push(
+                text.chars().count() >= TRIGRAM && self.search_is_selective(text).await?,
+            );
+        }
+
+        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
+            "SELECT {REPO_COLUMNS_R}, {INDEX_COLUMNS} FROM repo_index ri \
+             JOIN repos r ON r.id = ri.repo_id WHERE ri.repo_type = "
+        ));
+        qb.push_bind(q.repo_type.as_str());
+        push_visibility(&mut qb, &q.visibility);
+        if let Some(author) = &q.author {
+            qb.push(" AND r.namespace = ");
+            qb.push_bind(author.clone());
+        }
+        for (text, drive) in q.search.iter().zip(drive_search) {
+            if drive {
+                qb.push(" AND ri.repo_id IN (SELECT rowid FROM repo_search WHERE repo_search MATCH ");
+                qb.push_bind(fts_phrase(text));
+                qb.push(")");
+            } else {
+                // Repo ids are ASCII, so ASCII lower() folds them as the trigram index does.
+                qb.push(" AND instr(lower(r.namespace || '/' || r.name), ");
+                qb.push_bind(text.to_lowercase());
+                qb.push(") > 0");
+            }
+        }
+        if drive_facets {
+            qb.push(" AND ri.repo_id IN (SELECT rowid FROM repo_facets WHERE repo_facets MATCH ");
+            qb.push_bind(
+                tags.iter()
+                    .map(|t| facet_token(t))
+                    .collect::<Vec<_>>()
+                    .join(" AND "),
+            );
+            qb.push(")");
+        } else {
+            for tag in &tags {
+                qb.push(" AND EXISTS (SELECT 1 FROM repo_tags t WHERE t.tag = ");
+                qb.push_bind(tag.clone());
+                qb.push(" AND t.repo_id = ri.repo_id)");
+            }
+        }
+        if let Some(min) = q.params_min {
+            qb.push(" AND ri.params_total >= ");
+            qb.push_bind(min);
+        }
+        if let Some(max) = q.params_max {
+            qb.push(" AND ri.params_total <= ");
+            qb.push_bind(max);
+        }
+        let column = q.sort.column();
+        let (cmp, dir) = if q.ascending {
+            (">", "ASC")
+        } else {
+            ("<", "DESC")
+        };
+        if let Some(after) = q.after {
+            qb.push(format!(" AND ({column}, ri.repo_id) {cmp} ("));
+            qb.push_bind(after.value);
+            qb.push(", ");
+            qb.push_bind(after.id);
+            qb.push(")");
+        }
+        qb.push(format!(
+            " ORDER BY {column} {dir}, ri.repo_id {dir} LIMIT "
+        ));
+        qb.push_bind(i64::from(q.limit) + 1);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let mut items = rows
+            .iter()
+            .map(|row| {
+                Ok(Listed {
+                    repo: Repo::from_row_at(row, 0)?,
+                    index: RepoIndex::from_row(row, 8)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let next = if items.len() > q.limit as usize {
+            items.truncate(q.limit as usize);
+            items.last().map(|l| Cursor {
+                value: q.sort.value(&l.index, &l.repo),
+                id: l.repo.id,
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// Counts one download of a repository on unix day `day`.
+    pub async fn count_download(&self, repo_id: i64, day: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO repo_downloads (repo_id, day, count) VALUES (?, ?, 1) \
+             ON CONFLICT (repo_id, day) DO UPDATE SET count = count + 1",
+        )
+        .bind(repo_id)
+        .bind(day)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE repo_index SET downloads = downloads + 1, \
+             downloads_all_time = downloads_all_time + 1, trending_score = trending_score + 1 \
+             WHERE repo_id = ?",
+        )
+        .bind(repo_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Recomputes the rolling counters (downloads of the last 30 days, trending score = the
+    /// downloads and likes of the last 7) for `today` (unix day). Idempotent; returns how many
+    /// repositories changed.
+    pub async fn refresh_rolling_counters(&self, today: i64) -> Result<u64> {
+        let week_ago_ms = (today - 6) * 86_400_000;
+        let done = sqlx::query(
+            "WITH fresh AS ( \
+               SELECT ri.repo_id AS repo_id, \
+                 COALESCE((SELECT SUM(d.count) FROM repo_downloads d \
+                           WHERE d.repo_id = ri.repo_id AND d.day > ? - 30), 0) AS downloads, \
+                 COALESCE((SELECT SUM(d.count) FROM repo_downloads d \
+                           WHERE d.repo_id = ri.repo_id AND d.day > ? - 7), 0) \
+                 + (SELECT COUNT(*) FROM likes l \
+                    WHERE l.repo_id = ri.repo_id AND l.created_at >= ?) AS trending \
+               FROM repo_index ri \
+               WHERE ri.downloads > 0 OR ri.trending_score > 0 \
+                  OR ri.repo_id IN (SELECT repo_id FROM repo_downloads WHERE day > ? - 30) \
+                  OR ri.repo_id IN (SELECT repo_id FROM likes WHERE created_at >= ?)) \
+             UPDATE repo_index SET downloads = fresh.downloads, trending_score = fresh.trending \
+             FROM fresh WHERE repo_index.repo_id = fresh.repo_id \
+               AND (repo_index.downloads != fresh.downloads \
+                    OR repo_index.trending_score != fresh.trending)",
+        )
+        .bind(today)
+        .bind(today)
+        .bind(week_ago_ms)
+        .bind(today)
+        .bind(week_ago_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Refreshes the query planner's statistics (cheap; worth it after large imports).
+    pub async fn optimize(&self) -> Result<()> {
+        sqlx::query("PRAGMA optimize").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// One repository of a bulk import: created and indexed in the same transaction.
+#[derive(Clone, Debug)]
+pub struct BulkRepo {
+    pub repo_type: RepoType,
+    pub namespace: String,
+    pub name: String,
+    pub private: bool,
+    pub created_at_ms: i64,
+    pub index: IndexUpdate,
+    pub downloads: i64,
+    pub downloads_all_time: i64,
+    pub likes: i64,
+}
+
+impl Db {
+    /// Creates and indexes many repositories in one transaction, without git repositories:
+    /// for seeding benchmarks of listing and search. Downloads are recorded as yesterday's so
+    /// that the rolling counters keep them.
+    pub async fn bulk_import_indexed(
+        &self,
+        owner_user_id: i64,
+        today: i64,
+        repos: &[BulkRepo],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for b in repos {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO repos \
+                 (repo_type, namespace, name, private, owner_user_id, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(b.repo_type.as_str())
+            .bind(&b.namespace)
+            .bind(&b.name)
+            .bind(b.private)
+            .bind(owner_user_id)
+            .bind(b.created_at_ms)
+            .bind(b.created_at_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            let u = &b.index;
+            sqlx::query(
+                "UPDATE repo_index SET sha = ?, last_modified = ?, pipeline_tag = ?, \
+                 library_name = ?, sdk = ?, tags = ?, card_data = ?, card_warnings = ?, \
+                 siblings = ?, used_storage = ?, safetensors = ?, params_total = ?, config = ?, \
+                 downloads = ?, downloads_all_time = ?, likes = ?, trending_score = ? \
+                 WHERE repo_id = ?",
+            )
+            .bind(&u.sha)
+            .bind(u.last_modified_ms)
+            .bind(&u.pipeline_tag)
+            .bind(&u.library_name)
+            .bind(&u.sdk)
+            .bind(&u.tags_json)
+            .bind(&u.card_data_json)
+            .bind(&u.card_warnings_json)
+            .bind(&u.siblings_json)
+            .bind(u.used_storage)
+            .bind(&u.safetensors_json)
+            .bind(u.params_total)
+            .bind(&u.config_json)
+            .bind(b.downloads)
+            .bind(b.downloads_all_time)
+            .bind(b.likes)
+            .bind(b.downloads)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if b.downloads > 0 {
+                sqlx::query("INSERT INTO repo_downloads (repo_id, day, count) VALUES (?, ?, ?)")
+                    .bind(id)
+                    .bind(today - 1)
+                    .bind(b.downloads)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            write_facets(&mut *tx, id, &u.facets, false).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,234 @@
+//! The search index, listings, likes and download counters.
+
+use crate::{TestResult, repo_id, user};
+use trove_db::{Cursor, Db, IndexUpdate, ListQuery, Repo, SortKey, Visibility};
+use trove_types::RepoType;
+
+fn query(visibility: Visibility) -> ListQuery {
+    ListQuery {
+        repo_type: RepoType::Model,
+        visibility,
+        author: None,
+        search: Vec::new(),
+        tags: Vec::new(),
+        params_min: None,
+        params_max: None,
+        sort: SortKey::CreatedAt,
+        ascending: false,
+        after: None,
+        limit: 100,
+    }
+}
+
+async fn model(db: &Db, owner: i64, id: &str, private: bool, created: i64) -> Repo {
+    db.create_repo(RepoType::Model, &repo_id(id), private, owner, created)
+        .await
+        .expect("create repo")
+}
+
+fn update(tags: &[&str], pipeline: Option<&str>, params: Option<i64>) -> IndexUpdate {
+    IndexUpdate {
+        sha: "a".repeat(40),
+        last_modified_ms: 1000,
+        pipeline_tag: pipeline.map(str::to_owned),
+        tags_json: serde_tags(tags),
+        facets: tags
+            .iter()
+            .map(|t| (*t).to_owned())
+            .chain(pipeline.map(|p| format!("pipeline:{p}")))
+            .collect(),
+        card_warnings_json: "[]".into(),
+        siblings_json: "[]".into(),
+        params_total: params,
+        ..IndexUpdate::default()
+    }
+}
+
+fn serde_tags(tags: &[&str]) -> String {
+    format!(
+        "[{}]",
+        tags.iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    )
+}
+
+async fn names(db: &Db, q: &ListQuery) -> Vec<String> {
+    db.list_repos(q)
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .map(|l| format!("{}/{}", l.repo.namespace, l.repo.name))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_repo_is_listed_from_creation_and_filtered_by_its_facets() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let alice = user(&db, "alice").await;
+    let a = model(&db, alice.id, "alice/bert-base", false, 1).await;
+    let b = model(&db, alice.id, "alice/roberta", false, 2).await;
+    let c = model(&db, alice.id, "bob/gpt", false, 3).await;
+    let secret = model(&db, alice.id, "alice/secret-bert", true, 4).await;
+    assert_eq!(db.repo_index(a.id).await?.expect("row").sha, None);
+    assert_eq!(
+        db.repos_never_indexed(0, 10).await?.len(),
+        4,
+        "nothing indexed yet"
+    );
+    assert!(db.write_repo_index(a.id, &update(&["transformers", "en"], Some("fill-mask"), Some(110))).await?);
+    assert!(db.write_repo_index(b.id, &update(&["transformers", "fr"], Some("fill-mask"), None)).await?);
+    assert!(db.write_repo_index(c.id, &update(&["gguf", "en"], None, Some(7))).await?);
+    assert!(db.write_repo_index(secret.id, &update(&["transformers", "en"], None, None)).await?);
+    assert_eq!(db.repos_never_indexed(0, 10).await?.len(), 0);
+
+    let public = query(Visibility::Public);
+    assert_eq!(names(&db, &public).await, ["bob/gpt", "alice/roberta", "alice/bert-base"]);
+    let mine = query(Visibility::PublicAndNamespace("ALICE".into()));
+    assert_eq!(names(&db, &mine).await.len(), 4, "namespaces compare without case");
+    assert_eq!(names(&db, &query(Visibility::All)).await.len(), 4);
+
+    let mut q = public.clone();
+    q.tags = vec!["transformers".into(), "en".into()];
+    assert_eq!(names(&db, &q).await, ["alice/bert-base"]);
+    q.tags = vec!["transformers".into(), "pipeline:fill-mask".into()];
+    q.ascending = true;
+    assert_eq!(names(&db, &q).await, ["alice/bert-base", "alice/roberta"]);
+
+    let mut q = public.clone();
+    q.search = vec!["BERT".into()];
+    assert_eq!(names(&db, &q).await, ["alice/roberta", "alice/bert-base"], "substring, any case");
+    q.search = vec!["pt".into()];
+    assert_eq!(names(&db, &q).await, ["bob/gpt"], "short queries scan");
+    q.search = vec!["\"".into(), "x".into()];
+    assert!(names(&db, &q).await.is_empty(), "quotes are not syntax");
+
+    let mut q = public.clone();
+    q.author = Some("Alice".into());
+    q.params_min = Some(100);
+    assert_eq!(names(&db, &q).await, ["alice/bert-base"]);
+
+    q.tags = vec!["no-such-tag".into()];
+    assert!(names(&db, &q).await.is_empty());
+    // Broad filters (walked) and selective ones (driven by the inverted index) agree.
+    for _ in 0..40 {
+        let extra = db.create_repo(RepoType::Model, &repo_id(&format!("carol/m{}", names(&db, &public).await.len())), false, alice.id, 9).await?;
+        db.write_repo_index(extra.id, &update(&["en"], None, None)).await?;
+    }
+    let mut q = public.clone();
+    q.tags = vec!["en".into()];
+    q.limit = 5;
+    assert_eq!(names(&db, &q).await.len(), 5);
+    q.tags = vec!["en".into(), "gguf".into()];
+    assert_eq!(names(&db, &q).await, ["bob/gpt"]);
+
+    // Rewriting the index replaces the facets.
+    db.write_repo_index(a.id, &update(&["jax"], None, None)).await?;
+    let mut q = public.clone();
+    q.tags = vec!["transformers".into()];
+    assert_eq!(names(&db, &q).await, ["alice/roberta"]);
+
+    // Deleting a repo removes it from the index and from search.
+    db.delete_repo(b.id).await?;
+    let mut q = public.clone();
+    q.search = vec!["rob".into()];
+    assert!(names(&db, &q).await.is_empty());
+    assert_eq!(db.repo_index(b.id).await?, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn keyset_pages_cover_every_row_once_in_order() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let alice = user(&db, "alice").await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        // Three share created_at = 5: ties are broken by id.
+        let created = if i < 3 { 5 } else { i };
+        ids.push(model(&db, alice.id, &format!("alice/m{i}"), false, created).await.id);
+    }
+    for ascending in [false, true] {
+        let mut q = query(Visibility::Public);
+        q.limit = 2;
+        q.ascending = ascending;
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let page = db.list_repos(&q).await?;
+            pages += 1;
+            seen.extend(page.items.iter().map(|l| (l.repo.created_at_ms, l.repo.id)));
+            match page.next {
+                Some(c) => q.after = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 4);
+        let mut expected = seen.clone();
+        expected.sort();
+        if !ascending {
+            expected.reverse();
+        }
+        assert_eq!(seen, expected);
+        assert_eq!(seen.len(), 7);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn likes_count_once_and_respect_visibility() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let alice = user(&db, "alice").await;
+    let bob = user(&db, "bob").await;
+    let public = model(&db, alice.id, "alice/open", false, 1).await;
+    let private = model(&db, alice.id, "alice/closed", true, 2).await;
+    assert!(db.like(bob.id, public.id, 10).await?);
+    assert!(!db.like(bob.id, public.id, 11).await?, "a second like is a no-op");
+    assert!(db.like(alice.id, public.id, 12).await?);
+    assert!(db.like(alice.id, private.id, 13).await?);
+    assert_eq!(db.repo_index(public.id).await?.expect("row").likes, 2);
+
+    let likers = db.likers(public.id, None, 1).await?;
+    assert_eq!(likers.items[0].0.name, "alice", "newest first");
+    let rest = db.likers(public.id, likers.next, 1).await?;
+    assert_eq!(rest.items[0].0.name, "bob");
+    assert!(rest.next.is_none());
+
+    let seen_by_bob = db
+        .liked_repos(alice.id, &Visibility::PublicAndNamespace("bob".into()), None, 10)
+        .await?;
+    assert_eq!(seen_by_bob.items.len(), 1);
+    let seen_by_alice = db
+        .liked_repos(alice.id, &Visibility::PublicAndNamespace("alice".into()), None, 10)
+        .await?;
+    assert_eq!(seen_by_alice.items[0].0.id, private.id);
+
+    assert!(db.unlike(bob.id, public.id).await?);
+    assert!(!db.unlike(bob.id, public.id).await?);
+    assert_eq!(db.repo_index(public.id).await?.expect("row").likes, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn downloads_roll_over_30_days() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let alice = user(&db, "alice").await;
+    let repo = model(&db, alice.id, "alice/m", false, 1).await;
+    let today = 20_000;
+    db.count_download(repo.id, today - 40).await?;
+    db.count_download(repo.id, today - 10).await?;
+    db.count_download(repo.id, today).await?;
+    let row = db.repo_index(repo.id).await?.expect("row");
+    assert_eq!((row.downloads, row.downloads_all_time), (3, 3));
+    db.refresh_rolling_counters(today).await?;
+    let row = db.repo_index(repo.id).await?.expect("row");
+    assert_eq!((row.downloads, row.downloads_all_time, row.trending_score), (2, 3, 1));
+    assert_eq!(db.refresh_rolling_counters(today).await?, 0, "idempotent");
+
+    let mut q = query(Visibility::Public);
+    q.sort = SortKey::Downloads;
+    q.after = Some(Cursor { value: 2, id: repo.id });
+    assert!(db.list_repos(&q).await?.items.is_empty());
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! Likes: a user likes a repository they can read; likers and liked repositories are listed
+//! newest first, and a private repository's likes are seen only by those who may read it.
+
+use super::RepoRef;
+use crate::auth::{Access, Caller};
+use crate::clock::now_ms;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use trove_db::{Cursor, Page, Repo, User};
+
+fn liker(caller: &Caller) -> ApiResult<&User> {
+    caller.user().ok_or_else(|| {
+        ApiError::Unauthenticated("You must be authenticated to like a repository".into())
+    })
+}
+
+/// Adds the caller's like (idempotent).
+pub async fn like(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiResult<()> {
+    let user = liker(caller)?;
+    let added = state
+        .db
+        .like(user.id, repo.repo.id, now_ms())
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(repo.id = repo.repo.id, user.id = user.id, added, "repo liked");
+    Ok(())
+}
+
+/// Withdraws the caller's like (idempotent).
+pub async fn unlike(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiResult<()> {
+    let user = liker(caller)?;
+    let removed = state
+        .db
+        .unlike(user.id, repo.repo.id)
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(repo.id = repo.repo.id, user.id = user.id, removed, "repo unliked");
+    Ok(())
+}
+
+/// The users who like a repository the caller may read.
+pub async fn likers(
+    state: &AppState,
+    repo: &RepoRef,
+    after: Option<Cursor>,
+    limit: u32,
+) -> ApiResult<Page<(User, i64)>> {
+    state
+        .db
+        .likers(repo.repo.id, after, limit)
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// The repositories `user_name` likes, among those the caller may read.
+pub async fn liked_by(
+    state: &AppState,
+    caller: &Caller,
+    user_name: &str,
+    after: Option<Cursor>,
+    limit: u32,
+) -> ApiResult<Page<(Repo, i64)>> {
+    let user = state
+        .db
+        .user_by_name(user_name)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::NotFound(format!("User {user_name:?} not found")))?;
+    state
+        .db
+        .liked_repos(user.id, &Access::listing_visibility(caller), after, limit)
+        .await
+        .map_err(ApiError::internal)
+}
