@@ -106,7 +106,7 @@ fn new_objects_large_blobs_pointers_and_ref_moves_are_seen_through_the_quarantin
     assert!(!view.is_commit(&tree).expect("kind"));
 
     let paths = view
-        .paths_of(&[big_blob.clone()], &[child], &[main.clone()])
+        .paths_of(std::slice::from_ref(&big_blob), &[child], std::slice::from_ref(&main))
         .expect("paths");
     assert_eq!(paths.get(&big_blob).map(String::as_str), Some("big.bin"));
 

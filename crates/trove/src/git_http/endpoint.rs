@@ -133,7 +133,9 @@ mod tests {
         use Service::{ReceivePack, UploadPack};
         let fetch = Some("service=git-upload-pack");
         let push = Some("service=git-receive-pack");
-        let table: &[(&str, Option<&str>, RepoType, &str, &str, GitAction)] = &[
+        // URL, query, then the expected type, namespace, name and action.
+        type Case<'a> = (&'a str, Option<&'a str>, RepoType, &'a str, &'a str, GitAction);
+        let table: &[Case<'_>] = &[
             ("/alice/m/info/refs", fetch, RepoType::Model, "alice", "m", Advertise(UploadPack)),
             ("/alice/m.git/info/refs", push, RepoType::Model, "alice", "m", Advertise(ReceivePack)),
             ("/alice/m/git-upload-pack", None, RepoType::Model, "alice", "m", Rpc(UploadPack)),

@@ -339,14 +339,12 @@ async fn serve_rpc(
             )
         }
     };
-    if let Some(declared) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if declared > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
-        }
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|declared| declared > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
     }
     let body = check_start(body).await?;
     let command = smart_http::rpc_command(

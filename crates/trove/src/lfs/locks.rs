@@ -193,11 +193,11 @@ pub async fn list(
         None => None,
     };
     let (after_id, limit) = page(query.get("cursor"), limit)?;
-    let id = match query.get("id").filter(|i| !i.is_empty()) {
-        // An id that is not ours cannot match any lock.
-        Some(i) => Some(i.parse::<i64>().unwrap_or(-1)),
-        None => None,
-    };
+    // An id that is not one of ours (not a number) matches no lock.
+    let id = query
+        .get("id")
+        .filter(|i| !i.is_empty())
+        .map(|i| i.parse::<i64>().unwrap_or(-1));
     let locks = state
         .db
         .list_lfs_locks(

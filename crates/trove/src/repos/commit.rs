@@ -134,10 +134,10 @@ pub async fn commit(
         let mut lock_waits = 0;
         loop {
             let head = git.ref_target(&full_ref).map_err(ApiError::internal)?;
-            if let (Some(parent), Some(head)) = (&pending.parent_commit, &head) {
-                if !parent_matches(parent, head)? {
-                    return Err(ApiError::StaleParentCommit);
-                }
+            if let (Some(parent), Some(head)) = (&pending.parent_commit, &head)
+                && !parent_matches(parent, head)?
+            {
+                return Err(ApiError::StaleParentCommit);
             }
             let result = git.commit(
                 &full_ref,
