@@ -181,6 +181,9 @@ const TRIGRAM: usize = 3;
 /// this crossing point with 100,000 repositories.
 const DRIVE_BELOW: f64 = 3000.0;
 
+/// Search terms at least this long are assumed to be selective.
+const LONG_SEARCH: usize = 7;
+
 /// The FTS5 token of a facet: a 64-bit FNV-1a hash in hex, so any tag text (spaces,
 /// punctuation, any script) is one bare token.
 pub(crate) fn facet_token(tag: &str) -> String {
@@ -315,13 +318,21 @@ impl Db {
     /// How many repositories carry each tag (0 for unknown tags), and how many of `repo_type`
     /// exist.
     async fn facet_counts(&self, repo_type: RepoType, tags: &[String]) -> Result<(Vec<i64>, i64)> {
-        let mut counts = Vec::with_capacity(tags.len());
+        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+            "SELECT tag, n FROM facet_counts WHERE tag IN (",
+        );
+        let mut list = qb.separated(", ");
         for tag in tags {
-            let n: Option<i64> = sqlx::query_scalar("SELECT n FROM facet_counts WHERE tag = ?")
-                .bind(tag)
-                .fetch_optional(&self.pool)
-                .await?;
-            counts.push(n.unwrap_or(0));
+            list.push_bind(tag.clone());
+        }
+        qb.push(")");
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let mut counts = vec![0; tags.len()];
+        for row in &rows {
+            let tag: String = row.try_get(0)?;
+            if let Some(i) = tags.iter().position(|t| *t == tag) {
+                counts[i] = row.try_get(1)?;
+            }
         }
         let total: Option<i64> =
             sqlx::query_scalar("SELECT n FROM type_counts WHERE repo_type = ?")
@@ -331,9 +342,28 @@ impl Db {
         Ok((counts, total.unwrap_or(0)))
     }
 
+    /// Whether `namespace` has fewer than [`DRIVE_BELOW`] repositories of `repo_type`.
+    async fn author_is_selective(&self, repo_type: RepoType, namespace: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM repos WHERE repo_type = ? AND namespace = ? \
+             LIMIT ?)",
+        )
+        .bind(repo_type.as_str())
+        .bind(namespace)
+        .bind(DRIVE_BELOW as i64)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((n as f64) < DRIVE_BELOW)
+    }
+
     /// Whether a substring search matches fewer than [`DRIVE_BELOW`] repositories (counting
-    /// stops there, so a common term costs no more than a rare one).
+    /// stops there, so a common term costs no more than a rare one). Long terms are taken as
+    /// selective without counting: evaluating their many trigrams twice costs more than it
+    /// could save.
     async fn search_is_selective(&self, text: &str) -> Result<bool> {
+        if text.chars().count() >= LONG_SEARCH {
+            return Ok(true);
+        }
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM (SELECT 1 FROM repo_search WHERE repo_search MATCH ? LIMIT ?)",
         )
@@ -385,7 +415,15 @@ impl Db {
         qb.push_bind(q.repo_type.as_str());
         push_visibility(&mut qb, &q.visibility);
         if let Some(author) = &q.author {
-            qb.push(" AND r.namespace = ");
+            // `r.repo_type` lets the (repo_type, namespace, name) index find a small author's
+            // repos; for a prolific one, `+` keeps that index out and the sort index walks.
+            if self.author_is_selective(q.repo_type, author).await? {
+                qb.push(" AND r.repo_type = ");
+                qb.push_bind(q.repo_type.as_str());
+                qb.push(" AND r.namespace = ");
+            } else {
+                qb.push(" AND +r.namespace = ");
+            }
             qb.push_bind(author.clone());
         }
         for (text, drive) in q.search.iter().zip(drive_search) {
