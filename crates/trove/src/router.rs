@@ -150,6 +150,8 @@ pub fn build(state: AppState) -> Router {
 
     Router::new()
         .route("/healthz", get(misc::healthz))
+        // hf_xet also reports transfer metrics to the hub's own origin: accepted, dropped.
+        .route("/v1/telemetry", post(xet::cas::telemetry))
         .merge(api)
         .merge(downloads)
         .merge(lfs)
