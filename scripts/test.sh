@@ -7,7 +7,7 @@
 #   scripts/test.sh -- ARGS...      extra arguments for pytest (e.g. -- -k whoami -x)
 #
 # Env: TROVE_BIN overrides the server binary used by the e2e tests
-#      (default: target/release/trove, built here).
+#      (default: $CARGO_TARGET_DIR/release/trove, or target/release/trove, built here).
 #
 # Works on a fresh Debian 12 machine with only the Rust toolchain and Python 3.11,
 # run as root (CI runs `bash .ci/run`, no stdin).
@@ -142,12 +142,15 @@ build_release() {
     log "cargo build --release $(cargo_locked_flag)"
     # shellcheck disable=SC2046
     if (cd "$ROOT" && cargo build --release $(cargo_locked_flag)); then
-        if [[ -x "$ROOT/target/release/trove" ]]; then
-            export TROVE_BIN="$ROOT/target/release/trove"
+        local target="${CARGO_TARGET_DIR:-$ROOT/target}"
+        [[ "$target" == /* ]] || target="$ROOT/$target"   # cargo ran from $ROOT
+        local built="$target/release/trove"
+        if [[ -x "$built" ]]; then
+            export TROVE_BIN="$built"
             record "cargo build --release" "ok"
             return 0
         fi
-        record "cargo build --release" "FAIL (no target/release/trove)"
+        record "cargo build --release" "FAIL (no $built)"
         return 1
     fi
     record "cargo build --release" "FAIL"
