@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use bytes::Bytes;
-use std::io::{self, Write};
+use std::io;
 use std::time::Duration;
 use tokio::io::AsyncSeekExt;
 use trove_db::{XetFile, XorbRecord};
@@ -237,9 +237,9 @@ async fn verify_file(
     let plan = plan::plan(&file.terms, xorbs, None).map_err(ApiError::internal)?;
     let store = (*state.store).clone();
     let digest = blocking(move || -> io::Result<[u8; 32]> {
-        let mut hasher = HashWriter(Sha256::new());
+        let mut hasher = Sha256::new();
         rebuild::write_plan(&store, &plan, &mut hasher)?;
-        Ok(hasher.0.finalize().into())
+        Ok(hasher.finalize().into())
     })
     .await?
     .map_err(ApiError::internal)?;
@@ -260,18 +260,6 @@ async fn verify_file(
         sha256: Sha256Hex::from_digest(&digest),
         terms: shard::encode_terms(&file.terms),
     })
-}
-
-struct HashWriter(Sha256);
-
-impl Write for HashWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.0.update(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 fn shard_error(e: ShardError) -> ApiError {
