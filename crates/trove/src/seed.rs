@@ -256,6 +256,7 @@ pub async fn run(data_dir: &std::path::Path, count: usize, seed: u64) -> anyhow:
             eprintln!("seeded {} / {count} ({:.0?})", i + 1, started.elapsed());
         }
     }
+    db.compact_search_index().await?;
     db.optimize().await?;
     db.close().await;
     eprintln!("done: {count} repositories in {:.1?}", started.elapsed());
