@@ -285,7 +285,7 @@ impl Db {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        write_facets(&mut *tx, repo_id, &update.facets, true).await?;
+        write_facets(&mut tx, repo_id, &update.facets, true).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -318,9 +318,8 @@ impl Db {
     /// How many repositories carry each tag (0 for unknown tags), and how many of `repo_type`
     /// exist.
     async fn facet_counts(&self, repo_type: RepoType, tags: &[String]) -> Result<(Vec<i64>, i64)> {
-        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-            "SELECT tag, n FROM facet_counts WHERE tag IN (",
-        );
+        let mut qb: QueryBuilder<'_, Sqlite> =
+            QueryBuilder::new("SELECT tag, n FROM facet_counts WHERE tag IN (");
         let mut list = qb.separated(", ");
         for tag in tags {
             list.push_bind(tag.clone());
@@ -394,7 +393,9 @@ impl Db {
                 return Ok(empty);
             }
             let total = total as f64;
-            let estimate = counts.iter().fold(total, |acc, &n| acc * (n as f64 / total));
+            let estimate = counts
+                .iter()
+                .fold(total, |acc, &n| acc * (n as f64 / total));
             drive_facets = estimate < DRIVE_BELOW;
             // Most selective first, so a walked row is rejected by its first check.
             let mut by_count: Vec<(i64, String)> = counts.into_iter().zip(tags).collect();
@@ -403,9 +404,8 @@ impl Db {
         }
         let mut drive_search = Vec::with_capacity(q.search.len());
         for text in &q.search {
-            drive_search.push(
-                text.chars().count() >= TRIGRAM && self.search_is_selective(text).await?,
-            );
+            drive_search
+                .push(text.chars().count() >= TRIGRAM && self.search_is_selective(text).await?);
         }
 
         let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
@@ -429,7 +429,9 @@ impl Db {
         }
         for (text, drive) in q.search.iter().zip(drive_search) {
             if drive {
-                qb.push(" AND ri.repo_id IN (SELECT rowid FROM repo_search WHERE repo_search MATCH ");
+                qb.push(
+                    " AND ri.repo_id IN (SELECT rowid FROM repo_search WHERE repo_search MATCH ",
+                );
                 qb.push_bind(fts_phrase(text));
                 qb.push(")");
             } else {
@@ -658,7 +660,7 @@ impl Db {
                     .execute(&mut *tx)
                     .await?;
             }
-            write_facets(&mut *tx, id, &u.facets, false).await?;
+            write_facets(&mut tx, id, &u.facets, false).await?;
         }
         tx.commit().await?;
         Ok(())
