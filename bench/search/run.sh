@@ -74,7 +74,7 @@ SCENARIOS=(
     "filtered+sorted first page|/api/models?filter=transformers&filter=en&filter=license:mit&pipeline_tag=text-classification&sort=downloads&limit=20|0"
     "same, signed in|/api/models?filter=transformers&filter=en&filter=license:mit&pipeline_tag=text-classification&sort=downloads&limit=20|1"
     "default listing (trending)|/api/models?limit=20|0"
-    "one rare tag, by likes|/api/models?filter=medical&filter=ja&sort=likes&limit=20|0"
+    "two rare tags, by likes|/api/models?filter=medical&filter=ja&sort=likes&limit=20|0"
     "author, by last modified|/api/models?author=$TOP_AUTHOR&sort=lastModified&limit=20|0"
     "datasets facets|/api/datasets?filter=task_categories:text-classification&filter=license:mit&sort=downloads&limit=20|0"
     "spaces by likes|/api/spaces?sort=likes&limit=20|0"

@@ -15,46 +15,140 @@ use trove_types::{RepoName, RepoType};
 const BATCH: usize = 2000;
 
 const LIBRARIES: &[&str] = &[
-    "transformers", "transformers", "transformers", "diffusers", "sentence-transformers",
-    "peft", "timm", "gguf", "keras", "onnx", "setfit", "spacy",
+    "transformers",
+    "transformers",
+    "transformers",
+    "diffusers",
+    "sentence-transformers",
+    "peft",
+    "timm",
+    "gguf",
+    "keras",
+    "onnx",
+    "setfit",
+    "spacy",
 ];
 const PIPELINES: &[&str] = &[
-    "text-generation", "text-generation", "text-classification", "token-classification",
-    "fill-mask", "feature-extraction", "sentence-similarity", "text-to-image",
-    "image-classification", "automatic-speech-recognition", "translation", "summarization",
-    "question-answering", "object-detection", "text-to-speech", "zero-shot-classification",
+    "text-generation",
+    "text-generation",
+    "text-classification",
+    "token-classification",
+    "fill-mask",
+    "feature-extraction",
+    "sentence-similarity",
+    "text-to-image",
+    "image-classification",
+    "automatic-speech-recognition",
+    "translation",
+    "summarization",
+    "question-answering",
+    "object-detection",
+    "text-to-speech",
+    "zero-shot-classification",
 ];
 const LANGUAGES: &[&str] = &[
     "en", "en", "en", "fr", "de", "es", "zh", "ja", "ru", "pt", "it", "ko", "ar", "hi", "nl",
 ];
 const LICENSES: &[&str] = &[
-    "apache-2.0", "apache-2.0", "mit", "mit", "cc-by-4.0", "openrail", "llama3", "gpl-3.0",
-    "other", "bsd-3-clause", "cc-by-nc-4.0",
+    "apache-2.0",
+    "apache-2.0",
+    "mit",
+    "mit",
+    "cc-by-4.0",
+    "openrail",
+    "llama3",
+    "gpl-3.0",
+    "other",
+    "bsd-3-clause",
+    "cc-by-nc-4.0",
 ];
 const TAGS: &[&str] = &[
-    "pytorch", "safetensors", "bert", "llama", "mistral", "gpt2", "t5", "vit", "whisper",
-    "lora", "chat", "code", "medical", "legal", "finance", "biology", "conversational",
-    "instruct", "quantized", "4-bit", "8-bit", "merge", "distillation", "multilingual",
+    "pytorch",
+    "safetensors",
+    "bert",
+    "llama",
+    "mistral",
+    "gpt2",
+    "t5",
+    "vit",
+    "whisper",
+    "lora",
+    "chat",
+    "code",
+    "medical",
+    "legal",
+    "finance",
+    "biology",
+    "conversational",
+    "instruct",
+    "quantized",
+    "4-bit",
+    "8-bit",
+    "merge",
+    "distillation",
+    "multilingual",
 ];
 const ARCHS: &[&str] = &[
     "bert", "roberta", "llama", "mistral", "qwen", "gemma", "phi", "t5", "bart", "gpt2", "vit",
     "whisper", "clip", "deberta", "electra", "falcon", "mixtral", "stablelm", "detr", "wav2vec2",
 ];
 const WORDS: &[&str] = &[
-    "tiny", "small", "base", "large", "xl", "mini", "nano", "pro", "fast", "lite", "chat",
-    "instruct", "code", "med", "legal", "fin", "sentiment", "ner", "qa", "summ", "translate",
-    "detector", "classifier", "embed", "vision", "speech", "finetuned", "distilled", "v2", "v3",
+    "tiny",
+    "small",
+    "base",
+    "large",
+    "xl",
+    "mini",
+    "nano",
+    "pro",
+    "fast",
+    "lite",
+    "chat",
+    "instruct",
+    "code",
+    "med",
+    "legal",
+    "fin",
+    "sentiment",
+    "ner",
+    "qa",
+    "summ",
+    "translate",
+    "detector",
+    "classifier",
+    "embed",
+    "vision",
+    "speech",
+    "finetuned",
+    "distilled",
+    "v2",
+    "v3",
 ];
 const TASKS: &[&str] = &[
-    "text-classification", "question-answering", "summarization", "translation",
-    "text-generation", "token-classification", "image-classification", "audio-classification",
-    "automatic-speech-recognition", "object-detection", "tabular-classification",
+    "text-classification",
+    "question-answering",
+    "summarization",
+    "translation",
+    "text-generation",
+    "token-classification",
+    "image-classification",
+    "audio-classification",
+    "automatic-speech-recognition",
+    "object-detection",
+    "tabular-classification",
 ];
 const SIZES: &[&str] = &[
-    "n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M",
+    "n<1K",
+    "1K<n<10K",
+    "10K<n<100K",
+    "100K<n<1M",
+    "1M<n<10M",
+    "10M<n<100M",
 ];
 const SDKS: &[&str] = &["gradio", "gradio", "streamlit", "docker", "static"];
-const COLORS: &[&str] = &["red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"];
+const COLORS: &[&str] = &[
+    "red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray",
+];
 
 fn pick<'a>(rng: &mut StdRng, items: &[&'a str]) -> &'a str {
     items[rng.random_range(0..items.len())]
@@ -195,7 +289,10 @@ fn index_of(g: &Generated, sha: String, last_modified_ms: i64) -> IndexUpdate {
         sdk,
         tags_json: serde_json::to_string(&tags).unwrap_or_default(),
         facets,
-        card_data_json: card.data.as_ref().and_then(|d| serde_json::to_string(d).ok()),
+        card_data_json: card
+            .data
+            .as_ref()
+            .and_then(|d| serde_json::to_string(d).ok()),
         card_warnings_json: serde_json::to_string(&card.warnings).unwrap_or_default(),
         siblings_json: serde_json::to_string(&g.files).unwrap_or_default(),
         used_storage: g.params.map_or(10_000, |p| (p * 2) as i64),
@@ -234,7 +331,12 @@ pub async fn run(data_dir: &std::path::Path, count: usize, seed: u64) -> anyhow:
         // Authors are skewed: a few publish a lot.
         let u: f64 = rng.random_range(0.0..1.0);
         let namespace = namespaces[((u * u * u) * namespaces.len() as f64) as usize].clone();
-        let name = format!("{}-{}-{}-{i}", pick(&mut rng, ARCHS), pick(&mut rng, WORDS), pick(&mut rng, WORDS));
+        let name = format!(
+            "{}-{}-{}-{i}",
+            pick(&mut rng, ARCHS),
+            pick(&mut rng, WORDS),
+            pick(&mut rng, WORDS)
+        );
         let g = generate(&mut rng, repo_type, &namespaces, i);
         let created = now - rng.random_range(0..3 * 365 * 86_400_000i64);
         let modified = created + rng.random_range(0..=(now - created));
@@ -256,6 +358,7 @@ pub async fn run(data_dir: &std::path::Path, count: usize, seed: u64) -> anyhow:
             eprintln!("seeded {} / {count} ({:.0?})", i + 1, started.elapsed());
         }
     }
+    db.compact_search_index().await?;
     db.optimize().await?;
     db.close().await;
     eprintln!("done: {count} repositories in {:.1?}", started.elapsed());

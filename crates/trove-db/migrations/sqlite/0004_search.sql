@@ -8,36 +8,38 @@
 
 CREATE TABLE repo_index (
     repo_id             INTEGER PRIMARY KEY REFERENCES repos (id) ON DELETE CASCADE,
+    -- Small columns first: rows are read column by column, and the JSON columns at the end
+    -- may spill into overflow pages that a listing should not have to walk.
     -- Copies of immutable repos columns, so each sort has one index to walk.
     repo_type           TEXT    NOT NULL,
     created_at          INTEGER NOT NULL,
-    -- Head of main when last indexed; NULL until the first reindex.
-    sha                 TEXT,
-    -- Commit time of that head (unix ms).
+    -- Commit time of the indexed head (unix ms).
     last_modified       INTEGER NOT NULL,
-    pipeline_tag        TEXT,
-    library_name        TEXT,
-    sdk                 TEXT,
-    -- JSON array of the tags shown to clients, in display order.
-    tags                TEXT    NOT NULL DEFAULT '[]',
-    -- JSON object: the card's front matter as written; NULL when there is no card.
-    card_data           TEXT,
-    -- JSON array of strings: what was wrong with the card (never blocks a commit).
-    card_warnings       TEXT    NOT NULL DEFAULT '[]',
-    -- JSON array of file paths at sha.
-    siblings            TEXT    NOT NULL DEFAULT '[]',
-    used_storage        INTEGER NOT NULL DEFAULT 0,
-    -- JSON {"parameters": {dtype: n}, "total": n} from the safetensors headers, or NULL.
-    safetensors         TEXT,
-    params_total        INTEGER,
-    -- JSON: a summary of config.json (architectures, model_type), or NULL.
-    config              TEXT,
     -- Counters. downloads = the last 30 days; trending_score = downloads and likes of the
     -- last 7 days. Both are kept current on every event and recomputed by a periodic job.
     downloads           INTEGER NOT NULL DEFAULT 0,
     downloads_all_time  INTEGER NOT NULL DEFAULT 0,
     likes               INTEGER NOT NULL DEFAULT 0,
-    trending_score      INTEGER NOT NULL DEFAULT 0
+    trending_score      INTEGER NOT NULL DEFAULT 0,
+    params_total        INTEGER,
+    used_storage        INTEGER NOT NULL DEFAULT 0,
+    -- Head of main when last indexed; NULL until the first reindex.
+    sha                 TEXT,
+    pipeline_tag        TEXT,
+    library_name        TEXT,
+    sdk                 TEXT,
+    -- JSON array of the tags shown to clients, in display order.
+    tags                TEXT    NOT NULL DEFAULT '[]',
+    -- JSON {"parameters": {dtype: n}, "total": n} from the safetensors headers, or NULL.
+    safetensors         TEXT,
+    -- JSON: a summary of config.json (architectures, model_type), or NULL.
+    config              TEXT,
+    -- JSON array of strings: what was wrong with the card (never blocks a commit).
+    card_warnings       TEXT    NOT NULL DEFAULT '[]',
+    -- JSON object: the card's front matter as written; NULL when there is no card.
+    card_data           TEXT,
+    -- JSON array of file paths at sha.
+    siblings            TEXT    NOT NULL DEFAULT '[]'
 );
 
 -- One index per sort order; SQLite walks them backwards for descending sorts, and the

@@ -78,16 +78,41 @@ async fn every_repo_is_listed_from_creation_and_filtered_by_its_facets() -> Test
         4,
         "nothing indexed yet"
     );
-    assert!(db.write_repo_index(a.id, &update(&["transformers", "en"], Some("fill-mask"), Some(110))).await?);
-    assert!(db.write_repo_index(b.id, &update(&["transformers", "fr"], Some("fill-mask"), None)).await?);
-    assert!(db.write_repo_index(c.id, &update(&["gguf", "en"], None, Some(7))).await?);
-    assert!(db.write_repo_index(secret.id, &update(&["transformers", "en"], None, None)).await?);
+    assert!(
+        db.write_repo_index(
+            a.id,
+            &update(&["transformers", "en"], Some("fill-mask"), Some(110))
+        )
+        .await?
+    );
+    assert!(
+        db.write_repo_index(
+            b.id,
+            &update(&["transformers", "fr"], Some("fill-mask"), None)
+        )
+        .await?
+    );
+    assert!(
+        db.write_repo_index(c.id, &update(&["gguf", "en"], None, Some(7)))
+            .await?
+    );
+    assert!(
+        db.write_repo_index(secret.id, &update(&["transformers", "en"], None, None))
+            .await?
+    );
     assert_eq!(db.repos_never_indexed(0, 10).await?.len(), 0);
 
     let public = query(Visibility::Public);
-    assert_eq!(names(&db, &public).await, ["bob/gpt", "alice/roberta", "alice/bert-base"]);
+    assert_eq!(
+        names(&db, &public).await,
+        ["bob/gpt", "alice/roberta", "alice/bert-base"]
+    );
     let mine = query(Visibility::PublicAndNamespace("ALICE".into()));
-    assert_eq!(names(&db, &mine).await.len(), 4, "namespaces compare without case");
+    assert_eq!(
+        names(&db, &mine).await.len(),
+        4,
+        "namespaces compare without case"
+    );
     assert_eq!(names(&db, &query(Visibility::All)).await.len(), 4);
 
     let mut q = public.clone();
@@ -99,7 +124,11 @@ async fn every_repo_is_listed_from_creation_and_filtered_by_its_facets() -> Test
 
     let mut q = public.clone();
     q.search = vec!["BERT".into()];
-    assert_eq!(names(&db, &q).await, ["alice/roberta", "alice/bert-base"], "substring, any case");
+    assert_eq!(
+        names(&db, &q).await,
+        ["alice/roberta", "alice/bert-base"],
+        "substring, any case"
+    );
     q.search = vec!["pt".into()];
     assert_eq!(names(&db, &q).await, ["bob/gpt"], "short queries scan");
     q.search = vec!["\"".into(), "x".into()];
@@ -114,8 +143,17 @@ async fn every_repo_is_listed_from_creation_and_filtered_by_its_facets() -> Test
     assert!(names(&db, &q).await.is_empty());
     // Broad filters (walked) and selective ones (driven by the inverted index) agree.
     for _ in 0..40 {
-        let extra = db.create_repo(RepoType::Model, &repo_id(&format!("carol/m{}", names(&db, &public).await.len())), false, alice.id, 9).await?;
-        db.write_repo_index(extra.id, &update(&["en"], None, None)).await?;
+        let extra = db
+            .create_repo(
+                RepoType::Model,
+                &repo_id(&format!("carol/m{}", names(&db, &public).await.len())),
+                false,
+                alice.id,
+                9,
+            )
+            .await?;
+        db.write_repo_index(extra.id, &update(&["en"], None, None))
+            .await?;
     }
     let mut q = public.clone();
     q.tags = vec!["en".into()];
@@ -125,7 +163,8 @@ async fn every_repo_is_listed_from_creation_and_filtered_by_its_facets() -> Test
     assert_eq!(names(&db, &q).await, ["bob/gpt"]);
 
     // Rewriting the index replaces the facets.
-    db.write_repo_index(a.id, &update(&["jax"], None, None)).await?;
+    db.write_repo_index(a.id, &update(&["jax"], None, None))
+        .await?;
     let mut q = public.clone();
     q.tags = vec!["transformers".into()];
     assert_eq!(names(&db, &q).await, ["alice/roberta"]);
@@ -147,7 +186,11 @@ async fn keyset_pages_cover_every_row_once_in_order() -> TestResult {
     for i in 0..7 {
         // Three share created_at = 5: ties are broken by id.
         let created = if i < 3 { 5 } else { i };
-        ids.push(model(&db, alice.id, &format!("alice/m{i}"), false, created).await.id);
+        ids.push(
+            model(&db, alice.id, &format!("alice/m{i}"), false, created)
+                .await
+                .id,
+        );
     }
     for ascending in [false, true] {
         let mut q = query(Visibility::Public);
@@ -184,7 +227,10 @@ async fn likes_count_once_and_respect_visibility() -> TestResult {
     let public = model(&db, alice.id, "alice/open", false, 1).await;
     let private = model(&db, alice.id, "alice/closed", true, 2).await;
     assert!(db.like(bob.id, public.id, 10).await?);
-    assert!(!db.like(bob.id, public.id, 11).await?, "a second like is a no-op");
+    assert!(
+        !db.like(bob.id, public.id, 11).await?,
+        "a second like is a no-op"
+    );
     assert!(db.like(alice.id, public.id, 12).await?);
     assert!(db.like(alice.id, private.id, 13).await?);
     assert_eq!(db.repo_index(public.id).await?.expect("row").likes, 2);
@@ -196,11 +242,21 @@ async fn likes_count_once_and_respect_visibility() -> TestResult {
     assert!(rest.next.is_none());
 
     let seen_by_bob = db
-        .liked_repos(alice.id, &Visibility::PublicAndNamespace("bob".into()), None, 10)
+        .liked_repos(
+            alice.id,
+            &Visibility::PublicAndNamespace("bob".into()),
+            None,
+            10,
+        )
         .await?;
     assert_eq!(seen_by_bob.items.len(), 1);
     let seen_by_alice = db
-        .liked_repos(alice.id, &Visibility::PublicAndNamespace("alice".into()), None, 10)
+        .liked_repos(
+            alice.id,
+            &Visibility::PublicAndNamespace("alice".into()),
+            None,
+            10,
+        )
         .await?;
     assert_eq!(seen_by_alice.items[0].0.id, private.id);
 
@@ -223,12 +279,18 @@ async fn downloads_roll_over_30_days() -> TestResult {
     assert_eq!((row.downloads, row.downloads_all_time), (3, 3));
     db.refresh_rolling_counters(today).await?;
     let row = db.repo_index(repo.id).await?.expect("row");
-    assert_eq!((row.downloads, row.downloads_all_time, row.trending_score), (2, 3, 1));
+    assert_eq!(
+        (row.downloads, row.downloads_all_time, row.trending_score),
+        (2, 3, 1)
+    );
     assert_eq!(db.refresh_rolling_counters(today).await?, 0, "idempotent");
 
     let mut q = query(Visibility::Public);
     q.sort = SortKey::Downloads;
-    q.after = Some(Cursor { value: 2, id: repo.id });
+    q.after = Some(Cursor {
+        value: 2,
+        id: repo.id,
+    });
     assert!(db.list_repos(&q).await?.items.is_empty());
     Ok(())
 }

@@ -80,7 +80,10 @@ async fn build(
     out.insert("disabled".into(), json!(false));
     let counters = indexed.as_ref();
     if repo_type != RepoType::Space {
-        out.insert("downloads".into(), json!(counters.map_or(0, |i| i.downloads)));
+        out.insert(
+            "downloads".into(),
+            json!(counters.map_or(0, |i| i.downloads)),
+        );
         out.insert(
             "downloadsAllTime".into(),
             json!(counters.map_or(0, |i| i.downloads_all_time)),
@@ -109,10 +112,10 @@ async fn build(
         Meta::Dataset(_) => {}
     }
     if let Some(card) = &analysis.card.data {
-        if repo_type == RepoType::Model {
-            if let Some(v) = card.get("model-index") {
-                out.insert("model-index".into(), v.clone());
-            }
+        if repo_type == RepoType::Model
+            && let Some(v) = card.get("model-index")
+        {
+            out.insert("model-index".into(), v.clone());
         }
         out.insert("cardData".into(), Value::Object(card.clone()));
     }
@@ -191,7 +194,13 @@ fn card_warning_header(warnings: &[String]) -> Option<HeaderValue> {
     let text: String = format!("card; {}", warnings.join(" / "))
         .chars()
         .take(1000)
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     HeaderValue::from_str(&text).ok()
 }

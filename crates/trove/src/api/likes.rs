@@ -82,8 +82,14 @@ pub async fn user_likes(
     uri: Uri,
     query: QueryParams,
 ) -> ApiResult<Response> {
-    let page =
-        likes::liked_by(&state, &caller, &user, cursor(&query)?, page_size(&query, PAGE)?).await?;
+    let page = likes::liked_by(
+        &state,
+        &caller,
+        &user,
+        cursor(&query)?,
+        page_size(&query, PAGE)?,
+    )
+    .await?;
     let items = page
         .items
         .into_iter()

@@ -32,19 +32,25 @@ pub async fn sharded_metadata(
     let Some(index_file) = find(&path) else {
         return Err(ApiError::entry_not_found(&path, Some(commit)));
     };
-    let unreadable = |e: crate::repos::safetensors::HeaderError| {
-        ApiError::UnprocessableEntity(e.to_string())
-    };
-    let index = read_index(&state, &repo, index_file).await?.map_err(unreadable)?;
+    let unreadable =
+        |e: crate::repos::safetensors::HeaderError| ApiError::UnprocessableEntity(e.to_string());
+    let index = read_index(&state, &repo, index_file)
+        .await?
+        .map_err(unreadable)?;
     // Shard names are relative to the index's folder.
-    let folder = path.rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default();
+    let folder = path
+        .rsplit_once('/')
+        .map(|(d, _)| format!("{d}/"))
+        .unwrap_or_default();
     let mut headers = Map::new();
     for shard in shards_of_index(&index).map_err(unreadable)? {
         let full = format!("{folder}{shard}");
         let Some(kind) = find(&full) else {
             return Err(ApiError::entry_not_found(&full, Some(commit)));
         };
-        let header = read_header(&state, &repo, &full, kind).await?.map_err(unreadable)?;
+        let header = read_header(&state, &repo, &full, kind)
+            .await?
+            .map_err(unreadable)?;
         headers.insert(shard, Value::Object(header));
     }
     Ok(Json(json!({ "index": index, "headers": headers })))

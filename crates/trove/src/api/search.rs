@@ -60,16 +60,43 @@ impl Shape {
     fn includes(&self, property: &str, repo_type: RepoType) -> bool {
         let summary: &[&str] = match repo_type {
             RepoType::Model => &[
-                "author", "sha", "lastModified", "createdAt", "private", "gated", "disabled",
-                "downloads", "likes", "trendingScore", "tags", "pipeline_tag", "library_name",
+                "author",
+                "sha",
+                "lastModified",
+                "createdAt",
+                "private",
+                "gated",
+                "disabled",
+                "downloads",
+                "likes",
+                "trendingScore",
+                "tags",
+                "pipeline_tag",
+                "library_name",
             ],
             RepoType::Dataset => &[
-                "author", "sha", "lastModified", "createdAt", "private", "gated", "disabled",
-                "downloads", "likes", "trendingScore", "tags",
+                "author",
+                "sha",
+                "lastModified",
+                "createdAt",
+                "private",
+                "gated",
+                "disabled",
+                "downloads",
+                "likes",
+                "trendingScore",
+                "tags",
             ],
             RepoType::Space => &[
-                "author", "sha", "lastModified", "createdAt", "private", "likes",
-                "trendingScore", "tags", "sdk",
+                "author",
+                "sha",
+                "lastModified",
+                "createdAt",
+                "private",
+                "likes",
+                "trendingScore",
+                "tags",
+                "sdk",
             ],
         };
         match self {
@@ -119,7 +146,12 @@ pub fn property(name: &str, l: &Listed) -> Option<Value> {
         "cardData" => parse_json(i.card_data_json.as_deref())?,
         "siblings" => {
             let files: Vec<String> = serde_json::from_str(&i.siblings_json).unwrap_or_default();
-            Value::Array(files.into_iter().map(|f| json!({ "rfilename": f })).collect())
+            Value::Array(
+                files
+                    .into_iter()
+                    .map(|f| json!({ "rfilename": f }))
+                    .collect(),
+            )
         }
         "usedStorage" => json!(i.used_storage),
         "safetensors" if model => parse_json(i.safetensors_json.as_deref())?,
@@ -136,10 +168,10 @@ fn render(l: &Listed, shape: &Shape) -> Value {
         json!(format!("{}/{}", l.repo.namespace, l.repo.name)),
     );
     for name in PROPERTIES {
-        if shape.includes(name, l.repo.repo_type) {
-            if let Some(v) = property(name, l) {
-                out.insert((*name).into(), v);
-            }
+        if shape.includes(name, l.repo.repo_type)
+            && let Some(v) = property(name, l)
+        {
+            out.insert((*name).into(), v);
         }
     }
     Value::Object(out)
@@ -162,7 +194,11 @@ fn parse_sort(value: Option<&str>) -> ApiResult<SortKey> {
 
 /// `min:6B,max:128B` (also `6B` alone = at least); suffixes K, M, B, T.
 fn parse_num_parameters(spec: &str) -> ApiResult<(Option<i64>, Option<i64>)> {
-    let bad = || ApiError::bad_request(format!("Invalid num_parameters {spec:?}: use e.g. min:6B,max:128B"));
+    let bad = || {
+        ApiError::bad_request(format!(
+            "Invalid num_parameters {spec:?}: use e.g. min:6B,max:128B"
+        ))
+    };
     let number = |s: &str| -> ApiResult<i64> {
         let s = s.trim();
         let (digits, scale) = match s.chars().last() {
@@ -215,7 +251,12 @@ pub fn page_size(query: &QueryParams, cap: u32) -> ApiResult<u32> {
 }
 
 /// A page as JSON with its `Link` header when there is a next page.
-pub fn page_response(state: &AppState, uri: &Uri, items: Vec<Value>, next: Option<Cursor>) -> Response {
+pub fn page_response(
+    state: &AppState,
+    uri: &Uri,
+    items: Vec<Value>,
+    next: Option<Cursor>,
+) -> Response {
     match next {
         Some(c) => {
             let url = next_page_url(state, uri, &format_cursor(c));
@@ -261,8 +302,18 @@ pub async fn list(
         tags.push(format!("{PIPELINE}{pipeline}"));
     }
     if repo_type == RepoType::Space {
-        tags.extend(query.all("models").into_iter().map(|m| format!("{USES_MODEL}{m}")));
-        tags.extend(query.all("datasets").into_iter().map(|d| format!("{USES_DATASET}{d}")));
+        tags.extend(
+            query
+                .all("models")
+                .into_iter()
+                .map(|m| format!("{USES_MODEL}{m}")),
+        );
+        tags.extend(
+            query
+                .all("datasets")
+                .into_iter()
+                .map(|d| format!("{USES_DATASET}{d}")),
+        );
         if query.flag("linked") {
             tags.push(LINKED.to_owned());
         }
@@ -274,13 +325,24 @@ pub async fn list(
     let ascending = match query.get("direction") {
         None | Some("-1" | "desc") => false,
         Some("1" | "asc") => true,
-        Some(other) => return Err(ApiError::bad_request(format!("Invalid direction {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid direction {other:?}"
+            )));
+        }
     };
-    let cap = if shape.heavy() { MAX_FULL_PAGE } else { MAX_PAGE };
+    let cap = if shape.heavy() {
+        MAX_FULL_PAGE
+    } else {
+        MAX_PAGE
+    };
     let list_query = ListQuery {
         repo_type,
         visibility: Visibility::Public,
-        author: query.get("author").filter(|a| !a.is_empty()).map(str::to_owned),
+        author: query
+            .get("author")
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned),
         search: query
             .all("search")
             .into_iter()
@@ -323,7 +385,10 @@ mod tests {
             parse_num_parameters("min:6B,max:128B").expect("valid"),
             (Some(6_000_000_000), Some(128_000_000_000))
         );
-        assert_eq!(parse_num_parameters("1.5M").expect("valid"), (Some(1_500_000), None));
+        assert_eq!(
+            parse_num_parameters("1.5M").expect("valid"),
+            (Some(1_500_000), None)
+        );
         assert!(parse_num_parameters("min:lots").is_err());
     }
 
@@ -336,8 +401,14 @@ mod tests {
 
     #[test]
     fn sorts_accept_the_clients_names() {
-        assert_eq!(parse_sort(Some("lastModified")).expect("ok"), SortKey::LastModified);
-        assert_eq!(parse_sort(Some("created_at")).expect("ok"), SortKey::CreatedAt);
+        assert_eq!(
+            parse_sort(Some("lastModified")).expect("ok"),
+            SortKey::LastModified
+        );
+        assert_eq!(
+            parse_sort(Some("created_at")).expect("ok"),
+            SortKey::CreatedAt
+        );
         assert_eq!(parse_sort(None).expect("ok"), SortKey::TrendingScore);
         assert!(parse_sort(Some("size")).is_err());
     }

@@ -258,8 +258,9 @@ fn scalar_text(v: &Value) -> Option<String> {
 impl Fields<'_> {
     /// Records that `key` had the wrong type and drops it from `cardData`.
     fn warn(&mut self, key: &str, expected: &str) {
-        self.warnings
-            .push(format!("README.md metadata: `{key}` should be {expected}; it was ignored"));
+        self.warnings.push(format!(
+            "README.md metadata: `{key}` should be {expected}; it was ignored"
+        ));
         self.fixes.push((key.to_owned(), None));
     }
 
@@ -283,7 +284,8 @@ impl Fields<'_> {
                         "README.md metadata: `{key}` should be a list of strings; \
                          items of other types were ignored"
                     ));
-                    self.fixes.push((key.to_owned(), Some(Value::from(out.clone()))));
+                    self.fixes
+                        .push((key.to_owned(), Some(Value::from(out.clone()))));
                 }
                 out
             }
@@ -442,10 +444,10 @@ impl FileFacts {
                     .map(|(_, t)| *t),
                 _ => None,
             };
-            if let Some(tag) = hit {
-                if !found.contains(&tag) {
-                    found.push(tag);
-                }
+            if let Some(tag) = hit
+                && !found.contains(&tag)
+            {
+                found.push(tag);
             }
         }
         let order: Vec<&str> = match repo_type {
@@ -511,12 +513,20 @@ pub fn derive_tags(card: &Card, files: &FileFacts) -> Vec<String> {
 /// use (`models=`, `datasets=`, `linked=true` of `list_spaces`).
 pub fn hidden_facets(card: &Card) -> Vec<String> {
     if let Meta::Model(m) = &card.meta {
-        return m.pipeline_tag.iter().map(|p| format!("{PIPELINE}{p}")).collect();
+        return m
+            .pipeline_tag
+            .iter()
+            .map(|p| format!("{PIPELINE}{p}"))
+            .collect();
     }
     let Meta::Space(s) = &card.meta else {
         return Vec::new();
     };
-    let mut out: Vec<String> = s.models.iter().map(|m| format!("{USES_MODEL}{m}")).collect();
+    let mut out: Vec<String> = s
+        .models
+        .iter()
+        .map(|m| format!("{USES_MODEL}{m}"))
+        .collect();
     out.extend(s.datasets.iter().map(|d| format!("{USES_DATASET}{d}")));
     if !out.is_empty() {
         out.push(LINKED.to_owned());
@@ -609,14 +619,26 @@ mod tests {
 
     #[test]
     fn deep_nesting_and_huge_front_matter_are_warnings() {
-        let deep = format!("---\na: {}{}\n---\n", "[".repeat(10_000), "]".repeat(10_000));
+        let deep = format!(
+            "---\na: {}{}\n---\n",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
         let card = model(&deep);
-        assert!(card.data.is_none() && card.warnings.len() == 1, "{:?}", card.warnings);
+        assert!(
+            card.data.is_none() && card.warnings.len() == 1,
+            "{:?}",
+            card.warnings
+        );
 
         let huge = format!("---\ndescription: \"{}\"\n---\n", "x".repeat(300_000));
         let card = model(&huge);
         assert!(card.data.is_none());
-        assert!(card.warnings[0].contains("too large"), "{:?}", card.warnings);
+        assert!(
+            card.warnings[0].contains("too large"),
+            "{:?}",
+            card.warnings
+        );
     }
 
     #[test]
@@ -672,7 +694,10 @@ mod tests {
         let data = card.data.expect("the readable card data stays available");
         assert!(!data.contains_key("pipeline_tag") && !data.contains_key("license"));
         assert_eq!(data["tags"], serde_json::json!(["ok"]));
-        assert_eq!(data["library_name"], 42, "scalars stay as written where text is expected");
+        assert_eq!(
+            data["library_name"], 42,
+            "scalars stay as written where text is expected"
+        );
     }
 
     #[test]

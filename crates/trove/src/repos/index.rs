@@ -171,7 +171,10 @@ pub async fn reindex_repo(state: &AppState, repo: &Repo) -> ApiResult<()> {
     })
     .await?;
     let Some(head) = head else {
-        tracing::warn!(repo.id = repo.repo.id, "reindex: the repo has no main branch");
+        tracing::warn!(
+            repo.id = repo.repo.id,
+            "reindex: the repo has no main branch"
+        );
         return Ok(());
     };
     let snap = snapshot(state, &repo, head).await?;

@@ -22,7 +22,12 @@ pub async fn like(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiResul
         .like(user.id, repo.repo.id, now_ms())
         .await
         .map_err(ApiError::internal)?;
-    tracing::info!(repo.id = repo.repo.id, user.id = user.id, added, "repo liked");
+    tracing::info!(
+        repo.id = repo.repo.id,
+        user.id = user.id,
+        added,
+        "repo liked"
+    );
     Ok(())
 }
 
@@ -34,7 +39,12 @@ pub async fn unlike(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiRes
         .unlike(user.id, repo.repo.id)
         .await
         .map_err(ApiError::internal)?;
-    tracing::info!(repo.id = repo.repo.id, user.id = user.id, removed, "repo unliked");
+    tracing::info!(
+        repo.id = repo.repo.id,
+        user.id = user.id,
+        removed,
+        "repo unliked"
+    );
     Ok(())
 }
 

@@ -9,9 +9,17 @@ use trove_db::{ListQuery, Listed, Page};
 use trove_types::RepoType;
 
 /// One page of repositories matching `query`; its visibility is replaced by the caller's.
-pub async fn list(state: &AppState, caller: &Caller, mut query: ListQuery) -> ApiResult<Page<Listed>> {
+pub async fn list(
+    state: &AppState,
+    caller: &Caller,
+    mut query: ListQuery,
+) -> ApiResult<Page<Listed>> {
     query.visibility = Access::listing_visibility(caller);
-    state.db.list_repos(&query).await.map_err(ApiError::internal)
+    state
+        .db
+        .list_repos(&query)
+        .await
+        .map_err(ApiError::internal)
 }
 
 /// Which requests of a file count as a download of the repository, as the Hub counts them:
@@ -21,8 +29,10 @@ pub async fn list(state: &AppState, caller: &Caller, mut query: ListQuery) -> Ap
 pub fn counts_as_download(repo_type: RepoType, path: &str) -> bool {
     match repo_type {
         RepoType::Model => {
-            matches!(path, "config.json" | "config.yaml" | "hyperparams.yaml" | "meta.yaml")
-                || path.ends_with(".gguf")
+            matches!(
+                path,
+                "config.json" | "config.yaml" | "hyperparams.yaml" | "meta.yaml"
+            ) || path.ends_with(".gguf")
                 || path.ends_with(".nemo")
         }
         RepoType::Dataset => path == "README.md",
@@ -32,7 +42,11 @@ pub fn counts_as_download(repo_type: RepoType, path: &str) -> bool {
 
 /// Counts one download of a repository now. A failure is logged: the download goes on.
 pub async fn count_download(state: &AppState, repo_id: i64) {
-    if let Err(e) = state.db.count_download(repo_id, now_ms() / 86_400_000).await {
+    if let Err(e) = state
+        .db
+        .count_download(repo_id, now_ms() / 86_400_000)
+        .await
+    {
         tracing::warn!(repo.id = repo_id, error = %e, "download not counted");
     }
 }

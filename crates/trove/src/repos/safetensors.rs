@@ -59,14 +59,22 @@ pub fn count_parameters(path: &str, header: &Map<String, Value>) -> Result<Summa
             path: path.to_owned(),
             tensor: name.clone(),
         };
-        let dtype = tensor.get("dtype").and_then(Value::as_str).ok_or_else(bad)?;
-        let shape = tensor.get("shape").and_then(Value::as_array).ok_or_else(bad)?;
+        let dtype = tensor
+            .get("dtype")
+            .and_then(Value::as_str)
+            .ok_or_else(bad)?;
+        let shape = tensor
+            .get("shape")
+            .and_then(Value::as_array)
+            .ok_or_else(bad)?;
         let mut count: u64 = 1;
         for dim in shape {
             let dim = dim.as_u64().ok_or_else(bad)?;
-            count = count.checked_mul(dim).ok_or_else(|| HeaderError::Overflow {
-                path: path.to_owned(),
-            })?;
+            count = count
+                .checked_mul(dim)
+                .ok_or_else(|| HeaderError::Overflow {
+                    path: path.to_owned(),
+                })?;
         }
         add(&mut summary, dtype, count, path)?;
     }
@@ -132,19 +140,17 @@ pub async fn read_header(
     if (bytes.len() as u64) < len {
         return Ok(Err(truncated()));
     }
-    Ok(
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => Ok(map),
-            Ok(_) => Err(HeaderError::Json {
-                path: path.to_owned(),
-                detail: "not an object".into(),
-            }),
-            Err(e) => Err(HeaderError::Json {
-                path: path.to_owned(),
-                detail: e.to_string(),
-            }),
-        },
-    )
+    Ok(match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(HeaderError::Json {
+            path: path.to_owned(),
+            detail: "not an object".into(),
+        }),
+        Err(e) => Err(HeaderError::Json {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        }),
+    })
 }
 
 /// Parameter counts of the repository at the commit whose root files are `files`: from the
@@ -188,10 +194,12 @@ pub async fn summarize(
     let Some(single) = find(SINGLE_FILE) else {
         return Ok(None);
     };
-    Ok(Some(match read_header(state, repo, SINGLE_FILE, single).await? {
-        Ok(header) => count_parameters(SINGLE_FILE, &header),
-        Err(e) => Err(e),
-    }))
+    Ok(Some(
+        match read_header(state, repo, SINGLE_FILE, single).await? {
+            Ok(header) => count_parameters(SINGLE_FILE, &header),
+            Err(e) => Err(e),
+        },
+    ))
 }
 
 /// Reads and parses a safetensors index file.
@@ -200,10 +208,12 @@ pub async fn read_index(
     repo: &RepoRef,
     file: &EntryKind,
 ) -> ApiResult<Result<Value, HeaderError>> {
-    if let EntryKind::File { size, .. } = file {
-        if *size > MAX_INDEX {
-            return Ok(Err(HeaderError::Index(format!("larger than {MAX_INDEX} bytes"))));
-        }
+    if let EntryKind::File { size, .. } = file
+        && *size > MAX_INDEX
+    {
+        return Ok(Err(HeaderError::Index(format!(
+            "larger than {MAX_INDEX} bytes"
+        ))));
     }
     let Some(bytes) = read_range(state, repo, file, 0, MAX_INDEX).await? else {
         return Ok(Err(HeaderError::Unavailable {
@@ -239,9 +249,15 @@ mod tests {
     #[test]
     fn bad_tensors_and_overflow_are_errors() {
         let h = header(json!({"a": {"dtype": "F32", "shape": [-1]}}));
-        assert!(matches!(count_parameters("m", &h), Err(HeaderError::Tensor { .. })));
+        assert!(matches!(
+            count_parameters("m", &h),
+            Err(HeaderError::Tensor { .. })
+        ));
         let h = header(json!({"a": {"dtype": "F32", "shape": [u64::MAX, 2]}}));
-        assert!(matches!(count_parameters("m", &h), Err(HeaderError::Overflow { .. })));
+        assert!(matches!(
+            count_parameters("m", &h),
+            Err(HeaderError::Overflow { .. })
+        ));
     }
 
     #[test]
