@@ -1,11 +1,12 @@
 //! Trove's SQL side: the embedded SQLite database, its migrations, and the queries, grouped
 //! by aggregate (users, tokens, repos, LFS objects and locks, the Xet chunk store, the
-//! search index and likes).
+//! search index and likes, discussions).
 //!
 //! Every query is a runtime-checked `sqlx::query` with bound parameters, written in SQL that
 //! PostgreSQL also accepts where that costs nothing (`ON CONFLICT … DO NOTHING`, `RETURNING`),
 //! so a second backend can reuse most of it behind the same [`Db`] interface.
 
+mod discussions;
 mod error;
 mod lfs;
 mod likes;
@@ -16,6 +17,10 @@ mod tokens;
 mod users;
 mod xet;
 
+pub use discussions::{
+    CommentVersion, Discussion, DiscussionChanges, DiscussionFilter, DiscussionStatus, Event,
+    EventKind, NewDiscussion, NewEvent,
+};
 pub use error::{DbError, Result};
 pub use locks::{LfsLock, LockOutcome, LockQuery};
 pub use repos::Repo;

@@ -126,6 +126,17 @@ impl Access {
         }
     }
 
+    /// May `caller`, holding `access` to a repository, contribute to it — open discussions
+    /// and pull requests, comment, upload the files of a pull request? Any signed-in reader
+    /// with a write-capable token may, as on the Hub; what lands on a branch still needs
+    /// [`Access::Write`].
+    pub fn may_contribute(caller: &Caller, access: Access) -> bool {
+        match caller {
+            Caller::Anonymous => false,
+            Caller::User { role, .. } => access != Access::None && *role == TokenRole::Write,
+        }
+    }
+
     /// Which repositories a listing may show `caller`: the same rule as [`Access::for_repo`]
     /// (public to all; private to the owning namespace and to admins), as a query filter.
     pub fn listing_visibility(caller: &Caller) -> Visibility {
@@ -252,9 +263,32 @@ mod tests {
                     }
                     Visibility::All => true,
                 };
-                assert_eq!(listed, Access::for_repo(caller, &r) != Access::None, "{caller:?} {r:?}");
+                assert_eq!(
+                    listed,
+                    Access::for_repo(caller, &r) != Access::None,
+                    "{caller:?} {r:?}"
+                );
             }
         }
+    }
+
+    #[test]
+    fn signed_in_readers_with_write_tokens_contribute() {
+        let write = Caller::User {
+            user: user("bob", false),
+            role: TokenRole::Write,
+            token_name: String::new(),
+        };
+        let read = Caller::User {
+            user: user("bob", false),
+            role: TokenRole::Read,
+            token_name: String::new(),
+        };
+        assert!(Access::may_contribute(&write, Access::Read));
+        assert!(Access::may_contribute(&write, Access::Write));
+        assert!(!Access::may_contribute(&write, Access::None));
+        assert!(!Access::may_contribute(&read, Access::Read));
+        assert!(!Access::may_contribute(&Caller::Anonymous, Access::Read));
     }
 
     #[test]

@@ -134,7 +134,9 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         match &self {
-            ApiError::Internal(err) => tracing::error!(error = format!("{err:#}"), "internal error"),
+            ApiError::Internal(err) => {
+                tracing::error!(error = format!("{err:#}"), "internal error")
+            }
             // Refusals are the client's doing, but the reason helps whoever runs the server.
             _ => tracing::info!(status = status.as_u16(), message = %message, "request refused"),
         }

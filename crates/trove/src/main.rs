@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod git_http;
 mod lfs;
+mod markdown;
 mod repos;
 mod resolve;
 mod router;
@@ -68,9 +69,7 @@ fn main() -> std::process::ExitCode {
                 admin::run_token(&admin::open_db(&cli.data_dir).await?, cmd).await
             }
             Command::Hook(_) => unreachable!("hooks are dispatched above"),
-            Command::BenchSeedSearch { repos, seed } => {
-                seed::run(&cli.data_dir, repos, seed).await
-            }
+            Command::BenchSeedSearch { repos, seed } => seed::run(&cli.data_dir, repos, seed).await,
         }
     });
     match result {

@@ -3,7 +3,8 @@
 //! like `refs%2Fpr%2F1` and tree paths like `f%2Fsub` arrive decoded and intact.
 
 use crate::api::{
-    commit, commits, info, likes, misc, preupload, refs, repos, safetensors, search, tree, whoami,
+    commit, commits, discussions, info, likes, misc, preupload, refs, repos, safetensors, search,
+    tree, whoami,
 };
 use crate::state::AppState;
 use crate::{git_http, lfs, resolve, xet};
@@ -75,6 +76,39 @@ pub fn build(state: AppState) -> Router {
         .route(
             "/api/{t}/{ns}/{name}/commit/{rev}",
             post(commit::create_commit),
+        )
+        // huggingface_hub: discussions and pull requests.
+        .route(
+            "/api/{t}/{ns}/{name}/discussions",
+            get(discussions::list).post(discussions::create),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}",
+            get(discussions::details),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/comment",
+            post(discussions::comment),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/status",
+            post(discussions::status),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/merge",
+            post(discussions::merge),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/title",
+            post(discussions::title),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/comment/{id}/edit",
+            post(discussions::edit_comment),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/comment/{id}/hide",
+            post(discussions::hide_comment),
         )
         .route(
             "/api/{t}/{ns}/{name}/xet-write-token/{rev}",

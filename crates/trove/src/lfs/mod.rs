@@ -111,7 +111,9 @@ async fn batch(
     let multipart_ok = req.transfers.iter().any(|t| t == "multipart");
     let objects = match req.operation.as_str() {
         "upload" => {
-            repo.require_write(&caller)?;
+            // Contributors upload the files of the pull requests they open; what reaches a
+            // branch is checked at commit or push time.
+            repo.require_contribute(&caller)?;
             let mut out = Vec::with_capacity(req.objects.len());
             for object in req.objects {
                 out.push(upload_object(&state, &repo, object, multipart_ok).await?);
@@ -375,12 +377,11 @@ pub async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
+        && len != size
     {
-        if len != size {
-            return Err(ApiError::bad_request(format!(
-                "Expected {size} bytes, the request declares {len}"
-            )));
-        }
+        return Err(ApiError::bad_request(format!(
+            "Expected {size} bytes, the request declares {len}"
+        )));
     }
     let outcome = state
         .store
@@ -490,7 +491,7 @@ async fn verify(
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> ApiResult<Response> {
     let repo = find_repo(&state, &caller, repo_type, &ns, &name).await?;
-    repo.require_write(&caller)?;
+    repo.require_contribute(&caller)?;
     let oid = Sha256Hex::parse(&req.oid).map_err(|e| ApiError::bad_request(e.to_string()))?;
     match state
         .db
@@ -538,11 +539,19 @@ pub async fn download(
     {
         Some((file, len)) => (Body::from_stream(trove_store::read_chunks(file, len)), len),
         // Held as xorbs only (uploaded through Xet): rebuild the bytes as they stream.
-        None => match state.db.xet_file_by_sha256(&oid).await.map_err(ApiError::internal)? {
+        None => match state
+            .db
+            .xet_file_by_sha256(&oid)
+            .await
+            .map_err(ApiError::internal)?
+        {
             Some(file) => {
                 let (plan, _) = crate::xet::rebuild::plan_file(&state, &file, None).await?;
                 let len = plan.length;
-                (crate::xet::rebuild::stream_plan((*state.store).clone(), plan), len)
+                (
+                    crate::xet::rebuild::stream_plan((*state.store).clone(), plan),
+                    len,
+                )
             }
             None => {
                 return Err(ApiError::EntryNotFound {
