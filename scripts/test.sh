@@ -93,7 +93,7 @@ venv_is_current() {
     "$VENV/bin/python" - <<'PY' >/dev/null 2>&1
 import importlib.metadata as m
 assert m.version("huggingface_hub") == "2.4.0"
-import huggingface_hub, pytest, pytest_timeout  # noqa: F401
+import huggingface_hub, pytest, pytest_timeout, transformers, datasets, jinja2  # noqa: F401
 PY
 }
 
