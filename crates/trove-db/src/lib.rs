@@ -8,6 +8,7 @@
 
 mod discussions;
 mod error;
+mod facets;
 mod lfs;
 mod likes;
 mod locks;
@@ -22,6 +23,7 @@ pub use discussions::{
     EventKind, NewDiscussion, NewEvent,
 };
 pub use error::{DbError, Result};
+pub use facets::FacetSource;
 pub use locks::{LfsLock, LockOutcome, LockQuery};
 pub use repos::Repo;
 pub use search::{

@@ -17,6 +17,7 @@ mod seed;
 mod serve;
 mod signing;
 mod state;
+mod web;
 mod xet;
 
 use clap::{CommandFactory, FromArgMatches};

@@ -50,6 +50,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         commit_locks: Arc::new(CommitLocks::default()),
         git: Arc::new(git),
         index_locks: Arc::new(CommitLocks::default()),
+        facet_cache: Arc::new(crate::web::facets::FacetCache::default()),
     };
     sweep_trash(&state);
     crate::repos::index::spawn_jobs(state.clone());

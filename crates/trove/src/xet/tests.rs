@@ -67,6 +67,7 @@ async fn fixture() -> Fixture {
         commit_locks: Arc::new(CommitLocks::default()),
         git: Arc::new(git),
         index_locks: Arc::new(CommitLocks::default()),
+        facet_cache: Arc::new(crate::web::facets::FacetCache::default()),
     };
     let app = crate::router::build(state.clone());
     Fixture {
