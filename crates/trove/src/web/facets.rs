@@ -75,10 +75,13 @@ pub struct FacetValues {
     pub values: Vec<(String, i64)>,
 }
 
-/// Facet values per repo type, each with the time it was computed.
+/// The facets of one repo type with their values, and when they were computed.
+type Computed = (Instant, Arc<Vec<FacetValues>>);
+
+/// Facet values per repo type.
 #[derive(Default)]
 pub struct FacetCache {
-    entries: Mutex<HashMap<RepoType, (Instant, Arc<Vec<FacetValues>>)>>,
+    entries: Mutex<HashMap<RepoType, Computed>>,
 }
 
 impl FacetCache {
