@@ -65,9 +65,11 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(&cli.data_dir, args).await,
-            Command::User(cmd) => admin::run_user(&admin::open_db(&cli.data_dir).await?, cmd).await,
+            Command::User(cmd) => {
+                admin::run_user(&admin::open_existing_db(&cli.data_dir).await?, cmd).await
+            }
             Command::Token(cmd) => {
-                admin::run_token(&admin::open_db(&cli.data_dir).await?, cmd).await
+                admin::run_token(&admin::open_existing_db(&cli.data_dir).await?, cmd).await
             }
             Command::Hook(_) => unreachable!("hooks are dispatched above"),
             Command::BenchSeedSearch { repos, seed } => seed::run(&cli.data_dir, repos, seed).await,
