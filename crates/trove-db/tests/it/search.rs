@@ -107,7 +107,7 @@ async fn every_repo_is_listed_from_creation_and_filtered_by_its_facets() -> Test
         names(&db, &public).await,
         ["bob/gpt", "alice/roberta", "alice/bert-base"]
     );
-    let mine = query(Visibility::PublicAndNamespace("ALICE".into()));
+    let mine = query(Visibility::public_and_namespace("ALICE"));
     assert_eq!(
         names(&db, &mine).await.len(),
         4,
@@ -244,7 +244,7 @@ async fn likes_count_once_and_respect_visibility() -> TestResult {
     let seen_by_bob = db
         .liked_repos(
             alice.id,
-            &Visibility::PublicAndNamespace("bob".into()),
+            &Visibility::public_and_namespace("bob"),
             None,
             10,
         )
@@ -253,7 +253,7 @@ async fn likes_count_once_and_respect_visibility() -> TestResult {
     let seen_by_alice = db
         .liked_repos(
             alice.id,
-            &Visibility::PublicAndNamespace("alice".into()),
+            &Visibility::public_and_namespace("alice"),
             None,
             10,
         )
