@@ -42,6 +42,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     }
     let url = config.public_url().to_owned();
     let git = crate::git_http::GitRuntime::prepare(&config)?;
+    let auth_config = config.auth.clone();
     let state = AppState {
         config: Arc::new(config),
         db,
@@ -50,6 +51,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         commit_locks: Arc::new(CommitLocks::default()),
         git: Arc::new(git),
         index_locks: Arc::new(CommitLocks::default()),
+        auth: Arc::new(crate::auth::AuthRuntime::new(&auth_config)),
     };
     sweep_trash(&state);
     crate::repos::index::spawn_jobs(state.clone());
@@ -87,7 +89,11 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         }
     });
     let server =
-        axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown_signal());
+        axum::serve(
+        listener,
+        // The peer address keys the failed-authentication limiter.
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    ).with_graceful_shutdown(shutdown_signal());
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
         result = &mut server => result.context("serving")?,

@@ -49,6 +49,7 @@ async fn fixture() -> Fixture {
     }
     let git = crate::git_http::GitRuntime::prepare_with_hook(&config, "/nonexistent".into())
         .expect("git runtime");
+    let config_auth = config.auth.clone();
     let state = AppState {
         config: Arc::new(config),
         db,
@@ -57,6 +58,7 @@ async fn fixture() -> Fixture {
         commit_locks: Arc::new(CommitLocks::default()),
         git: Arc::new(git),
         index_locks: Arc::new(CommitLocks::default()),
+        auth: Arc::new(crate::auth::AuthRuntime::new(&config_auth)),
     };
     let app = crate::router::build(state.clone());
     Fixture {

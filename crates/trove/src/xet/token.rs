@@ -142,8 +142,9 @@ async fn token_endpoint(
 ) -> ApiResult<Response> {
     let repo_type = repo_type_from_plural(&t)?;
     let repo = find_readable(&state, &caller, repo_type, &ns, &name).await?;
-    if scope == Scope::Write {
-        repo.require_write(&caller)?;
+    match scope {
+        Scope::Write => repo.require_write(&caller)?,
+        Scope::Read => repo.require_content(&caller)?,
     }
     // A PR that does not exist yet is named by the literal revision "None"; any other
     // revision must resolve, as on the Hub.
