@@ -1,9 +1,9 @@
 //! Access requests to gated repositories: one per user and repository, pending, accepted or
 //! rejected.
 
+use crate::Db;
 use crate::error::{DbError, Result, constraint_error};
 use crate::users::{USER_COLUMN_COUNT, USER_COLUMNS, User};
-use crate::Db;
 use sqlx::Row;
 
 /// Where a request stands.

@@ -19,10 +19,10 @@ mod tokens;
 mod users;
 mod xet;
 
-pub use error::{DbError, Result};
-pub use locks::{LfsLock, LockOutcome, LockQuery};
 pub use audit::{AuditEvent, NewAuditEvent};
+pub use error::{DbError, Result};
 pub use gating::{AccessRequest, RequestStatus};
+pub use locks::{LfsLock, LockOutcome, LockQuery};
 pub use orgs::{Membership, Org, OrgRole};
 pub use repos::{Gating, Repo};
 pub use search::{

@@ -5,8 +5,8 @@ use crate::Db;
 use crate::error::{Result, constraint_error};
 use crate::repos::{REPO_COLUMN_COUNT, REPO_COLUMNS_R, Repo};
 use crate::search::{Cursor, Page, Visibility, push_visibility};
-use sqlx::{QueryBuilder, Sqlite};
 use crate::users::{USER_COLUMNS, User};
+use sqlx::{QueryBuilder, Sqlite};
 
 impl Db {
     /// Records that `user_id` likes `repo_id`; `false` if they already did.
@@ -101,7 +101,10 @@ impl Db {
             .iter()
             .map(|row| {
                 use sqlx::Row;
-                Ok((Repo::from_row_at(row, 0)?, row.try_get::<i64, _>(REPO_COLUMN_COUNT)?))
+                Ok((
+                    Repo::from_row_at(row, 0)?,
+                    row.try_get::<i64, _>(REPO_COLUMN_COUNT)?,
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
         let next = page_end(&mut items, limit, |(r, t)| Cursor {

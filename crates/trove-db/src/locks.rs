@@ -112,7 +112,11 @@ impl Db {
     }
 
     /// The repository's locks matching `query`, by increasing id, at most `query.limit`.
-    pub async fn list_lfs_locks(&self, repo_id: i64, query: &LockQuery<'_>) -> Result<Vec<LfsLock>> {
+    pub async fn list_lfs_locks(
+        &self,
+        repo_id: i64,
+        query: &LockQuery<'_>,
+    ) -> Result<Vec<LfsLock>> {
         let sql = format!(
             "{LOCK_SELECT} WHERE lfs_locks.repo_id = ? \
              AND (? IS NULL OR lfs_locks.path = ?) \

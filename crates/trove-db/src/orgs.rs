@@ -161,12 +161,14 @@ impl Db {
             "SELECT {USER_COLUMNS}, m.role FROM org_members m JOIN users ON users.id = m.user_id \
              WHERE m.org_id = ? ORDER BY users.name"
         );
-        let rows = sqlx::query(&sql)
-            .bind(org_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&sql).bind(org_id).fetch_all(&self.pool).await?;
         rows.iter()
-            .map(|row| Ok((User::from_row(row, 0)?, role_at(row, crate::users::USER_COLUMN_COUNT)?)))
+            .map(|row| {
+                Ok((
+                    User::from_row(row, 0)?,
+                    role_at(row, crate::users::USER_COLUMN_COUNT)?,
+                ))
+            })
             .collect()
     }
 

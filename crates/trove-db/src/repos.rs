@@ -227,12 +227,14 @@ impl Db {
             .await
             .map_err(constraint_error("repo", "repo"))?;
         // The new name is a live repository now: a redirect there would be shadowed anyway.
-        sqlx::query("DELETE FROM repo_redirects WHERE repo_type = ? AND namespace = ? AND name = ?")
-            .bind(old.repo_type.as_str())
-            .bind(to.namespace.as_str())
-            .bind(to.name.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM repo_redirects WHERE repo_type = ? AND namespace = ? AND name = ?",
+        )
+        .bind(old.repo_type.as_str())
+        .bind(to.namespace.as_str())
+        .bind(to.name.as_str())
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO repo_redirects (repo_type, namespace, name, repo_id, created_at) \
              VALUES (?, ?, ?, ?, ?) ON CONFLICT (repo_type, namespace, name) \

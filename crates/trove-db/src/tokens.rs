@@ -84,8 +84,14 @@ pub struct TokenScope {
 /// A scope to store: a repository by id or a namespace by name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NewScope {
-    Repo { repo_id: i64, permissions: Vec<String> },
-    Namespace { namespace: String, permissions: Vec<String> },
+    Repo {
+        repo_id: i64,
+        permissions: Vec<String>,
+    },
+    Namespace {
+        namespace: String,
+        permissions: Vec<String>,
+    },
 }
 
 const TOKEN_COLUMNS: &str = "tokens.id, tokens.user_id, tokens.name, tokens.role, \
@@ -242,7 +248,10 @@ impl Db {
             .bind(user_id)
             .fetch_all(&self.pool)
             .await?;
-        let mut tokens = rows.iter().map(Token::from_row).collect::<Result<Vec<_>>>()?;
+        let mut tokens = rows
+            .iter()
+            .map(Token::from_row)
+            .collect::<Result<Vec<_>>>()?;
         for token in &mut tokens {
             token.scopes = self.token_scopes(token.id).await?;
         }

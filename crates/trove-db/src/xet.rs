@@ -62,7 +62,12 @@ fn file_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<XetFile> {
 impl Db {
     /// Records a validated, durably stored xorb. Returns whether this call inserted it
     /// (false: it was already recorded, which is not an error).
-    pub async fn record_xorb(&self, hash: &[u8; 32], xorb: &XorbRecord, now_ms: i64) -> Result<bool> {
+    pub async fn record_xorb(
+        &self,
+        hash: &[u8; 32],
+        xorb: &XorbRecord,
+        now_ms: i64,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "INSERT INTO xet_xorbs (hash, stored_bytes, raw_bytes, num_chunks, chunk_index, created_at) \
              VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
@@ -80,10 +85,11 @@ impl Db {
 
     /// The stored size of a recorded xorb, if any.
     pub async fn xorb_stored_bytes(&self, hash: &[u8; 32]) -> Result<Option<u64>> {
-        let n: Option<i64> = sqlx::query_scalar("SELECT stored_bytes FROM xet_xorbs WHERE hash = ?")
-            .bind(hash.as_slice())
-            .fetch_optional(&self.pool)
-            .await?;
+        let n: Option<i64> =
+            sqlx::query_scalar("SELECT stored_bytes FROM xet_xorbs WHERE hash = ?")
+                .bind(hash.as_slice())
+                .fetch_optional(&self.pool)
+                .await?;
         n.map(|n| from_sql("xorb stored bytes", n)).transpose()
     }
 
@@ -99,7 +105,10 @@ impl Db {
             }
             q.push(")");
             for row in q.build().fetch_all(&self.pool).await? {
-                out.insert(hash_from_sql(row.try_get("hash")?)?, row.try_get("chunk_index")?);
+                out.insert(
+                    hash_from_sql(row.try_get("hash")?)?,
+                    row.try_get("chunk_index")?,
+                );
             }
         }
         Ok(out)
@@ -137,17 +146,21 @@ impl Db {
         .bind(now_ms)
         .execute(&mut *tx)
         .await
-        .map_err(crate::error::constraint_error("repo_lfs_object", "repository"))?;
+        .map_err(crate::error::constraint_error(
+            "repo_lfs_object",
+            "repository",
+        ))?;
         tx.commit().await?;
         Ok(())
     }
 
     /// A verified Xet file by its Xet hash.
     pub async fn xet_file(&self, file_hash: &[u8; 32]) -> Result<Option<XetFile>> {
-        let row = sqlx::query("SELECT file_hash, size, sha256, terms FROM xet_files WHERE file_hash = ?")
-            .bind(file_hash.as_slice())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT file_hash, size, sha256, terms FROM xet_files WHERE file_hash = ?")
+                .bind(file_hash.as_slice())
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(file_from_row).transpose()
     }
 
@@ -180,12 +193,14 @@ impl Db {
 
     /// For each of `oids` held by a verified Xet file, that file's hash (the oldest, when
     /// several exist). Oids without one are missing from the map.
-    pub async fn xet_hashes_by_sha256(&self, oids: &[Sha256Hex]) -> Result<HashMap<Sha256Hex, [u8; 32]>> {
+    pub async fn xet_hashes_by_sha256(
+        &self,
+        oids: &[Sha256Hex],
+    ) -> Result<HashMap<Sha256Hex, [u8; 32]>> {
         let mut out = HashMap::with_capacity(oids.len());
         for batch in oids.chunks(HASHES_PER_QUERY) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "SELECT sha256, file_hash FROM xet_files WHERE sha256 IN (",
-            );
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT sha256, file_hash FROM xet_files WHERE sha256 IN (");
             let mut sep = q.separated(", ");
             for oid in batch {
                 sep.push_bind(oid.as_str());
@@ -214,14 +229,25 @@ mod tests {
     }
 
     async fn repo(db: &Db, owner: i64, name: &str, private: bool) -> i64 {
-        let id = RepoId::new(RepoName::parse("alice").expect("ns"), RepoName::parse(name).expect("name"));
-        db.create_repo(RepoType::Model, &id, private, owner, 1).await.expect("repo").id
+        let id = RepoId::new(
+            RepoName::parse("alice").expect("ns"),
+            RepoName::parse(name).expect("name"),
+        );
+        db.create_repo(RepoType::Model, &id, private, owner, 1)
+            .await
+            .expect("repo")
+            .id
     }
 
     #[tokio::test]
     async fn xorbs_are_recorded_once_and_found_in_batches() {
         let db = Db::open_in_memory().await.expect("db");
-        let rec = XorbRecord { stored_bytes: 10, raw_bytes: 20, num_chunks: 1, chunk_index: vec![1; 40] };
+        let rec = XorbRecord {
+            stored_bytes: 10,
+            raw_bytes: 20,
+            num_chunks: 1,
+            chunk_index: vec![1; 40],
+        };
         assert!(db.record_xorb(&[1; 32], &rec, 1).await.expect("insert"));
         assert!(!db.record_xorb(&[1; 32], &rec, 2).await.expect("again"));
         assert_eq!(db.xorb_stored_bytes(&[1; 32]).await.expect("q"), Some(10));
@@ -240,7 +266,12 @@ mod tests {
             .expect("user");
         let a = repo(&db, alice.id, "a", false).await;
         let b = repo(&db, alice.id, "b", true).await;
-        let file = XetFile { file_hash: [7; 32], size: 5, sha256: sha('a'), terms: vec![0; 44] };
+        let file = XetFile {
+            file_hash: [7; 32],
+            size: 5,
+            sha256: sha('a'),
+            terms: vec![0; 44],
+        };
         db.record_xet_file(a, &file, 1).await.expect("record");
         db.record_xet_file(a, &file, 2).await.expect("idempotent");
         assert_eq!(db.repo_object_size(a, &sha('a')).await.expect("q"), Some(5));
@@ -248,8 +279,14 @@ mod tests {
         assert!(db.repo_may_read_xet_file(a, &[7; 32]).await.expect("q"));
         assert!(!db.repo_may_read_xet_file(b, &[7; 32]).await.expect("q"));
         assert_eq!(db.xet_file(&[7; 32]).await.expect("q"), Some(file.clone()));
-        assert_eq!(db.xet_file_by_sha256(&sha('a')).await.expect("q"), Some(file));
-        let hashes = db.xet_hashes_by_sha256(&[sha('a'), sha('b')]).await.expect("q");
+        assert_eq!(
+            db.xet_file_by_sha256(&sha('a')).await.expect("q"),
+            Some(file)
+        );
+        let hashes = db
+            .xet_hashes_by_sha256(&[sha('a'), sha('b')])
+            .await
+            .expect("q");
         assert_eq!(hashes.len(), 1);
         assert_eq!(hashes[&sha('a')], [7; 32]);
     }

@@ -75,9 +75,8 @@ impl PushView {
     /// Opens the repository for a push that brought no objects (deletions only): git makes
     /// no quarantine then.
     pub fn open_without_quarantine(git_dir: &Path) -> Result<PushView> {
-        let open = || {
-            git2::Repository::open_bare(git_dir).map_err(GitError::git("opening repository"))
-        };
+        let open =
+            || git2::Repository::open_bare(git_dir).map_err(GitError::git("opening repository"));
         Ok(PushView {
             combined: open()?,
             existing: open()?,
@@ -160,7 +159,11 @@ impl PushView {
 
     /// Whether `oid` names a commit (branches may point at nothing else).
     pub fn is_commit(&self, oid: &GitOid) -> Result<bool> {
-        match self.combined.odb().and_then(|o| o.read_header(to_git2(oid))) {
+        match self
+            .combined
+            .odb()
+            .and_then(|o| o.read_header(to_git2(oid)))
+        {
             Ok((_, kind)) => Ok(kind == git2::ObjectType::Commit),
             Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(false),
             Err(e) => Err(GitError::Git {
@@ -187,7 +190,8 @@ impl PushView {
             .map_err(GitError::git("walking history"))?;
         for tip in tips {
             if let Ok(Some(commit)) = self.peel_commit(to_git2(tip)) {
-                walk.push(commit).map_err(GitError::git("walking history"))?;
+                walk.push(commit)
+                    .map_err(GitError::git("walking history"))?;
             }
         }
         for seen in known {

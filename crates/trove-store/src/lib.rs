@@ -38,6 +38,6 @@ pub use durable::PutOutcome;
 pub use error::StoreError;
 pub use local::LocalStore;
 pub use read::{READ_CHUNK, read_chunks};
-pub use xorbs::StagedXorb;
 pub use stream::WRITE_BATCH;
 pub use trove_types::Sha256Hex;
+pub use xorbs::StagedXorb;

@@ -204,14 +204,14 @@ impl LocalStore {
         let streamed = hash_into_file(file, &data_path, offset, body, len)
             .await
             .map_err(|e| match e {
-            StreamError::TooLong { received } => StoreError::PartSizeMismatch {
-                part,
-                expected: len,
-                actual: received,
-            },
-            StreamError::Body(e) => StoreError::Body(e),
-            StreamError::Write(e) => io_at(&data_path)(e),
-        })?;
+                StreamError::TooLong { received } => StoreError::PartSizeMismatch {
+                    part,
+                    expected: len,
+                    actual: received,
+                },
+                StreamError::Body(e) => StoreError::Body(e),
+                StreamError::Write(e) => io_at(&data_path)(e),
+            })?;
         if streamed.len != len {
             return Err(StoreError::PartSizeMismatch {
                 part,

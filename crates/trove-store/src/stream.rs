@@ -280,7 +280,8 @@ impl Sink {
         self.flush_blocks()?;
         let rest = self.buf.len;
         if rest > 0 {
-            self.file.write_all_at(&self.buf.filled()[..rest], self.offset)?;
+            self.file
+                .write_all_at(&self.buf.filled()[..rest], self.offset)?;
             self.offset += rest as u64;
             self.buf.consume(rest);
         }
@@ -387,7 +388,10 @@ mod tests {
                 let file = write_through_sink(direct, offset, &data, chunk);
                 assert_eq!(file.len(), offset as usize + len, "{direct} {offset} {len}");
                 assert!(file[..offset as usize].iter().all(|b| *b == 0));
-                assert!(file[offset as usize..] == data[..], "{direct} {offset} {len}");
+                assert!(
+                    file[offset as usize..] == data[..],
+                    "{direct} {offset} {len}"
+                );
             }
         }
     }

@@ -125,19 +125,32 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    fn body(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + Unpin {
-        futures_util::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>())
+    fn body(
+        parts: &[&'static [u8]],
+    ) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + Unpin {
+        futures_util::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
     }
 
     #[tokio::test]
     async fn staged_xorb_is_published_truncated_and_readable() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalStore::open(dir.path().to_owned()).await.expect("open");
-        let staged = store.stage_xorb(body(&[b"chunks", b"FOOTER"]), 100).await.expect("stage");
+        let staged = store
+            .stage_xorb(body(&[b"chunks", b"FOOTER"]), 100)
+            .await
+            .expect("stage");
         assert_eq!(staged.len(), 12);
         let tmp = staged.path().to_owned();
         let hex = "ab".repeat(32);
-        assert_eq!(store.publish_xorb(staged, &hex, 6).await.expect("publish"), PutOutcome::Stored);
+        assert_eq!(
+            store.publish_xorb(staged, &hex, 6).await.expect("publish"),
+            PutOutcome::Stored
+        );
         assert!(!tmp.exists(), "temp file moved away");
         assert!(store.has_xorb(&hex).await.expect("has"));
         let mut f = store.open_xorb_at(&hex, 2).expect("open").expect("present");
@@ -145,17 +158,31 @@ mod tests {
         f.read_to_string(&mut s).expect("read");
         assert_eq!(s, "unks");
 
-        let again = store.stage_xorb(body(&[b"chunks"]), 100).await.expect("stage");
-        assert_eq!(store.publish_xorb(again, &hex, 6).await.expect("publish"), PutOutcome::AlreadyPresent);
+        let again = store
+            .stage_xorb(body(&[b"chunks"]), 100)
+            .await
+            .expect("stage");
+        assert_eq!(
+            store.publish_xorb(again, &hex, 6).await.expect("publish"),
+            PutOutcome::AlreadyPresent
+        );
     }
 
     #[tokio::test]
     async fn oversize_body_is_refused_and_leaves_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalStore::open(dir.path().to_owned()).await.expect("open");
-        let err = store.stage_xorb(body(&[b"0123456789", b"x"]), 10).await.expect_err("too large");
+        let err = store
+            .stage_xorb(body(&[b"0123456789", b"x"]), 10)
+            .await
+            .expect_err("too large");
         assert!(matches!(err, StoreError::TooLarge { limit: 10 }));
         assert_eq!(fs::read_dir(store.tmp_dir()).expect("tmp").count(), 0);
-        assert!(store.open_xorb_at(&"cd".repeat(32), 0).expect("open").is_none());
+        assert!(
+            store
+                .open_xorb_at(&"cd".repeat(32), 0)
+                .expect("open")
+                .is_none()
+        );
     }
 }

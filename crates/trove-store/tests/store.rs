@@ -336,7 +336,10 @@ async fn read_chunks_streams_a_range_in_bounded_chunks() {
     let data = pattern(READ_CHUNK * 3 + 1234, 9);
     let oid = oid_of(&data);
     let size = data.len() as u64;
-    store.put(&oid, size, body(&data, 65_536)).await.expect("put");
+    store
+        .put(&oid, size, body(&data, 65_536))
+        .await
+        .expect("put");
 
     for (start, end) in [(0, size), (100, size - 7), (5, 5), (size - 1, size)] {
         let (file, len) = store
@@ -348,7 +351,11 @@ async fn read_chunks_streams_a_range_in_bounded_chunks() {
             .map(|c| c.expect("chunk"))
             .collect()
             .await;
-        assert!(chunks.iter().all(|c| !c.is_empty() && c.len() <= READ_CHUNK));
+        assert!(
+            chunks
+                .iter()
+                .all(|c| !c.is_empty() && c.len() <= READ_CHUNK)
+        );
         assert_eq!(chunks.concat(), &data[start as usize..end as usize]);
     }
 }

@@ -24,7 +24,9 @@ pub fn decode_term<R: Read, W: Write>(
             break;
         }
         if read_chunk(&mut reader, chunk as usize, &mut buf)?.is_none() {
-            return Err(XorbError::Truncated { chunk: chunk as usize });
+            return Err(XorbError::Truncated {
+                chunk: chunk as usize,
+            });
         }
         produced += buf.len() as u64;
         let len = buf.len() as u64;
@@ -41,7 +43,10 @@ pub fn decode_term<R: Read, W: Write>(
     if written < take && produced != term.unpacked_len {
         return Err(XorbError::MalformedChunk {
             chunk: term.chunk_end as usize,
-            reason: format!("term decodes to {produced} bytes, expected {}", term.unpacked_len),
+            reason: format!(
+                "term decodes to {produced} bytes, expected {}",
+                term.unpacked_len
+            ),
         });
     }
     Ok(written)

@@ -70,18 +70,24 @@ pub fn chunk_hash(data: &[u8]) -> XetHash {
 
 /// The xorb hash: the aggregated Merkle root over (chunk hash, chunk size).
 pub fn xorb_hash(chunks: &[(XetHash, u64)]) -> XetHash {
-    XetHash(xet_core_structures::merklehash::xorb_hash(&to_merkle(chunks)))
+    XetHash(xet_core_structures::merklehash::xorb_hash(&to_merkle(
+        chunks,
+    )))
 }
 
 /// The file hash: the zero-keyed hash of the Merkle root over all of a file's chunks.
 pub fn file_hash(chunks: &[(XetHash, u64)]) -> XetHash {
-    XetHash(xet_core_structures::merklehash::file_hash(&to_merkle(chunks)))
+    XetHash(xet_core_structures::merklehash::file_hash(&to_merkle(
+        chunks,
+    )))
 }
 
 /// The verification hash of a term: proves the uploader knew the chunk hashes it references.
 pub fn range_hash(chunk_hashes: &[XetHash]) -> XetHash {
     let hashes: Vec<MerkleHash> = chunk_hashes.iter().map(|h| h.0).collect();
-    XetHash(xet_core_structures::metadata_shard::chunk_verification::range_hash_from_chunks(&hashes))
+    XetHash(
+        xet_core_structures::metadata_shard::chunk_verification::range_hash_from_chunks(&hashes),
+    )
 }
 
 fn to_merkle(chunks: &[(XetHash, u64)]) -> Vec<(MerkleHash, u64)> {
@@ -117,5 +123,4 @@ mod tests {
         // A file hash is keyed differently from the xorb hash of the same chunks.
         assert_ne!(file_hash(&[(c, 5)]), c);
     }
-
 }

@@ -67,7 +67,9 @@ pub fn plan(
     let size = file_size(terms);
     let (start, end) = match range {
         None => (0, size),
-        Some((s, _)) if s >= size && size > 0 => return Err(PlanError::RangeNotSatisfiable { start: s, size }),
+        Some((s, _)) if s >= size && size > 0 => {
+            return Err(PlanError::RangeNotSatisfiable { start: s, size });
+        }
         Some((s, e)) => (s.min(size), e.min(size)),
     };
     let mut out = Plan {
@@ -85,7 +87,9 @@ pub fn plan(
         if pos >= end {
             break;
         }
-        let index = xorbs.get(&term.xorb).ok_or(PlanError::MissingXorb(term.xorb))?;
+        let index = xorbs
+            .get(&term.xorb)
+            .ok_or(PlanError::MissingXorb(term.xorb))?;
         if term.chunk_end > index.num_chunks() || term.chunk_start >= term.chunk_end {
             return Err(PlanError::Corrupt);
         }
@@ -124,7 +128,10 @@ pub fn plan(
 pub fn fetches(plan: &Plan, xorbs: &HashMap<XetHash, XorbIndex>) -> BTreeMap<XetHash, Vec<Fetch>> {
     let mut ranges: BTreeMap<XetHash, Vec<(u32, u32)>> = BTreeMap::new();
     for t in &plan.terms {
-        ranges.entry(t.xorb).or_default().push((t.chunk_start, t.chunk_end));
+        ranges
+            .entry(t.xorb)
+            .or_default()
+            .push((t.chunk_start, t.chunk_end));
     }
     ranges
         .into_iter()
@@ -183,9 +190,24 @@ mod tests {
         let (a, ia) = index(&[100, 100, 100, 100], 1);
         let (b, ib) = index(&[50, 50], 2);
         let terms = vec![
-            Term { xorb: a, chunk_start: 0, chunk_end: 4, unpacked_len: 400 },
-            Term { xorb: b, chunk_start: 0, chunk_end: 2, unpacked_len: 100 },
-            Term { xorb: a, chunk_start: 1, chunk_end: 2, unpacked_len: 100 },
+            Term {
+                xorb: a,
+                chunk_start: 0,
+                chunk_end: 4,
+                unpacked_len: 400,
+            },
+            Term {
+                xorb: b,
+                chunk_start: 0,
+                chunk_end: 2,
+                unpacked_len: 100,
+            },
+            Term {
+                xorb: a,
+                chunk_start: 1,
+                chunk_end: 2,
+                unpacked_len: 100,
+            },
         ];
         (terms, HashMap::from([(a, ia), (b, ib)]))
     }
@@ -240,6 +262,9 @@ mod tests {
     fn missing_xorb_is_reported() {
         let (terms, mut xorbs) = setup();
         xorbs.remove(&terms[1].xorb);
-        assert_eq!(plan(&terms, &xorbs, None), Err(PlanError::MissingXorb(terms[1].xorb)));
+        assert_eq!(
+            plan(&terms, &xorbs, None),
+            Err(PlanError::MissingXorb(terms[1].xorb))
+        );
     }
 }

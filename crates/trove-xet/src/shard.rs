@@ -69,7 +69,8 @@ pub fn parse(body: &[u8]) -> Result<Vec<ShardFile>, ShardError> {
         return Err(ShardError::TooLarge);
     }
     let mut reader = Cursor::new(body);
-    MDBShardFileHeader::deserialize(&mut reader).map_err(|e| ShardError::Malformed(e.to_string()))?;
+    MDBShardFileHeader::deserialize(&mut reader)
+        .map_err(|e| ShardError::Malformed(e.to_string()))?;
     let mut files = Vec::new();
     process_shard_file_info_section(
         &mut reader,
@@ -86,9 +87,11 @@ pub fn parse(body: &[u8]) -> Result<Vec<ShardFile>, ShardError> {
                     }
                 })
                 .collect();
-            let verification = view
-                .contains_verification()
-                .then(|| (0..n).map(|i| view.verification(i).range_hash.into()).collect());
+            let verification = view.contains_verification().then(|| {
+                (0..n)
+                    .map(|i| view.verification(i).range_hash.into())
+                    .collect()
+            });
             let sha256 = view.metadata_ext().map(|m| swap_words(m.sha256.into()));
             files.push(ShardFile {
                 file_hash: view.file_hash().into(),
@@ -163,7 +166,10 @@ pub fn check_file<'a>(
     }
     let actual = hash::file_hash(&sized);
     if actual != fid {
-        return Err(ShardError::FileHashMismatch { claimed: fid, actual });
+        return Err(ShardError::FileHashMismatch {
+            claimed: fid,
+            actual,
+        });
     }
     Ok(size)
 }
@@ -190,7 +196,11 @@ pub fn decode_terms(bytes: &[u8]) -> Option<Vec<Term>> {
     bytes
         .chunks_exact(TERM_LEN)
         .map(|r| {
-            let u32_at = |o: usize| r.get(o..o + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+            let u32_at = |o: usize| {
+                r.get(o..o + 4)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u32::from_le_bytes)
+            };
             Some(Term {
                 xorb: XetHash::from_slice(&r[..32])?,
                 chunk_start: u32_at(32)?,
@@ -205,7 +215,8 @@ pub fn decode_terms(bytes: &[u8]) -> Option<Vec<Term>> {
 pub mod testing {
     use super::*;
     use xet_core_structures::metadata_shard::file_structs::{
-        FileDataSequenceEntry, FileDataSequenceHeader, FileMetadataExt, FileVerificationEntry, MDBFileInfo,
+        FileDataSequenceEntry, FileDataSequenceHeader, FileMetadataExt, FileVerificationEntry,
+        MDBFileInfo,
     };
     use xet_core_structures::metadata_shard::shard_in_memory::MDBInMemoryShard;
 
@@ -235,9 +246,11 @@ pub mod testing {
                 ),
                 segments,
                 verification,
-                metadata_ext: f
-                    .sha256
-                    .map(|s| FileMetadataExt::new(xet_core_structures::merklehash::MerkleHash::from(swap_words(s)))),
+                metadata_ext: f.sha256.map(|s| {
+                    FileMetadataExt::new(xet_core_structures::merklehash::MerkleHash::from(
+                        swap_words(s),
+                    ))
+                }),
             };
             // Adding to an in-memory shard only fails on inconsistent records, which the
             // helper's callers do not build.
@@ -268,7 +281,12 @@ mod tests {
         let sized: Vec<(XetHash, u64)> = hashes.iter().map(|h| (*h, 5000)).collect();
         let file = ShardFile {
             file_hash: hash::file_hash(&sized),
-            terms: vec![Term { xorb, chunk_start: 0, chunk_end: 3, unpacked_len: 15_000 }],
+            terms: vec![Term {
+                xorb,
+                chunk_start: 0,
+                chunk_end: 3,
+                unpacked_len: 15_000,
+            }],
             verification: Some(vec![hash::range_hash(&hashes)]),
             sha256: Some([9u8; 32]),
         };
@@ -285,7 +303,10 @@ mod tests {
     #[test]
     fn a_correct_file_checks_out_with_its_size() {
         let f = fixture();
-        assert_eq!(check_file(&f.file, |h| (*h == f.xorb).then_some(&f.index)), Ok(15_000));
+        assert_eq!(
+            check_file(&f.file, |h| (*h == f.xorb).then_some(&f.index)),
+            Ok(15_000)
+        );
     }
 
     #[test]
@@ -295,36 +316,60 @@ mod tests {
 
         let mut missing = f.file.clone();
         missing.terms[0].xorb = hash::chunk_hash(b"nope");
-        assert!(matches!(check_file(&missing, lookup), Err(ShardError::XorbMissing { .. })));
+        assert!(matches!(
+            check_file(&missing, lookup),
+            Err(ShardError::XorbMissing { .. })
+        ));
 
         let mut oob = f.file.clone();
         oob.terms[0].chunk_end = 4;
-        assert!(matches!(check_file(&oob, lookup), Err(ShardError::RangeOutOfBounds { .. })));
+        assert!(matches!(
+            check_file(&oob, lookup),
+            Err(ShardError::RangeOutOfBounds { .. })
+        ));
 
         let mut empty_range = f.file.clone();
         empty_range.terms[0].chunk_start = 3;
-        assert!(matches!(check_file(&empty_range, lookup), Err(ShardError::RangeOutOfBounds { .. })));
+        assert!(matches!(
+            check_file(&empty_range, lookup),
+            Err(ShardError::RangeOutOfBounds { .. })
+        ));
 
         let mut size = f.file.clone();
         size.terms[0].unpacked_len = 14_999;
-        assert!(matches!(check_file(&size, lookup), Err(ShardError::UnpackedMismatch { .. })));
+        assert!(matches!(
+            check_file(&size, lookup),
+            Err(ShardError::UnpackedMismatch { .. })
+        ));
 
         let mut verif = f.file.clone();
         verif.verification = Some(vec![hash::chunk_hash(b"forged")]);
-        assert!(matches!(check_file(&verif, lookup), Err(ShardError::VerificationMismatch { .. })));
+        assert!(matches!(
+            check_file(&verif, lookup),
+            Err(ShardError::VerificationMismatch { .. })
+        ));
 
         let mut none = f.file.clone();
         none.verification = None;
-        assert!(matches!(check_file(&none, lookup), Err(ShardError::NoVerification { .. })));
+        assert!(matches!(
+            check_file(&none, lookup),
+            Err(ShardError::NoVerification { .. })
+        ));
 
         let mut fh = f.file.clone();
         fh.file_hash = hash::chunk_hash(b"another file");
-        assert!(matches!(check_file(&fh, lookup), Err(ShardError::FileHashMismatch { .. })));
+        assert!(matches!(
+            check_file(&fh, lookup),
+            Err(ShardError::FileHashMismatch { .. })
+        ));
     }
 
     #[test]
     fn garbage_and_lying_shards_are_malformed() {
-        assert!(matches!(parse(b"not a shard"), Err(ShardError::Malformed(_))));
+        assert!(matches!(
+            parse(b"not a shard"),
+            Err(ShardError::Malformed(_))
+        ));
         let f = fixture();
         let mut bytes = build_shard(std::slice::from_ref(&f.file));
         // The first file header's entry count (after the 48-byte shard header, the 32-byte
@@ -333,7 +378,10 @@ mod tests {
         assert!(matches!(parse(&bytes), Err(ShardError::Malformed(_))));
         // Truncated in the middle of the file section.
         let bytes = build_shard(std::slice::from_ref(&f.file));
-        assert!(matches!(parse(&bytes[..100]), Err(ShardError::Malformed(_))));
+        assert!(matches!(
+            parse(&bytes[..100]),
+            Err(ShardError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -341,7 +389,10 @@ mod tests {
         // hf_xet stores MerkleHash::from_hex(sha256 hex): its hex() is the digest's hex.
         let digest: [u8; 32] = std::array::from_fn(|i| i as u8);
         let as_client_stores = xet_core_structures::merklehash::MerkleHash::from_hex(
-            &digest.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            &digest
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
         )
         .expect("hex");
         assert_eq!(swap_words(as_client_stores.into()), digest);
@@ -350,7 +401,10 @@ mod tests {
     #[test]
     fn terms_round_trip_through_their_encoding() {
         let f = fixture();
-        assert_eq!(decode_terms(&encode_terms(&f.file.terms)), Some(f.file.terms.clone()));
+        assert_eq!(
+            decode_terms(&encode_terms(&f.file.terms)),
+            Some(f.file.terms.clone())
+        );
         assert_eq!(decode_terms(&[0u8; 43]), None);
     }
 }

@@ -7,7 +7,9 @@
 
 use crate::hash::{self, XetHash};
 use std::io::{self, Read, Write};
-use xet_core_structures::xorb_object::{CompressionScheme, XORB_CHUNK_HEADER_LENGTH, XorbChunkHeader, parse_chunk_header};
+use xet_core_structures::xorb_object::{
+    CompressionScheme, XORB_CHUNK_HEADER_LENGTH, XorbChunkHeader, parse_chunk_header,
+};
 
 /// Largest xorb body we accept: 64 MiB of chunk records plus room for a footer.
 pub const MAX_XORB_UPLOAD_BYTES: u64 = 64 * 1024 * 1024 + 2 * 1024 * 1024;
@@ -15,7 +17,8 @@ pub const MAX_XORB_UPLOAD_BYTES: u64 = 64 * 1024 * 1024 + 2 * 1024 * 1024;
 pub const MAX_XORB_CHUNKS: usize = 8 * 1024;
 /// Largest run of chunk records: clients cap a xorb at 64 MiB of chunk data, stored raw when
 /// compression does not help, and each chunk adds its 8-byte header on top.
-pub const MAX_XORB_CONTENT_BYTES: u64 = 64 * 1024 * 1024 + (MAX_XORB_CHUNKS * XORB_CHUNK_HEADER_LENGTH) as u64;
+pub const MAX_XORB_CONTENT_BYTES: u64 =
+    64 * 1024 * 1024 + (MAX_XORB_CHUNKS * XORB_CHUNK_HEADER_LENGTH) as u64;
 
 const FOOTER_IDENT: &[u8; 7] = b"XETBLOB";
 
@@ -122,8 +125,16 @@ impl XorbIndex {
         let (mut stored, mut raw) = (0u32, 0u32);
         for rec in bytes.chunks_exact(META_LEN) {
             let hash = XetHash::from_slice(&rec[..32]).ok_or(XorbError::CorruptIndex)?;
-            let stored_end = u32::from_le_bytes(rec[32..36].try_into().map_err(|_| XorbError::CorruptIndex)?);
-            let raw_end = u32::from_le_bytes(rec[36..40].try_into().map_err(|_| XorbError::CorruptIndex)?);
+            let stored_end = u32::from_le_bytes(
+                rec[32..36]
+                    .try_into()
+                    .map_err(|_| XorbError::CorruptIndex)?,
+            );
+            let raw_end = u32::from_le_bytes(
+                rec[36..40]
+                    .try_into()
+                    .map_err(|_| XorbError::CorruptIndex)?,
+            );
             if stored_end <= stored || raw_end < raw {
                 return Err(XorbError::CorruptIndex);
             }
@@ -144,7 +155,11 @@ impl XorbIndex {
 /// input or the start of a footer. Allocation is bounded by the header limits the format
 /// enforces (a chunk is at most 128 KiB decompressed, 256 KiB compressed), and
 /// decompression stops as soon as it would exceed the length the header declares.
-pub fn read_chunk<R: Read>(reader: &mut R, chunk: usize, out: &mut Vec<u8>) -> Result<Option<u32>, XorbError> {
+pub fn read_chunk<R: Read>(
+    reader: &mut R,
+    chunk: usize,
+    out: &mut Vec<u8>,
+) -> Result<Option<u32>, XorbError> {
     let mut header_bytes = [0u8; XORB_CHUNK_HEADER_LENGTH];
     match read_full(reader, &mut header_bytes)? {
         0 => return Ok(None),
@@ -159,14 +174,17 @@ pub fn read_chunk<R: Read>(reader: &mut R, chunk: usize, out: &mut Vec<u8>) -> R
     if header_bytes[..FOOTER_IDENT.len()] == FOOTER_IDENT[..] {
         return Ok(None);
     }
-    let header: XorbChunkHeader = parse_chunk_header(header_bytes).map_err(|e| XorbError::MalformedChunk {
-        chunk,
-        reason: e.to_string(),
-    })?;
+    let header: XorbChunkHeader =
+        parse_chunk_header(header_bytes).map_err(|e| XorbError::MalformedChunk {
+            chunk,
+            reason: e.to_string(),
+        })?;
     let malformed = |reason: String| XorbError::MalformedChunk { chunk, reason };
     let compressed_len = header.get_compressed_length() as usize;
     let raw_len = header.get_uncompressed_length() as usize;
-    let scheme = header.get_compression_scheme().map_err(|e| malformed(e.to_string()))?;
+    let scheme = header
+        .get_compression_scheme()
+        .map_err(|e| malformed(e.to_string()))?;
 
     out.clear();
     if scheme == CompressionScheme::None {
@@ -379,7 +397,10 @@ mod tests {
         let (bytes, h) = build_xorb(&chunks(2, 1000));
         for cut in [3, 8, 20, bytes.len() - 1] {
             let err = validate(&bytes[..cut], &h).expect_err("truncated");
-            assert!(matches!(err, XorbError::Truncated { .. }), "cut {cut}: {err}");
+            assert!(
+                matches!(err, XorbError::Truncated { .. }),
+                "cut {cut}: {err}"
+            );
         }
     }
 
@@ -407,10 +428,16 @@ mod tests {
     fn lz4_bomb_stops_at_the_declared_length() {
         // 100 KiB of zeros compresses to a few hundred bytes; declare only 10 bytes.
         let zeros = vec![0u8; 100 * 1024];
-        let body = CompressionScheme::LZ4.compress_from_slice(&zeros).expect("compress").into_owned();
+        let body = CompressionScheme::LZ4
+            .compress_from_slice(&zeros)
+            .expect("compress")
+            .into_owned();
         let mut bytes = Vec::new();
-        write_chunk_header(&mut bytes, &XorbChunkHeader::new(CompressionScheme::LZ4, body.len() as u32, 10))
-            .expect("vec write");
+        write_chunk_header(
+            &mut bytes,
+            &XorbChunkHeader::new(CompressionScheme::LZ4, body.len() as u32, 10),
+        )
+        .expect("vec write");
         bytes.extend_from_slice(&body);
         let err = validate(bytes.as_slice(), &XetHash::default()).expect_err("bomb");
         assert!(matches!(err, XorbError::MalformedChunk { .. }), "{err}");
@@ -419,8 +446,11 @@ mod tests {
     #[test]
     fn oversize_chunk_header_is_refused() {
         let mut bytes = Vec::new();
-        write_chunk_header(&mut bytes, &XorbChunkHeader::new(CompressionScheme::None, 300_000, 300_000))
-            .expect("vec write");
+        write_chunk_header(
+            &mut bytes,
+            &XorbChunkHeader::new(CompressionScheme::None, 300_000, 300_000),
+        )
+        .expect("vec write");
         bytes.extend(std::iter::repeat_n(0u8, 300_000));
         let err = validate(bytes.as_slice(), &XetHash::default()).expect_err("oversize");
         assert!(matches!(err, XorbError::MalformedChunk { .. }), "{err}");

@@ -69,7 +69,15 @@ pub async fn run_user(db: &Db, command: UserCommand) -> anyhow::Result<()> {
             );
             let phc = password::hash_password(password)?;
             db.set_password_hash(user.id, &phc).await?;
-            accounts::audit(db, CLI_ACTOR, "user.password", Some(&user.name), Some(&user.name), None).await;
+            accounts::audit(
+                db,
+                CLI_ACTOR,
+                "user.password",
+                Some(&user.name),
+                Some(&user.name),
+                None,
+            )
+            .await;
             eprintln!("password set for {}", user.name);
             Ok(())
         }
@@ -82,9 +90,25 @@ async fn set_disabled(db: &Db, name: &str, disabled: bool) -> anyhow::Result<()>
     if disabled {
         db.delete_sessions_of(user.id).await?;
     }
-    let action = if disabled { "user.disable" } else { "user.enable" };
-    accounts::audit(db, CLI_ACTOR, action, Some(&user.name), Some(&user.name), None).await;
-    eprintln!("{} {}", if disabled { "disabled" } else { "enabled" }, user.name);
+    let action = if disabled {
+        "user.disable"
+    } else {
+        "user.enable"
+    };
+    accounts::audit(
+        db,
+        CLI_ACTOR,
+        action,
+        Some(&user.name),
+        Some(&user.name),
+        None,
+    )
+    .await;
+    eprintln!(
+        "{} {}",
+        if disabled { "disabled" } else { "enabled" },
+        user.name
+    );
     Ok(())
 }
 
@@ -117,9 +141,20 @@ pub async fn run_org(db: &Db, command: OrgCommand) -> anyhow::Result<()> {
                 .create_org(&name, fullname.as_deref())
                 .await
                 .map_err(|e| taken(e, name.as_str()))?;
-            accounts::audit(db, CLI_ACTOR, "org.create", Some(&org.name), Some(&org.name), None).await;
+            accounts::audit(
+                db,
+                CLI_ACTOR,
+                "org.create",
+                Some(&org.name),
+                Some(&org.name),
+                None,
+            )
+            .await;
             accounts::orgs::set_member(db, CLI_ACTOR, &org, &owner, OrgRole::Admin).await?;
-            eprintln!("created organization {} with admin {}", org.name, owner.name);
+            eprintln!(
+                "created organization {} with admin {}",
+                org.name, owner.name
+            );
             Ok(())
         }
         OrgCommand::List => {

@@ -18,7 +18,9 @@ pub enum ApiError {
     #[error("Repository not found")]
     RepoNotFound { anonymous: bool },
     /// A gated repository whose gate the caller has not passed; 401 anonymous, 403 otherwise.
-    #[error("Access to this repository is restricted: ask for access and be authenticated to download its files")]
+    #[error(
+        "Access to this repository is restricted: ask for access and be authenticated to download its files"
+    )]
     GatedRepo { anonymous: bool },
     /// The repository was moved: 307 to the same URL with its new name (the router's
     /// `moved_repo` layer writes `Location` from the request's path).
@@ -149,7 +151,9 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         match &self {
-            ApiError::Internal(err) => tracing::error!(error = format!("{err:#}"), "internal error"),
+            ApiError::Internal(err) => {
+                tracing::error!(error = format!("{err:#}"), "internal error")
+            }
             // Refusals are the client's doing, but the reason helps whoever runs the server.
             _ => tracing::info!(status = status.as_u16(), message = %message, "request refused"),
         }

@@ -73,9 +73,7 @@ fn main() -> std::process::ExitCode {
                 admin::run_audit(&admin::open_db(&cli.data_dir).await?, org, limit).await
             }
             Command::Hook(_) => unreachable!("hooks are dispatched above"),
-            Command::BenchSeedSearch { repos, seed } => {
-                seed::run(&cli.data_dir, repos, seed).await
-            }
+            Command::BenchSeedSearch { repos, seed } => seed::run(&cli.data_dir, repos, seed).await,
         }
     });
     match result {

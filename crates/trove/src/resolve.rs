@@ -112,11 +112,18 @@ async fn serve(
     }
     // A file whose bytes we hold as a verified Xet file is offered to hf_xet too.
     let xet_file = match &target {
-        Target::Lfs { oid, .. } => state.db.xet_file_by_sha256(oid).await.map_err(ApiError::internal)?,
+        Target::Lfs { oid, .. } => state
+            .db
+            .xet_file_by_sha256(oid)
+            .await
+            .map_err(ApiError::internal)?,
         Target::Regular { .. } => None,
     };
     if let Some(file) = &xet_file {
-        out.insert("x-xet-hash", header_value(&XetHash::from_bytes(file.file_hash).hex())?);
+        out.insert(
+            "x-xet-hash",
+            header_value(&XetHash::from_bytes(file.file_hash).hex())?,
+        );
         let refresh = format!(
             "{}/api/{}/{}/{}/xet-read-token/{commit}",
             state.public_url(),
@@ -124,7 +131,10 @@ async fn serve(
             repo.repo.namespace,
             repo.repo.name
         );
-        out.insert(header::LINK, header_value(&format!("<{refresh}>; rel=\"xet-auth\""))?);
+        out.insert(
+            header::LINK,
+            header_value(&format!("<{refresh}>; rel=\"xet-auth\""))?,
+        );
     }
     if if_none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());

@@ -36,9 +36,18 @@ pub fn build(state: AppState) -> Router {
         .route("/api/repos/move", post(settings::move_repo))
         // huggingface_hub: users and organizations; the web login.
         .route("/api/users/{user}/overview", get(accounts::user_overview))
-        .route("/api/organizations/{org}/overview", get(accounts::org_overview))
-        .route("/api/organizations/{org}/members", get(accounts::org_members))
-        .route("/api/organizations/{org}/audit-log", get(accounts::org_audit_log))
+        .route(
+            "/api/organizations/{org}/overview",
+            get(accounts::org_overview),
+        )
+        .route(
+            "/api/organizations/{org}/members",
+            get(accounts::org_members),
+        )
+        .route(
+            "/api/organizations/{org}/audit-log",
+            get(accounts::org_audit_log),
+        )
         .route("/api/login", post(accounts::login))
         .route("/api/logout", post(accounts::logout))
         // huggingface_hub: listing and search, likes of a user.
@@ -275,7 +284,10 @@ mod tests {
             to: "acme/detector-v2".into(),
         };
         let cases = [
-            ("/api/models/acme/detector", Some("/api/models/acme/detector-v2")),
+            (
+                "/api/models/acme/detector",
+                Some("/api/models/acme/detector-v2"),
+            ),
             (
                 "/api/models/ACME/Detector/tree/main?recursive=1",
                 Some("/api/models/acme/detector-v2/tree/main?recursive=1"),

@@ -88,12 +88,12 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    let server =
-        axum::serve(
+    let server = axum::serve(
         listener,
         // The peer address keys the failed-authentication limiter.
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    ).with_graceful_shutdown(shutdown_signal());
+    )
+    .with_graceful_shutdown(shutdown_signal());
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
         result = &mut server => result.context("serving")?,

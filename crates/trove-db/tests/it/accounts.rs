@@ -23,7 +23,8 @@ async fn a_name_is_a_user_or_an_org_never_both() -> TestResult {
         .create_org(&RepoName::parse_namespace("acme")?, None)
         .await?;
     assert!(matches!(
-        db.create_org(&RepoName::parse_namespace("ANA")?, None).await,
+        db.create_org(&RepoName::parse_namespace("ANA")?, None)
+            .await,
         Err(DbError::Conflict { .. })
     ));
     assert!(matches!(

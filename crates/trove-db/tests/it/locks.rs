@@ -54,7 +54,13 @@ async fn locks_list_by_filter_and_page() -> TestResult {
             .await?;
     }
     let all = db
-        .list_lfs_locks(repo.id, &LockQuery { limit: 10, ..Default::default() })
+        .list_lfs_locks(
+            repo.id,
+            &LockQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
         .await?;
     assert_eq!(
         all.iter().map(|l| l.path.as_str()).collect::<Vec<_>>(),
@@ -63,7 +69,11 @@ async fn locks_list_by_filter_and_page() -> TestResult {
     let page = db
         .list_lfs_locks(
             repo.id,
-            &LockQuery { limit: 2, after_id: Some(all[0].id), ..Default::default() },
+            &LockQuery {
+                limit: 2,
+                after_id: Some(all[0].id),
+                ..Default::default()
+            },
         )
         .await?;
     assert_eq!(page.len(), 2);
@@ -71,24 +81,48 @@ async fn locks_list_by_filter_and_page() -> TestResult {
     let bobs = db
         .list_lfs_locks(
             repo.id,
-            &LockQuery { limit: 10, owner_user_id: Some(bob.id), ..Default::default() },
+            &LockQuery {
+                limit: 10,
+                owner_user_id: Some(bob.id),
+                ..Default::default()
+            },
         )
         .await?;
     assert_eq!(bobs.len(), 1);
     let by_path = db
-        .list_lfs_locks(repo.id, &LockQuery { limit: 10, path: Some("f2"), ..Default::default() })
+        .list_lfs_locks(
+            repo.id,
+            &LockQuery {
+                limit: 10,
+                path: Some("f2"),
+                ..Default::default()
+            },
+        )
         .await?;
     assert_eq!(by_path.len(), 1);
     let by_id = db
-        .list_lfs_locks(repo.id, &LockQuery { limit: 10, id: Some(all[1].id), ..Default::default() })
+        .list_lfs_locks(
+            repo.id,
+            &LockQuery {
+                limit: 10,
+                id: Some(all[1].id),
+                ..Default::default()
+            },
+        )
         .await?;
     assert_eq!(by_id[0].path, "f1");
     // Deleting the repository removes its locks.
     assert!(db.delete_repo(repo.id).await?);
     assert!(
-        db.list_lfs_locks(repo.id, &LockQuery { limit: 10, ..Default::default() })
-            .await?
-            .is_empty()
+        db.list_lfs_locks(
+            repo.id,
+            &LockQuery {
+                limit: 10,
+                ..Default::default()
+            }
+        )
+        .await?
+        .is_empty()
     );
     Ok(())
 }

@@ -242,12 +242,7 @@ async fn likes_count_once_and_respect_visibility() -> TestResult {
     assert!(rest.next.is_none());
 
     let seen_by_bob = db
-        .liked_repos(
-            alice.id,
-            &Visibility::public_and_namespace("bob"),
-            None,
-            10,
-        )
+        .liked_repos(alice.id, &Visibility::public_and_namespace("bob"), None, 10)
         .await?;
     assert_eq!(seen_by_bob.items.len(), 1);
     let seen_by_alice = db

@@ -67,8 +67,15 @@ async fn token_names_are_unique_per_user() -> TestResult {
 async fn disabled_users_tokens_do_not_authenticate() -> TestResult {
     let db = Db::open_in_memory().await?;
     let alice = user(&db, "alice").await;
-    db.create_token(alice.id, "laptop", TokenRole::Write, b"secret-hash", None, &[])
-        .await?;
+    db.create_token(
+        alice.id,
+        "laptop",
+        TokenRole::Write,
+        b"secret-hash",
+        None,
+        &[],
+    )
+    .await?;
     db.set_user_disabled(alice.id, true).await?;
     assert_eq!(db.token_owner_by_hash(b"secret-hash", 0).await?, None);
     db.set_user_disabled(alice.id, false).await?;

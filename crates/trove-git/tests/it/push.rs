@@ -58,7 +58,14 @@ fn new_objects_large_blobs_pointers_and_ref_moves_are_seen_through_the_quarantin
     let repo = fx.path();
     let quarantine = fx.dir.path().join("incoming");
     std::fs::create_dir_all(&quarantine).expect("quarantine dir");
-    let hash = |data: &[u8]| oid(&quarantined_git(&repo, &quarantine, &["hash-object", "-w", "--stdin"], data));
+    let hash = |data: &[u8]| {
+        oid(&quarantined_git(
+            &repo,
+            &quarantine,
+            &["hash-object", "-w", "--stdin"],
+            data,
+        ))
+    };
 
     let big = vec![7u8; TEN_MIB as usize];
     let big_blob = hash(&big);
@@ -75,12 +82,24 @@ fn new_objects_large_blobs_pointers_and_ref_moves_are_seen_through_the_quarantin
         "100644 blob {big_blob}\tbig.bin\n100644 blob {pointer_blob}\tmodel.safetensors\n\
          100644 blob {small_blob}\tnotes.txt\n100644 blob {old_blob}\t.gitattributes\n"
     );
-    let tree = oid(&quarantined_git(&repo, &quarantine, &["mktree"], listing.as_bytes()));
+    let tree = oid(&quarantined_git(
+        &repo,
+        &quarantine,
+        &["mktree"],
+        listing.as_bytes(),
+    ));
     let main = fx.main();
     let child = oid(&quarantined_git(
         &repo,
         &quarantine,
-        &["commit-tree", tree.as_str(), "-p", main.as_str(), "-m", "child"],
+        &[
+            "commit-tree",
+            tree.as_str(),
+            "-p",
+            main.as_str(),
+            "-m",
+            "child",
+        ],
         b"",
     ));
     let orphan = oid(&quarantined_git(
@@ -97,23 +116,45 @@ fn new_objects_large_blobs_pointers_and_ref_moves_are_seen_through_the_quarantin
     // Three new blobs, one tree, two commits.
     assert_eq!(found.count, 6);
 
-    assert_eq!(view.ref_move(Some(&main), Some(&child)).expect("move"), RefMove::FastForward);
-    assert_eq!(view.ref_move(Some(&main), Some(&orphan)).expect("move"), RefMove::Rewrite);
-    assert_eq!(view.ref_move(Some(&child), Some(&main)).expect("move"), RefMove::Rewrite);
-    assert_eq!(view.ref_move(None, Some(&child)).expect("move"), RefMove::Create);
-    assert_eq!(view.ref_move(Some(&main), None).expect("move"), RefMove::Delete);
+    assert_eq!(
+        view.ref_move(Some(&main), Some(&child)).expect("move"),
+        RefMove::FastForward
+    );
+    assert_eq!(
+        view.ref_move(Some(&main), Some(&orphan)).expect("move"),
+        RefMove::Rewrite
+    );
+    assert_eq!(
+        view.ref_move(Some(&child), Some(&main)).expect("move"),
+        RefMove::Rewrite
+    );
+    assert_eq!(
+        view.ref_move(None, Some(&child)).expect("move"),
+        RefMove::Create
+    );
+    assert_eq!(
+        view.ref_move(Some(&main), None).expect("move"),
+        RefMove::Delete
+    );
     assert!(view.is_commit(&child).expect("kind"));
     assert!(!view.is_commit(&tree).expect("kind"));
 
     let paths = view
-        .paths_of(std::slice::from_ref(&big_blob), &[child], std::slice::from_ref(&main))
+        .paths_of(
+            std::slice::from_ref(&big_blob),
+            &[child],
+            std::slice::from_ref(&main),
+        )
         .expect("paths");
     assert_eq!(paths.get(&big_blob).map(String::as_str), Some("big.bin"));
 
     // The repository itself never saw any of it: nothing was published.
     assert!(fx.repo.read_blob(&big_blob).is_err());
     let without = PushView::open_without_quarantine(&repo).expect("open");
-    assert_eq!(without.new_objects(TEN_MIB).expect("none"), Default::default());
+    assert_eq!(
+        without.new_objects(TEN_MIB).expect("none"),
+        Default::default()
+    );
     assert!(!without.is_commit(&orphan).expect("kind"));
 }
 

@@ -10,7 +10,13 @@ pub async fn find_org(db: &Db, name: &str) -> anyhow::Result<Org> {
         .with_context(|| format!("no organization named {name:?}"))
 }
 
-pub async fn set_member(db: &Db, actor: &str, org: &Org, user: &User, role: OrgRole) -> anyhow::Result<()> {
+pub async fn set_member(
+    db: &Db,
+    actor: &str,
+    org: &Org,
+    user: &User,
+    role: OrgRole,
+) -> anyhow::Result<()> {
     let current = db
         .org_members(org.id)
         .await?
@@ -26,8 +32,20 @@ pub async fn set_member(db: &Db, actor: &str, org: &Org, user: &User, role: OrgR
         org.name
     );
     db.set_org_member(org.id, user.id, role).await?;
-    let action = if current.is_some() { "org.member.role" } else { "org.member.add" };
-    super::audit(db, actor, action, Some(&org.name), Some(&user.name), Some(role.as_str())).await;
+    let action = if current.is_some() {
+        "org.member.role"
+    } else {
+        "org.member.add"
+    };
+    super::audit(
+        db,
+        actor,
+        action,
+        Some(&org.name),
+        Some(&user.name),
+        Some(role.as_str()),
+    )
+    .await;
     Ok(())
 }
 
@@ -45,7 +63,15 @@ pub async fn remove_member(db: &Db, actor: &str, org: &Org, user: &User) -> anyh
     );
     let done = db.remove_org_member(org.id, user.id).await?;
     if done {
-        super::audit(db, actor, "org.member.remove", Some(&org.name), Some(&user.name), None).await;
+        super::audit(
+            db,
+            actor,
+            "org.member.remove",
+            Some(&org.name),
+            Some(&user.name),
+            None,
+        )
+        .await;
     }
     Ok(done)
 }

@@ -19,7 +19,12 @@ pub struct TokenSpec {
 }
 
 /// Creates the token; returns its secret (to show once) and its row.
-pub async fn create(db: &Db, actor: &str, user: &User, spec: TokenSpec) -> anyhow::Result<(String, Token)> {
+pub async fn create(
+    db: &Db,
+    actor: &str,
+    user: &User,
+    spec: TokenSpec,
+) -> anyhow::Result<(String, Token)> {
     let role = spec.role.unwrap_or(TokenRole::Write);
     let scoped = !spec.repos.is_empty() || !spec.namespaces.is_empty();
     anyhow::ensure!(
@@ -66,10 +71,25 @@ pub async fn create(db: &Db, actor: &str, user: &User, spec: TokenSpec) -> anyho
         .map(|ms| trove_db::unix_now_ms().saturating_add(ms));
     let secret = generate_token();
     let token = db
-        .create_token(user.id, &spec.name, role, &hash_token(&secret), expires_at_ms, &scopes)
+        .create_token(
+            user.id,
+            &spec.name,
+            role,
+            &hash_token(&secret),
+            expires_at_ms,
+            &scopes,
+        )
         .await?;
     let detail = format!("role {}", role.as_str());
-    super::audit(db, actor, "token.create", Some(&user.name), Some(&spec.name), Some(&detail)).await;
+    super::audit(
+        db,
+        actor,
+        "token.create",
+        Some(&user.name),
+        Some(&spec.name),
+        Some(&detail),
+    )
+    .await;
     Ok((secret, token))
 }
 
@@ -77,7 +97,15 @@ pub async fn create(db: &Db, actor: &str, user: &User, spec: TokenSpec) -> anyho
 pub async fn revoke(db: &Db, actor: &str, user: &User, name: &str) -> anyhow::Result<bool> {
     let done = db.revoke_token(user.id, name).await?;
     if done {
-        super::audit(db, actor, "token.revoke", Some(&user.name), Some(name), None).await;
+        super::audit(
+            db,
+            actor,
+            "token.revoke",
+            Some(&user.name),
+            Some(name),
+            None,
+        )
+        .await;
     }
     Ok(done)
 }
@@ -102,7 +130,10 @@ mod tests {
     #[test]
     fn repo_scopes_parse() {
         let (t, id) = parse_repo("model:acme/detector").expect("parses");
-        assert_eq!((t, id.to_string().as_str()), (RepoType::Model, "acme/detector"));
+        assert_eq!(
+            (t, id.to_string().as_str()),
+            (RepoType::Model, "acme/detector")
+        );
         let (t, _) = parse_repo("dataset:a/b").expect("parses");
         assert_eq!(t, RepoType::Dataset);
         assert_eq!(parse_repo("a/b").expect("parses").0, RepoType::Model);

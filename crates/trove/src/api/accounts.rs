@@ -232,9 +232,10 @@ pub async fn login(
     let password = body.password;
     let (user, ok) = match found {
         Some((user, phc)) => {
-            let ok = tokio::task::spawn_blocking(move || password::verify_password(&password, &phc))
-                .await
-                .map_err(ApiError::internal)?;
+            let ok =
+                tokio::task::spawn_blocking(move || password::verify_password(&password, &phc))
+                    .await
+                    .map_err(ApiError::internal)?;
             (Some(user), ok)
         }
         None => {

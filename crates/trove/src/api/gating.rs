@@ -50,6 +50,8 @@ pub async fn list(
             .into_iter()
             .map(|r| {
                 json!({
+                    // One request per user and repository: the user's id names it.
+                    "requestId": r.user.id.to_string(),
                     "user": {
                         "user": r.user.name,
                         "fullname": r.user.name,
@@ -68,7 +70,8 @@ pub async fn list(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HandleBody {
-    user: String,
+    user: Option<String>,
+    request_id: Option<String>,
     status: String,
     rejection_reason: Option<String>,
 }
@@ -80,15 +83,22 @@ pub async fn handle(
     ApiPath((t, ns, name)): RepoPath,
     ApiJson(body): ApiJson<HandleBody>,
 ) -> ApiResult<Json<Value>> {
-    let status = RequestStatus::parse(&body.status).ok_or_else(|| {
-        ApiError::bad_request("status must be accepted, rejected or pending")
-    })?;
+    let status = RequestStatus::parse(&body.status)
+        .ok_or_else(|| ApiError::bad_request("status must be accepted, rejected or pending"))?;
     let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
+    let who = match (body.user, body.request_id) {
+        (Some(user), None) => gating::Who::Name(user),
+        (None, Some(id)) => gating::Who::Id(
+            id.parse()
+                .map_err(|_| ApiError::NotFound(format!("No access request {id:?}")))?,
+        ),
+        _ => return Err(ApiError::bad_request("Give one of user or requestId")),
+    };
     gating::decide(
         &state,
         &caller,
         &repo,
-        &body.user,
+        who,
         status,
         body.rejection_reason.as_deref(),
         false,
@@ -114,7 +124,7 @@ pub async fn grant(
         &state,
         &caller,
         &repo,
-        &body.user,
+        gating::Who::Name(body.user.clone()),
         RequestStatus::Accepted,
         None,
         true,

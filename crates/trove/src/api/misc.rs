@@ -4,12 +4,12 @@
 use super::ApiJson;
 use crate::error::ApiError;
 use crate::repos::card::read_card;
-use trove_types::RepoType;
 use axum::Json;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use trove_types::RepoType;
 
 pub async fn healthz() -> &'static str {
     "ok"

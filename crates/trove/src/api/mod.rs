@@ -168,7 +168,10 @@ mod tests {
 
     #[test]
     fn route_templates_give_the_repo_type() {
-        assert_eq!(repo_type_of_route("/{ns}/{name}/info/lfs/locks"), RepoType::Model);
+        assert_eq!(
+            repo_type_of_route("/{ns}/{name}/info/lfs/locks"),
+            RepoType::Model
+        );
         assert_eq!(
             repo_type_of_route("/datasets/{ns}/{name}/info/lfs/locks"),
             RepoType::Dataset

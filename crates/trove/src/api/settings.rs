@@ -88,9 +88,10 @@ pub async fn move_repo(
         Some(t) => RepoType::from_singular(t)
             .ok_or_else(|| ApiError::bad_request(format!("Invalid repo type {t:?}")))?,
     };
-    let (ns, name) = body.from_repo.split_once('/').ok_or_else(|| {
-        ApiError::bad_request("fromRepo must be namespace/name")
-    })?;
+    let (ns, name) = body
+        .from_repo
+        .split_once('/')
+        .ok_or_else(|| ApiError::bad_request("fromRepo must be namespace/name"))?;
     let repo = find_readable_exact(&state, &caller, repo_type, ns, name).await?;
     let moved = settings::move_repo(&state, &caller, &repo, &body.to_repo).await?;
     Ok(Json(json!({ "url": moved })))

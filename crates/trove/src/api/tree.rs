@@ -68,7 +68,11 @@ async fn add_xet_hashes(state: &AppState, entries: &mut [EntryJson]) -> ApiResul
     if oids.is_empty() {
         return Ok(());
     }
-    let found = state.db.xet_hashes_by_sha256(&oids).await.map_err(ApiError::internal)?;
+    let found = state
+        .db
+        .xet_hashes_by_sha256(&oids)
+        .await
+        .map_err(ApiError::internal)?;
     for entry in entries.iter_mut() {
         let hash = entry
             .lfs

@@ -131,11 +131,7 @@ pub fn failed(state: &AppState, ip: Option<IpAddr>) -> ApiError {
     }
 }
 
-async fn user_caller(
-    state: &AppState,
-    user: User,
-    token: Credential,
-) -> Result<Caller, ApiError> {
+async fn user_caller(state: &AppState, user: User, token: Credential) -> Result<Caller, ApiError> {
     let orgs = state
         .db
         .memberships(user.id)

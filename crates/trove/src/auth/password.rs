@@ -1,8 +1,8 @@
 //! Passwords (argon2id, for the web login) and web sessions (a random secret in a cookie,
 //! stored as its SHA-256 like tokens).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "trove_session";

@@ -54,7 +54,8 @@ impl FailureLimiter {
         if buckets.len() >= MAX_TRACKED {
             let burst = self.burst;
             let refill = self.refill.as_secs_f64();
-            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() / refill < burst);
+            buckets
+                .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() / refill < burst);
         }
         let bucket = buckets.entry(ip).or_insert(Bucket {
             tokens: self.burst,

@@ -89,7 +89,16 @@ mod tests {
         assert_eq!(parse_lifetime("30d"), Some(30 * 86_400_000));
         assert_eq!(parse_lifetime("12h"), Some(12 * 3_600_000));
         assert_eq!(parse_lifetime("2s"), Some(2_000));
-        for bad in ["", "d", "0d", "-1d", "1y", "1.5h", "h1", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "d",
+            "0d",
+            "-1d",
+            "1y",
+            "1.5h",
+            "h1",
+            "99999999999999999999d",
+        ] {
             assert_eq!(parse_lifetime(bad), None, "{bad}");
         }
     }

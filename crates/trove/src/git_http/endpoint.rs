@@ -134,27 +134,116 @@ mod tests {
         let fetch = Some("service=git-upload-pack");
         let push = Some("service=git-receive-pack");
         // URL, query, then the expected type, namespace, name and action.
-        type Case<'a> = (&'a str, Option<&'a str>, RepoType, &'a str, &'a str, GitAction);
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            RepoType,
+            &'a str,
+            &'a str,
+            GitAction,
+        );
         let table: &[Case<'_>] = &[
-            ("/alice/m/info/refs", fetch, RepoType::Model, "alice", "m", Advertise(UploadPack)),
-            ("/alice/m.git/info/refs", push, RepoType::Model, "alice", "m", Advertise(ReceivePack)),
-            ("/alice/m/git-upload-pack", None, RepoType::Model, "alice", "m", Rpc(UploadPack)),
-            ("/alice/m.git/git-receive-pack", None, RepoType::Model, "alice", "m", Rpc(ReceivePack)),
-            ("/datasets/org/d/info/refs", fetch, RepoType::Dataset, "org", "d", Advertise(UploadPack)),
-            ("/datasets/org/d.git/git-upload-pack", None, RepoType::Dataset, "org", "d", Rpc(UploadPack)),
-            ("/spaces/org/s.git/info/refs", push, RepoType::Space, "org", "s", Advertise(ReceivePack)),
-            ("/spaces/org/s/git-receive-pack", None, RepoType::Space, "org", "s", Rpc(ReceivePack)),
+            (
+                "/alice/m/info/refs",
+                fetch,
+                RepoType::Model,
+                "alice",
+                "m",
+                Advertise(UploadPack),
+            ),
+            (
+                "/alice/m.git/info/refs",
+                push,
+                RepoType::Model,
+                "alice",
+                "m",
+                Advertise(ReceivePack),
+            ),
+            (
+                "/alice/m/git-upload-pack",
+                None,
+                RepoType::Model,
+                "alice",
+                "m",
+                Rpc(UploadPack),
+            ),
+            (
+                "/alice/m.git/git-receive-pack",
+                None,
+                RepoType::Model,
+                "alice",
+                "m",
+                Rpc(ReceivePack),
+            ),
+            (
+                "/datasets/org/d/info/refs",
+                fetch,
+                RepoType::Dataset,
+                "org",
+                "d",
+                Advertise(UploadPack),
+            ),
+            (
+                "/datasets/org/d.git/git-upload-pack",
+                None,
+                RepoType::Dataset,
+                "org",
+                "d",
+                Rpc(UploadPack),
+            ),
+            (
+                "/spaces/org/s.git/info/refs",
+                push,
+                RepoType::Space,
+                "org",
+                "s",
+                Advertise(ReceivePack),
+            ),
+            (
+                "/spaces/org/s/git-receive-pack",
+                None,
+                RepoType::Space,
+                "org",
+                "s",
+                Rpc(ReceivePack),
+            ),
             // A model whose namespace is spelled like a prefix: the segment count decides.
-            ("/datasets/m/info/refs", fetch, RepoType::Model, "datasets", "m", Advertise(UploadPack)),
+            (
+                "/datasets/m/info/refs",
+                fetch,
+                RepoType::Model,
+                "datasets",
+                "m",
+                Advertise(UploadPack),
+            ),
             // Extra query parameters are ignored; only `service` matters.
-            ("/a/b/info/refs", Some("x=1&service=git-upload-pack"), RepoType::Model, "a", "b", Advertise(UploadPack)),
+            (
+                "/a/b/info/refs",
+                Some("x=1&service=git-upload-pack"),
+                RepoType::Model,
+                "a",
+                "b",
+                Advertise(UploadPack),
+            ),
             // A name that merely contains ".git" keeps it.
-            ("/a/b.github.io/git-upload-pack", None, RepoType::Model, "a", "b.github.io", Rpc(UploadPack)),
+            (
+                "/a/b.github.io/git-upload-pack",
+                None,
+                RepoType::Model,
+                "a",
+                "b.github.io",
+                Rpc(UploadPack),
+            ),
         ];
         for (path, query, repo_type, ns, name, action) in table {
             let got = ok(path, *query);
             assert_eq!(
-                (got.repo_type, got.namespace.as_str(), got.name.as_str(), got.action),
+                (
+                    got.repo_type,
+                    got.namespace.as_str(),
+                    got.name.as_str(),
+                    got.action
+                ),
                 (*repo_type, *ns, *name, *action),
                 "{path}"
             );

@@ -239,9 +239,10 @@ async fn check_push(data_dir: &Path) -> anyhow::Result<Vec<String>> {
     }
     let git_dir = PathBuf::from(std::env::var_os("GIT_DIR").unwrap_or_else(|| ".".into()));
     let quarantine = std::env::var_os("GIT_QUARANTINE_PATH").map(PathBuf::from);
-    let inspected = tokio::task::spawn_blocking(move || inspect(&git_dir, quarantine.as_deref(), updates))
-        .await
-        .context("inspecting the push")??;
+    let inspected =
+        tokio::task::spawn_blocking(move || inspect(&git_dir, quarantine.as_deref(), updates))
+            .await
+            .context("inspecting the push")??;
     let (checked, objects, inspector) = inspected;
     let stored = if objects.lfs_pointers.is_empty() {
         HashMap::new()
@@ -279,16 +280,19 @@ async fn check_push(data_dir: &Path) -> anyhow::Result<Vec<String>> {
             .map(|(b, _)| b.clone()),
     );
     let paths = match inspector {
-        Some(inspector) if !named.is_empty() => tokio::task::spawn_blocking(move || {
-            inspector.paths(&named)
-        })
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default(),
+        Some(inspector) if !named.is_empty() => {
+            tokio::task::spawn_blocking(move || inspector.paths(&named))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default()
+        }
         _ => HashMap::new(),
     };
-    Ok(decide(&PushFacts { paths: &paths, ..facts }))
+    Ok(decide(&PushFacts {
+        paths: &paths,
+        ..facts
+    }))
 }
 
 /// The git side of the check, blocking.
@@ -333,7 +337,10 @@ fn inspect(
             new_is_commit,
         });
     }
-    let tips = checked.iter().filter_map(|c| c.update.new.clone()).collect();
+    let tips = checked
+        .iter()
+        .filter_map(|c| c.update.new.clone())
+        .collect();
     let known = trove_git::GitRepo::open(git_dir)?
         .ref_targets()?
         .into_iter()
@@ -420,10 +427,18 @@ mod tests {
             update("refs/tags/v1.0", RefMove::Delete),
         ];
         assert!(refusals(&alice, &ok, &NewObjects::default()).is_empty());
-        let force = refusals(&alice, &[update("refs/heads/main", RefMove::Rewrite)], &NewObjects::default());
+        let force = refusals(
+            &alice,
+            &[update("refs/heads/main", RefMove::Rewrite)],
+            &NewObjects::default(),
+        );
         assert_eq!(force.len(), 1);
         assert!(force[0].contains("only administrators"), "{force:?}");
-        let delete = refusals(&alice, &[update("refs/heads/main", RefMove::Delete)], &NewObjects::default());
+        let delete = refusals(
+            &alice,
+            &[update("refs/heads/main", RefMove::Delete)],
+            &NewObjects::default(),
+        );
         assert!(delete[0].contains("cannot be deleted"), "{delete:?}");
     }
 
@@ -431,12 +446,20 @@ mod tests {
     fn admins_may_force_push_main_but_nobody_deletes_it() {
         let root = writer(true);
         assert!(
-            refusals(&root, &[update("refs/heads/main", RefMove::Rewrite)], &NewObjects::default())
-                .is_empty()
+            refusals(
+                &root,
+                &[update("refs/heads/main", RefMove::Rewrite)],
+                &NewObjects::default()
+            )
+            .is_empty()
         );
         assert_eq!(
-            refusals(&root, &[update("refs/heads/main", RefMove::Delete)], &NewObjects::default())
-                .len(),
+            refusals(
+                &root,
+                &[update("refs/heads/main", RefMove::Delete)],
+                &NewObjects::default()
+            )
+            .len(),
             1
         );
     }
@@ -447,23 +470,40 @@ mod tests {
             can_write: false,
             ..writer(true)
         };
-        let got = refusals(&reader, &[update("refs/heads/dev", RefMove::Create)], &NewObjects::default());
+        let got = refusals(
+            &reader,
+            &[update("refs/heads/dev", RefMove::Create)],
+            &NewObjects::default(),
+        );
         assert_eq!(got, ["You don't have write access to this repository"]);
     }
 
     #[test]
     fn only_valid_branch_and_tag_names_are_accepted() {
         let alice = writer(true);
-        for bad in ["refs/pr/1", "refs/convert/parquet", "refs/notes/x", "HEAD", "refs/heads/-x"] {
+        for bad in [
+            "refs/pr/1",
+            "refs/convert/parquet",
+            "refs/notes/x",
+            "HEAD",
+            "refs/heads/-x",
+        ] {
             assert_eq!(
-                refusals(&alice, &[update(bad, RefMove::Create)], &NewObjects::default()).len(),
+                refusals(
+                    &alice,
+                    &[update(bad, RefMove::Create)],
+                    &NewObjects::default()
+                )
+                .len(),
                 1,
                 "{bad}"
             );
         }
         let mut tree_branch = update("refs/heads/t", RefMove::Create);
         tree_branch.new_is_commit = false;
-        assert!(refusals(&alice, &[tree_branch.clone()], &NewObjects::default())[0].contains("commit"));
+        assert!(
+            refusals(&alice, &[tree_branch.clone()], &NewObjects::default())[0].contains("commit")
+        );
         // A tag may name any object.
         tree_branch.update.name = "refs/tags/t".into();
         assert!(refusals(&alice, &[tree_branch], &NewObjects::default()).is_empty());
@@ -505,7 +545,12 @@ mod tests {
         let alice = writer(true);
         let objects = NewObjects {
             large_blobs: (0..30)
-                .map(|i| (GitOid::parse(&format!("{i:040x}")).expect("hex"), LARGE_FILE_BYTES))
+                .map(|i| {
+                    (
+                        GitOid::parse(&format!("{i:040x}")).expect("hex"),
+                        LARGE_FILE_BYTES,
+                    )
+                })
                 .collect(),
             ..NewObjects::default()
         };

@@ -64,7 +64,8 @@ pub struct GitRuntime {
 impl GitRuntime {
     /// Writes the hook script under `<data>/hooks/` and resolves the paths every request uses.
     pub fn prepare(config: &Config) -> anyhow::Result<GitRuntime> {
-        let hook_exe = std::env::current_exe().context("locating the trove binary for git hooks")?;
+        let hook_exe =
+            std::env::current_exe().context("locating the trove binary for git hooks")?;
         Self::prepare_with_hook(config, hook_exe)
     }
 
@@ -98,12 +99,13 @@ impl GitRuntime {
     /// these variables, set here and nowhere else.
     fn push_settings(&self, caller: &Caller, repo: &RepoRef) -> GitCommandSettings {
         let mut settings = self.settings.clone();
-        let (user_id, user_name) = match caller {
-            Caller::User { user, .. } => (user.id.to_string(), user.name.clone()),
-            Caller::Anonymous => (String::new(), String::new()),
+        let (user_id, user_name, site_admin) = match caller {
+            Caller::User { user, .. } => (user.id.to_string(), user.name.clone(), user.is_admin),
+            Caller::Anonymous => (String::new(), String::new(), false),
         };
-        // History rewrites of `main` are for those who administer the repository.
-        let is_admin = repo.access >= Access::Admin;
+        // Rewriting `main` stays a site administrator's act (as before organizations), and
+        // only through a credential that administers this repository.
+        let is_admin = site_admin && repo.access >= Access::Admin;
         let vars: [(&str, OsString); 7] = [
             ("TROVE_HOOK_EXE", self.hook_exe.clone().into_os_string()),
             ("TROVE_DATA_DIR", self.data_dir.clone().into_os_string()),
@@ -112,14 +114,16 @@ impl GitRuntime {
             (hook::ENV_USER_NAME, user_name.into()),
             (
                 hook::ENV_ACCESS,
-                if repo.access >= Access::Write { "write" } else { "read" }.into(),
+                if repo.access >= Access::Write {
+                    "write"
+                } else {
+                    "read"
+                }
+                .into(),
             ),
             (hook::ENV_ADMIN, if is_admin { "1" } else { "0" }.into()),
         ];
-        settings.hook_env = vars
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
+        settings.hook_env = vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         settings
     }
 }
@@ -270,13 +274,8 @@ async fn advertise(
         Service::UploadPack => state.git.settings.clone(),
         Service::ReceivePack => state.git.push_settings(&auth.caller, &auth.repo),
     };
-    let command = smart_http::rpc_command(
-        &settings,
-        service,
-        &git_dir,
-        true,
-        auth.protocol.as_ref(),
-    );
+    let command =
+        smart_http::rpc_command(&settings, service, &git_dir, true, auth.protocol.as_ref());
     let body = process::spawn(process::GitRun {
         command: command.into(),
         preamble: smart_http::advertisement_preamble(service, auth.protocol.as_ref()),
@@ -284,7 +283,11 @@ async fn advertise(
         timeout: state.git.timeout,
         after_exit: None,
         permit: slot(state).await?,
-        what: format!("{} --advertise-refs repo.id={}", service.name(), auth.repo.repo.id),
+        what: format!(
+            "{} --advertise-refs repo.id={}",
+            service.name(),
+            auth.repo.repo.id
+        ),
     })
     .map_err(ApiError::internal)?;
     let mut response_headers = HeaderMap::new();
@@ -346,7 +349,13 @@ async fn serve_rpc(
             (
                 state.git.push_settings(&auth.caller, &auth.repo),
                 limit,
-                Some(after_push(state.clone(), auth.repo.repo.clone(), git_dir.clone(), before, auth.caller.clone())),
+                Some(after_push(
+                    state.clone(),
+                    auth.repo.repo.clone(),
+                    git_dir.clone(),
+                    before,
+                    auth.caller.clone(),
+                )),
             )
         }
     };
@@ -358,13 +367,8 @@ async fn serve_rpc(
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let body = check_start(body).await?;
-    let command = smart_http::rpc_command(
-        &settings,
-        service,
-        &git_dir,
-        false,
-        auth.protocol.as_ref(),
-    );
+    let command =
+        smart_http::rpc_command(&settings, service, &git_dir, false, auth.protocol.as_ref());
     let body = process::spawn(process::GitRun {
         command: command.into(),
         preamble: Vec::new(),

@@ -68,8 +68,14 @@ pub fn spawn(run: GitRun) -> io::Result<Body> {
         .kill_on_drop(true);
     let mut child = command.spawn()?;
     let stdin = child.stdin.take();
-    let stdout = child.stdout.take().ok_or_else(|| io::Error::other("no stdout"))?;
-    let stderr = child.stderr.take().ok_or_else(|| io::Error::other("no stderr"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| io::Error::other("no stdout"))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| io::Error::other("no stderr"))?;
 
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
     tokio::spawn(async move {
@@ -85,11 +91,8 @@ pub fn spawn(run: GitRun) -> io::Result<Body> {
             }
         };
         let work = async {
-            let (feed, (), stderr_text) = tokio::join!(
-                feed,
-                pump_stdout(stdout, &tx),
-                read_stderr(stderr)
-            );
+            let (feed, (), stderr_text) =
+                tokio::join!(feed, pump_stdout(stdout, &tx), read_stderr(stderr));
             let status = child.wait().await;
             (feed, status, stderr_text)
         };

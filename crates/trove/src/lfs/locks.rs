@@ -43,6 +43,13 @@ impl From<ApiError> for LockError {
 
 impl IntoResponse for LockError {
     fn into_response(self) -> Response {
+        // A redirect (with its Location) and a 429 (with Retry-After) keep the usual answer.
+        if matches!(
+            self.0,
+            ApiError::RepoMoved { .. } | ApiError::TooManyRequests { .. }
+        ) {
+            return self.0.into_response();
+        }
         let status = self.0.status();
         let message = match &self.0 {
             ApiError::RepoNotFound { .. } => "Repository not found".to_owned(),
@@ -64,7 +71,12 @@ impl IntoResponse for LockError {
 }
 
 fn lfs_json(status: StatusCode, value: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, LFS_JSON)], axum::Json(value)).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, LFS_JSON)],
+        axum::Json(value),
+    )
+        .into_response()
 }
 
 fn lock_json(lock: &LfsLock) -> Value {
@@ -81,7 +93,8 @@ fn parse_body<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, 
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))
 }
 
 #[derive(Deserialize, Default)]
@@ -160,13 +173,22 @@ pub async fn create(
     let ref_name = req.refspec.and_then(|r| r.name);
     let outcome = state
         .db
-        .create_lfs_lock(repo.repo.id, path.as_str(), ref_name.as_deref(), user.id, now_ms())
+        .create_lfs_lock(
+            repo.repo.id,
+            path.as_str(),
+            ref_name.as_deref(),
+            user.id,
+            now_ms(),
+        )
         .await
         .map_err(ApiError::internal)?;
     match outcome {
         LockOutcome::Created(lock) => {
             tracing::info!(repo.id = repo.repo.id, lock.id = lock.id, path = %lock.path, user = %user.name, "lfs lock created");
-            Ok(lfs_json(StatusCode::CREATED, json!({ "lock": lock_json(&lock) })))
+            Ok(lfs_json(
+                StatusCode::CREATED,
+                json!({ "lock": lock_json(&lock) }),
+            ))
         }
         LockOutcome::AlreadyLocked(lock) => Ok(lfs_json(
             StatusCode::CONFLICT,
@@ -297,5 +319,8 @@ pub async fn unlock(
         return Err(not_found().into());
     }
     tracing::info!(repo.id = repo.repo.id, lock.id = lock.id, path = %lock.path, user = %user.name, forced = req.force, "lfs lock released");
-    Ok(lfs_json(StatusCode::OK, json!({ "lock": lock_json(&lock) })))
+    Ok(lfs_json(
+        StatusCode::OK,
+        json!({ "lock": lock_json(&lock) }),
+    ))
 }

@@ -539,11 +539,19 @@ pub async fn download(
     {
         Some((file, len)) => (Body::from_stream(trove_store::read_chunks(file, len)), len),
         // Held as xorbs only (uploaded through Xet): rebuild the bytes as they stream.
-        None => match state.db.xet_file_by_sha256(&oid).await.map_err(ApiError::internal)? {
+        None => match state
+            .db
+            .xet_file_by_sha256(&oid)
+            .await
+            .map_err(ApiError::internal)?
+        {
             Some(file) => {
                 let (plan, _) = crate::xet::rebuild::plan_file(&state, &file, None).await?;
                 let len = plan.length;
-                (crate::xet::rebuild::stream_plan((*state.store).clone(), plan), len)
+                (
+                    crate::xet::rebuild::stream_plan((*state.store).clone(), plan),
+                    len,
+                )
             }
             None => {
                 return Err(ApiError::EntryNotFound {

@@ -40,16 +40,33 @@ pub async fn ask(
     };
     state
         .db
-        .set_access_request(repo.repo.id, user.id, status, fields, crate::clock::now_ms())
+        .set_access_request(
+            repo.repo.id,
+            user.id,
+            status,
+            fields,
+            crate::clock::now_ms(),
+        )
         .await
         .map_err(ApiError::internal)?;
-    let target = format!("{}:{}/{}", repo.repo_type, repo.repo.namespace, repo.repo.name);
+    let target = format!(
+        "{}:{}/{}",
+        repo.repo_type, repo.repo.namespace, repo.repo.name
+    );
     let action = if status == RequestStatus::Accepted {
         "gate.auto_accept"
     } else {
         "gate.request"
     };
-    audit(&state.db, &user.name, action, Some(&repo.repo.namespace), Some(&target), Some(&user.name)).await;
+    audit(
+        &state.db,
+        &user.name,
+        action,
+        Some(&repo.repo.namespace),
+        Some(&target),
+        Some(&user.name),
+    )
+    .await;
     Ok(status)
 }
 
@@ -70,13 +87,19 @@ pub async fn list(
         .map_err(ApiError::internal)
 }
 
-/// Sets `user_name`'s request to `status`. Without `create`, the request must exist
+/// Whose request: by user name, or by request id (the user's id).
+pub enum Who {
+    Name(String),
+    Id(i64),
+}
+
+/// Sets the user's request to `status`. Without `create`, the request must exist
 /// (handle); with it, one is made (grant).
 pub async fn decide(
     state: &AppState,
     caller: &Caller,
     repo: &RepoRef,
-    user_name: &str,
+    who: Who,
     status: RequestStatus,
     reason: Option<&str>,
     create: bool,
@@ -85,12 +108,12 @@ pub async fn decide(
     if !repo.repo.gated.is_gated() {
         return Err(not_gated(repo));
     }
-    let user = state
-        .db
-        .user_by_name(user_name)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::NotFound(format!("No user named {user_name:?}")))?;
+    let user = match &who {
+        Who::Name(name) => state.db.user_by_name(name).await,
+        Who::Id(id) => state.db.user_by_id(*id).await,
+    }
+    .map_err(ApiError::internal)?
+    .ok_or_else(|| ApiError::NotFound("No such user or access request".into()))?;
     let current = state
         .db
         .access_request_status(repo.repo.id, user.id)
@@ -107,13 +130,24 @@ pub async fn decide(
         .set_access_request(repo.repo.id, user.id, status, None, crate::clock::now_ms())
         .await
         .map_err(ApiError::internal)?;
-    let target = format!("{}:{}/{}", repo.repo_type, repo.repo.namespace, repo.repo.name);
+    let target = format!(
+        "{}:{}/{}",
+        repo.repo_type, repo.repo.namespace, repo.repo.name
+    );
     let detail = match reason {
         Some(r) => format!("{} {}: {r}", user.name, status.as_str()),
         None => format!("{} {}", user.name, status.as_str()),
     };
     let actor = caller.user().map_or("-", |u| u.name.as_str());
     let action = if create { "gate.grant" } else { "gate.decide" };
-    audit(&state.db, actor, action, Some(&repo.repo.namespace), Some(&target), Some(&detail)).await;
+    audit(
+        &state.db,
+        actor,
+        action,
+        Some(&repo.repo.namespace),
+        Some(&target),
+        Some(&detail),
+    )
+    .await;
     Ok(())
 }

@@ -116,9 +116,20 @@ pub async fn delete(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiRes
         }
     });
     tracing::info!(repo.id = repo.repo.id, "repo deleted");
-    let target = format!("{}:{}/{}", repo.repo_type, repo.repo.namespace, repo.repo.name);
+    let target = format!(
+        "{}:{}/{}",
+        repo.repo_type, repo.repo.namespace, repo.repo.name
+    );
     let actor = caller.user().map_or("-", |u| u.name.as_str());
-    crate::accounts::audit(&state.db, actor, "repo.delete", Some(&repo.repo.namespace), Some(&target), None).await;
+    crate::accounts::audit(
+        &state.db,
+        actor,
+        "repo.delete",
+        Some(&repo.repo.namespace),
+        Some(&target),
+        None,
+    )
+    .await;
     Ok(())
 }
 

@@ -31,21 +31,54 @@ pub async fn update(
     let before = &repo.repo;
     let after = state
         .db
-        .update_repo_settings(before.id, change.private, change.gated, change.discussions_disabled)
+        .update_repo_settings(
+            before.id,
+            change.private,
+            change.gated,
+            change.discussions_disabled,
+        )
         .await
         .map_err(ApiError::internal)?;
     let target = format!("{}:{}/{}", repo.repo_type, after.namespace, after.name);
     let ns = Some(after.namespace.as_str());
     if before.private != after.private {
         let detail = if after.private { "private" } else { "public" };
-        audit(&state.db, actor(caller), "repo.visibility", ns, Some(&target), Some(detail)).await;
+        audit(
+            &state.db,
+            actor(caller),
+            "repo.visibility",
+            ns,
+            Some(&target),
+            Some(detail),
+        )
+        .await;
     }
     if before.gated != after.gated {
-        audit(&state.db, actor(caller), "repo.gating", ns, Some(&target), Some(after.gated.as_str())).await;
+        audit(
+            &state.db,
+            actor(caller),
+            "repo.gating",
+            ns,
+            Some(&target),
+            Some(after.gated.as_str()),
+        )
+        .await;
     }
     if before.discussions_disabled != after.discussions_disabled {
-        let detail = if after.discussions_disabled { "disabled" } else { "enabled" };
-        audit(&state.db, actor(caller), "repo.discussions", ns, Some(&target), Some(detail)).await;
+        let detail = if after.discussions_disabled {
+            "disabled"
+        } else {
+            "enabled"
+        };
+        audit(
+            &state.db,
+            actor(caller),
+            "repo.discussions",
+            ns,
+            Some(&target),
+            Some(detail),
+        )
+        .await;
     }
     Ok(after)
 }
@@ -68,7 +101,11 @@ pub async fn move_repo(
             to.namespace.as_str()
         )));
     }
-    let moved = match state.db.move_repo(repo.repo.id, &to, crate::clock::now_ms()).await {
+    let moved = match state
+        .db
+        .move_repo(repo.repo.id, &to, crate::clock::now_ms())
+        .await
+    {
         Ok(moved) => moved,
         Err(DbError::Conflict { .. }) => {
             return Err(ApiError::Conflict {
@@ -78,13 +115,29 @@ pub async fn move_repo(
         }
         Err(e) => return Err(ApiError::internal(e)),
     };
-    let from = format!("{}:{}/{}", repo.repo_type, repo.repo.namespace, repo.repo.name);
+    let from = format!(
+        "{}:{}/{}",
+        repo.repo_type, repo.repo.namespace, repo.repo.name
+    );
     let detail = format!("to {}/{}", moved.namespace, moved.name);
     for ns in [repo.repo.namespace.as_str(), moved.namespace.as_str()] {
-        audit(&state.db, actor(caller), "repo.move", Some(ns), Some(&from), Some(&detail)).await;
+        audit(
+            &state.db,
+            actor(caller),
+            "repo.move",
+            Some(ns),
+            Some(&from),
+            Some(&detail),
+        )
+        .await;
         if repo.repo.namespace.eq_ignore_ascii_case(&moved.namespace) {
             break;
         }
     }
-    Ok(repo_url(state, repo.repo_type, &moved.namespace, &moved.name))
+    Ok(repo_url(
+        state,
+        repo.repo_type,
+        &moved.namespace,
+        &moved.name,
+    ))
 }

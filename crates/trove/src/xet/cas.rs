@@ -20,21 +20,21 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::TryStreamExt;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use bytes::Bytes;
 use std::io;
 use std::time::Duration;
 use tokio::io::AsyncSeekExt;
 use trove_db::{XetFile, XorbRecord};
 use trove_store::StoreError;
 use trove_types::Sha256Hex;
+use trove_xet::XetHash;
 use trove_xet::plan::{self, Plan};
 use trove_xet::shard::{self, ShardError, ShardFile};
 use trove_xet::xorb::{self, XorbError, XorbIndex};
-use trove_xet::XetHash;
 
 /// How long a signed fetch URL in a reconstruction stays valid.
 const FETCH_URL_TTL_SECS: u64 = 3600;
@@ -49,12 +49,16 @@ fn check_prefix(prefix: &str) -> ApiResult<()> {
     if prefix == PREFIX {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!("Unknown key prefix {prefix:?}")))
+        Err(ApiError::bad_request(format!(
+            "Unknown key prefix {prefix:?}"
+        )))
     }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)
 }
 
 /// `POST /v1/xorbs/default/{hash}`.
@@ -68,7 +72,13 @@ pub async fn upload_xorb(
     check_prefix(&prefix)?;
     let hash = parse_hash(&hash)?;
     let raw = hash.to_bytes();
-    if state.db.xorb_stored_bytes(&raw).await.map_err(ApiError::internal)?.is_some() {
+    if state
+        .db
+        .xorb_stored_bytes(&raw)
+        .await
+        .map_err(ApiError::internal)?
+        .is_some()
+    {
         return Ok(Json(json!({ "was_inserted": false })));
     }
     let staged = state
@@ -80,19 +90,23 @@ pub async fn upload_xorb(
         .await
         .map_err(|e| match e {
             StoreError::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
-            StoreError::Body(e) => ApiError::bad_request(format!("The upload was interrupted: {e}")),
+            StoreError::Body(e) => {
+                ApiError::bad_request(format!("The upload was interrupted: {e}"))
+            }
             other => ApiError::internal(other),
         })?;
     let path = staged.path().to_owned();
-    let index = blocking(move || -> Result<XorbIndex, XorbError> { xorb::validate(std::fs::File::open(&path)?, &hash) })
-        .await?
-        .map_err(|e| match e {
-            XorbError::Io(e) => ApiError::internal(e),
-            refused => {
-                tracing::warn!(xorb = %hash, error = %refused, "xet.xorb_refused");
-                ApiError::bad_request(format!("Invalid xorb: {refused}"))
-            }
-        })?;
+    let index = blocking(move || -> Result<XorbIndex, XorbError> {
+        xorb::validate(std::fs::File::open(&path)?, &hash)
+    })
+    .await?
+    .map_err(|e| match e {
+        XorbError::Io(e) => ApiError::internal(e),
+        refused => {
+            tracing::warn!(xorb = %hash, error = %refused, "xet.xorb_refused");
+            ApiError::bad_request(format!("Invalid xorb: {refused}"))
+        }
+    })?;
     state
         .store
         .publish_xorb(staged, &hash.hex(), index.stored_len())
@@ -121,14 +135,23 @@ pub async fn head_xorb(
 ) -> ApiResult<Response> {
     check_prefix(&prefix)?;
     let hash = parse_hash(&hash)?;
-    match state.db.xorb_stored_bytes(&hash.to_bytes()).await.map_err(ApiError::internal)? {
+    match state
+        .db
+        .xorb_stored_bytes(&hash.to_bytes())
+        .await
+        .map_err(ApiError::internal)?
+    {
         Some(n) => Ok(([(header::CONTENT_LENGTH, n.to_string())], StatusCode::OK).into_response()),
         None => Ok(StatusCode::NOT_FOUND.into_response()),
     }
 }
 
 /// `POST /v1/shards`: register every file of the shard, or none.
-pub async fn upload_shard(State(state): State<AppState>, grant: CasGrant, body: Body) -> ApiResult<Json<Value>> {
+pub async fn upload_shard(
+    State(state): State<AppState>,
+    grant: CasGrant,
+    body: Body,
+) -> ApiResult<Json<Value>> {
     grant.require_write()?;
     let bytes = read_shard_body(body).await?;
     let inserted = register_shard(&state, &grant, bytes).await?;
@@ -142,7 +165,11 @@ const SHARD_HEARTBEAT: Duration = Duration::from_secs(15);
 /// (`validating`, repeated as a heartbeat, then `committing` and a terminal `result` or
 /// `error`), so checking a shard of very large files never looks like a stalled connection.
 /// Auth, size and body errors still come back as plain HTTP statuses.
-pub async fn upload_shard_v2(State(state): State<AppState>, grant: CasGrant, body: Body) -> ApiResult<Response> {
+pub async fn upload_shard_v2(
+    State(state): State<AppState>,
+    grant: CasGrant,
+    body: Body,
+) -> ApiResult<Response> {
     grant.require_write()?;
     let bytes = read_shard_body(body).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(4);
@@ -168,18 +195,24 @@ pub async fn upload_shard_v2(State(state): State<AppState>, grant: CasGrant, bod
         };
         let last = match outcome {
             Ok(_) => {
-                let _ = tx.send(frame(json!({ "type": "committing", "stage": "syncing" }))).await;
+                let _ = tx
+                    .send(frame(json!({ "type": "committing", "stage": "syncing" })))
+                    .await;
                 json!({ "type": "result" })
             }
             Err(ApiError::Internal(e)) => {
                 tracing::error!(error = format!("{e:#}"), "xet.shard_v2_failed");
                 json!({ "type": "error", "message": "Internal Error", "retryable": true })
             }
-            Err(refused) => json!({ "type": "error", "message": refused.to_string(), "retryable": false }),
+            Err(refused) => {
+                json!({ "type": "error", "message": refused.to_string(), "retryable": false })
+            }
         };
         let _ = tx.send(frame(last)).await;
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(stream),
@@ -198,14 +231,21 @@ async fn read_shard_body(body: Body) -> ApiResult<Bytes> {
 /// record them all as LFS objects of the token's repo. Nothing is recorded unless every file
 /// checks out. Returns whether any file was new.
 async fn register_shard(state: &AppState, grant: &CasGrant, bytes: Bytes) -> ApiResult<bool> {
-    let files = blocking(move || shard::parse(&bytes)).await?.map_err(shard_error)?;
+    let files = blocking(move || shard::parse(&bytes))
+        .await?
+        .map_err(shard_error)?;
     let all_terms: Vec<shard::Term> = files.iter().flat_map(|f| f.terms.iter().copied()).collect();
     let xorbs = rebuild::load_indices(state, &all_terms).await?;
     let mut new_files = Vec::new();
     let mut known_files = Vec::new();
     for file in &files {
         let size = shard::check_file(file, |h| xorbs.get(h)).map_err(shard_error)?;
-        match state.db.xet_file(&file.file_hash.to_bytes()).await.map_err(ApiError::internal)? {
+        match state
+            .db
+            .xet_file(&file.file_hash.to_bytes())
+            .await
+            .map_err(ApiError::internal)?
+        {
             Some(known) => known_files.push(known),
             None => new_files.push((file.clone(), size)),
         }
@@ -222,7 +262,12 @@ async fn register_shard(state: &AppState, grant: &CasGrant, bytes: Bytes) -> Api
             .await
             .map_err(ApiError::internal)?;
     }
-    tracing::info!(repo_id = grant.repo_id, new = verified.len(), known = known_files.len(), "xet.shard_registered");
+    tracing::info!(
+        repo_id = grant.repo_id,
+        new = verified.len(),
+        known = known_files.len(),
+        "xet.shard_registered"
+    );
     Ok(!verified.is_empty())
 }
 
@@ -280,7 +325,12 @@ async fn readable_file(state: &AppState, grant: &CasGrant, file_id: &str) -> Api
         commit: None,
     };
     let hash = parse_hash(file_id)?.to_bytes();
-    let file = state.db.xet_file(&hash).await.map_err(ApiError::internal)?.ok_or_else(not_found)?;
+    let file = state
+        .db
+        .xet_file(&hash)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(not_found)?;
     if !state
         .db
         .repo_may_read_xet_file(grant.repo_id, &hash)
@@ -299,7 +349,11 @@ pub async fn head_file(
     ApiPath(file_id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let file = readable_file(&state, &grant, &file_id).await?;
-    Ok(([(header::CONTENT_LENGTH, file.size.to_string())], StatusCode::OK).into_response())
+    Ok((
+        [(header::CONTENT_LENGTH, file.size.to_string())],
+        StatusCode::OK,
+    )
+        .into_response())
 }
 
 /// The plan for a reconstruction request, honouring its `Range` header.
@@ -338,7 +392,10 @@ fn fetch_url(state: &AppState, xorb: &XetHash, start: u64, end_inclusive: u64, e
     let hex = xorb.hex();
     let range = format!("{start}-{end_inclusive}");
     let sig = state.signer.sign(&["xet-fetch", &hex, &range], exp);
-    format!("{}/xet/fetch/{hex}?range={range}&exp={exp}&sig={sig}", state.public_url())
+    format!(
+        "{}/xet/fetch/{hex}?range={range}&exp={exp}&sig={sig}",
+        state.public_url()
+    )
 }
 
 /// The reconstruction answer v1 and v2 share; they differ only in the name of the fetch map
@@ -355,7 +412,12 @@ fn reconstruction_body(
     for (xorb, fetches) in plan::fetches(plan, xorbs) {
         let entries = fetches
             .iter()
-            .map(|f| describe(fetch_url(state, &xorb, f.stored_start, f.stored_end - 1, exp), f))
+            .map(|f| {
+                describe(
+                    fetch_url(state, &xorb, f.stored_start, f.stored_end - 1, exp),
+                    f,
+                )
+            })
             .collect();
         fetch_map.insert(xorb.hex(), Value::Array(entries));
     }
@@ -374,13 +436,19 @@ pub async fn reconstruction_v1(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let (plan, xorbs) = requested_plan(&state, &grant, &file_id, &headers).await?;
-    Ok(Json(reconstruction_body(&state, &plan, &xorbs, "fetch_info", |url, f| {
-        json!({
-            "range": { "start": f.chunk_start, "end": f.chunk_end },
-            "url": url,
-            "url_range": { "start": f.stored_start, "end": f.stored_end - 1 },
-        })
-    })))
+    Ok(Json(reconstruction_body(
+        &state,
+        &plan,
+        &xorbs,
+        "fetch_info",
+        |url, f| {
+            json!({
+                "range": { "start": f.chunk_start, "end": f.chunk_end },
+                "url": url,
+                "url_range": { "start": f.stored_start, "end": f.stored_end - 1 },
+            })
+        },
+    )))
 }
 
 /// `GET /v2/reconstructions/{file_id}`: one single-range entry per merged fetch.
@@ -391,15 +459,21 @@ pub async fn reconstruction_v2(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let (plan, xorbs) = requested_plan(&state, &grant, &file_id, &headers).await?;
-    Ok(Json(reconstruction_body(&state, &plan, &xorbs, "xorbs", |url, f| {
-        json!({
-            "url": url,
-            "ranges": [{
-                "chunks": { "start": f.chunk_start, "end": f.chunk_end },
-                "bytes": { "start": f.stored_start, "end": f.stored_end - 1 },
-            }],
-        })
-    })))
+    Ok(Json(reconstruction_body(
+        &state,
+        &plan,
+        &xorbs,
+        "xorbs",
+        |url, f| {
+            json!({
+                "url": url,
+                "ranges": [{
+                    "chunks": { "start": f.chunk_start, "end": f.chunk_end },
+                    "bytes": { "start": f.stored_start, "end": f.stored_end - 1 },
+                }],
+            })
+        },
+    )))
 }
 
 /// `GET /fetch/{xorb}?range=a-b&exp=..&sig=..`: the signed stored bytes of a xorb. The
@@ -411,11 +485,16 @@ pub async fn fetch(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let forbidden = || ApiError::Forbidden("Invalid or expired fetch URL".into());
-    let (Some(range), Some(exp), Some(sig)) = (query.get("range"), query.get("exp"), query.get("sig")) else {
+    let (Some(range), Some(exp), Some(sig)) =
+        (query.get("range"), query.get("exp"), query.get("sig"))
+    else {
         return Err(forbidden());
     };
     let exp: u64 = exp.parse().map_err(|_| forbidden())?;
-    if !state.signer.verify(&["xet-fetch", &xorb_hex, range], exp, sig, now_secs()) {
+    if !state
+        .signer
+        .verify(&["xet-fetch", &xorb_hex, range], exp, sig, now_secs())
+    {
         return Err(forbidden());
     }
     let (signed_start, signed_end) = parse_inclusive(range).ok_or_else(forbidden)?;
@@ -427,30 +506,40 @@ pub async fn fetch(
             .ok_or_else(|| ApiError::bad_request("Only a single bytes=a-b range is served here"))?,
     };
     if start < signed_start || end > signed_end || start > end {
-        return Err(ApiError::Forbidden("The requested range is outside the signed range".into()));
+        return Err(ApiError::Forbidden(
+            "The requested range is outside the signed range".into(),
+        ));
     }
     let path = state.store.xorb_path(&xorb_hex);
-    let mut file = tokio::fs::File::open(&path).await.map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => ApiError::EntryNotFound {
-            message: "Xorb not found".into(),
-            commit: None,
-        },
-        _ => ApiError::internal(e),
-    })?;
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ApiError::EntryNotFound {
+                message: "Xorb not found".into(),
+                commit: None,
+            },
+            _ => ApiError::internal(e),
+        })?;
     let total = file.metadata().await.map_err(ApiError::internal)?.len();
     if end >= total {
         return Err(ApiError::RangeNotSatisfiable { size: total });
     }
-    file.seek(io::SeekFrom::Start(start)).await.map_err(ApiError::internal)?;
+    file.seek(io::SeekFrom::Start(start))
+        .await
+        .map_err(ApiError::internal)?;
     let len = end - start + 1;
     let body = Body::from_stream(trove_store::read_chunks(file, len));
     let mut out = HeaderMap::new();
     out.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     out.insert(
         header::CONTENT_RANGE,
-        HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")).map_err(ApiError::internal)?,
+        HeaderValue::from_str(&format!("bytes {start}-{end}/{total}"))
+            .map_err(ApiError::internal)?,
     );
-    out.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     Ok((StatusCode::PARTIAL_CONTENT, out, body).into_response())
 }
 

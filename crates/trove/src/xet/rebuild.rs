@@ -22,11 +22,18 @@ const SEND_QUEUE: usize = 4;
 
 /// The indices of every xorb `terms` names. A missing one is an internal error: the file
 /// was verified against it, so only a damaged store can lose it.
-pub async fn load_indices(state: &AppState, terms: &[Term]) -> ApiResult<HashMap<XetHash, XorbIndex>> {
+pub async fn load_indices(
+    state: &AppState,
+    terms: &[Term],
+) -> ApiResult<HashMap<XetHash, XorbIndex>> {
     let mut wanted: Vec<[u8; 32]> = terms.iter().map(|t| t.xorb.to_bytes()).collect();
     wanted.sort_unstable();
     wanted.dedup();
-    let rows = state.db.xorb_indices(&wanted).await.map_err(ApiError::internal)?;
+    let rows = state
+        .db
+        .xorb_indices(&wanted)
+        .await
+        .map_err(ApiError::internal)?;
     rows.into_iter()
         .map(|(h, blob)| {
             let index = XorbIndex::decode(&blob).map_err(ApiError::internal)?;
@@ -37,7 +44,9 @@ pub async fn load_indices(state: &AppState, terms: &[Term]) -> ApiResult<HashMap
 
 /// The terms of a stored file.
 pub fn file_terms(file: &XetFile) -> ApiResult<Vec<Term>> {
-    decode_terms(&file.terms).ok_or_else(|| ApiError::internal(anyhow::anyhow!("stored terms of a xet file are corrupt")))
+    decode_terms(&file.terms).ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!("stored terms of a xet file are corrupt"))
+    })
 }
 
 /// Plan `range` (`[start, end)`, `None` = all) of a stored file.
@@ -66,9 +75,15 @@ pub fn write_plan<W: Write>(store: &LocalStore, plan: &Plan, out: &mut W) -> io:
         let file = store
             .open_xorb_at(&term.xorb.hex(), term.stored_start)
             .map_err(io::Error::other)?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("xorb {} is missing", term.xorb)))?;
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("xorb {} is missing", term.xorb),
+                )
+            })?;
         let reader = BufReader::with_capacity(SEND_BUFFER, file);
-        let n = trove_xet::decode::decode_term(reader, term, skip, remaining, out).map_err(io::Error::other)?;
+        let n = trove_xet::decode::decode_term(reader, term, skip, remaining, out)
+            .map_err(io::Error::other)?;
         remaining -= n;
         skip = 0;
     }
@@ -99,7 +114,9 @@ pub fn stream_plan(store: LocalStore, plan: Plan) -> Body {
             let _ = tx.blocking_send(Err(e));
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
     Body::from_stream(stream)
 }
 

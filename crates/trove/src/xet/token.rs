@@ -75,7 +75,13 @@ pub fn issue(signer: &UrlSigner, grant: CasGrant, exp: u64) -> String {
 /// Check a presented token: well formed, signed by us, not expired.
 pub fn verify(signer: &UrlSigner, token: &str, now: u64) -> Option<CasGrant> {
     let mut parts = token.split('.');
-    let (prefix, repo, scope, exp, sig) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (prefix, repo, scope, exp, sig) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
     if prefix != TOKEN_PREFIX || parts.next().is_some() {
         return None;
     }
@@ -162,14 +168,18 @@ async fn token_endpoint(
         exp,
     );
     let cas = cas_url(&state);
-    let mut response = Json(json!({ "accessToken": token, "exp": exp, "casUrl": cas })).into_response();
+    let mut response =
+        Json(json!({ "accessToken": token, "exp": exp, "casUrl": cas })).into_response();
     let headers = response.headers_mut();
     for (name, value) in [
         ("x-xet-cas-url", cas.as_str()),
         ("x-xet-access-token", token.as_str()),
         ("x-xet-token-expiration", &exp.to_string()),
     ] {
-        headers.insert(name, HeaderValue::from_str(value).map_err(ApiError::internal)?);
+        headers.insert(
+            name,
+            HeaderValue::from_str(value).map_err(ApiError::internal)?,
+        );
     }
     Ok(response)
 }
@@ -181,7 +191,10 @@ mod tests {
     #[test]
     fn tokens_verify_only_unaltered_and_unexpired() {
         let signer = UrlSigner::new(b"k".to_vec());
-        let grant = CasGrant { repo_id: 42, scope: Scope::Read };
+        let grant = CasGrant {
+            repo_id: 42,
+            scope: Scope::Read,
+        };
         let token = issue(&signer, grant, 1000);
         assert_eq!(verify(&signer, &token, 999), Some(grant));
         assert_eq!(verify(&signer, &token, 1001), None, "expired");

@@ -3,9 +3,9 @@
 
 use super::*;
 use crate::auth::{Caller, Credential};
+use Access::{Admin, Gated, None as No, Read, Write};
 use trove_db::{Gating, Org, TokenScope};
 use trove_types::RepoType;
-use Access::{Admin, Gated, None as No, Read, Write};
 
 fn user(id: i64, name: &str, is_admin: bool) -> User {
     User {
@@ -87,28 +87,82 @@ fn callers(target: &Repo, other: &Repo) -> Vec<(&'static str, Caller)> {
     vec![
         ("anonymous", Caller::Anonymous),
         ("outsider", as_user(user(2, "eve", false), w(), vec![])),
-        ("read member", as_user(user(3, "cy", false), w(), vec![member("acme", OrgRole::Read)])),
-        ("contributor", as_user(user(3, "cy", false), w(), vec![member("acme", OrgRole::Contributor)])),
-        ("write member", as_user(user(4, "bo", false), w(), vec![member("ACME", OrgRole::Write)])),
-        ("org admin", as_user(user(5, "ana", false), w(), vec![member("acme", OrgRole::Admin)])),
-        ("admin, read token", as_user(user(5, "ana", false), token(TokenRole::Read), vec![member("acme", OrgRole::Admin)])),
+        (
+            "read member",
+            as_user(
+                user(3, "cy", false),
+                w(),
+                vec![member("acme", OrgRole::Read)],
+            ),
+        ),
+        (
+            "contributor",
+            as_user(
+                user(3, "cy", false),
+                w(),
+                vec![member("acme", OrgRole::Contributor)],
+            ),
+        ),
+        (
+            "write member",
+            as_user(
+                user(4, "bo", false),
+                w(),
+                vec![member("ACME", OrgRole::Write)],
+            ),
+        ),
+        (
+            "org admin",
+            as_user(
+                user(5, "ana", false),
+                w(),
+                vec![member("acme", OrgRole::Admin)],
+            ),
+        ),
+        (
+            "admin, read token",
+            as_user(
+                user(5, "ana", false),
+                token(TokenRole::Read),
+                vec![member("acme", OrgRole::Admin)],
+            ),
+        ),
         ("site admin", as_user(user(1, "root", true), w(), vec![])),
-        ("owner of namespace", as_user(user(6, "acme2", false), w(), vec![])),
+        (
+            "owner of namespace",
+            as_user(user(6, "acme2", false), w(), vec![]),
+        ),
         (
             "writer, fine-grained write on this repo",
-            as_user(user(4, "bo", false), scoped(repo_scope(target), &[PERM_WRITE]), vec![member("acme", OrgRole::Write)]),
+            as_user(
+                user(4, "bo", false),
+                scoped(repo_scope(target), &[PERM_WRITE]),
+                vec![member("acme", OrgRole::Write)],
+            ),
         ),
         (
             "writer, fine-grained write on another repo",
-            as_user(user(4, "bo", false), scoped(repo_scope(other), &[PERM_WRITE]), vec![member("acme", OrgRole::Write)]),
+            as_user(
+                user(4, "bo", false),
+                scoped(repo_scope(other), &[PERM_WRITE]),
+                vec![member("acme", OrgRole::Write)],
+            ),
         ),
         (
             "writer, fine-grained read on the namespace",
-            as_user(user(4, "bo", false), scoped(ScopeTarget::Namespace("Acme".into()), &[PERM_CONTENT_READ]), vec![member("acme", OrgRole::Write)]),
+            as_user(
+                user(4, "bo", false),
+                scoped(ScopeTarget::Namespace("Acme".into()), &[PERM_CONTENT_READ]),
+                vec![member("acme", OrgRole::Write)],
+            ),
         ),
         (
             "outsider, fine-grained write on this repo",
-            as_user(user(2, "eve", false), scoped(repo_scope(target), &[PERM_WRITE]), vec![]),
+            as_user(
+                user(2, "eve", false),
+                scoped(repo_scope(target), &[PERM_WRITE]),
+                vec![],
+            ),
         ),
     ]
 }
@@ -130,10 +184,22 @@ fn the_access_matrix() {
         ("admin, read token", [Read, Read, Read]),
         ("site admin", [Admin, Admin, Admin]),
         ("owner of namespace", [Read, No, Gated]),
-        ("writer, fine-grained write on this repo", [Write, Write, Write]),
-        ("writer, fine-grained write on another repo", [Read, No, Gated]),
-        ("writer, fine-grained read on the namespace", [Read, Read, Read]),
-        ("outsider, fine-grained write on this repo", [Read, No, Gated]),
+        (
+            "writer, fine-grained write on this repo",
+            [Write, Write, Write],
+        ),
+        (
+            "writer, fine-grained write on another repo",
+            [Read, No, Gated],
+        ),
+        (
+            "writer, fine-grained read on the namespace",
+            [Read, Read, Read],
+        ),
+        (
+            "outsider, fine-grained write on this repo",
+            [Read, No, Gated],
+        ),
     ];
     for (i, target) in [&public, &private, &gated].into_iter().enumerate() {
         let table = callers(target, &other);
@@ -157,7 +223,11 @@ fn a_passed_gate_opens_the_files_to_users_and_tokens_that_may_read() {
     let read_token = as_user(user(2, "eve", false), token(TokenRole::Read), vec![]);
     assert_eq!(Access::for_repo(&read_token, &gated, true), Read);
     let other = repo(9, "x", false, Gating::Off);
-    let elsewhere = as_user(user(2, "eve", false), scoped(repo_scope(&other), &[PERM_WRITE]), vec![]);
+    let elsewhere = as_user(
+        user(2, "eve", false),
+        scoped(repo_scope(&other), &[PERM_WRITE]),
+        vec![],
+    );
     assert_eq!(Access::for_repo(&elsewhere, &gated, true), Gated);
     assert_eq!(Access::for_repo(&Caller::Anonymous, &gated, true), Gated);
     // Private wins over gated: a passed gate is no way into a private repository.
@@ -169,25 +239,69 @@ fn a_passed_gate_opens_the_files_to_users_and_tokens_that_may_read() {
 fn creating_in_a_namespace_needs_write_standing_and_a_token_that_writes_there() {
     let cases: &[(Caller, &str, bool)] = &[
         (Caller::Anonymous, "acme", false),
-        (as_user(user(2, "eve", false), token(TokenRole::Write), vec![]), "eve", true),
-        (as_user(user(2, "eve", false), token(TokenRole::Read), vec![]), "eve", false),
-        (as_user(user(2, "eve", false), token(TokenRole::Write), vec![]), "acme", false),
-        (as_user(user(3, "cy", false), token(TokenRole::Write), vec![member("acme", OrgRole::Read)]), "acme", false),
-        (as_user(user(4, "bo", false), token(TokenRole::Write), vec![member("acme", OrgRole::Write)]), "acme", true),
-        (as_user(user(1, "root", true), token(TokenRole::Write), vec![]), "anyone", true),
         (
-            as_user(user(4, "bo", false), scoped(ScopeTarget::Namespace("acme".into()), &[PERM_WRITE]), vec![member("acme", OrgRole::Write)]),
+            as_user(user(2, "eve", false), token(TokenRole::Write), vec![]),
+            "eve",
+            true,
+        ),
+        (
+            as_user(user(2, "eve", false), token(TokenRole::Read), vec![]),
+            "eve",
+            false,
+        ),
+        (
+            as_user(user(2, "eve", false), token(TokenRole::Write), vec![]),
+            "acme",
+            false,
+        ),
+        (
+            as_user(
+                user(3, "cy", false),
+                token(TokenRole::Write),
+                vec![member("acme", OrgRole::Read)],
+            ),
+            "acme",
+            false,
+        ),
+        (
+            as_user(
+                user(4, "bo", false),
+                token(TokenRole::Write),
+                vec![member("acme", OrgRole::Write)],
+            ),
             "acme",
             true,
         ),
         (
-            as_user(user(4, "bo", false), scoped(ScopeTarget::Namespace("acme".into()), &[PERM_CONTENT_READ]), vec![member("acme", OrgRole::Write)]),
+            as_user(user(1, "root", true), token(TokenRole::Write), vec![]),
+            "anyone",
+            true,
+        ),
+        (
+            as_user(
+                user(4, "bo", false),
+                scoped(ScopeTarget::Namespace("acme".into()), &[PERM_WRITE]),
+                vec![member("acme", OrgRole::Write)],
+            ),
+            "acme",
+            true,
+        ),
+        (
+            as_user(
+                user(4, "bo", false),
+                scoped(ScopeTarget::Namespace("acme".into()), &[PERM_CONTENT_READ]),
+                vec![member("acme", OrgRole::Write)],
+            ),
             "acme",
             false,
         ),
     ];
     for (caller, ns, may) in cases {
-        assert_eq!(Access::in_namespace(caller, ns) >= Write, *may, "{caller:?} in {ns}");
+        assert_eq!(
+            Access::in_namespace(caller, ns) >= Write,
+            *may,
+            "{caller:?} in {ns}"
+        );
     }
 }
 
@@ -213,7 +327,9 @@ fn listing_visibility_agrees_with_per_repo_access() {
                         repo_ids,
                     } => {
                         !r.private
-                            || namespaces.iter().any(|ns| ns.eq_ignore_ascii_case(&r.namespace))
+                            || namespaces
+                                .iter()
+                                .any(|ns| ns.eq_ignore_ascii_case(&r.namespace))
                             || repo_ids.contains(&r.id)
                     }
                     Visibility::All => true,
