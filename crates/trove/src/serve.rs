@@ -76,7 +76,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         "  export HF_ENDPOINT={url} HF_TOKEN=$(cat {})",
         token_file.display()
     );
-    println!("More users and tokens: trove user create NAME / trove token create --user NAME");
+    println!("More users and tokens: trove user create NAME / trove token create NAME");
     println!("Trove {} listening on {url}", env!("CARGO_PKG_VERSION"));
     tracing::info!(listen = %bound, public_url = %url, data_dir = %data_dir.display(), "trove started");
 
