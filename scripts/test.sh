@@ -4,7 +4,8 @@
 #   scripts/test.sh                 setup + cargo test + release build + e2e (pytest)
 #   scripts/test.sh --setup-only    only install system packages and the .venv
 #   scripts/test.sh --e2e-only      setup + release build + e2e (skips cargo test)
-#   scripts/test.sh -- ARGS...      extra arguments for pytest (e.g. -- -k whoami -x)
+#   scripts/test.sh -- ARGS...      extra arguments for pytest (e.g. -- -k whoami -x, or
+#                                   -- tests/e2e/test_git.py to run only that file)
 #
 # Env: TROVE_BIN overrides the server binary used by the e2e tests
 #      (default: $CARGO_TARGET_DIR/release/trove, or target/release/trove, built here).
@@ -92,7 +93,7 @@ venv_is_current() {
     "$VENV/bin/python" - <<'PY' >/dev/null 2>&1
 import importlib.metadata as m
 assert m.version("huggingface_hub") == "2.4.0"
-import huggingface_hub, pytest, pytest_timeout  # noqa: F401
+import huggingface_hub, pytest, pytest_timeout, transformers, datasets, jinja2  # noqa: F401
 PY
 }
 
@@ -159,10 +160,15 @@ build_release() {
 
 # 4b. End-to-end tests with the real huggingface_hub client and hf CLI.
 run_e2e() {
-    log "pytest tests/e2e (TROVE_BIN=$TROVE_BIN)"
+    # The whole suite, unless the extra arguments name test files or folders themselves.
+    local targets=(tests/e2e) arg
+    for arg in "${PYTEST_ARGS[@]}"; do
+        if [[ "$arg" == tests/* ]]; then targets=(); break; fi
+    done
+    log "pytest ${targets[*]:-${PYTEST_ARGS[*]}} (TROVE_BIN=$TROVE_BIN)"
     local rc=0
     (cd "$ROOT" && env -u HF_TOKEN -u HF_ENDPOINT -u HF_HOME \
-        "$VENV/bin/python" -m pytest tests/e2e "${PYTEST_ARGS[@]}") || rc=$?
+        "$VENV/bin/python" -m pytest "${targets[@]}" "${PYTEST_ARGS[@]}") || rc=$?
     case "$rc" in
         0) record "e2e (pytest)" "ok" ;;
         5) record "e2e (pytest)" "FAIL (no tests collected)" ;;

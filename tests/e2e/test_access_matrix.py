@@ -59,6 +59,12 @@ def expected(caller: str, access: str, needs: str) -> int:
         if caller == "anonymous":
             return 401
         needs = "gated"
+    if needs == "contribute":  # pull request uploads, discussions: a write-capable token
+        if caller == "anonymous":
+            return 401
+        if access == "none":
+            return 404
+        return 200 if caller not in ("read token", "fine-grained other repo") else 403
     if RANK[access] >= RANK[needs]:
         return 200
     if access == "none" or caller == "anonymous":
@@ -170,7 +176,7 @@ def _request(hub: Hub, surface: str, repo: str, token: str | None, n: int):
         return hub.http.get(f"/{repo}.git/info/refs?service=git-upload-pack", headers=h), "read"
     if surface == "preupload":
         body = {"files": [{"path": "new.txt", "size": 3, "sample": b64(b"abc")}]}
-        return hub.http.post(f"{api}/preupload/main", json=body, headers=h), "write"
+        return hub.http.post(f"{api}/preupload/main", json=body, headers=h), "contribute"
     if surface == "commit":
         lines = [ndjson("header", summary=f"matrix {n}", description=""),
                  ndjson("file", path=f"matrix/{n}.txt", content=b64(b"m"), encoding="base64")]
@@ -178,15 +184,26 @@ def _request(hub: Hub, surface: str, repo: str, token: str | None, n: int):
                              headers={**h, "content-type": "application/x-ndjson"}), "write"
     if surface == "lfs batch upload":
         return hub.http.post(f"/{repo}.git/info/lfs/objects/batch", json=_lfs_batch("upload"),
-                             headers=lfs_h), "write"
+                             headers=lfs_h), "contribute"
     if surface == "lfs locks verify":
         return hub.http.post(f"/{repo}.git/info/lfs/locks/verify", json={}, headers=lfs_h), "write"
     if surface == "git info/refs receive-pack":
         return hub.http.get(f"/{repo}.git/info/refs?service=git-receive-pack", headers=h), "write"
     if surface == "xet write token":
-        return hub.http.get(f"{api}/xet-write-token/main", headers=h), "write"
+        return hub.http.get(f"{api}/xet-write-token/main", headers=h), "contribute"
     if surface == "settings":
         return hub.http.put(f"{api}/settings", json={"discussionsDisabled": False}, headers=h), "admin"
+    if surface == "discussions list":
+        return hub.http.get(f"{api}/discussions", headers=h), "gated"
+    if surface == "discussion open":
+        return hub.http.post(f"{api}/discussions", json={"title": f"matrix {n}", "description": "hi"},
+                             headers=h), "contribute"
+    if surface == "pull request open (create_pr commit)":
+        lines = [ndjson("header", summary=f"pr {n}", description=""),
+                 ndjson("file", path=f"pr/{n}.txt", content=b64(b"p"), encoding="base64")]
+        return hub.http.post(f"{api}/commit/main?create_pr=1",
+                             content=("\n".join(lines) + "\n").encode(),
+                             headers={**h, "content-type": "application/x-ndjson"}), "contribute"
     if surface == "like":
         return hub.http.post(f"{api}/like", headers=h), "user"
     if surface == "delete (refused only)":
@@ -203,7 +220,8 @@ OWN_FORMAT = {"git info/refs upload-pack", "git info/refs receive-pack", "lfs lo
 SURFACES = ["info", "tree", "paths-info", "refs", "resolve HEAD", "resolve GET", "xet read token",
             "lfs batch download", "git info/refs upload-pack", "preupload", "commit",
             "lfs batch upload", "lfs locks verify", "git info/refs receive-pack",
-            "xet write token", "settings", "like", "delete (refused only)"]
+            "xet write token", "settings", "like", "delete (refused only)", "discussions list",
+            "discussion open", "pull request open (create_pr commit)"]
 
 
 def test_every_surface_for_every_caller_and_repo(world):
@@ -379,6 +397,14 @@ def test_the_issue_story(world, server, tmp_path):
     assert run.result["ok"] is True and run.result["other"]["status"] == 403
     r = hub.http.post(f"/api/models/{repo}/like", headers=hub.auth(tok["bo"]))
     assert r.status_code == 200
+    r = hub.http.post(f"/api/models/{repo}/discussions", headers=hub.auth(tok["cy"]),
+                      json={"title": "Evaluation numbers?", "description": "Please add them."})
+    assert r.status_code == 200, r.text
+    num = r.json()["num"]
+    # Not for outsiders: not the list, not the discussion, not by guessing.
+    for path in [f"/api/models/{repo}/discussions", f"/api/models/{repo}/discussions/{num}"]:
+        r = hub.http.get(path, headers=hub.auth(tok["eve"]))
+        assert r.status_code == 404 and r.headers["x-error-code"] == "RepoNotFound"
     server.admin_cli("token", "revoke", "bo", "--name", "ci-detector")
     assert hub.http.get("/api/whoami-v2", headers=hub.auth(ci)).status_code == 401
 
@@ -392,6 +418,10 @@ def test_the_issue_story(world, server, tmp_path):
         emit({"id": info.id, "sha": info.sha, "likes": info.likes, "data": data})
     """, token=tok["ana"], args={"repo": repo, "new": new})
     assert run.result == {"id": new, "sha": head, "likes": 1, "data": "weights"}
+    r = hub.http.get(f"/api/models/{new}/discussions/{num}", headers=hub.auth(tok["cy"]))
+    assert r.status_code == 200 and r.json()["title"] == "Evaluation numbers?", "kept by the move"
+    r = hub.http.get(f"/api/models/{repo}/discussions/{num}", headers=hub.auth(tok["cy"]))
+    assert r.status_code == 307 and r.headers["location"] == f"/api/models/{new}/discussions/{num}"
     r = hub.http.get(f"/api/models/{repo}/tree/main?recursive=1", headers=hub.auth(tok["cy"]))
     assert r.status_code == 307 and r.headers["location"] == f"/api/models/{new}/tree/main?recursive=1"
     r = hub.http.get(f"/api/models/{repo}", headers=hub.auth(tok["eve"]))
@@ -405,6 +435,16 @@ def test_the_issue_story(world, server, tmp_path):
         emit(api.model_info(ARGS["repo"]).private)
     """, token=tok["ana"], args={"repo": new})
     assert run.result is False
+    # Discussions can be switched off; only admins may.
+    r = hub.http.put(f"/api/models/{new}/settings", json={"discussionsDisabled": True},
+                     headers=hub.auth(tok["bo"]))
+    assert r.status_code == 403
+    r = hub.http.put(f"/api/models/{new}/settings", json={"discussionsDisabled": True},
+                     headers=hub.auth(tok["ana"]))
+    assert r.status_code == 200 and r.json()["discussionsDisabled"] is True
+    r = hub.http.post(f"/api/models/{new}/discussions", headers=hub.auth(tok["eve"]),
+                      json={"title": "hello", "description": ""})
+    assert r.status_code == 403
     anon = client.py("""
         from huggingface_hub import hf_hub_download
         emit(open(hf_hub_download(ARGS["repo"], "w.bin"), "rb").read().decode())
@@ -412,7 +452,8 @@ def test_the_issue_story(world, server, tmp_path):
     assert anon.result == "weights"
 
     audit = server.admin_cli("audit", "--org", "acme")
-    for action in ["org.member.add", "repo.move", "repo.visibility", "repo.gating"]:
+    for action in ["org.member.add", "repo.move", "repo.visibility", "repo.gating",
+                   "repo.discussions"]:
         assert f"\t{action}\t" in audit, audit
     assert "token.revoke" in server.admin_cli("audit", "--org", "bo")
     r = hub.http.get("/api/organizations/acme/audit-log", headers=hub.auth(tok["ana"]))

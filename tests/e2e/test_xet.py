@@ -311,3 +311,68 @@ def test_git_lfs_pull_of_a_xet_uploaded_file(trove, client, hub, tmp_path):
     assert (work / "w.bin").read_bytes() == lfs_pointer(data)
     git("lfs", "pull", cwd=work)
     assert sha256_bytes((work / "w.bin").read_bytes()) == sha256_bytes(data)
+
+
+CREATE_PR = """
+import hf_xet
+from huggingface_hub import CommitOperationAdd, hf_hub_download
+repo = ARGS["repo"]
+info = api.create_commit(repo, [CommitOperationAdd("weights.bin", ARGS["local"]),
+                                CommitOperationAdd("notes.txt", b"small and inline")],
+                         commit_message="Propose new weights", create_pr=True)
+main_files = sorted(api.list_repo_files(repo))
+pr_files = sorted(api.list_repo_files(repo, revision=info.pr_revision))
+p = hf_hub_download(repo, "weights.bin", revision=info.pr_revision)
+details = api.get_discussion_details(repo, info.pr_num)
+emit({"pr_url": info.pr_url, "pr_num": info.pr_num, "pr_revision": info.pr_revision, "oid": info.oid,
+      "main_files": main_files, "pr_files": pr_files, "sha256": sha256_file(p),
+      "hash_files": hf_xet.hash_files([ARGS["local"]])[0].hash,
+      "status": details.status, "events": [e.type for e in details.events],
+      "target": details.target_branch, "diff": details.diff})
+"""
+
+MERGE_AND_DOWNLOAD = """
+from huggingface_hub import hf_hub_download
+api.merge_pull_request(ARGS["repo"], ARGS["num"], comment="thanks")
+d = api.get_discussion_details(ARGS["repo"], ARGS["num"])
+p = hf_hub_download(ARGS["repo"], "weights.bin")
+emit({"status": d.status, "merge_commit": d.merge_commit_oid, "sha256": sha256_file(p),
+      "head": api.model_info(ARGS["repo"]).sha})
+"""
+
+
+def test_create_commit_with_create_pr_through_xet(trove, client, hub, tmp_path):
+    """create_commit(create_pr=True) with hf_xet: the files reach refs/pr/N only, verified,
+    downloadable from the PR through Xet and HTTP; merging brings them to main."""
+    repo = hub.create_repo("xet-pr")
+    main_before = hub.head_sha(repo)
+    local = tmp_path / "weights.bin"
+    data = random_file(local, 3_000_000)
+    r = client.py(CREATE_PR, xet=True, args={"repo": repo, "local": str(local)}).result
+    assert r["pr_num"] == 1 and r["pr_revision"] == "refs/pr/1"
+    assert r["pr_url"].endswith(f"/{repo}/discussions/1"), r["pr_url"]
+    assert r["main_files"] == [".gitattributes"], "a pull request must leave main alone"
+    assert r["pr_files"] == [".gitattributes", "notes.txt", "weights.bin"]
+    assert r["sha256"] == sha256_bytes(data)
+    assert r["status"] == "open" and r["target"] == "refs/heads/main"
+    assert r["events"][-1] == "commit"
+    assert "weights.bin" in r["diff"] and "+small and inline" in r["diff"]
+    assert hub.head_sha(repo) == main_before
+    entry = hub.http.post(f"/api/models/{repo}/paths-info/refs%2Fpr%2F1",
+                          data={"paths": ["weights.bin"]}, headers=hub.auth(hub.token())).json()[0]
+    assert entry["xetHash"] == r["hash_files"]
+    assert entry["lfs"]["oid"] == sha256_bytes(data)
+
+    # The same bytes over plain HTTP from the PR revision (the bridge).
+    plain = fresh_client(trove, tmp_path / "plain")
+    got = plain.py("""
+from huggingface_hub import hf_hub_download
+p = hf_hub_download(ARGS["repo"], "weights.bin", revision="refs/pr/1")
+emit({"sha256": sha256_file(p)})
+""", args={"repo": repo}).result
+    assert got["sha256"] == sha256_bytes(data)
+
+    merged = client.py(MERGE_AND_DOWNLOAD, xet=True, args={"repo": repo, "num": 1}).result
+    assert merged["status"] == "merged"
+    assert merged["merge_commit"] == merged["head"] == r["oid"], "fast-forward to the PR's commit"
+    assert merged["sha256"] == sha256_bytes(data)

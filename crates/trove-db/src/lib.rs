@@ -1,12 +1,13 @@
 //! Trove's SQL side: the embedded SQLite database, its migrations, and the queries, grouped
-//! by aggregate (users, organizations, tokens, repos, gating, the audit log, LFS objects and locks, the Xet chunk store, the
-//! search index and likes).
+//! by aggregate (users, organizations, tokens, repos, gating, the audit log, LFS objects and
+//! locks, the Xet chunk store, the search index, likes and discussions).
 //!
 //! Every query is a runtime-checked `sqlx::query` with bound parameters, written in SQL that
 //! PostgreSQL also accepts where that costs nothing (`ON CONFLICT … DO NOTHING`, `RETURNING`),
 //! so a second backend can reuse most of it behind the same [`Db`] interface.
 
 mod audit;
+mod discussions;
 mod error;
 mod gating;
 mod lfs;
@@ -20,6 +21,10 @@ mod users;
 mod xet;
 
 pub use audit::{AuditEvent, NewAuditEvent};
+pub use discussions::{
+    CommentVersion, Discussion, DiscussionChanges, DiscussionFilter, DiscussionStatus, Event,
+    EventKind, NewDiscussion, NewEvent,
+};
 pub use error::{DbError, Result};
 pub use gating::{AccessRequest, RequestStatus};
 pub use locks::{LfsLock, LockOutcome, LockQuery};

@@ -87,6 +87,9 @@ pub enum CommitError {
     /// The ref name is not a valid full ref name (`refs/…`).
     #[error("invalid ref name {full_ref:?}")]
     InvalidRef { full_ref: String },
+    /// A merge found these paths changed on both sides.
+    #[error("merge conflicts in {}", paths.join(", "))]
+    MergeConflict { paths: Vec<String> },
     /// Reading or writing the repository failed.
     #[error(transparent)]
     Git {

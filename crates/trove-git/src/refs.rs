@@ -199,6 +199,16 @@ impl GitRepo {
         durable::sync_ref(self.path(), full_ref)
     }
 
+    /// Deletes any ref under `refs/` (undoing a pull request whose first commit failed);
+    /// `false` when it did not exist.
+    pub fn delete_ref_if_present(&self, full_ref: &str) -> Result<bool> {
+        match self.delete_ref(full_ref.to_owned()) {
+            Ok(()) => Ok(true),
+            Err(GitError::RefNotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Moves `full_ref` from `expected` (`None` = absent) to the commit `new` by
     /// compare-and-swap, e.g. to fast-forward a branch when merging;
     /// [`CommitError::RefMoved`] when it no longer points at `expected`.

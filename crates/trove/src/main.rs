@@ -10,6 +10,7 @@ mod config;
 mod error;
 mod git_http;
 mod lfs;
+mod markdown;
 mod repos;
 mod resolve;
 mod router;

@@ -3,8 +3,8 @@
 //! like `refs%2Fpr%2F1` and tree paths like `f%2Fsub` arrive decoded and intact.
 
 use crate::api::{
-    accounts, commit, commits, gating, info, likes, misc, preupload, refs, repos, safetensors,
-    search, settings, tree, whoami,
+    accounts, commit, commits, discussions, gating, info, likes, misc, preupload, refs, repos,
+    safetensors, search, settings, tree, whoami,
 };
 use crate::error::MovedRepo;
 use crate::state::AppState;
@@ -114,6 +114,39 @@ pub fn build(state: AppState) -> Router {
         .route(
             "/api/{t}/{ns}/{name}/commit/{rev}",
             post(commit::create_commit),
+        )
+        // huggingface_hub: discussions and pull requests.
+        .route(
+            "/api/{t}/{ns}/{name}/discussions",
+            get(discussions::list).post(discussions::create),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}",
+            get(discussions::details),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/comment",
+            post(discussions::comment),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/status",
+            post(discussions::status),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/merge",
+            post(discussions::merge),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/title",
+            post(discussions::title),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/comment/{id}/edit",
+            post(discussions::edit_comment),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/comment/{id}/hide",
+            post(discussions::hide_comment),
         )
         .route(
             "/api/{t}/{ns}/{name}/xet-write-token/{rev}",

@@ -5,7 +5,8 @@
 use super::{ApiPath, QueryParams, repo_type_from_plural};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::repos::commit::{PendingCommit, commit, lfs_file_op};
+use crate::repos::commit::{PendingCommit, commit, commit_to_ref, lfs_file_op};
+use crate::repos::discussions;
 use crate::repos::{RepoRef, find_readable, with_git};
 use crate::state::AppState;
 use axum::Json;
@@ -168,12 +169,19 @@ pub async fn create_commit(
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
-    repo.require_write(&caller)?;
-    if query.flag("create_pr") {
-        return Err(ApiError::NotImplemented(
-            "Pull requests are not supported by this server yet".into(),
-        ));
-    }
+    // Who may commit depends on the target, decided before the body is read: a new pull
+    // request (any contributor), an existing one (its author or a writer), a branch (writers).
+    let target = if query.flag("create_pr") {
+        repo.require_contribute(&caller)?;
+        Target::NewPullRequest
+    } else if let Some(num) = discussions::pr_number(&rev) {
+        Target::PullRequest(
+            discussions::pull_request_for_commit(&state, &caller, &repo, num).await?,
+        )
+    } else {
+        repo.require_write(&caller)?;
+        Target::Branch
+    };
     let limits = &state.config.limits;
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -234,13 +242,34 @@ pub async fn create_commit(
         parent_commit: header.parent_commit,
         ops: reader.ops,
     };
-    let oid = commit(&state, &caller, &repo, &rev, pending).await?;
+    let (oid, pull_request) = match target {
+        Target::Branch => (commit(&state, &caller, &repo, &rev, pending).await?, None),
+        Target::NewPullRequest => {
+            let (oid, pr) =
+                discussions::open_with_commit(&state, &caller, &repo, &rev, pending).await?;
+            (oid, Some(pr))
+        }
+        Target::PullRequest(pr) => {
+            let oid = commit_to_ref(&state, &caller, &repo, &rev, pending).await?;
+            let pr = discussions::record_commit(&state, &caller, &repo, pr, &oid, &summary).await?;
+            (oid, Some(pr))
+        }
+    };
+    let pull_request_url =
+        pull_request.map(|pr| format!("{}/discussions/{}", repo.url(&state), pr.num));
     Ok(Json(json!({
         "success": true,
         "commitOid": oid.to_string(),
         "commitUrl": format!("{}/commit/{oid}", repo.url(&state)),
         "commitMessage": summary,
         "hookOutput": "",
-        "pullRequestUrl": null,
+        "pullRequestUrl": pull_request_url,
     })))
+}
+
+/// Where a commit goes, and so who may make it.
+enum Target {
+    Branch,
+    NewPullRequest,
+    PullRequest(trove_db::Discussion),
 }

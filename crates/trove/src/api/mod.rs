@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod commit;
 pub mod commits;
+pub mod discussions;
 pub mod gating;
 pub mod info;
 pub mod likes;

@@ -52,7 +52,8 @@ pub async fn preupload(
     ApiJson(body): ApiJson<PreuploadRequest>,
 ) -> ApiResult<Response> {
     let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
-    repo.require_write(&caller)?;
+    // Contributors preupload for the pull requests they open; the commit decides the target.
+    repo.require_contribute(&caller)?;
     if body.files.len() > MAX_FILES {
         return Err(ApiError::bad_request(format!(
             "At most {MAX_FILES} files per preupload call"

@@ -48,12 +48,12 @@ pub async fn lfs_file_op(
             "LFS object {oid} for {path} was never uploaded to this repository; upload it first"
         )));
     };
-    if let Some(size) = size {
-        if size != stored {
-            return Err(ApiError::bad_request(format!(
-                "LFS object {oid} for {path} has size {stored}, not {size}"
-            )));
-        }
+    if let Some(size) = size
+        && size != stored
+    {
+        return Err(ApiError::bad_request(format!(
+            "LFS object {oid} for {path} has size {stored}, not {size}"
+        )));
     }
     let pointer = LfsPointer { oid, size: stored }.to_text();
     let blob = with_git(state, repo, move |git| {
@@ -102,7 +102,7 @@ fn parent_matches(parent: &str, head: &GitOid) -> ApiResult<bool> {
     Ok(head.as_str().starts_with(&parent.to_ascii_lowercase()))
 }
 
-fn author_of(caller: &Caller) -> ApiResult<Signature> {
+pub(crate) fn author_of(caller: &Caller) -> ApiResult<Signature> {
     let user = caller.require_user()?;
     let email = user
         .email
@@ -114,7 +114,8 @@ fn author_of(caller: &Caller) -> ApiResult<Signature> {
     })
 }
 
-/// Applies `pending` to `revision` and returns the new commit id.
+/// Applies `pending` to the branch `revision` (or an existing `refs/pr/N`) and returns the
+/// new commit id; the caller must have write access.
 pub async fn commit(
     state: &AppState,
     caller: &Caller,
@@ -123,6 +124,18 @@ pub async fn commit(
     pending: PendingCommit,
 ) -> ApiResult<GitOid> {
     repo.require_write(caller)?;
+    commit_to_ref(state, caller, repo, revision, pending).await
+}
+
+/// [`commit`] without the write check, for callers that decided otherwise who may commit
+/// (a pull request's author pushing to its `refs/pr/N`).
+pub async fn commit_to_ref(
+    state: &AppState,
+    caller: &Caller,
+    repo: &RepoRef,
+    revision: &str,
+    pending: PendingCommit,
+) -> ApiResult<GitOid> {
     let author = author_of(caller)?;
     let lock = state.commit_locks.for_repo(repo.repo.id);
     let _guard = lock.lock().await;

@@ -5,6 +5,7 @@
 pub mod card;
 pub mod commit;
 pub mod content;
+pub mod discussions;
 pub mod gating;
 pub mod gitattributes;
 pub mod index;
@@ -69,6 +70,22 @@ impl RepoRef {
                 self.repo.namespace, self.repo.name
             )))
         }
+    }
+
+    /// 403 unless the caller may contribute: upload files for a pull request and open one.
+    /// Any signed-in reader with a write-capable token may (401 when anonymous).
+    pub fn require_contribute(&self, caller: &Caller) -> ApiResult<()> {
+        if Access::may_contribute(caller, &self.repo, self.access) {
+            return Ok(());
+        }
+        if caller.is_anonymous() {
+            return Err(ApiError::Unauthenticated(
+                "You must be authenticated to contribute to this repository".into(),
+            ));
+        }
+        Err(ApiError::Forbidden(
+            "This token is read-only: a write token is needed".into(),
+        ))
     }
 }
 

@@ -149,7 +149,8 @@ async fn token_endpoint(
     let repo_type = repo_type_from_plural(&t)?;
     let repo = find_readable(&state, &caller, repo_type, &ns, &name).await?;
     match scope {
-        Scope::Write => repo.require_write(&caller)?,
+        // Uploading is contributing (a pull request's files); branches are guarded at commit.
+        Scope::Write => repo.require_contribute(&caller)?,
         Scope::Read => repo.require_content(&caller)?,
     }
     // A PR that does not exist yet is named by the literal revision "None"; any other

@@ -22,8 +22,10 @@ pub enum Access {
 /// The Hub's fine-grained permission names that grant repository access.
 pub const PERM_CONTENT_READ: &str = "repo.content.read";
 pub const PERM_WRITE: &str = "repo.write";
+/// Opening and commenting discussions and pull requests.
+pub const PERM_DISCUSSION_WRITE: &str = "discussion.write";
 /// Names a fine-grained scope may carry (others are refused at creation).
-pub const KNOWN_PERMISSIONS: &[&str] = &[PERM_CONTENT_READ, PERM_WRITE, "discussion.write"];
+pub const KNOWN_PERMISSIONS: &[&str] = &[PERM_CONTENT_READ, PERM_WRITE, PERM_DISCUSSION_WRITE];
 
 impl Access {
     /// Decides `caller`'s access to `repo`. `gate_passed`: the caller's access request to
@@ -45,6 +47,35 @@ impl Access {
             None => anyone,
         };
         anyone.max(as_user.min(token_cap(token, Some(repo), &repo.namespace)))
+    }
+
+    /// May `caller`, holding `access` to `repo`, contribute to it — open discussions and pull
+    /// requests, comment, upload the files of a pull request? Any signed-in caller who sees
+    /// the repository, through a token that may write: a write token, or a fine-grained one
+    /// with `discussion.write` or `repo.write` for this repository or its namespace. What
+    /// lands on a branch still needs [`Access::Write`].
+    pub fn may_contribute(caller: &Caller, repo: &Repo, access: Access) -> bool {
+        let Caller::User { token, .. } = caller else {
+            return false;
+        };
+        if access == Access::None {
+            return false;
+        }
+        match token.role {
+            TokenRole::Read => false,
+            TokenRole::Write => true,
+            TokenRole::FineGrained => token.scopes.iter().any(|scope| {
+                let covers = match &scope.target {
+                    ScopeTarget::Namespace(ns) => ns.eq_ignore_ascii_case(&repo.namespace),
+                    ScopeTarget::Repo { repo_id, .. } => *repo_id == repo.id,
+                };
+                covers
+                    && scope
+                        .permissions
+                        .iter()
+                        .any(|p| p == PERM_WRITE || p == PERM_DISCUSSION_WRITE)
+            }),
+        }
     }
 
     /// May `caller` create repositories under `namespace`? (The same rule: write standing

@@ -343,3 +343,59 @@ fn listing_visibility_agrees_with_per_repo_access() {
         }
     }
 }
+
+#[test]
+fn contributing_needs_a_visible_repo_and_a_token_that_may_write_there() {
+    let public = repo(1, "acme", false, Gating::Off);
+    let hidden = repo(2, "acme", true, Gating::Off);
+    let eve = |t| as_user(user(2, "eve", false), t, vec![]);
+    let cases: Vec<(&str, Caller, &Repo, bool)> = vec![
+        ("anonymous", Caller::Anonymous, &public, false),
+        (
+            "write token reader",
+            eve(token(TokenRole::Write)),
+            &public,
+            true,
+        ),
+        (
+            "read token reader",
+            eve(token(TokenRole::Read)),
+            &public,
+            false,
+        ),
+        (
+            "write token, hidden repo",
+            eve(token(TokenRole::Write)),
+            &hidden,
+            false,
+        ),
+        (
+            "fine-grained discussion.write here",
+            eve(scoped(repo_scope(&public), &[PERM_DISCUSSION_WRITE])),
+            &public,
+            true,
+        ),
+        (
+            "fine-grained read here",
+            eve(scoped(repo_scope(&public), &[PERM_CONTENT_READ])),
+            &public,
+            false,
+        ),
+        (
+            "fine-grained write elsewhere",
+            eve(scoped(repo_scope(&hidden), &[PERM_WRITE])),
+            &public,
+            false,
+        ),
+        (
+            "fine-grained write on the namespace",
+            eve(scoped(ScopeTarget::Namespace("acme".into()), &[PERM_WRITE])),
+            &public,
+            true,
+        ),
+    ];
+    for (name, caller, r, may) in cases {
+        let access = Access::for_repo(&caller, r, false);
+        assert_eq!(Access::may_contribute(&caller, r, access), may, "{name}");
+    }
+}
