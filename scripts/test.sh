@@ -57,20 +57,24 @@ pick_python() {
     return 1
 }
 
-# 1. System packages: git, git-lfs and a Python able to create a venv.
+# 1. System packages: git, git-lfs, chromium and a Python able to create a venv.
 #    apt is skipped entirely when everything is already there (fast reruns).
 ensure_system_packages() {
     log "system packages"
     local -a missing=()
     command -v git >/dev/null 2>&1 || missing+=(git)
     command -v git-lfs >/dev/null 2>&1 || missing+=(git-lfs)
+    # Headless Chromium drives the web UI tests.
+    if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+        missing+=(chromium)
+    fi
     if ! command -v python3.11 >/dev/null 2>&1 && ! command -v python3 >/dev/null 2>&1; then
         missing+=(python3 python3-venv)
     elif ! { pick_python && "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; }; then
         missing+=(python3-venv)
     fi
     if ((${#missing[@]} == 0)); then
-        echo "all present: git, git-lfs, $(pick_python && "$PYTHON" --version 2>&1) with venv"
+        echo "all present: git, git-lfs, chromium, $(pick_python && "$PYTHON" --version 2>&1) with venv"
         return 0
     fi
     if ! command -v apt-get >/dev/null 2>&1; then

@@ -9,6 +9,7 @@
 mod audit;
 mod discussions;
 mod error;
+mod facets;
 mod gating;
 mod lfs;
 mod likes;
@@ -26,6 +27,7 @@ pub use discussions::{
     EventKind, NewDiscussion, NewEvent,
 };
 pub use error::{DbError, Result};
+pub use facets::FacetSource;
 pub use gating::{AccessRequest, RequestStatus};
 pub use locks::{LfsLock, LockOutcome, LockQuery};
 pub use orgs::{Membership, Org, OrgRole};

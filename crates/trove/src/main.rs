@@ -18,6 +18,7 @@ mod seed;
 mod serve;
 mod signing;
 mod state;
+mod web;
 mod xet;
 
 use clap::{CommandFactory, FromArgMatches};

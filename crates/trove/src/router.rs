@@ -8,7 +8,7 @@ use crate::api::{
 };
 use crate::error::MovedRepo;
 use crate::state::AppState;
-use crate::{git_http, lfs, resolve, xet};
+use crate::{git_http, lfs, resolve, web, xet};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue};
@@ -220,6 +220,19 @@ pub fn build(state: AppState) -> Router {
     }
     let git = git.layer(RequestDecompressionLayer::new());
 
+    // Browsers: the web UI.
+    let web = Router::new()
+        .route("/models", get(web::listing::models))
+        .route("/datasets", get(web::listing::datasets))
+        .route("/spaces", get(web::listing::spaces))
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/models") }),
+        )
+        .route("/{ns}/{name}", get(web::repo::page))
+        .route("/datasets/{ns}/{name}", get(web::repo::page))
+        .route("/spaces/{ns}/{name}", get(web::repo::page));
+
     Router::new()
         .route("/healthz", get(misc::healthz))
         // hf_xet also reports transfer metrics to the hub's own origin: accepted, dropped.
@@ -229,6 +242,7 @@ pub fn build(state: AppState) -> Router {
         .merge(lfs)
         .merge(lfs_locks)
         .merge(git)
+        .merge(web)
         // hf_xet: the CAS service, authorized by its own short-lived tokens.
         .nest("/xet", xet::cas_router())
         .fallback(misc::fallback)

@@ -52,6 +52,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         git: Arc::new(git),
         index_locks: Arc::new(CommitLocks::default()),
         auth: Arc::new(crate::auth::AuthRuntime::new(&auth_config)),
+        facet_cache: Arc::new(crate::web::facets::FacetCache::default()),
     };
     sweep_trash(&state);
     crate::repos::index::spawn_jobs(state.clone());

@@ -266,32 +266,10 @@ pub fn page_response(
     }
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(t): ApiPath<String>,
-    uri: Uri,
-    query: QueryParams,
-) -> ApiResult<Response> {
-    let repo_type = repo_type_from_plural(&t)?;
-    let expand: Vec<String> = query.all("expand").into_iter().map(str::to_owned).collect();
-    let shape = if !expand.is_empty() {
-        Shape::Expand(expand)
-    } else if query.flag("full") {
-        Shape::Full {
-            config: query.flag("config"),
-        }
-    } else {
-        Shape::Summary {
-            card_data: query.flag("cardData"),
-            config: query.flag("config"),
-        }
-    };
-    if query.get("apps").is_some() {
-        return Err(ApiError::NotImplemented(
-            "Filtering by local apps (`apps`) is not supported by this server".into(),
-        ));
-    }
+/// The listing a request asks for: `filter`, `pipeline_tag`, Space links, `author`, `search`,
+/// `num_parameters`, `sort`, `direction`, `cursor` and `limit` (capped at `cap`). The
+/// visibility is left public; [`crate::repos::listing::list`] sets the caller's.
+pub fn list_query(repo_type: RepoType, query: &QueryParams, cap: u32) -> ApiResult<ListQuery> {
     let mut tags: Vec<String> = query
         .all("filter")
         .into_iter()
@@ -331,12 +309,7 @@ pub async fn list(
             )));
         }
     };
-    let cap = if shape.heavy() {
-        MAX_FULL_PAGE
-    } else {
-        MAX_PAGE
-    };
-    let list_query = ListQuery {
+    Ok(ListQuery {
         repo_type,
         visibility: Visibility::Public,
         author: query
@@ -356,8 +329,42 @@ pub async fn list(
         sort: parse_sort(query.get("sort"))?,
         ascending,
         after: query.get("cursor").map(parse_cursor).transpose()?,
-        limit: page_size(&query, cap)?,
+        limit: page_size(query, cap)?,
+    })
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(t): ApiPath<String>,
+    uri: Uri,
+    query: QueryParams,
+) -> ApiResult<Response> {
+    let repo_type = repo_type_from_plural(&t)?;
+    let expand: Vec<String> = query.all("expand").into_iter().map(str::to_owned).collect();
+    let shape = if !expand.is_empty() {
+        Shape::Expand(expand)
+    } else if query.flag("full") {
+        Shape::Full {
+            config: query.flag("config"),
+        }
+    } else {
+        Shape::Summary {
+            card_data: query.flag("cardData"),
+            config: query.flag("config"),
+        }
     };
+    if query.get("apps").is_some() {
+        return Err(ApiError::NotImplemented(
+            "Filtering by local apps (`apps`) is not supported by this server".into(),
+        ));
+    }
+    let cap = if shape.heavy() {
+        MAX_FULL_PAGE
+    } else {
+        MAX_PAGE
+    };
+    let list_query = list_query(repo_type, &query, cap)?;
     // Nothing on this server is gated or deployed for inference: those filters match nothing.
     let matches_nothing = query.get("gated") == Some("true")
         || query.get("inference").is_some()

@@ -31,6 +31,22 @@ pub fn front_matter(readme: &str) -> Option<&str> {
     None
 }
 
+/// The card's text after its front matter (all of it when there is none).
+pub fn card_body(readme: &str) -> &str {
+    let text = readme.strip_prefix('\u{feff}').unwrap_or(readme);
+    let Some(yaml) = front_matter(text) else {
+        return text;
+    };
+    // `front_matter` returned a slice of `text`: skip the opening line, the YAML, then the
+    // closing `---` line.
+    let opening = if text.starts_with("---\r\n") { 5 } else { 4 };
+    let after_yaml = &text[opening + yaml.len()..];
+    match after_yaml.find('\n') {
+        Some(end) => &after_yaml[end + 1..],
+        None => "",
+    }
+}
+
 /// Why front matter could not be read at all.
 #[derive(Debug, thiserror::Error)]
 pub enum CardError {
@@ -560,6 +576,15 @@ impl TagList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn card_body_follows_the_front_matter() {
+        assert_eq!(card_body("---\nlicense: mit\n---\n# Title\n"), "# Title\n");
+        assert_eq!(card_body("\u{feff}---\r\na: 1\r\n---\r\nbody"), "body");
+        assert_eq!(card_body("# No metadata\n"), "# No metadata\n");
+        assert_eq!(card_body("---\na: 1\n---"), "");
+        assert_eq!(card_body("---\nunclosed\n"), "---\nunclosed\n");
+    }
 
     fn model(text: &str) -> Card {
         read_card(RepoType::Model, text)

@@ -69,6 +69,7 @@ async fn fixture() -> Fixture {
         git: Arc::new(git),
         index_locks: Arc::new(CommitLocks::default()),
         auth: Arc::new(crate::auth::AuthRuntime::new(&config_auth)),
+        facet_cache: Arc::new(crate::web::facets::FacetCache::default()),
     };
     let app = crate::router::build(state.clone());
     Fixture {
