@@ -193,6 +193,8 @@ def _request(hub: Hub, surface: str, repo: str, token: str | None, n: int):
         return hub.http.get(f"{api}/xet-write-token/main", headers=h), "contribute"
     if surface == "settings":
         return hub.http.put(f"{api}/settings", json={"discussionsDisabled": False}, headers=h), "admin"
+    if surface == "web page":
+        return hub.http.get(f"/{repo}", headers=h), "gated"
     if surface == "discussions list":
         return hub.http.get(f"{api}/discussions", headers=h), "gated"
     if surface == "discussion open":
@@ -221,7 +223,7 @@ SURFACES = ["info", "tree", "paths-info", "refs", "resolve HEAD", "resolve GET",
             "lfs batch download", "git info/refs upload-pack", "preupload", "commit",
             "lfs batch upload", "lfs locks verify", "git info/refs receive-pack",
             "xet write token", "settings", "like", "delete (refused only)", "discussions list",
-            "discussion open", "pull request open (create_pr commit)"]
+            "discussion open", "pull request open (create_pr commit)", "web page"]
 
 
 def test_every_surface_for_every_caller_and_repo(world):
@@ -298,10 +300,13 @@ def test_listings_and_repo_exists_agree_with_access(world, server, tmp_path):
         for i, kind in enumerate(KINDS):
             visible = ACCESS[caller][i] != "none"
             assert (repos[kind] in listed) == visible, (caller, kind, listed)
-        # Search by a fragment of the name says the same.
+        # Search by a fragment of the name says the same, and so does the web listing.
         r = hub.http.get("/api/models", params={"search": "m-private"},
                          headers=hub.auth(tokens[caller]))
         assert (repos["private"] in {m["id"] for m in r.json()}) == (ACCESS[caller][1] != "none")
+        r = hub.http.get("/models", params={"search": "m-private"}, headers=hub.auth(tokens[caller]))
+        assert r.status_code == 200
+        assert (repos["private"].split("/")[1] in r.text) == (ACCESS[caller][1] != "none"), caller
     client = make_client(server, tmp_path)
     valid = {c: t for c, t in tokens.items() if ACCESS[c][0] != "bad"}
     run = client.py("""
