@@ -540,6 +540,29 @@ def test_whoami_lists_orgs_and_token_roles(world):
         assert r.status_code == 401 and r.headers["x-error-message"].startswith("Invalid credentials")
     listing = world["hub"].server.admin_cli("token", "list", "eve")
     assert listing.startswith("main\twrite\t")
+    # Use is recorded (at most once a minute per token, off the request's path).
+    fresh = world["hub"].server.create_token("eve", name="fresh")
+    used = lambda: [l for l in world["hub"].server.admin_cli("token", "list", "eve").splitlines()
+                    if l.startswith("fresh\t")][0]
+    assert "last used never" in used()
+    hub.http.get("/api/whoami-v2", headers=hub.auth(fresh))
+    for _ in range(50):
+        if "last used never" not in used():
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the token's last use was never recorded")
+    scoped = world["hub"].server.admin_cli(
+        "token", "create", "bo", "--name", "ns-read", "--role", "fine-grained",
+        "--namespace", "acme", "--permission", "repo.content.read", "--expires-in", "30d").strip()
+    me = hub.http.get("/api/whoami-v2", headers=hub.auth(scoped)).json()
+    assert me["auth"]["accessToken"]["fineGrained"]["scoped"] == [
+        {"entity": {"type": "org", "name": "acme"}, "permissions": ["repo.content.read"]}]
+    r = hub.http.get(f"/api/models/{world['repos']['private']}", headers=hub.auth(scoped))
+    assert r.status_code == 200
+    r = hub.http.post(f"/api/models/{world['repos']['private']}/preupload/main",
+                      headers=hub.auth(scoped), json={"files": []})
+    assert r.status_code == 403
     world["hub"].server.create_user("nobody")
     assert world["hub"].server.admin_cli("token", "list", "nobody").strip() == "(no tokens for nobody)"
 

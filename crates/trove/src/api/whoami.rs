@@ -76,7 +76,8 @@ fn org_json(m: &Membership) -> serde_json::Value {
     })
 }
 
-fn fine_grained(token: &Credential) -> Option<FineGrained> {
+/// A namespace scope names an organization the user belongs to, or a user.
+fn fine_grained(token: &Credential, orgs: &[Membership]) -> Option<FineGrained> {
     (token.role == TokenRole::FineGrained).then(|| FineGrained {
         global: Vec::new(),
         scoped: token
@@ -94,7 +95,11 @@ fn fine_grained(token: &Credential) -> Option<FineGrained> {
                         name: format!("{namespace}/{name}"),
                     },
                     ScopeTarget::Namespace(ns) => Entity {
-                        kind: "user",
+                        kind: if orgs.iter().any(|m| m.org.name.eq_ignore_ascii_case(ns)) {
+                            "org"
+                        } else {
+                            "user"
+                        },
                         name: ns.clone(),
                     },
                 },
@@ -124,7 +129,7 @@ pub async fn whoami(caller: Caller) -> ApiResult<Json<WhoAmI>> {
         auth: AuthInfo {
             kind: "access_token",
             access_token: AccessToken {
-                fine_grained: fine_grained(&token),
+                fine_grained: fine_grained(&token, &orgs),
                 display_name: token.name,
                 role: token.role.as_str(),
             },
