@@ -88,3 +88,34 @@ def test_sigterm_finishes_the_upload_in_flight_then_exits(tmp_path):
     finally:
         hub.close()
         again.stop()
+
+
+def test_admin_cli_refuses_a_directory_without_a_hub_and_new_data_dirs_are_private(tmp_path):
+    """Run in the wrong place, the admin CLI says so instead of creating an empty hub; the
+    data dir a first start creates is readable by its owner only."""
+    import stat
+    import subprocess
+
+    from conftest import clean_env, trove_binary
+
+    empty = tmp_path / "not-a-hub"
+    p = subprocess.run([str(trove_binary()), "user", "create", "carol", "--data-dir", str(empty)],
+                       capture_output=True, text=True, timeout=60, env=clean_env(), stdin=subprocess.DEVNULL)
+    assert p.returncode != 0
+    assert "no Trove database" in p.stderr and "--data-dir" in p.stderr, p.stderr
+    assert not empty.exists(), "nothing may be created"
+
+    # A data dir the server creates on its first start is private to its owner.
+    nested = tmp_path / "nested" / "data"
+    p = subprocess.Popen([str(trove_binary()), "serve", "--data-dir", str(nested), "--listen", "127.0.0.1:0"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env(),
+                         stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (nested / "admin-token").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (nested / "admin-token").exists()
+        assert stat.S_IMODE(nested.stat().st_mode) == 0o700
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=60)

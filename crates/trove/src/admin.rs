@@ -11,12 +11,47 @@ use anyhow::Context;
 use trove_db::{Db, DbError, OrgRole, ScopeTarget, TokenRole, User};
 use trove_types::RepoName;
 
+/// Opens the database of `data_dir`, creating both when missing (the server's first start).
+/// A new data dir is made readable by its owner only: it holds private repositories.
 pub async fn open_db(data_dir: &std::path::Path) -> anyhow::Result<Db> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    if !data_dir.exists() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    }
     Db::open(&data_dir.join("trove.db"))
         .await
         .context("opening the database")
+}
+
+/// Opens the database of an existing data dir, for the admin verbs: run in the wrong
+/// directory they must say so, not quietly start an empty hub of their own.
+pub async fn open_existing_db(data_dir: &std::path::Path) -> anyhow::Result<Db> {
+    let db_file = data_dir.join("trove.db");
+    anyhow::ensure!(
+        db_file.exists(),
+        "no Trove database at {}: run this where `trove serve` keeps its data, or pass \
+         --data-dir DIR (or set TROVE_DATA_DIR); `trove serve --data-dir DIR` creates a new one",
+        db_file.display()
+    );
+    open_db(data_dir).await
+}
+
+/// Warns when others may read the data dir (private repositories live there).
+pub fn warn_if_data_dir_is_shared(data_dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(data_dir)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            data_dir = %data_dir.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "the data dir is accessible to other local users; `chmod 700` it to keep private repositories private"
+        );
+    }
 }
 
 /// The audit log's actor for changes made on the command line.

@@ -66,13 +66,17 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(&cli.data_dir, args).await,
-            Command::User(cmd) => admin::run_user(&admin::open_db(&cli.data_dir).await?, cmd).await,
-            Command::Token(cmd) => {
-                admin::run_token(&admin::open_db(&cli.data_dir).await?, cmd).await
+            Command::User(cmd) => {
+                admin::run_user(&admin::open_existing_db(&cli.data_dir).await?, cmd).await
             }
-            Command::Org(cmd) => admin::run_org(&admin::open_db(&cli.data_dir).await?, cmd).await,
+            Command::Token(cmd) => {
+                admin::run_token(&admin::open_existing_db(&cli.data_dir).await?, cmd).await
+            }
+            Command::Org(cmd) => {
+                admin::run_org(&admin::open_existing_db(&cli.data_dir).await?, cmd).await
+            }
             Command::Audit { org, limit } => {
-                admin::run_audit(&admin::open_db(&cli.data_dir).await?, org, limit).await
+                admin::run_audit(&admin::open_existing_db(&cli.data_dir).await?, org, limit).await
             }
             Command::Hook(_) => unreachable!("hooks are dispatched above"),
             Command::BenchSeedSearch { repos, seed } => seed::run(&cli.data_dir, repos, seed).await,

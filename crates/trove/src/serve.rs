@@ -24,9 +24,10 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
             config_file: args.config,
         },
     )?;
+    let db = crate::admin::open_db(data_dir).await?;
+    crate::admin::warn_if_data_dir_is_shared(data_dir);
     std::fs::create_dir_all(data_dir.join("repos"))
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let db = crate::admin::open_db(data_dir).await?;
     let store = LocalStore::open(data_dir.join("lfs"))
         .await
         .context("opening the LFS store")?;

@@ -50,9 +50,11 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_user_id ON sessions (user_id);
 
 -- Tokens gain the fine-grained role and an optional expiry. SQLite cannot change a CHECK
--- constraint in place, so the table is rebuilt (nothing references it).
+-- constraint in place, so the table is rebuilt (nothing references it). AUTOINCREMENT: a
+-- revoked token's id is never given to a new one (the server throttles last-used writes
+-- per id, and ids name tokens in logs).
 CREATE TABLE tokens_new (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id       INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     name          TEXT    NOT NULL,
     role          TEXT    NOT NULL CHECK (role IN ('read', 'write', 'fineGrained')),

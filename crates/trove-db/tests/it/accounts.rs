@@ -58,6 +58,16 @@ async fn expired_tokens_are_not_found_and_scopes_follow_moves() -> TestResult {
     assert!(db.token_owner_by_hash(b"h1", 999).await?.is_some());
     assert_eq!(db.token_owner_by_hash(b"h1", 1_000).await?, None);
 
+    // A revoked token's id is never reused (last-used throttling and logs go by id).
+    let last = db
+        .create_token(bo.id, "last", TokenRole::Read, b"h0", None, &[])
+        .await?;
+    assert!(db.revoke_token(bo.id, "last").await?);
+    let next = db
+        .create_token(bo.id, "next", TokenRole::Read, b"h0", None, &[])
+        .await?;
+    assert!(next.id > last.id);
+
     let scoped = db
         .create_token(
             bo.id,
