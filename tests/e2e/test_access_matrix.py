@@ -466,6 +466,8 @@ def test_the_issue_story(world, server, tmp_path):
     assert hub.http.get("/api/organizations/acme/audit-log",
                         headers=hub.auth(tok["bo"])).status_code == 403
 
+    who = client.cli("auth", "whoami", token=tok["cy"]).output
+    assert "cy" in who and "acme" in who, who
     members = client.py("""
         emit({"members": sorted(u.username for u in api.list_organization_members("acme")),
               "org": api.get_organization_overview("acme").num_users,
