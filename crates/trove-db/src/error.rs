@@ -36,6 +36,10 @@ pub(crate) fn constraint_error(
         sqlx::Error::Database(db_err) => match db_err.kind() {
             sqlx::error::ErrorKind::UniqueViolation => DbError::Conflict { what: conflict },
             sqlx::error::ErrorKind::ForeignKeyViolation => DbError::NotFound { what: missing },
+            // The namespace triggers (a name is a user or an organization) raise this.
+            _ if db_err.message().starts_with("UNIQUE constraint failed") => {
+                DbError::Conflict { what: conflict }
+            }
             _ => DbError::Sqlx(err),
         },
         _ => DbError::Sqlx(err),

@@ -1,35 +1,41 @@
 //! Trove's SQL side: the embedded SQLite database, its migrations, and the queries, grouped
-//! by aggregate (users, tokens, repos, LFS objects and locks, the Xet chunk store, the
-//! search index and likes, discussions).
+//! by aggregate (users, organizations, tokens, repos, gating, the audit log, LFS objects and
+//! locks, the Xet chunk store, the search index, likes and discussions).
 //!
 //! Every query is a runtime-checked `sqlx::query` with bound parameters, written in SQL that
 //! PostgreSQL also accepts where that costs nothing (`ON CONFLICT … DO NOTHING`, `RETURNING`),
 //! so a second backend can reuse most of it behind the same [`Db`] interface.
 
+mod audit;
 mod discussions;
 mod error;
 mod facets;
+mod gating;
 mod lfs;
 mod likes;
 mod locks;
+mod orgs;
 mod repos;
 mod search;
 mod tokens;
 mod users;
 mod xet;
 
+pub use audit::{AuditEvent, NewAuditEvent};
 pub use discussions::{
     CommentVersion, Discussion, DiscussionChanges, DiscussionFilter, DiscussionStatus, Event,
     EventKind, NewDiscussion, NewEvent,
 };
 pub use error::{DbError, Result};
 pub use facets::FacetSource;
+pub use gating::{AccessRequest, RequestStatus};
 pub use locks::{LfsLock, LockOutcome, LockQuery};
-pub use repos::Repo;
+pub use orgs::{Membership, Org, OrgRole};
+pub use repos::{Gating, Repo};
 pub use search::{
     BulkRepo, Cursor, IndexUpdate, ListQuery, Listed, Page, RepoIndex, SortKey, Visibility,
 };
-pub use tokens::{Token, TokenRole};
+pub use tokens::{NewScope, ScopeTarget, Token, TokenRole, TokenScope};
 pub use users::User;
 pub use xet::{XetFile, XorbRecord};
 

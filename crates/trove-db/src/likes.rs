@@ -3,9 +3,10 @@
 
 use crate::Db;
 use crate::error::{Result, constraint_error};
-use crate::repos::{REPO_COLUMNS_R, Repo};
-use crate::search::{Cursor, Page, Visibility};
+use crate::repos::{REPO_COLUMN_COUNT, REPO_COLUMNS_R, Repo};
+use crate::search::{Cursor, Page, Visibility, push_visibility};
 use crate::users::{USER_COLUMNS, User};
+use sqlx::{QueryBuilder, Sqlite};
 
 impl Db {
     /// Records that `user_id` likes `repo_id`; `false` if they already did.
@@ -83,31 +84,27 @@ impl Db {
             value: i64::MAX,
             id: i64::MAX,
         });
-        let (visible, namespace) = match visibility {
-            Visibility::Public => ("r.private = 0", None),
-            Visibility::PublicAndNamespace(ns) => ("(r.private = 0 OR r.namespace = ?)", Some(ns)),
-            Visibility::All => ("1", None),
-        };
-        let sql = format!(
+        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
             "SELECT {REPO_COLUMNS_R}, l.created_at FROM likes l JOIN repos r ON r.id = l.repo_id \
-             WHERE l.user_id = ? AND {visible} AND (l.created_at, l.repo_id) < (?, ?) \
-             ORDER BY l.created_at DESC, l.repo_id DESC LIMIT ?"
-        );
-        let mut query = sqlx::query(&sql).bind(user_id);
-        if let Some(ns) = namespace {
-            query = query.bind(ns);
-        }
-        let rows = query
-            .bind(after.value)
-            .bind(after.id)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.pool)
-            .await?;
+             WHERE l.user_id = "
+        ));
+        qb.push_bind(user_id);
+        push_visibility(&mut qb, visibility);
+        qb.push(" AND (l.created_at, l.repo_id) < (");
+        qb.push_bind(after.value);
+        qb.push(", ");
+        qb.push_bind(after.id);
+        qb.push(") ORDER BY l.created_at DESC, l.repo_id DESC LIMIT ");
+        qb.push_bind(i64::from(limit) + 1);
+        let rows = qb.build().fetch_all(&self.pool).await?;
         let mut items = rows
             .iter()
             .map(|row| {
                 use sqlx::Row;
-                Ok((Repo::from_row_at(row, 0)?, row.try_get::<i64, _>(8)?))
+                Ok((
+                    Repo::from_row_at(row, 0)?,
+                    row.try_get::<i64, _>(REPO_COLUMN_COUNT)?,
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
         let next = page_end(&mut items, limit, |(r, t)| Cursor {

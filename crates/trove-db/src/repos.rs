@@ -20,6 +20,41 @@ pub struct Repo {
     pub owner_user_id: Option<i64>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// Whether downloads need an accepted access request.
+    pub gated: Gating,
+    pub discussions_disabled: bool,
+}
+
+/// A repository's gate: off, or requests accepted at once (`auto`) or by an admin (`manual`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Gating {
+    Off,
+    Auto,
+    Manual,
+}
+
+impl Gating {
+    /// The stored name (`off`, `auto`, `manual`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gating::Off => "off",
+            Gating::Auto => "auto",
+            Gating::Manual => "manual",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Gating> {
+        match s {
+            "off" => Some(Gating::Off),
+            "auto" => Some(Gating::Auto),
+            "manual" => Some(Gating::Manual),
+            _ => None,
+        }
+    }
+
+    pub fn is_gated(self) -> bool {
+        self != Gating::Off
+    }
 }
 
 impl Repo {
@@ -57,16 +92,27 @@ impl Repo {
             owner_user_id: row.try_get(o + 5)?,
             created_at_ms: row.try_get(o + 6)?,
             updated_at_ms: row.try_get(o + 7)?,
+            gated: {
+                let g: String = row.try_get(o + 8)?;
+                Gating::parse(&g).ok_or(DbError::Corrupt {
+                    what: "repo gating",
+                    detail: g,
+                })?
+            },
+            discussions_disabled: row.try_get(o + 9)?,
         })
     }
 }
 
-const REPO_COLUMNS: &str =
-    "id, repo_type, namespace, name, private, owner_user_id, created_at, updated_at";
+const REPO_COLUMNS: &str = "id, repo_type, namespace, name, private, owner_user_id, created_at, \
+     updated_at, gated, discussions_disabled";
 
 /// [`REPO_COLUMNS`] of a `repos` table aliased `r`, for joins.
 pub(crate) const REPO_COLUMNS_R: &str = "r.id, r.repo_type, r.namespace, r.name, r.private, \
-     r.owner_user_id, r.created_at, r.updated_at";
+     r.owner_user_id, r.created_at, r.updated_at, r.gated, r.discussions_disabled";
+
+/// How many columns [`REPO_COLUMNS_R`] selects.
+pub(crate) const REPO_COLUMN_COUNT: usize = 10;
 
 impl Db {
     /// Creates a repository row. Fails with `Conflict` if a repository of this type already
@@ -132,5 +178,128 @@ impl Db {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// The repository that `id` names now, or the one that last left that name (a move).
+    /// The second value is `true` when the name is an old one.
+    pub async fn repo_by_name_or_redirect(
+        &self,
+        repo_type: RepoType,
+        id: &RepoId,
+    ) -> Result<Option<(Repo, bool)>> {
+        if let Some(repo) = self.repo_by_name(repo_type, id).await? {
+            return Ok(Some((repo, false)));
+        }
+        let sql = format!(
+            "SELECT {REPO_COLUMNS_R} FROM repo_redirects d JOIN repos r ON r.id = d.repo_id \
+             WHERE d.repo_type = ? AND d.namespace = ? AND d.name = ?"
+        );
+        let row = sqlx::query(&sql)
+            .bind(repo_type.as_str())
+            .bind(id.namespace.as_str())
+            .bind(id.name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Ok((Repo::from_row(&row)?, true))).transpose()
+    }
+
+    /// Renames a repository (any namespace) and leaves a redirect at the old name, in one
+    /// transaction. `Conflict` if a repository of this type already has the new name.
+    pub async fn move_repo(&self, repo_id: i64, to: &RepoId, now_ms: i64) -> Result<Repo> {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!("SELECT {REPO_COLUMNS} FROM repos WHERE id = ?");
+        let old = sqlx::query(&sql)
+            .bind(repo_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(DbError::NotFound { what: "repo" })?;
+        let old = Repo::from_row(&old)?;
+        let sql = format!(
+            "UPDATE repos SET namespace = ?, name = ?, updated_at = ? WHERE id = ? \
+             RETURNING {REPO_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(to.namespace.as_str())
+            .bind(to.name.as_str())
+            .bind(now_ms)
+            .bind(repo_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(constraint_error("repo", "repo"))?;
+        // The new name is a live repository now: a redirect there would be shadowed anyway.
+        sqlx::query(
+            "DELETE FROM repo_redirects WHERE repo_type = ? AND namespace = ? AND name = ?",
+        )
+        .bind(old.repo_type.as_str())
+        .bind(to.namespace.as_str())
+        .bind(to.name.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO repo_redirects (repo_type, namespace, name, repo_id, created_at) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (repo_type, namespace, name) \
+             DO UPDATE SET repo_id = excluded.repo_id, created_at = excluded.created_at",
+        )
+        .bind(old.repo_type.as_str())
+        .bind(&old.namespace)
+        .bind(&old.name)
+        .bind(repo_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Repo::from_row(&row)
+    }
+
+    /// Changes a repository's settings; `None` leaves a setting as it is.
+    pub async fn update_repo_settings(
+        &self,
+        repo_id: i64,
+        private: Option<bool>,
+        gated: Option<Gating>,
+        discussions_disabled: Option<bool>,
+    ) -> Result<Repo> {
+        let sql = format!(
+            "UPDATE repos SET private = coalesce(?, private), gated = coalesce(?, gated), \
+             discussions_disabled = coalesce(?, discussions_disabled) WHERE id = ? \
+             RETURNING {REPO_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(private)
+            .bind(gated.map(Gating::as_str))
+            .bind(discussions_disabled)
+            .bind(repo_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(DbError::NotFound { what: "repo" })?;
+        Repo::from_row(&row)
+    }
+
+    /// How many repositories of each type a namespace has that `visible_private` lets the
+    /// reader count: (models, datasets, spaces).
+    pub async fn count_repos_in(
+        &self,
+        namespace: &str,
+        visible_private: bool,
+    ) -> Result<(i64, i64, i64)> {
+        let rows = sqlx::query(
+            "SELECT repo_type, COUNT(*) FROM repos WHERE namespace = ? \
+             AND (private = 0 OR ?) GROUP BY repo_type",
+        )
+        .bind(namespace)
+        .bind(visible_private)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts = (0, 0, 0);
+        for row in rows {
+            let t: String = row.try_get(0)?;
+            let n: i64 = row.try_get(1)?;
+            match t.as_str() {
+                "model" => counts.0 = n,
+                "dataset" => counts.1 = n,
+                _ => counts.2 = n,
+            }
+        }
+        Ok(counts)
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::Db;
 use crate::error::Result;
-use crate::repos::{REPO_COLUMNS_R, Repo};
+use crate::repos::{REPO_COLUMN_COUNT, REPO_COLUMNS_R, Repo};
 use sqlx::sqlite::{Sqlite, SqliteRow};
 use sqlx::{QueryBuilder, Row};
 use trove_types::RepoType;
@@ -93,8 +93,11 @@ impl RepoIndex {
 pub enum Visibility {
     /// Public repositories only.
     Public,
-    /// Public ones plus the private ones of this namespace.
-    PublicAndNamespace(String),
+    /// Public ones plus the private ones in these namespaces or with these ids.
+    PublicAnd {
+        namespaces: Vec<String>,
+        repo_ids: Vec<i64>,
+    },
     /// Everything (administrators).
     All,
 }
@@ -241,14 +244,42 @@ fn fts_phrase(text: &str) -> String {
     format!("\"{}\"", text.replace('"', "\"\""))
 }
 
-fn push_visibility(qb: &mut QueryBuilder<'_, Sqlite>, visibility: &Visibility) {
+impl Visibility {
+    /// Public repositories and the private ones of one namespace.
+    pub fn public_and_namespace(namespace: impl Into<String>) -> Visibility {
+        Visibility::PublicAnd {
+            namespaces: vec![namespace.into()],
+            repo_ids: Vec::new(),
+        }
+    }
+}
+
+pub(crate) fn push_visibility(qb: &mut QueryBuilder<'_, Sqlite>, visibility: &Visibility) {
     match visibility {
         Visibility::Public => {
             qb.push(" AND r.private = 0");
         }
-        Visibility::PublicAndNamespace(ns) => {
-            qb.push(" AND (r.private = 0 OR r.namespace = ");
-            qb.push_bind(ns.clone());
+        Visibility::PublicAnd {
+            namespaces,
+            repo_ids,
+        } => {
+            qb.push(" AND (r.private = 0");
+            if !namespaces.is_empty() {
+                qb.push(" OR r.namespace IN (");
+                let mut list = qb.separated(", ");
+                for ns in namespaces {
+                    list.push_bind(ns.clone());
+                }
+                qb.push(")");
+            }
+            if !repo_ids.is_empty() {
+                qb.push(" OR r.id IN (");
+                let mut list = qb.separated(", ");
+                for id in repo_ids {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+            }
             qb.push(")");
         }
         Visibility::All => {}
@@ -492,7 +523,7 @@ impl Db {
             .map(|row| {
                 Ok(Listed {
                     repo: Repo::from_row_at(row, 0)?,
-                    index: RepoIndex::from_row(row, 8)?,
+                    index: RepoIndex::from_row(row, REPO_COLUMN_COUNT)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

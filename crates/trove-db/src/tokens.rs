@@ -1,5 +1,6 @@
-//! API access tokens. Only a hash of each secret is stored; the caller generates the secret,
-//! hashes it, and shows it to the user once.
+//! API access tokens: read, write or fine-grained (with per-repository or per-namespace
+//! scopes), optionally expiring. Only a hash of each secret is stored; the caller generates
+//! the secret, hashes it, and shows it to the user once.
 
 use crate::error::{DbError, Result, constraint_error};
 use crate::users::{USER_COLUMNS, User};
@@ -7,12 +8,15 @@ use crate::{Db, unix_now_ms};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use std::fmt;
+use trove_types::RepoType;
 
 /// What a token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TokenRole {
     Read,
     Write,
+    /// Only what its scopes allow (plus what anyone may do).
+    FineGrained,
 }
 
 impl TokenRole {
@@ -21,6 +25,7 @@ impl TokenRole {
         match self {
             TokenRole::Read => "read",
             TokenRole::Write => "write",
+            TokenRole::FineGrained => "fineGrained",
         }
     }
 
@@ -28,6 +33,7 @@ impl TokenRole {
         match s {
             "read" => Some(TokenRole::Read),
             "write" => Some(TokenRole::Write),
+            "fineGrained" => Some(TokenRole::FineGrained),
             _ => None,
         }
     }
@@ -49,11 +55,48 @@ pub struct Token {
     pub role: TokenRole,
     pub created_at_ms: i64,
     pub last_used_at_ms: Option<i64>,
+    pub expires_at_ms: Option<i64>,
+    /// The scopes of a fine-grained token (empty for the others).
+    pub scopes: Vec<TokenScope>,
+}
+
+/// What one scope of a fine-grained token covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScopeTarget {
+    /// One repository, by id; `namespace`/`name` are its current name.
+    Repo {
+        repo_id: i64,
+        repo_type: RepoType,
+        namespace: String,
+        name: String,
+    },
+    /// Every repository of a user or organization.
+    Namespace(String),
+}
+
+/// A scope of a fine-grained token: a target and the Hub's permission names on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenScope {
+    pub target: ScopeTarget,
+    pub permissions: Vec<String>,
+}
+
+/// A scope to store: a repository by id or a namespace by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NewScope {
+    Repo {
+        repo_id: i64,
+        permissions: Vec<String>,
+    },
+    Namespace {
+        namespace: String,
+        permissions: Vec<String>,
+    },
 }
 
 const TOKEN_COLUMNS: &str = "tokens.id, tokens.user_id, tokens.name, tokens.role, \
-                             tokens.created_at, tokens.last_used_at";
-const TOKEN_COLUMN_COUNT: usize = 6;
+                             tokens.created_at, tokens.last_used_at, tokens.expires_at";
+const TOKEN_COLUMN_COUNT: usize = 7;
 
 impl Token {
     fn from_row(row: &SqliteRow) -> Result<Token> {
@@ -69,54 +112,132 @@ impl Token {
             role,
             created_at_ms: row.try_get(4)?,
             last_used_at_ms: row.try_get(5)?,
+            expires_at_ms: row.try_get(6)?,
+            scopes: Vec::new(),
         })
     }
 }
 
 impl Db {
-    /// Stores a new token for `user_id`. Fails with `Conflict` if the user already has a token
-    /// of that name (or, absurdly, the hash exists), `NotFound` if the user does not exist.
+    /// Stores a new token for `user_id`, with its scopes, in one transaction. Fails with
+    /// `Conflict` if the user already has a token of that name (or, absurdly, the hash
+    /// exists), `NotFound` if the user or a scoped repository does not exist.
     pub async fn create_token(
         &self,
         user_id: i64,
         name: &str,
         role: TokenRole,
         token_hash: &[u8],
+        expires_at_ms: Option<i64>,
+        scopes: &[NewScope],
     ) -> Result<Token> {
         let sql = format!(
-            "INSERT INTO tokens (user_id, name, role, token_hash, created_at) \
-             VALUES (?, ?, ?, ?, ?) RETURNING {TOKEN_COLUMNS}"
+            "INSERT INTO tokens (user_id, name, role, token_hash, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING {TOKEN_COLUMNS}"
         );
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(&sql)
             .bind(user_id)
             .bind(name)
             .bind(role.as_str())
             .bind(token_hash)
             .bind(unix_now_ms())
-            .fetch_one(&self.pool)
+            .bind(expires_at_ms)
+            .fetch_one(&mut *tx)
             .await
             .map_err(constraint_error("token", "user"))?;
-        Token::from_row(&row)
+        let token = Token::from_row(&row)?;
+        for scope in scopes {
+            let (repo_id, namespace, permissions) = match scope {
+                NewScope::Repo {
+                    repo_id,
+                    permissions,
+                } => (Some(*repo_id), None, permissions),
+                NewScope::Namespace {
+                    namespace,
+                    permissions,
+                } => (None, Some(namespace.as_str()), permissions),
+            };
+            sqlx::query(
+                "INSERT INTO token_scopes (token_id, repo_id, namespace, permissions) \
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(token.id)
+            .bind(repo_id)
+            .bind(namespace)
+            .bind(permissions.join(" "))
+            .execute(&mut *tx)
+            .await
+            .map_err(constraint_error("token scope", "repository"))?;
+        }
+        tx.commit().await?;
+        let mut token = token;
+        token.scopes = self.token_scopes(token.id).await?;
+        Ok(token)
     }
 
-    /// The token with this hash and its owner, unless the owner is disabled.
-    pub async fn token_owner_by_hash(&self, token_hash: &[u8]) -> Result<Option<(Token, User)>> {
+    async fn token_scopes(&self, token_id: i64) -> Result<Vec<TokenScope>> {
+        let rows = sqlx::query(
+            "SELECT s.repo_id, r.repo_type, r.namespace, r.name, s.namespace, s.permissions \
+             FROM token_scopes s LEFT JOIN repos r ON r.id = s.repo_id \
+             WHERE s.token_id = ? ORDER BY s.id",
+        )
+        .bind(token_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let permissions: String = row.try_get(5)?;
+                let permissions = permissions.split_whitespace().map(str::to_owned).collect();
+                let target = match row.try_get::<Option<i64>, _>(0)? {
+                    Some(repo_id) => {
+                        let t: String = row.try_get(1)?;
+                        ScopeTarget::Repo {
+                            repo_id,
+                            repo_type: RepoType::from_singular(&t).ok_or(DbError::Corrupt {
+                                what: "repo type",
+                                detail: t.clone(),
+                            })?,
+                            namespace: row.try_get(2)?,
+                            name: row.try_get(3)?,
+                        }
+                    }
+                    None => ScopeTarget::Namespace(row.try_get(4)?),
+                };
+                Ok(TokenScope {
+                    target,
+                    permissions,
+                })
+            })
+            .collect()
+    }
+
+    /// The token with this hash and its owner, unless the owner is disabled or the token
+    /// expired at `now_ms`.
+    pub async fn token_owner_by_hash(
+        &self,
+        token_hash: &[u8],
+        now_ms: i64,
+    ) -> Result<Option<(Token, User)>> {
         let sql = format!(
             "SELECT {TOKEN_COLUMNS}, {USER_COLUMNS} FROM tokens \
              JOIN users ON users.id = tokens.user_id \
-             WHERE tokens.token_hash = ? AND users.disabled = 0"
+             WHERE tokens.token_hash = ? AND users.disabled = 0 \
+             AND (tokens.expires_at IS NULL OR tokens.expires_at > ?)"
         );
         let Some(row) = sqlx::query(&sql)
             .bind(token_hash)
+            .bind(now_ms)
             .fetch_optional(&self.pool)
             .await?
         else {
             return Ok(None);
         };
-        Ok(Some((
-            Token::from_row(&row)?,
-            User::from_row(&row, TOKEN_COLUMN_COUNT)?,
-        )))
+        let mut token = Token::from_row(&row)?;
+        if token.role == TokenRole::FineGrained {
+            token.scopes = self.token_scopes(token.id).await?;
+        }
+        Ok(Some((token, User::from_row(&row, TOKEN_COLUMN_COUNT)?)))
     }
 
     /// The user's tokens, oldest first.
@@ -127,7 +248,14 @@ impl Db {
             .bind(user_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(Token::from_row).collect()
+        let mut tokens = rows
+            .iter()
+            .map(Token::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        for token in &mut tokens {
+            token.scopes = self.token_scopes(token.id).await?;
+        }
+        Ok(tokens)
     }
 
     /// Deletes the user's token named `name`; `false` if there was none.

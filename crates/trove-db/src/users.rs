@@ -1,4 +1,5 @@
-//! User accounts: creation, lookup by name (case-insensitive) or id, and disabling.
+//! User accounts: creation, lookup by name (case-insensitive) or id, disabling, passwords
+//! (stored as the caller's argon2id PHC string) and web sessions (stored hashed).
 
 use crate::error::{Result, constraint_error};
 use crate::{Db, unix_now_ms};
@@ -21,6 +22,7 @@ pub struct User {
 
 pub(crate) const USER_COLUMNS: &str = "users.id, users.name, users.email, users.is_admin, \
                                        users.disabled, users.created_at";
+pub(crate) const USER_COLUMN_COUNT: usize = 6;
 
 impl User {
     /// Reads a row selected with [`USER_COLUMNS`], whose first column is at `offset`.
@@ -95,5 +97,88 @@ impl Db {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY name");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(|row| User::from_row(row, 0)).collect()
+    }
+
+    /// Stores a password hash (a PHC string made by the caller); `false` if no such user.
+    pub async fn set_password_hash(&self, user_id: i64, phc: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(phc)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// An enabled user and their password hash, if they have one.
+    pub async fn user_with_password(&self, name: &str) -> Result<Option<(User, String)>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS}, users.password_hash FROM users \
+             WHERE name = ? AND disabled = 0 AND password_hash IS NOT NULL"
+        );
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Ok((User::from_row(&row, 0)?, row.try_get(USER_COLUMN_COUNT)?)))
+            .transpose()
+    }
+
+    /// Stores a web session by the hash of its secret.
+    pub async fn create_session(
+        &self,
+        user_id: i64,
+        secret_hash: &[u8],
+        expires_at_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (user_id, secret_hash, created_at, expires_at) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(user_id)
+        .bind(secret_hash)
+        .bind(unix_now_ms())
+        .bind(expires_at_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(constraint_error("session", "user"))?;
+        Ok(())
+    }
+
+    /// The enabled user of an unexpired session.
+    pub async fn session_user(&self, secret_hash: &[u8], now_ms: i64) -> Result<Option<User>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM sessions s JOIN users ON users.id = s.user_id \
+             WHERE s.secret_hash = ? AND s.expires_at > ? AND users.disabled = 0"
+        );
+        let row = sqlx::query(&sql)
+            .bind(secret_hash)
+            .bind(now_ms)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| User::from_row(&row, 0)).transpose()
+    }
+
+    /// Ends a session (logout); `false` if there was none.
+    pub async fn delete_session(&self, secret_hash: &[u8]) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM sessions WHERE secret_hash = ?")
+            .bind(secret_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Disabling a user also ends their sessions.
+    pub async fn delete_sessions_of(&self, user_id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

@@ -1,11 +1,14 @@
 //! The admin verbs of the CLI. They open the same database as a running server (SQLite in WAL
 //! mode with a busy timeout), so they are safe to use while it serves.
 
+use crate::accounts;
+use crate::auth::password;
+use crate::auth::token::parse_lifetime;
 use crate::auth::{generate_token, hash_token};
-use crate::cli::{RoleArg, TokenCommand, UserCommand};
+use crate::cli::{OrgCommand, OrgRoleArg, RoleArg, TokenCommand, UserCommand};
 use crate::clock::format_ms;
 use anyhow::Context;
-use trove_db::{Db, TokenRole, User};
+use trove_db::{Db, DbError, OrgRole, ScopeTarget, TokenRole, User};
 use trove_types::RepoName;
 
 /// Opens the database of `data_dir`, creating both when missing (the server's first start).
@@ -51,11 +54,17 @@ pub fn warn_if_data_dir_is_shared(data_dir: &std::path::Path) {
     }
 }
 
+/// The audit log's actor for changes made on the command line.
+const CLI_ACTOR: &str = "cli";
+
 pub async fn run_user(db: &Db, command: UserCommand) -> anyhow::Result<()> {
     match command {
         UserCommand::Create { name, admin, email } => {
             let name = RepoName::parse_namespace(&name)?;
-            let user = db.create_user(&name, email.as_deref(), admin).await?;
+            let user = db
+                .create_user(&name, email.as_deref(), admin)
+                .await
+                .map_err(|e| taken(e, name.as_str()))?;
             eprintln!(
                 "created user {}{}",
                 user.name,
@@ -63,6 +72,88 @@ pub async fn run_user(db: &Db, command: UserCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        UserCommand::List => {
+            let users = db.list_users().await?;
+            if users.is_empty() {
+                println!("(no users)");
+            }
+            for u in users {
+                println!(
+                    "{}\t{}{}\tcreated {}",
+                    u.name,
+                    if u.is_admin { "admin" } else { "user" },
+                    if u.disabled { " (disabled)" } else { "" },
+                    format_ms(u.created_at_ms)
+                );
+            }
+            Ok(())
+        }
+        UserCommand::Disable { name } => set_disabled(db, &name, true).await,
+        UserCommand::Enable { name } => set_disabled(db, &name, false).await,
+        UserCommand::SetPassword { name } => {
+            let user = find_user(db, &name).await?;
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(
+                password.chars().count() >= password::MIN_PASSWORD_LEN,
+                "the password must have at least {} characters",
+                password::MIN_PASSWORD_LEN
+            );
+            let phc = password::hash_password(password)?;
+            db.set_password_hash(user.id, &phc).await?;
+            accounts::audit(
+                db,
+                CLI_ACTOR,
+                "user.password",
+                Some(&user.name),
+                Some(&user.name),
+                None,
+            )
+            .await;
+            eprintln!("password set for {}", user.name);
+            Ok(())
+        }
+    }
+}
+
+async fn set_disabled(db: &Db, name: &str, disabled: bool) -> anyhow::Result<()> {
+    let user = find_user(db, name).await?;
+    db.set_user_disabled(user.id, disabled).await?;
+    if disabled {
+        db.delete_sessions_of(user.id).await?;
+    }
+    let action = if disabled {
+        "user.disable"
+    } else {
+        "user.enable"
+    };
+    accounts::audit(
+        db,
+        CLI_ACTOR,
+        action,
+        Some(&user.name),
+        Some(&user.name),
+        None,
+    )
+    .await;
+    eprintln!(
+        "{} {}",
+        if disabled { "disabled" } else { "enabled" },
+        user.name
+    );
+    Ok(())
+}
+
+/// "name taken" in words, for a name that is a user or an organization already.
+fn taken(e: DbError, name: &str) -> anyhow::Error {
+    match e {
+        DbError::Conflict { .. } => {
+            anyhow::anyhow!("the name {name:?} is taken (by a user or an organization)")
+        }
+        e => e.into(),
     }
 }
 
@@ -72,44 +163,211 @@ async fn find_user(db: &Db, name: &str) -> anyhow::Result<User> {
         .with_context(|| format!("no user named {name:?}"))
 }
 
-pub async fn run_token(db: &Db, command: TokenCommand) -> anyhow::Result<()> {
+pub async fn run_org(db: &Db, command: OrgCommand) -> anyhow::Result<()> {
     match command {
-        TokenCommand::Create { user, role, name } => {
-            let user = find_user(db, &user).await?;
-            let role = match role {
-                RoleArg::Read => TokenRole::Read,
-                RoleArg::Write => TokenRole::Write,
-            };
-            let label = name.unwrap_or_else(|| {
-                format!("token-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-            });
-            let token = generate_token();
-            db.create_token(user.id, &label, role, &hash_token(&token))
-                .await?;
-            println!("{token}");
+        OrgCommand::Create {
+            name,
+            owner,
+            fullname,
+        } => {
+            let owner = find_user(db, &owner).await?;
+            let name = RepoName::parse_namespace(&name)?;
+            let org = db
+                .create_org(&name, fullname.as_deref())
+                .await
+                .map_err(|e| taken(e, name.as_str()))?;
+            accounts::audit(
+                db,
+                CLI_ACTOR,
+                "org.create",
+                Some(&org.name),
+                Some(&org.name),
+                None,
+            )
+            .await;
+            accounts::orgs::set_member(db, CLI_ACTOR, &org, &owner, OrgRole::Admin).await?;
+            eprintln!(
+                "created organization {} with admin {}",
+                org.name, owner.name
+            );
             Ok(())
         }
-        TokenCommand::List { user } => {
-            let user = find_user(db, &user).await?;
-            for t in db.list_tokens(user.id).await? {
-                let used = t
-                    .last_used_at_ms
-                    .map(format_ms)
-                    .unwrap_or_else(|| "never".into());
+        OrgCommand::List => {
+            let orgs = db.list_orgs().await?;
+            if orgs.is_empty() {
+                println!("(no organizations)");
+            }
+            for org in orgs {
+                let members = db.org_members(org.id).await?.len();
                 println!(
-                    "{}\t{}\tcreated {}\tlast used {}",
-                    t.name,
-                    t.role.as_str(),
-                    format_ms(t.created_at_ms),
-                    used
+                    "{}\t{} member{}\tcreated {}",
+                    org.name,
+                    members,
+                    if members == 1 { "" } else { "s" },
+                    format_ms(org.created_at_ms)
                 );
             }
             Ok(())
         }
-        TokenCommand::Revoke { user, name } => {
+        OrgCommand::AddMember { org, user, role } => {
+            let org = accounts::orgs::find_org(db, &org).await?;
+            let user = find_user(db, &user).await?;
+            let role = match role {
+                OrgRoleArg::Read => OrgRole::Read,
+                OrgRoleArg::Contributor => OrgRole::Contributor,
+                OrgRoleArg::Write => OrgRole::Write,
+                OrgRoleArg::Admin => OrgRole::Admin,
+            };
+            accounts::orgs::set_member(db, CLI_ACTOR, &org, &user, role).await?;
+            eprintln!("{} is now {} of {}", user.name, role, org.name);
+            Ok(())
+        }
+        OrgCommand::RemoveMember { org, user } => {
+            let org = accounts::orgs::find_org(db, &org).await?;
             let user = find_user(db, &user).await?;
             anyhow::ensure!(
-                db.revoke_token(user.id, &name).await?,
+                accounts::orgs::remove_member(db, CLI_ACTOR, &org, &user).await?,
+                "{} is not a member of {}",
+                user.name,
+                org.name
+            );
+            eprintln!("removed {} from {}", user.name, org.name);
+            Ok(())
+        }
+        OrgCommand::Members { org } => {
+            let org = accounts::orgs::find_org(db, &org).await?;
+            for (user, role) in db.org_members(org.id).await? {
+                println!("{}\t{}", user.name, role);
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn run_audit(db: &Db, org: Option<String>, limit: u32) -> anyhow::Result<()> {
+    let events = db.audit_events(org.as_deref(), None, limit).await?;
+    if events.is_empty() {
+        println!("(no events)");
+    }
+    for e in events {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            format_ms(e.at_ms),
+            e.actor.as_deref().unwrap_or("-"),
+            e.action,
+            e.namespace.as_deref().unwrap_or("-"),
+            e.target.as_deref().unwrap_or("-"),
+            e.detail.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+pub async fn run_token(db: &Db, command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create {
+            user,
+            user_flag,
+            role,
+            name,
+            repos,
+            namespaces,
+            permissions,
+            expires_in,
+        } => {
+            let user = find_user(db, &user.or(user_flag).unwrap_or_default()).await?;
+            let role = match role {
+                RoleArg::Read => TokenRole::Read,
+                RoleArg::Write => TokenRole::Write,
+                RoleArg::FineGrained => TokenRole::FineGrained,
+            };
+            let lifetime_ms = expires_in
+                .map(|text| {
+                    parse_lifetime(&text).with_context(|| {
+                        format!("--expires-in {text:?}: expected a number and d, h, m or s")
+                    })
+                })
+                .transpose()?;
+            let label = name.unwrap_or_else(|| {
+                format!("token-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+            });
+            let spec = accounts::tokens::TokenSpec {
+                name: label,
+                role: Some(role),
+                repos,
+                namespaces,
+                permissions,
+                lifetime_ms,
+            };
+            let (secret, _) = accounts::tokens::create(db, CLI_ACTOR, &user, spec)
+                .await
+                .map_err(|e| match e.downcast::<DbError>() {
+                    Ok(DbError::Conflict { .. }) => {
+                        anyhow::anyhow!("{} already has a token of that name", user.name)
+                    }
+                    Ok(e) => e.into(),
+                    Err(e) => e,
+                })?;
+            println!("{secret}");
+            Ok(())
+        }
+        TokenCommand::List { user, user_flag } => {
+            let user = find_user(db, &user.or(user_flag).unwrap_or_default()).await?;
+            let tokens = db.list_tokens(user.id).await?;
+            if tokens.is_empty() {
+                println!("(no tokens for {})", user.name);
+            }
+            let now = trove_db::unix_now_ms();
+            for t in tokens {
+                let used = t
+                    .last_used_at_ms
+                    .map(format_ms)
+                    .unwrap_or_else(|| "never".into());
+                let expires = match t.expires_at_ms {
+                    None => "never expires".to_owned(),
+                    Some(at) if at <= now => format!("expired {}", format_ms(at)),
+                    Some(at) => format!("expires {}", format_ms(at)),
+                };
+                let scopes: Vec<String> = t
+                    .scopes
+                    .iter()
+                    .map(|s| {
+                        let target = match &s.target {
+                            ScopeTarget::Repo {
+                                repo_type,
+                                namespace,
+                                name,
+                                ..
+                            } => format!("{repo_type}:{namespace}/{name}"),
+                            ScopeTarget::Namespace(ns) => format!("namespace:{ns}"),
+                        };
+                        format!("{target}={}", s.permissions.join("+"))
+                    })
+                    .collect();
+                println!(
+                    "{}\t{}\tcreated {}\tlast used {}\t{}{}",
+                    t.name,
+                    t.role.as_str(),
+                    format_ms(t.created_at_ms),
+                    used,
+                    expires,
+                    if scopes.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\t{}", scopes.join(" "))
+                    }
+                );
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke {
+            user,
+            user_flag,
+            name,
+        } => {
+            let user = find_user(db, &user.or(user_flag).unwrap_or_default()).await?;
+            anyhow::ensure!(
+                accounts::tokens::revoke(db, CLI_ACTOR, &user, &name).await?,
                 "user {} has no token named {name:?}",
                 user.name
             );
@@ -136,6 +394,8 @@ pub async fn bootstrap_admin(
         "admin-bootstrap",
         TokenRole::Write,
         &hash_token(&token),
+        None,
+        &[],
     )
     .await?;
     let path = data_dir.join("admin-token");

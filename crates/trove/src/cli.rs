@@ -26,6 +26,17 @@ pub enum Command {
     /// Manage access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage organizations and their members.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Show the audit log of security events, newest first.
+    Audit {
+        /// Only the events of this organization (or user).
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// Git hooks, run by git itself while serving a push (not for people).
     #[command(subcommand, hide = true)]
     Hook(HookCommand),
@@ -72,35 +83,100 @@ pub enum UserCommand {
         #[arg(long)]
         email: Option<String>,
     },
+    /// List users.
+    List,
+    /// Disable a user: their tokens and sessions stop working at once; their data stays.
+    Disable { name: String },
+    /// Enable a disabled user again.
+    Enable { name: String },
+    /// Set the password for the web login (read from stdin, one line, at least 8 characters).
+    SetPassword { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrgCommand {
+    /// Create an organization with USER as its first admin.
+    Create {
+        name: String,
+        #[arg(long)]
+        owner: String,
+        /// A display name.
+        #[arg(long)]
+        fullname: Option<String>,
+    },
+    /// List organizations.
+    List,
+    /// Add a member, or change their role.
+    AddMember {
+        org: String,
+        user: String,
+        #[arg(long, value_enum)]
+        role: OrgRoleArg,
+    },
+    /// Remove a member (not the last admin).
+    RemoveMember { org: String, user: String },
+    /// List an organization's members and their roles.
+    Members { org: String },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OrgRoleArg {
+    Read,
+    Contributor,
+    Write,
+    Admin,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum RoleArg {
     Read,
     Write,
+    FineGrained,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {
-    /// Create a token and print it (only the token) on stdout.
+    /// Create a token and print it (only the token) on stdout. It is shown this once.
     Create {
-        #[arg(long)]
-        user: String,
+        /// The token's owner (or `--user`).
+        #[arg(required_unless_present = "user_flag", conflicts_with = "user_flag")]
+        user: Option<String>,
+        #[arg(long = "user", hide = true)]
+        user_flag: Option<String>,
         #[arg(long, value_enum, default_value = "write")]
         role: RoleArg,
         /// A label to list and revoke the token by (default: a generated one).
         #[arg(long)]
         name: Option<String>,
+        /// Fine-grained: a repository the permissions apply to, `TYPE:NS/NAME`
+        /// (e.g. `model:acme/detector`); repeatable.
+        #[arg(long = "repo")]
+        repos: Vec<String>,
+        /// Fine-grained: a user or organization whose repositories the permissions apply to;
+        /// repeatable.
+        #[arg(long = "namespace")]
+        namespaces: Vec<String>,
+        /// Fine-grained: a permission (`repo.content.read`, `repo.write`,
+        /// `discussion.write`); repeatable.
+        #[arg(long = "permission")]
+        permissions: Vec<String>,
+        /// Lifetime, like `30d`, `12h`, `15m` (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<String>,
     },
     /// List a user's tokens (never the secrets).
     List {
-        #[arg(long)]
-        user: String,
+        #[arg(required_unless_present = "user_flag", conflicts_with = "user_flag")]
+        user: Option<String>,
+        #[arg(long = "user", hide = true)]
+        user_flag: Option<String>,
     },
     /// Revoke a user's token by its label.
     Revoke {
-        #[arg(long)]
-        user: String,
+        #[arg(required_unless_present = "user_flag", conflicts_with = "user_flag")]
+        user: Option<String>,
+        #[arg(long = "user", hide = true)]
+        user_flag: Option<String>,
         #[arg(long)]
         name: String,
     },

@@ -45,6 +45,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "TROVE_GIT_TIMEOUT_SECS",
         "longest a clone, fetch or push request may run, in seconds",
     ),
+    (
+        "TROVE_AUTH_FAILURE_BURST",
+        "failed authentications an address may make in a burst before getting 429",
+    ),
+    (
+        "TROVE_AUTH_FAILURE_REFILL_SECS",
+        "seconds after which one more failed authentication is allowed",
+    ),
     ("TROVE_LOG", "log filter, e.g. info or trove=debug"),
 ];
 
@@ -61,6 +69,16 @@ pub struct Config {
     pub lfs: LfsConfig,
     pub limits: Limits,
     pub git: GitConfig,
+    pub auth: AuthConfig,
+}
+
+/// Authentication: the limit on failed attempts per client address.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    /// Failures an address may make in a burst.
+    pub failure_burst: u32,
+    /// One failure is forgiven per this many seconds.
+    pub failure_refill_secs: u64,
 }
 
 /// Git over HTTP (clone, fetch, push).
@@ -120,6 +138,10 @@ impl Default for Config {
                 timeout_secs: 3600,
                 max_processes: 32,
             },
+            auth: AuthConfig {
+                failure_burst: 20,
+                failure_refill_secs: 3,
+            },
         }
     }
 }
@@ -137,6 +159,8 @@ struct FileConfig {
     git_bin: Option<PathBuf>,
     max_push_bytes: Option<u64>,
     git_timeout_secs: Option<u64>,
+    auth_failure_burst: Option<u32>,
+    auth_failure_refill_secs: Option<u64>,
 }
 
 /// What the command line gave `serve` (flags already merged with their env vars by clap).
@@ -206,6 +230,12 @@ impl Config {
         if let Some(v) = file.git_timeout_secs {
             self.git.timeout_secs = v;
         }
+        if let Some(v) = file.auth_failure_burst {
+            self.auth.failure_burst = v;
+        }
+        if let Some(v) = file.auth_failure_refill_secs {
+            self.auth.failure_refill_secs = v;
+        }
     }
 
     fn apply_env(&mut self) -> anyhow::Result<()> {
@@ -227,6 +257,12 @@ impl Config {
         if let Some(v) = env_u64("TROVE_GIT_TIMEOUT_SECS")? {
             self.git.timeout_secs = v;
         }
+        if let Some(v) = env_u64("TROVE_AUTH_FAILURE_BURST")? {
+            self.auth.failure_burst = u32::try_from(v).unwrap_or(u32::MAX);
+        }
+        if let Some(v) = env_u64("TROVE_AUTH_FAILURE_REFILL_SECS")? {
+            self.auth.failure_refill_secs = v;
+        }
         Ok(())
     }
 
@@ -242,6 +278,10 @@ impl Config {
         anyhow::ensure!(
             self.git.max_push_bytes > 0 && self.git.timeout_secs > 0,
             "max_push_bytes and git_timeout_secs must be positive"
+        );
+        anyhow::ensure!(
+            self.auth.failure_burst > 0 && self.auth.failure_refill_secs > 0,
+            "auth_failure_burst and auth_failure_refill_secs must be positive"
         );
         if let Some(url) = &mut self.public_url {
             anyhow::ensure!(

@@ -17,6 +17,18 @@ pub enum ApiError {
     /// The repo does not exist or the caller may not read it; 401 for anonymous callers, 404 otherwise.
     #[error("Repository not found")]
     RepoNotFound { anonymous: bool },
+    /// A gated repository whose gate the caller has not passed; 401 anonymous, 403 otherwise.
+    #[error(
+        "Access to this repository is restricted: ask for access and be authenticated to download its files"
+    )]
+    GatedRepo { anonymous: bool },
+    /// The repository was moved: 307 to the same URL with its new name (the router's
+    /// `moved_repo` layer writes `Location` from the request's path).
+    #[error("This repository was moved to {to}")]
+    RepoMoved { from: String, to: String },
+    /// Too many failed authentications from this address.
+    #[error("Too many failed authentication attempts; retry in {retry_after_secs} seconds")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("Invalid rev id: {revision}")]
     RevisionNotFound { revision: String },
     /// `commit` goes into `X-Repo-Commit` so the client caches the absence at that commit.
@@ -81,6 +93,10 @@ impl ApiError {
         match self {
             ApiError::RepoNotFound { anonymous: true } => StatusCode::UNAUTHORIZED,
             ApiError::RepoNotFound { anonymous: false } => StatusCode::NOT_FOUND,
+            ApiError::GatedRepo { anonymous: true } => StatusCode::UNAUTHORIZED,
+            ApiError::GatedRepo { anonymous: false } => StatusCode::FORBIDDEN,
+            ApiError::RepoMoved { .. } => StatusCode::TEMPORARY_REDIRECT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RevisionNotFound { .. } | ApiError::EntryNotFound { .. } => {
                 StatusCode::NOT_FOUND
             }
@@ -102,6 +118,7 @@ impl ApiError {
     fn error_code(&self) -> Option<&'static str> {
         match self {
             ApiError::RepoNotFound { .. } => Some("RepoNotFound"),
+            ApiError::GatedRepo { .. } => Some("GatedRepo"),
             ApiError::RevisionNotFound { .. } => Some("RevisionNotFound"),
             ApiError::EntryNotFound { .. } => Some("EntryNotFound"),
             ApiError::NotImplemented(_) => Some("NotImplemented"),
@@ -160,6 +177,12 @@ impl IntoResponse for ApiError {
                     headers.insert(HeaderName::from_static("x-repo-commit"), v);
                 }
             }
+            ApiError::TooManyRequests { retry_after_secs } => {
+                headers.insert(
+                    axum::http::header::RETRY_AFTER,
+                    HeaderValue::from(*retry_after_secs),
+                );
+            }
             ApiError::RangeNotSatisfiable { size } => {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     headers.insert(axum::http::header::CONTENT_RANGE, v);
@@ -173,8 +196,20 @@ impl IntoResponse for ApiError {
             }
             _ => serde_json::json!({ "error": message }),
         };
-        (status, headers, axum::Json(body)).into_response()
+        let mut response = (status, headers, axum::Json(body)).into_response();
+        if let ApiError::RepoMoved { from, to } = self {
+            response.extensions_mut().insert(MovedRepo { from, to });
+        }
+        response
     }
+}
+
+/// Marks a 307 for a moved repository: `from` and `to` are `namespace/name`; the router's
+/// layer turns it into a `Location` header.
+#[derive(Clone, Debug)]
+pub struct MovedRepo {
+    pub from: String,
+    pub to: String,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,5 +1,6 @@
 //! `trove`: one binary for the hub server and its admin CLI.
 
+mod accounts;
 mod admin;
 mod api;
 mod auth;
@@ -70,6 +71,12 @@ fn main() -> std::process::ExitCode {
             }
             Command::Token(cmd) => {
                 admin::run_token(&admin::open_existing_db(&cli.data_dir).await?, cmd).await
+            }
+            Command::Org(cmd) => {
+                admin::run_org(&admin::open_existing_db(&cli.data_dir).await?, cmd).await
+            }
+            Command::Audit { org, limit } => {
+                admin::run_audit(&admin::open_existing_db(&cli.data_dir).await?, org, limit).await
             }
             Command::Hook(_) => unreachable!("hooks are dispatched above"),
             Command::BenchSeedSearch { repos, seed } => seed::run(&cli.data_dir, repos, seed).await,

@@ -73,6 +73,7 @@ async fn serve(
     (ns, name, rev, path): (String, String, String, String),
 ) -> ApiResult<Response> {
     let repo = find_readable(&state, &caller, repo_type, &ns, &name).await?;
+    repo.require_content(&caller)?;
     let counted = counts_as_download(repo_type, &path);
     let target = with_git(&state, &repo, move |git| {
         let commit = resolve(git, &rev)?;

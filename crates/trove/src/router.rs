@@ -3,9 +3,10 @@
 //! like `refs%2Fpr%2F1` and tree paths like `f%2Fsub` arrive decoded and intact.
 
 use crate::api::{
-    commit, commits, discussions, info, likes, misc, preupload, refs, repos, safetensors, search,
-    tree, whoami,
+    accounts, commit, commits, discussions, gating, info, likes, misc, preupload, refs, repos,
+    safetensors, search, settings, tree, whoami,
 };
+use crate::error::MovedRepo;
 use crate::state::AppState;
 use crate::{git_http, lfs, resolve, web, xet};
 use axum::Router;
@@ -32,6 +33,23 @@ pub fn build(state: AppState) -> Router {
         // huggingface_hub: repository lifecycle.
         .route("/api/repos/create", post(repos::create))
         .route("/api/repos/delete", axum::routing::delete(repos::delete))
+        .route("/api/repos/move", post(settings::move_repo))
+        // huggingface_hub: users and organizations; the web login.
+        .route("/api/users/{user}/overview", get(accounts::user_overview))
+        .route(
+            "/api/organizations/{org}/overview",
+            get(accounts::org_overview),
+        )
+        .route(
+            "/api/organizations/{org}/members",
+            get(accounts::org_members),
+        )
+        .route(
+            "/api/organizations/{org}/audit-log",
+            get(accounts::org_audit_log),
+        )
+        .route("/api/login", post(accounts::login))
+        .route("/api/logout", post(accounts::logout))
         // huggingface_hub: listing and search, likes of a user.
         .route("/api/{t}", get(search::list))
         .route("/api/users/{user}/likes", get(likes::user_likes))
@@ -42,6 +60,26 @@ pub fn build(state: AppState) -> Router {
             post(likes::like).delete(likes::unlike),
         )
         .route("/api/{t}/{ns}/{name}/likers", get(likes::likers))
+        // huggingface_hub: settings and gated access.
+        .route("/api/{t}/{ns}/{name}/settings", put(settings::update))
+        .route("/api/{t}/{ns}/{name}/ask-access", post(gating::ask))
+        .route(
+            "/api/{t}/{ns}/{name}/user-access-request/{status}",
+            get(gating::list),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/user-access-request/handle",
+            post(gating::handle),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/user-access-request/grant",
+            post(gating::grant),
+        )
+        .route("/api/{t}/{ns}/{name}/auth-check", get(gating::auth_check))
+        .route(
+            "/api/{t}/{ns}/{name}/auth-check/write",
+            get(gating::auth_check_write),
+        )
         .route(
             "/api/{t}/{ns}/{name}/safetensors-metadata/{*path}",
             get(safetensors::sharded_metadata),
@@ -209,6 +247,7 @@ pub fn build(state: AppState) -> Router {
         .nest("/xet", xet::cas_router())
         .fallback(misc::fallback)
         .layer(DefaultBodyLimit::max(json_limit))
+        .layer(middleware::from_fn(moved_repo))
         .layer(middleware::from_fn(request_id))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -231,4 +270,87 @@ async fn request_id(request: Request, next: Next) -> Response {
         .headers_mut()
         .insert(HeaderName::from_static("x-request-id"), id);
     response
+}
+
+/// A request that named a moved repository by its old name gets `Location`: the same path
+/// and query with the old `namespace/name` replaced by the new one (relative, so clients
+/// follow it on the same origin; 307 keeps the method and body).
+async fn moved_repo(request: Request, next: Next) -> Response {
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_default();
+    let mut response = next.run(request).await;
+    if let Some(moved) = response.extensions_mut().remove::<MovedRepo>()
+        && let Some(location) = moved_location(&path_and_query, &moved)
+        && let Ok(value) = HeaderValue::from_str(&location)
+    {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, value);
+    }
+    response
+}
+
+/// Replaces the first `/{from}` path segment pair (ASCII case ignored, as names are) that
+/// ends at `/`, `.git`, `?` or the end. `None` if the path does not contain it.
+fn moved_location(path_and_query: &str, moved: &MovedRepo) -> Option<String> {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let needle = format!("/{}", moved.from).to_ascii_lowercase();
+    let lower = path.to_ascii_lowercase();
+    let mut start = 0;
+    while let Some(found) = lower[start..].find(&needle) {
+        let at = start + found;
+        let end = at + needle.len();
+        let rest = &path[end..];
+        if rest.is_empty() || rest.starts_with('/') || rest.starts_with(".git") {
+            let mut out = format!("{}/{}{}", &path[..at], moved.to, rest);
+            if let Some(q) = query {
+                out.push('?');
+                out.push_str(q);
+            }
+            return Some(out);
+        }
+        start = at + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moved_locations_keep_the_rest_of_the_url() {
+        let m = MovedRepo {
+            from: "acme/detector".into(),
+            to: "acme/detector-v2".into(),
+        };
+        let cases = [
+            (
+                "/api/models/acme/detector",
+                Some("/api/models/acme/detector-v2"),
+            ),
+            (
+                "/api/models/ACME/Detector/tree/main?recursive=1",
+                Some("/api/models/acme/detector-v2/tree/main?recursive=1"),
+            ),
+            (
+                "/acme/detector/resolve/main/acme/detector/x",
+                Some("/acme/detector-v2/resolve/main/acme/detector/x"),
+            ),
+            (
+                "/acme/detector.git/info/refs?service=git-upload-pack",
+                Some("/acme/detector-v2.git/info/refs?service=git-upload-pack"),
+            ),
+            ("/acme/detectorx/resolve/main/f", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(moved_location(path, &m).as_deref(), want, "{path}");
+        }
+    }
 }

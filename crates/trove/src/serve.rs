@@ -43,6 +43,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     }
     let url = config.public_url().to_owned();
     let git = crate::git_http::GitRuntime::prepare(&config)?;
+    let auth_config = config.auth.clone();
     let state = AppState {
         config: Arc::new(config),
         db,
@@ -51,6 +52,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         commit_locks: Arc::new(CommitLocks::default()),
         git: Arc::new(git),
         index_locks: Arc::new(CommitLocks::default()),
+        auth: Arc::new(crate::auth::AuthRuntime::new(&auth_config)),
         facet_cache: Arc::new(crate::web::facets::FacetCache::default()),
     };
     sweep_trash(&state);
@@ -76,7 +78,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         "  export HF_ENDPOINT={url} HF_TOKEN=$(cat {})",
         token_file.display()
     );
-    println!("More users and tokens: trove user create NAME / trove token create --user NAME");
+    println!("More users and tokens: trove user create NAME / trove token create NAME");
     println!("Trove {} listening on {url}", env!("CARGO_PKG_VERSION"));
     tracing::info!(listen = %bound, public_url = %url, data_dir = %data_dir.display(), "trove started");
 
@@ -88,8 +90,12 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    let server =
-        axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown_signal());
+    let server = axum::serve(
+        listener,
+        // The peer address keys the failed-authentication limiter.
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal());
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
         result = &mut server => result.context("serving")?,

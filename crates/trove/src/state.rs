@@ -27,6 +27,8 @@ pub struct AppState {
     pub git: Arc<GitRuntime>,
     /// Serialises reindexing per repository, so the last reindex to run reads the newest head.
     pub index_locks: Arc<CommitLocks>,
+    /// The failed-authentication limiter and the token last-used throttle.
+    pub auth: Arc<crate::auth::AuthRuntime>,
     /// The browsing pages' facet values, recomputed at most once a minute per repo type.
     pub facet_cache: Arc<crate::web::facets::FacetCache>,
 }

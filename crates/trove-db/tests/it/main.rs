@@ -1,5 +1,6 @@
 //! Integration tests of trove-db against real SQLite databases (in memory and on disk).
 
+mod accounts;
 mod lfs;
 mod locks;
 mod open;

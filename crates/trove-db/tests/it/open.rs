@@ -44,8 +44,15 @@ async fn two_handles_on_one_file_write_concurrently_without_lock_errors() -> Tes
         tasks.spawn(async move {
             db.create_user(&name(&format!("user{i}")), None, false)
                 .await?;
-            db.create_token(owner_id, &format!("token{i}"), TokenRole::Read, &[i; 32])
-                .await?;
+            db.create_token(
+                owner_id,
+                &format!("token{i}"),
+                TokenRole::Read,
+                &[i; 32],
+                None,
+                &[],
+            )
+            .await?;
             db.record_lfs_object(&oid(i), u64::from(i), 1).await?;
             db.record_lfs_object(&oid(0), 7, 1).await?;
             db.touch_token(1, i64::from(i)).await?;

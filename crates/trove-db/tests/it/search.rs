@@ -107,7 +107,7 @@ async fn every_repo_is_listed_from_creation_and_filtered_by_its_facets() -> Test
         names(&db, &public).await,
         ["bob/gpt", "alice/roberta", "alice/bert-base"]
     );
-    let mine = query(Visibility::PublicAndNamespace("ALICE".into()));
+    let mine = query(Visibility::public_and_namespace("ALICE"));
     assert_eq!(
         names(&db, &mine).await.len(),
         4,
@@ -242,18 +242,13 @@ async fn likes_count_once_and_respect_visibility() -> TestResult {
     assert!(rest.next.is_none());
 
     let seen_by_bob = db
-        .liked_repos(
-            alice.id,
-            &Visibility::PublicAndNamespace("bob".into()),
-            None,
-            10,
-        )
+        .liked_repos(alice.id, &Visibility::public_and_namespace("bob"), None, 10)
         .await?;
     assert_eq!(seen_by_bob.items.len(), 1);
     let seen_by_alice = db
         .liked_repos(
             alice.id,
-            &Visibility::PublicAndNamespace("alice".into()),
+            &Visibility::public_and_namespace("alice"),
             None,
             10,
         )

@@ -8,21 +8,21 @@ async fn create_look_up_list_and_revoke_tokens() -> TestResult {
     let db = Db::open_in_memory().await?;
     let alice = user(&db, "alice").await;
     let read = db
-        .create_token(alice.id, "laptop", TokenRole::Read, b"hash-1")
+        .create_token(alice.id, "laptop", TokenRole::Read, b"hash-1", None, &[])
         .await?;
     let write = db
-        .create_token(alice.id, "ci", TokenRole::Write, b"hash-2")
+        .create_token(alice.id, "ci", TokenRole::Write, b"hash-2", None, &[])
         .await?;
     assert_eq!(read.role, TokenRole::Read);
     assert_eq!(read.last_used_at_ms, None);
 
     let (token, owner) = db
-        .token_owner_by_hash(b"hash-2")
+        .token_owner_by_hash(b"hash-2", 0)
         .await?
         .expect("known hash");
     assert_eq!(token, write);
     assert_eq!(owner, alice);
-    assert_eq!(db.token_owner_by_hash(b"unknown").await?, None);
+    assert_eq!(db.token_owner_by_hash(b"unknown", 0).await?, None);
 
     assert_eq!(
         db.list_tokens(alice.id).await?,
@@ -31,7 +31,7 @@ async fn create_look_up_list_and_revoke_tokens() -> TestResult {
 
     assert!(db.revoke_token(alice.id, "laptop").await?);
     assert!(!db.revoke_token(alice.id, "laptop").await?);
-    assert_eq!(db.token_owner_by_hash(b"hash-1").await?, None);
+    assert_eq!(db.token_owner_by_hash(b"hash-1", 0).await?, None);
     assert_eq!(db.list_tokens(alice.id).await?, vec![write]);
     Ok(())
 }
@@ -41,10 +41,10 @@ async fn token_names_are_unique_per_user() -> TestResult {
     let db = Db::open_in_memory().await?;
     let alice = user(&db, "alice").await;
     let bob = user(&db, "bob").await;
-    db.create_token(alice.id, "laptop", TokenRole::Read, b"a")
+    db.create_token(alice.id, "laptop", TokenRole::Read, b"a", None, &[])
         .await?;
     let err = db
-        .create_token(alice.id, "laptop", TokenRole::Write, b"b")
+        .create_token(alice.id, "laptop", TokenRole::Write, b"b", None, &[])
         .await
         .expect_err("duplicate name");
     assert!(
@@ -52,11 +52,11 @@ async fn token_names_are_unique_per_user() -> TestResult {
         "{err:?}"
     );
     // Another user may reuse the name.
-    db.create_token(bob.id, "laptop", TokenRole::Read, b"c")
+    db.create_token(bob.id, "laptop", TokenRole::Read, b"c", None, &[])
         .await?;
 
     let err = db
-        .create_token(alice.id + 99, "x", TokenRole::Read, b"d")
+        .create_token(alice.id + 99, "x", TokenRole::Read, b"d", None, &[])
         .await
         .expect_err("no user");
     assert!(matches!(err, DbError::NotFound { .. }), "{err:?}");
@@ -67,12 +67,19 @@ async fn token_names_are_unique_per_user() -> TestResult {
 async fn disabled_users_tokens_do_not_authenticate() -> TestResult {
     let db = Db::open_in_memory().await?;
     let alice = user(&db, "alice").await;
-    db.create_token(alice.id, "laptop", TokenRole::Write, b"secret-hash")
-        .await?;
+    db.create_token(
+        alice.id,
+        "laptop",
+        TokenRole::Write,
+        b"secret-hash",
+        None,
+        &[],
+    )
+    .await?;
     db.set_user_disabled(alice.id, true).await?;
-    assert_eq!(db.token_owner_by_hash(b"secret-hash").await?, None);
+    assert_eq!(db.token_owner_by_hash(b"secret-hash", 0).await?, None);
     db.set_user_disabled(alice.id, false).await?;
-    assert!(db.token_owner_by_hash(b"secret-hash").await?.is_some());
+    assert!(db.token_owner_by_hash(b"secret-hash", 0).await?.is_some());
     Ok(())
 }
 
@@ -81,7 +88,7 @@ async fn touching_a_token_records_last_use_and_never_goes_back() -> TestResult {
     let db = Db::open_in_memory().await?;
     let alice = user(&db, "alice").await;
     let token = db
-        .create_token(alice.id, "laptop", TokenRole::Read, b"h")
+        .create_token(alice.id, "laptop", TokenRole::Read, b"h", None, &[])
         .await?;
     db.touch_token(token.id, 2_000).await?;
     db.touch_token(token.id, 1_000).await?;

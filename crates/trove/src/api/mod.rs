@@ -1,9 +1,11 @@
 //! The JSON API under `/api/`, one module per resource, plus the extractors and helpers every
 //! handler shares (so rejections speak the Hub's error format).
 
+pub mod accounts;
 pub mod commit;
 pub mod commits;
 pub mod discussions;
+pub mod gating;
 pub mod info;
 pub mod likes;
 pub mod misc;
@@ -12,6 +14,7 @@ pub mod refs;
 pub mod repos;
 pub mod safetensors;
 pub mod search;
+pub mod settings;
 pub mod tree;
 pub mod whoami;
 

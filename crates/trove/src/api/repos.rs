@@ -3,7 +3,7 @@
 use super::ApiJson;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::repos::{find_readable, lifecycle};
+use crate::repos::{find_readable_exact, lifecycle};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -93,7 +93,7 @@ pub async fn delete(
         Some(ns) => ns,
         None => caller.require_user()?.name.clone(),
     };
-    let repo = find_readable(&state, &caller, repo_type, &namespace, &body.name).await?;
+    let repo = find_readable_exact(&state, &caller, repo_type, &namespace, &body.name).await?;
     lifecycle::delete(&state, &caller, &repo).await?;
     Ok(Json(json!({})))
 }

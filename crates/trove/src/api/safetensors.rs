@@ -26,6 +26,7 @@ pub async fn sharded_metadata(
         ));
     }
     let repo = find_readable(&state, &caller, repo_type, &ns, &name).await?;
+    repo.require_content(&caller)?;
     let commit = with_git(&state, &repo, |git| resolve(git, "main")).await?;
     let snap = snapshot(&state, &repo, commit.clone()).await?;
     let find = |p: &str| snap.files.iter().find(|e| e.path == p).map(|e| &e.kind);

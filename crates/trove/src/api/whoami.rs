@@ -1,9 +1,10 @@
 //! `GET /api/whoami-v2`: who the token belongs to (the client validates tokens with it).
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Credential};
 use crate::error::{ApiError, ApiResult};
 use axum::Json;
 use serde::Serialize;
+use trove_db::{Membership, ScopeTarget, TokenRole};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -35,15 +36,82 @@ struct AuthInfo {
 struct AccessToken {
     display_name: String,
     role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fine_grained: Option<FineGrained>,
+}
+
+/// The Hub's description of a fine-grained token's scopes.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FineGrained {
+    global: Vec<String>,
+    scoped: Vec<Scoped>,
+    can_read_gated_repos: bool,
+}
+
+#[derive(Serialize)]
+struct Scoped {
+    entity: Entity,
+    permissions: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Entity {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: String,
+}
+
+fn org_json(m: &Membership) -> serde_json::Value {
+    serde_json::json!({
+        "type": "org",
+        "id": format!("org-{}", m.org.id),
+        "name": m.org.name,
+        "fullname": m.org.fullname.clone().unwrap_or_else(|| m.org.name.clone()),
+        "email": null,
+        "canPay": false,
+        "isEnterprise": false,
+        "roleInOrg": m.role.as_str(),
+        "avatarUrl": "",
+    })
+}
+
+/// A namespace scope names an organization the user belongs to, or a user.
+fn fine_grained(token: &Credential, orgs: &[Membership]) -> Option<FineGrained> {
+    (token.role == TokenRole::FineGrained).then(|| FineGrained {
+        global: Vec::new(),
+        scoped: token
+            .scopes
+            .iter()
+            .map(|scope| Scoped {
+                entity: match &scope.target {
+                    ScopeTarget::Repo {
+                        repo_type,
+                        namespace,
+                        name,
+                        ..
+                    } => Entity {
+                        kind: repo_type.as_str(),
+                        name: format!("{namespace}/{name}"),
+                    },
+                    ScopeTarget::Namespace(ns) => Entity {
+                        kind: if orgs.iter().any(|m| m.org.name.eq_ignore_ascii_case(ns)) {
+                            "org"
+                        } else {
+                            "user"
+                        },
+                        name: ns.clone(),
+                    },
+                },
+                permissions: scope.permissions.clone(),
+            })
+            .collect(),
+        can_read_gated_repos: false,
+    })
 }
 
 pub async fn whoami(caller: Caller) -> ApiResult<Json<WhoAmI>> {
-    let Caller::User {
-        user,
-        role,
-        token_name,
-    } = caller
-    else {
+    let Caller::User { user, token, orgs } = caller else {
         return Err(ApiError::Unauthenticated(
             "Invalid user token: none was given".into(),
         ));
@@ -57,12 +125,13 @@ pub async fn whoami(caller: Caller) -> ApiResult<Json<WhoAmI>> {
         email: user.email,
         is_pro: false,
         can_pay: false,
-        orgs: Vec::new(),
+        orgs: orgs.iter().map(org_json).collect(),
         auth: AuthInfo {
             kind: "access_token",
             access_token: AccessToken {
-                display_name: token_name,
-                role: role.as_str(),
+                fine_grained: fine_grained(&token, &orgs),
+                display_name: token.name,
+                role: token.role.as_str(),
             },
         },
     }))

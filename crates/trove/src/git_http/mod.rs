@@ -99,10 +99,13 @@ impl GitRuntime {
     /// these variables, set here and nowhere else.
     fn push_settings(&self, caller: &Caller, repo: &RepoRef) -> GitCommandSettings {
         let mut settings = self.settings.clone();
-        let (user_id, user_name, is_admin) = match caller {
+        let (user_id, user_name, site_admin) = match caller {
             Caller::User { user, .. } => (user.id.to_string(), user.name.clone(), user.is_admin),
             Caller::Anonymous => (String::new(), String::new(), false),
         };
+        // Rewriting `main` stays a site administrator's act (as before organizations), and
+        // only through a credential that administers this repository.
+        let is_admin = site_admin && repo.access >= Access::Admin;
         let vars: [(&str, OsString); 7] = [
             ("TROVE_HOOK_EXE", self.hook_exe.clone().into_os_string()),
             ("TROVE_DATA_DIR", self.data_dir.clone().into_os_string()),
@@ -111,7 +114,7 @@ impl GitRuntime {
             (hook::ENV_USER_NAME, user_name.into()),
             (
                 hook::ENV_ACCESS,
-                if repo.access == Access::Write {
+                if repo.access >= Access::Write {
                     "write"
                 } else {
                     "read"
@@ -138,6 +141,13 @@ fn write_hook(dir: &Path, name: &str, script: &str) -> anyhow::Result<()> {
 
 /// An error as git shows it: plain text, which git prints after `remote: `.
 fn git_error(err: ApiError) -> Response {
+    // A redirect (git follows it) and a 429 (with Retry-After) keep the usual answer.
+    if matches!(
+        err,
+        ApiError::RepoMoved { .. } | ApiError::TooManyRequests { .. }
+    ) {
+        return err.into_response();
+    }
     let status = err.status();
     let message = match &err {
         ApiError::RepoNotFound { .. } => "Repository not found".to_owned(),
@@ -214,6 +224,8 @@ async fn authorize(
     .await?;
     if endpoint.needs() == Access::Write {
         repo.require_write(&caller)?;
+    } else {
+        repo.require_content(&caller)?;
     }
     Ok(Authorized {
         endpoint,

@@ -43,6 +43,13 @@ impl From<ApiError> for LockError {
 
 impl IntoResponse for LockError {
     fn into_response(self) -> Response {
+        // A redirect (with its Location) and a 429 (with Retry-After) keep the usual answer.
+        if matches!(
+            self.0,
+            ApiError::RepoMoved { .. } | ApiError::TooManyRequests { .. }
+        ) {
+            return self.0.into_response();
+        }
         let status = self.0.status();
         let message = match &self.0 {
             ApiError::RepoNotFound { .. } => "Repository not found".to_owned(),

@@ -121,6 +121,7 @@ async fn batch(
             out
         }
         "download" => {
+            repo.require_content(&caller)?;
             let mut out = Vec::with_capacity(req.objects.len());
             for object in req.objects {
                 out.push(download_object(&state, &repo, object).await?);

@@ -72,9 +72,14 @@ fn validate_comment(text: &str) -> ApiResult<()> {
 /// pull request): a reader with a write-capable token.
 fn contributor(caller: &Caller, repo: &RepoRef) -> ApiResult<i64> {
     let user = caller.require_user()?;
-    if !Access::may_contribute(caller, repo.access) {
+    if !Access::may_contribute(caller, &repo.repo, repo.access) {
         return Err(ApiError::Forbidden(
             "This token is read-only: a write token is needed".into(),
+        ));
+    }
+    if repo.repo.discussions_disabled {
+        return Err(ApiError::Forbidden(
+            "Discussions and pull requests are disabled for this repository".into(),
         ));
     }
     Ok(user.id)

@@ -34,8 +34,13 @@ pub async fn create(
 ) -> ApiResult<Created> {
     let namespace = RepoName::parse(namespace).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let name = RepoName::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Access::may_create_in(caller, namespace.as_str())?;
     let user = caller.require_user()?;
+    if Access::in_namespace(caller, namespace.as_str()) < Access::Write {
+        return Err(ApiError::Forbidden(format!(
+            "You don't have the rights to create a repo under the namespace {:?}",
+            namespace.as_str()
+        )));
+    }
     let id = RepoId::new(namespace, name);
     let url = repo_url(state, repo_type, id.namespace.as_str(), id.name.as_str());
     if state
@@ -91,7 +96,7 @@ fn conflict(repo_type: RepoType, url: String) -> ApiError {
 }
 
 pub async fn delete(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiResult<()> {
-    repo.require_write(caller)?;
+    repo.require_admin(caller)?;
     state
         .db
         .delete_repo(repo.repo.id)
@@ -111,6 +116,20 @@ pub async fn delete(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiRes
         }
     });
     tracing::info!(repo.id = repo.repo.id, "repo deleted");
+    let target = format!(
+        "{}:{}/{}",
+        repo.repo_type, repo.repo.namespace, repo.repo.name
+    );
+    let actor = caller.user().map_or("-", |u| u.name.as_str());
+    crate::accounts::audit(
+        &state.db,
+        actor,
+        "repo.delete",
+        Some(&repo.repo.namespace),
+        Some(&target),
+        None,
+    )
+    .await;
     Ok(())
 }
 

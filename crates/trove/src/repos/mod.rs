@@ -6,12 +6,14 @@ pub mod card;
 pub mod commit;
 pub mod content;
 pub mod discussions;
+pub mod gating;
 pub mod gitattributes;
 pub mod index;
 pub mod lifecycle;
 pub mod likes;
 pub mod listing;
 pub mod safetensors;
+pub mod settings;
 
 use crate::auth::{Access, Caller};
 use crate::error::{ApiError, ApiResult};
@@ -20,7 +22,7 @@ use trove_db::Repo;
 use trove_git::GitRepo;
 use trove_types::{GitOid, RepoId, RepoName, RepoType};
 
-/// A repository the caller may at least read, with what they may do.
+/// A repository the caller may at least see, with what they may do.
 #[derive(Clone, Debug)]
 pub struct RepoRef {
     pub repo: Repo,
@@ -34,24 +36,46 @@ impl RepoRef {
         repo_url(state, self.repo_type, &self.repo.namespace, &self.repo.name)
     }
 
+    /// `GatedRepo` unless the caller may read the files (not only the metadata).
+    pub fn require_content(&self, caller: &Caller) -> ApiResult<()> {
+        if self.access >= Access::Read {
+            Ok(())
+        } else {
+            Err(ApiError::GatedRepo {
+                anonymous: caller.is_anonymous(),
+            })
+        }
+    }
+
     /// 403 unless the caller may write (401 when anonymous).
     pub fn require_write(&self, caller: &Caller) -> ApiResult<()> {
-        match self.access {
-            Access::Write => Ok(()),
-            _ if caller.is_anonymous() => Err(ApiError::Unauthenticated(
-                "You must be authenticated to write to this repository".into(),
-            )),
-            _ => Err(ApiError::Forbidden(format!(
-                "You don't have write access to {}/{}",
+        self.require(caller, Access::Write, "write access to")
+    }
+
+    /// 403 unless the caller administers the repository (settings, moves, deletion).
+    pub fn require_admin(&self, caller: &Caller) -> ApiResult<()> {
+        self.require(caller, Access::Admin, "admin rights on")
+    }
+
+    fn require(&self, caller: &Caller, needed: Access, what: &str) -> ApiResult<()> {
+        if self.access >= needed {
+            Ok(())
+        } else if caller.is_anonymous() {
+            Err(ApiError::Unauthenticated(format!(
+                "You must be authenticated to do this: it needs {what} this repository"
+            )))
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "You don't have {what} {}/{}",
                 self.repo.namespace, self.repo.name
-            ))),
+            )))
         }
     }
 
     /// 403 unless the caller may contribute: upload files for a pull request and open one.
     /// Any signed-in reader with a write-capable token may (401 when anonymous).
     pub fn require_contribute(&self, caller: &Caller) -> ApiResult<()> {
-        if Access::may_contribute(caller, self.access) {
+        if Access::may_contribute(caller, &self.repo, self.access) {
             return Ok(());
         }
         if caller.is_anonymous() {
@@ -73,14 +97,39 @@ pub fn repo_url(state: &AppState, repo_type: RepoType, namespace: &str, name: &s
     )
 }
 
-/// Finds a repository the caller may read. A repo that does not exist and one the caller may
-/// not see answer the same `RepoNotFound`, so private repos never leak.
+/// Finds a repository the caller may at least see (`Access::Gated` or more). A repository
+/// that does not exist and one the caller may not see answer the same `RepoNotFound`, so
+/// private repos never leak. An old name of a moved repository answers `RepoMoved` (a 307
+/// to the new name) — only to callers who may see it.
 pub async fn find_readable(
     state: &AppState,
     caller: &Caller,
     repo_type: RepoType,
     namespace: &str,
     name: &str,
+) -> ApiResult<RepoRef> {
+    find(state, caller, repo_type, namespace, name, true).await
+}
+
+/// Like [`find_readable`] but an old name is not followed: for requests that name the
+/// repository in their body (delete, move), where a redirect cannot work.
+pub async fn find_readable_exact(
+    state: &AppState,
+    caller: &Caller,
+    repo_type: RepoType,
+    namespace: &str,
+    name: &str,
+) -> ApiResult<RepoRef> {
+    find(state, caller, repo_type, namespace, name, false).await
+}
+
+async fn find(
+    state: &AppState,
+    caller: &Caller,
+    repo_type: RepoType,
+    namespace: &str,
+    name: &str,
+    follow_moves: bool,
 ) -> ApiResult<RepoRef> {
     let not_found = ApiError::RepoNotFound {
         anonymous: caller.is_anonymous(),
@@ -89,22 +138,50 @@ pub async fn find_readable(
         return Err(not_found);
     };
     let id = RepoId::new(namespace, name);
-    let Some(repo) = state
-        .db
-        .repo_by_name(repo_type, &id)
-        .await
-        .map_err(ApiError::internal)?
-    else {
+    let found = if follow_moves {
+        state.db.repo_by_name_or_redirect(repo_type, &id).await
+    } else {
+        state
+            .db
+            .repo_by_name(repo_type, &id)
+            .await
+            .map(|r| r.map(|r| (r, false)))
+    };
+    let Some((repo, moved)) = found.map_err(ApiError::internal)? else {
         return Err(not_found);
     };
-    match Access::for_repo(caller, &repo) {
-        Access::None => Err(not_found),
-        access => Ok(RepoRef {
-            repo,
-            access,
-            repo_type,
-        }),
+    let access = access_to(state, caller, &repo).await?;
+    if access == Access::None {
+        return Err(not_found);
     }
+    if moved {
+        return Err(ApiError::RepoMoved {
+            from: format!("{}/{}", id.namespace.as_str(), id.name.as_str()),
+            to: format!("{}/{}", repo.namespace, repo.name),
+        });
+    }
+    Ok(RepoRef {
+        repo,
+        access,
+        repo_type,
+    })
+}
+
+/// The caller's access to a repository row: [`Access::for_repo`], with the facts it needs
+/// loaded (whether the caller passed the repository's gate).
+pub async fn access_to(state: &AppState, caller: &Caller, repo: &Repo) -> ApiResult<Access> {
+    let gate_passed = match caller {
+        Caller::User { user, .. } if repo.gated.is_gated() && !repo.private => {
+            state
+                .db
+                .access_request_status(repo.id, user.id)
+                .await
+                .map_err(ApiError::internal)?
+                == Some(trove_db::RequestStatus::Accepted)
+        }
+        _ => false,
+    };
+    Ok(Access::for_repo(caller, repo, gate_passed))
 }
 
 /// Runs blocking git work on the repository's bare repo off the async threads.

@@ -59,6 +59,7 @@ async fn fixture() -> Fixture {
     }
     let git = crate::git_http::GitRuntime::prepare_with_hook(&config, "/nonexistent".into())
         .expect("git runtime");
+    let config_auth = config.auth.clone();
     let state = AppState {
         config: Arc::new(config),
         db,
@@ -67,6 +68,7 @@ async fn fixture() -> Fixture {
         commit_locks: Arc::new(CommitLocks::default()),
         git: Arc::new(git),
         index_locks: Arc::new(CommitLocks::default()),
+        auth: Arc::new(crate::auth::AuthRuntime::new(&config_auth)),
         facet_cache: Arc::new(crate::web::facets::FacetCache::default()),
     };
     let app = crate::router::build(state.clone());

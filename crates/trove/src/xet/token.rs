@@ -148,9 +148,10 @@ async fn token_endpoint(
 ) -> ApiResult<Response> {
     let repo_type = repo_type_from_plural(&t)?;
     let repo = find_readable(&state, &caller, repo_type, &ns, &name).await?;
-    if scope == Scope::Write {
+    match scope {
         // Uploading is contributing (a pull request's files); branches are guarded at commit.
-        repo.require_contribute(&caller)?;
+        Scope::Write => repo.require_contribute(&caller)?,
+        Scope::Read => repo.require_content(&caller)?,
     }
     // A PR that does not exist yet is named by the literal revision "None"; any other
     // revision must resolve, as on the Hub.

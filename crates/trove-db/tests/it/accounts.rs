@@ -1,0 +1,189 @@
+//! Organizations, fine-grained and expiring tokens, repository settings and moves, access
+//! requests and the audit log.
+
+use crate::{TestResult, user};
+use trove_db::{
+    Db, DbError, Gating, NewAuditEvent, NewScope, OrgRole, RequestStatus, ScopeTarget, TokenRole,
+};
+use trove_types::{RepoId, RepoName, RepoType};
+
+fn id(s: &str) -> RepoId {
+    let (ns, name) = s.split_once('/').expect("ns/name");
+    RepoId::new(
+        RepoName::parse(ns).expect("ns"),
+        RepoName::parse(name).expect("name"),
+    )
+}
+
+#[tokio::test]
+async fn a_name_is_a_user_or_an_org_never_both() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let ana = user(&db, "ana").await;
+    let acme = db
+        .create_org(&RepoName::parse_namespace("acme")?, None)
+        .await?;
+    assert!(matches!(
+        db.create_org(&RepoName::parse_namespace("ANA")?, None)
+            .await,
+        Err(DbError::Conflict { .. })
+    ));
+    assert!(matches!(
+        db.create_user(&RepoName::parse_namespace("Acme")?, None, false)
+            .await,
+        Err(DbError::Conflict { .. })
+    ));
+    db.set_org_member(acme.id, ana.id, OrgRole::Write).await?;
+    db.set_org_member(acme.id, ana.id, OrgRole::Admin).await?;
+    let members = db.org_members(acme.id).await?;
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].1, OrgRole::Admin);
+    assert_eq!(db.count_org_admins(acme.id).await?, 1);
+    let mine = db.memberships(ana.id).await?;
+    assert_eq!(mine[0].org.name, "acme");
+    assert!(db.remove_org_member(acme.id, ana.id).await?);
+    assert!(!db.remove_org_member(acme.id, ana.id).await?);
+    assert!(db.memberships(ana.id).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn expired_tokens_are_not_found_and_scopes_follow_moves() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let bo = user(&db, "bo").await;
+    let repo = db
+        .create_repo(RepoType::Model, &id("bo/detector"), true, bo.id, 1)
+        .await?;
+    db.create_token(bo.id, "short", TokenRole::Read, b"h1", Some(1_000), &[])
+        .await?;
+    assert!(db.token_owner_by_hash(b"h1", 999).await?.is_some());
+    assert_eq!(db.token_owner_by_hash(b"h1", 1_000).await?, None);
+
+    // A revoked token's id is never reused (last-used throttling and logs go by id).
+    let last = db
+        .create_token(bo.id, "last", TokenRole::Read, b"h0", None, &[])
+        .await?;
+    assert!(db.revoke_token(bo.id, "last").await?);
+    let next = db
+        .create_token(bo.id, "next", TokenRole::Read, b"h0", None, &[])
+        .await?;
+    assert!(next.id > last.id);
+
+    let scoped = db
+        .create_token(
+            bo.id,
+            "ci",
+            TokenRole::FineGrained,
+            b"h2",
+            None,
+            &[
+                NewScope::Repo {
+                    repo_id: repo.id,
+                    permissions: vec!["repo.write".into()],
+                },
+                NewScope::Namespace {
+                    namespace: "bo".into(),
+                    permissions: vec!["repo.content.read".into()],
+                },
+            ],
+        )
+        .await?;
+    assert_eq!(scoped.scopes.len(), 2);
+    db.move_repo(repo.id, &id("bo/detector-v2"), 2).await?;
+    let (token, _) = db.token_owner_by_hash(b"h2", 3).await?.expect("token");
+    assert_eq!(token.role, TokenRole::FineGrained);
+    assert!(matches!(
+        &token.scopes[0].target,
+        ScopeTarget::Repo { name, .. } if name == "detector-v2"
+    ));
+    assert_eq!(token.scopes[0].permissions, vec!["repo.write".to_owned()]);
+    assert_eq!(token.scopes[1].target, ScopeTarget::Namespace("bo".into()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn moves_leave_redirects_that_a_new_repo_replaces() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let bo = user(&db, "bo").await;
+    let repo = db
+        .create_repo(RepoType::Model, &id("bo/a"), false, bo.id, 1)
+        .await?;
+    let moved = db.move_repo(repo.id, &id("bo/b"), 2).await?;
+    assert_eq!(moved.name, "b");
+    let (found, old) = db
+        .repo_by_name_or_redirect(RepoType::Model, &id("BO/A"))
+        .await?
+        .expect("redirect");
+    assert_eq!((found.id, old), (repo.id, true));
+    assert_eq!(
+        db.repo_by_name_or_redirect(RepoType::Dataset, &id("bo/a"))
+            .await?,
+        None
+    );
+    let other = db
+        .create_repo(RepoType::Model, &id("bo/c"), false, bo.id, 3)
+        .await?;
+    assert!(matches!(
+        db.move_repo(other.id, &id("bo/b"), 4).await,
+        Err(DbError::Conflict { .. })
+    ));
+    let fresh = db
+        .create_repo(RepoType::Model, &id("bo/a"), false, bo.id, 5)
+        .await?;
+    let (found, old) = db
+        .repo_by_name_or_redirect(RepoType::Model, &id("bo/a"))
+        .await?
+        .expect("repo");
+    assert_eq!((found.id, old), (fresh.id, false));
+    Ok(())
+}
+
+#[tokio::test]
+async fn settings_access_requests_and_audit() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let bo = user(&db, "bo").await;
+    let cy = user(&db, "cy").await;
+    let repo = db
+        .create_repo(RepoType::Model, &id("bo/g"), true, bo.id, 1)
+        .await?;
+    let r = db
+        .update_repo_settings(repo.id, Some(false), Some(Gating::Manual), None)
+        .await?;
+    assert!(!r.private && r.gated == Gating::Manual && !r.discussions_disabled);
+    let r = db
+        .update_repo_settings(repo.id, None, None, Some(true))
+        .await?;
+    assert!(r.gated == Gating::Manual && r.discussions_disabled);
+
+    assert_eq!(db.access_request_status(repo.id, cy.id).await?, None);
+    db.set_access_request(repo.id, cy.id, RequestStatus::Pending, Some("{}"), 5)
+        .await?;
+    let pending = db.access_requests(repo.id, RequestStatus::Pending).await?;
+    assert_eq!(pending[0].user.name, "cy");
+    db.set_access_request(repo.id, cy.id, RequestStatus::Accepted, None, 6)
+        .await?;
+    assert_eq!(
+        db.access_request_status(repo.id, cy.id).await?,
+        Some(RequestStatus::Accepted)
+    );
+    let accepted = db.access_requests(repo.id, RequestStatus::Accepted).await?;
+    assert_eq!(accepted[0].fields.as_deref(), Some("{}"));
+
+    for (ns, action) in [("acme", "org.member.add"), ("bo", "token.create")] {
+        db.audit(NewAuditEvent {
+            actor: "cli",
+            action,
+            namespace: Some(ns),
+            target: Some("x"),
+            detail: None,
+        })
+        .await?;
+    }
+    let acme = db.audit_events(Some("ACME"), None, 10).await?;
+    assert_eq!(acme.len(), 1);
+    assert_eq!(acme[0].action, "org.member.add");
+    let all = db.audit_events(None, None, 10).await?;
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].action, "token.create", "newest first");
+    assert_eq!(db.audit_events(None, Some(all[0].id), 10).await?.len(), 1);
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! Who is asking. A request carries a bearer token (or HTTP Basic with the token as password,
+//! for git), or a web session cookie, or nothing. The [`Caller`] extractor turns that into the
+//! user, their memberships and the token's limits; [`policy`] decides what they may do.
+//! Failed authentications are limited per client address ([`ratelimit`]); valid ones touch
+//! the token's last-used time at most once a minute.
+
+pub mod password;
+pub mod policy;
+pub mod ratelimit;
+pub mod token;
+
+pub use policy::Access;
+pub use token::{generate_token, hash_token};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use trove_db::{Membership, TokenRole, TokenScope, User};
+
+/// The credential a request authenticated with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential {
+    /// The token's id; `None` for a web session.
+    pub token_id: Option<i64>,
+    /// The token's name (`displayName` in whoami), or `web-session`.
+    pub name: String,
+    pub role: TokenRole,
+    /// Fine-grained tokens only.
+    pub scopes: Vec<TokenScope>,
+}
+
+impl Credential {
+    /// A token that may do whatever its user may (tests, sessions).
+    pub fn full(name: &str) -> Credential {
+        Credential {
+            token_id: None,
+            name: name.to_owned(),
+            role: TokenRole::Write,
+            scopes: Vec::new(),
+        }
+    }
+}
+
+/// The authenticated party of a request.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    Anonymous,
+    User {
+        user: User,
+        token: Credential,
+        /// The organizations the user belongs to, with their roles.
+        orgs: Vec<Membership>,
+    },
+}
+
+impl Caller {
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self, Caller::Anonymous)
+    }
+
+    pub fn user(&self) -> Option<&User> {
+        match self {
+            Caller::User { user, .. } => Some(user),
+            Caller::Anonymous => None,
+        }
+    }
+
+    /// The user, or 401 for anonymous callers.
+    pub fn require_user(&self) -> Result<&User, ApiError> {
+        self.user().ok_or_else(|| {
+            ApiError::Unauthenticated("You must be authenticated: pass a token (HF_TOKEN)".into())
+        })
+    }
+}
+
+/// Authentication's shared state: the failure limiter and the last-used throttle.
+#[derive(Debug)]
+pub struct AuthRuntime {
+    pub failures: ratelimit::FailureLimiter,
+    touched: Mutex<HashMap<i64, Instant>>,
+}
+
+/// A token's last-used time is written at most this often.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+impl AuthRuntime {
+    pub fn new(config: &crate::config::AuthConfig) -> AuthRuntime {
+        AuthRuntime {
+            failures: ratelimit::FailureLimiter::new(
+                config.failure_burst,
+                Duration::from_secs(config.failure_refill_secs),
+            ),
+            touched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the token's last use should be written now (and remember that it was).
+    fn should_touch(&self, token_id: i64, now: Instant) -> bool {
+        let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+        match touched.get(&token_id) {
+            Some(at) if now.duration_since(*at) < TOUCH_EVERY => false,
+            _ => {
+                if touched.len() > 100_000 {
+                    touched.retain(|_, at| now.duration_since(*at) < TOUCH_EVERY);
+                }
+                touched.insert(token_id, now);
+                true
+            }
+        }
+    }
+}
+
+/// The client's address (the TCP peer), when the server recorded it.
+pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// A failed authentication: 401, or 429 once the address is out of budget.
+pub fn failed(state: &AppState, ip: Option<IpAddr>) -> ApiError {
+    match state.auth.failures.fail(ip, Instant::now()) {
+        Some(retry_after_secs) => ApiError::TooManyRequests { retry_after_secs },
+        None => ApiError::InvalidCredentials,
+    }
+}
+
+async fn user_caller(state: &AppState, user: User, token: Credential) -> Result<Caller, ApiError> {
+    let orgs = state
+        .db
+        .memberships(user.id)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Caller::User { user, token, orgs })
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ip = client_ip(parts);
+        let now_ms = trove_db::unix_now_ms();
+        if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+            let Some(secret) = header.to_str().ok().and_then(token::token_from_header) else {
+                return Err(failed(state, ip));
+            };
+            let found = state
+                .db
+                .token_owner_by_hash(&hash_token(&secret), now_ms)
+                .await
+                .map_err(ApiError::internal)?;
+            let Some((token, user)) = found else {
+                return Err(failed(state, ip));
+            };
+            if state.auth.should_touch(token.id, Instant::now()) {
+                let db = state.db.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = db.touch_token(token.id, now_ms).await {
+                        tracing::debug!(error = %e, token.id = token.id, "could not record token use");
+                    }
+                });
+            }
+            let credential = Credential {
+                token_id: Some(token.id),
+                name: token.name,
+                role: token.role,
+                scopes: token.scopes,
+            };
+            return user_caller(state, user, credential).await;
+        }
+        let session = parts
+            .headers
+            .get(axum::http::header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(password::session_from_cookies);
+        if let Some(secret) = session {
+            // A stale cookie is not an attack: the request goes on as anonymous.
+            if let Some(user) = state
+                .db
+                .session_user(&hash_token(secret), now_ms)
+                .await
+                .map_err(ApiError::internal)?
+            {
+                return user_caller(state, user, Credential::full("web-session")).await;
+            }
+        }
+        Ok(Caller::Anonymous)
+    }
+}
