@@ -253,3 +253,19 @@ def test_datetimes_end_in_z(hub, repo):
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", info[key]), (key, info[key])
     commits = hub.http.get(f"/api/models/{repo}/commits/main").json()
     assert all(c["date"].endswith("Z") for c in commits), json.dumps(commits)[:500]
+
+
+def test_a_refused_upload_closes_its_connection_and_the_pool_recovers(trove, repo):
+    """A refusal sent before the body is read ends the connection, and says so: a pooled
+    client then opens a new one instead of writing into a closed socket."""
+    from conftest import httpx
+
+    body = (HEADER + "\n" + ndjson("file", path="big.txt", content=b64(os.urandom(300_000)),
+                                   encoding="base64") + "\n").encode()
+    with httpx.Client(base_url=trove.url, timeout=60) as pooled:
+        for _ in range(5):
+            r = pooled.post(f"/api/models/{repo}/commit/main", content=body,
+                            headers={"content-type": "application/x-ndjson"})
+            assert r.status_code == 401 and r.headers.get("connection") == "close", dict(r.headers)
+            ok = pooled.get(f"/api/models/{repo}")
+            assert ok.status_code == 200

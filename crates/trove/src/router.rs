@@ -248,6 +248,7 @@ pub fn build(state: AppState) -> Router {
         .fallback(misc::fallback)
         .layer(DefaultBodyLimit::max(json_limit))
         .layer(middleware::from_fn(moved_repo))
+        .layer(middleware::from_fn(close_after_refused_body))
         .layer(middleware::from_fn(request_id))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -269,6 +270,29 @@ async fn request_id(request: Request, next: Next) -> Response {
     response
         .headers_mut()
         .insert(HeaderName::from_static("x-request-id"), id);
+    response
+}
+
+/// A request with a body that is answered with anything but success may not have had its
+/// body read (a refusal comes first: 401, 403, 404, 413, a redirect…); hyper then closes the
+/// connection after the response. `Connection: close` says so, so that a client's connection
+/// pool does not send its next request into a socket that is about to close (seen as
+/// "Server disconnected without sending a response").
+async fn close_after_refused_body(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let has_body = headers.contains_key(axum::http::header::TRANSFER_ENCODING)
+        || headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0);
+    let mut response = next.run(request).await;
+    if has_body && !response.status().is_success() {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+    }
     response
 }
 
