@@ -614,3 +614,45 @@ def test_failed_authentication_is_rate_limited_per_address(tmp_path_factory):
         hub.close()
     finally:
         s.stop()
+
+
+def test_gated_repos_say_so_in_info_and_listings(world):
+    hub, repos = world["hub"], world["repos"]
+    admin = hub.auth(hub.token())
+    info = hub.http.get(f"/api/models/{repos['gated']}", headers=admin).json()
+    assert info["gated"] == "manual"
+    assert hub.http.get(f"/api/models/{repos['public']}", headers=admin).json()["gated"] is False
+    gated = [m["id"] for m in hub.http.get("/api/models?gated=true&author=acme", headers=admin).json()]
+    ungated = [m["id"] for m in hub.http.get("/api/models?gated=false&author=acme", headers=admin).json()]
+    assert repos["gated"] in gated and repos["public"] not in gated
+    assert repos["public"] in ungated and repos["gated"] not in ungated
+    listed = {m["id"]: m for m in hub.http.get("/api/models?author=acme&expand=gated", headers=admin).json()}
+    assert listed[repos["gated"]]["gated"] == "manual"
+    assert hub.http.get("/api/models?gated=maybe").status_code == 400
+
+
+def test_web_sessions_write_only_from_pages_of_this_hub(world, server):
+    """The session cookie is sent by browsers whatever page makes the request: writes with it
+    must carry an Origin of this hub."""
+    hub = world["hub"]
+    server.create_user("wes")
+    p = subprocess.run([str(server.binary), "user", "set-password", "wes", "--data-dir",
+                        str(server.data_dir)], input="a long enough password\n", text=True,
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    r = hub.http.post("/api/login", json={"username": "wes", "password": "a long enough password"})
+    assert r.status_code == 200, r.text
+    cookie = {"cookie": r.headers["set-cookie"].split(";")[0]}
+    body = {"name": "from-the-web", "organization": "wes", "type": "model"}
+    for origin in ({"origin": "http://evil.example"}, {}, {"origin": "null"}):
+        r = hub.http.post("/api/repos/create", json=body, headers={**cookie, **origin,
+                                                                    "content-type": "text/plain"})
+        assert r.status_code == 403 and "Cross-site" in r.headers["x-error-message"], (origin, r.text)
+    assert hub.http.get("/api/models/wes/from-the-web", headers=cookie).status_code == 404, "nothing created"
+    # Reads with the cookie need no Origin; a write from a page of the hub works.
+    assert hub.http.get("/api/whoami-v2", headers=cookie).json()["name"] == "wes"
+    r = hub.http.post("/api/repos/create", json=body, headers={**cookie, "origin": server.url})
+    assert r.status_code == 200, r.text
+    r = hub.http.post("/api/repos/create", json={**body, "name": "second"},
+                      headers={**cookie, "sec-fetch-site": "same-origin"})
+    assert r.status_code == 200, r.text

@@ -424,3 +424,30 @@ emit({"warnings": getattr(info, "cardWarnings", None), "tags": info.tags,
                              json={"content": card(MALFORMED[kind]).decode(), "repoType": "model"})
     assert v.status_code == 200 and v.json()["errors"] == [] and v.json()["warnings"]
     seeded.server.check_alive()
+
+
+def test_trove_reindex_rebuilds_entries_from_main(trove, hub):
+    """`trove reindex` (all, or one repo) re-reads cards while the server runs; bad targets
+    are refused with a reason."""
+    import subprocess
+
+    from conftest import clean_env
+
+    repo = hub.create_repo("reindex")
+    hub.commit_files(repo, {"README.md": card("license: mit\ntags:\n- reindex-probe")})
+
+    def cli(*args):
+        return subprocess.run([str(trove.binary), "reindex", *args, "--data-dir", str(trove.data_dir)],
+                              capture_output=True, text=True, timeout=300, env=clean_env(),
+                              stdin=subprocess.DEVNULL)
+
+    one = cli(f"model:{repo}")
+    assert one.returncode == 0 and f"reindexed model {repo}" in one.stderr, one.stderr
+    everything = cli()
+    assert everything.returncode == 0 and "reindexed" in everything.stderr, everything.stderr
+    found = hub.http.get("/api/models?filter=reindex-probe", headers=hub.auth(hub.token())).json()
+    assert [m["id"] for m in found] == [repo]
+    missing = cli("model:admin/no-such-repo")
+    assert missing.returncode != 0 and "no model named admin/no-such-repo" in missing.stderr
+    bad = cli("table:admin/x")
+    assert bad.returncode != 0 and "unknown repo type" in bad.stderr

@@ -55,6 +55,15 @@ impl Gating {
     pub fn is_gated(self) -> bool {
         self != Gating::Off
     }
+
+    /// As the Hub's `gated` field shows it: `false`, `"auto"` or `"manual"`.
+    pub fn hub_value(self) -> Option<&'static str> {
+        match self {
+            Gating::Off => None,
+            Gating::Auto => Some("auto"),
+            Gating::Manual => Some("manual"),
+        }
+    }
 }
 
 impl Repo {

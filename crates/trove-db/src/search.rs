@@ -145,6 +145,8 @@ pub struct Cursor {
 #[derive(Clone, Debug)]
 pub struct ListQuery {
     pub repo_type: RepoType,
+    /// `Some(true)`: gated repositories only; `Some(false)`: ungated only.
+    pub gated: Option<bool>,
     pub visibility: Visibility,
     pub author: Option<String>,
     /// Each must be a substring of `namespace/name` (case-insensitive).
@@ -346,6 +348,19 @@ impl Db {
         rows.iter().map(|r| Repo::from_row_at(r, 0)).collect()
     }
 
+    /// Every repository with an id above `after_id`, by id, `limit` at a time (for a full
+    /// reindex).
+    pub async fn repos_after(&self, after_id: i64, limit: u32) -> Result<Vec<Repo>> {
+        let sql =
+            format!("SELECT {REPO_COLUMNS_R} FROM repos r WHERE r.id > ? ORDER BY r.id LIMIT ?");
+        let rows = sqlx::query(&sql)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Repo::from_row_at(r, 0)).collect()
+    }
+
     /// How many repositories carry each tag (0 for unknown tags), and how many of `repo_type`
     /// exist.
     async fn facet_counts(&self, repo_type: RepoType, tags: &[String]) -> Result<(Vec<i64>, i64)> {
@@ -487,6 +502,15 @@ impl Db {
                 qb.push_bind(tag.clone());
                 qb.push(" AND t.repo_id = ri.repo_id)");
             }
+        }
+        match q.gated {
+            Some(true) => {
+                qb.push(" AND r.gated <> 'off'");
+            }
+            Some(false) => {
+                qb.push(" AND r.gated = 'off'");
+            }
+            None => {}
         }
         if let Some(min) = q.params_min {
             qb.push(" AND ri.params_total >= ");

@@ -40,6 +40,12 @@ pub enum Command {
     /// Git hooks, run by git itself while serving a push (not for people).
     #[command(subcommand, hide = true)]
     Hook(HookCommand),
+    /// Rebuild the search index (cards, tags, safetensors counts) from each repository's
+    /// `main`: all repositories, or the one given. Safe while the server runs.
+    Reindex {
+        /// `ns/name` of a model, or `dataset:ns/name`, `space:ns/name`, `model:ns/name`.
+        repo: Option<String>,
+    },
     /// Fill the database with synthetic indexed repositories for the search benchmark
     /// (bench/search/); never on a data dir that matters.
     #[command(hide = true)]

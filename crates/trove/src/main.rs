@@ -10,6 +10,7 @@ mod config;
 mod error;
 mod git_http;
 mod lfs;
+mod maintenance;
 mod markdown;
 mod repos;
 mod resolve;
@@ -75,6 +76,7 @@ fn main() -> std::process::ExitCode {
             Command::Org(cmd) => {
                 admin::run_org(&admin::open_existing_db(&cli.data_dir).await?, cmd).await
             }
+            Command::Reindex { repo } => maintenance::reindex(&cli.data_dir, repo.as_deref()).await,
             Command::Audit { org, limit } => {
                 admin::run_audit(&admin::open_existing_db(&cli.data_dir).await?, org, limit).await
             }

@@ -250,7 +250,13 @@ pub fn build(state: AppState) -> Router {
         .layer(middleware::from_fn(moved_repo))
         .layer(middleware::from_fn(close_after_refused_body))
         .layer(middleware::from_fn(request_id))
-        .layer(TraceLayer::new_for_http())
+        // Failures are logged where they happen (internal errors at ERROR, refusals with their
+        // reason at INFO); the trace layer's own failure line would repeat them without it.
+        .layer(
+            TraceLayer::new_for_http().on_failure(
+                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+            ),
+        )
         .with_state(state)
 }
 

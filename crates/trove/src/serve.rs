@@ -3,11 +3,10 @@
 use crate::cli::ServeArgs;
 use crate::config::{Config, ServeOverrides};
 use crate::signing::UrlSigner;
-use crate::state::{AppState, CommitLocks};
+use crate::state::AppState;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 use trove_store::LocalStore;
 
@@ -42,19 +41,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         config.public_url = Some(format!("http://{bound}"));
     }
     let url = config.public_url().to_owned();
-    let git = crate::git_http::GitRuntime::prepare(&config)?;
-    let auth_config = config.auth.clone();
-    let state = AppState {
-        config: Arc::new(config),
-        db,
-        store: Arc::new(store),
-        signer: Arc::new(signer),
-        commit_locks: Arc::new(CommitLocks::default()),
-        git: Arc::new(git),
-        index_locks: Arc::new(CommitLocks::default()),
-        auth: Arc::new(crate::auth::AuthRuntime::new(&auth_config)),
-        facet_cache: Arc::new(crate::web::facets::FacetCache::default()),
-    };
+    let state = AppState::new(config, db, store, signer)?;
     sweep_trash(&state);
     crate::repos::index::spawn_jobs(state.clone());
     let app = crate::router::build(state);

@@ -34,6 +34,29 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The state of a server (or of an admin command doing server work) on `config`'s data
+    /// dir, whose database, store and signing key are already open.
+    pub fn new(
+        config: Config,
+        db: Db,
+        store: LocalStore,
+        signer: UrlSigner,
+    ) -> anyhow::Result<Self> {
+        let git = GitRuntime::prepare(&config)?;
+        let auth = crate::auth::AuthRuntime::new(&config.auth);
+        Ok(AppState {
+            config: Arc::new(config),
+            db,
+            store: Arc::new(store),
+            signer: Arc::new(signer),
+            commit_locks: Arc::new(CommitLocks::default()),
+            git: Arc::new(git),
+            index_locks: Arc::new(CommitLocks::default()),
+            auth: Arc::new(auth),
+            facet_cache: Arc::new(crate::web::facets::FacetCache::default()),
+        })
+    }
+
     /// Where the bare git repository of a repo id lives: `<data>/repos/<id>.git`. Repos are
     /// addressed by database id so that a rename is a metadata change only.
     pub fn git_dir(&self, repo_id: i64) -> PathBuf {

@@ -6,6 +6,7 @@ use trove_types::RepoType;
 
 fn query(visibility: Visibility) -> ListQuery {
     ListQuery {
+        gated: None,
         repo_type: RepoType::Model,
         visibility,
         author: None,

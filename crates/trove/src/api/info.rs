@@ -76,7 +76,13 @@ async fn build(
         json!(format_ms(repo.repo.created_at_ms)),
     );
     out.insert("private".into(), json!(repo.repo.private));
-    out.insert("gated".into(), json!(false));
+    out.insert(
+        "gated".into(),
+        repo.repo
+            .gated
+            .hub_value()
+            .map_or(json!(false), |g| json!(g)),
+    );
     out.insert("disabled".into(), json!(false));
     let counters = indexed.as_ref();
     if repo_type != RepoType::Space {

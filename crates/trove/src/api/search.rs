@@ -133,7 +133,7 @@ pub fn property(name: &str, l: &Listed) -> Option<Value> {
         "lastModified" => json!(format_ms(i.last_modified_ms)),
         "createdAt" => json!(format_ms(r.created_at_ms)),
         "private" => json!(r.private),
-        "gated" => json!(false),
+        "gated" => r.gated.hub_value().map_or(json!(false), |g| json!(g)),
         "disabled" => json!(false),
         "downloads" if r.repo_type != RepoType::Space => json!(i.downloads),
         "downloadsAllTime" if r.repo_type != RepoType::Space => json!(i.downloads_all_time),
@@ -309,8 +309,19 @@ pub fn list_query(repo_type: RepoType, query: &QueryParams, cap: u32) -> ApiResu
             )));
         }
     };
+    let gated = match query.get("gated") {
+        None | Some("") => None,
+        Some("true" | "True" | "1") => Some(true),
+        Some("false" | "False" | "0") => Some(false),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid gated {other:?}: use true or false"
+            )));
+        }
+    };
     Ok(ListQuery {
         repo_type,
+        gated,
         visibility: Visibility::Public,
         author: query
             .get("author")
@@ -365,9 +376,8 @@ pub async fn list(
         MAX_PAGE
     };
     let list_query = list_query(repo_type, &query, cap)?;
-    // Nothing on this server is gated or deployed for inference: those filters match nothing.
-    let matches_nothing = query.get("gated") == Some("true")
-        || query.get("inference").is_some()
+    // Nothing on this server is deployed for inference: those filters match nothing.
+    let matches_nothing = query.get("inference").is_some()
         || query.get("inference_provider").is_some()
         || query.get("benchmark").is_some();
     let page = if matches_nothing {

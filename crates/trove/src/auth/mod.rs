@@ -123,6 +123,24 @@ pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
         .map(|ConnectInfo(addr)| addr.ip())
 }
 
+/// Did the browser say this request comes from a page of this hub? `Origin` (sent by
+/// browsers with every cross-origin request and every POST) must name the host the request
+/// was sent to, or the configured public URL; without `Origin`, `Sec-Fetch-Site` must say
+/// `same-origin` (or `none`: typed by the user). A request with neither is not from a
+/// browser we can trust with a cookie, and is refused.
+fn same_origin(parts: &Parts, public_url: &str) -> bool {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(origin) = header("origin") {
+        let authority = origin
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .unwrap_or_default();
+        let host_matches = header("host").is_some_and(|host| host.eq_ignore_ascii_case(authority));
+        return host_matches || origin.eq_ignore_ascii_case(public_url.trim_end_matches('/'));
+    }
+    matches!(header("sec-fetch-site"), Some("same-origin" | "none"))
+}
+
 /// A failed authentication: 401, or 429 once the address is out of budget.
 pub fn failed(state: &AppState, ip: Option<IpAddr>) -> ApiError {
     match state.auth.failures.fail(ip, Instant::now()) {
@@ -180,6 +198,15 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(password::session_from_cookies);
         if let Some(secret) = session {
+            // Browsers attach the cookie to requests other sites make too: a write with it
+            // must come from a page of this hub.
+            if !parts.method.is_safe() && !same_origin(parts, state.public_url()) {
+                return Err(ApiError::Forbidden(
+                    "Cross-site request refused: a web session may only be used by pages of \
+                     this hub (API clients send a token instead)"
+                        .into(),
+                ));
+            }
             // A stale cookie is not an attack: the request goes on as anonymous.
             if let Some(user) = state
                 .db
