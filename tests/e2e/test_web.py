@@ -236,3 +236,51 @@ def test_private_repo_pages_do_not_exist_for_outsiders(web):
     assert anonymous.text == missing.text
     owner = httpx.get(f"{web.url}/{private}", headers={"authorization": f"Bearer {web.admin_token}"})
     assert owner.status_code == 200 and "private" in owner.text
+
+
+def test_log_in_on_the_web_then_see_private_repos_and_log_out(web):
+    """The login form signs a browser in; pages then show what that user may read. Posts
+    from other sites are refused, wrong passwords re-show the form, `next` stays on the hub."""
+    import subprocess as sp
+
+    from conftest import clean_env, trove_binary
+
+    def cli(*args, stdin=None):
+        p = sp.run([str(trove_binary()), *args, "--data-dir", str(web.data_dir)], input=stdin,
+                   capture_output=True, text=True, timeout=60, env=clean_env())
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    cli("user", "create", "wendy")
+    cli("user", "set-password", "wendy", stdin="wendy's long password\n")
+    token = cli("token", "create", "wendy", "--role", "write", "--name", "setup").strip()
+    created = httpx.post(f"{web.url}/api/repos/create", headers={"authorization": f"Bearer {token}"},
+                         json={"name": "wendy-private", "organization": "wendy", "private": True})
+    assert created.status_code == 200, created.text
+
+    form = browse(web, "/login?next=/models%3Fsearch%3Dwendy")
+    assert form.repos == []
+    page = sp.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                   web.url + "/login"], capture_output=True, text=True, timeout=90).stdout
+    assert 'name="password"' in page and 'action="/login"' in page
+
+    origin = {"origin": web.url}
+    fields = {"username": "wendy", "password": "wendy's long password", "next": "/models?search=wendy"}
+    with httpx.Client(base_url=web.url, follow_redirects=False, timeout=60) as browser:
+        wrong = browser.post("/login", data={**fields, "password": "nope"}, headers=origin)
+        assert wrong.status_code == 401 and "Wrong user name or password" in wrong.text
+        assert "set-cookie" not in wrong.headers
+        assert browser.post("/login", data=fields).status_code == 403, "no Origin: refused"
+        assert browser.post("/login", data=fields, headers={"origin": "http://evil.example"}).status_code == 403
+        ok = browser.post("/login", data=fields, headers=origin)
+        assert ok.status_code == 303 and ok.headers["location"] == "/models?search=wendy", ok.text
+        listing = browser.get("/models?search=wendy")
+        assert "admin/" not in listing.text and "wendy/wendy-private" in listing.text
+        assert "wendy" in listing.text and 'action="/logout"' in listing.text
+        assert browser.get("/wendy/wendy-private").status_code == 200
+        evil_next = browser.post("/login", data={**fields, "next": "//evil.example/x"}, headers=origin)
+        assert evil_next.headers["location"] == "/models"
+        out = browser.post("/logout", headers=origin)
+        assert out.status_code == 303
+        assert "wendy/wendy-private" not in browser.get("/models?search=wendy").text
+    assert "wendy/wendy-private" not in httpx.get(f"{web.url}/models?search=wendy").text

@@ -229,6 +229,8 @@ pub fn build(state: AppState) -> Router {
             "/",
             get(|| async { axum::response::Redirect::to("/models") }),
         )
+        .route("/login", get(web::session::form).post(web::session::login))
+        .route("/logout", post(web::session::logout))
         .route("/{ns}/{name}", get(web::repo::page))
         .route("/datasets/{ns}/{name}", get(web::repo::page))
         .route("/spaces/{ns}/{name}", get(web::repo::page));

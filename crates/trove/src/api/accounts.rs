@@ -204,7 +204,7 @@ pub struct LoginBody {
 }
 
 /// The client's address, for the failed-login limiter.
-pub struct ClientIp(Option<std::net::IpAddr>);
+pub struct ClientIp(pub Option<std::net::IpAddr>);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
     type Rejection = ApiError;
@@ -214,22 +214,24 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
     }
 }
 
-/// `POST /api/login` `{"username", "password"}`: a session cookie (HttpOnly, SameSite=Strict)
-/// for the web UI. An address out of failed-attempt budget gets 429 before any check.
-pub async fn login(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    ApiJson(body): ApiJson<LoginBody>,
-) -> ApiResult<Response> {
+/// Checks a user name and password and opens a web session: the user and the
+/// `Set-Cookie` value (HttpOnly, SameSite=Strict). An address out of failed-attempt budget
+/// gets 429 before any check; a wrong password counts against it.
+pub async fn open_session(
+    state: &AppState,
+    ip: Option<std::net::IpAddr>,
+    username: &str,
+    password: &str,
+) -> ApiResult<(trove_db::User, HeaderValue)> {
     if let Some(retry_after_secs) = state.auth.failures.blocked(ip, Instant::now()) {
         return Err(ApiError::TooManyRequests { retry_after_secs });
     }
     let found = state
         .db
-        .user_with_password(&body.username)
+        .user_with_password(username)
         .await
         .map_err(ApiError::internal)?;
-    let password = body.password;
+    let password = password.to_owned();
     let (user, ok) = match found {
         Some((user, phc)) => {
             let ok =
@@ -249,7 +251,7 @@ pub async fn login(
         }
     };
     let Some(user) = user.filter(|_| ok) else {
-        return Err(failed(&state, ip));
+        return Err(failed(state, ip));
     };
     let secret = random_alphanumeric(43);
     state
@@ -270,16 +272,14 @@ pub async fn login(
         "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         SESSION_TTL_MS / 1000
     );
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::SET_COOKIE,
+    Ok((
+        user,
         HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
-    );
-    Ok((headers, Json(json!({ "name": user.name }))).into_response())
+    ))
 }
 
-/// `POST /api/logout`: ends the session of the cookie, if any, and clears it.
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+/// Ends the session of the request's cookie, if any; returns the `Set-Cookie` that clears it.
+pub async fn close_session(state: &AppState, headers: &HeaderMap) -> ApiResult<HeaderValue> {
     if let Some(secret) = headers
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
@@ -291,10 +291,27 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
             .await
             .map_err(ApiError::internal)?;
     }
+    Ok(HeaderValue::from_static(
+        "trove_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+    ))
+}
+
+/// `POST /api/login` `{"username", "password"}`: a session cookie for the web UI.
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> ApiResult<Response> {
+    let (user, cookie) = open_session(&state, ip, &body.username, &body.password).await?;
+    let mut headers = HeaderMap::new();
+    headers.insert(header::SET_COOKIE, cookie);
+    Ok((headers, Json(json!({ "name": user.name }))).into_response())
+}
+
+/// `POST /api/logout`: ends the session of the cookie, if any, and clears it.
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let cleared = close_session(&state, &headers).await?;
     let mut out = HeaderMap::new();
-    out.insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("trove_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-    );
+    out.insert(header::SET_COOKIE, cleared);
     Ok((out, Json(json!({}))).into_response())
 }

@@ -128,8 +128,8 @@ pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
 /// was sent to, or the configured public URL; without `Origin`, `Sec-Fetch-Site` must say
 /// `same-origin` (or `none`: typed by the user). A request with neither is not from a
 /// browser we can trust with a cookie, and is refused.
-fn same_origin(parts: &Parts, public_url: &str) -> bool {
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+pub fn same_origin(headers: &axum::http::HeaderMap, public_url: &str) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(origin) = header("origin") {
         let authority = origin
             .split_once("://")
@@ -200,7 +200,7 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(secret) = session {
             // Browsers attach the cookie to requests other sites make too: a write with it
             // must come from a page of this hub.
-            if !parts.method.is_safe() && !same_origin(parts, state.public_url()) {
+            if !parts.method.is_safe() && !same_origin(&parts.headers, state.public_url()) {
                 return Err(ApiError::Forbidden(
                     "Cross-site request refused: a web session may only be used by pages of \
                      this hub (API clients send a token instead)"

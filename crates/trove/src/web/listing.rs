@@ -67,6 +67,7 @@ pub struct RepoRow {
 #[template(path = "listing.html")]
 pub struct ListingPage {
     pub section: &'static str,
+    pub signed_in: Option<String>,
     pub heading: &'static str,
     pub noun: &'static str,
     pub path: String,
@@ -260,6 +261,7 @@ async fn page(
     };
     Ok(render(&ListingPage {
         section,
+        signed_in: caller.user().map(|u| u.name.clone()),
         heading,
         noun,
         path: params.path.clone(),
@@ -318,6 +320,7 @@ mod tests {
     fn pages_escape_what_users_wrote() {
         let html = ListingPage {
             section: "models",
+            signed_in: None,
             heading: "Models",
             noun: "models",
             path: "/models".into(),

@@ -2,11 +2,13 @@
 //! compiled into the binary) that call the same use cases as the API.
 //!
 //! Today: the browsing pages `/models`, `/datasets` and `/spaces` (search, facets, sorts,
-//! pages) and each repository's page (card, tags, files at `main`); `/` shows the models.
+//! pages), each repository's page (card, tags, files at `main`), and signing in and out
+//! (`/login`, `/logout`); `/` shows the models.
 
 pub mod facets;
 pub mod listing;
 pub mod repo;
+pub mod session;
 
 use crate::error::ApiError;
 use axum::response::{Html, IntoResponse, Response};

@@ -45,6 +45,7 @@ pub struct FileRow {
 #[template(path = "repo.html")]
 pub struct RepoPage {
     pub section: &'static str,
+    pub signed_in: Option<String>,
     pub kind: &'static str,
     pub id: String,
     pub private: bool,
@@ -150,6 +151,7 @@ pub async fn page(
         .collect();
     Ok(render(&RepoPage {
         section,
+        signed_in: caller.user().map(|u| u.name.clone()),
         kind,
         id: format!("{}/{}", repo.repo.namespace, repo.repo.name),
         private: repo.repo.private,
