@@ -188,7 +188,8 @@ def _request(hub: Hub, surface: str, repo: str, token: str | None, n: int):
     if surface == "lfs locks verify":
         return hub.http.post(f"/{repo}.git/info/lfs/locks/verify", json={}, headers=lfs_h), "write"
     if surface == "git info/refs receive-pack":
-        return hub.http.get(f"/{repo}.git/info/refs?service=git-receive-pack", headers=h), "write"
+        # Contributors may push to their own pull requests; the hook refuses the rest.
+        return hub.http.get(f"/{repo}.git/info/refs?service=git-receive-pack", headers=h), "contribute"
     if surface == "xet write token":
         return hub.http.get(f"{api}/xet-write-token/main", headers=h), "contribute"
     if surface == "settings":

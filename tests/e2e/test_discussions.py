@@ -266,3 +266,47 @@ def test_private_repo_discussions_do_not_exist_for_outsiders(hub, bob, admin_rea
     assert r.status_code == 403
     events = hub.http.get(f"/api/models/{repo}/discussions/1", headers=headers).json()["events"]
     assert events == []
+
+
+def test_git_push_to_a_pull_request(trove, hub, bob, tmp_path):
+    """`git push origin HEAD:refs/pr/N`: the author of an open pull request (here a
+    contributor without write access) and writers may; nobody creates, deletes or pushes to
+    someone else's or a closed pull request; branches stay the writers'."""
+    import test_git  # its Git helper
+
+    git = test_git.Git(trove, tmp_path)
+    repo = hub.create_repo("disc-git")
+    main_head = hub.commit_files(repo, {"README.md": b"# base\n"})
+    headers = hub.auth(bob.token)
+    pr = hub.http.post(f"/api/models/{repo}/discussions", json={"title": "by git", "pullRequest": True},
+                       headers=headers).json()["num"]
+    other = hub.http.post(f"/api/models/{repo}/discussions", json={"title": "admin's", "pullRequest": True},
+                          headers=hub.auth(hub.token())).json()["num"]
+
+    git.clone(git.url(repo, token=bob.token), "work")
+    work = tmp_path / "work"
+    pushed = git.commit_file(work, "from-git.txt", b"pushed with git\n", "Add a file with git")
+    out = git.run("push", "origin", f"HEAD:refs/pr/{pr}", cwd=work)
+    assert out.returncode == 0
+    d = hub.http.get(f"/api/models/{repo}/discussions/{pr}", headers=headers).json()
+    assert d["status"] == "open", "the first commit opens the draft"
+    assert d["events"][-1]["type"] == "commit" and d["events"][-1]["data"] == {
+        "subject": "Add a file with git", "oid": pushed}
+    files = hub.http.get(f"/api/models/{repo}/tree/refs%2Fpr%2F{pr}", headers=headers).json()
+    assert "from-git.txt" in {e["path"] for e in files}
+
+    for ref, why in [("refs/heads/main", "only to pull requests you opened"),
+                     (f"refs/pr/{other}", "only the author"),
+                     ("refs/pr/99", "does not exist")]:
+        refused = git.run("push", "origin", f"HEAD:{ref}", cwd=work, check=False)
+        assert refused.returncode != 0 and why in refused.stderr, (ref, refused.stderr)
+    refused = git.run("push", "origin", f":refs/pr/{pr}", cwd=work, check=False)
+    assert refused.returncode != 0 and "cannot be deleted" in refused.stderr, refused.stderr
+    assert hub.head_sha(repo) == main_head, "main never moved"
+
+    # The writer merges; a merged pull request takes no more pushes.
+    assert hub.http.post(f"/api/models/{repo}/discussions/{pr}/merge",
+                         headers=hub.auth(hub.token())).status_code == 200
+    git.commit_file(work, "late.txt", b"late\n", "Too late")
+    refused = git.run("push", "origin", f"HEAD:refs/pr/{pr}", cwd=work, check=False)
+    assert refused.returncode != 0 and "closed or merged" in refused.stderr, refused.stderr

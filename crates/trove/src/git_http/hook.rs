@@ -5,9 +5,11 @@
 //!
 //! The rules:
 //! - the pusher needs write access to the repository (the server checked it already; this is
-//!   the last line of defence);
-//! - only branches (`refs/heads/*`) and tags (`refs/tags/*`) with names git and the Hub
-//!   accept may be pushed; a branch must point at a commit;
+//!   the last line of defence), or, to push to a pull request they opened, to be a
+//!   contributor (a signed-in reader with a write-capable token);
+//! - only branches (`refs/heads/*`), tags (`refs/tags/*`) with names git and the Hub accept,
+//!   and existing open pull requests (`refs/pr/N`: by their author or a writer; never
+//!   created or deleted by a push) may be pushed; a branch or PR must point at a commit;
 //! - `main`, the default branch, cannot be deleted, and only administrators may rewrite its
 //!   history (force-push); any other branch or tag may be deleted or force-pushed by anyone
 //!   with write access;
@@ -44,8 +46,20 @@ const MAX_MESSAGES: usize = 20;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pusher {
     pub name: String,
+    /// The pushing user's id (`None` only for a malformed environment).
+    pub user_id: Option<i64>,
     pub can_write: bool,
+    /// May push to the pull requests they opened (every writer may too).
+    pub can_contribute: bool,
     pub is_admin: bool,
+}
+
+/// What the hook knows of a pull request a push names (`refs/pr/N`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullRequestFacts {
+    pub author_user_id: Option<i64>,
+    /// Open or draft (closed and merged pull requests take no more commits).
+    pub open: bool,
 }
 
 /// One line of the hook's input, `<old> <new> <ref>`, with absent sides as `None`.
@@ -92,17 +106,30 @@ pub struct PushFacts<'a> {
     pub stored: &'a HashMap<Sha256Hex, u64>,
     /// Where refused blobs appear, for the messages.
     pub paths: &'a HashMap<GitOid, String>,
+    /// The pull requests the updates name, by full ref; absent = no such pull request.
+    pub pull_requests: &'a HashMap<String, PullRequestFacts>,
 }
 
 /// The rules. Returns the reasons to refuse the push, empty when it may land.
 pub fn decide(facts: &PushFacts<'_>) -> Vec<String> {
     let mut refusals = Vec::new();
-    if !facts.pusher.can_write {
+    if !facts.pusher.can_write && !facts.pusher.can_contribute {
         refusals.push("You don't have write access to this repository".to_owned());
         return refusals;
     }
     for checked in facts.updates {
-        if let Some(reason) = ref_refusal(facts.pusher, checked) {
+        let reason = if checked.update.name.starts_with("refs/pr/") {
+            pull_request_refusal(facts.pusher, checked, facts.pull_requests)
+        } else if !facts.pusher.can_write {
+            Some(format!(
+                "{}: you may push only to pull requests you opened (git push origin \
+                 HEAD:refs/pr/N); you don't have write access to this repository",
+                checked.update.name
+            ))
+        } else {
+            ref_refusal(facts.pusher, checked)
+        };
+        if let Some(reason) = reason {
             refusals.push(reason);
         }
     }
@@ -142,6 +169,47 @@ pub fn decide(facts: &PushFacts<'_>) -> Vec<String> {
         refusals.push(format!("… and {more} more"));
     }
     refusals
+}
+
+/// The rules for `refs/pr/N`: an existing open pull request, moved (fast-forward or
+/// rewritten) by its author or a writer, to a commit.
+fn pull_request_refusal(
+    pusher: &Pusher,
+    checked: &CheckedUpdate,
+    pull_requests: &HashMap<String, PullRequestFacts>,
+) -> Option<String> {
+    let name = checked.update.name.as_str();
+    let Some(num) = crate::repos::discussions::pr_number(name) else {
+        return Some(format!("{name}: not a pull request ref (refs/pr/<number>)"));
+    };
+    if checked.movement == RefMove::Delete {
+        return Some(format!(
+            "{name}: pull request refs cannot be deleted; close pull request #{num} instead"
+        ));
+    }
+    let Some(pr) = pull_requests
+        .get(name)
+        .filter(|_| checked.update.old.is_some())
+    else {
+        return Some(format!(
+            "{name}: pull request #{num} does not exist; open it on the hub first \
+             (create_pull_request), then push to it"
+        ));
+    };
+    if !pr.open {
+        return Some(format!(
+            "{name}: pull request #{num} is closed or merged; reopen it to push"
+        ));
+    }
+    if !pusher.can_write && (pusher.user_id.is_none() || pr.author_user_id != pusher.user_id) {
+        return Some(format!(
+            "{name}: only the author of pull request #{num} or a writer may push to it"
+        ));
+    }
+    if !checked.new_is_commit {
+        return Some(format!("{name}: a pull request must point at a commit"));
+    }
+    None
 }
 
 fn ref_refusal(pusher: &Pusher, checked: &CheckedUpdate) -> Option<String> {
@@ -189,14 +257,16 @@ fn pusher_from_env() -> anyhow::Result<(i64, Pusher)> {
     let repo_id = var(ENV_REPO_ID)?
         .parse()
         .with_context(|| format!("{ENV_REPO_ID} is not a number"))?;
-    Ok((
-        repo_id,
+    Ok((repo_id, {
+        let access = var(ENV_ACCESS)?;
         Pusher {
             name: var(ENV_USER_NAME).unwrap_or_default(),
-            can_write: var(ENV_ACCESS)? == "write",
+            user_id: var(ENV_USER_ID).ok().and_then(|id| id.parse().ok()),
+            can_write: access == "write",
+            can_contribute: access == "write" || access == "contribute",
             is_admin: var(ENV_ADMIN)? == "1",
-        },
-    ))
+        }
+    }))
 }
 
 /// Runs the hook: `data_dir` is Trove's, the current directory the repository (git runs
@@ -228,13 +298,14 @@ async fn check_push(data_dir: &Path) -> anyhow::Result<Vec<String>> {
         }
         updates.push(RefUpdate::parse(&line).with_context(|| format!("bad update line {line:?}"))?);
     }
-    if !pusher.can_write {
+    if !pusher.can_write && !pusher.can_contribute {
         return Ok(decide(&PushFacts {
             pusher: &pusher,
             updates: &[],
             objects: &NewObjects::default(),
             stored: &HashMap::new(),
             paths: &HashMap::new(),
+            pull_requests: &HashMap::new(),
         }));
     }
     let git_dir = PathBuf::from(std::env::var_os("GIT_DIR").unwrap_or_else(|| ".".into()));
@@ -244,8 +315,14 @@ async fn check_push(data_dir: &Path) -> anyhow::Result<Vec<String>> {
             .await
             .context("inspecting the push")??;
     let (checked, objects, inspector) = inspected;
-    let stored = if objects.lfs_pointers.is_empty() {
-        HashMap::new()
+    let pr_refs: Vec<(String, i64)> = checked
+        .iter()
+        .filter_map(|c| {
+            crate::repos::discussions::pr_number(&c.update.name).map(|n| (c.update.name.clone(), n))
+        })
+        .collect();
+    let (stored, pull_requests) = if objects.lfs_pointers.is_empty() && pr_refs.is_empty() {
+        (HashMap::new(), HashMap::new())
     } else {
         let db = trove_db::Db::open(&data_dir.join("trove.db"))
             .await
@@ -255,9 +332,31 @@ async fn check_push(data_dir: &Path) -> anyhow::Result<Vec<String>> {
             .iter()
             .map(|(_, p)| p.oid.clone())
             .collect();
-        let sizes = db.repo_objects_sizes(repo_id, &oids).await?;
+        let sizes = if oids.is_empty() {
+            HashMap::new()
+        } else {
+            db.repo_objects_sizes(repo_id, &oids).await?
+        };
+        let mut pull_requests = HashMap::new();
+        for (name, num) in pr_refs {
+            if let Some(d) = db.discussion(repo_id, num).await?
+                && d.is_pull_request
+            {
+                let open = matches!(
+                    d.status,
+                    trove_db::DiscussionStatus::Open | trove_db::DiscussionStatus::Draft
+                );
+                pull_requests.insert(
+                    name,
+                    PullRequestFacts {
+                        author_user_id: d.author_user_id,
+                        open,
+                    },
+                );
+            }
+        }
         db.close().await;
-        sizes
+        (sizes, pull_requests)
     };
     let facts = PushFacts {
         pusher: &pusher,
@@ -265,6 +364,7 @@ async fn check_push(data_dir: &Path) -> anyhow::Result<Vec<String>> {
         objects: &objects,
         stored: &stored,
         paths: &HashMap::new(),
+        pull_requests: &pull_requests,
     };
     let refusals = decide(&facts);
     if refusals.is_empty() {
@@ -364,7 +464,9 @@ mod tests {
     fn writer(admin: bool) -> Pusher {
         Pusher {
             name: "alice".into(),
+            user_id: Some(1),
             can_write: true,
+            can_contribute: true,
             is_admin: admin,
         }
     }
@@ -394,7 +496,67 @@ mod tests {
             objects,
             stored: &stored,
             paths: &HashMap::from([(oid('f'), "weights.bin".to_owned())]),
+            pull_requests: &HashMap::from([
+                (
+                    "refs/pr/1".to_owned(),
+                    PullRequestFacts {
+                        author_user_id: Some(2),
+                        open: true,
+                    },
+                ),
+                (
+                    "refs/pr/2".to_owned(),
+                    PullRequestFacts {
+                        author_user_id: Some(1),
+                        open: false,
+                    },
+                ),
+            ]),
         })
+    }
+
+    #[test]
+    fn pull_requests_take_pushes_from_their_author_or_writers_while_open() {
+        let bob = Pusher {
+            name: "bob".into(),
+            user_id: Some(2),
+            can_write: false,
+            can_contribute: true,
+            is_admin: false,
+        };
+        let none = NewObjects::default();
+        assert!(refusals(&bob, &[update("refs/pr/1", RefMove::FastForward)], &none).is_empty());
+        assert!(refusals(&bob, &[update("refs/pr/1", RefMove::Rewrite)], &none).is_empty());
+        assert!(
+            refusals(
+                &writer(false),
+                &[update("refs/pr/1", RefMove::FastForward)],
+                &none
+            )
+            .is_empty()
+        );
+        let carol = Pusher {
+            user_id: Some(3),
+            ..bob.clone()
+        };
+        let got = refusals(&carol, &[update("refs/pr/1", RefMove::FastForward)], &none);
+        assert!(got[0].contains("only the author"), "{got:?}");
+        for (name, movement, why) in [
+            ("refs/pr/1", RefMove::Delete, "cannot be deleted"),
+            ("refs/pr/1", RefMove::Create, "does not exist"),
+            ("refs/pr/9", RefMove::FastForward, "does not exist"),
+            ("refs/pr/2", RefMove::FastForward, "closed or merged"),
+            ("refs/pr/01", RefMove::FastForward, "not a pull request ref"),
+            (
+                "refs/heads/main",
+                RefMove::FastForward,
+                "only to pull requests you opened",
+            ),
+        ] {
+            let got = refusals(&bob, &[update(name, movement)], &none);
+            assert_eq!(got.len(), 1, "{name}");
+            assert!(got[0].contains(why), "{name}: {got:?}");
+        }
     }
 
     #[test]
@@ -468,6 +630,7 @@ mod tests {
     fn readers_push_nothing() {
         let reader = Pusher {
             can_write: false,
+            can_contribute: false,
             ..writer(true)
         };
         let got = refusals(
@@ -482,7 +645,7 @@ mod tests {
     fn only_valid_branch_and_tag_names_are_accepted() {
         let alice = writer(true);
         for bad in [
-            "refs/pr/1",
+            "refs/pr/7",
             "refs/convert/parquet",
             "refs/notes/x",
             "HEAD",

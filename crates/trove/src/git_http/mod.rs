@@ -116,6 +116,8 @@ impl GitRuntime {
                 hook::ENV_ACCESS,
                 if repo.access >= Access::Write {
                     "write"
+                } else if Access::may_contribute(caller, &repo.repo, repo.access) {
+                    "contribute"
                 } else {
                     "read"
                 }
@@ -223,7 +225,11 @@ async fn authorize(
     )
     .await?;
     if endpoint.needs() == Access::Write {
-        repo.require_write(&caller)?;
+        // Contributors may push to the pull requests they opened; the pre-receive hook
+        // holds them to exactly that.
+        if !Access::may_contribute(&caller, &repo.repo, repo.access) {
+            repo.require_write(&caller)?;
+        }
     } else {
         repo.require_content(&caller)?;
     }
@@ -430,6 +436,49 @@ async fn ref_targets(git_dir: &Path) -> Result<Vec<(String, trove_types::GitOid)
 
 /// After receive-pack: when refs moved, the repository was modified (lastModified), its
 /// card and files are reindexed for search, and the push is logged with what it changed.
+/// A push that moved `refs/pr/N` adds a `commit` event to pull request N (a draft opens),
+/// as an API commit to it does.
+async fn record_pull_request_commits(
+    state: &AppState,
+    repo: &trove_db::Repo,
+    git_dir: &Path,
+    before: &[(String, trove_types::GitOid)],
+    after: &[(String, trove_types::GitOid)],
+    caller: &Caller,
+) {
+    let repo_ref = RepoRef {
+        repo: repo.clone(),
+        access: Access::Read,
+        repo_type: repo.repo_type,
+    };
+    for (name, oid) in after.iter().filter(|r| !before.contains(r)) {
+        let Some(num) = crate::repos::discussions::pr_number(name) else {
+            continue;
+        };
+        let result = async {
+            let discussion = crate::repos::discussions::find(state, &repo_ref, num).await?;
+            let dir = git_dir.to_owned();
+            let commit = oid.clone();
+            let title = tokio::task::spawn_blocking(move || {
+                trove_git::GitRepo::open(&dir)
+                    .and_then(|git| git.commit_info(&commit))
+                    .map(|info| info.title)
+            })
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+            crate::repos::discussions::record_commit(
+                state, caller, &repo_ref, discussion, oid, &title,
+            )
+            .await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(repo.id = repo.id, pr = num, error = %e, "pull request commit not recorded");
+        }
+    }
+}
+
 fn after_push(
     state: AppState,
     repo: trove_db::Repo,
@@ -465,6 +514,7 @@ fn after_push(
                 tracing::error!(repo.id = repo_id, error = %e, "recording a push");
             }
             crate::repos::index::reindex_after_write(&state, &repo).await;
+            record_pull_request_commits(&state, &repo, &git_dir, &before, &after, &caller).await;
             tracing::info!(
                 repo.id = repo_id,
                 user = caller.user().map(|u| u.name.as_str()).unwrap_or(""),
