@@ -204,6 +204,7 @@ def test_pages_datasets_and_spaces(web):
 def test_bad_input_answers_a_clear_400(web):
     r = httpx.get(web.url + "/models?sort=sideways")
     assert r.status_code == 400 and "sort" in r.headers["x-error-message"]
+    assert r.headers["content-type"].startswith("text/html") and "Invalid sort" in r.text
     r = httpx.get(web.url + "/models?cursor=nope")
     assert r.status_code == 400
 
@@ -234,6 +235,11 @@ def test_private_repo_pages_do_not_exist_for_outsiders(web):
     assert anonymous.status_code == missing.status_code == 401
     assert anonymous.headers["x-error-code"] == missing.headers["x-error-code"] == "RepoNotFound"
     assert anonymous.text == missing.text
+    assert anonymous.headers["content-type"].startswith("text/html"), "browsers get a page"
+    assert "Repository not found" in anonymous.text and 'href="/login"' in anonymous.text
+    signed_in_missing = httpx.get(f"{web.url}/admin/no-such-repo",
+                                  headers={"authorization": f"Bearer {web.admin_token}"})
+    assert signed_in_missing.status_code == 404 and 'href="/login">log in' not in signed_in_missing.text
     owner = httpx.get(f"{web.url}/{private}", headers={"authorization": f"Bearer {web.admin_token}"})
     assert owner.status_code == 200 and "private" in owner.text
 

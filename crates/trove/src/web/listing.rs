@@ -167,16 +167,22 @@ fn compact(n: i64) -> String {
     }
 }
 
-pub async fn models(state: State<AppState>, caller: Caller, uri: Uri) -> ApiResult<Response> {
-    page(state, caller, uri, RepoType::Model).await
+pub async fn models(state: State<AppState>, caller: Caller, uri: Uri) -> Response {
+    page(state, caller, uri, RepoType::Model)
+        .await
+        .unwrap_or_else(super::error_page)
 }
 
-pub async fn datasets(state: State<AppState>, caller: Caller, uri: Uri) -> ApiResult<Response> {
-    page(state, caller, uri, RepoType::Dataset).await
+pub async fn datasets(state: State<AppState>, caller: Caller, uri: Uri) -> Response {
+    page(state, caller, uri, RepoType::Dataset)
+        .await
+        .unwrap_or_else(super::error_page)
 }
 
-pub async fn spaces(state: State<AppState>, caller: Caller, uri: Uri) -> ApiResult<Response> {
-    page(state, caller, uri, RepoType::Space).await
+pub async fn spaces(state: State<AppState>, caller: Caller, uri: Uri) -> Response {
+    page(state, caller, uri, RepoType::Space)
+        .await
+        .unwrap_or_else(super::error_page)
 }
 
 async fn page(

@@ -75,6 +75,17 @@ fn human_size(bytes: u64) -> String {
 }
 
 pub async fn page(
+    state: State<AppState>,
+    caller: Caller,
+    repo_type: UrlRepoType,
+    path: Path<(String, String)>,
+) -> Response {
+    repo_page(state, caller, repo_type, path)
+        .await
+        .unwrap_or_else(super::error_page)
+}
+
+async fn repo_page(
     State(state): State<AppState>,
     caller: Caller,
     UrlRepoType(repo_type): UrlRepoType,
