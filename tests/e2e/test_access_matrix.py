@@ -657,3 +657,7 @@ def test_web_sessions_write_only_from_pages_of_this_hub(world, server):
     r = hub.http.post("/api/repos/create", json={**body, "name": "second"},
                       headers={**cookie, "sec-fetch-site": "same-origin"})
     assert r.status_code == 200, r.text
+    # The user, the login and both repositories are in the audit log.
+    log = server.admin_cli("audit", "--limit", "200")
+    for needle in ("user.create", "session.login", "repo.create"):
+        assert any(needle in line and "wes" in line for line in log.splitlines()), (needle, log[-2000:])

@@ -70,6 +70,15 @@ pub async fn run_user(db: &Db, command: UserCommand) -> anyhow::Result<()> {
                 user.name,
                 if user.is_admin { " (admin)" } else { "" }
             );
+            accounts::audit(
+                db,
+                "cli",
+                "user.create",
+                Some(&user.name),
+                Some(&user.name),
+                user.is_admin.then_some("site admin"),
+            )
+            .await;
             Ok(())
         }
         UserCommand::List => {

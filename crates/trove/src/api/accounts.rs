@@ -253,6 +253,15 @@ pub async fn open_session(
     let Some(user) = user.filter(|_| ok) else {
         return Err(failed(state, ip));
     };
+    crate::accounts::audit(
+        &state.db,
+        &user.name,
+        "session.login",
+        Some(&user.name),
+        None,
+        ip.map(|ip| ip.to_string()).as_deref(),
+    )
+    .await;
     let secret = random_alphanumeric(43);
     state
         .db

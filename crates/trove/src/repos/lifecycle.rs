@@ -84,6 +84,15 @@ pub async fn create(
         return Err(e);
     }
     tracing::info!(repo.id = repo.id, repo.name = %id, repo.type = %repo_type, private, "repo created");
+    crate::accounts::audit(
+        &state.db,
+        caller.user().map_or("-", |u| u.name.as_str()),
+        "repo.create",
+        Some(&repo.namespace),
+        Some(&format!("{repo_type}:{id}")),
+        Some(if private { "private" } else { "public" }),
+    )
+    .await;
     super::index::reindex_after_write(state, &repo).await;
     Ok(Created { repo, url })
 }
