@@ -579,7 +579,7 @@ def test_disabled_users_and_web_login(world, server):
                        capture_output=True, timeout=60)
     assert p.returncode == 0, p.stderr
     r = hub.http.post("/api/login", json={"username": "dee", "password": "wrong"})
-    assert r.status_code == 401
+    assert r.status_code == 401 and r.headers["x-error-message"] == "Wrong user name or password"
     r = hub.http.post("/api/login", json={"username": "dee", "password": "correct horse battery"})
     assert r.status_code == 200, r.text
     cookie = r.headers["set-cookie"]
@@ -591,6 +591,8 @@ def test_disabled_users_and_web_login(world, server):
     assert hub.http.get("/api/whoami-v2", headers=hub.auth(token)).status_code == 401
     assert hub.http.get("/api/whoami-v2", headers={"cookie": session}).status_code == 401
     assert "(disabled)" in server.admin_cli("user", "list")
+    r = hub.http.post("/api/login", json={"username": "dee", "password": "correct horse battery"})
+    assert r.status_code == 401 and r.headers["x-error-message"] == "Wrong user name or password"
 
 
 def test_failed_authentication_is_rate_limited_per_address(tmp_path_factory):

@@ -214,6 +214,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
     }
 }
 
+/// Why a login failed, whatever the reason (unknown user, wrong password, disabled account):
+/// telling them apart would tell an attacker which names exist.
+pub const WRONG_PASSWORD: &str = "Wrong user name or password";
+
 /// Checks a user name and password and opens a web session: the user and the
 /// `Set-Cookie` value (HttpOnly, SameSite=Strict). An address out of failed-attempt budget
 /// gets 429 before any check; a wrong password counts against it.
@@ -251,7 +255,11 @@ pub async fn open_session(
         }
     };
     let Some(user) = user.filter(|_| ok) else {
-        return Err(failed(state, ip));
+        // A login sends no Authorization header: say what was wrong in its own terms.
+        return Err(match failed(state, ip) {
+            ApiError::InvalidCredentials => ApiError::Unauthenticated(WRONG_PASSWORD.to_owned()),
+            other => other,
+        });
     };
     crate::accounts::audit(
         &state.db,

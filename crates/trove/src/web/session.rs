@@ -88,10 +88,9 @@ pub async fn login(
             response.headers_mut().insert(header::SET_COOKIE, cookie);
             Ok(response)
         }
-        Err(ApiError::InvalidCredentials) => Ok(again(
-            StatusCode::UNAUTHORIZED,
-            "Wrong user name or password.".into(),
-        )),
+        Err(ApiError::Unauthenticated(message)) => {
+            Ok(again(StatusCode::UNAUTHORIZED, format!("{message}.")))
+        }
         Err(ApiError::TooManyRequests { retry_after_secs }) => {
             let mut response = again(
                 StatusCode::TOO_MANY_REQUESTS,
