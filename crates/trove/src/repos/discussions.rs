@@ -118,6 +118,32 @@ fn db_error(e: DbError) -> ApiError {
     }
 }
 
+/// Records `events` (with `changes` to the discussion) and returns the last one.
+async fn record(
+    state: &AppState,
+    discussion: &Discussion,
+    user_id: Option<i64>,
+    changes: &DiscussionChanges<'_>,
+    events: &[NewEvent<'_>],
+) -> ApiResult<Event> {
+    state
+        .db
+        .record_discussion_events(discussion, user_id, changes, events, now_ms())
+        .await
+        .map_err(db_error)?
+        .pop()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("discussion event not recorded")))
+}
+
+/// The comment that may come with a status change or a merge: trimmed, empty = none.
+fn optional_comment(comment: Option<&str>) -> ApiResult<Option<&str>> {
+    let comment = comment.map(str::trim).filter(|c| !c.is_empty());
+    if let Some(comment) = comment {
+        validate_comment(comment)?;
+    }
+    Ok(comment)
+}
+
 /// The discussion `num` of a repository the caller may read, or 404.
 pub async fn find(state: &AppState, repo: &RepoRef, num: i64) -> ApiResult<Discussion> {
     state
@@ -287,20 +313,17 @@ pub async fn record_commit(
         status: (discussion.status == DiscussionStatus::Draft).then_some(DiscussionStatus::Open),
         ..Default::default()
     };
-    state
-        .db
-        .record_discussion_events(
-            &discussion,
-            caller.user().map(|u| u.id),
-            &changes,
-            &[NewEvent::Commit {
-                subject: summary,
-                oid: oid.as_str(),
-            }],
-            now_ms(),
-        )
-        .await
-        .map_err(db_error)?;
+    record(
+        state,
+        &discussion,
+        caller.user().map(|u| u.id),
+        &changes,
+        &[NewEvent::Commit {
+            subject: summary,
+            oid: oid.as_str(),
+        }],
+    )
+    .await?;
     find(state, repo, discussion.num).await
 }
 
@@ -316,20 +339,14 @@ pub async fn comment(
         return Err(ApiError::bad_request("The comment must not be empty"));
     }
     validate_comment(text)?;
-    let mut events = state
-        .db
-        .record_discussion_events(
-            discussion,
-            Some(user_id),
-            &DiscussionChanges::default(),
-            &[NewEvent::Comment(text)],
-            now_ms(),
-        )
-        .await
-        .map_err(db_error)?;
-    events
-        .pop()
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("comment not recorded")))
+    record(
+        state,
+        discussion,
+        Some(user_id),
+        &DiscussionChanges::default(),
+        &[NewEvent::Comment(text)],
+    )
+    .await
 }
 
 /// Opens or closes a discussion, with an optional comment; returns the status-change event.
@@ -358,24 +375,14 @@ pub async fn change_status(
             status.as_str()
         )));
     }
-    let comment = comment.map(str::trim).filter(|c| !c.is_empty());
-    if let Some(comment) = comment {
-        validate_comment(comment)?;
-    }
+    let comment = optional_comment(comment)?;
     let mut events: Vec<NewEvent<'_>> = comment.map(NewEvent::Comment).into_iter().collect();
     events.push(NewEvent::StatusChange(status));
     let changes = DiscussionChanges {
         status: Some(status),
         ..Default::default()
     };
-    let mut added = state
-        .db
-        .record_discussion_events(discussion, Some(user_id), &changes, &events, now_ms())
-        .await
-        .map_err(db_error)?;
-    added
-        .pop()
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("status change not recorded")))
+    record(state, discussion, Some(user_id), &changes, &events).await
 }
 
 pub async fn rename(
@@ -391,23 +398,17 @@ pub async fn rename(
         title: Some(title),
         ..Default::default()
     };
-    let mut added = state
-        .db
-        .record_discussion_events(
-            discussion,
-            Some(user_id),
-            &changes,
-            &[NewEvent::TitleChange {
-                from: &discussion.title,
-                to: title,
-            }],
-            now_ms(),
-        )
-        .await
-        .map_err(db_error)?;
-    added
-        .pop()
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("title change not recorded")))
+    record(
+        state,
+        discussion,
+        Some(user_id),
+        &changes,
+        &[NewEvent::TitleChange {
+            from: &discussion.title,
+            to: title,
+        }],
+    )
+    .await
 }
 
 /// Parses a comment id as the API shows it (24 hex digits).
@@ -582,10 +583,7 @@ pub async fn merge(
             discussion.status.as_str()
         )));
     }
-    let comment = comment.map(str::trim).filter(|c| !c.is_empty());
-    if let Some(comment) = comment {
-        validate_comment(comment)?;
-    }
+    let comment = optional_comment(comment)?;
     let author = super::commit::author_of(caller)?;
     let base_ref = discussion
         .base_ref
@@ -634,11 +632,7 @@ pub async fn merge(
         merge_commit: Some(&merged_text),
         ..Default::default()
     };
-    state
-        .db
-        .record_discussion_events(discussion, Some(user_id), &changes, &events, now_ms())
-        .await
-        .map_err(db_error)?;
+    record(state, discussion, Some(user_id), &changes, &events).await?;
     state
         .db
         .touch_repo(repo.repo.id, now_ms())
