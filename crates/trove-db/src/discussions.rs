@@ -507,16 +507,20 @@ impl Db {
         Ok(done.rows_affected() > 0)
     }
 
-    /// The user who wrote an event, if still known.
-    pub async fn event_author_id(&self, discussion_id: i64, event_id: i64) -> Result<Option<i64>> {
+    /// Who wrote an event of a discussion: `None` when there is no such event, `Some(None)`
+    /// when its author's account is gone.
+    pub async fn event_author_id(
+        &self,
+        discussion_id: i64,
+        event_id: i64,
+    ) -> Result<Option<Option<i64>>> {
         Ok(sqlx::query_scalar(
             "SELECT author_user_id FROM discussion_events WHERE id = ? AND discussion_id = ?",
         )
         .bind(event_id)
         .bind(discussion_id)
         .fetch_optional(&self.pool)
-        .await?
-        .flatten())
+        .await?)
     }
 }
 

@@ -127,10 +127,10 @@ impl ApiError {
     }
 }
 
-/// Header values must be visible ASCII; anything else in a message is replaced.
-fn header_safe(message: &str) -> HeaderValue {
-    let cleaned: String = message
-        .chars()
+/// `text` as a header value may carry it: visible ASCII and spaces, anything else replaced
+/// by `?`, at most 1000 characters.
+pub fn header_text(text: &str) -> String {
+    text.chars()
         .take(1000)
         .map(|c| {
             if c.is_ascii_graphic() || c == ' ' {
@@ -139,8 +139,12 @@ fn header_safe(message: &str) -> HeaderValue {
                 '?'
             }
         })
-        .collect();
-    HeaderValue::from_str(&cleaned).unwrap_or_else(|_| HeaderValue::from_static("error"))
+        .collect()
+}
+
+fn header_safe(message: &str) -> HeaderValue {
+    HeaderValue::from_str(&header_text(message))
+        .unwrap_or_else(|_| HeaderValue::from_static("error"))
 }
 
 impl IntoResponse for ApiError {

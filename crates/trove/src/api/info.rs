@@ -197,16 +197,9 @@ fn card_warning_header(warnings: &[String]) -> Option<HeaderValue> {
     if warnings.is_empty() {
         return None;
     }
-    let text: String = format!("card; {}", warnings.join(" / "))
-        .chars()
-        .take(1000)
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    HeaderValue::from_str(&text).ok()
+    HeaderValue::from_str(&crate::error::header_text(&format!(
+        "card; {}",
+        warnings.join(" / ")
+    )))
+    .ok()
 }

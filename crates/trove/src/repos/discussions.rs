@@ -449,10 +449,7 @@ pub async fn edit_comment(
         .await
         .map_err(ApiError::internal)?
     {
-        return Err(ApiError::NotFound(format!(
-            "Comment {} not found",
-            event_id_text(event_id)
-        )));
+        return Err(comment_not_found(event_id));
     }
     event(state, discussion, event_id).await
 }
@@ -477,25 +474,28 @@ pub async fn hide_comment(
         .await
         .map_err(ApiError::internal)?
     {
-        return Err(ApiError::NotFound(format!(
-            "Comment {} not found",
-            event_id_text(event_id)
-        )));
+        return Err(comment_not_found(event_id));
     }
     event(state, discussion, event_id).await
 }
 
+fn comment_not_found(event_id: i64) -> ApiError {
+    ApiError::NotFound(format!("Comment {} not found", event_id_text(event_id)))
+}
+
+/// Who wrote event `event_id` of the discussion (`None`: a deleted account); 404 when the
+/// discussion has no such event.
 async fn comment_author(
     state: &AppState,
     discussion: &Discussion,
     event_id: i64,
 ) -> ApiResult<Option<i64>> {
-    event(state, discussion, event_id).await?;
     state
         .db
         .event_author_id(discussion.id, event_id)
         .await
-        .map_err(ApiError::internal)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| comment_not_found(event_id))
 }
 
 async fn event(state: &AppState, discussion: &Discussion, event_id: i64) -> ApiResult<Event> {
@@ -504,7 +504,7 @@ async fn event(state: &AppState, discussion: &Discussion, event_id: i64) -> ApiR
         .discussion_event(discussion.id, event_id)
         .await
         .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::NotFound(format!("Comment {} not found", event_id_text(event_id))))
+        .ok_or_else(|| comment_not_found(event_id))
 }
 
 /// What a reviewer sees of a pull request besides its events.
