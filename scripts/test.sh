@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need, then runs every test.
 #
-#   scripts/test.sh                 setup + cargo test + release build + e2e (pytest)
+#   scripts/test.sh                 setup + fmt/clippy + cargo test + release build + e2e (pytest)
 #   scripts/test.sh --setup-only    only install system packages and the .venv
-#   scripts/test.sh --e2e-only      setup + release build + e2e (skips cargo test)
+#   scripts/test.sh --e2e-only      setup + release build + e2e (skips lints and cargo test)
 #   scripts/test.sh -- ARGS...      extra arguments for pytest (e.g. -- -k whoami -x, or
 #                                   -- tests/e2e/test_git.py to run only that file)
 #
@@ -125,7 +125,24 @@ cargo_locked_flag() {
     if [[ -f "$ROOT/Cargo.lock" ]]; then echo "--locked"; fi
 }
 
-# 3. Unit and integration tests of the Rust workspace.
+# 3a. Formatting and lints: rustfmt's layout, and clippy with every warning an error (the
+#     workspace's [lints] forbid unwrap on input, dbg!, unsafe).
+run_lints() {
+    log "cargo fmt --check; cargo clippy --all-targets -D warnings"
+    if ! (cd "$ROOT" && cargo fmt --all --check); then
+        record "cargo fmt --check" "FAIL (run: cargo fmt --all)"
+    else
+        record "cargo fmt --check" "ok"
+    fi
+    # shellcheck disable=SC2046
+    if (cd "$ROOT" && cargo clippy --workspace --all-targets $(cargo_locked_flag) -- -D warnings); then
+        record "cargo clippy" "ok"
+    else
+        record "cargo clippy" "FAIL"
+    fi
+}
+
+# 3b. Unit and integration tests of the Rust workspace.
 run_cargo_test() {
     log "cargo test --workspace $(cargo_locked_flag)"
     # shellcheck disable=SC2046
@@ -198,7 +215,12 @@ main() {
         print_summary
         return 0
     fi
-    if ((RUN_CARGO_TEST)); then run_cargo_test; else record "cargo test" "skipped (--e2e-only)"; fi
+    if ((RUN_CARGO_TEST)); then
+        run_lints
+        run_cargo_test
+    else
+        record "cargo test" "skipped (--e2e-only)"
+    fi
     if build_release; then
         run_e2e
     else

@@ -12,7 +12,7 @@ pub use hashes::{GitOid, Sha256Hex};
 pub use lfs_pointer::{LFS_POINTER_MAX_LEN, LfsPointer};
 pub use repo_id::{RepoId, RepoName, RepoType};
 pub use repo_path::RepoPath;
-pub use revision::BranchName;
+pub use revision::{BranchName, DEFAULT_BRANCH, REVISION_MAX_LEN, Revision};
 
 /// Why an identifier was refused; the message is shown to the user as is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

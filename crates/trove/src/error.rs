@@ -127,6 +127,105 @@ impl ApiError {
     }
 }
 
+/// Database failures: a uniqueness rule refused the write → 409, a row the operation needs is
+/// missing → 404; anything else is a fault of ours (500).
+impl From<trove_db::DbError> for ApiError {
+    fn from(e: trove_db::DbError) -> Self {
+        match e {
+            trove_db::DbError::Conflict { what } => ApiError::Conflict {
+                message: format!("{what} already exists"),
+                url: None,
+            },
+            trove_db::DbError::NotFound { what } => ApiError::NotFound(format!("{what} not found")),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// Git failures: a missing ref is a revision that does not exist, an existing one a conflict;
+/// anything else (a broken repository, I/O) is a fault of ours.
+impl From<trove_git::GitError> for ApiError {
+    fn from(e: trove_git::GitError) -> Self {
+        match e {
+            trove_git::GitError::RefNotFound { name } => {
+                ApiError::RevisionNotFound { revision: name }
+            }
+            trove_git::GitError::AlreadyExists { name } => ApiError::Conflict {
+                message: format!("{name} already exists"),
+                url: None,
+            },
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// Why a commit wrote nothing, as the client should read it.
+impl From<trove_git::CommitError> for ApiError {
+    fn from(e: trove_git::CommitError) -> Self {
+        use trove_git::CommitError;
+        match e {
+            CommitError::EntryNotFound { path } => ApiError::EntryNotFound {
+                message: format!("A file with this name doesn't exist: {path}"),
+                commit: None,
+            },
+            CommitError::PathConflict { path } => ApiError::bad_request(format!(
+                "Path conflict at {path}: a file and a folder cannot share a name"
+            )),
+            CommitError::RefLocked { .. } => ApiError::Conflict {
+                message: "Another update of this branch is in progress; please retry".into(),
+                url: None,
+            },
+            CommitError::Git { source } => source.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// Store failures: what the client sent does not match what it announced → 400, a body over
+/// its limit → 413, an unknown upload → 404 (ask the batch API again); I/O is ours.
+impl From<trove_store::StoreError> for ApiError {
+    fn from(e: trove_store::StoreError) -> Self {
+        use trove_store::StoreError;
+        match e {
+            StoreError::HashMismatch { .. }
+            | StoreError::SizeMismatch { .. }
+            | StoreError::MissingParts { .. }
+            | StoreError::InvalidPartNumber { .. }
+            | StoreError::InvalidPartSize { .. }
+            | StoreError::PartSizeMismatch { .. } => ApiError::bad_request(e.to_string()),
+            StoreError::UploadNotFound { .. } => ApiError::EntryNotFound {
+                message: format!("{e}; ask the batch API for a new upload"),
+                commit: None,
+            },
+            StoreError::Body(_) => {
+                ApiError::bad_request(format!("The upload was interrupted: {e}"))
+            }
+            StoreError::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(e: std::io::Error) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+/// A header value we built is not valid: a fault of ours.
+impl From<axum::http::header::InvalidHeaderValue> for ApiError {
+    fn from(e: axum::http::header::InvalidHeaderValue) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+/// A blocking task that panicked or was cancelled.
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
 /// `text` as a header value may carry it: visible ASCII and spaces, anything else replaced
 /// by `?`, at most 1000 characters.
 pub fn header_text(text: &str) -> String {

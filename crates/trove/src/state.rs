@@ -1,7 +1,7 @@
 //! The application state, defined once and reached by every handler through `State<AppState>`.
 
 use crate::config::Config;
-use crate::git_http::GitRuntime;
+use crate::git_runtime::GitRuntime;
 use crate::signing::UrlSigner;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -30,7 +30,7 @@ pub struct AppState {
     /// The failed-authentication limiter and the token last-used throttle.
     pub auth: Arc<crate::auth::AuthRuntime>,
     /// The browsing pages' facet values, recomputed at most once a minute per repo type.
-    pub facet_cache: Arc<crate::web::facets::FacetCache>,
+    pub facet_cache: Arc<crate::repos::facets::FacetCache>,
 }
 
 impl AppState {
@@ -43,8 +43,31 @@ impl AppState {
         signer: UrlSigner,
     ) -> anyhow::Result<Self> {
         let git = GitRuntime::prepare(&config)?;
+        Ok(Self::with_git(config, db, store, signer, git))
+    }
+
+    /// [`AppState::new`] whose pushes run the hook of `hook_exe`: for tests, which do not run
+    /// as the `trove` binary.
+    pub fn with_hook_exe(
+        config: Config,
+        db: Db,
+        store: LocalStore,
+        signer: UrlSigner,
+        hook_exe: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let git = GitRuntime::prepare_with_hook(&config, hook_exe)?;
+        Ok(Self::with_git(config, db, store, signer, git))
+    }
+
+    fn with_git(
+        config: Config,
+        db: Db,
+        store: LocalStore,
+        signer: UrlSigner,
+        git: GitRuntime,
+    ) -> Self {
         let auth = crate::auth::AuthRuntime::new(&config.auth);
-        Ok(AppState {
+        AppState {
             config: Arc::new(config),
             db,
             store: Arc::new(store),
@@ -53,8 +76,8 @@ impl AppState {
             git: Arc::new(git),
             index_locks: Arc::new(CommitLocks::default()),
             auth: Arc::new(auth),
-            facet_cache: Arc::new(crate::web::facets::FacetCache::default()),
-        })
+            facet_cache: Arc::new(crate::repos::facets::FacetCache::default()),
+        }
     }
 
     /// Where the bare git repository of a repo id lives: `<data>/repos/<id>.git`. Repos are

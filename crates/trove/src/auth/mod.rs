@@ -150,18 +150,28 @@ pub fn failed(state: &AppState, ip: Option<IpAddr>) -> ApiError {
 }
 
 async fn user_caller(state: &AppState, user: User, token: Credential) -> Result<Caller, ApiError> {
-    let orgs = state
-        .db
-        .memberships(user.id)
-        .await
-        .map_err(ApiError::internal)?;
+    let orgs = state.db.memberships(user.id).await?;
     Ok(Caller::User { user, token, orgs })
 }
 
+/// The caller is identified once per request: extractors that need it too (`RepoAt`) find it
+/// in the request's extensions instead of looking the token up again.
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
+        let caller = identify(parts, state).await?;
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
+    }
+}
+
+/// Who is asking: a bearer or Basic token, else a web session cookie, else nobody.
+async fn identify(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    {
         let ip = client_ip(parts);
         let now_ms = trove_db::unix_now_ms();
         if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
@@ -171,8 +181,7 @@ impl FromRequestParts<AppState> for Caller {
             let found = state
                 .db
                 .token_owner_by_hash(&hash_token(&secret), now_ms)
-                .await
-                .map_err(ApiError::internal)?;
+                .await?;
             let Some((token, user)) = found else {
                 return Err(failed(state, ip));
             };
@@ -208,12 +217,7 @@ impl FromRequestParts<AppState> for Caller {
                 ));
             }
             // A stale cookie is not an attack: the request goes on as anonymous.
-            if let Some(user) = state
-                .db
-                .session_user(&hash_token(secret), now_ms)
-                .await
-                .map_err(ApiError::internal)?
-            {
+            if let Some(user) = state.db.session_user(&hash_token(secret), now_ms).await? {
                 return user_caller(state, user, Credential::full("web-session")).await;
             }
         }

@@ -38,11 +38,7 @@ pub async fn lfs_file_op(
     oid: Sha256Hex,
     size: Option<u64>,
 ) -> ApiResult<TreeOp> {
-    let stored = state
-        .db
-        .repo_object_size(repo.repo.id, &oid)
-        .await
-        .map_err(ApiError::internal)?;
+    let stored = state.db.repo_object_size(repo.repo.id, &oid).await?;
     let Some(stored) = stored else {
         return Err(ApiError::UnprocessableEntity(format!(
             "LFS object {oid} for {path} was never uploaded to this repository; upload it first"
@@ -74,15 +70,11 @@ fn target_ref(git: &GitRepo, revision: &str) -> ApiResult<String> {
         vec![format!("refs/heads/{revision}")]
     };
     for full in candidates {
-        if git.ref_target(&full).map_err(ApiError::internal)?.is_some() {
+        if git.ref_target(&full)?.is_some() {
             return Ok(full);
         }
     }
-    if git
-        .resolve_revision(revision)
-        .map_err(ApiError::internal)?
-        .is_some()
-    {
+    if git.resolve_revision(revision)?.is_some() {
         return Err(ApiError::bad_request(format!(
             "Cannot commit to {revision:?}: commits go to a branch"
         )));
@@ -146,7 +138,7 @@ pub async fn commit_to_ref(
         let mut rebuilds = 0;
         let mut lock_waits = 0;
         loop {
-            let head = git.ref_target(&full_ref).map_err(ApiError::internal)?;
+            let head = git.ref_target(&full_ref)?;
             if let (Some(parent), Some(head)) = (&pending.parent_commit, &head)
                 && !parent_matches(parent, head)?
             {
@@ -184,11 +176,7 @@ pub async fn commit_to_ref(
         }
     })
     .await?;
-    state
-        .db
-        .touch_repo(repo.repo.id, now_ms())
-        .await
-        .map_err(ApiError::internal)?;
+    state.db.touch_repo(repo.repo.id, now_ms()).await?;
     tracing::info!(repo.id = repo.repo.id, commit = %commit, "commit created");
     if target_is_main(&revision_for_index) {
         super::index::reindex_after_write(state, &repo.repo).await;

@@ -4,8 +4,8 @@
 
 use super::{RepoRef, with_git};
 use crate::error::{ApiError, ApiResult};
+use crate::repos::rebuild::{plan_file, write_plan};
 use crate::state::AppState;
-use crate::xet::rebuild::{plan_file, write_plan};
 use tokio::io::AsyncReadExt;
 use trove_git::EntryKind;
 
@@ -39,25 +39,12 @@ pub async fn read_range(
         ));
     };
     let oid = &lfs.pointer.oid;
-    if let Some((file, n)) = state
-        .store
-        .open_range(oid, start, end)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    if let Some((file, n)) = state.store.open_range(oid, start, end).await? {
         let mut out = Vec::with_capacity(n as usize);
-        file.take(n)
-            .read_to_end(&mut out)
-            .await
-            .map_err(ApiError::internal)?;
+        file.take(n).read_to_end(&mut out).await?;
         return Ok(Some(out));
     }
-    let Some(xet) = state
-        .db
-        .xet_file_by_sha256(oid)
-        .await
-        .map_err(ApiError::internal)?
-    else {
+    let Some(xet) = state.db.xet_file_by_sha256(oid).await? else {
         return Ok(None);
     };
     let (plan, _) = plan_file(state, &xet, Some((start, end))).await?;
@@ -66,8 +53,6 @@ pub async fn read_range(
         let mut out = Vec::with_capacity(plan.length as usize);
         write_plan(&store, &plan, &mut out).map(|_| out)
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
+    .await??;
     Ok(Some(bytes))
 }

@@ -149,8 +149,7 @@ pub async fn find(state: &AppState, repo: &RepoRef, num: i64) -> ApiResult<Discu
     state
         .db
         .discussion(repo.repo.id, num)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("Discussion #{num} not found")))
 }
 
@@ -446,8 +445,7 @@ pub async fn edit_comment(
     if !state
         .db
         .edit_comment(discussion.id, event_id, text, user_id, now_ms())
-        .await
-        .map_err(ApiError::internal)?
+        .await?
     {
         return Err(comment_not_found(event_id));
     }
@@ -468,12 +466,7 @@ pub async fn hide_comment(
             "Only its author or a writer of this repository may hide a comment".into(),
         ));
     }
-    if !state
-        .db
-        .hide_comment(discussion.id, event_id)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    if !state.db.hide_comment(discussion.id, event_id).await? {
         return Err(comment_not_found(event_id));
     }
     event(state, discussion, event_id).await
@@ -493,8 +486,7 @@ async fn comment_author(
     state
         .db
         .event_author_id(discussion.id, event_id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or_else(|| comment_not_found(event_id))
 }
 
@@ -502,8 +494,7 @@ async fn event(state: &AppState, discussion: &Discussion, event_id: i64) -> ApiR
     state
         .db
         .discussion_event(discussion.id, event_id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or_else(|| comment_not_found(event_id))
 }
 
@@ -530,12 +521,8 @@ pub async fn pull_request_view(
         DiscussionStatus::Open | DiscussionStatus::Draft
     );
     with_git(state, repo, move |git| {
-        let head = git
-            .resolve_revision(&head_ref)
-            .map_err(ApiError::internal)?;
-        let base = git
-            .resolve_revision(&base_ref)
-            .map_err(ApiError::internal)?;
+        let head = git.resolve_revision(&head_ref)?;
+        let base = git.resolve_revision(&base_ref)?;
         let (Some(head), Some(base)) = (head, base) else {
             return Ok(PullRequestView {
                 conflicts: Vec::new(),
@@ -543,7 +530,7 @@ pub async fn pull_request_view(
             });
         };
         let conflicts = if open {
-            match git.merge_plan(&base, &head).map_err(ApiError::internal)? {
+            match git.merge_plan(&base, &head)? {
                 MergePlan::Conflicts(paths) => paths,
                 _ => Vec::new(),
             }
@@ -552,8 +539,7 @@ pub async fn pull_request_view(
         };
         let diff = with_diff
             .then(|| git.diff_since_merge_base(&base, &head, MAX_DIFF_BYTES))
-            .transpose()
-            .map_err(ApiError::internal)?;
+            .transpose()?;
         Ok(PullRequestView { conflicts, diff })
     })
     .await
@@ -633,11 +619,7 @@ pub async fn merge(
         ..Default::default()
     };
     record(state, discussion, Some(user_id), &changes, &events).await?;
-    state
-        .db
-        .touch_repo(repo.repo.id, now_ms())
-        .await
-        .map_err(ApiError::internal)?;
+    state.db.touch_repo(repo.repo.id, now_ms()).await?;
     super::index::reindex_after_write(state, &repo.repo).await;
     tracing::info!(repo.id = repo.repo.id, pr = discussion.num, commit = %merged, "pull request merged");
     Ok(merged)

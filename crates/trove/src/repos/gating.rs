@@ -30,8 +30,7 @@ pub async fn ask(
     let current = state
         .db
         .access_request_status(repo.repo.id, user.id)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let status = match (current, repo.repo.gated) {
         // A decision stands; asking again does not reopen it.
         (Some(done @ (RequestStatus::Accepted | RequestStatus::Rejected)), _) => return Ok(done),
@@ -47,8 +46,7 @@ pub async fn ask(
             fields,
             crate::clock::now_ms(),
         )
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let target = format!(
         "{}:{}/{}",
         repo.repo_type, repo.repo.namespace, repo.repo.name
@@ -111,14 +109,12 @@ pub async fn decide(
     let user = match &who {
         Who::Name(name) => state.db.user_by_name(name).await,
         Who::Id(id) => state.db.user_by_id(*id).await,
-    }
-    .map_err(ApiError::internal)?
+    }?
     .ok_or_else(|| ApiError::NotFound("No such user or access request".into()))?;
     let current = state
         .db
         .access_request_status(repo.repo.id, user.id)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     if current.is_none() && !create {
         return Err(ApiError::NotFound(format!(
             "{} has not asked for access to this repository",
@@ -128,8 +124,7 @@ pub async fn decide(
     state
         .db
         .set_access_request(repo.repo.id, user.id, status, None, crate::clock::now_ms())
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let target = format!(
         "{}:{}/{}",
         repo.repo_type, repo.repo.namespace, repo.repo.name

@@ -38,10 +38,9 @@ pub struct Snapshot {
 /// Reads the snapshot of `commit` (blocking git work off the async threads).
 pub async fn snapshot(state: &AppState, repo: &RepoRef, commit: GitOid) -> ApiResult<Snapshot> {
     with_git(state, repo, move |git| {
-        let info = git.commit_info(&commit).map_err(ApiError::internal)?;
+        let info = git.commit_info(&commit)?;
         let files: Vec<Entry> = git
-            .list_tree(&commit, "", true)
-            .map_err(ApiError::internal)?
+            .list_tree(&commit, "", true)?
             .unwrap_or_default()
             .into_iter()
             .filter(|e| matches!(e.kind, EntryKind::File { .. }))
@@ -62,15 +61,13 @@ pub async fn snapshot(state: &AppState, repo: &RepoRef, commit: GitOid) -> ApiRe
                 "README.md is {size} bytes; metadata is read from cards up to 1 MiB"
             ))),
             Some((blob, _)) => {
-                let bytes = git.read_blob(&blob).map_err(ApiError::internal)?;
+                let bytes = git.read_blob(&blob)?;
                 Some(String::from_utf8(bytes).map_err(|_| "README.md is not UTF-8 text".to_owned()))
             }
             None => None,
         };
         let config_json = match small_regular("config.json") {
-            Some((blob, size)) if size <= MAX_CARD_FILE => {
-                Some(git.read_blob(&blob).map_err(ApiError::internal)?)
-            }
+            Some((blob, size)) if size <= MAX_CARD_FILE => Some(git.read_blob(&blob)?),
             _ => None,
         };
         Ok(Snapshot {
@@ -180,11 +177,7 @@ pub async fn reindex_repo(state: &AppState, repo: &Repo) -> ApiResult<()> {
     let snap = snapshot(state, &repo, head).await?;
     let analysis = analyze(state, &repo, &snap, true).await?;
     let update = index_update(&snap, &analysis);
-    let written = state
-        .db
-        .write_repo_index(repo.repo.id, &update)
-        .await
-        .map_err(ApiError::internal)?;
+    let written = state.db.write_repo_index(repo.repo.id, &update).await?;
     tracing::debug!(
         repo.id = repo.repo.id,
         commit = %snap.commit,

@@ -43,13 +43,7 @@ pub async fn create(
     }
     let id = RepoId::new(namespace, name);
     let url = repo_url(state, repo_type, id.namespace.as_str(), id.name.as_str());
-    if state
-        .db
-        .repo_by_name(repo_type, &id)
-        .await
-        .map_err(ApiError::internal)?
-        .is_some()
-    {
+    if state.db.repo_by_name(repo_type, &id).await?.is_some() {
         return Err(conflict(repo_type, url));
     }
     let repo = match state
@@ -106,11 +100,7 @@ fn conflict(repo_type: RepoType, url: String) -> ApiError {
 
 pub async fn delete(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiResult<()> {
     repo.require_admin(caller)?;
-    state
-        .db
-        .delete_repo(repo.repo.id)
-        .await
-        .map_err(ApiError::internal)?;
+    state.db.delete_repo(repo.repo.id).await?;
     let dir = state.git_dir(repo.repo.id);
     let trash = state.trash_dir();
     tokio::task::spawn_blocking(move || match move_to_trash(&dir, &trash) {

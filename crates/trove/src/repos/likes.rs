@@ -17,11 +17,7 @@ fn liker(caller: &Caller) -> ApiResult<&User> {
 /// Adds the caller's like (idempotent).
 pub async fn like(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiResult<()> {
     let user = liker(caller)?;
-    let added = state
-        .db
-        .like(user.id, repo.repo.id, now_ms())
-        .await
-        .map_err(ApiError::internal)?;
+    let added = state.db.like(user.id, repo.repo.id, now_ms()).await?;
     tracing::info!(
         repo.id = repo.repo.id,
         user.id = user.id,
@@ -34,11 +30,7 @@ pub async fn like(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiResul
 /// Withdraws the caller's like (idempotent).
 pub async fn unlike(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiResult<()> {
     let user = liker(caller)?;
-    let removed = state
-        .db
-        .unlike(user.id, repo.repo.id)
-        .await
-        .map_err(ApiError::internal)?;
+    let removed = state.db.unlike(user.id, repo.repo.id).await?;
     tracing::info!(
         repo.id = repo.repo.id,
         user.id = user.id,
@@ -73,8 +65,7 @@ pub async fn liked_by(
     let user = state
         .db
         .user_by_name(user_name)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("User {user_name:?} not found")))?;
     state
         .db

@@ -6,12 +6,14 @@ pub mod card;
 pub mod commit;
 pub mod content;
 pub mod discussions;
+pub mod facets;
 pub mod gating;
 pub mod gitattributes;
 pub mod index;
 pub mod lifecycle;
 pub mod likes;
 pub mod listing;
+pub mod rebuild;
 pub mod safetensors;
 pub mod settings;
 
@@ -147,7 +149,7 @@ async fn find(
             .await
             .map(|r| r.map(|r| (r, false)))
     };
-    let Some((repo, moved)) = found.map_err(ApiError::internal)? else {
+    let Some((repo, moved)) = found? else {
         return Err(not_found);
     };
     let access = access_to(state, caller, &repo).await?;
@@ -172,11 +174,7 @@ async fn find(
 pub async fn access_to(state: &AppState, caller: &Caller, repo: &Repo) -> ApiResult<Access> {
     let gate_passed = match caller {
         Caller::User { user, .. } if repo.gated.is_gated() && !repo.private => {
-            state
-                .db
-                .access_request_status(repo.id, user.id)
-                .await
-                .map_err(ApiError::internal)?
+            state.db.access_request_status(repo.id, user.id).await?
                 == Some(trove_db::RequestStatus::Accepted)
         }
         _ => false,
@@ -192,17 +190,15 @@ where
 {
     let path = state.git_dir(repo.repo.id);
     tokio::task::spawn_blocking(move || {
-        let git = GitRepo::open(&path).map_err(ApiError::internal)?;
+        let git = GitRepo::open(&path)?;
         f(&git)
     })
-    .await
-    .map_err(ApiError::internal)?
+    .await?
 }
 
 /// Resolves a revision to its commit, or `RevisionNotFound`.
 pub fn resolve(git: &GitRepo, revision: &str) -> ApiResult<GitOid> {
-    git.resolve_revision(revision)
-        .map_err(ApiError::internal)?
+    git.resolve_revision(revision)?
         .ok_or_else(|| ApiError::RevisionNotFound {
             revision: revision.to_owned(),
         })

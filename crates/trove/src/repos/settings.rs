@@ -37,8 +37,7 @@ pub async fn update(
             change.gated,
             change.discussions_disabled,
         )
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let target = format!("{}:{}/{}", repo.repo_type, after.namespace, after.name);
     let ns = Some(after.namespace.as_str());
     if before.private != after.private {

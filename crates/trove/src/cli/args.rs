@@ -1,0 +1,188 @@
+//! The grammar of the command line (clap derive): commands, their arguments and flags.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "trove", version, about = "A self-hostable Hugging Face Hub")]
+pub struct Cli {
+    /// Directory holding all state: database, git repositories, large files.
+    #[arg(long, global = true, env = "TROVE_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start the hub.
+    Serve(ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage organizations and their members.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Show the audit log of security events, newest first.
+    Audit {
+        /// Only the events of this organization (or user).
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Git hooks, run by git itself while serving a push (not for people).
+    #[command(subcommand, hide = true)]
+    Hook(HookCommand),
+    /// Rebuild the search index (cards, tags, safetensors counts) from each repository's
+    /// `main`: all repositories, or the one given. Safe while the server runs.
+    Reindex {
+        /// `ns/name` of a model, or `dataset:ns/name`, `space:ns/name`, `model:ns/name`.
+        repo: Option<String>,
+    },
+    /// Fill the database with synthetic indexed repositories for the search benchmark
+    /// (bench/search/); never on a data dir that matters.
+    #[command(hide = true)]
+    BenchSeedSearch {
+        /// How many repositories to create.
+        #[arg(long, default_value_t = 100_000)]
+        repos: usize,
+        /// Random seed: the same seed gives the same catalogue.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HookCommand {
+    /// Check a push before git moves any ref (ref updates on stdin).
+    PreReceive,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "TROVE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Base URL clients use to reach this server, when behind a proxy.
+    #[arg(long, env = "TROVE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// TOML configuration file (default: trove.toml in the data dir, if present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user.
+    Create {
+        name: String,
+        /// Make the user an administrator (full rights on every repository).
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// List users.
+    List,
+    /// Disable a user: their tokens and sessions stop working at once; their data stays.
+    Disable { name: String },
+    /// Enable a disabled user again.
+    Enable { name: String },
+    /// Set the password for the web login (read from stdin, one line, at least 8 characters).
+    SetPassword { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrgCommand {
+    /// Create an organization with USER as its first admin.
+    Create {
+        name: String,
+        #[arg(long)]
+        owner: String,
+        /// A display name.
+        #[arg(long)]
+        fullname: Option<String>,
+    },
+    /// List organizations.
+    List,
+    /// Add a member, or change their role.
+    AddMember {
+        org: String,
+        user: String,
+        #[arg(long, value_enum)]
+        role: OrgRoleArg,
+    },
+    /// Remove a member (not the last admin).
+    RemoveMember { org: String, user: String },
+    /// List an organization's members and their roles.
+    Members { org: String },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OrgRoleArg {
+    Read,
+    Contributor,
+    Write,
+    Admin,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RoleArg {
+    Read,
+    Write,
+    FineGrained,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token and print it (only the token) on stdout. It is shown this once.
+    Create {
+        /// The token's owner (or `--user`).
+        #[arg(required_unless_present = "user_flag", conflicts_with = "user_flag")]
+        user: Option<String>,
+        #[arg(long = "user", hide = true)]
+        user_flag: Option<String>,
+        #[arg(long, value_enum, default_value = "write")]
+        role: RoleArg,
+        /// A label to list and revoke the token by (default: a generated one).
+        #[arg(long)]
+        name: Option<String>,
+        /// Fine-grained: a repository the permissions apply to, `TYPE:NS/NAME`
+        /// (e.g. `model:acme/detector`); repeatable.
+        #[arg(long = "repo")]
+        repos: Vec<String>,
+        /// Fine-grained: a user or organization whose repositories the permissions apply to;
+        /// repeatable.
+        #[arg(long = "namespace")]
+        namespaces: Vec<String>,
+        /// Fine-grained: a permission (`repo.content.read`, `repo.write`,
+        /// `discussion.write`); repeatable.
+        #[arg(long = "permission")]
+        permissions: Vec<String>,
+        /// Lifetime, like `30d`, `12h`, `15m` (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// List a user's tokens (never the secrets).
+    List {
+        #[arg(required_unless_present = "user_flag", conflicts_with = "user_flag")]
+        user: Option<String>,
+        #[arg(long = "user", hide = true)]
+        user_flag: Option<String>,
+    },
+    /// Revoke a user's token by its label.
+    Revoke {
+        #[arg(required_unless_present = "user_flag", conflicts_with = "user_flag")]
+        user: Option<String>,
+        #[arg(long = "user", hide = true)]
+        user_flag: Option<String>,
+        #[arg(long)]
+        name: String,
+    },
+}

@@ -1,0 +1,106 @@
+//! Admin commands that do server work on a data dir (with or without the server running):
+//! `trove reindex`.
+
+use crate::config::{Config, ServeOverrides};
+use crate::repos::index::reindex_repo;
+use crate::signing::UrlSigner;
+use crate::state::AppState;
+use anyhow::Context;
+use std::path::Path;
+use trove_store::LocalStore;
+use trove_types::{RepoId, RepoType};
+
+/// Repositories read per batch of a full reindex.
+const BATCH: u32 = 500;
+
+/// `model:ns/name`, `dataset:ns/name`, `space:ns/name`, or `ns/name` (a model).
+fn parse_repo(spec: &str) -> anyhow::Result<(RepoType, RepoId)> {
+    let (repo_type, id) = match spec.split_once(':') {
+        Some((kind, id)) => (
+            RepoType::from_singular(kind).with_context(|| {
+                format!("unknown repo type {kind:?}: use model, dataset or space")
+            })?,
+            id,
+        ),
+        None => (RepoType::Model, spec),
+    };
+    Ok((
+        repo_type,
+        RepoId::parse(id).map_err(|e| anyhow::anyhow!("{e}"))?,
+    ))
+}
+
+/// Re-derives the index entry of one repository, or of every repository.
+pub async fn reindex(data_dir: &Path, repo: Option<&str>) -> anyhow::Result<()> {
+    let db = crate::cli::admin::open_existing_db(data_dir).await?;
+    let config = Config::load(data_dir, ServeOverrides::default())?;
+    let store = LocalStore::open(data_dir.join("lfs"))
+        .await
+        .context("opening the LFS store")?;
+    let signer = UrlSigner::load_or_create(data_dir)?;
+    let state = AppState::new(config, db, store, signer)?;
+    if let Some(spec) = repo {
+        let (repo_type, id) = parse_repo(spec)?;
+        let repo = state
+            .db
+            .repo_by_name(repo_type, &id)
+            .await?
+            .with_context(|| format!("no {} named {id}", repo_type.as_str()))?;
+        reindex_repo(&state, &repo)
+            .await
+            .map_err(|e| anyhow::anyhow!("reindexing {id}: {e}"))?;
+        eprintln!("reindexed {} {id}", repo_type.as_str());
+        return Ok(());
+    }
+    let (mut done, mut failed, mut after) = (0u64, 0u64, 0i64);
+    loop {
+        let batch = state.db.repos_after(after, BATCH).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.id;
+        for repo in &batch {
+            match reindex_repo(&state, repo).await {
+                Ok(()) => done += 1,
+                Err(e) => {
+                    failed += 1;
+                    eprintln!(
+                        "{} {}/{}: {e}",
+                        repo.repo_type.as_str(),
+                        repo.namespace,
+                        repo.name
+                    );
+                }
+            }
+        }
+    }
+    eprintln!(
+        "reindexed {done} repositories{}",
+        if failed > 0 {
+            format!(", {failed} failed")
+        } else {
+            String::new()
+        }
+    );
+    anyhow::ensure!(failed == 0, "{failed} repositories could not be reindexed");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_repo;
+    use trove_types::RepoType;
+
+    #[test]
+    fn repo_specs() {
+        assert_eq!(parse_repo("acme/m").expect("ok").0, RepoType::Model);
+        assert_eq!(
+            parse_repo("dataset:acme/d").expect("ok").0,
+            RepoType::Dataset
+        );
+        assert_eq!(
+            parse_repo("space:acme/s").expect("ok").1.to_string(),
+            "acme/s"
+        );
+        assert!(parse_repo("table:acme/x").is_err());
+        assert!(parse_repo("no-slash").is_err());
+    }
+}

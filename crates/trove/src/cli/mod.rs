@@ -1,0 +1,80 @@
+//! The command line: `serve`, the admin verbs and the hidden hook, dispatched from the
+//! grammar in [`args`]. `--data-dir` is global, so it may appear anywhere on the command line.
+
+pub mod admin;
+pub mod args;
+pub mod maintenance;
+pub mod seed;
+pub mod serve;
+
+use args::{Cli, Command, HookCommand};
+use clap::{CommandFactory, FromArgMatches};
+
+/// Parses the command line, runs the command, and says how it went.
+pub fn main() -> std::process::ExitCode {
+    let env_help: String = std::iter::once("Environment variables:".to_owned())
+        .chain(
+            crate::config::ENV_VARS
+                .iter()
+                .map(|(name, what)| format!("  {name:<32} {what}")),
+        )
+        .collect::<Vec<_>>()
+        .join("\n");
+    let matches = Cli::command().after_long_help(env_help).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // A hook's stderr goes to the pusher's terminal: it prints its verdict and nothing else.
+    let default_filter = match cli.command {
+        Command::Hook(_) => "off",
+        _ => "info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TROVE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if let Command::Hook(HookCommand::PreReceive) = cli.command {
+        return runtime.block_on(crate::http::git::hook::pre_receive(&cli.data_dir));
+    }
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(&cli.data_dir, args).await,
+            Command::User(cmd) => {
+                admin::run_user(&admin::open_existing_db(&cli.data_dir).await?, cmd).await
+            }
+            Command::Token(cmd) => {
+                admin::run_token(&admin::open_existing_db(&cli.data_dir).await?, cmd).await
+            }
+            Command::Org(cmd) => {
+                admin::run_org(&admin::open_existing_db(&cli.data_dir).await?, cmd).await
+            }
+            Command::Reindex { repo } => maintenance::reindex(&cli.data_dir, repo.as_deref()).await,
+            Command::Audit { org, limit } => {
+                admin::run_audit(&admin::open_existing_db(&cli.data_dir).await?, org, limit).await
+            }
+            Command::Hook(_) => unreachable!("hooks are dispatched above"),
+            Command::BenchSeedSearch { repos, seed } => seed::run(&cli.data_dir, repos, seed).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

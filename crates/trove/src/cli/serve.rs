@@ -1,0 +1,127 @@
+//! `trove serve`: open the state, bootstrap the first admin, bind, serve until SIGTERM/SIGINT.
+
+use crate::cli::args::ServeArgs;
+use crate::config::{Config, ServeOverrides};
+use crate::signing::UrlSigner;
+use crate::state::AppState;
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use std::path::Path;
+use std::time::Duration;
+use trove_store::LocalStore;
+
+/// How long in-flight requests (uploads) may run on after a shutdown signal; whatever is still
+/// running then is dropped, and its temporary files are removed (or swept at the next start).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(
+        data_dir,
+        ServeOverrides {
+            listen: args.listen,
+            public_url: args.public_url,
+            config_file: args.config,
+        },
+    )?;
+    let db = crate::cli::admin::open_db(data_dir).await?;
+    crate::cli::admin::warn_if_data_dir_is_shared(data_dir);
+    std::fs::create_dir_all(data_dir.join("repos"))
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let store = LocalStore::open(data_dir.join("lfs"))
+        .await
+        .context("opening the LFS store")?;
+    let signer = UrlSigner::load_or_create(data_dir)?;
+    let new_admin_token = crate::cli::admin::bootstrap_admin(&db, data_dir).await?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    if config.public_url.is_none() {
+        config.public_url = Some(format!("http://{bound}"));
+    }
+    let url = config.public_url().to_owned();
+    let state = AppState::new(config, db, store, signer)?;
+    sweep_trash(&state);
+    crate::repos::index::spawn_jobs(state.clone());
+    let app = crate::app(state);
+
+    let token_file = data_dir.join("admin-token");
+    match new_admin_token {
+        Some(token) => {
+            println!(
+                "Created the admin user 'admin'. Its token (saved in {}, mode 0600):",
+                token_file.display()
+            );
+            println!("  {token}");
+        }
+        None if token_file.exists() => {
+            println!("The first admin's token is in {}", token_file.display());
+        }
+        None => {}
+    }
+    println!("Use it with the Hugging Face tools:");
+    println!(
+        "  export HF_ENDPOINT={url} HF_TOKEN=$(cat {})",
+        token_file.display()
+    );
+    println!("More users and tokens: trove user create NAME / trove token create NAME");
+    println!("Trove {} listening on {url}", env!("CARGO_PKG_VERSION"));
+    tracing::info!(listen = %bound, public_url = %url, data_dir = %data_dir.display(), "trove started");
+
+    // Streamed answers (git packs, LFS objects) end with small writes; without TCP_NODELAY
+    // Nagle's algorithm holds each of them back until the client's delayed ACK, ~40 ms a
+    // response, which is most of the time of a small fetch.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    let server = axum::serve(
+        listener,
+        // The peer address keys the failed-authentication limiter.
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal());
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => result.context("serving")?,
+        () = async { shutdown_signal().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!("in-flight requests still running after the grace period; stopping anyway");
+        }
+    }
+    tracing::info!("trove stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Removes what deleted repositories left in the trash (a crash may interrupt a removal).
+fn sweep_trash(state: &AppState) {
+    let trash = state.trash_dir();
+    tokio::task::spawn_blocking(move || {
+        if let Ok(entries) = std::fs::read_dir(&trash) {
+            for entry in entries.flatten() {
+                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "could not empty trash");
+                }
+            }
+        }
+    });
+}

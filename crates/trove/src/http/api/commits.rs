@@ -1,0 +1,89 @@
+//! `GET /api/{T}/{repo}/commits/{rev}`: history, newest first, paginated through `Link`.
+
+use super::{link_header, next_page_url};
+use crate::clock::format_secs;
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::{ApiPath, QueryParams, RepoAt, RevParam};
+use crate::repos::{resolve, with_git};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use trove_types::GitOid;
+
+const PAGE_SIZE: usize = 50;
+
+pub async fn list(
+    State(state): State<AppState>,
+    RepoAt { repo, .. }: RepoAt,
+    ApiPath(RevParam { rev }): ApiPath<RevParam>,
+    query: QueryParams,
+    uri: Uri,
+) -> ApiResult<Response> {
+    let formatted =
+        query.all("expand[]").contains(&"formatted") || query.all("expand").contains(&"formatted");
+    let limit = match query.get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request("Invalid limit"))?
+            .clamp(1, 1000),
+        None => PAGE_SIZE,
+    };
+    let cursor = match query.get("cursor") {
+        Some(c) => {
+            let (commit, skip) = c
+                .split_once(':')
+                .ok_or_else(|| ApiError::bad_request("Invalid cursor"))?;
+            let commit =
+                GitOid::parse(commit).map_err(|_| ApiError::bad_request("Invalid cursor"))?;
+            Some((
+                commit,
+                skip.parse::<usize>()
+                    .map_err(|_| ApiError::bad_request("Invalid cursor"))?,
+            ))
+        }
+        None => None,
+    };
+    let (commits, head, skip, more) = with_git(&state, &repo, move |git| {
+        let (head, skip) = match cursor {
+            Some(c) => c,
+            None => (resolve(git, rev.as_str())?, 0),
+        };
+        let (commits, more) = git.log(&head, skip, limit)?;
+        Ok((commits, head, skip, more))
+    })
+    .await?;
+    let items: Vec<Value> = commits
+        .into_iter()
+        .map(|c| {
+            let mut item = json!({
+                "id": c.id.to_string(),
+                "title": c.title,
+                "message": c.message,
+                "date": format_secs(c.time_unix),
+                "authors": [{ "user": c.author_name }],
+            });
+            if formatted {
+                item["formatted"] =
+                    json!({ "title": html_escape(&c.title), "message": html_escape(&c.message) });
+            }
+            item
+        })
+        .collect();
+    let mut headers = HeaderMap::new();
+    if more {
+        let cursor = format!("{head}:{}", skip + limit);
+        let (name, value) = link_header(&next_page_url(&state, &uri, &cursor));
+        headers.insert(name, value.parse()?);
+    }
+    Ok((headers, Json(items)).into_response())
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

@@ -1,0 +1,76 @@
+//! Small endpoints: health, validate-yaml, the client's housekeeping calls
+//! and the 501 answer for everything else we do not implement.
+
+use crate::error::ApiError;
+use crate::http::extract::ApiJson;
+use crate::repos::card::read_card;
+use axum::Json;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use trove_types::RepoType;
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Silences the client's once-a-day agent registry fetch (it retries every process on 404).
+pub async fn agent_harnesses() -> Json<Value> {
+    Json(json!({ "standardEnvVars": [], "harnesses": {} }))
+}
+
+/// Telemetry pings are accepted and dropped: nothing leaves an air-gapped site.
+pub async fn telemetry() -> StatusCode {
+    StatusCode::OK
+}
+
+#[derive(Deserialize)]
+pub struct ValidateYaml {
+    content: String,
+    #[serde(rename = "repoType")]
+    repo_type: Option<String>,
+}
+
+/// `POST /api/validate-yaml`: always JSON `{errors, warnings}`. Trove never refuses a card
+/// (a malformed card must not block a commit): every problem, from YAML that does not parse
+/// to a field of the wrong type, comes back as a warning, which the client prints before
+/// uploading. Only an unknown `repoType` is an error.
+pub async fn validate_yaml(ApiJson(body): ApiJson<ValidateYaml>) -> Response {
+    let repo_type = match body.repo_type.as_deref() {
+        None => RepoType::Model,
+        Some(t) => match RepoType::from_singular(t) {
+            Some(t) => t,
+            None => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({
+                        "errors": [{ "message": format!("Unknown repoType {t:?}") }],
+                        "warnings": [],
+                    })),
+                )
+                    .into_response();
+            }
+        },
+    };
+    let card = read_card(repo_type, &body.content);
+    let warnings: Vec<_> = card
+        .warnings
+        .iter()
+        .map(|w| json!({ "message": w }))
+        .collect();
+    Json(json!({ "errors": [], "warnings": warnings })).into_response()
+}
+
+/// No route matched: under `/api/` that is an endpoint we do not serve (501, never a 404 the
+/// client would read as "no such repo"); elsewhere a plain 404.
+pub async fn fallback(uri: Uri) -> ApiError {
+    if uri.path().starts_with("/api/") {
+        ApiError::NotImplemented(format!("{} is not implemented by this server", uri.path()))
+    } else {
+        ApiError::EntryNotFound {
+            message: format!("Not found: {}", uri.path()),
+            commit: None,
+        }
+    }
+}

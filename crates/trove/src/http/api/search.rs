@@ -1,0 +1,433 @@
+//! `GET /api/models`, `/api/datasets`, `/api/spaces`: listing and search (E13), answered
+//! from the search index, paginated with an absolute `Link: <…&cursor=…>; rel="next"`.
+
+use super::{link_header, next_page_url};
+use crate::auth::Caller;
+use crate::clock::format_ms;
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::{ApiPath, QueryParams, repo_type_from_plural};
+use crate::repos::card::{LINKED, PIPELINE, USES_DATASET, USES_MODEL};
+use crate::repos::listing;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use trove_db::{Cursor, ListQuery, Listed, Page, SortKey, Visibility};
+use trove_types::RepoType;
+
+/// Page size without `limit`, and its cap.
+const MAX_PAGE: u32 = 1000;
+/// Cap when each item carries its files and card (`full`, `cardData`, `expand=siblings`).
+const MAX_FULL_PAGE: u32 = 100;
+
+/// Properties a listing or `expand` can return (others the client may name, such as
+/// `inference` or `gguf`, are not offered and simply left out).
+const PROPERTIES: &[&str] = &[
+    "author",
+    "cardData",
+    "config",
+    "createdAt",
+    "disabled",
+    "downloads",
+    "downloadsAllTime",
+    "gated",
+    "lastModified",
+    "library_name",
+    "likes",
+    "pipeline_tag",
+    "private",
+    "safetensors",
+    "sdk",
+    "sha",
+    "siblings",
+    "tags",
+    "trendingScore",
+    "usedStorage",
+];
+
+/// What each item of the page carries.
+enum Shape {
+    /// The Hub's default summary, plus `cardData` / `config` when asked.
+    Summary { card_data: bool, config: bool },
+    /// Everything we have (`full=true`).
+    Full { config: bool },
+    /// `id` plus exactly these properties.
+    Expand(Vec<String>),
+}
+
+impl Shape {
+    fn includes(&self, property: &str, repo_type: RepoType) -> bool {
+        let summary: &[&str] = match repo_type {
+            RepoType::Model => &[
+                "author",
+                "sha",
+                "lastModified",
+                "createdAt",
+                "private",
+                "gated",
+                "disabled",
+                "downloads",
+                "likes",
+                "trendingScore",
+                "tags",
+                "pipeline_tag",
+                "library_name",
+            ],
+            RepoType::Dataset => &[
+                "author",
+                "sha",
+                "lastModified",
+                "createdAt",
+                "private",
+                "gated",
+                "disabled",
+                "downloads",
+                "likes",
+                "trendingScore",
+                "tags",
+            ],
+            RepoType::Space => &[
+                "author",
+                "sha",
+                "lastModified",
+                "createdAt",
+                "private",
+                "likes",
+                "trendingScore",
+                "tags",
+                "sdk",
+            ],
+        };
+        match self {
+            Shape::Summary { card_data, config } => {
+                summary.contains(&property)
+                    || (*card_data && property == "cardData")
+                    || (*config && property == "config")
+            }
+            Shape::Full { config } => property != "config" || *config,
+            Shape::Expand(props) => props.iter().any(|p| p == property),
+        }
+    }
+
+    fn heavy(&self) -> bool {
+        match self {
+            Shape::Summary { card_data, .. } => *card_data,
+            Shape::Full { .. } => true,
+            Shape::Expand(props) => props.iter().any(|p| p == "siblings" || p == "cardData"),
+        }
+    }
+}
+
+fn parse_json(text: Option<&str>) -> Option<Value> {
+    text.and_then(|t| serde_json::from_str(t).ok())
+}
+
+/// One property of a listed repository, or `None` when it has no value.
+pub fn property(name: &str, l: &Listed) -> Option<Value> {
+    let (r, i) = (&l.repo, &l.index);
+    let model = r.repo_type == RepoType::Model;
+    Some(match name {
+        "author" => json!(r.namespace),
+        "sha" => json!(i.sha.clone()?),
+        "lastModified" => json!(format_ms(i.last_modified_ms)),
+        "createdAt" => json!(format_ms(r.created_at_ms)),
+        "private" => json!(r.private),
+        "gated" => r.gated.hub_value().map_or(json!(false), |g| json!(g)),
+        "disabled" => json!(false),
+        "downloads" if r.repo_type != RepoType::Space => json!(i.downloads),
+        "downloadsAllTime" if r.repo_type != RepoType::Space => json!(i.downloads_all_time),
+        "likes" => json!(i.likes),
+        "trendingScore" => json!(i.trending_score),
+        "tags" => parse_json(Some(&i.tags_json)).unwrap_or_else(|| json!([])),
+        "pipeline_tag" if model => json!(i.pipeline_tag.clone()?),
+        "library_name" if model => json!(i.library_name.clone()?),
+        "sdk" if r.repo_type == RepoType::Space => json!(i.sdk.clone()?),
+        "cardData" => parse_json(i.card_data_json.as_deref())?,
+        "siblings" => {
+            let files: Vec<String> = serde_json::from_str(&i.siblings_json).unwrap_or_default();
+            Value::Array(
+                files
+                    .into_iter()
+                    .map(|f| json!({ "rfilename": f }))
+                    .collect(),
+            )
+        }
+        "usedStorage" => json!(i.used_storage),
+        "safetensors" if model => parse_json(i.safetensors_json.as_deref())?,
+        "config" if model => parse_json(i.config_json.as_deref())?,
+        _ => return None,
+    })
+}
+
+fn render(l: &Listed, shape: &Shape) -> Value {
+    let mut out = Map::new();
+    out.insert("_id".into(), json!(l.repo.id.to_string()));
+    out.insert(
+        "id".into(),
+        json!(format!("{}/{}", l.repo.namespace, l.repo.name)),
+    );
+    for name in PROPERTIES {
+        if shape.includes(name, l.repo.repo_type)
+            && let Some(v) = property(name, l)
+        {
+            out.insert((*name).into(), v);
+        }
+    }
+    Value::Object(out)
+}
+
+fn parse_sort(value: Option<&str>) -> ApiResult<SortKey> {
+    Ok(match value {
+        None | Some("trendingScore" | "trending_score" | "trending") => SortKey::TrendingScore,
+        Some("downloads") => SortKey::Downloads,
+        Some("likes") => SortKey::Likes,
+        Some("lastModified" | "last_modified") => SortKey::LastModified,
+        Some("createdAt" | "created_at") => SortKey::CreatedAt,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid sort {other:?}: use downloads, likes, lastModified, createdAt or trendingScore"
+            )));
+        }
+    })
+}
+
+/// `min:6B,max:128B` (also `6B` alone = at least); suffixes K, M, B, T.
+fn parse_num_parameters(spec: &str) -> ApiResult<(Option<i64>, Option<i64>)> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "Invalid num_parameters {spec:?}: use e.g. min:6B,max:128B"
+        ))
+    };
+    let number = |s: &str| -> ApiResult<i64> {
+        let s = s.trim();
+        let (digits, scale) = match s.chars().last() {
+            Some('K' | 'k') => (&s[..s.len() - 1], 1e3),
+            Some('M' | 'm') => (&s[..s.len() - 1], 1e6),
+            Some('B' | 'b') => (&s[..s.len() - 1], 1e9),
+            Some('T' | 't') => (&s[..s.len() - 1], 1e12),
+            _ => (s, 1.0),
+        };
+        let n: f64 = digits.trim().parse().map_err(|_| bad())?;
+        if !(n.is_finite() && n >= 0.0) {
+            return Err(bad());
+        }
+        Ok((n * scale).round() as i64)
+    };
+    let (mut min, mut max) = (None, None);
+    for part in spec.split(',').filter(|p| !p.trim().is_empty()) {
+        match part.split_once(':') {
+            Some(("min", v)) => min = Some(number(v)?),
+            Some(("max", v)) => max = Some(number(v)?),
+            None => min = Some(number(part)?),
+            Some(_) => return Err(bad()),
+        }
+    }
+    Ok((min, max))
+}
+
+pub fn parse_cursor(value: &str) -> ApiResult<Cursor> {
+    let bad = || ApiError::bad_request("Invalid cursor: follow the Link header as given");
+    let (v, id) = value.split_once('_').ok_or_else(bad)?;
+    Ok(Cursor {
+        value: v.parse().map_err(|_| bad())?,
+        id: id.parse().map_err(|_| bad())?,
+    })
+}
+
+pub fn format_cursor(c: Cursor) -> String {
+    format!("{}_{}", c.value, c.id)
+}
+
+/// `limit` as a page size, capped at `cap`.
+pub fn page_size(query: &QueryParams, cap: u32) -> ApiResult<u32> {
+    match query.get("limit") {
+        None | Some("") => Ok(cap),
+        Some(v) => v
+            .parse::<u32>()
+            .map(|n| n.clamp(1, cap))
+            .map_err(|_| ApiError::bad_request(format!("Invalid limit {v:?}"))),
+    }
+}
+
+/// A page as JSON with its `Link` header when there is a next page.
+pub fn page_response(
+    state: &AppState,
+    uri: &Uri,
+    items: Vec<Value>,
+    next: Option<Cursor>,
+) -> Response {
+    match next {
+        Some(c) => {
+            let url = next_page_url(state, uri, &format_cursor(c));
+            ([link_header(&url)], Json(Value::Array(items))).into_response()
+        }
+        None => Json(Value::Array(items)).into_response(),
+    }
+}
+
+/// The listing a request asks for: `filter`, `pipeline_tag`, Space links, `author`, `search`,
+/// `num_parameters`, `sort`, `direction`, `cursor` and `limit` (capped at `cap`). The
+/// visibility is left public; [`crate::repos::listing::list`] sets the caller's.
+pub fn list_query(repo_type: RepoType, query: &QueryParams, cap: u32) -> ApiResult<ListQuery> {
+    let mut tags: Vec<String> = query
+        .all("filter")
+        .into_iter()
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Some(pipeline) = query.get("pipeline_tag").filter(|p| !p.is_empty()) {
+        tags.push(format!("{PIPELINE}{pipeline}"));
+    }
+    if repo_type == RepoType::Space {
+        tags.extend(
+            query
+                .all("models")
+                .into_iter()
+                .map(|m| format!("{USES_MODEL}{m}")),
+        );
+        tags.extend(
+            query
+                .all("datasets")
+                .into_iter()
+                .map(|d| format!("{USES_DATASET}{d}")),
+        );
+        if query.flag("linked") {
+            tags.push(LINKED.to_owned());
+        }
+    }
+    let (params_min, params_max) = match query.get("num_parameters") {
+        Some(spec) => parse_num_parameters(spec)?,
+        None => (None, None),
+    };
+    let ascending = match query.get("direction") {
+        None | Some("-1" | "desc") => false,
+        Some("1" | "asc") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid direction {other:?}"
+            )));
+        }
+    };
+    let gated = match query.get("gated") {
+        None | Some("") => None,
+        Some("true" | "True" | "1") => Some(true),
+        Some("false" | "False" | "0") => Some(false),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid gated {other:?}: use true or false"
+            )));
+        }
+    };
+    Ok(ListQuery {
+        repo_type,
+        gated,
+        visibility: Visibility::Public,
+        author: query
+            .get("author")
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned),
+        search: query
+            .all("search")
+            .into_iter()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        tags,
+        params_min,
+        params_max,
+        sort: parse_sort(query.get("sort"))?,
+        ascending,
+        after: query.get("cursor").map(parse_cursor).transpose()?,
+        limit: page_size(query, cap)?,
+    })
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(t): ApiPath<String>,
+    uri: Uri,
+    query: QueryParams,
+) -> ApiResult<Response> {
+    let repo_type = repo_type_from_plural(&t)?;
+    let expand: Vec<String> = query.all("expand").into_iter().map(str::to_owned).collect();
+    let shape = if !expand.is_empty() {
+        Shape::Expand(expand)
+    } else if query.flag("full") {
+        Shape::Full {
+            config: query.flag("config"),
+        }
+    } else {
+        Shape::Summary {
+            card_data: query.flag("cardData"),
+            config: query.flag("config"),
+        }
+    };
+    if query.get("apps").is_some() {
+        return Err(ApiError::NotImplemented(
+            "Filtering by local apps (`apps`) is not supported by this server".into(),
+        ));
+    }
+    let cap = if shape.heavy() {
+        MAX_FULL_PAGE
+    } else {
+        MAX_PAGE
+    };
+    let list_query = list_query(repo_type, &query, cap)?;
+    // Nothing on this server is deployed for inference: those filters match nothing.
+    let matches_nothing = query.get("inference").is_some()
+        || query.get("inference_provider").is_some()
+        || query.get("benchmark").is_some();
+    let page = if matches_nothing {
+        Page {
+            items: Vec::new(),
+            next: None,
+        }
+    } else {
+        listing::list(&state, &caller, list_query).await?
+    };
+    let items = page.items.iter().map(|l| render(l, &shape)).collect();
+    Ok(page_response(&state, &uri, items, page.next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn num_parameters_specs() {
+        assert_eq!(
+            parse_num_parameters("min:6B,max:128B").expect("valid"),
+            (Some(6_000_000_000), Some(128_000_000_000))
+        );
+        assert_eq!(
+            parse_num_parameters("1.5M").expect("valid"),
+            (Some(1_500_000), None)
+        );
+        assert!(parse_num_parameters("min:lots").is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let c = Cursor { value: -5, id: 42 };
+        assert_eq!(parse_cursor(&format_cursor(c)).expect("valid"), c);
+        assert!(parse_cursor("nope").is_err());
+    }
+
+    #[test]
+    fn sorts_accept_the_clients_names() {
+        assert_eq!(
+            parse_sort(Some("lastModified")).expect("ok"),
+            SortKey::LastModified
+        );
+        assert_eq!(
+            parse_sort(Some("created_at")).expect("ok"),
+            SortKey::CreatedAt
+        );
+        assert_eq!(parse_sort(None).expect("ok"), SortKey::TrendingScore);
+        assert!(parse_sort(Some("size")).is_err());
+    }
+}

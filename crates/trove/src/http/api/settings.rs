@@ -1,0 +1,98 @@
+//! `PUT /api/{T}/{repo}/settings` (visibility, gating, discussions) and
+//! `POST /api/repos/move` (rename, transfer between namespaces). Both need admin rights on
+//! the repository; each change is audited.
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::{ApiJson, ApiPath, repo_type_from_plural};
+use crate::repos::{find_readable, find_readable_exact, settings};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use trove_db::Gating;
+use trove_types::RepoType;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsBody {
+    /// `"auto"`, `"manual"` or `false`.
+    gated: Option<Value>,
+    private: Option<bool>,
+    visibility: Option<String>,
+    discussions_disabled: Option<bool>,
+}
+
+fn parse_gated(value: &Value) -> ApiResult<Gating> {
+    match value {
+        Value::Bool(false) => Ok(Gating::Off),
+        Value::String(s) if s == "auto" => Ok(Gating::Auto),
+        Value::String(s) if s == "manual" => Ok(Gating::Manual),
+        other => Err(ApiError::bad_request(format!(
+            "Invalid gated value {other}: expected \"auto\", \"manual\" or false"
+        ))),
+    }
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((t, ns, name)): ApiPath<(String, String, String)>,
+    ApiJson(body): ApiJson<SettingsBody>,
+) -> ApiResult<Json<Value>> {
+    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
+    let private = match (body.visibility.as_deref(), body.private) {
+        (Some("private"), _) => Some(true),
+        (Some("public"), _) => Some(false),
+        (Some(other), _) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid visibility {other:?}: expected public or private"
+            )));
+        }
+        (None, private) => private,
+    };
+    let gated = body.gated.as_ref().map(parse_gated).transpose()?;
+    let change = settings::Change {
+        private,
+        gated,
+        discussions_disabled: body.discussions_disabled,
+    };
+    let updated = settings::update(&state, &caller, &repo, change).await?;
+    Ok(Json(json!({
+        "private": updated.private,
+        "gated": match updated.gated {
+            Gating::Off => json!(false),
+            g => json!(g.as_str()),
+        },
+        "discussionsDisabled": updated.discussions_disabled,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MoveBody {
+    from_repo: String,
+    to_repo: String,
+    #[serde(rename = "type")]
+    repo_type: Option<String>,
+}
+
+pub async fn move_repo(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<MoveBody>,
+) -> ApiResult<Json<Value>> {
+    let repo_type = match body.repo_type.as_deref() {
+        None => RepoType::Model,
+        Some(t) => RepoType::from_singular(t)
+            .ok_or_else(|| ApiError::bad_request(format!("Invalid repo type {t:?}")))?,
+    };
+    let (ns, name) = body
+        .from_repo
+        .split_once('/')
+        .ok_or_else(|| ApiError::bad_request("fromRepo must be namespace/name"))?;
+    let repo = find_readable_exact(&state, &caller, repo_type, ns, name).await?;
+    let moved = settings::move_repo(&state, &caller, &repo, &body.to_repo).await?;
+    Ok(Json(json!({ "url": moved })))
+}

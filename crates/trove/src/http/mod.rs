@@ -1,0 +1,19 @@
+//! The HTTP surfaces, one folder each, and the one router that mounts them:
+//! - [`api`]: the Hub's JSON API under `/api/` (huggingface_hub, the `hf` CLI).
+//! - [`resolve`]: file downloads, `/{repo}/resolve/{rev}/{path}`.
+//! - [`git`]: git smart HTTP (clone, fetch, push) and the pre-receive hook.
+//! - [`lfs`]: the Git LFS batch, transfer and locking APIs.
+//! - [`xet`]: Xet tokens and the CAS service under `/xet`.
+//! - [`web`]: the web UI, server-rendered HTML.
+//!
+//! A handler parses the request, authorizes it, calls one use case of `repos` or
+//! `accounts`, and renders the answer.
+
+pub mod api;
+pub mod extract;
+pub mod git;
+pub mod lfs;
+pub mod resolve;
+pub mod router;
+pub mod web;
+pub mod xet;

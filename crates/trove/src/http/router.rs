@@ -1,0 +1,388 @@
+//! Every route Trove serves, in one place, grouped by the client that calls it.
+//! Routing happens on the raw path; axum decodes each captured segment once, so revisions
+//! like `refs%2Fpr%2F1` and tree paths like `f%2Fsub` arrive decoded and intact.
+
+use crate::error::MovedRepo;
+use crate::http::api::{
+    accounts, commit, commits, discussions, gating, info, likes, misc, preupload, refs, repos,
+    safetensors, search, settings, tree, whoami,
+};
+use crate::http::{git as git_http, lfs, resolve, web, xet};
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, head, post, put};
+use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::trace::TraceLayer;
+
+pub fn build(state: AppState) -> Router {
+    let json_limit = state.config.limits.max_json_body_bytes;
+
+    // huggingface_hub: identity and housekeeping.
+    let api = Router::new()
+        .route("/api/whoami-v2", get(whoami::whoami))
+        .route("/api/agent-harnesses", get(misc::agent_harnesses))
+        .route(
+            "/api/telemetry/{*topic}",
+            head(misc::telemetry).get(misc::telemetry),
+        )
+        .route("/api/validate-yaml", post(misc::validate_yaml))
+        // huggingface_hub: repository lifecycle.
+        .route("/api/repos/create", post(repos::create))
+        .route("/api/repos/delete", axum::routing::delete(repos::delete))
+        .route("/api/repos/move", post(settings::move_repo))
+        // huggingface_hub: users and organizations; the web login.
+        .route("/api/users/{user}/overview", get(accounts::user_overview))
+        .route(
+            "/api/organizations/{org}/overview",
+            get(accounts::org_overview),
+        )
+        .route(
+            "/api/organizations/{org}/members",
+            get(accounts::org_members),
+        )
+        .route(
+            "/api/organizations/{org}/audit-log",
+            get(accounts::org_audit_log),
+        )
+        .route("/api/login", post(accounts::login))
+        .route("/api/logout", post(accounts::logout))
+        // huggingface_hub: listing and search, likes of a user.
+        .route("/api/{t}", get(search::list))
+        .route("/api/users/{user}/likes", get(likes::user_likes))
+        // huggingface_hub: per-repository API (`{t}` = models | datasets | spaces).
+        .route("/api/{t}/{ns}/{name}", get(info::info))
+        .route(
+            "/api/{t}/{ns}/{name}/like",
+            post(likes::like).delete(likes::unlike),
+        )
+        .route("/api/{t}/{ns}/{name}/likers", get(likes::likers))
+        // huggingface_hub: settings and gated access.
+        .route("/api/{t}/{ns}/{name}/settings", put(settings::update))
+        .route("/api/{t}/{ns}/{name}/ask-access", post(gating::ask))
+        .route(
+            "/api/{t}/{ns}/{name}/user-access-request/{status}",
+            get(gating::list),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/user-access-request/handle",
+            post(gating::handle),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/user-access-request/grant",
+            post(gating::grant),
+        )
+        .route("/api/{t}/{ns}/{name}/auth-check", get(gating::auth_check))
+        .route(
+            "/api/{t}/{ns}/{name}/auth-check/write",
+            get(gating::auth_check_write),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/safetensors-metadata/{*path}",
+            get(safetensors::sharded_metadata),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/revision/{rev}",
+            get(info::info_at_revision),
+        )
+        .route("/api/{t}/{ns}/{name}/tree/{rev}", get(tree::tree_root))
+        .route(
+            "/api/{t}/{ns}/{name}/tree/{rev}/{*path}",
+            get(tree::tree_path),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/paths-info/{rev}",
+            post(tree::paths_info),
+        )
+        .route("/api/{t}/{ns}/{name}/refs", get(refs::list))
+        .route("/api/{t}/{ns}/{name}/commits/{rev}", get(commits::list))
+        .route(
+            "/api/{t}/{ns}/{name}/branch/{branch}",
+            post(refs::create_branch).delete(refs::delete_branch),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/tag/{rev}",
+            post(refs::create_tag).delete(refs::delete_tag),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/preupload/{rev}",
+            post(preupload::preupload),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/commit/{rev}",
+            post(commit::create_commit),
+        )
+        // huggingface_hub: discussions and pull requests.
+        .route(
+            "/api/{t}/{ns}/{name}/discussions",
+            get(discussions::list).post(discussions::create),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}",
+            get(discussions::details),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/comment",
+            post(discussions::comment),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/status",
+            post(discussions::status),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/merge",
+            post(discussions::merge),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/title",
+            post(discussions::title),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/comment/{id}/edit",
+            post(discussions::edit_comment),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/discussions/{num}/comment/{id}/hide",
+            post(discussions::hide_comment),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/xet-write-token/{rev}",
+            get(xet::token::write_token),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/xet-read-token/{rev}",
+            get(xet::token::read_token),
+        );
+
+    // huggingface_hub and browsers: file downloads (`get` also answers HEAD).
+    let downloads = Router::new()
+        .route("/{ns}/{name}/resolve/{rev}/{*path}", get(resolve::model))
+        .route(
+            "/datasets/{ns}/{name}/resolve/{rev}/{*path}",
+            get(resolve::dataset),
+        )
+        .route(
+            "/spaces/{ns}/{name}/resolve/{rev}/{*path}",
+            get(resolve::space),
+        );
+
+    // huggingface_hub and git-lfs: the LFS batch API and its transfer URLs.
+    let lfs = Router::new()
+        .route(
+            "/{ns}/{name}/info/lfs/objects/batch",
+            post(lfs::batch_model),
+        )
+        .route(
+            "/datasets/{ns}/{name}/info/lfs/objects/batch",
+            post(lfs::batch_dataset),
+        )
+        .route(
+            "/spaces/{ns}/{name}/info/lfs/objects/batch",
+            post(lfs::batch_space),
+        )
+        .route("/{ns}/{name}/info/lfs/verify", post(lfs::verify_model))
+        .route(
+            "/datasets/{ns}/{name}/info/lfs/verify",
+            post(lfs::verify_dataset),
+        )
+        .route(
+            "/spaces/{ns}/{name}/info/lfs/verify",
+            post(lfs::verify_space),
+        )
+        .route("/_lfs/upload/{oid}", put(lfs::upload))
+        .route("/_lfs/multipart/{upload}/{part}", put(lfs::upload_part))
+        .route("/_lfs/multipart/{upload}", post(lfs::complete_multipart))
+        .route("/_lfs/objects/{oid}", get(lfs::download));
+
+    // git-lfs: file locks (`git lfs lock`, `locks`, `unlock`, and the check before a push).
+    let mut lfs_locks = Router::new();
+    for prefix in ["", "/datasets", "/spaces"] {
+        let base = format!("{prefix}/{{ns}}/{{name}}/info/lfs/locks");
+        lfs_locks = lfs_locks
+            .route(&base, get(lfs::locks::list).post(lfs::locks::create))
+            .route(&format!("{base}/verify"), post(lfs::locks::verify))
+            .route(&format!("{base}/{{id}}/unlock"), post(lfs::locks::unlock));
+    }
+
+    // git: smart HTTP clone, fetch and push, with or without `.git`. Every handler parses
+    // the raw path into a `GitEndpoint` itself; the routes only select the handler. Git
+    // gzips large fetch requests, so bodies are decompressed here, as they stream.
+    let mut git = Router::new();
+    for prefix in ["", "/datasets", "/spaces"] {
+        let base = format!("{prefix}/{{ns}}/{{name}}");
+        git = git
+            .route(&format!("{base}/info/refs"), get(git_http::info_refs))
+            .route(&format!("{base}/git-upload-pack"), post(git_http::rpc))
+            .route(&format!("{base}/git-receive-pack"), post(git_http::rpc));
+    }
+    let git = git.layer(RequestDecompressionLayer::new());
+
+    // Browsers: the web UI.
+    let web = Router::new()
+        .route("/models", get(web::listing::models))
+        .route("/datasets", get(web::listing::datasets))
+        .route("/spaces", get(web::listing::spaces))
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/models") }),
+        )
+        .route("/login", get(web::session::form).post(web::session::login))
+        .route("/logout", post(web::session::logout))
+        .route("/{ns}/{name}", get(web::repo::page))
+        .route("/datasets/{ns}/{name}", get(web::repo::page))
+        .route("/spaces/{ns}/{name}", get(web::repo::page));
+
+    Router::new()
+        .route("/healthz", get(misc::healthz))
+        // hf_xet also reports transfer metrics to the hub's own origin: accepted, dropped.
+        .route("/v1/telemetry", post(xet::cas::telemetry))
+        .merge(api)
+        .merge(downloads)
+        .merge(lfs)
+        .merge(lfs_locks)
+        .merge(git)
+        .merge(web)
+        // hf_xet: the CAS service, authorized by its own short-lived tokens.
+        .nest("/xet", xet::cas_router())
+        .fallback(misc::fallback)
+        .layer(DefaultBodyLimit::max(json_limit))
+        .layer(middleware::from_fn(moved_repo))
+        .layer(middleware::from_fn(close_after_refused_body))
+        .layer(middleware::from_fn(request_id))
+        // Failures are logged where they happen (internal errors at ERROR, refusals with their
+        // reason at INFO); the trace layer's own failure line would repeat them without it.
+        .layer(
+            TraceLayer::new_for_http().on_failure(
+                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+            ),
+        )
+        .with_state(state)
+}
+
+/// Every response carries `X-Request-Id` (the client shows it in errors): the client's own
+/// trace id when it sent one, else a fresh one.
+async fn request_id(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get("x-amzn-trace-id")
+        .or_else(|| request.headers().get("x-request-id"))
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a uuid is a valid header value")
+        });
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(HeaderName::from_static("x-request-id"), id);
+    response
+}
+
+/// A request with a body that is answered with anything but success may not have had its
+/// body read (a refusal comes first: 401, 403, 404, 413, a redirect…); hyper then closes the
+/// connection after the response. `Connection: close` says so, so that a client's connection
+/// pool does not send its next request into a socket that is about to close (seen as
+/// "Server disconnected without sending a response").
+async fn close_after_refused_body(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let has_body = headers.contains_key(axum::http::header::TRANSFER_ENCODING)
+        || headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0);
+    let mut response = next.run(request).await;
+    if has_body && !response.status().is_success() {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
+/// A request that named a moved repository by its old name gets `Location`: the same path
+/// and query with the old `namespace/name` replaced by the new one (relative, so clients
+/// follow it on the same origin; 307 keeps the method and body).
+async fn moved_repo(request: Request, next: Next) -> Response {
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_default();
+    let mut response = next.run(request).await;
+    if let Some(moved) = response.extensions_mut().remove::<MovedRepo>()
+        && let Some(location) = moved_location(&path_and_query, &moved)
+        && let Ok(value) = HeaderValue::from_str(&location)
+    {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, value);
+    }
+    response
+}
+
+/// Replaces the first `/{from}` path segment pair (ASCII case ignored, as names are) that
+/// ends at `/`, `.git`, `?` or the end. `None` if the path does not contain it.
+fn moved_location(path_and_query: &str, moved: &MovedRepo) -> Option<String> {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let needle = format!("/{}", moved.from).to_ascii_lowercase();
+    let lower = path.to_ascii_lowercase();
+    let mut start = 0;
+    while let Some(found) = lower[start..].find(&needle) {
+        let at = start + found;
+        let end = at + needle.len();
+        let rest = &path[end..];
+        if rest.is_empty() || rest.starts_with('/') || rest.starts_with(".git") {
+            let mut out = format!("{}/{}{}", &path[..at], moved.to, rest);
+            if let Some(q) = query {
+                out.push('?');
+                out.push_str(q);
+            }
+            return Some(out);
+        }
+        start = at + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moved_locations_keep_the_rest_of_the_url() {
+        let m = MovedRepo {
+            from: "acme/detector".into(),
+            to: "acme/detector-v2".into(),
+        };
+        let cases = [
+            (
+                "/api/models/acme/detector",
+                Some("/api/models/acme/detector-v2"),
+            ),
+            (
+                "/api/models/ACME/Detector/tree/main?recursive=1",
+                Some("/api/models/acme/detector-v2/tree/main?recursive=1"),
+            ),
+            (
+                "/acme/detector/resolve/main/acme/detector/x",
+                Some("/acme/detector-v2/resolve/main/acme/detector/x"),
+            ),
+            (
+                "/acme/detector.git/info/refs?service=git-upload-pack",
+                Some("/acme/detector-v2.git/info/refs?service=git-upload-pack"),
+            ),
+            ("/acme/detectorx/resolve/main/f", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(moved_location(path, &m).as_deref(), want, "{path}");
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The web UI: server-rendered HTML pages (askama templates in `crates/trove/templates/`,
+//! compiled into the binary) that call the same use cases as the API.
+//!
+//! Today: the browsing pages `/models`, `/datasets` and `/spaces` (search, facets, sorts,
+//! pages), each repository's page (card, tags, files at `main`), and signing in and out
+//! (`/login`, `/logout`); `/` shows the models.
+
+pub mod listing;
+pub mod repo;
+pub mod session;
+
+use crate::error::ApiError;
+use askama::Template;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+/// Renders a template into a response; a rendering failure is an internal error.
+pub fn render(template: &impl askama::Template) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    section: &'static str,
+    signed_in: Option<String>,
+    status: String,
+    message: String,
+    suggest_login: bool,
+}
+
+/// A refusal as a page: the API error's status and headers (`X-Error-Code`,
+/// `X-Error-Message`…) with an HTML body, so a hidden repository's page is still exactly a
+/// missing one's (the page names neither).
+pub fn error_page(error: ApiError) -> Response {
+    let suggest_login = matches!(error, ApiError::RepoNotFound { anonymous: true });
+    let (mut parts, _) = error.into_response().into_parts();
+    let status = parts.status;
+    let message = parts
+        .headers
+        .get("x-error-message")
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| status != StatusCode::INTERNAL_SERVER_ERROR)
+        .unwrap_or("Something went wrong on the server.")
+        .to_owned();
+    let page = ErrorPage {
+        section: "",
+        signed_in: None,
+        status: format!(
+            "{} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or_default()
+        ),
+        message,
+        suggest_login,
+    };
+    let Ok(html) = page.render() else {
+        return (status, "error").into_response();
+    };
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Html(html).into_response().into_body())
+}

@@ -1,0 +1,29 @@
+//! Trove: a self-hostable Hugging Face Hub. The library holds the whole server so that the
+//! binary (`main.rs`) and the in-process tests (`tests/it/`) build the same application.
+//!
+//! The layers, top to bottom (each may use the ones below it, never one above):
+//! - [`cli`]: the command line — `serve` and the admin verbs.
+//! - [`http`]: the HTTP surfaces — the Hub JSON API, file downloads, git smart HTTP, Git LFS,
+//!   Xet CAS and the web UI — with the one router. Handlers parse, authorize, call one use
+//!   case and render.
+//! - [`repos`], [`accounts`]: the use cases, where the rules live.
+//! - [`auth`]: who is asking and what they may do.
+//! - infrastructure: [`state`], [`config`], [`git_runtime`], [`error`], [`signing`], [`clock`], [`markdown`].
+
+pub mod accounts;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod git_runtime;
+pub mod http;
+pub mod markdown;
+pub mod repos;
+pub mod signing;
+pub mod state;
+
+/// The whole HTTP application on `state`: every route and layer the server runs.
+pub fn app(state: state::AppState) -> axum::Router {
+    http::router::build(state)
+}

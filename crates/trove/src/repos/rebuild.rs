@@ -1,0 +1,150 @@
+//! Rebuilding file bytes from stored xorbs: for checking an uploaded file's SHA-256, and for
+//! serving Xet-backed files to clients that speak plain HTTP (the LFS bridge). Memory stays at
+//! one chunk plus one send buffer, whatever the file size.
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::io::{self, BufReader, Write};
+use trove_db::XetFile;
+use trove_store::LocalStore;
+use trove_xet::XetHash;
+use trove_xet::plan::{self, Plan};
+use trove_xet::shard::{Term, decode_terms};
+use trove_xet::xorb::XorbIndex;
+
+/// Bytes handed to the HTTP body at a time by the bridge.
+const SEND_BUFFER: usize = 256 * 1024;
+/// Buffers in flight between the decoding thread and the socket.
+const SEND_QUEUE: usize = 4;
+
+/// The indices of every xorb `terms` names. A missing one is an internal error: the file
+/// was verified against it, so only a damaged store can lose it.
+pub async fn load_indices(
+    state: &AppState,
+    terms: &[Term],
+) -> ApiResult<HashMap<XetHash, XorbIndex>> {
+    let mut wanted: Vec<[u8; 32]> = terms.iter().map(|t| t.xorb.to_bytes()).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let rows = state.db.xorb_indices(&wanted).await?;
+    rows.into_iter()
+        .map(|(h, blob)| {
+            let index = XorbIndex::decode(&blob).map_err(ApiError::internal)?;
+            Ok((XetHash::from_bytes(h), index))
+        })
+        .collect()
+}
+
+/// The terms of a stored file.
+pub fn file_terms(file: &XetFile) -> ApiResult<Vec<Term>> {
+    decode_terms(&file.terms).ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!("stored terms of a xet file are corrupt"))
+    })
+}
+
+/// Plan `range` (`[start, end)`, `None` = all) of a stored file.
+pub async fn plan_file(
+    state: &AppState,
+    file: &XetFile,
+    range: Option<(u64, u64)>,
+) -> ApiResult<(Plan, HashMap<XetHash, XorbIndex>)> {
+    let terms = file_terms(file)?;
+    let xorbs = load_indices(state, &terms).await?;
+    let plan = plan::plan(&terms, &xorbs, range).map_err(|e| match e {
+        plan::PlanError::RangeNotSatisfiable { size, .. } => ApiError::RangeNotSatisfiable { size },
+        other => ApiError::internal(other),
+    })?;
+    Ok((plan, xorbs))
+}
+
+/// Write the bytes `plan` describes to `out` (blocking). Returns the bytes written.
+pub fn write_plan<W: Write>(store: &LocalStore, plan: &Plan, out: &mut W) -> io::Result<u64> {
+    let mut skip = plan.offset_into_first;
+    let mut remaining = plan.length;
+    for term in &plan.terms {
+        if remaining == 0 {
+            break;
+        }
+        let file = store
+            .open_xorb_at(&term.xorb.hex(), term.stored_start)
+            .map_err(io::Error::other)?
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("xorb {} is missing", term.xorb),
+                )
+            })?;
+        let reader = BufReader::with_capacity(SEND_BUFFER, file);
+        let n = trove_xet::decode::decode_term(reader, term, skip, remaining, out)
+            .map_err(io::Error::other)?;
+        remaining -= n;
+        skip = 0;
+    }
+    if remaining != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("reconstruction ended {remaining} bytes short"),
+        ));
+    }
+    Ok(plan.length)
+}
+
+/// The bytes of `plan` as a stream, decoded on the blocking pool.
+pub fn stream_plan(
+    store: LocalStore,
+    plan: Plan,
+) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
+    tracing::info!(terms = plan.terms.len(), bytes = plan.length, "xet.bridge");
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(SEND_QUEUE);
+    tokio::task::spawn_blocking(move || {
+        let mut writer = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(SEND_BUFFER),
+        };
+        let result = write_plan(&store, &plan, &mut writer).and_then(|_| writer.flush());
+        if let Err(e) = result {
+            if e.kind() != io::ErrorKind::BrokenPipe {
+                tracing::error!(error = %e, "xet.bridge_failed");
+            }
+            // The client sees a truncated body rather than a wrong one.
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
+/// A `Write` that hands full buffers to an async receiver; a gone receiver (the client hung
+/// up) stops the writer with `BrokenPipe`.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(SEND_BUFFER));
+        self.tx
+            .blocking_send(Ok(Bytes::from(full)))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= SEND_BUFFER {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}

@@ -1,0 +1,7 @@
+//! The HTTP contract checked in process: the real router on a temporary data dir, driven
+//! request by request, with snapshots of the main responses (volatile values redacted).
+//! One test binary; each module tests one surface.
+
+mod app;
+mod contract;
+mod layering;
