@@ -6,7 +6,9 @@
 //! - `GET /v1|v2/reconstructions/{file}`: the terms and signed fetch URLs for a file (or a
 //!   `Range` of it) the token's repository may read.
 //! - `GET /fetch/{xorb}`: stored xorb bytes, only within the signed range.
-//! - `HEAD` on xorbs and files; the global-dedup query answers 404 (not offered yet).
+//! - `HEAD` on xorbs and files, answered only about what the token's repository references
+//!   (`repos::xet`); the global-dedup query answers 404 (not offered yet), so it confirms
+//!   nothing either.
 
 use super::token::CasGrant;
 use crate::clock::now_secs;
