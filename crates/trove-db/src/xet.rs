@@ -10,11 +10,14 @@ use trove_types::Sha256Hex;
 /// Hashes per query in [`Db::xorb_indices`], well under SQLite's bound-parameter limit.
 const HASHES_PER_QUERY: usize = 500;
 
-/// Whether xorb `x` is referenced by the repository bound twice after it: uploaded for it,
-/// or named by a file linked to it.
-const REFERENCED_BY_REPO: &str = "(EXISTS (SELECT 1 FROM xet_repo_xorbs r WHERE r.hash = x.hash AND r.repo_id = ?) \
+/// Whether xorb `x` is visible to the repository whose id is bound twice after it: some
+/// repository of the same namespace references it — uploaded it, or has a file made of it
+/// linked (see the 0007 migration).
+const REFERENCED_BY_REPO: &str = "(EXISTS (SELECT 1 FROM xet_repo_xorbs r JOIN repos o ON o.id = r.repo_id \
+     WHERE r.hash = x.hash AND o.namespace = (SELECT namespace FROM repos WHERE id = ?)) \
      OR EXISTS (SELECT 1 FROM xet_file_xorbs fx JOIN xet_files f ON f.file_hash = fx.file_hash \
-     JOIN repo_lfs_objects l ON l.sha256 = f.sha256 WHERE fx.xorb = x.hash AND l.repo_id = ?))";
+     JOIN repo_lfs_objects l ON l.sha256 = f.sha256 JOIN repos o ON o.id = l.repo_id \
+     WHERE fx.xorb = x.hash AND o.namespace = (SELECT namespace FROM repos WHERE id = ?)))";
 
 /// A stored xorb as the index describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,8 +142,8 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// The stored size of a xorb repository `repo_id` references (see the 0007 migration);
-    /// `None` whether the xorb is unknown or only other repositories reference it.
+    /// The stored size of a xorb visible to repository `repo_id` (referenced by a repository
+    /// of its namespace); `None` whether the xorb is unknown or referenced elsewhere only.
     pub async fn repo_xorb_stored_bytes(
         &self,
         repo_id: i64,
@@ -157,7 +160,7 @@ impl Db {
         n.map(|n| from_sql("xorb stored bytes", n)).transpose()
     }
 
-    /// [`Db::xorb_indices`] limited to the xorbs repository `repo_id` references.
+    /// [`Db::xorb_indices`] limited to the xorbs visible to repository `repo_id`.
     pub async fn repo_xorb_indices(
         &self,
         repo_id: i64,
@@ -172,18 +175,17 @@ impl Db {
             for h in batch {
                 sep.push_bind(h.as_slice());
             }
-            q.push(
-                ") AND (EXISTS (SELECT 1 FROM xet_repo_xorbs r WHERE r.hash = x.hash AND r.repo_id = ",
-            )
-            .push_bind(repo_id)
-            .push(
-                ") OR EXISTS (SELECT 1 FROM xet_file_xorbs fx \
-                 JOIN xet_files f ON f.file_hash = fx.file_hash \
-                 JOIN repo_lfs_objects l ON l.sha256 = f.sha256 \
-                 WHERE fx.xorb = x.hash AND l.repo_id = ",
-            )
-            .push_bind(repo_id)
-            .push("))");
+            // REFERENCED_BY_REPO, with the repository bound through the builder.
+            let (first, rest) = REFERENCED_BY_REPO
+                .split_once('?')
+                .expect("two placeholders");
+            let (second, last) = rest.split_once('?').expect("two placeholders");
+            q.push(") AND ")
+                .push(first)
+                .push_bind(repo_id)
+                .push(second)
+                .push_bind(repo_id)
+                .push(last);
             for row in q.build().fetch_all(&self.pool).await? {
                 out.insert(
                     hash_from_sql(row.try_get("hash")?)?,

@@ -1,10 +1,12 @@
 -- Which xorbs a repository references, so that the CAS answers about a xorb (HEAD, and the
--- terms a shard may name) only to tokens of repositories that reference it: knowing a hash
--- must not confirm that another repository holds those bytes.
+-- terms a shard may name) only to tokens of repositories of a namespace that references it:
+-- knowing a hash must not confirm that another owner's repository holds those bytes.
 --
 -- A repository references a xorb it uploaded (the upload proved it has the bytes), and every
 -- xorb of a Xet file linked to it (repo_lfs_objects, the same links that decide who reads
--- the file).
+-- the file). The namespace, not the repository, is the unit: the client reuses xorbs it
+-- uploaded before (its local cache) without uploading them again, and whoever writes to a
+-- namespace's repository is its owner or a member of its organization.
 
 CREATE TABLE xet_repo_xorbs (
     repo_id     INTEGER NOT NULL REFERENCES repos (id) ON DELETE CASCADE,
@@ -32,3 +34,6 @@ WITH RECURSIVE term (file_hash, terms, i) AS (
 )
 INSERT OR IGNORE INTO xet_file_xorbs (file_hash, xorb)
 SELECT file_hash, substr(terms, i * 44 + 1, 32) FROM term;
+
+-- The visibility check looks repositories up by namespace.
+CREATE INDEX repos_namespace ON repos (namespace);

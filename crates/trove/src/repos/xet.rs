@@ -1,7 +1,10 @@
 //! The Xet chunk store as repositories use it: storing a xorb for a repository, registering
-//! the files of a shard, and the rule that scopes both — a repository sees only the xorbs it
-//! references (those uploaded for it, and those of the files linked to it), so that knowing a
-//! hash never confirms that another repository holds the bytes.
+//! the files of a shard, and the rule that scopes both — a repository sees only the xorbs
+//! referenced by its namespace's repositories (uploaded for one, or making up a file linked to
+//! one), so that knowing a hash never confirms that another owner holds the bytes. The
+//! namespace is the unit because the client reuses xorbs it uploaded earlier (to any repo)
+//! without sending them again, and whoever may write to a repository of a namespace is its
+//! owner or a member of its organization.
 
 use crate::clock::now_ms;
 use crate::error::{ApiError, ApiResult};
@@ -78,8 +81,8 @@ where
     Ok(linked)
 }
 
-/// The stored size of xorb `hash` if repository `repo_id` references it; `None` whether it
-/// is unknown or held for other repositories only.
+/// The stored size of xorb `hash` if it is visible to repository `repo_id`; `None` whether
+/// it is unknown or held for other namespaces only.
 pub async fn xorb_size(state: &AppState, repo_id: i64, hash: &XetHash) -> ApiResult<Option<u64>> {
     Ok(state
         .db
@@ -87,7 +90,7 @@ pub async fn xorb_size(state: &AppState, repo_id: i64, hash: &XetHash) -> ApiRes
         .await?)
 }
 
-/// Checks every file of a shard against the xorbs repository `repo_id` references, rebuilds
+/// Checks every file of a shard against the xorbs visible to repository `repo_id`, rebuilds
 /// and hashes the new ones, then records them all as LFS objects of that repository. Nothing
 /// is recorded unless every file checks out. Returns whether any file was new.
 pub async fn register_shard(state: &AppState, repo_id: i64, bytes: Bytes) -> ApiResult<bool> {
@@ -100,7 +103,7 @@ pub async fn register_shard(state: &AppState, repo_id: i64, bytes: Bytes) -> Api
         .collect();
     wanted.sort_unstable();
     wanted.dedup();
-    // A xorb the repository does not reference is missing as far as this shard is concerned.
+    // A xorb not visible to the repository is missing as far as this shard is concerned.
     let xorbs = state
         .db
         .repo_xorb_indices(repo_id, &wanted)
