@@ -301,3 +301,28 @@ def test_default_install_downloads_and_uploads(client, hub, tmp_path):
                  hub.http.get(f"/api/models/{repo}/tree/main?recursive=true&expand=false").json()}
     assert files_now["model.bin"]["lfs"]["oid"] == sha256_bytes(big_data)
     assert os.path.exists(big)
+
+
+def test_one_range_rule_on_resolve_and_the_lfs_download(client, hub, tmp_path):
+    """A Range that is not one valid byte range is ignored (200, whole body); a valid one
+    that selects nothing is 416 with `bytes */size`; the LFS download action serves ranges
+    like resolve does."""
+    data = write_random(tmp_path / "w.bin", 300_000)
+    got = _roundtrip(client, hub, tmp_path, "w.bin", data)
+    repo, sha = got["repo"], sha256_bytes(data)
+    r = hub.http.post(f"/{repo}.git/info/lfs/objects/batch",
+                      json={"operation": "download", "objects": [{"oid": sha, "size": len(data)}]},
+                      headers={**hub.auth(hub.token()), "accept": "application/vnd.git-lfs+json"})
+    assert r.status_code == 200, r.text
+    href = r.json()["objects"][0]["actions"]["download"]["href"]
+    auth = hub.auth(hub.token())
+    for url in (f"/{repo}/resolve/main/w.bin", href):
+        for spec in ("bytes=abc", "bytes=", "bytes=,", "bytes=5", "bytes=--1", "bytes=x-5",
+                     "bytes=0-1,5-6"):
+            r = hub.http.get(url, headers={**auth, "range": spec})
+            assert r.status_code == 200 and r.content == data, (url, spec, r.status_code)
+        r = hub.http.get(url, headers={**auth, "range": "bytes=1000-1999"})
+        assert r.status_code == 206 and r.content == data[1000:2000], url
+        assert r.headers["content-range"] == f"bytes 1000-1999/{len(data)}"
+        r = hub.http.get(url, headers={**auth, "range": f"bytes={len(data)}-"})
+        assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{len(data)}", url

@@ -376,3 +376,20 @@ emit({"sha256": sha256_file(p)})
     assert merged["status"] == "merged"
     assert merged["merge_commit"] == merged["head"] == r["oid"], "fast-forward to the PR's commit"
     assert merged["sha256"] == sha256_bytes(data)
+
+
+def test_same_bytes_uploaded_to_a_second_repo_through_xet(trove, client, hub, tmp_path):
+    """The CAS answers about a xorb only to tokens of repos that reference it; uploading
+    bytes a first repo already holds to a second one still works, from a warm client cache
+    and from a cold one, and each repo reads them back."""
+    first = hub.create_repo("xet-first", private=True)
+    data = random_file(tmp_path / "shared.bin", 1_500_000)
+    client.py(UPLOAD, xet=True, args={"repo": first, "path": "shared.bin", "local": str(tmp_path / "shared.bin")})
+    for name, uploader in (("xet-second-warm", client),
+                           ("xet-second-cold", fresh_client(trove, tmp_path / "cold"))):
+        second = hub.create_repo(name)
+        uploader.py(UPLOAD, xet=True, args={"repo": second, "path": "shared.bin",
+                                            "local": str(tmp_path / "shared.bin")})
+        got = fresh_client(trove, tmp_path / f"dl-{name}").py(
+            DOWNLOAD, xet=True, args={"repo": second, "path": "shared.bin"}).result
+        assert got["sha256"] == sha256_bytes(data), name

@@ -10,6 +10,15 @@ use trove_types::Sha256Hex;
 /// Hashes per query in [`Db::xorb_indices`], well under SQLite's bound-parameter limit.
 const HASHES_PER_QUERY: usize = 500;
 
+/// Whether xorb `x` is visible to the repository whose id is bound twice after it: some
+/// repository of the same namespace references it — uploaded it, or has a file made of it
+/// linked (see the 0007 migration).
+const REFERENCED_BY_REPO: &str = "(EXISTS (SELECT 1 FROM xet_repo_xorbs r JOIN repos o ON o.id = r.repo_id \
+     WHERE r.hash = x.hash AND o.namespace = (SELECT namespace FROM repos WHERE id = ?)) \
+     OR EXISTS (SELECT 1 FROM xet_file_xorbs fx JOIN xet_files f ON f.file_hash = fx.file_hash \
+     JOIN repo_lfs_objects l ON l.sha256 = f.sha256 JOIN repos o ON o.id = l.repo_id \
+     WHERE fx.xorb = x.hash AND o.namespace = (SELECT namespace FROM repos WHERE id = ?)))";
+
 /// A stored xorb as the index describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XorbRecord {
@@ -114,9 +123,89 @@ impl Db {
         Ok(out)
     }
 
-    /// Records a file whose bytes the server reconstructed and hashed, and makes it an LFS
-    /// object linked to `repo_id`, all in one transaction. Idempotent.
-    pub async fn record_xet_file(&self, repo_id: i64, file: &XetFile, now_ms: i64) -> Result<()> {
+    /// Makes repository `repo_id` reference a stored xorb (its token uploaded the bytes).
+    /// Returns whether the link is new. Fails with `NotFound` if the xorb is not recorded.
+    pub async fn link_repo_xorb(&self, repo_id: i64, hash: &[u8; 32], now_ms: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO xet_repo_xorbs (repo_id, hash, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (repo_id, hash) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(hash.as_slice())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(crate::error::constraint_error(
+            "repo xorb link",
+            "repo or xorb",
+        ))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The stored size of a xorb visible to repository `repo_id` (referenced by a repository
+    /// of its namespace); `None` whether the xorb is unknown or referenced elsewhere only.
+    pub async fn repo_xorb_stored_bytes(
+        &self,
+        repo_id: i64,
+        hash: &[u8; 32],
+    ) -> Result<Option<u64>> {
+        let n: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT x.stored_bytes FROM xet_xorbs x WHERE x.hash = ? AND {REFERENCED_BY_REPO}"
+        ))
+        .bind(hash.as_slice())
+        .bind(repo_id)
+        .bind(repo_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        n.map(|n| from_sql("xorb stored bytes", n)).transpose()
+    }
+
+    /// [`Db::xorb_indices`] limited to the xorbs visible to repository `repo_id`.
+    pub async fn repo_xorb_indices(
+        &self,
+        repo_id: i64,
+        hashes: &[[u8; 32]],
+    ) -> Result<HashMap<[u8; 32], Vec<u8>>> {
+        let mut out = HashMap::with_capacity(hashes.len());
+        for batch in hashes.chunks(HASHES_PER_QUERY) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT x.hash, x.chunk_index FROM xet_xorbs x WHERE x.hash IN (",
+            );
+            let mut sep = q.separated(", ");
+            for h in batch {
+                sep.push_bind(h.as_slice());
+            }
+            // REFERENCED_BY_REPO, with the repository bound through the builder.
+            let (first, rest) = REFERENCED_BY_REPO
+                .split_once('?')
+                .expect("two placeholders");
+            let (second, last) = rest.split_once('?').expect("two placeholders");
+            q.push(") AND ")
+                .push(first)
+                .push_bind(repo_id)
+                .push(second)
+                .push_bind(repo_id)
+                .push(last);
+            for row in q.build().fetch_all(&self.pool).await? {
+                out.insert(
+                    hash_from_sql(row.try_get("hash")?)?,
+                    row.try_get("chunk_index")?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a file whose bytes the server reconstructed and hashed, with the xorbs its
+    /// terms name, and makes it an LFS object linked to `repo_id` (which thereby references
+    /// those xorbs), all in one transaction. Idempotent.
+    pub async fn record_xet_file(
+        &self,
+        repo_id: i64,
+        file: &XetFile,
+        xorbs: &[[u8; 32]],
+        now_ms: i64,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO xet_files (file_hash, size, sha256, terms, created_at) VALUES (?, ?, ?, ?, ?) \
@@ -129,6 +218,16 @@ impl Db {
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
+        for xorb in xorbs {
+            sqlx::query(
+                "INSERT INTO xet_file_xorbs (file_hash, xorb) VALUES (?, ?) \
+                 ON CONFLICT (file_hash, xorb) DO NOTHING",
+            )
+            .bind(file.file_hash.as_slice())
+            .bind(xorb.as_slice())
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
             "INSERT INTO lfs_objects (sha256, size, created_at) VALUES (?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
         )
@@ -272,8 +371,10 @@ mod tests {
             sha256: sha('a'),
             terms: vec![0; 44],
         };
-        db.record_xet_file(a, &file, 1).await.expect("record");
-        db.record_xet_file(a, &file, 2).await.expect("idempotent");
+        db.record_xet_file(a, &file, &[], 1).await.expect("record");
+        db.record_xet_file(a, &file, &[], 2)
+            .await
+            .expect("idempotent");
         assert_eq!(db.repo_object_size(a, &sha('a')).await.expect("q"), Some(5));
         assert_eq!(db.repo_object_size(b, &sha('a')).await.expect("q"), None);
         assert!(db.repo_may_read_xet_file(a, &[7; 32]).await.expect("q"));

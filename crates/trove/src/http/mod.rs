@@ -1,6 +1,7 @@
 //! The HTTP surfaces, one folder each, and the one router that mounts them:
 //! - [`api`]: the Hub's JSON API under `/api/` (huggingface_hub, the `hf` CLI).
-//! - [`resolve`]: file downloads, `/{repo}/resolve/{rev}/{path}`.
+//! - [`resolve`]: file downloads, `/{repo}/resolve/{rev}/{path}`; [`range`]: the one
+//!   `Range` header rule every byte-serving surface applies.
 //! - [`git`]: git smart HTTP (clone, fetch, push) and the pre-receive hook.
 //! - [`lfs`]: the Git LFS batch, transfer and locking APIs.
 //! - [`xet`]: Xet tokens and the CAS service under `/xet`.
@@ -13,6 +14,7 @@ pub mod api;
 pub mod extract;
 pub mod git;
 pub mod lfs;
+pub mod range;
 pub mod resolve;
 pub mod router;
 pub mod web;

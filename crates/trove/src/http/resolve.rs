@@ -5,98 +5,58 @@
 //! blob exists their bytes are rebuilt from xorbs as they stream. A GET of a repository's
 //! designated file counts a download (`repos::listing::counts_as_download`).
 
-use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiPath;
+use crate::http::extract::{ApiPath, RepoAt};
+use crate::http::range;
+use crate::repos::content::{self, FileBytes};
 use crate::repos::listing::{count_download, counts_as_download};
-use crate::repos::rebuild::{plan_file, stream_plan};
-use crate::repos::{find_readable, resolve, with_git};
+use crate::repos::{resolve, with_git};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use trove_git::EntryKind;
-use trove_types::{GitOid, RepoType, Sha256Hex};
+use trove_types::Revision;
 use trove_xet::XetHash;
 
-pub async fn model(
-    state: State<AppState>,
-    caller: Caller,
-    method: Method,
-    headers: HeaderMap,
-    ApiPath(p): ApiPath<(String, String, String, String)>,
-) -> ApiResult<Response> {
-    serve(state, caller, method, headers, RepoType::Model, p).await
+/// The `{rev}` and `{*path}` of a resolve route (the repository is [`RepoAt`]'s).
+#[derive(Deserialize)]
+pub struct ResolvePath {
+    rev: Revision,
+    path: String,
 }
 
-pub async fn dataset(
-    state: State<AppState>,
-    caller: Caller,
-    method: Method,
-    headers: HeaderMap,
-    ApiPath(p): ApiPath<(String, String, String, String)>,
-) -> ApiResult<Response> {
-    serve(state, caller, method, headers, RepoType::Dataset, p).await
-}
-
-pub async fn space(
-    state: State<AppState>,
-    caller: Caller,
-    method: Method,
-    headers: HeaderMap,
-    ApiPath(p): ApiPath<(String, String, String, String)>,
-) -> ApiResult<Response> {
-    serve(state, caller, method, headers, RepoType::Space, p).await
-}
-
-/// What resolving a path at a revision found.
-enum Target {
-    Regular {
-        commit: GitOid,
-        blob: GitOid,
-        size: u64,
-    },
-    Lfs {
-        commit: GitOid,
-        oid: Sha256Hex,
-        size: u64,
-    },
-}
-
-async fn serve(
+/// `HEAD|GET /{prefix}{ns}/{name}/resolve/{rev}/{*path}`, mounted for the three repo types.
+pub async fn serve(
     State(state): State<AppState>,
-    caller: Caller,
+    RepoAt { repo, caller }: RepoAt,
     method: Method,
     headers: HeaderMap,
-    repo_type: RepoType,
-    (ns, name, rev, path): (String, String, String, String),
+    ApiPath(ResolvePath { rev, path }): ApiPath<ResolvePath>,
 ) -> ApiResult<Response> {
-    let repo = find_readable(&state, &caller, repo_type, &ns, &name).await?;
     repo.require_content(&caller)?;
-    let counted = counts_as_download(repo_type, &path);
-    let target = with_git(&state, &repo, move |git| {
-        let commit = resolve(git, &rev)?;
+    let counted = counts_as_download(repo.repo_type, &path);
+    let for_repo = repo.clone();
+    let (commit, file) = with_git(&state, &repo, move |git| {
+        let commit = resolve(git, rev.as_str())?;
         match git.entry_at(&commit, &path)? {
             Some(trove_git::Entry {
-                kind: EntryKind::File { blob, size, lfs },
+                kind: kind @ EntryKind::File { .. },
                 ..
-            }) => Ok(match lfs {
-                Some(lfs) => Target::Lfs {
-                    commit,
-                    oid: lfs.pointer.oid,
-                    size: lfs.pointer.size,
-                },
-                None => Target::Regular { commit, blob, size },
-            }),
+            }) => match FileBytes::of(&for_repo, &kind) {
+                Some(file) => Ok((commit, file)),
+                None => Err(ApiError::entry_not_found(&path, Some(commit))),
+            },
             _ => Err(ApiError::entry_not_found(&path, Some(commit))),
         }
     })
     .await?;
 
-    let (commit, etag, size) = match &target {
-        Target::Regular { commit, blob, size } => (commit.clone(), blob.to_string(), *size),
-        Target::Lfs { commit, oid, size } => (commit.clone(), oid.to_string(), *size),
+    let (etag, size) = match &file {
+        FileBytes::Blob { blob, size, .. } => (blob.to_string(), *size),
+        FileBytes::Lfs { oid, size } => (oid.to_string(), *size),
     };
     let mut out = HeaderMap::new();
     out.insert("x-repo-commit", header_value(commit.as_str())?);
@@ -106,47 +66,37 @@ async fn serve(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    if matches!(target, Target::Lfs { .. }) {
+    if let FileBytes::Lfs { oid, .. } = &file {
         out.insert("x-linked-etag", header_value(&format!("\"{etag}\""))?);
         out.insert("x-linked-size", header_value(&size.to_string())?);
-    }
-    // A file whose bytes we hold as a verified Xet file is offered to hf_xet too.
-    let xet_file = match &target {
-        Target::Lfs { oid, .. } => state.db.xet_file_by_sha256(oid).await?,
-        Target::Regular { .. } => None,
-    };
-    if let Some(file) = &xet_file {
-        out.insert(
-            "x-xet-hash",
-            header_value(&XetHash::from_bytes(file.file_hash).hex())?,
-        );
-        let refresh = format!(
-            "{}/api/{}/{}/{}/xet-read-token/{commit}",
-            state.public_url(),
-            repo_type.plural(),
-            repo.repo.namespace,
-            repo.repo.name
-        );
-        out.insert(
-            header::LINK,
-            header_value(&format!("<{refresh}>; rel=\"xet-auth\""))?,
-        );
+        // A file whose bytes we hold as a verified Xet file is offered to hf_xet too.
+        if let Some(xet) = state.db.xet_file_by_sha256(oid).await? {
+            out.insert(
+                "x-xet-hash",
+                header_value(&XetHash::from_bytes(xet.file_hash).hex())?,
+            );
+            let refresh = format!(
+                "{}/api/{}/{}/{}/xet-read-token/{commit}",
+                state.public_url(),
+                repo.repo_type.plural(),
+                repo.repo.namespace,
+                repo.repo.name
+            );
+            out.insert(
+                header::LINK,
+                header_value(&format!("<{refresh}>; rel=\"xet-auth\""))?,
+            );
+        }
     }
     if if_none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
     }
 
-    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        Some(spec) => parse_range(spec, size)?,
-        None => None,
-    };
+    let range = range::requested(&headers, size)?;
     let (status, start, end) = match range {
-        Some((start, end)) => {
-            out.insert(
-                header::CONTENT_RANGE,
-                header_value(&format!("bytes {start}-{}/{size}", end - 1))?,
-            );
-            (StatusCode::PARTIAL_CONTENT, start, end)
+        Some(r) => {
+            out.insert(header::CONTENT_RANGE, header_value(&r.content_range(size))?);
+            (StatusCode::PARTIAL_CONTENT, r.start, r.end)
         }
         None => (StatusCode::OK, 0, size),
     };
@@ -161,37 +111,14 @@ async fn serve(
     if counted && start == 0 {
         count_download(&state, repo.repo.id).await;
     }
-
-    let body = match target {
-        Target::Regular { blob, .. } => {
-            let bytes = with_git(&state, &repo, move |git| {
-                git.read_blob(&blob).map_err(ApiError::internal)
-            })
-            .await?;
-            let slice = bytes
-                .get(start as usize..end as usize)
-                .map(<[u8]>::to_vec)
-                .unwrap_or_default();
-            Body::from(slice)
-        }
-        Target::Lfs { oid, .. } => {
-            let Some((file, len)) = state.store.open_range(&oid, start, end).await? else {
-                if let Some(file) = &xet_file {
-                    // Held as xorbs only: rebuild the bytes on the fly (the LFS bridge).
-                    let (plan, _) = plan_file(&state, file, Some((start, end))).await?;
-                    let body = Body::from_stream(stream_plan((*state.store).clone(), plan));
-                    return Ok((status, out, body).into_response());
-                }
-                tracing::error!(oid = %oid, "an LFS pointer names an object missing from the store");
-                return Err(ApiError::EntryNotFound {
-                    message: format!("The content of this file ({oid}) is missing from the store"),
-                    commit: Some(commit),
-                });
-            };
-            Body::from_stream(trove_store::read_chunks(file, len))
-        }
+    let Some(opened) = content::open(&state, &file, range.map(|r| (r.start, r.end))).await? else {
+        tracing::error!(file = ?file, "an LFS pointer names an object missing from the store");
+        return Err(ApiError::EntryNotFound {
+            message: format!("The content of this file ({etag}) is missing from the store"),
+            commit: Some(commit),
+        });
     };
-    Ok((status, out, body).into_response())
+    Ok((status, out, Body::from_stream(opened.stream)).into_response())
 }
 
 fn header_value(s: &str) -> ApiResult<HeaderValue> {
@@ -206,87 +133,4 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
             v.split(',')
                 .any(|t| t.trim().trim_start_matches("W/").trim_matches('"') == etag)
         })
-}
-
-/// Parses a single `bytes=` range into `[start, end)`. `Ok(None)` means "serve the whole
-/// file" (multi-range or unknown units, which RFC 9110 lets us ignore); 416 when unsatisfiable.
-pub fn parse_range(spec: &str, size: u64) -> ApiResult<Option<(u64, u64)>> {
-    let Some(ranges) = spec.trim().strip_prefix("bytes=") else {
-        return Ok(None);
-    };
-    if ranges.contains(',') {
-        return Ok(None);
-    }
-    let Some((a, b)) = ranges.trim().split_once('-') else {
-        return Ok(None);
-    };
-    let unsatisfiable = ApiError::RangeNotSatisfiable { size };
-    let (a, b) = (a.trim(), b.trim());
-    if a.is_empty() {
-        let n: u64 = b
-            .parse()
-            .map_err(|_| ApiError::bad_request("Invalid Range header"))?;
-        if n == 0 || size == 0 {
-            return Err(unsatisfiable);
-        }
-        return Ok(Some((size.saturating_sub(n), size)));
-    }
-    let start: u64 = a
-        .parse()
-        .map_err(|_| ApiError::bad_request("Invalid Range header"))?;
-    if start >= size {
-        return Err(unsatisfiable);
-    }
-    let end = if b.is_empty() {
-        size
-    } else {
-        let last: u64 = b
-            .parse()
-            .map_err(|_| ApiError::bad_request("Invalid Range header"))?;
-        if last < start {
-            return Err(unsatisfiable);
-        }
-        last.saturating_add(1).min(size)
-    };
-    Ok(Some((start, end)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn range(spec: &str, size: u64) -> Option<(u64, u64)> {
-        parse_range(spec, size).expect("satisfiable")
-    }
-
-    #[test]
-    fn ranges_as_the_client_sends_them() {
-        assert_eq!(range("bytes=0-100000", 10), Some((0, 10)));
-        assert_eq!(range("bytes=100-1109", 5000), Some((100, 1110)));
-        assert_eq!(range("bytes=4000-", 5000), Some((4000, 5000)));
-        assert_eq!(range("bytes=-10", 5000), Some((4990, 5000)));
-        assert_eq!(range("bytes=-10000", 5000), Some((0, 5000)));
-    }
-
-    #[test]
-    fn unsatisfiable_and_ignored_ranges() {
-        assert!(matches!(
-            parse_range("bytes=5000-", 5000),
-            Err(ApiError::RangeNotSatisfiable { size: 5000 })
-        ));
-        assert!(matches!(
-            parse_range("bytes=10-5", 5000),
-            Err(ApiError::RangeNotSatisfiable { .. })
-        ));
-        assert!(matches!(
-            parse_range("bytes=-0", 5000),
-            Err(ApiError::RangeNotSatisfiable { .. })
-        ));
-        assert!(matches!(
-            parse_range("bytes=x-5", 5000),
-            Err(ApiError::BadRequest(_))
-        ));
-        assert_eq!(range("bytes=0-1,5-6", 5000), None);
-        assert_eq!(range("items=0-1", 5000), None);
-    }
 }

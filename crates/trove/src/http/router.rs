@@ -158,44 +158,26 @@ pub fn build(state: AppState) -> Router {
         );
 
     // huggingface_hub and browsers: file downloads (`get` also answers HEAD).
-    let downloads = Router::new()
-        .route("/{ns}/{name}/resolve/{rev}/{*path}", get(resolve::model))
-        .route(
-            "/datasets/{ns}/{name}/resolve/{rev}/{*path}",
-            get(resolve::dataset),
-        )
-        .route(
-            "/spaces/{ns}/{name}/resolve/{rev}/{*path}",
-            get(resolve::space),
+    let mut downloads = Router::new();
+    for prefix in ["", "/datasets", "/spaces"] {
+        downloads = downloads.route(
+            &format!("{prefix}/{{ns}}/{{name}}/resolve/{{rev}}/{{*path}}"),
+            get(resolve::serve),
         );
+    }
 
     // huggingface_hub and git-lfs: the LFS batch API and its transfer URLs.
-    let lfs = Router::new()
-        .route(
-            "/{ns}/{name}/info/lfs/objects/batch",
-            post(lfs::batch_model),
-        )
-        .route(
-            "/datasets/{ns}/{name}/info/lfs/objects/batch",
-            post(lfs::batch_dataset),
-        )
-        .route(
-            "/spaces/{ns}/{name}/info/lfs/objects/batch",
-            post(lfs::batch_space),
-        )
-        .route("/{ns}/{name}/info/lfs/verify", post(lfs::verify_model))
-        .route(
-            "/datasets/{ns}/{name}/info/lfs/verify",
-            post(lfs::verify_dataset),
-        )
-        .route(
-            "/spaces/{ns}/{name}/info/lfs/verify",
-            post(lfs::verify_space),
-        )
+    let mut lfs = Router::new()
         .route("/_lfs/upload/{oid}", put(lfs::upload))
         .route("/_lfs/multipart/{upload}/{part}", put(lfs::upload_part))
         .route("/_lfs/multipart/{upload}", post(lfs::complete_multipart))
         .route("/_lfs/objects/{oid}", get(lfs::download));
+    for prefix in ["", "/datasets", "/spaces"] {
+        let base = format!("{prefix}/{{ns}}/{{name}}/info/lfs");
+        lfs = lfs
+            .route(&format!("{base}/objects/batch"), post(lfs::batch))
+            .route(&format!("{base}/verify"), post(lfs::verify));
+    }
 
     // git-lfs: file locks (`git lfs lock`, `locks`, `unlock`, and the check before a push).
     let mut lfs_locks = Router::new();

@@ -1,58 +1,143 @@
-//! Reading a byte range of a file at a commit, wherever its bytes are: a git blob, an LFS
-//! object in the store, or a Xet file rebuilt from xorbs. For server-side readers (card,
-//! safetensors headers, config.json), never for streaming downloads (see `resolve`).
+//! Where a file's bytes are, answered once for every reader: a git blob, an LFS object held
+//! whole in the store, or an LFS object held as a Xet file and rebuilt from its xorbs as it
+//! streams. Downloads (resolve, the LFS download action) stream [`open`]; server-side
+//! readers (card, safetensors headers) take a bounded [`read_range`] built on it.
 
-use super::{RepoRef, with_git};
-use crate::error::{ApiError, ApiResult};
-use crate::repos::rebuild::{plan_file, write_plan};
+use super::RepoRef;
+use crate::error::ApiResult;
+use crate::repos::rebuild::{plan_file, stream_plan};
 use crate::state::AppState;
-use tokio::io::AsyncReadExt;
-use trove_git::EntryKind;
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use std::io;
+use std::pin::Pin;
+use trove_git::{EntryKind, GitRepo};
+use trove_types::{GitOid, Sha256Hex};
+
+/// A file's bytes as they stream out.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + 'static>>;
+
+/// Which bytes a file is made of.
+#[derive(Debug, Clone)]
+pub enum FileBytes {
+    /// A regular file: a blob of repository `repo_id`'s git objects.
+    Blob {
+        repo_id: i64,
+        blob: GitOid,
+        size: u64,
+    },
+    /// A large file: the LFS object `oid`, whichever way the store holds it.
+    Lfs { oid: Sha256Hex, size: u64 },
+}
+
+impl FileBytes {
+    /// The bytes of a tree entry of `repo`; `None` for anything but a file.
+    pub fn of(repo: &RepoRef, entry: &EntryKind) -> Option<Self> {
+        let EntryKind::File { blob, size, lfs } = entry else {
+            return None;
+        };
+        Some(match lfs {
+            Some(lfs) => FileBytes::Lfs {
+                oid: lfs.pointer.oid.clone(),
+                size: lfs.pointer.size,
+            },
+            None => FileBytes::Blob {
+                repo_id: repo.repo.id,
+                blob: blob.clone(),
+                size: *size,
+            },
+        })
+    }
+
+    /// The file's length in bytes.
+    pub fn size(&self) -> u64 {
+        match self {
+            FileBytes::Blob { size, .. } | FileBytes::Lfs { size, .. } => *size,
+        }
+    }
+}
+
+/// An opened file: `len` bytes (the whole file or the range asked for) as a stream.
+pub struct Opened {
+    pub len: u64,
+    pub stream: ByteStream,
+}
+
+/// Opens `range` (`[start, end)` within the file; `None` = all of it) of a file's bytes.
+/// `Ok(None)` when the bytes are not held at all (an LFS object the store lost, or one never
+/// uploaded): the caller says so in its own terms. Nothing is read before the stream is
+/// polled, except a git blob, which comes out of git whole (regular files are small; large
+/// ones are LFS objects).
+pub async fn open(
+    state: &AppState,
+    file: &FileBytes,
+    range: Option<(u64, u64)>,
+) -> ApiResult<Option<Opened>> {
+    let (start, end) = range.unwrap_or((0, file.size()));
+    match file {
+        FileBytes::Blob { repo_id, blob, .. } => {
+            let path = state.git_dir(*repo_id);
+            let blob = blob.clone();
+            let bytes = tokio::task::spawn_blocking(move || -> ApiResult<Vec<u8>> {
+                Ok(GitRepo::open(&path)?.read_blob(&blob)?)
+            })
+            .await??;
+            let bytes = Bytes::from(bytes);
+            let end = (end as usize).min(bytes.len());
+            let start = (start as usize).min(end);
+            let slice = bytes.slice(start..end);
+            Ok(Some(Opened {
+                len: slice.len() as u64,
+                stream: Box::pin(futures_util::stream::once(async move { Ok(slice) })),
+            }))
+        }
+        FileBytes::Lfs { oid, .. } => {
+            if let Some((handle, len)) = state.store.open_range(oid, start, end).await? {
+                return Ok(Some(Opened {
+                    len,
+                    stream: Box::pin(trove_store::read_chunks(handle, len)),
+                }));
+            }
+            let Some(xet) = state.db.xet_file_by_sha256(oid).await? else {
+                return Ok(None);
+            };
+            // Held as xorbs only (uploaded through Xet): the bytes are rebuilt as they stream.
+            let (plan, _) = plan_file(state, &xet, range).await?;
+            Ok(Some(Opened {
+                len: plan.length,
+                stream: Box::pin(stream_plan((*state.store).clone(), plan)),
+            }))
+        }
+    }
+}
 
 /// Reads `[start, start + len)` of a file (clamped to its size) into memory. `len` is the
 /// caller's bound on memory; `Ok(None)` when the file's bytes are not held at all.
 pub async fn read_range(
     state: &AppState,
     repo: &RepoRef,
-    file: &EntryKind,
+    entry: &EntryKind,
     start: u64,
     len: u64,
 ) -> ApiResult<Option<Vec<u8>>> {
-    let EntryKind::File { blob, size, lfs } = file else {
+    let Some(file) = FileBytes::of(repo, entry) else {
         return Ok(None);
     };
-    let end = start.saturating_add(len).min(*size);
+    let end = start.saturating_add(len).min(file.size());
     if start >= end {
         return Ok(Some(Vec::new()));
     }
-    let Some(lfs) = lfs else {
-        let blob = blob.clone();
-        let bytes = with_git(state, repo, move |git| {
-            git.read_blob(&blob).map_err(ApiError::internal)
-        })
-        .await?;
-        return Ok(Some(
-            bytes
-                .get(start as usize..(end as usize).min(bytes.len()))
-                .map(<[u8]>::to_vec)
-                .unwrap_or_default(),
-        ));
-    };
-    let oid = &lfs.pointer.oid;
-    if let Some((file, n)) = state.store.open_range(oid, start, end).await? {
-        let mut out = Vec::with_capacity(n as usize);
-        file.take(n).read_to_end(&mut out).await?;
-        return Ok(Some(out));
-    }
-    let Some(xet) = state.db.xet_file_by_sha256(oid).await? else {
+    let Some(mut opened) = open(state, &file, Some((start, end))).await? else {
         return Ok(None);
     };
-    let (plan, _) = plan_file(state, &xet, Some((start, end))).await?;
-    let store = (*state.store).clone();
-    let bytes = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::with_capacity(plan.length as usize);
-        write_plan(&store, &plan, &mut out).map(|_| out)
-    })
-    .await??;
-    Ok(Some(bytes))
+    let mut out = BytesMut::with_capacity(opened.len.min(len) as usize);
+    while let Some(chunk) = opened.stream.next().await {
+        let chunk = chunk?;
+        let room = (end - start) as usize - out.len();
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() as u64 >= end - start {
+            break;
+        }
+    }
+    Ok(Some(out.to_vec()))
 }

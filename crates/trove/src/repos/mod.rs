@@ -10,12 +10,14 @@ pub mod facets;
 pub mod gating;
 pub mod gitattributes;
 pub mod index;
+pub mod lfs;
 pub mod lifecycle;
 pub mod likes;
 pub mod listing;
 pub mod rebuild;
 pub mod safetensors;
 pub mod settings;
+pub mod xet;
 
 use crate::auth::{Access, Caller};
 use crate::error::{ApiError, ApiResult};

@@ -8,11 +8,12 @@
 
 pub mod locks;
 
-use crate::auth::Caller;
-use crate::clock::{now_ms, now_secs};
+use crate::clock::now_secs;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath, QueryParams};
-use crate::repos::{RepoRef, find_readable};
+use crate::http::extract::{ApiJson, ApiPath, QueryParams, RepoAt};
+use crate::http::range;
+use crate::repos::content::{self, FileBytes};
+use crate::repos::{RepoRef, lfs as lfs_objects};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
@@ -20,10 +21,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
-use serde::Deserialize;
-use serde_json::{Value, json};
-use trove_store::{PutOutcome, StoreError};
-use trove_types::{RepoType, Sha256Hex};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use trove_types::Sha256Hex;
 
 pub(crate) const LFS_JSON: &str = "application/vnd.git-lfs+json";
 /// Objects per batch call (the client sends up to 256).
@@ -44,60 +44,102 @@ struct BatchObject {
     size: i64,
 }
 
+// The wire types below list their fields in alphabetical order: the order the answers had
+// when they were assembled as JSON maps, kept so the bytes on the wire do not change.
+
+/// The answer to a batch request.
+#[derive(Serialize)]
+pub struct BatchResponse {
+    hash_algo: &'static str,
+    objects: Vec<ObjectAnswer>,
+    transfer: &'static str,
+}
+
+/// One object of a batch answer: actions to take, none (the server holds it already), or
+/// an error of that object alone.
+#[derive(Serialize)]
+struct ObjectAnswer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actions: Option<Actions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ObjectError>,
+    /// As the client sent it when it is not a valid oid (in an error).
+    oid: String,
+    /// As the client sent it in an error, the stored size otherwise.
+    size: serde_json::Number,
+}
+
+#[derive(Serialize)]
+struct ObjectError {
+    code: u16,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct Actions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    download: Option<Action>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upload: Option<Action>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verify: Option<Action>,
+}
+
+/// A request the client makes next. `header` is absent on basic uploads and downloads,
+/// `{}` on verify, and for a multipart upload carries `chunk_size` and one URL per part
+/// (keyed by part number).
+#[derive(Serialize)]
+struct Action {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    header: Option<BTreeMap<String, String>>,
+    href: String,
+}
+
+/// The answer to a verify call.
+#[derive(Serialize)]
+pub struct VerifyResponse {
+    oid: Sha256Hex,
+    size: u64,
+}
+
+/// The (empty) answer to a multipart completion.
+#[derive(Serialize)]
+pub struct Completed {}
+
+impl ObjectAnswer {
+    fn error(oid: &str, size: i64, code: u16, message: String) -> Self {
+        ObjectAnswer {
+            actions: None,
+            error: Some(ObjectError { code, message }),
+            oid: oid.to_owned(),
+            size: size.into(),
+        }
+    }
+
+    fn held(oid: &Sha256Hex, size: u64, actions: Option<Actions>) -> Self {
+        ObjectAnswer {
+            actions,
+            error: None,
+            oid: oid.to_string(),
+            size: size.into(),
+        }
+    }
+}
+
 pub(crate) fn strip_git(name: &str) -> &str {
     name.strip_suffix(".git").unwrap_or(name)
 }
 
-async fn find_repo(
-    state: &AppState,
-    caller: &Caller,
-    repo_type: RepoType,
-    ns: &str,
-    name: &str,
-) -> ApiResult<RepoRef> {
-    find_readable(state, caller, repo_type, ns, strip_git(name)).await
-}
-
-fn lfs_json(value: Value) -> Response {
+fn lfs_json<T: Serialize>(value: T) -> Response {
     ([(header::CONTENT_TYPE, LFS_JSON)], Json(value)).into_response()
 }
 
-pub async fn batch_model(
-    state: State<AppState>,
-    caller: Caller,
-    ApiPath((ns, name)): ApiPath<(String, String)>,
-    body: ApiJson<BatchRequest>,
-) -> ApiResult<Response> {
-    batch(state, caller, RepoType::Model, ns, name, body).await
-}
-
-pub async fn batch_dataset(
-    state: State<AppState>,
-    caller: Caller,
-    ApiPath((ns, name)): ApiPath<(String, String)>,
-    body: ApiJson<BatchRequest>,
-) -> ApiResult<Response> {
-    batch(state, caller, RepoType::Dataset, ns, name, body).await
-}
-
-pub async fn batch_space(
-    state: State<AppState>,
-    caller: Caller,
-    ApiPath((ns, name)): ApiPath<(String, String)>,
-    body: ApiJson<BatchRequest>,
-) -> ApiResult<Response> {
-    batch(state, caller, RepoType::Space, ns, name, body).await
-}
-
-async fn batch(
+/// `POST {prefix}{repo}.git/info/lfs/objects/batch`, mounted for the three repo types.
+pub async fn batch(
     State(state): State<AppState>,
-    caller: Caller,
-    repo_type: RepoType,
-    ns: String,
-    name: String,
+    RepoAt { repo, caller }: RepoAt,
     ApiJson(req): ApiJson<BatchRequest>,
 ) -> ApiResult<Response> {
-    let repo = find_repo(&state, &caller, repo_type, &ns, &name).await?;
     if req.hash_algo.as_deref().is_some_and(|a| a != "sha256") {
         return Err(ApiError::bad_request(
             "Only the sha256 hash algorithm is supported",
@@ -134,21 +176,18 @@ async fn batch(
             )));
         }
     };
-    let transfer = if objects
-        .iter()
-        .any(|o| o["actions"]["upload"]["header"]["chunk_size"].is_string())
-    {
-        "multipart"
-    } else {
-        "basic"
-    };
-    Ok(lfs_json(
-        json!({ "transfer": transfer, "objects": objects, "hash_algo": "sha256" }),
-    ))
-}
-
-fn object_error(oid: &str, size: i64, code: u16, message: String) -> Value {
-    json!({ "oid": oid, "size": size, "error": { "code": code, "message": message } })
+    let multipart = objects.iter().any(|o| {
+        o.actions
+            .as_ref()
+            .and_then(|a| a.upload.as_ref())
+            .and_then(|u| u.header.as_ref())
+            .is_some_and(|h| h.contains_key("chunk_size"))
+    });
+    Ok(lfs_json(BatchResponse {
+        hash_algo: "sha256",
+        objects,
+        transfer: if multipart { "multipart" } else { "basic" },
+    }))
 }
 
 async fn upload_object(
@@ -156,9 +195,9 @@ async fn upload_object(
     repo: &RepoRef,
     object: BatchObject,
     multipart_ok: bool,
-) -> ApiResult<Value> {
+) -> ApiResult<ObjectAnswer> {
     let Ok(oid) = Sha256Hex::parse(&object.oid) else {
-        return Ok(object_error(
+        return Ok(ObjectAnswer::error(
             &object.oid,
             object.size,
             422,
@@ -166,7 +205,7 @@ async fn upload_object(
         ));
     };
     let Ok(size) = u64::try_from(object.size) else {
-        return Ok(object_error(
+        return Ok(ObjectAnswer::error(
             &object.oid,
             object.size,
             422,
@@ -175,7 +214,7 @@ async fn upload_object(
     };
     let max = state.config.limits.max_lfs_object_bytes;
     if size > max {
-        return Ok(object_error(
+        return Ok(ObjectAnswer::error(
             oid.as_str(),
             object.size,
             422,
@@ -184,14 +223,16 @@ async fn upload_object(
     }
     if state.db.repo_object_size(repo.repo.id, &oid).await? == Some(size) {
         // Already stored and verified for this repo: no actions means "skip the upload".
-        return Ok(json!({ "oid": oid, "size": size }));
+        return Ok(ObjectAnswer::held(&oid, size, None));
     }
     let base = state.public_url();
     let expires = now_secs() + state.config.lfs.signed_url_ttl_secs;
     let repo_id = repo.repo.id.to_string();
     let size_s = size.to_string();
-    let verify =
-        json!({ "href": format!("{}.git/info/lfs/verify", repo.url(state)), "header": {} });
+    let verify = Action {
+        header: Some(BTreeMap::new()),
+        href: format!("{}.git/info/lfs/verify", repo.url(state)),
+    };
     let part_size = state.config.lfs.part_size;
     if multipart_ok && size > state.config.lfs.multipart_threshold {
         let upload_id = state.store.multipart_begin(&oid, size, part_size).await?;
@@ -204,15 +245,13 @@ async fn upload_object(
         ];
         let part_sig = state.signer.sign(&fields, expires);
         let query = format!("repo={repo_id}&oid={oid}&size={size}&exp={expires}");
-        let mut header = serde_json::Map::new();
-        header.insert("chunk_size".into(), json!(part_size.to_string()));
+        let mut header = BTreeMap::new();
+        header.insert("chunk_size".to_owned(), part_size.to_string());
         let parts = size.div_ceil(part_size);
         for n in 1..=parts {
             header.insert(
                 n.to_string(),
-                json!(format!(
-                    "{base}/_lfs/multipart/{upload_id}/{n}?{query}&sig={part_sig}"
-                )),
+                format!("{base}/_lfs/multipart/{upload_id}/{n}?{query}&sig={part_sig}"),
             );
         }
         let complete_fields = [
@@ -223,34 +262,48 @@ async fn upload_object(
             size_s.as_str(),
         ];
         let complete_sig = state.signer.sign(&complete_fields, expires);
-        return Ok(json!({
-            "oid": oid, "size": size,
-            "actions": {
-                "upload": { "href": format!("{base}/_lfs/multipart/{upload_id}?{query}&sig={complete_sig}"), "header": header },
-                "verify": verify,
-            }
-        }));
+        let upload = Action {
+            header: Some(header),
+            href: format!("{base}/_lfs/multipart/{upload_id}?{query}&sig={complete_sig}"),
+        };
+        return Ok(ObjectAnswer::held(
+            &oid,
+            size,
+            Some(Actions {
+                download: None,
+                upload: Some(upload),
+                verify: Some(verify),
+            }),
+        ));
     }
     let sig = state.signer.sign(
         &["upload", repo_id.as_str(), oid.as_str(), size_s.as_str()],
         expires,
     );
-    Ok(json!({
-        "oid": oid, "size": size,
-        "actions": {
-            "upload": { "href": format!("{base}/_lfs/upload/{oid}?repo={repo_id}&size={size}&exp={expires}&sig={sig}") },
-            "verify": verify,
-        }
-    }))
+    let upload = Action {
+        header: None,
+        href: format!(
+            "{base}/_lfs/upload/{oid}?repo={repo_id}&size={size}&exp={expires}&sig={sig}"
+        ),
+    };
+    Ok(ObjectAnswer::held(
+        &oid,
+        size,
+        Some(Actions {
+            download: None,
+            upload: Some(upload),
+            verify: Some(verify),
+        }),
+    ))
 }
 
 async fn download_object(
     state: &AppState,
     repo: &RepoRef,
     object: BatchObject,
-) -> ApiResult<Value> {
+) -> ApiResult<ObjectAnswer> {
     let Ok(oid) = Sha256Hex::parse(&object.oid) else {
-        return Ok(object_error(
+        return Ok(ObjectAnswer::error(
             &object.oid,
             object.size,
             422,
@@ -258,7 +311,7 @@ async fn download_object(
         ));
     };
     let Some(size) = state.db.repo_object_size(repo.repo.id, &oid).await? else {
-        return Ok(object_error(
+        return Ok(ObjectAnswer::error(
             oid.as_str(),
             object.size,
             404,
@@ -270,12 +323,22 @@ async fn download_object(
     let sig = state
         .signer
         .sign(&["download", repo_id.as_str(), oid.as_str()], expires);
-    Ok(json!({
-        "oid": oid, "size": size,
-        "actions": { "download": {
-            "href": format!("{}/_lfs/objects/{oid}?repo={repo_id}&exp={expires}&sig={sig}", state.public_url()),
-        } }
-    }))
+    let download = Action {
+        header: None,
+        href: format!(
+            "{}/_lfs/objects/{oid}?repo={repo_id}&exp={expires}&sig={sig}",
+            state.public_url()
+        ),
+    };
+    Ok(ObjectAnswer::held(
+        &oid,
+        size,
+        Some(Actions {
+            download: Some(download),
+            upload: None,
+            verify: None,
+        }),
+    ))
 }
 
 /// The signed query of a transfer URL; `fields` must be what was signed.
@@ -304,35 +367,14 @@ fn query_u64(query: &QueryParams, key: &str) -> ApiResult<u64> {
         .ok_or_else(|| ApiError::bad_request(format!("Missing {key}")))
 }
 
-fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::HashMismatch { .. }
-        | StoreError::SizeMismatch { .. }
-        | StoreError::MissingParts { .. }
-        | StoreError::InvalidPartNumber { .. }
-        | StoreError::InvalidPartSize { .. }
-        | StoreError::PartSizeMismatch { .. } => ApiError::bad_request(e.to_string()),
-        StoreError::UploadNotFound { .. } => ApiError::EntryNotFound {
-            message: format!("{e}; ask the batch API for a new upload"),
-            commit: None,
-        },
-        StoreError::Body(_) => ApiError::bad_request(format!("The upload was interrupted: {e}")),
-        other => ApiError::internal(other),
-    }
+fn parse_oid(oid: &str) -> ApiResult<Sha256Hex> {
+    Sha256Hex::parse(oid).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 fn body_stream(
     body: Body,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + Unpin {
     body.into_data_stream().map_err(std::io::Error::other)
-}
-
-/// Records a verified object and links it to the repo it was uploaded for.
-async fn publish(state: &AppState, repo_id: i64, oid: &Sha256Hex, size: u64) -> ApiResult<()> {
-    let now = now_ms();
-    state.db.record_lfs_object(oid, size, now).await?;
-    state.db.link_repo_object(repo_id, oid, now).await?;
-    Ok(())
 }
 
 /// `PUT /_lfs/upload/{oid}?repo&size&exp&sig`: the basic transfer.
@@ -350,7 +392,7 @@ pub async fn upload(
         &query,
         &["upload", &repo_id.to_string(), &oid, &size.to_string()],
     )?;
-    let oid = Sha256Hex::parse(&oid).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let oid = parse_oid(&oid)?;
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -361,13 +403,7 @@ pub async fn upload(
             "Expected {size} bytes, the request declares {len}"
         )));
     }
-    let outcome = state
-        .store
-        .put(&oid, size, body_stream(body))
-        .await
-        .map_err(store_error)?;
-    publish(&state, repo_id as i64, &oid, size).await?;
-    tracing::info!(oid = %oid, size_bytes = size, new = matches!(outcome, PutOutcome::Stored), "lfs object uploaded");
+    lfs_objects::receive(&state, repo_id as i64, &oid, size, body_stream(body)).await?;
     Ok(StatusCode::OK)
 }
 
@@ -385,8 +421,7 @@ pub async fn upload_part(
     let etag = state
         .store
         .multipart_put_part(&upload_id, part, body_stream(body))
-        .await
-        .map_err(store_error)?;
+        .await?;
     let mut headers = HeaderMap::new();
     headers.insert(header::ETAG, HeaderValue::from_str(&etag)?);
     Ok((StatusCode::OK, headers).into_response())
@@ -412,15 +447,9 @@ pub async fn complete_multipart(
             &size.to_string(),
         ],
     )?;
-    let oid = Sha256Hex::parse(&oid_text).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    state
-        .store
-        .multipart_complete(&upload_id)
-        .await
-        .map_err(store_error)?;
-    publish(&state, repo_id as i64, &oid, size).await?;
-    tracing::info!(oid = %oid, size_bytes = size, "lfs multipart upload completed");
-    Ok(lfs_json(json!({})))
+    let oid = parse_oid(&oid_text)?;
+    lfs_objects::complete_multipart(&state, &upload_id, repo_id as i64, &oid, size).await?;
+    Ok(lfs_json(Completed {}))
 }
 
 #[derive(Deserialize)]
@@ -429,47 +458,17 @@ pub struct VerifyRequest {
     size: u64,
 }
 
-pub async fn verify_model(
-    state: State<AppState>,
-    caller: Caller,
-    ApiPath((ns, name)): ApiPath<(String, String)>,
-    body: ApiJson<VerifyRequest>,
-) -> ApiResult<Response> {
-    verify(state, caller, RepoType::Model, ns, name, body).await
-}
-
-pub async fn verify_dataset(
-    state: State<AppState>,
-    caller: Caller,
-    ApiPath((ns, name)): ApiPath<(String, String)>,
-    body: ApiJson<VerifyRequest>,
-) -> ApiResult<Response> {
-    verify(state, caller, RepoType::Dataset, ns, name, body).await
-}
-
-pub async fn verify_space(
-    state: State<AppState>,
-    caller: Caller,
-    ApiPath((ns, name)): ApiPath<(String, String)>,
-    body: ApiJson<VerifyRequest>,
-) -> ApiResult<Response> {
-    verify(state, caller, RepoType::Space, ns, name, body).await
-}
-
-/// `POST {repo}.git/info/lfs/verify`: 200 only when this repo holds the verified object.
-async fn verify(
+/// `POST {prefix}{repo}.git/info/lfs/verify`, mounted for the three repo types: 200 only
+/// when this repo holds the verified object.
+pub async fn verify(
     State(state): State<AppState>,
-    caller: Caller,
-    repo_type: RepoType,
-    ns: String,
-    name: String,
+    RepoAt { repo, caller }: RepoAt,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> ApiResult<Response> {
-    let repo = find_repo(&state, &caller, repo_type, &ns, &name).await?;
     repo.require_contribute(&caller)?;
-    let oid = Sha256Hex::parse(&req.oid).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let oid = parse_oid(&req.oid)?;
     match state.db.repo_object_size(repo.repo.id, &oid).await? {
-        Some(size) if size == req.size => Ok(lfs_json(json!({ "oid": oid, "size": size }))),
+        Some(size) if size == req.size => Ok(lfs_json(VerifyResponse { oid, size })),
         Some(size) => Err(ApiError::UnprocessableEntity(format!(
             "Object {oid} has size {size}, not {}",
             req.size
@@ -481,50 +480,51 @@ async fn verify(
     }
 }
 
-/// `GET /_lfs/objects/{oid}?repo&exp&sig`: the download action of the batch API.
+/// `GET /_lfs/objects/{oid}?repo&exp&sig`: the download action of the batch API, with the
+/// same single-range support as resolve.
 pub async fn download(
     State(state): State<AppState>,
     ApiPath(oid): ApiPath<String>,
     query: QueryParams,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let repo_id = query_u64(&query, "repo")?;
     check_signature(&state, &query, &["download", &repo_id.to_string(), &oid])?;
-    let oid = Sha256Hex::parse(&oid).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let oid = parse_oid(&oid)?;
     let Some(size) = state.db.repo_object_size(repo_id as i64, &oid).await? else {
         return Err(ApiError::EntryNotFound {
             message: format!("Object {oid} does not exist"),
             commit: None,
         });
     };
-    let (body, len) = match state.store.open_range(&oid, 0, size).await? {
-        Some((file, len)) => (Body::from_stream(trove_store::read_chunks(file, len)), len),
-        // Held as xorbs only (uploaded through Xet): rebuild the bytes as they stream.
-        None => match state.db.xet_file_by_sha256(&oid).await? {
-            Some(file) => {
-                let (plan, _) = crate::repos::rebuild::plan_file(&state, &file, None).await?;
-                let len = plan.length;
-                (
-                    Body::from_stream(crate::repos::rebuild::stream_plan(
-                        (*state.store).clone(),
-                        plan,
-                    )),
-                    len,
-                )
-            }
-            None => {
-                return Err(ApiError::EntryNotFound {
-                    message: format!("Object {oid} is missing from the store"),
-                    commit: None,
-                });
-            }
-        },
+    let range = range::requested(&headers, size)?;
+    let file = FileBytes::Lfs {
+        oid: oid.clone(),
+        size,
     };
-    Ok((
-        [
-            (header::CONTENT_LENGTH, len.to_string()),
-            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-        ],
-        body,
-    )
-        .into_response())
+    let Some(opened) = content::open(&state, &file, range.map(|r| (r.start, r.end))).await? else {
+        tracing::error!(oid = %oid, "a linked LFS object is missing from the store");
+        return Err(ApiError::EntryNotFound {
+            message: format!("Object {oid} is missing from the store"),
+            commit: None,
+        });
+    };
+    let mut out = HeaderMap::new();
+    out.insert(header::CONTENT_LENGTH, HeaderValue::from(opened.len));
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let status = match range {
+        Some(r) => {
+            out.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&r.content_range(size))?,
+            );
+            StatusCode::PARTIAL_CONTENT
+        }
+        None => StatusCode::OK,
+    };
+    Ok((status, out, Body::from_stream(opened.stream)).into_response())
 }

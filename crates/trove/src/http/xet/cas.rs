@@ -6,14 +6,17 @@
 //! - `GET /v1|v2/reconstructions/{file}`: the terms and signed fetch URLs for a file (or a
 //!   `Range` of it) the token's repository may read.
 //! - `GET /fetch/{xorb}`: stored xorb bytes, only within the signed range.
-//! - `HEAD` on xorbs and files; the global-dedup query answers 404 (not offered yet).
+//! - `HEAD` on xorbs and files, answered only about what the token's repository references
+//!   (`repos::xet`); the global-dedup query answers 404 (not offered yet), so it confirms
+//!   nothing either.
 
 use super::token::CasGrant;
-use crate::clock::{now_ms, now_secs};
+use crate::clock::now_secs;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiPath, QueryParams};
-use crate::http::resolve::parse_range;
-use crate::repos::rebuild::{self, plan_file};
+use crate::http::range;
+use crate::repos::rebuild::plan_file;
+use crate::repos::xet as xet_store;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
@@ -22,19 +25,17 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::time::Duration;
 use tokio::io::AsyncSeekExt;
-use trove_db::{XetFile, XorbRecord};
-use trove_store::StoreError;
-use trove_types::Sha256Hex;
+use trove_db::XetFile;
 use trove_xet::XetHash;
 use trove_xet::plan::{self, Plan};
-use trove_xet::shard::{self, ShardError, ShardFile};
-use trove_xet::xorb::{self, XorbError, XorbIndex};
+use trove_xet::shard;
+use trove_xet::xorb::XorbIndex;
 
 /// How long a signed fetch URL in a reconstruction stays valid.
 const FETCH_URL_TTL_SECS: u64 = 3600;
@@ -55,10 +56,10 @@ fn check_prefix(prefix: &str) -> ApiResult<()> {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::internal)
+/// The answer to a xorb upload: whether the token's repository did not reference it before.
+#[derive(Serialize)]
+pub struct XorbUploaded {
+    was_inserted: bool,
 }
 
 /// `POST /v1/xorbs/default/{hash}`.
@@ -67,67 +68,34 @@ pub async fn upload_xorb(
     grant: CasGrant,
     ApiPath((prefix, hash)): ApiPath<(String, String)>,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<XorbUploaded>> {
     grant.require_write()?;
     check_prefix(&prefix)?;
     let hash = parse_hash(&hash)?;
-    let raw = hash.to_bytes();
-    if state.db.xorb_stored_bytes(&raw).await?.is_some() {
-        return Ok(Json(json!({ "was_inserted": false })));
-    }
-    let staged = state
-        .store
-        .stage_xorb(
-            body.into_data_stream().map_err(io::Error::other),
-            xorb::MAX_XORB_UPLOAD_BYTES,
-        )
-        .await
-        .map_err(|e| match e {
-            StoreError::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
-            StoreError::Body(e) => {
-                ApiError::bad_request(format!("The upload was interrupted: {e}"))
-            }
-            other => ApiError::internal(other),
-        })?;
-    let path = staged.path().to_owned();
-    let index = blocking(move || -> Result<XorbIndex, XorbError> {
-        xorb::validate(std::fs::File::open(&path)?, &hash)
-    })
-    .await?
-    .map_err(|e| match e {
-        XorbError::Io(e) => ApiError::internal(e),
-        refused => {
-            tracing::warn!(xorb = %hash, error = %refused, "xet.xorb_refused");
-            ApiError::bad_request(format!("Invalid xorb: {refused}"))
-        }
-    })?;
-    state
-        .store
-        .publish_xorb(staged, &hash.hex(), index.stored_len())
-        .await?;
-    let record = XorbRecord {
-        stored_bytes: index.stored_len(),
-        raw_bytes: index.raw_len(),
-        num_chunks: index.num_chunks(),
-        chunk_index: index.encode(),
-    };
-    let inserted = state.db.record_xorb(&raw, &record, now_ms()).await?;
-    tracing::info!(xorb = %hash, chunks = record.num_chunks, bytes = record.stored_bytes, inserted, "xet.xorb_stored");
-    Ok(Json(json!({ "was_inserted": inserted })))
+    let body = body.into_data_stream().map_err(io::Error::other);
+    let was_inserted = xet_store::store_xorb(&state, grant.repo_id, hash, body).await?;
+    Ok(Json(XorbUploaded { was_inserted }))
 }
 
-/// `HEAD /v1/xorbs/default/{hash}`.
+/// `HEAD /v1/xorbs/default/{hash}`: 200 only for a xorb the token's repository references;
+/// one held for other repositories alone is 404, exactly like an unknown one.
 pub async fn head_xorb(
     State(state): State<AppState>,
-    _grant: CasGrant,
+    grant: CasGrant,
     ApiPath((prefix, hash)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
     check_prefix(&prefix)?;
     let hash = parse_hash(&hash)?;
-    match state.db.xorb_stored_bytes(&hash.to_bytes()).await? {
+    match xet_store::xorb_size(&state, grant.repo_id, &hash).await? {
         Some(n) => Ok(([(header::CONTENT_LENGTH, n.to_string())], StatusCode::OK).into_response()),
         None => Ok(StatusCode::NOT_FOUND.into_response()),
     }
+}
+
+/// The answer to a v1 shard upload: 1 when a file was new.
+#[derive(Serialize)]
+pub struct ShardRegistered {
+    result: u8,
 }
 
 /// `POST /v1/shards`: register every file of the shard, or none.
@@ -135,11 +103,13 @@ pub async fn upload_shard(
     State(state): State<AppState>,
     grant: CasGrant,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ShardRegistered>> {
     grant.require_write()?;
     let bytes = read_shard_body(body).await?;
-    let inserted = register_shard(&state, &grant, bytes).await?;
-    Ok(Json(json!({ "result": if inserted { 1 } else { 0 } })))
+    let inserted = xet_store::register_shard(&state, grant.repo_id, bytes).await?;
+    Ok(Json(ShardRegistered {
+        result: u8::from(inserted),
+    }))
 }
 
 /// How often `/v2/shards` repeats its last progress frame while a long check runs.
@@ -163,7 +133,7 @@ pub async fn upload_shard_v2(
         if tx.send(frame(validating.clone())).await.is_err() {
             return;
         }
-        let work = register_shard(&state, &grant, bytes);
+        let work = xet_store::register_shard(&state, grant.repo_id, bytes);
         tokio::pin!(work);
         let mut heartbeat = tokio::time::interval(SHARD_HEARTBEAT);
         heartbeat.tick().await;
@@ -211,86 +181,6 @@ async fn read_shard_body(body: Body) -> ApiResult<Bytes> {
         .map_err(|_| ApiError::PayloadTooLarge { limit })
 }
 
-/// Check every file of a shard against the stored xorbs, rebuild and hash the new ones, then
-/// record them all as LFS objects of the token's repo. Nothing is recorded unless every file
-/// checks out. Returns whether any file was new.
-async fn register_shard(state: &AppState, grant: &CasGrant, bytes: Bytes) -> ApiResult<bool> {
-    let files = blocking(move || shard::parse(&bytes))
-        .await?
-        .map_err(shard_error)?;
-    let all_terms: Vec<shard::Term> = files.iter().flat_map(|f| f.terms.iter().copied()).collect();
-    let xorbs = rebuild::load_indices(state, &all_terms).await?;
-    let mut new_files = Vec::new();
-    let mut known_files = Vec::new();
-    for file in &files {
-        let size = shard::check_file(file, |h| xorbs.get(h)).map_err(shard_error)?;
-        match state.db.xet_file(&file.file_hash.to_bytes()).await? {
-            Some(known) => known_files.push(known),
-            None => new_files.push((file.clone(), size)),
-        }
-    }
-    let mut verified = Vec::with_capacity(new_files.len());
-    for (file, size) in new_files {
-        verified.push(verify_file(state, file, size, &xorbs).await?);
-    }
-    let now = now_ms();
-    for file in verified.iter().chain(&known_files) {
-        state.db.record_xet_file(grant.repo_id, file, now).await?;
-    }
-    tracing::info!(
-        repo_id = grant.repo_id,
-        new = verified.len(),
-        known = known_files.len(),
-        "xet.shard_registered"
-    );
-    Ok(!verified.is_empty())
-}
-
-/// Rebuild a new file from its xorbs and hash it; refuse it if the client claimed another
-/// SHA-256. What we record is always our own hash of the real bytes.
-async fn verify_file(
-    state: &AppState,
-    file: ShardFile,
-    size: u64,
-    xorbs: &HashMap<XetHash, XorbIndex>,
-) -> ApiResult<XetFile> {
-    let plan = plan::plan(&file.terms, xorbs, None).map_err(ApiError::internal)?;
-    let store = (*state.store).clone();
-    let digest = blocking(move || -> io::Result<[u8; 32]> {
-        let mut hasher = Sha256::new();
-        rebuild::write_plan(&store, &plan, &mut hasher)?;
-        Ok(hasher.finalize().into())
-    })
-    .await??;
-    if let Some(claimed) = file.sha256
-        && claimed != digest
-    {
-        tracing::warn!(file = %file.file_hash, claimed = %hex::encode(claimed), actual = %hex::encode(digest), "xet.shard_sha256_mismatch");
-        return Err(ApiError::bad_request(format!(
-            "File {}: the shard claims SHA-256 {}, its bytes hash to {}",
-            file.file_hash,
-            hex::encode(claimed),
-            hex::encode(digest)
-        )));
-    }
-    Ok(XetFile {
-        file_hash: file.file_hash.to_bytes(),
-        size,
-        sha256: Sha256Hex::from_digest(&digest),
-        terms: shard::encode_terms(&file.terms),
-    })
-}
-
-fn shard_error(e: ShardError) -> ApiError {
-    tracing::warn!(error = %e, "xet.shard_refused");
-    match e {
-        ShardError::TooLarge => ApiError::PayloadTooLarge {
-            limit: shard::MAX_SHARD_BYTES,
-        },
-        other => ApiError::bad_request(format!("Invalid shard: {other}")),
-    }
-}
-
 /// A file the grant's repository may read, or 404 (never 403: unreadable and unknown look
 /// the same).
 async fn readable_file(state: &AppState, grant: &CasGrant, file_id: &str) -> ApiResult<XetFile> {
@@ -332,24 +222,78 @@ async fn requested_plan(
     headers: &HeaderMap,
 ) -> ApiResult<(Plan, HashMap<XetHash, XorbIndex>)> {
     let file = readable_file(state, grant, file_id).await?;
-    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        Some(spec) => parse_range(spec, file.size)?,
-        None => None,
-    };
+    let range = range::requested(headers, file.size)?.map(|r| (r.start, r.end));
     let planned = plan_file(state, &file, range).await?;
     tracing::info!(file = %file_id, terms = planned.0.terms.len(), bytes = planned.0.length, "xet.reconstruction");
     Ok(planned)
 }
 
-fn terms_json(plan: &Plan) -> Vec<Value> {
+// The wire types below list their fields in alphabetical order: the order the answers had
+// when they were assembled as JSON maps, kept so the bytes on the wire do not change.
+
+/// A `[start, end)` chunk range, or an inclusive byte range where the field says so.
+#[derive(Serialize)]
+struct Span {
+    end: u64,
+    start: u64,
+}
+
+/// One term of a reconstruction: chunks `range` of xorb `hash`, `unpacked_length` bytes.
+#[derive(Serialize)]
+struct TermOut {
+    hash: String,
+    range: Span,
+    unpacked_length: u64,
+}
+
+/// `GET /v1/reconstructions/{file}`.
+#[derive(Serialize)]
+pub struct ReconstructionV1 {
+    fetch_info: BTreeMap<String, Vec<FetchV1>>,
+    offset_into_first_range: u64,
+    terms: Vec<TermOut>,
+}
+
+/// One v1 fetch: chunks `range` of the xorb at `url`, whose stored bytes are `url_range`
+/// (inclusive).
+#[derive(Serialize)]
+struct FetchV1 {
+    range: Span,
+    url: String,
+    url_range: Span,
+}
+
+/// `GET /v2/reconstructions/{file}`.
+#[derive(Serialize)]
+pub struct ReconstructionV2 {
+    offset_into_first_range: u64,
+    terms: Vec<TermOut>,
+    xorbs: BTreeMap<String, Vec<FetchV2>>,
+}
+
+/// One v2 fetch: a URL and its single range (chunks, and inclusive stored bytes).
+#[derive(Serialize)]
+struct FetchV2 {
+    ranges: [FetchRange; 1],
+    url: String,
+}
+
+#[derive(Serialize)]
+struct FetchRange {
+    bytes: Span,
+    chunks: Span,
+}
+
+fn terms_out(plan: &Plan) -> Vec<TermOut> {
     plan.terms
         .iter()
-        .map(|t| {
-            json!({
-                "hash": t.xorb.hex(),
-                "unpacked_length": t.unpacked_len,
-                "range": { "start": t.chunk_start, "end": t.chunk_end },
-            })
+        .map(|t| TermOut {
+            hash: t.xorb.hex(),
+            range: Span {
+                end: u64::from(t.chunk_end),
+                start: u64::from(t.chunk_start),
+            },
+            unpacked_length: t.unpacked_len,
         })
         .collect()
 }
@@ -366,34 +310,30 @@ fn fetch_url(state: &AppState, xorb: &XetHash, start: u64, end_inclusive: u64, e
     )
 }
 
-/// The reconstruction answer v1 and v2 share; they differ only in the name of the fetch map
-/// and in how one fetch (a signed URL for an inclusive stored byte range) is described.
-fn reconstruction_body(
+/// The fetches of a plan, per xorb, each described by `describe` (given its signed URL); v1
+/// and v2 differ only there.
+fn fetch_map<T>(
     state: &AppState,
     plan: &Plan,
     xorbs: &HashMap<XetHash, XorbIndex>,
-    fetch_key: &str,
-    describe: impl Fn(String, &plan::Fetch) -> Value,
-) -> Value {
+    describe: impl Fn(String, &plan::Fetch) -> T,
+) -> BTreeMap<String, Vec<T>> {
     let exp = now_secs() + FETCH_URL_TTL_SECS;
-    let mut fetch_map = Map::new();
-    for (xorb, fetches) in plan::fetches(plan, xorbs) {
-        let entries = fetches
-            .iter()
-            .map(|f| {
-                describe(
-                    fetch_url(state, &xorb, f.stored_start, f.stored_end - 1, exp),
-                    f,
-                )
-            })
-            .collect();
-        fetch_map.insert(xorb.hex(), Value::Array(entries));
-    }
-    json!({
-        "offset_into_first_range": plan.offset_into_first,
-        "terms": terms_json(plan),
-        fetch_key: fetch_map,
-    })
+    plan::fetches(plan, xorbs)
+        .into_iter()
+        .map(|(xorb, fetches)| {
+            let entries = fetches
+                .iter()
+                .map(|f| {
+                    describe(
+                        fetch_url(state, &xorb, f.stored_start, f.stored_end - 1, exp),
+                        f,
+                    )
+                })
+                .collect();
+            (xorb.hex(), entries)
+        })
+        .collect()
 }
 
 /// `GET /v1/reconstructions/{file_id}`: one URL per fetch, with its byte range beside it.
@@ -402,21 +342,23 @@ pub async fn reconstruction_v1(
     grant: CasGrant,
     ApiPath(file_id): ApiPath<String>,
     headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ReconstructionV1>> {
     let (plan, xorbs) = requested_plan(&state, &grant, &file_id, &headers).await?;
-    Ok(Json(reconstruction_body(
-        &state,
-        &plan,
-        &xorbs,
-        "fetch_info",
-        |url, f| {
-            json!({
-                "range": { "start": f.chunk_start, "end": f.chunk_end },
-                "url": url,
-                "url_range": { "start": f.stored_start, "end": f.stored_end - 1 },
-            })
-        },
-    )))
+    Ok(Json(ReconstructionV1 {
+        fetch_info: fetch_map(&state, &plan, &xorbs, |url, f| FetchV1 {
+            range: Span {
+                end: u64::from(f.chunk_end),
+                start: u64::from(f.chunk_start),
+            },
+            url,
+            url_range: Span {
+                end: f.stored_end - 1,
+                start: f.stored_start,
+            },
+        }),
+        offset_into_first_range: plan.offset_into_first,
+        terms: terms_out(&plan),
+    }))
 }
 
 /// `GET /v2/reconstructions/{file_id}`: one single-range entry per merged fetch.
@@ -425,23 +367,25 @@ pub async fn reconstruction_v2(
     grant: CasGrant,
     ApiPath(file_id): ApiPath<String>,
     headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ReconstructionV2>> {
     let (plan, xorbs) = requested_plan(&state, &grant, &file_id, &headers).await?;
-    Ok(Json(reconstruction_body(
-        &state,
-        &plan,
-        &xorbs,
-        "xorbs",
-        |url, f| {
-            json!({
-                "url": url,
-                "ranges": [{
-                    "chunks": { "start": f.chunk_start, "end": f.chunk_end },
-                    "bytes": { "start": f.stored_start, "end": f.stored_end - 1 },
-                }],
-            })
-        },
-    )))
+    Ok(Json(ReconstructionV2 {
+        offset_into_first_range: plan.offset_into_first,
+        terms: terms_out(&plan),
+        xorbs: fetch_map(&state, &plan, &xorbs, |url, f| FetchV2 {
+            ranges: [FetchRange {
+                bytes: Span {
+                    end: f.stored_end - 1,
+                    start: f.stored_start,
+                },
+                chunks: Span {
+                    end: u64::from(f.chunk_end),
+                    start: u64::from(f.chunk_start),
+                },
+            }],
+            url,
+        }),
+    }))
 }
 
 /// `GET /fetch/{xorb}?range=a-b&exp=..&sig=..`: the signed stored bytes of a xorb. The
@@ -466,18 +410,6 @@ pub async fn fetch(
         return Err(forbidden());
     }
     let (signed_start, signed_end) = parse_inclusive(range).ok_or_else(forbidden)?;
-    let (start, end) = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        None => (signed_start, signed_end),
-        Some(spec) => spec
-            .strip_prefix("bytes=")
-            .and_then(parse_inclusive)
-            .ok_or_else(|| ApiError::bad_request("Only a single bytes=a-b range is served here"))?,
-    };
-    if start < signed_start || end > signed_end || start > end {
-        return Err(ApiError::Forbidden(
-            "The requested range is outside the signed range".into(),
-        ));
-    }
     let path = state.store.xorb_path(&xorb_hex);
     let mut file = tokio::fs::File::open(&path)
         .await
@@ -489,6 +421,17 @@ pub async fn fetch(
             _ => ApiError::internal(e),
         })?;
     let total = file.metadata().await?.len();
+    // The request's own `Range` (the one rule, against the whole xorb) narrows the signed
+    // range; without one, or with one that is ignored, the signed range is sent.
+    let (start, end) = match range::requested(&headers, total)? {
+        Some(r) => (r.start, r.end - 1),
+        None => (signed_start, signed_end),
+    };
+    if start < signed_start || end > signed_end || start > end {
+        return Err(ApiError::Forbidden(
+            "The requested range is outside the signed range".into(),
+        ));
+    }
     if end >= total {
         return Err(ApiError::RangeNotSatisfiable { size: total });
     }

@@ -27,6 +27,8 @@ struct Fixture {
     app: Router,
     repo_a: i64,
     repo_b: i64,
+    /// A private repository of another owner, bob.
+    repo_c: i64,
 }
 
 async fn fixture() -> Fixture {
@@ -57,6 +59,19 @@ async fn fixture() -> Fixture {
                 .id,
         );
     }
+    let bob = db
+        .create_user(&RepoName::parse("bob").expect("name"), None, false)
+        .await
+        .expect("user");
+    let bobs = RepoId::new(
+        RepoName::parse("bob").expect("ns"),
+        RepoName::parse("c").expect("name"),
+    );
+    let repo_c = db
+        .create_repo(RepoType::Model, &bobs, true, bob.id, 1)
+        .await
+        .expect("repo")
+        .id;
     let git = crate::git_runtime::GitRuntime::prepare_with_hook(&config, "/nonexistent".into())
         .expect("git runtime");
     let config_auth = config.auth.clone();
@@ -78,6 +93,7 @@ async fn fixture() -> Fixture {
         app,
         repo_a: ids[0],
         repo_b: ids[1],
+        repo_c,
     }
 }
 
@@ -691,4 +707,197 @@ async fn v2_shards_stream_progress_and_a_terminal_frame() {
         StatusCode::FORBIDDEN,
         "auth errors stay plain HTTP statuses"
     );
+}
+
+#[tokio::test]
+async fn a_xorb_held_for_another_owner_is_unknown_until_uploaded_for_this_repo() {
+    let f = fixture().await;
+    let u = upload();
+    store_xorb(&f, &u).await;
+    let wa = f.token(f.repo_a, Scope::Write);
+    let shard = build_shard(std::slice::from_ref(&u.file));
+    let (s, _, _) = f
+        .call(
+            Method::POST,
+            "/xet/v1/shards",
+            Some(&wa),
+            &[],
+            shard.clone(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let sha = trove_types::Sha256Hex::from_digest(&Sha256::digest(&u.data).into());
+
+    // A repo of the same namespace sees it: the client reuses xorbs from its cache.
+    let rb = f.token(f.repo_b, Scope::Read);
+    let (s, _, _) = f
+        .call(Method::HEAD, &xorb_uri(&u.xorb), Some(&rb), &[], vec![])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Bob's repo's token learns nothing about alice's xorb: HEAD answers as for a random hash…
+    let wc = f.token(f.repo_c, Scope::Write);
+    let rc = f.token(f.repo_c, Scope::Read);
+    for token in [&wc, &rc] {
+        let (s, _, _) = f
+            .call(Method::HEAD, &xorb_uri(&u.xorb), Some(token), &[], vec![])
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "HEAD must not confirm A's xorb");
+    }
+    // … and a shard naming it cannot register the file for bob's repo.
+    let (s, _, _) = f
+        .call(
+            Method::POST,
+            "/xet/v1/shards",
+            Some(&wc),
+            &[],
+            shard.clone(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        f.state
+            .db
+            .repo_object_size(f.repo_c, &sha)
+            .await
+            .expect("q"),
+        None
+    );
+    let file_uri = format!("/xet/v2/reconstructions/{}", u.file.file_hash.hex());
+    let (s, _, _) = f.call(Method::GET, &file_uri, Some(&rc), &[], vec![]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The client flow for bob's repo: upload the xorb (its bytes are checked, not trusted), then the
+    // shard. The store keeps one copy; bob's repo now references it and reads the file.
+    let (s, _, _) = f
+        .call(
+            Method::POST,
+            &xorb_uri(&u.xorb),
+            Some(&wc),
+            &[],
+            u.xorb_bytes[..u.xorb_bytes.len() - 1].to_vec(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a damaged re-upload is refused");
+    let (s, b, _) = f
+        .call(
+            Method::POST,
+            &xorb_uri(&u.xorb),
+            Some(&wc),
+            &[],
+            u.xorb_bytes.clone(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        json(&b)["was_inserted"],
+        true,
+        "new for this repo, whatever others hold"
+    );
+    assert_eq!(f.xorb_files(), 1);
+    let (s, _, _) = f
+        .call(Method::HEAD, &xorb_uri(&u.xorb), Some(&rc), &[], vec![])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b, _) = f
+        .call(Method::POST, "/xet/v1/shards", Some(&wc), &[], shard)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(
+        f.state
+            .db
+            .repo_object_size(f.repo_c, &sha)
+            .await
+            .expect("q"),
+        Some(60_000)
+    );
+    let (s, _, _) = f.call(Method::GET, &file_uri, Some(&rc), &[], vec![]).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_repo_references_the_xorbs_of_files_linked_to_it() {
+    let f = fixture().await;
+    let u = upload();
+    store_xorb(&f, &u).await;
+    let wa = f.token(f.repo_a, Scope::Write);
+    let (s, _, _) = f
+        .call(
+            Method::POST,
+            "/xet/v1/shards",
+            Some(&wa),
+            &[],
+            build_shard(std::slice::from_ref(&u.file)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let rc = f.token(f.repo_c, Scope::Read);
+    let (s, _, _) = f
+        .call(Method::HEAD, &xorb_uri(&u.xorb), Some(&rc), &[], vec![])
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Bob's repo receives the same bytes another way (an LFS upload links the object).
+    let sha = trove_types::Sha256Hex::from_digest(&Sha256::digest(&u.data).into());
+    crate::repos::lfs::publish(&f.state, f.repo_c, &sha, 60_000)
+        .await
+        .expect("link");
+    let (s, _, _) = f
+        .call(Method::HEAD, &xorb_uri(&u.xorb), Some(&rc), &[], vec![])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn reconstruction_and_fetch_ranges_follow_the_one_rule() {
+    let f = fixture().await;
+    let u = upload();
+    store_xorb(&f, &u).await;
+    let wa = f.token(f.repo_a, Scope::Write);
+    let (s, _, _) = f
+        .call(
+            Method::POST,
+            "/xet/v1/shards",
+            Some(&wa),
+            &[],
+            build_shard(std::slice::from_ref(&u.file)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let ra = f.token(f.repo_a, Scope::Read);
+    let file_uri = format!("/xet/v2/reconstructions/{}", u.file.file_hash.hex());
+    // An unparsable Range is ignored: the whole file's plan.
+    for spec in ["bytes=--1", "bytes=x-5", "bytes=", "bytes=0-1,5-6"] {
+        let (s, b, _) = f
+            .call(
+                Method::GET,
+                &file_uri,
+                Some(&ra),
+                &[("range", spec)],
+                vec![],
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{spec}");
+        assert_eq!(json(&b)["offset_into_first_range"], 0, "{spec}");
+    }
+    let (s, _, h) = f
+        .call(
+            Method::GET,
+            &file_uri,
+            Some(&ra),
+            &[("range", "bytes=70000-")],
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(h["content-range"], "bytes */60000");
+    // The signed fetch: an ignored Range sends the signed range.
+    let (_, b, _) = f.call(Method::GET, &file_uri, Some(&ra), &[], vec![]).await;
+    let r = json(&b);
+    let url = r["xorbs"][u.xorb.hex()][0]["url"].as_str().expect("url");
+    let path = url.strip_prefix("http://127.0.0.1:9").expect("our origin");
+    let (s, bytes, _) = f
+        .call(Method::GET, path, None, &[("range", "bytes=abc")], vec![])
+        .await;
+    assert_eq!(s, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(bytes, u.xorb_bytes);
 }

@@ -1,0 +1,54 @@
+//! LFS objects as a repository receives them: bytes streamed into the store and verified
+//! against their oid, then recorded and linked to the repository they were uploaded for. A
+//! repository may reference an object only once such a link exists, so knowing a hash never
+//! grants another repository's content.
+
+use crate::clock::now_ms;
+use crate::error::ApiResult;
+use crate::state::AppState;
+use bytes::Bytes;
+use futures_util::Stream;
+use std::io;
+use trove_store::PutOutcome;
+use trove_types::Sha256Hex;
+
+/// Records a verified object and links it to the repository it was uploaded for.
+pub async fn publish(state: &AppState, repo_id: i64, oid: &Sha256Hex, size: u64) -> ApiResult<()> {
+    let now = now_ms();
+    state.db.record_lfs_object(oid, size, now).await?;
+    state.db.link_repo_object(repo_id, oid, now).await?;
+    Ok(())
+}
+
+/// The basic transfer: streams `body` into the store (refused unless it is `size` bytes
+/// hashing to `oid`), then publishes the object for `repo_id`.
+pub async fn receive<S>(
+    state: &AppState,
+    repo_id: i64,
+    oid: &Sha256Hex,
+    size: u64,
+    body: S,
+) -> ApiResult<PutOutcome>
+where
+    S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
+{
+    let outcome = state.store.put(oid, size, body).await?;
+    publish(state, repo_id, oid, size).await?;
+    tracing::info!(oid = %oid, size_bytes = size, new = matches!(outcome, PutOutcome::Stored), "lfs object uploaded");
+    Ok(outcome)
+}
+
+/// The multipart transfer's last step: every part is in; the store hashes and verifies the
+/// whole, then the object is published for `repo_id`.
+pub async fn complete_multipart(
+    state: &AppState,
+    upload_id: &str,
+    repo_id: i64,
+    oid: &Sha256Hex,
+    size: u64,
+) -> ApiResult<()> {
+    state.store.multipart_complete(upload_id).await?;
+    publish(state, repo_id, oid, size).await?;
+    tracing::info!(oid = %oid, size_bytes = size, "lfs multipart upload completed");
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! The Xet chunk store as repositories use it: storing a xorb for a repository, registering
+//! the files of a shard, and the rule that scopes both — a repository sees only the xorbs
+//! referenced by its namespace's repositories (uploaded for one, or making up a file linked to
+//! one), so that knowing a hash never confirms that another owner holds the bytes. The
+//! namespace is the unit because the client reuses xorbs it uploaded earlier (to any repo)
+//! without sending them again, and whoever may write to a repository of a namespace is its
+//! owner or a member of its organization.
+
+use crate::clock::now_ms;
+use crate::error::{ApiError, ApiResult};
+use crate::repos::rebuild;
+use crate::state::AppState;
+use bytes::Bytes;
+use futures_util::Stream;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io;
+use trove_db::{XetFile, XorbRecord};
+use trove_types::Sha256Hex;
+use trove_xet::XetHash;
+use trove_xet::plan;
+use trove_xet::shard::{self, ShardError, ShardFile};
+use trove_xet::xorb::{self, XorbError, XorbIndex};
+
+/// Stores xorb `hash` for repository `repo_id` from an upload `body`, after checking that the
+/// bytes are a valid xorb with that hash. Returns whether the repository did not reference
+/// it before. A xorb the server already holds for other repositories is read and checked all
+/// the same (the upload proves the client has the bytes) and then linked, never answered
+/// from what other repositories hold.
+pub async fn store_xorb<S>(
+    state: &AppState,
+    repo_id: i64,
+    hash: XetHash,
+    body: S,
+) -> ApiResult<bool>
+where
+    S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
+{
+    let raw = hash.to_bytes();
+    if state
+        .db
+        .repo_xorb_stored_bytes(repo_id, &raw)
+        .await?
+        .is_some()
+    {
+        return Ok(false);
+    }
+    let staged = state
+        .store
+        .stage_xorb(body, xorb::MAX_XORB_UPLOAD_BYTES)
+        .await?;
+    let path = staged.path().to_owned();
+    let index = tokio::task::spawn_blocking(move || -> Result<XorbIndex, XorbError> {
+        xorb::validate(std::fs::File::open(&path)?, &hash)
+    })
+    .await?
+    .map_err(|e| match e {
+        XorbError::Io(e) => ApiError::internal(e),
+        refused => {
+            tracing::warn!(xorb = %hash, error = %refused, "xet.xorb_refused");
+            ApiError::bad_request(format!("Invalid xorb: {refused}"))
+        }
+    })?;
+    let now = now_ms();
+    if state.db.xorb_stored_bytes(&raw).await?.is_none() {
+        state
+            .store
+            .publish_xorb(staged, &hash.hex(), index.stored_len())
+            .await?;
+        let record = XorbRecord {
+            stored_bytes: index.stored_len(),
+            raw_bytes: index.raw_len(),
+            num_chunks: index.num_chunks(),
+            chunk_index: index.encode(),
+        };
+        state.db.record_xorb(&raw, &record, now).await?;
+        tracing::info!(xorb = %hash, chunks = record.num_chunks, bytes = record.stored_bytes, "xet.xorb_stored");
+    }
+    let linked = state.db.link_repo_xorb(repo_id, &raw, now).await?;
+    tracing::info!(xorb = %hash, repo_id, linked, "xet.xorb_linked");
+    Ok(linked)
+}
+
+/// The stored size of xorb `hash` if it is visible to repository `repo_id`; `None` whether
+/// it is unknown or held for other namespaces only.
+pub async fn xorb_size(state: &AppState, repo_id: i64, hash: &XetHash) -> ApiResult<Option<u64>> {
+    Ok(state
+        .db
+        .repo_xorb_stored_bytes(repo_id, &hash.to_bytes())
+        .await?)
+}
+
+/// Checks every file of a shard against the xorbs visible to repository `repo_id`, rebuilds
+/// and hashes the new ones, then records them all as LFS objects of that repository. Nothing
+/// is recorded unless every file checks out. Returns whether any file was new.
+pub async fn register_shard(state: &AppState, repo_id: i64, bytes: Bytes) -> ApiResult<bool> {
+    let files = tokio::task::spawn_blocking(move || shard::parse(&bytes))
+        .await?
+        .map_err(shard_error)?;
+    let mut wanted: Vec<[u8; 32]> = files
+        .iter()
+        .flat_map(|f| f.terms.iter().map(|t| t.xorb.to_bytes()))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    // A xorb not visible to the repository is missing as far as this shard is concerned.
+    let xorbs = state
+        .db
+        .repo_xorb_indices(repo_id, &wanted)
+        .await?
+        .into_iter()
+        .map(|(h, blob)| {
+            let index = XorbIndex::decode(&blob).map_err(ApiError::internal)?;
+            Ok((XetHash::from_bytes(h), index))
+        })
+        .collect::<ApiResult<HashMap<_, _>>>()?;
+    let mut new_files = Vec::new();
+    let mut known_files = Vec::new();
+    for file in &files {
+        let size = shard::check_file(file, |h| xorbs.get(h)).map_err(shard_error)?;
+        match state.db.xet_file(&file.file_hash.to_bytes()).await? {
+            Some(known) => known_files.push(known),
+            None => new_files.push((file.clone(), size)),
+        }
+    }
+    let mut verified = Vec::with_capacity(new_files.len());
+    for (file, size) in new_files {
+        verified.push(verify_file(state, file, size, &xorbs).await?);
+    }
+    let now = now_ms();
+    for file in verified.iter().chain(&known_files) {
+        let terms = rebuild::file_terms(file)?;
+        let mut names: Vec<[u8; 32]> = terms.iter().map(|t| t.xorb.to_bytes()).collect();
+        names.sort_unstable();
+        names.dedup();
+        state.db.record_xet_file(repo_id, file, &names, now).await?;
+    }
+    tracing::info!(
+        repo_id,
+        new = verified.len(),
+        known = known_files.len(),
+        "xet.shard_registered"
+    );
+    Ok(!verified.is_empty())
+}
+
+/// Rebuild a new file from its xorbs and hash it; refuse it if the client claimed another
+/// SHA-256. What we record is always our own hash of the real bytes.
+async fn verify_file(
+    state: &AppState,
+    file: ShardFile,
+    size: u64,
+    xorbs: &HashMap<XetHash, XorbIndex>,
+) -> ApiResult<XetFile> {
+    let plan = plan::plan(&file.terms, xorbs, None).map_err(ApiError::internal)?;
+    let store = (*state.store).clone();
+    let digest = tokio::task::spawn_blocking(move || -> io::Result<[u8; 32]> {
+        let mut hasher = Sha256::new();
+        rebuild::write_plan(&store, &plan, &mut hasher)?;
+        Ok(hasher.finalize().into())
+    })
+    .await??;
+    if let Some(claimed) = file.sha256
+        && claimed != digest
+    {
+        tracing::warn!(file = %file.file_hash, claimed = %hex::encode(claimed), actual = %hex::encode(digest), "xet.shard_sha256_mismatch");
+        return Err(ApiError::bad_request(format!(
+            "File {}: the shard claims SHA-256 {}, its bytes hash to {}",
+            file.file_hash,
+            hex::encode(claimed),
+            hex::encode(digest)
+        )));
+    }
+    Ok(XetFile {
+        file_hash: file.file_hash.to_bytes(),
+        size,
+        sha256: Sha256Hex::from_digest(&digest),
+        terms: shard::encode_terms(&file.terms),
+    })
+}
+
+fn shard_error(e: ShardError) -> ApiError {
+    tracing::warn!(error = %e, "xet.shard_refused");
+    match e {
+        ShardError::TooLarge => ApiError::PayloadTooLarge {
+            limit: shard::MAX_SHARD_BYTES,
+        },
+        other => ApiError::bad_request(format!("Invalid shard: {other}")),
+    }
+}
