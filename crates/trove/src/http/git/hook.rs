@@ -16,7 +16,12 @@
 //! - a file of 10 MiB or more must be stored with Git LFS: a larger blob that is not an LFS
 //!   pointer is refused;
 //! - every new LFS pointer must name an object uploaded to this repository (git-lfs uploads
-//!   objects before pushing), with the size the pointer says.
+//!   objects before pushing), with the size the pointer says;
+//! - every name in every new tree passes the commit API's path rule
+//!   ([`trove_git::entry_name_problem`]): no `.`, `..`, `.git` (in any spelling the rule
+//!   knows), `/`, backslash or NUL, UTF-8 only. git itself checked the objects before this
+//!   hook runs (`receive.fsckObjects`, see `trove_git::smart_http`): malformed commits,
+//!   `.gitmodules` abuse and the NTFS/HFS spellings of `.git` never reach it.
 //!
 //! Who pushes and where comes from variables the server sets on the receive-pack process;
 //! nothing a client sends can set them.
@@ -148,6 +153,9 @@ pub fn decide(facts: &PushFacts<'_>) -> Vec<String> {
              git lfs migrate import --include={path:?})",
             human_size(*size)
         ));
+    }
+    for bad in &facts.objects.bad_names {
+        refusals.push(format!("tree {}: {}", bad.tree, bad.reason));
     }
     for (blob, LfsPointer { oid, size }) in &facts.objects.lfs_pointers {
         match facts.stored.get(oid) {
@@ -680,6 +688,7 @@ mod tests {
             large_blobs: vec![(oid('f'), 12 * 1024 * 1024)],
             lfs_pointers: vec![],
             count: 3,
+            bad_names: vec![],
         };
         let got = refusals(&alice, &main, &objects);
         assert_eq!(got.len(), 1);
