@@ -13,6 +13,7 @@ pub mod index;
 pub mod lifecycle;
 pub mod likes;
 pub mod listing;
+pub mod push;
 pub mod rebuild;
 pub mod safetensors;
 pub mod settings;
