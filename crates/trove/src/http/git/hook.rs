@@ -679,6 +679,27 @@ mod tests {
     }
 
     #[test]
+    fn trees_with_names_the_path_rule_refuses_are_refused() {
+        let objects = NewObjects {
+            bad_names: vec![trove_git::BadName {
+                tree: oid('e'),
+                reason: "Invalid path \"..\": '.' and '..' segments are not allowed".into(),
+            }],
+            ..NewObjects::default()
+        };
+        let got = refusals(
+            &writer(true),
+            &[update("refs/heads/main", RefMove::FastForward)],
+            &objects,
+        );
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].starts_with(&format!("tree {}: Invalid path", oid('e'))),
+            "{got:?}"
+        );
+    }
+
+    #[test]
     fn long_lists_of_reasons_are_cut() {
         let alice = writer(true);
         let objects = NewObjects {
