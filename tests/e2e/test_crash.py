@@ -167,6 +167,7 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_write(tmp_path):
     try:
         for round_ in range(ROUNDS):
             hub = Hub(server)
+            (tmp_path / f"client-{round_}").mkdir()
             client = make_client(server, tmp_path / f"client-{round_}")
             stop = threading.Event()
             threads = _writers(server, hub, acked, fixed, work, rng, stop)
@@ -190,6 +191,11 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_write(tmp_path):
             server.start()
             _check(server, acked, fixed["lfs"])
         # The loop did write: a run that acknowledged nothing would prove nothing.
-        assert acked.repos and acked.files and acked.pushed and acked.lfs, acked
+        through_client = [path for repo, path in acked.files if repo == fixed["hf"]]
+        assert acked.repos and acked.files and acked.pushed and acked.lfs and through_client, \
+            acked
+        print(f"acknowledged: {len(acked.repos)} repos, {len(acked.files)} files "
+              f"({len(through_client)} through huggingface_hub), {len(acked.lfs)} LFS objects, "
+              f"last push {acked.pushed}")
     finally:
         server.stop()
