@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import os
 import socket
 import subprocess
@@ -574,3 +575,108 @@ def test_gzipped_fetch_requests_are_decompressed_as_they_stream(hub):
         assert r.status_code == 200
         assert r.headers["content-type"] == "application/x-git-upload-pack-result"
         assert b"PACK" in r.content
+
+
+def test_a_gzip_bomb_fetch_request_is_refused_before_any_answer(hub, trove):
+    repo = hub.create_repo("bomb")
+    head = hub.commit_files(repo, {"b.txt": b"bomb"})
+    request = (_pkt(f"want {head} multi_ack_detailed side-band-64k ofs-delta agent=e2e\n".encode())
+               + b"0000" + _pkt(b"done\n"))
+    # 200 MiB once decompressed, about 200 KiB on the wire.
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6) as z:
+        z.write(request)
+        zeros = b"0" * (1 << 20)
+        for _ in range(200):
+            z.write(zeros)
+    r = hub.http.post(f"/{repo}/git-upload-pack", content=buf.getvalue(),
+                      headers={"content-type": "application/x-git-upload-pack-request",
+                               "content-encoding": "gzip"})
+    assert r.status_code == 413, (r.status_code, r.content[:200])
+    trove.check_alive()
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile trees: one path rule for pushes and the commit API
+# --------------------------------------------------------------------------------------------
+
+# Names a tree may not hold (each planted as a folder with a `config` file in it).
+HOSTILE_NAMES = [b".git", b".GIT", b"..", b".", b"a/b", ".git\u200c".encode(), b"GIT~1",
+                 b".git.", b"..\\..\\x"]
+
+
+def _object(git: Git, work: Path, kind: str, data: bytes) -> str:
+    """Writes an object exactly as given: `--literally` checks nothing, as an attacker's git."""
+    p = subprocess.run(["git", "hash-object", "-t", kind, "-w", "--literally", "--stdin"],
+                       cwd=work, input=data, env=git.env, capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.decode().strip()
+
+
+def _raw_tree(entries: list[tuple[bytes, bytes, str]]) -> bytes:
+    """A tree object's bytes, entries sorted as git sorts them (folders compare as `name/`)."""
+    key = lambda e: e[1] + (b"/" if e[0] == b"40000" else b"")  # noqa: E731
+    return b"".join(mode + b" " + name + b"\0" + bytes.fromhex(oid)
+                    for mode, name, oid in sorted(entries, key=key))
+
+
+def _hostile_commits(git: Git, work: Path, parent: str) -> dict[str, str]:
+    """Commits on top of `parent`, each bringing one thing a push must not bring."""
+    attrs = git.run("rev-parse", "HEAD:.gitattributes", cwd=work).stdout.strip()
+    config = _object(git, work, "blob", b"[core]\n\thooksPath = /tmp\n")
+    folder = _object(git, work, "tree", _raw_tree([(b"100644", b"config", config)]))
+    ident = "Eve <eve@example.invalid> 1700000000 +0000"
+
+    def commit(root_entries, *, header: str | None = None) -> str:
+        root = _object(git, work, "tree", _raw_tree([(b"100644", b".gitattributes", attrs),
+                                                     *root_entries]))
+        text = header or f"tree {root}\nparent {parent}\nauthor {ident}\ncommitter {ident}\n"
+        return _object(git, work, "commit", f"{text}\nhostile\n".encode())
+
+    cases = {name.decode(errors="replace"): commit([(b"40000", name, folder)])
+             for name in HOSTILE_NAMES}
+    modules = _object(git, work, "blob",
+                      b'[submodule "x"]\n\tpath = x\n\turl = -u./payload\n')
+    cases[".gitmodules url"] = commit([(b"100644", b".gitmodules", modules)])
+    link = _object(git, work, "blob", b"../../elsewhere")
+    cases[".gitmodules symlink"] = commit([(b"120000", b".gitmodules", link)])
+    fine = _object(git, work, "tree", _raw_tree([(b"100644", b".gitattributes", attrs)]))
+    cases["no author"] = commit([], header=f"tree {fine}\nparent {parent}\ncommitter {ident}\n")
+    cases["bad email"] = commit([], header=(f"tree {fine}\nparent {parent}\n"
+                                            "author Eve <eve@x 1700000000 +0000\n"
+                                            f"committer {ident}\n"))
+    return cases
+
+
+def test_pushes_of_hostile_trees_and_commits_are_refused_and_leave_nothing(git, hub):
+    repo = hub.create_repo("hostile")
+    before = hub.head_sha(repo)
+    git.clone(git.url(repo, token=hub.server.admin_token), "w")
+    work = git.base / "w"
+    for case, commit in _hostile_commits(git, work, before).items():
+        for ref in ("refs/heads/main", f"refs/heads/h{abs(hash(case))}"):
+            p = git.run("push", "origin", f"{commit}:{ref}", cwd=work, check=False)
+            assert p.returncode != 0, f"{case}: accepted\n{p.stderr}"
+            assert "remote:" in p.stderr or "remote unpack failed" in p.stderr, \
+                f"{case}: {p.stderr}"
+    # Nothing of it is visible: the refs, the file list, the planted files.
+    assert hub.head_sha(repo) == before
+    info = hub.info(repo).json()
+    assert [s["rfilename"] for s in info["siblings"]] == [".gitattributes"]
+    refs = hub.http.get(f"/api/models/{repo}/refs").json()
+    assert [b["name"] for b in refs["branches"]] == ["main"]
+    for path in (".git/config", "../config", "GIT~1/config"):
+        assert hub.http.get(f"/{repo}/resolve/main/{path}").status_code in (400, 404), path
+    git.clone(git.url(repo), "after")
+
+
+def test_the_hook_names_the_refused_path(git, hub):
+    repo = hub.create_repo("hostile-named")
+    before = hub.head_sha(repo)
+    git.clone(git.url(repo, token=hub.server.admin_token), "w")
+    work = git.base / "w"
+    commit = _hostile_commits(git, work, before)["..\\..\\x"]
+    p = git.run("push", "origin", f"{commit}:refs/heads/main", cwd=work, check=False)
+    assert p.returncode != 0
+    assert "Push refused by Trove" in p.stderr and "Invalid path" in p.stderr, p.stderr
+    assert hub.head_sha(repo) == before

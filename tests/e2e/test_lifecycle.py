@@ -119,3 +119,76 @@ def test_admin_cli_refuses_a_directory_without_a_hub_and_new_data_dirs_are_priva
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=60)
+
+
+def _repo_id(server: TroveServer, repo: str) -> int:
+    """The database id of `namespace/name` (read while the server is stopped)."""
+    import sqlite3
+    namespace, name = repo.split("/")
+    with sqlite3.connect(server.data_dir / "trove.db") as db:
+        row = db.execute("SELECT id FROM repos WHERE namespace = ? AND name = ?",
+                         (namespace, name)).fetchone()
+    assert row, repo
+    return row[0]
+
+
+def _answers(hub: Hub, repo: str) -> None:
+    for path in (f"/api/models/{repo}", f"/api/models/{repo}/tree/main",
+                 f"/api/models/{repo}/refs", f"/api/models/{repo}/commits/main"):
+        r = hub.http.get(path, headers=hub.auth(hub.token()))
+        assert r.status_code == 200, (path, r.status_code, r.text[:300])
+
+
+def test_a_repo_whose_git_folder_vanished_works_again_after_a_restart(tmp_path):
+    import shutil
+    server = TroveServer("trove-vanished", tmp_path / "srv")
+    server.start()
+    hub = Hub(server)
+    repo = hub.create_repo("vanished")
+    hub.close()
+    server.stop()
+    shutil.rmtree(server.data_dir / "repos" / f"{_repo_id(server, repo)}.git")
+
+    again = TroveServer("trove-vanished-2", tmp_path / "srv")
+    again.start()
+    hub = Hub(again)
+    try:
+        _answers(hub, repo)
+        hub.commit_files(repo, {"after.txt": b"after"})
+        assert hub.http.get(f"/{repo}/resolve/main/after.txt").content == b"after"
+        # Its name is still taken, and a new repo next to it is created normally.
+        name = repo.split("/")[1]
+        r = hub.http.post("/api/repos/create", json={"name": name, "type": "model"},
+                          headers=hub.auth(hub.token()))
+        assert r.status_code == 409, r.text
+        _answers(hub, hub.create_repo("next"))
+        assert "git folder missing" in again.log_path.read_text()
+    finally:
+        hub.close()
+        again.stop()
+
+
+def test_git_lock_files_left_by_a_dead_process_do_not_block_commits(tmp_path):
+    server = TroveServer("trove-locks", tmp_path / "srv")
+    server.start()
+    hub = Hub(server)
+    repo = hub.create_repo("locked")
+    hub.commit_files(repo, {"a.txt": b"a"})
+    hub.close()
+    server.stop()
+    git_dir = server.data_dir / "repos" / f"{_repo_id(server, repo)}.git"
+    for lock in ("refs/heads/main.lock", "config.lock", "packed-refs.lock"):
+        (git_dir / lock).write_bytes(b"")
+
+    again = TroveServer("trove-locks-2", tmp_path / "srv")
+    again.start()
+    hub = Hub(again)
+    try:
+        started = time.monotonic()
+        hub.commit_files(repo, {"b.txt": b"b"})
+        assert time.monotonic() - started < 1.5, "the commit waited for a stale lock"
+        assert not (git_dir / "refs/heads/main.lock").exists()
+        _answers(hub, repo)
+    finally:
+        hub.close()
+        again.stop()

@@ -153,6 +153,56 @@ impl Db {
         Repo::from_row(&row)
     }
 
+    /// Creates a repository row as [`Db::create_repo`] does, and runs `place` with it before
+    /// the row is committed: the row becomes visible only once `place` has succeeded, and
+    /// not at all when it fails or the process dies first. `place` puts into position what
+    /// the row stands for (the git repository); it must be quick, since the database's one
+    /// writer waits for it.
+    pub async fn create_repo_with<E, F, Fut>(
+        &self,
+        repo_type: RepoType,
+        id: &RepoId,
+        private: bool,
+        owner_user_id: i64,
+        now_ms: i64,
+        place: F,
+    ) -> std::result::Result<Repo, E>
+    where
+        E: From<DbError>,
+        F: FnOnce(Repo) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<(), E>>,
+    {
+        let mut tx = self.pool.begin().await.map_err(DbError::from)?;
+        let sql = format!(
+            "INSERT INTO repos \
+             (repo_type, namespace, name, private, owner_user_id, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {REPO_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(repo_type.as_str())
+            .bind(id.namespace.as_str())
+            .bind(id.name.as_str())
+            .bind(private)
+            .bind(owner_user_id)
+            .bind(now_ms)
+            .bind(now_ms)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(constraint_error("repo", "user"))?;
+        let repo = Repo::from_row(&row)?;
+        // Dropping `tx` on an error rolls the insert back.
+        place(repo.clone()).await?;
+        tx.commit().await.map_err(DbError::from)?;
+        Ok(repo)
+    }
+
+    /// Every repository, in id order (for the start-up check of the data directory).
+    pub async fn all_repos(&self) -> Result<Vec<Repo>> {
+        let sql = format!("SELECT {REPO_COLUMNS} FROM repos ORDER BY id");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(Repo::from_row).collect()
+    }
+
     /// The repository of this type with this id, compared without regard to ASCII case.
     pub async fn repo_by_name(&self, repo_type: RepoType, id: &RepoId) -> Result<Option<Repo>> {
         let sql = format!(

@@ -36,6 +36,17 @@ pub struct NewObjects {
     pub lfs_pointers: Vec<(GitOid, LfsPointer)>,
     /// How many new objects there are in all.
     pub count: usize,
+    /// Entries of new trees whose names break the path rule ([`crate::entry_name_problem`]).
+    pub bad_names: Vec<BadName>,
+}
+
+/// A tree entry a push may not bring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadName {
+    /// The tree holding the entry.
+    pub tree: GitOid,
+    /// Why the name is refused.
+    pub reason: String,
 }
 
 /// A repository as its `pre-receive` hook sees it: its own objects plus the quarantine.
@@ -85,8 +96,11 @@ impl PushView {
     }
 
     /// Lists the quarantine's objects that the repository does not have yet and picks out
-    /// large blobs and LFS pointers. Reads object headers only, plus the content of blobs
-    /// small enough to be pointers.
+    /// large blobs, LFS pointers and tree entries with names the path rule refuses. Reads
+    /// object headers, new trees, and the content of blobs small enough to be pointers.
+    ///
+    /// Every new tree is checked, whatever refers to it (a commit, a tag, nothing), so no
+    /// path that breaks the rule can become reachable through this push.
     pub fn new_objects(&self, large_blob_bytes: u64) -> Result<NewObjects> {
         let mut ids = Vec::new();
         self.quarantine
@@ -112,6 +126,21 @@ impl PushView {
                 .quarantine
                 .read_header(id)
                 .map_err(GitError::git("reading object header"))?;
+            if kind == git2::ObjectType::Tree {
+                let tree = self
+                    .combined
+                    .find_tree(id)
+                    .map_err(GitError::git("reading tree"))?;
+                for entry in tree.iter() {
+                    if let Some(reason) = crate::entry_name_problem(entry.name_bytes()) {
+                        found.bad_names.push(BadName {
+                            tree: from_git2(id),
+                            reason,
+                        });
+                    }
+                }
+                continue;
+            }
             if kind != git2::ObjectType::Blob {
                 continue;
             }

@@ -170,6 +170,23 @@ pub fn rpc_command(
     command
 }
 
+/// `receive.fsck.<id>` settings raised to errors (git skips, with a warning, an id it does
+/// not know, so older gits accept the list).
+const FSCK_ERRORS: &[&str] = &[
+    "receive.fsck.hasDotgit",
+    "receive.fsck.hasDot",
+    "receive.fsck.hasDotdot",
+    "receive.fsck.emptyName",
+    "receive.fsck.fullPathname",
+    "receive.fsck.largePathname",
+    "receive.fsck.nullSha1",
+    "receive.fsck.nulInCommit",
+    "receive.fsck.gitmodulesParse",
+    "receive.fsck.gitattributesSymlink",
+    "receive.fsck.gitignoreSymlink",
+    "receive.fsck.mailmapSymlink",
+];
+
 /// The configuration every served request runs with.
 fn config(settings: &GitCommandSettings, service: Service) -> Vec<(&'static str, String)> {
     let mut config = vec![
@@ -199,6 +216,15 @@ fn config(settings: &GitCommandSettings, service: Service) -> Vec<(&'static str,
             // duplicate them with less helpful messages.
             config.push(("receive.denyDeletes", "false".to_owned()));
             config.push(("receive.denyNonFastForwards", "false".to_owned()));
+            // git checks every pushed object before any hook runs: malformed commits and
+            // tags, `.gitmodules` with option-like URLs or paths, symlinked `.gitmodules`.
+            config.push(("receive.fsckObjects", "true".to_owned()));
+            // Findings git only warns about by default become refusals: paths that no
+            // checkout could hold, and every spelling of `.git` NTFS or HFS+ would read as
+            // `.git`.
+            for id in FSCK_ERRORS {
+                config.push((id, "error".to_owned()));
+            }
             if let Some(hooks) = &settings.hooks_dir {
                 config.push(("core.hooksPath", hooks.to_string_lossy().into_owned()));
             }
@@ -283,6 +309,8 @@ mod tests {
             .collect();
         assert!(args.contains(&"receive.maxInputSize=1000".to_owned()));
         assert!(args.contains(&"core.hooksPath=/data/hooks".to_owned()));
+        assert!(args.contains(&"receive.fsckObjects=true".to_owned()));
+        assert!(args.contains(&"receive.fsck.hasDotgit=error".to_owned()));
         assert_eq!(
             &args[args.len() - 3..],
             ["receive-pack", "--stateless-rpc", "/data/repos/7.git"]

@@ -45,7 +45,9 @@ pub struct LfsInfo {
 
 impl GitRepo {
     /// The entry at `path` in the tree of `commit`, or `None` when there is none. The empty
-    /// path is the root folder. A trailing `/` is accepted; empty segments are not.
+    /// path is the root folder. A trailing `/` is accepted; empty segments are not. A path
+    /// through a name the path rule refuses ([`crate::entry_name_problem`]) is `None` even
+    /// when a stored tree holds it.
     pub fn entry_at(&self, commit: &GitOid, path: &str) -> Result<Option<Entry>> {
         let root = self
             .find_commit(commit)?
@@ -63,6 +65,9 @@ impl GitRepo {
         let mut tree = root;
         let mut segments = path.split('/').peekable();
         while let Some(segment) = segments.next() {
+            if crate::entry_name_problem(segment.as_bytes()).is_some() {
+                return Ok(None);
+            }
             let Some(entry) = tree
                 .get_name_bytes(segment.as_bytes())
                 .map(|e| e.to_owned())
@@ -129,8 +134,12 @@ impl GitRepo {
             .map_err(GitError::git("reading tree"))?;
         let mut children = Vec::with_capacity(tree.len());
         for entry in tree.iter() {
-            // Trees pushed from elsewhere may hold names that are not UTF-8; they are shown
-            // approximately rather than hidden.
+            // Trees stored before the path rule held for pushes may hold names it refuses
+            // (`..`, `.git`, `a/b`, not UTF-8); they are never served, and a folder of that
+            // name is not descended into.
+            if crate::entry_name_problem(entry.name_bytes()).is_some() {
+                continue;
+            }
             let name = String::from_utf8_lossy(entry.name_bytes());
             let path = if dir_path.is_empty() {
                 name.into_owned()

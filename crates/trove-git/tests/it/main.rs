@@ -3,6 +3,7 @@
 
 mod commit;
 mod history;
+mod hostile;
 mod init;
 mod interop;
 mod push;

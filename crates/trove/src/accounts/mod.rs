@@ -1,7 +1,8 @@
-//! Account use cases shared by the admin CLI and the API: tokens, organization members, the
-//! audit trail. Each writes its audit event itself, so no path can skip it.
+//! Account use cases shared by the admin CLI and the API: tokens, organization members, web
+//! sessions, the audit trail. Each writes its audit event itself, so no path can skip it.
 
 pub mod orgs;
+pub mod sessions;
 pub mod tokens;
 
 use trove_db::{Db, NewAuditEvent};

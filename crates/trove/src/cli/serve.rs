@@ -42,6 +42,17 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     }
     let url = config.public_url().to_owned();
     let state = AppState::new(config, db, store, signer)?;
+    // Before anything is served: a previous process may have died mid-write.
+    let reconciled = crate::repos::lifecycle::reconcile(&state)
+        .await
+        .context("checking the repositories against the database")?;
+    tracing::info!(
+        repos.reinitialised = reconciled.reinitialised.len(),
+        repos.unreadable = reconciled.unreadable.len(),
+        orphans = reconciled.orphans.len(),
+        leftovers = reconciled.leftovers.len(),
+        "repositories checked"
+    );
     sweep_trash(&state);
     crate::repos::index::spawn_jobs(state.clone());
     let app = crate::app(state);

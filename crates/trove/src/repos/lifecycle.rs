@@ -1,5 +1,14 @@
 //! Creating and deleting repositories: a database row plus a bare git repository that starts
-//! with one commit holding the Hub's usual `.gitattributes`.
+//! with one commit holding the Hub's usual `.gitattributes`; and, at start-up, making the
+//! two agree again after a crash ([`reconcile`]).
+//!
+//! Creation is crash-safe by ordering: the git repository is initialised complete in a
+//! staging folder (`<data>/repos/.staging/<uuid>.git`), then the database row is inserted
+//! in a transaction that, before committing, renames the staged repository to
+//! `repos/<id>.git` and makes the rename durable. A crash before the commit leaves no row
+//! (nothing visible; at most a staging folder or an unreferenced `repos/<id>.git`, which
+//! [`reconcile`] and the next creation under that id clear away); after it, the row and a
+//! complete repository.
 
 use super::gitattributes::DEFAULT_GITATTRIBUTES;
 use super::{RepoRef, repo_url};
@@ -7,7 +16,8 @@ use crate::auth::{Access, Caller};
 use crate::clock::{now_ms, now_secs};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use trove_db::{DbError, Repo};
+use std::path::{Path, PathBuf};
+use trove_db::Repo;
 use trove_git::{GitRepo, Signature};
 use trove_types::{RepoId, RepoName, RepoType};
 
@@ -46,37 +56,11 @@ pub async fn create(
     if state.db.repo_by_name(repo_type, &id).await?.is_some() {
         return Err(conflict(repo_type, url));
     }
-    let repo = match state
-        .db
-        .create_repo(repo_type, &id, private, user.id, now_ms())
-        .await
-    {
+    let repo = match create_placed(state, repo_type, &id, private, user.id).await {
         Ok(repo) => repo,
-        Err(DbError::Conflict { .. }) => return Err(conflict(repo_type, url)),
-        Err(e) => return Err(ApiError::internal(e)),
+        Err(ApiError::Conflict { .. }) => return Err(conflict(repo_type, url)),
+        Err(e) => return Err(e),
     };
-    let dir = state.git_dir(repo.id);
-    let trash = state.trash_dir();
-    let init = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        if dir.exists() {
-            // Left behind by a crash between a delete's database commit and its cleanup.
-            move_to_trash(&dir, &trash)?;
-        }
-        GitRepo::init_bare(
-            &dir,
-            &[(".gitattributes", DEFAULT_GITATTRIBUTES.as_bytes())],
-            &system_signature(),
-            now_secs() as i64,
-        )?;
-        Ok(())
-    })
-    .await
-    .map_err(ApiError::internal)
-    .and_then(|r| r.map_err(ApiError::internal));
-    if let Err(e) = init {
-        let _ = state.db.delete_repo(repo.id).await;
-        return Err(e);
-    }
     tracing::info!(repo.id = repo.id, repo.name = %id, repo.type = %repo_type, private, "repo created");
     crate::accounts::audit(
         &state.db,
@@ -89,6 +73,74 @@ pub async fn create(
     .await;
     super::index::reindex_after_write(state, &repo).await;
     Ok(Created { repo, url })
+}
+
+/// Where repositories are initialised before they are published under their id.
+pub fn staging_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("repos").join(".staging")
+}
+
+/// Initialises the repository in the staging folder, then inserts the row and publishes the
+/// repository under its id in one transaction (see the module docs).
+async fn create_placed(
+    state: &AppState,
+    repo_type: RepoType,
+    id: &RepoId,
+    private: bool,
+    owner: i64,
+) -> ApiResult<Repo> {
+    let staged = staging_dir(&state.config.data_dir).join(format!("{}.git", uuid::Uuid::new_v4()));
+    let target = staged.clone();
+    tokio::task::spawn_blocking(move || init_repo(&target)).await??;
+    let result = state
+        .db
+        .create_repo_with(repo_type, id, private, owner, now_ms(), |repo: Repo| {
+            let from = staged.clone();
+            let dir = state.git_dir(repo.id);
+            let trash = state.trash_dir();
+            async move {
+                tokio::task::spawn_blocking(move || publish(&from, &dir, &trash)).await??;
+                Ok::<(), ApiError>(())
+            }
+        })
+        .await;
+    if result.is_err() {
+        let staged = staged.clone();
+        tokio::task::spawn_blocking(move || {
+            if staged.exists()
+                && let Err(e) = std::fs::remove_dir_all(&staged)
+            {
+                tracing::warn!(path = %staged.display(), error = %e, "could not remove a staged repo");
+            }
+        })
+        .await?;
+    }
+    result
+}
+
+/// A new repository with its initial commit, at `dir`.
+fn init_repo(dir: &Path) -> Result<(), trove_git::GitError> {
+    GitRepo::init_bare(
+        dir,
+        &[(".gitattributes", DEFAULT_GITATTRIBUTES.as_bytes())],
+        &system_signature(),
+        now_secs() as i64,
+    )?;
+    Ok(())
+}
+
+/// Moves the staged repository to `dir` and makes the move durable. Whatever is at `dir`
+/// has no row (the id is being given out now): a deleted repository's leftovers, or an
+/// earlier creation that crashed before its commit; it goes to the trash.
+fn publish(staged: &Path, dir: &Path, trash: &Path) -> std::io::Result<()> {
+    if dir.exists() {
+        move_to_trash(dir, trash)?;
+    }
+    std::fs::rename(staged, dir)?;
+    if let Some(parent) = dir.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn conflict(repo_type: RepoType, url: String) -> ApiError {
@@ -132,10 +184,7 @@ pub async fn delete(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiRes
     Ok(())
 }
 
-fn move_to_trash(
-    dir: &std::path::Path,
-    trash: &std::path::Path,
-) -> anyhow::Result<Option<std::path::PathBuf>> {
+fn move_to_trash(dir: &Path, trash: &Path) -> std::io::Result<Option<PathBuf>> {
     if !dir.exists() {
         return Ok(None);
     }
@@ -143,4 +192,105 @@ fn move_to_trash(
     let target = trash.join(uuid::Uuid::new_v4().to_string());
     std::fs::rename(dir, &target)?;
     Ok(Some(target))
+}
+
+/// What [`reconcile`] found and did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Repositories whose git folder was missing and was initialised again.
+    pub reinitialised: Vec<i64>,
+    /// Repositories whose git folder exists but cannot be opened: left untouched, logged.
+    pub unreadable: Vec<i64>,
+    /// Git folders without a database row, moved to the trash.
+    pub orphans: Vec<PathBuf>,
+    /// Stale lock files and temporary objects removed.
+    pub leftovers: Vec<PathBuf>,
+}
+
+/// Makes the database and the repositories on disk agree again after a crash; run at
+/// start-up, before anything is served, since it assumes no other process uses them.
+///
+/// - Staging folders of creations that never committed are removed: they belong to no row.
+/// - A `repos/<id>.git` without a row is moved to the trash: it belongs to a deleted
+///   repository whose clean-up was cut short, or to a creation that never committed.
+/// - Lock files and temporary objects in every repository are removed: a lock at start-up
+///   belongs to a dead process, and would otherwise fail every write to what it locks.
+/// - A row whose git folder is missing gets a new repository with the initial commit, so
+///   that it answers again and keeps what the database holds of it (settings,
+///   discussions). When the row shows no write after its creation, nothing was lost; when
+///   it does, the history is gone and the log says so at error level, naming the folder to
+///   restore from a backup. Nothing that exists is ever overwritten: a folder that cannot be
+///   opened as a repository is logged and left as it is.
+pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
+    let repos = state.db.all_repos().await?;
+    let data_dir = state.config.data_dir.clone();
+    let dirs: Vec<(Repo, PathBuf)> = repos
+        .into_iter()
+        .map(|repo| {
+            let dir = state.git_dir(repo.id);
+            (repo, dir)
+        })
+        .collect();
+    let trash = state.trash_dir();
+    tokio::task::spawn_blocking(move || reconcile_dirs(&data_dir, &dirs, &trash)).await?
+}
+
+fn reconcile_dirs(
+    data_dir: &Path,
+    repos: &[(Repo, PathBuf)],
+    trash: &Path,
+) -> anyhow::Result<Reconciled> {
+    let mut done = Reconciled::default();
+    let staging = staging_dir(data_dir);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    let known: std::collections::HashSet<&Path> = repos.iter().map(|(_, d)| d.as_path()).collect();
+    let repos_dir = data_dir.join("repos");
+    if let Ok(entries) = std::fs::read_dir(&repos_dir) {
+        for entry in entries {
+            let path = entry?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let is_repo_dir = name
+                .as_deref()
+                .and_then(|n| n.strip_suffix(".git"))
+                .is_some_and(|id| id.parse::<i64>().is_ok());
+            if is_repo_dir && !known.contains(path.as_path()) {
+                tracing::warn!(path = %path.display(), "git folder without a repository; moved to the trash");
+                move_to_trash(&path, trash)?;
+                done.orphans.push(path);
+            }
+        }
+    }
+    for (repo, dir) in repos {
+        if !dir.exists() {
+            init_repo(dir)?;
+            if repo.updated_at_ms > repo.created_at_ms {
+                tracing::error!(
+                    repo.id = repo.id,
+                    path = %dir.display(),
+                    "git folder missing: its history is lost; an empty repository was created \
+                     in its place (restore the folder from a backup to get the history back)"
+                );
+            } else {
+                tracing::warn!(
+                    repo.id = repo.id,
+                    path = %dir.display(),
+                    "git folder missing (a creation cut short); initialised again"
+                );
+            }
+            done.reinitialised.push(repo.id);
+            continue;
+        }
+        let removed = trove_git::remove_leftovers(dir)?;
+        for path in &removed {
+            tracing::warn!(repo.id = repo.id, path = %path.display(), "removed a stale lock or temporary file");
+        }
+        done.leftovers.extend(removed);
+        if let Err(e) = GitRepo::open(dir) {
+            tracing::error!(repo.id = repo.id, path = %dir.display(), error = %e, "git folder cannot be opened; left as it is");
+            done.unreadable.push(repo.id);
+        }
+    }
+    Ok(done)
 }

@@ -14,6 +14,7 @@ pub mod lfs;
 pub mod lifecycle;
 pub mod likes;
 pub mod listing;
+pub mod push;
 pub mod rebuild;
 pub mod safetensors;
 pub mod settings;

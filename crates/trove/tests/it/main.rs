@@ -6,3 +6,4 @@ mod app;
 mod content;
 mod contract;
 mod layering;
+mod recovery;

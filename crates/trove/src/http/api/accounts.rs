@@ -2,9 +2,8 @@
 //! `GET /api/organizations/{org}/overview`, `GET /api/organizations/{org}/members`, the
 //! audit log of an organization (its admins only), and the web login.
 
-use crate::auth::password::{self, SESSION_COOKIE, SESSION_TTL_MS};
-use crate::auth::token::random_alphanumeric;
-use crate::auth::{Access, Caller, client_ip, failed, hash_token};
+use crate::accounts::sessions;
+use crate::auth::{Access, Caller, client_ip};
 use crate::clock::format_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, QueryParams};
@@ -16,7 +15,6 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::time::Instant;
 use trove_db::{Org, OrgRole};
 
 async fn find_org(state: &AppState, name: &str) -> ApiResult<Org> {
@@ -191,89 +189,9 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
     }
 }
 
-/// Why a login failed, whatever the reason (unknown user, wrong password, disabled account):
-/// telling them apart would tell an attacker which names exist.
-pub const WRONG_PASSWORD: &str = "Wrong user name or password";
-
-/// Checks a user name and password and opens a web session: the user and the
-/// `Set-Cookie` value (HttpOnly, SameSite=Strict). An address out of failed-attempt budget
-/// gets 429 before any check; a wrong password counts against it.
-pub async fn open_session(
-    state: &AppState,
-    ip: Option<std::net::IpAddr>,
-    username: &str,
-    password: &str,
-) -> ApiResult<(trove_db::User, HeaderValue)> {
-    if let Some(retry_after_secs) = state.auth.failures.blocked(ip, Instant::now()) {
-        return Err(ApiError::TooManyRequests { retry_after_secs });
-    }
-    let found = state.db.user_with_password(username).await?;
-    let password = password.to_owned();
-    let (user, ok) = match found {
-        Some((user, phc)) => {
-            let ok =
-                tokio::task::spawn_blocking(move || password::verify_password(&password, &phc))
-                    .await?;
-            (Some(user), ok)
-        }
-        None => {
-            // As slow as a real check, so timing does not tell which names exist.
-            tokio::task::spawn_blocking(move || {
-                password::verify_password(&password, password::dummy_hash())
-            })
-            .await?;
-            (None, false)
-        }
-    };
-    let Some(user) = user.filter(|_| ok) else {
-        // A login sends no Authorization header: say what was wrong in its own terms.
-        return Err(match failed(state, ip) {
-            ApiError::InvalidCredentials => ApiError::Unauthenticated(WRONG_PASSWORD.to_owned()),
-            other => other,
-        });
-    };
-    crate::accounts::audit(
-        &state.db,
-        &user.name,
-        "session.login",
-        Some(&user.name),
-        None,
-        ip.map(|ip| ip.to_string()).as_deref(),
-    )
-    .await;
-    let secret = random_alphanumeric(43);
-    state
-        .db
-        .create_session(
-            user.id,
-            &hash_token(&secret),
-            crate::clock::now_ms() + SESSION_TTL_MS,
-        )
-        .await?;
-    let secure = if state.public_url().starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!(
-        "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        SESSION_TTL_MS / 1000
-    );
-    Ok((user, HeaderValue::from_str(&cookie)?))
-}
-
-/// Ends the session of the request's cookie, if any; returns the `Set-Cookie` that clears it.
-pub async fn close_session(state: &AppState, headers: &HeaderMap) -> ApiResult<HeaderValue> {
-    if let Some(secret) = headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(password::session_from_cookies)
-    {
-        state.db.delete_session(&hash_token(secret)).await?;
-    }
-    Ok(HeaderValue::from_static(
-        "trove_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
-    ))
+/// The request's `Cookie` header, when it is text.
+pub fn cookie_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::COOKIE).and_then(|v| v.to_str().ok())
 }
 
 /// `POST /api/login` `{"username", "password"}`: a session cookie for the web UI.
@@ -282,16 +200,16 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Response> {
-    let (user, cookie) = open_session(&state, ip, &body.username, &body.password).await?;
+    let session = sessions::open(&state, ip, &body.username, &body.password).await?;
     let mut headers = HeaderMap::new();
-    headers.insert(header::SET_COOKIE, cookie);
-    Ok((headers, Json(json!({ "name": user.name }))).into_response())
+    headers.insert(header::SET_COOKIE, HeaderValue::from_str(&session.cookie)?);
+    Ok((headers, Json(json!({ "name": session.user.name }))).into_response())
 }
 
 /// `POST /api/logout`: ends the session of the cookie, if any, and clears it.
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let cleared = close_session(&state, &headers).await?;
+    let cleared = sessions::close(&state, cookie_header(&headers)).await?;
     let mut out = HeaderMap::new();
-    out.insert(header::SET_COOKIE, cleared);
+    out.insert(header::SET_COOKIE, HeaderValue::from_str(&cleared)?);
     Ok((out, Json(json!({}))).into_response())
 }

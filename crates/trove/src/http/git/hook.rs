@@ -16,11 +16,18 @@
 //! - a file of 10 MiB or more must be stored with Git LFS: a larger blob that is not an LFS
 //!   pointer is refused;
 //! - every new LFS pointer must name an object uploaded to this repository (git-lfs uploads
-//!   objects before pushing), with the size the pointer says.
+//!   objects before pushing), with the size the pointer says;
+//! - every name in every new tree passes the commit API's path rule
+//!   ([`trove_git::entry_name_problem`]): no `.`, `..`, `.git` (in any spelling the rule
+//!   knows), `/`, backslash or NUL, UTF-8 only. git itself checked the objects before this
+//!   hook runs (`receive.fsckObjects`, see `trove_git::smart_http`): malformed commits,
+//!   `.gitmodules` abuse and the NTFS/HFS spellings of `.git` never reach it.
 //!
-//! Who pushes and where comes from variables the server sets on the receive-pack process;
-//! nothing a client sends can set them.
+//! Who pushes and where comes from variables the server sets on the receive-pack process
+//! (`repos::push`, the one place that writes and reads them); nothing a client sends can
+//! set them.
 
+use crate::repos::push::Pusher;
 use anyhow::Context;
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -29,30 +36,12 @@ use std::process::ExitCode;
 use trove_git::{NewObjects, PushView, RefMove};
 use trove_types::{BranchName, GitOid, LfsPointer, Sha256Hex};
 
-pub const ENV_REPO_ID: &str = "TROVE_PUSH_REPO_ID";
-pub const ENV_USER_ID: &str = "TROVE_PUSH_USER_ID";
-pub const ENV_USER_NAME: &str = "TROVE_PUSH_USER";
-pub const ENV_ACCESS: &str = "TROVE_PUSH_ACCESS";
-pub const ENV_ADMIN: &str = "TROVE_PUSH_ADMIN";
-
 /// Files this large or larger must go through LFS (the Hub's rule: 10 MiB).
 pub const LARGE_FILE_BYTES: u64 = 10 * 1024 * 1024;
 /// The branch that cannot be deleted and only administrators may rewrite.
 const DEFAULT_BRANCH: &str = "refs/heads/main";
 /// Lines of refusal shown at most; the rest are counted.
 const MAX_MESSAGES: usize = 20;
-
-/// Who is pushing, as the server established it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pusher {
-    pub name: String,
-    /// The pushing user's id (`None` only for a malformed environment).
-    pub user_id: Option<i64>,
-    pub can_write: bool,
-    /// May push to the pull requests they opened (every writer may too).
-    pub can_contribute: bool,
-    pub is_admin: bool,
-}
 
 /// What the hook knows of a pull request a push names (`refs/pr/N`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,6 +137,9 @@ pub fn decide(facts: &PushFacts<'_>) -> Vec<String> {
              git lfs migrate import --include={path:?})",
             human_size(*size)
         ));
+    }
+    for bad in &facts.objects.bad_names {
+        refusals.push(format!("tree {}: {}", bad.tree, bad.reason));
     }
     for (blob, LfsPointer { oid, size }) in &facts.objects.lfs_pointers {
         match facts.stored.get(oid) {
@@ -251,24 +243,6 @@ fn human_size(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-/// Reads the pusher from the server's variables.
-fn pusher_from_env() -> anyhow::Result<(i64, Pusher)> {
-    let var = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
-    let repo_id = var(ENV_REPO_ID)?
-        .parse()
-        .with_context(|| format!("{ENV_REPO_ID} is not a number"))?;
-    Ok((repo_id, {
-        let access = var(ENV_ACCESS)?;
-        Pusher {
-            name: var(ENV_USER_NAME).unwrap_or_default(),
-            user_id: var(ENV_USER_ID).ok().and_then(|id| id.parse().ok()),
-            can_write: access == "write",
-            can_contribute: access == "write" || access == "contribute",
-            is_admin: var(ENV_ADMIN)? == "1",
-        }
-    }))
-}
-
 /// Runs the hook: `data_dir` is Trove's, the current directory the repository (git runs
 /// hooks there), the ref updates on stdin.
 pub async fn pre_receive(data_dir: &Path) -> ExitCode {
@@ -289,7 +263,7 @@ pub async fn pre_receive(data_dir: &Path) -> ExitCode {
 }
 
 async fn check_push(data_dir: &Path) -> anyhow::Result<Vec<String>> {
-    let (repo_id, pusher) = pusher_from_env()?;
+    let (repo_id, pusher) = Pusher::from_env()?;
     let mut updates = Vec::new();
     for line in std::io::stdin().lock().lines() {
         let line = line.context("reading the ref updates")?;
@@ -680,6 +654,7 @@ mod tests {
             large_blobs: vec![(oid('f'), 12 * 1024 * 1024)],
             lfs_pointers: vec![],
             count: 3,
+            bad_names: vec![],
         };
         let got = refusals(&alice, &main, &objects);
         assert_eq!(got.len(), 1);
@@ -701,6 +676,27 @@ mod tests {
             ..NewObjects::default()
         };
         assert!(refusals(&alice, &main, &wrong_size)[0].contains("99 bytes"));
+    }
+
+    #[test]
+    fn trees_with_names_the_path_rule_refuses_are_refused() {
+        let objects = NewObjects {
+            bad_names: vec![trove_git::BadName {
+                tree: oid('e'),
+                reason: "Invalid path \"..\": '.' and '..' segments are not allowed".into(),
+            }],
+            ..NewObjects::default()
+        };
+        let got = refusals(
+            &writer(true),
+            &[update("refs/heads/main", RefMove::FastForward)],
+            &objects,
+        );
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].starts_with(&format!("tree {}: Invalid path", oid('e'))),
+            "{got:?}"
+        );
     }
 
     #[test]

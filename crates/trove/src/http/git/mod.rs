@@ -17,9 +17,8 @@ pub mod hook;
 mod process;
 
 use crate::auth::{Access, Caller};
-use crate::clock::now_ms;
 use crate::error::ApiError;
-use crate::git_runtime::GitRuntime;
+use crate::repos::push::{self, push_settings};
 use crate::repos::{RepoRef, find_readable};
 use crate::state::AppState;
 use axum::body::Body;
@@ -28,48 +27,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use endpoint::{EndpointError, GitAction, GitEndpoint};
 use futures_util::StreamExt;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use trove_git::GitRepo;
-use trove_git::smart_http::{self, GitCommandSettings, GitProtocol, Service};
+use trove_git::smart_http::{self, GitProtocol, Service};
 
 /// How long a request waits for a free git process slot before answering 503.
 const SLOT_WAIT: Duration = Duration::from_secs(60);
-
-/// The settings of a push by `caller` to `repo`: the hook learns who pushes where from
-/// these variables, set here and nowhere else.
-fn push_settings(runtime: &GitRuntime, caller: &Caller, repo: &RepoRef) -> GitCommandSettings {
-    let mut settings = runtime.settings.clone();
-    let (user_id, user_name, site_admin) = match caller {
-        Caller::User { user, .. } => (user.id.to_string(), user.name.clone(), user.is_admin),
-        Caller::Anonymous => (String::new(), String::new(), false),
-    };
-    // Rewriting `main` stays a site administrator's act (as before organizations), and
-    // only through a credential that administers this repository.
-    let is_admin = site_admin && repo.access >= Access::Admin;
-    let vars: [(&str, OsString); 7] = [
-        ("TROVE_HOOK_EXE", runtime.hook_exe.clone().into_os_string()),
-        ("TROVE_DATA_DIR", runtime.data_dir.clone().into_os_string()),
-        (hook::ENV_REPO_ID, repo.repo.id.to_string().into()),
-        (hook::ENV_USER_ID, user_id.into()),
-        (hook::ENV_USER_NAME, user_name.into()),
-        (
-            hook::ENV_ACCESS,
-            if repo.access >= Access::Write {
-                "write"
-            } else if Access::may_contribute(caller, &repo.repo, repo.access) {
-                "contribute"
-            } else {
-                "read"
-            }
-            .into(),
-        ),
-        (hook::ENV_ADMIN, if is_admin { "1" } else { "0" }.into()),
-    ];
-    settings.hook_env = vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    settings
-}
 
 /// An error as git shows it: plain text, which git prints after `remote: `.
 fn git_error(err: ApiError) -> Response {
@@ -278,7 +241,7 @@ async fn serve_rpc(
             None,
         ),
         Service::ReceivePack => {
-            let before = ref_targets(&git_dir).await?;
+            let before = push::ref_targets(&git_dir).await?;
             // Room for the ref update commands before the pack, which git limits itself.
             let limit = state.git.max_push_bytes.saturating_add(16 << 20);
             (
@@ -302,6 +265,13 @@ async fn serve_rpc(
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let body = check_start(body).await?;
+    // A fetch request is read whole before git starts, so that one too large once
+    // decompressed (a gzip bomb) is a 413 rather than a 200 cut short. A push is streamed:
+    // receive-pack bounds the pack itself and reports in its own answer.
+    let body = match service {
+        Service::UploadPack => spool_request(body, limit, &state.git.data_dir.join("tmp")).await?,
+        Service::ReceivePack => body,
+    };
     let command =
         smart_http::rpc_command(&settings, service, &git_dir, false, auth.protocol.as_ref());
     let body = process::spawn(process::GitRun {
@@ -351,57 +321,55 @@ async fn check_start(body: Body) -> Result<Body, ApiError> {
     Ok(Body::from_stream(rest))
 }
 
-async fn ref_targets(git_dir: &Path) -> Result<Vec<(String, trove_types::GitOid)>, ApiError> {
-    let git_dir = git_dir.to_owned();
-    tokio::task::spawn_blocking(move || {
-        GitRepo::open(&git_dir)
-            .and_then(|git| git.ref_targets())
-            .map_err(ApiError::internal)
-    })
-    .await?
-}
+/// Request bodies up to this size are held in memory; larger ones go to a file.
+const SPOOL_IN_MEMORY: usize = 1 << 20;
 
-/// After receive-pack: when refs moved, the repository was modified (lastModified), its
-/// card and files are reindexed for search, and the push is logged with what it changed.
-/// A push that moved `refs/pr/N` adds a `commit` event to pull request N (a draft opens),
-/// as an API commit to it does.
-async fn record_pull_request_commits(
-    state: &AppState,
-    repo: &trove_db::Repo,
-    git_dir: &Path,
-    before: &[(String, trove_types::GitOid)],
-    after: &[(String, trove_types::GitOid)],
-    caller: &Caller,
-) {
-    let repo_ref = RepoRef {
-        repo: repo.clone(),
-        access: Access::Read,
-        repo_type: repo.repo_type,
-    };
-    for (name, oid) in after.iter().filter(|r| !before.contains(r)) {
-        let Some(num) = crate::repos::discussions::pr_number(name) else {
-            continue;
-        };
-        let result = async {
-            let discussion = crate::repos::discussions::find(state, &repo_ref, num).await?;
-            let dir = git_dir.to_owned();
-            let commit = oid.clone();
-            let title = tokio::task::spawn_blocking(move || {
-                trove_git::GitRepo::open(&dir)
-                    .and_then(|git| git.commit_info(&commit))
-                    .map(|info| info.title)
-            })
-            .await??;
-            crate::repos::discussions::record_commit(
-                state, caller, &repo_ref, discussion, oid, &title,
-            )
-            .await
+/// Reads `body` to its end, failing with 413 past `limit` bytes, and hands it back as a new
+/// body. Beyond [`SPOOL_IN_MEMORY`] the bytes go to an unnamed file under `spool_dir`
+/// (created, then unlinked at once: it disappears with the last handle, even on a crash).
+async fn spool_request(body: Body, limit: u64, spool_dir: &Path) -> Result<Body, ApiError> {
+    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+    let mut data = body.into_data_stream();
+    let mut memory = bytes::BytesMut::new();
+    let mut file: Option<tokio::fs::File> = None;
+    let mut total: u64 = 0;
+    while let Some(chunk) = data.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("Could not read the request body: {e}")))?;
+        total += chunk.len() as u64;
+        if total > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
         }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(repo.id = repo.id, pr = num, error = %e, "pull request commit not recorded");
+        match &mut file {
+            Some(file) => file.write_all(&chunk).await?,
+            None if memory.len() + chunk.len() <= SPOOL_IN_MEMORY => {
+                memory.extend_from_slice(&chunk)
+            }
+            None => {
+                tokio::fs::create_dir_all(spool_dir).await?;
+                let path = spool_dir.join(format!("git-request-{}", uuid::Uuid::new_v4()));
+                let mut opened = tokio::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .await?;
+                tokio::fs::remove_file(&path).await?;
+                opened.write_all(&memory).await?;
+                opened.write_all(&chunk).await?;
+                memory.clear();
+                file = Some(opened);
+            }
         }
     }
+    Ok(match file {
+        None => Body::from(memory.freeze()),
+        Some(mut file) => {
+            file.flush().await?;
+            file.rewind().await?;
+            Body::from_stream(tokio_util::io::ReaderStream::new(file))
+        }
+    })
 }
 
 fn after_push(
@@ -411,41 +379,9 @@ fn after_push(
     before: Vec<(String, trove_types::GitOid)>,
     caller: Caller,
 ) -> process::AfterExit {
-    let repo_id = repo.id;
     Box::new(move |_success| {
         Box::pin(async move {
-            let after = match ref_targets(&git_dir).await {
-                Ok(after) => after,
-                Err(e) => {
-                    tracing::error!(repo.id = repo_id, error = %e, "reading refs after a push");
-                    return;
-                }
-            };
-            if after == before {
-                return;
-            }
-            let changed: Vec<&str> = after
-                .iter()
-                .filter(|r| !before.contains(r))
-                .map(|(name, _)| name.as_str())
-                .chain(
-                    before
-                        .iter()
-                        .filter(|(name, _)| !after.iter().any(|(n, _)| n == name))
-                        .map(|(name, _)| name.as_str()),
-                )
-                .collect();
-            if let Err(e) = state.db.touch_repo(repo_id, now_ms()).await {
-                tracing::error!(repo.id = repo_id, error = %e, "recording a push");
-            }
-            crate::repos::index::reindex_after_write(&state, &repo).await;
-            record_pull_request_commits(&state, &repo, &git_dir, &before, &after, &caller).await;
-            tracing::info!(
-                repo.id = repo_id,
-                user = caller.user().map(|u| u.name.as_str()).unwrap_or(""),
-                refs = ?changed,
-                "push accepted"
-            );
+            push::after_push(&state, &repo, &git_dir, &before, &caller).await;
         })
     })
 }

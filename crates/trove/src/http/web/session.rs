@@ -4,9 +4,10 @@
 //! neither sign a visitor in to an account of its choosing nor out.
 
 use super::render;
+use crate::accounts::sessions;
 use crate::auth::{Caller, same_origin};
 use crate::error::{ApiError, ApiResult};
-use crate::http::api::accounts::{ClientIp, close_session, open_session};
+use crate::http::api::accounts::{ClientIp, cookie_header};
 use crate::state::AppState;
 use askama::Template;
 use axum::Form;
@@ -82,10 +83,12 @@ pub async fn login(
         *response.status_mut() = status;
         response
     };
-    match open_session(&state, ip, &form.username, &form.password).await {
-        Ok((_, cookie)) => {
+    match sessions::open(&state, ip, &form.username, &form.password).await {
+        Ok(session) => {
             let mut response = Redirect::to(&next).into_response();
-            response.headers_mut().insert(header::SET_COOKIE, cookie);
+            response
+                .headers_mut()
+                .insert(header::SET_COOKIE, HeaderValue::from_str(&session.cookie)?);
             Ok(response)
         }
         Err(ApiError::Unauthenticated(message)) => {
@@ -109,9 +112,11 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
     if !same_origin(&headers, state.public_url()) {
         return Err(cross_site());
     }
-    let cleared = close_session(&state, &headers).await?;
+    let cleared = sessions::close(&state, cookie_header(&headers)).await?;
     let mut response = Redirect::to("/models").into_response();
-    response.headers_mut().insert(header::SET_COOKIE, cleared);
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, HeaderValue::from_str(&cleared)?);
     Ok(response)
 }
 

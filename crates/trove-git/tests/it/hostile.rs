@@ -1,0 +1,139 @@
+//! Trees with names the path rule refuses, written by the real git (`hash-object
+//! --literally`, which checks nothing): a push that brings one is seen for what it is, and a
+//! stored one is never served.
+
+use crate::Fixture;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use trove_git::PushView;
+use trove_types::GitOid;
+
+/// Names the commit API refuses, each planted as a folder holding `config`.
+const HOSTILE: &[&[u8]] = &[
+    b".git",
+    b".GIT",
+    b"..",
+    b".",
+    b"a/b",
+    b"..\\..\\x",
+    b"\xff\xfe",
+];
+
+/// Writes an object of `kind` with exactly `data`, unchecked, to `objects` (the repository's
+/// own object folder, or a quarantine with the repository as alternate).
+fn write_object(repo: &Path, objects: &Path, kind: &str, data: &[u8]) -> GitOid {
+    let mut child = Command::new("git")
+        .args(["hash-object", "-t", kind, "-w", "--literally", "--stdin"])
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_DIR", repo)
+        .env("GIT_OBJECT_DIRECTORY", objects)
+        .env("GIT_ALTERNATE_OBJECT_DIRECTORIES", repo.join("objects"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run git");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(data)
+        .expect("write");
+    let out = child.wait_with_output().expect("git");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    GitOid::parse(String::from_utf8_lossy(&out.stdout).trim()).expect("object id")
+}
+
+/// A raw tree of `(mode, name, id)` entries, sorted as git sorts them (folders as `name/`).
+fn raw_tree(entries: &[(&str, &[u8], &GitOid)]) -> Vec<u8> {
+    let mut sorted: Vec<_> = entries.to_vec();
+    let key = |(mode, name, _): &(&str, &[u8], &GitOid)| {
+        let mut k = name.to_vec();
+        if *mode == "40000" {
+            k.push(b'/');
+        }
+        k
+    };
+    sorted.sort_by_key(key);
+    let mut out = Vec::new();
+    for (mode, name, id) in sorted {
+        out.extend_from_slice(mode.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(name);
+        out.push(0);
+        let hex = id.as_str();
+        for i in (0..hex.len()).step_by(2) {
+            out.push(u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"));
+        }
+    }
+    out
+}
+
+/// A commit on top of main whose root holds `README.md` and every hostile folder.
+fn hostile_commit(fx: &Fixture, objects: &Path) -> GitOid {
+    let repo = fx.path();
+    let blob = write_object(&repo, objects, "blob", b"[core]\n\tbare = false\n");
+    let folder = write_object(
+        &repo,
+        objects,
+        "tree",
+        &raw_tree(&[("100644", b"config", &blob)]),
+    );
+    let readme = write_object(&repo, objects, "blob", b"# fine\n");
+    let mut entries: Vec<(&str, &[u8], &GitOid)> = vec![("100644", b"README.md", &readme)];
+    for name in HOSTILE {
+        entries.push(("40000", name, &folder));
+    }
+    let root = write_object(&repo, objects, "tree", &raw_tree(&entries));
+    let commit = format!(
+        "tree {root}\nparent {}\nauthor Eve <eve@example.com> 1700000000 +0000\n\
+         committer Eve <eve@example.com> 1700000000 +0000\n\nplant\n",
+        fx.main()
+    );
+    write_object(&repo, objects, "commit", commit.as_bytes())
+}
+
+#[test]
+fn a_push_view_names_every_hostile_entry_of_the_new_trees() {
+    let fx = Fixture::init();
+    let quarantine = fx.dir.path().join("incoming");
+    std::fs::create_dir_all(&quarantine).expect("quarantine");
+    hostile_commit(&fx, &quarantine);
+    let view = PushView::open(&fx.path(), &quarantine).expect("open");
+    let found = view.new_objects(10 << 20).expect("inspect");
+    assert_eq!(
+        found.bad_names.len(),
+        HOSTILE.len(),
+        "{:?}",
+        found.bad_names
+    );
+    for bad in &found.bad_names {
+        assert!(bad.reason.starts_with("Invalid path"), "{}", bad.reason);
+    }
+}
+
+#[test]
+fn stored_hostile_entries_are_neither_listed_nor_resolved() {
+    let fx = Fixture::init();
+    let commit = hostile_commit(&fx, &fx.path().join("objects"));
+    assert_eq!(fx.all_paths(&commit), ["README.md"]);
+    for path in [".git/config", ".GIT/config", "../config", "a", "a/b/config"] {
+        assert_eq!(
+            fx.repo.entry_at(&commit, path).expect("read"),
+            None,
+            "{path}"
+        );
+    }
+    assert!(
+        fx.repo
+            .entry_at(&commit, "README.md")
+            .expect("read")
+            .is_some()
+    );
+}

@@ -1,0 +1,182 @@
+//! Pushes over git: the contract between the server and its `pre-receive` hook (who pushes
+//! where, passed as environment variables of `git receive-pack`, set here and read here), and
+//! the work after a push moved refs (modification time, search index, pull request events).
+//!
+//! The hook's rules themselves are in `http::git::hook`; it reads the pusher through
+//! [`Pusher::from_env`], and nothing a client sends can set these variables.
+
+use super::RepoRef;
+use crate::auth::{Access, Caller};
+use crate::clock::now_ms;
+use crate::error::ApiResult;
+use crate::git_runtime::GitRuntime;
+use crate::state::AppState;
+use anyhow::Context;
+use std::ffi::OsString;
+use std::path::Path;
+use trove_git::GitRepo;
+use trove_git::smart_http::GitCommandSettings;
+use trove_types::GitOid;
+
+/// The binary the hook script runs (this one).
+pub const ENV_HOOK_EXE: &str = "TROVE_HOOK_EXE";
+/// Trove's data directory, for the hook to open the database.
+pub const ENV_DATA_DIR: &str = "TROVE_DATA_DIR";
+pub const ENV_REPO_ID: &str = "TROVE_PUSH_REPO_ID";
+pub const ENV_USER_ID: &str = "TROVE_PUSH_USER_ID";
+pub const ENV_USER_NAME: &str = "TROVE_PUSH_USER";
+/// `write`, `contribute` (pull requests one opened) or `read`.
+pub const ENV_ACCESS: &str = "TROVE_PUSH_ACCESS";
+/// `1` when the pusher may rewrite `main`.
+pub const ENV_ADMIN: &str = "TROVE_PUSH_ADMIN";
+
+/// Who is pushing, as the server established it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pusher {
+    pub name: String,
+    /// The pushing user's id (`None` only for a malformed environment).
+    pub user_id: Option<i64>,
+    pub can_write: bool,
+    /// May push to the pull requests they opened (every writer may too).
+    pub can_contribute: bool,
+    pub is_admin: bool,
+}
+
+impl Pusher {
+    /// The repository id and the pusher, from the variables [`push_settings`] sets.
+    pub fn from_env() -> anyhow::Result<(i64, Pusher)> {
+        let var = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
+        let repo_id = var(ENV_REPO_ID)?
+            .parse()
+            .with_context(|| format!("{ENV_REPO_ID} is not a number"))?;
+        let access = var(ENV_ACCESS)?;
+        let pusher = Pusher {
+            name: var(ENV_USER_NAME).unwrap_or_default(),
+            user_id: var(ENV_USER_ID).ok().and_then(|id| id.parse().ok()),
+            can_write: access == "write",
+            can_contribute: access == "write" || access == "contribute",
+            is_admin: var(ENV_ADMIN)? == "1",
+        };
+        Ok((repo_id, pusher))
+    }
+}
+
+/// The settings of a `receive-pack` run for a push by `caller` to `repo`: the shared ones
+/// plus the variables the hook reads.
+pub fn push_settings(runtime: &GitRuntime, caller: &Caller, repo: &RepoRef) -> GitCommandSettings {
+    let mut settings = runtime.settings.clone();
+    let (user_id, user_name, site_admin) = match caller {
+        Caller::User { user, .. } => (user.id.to_string(), user.name.clone(), user.is_admin),
+        Caller::Anonymous => (String::new(), String::new(), false),
+    };
+    // Rewriting `main` stays a site administrator's act (as before organizations), and
+    // only through a credential that administers this repository.
+    let is_admin = site_admin && repo.access >= Access::Admin;
+    let access = if repo.access >= Access::Write {
+        "write"
+    } else if Access::may_contribute(caller, &repo.repo, repo.access) {
+        "contribute"
+    } else {
+        "read"
+    };
+    let vars: [(&str, OsString); 7] = [
+        (ENV_HOOK_EXE, runtime.hook_exe.clone().into_os_string()),
+        (ENV_DATA_DIR, runtime.data_dir.clone().into_os_string()),
+        (ENV_REPO_ID, repo.repo.id.to_string().into()),
+        (ENV_USER_ID, user_id.into()),
+        (ENV_USER_NAME, user_name.into()),
+        (ENV_ACCESS, access.into()),
+        (ENV_ADMIN, if is_admin { "1" } else { "0" }.into()),
+    ];
+    settings.hook_env = vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    settings
+}
+
+/// Every ref of the repository at `git_dir` and its target, sorted by name.
+pub async fn ref_targets(git_dir: &Path) -> ApiResult<Vec<(String, GitOid)>> {
+    let git_dir = git_dir.to_owned();
+    Ok(tokio::task::spawn_blocking(move || GitRepo::open(&git_dir)?.ref_targets()).await??)
+}
+
+/// After receive-pack: when refs moved (`before` → now), the repository was modified
+/// (lastModified), its card and files are reindexed for search, and the push is logged with
+/// what it changed. A push that moved `refs/pr/N` adds a `commit` event to pull request N,
+/// as an API commit to it does. Failures are logged: the push itself has landed.
+pub async fn after_push(
+    state: &AppState,
+    repo: &trove_db::Repo,
+    git_dir: &Path,
+    before: &[(String, GitOid)],
+    caller: &Caller,
+) {
+    let after = match ref_targets(git_dir).await {
+        Ok(after) => after,
+        Err(e) => {
+            tracing::error!(repo.id = repo.id, error = %e, "reading refs after a push");
+            return;
+        }
+    };
+    if after == before {
+        return;
+    }
+    let changed: Vec<&str> = after
+        .iter()
+        .filter(|r| !before.contains(r))
+        .map(|(name, _)| name.as_str())
+        .chain(
+            before
+                .iter()
+                .filter(|(name, _)| !after.iter().any(|(n, _)| n == name))
+                .map(|(name, _)| name.as_str()),
+        )
+        .collect();
+    if let Err(e) = state.db.touch_repo(repo.id, now_ms()).await {
+        tracing::error!(repo.id = repo.id, error = %e, "recording a push");
+    }
+    super::index::reindex_after_write(state, repo).await;
+    record_pull_request_commits(state, repo, git_dir, before, &after, caller).await;
+    tracing::info!(
+        repo.id = repo.id,
+        user = caller.user().map(|u| u.name.as_str()).unwrap_or(""),
+        refs = ?changed,
+        "push accepted"
+    );
+}
+
+/// A `commit` event on each pull request whose ref the push moved.
+async fn record_pull_request_commits(
+    state: &AppState,
+    repo: &trove_db::Repo,
+    git_dir: &Path,
+    before: &[(String, GitOid)],
+    after: &[(String, GitOid)],
+    caller: &Caller,
+) {
+    let repo_ref = RepoRef {
+        repo: repo.clone(),
+        access: Access::Read,
+        repo_type: repo.repo_type,
+    };
+    for (name, oid) in after.iter().filter(|r| !before.contains(r)) {
+        let Some(num) = super::discussions::pr_number(name) else {
+            continue;
+        };
+        let result = async {
+            let discussion = super::discussions::find(state, &repo_ref, num).await?;
+            let dir = git_dir.to_owned();
+            let commit = oid.clone();
+            let title = tokio::task::spawn_blocking(move || {
+                GitRepo::open(&dir)
+                    .and_then(|git| git.commit_info(&commit))
+                    .map(|info| info.title)
+            })
+            .await??;
+            super::discussions::record_commit(state, caller, &repo_ref, discussion, oid, &title)
+                .await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(repo.id = repo.id, pr = num, error = %e, "pull request commit not recorded");
+        }
+    }
+}

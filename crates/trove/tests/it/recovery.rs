@@ -1,0 +1,129 @@
+//! Start-up recovery: what a killed process leaves on disk (a repository folder missing
+//! under its row, stale git lock files, staging and orphan folders) is put right by
+//! `repos::lifecycle::reconcile`, and the repository answers again.
+
+use crate::app::TestApp;
+use axum::http::StatusCode;
+use serde_json::json;
+
+async fn create(app: &TestApp, name: &str) -> i64 {
+    let created = app
+        .post("/api/repos/create")
+        .token(&app.admin_token)
+        .json(&json!({"name": name, "type": "model"}))
+        .send()
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{:?}", created.error());
+    let id = trove_types::RepoId::new(
+        trove_types::RepoName::parse("admin").expect("name"),
+        trove_types::RepoName::parse(name).expect("name"),
+    );
+    app.state
+        .db
+        .repo_by_name(trove_types::RepoType::Model, &id)
+        .await
+        .expect("db")
+        .expect("created")
+        .id
+}
+
+async fn commit(app: &TestApp, name: &str, file: &str) -> StatusCode {
+    let lines = [
+        json!({"key": "header", "value": {"summary": "Add", "description": ""}}),
+        json!({"key": "file", "value": {"path": file, "encoding": "base64", "content": "aGk="}}),
+    ];
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    app.post(&format!("/api/models/admin/{name}/commit/main"))
+        .token(&app.admin_token)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .status
+}
+
+async fn answers(app: &TestApp, name: &str) {
+    for uri in [
+        format!("/api/models/admin/{name}"),
+        format!("/api/models/admin/{name}/tree/main"),
+        format!("/api/models/admin/{name}/refs"),
+        format!("/api/models/admin/{name}/commits/main"),
+    ] {
+        let got = app.get(&uri).token(&app.admin_token).send().await;
+        assert_eq!(got.status, StatusCode::OK, "{uri}: {:?}", got.error());
+    }
+}
+
+#[tokio::test]
+async fn a_missing_git_folder_is_initialised_again() {
+    let app = TestApp::new().await;
+    let id = create(&app, "lost").await;
+    std::fs::remove_dir_all(app.state.git_dir(id)).expect("remove");
+    let done = trove::repos::lifecycle::reconcile(&app.state)
+        .await
+        .expect("reconcile");
+    assert_eq!(done.reinitialised, vec![id]);
+    answers(&app, "lost").await;
+    assert_eq!(commit(&app, "lost", "a.txt").await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn stale_lock_files_are_removed_and_commits_succeed() {
+    let app = TestApp::new().await;
+    let id = create(&app, "locked").await;
+    let dir = app.state.git_dir(id);
+    for lock in [
+        "refs/heads/main.lock",
+        "config.lock",
+        "packed-refs.lock",
+        "HEAD.lock",
+    ] {
+        std::fs::write(dir.join(lock), b"").expect("lock");
+    }
+    std::fs::create_dir_all(dir.join("objects/tmp_objdir-incoming-x")).expect("quarantine");
+    let done = trove::repos::lifecycle::reconcile(&app.state)
+        .await
+        .expect("reconcile");
+    assert_eq!(done.leftovers.len(), 5, "{:?}", done.leftovers);
+    assert!(!dir.join("refs/heads/main.lock").exists());
+    assert_eq!(commit(&app, "locked", "a.txt").await, StatusCode::OK);
+    answers(&app, "locked").await;
+}
+
+#[tokio::test]
+async fn staging_and_orphan_folders_are_cleared_and_the_id_reused_cleanly() {
+    let app = TestApp::new().await;
+    let data = app.state.config.data_dir.clone();
+    let staged = trove::repos::lifecycle::staging_dir(&data).join("x.git");
+    std::fs::create_dir_all(&staged).expect("staged");
+    let orphan = data.join("repos/999.git");
+    std::fs::create_dir_all(&orphan).expect("orphan");
+    let id = create(&app, "kept").await;
+    let done = trove::repos::lifecycle::reconcile(&app.state)
+        .await
+        .expect("reconcile");
+    assert_eq!(done.orphans, vec![orphan.clone()]);
+    assert!(!staged.exists() && !orphan.exists());
+    assert!(app.state.git_dir(id).exists());
+    answers(&app, "kept").await;
+    // Nothing is left to do a second time.
+    let again = trove::repos::lifecycle::reconcile(&app.state)
+        .await
+        .expect("reconcile");
+    assert_eq!(again, Default::default());
+}
+
+#[tokio::test]
+async fn a_deleted_repo_can_be_created_again_under_the_same_name() {
+    let app = TestApp::new().await;
+    create(&app, "again").await;
+    let deleted = app
+        .request(axum::http::Method::DELETE, "/api/repos/delete")
+        .token(&app.admin_token)
+        .json(&json!({"name": "again", "type": "model"}))
+        .send()
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{:?}", deleted.error());
+    create(&app, "again").await;
+    answers(&app, "again").await;
+}
