@@ -5,3 +5,4 @@
 mod app;
 mod contract;
 mod layering;
+mod limits;
