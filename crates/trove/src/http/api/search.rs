@@ -6,7 +6,7 @@ use super::{link_header, next_page_url};
 use crate::auth::Caller;
 use crate::clock::format_ms;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiPath, QueryParams, repo_type_from_plural};
+use crate::http::extract::{ApiPath, QueryParams, TypeParam};
 use crate::repos::card::{LINKED, PIPELINE, USES_DATASET, USES_MODEL};
 use crate::repos::listing;
 use crate::state::AppState;
@@ -14,7 +14,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use trove_db::{Cursor, ListQuery, Listed, Page, SortKey, Visibility};
 use trove_types::RepoType;
@@ -334,20 +334,14 @@ pub fn list_query(repo_type: RepoType, query: &QueryParams, cap: u32) -> ApiResu
     })
 }
 
-/// The `{t}` of `/api/{t}`.
-#[derive(Deserialize)]
-pub struct TypeParam {
-    t: String,
-}
-
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(TypeParam { t }): ApiPath<TypeParam>,
+    ApiPath(t): ApiPath<TypeParam>,
     uri: Uri,
     query: QueryParams,
 ) -> ApiResult<Response> {
-    let repo_type = repo_type_from_plural(&t)?;
+    let repo_type = t.repo_type()?;
     let expand: Vec<String> = query.all("expand").into_iter().map(str::to_owned).collect();
     let shape = if !expand.is_empty() {
         Shape::Expand(expand)
