@@ -182,9 +182,11 @@ pub async fn open(
     )
     .await?;
     let full_ref = pr_ref(discussion.num);
-    let created = with_git(state, repo, move |git| {
-        git.create_ref(&full_ref, &base).map_err(ApiError::internal)
-    })
+    let created = with_git(
+        state,
+        repo,
+        move |git| Ok(git.create_ref(&full_ref, &base)?),
+    )
     .await;
     if let Err(e) = created {
         undo_open(state, &discussion).await;
@@ -250,8 +252,7 @@ pub async fn open_with_commit(
     let ref_for_git = full_ref.clone();
     let result = async {
         with_git(state, repo, move |git| {
-            git.create_ref(&ref_for_git, &base)
-                .map_err(ApiError::internal)
+            Ok(git.create_ref(&ref_for_git, &base)?)
         })
         .await?;
         commit_to_ref(state, caller, repo, &full_ref, pending).await
@@ -262,8 +263,7 @@ pub async fn open_with_commit(
         Err(e) => {
             let full_ref = full_ref.clone();
             let _ = with_git(state, repo, move |git| {
-                git.delete_ref_if_present(&full_ref)
-                    .map_err(ApiError::internal)
+                Ok(git.delete_ref_if_present(&full_ref)?)
             })
             .await;
             undo_open(state, &discussion).await;
