@@ -4,5 +4,6 @@
 
 mod app;
 mod contract;
+mod hostile;
 mod layering;
 mod limits;
