@@ -354,7 +354,9 @@ impl ApiError {
         let mut response = (
             parts.status,
             [(axum::http::header::CONTENT_TYPE, LFS_JSON)],
-            axum::Json(serde_json::json!({ "message": parts.message })),
+            axum::Json(LfsErrorBody {
+                message: &parts.message,
+            }),
         )
             .into_response();
         if parts.status == StatusCode::UNAUTHORIZED {
@@ -370,6 +372,12 @@ impl ApiError {
 
 /// The media type of Git LFS API bodies, answers and errors alike.
 pub const LFS_JSON: &str = "application/vnd.git-lfs+json";
+
+/// Git LFS's error body: git-lfs prints `message`.
+#[derive(serde::Serialize)]
+struct LfsErrorBody<'a> {
+    message: &'a str,
+}
 
 /// The Hub's JSON error body.
 #[derive(serde::Serialize)]

@@ -238,20 +238,25 @@ pub fn build(state: AppState) -> Router {
         .route("/datasets/{ns}/{name}", get(web::repo::page))
         .route("/spaces/{ns}/{name}", get(web::repo::page));
 
+    // Bodies: the JSON limit unless a group takes larger ones (see `body_limit`).
     let limits = &state.config.limits;
-    Router::new()
+    let json_routes = Router::new()
         .route("/healthz", get(misc::healthz))
         // hf_xet also reports transfer metrics to the hub's own origin: accepted, dropped.
         .route("/v1/telemetry", post(xet::cas::telemetry))
-        .merge(api.layer(body_limit(json_limit as u64)))
-        .merge(commit_route.layer(body_limit(limits.max_commit_bytes)))
+        .merge(api)
         .merge(downloads)
+        .merge(lfs_locks)
+        .merge(web)
+        .layer(body_limit(json_limit as u64));
+
+    Router::new()
+        .merge(json_routes)
+        .merge(commit_route.layer(body_limit(limits.max_commit_bytes)))
         // Batch and verify bodies are JSON, capped by `DefaultBodyLimit` as they are read;
         // the transfer routes take whole objects.
         .merge(lfs.layer(body_limit(limits.max_lfs_object_bytes)))
-        .merge(lfs_locks.layer(body_limit(json_limit as u64)))
         .merge(git.layer(body_limit(git_body_limit(&state))))
-        .merge(web.layer(body_limit(json_limit as u64)))
         // hf_xet: the CAS service, authorized by its own short-lived tokens; xorbs are the
         // largest bodies it takes (shards are smaller).
         .nest(
