@@ -246,7 +246,6 @@ pub fn build(state: AppState) -> Router {
         .route("/v1/telemetry", post(xet::cas::telemetry))
         .merge(api)
         .merge(downloads)
-        .merge(lfs_locks)
         .merge(web)
         .layer(body_limit(json_limit as u64));
 
@@ -256,7 +255,14 @@ pub fn build(state: AppState) -> Router {
         // Batch and verify bodies are JSON, capped by `DefaultBodyLimit` as they are read;
         // the transfer routes take whole objects.
         .merge(lfs.layer(body_limit(limits.max_lfs_object_bytes)))
-        .merge(git.layer(body_limit(git_body_limit(&state))))
+        .merge(lfs_locks.layer(body_limit_as(BodyLimit {
+            limit: json_limit as u64,
+            render: ApiError::into_lfs_response,
+        })))
+        .merge(git.layer(body_limit_as(BodyLimit {
+            limit: git_body_limit(&state),
+            render: git_http::git_error,
+        })))
         // hf_xet: the CAS service, authorized by its own short-lived tokens; xorbs are the
         // largest bodies it takes (shards are smaller).
         .nest(
@@ -290,25 +296,45 @@ fn git_body_limit(state: &AppState) -> u64 {
         .max(state.git.max_fetch_request_bytes)
 }
 
+/// A route group's body limit and how its surface renders the refusal.
+#[derive(Clone, Copy)]
+pub struct BodyLimit {
+    pub limit: u64,
+    pub render: fn(ApiError) -> Response,
+}
+
 /// The future of a [`body_limit`] check.
 type Checked = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
 /// The check of [`body_limit`], given the limit as its state.
-type LimitCheck = fn(State<u64>, Request, Next) -> Checked;
+type LimitCheck = fn(State<BodyLimit>, Request, Next) -> Checked;
 
 /// Refuses with 413, before reading a byte, a request whose `Content-Length` exceeds
-/// `limit` — the route group's own limit. A client that announces a body it never sends
-/// would otherwise hold the request open. Bodies without a length are capped as they are
-/// read: by `DefaultBodyLimit` for the extractors, by the streaming handlers' own counts.
-pub fn body_limit(limit: u64) -> middleware::FromFnLayer<LimitCheck, u64, (State<u64>, Request)> {
-    fn check(State(limit): State<u64>, request: Request, next: Next) -> Checked {
+/// `limit` — the route group's own limit — answered in the Hub's JSON. A client that
+/// announces a body it never sends would otherwise hold the request open. Bodies without a
+/// length are capped as they are read: by `DefaultBodyLimit` for the extractors, by the
+/// streaming handlers' own counts.
+pub fn body_limit(
+    limit: u64,
+) -> middleware::FromFnLayer<LimitCheck, BodyLimit, (State<BodyLimit>, Request)> {
+    body_limit_as(BodyLimit {
+        limit,
+        render: IntoResponse::into_response,
+    })
+}
+
+/// [`body_limit`] for a surface with its own error format (git's text, git-lfs's JSON).
+pub fn body_limit_as(
+    limit: BodyLimit,
+) -> middleware::FromFnLayer<LimitCheck, BodyLimit, (State<BodyLimit>, Request)> {
+    fn check(State(limit): State<BodyLimit>, request: Request, next: Next) -> Checked {
         Box::pin(async move {
             let declared = request
                 .headers()
                 .get(axum::http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
-            if declared.is_some_and(|len| len > limit) {
-                return ApiError::PayloadTooLarge { limit }.into_response();
+            if declared.is_some_and(|len| len > limit.limit) {
+                return (limit.render)(ApiError::PayloadTooLarge { limit: limit.limit });
             }
             next.run(request).await
         })

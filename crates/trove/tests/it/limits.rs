@@ -24,7 +24,6 @@ async fn declared_bodies_over_the_json_limit_are_refused_before_reading() {
         "/api/models/admin/demo/discussions",
         "/api/models/admin/demo/paths-info/main",
         "/api/validate-yaml",
-        "/admin/demo.git/info/lfs/locks",
         "/login",
     ] {
         let answer = app
@@ -42,6 +41,19 @@ async fn declared_bodies_over_the_json_limit_are_refused_before_reading() {
         );
         assert_eq!(answer.header("connection"), Some("close"), "{uri}");
     }
+    // git-lfs reads its own error shape.
+    let locks = app
+        .post("/admin/demo.git/info/lfs/locks")
+        .token(&app.admin_token)
+        .header("content-length", HUGE)
+        .send()
+        .await;
+    assert_eq!(locks.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        locks.header("content-type"),
+        Some("application/vnd.git-lfs+json")
+    );
+    assert!(locks.json()["message"].is_string());
 }
 
 #[tokio::test]
@@ -88,6 +100,11 @@ async fn routes_with_larger_limits_keep_them() {
         .send()
         .await;
     assert_eq!(push.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // git prints a plain-text refusal after `remote:`.
+    assert_eq!(
+        push.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
 }
 
 async fn boom() -> &'static str {

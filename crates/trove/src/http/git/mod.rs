@@ -72,7 +72,7 @@ fn push_settings(runtime: &GitRuntime, caller: &Caller, repo: &RepoRef) -> GitCo
 }
 
 /// An error as git shows it: plain text, which git prints after `remote: `.
-fn git_error(err: ApiError) -> Response {
+pub(crate) fn git_error(err: ApiError) -> Response {
     if err.keeps_json_answer() {
         return err.into_response();
     }
