@@ -2,8 +2,11 @@
 //! status code, `X-Error-Code`, `X-Error-Message` and a JSON `{"error": ...}` body.
 //!
 //! The client classifies failures by these headers (hub-api.md §1.3), so every variant
-//! maps to exactly what `huggingface_hub` expects. Internal errors are logged once here and
-//! shown to the user only as "Internal Error".
+//! maps to exactly what `huggingface_hub` expects. [`ApiError::public_parts`] is that
+//! mapping; the renderers of each surface (JSON here, LFS JSON, git's plain text, the web's
+//! HTML pages) format it. Internal errors are shown to the user only as "Internal Error";
+//! their cause travels in the response's [`ErrorReport`] to the router's middleware, which
+//! logs it once with the request id.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -246,32 +249,36 @@ fn header_safe(message: &str) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("error"))
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let message = match &self {
-            ApiError::RepoNotFound { .. } => "Repository not found".to_owned(),
-            other => other.to_string(),
-        };
-        match &self {
-            ApiError::Internal(err) => {
-                tracing::error!(error = format!("{err:#}"), "internal error")
-            }
-            // Refusals are the client's doing, but the reason helps whoever runs the server.
-            _ => tracing::info!(status = status.as_u16(), message = %message, "request refused"),
-        }
+/// What a client may learn of an error, whatever the format it is rendered in: the status,
+/// the Hub's `X-Error-Code`, the message (never an internal cause), the headers that go
+/// with some answers (`X-Repo-Commit`, `Retry-After`, `Content-Range`) and the URL a 409
+/// echoes.
+#[derive(Debug)]
+pub struct PublicParts {
+    pub status: StatusCode,
+    pub code: Option<&'static str>,
+    pub message: String,
+    pub headers: HeaderMap,
+    pub url: Option<String>,
+}
+
+/// An error a response was made from, kept in the response's extensions for the router's
+/// logging middleware (which logs it with the request id and removes it): every renderer
+/// attaches one, none logs.
+#[derive(Clone, Debug)]
+pub struct ErrorReport {
+    pub status: StatusCode,
+    pub message: String,
+    /// The cause of an internal error, for the log only.
+    pub internal: Option<String>,
+}
+
+impl ApiError {
+    /// The one mapping of an error to what its client sees; the renderers (JSON below,
+    /// [`ApiError::into_lfs_response`], git's text, the web's HTML page) only format it.
+    pub fn public_parts(&self) -> PublicParts {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            HeaderName::from_static("x-error-message"),
-            header_safe(&message),
-        );
-        if let Some(code) = self.error_code() {
-            headers.insert(
-                HeaderName::from_static("x-error-code"),
-                HeaderValue::from_static(code),
-            );
-        }
-        match &self {
+        match self {
             ApiError::EntryNotFound {
                 commit: Some(commit),
                 ..
@@ -293,16 +300,114 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        let body = match &self {
-            ApiError::Conflict { url: Some(url), .. } => {
-                serde_json::json!({ "error": message, "url": url })
-            }
-            _ => serde_json::json!({ "error": message }),
-        };
-        let mut response = (status, headers, axum::Json(body)).into_response();
+        PublicParts {
+            status: self.status(),
+            code: self.error_code(),
+            message: self.to_string(),
+            headers,
+            url: match self {
+                ApiError::Conflict { url, .. } => url.clone(),
+                _ => None,
+            },
+        }
+    }
+
+    /// Whether a surface with its own error format (git, git-lfs) still answers this one as
+    /// the JSON API does: a redirect (clients follow its `Location`) and a 429 (with
+    /// `Retry-After`).
+    pub fn keeps_json_answer(&self) -> bool {
+        matches!(
+            self,
+            ApiError::RepoMoved { .. } | ApiError::TooManyRequests { .. }
+        )
+    }
+
+    /// The report the logging middleware writes for this error.
+    pub fn report(&self) -> ErrorReport {
+        ErrorReport {
+            status: self.status(),
+            message: self.to_string(),
+            internal: match self {
+                ApiError::Internal(err) => Some(format!("{err:#}")),
+                _ => None,
+            },
+        }
+    }
+
+    /// Attaches what the router needs after a renderer made `response`: the report to log
+    /// and, for a moved repository, where it moved (see [`MovedRepo`]).
+    pub fn attach_to(self, response: &mut Response) {
+        response.extensions_mut().insert(self.report());
         if let ApiError::RepoMoved { from, to } = self {
             response.extensions_mut().insert(MovedRepo { from, to });
         }
+    }
+
+    /// The Git LFS rendering: `{"message": …}` as `application/vnd.git-lfs+json` (git-lfs
+    /// prints the message), with `LFS-Authenticate` on a 401 so git-lfs asks for
+    /// credentials.
+    pub fn into_lfs_response(self) -> Response {
+        if self.keeps_json_answer() {
+            return self.into_response();
+        }
+        let parts = self.public_parts();
+        let mut response = (
+            parts.status,
+            [(axum::http::header::CONTENT_TYPE, LFS_JSON)],
+            axum::Json(LfsErrorBody {
+                message: &parts.message,
+            }),
+        )
+            .into_response();
+        if parts.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                HeaderName::from_static("lfs-authenticate"),
+                HeaderValue::from_static("Basic realm=\"Trove\""),
+            );
+        }
+        self.attach_to(&mut response);
+        response
+    }
+}
+
+/// The media type of Git LFS API bodies, answers and errors alike.
+pub const LFS_JSON: &str = "application/vnd.git-lfs+json";
+
+/// Git LFS's error body: git-lfs prints `message`.
+#[derive(serde::Serialize)]
+struct LfsErrorBody<'a> {
+    message: &'a str,
+}
+
+/// The Hub's JSON error body.
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
+}
+
+/// The Hub API rendering: the status, `X-Error-Message`, `X-Error-Code` when there is one,
+/// and `{"error": …}` (plus `url` for a 409 that names the existing repository).
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut parts = self.public_parts();
+        parts.headers.insert(
+            HeaderName::from_static("x-error-message"),
+            header_safe(&parts.message),
+        );
+        if let Some(code) = parts.code {
+            parts.headers.insert(
+                HeaderName::from_static("x-error-code"),
+                HeaderValue::from_static(code),
+            );
+        }
+        let body = ErrorBody {
+            error: &parts.message,
+            url: parts.url.as_deref(),
+        };
+        let mut response = (parts.status, parts.headers, axum::Json(body)).into_response();
+        self.attach_to(&mut response);
         response
     }
 }

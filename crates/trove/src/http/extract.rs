@@ -131,6 +131,18 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     }
 }
 
+/// The `{t}` segment of `/api/{t}/…`; see [`repo_type_from_plural`].
+#[derive(serde::Deserialize)]
+pub struct TypeParam {
+    t: String,
+}
+
+impl TypeParam {
+    pub fn repo_type(&self) -> Result<RepoType, ApiError> {
+        repo_type_from_plural(&self.t)
+    }
+}
+
 /// The `{rev}` segment of a route, validated (see [`Revision`]); other segments are ignored.
 #[derive(serde::Deserialize)]
 pub struct RevParam {

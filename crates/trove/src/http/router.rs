@@ -2,7 +2,7 @@
 //! Routing happens on the raw path; axum decodes each captured segment once, so revisions
 //! like `refs%2Fpr%2F1` and tree paths like `f%2Fsub` arrive decoded and intact.
 
-use crate::error::MovedRepo;
+use crate::error::{ApiError, ErrorReport, MovedRepo};
 use crate::http::api::{
     accounts, commit, commits, discussions, gating, info, likes, misc, preupload, refs, repos,
     safetensors, search, settings, tree, whoami,
@@ -10,11 +10,12 @@ use crate::http::api::{
 use crate::http::{git as git_http, lfs, resolve, web, xet};
 use crate::state::AppState;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post, put};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::trace::TraceLayer;
 
@@ -111,10 +112,6 @@ pub fn build(state: AppState) -> Router {
             "/api/{t}/{ns}/{name}/preupload/{rev}",
             post(preupload::preupload),
         )
-        .route(
-            "/api/{t}/{ns}/{name}/commit/{rev}",
-            post(commit::create_commit),
-        )
         // huggingface_hub: discussions and pull requests.
         .route(
             "/api/{t}/{ns}/{name}/discussions",
@@ -156,6 +153,12 @@ pub fn build(state: AppState) -> Router {
             "/api/{t}/{ns}/{name}/xet-read-token/{rev}",
             get(xet::token::read_token),
         );
+
+    // huggingface_hub: commits, NDJSON bodies with their own (larger) limit.
+    let commit_route = Router::new().route(
+        "/api/{t}/{ns}/{name}/commit/{rev}",
+        post(commit::create_commit),
+    );
 
     // huggingface_hub and browsers: file downloads (`get` also answers HEAD).
     let mut downloads = Router::new();
@@ -217,25 +220,46 @@ pub fn build(state: AppState) -> Router {
         .route("/datasets/{ns}/{name}", get(web::repo::page))
         .route("/spaces/{ns}/{name}", get(web::repo::page));
 
-    Router::new()
+    // Bodies: the JSON limit unless a group takes larger ones (see `body_limit`).
+    let limits = &state.config.limits;
+    let json_routes = Router::new()
         .route("/healthz", get(misc::healthz))
         // hf_xet also reports transfer metrics to the hub's own origin: accepted, dropped.
         .route("/v1/telemetry", post(xet::cas::telemetry))
         .merge(api)
         .merge(downloads)
-        .merge(lfs)
-        .merge(lfs_locks)
-        .merge(git)
         .merge(web)
-        // hf_xet: the CAS service, authorized by its own short-lived tokens.
-        .nest("/xet", xet::cas_router())
+        .layer(body_limit(json_limit as u64));
+
+    Router::new()
+        .merge(json_routes)
+        .merge(commit_route.layer(body_limit(limits.max_commit_bytes)))
+        // Batch and verify bodies are JSON, capped by `DefaultBodyLimit` as they are read;
+        // the transfer routes take whole objects.
+        .merge(lfs.layer(body_limit(limits.max_lfs_object_bytes)))
+        .merge(lfs_locks.layer(body_limit_as(BodyLimit {
+            limit: json_limit as u64,
+            render: ApiError::into_lfs_response,
+        })))
+        .merge(git.layer(body_limit_as(BodyLimit {
+            limit: git_body_limit(&state),
+            render: git_http::git_error,
+        })))
+        // hf_xet: the CAS service, authorized by its own short-lived tokens; xorbs are the
+        // largest bodies it takes (shards are smaller).
+        .nest(
+            "/xet",
+            xet::cas_router().layer(body_limit(trove_xet::xorb::MAX_XORB_UPLOAD_BYTES)),
+        )
         .fallback(misc::fallback)
         .layer(DefaultBodyLimit::max(json_limit))
+        .layer(catch_panics())
         .layer(middleware::from_fn(moved_repo))
         .layer(middleware::from_fn(close_after_refused_body))
+        .layer(middleware::from_fn(log_errors))
         .layer(middleware::from_fn(request_id))
-        // Failures are logged where they happen (internal errors at ERROR, refusals with their
-        // reason at INFO); the trace layer's own failure line would repeat them without it.
+        // Failures are logged once, by `log_errors` (internal errors at ERROR, refusals with
+        // their reason at INFO); the trace layer's own failure line would repeat them.
         .layer(
             TraceLayer::new_for_http().on_failure(
                 tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
@@ -244,9 +268,120 @@ pub fn build(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The largest body a git request may declare: a push's pack and its commands (fetch
+/// requests are smaller and capped by the handler as they stream).
+fn git_body_limit(state: &AppState) -> u64 {
+    state
+        .git
+        .max_push_bytes
+        .saturating_add(16 << 20)
+        .max(state.git.max_fetch_request_bytes)
+}
+
+/// A route group's body limit and how its surface renders the refusal.
+#[derive(Clone, Copy)]
+pub struct BodyLimit {
+    pub limit: u64,
+    pub render: fn(ApiError) -> Response,
+}
+
+/// The future of a [`body_limit`] check.
+type Checked = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
+/// The check of [`body_limit`], given the limit as its state.
+type LimitCheck = fn(State<BodyLimit>, Request, Next) -> Checked;
+
+/// Refuses with 413, before reading a byte, a request whose `Content-Length` exceeds
+/// `limit` — the route group's own limit — answered in the Hub's JSON. A client that
+/// announces a body it never sends would otherwise hold the request open. Bodies without a
+/// length are capped as they are read: by `DefaultBodyLimit` for the extractors, by the
+/// streaming handlers' own counts.
+pub fn body_limit(
+    limit: u64,
+) -> middleware::FromFnLayer<LimitCheck, BodyLimit, (State<BodyLimit>, Request)> {
+    body_limit_as(BodyLimit {
+        limit,
+        render: IntoResponse::into_response,
+    })
+}
+
+/// [`body_limit`] for a surface with its own error format (git's text, git-lfs's JSON).
+pub fn body_limit_as(
+    limit: BodyLimit,
+) -> middleware::FromFnLayer<LimitCheck, BodyLimit, (State<BodyLimit>, Request)> {
+    fn check(State(limit): State<BodyLimit>, request: Request, next: Next) -> Checked {
+        Box::pin(async move {
+            let declared = request
+                .headers()
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|len| len > limit.limit) {
+                return (limit.render)(ApiError::PayloadTooLarge { limit: limit.limit });
+            }
+            next.run(request).await
+        })
+    }
+    middleware::from_fn_with_state(limit, check as fn(_, _, _) -> _)
+}
+
+/// Turns a panic in a handler into a 500 in the Hub's error format (logged by
+/// [`log_errors`] like any internal error) instead of a dropped connection.
+pub fn catch_panics() -> CatchPanicLayer<fn(Box<dyn std::any::Any + Send + 'static>) -> Response> {
+    fn answer(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        ApiError::internal(anyhow::anyhow!("panic: {what}")).into_response()
+    }
+    CatchPanicLayer::custom(answer as fn(_) -> _)
+}
+
+/// The request id of a request, as [`request_id`] chose it.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub HeaderValue);
+
+/// Logs the error a response was made from, once, with the request id, and removes the
+/// report from the response: internal errors (their cause, never shown to the client) at
+/// ERROR, refusals (the client's doing, but the reason helps whoever runs the server) at
+/// INFO.
+pub async fn log_errors(request: Request, next: Next) -> Response {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.0.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let mut response = next.run(request).await;
+    if let Some(report) = response.extensions_mut().remove::<ErrorReport>() {
+        match report.internal {
+            Some(cause) => tracing::error!(
+                request.id = %request_id,
+                http.method = %method,
+                http.path = %path,
+                error = %cause,
+                "internal error"
+            ),
+            None => tracing::info!(
+                request.id = %request_id,
+                http.method = %method,
+                http.path = %path,
+                status = report.status.as_u16(),
+                message = %report.message,
+                "request refused"
+            ),
+        }
+    }
+    response
+}
+
 /// Every response carries `X-Request-Id` (the client shows it in errors): the client's own
-/// trace id when it sent one, else a fresh one.
-async fn request_id(request: Request, next: Next) -> Response {
+/// trace id when it sent one, else a fresh one. The id is also a request extension
+/// ([`RequestId`]) for the log lines.
+async fn request_id(mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get("x-amzn-trace-id")
@@ -256,6 +391,7 @@ async fn request_id(request: Request, next: Next) -> Response {
             HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
                 .expect("a uuid is a valid header value")
         });
+    request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).await;
     response
         .headers_mut()

@@ -12,7 +12,7 @@ use crate::clock::{now_ms, now_secs};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use trove_git::{CommitError, GitRepo, Signature, TreeOp};
-use trove_types::{GitOid, LfsPointer, RepoPath, Sha256Hex};
+use trove_types::{GitOid, LfsPointer, RepoPath, Revision, Sha256Hex};
 
 /// How many times a commit is rebuilt when a push moved the branch underneath it.
 const MAX_REBUILDS: usize = 5;
@@ -53,8 +53,7 @@ pub async fn lfs_file_op(
     }
     let pointer = LfsPointer { oid, size: stored }.to_text();
     let blob = with_git(state, repo, move |git| {
-        git.write_blob(pointer.as_bytes())
-            .map_err(ApiError::internal)
+        Ok(git.write_blob(pointer.as_bytes())?)
     })
     .await?;
     Ok(TreeOp::Upsert { path, blob })
@@ -171,39 +170,22 @@ pub async fn commit_to_ref(
                     lock_waits += 1;
                     std::thread::sleep(LOCK_WAIT);
                 }
-                Err(e) => return Err(commit_error(e)),
+                Err(e) => return Err(e.into()),
             }
         }
     })
     .await?;
     state.db.touch_repo(repo.repo.id, now_ms()).await?;
     tracing::info!(repo.id = repo.repo.id, commit = %commit, "commit created");
-    if target_is_main(&revision_for_index) {
+    if is_default_branch(&revision_for_index) {
         super::index::reindex_after_write(state, &repo.repo).await;
     }
     Ok(commit)
 }
 
-/// Only `main` is indexed; commits to other branches leave the index as it is.
-fn target_is_main(revision: &str) -> bool {
-    matches!(revision, "main" | "refs/heads/main")
-}
-
-fn commit_error(e: CommitError) -> ApiError {
-    match e {
-        CommitError::EntryNotFound { path } => ApiError::EntryNotFound {
-            message: format!("A file with this name doesn't exist: {path}"),
-            commit: None,
-        },
-        CommitError::PathConflict { path } => ApiError::bad_request(format!(
-            "Path conflict at {path}: a file and a folder cannot share a name"
-        )),
-        CommitError::RefLocked { .. } => ApiError::Conflict {
-            message: "Another update of this branch is in progress; please retry".into(),
-            url: None,
-        },
-        other => ApiError::internal(other),
-    }
+/// Only the default branch is indexed; commits to other branches leave the index as it is.
+fn is_default_branch(revision: &str) -> bool {
+    Revision::parse(revision).is_ok_and(|r| r.is_default_branch())
 }
 
 #[cfg(test)]

@@ -31,7 +31,10 @@ pub const MAX_COMMENT_BYTES: usize = 65_536;
 /// The diff shown with a pull request is cut after this many bytes.
 pub const MAX_DIFF_BYTES: usize = 1 << 20;
 /// The branch every pull request merges into.
-const BASE_REF: &str = "refs/heads/main";
+/// The full ref pull requests merge into: the default branch.
+pub fn default_base_ref() -> String {
+    format!("refs/heads/{}", trove_types::DEFAULT_BRANCH)
+}
 
 /// `refs/pr/N` → `N`.
 pub fn pr_number(revision: &str) -> Option<i64> {
@@ -168,7 +171,7 @@ pub async fn open(
     if !pull_request {
         return create_row(state, repo, user_id, title, description, None).await;
     }
-    let base = with_git(state, repo, |git| resolve(git, BASE_REF)).await?;
+    let base = with_git(state, repo, |git| resolve(git, &default_base_ref())).await?;
     let discussion = create_row(
         state,
         repo,
@@ -179,9 +182,11 @@ pub async fn open(
     )
     .await?;
     let full_ref = pr_ref(discussion.num);
-    let created = with_git(state, repo, move |git| {
-        git.create_ref(&full_ref, &base).map_err(ApiError::internal)
-    })
+    let created = with_git(
+        state,
+        repo,
+        move |git| Ok(git.create_ref(&full_ref, &base)?),
+    )
     .await;
     if let Err(e) = created {
         undo_open(state, &discussion).await;
@@ -198,7 +203,8 @@ async fn create_row(
     description: &str,
     pr_status: Option<DiscussionStatus>,
 ) -> ApiResult<Discussion> {
-    state
+    let base = default_base_ref();
+    Ok(state
         .db
         .create_discussion(&NewDiscussion {
             repo_id: repo.repo.id,
@@ -206,12 +212,11 @@ async fn create_row(
             title,
             is_pull_request: pr_status.is_some(),
             status: pr_status.unwrap_or(DiscussionStatus::Open),
-            base_ref: pr_status.map(|_| BASE_REF),
+            base_ref: pr_status.map(|_| base.as_str()),
             description,
             now_ms: now_ms(),
         })
-        .await
-        .map_err(ApiError::internal)
+        .await?)
 }
 
 async fn undo_open(state: &AppState, discussion: &Discussion) {
@@ -247,8 +252,7 @@ pub async fn open_with_commit(
     let ref_for_git = full_ref.clone();
     let result = async {
         with_git(state, repo, move |git| {
-            git.create_ref(&ref_for_git, &base)
-                .map_err(ApiError::internal)
+            Ok(git.create_ref(&ref_for_git, &base)?)
         })
         .await?;
         commit_to_ref(state, caller, repo, &full_ref, pending).await
@@ -259,8 +263,7 @@ pub async fn open_with_commit(
         Err(e) => {
             let full_ref = full_ref.clone();
             let _ = with_git(state, repo, move |git| {
-                git.delete_ref_if_present(&full_ref)
-                    .map_err(ApiError::internal)
+                Ok(git.delete_ref_if_present(&full_ref)?)
             })
             .await;
             undo_open(state, &discussion).await;
@@ -511,10 +514,7 @@ pub async fn pull_request_view(
     discussion: &Discussion,
     with_diff: bool,
 ) -> ApiResult<PullRequestView> {
-    let base_ref = discussion
-        .base_ref
-        .clone()
-        .unwrap_or_else(|| BASE_REF.to_owned());
+    let base_ref = discussion.base_ref.clone().unwrap_or_else(default_base_ref);
     let head_ref = pr_ref(discussion.num);
     let open = matches!(
         discussion.status,
@@ -571,10 +571,7 @@ pub async fn merge(
     }
     let comment = optional_comment(comment)?;
     let author = super::commit::author_of(caller)?;
-    let base_ref = discussion
-        .base_ref
-        .clone()
-        .unwrap_or_else(|| BASE_REF.to_owned());
+    let base_ref = discussion.base_ref.clone().unwrap_or_else(default_base_ref);
     let head_ref = pr_ref(discussion.num);
     let message = format!(
         "Merge pull request #{}: {}",

@@ -78,11 +78,7 @@ pub async fn list(
     if !repo.repo.gated.is_gated() {
         return Err(not_gated(repo));
     }
-    state
-        .db
-        .access_requests(repo.repo.id, status)
-        .await
-        .map_err(ApiError::internal)
+    Ok(state.db.access_requests(repo.repo.id, status).await?)
 }
 
 /// Whose request: by user name, or by request id (the user's id).

@@ -47,11 +47,7 @@ pub async fn likers(
     after: Option<Cursor>,
     limit: u32,
 ) -> ApiResult<Page<(User, i64)>> {
-    state
-        .db
-        .likers(repo.repo.id, after, limit)
-        .await
-        .map_err(ApiError::internal)
+    Ok(state.db.likers(repo.repo.id, after, limit).await?)
 }
 
 /// The repositories `user_name` likes, among those the caller may read.
@@ -67,9 +63,8 @@ pub async fn liked_by(
         .user_by_name(user_name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("User {user_name:?} not found")))?;
-    state
+    Ok(state
         .db
         .liked_repos(user.id, &Access::listing_visibility(caller), after, limit)
-        .await
-        .map_err(ApiError::internal)
+        .await?)
 }

@@ -3,7 +3,7 @@
 
 use crate::auth::{Access, Caller};
 use crate::clock::now_ms;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
 use trove_db::{ListQuery, Listed, Page};
 use trove_types::RepoType;
@@ -15,11 +15,7 @@ pub async fn list(
     mut query: ListQuery,
 ) -> ApiResult<Page<Listed>> {
     query.visibility = Access::listing_visibility(caller);
-    state
-        .db
-        .list_repos(&query)
-        .await
-        .map_err(ApiError::internal)
+    Ok(state.db.list_repos(&query).await?)
 }
 
 /// Which requests of a file count as a download of the repository, as the Hub counts them:

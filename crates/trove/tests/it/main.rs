@@ -5,5 +5,7 @@
 mod app;
 mod content;
 mod contract;
+mod hostile;
 mod layering;
+mod limits;
 mod recovery;

@@ -2,21 +2,19 @@
 //! by line (bounded per line and in total); each line is validated and inline files are written
 //! as git blobs as they arrive; nothing is visible until the branch moves.
 
-use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiPath, QueryParams, repo_type_from_plural};
+use crate::http::extract::{ApiPath, QueryParams, RepoAt, RevParam};
 use crate::repos::commit::{PendingCommit, commit, commit_to_ref, lfs_file_op};
 use crate::repos::discussions;
-use crate::repos::{RepoRef, find_readable, with_git};
+use crate::repos::{RepoRef, with_git};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use base64::Engine;
 use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use trove_git::TreeOp;
 use trove_types::{RepoPath, Sha256Hex};
 
@@ -115,7 +113,7 @@ impl OperationReader<'_> {
                         ))
                     })?;
                 let blob = with_git(self.state, self.repo, move |git| {
-                    git.write_blob(&content).map_err(ApiError::internal)
+                    Ok(git.write_blob(&content)?)
                 })
                 .await?;
                 TreeOp::Upsert { path, blob }
@@ -160,21 +158,35 @@ impl OperationReader<'_> {
     }
 }
 
+/// The answer to a commit, as `create_commit` reads it into a `CommitInfo`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitAnswer {
+    success: bool,
+    commit_oid: String,
+    commit_url: String,
+    commit_message: String,
+    hook_output: &'static str,
+    /// `null` unless the commit opened or updated a pull request.
+    pull_request_url: Option<String>,
+}
+
+/// A body declared larger than `max_commit_bytes` never gets here: the router's body limit
+/// for this route refuses it first.
 pub async fn create_commit(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name, rev)): ApiPath<(String, String, String, String)>,
+    RepoAt { repo, caller }: RepoAt,
+    ApiPath(RevParam { rev }): ApiPath<RevParam>,
     query: QueryParams,
-    headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
+) -> ApiResult<Json<CommitAnswer>> {
+    let rev = rev.as_str();
     // Who may commit depends on the target, decided before the body is read: a new pull
     // request (any contributor), an existing one (its author or a writer), a branch (writers).
     let target = if query.flag("create_pr") {
         repo.require_contribute(&caller)?;
         Target::NewPullRequest
-    } else if let Some(num) = discussions::pr_number(&rev) {
+    } else if let Some(num) = discussions::pr_number(rev) {
         Target::PullRequest(
             discussions::pull_request_for_commit(&state, &caller, &repo, num).await?,
         )
@@ -183,15 +195,6 @@ pub async fn create_commit(
         Target::Branch
     };
     let limits = &state.config.limits;
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limits.max_commit_bytes) {
-        return Err(ApiError::PayloadTooLarge {
-            limit: limits.max_commit_bytes,
-        });
-    }
 
     let mut reader = OperationReader {
         state: &state,
@@ -243,28 +246,28 @@ pub async fn create_commit(
         ops: reader.ops,
     };
     let (oid, pull_request) = match target {
-        Target::Branch => (commit(&state, &caller, &repo, &rev, pending).await?, None),
+        Target::Branch => (commit(&state, &caller, &repo, rev, pending).await?, None),
         Target::NewPullRequest => {
             let (oid, pr) =
-                discussions::open_with_commit(&state, &caller, &repo, &rev, pending).await?;
+                discussions::open_with_commit(&state, &caller, &repo, rev, pending).await?;
             (oid, Some(pr))
         }
         Target::PullRequest(pr) => {
-            let oid = commit_to_ref(&state, &caller, &repo, &rev, pending).await?;
+            let oid = commit_to_ref(&state, &caller, &repo, rev, pending).await?;
             let pr = discussions::record_commit(&state, &caller, &repo, pr, &oid, &summary).await?;
             (oid, Some(pr))
         }
     };
     let pull_request_url =
         pull_request.map(|pr| format!("{}/discussions/{}", repo.url(&state), pr.num));
-    Ok(Json(json!({
-        "success": true,
-        "commitOid": oid.to_string(),
-        "commitUrl": format!("{}/commit/{oid}", repo.url(&state)),
-        "commitMessage": summary,
-        "hookOutput": "",
-        "pullRequestUrl": pull_request_url,
-    })))
+    Ok(Json(CommitAnswer {
+        success: true,
+        commit_oid: oid.to_string(),
+        commit_url: format!("{}/commit/{oid}", repo.url(&state)),
+        commit_message: summary,
+        hook_output: "",
+        pull_request_url,
+    }))
 }
 
 /// Where a commit goes, and so who may make it.

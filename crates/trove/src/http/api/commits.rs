@@ -10,10 +10,34 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
 use trove_types::GitOid;
 
 const PAGE_SIZE: usize = 50;
+
+/// A commit as `list_repo_commits` reads it into a `GitCommitInfo`.
+#[derive(Serialize)]
+pub struct CommitJson {
+    id: String,
+    title: String,
+    message: String,
+    date: String,
+    authors: Vec<CommitAuthor>,
+    /// With `expand[]=formatted`: title and message as HTML-escaped text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    formatted: Option<Formatted>,
+}
+
+#[derive(Serialize)]
+pub struct CommitAuthor {
+    user: String,
+}
+
+#[derive(Serialize)]
+pub struct Formatted {
+    title: String,
+    message: String,
+}
 
 pub async fn list(
     State(state): State<AppState>,
@@ -55,21 +79,20 @@ pub async fn list(
         Ok((commits, head, skip, more))
     })
     .await?;
-    let items: Vec<Value> = commits
+    let items: Vec<CommitJson> = commits
         .into_iter()
-        .map(|c| {
-            let mut item = json!({
-                "id": c.id.to_string(),
-                "title": c.title,
-                "message": c.message,
-                "date": format_secs(c.time_unix),
-                "authors": [{ "user": c.author_name }],
-            });
-            if formatted {
-                item["formatted"] =
-                    json!({ "title": html_escape(&c.title), "message": html_escape(&c.message) });
-            }
-            item
+        .map(|c| CommitJson {
+            id: c.id.to_string(),
+            formatted: formatted.then(|| Formatted {
+                title: html_escape(&c.title),
+                message: html_escape(&c.message),
+            }),
+            title: c.title,
+            message: c.message,
+            date: format_secs(c.time_unix),
+            authors: vec![CommitAuthor {
+                user: c.author_name,
+            }],
         })
         .collect();
     let mut headers = HeaderMap::new();

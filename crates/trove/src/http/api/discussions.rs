@@ -1,149 +1,291 @@
 //! Discussions and pull requests (E37–E45): `/api/{T}/{repo}/discussions[/{num}[/…]]`, in
 //! the JSON the client's `Discussion`, `DiscussionWithDetails` and event classes read.
 
-use crate::auth::Caller;
+use super::repo_json::RepoName;
 use crate::clock::format_ms;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath, QueryParams, repo_type_from_plural};
+use crate::http::extract::{ApiJson, ApiPath, QueryParams, RepoAt};
 use crate::markdown;
-use crate::repos::discussions::{self as use_case, event_id_text, parse_event_id};
-use crate::repos::{RepoRef, find_readable};
+use crate::repos::RepoRef;
+use crate::repos::discussions::{
+    self as use_case, default_base_ref, event_id_text, parse_event_id,
+};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
-use trove_db::{Discussion, DiscussionFilter, DiscussionStatus, Event, EventKind};
+use serde::{Deserialize, Serialize};
+use trove_db::{CommentVersion, Discussion, DiscussionFilter, DiscussionStatus, Event, EventKind};
 
 /// Discussions per page of the listing (the client pages with `p`).
 const PAGE: u32 = 50;
 
-type RepoPath3 = ApiPath<(String, String, String)>;
-type DiscussionPath = ApiPath<(String, String, String, String)>;
-type CommentPath = ApiPath<(String, String, String, String, String)>;
-
-fn author_json(name: Option<&str>) -> Option<Value> {
-    name.map(|name| json!({ "name": name, "type": "user" }))
+/// A user as discussions name them.
+#[derive(Serialize)]
+pub struct AuthorJson {
+    name: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
-fn discussion_json(repo: &RepoRef, d: &Discussion) -> Value {
-    let mut object = Map::new();
-    object.insert("num".into(), json!(d.num));
-    object.insert("title".into(), json!(d.title));
-    object.insert("status".into(), json!(d.status.as_str()));
-    object.insert("isPullRequest".into(), json!(d.is_pull_request));
-    object.insert("createdAt".into(), json!(format_ms(d.created_at_ms)));
-    object.insert("pinned".into(), json!(false));
-    object.insert(
-        "repo".into(),
-        json!({
-            "name": format!("{}/{}", repo.repo.namespace, repo.repo.name),
-            "type": repo.repo_type.as_str(),
-        }),
-    );
-    if let Some(author) = author_json(d.author.as_deref()) {
-        object.insert("author".into(), author);
+fn author_json(name: Option<&str>) -> Option<AuthorJson> {
+    name.map(|name| AuthorJson {
+        name: name.to_owned(),
+        kind: "user",
+    })
+}
+
+/// A discussion as the client's `Discussion` reads it; `author` is absent once the
+/// account is deleted.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscussionJson {
+    num: i64,
+    title: String,
+    status: &'static str,
+    is_pull_request: bool,
+    created_at: String,
+    pinned: bool,
+    repo: RepoName,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author: Option<AuthorJson>,
+}
+
+impl DiscussionJson {
+    fn new(repo: &RepoRef, d: &Discussion) -> Self {
+        DiscussionJson {
+            num: d.num,
+            title: d.title.clone(),
+            status: d.status.as_str(),
+            is_pull_request: d.is_pull_request,
+            created_at: format_ms(d.created_at_ms),
+            pinned: false,
+            repo: RepoName {
+                name: format!("{}/{}", repo.repo.namespace, repo.repo.name),
+                kind: repo.repo_type.as_str(),
+            },
+            author: author_json(d.author.as_deref()),
+        }
     }
-    Value::Object(object)
 }
 
-fn event_json(event: &Event) -> Value {
-    let (kind, data) = match &event.kind {
-        EventKind::Comment {
-            raw,
-            hidden,
-            edited,
-            history,
-        } => {
-            let (updated_at, editor) = match edited {
-                Some((at, editor)) => (*at, editor.as_deref()),
-                None => (event.created_at_ms, event.author.as_deref()),
-            };
-            let mut latest = json!({
-                "raw": raw,
-                "html": markdown::render(raw),
-                "updatedAt": format_ms(updated_at),
-            });
-            if let Some(author) = author_json(editor) {
-                latest["author"] = author;
+/// An event of a discussion, as the client's `DiscussionEvent` subclasses read it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventJson {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    created_at: String,
+    data: EventData,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author: Option<AuthorJson>,
+}
+
+/// The `data` of an event, by its `type`.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum EventData {
+    Comment(CommentData),
+    StatusChange { status: &'static str },
+    Commit { subject: String, oid: String },
+    TitleChange { from: String, to: String },
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommentData {
+    edited: bool,
+    hidden: bool,
+    latest: LatestText,
+    num_edits: usize,
+    history: Vec<EarlierText>,
+}
+
+/// The current text of a comment, raw and rendered.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LatestText {
+    raw: String,
+    html: String,
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author: Option<AuthorJson>,
+}
+
+/// An earlier text of an edited comment.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EarlierText {
+    raw: String,
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author: Option<AuthorJson>,
+}
+
+impl From<&CommentVersion> for EarlierText {
+    fn from(version: &CommentVersion) -> Self {
+        EarlierText {
+            raw: version.raw.clone(),
+            updated_at: format_ms(version.created_at_ms),
+            author: author_json(version.author.as_deref()),
+        }
+    }
+}
+
+impl From<&Event> for EventJson {
+    fn from(event: &Event) -> Self {
+        let (kind, data) = match &event.kind {
+            EventKind::Comment {
+                raw,
+                hidden,
+                edited,
+                history,
+            } => {
+                let (updated_at, editor) = match edited {
+                    Some((at, editor)) => (*at, editor.as_deref()),
+                    None => (event.created_at_ms, event.author.as_deref()),
+                };
+                let history: Vec<EarlierText> = history.iter().map(EarlierText::from).collect();
+                (
+                    "comment",
+                    EventData::Comment(CommentData {
+                        edited: edited.is_some(),
+                        hidden: *hidden,
+                        latest: LatestText {
+                            raw: raw.clone(),
+                            html: markdown::render(raw),
+                            updated_at: format_ms(updated_at),
+                            author: author_json(editor),
+                        },
+                        num_edits: history.len(),
+                        history,
+                    }),
+                )
             }
-            let history: Vec<Value> = history
-                .iter()
-                .map(|version| {
-                    let mut v = json!({
-                        "raw": version.raw,
-                        "updatedAt": format_ms(version.created_at_ms),
-                    });
-                    if let Some(author) = author_json(version.author.as_deref()) {
-                        v["author"] = author;
-                    }
-                    v
-                })
-                .collect();
-            (
-                "comment",
-                json!({
-                    "edited": edited.is_some(),
-                    "hidden": hidden,
-                    "latest": latest,
-                    "numEdits": history.len(),
-                    "history": history,
-                }),
-            )
+            EventKind::StatusChange { status } => (
+                "status-change",
+                EventData::StatusChange {
+                    status: status.as_str(),
+                },
+            ),
+            EventKind::Commit { subject, oid } => (
+                "commit",
+                EventData::Commit {
+                    subject: subject.clone(),
+                    oid: oid.clone(),
+                },
+            ),
+            EventKind::TitleChange { from, to } => (
+                "title-change",
+                EventData::TitleChange {
+                    from: from.clone(),
+                    to: to.clone(),
+                },
+            ),
+        };
+        EventJson {
+            id: event_id_text(event.id),
+            kind,
+            created_at: format_ms(event.created_at_ms),
+            data,
+            author: author_json(event.author.as_deref()),
         }
-        EventKind::StatusChange { status } => {
-            ("status-change", json!({ "status": status.as_str() }))
-        }
-        EventKind::Commit { subject, oid } => ("commit", json!({ "subject": subject, "oid": oid })),
-        EventKind::TitleChange { from, to } => ("title-change", json!({ "from": from, "to": to })),
-    };
-    let mut object = json!({
-        "id": event_id_text(event.id),
-        "type": kind,
-        "createdAt": format_ms(event.created_at_ms),
-        "data": data,
-    });
-    if let Some(author) = author_json(event.author.as_deref()) {
-        object["author"] = author;
     }
-    object
 }
 
-async fn repo_for(
-    state: &AppState,
-    caller: &Caller,
-    t: &str,
-    ns: &str,
-    name: &str,
-) -> ApiResult<RepoRef> {
-    find_readable(state, caller, repo_type_from_plural(t)?, ns, name).await
+/// A page of the listing. `numClosedDiscussions` is not counted: `null`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscussionList {
+    discussions: Vec<DiscussionJson>,
+    count: u64,
+    start: u32,
+    num_closed_discussions: Option<u64>,
 }
 
-fn parse_num(num: &str) -> ApiResult<i64> {
-    num.parse::<i64>()
+/// A discussion with its events, and for a pull request its changes.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscussionDetails {
+    #[serde(flatten)]
+    discussion: DiscussionJson,
+    events: Vec<EventJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changes: Option<Changes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files_with_conflicts: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diff: Option<String>,
+}
+
+/// What a pull request merges into, and once merged, the commit it made.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Changes {
+    base: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    merge_commit_id: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewMessage {
+    new_message: EventJson,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewStatus {
+    new_status: EventJson,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewTitle {
+    new_title: EventJson,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdatedComment {
+    updated_comment: EventJson,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Merged {
+    merge_commit_id: String,
+}
+
+/// The `{num}` of `/discussions/{num}`.
+#[derive(Deserialize)]
+pub struct NumParam {
+    num: String,
+}
+
+/// The `{num}` and `{id}` of `/discussions/{num}/comment/{id}/…`.
+#[derive(Deserialize)]
+pub struct CommentParam {
+    num: String,
+    id: String,
+}
+
+/// The discussion `num` of `repo`; anything but a positive number is a missing discussion.
+async fn discussion(state: &AppState, repo: &RepoRef, num: &str) -> ApiResult<Discussion> {
+    let number = num
+        .parse::<i64>()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or_else(|| ApiError::NotFound(format!("Discussion {num:?} not found")))
-}
-
-async fn repo_and_discussion(
-    state: &AppState,
-    caller: &Caller,
-    (t, ns, name, num): &(String, String, String, String),
-) -> ApiResult<(RepoRef, Discussion)> {
-    let repo = repo_for(state, caller, t, ns, name).await?;
-    let discussion = use_case::find(state, &repo, parse_num(num)?).await?;
-    Ok((repo, discussion))
+        .ok_or_else(|| ApiError::NotFound(format!("Discussion {num:?} not found")))?;
+    use_case::find(state, repo, number).await
 }
 
 /// E37 `GET …/discussions?p=&type=&status=&author=`.
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name)): RepoPath3,
+    RepoAt { repo, .. }: RepoAt,
     query: QueryParams,
-) -> ApiResult<Json<Value>> {
-    let repo = repo_for(&state, &caller, &t, &ns, &name).await?;
+) -> ApiResult<Json<DiscussionList>> {
     let page: u32 = match query.get("p") {
         None => 0,
         Some(p) => p
@@ -182,13 +324,15 @@ pub async fn list(
         .db
         .list_discussions(repo.repo.id, &filter, start, PAGE)
         .await?;
-    let discussions: Vec<Value> = items.iter().map(|d| discussion_json(&repo, d)).collect();
-    Ok(Json(json!({
-        "discussions": discussions,
-        "count": count,
-        "start": start,
-        "numClosedDiscussions": Value::Null,
-    })))
+    Ok(Json(DiscussionList {
+        discussions: items
+            .iter()
+            .map(|d| DiscussionJson::new(&repo, d))
+            .collect(),
+        count,
+        start,
+        num_closed_discussions: None,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -203,11 +347,9 @@ pub struct NewDiscussionBody {
 /// E38 `POST …/discussions` `{title, description, pullRequest}`.
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name)): RepoPath3,
+    RepoAt { repo, caller }: RepoAt,
     ApiJson(body): ApiJson<NewDiscussionBody>,
-) -> ApiResult<Json<Value>> {
-    let repo = repo_for(&state, &caller, &t, &ns, &name).await?;
+) -> ApiResult<Json<DiscussionJson>> {
     let discussion = use_case::open(
         &state,
         &caller,
@@ -217,34 +359,34 @@ pub async fn create(
         body.pull_request,
     )
     .await?;
-    Ok(Json(discussion_json(&repo, &discussion)))
+    Ok(Json(DiscussionJson::new(&repo, &discussion)))
 }
 
 /// E39 `GET …/discussions/{num}[?diff=1]`.
 pub async fn details(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(path): DiscussionPath,
+    RepoAt { repo, .. }: RepoAt,
+    ApiPath(NumParam { num }): ApiPath<NumParam>,
     query: QueryParams,
-) -> ApiResult<Json<Value>> {
-    let (repo, discussion) = repo_and_discussion(&state, &caller, &path).await?;
+) -> ApiResult<Json<DiscussionDetails>> {
+    let discussion = discussion(&state, &repo, &num).await?;
     let events = state.db.discussion_events(discussion.id).await?;
-    let mut body = discussion_json(&repo, &discussion);
-    body["events"] = Value::Array(events.iter().map(event_json).collect());
+    let mut body = DiscussionDetails {
+        discussion: DiscussionJson::new(&repo, &discussion),
+        events: events.iter().map(EventJson::from).collect(),
+        changes: None,
+        files_with_conflicts: None,
+        diff: None,
+    };
     if discussion.is_pull_request {
         let view =
             use_case::pull_request_view(&state, &repo, &discussion, query.flag("diff")).await?;
-        let mut changes = json!({
-            "base": discussion.base_ref.as_deref().unwrap_or("refs/heads/main"),
+        body.changes = Some(Changes {
+            base: discussion.base_ref.clone().unwrap_or_else(default_base_ref),
+            merge_commit_id: discussion.merge_commit.clone(),
         });
-        if let Some(merge) = &discussion.merge_commit {
-            changes["mergeCommitId"] = json!(merge);
-        }
-        body["changes"] = changes;
-        body["filesWithConflicts"] = json!(view.conflicts);
-        if let Some(diff) = view.diff {
-            body["diff"] = json!(diff);
-        }
+        body.files_with_conflicts = Some(view.conflicts);
+        body.diff = view.diff;
     }
     Ok(Json(body))
 }
@@ -257,13 +399,15 @@ pub struct CommentBody {
 /// E40 `POST …/discussions/{num}/comment` `{comment}`.
 pub async fn comment(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(path): DiscussionPath,
+    RepoAt { repo, caller }: RepoAt,
+    ApiPath(NumParam { num }): ApiPath<NumParam>,
     ApiJson(body): ApiJson<CommentBody>,
-) -> ApiResult<Json<Value>> {
-    let (repo, discussion) = repo_and_discussion(&state, &caller, &path).await?;
+) -> ApiResult<Json<NewMessage>> {
+    let discussion = discussion(&state, &repo, &num).await?;
     let event = use_case::comment(&state, &caller, &repo, &discussion, &body.comment).await?;
-    Ok(Json(json!({ "newMessage": event_json(&event) })))
+    Ok(Json(NewMessage {
+        new_message: EventJson::from(&event),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -276,11 +420,11 @@ pub struct StatusBody {
 /// E41 `POST …/discussions/{num}/status` `{status, comment?}`.
 pub async fn status(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(path): DiscussionPath,
+    RepoAt { repo, caller }: RepoAt,
+    ApiPath(NumParam { num }): ApiPath<NumParam>,
     ApiJson(body): ApiJson<StatusBody>,
-) -> ApiResult<Json<Value>> {
-    let (repo, discussion) = repo_and_discussion(&state, &caller, &path).await?;
+) -> ApiResult<Json<NewStatus>> {
+    let discussion = discussion(&state, &repo, &num).await?;
     let status = DiscussionStatus::parse(&body.status)
         .filter(|s| matches!(s, DiscussionStatus::Open | DiscussionStatus::Closed))
         .ok_or_else(|| {
@@ -298,7 +442,9 @@ pub async fn status(
         body.comment.as_deref(),
     )
     .await?;
-    Ok(Json(json!({ "newStatus": event_json(&event) })))
+    Ok(Json(NewStatus {
+        new_status: EventJson::from(&event),
+    }))
 }
 
 #[derive(Deserialize, Default)]
@@ -310,11 +456,11 @@ pub struct MergeBody {
 /// E42 `POST …/discussions/{num}/merge` with an optional `{comment}` (or no body at all).
 pub async fn merge(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(path): DiscussionPath,
+    RepoAt { repo, caller }: RepoAt,
+    ApiPath(NumParam { num }): ApiPath<NumParam>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
-    let (repo, discussion) = repo_and_discussion(&state, &caller, &path).await?;
+) -> ApiResult<Json<Merged>> {
+    let discussion = discussion(&state, &repo, &num).await?;
     let body: MergeBody = if body.iter().all(u8::is_ascii_whitespace) {
         MergeBody::default()
     } else {
@@ -323,7 +469,9 @@ pub async fn merge(
     };
     let merged =
         use_case::merge(&state, &caller, &repo, &discussion, body.comment.as_deref()).await?;
-    Ok(Json(json!({ "mergeCommitId": merged.to_string() })))
+    Ok(Json(Merged {
+        merge_commit_id: merged.to_string(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -334,13 +482,15 @@ pub struct TitleBody {
 /// E43 `POST …/discussions/{num}/title` `{title}`.
 pub async fn title(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(path): DiscussionPath,
+    RepoAt { repo, caller }: RepoAt,
+    ApiPath(NumParam { num }): ApiPath<NumParam>,
     ApiJson(body): ApiJson<TitleBody>,
-) -> ApiResult<Json<Value>> {
-    let (repo, discussion) = repo_and_discussion(&state, &caller, &path).await?;
+) -> ApiResult<Json<NewTitle>> {
+    let discussion = discussion(&state, &repo, &num).await?;
     let event = use_case::rename(&state, &caller, &repo, &discussion, &body.title).await?;
-    Ok(Json(json!({ "newTitle": event_json(&event) })))
+    Ok(Json(NewTitle {
+        new_title: EventJson::from(&event),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -348,35 +498,32 @@ pub struct EditBody {
     content: String,
 }
 
-async fn comment_target(
-    state: &AppState,
-    caller: &Caller,
-    (t, ns, name, num, id): (String, String, String, String, String),
-) -> ApiResult<(RepoRef, Discussion, i64)> {
-    let (repo, discussion) = repo_and_discussion(state, caller, &(t, ns, name, num)).await?;
-    Ok((repo, discussion, parse_event_id(&id)?))
-}
-
 /// E44 `POST …/discussions/{num}/comment/{id}/edit` `{content}`.
 pub async fn edit_comment(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(path): CommentPath,
+    RepoAt { repo, caller }: RepoAt,
+    ApiPath(CommentParam { num, id }): ApiPath<CommentParam>,
     ApiJson(body): ApiJson<EditBody>,
-) -> ApiResult<Json<Value>> {
-    let (repo, discussion, id) = comment_target(&state, &caller, path).await?;
+) -> ApiResult<Json<UpdatedComment>> {
+    let discussion = discussion(&state, &repo, &num).await?;
+    let id = parse_event_id(&id)?;
     let event =
         use_case::edit_comment(&state, &caller, &repo, &discussion, id, &body.content).await?;
-    Ok(Json(json!({ "updatedComment": event_json(&event) })))
+    Ok(Json(UpdatedComment {
+        updated_comment: EventJson::from(&event),
+    }))
 }
 
 /// E45 `POST …/discussions/{num}/comment/{id}/hide`.
 pub async fn hide_comment(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(path): CommentPath,
-) -> ApiResult<Json<Value>> {
-    let (repo, discussion, id) = comment_target(&state, &caller, path).await?;
+    RepoAt { repo, caller }: RepoAt,
+    ApiPath(CommentParam { num, id }): ApiPath<CommentParam>,
+) -> ApiResult<Json<UpdatedComment>> {
+    let discussion = discussion(&state, &repo, &num).await?;
+    let id = parse_event_id(&id)?;
     let event = use_case::hide_comment(&state, &caller, &repo, &discussion, id).await?;
-    Ok(Json(json!({ "updatedComment": event_json(&event) })))
+    Ok(Json(UpdatedComment {
+        updated_comment: EventJson::from(&event),
+    }))
 }

@@ -2,28 +2,63 @@
 //! `accept_access_request`, `reject_access_request`, `cancel_access_request`, `grant_access`),
 //! plus `auth-check`.
 
-use crate::auth::Caller;
+use super::Empty;
 use crate::clock::format_ms;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath, repo_type_from_plural};
-use crate::repos::{find_readable, gating};
+use crate::http::extract::{ApiJson, ApiPath, RepoAt};
+use crate::repos::gating;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use trove_db::RequestStatus;
 
-type RepoPath = ApiPath<(String, String, String)>;
+#[derive(Serialize)]
+pub struct AskAnswer {
+    status: &'static str,
+}
+
+/// The `{status}` of `/user-access-request/{status}`.
+#[derive(Deserialize)]
+pub struct StatusParam {
+    status: String,
+}
+
+/// An access request as `list_pending_access_requests` and friends read it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessRequestJson {
+    /// One request per user and repository: the user's id names it.
+    request_id: String,
+    user: RequestUser,
+    status: &'static str,
+    timestamp: String,
+    /// The form the user filled in; `null` without one.
+    fields: Option<Value>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestUser {
+    user: String,
+    fullname: String,
+    email: Option<String>,
+    avatar_url: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct GrantAnswer {
+    user: String,
+    status: &'static str,
+}
 
 /// `POST /api/{T}/{repo}/ask-access`, with the form's fields (any JSON object) as the body.
 pub async fn ask(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name)): RepoPath,
+    RepoAt { repo, caller }: RepoAt,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
+) -> ApiResult<Json<AskAnswer>> {
     let fields = if body.is_empty() {
         None
     } else {
@@ -32,39 +67,42 @@ pub async fn ask(
         Some(value.to_string())
     };
     let status = gating::ask(&state, &caller, &repo, fields.as_deref()).await?;
-    Ok(Json(json!({ "status": status.as_str() })))
+    Ok(Json(AskAnswer {
+        status: status.as_str(),
+    }))
 }
 
 /// `GET /api/{T}/{repo}/user-access-request/{status}`.
+/// The status is checked before the repository is looked up, as it always was.
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name, status)): ApiPath<(String, String, String, String)>,
-) -> ApiResult<Json<Value>> {
+    ApiPath(StatusParam { status }): ApiPath<StatusParam>,
+    repo_at: ApiResult<RepoAt>,
+) -> ApiResult<Json<Vec<AccessRequestJson>>> {
     let status = RequestStatus::parse(&status)
         .ok_or_else(|| ApiError::NotFound(format!("No such request status {status:?}")))?;
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
+    let RepoAt { repo, caller } = repo_at?;
     let requests = gating::list(&state, &caller, &repo, status).await?;
-    Ok(Json(Value::Array(
+    Ok(Json(
         requests
             .into_iter()
-            .map(|r| {
-                json!({
-                    // One request per user and repository: the user's id names it.
-                    "requestId": r.user.id.to_string(),
-                    "user": {
-                        "user": r.user.name,
-                        "fullname": r.user.name,
-                        "email": r.user.email,
-                        "avatarUrl": "",
-                    },
-                    "status": r.status.as_str(),
-                    "timestamp": format_ms(r.updated_at_ms),
-                    "fields": r.fields.as_deref().and_then(|f| serde_json::from_str::<Value>(f).ok()),
-                })
+            .map(|r| AccessRequestJson {
+                request_id: r.user.id.to_string(),
+                user: RequestUser {
+                    fullname: r.user.name.clone(),
+                    user: r.user.name,
+                    email: r.user.email,
+                    avatar_url: "",
+                },
+                status: r.status.as_str(),
+                timestamp: format_ms(r.updated_at_ms),
+                fields: r
+                    .fields
+                    .as_deref()
+                    .and_then(|f| serde_json::from_str::<Value>(f).ok()),
             })
             .collect(),
-    )))
+    ))
 }
 
 #[derive(Deserialize)]
@@ -79,13 +117,12 @@ pub struct HandleBody {
 /// `POST /api/{T}/{repo}/user-access-request/handle`.
 pub async fn handle(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name)): RepoPath,
+    repo_at: ApiResult<RepoAt>,
     ApiJson(body): ApiJson<HandleBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Empty>> {
     let status = RequestStatus::parse(&body.status)
         .ok_or_else(|| ApiError::bad_request("status must be accepted, rejected or pending"))?;
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
+    let RepoAt { repo, caller } = repo_at?;
     let who = match (body.user, body.request_id) {
         (Some(user), None) => gating::Who::Name(user),
         (None, Some(id)) => gating::Who::Id(
@@ -104,7 +141,7 @@ pub async fn handle(
         false,
     )
     .await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 #[derive(Deserialize)]
@@ -115,11 +152,9 @@ pub struct GrantBody {
 /// `POST /api/{T}/{repo}/user-access-request/grant`.
 pub async fn grant(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name)): RepoPath,
+    RepoAt { repo, caller }: RepoAt,
     ApiJson(body): ApiJson<GrantBody>,
-) -> ApiResult<Json<Value>> {
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
+) -> ApiResult<Json<GrantAnswer>> {
     gating::decide(
         &state,
         &caller,
@@ -130,27 +165,20 @@ pub async fn grant(
         true,
     )
     .await?;
-    Ok(Json(json!({ "user": body.user, "status": "accepted" })))
+    Ok(Json(GrantAnswer {
+        user: body.user,
+        status: RequestStatus::Accepted.as_str(),
+    }))
 }
 
 /// `GET /api/{T}/{repo}/auth-check`: 200 when the caller may download the files.
-pub async fn auth_check(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name)): RepoPath,
-) -> ApiResult<Json<Value>> {
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
+pub async fn auth_check(RepoAt { repo, caller }: RepoAt) -> ApiResult<Json<Empty>> {
     repo.require_content(&caller)?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 /// `GET /api/{T}/{repo}/auth-check/write`.
-pub async fn auth_check_write(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name)): RepoPath,
-) -> ApiResult<Json<Value>> {
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
+pub async fn auth_check_write(RepoAt { repo, caller }: RepoAt) -> ApiResult<Json<Empty>> {
     repo.require_write(&caller)?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }

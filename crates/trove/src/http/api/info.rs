@@ -2,185 +2,142 @@
 //! with counters from the search index and card data, tags and safetensors counts derived
 //! from the requested commit.
 
-use crate::auth::Caller;
+use super::repo_json::{GatedJson, RepoJson, Runtime, Sibling, SiblingLfs};
 use crate::clock::{format_ms, format_secs};
 use crate::error::ApiResult;
-use crate::http::extract::{ApiPath, QueryParams, repo_type_from_plural};
+use crate::http::extract::{ApiPath, QueryParams, RepoAt, RevParam};
 use crate::repos::card::Meta;
 use crate::repos::index::{analyze, safetensors_value, snapshot};
-use crate::repos::{find_readable, resolve, with_git};
+use crate::repos::{RepoRef, resolve, with_git};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use trove_git::EntryKind;
-use trove_types::{LFS_POINTER_MAX_LEN, RepoType};
+use trove_types::{LFS_POINTER_MAX_LEN, RepoType, Revision};
 
+/// `GET /api/{T}/{repo}`: the repository at its default branch.
 pub async fn info(
-    state: State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name)): ApiPath<(String, String, String)>,
+    State(state): State<AppState>,
+    RepoAt { repo, .. }: RepoAt,
     query: QueryParams,
 ) -> ApiResult<Response> {
-    build(state, caller, (t, ns, name, "main".to_owned()), query).await
+    build(&state, &repo, Revision::default_branch(), &query).await
 }
 
+/// `GET /api/{T}/{repo}/revision/{rev}`.
 pub async fn info_at_revision(
-    state: State<AppState>,
-    caller: Caller,
-    ApiPath(params): ApiPath<(String, String, String, String)>,
+    State(state): State<AppState>,
+    RepoAt { repo, .. }: RepoAt,
+    ApiPath(RevParam { rev }): ApiPath<RevParam>,
     query: QueryParams,
 ) -> ApiResult<Response> {
-    build(state, caller, params, query).await
+    build(&state, &repo, rev, &query).await
 }
 
 async fn build(
-    State(state): State<AppState>,
-    caller: Caller,
-    (t, ns, name, rev): (String, String, String, String),
-    query: QueryParams,
+    state: &AppState,
+    repo: &RepoRef,
+    rev: Revision,
+    query: &QueryParams,
 ) -> ApiResult<Response> {
-    let repo_type = repo_type_from_plural(&t)?;
-    let repo = find_readable(&state, &caller, repo_type, &ns, &name).await?;
+    let repo_type = repo.repo_type;
     let files_metadata = query.flag("blobs");
     let expand: Vec<String> = query.all("expand").into_iter().map(str::to_owned).collect();
     let wants = |p: &str| expand.is_empty() || expand.iter().any(|e| e == p);
 
-    let commit = with_git(&state, &repo, move |git| resolve(git, &rev)).await?;
-    let snap = snapshot(&state, &repo, commit).await?;
+    let commit = with_git(state, repo, move |git| resolve(git, rev.as_str())).await?;
+    let snap = snapshot(state, repo, commit).await?;
     let indexed = state.db.repo_index(repo.repo.id).await?;
     // The index holds the parameter counts of main's head; other commits are read live.
     let indexed_here = indexed
         .as_ref()
         .is_some_and(|i| i.sha.as_deref() == Some(snap.commit.as_str()));
-    let analysis = analyze(&state, &repo, &snap, wants("safetensors") && !indexed_here).await?;
-
-    let mut out = Map::new();
-    let id = format!("{}/{}", repo.repo.namespace, repo.repo.name);
-    out.insert("_id".into(), json!(format!("{}", repo.repo.id)));
-    out.insert("id".into(), json!(id));
-    out.insert("author".into(), json!(repo.repo.namespace));
-    out.insert("sha".into(), json!(snap.commit.to_string()));
-    out.insert(
-        "lastModified".into(),
-        json!(format_secs(snap.commit_time_unix)),
-    );
-    out.insert(
-        "createdAt".into(),
-        json!(format_ms(repo.repo.created_at_ms)),
-    );
-    out.insert("private".into(), json!(repo.repo.private));
-    out.insert(
-        "gated".into(),
-        repo.repo
-            .gated
-            .hub_value()
-            .map_or(json!(false), |g| json!(g)),
-    );
-    out.insert("disabled".into(), json!(false));
+    let analysis = analyze(state, repo, &snap, wants("safetensors") && !indexed_here).await?;
     let counters = indexed.as_ref();
+    let is_model = repo_type == RepoType::Model;
+
+    let mut out = RepoJson {
+        object_id: repo.repo.id.to_string(),
+        id: format!("{}/{}", repo.repo.namespace, repo.repo.name),
+        author: Some(repo.repo.namespace.clone()),
+        sha: Some(snap.commit.to_string()),
+        last_modified: Some(format_secs(snap.commit_time_unix)),
+        created_at: Some(format_ms(repo.repo.created_at_ms)),
+        private: Some(repo.repo.private),
+        gated: Some(GatedJson::from(repo.repo.gated)),
+        disabled: Some(false),
+        likes: Some(counters.map_or(0, |i| i.likes)),
+        trending_score: Some(counters.map_or(0, |i| i.trending_score)),
+        tags: Some(Value::from(analysis.tags.clone())),
+        ..RepoJson::default()
+    };
     if repo_type != RepoType::Space {
-        out.insert(
-            "downloads".into(),
-            json!(counters.map_or(0, |i| i.downloads)),
-        );
-        out.insert(
-            "downloadsAllTime".into(),
-            json!(counters.map_or(0, |i| i.downloads_all_time)),
-        );
+        out.downloads = Some(counters.map_or(0, |i| i.downloads));
+        out.downloads_all_time = Some(counters.map_or(0, |i| i.downloads_all_time));
     }
-    out.insert("likes".into(), json!(counters.map_or(0, |i| i.likes)));
-    out.insert(
-        "trendingScore".into(),
-        json!(counters.map_or(0, |i| i.trending_score)),
-    );
-    out.insert("tags".into(), json!(analysis.tags));
     match &analysis.card.meta {
         Meta::Model(m) => {
-            if let Some(v) = &m.library_name {
-                out.insert("library_name".into(), json!(v));
-            }
-            if let Some(v) = &m.pipeline_tag {
-                out.insert("pipeline_tag".into(), json!(v));
-            }
+            out.library_name = m.library_name.clone();
+            out.pipeline_tag = m.pipeline_tag.clone();
         }
-        Meta::Space(s) => {
-            if let Some(v) = &s.sdk {
-                out.insert("sdk".into(), json!(v));
-            }
-        }
+        Meta::Space(s) => out.sdk = s.sdk.clone(),
         Meta::Dataset(_) => {}
     }
     if let Some(card) = &analysis.card.data {
-        if repo_type == RepoType::Model
-            && let Some(v) = card.get("model-index")
-        {
-            out.insert("model-index".into(), v.clone());
+        if is_model {
+            out.model_index = card.get("model-index").cloned();
         }
-        out.insert("cardData".into(), Value::Object(card.clone()));
+        out.card_data = Some(Value::Object(card.clone()));
     }
-    if repo_type == RepoType::Model {
-        let safetensors = if indexed_here {
+    if is_model {
+        out.safetensors = if indexed_here {
             counters
                 .and_then(|i| i.safetensors_json.as_deref())
                 .and_then(|t| serde_json::from_str::<Value>(t).ok())
         } else {
             analysis.safetensors.as_ref().map(safetensors_value)
         };
-        if let Some(v) = safetensors {
-            out.insert("safetensors".into(), v);
-        }
-        if let Some(v) = &analysis.config {
-            out.insert("config".into(), v.clone());
-        }
+        out.config = analysis.config.clone();
     }
     if repo_type == RepoType::Space {
-        out.insert(
-            "runtime".into(),
-            json!({ "stage": "NO_APP_FILE", "hardware": { "current": null, "requested": null } }),
-        );
+        out.runtime = Some(Runtime::no_app());
     }
     if !analysis.warnings.is_empty() {
-        out.insert("cardWarnings".into(), json!(analysis.warnings));
+        out.card_warnings = Some(analysis.warnings.clone());
     }
     let mut used_storage: u64 = 0;
-    let siblings: Vec<Value> = snap
+    let siblings: Vec<Sibling> = snap
         .files
         .into_iter()
         .filter_map(|e| match e.kind {
             EntryKind::File { blob, size, lfs } => {
                 used_storage += size;
-                let mut s = Map::new();
-                s.insert("rfilename".into(), json!(e.path));
+                let mut sibling = Sibling::name_only(e.path);
                 if files_metadata {
-                    s.insert("size".into(), json!(size));
-                    s.insert("blobId".into(), json!(blob.to_string()));
-                    if let Some(lfs) = lfs {
-                        s.insert(
-                            "lfs".into(),
-                            json!({
-                                "sha256": lfs.pointer.oid.to_string(),
-                                "size": lfs.pointer.size,
-                                "pointerSize": lfs.pointer_size.min(LFS_POINTER_MAX_LEN as u64),
-                            }),
-                        );
-                    }
+                    sibling.size = Some(size);
+                    sibling.blob_id = Some(blob.to_string());
+                    sibling.lfs = lfs.map(|lfs| SiblingLfs {
+                        sha256: lfs.pointer.oid.to_string(),
+                        size: lfs.pointer.size,
+                        pointer_size: lfs.pointer_size.min(LFS_POINTER_MAX_LEN as u64),
+                    });
                 }
-                Some(Value::Object(s))
+                Some(sibling)
             }
             EntryKind::Dir { .. } => None,
         })
         .collect();
-    out.insert("siblings".into(), Value::Array(siblings));
-    out.insert("usedStorage".into(), json!(used_storage));
+    out.siblings = Some(siblings);
+    out.used_storage = Some(used_storage);
 
     if !expand.is_empty() {
         // With `expand`, the Hub returns the id plus exactly the requested properties.
-        out.retain(|k, _| k == "_id" || k == "id" || expand.iter().any(|e| e == k));
+        out.retain(|p| expand.iter().any(|e| e == p));
     }
-    let mut response = Json(Value::Object(out)).into_response();
+    let mut response = Json(out).into_response();
     if let Some(warning) = card_warning_header(&analysis.warnings) {
         response.headers_mut().insert("x-hf-warning", warning);
     }

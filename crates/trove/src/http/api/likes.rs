@@ -1,19 +1,20 @@
 //! Likes (E47–E49): `POST|DELETE /api/{T}/{repo}/like`, `GET /api/{T}/{repo}/likers` and
 //! `GET /api/users/{user}/likes`, the lists paginated with `Link`.
 
+use super::Empty;
+use super::repo_json::RepoName;
 use super::search::{page_response, page_size, parse_cursor};
 use crate::auth::Caller;
 use crate::clock::format_ms;
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiPath, QueryParams, repo_type_from_plural};
-use crate::repos::{find_readable, likes};
+use crate::error::ApiResult;
+use crate::http::extract::{ApiPath, QueryParams, RepoAt};
+use crate::repos::likes;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::Response;
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use trove_db::Cursor;
 
 const PAGE: u32 = 1000;
@@ -24,22 +25,18 @@ fn cursor(query: &QueryParams) -> ApiResult<Option<Cursor>> {
 
 pub async fn like(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name)): ApiPath<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
+    RepoAt { repo, caller }: RepoAt,
+) -> ApiResult<Json<Empty>> {
     likes::like(&state, &caller, &repo).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 pub async fn unlike(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name)): ApiPath<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
+    RepoAt { repo, caller }: RepoAt,
+) -> ApiResult<Json<Empty>> {
     likes::unlike(&state, &caller, &repo).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 /// An item of `likers`: all three keys are required by the client.
@@ -53,32 +50,41 @@ struct Liker {
 
 pub async fn likers(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name)): ApiPath<(String, String, String)>,
+    RepoAt { repo, .. }: RepoAt,
     uri: Uri,
     query: QueryParams,
 ) -> ApiResult<Response> {
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
     let page = likes::likers(&state, &repo, cursor(&query)?, page_size(&query, PAGE)?).await?;
-    let items = page
+    let items: Vec<Liker> = page
         .items
         .into_iter()
-        .map(|(user, _)| {
-            serde_json::to_value(Liker {
-                fullname: user.name.clone(),
-                user: user.name,
-                avatar_url: String::new(),
-            })
-            .map_err(ApiError::internal)
+        .map(|(user, _)| Liker {
+            fullname: user.name.clone(),
+            user: user.name,
+            avatar_url: String::new(),
         })
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect();
     Ok(page_response(&state, &uri, items, page.next))
+}
+
+/// A repository a user liked, as `list_liked_repos` reads it.
+#[derive(Serialize)]
+struct LikedRepo {
+    #[serde(rename = "createdAt")]
+    created_at: String,
+    repo: RepoName,
+}
+
+/// The `{user}` of `/api/users/{user}/likes`.
+#[derive(Deserialize)]
+pub struct UserParam {
+    user: String,
 }
 
 pub async fn user_likes(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(user): ApiPath<String>,
+    ApiPath(UserParam { user }): ApiPath<UserParam>,
     uri: Uri,
     query: QueryParams,
 ) -> ApiResult<Response> {
@@ -93,15 +99,13 @@ pub async fn user_likes(
     let items = page
         .items
         .into_iter()
-        .map(|(repo, liked_at)| {
-            json!({
-                "createdAt": format_ms(liked_at),
-                "repo": {
-                    "name": format!("{}/{}", repo.namespace, repo.name),
-                    "type": repo.repo_type.as_str(),
-                },
-            })
+        .map(|(repo, liked_at)| LikedRepo {
+            created_at: format_ms(liked_at),
+            repo: RepoName {
+                name: format!("{}/{}", repo.namespace, repo.name),
+                kind: repo.repo_type.as_str(),
+            },
         })
-        .collect();
+        .collect::<Vec<_>>();
     Ok(page_response(&state, &uri, items, page.next))
 }

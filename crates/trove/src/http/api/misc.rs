@@ -7,17 +7,41 @@ use crate::repos::card::read_card;
 use axum::Json;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use trove_types::RepoType;
 
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// An empty agent registry.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentHarnesses {
+    standard_env_vars: [(); 0],
+    harnesses: BTreeMap<String, ()>,
+}
+
 /// Silences the client's once-a-day agent registry fetch (it retries every process on 404).
-pub async fn agent_harnesses() -> Json<Value> {
-    Json(json!({ "standardEnvVars": [], "harnesses": {} }))
+pub async fn agent_harnesses() -> Json<AgentHarnesses> {
+    Json(AgentHarnesses {
+        standard_env_vars: [],
+        harnesses: BTreeMap::new(),
+    })
+}
+
+/// A problem with a card, as the client prints it.
+#[derive(Serialize)]
+struct YamlMessage {
+    message: String,
+}
+
+/// The answer of validate-yaml.
+#[derive(Serialize)]
+struct Validation {
+    errors: Vec<YamlMessage>,
+    warnings: Vec<YamlMessage>,
 }
 
 /// Telemetry pings are accepted and dropped: nothing leaves an air-gapped site.
@@ -44,22 +68,28 @@ pub async fn validate_yaml(ApiJson(body): ApiJson<ValidateYaml>) -> Response {
             None => {
                 return (
                     StatusCode::BAD_REQUEST,
-                    Json(json!({
-                        "errors": [{ "message": format!("Unknown repoType {t:?}") }],
-                        "warnings": [],
-                    })),
+                    Json(Validation {
+                        errors: vec![YamlMessage {
+                            message: format!("Unknown repoType {t:?}"),
+                        }],
+                        warnings: Vec::new(),
+                    }),
                 )
                     .into_response();
             }
         },
     };
     let card = read_card(repo_type, &body.content);
-    let warnings: Vec<_> = card
+    let warnings = card
         .warnings
-        .iter()
-        .map(|w| json!({ "message": w }))
+        .into_iter()
+        .map(|message| YamlMessage { message })
         .collect();
-    Json(json!({ "errors": [], "warnings": warnings })).into_response()
+    Json(Validation {
+        errors: Vec::new(),
+        warnings,
+    })
+    .into_response()
 }
 
 /// No route matched: under `/api/` that is an endpoint we do not serve (501, never a 404 the

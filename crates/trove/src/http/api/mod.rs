@@ -11,6 +11,7 @@ pub mod likes;
 pub mod misc;
 pub mod preupload;
 pub mod refs;
+pub mod repo_json;
 pub mod repos;
 pub mod safetensors;
 pub mod search;
@@ -20,6 +21,10 @@ pub mod whoami;
 
 use crate::state::AppState;
 use axum::http::Uri;
+
+/// `{}`: what most write endpoints answer.
+#[derive(serde::Serialize)]
+pub struct Empty {}
 
 /// The absolute URL of the next page: the request URL with every original query parameter
 /// and `cursor` replaced (the client follows `Link` verbatim).

@@ -1,11 +1,10 @@
 //! `POST /api/{T}/{repo}/preupload/{rev}`: tells the client, per file, whether to inline it
 //! (`regular`) or upload it through LFS, whether `.gitignore` drops it, and its current oid.
 
-use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath, repo_type_from_plural};
+use crate::http::extract::{ApiJson, ApiPath, RepoAt, RevParam};
 use crate::repos::gitattributes::{PathMatcher, should_use_lfs};
-use crate::repos::{find_readable, resolve, with_git};
+use crate::repos::{resolve, with_git};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -45,13 +44,18 @@ struct PreuploadAnswer {
     oid: Option<String>,
 }
 
+/// `{"files": [...]}`.
+#[derive(Serialize)]
+struct PreuploadAnswers {
+    files: Vec<PreuploadAnswer>,
+}
+
 pub async fn preupload(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name, rev)): ApiPath<(String, String, String, String)>,
+    RepoAt { repo, caller }: RepoAt,
+    ApiPath(RevParam { rev }): ApiPath<RevParam>,
     ApiJson(body): ApiJson<PreuploadRequest>,
 ) -> ApiResult<Response> {
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
     // Contributors preupload for the pull requests they open; the commit decides the target.
     repo.require_contribute(&caller)?;
     if body.files.len() > MAX_FILES {
@@ -69,7 +73,7 @@ pub async fn preupload(
     }
     let git_ignore = body.git_ignore;
     let answers = with_git(&state, &repo, move |git| {
-        let commit = resolve(git, &rev)?;
+        let commit = resolve(git, rev.as_str())?;
         let read_text = |name: &str| -> ApiResult<Option<String>> {
             match git.entry_at(&commit, name)? {
                 Some(trove_git::Entry {
@@ -120,5 +124,5 @@ pub async fn preupload(
         Ok(answers)
     })
     .await?;
-    Ok(Json(serde_json::json!({ "files": answers })).into_response())
+    Ok(Json(PreuploadAnswers { files: answers }).into_response())
 }

@@ -1,51 +1,76 @@
 //! Refs listing and branch/tag management: `GET /refs`, `POST|DELETE /branch/{branch}`,
 //! `POST /tag/{rev}` (the segment is the revision being tagged) and `DELETE /tag/{tag}`.
 
+use super::Empty;
 use crate::auth::Caller;
 use crate::clock::now_secs;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath, QueryParams, repo_type_from_plural};
+use crate::http::extract::{ApiJson, ApiPath, QueryParams, RepoAt, RevParam};
 use crate::repos::lifecycle::system_signature;
-use crate::repos::{find_readable, resolve, with_git};
+use crate::repos::{resolve, with_git};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use trove_git::{GitError, Signature};
-use trove_types::BranchName;
+use trove_types::{BranchName, DEFAULT_BRANCH, GitOid, Revision};
+
+/// A ref as `list_repo_refs` reads it into a `GitRefInfo`.
+#[derive(Serialize)]
+pub struct RefJson {
+    name: String,
+    #[serde(rename = "ref")]
+    full: String,
+    #[serde(rename = "targetCommit")]
+    target_commit: String,
+}
+
+impl RefJson {
+    fn under(prefix: &str, (name, target): (String, GitOid)) -> Self {
+        RefJson {
+            full: format!("{prefix}{name}"),
+            name,
+            target_commit: target.to_string(),
+        }
+    }
+}
+
+/// The refs of a repository; `pullRequests` only with `include_prs`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefsJson {
+    branches: Vec<RefJson>,
+    tags: Vec<RefJson>,
+    converts: Vec<RefJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pull_requests: Option<Vec<RefJson>>,
+}
 
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name)): ApiPath<(String, String, String)>,
+    RepoAt { repo, .. }: RepoAt,
     query: QueryParams,
-) -> ApiResult<Json<Value>> {
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
+) -> ApiResult<Json<RefsJson>> {
     let include_prs = query.flag("include_prs");
-    let refs = with_git(&state, &repo, |git| git.refs().map_err(ApiError::internal)).await?;
-    let item = |name: String, full: String, target: String| json!({ "name": name, "ref": full, "targetCommit": target });
-    let mut out = json!({
-        "branches": refs.branches.into_iter().map(|(n, c)| item(n.clone(), format!("refs/heads/{n}"), c.to_string())).collect::<Vec<_>>(),
-        "tags": refs.tags.into_iter().map(|(n, c)| item(n.clone(), format!("refs/tags/{n}"), c.to_string())).collect::<Vec<_>>(),
-        "converts": refs.converts.into_iter().map(|(n, c)| item(n.clone(), format!("refs/convert/{n}"), c.to_string())).collect::<Vec<_>>(),
-    });
-    if include_prs {
-        out["pullRequests"] = Value::Array(
+    let refs = with_git(&state, &repo, |git| Ok(git.refs()?)).await?;
+    let under = |prefix: &str, refs: Vec<(String, GitOid)>| -> Vec<RefJson> {
+        refs.into_iter()
+            .map(|r| RefJson::under(prefix, r))
+            .collect()
+    };
+    Ok(Json(RefsJson {
+        branches: under("refs/heads/", refs.branches),
+        tags: under("refs/tags/", refs.tags),
+        converts: under("refs/convert/", refs.converts),
+        // A pull request's name is its full ref.
+        pull_requests: include_prs.then(|| {
             refs.pull_requests
                 .into_iter()
-                .map(|(n, c)| {
-                    item(
-                        format!("refs/pr/{n}"),
-                        format!("refs/pr/{n}"),
-                        c.to_string(),
-                    )
-                })
-                .collect(),
-        );
-    }
-    Ok(Json(out))
+                .map(|(n, c)| RefJson::under("", (format!("refs/pr/{n}"), c)))
+                .collect()
+        }),
+    }))
 }
 
 /// An optional JSON body: the client may send none, `null` or an object.
@@ -61,7 +86,19 @@ fn optional_json<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> ApiResu
 #[derive(Deserialize, Default)]
 pub struct CreateBranch {
     #[serde(rename = "startingPoint")]
-    starting_point: Option<String>,
+    starting_point: Option<Revision>,
+}
+
+/// The `{branch}` of `/branch/{branch}`, checked as git would check it.
+#[derive(Deserialize)]
+pub struct BranchParam {
+    branch: String,
+}
+
+/// The `{rev}` of `DELETE /tag/{rev}`: there, the tag's name.
+#[derive(Deserialize)]
+pub struct TagParam {
+    rev: String,
 }
 
 fn signature_of(caller: &Caller) -> Signature {
@@ -77,6 +114,7 @@ fn signature_of(caller: &Caller) -> Signature {
         .unwrap_or_else(system_signature)
 }
 
+/// Messages name the ref as the user gave it (`Branch dev`), not git's full ref.
 fn ref_error(e: GitError, what: &str) -> ApiError {
     match e {
         GitError::AlreadyExists { .. } => ApiError::Conflict {
@@ -86,48 +124,46 @@ fn ref_error(e: GitError, what: &str) -> ApiError {
         GitError::RefNotFound { .. } => ApiError::RevisionNotFound {
             revision: what.to_owned(),
         },
-        other => ApiError::internal(other),
+        other => other.into(),
     }
 }
 
 pub async fn create_branch(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name, branch)): ApiPath<(String, String, String, String)>,
+    RepoAt { repo, caller }: RepoAt,
+    ApiPath(BranchParam { branch }): ApiPath<BranchParam>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
+) -> ApiResult<Json<Empty>> {
     repo.require_write(&caller)?;
     let body: CreateBranch = optional_json(&body)?;
     let branch = BranchName::parse(&branch).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let start = body.starting_point.unwrap_or_else(|| "main".to_owned());
+    let start = body.starting_point.unwrap_or_else(Revision::default_branch);
     with_git(&state, &repo, move |git| {
-        let target = resolve(git, &start)?;
+        let target = resolve(git, start.as_str())?;
         git.create_branch(&branch, &target)
             .map_err(|e| ref_error(e, &format!("Branch {}", branch.as_str())))
     })
     .await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 pub async fn delete_branch(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name, branch)): ApiPath<(String, String, String, String)>,
-) -> ApiResult<Json<Value>> {
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
+    RepoAt { repo, caller }: RepoAt,
+    ApiPath(BranchParam { branch }): ApiPath<BranchParam>,
+) -> ApiResult<Json<Empty>> {
     repo.require_write(&caller)?;
-    if branch == "main" {
-        return Err(ApiError::Forbidden(
-            "The default branch 'main' cannot be deleted".into(),
-        ));
+    if branch == DEFAULT_BRANCH {
+        return Err(ApiError::Forbidden(format!(
+            "The default branch '{DEFAULT_BRANCH}' cannot be deleted"
+        )));
     }
     with_git(&state, &repo, move |git| {
         git.delete_branch(&branch)
             .map_err(|e| ref_error(e, &branch))
     })
     .await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 #[derive(Deserialize, Default)]
@@ -138,17 +174,16 @@ pub struct CreateTag {
 
 pub async fn create_tag(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name, rev)): ApiPath<(String, String, String, String)>,
+    RepoAt { repo, caller }: RepoAt,
+    ApiPath(RevParam { rev }): ApiPath<RevParam>,
     ApiJson(body): ApiJson<CreateTag>,
-) -> ApiResult<Json<Value>> {
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
+) -> ApiResult<Json<Empty>> {
     repo.require_write(&caller)?;
     let tag = BranchName::parse(&body.tag).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let tagger = signature_of(&caller);
     let message = body.message.filter(|m| !m.is_empty());
     with_git(&state, &repo, move |git| {
-        let target = resolve(git, &rev)?;
+        let target = resolve(git, rev.as_str())?;
         git.create_tag(
             &tag,
             &target,
@@ -159,19 +194,18 @@ pub async fn create_tag(
         .map_err(|e| ref_error(e, &format!("Tag {}", tag.as_str())))
     })
     .await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 pub async fn delete_tag(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name, tag)): ApiPath<(String, String, String, String)>,
-) -> ApiResult<Json<Value>> {
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
+    RepoAt { repo, caller }: RepoAt,
+    ApiPath(TagParam { rev: tag }): ApiPath<TagParam>,
+) -> ApiResult<Json<Empty>> {
     repo.require_write(&caller)?;
     with_git(&state, &repo, move |git| {
         git.delete_tag(&tag).map_err(|e| ref_error(e, &tag))
     })
     .await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }

@@ -1,5 +1,6 @@
 //! `POST /api/repos/create` and `DELETE /api/repos/delete`.
 
+use super::Empty;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ApiJson;
@@ -7,8 +8,7 @@ use crate::repos::{find_readable_exact, lifecycle};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use trove_types::RepoType;
 
 #[derive(Deserialize)]
@@ -33,11 +33,19 @@ fn parse_type(t: Option<&str>) -> ApiResult<RepoType> {
     }
 }
 
+/// The created repository, as `create_repo` reads it.
+#[derive(Serialize)]
+pub struct Created {
+    url: String,
+    name: String,
+    id: String,
+}
+
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<CreateRepo>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Created>> {
     let repo_type = parse_type(body.repo_type.as_deref())?;
     let private = match body.visibility.as_deref() {
         Some("private") => true,
@@ -68,11 +76,11 @@ pub async fn create(
     let namespace = body.organization.unwrap_or(user_name);
     let created =
         lifecycle::create(&state, &caller, repo_type, &namespace, &body.name, private).await?;
-    Ok(Json(json!({
-        "url": created.url,
-        "name": format!("{}/{}", created.repo.namespace, created.repo.name),
-        "id": created.repo.id.to_string(),
-    })))
+    Ok(Json(Created {
+        name: format!("{}/{}", created.repo.namespace, created.repo.name),
+        id: created.repo.id.to_string(),
+        url: created.url,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -87,7 +95,7 @@ pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<DeleteRepo>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Empty>> {
     let repo_type = parse_type(body.repo_type.as_deref())?;
     let namespace = match body.organization {
         Some(ns) => ns,
@@ -95,5 +103,5 @@ pub async fn delete(
     };
     let repo = find_readable_exact(&state, &caller, repo_type, &namespace, &body.name).await?;
     lifecycle::delete(&state, &caller, &repo).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }

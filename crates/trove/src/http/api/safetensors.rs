@@ -2,32 +2,46 @@
 //! `get_sharded_safetensors_metadata`): the index and every shard's header in one answer,
 //! read on `main` with range reads.
 
-use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiPath, repo_type_from_plural};
+use crate::http::extract::{ApiPath, RepoAt, TypeParam};
 use crate::repos::index::snapshot;
 use crate::repos::safetensors::{read_header, read_index, shards_of_index};
-use crate::repos::{find_readable, resolve, with_git};
+use crate::repos::{resolve, with_git};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Map, Value, json};
-use trove_types::RepoType;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use trove_types::{DEFAULT_BRANCH, RepoType};
 
+/// The `{*path}` of the route: the index file.
+#[derive(Deserialize)]
+pub struct IndexPath {
+    path: String,
+}
+
+/// The index and each shard's header, by shard file name.
+#[derive(Serialize)]
+pub struct ShardedMetadata {
+    index: Value,
+    headers: Map<String, Value>,
+}
+
+/// Other repository types answer 501 before the repository is looked up.
 pub async fn sharded_metadata(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name, path)): ApiPath<(String, String, String, String)>,
-) -> ApiResult<Json<Value>> {
-    let repo_type = repo_type_from_plural(&t)?;
-    if repo_type != RepoType::Model {
+    ApiPath(t): ApiPath<TypeParam>,
+    ApiPath(IndexPath { path }): ApiPath<IndexPath>,
+    repo_at: ApiResult<RepoAt>,
+) -> ApiResult<Json<ShardedMetadata>> {
+    if t.repo_type()? != RepoType::Model {
         return Err(ApiError::NotImplemented(
             "safetensors metadata is served for models only".into(),
         ));
     }
-    let repo = find_readable(&state, &caller, repo_type, &ns, &name).await?;
+    let RepoAt { repo, caller } = repo_at?;
     repo.require_content(&caller)?;
-    let commit = with_git(&state, &repo, |git| resolve(git, "main")).await?;
+    let commit = with_git(&state, &repo, |git| resolve(git, DEFAULT_BRANCH)).await?;
     let snap = snapshot(&state, &repo, commit.clone()).await?;
     let find = |p: &str| snap.files.iter().find(|e| e.path == p).map(|e| &e.kind);
     let Some(index_file) = find(&path) else {
@@ -54,5 +68,5 @@ pub async fn sharded_metadata(
             .map_err(unreadable)?;
         headers.insert(shard, Value::Object(header));
     }
-    Ok(Json(json!({ "index": index, "headers": headers })))
+    Ok(Json(ShardedMetadata { index, headers }))
 }

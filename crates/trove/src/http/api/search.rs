@@ -1,11 +1,12 @@
 //! `GET /api/models`, `/api/datasets`, `/api/spaces`: listing and search (E13), answered
 //! from the search index, paginated with an absolute `Link: <…&cursor=…>; rel="next"`.
 
+use super::repo_json::{GatedJson, RepoJson, Sibling};
 use super::{link_header, next_page_url};
 use crate::auth::Caller;
 use crate::clock::format_ms;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiPath, QueryParams, repo_type_from_plural};
+use crate::http::extract::{ApiPath, QueryParams, TypeParam};
 use crate::repos::card::{LINKED, PIPELINE, USES_DATASET, USES_MODEL};
 use crate::repos::listing;
 use crate::state::AppState;
@@ -13,7 +14,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use trove_db::{Cursor, ListQuery, Listed, Page, SortKey, Visibility};
 use trove_types::RepoType;
 
@@ -124,58 +126,45 @@ fn parse_json(text: Option<&str>) -> Option<Value> {
     text.and_then(|t| serde_json::from_str(t).ok())
 }
 
-/// One property of a listed repository, or `None` when it has no value.
-pub fn property(name: &str, l: &Listed) -> Option<Value> {
+/// A listed repository with every property it has a value for, from the search index.
+fn repo_json(l: &Listed) -> RepoJson {
     let (r, i) = (&l.repo, &l.index);
     let model = r.repo_type == RepoType::Model;
-    Some(match name {
-        "author" => json!(r.namespace),
-        "sha" => json!(i.sha.clone()?),
-        "lastModified" => json!(format_ms(i.last_modified_ms)),
-        "createdAt" => json!(format_ms(r.created_at_ms)),
-        "private" => json!(r.private),
-        "gated" => r.gated.hub_value().map_or(json!(false), |g| json!(g)),
-        "disabled" => json!(false),
-        "downloads" if r.repo_type != RepoType::Space => json!(i.downloads),
-        "downloadsAllTime" if r.repo_type != RepoType::Space => json!(i.downloads_all_time),
-        "likes" => json!(i.likes),
-        "trendingScore" => json!(i.trending_score),
-        "tags" => parse_json(Some(&i.tags_json)).unwrap_or_else(|| json!([])),
-        "pipeline_tag" if model => json!(i.pipeline_tag.clone()?),
-        "library_name" if model => json!(i.library_name.clone()?),
-        "sdk" if r.repo_type == RepoType::Space => json!(i.sdk.clone()?),
-        "cardData" => parse_json(i.card_data_json.as_deref())?,
-        "siblings" => {
-            let files: Vec<String> = serde_json::from_str(&i.siblings_json).unwrap_or_default();
-            Value::Array(
-                files
-                    .into_iter()
-                    .map(|f| json!({ "rfilename": f }))
-                    .collect(),
-            )
-        }
-        "usedStorage" => json!(i.used_storage),
-        "safetensors" if model => parse_json(i.safetensors_json.as_deref())?,
-        "config" if model => parse_json(i.config_json.as_deref())?,
-        _ => return None,
-    })
+    let counted = r.repo_type != RepoType::Space;
+    let files: Vec<String> = serde_json::from_str(&i.siblings_json).unwrap_or_default();
+    RepoJson {
+        object_id: r.id.to_string(),
+        id: format!("{}/{}", r.namespace, r.name),
+        author: Some(r.namespace.clone()),
+        sha: i.sha.clone(),
+        last_modified: Some(format_ms(i.last_modified_ms)),
+        created_at: Some(format_ms(r.created_at_ms)),
+        private: Some(r.private),
+        gated: Some(GatedJson::from(r.gated)),
+        disabled: Some(false),
+        downloads: counted.then_some(i.downloads),
+        downloads_all_time: counted.then_some(i.downloads_all_time),
+        likes: Some(i.likes),
+        trending_score: Some(i.trending_score),
+        tags: Some(parse_json(Some(&i.tags_json)).unwrap_or_else(|| Value::Array(Vec::new()))),
+        pipeline_tag: i.pipeline_tag.clone().filter(|_| model),
+        library_name: i.library_name.clone().filter(|_| model),
+        sdk: i.sdk.clone().filter(|_| r.repo_type == RepoType::Space),
+        card_data: parse_json(i.card_data_json.as_deref()),
+        siblings: Some(files.into_iter().map(Sibling::name_only).collect()),
+        used_storage: Some(u64::try_from(i.used_storage).unwrap_or(0)),
+        safetensors: parse_json(i.safetensors_json.as_deref()).filter(|_| model),
+        config: parse_json(i.config_json.as_deref()).filter(|_| model),
+        ..RepoJson::default()
+    }
 }
 
-fn render(l: &Listed, shape: &Shape) -> Value {
-    let mut out = Map::new();
-    out.insert("_id".into(), json!(l.repo.id.to_string()));
-    out.insert(
-        "id".into(),
-        json!(format!("{}/{}", l.repo.namespace, l.repo.name)),
-    );
-    for name in PROPERTIES {
-        if shape.includes(name, l.repo.repo_type)
-            && let Some(v) = property(name, l)
-        {
-            out.insert((*name).into(), v);
-        }
-    }
-    Value::Object(out)
+/// The listing's item: the properties `shape` selects; others (`model-index`, `runtime`,
+/// `cardWarnings`) are info-only.
+fn render(l: &Listed, shape: &Shape) -> RepoJson {
+    let mut out = repo_json(l);
+    out.retain(|p| PROPERTIES.contains(&p) && shape.includes(p, l.repo.repo_type));
+    out
 }
 
 fn parse_sort(value: Option<&str>) -> ApiResult<SortKey> {
@@ -252,18 +241,18 @@ pub fn page_size(query: &QueryParams, cap: u32) -> ApiResult<u32> {
 }
 
 /// A page as JSON with its `Link` header when there is a next page.
-pub fn page_response(
+pub fn page_response<T: Serialize>(
     state: &AppState,
     uri: &Uri,
-    items: Vec<Value>,
+    items: Vec<T>,
     next: Option<Cursor>,
 ) -> Response {
     match next {
         Some(c) => {
             let url = next_page_url(state, uri, &format_cursor(c));
-            ([link_header(&url)], Json(Value::Array(items))).into_response()
+            ([link_header(&url)], Json(items)).into_response()
         }
-        None => Json(Value::Array(items)).into_response(),
+        None => Json(items).into_response(),
     }
 }
 
@@ -348,11 +337,11 @@ pub fn list_query(repo_type: RepoType, query: &QueryParams, cap: u32) -> ApiResu
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(t): ApiPath<String>,
+    ApiPath(t): ApiPath<TypeParam>,
     uri: Uri,
     query: QueryParams,
 ) -> ApiResult<Response> {
-    let repo_type = repo_type_from_plural(&t)?;
+    let repo_type = t.repo_type()?;
     let expand: Vec<String> = query.all("expand").into_iter().map(str::to_owned).collect();
     let shape = if !expand.is_empty() {
         Shape::Expand(expand)
@@ -389,7 +378,7 @@ pub async fn list(
     } else {
         listing::list(&state, &caller, list_query).await?
     };
-    let items = page.items.iter().map(|l| render(l, &shape)).collect();
+    let items: Vec<RepoJson> = page.items.iter().map(|l| render(l, &shape)).collect();
     Ok(page_response(&state, &uri, items, page.next))
 }
 

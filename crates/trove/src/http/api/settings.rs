@@ -2,15 +2,16 @@
 //! `POST /api/repos/move` (rename, transfer between namespaces). Both need admin rights on
 //! the repository; each change is audited.
 
+use super::repo_json::GatedJson;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath, repo_type_from_plural};
-use crate::repos::{find_readable, find_readable_exact, settings};
+use crate::http::extract::{ApiJson, RepoAt};
+use crate::repos::{find_readable_exact, settings};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use trove_db::Gating;
 use trove_types::RepoType;
 
@@ -35,13 +36,20 @@ fn parse_gated(value: &Value) -> ApiResult<Gating> {
     }
 }
 
+/// The settings after the change.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsAnswer {
+    private: bool,
+    gated: GatedJson,
+    discussions_disabled: bool,
+}
+
 pub async fn update(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name)): ApiPath<(String, String, String)>,
+    RepoAt { repo, caller }: RepoAt,
     ApiJson(body): ApiJson<SettingsBody>,
-) -> ApiResult<Json<Value>> {
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
+) -> ApiResult<Json<SettingsAnswer>> {
     let private = match (body.visibility.as_deref(), body.private) {
         (Some("private"), _) => Some(true),
         (Some("public"), _) => Some(false),
@@ -59,14 +67,17 @@ pub async fn update(
         discussions_disabled: body.discussions_disabled,
     };
     let updated = settings::update(&state, &caller, &repo, change).await?;
-    Ok(Json(json!({
-        "private": updated.private,
-        "gated": match updated.gated {
-            Gating::Off => json!(false),
-            g => json!(g.as_str()),
-        },
-        "discussionsDisabled": updated.discussions_disabled,
-    })))
+    Ok(Json(SettingsAnswer {
+        private: updated.private,
+        gated: GatedJson::from(updated.gated),
+        discussions_disabled: updated.discussions_disabled,
+    }))
+}
+
+/// Where the repository now lives.
+#[derive(Serialize)]
+pub struct Moved {
+    url: String,
 }
 
 #[derive(Deserialize)]
@@ -82,7 +93,7 @@ pub async fn move_repo(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<MoveBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Moved>> {
     let repo_type = match body.repo_type.as_deref() {
         None => RepoType::Model,
         Some(t) => RepoType::from_singular(t)
@@ -94,5 +105,5 @@ pub async fn move_repo(
         .ok_or_else(|| ApiError::bad_request("fromRepo must be namespace/name"))?;
     let repo = find_readable_exact(&state, &caller, repo_type, ns, name).await?;
     let moved = settings::move_repo(&state, &caller, &repo, &body.to_repo).await?;
-    Ok(Json(json!({ "url": moved })))
+    Ok(Json(Moved { url: moved }))
 }

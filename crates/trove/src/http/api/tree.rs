@@ -2,11 +2,10 @@
 //! file and folder entries with git ids, real sizes and LFS details.
 
 use super::{link_header, next_page_url};
-use crate::auth::Caller;
 use crate::clock::format_secs;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiPath, QueryParams, repo_type_from_plural};
-use crate::repos::{find_readable, resolve, with_git};
+use crate::http::extract::{ApiPath, QueryParams, RepoAt, RevParam};
+use crate::repos::{RepoRef, resolve, with_git};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -16,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::collections::HashMap;
 use trove_git::{CommitInfo, Entry, EntryKind, GitRepo};
-use trove_types::{GitOid, Sha256Hex};
+use trove_types::{GitOid, RepoPath, Revision, Sha256Hex};
 use trove_xet::XetHash;
 
 /// Entries per page; with `expand=true` each needs a history walk, so pages are smaller.
@@ -142,34 +141,55 @@ fn parse_cursor(cursor: &str) -> Option<(GitOid, usize)> {
     Some((GitOid::parse(commit).ok()?, offset.parse().ok()?))
 }
 
+/// The `{*path}` of a tree route: a folder, checked as a [`RepoPath`] so that nothing
+/// malformed (a NUL, `..`) reaches git.
+#[derive(serde::Deserialize)]
+pub struct FolderParam {
+    path: String,
+}
+
+impl FolderParam {
+    /// The folder, `""` for the root (`tree/main/` and `tree/main//` are the root too).
+    fn folder(&self) -> ApiResult<String> {
+        let trimmed = self.path.trim_matches('/');
+        if trimmed.is_empty() {
+            return Ok(String::new());
+        }
+        RepoPath::parse(trimmed)
+            .map(|p| p.as_str().to_owned())
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    }
+}
+
 pub async fn tree_root(
-    state: State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name, rev)): ApiPath<(String, String, String, String)>,
+    State(state): State<AppState>,
+    RepoAt { repo, .. }: RepoAt,
+    ApiPath(RevParam { rev }): ApiPath<RevParam>,
     query: QueryParams,
     uri: Uri,
 ) -> ApiResult<Response> {
-    list(state, caller, (t, ns, name, rev, String::new()), query, uri).await
+    list(&state, &repo, rev, String::new(), &query, &uri).await
 }
 
 pub async fn tree_path(
-    state: State<AppState>,
-    caller: Caller,
-    ApiPath(params): ApiPath<(String, String, String, String, String)>,
+    State(state): State<AppState>,
+    RepoAt { repo, .. }: RepoAt,
+    ApiPath(RevParam { rev }): ApiPath<RevParam>,
+    ApiPath(folder): ApiPath<FolderParam>,
     query: QueryParams,
     uri: Uri,
 ) -> ApiResult<Response> {
-    list(state, caller, params, query, uri).await
+    list(&state, &repo, rev, folder.folder()?, &query, &uri).await
 }
 
 async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    (t, ns, name, rev, path): (String, String, String, String, String),
-    query: QueryParams,
-    uri: Uri,
+    state: &AppState,
+    repo: &RepoRef,
+    rev: Revision,
+    dir: String,
+    query: &QueryParams,
+    uri: &Uri,
 ) -> ApiResult<Response> {
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
     let recursive = query.flag("recursive");
     let expand = query.flag("expand");
     let page_size = if expand {
@@ -181,11 +201,10 @@ async fn list(
         Some(c) => Some(parse_cursor(c).ok_or_else(|| ApiError::bad_request("Invalid cursor"))?),
         None => None,
     };
-    let dir = path.trim_matches('/').to_owned();
-    let (mut entries, commit, more) = with_git(&state, &repo, move |git| {
+    let (mut entries, commit, more) = with_git(state, repo, move |git| {
         let (commit, offset) = match cursor {
             Some((commit, offset)) => (commit, offset),
-            None => (resolve(git, &rev)?, 0),
+            None => (resolve(git, rev.as_str())?, 0),
         };
         let Some(all) = git.list_tree(&commit, &dir, recursive)? else {
             return Err(ApiError::EntryNotFound {
@@ -199,24 +218,25 @@ async fn list(
         Ok((json, (commit, offset + page_size), more))
     })
     .await?;
-    add_xet_hashes(&state, &mut entries).await?;
+    add_xet_hashes(state, &mut entries).await?;
     let mut headers = HeaderMap::new();
     if more {
         let cursor = format!("{}:{}", commit.0, commit.1);
-        let (name, value) = link_header(&next_page_url(&state, &uri, &cursor));
+        let (name, value) = link_header(&next_page_url(state, uri, &cursor));
         headers.insert(name, value.parse()?);
     }
     Ok((headers, Json(entries)).into_response())
 }
 
 /// `paths-info`: the body is form-encoded (`paths=a&paths=b&expand=false`); JSON is accepted too.
+/// A path that cannot name a file (a NUL, `..`, `.git`) names none: it is left out of the
+/// answer like any missing path.
 pub async fn paths_info(
     State(state): State<AppState>,
-    caller: Caller,
-    ApiPath((t, ns, name, rev)): ApiPath<(String, String, String, String)>,
+    RepoAt { repo, .. }: RepoAt,
+    ApiPath(RevParam { rev }): ApiPath<RevParam>,
     body: Bytes,
 ) -> ApiResult<Json<Vec<EntryJson>>> {
-    let repo = find_readable(&state, &caller, repo_type_from_plural(&t)?, &ns, &name).await?;
     let (paths, expand) = parse_paths_info_body(&body)?;
     if paths.len() > MAX_PATHS_INFO {
         return Err(ApiError::bad_request(format!(
@@ -224,14 +244,13 @@ pub async fn paths_info(
         )));
     }
     let mut entries = with_git(&state, &repo, move |git| {
-        let commit = resolve(git, &rev)?;
+        let commit = resolve(git, rev.as_str())?;
         let mut found = Vec::new();
         for path in paths {
-            let path = path.trim_matches('/');
-            if path.is_empty() {
+            let Ok(path) = RepoPath::parse(path.trim_matches('/')) else {
                 continue;
-            }
-            if let Some(entry) = git.entry_at(&commit, path)? {
+            };
+            if let Some(entry) = git.entry_at(&commit, path.as_str())? {
                 found.push(entry);
             }
         }

@@ -19,7 +19,7 @@ pub struct WhoAmI {
     email_verified: bool,
     is_pro: bool,
     can_pay: bool,
-    orgs: Vec<serde_json::Value>,
+    orgs: Vec<OrgJson>,
     auth: AuthInfo,
 }
 
@@ -62,18 +62,34 @@ struct Entity {
     name: String,
 }
 
-fn org_json(m: &Membership) -> serde_json::Value {
-    serde_json::json!({
-        "type": "org",
-        "id": format!("org-{}", m.org.id),
-        "name": m.org.name,
-        "fullname": m.org.fullname.clone().unwrap_or_else(|| m.org.name.clone()),
-        "email": null,
-        "canPay": false,
-        "isEnterprise": false,
-        "roleInOrg": m.role.as_str(),
-        "avatarUrl": "",
-    })
+/// An organization the user belongs to; `email` is always `null`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgJson {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: String,
+    name: String,
+    fullname: String,
+    email: Option<String>,
+    can_pay: bool,
+    is_enterprise: bool,
+    role_in_org: &'static str,
+    avatar_url: &'static str,
+}
+
+fn org_json(m: &Membership) -> OrgJson {
+    OrgJson {
+        kind: "org",
+        id: format!("org-{}", m.org.id),
+        name: m.org.name.clone(),
+        fullname: m.org.fullname.clone().unwrap_or_else(|| m.org.name.clone()),
+        email: None,
+        can_pay: false,
+        is_enterprise: false,
+        role_in_org: m.role.as_str(),
+        avatar_url: "",
+    }
 }
 
 /// A namespace scope names an organization the user belongs to, or a user.

@@ -35,35 +35,25 @@ use trove_git::smart_http::{self, GitProtocol, Service};
 const SLOT_WAIT: Duration = Duration::from_secs(60);
 
 /// An error as git shows it: plain text, which git prints after `remote: `.
-fn git_error(err: ApiError) -> Response {
-    // A redirect (git follows it) and a 429 (with Retry-After) keep the usual answer.
-    if matches!(
-        err,
-        ApiError::RepoMoved { .. } | ApiError::TooManyRequests { .. }
-    ) {
+pub(crate) fn git_error(err: ApiError) -> Response {
+    if err.keeps_json_answer() {
         return err.into_response();
     }
-    let status = err.status();
-    let message = match &err {
-        ApiError::RepoNotFound { .. } => "Repository not found".to_owned(),
-        ApiError::Internal(e) => {
-            tracing::error!(error = format!("{e:#}"), "internal error serving git");
-            "Internal Error".to_owned()
-        }
-        other => other.to_string(),
-    };
+    let parts = err.public_parts();
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    if status == StatusCode::UNAUTHORIZED {
+    if parts.status == StatusCode::UNAUTHORIZED {
         headers.insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"Trove\""),
         );
     }
-    (status, headers, format!("{message}\n")).into_response()
+    let mut response = (parts.status, headers, format!("{}\n", parts.message)).into_response();
+    err.attach_to(&mut response);
+    response
 }
 
 fn no_cache(headers: &mut HeaderMap) {

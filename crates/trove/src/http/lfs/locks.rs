@@ -8,19 +8,17 @@
 //!
 //! Answers and errors are `application/vnd.git-lfs+json` with a `message`, which git-lfs prints.
 
-use super::{LFS_JSON, strip_git};
 use crate::auth::Caller;
 use crate::clock::{format_ms, now_ms};
-use crate::error::ApiError;
-use crate::http::extract::{ApiPath, QueryParams, UrlRepoType};
-use crate::repos::{RepoRef, find_readable};
+use crate::error::{ApiError, ApiResult, LFS_JSON};
+use crate::http::extract::{ApiPath, QueryParams, RepoAt};
+use crate::repos::RepoRef;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use trove_db::{LfsLock, LockOutcome, LockQuery};
 use trove_types::RepoPath;
 
@@ -28,55 +26,12 @@ use trove_types::RepoPath;
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 
-/// A result of this API: the value, or an error in git-lfs's shape.
-type LockResult = Result<Response, LockError>;
-
-/// An error answered as `{"message": …}`; 401s carry `LFS-Authenticate` so git-lfs asks
-/// for credentials.
-pub struct LockError(ApiError);
-
-impl From<ApiError> for LockError {
-    fn from(e: ApiError) -> Self {
-        LockError(e)
-    }
+/// The answer of a handler, errors rendered in git-lfs's shape.
+fn lfs_answer(result: ApiResult<Response>) -> Response {
+    result.unwrap_or_else(ApiError::into_lfs_response)
 }
 
-impl From<trove_db::DbError> for LockError {
-    fn from(e: trove_db::DbError) -> Self {
-        LockError(e.into())
-    }
-}
-
-impl IntoResponse for LockError {
-    fn into_response(self) -> Response {
-        // A redirect (with its Location) and a 429 (with Retry-After) keep the usual answer.
-        if matches!(
-            self.0,
-            ApiError::RepoMoved { .. } | ApiError::TooManyRequests { .. }
-        ) {
-            return self.0.into_response();
-        }
-        let status = self.0.status();
-        let message = match &self.0 {
-            ApiError::RepoNotFound { .. } => "Repository not found".to_owned(),
-            ApiError::Internal(e) => {
-                tracing::error!(error = format!("{e:#}"), "internal error in LFS locks");
-                "Internal Error".to_owned()
-            }
-            other => other.to_string(),
-        };
-        let mut response = lfs_json(status, json!({ "message": message }));
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                "lfs-authenticate",
-                HeaderValue::from_static("Basic realm=\"Trove\""),
-            );
-        }
-        response
-    }
-}
-
-fn lfs_json(status: StatusCode, value: Value) -> Response {
+fn lfs_json(status: StatusCode, value: &impl Serialize) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, LFS_JSON)],
@@ -85,13 +40,60 @@ fn lfs_json(status: StatusCode, value: Value) -> Response {
         .into_response()
 }
 
-fn lock_json(lock: &LfsLock) -> Value {
-    json!({
-        "id": lock.id.to_string(),
-        "path": lock.path,
-        "locked_at": format_ms(lock.locked_at_ms),
-        "owner": { "name": lock.owner_name },
-    })
+#[derive(Serialize)]
+struct LockOwner {
+    name: String,
+}
+
+/// A lock as git-lfs reads it.
+#[derive(Serialize)]
+struct LockJson {
+    id: String,
+    path: String,
+    locked_at: String,
+    owner: LockOwner,
+}
+
+impl From<&LfsLock> for LockJson {
+    fn from(lock: &LfsLock) -> Self {
+        LockJson {
+            id: lock.id.to_string(),
+            path: lock.path.clone(),
+            locked_at: format_ms(lock.locked_at_ms),
+            owner: LockOwner {
+                name: lock.owner_name.clone(),
+            },
+        }
+    }
+}
+
+/// `{"lock": …}`, with a `message` when the path was already locked.
+#[derive(Serialize)]
+struct LockAnswer {
+    lock: LockJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct LockList {
+    locks: Vec<LockJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct VerifyAnswer {
+    ours: Vec<LockJson>,
+    theirs: Vec<LockJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+/// The `{id}` of `/locks/{id}/unlock`.
+#[derive(Deserialize)]
+pub struct LockIdParam {
+    id: String,
 }
 
 /// A body that may be empty (git-lfs sends `{}` or nothing for some calls).
@@ -127,16 +129,11 @@ pub struct UnlockRequest {
     force: bool,
 }
 
-async fn writable_repo(
-    state: &AppState,
-    caller: &Caller,
-    repo_type: trove_types::RepoType,
-    ns: &str,
-    name: &str,
-) -> Result<RepoRef, ApiError> {
-    let repo = find_readable(state, caller, repo_type, ns, strip_git(name)).await?;
-    repo.require_write(caller)?;
-    Ok(repo)
+/// The repository, which the caller must be able to write (the spec's "push access").
+fn writable(repo_at: ApiResult<RepoAt>) -> ApiResult<(RepoRef, Caller)> {
+    let RepoAt { repo, caller } = repo_at?;
+    repo.require_write(&caller)?;
+    Ok((repo, caller))
 }
 
 fn page(cursor: Option<&str>, limit: Option<u32>) -> Result<(Option<i64>, u32), ApiError> {
@@ -165,15 +162,20 @@ fn paginate(mut locks: Vec<LfsLock>, limit: u32) -> (Vec<LfsLock>, Option<String
 /// `POST /locks`: lock a file. 201 with the lock, or 409 with the lock that holds the path.
 pub async fn create(
     State(state): State<AppState>,
-    UrlRepoType(repo_type): UrlRepoType,
-    caller: Result<Caller, ApiError>,
-    ApiPath((ns, name)): ApiPath<(String, String)>,
+    repo_at: ApiResult<RepoAt>,
     body: Bytes,
-) -> LockResult {
-    let caller = caller?;
-    let repo = writable_repo(&state, &caller, repo_type, &ns, &name).await?;
+) -> Response {
+    lfs_answer(create_lock(&state, repo_at, &body).await)
+}
+
+async fn create_lock(
+    state: &AppState,
+    repo_at: ApiResult<RepoAt>,
+    body: &[u8],
+) -> ApiResult<Response> {
+    let (repo, caller) = writable(repo_at)?;
     let user = caller.require_user()?;
-    let req: CreateRequest = parse_body(&body)?;
+    let req: CreateRequest = parse_body(body)?;
     let path = RepoPath::parse(&req.path)
         .map_err(|e| ApiError::UnprocessableEntity(format!("Invalid path: {e}")))?;
     let ref_name = req.refspec.and_then(|r| r.name);
@@ -187,31 +189,42 @@ pub async fn create(
             now_ms(),
         )
         .await?;
-    match outcome {
+    Ok(match outcome {
         LockOutcome::Created(lock) => {
             tracing::info!(repo.id = repo.repo.id, lock.id = lock.id, path = %lock.path, user = %user.name, "lfs lock created");
-            Ok(lfs_json(
+            lfs_json(
                 StatusCode::CREATED,
-                json!({ "lock": lock_json(&lock) }),
-            ))
+                &LockAnswer {
+                    lock: (&lock).into(),
+                    message: None,
+                },
+            )
         }
-        LockOutcome::AlreadyLocked(lock) => Ok(lfs_json(
+        LockOutcome::AlreadyLocked(lock) => lfs_json(
             StatusCode::CONFLICT,
-            json!({ "lock": lock_json(&lock), "message": "already created lock" }),
-        )),
-    }
+            &LockAnswer {
+                lock: (&lock).into(),
+                message: Some("already created lock"),
+            },
+        ),
+    })
 }
 
 /// `GET /locks?path&id&cursor&limit`: list locks (read access).
 pub async fn list(
     State(state): State<AppState>,
-    UrlRepoType(repo_type): UrlRepoType,
-    caller: Result<Caller, ApiError>,
-    ApiPath((ns, name)): ApiPath<(String, String)>,
+    repo_at: ApiResult<RepoAt>,
     query: QueryParams,
-) -> LockResult {
-    let caller = caller?;
-    let repo = find_readable(&state, &caller, repo_type, &ns, strip_git(&name)).await?;
+) -> Response {
+    lfs_answer(list_locks(&state, repo_at, &query).await)
+}
+
+async fn list_locks(
+    state: &AppState,
+    repo_at: ApiResult<RepoAt>,
+    query: &QueryParams,
+) -> ApiResult<Response> {
+    let RepoAt { repo, .. } = repo_at?;
     let limit = match query.get("limit") {
         Some(l) => Some(
             l.parse::<u32>()
@@ -238,26 +251,33 @@ pub async fn list(
             },
         )
         .await?;
-    let (locks, next) = paginate(locks, limit);
-    let mut out = json!({ "locks": locks.iter().map(lock_json).collect::<Vec<_>>() });
-    if let Some(next) = next {
-        out["next_cursor"] = json!(next);
-    }
-    Ok(lfs_json(StatusCode::OK, out))
+    let (locks, next_cursor) = paginate(locks, limit);
+    Ok(lfs_json(
+        StatusCode::OK,
+        &LockList {
+            locks: locks.iter().map(LockJson::from).collect(),
+            next_cursor,
+        },
+    ))
 }
 
 /// `POST /locks/verify`: the caller's locks and everyone else's (write access).
 pub async fn verify(
     State(state): State<AppState>,
-    UrlRepoType(repo_type): UrlRepoType,
-    caller: Result<Caller, ApiError>,
-    ApiPath((ns, name)): ApiPath<(String, String)>,
+    repo_at: ApiResult<RepoAt>,
     body: Bytes,
-) -> LockResult {
-    let caller = caller?;
-    let repo = writable_repo(&state, &caller, repo_type, &ns, &name).await?;
+) -> Response {
+    lfs_answer(verify_locks(&state, repo_at, &body).await)
+}
+
+async fn verify_locks(
+    state: &AppState,
+    repo_at: ApiResult<RepoAt>,
+    body: &[u8],
+) -> ApiResult<Response> {
+    let (repo, caller) = writable(repo_at)?;
     let user = caller.require_user()?;
-    let req: VerifyRequest = parse_body(&body)?;
+    let req: VerifyRequest = parse_body(body)?;
     let (after_id, limit) = page(req.cursor.as_deref(), req.limit)?;
     let locks = state
         .db
@@ -270,31 +290,39 @@ pub async fn verify(
             },
         )
         .await?;
-    let (locks, next) = paginate(locks, limit);
+    let (locks, next_cursor) = paginate(locks, limit);
     let (ours, theirs): (Vec<&LfsLock>, Vec<&LfsLock>) =
         locks.iter().partition(|l| l.owner_user_id == user.id);
-    let mut out = json!({
-        "ours": ours.into_iter().map(lock_json).collect::<Vec<_>>(),
-        "theirs": theirs.into_iter().map(lock_json).collect::<Vec<_>>(),
-    });
-    if let Some(next) = next {
-        out["next_cursor"] = json!(next);
-    }
-    Ok(lfs_json(StatusCode::OK, out))
+    Ok(lfs_json(
+        StatusCode::OK,
+        &VerifyAnswer {
+            ours: ours.into_iter().map(LockJson::from).collect(),
+            theirs: theirs.into_iter().map(LockJson::from).collect(),
+            next_cursor,
+        },
+    ))
 }
 
 /// `POST /locks/{id}/unlock`: release a lock; someone else's only with `force`.
 pub async fn unlock(
     State(state): State<AppState>,
-    UrlRepoType(repo_type): UrlRepoType,
-    caller: Result<Caller, ApiError>,
-    ApiPath((ns, name, id)): ApiPath<(String, String, String)>,
+    repo_at: ApiResult<RepoAt>,
+    path: ApiResult<ApiPath<LockIdParam>>,
     body: Bytes,
-) -> LockResult {
-    let caller = caller?;
-    let repo = writable_repo(&state, &caller, repo_type, &ns, &name).await?;
+) -> Response {
+    lfs_answer(unlock_lock(&state, repo_at, path, &body).await)
+}
+
+async fn unlock_lock(
+    state: &AppState,
+    repo_at: ApiResult<RepoAt>,
+    path: ApiResult<ApiPath<LockIdParam>>,
+    body: &[u8],
+) -> ApiResult<Response> {
+    let (repo, caller) = writable(repo_at)?;
+    let ApiPath(LockIdParam { id }) = path?;
     let user = caller.require_user()?;
-    let req: UnlockRequest = parse_body(&body)?;
+    let req: UnlockRequest = parse_body(body)?;
     let not_found = || ApiError::EntryNotFound {
         message: format!("Lock {id} not found"),
         commit: None,
@@ -309,15 +337,17 @@ pub async fn unlock(
         return Err(ApiError::Forbidden(format!(
             "{} is locked by {}; unlock with --force to break the lock",
             lock.path, lock.owner_name
-        ))
-        .into());
+        )));
     }
     if !state.db.delete_lfs_lock(repo.repo.id, lock_id).await? {
-        return Err(not_found().into());
+        return Err(not_found());
     }
     tracing::info!(repo.id = repo.repo.id, lock.id = lock.id, path = %lock.path, user = %user.name, forced = req.force, "lfs lock released");
     Ok(lfs_json(
         StatusCode::OK,
-        json!({ "lock": lock_json(&lock) }),
+        &LockAnswer {
+            lock: (&lock).into(),
+            message: None,
+        },
     ))
 }

@@ -37,15 +37,13 @@ struct ErrorPage {
 /// missing one's (the page names neither).
 pub fn error_page(error: ApiError) -> Response {
     let suggest_login = matches!(error, ApiError::RepoNotFound { anonymous: true });
-    let (mut parts, _) = error.into_response().into_parts();
+    let parts = error.public_parts();
     let status = parts.status;
-    let message = parts
-        .headers
-        .get("x-error-message")
-        .and_then(|v| v.to_str().ok())
-        .filter(|_| status != StatusCode::INTERNAL_SERVER_ERROR)
-        .unwrap_or("Something went wrong on the server.")
-        .to_owned();
+    let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        "Something went wrong on the server.".to_owned()
+    } else {
+        crate::error::header_text(&parts.message)
+    };
     let page = ErrorPage {
         section: "",
         signed_in: None,
@@ -57,13 +55,16 @@ pub fn error_page(error: ApiError) -> Response {
         message,
         suggest_login,
     };
+    // The page's headers are the API's, so scripts and tests read the same codes.
+    let mut response = error.into_response();
     let Ok(html) = page.render() else {
-        return (status, "error").into_response();
+        return response;
     };
-    parts.headers.insert(
+    response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Html(html).into_response().into_body())
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    *response.body_mut() = axum::body::Body::from(html);
+    response
 }

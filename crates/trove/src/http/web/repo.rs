@@ -6,17 +6,17 @@
 use super::render;
 use crate::auth::Caller;
 use crate::clock::format_ms;
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::UrlRepoType;
+use crate::error::ApiResult;
+use crate::http::extract::RepoAt;
 use crate::markdown;
 use crate::repos::card::card_body;
-use crate::repos::{content, find_readable, repo_url, with_git};
+use crate::repos::{RepoRef, content, with_git};
 use crate::state::AppState;
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use trove_git::EntryKind;
-use trove_types::RepoType;
+use trove_types::{DEFAULT_BRANCH, RepoType};
 
 /// What a file name keeps unescaped in a download link (RFC 3986 unreserved characters).
 const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -74,43 +74,32 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
-pub async fn page(
-    state: State<AppState>,
-    caller: Caller,
-    repo_type: UrlRepoType,
-    path: Path<(String, String)>,
-) -> Response {
-    repo_page(state, caller, repo_type, path)
-        .await
-        .unwrap_or_else(super::error_page)
+pub async fn page(State(state): State<AppState>, repo_at: ApiResult<RepoAt>) -> Response {
+    match repo_at {
+        Ok(RepoAt { repo, caller }) => repo_page(&state, &caller, &repo).await,
+        Err(e) => Err(e),
+    }
+    .unwrap_or_else(super::error_page)
 }
 
-async fn repo_page(
-    State(state): State<AppState>,
-    caller: Caller,
-    UrlRepoType(repo_type): UrlRepoType,
-    Path((ns, name)): Path<(String, String)>,
-) -> ApiResult<Response> {
-    let repo = find_readable(&state, &caller, repo_type, &ns, &name).await?;
+async fn repo_page(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiResult<Response> {
+    let repo_type = repo.repo_type;
     let index = state.db.repo_index(repo.repo.id).await?;
-    let head = with_git(&state, &repo, |git| {
-        git.resolve_revision("refs/heads/main")
-            .map_err(ApiError::internal)
+    let head = with_git(state, repo, |git| {
+        Ok(git.resolve_revision(&format!("refs/heads/{DEFAULT_BRANCH}"))?)
     })
     .await?;
     let entries = match head.clone() {
-        Some(head) => with_git(&state, &repo, move |git| {
-            git.list_tree(&head, "", false).map_err(ApiError::internal)
-        })
-        .await?
-        .unwrap_or_default(),
+        Some(head) => with_git(state, repo, move |git| Ok(git.list_tree(&head, "", false)?))
+            .await?
+            .unwrap_or_default(),
         None => Vec::new(),
     };
-    let url = repo_url(&state, repo_type, &repo.repo.namespace, &repo.repo.name);
+    let url = repo.url(state);
     let readme = entries.iter().find(|e| e.path == "README.md");
     let card_html = match readme.map(|e| &e.kind) {
         Some(kind @ EntryKind::File { size, .. }) if *size <= MAX_CARD_BYTES => {
-            content::read_range(&state, &repo, kind, 0, *size)
+            content::read_range(state, repo, kind, 0, *size)
                 .await?
                 .map(|bytes| markdown::render(card_body(&String::from_utf8_lossy(&bytes))))
         }
@@ -122,7 +111,7 @@ async fn repo_page(
             EntryKind::File { size, lfs, .. } => FileRow {
                 path: e.path.clone(),
                 href: Some(format!(
-                    "{url}/resolve/main/{}",
+                    "{url}/resolve/{DEFAULT_BRANCH}/{}",
                     percent_encoding::utf8_percent_encode(&e.path, PATH_SEGMENT)
                 )),
                 size: human_size(*size),
