@@ -170,14 +170,16 @@ pub fn build(state: AppState) -> Router {
     }
 
     // huggingface_hub and git-lfs: the LFS batch API and its transfer URLs.
-    let mut lfs = Router::new()
+    // Batch and verify take JSON bodies; the transfer routes take whole objects.
+    let lfs_transfers = Router::new()
         .route("/_lfs/upload/{oid}", put(lfs::upload))
         .route("/_lfs/multipart/{upload}/{part}", put(lfs::upload_part))
         .route("/_lfs/multipart/{upload}", post(lfs::complete_multipart))
         .route("/_lfs/objects/{oid}", get(lfs::download));
+    let mut lfs_batch = Router::new();
     for prefix in ["", "/datasets", "/spaces"] {
         let base = format!("{prefix}/{{ns}}/{{name}}/info/lfs");
-        lfs = lfs
+        lfs_batch = lfs_batch
             .route(&format!("{base}/objects/batch"), post(lfs::batch))
             .route(&format!("{base}/verify"), post(lfs::verify));
     }
@@ -234,10 +236,8 @@ pub fn build(state: AppState) -> Router {
     Router::new()
         .merge(json_routes)
         .merge(commit_route.layer(body_limit(limits.max_commit_bytes)))
-        // Batch and verify bodies are JSON, capped by `DefaultBodyLimit` as they are read;
-        // the transfer routes take whole objects.
-        .merge(lfs.layer(body_limit(limits.max_lfs_object_bytes)))
-        .merge(lfs_locks.layer(body_limit_as(BodyLimit {
+        .merge(lfs_transfers.layer(body_limit(limits.max_lfs_object_bytes)))
+        .merge(lfs_batch.merge(lfs_locks).layer(body_limit_as(BodyLimit {
             limit: json_limit as u64,
             render: ApiError::into_lfs_response,
         })))

@@ -9,7 +9,7 @@
 pub mod locks;
 
 use crate::clock::now_secs;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, LFS_JSON};
 use crate::http::extract::{ApiJson, ApiPath, QueryParams, RepoAt};
 use crate::http::range;
 use crate::repos::content::{self, FileBytes};
@@ -25,7 +25,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use trove_types::Sha256Hex;
 
-pub(crate) const LFS_JSON: &str = "application/vnd.git-lfs+json";
 /// Objects per batch call (the client sends up to 256).
 const MAX_BATCH_OBJECTS: usize = 1000;
 
@@ -124,10 +123,6 @@ impl ObjectAnswer {
             size: size.into(),
         }
     }
-}
-
-pub(crate) fn strip_git(name: &str) -> &str {
-    name.strip_suffix(".git").unwrap_or(name)
 }
 
 fn lfs_json<T: Serialize>(value: T) -> Response {
