@@ -3,5 +3,6 @@
 //! One test binary; each module tests one surface.
 
 mod app;
+mod cards;
 mod contract;
 mod layering;
