@@ -13,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(Value::Object(line)) = serde_json::from_slice::<Value>(data) else {
         return;
     };
-    let (Some(Value::String(key)), Some(Value::Object(value))) = (line.get("key"), line.get("value"))
+    let (Some(Value::String(key)), Some(Value::Object(value))) =
+        (line.get("key"), line.get("value"))
     else {
         return;
     };
@@ -27,7 +28,11 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(p) = parsed {
             // What was accepted is what is stored, and parses again to itself.
             assert_eq!(RepoPath::parse(p.as_str()).as_ref(), Ok(&p));
-            assert!(p.as_str().split('/').all(|s| !s.is_empty() && s.len() <= 255));
+            assert!(
+                p.as_str()
+                    .split('/')
+                    .all(|s| !s.is_empty() && s.len() <= 255)
+            );
         }
     }
     if let Some(content) = text("content") {

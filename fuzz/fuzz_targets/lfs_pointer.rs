@@ -7,6 +7,9 @@ use trove_types::LfsPointer;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(pointer) = LfsPointer::parse(data) {
-        assert_eq!(LfsPointer::parse(pointer.to_text().as_bytes()), Some(pointer));
+        assert_eq!(
+            LfsPointer::parse(pointer.to_text().as_bytes()),
+            Some(pointer)
+        );
     }
 });

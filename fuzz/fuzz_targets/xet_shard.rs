@@ -7,6 +7,9 @@ use trove_xet::shard;
 fuzz_target!(|data: &[u8]| {
     let _ = shard::parse(data);
     if let Some(terms) = shard::decode_terms(data) {
-        assert_eq!(shard::decode_terms(&shard::encode_terms(&terms)), Some(terms));
+        assert_eq!(
+            shard::decode_terms(&shard::encode_terms(&terms)),
+            Some(terms)
+        );
     }
 });
