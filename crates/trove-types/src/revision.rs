@@ -13,8 +13,8 @@ pub const REVISION_MAX_LEN: usize = 255;
 
 /// A revision as a request names it — a branch or tag name, a full ref (`refs/pr/1`) or a
 /// commit id, full or abbreviated — checked at the edge so that nothing unvalidated reaches
-/// git: 1 to 255 bytes, no NUL or other control character, no leading `-`. Whether it exists is for git to
-/// say.
+/// git: 1 to 255 bytes, no NUL or other control character, no leading `-`. Whether it
+/// exists is for git to say.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Revision(String);
 
