@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need, then runs every test.
 #
-#   scripts/test.sh                 setup + fmt/clippy + cargo test + release build + e2e (pytest)
+#   scripts/test.sh                 setup + fmt/clippy + cargo test + fuzz + release build + e2e
 #   scripts/test.sh --setup-only    only install system packages and the .venv
 #   scripts/test.sh --e2e-only      setup + release build + e2e (skips lints and cargo test)
 #   scripts/test.sh -- ARGS...      extra arguments for pytest (e.g. -- -k whoami -x, or
@@ -9,6 +9,7 @@
 #
 # Env: TROVE_BIN overrides the server binary used by the e2e tests
 #      (default: $CARGO_TARGET_DIR/release/trove, or target/release/trove, built here).
+#      TROVE_FUZZ_SECONDS: seconds per fuzz target (default 20; 0 skips the stage).
 #
 # Works on a fresh Debian 12 machine with only the Rust toolchain and Python 3.11,
 # run as root (CI runs `bash .ci/run`, no stdin).
@@ -153,6 +154,41 @@ run_cargo_test() {
     fi
 }
 
+# 3c. A short fuzz run of every target in fuzz/ (docs/fuzzing.md has the longer one); a
+#     crash, a leak of the memory limit or an input slower than the timeout fails the run.
+#     cargo-fuzz is installed once into a cache outside the clone; RUSTC_BOOTSTRAP lets the
+#     stable toolchain take the -Z flags it passes.
+FUZZ_SECONDS="${TROVE_FUZZ_SECONDS:-20}"
+FUZZ_TOOLS="${XDG_CACHE_HOME:-$HOME/.cache}/trove-tools"
+run_fuzz() {
+    if [[ "$FUZZ_SECONDS" == 0 ]]; then
+        record "fuzz" "skipped (TROVE_FUZZ_SECONDS=0)"
+        return 0
+    fi
+    log "cargo fuzz: ${FUZZ_SECONDS}s per target"
+    local cargo_fuzz="$FUZZ_TOOLS/bin/cargo-fuzz"
+    if [[ ! -x "$cargo_fuzz" ]] && ! cargo install --locked --root "$FUZZ_TOOLS" cargo-fuzz; then
+        record "fuzz" "FAIL (cargo install cargo-fuzz)"
+        return 0
+    fi
+    local targets target
+    local -a failed=()
+    targets="$(cd "$ROOT" && "$cargo_fuzz" list)"
+    for target in $targets; do
+        mkdir -p "$ROOT/fuzz/corpus/$target"
+        if ! (cd "$ROOT" && RUSTC_BOOTSTRAP=1 "$cargo_fuzz" run --sanitizer none "$target" \
+                "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
+                -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=1024); then
+            failed+=("$target")
+        fi
+    done
+    if ((${#failed[@]} == 0)); then
+        record "fuzz" "ok (${FUZZ_SECONDS}s per target)"
+    else
+        record "fuzz" "FAIL (${failed[*]}; see fuzz/artifacts/)"
+    fi
+}
+
 # 4a. The server binary the e2e tests run.
 build_release() {
     if [[ -n "${TROVE_BIN:-}" ]]; then
@@ -218,6 +254,7 @@ main() {
     if ((RUN_CARGO_TEST)); then
         run_lints
         run_cargo_test
+        run_fuzz
     else
         record "cargo test" "skipped (--e2e-only)"
     fi

@@ -260,3 +260,43 @@ def test_private_dataset_info_files_metadata_and_card_data(client, hub, tmp_path
     r = client.py(INFO, args={"repo": repo, "type": "dataset"}).result
     assert r["card_class"] == "DatasetCardData"
     _check_info(r, repo, hub.head_sha(repo, repo_type="dataset"), files, private=True)
+
+
+HOSTILE_CARD_INFO = """
+import time
+repo = ARGS["repo"]
+api.upload_file(repo_id=repo, path_or_fileobj=ARGS["card"].encode(), path_in_repo="README.md",
+                commit_message="hostile card")
+timings = []
+for _ in range(3):
+    start = time.monotonic()
+    info = api.model_info(repo)
+    timings.append(time.monotonic() - start)
+api.create_branch(repo, branch="good-card")
+api.upload_file(repo_id=repo, path_or_fileobj=ARGS["good"].encode(), path_in_repo="README.md",
+                commit_message="good card", revision="good-card")
+on_branch = api.model_info(repo, revision="good-card")
+emit({
+    "card_data": info.card_data.to_dict() if info.card_data else None,
+    "slowest": max(timings),
+    "branch_license": on_branch.card_data.license if on_branch.card_data else None,
+})
+"""
+
+
+def test_a_hostile_card_commits_and_info_stays_fast(client, hub):
+    """Issue #11: a 27 KB card whose 20 KB anchor is referenced 2,500 times used to grow the
+    server by ~290 MiB and stall anonymous info. It commits, its metadata is ignored with a
+    warning, and info answers at once; a card on another branch is read at its revision."""
+    repo = hub.create_repo("hostile-card")
+    card = ("---\nlicense: mit\na: &a \"" + "x" * 20_000 + "\"\nb: ["
+            + ",".join(["*a"] * 2500) + "]\n---\n# Card\n")
+    good = "---\nlicense: apache-2.0\n---\n# Good\n"
+    r = client.py(HOSTILE_CARD_INFO, args={"repo": repo, "card": card, "good": good}).result
+    assert r["card_data"] is None
+    assert r["slowest"] < 2.0, r
+    assert r["branch_license"] == "apache-2.0"
+    info = hub.http.get(f"/api/models/{repo}")
+    assert info.status_code == 200
+    assert "too costly" in " ".join(info.json()["cardWarnings"])
+    assert info.headers["x-hf-warning"].startswith("card;")

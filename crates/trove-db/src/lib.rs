@@ -33,7 +33,8 @@ pub use locks::{LfsLock, LockOutcome, LockQuery};
 pub use orgs::{Membership, Org, OrgRole};
 pub use repos::{Gating, Repo};
 pub use search::{
-    BulkRepo, Cursor, IndexUpdate, ListQuery, Listed, Page, RepoIndex, SortKey, Visibility,
+    BulkRepo, CardParse, Cursor, IndexUpdate, ListQuery, Listed, Page, RepoIndex, SortKey,
+    Visibility,
 };
 pub use tokens::{NewScope, ScopeTarget, Token, TokenRole, TokenScope};
 pub use users::User;

@@ -37,6 +37,15 @@ pub struct IndexUpdate {
     pub config_json: Option<String>,
 }
 
+/// The front matter of one README.md blob, as parsed once and stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CardParse {
+    /// JSON object, or `None` when the card has no front matter or it was refused.
+    pub data_json: Option<String>,
+    /// Why the front matter was refused, as shown to users.
+    pub warning: Option<String>,
+}
+
 /// A repository's index row as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepoIndex {
@@ -321,6 +330,46 @@ impl Db {
         write_facets(&mut tx, repo_id, &update.facets, true).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The stored parse of the README.md blob `blob_oid` of a repository, if any.
+    pub async fn card_parse(&self, repo_id: i64, blob_oid: &str) -> Result<Option<CardParse>> {
+        let row =
+            sqlx::query("SELECT data, warning FROM card_parses WHERE repo_id = ? AND blob_oid = ?")
+                .bind(repo_id)
+                .bind(blob_oid)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|row| {
+            Ok(CardParse {
+                data_json: row.try_get(0)?,
+                warning: row.try_get(1)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores the parse of a README.md blob; a blob's content never changes, so a row
+    /// already there is kept. Nothing is stored for a repository that no longer exists.
+    pub async fn save_card_parse(
+        &self,
+        repo_id: i64,
+        blob_oid: &str,
+        parse: &CardParse,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO card_parses (repo_id, blob_oid, data, warning) \
+             SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM repos WHERE id = ?) \
+             ON CONFLICT (repo_id, blob_oid) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(blob_oid)
+        .bind(&parse.data_json)
+        .bind(&parse.warning)
+        .bind(repo_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// The index row of a repository (every repository has one).

@@ -13,8 +13,8 @@ pub const REVISION_MAX_LEN: usize = 255;
 
 /// A revision as a request names it — a branch or tag name, a full ref (`refs/pr/1`) or a
 /// commit id, full or abbreviated — checked at the edge so that nothing unvalidated reaches
-/// git: 1 to 255 bytes, no NUL or other control character. Whether it exists is for git to
-/// say.
+/// git: 1 to 255 bytes, no NUL or other control character, no leading `-`. Whether it
+/// exists is for git to say.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Revision(String);
 
@@ -28,6 +28,13 @@ impl Revision {
         if s.chars().any(char::is_control) {
             return Err(InvalidIdentifier(
                 "Invalid revision: contains a control character".to_owned(),
+            ));
+        }
+        // No ref git accepts starts with '-', and one that did would read as an option on
+        // a git command line.
+        if s.starts_with('-') {
+            return Err(InvalidIdentifier(
+                "Invalid revision: must not start with '-'".to_owned(),
             ));
         }
         Ok(Self(s.to_owned()))
@@ -127,7 +134,21 @@ mod tests {
         ] {
             assert!(Revision::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "main\0", "a\nb", "\u{7f}", &"x".repeat(256)] {
+        for bad in [
+            "",
+            "main\0",
+            "\0",
+            "a\nb",
+            "main\r",
+            "\u{7f}",
+            "a\u{85}",
+            "-main",
+            "--upload-pack=x",
+            &"x".repeat(256),
+            // 255 bytes is the limit, not 255 characters.
+            &"\u{e9}".repeat(128),
+            &"x".repeat(5000),
+        ] {
             assert!(Revision::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Revision::default_branch().is_default_branch());

@@ -32,6 +32,12 @@ pub enum ApiError {
     /// Too many failed authentications from this address.
     #[error("Too many failed authentication attempts; retry in {retry_after_secs} seconds")]
     TooManyRequests { retry_after_secs: u64 },
+    /// An address out of budget for a costly anonymous endpoint.
+    #[error("{message}; retry in {retry_after_secs} seconds")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("Invalid rev id: {revision}")]
     RevisionNotFound { revision: String },
     /// `commit` goes into `X-Repo-Commit` so the client caches the absence at that commit.
@@ -99,7 +105,9 @@ impl ApiError {
             ApiError::GatedRepo { anonymous: true } => StatusCode::UNAUTHORIZED,
             ApiError::GatedRepo { anonymous: false } => StatusCode::FORBIDDEN,
             ApiError::RepoMoved { .. } => StatusCode::TEMPORARY_REDIRECT,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::RevisionNotFound { .. } | ApiError::EntryNotFound { .. } => {
                 StatusCode::NOT_FOUND
             }
@@ -287,7 +295,10 @@ impl ApiError {
                     headers.insert(HeaderName::from_static("x-repo-commit"), v);
                 }
             }
-            ApiError::TooManyRequests { retry_after_secs } => {
+            ApiError::TooManyRequests { retry_after_secs }
+            | ApiError::RateLimited {
+                retry_after_secs, ..
+            } => {
                 headers.insert(
                     axum::http::header::RETRY_AFTER,
                     HeaderValue::from(*retry_after_secs),

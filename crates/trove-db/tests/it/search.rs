@@ -1,7 +1,7 @@
 //! The search index, listings, likes and download counters.
 
 use crate::{TestResult, repo_id, user};
-use trove_db::{Cursor, Db, IndexUpdate, ListQuery, Repo, SortKey, Visibility};
+use trove_db::{CardParse, Cursor, Db, IndexUpdate, ListQuery, Repo, SortKey, Visibility};
 use trove_types::RepoType;
 
 fn query(visibility: Visibility) -> ListQuery {
@@ -288,5 +288,40 @@ async fn downloads_roll_over_30_days() -> TestResult {
         id: repo.id,
     });
     assert!(db.list_repos(&q).await?.items.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn card_parses_are_stored_once_per_blob_and_go_with_the_repo() -> TestResult {
+    let db = Db::open_in_memory().await?;
+    let alice = user(&db, "alice").await;
+    let a = model(&db, alice.id, "alice/a", false, 1).await;
+    let b = model(&db, alice.id, "alice/b", false, 2).await;
+    let blob = "b".repeat(40);
+    assert_eq!(db.card_parse(a.id, &blob).await?, None);
+
+    let read = CardParse {
+        data_json: Some(r#"{"license":"mit"}"#.into()),
+        warning: None,
+    };
+    db.save_card_parse(a.id, &blob, &read).await?;
+    assert_eq!(db.card_parse(a.id, &blob).await?, Some(read.clone()));
+    // A blob's parse never changes: a second save keeps the first.
+    let refused = CardParse {
+        data_json: None,
+        warning: Some("README.md metadata ignored: too deep".into()),
+    };
+    db.save_card_parse(a.id, &blob, &refused).await?;
+    assert_eq!(db.card_parse(a.id, &blob).await?, Some(read));
+    // Per repository: the same blob elsewhere is parsed for that repository.
+    assert_eq!(db.card_parse(b.id, &blob).await?, None);
+    db.save_card_parse(b.id, &blob, &refused).await?;
+    assert_eq!(db.card_parse(b.id, &blob).await?, Some(refused.clone()));
+
+    db.delete_repo(b.id).await?;
+    assert_eq!(db.card_parse(b.id, &blob).await?, None);
+    // Saving for a repository deleted meanwhile stores nothing and is no error.
+    db.save_card_parse(b.id, &blob, &refused).await?;
+    assert_eq!(db.card_parse(b.id, &blob).await?, None);
     Ok(())
 }

@@ -78,10 +78,12 @@ impl Caller {
     }
 }
 
-/// Authentication's shared state: the failure limiter and the last-used throttle.
+/// Authentication's shared state: the failure limiter, the last-used throttle, and the
+/// per-address budget of anonymous `validate-yaml` calls.
 #[derive(Debug)]
 pub struct AuthRuntime {
     pub failures: ratelimit::FailureLimiter,
+    pub anonymous_validate: ratelimit::FailureLimiter,
     touched: Mutex<HashMap<i64, Instant>>,
 }
 
@@ -94,6 +96,10 @@ impl AuthRuntime {
             failures: ratelimit::FailureLimiter::new(
                 config.failure_burst,
                 Duration::from_secs(config.failure_refill_secs),
+            ),
+            anonymous_validate: ratelimit::FailureLimiter::new(
+                ratelimit::ANONYMOUS_VALIDATE_BURST,
+                ratelimit::ANONYMOUS_VALIDATE_REFILL,
             ),
             touched: Mutex::new(HashMap::new()),
         }

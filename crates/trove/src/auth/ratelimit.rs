@@ -8,6 +8,12 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Anonymous `POST /api/validate-yaml` calls an address may make at once, then one per
+/// refill period: the endpoint parses YAML for anyone, and signed-in clients (which the
+/// Hub client is when it validates a card) are not limited.
+pub const ANONYMOUS_VALIDATE_BURST: u32 = 30;
+pub const ANONYMOUS_VALIDATE_REFILL: Duration = Duration::from_millis(500);
+
 /// Above this many tracked addresses, full buckets are dropped.
 const MAX_TRACKED: usize = 10_000;
 
@@ -69,6 +75,12 @@ impl FailureLimiter {
         refilled.tokens -= 1.0;
         *bucket = refilled;
         None
+    }
+
+    /// Spends one unit of `ip`'s budget for anything that is not a failure (a costly
+    /// anonymous call); the same bucket arithmetic as [`FailureLimiter::fail`].
+    pub fn spend(&self, ip: Option<IpAddr>, now: Instant) -> Option<u64> {
+        self.fail(ip, now)
     }
 
     fn wait_secs(&self, bucket: Bucket) -> u64 {

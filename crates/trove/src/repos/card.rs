@@ -6,6 +6,8 @@
 //! has fields of the wrong type never blocks anything. What can be read is used; every
 //! problem becomes a warning shown on the repo.
 
+mod budget;
+
 use serde_json::{Map, Value};
 use trove_types::RepoType;
 
@@ -54,13 +56,16 @@ pub enum CardError {
     TooLarge(usize),
     #[error("invalid YAML metadata: {0}")]
     Yaml(String),
+    #[error("the YAML metadata is too costly to read: it {0}")]
+    OverBudget(budget::BudgetError),
     #[error("the YAML metadata must be a mapping (key: value pairs)")]
     NotAMapping,
 }
 
 /// Parses front matter into a JSON object; `Ok(None)` when the card has none. The YAML
-/// parser refuses alias expansion beyond a fixed budget and deep nesting, so hostile input
-/// fails fast instead of growing.
+/// event stream is first checked against a budget of depth, values and text (aliases
+/// counted as what they expand to), so hostile input fails fast instead of growing; only
+/// then are values built.
 pub fn parse_card(readme: &str) -> Result<Option<Map<String, Value>>, CardError> {
     let Some(yaml) = front_matter(readme) else {
         return Ok(None);
@@ -71,6 +76,10 @@ pub fn parse_card(readme: &str) -> Result<Option<Map<String, Value>>, CardError>
     if yaml.trim().is_empty() {
         return Ok(Some(Map::new()));
     }
+    budget::check(yaml).map_err(|e| match e {
+        budget::BudgetError::Syntax(message) => CardError::Yaml(message),
+        over => CardError::OverBudget(over),
+    })?;
     let value: Value = serde_norway::from_str(yaml).map_err(|e| CardError::Yaml(e.to_string()))?;
     match value {
         Value::Object(map) => Ok(Some(map)),
@@ -168,11 +177,26 @@ pub struct SpaceMeta {
 
 /// Reads a whole README.md into a [`Card`]; never fails.
 pub fn read_card(repo_type: RepoType, readme: &str) -> Card {
+    card_from_parse(repo_type, parse_front_matter(readme))
+}
+
+/// The front matter of a README.md as stored between commits and reads: the mapping
+/// (`None` when there is none), or the warning that replaces it when it cannot be read.
+pub type FrontMatter = Result<Option<Map<String, Value>>, String>;
+
+/// Parses the front matter of a README.md, the one costly step of reading a card.
+pub fn parse_front_matter(readme: &str) -> FrontMatter {
+    parse_card(readme).map_err(|e| format!("README.md metadata ignored: {e}"))
+}
+
+/// Builds the [`Card`] of a parsed front matter: typed metadata, fields of the wrong type
+/// dropped with warnings. Costs a walk of the mapping, never a parse.
+pub fn card_from_parse(repo_type: RepoType, front_matter: FrontMatter) -> Card {
     let mut warnings = Vec::new();
-    let mut data = match parse_card(readme) {
+    let mut data = match front_matter {
         Ok(data) => data,
-        Err(e) => {
-            warnings.push(format!("README.md metadata ignored: {e}"));
+        Err(warning) => {
+            warnings.push(warning);
             None
         }
     };
@@ -664,6 +688,46 @@ mod tests {
             "{:?}",
             card.warnings
         );
+    }
+
+    /// The shapes of issue #11, read as a commit reads them: each is refused with one
+    /// warning, the rest of the card handling goes on, and it takes well under the generous
+    /// ceiling of a debug build (release timings: docs/fuzzing.md).
+    #[test]
+    fn hostile_cards_are_refused_with_a_warning_in_bounded_time() {
+        let mut quadratic = format!("---\nlicense: mit\na: &a \"{}\"\nb: [", "x".repeat(20_000));
+        quadratic.push_str(&vec!["*a"; 2500].join(","));
+        quadratic.push_str("]\n---\n# Card\n");
+        let deep = format!(
+            "---\ntags: {}{}\n---\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let big = format!("---\ndescription: \"{}\"\n---\n", "y".repeat(900_000));
+        // Just under the size limit, made of aliases of a mapping.
+        let mut many = String::from("---\nbase: &b {k1: v, k2: v, k3: v, k4: v}\nl: [");
+        while many.len() < MAX_FRONT_MATTER - 16 {
+            many.push_str("*b,");
+        }
+        many.push_str("]\n---\n");
+        for (name, text) in [
+            ("quadratic aliases", &quadratic),
+            ("deep", &deep),
+            ("900 KB", &big),
+            ("aliases up to the size limit", &many),
+        ] {
+            let start = std::time::Instant::now();
+            let card = model(text);
+            let took = start.elapsed();
+            assert!(card.data.is_none(), "{name}");
+            assert_eq!(card.warnings.len(), 1, "{name}: {:?}", card.warnings);
+            assert!(
+                card.warnings[0].starts_with("README.md metadata ignored"),
+                "{name}: {:?}",
+                card.warnings
+            );
+            assert!(took < std::time::Duration::from_secs(2), "{name}: {took:?}");
+        }
     }
 
     #[test]

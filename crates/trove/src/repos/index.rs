@@ -6,7 +6,10 @@
 //! fails the write that triggered it: problems are logged, and card problems are stored as
 //! warnings shown on the repo.
 
-use super::card::{Card, FileFacts, Meta, derive_tags, hidden_facets, read_card};
+use super::card::{
+    Card, FileFacts, FrontMatter, Meta, card_from_parse, derive_tags, hidden_facets,
+    parse_front_matter,
+};
 use super::safetensors::{self, Summary};
 use super::{RepoRef, with_git};
 use crate::auth::Access;
@@ -14,7 +17,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
-use trove_db::{IndexUpdate, Repo};
+use trove_db::{CardParse, IndexUpdate, Repo};
 use trove_git::{Entry, EntryKind};
 use trove_types::{GitOid, RepoType};
 
@@ -30,9 +33,17 @@ pub struct Snapshot {
     pub commit: GitOid,
     pub commit_time_unix: i64,
     pub files: Vec<Entry>,
-    /// README.md as text, or why it could not be read.
-    pub readme: Option<Result<String, String>>,
+    pub readme: Option<Readme>,
     pub config_json: Option<Vec<u8>>,
+}
+
+/// The README.md of a commit, not read yet: its front matter is parsed once per blob and
+/// stored ([`front_matter`]).
+pub enum Readme {
+    /// A regular file small enough to read.
+    Blob(GitOid),
+    /// Why it is not read (too large).
+    Unreadable(String),
 }
 
 /// Reads the snapshot of `commit` (blocking git work off the async threads).
@@ -57,13 +68,10 @@ pub async fn snapshot(state: &AppState, repo: &RepoRef, commit: GitOid) -> ApiRe
             })
         };
         let readme = match small_regular("README.md") {
-            Some((_, size)) if size > MAX_CARD_FILE => Some(Err(format!(
+            Some((_, size)) if size > MAX_CARD_FILE => Some(Readme::Unreadable(format!(
                 "README.md is {size} bytes; metadata is read from cards up to 1 MiB"
             ))),
-            Some((blob, _)) => {
-                let bytes = git.read_blob(&blob)?;
-                Some(String::from_utf8(bytes).map_err(|_| "README.md is not UTF-8 text".to_owned()))
-            }
+            Some((blob, _)) => Some(Readme::Blob(blob)),
             None => None,
         };
         let config_json = match small_regular("config.json") {
@@ -101,14 +109,15 @@ pub async fn analyze(
     with_safetensors: bool,
 ) -> ApiResult<Analysis> {
     let mut warnings = Vec::new();
-    let card = match &snap.readme {
-        Some(Ok(text)) => read_card(repo.repo_type, text),
-        Some(Err(problem)) => {
+    let parsed = match &snap.readme {
+        Some(Readme::Blob(blob)) => front_matter(state, repo, blob).await?,
+        Some(Readme::Unreadable(problem)) => {
             warnings.push(problem.clone());
-            read_card(repo.repo_type, "")
+            Ok(None)
         }
-        None => read_card(repo.repo_type, ""),
+        None => Ok(None),
     };
+    let card = card_from_parse(repo.repo_type, parsed);
     warnings.extend(card.warnings.iter().cloned());
     let facts = FileFacts::from_paths(repo.repo_type, snap.files.iter().map(|e| e.path.as_str()));
     let tags = derive_tags(&card, &facts);
@@ -135,6 +144,58 @@ pub async fn analyze(
         safetensors,
         config,
     })
+}
+
+/// The front matter of a README.md blob, parsed by its first reader (the reindex of the
+/// commit that brought it, for `main`) and stored, so that reads never parse YAML.
+async fn front_matter(state: &AppState, repo: &RepoRef, blob: &GitOid) -> ApiResult<FrontMatter> {
+    let repo_id = repo.repo.id;
+    if let Some(stored) = state.db.card_parse(repo_id, blob.as_str()).await? {
+        match from_stored(stored) {
+            Some(parsed) => return Ok(parsed),
+            None => tracing::warn!(
+                repo.id = repo_id,
+                blob = %blob,
+                "stored card parse is not a JSON object; parsing again"
+            ),
+        }
+    }
+    let to_read = blob.clone();
+    let parsed = with_git(state, repo, move |git| {
+        let bytes = git.read_blob(&to_read)?;
+        Ok(match String::from_utf8(bytes) {
+            Ok(text) => parse_front_matter(&text),
+            Err(_) => Err("README.md is not UTF-8 text".to_owned()),
+        })
+    })
+    .await?;
+    let stored = CardParse {
+        data_json: parsed.as_ref().ok().and_then(Option::as_ref).map(json_text),
+        warning: parsed.as_ref().err().cloned(),
+    };
+    // The parse is derived data: failing to keep it costs a parse later, not this read.
+    if let Err(e) = state
+        .db
+        .save_card_parse(repo_id, blob.as_str(), &stored)
+        .await
+    {
+        tracing::warn!(repo.id = repo_id, error = %e, "could not store a card parse");
+    }
+    Ok(parsed)
+}
+
+/// A stored parse back as a [`FrontMatter`]; `None` if its JSON is not an object.
+fn from_stored(stored: CardParse) -> Option<FrontMatter> {
+    if let Some(warning) = stored.warning {
+        return Some(Err(warning));
+    }
+    match stored.data_json {
+        None => Some(Ok(None)),
+        Some(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(map)) => Some(Ok(Some(map))),
+            _ => None,
+        },
+    }
 }
 
 /// The part of config.json the Hub shows as `config`.

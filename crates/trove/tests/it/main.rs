@@ -3,6 +3,7 @@
 //! One test binary; each module tests one surface.
 
 mod app;
+mod cards;
 mod content;
 mod contract;
 mod hostile;

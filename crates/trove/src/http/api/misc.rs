@@ -1,14 +1,19 @@
 //! Small endpoints: health, validate-yaml, the client's housekeeping calls
 //! and the 501 answer for everything else we do not implement.
 
+use crate::auth::{Caller, client_ip};
 use crate::error::ApiError;
 use crate::http::extract::ApiJson;
 use crate::repos::card::read_card;
+use crate::state::AppState;
 use axum::Json;
+use axum::extract::State;
+use axum::http::request::Parts;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Instant;
 use trove_types::RepoType;
 
 pub async fn healthz() -> &'static str {
@@ -59,8 +64,28 @@ pub struct ValidateYaml {
 /// `POST /api/validate-yaml`: always JSON `{errors, warnings}`. Trove never refuses a card
 /// (a malformed card must not block a commit): every problem, from YAML that does not parse
 /// to a field of the wrong type, comes back as a warning, which the client prints before
-/// uploading. Only an unknown `repoType` is an error.
-pub async fn validate_yaml(ApiJson(body): ApiJson<ValidateYaml>) -> Response {
+/// uploading. Only an unknown `repoType` is an error. Anonymous callers are limited per
+/// address (429 with `Retry-After`): the parse is bounded, but free for anyone to repeat.
+pub async fn validate_yaml(
+    State(state): State<AppState>,
+    caller: Caller,
+    parts: Parts,
+    ApiJson(body): ApiJson<ValidateYaml>,
+) -> Response {
+    if caller.is_anonymous()
+        && let Some(retry_after_secs) = state
+            .auth
+            .anonymous_validate
+            .spend(client_ip(&parts), Instant::now())
+    {
+        return ApiError::RateLimited {
+            message: "Too many anonymous YAML validations from this address; \
+                      pass a token (HF_TOKEN)"
+                .into(),
+            retry_after_secs,
+        }
+        .into_response();
+    }
     let repo_type = match body.repo_type.as_deref() {
         None => RepoType::Model,
         Some(t) => match RepoType::from_singular(t) {
@@ -79,7 +104,12 @@ pub async fn validate_yaml(ApiJson(body): ApiJson<ValidateYaml>) -> Response {
             }
         },
     };
-    let card = read_card(repo_type, &body.content);
+    // Bounded (about 30 ms at worst), but CPU work all the same: off the async threads.
+    let card = match tokio::task::spawn_blocking(move || read_card(repo_type, &body.content)).await
+    {
+        Ok(card) => card,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     let warnings = card
         .warnings
         .into_iter()
