@@ -91,9 +91,9 @@ impl BranchName {
         if s.starts_with("refs/") {
             return fail("give the short name, without 'refs/'");
         }
-        if s.bytes()
-            .any(|b| b < 0x20 || b == 0x7f || b" ~^:?*[\\".contains(&b))
-        {
+        // Control characters beyond ASCII (U+0080–U+009F) too: git would take them, but a
+        // `Revision` cannot name them.
+        if s.chars().any(char::is_control) || s.bytes().any(|b| b" ~^:?*[\\".contains(&b)) {
             return fail("contains a character git forbids");
         }
         if s.contains("..") || s.contains("@{") || s.contains("//") || s == "@" {
@@ -194,6 +194,8 @@ mod tests {
             "@",
             "refs/heads/x",
             "a//b",
+            "heil\u{87}",
+            "a\u{9f}b",
             &hex,
         ] {
             assert!(BranchName::parse(bad).is_err(), "{bad:?}");
