@@ -174,11 +174,20 @@ run_fuzz() {
     local targets target
     local -a failed=()
     targets="$(cd "$ROOT" && "$cargo_fuzz" list)"
+    # libFuzzer prints a status line per new input: each run goes to its own log, shown only
+    # when the target fails (the last lines name the crashing input under fuzz/artifacts/).
+    local logs="$ROOT/fuzz/logs"
+    mkdir -p "$logs"
     for target in $targets; do
         mkdir -p "$ROOT/fuzz/corpus/$target"
-        if ! (cd "$ROOT" && RUSTC_BOOTSTRAP=1 "$cargo_fuzz" run --sanitizer none "$target" \
+        if (cd "$ROOT" && RUSTC_BOOTSTRAP=1 "$cargo_fuzz" run --sanitizer none "$target" \
                 "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
-                -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=1024); then
+                -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=1024) \
+                >"$logs/$target.log" 2>&1; then
+            echo "  $target: $(grep -E '^Done [0-9]+ runs' "$logs/$target.log" | tail -1)"
+        else
+            echo "  $target: FAILED; the end of $logs/$target.log:"
+            tail -n 40 "$logs/$target.log"
             failed+=("$target")
         fi
     done

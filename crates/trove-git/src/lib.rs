@@ -19,6 +19,7 @@ mod commit;
 mod durable;
 mod edit;
 mod error;
+mod gitmodules;
 mod log;
 mod merge;
 mod paths;
@@ -32,6 +33,7 @@ mod tree;
 
 pub use commit::TreeOp;
 pub use error::{CommitError, GitError};
+pub use gitmodules::{GITMODULES_MAX_BYTES, gitmodules_problem, is_gitmodules_name};
 pub use log::CommitInfo;
 pub use merge::MergePlan;
 pub use paths::entry_name_problem;

@@ -170,3 +170,79 @@ async fn one_extractor_finds_repos_by_type_prefix_and_git_suffix() {
         Some("text/html; charset=utf-8")
     );
 }
+
+/// A `.gitmodules` that git's fsck refuses would, once committed, make every later push to
+/// the repository fail (receive-pack checks the trees a push introduces, which name it): the
+/// commit API refuses it as git would, and nothing moves.
+#[tokio::test]
+async fn gitmodules_git_would_refuse_are_refused_by_the_commit_api() {
+    use base64::Engine;
+    let app = TestApp::new().await;
+    demo(&app).await;
+    let before = head(&app).await;
+    let commit = |path: &str, content: &str, key: &str| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(content);
+        let op = if key == "file" {
+            json!({"key": "file", "value": {"path": path, "encoding": "base64", "content": b64}})
+        } else {
+            json!({"key": "lfsFile", "value": {"path": path, "algo": "sha256",
+                "oid": "a".repeat(64), "size": 3}})
+        };
+        format!(
+            "{}\n{}\n",
+            json!({"key": "header", "value": {"summary": "submodules", "description": ""}}),
+            op
+        )
+    };
+    let hostile = [
+        (
+            ".gitmodules",
+            "[submodule \"x\"]\n\turl = --upload-pack=touch${IFS}/tmp/pwned\n",
+            "file",
+        ),
+        (
+            "sub/.GITMODULES",
+            "[submodule \"x\"]\n\tupdate = !sh\n",
+            "file",
+        ),
+        (
+            ".gitmodules",
+            "[submodule \"../../x\"]\n\turl = https://example.com/x\n",
+            "file",
+        ),
+        (".gitmodules", "not config at all\n", "file"),
+        (".gitmodules", "", "lfsFile"),
+    ];
+    for (path, content, key) in hostile {
+        let answer = app
+            .post("/api/models/admin/demo/commit/main")
+            .token(&app.admin_token)
+            .header("content-type", "application/x-ndjson")
+            .body(commit(path, content, key))
+            .send()
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path}: {content}");
+        assert!(answer.error().1.is_some(), "{path}");
+    }
+    assert_eq!(head(&app).await, before, "nothing was committed");
+    let fine = app
+        .post("/api/models/admin/demo/commit/main")
+        .token(&app.admin_token)
+        .header("content-type", "application/x-ndjson")
+        .body(commit(
+            ".gitmodules",
+            "[submodule \"lib\"]\n\tpath = lib\n\turl = https://example.com/lib.git\n",
+            "file",
+        ))
+        .send()
+        .await;
+    assert_eq!(fine.status, StatusCode::OK, "{:?}", fine.error());
+}
+
+async fn head(app: &TestApp) -> serde_json::Value {
+    app.get("/api/models/admin/demo/revision/main")
+        .send()
+        .await
+        .json()["sha"]
+        .clone()
+}

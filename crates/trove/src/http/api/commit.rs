@@ -112,6 +112,12 @@ impl OperationReader<'_> {
                             "Line {line_no}: invalid base64 content for {path}"
                         ))
                     })?;
+                // What git's fsck would refuse on a push must not enter through a commit.
+                if trove_git::is_gitmodules_name(path.file_name())
+                    && let Some(why) = trove_git::gitmodules_problem(&content)
+                {
+                    return Err(ApiError::bad_request(format!("Line {line_no}: {why}")));
+                }
                 let blob = with_git(self.state, self.repo, move |git| {
                     Ok(git.write_blob(&content)?)
                 })
@@ -121,6 +127,11 @@ impl OperationReader<'_> {
             "lfsFile" => {
                 let f: LfsFile = parse(line_no, "lfsFile", line.value)?;
                 let path = repo_path(line_no, &f.path)?;
+                if trove_git::is_gitmodules_name(path.file_name()) {
+                    return Err(ApiError::bad_request(format!(
+                        "Line {line_no}: {path} must be a regular file, not a large (LFS) file"
+                    )));
+                }
                 if !matches!(f.algo.as_deref(), None | Some("sha256")) {
                     return Err(ApiError::bad_request(format!(
                         "Line {line_no}: only sha256 LFS objects are supported"
