@@ -123,6 +123,41 @@ pub(crate) const REPO_COLUMNS_R: &str = "r.id, r.repo_type, r.namespace, r.name,
 /// How many columns [`REPO_COLUMNS_R`] selects.
 pub(crate) const REPO_COLUMN_COUNT: usize = 10;
 
+/// The row of a repository being created, inserted by [`Db::create_repo`] and
+/// [`Db::create_repo_with`].
+struct NewRepo<'a> {
+    repo_type: RepoType,
+    id: &'a RepoId,
+    private: bool,
+    owner_user_id: i64,
+    now_ms: i64,
+}
+
+impl NewRepo<'_> {
+    async fn insert<'e, E>(&self, executor: E) -> Result<Repo>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    {
+        let sql = format!(
+            "INSERT INTO repos \
+             (repo_type, namespace, name, private, owner_user_id, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {REPO_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(self.repo_type.as_str())
+            .bind(self.id.namespace.as_str())
+            .bind(self.id.name.as_str())
+            .bind(self.private)
+            .bind(self.owner_user_id)
+            .bind(self.now_ms)
+            .bind(self.now_ms)
+            .fetch_one(executor)
+            .await
+            .map_err(constraint_error("repo", "user"))?;
+        Repo::from_row(&row)
+    }
+}
+
 impl Db {
     /// Creates a repository row. Fails with `Conflict` if a repository of this type already
     /// has this id in any case, `NotFound` if the owner does not exist.
@@ -134,23 +169,14 @@ impl Db {
         owner_user_id: i64,
         now_ms: i64,
     ) -> Result<Repo> {
-        let sql = format!(
-            "INSERT INTO repos \
-             (repo_type, namespace, name, private, owner_user_id, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {REPO_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(repo_type.as_str())
-            .bind(id.namespace.as_str())
-            .bind(id.name.as_str())
-            .bind(private)
-            .bind(owner_user_id)
-            .bind(now_ms)
-            .bind(now_ms)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(constraint_error("repo", "user"))?;
-        Repo::from_row(&row)
+        let new = NewRepo {
+            repo_type,
+            id,
+            private,
+            owner_user_id,
+            now_ms,
+        };
+        new.insert(&self.pool).await
     }
 
     /// Creates a repository row as [`Db::create_repo`] does, and runs `place` with it before
@@ -173,23 +199,14 @@ impl Db {
         Fut: std::future::Future<Output = std::result::Result<(), E>>,
     {
         let mut tx = self.pool.begin().await.map_err(DbError::from)?;
-        let sql = format!(
-            "INSERT INTO repos \
-             (repo_type, namespace, name, private, owner_user_id, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {REPO_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(repo_type.as_str())
-            .bind(id.namespace.as_str())
-            .bind(id.name.as_str())
-            .bind(private)
-            .bind(owner_user_id)
-            .bind(now_ms)
-            .bind(now_ms)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(constraint_error("repo", "user"))?;
-        let repo = Repo::from_row(&row)?;
+        let new = NewRepo {
+            repo_type,
+            id,
+            private,
+            owner_user_id,
+            now_ms,
+        };
+        let repo = new.insert(&mut *tx).await?;
         // Dropping `tx` on an error rolls the insert back.
         place(repo.clone()).await?;
         tx.commit().await.map_err(DbError::from)?;

@@ -80,6 +80,43 @@ impl TestApp {
         token
     }
 
+    /// Creates `admin/{name}` of `repo_type` ("model", "dataset", "space") as the admin.
+    pub async fn create_repo(&self, name: &str, repo_type: &str) {
+        let created = self
+            .post("/api/repos/create")
+            .token(&self.admin_token)
+            .json(&serde_json::json!({"name": name, "type": repo_type}))
+            .send()
+            .await;
+        assert_eq!(created.status, StatusCode::OK, "{:?}", created.error());
+    }
+
+    /// Commits `files` (path, text) to `main` of the model `admin/{name}` through the NDJSON
+    /// commit API, as the admin; the commit must succeed.
+    pub async fn commit_files(&self, name: &str, summary: &str, files: &[(&str, &str)]) {
+        use base64::Engine;
+        let mut body = format!(
+            "{}\n",
+            serde_json::json!({"key": "header", "value": {"summary": summary, "description": ""}})
+        );
+        for (path, text) in files {
+            let content = base64::engine::general_purpose::STANDARD.encode(text);
+            body.push_str(&format!(
+                "{}\n",
+                serde_json::json!({"key": "file", "value": {"path": path, "encoding": "base64",
+                    "content": content}})
+            ));
+        }
+        let committed = self
+            .post(&format!("/api/models/admin/{name}/commit/main"))
+            .token(&self.admin_token)
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await;
+        assert_eq!(committed.status, StatusCode::OK, "{:?}", committed.error());
+    }
+
     pub fn request(&self, method: Method, uri: &str) -> TestRequest<'_> {
         TestRequest {
             app: self,

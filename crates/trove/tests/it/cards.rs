@@ -27,13 +27,7 @@ async fn commit_readme(app: &TestApp, readme: &str) {
 #[tokio::test]
 async fn an_alias_bomb_card_commits_with_a_warning_parsed_once_at_commit() {
     let app = TestApp::new().await;
-    let created = app
-        .post("/api/repos/create")
-        .token(&app.admin_token)
-        .json(&json!({"name": "cards", "type": "model"}))
-        .send()
-        .await;
-    assert_eq!(created.status, StatusCode::OK);
+    app.create_repo("cards", "model").await;
     // Issue #11: a 20 KB anchor referenced 2,500 times.
     let mut readme = format!("---\nlicense: mit\na: &a \"{}\"\nb: [", "x".repeat(20_000));
     readme.push_str(&vec!["*a"; 2500].join(","));

@@ -4,36 +4,24 @@
 
 use crate::app::TestApp;
 use axum::http::StatusCode;
-use base64::Engine;
 use serde_json::json;
 use trove_db::TokenRole;
 
 /// `README.md` with a card and `config.json`, committed to `admin/demo` through the commit API.
 async fn demo_repo(app: &TestApp) {
-    let created = app
-        .post("/api/repos/create")
-        .token(&app.admin_token)
-        .json(&json!({"name": "demo", "type": "model"}))
-        .send()
-        .await;
-    assert_eq!(created.status, StatusCode::OK, "{:?}", created.error());
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let lines = [
-        json!({"key": "header", "value": {"summary": "Add the card", "description": ""}}),
-        json!({"key": "file", "value": {"path": "README.md", "encoding": "base64",
-            "content": b64("---\nlicense: mit\npipeline_tag: text-classification\ntags: [demo]\n---\n# Demo\n")}}),
-        json!({"key": "file", "value": {"path": "config.json", "encoding": "base64",
-            "content": b64("{\"model_type\": \"bert\"}\n")}}),
-    ];
-    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    let committed = app
-        .post("/api/models/admin/demo/commit/main")
-        .token(&app.admin_token)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await;
-    assert_eq!(committed.status, StatusCode::OK, "{:?}", committed.error());
+    app.create_repo("demo", "model").await;
+    app.commit_files(
+        "demo",
+        "Add the card",
+        &[
+            (
+                "README.md",
+                "---\nlicense: mit\npipeline_tag: text-classification\ntags: [demo]\n---\n# Demo\n",
+            ),
+            ("config.json", "{\"model_type\": \"bert\"}\n"),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]

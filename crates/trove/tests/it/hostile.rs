@@ -8,13 +8,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::json;
 
 async fn demo(app: &TestApp) {
-    let created = app
-        .post("/api/repos/create")
-        .token(&app.admin_token)
-        .json(&json!({"name": "demo", "type": "model"}))
-        .send()
-        .await;
-    assert_eq!(created.status, StatusCode::OK, "{:?}", created.error());
+    app.create_repo("demo", "model").await;
 }
 
 #[tokio::test]
@@ -122,13 +116,7 @@ async fn hidden_repos_answer_as_missing_before_the_revision_is_judged() {
 #[tokio::test]
 async fn one_extractor_finds_repos_by_type_prefix_and_git_suffix() {
     let app = TestApp::new().await;
-    let dataset = app
-        .post("/api/repos/create")
-        .token(&app.admin_token)
-        .json(&json!({"name": "rows", "type": "dataset"}))
-        .send()
-        .await;
-    assert_eq!(dataset.status, StatusCode::OK);
+    app.create_repo("rows", "dataset").await;
     let info = app.get("/api/datasets/admin/rows").send().await;
     assert_eq!(info.status, StatusCode::OK);
     assert_eq!(info.json()["id"], "admin/rows");

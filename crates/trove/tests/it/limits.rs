@@ -59,13 +59,7 @@ async fn declared_bodies_over_the_json_limit_are_refused_before_reading() {
 #[tokio::test]
 async fn routes_with_larger_limits_keep_them() {
     let app = TestApp::new().await;
-    let created = app
-        .post("/api/repos/create")
-        .token(&app.admin_token)
-        .json(&json!({"name": "demo", "type": "model"}))
-        .send()
-        .await;
-    assert_eq!(created.status, StatusCode::OK);
+    app.create_repo("demo", "model").await;
     let limits = &app.state.config.limits;
     // Over the JSON limit but under the commit limit: the commit handler reads the body
     // (here an empty one, so the answer is about its content, not its size).
