@@ -28,7 +28,7 @@ pub struct AppState {
     /// Serialises reindexing per repository, so the last reindex to run reads the newest head.
     pub index_locks: Arc<CommitLocks>,
     /// The failed-authentication limiter and the token last-used throttle.
-    pub auth: Arc<crate::auth::AuthRuntime>,
+    pub auth: Arc<crate::auth::runtime::AuthRuntime>,
     /// The browsing pages' facet values, recomputed at most once a minute per repo type.
     pub facet_cache: Arc<crate::repos::facets::FacetCache>,
 }
@@ -66,7 +66,7 @@ impl AppState {
         signer: UrlSigner,
         git: GitRuntime,
     ) -> Self {
-        let auth = crate::auth::AuthRuntime::new(&config.auth);
+        let auth = crate::auth::runtime::AuthRuntime::new(&config.auth);
         AppState {
             config: Arc::new(config),
             db,

@@ -2,10 +2,10 @@
 //! among public repositories — kept for a minute so a page view costs no aggregate queries.
 
 use crate::error::ApiResult;
-use crate::state::AppState;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use trove_db::Db;
 use trove_db::FacetSource;
 use trove_types::RepoType;
 
@@ -87,18 +87,13 @@ pub struct FacetCache {
 impl FacetCache {
     /// The facets of `repo_type` with their values, recomputed when older than [`TTL`].
     /// Concurrent misses may both compute; the last one stored wins, which is harmless.
-    pub async fn get(
-        &self,
-        state: &AppState,
-        repo_type: RepoType,
-    ) -> ApiResult<Arc<Vec<FacetValues>>> {
+    pub async fn get(&self, db: &Db, repo_type: RepoType) -> ApiResult<Arc<Vec<FacetValues>>> {
         if let Some(fresh) = self.fresh(repo_type) {
             return Ok(fresh);
         }
         let mut computed = Vec::new();
         for facet in facets_of(repo_type) {
-            let values = state
-                .db
+            let values = db
                 .facet_values(repo_type, facet.source, VALUES_PER_FACET)
                 .await?;
             computed.push(FacetValues {

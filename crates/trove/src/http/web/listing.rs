@@ -197,7 +197,7 @@ async fn page(
     let page = listing::list(&state, &caller, list).await?;
     let params = Params::from_uri(&uri);
 
-    let facet_values = state.facet_cache.get(&state, repo_type).await?;
+    let facet_values = state.facet_cache.get(&state.db, repo_type).await?;
     let mut active = Vec::new();
     let facets = facet_values
         .iter()

@@ -1,0 +1,50 @@
+//! Authentication's shared state, held by `AppState`: the failed-attempt limiter, the
+//! anonymous validate-yaml budget and the token last-used throttle.
+
+use super::ratelimit;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Authentication's shared state: the failure limiter, the last-used throttle, and the
+/// per-address budget of anonymous `validate-yaml` calls.
+#[derive(Debug)]
+pub struct AuthRuntime {
+    pub failures: ratelimit::FailureLimiter,
+    pub anonymous_validate: ratelimit::FailureLimiter,
+    touched: Mutex<HashMap<i64, Instant>>,
+}
+
+/// A token's last-used time is written at most this often.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+impl AuthRuntime {
+    pub fn new(config: &crate::config::AuthConfig) -> AuthRuntime {
+        AuthRuntime {
+            failures: ratelimit::FailureLimiter::new(
+                config.failure_burst,
+                Duration::from_secs(config.failure_refill_secs),
+            ),
+            anonymous_validate: ratelimit::FailureLimiter::new(
+                ratelimit::ANONYMOUS_VALIDATE_BURST,
+                ratelimit::ANONYMOUS_VALIDATE_REFILL,
+            ),
+            touched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the token's last use should be written now (and remember that it was).
+    pub(crate) fn should_touch(&self, token_id: i64, now: Instant) -> bool {
+        let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+        match touched.get(&token_id) {
+            Some(at) if now.duration_since(*at) < TOUCH_EVERY => false,
+            _ => {
+                if touched.len() > 100_000 {
+                    touched.retain(|_, at| now.duration_since(*at) < TOUCH_EVERY);
+                }
+                touched.insert(token_id, now);
+                true
+            }
+        }
+    }
+}
