@@ -101,7 +101,8 @@ pub async fn ref_targets(git_dir: &Path) -> ApiResult<Vec<(String, GitOid)>> {
 /// After receive-pack: when refs moved (`before` → now), the repository was modified
 /// (lastModified), its card and files are reindexed for search, and the push is logged with
 /// what it changed. A push that moved `refs/pr/N` adds a `commit` event to pull request N,
-/// as an API commit to it does. Failures are logged: the push itself has landed.
+/// as an API commit to it does. A push that moved nothing is logged too. Failures are logged:
+/// the push itself has landed.
 pub async fn after_push(
     state: &AppState,
     repo: &trove_db::Repo,
@@ -117,6 +118,14 @@ pub async fn after_push(
         }
     };
     if after == before {
+        // receive-pack answers a refusal inside the protocol (its status is still success):
+        // a push that moved nothing was refused by git's checks or the push rules, or had
+        // nothing to do. Either way, whoever runs the server can see that it happened.
+        tracing::info!(
+            repo.id = repo.id,
+            user = caller.user().map(|u| u.name.as_str()).unwrap_or(""),
+            "push moved no ref (refused, or nothing to update)"
+        );
         return;
     }
     let changed: Vec<&str> = after
