@@ -185,6 +185,16 @@ pub async fn batch(
     }))
 }
 
+/// The per-object 422 of an object whose oid is not a SHA-256 (the rest of the batch goes on).
+fn invalid_oid(object: &BatchObject) -> ObjectAnswer {
+    ObjectAnswer::error(
+        &object.oid,
+        object.size,
+        422,
+        format!("Invalid oid {:?}", object.oid),
+    )
+}
+
 async fn upload_object(
     state: &AppState,
     repo: &RepoRef,
@@ -192,12 +202,7 @@ async fn upload_object(
     multipart_ok: bool,
 ) -> ApiResult<ObjectAnswer> {
     let Ok(oid) = Sha256Hex::parse(&object.oid) else {
-        return Ok(ObjectAnswer::error(
-            &object.oid,
-            object.size,
-            422,
-            format!("Invalid oid {:?}", object.oid),
-        ));
+        return Ok(invalid_oid(&object));
     };
     let Ok(size) = u64::try_from(object.size) else {
         return Ok(ObjectAnswer::error(
@@ -298,12 +303,7 @@ async fn download_object(
     object: BatchObject,
 ) -> ApiResult<ObjectAnswer> {
     let Ok(oid) = Sha256Hex::parse(&object.oid) else {
-        return Ok(ObjectAnswer::error(
-            &object.oid,
-            object.size,
-            422,
-            format!("Invalid oid {:?}", object.oid),
-        ));
+        return Ok(invalid_oid(&object));
     };
     let Some(size) = state.db.repo_object_size(repo.repo.id, &oid).await? else {
         return Ok(ObjectAnswer::error(
