@@ -13,7 +13,7 @@ use super::card::{
 use super::safetensors::{self, Summary};
 use super::{RepoRef, with_git};
 use crate::auth::Access;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
@@ -224,8 +224,7 @@ pub async fn reindex_repo(state: &AppState, repo: &Repo) -> ApiResult<()> {
         repo_type: repo.repo_type,
     };
     let head = with_git(state, &repo, |git| {
-        git.resolve_revision("refs/heads/main")
-            .map_err(ApiError::internal)
+        Ok(git.resolve_revision(&format!("refs/heads/{}", trove_types::DEFAULT_BRANCH))?)
     })
     .await?;
     let Some(head) = head else {

@@ -38,8 +38,6 @@ use trove_types::{BranchName, GitOid, LfsPointer, Sha256Hex};
 
 /// Files this large or larger must go through LFS (the Hub's rule: 10 MiB).
 pub const LARGE_FILE_BYTES: u64 = 10 * 1024 * 1024;
-/// The branch that cannot be deleted and only administrators may rewrite.
-const DEFAULT_BRANCH: &str = "refs/heads/main";
 /// Lines of refusal shown at most; the rest are counted.
 const MAX_MESSAGES: usize = 20;
 
@@ -218,7 +216,8 @@ fn ref_refusal(pusher: &Pusher, checked: &CheckedUpdate) -> Option<String> {
         return Some(format!("{name}: {e}"));
     }
     let is_branch = name.starts_with("refs/heads/");
-    if name == DEFAULT_BRANCH {
+    // The default branch cannot be deleted, and only administrators may rewrite it.
+    if name.strip_prefix("refs/heads/") == Some(trove_types::DEFAULT_BRANCH) {
         match checked.movement {
             RefMove::Delete => {
                 return Some("main: the default branch cannot be deleted".to_owned());
