@@ -143,7 +143,7 @@ def corpus() -> list[Case]:
                 continue  # a folder may end with '/'
             cases.append(Case(f"commit-{op}-{i}", "POST", "/api/models/{repo}/commit/main",
                               headers={"content-type": "application/x-ndjson"},
-                              body=_commit_body(line), expect=(400,)))
+                              body=_commit_body(line), expect=(422,)))
 
     # Revisions: every route that takes one.
     for i, rev in enumerate(BAD_REVISIONS):

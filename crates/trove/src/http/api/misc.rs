@@ -7,9 +7,9 @@ use crate::http::extract::ApiJson;
 use crate::repos::card::read_card;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -122,15 +122,114 @@ pub async fn validate_yaml(
     .into_response()
 }
 
-/// No route matched: under `/api/` that is an endpoint we do not serve (501, never a 404 the
+/// No route matched: a repo id without a namespace (`gpt2`) is a repository that cannot
+/// exist here (`RepoNotFound`, so `repo_exists` and `hf_hub_download` raise the right
+/// error); other paths under `/api/` are endpoints we do not serve (501, never a 404 the
 /// client would read as "no such repo"); elsewhere a plain 404.
-pub async fn fallback(uri: Uri) -> ApiError {
+pub async fn fallback(State(state): State<AppState>, mut parts: Parts) -> ApiError {
+    let uri = parts.uri.clone();
+    if names_repo_without_namespace(uri.path()) {
+        return repo_not_found(&state, &mut parts).await;
+    }
     if uri.path().starts_with("/api/") {
         ApiError::NotImplemented(format!("{} is not implemented by this server", uri.path()))
     } else {
         ApiError::EntryNotFound {
             message: format!("Not found: {}", uri.path()),
             commit: None,
+        }
+    }
+}
+
+/// A path matched by a route but not by its method: a repo id without a namespace is
+/// `RepoNotFound` (`DELETE /api/models/gpt2/like`); anything else keeps the 405.
+pub async fn method_not_allowed(State(state): State<AppState>, mut parts: Parts) -> Response {
+    if names_repo_without_namespace(parts.uri.path()) {
+        return repo_not_found(&state, &mut parts).await.into_response();
+    }
+    StatusCode::METHOD_NOT_ALLOWED.into_response()
+}
+
+/// `RepoNotFound` as `find_readable` answers it: 401 anonymous, 404 signed in, and a bad
+/// token's 401 first.
+async fn repo_not_found(state: &AppState, parts: &mut Parts) -> ApiError {
+    match Caller::from_request_parts(parts, state).await {
+        Ok(caller) => ApiError::RepoNotFound {
+            anonymous: caller.is_anonymous(),
+        },
+        Err(e) => e,
+    }
+}
+
+/// What follows a repo id in the per-repository routes (API) and file URLs.
+const REPO_API_ROUTES: &[&str] = &[
+    "revision",
+    "commits",
+    "commit",
+    "tree",
+    "paths-info",
+    "preupload",
+    "refs",
+    "branch",
+    "tag",
+    "like",
+    "likers",
+    "settings",
+    "discussions",
+    "ask-access",
+    "user-access-request",
+    "auth-check",
+    "safetensors-metadata",
+    "xet-read-token",
+    "xet-write-token",
+    "lfs-files",
+];
+
+/// Whether `path` addresses a repository by a bare name: `/api/{t}/{name}`,
+/// `/api/{t}/{name}/{route}/…`, or `/{prefix}{name}/resolve/…`.
+fn names_repo_without_namespace(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["api", t, name, rest @ ..] if RepoType::from_plural(t).is_some() && !name.is_empty() => {
+            match rest {
+                [] => true,
+                [route, ..] => REPO_API_ROUTES.contains(route),
+            }
+        }
+        ["datasets" | "spaces", name, "resolve", _, ..] | [name, "resolve", _, ..] => {
+            !name.is_empty() && *name != "api"
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_repo_without_namespace;
+
+    #[test]
+    fn bare_repo_names_are_recognised() {
+        for path in [
+            "/api/models/gpt2",
+            "/api/datasets/squad/revision/main",
+            "/api/models/gpt2/commits/main",
+            "/api/models/gpt2/like",
+            "/api/spaces/demo/tree/main/sub",
+            "/gpt2/resolve/main/config.json",
+            "/datasets/squad/resolve/main/data.csv",
+        ] {
+            assert!(names_repo_without_namespace(path), "{path}");
+        }
+        for path in [
+            "/api/whoami-v2",
+            "/api/models",
+            "/api/models/ns/name/unknown",
+            "/api/collections/x",
+            "/api/unknown/gpt2",
+            "/favicon.ico",
+            "/ns/name/resolve/main/f",
+        ] {
+            assert!(!names_repo_without_namespace(path), "{path}");
         }
     }
 }
