@@ -165,13 +165,13 @@ def corpus() -> list[Case]:
                                                    encoding="base64")),
                           expect=(400, 404)))
 
-    # Cards through validate-yaml: always 200 with warnings, never an error.
+    # Cards through validate-yaml: a verdict (200, or 400 with errors), never a fault.
     for name, text in HOSTILE_CARDS.items():
         for repo_type in ("model", "dataset", "space"):
             cases.append(Case(f"validate-{repo_type}-{name}", "POST", "/api/validate-yaml",
                               headers={"content-type": "application/json"},
                               body=json.dumps({"content": text, "repoType": repo_type}).encode(),
-                              expect=(200,)))
+                              expect=(200, 400)))
 
     # Bodies that claim to be huge: answered before they are read.
     json_endpoints = [

@@ -419,10 +419,10 @@ emit({"warnings": getattr(info, "cardWarnings", None), "tags": info.tags,
     assert out["tags"][-1] == "region:us"
     assert out["listed"] == [f"acme/{name}"]
     assert "card;" in r.stderr or "README.md" in r.stderr, "the client shows the warning"
-    # validate-yaml answers warnings, never errors, for the same card.
+    # validate-yaml refuses the same card by the Hub's rules (the commit above was not).
     v = seeded.hub.http.post("/api/validate-yaml",
                              json={"content": card(MALFORMED[kind]).decode(), "repoType": "model"})
-    assert v.status_code == 200 and v.json()["errors"] == [] and v.json()["warnings"]
+    assert v.status_code == 400 and v.json()["errors"], (v.status_code, v.text[:300])
     seeded.server.check_alive()
 
 

@@ -208,3 +208,47 @@ def test_backslashes_past_the_first_segment_and_422_for_escaping_paths(client, h
                                           ndjson("file", path="../x", content=b64(b"x"),
                                                  encoding="base64")]) + "\n")
     assert raw.status_code == 422 and raw.headers["x-error-message"].startswith("Line 2: Invalid path")
+
+
+VALIDATE = """
+from huggingface_hub import ModelCard, DatasetCard
+out = {}
+for key, text in ARGS["cards"].items():
+    try:
+        (DatasetCard if key.startswith("dataset") else ModelCard)(text).validate(
+            repo_type="dataset" if key.startswith("dataset") else "model")
+        out[key] = {"ok": True}
+    except ValueError as exc:
+        out[key] = {"ok": False, "msg": str(exc)}
+emit(out)
+"""
+
+
+def test_validate_yaml_by_the_hubs_rules(client, hub):
+    cards = {
+        "good": "---\nlicense: apache-2.0\ntags: [a]\n---\n# ok\n",
+        "license": "---\nlicense: my-own-license\n---\n# x\n",
+        "types": "---\npipeline_tag: [a, b]\n---\n# x\n",
+        "dataset_license": "---\nlicense: [mit, nope]\n---\n# x\n",
+        "bare": "# no metadata\n",
+    }
+    r = client.py(VALIDATE, args={"cards": cards}).result
+    assert r["good"] == {"ok": True} and r["bare"] == {"ok": True}
+    assert r["license"]["msg"].startswith('- Error: "license" must be one of [apache-2.0, mit, '), r
+    assert r["dataset_license"]["msg"].startswith('- Error: "license" must be one of ['), r
+    # A model-index the client's card class cannot load itself: over raw HTTP.
+    m = hub.http.post("/api/validate-yaml",
+                      json={"content": "---\nmodel-index: [{name: m, results: nope}]\n---\n"},
+                      headers={**hub.auth(hub.token()), "accept": "text/plain"})
+    assert m.status_code == 400 and m.text.startswith('- Error: "model-index" must be a list of'), m.text
+    assert r["types"]["msg"] == '- Error: "pipeline_tag" must be a string\n', r
+    # YAML the client cannot parse itself: over raw HTTP, as text.
+    t = hub.http.post("/api/validate-yaml", json={"content": "---\ntags: [unclosed\n---\n"},
+                      headers={**hub.auth(hub.token()), "accept": "text/plain"})
+    assert t.status_code == 400 and t.text.startswith("- Error: "), t.text
+    j = hub.http.post("/api/validate-yaml", json={"content": cards["license"], "repoType": "model"},
+                      headers=hub.auth(hub.token()))
+    assert j.status_code == 400 and len(j.json()["errors"]) == 1 and j.json()["warnings"] == []
+    j = hub.http.post("/api/validate-yaml", json={"content": cards["bare"]}, headers=hub.auth(hub.token()))
+    assert j.status_code == 200 and j.json() == {
+        "errors": [], "warnings": [{"message": "empty or missing yaml metadata in repo card"}]}
