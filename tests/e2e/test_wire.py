@@ -252,3 +252,27 @@ def test_validate_yaml_by_the_hubs_rules(client, hub):
     j = hub.http.post("/api/validate-yaml", json={"content": cards["bare"]}, headers=hub.auth(hub.token()))
     assert j.status_code == 200 and j.json() == {
         "errors": [], "warnings": [{"message": "empty or missing yaml metadata in repo card"}]}
+
+
+def test_cli_wording(trove):
+    import subprocess
+
+    from conftest import clean_env
+
+    def cli(*args):
+        return subprocess.run([str(trove.binary), *args, "--data-dir", str(trove.data_dir)],
+                              capture_output=True, text=True, timeout=60, env=clean_env(),
+                              stdin=subprocess.DEVNULL)
+
+    bad = cli("user", "create", "no spaces allowed")
+    assert bad.returncode != 0 and 'Invalid user name "no spaces allowed"' in bad.stderr, bad.stderr
+    assert "repo" not in bad.stderr.lower()
+    org, member = unique("org"), unique("member")
+    trove.create_user(member)
+    trove.admin_cli("org", "create", org, "--owner", "admin")
+    added = cli("org", "add-member", org, member, "--role", "write")
+    assert f"{member} is now a member of {org} with the write role" in added.stderr, added.stderr
+    audit = cli("audit", "--org", org)
+    assert audit.stdout.splitlines()[0] == "TIME\tACTOR\tACTION\tNAMESPACE\tTARGET\tDETAIL", audit.stdout
+    # Logs written to a file (not a terminal) carry no colour codes.
+    assert "\x1b[" not in trove.log_tail(200)
