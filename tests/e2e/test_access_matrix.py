@@ -711,7 +711,7 @@ def test_discussion_actions_for_owners_admins_writers_and_authors(world, server)
         assert r.status_code == want, (label, "push to the pull request", r.text)
         d = hub.http.get(f"{api}/discussions/{num}", headers=author_h).json()
         if allowed:
-            assert d["title"] == f"renamed {i}" and d["status"] == "draft", (label, d["status"])
+            assert d["title"] == f"renamed {i}" and d["status"] == "open", (label, d["status"])
         else:
             assert d["title"] == f"pr {i}" and d["status"] == "draft", "a refusal changes nothing"
             assert d["events"] == events_before, "a refusal changes nothing"
