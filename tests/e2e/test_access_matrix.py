@@ -663,3 +663,55 @@ def test_web_sessions_write_only_from_pages_of_this_hub(world, server):
     log = server.admin_cli("audit", "--limit", "200")
     for needle in ("user.create", "session.login", "repo.create"):
         assert any(needle in line and "wes" in line for line in log.splitlines()), (needle, log[-2000:])
+
+
+def test_discussion_actions_for_owners_admins_writers_and_authors(world, server):
+    """Every action on someone else's discussion or pull request: the namespace's owner, the
+    org's admin, a writer and the site admin may (Admin is above Write); the author may on
+    their own; a reader who did not write it may not, and a refusal changes nothing."""
+    hub, tok = world["hub"], world["user_tokens"]
+    own_repo = hub.create_repo("eve-own", namespace="eve", token=tok["eve"])
+    hub.commit_files(own_repo, {"README.md": b"# eve\n"}, token=tok["eve"])
+    cases = [
+        # (repo, author, caller, allowed)
+        (own_repo, "cy", "eve", True),                 # owner of their namespace: Admin
+        (world["repos"]["public"], "eve", "ana", True),  # org admin: Admin
+        (world["repos"]["public"], "eve", "bo", True),   # write member
+        (world["repos"]["public"], "eve", "admin", True),  # site admin
+        (world["repos"]["public"], "eve", "eve", True),  # the author
+        (world["repos"]["public"], "eve", "cy", False),  # a reader, not the author
+    ]
+    for i, (repo, author, caller, allowed) in enumerate(cases):
+        api = f"/api/models/{repo}"
+        author_h = hub.auth(tok[author])
+        h = hub.auth(server.admin_token if caller == "admin" else tok[caller])
+        pr = hub.http.post(f"{api}/discussions", json={"title": f"pr {i}", "pullRequest": True},
+                           headers=author_h)
+        assert pr.status_code == 200, pr.text
+        num = pr.json()["num"]
+        c = hub.http.post(f"{api}/discussions/{num}/comment", json={"comment": "hello"}, headers=author_h)
+        assert c.status_code == 200, c.text
+        comment_id = c.json()["newMessage"]["id"]
+        want = 200 if allowed else 403
+        label = (repo, author, caller)
+        events_before = hub.http.get(f"{api}/discussions/{num}", headers=author_h).json()["events"]
+        r = hub.http.post(f"{api}/discussions/{num}/status", json={"status": "closed"}, headers=h)
+        assert r.status_code == want, (label, "close", r.status_code, r.text)
+        if allowed:
+            r = hub.http.post(f"{api}/discussions/{num}/status", json={"status": "open"}, headers=h)
+            assert r.status_code == 200, (label, "reopen", r.text)
+        r = hub.http.post(f"{api}/discussions/{num}/title", json={"title": f"renamed {i}"}, headers=h)
+        assert r.status_code == want, (label, "rename", r.text)
+        r = hub.http.post(f"{api}/discussions/{num}/comment/{comment_id}/hide", headers=h)
+        assert r.status_code == want, (label, "hide", r.text)
+        lines = [ndjson("header", summary=f"push {i}", description=""),
+                 ndjson("file", path=f"pr-{i}.txt", content=b64(b"p"), encoding="base64")]
+        r = hub.http.post(f"{api}/commit/refs%2Fpr%2F{num}", content=("\n".join(lines) + "\n").encode(),
+                          headers={**h, "content-type": "application/x-ndjson"})
+        assert r.status_code == want, (label, "push to the pull request", r.text)
+        d = hub.http.get(f"{api}/discussions/{num}", headers=author_h).json()
+        if allowed:
+            assert d["title"] == f"renamed {i}" and d["status"] == "open", (label, d["status"])
+        else:
+            assert d["title"] == f"pr {i}" and d["status"] == "draft", "a refusal changes nothing"
+            assert d["events"] == events_before, "a refusal changes nothing"

@@ -187,7 +187,7 @@ def test_merge_commit_and_conflicts(hub):
 
     d = hub.http.get(f"/api/models/{repo}/discussions/{prs[1]}?diff=1", headers=headers).json()
     assert d["filesWithConflicts"] == ["shared.txt"]
-    assert d["status"] == "open", "a commit turns a draft into an open pull request"
+    assert d["status"] == "draft", "a draft stays a draft through its commits (as on the Hub)"
     assert "+TWO from the PR" in d["diff"]
     r = hub.http.post(f"/api/models/{repo}/discussions/{prs[1]}/merge", headers=headers)
     assert r.status_code == 409 and "shared.txt" in r.headers["x-error-message"]
@@ -289,7 +289,7 @@ def test_git_push_to_a_pull_request(trove, hub, bob, tmp_path):
     out = git.run("push", "origin", f"HEAD:refs/pr/{pr}", cwd=work)
     assert out.returncode == 0
     d = hub.http.get(f"/api/models/{repo}/discussions/{pr}", headers=headers).json()
-    assert d["status"] == "open", "the first commit opens the draft"
+    assert d["status"] == "draft", "a pushed commit leaves the draft a draft"
     assert d["events"][-1]["type"] == "commit" and d["events"][-1]["data"] == {
         "subject": "Add a file with git", "oid": pushed}
     files = hub.http.get(f"/api/models/{repo}/tree/refs%2Fpr%2F{pr}", headers=headers).json()

@@ -143,7 +143,7 @@ def corpus() -> list[Case]:
                 continue  # a folder may end with '/'
             cases.append(Case(f"commit-{op}-{i}", "POST", "/api/models/{repo}/commit/main",
                               headers={"content-type": "application/x-ndjson"},
-                              body=_commit_body(line), expect=(400,)))
+                              body=_commit_body(line), expect=(422,)))
 
     # Revisions: every route that takes one.
     for i, rev in enumerate(BAD_REVISIONS):
@@ -165,13 +165,13 @@ def corpus() -> list[Case]:
                                                    encoding="base64")),
                           expect=(400, 404)))
 
-    # Cards through validate-yaml: always 200 with warnings, never an error.
+    # Cards through validate-yaml: a verdict (200, or 400 with errors), never a fault.
     for name, text in HOSTILE_CARDS.items():
         for repo_type in ("model", "dataset", "space"):
             cases.append(Case(f"validate-{repo_type}-{name}", "POST", "/api/validate-yaml",
                               headers={"content-type": "application/json"},
                               body=json.dumps({"content": text, "repoType": repo_type}).encode(),
-                              expect=(200,)))
+                              expect=(200, 400)))
 
     # Bodies that claim to be huge: answered before they are read.
     json_endpoints = [
@@ -427,12 +427,12 @@ def test_anonymous_validate_yaml_is_rate_limited(server, target):
     hub = target.hub
     body = {"content": HOSTILE_CARDS["alias-quadratic"], "repoType": "model"}
     statuses = [hub.http.post("/api/validate-yaml", json=body).status_code for _ in range(60)]
-    assert set(statuses) <= {200, 429}, statuses
+    assert set(statuses) <= {400, 429}, statuses  # an over-budget card is refused
     assert 429 in statuses, statuses
     limited = hub.http.post("/api/validate-yaml", json=body)
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
     ok = hub.http.post("/api/validate-yaml", json=body, headers=hub.auth(hub.token()))
-    assert ok.status_code == 200 and ok.json()["warnings"], ok.text[:300]
+    assert ok.status_code == 400 and ok.json()["errors"], ok.text[:300]
 
 
 def test_target_unchanged_and_memory_bounded_after_the_corpus(server, target):

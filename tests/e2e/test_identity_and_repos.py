@@ -97,7 +97,9 @@ def test_create_repo_all_types_private_public_exist_ok(client, trove):
         assert got["exists"] is True
         assert got["private"] is spec["private"]
         assert len(got["sha"]) == 40
-        assert got["files"] == [".gitattributes"], "a new repo holds only the initial .gitattributes"
+        # The initial commit: .gitattributes, and for a Space its card with the SDK (as the Hub).
+        want = [".gitattributes", "README.md"] if spec["repo_type"] == "space" else [".gitattributes"]
+        assert got["files"] == want, got["files"]
     assert extra == {"missing_exists": False, "wrong_type_exists": False}
 
 

@@ -265,8 +265,20 @@ def test_private_dataset_info_files_metadata_and_card_data(client, hub, tmp_path
 HOSTILE_CARD_INFO = """
 import time
 repo = ARGS["repo"]
-api.upload_file(repo_id=repo, path_or_fileobj=ARGS["card"].encode(), path_in_repo="README.md",
-                commit_message="hostile card")
+# The client checks a README with validate-yaml first, which refuses an over-budget card:
+# it is committed without that check (as git would), through the NDJSON API.
+refused = attempt(api.upload_file, repo_id=repo, path_or_fileobj=ARGS["card"].encode(),
+                  path_in_repo="README.md", commit_message="hostile card")
+assert refused["ok"] is False and "Invalid metadata" in refused["msg"], refused
+import base64, httpx
+line = lambda key, **v: json.dumps({"key": key, "value": v})
+body = "\\n".join([line("header", summary="hostile card", description=""),
+                  line("file", path="README.md", encoding="base64",
+                       content=base64.b64encode(ARGS["card"].encode()).decode())]) + "\\n"
+r = httpx.post(f"{api.endpoint}/api/models/{repo}/commit/main", content=body.encode(),
+               headers={"authorization": f"Bearer {api.token or huggingface_hub.get_token()}",
+                        "content-type": "application/x-ndjson"}, timeout=60)
+assert r.status_code == 200, r.text
 timings = []
 for _ in range(3):
     start = time.monotonic()

@@ -405,24 +405,32 @@ def test_malformed_cards_commit_and_warn(seeded, sclient, tmp_path, kind):
     readme.write_bytes(card(MALFORMED[kind]))
     started = time.monotonic()
     r = sclient.py("""
-api.upload_file(path_or_fileobj=ARGS["card"], path_in_repo="README.md",
-                repo_id=ARGS["repo"], commit_message="malformed card")
+refused = attempt(api.upload_file, path_or_fileobj=ARGS["card"], path_in_repo="README.md",
+                  repo_id=ARGS["repo"], commit_message="malformed card")
+emit({"refused": refused})
+""", token=seeded.acme.token, args={"repo": f"acme/{name}", "card": str(readme)})
+    # The client validates a README through validate-yaml before committing it, and the
+    # Hub's rules refuse these cards; a commit that skips the check (NDJSON, git) lands.
+    assert r.result["refused"]["ok"] is False
+    assert "Invalid metadata in README.md" in r.result["refused"]["msg"], r.result
+    seeded.hub.commit_files(f"acme/{name}", {"README.md": card(MALFORMED[kind])},
+                            token=seeded.acme.token)
+    r = sclient.py("""
 info = api.model_info(ARGS["repo"])
 emit({"warnings": getattr(info, "cardWarnings", None), "tags": info.tags,
       "files": [s.rfilename for s in info.siblings],
       "listed": [m.id for m in api.list_models(search=ARGS["name"])]})
-""", token=seeded.acme.token, args={"repo": f"acme/{name}", "name": name, "card": str(readme)})
+""", token=seeded.acme.token, args={"repo": f"acme/{name}", "name": name})
     assert time.monotonic() - started < 60
     out = r.result
     assert "README.md" in out["files"], "the commit went through"
     assert out["warnings"], out
     assert out["tags"][-1] == "region:us"
     assert out["listed"] == [f"acme/{name}"]
-    assert "card;" in r.stderr or "README.md" in r.stderr, "the client shows the warning"
-    # validate-yaml answers warnings, never errors, for the same card.
+    # validate-yaml refuses the same card by the Hub's rules (the commit above was not).
     v = seeded.hub.http.post("/api/validate-yaml",
                              json={"content": card(MALFORMED[kind]).decode(), "repoType": "model"})
-    assert v.status_code == 200 and v.json()["errors"] == [] and v.json()["warnings"]
+    assert v.status_code == 400 and v.json()["errors"], (v.status_code, v.text[:300])
     seeded.server.check_alive()
 
 

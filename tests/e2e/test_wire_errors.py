@@ -86,7 +86,7 @@ def test_invalid_repo_name_rejected(hub, name):
 def test_commit_rejects_bad_paths(hub, repo, path):
     before = hub.head_sha(repo)
     body = HEADER + "\n" + ndjson("file", path=path, content=b64(b"evil"), encoding="base64") + "\n"
-    _err(hub.commit_raw(repo, body), 400)
+    _err(hub.commit_raw(repo, body), 422)  # invalid or escaping paths: 422, as on the Hub
     assert hub.head_sha(repo) == before
 
 

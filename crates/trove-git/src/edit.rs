@@ -150,6 +150,9 @@ impl<'r> TreeEditor<'r> {
     }
 
     /// Removes the file at `path`.
+    ///
+    /// A folder of that name is removed with everything under it, as the Hub does for a
+    /// `deletedFile` naming a folder.
     pub(crate) fn delete_file(&mut self, path: &str) -> Result<(), CommitError> {
         let (parents, name) = split(path);
         if let Walk::Found(dir) = walk(self.repo, &mut self.root, &parents, false)?
@@ -158,9 +161,7 @@ impl<'r> TreeEditor<'r> {
             dir.entries.remove(name.as_bytes());
             return Ok(());
         }
-        Err(CommitError::EntryNotFound {
-            path: path.to_owned(),
-        })
+        self.delete_folder(path)
     }
 
     /// Removes the folder at `path` and everything under it.

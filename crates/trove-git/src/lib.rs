@@ -36,7 +36,7 @@ pub use error::{CommitError, GitError};
 pub use gitmodules::{GITMODULES_MAX_BYTES, gitmodules_problem, is_gitmodules_name};
 pub use log::CommitInfo;
 pub use merge::MergePlan;
-pub use paths::entry_name_problem;
+pub use paths::{entry_name_problem, root_entry_name_problem};
 pub use push::{BadName, NewObjects, PushView, RefMove};
 pub use recovery::remove_leftovers;
 pub use refs::Refs;

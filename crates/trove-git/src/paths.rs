@@ -2,7 +2,8 @@
 //! ([`RepoPath`]), applied to what a push brings and to what is served from stored trees.
 //!
 //! A tree entry name is a single segment: it may not contain `/`, and must be UTF-8 (the
-//! Hub's paths are text). Everything else — `.`, `..`, `.git` and its spellings, NUL,
+//! Hub's paths are text); the root's entries may not contain `\`, which a path allows only
+//! past its first segment. Everything else — `.`, `..`, `.git` and its spellings, NUL,
 //! backslashes, lengths — is [`RepoPath`]'s to decide, so a rule added there holds for git
 //! pushes and reads too.
 
@@ -21,7 +22,26 @@ pub fn entry_name_problem(name: &[u8]) -> Option<String> {
             "Invalid path {text:?}: a name in a tree may not contain '/'"
         ));
     }
-    RepoPath::parse(text).err().map(|e| e.0)
+    if !text.contains('\\') {
+        return RepoPath::parse(text).err().map(|e| e.0);
+    }
+    // A backslash is allowed past the first segment (see `RepoPath`): checked as such.
+    RepoPath::parse(&format!("d/{text}")).err().map(|_| {
+        format!("Invalid path {text:?}: each part between backslashes must be a valid name")
+    })
+}
+
+/// [`entry_name_problem`] for an entry at the root of a tree, where no backslash is allowed
+/// (a path's first segment never holds one).
+pub fn root_entry_name_problem(name: &[u8]) -> Option<String> {
+    entry_name_problem(name).or_else(|| {
+        name.contains(&b'\\').then(|| {
+            format!(
+                "Invalid path {:?}: backslashes are not allowed in the first path segment",
+                String::from_utf8_lossy(name)
+            )
+        })
+    })
 }
 
 #[cfg(test)]
@@ -30,9 +50,18 @@ mod tests {
 
     #[test]
     fn names_follow_the_commit_api_rule() {
-        for ok in ["a", "README.md", ".gitattributes", "é.json", "with space"] {
+        for ok in [
+            "a",
+            "README.md",
+            ".gitattributes",
+            "é.json",
+            "with space",
+            "a\\b",
+        ] {
             assert_eq!(entry_name_problem(ok.as_bytes()), None, "{ok}");
         }
+        assert!(root_entry_name_problem(b"a\\b").is_some());
+        assert_eq!(root_entry_name_problem(b"ab"), None);
         for bad in [
             &b".git"[..],
             b".GIT",

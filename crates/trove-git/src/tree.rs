@@ -64,8 +64,15 @@ impl GitRepo {
         }
         let mut tree = root;
         let mut segments = path.split('/').peekable();
+        let mut at_root = true;
         while let Some(segment) = segments.next() {
-            if crate::entry_name_problem(segment.as_bytes()).is_some() {
+            let problem = if at_root {
+                crate::root_entry_name_problem(segment.as_bytes())
+            } else {
+                crate::entry_name_problem(segment.as_bytes())
+            };
+            at_root = false;
+            if problem.is_some() {
                 return Ok(None);
             }
             let Some(entry) = tree
@@ -137,7 +144,12 @@ impl GitRepo {
             // Trees stored before the path rule held for pushes may hold names it refuses
             // (`..`, `.git`, `a/b`, not UTF-8); they are never served, and a folder of that
             // name is not descended into.
-            if crate::entry_name_problem(entry.name_bytes()).is_some() {
+            let problem = if dir_path.is_empty() {
+                crate::root_entry_name_problem(entry.name_bytes())
+            } else {
+                crate::entry_name_problem(entry.name_bytes())
+            };
+            if problem.is_some() {
                 continue;
             }
             let name = String::from_utf8_lossy(entry.name_bytes());

@@ -5,8 +5,9 @@ use std::fmt;
 
 /// A relative, normalised path inside a repository, safe to check out on every filesystem
 /// git supports: no leading `/`, no empty, `.` or `..` segment, no segment that any
-/// filesystem would take for `.git` (see [`RepoPath::parse`]), no NUL, control character or
-/// backslash, segments of at most 255 bytes, at most 4096 bytes in all.
+/// filesystem would take for `.git` (see [`RepoPath::parse`]), no NUL or control character,
+/// a backslash only past the first segment and between valid segments (Windows splits on
+/// it), segments of at most 255 bytes, at most 4096 bytes in all.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
 pub struct RepoPath(String);
@@ -40,13 +41,23 @@ impl RepoPath {
         if s.starts_with('/') {
             return fail("must be relative to the repository root");
         }
-        if s.contains('\\') {
-            return fail("backslashes are not allowed");
+        // Windows reads `\\` as a separator, so a backslash is allowed only where every
+        // part it delimits is itself a valid segment (checked below), and never in the first
+        // segment (as on the Hub), so that no path can start with a drive or a UNC prefix.
+        if s.split('/')
+            .next()
+            .is_some_and(|first| first.contains('\\'))
+        {
+            return fail("backslashes are not allowed in the first path segment");
         }
         if s.chars().any(char::is_control) {
             return fail("NUL and other control characters are not allowed");
         }
-        for segment in s.split('/') {
+        // A name with backslashes is one file name on Unix: it too must fit.
+        if s.split('/').any(|name| name.len() > Self::MAX_SEGMENT_LEN) {
+            return fail("a path segment is longer than 255 bytes");
+        }
+        for segment in s.split(['/', '\\']) {
             if segment.is_empty() {
                 return fail("empty path segment");
             }
@@ -117,6 +128,8 @@ mod tests {
             "dir with space/é.json",
             ".gitattributes",
             "a/.gitignore",
+            "d/a\\b.txt",
+            "d/x\\y\\z",
         ] {
             assert!(RepoPath::parse(ok).is_ok(), "{ok}");
         }
@@ -135,6 +148,13 @@ mod tests {
             ".git/config",
             "a/.GIT/hooks",
             "a\\b",
+            "..\\ddd",
+            "d/..\\..\\x",
+            "d/a\\",
+            "d/\\a",
+            "d/a\\\\b",
+            "d/x\\.git\\config",
+            "d/.\\x",
             "a\0",
             "a/",
         ] {

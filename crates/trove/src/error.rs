@@ -61,7 +61,7 @@ pub enum ApiError {
         message: String,
         url: Option<String>,
     },
-    #[error("A commit has happened since. Please refresh and try again.")]
+    #[error("The branch was updated since you opened this page. Please refresh and try again.")]
     StaleParentCommit,
     #[error("Payload too large: the limit is {limit} bytes")]
     PayloadTooLarge { limit: u64 },

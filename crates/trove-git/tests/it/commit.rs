@@ -145,6 +145,30 @@ fn can_delete_everything() {
 }
 
 #[test]
+fn deleting_a_file_that_names_a_folder_deletes_the_folder() {
+    let fx = Fixture::init();
+    let head = fx.commit_files(
+        &[("dir/f.txt", b"1"), ("dir/sub/g.txt", b"2"), ("top", b"3")],
+        "add",
+        1,
+    );
+    let new = fx
+        .repo
+        .commit(
+            "refs/heads/main",
+            Some(&head),
+            &[TreeOp::DeleteFile { path: path("dir") }],
+            "rm",
+            "",
+            &alice(),
+            T0,
+        )
+        .expect("deleted");
+    assert!(fx.repo.entry_at(&new, "dir").expect("read").is_none());
+    assert!(fx.repo.entry_at(&new, "top").expect("read").is_some());
+}
+
+#[test]
 fn deleting_what_is_not_there_fails_and_leaves_the_ref() {
     let fx = Fixture::init();
     let head = fx.commit_files(&[("dir/f.txt", b"1")], "add", 1);
@@ -152,7 +176,6 @@ fn deleting_what_is_not_there_fails_and_leaves_the_ref() {
         TreeOp::DeleteFile {
             path: path("missing.txt"),
         },
-        TreeOp::DeleteFile { path: path("dir") },
         TreeOp::DeleteFile {
             path: path("dir/f.txt/deeper"),
         },

@@ -77,8 +77,9 @@ fn unknown_names_and_revspec_syntax_resolve_to_nothing() {
     let refused = [
         "nope".to_owned(),
         String::new(),
-        initial[..7].to_owned(),
-        initial[..39].to_owned(),
+        initial[..6].to_owned(),
+        initial[..7].to_uppercase(),
+        "0".repeat(7),
         "0".repeat(40),
         tree.to_string(),
         "main~1".into(),
@@ -103,4 +104,40 @@ fn unknown_names_and_revspec_syntax_resolve_to_nothing() {
             "{rev:?}"
         );
     }
+}
+
+#[test]
+fn abbreviated_commit_ids_resolve_when_unambiguous() {
+    let fx = Fixture::init();
+    let second = fx.commit_files(&[("a", b"1")], "second", 1);
+    let initial = fx.initial.as_str();
+    for len in [7, 12, 39] {
+        assert_eq!(
+            fx.repo.resolve_revision(&initial[..len]).expect("no error"),
+            Some(fx.initial.clone()),
+            "{len}"
+        );
+        assert_eq!(
+            fx.repo
+                .resolve_revision(&second.as_str()[..len])
+                .expect("no error"),
+            Some(second.clone())
+        );
+    }
+    // A tree's id is not a commit's, however it is abbreviated.
+    let tree = match fx
+        .repo
+        .entry_at(&fx.initial, "")
+        .expect("root")
+        .map(|e| e.kind)
+    {
+        Some(trove_git::EntryKind::Dir { tree }) => tree,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        fx.repo
+            .resolve_revision(&tree.as_str()[..8])
+            .expect("no error"),
+        None
+    );
 }

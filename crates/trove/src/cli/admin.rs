@@ -60,7 +60,7 @@ const CLI_ACTOR: &str = "cli";
 pub async fn run_user(db: &Db, command: UserCommand) -> anyhow::Result<()> {
     match command {
         UserCommand::Create { name, admin, email } => {
-            let name = RepoName::parse_namespace(&name)?;
+            let name = account_name(&name, "user")?;
             let user = db
                 .create_user(&name, email.as_deref(), admin)
                 .await
@@ -180,7 +180,7 @@ pub async fn run_org(db: &Db, command: OrgCommand) -> anyhow::Result<()> {
             fullname,
         } => {
             let owner = find_user(db, &owner).await?;
-            let name = RepoName::parse_namespace(&name)?;
+            let name = account_name(&name, "organization")?;
             let org = db
                 .create_org(&name, fullname.as_deref())
                 .await
@@ -228,7 +228,10 @@ pub async fn run_org(db: &Db, command: OrgCommand) -> anyhow::Result<()> {
                 OrgRoleArg::Admin => OrgRole::Admin,
             };
             accounts::orgs::set_member(db, CLI_ACTOR, &org, &user, role).await?;
-            eprintln!("{} is now {} of {}", user.name, role, org.name);
+            eprintln!(
+                "{} is now a member of {} with the {} role",
+                user.name, org.name, role
+            );
             Ok(())
         }
         OrgCommand::RemoveMember { org, user } => {
@@ -257,7 +260,9 @@ pub async fn run_audit(db: &Db, org: Option<String>, limit: u32) -> anyhow::Resu
     let events = db.audit_events(org.as_deref(), None, limit).await?;
     if events.is_empty() {
         println!("(no events)");
+        return Ok(());
     }
+    println!("TIME\tACTOR\tACTION\tNAMESPACE\tTARGET\tDETAIL");
     for e in events {
         println!(
             "{}\t{}\t{}\t{}\t{}\t{}",
@@ -414,4 +419,13 @@ pub async fn bootstrap_admin(
     writeln!(file, "{token}")?;
     file.sync_all()?;
     Ok(Some(token))
+}
+
+/// A user or organization name, refused in words about accounts (the rule is a repo
+/// name's, whose own message speaks of repos).
+fn account_name(name: &str, what: &str) -> anyhow::Result<RepoName> {
+    RepoName::parse_namespace(name).map_err(|e| {
+        let why = e.0.rsplit_once(": ").map_or(e.0.as_str(), |(_, why)| why);
+        anyhow::anyhow!("Invalid {what} name {name:?}: {why}")
+    })
 }

@@ -251,6 +251,8 @@ pub fn build(state: AppState) -> Router {
             "/xet",
             xet::cas_router().layer(body_limit(trove_xet::xorb::MAX_XORB_UPLOAD_BYTES)),
         )
+        // A bare repo name (`gpt2`) on a route that exists for other methods: RepoNotFound.
+        .method_not_allowed_fallback(misc::method_not_allowed)
         .fallback(misc::fallback)
         .layer(DefaultBodyLimit::max(json_limit))
         .layer(catch_panics())

@@ -7,6 +7,10 @@
 //! problem becomes a warning shown on the repo.
 
 mod budget;
+mod licenses;
+pub mod validate;
+
+pub use licenses::LICENSES;
 
 use serde_json::{Map, Value};
 use trove_types::RepoType;
@@ -98,6 +102,23 @@ pub struct Card {
     pub data: Option<Map<String, Value>>,
     pub meta: Meta,
     pub warnings: Vec<String>,
+    /// What breaks the Hub's rules, typed: `validate-yaml` refuses a card for these, the
+    /// indexer keeps the commit and reads around them.
+    pub problems: Vec<CardProblem>,
+}
+
+/// One way a card breaks the Hub's metadata rules.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CardProblem {
+    /// The front matter cannot be read (YAML syntax, not a mapping, over the budget).
+    Unreadable(String),
+    /// A known field of the wrong shape (`model-index` included).
+    WrongType {
+        field: String,
+        expected: &'static str,
+    },
+    /// A `license` that is not one of the Hub's license ids.
+    UnknownLicense { value: String },
 }
 
 /// Typed metadata per repo type.
@@ -193,9 +214,11 @@ pub fn parse_front_matter(readme: &str) -> FrontMatter {
 /// dropped with warnings. Costs a walk of the mapping, never a parse.
 pub fn card_from_parse(repo_type: RepoType, front_matter: FrontMatter) -> Card {
     let mut warnings = Vec::new();
+    let mut problems = Vec::new();
     let mut data = match front_matter {
         Ok(data) => data,
         Err(warning) => {
+            problems.push(CardProblem::Unreadable(warning.clone()));
             warnings.push(warning);
             None
         }
@@ -204,6 +227,7 @@ pub fn card_from_parse(repo_type: RepoType, front_matter: FrontMatter) -> Card {
     let mut fields = Fields {
         map: data.as_ref().unwrap_or(&empty),
         warnings: &mut warnings,
+        problems: &mut problems,
         fixes: Vec::new(),
     };
     let meta = match repo_type {
@@ -224,12 +248,13 @@ pub fn card_from_parse(repo_type: RepoType, front_matter: FrontMatter) -> Card {
         data,
         meta,
         warnings,
+        problems,
     }
 }
 
 fn model_meta(f: &mut Fields<'_>) -> ModelMeta {
     ModelMeta {
-        license: f.strings("license"),
+        license: f.licenses(),
         language: f.strings("language"),
         tags: f.strings("tags"),
         datasets: f.strings("datasets"),
@@ -244,7 +269,7 @@ fn model_meta(f: &mut Fields<'_>) -> ModelMeta {
 
 fn dataset_meta(f: &mut Fields<'_>) -> DatasetMeta {
     DatasetMeta {
-        license: f.strings("license"),
+        license: f.licenses(),
         language: f.strings("language"),
         tags: f.strings("tags"),
         task_categories: f.strings("task_categories"),
@@ -269,7 +294,7 @@ fn space_meta(f: &mut Fields<'_>) -> SpaceMeta {
         sdk_version: f.string("sdk_version"),
         app_file: f.string("app_file"),
         pinned: f.boolean("pinned"),
-        license: f.strings("license"),
+        license: f.licenses(),
         tags: f.strings("tags"),
         models: f.strings("models"),
         datasets: f.strings("datasets"),
@@ -280,6 +305,7 @@ fn space_meta(f: &mut Fields<'_>) -> SpaceMeta {
 struct Fields<'a> {
     map: &'a Map<String, Value>,
     warnings: &'a mut Vec<String>,
+    problems: &'a mut Vec<CardProblem>,
     /// Corrections for `cardData`: the new value of a key, or `None` to drop it.
     fixes: Vec<(String, Option<Value>)>,
 }
@@ -297,11 +323,29 @@ fn scalar_text(v: &Value) -> Option<String> {
 
 impl Fields<'_> {
     /// Records that `key` had the wrong type and drops it from `cardData`.
-    fn warn(&mut self, key: &str, expected: &str) {
+    fn warn(&mut self, key: &str, expected: &'static str) {
         self.warnings.push(format!(
             "README.md metadata: `{key}` should be {expected}; it was ignored"
         ));
+        self.problems.push(CardProblem::WrongType {
+            field: key.to_owned(),
+            expected,
+        });
         self.fixes.push((key.to_owned(), None));
+    }
+
+    /// `license`, read as text; ids the Hub does not know are problems, kept for the index
+    /// (tags are what the author wrote).
+    fn licenses(&mut self) -> Vec<String> {
+        let licenses = self.strings("license");
+        for license in &licenses {
+            if !LICENSES.contains(&license.as_str()) {
+                self.problems.push(CardProblem::UnknownLicense {
+                    value: license.clone(),
+                });
+            }
+        }
+        licenses
     }
 
     fn string(&mut self, key: &str) -> Option<String> {
@@ -324,6 +368,10 @@ impl Fields<'_> {
                         "README.md metadata: `{key}` should be a list of strings; \
                          items of other types were ignored"
                     ));
+                    self.problems.push(CardProblem::WrongType {
+                        field: key.to_owned(),
+                        expected: "a list of strings",
+                    });
                     self.fixes
                         .push((key.to_owned(), Some(Value::from(out.clone()))));
                 }

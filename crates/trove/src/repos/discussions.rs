@@ -102,7 +102,7 @@ fn require_author_or_writer(
     what: &str,
 ) -> ApiResult<i64> {
     let user_id = contributor(caller, repo)?;
-    if repo.access == Access::Write || is_author(caller, discussion) {
+    if repo.access >= Access::Write || is_author(caller, discussion) {
         Ok(user_id)
     } else {
         Err(ApiError::Forbidden(format!(
@@ -237,8 +237,26 @@ pub async fn open_with_commit(
 ) -> ApiResult<(GitOid, Discussion)> {
     let user_id = contributor(caller, repo)?;
     let title = validate_title(&pending.summary)?.to_owned();
+    // Pull requests open against branches: a tag, a commit id or another ref is
+    // `RevisionNotFound`, as on the Hub.
+    let branch_ref = if revision.starts_with("refs/heads/") {
+        revision.to_owned()
+    } else if revision.starts_with("refs/") {
+        return Err(ApiError::RevisionNotFound {
+            revision: revision.to_owned(),
+        });
+    } else {
+        format!("refs/heads/{revision}")
+    };
     let revision = revision.to_owned();
-    let base = with_git(state, repo, move |git| resolve(git, &revision)).await?;
+    let base = with_git(state, repo, move |git| {
+        let is_branch = git.ref_target(&branch_ref)?.is_some();
+        if !is_branch {
+            return Err(ApiError::RevisionNotFound { revision });
+        }
+        resolve(git, &branch_ref)
+    })
+    .await?;
     let discussion = create_row(
         state,
         repo,
@@ -270,7 +288,10 @@ pub async fn open_with_commit(
             return Err(e);
         }
     };
-    let discussion = record_commit(state, caller, repo, discussion, &oid, &title).await?;
+    // A pull request opened together with its commit is open at once, as on the Hub; a draft
+    // made by `create_pull_request` stays a draft through its commits until it is opened.
+    let discussion =
+        record_commit_with(state, caller, repo, discussion, &oid, &title, true).await?;
     Ok((oid, discussion))
 }
 
@@ -300,7 +321,8 @@ pub async fn pull_request_for_commit(
     Ok(discussion)
 }
 
-/// Adds the `commit` event of a commit pushed to a pull request; a draft becomes open.
+/// Adds the `commit` event of a commit pushed to a pull request; its status stays as it is
+/// (a draft is opened only by a status change).
 pub async fn record_commit(
     state: &AppState,
     caller: &Caller,
@@ -309,10 +331,23 @@ pub async fn record_commit(
     oid: &GitOid,
     summary: &str,
 ) -> ApiResult<Discussion> {
+    record_commit_with(state, caller, repo, discussion, oid, summary, false).await
+}
+
+async fn record_commit_with(
+    state: &AppState,
+    caller: &Caller,
+    repo: &RepoRef,
+    discussion: Discussion,
+    oid: &GitOid,
+    summary: &str,
+    open_draft: bool,
+) -> ApiResult<Discussion> {
     // Re-read: the status may have moved while the commit was being written.
     let discussion = find(state, repo, discussion.num).await?;
     let changes = DiscussionChanges {
-        status: (discussion.status == DiscussionStatus::Draft).then_some(DiscussionStatus::Open),
+        status: (open_draft && discussion.status == DiscussionStatus::Draft)
+            .then_some(DiscussionStatus::Open),
         ..Default::default()
     };
     record(
@@ -464,7 +499,7 @@ pub async fn hide_comment(
 ) -> ApiResult<Event> {
     let user_id = contributor(caller, repo)?;
     let author = comment_author(state, discussion, event_id).await?;
-    if repo.access != Access::Write && author != Some(user_id) {
+    if repo.access < Access::Write && author != Some(user_id) {
         return Err(ApiError::Forbidden(
             "Only its author or a writer of this repository may hide a comment".into(),
         ));

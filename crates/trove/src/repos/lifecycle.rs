@@ -21,7 +21,8 @@ use trove_db::Repo;
 use trove_git::{GitRepo, Signature};
 use trove_types::{RepoId, RepoName, RepoType};
 
-/// The author of the initial commit, as on the Hub (clients look for it).
+/// The author of commits made by the server itself (a repository re-initialised at start, a
+/// tag made without a user).
 pub fn system_signature() -> Signature {
     Signature {
         name: "system".into(),
@@ -42,6 +43,20 @@ pub async fn create(
     name: &str,
     private: bool,
 ) -> ApiResult<Created> {
+    create_seeded(state, caller, repo_type, namespace, name, private, None).await
+}
+
+/// [`create`], with a Space's SDK written into the `README.md` of its initial commit (as the
+/// Hub seeds it, so `metadata_update` and the Space's card work from the start).
+pub async fn create_seeded(
+    state: &AppState,
+    caller: &Caller,
+    repo_type: RepoType,
+    namespace: &str,
+    name: &str,
+    private: bool,
+    space_sdk: Option<&str>,
+) -> ApiResult<Created> {
     let namespace = RepoName::parse(namespace).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let name = RepoName::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let user = caller.require_user()?;
@@ -56,7 +71,12 @@ pub async fn create(
     if state.db.repo_by_name(repo_type, &id).await?.is_some() {
         return Err(conflict(repo_type, url));
     }
-    let repo = match create_placed(state, repo_type, &id, private, user.id).await {
+    let readme = space_sdk.map(|sdk| space_readme(id.name.as_str(), sdk));
+    let initial = InitialCommit {
+        readme,
+        author: super::commit::author_of(caller)?,
+    };
+    let repo = match create_placed(state, repo_type, &id, private, user.id, initial).await {
         Ok(repo) => repo,
         Err(ApiError::Conflict { .. }) => return Err(conflict(repo_type, url)),
         Err(e) => return Err(e),
@@ -88,10 +108,11 @@ async fn create_placed(
     id: &RepoId,
     private: bool,
     owner: i64,
+    initial: InitialCommit,
 ) -> ApiResult<Repo> {
     let staged = staging_dir(&state.config.data_dir).join(format!("{}.git", uuid::Uuid::new_v4()));
     let target = staged.clone();
-    tokio::task::spawn_blocking(move || init_repo(&target)).await??;
+    tokio::task::spawn_blocking(move || init_repo(&target, &initial)).await??;
     let result = state
         .db
         .create_repo_with(repo_type, id, private, owner, now_ms(), |repo: Repo| {
@@ -118,14 +139,33 @@ async fn create_placed(
     result
 }
 
+/// What the initial commit of a new repository holds besides `.gitattributes`, and who
+/// authors it.
+struct InitialCommit {
+    readme: Option<String>,
+    author: Signature,
+}
+
+/// A Space's first `README.md`: its card with the SDK, as the Hub writes it.
+fn space_readme(name: &str, sdk: &str) -> String {
+    let app_file = match sdk {
+        "gradio" | "streamlit" => "app_file: app.py\n",
+        _ => "",
+    };
+    format!(
+        "---\ntitle: {name}\nemoji: 🚀\ncolorFrom: blue\ncolorTo: green\nsdk: {sdk}\n\
+         {app_file}pinned: false\n---\n\nCheck out the configuration reference at \
+         https://huggingface.co/docs/hub/spaces-config-reference\n"
+    )
+}
+
 /// A new repository with its initial commit, at `dir`.
-fn init_repo(dir: &Path) -> Result<(), trove_git::GitError> {
-    GitRepo::init_bare(
-        dir,
-        &[(".gitattributes", DEFAULT_GITATTRIBUTES.as_bytes())],
-        &system_signature(),
-        now_secs() as i64,
-    )?;
+fn init_repo(dir: &Path, initial: &InitialCommit) -> Result<(), trove_git::GitError> {
+    let mut files: Vec<(&str, &[u8])> = vec![(".gitattributes", DEFAULT_GITATTRIBUTES.as_bytes())];
+    if let Some(readme) = &initial.readme {
+        files.push(("README.md", readme.as_bytes()));
+    }
+    GitRepo::init_bare(dir, &files, &initial.author, now_secs() as i64)?;
     Ok(())
 }
 
@@ -264,7 +304,12 @@ fn reconcile_dirs(
     }
     for (repo, dir) in repos {
         if !dir.exists() {
-            init_repo(dir)?;
+            // The creator is not known here, and the history is gone anyway.
+            let initial = InitialCommit {
+                readme: None,
+                author: system_signature(),
+            };
+            init_repo(dir, &initial)?;
             if repo.updated_at_ms > repo.created_at_ms {
                 tracing::error!(
                     repo.id = repo.id,

@@ -108,7 +108,7 @@ pub async fn move_repo(
         Ok(moved) => moved,
         Err(DbError::Conflict { .. }) => {
             return Err(ApiError::Conflict {
-                message: format!("A {} repository named {to} already exists", repo.repo_type),
+                message: format!("A {} repository called {to} already exists", repo.repo_type),
                 url: None,
             });
         }

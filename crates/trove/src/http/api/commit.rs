@@ -59,8 +59,9 @@ fn parse<T: for<'de> Deserialize<'de>>(line_no: usize, key: &str, value: Value) 
     })
 }
 
+/// An invalid or escaping path is 422, as on the Hub.
 fn repo_path(line_no: usize, path: &str) -> ApiResult<RepoPath> {
-    RepoPath::parse(path).map_err(|e| ApiError::bad_request(format!("Line {line_no}: {e}")))
+    RepoPath::parse(path).map_err(|e| ApiError::UnprocessableEntity(format!("Line {line_no}: {e}")))
 }
 
 /// Reads the operations, writing inline blobs as they come.
@@ -150,7 +151,7 @@ impl OperationReader<'_> {
             "deletedFolder" => {
                 let d: Deleted = parse(line_no, "deletedFolder", line.value)?;
                 let path = RepoPath::parse_folder(&d.path)
-                    .map_err(|e| ApiError::bad_request(format!("Line {line_no}: {e}")))?;
+                    .map_err(|e| ApiError::UnprocessableEntity(format!("Line {line_no}: {e}")))?;
                 TreeOp::DeleteFolder { path }
             }
             "header" => {

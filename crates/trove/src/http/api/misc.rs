@@ -4,12 +4,12 @@
 use crate::auth::{Caller, client_ip};
 use crate::error::ApiError;
 use crate::http::extract::ApiJson;
-use crate::repos::card::read_card;
+use crate::repos::card::validate::{Validation, validate};
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, Uri};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -44,7 +44,7 @@ struct YamlMessage {
 
 /// The answer of validate-yaml.
 #[derive(Serialize)]
-struct Validation {
+struct ValidationJson {
     errors: Vec<YamlMessage>,
     warnings: Vec<YamlMessage>,
 }
@@ -61,11 +61,14 @@ pub struct ValidateYaml {
     repo_type: Option<String>,
 }
 
-/// `POST /api/validate-yaml`: always JSON `{errors, warnings}`. Trove never refuses a card
-/// (a malformed card must not block a commit): every problem, from YAML that does not parse
-/// to a field of the wrong type, comes back as a warning, which the client prints before
-/// uploading. Only an unknown `repoType` is an error. Anonymous callers are limited per
-/// address (429 with `Retry-After`): the parse is bounded, but free for anyone to repeat.
+/// `POST /api/validate-yaml`: the card checked by the Hub's rules
+/// (`repos::card::validate`): an unreadable front matter, an unknown `license`, a malformed
+/// `model-index` or a field of the wrong type answer 400 with `errors`; a card without
+/// metadata gets a warning. `Accept: text/plain` (what `RepoCard.validate` sends) answers
+/// the same as bullets (`- Error: …`), JSON otherwise. Commits never go through this: a
+/// card refused here is still indexed around its problems. Anonymous callers are limited
+/// per address (429 with `Retry-After`): the parse is bounded, but free for anyone to
+/// repeat.
 pub async fn validate_yaml(
     State(state): State<AppState>,
     caller: Caller,
@@ -86,51 +89,166 @@ pub async fn validate_yaml(
         }
         .into_response();
     }
-    let repo_type = match body.repo_type.as_deref() {
-        None => RepoType::Model,
+    let as_text = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/plain"));
+    let validation = match body.repo_type.as_deref() {
+        None => run_validation(RepoType::Model, body.content).await,
         Some(t) => match RepoType::from_singular(t) {
-            Some(t) => t,
-            None => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    Json(Validation {
-                        errors: vec![YamlMessage {
-                            message: format!("Unknown repoType {t:?}"),
-                        }],
-                        warnings: Vec::new(),
-                    }),
-                )
-                    .into_response();
-            }
+            Some(t) => run_validation(t, body.content).await,
+            None => Ok(Validation {
+                errors: vec![format!("Unknown repoType {t:?}")],
+                warnings: Vec::new(),
+            }),
         },
     };
-    // Bounded (about 30 ms at worst), but CPU work all the same: off the async threads.
-    let card = match tokio::task::spawn_blocking(move || read_card(repo_type, &body.content)).await
-    {
-        Ok(card) => card,
-        Err(e) => return ApiError::from(e).into_response(),
+    let validation = match validation {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
     };
-    let warnings = card
-        .warnings
-        .into_iter()
-        .map(|message| YamlMessage { message })
-        .collect();
-    Json(Validation {
-        errors: Vec::new(),
-        warnings,
-    })
-    .into_response()
+    let status = if validation.errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    if as_text {
+        return (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            validation.to_text(),
+        )
+            .into_response();
+    }
+    let messages = |list: Vec<String>| -> Vec<YamlMessage> {
+        list.into_iter()
+            .map(|message| YamlMessage { message })
+            .collect()
+    };
+    (
+        status,
+        Json(ValidationJson {
+            errors: messages(validation.errors),
+            warnings: messages(validation.warnings),
+        }),
+    )
+        .into_response()
 }
 
-/// No route matched: under `/api/` that is an endpoint we do not serve (501, never a 404 the
+/// Bounded (about 30 ms at worst), but CPU work all the same: off the async threads.
+async fn run_validation(repo_type: RepoType, content: String) -> Result<Validation, ApiError> {
+    Ok(tokio::task::spawn_blocking(move || validate(repo_type, &content)).await?)
+}
+
+/// No route matched: a repo id without a namespace (`gpt2`) is a repository that cannot
+/// exist here (`RepoNotFound`, so `repo_exists` and `hf_hub_download` raise the right
+/// error); other paths under `/api/` are endpoints we do not serve (501, never a 404 the
 /// client would read as "no such repo"); elsewhere a plain 404.
-pub async fn fallback(uri: Uri) -> ApiError {
+pub async fn fallback(State(state): State<AppState>, mut parts: Parts) -> ApiError {
+    let uri = parts.uri.clone();
+    if names_repo_without_namespace(uri.path()) {
+        return repo_not_found(&state, &mut parts).await;
+    }
     if uri.path().starts_with("/api/") {
         ApiError::NotImplemented(format!("{} is not implemented by this server", uri.path()))
     } else {
         ApiError::EntryNotFound {
             message: format!("Not found: {}", uri.path()),
             commit: None,
+        }
+    }
+}
+
+/// A path matched by a route but not by its method: a repo id without a namespace is
+/// `RepoNotFound` (`DELETE /api/models/gpt2/like`); anything else keeps the 405.
+pub async fn method_not_allowed(State(state): State<AppState>, mut parts: Parts) -> Response {
+    if names_repo_without_namespace(parts.uri.path()) {
+        return repo_not_found(&state, &mut parts).await.into_response();
+    }
+    StatusCode::METHOD_NOT_ALLOWED.into_response()
+}
+
+/// `RepoNotFound` as `find_readable` answers it: 401 anonymous, 404 signed in, and a bad
+/// token's 401 first.
+async fn repo_not_found(state: &AppState, parts: &mut Parts) -> ApiError {
+    match Caller::from_request_parts(parts, state).await {
+        Ok(caller) => ApiError::RepoNotFound {
+            anonymous: caller.is_anonymous(),
+        },
+        Err(e) => e,
+    }
+}
+
+/// What follows a repo id in the per-repository routes (API) and file URLs.
+const REPO_API_ROUTES: &[&str] = &[
+    "revision",
+    "commits",
+    "commit",
+    "tree",
+    "paths-info",
+    "preupload",
+    "refs",
+    "branch",
+    "tag",
+    "like",
+    "likers",
+    "settings",
+    "discussions",
+    "ask-access",
+    "user-access-request",
+    "auth-check",
+    "safetensors-metadata",
+    "xet-read-token",
+    "xet-write-token",
+    "lfs-files",
+];
+
+/// Whether `path` addresses a repository by a bare name: `/api/{t}/{name}`,
+/// `/api/{t}/{name}/{route}/…`, or `/{prefix}{name}/resolve/…`.
+fn names_repo_without_namespace(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["api", t, name, rest @ ..] if RepoType::from_plural(t).is_some() && !name.is_empty() => {
+            match rest {
+                [] => true,
+                [route, ..] => REPO_API_ROUTES.contains(route),
+            }
+        }
+        ["datasets" | "spaces", name, "resolve", _, ..] | [name, "resolve", _, ..] => {
+            !name.is_empty() && *name != "api"
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_repo_without_namespace;
+
+    #[test]
+    fn bare_repo_names_are_recognised() {
+        for path in [
+            "/api/models/gpt2",
+            "/api/datasets/squad/revision/main",
+            "/api/models/gpt2/commits/main",
+            "/api/models/gpt2/like",
+            "/api/spaces/demo/tree/main/sub",
+            "/gpt2/resolve/main/config.json",
+            "/datasets/squad/resolve/main/data.csv",
+        ] {
+            assert!(names_repo_without_namespace(path), "{path}");
+        }
+        for path in [
+            "/api/whoami-v2",
+            "/api/models",
+            "/api/models/ns/name/unknown",
+            "/api/collections/x",
+            "/api/unknown/gpt2",
+            "/favicon.ico",
+            "/ns/name/resolve/main/f",
+        ] {
+            assert!(!names_repo_without_namespace(path), "{path}");
         }
     }
 }

@@ -65,7 +65,9 @@ pub async fn preupload(
     }
     let mut files = Vec::with_capacity(body.files.len());
     for f in body.files {
-        let path = RepoPath::parse(&f.path).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        // An invalid or escaping path is 422, as on the Hub (and as the commit answers).
+        let path =
+            RepoPath::parse(&f.path).map_err(|e| ApiError::UnprocessableEntity(e.to_string()))?;
         let sample = base64::engine::general_purpose::STANDARD
             .decode(f.sample.as_bytes())
             .map_err(|_| ApiError::bad_request(format!("Invalid base64 sample for {path}")))?;

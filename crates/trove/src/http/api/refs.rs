@@ -114,11 +114,11 @@ fn signature_of(caller: &Caller) -> Signature {
         .unwrap_or_else(system_signature)
 }
 
-/// Messages name the ref as the user gave it (`Branch dev`), not git's full ref.
+/// A conflict names the full ref as the Hub does (`Reference refs/heads/dev already exists`).
 fn ref_error(e: GitError, what: &str) -> ApiError {
     match e {
         GitError::AlreadyExists { .. } => ApiError::Conflict {
-            message: format!("{what} already exists"),
+            message: format!("Reference {what} already exists"),
             url: None,
         },
         GitError::RefNotFound { .. } => ApiError::RevisionNotFound {
@@ -141,7 +141,7 @@ pub async fn create_branch(
     with_git(&state, &repo, move |git| {
         let target = resolve(git, start.as_str())?;
         git.create_branch(&branch, &target)
-            .map_err(|e| ref_error(e, &format!("Branch {}", branch.as_str())))
+            .map_err(|e| ref_error(e, &format!("refs/heads/{}", branch.as_str())))
     })
     .await?;
     Ok(Json(Empty {}))
@@ -155,7 +155,7 @@ pub async fn delete_branch(
     repo.require_write(&caller)?;
     if branch == DEFAULT_BRANCH {
         return Err(ApiError::Forbidden(format!(
-            "The default branch '{DEFAULT_BRANCH}' cannot be deleted"
+            "Cannot delete refs/heads/{DEFAULT_BRANCH}"
         )));
     }
     with_git(&state, &repo, move |git| {
@@ -179,11 +179,13 @@ pub async fn create_tag(
     ApiJson(body): ApiJson<CreateTag>,
 ) -> ApiResult<Json<Empty>> {
     repo.require_write(&caller)?;
-    let tag = BranchName::parse(&body.tag).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let tagger = signature_of(&caller);
     let message = body.message.filter(|m| !m.is_empty());
     with_git(&state, &repo, move |git| {
+        // The revision first: a missing one is `RevisionNotFound` whatever the tag's name,
+        // as on the Hub.
         let target = resolve(git, rev.as_str())?;
+        let tag = BranchName::parse(&body.tag).map_err(|e| ApiError::bad_request(e.to_string()))?;
         git.create_tag(
             &tag,
             &target,
@@ -191,7 +193,7 @@ pub async fn create_tag(
             &tagger,
             now_secs() as i64,
         )
-        .map_err(|e| ref_error(e, &format!("Tag {}", tag.as_str())))
+        .map_err(|e| ref_error(e, &format!("refs/tags/{}", tag.as_str())))
     })
     .await?;
     Ok(Json(Empty {}))

@@ -74,8 +74,11 @@ pub async fn create(
     }
     let user_name = caller.require_user()?.name.clone();
     let namespace = body.organization.unwrap_or(user_name);
-    let created =
-        lifecycle::create(&state, &caller, repo_type, &namespace, &body.name, private).await?;
+    let space_sdk = body.sdk.as_deref().filter(|_| repo_type == RepoType::Space);
+    let created = lifecycle::create_seeded(
+        &state, &caller, repo_type, &namespace, &body.name, private, space_sdk,
+    )
+    .await?;
     Ok(Json(Created {
         name: format!("{}/{}", created.repo.namespace, created.repo.name),
         id: created.repo.id.to_string(),
