@@ -4,6 +4,7 @@
 
 mod app;
 mod cards;
+mod collections;
 mod content;
 mod contract;
 mod hostile;
