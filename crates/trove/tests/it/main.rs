@@ -11,3 +11,4 @@ mod hostile;
 mod layering;
 mod limits;
 mod recovery;
+mod webhooks;
