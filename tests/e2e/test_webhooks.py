@@ -152,6 +152,9 @@ repo = ARGS["repo"]
 c = api.create_commit(repo, [CommitOperationAdd("api.txt", b"from the api")], commit_message="api commit")
 pr = api.create_pull_request(repo, title="A PR", description="please")
 cm = api.comment_discussion(repo, pr.num, "looks good")
+api.create_branch(repo, branch="dev")
+api.create_tag(repo, tag="v1")
+api.delete_branch(repo, branch="dev")
 emit({"commit": c.oid, "pr": pr.num, "comment": cm.id})
 """
 
@@ -195,6 +198,14 @@ def test_payloads_for_push_commit_pr_comment_and_delete(client, hub, receiver, t
     c = comment["body"]["comment"]
     assert c["content"] == "looks good" and c["id"] == out["comment"] and c["hidden"] is False
     assert comment["body"]["discussion"]["num"] == out["pr"]
+
+    def ref_event(name, new):
+        return lambda b: event(b, "update", "repo.content") and any(
+            u.get("ref") == name and u.get("newSha") == new for u in b.get("updatedRefs", []))
+
+    receiver.wait_for("/all", ref_event("refs/heads/dev", out["commit"]), "the branch created")
+    receiver.wait_for("/all", ref_event("refs/tags/v1", out["commit"]), "the tag created")
+    receiver.wait_for("/all", ref_event("refs/heads/dev", None), "the branch deleted")
 
     r = hub.http.request("DELETE", "/api/repos/delete", headers=admin,
                          json={"name": repo.split("/")[1], "organization": "admin", "type": "model"})

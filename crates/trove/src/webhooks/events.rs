@@ -51,6 +51,9 @@ pub enum Event {
         updated_refs: Vec<UpdatedRef>,
         /// For a move: the new `namespace/name`.
         moved_to: Option<String>,
+        /// Fill each updated ref's `new` from the repository when queueing (refs created
+        /// through the API, whose handlers do not see the target).
+        read_targets: bool,
     },
     /// `discussion` (opened, status or title changed) or `discussion.comment` (posted).
     Discussion {
@@ -92,6 +95,7 @@ impl Event {
             repo: repo.clone(),
             updated_refs: Vec::new(),
             moved_to: Some(to.to_owned()),
+            read_targets: false,
         }
     }
 
@@ -107,14 +111,31 @@ impl Event {
         )
     }
 
-    /// A ref was created (`new`) or deleted (`new: None`) through the API.
-    pub fn ref_changed(repo: &Repo, full_ref: &str, new: Option<&str>) -> Event {
+    /// A branch or tag (`full_ref`) was created through the API; its target is read when
+    /// the event is queued.
+    pub fn ref_created(repo: &Repo, full_ref: &str) -> Event {
+        Event::Repo {
+            action: Action::Update,
+            scope: "repo.content",
+            repo: repo.clone(),
+            updated_refs: vec![UpdatedRef {
+                name: full_ref.to_owned(),
+                old: None,
+                new: None,
+            }],
+            moved_to: None,
+            read_targets: true,
+        }
+    }
+
+    /// A branch or tag (`full_ref`) was deleted through the API.
+    pub fn ref_deleted(repo: &Repo, full_ref: &str) -> Event {
         Event::content(
             repo,
             vec![UpdatedRef {
                 name: full_ref.to_owned(),
                 old: None,
-                new: new.map(str::to_owned),
+                new: None,
             }],
         )
     }
@@ -154,6 +175,7 @@ impl Event {
             repo: repo.clone(),
             updated_refs,
             moved_to: None,
+            read_targets: false,
         }
     }
 
@@ -164,6 +186,7 @@ impl Event {
             repo: repo.clone(),
             updated_refs: Vec::new(),
             moved_to: None,
+            read_targets: false,
         }
     }
 
@@ -285,6 +308,16 @@ pub async fn enqueue(state: &AppState, event: &Event) -> anyhow::Result<usize> {
         } => None,
         _ => head_sha(state, &repo).await,
     };
+    let filled;
+    let event = match event {
+        Event::Repo {
+            read_targets: true, ..
+        } => {
+            filled = with_targets(state, event.clone()).await;
+            &filled
+        }
+        _ => event,
+    };
     let base = payload(state, event, &repo, head.as_deref());
     let deliveries: Vec<NewDelivery> = webhooks
         .iter()
@@ -327,6 +360,52 @@ fn event_name(event: &Event) -> String {
         Event::Repo { action, scope, .. } | Event::Discussion { action, scope, .. } => {
             format!("{} {scope}", action.as_str())
         }
+    }
+}
+
+/// The event with each updated ref's current target read from the repository.
+async fn with_targets(state: &AppState, event: Event) -> Event {
+    let Event::Repo {
+        action,
+        scope,
+        repo,
+        updated_refs,
+        moved_to,
+        ..
+    } = event
+    else {
+        return event;
+    };
+    let path = state.git_dir(repo.id);
+    let names: Vec<String> = updated_refs.iter().map(|r| r.name.clone()).collect();
+    let targets = tokio::task::spawn_blocking(move || {
+        let git = trove_git::GitRepo::open(&path).ok();
+        names
+            .iter()
+            .map(|name| {
+                git.as_ref()
+                    .and_then(|g| g.resolve_revision(name).ok().flatten())
+                    .map(|oid| oid.to_string())
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let updated_refs = updated_refs
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| UpdatedRef {
+            new: targets.get(i).cloned().flatten(),
+            ..r
+        })
+        .collect();
+    Event::Repo {
+        action,
+        scope,
+        repo,
+        updated_refs,
+        moved_to,
+        read_targets: false,
     }
 }
 

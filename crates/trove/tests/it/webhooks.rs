@@ -7,9 +7,12 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use trove_db::TokenRole;
 
-/// A receiver on 127.0.0.1 recording each POST's secret header and body.
-async fn receiver() -> (String, Arc<Mutex<Vec<(Option<String>, Value)>>>) {
-    let seen: Arc<Mutex<Vec<(Option<String>, Value)>>> = Arc::default();
+/// What the receiver saw: each POST's secret header and body.
+type Seen = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+
+/// A receiver on 127.0.0.1 recording each POST.
+async fn receiver() -> (String, Seen) {
+    let seen: Seen = Arc::default();
     let record = seen.clone();
     let app = axum::Router::new().route(
         "/hook",

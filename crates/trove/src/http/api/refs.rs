@@ -138,12 +138,15 @@ pub async fn create_branch(
     let body: CreateBranch = optional_json(&body)?;
     let branch = BranchName::parse(&branch).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let start = body.starting_point.unwrap_or_else(Revision::default_branch);
+    let event =
+        crate::webhooks::Event::ref_created(&repo.repo, &format!("refs/heads/{}", branch.as_str()));
     with_git(&state, &repo, move |git| {
         let target = resolve(git, start.as_str())?;
         git.create_branch(&branch, &target)
             .map_err(|e| ref_error(e, &format!("Branch {}", branch.as_str())))
     })
     .await?;
+    crate::webhooks::emit(&state, [event]);
     Ok(Json(Empty {}))
 }
 
@@ -158,11 +161,13 @@ pub async fn delete_branch(
             "The default branch '{DEFAULT_BRANCH}' cannot be deleted"
         )));
     }
+    let event = crate::webhooks::Event::ref_deleted(&repo.repo, &format!("refs/heads/{branch}"));
     with_git(&state, &repo, move |git| {
         git.delete_branch(&branch)
             .map_err(|e| ref_error(e, &branch))
     })
     .await?;
+    crate::webhooks::emit(&state, [event]);
     Ok(Json(Empty {}))
 }
 
@@ -182,6 +187,8 @@ pub async fn create_tag(
     let tag = BranchName::parse(&body.tag).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let tagger = signature_of(&caller);
     let message = body.message.filter(|m| !m.is_empty());
+    let event =
+        crate::webhooks::Event::ref_created(&repo.repo, &format!("refs/tags/{}", tag.as_str()));
     with_git(&state, &repo, move |git| {
         let target = resolve(git, rev.as_str())?;
         git.create_tag(
@@ -194,6 +201,7 @@ pub async fn create_tag(
         .map_err(|e| ref_error(e, &format!("Tag {}", tag.as_str())))
     })
     .await?;
+    crate::webhooks::emit(&state, [event]);
     Ok(Json(Empty {}))
 }
 
@@ -203,9 +211,11 @@ pub async fn delete_tag(
     ApiPath(TagParam { rev: tag }): ApiPath<TagParam>,
 ) -> ApiResult<Json<Empty>> {
     repo.require_write(&caller)?;
+    let event = crate::webhooks::Event::ref_deleted(&repo.repo, &format!("refs/tags/{tag}"));
     with_git(&state, &repo, move |git| {
         git.delete_tag(&tag).map_err(|e| ref_error(e, &tag))
     })
     .await?;
+    crate::webhooks::emit(&state, [event]);
     Ok(Json(Empty {}))
 }
