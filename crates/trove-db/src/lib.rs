@@ -7,6 +7,7 @@
 //! so a second backend can reuse most of it behind the same [`Db`] interface.
 
 mod audit;
+mod collections;
 mod discussions;
 mod error;
 mod facets;
@@ -19,9 +20,14 @@ mod repos;
 mod search;
 mod tokens;
 mod users;
+mod webhooks;
 mod xet;
 
 pub use audit::{AuditEvent, NewAuditEvent};
+pub use collections::{
+    Collection, CollectionChanges, CollectionItem, CollectionQuery, ItemChanges, ItemRow,
+    ItemTarget, NewCollection,
+};
 pub use discussions::{
     CommentVersion, Discussion, DiscussionChanges, DiscussionFilter, DiscussionStatus, Event,
     EventKind, NewDiscussion, NewEvent,
@@ -38,6 +44,7 @@ pub use search::{
 };
 pub use tokens::{NewScope, ScopeTarget, Token, TokenRole, TokenScope};
 pub use users::User;
+pub use webhooks::{AttemptOutcome, Delivery, NewDelivery, Watched, Webhook, WebhookSpec};
 pub use xet::{XetFile, XorbRecord};
 
 use sqlx::sqlite::{

@@ -80,6 +80,10 @@ pub enum ApiError {
     NotImplemented(String),
     #[error("Internal Error")]
     Internal(#[from] anyhow::Error),
+    /// 409 for a collection title its namespace already uses; `slug` is echoed in the body
+    /// (`create_collection(exists_ok=True)` reads it from there).
+    #[error("A collection with this title already exists: {slug}")]
+    CollectionExists { slug: String },
 }
 
 impl ApiError {
@@ -123,6 +127,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::CollectionExists { .. } => StatusCode::CONFLICT,
         }
     }
 
@@ -396,6 +401,8 @@ struct ErrorBody<'a> {
     error: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slug: Option<&'a str>,
 }
 
 /// The Hub API rendering: the status, `X-Error-Message`, `X-Error-Code` when there is one,
@@ -416,6 +423,10 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: &parts.message,
             url: parts.url.as_deref(),
+            slug: match &self {
+                ApiError::CollectionExists { slug } => Some(slug),
+                _ => None,
+            },
         };
         let mut response = (parts.status, parts.headers, axum::Json(body)).into_response();
         self.attach_to(&mut response);

@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod auth;
 pub mod cli;
 pub mod clock;
+pub mod collections;
 pub mod config;
 pub mod error;
 pub mod git_runtime;
@@ -22,6 +23,7 @@ pub mod markdown;
 pub mod repos;
 pub mod signing;
 pub mod state;
+pub mod webhooks;
 
 /// The whole HTTP application on `state`: every route and layer the server runs.
 pub fn app(state: state::AppState) -> axum::Router {

@@ -3,6 +3,8 @@
 //! like `refs%2Fpr%2F1` and tree paths like `f%2Fsub` arrive decoded and intact.
 
 use crate::error::{ApiError, ErrorReport, MovedRepo};
+use crate::http::api::collections;
+use crate::http::api::webhooks;
 use crate::http::api::{
     accounts, commit, commits, discussions, gating, info, likes, misc, preupload, refs, repos,
     safetensors, search, settings, tree, whoami,
@@ -54,6 +56,45 @@ pub fn build(state: AppState) -> Router {
         // huggingface_hub: listing and search, likes of a user.
         .route("/api/{t}", get(search::list))
         .route("/api/users/{user}/likes", get(likes::user_likes))
+        // huggingface_hub: collections.
+        .route(
+            "/api/collections",
+            get(collections::list).post(collections::create),
+        )
+        .route(
+            "/api/collections/{ns}/{slug}",
+            get(collections::get)
+                .patch(collections::update)
+                .delete(collections::delete),
+        )
+        .route(
+            "/api/collections/{ns}/{slug}/items",
+            post(collections::add_item),
+        )
+        .route(
+            "/api/collections/{ns}/{slug}/items/{item}",
+            axum::routing::patch(collections::update_item).delete(collections::delete_item),
+        )
+        // huggingface_hub: webhooks (and their delivery log, Trove's own).
+        .route(
+            "/api/settings/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(
+            "/api/settings/webhooks/{id}",
+            get(webhooks::get)
+                .post(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/api/settings/webhooks/{id}/enable", post(webhooks::enable))
+        .route(
+            "/api/settings/webhooks/{id}/disable",
+            post(webhooks::disable),
+        )
+        .route(
+            "/api/settings/webhooks/{id}/deliveries",
+            get(webhooks::deliveries),
+        )
         // huggingface_hub: per-repository API (`{t}` = models | datasets | spaces).
         .route("/api/{t}/{ns}/{name}", get(info::info))
         .route(
@@ -220,7 +261,9 @@ pub fn build(state: AppState) -> Router {
         .route("/logout", post(web::session::logout))
         .route("/{ns}/{name}", get(web::repo::page))
         .route("/datasets/{ns}/{name}", get(web::repo::page))
-        .route("/spaces/{ns}/{name}", get(web::repo::page));
+        .route("/spaces/{ns}/{name}", get(web::repo::page))
+        .route("/collections/{owner}", get(web::collections::owner_page))
+        .route("/collections/{ns}/{slug}", get(web::collections::page));
 
     // Bodies: the JSON limit unless a group takes larger ones (see `body_limit`).
     let limits = &state.config.limits;

@@ -177,6 +177,14 @@ pub async fn commit_to_ref(
     .await?;
     state.db.touch_repo(repo.repo.id, now_ms()).await?;
     tracing::info!(repo.id = repo.repo.id, commit = %commit, "commit created");
+    crate::webhooks::emit(
+        state,
+        [crate::webhooks::Event::committed(
+            &repo.repo,
+            &revision_for_index,
+            &commit,
+        )],
+    );
     if is_default_branch(&revision_for_index) {
         super::index::reindex_after_write(state, &repo.repo).await;
     }

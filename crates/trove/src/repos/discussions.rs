@@ -129,11 +129,16 @@ async fn record(
     changes: &DiscussionChanges<'_>,
     events: &[NewEvent<'_>],
 ) -> ApiResult<Event> {
-    state
+    let mut recorded = state
         .db
         .record_discussion_events(discussion, user_id, changes, events, now_ms())
         .await
-        .map_err(db_error)?
+        .map_err(db_error)?;
+    crate::webhooks::emit(
+        state,
+        crate::webhooks::Event::discussion_events(discussion, changes, &recorded),
+    );
+    recorded
         .pop()
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("discussion event not recorded")))
 }
@@ -204,7 +209,7 @@ async fn create_row(
     pr_status: Option<DiscussionStatus>,
 ) -> ApiResult<Discussion> {
     let base = default_base_ref();
-    Ok(state
+    let created = state
         .db
         .create_discussion(&NewDiscussion {
             repo_id: repo.repo.id,
@@ -216,7 +221,9 @@ async fn create_row(
             description,
             now_ms: now_ms(),
         })
-        .await?)
+        .await?;
+    crate::webhooks::emit(state, [crate::webhooks::Event::discussion_opened(&created)]);
+    Ok(created)
 }
 
 async fn undo_open(state: &AppState, discussion: &Discussion) {

@@ -82,6 +82,7 @@ pub async fn create_seeded(
         Err(e) => return Err(e),
     };
     tracing::info!(repo.id = repo.id, repo.name = %id, repo.type = %repo_type, private, "repo created");
+    crate::webhooks::emit(state, [crate::webhooks::Event::repo_created(&repo)]);
     crate::accounts::audit(
         &state.db,
         caller.user().map_or("-", |u| u.name.as_str()),
@@ -207,6 +208,7 @@ pub async fn delete(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiRes
         }
     });
     tracing::info!(repo.id = repo.repo.id, "repo deleted");
+    crate::webhooks::emit(state, [crate::webhooks::Event::repo_deleted(&repo.repo)]);
     let target = format!(
         "{}:{}/{}",
         repo.repo_type, repo.repo.namespace, repo.repo.name

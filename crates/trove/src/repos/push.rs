@@ -150,6 +150,10 @@ pub async fn after_push(
         refs = ?changed,
         "push accepted"
     );
+    crate::webhooks::emit(
+        state,
+        [crate::webhooks::Event::pushed(repo, before, &after)],
+    );
 }
 
 /// A `commit` event on each pull request whose ref the push moved.

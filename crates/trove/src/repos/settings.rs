@@ -79,6 +79,7 @@ pub async fn update(
         )
         .await;
     }
+    crate::webhooks::emit(state, [crate::webhooks::Event::repo_config(&after)]);
     Ok(after)
 }
 
@@ -133,6 +134,13 @@ pub async fn move_repo(
             break;
         }
     }
+    crate::webhooks::emit(
+        state,
+        [crate::webhooks::Event::repo_moved(
+            &repo.repo,
+            &format!("{}/{}", moved.namespace, moved.name),
+        )],
+    );
     Ok(repo_url(
         state,
         repo.repo_type,

@@ -4,9 +4,11 @@
 
 mod app;
 mod cards;
+mod collections;
 mod content;
 mod contract;
 mod hostile;
 mod layering;
 mod limits;
 mod recovery;
+mod webhooks;

@@ -2,6 +2,7 @@
 //! listings share.
 
 pub mod accounts;
+pub mod collections;
 pub mod commit;
 pub mod commits;
 pub mod discussions;
@@ -17,6 +18,7 @@ pub mod safetensors;
 pub mod search;
 pub mod settings;
 pub mod tree;
+pub mod webhooks;
 pub mod whoami;
 
 use crate::state::AppState;

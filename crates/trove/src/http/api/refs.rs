@@ -138,12 +138,15 @@ pub async fn create_branch(
     let body: CreateBranch = optional_json(&body)?;
     let branch = BranchName::parse(&branch).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let start = body.starting_point.unwrap_or_else(Revision::default_branch);
+    let event =
+        crate::webhooks::Event::ref_created(&repo.repo, &format!("refs/heads/{}", branch.as_str()));
     with_git(&state, &repo, move |git| {
         let target = resolve(git, start.as_str())?;
         git.create_branch(&branch, &target)
             .map_err(|e| ref_error(e, &format!("refs/heads/{}", branch.as_str())))
     })
     .await?;
+    crate::webhooks::emit(&state, [event]);
     Ok(Json(Empty {}))
 }
 
@@ -158,11 +161,13 @@ pub async fn delete_branch(
             "Cannot delete refs/heads/{DEFAULT_BRANCH}"
         )));
     }
+    let event = crate::webhooks::Event::ref_deleted(&repo.repo, &format!("refs/heads/{branch}"));
     with_git(&state, &repo, move |git| {
         git.delete_branch(&branch)
             .map_err(|e| ref_error(e, &branch))
     })
     .await?;
+    crate::webhooks::emit(&state, [event]);
     Ok(Json(Empty {}))
 }
 
@@ -181,6 +186,8 @@ pub async fn create_tag(
     repo.require_write(&caller)?;
     let tagger = signature_of(&caller);
     let message = body.message.filter(|m| !m.is_empty());
+    let event =
+        crate::webhooks::Event::ref_created(&repo.repo, &format!("refs/tags/{}", tag.as_str()));
     with_git(&state, &repo, move |git| {
         // The revision first: a missing one is `RevisionNotFound` whatever the tag's name,
         // as on the Hub.
@@ -196,6 +203,7 @@ pub async fn create_tag(
         .map_err(|e| ref_error(e, &format!("refs/tags/{}", tag.as_str())))
     })
     .await?;
+    crate::webhooks::emit(&state, [event]);
     Ok(Json(Empty {}))
 }
 
@@ -205,9 +213,11 @@ pub async fn delete_tag(
     ApiPath(TagParam { rev: tag }): ApiPath<TagParam>,
 ) -> ApiResult<Json<Empty>> {
     repo.require_write(&caller)?;
+    let event = crate::webhooks::Event::ref_deleted(&repo.repo, &format!("refs/tags/{tag}"));
     with_git(&state, &repo, move |git| {
         git.delete_tag(&tag).map_err(|e| ref_error(e, &tag))
     })
     .await?;
+    crate::webhooks::emit(&state, [event]);
     Ok(Json(Empty {}))
 }

@@ -5,6 +5,7 @@
 //! pages), each repository's page (card, tags, files at `main`), and signing in and out
 //! (`/login`, `/logout`); `/` shows the models.
 
+pub mod collections;
 pub mod listing;
 pub mod repo;
 pub mod session;

@@ -1,0 +1,152 @@
+//! Webhooks in process: management refusals, and a commit's event queued, delivered by the
+//! worker's own code to a receiver on loopback with the secret, and logged.
+
+use crate::app::TestApp;
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use trove_db::TokenRole;
+
+/// What the receiver saw: each POST's secret header and body.
+type Seen = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+
+/// A receiver on 127.0.0.1 recording each POST.
+async fn receiver() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let record = record.clone();
+            async move {
+                let secret = headers
+                    .get("x-webhook-secret")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let body = serde_json::from_str(&body).unwrap_or(Value::Null);
+                record.lock().expect("lock").push((secret, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), seen)
+}
+
+#[tokio::test]
+async fn a_commit_is_delivered_with_the_secret_and_logged() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token.clone();
+    let (url, seen) = receiver().await;
+    app.create_repo("m", "model").await;
+    let made = app
+        .post("/api/settings/webhooks")
+        .token(&admin)
+        .json(
+            &json!({"url": url, "watched": [{"type": "model", "name": "admin/m"}],
+                      "domains": ["repo"], "secret": "s"}),
+        )
+        .send()
+        .await;
+    assert_eq!(made.status, StatusCode::OK, "{:?}", made.error());
+    let id = made.json()["webhook"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    app.commit_files("m", "one", &[("a.txt", "a")]).await;
+    let client = trove::webhooks::delivery::client().expect("client");
+    // Events are queued by spawned tasks (the repo's creation may race the webhook's):
+    // drain until the commit's event has been delivered (bounded).
+    let content = json!({"action": "update", "scope": "repo.content"});
+    let mut delivered = None;
+    for _ in 0..100 {
+        trove::webhooks::delivery::run_due(&app.state, &client)
+            .await
+            .expect("run");
+        delivered = seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(_, body)| body["event"] == content)
+            .cloned();
+        if delivered.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (secret, body) = delivered.expect("the commit's event was delivered");
+    assert_eq!(secret.as_deref(), Some("s"));
+    assert_eq!(body["repo"]["name"], "admin/m");
+    assert_eq!(body["webhook"]["id"], id.as_str());
+    assert_eq!(body["updatedRefs"][0]["ref"], "refs/heads/main");
+    let log = app
+        .get(&format!("/api/settings/webhooks/{id}/deliveries"))
+        .token(&admin)
+        .send()
+        .await
+        .json();
+    let entry = log
+        .as_array()
+        .and_then(|l| l.iter().find(|e| e["event"] == "update repo.content"))
+        .expect("the commit's delivery is logged");
+    assert_eq!(entry["state"], "delivered");
+    assert_eq!(entry["status"], 200);
+}
+
+#[tokio::test]
+async fn webhooks_are_their_owners_only_and_bad_targets_are_refused() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token.clone();
+    let reader = app.user("rita", TokenRole::Read).await;
+    let other = app.user("sam", TokenRole::Write).await;
+    let watched = json!([{"type": "user", "name": "admin"}]);
+    for url in [
+        "ftp://127.0.0.1/x",
+        "not a url",
+        "http://",
+        "javascript:alert(1)",
+    ] {
+        let r = app
+            .post("/api/settings/webhooks")
+            .token(&admin)
+            .json(&json!({"url": url, "watched": watched}))
+            .send()
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{url}");
+        assert!(r.error().1.is_some());
+    }
+    let r = app
+        .post("/api/settings/webhooks")
+        .token(&reader)
+        .json(&json!({"url": "http://127.0.0.1:9/x", "watched": watched}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let made = app
+        .post("/api/settings/webhooks")
+        .token(&admin)
+        .json(&json!({"url": "http://127.0.0.1:9/x", "watched": watched}))
+        .send()
+        .await;
+    let id = made.json()["webhook"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = app
+        .request(Method::DELETE, &format!("/api/settings/webhooks/{id}"))
+        .token(&other)
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app
+        .get(&format!("/api/settings/webhooks/{id}"))
+        .token(&admin)
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["webhook"]["disabled"], false);
+}
