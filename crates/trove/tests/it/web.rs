@@ -273,3 +273,60 @@ async fn forms_from_a_session_need_its_csrf_token() {
     let page = w.app.get("/acme/open/discussions/1").send().await;
     assert!(String::from_utf8_lossy(&page.body).contains("hello there"));
 }
+
+#[tokio::test]
+async fn profiles_list_what_the_caller_may_see_and_members_to_members() {
+    let w = world().await;
+    let text = |r: &crate::app::TestResponse| String::from_utf8_lossy(&r.body).into_owned();
+    let member = text(&w.app.get("/acme").token(&w.member).send().await);
+    assert!(
+        member.contains("acme/secret") && member.contains("acme/open"),
+        "{member}"
+    );
+    assert!(
+        member.contains("class=\"list members\"") && member.contains(">mia<"),
+        "{member}"
+    );
+    let outsider = w.app.get("/acme").token(&w.outsider).send().await;
+    assert_eq!(outsider.status, StatusCode::OK);
+    let outsider = text(&outsider);
+    assert!(
+        outsider.contains("acme/open") && !outsider.contains("acme/secret"),
+        "{outsider}"
+    );
+    assert!(!outsider.contains("class=\"list members\""), "{outsider}");
+    let user = text(&w.app.get("/mia").send().await);
+    assert!(user.contains("href=\"/acme\""), "{user}");
+    let nobody = w.app.get("/nobody-here").send().await;
+    assert_eq!(nobody.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        nobody.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+}
+
+#[tokio::test]
+async fn tokens_page_needs_a_session_and_never_lets_a_token_mint_tokens() {
+    let w = world().await;
+    let anonymous = w.app.get("/settings/tokens").send().await;
+    assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
+    let minted = w
+        .app
+        .post("/settings/tokens")
+        .token(&w.outsider)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("name=x&role=write")
+        .send()
+        .await;
+    assert_eq!(minted.status, StatusCode::FORBIDDEN);
+    let otto = w
+        .app
+        .state
+        .db
+        .user_by_name("otto")
+        .await
+        .expect("db")
+        .expect("otto");
+    let tokens = w.app.state.db.list_tokens(otto.id).await.expect("tokens");
+    assert_eq!(tokens.len(), 1, "nothing written");
+}

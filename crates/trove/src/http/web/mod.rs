@@ -14,8 +14,10 @@ pub mod csrf;
 pub mod discussions;
 pub mod history;
 pub mod listing;
+pub mod profile;
 pub mod repo;
 pub mod session;
+pub mod tokens;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -39,6 +41,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/login", get(session::form).post(session::login))
         .route("/logout", post(session::logout))
+        .route("/settings/tokens", get(tokens::page).post(tokens::create))
+        .route("/settings/tokens/revoke", post(tokens::revoke))
+        .route("/{name}", get(profile::page))
         .route("/favicon.ico", get(assets::favicon))
         .route("/static/{version}/{file}", get(assets::serve));
     for prefix in ["", "/datasets", "/spaces"] {
