@@ -216,11 +216,12 @@ def test_repo_page_shows_the_card_tags_and_files(web):
     html = subprocess.run(
         [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--dump-dom", f"{web.url}/{repo}"], capture_output=True, text=True, timeout=90).stdout
-    assert f"<h1>{repo}" in html
+    assert f'<h1><a href="/{repo}">{repo}</a>' in html
     assert "<h1>A model</h1>" in html, "the card is rendered without its front matter"
     assert "pipeline_tag" not in html
     assert 'href="/models?filter=license%3Amit"' in html, "tags link to the browsing page"
-    assert f'data-path="config.json"' in html and f'href="{web.url}/{repo}/resolve/main/config.json"' in html
+    # Files open their page (a click never downloads, nor counts a download).
+    assert f'data-path="config.json"' in html and f'href="/{repo}/blob/main/config.json"' in html
     # Every link on the listing leads to a page that exists.
     assert httpx.get(f"{web.url}/{repo}").status_code == 200
     assert httpx.get(web.url + "/", follow_redirects=False).headers["location"] == "/models"

@@ -272,6 +272,21 @@ async fn forms_from_a_session_need_its_csrf_token() {
     );
     let page = w.app.get("/acme/open/discussions/1").send().await;
     assert!(String::from_utf8_lossy(&page.body).contains("hello there"));
+    // Logging out is a form too.
+    let logout = |body: String| {
+        w.app
+            .post("/logout")
+            .header("cookie", &cookie)
+            .header("origin", crate::app::PUBLIC_URL)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    assert_eq!(logout(String::new()).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        logout(format!("csrf={csrf}")).await.status,
+        StatusCode::SEE_OTHER
+    );
 }
 
 #[tokio::test]

@@ -115,12 +115,14 @@ pub struct LogoutForm {
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<LogoutForm>,
+    form: Result<Form<LogoutForm>, axum::extract::rejection::FormRejection>,
 ) -> ApiResult<Response> {
     if !same_origin(&headers, state.public_url()) {
         return Err(cross_site());
     }
-    CsrfToken::check(&state, &headers, &form.csrf)?;
+    // A post without the form (or without its token) is refused like a forged one.
+    let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
+    CsrfToken::check(&state, &headers, &csrf)?;
     let cleared = sessions::close(&state, cookie_header(&headers)).await?;
     let mut response = Redirect::to("/models").into_response();
     response
