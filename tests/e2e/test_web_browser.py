@@ -190,13 +190,16 @@ def test_a_repo_turned_private_vanishes_for_anonymous_visitors(site, chromium):
     hub.commit_files(repo, {"README.md": b"# Soon private\n"}, token=site["token"])
     anonymous = new_page(chromium, site["server"].url)
     assert anonymous.goto(f"/{repo}").status == 200
-    r = hub.http.put(f"/api/models/{repo}/settings", json={"private": True}, headers=hub.auth(site["token"]))
-    assert r.status_code == 200, r.text
+    owner = new_page(chromium, site["server"].url)
+    sign_in(owner, site["user"], PASSWORD)
+    owner.goto(f"/{repo}")
+    owner.click(".repo-tabs a:has-text('Settings')")
+    owner.click("button[value=private]")
+    owner.wait_for_selector("#visibility:has-text('private')")
+    shot(owner, "settings")
     response = anonymous.goto(f"/{repo}")
     assert response.status == 401 and "Repository not found" in anonymous.content()
     shot(anonymous, "private-for-anonymous")
-    owner = new_page(chromium, site["server"].url)
-    sign_in(owner, site["user"], PASSWORD)
     assert owner.goto(f"/{repo}").status == 200
     assert owner.goto(f"/{repo}/tree/main").status == 200
 
@@ -205,8 +208,11 @@ def test_request_access_to_a_gated_repo_and_get_it(site, chromium):
     hub = site["hub"]
     repo = hub.create_repo("gated", namespace=site["user"], token=site["token"])
     hub.commit_files(repo, {"README.md": b"# Gated\n", "weights.txt": b"secret sauce\n"}, token=site["token"])
-    r = hub.http.put(f"/api/models/{repo}/settings", json={"gated": "manual"}, headers=hub.auth(site["token"]))
-    assert r.status_code == 200, r.text
+    owner = new_page(chromium, site["server"].url)
+    sign_in(owner, site["user"], PASSWORD)
+    owner.goto(f"/{repo}/settings")
+    owner.click("button[value=manual]")
+    owner.wait_for_selector("#gating:has-text('manual')")
     visitor = unique("vic")
     server = site["server"]
     server.create_user(visitor)
@@ -220,8 +226,9 @@ def test_request_access_to_a_gated_repo_and_get_it(site, chromium):
     shot(page, "gated")
     page.click(".gate button")
     page.wait_for_selector(".notice:has-text('pending')")
-    accepted = hub.http.post(f"/api/models/{repo}/user-access-request/handle",
-                             json={"user": visitor, "status": "accepted"}, headers=hub.auth(site["token"]))
-    assert accepted.status_code == 200, accepted.text
+    owner.goto(f"/{repo}/settings")
+    owner.click(f"tr.request[data-user='{visitor}'] button[value=accepted]")
+    owner.wait_for_selector(f"tr.request[data-user='{visitor}']:has-text('accepted')")
+    shot(owner, "access-requests")
     assert page.goto(f"/{repo}/blob/main/weights.txt").status == 200
     assert "secret sauce" in page.locator("table.lines").inner_text()

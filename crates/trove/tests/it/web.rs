@@ -345,3 +345,66 @@ async fn tokens_page_needs_a_session_and_never_lets_a_token_mint_tokens() {
     let tokens = w.app.state.db.list_tokens(otto.id).await.expect("tokens");
     assert_eq!(tokens.len(), 1, "nothing written");
 }
+
+#[tokio::test]
+async fn settings_are_for_admins_and_change_what_the_api_changes() {
+    let w = world().await;
+    let cases = [
+        (
+            "/acme/open/settings",
+            Some(w.app.admin_token.as_str()),
+            StatusCode::OK,
+        ),
+        (
+            "/acme/open/settings",
+            Some(w.member.as_str()),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "/acme/open/settings",
+            Some(w.outsider.as_str()),
+            StatusCode::FORBIDDEN,
+        ),
+        ("/acme/open/settings", None, StatusCode::UNAUTHORIZED),
+        (
+            "/acme/secret/settings",
+            Some(w.outsider.as_str()),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/acme/gate/settings",
+            Some(w.app.admin_token.as_str()),
+            StatusCode::OK,
+        ),
+    ];
+    for (page, token, status) in cases {
+        let mut request = w.app.get(page);
+        if let Some(token) = token {
+            request = request.token(token);
+        }
+        assert_eq!(request.send().await.status, status, "{page} as {token:?}");
+    }
+    let form = |token: &str, body: &str| {
+        w.app
+            .post("/acme/open/settings")
+            .token(token)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .send()
+    };
+    let refused = form(&w.outsider, "action=visibility&value=private").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let bad = form(&w.app.admin_token, "action=visibility&value=sideways").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        w.app.get("/acme/open").send().await.status,
+        StatusCode::OK,
+        "nothing changed"
+    );
+    let done = form(&w.app.admin_token, "action=visibility&value=private").await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        w.app.get("/acme/open").send().await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -17,6 +17,7 @@ pub mod listing;
 pub mod profile;
 pub mod repo;
 pub mod session;
+pub mod settings;
 pub mod tokens;
 
 use crate::auth::Caller;
@@ -52,6 +53,10 @@ pub fn routes() -> Router<AppState> {
             .route(&base, get(repo::page))
             .route(&format!("{base}/like"), post(repo::like))
             .route(&format!("{base}/ask-access"), post(repo::ask_access))
+            .route(
+                &format!("{base}/settings"),
+                get(settings::page).post(settings::act),
+            )
             .route(&format!("{base}/tree/{{rev}}"), get(browse::tree_root))
             .route(&format!("{base}/tree/{{rev}}/{{*path}}"), get(browse::tree))
             .route(&format!("{base}/blob/{{rev}}/{{*path}}"), get(browse::blob))

@@ -40,6 +40,8 @@ pub struct RepoHead {
     /// The revision the page shows, and as a URL segment.
     pub rev: String,
     pub rev_url: String,
+    /// The caller administers the repository (the settings tab shows).
+    pub admin: bool,
 }
 
 impl RepoHead {
@@ -59,6 +61,7 @@ impl RepoHead {
             },
             rev: rev.to_owned(),
             rev_url: rev_segment(rev),
+            admin: repo.access >= Access::Admin,
         }
     }
 }
