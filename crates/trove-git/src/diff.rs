@@ -219,3 +219,122 @@ impl GitRepo {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::Signature;
+    use crate::{DiffLimits, TreeOp};
+    use trove_types::RepoPath;
+
+    fn author() -> Signature {
+        Signature {
+            name: "alice".into(),
+            email: "alice@example.com".into(),
+        }
+    }
+
+    const WIDE: DiffLimits = DiffLimits {
+        max_files: 100,
+        max_lines_per_file: 1000,
+        max_total_lines: 1000,
+    };
+
+    fn setup() -> (tempfile::TempDir, GitRepo, GitOid) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (repo, initial) = GitRepo::init_bare(
+            &dir.path().join("r.git"),
+            &[("README.md", b"hello\n".as_slice())],
+            &author(),
+            1_700_000_000,
+        )
+        .expect("init");
+        (dir, repo, initial)
+    }
+
+    fn commit(repo: &GitRepo, base: &GitOid, files: &[(&str, &[u8])]) -> GitOid {
+        let ops: Vec<TreeOp> = files
+            .iter()
+            .map(|(path, content)| TreeOp::Upsert {
+                path: RepoPath::parse(path).expect("path"),
+                blob: repo.write_blob(content).expect("blob"),
+            })
+            .collect();
+        repo.commit(
+            "refs/heads/main",
+            Some(base),
+            &ops,
+            "edit",
+            "",
+            &author(),
+            1_700_000_001,
+        )
+        .expect("commit")
+    }
+
+    #[test]
+    fn a_commit_diff_lists_files_lines_and_binaries() {
+        let (_dir, repo, initial) = setup();
+        let head = commit(
+            &repo,
+            &initial,
+            &[
+                ("README.md", b"hello\nworld\n"),
+                ("blob.bin", b"\0\x01\x02binary"),
+                (
+                    "model.bin",
+                    b"version https://git-lfs.github.com/spec/v1\noid sha256:aa\nsize 3\n",
+                ),
+            ],
+        );
+        let diff = repo
+            .diff_commits(Some(&initial), &head, WIDE)
+            .expect("diff");
+        let by_path = |p: &str| diff.files.iter().find(|f| f.path() == p).expect(p);
+        let readme = by_path("README.md");
+        assert_eq!(readme.kind, ChangeKind::Modified);
+        assert_eq!((readme.additions, readme.deletions), (1, 0));
+        assert!(
+            readme
+                .lines
+                .iter()
+                .any(|l| l.origin == '+' && l.text == "world")
+        );
+        assert!(readme.lines.first().is_some_and(|l| l.origin == '@'));
+        assert!(by_path("blob.bin").binary && by_path("blob.bin").lines.is_empty());
+        assert!(by_path("model.bin").lfs);
+        assert_eq!(by_path("model.bin").kind, ChangeKind::Added);
+        let root = repo.diff_commits(None, &initial, WIDE).expect("root diff");
+        assert_eq!(root.files.len(), 1);
+    }
+
+    #[test]
+    fn diffs_stop_at_their_budgets() {
+        let (_dir, repo, initial) = setup();
+        let long: String = (0..50).map(|i| format!("line {i}\n")).collect();
+        let head = commit(
+            &repo,
+            &initial,
+            &[
+                ("a.txt", long.as_bytes()),
+                ("b.txt", long.as_bytes()),
+                ("c.txt", b"c\n"),
+            ],
+        );
+        let limits = DiffLimits {
+            max_files: 2,
+            max_lines_per_file: 10,
+            max_total_lines: 15,
+        };
+        let diff = repo
+            .diff_commits(Some(&initial), &head, limits)
+            .expect("diff");
+        assert_eq!(diff.files.len(), 2);
+        assert_eq!(diff.more_files, 1);
+        assert_eq!(diff.files[0].lines.len(), 10);
+        assert!(diff.files[0].truncated);
+        assert_eq!(diff.files[1].lines.len(), 5, "what the total budget leaves");
+        assert!(diff.files[1].truncated);
+        assert_eq!(diff.files[0].additions, 50, "counts are whole");
+    }
+}
