@@ -288,7 +288,8 @@ def test_log_in_on_the_web_then_see_private_repos_and_log_out(web):
         evil_next = browser.post("/login", data={**fields, "next": "//evil.example/x"}, headers=origin)
         assert evil_next.headers["location"] == "/models"
         assert browser.post("/logout", headers=origin).status_code == 403, "no CSRF token: refused"
-        csrf = listing.text.split('name="csrf" value="')[1].split('"')[0]
+        # The token of the current session (signing in again above opened a new one).
+        csrf = browser.get("/models").text.split('name="csrf" value="')[1].split('"')[0]
         out = browser.post("/logout", data={"csrf": csrf}, headers=origin)
         assert out.status_code == 303
         assert "wendy/wendy-private" not in browser.get("/models?search=wendy").text
