@@ -216,11 +216,12 @@ def test_repo_page_shows_the_card_tags_and_files(web):
     html = subprocess.run(
         [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--dump-dom", f"{web.url}/{repo}"], capture_output=True, text=True, timeout=90).stdout
-    assert f"<h1>{repo}" in html
+    assert f'<h1><a href="/{repo}">{repo}</a>' in html
     assert "<h1>A model</h1>" in html, "the card is rendered without its front matter"
     assert "pipeline_tag" not in html
     assert 'href="/models?filter=license%3Amit"' in html, "tags link to the browsing page"
-    assert f'data-path="config.json"' in html and f'href="{web.url}/{repo}/resolve/main/config.json"' in html
+    # Files open their page (a click never downloads, nor counts a download).
+    assert f'data-path="config.json"' in html and f'href="/{repo}/blob/main/config.json"' in html
     # Every link on the listing leads to a page that exists.
     assert httpx.get(f"{web.url}/{repo}").status_code == 200
     assert httpx.get(web.url + "/", follow_redirects=False).headers["location"] == "/models"
@@ -286,7 +287,10 @@ def test_log_in_on_the_web_then_see_private_repos_and_log_out(web):
         assert browser.get("/wendy/wendy-private").status_code == 200
         evil_next = browser.post("/login", data={**fields, "next": "//evil.example/x"}, headers=origin)
         assert evil_next.headers["location"] == "/models"
-        out = browser.post("/logout", headers=origin)
+        assert browser.post("/logout", headers=origin).status_code == 403, "no CSRF token: refused"
+        # The token of the current session (signing in again above opened a new one).
+        csrf = browser.get("/models").text.split('name="csrf" value="')[1].split('"')[0]
+        out = browser.post("/logout", data={"csrf": csrf}, headers=origin)
         assert out.status_code == 303
         assert "wendy/wendy-private" not in browser.get("/models?search=wendy").text
     assert "wendy/wendy-private" not in httpx.get(f"{web.url}/models?search=wendy").text

@@ -16,6 +16,7 @@
 //! compare-and-swap, in [`GitRepo::commit`].
 
 mod commit;
+mod diff;
 mod durable;
 mod edit;
 mod error;
@@ -32,6 +33,7 @@ pub mod smart_http;
 mod tree;
 
 pub use commit::TreeOp;
+pub use diff::{ChangeKind, DiffLimits, DiffLine, FileDiff, TreeDiff};
 pub use error::{CommitError, GitError};
 pub use gitmodules::{GITMODULES_MAX_BYTES, gitmodules_problem, is_gitmodules_name};
 pub use log::CommitInfo;

@@ -31,6 +31,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::runtime::AuthRuntime>,
     /// The browsing pages' facet values, recomputed at most once a minute per repo type.
     pub facet_cache: Arc<crate::repos::facets::FacetCache>,
+    /// The web pages' last commit per folder entry, by commit and folder (bounded).
+    pub browse_cache: Arc<crate::repos::browse::BrowseCache>,
 }
 
 impl AppState {
@@ -77,6 +79,7 @@ impl AppState {
             index_locks: Arc::new(CommitLocks::default()),
             auth: Arc::new(auth),
             facet_cache: Arc::new(crate::repos::facets::FacetCache::default()),
+            browse_cache: Arc::new(crate::repos::browse::BrowseCache::default()),
         }
     }
 

@@ -248,22 +248,8 @@ pub fn build(state: AppState) -> Router {
     }
     let git = git.layer(RequestDecompressionLayer::new());
 
-    // Browsers: the web UI.
-    let web = Router::new()
-        .route("/models", get(web::listing::models))
-        .route("/datasets", get(web::listing::datasets))
-        .route("/spaces", get(web::listing::spaces))
-        .route(
-            "/",
-            get(|| async { axum::response::Redirect::to("/models") }),
-        )
-        .route("/login", get(web::session::form).post(web::session::login))
-        .route("/logout", post(web::session::logout))
-        .route("/{ns}/{name}", get(web::repo::page))
-        .route("/datasets/{ns}/{name}", get(web::repo::page))
-        .route("/spaces/{ns}/{name}", get(web::repo::page))
-        .route("/collections/{owner}", get(web::collections::owner_page))
-        .route("/collections/{ns}/{slug}", get(web::collections::page));
+    // Browsers: the web UI (every page is listed in `web::routes`).
+    let web = web::routes();
 
     // Bodies: the JSON limit unless a group takes larger ones (see `body_limit`).
     let limits = &state.config.limits;

@@ -2,6 +2,7 @@
 //! files, commit operations, the search index, listings and likes. This is where the rules
 //! live; the HTTP modules only translate.
 
+pub mod browse;
 pub mod card;
 pub mod commit;
 pub mod content;

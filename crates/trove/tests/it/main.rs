@@ -11,4 +11,5 @@ mod hostile;
 mod layering;
 mod limits;
 mod recovery;
+mod web;
 mod webhooks;

@@ -186,9 +186,7 @@ pub async fn create_tag(
     repo.require_write(&caller)?;
     let tagger = signature_of(&caller);
     let message = body.message.filter(|m| !m.is_empty());
-    let event =
-        crate::webhooks::Event::ref_created(&repo.repo, &format!("refs/tags/{}", tag.as_str()));
-    with_git(&state, &repo, move |git| {
+    let tag_ref = with_git(&state, &repo, move |git| {
         // The revision first: a missing one is `RevisionNotFound` whatever the tag's name,
         // as on the Hub.
         let target = resolve(git, rev.as_str())?;
@@ -200,9 +198,11 @@ pub async fn create_tag(
             &tagger,
             now_secs() as i64,
         )
-        .map_err(|e| ref_error(e, &format!("refs/tags/{}", tag.as_str())))
+        .map_err(|e| ref_error(e, &format!("refs/tags/{}", tag.as_str())))?;
+        Ok(format!("refs/tags/{}", tag.as_str()))
     })
     .await?;
+    let event = crate::webhooks::Event::ref_created(&repo.repo, &tag_ref);
     crate::webhooks::emit(&state, [event]);
     Ok(Json(Empty {}))
 }

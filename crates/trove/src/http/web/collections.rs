@@ -2,7 +2,8 @@
 //! the owner's order) and `/collections/{owner}/{slug}` (one collection's visible items,
 //! with their notes). A private collection is, to those who may not see it, missing.
 
-use super::{error_page, render};
+use super::csrf::CsrfToken;
+use super::{Nav, error_page, render};
 use crate::auth::Caller;
 use crate::clock::format_ms;
 use crate::collections;
@@ -27,8 +28,7 @@ pub struct CollectionRow {
 #[derive(Template)]
 #[template(path = "collections.html")]
 pub struct CollectionsPage {
-    pub section: &'static str,
-    pub signed_in: Option<String>,
+    pub nav: Nav,
     pub owner: String,
     pub collections: Vec<CollectionRow>,
 }
@@ -45,8 +45,7 @@ pub struct ItemRowView {
 #[derive(Template)]
 #[template(path = "collection.html")]
 pub struct CollectionPage {
-    pub section: &'static str,
-    pub signed_in: Option<String>,
+    pub nav: Nav,
     pub owner: String,
     pub title: String,
     pub description: Option<String>,
@@ -69,14 +68,14 @@ pub struct SlugParam {
 pub async fn owner_page(
     State(state): State<AppState>,
     caller: Caller,
+    csrf: CsrfToken,
     path: ApiResult<ApiPath<OwnerParam>>,
 ) -> Response {
     async {
         let ApiPath(OwnerParam { owner }) = path?;
         let views = collections::of_namespace(&state, &caller, &owner).await?;
         Ok(render(&CollectionsPage {
-            section: "",
-            signed_in: caller.user().map(|u| u.name.clone()),
+            nav: Nav::new("", &caller, &csrf),
             owner,
             collections: views
                 .into_iter()
@@ -98,6 +97,7 @@ pub async fn owner_page(
 pub async fn page(
     State(state): State<AppState>,
     caller: Caller,
+    csrf: CsrfToken,
     path: ApiResult<ApiPath<SlugParam>>,
 ) -> Response {
     async {
@@ -134,8 +134,7 @@ pub async fn page(
             .collect();
         let c = view.collection;
         Ok(render(&CollectionPage {
-            section: "",
-            signed_in: caller.user().map(|u| u.name.clone()),
+            nav: Nav::new("", &caller, &csrf),
             updated: format_ms(c.updated_at_ms),
             owner: c.namespace,
             title: c.title,

@@ -2,7 +2,8 @@
 //! parameters (`search`, `filter`, `pipeline_tag`, `author`, `sort`, `cursor`), facets to
 //! narrow by, and pages. Shows what the caller may read, like the API.
 
-use super::render;
+use super::csrf::CsrfToken;
+use super::{Nav, render};
 use crate::auth::Caller;
 use crate::clock::format_ms;
 use crate::error::ApiResult;
@@ -66,8 +67,7 @@ pub struct RepoRow {
 #[derive(Template)]
 #[template(path = "listing.html")]
 pub struct ListingPage {
-    pub section: &'static str,
-    pub signed_in: Option<String>,
+    pub nav: Nav,
     pub heading: &'static str,
     pub noun: &'static str,
     pub path: String,
@@ -167,20 +167,25 @@ fn compact(n: i64) -> String {
     }
 }
 
-pub async fn models(state: State<AppState>, caller: Caller, uri: Uri) -> Response {
-    page(state, caller, uri, RepoType::Model)
+pub async fn models(state: State<AppState>, caller: Caller, csrf: CsrfToken, uri: Uri) -> Response {
+    page(state, caller, csrf, uri, RepoType::Model)
         .await
         .unwrap_or_else(super::error_page)
 }
 
-pub async fn datasets(state: State<AppState>, caller: Caller, uri: Uri) -> Response {
-    page(state, caller, uri, RepoType::Dataset)
+pub async fn datasets(
+    state: State<AppState>,
+    caller: Caller,
+    csrf: CsrfToken,
+    uri: Uri,
+) -> Response {
+    page(state, caller, csrf, uri, RepoType::Dataset)
         .await
         .unwrap_or_else(super::error_page)
 }
 
-pub async fn spaces(state: State<AppState>, caller: Caller, uri: Uri) -> Response {
-    page(state, caller, uri, RepoType::Space)
+pub async fn spaces(state: State<AppState>, caller: Caller, csrf: CsrfToken, uri: Uri) -> Response {
+    page(state, caller, csrf, uri, RepoType::Space)
         .await
         .unwrap_or_else(super::error_page)
 }
@@ -188,6 +193,7 @@ pub async fn spaces(state: State<AppState>, caller: Caller, uri: Uri) -> Respons
 async fn page(
     State(state): State<AppState>,
     caller: Caller,
+    csrf: CsrfToken,
     uri: Uri,
     repo_type: RepoType,
 ) -> ApiResult<Response> {
@@ -266,8 +272,7 @@ async fn page(
         RepoType::Space => ("spaces", "Spaces", "Spaces"),
     };
     Ok(render(&ListingPage {
-        section,
-        signed_in: caller.user().map(|u| u.name.clone()),
+        nav: Nav::new(section, &caller, &csrf),
         heading,
         noun,
         path: params.path.clone(),
@@ -325,8 +330,7 @@ mod tests {
     #[test]
     fn pages_escape_what_users_wrote() {
         let html = ListingPage {
-            section: "models",
-            signed_in: None,
+            nav: Nav::anonymous(),
             heading: "Models",
             noun: "models",
             path: "/models".into(),

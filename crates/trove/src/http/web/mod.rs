@@ -1,19 +1,112 @@
 //! The web UI: server-rendered HTML pages (askama templates in `crates/trove/templates/`,
-//! compiled into the binary) that call the same use cases as the API.
+//! compiled into the binary) that call the same use cases and the same authorization as
+//! the API. Every page is routed in [`routes`]; refusals render as HTML with the API's
+//! status and error headers ([`error_page`]).
 //!
-//! Today: the browsing pages `/models`, `/datasets` and `/spaces` (search, facets, sorts,
-//! pages), each repository's page (card, tags, files at `main`), and signing in and out
-//! (`/login`, `/logout`); `/` shows the models.
+//! Pages: browsing (`/models`, `/datasets`, `/spaces`), a repository (card, files at
+//! `main`), its folders (`tree/`), files (`blob/`, `raw/`), history (`commits/`, `commit/`),
+//! discussions and pull requests, signing in and out, the signed-in user's tokens
+//! (`/settings/tokens`) and user and organization pages (`/{name}`).
 
+pub mod assets;
+pub mod browse;
 pub mod collections;
+pub mod csrf;
+pub mod discussions;
+pub mod history;
 pub mod listing;
+pub mod profile;
 pub mod repo;
 pub mod session;
+pub mod settings;
+pub mod tokens;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::state::AppState;
 use askama::Template;
+use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+
+/// Every page of the web UI, for models and under the `datasets/` and `spaces/` prefixes,
+/// exactly as the Hub spells them (the client prints these URLs).
+pub fn routes() -> Router<AppState> {
+    let mut web = Router::new()
+        .route("/models", get(listing::models))
+        .route("/datasets", get(listing::datasets))
+        .route("/spaces", get(listing::spaces))
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/models") }),
+        )
+        .route("/login", get(session::form).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/settings/tokens", get(tokens::page).post(tokens::create))
+        .route("/settings/tokens/revoke", post(tokens::revoke))
+        .route("/{name}", get(profile::page))
+        .route("/collections/{owner}", get(collections::owner_page))
+        .route("/collections/{ns}/{slug}", get(collections::page))
+        .route("/favicon.ico", get(assets::favicon))
+        .route("/static/{version}/{file}", get(assets::serve));
+    for prefix in ["", "/datasets", "/spaces"] {
+        let base = format!("{prefix}/{{ns}}/{{name}}");
+        web = web
+            .route(&base, get(repo::page))
+            .route(&format!("{base}/like"), post(repo::like))
+            .route(&format!("{base}/ask-access"), post(repo::ask_access))
+            .route(
+                &format!("{base}/settings"),
+                get(settings::page).post(settings::act),
+            )
+            .route(&format!("{base}/tree/{{rev}}"), get(browse::tree_root))
+            .route(&format!("{base}/tree/{{rev}}/{{*path}}"), get(browse::tree))
+            .route(&format!("{base}/blob/{{rev}}/{{*path}}"), get(browse::blob))
+            .route(&format!("{base}/raw/{{rev}}/{{*path}}"), get(browse::raw))
+            .route(&format!("{base}/commits/{{rev}}"), get(history::commits))
+            .route(&format!("{base}/commit/{{sha}}"), get(history::commit))
+            .route(&format!("{base}/discussions"), get(discussions::list))
+            .route(
+                &format!("{base}/discussions/{{num}}"),
+                get(discussions::page).post(discussions::act),
+            );
+    }
+    web
+}
+
+/// What every page's frame shows: the current section, who is signed in, and the CSRF
+/// token the frame's forms (log out) carry.
+pub struct Nav {
+    pub section: &'static str,
+    pub user: Option<String>,
+    pub csrf: String,
+    pub css: String,
+    pub js: String,
+}
+
+impl Nav {
+    pub fn new(section: &'static str, caller: &Caller, csrf: &csrf::CsrfToken) -> Nav {
+        Nav {
+            section,
+            user: caller.user().map(|u| u.name.clone()),
+            csrf: csrf.0.clone(),
+            css: assets::stylesheet_url(),
+            js: assets::script_url(),
+        }
+    }
+
+    /// The frame of a page shown to nobody in particular (errors).
+    pub fn anonymous() -> Nav {
+        Nav {
+            section: "",
+            user: None,
+            csrf: String::new(),
+            css: assets::stylesheet_url(),
+            js: assets::script_url(),
+        }
+    }
+}
 
 /// Renders a template into a response; a rendering failure is an internal error.
 pub fn render(template: &impl askama::Template) -> Response {
@@ -26,8 +119,7 @@ pub fn render(template: &impl askama::Template) -> Response {
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage {
-    section: &'static str,
-    signed_in: Option<String>,
+    nav: Nav,
     status: String,
     message: String,
     suggest_login: bool,
@@ -37,7 +129,10 @@ struct ErrorPage {
 /// `X-Error-Message`…) with an HTML body, so a hidden repository's page is still exactly a
 /// missing one's (the page names neither).
 pub fn error_page(error: ApiError) -> Response {
-    let suggest_login = matches!(error, ApiError::RepoNotFound { anonymous: true });
+    let suggest_login = matches!(
+        error,
+        ApiError::RepoNotFound { anonymous: true } | ApiError::GatedRepo { anonymous: true }
+    ) || matches!(error, ApiError::Unauthenticated(_));
     let parts = error.public_parts();
     let status = parts.status;
     let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -46,8 +141,7 @@ pub fn error_page(error: ApiError) -> Response {
         crate::error::header_text(&parts.message)
     };
     let page = ErrorPage {
-        section: "",
-        signed_in: None,
+        nav: Nav::anonymous(),
         status: format!(
             "{} {}",
             status.as_u16(),
@@ -68,4 +162,77 @@ pub fn error_page(error: ApiError) -> Response {
     response.headers_mut().remove(header::CONTENT_LENGTH);
     *response.body_mut() = axum::body::Body::from(html);
     response
+}
+
+/// `1536` → `1.5 KiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// What a path segment keeps unescaped in a link (RFC 3986 unreserved characters).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A revision as one URL segment (`refs/pr/1` → `refs%2Fpr%2F1`, as the Hub writes it).
+pub fn rev_segment(rev: &str) -> String {
+    percent_encoding::utf8_percent_encode(rev, SEGMENT).to_string()
+}
+
+/// A file path in a URL: each segment escaped, the slashes kept.
+pub fn path_segments(path: &str) -> String {
+    path.split('/')
+        .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The section a repository type's pages belong to, and its name in headings.
+pub fn section_of(repo_type: trove_types::RepoType) -> (&'static str, &'static str) {
+    match repo_type {
+        trove_types::RepoType::Model => ("models", "Model"),
+        trove_types::RepoType::Dataset => ("datasets", "Dataset"),
+        trove_types::RepoType::Space => ("spaces", "Space"),
+    }
+}
+
+/// `/{prefix}{ns}/{name}`: a repository's pages, relative to this hub.
+pub fn repo_path(repo: &crate::repos::RepoRef) -> String {
+    format!(
+        "/{}{}/{}",
+        repo.repo_type.url_prefix(),
+        repo.repo.namespace,
+        repo.repo.name
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_a_file_browser() {
+        assert_eq!(human_size(12), "12 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+
+    #[test]
+    fn links_escape_revisions_and_paths() {
+        assert_eq!(rev_segment("refs/pr/1"), "refs%2Fpr%2F1");
+        assert_eq!(path_segments("a b/c#d.txt"), "a%20b/c%23d.txt");
+    }
 }

@@ -3,7 +3,8 @@
 //! login's; both posts must come from a page of this hub (`Origin`), so another site can
 //! neither sign a visitor in to an account of its choosing nor out.
 
-use super::render;
+use super::csrf::CsrfToken;
+use super::{Nav, render};
 use crate::accounts::sessions;
 use crate::auth::{Caller, same_origin};
 use crate::error::{ApiError, ApiResult};
@@ -19,8 +20,7 @@ use serde::Deserialize;
 #[derive(Template)]
 #[template(path = "login.html")]
 pub struct LoginPage {
-    pub section: &'static str,
-    pub signed_in: Option<String>,
+    pub nav: Nav,
     pub error: Option<String>,
     pub username: String,
     pub next: String,
@@ -41,10 +41,9 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-pub async fn form(caller: Caller, Query(q): Query<NextQuery>) -> Response {
+pub async fn form(caller: Caller, csrf: CsrfToken, Query(q): Query<NextQuery>) -> Response {
     render(&LoginPage {
-        section: "",
-        signed_in: caller.user().map(|u| u.name.clone()),
+        nav: Nav::new("", &caller, &csrf),
         error: None,
         username: String::new(),
         next: safe_next(q.next.as_deref()),
@@ -74,8 +73,7 @@ pub async fn login(
     let next = safe_next(form.next.as_deref());
     let again = |status: StatusCode, message: String| {
         let mut response = render(&LoginPage {
-            section: "",
-            signed_in: None,
+            nav: Nav::anonymous(),
             error: Some(message),
             username: form.username.clone(),
             next: next.clone(),
@@ -108,10 +106,23 @@ pub async fn login(
     }
 }
 
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<LogoutForm>, axum::extract::rejection::FormRejection>,
+) -> ApiResult<Response> {
     if !same_origin(&headers, state.public_url()) {
         return Err(cross_site());
     }
+    // A post without the form (or without its token) is refused like a forged one.
+    let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
+    CsrfToken::check(&state, &headers, &csrf)?;
     let cleared = sessions::close(&state, cookie_header(&headers)).await?;
     let mut response = Redirect::to("/models").into_response();
     response

@@ -85,6 +85,7 @@ async fn fixture() -> Fixture {
         index_locks: Arc::new(CommitLocks::default()),
         auth: Arc::new(crate::auth::AuthRuntime::new(&config_auth)),
         facet_cache: Arc::new(crate::repos::facets::FacetCache::default()),
+        browse_cache: Arc::new(crate::repos::browse::BrowseCache::default()),
     };
     let app = crate::http::router::build(state.clone());
     Fixture {

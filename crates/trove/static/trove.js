@@ -1,0 +1,64 @@
+// Trove's progressive enhancements. Every page works without this file.
+"use strict";
+
+// Syntax colouring of file views and card code blocks: keywords, strings, comments and
+// numbers, one line at a time. Text is only ever wrapped in spans, never parsed as HTML.
+(function () {
+  const KEYWORDS = {
+    py: "and as assert async await break class continue def del elif else except False finally for from global if import in is lambda None nonlocal not or pass raise return True try while with yield",
+    rs: "as async await break const continue crate dyn else enum extern false fn for if impl in let loop match mod move mut pub ref return self Self static struct super trait true type unsafe use where while",
+    js: "async await break case catch class const continue default delete do else export extends false finally for function if import in instanceof let new null return super switch this throw true try typeof undefined var void while yield",
+    json: "true false null",
+    yaml: "true false null yes no",
+    sh: "case do done elif else esac export fi for function if in local return then until while",
+    toml: "true false",
+    c: "auto break case char const continue default do double else enum extern float for goto if int long register return short signed sizeof static struct switch typedef union unsigned void volatile while",
+  };
+  const ALIASES = { python: "py", rust: "rs", javascript: "js", ts: "js", typescript: "js", yml: "yaml", bash: "sh", shell: "sh", cpp: "c", h: "c", cc: "c", hpp: "c", cu: "c", jsonl: "json" };
+  const COMMENT = { py: "#", yaml: "#", sh: "#", toml: "#", rs: "//", js: "//", c: "//" };
+  function langOf(name) {
+    const key = (name || "").toLowerCase();
+    return KEYWORDS[key] ? key : ALIASES[key];
+  }
+  function colour(text, lang) {
+    const words = new Set(KEYWORDS[lang].split(" "));
+    const comment = COMMENT[lang];
+    const out = document.createDocumentFragment();
+    const token = /("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?)|(\b\d[\w.]*\b)|([A-Za-z_][\w]*)|(\/\/.*$|#.*$)|([\s\S])/g;
+    let m;
+    let plain = "";
+    const flush = () => { if (plain) { out.appendChild(document.createTextNode(plain)); plain = ""; } };
+    const span = (cls, s) => { flush(); const e = document.createElement("span"); e.className = cls; e.textContent = s; out.appendChild(e); };
+    while ((m = token.exec(text)) !== null) {
+      if (m[1]) span("hl-s", m[1]);
+      else if (m[2]) span("hl-n", m[2]);
+      else if (m[3]) { if (words.has(m[3])) span("hl-k", m[3]); else plain += m[3]; }
+      else if (m[4] && comment && m[4].startsWith(comment)) span("hl-c", m[4]);
+      else plain += m[0];
+    }
+    flush();
+    return out;
+  }
+  function highlight(el, lang) {
+    if (!lang || el.childElementCount > 0) return;
+    const text = el.textContent;
+    if (text.length > 20000) return;
+    el.replaceChildren(colour(text, lang));
+  }
+  document.querySelectorAll("table.lines[data-lang]").forEach((table) => {
+    const lang = langOf(table.dataset.lang);
+    table.querySelectorAll("td.code").forEach((td) => highlight(td, lang));
+  });
+  document.querySelectorAll("article.card pre code[class^=language-]").forEach((code) => {
+    highlight(code, langOf(code.className.replace("language-", "")));
+  });
+})();
+
+// Copy buttons next to snippets and fresh token secrets.
+document.querySelectorAll("[data-copy]").forEach((button) => {
+  button.hidden = false;
+  button.addEventListener("click", () => {
+    const target = document.getElementById(button.dataset.copy);
+    if (target && navigator.clipboard) navigator.clipboard.writeText(target.textContent.trim());
+  });
+});

@@ -1,0 +1,410 @@
+//! The web pages in process: who may see which page (owner, org member, outsider,
+//! anonymous × public, private, gated repositories), refusals as HTML pages with the API's
+//! status and error headers, raw files never interpreted, cards sanitized, and forms
+//! refused without their CSRF token.
+
+use crate::app::TestApp;
+use axum::http::StatusCode;
+use serde_json::json;
+use trove_db::{OrgRole, TokenRole};
+use trove_types::RepoName;
+
+struct World {
+    app: TestApp,
+    member: String,
+    outsider: String,
+    /// The commit of each repository, by name.
+    commits: std::collections::HashMap<&'static str, String>,
+}
+
+/// Org `acme` with member `mia` (read) and outsider `otto`; repos `acme/open` (public),
+/// `acme/secret` (private) and `acme/gate` (gated), each with a README, a folder and a file.
+async fn world() -> World {
+    let app = TestApp::new().await;
+    let member = app.user("mia", TokenRole::Read).await;
+    let outsider = app.user("otto", TokenRole::Write).await;
+    let db = &app.state.db;
+    let org = db
+        .create_org(&RepoName::parse_namespace("acme").expect("name"), None)
+        .await
+        .expect("org");
+    let mia = db.user_by_name("mia").await.expect("db").expect("mia");
+    db.set_org_member(org.id, mia.id, OrgRole::Read)
+        .await
+        .expect("member");
+    let mut commits = std::collections::HashMap::new();
+    for (name, settings) in [
+        ("open", json!({})),
+        ("secret", json!({"private": true})),
+        ("gate", json!({"gated": "manual"})),
+    ] {
+        let created = app
+            .post("/api/repos/create")
+            .token(&app.admin_token)
+            .json(&json!({"name": name, "organization": "acme"}))
+            .send()
+            .await;
+        assert_eq!(created.status, StatusCode::OK, "{:?}", created.error());
+        let body = [
+            json!({"key": "header", "value": {"summary": "First files", "description": ""}}),
+            json!({"key": "file", "value": {"path": "README.md", "encoding": "base64",
+                "content": "IyBIZWxsbwoKPHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pgo="}}),
+            json!({"key": "file", "value": {"path": "src/a.py", "encoding": "base64",
+                "content": "cHJpbnQoIjxiPmhpPC9iPiIpCg=="}}),
+        ]
+        .iter()
+        .map(|v| format!("{v}\n"))
+        .collect::<String>();
+        let committed = app
+            .post(&format!("/api/models/acme/{name}/commit/main"))
+            .token(&app.admin_token)
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await;
+        assert_eq!(committed.status, StatusCode::OK, "{:?}", committed.error());
+        let commit = committed.json()["commitOid"]
+            .as_str()
+            .expect("commit oid")
+            .to_owned();
+        commits.insert(name, commit);
+        if settings != json!({}) {
+            let changed = app
+                .request(
+                    axum::http::Method::PUT,
+                    &format!("/api/models/acme/{name}/settings"),
+                )
+                .token(&app.admin_token)
+                .json(&settings)
+                .send()
+                .await;
+            assert_eq!(changed.status, StatusCode::OK, "{:?}", changed.error());
+        }
+    }
+    World {
+        app,
+        member,
+        outsider,
+        commits,
+    }
+}
+
+/// The pages of a repository, and whether each shows files (gated for outsiders).
+fn pages(repo: &str, commit: &str) -> Vec<(String, bool)> {
+    vec![
+        (format!("/acme/{repo}"), false),
+        (format!("/acme/{repo}/tree/main"), false),
+        (format!("/acme/{repo}/tree/main/src"), false),
+        (format!("/acme/{repo}/commits/main"), false),
+        (format!("/acme/{repo}/discussions"), false),
+        (format!("/acme/{repo}/blob/main/src/a.py"), true),
+        (format!("/acme/{repo}/raw/main/src/a.py"), true),
+        (format!("/acme/{repo}/commit/{commit}"), true),
+    ]
+}
+
+#[tokio::test]
+async fn every_page_answers_who_may_see_it_like_the_api() {
+    let w = world().await;
+    let who: [(&str, Option<&str>); 4] = [
+        ("owner", Some(w.app.admin_token.as_str())),
+        ("member", Some(w.member.as_str())),
+        ("outsider", Some(w.outsider.as_str())),
+        ("anonymous", None),
+    ];
+    for repo in ["open", "secret", "gate"] {
+        for (page, files) in pages(repo, &w.commits[repo]) {
+            for (name, token) in who {
+                let mut request = w.app.get(&page);
+                if let Some(token) = token {
+                    request = request.token(token);
+                }
+                let response = request.send().await;
+                let insider = matches!(name, "owner" | "member");
+                let (status, code) = match (repo, name) {
+                    (_, _) if insider => (StatusCode::OK, None),
+                    ("open", _) => (StatusCode::OK, None),
+                    ("secret", "anonymous") => (StatusCode::UNAUTHORIZED, Some("RepoNotFound")),
+                    ("secret", _) => (StatusCode::NOT_FOUND, Some("RepoNotFound")),
+                    ("gate", "anonymous") if files => (StatusCode::UNAUTHORIZED, Some("GatedRepo")),
+                    ("gate", _) if files => (StatusCode::FORBIDDEN, Some("GatedRepo")),
+                    _ => (StatusCode::OK, None),
+                };
+                assert_eq!(response.status, status, "{name} on {page}");
+                assert_eq!(response.error().0, code, "{name} on {page}");
+                let content_type = response.header("content-type").unwrap_or_default();
+                if page.contains("/raw/") && status == StatusCode::OK {
+                    assert_eq!(content_type, "text/plain; charset=utf-8");
+                } else {
+                    assert_eq!(content_type, "text/html; charset=utf-8", "{name} on {page}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_private_page_is_exactly_a_missing_one_for_outsiders() {
+    let w = world().await;
+    for page in [
+        "/acme/secret/tree/main/src",
+        "/acme/secret/blob/main/src/a.py",
+    ] {
+        let hidden = w.app.get(page).token(&w.outsider).send().await;
+        let missing = w
+            .app
+            .get(&page.replace("secret", "nothing"))
+            .token(&w.outsider)
+            .send()
+            .await;
+        assert_eq!(hidden.status, missing.status);
+        assert_eq!(hidden.body, missing.body);
+    }
+}
+
+#[tokio::test]
+async fn pages_show_files_history_and_diffs() {
+    let w = world().await;
+    let text = |r: &crate::app::TestResponse| String::from_utf8_lossy(&r.body).into_owned();
+    let tree = w.app.get("/acme/open/tree/main").send().await;
+    let html = text(&tree);
+    assert!(html.contains("href=\"/acme/open/tree/main/src\""), "{html}");
+    assert!(html.contains("First files"), "last commit shown: {html}");
+    let blob = w.app.get("/acme/open/blob/main/src/a.py").send().await;
+    let html = text(&blob);
+    assert!(
+        html.contains("print(&#34;&#60;b&#62;hi&#60;/b&#62;&#34;)"),
+        "{html}"
+    );
+    let commit = w
+        .app
+        .get(&format!("/acme/open/commit/{}", w.commits["open"]))
+        .send()
+        .await;
+    let html = text(&commit);
+    assert!(
+        html.contains("First files") && html.contains("src/a.py"),
+        "{html}"
+    );
+    assert!(html.contains("class=\"add\""), "{html}");
+    let card = text(&w.app.get("/acme/open").send().await);
+    assert!(card.contains("<h1>Hello</h1>"), "{card}");
+    assert!(!card.contains("<script>alert"), "{card}");
+    let missing = w.app.get("/acme/open/blob/main/nope.txt").send().await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.error().0, Some("EntryNotFound"));
+    assert_eq!(
+        missing.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let bad_page = w.app.get("/acme/open/commits/main?p=x").send().await;
+    assert_eq!(bad_page.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn raw_files_are_never_interpreted() {
+    let w = world().await;
+    let raw = w.app.get("/acme/open/raw/main/src/a.py").send().await;
+    assert_eq!(raw.status, StatusCode::OK);
+    assert_eq!(raw.header("content-security-policy"), Some("sandbox"));
+    assert_eq!(raw.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(raw.body, b"print(\"<b>hi</b>\")\n");
+}
+
+#[tokio::test]
+async fn forms_from_a_session_need_its_csrf_token() {
+    let w = world().await;
+    let db = &w.app.state.db;
+    let otto = db.user_by_name("otto").await.expect("db").expect("otto");
+    let phc = trove::auth::password::hash_password("otto's long password").expect("hash");
+    db.set_password_hash(otto.id, &phc).await.expect("password");
+    let login = w
+        .app
+        .post("/api/login")
+        .json(&json!({"username": "otto", "password": "otto's long password"}))
+        .send()
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{:?}", login.error());
+    let cookie = login
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("cookie")
+        .to_owned();
+    let opened = w
+        .app
+        .post("/api/models/acme/open/discussions")
+        .token(&w.outsider)
+        .json(&json!({"title": "Question", "description": "Hi"}))
+        .send()
+        .await;
+    assert_eq!(opened.status, StatusCode::OK, "{:?}", opened.error());
+    let post = |csrf: &str| {
+        w.app
+            .post("/acme/open/discussions/1")
+            .header("cookie", &cookie)
+            .header("origin", crate::app::PUBLIC_URL)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("action=comment&comment=hello+there&csrf={csrf}"))
+            .send()
+    };
+    let refused = post("forged").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let page = w
+        .app
+        .get("/acme/open/discussions/1")
+        .header("cookie", &cookie)
+        .send()
+        .await;
+    let html = String::from_utf8_lossy(&page.body).into_owned();
+    assert!(!html.contains("hello there"));
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf field")
+        .to_owned();
+    let accepted = post(&csrf).await;
+    assert_eq!(
+        accepted.status,
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        accepted.error()
+    );
+    let page = w.app.get("/acme/open/discussions/1").send().await;
+    assert!(String::from_utf8_lossy(&page.body).contains("hello there"));
+    // Logging out is a form too.
+    let logout = |body: String| {
+        w.app
+            .post("/logout")
+            .header("cookie", &cookie)
+            .header("origin", crate::app::PUBLIC_URL)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    assert_eq!(logout(String::new()).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        logout(format!("csrf={csrf}")).await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn profiles_list_what_the_caller_may_see_and_members_to_members() {
+    let w = world().await;
+    let text = |r: &crate::app::TestResponse| String::from_utf8_lossy(&r.body).into_owned();
+    let member = text(&w.app.get("/acme").token(&w.member).send().await);
+    assert!(
+        member.contains("acme/secret") && member.contains("acme/open"),
+        "{member}"
+    );
+    assert!(
+        member.contains("class=\"list members\"") && member.contains(">mia<"),
+        "{member}"
+    );
+    let outsider = w.app.get("/acme").token(&w.outsider).send().await;
+    assert_eq!(outsider.status, StatusCode::OK);
+    let outsider = text(&outsider);
+    assert!(
+        outsider.contains("acme/open") && !outsider.contains("acme/secret"),
+        "{outsider}"
+    );
+    assert!(!outsider.contains("class=\"list members\""), "{outsider}");
+    let user = text(&w.app.get("/mia").send().await);
+    assert!(user.contains("href=\"/acme\""), "{user}");
+    let nobody = w.app.get("/nobody-here").send().await;
+    assert_eq!(nobody.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        nobody.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+}
+
+#[tokio::test]
+async fn tokens_page_needs_a_session_and_never_lets_a_token_mint_tokens() {
+    let w = world().await;
+    let anonymous = w.app.get("/settings/tokens").send().await;
+    assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
+    let minted = w
+        .app
+        .post("/settings/tokens")
+        .token(&w.outsider)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("name=x&role=write")
+        .send()
+        .await;
+    assert_eq!(minted.status, StatusCode::FORBIDDEN);
+    let otto = w
+        .app
+        .state
+        .db
+        .user_by_name("otto")
+        .await
+        .expect("db")
+        .expect("otto");
+    let tokens = w.app.state.db.list_tokens(otto.id).await.expect("tokens");
+    assert_eq!(tokens.len(), 1, "nothing written");
+}
+
+#[tokio::test]
+async fn settings_are_for_admins_and_change_what_the_api_changes() {
+    let w = world().await;
+    let cases = [
+        (
+            "/acme/open/settings",
+            Some(w.app.admin_token.as_str()),
+            StatusCode::OK,
+        ),
+        (
+            "/acme/open/settings",
+            Some(w.member.as_str()),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "/acme/open/settings",
+            Some(w.outsider.as_str()),
+            StatusCode::FORBIDDEN,
+        ),
+        ("/acme/open/settings", None, StatusCode::UNAUTHORIZED),
+        (
+            "/acme/secret/settings",
+            Some(w.outsider.as_str()),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/acme/gate/settings",
+            Some(w.app.admin_token.as_str()),
+            StatusCode::OK,
+        ),
+    ];
+    for (page, token, status) in cases {
+        let mut request = w.app.get(page);
+        if let Some(token) = token {
+            request = request.token(token);
+        }
+        assert_eq!(request.send().await.status, status, "{page} as {token:?}");
+    }
+    let form = |token: &str, body: &str| {
+        w.app
+            .post("/acme/open/settings")
+            .token(token)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .send()
+    };
+    let refused = form(&w.outsider, "action=visibility&value=private").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let bad = form(&w.app.admin_token, "action=visibility&value=sideways").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        w.app.get("/acme/open").send().await.status,
+        StatusCode::OK,
+        "nothing changed"
+    );
+    let done = form(&w.app.admin_token, "action=visibility&value=private").await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        w.app.get("/acme/open").send().await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}

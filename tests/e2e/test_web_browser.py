@@ -1,0 +1,234 @@
+"""The web UI in a real browser (headless Chromium driven by Playwright): what a person
+does — sign in, search, read a card, browse folders and files, open the commit and pull
+request links the client prints, comment and merge, manage tokens, watch a repository
+vanish when it turns private, request access to a gated one. Each test asserts on what the
+page shows and saves screenshots of the main pages (tests/e2e/artifacts/screenshots/)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from browser import chromium, new_page, shot, sign_in  # noqa: F401  (chromium is a fixture)
+from conftest import Hub, _start, clean_env, make_client, unique
+
+PASSWORD = "a long enough password"
+
+CARD = b"""---
+license: apache-2.0
+pipeline_tag: text-classification
+library_name: transformers
+language: [en, fr]
+---
+# Sentiment model
+
+<p align="center"><img src="assets/logo.png" width="64" alt="logo"></p>
+
+<details><summary>Training details</summary>
+
+Trained *carefully*.
+
+</details>
+
+<script>document.title = "pwned"</script>
+
+| metric | value |
+|---|---|
+| f1 | 0.91 |
+
+```python
+from transformers import pipeline
+```
+"""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    server = _start(tmp_path_factory, "trove-web-browser")
+    hub = Hub(server)
+    name = unique("wren")
+    server.create_user(name)
+    p = subprocess.run([str(server.binary), "user", "set-password", name, "--data-dir", str(server.data_dir)],
+                       input=PASSWORD + "\n", capture_output=True, text=True, timeout=60, env=clean_env())
+    assert p.returncode == 0, p.stderr
+    token = server.create_token(name, role="write", name="setup")
+    repo = hub.create_repo("sentiment", namespace=name, token=token)
+    hub.commit_files(repo, {"README.md": CARD, "config.json": b'{"hidden_size": 8}\n',
+                            "src/train.py": b"def train():\n    return 42  # done\n",
+                            "assets/logo.png": bytes.fromhex(
+                                "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                                "1f15c4890000000d49444154789c6360f8cf000000030101001825dd"
+                                "560000000049454e44ae426082")},
+                     summary="Add the model", token=token)
+    yield {"server": server, "hub": hub, "user": name, "token": token, "repo": repo}
+    hub.close()
+    server.stop()
+
+
+def test_sign_in_search_with_a_facet_and_read_a_card(site, chromium):
+    page = new_page(chromium, site["server"].url)
+    sign_in(page, site["user"], PASSWORD)
+    page.goto("/models")
+    page.fill("input[name=search]", "sentiment")
+    page.click("form.search button")
+    page.wait_for_selector(f"li.repo[data-id='{site['repo']}']")
+    page.click("section.facet a[data-value='text-classification']")
+    page.wait_for_url(re.compile(r"pipeline_tag=text-classification"))
+    assert page.locator(f"li.repo[data-id='{site['repo']}']").count() == 1
+    shot(page, "models-listing")
+    page.click(f"li.repo[data-id='{site['repo']}'] a.name")
+    page.wait_for_selector("article.card h1")
+    card = page.locator("article.card")
+    assert "Sentiment model" in card.inner_text()
+    assert card.locator("p[align=center] img").get_attribute("src").endswith("/resolve/main/assets/logo.png")
+    assert card.locator("details summary").inner_text() == "Training details"
+    assert card.locator("table td").first.inner_text() == "f1"
+    assert page.title() != "pwned", "card scripts never run"
+    chips = page.locator(".chips").inner_text()
+    assert "apache-2.0" in chips and "text-classification" in chips
+    assert "snapshot_download" in page.locator("#use-snippet").inner_text()
+    shot(page, "repo-card")
+    # Narrow screens work too.
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "repo-card-phone")
+
+
+def test_open_a_folder_and_a_file(site, chromium):
+    page = new_page(chromium, site["server"].url)
+    page.goto(f"/{site['repo']}/tree/main")
+    assert page.locator("tr.entry[data-name='src']").count() == 1
+    assert "Add the model" in page.locator("tr.entry[data-name='src'] td.last").inner_text()
+    shot(page, "tree")
+    page.click("tr.entry[data-name='src'] a")
+    page.wait_for_url(re.compile(r"/tree/main/src$"))
+    page.click("tr.entry[data-name='train.py'] a")
+    page.wait_for_url(re.compile(r"/blob/main/src/train.py$"))
+    code = page.locator("table.lines")
+    assert "return 42" in code.inner_text()
+    assert code.locator("span.hl-k").first.inner_text() == "def", "coloured by the page script"
+    shot(page, "blob")
+    raw = page.request.get(f"/{site['repo']}/raw/main/src/train.py")
+    assert raw.headers["content-security-policy"] == "sandbox"
+    assert raw.text().startswith("def train()")
+
+
+def test_the_commit_url_printed_by_upload_file_shows_the_diff(site, chromium, tmp_path):
+    client = make_client(site["server"], tmp_path)
+    run = client.py("""
+        info = api.upload_file(path_or_fileobj=b"def train():\\n    return 43\\n", path_in_repo="src/train.py",
+                               repo_id=ARGS["repo"], commit_message="Tune the answer")
+        emit({"url": info.commit_url})
+    """, token=site["token"], args={"repo": site["repo"]})
+    url = run.result["url"]
+    assert url.startswith(site["server"].url + f"/{site['repo']}/commit/"), url
+    page = new_page(chromium, site["server"].url)
+    response = page.goto(url)
+    assert response.status == 200
+    assert page.locator("h2.commit-title").inner_text() == "Tune the answer"
+    diff = page.locator("details.file-diff[data-path='src/train.py']")
+    assert "-    return 42" in diff.locator("tr.del").inner_text()
+    assert "+    return 43" in diff.locator("tr.add").inner_text()
+    shot(page, "commit")
+    page.goto(f"/{site['repo']}/commits/main")
+    assert page.locator("li.commit .title").first.inner_text() == "Tune the answer"
+    shot(page, "commits")
+
+
+def test_comment_on_and_merge_the_pull_request_create_pr_returned(site, chromium, tmp_path):
+    client = make_client(site["server"], tmp_path)
+    run = client.py("""
+        info = api.upload_file(path_or_fileobj=b"more docs\\n", path_in_repo="docs/more.md",
+                               repo_id=ARGS["repo"], commit_message="Add docs", create_pr=True)
+        emit({"url": info.pr_url})
+    """, token=site["token"], args={"repo": site["repo"]})
+    url = run.result["url"]
+    assert re.search(r"/discussions/\d+$", url), url
+    page = new_page(chromium, site["server"].url)
+    sign_in(page, site["user"], PASSWORD)
+    page.goto(url)
+    assert "docs/more.md" in page.locator("details.file-diff").inner_text()
+    page.fill("textarea[name=comment]", "Looks **good**")
+    page.click("button[value=comment]")
+    page.wait_for_selector(".event.comment strong:has-text('good')")
+    shot(page, "pull-request")
+    page.click("button[value=merge]")
+    page.wait_for_selector("#status:has-text('merged')")
+    page.goto(f"/{site['repo']}/tree/main/docs")
+    assert page.locator("tr.entry[data-name='more.md']").count() == 1
+    page.goto(f"/{site['repo']}/discussions?status=all&type=pull_request")
+    assert "merged" in page.locator("ol.discussions").inner_text()
+    shot(page, "discussions")
+
+
+def test_create_use_and_revoke_a_token(site, chromium, tmp_path):
+    page = new_page(chromium, site["server"].url)
+    sign_in(page, site["user"], PASSWORD)
+    page.goto("/settings/tokens")
+    page.fill("form.stack input[name=name]", "laptop")
+    page.check("input[name=role][value=read]")
+    page.fill("input[name=days]", "30")
+    page.click("form.stack button[type=submit]")
+    secret = page.locator("#new-secret").inner_text().strip()
+    assert secret.startswith("hf_"), secret
+    shot(page, "tokens-created")
+    client = make_client(site["server"], tmp_path)
+    who = client.py("emit(api.whoami()['name'])", token=secret)
+    assert who.result == site["user"]
+    page.goto("/settings/tokens")
+    assert page.locator("#new-secret").count() == 0, "the secret is shown once"
+    page.click("tr.token[data-name='laptop'] button")
+    page.wait_for_url(re.compile(r"/settings/tokens$"))
+    assert page.locator("tr.token[data-name='laptop']").count() == 0
+    refused = client.py("api.whoami()", token=secret, check=False)
+    assert refused.returncode != 0
+
+
+def test_a_repo_turned_private_vanishes_for_anonymous_visitors(site, chromium):
+    hub, repo = site["hub"], site["hub"].create_repo("soon-private", namespace=site["user"], token=site["token"])
+    hub.commit_files(repo, {"README.md": b"# Soon private\n"}, token=site["token"])
+    anonymous = new_page(chromium, site["server"].url)
+    assert anonymous.goto(f"/{repo}").status == 200
+    owner = new_page(chromium, site["server"].url)
+    sign_in(owner, site["user"], PASSWORD)
+    owner.goto(f"/{repo}")
+    owner.click(".repo-tabs a:has-text('Settings')")
+    owner.click("button[value=private]")
+    owner.wait_for_selector("#visibility:has-text('private')")
+    shot(owner, "settings")
+    response = anonymous.goto(f"/{repo}")
+    assert response.status == 401 and "Repository not found" in anonymous.content()
+    shot(anonymous, "private-for-anonymous")
+    assert owner.goto(f"/{repo}").status == 200
+    assert owner.goto(f"/{repo}/tree/main").status == 200
+
+
+def test_request_access_to_a_gated_repo_and_get_it(site, chromium):
+    hub = site["hub"]
+    repo = hub.create_repo("gated", namespace=site["user"], token=site["token"])
+    hub.commit_files(repo, {"README.md": b"# Gated\n", "weights.txt": b"secret sauce\n"}, token=site["token"])
+    owner = new_page(chromium, site["server"].url)
+    sign_in(owner, site["user"], PASSWORD)
+    owner.goto(f"/{repo}/settings")
+    owner.click("button[value=manual]")
+    owner.wait_for_selector("#gating:has-text('manual')")
+    visitor = unique("vic")
+    server = site["server"]
+    server.create_user(visitor)
+    p = subprocess.run([str(server.binary), "user", "set-password", visitor, "--data-dir", str(server.data_dir)],
+                       input=PASSWORD + "\n", capture_output=True, text=True, timeout=60, env=clean_env())
+    assert p.returncode == 0, p.stderr
+    page = new_page(chromium, server.url)
+    sign_in(page, visitor, PASSWORD)
+    assert page.goto(f"/{repo}/blob/main/weights.txt").status == 403
+    page.goto(f"/{repo}")
+    shot(page, "gated")
+    page.click(".gate button")
+    page.wait_for_selector(".notice:has-text('pending')")
+    owner.goto(f"/{repo}/settings")
+    owner.click(f"tr.request[data-user='{visitor}'] button[value=accepted]")
+    owner.wait_for_selector(f"tr.request[data-user='{visitor}']:has-text('accepted')")
+    shot(owner, "access-requests")
+    assert page.goto(f"/{repo}/blob/main/weights.txt").status == 200
+    assert "secret sauce" in page.locator("table.lines").inner_text()
