@@ -10,8 +10,10 @@
 //! - [`shard`]: parsing an uploaded shard with a memory budget, and checking each file's
 //!   terms against the xorbs we hold.
 //! - [`plan`]: which stored bytes reconstruct a file or a byte range of it.
+//! - [`chunk`]: content-defined chunking with the Xet clients' boundaries.
 //! - [`decode`]: turning stored xorb bytes back into file bytes, chunk by chunk.
 
+pub mod chunk;
 pub mod decode;
 pub mod hash;
 pub mod plan;
