@@ -75,8 +75,10 @@ impl Db {
         &self,
         hash: &[u8; 32],
         xorb: &XorbRecord,
+        chunk_hashes: &[[u8; 32]],
         now_ms: i64,
     ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "INSERT INTO xet_xorbs (hash, stored_bytes, raw_bytes, num_chunks, chunk_index, created_at) \
              VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
@@ -87,8 +89,23 @@ impl Db {
         .bind(xorb.num_chunks as i64)
         .bind(xorb.chunk_index.as_slice())
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        // The chunk index learns the xorb's chunks in the same transaction, so an entry never
+        // names a xorb the index does not hold.
+        for (i, batch) in chunk_hashes.chunks(HASHES_PER_QUERY / 2).enumerate() {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT INTO xet_chunks (hash, xorb, idx) ");
+            let base = i * (HASHES_PER_QUERY / 2);
+            q.push_values(batch.iter().enumerate(), |mut row, (j, h)| {
+                row.push_bind(h.as_slice())
+                    .push_bind(hash.as_slice())
+                    .push_bind((base + j) as i64);
+            });
+            q.push(" ON CONFLICT (hash) DO NOTHING");
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -347,8 +364,16 @@ mod tests {
             num_chunks: 1,
             chunk_index: vec![1; 40],
         };
-        assert!(db.record_xorb(&[1; 32], &rec, 1).await.expect("insert"));
-        assert!(!db.record_xorb(&[1; 32], &rec, 2).await.expect("again"));
+        assert!(
+            db.record_xorb(&[1; 32], &rec, &[[9; 32]], 1)
+                .await
+                .expect("insert")
+        );
+        assert!(
+            !db.record_xorb(&[1; 32], &rec, &[[9; 32]], 2)
+                .await
+                .expect("again")
+        );
         assert_eq!(db.xorb_stored_bytes(&[1; 32]).await.expect("q"), Some(10));
         assert_eq!(db.xorb_stored_bytes(&[2; 32]).await.expect("q"), None);
         let found = db.xorb_indices(&[[1; 32], [2; 32]]).await.expect("q");

@@ -40,4 +40,4 @@ pub use local::LocalStore;
 pub use read::{READ_CHUNK, read_chunks};
 pub use stream::WRITE_BATCH;
 pub use trove_types::Sha256Hex;
-pub use xorbs::StagedXorb;
+pub use xorbs::{StagedXorb, XorbIdentity};

@@ -116,6 +116,17 @@ impl LocalStore {
         }
     }
 
+    /// Delete whole-file object `oid` (once its bytes are held as xorbs, or freed). Missing
+    /// is not an error. Readers that opened it already keep reading their handle.
+    pub async fn remove_object(&self, oid: &Sha256Hex) -> Result<bool, StoreError> {
+        let path = self.local_path(oid);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_at(path)(e)),
+        }
+    }
+
     /// Where object `oid` lives (or would live), for zero-copy serving by the local fast
     /// path. The file exists only if the object is stored; check with [`Self::size_of`] or
     /// handle `NotFound` on open.

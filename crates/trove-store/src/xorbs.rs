@@ -17,6 +17,13 @@ use tokio::io::AsyncWriteExt;
 /// Write buffer for staging: large enough that the blocking-pool hop per write is amortized.
 const STAGE_BUFFER: usize = 1 << 20;
 
+/// Which file holds a stored xorb, for deleting exactly that file and not a later one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XorbIdentity {
+    pub inode: u64,
+    pub len: u64,
+}
+
 /// An uploaded xorb body in a temp file, not yet visible. Dropping it deletes the file.
 #[derive(Debug)]
 pub struct StagedXorb {
@@ -35,6 +42,11 @@ impl StagedXorb {
     }
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+    /// Bytes the caller wrote into a staged xorb it built (see
+    /// [`LocalStore::create_staged_xorb`]).
+    pub fn set_len(&mut self, len: u64) {
+        self.len = len;
     }
 }
 
@@ -72,6 +84,20 @@ impl LocalStore {
         Ok(StagedXorb { temp, len })
     }
 
+    /// A new, empty staged xorb for the server to write itself (packing a plain LFS upload),
+    /// with the file open for writing. Blocking: call from the blocking pool. The caller
+    /// records how much it wrote with [`StagedXorb::set_len`] before publishing.
+    pub fn create_staged_xorb(&self) -> Result<(StagedXorb, fs::File), StoreError> {
+        let path = self.new_tmp_path("pack");
+        let temp = TempGuard::file(path.clone());
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        Ok((StagedXorb { temp, len: 0 }, file))
+    }
+
     /// Make a validated staged xorb visible as `hash_hex`, keeping only its first
     /// `content_len` bytes (the chunk records; a client's footer is dropped). Fsyncs the file
     /// and its directory before returning. Blocking work runs off the async threads.
@@ -107,6 +133,53 @@ impl LocalStore {
         };
         file.seek(SeekFrom::Start(start)).map_err(io_at(&path))?;
         Ok(Some(file))
+    }
+
+    /// Delete xorb `hash_hex` if it is still the file `expected` describes (same inode and
+    /// length): a compare-and-delete, so a xorb published again meanwhile under the same name
+    /// (a new file) survives. Returns whether a file was deleted.
+    pub async fn remove_xorb_if(
+        &self,
+        hash_hex: &str,
+        expected: XorbIdentity,
+    ) -> Result<bool, StoreError> {
+        let path = self.xorb_path(hash_hex);
+        blocking(move || {
+            use std::os::unix::fs::MetadataExt;
+            let meta = match fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(io_at(&path)(e)),
+            };
+            if meta.ino() != expected.inode || meta.len() != expected.len {
+                return Ok(false);
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(io_at(&path)(e)),
+            }
+            if let Some(dir) = path.parent() {
+                durable::sync_dir(dir)?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    /// What identifies the stored file of xorb `hash_hex` for [`Self::remove_xorb_if`];
+    /// `None` if it is not stored.
+    pub async fn xorb_identity(&self, hash_hex: &str) -> Result<Option<XorbIdentity>, StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.xorb_path(hash_hex);
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(Some(XorbIdentity {
+                inode: m.ino(),
+                len: m.len(),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_at(path)(e)),
+        }
     }
 
     /// Whether xorb `hash_hex` is stored.

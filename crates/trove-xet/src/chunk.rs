@@ -22,20 +22,11 @@ const MASK: u64 = ((TARGET_CHUNK - 1) as u64) << (64 - TARGET_CHUNK.trailing_zer
 const WINDOW: usize = 64;
 
 /// Finds chunk boundaries in a stream fed piece by piece.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Chunker {
     hasher: gearhash::Hasher<'static>,
     /// Bytes of the current, unfinished chunk seen so far.
     len: usize,
-}
-
-impl Default for Chunker {
-    fn default() -> Self {
-        Self {
-            hasher: gearhash::Hasher::default(),
-            len: 0,
-        }
-    }
 }
 
 impl Chunker {

@@ -179,7 +179,7 @@ mod tests {
     #[test]
     fn compressed_xorbs_are_smaller() {
         let text = b"the same words again and again ".repeat(2000);
-        let (_, index, _, _) = pack(&[text.clone()]);
+        let (_, index, _, _) = pack(std::slice::from_ref(&text));
         assert!(index.stored_len() < text.len() as u64 / 4);
     }
 

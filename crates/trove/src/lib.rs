@@ -22,6 +22,7 @@ pub mod markdown;
 pub mod repos;
 pub mod signing;
 pub mod state;
+pub mod storage;
 
 /// The whole HTTP application on `state`: every route and layer the server runs.
 pub fn app(state: state::AppState) -> axum::Router {

@@ -73,7 +73,11 @@ where
             num_chunks: index.num_chunks(),
             chunk_index: index.encode(),
         };
-        state.db.record_xorb(&raw, &record, now).await?;
+        let chunk_hashes: Vec<[u8; 32]> = index.chunks.iter().map(|c| c.hash.to_bytes()).collect();
+        state
+            .db
+            .record_xorb(&raw, &record, &chunk_hashes, now)
+            .await?;
         tracing::info!(xorb = %hash, chunks = record.num_chunks, bytes = record.stored_bytes, "xet.xorb_stored");
     }
     let linked = state.db.link_repo_xorb(repo_id, &raw, now).await?;
