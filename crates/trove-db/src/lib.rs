@@ -37,7 +37,7 @@ pub use search::{
     BulkRepo, CardParse, Cursor, IndexUpdate, ListQuery, Listed, Page, RepoIndex, SortKey,
     Visibility,
 };
-pub use storage::ChunkLocation;
+pub use storage::{ChunkLocation, RepoStorage, StorageTotals};
 pub use tokens::{NewScope, ScopeTarget, Token, TokenRole, TokenScope};
 pub use users::User;
 pub use xet::{XetFile, XorbRecord};

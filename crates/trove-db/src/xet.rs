@@ -236,6 +236,17 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         for xorb in xorbs {
+            // Garbage collection drops unreferenced xorbs in a transaction of its own: a
+            // file must not name one that went meanwhile.
+            let held: Option<i64> = sqlx::query_scalar("SELECT 1 FROM xet_xorbs WHERE hash = ?")
+                .bind(xorb.as_slice())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if held.is_none() {
+                return Err(DbError::NotFound {
+                    what: "xorb (garbage-collected meanwhile)",
+                });
+            }
             sqlx::query(
                 "INSERT INTO xet_file_xorbs (file_hash, xorb) VALUES (?, ?) \
                  ON CONFLICT (file_hash, xorb) DO NOTHING",

@@ -24,6 +24,7 @@
 //! root/tmp/                       in-flight writes; anything older than a day is removed by open
 //! root/multipart/<upload_id>/     one S3-style multipart upload: `meta`, `data`, `part-<n>` markers
 //! root/xorbs/ab/<xorb hash>       Xet xorbs: validated chunk records, no footer (see `xorbs`)
+//! root/gc-trash/<xorb hash>       xorbs garbage collection moved aside while it decides
 //! ```
 
 mod durable;
@@ -40,4 +41,4 @@ pub use local::LocalStore;
 pub use read::{READ_CHUNK, read_chunks};
 pub use stream::WRITE_BATCH;
 pub use trove_types::Sha256Hex;
-pub use xorbs::{StagedXorb, XorbIdentity};
+pub use xorbs::StagedXorb;

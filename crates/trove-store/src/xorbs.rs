@@ -17,13 +17,6 @@ use tokio::io::AsyncWriteExt;
 /// Write buffer for staging: large enough that the blocking-pool hop per write is amortized.
 const STAGE_BUFFER: usize = 1 << 20;
 
-/// Which file holds a stored xorb, for deleting exactly that file and not a later one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct XorbIdentity {
-    pub inode: u64,
-    pub len: u64,
-}
-
 /// An uploaded xorb body in a temp file, not yet visible. Dropping it deletes the file.
 #[derive(Debug)]
 pub struct StagedXorb {
@@ -135,51 +128,96 @@ impl LocalStore {
         Ok(Some(file))
     }
 
-    /// Delete xorb `hash_hex` if it is still the file `expected` describes (same inode and
-    /// length): a compare-and-delete, so a xorb published again meanwhile under the same name
-    /// (a new file) survives. Returns whether a file was deleted.
-    pub async fn remove_xorb_if(
-        &self,
-        hash_hex: &str,
-        expected: XorbIdentity,
-    ) -> Result<bool, StoreError> {
-        let path = self.xorb_path(hash_hex);
+    /// Moves xorb `hash_hex` aside into `gc-trash/` (one atomic rename), so that readers no
+    /// longer find it while garbage collection decides in the database; `None` if it is not
+    /// stored. Afterwards either [`Self::restore_xorb`] or [`Self::discard_trashed_xorb`].
+    pub async fn trash_xorb(&self, hash_hex: &str) -> Result<Option<PathBuf>, StoreError> {
+        let from = self.xorb_path(hash_hex);
+        let dir = self.root.join("gc-trash");
+        let to = dir.join(hash_hex);
         blocking(move || {
-            use std::os::unix::fs::MetadataExt;
-            let meta = match fs::metadata(&path) {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-                Err(e) => return Err(io_at(&path)(e)),
-            };
-            if meta.ino() != expected.inode || meta.len() != expected.len {
-                return Ok(false);
+            fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+            match fs::rename(&from, &to) {
+                Ok(()) => Ok(Some(to)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(io_at(&from)(e)),
             }
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-                Err(e) => return Err(io_at(&path)(e)),
-            }
-            if let Some(dir) = path.parent() {
-                durable::sync_dir(dir)?;
-            }
-            Ok(true)
         })
         .await
     }
 
-    /// What identifies the stored file of xorb `hash_hex` for [`Self::remove_xorb_if`];
-    /// `None` if it is not stored.
-    pub async fn xorb_identity(&self, hash_hex: &str) -> Result<Option<XorbIdentity>, StoreError> {
-        use std::os::unix::fs::MetadataExt;
-        let path = self.xorb_path(hash_hex);
-        match tokio::fs::metadata(&path).await {
-            Ok(m) => Ok(Some(XorbIdentity {
-                inode: m.ino(),
-                len: m.len(),
-            })),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_at(path)(e)),
+    /// Puts a trashed xorb back, unless a new copy was published meanwhile (then the trashed
+    /// one is dropped: both hold the same chunks).
+    pub async fn restore_xorb(&self, hash_hex: &str, trashed: PathBuf) -> Result<(), StoreError> {
+        let dest = self.xorb_path(hash_hex);
+        blocking(move || {
+            match fs::hard_link(&trashed, &dest) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_at(&dest)(e)),
+            }
+            fs::remove_file(&trashed).map_err(io_at(&trashed))?;
+            if let Some(dir) = dest.parent() {
+                durable::sync_dir(dir)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes a trashed xorb for good.
+    pub async fn discard_trashed_xorb(&self, trashed: PathBuf) -> Result<(), StoreError> {
+        match tokio::fs::remove_file(&trashed).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_at(trashed)(e)),
         }
+    }
+
+    /// Xorbs left in `gc-trash/` by a collection that stopped midway: (hash hex, path).
+    pub async fn trashed_xorbs(&self) -> Result<Vec<(String, PathBuf)>, StoreError> {
+        let dir = self.root.join("gc-trash");
+        blocking(move || {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(io_at(&dir)(e)),
+            };
+            let mut out = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(io_at(&dir))?;
+                if let Some(name) = entry.file_name().to_str() {
+                    out.push((name.to_owned(), entry.path()));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Every stored xorb file: (hash hex, bytes). For storage checks (fsck, stats).
+    pub async fn stored_xorbs(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let dir = self.root.join("xorbs");
+        blocking(move || {
+            let mut out = Vec::new();
+            let prefixes = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(io_at(&dir)(e)),
+            };
+            for prefix in prefixes {
+                let prefix = prefix.map_err(io_at(&dir))?.path();
+                for entry in fs::read_dir(&prefix).map_err(io_at(&prefix))? {
+                    let entry = entry.map_err(io_at(&prefix))?;
+                    let len = entry.metadata().map_err(io_at(entry.path()))?.len();
+                    if let Some(name) = entry.file_name().to_str() {
+                        out.push((name.to_owned(), len));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Whether xorb `hash_hex` is stored.

@@ -45,6 +45,20 @@ pub enum Command {
         /// `ns/name` of a model, or `dataset:ns/name`, `space:ns/name`, `model:ns/name`.
         repo: Option<String>,
     },
+    /// Free what no ref of any repository references any more from the chunk store (LFS
+    /// objects, Xet files, xorbs), once older than the grace period. Safe while the server runs.
+    Gc {
+        /// Report what would be freed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Grace period: nothing uploaded or linked more recently is freed (`0s`, `90m`, `12h`,
+        /// `28d`; default 28d, longer than clients cache xorbs).
+        #[arg(long)]
+        grace: Option<String>,
+    },
+    /// The chunk store's figures.
+    #[command(subcommand)]
+    Storage(StorageCommand),
     /// Fill the database with synthetic indexed repositories for the search benchmark
     /// (bench/search/); never on a data dir that matters.
     #[command(hide = true)]
@@ -55,6 +69,16 @@ pub enum Command {
         /// Random seed: the same seed gives the same catalogue.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StorageCommand {
+    /// Logical bytes, stored bytes and the dedup ratio, overall, per namespace and per repo.
+    Stats {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -37,11 +37,13 @@ where
     S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
 {
     let raw = hash.to_bytes();
+    // A xorb garbage collection has moved aside is missing, whatever the index says.
     if state
         .db
         .repo_xorb_stored_bytes(repo_id, &raw)
         .await?
         .is_some()
+        && state.store.has_xorb(&hash.hex()).await?
     {
         return Ok(false);
     }
@@ -62,7 +64,9 @@ where
         }
     })?;
     let now = now_ms();
-    if state.db.xorb_stored_bytes(&raw).await?.is_none() {
+    if state.db.xorb_stored_bytes(&raw).await?.is_none()
+        || !state.store.has_xorb(&hash.hex()).await?
+    {
         state
             .store
             .publish_xorb(staged, &hash.hex(), index.stored_len())

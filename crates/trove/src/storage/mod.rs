@@ -1,4 +1,7 @@
 //! The chunk store as a whole, across repositories and upload paths: plain LFS uploads
-//! packed into the same xorbs as Xet uploads ([`ingest`]).
+//! packed into the same xorbs as Xet uploads ([`ingest`]), garbage collection ([`gc`]) and
+//! the store's figures ([`stats`]).
 
+pub mod gc;
 pub mod ingest;
+pub mod stats;

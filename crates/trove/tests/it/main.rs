@@ -11,3 +11,4 @@ mod layering;
 mod limits;
 mod recovery;
 mod storage;
+mod storage_gc;
