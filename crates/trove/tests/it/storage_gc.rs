@@ -152,33 +152,56 @@ async fn run_sequence(seed: u64, steps: usize) {
             .insert("main".into(), BTreeMap::new());
     }
     let mut next_ref = 0u64;
+    let mut uploads = 0u64;
     for step in 0..steps {
         let repo = repos[rng.below(repos.len() as u64) as usize];
         match rng.below(10) {
-            // Upload a variant and commit it to main (replacing what the path held).
+            // Upload a variant and commit it to main or to a branch (replacing what the path
+            // held): branches diverge, so what only a branch holds dies with it.
             0..=3 => {
-                let data = variant(&base, rng.below(6));
+                let branches: Vec<String> = model[repo]
+                    .keys()
+                    .filter(|r| !r.starts_with('t'))
+                    .cloned()
+                    .collect();
+                let branch = branches[rng.below(branches.len() as u64) as usize].clone();
+                // Mostly fresh variants, sometimes one uploaded before (shared objects).
+                uploads += 1;
+                let data = variant(
+                    &base,
+                    if rng.below(4) == 0 {
+                        rng.below(uploads)
+                    } else {
+                        uploads
+                    },
+                );
                 let oid = upload(&app, repo, &data).await;
                 let path = format!("w{}.bin", rng.below(2));
-                commit(&app, repo, "main", &path, &oid, data.len()).await;
+                commit(&app, repo, &branch, &path, &oid, data.len()).await;
                 let sha = hex::encode(Sha256::digest(&data));
                 model
                     .entry(repo.into())
                     .or_default()
-                    .entry("main".into())
+                    .entry(branch)
                     .or_default()
                     .insert(path, sha);
             }
             // Upload without committing: pending, freed by a grace-0 GC.
             4 => {
-                upload(&app, repo, &variant(&base, 10 + rng.below(3))).await;
+                uploads += 1;
+                upload(&app, repo, &variant(&base, uploads)).await;
             }
-            // Branch or tag from main, keeping main's current files alive through it.
+            // A branch from main, or a tag of any branch, keeping its files alive.
             5 | 6 => {
                 next_ref += 1;
-                let files = model[repo]["main"].clone();
+                let branches: Vec<String> = model[repo]
+                    .keys()
+                    .filter(|r| !r.starts_with('t'))
+                    .cloned()
+                    .collect();
                 if rng.below(2) == 0 {
                     let name = format!("b{next_ref}");
+                    let files = model[repo]["main"].clone();
                     send_ok(
                         &app,
                         Method::POST,
@@ -188,11 +211,13 @@ async fn run_sequence(seed: u64, steps: usize) {
                     .await;
                     model.get_mut(repo).expect("repo").insert(name, files);
                 } else {
+                    let from = branches[rng.below(branches.len() as u64) as usize].clone();
+                    let files = model[repo][&from].clone();
                     let name = format!("t{next_ref}");
                     send_ok(
                         &app,
                         Method::POST,
-                        &format!("/api/models/admin/{repo}/tag/main"),
+                        &format!("/api/models/admin/{repo}/tag/{from}"),
                         json!({"tag": name}),
                     )
                     .await;
@@ -284,7 +309,7 @@ async fn run_sequence(seed: u64, steps: usize) {
 #[tokio::test]
 async fn gc_never_frees_a_chunk_a_live_file_needs() {
     for seed in [1u64, 7, 42] {
-        run_sequence(seed, 40).await;
+        run_sequence(seed, 60).await;
     }
 }
 
@@ -310,4 +335,69 @@ async fn gc_keeps_everything_inside_the_grace_period() {
     // Outside the grace period, the uncommitted upload goes.
     gc::collect(&app.state, 0, false).await.expect("gc");
     assert_eq!(xorb_bytes(app.state.store.root()), 0);
+}
+
+#[tokio::test]
+async fn what_only_a_tag_holds_survives_and_a_deleted_branch_frees_its_own() {
+    let app = TestApp::new().await;
+    send_ok(
+        &app,
+        Method::POST,
+        "/api/repos/create",
+        json!({"name": "t"}),
+    )
+    .await;
+    let base = random_bytes(9, 300_000);
+    let main_data = variant(&base, 1);
+    let oid = upload(&app, "t", &main_data).await;
+    commit(&app, "t", "main", "w.bin", &oid, main_data.len()).await;
+    for (branch, v) in [("tagged", 2u64), ("dropped", 3)] {
+        send_ok(
+            &app,
+            Method::POST,
+            &format!("/api/models/admin/t/branch/{branch}"),
+            json!({}),
+        )
+        .await;
+        let data = random_bytes(100 + v, 200_000);
+        let oid = upload(&app, "t", &data).await;
+        commit(&app, "t", branch, "only.bin", &oid, data.len()).await;
+    }
+    send_ok(
+        &app,
+        Method::POST,
+        "/api/models/admin/t/tag/tagged",
+        json!({"tag": "v1"}),
+    )
+    .await;
+    for branch in ["tagged", "dropped"] {
+        let r = app
+            .request(
+                Method::DELETE,
+                &format!("/api/models/admin/t/branch/{branch}"),
+            )
+            .token(&app.admin_token)
+            .send()
+            .await;
+        assert!(r.status.is_success(), "{:?}", r.error());
+    }
+    let before = xorb_bytes(app.state.store.root());
+    let report = gc::collect(&app.state, 0, false).await.expect("gc");
+    assert_eq!(report.objects_forgotten, 1, "{report:?}");
+    let freed = before - xorb_bytes(app.state.store.root());
+    // The dropped branch's 200 000 random bytes, plus one 8-byte header per chunk.
+    assert!(
+        (200_000..=200_000 + 8 * 8).contains(&freed),
+        "freed {freed}"
+    );
+    let mut model: Model = BTreeMap::new();
+    let t = model.entry("t".into()).or_default();
+    t.entry("v1".into()).or_default().insert(
+        "only.bin".into(),
+        hex::encode(Sha256::digest(random_bytes(102, 200_000))),
+    );
+    t.entry("main".into())
+        .or_default()
+        .insert("w.bin".into(), hex::encode(Sha256::digest(&main_data)));
+    check_all(&app, &model, 0).await;
 }
