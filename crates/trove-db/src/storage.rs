@@ -221,6 +221,16 @@ impl Db {
         }
         Ok(out)
     }
+
+    /// Some repository LFS object `oid` is linked to, if any.
+    pub async fn a_repo_linking(&self, oid: &Sha256Hex) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT repo_id FROM repo_lfs_objects WHERE sha256 = ? ORDER BY repo_id LIMIT 1",
+        )
+        .bind(oid.as_str())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
 }
 
 /// The chunk store's totals.

@@ -80,6 +80,9 @@ pub enum StorageCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move whole-file LFS objects stored before the chunk store into it. Resumable: run it
+    /// again after an interruption. Safe while the server runs.
+    Migrate,
 }
 
 #[derive(Subcommand, Debug)]

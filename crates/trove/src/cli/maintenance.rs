@@ -1,5 +1,5 @@
 //! Admin commands that do server work on a data dir (with or without the server running):
-//! `trove reindex`, `trove gc`, `trove storage stats`.
+//! `trove reindex`, `trove gc`, `trove storage stats`, `trove storage migrate`.
 
 use crate::config::{Config, ServeOverrides};
 use crate::repos::index::reindex_repo;
@@ -162,6 +162,28 @@ pub async fn storage_stats(data_dir: &Path, json: bool) -> anyhow::Result<()> {
     );
     for u in &stats.repos {
         println!("{:<50} {:>8} {:>16}", u.name, u.files, u.logical_bytes);
+    }
+    Ok(())
+}
+
+/// `trove storage migrate`.
+pub async fn storage_migrate(data_dir: &Path) -> anyhow::Result<()> {
+    let state = open_state(data_dir).await?;
+    let report = crate::storage::migrate::migrate(&state, |r, total| {
+        eprint!(
+            "\rmigrated {} of {total} objects ({} bytes)",
+            r.migrated, r.migrated_bytes
+        );
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("migration: {e}"))?;
+    eprintln!();
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if report.failed > 0 {
+        anyhow::bail!(
+            "{} objects could not be migrated (see the log)",
+            report.failed
+        );
     }
     Ok(())
 }

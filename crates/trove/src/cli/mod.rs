@@ -72,6 +72,9 @@ pub fn main() -> std::process::ExitCode {
             Command::Storage(args::StorageCommand::Stats { json }) => {
                 maintenance::storage_stats(&cli.data_dir, json).await
             }
+            Command::Storage(args::StorageCommand::Migrate) => {
+                maintenance::storage_migrate(&cli.data_dir).await
+            }
             Command::Hook(_) => unreachable!("hooks are dispatched above"),
             Command::BenchSeedSearch { repos, seed } => seed::run(&cli.data_dir, repos, seed).await,
         }

@@ -206,3 +206,81 @@ async fn repeated_chunks_within_one_file_are_stored_once() {
     assert_eq!(got.status, StatusCode::OK);
     assert!(got.body == data);
 }
+
+#[tokio::test]
+async fn migration_moves_whole_objects_into_the_chunk_store_and_can_run_again() {
+    let app = TestApp::new().await;
+    create(&app, "legacy").await;
+    let repo = app
+        .state
+        .db
+        .repo_by_name(
+            trove_types::RepoType::Model,
+            &trove_types::RepoId::parse("admin/legacy").expect("id"),
+        )
+        .await
+        .expect("query")
+        .expect("repo");
+    // An object as stores held them before: whole, recorded and linked, no Xet file.
+    let data = random_bytes(11, 700_000);
+    let oid = Sha256Hex::parse(&hex::encode(Sha256::digest(&data))).expect("oid");
+    let body =
+        futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(data.clone()))]);
+    app.state
+        .store
+        .put(&oid, data.len() as u64, body)
+        .await
+        .expect("put");
+    app.state
+        .db
+        .record_lfs_object(&oid, data.len() as u64, 1)
+        .await
+        .expect("record");
+    app.state
+        .db
+        .link_repo_object(repo.id, &oid, 1)
+        .await
+        .expect("link");
+    // An orphan nobody links is left for GC.
+    let orphan = random_bytes(12, 1000);
+    let orphan_oid = Sha256Hex::parse(&hex::encode(Sha256::digest(&orphan))).expect("oid");
+    app.state
+        .store
+        .put(
+            &orphan_oid,
+            orphan.len() as u64,
+            futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(orphan))]),
+        )
+        .await
+        .expect("put");
+
+    let report = trove::storage::migrate::migrate(&app.state, |_, _| {})
+        .await
+        .expect("migrate");
+    assert_eq!(
+        (report.migrated, report.unlinked_skipped, report.failed),
+        (1, 1, 0)
+    );
+    assert!(!app.state.store.local_path(&oid).exists());
+    assert!(
+        app.state
+            .db
+            .xet_file_by_sha256(&oid)
+            .await
+            .expect("query")
+            .is_some()
+    );
+    let again = trove::storage::migrate::migrate(&app.state, |_, _| {})
+        .await
+        .expect("migrate again");
+    assert_eq!(again.migrated, 0, "nothing left to do");
+
+    commit_pointer(&app, "legacy", "old.bin", oid.as_str(), data.len()).await;
+    let got = app
+        .get("/admin/legacy/resolve/main/old.bin")
+        .token(&app.admin_token)
+        .send()
+        .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert!(got.body == data);
+}
