@@ -281,6 +281,42 @@ impl Db {
         Ok(())
     }
 
+    /// A page of recorded xorbs in hash order after `after`: (hash, chunk index).
+    pub async fn xorbs_page(
+        &self,
+        after: &[u8; 32],
+        limit: u32,
+    ) -> Result<Vec<([u8; 32], Vec<u8>)>> {
+        let rows = sqlx::query(
+            "SELECT hash, chunk_index FROM xet_xorbs WHERE hash > ? ORDER BY hash LIMIT ?",
+        )
+        .bind(after.as_slice())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    hash_from_sql(row.try_get("hash")?)?,
+                    row.try_get("chunk_index")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// A page of Xet files in file-hash order after `after`.
+    pub async fn xet_files_page(&self, after: &[u8; 32], limit: u32) -> Result<Vec<XetFile>> {
+        let rows = sqlx::query(
+            "SELECT file_hash, size, sha256, terms FROM xet_files WHERE file_hash > ? \
+             ORDER BY file_hash LIMIT ?",
+        )
+        .bind(after.as_slice())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(file_from_row).collect()
+    }
+
     /// A verified Xet file by its Xet hash.
     pub async fn xet_file(&self, file_hash: &[u8; 32]) -> Result<Option<XetFile>> {
         let row =

@@ -59,6 +59,9 @@ pub enum Command {
     /// The chunk store's figures.
     #[command(subcommand)]
     Storage(StorageCommand),
+    /// Check every xorb (every chunk decompressed and hashed) and every Xet file (terms and
+    /// file hash); names the files a damaged xorb affects. Exits nonzero on damage.
+    Fsck,
     /// Fill the database with synthetic indexed repositories for the search benchmark
     /// (bench/search/); never on a data dir that matters.
     #[command(hide = true)]

@@ -1,5 +1,6 @@
 //! Admin commands that do server work on a data dir (with or without the server running):
-//! `trove reindex`, `trove gc`, `trove storage stats`, `trove storage migrate`.
+//! `trove reindex`, `trove gc`, `trove storage stats`, `trove storage migrate`,
+//! `trove fsck`.
 
 use crate::config::{Config, ServeOverrides};
 use crate::repos::index::reindex_repo;
@@ -183,6 +184,23 @@ pub async fn storage_migrate(data_dir: &Path) -> anyhow::Result<()> {
         anyhow::bail!(
             "{} objects could not be migrated (see the log)",
             report.failed
+        );
+    }
+    Ok(())
+}
+
+/// `trove fsck`.
+pub async fn fsck(data_dir: &Path) -> anyhow::Result<()> {
+    let state = open_state(data_dir).await?;
+    let report = crate::storage::fsck::check(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("fsck: {e}"))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if !report.is_clean() {
+        anyhow::bail!(
+            "{} damaged xorbs, {} damaged files",
+            report.damaged_xorbs.len(),
+            report.damaged_files.len()
         );
     }
     Ok(())

@@ -72,6 +72,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Storage(args::StorageCommand::Stats { json }) => {
                 maintenance::storage_stats(&cli.data_dir, json).await
             }
+            Command::Fsck => maintenance::fsck(&cli.data_dir).await,
             Command::Storage(args::StorageCommand::Migrate) => {
                 maintenance::storage_migrate(&cli.data_dir).await
             }

@@ -284,3 +284,33 @@ async fn migration_moves_whole_objects_into_the_chunk_store_and_can_run_again() 
     assert_eq!(got.status, StatusCode::OK);
     assert!(got.body == data);
 }
+
+#[tokio::test]
+async fn fsck_names_the_files_a_damaged_xorb_affects() {
+    let app = TestApp::new().await;
+    create(&app, "checked").await;
+    let data = random_bytes(21, 500_000);
+    let oid = lfs_upload(&app, "checked", &data).await;
+    let clean = trove::storage::fsck::check(&app.state).await.expect("fsck");
+    assert!(clean.is_clean(), "{clean:?}");
+    assert_eq!((clean.xorbs_checked, clean.files_checked), (1, 1));
+    assert!(clean.chunks_checked >= 4);
+
+    // Flip one byte inside the (raw-stored) chunk data of the only xorb.
+    let xorb = std::fs::read_dir(app.state.store.root().join("xorbs"))
+        .expect("xorbs")
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).expect("prefix").flatten())
+        .next()
+        .expect("a xorb")
+        .path();
+    let mut bytes = std::fs::read(&xorb).expect("read");
+    bytes[1000] ^= 0xff;
+    std::fs::write(&xorb, bytes).expect("write");
+
+    let report = trove::storage::fsck::check(&app.state).await.expect("fsck");
+    assert!(!report.is_clean());
+    assert_eq!(report.damaged_xorbs.len(), 1);
+    assert_eq!(report.damaged_files.len(), 1);
+    assert_eq!(report.damaged_files[0].name, oid);
+}
