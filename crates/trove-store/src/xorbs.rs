@@ -296,4 +296,35 @@ mod tests {
                 .is_none()
         );
     }
+
+    #[tokio::test]
+    async fn a_trashed_xorb_is_hidden_until_restored_or_discarded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(dir.path().to_owned()).await.expect("open");
+        let hex = "ef".repeat(32);
+        let staged = store
+            .stage_xorb(body(&[b"chunks"]), 100)
+            .await
+            .expect("stage");
+        store.publish_xorb(staged, &hex, 6).await.expect("publish");
+        let trashed = store
+            .trash_xorb(&hex)
+            .await
+            .expect("trash")
+            .expect("was stored");
+        assert!(!store.has_xorb(&hex).await.expect("has"));
+        assert_eq!(store.trashed_xorbs().await.expect("list").len(), 1);
+        store.restore_xorb(&hex, trashed).await.expect("restore");
+        assert!(store.has_xorb(&hex).await.expect("has"));
+        assert!(store.trashed_xorbs().await.expect("list").is_empty());
+        let trashed = store
+            .trash_xorb(&hex)
+            .await
+            .expect("trash")
+            .expect("was stored");
+        store.discard_trashed_xorb(trashed).await.expect("discard");
+        assert!(!store.has_xorb(&hex).await.expect("has"));
+        assert!(store.trash_xorb(&hex).await.expect("trash").is_none());
+        assert!(store.trashed_xorbs().await.expect("list").is_empty());
+    }
 }
