@@ -18,6 +18,7 @@ mod locks;
 mod orgs;
 mod repos;
 mod search;
+mod storage;
 mod tokens;
 mod users;
 mod webhooks;
@@ -42,6 +43,7 @@ pub use search::{
     BulkRepo, CardParse, Cursor, IndexUpdate, ListQuery, Listed, Page, RepoIndex, SortKey,
     Visibility,
 };
+pub use storage::{ChunkLocation, RepoStorage, StorageTotals};
 pub use tokens::{NewScope, ScopeTarget, Token, TokenRole, TokenScope};
 pub use users::User;
 pub use webhooks::{AttemptOutcome, Delivery, NewDelivery, Watched, Webhook, WebhookSpec};

@@ -75,8 +75,10 @@ impl Db {
         &self,
         hash: &[u8; 32],
         xorb: &XorbRecord,
+        chunk_hashes: &[[u8; 32]],
         now_ms: i64,
     ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "INSERT INTO xet_xorbs (hash, stored_bytes, raw_bytes, num_chunks, chunk_index, created_at) \
              VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
@@ -87,8 +89,23 @@ impl Db {
         .bind(xorb.num_chunks as i64)
         .bind(xorb.chunk_index.as_slice())
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        // The chunk index learns the xorb's chunks in the same transaction, so an entry never
+        // names a xorb the index does not hold.
+        for (i, batch) in chunk_hashes.chunks(HASHES_PER_QUERY / 2).enumerate() {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT INTO xet_chunks (hash, xorb, idx) ");
+            let base = i * (HASHES_PER_QUERY / 2);
+            q.push_values(batch.iter().enumerate(), |mut row, (j, h)| {
+                row.push_bind(h.as_slice())
+                    .push_bind(hash.as_slice())
+                    .push_bind((base + j) as i64);
+            });
+            q.push(" ON CONFLICT (hash) DO NOTHING");
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -219,6 +236,17 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         for xorb in xorbs {
+            // Garbage collection drops unreferenced xorbs in a transaction of its own: a
+            // file must not name one that went meanwhile.
+            let held: Option<i64> = sqlx::query_scalar("SELECT 1 FROM xet_xorbs WHERE hash = ?")
+                .bind(xorb.as_slice())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if held.is_none() {
+                return Err(DbError::NotFound {
+                    what: "xorb (garbage-collected meanwhile)",
+                });
+            }
             sqlx::query(
                 "INSERT INTO xet_file_xorbs (file_hash, xorb) VALUES (?, ?) \
                  ON CONFLICT (file_hash, xorb) DO NOTHING",
@@ -251,6 +279,42 @@ impl Db {
         ))?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// A page of recorded xorbs in hash order after `after`: (hash, chunk index).
+    pub async fn xorbs_page(
+        &self,
+        after: &[u8; 32],
+        limit: u32,
+    ) -> Result<Vec<([u8; 32], Vec<u8>)>> {
+        let rows = sqlx::query(
+            "SELECT hash, chunk_index FROM xet_xorbs WHERE hash > ? ORDER BY hash LIMIT ?",
+        )
+        .bind(after.as_slice())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    hash_from_sql(row.try_get("hash")?)?,
+                    row.try_get("chunk_index")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// A page of Xet files in file-hash order after `after`.
+    pub async fn xet_files_page(&self, after: &[u8; 32], limit: u32) -> Result<Vec<XetFile>> {
+        let rows = sqlx::query(
+            "SELECT file_hash, size, sha256, terms FROM xet_files WHERE file_hash > ? \
+             ORDER BY file_hash LIMIT ?",
+        )
+        .bind(after.as_slice())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(file_from_row).collect()
     }
 
     /// A verified Xet file by its Xet hash.
@@ -347,8 +411,16 @@ mod tests {
             num_chunks: 1,
             chunk_index: vec![1; 40],
         };
-        assert!(db.record_xorb(&[1; 32], &rec, 1).await.expect("insert"));
-        assert!(!db.record_xorb(&[1; 32], &rec, 2).await.expect("again"));
+        assert!(
+            db.record_xorb(&[1; 32], &rec, &[[9; 32]], 1)
+                .await
+                .expect("insert")
+        );
+        assert!(
+            !db.record_xorb(&[1; 32], &rec, &[[9; 32]], 2)
+                .await
+                .expect("again")
+        );
         assert_eq!(db.xorb_stored_bytes(&[1; 32]).await.expect("q"), Some(10));
         assert_eq!(db.xorb_stored_bytes(&[2; 32]).await.expect("q"), None);
         let found = db.xorb_indices(&[[1; 32], [2; 32]]).await.expect("q");

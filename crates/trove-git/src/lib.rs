@@ -25,6 +25,7 @@ mod log;
 mod merge;
 mod paths;
 mod push;
+mod reachable;
 mod recovery;
 mod refs;
 mod repo;

@@ -24,6 +24,7 @@
 //! root/tmp/                       in-flight writes; anything older than a day is removed by open
 //! root/multipart/<upload_id>/     one S3-style multipart upload: `meta`, `data`, `part-<n>` markers
 //! root/xorbs/ab/<xorb hash>       Xet xorbs: validated chunk records, no footer (see `xorbs`)
+//! root/gc-trash/<xorb hash>       xorbs garbage collection moved aside while it decides
 //! ```
 
 mod durable;

@@ -116,6 +116,50 @@ impl LocalStore {
         }
     }
 
+    /// Delete whole-file object `oid` (once its bytes are held as xorbs, or freed). Missing
+    /// is not an error. Readers that opened it already keep reading their handle.
+    pub async fn remove_object(&self, oid: &Sha256Hex) -> Result<bool, StoreError> {
+        let path = self.local_path(oid);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_at(path)(e)),
+        }
+    }
+
+    /// Every whole-file object in the store, with its size (for migrating them into the
+    /// chunk store). Names that are not oids are skipped.
+    pub async fn whole_objects(&self) -> Result<Vec<(Sha256Hex, u64)>, StoreError> {
+        let root = self.objects_dir();
+        blocking(move || {
+            let mut out = Vec::new();
+            let mut dirs = vec![root];
+            while let Some(dir) = dirs.pop() {
+                let entries = match fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_at(&dir)(e)),
+                };
+                for entry in entries {
+                    let entry = entry.map_err(io_at(&dir))?;
+                    let meta = entry.metadata().map_err(io_at(entry.path()))?;
+                    if meta.is_dir() {
+                        dirs.push(entry.path());
+                    } else if let Some(oid) = entry
+                        .file_name()
+                        .to_str()
+                        .and_then(|n| Sha256Hex::parse(n).ok())
+                    {
+                        out.push((oid, meta.len()));
+                    }
+                }
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
+    }
+
     /// Where object `oid` lives (or would live), for zero-copy serving by the local fast
     /// path. The file exists only if the object is stored; check with [`Self::size_of`] or
     /// handle `NotFound` on open.

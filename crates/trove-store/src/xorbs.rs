@@ -36,6 +36,11 @@ impl StagedXorb {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    /// Bytes the caller wrote into a staged xorb it built (see
+    /// [`LocalStore::create_staged_xorb`]).
+    pub fn set_len(&mut self, len: u64) {
+        self.len = len;
+    }
 }
 
 impl LocalStore {
@@ -70,6 +75,20 @@ impl LocalStore {
         }
         out.flush().await.map_err(io_at(&path))?;
         Ok(StagedXorb { temp, len })
+    }
+
+    /// A new, empty staged xorb for the server to write itself (packing a plain LFS upload),
+    /// with the file open for writing. Blocking: call from the blocking pool. The caller
+    /// records how much it wrote with [`StagedXorb::set_len`] before publishing.
+    pub fn create_staged_xorb(&self) -> Result<(StagedXorb, fs::File), StoreError> {
+        let path = self.new_tmp_path("pack");
+        let temp = TempGuard::file(path.clone());
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        Ok((StagedXorb { temp, len: 0 }, file))
     }
 
     /// Make a validated staged xorb visible as `hash_hex`, keeping only its first
@@ -107,6 +126,98 @@ impl LocalStore {
         };
         file.seek(SeekFrom::Start(start)).map_err(io_at(&path))?;
         Ok(Some(file))
+    }
+
+    /// Moves xorb `hash_hex` aside into `gc-trash/` (one atomic rename), so that readers no
+    /// longer find it while garbage collection decides in the database; `None` if it is not
+    /// stored. Afterwards either [`Self::restore_xorb`] or [`Self::discard_trashed_xorb`].
+    pub async fn trash_xorb(&self, hash_hex: &str) -> Result<Option<PathBuf>, StoreError> {
+        let from = self.xorb_path(hash_hex);
+        let dir = self.root.join("gc-trash");
+        let to = dir.join(hash_hex);
+        blocking(move || {
+            fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+            match fs::rename(&from, &to) {
+                Ok(()) => Ok(Some(to)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(io_at(&from)(e)),
+            }
+        })
+        .await
+    }
+
+    /// Puts a trashed xorb back, unless a new copy was published meanwhile (then the trashed
+    /// one is dropped: both hold the same chunks).
+    pub async fn restore_xorb(&self, hash_hex: &str, trashed: PathBuf) -> Result<(), StoreError> {
+        let dest = self.xorb_path(hash_hex);
+        blocking(move || {
+            match fs::hard_link(&trashed, &dest) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_at(&dest)(e)),
+            }
+            fs::remove_file(&trashed).map_err(io_at(&trashed))?;
+            if let Some(dir) = dest.parent() {
+                durable::sync_dir(dir)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes a trashed xorb for good.
+    pub async fn discard_trashed_xorb(&self, trashed: PathBuf) -> Result<(), StoreError> {
+        match tokio::fs::remove_file(&trashed).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_at(trashed)(e)),
+        }
+    }
+
+    /// Xorbs left in `gc-trash/` by a collection that stopped midway: (hash hex, path).
+    pub async fn trashed_xorbs(&self) -> Result<Vec<(String, PathBuf)>, StoreError> {
+        let dir = self.root.join("gc-trash");
+        blocking(move || {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(io_at(&dir)(e)),
+            };
+            let mut out = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(io_at(&dir))?;
+                if let Some(name) = entry.file_name().to_str() {
+                    out.push((name.to_owned(), entry.path()));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Every stored xorb file: (hash hex, bytes). For storage checks (fsck, stats).
+    pub async fn stored_xorbs(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let dir = self.root.join("xorbs");
+        blocking(move || {
+            let mut out = Vec::new();
+            let prefixes = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(io_at(&dir)(e)),
+            };
+            for prefix in prefixes {
+                let prefix = prefix.map_err(io_at(&dir))?.path();
+                for entry in fs::read_dir(&prefix).map_err(io_at(&prefix))? {
+                    let entry = entry.map_err(io_at(&prefix))?;
+                    let len = entry.metadata().map_err(io_at(entry.path()))?.len();
+                    if let Some(name) = entry.file_name().to_str() {
+                        out.push((name.to_owned(), len));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Whether xorb `hash_hex` is stored.
@@ -184,5 +295,36 @@ mod tests {
                 .expect("open")
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn a_trashed_xorb_is_hidden_until_restored_or_discarded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(dir.path().to_owned()).await.expect("open");
+        let hex = "ef".repeat(32);
+        let staged = store
+            .stage_xorb(body(&[b"chunks"]), 100)
+            .await
+            .expect("stage");
+        store.publish_xorb(staged, &hex, 6).await.expect("publish");
+        let trashed = store
+            .trash_xorb(&hex)
+            .await
+            .expect("trash")
+            .expect("was stored");
+        assert!(!store.has_xorb(&hex).await.expect("has"));
+        assert_eq!(store.trashed_xorbs().await.expect("list").len(), 1);
+        store.restore_xorb(&hex, trashed).await.expect("restore");
+        assert!(store.has_xorb(&hex).await.expect("has"));
+        assert!(store.trashed_xorbs().await.expect("list").is_empty());
+        let trashed = store
+            .trash_xorb(&hex)
+            .await
+            .expect("trash")
+            .expect("was stored");
+        store.discard_trashed_xorb(trashed).await.expect("discard");
+        assert!(!store.has_xorb(&hex).await.expect("has"));
+        assert!(store.trash_xorb(&hex).await.expect("trash").is_none());
+        assert!(store.trashed_xorbs().await.expect("list").is_empty());
     }
 }

@@ -9,11 +9,15 @@
 //!   root compared with the announced hash) and the per-chunk index we keep for it.
 //! - [`shard`]: parsing an uploaded shard with a memory budget, and checking each file's
 //!   terms against the xorbs we hold.
+//! - [`pack`]: packing chunks into xorbs on the server (plain LFS uploads).
 //! - [`plan`]: which stored bytes reconstruct a file or a byte range of it.
+//! - [`chunk`]: content-defined chunking with the Xet clients' boundaries.
 //! - [`decode`]: turning stored xorb bytes back into file bytes, chunk by chunk.
 
+pub mod chunk;
 pub mod decode;
 pub mod hash;
+pub mod pack;
 pub mod plan;
 pub mod shard;
 pub mod xorb;

@@ -23,6 +23,7 @@ pub mod markdown;
 pub mod repos;
 pub mod signing;
 pub mod state;
+pub mod storage;
 pub mod webhooks;
 
 /// The whole HTTP application on `state`: every route and layer the server runs.

@@ -45,6 +45,23 @@ pub enum Command {
         /// `ns/name` of a model, or `dataset:ns/name`, `space:ns/name`, `model:ns/name`.
         repo: Option<String>,
     },
+    /// Free what no ref of any repository references any more from the chunk store (LFS
+    /// objects, Xet files, xorbs), once older than the grace period. Safe while the server runs.
+    Gc {
+        /// Report what would be freed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Grace period: nothing uploaded or linked more recently is freed (`0s`, `90m`, `12h`,
+        /// `28d`; default 28d, longer than clients cache xorbs).
+        #[arg(long)]
+        grace: Option<String>,
+    },
+    /// The chunk store's figures.
+    #[command(subcommand)]
+    Storage(StorageCommand),
+    /// Check every xorb (every chunk decompressed and hashed) and every Xet file (terms and
+    /// file hash); names the files a damaged xorb affects. Exits nonzero on damage.
+    Fsck,
     /// Fill the database with synthetic indexed repositories for the search benchmark
     /// (bench/search/); never on a data dir that matters.
     #[command(hide = true)]
@@ -56,6 +73,19 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StorageCommand {
+    /// Logical bytes, stored bytes and the dedup ratio, overall, per namespace and per repo.
+    Stats {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move whole-file LFS objects stored before the chunk store into it. Resumable: run it
+    /// again after an interruption. Safe while the server runs.
+    Migrate,
 }
 
 #[derive(Subcommand, Debug)]

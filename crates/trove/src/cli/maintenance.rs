@@ -1,5 +1,6 @@
 //! Admin commands that do server work on a data dir (with or without the server running):
-//! `trove reindex`.
+//! `trove reindex`, `trove gc`, `trove storage stats`, `trove storage migrate`,
+//! `trove fsck`.
 
 use crate::config::{Config, ServeOverrides};
 use crate::repos::index::reindex_repo;
@@ -81,6 +82,127 @@ pub async fn reindex(data_dir: &Path, repo: Option<&str>) -> anyhow::Result<()> 
         }
     );
     anyhow::ensure!(failed == 0, "{failed} repositories could not be reindexed");
+    Ok(())
+}
+
+/// The state of a data dir for a maintenance command (the server may be running too).
+async fn open_state(data_dir: &Path) -> anyhow::Result<AppState> {
+    let db = crate::cli::admin::open_existing_db(data_dir).await?;
+    let config = Config::load(data_dir, ServeOverrides::default())?;
+    let store = LocalStore::open(data_dir.join("lfs"))
+        .await
+        .context("opening the LFS store")?;
+    let signer = UrlSigner::load_or_create(data_dir)?;
+    AppState::new(config, db, store, signer)
+}
+
+/// `30s`, `90m`, `12h`, `28d` (or a bare number of seconds) in milliseconds.
+pub fn parse_duration_ms(text: &str) -> anyhow::Result<i64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number
+        .parse()
+        .with_context(|| format!("not a duration: {text:?} (e.g. 0s, 90m, 12h, 28d)"))?;
+    let unit_ms: i64 = match unit {
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => anyhow::bail!("unknown duration unit {unit:?} in {text:?}: use s, m, h, d or w"),
+    };
+    n.checked_mul(unit_ms)
+        .with_context(|| format!("duration too long: {text:?}"))
+}
+
+/// `trove gc`: one garbage collection of the chunk store.
+pub async fn gc(data_dir: &Path, dry_run: bool, grace: Option<&str>) -> anyhow::Result<()> {
+    let grace_ms = match grace {
+        Some(g) => parse_duration_ms(g)?,
+        None => crate::storage::gc::DEFAULT_GRACE_MS,
+    };
+    let state = open_state(data_dir).await?;
+    let report = crate::storage::gc::collect(&state, grace_ms, dry_run)
+        .await
+        .map_err(|e| anyhow::anyhow!("garbage collection: {e}"))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// `trove storage stats`.
+pub async fn storage_stats(data_dir: &Path, json: bool) -> anyhow::Result<()> {
+    let state = open_state(data_dir).await?;
+    let stats = crate::storage::stats::stats(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("storage stats: {e}"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+        return Ok(());
+    }
+    println!(
+        "logical {} B, distinct {} B, stored {} B, dedup ratio {:.3}",
+        stats.logical_bytes, stats.distinct_bytes, stats.stored_bytes, stats.dedup_ratio
+    );
+    println!(
+        "{} LFS objects, {} xorbs, {} chunks indexed",
+        stats.lfs_objects, stats.xorbs, stats.chunks
+    );
+    println!(
+        "\n{:<50} {:>8} {:>16}",
+        "namespace", "files", "logical bytes"
+    );
+    for u in &stats.namespaces {
+        println!("{:<50} {:>8} {:>16}", u.name, u.files, u.logical_bytes);
+    }
+    println!(
+        "\n{:<50} {:>8} {:>16}",
+        "repository", "files", "logical bytes"
+    );
+    for u in &stats.repos {
+        println!("{:<50} {:>8} {:>16}", u.name, u.files, u.logical_bytes);
+    }
+    Ok(())
+}
+
+/// `trove storage migrate`.
+pub async fn storage_migrate(data_dir: &Path) -> anyhow::Result<()> {
+    let state = open_state(data_dir).await?;
+    let report = crate::storage::migrate::migrate(&state, |r, total| {
+        eprint!(
+            "\rmigrated {} of {total} objects ({} bytes)",
+            r.migrated, r.migrated_bytes
+        );
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("migration: {e}"))?;
+    eprintln!();
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if report.failed > 0 {
+        anyhow::bail!(
+            "{} objects could not be migrated (see the log)",
+            report.failed
+        );
+    }
+    Ok(())
+}
+
+/// `trove fsck`.
+pub async fn fsck(data_dir: &Path) -> anyhow::Result<()> {
+    let state = open_state(data_dir).await?;
+    let report = crate::storage::fsck::check(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("fsck: {e}"))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if !report.is_clean() {
+        anyhow::bail!(
+            "{} damaged xorbs, {} damaged files",
+            report.damaged_xorbs.len(),
+            report.damaged_files.len()
+        );
+    }
     Ok(())
 }
 

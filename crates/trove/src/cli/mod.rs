@@ -68,6 +68,16 @@ pub fn main() -> std::process::ExitCode {
             Command::Audit { org, limit } => {
                 admin::run_audit(&admin::open_existing_db(&cli.data_dir).await?, org, limit).await
             }
+            Command::Gc { dry_run, grace } => {
+                maintenance::gc(&cli.data_dir, dry_run, grace.as_deref()).await
+            }
+            Command::Storage(args::StorageCommand::Stats { json }) => {
+                maintenance::storage_stats(&cli.data_dir, json).await
+            }
+            Command::Fsck => maintenance::fsck(&cli.data_dir).await,
+            Command::Storage(args::StorageCommand::Migrate) => {
+                maintenance::storage_migrate(&cli.data_dir).await
+            }
             Command::Hook(_) => unreachable!("hooks are dispatched above"),
             Command::BenchSeedSearch { repos, seed } => seed::run(&cli.data_dir, repos, seed).await,
         }

@@ -1,11 +1,12 @@
 //! LFS objects as a repository receives them: bytes streamed into the store and verified
-//! against their oid, then recorded and linked to the repository they were uploaded for. A
-//! repository may reference an object only once such a link exists, so knowing a hash never
-//! grants another repository's content.
+//! against their oid, moved into the chunk store (see `storage::ingest`), then recorded and
+//! linked to the repository they were uploaded for. A repository may reference an object
+//! only once such a link exists, so knowing a hash never grants another repository's content.
 
 use crate::clock::now_ms;
 use crate::error::ApiResult;
 use crate::state::AppState;
+use crate::storage::ingest::ingest_object;
 use bytes::Bytes;
 use futures_util::Stream;
 use std::io;
@@ -33,6 +34,7 @@ where
     S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
 {
     let outcome = state.store.put(oid, size, body).await?;
+    ingest_object(state, repo_id, oid, size).await?;
     publish(state, repo_id, oid, size).await?;
     tracing::info!(oid = %oid, size_bytes = size, new = matches!(outcome, PutOutcome::Stored), "lfs object uploaded");
     Ok(outcome)
@@ -48,6 +50,7 @@ pub async fn complete_multipart(
     size: u64,
 ) -> ApiResult<()> {
     state.store.multipart_complete(upload_id).await?;
+    ingest_object(state, repo_id, oid, size).await?;
     publish(state, repo_id, oid, size).await?;
     tracing::info!(oid = %oid, size_bytes = size, "lfs multipart upload completed");
     Ok(())

@@ -37,11 +37,13 @@ where
     S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
 {
     let raw = hash.to_bytes();
+    // A xorb garbage collection has moved aside is missing, whatever the index says.
     if state
         .db
         .repo_xorb_stored_bytes(repo_id, &raw)
         .await?
         .is_some()
+        && state.store.has_xorb(&hash.hex()).await?
     {
         return Ok(false);
     }
@@ -62,7 +64,9 @@ where
         }
     })?;
     let now = now_ms();
-    if state.db.xorb_stored_bytes(&raw).await?.is_none() {
+    if state.db.xorb_stored_bytes(&raw).await?.is_none()
+        || !state.store.has_xorb(&hash.hex()).await?
+    {
         state
             .store
             .publish_xorb(staged, &hash.hex(), index.stored_len())
@@ -73,7 +77,11 @@ where
             num_chunks: index.num_chunks(),
             chunk_index: index.encode(),
         };
-        state.db.record_xorb(&raw, &record, now).await?;
+        let chunk_hashes: Vec<[u8; 32]> = index.chunks.iter().map(|c| c.hash.to_bytes()).collect();
+        state
+            .db
+            .record_xorb(&raw, &record, &chunk_hashes, now)
+            .await?;
         tracing::info!(xorb = %hash, chunks = record.num_chunks, bytes = record.stored_bytes, "xet.xorb_stored");
     }
     let linked = state.db.link_repo_xorb(repo_id, &raw, now).await?;

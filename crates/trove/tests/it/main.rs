@@ -11,5 +11,7 @@ mod hostile;
 mod layering;
 mod limits;
 mod recovery;
+mod storage;
+mod storage_gc;
 mod web;
 mod webhooks;

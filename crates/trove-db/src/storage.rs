@@ -1,0 +1,287 @@
+//! The chunk store seen as a whole: where chunks are (the chunk index), and what the store
+//! holds against what repositories reference (storage statistics).
+
+use crate::Db;
+use crate::error::Result;
+use sqlx::{QueryBuilder, Row, Sqlite};
+use std::collections::HashMap;
+use trove_types::Sha256Hex;
+
+/// Hashes per lookup query, well under SQLite's bound-parameter limit.
+const HASHES_PER_QUERY: usize = 500;
+
+/// Where a chunk can be read: its xorb and its index in that xorb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLocation {
+    pub xorb: [u8; 32],
+    pub index: u32,
+}
+
+impl Db {
+    /// The locations of those of `hashes` the chunk index holds.
+    pub async fn chunk_locations(
+        &self,
+        hashes: &[[u8; 32]],
+    ) -> Result<HashMap<[u8; 32], ChunkLocation>> {
+        let mut out = HashMap::new();
+        for batch in hashes.chunks(HASHES_PER_QUERY) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT hash, xorb, idx FROM xet_chunks WHERE hash IN (");
+            let mut sep = q.separated(", ");
+            for h in batch {
+                sep.push_bind(h.as_slice());
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&self.pool).await? {
+                let (hash, xorb, idx): (Vec<u8>, Vec<u8>, i64) =
+                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                if let (Ok(hash), Ok(xorb), Ok(index)) = (
+                    <[u8; 32]>::try_from(hash.as_slice()),
+                    <[u8; 32]>::try_from(xorb.as_slice()),
+                    u32::try_from(idx),
+                ) {
+                    out.insert(hash, ChunkLocation { xorb, index });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A page of LFS objects in oid order after `after` (`None` = from the start): each with
+    /// its size and the last time it was uploaded or linked to a repository (milliseconds).
+    pub async fn lfs_objects_page(
+        &self,
+        after: Option<&Sha256Hex>,
+        limit: u32,
+    ) -> Result<Vec<(Sha256Hex, u64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT o.sha256, o.size, MAX(o.created_at, \
+                 COALESCE((SELECT MAX(r.created_at) FROM repo_lfs_objects r WHERE r.sha256 = o.sha256), 0)) \
+             FROM lfs_objects o WHERE o.sha256 > ? ORDER BY o.sha256 LIMIT ?",
+        )
+        .bind(after.map_or("", |a| a.as_str()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (oid, size, touched): (String, i64, i64) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            if let Ok(oid) = Sha256Hex::parse(&oid) {
+                out.push((oid, u64::try_from(size).unwrap_or(0), touched));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets LFS object `oid` — its repository links, the Xet files holding its bytes and
+    /// the object itself — unless it was uploaded or linked at or after `cutoff_ms`.
+    /// Returns whether it was forgotten. The xorbs those files named are left for
+    /// [`Db::drop_xorb_if_unreferenced`].
+    pub async fn forget_lfs_object(&self, oid: &Sha256Hex, cutoff_ms: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let recent: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM lfs_objects WHERE sha256 = ? AND (created_at >= ? OR EXISTS \
+                 (SELECT 1 FROM repo_lfs_objects WHERE sha256 = ? AND created_at >= ?))",
+        )
+        .bind(oid.as_str())
+        .bind(cutoff_ms)
+        .bind(oid.as_str())
+        .bind(cutoff_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if recent.is_some() {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM repo_lfs_objects WHERE sha256 = ?")
+            .bind(oid.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "DELETE FROM xet_file_xorbs WHERE file_hash IN (SELECT file_hash FROM xet_files WHERE sha256 = ?)",
+        )
+        .bind(oid.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM xet_files WHERE sha256 = ?")
+            .bind(oid.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM lfs_objects WHERE sha256 = ?")
+            .bind(oid.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A page of xorbs (hash order, after `after`) created before `cutoff_ms` that no
+    /// recorded file names, with their stored size.
+    pub async fn unreferenced_xorbs_page(
+        &self,
+        after: &[u8; 32],
+        cutoff_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<([u8; 32], u64)>> {
+        let rows = sqlx::query(
+            "SELECT x.hash, x.stored_bytes FROM xet_xorbs x WHERE x.hash > ? AND x.created_at < ? \
+             AND NOT EXISTS (SELECT 1 FROM xet_file_xorbs fx WHERE fx.xorb = x.hash) \
+             ORDER BY x.hash LIMIT ?",
+        )
+        .bind(after.as_slice())
+        .bind(cutoff_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (hash, bytes): (Vec<u8>, i64) = (row.try_get(0)?, row.try_get(1)?);
+            if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
+                out.push((hash, u64::try_from(bytes).unwrap_or(0)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops xorb `hash` from the indices — its chunk-index entries first, then the
+    /// repositories' references, then the xorb — if it is still older than `cutoff_ms` and
+    /// no file names it. One transaction, so a file recorded concurrently either names it
+    /// first (and it stays) or finds it gone (and is refused, see [`Db::record_xet_file`]).
+    pub async fn drop_xorb_if_unreferenced(&self, hash: &[u8; 32], cutoff_ms: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let still: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM xet_xorbs x WHERE x.hash = ? AND x.created_at < ? \
+             AND NOT EXISTS (SELECT 1 FROM xet_file_xorbs fx WHERE fx.xorb = x.hash)",
+        )
+        .bind(hash.as_slice())
+        .bind(cutoff_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if still.is_none() {
+            return Ok(false);
+        }
+        for sql in [
+            "DELETE FROM xet_chunks WHERE xorb = ?",
+            "DELETE FROM xet_repo_xorbs WHERE hash = ?",
+            "DELETE FROM xet_xorbs WHERE hash = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(hash.as_slice())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The store's totals: (distinct LFS objects, their bytes, xorbs, xorb stored bytes,
+    /// xorb raw bytes, chunks indexed).
+    pub async fn storage_totals(&self) -> Result<StorageTotals> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM lfs_objects), (SELECT COALESCE(SUM(size), 0) FROM lfs_objects), \
+                    (SELECT COUNT(*) FROM xet_xorbs), (SELECT COALESCE(SUM(stored_bytes), 0) FROM xet_xorbs), \
+                    (SELECT COALESCE(SUM(raw_bytes), 0) FROM xet_xorbs), (SELECT COUNT(*) FROM xet_chunks)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let n = |i: usize| -> Result<u64> {
+            let v: i64 = row.try_get(i)?;
+            Ok(u64::try_from(v).unwrap_or(0))
+        };
+        Ok(StorageTotals {
+            objects: n(0)?,
+            object_bytes: n(1)?,
+            xorbs: n(2)?,
+            xorb_stored_bytes: n(3)?,
+            xorb_raw_bytes: n(4)?,
+            chunks: n(5)?,
+        })
+    }
+
+    /// Per repository: (type, namespace, name, LFS objects linked, their bytes), largest first.
+    pub async fn storage_by_repo(&self) -> Result<Vec<RepoStorage>> {
+        let rows = sqlx::query(
+            "SELECT r.repo_type, r.namespace, r.name, COUNT(o.sha256), COALESCE(SUM(o.size), 0) \
+             FROM repos r JOIN repo_lfs_objects l ON l.repo_id = r.id \
+             JOIN lfs_objects o ON o.sha256 = l.sha256 \
+             GROUP BY r.id ORDER BY 5 DESC, r.namespace, r.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (objects, bytes): (i64, i64) = (row.try_get(3)?, row.try_get(4)?);
+            out.push(RepoStorage {
+                repo_type: row.try_get(0)?,
+                namespace: row.try_get(1)?,
+                name: row.try_get(2)?,
+                objects: u64::try_from(objects).unwrap_or(0),
+                logical_bytes: u64::try_from(bytes).unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Some repository LFS object `oid` is linked to, if any.
+    pub async fn a_repo_linking(&self, oid: &Sha256Hex) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT repo_id FROM repo_lfs_objects WHERE sha256 = ? ORDER BY repo_id LIMIT 1",
+        )
+        .bind(oid.as_str())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}
+
+/// The chunk store's totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageTotals {
+    pub objects: u64,
+    pub object_bytes: u64,
+    pub xorbs: u64,
+    pub xorb_stored_bytes: u64,
+    pub xorb_raw_bytes: u64,
+    pub chunks: u64,
+}
+
+/// One repository's large files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoStorage {
+    pub repo_type: String,
+    pub namespace: String,
+    pub name: String,
+    pub objects: u64,
+    pub logical_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Db, XorbRecord};
+
+    #[tokio::test]
+    async fn recording_a_xorb_indexes_its_chunks_once() {
+        let db = Db::open_in_memory().await.expect("db");
+        let rec = XorbRecord {
+            stored_bytes: 10,
+            raw_bytes: 10,
+            num_chunks: 2,
+            chunk_index: vec![1; 80],
+        };
+        db.record_xorb(&[1; 32], &rec, &[[7; 32], [8; 32]], 1)
+            .await
+            .expect("first");
+        // A second xorb holding chunk 8 again does not move its location.
+        db.record_xorb(&[2; 32], &rec, &[[8; 32], [9; 32]], 2)
+            .await
+            .expect("second");
+        let found = db
+            .chunk_locations(&[[7; 32], [8; 32], [9; 32], [6; 32]])
+            .await
+            .expect("lookup");
+        assert_eq!(found.len(), 3);
+        assert_eq!(found[&[8; 32]].xorb, [1; 32]);
+        assert_eq!(found[&[8; 32]].index, 1);
+        assert_eq!(found[&[9; 32]].xorb, [2; 32]);
+        assert_eq!(found[&[9; 32]].index, 1);
+    }
+}

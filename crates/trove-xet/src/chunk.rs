@@ -1,0 +1,216 @@
+//! Content-defined chunking exactly as Xet clients cut files, so that bytes the server chunks
+//! (plain LFS uploads) and bytes a client chunked (Xet uploads) meet in the same chunks.
+//!
+//! The rule: a 64-bit gear hash over the chunk's bytes (`h = (h << 1) + TABLE[byte]`, the
+//! `gearhash` crate's default table), reset at every cut. No cut before [`MIN_CHUNK`] bytes;
+//! a cut after the first byte from there on that leaves the top 16 bits of `h` zero; a forced
+//! cut at [`MAX_CHUNK`]; the rest of the input is the last chunk. The hash only remembers its
+//! last 64 bytes, so the first `MIN_CHUNK - 64` bytes of each chunk are skipped unhashed
+//! without changing a single cut.
+
+use crate::hash::{self, XetHash};
+
+/// The average chunk length the mask aims at.
+pub const TARGET_CHUNK: usize = 64 * 1024;
+/// No chunk but a file's last is shorter.
+pub const MIN_CHUNK: usize = TARGET_CHUNK / 8;
+/// No chunk is longer.
+pub const MAX_CHUNK: usize = TARGET_CHUNK * 2;
+/// The top 16 bits: the low bits of a gear hash depend on too few bytes to be cut on.
+const MASK: u64 = ((TARGET_CHUNK - 1) as u64) << (64 - TARGET_CHUNK.trailing_zeros());
+/// How many trailing bytes the gear hash depends on.
+const WINDOW: usize = 64;
+
+/// Finds chunk boundaries in a stream fed piece by piece.
+#[derive(Debug, Default)]
+pub struct Chunker {
+    hasher: gearhash::Hasher<'static>,
+    /// Bytes of the current, unfinished chunk seen so far.
+    len: usize,
+}
+
+impl Chunker {
+    /// How many leading bytes of `data` complete the current chunk, or `None` when all of
+    /// `data` belongs to it and the chunk goes on. After `Some(n)`, feed `data[n..]` next.
+    pub fn next_boundary(&mut self, data: &[u8]) -> Option<usize> {
+        let mut pos = 0;
+        // Bytes the hash will have forgotten by the first position where a cut may fall.
+        let unhashed = MIN_CHUNK - WINDOW;
+        if self.len < unhashed {
+            let skip = (unhashed - self.len).min(data.len());
+            pos += skip;
+            self.len += skip;
+        }
+        // Bytes that reach the hash but end where no cut may fall yet.
+        if self.len < MIN_CHUNK - 1 && pos < data.len() {
+            let take = (MIN_CHUNK - 1 - self.len).min(data.len() - pos);
+            self.hasher.update(&data[pos..pos + take]);
+            pos += take;
+            self.len += take;
+        }
+        if pos == data.len() {
+            return None;
+        }
+        let room = (MAX_CHUNK - self.len).min(data.len() - pos);
+        match self.hasher.next_match(&data[pos..pos + room], MASK) {
+            Some(n) => Some(self.cut(pos + n)),
+            None => {
+                self.len += room;
+                if self.len == MAX_CHUNK {
+                    Some(self.cut(pos + room))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Ends the current chunk at `at` bytes into the piece being fed.
+    fn cut(&mut self, at: usize) -> usize {
+        self.hasher.set_hash(0);
+        self.len = 0;
+        at
+    }
+}
+
+/// One chunk: its hash and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk {
+    pub hash: XetHash,
+    pub len: u64,
+}
+
+/// Chunks a whole buffer: (hash, length) of each chunk in order. For tests and small inputs;
+/// streams go through [`Chunker`] directly.
+pub fn chunk_all(data: &[u8]) -> Vec<Chunk> {
+    let mut chunker = Chunker::default();
+    let mut out = Vec::new();
+    let mut rest = data;
+    while let Some(n) = chunker.next_boundary(rest) {
+        out.push(Chunk {
+            hash: hash::chunk_hash(&rest[..n]),
+            len: n as u64,
+        });
+        rest = &rest[n..];
+    }
+    if !rest.is_empty() {
+        out.push(Chunk {
+            hash: hash::chunk_hash(rest),
+            len: rest.len() as u64,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    /// `len` pseudo-random bytes: SHA-256 of (seed, block number) in counter mode. The
+    /// Python generator of the expected hashes below produces the same bytes.
+    fn counter_bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 32);
+        let mut i = 0u64;
+        while out.len() < len {
+            let mut h = Sha256::new();
+            h.update(seed.to_le_bytes());
+            h.update(i.to_le_bytes());
+            out.extend_from_slice(&h.finalize());
+            i += 1;
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn file_hash_of(data: &[u8]) -> String {
+        let chunks: Vec<(XetHash, u64)> = chunk_all(data).iter().map(|c| (c.hash, c.len)).collect();
+        hash::file_hash(&chunks).hex()
+    }
+
+    /// Expected file hashes computed by the real client: `hf_xet.hash_files` (hf_xet 1.8.0)
+    /// over files holding the same bytes, printed by `bench/storage_chunk_vectors.py`. The
+    /// file hash is the Merkle root of every (chunk hash, chunk length), so one misplaced cut
+    /// changes it.
+    #[test]
+    fn file_hashes_match_hf_xet() {
+        let random = |len| counter_bytes(7, len);
+        let mut mixed = counter_bytes(8, 300_000);
+        mixed.extend(std::iter::repeat_n(0u8, 500_000));
+        mixed.extend(counter_bytes(9, 700_001));
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("random 1", random(1), EXPECTED[0]),
+            ("random 8191", random(8191), EXPECTED[1]),
+            ("random 8192", random(8192), EXPECTED[2]),
+            ("random 8193", random(8193), EXPECTED[3]),
+            ("random 131072", random(131_072), EXPECTED[4]),
+            ("random 131073", random(131_073), EXPECTED[5]),
+            ("random 3000001", random(3_000_001), EXPECTED[6]),
+            ("zeros 1000000", vec![0u8; 1_000_000], EXPECTED[7]),
+            ("mixed", mixed, EXPECTED[8]),
+        ];
+        for (name, data, expected) in cases {
+            assert_eq!(file_hash_of(&data), expected, "{name}");
+        }
+    }
+
+    const EXPECTED: [&str; 9] = [
+        "31c2a842a4828675fb15e1a3745d816b2c166dc096b055c22b6c2f971344fe6b",
+        "6d0849d48b07276e2ccb84f71142f2b73f5c5dbfc65dced488837cb3564ba78d",
+        "6bfdca386b685cfd2b79ca0d049b54ca258fe45fa157eb3c0fb425a1e6ca28f4",
+        "239f055dcfb94db0646de3a6f73fca9d40a5eabd1755feb261b716ea5f359460",
+        "2fd1709108e4e6e10d41ea4d102989f842f41cefe8f90eafa47e01e1c0342ec5",
+        "e9b3a579e55c654d585e4401f89033cd5158a5f74f226ae145db44385f2202a8",
+        "45ad5720744dbf10291bdfba6082e9d863633bde99c0a397fa976abe79bf47ca",
+        "c0c85185f4307d40facfd366573176e54fc9c76041e44e32d52489780a6d1eaa",
+        "08437d0621ba10019d89a72f6711809ba92e1983e1070154bf1837da0f5063d7",
+    ];
+
+    #[test]
+    fn feeding_in_pieces_cuts_where_one_piece_does() {
+        let data = counter_bytes(3, 1_500_000);
+        let whole = chunk_all(&data);
+        for piece in [1usize, 63, 4096, 65_537, 200_000] {
+            let mut chunker = Chunker::default();
+            let mut lens = Vec::new();
+            let mut current = 0u64;
+            for mut p in data.chunks(piece) {
+                while let Some(n) = chunker.next_boundary(p) {
+                    lens.push(current + n as u64);
+                    current = 0;
+                    p = &p[n..];
+                }
+                current += p.len() as u64;
+            }
+            if current > 0 {
+                lens.push(current);
+            }
+            let expected: Vec<u64> = whole.iter().map(|c| c.len).collect();
+            assert_eq!(lens, expected, "piece {piece}");
+        }
+    }
+
+    #[test]
+    fn chunk_lengths_stay_within_bounds() {
+        let data = counter_bytes(5, 4_000_000);
+        let chunks = chunk_all(&data);
+        let (last, rest) = chunks.split_last().expect("chunks");
+        assert!(last.len as usize <= MAX_CHUNK);
+        for c in rest {
+            assert!(
+                (MIN_CHUNK..=MAX_CHUNK).contains(&(c.len as usize)),
+                "{}",
+                c.len
+            );
+        }
+        assert_eq!(chunks.iter().map(|c| c.len).sum::<u64>(), data.len() as u64);
+        // Zeros never match the mask: every chunk is cut at the maximum.
+        let zeros = chunk_all(&vec![0u8; 3 * MAX_CHUNK + 5]);
+        let lens: Vec<u64> = zeros.iter().map(|c| c.len).collect();
+        assert_eq!(
+            lens,
+            [MAX_CHUNK as u64, MAX_CHUNK as u64, MAX_CHUNK as u64, 5]
+        );
+        assert!(chunk_all(&[]).is_empty());
+    }
+}

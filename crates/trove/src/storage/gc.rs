@@ -1,0 +1,202 @@
+//! Garbage collection of the chunk store, while the server serves.
+//!
+//! 1. **Mark**: every LFS pointer reachable from any ref of any repository (branches, tags,
+//!    `refs/pr/*`; the whole history behind them) is live. So is anything uploaded or linked
+//!    to a repository within the grace period (uploads not committed yet, and xorbs a client
+//!    may still name from its own shard cache: the default grace outlives that cache).
+//! 2. **Forget** LFS objects not marked: their repository links, the Xet files holding them
+//!    and any whole-file copy. Before that, the refs of every repository are read again, and
+//!    a repository whose refs moved during the mark is walked again.
+//! 3. **Sweep** xorbs no remaining file names and older than the grace period: the file is
+//!    moved aside, then one transaction removes its chunk-index entries first (so no new
+//!    upload dedups against it), its references and its record — only if still unreferenced.
+//!    The file is then deleted, or put back if the transaction found it referenced again.
+//!    A run that stops midway leaves moved-aside xorbs; the next run puts back those still
+//!    recorded and deletes the rest.
+//!
+//! Memory: the set of live oids (one per distinct LFS object referenced) and one page of
+//! candidates at a time, never the chunk or xorb tables whole.
+
+use crate::clock::now_ms;
+use crate::error::ApiResult;
+use crate::state::AppState;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use trove_git::GitRepo;
+use trove_types::{GitOid, Sha256Hex};
+use trove_xet::XetHash;
+
+/// The default grace period: longer than clients trust xorbs from their shard cache (three
+/// weeks, plus a week of slack).
+pub const DEFAULT_GRACE_MS: i64 = 28 * 24 * 3600 * 1000;
+
+/// Rows read per page while scanning.
+const PAGE: u32 = 1000;
+
+/// What a collection found and (unless it was a dry run) freed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub repos_scanned: u64,
+    pub live_objects: u64,
+    pub objects_forgotten: u64,
+    pub object_bytes_forgotten: u64,
+    pub xorbs_deleted: u64,
+    pub xorb_bytes_freed: u64,
+    pub whole_objects_deleted: u64,
+    pub trash_restored: u64,
+}
+
+type RefSnapshot = HashMap<i64, Vec<(String, GitOid)>>;
+
+/// One repository's refs and the oids reachable from them.
+type Walked = (Vec<(String, GitOid)>, Vec<String>);
+
+/// Runs one collection with `grace_ms` of grace. A dry run reports what would be freed by the
+/// forget step and counts xorbs unreferenced already, changing nothing.
+pub async fn collect(state: &AppState, grace_ms: i64, dry_run: bool) -> ApiResult<GcReport> {
+    let mut report = GcReport {
+        dry_run,
+        ..GcReport::default()
+    };
+    if !dry_run {
+        report.trash_restored = recover_trash(state).await?;
+    }
+    let cutoff = now_ms().saturating_sub(grace_ms.max(0));
+    let (mut live, refs) = mark(state, None).await?;
+    report.repos_scanned = refs.len() as u64;
+
+    // Candidates for forgetting, then a second look at repositories whose refs moved.
+    let mut dead = Vec::new();
+    let mut after: Option<Sha256Hex> = None;
+    loop {
+        let page = state.db.lfs_objects_page(after.as_ref(), PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.0.clone());
+        for (oid, size, touched) in page {
+            if touched < cutoff && !live.contains(oid.as_str()) {
+                dead.push((oid, size));
+            }
+        }
+    }
+    if !dead.is_empty() {
+        let (again, _) = mark(state, Some(&refs)).await?;
+        live.extend(again);
+        dead.retain(|(oid, _)| !live.contains(oid.as_str()));
+    }
+    report.live_objects = live.len() as u64;
+
+    for (oid, size) in dead {
+        if dry_run {
+            report.objects_forgotten += 1;
+            report.object_bytes_forgotten += size;
+            continue;
+        }
+        if state.db.forget_lfs_object(&oid, cutoff).await? {
+            report.objects_forgotten += 1;
+            report.object_bytes_forgotten += size;
+            if state.store.remove_object(&oid).await? {
+                report.whole_objects_deleted += 1;
+            }
+        }
+    }
+
+    let mut after = [0u8; 32];
+    loop {
+        let page = state
+            .db
+            .unreferenced_xorbs_page(&after, cutoff, PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        for (hash, bytes) in page {
+            if dry_run {
+                report.xorbs_deleted += 1;
+                report.xorb_bytes_freed += bytes;
+                continue;
+            }
+            if sweep_xorb(state, &hash, cutoff).await? {
+                report.xorbs_deleted += 1;
+                report.xorb_bytes_freed += bytes;
+            }
+        }
+    }
+    tracing::info!(
+        dry_run,
+        repos = report.repos_scanned,
+        live_objects = report.live_objects,
+        objects_forgotten = report.objects_forgotten,
+        xorbs_deleted = report.xorbs_deleted,
+        xorb_bytes_freed = report.xorb_bytes_freed,
+        "storage.gc_done"
+    );
+    Ok(report)
+}
+
+/// Removes one unreferenced xorb: moved aside, dropped from the indices if still
+/// unreferenced, then deleted (or put back).
+async fn sweep_xorb(state: &AppState, hash: &[u8; 32], cutoff: i64) -> ApiResult<bool> {
+    let hex = XetHash::from_bytes(*hash).hex();
+    let trashed = state.store.trash_xorb(&hex).await?;
+    let dropped = state.db.drop_xorb_if_unreferenced(hash, cutoff).await?;
+    match (trashed, dropped) {
+        (Some(path), true) => state.store.discard_trashed_xorb(path).await?,
+        (Some(path), false) => state.store.restore_xorb(&hex, path).await?,
+        (None, _) => {}
+    }
+    Ok(dropped)
+}
+
+/// Puts back moved-aside xorbs that are still recorded; deletes the others.
+async fn recover_trash(state: &AppState) -> ApiResult<u64> {
+    let mut restored = 0;
+    for (hex, path) in state.store.trashed_xorbs().await? {
+        let recorded = match XetHash::parse(&hex) {
+            Ok(h) => state.db.xorb_stored_bytes(&h.to_bytes()).await?.is_some(),
+            Err(_) => false,
+        };
+        if recorded {
+            state.store.restore_xorb(&hex, path).await?;
+            restored += 1;
+        } else {
+            state.store.discard_trashed_xorb(path).await?;
+        }
+    }
+    Ok(restored)
+}
+
+/// The oids reachable from every repository's refs, and the refs read. With `only_moved`,
+/// walks only repositories whose refs differ from that snapshot (or are new).
+async fn mark(
+    state: &AppState,
+    only_moved: Option<&RefSnapshot>,
+) -> ApiResult<(HashSet<String>, RefSnapshot)> {
+    let repos = state.db.all_repos().await?;
+    let mut live = HashSet::new();
+    let mut refs = RefSnapshot::new();
+    for repo in repos {
+        let path = state.git_dir(repo.id);
+        let before = only_moved.and_then(|s| s.get(&repo.id)).cloned();
+        let walked = tokio::task::spawn_blocking(move || -> ApiResult<Option<Walked>> {
+            let git = match GitRepo::open(&path) {
+                Ok(git) => git,
+                // A repository deleted since it was listed references nothing.
+                Err(_) if !path.exists() => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let targets = git.ref_targets()?;
+            if before.as_ref() == Some(&targets) {
+                return Ok(Some((targets, Vec::new())));
+            }
+            let mut oids = Vec::new();
+            git.for_each_reachable_lfs_pointer(|p| oids.push(p.oid.as_str().to_owned()))?;
+            Ok(Some((targets, oids)))
+        })
+        .await??;
+        if let Some((targets, oids)) = walked {
+            refs.insert(repo.id, targets);
+            live.extend(oids);
+        }
+    }
+    Ok((live, refs))
+}

@@ -1,0 +1,10 @@
+//! The chunk store as a whole, across repositories and upload paths: plain LFS uploads
+//! packed into the same xorbs as Xet uploads ([`ingest`]), garbage collection ([`gc`]) and
+//! the store's figures ([`stats`]), and moving whole-file objects into the chunk store
+//! ([`migrate`]); checking it ([`fsck`]).
+
+pub mod fsck;
+pub mod gc;
+pub mod ingest;
+pub mod migrate;
+pub mod stats;

@@ -1,0 +1,316 @@
+//! One chunk store: plain LFS uploads are cut into Xet chunks on the server and packed into
+//! xorbs, deduplicated against everything the store holds, and read back through the one
+//! reconstruction path.
+
+use crate::app::TestApp;
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use trove_types::Sha256Hex;
+use trove_xet::XetHash;
+use trove_xet::chunk::{MAX_CHUNK, chunk_all};
+
+const LFS_JSON: &str = "application/vnd.git-lfs+json";
+
+/// `len` incompressible, reproducible bytes.
+fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 32);
+    let mut i = 0u64;
+    while out.len() < len {
+        let mut h = Sha256::new();
+        h.update(seed.to_le_bytes());
+        h.update(i.to_le_bytes());
+        out.extend_from_slice(&h.finalize());
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// Bytes of every xorb in the store.
+fn xorb_bytes(root: &Path) -> u64 {
+    let Ok(dirs) = std::fs::read_dir(root.join("xorbs")) else {
+        return 0;
+    };
+    dirs.flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .map(|f| f.metadata().map_or(0, |m| m.len()))
+        .sum()
+}
+
+async fn create(app: &TestApp, name: &str) {
+    let r = app
+        .post("/api/repos/create")
+        .token(&app.admin_token)
+        .json(&json!({"name": name}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+}
+
+/// Uploads `data` to model `name` through the LFS basic transfer; returns its oid.
+async fn lfs_upload(app: &TestApp, name: &str, data: &[u8]) -> String {
+    let oid = hex::encode(Sha256::digest(data));
+    let r = app
+        .post(&format!("/admin/{name}.git/info/lfs/objects/batch"))
+        .token(&app.admin_token)
+        .header("accept", LFS_JSON)
+        .json(&json!({
+            "operation": "upload", "transfers": ["basic"],
+            "objects": [{"oid": oid, "size": data.len()}], "hash_algo": "sha256"
+        }))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+    let planned: Value = r.json();
+    let href = planned["objects"][0]["actions"]["upload"]["href"]
+        .as_str()
+        .expect("an upload action");
+    let at = href.find("/_lfs/").expect("a transfer URL");
+    let put = app
+        .request(Method::PUT, &href[at..])
+        .body(data.to_vec())
+        .send()
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{:?}", put.error());
+    oid
+}
+
+async fn commit_pointer(app: &TestApp, name: &str, path: &str, oid: &str, size: usize) {
+    let body = [
+        json!({"key": "header", "value": {"summary": "weights", "description": ""}}),
+        json!({"key": "lfsFile", "value": {"path": path, "algo": "sha256", "oid": oid, "size": size}}),
+    ]
+    .iter()
+    .map(|l| format!("{l}\n"))
+    .collect::<String>();
+    let r = app
+        .post(&format!("/api/models/admin/{name}/commit/main"))
+        .token(&app.admin_token)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+}
+
+#[tokio::test]
+async fn an_lfs_upload_becomes_a_xet_file_with_the_clients_file_hash() {
+    let app = TestApp::new().await;
+    create(&app, "ckpt").await;
+    let data = random_bytes(1, 3 << 20);
+    let oid = lfs_upload(&app, "ckpt", &data).await;
+    let sha = Sha256Hex::parse(&oid).expect("oid");
+
+    let file = app
+        .state
+        .db
+        .xet_file_by_sha256(&sha)
+        .await
+        .expect("query")
+        .expect("held as a Xet file");
+    let chunks: Vec<(XetHash, u64)> = chunk_all(&data).iter().map(|c| (c.hash, c.len)).collect();
+    assert_eq!(
+        XetHash::from_bytes(file.file_hash),
+        trove_xet::hash::file_hash(&chunks),
+        "the file hash a Xet client computes for the same bytes"
+    );
+    assert!(
+        !app.state.store.local_path(&sha).exists(),
+        "no whole-file copy is left beside the xorbs"
+    );
+    // Incompressible bytes: the xorbs hold the data plus one 8-byte header per chunk.
+    let stored = xorb_bytes(app.state.store.root());
+    assert_eq!(stored, data.len() as u64 + 8 * chunks.len() as u64);
+
+    commit_pointer(&app, "ckpt", "model.bin", &oid, data.len()).await;
+    let got = app
+        .get("/admin/ckpt/resolve/main/model.bin")
+        .token(&app.admin_token)
+        .send()
+        .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert!(
+        got.body == data,
+        "the bytes read back through reconstruction"
+    );
+    let ranged = app
+        .get("/admin/ckpt/resolve/main/model.bin")
+        .token(&app.admin_token)
+        .header("range", "bytes=1000000-1500000")
+        .send()
+        .await;
+    assert_eq!(ranged.status, StatusCode::PARTIAL_CONTENT);
+    assert!(ranged.body == data[1_000_000..=1_500_000]);
+}
+
+#[tokio::test]
+async fn a_changed_variant_costs_only_its_changed_bytes() {
+    let app = TestApp::new().await;
+    create(&app, "base").await;
+    create(&app, "tuned").await;
+    let base = random_bytes(2, 4 << 20);
+    lfs_upload(&app, "base", &base).await;
+    let after_base = xorb_bytes(app.state.store.root());
+
+    // 10% of the bytes changed in one run, 1 KiB inserted elsewhere.
+    let mut tuned = base.clone();
+    let changed = random_bytes(3, base.len() / 10);
+    tuned[1 << 20..(1 << 20) + changed.len()].copy_from_slice(&changed);
+    let insert_at = 3 << 20;
+    tuned.splice(insert_at..insert_at, random_bytes(4, 1024));
+    let oid = lfs_upload(&app, "tuned", &tuned).await;
+    let growth = xorb_bytes(app.state.store.root()) - after_base;
+    let edited = (changed.len() + 1024) as u64;
+    // Each edit boundary may cost up to two chunks on either side that straddle it.
+    let slack = 4 * MAX_CHUNK as u64;
+    assert!(
+        growth >= edited && growth <= edited + slack,
+        "growth {growth} for {edited} changed bytes"
+    );
+
+    // The same bytes again, to another repository: nothing new is stored.
+    create(&app, "copy").await;
+    lfs_upload(&app, "copy", &tuned).await;
+    assert_eq!(
+        xorb_bytes(app.state.store.root()) - after_base,
+        growth,
+        "a second upload of held bytes stores nothing"
+    );
+    commit_pointer(&app, "copy", "model.bin", &oid, tuned.len()).await;
+    let got = app
+        .get("/admin/copy/resolve/main/model.bin")
+        .token(&app.admin_token)
+        .send()
+        .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert!(got.body == tuned);
+}
+
+#[tokio::test]
+async fn repeated_chunks_within_one_file_are_stored_once() {
+    let app = TestApp::new().await;
+    create(&app, "zeros").await;
+    let data = vec![0u8; 10 * MAX_CHUNK + 123];
+    let oid = lfs_upload(&app, "zeros", &data).await;
+    // Ten identical maximal chunks and a tail, each stored once and compressed.
+    let stored = xorb_bytes(app.state.store.root());
+    assert!(stored < 4096, "stored {stored}");
+    commit_pointer(&app, "zeros", "z.bin", &oid, data.len()).await;
+    let got = app
+        .get("/admin/zeros/resolve/main/z.bin")
+        .token(&app.admin_token)
+        .send()
+        .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert!(got.body == data);
+}
+
+#[tokio::test]
+async fn migration_moves_whole_objects_into_the_chunk_store_and_can_run_again() {
+    let app = TestApp::new().await;
+    create(&app, "legacy").await;
+    let repo = app
+        .state
+        .db
+        .repo_by_name(
+            trove_types::RepoType::Model,
+            &trove_types::RepoId::parse("admin/legacy").expect("id"),
+        )
+        .await
+        .expect("query")
+        .expect("repo");
+    // An object as stores held them before: whole, recorded and linked, no Xet file.
+    let data = random_bytes(11, 700_000);
+    let oid = Sha256Hex::parse(&hex::encode(Sha256::digest(&data))).expect("oid");
+    let body =
+        futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(data.clone()))]);
+    app.state
+        .store
+        .put(&oid, data.len() as u64, body)
+        .await
+        .expect("put");
+    app.state
+        .db
+        .record_lfs_object(&oid, data.len() as u64, 1)
+        .await
+        .expect("record");
+    app.state
+        .db
+        .link_repo_object(repo.id, &oid, 1)
+        .await
+        .expect("link");
+    // An orphan nobody links is left for GC.
+    let orphan = random_bytes(12, 1000);
+    let orphan_oid = Sha256Hex::parse(&hex::encode(Sha256::digest(&orphan))).expect("oid");
+    app.state
+        .store
+        .put(
+            &orphan_oid,
+            orphan.len() as u64,
+            futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(orphan))]),
+        )
+        .await
+        .expect("put");
+
+    let report = trove::storage::migrate::migrate(&app.state, |_, _| {})
+        .await
+        .expect("migrate");
+    assert_eq!(
+        (report.migrated, report.unlinked_skipped, report.failed),
+        (1, 1, 0)
+    );
+    assert!(!app.state.store.local_path(&oid).exists());
+    assert!(
+        app.state
+            .db
+            .xet_file_by_sha256(&oid)
+            .await
+            .expect("query")
+            .is_some()
+    );
+    let again = trove::storage::migrate::migrate(&app.state, |_, _| {})
+        .await
+        .expect("migrate again");
+    assert_eq!(again.migrated, 0, "nothing left to do");
+
+    commit_pointer(&app, "legacy", "old.bin", oid.as_str(), data.len()).await;
+    let got = app
+        .get("/admin/legacy/resolve/main/old.bin")
+        .token(&app.admin_token)
+        .send()
+        .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert!(got.body == data);
+}
+
+#[tokio::test]
+async fn fsck_names_the_files_a_damaged_xorb_affects() {
+    let app = TestApp::new().await;
+    create(&app, "checked").await;
+    let data = random_bytes(21, 500_000);
+    let oid = lfs_upload(&app, "checked", &data).await;
+    let clean = trove::storage::fsck::check(&app.state).await.expect("fsck");
+    assert!(clean.is_clean(), "{clean:?}");
+    assert_eq!((clean.xorbs_checked, clean.files_checked), (1, 1));
+    assert!(clean.chunks_checked >= 4);
+
+    // Flip one byte inside the (raw-stored) chunk data of the only xorb.
+    let xorb = std::fs::read_dir(app.state.store.root().join("xorbs"))
+        .expect("xorbs")
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).expect("prefix").flatten())
+        .next()
+        .expect("a xorb")
+        .path();
+    let mut bytes = std::fs::read(&xorb).expect("read");
+    bytes[1000] ^= 0xff;
+    std::fs::write(&xorb, bytes).expect("write");
+
+    let report = trove::storage::fsck::check(&app.state).await.expect("fsck");
+    assert!(!report.is_clean());
+    assert_eq!(report.damaged_xorbs.len(), 1);
+    assert_eq!(report.damaged_files.len(), 1);
+    assert_eq!(report.damaged_files[0].name, oid);
+}
