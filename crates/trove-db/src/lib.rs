@@ -17,6 +17,7 @@ mod locks;
 mod orgs;
 mod repos;
 mod search;
+mod spaces;
 mod tokens;
 mod users;
 mod xet;
@@ -36,6 +37,7 @@ pub use search::{
     BulkRepo, CardParse, Cursor, IndexUpdate, ListQuery, Listed, Page, RepoIndex, SortKey,
     Visibility,
 };
+pub use spaces::{EnvKind, SpaceEnvEntry, SpaceSettings};
 pub use tokens::{NewScope, ScopeTarget, Token, TokenRole, TokenScope};
 pub use users::User;
 pub use xet::{XetFile, XorbRecord};

@@ -21,6 +21,7 @@ pub mod http;
 pub mod markdown;
 pub mod repos;
 pub mod signing;
+pub mod spaces;
 pub mod state;
 
 /// The whole HTTP application on `state`: every route and layer the server runs.

@@ -31,6 +31,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::runtime::AuthRuntime>,
     /// The browsing pages' facet values, recomputed at most once a minute per repo type.
     pub facet_cache: Arc<crate::repos::facets::FacetCache>,
+    /// Spaces: builds, running apps and their logs.
+    pub spaces: Arc<crate::spaces::Supervisor>,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
         git: GitRuntime,
     ) -> Self {
         let auth = crate::auth::runtime::AuthRuntime::new(&config.auth);
+        let spaces = crate::spaces::Supervisor::new(&config.spaces);
         AppState {
             config: Arc::new(config),
             db,
@@ -77,6 +80,7 @@ impl AppState {
             index_locks: Arc::new(CommitLocks::default()),
             auth: Arc::new(auth),
             facet_cache: Arc::new(crate::repos::facets::FacetCache::default()),
+            spaces: Arc::new(spaces),
         }
     }
 

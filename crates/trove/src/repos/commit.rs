@@ -179,6 +179,7 @@ pub async fn commit_to_ref(
     tracing::info!(repo.id = repo.repo.id, commit = %commit, "commit created");
     if is_default_branch(&revision_for_index) {
         super::index::reindex_after_write(state, &repo.repo).await;
+        crate::spaces::schedule_build(state, &repo.repo);
     }
     Ok(commit)
 }

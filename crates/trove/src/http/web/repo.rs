@@ -56,6 +56,8 @@ pub struct RepoPage {
     pub card_html: Option<String>,
     pub files: Vec<FileRow>,
     pub clone_url: String,
+    /// A Space's status, logs and app (`space_partial.html`).
+    pub space_html: Option<String>,
 }
 
 /// `1536` → `1.5 KiB`.
@@ -161,6 +163,7 @@ async fn repo_page(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiResu
         card_html,
         files,
         clone_url: url,
+        space_html: crate::http::spaces::page_partial(state, repo),
     }))
 }
 

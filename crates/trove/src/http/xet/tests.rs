@@ -75,6 +75,7 @@ async fn fixture() -> Fixture {
     let git = crate::git_runtime::GitRuntime::prepare_with_hook(&config, "/nonexistent".into())
         .expect("git runtime");
     let config_auth = config.auth.clone();
+    let config_spaces = config.spaces.clone();
     let state = AppState {
         config: Arc::new(config),
         db,
@@ -85,6 +86,7 @@ async fn fixture() -> Fixture {
         index_locks: Arc::new(CommitLocks::default()),
         auth: Arc::new(crate::auth::AuthRuntime::new(&config_auth)),
         facet_cache: Arc::new(crate::repos::facets::FacetCache::default()),
+        spaces: Arc::new(crate::spaces::Supervisor::new(&config_spaces)),
     };
     let app = crate::http::router::build(state.clone());
     Fixture {
