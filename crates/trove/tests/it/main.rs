@@ -10,3 +10,4 @@ mod hostile;
 mod layering;
 mod limits;
 mod recovery;
+mod spaces;
