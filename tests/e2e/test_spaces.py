@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Hub, _start, httpx
+from conftest import Hub, TroveServer, _start, httpx
 
 CACHE = os.environ.get("TROVE_SPACES_CACHE") or str(Path.home() / ".cache/trove-tools/spaces")
 BUILD_TIMEOUT_S = 900  # a first gradio install downloads ~100 MB
@@ -324,6 +324,8 @@ def test_running_spaces_come_back_after_a_restart(tmp_path_factory):
         wait_stage(hub, app, {"RUNNING"})
         hub.close()
         server.stop()
+        # A new process on the same data dir.
+        server = TroveServer("trove-spaces-restart", server.data_dir.parent, server.extra_env)
         server.start()
         hub = Hub(server)
         wait_stage(hub, static, {"RUNNING"}, timeout=60)
