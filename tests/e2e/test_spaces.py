@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -27,8 +28,22 @@ START_TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = _start(tmp_path_factory, "trove-spaces", {"TROVE_SPACES_CACHE": CACHE})
+def run_dir():
+    """Where apps' revisions live: outside the data dir (pytest's folders are private to
+    root), reachable by the unprivileged user apps run as when the tests run as root."""
+    path = Path(tempfile.mkdtemp(prefix="trove-spaces-run-"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def spaces_env(run_dir: Path) -> dict[str, str]:
+    return {"TROVE_SPACES_CACHE": CACHE, "TROVE_SPACES_RUN_DIR": str(run_dir)}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, run_dir):
+    server = _start(tmp_path_factory, "trove-spaces", spaces_env(run_dir))
     yield server
     server.stop()
 
@@ -51,6 +66,13 @@ def card(sdk: str, **extra: str) -> bytes:
 PLAIN_APP = textwrap.dedent('''
     import os, http.server
     BODY = os.environ.get("BODY_FROM_ENV") and os.environ.get(os.environ["BODY_FROM_ENV"], "unset") or %r
+    if os.environ.get("READ_PATH"):
+        try:
+            open(os.environ["READ_PATH"], "rb").read()
+            BODY = "readable"
+        except OSError as e:
+            BODY = "denied " + type(e).__name__
+        BODY += " uid=%%d home=%%s" %% (os.getuid(), os.environ["HOME"])
     class H(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             data = BODY.encode()
@@ -101,6 +123,15 @@ def build_log(hub: Hub, repo: str, until: str, timeout: float = 30, kind: str = 
             if until in text or time.monotonic() > deadline:
                 break
     return text
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie nobody reaped yet does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
 
 
 def app_get(hub: Hub, repo: str, path: str = "", token=None) -> httpx.Response:
@@ -310,8 +341,8 @@ def test_a_streamlit_space_loads_through_the_proxy(hub):
         assert "hello from streamlit" in dom, dom[-2000:]
 
 
-def test_running_spaces_come_back_after_a_restart(tmp_path_factory):
-    server = _start(tmp_path_factory, "trove-spaces-restart", {"TROVE_SPACES_CACHE": CACHE})
+def test_running_spaces_come_back_after_the_hub_is_killed(tmp_path_factory, run_dir):
+    server = _start(tmp_path_factory, "trove-spaces-restart", spaces_env(run_dir))
     try:
         hub = Hub(server)
         static = hub.create_repo("back-static", repo_type="space", sdk="static")
@@ -323,6 +354,11 @@ def test_running_spaces_come_back_after_a_restart(tmp_path_factory):
         wait_stage(hub, static, {"RUNNING"}, timeout=60)
         wait_stage(hub, app, {"RUNNING"})
         hub.close()
+        # Killed without a chance to stop its apps: the next start stops them.
+        left = [int(p.stem) for p in server.data_dir.glob("spaces/*/pids/*.pid")]
+        assert left, "the running app's pid is recorded"
+        server.proc.kill()
+        server.proc.wait(timeout=30)
         server.stop()
         # A new process on the same data dir.
         server = TroveServer("trove-spaces-restart", server.data_dir.parent, server.extra_env)
@@ -333,6 +369,26 @@ def test_running_spaces_come_back_after_a_restart(tmp_path_factory):
         wait_stage(hub, app, {"RUNNING"}, timeout=START_TIMEOUT_S)
         assert app_get(hub, static).text == "static is back"
         assert app_get(hub, app).text == "app is back"
+        deadline = time.monotonic() + 10
+        while any(map(alive, left)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(map(alive, left)), "the old app was stopped"
         hub.close()
     finally:
         server.stop()
+
+
+def test_an_app_cannot_read_the_hubs_data_dir(hub, server):
+    repo = hub.create_repo("isolated", repo_type="space", sdk="gradio")
+    headers = hub.auth(server.admin_token)
+    r = hub.http.post(f"/api/spaces/{repo}/variables", headers=headers,
+                      json={"key": "READ_PATH", "value": str(server.data_dir / "admin-token")})
+    assert r.status_code == 200
+    hub.commit_files(repo, {"README.md": card("gradio"), "app.py": plain_app("x")}, repo_type="space")
+    wait_stage(hub, repo, {"RUNNING"})
+    body = app_get(hub, repo).text
+    assert body.startswith("denied"), body
+    if os.geteuid() == 0:
+        assert "uid=65534" in body, body
+    # Nothing of the hub's own environment reaches the app.
+    assert "TROVE" not in body and server.admin_token not in body

@@ -100,6 +100,19 @@ pub struct SpacesConfig {
     pub max_open_files: u64,
     /// Restarts after an app's crash, with doubling waits, before RUNTIME_ERROR stays.
     pub max_restarts: u32,
+    /// Where built revisions live (exported files, virtualenv, the app's home); `None`:
+    /// `<data>/spaces`. Apps running as `run_as_uid` must be able to reach it, and should
+    /// not be able to reach the data dir: put it outside (`TROVE_SPACES_RUN_DIR`).
+    pub run_dir: Option<PathBuf>,
+    /// The unprivileged user (and group, same number) apps run as, through `setpriv`;
+    /// `None`: as the hub's own user. Default: 65534 (nobody) when the hub runs as root.
+    pub run_as_uid: Option<u32>,
+}
+
+/// The effective uid of this process (the owner of `/proc/self`); `None` if unknown.
+fn effective_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 /// Authentication: the limit on failed attempts per client address.
@@ -188,6 +201,8 @@ impl Default for Config {
                 max_processes: 4096,
                 max_open_files: 4096,
                 max_restarts: 3,
+                run_dir: None,
+                run_as_uid: (effective_uid() == Some(0)).then_some(65534),
             },
         }
     }
@@ -227,6 +242,9 @@ struct FileSpaces {
     max_processes: Option<u64>,
     max_open_files: Option<u64>,
     max_restarts: Option<u32>,
+    run_dir: Option<PathBuf>,
+    /// A uid, or 0 for "as the hub's user".
+    run_as_uid: Option<u32>,
 }
 
 /// What the command line gave `serve` (flags already merged with their env vars by clap).
@@ -316,6 +334,10 @@ impl Config {
             s.max_processes = f.max_processes.unwrap_or(s.max_processes);
             s.max_open_files = f.max_open_files.unwrap_or(s.max_open_files);
             s.max_restarts = f.max_restarts.unwrap_or(s.max_restarts);
+            s.run_dir = f.run_dir.or_else(|| s.run_dir.clone());
+            if let Some(uid) = f.run_as_uid {
+                s.run_as_uid = (uid != 0).then_some(uid);
+            }
         }
     }
 
@@ -349,6 +371,13 @@ impl Config {
         }
         if let Some(v) = env_u64("TROVE_SPACES_MEMORY_LIMIT_MB")? {
             self.spaces.memory_limit_mb = v;
+        }
+        if let Some(v) = std::env::var_os("TROVE_SPACES_RUN_DIR").filter(|v| !v.is_empty()) {
+            self.spaces.run_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env_u64("TROVE_SPACES_RUN_AS_UID")? {
+            let uid = u32::try_from(v).context("TROVE_SPACES_RUN_AS_UID must be a uid")?;
+            self.spaces.run_as_uid = (uid != 0).then_some(uid);
         }
         Ok(())
     }

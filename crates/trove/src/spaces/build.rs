@@ -99,12 +99,22 @@ impl Built {
     }
 }
 
-/// The directory of a Space's revisions: `<data>/spaces/<repo id>/`.
+/// The directory of a Space's logs: `<data>/spaces/<repo id>/`.
 pub fn space_dir(state: &AppState, repo_id: i64) -> PathBuf {
     state
         .config
         .data_dir
         .join("spaces")
+        .join(repo_id.to_string())
+}
+
+/// Where a Space's built revisions live: `<run dir>/<repo id>/`.
+pub fn revisions_dir(state: &AppState, repo_id: i64) -> PathBuf {
+    let spaces = &state.config.spaces;
+    spaces
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| state.config.data_dir.join("spaces"))
         .join(repo_id.to_string())
 }
 
@@ -195,7 +205,7 @@ pub async fn build(
     spec: &Spec,
     log: &Arc<LogBuffer>,
 ) -> Result<Built, String> {
-    let dir = space_dir(state, repo.repo.id).join(spec.rev.to_string());
+    let dir = revisions_dir(state, repo.repo.id).join(spec.rev.to_string());
     let built = Built {
         rev: spec.rev.clone(),
         sdk: spec.sdk,

@@ -253,6 +253,7 @@ pub async fn start(state: &AppState) -> anyhow::Result<()> {
         tracing::info!("spaces are disabled: apps are neither built nor run");
         return Ok(());
     }
+    process::stop_leftovers(&state.config.data_dir.join("spaces")).await;
     sup.started.store(true, Ordering::Release);
     let spaces: Vec<Repo> = state
         .db
@@ -488,6 +489,10 @@ async fn app_env(
             ("GRADIO_SERVER_PORT".into(), port.to_string()),
             ("GRADIO_ROOT_PATH".into(), app_prefix(repo)),
             ("GRADIO_ANALYTICS_ENABLED".into(), "False".into()),
+            (
+                "GRADIO_TEMP_DIR".into(),
+                built.dir.join("home/gradio").display().to_string(),
+            ),
         ]);
     }
     let entries = state
@@ -562,6 +567,7 @@ async fn start_app(
         home: built.dir.join("home"),
         port,
         health_path,
+        pid_dir: build::space_dir(state, repo.id).join("pids"),
     };
     slot.run_log
         .restart(Some(build::space_dir(state, repo.id).join("run.log")));

@@ -26,12 +26,16 @@ pub struct Launch {
     pub port: u16,
     /// Path of a request that answers once the app is ready.
     pub health_path: String,
+    /// Where the running app's pid is recorded (`<pid>.pid`), so that a hub killed without
+    /// stopping its apps stops them at its next start ([`stop_leftovers`]).
+    pub pid_dir: PathBuf,
 }
 
 /// A started app: its process group and port.
 pub struct AppProcess {
     pub port: u16,
     pid: Option<u32>,
+    pid_file: Option<PathBuf>,
 }
 
 /// A free loopback port for an app (bound and released; the app binds it right after).
@@ -53,6 +57,16 @@ fn command(config: &SpacesConfig, launch: &Launch) -> Command {
         argv.push(format!("--cpu={}", config.cpu_time_secs));
     }
     argv.push("--".into());
+    if let Some(uid) = config.run_as_uid {
+        argv.extend([
+            "setpriv".into(),
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".into(),
+            "--inh-caps=-all".into(),
+            "--".into(),
+        ]);
+    }
     argv.extend(launch.argv.iter().cloned());
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
@@ -76,6 +90,17 @@ pub fn spawn(
     log: Arc<LogBuffer>,
 ) -> std::io::Result<(AppProcess, Child)> {
     std::fs::create_dir_all(&launch.home)?;
+    if let Some(uid) = config.run_as_uid {
+        std::os::unix::fs::chown(&launch.home, Some(uid), Some(uid))?;
+        if let Some(blocked) = unreachable_ancestor(&launch.cwd) {
+            return Err(std::io::Error::other(format!(
+                "{} is not traversable by other users, so the app (uid {uid}) cannot reach its \
+                 files: set spaces.run_dir to a directory outside the data dir whose parents \
+                 are (docs/spaces.md)",
+                blocked.display()
+            )));
+        }
+    }
     let mut child = command(config, launch).spawn()?;
     if let Some(out) = child.stdout.take() {
         tokio::spawn(copy_lines(out, log.clone()));
@@ -83,13 +108,32 @@ pub fn spawn(
     if let Some(err) = child.stderr.take() {
         tokio::spawn(copy_lines(err, log));
     }
+    let pid = child.id();
+    // The record names the working directory, which tells the app's process from an
+    // unrelated one that got its pid later.
+    let pid_file = pid.and_then(|pid| {
+        std::fs::create_dir_all(&launch.pid_dir).ok()?;
+        let file = launch.pid_dir.join(format!("{pid}.pid"));
+        std::fs::write(&file, launch.cwd.as_os_str().as_encoded_bytes()).ok()?;
+        Some(file)
+    });
     Ok((
         AppProcess {
             port: launch.port,
-            pid: child.id(),
+            pid,
+            pid_file,
         },
         child,
     ))
+}
+
+/// The first folder on the way to `dir` that others may not traverse.
+fn unreachable_ancestor(dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    dir.ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
+        .map(Path::to_path_buf)
 }
 
 /// Copies a stream of the app's output into its log, line by line.
@@ -118,6 +162,45 @@ impl AppProcess {
             .await;
         if let Err(e) = status {
             tracing::warn!(pid, error = %e, "could not stop a space's process group");
+        }
+        if let Some(file) = &self.pid_file {
+            let _ = tokio::fs::remove_file(file).await;
+        }
+    }
+}
+
+/// Stops the apps a previous process of the hub left running (it was killed before it could
+/// stop them): each `<pid>.pid` under `spaces_dir/*/pids/` whose process still works in the
+/// directory it recorded.
+pub async fn stop_leftovers(spaces_dir: &Path) {
+    let Ok(spaces) = std::fs::read_dir(spaces_dir) else {
+        return;
+    };
+    for space in spaces.flatten() {
+        let Ok(records) = std::fs::read_dir(space.path().join("pids")) else {
+            continue;
+        };
+        for record in records.flatten() {
+            let path = record.path();
+            let pid = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u32>().ok());
+            let recorded = std::fs::read(&path).ok();
+            if let (Some(pid), Some(recorded)) = (pid, recorded) {
+                let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+                if cwd.is_some_and(|c| c.as_os_str().as_encoded_bytes() == recorded.as_slice()) {
+                    tracing::info!(pid, "stopping a space app left by a previous run");
+                    AppProcess {
+                        port: 0,
+                        pid: Some(pid),
+                        pid_file: None,
+                    }
+                    .stop()
+                    .await;
+                }
+            }
+            let _ = std::fs::remove_file(&path);
         }
     }
 }
