@@ -253,6 +253,9 @@ main() {
     parse_args "$@"
     cd "$ROOT"
     export CI="${CI:-}" PIP_NO_INPUT=1
+    # Spaces builds (tests/e2e/test_spaces.py): uv and the gradio/streamlit wheels are cached
+    # outside the clone, so only the first run on a machine downloads them.
+    export TROVE_SPACES_CACHE="${TROVE_SPACES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/trove-tools/spaces}"
     ensure_system_packages
     ensure_venv
     record "setup (apt + .venv)" "ok"

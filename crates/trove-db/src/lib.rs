@@ -18,6 +18,7 @@ mod locks;
 mod orgs;
 mod repos;
 mod search;
+mod spaces;
 mod storage;
 mod tokens;
 mod users;
@@ -43,6 +44,7 @@ pub use search::{
     BulkRepo, CardParse, Cursor, IndexUpdate, ListQuery, Listed, Page, RepoIndex, SortKey,
     Visibility,
 };
+pub use spaces::{EnvKind, SpaceEnvEntry, SpaceSettings};
 pub use storage::{ChunkLocation, RepoStorage, StorageTotals};
 pub use tokens::{NewScope, ScopeTarget, Token, TokenRole, TokenScope};
 pub use users::User;

@@ -70,6 +70,49 @@ pub struct Config {
     pub limits: Limits,
     pub git: GitConfig,
     pub auth: AuthConfig,
+    pub spaces: SpacesConfig,
+}
+
+/// Spaces: how apps are built and run (`[spaces]` in trove.toml).
+#[derive(Clone, Debug)]
+pub struct SpacesConfig {
+    /// Whether `serve` builds and runs Spaces at all.
+    pub enabled: bool,
+    /// Shared installer and package caches, outside the data dir (`TROVE_SPACES_CACHE`).
+    pub cache_dir: PathBuf,
+    /// The Python that virtual environments are made from.
+    pub python: PathBuf,
+    /// Builds running at once; more wait in the queue.
+    pub max_concurrent_builds: usize,
+    /// Longest one build may take; then it is stopped and reported BUILD_ERROR.
+    pub build_timeout_secs: u64,
+    /// Longest an app may take to answer its first request after it starts.
+    pub start_timeout_secs: u64,
+    /// Largest total size of the files a Space's revision may export.
+    pub max_export_bytes: u64,
+    /// Address space of an app's processes, MiB (`RLIMIT_AS`).
+    pub memory_limit_mb: u64,
+    /// CPU seconds an app's process may use (`RLIMIT_CPU`); 0: unlimited.
+    pub cpu_time_secs: u64,
+    /// Processes (and threads) of the app's user (`RLIMIT_NPROC`).
+    pub max_processes: u64,
+    /// Open files of one app process (`RLIMIT_NOFILE`).
+    pub max_open_files: u64,
+    /// Restarts after an app's crash, with doubling waits, before RUNTIME_ERROR stays.
+    pub max_restarts: u32,
+    /// Where built revisions live (exported files, virtualenv, the app's home); `None`:
+    /// `<data>/spaces`. Apps running as `run_as_uid` must be able to reach it, and should
+    /// not be able to reach the data dir: put it outside (`TROVE_SPACES_RUN_DIR`).
+    pub run_dir: Option<PathBuf>,
+    /// The unprivileged user (and group, same number) apps run as, through `setpriv`;
+    /// `None`: as the hub's own user. Default: 65534 (nobody) when the hub runs as root.
+    pub run_as_uid: Option<u32>,
+}
+
+/// The effective uid of this process (the owner of `/proc/self`); `None` if unknown.
+fn effective_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 /// Authentication: the limit on failed attempts per client address.
@@ -142,6 +185,25 @@ impl Default for Config {
                 failure_burst: 20,
                 failure_refill_secs: 3,
             },
+            spaces: SpacesConfig {
+                enabled: true,
+                cache_dir: std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(std::env::temp_dir)
+                    .join(".cache/trove/spaces"),
+                python: PathBuf::from("/usr/bin/python3"),
+                max_concurrent_builds: 1,
+                build_timeout_secs: 1200,
+                start_timeout_secs: 180,
+                max_export_bytes: 1 << 30,
+                memory_limit_mb: 4096,
+                cpu_time_secs: 0,
+                max_processes: 4096,
+                max_open_files: 4096,
+                max_restarts: 3,
+                run_dir: None,
+                run_as_uid: (effective_uid() == Some(0)).then_some(65534),
+            },
         }
     }
 }
@@ -161,6 +223,28 @@ struct FileConfig {
     git_timeout_secs: Option<u64>,
     auth_failure_burst: Option<u32>,
     auth_failure_refill_secs: Option<u64>,
+    spaces: Option<FileSpaces>,
+}
+
+/// `[spaces]` of the TOML file; every key optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSpaces {
+    enabled: Option<bool>,
+    cache_dir: Option<PathBuf>,
+    python: Option<PathBuf>,
+    max_concurrent_builds: Option<usize>,
+    build_timeout_secs: Option<u64>,
+    start_timeout_secs: Option<u64>,
+    max_export_bytes: Option<u64>,
+    memory_limit_mb: Option<u64>,
+    cpu_time_secs: Option<u64>,
+    max_processes: Option<u64>,
+    max_open_files: Option<u64>,
+    max_restarts: Option<u32>,
+    run_dir: Option<PathBuf>,
+    /// A uid, or 0 for "as the hub's user".
+    run_as_uid: Option<u32>,
 }
 
 /// What the command line gave `serve` (flags already merged with their env vars by clap).
@@ -236,6 +320,25 @@ impl Config {
         if let Some(v) = file.auth_failure_refill_secs {
             self.auth.failure_refill_secs = v;
         }
+        if let Some(f) = file.spaces {
+            let s = &mut self.spaces;
+            s.enabled = f.enabled.unwrap_or(s.enabled);
+            s.cache_dir = f.cache_dir.unwrap_or_else(|| s.cache_dir.clone());
+            s.python = f.python.unwrap_or_else(|| s.python.clone());
+            s.max_concurrent_builds = f.max_concurrent_builds.unwrap_or(s.max_concurrent_builds);
+            s.build_timeout_secs = f.build_timeout_secs.unwrap_or(s.build_timeout_secs);
+            s.start_timeout_secs = f.start_timeout_secs.unwrap_or(s.start_timeout_secs);
+            s.max_export_bytes = f.max_export_bytes.unwrap_or(s.max_export_bytes);
+            s.memory_limit_mb = f.memory_limit_mb.unwrap_or(s.memory_limit_mb);
+            s.cpu_time_secs = f.cpu_time_secs.unwrap_or(s.cpu_time_secs);
+            s.max_processes = f.max_processes.unwrap_or(s.max_processes);
+            s.max_open_files = f.max_open_files.unwrap_or(s.max_open_files);
+            s.max_restarts = f.max_restarts.unwrap_or(s.max_restarts);
+            s.run_dir = f.run_dir.or_else(|| s.run_dir.clone());
+            if let Some(uid) = f.run_as_uid {
+                s.run_as_uid = (uid != 0).then_some(uid);
+            }
+        }
     }
 
     fn apply_env(&mut self) -> anyhow::Result<()> {
@@ -263,6 +366,19 @@ impl Config {
         if let Some(v) = env_u64("TROVE_AUTH_FAILURE_REFILL_SECS")? {
             self.auth.failure_refill_secs = v;
         }
+        if let Some(v) = std::env::var_os("TROVE_SPACES_CACHE").filter(|v| !v.is_empty()) {
+            self.spaces.cache_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env_u64("TROVE_SPACES_MEMORY_LIMIT_MB")? {
+            self.spaces.memory_limit_mb = v;
+        }
+        if let Some(v) = std::env::var_os("TROVE_SPACES_RUN_DIR").filter(|v| !v.is_empty()) {
+            self.spaces.run_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env_u64("TROVE_SPACES_RUN_AS_UID")? {
+            let uid = u32::try_from(v).context("TROVE_SPACES_RUN_AS_UID must be a uid")?;
+            self.spaces.run_as_uid = (uid != 0).then_some(uid);
+        }
         Ok(())
     }
 
@@ -282,6 +398,10 @@ impl Config {
         anyhow::ensure!(
             self.auth.failure_burst > 0 && self.auth.failure_refill_secs > 0,
             "auth_failure_burst and auth_failure_refill_secs must be positive"
+        );
+        anyhow::ensure!(
+            self.spaces.max_concurrent_builds > 0 && self.spaces.memory_limit_mb > 0,
+            "spaces.max_concurrent_builds and spaces.memory_limit_mb must be positive"
         );
         if let Some(url) = &mut self.public_url {
             anyhow::ensure!(

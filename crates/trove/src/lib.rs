@@ -22,6 +22,7 @@ pub mod http;
 pub mod markdown;
 pub mod repos;
 pub mod signing;
+pub mod spaces;
 pub mod state;
 pub mod storage;
 pub mod webhooks;

@@ -33,6 +33,8 @@ pub struct AppState {
     pub facet_cache: Arc<crate::repos::facets::FacetCache>,
     /// The web pages' last commit per folder entry, by commit and folder (bounded).
     pub browse_cache: Arc<crate::repos::browse::BrowseCache>,
+    /// Spaces: builds, running apps and their logs.
+    pub spaces: Arc<crate::spaces::Supervisor>,
 }
 
 impl AppState {
@@ -69,6 +71,7 @@ impl AppState {
         git: GitRuntime,
     ) -> Self {
         let auth = crate::auth::runtime::AuthRuntime::new(&config.auth);
+        let spaces = crate::spaces::Supervisor::new(&config.spaces);
         AppState {
             config: Arc::new(config),
             db,
@@ -80,6 +83,7 @@ impl AppState {
             auth: Arc::new(auth),
             facet_cache: Arc::new(crate::repos::facets::FacetCache::default()),
             browse_cache: Arc::new(crate::repos::browse::BrowseCache::default()),
+            spaces: Arc::new(spaces),
         }
     }
 

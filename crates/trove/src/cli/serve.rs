@@ -56,6 +56,9 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     sweep_trash(&state);
     crate::repos::index::spawn_jobs(state.clone());
     crate::webhooks::delivery::spawn(state.clone());
+    crate::spaces::start(&state)
+        .await
+        .context("starting the spaces supervisor")?;
     let app = crate::app(state);
 
     let token_file = data_dir.join("admin-token");

@@ -17,5 +17,6 @@ pub mod lfs;
 pub mod range;
 pub mod resolve;
 pub mod router;
+pub mod spaces;
 pub mod web;
 pub mod xet;

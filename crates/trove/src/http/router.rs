@@ -9,7 +9,7 @@ use crate::http::api::{
     accounts, commit, commits, discussions, gating, info, likes, misc, preupload, refs, repos,
     safetensors, search, settings, tree, whoami,
 };
-use crate::http::{git as git_http, lfs, resolve, web, xet};
+use crate::http::{git as git_http, lfs, resolve, spaces, web, xet};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -251,6 +251,35 @@ pub fn build(state: AppState) -> Router {
     // Browsers: the web UI (every page is listed in `web::routes`).
     let web = web::routes();
 
+    // huggingface_hub: the Spaces runtime API.
+    let space_api = Router::new()
+        .route("/api/{t}/{ns}/{name}/runtime", get(spaces::runtime))
+        .route("/api/{t}/{ns}/{name}/restart", post(spaces::restart))
+        .route("/api/{t}/{ns}/{name}/pause", post(spaces::pause))
+        .route("/api/{t}/{ns}/{name}/sleeptime", post(spaces::sleeptime))
+        .route(
+            "/api/{t}/{ns}/{name}/secrets",
+            get(spaces::get_secrets)
+                .post(spaces::add_secret)
+                .delete(spaces::delete_secret),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/variables",
+            get(spaces::get_variables)
+                .post(spaces::add_variable)
+                .delete(spaces::delete_variable),
+        )
+        .route("/api/{t}/{ns}/{name}/logs/{kind}", get(spaces::logs));
+    // Browsers and app clients: a Space's app (static files or its process, proxied),
+    // bodies up to the commit limit (apps take uploads).
+    let space_apps = Router::new()
+        .route("/spaces/{ns}/{name}/app", get(spaces::app_root))
+        .route("/spaces/{ns}/{name}/app/", axum::routing::any(spaces::app))
+        .route(
+            "/spaces/{ns}/{name}/app/{*rest}",
+            axum::routing::any(spaces::app),
+        );
+
     // Bodies: the JSON limit unless a group takes larger ones (see `body_limit`).
     let limits = &state.config.limits;
     let json_routes = Router::new()
@@ -258,6 +287,7 @@ pub fn build(state: AppState) -> Router {
         // hf_xet also reports transfer metrics to the hub's own origin: accepted, dropped.
         .route("/v1/telemetry", post(xet::cas::telemetry))
         .merge(api)
+        .merge(space_api)
         .merge(downloads)
         .merge(web)
         .layer(body_limit(json_limit as u64));
@@ -265,6 +295,7 @@ pub fn build(state: AppState) -> Router {
     Router::new()
         .merge(json_routes)
         .merge(commit_route.layer(body_limit(limits.max_commit_bytes)))
+        .merge(space_apps.layer(body_limit(limits.max_commit_bytes)))
         .merge(lfs_transfers.layer(body_limit(limits.max_lfs_object_bytes)))
         .merge(lfs_batch.merge(lfs_locks).layer(body_limit_as(BodyLimit {
             limit: json_limit as u64,

@@ -11,6 +11,7 @@ mod hostile;
 mod layering;
 mod limits;
 mod recovery;
+mod spaces;
 mod storage;
 mod storage_gc;
 mod web;

@@ -2,7 +2,7 @@
 //! with counters from the search index and card data, tags and safetensors counts derived
 //! from the requested commit.
 
-use super::repo_json::{GatedJson, RepoJson, Runtime, Sibling, SiblingLfs};
+use super::repo_json::{GatedJson, RepoJson, Sibling, SiblingLfs};
 use crate::clock::{format_ms, format_secs};
 use crate::error::ApiResult;
 use crate::http::extract::{ApiPath, QueryParams, RepoAt, RevParam};
@@ -103,7 +103,7 @@ async fn build(
         out.config = analysis.config.clone();
     }
     if repo_type == RepoType::Space {
-        out.runtime = Some(Runtime::no_app());
+        out.runtime = Some(crate::http::spaces::runtime_of(state, repo.repo.id));
     }
     if !analysis.warnings.is_empty() {
         out.card_warnings = Some(analysis.warnings.clone());

@@ -62,11 +62,16 @@ pub struct SiblingLfs {
     pub pointer_size: u64,
 }
 
-/// A Space's runtime: nothing runs on this server.
+/// A Space's runtime: its stage, and why it is not running.
 #[derive(Serialize)]
 pub struct Runtime {
     pub stage: &'static str,
     pub hardware: Hardware,
+    /// Seconds of idleness before the app sleeps (`sleep_time` in the client).
+    #[serde(rename = "gcTimeout", skip_serializing_if = "Option::is_none")]
+    pub gc_timeout: Option<i64>,
+    #[serde(rename = "errorMessage", skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -83,6 +88,18 @@ impl Runtime {
                 current: None,
                 requested: None,
             },
+            gc_timeout: None,
+            error_message: None,
+        }
+    }
+
+    /// What the Spaces supervisor reports.
+    pub fn of(view: &crate::spaces::RuntimeView) -> Self {
+        Runtime {
+            stage: view.stage.as_str(),
+            gc_timeout: view.sleep_time_secs,
+            error_message: view.message.clone(),
+            ..Runtime::no_app()
         }
     }
 }

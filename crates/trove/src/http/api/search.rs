@@ -378,7 +378,15 @@ pub async fn list(
     } else {
         listing::list(&state, &caller, list_query).await?
     };
-    let items: Vec<RepoJson> = page.items.iter().map(|l| render(l, &shape)).collect();
+    let mut items: Vec<RepoJson> = page.items.iter().map(|l| render(l, &shape)).collect();
+    // `expand=runtime`: a Space's stage, from the Spaces supervisor.
+    if matches!(&shape, Shape::Expand(props) if props.iter().any(|p| p == "runtime")) {
+        for (item, l) in items.iter_mut().zip(&page.items) {
+            if l.repo.repo_type == RepoType::Space {
+                item.runtime = Some(crate::http::spaces::runtime_of(&state, l.repo.id));
+            }
+        }
+    }
     Ok(page_response(&state, &uri, items, page.next))
 }
 

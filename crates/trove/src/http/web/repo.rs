@@ -96,6 +96,8 @@ pub struct RepoPage {
     /// The caller sees the gate and may ask to pass it.
     pub gate_form: bool,
     pub gate_note: Option<String>,
+    /// A Space's status, logs and app (`space_partial.html`).
+    pub space_html: Option<String>,
 }
 
 pub async fn page(
@@ -291,6 +293,7 @@ async fn repo_page(
         clone_url: url,
         gate_form: repo.access == Access::Gated && gate_note.is_none(),
         gate_note,
+        space_html: crate::http::spaces::page_partial(state, repo),
     }))
 }
 

@@ -75,6 +75,7 @@ async fn fixture() -> Fixture {
     let git = crate::git_runtime::GitRuntime::prepare_with_hook(&config, "/nonexistent".into())
         .expect("git runtime");
     let config_auth = config.auth.clone();
+    let config_spaces = config.spaces.clone();
     let state = AppState {
         config: Arc::new(config),
         db,
@@ -86,6 +87,7 @@ async fn fixture() -> Fixture {
         auth: Arc::new(crate::auth::AuthRuntime::new(&config_auth)),
         facet_cache: Arc::new(crate::repos::facets::FacetCache::default()),
         browse_cache: Arc::new(crate::repos::browse::BrowseCache::default()),
+        spaces: Arc::new(crate::spaces::Supervisor::new(&config_spaces)),
     };
     let app = crate::http::router::build(state.clone());
     Fixture {

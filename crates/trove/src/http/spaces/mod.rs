@@ -1,0 +1,558 @@
+//! Spaces over HTTP: the app under `/spaces/{ns}/{name}/app/…` (static files, or the
+//! reverse proxy to its process), the runtime API of `huggingface_hub` (runtime, restart,
+//! pause, sleep time, secrets, variables) and the build and run logs as Server-Sent Events.
+
+pub mod proxy;
+
+use crate::error::{ApiError, ApiResult};
+use crate::http::api::repo_json::Runtime;
+use crate::http::extract::{ApiJson, QueryParams, RepoAt};
+use crate::repos::RepoRef;
+use crate::spaces::{self, AppAnswer, RuntimeView, Target};
+use crate::state::AppState;
+use askama::Template;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use trove_db::{EnvKind, SpaceEnvEntry};
+use trove_types::RepoType;
+
+/// Longest variable or secret name, and value.
+const MAX_KEY_LEN: usize = 128;
+const MAX_VALUE_BYTES: usize = 64 << 10;
+const MAX_DESCRIPTION_LEN: usize = 1000;
+/// Longest sleep time one may ask for: a week.
+const MAX_SLEEP_SECS: i64 = 7 * 24 * 3600;
+
+fn space(repo: &RepoRef) -> ApiResult<()> {
+    if repo.repo_type == RepoType::Space {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("Only Spaces have a runtime".into()))
+    }
+}
+
+/// The runtime object of a Space, as `space_info` and the runtime endpoints return it.
+pub fn runtime_of(state: &AppState, repo_id: i64) -> Runtime {
+    match state.spaces.runtime(repo_id) {
+        Some(view) => Runtime::of(&view),
+        None => Runtime::no_app(),
+    }
+}
+
+/// `GET /api/spaces/{repo}/runtime`.
+pub async fn runtime(
+    State(state): State<AppState>,
+    RepoAt { repo, .. }: RepoAt,
+) -> ApiResult<Json<Runtime>> {
+    space(&repo)?;
+    Ok(Json(runtime_of(&state, repo.repo.id)))
+}
+
+/// `POST /api/spaces/{repo}/restart[?factory=true]`: unpause (admins only) and rebuild.
+pub async fn restart(
+    State(state): State<AppState>,
+    RepoAt { repo, caller }: RepoAt,
+    query: QueryParams,
+) -> ApiResult<Json<Runtime>> {
+    space(&repo)?;
+    repo.require_write(&caller)?;
+    if state.db.space_settings(repo.repo.id).await?.paused {
+        repo.require_admin(&caller)?;
+    }
+    spaces::restart(&state, &repo.repo, query.flag("factory")).await?;
+    Ok(Json(runtime_of(&state, repo.repo.id)))
+}
+
+/// `POST /api/spaces/{repo}/pause`.
+pub async fn pause(
+    State(state): State<AppState>,
+    RepoAt { repo, caller }: RepoAt,
+) -> ApiResult<Json<Runtime>> {
+    space(&repo)?;
+    repo.require_write(&caller)?;
+    spaces::pause(&state, &repo.repo).await?;
+    Ok(Json(runtime_of(&state, repo.repo.id)))
+}
+
+#[derive(Deserialize)]
+pub struct SleepTime {
+    seconds: i64,
+}
+
+/// `POST /api/spaces/{repo}/sleeptime` `{"seconds": n}`; `-1` (or 0): never sleep.
+pub async fn sleeptime(
+    State(state): State<AppState>,
+    RepoAt { repo, caller }: RepoAt,
+    ApiJson(body): ApiJson<SleepTime>,
+) -> ApiResult<Json<Runtime>> {
+    space(&repo)?;
+    repo.require_write(&caller)?;
+    let seconds = match body.seconds {
+        -1 | 0 => None,
+        s if (1..=MAX_SLEEP_SECS).contains(&s) => Some(s),
+        s => {
+            return Err(ApiError::bad_request(format!(
+                "seconds must be -1 (never) or between 1 and {MAX_SLEEP_SECS}, not {s}"
+            )));
+        }
+    };
+    spaces::set_sleep_time(&state, &repo.repo, seconds).await?;
+    Ok(Json(runtime_of(&state, repo.repo.id)))
+}
+
+#[derive(Deserialize)]
+pub struct NewEntry {
+    key: String,
+    value: Option<String>,
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct EntryKey {
+    key: String,
+}
+
+/// A variable as listed: its value is shown.
+#[derive(Serialize)]
+pub struct VariableJson {
+    value: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(rename = "updatedAt")]
+    updated_at: String,
+}
+
+/// A secret as listed: never its value.
+#[derive(Serialize)]
+pub struct SecretJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(rename = "updatedAt")]
+    updated_at: String,
+}
+
+/// Environment variable names: a letter or `_`, then letters, digits and `_`.
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn checked_entry(kind: EnvKind, body: NewEntry) -> ApiResult<SpaceEnvEntry> {
+    if !valid_key(&body.key) {
+        return Err(ApiError::bad_request(format!(
+            "key must be a letter or _ followed by letters, digits or _ (at most {MAX_KEY_LEN})"
+        )));
+    }
+    let value = body.value.unwrap_or_default();
+    if value.len() > MAX_VALUE_BYTES || value.contains('\0') {
+        return Err(ApiError::bad_request(format!(
+            "value must be at most {MAX_VALUE_BYTES} bytes, without NUL"
+        )));
+    }
+    if body
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_LEN)
+    {
+        return Err(ApiError::bad_request(format!(
+            "description must be at most {MAX_DESCRIPTION_LEN} characters"
+        )));
+    }
+    Ok(SpaceEnvEntry {
+        kind,
+        key: body.key,
+        value,
+        description: body.description,
+        updated_at_ms: crate::clock::now_ms(),
+    })
+}
+
+async fn variables_of(state: &AppState, repo_id: i64) -> ApiResult<BTreeMap<String, VariableJson>> {
+    Ok(state
+        .db
+        .space_env(repo_id)
+        .await?
+        .into_iter()
+        .filter(|e| e.kind == EnvKind::Variable)
+        .map(|e| {
+            (
+                e.key,
+                VariableJson {
+                    value: e.value,
+                    description: e.description,
+                    updated_at: crate::clock::format_ms(e.updated_at_ms),
+                },
+            )
+        })
+        .collect())
+}
+
+/// `GET /api/spaces/{repo}/variables`.
+pub async fn get_variables(
+    State(state): State<AppState>,
+    RepoAt { repo, caller }: RepoAt,
+) -> ApiResult<Json<BTreeMap<String, VariableJson>>> {
+    space(&repo)?;
+    repo.require_write(&caller)?;
+    Ok(Json(variables_of(&state, repo.repo.id).await?))
+}
+
+/// `POST /api/spaces/{repo}/variables` `{key, value, description?}`; the app restarts.
+pub async fn add_variable(
+    State(state): State<AppState>,
+    RepoAt { repo, caller }: RepoAt,
+    ApiJson(body): ApiJson<NewEntry>,
+) -> ApiResult<Json<BTreeMap<String, VariableJson>>> {
+    space(&repo)?;
+    repo.require_write(&caller)?;
+    let entry = checked_entry(EnvKind::Variable, body)?;
+    state.db.put_space_env(repo.repo.id, &entry).await?;
+    spaces::schedule_build(&state, &repo.repo);
+    Ok(Json(variables_of(&state, repo.repo.id).await?))
+}
+
+/// `DELETE /api/spaces/{repo}/variables` `{key}`.
+pub async fn delete_variable(
+    State(state): State<AppState>,
+    RepoAt { repo, caller }: RepoAt,
+    ApiJson(body): ApiJson<EntryKey>,
+) -> ApiResult<Json<BTreeMap<String, VariableJson>>> {
+    space(&repo)?;
+    repo.require_write(&caller)?;
+    if state
+        .db
+        .delete_space_env(repo.repo.id, EnvKind::Variable, &body.key)
+        .await?
+    {
+        spaces::schedule_build(&state, &repo.repo);
+    }
+    Ok(Json(variables_of(&state, repo.repo.id).await?))
+}
+
+/// `GET /api/spaces/{repo}/secrets`: names and descriptions, never values.
+pub async fn get_secrets(
+    State(state): State<AppState>,
+    RepoAt { repo, caller }: RepoAt,
+) -> ApiResult<Json<BTreeMap<String, SecretJson>>> {
+    space(&repo)?;
+    repo.require_write(&caller)?;
+    Ok(Json(
+        state
+            .db
+            .space_env(repo.repo.id)
+            .await?
+            .into_iter()
+            .filter(|e| e.kind == EnvKind::Secret)
+            .map(|e| {
+                (
+                    e.key,
+                    SecretJson {
+                        description: e.description,
+                        updated_at: crate::clock::format_ms(e.updated_at_ms),
+                    },
+                )
+            })
+            .collect(),
+    ))
+}
+
+/// `POST /api/spaces/{repo}/secrets` `{key, value, description?}`; the app restarts.
+pub async fn add_secret(
+    State(state): State<AppState>,
+    RepoAt { repo, caller }: RepoAt,
+    ApiJson(body): ApiJson<NewEntry>,
+) -> ApiResult<Json<crate::http::api::Empty>> {
+    space(&repo)?;
+    repo.require_write(&caller)?;
+    let entry = checked_entry(EnvKind::Secret, body)?;
+    state.db.put_space_env(repo.repo.id, &entry).await?;
+    spaces::schedule_build(&state, &repo.repo);
+    Ok(Json(crate::http::api::Empty {}))
+}
+
+/// `DELETE /api/spaces/{repo}/secrets` `{key}`.
+pub async fn delete_secret(
+    State(state): State<AppState>,
+    RepoAt { repo, caller }: RepoAt,
+    ApiJson(body): ApiJson<EntryKey>,
+) -> ApiResult<Json<crate::http::api::Empty>> {
+    space(&repo)?;
+    repo.require_write(&caller)?;
+    if state
+        .db
+        .delete_space_env(repo.repo.id, EnvKind::Secret, &body.key)
+        .await?
+    {
+        spaces::schedule_build(&state, &repo.repo);
+    }
+    Ok(Json(super::api::Empty {}))
+}
+
+/// `GET /api/spaces/{repo}/logs/{build|run}`: the kept lines, then new ones as they come,
+/// as Server-Sent Events `data: {"data": line, "timestamp": …}`.
+pub async fn logs(
+    State(state): State<AppState>,
+    RepoAt { repo, caller }: RepoAt,
+    axum::extract::Path(params): axum::extract::Path<BTreeMap<String, String>>,
+) -> ApiResult<Response> {
+    space(&repo)?;
+    repo.require_content(&caller)?;
+    let which = params.get("kind").map(String::as_str).unwrap_or("");
+    let Some(slot) = state.spaces.existing_slot(repo.repo.id) else {
+        return Err(ApiError::NotFound("This Space has no logs yet".into()));
+    };
+    let log = match which {
+        "build" => slot.build_log.clone(),
+        "run" => slot.run_log.clone(),
+        _ => return Err(ApiError::NotFound("Logs are 'build' or 'run'".into())),
+    };
+    let (kept, live) = log.follow();
+    let event = |l: crate::spaces::logs::LogLine| {
+        let data = serde_json::json!({"data": l.text, "timestamp": l.timestamp});
+        Ok::<_, Infallible>(Event::default().data(data.to_string()))
+    };
+    let kept = futures_util::stream::iter(kept.into_iter().map(event));
+    let live = tokio_stream_of(live).map(event);
+    Ok(Sse::new(kept.chain(live))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// New log lines as a stream; a reader too slow to keep up skips what it missed.
+fn tokio_stream_of(
+    rx: tokio::sync::broadcast::Receiver<crate::spaces::logs::LogLine>,
+) -> impl futures_util::Stream<Item = crate::spaces::logs::LogLine> {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(line) => return Some((line, rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+/// `/spaces/{ns}/{name}/app` → the app's root, with the slash relative URLs need.
+pub async fn app_root(RepoAt { repo, .. }: RepoAt) -> ApiResult<Redirect> {
+    space(&repo)?;
+    Ok(Redirect::temporary(&format!(
+        "{}/",
+        spaces::app_prefix(&repo.repo)
+    )))
+}
+
+#[derive(Template)]
+#[template(path = "space_status.html")]
+struct StatusPage {
+    nav: crate::http::web::Nav,
+    id: String,
+    stage: &'static str,
+    message: Option<String>,
+    waking: bool,
+}
+
+fn status_page(repo: &RepoRef, view: Option<&RuntimeView>) -> Response {
+    let page = StatusPage {
+        nav: crate::http::web::Nav {
+            section: "spaces",
+            ..crate::http::web::Nav::anonymous()
+        },
+        id: format!("{}/{}", repo.repo.namespace, repo.repo.name),
+        stage: view.map_or("APP_STARTING", |v| v.stage.as_str()),
+        message: view.and_then(|v| v.message.clone()),
+        waking: view.is_none(),
+    };
+    let html = page
+        .render()
+        .unwrap_or_else(|_| "This Space is not running.".into());
+    let mut response =
+        (StatusCode::SERVICE_UNAVAILABLE, axum::response::Html(html)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    response
+}
+
+#[derive(Template)]
+#[template(path = "space_partial.html")]
+struct Partial {
+    id: String,
+    stage: &'static str,
+    message: Option<String>,
+    running: bool,
+    build_log: String,
+    run_log: String,
+}
+
+/// Lines of each log shown in the page (the API streams all that are kept).
+const PAGE_LOG_LINES: usize = 200;
+
+/// The Space part of a Space's page: its stage, its app in a frame, its logs. `None` for
+/// other repositories.
+pub fn page_partial(state: &AppState, repo: &RepoRef) -> Option<String> {
+    if repo.repo_type != RepoType::Space {
+        return None;
+    }
+    let view = state.spaces.runtime(repo.repo.id);
+    let slot = state.spaces.existing_slot(repo.repo.id);
+    let partial = Partial {
+        id: format!("{}/{}", repo.repo.namespace, repo.repo.name),
+        stage: view.as_ref().map_or("NO_APP_FILE", |v| v.stage.as_str()),
+        message: view.as_ref().and_then(|v| v.message.clone()),
+        running: view.as_ref().is_some_and(|v| {
+            matches!(
+                v.stage.as_str(),
+                "RUNNING" | "RUNNING_BUILDING" | "SLEEPING"
+            )
+        }),
+        build_log: slot
+            .as_ref()
+            .map(|s| s.build_log.tail(PAGE_LOG_LINES))
+            .unwrap_or_default(),
+        run_log: slot
+            .as_ref()
+            .map(|s| s.run_log.tail(PAGE_LOG_LINES))
+            .unwrap_or_default(),
+    };
+    partial
+        .render()
+        .inspect_err(|e| tracing::error!(error = %e, "rendering the space partial"))
+        .ok()
+}
+
+/// Any request under `/spaces/{ns}/{name}/app/`: the Space's files or its app, for whoever
+/// may read the Space's files (a private Space does not exist for anyone else).
+pub async fn app(
+    State(state): State<AppState>,
+    RepoAt { repo, caller }: RepoAt,
+    request: Request,
+) -> ApiResult<Response> {
+    space(&repo)?;
+    repo.require_content(&caller)?;
+    let prefix = spaces::app_prefix(&repo.repo);
+    let path = request.uri().path().to_owned();
+    // The route matched `{ns}/{name}` ignoring case; the rest follows the `/app` segment.
+    let rest = path
+        .splitn(6, '/')
+        .nth(5)
+        .map(|r| format!("/{r}"))
+        .unwrap_or_else(|| "/".into());
+    let query = request
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    match state.spaces.app_request(&state, repo.repo.id) {
+        AppAnswer::Serve(Target::Static { dir, index }) => serve_static(&dir, &rest, &index).await,
+        AppAnswer::Serve(Target::Proxy { port, keep_prefix }) => {
+            let upstream = if keep_prefix {
+                format!("{prefix}{rest}{query}")
+            } else {
+                format!("{rest}{query}")
+            };
+            let proto = if state.public_url().starts_with("https://") {
+                "https"
+            } else {
+                "http"
+            };
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0);
+            proxy::forward(request, port, &upstream, peer, proto).await
+        }
+        AppAnswer::Waking => Ok(status_page(&repo, None)),
+        AppAnswer::Down(view) => Ok(status_page(&repo, Some(&view))),
+    }
+}
+
+/// A file of a static Space; `index` for the root (and for a folder, its `index.html`).
+async fn serve_static(dir: &std::path::Path, rest: &str, index: &str) -> ApiResult<Response> {
+    let not_found = || ApiError::NotFound("No such file in this Space".into());
+    let decoded = percent_encoding::percent_decode_str(rest)
+        .decode_utf8()
+        .map_err(|_| not_found())?;
+    let mut path = dir.to_path_buf();
+    let segments: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
+    for segment in &segments {
+        if *segment == "." || *segment == ".." || segment.contains('\\') || segment.contains('\0') {
+            return Err(not_found());
+        }
+        path.push(segment);
+    }
+    if segments.is_empty() {
+        path = dir.join(index);
+    } else if tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_dir()) {
+        path.push("index.html");
+    }
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| not_found())?;
+    let meta = file.metadata().await?;
+    if !meta.is_file() {
+        return Err(not_found());
+    }
+    let mime = content_type(&path);
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    let mut response = Response::new(body);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(meta.len()));
+    Ok(response)
+}
+
+fn content_type(path: &std::path::Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "json" | "map" => "application/json",
+        "txt" | "md" => "text/plain; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        "wasm" => "application/wasm",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_environment_names() {
+        assert!(valid_key("HF_TOKEN"));
+        assert!(valid_key("_x1"));
+        assert!(!valid_key("1X"));
+        assert!(!valid_key("A-B"));
+        assert!(!valid_key(""));
+        assert!(!valid_key("A=B"));
+        assert!(!valid_key(&"A".repeat(MAX_KEY_LEN + 1)));
+    }
+}

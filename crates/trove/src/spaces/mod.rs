@@ -1,0 +1,746 @@
+//! Spaces: the supervisor that builds a Space's `main` on every change and serves it.
+//!
+//! Each Space has a slot: its stage, the last successful build, what serves it now (a
+//! directory of static files or an app process on a loopback port), and its build and run
+//! logs. A change of `main` queues a build (bounded by a semaphore; a build that finds a
+//! newer request queued behind it gives way). A new app process is started beside the old
+//! one and swapped in once it answers; the old one is stopped after a grace period. An app
+//! that dies is restarted with doubling waits, a bounded number of times. Apps idle longer
+//! than their sleep time are stopped and started again by the next request.
+
+pub mod build;
+pub mod logs;
+pub mod process;
+
+use crate::auth::policy::Access;
+use crate::config::SpacesConfig;
+use crate::repos::RepoRef;
+use crate::state::AppState;
+use build::{Built, Plan, Sdk};
+use logs::LogBuffer;
+use process::{AppProcess, Launch};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use trove_db::Repo;
+use trove_types::RepoType;
+
+/// How long the old app keeps serving requests it already had after a new one is swapped in.
+const SWAP_GRACE: Duration = Duration::from_secs(5);
+/// How often idle apps are looked for.
+const SLEEP_CHECK: Duration = Duration::from_secs(5);
+
+/// A Space's stage, as the Hub names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    NoAppFile,
+    ConfigError,
+    Building,
+    /// A new revision builds while the previous one still serves.
+    RunningBuilding,
+    BuildError,
+    AppStarting,
+    Running,
+    RuntimeError,
+    Sleeping,
+    Paused,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::NoAppFile => "NO_APP_FILE",
+            Stage::ConfigError => "CONFIG_ERROR",
+            Stage::Building => "BUILDING",
+            Stage::RunningBuilding => "RUNNING_BUILDING",
+            Stage::BuildError => "BUILD_ERROR",
+            Stage::AppStarting => "APP_STARTING",
+            Stage::Running => "RUNNING",
+            Stage::RuntimeError => "RUNTIME_ERROR",
+            Stage::Sleeping => "SLEEPING",
+            Stage::Paused => "PAUSED",
+        }
+    }
+}
+
+/// What the runtime API and pages show of a Space.
+#[derive(Clone, Debug)]
+pub struct RuntimeView {
+    pub stage: Stage,
+    /// Why it is not running (the error, or what is missing).
+    pub message: Option<String>,
+    pub sleep_time_secs: Option<i64>,
+    /// The revision serving (or last built).
+    pub revision: Option<String>,
+}
+
+/// Where an app request goes.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// Files of a static Space; `index` answers the Space's root.
+    Static { dir: PathBuf, index: String },
+    /// An app on a loopback port. Gradio is told its public root and gets paths without
+    /// it; Streamlit serves under the full path itself.
+    Proxy { port: u16, keep_prefix: bool },
+}
+
+/// The answer to a request for a Space's app.
+pub enum AppAnswer {
+    Serve(Target),
+    /// It was asleep (or is restarting) and is starting: the visitor waits.
+    Waking,
+    Down(RuntimeView),
+}
+
+struct Serving {
+    target: Target,
+    process: Option<Arc<AppProcess>>,
+    /// Tells a dying process's monitor whether it is still the one serving.
+    id: u64,
+}
+
+struct SlotState {
+    stage: Stage,
+    message: Option<String>,
+    /// Generation of the newest build request; a build of an older one gives way.
+    wanted: u64,
+    /// Generation of what serves now; an older build never replaces it.
+    served: u64,
+    built: Option<Built>,
+    serving: Option<Serving>,
+    last_request: Instant,
+    sleep_after: Option<Duration>,
+    /// A start without a build (wake, restart after a crash) is under way.
+    starting: bool,
+    restarts: u32,
+    repo: Option<Repo>,
+}
+
+pub struct Slot {
+    state: Mutex<SlotState>,
+    pub build_log: Arc<LogBuffer>,
+    pub run_log: Arc<LogBuffer>,
+}
+
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The Spaces supervisor, one per server (held by `AppState`).
+pub struct Supervisor {
+    /// Set by `serve`: before it (and in tools that only open the state) nothing is built.
+    started: AtomicBool,
+    builds: Semaphore,
+    slots: Mutex<HashMap<i64, Arc<Slot>>>,
+    next_id: AtomicU64,
+}
+
+impl Supervisor {
+    pub fn new(config: &SpacesConfig) -> Self {
+        Supervisor {
+            started: AtomicBool::new(false),
+            builds: Semaphore::new(config.max_concurrent_builds.max(1)),
+            slots: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn is_started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+    }
+
+    fn slot(&self, repo_id: i64) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .entry(repo_id)
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    state: Mutex::new(SlotState {
+                        stage: Stage::NoAppFile,
+                        message: None,
+                        wanted: 0,
+                        served: 0,
+                        built: None,
+                        serving: None,
+                        last_request: Instant::now(),
+                        sleep_after: None,
+                        starting: false,
+                        restarts: 0,
+                        repo: None,
+                    }),
+                    build_log: Arc::new(LogBuffer::new()),
+                    run_log: Arc::new(LogBuffer::new()),
+                })
+            })
+            .clone()
+    }
+
+    /// The slot of a Space, if the supervisor knows it.
+    pub fn existing_slot(&self, repo_id: i64) -> Option<Arc<Slot>> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.get(&repo_id).cloned()
+    }
+
+    /// The Space's runtime; `None` when Spaces are not run by this process.
+    pub fn runtime(&self, repo_id: i64) -> Option<RuntimeView> {
+        if !self.is_started() {
+            return None;
+        }
+        let Some(slot) = self.existing_slot(repo_id) else {
+            return Some(RuntimeView {
+                stage: Stage::NoAppFile,
+                message: None,
+                sleep_time_secs: None,
+                revision: None,
+            });
+        };
+        let s = slot.lock();
+        Some(view(&s))
+    }
+
+    /// Where a request for the Space's app goes; counts as activity (sleep) and wakes a
+    /// sleeping app.
+    pub fn app_request(&self, state: &AppState, repo_id: i64) -> AppAnswer {
+        let Some(slot) = self.existing_slot(repo_id).filter(|_| self.is_started()) else {
+            return AppAnswer::Down(RuntimeView {
+                stage: Stage::NoAppFile,
+                message: None,
+                sleep_time_secs: None,
+                revision: None,
+            });
+        };
+        let mut s = slot.lock();
+        s.last_request = Instant::now();
+        if let Some(serving) = &s.serving {
+            return AppAnswer::Serve(serving.target.clone());
+        }
+        if s.starting {
+            return AppAnswer::Waking;
+        }
+        if s.stage == Stage::Sleeping
+            && let (Some(built), Some(repo)) = (s.built.clone(), s.repo.clone())
+        {
+            s.starting = true;
+            s.stage = Stage::AppStarting;
+            let generation = s.served;
+            drop(s);
+            tokio::spawn(launch(state.clone(), slot, repo, built, generation));
+            return AppAnswer::Waking;
+        }
+        AppAnswer::Down(view(&s))
+    }
+}
+
+fn view(s: &SlotState) -> RuntimeView {
+    RuntimeView {
+        stage: s.stage,
+        message: s.message.clone(),
+        sleep_time_secs: s.sleep_after.map(|d| d.as_secs() as i64),
+        revision: s.built.as_ref().map(|b| b.rev.to_string()),
+    }
+}
+
+/// Starts the supervisor: every Space that is not paused is built (a revision built before
+/// is reused as it is) and started, and idle apps are put to sleep from now on.
+pub async fn start(state: &AppState) -> anyhow::Result<()> {
+    let sup = &state.spaces;
+    if !state.config.spaces.enabled {
+        tracing::info!("spaces are disabled: apps are neither built nor run");
+        return Ok(());
+    }
+    process::stop_leftovers(&state.config.data_dir.join("spaces")).await;
+    sup.started.store(true, Ordering::Release);
+    let spaces: Vec<Repo> = state
+        .db
+        .all_repos()
+        .await?
+        .into_iter()
+        .filter(|r| r.repo_type == RepoType::Space)
+        .collect();
+    tracing::info!(spaces = spaces.len(), "spaces supervisor started");
+    for repo in spaces {
+        schedule_build(state, &repo);
+    }
+    let st = state.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(SLEEP_CHECK).await;
+            put_idle_apps_to_sleep(&st).await;
+        }
+    });
+    Ok(())
+}
+
+/// Queues a build of the Space's `main` (a no-op for other repos or when Spaces do not run
+/// here). Returns at once; the build runs in the background.
+pub fn schedule_build(state: &AppState, repo: &Repo) {
+    if repo.repo_type != RepoType::Space || !state.spaces.is_started() {
+        return;
+    }
+    let slot = state.spaces.slot(repo.id);
+    let generation = {
+        let mut s = slot.lock();
+        s.wanted += 1;
+        s.repo = Some(repo.clone());
+        s.wanted
+    };
+    tokio::spawn(run_build(state.clone(), slot, repo.clone(), generation));
+}
+
+fn repo_ref(repo: &Repo) -> RepoRef {
+    RepoRef {
+        repo: repo.clone(),
+        access: Access::Read,
+        repo_type: repo.repo_type,
+    }
+}
+
+async fn run_build(state: AppState, slot: Arc<Slot>, repo: Repo, generation: u64) {
+    let Ok(permit) = state.spaces.builds.acquire().await else {
+        return;
+    };
+    if slot.lock().wanted != generation {
+        return;
+    }
+    let settings = match state.db.space_settings(repo.id).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(repo.id = repo.id, error = %e, "reading a space's settings");
+            return;
+        }
+    };
+    {
+        let mut s = slot.lock();
+        s.sleep_after = settings
+            .sleep_time_secs
+            .filter(|&t| t > 0)
+            .map(|t| Duration::from_secs(t as u64));
+        if settings.paused {
+            let old = s.serving.take();
+            s.stage = Stage::Paused;
+            s.message = None;
+            drop(s);
+            stop_later(old, Duration::ZERO);
+            return;
+        }
+    }
+    let repo_ref = repo_ref(&repo);
+    let plan = match build::plan(&state, &repo_ref).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            tracing::error!(repo.id = repo.id, error = ?e, "reading a space's card");
+            set_down(
+                &slot,
+                generation,
+                Stage::BuildError,
+                Some("the Space's files could not be read".into()),
+            );
+            return;
+        }
+    };
+    let spec = match plan {
+        Plan::NoApp(why) => return set_down(&slot, generation, Stage::NoAppFile, Some(why)),
+        Plan::ConfigError(why) => {
+            return set_down(&slot, generation, Stage::ConfigError, Some(why));
+        }
+        Plan::Build(spec) => spec,
+    };
+    {
+        let mut s = slot.lock();
+        s.stage = if s.serving.is_some() {
+            Stage::RunningBuilding
+        } else {
+            Stage::Building
+        };
+        s.message = None;
+    }
+    let space_dir = build::space_dir(&state, repo.id);
+    slot.build_log.restart(Some(space_dir.join("build.log")));
+    tracing::info!(repo.id = repo.id, revision = %spec.rev, sdk = ?spec.sdk, "space build started");
+    let built = match build::build(&state, &repo_ref, &spec, &slot.build_log).await {
+        Ok(built) => built,
+        Err(why) => {
+            slot.build_log.push(&format!("BUILD FAILED: {why}"));
+            tracing::info!(repo.id = repo.id, revision = %spec.rev, reason = %why, "space build failed");
+            return set_down(&slot, generation, Stage::BuildError, Some(why));
+        }
+    };
+    slot.lock().restarts = 0;
+    drop(permit);
+    launch(state, slot, repo, built, generation).await;
+}
+
+/// Reports a stage without an app (no app file, a config or build error) unless a newer
+/// build has been asked for. A build error leaves the previous revision serving.
+fn set_down(slot: &Slot, generation: u64, stage: Stage, message: Option<String>) {
+    let mut s = slot.lock();
+    if s.wanted != generation {
+        return;
+    }
+    let old = if stage == Stage::BuildError {
+        None
+    } else {
+        s.served = generation;
+        s.serving.take()
+    };
+    s.stage = stage;
+    s.message = message;
+    drop(s);
+    stop_later(old, Duration::ZERO);
+}
+
+/// Stops a replaced app once its in-flight requests had `grace` to finish.
+fn stop_later(old: Option<Serving>, grace: Duration) {
+    if let Some(process) = old.and_then(|o| o.process) {
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            process.stop().await;
+        });
+    }
+}
+
+/// Serves a built revision: a static directory at once; an app started beside the one
+/// serving, swapped in when it answers.
+async fn launch(state: AppState, slot: Arc<Slot>, repo: Repo, built: Built, generation: u64) {
+    let id = state.spaces.next_id.fetch_add(1, Ordering::Relaxed);
+    let started = match built.sdk {
+        Sdk::Static => Ok((
+            Target::Static {
+                dir: built.app_dir(),
+                index: built.app_file.clone(),
+            },
+            None,
+        )),
+        Sdk::Gradio | Sdk::Streamlit => start_app(&state, &slot, &repo, &built, id).await,
+        Sdk::Docker => Err("docker Spaces are not run by this server".to_owned()),
+    };
+    let mut s = slot.lock();
+    s.starting = false;
+    match started {
+        Ok((target, process)) => {
+            if generation < s.served {
+                drop(s);
+                if let Some(p) = process {
+                    tokio::spawn(async move { p.stop().await });
+                }
+                return;
+            }
+            let old = s.serving.replace(Serving {
+                target,
+                process,
+                id,
+            });
+            s.served = generation;
+            s.stage = Stage::Running;
+            s.message = None;
+            s.built = Some(built.clone());
+            s.last_request = Instant::now();
+            drop(s);
+            tracing::info!(repo.id = repo.id, revision = %built.rev, "space running");
+            stop_later(old, SWAP_GRACE);
+        }
+        Err(why) => {
+            if generation < s.served || s.wanted != generation && s.wanted > generation {
+                return;
+            }
+            s.stage = Stage::RuntimeError;
+            s.message = Some(why.clone());
+            s.built = Some(built.clone());
+            drop(s);
+            slot.run_log.push(&format!("APP FAILED: {why}"));
+            tracing::info!(repo.id = repo.id, revision = %built.rev, reason = %why, "space app failed");
+        }
+    }
+}
+
+/// The environment of an app: what its SDK needs, the Space's identity, its variables and
+/// secrets — nothing of the hub's own.
+async fn app_env(
+    state: &AppState,
+    repo: &Repo,
+    built: &Built,
+    port: u16,
+) -> Result<Vec<(String, String)>, String> {
+    let venv_bin = process::venv_bin(&built.dir.join("venv"));
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "PATH".into(),
+            format!("{}:/usr/local/bin:/usr/bin:/bin", venv_bin.display()),
+        ),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("PYTHONUNBUFFERED".into(), "1".into()),
+        (
+            "SPACE_ID".into(),
+            format!("{}/{}", repo.namespace, repo.name),
+        ),
+        ("SPACE_AUTHOR_NAME".into(), repo.namespace.clone()),
+        ("SPACE_REPO_NAME".into(), repo.name.clone()),
+        ("HF_ENDPOINT".into(), state.public_url().to_owned()),
+        ("PORT".into(), port.to_string()),
+    ];
+    if built.sdk == Sdk::Gradio {
+        env.extend([
+            ("GRADIO_SERVER_NAME".into(), "127.0.0.1".into()),
+            ("GRADIO_SERVER_PORT".into(), port.to_string()),
+            ("GRADIO_ROOT_PATH".into(), app_prefix(repo)),
+            ("GRADIO_ANALYTICS_ENABLED".into(), "False".into()),
+            (
+                "GRADIO_TEMP_DIR".into(),
+                built.dir.join("home/gradio").display().to_string(),
+            ),
+        ]);
+    }
+    let entries = state
+        .db
+        .space_env(repo.id)
+        .await
+        .map_err(|e| format!("reading the Space's variables: {e}"))?;
+    // Secrets after variables: a secret wins over a variable of the same name.
+    let (secrets, variables): (Vec<_>, Vec<_>) = entries
+        .into_iter()
+        .partition(|e| e.kind == trove_db::EnvKind::Secret);
+    for e in variables.into_iter().chain(secrets) {
+        env.retain(|(k, _)| k != &e.key);
+        env.push((e.key, e.value));
+    }
+    Ok(env)
+}
+
+/// `/spaces/{ns}/{name}/app`: where the app is served on the hub.
+pub fn app_prefix(repo: &Repo) -> String {
+    format!("/spaces/{}/{}/app", repo.namespace, repo.name)
+}
+
+/// Starts the app of a Python SDK and waits until it answers.
+async fn start_app(
+    state: &AppState,
+    slot: &Arc<Slot>,
+    repo: &Repo,
+    built: &Built,
+    id: u64,
+) -> Result<(Target, Option<Arc<AppProcess>>), String> {
+    let config = &state.config.spaces;
+    let port = process::free_port().map_err(|e| format!("no free port: {e}"))?;
+    let env = app_env(state, repo, built, port).await?;
+    let python = built.dir.join("venv/bin/python").display().to_string();
+    let prefix = app_prefix(repo);
+    let (argv, health_path, keep_prefix) = match built.sdk {
+        Sdk::Streamlit => (
+            vec![
+                python,
+                "-m".into(),
+                "streamlit".into(),
+                "run".into(),
+                built.app_file.clone(),
+                "--server.port".into(),
+                port.to_string(),
+                "--server.address".into(),
+                "127.0.0.1".into(),
+                "--server.baseUrlPath".into(),
+                prefix.trim_start_matches('/').to_owned(),
+                "--server.headless".into(),
+                "true".into(),
+                "--browser.gatherUsageStats".into(),
+                "false".into(),
+                "--server.fileWatcherType".into(),
+                "none".into(),
+                // The hub's proxy is the origin the browser sees; its own checks apply.
+                "--server.enableCORS".into(),
+                "false".into(),
+                "--server.enableXsrfProtection".into(),
+                "false".into(),
+            ],
+            format!("{prefix}/_stcore/health"),
+            true,
+        ),
+        _ => (vec![python, built.app_file.clone()], "/".to_owned(), false),
+    };
+    let launch = Launch {
+        argv,
+        cwd: built.app_dir(),
+        env,
+        home: built.dir.join("home"),
+        port,
+        health_path,
+        pid_dir: build::space_dir(state, repo.id).join("pids"),
+    };
+    slot.run_log
+        .restart(Some(build::space_dir(state, repo.id).join("run.log")));
+    slot.run_log
+        .push(&format!("starting revision {} on port {port}", built.rev));
+    let (process, mut child) = process::spawn(config, &launch, slot.run_log.clone())
+        .map_err(|e| format!("cannot start the app: {e}"))?;
+    let process = Arc::new(process);
+    let deadline = Instant::now() + Duration::from_secs(config.start_timeout_secs);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            process.stop().await;
+            return Err(format!("the app exited before answering ({status})"));
+        }
+        if process::answers(port, &launch.health_path).await {
+            break;
+        }
+        if Instant::now() > deadline {
+            process.stop().await;
+            return Err(format!(
+                "the app did not answer within {} s",
+                config.start_timeout_secs
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::spawn(monitor(
+        state.clone(),
+        slot.clone(),
+        repo.clone(),
+        built.clone(),
+        child,
+        id,
+    ));
+    Ok((Target::Proxy { port, keep_prefix }, Some(process)))
+}
+
+/// Waits for a serving app to exit; if it still served (nobody stopped it on purpose), it
+/// crashed: restart with doubling waits, up to the limit, then RUNTIME_ERROR stays.
+async fn monitor(
+    state: AppState,
+    slot: Arc<Slot>,
+    repo: Repo,
+    built: Built,
+    mut child: tokio::process::Child,
+    id: u64,
+) {
+    let status = child.wait().await;
+    let why = match status {
+        Ok(status) => format!("the app exited ({status})"),
+        Err(e) => format!("the app was lost: {e}"),
+    };
+    let restart = {
+        let mut s = slot.lock();
+        if s.serving.as_ref().map(|x| x.id) != Some(id) {
+            return;
+        }
+        s.serving = None;
+        slot.run_log.push(&why);
+        s.stage = Stage::RuntimeError;
+        s.message = Some(why);
+        if s.restarts >= state.config.spaces.max_restarts {
+            None
+        } else {
+            s.restarts += 1;
+            s.starting = true;
+            Some((Duration::from_secs(1 << s.restarts.min(6)), s.served))
+        }
+    };
+    let Some((wait, generation)) = restart else {
+        return;
+    };
+    tracing::info!(
+        repo.id = repo.id,
+        wait_secs = wait.as_secs(),
+        "space app crashed; restarting"
+    );
+    tokio::time::sleep(wait).await;
+    relaunch(state, slot, repo, built, generation).await;
+}
+
+/// [`launch`] again after a crash, boxed: the app it starts is watched by [`monitor`].
+fn relaunch(
+    state: AppState,
+    slot: Arc<Slot>,
+    repo: Repo,
+    built: Built,
+    generation: u64,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(launch(state, slot, repo, built, generation))
+}
+
+/// Stops the apps that had no request for longer than their sleep time.
+async fn put_idle_apps_to_sleep(state: &AppState) {
+    let slots: Vec<(i64, Arc<Slot>)> = {
+        let slots = state.spaces.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.iter().map(|(k, v)| (*k, v.clone())).collect()
+    };
+    for (repo_id, slot) in slots {
+        let mut s = slot.lock();
+        let idle = s
+            .sleep_after
+            .is_some_and(|after| s.last_request.elapsed() > after);
+        let is_process = s.serving.as_ref().is_some_and(|x| x.process.is_some());
+        if idle && is_process && s.stage == Stage::Running {
+            let old = s.serving.take();
+            s.stage = Stage::Sleeping;
+            drop(s);
+            tracing::info!(repo.id = repo_id, "space idle: sleeping");
+            stop_later(old, Duration::ZERO);
+        }
+    }
+}
+
+/// Pauses a Space: its app stops until an admin restarts it.
+pub async fn pause(state: &AppState, repo: &Repo) -> crate::error::ApiResult<()> {
+    let mut settings = state.db.space_settings(repo.id).await?;
+    settings.paused = true;
+    state
+        .db
+        .set_space_settings(repo.id, &settings, crate::clock::now_ms())
+        .await?;
+    if state.spaces.is_started() {
+        let slot = state.spaces.slot(repo.id);
+        let mut s = slot.lock();
+        s.wanted += 1;
+        let old = s.serving.take();
+        s.stage = Stage::Paused;
+        s.message = None;
+        drop(s);
+        stop_later(old, Duration::ZERO);
+    }
+    Ok(())
+}
+
+/// Unpauses and rebuilds (a built revision is reused unless `factory`).
+pub async fn restart(state: &AppState, repo: &Repo, factory: bool) -> crate::error::ApiResult<()> {
+    let mut settings = state.db.space_settings(repo.id).await?;
+    settings.paused = false;
+    state
+        .db
+        .set_space_settings(repo.id, &settings, crate::clock::now_ms())
+        .await?;
+    if factory {
+        let built = state
+            .spaces
+            .existing_slot(repo.id)
+            .and_then(|slot| slot.lock().built.clone());
+        if let Some(built) = built {
+            // The marker alone: the serving app keeps its files until it is replaced.
+            let _ = tokio::fs::remove_file(built.dir.join(".ready")).await;
+        }
+    }
+    schedule_build(state, repo);
+    Ok(())
+}
+
+/// Sets the sleep time (`None`: never sleep).
+pub async fn set_sleep_time(
+    state: &AppState,
+    repo: &Repo,
+    seconds: Option<i64>,
+) -> crate::error::ApiResult<()> {
+    let mut settings = state.db.space_settings(repo.id).await?;
+    settings.sleep_time_secs = seconds;
+    state
+        .db
+        .set_space_settings(repo.id, &settings, crate::clock::now_ms())
+        .await?;
+    if let Some(slot) = state.spaces.existing_slot(repo.id) {
+        slot.lock().sleep_after = seconds
+            .filter(|&t| t > 0)
+            .map(|t| Duration::from_secs(t as u64));
+    }
+    Ok(())
+}
