@@ -16,9 +16,12 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/.venv"
 REQUIREMENTS="$ROOT/tests/e2e/requirements.txt"
-STAMP="$VENV/.trove-requirements.sha256"
+# What is slow to install or build is kept outside the clone, keyed by version, so a fresh
+# clone on the same machine reuses it (a fresh machine builds it once).
+CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/trove-tools"
+VENV="$ROOT/.venv"   # set by choose_venv
+STAMP=""
 
 SETUP_ONLY=0
 RUN_CARGO_TEST=1
@@ -29,7 +32,7 @@ FAILED=0
 
 log() { printf '\n==> %s\n' "$*"; }
 record() { # record STAGE RESULT
-    SUMMARY+=("$(printf '%-28s %s' "$1" "$2")")
+    SUMMARY+=("$(printf '%-28s %-60s at %4d min' "$1" "$2" $((SECONDS / 60)))")
     if [[ "$2" == FAIL* ]]; then FAILED=1; fi
 }
 
@@ -91,6 +94,34 @@ ensure_system_packages() {
 }
 
 requirements_hash() { sha256sum "$REQUIREMENTS" | cut -d' ' -f1; }
+
+# The virtualenv: a real `.venv` directory in the clone is used as it is (a developer's own);
+# otherwise `.venv` is a link to a virtualenv in the cache named by the requirements and the
+# Python version, so a new clone finds its packages installed.
+choose_venv() {
+    if [[ -d "$ROOT/.venv" && ! -L "$ROOT/.venv" ]]; then
+        VENV="$ROOT/.venv"
+    else
+        pick_python
+        local key
+        key="$( { cat "$REQUIREMENTS"; "$PYTHON" -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-16)"
+        VENV="$CACHE_ROOT/venv-$key"
+        mkdir -p "$CACHE_ROOT"
+        ln -sfn "$VENV" "$ROOT/.venv"
+        # Older virtualenvs of this cache (other requirements) are removed, the newest two kept.
+        ls -1dt "$CACHE_ROOT"/venv-* 2>/dev/null | grep -vx "$VENV" | tail -n +2 | xargs -r rm -rf
+    fi
+    STAMP="$VENV/.trove-requirements.sha256"
+}
+
+# In CI (a fresh clone each run) cargo's build directory lives in the cache too, keyed by the
+# toolchain, so a later run rebuilds only what changed. Locally it stays `target/`.
+choose_target_dir() {
+    if [[ -n "$CI" && -z "${CARGO_TARGET_DIR:-}" ]]; then
+        export CARGO_TARGET_DIR="$CACHE_ROOT/cargo-target-$(rustc -V | sha256sum | cut -c1-12)"
+        echo "cargo target dir: $CARGO_TARGET_DIR"
+    fi
+}
 
 venv_is_current() {
     [[ -x "$VENV/bin/python" ]] || return 1
@@ -257,6 +288,8 @@ main() {
     # outside the clone, so only the first run on a machine downloads them.
     export TROVE_SPACES_CACHE="${TROVE_SPACES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/trove-tools/spaces}"
     ensure_system_packages
+    choose_venv
+    choose_target_dir
     ensure_venv
     record "setup (apt + .venv)" "ok"
     if ((SETUP_ONLY)); then
