@@ -109,7 +109,7 @@ choose_venv() {
         mkdir -p "$CACHE_ROOT"
         ln -sfn "$VENV" "$ROOT/.venv"
         # Older virtualenvs of this cache (other requirements) are removed, the newest two kept.
-        ls -1dt "$CACHE_ROOT"/venv-* 2>/dev/null | grep -vx "$VENV" | tail -n +2 | xargs -r rm -rf
+        { ls -1dt "$CACHE_ROOT"/venv-* 2>/dev/null | grep -vx "$VENV" | tail -n +2 | xargs -r rm -rf; } || true
     fi
     STAMP="$VENV/.trove-requirements.sha256"
 }
