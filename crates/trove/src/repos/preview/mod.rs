@@ -40,6 +40,8 @@ const MAX_CARD_BYTES: u64 = 1 << 20;
 const MAX_LISTED_FILES: usize = 100_000;
 /// Previews kept in memory.
 const CACHE_ENTRIES: usize = 128;
+/// Dataset layouts kept in memory (each holds its data files' entries).
+const CACHE_LAYOUTS: usize = 32;
 
 /// Why a file has no preview, in words for the page.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,28 +106,37 @@ pub struct Dataset {
     files: HashMap<String, EntryKind>,
 }
 
-/// The layout of `repo` at `rev`, for a caller who may read its files.
+/// The layout of `repo` at `rev`, for a caller who may read its files. A commit's layout
+/// never changes: it is listed once and then served from memory.
 pub async fn dataset(
     state: &AppState,
     caller: &Caller,
     repo: &RepoRef,
     rev: &str,
-) -> ApiResult<Dataset> {
+) -> ApiResult<Arc<Dataset>> {
     repo.require_content(caller)?;
     let rev = rev.to_owned();
-    let (commit, entries) = with_git(state, repo, move |git| {
-        let commit = resolve(git, &rev)?;
-        let entries = git.list_tree(&commit, "", true)?.unwrap_or_default();
-        Ok((commit, entries))
+    let commit = with_git(state, repo, move |git| resolve(git, &rev)).await?;
+    let key = (repo.repo.id, commit.clone());
+    if let Some(hit) = state.preview_cache.layouts.get(&key) {
+        return Ok(hit);
+    }
+    let listed = commit.clone();
+    let entries = with_git(state, repo, move |git| {
+        Ok(git.list_tree(&listed, "", true)?.unwrap_or_default())
     })
     .await?;
+    let readme = entries
+        .iter()
+        .find(|e| e.path == "README.md")
+        .map(|e| e.kind.clone());
     let files: HashMap<String, EntryKind> = entries
         .into_iter()
-        .filter(|e| matches!(e.kind, EntryKind::File { .. }))
+        .filter(|e| matches!(e.kind, EntryKind::File { .. }) && Format::of(&e.path).is_some())
         .take(MAX_LISTED_FILES)
         .map(|e| (e.path, e.kind))
         .collect();
-    let card = match files.get("README.md") {
+    let card = match readme.as_ref() {
         Some(kind @ EntryKind::File { size, .. }) if *size <= MAX_CARD_BYTES => {
             content::read_range(state, repo, kind, 0, *size)
                 .await?
@@ -136,11 +147,13 @@ pub async fn dataset(
     };
     let paths: Vec<&str> = files.keys().map(String::as_str).collect();
     let layout = discover::layout(card.as_ref(), &paths);
-    Ok(Dataset {
+    let dataset = Arc::new(Dataset {
         commit,
         layout,
         files,
-    })
+    });
+    state.preview_cache.layouts.put(key, dataset.clone());
+    Ok(dataset)
 }
 
 /// The preview of one config's split.
@@ -179,7 +192,7 @@ pub async fn preview(
         config.to_owned(),
         split.to_owned(),
     );
-    if let Some(hit) = state.preview_cache.get(&key) {
+    if let Some(hit) = state.preview_cache.previews.get(&key) {
         return Ok(hit);
     }
     let Some((path, entry, format)) = files.files.iter().find_map(|p| {
@@ -213,7 +226,7 @@ pub async fn preview(
         source,
         note,
     });
-    state.preview_cache.put(key, preview.clone());
+    state.preview_cache.previews.put(key, preview.clone());
     Ok(preview)
 }
 
@@ -315,28 +328,47 @@ impl parquet::RangeRead for ContentRange<'_> {
     }
 }
 
-type CacheKey = (i64, GitOid, String, String);
-type CacheMap = HashMap<CacheKey, Arc<SplitPreview>>;
-
-/// Previews by (repo, commit, config, split), least recently added first out. A commit
-/// never changes, so entries need no invalidation.
-#[derive(Default)]
+/// Previews by (repo, commit, config, split) and layouts by (repo, commit). A commit never
+/// changes, so entries need no invalidation; both are bounded.
 pub struct PreviewCache {
-    inner: Mutex<(CacheMap, VecDeque<CacheKey>)>,
+    previews: Bounded<(i64, GitOid, String, String), Arc<SplitPreview>>,
+    layouts: Bounded<(i64, GitOid), Arc<Dataset>>,
 }
 
-impl PreviewCache {
-    fn get(&self, key: &CacheKey) -> Option<Arc<SplitPreview>> {
+impl Default for PreviewCache {
+    fn default() -> Self {
+        PreviewCache {
+            previews: Bounded::new(CACHE_ENTRIES),
+            layouts: Bounded::new(CACHE_LAYOUTS),
+        }
+    }
+}
+
+/// A map of at most `cap` entries, least recently added first out.
+struct Bounded<K, V> {
+    cap: usize,
+    inner: Mutex<(HashMap<K, V>, VecDeque<K>)>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> Bounded<K, V> {
+    fn new(cap: usize) -> Self {
+        Bounded {
+            cap,
+            inner: Mutex::new((HashMap::new(), VecDeque::new())),
+        }
+    }
+
+    fn get(&self, key: &K) -> Option<V> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.0.get(key).cloned()
     }
 
-    fn put(&self, key: CacheKey, value: Arc<SplitPreview>) {
+    fn put(&self, key: K, value: V) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if inner.0.insert(key.clone(), value).is_none() {
             inner.1.push_back(key);
         }
-        while inner.1.len() > CACHE_ENTRIES {
+        while inner.1.len() > self.cap {
             if let Some(old) = inner.1.pop_front() {
                 inner.0.remove(&old);
             }
