@@ -33,6 +33,8 @@ pub struct AppState {
     pub facet_cache: Arc<crate::repos::facets::FacetCache>,
     /// The web pages' last commit per folder entry, by commit and folder (bounded).
     pub browse_cache: Arc<crate::repos::browse::BrowseCache>,
+    /// Dataset previews by repo, commit, config and split (bounded).
+    pub preview_cache: Arc<crate::repos::preview::PreviewCache>,
     /// Spaces: builds, running apps and their logs.
     pub spaces: Arc<crate::spaces::Supervisor>,
 }
@@ -83,6 +85,7 @@ impl AppState {
             auth: Arc::new(auth),
             facet_cache: Arc::new(crate::repos::facets::FacetCache::default()),
             browse_cache: Arc::new(crate::repos::browse::BrowseCache::default()),
+            preview_cache: Arc::new(crate::repos::preview::PreviewCache::default()),
             spaces: Arc::new(spaces),
         }
     }

@@ -15,6 +15,7 @@ pub mod lfs;
 pub mod lifecycle;
 pub mod likes;
 pub mod listing;
+pub mod preview;
 pub mod push;
 pub mod rebuild;
 pub mod safetensors;

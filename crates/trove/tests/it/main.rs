@@ -10,6 +10,7 @@ mod contract;
 mod hostile;
 mod layering;
 mod limits;
+mod preview;
 mod recovery;
 mod spaces;
 mod storage;

@@ -15,6 +15,7 @@ pub mod csrf;
 pub mod discussions;
 pub mod history;
 pub mod listing;
+pub mod preview;
 pub mod profile;
 pub mod repo;
 pub mod session;
@@ -72,6 +73,12 @@ pub fn routes() -> Router<AppState> {
                 get(discussions::page).post(discussions::act),
             );
     }
+    web = web
+        .route("/datasets/{ns}/{name}/viewer", get(preview::viewer))
+        .route(
+            "/datasets/{ns}/{name}/viewer/{config}/{split}",
+            get(preview::viewer),
+        );
     web
 }
 

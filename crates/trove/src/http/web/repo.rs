@@ -98,6 +98,8 @@ pub struct RepoPage {
     pub gate_note: Option<String>,
     /// A Space's status, logs and app (`space_partial.html`).
     pub space_html: Option<String>,
+    /// A dataset's first rows (`dataset_preview.html`).
+    pub preview: Option<super::preview::PreviewView>,
 }
 
 pub async fn page(
@@ -294,6 +296,7 @@ async fn repo_page(
         gate_form: repo.access == Access::Gated && gate_note.is_none(),
         gate_note,
         space_html: crate::http::spaces::page_partial(state, repo),
+        preview: super::preview::section(state, caller, repo).await,
     }))
 }
 

@@ -87,6 +87,7 @@ async fn fixture() -> Fixture {
         auth: Arc::new(crate::auth::AuthRuntime::new(&config_auth)),
         facet_cache: Arc::new(crate::repos::facets::FacetCache::default()),
         browse_cache: Arc::new(crate::repos::browse::BrowseCache::default()),
+        preview_cache: Arc::new(crate::repos::preview::PreviewCache::default()),
         spaces: Arc::new(crate::spaces::Supervisor::new(&config_spaces)),
     };
     let app = crate::http::router::build(state.clone());
