@@ -131,7 +131,10 @@ struct ErrorPage {
 pub fn error_page(error: ApiError) -> Response {
     let suggest_login = matches!(
         error,
-        ApiError::RepoNotFound { anonymous: true } | ApiError::GatedRepo { anonymous: true }
+        ApiError::RepoNotFound { anonymous: true } | ApiError::GatedRepo {
+                anonymous: true,
+                ..
+            }
     ) || matches!(error, ApiError::Unauthenticated(_));
     let parts = error.public_parts();
     let status = parts.status;
