@@ -45,3 +45,62 @@ def test_gated_refusals_say_where_to_ask_for_access(client, hub, trove, bob, tmp
     # Nothing was granted by asking: still refused.
     again = hub.http.head(f"/{model}/resolve/main/f.txt", headers=hub.auth(bob.token))
     assert again.status_code == 403 and again.headers["x-error-code"] == "GatedRepo"
+
+
+USER_REPOS = """
+out = {}
+out["mine"] = [dict(id=r.id, type=r.type, visibility=r.visibility, storage=r.storage,
+                    percent=r.storage_percent, updated=r.updated_at.isoformat())
+               for r in api.list_user_repos()]
+out["org"] = sorted(r.id for r in api.list_user_repos(namespace=ARGS["org"]))
+out["other_org"] = attempt(lambda: list(api.list_user_repos(namespace=ARGS["other_org"])))
+out["no_org"] = attempt(lambda: list(api.list_user_repos(namespace="no-such-org-zz")))
+emit(out)
+"""
+
+
+def test_list_user_repos_and_hf_repos_ls(client, hub, trove, tmp_path):
+    user = unique("lister")
+    trove.create_user(user)
+    token = trove.create_token(user, role="write", name="e2e")
+    org, other_org = unique("listorg"), unique("otherorg")
+    trove.admin_cli("org", "create", org, "--owner", user)
+    trove.admin_cli("org", "create", other_org, "--owner", "admin")
+    model = hub.create_repo("m", namespace=user, token=token)
+    data = hub.create_repo("d", namespace=user, repo_type="dataset", private=True, token=token)
+    in_org = hub.create_repo("o", namespace=org, token=token)
+    hub.create_repo("x", namespace=other_org)
+    # A large file in the model: its bytes are the model's storage.
+    up = client.py("""
+api.upload_file(path_or_fileobj=b"x" * 3000, path_in_repo="w.bin", repo_id=ARGS["repo"])
+emit(True)
+""", token=token, args={"repo": model})
+    assert up.result is True
+    hub.commit_files(data, {"a.txt": b"a"}, repo_type="dataset", token=token)  # newest
+
+    r = client.py(USER_REPOS, token=token, args={"org": org, "other_org": other_org}).result
+    mine = r["mine"]
+    assert [m["id"] for m in mine] == [data, model], mine  # most recently updated first
+    assert mine[0]["type"] == "dataset" and mine[0]["visibility"] == "private"
+    assert mine[1]["type"] == "model" and mine[1]["visibility"] == "public"
+    assert mine[1]["storage"] == 3000 and mine[1]["percent"] == 100.0
+    assert mine[0]["storage"] == 0
+    assert r["org"] == [in_org]
+    assert r["other_org"]["status"] == 403, r["other_org"]
+    assert r["no_org"]["status"] == 404, r["no_org"]
+
+    # Paging by Link, like the other lists.
+    first = hub.http.get("/api/settings/repositories?limit=1", headers=hub.auth(token))
+    assert first.status_code == 200 and [x["id"] for x in first.json()] == [data]
+    link = first.links["next"]["url"]
+    second = hub.http.get(link, headers=hub.auth(token))
+    assert [x["id"] for x in second.json()] == [model] and "next" not in second.links
+    bad = hub.http.get("/api/settings/repositories?cursor=zz", headers=hub.auth(token))
+    assert bad.status_code == 400
+    anon = hub.http.get("/api/settings/repositories")
+    assert anon.status_code == 401
+
+    # The `hf` CLI's table.
+    out = client.cli("repos", "ls", token=token).stdout
+    assert model in out and data in out and "private" in out, out
+    assert in_org in client.cli("repos", "ls", "--namespace", org, token=token).stdout

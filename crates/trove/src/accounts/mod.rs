@@ -4,6 +4,7 @@
 pub mod orgs;
 pub mod sessions;
 pub mod tokens;
+pub mod usage;
 
 use trove_db::{Db, NewAuditEvent};
 

@@ -4,6 +4,7 @@
 
 use crate::error::{ApiError, ErrorReport, MovedRepo};
 use crate::http::api::collections;
+use crate::http::api::usage;
 use crate::http::api::webhooks;
 use crate::http::api::{
     accounts, commit, commits, discussions, gating, info, likes, misc, preupload, refs, repos,
@@ -50,6 +51,11 @@ pub fn build(state: AppState) -> Router {
         .route(
             "/api/organizations/{org}/audit-log",
             get(accounts::org_audit_log),
+        )
+        .route("/api/settings/repositories", get(usage::mine))
+        .route(
+            "/api/organizations/{org}/settings/repositories",
+            get(usage::of_org),
         )
         .route("/api/login", post(accounts::login))
         .route("/api/logout", post(accounts::logout))

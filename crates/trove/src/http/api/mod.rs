@@ -18,6 +18,7 @@ pub mod safetensors;
 pub mod search;
 pub mod settings;
 pub mod tree;
+pub mod usage;
 pub mod webhooks;
 pub mod whoami;
 

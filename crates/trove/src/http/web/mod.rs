@@ -131,7 +131,8 @@ struct ErrorPage {
 pub fn error_page(error: ApiError) -> Response {
     let suggest_login = matches!(
         error,
-        ApiError::RepoNotFound { anonymous: true } | ApiError::GatedRepo {
+        ApiError::RepoNotFound { anonymous: true }
+            | ApiError::GatedRepo {
                 anonymous: true,
                 ..
             }
