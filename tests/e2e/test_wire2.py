@@ -104,3 +104,113 @@ emit(True)
     out = client.cli("repos", "ls", token=token).stdout
     assert model in out and data in out and "private" in out, out
     assert in_org in client.cli("repos", "ls", "--namespace", org, token=token).stdout
+
+
+PEOPLE = """
+out = {}
+me = api.whoami()
+out["whoami"] = {k: me.get(k) for k in ("name", "fullname", "avatarUrl")}
+u = api.get_user_overview(ARGS["user"])
+out["overview"] = [u.fullname, u.avatar_url]
+out["likers"] = [(x.username, x.fullname, x.avatar_url) for x in api.list_repo_likers(ARGS["repo"])]
+out["commit_authors"] = [c.authors for c in api.list_repo_commits(ARGS["repo"])][:1]
+d = api.get_discussion_details(ARGS["repo"], ARGS["num"])
+out["discussion_author"] = d.author
+emit(out)
+"""
+
+
+def run_cli(trove, *args):
+    import subprocess
+    from conftest import clean_env
+    return subprocess.run([str(trove.binary), *args, "--data-dir", str(trove.data_dir)],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                          env=clean_env())
+
+
+def test_full_names_and_avatars_wherever_the_client_reads_an_author(client, hub, trove):
+    name = unique("ada")
+    trove.admin_cli("user", "create", name, "--fullname", "Ada Lovelace")
+    token = trove.create_token(name, role="write", name="e2e")
+    repo = hub.create_repo("people", namespace=name, token=token)
+    hub.commit_files(repo, {"a.txt": b"a"}, token=token)
+    assert hub.http.post(f"/api/models/{repo}/like", headers=hub.auth(token)).status_code == 200
+    r = hub.http.post(f"/api/models/{repo}/discussions", json={"title": "hello", "description": "hi"},
+                      headers=hub.auth(token))
+    assert r.status_code == 200, r.text
+    num = r.json()["num"]
+    avatar = f"{trove.url}/api/avatars/{name}"
+
+    r = client.py(PEOPLE, token=token, args={"user": name, "repo": repo, "num": num}).result
+    assert r["whoami"] == {"name": name, "fullname": "Ada Lovelace", "avatarUrl": avatar}
+    assert r["overview"] == ["Ada Lovelace", avatar]
+    assert r["likers"] == [[name, "Ada Lovelace", avatar]]
+    assert r["commit_authors"] == [[name]]
+    assert r["discussion_author"] == name
+    # The raw answers carry the full name and avatar beside the name.
+    details = hub.http.get(f"/api/models/{repo}/discussions/{num}", headers=hub.auth(token)).json()
+    assert details["author"]["fullname"] == "Ada Lovelace" and details["author"]["avatarUrl"] == avatar
+    assert details["events"][0]["author"]["avatarUrl"] == avatar
+    commits = hub.http.get(f"/api/models/{repo}/commits/main", headers=hub.auth(token)).json()
+    assert commits[0]["authors"][0] == {"user": name, "avatar": avatar}
+
+    # The avatar is served by the hub itself: an SVG, the same each time.
+    svg = hub.http.get(f"/api/avatars/{name}")
+    assert svg.status_code == 200 and svg.headers["content-type"] == "image/svg+xml"
+    assert svg.text.startswith("<svg") and svg.text == hub.http.get(f"/api/avatars/{name}").text
+    assert hub.http.get("/api/avatars/..bad").status_code == 404
+
+    # `trove user set` changes it; a bad name is refused and changes nothing.
+    trove.admin_cli("user", "set", name, "--fullname", "Augusta Ada King")
+    who = hub.http.get("/api/whoami-v2", headers=hub.auth(token)).json()
+    assert who["fullname"] == "Augusta Ada King"
+    for bad in ("a\x07b", "x" * 101):
+        p = run_cli(trove, "user", "set", name, "--fullname", bad)
+        assert p.returncode != 0 and "Invalid full name" in p.stderr, p.stderr
+    who = hub.http.get("/api/whoami-v2", headers=hub.auth(token)).json()
+    assert who["fullname"] == "Augusta Ada King"
+    p = run_cli(trove, "user", "create", unique("bad"), "--fullname", "x" * 101)
+    assert p.returncode != 0 and "Invalid full name" in p.stderr
+    # Cleared: the user name shows again.
+    trove.admin_cli("user", "set", name, "--fullname", "")
+    assert hub.http.get("/api/whoami-v2", headers=hub.auth(token)).json()["fullname"] == name
+
+
+def test_access_log_has_one_line_per_request_and_no_secret(hub, trove, bob, tmp_path_factory):
+    import time
+    rid = unique("rid")
+    r = hub.http.get("/api/whoami-v2?token=query-secret-zz&sig=abc",
+                     headers={**hub.auth(bob.token), "x-request-id": rid})
+    assert r.status_code == 200
+    anon = unique("rid")
+    assert hub.http.get("/api/models", headers={"x-request-id": anon}).status_code == 200
+    deadline = time.monotonic() + 10
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        text = trove.log_path.read_text(errors="replace")
+        lines = [l for l in text.splitlines() if "trove::access" in l and (rid in l or anon in l)]
+        if len(lines) == 2:
+            break
+        time.sleep(0.2)
+    assert len(lines) == 2, lines
+    mine = next(l for l in lines if rid in l)
+    assert "method=GET" in mine and "path=/api/whoami-v2" in mine and "status=200" in mine
+    assert f"user={bob.name}" in mine and "size_bytes=" in mine and "duration_ms=" in mine
+    assert "user=-" in next(l for l in lines if anon in l)
+    log = trove.log_path.read_text(errors="replace")
+    assert bob.token not in log and trove.admin_token not in log and "query-secret-zz" not in log
+
+    # `[log] access = false` turns it off.
+    from conftest import TroveServer
+    server = TroveServer("trove-quiet", tmp_path_factory.mktemp("quiet"))
+    server.data_dir.mkdir(parents=True, exist_ok=True)
+    (server.data_dir / "trove.toml").write_text("[log]\naccess = false\n")
+    server.start()
+    try:
+        quiet = unique("rid")
+        import httpx
+        assert httpx.get(f"{server.url}/api/models", headers={"x-request-id": quiet}).status_code == 200
+        time.sleep(0.5)
+        assert "trove::access" not in server.log_path.read_text(errors="replace")
+    finally:
+        server.stop()

@@ -2,6 +2,7 @@
 //! listings share.
 
 pub mod accounts;
+pub mod avatars;
 pub mod collections;
 pub mod commit;
 pub mod commits;

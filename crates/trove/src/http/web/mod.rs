@@ -16,6 +16,7 @@ pub mod discussions;
 pub mod history;
 pub mod listing;
 pub mod profile;
+pub mod profile_settings;
 pub mod repo;
 pub mod session;
 pub mod settings;
@@ -45,6 +46,10 @@ pub fn routes() -> Router<AppState> {
         .route("/logout", post(session::logout))
         .route("/settings/tokens", get(tokens::page).post(tokens::create))
         .route("/settings/tokens/revoke", post(tokens::revoke))
+        .route(
+            "/settings/profile",
+            get(profile_settings::page).post(profile_settings::save),
+        )
         .route("/{name}", get(profile::page))
         .route("/collections/{owner}", get(collections::owner_page))
         .route("/collections/{ns}/{slug}", get(collections::page))
