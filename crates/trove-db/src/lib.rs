@@ -21,6 +21,7 @@ mod search;
 mod spaces;
 mod storage;
 mod tokens;
+mod usage;
 mod users;
 mod webhooks;
 mod xet;
@@ -47,6 +48,7 @@ pub use search::{
 pub use spaces::{EnvKind, SpaceEnvEntry, SpaceSettings};
 pub use storage::{ChunkLocation, RepoStorage, StorageTotals};
 pub use tokens::{NewScope, ScopeTarget, Token, TokenRole, TokenScope};
+pub use usage::RepoUsage;
 pub use users::User;
 pub use webhooks::{AttemptOutcome, Delivery, NewDelivery, Watched, Webhook, WebhookSpec};
 pub use xet::{XetFile, XorbRecord};

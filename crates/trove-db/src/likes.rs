@@ -62,7 +62,10 @@ impl Db {
             .iter()
             .map(|row| {
                 use sqlx::Row;
-                Ok((User::from_row(row, 0)?, row.try_get::<i64, _>(6)?))
+                Ok((
+                    User::from_row(row, 0)?,
+                    row.try_get::<i64, _>(crate::users::USER_COLUMN_COUNT)?,
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
         let next = page_end(&mut items, limit, |(u, t)| Cursor {

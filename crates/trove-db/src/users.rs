@@ -18,11 +18,13 @@ pub struct User {
     /// A disabled user keeps their data but cannot authenticate.
     pub disabled: bool,
     pub created_at_ms: i64,
+    /// The display name the user chose, if any.
+    pub fullname: Option<String>,
 }
 
 pub(crate) const USER_COLUMNS: &str = "users.id, users.name, users.email, users.is_admin, \
-                                       users.disabled, users.created_at";
-pub(crate) const USER_COLUMN_COUNT: usize = 6;
+                                       users.disabled, users.created_at, users.fullname";
+pub(crate) const USER_COLUMN_COUNT: usize = 7;
 
 impl User {
     /// Reads a row selected with [`USER_COLUMNS`], whose first column is at `offset`.
@@ -34,6 +36,7 @@ impl User {
             is_admin: row.try_get(offset + 3)?,
             disabled: row.try_get(offset + 4)?,
             created_at_ms: row.try_get(offset + 5)?,
+            fullname: row.try_get(offset + 6)?,
         })
     }
 }
@@ -87,6 +90,32 @@ impl Db {
             .fetch_one(&self.pool)
             .await?;
         Ok(count)
+    }
+
+    /// Sets (or with `None` clears) a user's display name, validated by the caller;
+    /// `false` if no such user exists.
+    pub async fn set_user_fullname(&self, user_id: i64, fullname: Option<&str>) -> Result<bool> {
+        let done = sqlx::query("UPDATE users SET fullname = ? WHERE id = ?")
+            .bind(fullname)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The users with these names (any case); names without an account are left out.
+    pub async fn users_by_names(&self, names: &[String]) -> Result<Vec<User>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; names.len()].join(", ");
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE name IN ({marks})");
+        let mut query = sqlx::query(&sql);
+        for name in names {
+            query = query.bind(name);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(|row| User::from_row(row, 0)).collect()
     }
 
     /// Disables or re-enables an account; `false` if no such user exists.

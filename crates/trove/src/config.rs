@@ -71,6 +71,24 @@ pub struct Config {
     pub git: GitConfig,
     pub auth: AuthConfig,
     pub spaces: SpacesConfig,
+    pub log: LogConfig,
+    pub webhooks: WebhooksConfig,
+}
+
+/// Logging (`[log]` in trove.toml).
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// One `trove::access` line per request at INFO (method, path, status, bytes, duration,
+    /// user, request id; never the query string or a credential).
+    pub access: bool,
+}
+
+/// Webhook deliveries (`[webhooks]` in trove.toml).
+#[derive(Clone, Debug, Default)]
+pub struct WebhooksConfig {
+    /// A PEM file of CA certificates trusted for https receivers, besides the system's
+    /// (for receivers with a private CA).
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 /// Spaces: how apps are built and run (`[spaces]` in trove.toml).
@@ -204,6 +222,8 @@ impl Default for Config {
                 run_dir: None,
                 run_as_uid: (effective_uid() == Some(0)).then_some(65534),
             },
+            log: LogConfig { access: true },
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -224,6 +244,22 @@ struct FileConfig {
     auth_failure_burst: Option<u32>,
     auth_failure_refill_secs: Option<u64>,
     spaces: Option<FileSpaces>,
+    log: Option<FileLog>,
+    webhooks: Option<FileWebhooks>,
+}
+
+/// `[log]` of the TOML file.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileLog {
+    access: Option<bool>,
+}
+
+/// `[webhooks]` of the TOML file.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileWebhooks {
+    extra_ca_file: Option<PathBuf>,
 }
 
 /// `[spaces]` of the TOML file; every key optional.
@@ -319,6 +355,14 @@ impl Config {
         }
         if let Some(v) = file.auth_failure_refill_secs {
             self.auth.failure_refill_secs = v;
+        }
+        if let Some(f) = file.log {
+            self.log.access = f.access.unwrap_or(self.log.access);
+        }
+        if let Some(f) = file.webhooks {
+            self.webhooks.extra_ca_file = f
+                .extra_ca_file
+                .or_else(|| self.webhooks.extra_ca_file.clone());
         }
         if let Some(f) = file.spaces {
             let s = &mut self.spaces;

@@ -21,10 +21,9 @@ pub enum ApiError {
     #[error("Repository not found")]
     RepoNotFound { anonymous: bool },
     /// A gated repository whose gate the caller has not passed; 401 anonymous, 403 otherwise.
-    #[error(
-        "Access to this repository is restricted: ask for access and be authenticated to download its files"
-    )]
-    GatedRepo { anonymous: bool },
+    /// `message` names the repository and where to ask for access, as the Hub's does.
+    #[error("{message}")]
+    GatedRepo { anonymous: bool, message: String },
     /// The repository was moved: 307 to the same URL with its new name (the router's
     /// `moved_repo` layer writes `Location` from the request's path).
     #[error("This repository was moved to {to}")]
@@ -106,8 +105,12 @@ impl ApiError {
         match self {
             ApiError::RepoNotFound { anonymous: true } => StatusCode::UNAUTHORIZED,
             ApiError::RepoNotFound { anonymous: false } => StatusCode::NOT_FOUND,
-            ApiError::GatedRepo { anonymous: true } => StatusCode::UNAUTHORIZED,
-            ApiError::GatedRepo { anonymous: false } => StatusCode::FORBIDDEN,
+            ApiError::GatedRepo {
+                anonymous: true, ..
+            } => StatusCode::UNAUTHORIZED,
+            ApiError::GatedRepo {
+                anonymous: false, ..
+            } => StatusCode::FORBIDDEN,
             ApiError::RepoMoved { .. } => StatusCode::TEMPORARY_REDIRECT,
             ApiError::TooManyRequests { .. } | ApiError::RateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS

@@ -2,8 +2,10 @@
 //! sessions, the audit trail. Each writes its audit event itself, so no path can skip it.
 
 pub mod orgs;
+pub mod profile;
 pub mod sessions;
 pub mod tokens;
+pub mod usage;
 
 use trove_db::{Db, NewAuditEvent};
 

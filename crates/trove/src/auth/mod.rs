@@ -127,8 +127,26 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(caller.clone());
         }
         let caller = identify(parts, state).await?;
+        if let (Some(slot), Caller::User { user, .. }) =
+            (parts.extensions.get::<CallerSlot>(), &caller)
+        {
+            let _ = slot.0.set(user.name.clone());
+        }
         parts.extensions.insert(caller.clone());
         Ok(caller)
+    }
+}
+
+/// Where a request's access-log line learns who asked: the router puts an empty slot in
+/// each request and the `Caller` extractor fills it with the user's name once identified
+/// (never with a credential).
+#[derive(Clone, Debug, Default)]
+pub struct CallerSlot(std::sync::Arc<std::sync::OnceLock<String>>);
+
+impl CallerSlot {
+    /// The signed-in user's name, if the request was identified as one.
+    pub fn user(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
     }
 }
 

@@ -2,6 +2,7 @@
 //! mode with a busy timeout), so they are safe to use while it serves.
 
 use crate::accounts;
+use crate::accounts::profile;
 use crate::auth::password;
 use crate::auth::token::parse_lifetime;
 use crate::auth::{generate_token, hash_token};
@@ -59,8 +60,16 @@ const CLI_ACTOR: &str = "cli";
 
 pub async fn run_user(db: &Db, command: UserCommand) -> anyhow::Result<()> {
     match command {
-        UserCommand::Create { name, admin, email } => {
+        UserCommand::Create {
+            name,
+            admin,
+            email,
+            fullname,
+        } => {
             let name = account_name(&name, "user")?;
+            if let Some(raw) = &fullname {
+                profile::parse_fullname(raw).map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
             let user = db
                 .create_user(&name, email.as_deref(), admin)
                 .await
@@ -79,6 +88,25 @@ pub async fn run_user(db: &Db, command: UserCommand) -> anyhow::Result<()> {
                 user.is_admin.then_some("site admin"),
             )
             .await;
+            if let Some(raw) = &fullname {
+                profile::set_fullname(db, CLI_ACTOR, &user, raw)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            Ok(())
+        }
+        UserCommand::Set { name, fullname } => {
+            let user = find_user(db, &name).await?;
+            let Some(raw) = fullname else {
+                anyhow::bail!("nothing to change: pass --fullname NAME (\"\" clears it)");
+            };
+            profile::set_fullname(db, CLI_ACTOR, &user, &raw)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            match profile::parse_fullname(&raw).ok().flatten() {
+                Some(full) => eprintln!("{} is now shown as {full:?}", user.name),
+                None => eprintln!("{} has no full name now", user.name),
+            }
             Ok(())
         }
         UserCommand::List => {

@@ -117,6 +117,16 @@ pub enum UserCommand {
         admin: bool,
         #[arg(long)]
         email: Option<String>,
+        /// A display name (the Hub's full name).
+        #[arg(long)]
+        fullname: Option<String>,
+    },
+    /// Change a user's profile.
+    Set {
+        name: String,
+        /// A display name (the Hub's full name); "" clears it.
+        #[arg(long)]
+        fullname: Option<String>,
     },
     /// List users.
     List,

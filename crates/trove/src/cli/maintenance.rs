@@ -32,6 +32,9 @@ fn parse_repo(spec: &str) -> anyhow::Result<(RepoType, RepoId)> {
 }
 
 /// Re-derives the index entry of one repository, or of every repository.
+/// How often (in repositories) `reindex` reports progress on a terminal.
+const PROGRESS_EVERY: u64 = 100;
+
 pub async fn reindex(data_dir: &Path, repo: Option<&str>) -> anyhow::Result<()> {
     let db = crate::cli::admin::open_existing_db(data_dir).await?;
     let config = Config::load(data_dir, ServeOverrides::default())?;
@@ -54,6 +57,9 @@ pub async fn reindex(data_dir: &Path, repo: Option<&str>) -> anyhow::Result<()> 
         return Ok(());
     }
     let (mut done, mut failed, mut after) = (0u64, 0u64, 0i64);
+    // Progress only for a person watching; logs and scripts get the summary.
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let started = std::time::Instant::now();
     loop {
         let batch = state.db.repos_after(after, BATCH).await?;
         let Some(last) = batch.last() else { break };
@@ -71,10 +77,14 @@ pub async fn reindex(data_dir: &Path, repo: Option<&str>) -> anyhow::Result<()> 
                     );
                 }
             }
+            if progress && (done + failed) % PROGRESS_EVERY == 0 {
+                eprintln!("… {} repositories so far", done + failed);
+            }
         }
     }
     eprintln!(
-        "reindexed {done} repositories{}",
+        "reindexed {done} repositories in {:.1}s{}",
+        started.elapsed().as_secs_f64(),
         if failed > 0 {
             format!(", {failed} failed")
         } else {

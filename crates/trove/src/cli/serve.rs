@@ -61,7 +61,9 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         .context("starting the spaces supervisor")?;
     let app = crate::app(state);
 
+    // Absolute, so the printed `$(cat …)` line works from any directory.
     let token_file = data_dir.join("admin-token");
+    let token_file = std::path::absolute(&token_file).unwrap_or(token_file);
     match new_admin_token {
         Some(token) => {
             println!(
@@ -78,7 +80,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     println!("Use it with the Hugging Face tools:");
     println!(
         "  export HF_ENDPOINT={url} HF_TOKEN=$(cat {})",
-        token_file.display()
+        shell_quoted(&token_file.display().to_string())
     );
     println!("More users and tokens: trove user create NAME / trove token create NAME");
     println!("Trove {} listening on {url}", env!("CARGO_PKG_VERSION"));
@@ -139,4 +141,14 @@ fn sweep_trash(state: &AppState) {
             }
         }
     });
+}
+
+/// `path` as one shell word: as is when it holds only safe characters, else single-quoted.
+fn shell_quoted(path: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+=:@%,".contains(c);
+    if !path.is_empty() && path.chars().all(safe) {
+        path.to_owned()
+    } else {
+        format!("'{}'", path.replace('\'', r"'\''"))
+    }
 }

@@ -10,6 +10,7 @@
 //! A handler parses the request, authorizes it, calls one use case of `repos` or
 //! `accounts`, and renders the answer.
 
+pub mod access_log;
 pub mod api;
 pub mod extract;
 pub mod git;

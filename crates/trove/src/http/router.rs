@@ -3,13 +3,15 @@
 //! like `refs%2Fpr%2F1` and tree paths like `f%2Fsub` arrive decoded and intact.
 
 use crate::error::{ApiError, ErrorReport, MovedRepo};
+use crate::http::api::avatars;
 use crate::http::api::collections;
+use crate::http::api::usage;
 use crate::http::api::webhooks;
 use crate::http::api::{
     accounts, commit, commits, discussions, gating, info, likes, misc, preupload, refs, repos,
     safetensors, search, settings, tree, whoami,
 };
-use crate::http::{git as git_http, lfs, resolve, spaces, web, xet};
+use crate::http::{access_log, git as git_http, lfs, resolve, spaces, web, xet};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -50,6 +52,12 @@ pub fn build(state: AppState) -> Router {
         .route(
             "/api/organizations/{org}/audit-log",
             get(accounts::org_audit_log),
+        )
+        .route("/api/settings/repositories", get(usage::mine))
+        .route("/api/avatars/{name}", get(avatars::avatar))
+        .route(
+            "/api/organizations/{org}/settings/repositories",
+            get(usage::of_org),
         )
         .route("/api/login", post(accounts::login))
         .route("/api/logout", post(accounts::logout))
@@ -319,6 +327,10 @@ pub fn build(state: AppState) -> Router {
         .layer(middleware::from_fn(moved_repo))
         .layer(middleware::from_fn(close_after_refused_body))
         .layer(middleware::from_fn(log_errors))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            access_log::access_log,
+        ))
         .layer(middleware::from_fn(request_id))
         // Failures are logged once, by `log_errors` (internal errors at ERROR, refusals with
         // their reason at INFO); the trace layer's own failure line would repeat them.

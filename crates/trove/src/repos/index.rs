@@ -12,7 +12,6 @@ use super::card::{
 };
 use super::safetensors::{self, Summary};
 use super::{RepoRef, with_git};
-use crate::auth::Access;
 use crate::error::ApiResult;
 use crate::state::AppState;
 use serde_json::{Map, Value, json};
@@ -218,11 +217,7 @@ fn config_summary(bytes: &[u8]) -> Option<Value> {
 pub async fn reindex_repo(state: &AppState, repo: &Repo) -> ApiResult<()> {
     let lock = state.index_locks.for_repo(repo.id);
     let _guard = lock.lock().await;
-    let repo = RepoRef {
-        repo: repo.clone(),
-        access: Access::Read,
-        repo_type: repo.repo_type,
-    };
+    let repo = RepoRef::for_server(state, repo);
     let head = with_git(state, &repo, |git| {
         Ok(git.resolve_revision(&format!("refs/heads/{}", trove_types::DEFAULT_BRANCH))?)
     })

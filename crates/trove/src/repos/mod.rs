@@ -35,23 +35,52 @@ pub struct RepoRef {
     pub repo: Repo,
     pub access: Access,
     pub repo_type: RepoType,
+    /// The repository's page, `{public}/{prefix}{namespace}/{name}`: refusals name it.
+    pub page_url: String,
 }
 
 impl RepoRef {
+    /// A repository the server itself works on (indexing, pushes, builds), read-only.
+    pub fn for_server(state: &AppState, repo: &Repo) -> RepoRef {
+        RepoRef {
+            page_url: repo_url(state, repo.repo_type, &repo.namespace, &repo.name),
+            repo: repo.clone(),
+            access: Access::Read,
+            repo_type: repo.repo_type,
+        }
+    }
+
     /// `{public}/{prefix}{namespace}/{name}`, the repo's web and git URL.
     pub fn url(&self, state: &AppState) -> String {
         repo_url(state, self.repo_type, &self.repo.namespace, &self.repo.name)
     }
 
-    /// `GatedRepo` unless the caller may read the files (not only the metadata).
+    /// `GatedRepo` unless the caller may read the files (not only the metadata), in the
+    /// Hub's words: scripts match them, and they tell the user where to ask for access.
     pub fn require_content(&self, caller: &Caller) -> ApiResult<()> {
         if self.access >= Access::Read {
-            Ok(())
-        } else {
-            Err(ApiError::GatedRepo {
-                anonymous: caller.is_anonymous(),
-            })
+            return Ok(());
         }
+        let what = format!(
+            "{} {}/{}",
+            self.repo_type.as_str(),
+            self.repo.namespace,
+            self.repo.name
+        );
+        let anonymous = caller.is_anonymous();
+        let message = if anonymous {
+            format!(
+                "Access to {what} is restricted. You must have access to it and be \
+                 authenticated to access it. Please log in."
+            )
+        } else {
+            format!(
+                "Access to {what} is restricted and you are not in the authorized list. \
+                 Visit {} to ask for access.",
+                self.page_url
+            )
+        };
+        Err(ApiError::GatedRepo { anonymous, message })
     }
 
     /// 403 unless the caller may write (401 when anonymous).
@@ -168,6 +197,7 @@ async fn find(
         });
     }
     Ok(RepoRef {
+        page_url: repo_url(state, repo_type, &repo.namespace, &repo.name),
         repo,
         access,
         repo_type,

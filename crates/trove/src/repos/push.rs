@@ -168,11 +168,7 @@ async fn record_pull_request_commits(
     after: &[(String, GitOid)],
     caller: &Caller,
 ) {
-    let repo_ref = RepoRef {
-        repo: repo.clone(),
-        access: Access::Read,
-        repo_type: repo.repo_type,
-    };
+    let repo_ref = RepoRef::for_server(state, repo);
     for (name, oid) in after.iter().filter(|r| !before.contains(r)) {
         let Some(num) = super::discussions::pr_number(name) else {
             continue;

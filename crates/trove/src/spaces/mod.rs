@@ -12,7 +12,6 @@ pub mod build;
 pub mod logs;
 pub mod process;
 
-use crate::auth::policy::Access;
 use crate::config::SpacesConfig;
 use crate::repos::RepoRef;
 use crate::state::AppState;
@@ -292,14 +291,6 @@ pub fn schedule_build(state: &AppState, repo: &Repo) {
     tokio::spawn(run_build(state.clone(), slot, repo.clone(), generation));
 }
 
-fn repo_ref(repo: &Repo) -> RepoRef {
-    RepoRef {
-        repo: repo.clone(),
-        access: Access::Read,
-        repo_type: repo.repo_type,
-    }
-}
-
 async fn run_build(state: AppState, slot: Arc<Slot>, repo: Repo, generation: u64) {
     let Ok(permit) = state.spaces.builds.acquire().await else {
         return;
@@ -329,7 +320,7 @@ async fn run_build(state: AppState, slot: Arc<Slot>, repo: Repo, generation: u64
             return;
         }
     }
-    let repo_ref = repo_ref(&repo);
+    let repo_ref = RepoRef::for_server(&state, &repo);
     let plan = match build::plan(&state, &repo_ref).await {
         Ok(plan) => plan,
         Err(e) => {

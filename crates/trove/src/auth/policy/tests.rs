@@ -15,6 +15,7 @@ fn user(id: i64, name: &str, is_admin: bool) -> User {
         is_admin,
         disabled: false,
         created_at_ms: 0,
+        fullname: None,
     }
 }
 

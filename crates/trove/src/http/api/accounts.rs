@@ -2,6 +2,7 @@
 //! `GET /api/organizations/{org}/overview`, `GET /api/organizations/{org}/members`, the
 //! audit log of an organization (its admins only), and the web login.
 
+use crate::accounts::profile::{avatar_url, display_name};
 use crate::accounts::sessions;
 use crate::auth::{Access, Caller, client_ip};
 use crate::clock::format_ms;
@@ -32,11 +33,11 @@ fn role_in(caller: &Caller, org: &Org) -> Option<OrgRole> {
     }
 }
 
-fn org_summary(org: &Org) -> Value {
+fn org_summary(state: &AppState, org: &Org) -> Value {
     json!({
         "name": org.name,
         "fullname": org.fullname.clone().unwrap_or_else(|| org.name.clone()),
-        "avatarUrl": "",
+        "avatarUrl": avatar_url(state.public_url(), &org.name),
         "type": "org",
     })
 }
@@ -59,15 +60,15 @@ pub async fn user_overview(
     Ok(Json(json!({
         "_id": user.id.to_string(),
         "user": user.name,
-        "fullname": user.name,
-        "avatarUrl": "",
+        "fullname": display_name(&user),
+        "avatarUrl": avatar_url(state.public_url(), &user.name),
         "type": "user",
         "isPro": false,
         "createdAt": format_ms(user.created_at_ms),
         "numModels": models,
         "numDatasets": datasets,
         "numSpaces": spaces,
-        "orgs": orgs.iter().map(|m| org_summary(&m.org)).collect::<Vec<_>>(),
+        "orgs": orgs.iter().map(|m| org_summary(&state, &m.org)).collect::<Vec<_>>(),
     })))
 }
 
@@ -85,7 +86,7 @@ pub async fn org_overview(
         "_id": format!("org-{}", org.id),
         "name": org.name,
         "fullname": org.fullname.clone().unwrap_or_else(|| org.name.clone()),
-        "avatarUrl": "",
+        "avatarUrl": avatar_url(state.public_url(), &org.name),
         "type": "org",
         "isVerified": false,
         "isFollowing": false,
@@ -111,9 +112,9 @@ pub async fn org_members(
             .into_iter()
             .map(|(user, role)| {
                 let mut v = json!({
+                    "fullname": display_name(&user),
+                    "avatarUrl": avatar_url(state.public_url(), &user.name),
                     "user": user.name,
-                    "fullname": user.name,
-                    "avatarUrl": "",
                     "type": "user",
                     "isFollowing": false,
                 });

@@ -1,6 +1,7 @@
 //! `GET /api/{T}/{repo}/commits/{rev}`: history, newest first, paginated through `Link`.
 
 use super::{link_header, next_page_url};
+use crate::accounts::profile::avatar_url;
 use crate::clock::format_secs;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiPath, QueryParams, RepoAt, RevParam};
@@ -28,9 +29,12 @@ pub struct CommitJson {
     formatted: Option<Formatted>,
 }
 
+/// A commit's author; `avatar` only when the name is a user of this hub.
 #[derive(Serialize)]
 pub struct CommitAuthor {
     user: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    avatar: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -79,6 +83,16 @@ pub async fn list(
         Ok((commits, head, skip, more))
     })
     .await?;
+    let mut names: Vec<String> = commits.iter().map(|c| c.author_name.clone()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let users = state.db.users_by_names(&names).await?;
+    let avatar = |name: &str| {
+        users
+            .iter()
+            .any(|u| u.name.eq_ignore_ascii_case(name))
+            .then(|| avatar_url(state.public_url(), name))
+    };
     let items: Vec<CommitJson> = commits
         .into_iter()
         .map(|c| CommitJson {
@@ -91,6 +105,7 @@ pub async fn list(
             message: c.message,
             date: format_secs(c.time_unix),
             authors: vec![CommitAuthor {
+                avatar: avatar(&c.author_name),
                 user: c.author_name,
             }],
         })

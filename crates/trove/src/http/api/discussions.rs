@@ -2,6 +2,7 @@
 //! the JSON the client's `Discussion`, `DiscussionWithDetails` and event classes read.
 
 use super::repo_json::RepoName;
+use crate::accounts::profile::{avatar_url, display_name};
 use crate::clock::format_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, QueryParams, RepoAt};
@@ -19,19 +20,59 @@ use trove_db::{CommentVersion, Discussion, DiscussionFilter, DiscussionStatus, E
 /// Discussions per page of the listing (the client pages with `p`).
 const PAGE: u32 = 50;
 
-/// A user as discussions name them.
+/// A user as discussions name them; [`complete_authors`] adds the full name and avatar.
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AuthorJson {
     name: String,
     #[serde(rename = "type")]
     kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fullname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    avatar_url: Option<String>,
 }
 
 fn author_json(name: Option<&str>) -> Option<AuthorJson> {
     name.map(|name| AuthorJson {
         name: name.to_owned(),
         kind: "user",
+        fullname: None,
+        avatar_url: None,
     })
+}
+
+/// Gives each author its full name and avatar, with one lookup for all of them.
+async fn complete_authors(state: &AppState, authors: Vec<&mut AuthorJson>) -> ApiResult<()> {
+    let mut names: Vec<String> = authors.iter().map(|a| a.name.clone()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let users = state.db.users_by_names(&names).await?;
+    for author in authors {
+        let user = users
+            .iter()
+            .find(|u| u.name.eq_ignore_ascii_case(&author.name));
+        author.fullname = Some(user.map_or_else(|| author.name.clone(), display_name));
+        author.avatar_url = Some(avatar_url(state.public_url(), &author.name));
+    }
+    Ok(())
+}
+
+impl EventJson {
+    /// Every author the event names: its own, and for a comment its editors'.
+    fn authors_mut(&mut self) -> Vec<&mut AuthorJson> {
+        let mut out: Vec<&mut AuthorJson> = self.author.iter_mut().collect();
+        if let EventData::Comment(c) = &mut self.data {
+            out.extend(c.latest.author.iter_mut());
+            out.extend(c.history.iter_mut().filter_map(|h| h.author.as_mut()));
+        }
+        out
+    }
+
+    async fn completed(mut self, state: &AppState) -> ApiResult<Self> {
+        complete_authors(state, self.authors_mut()).await?;
+        Ok(self)
+    }
 }
 
 /// A discussion as the client's `Discussion` reads it; `author` is absent once the
@@ -324,11 +365,20 @@ pub async fn list(
         .db
         .list_discussions(repo.repo.id, &filter, start, PAGE)
         .await?;
-    Ok(Json(DiscussionList {
-        discussions: items
-            .iter()
-            .map(|d| DiscussionJson::new(&repo, d))
+    let mut discussions: Vec<DiscussionJson> = items
+        .iter()
+        .map(|d| DiscussionJson::new(&repo, d))
+        .collect();
+    complete_authors(
+        &state,
+        discussions
+            .iter_mut()
+            .filter_map(|d| d.author.as_mut())
             .collect(),
+    )
+    .await?;
+    Ok(Json(DiscussionList {
+        discussions,
         count,
         start,
         num_closed_discussions: None,
@@ -359,7 +409,9 @@ pub async fn create(
         body.pull_request,
     )
     .await?;
-    Ok(Json(DiscussionJson::new(&repo, &discussion)))
+    let mut json = DiscussionJson::new(&repo, &discussion);
+    complete_authors(&state, json.author.iter_mut().collect()).await?;
+    Ok(Json(json))
 }
 
 /// E39 `GET …/discussions/{num}[?diff=1]`.
@@ -378,6 +430,11 @@ pub async fn details(
         files_with_conflicts: None,
         diff: None,
     };
+    let mut authors: Vec<&mut AuthorJson> = body.discussion.author.iter_mut().collect();
+    for event in &mut body.events {
+        authors.extend(event.authors_mut());
+    }
+    complete_authors(&state, authors).await?;
     if discussion.is_pull_request {
         let view =
             use_case::pull_request_view(&state, &repo, &discussion, query.flag("diff")).await?;
@@ -406,7 +463,7 @@ pub async fn comment(
     let discussion = discussion(&state, &repo, &num).await?;
     let event = use_case::comment(&state, &caller, &repo, &discussion, &body.comment).await?;
     Ok(Json(NewMessage {
-        new_message: EventJson::from(&event),
+        new_message: EventJson::from(&event).completed(&state).await?,
     }))
 }
 
@@ -443,7 +500,7 @@ pub async fn status(
     )
     .await?;
     Ok(Json(NewStatus {
-        new_status: EventJson::from(&event),
+        new_status: EventJson::from(&event).completed(&state).await?,
     }))
 }
 
@@ -489,7 +546,7 @@ pub async fn title(
     let discussion = discussion(&state, &repo, &num).await?;
     let event = use_case::rename(&state, &caller, &repo, &discussion, &body.title).await?;
     Ok(Json(NewTitle {
-        new_title: EventJson::from(&event),
+        new_title: EventJson::from(&event).completed(&state).await?,
     }))
 }
 
@@ -510,7 +567,7 @@ pub async fn edit_comment(
     let event =
         use_case::edit_comment(&state, &caller, &repo, &discussion, id, &body.content).await?;
     Ok(Json(UpdatedComment {
-        updated_comment: EventJson::from(&event),
+        updated_comment: EventJson::from(&event).completed(&state).await?,
     }))
 }
 
@@ -524,6 +581,6 @@ pub async fn hide_comment(
     let id = parse_event_id(&id)?;
     let event = use_case::hide_comment(&state, &caller, &repo, &discussion, id).await?;
     Ok(Json(UpdatedComment {
-        updated_comment: EventJson::from(&event),
+        updated_comment: EventJson::from(&event).completed(&state).await?,
     }))
 }

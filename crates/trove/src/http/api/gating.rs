@@ -3,6 +3,7 @@
 //! plus `auth-check`.
 
 use super::Empty;
+use crate::accounts::profile::{avatar_url, display_name};
 use crate::clock::format_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, RepoAt};
@@ -44,7 +45,7 @@ pub struct RequestUser {
     user: String,
     fullname: String,
     email: Option<String>,
-    avatar_url: &'static str,
+    avatar_url: String,
 }
 
 #[derive(Serialize)]
@@ -89,10 +90,10 @@ pub async fn list(
             .map(|r| AccessRequestJson {
                 request_id: r.user.id.to_string(),
                 user: RequestUser {
-                    fullname: r.user.name.clone(),
+                    fullname: display_name(&r.user),
+                    avatar_url: avatar_url(state.public_url(), &r.user.name),
                     user: r.user.name,
                     email: r.user.email,
-                    avatar_url: "",
                 },
                 status: r.status.as_str(),
                 timestamp: format_ms(r.updated_at_ms),

@@ -4,6 +4,7 @@
 use super::Empty;
 use super::repo_json::RepoName;
 use super::search::{page_response, page_size, parse_cursor};
+use crate::accounts::profile::{avatar_url, display_name};
 use crate::auth::Caller;
 use crate::clock::format_ms;
 use crate::error::ApiResult;
@@ -59,9 +60,9 @@ pub async fn likers(
         .items
         .into_iter()
         .map(|(user, _)| Liker {
-            fullname: user.name.clone(),
+            fullname: display_name(&user),
+            avatar_url: avatar_url(state.public_url(), &user.name),
             user: user.name,
-            avatar_url: String::new(),
         })
         .collect();
     Ok(page_response(&state, &uri, items, page.next))

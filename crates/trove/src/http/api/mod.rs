@@ -2,6 +2,7 @@
 //! listings share.
 
 pub mod accounts;
+pub mod avatars;
 pub mod collections;
 pub mod commit;
 pub mod commits;
@@ -18,6 +19,7 @@ pub mod safetensors;
 pub mod search;
 pub mod settings;
 pub mod tree;
+pub mod usage;
 pub mod webhooks;
 pub mod whoami;
 

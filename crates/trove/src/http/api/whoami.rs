@@ -1,8 +1,11 @@
 //! `GET /api/whoami-v2`: who the token belongs to (the client validates tokens with it).
 
+use crate::accounts::profile::{avatar_url, display_name};
 use crate::auth::{Caller, Credential};
 use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 use axum::Json;
+use axum::extract::State;
 use serde::Serialize;
 use trove_db::{Membership, ScopeTarget, TokenRole};
 
@@ -14,6 +17,7 @@ pub struct WhoAmI {
     id: String,
     name: String,
     fullname: String,
+    avatar_url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     email: Option<String>,
     email_verified: bool,
@@ -75,10 +79,10 @@ pub struct OrgJson {
     can_pay: bool,
     is_enterprise: bool,
     role_in_org: &'static str,
-    avatar_url: &'static str,
+    avatar_url: String,
 }
 
-fn org_json(m: &Membership) -> OrgJson {
+fn org_json(public_url: &str, m: &Membership) -> OrgJson {
     OrgJson {
         kind: "org",
         id: format!("org-{}", m.org.id),
@@ -88,7 +92,7 @@ fn org_json(m: &Membership) -> OrgJson {
         can_pay: false,
         is_enterprise: false,
         role_in_org: m.role.as_str(),
-        avatar_url: "",
+        avatar_url: avatar_url(public_url, &m.org.name),
     }
 }
 
@@ -126,7 +130,7 @@ fn fine_grained(token: &Credential, orgs: &[Membership]) -> Option<FineGrained> 
     })
 }
 
-pub async fn whoami(caller: Caller) -> ApiResult<Json<WhoAmI>> {
+pub async fn whoami(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<WhoAmI>> {
     let Caller::User { user, token, orgs } = caller else {
         return Err(ApiError::Unauthenticated(
             "Invalid user token: none was given".into(),
@@ -135,13 +139,17 @@ pub async fn whoami(caller: Caller) -> ApiResult<Json<WhoAmI>> {
     Ok(Json(WhoAmI {
         kind: "user",
         id: user.id.to_string(),
-        fullname: user.name.clone(),
+        fullname: display_name(&user),
+        avatar_url: avatar_url(state.public_url(), &user.name),
         name: user.name,
         email_verified: user.email.is_some(),
         email: user.email,
         is_pro: false,
         can_pay: false,
-        orgs: orgs.iter().map(org_json).collect(),
+        orgs: orgs
+            .iter()
+            .map(|m| org_json(state.public_url(), m))
+            .collect(),
         auth: AuthInfo {
             kind: "access_token",
             access_token: AccessToken {

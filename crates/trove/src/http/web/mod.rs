@@ -17,6 +17,7 @@ pub mod history;
 pub mod listing;
 pub mod preview;
 pub mod profile;
+pub mod profile_settings;
 pub mod repo;
 pub mod session;
 pub mod settings;
@@ -46,6 +47,10 @@ pub fn routes() -> Router<AppState> {
         .route("/logout", post(session::logout))
         .route("/settings/tokens", get(tokens::page).post(tokens::create))
         .route("/settings/tokens/revoke", post(tokens::revoke))
+        .route(
+            "/settings/profile",
+            get(profile_settings::page).post(profile_settings::save),
+        )
         .route("/{name}", get(profile::page))
         .route("/collections/{owner}", get(collections::owner_page))
         .route("/collections/{ns}/{slug}", get(collections::page))
@@ -138,7 +143,11 @@ struct ErrorPage {
 pub fn error_page(error: ApiError) -> Response {
     let suggest_login = matches!(
         error,
-        ApiError::RepoNotFound { anonymous: true } | ApiError::GatedRepo { anonymous: true }
+        ApiError::RepoNotFound { anonymous: true }
+            | ApiError::GatedRepo {
+                anonymous: true,
+                ..
+            }
     ) || matches!(error, ApiError::Unauthenticated(_));
     let parts = error.public_parts();
     let status = parts.status;

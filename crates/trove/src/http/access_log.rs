@@ -1,0 +1,138 @@
+//! The access log: one INFO line per request, target `trove::access`, written when the
+//! response body has been sent (or the client went away): method, path, status, bytes
+//! sent, duration, the signed-in user and the request id. Never the query string (signed
+//! URLs carry their signature there) and never a header, so no credential reaches the log.
+//! Off with `[log] access = false`.
+
+use crate::auth::CallerSlot;
+use crate::http::router::RequestId;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use bytes::Bytes;
+use http_body::{Body as _, Frame, SizeHint};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+pub async fn access_log(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !state.config.log.access {
+        return next.run(request).await;
+    }
+    let started = Instant::now();
+    let slot = CallerSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let line = Line {
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
+        request_id: request
+            .extensions()
+            .get::<RequestId>()
+            .and_then(|id| id.0.to_str().ok())
+            .unwrap_or("")
+            .to_owned(),
+        slot,
+        started,
+        status: 0,
+    };
+    let response = next.run(request).await;
+    let (parts, body) = response.into_parts();
+    let line = Line {
+        status: parts.status.as_u16(),
+        ..line
+    };
+    Response::from_parts(
+        parts,
+        Body::new(Counted {
+            inner: body,
+            bytes: 0,
+            line: Some(line),
+        }),
+    )
+}
+
+/// What the line says about the request, known before the body is sent.
+struct Line {
+    method: String,
+    path: String,
+    request_id: String,
+    slot: CallerSlot,
+    started: Instant,
+    status: u16,
+}
+
+impl Line {
+    fn write(self, bytes: u64, complete: bool) {
+        tracing::info!(
+            target: "trove::access",
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            size_bytes = bytes,
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            user = self.slot.user().unwrap_or("-"),
+            request_id = %self.request_id,
+            complete,
+            "request"
+        );
+    }
+}
+
+/// A response body that counts what it yields and writes the line at its end, or when
+/// dropped before its end (`complete=false`: the client went away).
+struct Counted {
+    inner: Body,
+    bytes: u64,
+    line: Option<Line>,
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(line) = this.line.take() {
+                    line.write(this.bytes, true);
+                }
+            }
+            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(line) = self.line.take() {
+            // A body that was empty from the start is never polled to its end.
+            let complete = self.inner.is_end_stream();
+            line.write(self.bytes, complete);
+        }
+    }
+}
