@@ -316,6 +316,8 @@ pub fn build(state: AppState) -> Router {
         .fallback(misc::fallback)
         .layer(DefaultBodyLimit::max(json_limit))
         .layer(catch_panics())
+        // Browsers: refusals of page views (unknown pages, 405, 413, 500) as HTML pages.
+        .layer(middleware::from_fn(web::refusals::html_refusals))
         .layer(middleware::from_fn(moved_repo))
         .layer(middleware::from_fn(close_after_refused_body))
         .layer(middleware::from_fn(log_errors))

@@ -408,3 +408,55 @@ async fn settings_are_for_admins_and_change_what_the_api_changes() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// What Chromium sends with a page request.
+const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+
+#[tokio::test]
+async fn unknown_pages_and_refusals_are_html_to_a_browser_only() {
+    let app = TestApp::new().await;
+    let html = |r: &crate::app::TestResponse| {
+        r.header("content-type") == Some("text/html; charset=utf-8")
+            && String::from_utf8_lossy(&r.body).contains("<!doctype html>")
+    };
+    let page = app
+        .get("/no/such/page/here")
+        .header("accept", BROWSER_ACCEPT)
+        .send()
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(html(&page), "{:?}", page.headers);
+    assert!(String::from_utf8_lossy(&page.body).contains("404 Not Found"));
+    assert_eq!(page.error().0, Some("EntryNotFound"));
+
+    // The same path for a script keeps the Hub's JSON, byte for byte.
+    let script = app.get("/no/such/page/here").send().await;
+    assert_eq!(script.status, StatusCode::NOT_FOUND);
+    assert_eq!(script.header("content-type"), Some("application/json"));
+    assert_eq!(
+        script.json(),
+        json!({"error": "Not found: /no/such/page/here"})
+    );
+
+    let wrong_method = app
+        .request(axum::http::Method::DELETE, "/models")
+        .header("accept", BROWSER_ACCEPT)
+        .send()
+        .await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(html(&wrong_method));
+
+    // Client surfaces never turn into pages, whatever the Accept header says.
+    for path in [
+        "/api/no-such-endpoint",
+        "/acme/m/resolve/main/config.json",
+        "/acme/m/info/lfs/locks",
+    ] {
+        let r = app.get(path).header("accept", BROWSER_ACCEPT).send().await;
+        assert!(
+            r.status.is_client_error() || r.status.is_server_error(),
+            "{path}"
+        );
+        assert!(!html(&r), "{path}: {:?}", r.headers);
+    }
+}

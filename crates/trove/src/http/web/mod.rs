@@ -16,6 +16,7 @@ pub mod discussions;
 pub mod history;
 pub mod listing;
 pub mod profile;
+pub mod refusals;
 pub mod repo;
 pub mod session;
 pub mod settings;
@@ -118,11 +119,11 @@ pub fn render(template: &impl askama::Template) -> Response {
 
 #[derive(Template)]
 #[template(path = "error.html")]
-struct ErrorPage {
-    nav: Nav,
-    status: String,
-    message: String,
-    suggest_login: bool,
+pub(crate) struct ErrorPage {
+    pub nav: Nav,
+    pub status: String,
+    pub message: String,
+    pub suggest_login: bool,
 }
 
 /// A refusal as a page: the API error's status and headers (`X-Error-Code`,
@@ -142,11 +143,7 @@ pub fn error_page(error: ApiError) -> Response {
     };
     let page = ErrorPage {
         nav: Nav::anonymous(),
-        status: format!(
-            "{} {}",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or_default()
-        ),
+        status: refusals::status_line(status),
         message,
         suggest_login,
     };
