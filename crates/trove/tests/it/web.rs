@@ -460,3 +460,151 @@ async fn unknown_pages_and_refusals_are_html_to_a_browser_only() {
         assert!(!html(&r), "{path}: {:?}", r.headers);
     }
 }
+
+/// A `multipart/form-data` body: text fields, then files `(name, bytes)`.
+fn multipart(fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----trove-test-boundary-7d1";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    for (file_name, bytes) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn uploads_through_the_page_commit_with_the_api_rules() {
+    let w = world().await;
+    let upload = |token: &str, fields: &[(&str, &str)], files: &[(&str, &[u8])]| {
+        let (content_type, body) = multipart(fields, files);
+        w.app
+            .post("/acme/open/upload/main")
+            .token(token)
+            .header("content-type", &content_type)
+            .body(body)
+            .send()
+    };
+    let admin = w.app.admin_token.clone();
+    let form = w
+        .app
+        .get("/acme/open/upload/main")
+        .token(&admin)
+        .send()
+        .await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&form.body).contains("enctype=\"multipart/form-data\""));
+    let tree = w.app.get("/acme/open/tree/main").token(&admin).send().await;
+    assert!(String::from_utf8_lossy(&tree.body).contains("/acme/open/upload/main"));
+
+    // A text file stays in git; a `.bin` goes through LFS, as the client would send it.
+    let weights = vec![7u8; 3000];
+    let done = upload(
+        &admin,
+        &[
+            ("target", "branch"),
+            ("summary", "Add notes and weights"),
+            ("folder", "docs"),
+        ],
+        &[("notes.txt", b"hello from the page\n"), ("w.bin", &weights)],
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{:?}", done.error());
+    let location = done.header("location").expect("location").to_owned();
+    assert!(location.starts_with("/acme/open/commit/"), "{location}");
+    let commit = w.app.get(&location).token(&admin).send().await;
+    assert_eq!(commit.status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&commit.body).contains("Add notes and weights"));
+    let listed = w
+        .app
+        .get("/api/models/acme/open/tree/main/docs")
+        .token(&admin)
+        .send()
+        .await
+        .json();
+    let entry = |name: &str| {
+        listed
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|e| e["path"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {listed}"))
+    };
+    assert!(entry("docs/notes.txt")["lfs"].is_null());
+    assert_eq!(entry("docs/w.bin")["lfs"]["size"], 3000);
+    let fetched = w
+        .app
+        .get("/acme/open/resolve/main/docs/w.bin")
+        .token(&admin)
+        .send()
+        .await;
+    assert_eq!(fetched.body, weights);
+
+    // An outsider may not commit to the branch, but may open a pull request.
+    let before = main_head(&w.app).await;
+    let refused = upload(&w.outsider, &[("target", "branch")], &[("x.txt", b"x")]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(main_head(&w.app).await, before, "nothing written");
+    let pr = upload(
+        &w.outsider,
+        &[("target", "pr"), ("summary", "Suggest a file")],
+        &[("x.txt", b"x")],
+    )
+    .await;
+    assert_eq!(pr.status, StatusCode::SEE_OTHER, "{:?}", pr.error());
+    assert_eq!(pr.header("location"), Some("/acme/open/discussions/1"));
+    assert_eq!(
+        main_head(&w.app).await,
+        before,
+        "a pull request leaves main alone"
+    );
+
+    // Bad input: no file, an escaping path, an unknown target; a hidden repository.
+    let none = upload(&admin, &[("target", "branch")], &[]).await;
+    assert_eq!(none.status, StatusCode::BAD_REQUEST);
+    let escaping = upload(&admin, &[("folder", "../up")], &[("x.txt", b"x")]).await;
+    assert_eq!(escaping.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let unknown = upload(&admin, &[("target", "tag")], &[("x.txt", b"x")]).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(
+        unknown
+            .error()
+            .1
+            .is_some_and(|m| m.contains("Unknown target"))
+    );
+    let (content_type, body) = multipart(&[], &[("x.txt", b"x")]);
+    let hidden = w
+        .app
+        .post("/acme/secret/upload/main")
+        .token(&w.outsider)
+        .header("content-type", &content_type)
+        .body(body)
+        .send()
+        .await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+    assert_eq!(main_head(&w.app).await, before, "nothing written");
+}
+
+/// The commit `main` of `acme/open` points at.
+async fn main_head(app: &TestApp) -> serde_json::Value {
+    app.get("/api/models/acme/open/revision/main")
+        .send()
+        .await
+        .json()["sha"]
+        .clone()
+}

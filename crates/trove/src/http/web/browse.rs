@@ -72,6 +72,8 @@ pub struct TreePage {
     pub commit: String,
     pub entries: Vec<EntryRow>,
     pub refs: Vec<RefLink>,
+    /// The folder shown, as a query value (for the upload and new-file links).
+    pub folder: String,
 }
 
 pub enum View {
@@ -223,6 +225,7 @@ async fn tree_page(
         commit: folder.commit.to_string(),
         entries,
         refs,
+        folder: form_urlencoded::byte_serialize(dir.as_bytes()).collect(),
     }))
 }
 

@@ -11,6 +11,7 @@
 pub mod assets;
 pub mod browse;
 pub mod collections;
+pub mod committing;
 pub mod csrf;
 pub mod discussions;
 pub mod history;
@@ -21,6 +22,7 @@ pub mod repo;
 pub mod session;
 pub mod settings;
 pub mod tokens;
+pub mod upload;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -74,6 +76,19 @@ pub fn routes() -> Router<AppState> {
             );
     }
     web
+}
+
+/// The upload form's target, which takes files as large as an LFS object (the router gives
+/// it that body limit instead of the JSON one).
+pub fn upload_routes() -> Router<AppState> {
+    let mut uploads = Router::new();
+    for prefix in ["", "/datasets", "/spaces"] {
+        uploads = uploads.route(
+            &format!("{prefix}/{{ns}}/{{name}}/upload/{{rev}}"),
+            get(upload::page).post(upload::upload),
+        );
+    }
+    uploads
 }
 
 /// What every page's frame shows: the current section, who is signed in, and the CSRF
