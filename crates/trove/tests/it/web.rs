@@ -608,3 +608,147 @@ async fn main_head(app: &TestApp) -> serde_json::Value {
         .json()["sha"]
         .clone()
 }
+
+#[tokio::test]
+async fn files_are_edited_and_created_in_the_browser() {
+    let w = world().await;
+    let admin = w.app.admin_token.clone();
+    let form = |path: &str, token: &str, body: String| {
+        w.app
+            .post(path)
+            .token(token)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+    };
+    let blob = |token: &str| {
+        w.app
+            .get("/acme/open/blob/main/src/a.py")
+            .token(token)
+            .send()
+    };
+    let text = |r: &crate::app::TestResponse| String::from_utf8_lossy(&r.body).into_owned();
+    assert!(text(&blob(&admin).await).contains("/acme/open/edit/main/src/a.py"));
+    assert!(!text(&blob(&w.outsider).await).contains("/edit/main/"));
+    let page = w
+        .app
+        .get("/acme/open/edit/main/src/a.py")
+        .token(&admin)
+        .send()
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        text(&page).contains("print(&#34;&#60;b&#62;hi&#60;/b&#62;&#34;)"),
+        "{}",
+        text(&page)
+    );
+
+    let before = main_head(&w.app).await;
+    let edited = form(
+        "/acme/open/edit/main/src/a.py",
+        &admin,
+        "content=print(1)%0D%0Aprint(2)%0D%0A&summary=&target=branch".into(),
+    )
+    .send()
+    .await;
+    assert_eq!(edited.status, StatusCode::SEE_OTHER, "{:?}", edited.error());
+    assert!(
+        edited
+            .header("location")
+            .is_some_and(|l| l.starts_with("/acme/open/commit/"))
+    );
+    let raw = w.app.get("/acme/open/raw/main/src/a.py").send().await;
+    assert_eq!(
+        raw.body, b"print(1)\nprint(2)\n",
+        "CRLF from the textarea becomes LF"
+    );
+    let commits = w
+        .app
+        .get("/api/models/acme/open/commits/main")
+        .send()
+        .await
+        .json();
+    assert_eq!(commits[0]["title"], "Update src/a.py");
+    assert_ne!(main_head(&w.app).await, before);
+
+    // Outsiders may only propose; a hidden repo is missing; a bad target is refused.
+    let head = main_head(&w.app).await;
+    let refused = form(
+        "/acme/open/edit/main/src/a.py",
+        &w.outsider,
+        "content=x&target=branch".into(),
+    )
+    .send()
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let proposed = form(
+        "/acme/open/edit/main/src/a.py",
+        &w.outsider,
+        "content=x&target=pr".into(),
+    )
+    .send()
+    .await;
+    assert_eq!(
+        proposed.status,
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        proposed.error()
+    );
+    assert_eq!(
+        proposed.header("location"),
+        Some("/acme/open/discussions/1")
+    );
+    assert_eq!(main_head(&w.app).await, head);
+    let hidden = form(
+        "/acme/secret/edit/main/src/a.py",
+        &w.outsider,
+        "content=x&target=pr".into(),
+    )
+    .send()
+    .await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+    let bad = form(
+        "/acme/open/edit/main/src/a.py",
+        &admin,
+        "content=x&target=tag".into(),
+    )
+    .send()
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // New files: created once, then the path is taken; an escaping path is 422.
+    let created = form(
+        "/acme/open/new/main",
+        &admin,
+        "path=docs/new.md&content=%23+New%0D%0A".into(),
+    )
+    .send()
+    .await;
+    assert_eq!(
+        created.status,
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        created.error()
+    );
+    let raw = w.app.get("/acme/open/raw/main/docs/new.md").send().await;
+    assert_eq!(raw.body, b"# New\n");
+    let again = form(
+        "/acme/open/new/main",
+        &admin,
+        "path=docs/new.md&content=x".into(),
+    )
+    .send()
+    .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    let escaping = form("/acme/open/new/main", &admin, "path=../x&content=x".into())
+        .send()
+        .await;
+    assert_eq!(escaping.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let huge = form(
+        "/acme/open/new/main",
+        &admin,
+        format!("path=big.txt&content={}", "a".repeat(1_100_000)),
+    )
+    .send()
+    .await;
+    assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE);
+}

@@ -14,6 +14,7 @@ pub mod collections;
 pub mod committing;
 pub mod csrf;
 pub mod discussions;
+pub mod edit;
 pub mod history;
 pub mod listing;
 pub mod profile;
@@ -67,6 +68,14 @@ pub fn routes() -> Router<AppState> {
             .route(&format!("{base}/tree/{{rev}}/{{*path}}"), get(browse::tree))
             .route(&format!("{base}/blob/{{rev}}/{{*path}}"), get(browse::blob))
             .route(&format!("{base}/raw/{{rev}}/{{*path}}"), get(browse::raw))
+            .route(
+                &format!("{base}/edit/{{rev}}/{{*path}}"),
+                get(edit::edit_form).post(edit::edit),
+            )
+            .route(
+                &format!("{base}/new/{{rev}}"),
+                get(edit::new_form).post(edit::create),
+            )
             .route(&format!("{base}/commits/{{rev}}"), get(history::commits))
             .route(&format!("{base}/commit/{{sha}}"), get(history::commit))
             .route(&format!("{base}/discussions"), get(discussions::list))

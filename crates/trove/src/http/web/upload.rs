@@ -317,7 +317,11 @@ async fn store_files(
 }
 
 /// The LFS patterns of `.gitattributes` at `rev`, as preupload reads them.
-async fn lfs_rules_at(state: &AppState, repo: &RepoRef, rev: &str) -> ApiResult<PathMatcher> {
+pub(super) async fn lfs_rules_at(
+    state: &AppState,
+    repo: &RepoRef,
+    rev: &str,
+) -> ApiResult<PathMatcher> {
     let rev = rev.to_owned();
     with_git(state, repo, move |git| {
         let commit = resolve(git, &rev)?;
