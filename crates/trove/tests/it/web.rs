@@ -752,3 +752,117 @@ async fn files_are_edited_and_created_in_the_browser() {
     .await;
     assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+#[tokio::test]
+async fn repositories_are_created_on_the_new_page_with_the_api_rules() {
+    let w = world().await;
+    let text = |r: &crate::app::TestResponse| String::from_utf8_lossy(&r.body).into_owned();
+    let anonymous = w.app.get("/new").send().await;
+    assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
+    let page = w
+        .app
+        .get("/new?type=dataset")
+        .token(&w.outsider)
+        .send()
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = text(&page);
+    assert!(html.contains("<option value=\"otto\""), "{html}");
+    assert!(
+        !html.contains("<option value=\"acme\""),
+        "a read member may not create there"
+    );
+    let post = |token: &str, body: &str| {
+        w.app
+            .post("/new")
+            .token(token)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .send()
+    };
+    let made = post(
+        &w.outsider,
+        "type=model&owner=otto&name=tiny&visibility=private&license=mit",
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", text(&made));
+    assert_eq!(made.header("location"), Some("/otto/tiny"));
+    let info = w
+        .app
+        .get("/api/models/otto/tiny")
+        .token(&w.outsider)
+        .send()
+        .await
+        .json();
+    assert_eq!(info["private"], true);
+    assert_eq!(info["cardData"]["license"], "mit", "{info}");
+    assert_eq!(
+        w.app.get("/api/models/otto/tiny").send().await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let space = post(
+        &w.outsider,
+        "type=space&owner=otto&name=app&sdk=static&license=apache-2.0",
+    )
+    .await;
+    assert_eq!(space.status, StatusCode::SEE_OTHER, "{}", text(&space));
+    let readme = w
+        .app
+        .get("/spaces/otto/app/raw/main/README.md")
+        .send()
+        .await;
+    let readme = text(&readme);
+    assert!(
+        readme.starts_with("---\nlicense: apache-2.0\n") && readme.contains("sdk: static"),
+        "{readme}"
+    );
+
+    // Refusals are shown in the form, with what was typed and the API's status.
+    for (body, status, says) in [
+        (
+            "type=model&owner=acme&name=nope",
+            StatusCode::FORBIDDEN,
+            "namespace",
+        ),
+        (
+            "type=model&owner=otto&name=tiny",
+            StatusCode::CONFLICT,
+            "already",
+        ),
+        (
+            "type=model&owner=otto&name=bad%2Fname",
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+        (
+            "type=space&owner=otto&name=nosdk",
+            StatusCode::BAD_REQUEST,
+            "SDK",
+        ),
+        (
+            "type=model&owner=otto&name=x&license=made-up",
+            StatusCode::BAD_REQUEST,
+            "license",
+        ),
+    ] {
+        let refused = post(&w.outsider, body).await;
+        assert_eq!(refused.status, status, "{body}: {}", text(&refused));
+        let html = text(&refused);
+        assert!(
+            html.contains("class=\"error\"") && html.contains(says),
+            "{body}: {html}"
+        );
+        assert!(html.contains("<form class=\"stack new-repo\""), "{body}");
+    }
+    assert_eq!(
+        w.app
+            .get("/api/models/otto/x")
+            .token(&w.outsider)
+            .send()
+            .await
+            .status,
+        StatusCode::NOT_FOUND,
+        "nothing written"
+    );
+}

@@ -17,6 +17,7 @@ pub mod discussions;
 pub mod edit;
 pub mod history;
 pub mod listing;
+pub mod new_repo;
 pub mod profile;
 pub mod refusals;
 pub mod repo;
@@ -47,6 +48,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/login", get(session::form).post(session::login))
         .route("/logout", post(session::logout))
+        .route("/new", get(new_repo::form).post(new_repo::create))
         .route("/settings/tokens", get(tokens::page).post(tokens::create))
         .route("/settings/tokens/revoke", post(tokens::revoke))
         .route("/{name}", get(profile::page))
