@@ -240,7 +240,7 @@ async fn set_license(
         Ok(git.write_blob(card.as_bytes())?)
     })
     .await?;
-    let path = RepoPath::parse("README.md").map_err(|e| ApiError::internal(e))?;
+    let path = RepoPath::parse("README.md").map_err(ApiError::internal)?;
     let pending = PendingCommit {
         summary: format!("Set the license to {license}"),
         description: String::new(),
