@@ -952,3 +952,68 @@ async fn settings_rename_and_delete_with_the_name_typed() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn an_upload_from_a_session_needs_its_csrf_token_before_any_file() {
+    let w = world().await;
+    let db = &w.app.state.db;
+    let otto = db.user_by_name("otto").await.expect("db").expect("otto");
+    let phc = trove::auth::password::hash_password("otto's long password").expect("hash");
+    db.set_password_hash(otto.id, &phc).await.expect("password");
+    let login = w
+        .app
+        .post("/api/login")
+        .json(&json!({"username": "otto", "password": "otto's long password"}))
+        .send()
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{:?}", login.error());
+    let cookie = login
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("cookie")
+        .to_owned();
+    let send = |fields: &[(&str, &str)]| {
+        let (content_type, body) = multipart(fields, &[("x.txt", b"x")]);
+        w.app
+            .post("/acme/open/upload/main")
+            .header("cookie", &cookie)
+            .header("origin", crate::app::PUBLIC_URL)
+            .header("content-type", &content_type)
+            .body(body)
+            .send()
+    };
+    for fields in [
+        vec![("target", "pr")],
+        vec![("csrf", "forged"), ("target", "pr")],
+    ] {
+        let refused = send(&fields).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{fields:?}");
+    }
+    let listed = w
+        .app
+        .get("/api/models/acme/open/discussions")
+        .send()
+        .await
+        .json();
+    assert_eq!(listed["count"], 0, "nothing opened: {listed}");
+    let page = w
+        .app
+        .get("/acme/open/upload/main")
+        .header("cookie", &cookie)
+        .send()
+        .await;
+    let html = String::from_utf8_lossy(&page.body).into_owned();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf field")
+        .to_owned();
+    let accepted = send(&[("csrf", &csrf), ("target", "pr")]).await;
+    assert_eq!(
+        accepted.status,
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        accepted.error()
+    );
+}
