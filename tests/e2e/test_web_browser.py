@@ -232,3 +232,75 @@ def test_request_access_to_a_gated_repo_and_get_it(site, chromium):
     shot(owner, "access-requests")
     assert page.goto(f"/{repo}/blob/main/weights.txt").status == 200
     assert "secret sauce" in page.locator("table.lines").inner_text()
+
+
+def test_upload_a_file_through_the_page_and_see_the_new_commit(site, chromium, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("uploaded from the browser\n")
+    weights = tmp_path / "tiny.bin"
+    weights.write_bytes(bytes(range(256)) * 8)
+    page = new_page(chromium, site["server"].url)
+    sign_in(page, site["user"], PASSWORD)
+    page.goto(f"/{site['repo']}/tree/main")
+    page.click("a:has-text('Upload files')")
+    page.wait_for_url(re.compile(r"/upload/main"))
+    page.set_input_files("input[type=file]", [str(notes), str(weights)])
+    assert page.locator("ul.chosen li").count() == 2, "the page script lists the chosen files"
+    page.fill("input[name=summary]", "Upload through the page")
+    shot(page, "upload")
+    page.click("form.upload button[type=submit]")
+    page.wait_for_url(re.compile(r"/commit/[0-9a-f]{40}$"))
+    assert page.locator("h2.commit-title").inner_text() == "Upload through the page"
+    assert page.locator("details.file-diff[data-path='notes.txt']").count() == 1
+    page.goto(f"/{site['repo']}/tree/main")
+    assert page.locator("tr.entry[data-name='tiny.bin'] .badge:has-text('LFS')").count() == 1
+    fetched = page.request.get(f"/{site['repo']}/resolve/main/tiny.bin")
+    assert fetched.body() == weights.read_bytes()
+
+
+def test_edit_a_file_in_the_browser(site, chromium):
+    page = new_page(chromium, site["server"].url)
+    sign_in(page, site["user"], PASSWORD)
+    page.goto(f"/{site['repo']}/blob/main/config.json")
+    page.click(".blob-head a:has-text('Edit')")
+    page.wait_for_url(re.compile(r"/edit/main/config.json$"))
+    assert "hidden_size" in page.locator("textarea[name=content]").input_value()
+    page.fill("textarea[name=content]", '{"hidden_size": 16}\n')
+    page.fill("input[name=summary]", "Widen the model")
+    shot(page, "edit")
+    page.click("form.edit button[type=submit]")
+    page.wait_for_url(re.compile(r"/commit/[0-9a-f]{40}$"))
+    assert page.locator("h2.commit-title").inner_text() == "Widen the model"
+    raw = page.request.get(f"/{site['repo']}/raw/main/config.json")
+    assert raw.text() == '{"hidden_size": 16}\n'
+
+
+def test_create_a_repo_on_the_new_page(site, chromium):
+    page = new_page(chromium, site["server"].url)
+    sign_in(page, site["user"], PASSWORD)
+    page.click("header a:has-text('New')")
+    page.wait_for_url(re.compile(r"/new$"))
+    page.check("input[name=type][value=dataset]")
+    page.fill("input[name=name]", "reviews")
+    page.select_option("select[name=license]", "cc-by-4.0")
+    shot(page, "new-repo")
+    page.click("form.new-repo button[type=submit]")
+    page.wait_for_url(re.compile(rf"/datasets/{site['user']}/reviews$"))
+    # The same name again is refused in the form, with what was typed.
+    page.goto("/new")
+    page.check("input[name=type][value=dataset]")
+    page.fill("input[name=name]", "reviews")
+    page.click("form.new-repo button[type=submit]")
+    page.wait_for_selector("form.new-repo .error")
+    assert page.locator("input[name=name]").input_value() == "reviews"
+    info = site["hub"].info(f"{site['user']}/reviews", repo_type="dataset", token=site["token"]).json()
+    assert info["cardData"]["license"] == "cc-by-4.0"
+
+
+def test_an_unknown_page_is_an_html_404(site, chromium):
+    page = new_page(chromium, site["server"].url)
+    response = page.goto("/this/page/does/not/exist/anywhere")
+    assert response.status == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "404 Not Found" in page.locator(".error-page h1").inner_text()
+    shot(page, "not-found")

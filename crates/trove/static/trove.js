@@ -62,3 +62,44 @@ document.querySelectorAll("[data-copy]").forEach((button) => {
     if (target && navigator.clipboard) navigator.clipboard.writeText(target.textContent.trim());
   });
 });
+
+// Uploads: drag and drop onto the form, the chosen files listed, and progress while the
+// form is sent. Without this the plain form still submits the picked files.
+document.querySelectorAll("form.upload").forEach((form) => {
+  const input = form.querySelector("input[type=file]");
+  const zone = form.querySelector(".dropzone");
+  const list = form.querySelector("ul.chosen");
+  const progress = form.querySelector(".upload-progress");
+  const error = form.querySelector(".upload-error");
+  form.querySelector(".dropzone-hint").hidden = false;
+  const show = () => {
+    list.replaceChildren(...Array.from(input.files).map((f) => {
+      const li = document.createElement("li");
+      li.textContent = `${f.name} (${f.size} bytes)`;
+      return li;
+    }));
+  };
+  input.addEventListener("change", show);
+  ["dragenter", "dragover"].forEach((t) => zone.addEventListener(t, (e) => { e.preventDefault(); zone.classList.add("over"); }));
+  ["dragleave", "drop"].forEach((t) => zone.addEventListener(t, () => zone.classList.remove("over")));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    if (e.dataTransfer && e.dataTransfer.files.length) { input.files = e.dataTransfer.files; show(); }
+  });
+  form.addEventListener("submit", (e) => {
+    if (!window.XMLHttpRequest || !window.FormData) return;
+    e.preventDefault();
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", form.action);
+    xhr.upload.addEventListener("progress", (p) => {
+      if (p.lengthComputable) { progress.hidden = false; progress.value = Math.round((100 * p.loaded) / p.total); }
+    });
+    xhr.addEventListener("load", () => {
+      if (xhr.status < 400 && xhr.responseURL) { window.location.assign(xhr.responseURL); return; }
+      error.textContent = xhr.getResponseHeader("X-Error-Message") || `Upload failed (${xhr.status})`;
+      error.hidden = false;
+    });
+    xhr.addEventListener("error", () => { error.textContent = "Upload failed: the connection was lost."; error.hidden = false; });
+    xhr.send(new FormData(form));
+  });
+});

@@ -305,6 +305,14 @@ pub fn build(state: AppState) -> Router {
         .merge(commit_route.layer(body_limit(limits.max_commit_bytes)))
         .merge(space_apps.layer(body_limit(limits.max_commit_bytes)))
         .merge(lfs_transfers.layer(body_limit(limits.max_lfs_object_bytes)))
+        // Browsers: files uploaded through a page, up to an LFS object's size.
+        .merge(
+            web::upload_routes()
+                .layer(DefaultBodyLimit::max(
+                    usize::try_from(limits.max_lfs_object_bytes).unwrap_or(usize::MAX),
+                ))
+                .layer(body_limit(limits.max_lfs_object_bytes)),
+        )
         .merge(lfs_batch.merge(lfs_locks).layer(body_limit_as(BodyLimit {
             limit: json_limit as u64,
             render: ApiError::into_lfs_response,
@@ -324,6 +332,8 @@ pub fn build(state: AppState) -> Router {
         .fallback(misc::fallback)
         .layer(DefaultBodyLimit::max(json_limit))
         .layer(catch_panics())
+        // Browsers: refusals of page views (unknown pages, 405, 413, 500) as HTML pages.
+        .layer(middleware::from_fn(web::refusals::html_refusals))
         .layer(middleware::from_fn(moved_repo))
         .layer(middleware::from_fn(close_after_refused_body))
         .layer(middleware::from_fn(log_errors))

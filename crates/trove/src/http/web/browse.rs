@@ -72,6 +72,8 @@ pub struct TreePage {
     pub commit: String,
     pub entries: Vec<EntryRow>,
     pub refs: Vec<RefLink>,
+    /// The folder shown, as a query value (for the upload and new-file links).
+    pub folder: String,
 }
 
 pub enum View {
@@ -104,6 +106,8 @@ pub struct BlobPage {
     pub download: String,
     pub raw: String,
     pub view: View,
+    /// The edit page, for writers of a text file kept in git.
+    pub edit: Option<String>,
 }
 
 /// Breadcrumbs of `path` (the repo root first), each a folder link.
@@ -223,6 +227,7 @@ async fn tree_page(
         commit: folder.commit.to_string(),
         entries,
         refs,
+        folder: form_urlencoded::byte_serialize(dir.as_bytes()).collect(),
     }))
 }
 
@@ -281,6 +286,11 @@ async fn blob_page(
             note: "This file is too large to show here.".into(),
         },
     };
+    let editable = repo.access >= crate::auth::Access::Write
+        && lfs_oid.is_none()
+        && file.size <= super::edit::MAX_EDIT_BYTES
+        && matches!(view, View::Text { .. });
+    let edit = editable.then(|| super::edit::edit_href(repo, &rev_segment(rev), path));
     let (section, _) = section_of(repo.repo_type);
     Ok(render(&BlobPage {
         nav: Nav::new(section, caller, csrf),
@@ -292,6 +302,7 @@ async fn blob_page(
         download,
         raw: format!("{base}/raw/{file_url}"),
         view,
+        edit,
     }))
 }
 

@@ -11,17 +11,22 @@
 pub mod assets;
 pub mod browse;
 pub mod collections;
+pub mod committing;
 pub mod csrf;
 pub mod discussions;
+pub mod edit;
 pub mod history;
 pub mod listing;
+pub mod new_repo;
 pub mod preview;
 pub mod profile;
 pub mod profile_settings;
+pub mod refusals;
 pub mod repo;
 pub mod session;
 pub mod settings;
 pub mod tokens;
+pub mod upload;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -45,6 +50,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/login", get(session::form).post(session::login))
         .route("/logout", post(session::logout))
+        .route("/new", get(new_repo::form).post(new_repo::create))
         .route("/settings/tokens", get(tokens::page).post(tokens::create))
         .route("/settings/tokens/revoke", post(tokens::revoke))
         .route(
@@ -70,6 +76,14 @@ pub fn routes() -> Router<AppState> {
             .route(&format!("{base}/tree/{{rev}}/{{*path}}"), get(browse::tree))
             .route(&format!("{base}/blob/{{rev}}/{{*path}}"), get(browse::blob))
             .route(&format!("{base}/raw/{{rev}}/{{*path}}"), get(browse::raw))
+            .route(
+                &format!("{base}/edit/{{rev}}/{{*path}}"),
+                get(edit::edit_form).post(edit::edit),
+            )
+            .route(
+                &format!("{base}/new/{{rev}}"),
+                get(edit::new_form).post(edit::create),
+            )
             .route(&format!("{base}/commits/{{rev}}"), get(history::commits))
             .route(&format!("{base}/commit/{{sha}}"), get(history::commit))
             .route(&format!("{base}/discussions"), get(discussions::list))
@@ -85,6 +99,19 @@ pub fn routes() -> Router<AppState> {
             get(preview::viewer),
         );
     web
+}
+
+/// The upload form's target, which takes files as large as an LFS object (the router gives
+/// it that body limit instead of the JSON one).
+pub fn upload_routes() -> Router<AppState> {
+    let mut uploads = Router::new();
+    for prefix in ["", "/datasets", "/spaces"] {
+        uploads = uploads.route(
+            &format!("{prefix}/{{ns}}/{{name}}/upload/{{rev}}"),
+            get(upload::page).post(upload::upload),
+        );
+    }
+    uploads
 }
 
 /// What every page's frame shows: the current section, who is signed in, and the CSRF
@@ -130,11 +157,11 @@ pub fn render(template: &impl askama::Template) -> Response {
 
 #[derive(Template)]
 #[template(path = "error.html")]
-struct ErrorPage {
-    nav: Nav,
-    status: String,
-    message: String,
-    suggest_login: bool,
+pub(crate) struct ErrorPage {
+    pub nav: Nav,
+    pub status: String,
+    pub message: String,
+    pub suggest_login: bool,
 }
 
 /// A refusal as a page: the API error's status and headers (`X-Error-Code`,
@@ -158,11 +185,7 @@ pub fn error_page(error: ApiError) -> Response {
     };
     let page = ErrorPage {
         nav: Nav::anonymous(),
-        status: format!(
-            "{} {}",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or_default()
-        ),
+        status: refusals::status_line(status),
         message,
         suggest_login,
     };

@@ -42,6 +42,8 @@ pub struct RepoHead {
     pub rev_url: String,
     /// The caller administers the repository (the settings tab shows).
     pub admin: bool,
+    /// The caller may commit to its branches (upload and edit buttons show).
+    pub writer: bool,
 }
 
 impl RepoHead {
@@ -62,6 +64,7 @@ impl RepoHead {
             rev: rev.to_owned(),
             rev_url: rev_segment(rev),
             admin: repo.access >= Access::Admin,
+            writer: repo.access >= Access::Write,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `/{repo}/settings`: a repository's admins change its visibility, gating and whether it
 //! takes discussions, and handle the access-request queue of a gated repository (accept,
-//! reject). Every change is the API's use case (`repos::settings`, `repos::gating`), so the
+//! reject), rename or move it, and delete it (its full name typed to confirm). Every change
+//! is the API's use case (`repos::settings`, `repos::gating`, `repos::lifecycle`), so the
 //! same people may make it and it is audited the same way; others get the API's refusal.
 
 use super::csrf::CsrfToken;
@@ -88,7 +89,7 @@ pub async fn page(
 pub struct SettingsForm {
     #[serde(default)]
     csrf: String,
-    /// visibility | gating | discussions | request
+    /// visibility | gating | discussions | request | move | delete
     action: String,
     #[serde(default)]
     value: String,
@@ -148,6 +149,27 @@ pub async fn act(
                     false,
                 )
                 .await?;
+            }
+            "move" => {
+                let to = form.value.trim();
+                crate::repos::settings::move_repo(&state, &caller, &repo, to).await?;
+                let to = trove_types::RepoId::parse(to)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                return Ok(
+                    Redirect::to(&format!("/{}{to}/settings", repo.repo_type.url_prefix()))
+                        .into_response(),
+                );
+            }
+            "delete" => {
+                repo.require_admin(&caller)?;
+                let full_name = format!("{}/{}", repo.repo.namespace, repo.repo.name);
+                if form.value.trim() != full_name {
+                    return Err(ApiError::bad_request(format!(
+                        "Type {full_name} to confirm the deletion"
+                    )));
+                }
+                crate::repos::lifecycle::delete(&state, &caller, &repo).await?;
+                return Ok(Redirect::to(&format!("/{}", repo.repo.namespace)).into_response());
             }
             other => return Err(ApiError::bad_request(format!("Unknown action {other:?}"))),
         }
