@@ -421,3 +421,44 @@ def test_an_idle_app_sleeps_and_the_next_request_wakes_it(hub):
         r = app_get(hub, repo)
     assert r.status_code == 200 and r.text == "awake"
     api.set_space_sleep_time(repo, -1)
+
+
+def app_pid(server: TroveServer, revision: str) -> tuple[int, Path]:
+    """The pid of the app serving `revision`, and its revision directory (read from the
+    records the hub keeps to stop apps a killed hub left)."""
+    for record in server.data_dir.glob("spaces/*/pids/*.pid"):
+        cwd = record.read_text()
+        if revision in cwd:
+            return int(record.stem), Path(cwd).parent
+    pytest.fail(f"no app records revision {revision}")
+
+
+def test_a_merged_pull_request_rebuilds_and_a_deleted_space_stops(hub, server):
+    from huggingface_hub import CommitOperationAdd, HfApi
+    api = HfApi(endpoint=hub.url, token=server.admin_token)
+    repo = hub.create_repo("merged", repo_type="space", sdk="gradio")
+    hub.commit_files(repo, {"README.md": card("gradio"), "app.py": plain_app("before merge")},
+                     repo_type="space")
+    wait_stage(hub, repo, {"RUNNING"})
+    assert app_get(hub, repo).text == "before merge"
+    pr = api.create_commit(repo, repo_type="space", commit_message="change the app", create_pr=True,
+                           operations=[CommitOperationAdd("app.py", plain_app("after merge"))])
+    time.sleep(1)
+    assert app_get(hub, repo).text == "before merge"  # a pull request's ref is not main
+    api.merge_pull_request(repo, pr.pr_num, repo_type="space")
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while app_get(hub, repo).text != "after merge" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert app_get(hub, repo).text == "after merge"
+    wait_stage(hub, repo, {"RUNNING"}, timeout=30)
+
+    pid, revision_dir = app_pid(server, api.space_info(repo).sha)
+    assert alive(pid) and revision_dir.is_dir()
+    api.delete_repo(repo, repo_type="space")
+    deadline = time.monotonic() + 20
+    while (alive(pid) or revision_dir.parent.exists()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(pid), "the deleted Space's app was stopped"
+    assert not revision_dir.parent.exists(), "its revisions were removed"
+    assert app_get(hub, repo).status_code == 404
+    hub.server.check_alive()

@@ -471,7 +471,8 @@ pub async fn app(
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0);
-            proxy::forward(request, port, &upstream, peer, proto).await
+            let ends = state.spaces.connection_token(repo.repo.id);
+            proxy::forward(request, port, &upstream, peer, proto, ends).await
         }
         AppAnswer::Waking => Ok(status_page(&repo, None)),
         AppAnswer::Down(view) => Ok(status_page(&repo, Some(&view))),
