@@ -462,3 +462,29 @@ def test_a_merged_pull_request_rebuilds_and_a_deleted_space_stops(hub, server):
     assert not revision_dir.parent.exists(), "its revisions were removed"
     assert app_get(hub, repo).status_code == 404
     hub.server.check_alive()
+
+
+def test_duplicate_repo_copies_files_and_variables_but_not_secrets(hub, server):
+    from huggingface_hub import HfApi
+    api = HfApi(endpoint=hub.url, token=server.admin_token)
+    repo = hub.create_repo("dup-source", repo_type="space", sdk="static")
+    hub.commit_files(repo, {"README.md": card("static"), "index.html": b"duplicated app"},
+                     repo_type="space")
+    api.add_space_variable(repo, "SHOWN", "copied")
+    api.add_space_secret(repo, "HIDDEN", "not-copied")
+    target = f"{repo}-copy"
+    url = api.duplicate_repo(repo, target, repo_type="space", private=True, space_hardware="t4-small",
+                             space_secrets=[{"key": "GIVEN", "value": "passed"}],
+                             space_variables=[{"key": "EXTRA", "value": "x"}])
+    assert url.repo_id == target and url.url.endswith(f"/spaces/{target}")
+    info = api.space_info(target)
+    assert info.private and info.sha == api.space_info(repo).sha
+    variables = api.get_space_variables(target)
+    assert variables["SHOWN"].value == "copied" and variables["EXTRA"].value == "x"
+    secrets = api.get_space_secrets(target)
+    assert "GIVEN" in secrets and "HIDDEN" not in secrets
+    wait_stage(hub, target, {"RUNNING"}, timeout=60)
+    assert app_get(hub, target).text == "duplicated app"
+    # Again: 409, which exist_ok accepts.
+    again = api.duplicate_repo(repo, target, repo_type="space", exist_ok=True)
+    assert again.repo_id == target

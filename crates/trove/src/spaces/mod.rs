@@ -9,6 +9,7 @@
 //! than their sleep time are stopped and started again by the next request.
 
 pub mod build;
+pub mod duplicate;
 pub mod logs;
 pub mod process;
 

@@ -399,3 +399,161 @@ async fn a_space_made_private_is_hidden_from_the_next_request_and_its_connection
         .await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_duplicate_has_the_history_and_variables_but_not_the_secrets() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token.clone();
+    create_space(&app, "site").await;
+    commit_space(
+        &app,
+        "site",
+        &[
+            ("README.md", "---\nsdk: static\n---\n"),
+            ("index.html", "v1"),
+        ],
+    )
+    .await;
+    for (kind, key, value) in [
+        ("variables", "SHOWN", "from-source"),
+        ("variables", "REPLACED", "old"),
+        ("secrets", "SOURCE_SECRET", "do-not-copy"),
+    ] {
+        let r = app
+            .post(&format!("/api/spaces/admin/site/{kind}"))
+            .token(&admin)
+            .json(&json!({"key": key, "value": value}))
+            .send()
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let r = app
+        .post("/api/spaces/admin/site/duplicate")
+        .token(&admin)
+        .json(&json!({
+            "repository": "admin/copy",
+            "visibility": "private",
+            "hardware": "t4-small",
+            "sleepTimeSeconds": 3600,
+            "secrets": [{"key": "NEW_SECRET", "value": "given"}],
+            "variables": [{"key": "REPLACED", "value": "new", "description": "d"}],
+        }))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+    assert_eq!(r.json()["url"], "http://127.0.0.1:9/spaces/admin/copy");
+    let source = app.get("/api/spaces/admin/site").token(&admin).send().await;
+    let copy = app.get("/api/spaces/admin/copy").token(&admin).send().await;
+    assert_eq!(copy.json()["sha"], source.json()["sha"]);
+    assert_eq!(copy.json()["private"], true);
+    let r = app
+        .get("/spaces/admin/copy/resolve/main/index.html")
+        .token(&admin)
+        .send()
+        .await;
+    assert_eq!(r.body, b"v1");
+    let variables = app
+        .get("/api/spaces/admin/copy/variables")
+        .token(&admin)
+        .send()
+        .await
+        .json();
+    assert_eq!(variables["SHOWN"]["value"], "from-source");
+    assert_eq!(variables["REPLACED"]["value"], "new");
+    let secrets = app
+        .get("/api/spaces/admin/copy/secrets")
+        .token(&admin)
+        .send()
+        .await
+        .json();
+    assert!(secrets.get("NEW_SECRET").is_some());
+    assert!(secrets.get("SOURCE_SECRET").is_none(), "{secrets}");
+    let runtime = app
+        .get("/api/spaces/admin/copy/runtime")
+        .token(&admin)
+        .send()
+        .await;
+    assert_eq!(runtime.status, StatusCode::OK);
+    // Again: the copy exists (409 with its URL, as `exist_ok` expects).
+    let r = app
+        .post("/api/spaces/admin/site/duplicate")
+        .token(&admin)
+        .json(&json!({"repository": "admin/copy"}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json()["url"], "http://127.0.0.1:9/spaces/admin/copy");
+}
+
+#[tokio::test]
+async fn bad_duplicates_are_refused_and_nothing_is_created() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token.clone();
+    create_space(&app, "site").await;
+    let private = app
+        .request(Method::PUT, "/api/spaces/admin/site/settings")
+        .token(&admin)
+        .json(&json!({"private": true}))
+        .send()
+        .await;
+    assert_eq!(private.status, StatusCode::OK);
+    let outsider = app.user("outsider", TokenRole::Write).await;
+    let cases = [
+        (
+            &admin,
+            json!({"repository": "admin/bad name"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &admin,
+            json!({"repository": "admin/x", "visibility": "protected"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &admin,
+            json!({"repository": "admin/x", "sleepTimeSeconds": -5}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &admin,
+            json!({"repository": "admin/x", "secrets": [{"key": "1BAD", "value": "v"}]}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (&admin, json!({"to": "admin/x"}), StatusCode::BAD_REQUEST),
+        // A private source does not exist for others.
+        (
+            &outsider,
+            json!({"repository": "outsider/x"}),
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (token, body, status) in cases {
+        let r = app
+            .post("/api/spaces/admin/site/duplicate")
+            .token(token)
+            .json(&body)
+            .send()
+            .await;
+        assert_eq!(r.status, status, "{body}");
+        assert!(r.error().1.is_some_and(|m| !m.is_empty()), "{body}");
+    }
+    for id in ["admin/x", "outsider/x"] {
+        let r = app
+            .get(&format!("/api/spaces/{id}"))
+            .token(&admin)
+            .send()
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{id}");
+    }
+    // A namespace one may not create in.
+    create_space(&app, "public").await;
+    let r = app
+        .post("/api/spaces/admin/public/duplicate")
+        .token(&outsider)
+        .json(&json!({"repository": "admin/y"}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = app.get("/api/spaces/admin/y").token(&admin).send().await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
