@@ -605,8 +605,9 @@ async fn launch(state: AppState, slot: Arc<Slot>, repo: Repo, built: Built, gene
             },
             None,
         )),
-        Sdk::Gradio | Sdk::Streamlit => start_app(&state, &slot, &repo, &built, id).await,
-        Sdk::Docker => Err("docker Spaces are not run by this server".to_owned()),
+        Sdk::Gradio | Sdk::Streamlit | Sdk::Docker => {
+            start_app(&state, &slot, &repo, &built, id).await
+        }
     };
     let mut s = slot.lock();
     s.starting = false;
@@ -715,7 +716,8 @@ async fn start_app(
 ) -> Result<(Target, Option<Arc<AppProcess>>), String> {
     let config = &state.config.spaces;
     let port = process::free_port().map_err(|e| format!("no free port: {e}"))?;
-    let env = app_env(state, repo, built, port).await?;
+    let mut env = app_env(state, repo, built, port).await?;
+    let mut container = None;
     let python = built.dir.join("venv/bin/python").display().to_string();
     let prefix = app_prefix(repo);
     let (argv, health_path, keep_prefix) = match built.sdk {
@@ -747,6 +749,53 @@ async fn start_app(
             format!("{prefix}/_stcore/health"),
             true,
         ),
+        Sdk::Docker => {
+            let engine = built.engine.ok_or_else(|| build::NO_ENGINE.to_owned())?;
+            let name = format!("trove-space-{}-{id}", repo.id);
+            // The Space's variables reach the container by name (`--env KEY` takes the
+            // client's value): no secret appears on a command line.
+            let space_env: Vec<(String, String)> = app_env(state, repo, built, built.app_port)
+                .await?
+                .into_iter()
+                .filter(|(k, _)| k != "PATH" && k != "HOME")
+                .collect();
+            let mut argv: Vec<String> = vec![
+                engine.into(),
+                "run".into(),
+                "--rm".into(),
+                "--init".into(),
+                "--name".into(),
+                name.clone(),
+                "--label".into(),
+                "trove.space".into(),
+                "--publish".into(),
+                format!("127.0.0.1:{port}:{}", built.app_port),
+                "--memory".into(),
+                format!("{}m", config.memory_limit_mb),
+                "--pids-limit".into(),
+                config.max_processes.to_string(),
+                "--ulimit".into(),
+                format!("nofile={0}:{0}", config.max_open_files),
+                "--cap-drop".into(),
+                "ALL".into(),
+                "--security-opt".into(),
+                "no-new-privileges".into(),
+            ];
+            if config.cpu_time_secs > 0 {
+                argv.extend([
+                    "--ulimit".into(),
+                    format!("cpu={0}:{0}", config.cpu_time_secs),
+                ]);
+            }
+            for (key, _) in &space_env {
+                argv.extend(["--env".into(), key.clone()]);
+            }
+            argv.push(build::image_name(repo.id, &built.rev));
+            env = build::engine_env();
+            env.extend(space_env);
+            container = Some(process::Container { engine, name });
+            (argv, "/".to_owned(), false)
+        }
         _ => (vec![python, built.app_file.clone()], "/".to_owned(), false),
     };
     let launch = Launch {
@@ -757,6 +806,7 @@ async fn start_app(
         port,
         health_path,
         pid_dir: build::space_dir(state, repo.id).join("pids"),
+        container,
     };
     slot.run_log
         .restart(Some(build::space_dir(state, repo.id).join("run.log")));

@@ -557,3 +557,75 @@ async fn bad_duplicates_are_refused_and_nothing_is_created() {
     let r = app.get("/api/spaces/admin/y").token(&admin).send().await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+async fn wait_stage(app: &TestApp, name: &str, done: &[&str]) -> serde_json::Value {
+    let mut last = json!(null);
+    for _ in 0..200 {
+        last = app
+            .get(&format!("/api/spaces/admin/{name}/runtime"))
+            .token(&app.admin_token)
+            .send()
+            .await
+            .json();
+        if done.iter().any(|s| last["stage"] == *s) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    last
+}
+
+#[tokio::test]
+async fn a_docker_space_without_a_usable_engine_reports_why_and_a_bad_port_is_a_config_error() {
+    let app = TestApp::new().await;
+    create_space(&app, "boat").await;
+    trove::spaces::start(&app.state).await.expect("supervisor");
+    commit_space(
+        &app,
+        "boat",
+        &[
+            ("README.md", "---\nsdk: docker\napp_port: 99999\n---\n"),
+            ("Dockerfile", "FROM scratch\n"),
+        ],
+    )
+    .await;
+    let rt = wait_stage(&app, "boat", &["CONFIG_ERROR"]).await;
+    assert_eq!(rt["stage"], "CONFIG_ERROR", "{rt}");
+    assert!(
+        rt["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("app_port")),
+        "{rt}"
+    );
+    commit_space(
+        &app,
+        "boat",
+        &[("README.md", "---\nsdk: docker\napp_port: 8080\n---\n")],
+    )
+    .await;
+    // Until the new revision's verdict replaces the bad port's.
+    let mut rt = json!(null);
+    for _ in 0..200 {
+        rt = wait_stage(&app, "boat", &["CONFIG_ERROR", "BUILD_ERROR", "RUNNING"]).await;
+        if !rt["errorMessage"]
+            .as_str()
+            .unwrap_or("")
+            .contains("app_port")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    if trove::spaces::build::container_engine().await.is_none() {
+        assert_eq!(rt["stage"], "CONFIG_ERROR", "{rt}");
+        assert_eq!(
+            rt["errorMessage"],
+            "docker SDK needs a container engine; none is usable on this host"
+        );
+    } else {
+        assert_ne!(rt["stage"], "CONFIG_ERROR", "an engine is usable: {rt}");
+    }
+    // The hub goes on serving.
+    let r = app.get("/api/spaces/admin/boat").send().await;
+    assert_eq!(r.status, StatusCode::OK);
+}
