@@ -421,3 +421,70 @@ def test_an_idle_app_sleeps_and_the_next_request_wakes_it(hub):
         r = app_get(hub, repo)
     assert r.status_code == 200 and r.text == "awake"
     api.set_space_sleep_time(repo, -1)
+
+
+def app_pid(server: TroveServer, revision: str) -> tuple[int, Path]:
+    """The pid of the app serving `revision`, and its revision directory (read from the
+    records the hub keeps to stop apps a killed hub left)."""
+    for record in server.data_dir.glob("spaces/*/pids/*.pid"):
+        cwd = record.read_text()
+        if revision in cwd:
+            return int(record.stem), Path(cwd).parent
+    pytest.fail(f"no app records revision {revision}")
+
+
+def test_a_merged_pull_request_rebuilds_and_a_deleted_space_stops(hub, server):
+    from huggingface_hub import CommitOperationAdd, HfApi
+    api = HfApi(endpoint=hub.url, token=server.admin_token)
+    repo = hub.create_repo("merged", repo_type="space", sdk="gradio")
+    hub.commit_files(repo, {"README.md": card("gradio"), "app.py": plain_app("before merge")},
+                     repo_type="space")
+    wait_stage(hub, repo, {"RUNNING"})
+    assert app_get(hub, repo).text == "before merge"
+    pr = api.create_commit(repo, repo_type="space", commit_message="change the app", create_pr=True,
+                           operations=[CommitOperationAdd("app.py", plain_app("after merge"))])
+    time.sleep(1)
+    assert app_get(hub, repo).text == "before merge"  # a pull request's ref is not main
+    api.merge_pull_request(repo, pr.pr_num, repo_type="space")
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while app_get(hub, repo).text != "after merge" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert app_get(hub, repo).text == "after merge"
+    wait_stage(hub, repo, {"RUNNING"}, timeout=30)
+
+    pid, revision_dir = app_pid(server, api.space_info(repo).sha)
+    assert alive(pid) and revision_dir.is_dir()
+    api.delete_repo(repo, repo_type="space")
+    deadline = time.monotonic() + 20
+    while (alive(pid) or revision_dir.parent.exists()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(pid), "the deleted Space's app was stopped"
+    assert not revision_dir.parent.exists(), "its revisions were removed"
+    assert app_get(hub, repo).status_code == 404
+    hub.server.check_alive()
+
+
+def test_duplicate_repo_copies_files_and_variables_but_not_secrets(hub, server):
+    from huggingface_hub import HfApi
+    api = HfApi(endpoint=hub.url, token=server.admin_token)
+    repo = hub.create_repo("dup-source", repo_type="space", sdk="static")
+    hub.commit_files(repo, {"README.md": card("static"), "index.html": b"duplicated app"},
+                     repo_type="space")
+    api.add_space_variable(repo, "SHOWN", "copied")
+    api.add_space_secret(repo, "HIDDEN", "not-copied")
+    target = f"{repo}-copy"
+    url = api.duplicate_repo(repo, target, repo_type="space", private=True, space_hardware="t4-small",
+                             space_secrets=[{"key": "GIVEN", "value": "passed"}],
+                             space_variables=[{"key": "EXTRA", "value": "x"}])
+    assert url.repo_id == target and url.url.endswith(f"/spaces/{target}")
+    info = api.space_info(target)
+    assert info.private and info.sha == api.space_info(repo).sha
+    variables = api.get_space_variables(target)
+    assert variables["SHOWN"].value == "copied" and variables["EXTRA"].value == "x"
+    secrets = api.get_space_secrets(target)
+    assert "GIVEN" in secrets and "HIDDEN" not in secrets
+    wait_stage(hub, target, {"RUNNING"}, timeout=60)
+    assert app_get(hub, target).text == "duplicated app"
+    # Again: 409, which exist_ok accepts.
+    again = api.duplicate_repo(repo, target, repo_type="space", exist_ok=True)
+    assert again.repo_id == target

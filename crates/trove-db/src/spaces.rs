@@ -138,6 +138,36 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Lets repository `to` read every large file `from` may read (its LFS objects, Xet
+    /// files among them, and the xorbs it references), in one transaction: a duplicate's
+    /// history names the same pointers. Returns how many LFS objects were linked.
+    pub async fn copy_content_links(&self, from: i64, to: i64, now_ms: i64) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let objects = sqlx::query(
+            "INSERT OR IGNORE INTO repo_lfs_objects (repo_id, sha256, created_at) \
+             SELECT ?, sha256, ? FROM repo_lfs_objects WHERE repo_id = ?",
+        )
+        .bind(to)
+        .bind(now_ms)
+        .bind(from)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "INSERT OR IGNORE INTO xet_repo_xorbs (repo_id, hash, created_at) \
+             SELECT ?, hash, ? FROM xet_repo_xorbs WHERE repo_id = ?",
+        )
+        .bind(to)
+        .bind(now_ms)
+        .bind(from)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(objects)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -277,7 +277,8 @@ pub fn build(state: AppState) -> Router {
                 .post(spaces::add_variable)
                 .delete(spaces::delete_variable),
         )
-        .route("/api/{t}/{ns}/{name}/logs/{kind}", get(spaces::logs));
+        .route("/api/{t}/{ns}/{name}/logs/{kind}", get(spaces::logs))
+        .route("/api/{t}/{ns}/{name}/duplicate", post(spaces::duplicate));
     // Browsers and app clients: a Space's app (static files or its process, proxied),
     // bodies up to the commit limit (apps take uploads).
     let space_apps = Router::new()

@@ -188,6 +188,8 @@ pub struct SpaceMeta {
     pub sdk: Option<String>,
     pub sdk_version: Option<String>,
     pub app_file: Option<String>,
+    /// The port a docker Space's container listens on.
+    pub app_port: Option<String>,
     pub pinned: Option<bool>,
     pub license: Vec<String>,
     pub tags: Vec<String>,
@@ -293,6 +295,7 @@ fn space_meta(f: &mut Fields<'_>) -> SpaceMeta {
         sdk: f.string("sdk"),
         sdk_version: f.string("sdk_version"),
         app_file: f.string("app_file"),
+        app_port: f.string("app_port"),
         pinned: f.boolean("pinned"),
         license: f.licenses(),
         tags: f.strings("tags"),

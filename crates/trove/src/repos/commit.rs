@@ -187,7 +187,6 @@ pub async fn commit_to_ref(
     );
     if is_default_branch(&revision_for_index) {
         super::index::reindex_after_write(state, &repo.repo).await;
-        crate::spaces::schedule_build(state, &repo.repo);
     }
     Ok(commit)
 }

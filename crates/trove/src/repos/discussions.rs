@@ -615,6 +615,7 @@ pub async fn merge(
     let author = super::commit::author_of(caller)?;
     let base_ref = discussion.base_ref.clone().unwrap_or_else(default_base_ref);
     let head_ref = pr_ref(discussion.num);
+    let merged_into = base_ref.clone();
     let message = format!(
         "Merge pull request #{}: {}",
         discussion.num, discussion.title
@@ -659,6 +660,14 @@ pub async fn merge(
     };
     record(state, discussion, Some(user_id), &changes, &events).await?;
     state.db.touch_repo(repo.repo.id, now_ms()).await?;
+    crate::webhooks::emit(
+        state,
+        [crate::webhooks::Event::committed(
+            &repo.repo,
+            &merged_into,
+            &merged,
+        )],
+    );
     super::index::reindex_after_write(state, &repo.repo).await;
     tracing::info!(repo.id = repo.repo.id, pr = discussion.num, commit = %merged, "pull request merged");
     Ok(merged)

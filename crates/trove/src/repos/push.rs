@@ -143,9 +143,6 @@ pub async fn after_push(
         tracing::error!(repo.id = repo.id, error = %e, "recording a push");
     }
     super::index::reindex_after_write(state, repo).await;
-    if changed.contains(&format!("refs/heads/{}", trove_types::DEFAULT_BRANCH).as_str()) {
-        crate::spaces::schedule_build(state, repo);
-    }
     record_pull_request_commits(state, repo, git_dir, before, &after, caller).await;
     tracing::info!(
         repo.id = repo.id,

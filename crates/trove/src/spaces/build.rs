@@ -64,6 +64,69 @@ impl Sdk {
     }
 }
 
+/// The container engines a docker Space may run on, in order of preference, with the
+/// `info` format that prints their server's version.
+const ENGINES: &[(&str, &str)] = &[
+    ("docker", "{{.ServerVersion}}"),
+    ("podman", "{{.Version.Version}}"),
+];
+/// The stage message of a docker Space on a host without a usable engine.
+pub const NO_ENGINE: &str = "docker SDK needs a container engine; none is usable on this host";
+/// The port a docker Space's container listens on when its card names none (the Hub's).
+const DEFAULT_APP_PORT: u16 = 7860;
+/// Variables of the hub that an engine's client needs to find its daemon or socket.
+const ENGINE_ENV: &[&str] = &[
+    "DOCKER_HOST",
+    "DOCKER_CONFIG",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+    "CONTAINER_HOST",
+    "XDG_RUNTIME_DIR",
+];
+
+/// The first container engine whose binary runs and whose daemon (or socket) answers.
+pub async fn container_engine() -> Option<&'static str> {
+    for (binary, format) in ENGINES {
+        let info = Command::new(binary)
+            .args(["info", "--format", format])
+            .env_clear()
+            .envs(engine_env())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .status();
+        if let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(10), info).await
+            && status.success()
+        {
+            return Some(binary);
+        }
+    }
+    None
+}
+
+/// The environment an engine's client runs with: `PATH` and how to reach its daemon.
+pub fn engine_env() -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = ENGINE_ENV
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
+        .collect();
+    env.push((
+        "PATH".into(),
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+    ));
+    if let Ok(home) = std::env::var("HOME") {
+        // Where the client keeps its configuration (registries, contexts).
+        env.push(("HOME".into(), home));
+    }
+    env
+}
+
+/// The image a docker Space's revision is built into.
+pub fn image_name(repo_id: i64, rev: &GitOid) -> String {
+    format!("trove-space-{repo_id}:{rev}")
+}
+
 /// What the head of `main` asks for.
 pub enum Plan {
     /// Nothing to run: no card `sdk`, or its app file is missing.
@@ -80,6 +143,9 @@ pub struct Spec {
     pub sdk: Sdk,
     pub sdk_version: Option<String>,
     pub app_file: String,
+    /// docker: the engine that builds and runs it, and the port its container listens on.
+    pub engine: Option<&'static str>,
+    pub app_port: u16,
     files: Vec<Entry>,
 }
 
@@ -89,6 +155,8 @@ pub struct Built {
     pub rev: GitOid,
     pub sdk: Sdk,
     pub app_file: String,
+    pub engine: Option<&'static str>,
+    pub app_port: u16,
     /// The revision's directory: `app/` (its files), `venv/`, `home/`.
     pub dir: PathBuf,
 }
@@ -157,14 +225,28 @@ pub async fn plan(state: &AppState, repo: &RepoRef) -> ApiResult<Plan> {
             "the app file {app_file} is not in the Space"
         )));
     }
-    if sdk == Sdk::Docker {
-        return Ok(Plan::ConfigError(docker_problem().await));
-    }
+    let app_port = match meta.app_port.as_deref() {
+        None => DEFAULT_APP_PORT,
+        Some(p) => match p.parse::<u16>() {
+            Ok(port) if port > 0 => port,
+            _ => return Ok(Plan::ConfigError(format!("app_port {p:?} is not a port"))),
+        },
+    };
+    let engine = if sdk == Sdk::Docker {
+        match container_engine().await {
+            Some(engine) => Some(engine),
+            None => return Ok(Plan::ConfigError(NO_ENGINE.into())),
+        }
+    } else {
+        None
+    };
     Ok(Plan::Build(Spec {
         rev,
         sdk,
         sdk_version: meta.sdk_version.clone(),
         app_file,
+        engine,
+        app_port,
         files: snap.files,
     }))
 }
@@ -176,25 +258,6 @@ fn valid_version(v: &str) -> bool {
         && v.starts_with(|c: char| c.is_ascii_digit())
         && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '!'))
-}
-
-/// Why a docker Space does not run here.
-async fn docker_problem() -> String {
-    let engine = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .status();
-    match tokio::time::timeout(Duration::from_secs(10), engine).await {
-        Ok(Ok(s)) if s.success() => {
-            "docker Spaces are not run by this server yet (a container engine is present)".into()
-        }
-        _ => "docker Spaces need a container engine; none is usable on this host \
-              (`docker info` failed)"
-            .into(),
-    }
 }
 
 /// Exports the revision and, for Python SDKs, builds its environment. The error is the
@@ -210,6 +273,8 @@ pub async fn build(
         rev: spec.rev.clone(),
         sdk: spec.sdk,
         app_file: spec.app_file.clone(),
+        engine: spec.engine,
+        app_port: spec.app_port,
         dir: dir.clone(),
     };
     let ready = dir.join(".ready");
@@ -227,6 +292,26 @@ pub async fn build(
     export(state, repo, &spec.files, &built.app_dir())
         .await
         .map_err(|e| format!("exporting the files: {e}"))?;
+    if let Some(engine) = spec.engine {
+        let timeout = Duration::from_secs(state.config.spaces.build_timeout_secs);
+        let argv = [
+            engine.to_owned(),
+            "build".into(),
+            "--tag".into(),
+            image_name(repo.repo.id, &spec.rev),
+            built.app_dir().display().to_string(),
+        ];
+        match tokio::time::timeout(
+            timeout,
+            step("building the image", &argv, &engine_env(), log),
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(format!("the build took longer than {timeout:?}")),
+        }
+    }
     if let Some(package) = spec.sdk.package() {
         let config = &state.config.spaces;
         let timeout = Duration::from_secs(config.build_timeout_secs);

@@ -9,6 +9,7 @@
 //! than their sleep time are stopped and started again by the next request.
 
 pub mod build;
+pub mod duplicate;
 pub mod logs;
 pub mod process;
 
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use trove_db::Repo;
 use trove_types::RepoType;
 
@@ -116,17 +118,38 @@ struct SlotState {
     starting: bool,
     restarts: u32,
     repo: Option<Repo>,
+    /// The Space was deleted: nothing of it may start again, and what a build still
+    /// writes is removed.
+    removed: bool,
 }
 
 pub struct Slot {
     state: Mutex<SlotState>,
     pub build_log: Arc<LogBuffer>,
     pub run_log: Arc<LogBuffer>,
+    /// Cancelled (and replaced) when the open proxied connections must end: the Space
+    /// became private or gated, moved, or was deleted. Those still allowed reconnect and
+    /// are authorized again.
+    connections: Mutex<CancellationToken>,
 }
 
 impl Slot {
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The token that ends the connections proxied from now on.
+    pub fn connection_token(&self) -> CancellationToken {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Ends every open proxied connection (WebSocket, streamed answer).
+    fn revoke_connections(&self) {
+        let old = std::mem::take(&mut *self.connections.lock().unwrap_or_else(|e| e.into_inner()));
+        old.cancel();
     }
 }
 
@@ -171,9 +194,11 @@ impl Supervisor {
                         starting: false,
                         restarts: 0,
                         repo: None,
+                        removed: false,
                     }),
                     build_log: Arc::new(LogBuffer::new()),
                     run_log: Arc::new(LogBuffer::new()),
+                    connections: Mutex::new(CancellationToken::new()),
                 })
             })
             .clone()
@@ -183,6 +208,14 @@ impl Supervisor {
     pub fn existing_slot(&self, repo_id: i64) -> Option<Arc<Slot>> {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots.get(&repo_id).cloned()
+    }
+
+    /// The token that ends a connection proxied to the Space's app now (see
+    /// [`Slot::connection_token`]).
+    pub fn connection_token(&self, repo_id: i64) -> CancellationToken {
+        self.existing_slot(repo_id)
+            .map(|slot| slot.connection_token())
+            .unwrap_or_default()
     }
 
     /// The Space's runtime; `None` when Spaces are not run by this process.
@@ -262,6 +295,7 @@ pub async fn start(state: &AppState) -> anyhow::Result<()> {
         .filter(|r| r.repo_type == RepoType::Space)
         .collect();
     tracing::info!(spaces = spaces.len(), "spaces supervisor started");
+    sweep_removed(state, &spaces).await;
     for repo in spaces {
         schedule_build(state, &repo);
     }
@@ -289,6 +323,165 @@ pub fn schedule_build(state: &AppState, repo: &Repo) {
         s.wanted
     };
     tokio::spawn(run_build(state.clone(), slot, repo.clone(), generation));
+}
+
+/// What the supervisor does about what happened to a repository: the events the use cases
+/// report once, for webhooks and for it alike ([`crate::webhooks::emit`]). Every way `main`
+/// moves (a push, an API commit, a merged pull request, a history rewrite) is a
+/// `repo.content` event naming `refs/heads/main`, so each one rebuilds; a deleted Space
+/// stops and its directories go; a moved one is started again under its new URL; a change
+/// of visibility or gating ends the open connections to the app.
+pub fn observe(state: &AppState, events: &[crate::webhooks::Event]) {
+    use crate::webhooks::Event;
+    use crate::webhooks::events::Action;
+    if !state.spaces.is_started() {
+        return;
+    }
+    let main_ref = format!("refs/heads/{}", trove_types::DEFAULT_BRANCH);
+    for event in events {
+        let Event::Repo {
+            action,
+            scope,
+            repo,
+            updated_refs,
+            moved_to,
+            ..
+        } = event
+        else {
+            continue;
+        };
+        if repo.repo_type != RepoType::Space {
+            continue;
+        }
+        match (action, *scope) {
+            (Action::Create, "repo") => schedule_build(state, repo),
+            (Action::Delete, "repo") => remove(state, repo.id),
+            (Action::Move, "repo") => {
+                if let Some(to) = moved_to {
+                    moved(state, repo, to);
+                }
+            }
+            (Action::Update, "repo.config") => settings_changed(state, repo),
+            (Action::Update, "repo.content") if updated_refs.iter().any(|r| r.name == main_ref) => {
+                schedule_build(state, repo)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A deleted Space: its app stops, its open connections end, a build under way gives up,
+/// and its revisions, logs and records are removed.
+fn remove(state: &AppState, repo_id: i64) {
+    let slot = {
+        let mut slots = state.spaces.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.remove(&repo_id)
+    };
+    let old = slot.as_ref().and_then(|slot| {
+        let mut s = slot.lock();
+        s.removed = true;
+        s.wanted += 1;
+        s.starting = false;
+        s.serving.take()
+    });
+    if let Some(slot) = &slot {
+        slot.revoke_connections();
+    }
+    let dirs = [
+        build::revisions_dir(state, repo_id),
+        build::space_dir(state, repo_id),
+    ];
+    tokio::spawn(async move {
+        if let Some(process) = old.and_then(|o| o.process) {
+            process.stop().await;
+        }
+        remove_dirs(&dirs).await;
+        tracing::info!(
+            repo.id = repo_id,
+            "space deleted: app stopped, files removed"
+        );
+    });
+}
+
+async fn remove_dirs(dirs: &[PathBuf]) {
+    for dir in dirs {
+        match tokio::fs::remove_dir_all(dir).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %dir.display(), error = %e, "removing a space's files"),
+        }
+    }
+}
+
+/// A Space moved to `to` (`namespace/name`): its app is started again with its new root
+/// path (the built revision is reused); the old URL answers like the repository's.
+fn moved(state: &AppState, old: &Repo, to: &str) {
+    let Some((namespace, name)) = to.split_once('/') else {
+        return;
+    };
+    let repo = Repo {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        ..old.clone()
+    };
+    if let Some(slot) = state.spaces.existing_slot(repo.id) {
+        slot.revoke_connections();
+    }
+    schedule_build(state, &repo);
+}
+
+/// The Space's settings changed: when who may see it did, open connections end (new ones
+/// are authorized again by the proxy, request by request).
+fn settings_changed(state: &AppState, repo: &Repo) {
+    let Some(slot) = state.spaces.existing_slot(repo.id) else {
+        return;
+    };
+    let audience_changed = {
+        let mut s = slot.lock();
+        let changed = s
+            .repo
+            .as_ref()
+            .is_none_or(|old| old.private != repo.private || old.gated != repo.gated);
+        s.repo = Some(repo.clone());
+        changed
+    };
+    if audience_changed {
+        slot.revoke_connections();
+    }
+}
+
+/// Removes the directories of Spaces that no longer exist (deleted while the hub was down,
+/// or before their files could go).
+async fn sweep_removed(state: &AppState, spaces: &[Repo]) {
+    let mut roots = vec![state.config.data_dir.join("spaces")];
+    if let Some(run_dir) = &state.config.spaces.run_dir {
+        roots.push(run_dir.clone());
+    }
+    for root in roots {
+        let Ok(mut entries) = tokio::fs::read_dir(&root).await else {
+            continue;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let id = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i64>().ok());
+            if let Some(id) = id
+                && !spaces.iter().any(|r| r.id == id)
+            {
+                tracing::info!(repo.id = id, "removing the files of a deleted space");
+                remove_dirs(&[entry.path()]).await;
+            }
+        }
+    }
+}
+
+fn repo_ref(repo: &Repo) -> RepoRef {
+    RepoRef {
+        repo: repo.clone(),
+        access: Access::Read,
+        repo_type: repo.repo_type,
+    }
 }
 
 async fn run_build(state: AppState, slot: Arc<Slot>, repo: Repo, generation: u64) {
@@ -361,6 +554,10 @@ async fn run_build(state: AppState, slot: Arc<Slot>, repo: Repo, generation: u64
             return set_down(&slot, generation, Stage::BuildError, Some(why));
         }
     };
+    if slot.lock().removed {
+        remove_dirs(&[built.dir]).await;
+        return;
+    }
     slot.lock().restarts = 0;
     drop(permit);
     launch(state, slot, repo, built, generation).await;
@@ -407,14 +604,15 @@ async fn launch(state: AppState, slot: Arc<Slot>, repo: Repo, built: Built, gene
             },
             None,
         )),
-        Sdk::Gradio | Sdk::Streamlit => start_app(&state, &slot, &repo, &built, id).await,
-        Sdk::Docker => Err("docker Spaces are not run by this server".to_owned()),
+        Sdk::Gradio | Sdk::Streamlit | Sdk::Docker => {
+            start_app(&state, &slot, &repo, &built, id).await
+        }
     };
     let mut s = slot.lock();
     s.starting = false;
     match started {
         Ok((target, process)) => {
-            if generation < s.served {
+            if generation < s.served || s.removed {
                 drop(s);
                 if let Some(p) = process {
                     tokio::spawn(async move { p.stop().await });
@@ -517,7 +715,8 @@ async fn start_app(
 ) -> Result<(Target, Option<Arc<AppProcess>>), String> {
     let config = &state.config.spaces;
     let port = process::free_port().map_err(|e| format!("no free port: {e}"))?;
-    let env = app_env(state, repo, built, port).await?;
+    let mut env = app_env(state, repo, built, port).await?;
+    let mut container = None;
     let python = built.dir.join("venv/bin/python").display().to_string();
     let prefix = app_prefix(repo);
     let (argv, health_path, keep_prefix) = match built.sdk {
@@ -549,6 +748,53 @@ async fn start_app(
             format!("{prefix}/_stcore/health"),
             true,
         ),
+        Sdk::Docker => {
+            let engine = built.engine.ok_or_else(|| build::NO_ENGINE.to_owned())?;
+            let name = format!("trove-space-{}-{id}", repo.id);
+            // The Space's variables reach the container by name (`--env KEY` takes the
+            // client's value): no secret appears on a command line.
+            let space_env: Vec<(String, String)> = app_env(state, repo, built, built.app_port)
+                .await?
+                .into_iter()
+                .filter(|(k, _)| k != "PATH" && k != "HOME")
+                .collect();
+            let mut argv: Vec<String> = vec![
+                engine.into(),
+                "run".into(),
+                "--rm".into(),
+                "--init".into(),
+                "--name".into(),
+                name.clone(),
+                "--label".into(),
+                "trove.space".into(),
+                "--publish".into(),
+                format!("127.0.0.1:{port}:{}", built.app_port),
+                "--memory".into(),
+                format!("{}m", config.memory_limit_mb),
+                "--pids-limit".into(),
+                config.max_processes.to_string(),
+                "--ulimit".into(),
+                format!("nofile={0}:{0}", config.max_open_files),
+                "--cap-drop".into(),
+                "ALL".into(),
+                "--security-opt".into(),
+                "no-new-privileges".into(),
+            ];
+            if config.cpu_time_secs > 0 {
+                argv.extend([
+                    "--ulimit".into(),
+                    format!("cpu={0}:{0}", config.cpu_time_secs),
+                ]);
+            }
+            for (key, _) in &space_env {
+                argv.extend(["--env".into(), key.clone()]);
+            }
+            argv.push(build::image_name(repo.id, &built.rev));
+            env = build::engine_env();
+            env.extend(space_env);
+            container = Some(process::Container { engine, name });
+            (argv, "/".to_owned(), false)
+        }
         _ => (vec![python, built.app_file.clone()], "/".to_owned(), false),
     };
     let launch = Launch {
@@ -559,6 +805,7 @@ async fn start_app(
         port,
         health_path,
         pid_dir: build::space_dir(state, repo.id).join("pids"),
+        container,
     };
     slot.run_log
         .restart(Some(build::space_dir(state, repo.id).join("run.log")));

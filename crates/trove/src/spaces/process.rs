@@ -29,6 +29,16 @@ pub struct Launch {
     /// Where the running app's pid is recorded (`<pid>.pid`), so that a hub killed without
     /// stopping its apps stops them at its next start ([`stop_leftovers`]).
     pub pid_dir: PathBuf,
+    /// A docker Space: `argv` is the engine's `run`, whose container enforces the limits;
+    /// the container is removed when the app stops.
+    pub container: Option<Container>,
+}
+
+/// A container an app runs in.
+#[derive(Clone, Debug)]
+pub struct Container {
+    pub engine: &'static str,
+    pub name: String,
 }
 
 /// A started app: its process group and port.
@@ -36,6 +46,7 @@ pub struct AppProcess {
     pub port: u16,
     pid: Option<u32>,
     pid_file: Option<PathBuf>,
+    container: Option<Container>,
 }
 
 /// A free loopback port for an app (bound and released; the app binds it right after).
@@ -46,6 +57,20 @@ pub fn free_port() -> std::io::Result<u16> {
 
 /// The command that runs `launch` under the limits of `config`.
 fn command(config: &SpacesConfig, launch: &Launch) -> Command {
+    if launch.container.is_some() {
+        // The engine's client talks to its daemon; the container has the limits.
+        let mut cmd = Command::new(&launch.argv[0]);
+        cmd.args(&launch.argv[1..])
+            .current_dir(&launch.cwd)
+            .env_clear()
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        return cmd;
+    }
     let mut argv: Vec<String> = vec![
         "prlimit".into(),
         format!("--as={}", config.memory_limit_mb.saturating_mul(1 << 20)),
@@ -90,7 +115,7 @@ pub fn spawn(
     log: Arc<LogBuffer>,
 ) -> std::io::Result<(AppProcess, Child)> {
     std::fs::create_dir_all(&launch.home)?;
-    if let Some(uid) = config.run_as_uid {
+    if let (Some(uid), None) = (config.run_as_uid, &launch.container) {
         std::os::unix::fs::chown(&launch.home, Some(uid), Some(uid))?;
         if let Some(blocked) = unreachable_ancestor(&launch.cwd) {
             return Err(std::io::Error::other(format!(
@@ -122,6 +147,7 @@ pub fn spawn(
             port: launch.port,
             pid,
             pid_file,
+            container: launch.container.clone(),
         },
         child,
     ))
@@ -163,6 +189,21 @@ impl AppProcess {
         if let Err(e) = status {
             tracing::warn!(pid, error = %e, "could not stop a space's process group");
         }
+        if let Some(c) = &self.container {
+            let removed = Command::new(c.engine)
+                .args(["rm", "--force", &c.name])
+                .env_clear()
+                .envs(super::build::engine_env())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .status();
+            match tokio::time::timeout(Duration::from_secs(30), removed).await {
+                Ok(Ok(_)) => {}
+                _ => tracing::warn!(container = %c.name, "could not remove a space's container"),
+            }
+        }
         if let Some(file) = &self.pid_file {
             let _ = tokio::fs::remove_file(file).await;
         }
@@ -195,6 +236,7 @@ pub async fn stop_leftovers(spaces_dir: &Path) {
                         port: 0,
                         pid: Some(pid),
                         pid_file: None,
+                        container: None,
                     }
                     .stop()
                     .await;

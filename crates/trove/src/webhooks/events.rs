@@ -266,6 +266,7 @@ fn full_ref(revision: &str) -> String {
 /// caused them goes on. A failure to queue is logged, never returned.
 pub fn emit(state: &AppState, events: impl IntoIterator<Item = Event>) {
     let events: Vec<Event> = events.into_iter().collect();
+    crate::spaces::observe(state, &events);
     if events.is_empty() {
         return;
     }

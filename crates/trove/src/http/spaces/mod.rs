@@ -299,6 +299,82 @@ pub async fn delete_secret(
     Ok(Json(super::api::Empty {}))
 }
 
+/// Most variables or secrets a duplicate may be given.
+const MAX_DUPLICATE_ENTRIES: usize = 100;
+
+/// The body of `duplicate_repo` (and of the older `duplicate_space`, which sent `private`).
+/// `hardware`, `volumes` and `resourceGroupId` are accepted and ignored.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DuplicateBody {
+    repository: String,
+    visibility: Option<String>,
+    private: Option<bool>,
+    sleep_time_seconds: Option<i64>,
+    secrets: Option<Vec<NewEntry>>,
+    variables: Option<Vec<NewEntry>>,
+}
+
+#[derive(Serialize)]
+pub struct DuplicatedJson {
+    url: String,
+}
+
+/// `POST /api/{type}s/{repo}/duplicate`: a copy of the repository (its branches, tags and
+/// files; a Space's variables but not its secrets) at `repository`.
+pub async fn duplicate(
+    State(state): State<AppState>,
+    RepoAt { repo, caller }: RepoAt,
+    ApiJson(body): ApiJson<DuplicateBody>,
+) -> ApiResult<Json<DuplicatedJson>> {
+    let to = trove_types::RepoId::parse(&body.repository)
+        .map_err(|e| ApiError::bad_request(format!("repository: {e}")))?;
+    let private = match body.visibility.as_deref() {
+        None => body.private,
+        Some("public") => Some(false),
+        Some("private") => Some(true),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "visibility must be 'public' or 'private', not {other:?}"
+            )));
+        }
+    };
+    let is_space = repo.repo_type == RepoType::Space;
+    let sleep_time_secs = match body.sleep_time_seconds {
+        None => None,
+        Some(-1 | 0) => Some(None),
+        Some(s) if is_space && (1..=MAX_SLEEP_SECS).contains(&s) => Some(Some(s)),
+        Some(s) => {
+            return Err(ApiError::bad_request(format!(
+                "sleepTimeSeconds must be -1 (never) or between 1 and {MAX_SLEEP_SECS}, not {s}"
+            )));
+        }
+    };
+    let entries = |kind: EnvKind, list: Option<Vec<NewEntry>>| -> ApiResult<Vec<SpaceEnvEntry>> {
+        let list = list.unwrap_or_default();
+        if list.len() > MAX_DUPLICATE_ENTRIES {
+            return Err(ApiError::bad_request(format!(
+                "at most {MAX_DUPLICATE_ENTRIES} secrets and {MAX_DUPLICATE_ENTRIES} variables"
+            )));
+        }
+        if !list.is_empty() && !is_space {
+            return Err(ApiError::bad_request(
+                "Only Spaces have secrets and variables",
+            ));
+        }
+        list.into_iter().map(|e| checked_entry(kind, e)).collect()
+    };
+    let request = spaces::duplicate::DuplicateRequest {
+        to,
+        private,
+        sleep_time_secs,
+        variables: entries(EnvKind::Variable, body.variables)?,
+        secrets: entries(EnvKind::Secret, body.secrets)?,
+    };
+    let created = spaces::duplicate::duplicate(&state, &caller, &repo, request).await?;
+    Ok(Json(DuplicatedJson { url: created.url }))
+}
+
 /// `GET /api/spaces/{repo}/logs/{build|run}`: the kept lines, then new ones as they come,
 /// as Server-Sent Events `data: {"data": line, "timestamp": …}`.
 pub async fn logs(
@@ -471,7 +547,8 @@ pub async fn app(
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0);
-            proxy::forward(request, port, &upstream, peer, proto).await
+            let ends = state.spaces.connection_token(repo.repo.id);
+            proxy::forward(request, port, &upstream, peer, proto, ends).await
         }
         AppAnswer::Waking => Ok(status_page(&repo, None)),
         AppAnswer::Down(view) => Ok(status_page(&repo, Some(&view))),

@@ -11,8 +11,11 @@ use axum::extract::Request;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
+use tokio_util::sync::CancellationToken;
 
 /// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -101,12 +104,15 @@ pub fn request_headers(original: &HeaderMap, peer: Option<SocketAddr>, proto: &s
 }
 
 /// Sends `request` to the app on `port` at `path_and_query` and streams its answer back.
+/// A streamed answer or a spliced upgrade ends when `ends` is cancelled (the Space's
+/// audience changed: whoever may still see it reconnects and is authorized again).
 pub async fn forward(
     mut request: Request,
     port: u16,
     path_and_query: &str,
     peer: Option<SocketAddr>,
     proto: &str,
+    ends: CancellationToken,
 ) -> ApiResult<Response> {
     let client_upgrade = request
         .extensions_mut()
@@ -157,7 +163,10 @@ pub async fn forward(
                 Ok((client, app)) => {
                     let mut client = TokioIo::new(client);
                     let mut app = TokioIo::new(app);
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut app).await;
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut app) => {}
+                        _ = ends.cancelled() => {}
+                    }
                 }
                 Err(e) => tracing::debug!(error = %e, "space upgrade failed"),
             }
@@ -181,7 +190,10 @@ pub async fn forward(
         HeaderName::from_static("x-accel-buffering"),
         HeaderValue::from_static("no"),
     );
-    Ok(Response::from_parts(parts, Body::new(incoming)))
+    let body = incoming
+        .into_data_stream()
+        .take_until(ends.cancelled_owned());
+    Ok(Response::from_parts(parts, Body::from_stream(body)))
 }
 
 #[cfg(test)]
