@@ -63,9 +63,8 @@ pub async fn duplicate(
         }
         Err(e) => {
             let copy = RepoRef {
-                repo: created.repo.clone(),
                 access: Access::Admin,
-                repo_type: created.repo.repo_type,
+                ..RepoRef::for_server(state, &created.repo)
             };
             if let Err(cleanup) = lifecycle::delete(state, caller, &copy).await {
                 tracing::error!(repo.id = created.repo.id, error = ?cleanup, "removing a failed duplicate");

@@ -476,14 +476,6 @@ async fn sweep_removed(state: &AppState, spaces: &[Repo]) {
     }
 }
 
-fn repo_ref(repo: &Repo) -> RepoRef {
-    RepoRef {
-        repo: repo.clone(),
-        access: Access::Read,
-        repo_type: repo.repo_type,
-    }
-}
-
 async fn run_build(state: AppState, slot: Arc<Slot>, repo: Repo, generation: u64) {
     let Ok(permit) = state.spaces.builds.acquire().await else {
         return;
