@@ -71,6 +71,23 @@ pub struct Config {
     pub git: GitConfig,
     pub auth: AuthConfig,
     pub spaces: SpacesConfig,
+    pub storage: StorageConfig,
+}
+
+/// The chunk store (`[storage]` in trove.toml).
+#[derive(Clone, Debug)]
+pub struct StorageConfig {
+    /// Which files a global-dedup query may learn about.
+    pub dedup_scope: DedupScope,
+}
+
+/// The files a global-dedup answer may describe: those the querying token's repository
+/// links, or those of any repository of its namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DedupScope {
+    Repo,
+    Namespace,
 }
 
 /// Spaces: how apps are built and run (`[spaces]` in trove.toml).
@@ -204,6 +221,9 @@ impl Default for Config {
                 run_dir: None,
                 run_as_uid: (effective_uid() == Some(0)).then_some(65534),
             },
+            storage: StorageConfig {
+                dedup_scope: DedupScope::Repo,
+            },
         }
     }
 }
@@ -224,6 +244,14 @@ struct FileConfig {
     auth_failure_burst: Option<u32>,
     auth_failure_refill_secs: Option<u64>,
     spaces: Option<FileSpaces>,
+    storage: Option<FileStorage>,
+}
+
+/// `[storage]` of the TOML file; every key optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileStorage {
+    dedup_scope: Option<DedupScope>,
 }
 
 /// `[spaces]` of the TOML file; every key optional.
@@ -320,6 +348,7 @@ impl Config {
         if let Some(v) = file.auth_failure_refill_secs {
             self.auth.failure_refill_secs = v;
         }
+        self.apply_storage(file.storage);
         if let Some(f) = file.spaces {
             let s = &mut self.spaces;
             s.enabled = f.enabled.unwrap_or(s.enabled);
@@ -338,6 +367,12 @@ impl Config {
             if let Some(uid) = f.run_as_uid {
                 s.run_as_uid = (uid != 0).then_some(uid);
             }
+        }
+    }
+
+    fn apply_storage(&mut self, file: Option<FileStorage>) {
+        if let Some(v) = file.and_then(|f| f.dedup_scope) {
+            self.storage.dedup_scope = v;
         }
     }
 
