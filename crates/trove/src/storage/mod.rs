@@ -7,5 +7,6 @@ pub mod dedup;
 pub mod fsck;
 pub mod gc;
 pub mod ingest;
+pub mod lfs_files;
 pub mod migrate;
 pub mod stats;
