@@ -96,3 +96,38 @@ def test_gc_frees_a_deleted_repos_bytes_and_stats_count_them(trove, client, hub,
     # At least the deleted repository's bytes (other tests' deleted repos may go too).
     assert freed >= len(dropped), (freed, report)
     check_downloads(trove, tmp_path, keep, "w.bin", kept)
+
+
+@pytest.mark.slow
+def test_a_cold_cache_xet_upload_of_an_lfs_files_variant_stores_only_the_changed_bytes(trove, hub, bob, tmp_path):
+    repo = hub.create_repo("cold-dedup")
+    base = os.urandom(64 << 20)
+    (tmp_path / "base.bin").write_bytes(base)
+    lfs_client = make_client(trove, tmp_path / "lfs-client")
+    lfs_client.py(UPLOAD, xet=False, args={"repo": repo, "path": "base.bin", "local": str(tmp_path / "base.bin")})
+    before = store_bytes(trove)
+    changed = len(base) // 10
+    tuned = variant(base, changed)
+    (tmp_path / "tuned.bin").write_bytes(tuned)
+    # A client that never saw the base (fresh HF_HOME, so a fresh Xet cache): what it does not
+    # upload, it learned from the server's global-dedup answers.
+    cold = make_client(trove, tmp_path / "cold-client")
+    cold.py(UPLOAD, xet=True, args={"repo": repo, "path": "tuned.bin", "local": str(tmp_path / "tuned.bin")})
+    growth = store_bytes(trove) - before
+    print(f"cold-cache Xet upload after LFS: store growth {growth} B for {changed} changed bytes "
+          f"({growth / changed:.4f}x)")
+    # The changed bytes and one chunk per edit boundary (two edges).
+    assert growth <= 1.07 * changed + 2 * CHUNK_MAX, (growth, changed)
+    check_downloads(trove, tmp_path, repo, "tuned.bin", tuned)
+
+    # Another owner asking about the same chunks learns nothing: its upload of a prefix of
+    # the base is stored whole.
+    bobs = hub.create_repo("cold-dedup-bob", namespace=bob.name, token=bob.token)
+    prefix = base[: 8 << 20]
+    (tmp_path / "prefix.bin").write_bytes(prefix)
+    before = store_bytes(trove)
+    make_client(trove, tmp_path / "bob-client").py(
+        UPLOAD, token=bob.token, xet=True,
+        args={"repo": bobs, "path": "prefix.bin", "local": str(tmp_path / "prefix.bin")})
+    growth = store_bytes(trove) - before
+    assert growth >= len(prefix), (growth, len(prefix))

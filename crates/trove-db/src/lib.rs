@@ -13,6 +13,7 @@ mod error;
 mod facets;
 mod gating;
 mod lfs;
+mod lfs_files;
 mod likes;
 mod locks;
 mod orgs;
@@ -38,6 +39,7 @@ pub use discussions::{
 pub use error::{DbError, Result};
 pub use facets::FacetSource;
 pub use gating::{AccessRequest, RequestStatus};
+pub use lfs_files::RepoLfsFile;
 pub use locks::{LfsLock, LockOutcome, LockQuery};
 pub use orgs::{Membership, Org, OrgRole};
 pub use repos::{Gating, Repo};

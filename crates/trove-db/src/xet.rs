@@ -354,6 +354,36 @@ impl Db {
         Ok(found.is_some())
     }
 
+    /// The newest files (at most `limit`, newest first) whose terms name xorb `xorb` and
+    /// that a global-dedup query of repository `repo_id` may learn about: linked to that
+    /// repository, or with `namespace_wide` to any repository of its namespace.
+    pub async fn dedup_files_naming(
+        &self,
+        xorb: &[u8; 32],
+        repo_id: i64,
+        namespace_wide: bool,
+        limit: u32,
+    ) -> Result<Vec<XetFile>> {
+        let scope = if namespace_wide {
+            "o.namespace = (SELECT namespace FROM repos WHERE id = ?)"
+        } else {
+            "o.id = ?"
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT f.file_hash, f.size, f.sha256, f.terms FROM xet_file_xorbs fx \
+             JOIN xet_files f ON f.file_hash = fx.file_hash \
+             WHERE fx.xorb = ? AND EXISTS (SELECT 1 FROM repo_lfs_objects l \
+                 JOIN repos o ON o.id = l.repo_id WHERE l.sha256 = f.sha256 AND {scope}) \
+             ORDER BY f.created_at DESC, f.file_hash DESC LIMIT ?"
+        ))
+        .bind(xorb.as_slice())
+        .bind(repo_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(file_from_row).collect()
+    }
+
     /// For each of `oids` held by a verified Xet file, that file's hash (the oldest, when
     /// several exist). Oids without one are missing from the map.
     pub async fn xet_hashes_by_sha256(

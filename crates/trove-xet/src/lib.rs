@@ -13,9 +13,11 @@
 //! - [`plan`]: which stored bytes reconstruct a file or a byte range of it.
 //! - [`chunk`]: content-defined chunking with the Xet clients' boundaries.
 //! - [`decode`]: turning stored xorb bytes back into file bytes, chunk by chunk.
+//! - [`dedup`]: answering global-dedup queries with a keyed shard of xorbs.
 
 pub mod chunk;
 pub mod decode;
+pub mod dedup;
 pub mod hash;
 pub mod pack;
 pub mod plan;

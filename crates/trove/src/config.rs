@@ -73,6 +73,7 @@ pub struct Config {
     pub spaces: SpacesConfig,
     pub log: LogConfig,
     pub webhooks: WebhooksConfig,
+    pub storage: StorageConfig,
 }
 
 /// Logging (`[log]` in trove.toml).
@@ -89,6 +90,22 @@ pub struct WebhooksConfig {
     /// A PEM file of CA certificates trusted for https receivers, besides the system's
     /// (for receivers with a private CA).
     pub extra_ca_file: Option<PathBuf>,
+}
+
+/// The chunk store (`[storage]` in trove.toml).
+#[derive(Clone, Debug)]
+pub struct StorageConfig {
+    /// Which files a global-dedup query may learn about.
+    pub dedup_scope: DedupScope,
+}
+
+/// The files a global-dedup answer may describe: those the querying token's repository
+/// links, or those of any repository of its namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DedupScope {
+    Repo,
+    Namespace,
 }
 
 /// Spaces: how apps are built and run (`[spaces]` in trove.toml).
@@ -224,6 +241,9 @@ impl Default for Config {
             },
             log: LogConfig { access: true },
             webhooks: WebhooksConfig::default(),
+            storage: StorageConfig {
+                dedup_scope: DedupScope::Repo,
+            },
         }
     }
 }
@@ -246,6 +266,7 @@ struct FileConfig {
     spaces: Option<FileSpaces>,
     log: Option<FileLog>,
     webhooks: Option<FileWebhooks>,
+    storage: Option<FileStorage>,
 }
 
 /// `[log]` of the TOML file.
@@ -260,6 +281,13 @@ struct FileLog {
 #[serde(deny_unknown_fields)]
 struct FileWebhooks {
     extra_ca_file: Option<PathBuf>,
+}
+
+/// `[storage]` of the TOML file; every key optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileStorage {
+    dedup_scope: Option<DedupScope>,
 }
 
 /// `[spaces]` of the TOML file; every key optional.
@@ -364,6 +392,7 @@ impl Config {
                 .extra_ca_file
                 .or_else(|| self.webhooks.extra_ca_file.clone());
         }
+        self.apply_storage(file.storage);
         if let Some(f) = file.spaces {
             let s = &mut self.spaces;
             s.enabled = f.enabled.unwrap_or(s.enabled);
@@ -382,6 +411,12 @@ impl Config {
             if let Some(uid) = f.run_as_uid {
                 s.run_as_uid = (uid != 0).then_some(uid);
             }
+        }
+    }
+
+    fn apply_storage(&mut self, file: Option<FileStorage>) {
+        if let Some(v) = file.and_then(|f| f.dedup_scope) {
+            self.storage.dedup_scope = v;
         }
     }
 

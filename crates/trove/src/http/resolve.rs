@@ -56,7 +56,7 @@ pub async fn serve(
 
     let (etag, size) = match &file {
         FileBytes::Blob { blob, size, .. } => (blob.to_string(), *size),
-        FileBytes::Lfs { oid, size } => (oid.to_string(), *size),
+        FileBytes::Lfs { oid, size, .. } => (oid.to_string(), *size),
     };
     let mut out = HeaderMap::new();
     out.insert("x-repo-commit", header_value(commit.as_str())?);

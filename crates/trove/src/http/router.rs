@@ -201,6 +201,15 @@ pub fn build(state: AppState) -> Router {
         .route(
             "/api/{t}/{ns}/{name}/xet-read-token/{rev}",
             get(xet::token::read_token),
+        )
+        // huggingface_hub: a repository's large files (list_lfs_files, permanently_delete_lfs_files).
+        .route(
+            "/api/{t}/{ns}/{name}/lfs-files",
+            get(crate::http::api::lfs_files::list),
+        )
+        .route(
+            "/api/{t}/{ns}/{name}/lfs-files/batch",
+            post(crate::http::api::lfs_files::batch),
         );
 
     // huggingface_hub: commits, NDJSON bodies with their own (larger) limit.

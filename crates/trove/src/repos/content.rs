@@ -26,8 +26,13 @@ pub enum FileBytes {
         blob: GitOid,
         size: u64,
     },
-    /// A large file: the LFS object `oid`, whichever way the store holds it.
-    Lfs { oid: Sha256Hex, size: u64 },
+    /// A large file of repository `repo_id`: the LFS object `oid`, whichever way the store
+    /// holds it.
+    Lfs {
+        repo_id: i64,
+        oid: Sha256Hex,
+        size: u64,
+    },
 }
 
 impl FileBytes {
@@ -38,6 +43,7 @@ impl FileBytes {
         };
         Some(match lfs {
             Some(lfs) => FileBytes::Lfs {
+                repo_id: repo.repo.id,
                 oid: lfs.pointer.oid.clone(),
                 size: lfs.pointer.size,
             },
@@ -91,7 +97,11 @@ pub async fn open(
                 stream: Box::pin(futures_util::stream::once(async move { Ok(slice) })),
             }))
         }
-        FileBytes::Lfs { oid, .. } => {
+        FileBytes::Lfs { repo_id, oid, .. } => {
+            // Deleted permanently from this repository: its pointers remain, its bytes do not.
+            if state.db.repo_lfs_file_deleted(*repo_id, oid).await? {
+                return Ok(None);
+            }
             if let Some((handle, len)) = state.store.open_range(oid, start, end).await? {
                 return Ok(Some(Opened {
                     len,

@@ -194,8 +194,11 @@ async fn mark(
         })
         .await??;
         if let Some((targets, oids)) = walked {
+            // What the repository's owners deleted permanently, it no longer needs, though
+            // its history still names it.
+            let deleted = state.db.repo_lfs_deletions(repo.id).await?;
             refs.insert(repo.id, targets);
-            live.extend(oids);
+            live.extend(oids.into_iter().filter(|o| !deleted.contains(o)));
         }
     }
     Ok((live, refs))

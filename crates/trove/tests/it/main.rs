@@ -15,5 +15,6 @@ mod recovery;
 mod spaces;
 mod storage;
 mod storage_gc;
+mod storage_lfs_files;
 mod web;
 mod webhooks;

@@ -29,7 +29,7 @@ impl Rng {
     }
 }
 
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 32);
     let mut i = 0u64;
     while out.len() < len {
@@ -51,7 +51,7 @@ fn variant(base: &[u8], v: u64) -> Vec<u8> {
     out
 }
 
-fn xorb_bytes(root: &Path) -> u64 {
+pub(crate) fn xorb_bytes(root: &Path) -> u64 {
     let Ok(dirs) = std::fs::read_dir(root.join("xorbs")) else {
         return 0;
     };
@@ -61,7 +61,7 @@ fn xorb_bytes(root: &Path) -> u64 {
         .sum()
 }
 
-async fn send_ok(app: &TestApp, method: Method, uri: &str, body: serde_json::Value) {
+pub(crate) async fn send_ok(app: &TestApp, method: Method, uri: &str, body: serde_json::Value) {
     let r = app
         .request(method, uri)
         .token(&app.admin_token)
@@ -71,7 +71,7 @@ async fn send_ok(app: &TestApp, method: Method, uri: &str, body: serde_json::Val
     assert!(r.status.is_success(), "{uri}: {} {:?}", r.status, r.error());
 }
 
-async fn upload(app: &TestApp, repo: &str, data: &[u8]) -> String {
+pub(crate) async fn upload(app: &TestApp, repo: &str, data: &[u8]) -> String {
     let oid = hex::encode(Sha256::digest(data));
     let r = app
         .post(&format!("/admin/{repo}.git/info/lfs/objects/batch"))
@@ -97,7 +97,14 @@ async fn upload(app: &TestApp, repo: &str, data: &[u8]) -> String {
     oid
 }
 
-async fn commit(app: &TestApp, repo: &str, branch: &str, path: &str, oid: &str, size: usize) {
+pub(crate) async fn commit(
+    app: &TestApp,
+    repo: &str,
+    branch: &str,
+    path: &str,
+    oid: &str,
+    size: usize,
+) {
     let body = [
         json!({"key": "header", "value": {"summary": "update", "description": ""}}),
         json!({"key": "lfsFile", "value": {"path": path, "algo": "sha256", "oid": oid, "size": size}}),

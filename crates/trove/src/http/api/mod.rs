@@ -9,6 +9,7 @@ pub mod commits;
 pub mod discussions;
 pub mod gating;
 pub mod info;
+pub mod lfs_files;
 pub mod likes;
 pub mod misc;
 pub mod preupload;

@@ -494,6 +494,7 @@ pub async fn download(
     };
     let range = range::requested(&headers, size)?;
     let file = FileBytes::Lfs {
+        repo_id: repo_id as i64,
         oid: oid.clone(),
         size,
     };

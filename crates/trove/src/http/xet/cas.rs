@@ -7,8 +7,9 @@
 //!   `Range` of it) the token's repository may read.
 //! - `GET /fetch/{xorb}`: stored xorb bytes, only within the signed range.
 //! - `HEAD` on xorbs and files, answered only about what the token's repository references
-//!   (`repos::xet`); the global-dedup query answers 404 (not offered yet), so it confirms
-//!   nothing either.
+//!   (`repos::xet`).
+//! - `GET /v1/chunks/default-merkledb/{hash}`: global dedup, scoped the same way
+//!   (`storage::dedup`).
 
 use super::token::CasGrant;
 use crate::clock::now_secs;
@@ -456,10 +457,27 @@ fn parse_inclusive(s: &str) -> Option<(u64, u64)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
-/// `GET /v1/chunks/default-merkledb/{hash}`: global dedup is not offered yet; 404 tells the
-/// client "no match", and it dedups against its own cache only.
-pub async fn dedup_query(_grant: CasGrant) -> StatusCode {
-    StatusCode::NOT_FOUND
+/// The key prefix of global-dedup queries.
+const DEDUP_PREFIX: &str = "default-merkledb";
+
+/// `GET /v1/chunks/default-merkledb/{hash}`: a keyed shard describing where the store holds
+/// this chunk and the rest of the newest file containing it, within the token's scope
+/// (`storage::dedup`); 404 ("no match") otherwise.
+pub async fn dedup_query(
+    State(state): State<AppState>,
+    grant: CasGrant,
+    ApiPath((prefix, hash)): ApiPath<(String, String)>,
+) -> ApiResult<Response> {
+    let hash = parse_hash(&hash)?;
+    if prefix != DEDUP_PREFIX {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    }
+    match crate::storage::dedup::answer(&state, grant.repo_id, &hash).await? {
+        Some(shard) => {
+            Ok(([(header::CONTENT_TYPE, "application/octet-stream")], shard).into_response())
+        }
+        None => Ok(StatusCode::NOT_FOUND.into_response()),
+    }
 }
 
 /// `POST /v1/telemetry`: accepted and dropped.

@@ -32,6 +32,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(|_| {}).await
+}
+
+async fn fixture_with(tweak: impl FnOnce(&mut Config)) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Db::open(&dir.path().join("trove.db")).await.expect("db");
     let store = LocalStore::open(dir.path().join("lfs"))
@@ -42,6 +46,8 @@ async fn fixture() -> Fixture {
         public_url: Some("http://127.0.0.1:9".into()),
         ..Config::default()
     };
+    let mut config = config;
+    tweak(&mut config);
     let alice = db
         .create_user(&RepoName::parse("alice").expect("name"), None, false)
         .await
@@ -603,6 +609,134 @@ async fn bad_shards_are_refused_and_register_nothing() {
     );
     let sha = trove_types::Sha256Hex::from_digest(&Sha256::digest(&u.data).into());
     assert_eq!(f.state.db.lfs_object_size(&sha).await.expect("q"), None);
+}
+
+/// Registers `u` (xorb and shard) for repository `repo`.
+async fn register(f: &Fixture, repo: i64, u: &Upload) {
+    let w = f.token(repo, Scope::Write);
+    let (s, _, _) = f
+        .call(
+            Method::POST,
+            &xorb_uri(&u.xorb),
+            Some(&w),
+            &[],
+            u.xorb_bytes.clone(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b, _) = f
+        .call(
+            Method::POST,
+            "/xet/v1/shards",
+            Some(&w),
+            &[],
+            build_shard(std::slice::from_ref(&u.file)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+}
+
+fn chunk_hashes(u: &Upload) -> Vec<XetHash> {
+    u.data.chunks(20_000).map(hash::chunk_hash).collect()
+}
+
+async fn dedup(f: &Fixture, repo: i64, chunk: &XetHash) -> (StatusCode, Vec<u8>) {
+    let t = f.token(repo, Scope::Write);
+    let (s, b, _) = f
+        .call(
+            Method::GET,
+            &format!("/xet/v1/chunks/default-merkledb/{}", chunk.hex()),
+            Some(&t),
+            &[],
+            vec![],
+        )
+        .await;
+    (s, b)
+}
+
+#[tokio::test]
+async fn dedup_answers_a_files_first_chunk_with_its_xorbs_within_the_repo() {
+    use trove_xet::dedup::{is_key_chunk, testing::client_lookup};
+    let f = fixture().await;
+    let u = upload();
+    register(&f, f.repo_a, &u).await;
+    let chunks = chunk_hashes(&u);
+
+    let (s, body) = dedup(&f, f.repo_a, &chunks[0]).await;
+    assert_eq!(s, StatusCode::OK);
+    // The client finds the whole file in the answer, from its first chunk on.
+    assert_eq!(client_lookup(&body, &chunks), Some((3, u.xorb, 0, 3)));
+
+    // A chunk in the middle of a file, unless it is a key chunk, is not one clients ask about.
+    if !is_key_chunk(&chunks[1]) {
+        assert_eq!(
+            dedup(&f, f.repo_a, &chunks[1]).await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+    // Unknown chunks, and the same chunk asked by another repository (of the same owner
+    // under the default per-repository scope, or of another owner) get "no match".
+    let unknown = hash::chunk_hash(b"never stored");
+    assert_eq!(dedup(&f, f.repo_a, &unknown).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        dedup(&f, f.repo_b, &chunks[0]).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        dedup(&f, f.repo_c, &chunks[0]).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Malformed hashes are refused; another key prefix matches nothing.
+    let t = f.token(f.repo_a, Scope::Write);
+    let (s, _, h) = f
+        .call(
+            Method::GET,
+            "/xet/v1/chunks/default-merkledb/xyz",
+            Some(&t),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(h.contains_key("x-error-message"));
+    let (s, _, _) = f
+        .call(
+            Method::GET,
+            &format!("/xet/v1/chunks/other/{}", chunks[0].hex()),
+            Some(&t),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Without a token: 401.
+    let (s, _, _) = f
+        .call(
+            Method::GET,
+            &format!("/xet/v1/chunks/default-merkledb/{}", chunks[0].hex()),
+            None,
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn namespace_scope_answers_the_owners_other_repos_only() {
+    use trove_xet::dedup::testing::client_lookup;
+    let f = fixture_with(|c| c.storage.dedup_scope = crate::config::DedupScope::Namespace).await;
+    let u = upload();
+    register(&f, f.repo_a, &u).await;
+    let chunks = chunk_hashes(&u);
+    let (s, body) = dedup(&f, f.repo_b, &chunks[0]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(client_lookup(&body, &chunks[..2]), Some((2, u.xorb, 0, 2)));
+    assert_eq!(
+        dedup(&f, f.repo_c, &chunks[0]).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
