@@ -11,8 +11,15 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(path) = RepoPath::parse(s) {
         assert_eq!(path.as_str(), s);
-        assert!(!s.starts_with('/') && !s.contains('\\') && !s.chars().any(char::is_control));
-        for segment in s.split('/') {
+        assert!(!s.starts_with('/') && !s.chars().any(char::is_control));
+        // A backslash may stand past the first segment, and only between valid segments:
+        // whether a checkout splits on it (Windows) or not, no part is empty, `.`, `..` or
+        // `.git`, and the first segment can never be a drive or UNC prefix.
+        assert!(!s.split('/').next().unwrap_or_default().contains('\\'));
+        for name in s.split('/') {
+            assert!(name.len() <= 255);
+        }
+        for segment in s.split(['/', '\\']) {
             assert!(!segment.is_empty() && segment.len() <= 255);
             assert!(segment != "." && segment != ".." && !segment.eq_ignore_ascii_case(".git"));
         }

@@ -551,8 +551,8 @@ def client(trove, tmp_path) -> Client:
 def make_client(server: TroveServer, tmp_path: Path) -> Client:
     home = tmp_path / "hf_home"
     work = tmp_path / "work"
-    home.mkdir(exist_ok=True)
-    work.mkdir(exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     return Client(server, home, work)
 
 

@@ -8,7 +8,7 @@
 //! - `GET /fetch/{xorb}`: stored xorb bytes, only within the signed range.
 //! - `HEAD` on xorbs and files, answered only about what the token's repository references
 //!   (`repos::xet`).
-//! - `GET /v1/chunks/default-merkledb/{hash}`: global dedup, scoped the same way
+//! - `GET /v1/chunks/default/{hash}` (or `default-merkledb`): global dedup, scoped the same way
 //!   (`storage::dedup`).
 
 use super::token::CasGrant;
@@ -457,10 +457,11 @@ fn parse_inclusive(s: &str) -> Option<(u64, u64)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
-/// The key prefix of global-dedup queries.
-const DEDUP_PREFIX: &str = "default-merkledb";
+/// The key prefixes of global-dedup queries: hf_xet asks under `default`, the spec names
+/// `default-merkledb`; both mean the one chunk index.
+const DEDUP_PREFIXES: [&str; 2] = ["default", "default-merkledb"];
 
-/// `GET /v1/chunks/default-merkledb/{hash}`: a keyed shard describing where the store holds
+/// `GET /v1/chunks/default/{hash}` (or `default-merkledb`): a keyed shard describing where the store holds
 /// this chunk and the rest of the newest file containing it, within the token's scope
 /// (`storage::dedup`); 404 ("no match") otherwise.
 pub async fn dedup_query(
@@ -469,7 +470,7 @@ pub async fn dedup_query(
     ApiPath((prefix, hash)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
     let hash = parse_hash(&hash)?;
-    if prefix != DEDUP_PREFIX {
+    if !DEDUP_PREFIXES.contains(&prefix.as_str()) {
         return Ok(StatusCode::NOT_FOUND.into_response());
     }
     match crate::storage::dedup::answer(&state, grant.repo_id, &hash).await? {

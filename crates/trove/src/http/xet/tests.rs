@@ -645,7 +645,7 @@ async fn dedup(f: &Fixture, repo: i64, chunk: &XetHash) -> (StatusCode, Vec<u8>)
     let (s, b, _) = f
         .call(
             Method::GET,
-            &format!("/xet/v1/chunks/default-merkledb/{}", chunk.hex()),
+            &format!("/xet/v1/chunks/default/{}", chunk.hex()),
             Some(&t),
             &[],
             vec![],
