@@ -282,7 +282,10 @@ impl Db {
     /// Renames a repository (any namespace) and leaves a redirect at the old name, in one
     /// transaction. `Conflict` if a repository of this type already has the new name.
     pub async fn move_repo(&self, repo_id: i64, to: &RepoId, now_ms: i64) -> Result<Repo> {
-        let mut tx = self.pool.begin().await?;
+        // It reads, then writes: taking the write lock first means a write committed by
+        // another connection in between (a token's last-used time, say) makes this wait
+        // for the busy timeout instead of failing with "database is locked".
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let sql = format!("SELECT {REPO_COLUMNS} FROM repos WHERE id = ?");
         let old = sqlx::query(&sql)
             .bind(repo_id)
