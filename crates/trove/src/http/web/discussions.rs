@@ -338,7 +338,7 @@ pub async fn act(
     async {
         let RepoAt { repo, caller } = repo_at?;
         let ApiPath(NumOnly { num }) = path?;
-        let Form(form) = form.map_err(|e| ApiError::bad_request(format!("Invalid form: {e}")))?;
+        let form = super::form_fields(form)?;
         CsrfToken::check(&state, &headers, &form.csrf)?;
         let num = parse_num(&num)?;
         let discussion = use_case::find(&state, &repo, num).await?;

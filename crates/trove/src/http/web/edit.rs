@@ -207,7 +207,7 @@ pub async fn edit(
     async {
         let RepoAt { repo, caller } = repo_at?;
         let ApiPath(RevPath { rev, path }) = path?;
-        let Form(form) = form.map_err(|e| ApiError::bad_request(format!("Invalid form: {e}")))?;
+        let form = super::form_fields(form)?;
         CsrfToken::check(&state, &headers, &form.csrf)?;
         let target = Target::decide(&state, &caller, &repo, rev.as_str(), open_pr(&form)?).await?;
         let old = editable_text(&state, &caller, &repo, rev.as_str(), &path).await?;
@@ -248,7 +248,7 @@ pub async fn create(
     async {
         let RepoAt { repo, caller } = repo_at?;
         let ApiPath(RevPath { rev, .. }) = path?;
-        let Form(form) = form.map_err(|e| ApiError::bad_request(format!("Invalid form: {e}")))?;
+        let form = super::form_fields(form)?;
         CsrfToken::check(&state, &headers, &form.csrf)?;
         let target = Target::decide(&state, &caller, &repo, rev.as_str(), open_pr(&form)?).await?;
         let path = RepoPath::parse(form.path.trim())

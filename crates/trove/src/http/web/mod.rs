@@ -147,6 +147,14 @@ impl Nav {
     }
 }
 
+/// A posted form's fields, or the one 400 every page answers for a form it cannot read.
+pub fn form_fields<T>(
+    form: Result<axum::extract::Form<T>, axum::extract::rejection::FormRejection>,
+) -> crate::error::ApiResult<T> {
+    form.map(|axum::extract::Form(fields)| fields)
+        .map_err(|e| ApiError::bad_request(format!("Invalid form: {e}")))
+}
+
 /// Renders a template into a response; a rendering failure is an internal error.
 pub fn render(template: &impl askama::Template) -> Response {
     match template.render() {

@@ -129,9 +129,9 @@ pub async fn create(
         Ok(caller) => caller,
         Err(e) => return super::error_page(e),
     };
-    let form = match form {
-        Ok(Form(form)) => form,
-        Err(e) => return super::error_page(ApiError::bad_request(format!("Invalid form: {e}"))),
+    let form = match super::form_fields(form) {
+        Ok(form) => form,
+        Err(e) => return super::error_page(e),
     };
     if let Err(e) = CsrfToken::check(&state, &headers, &form.csrf) {
         return super::error_page(e);

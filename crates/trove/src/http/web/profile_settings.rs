@@ -90,7 +90,7 @@ pub async fn save(
         return redirect;
     }
     async {
-        let Form(form) = form.map_err(|e| ApiError::bad_request(format!("Invalid form: {e}")))?;
+        let form = super::form_fields(form)?;
         CsrfToken::check(&state, &headers, &form.csrf)?;
         let user = caller.require_user()?;
         match profile::set_fullname(&state.db, &user.name, user, &form.fullname).await {

@@ -106,7 +106,7 @@ pub async fn act(
 ) -> Response {
     async {
         let RepoAt { repo, caller } = repo_at?;
-        let Form(form) = form.map_err(|e| ApiError::bad_request(format!("Invalid form: {e}")))?;
+        let form = super::form_fields(form)?;
         CsrfToken::check(&state, &headers, &form.csrf)?;
         let invalid = || ApiError::bad_request(format!("Invalid value {:?}", form.value));
         let mut change = Change::default();

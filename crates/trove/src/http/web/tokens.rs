@@ -217,7 +217,7 @@ pub async fn create(
         return redirect;
     }
     async {
-        let Form(form) = form.map_err(|e| ApiError::bad_request(format!("Invalid form: {e}")))?;
+        let form = super::form_fields(form)?;
         CsrfToken::check(&state, &headers, &form.csrf)?;
         let user = caller.require_user()?;
         // A token made from a page is the user's own: a session may, a token may not mint
@@ -262,7 +262,7 @@ pub async fn revoke(
         return redirect;
     }
     async {
-        let Form(form) = form.map_err(|e| ApiError::bad_request(format!("Invalid form: {e}")))?;
+        let form = super::form_fields(form)?;
         CsrfToken::check(&state, &headers, &form.csrf)?;
         let user = caller.require_user()?;
         if !tokens::revoke(&state.db, &user.name, user, &form.name)
