@@ -4,20 +4,8 @@ use crate::durable;
 use crate::edit::TreeEditor;
 use crate::error::{CommitError, GitError};
 use crate::repo::{GitRepo, Signature, from_git2, to_git2};
-use trove_types::{GitOid, RepoPath};
-
-/// One change to the tree of a commit. Operations apply in order, each to the tree left by
-/// the ones before it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TreeOp {
-    /// Write `blob` (already in the object database) at `path` as a regular file (mode
-    /// 100644), replacing a file that is there and creating missing parent folders.
-    Upsert { path: RepoPath, blob: GitOid },
-    /// Remove the file at `path`.
-    DeleteFile { path: RepoPath },
-    /// Remove the folder at `path` with everything under it.
-    DeleteFolder { path: RepoPath },
-}
+use crate::tree_op::TreeOp;
+use trove_types::GitOid;
 
 impl GitRepo {
     /// Builds a commit on `full_ref` (e.g. `refs/heads/main`, `refs/pr/3`) and moves the ref to it.

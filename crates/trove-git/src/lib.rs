@@ -32,8 +32,9 @@ mod repo;
 mod revision;
 pub mod smart_http;
 mod tree;
+mod tree_op;
 
-pub use commit::TreeOp;
+pub use tree_op::TreeOp;
 pub use diff::{ChangeKind, DiffLimits, DiffLine, FileDiff, TreeDiff};
 pub use error::{CommitError, GitError};
 pub use gitmodules::{GITMODULES_MAX_BYTES, gitmodules_problem, is_gitmodules_name};

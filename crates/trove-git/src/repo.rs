@@ -1,7 +1,7 @@
 //! Opening and creating bare repositories, and the object-level helpers the other modules share.
 
 use crate::Result;
-use crate::commit::TreeOp;
+use crate::tree_op::TreeOp;
 use crate::durable;
 use crate::error::{CommitError, GitError};
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! Off with `[log] access = false`.
 
 use crate::auth::CallerSlot;
-use crate::http::router::RequestId;
+use crate::http::request_id::RequestId;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};

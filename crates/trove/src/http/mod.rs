@@ -16,6 +16,7 @@ pub mod extract;
 pub mod git;
 pub mod lfs;
 pub mod range;
+pub mod request_id;
 pub mod resolve;
 pub mod router;
 pub mod spaces;

@@ -11,11 +11,12 @@ use crate::http::api::{
     accounts, commit, commits, discussions, gating, info, likes, misc, preupload, refs, repos,
     safetensors, search, settings, tree, whoami,
 };
+use crate::http::request_id::{RequestId, request_id};
 use crate::http::{access_log, git as git_http, lfs, resolve, spaces, web, xet};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post, put};
@@ -432,10 +433,6 @@ pub fn catch_panics() -> CatchPanicLayer<fn(Box<dyn std::any::Any + Send + 'stat
     CatchPanicLayer::custom(answer as fn(_) -> _)
 }
 
-/// The request id of a request, as [`request_id`] chose it.
-#[derive(Clone, Debug)]
-pub struct RequestId(pub HeaderValue);
-
 /// Logs the error a response was made from, once, with the request id, and removes the
 /// report from the response: internal errors (their cause, never shown to the client) at
 /// ERROR, refusals (the client's doing, but the reason helps whoever runs the server) at
@@ -469,27 +466,6 @@ pub async fn log_errors(request: Request, next: Next) -> Response {
             ),
         }
     }
-    response
-}
-
-/// Every response carries `X-Request-Id` (the client shows it in errors): the client's own
-/// trace id when it sent one, else a fresh one. The id is also a request extension
-/// ([`RequestId`]) for the log lines.
-async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get("x-amzn-trace-id")
-        .or_else(|| request.headers().get("x-request-id"))
-        .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .expect("a uuid is a valid header value")
-        });
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
-    response
-        .headers_mut()
-        .insert(HeaderName::from_static("x-request-id"), id);
     response
 }
 

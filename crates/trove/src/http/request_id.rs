@@ -1,0 +1,32 @@
+//! The id of each request: the client's own trace id when it sent one, else a fresh one;
+//! echoed as `X-Request-Id` and carried as a request extension for every log line.
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// The request id of a request, as [`request_id`] chose it.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub HeaderValue);
+
+/// Every response carries `X-Request-Id` (the client shows it in errors): the client's own
+/// trace id when it sent one, else a fresh one. The id is also a request extension
+/// ([`RequestId`]) for the log lines.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get("x-amzn-trace-id")
+        .or_else(|| request.headers().get("x-request-id"))
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a uuid is a valid header value")
+        });
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(HeaderName::from_static("x-request-id"), id);
+    response
+}
