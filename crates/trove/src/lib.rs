@@ -16,7 +16,9 @@ pub mod cli;
 pub mod clock;
 pub mod collections;
 pub mod config;
+pub mod context;
 pub mod error;
+pub mod events;
 pub mod git_runtime;
 pub mod http;
 pub mod markdown;
@@ -25,6 +27,7 @@ pub mod signing;
 pub mod spaces;
 pub mod state;
 pub mod storage;
+pub mod throttle;
 pub mod webhooks;
 
 /// The whole HTTP application on `state`: every route and layer the server runs.

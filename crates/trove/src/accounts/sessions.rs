@@ -5,8 +5,8 @@
 use crate::auth::password::{self, SESSION_COOKIE, SESSION_TTL_MS};
 use crate::auth::token::random_alphanumeric;
 use crate::auth::{failed, hash_token};
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use std::time::Instant;
 
 /// Why a login failed, whatever the reason (unknown user, wrong password, disabled account):
@@ -23,7 +23,7 @@ pub struct Session {
 /// Checks a user name and password and opens a web session. An address out of
 /// failed-attempt budget gets 429 before any check; a wrong password counts against it.
 pub async fn open(
-    state: &AppState,
+    state: &Context,
     ip: Option<std::net::IpAddr>,
     username: &str,
     password: &str,
@@ -88,7 +88,7 @@ pub async fn open(
 
 /// Ends the session named by a request's `Cookie` header, if any; returns the `Set-Cookie`
 /// value that clears it.
-pub async fn close(state: &AppState, cookie_header: Option<&str>) -> ApiResult<String> {
+pub async fn close(state: &Context, cookie_header: Option<&str>) -> ApiResult<String> {
     if let Some(secret) = cookie_header.and_then(password::session_from_cookies) {
         state.db.delete_session(&hash_token(secret)).await?;
     }

@@ -3,15 +3,15 @@
 //! bytes of its large files.
 
 use crate::auth::{Access, Caller};
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use trove_db::{Cursor, Page, RepoUsage};
 
 /// A page of `namespace`'s repositories (the caller's own when `None`) and the namespace's
 /// total, for each repository's share. Members of any role may list; others get 403 (401
 /// anonymous), an unknown organization 404.
 pub async fn repositories(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     namespace: Option<&str>,
     after: Option<Cursor>,

@@ -1,21 +1,19 @@
 //! Who is asking. A request carries a bearer token (or HTTP Basic with the token as password,
 //! for git), or a web session cookie, or nothing. The [`Caller`] extractor turns that into the
 //! user, their memberships and the token's limits; [`policy`] decides what they may do.
-//! Failed authentications are limited per client address ([`ratelimit`]); valid ones touch
+//! Failed authentications are limited per client address ([`crate::throttle::ratelimit`]); valid ones touch
 //! the token's last-used time at most once a minute.
 
 pub mod password;
 pub mod policy;
-pub mod ratelimit;
-pub mod runtime;
 pub mod token;
 
+pub use crate::throttle::AuthRuntime;
 pub use policy::Access;
-pub use runtime::AuthRuntime;
 pub use token::{generate_token, hash_token};
 
+use crate::context::Context;
 use crate::error::ApiError;
-use crate::state::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use std::net::{IpAddr, SocketAddr};
@@ -105,24 +103,27 @@ pub fn same_origin(headers: &axum::http::HeaderMap, public_url: &str) -> bool {
 }
 
 /// A failed authentication: 401, or 429 once the address is out of budget.
-pub fn failed(state: &AppState, ip: Option<IpAddr>) -> ApiError {
+pub fn failed(state: &Context, ip: Option<IpAddr>) -> ApiError {
     match state.auth.failures.fail(ip, Instant::now()) {
         Some(retry_after_secs) => ApiError::TooManyRequests { retry_after_secs },
         None => ApiError::InvalidCredentials,
     }
 }
 
-async fn user_caller(state: &AppState, user: User, token: Credential) -> Result<Caller, ApiError> {
+async fn user_caller(state: &Context, user: User, token: Credential) -> Result<Caller, ApiError> {
     let orgs = state.db.memberships(user.id).await?;
     Ok(Caller::User { user, token, orgs })
 }
 
 /// The caller is identified once per request: extractors that need it too (`RepoAt`) find it
 /// in the request's extensions instead of looking the token up again.
-impl FromRequestParts<AppState> for Caller {
+impl<S> FromRequestParts<S> for Caller
+where
+    S: std::ops::Deref<Target = Context> + Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
@@ -151,7 +152,7 @@ impl CallerSlot {
 }
 
 /// Who is asking: a bearer or Basic token, else a web session cookie, else nobody.
-async fn identify(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+async fn identify(parts: &Parts, state: &Context) -> Result<Caller, ApiError> {
     {
         let ip = client_ip(parts);
         let now_ms = trove_db::unix_now_ms();

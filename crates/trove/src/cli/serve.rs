@@ -54,9 +54,9 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         "repositories checked"
     );
     sweep_trash(&state);
-    crate::repos::index::spawn_jobs(state.clone());
-    crate::webhooks::delivery::spawn(state.clone());
-    crate::spaces::start(&state)
+    crate::repos::index::spawn_jobs(state.context.clone());
+    crate::webhooks::delivery::spawn(state.context.clone());
+    crate::spaces::start(&state.space_host())
         .await
         .context("starting the spaces supervisor")?;
     let app = crate::app(state);

@@ -6,9 +6,9 @@
 
 use crate::auth::{Access, Caller};
 use crate::clock::now_ms;
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
 use crate::repos::find_readable;
-use crate::state::AppState;
 use trove_db::{
     Collection, CollectionChanges, CollectionItem, CollectionQuery, Cursor, ItemChanges, ItemRow,
     ItemTarget, NewCollection, Page,
@@ -130,11 +130,7 @@ fn not_found() -> ApiError {
 
 /// Finds the collection a slug names, if the caller may see it. The id at the end decides;
 /// the namespace must match and the title part may be stale (it follows renames).
-pub async fn find(
-    state: &AppState,
-    caller: &Caller,
-    slug: &str,
-) -> ApiResult<(Collection, Access)> {
+pub async fn find(state: &Context, caller: &Caller, slug: &str) -> ApiResult<(Collection, Access)> {
     let (namespace, rest) = slug.split_once('/').ok_or_else(not_found)?;
     let id = rest.rsplit('-').next().unwrap_or(rest);
     if id.len() != 24 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -177,7 +173,7 @@ fn item_visible(caller: &Caller, item: &CollectionItem) -> bool {
 
 /// A collection with the items the caller may see, at most `limit` of them.
 async fn view(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     collection: Collection,
     access: Access,
@@ -199,7 +195,7 @@ async fn view(
 }
 
 /// The collection a slug names, with its visible items.
-pub async fn get(state: &AppState, caller: &Caller, slug: &str) -> ApiResult<CollectionView> {
+pub async fn get(state: &Context, caller: &Caller, slug: &str) -> ApiResult<CollectionView> {
     let (collection, access) = find(state, caller, slug).await?;
     view(state, caller, collection, access, MAX_ITEMS).await
 }
@@ -236,7 +232,7 @@ fn check_title(title: &str) -> ApiResult<String> {
 /// Creates a collection in a namespace the caller may write to. A title the namespace
 /// already uses is `CollectionExists` (409 with the existing slug).
 pub async fn create(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     new: CreateCollection,
 ) -> ApiResult<CollectionView> {
@@ -315,7 +311,7 @@ pub struct MetadataUpdate {
 
 /// Changes a collection's title, description, visibility, theme or place.
 pub async fn update(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     slug_: &str,
     update: MetadataUpdate,
@@ -361,7 +357,7 @@ pub async fn update(
 }
 
 /// Deletes a collection (its items go with it; collections that listed it lose that item).
-pub async fn delete(state: &AppState, caller: &Caller, slug_: &str) -> ApiResult<()> {
+pub async fn delete(state: &Context, caller: &Caller, slug_: &str) -> ApiResult<()> {
     let (collection, access) = find(state, caller, slug_).await?;
     require_write(caller, access, &collection.namespace)?;
     state.db.delete_collection(collection.id).await?;
@@ -371,7 +367,7 @@ pub async fn delete(state: &AppState, caller: &Caller, slug_: &str) -> ApiResult
 
 /// Adds a repository or a collection the caller can see. Already there: 409.
 pub async fn add_item(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     slug_: &str,
     kind: ItemKind,
@@ -435,7 +431,7 @@ pub async fn add_item(
 
 /// Changes an item's note (an empty note removes it) or its place.
 pub async fn update_item(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     slug_: &str,
     item_object_id: &str,
@@ -466,7 +462,7 @@ pub async fn update_item(
 
 /// Removes an item; 404 if the collection has no such item.
 pub async fn delete_item(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     slug_: &str,
     item_object_id: &str,
@@ -494,7 +490,7 @@ pub struct ListFilter {
 /// The collections the caller may see, filtered, most recently updated first, each with
 /// its first visible items.
 pub async fn list(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     filter: ListFilter,
     after: Option<Cursor>,
@@ -540,7 +536,7 @@ pub async fn list(
 
 /// The collections of a namespace the caller may see, in their owner's order (web page).
 pub async fn of_namespace(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     namespace: &str,
 ) -> ApiResult<Vec<CollectionView>> {
@@ -555,7 +551,7 @@ pub async fn of_namespace(
 }
 
 async fn resolve_item_filter(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     item: &str,
 ) -> ApiResult<Option<ItemTarget>> {

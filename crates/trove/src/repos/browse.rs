@@ -8,8 +8,8 @@
 
 use super::{RepoRef, resolve, with_git};
 use crate::auth::Caller;
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use trove_git::{CommitInfo, DiffLimits, Entry, EntryKind, TreeDiff};
@@ -68,7 +68,13 @@ pub struct Folder {
 }
 
 /// The folder `dir` ("" = root) at `rev`; `EntryNotFound` when there is none.
-pub async fn folder(state: &AppState, repo: &RepoRef, rev: &str, dir: &str) -> ApiResult<Folder> {
+pub async fn folder(
+    state: &Context,
+    cache: &BrowseCache,
+    repo: &RepoRef,
+    rev: &str,
+    dir: &str,
+) -> ApiResult<Folder> {
     let rev = rev.to_owned();
     let dir = dir.to_owned();
     let (commit, entries) = {
@@ -86,7 +92,7 @@ pub async fn folder(state: &AppState, repo: &RepoRef, rev: &str, dir: &str) -> A
         .await?
     };
     let key = (commit.clone(), dir.clone());
-    let last = match state.browse_cache.get(&key) {
+    let last = match cache.get(&key) {
         Some(last) => last,
         None if entries.len() > MAX_ENTRIES_WITH_COMMITS => Arc::new(HashMap::new()),
         None => {
@@ -98,7 +104,7 @@ pub async fn folder(state: &AppState, repo: &RepoRef, rev: &str, dir: &str) -> A
                 })
                 .await?,
             );
-            state.browse_cache.put(key, last.clone());
+            cache.put(key, last.clone());
             last
         }
     };
@@ -118,7 +124,7 @@ pub struct FileAt {
 
 /// The file `path` at `rev`. A folder or nothing at `path` is `EntryNotFound`.
 pub async fn file(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     rev: &str,
@@ -151,7 +157,7 @@ pub async fn file(
 
 /// A commit and what it changes (against its first parent), within the page's budget.
 pub async fn commit_with_diff(
-    state: &AppState,
+    state: &Context,
     repo: &RepoRef,
     rev: &str,
 ) -> ApiResult<(CommitInfo, TreeDiff)> {
@@ -168,7 +174,7 @@ pub async fn commit_with_diff(
 /// What a pull request changes: from the merge base of `base_ref` and `head_ref` to the
 /// head. `None` when either ref is gone.
 pub async fn revisions_diff(
-    state: &AppState,
+    state: &Context,
     repo: &RepoRef,
     base_ref: &str,
     head_ref: &str,

@@ -9,8 +9,8 @@
 use super::{RepoRef, with_git};
 use crate::auth::Caller;
 use crate::clock::{now_ms, now_secs};
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use trove_git::{CommitError, GitRepo, Signature, TreeOp};
 use trove_types::{GitOid, LfsPointer, RepoPath, Revision, Sha256Hex};
 
@@ -32,7 +32,7 @@ pub struct PendingCommit {
 /// Turns an `lfsFile` operation into a pointer blob, after checking that this repo owns a
 /// verified object with that oid (and size, when the client gave one).
 pub async fn lfs_file_op(
-    state: &AppState,
+    state: &Context,
     repo: &RepoRef,
     path: RepoPath,
     oid: Sha256Hex,
@@ -108,7 +108,7 @@ pub(crate) fn author_of(caller: &Caller) -> ApiResult<Signature> {
 /// Applies `pending` to the branch `revision` (or an existing `refs/pr/N`) and returns the
 /// new commit id; the caller must have write access.
 pub async fn commit(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     revision: &str,
@@ -121,7 +121,7 @@ pub async fn commit(
 /// [`commit`] without the write check, for callers that decided otherwise who may commit
 /// (a pull request's author pushing to its `refs/pr/N`).
 pub async fn commit_to_ref(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     revision: &str,
@@ -177,14 +177,11 @@ pub async fn commit_to_ref(
     .await?;
     state.db.touch_repo(repo.repo.id, now_ms()).await?;
     tracing::info!(repo.id = repo.repo.id, commit = %commit, "commit created");
-    crate::webhooks::emit(
-        state,
-        [crate::webhooks::Event::committed(
-            &repo.repo,
-            &revision_for_index,
-            &commit,
-        )],
-    );
+    state.emit([crate::events::Event::committed(
+        &repo.repo,
+        &revision_for_index,
+        &commit,
+    )]);
     if is_default_branch(&revision_for_index) {
         super::index::reindex_after_write(state, &repo.repo).await;
     }

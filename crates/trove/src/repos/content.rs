@@ -4,9 +4,9 @@
 //! readers (card, safetensors headers) take a bounded [`read_range`] built on it.
 
 use super::RepoRef;
+use crate::context::Context;
 use crate::error::ApiResult;
 use crate::repos::rebuild::{plan_file, stream_plan};
-use crate::state::AppState;
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use std::io;
@@ -75,7 +75,7 @@ pub struct Opened {
 /// polled, except a git blob, which comes out of git whole (regular files are small; large
 /// ones are LFS objects).
 pub async fn open(
-    state: &AppState,
+    state: &Context,
     file: &FileBytes,
     range: Option<(u64, u64)>,
 ) -> ApiResult<Option<Opened>> {
@@ -124,7 +124,7 @@ pub async fn open(
 /// Reads `[start, start + len)` of a file (clamped to its size) into memory. `len` is the
 /// caller's bound on memory; `Ok(None)` when the file's bytes are not held at all.
 pub async fn read_range(
-    state: &AppState,
+    state: &Context,
     repo: &RepoRef,
     entry: &EntryKind,
     start: u64,

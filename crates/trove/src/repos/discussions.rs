@@ -16,8 +16,8 @@ use super::commit::{PendingCommit, commit_to_ref};
 use super::{RepoRef, resolve, with_git};
 use crate::auth::{Access, Caller};
 use crate::clock::{now_ms, now_secs};
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use trove_db::{
     DbError, Discussion, DiscussionChanges, DiscussionStatus, Event, NewDiscussion, NewEvent,
 };
@@ -123,7 +123,7 @@ fn db_error(e: DbError) -> ApiError {
 
 /// Records `events` (with `changes` to the discussion) and returns the last one.
 async fn record(
-    state: &AppState,
+    state: &Context,
     discussion: &Discussion,
     user_id: Option<i64>,
     changes: &DiscussionChanges<'_>,
@@ -134,10 +134,9 @@ async fn record(
         .record_discussion_events(discussion, user_id, changes, events, now_ms())
         .await
         .map_err(db_error)?;
-    crate::webhooks::emit(
-        state,
-        crate::webhooks::Event::discussion_events(discussion, changes, &recorded),
-    );
+    state.emit(crate::events::Event::discussion_events(
+        discussion, changes, &recorded,
+    ));
     recorded
         .pop()
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("discussion event not recorded")))
@@ -153,7 +152,7 @@ fn optional_comment(comment: Option<&str>) -> ApiResult<Option<&str>> {
 }
 
 /// The discussion `num` of a repository the caller may read, or 404.
-pub async fn find(state: &AppState, repo: &RepoRef, num: i64) -> ApiResult<Discussion> {
+pub async fn find(state: &Context, repo: &RepoRef, num: i64) -> ApiResult<Discussion> {
     state
         .db
         .discussion(repo.repo.id, num)
@@ -163,7 +162,7 @@ pub async fn find(state: &AppState, repo: &RepoRef, num: i64) -> ApiResult<Discu
 
 /// Opens a discussion, or a draft pull request whose `refs/pr/N` starts at `main`'s head.
 pub async fn open(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     title: &str,
@@ -201,7 +200,7 @@ pub async fn open(
 }
 
 async fn create_row(
-    state: &AppState,
+    state: &Context,
     repo: &RepoRef,
     user_id: i64,
     title: &str,
@@ -222,11 +221,11 @@ async fn create_row(
             now_ms: now_ms(),
         })
         .await?;
-    crate::webhooks::emit(state, [crate::webhooks::Event::discussion_opened(&created)]);
+    state.emit([crate::events::Event::discussion_opened(&created)]);
     Ok(created)
 }
 
-async fn undo_open(state: &AppState, discussion: &Discussion) {
+async fn undo_open(state: &Context, discussion: &Discussion) {
     if let Err(e) = state.db.delete_discussion(discussion.id).await {
         tracing::error!(error = %e, discussion.id, "could not undo a failed pull request");
     }
@@ -236,7 +235,7 @@ async fn undo_open(state: &AppState, discussion: &Discussion) {
 /// its first commit, titled by the commit's summary. Nothing stays behind if the commit
 /// fails.
 pub async fn open_with_commit(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     revision: &str,
@@ -304,7 +303,7 @@ pub async fn open_with_commit(
 
 /// Checks that the caller may commit to the pull request `num` and returns it.
 pub async fn pull_request_for_commit(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     num: i64,
@@ -331,7 +330,7 @@ pub async fn pull_request_for_commit(
 /// Adds the `commit` event of a commit pushed to a pull request; its status stays as it is
 /// (a draft is opened only by a status change).
 pub async fn record_commit(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     discussion: Discussion,
@@ -342,7 +341,7 @@ pub async fn record_commit(
 }
 
 async fn record_commit_with(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     discussion: Discussion,
@@ -372,7 +371,7 @@ async fn record_commit_with(
 }
 
 pub async fn comment(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     discussion: &Discussion,
@@ -395,7 +394,7 @@ pub async fn comment(
 
 /// Opens or closes a discussion, with an optional comment; returns the status-change event.
 pub async fn change_status(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     discussion: &Discussion,
@@ -430,7 +429,7 @@ pub async fn change_status(
 }
 
 pub async fn rename(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     discussion: &Discussion,
@@ -469,7 +468,7 @@ pub fn event_id_text(id: i64) -> String {
 }
 
 pub async fn edit_comment(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     discussion: &Discussion,
@@ -498,7 +497,7 @@ pub async fn edit_comment(
 }
 
 pub async fn hide_comment(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     discussion: &Discussion,
@@ -524,7 +523,7 @@ fn comment_not_found(event_id: i64) -> ApiError {
 /// Who wrote event `event_id` of the discussion (`None`: a deleted account); 404 when the
 /// discussion has no such event.
 async fn comment_author(
-    state: &AppState,
+    state: &Context,
     discussion: &Discussion,
     event_id: i64,
 ) -> ApiResult<Option<i64>> {
@@ -535,7 +534,7 @@ async fn comment_author(
         .ok_or_else(|| comment_not_found(event_id))
 }
 
-async fn event(state: &AppState, discussion: &Discussion, event_id: i64) -> ApiResult<Event> {
+async fn event(state: &Context, discussion: &Discussion, event_id: i64) -> ApiResult<Event> {
     state
         .db
         .discussion_event(discussion.id, event_id)
@@ -551,7 +550,7 @@ pub struct PullRequestView {
 
 /// Conflicting files (for open pull requests) and, when asked, the diff since the merge base.
 pub async fn pull_request_view(
-    state: &AppState,
+    state: &Context,
     repo: &RepoRef,
     discussion: &Discussion,
     with_diff: bool,
@@ -590,7 +589,7 @@ pub async fn pull_request_view(
 /// Merges pull request `discussion` into its base branch (fast-forward or merge commit),
 /// marks it merged, and reindexes `main`. Conflicts answer 409 and change nothing.
 pub async fn merge(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     discussion: &Discussion,
@@ -660,14 +659,11 @@ pub async fn merge(
     };
     record(state, discussion, Some(user_id), &changes, &events).await?;
     state.db.touch_repo(repo.repo.id, now_ms()).await?;
-    crate::webhooks::emit(
-        state,
-        [crate::webhooks::Event::committed(
-            &repo.repo,
-            &merged_into,
-            &merged,
-        )],
-    );
+    state.emit([crate::events::Event::committed(
+        &repo.repo,
+        &merged_into,
+        &merged,
+    )]);
     super::index::reindex_after_write(state, &repo.repo).await;
     tracing::info!(repo.id = repo.repo.id, pr = discussion.num, commit = %merged, "pull request merged");
     Ok(merged)

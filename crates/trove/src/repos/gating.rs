@@ -5,8 +5,8 @@
 use super::RepoRef;
 use crate::accounts::audit;
 use crate::auth::Caller;
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use trove_db::{AccessRequest, Gating, RequestStatus};
 
 fn not_gated(repo: &RepoRef) -> ApiError {
@@ -18,7 +18,7 @@ fn not_gated(repo: &RepoRef) -> ApiError {
 
 /// Records the caller's request; returns where it stands.
 pub async fn ask(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     fields: Option<&str>,
@@ -69,7 +69,7 @@ pub async fn ask(
 }
 
 pub async fn list(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     status: RequestStatus,
@@ -90,7 +90,7 @@ pub enum Who {
 /// Sets the user's request to `status`. Without `create`, the request must exist
 /// (handle); with it, one is made (grant).
 pub async fn decide(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     who: Who,

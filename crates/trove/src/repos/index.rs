@@ -12,8 +12,8 @@ use super::card::{
 };
 use super::safetensors::{self, Summary};
 use super::{RepoRef, with_git};
+use crate::context::Context;
 use crate::error::ApiResult;
-use crate::state::AppState;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
 use trove_db::{CardParse, IndexUpdate, Repo};
@@ -46,7 +46,7 @@ pub enum Readme {
 }
 
 /// Reads the snapshot of `commit` (blocking git work off the async threads).
-pub async fn snapshot(state: &AppState, repo: &RepoRef, commit: GitOid) -> ApiResult<Snapshot> {
+pub async fn snapshot(state: &Context, repo: &RepoRef, commit: GitOid) -> ApiResult<Snapshot> {
     with_git(state, repo, move |git| {
         let info = git.commit_info(&commit)?;
         let files: Vec<Entry> = git
@@ -102,7 +102,7 @@ pub struct Analysis {
 
 /// Derives card data, tags and (when `with_safetensors`) parameter counts from a snapshot.
 pub async fn analyze(
-    state: &AppState,
+    state: &Context,
     repo: &RepoRef,
     snap: &Snapshot,
     with_safetensors: bool,
@@ -147,7 +147,7 @@ pub async fn analyze(
 
 /// The front matter of a README.md blob, parsed by its first reader (the reindex of the
 /// commit that brought it, for `main`) and stored, so that reads never parse YAML.
-async fn front_matter(state: &AppState, repo: &RepoRef, blob: &GitOid) -> ApiResult<FrontMatter> {
+async fn front_matter(state: &Context, repo: &RepoRef, blob: &GitOid) -> ApiResult<FrontMatter> {
     let repo_id = repo.repo.id;
     if let Some(stored) = state.db.card_parse(repo_id, blob.as_str()).await? {
         match from_stored(stored) {
@@ -214,7 +214,7 @@ fn config_summary(bytes: &[u8]) -> Option<Value> {
 /// Re-derives the index entry of `repo` from the head of its `main` branch. Call it after
 /// any ref move; concurrent calls for one repository are serialised so the last to run
 /// always reads the newest head.
-pub async fn reindex_repo(state: &AppState, repo: &Repo) -> ApiResult<()> {
+pub async fn reindex_repo(state: &Context, repo: &Repo) -> ApiResult<()> {
     let lock = state.index_locks.for_repo(repo.id);
     let _guard = lock.lock().await;
     let repo = RepoRef::for_server(state, repo);
@@ -246,7 +246,7 @@ pub async fn reindex_repo(state: &AppState, repo: &Repo) -> ApiResult<()> {
 
 /// [`reindex_repo`] for write paths: a failure is logged, never returned, because the write
 /// itself already succeeded.
-pub async fn reindex_after_write(state: &AppState, repo: &Repo) {
+pub async fn reindex_after_write(state: &Context, repo: &Repo) {
     if let Err(e) = reindex_repo(state, repo).await {
         tracing::warn!(repo.id = repo.id, error = %e, "reindex failed; the next write to main retries");
     }
@@ -300,7 +300,7 @@ pub fn safetensors_value(s: &Summary) -> Value {
 /// Background jobs of the index: index repositories never indexed (created before this
 /// version, or whose reindex failed), then roll the download and trending counters over
 /// every hour. Both are idempotent.
-pub fn spawn_jobs(state: AppState) {
+pub fn spawn_jobs(state: Context) {
     tokio::spawn(async move {
         backfill(&state).await;
         let mut tick = tokio::time::interval(ROLLING_PERIOD);
@@ -315,7 +315,7 @@ pub fn spawn_jobs(state: AppState) {
     });
 }
 
-async fn backfill(state: &AppState) {
+async fn backfill(state: &Context) {
     let mut after_id = 0;
     loop {
         let repos = match state.db.repos_never_indexed(after_id, BACKFILL_BATCH).await {

@@ -4,8 +4,8 @@
 //! only once such a link exists, so knowing a hash never grants another repository's content.
 
 use crate::clock::now_ms;
+use crate::context::Context;
 use crate::error::ApiResult;
-use crate::state::AppState;
 use crate::storage::ingest::ingest_object;
 use bytes::Bytes;
 use futures_util::Stream;
@@ -14,7 +14,7 @@ use trove_store::PutOutcome;
 use trove_types::Sha256Hex;
 
 /// Records a verified object and links it to the repository it was uploaded for.
-pub async fn publish(state: &AppState, repo_id: i64, oid: &Sha256Hex, size: u64) -> ApiResult<()> {
+pub async fn publish(state: &Context, repo_id: i64, oid: &Sha256Hex, size: u64) -> ApiResult<()> {
     let now = now_ms();
     state.db.record_lfs_object(oid, size, now).await?;
     state.db.link_repo_object(repo_id, oid, now).await?;
@@ -24,7 +24,7 @@ pub async fn publish(state: &AppState, repo_id: i64, oid: &Sha256Hex, size: u64)
 /// The basic transfer: streams `body` into the store (refused unless it is `size` bytes
 /// hashing to `oid`), then publishes the object for `repo_id`.
 pub async fn receive<S>(
-    state: &AppState,
+    state: &Context,
     repo_id: i64,
     oid: &Sha256Hex,
     size: u64,
@@ -43,7 +43,7 @@ where
 /// The multipart transfer's last step: every part is in; the store hashes and verifies the
 /// whole, then the object is published for `repo_id`.
 pub async fn complete_multipart(
-    state: &AppState,
+    state: &Context,
     upload_id: &str,
     repo_id: i64,
     oid: &Sha256Hex,

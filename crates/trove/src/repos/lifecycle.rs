@@ -14,8 +14,8 @@ use super::gitattributes::DEFAULT_GITATTRIBUTES;
 use super::{RepoRef, repo_url};
 use crate::auth::{Access, Caller};
 use crate::clock::{now_ms, now_secs};
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use std::path::{Path, PathBuf};
 use trove_db::Repo;
 use trove_git::{GitRepo, Signature};
@@ -36,7 +36,7 @@ pub struct Created {
 }
 
 pub async fn create(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo_type: RepoType,
     namespace: &str,
@@ -49,7 +49,7 @@ pub async fn create(
 /// [`create`], with a Space's SDK written into the `README.md` of its initial commit (as the
 /// Hub seeds it, so `metadata_update` and the Space's card work from the start).
 pub async fn create_seeded(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo_type: RepoType,
     namespace: &str,
@@ -82,7 +82,7 @@ pub async fn create_seeded(
         Err(e) => return Err(e),
     };
     tracing::info!(repo.id = repo.id, repo.name = %id, repo.type = %repo_type, private, "repo created");
-    crate::webhooks::emit(state, [crate::webhooks::Event::repo_created(&repo)]);
+    state.emit([crate::events::Event::repo_created(&repo)]);
     crate::accounts::audit(
         &state.db,
         caller.user().map_or("-", |u| u.name.as_str()),
@@ -104,7 +104,7 @@ pub fn staging_dir(data_dir: &Path) -> PathBuf {
 /// Initialises the repository in the staging folder, then inserts the row and publishes the
 /// repository under its id in one transaction (see the module docs).
 async fn create_placed(
-    state: &AppState,
+    state: &Context,
     repo_type: RepoType,
     id: &RepoId,
     private: bool,
@@ -191,7 +191,7 @@ fn conflict(repo_type: RepoType, url: String) -> ApiError {
     }
 }
 
-pub async fn delete(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiResult<()> {
+pub async fn delete(state: &Context, caller: &Caller, repo: &RepoRef) -> ApiResult<()> {
     repo.require_admin(caller)?;
     state.db.delete_repo(repo.repo.id).await?;
     let dir = state.git_dir(repo.repo.id);
@@ -208,7 +208,7 @@ pub async fn delete(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiRes
         }
     });
     tracing::info!(repo.id = repo.repo.id, "repo deleted");
-    crate::webhooks::emit(state, [crate::webhooks::Event::repo_deleted(&repo.repo)]);
+    state.emit([crate::events::Event::repo_deleted(&repo.repo)]);
     let target = format!(
         "{}:{}/{}",
         repo.repo_type, repo.repo.namespace, repo.repo.name
@@ -263,7 +263,7 @@ pub struct Reconciled {
 ///   it does, the history is gone and the log says so at error level, naming the folder to
 ///   restore from a backup. Nothing that exists is ever overwritten: a folder that cannot be
 ///   opened as a repository is logged and left as it is.
-pub async fn reconcile(state: &AppState) -> anyhow::Result<Reconciled> {
+pub async fn reconcile(state: &Context) -> anyhow::Result<Reconciled> {
     let repos = state.db.all_repos().await?;
     let data_dir = state.config.data_dir.clone();
     let dirs: Vec<(Repo, PathBuf)> = repos

@@ -4,8 +4,8 @@
 use super::RepoRef;
 use crate::auth::{Access, Caller};
 use crate::clock::now_ms;
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use trove_db::{Cursor, Page, Repo, User};
 
 fn liker(caller: &Caller) -> ApiResult<&User> {
@@ -15,7 +15,7 @@ fn liker(caller: &Caller) -> ApiResult<&User> {
 }
 
 /// Adds the caller's like (idempotent).
-pub async fn like(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiResult<()> {
+pub async fn like(state: &Context, caller: &Caller, repo: &RepoRef) -> ApiResult<()> {
     let user = liker(caller)?;
     let added = state.db.like(user.id, repo.repo.id, now_ms()).await?;
     tracing::info!(
@@ -28,7 +28,7 @@ pub async fn like(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiResul
 }
 
 /// Withdraws the caller's like (idempotent).
-pub async fn unlike(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiResult<()> {
+pub async fn unlike(state: &Context, caller: &Caller, repo: &RepoRef) -> ApiResult<()> {
     let user = liker(caller)?;
     let removed = state.db.unlike(user.id, repo.repo.id).await?;
     tracing::info!(
@@ -42,7 +42,7 @@ pub async fn unlike(state: &AppState, caller: &Caller, repo: &RepoRef) -> ApiRes
 
 /// The users who like a repository the caller may read.
 pub async fn likers(
-    state: &AppState,
+    state: &Context,
     repo: &RepoRef,
     after: Option<Cursor>,
     limit: u32,
@@ -52,7 +52,7 @@ pub async fn likers(
 
 /// The repositories `user_name` likes, among those the caller may read.
 pub async fn liked_by(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     user_name: &str,
     after: Option<Cursor>,

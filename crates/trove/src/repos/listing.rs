@@ -3,14 +3,14 @@
 
 use crate::auth::{Access, Caller};
 use crate::clock::now_ms;
+use crate::context::Context;
 use crate::error::ApiResult;
-use crate::state::AppState;
 use trove_db::{ListQuery, Listed, Page};
 use trove_types::RepoType;
 
 /// One page of repositories matching `query`; its visibility is replaced by the caller's.
 pub async fn list(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     mut query: ListQuery,
 ) -> ApiResult<Page<Listed>> {
@@ -37,7 +37,7 @@ pub fn counts_as_download(repo_type: RepoType, path: &str) -> bool {
 }
 
 /// Counts one download of a repository now. A failure is logged: the download goes on.
-pub async fn count_download(state: &AppState, repo_id: i64) {
+pub async fn count_download(state: &Context, repo_id: i64) {
     if let Err(e) = state
         .db
         .count_download(repo_id, now_ms() / 86_400_000)

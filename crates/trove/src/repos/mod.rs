@@ -23,8 +23,8 @@ pub mod settings;
 pub mod xet;
 
 use crate::auth::{Access, Caller};
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use trove_db::Repo;
 use trove_git::GitRepo;
 use trove_types::{GitOid, RepoId, RepoName, RepoType};
@@ -41,7 +41,7 @@ pub struct RepoRef {
 
 impl RepoRef {
     /// A repository the server itself works on (indexing, pushes, builds), read-only.
-    pub fn for_server(state: &AppState, repo: &Repo) -> RepoRef {
+    pub fn for_server(state: &Context, repo: &Repo) -> RepoRef {
         RepoRef {
             page_url: repo_url(state, repo.repo_type, &repo.namespace, &repo.name),
             repo: repo.clone(),
@@ -51,7 +51,7 @@ impl RepoRef {
     }
 
     /// `{public}/{prefix}{namespace}/{name}`, the repo's web and git URL.
-    pub fn url(&self, state: &AppState) -> String {
+    pub fn url(&self, state: &Context) -> String {
         repo_url(state, self.repo_type, &self.repo.namespace, &self.repo.name)
     }
 
@@ -125,7 +125,7 @@ impl RepoRef {
     }
 }
 
-pub fn repo_url(state: &AppState, repo_type: RepoType, namespace: &str, name: &str) -> String {
+pub fn repo_url(state: &Context, repo_type: RepoType, namespace: &str, name: &str) -> String {
     format!(
         "{}/{}{namespace}/{name}",
         state.public_url(),
@@ -138,7 +138,7 @@ pub fn repo_url(state: &AppState, repo_type: RepoType, namespace: &str, name: &s
 /// private repos never leak. An old name of a moved repository answers `RepoMoved` (a 307
 /// to the new name) — only to callers who may see it.
 pub async fn find_readable(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo_type: RepoType,
     namespace: &str,
@@ -150,7 +150,7 @@ pub async fn find_readable(
 /// Like [`find_readable`] but an old name is not followed: for requests that name the
 /// repository in their body (delete, move), where a redirect cannot work.
 pub async fn find_readable_exact(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo_type: RepoType,
     namespace: &str,
@@ -160,7 +160,7 @@ pub async fn find_readable_exact(
 }
 
 async fn find(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo_type: RepoType,
     namespace: &str,
@@ -206,7 +206,7 @@ async fn find(
 
 /// The caller's access to a repository row: [`Access::for_repo`], with the facts it needs
 /// loaded (whether the caller passed the repository's gate).
-pub async fn access_to(state: &AppState, caller: &Caller, repo: &Repo) -> ApiResult<Access> {
+pub async fn access_to(state: &Context, caller: &Caller, repo: &Repo) -> ApiResult<Access> {
     let gate_passed = match caller {
         Caller::User { user, .. } if repo.gated.is_gated() && !repo.private => {
             state.db.access_request_status(repo.id, user.id).await?
@@ -218,7 +218,7 @@ pub async fn access_to(state: &AppState, caller: &Caller, repo: &Repo) -> ApiRes
 }
 
 /// Runs blocking git work on the repository's bare repo off the async threads.
-pub async fn with_git<T, F>(state: &AppState, repo: &RepoRef, f: F) -> ApiResult<T>
+pub async fn with_git<T, F>(state: &Context, repo: &RepoRef, f: F) -> ApiResult<T>
 where
     T: Send + 'static,
     F: FnOnce(&GitRepo) -> ApiResult<T> + Send + 'static,

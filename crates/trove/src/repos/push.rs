@@ -8,10 +8,10 @@
 use super::RepoRef;
 use crate::auth::{Access, Caller};
 use crate::clock::now_ms;
+use crate::context::Context;
 use crate::error::ApiResult;
 use crate::git_runtime::GitRuntime;
-use crate::state::AppState;
-use anyhow::Context;
+use anyhow::Context as _;
 use std::ffi::OsString;
 use std::path::Path;
 use trove_git::GitRepo;
@@ -104,7 +104,7 @@ pub async fn ref_targets(git_dir: &Path) -> ApiResult<Vec<(String, GitOid)>> {
 /// as an API commit to it does. A push that moved nothing is logged too. Failures are logged:
 /// the push itself has landed.
 pub async fn after_push(
-    state: &AppState,
+    state: &Context,
     repo: &trove_db::Repo,
     git_dir: &Path,
     before: &[(String, GitOid)],
@@ -150,15 +150,12 @@ pub async fn after_push(
         refs = ?changed,
         "push accepted"
     );
-    crate::webhooks::emit(
-        state,
-        [crate::webhooks::Event::pushed(repo, before, &after)],
-    );
+    state.emit([crate::events::Event::pushed(repo, before, &after)]);
 }
 
 /// A `commit` event on each pull request whose ref the push moved.
 async fn record_pull_request_commits(
-    state: &AppState,
+    state: &Context,
     repo: &trove_db::Repo,
     git_dir: &Path,
     before: &[(String, GitOid)],

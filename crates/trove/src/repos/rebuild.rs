@@ -2,8 +2,8 @@
 //! serving Xet-backed files to clients that speak plain HTTP (the LFS bridge). Memory stays at
 //! one chunk plus one send buffer, whatever the file size.
 
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::io::{self, BufReader, Write};
@@ -22,7 +22,7 @@ const SEND_QUEUE: usize = 4;
 /// The indices of every xorb `terms` names. A missing one is an internal error: the file
 /// was verified against it, so only a damaged store can lose it.
 pub async fn load_indices(
-    state: &AppState,
+    state: &Context,
     terms: &[Term],
 ) -> ApiResult<HashMap<XetHash, XorbIndex>> {
     let mut wanted: Vec<[u8; 32]> = terms.iter().map(|t| t.xorb.to_bytes()).collect();
@@ -46,7 +46,7 @@ pub fn file_terms(file: &XetFile) -> ApiResult<Vec<Term>> {
 
 /// Plan `range` (`[start, end)`, `None` = all) of a stored file.
 pub async fn plan_file(
-    state: &AppState,
+    state: &Context,
     file: &XetFile,
     range: Option<(u64, u64)>,
 ) -> ApiResult<(Plan, HashMap<XetHash, XorbIndex>)> {

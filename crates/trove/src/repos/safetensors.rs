@@ -4,8 +4,8 @@
 
 use super::RepoRef;
 use super::content::read_range;
+use crate::context::Context;
 use crate::error::ApiResult;
-use crate::state::AppState;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -110,7 +110,7 @@ pub fn shards_of_index(index: &Value) -> Result<BTreeSet<String>, HeaderError> {
 
 /// Reads and parses the header of one safetensors file.
 pub async fn read_header(
-    state: &AppState,
+    state: &Context,
     repo: &RepoRef,
     path: &str,
     file: &EntryKind,
@@ -157,7 +157,7 @@ pub async fn read_header(
 /// index and its shards when there is an index, else from `model.safetensors`; `None` when
 /// there is neither.
 pub async fn summarize(
-    state: &AppState,
+    state: &Context,
     repo: &RepoRef,
     files: &[Entry],
 ) -> ApiResult<Option<Result<Summary, HeaderError>>> {
@@ -204,7 +204,7 @@ pub async fn summarize(
 
 /// Reads and parses a safetensors index file.
 pub async fn read_index(
-    state: &AppState,
+    state: &Context,
     repo: &RepoRef,
     file: &EntryKind,
 ) -> ApiResult<Result<Value, HeaderError>> {

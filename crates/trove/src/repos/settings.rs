@@ -4,8 +4,8 @@
 use super::{RepoRef, repo_url};
 use crate::accounts::audit;
 use crate::auth::{Access, Caller};
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use trove_db::{DbError, Gating, Repo};
 use trove_types::RepoId;
 
@@ -22,7 +22,7 @@ fn actor(caller: &Caller) -> &str {
 }
 
 pub async fn update(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     change: Change,
@@ -79,7 +79,7 @@ pub async fn update(
         )
         .await;
     }
-    crate::webhooks::emit(state, [crate::webhooks::Event::repo_config(&after)]);
+    state.emit([crate::events::Event::repo_config(&after)]);
     Ok(after)
 }
 
@@ -88,7 +88,7 @@ pub async fn update(
 /// The old name redirects to the new one; history, likes and discussions hang on the
 /// repository's id and move with it.
 pub async fn move_repo(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     repo: &RepoRef,
     to: &str,
@@ -134,13 +134,10 @@ pub async fn move_repo(
             break;
         }
     }
-    crate::webhooks::emit(
-        state,
-        [crate::webhooks::Event::repo_moved(
-            &repo.repo,
-            &format!("{}/{}", moved.namespace, moved.name),
-        )],
-    );
+    state.emit([crate::events::Event::repo_moved(
+        &repo.repo,
+        &format!("{}/{}", moved.namespace, moved.name),
+    )]);
     Ok(repo_url(
         state,
         repo.repo_type,

@@ -7,9 +7,9 @@
 //! owner or a member of its organization.
 
 use crate::clock::now_ms;
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
 use crate::repos::rebuild;
-use crate::state::AppState;
 use bytes::Bytes;
 use futures_util::Stream;
 use sha2::{Digest, Sha256};
@@ -27,12 +27,7 @@ use trove_xet::xorb::{self, XorbError, XorbIndex};
 /// it before. A xorb the server already holds for other repositories is read and checked all
 /// the same (the upload proves the client has the bytes) and then linked, never answered
 /// from what other repositories hold.
-pub async fn store_xorb<S>(
-    state: &AppState,
-    repo_id: i64,
-    hash: XetHash,
-    body: S,
-) -> ApiResult<bool>
+pub async fn store_xorb<S>(state: &Context, repo_id: i64, hash: XetHash, body: S) -> ApiResult<bool>
 where
     S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
 {
@@ -91,7 +86,7 @@ where
 
 /// The stored size of xorb `hash` if it is visible to repository `repo_id`; `None` whether
 /// it is unknown or held for other namespaces only.
-pub async fn xorb_size(state: &AppState, repo_id: i64, hash: &XetHash) -> ApiResult<Option<u64>> {
+pub async fn xorb_size(state: &Context, repo_id: i64, hash: &XetHash) -> ApiResult<Option<u64>> {
     Ok(state
         .db
         .repo_xorb_stored_bytes(repo_id, &hash.to_bytes())
@@ -101,7 +96,7 @@ pub async fn xorb_size(state: &AppState, repo_id: i64, hash: &XetHash) -> ApiRes
 /// Checks every file of a shard against the xorbs visible to repository `repo_id`, rebuilds
 /// and hashes the new ones, then records them all as LFS objects of that repository. Nothing
 /// is recorded unless every file checks out. Returns whether any file was new.
-pub async fn register_shard(state: &AppState, repo_id: i64, bytes: Bytes) -> ApiResult<bool> {
+pub async fn register_shard(state: &Context, repo_id: i64, bytes: Bytes) -> ApiResult<bool> {
     let files = tokio::task::spawn_blocking(move || shard::parse(&bytes))
         .await?
         .map_err(shard_error)?;
@@ -155,7 +150,7 @@ pub async fn register_shard(state: &AppState, repo_id: i64, bytes: Bytes) -> Api
 /// Rebuild a new file from its xorbs and hash it; refuse it if the client claimed another
 /// SHA-256. What we record is always our own hash of the real bytes.
 async fn verify_file(
-    state: &AppState,
+    state: &Context,
     file: ShardFile,
     size: u64,
     xorbs: &HashMap<XetHash, XorbIndex>,

@@ -4,12 +4,12 @@
 
 use super::logs::LogBuffer;
 use crate::config::SpacesConfig;
+use crate::context::Context;
 use crate::error::ApiResult;
 use crate::repos::card::Meta;
 use crate::repos::content::{FileBytes, open};
 use crate::repos::index::{analyze, snapshot};
 use crate::repos::{RepoRef, with_git};
-use crate::state::AppState;
 use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -168,7 +168,7 @@ impl Built {
 }
 
 /// The directory of a Space's logs: `<data>/spaces/<repo id>/`.
-pub fn space_dir(state: &AppState, repo_id: i64) -> PathBuf {
+pub fn space_dir(state: &Context, repo_id: i64) -> PathBuf {
     state
         .config
         .data_dir
@@ -177,7 +177,7 @@ pub fn space_dir(state: &AppState, repo_id: i64) -> PathBuf {
 }
 
 /// Where a Space's built revisions live: `<run dir>/<repo id>/`.
-pub fn revisions_dir(state: &AppState, repo_id: i64) -> PathBuf {
+pub fn revisions_dir(state: &Context, repo_id: i64) -> PathBuf {
     let spaces = &state.config.spaces;
     spaces
         .run_dir
@@ -187,7 +187,7 @@ pub fn revisions_dir(state: &AppState, repo_id: i64) -> PathBuf {
 }
 
 /// Reads the head of `main` and its card.
-pub async fn plan(state: &AppState, repo: &RepoRef) -> ApiResult<Plan> {
+pub async fn plan(state: &Context, repo: &RepoRef) -> ApiResult<Plan> {
     let head = with_git(state, repo, |git| Ok(git.resolve_revision(DEFAULT_BRANCH)?)).await?;
     let Some(rev) = head else {
         return Ok(Plan::NoApp("the Space has no main branch".into()));
@@ -263,7 +263,7 @@ fn valid_version(v: &str) -> bool {
 /// Exports the revision and, for Python SDKs, builds its environment. The error is the
 /// message of the BUILD_ERROR; the details are in `log`.
 pub async fn build(
-    state: &AppState,
+    state: &Context,
     repo: &RepoRef,
     spec: &Spec,
     log: &Arc<LogBuffer>,
@@ -334,12 +334,7 @@ pub async fn build(
 }
 
 /// Writes every file of the revision under `to`, within the export budget.
-async fn export(
-    state: &AppState,
-    repo: &RepoRef,
-    files: &[Entry],
-    to: &Path,
-) -> Result<(), String> {
+async fn export(state: &Context, repo: &RepoRef, files: &[Entry], to: &Path) -> Result<(), String> {
     let budget = state.config.spaces.max_export_bytes;
     let mut total: u64 = 0;
     tokio::fs::create_dir_all(to)

@@ -7,10 +7,10 @@
 use crate::auth::Caller;
 use crate::auth::policy::Access;
 use crate::clock::now_ms;
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
 use crate::repos::RepoRef;
 use crate::repos::lifecycle::{self, Created};
-use crate::state::AppState;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -36,7 +36,7 @@ pub struct DuplicateRequest {
 /// Duplicates `source` (which the caller may read, files included) to `request.to`, which
 /// the caller may create. A failure after the new repository exists removes it.
 pub async fn duplicate(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     source: &RepoRef,
     request: DuplicateRequest,
@@ -75,7 +75,7 @@ pub async fn duplicate(
 }
 
 async fn fill(
-    state: &AppState,
+    state: &Context,
     source: &RepoRef,
     created: &Created,
     request: DuplicateRequest,
@@ -111,13 +111,10 @@ async fn fill(
         }
     }
     state.db.touch_repo(to.id, now_ms()).await?;
-    crate::webhooks::emit(
-        state,
-        [crate::webhooks::Event::ref_created(
-            to,
-            &format!("refs/heads/{}", trove_types::DEFAULT_BRANCH),
-        )],
-    );
+    state.emit([crate::events::Event::ref_created(
+        to,
+        &format!("refs/heads/{}", trove_types::DEFAULT_BRANCH),
+    )]);
     crate::repos::index::reindex_after_write(state, to).await;
     Ok(())
 }

@@ -14,8 +14,8 @@ pub mod logs;
 pub mod process;
 
 use crate::config::SpacesConfig;
+use crate::context::Context;
 use crate::repos::RepoRef;
-use crate::state::AppState;
 use build::{Built, Plan, Sdk};
 use logs::LogBuffer;
 use process::{AppProcess, Launch};
@@ -153,7 +153,29 @@ impl Slot {
     }
 }
 
-/// The Spaces supervisor, one per server (held by `AppState`).
+/// What the Spaces use cases work with: the hub's [`Context`] (which it derefs to) and the
+/// supervisor (`spaces`).
+#[derive(Clone)]
+pub struct SpaceHost {
+    context: Context,
+    pub spaces: Arc<Supervisor>,
+}
+
+impl SpaceHost {
+    pub fn new(context: Context, spaces: Arc<Supervisor>) -> Self {
+        SpaceHost { context, spaces }
+    }
+}
+
+impl std::ops::Deref for SpaceHost {
+    type Target = Context;
+
+    fn deref(&self) -> &Context {
+        &self.context
+    }
+}
+
+/// The Spaces supervisor, one per server (held by the application state).
 pub struct Supervisor {
     /// Set by `serve`: before it (and in tools that only open the state) nothing is built.
     started: AtomicBool,
@@ -237,7 +259,7 @@ impl Supervisor {
 
     /// Where a request for the Space's app goes; counts as activity (sleep) and wakes a
     /// sleeping app.
-    pub fn app_request(&self, state: &AppState, repo_id: i64) -> AppAnswer {
+    pub fn app_request(&self, state: &SpaceHost, repo_id: i64) -> AppAnswer {
         let Some(slot) = self.existing_slot(repo_id).filter(|_| self.is_started()) else {
             return AppAnswer::Down(RuntimeView {
                 stage: Stage::NoAppFile,
@@ -279,7 +301,7 @@ fn view(s: &SlotState) -> RuntimeView {
 
 /// Starts the supervisor: every Space that is not paused is built (a revision built before
 /// is reused as it is) and started, and idle apps are put to sleep from now on.
-pub async fn start(state: &AppState) -> anyhow::Result<()> {
+pub async fn start(state: &SpaceHost) -> anyhow::Result<()> {
     let sup = &state.spaces;
     if !state.config.spaces.enabled {
         tracing::info!("spaces are disabled: apps are neither built nor run");
@@ -287,6 +309,12 @@ pub async fn start(state: &AppState) -> anyhow::Result<()> {
     }
     process::stop_leftovers(&state.config.data_dir.join("spaces")).await;
     sup.started.store(true, Ordering::Release);
+    let observed = sup.clone();
+    state
+        .events
+        .subscribe(Arc::new(move |context: &Context, events| {
+            observe(&SpaceHost::new(context.clone(), observed.clone()), events);
+        }));
     let spaces: Vec<Repo> = state
         .db
         .all_repos()
@@ -311,7 +339,7 @@ pub async fn start(state: &AppState) -> anyhow::Result<()> {
 
 /// Queues a build of the Space's `main` (a no-op for other repos or when Spaces do not run
 /// here). Returns at once; the build runs in the background.
-pub fn schedule_build(state: &AppState, repo: &Repo) {
+pub fn schedule_build(state: &SpaceHost, repo: &Repo) {
     if repo.repo_type != RepoType::Space || !state.spaces.is_started() {
         return;
     }
@@ -326,14 +354,13 @@ pub fn schedule_build(state: &AppState, repo: &Repo) {
 }
 
 /// What the supervisor does about what happened to a repository: the events the use cases
-/// report once, for webhooks and for it alike ([`crate::webhooks::emit`]). Every way `main`
+/// report once, for webhooks and for it alike ([`Context::emit`]); subscribed by [`start`]. Every way `main`
 /// moves (a push, an API commit, a merged pull request, a history rewrite) is a
 /// `repo.content` event naming `refs/heads/main`, so each one rebuilds; a deleted Space
 /// stops and its directories go; a moved one is started again under its new URL; a change
 /// of visibility or gating ends the open connections to the app.
-pub fn observe(state: &AppState, events: &[crate::webhooks::Event]) {
-    use crate::webhooks::Event;
-    use crate::webhooks::events::Action;
+pub fn observe(state: &SpaceHost, events: &[crate::events::Event]) {
+    use crate::events::{Action, Event};
     if !state.spaces.is_started() {
         return;
     }
@@ -372,7 +399,7 @@ pub fn observe(state: &AppState, events: &[crate::webhooks::Event]) {
 
 /// A deleted Space: its app stops, its open connections end, a build under way gives up,
 /// and its revisions, logs and records are removed.
-fn remove(state: &AppState, repo_id: i64) {
+fn remove(state: &SpaceHost, repo_id: i64) {
     let slot = {
         let mut slots = state.spaces.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots.remove(&repo_id)
@@ -415,7 +442,7 @@ async fn remove_dirs(dirs: &[PathBuf]) {
 
 /// A Space moved to `to` (`namespace/name`): its app is started again with its new root
 /// path (the built revision is reused); the old URL answers like the repository's.
-fn moved(state: &AppState, old: &Repo, to: &str) {
+fn moved(state: &SpaceHost, old: &Repo, to: &str) {
     let Some((namespace, name)) = to.split_once('/') else {
         return;
     };
@@ -432,7 +459,7 @@ fn moved(state: &AppState, old: &Repo, to: &str) {
 
 /// The Space's settings changed: when who may see it did, open connections end (new ones
 /// are authorized again by the proxy, request by request).
-fn settings_changed(state: &AppState, repo: &Repo) {
+fn settings_changed(state: &SpaceHost, repo: &Repo) {
     let Some(slot) = state.spaces.existing_slot(repo.id) else {
         return;
     };
@@ -452,7 +479,7 @@ fn settings_changed(state: &AppState, repo: &Repo) {
 
 /// Removes the directories of Spaces that no longer exist (deleted while the hub was down,
 /// or before their files could go).
-async fn sweep_removed(state: &AppState, spaces: &[Repo]) {
+async fn sweep_removed(state: &SpaceHost, spaces: &[Repo]) {
     let mut roots = vec![state.config.data_dir.join("spaces")];
     if let Some(run_dir) = &state.config.spaces.run_dir {
         roots.push(run_dir.clone());
@@ -476,7 +503,7 @@ async fn sweep_removed(state: &AppState, spaces: &[Repo]) {
     }
 }
 
-async fn run_build(state: AppState, slot: Arc<Slot>, repo: Repo, generation: u64) {
+async fn run_build(state: SpaceHost, slot: Arc<Slot>, repo: Repo, generation: u64) {
     let Ok(permit) = state.spaces.builds.acquire().await else {
         return;
     };
@@ -586,7 +613,7 @@ fn stop_later(old: Option<Serving>, grace: Duration) {
 
 /// Serves a built revision: a static directory at once; an app started beside the one
 /// serving, swapped in when it answers.
-async fn launch(state: AppState, slot: Arc<Slot>, repo: Repo, built: Built, generation: u64) {
+async fn launch(state: SpaceHost, slot: Arc<Slot>, repo: Repo, built: Built, generation: u64) {
     let id = state.spaces.next_id.fetch_add(1, Ordering::Relaxed);
     let started = match built.sdk {
         Sdk::Static => Ok((
@@ -642,7 +669,7 @@ async fn launch(state: AppState, slot: Arc<Slot>, repo: Repo, built: Built, gene
 /// The environment of an app: what its SDK needs, the Space's identity, its variables and
 /// secrets — nothing of the hub's own.
 async fn app_env(
-    state: &AppState,
+    state: &SpaceHost,
     repo: &Repo,
     built: &Built,
     port: u16,
@@ -699,7 +726,7 @@ pub fn app_prefix(repo: &Repo) -> String {
 
 /// Starts the app of a Python SDK and waits until it answers.
 async fn start_app(
-    state: &AppState,
+    state: &SpaceHost,
     slot: &Arc<Slot>,
     repo: &Repo,
     built: &Built,
@@ -838,7 +865,7 @@ async fn start_app(
 /// Waits for a serving app to exit; if it still served (nobody stopped it on purpose), it
 /// crashed: restart with doubling waits, up to the limit, then RUNTIME_ERROR stays.
 async fn monitor(
-    state: AppState,
+    state: SpaceHost,
     slot: Arc<Slot>,
     repo: Repo,
     built: Built,
@@ -881,7 +908,7 @@ async fn monitor(
 
 /// [`launch`] again after a crash, boxed: the app it starts is watched by [`monitor`].
 fn relaunch(
-    state: AppState,
+    state: SpaceHost,
     slot: Arc<Slot>,
     repo: Repo,
     built: Built,
@@ -891,7 +918,7 @@ fn relaunch(
 }
 
 /// Stops the apps that had no request for longer than their sleep time.
-async fn put_idle_apps_to_sleep(state: &AppState) {
+async fn put_idle_apps_to_sleep(state: &SpaceHost) {
     let slots: Vec<(i64, Arc<Slot>)> = {
         let slots = state.spaces.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots.iter().map(|(k, v)| (*k, v.clone())).collect()
@@ -913,7 +940,7 @@ async fn put_idle_apps_to_sleep(state: &AppState) {
 }
 
 /// Pauses a Space: its app stops until an admin restarts it.
-pub async fn pause(state: &AppState, repo: &Repo) -> crate::error::ApiResult<()> {
+pub async fn pause(state: &SpaceHost, repo: &Repo) -> crate::error::ApiResult<()> {
     let mut settings = state.db.space_settings(repo.id).await?;
     settings.paused = true;
     state
@@ -934,7 +961,7 @@ pub async fn pause(state: &AppState, repo: &Repo) -> crate::error::ApiResult<()>
 }
 
 /// Unpauses and rebuilds (a built revision is reused unless `factory`).
-pub async fn restart(state: &AppState, repo: &Repo, factory: bool) -> crate::error::ApiResult<()> {
+pub async fn restart(state: &SpaceHost, repo: &Repo, factory: bool) -> crate::error::ApiResult<()> {
     let mut settings = state.db.space_settings(repo.id).await?;
     settings.paused = false;
     state
@@ -957,7 +984,7 @@ pub async fn restart(state: &AppState, repo: &Repo, factory: bool) -> crate::err
 
 /// Sets the sleep time (`None`: never sleep).
 pub async fn set_sleep_time(
-    state: &AppState,
+    state: &SpaceHost,
     repo: &Repo,
     seconds: Option<i64>,
 ) -> crate::error::ApiResult<()> {

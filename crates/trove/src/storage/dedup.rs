@@ -9,8 +9,8 @@
 //! chunk clients ask about, gets the same "no match" as an unknown one.
 
 use crate::config::DedupScope;
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use std::time::Duration;
 use trove_xet::XetHash;
 use trove_xet::dedup;
@@ -27,7 +27,7 @@ const MAX_ANSWER_BYTES: u64 = 64 << 20;
 
 /// The answer to a global-dedup query for `chunk` from repository `repo_id`: a keyed shard,
 /// or `None` for "no match".
-pub async fn answer(state: &AppState, repo_id: i64, chunk: &XetHash) -> ApiResult<Option<Vec<u8>>> {
+pub async fn answer(state: &Context, repo_id: i64, chunk: &XetHash) -> ApiResult<Option<Vec<u8>>> {
     let raw = chunk.to_bytes();
     let Some(at) = state.db.chunk_locations(&[raw]).await?.remove(&raw) else {
         return Ok(None);

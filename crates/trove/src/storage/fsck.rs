@@ -5,9 +5,9 @@
 //!
 //! Memory: one page of records and the set of damaged xorbs.
 
+use crate::context::Context;
 use crate::error::ApiResult;
 use crate::repos::rebuild;
-use crate::state::AppState;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use trove_xet::XetHash;
@@ -39,7 +39,7 @@ impl FsckReport {
     }
 }
 
-pub async fn check(state: &AppState) -> ApiResult<FsckReport> {
+pub async fn check(state: &Context) -> ApiResult<FsckReport> {
     let mut report = FsckReport::default();
     let mut damaged: HashSet<XetHash> = HashSet::new();
     let mut after = [0u8; 32];
@@ -92,7 +92,7 @@ pub async fn check(state: &AppState) -> ApiResult<FsckReport> {
 
 /// What is wrong with one file, if anything.
 async fn check_file(
-    state: &AppState,
+    state: &Context,
     file: &trove_db::XetFile,
     damaged: &HashSet<XetHash>,
 ) -> ApiResult<Option<String>> {

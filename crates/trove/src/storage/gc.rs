@@ -18,8 +18,8 @@
 //! candidates at a time, never the chunk or xorb tables whole.
 
 use crate::clock::now_ms;
+use crate::context::Context;
 use crate::error::ApiResult;
-use crate::state::AppState;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use trove_git::GitRepo;
@@ -54,7 +54,7 @@ type Walked = (Vec<(String, GitOid)>, Vec<String>);
 
 /// Runs one collection with `grace_ms` of grace. A dry run reports what would be freed by the
 /// forget step and counts xorbs unreferenced already, changing nothing.
-pub async fn collect(state: &AppState, grace_ms: i64, dry_run: bool) -> ApiResult<GcReport> {
+pub async fn collect(state: &Context, grace_ms: i64, dry_run: bool) -> ApiResult<GcReport> {
     let mut report = GcReport {
         dry_run,
         ..GcReport::default()
@@ -135,7 +135,7 @@ pub async fn collect(state: &AppState, grace_ms: i64, dry_run: bool) -> ApiResul
 
 /// Removes one unreferenced xorb: moved aside, dropped from the indices if still
 /// unreferenced, then deleted (or put back).
-async fn sweep_xorb(state: &AppState, hash: &[u8; 32], cutoff: i64) -> ApiResult<bool> {
+async fn sweep_xorb(state: &Context, hash: &[u8; 32], cutoff: i64) -> ApiResult<bool> {
     let hex = XetHash::from_bytes(*hash).hex();
     let trashed = state.store.trash_xorb(&hex).await?;
     let dropped = state.db.drop_xorb_if_unreferenced(hash, cutoff).await?;
@@ -148,7 +148,7 @@ async fn sweep_xorb(state: &AppState, hash: &[u8; 32], cutoff: i64) -> ApiResult
 }
 
 /// Puts back moved-aside xorbs that are still recorded; deletes the others.
-async fn recover_trash(state: &AppState) -> ApiResult<u64> {
+async fn recover_trash(state: &Context) -> ApiResult<u64> {
     let mut restored = 0;
     for (hex, path) in state.store.trashed_xorbs().await? {
         let recorded = match XetHash::parse(&hex) {
@@ -168,7 +168,7 @@ async fn recover_trash(state: &AppState) -> ApiResult<u64> {
 /// The oids reachable from every repository's refs, and the refs read. With `only_moved`,
 /// walks only repositories whose refs differ from that snapshot (or are new).
 async fn mark(
-    state: &AppState,
+    state: &Context,
     only_moved: Option<&RefSnapshot>,
 ) -> ApiResult<(HashSet<String>, RefSnapshot)> {
     let repos = state.db.all_repos().await?;

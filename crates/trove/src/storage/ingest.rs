@@ -14,9 +14,9 @@
 //! offset), whatever the file's size.
 
 use crate::clock::now_ms;
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
 use crate::repos::rebuild;
-use crate::state::AppState;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs::File;
@@ -65,7 +65,7 @@ pub struct Ingested {
 /// and links it to repository `repo_id`. An object already held as a Xet file is only linked.
 /// Empty objects stay whole (there is nothing to chunk).
 pub async fn ingest_object(
-    state: &AppState,
+    state: &Context,
     repo_id: i64,
     oid: &Sha256Hex,
     size: u64,
@@ -166,7 +166,7 @@ pub async fn ingest_object(
 
 /// Records `file` for repository `repo_id` (an LFS object of that repository, referencing
 /// its xorbs).
-async fn link_file(state: &AppState, repo_id: i64, file: &XetFile) -> ApiResult<()> {
+async fn link_file(state: &Context, repo_id: i64, file: &XetFile) -> ApiResult<()> {
     let terms = rebuild::file_terms(file)?;
     let mut names: Vec<[u8; 32]> = terms.iter().map(|t| t.xorb.to_bytes()).collect();
     names.sort_unstable();
@@ -222,7 +222,7 @@ fn chunk_file(path: &Path) -> std::io::Result<(Vec<FileChunk>, [u8; 32])> {
 /// Packs `chunks` (read from the object at `path`) into one xorb, stores it durably, records
 /// it and its chunks, and links it to the repository. Returns its hash and stored size.
 async fn pack_and_store(
-    state: &AppState,
+    state: &Context,
     repo_id: i64,
     path: &Path,
     chunks: Vec<FileChunk>,

@@ -5,9 +5,9 @@
 //! frees them once no other repository needs them.
 
 use crate::clock::now_ms;
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
 use crate::repos::{RepoRef, with_git};
-use crate::state::AppState;
 use std::collections::HashMap;
 use trove_db::RepoLfsFile;
 use trove_git::LfsPlace;
@@ -19,7 +19,7 @@ pub const MAX_DELETIONS: usize = 1000;
 /// One page of a repository's LFS objects, each with where its history uses it (`None`
 /// for an object linked but not used by any ref).
 pub async fn page(
-    state: &AppState,
+    state: &Context,
     repo: &RepoRef,
     after: Option<&Sha256Hex>,
     limit: u32,
@@ -46,7 +46,7 @@ pub async fn page(
 
 /// Deletes `oids` from repository `repo_id` permanently. Unknown oids, and oids the
 /// repository does not link, are skipped. Returns how many were deleted.
-pub async fn delete(state: &AppState, repo_id: i64, oids: &[String]) -> ApiResult<u64> {
+pub async fn delete(state: &Context, repo_id: i64, oids: &[String]) -> ApiResult<u64> {
     if oids.len() > MAX_DELETIONS {
         return Err(ApiError::bad_request(format!(
             "At most {MAX_DELETIONS} files may be deleted per request"

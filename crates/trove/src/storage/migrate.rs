@@ -3,8 +3,8 @@
 //! an interrupted run leaves every object either whole or ingested, and running again carries
 //! on with what is left. Objects no repository links are left for garbage collection.
 
+use crate::context::Context;
 use crate::error::ApiResult;
-use crate::state::AppState;
 use crate::storage::ingest::ingest_object;
 use serde::Serialize;
 
@@ -18,7 +18,7 @@ pub struct MigrateReport {
 
 /// Ingests every whole-file object some repository links. `progress` is called after each.
 pub async fn migrate(
-    state: &AppState,
+    state: &Context,
     mut progress: impl FnMut(&MigrateReport, u64),
 ) -> ApiResult<MigrateReport> {
     let objects = state.store.whole_objects().await?;

@@ -4,8 +4,8 @@
 //! without any dedup would keep if each repository held its own copies); distinct bytes count
 //! each file once; stored bytes are the xorbs on disk. The dedup ratio is logical / stored.
 
+use crate::context::Context;
 use crate::error::ApiResult;
-use crate::state::AppState;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -37,7 +37,7 @@ fn ratio(logical: u64, stored: u64) -> f64 {
     ((logical as f64 / stored as f64) * 1000.0).round() / 1000.0
 }
 
-pub async fn stats(state: &AppState) -> ApiResult<StorageStats> {
+pub async fn stats(state: &Context) -> ApiResult<StorageStats> {
     let totals = state.db.storage_totals().await?;
     let per_repo = state.db.storage_by_repo().await?;
     let mut namespaces: BTreeMap<String, Usage> = BTreeMap::new();

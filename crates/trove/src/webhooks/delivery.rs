@@ -7,7 +7,7 @@
 
 use crate::auth::{Access, Caller, Credential};
 use crate::clock::now_ms;
-use crate::state::AppState;
+use crate::context::Context;
 use std::time::{Duration, Instant};
 use trove_db::{AttemptOutcome, Delivery, Gating, Repo};
 use trove_types::RepoType;
@@ -28,7 +28,7 @@ const BATCH: u32 = 16;
 const MAX_ERROR_CHARS: usize = 300;
 
 /// Starts the worker on the current runtime.
-pub fn spawn(state: AppState) {
+pub fn spawn(state: Context) {
     tokio::spawn(async move {
         let client = match client() {
             Ok(c) => c,
@@ -62,7 +62,7 @@ pub fn client() -> anyhow::Result<reqwest::Client> {
 }
 
 /// Makes one attempt at every delivery that is due; returns how many it handled.
-pub async fn run_due(state: &AppState, client: &reqwest::Client) -> anyhow::Result<usize> {
+pub async fn run_due(state: &Context, client: &reqwest::Client) -> anyhow::Result<usize> {
     let due = state.db.due_deliveries(now_ms(), BATCH).await?;
     for delivery in &due {
         let outcome = attempt(state, client, delivery).await?;
@@ -95,7 +95,7 @@ fn skipped(reason: &str) -> AttemptOutcome {
 }
 
 async fn attempt(
-    state: &AppState,
+    state: &Context,
     client: &reqwest::Client,
     delivery: &Delivery,
 ) -> anyhow::Result<AttemptOutcome> {
@@ -175,7 +175,7 @@ fn describe(e: &reqwest::Error) -> String {
 /// Whether the webhook's owner may, now, read the repository of `delivery` — the policy
 /// the API applies, for the owner's own standing (a webhook is not a token).
 async fn owner_may_read(
-    state: &AppState,
+    state: &Context,
     owner_id: i64,
     delivery: &Delivery,
 ) -> anyhow::Result<bool> {

@@ -11,12 +11,12 @@
 pub mod delivery;
 pub mod events;
 
-pub use events::{Event, emit};
+pub use events::queue;
 
 use crate::auth::{Access, Caller};
 use crate::clock::now_ms;
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use trove_db::{Delivery, User, Watched, Webhook, WebhookSpec};
 use trove_types::RepoName;
 
@@ -57,7 +57,7 @@ fn manager(caller: &Caller) -> ApiResult<&User> {
 }
 
 /// The caller's webhook with this id (another user's is missing, as a missing one is).
-async fn own(state: &AppState, user: &User, id: &str) -> ApiResult<Webhook> {
+async fn own(state: &Context, user: &User, id: &str) -> ApiResult<Webhook> {
     state
         .db
         .webhook_by_object_id(&id.to_ascii_lowercase())
@@ -187,17 +187,17 @@ fn spec(input: &WebhookInput, current: Option<&Webhook>) -> ApiResult<WebhookSpe
     })
 }
 
-pub async fn list(state: &AppState, caller: &Caller) -> ApiResult<Vec<Webhook>> {
+pub async fn list(state: &Context, caller: &Caller) -> ApiResult<Vec<Webhook>> {
     let user = caller.require_user()?;
     Ok(state.db.webhooks_of(user.id).await?)
 }
 
-pub async fn get(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Webhook> {
+pub async fn get(state: &Context, caller: &Caller, id: &str) -> ApiResult<Webhook> {
     let user = caller.require_user()?;
     own(state, user, id).await
 }
 
-pub async fn create(state: &AppState, caller: &Caller, input: WebhookInput) -> ApiResult<Webhook> {
+pub async fn create(state: &Context, caller: &Caller, input: WebhookInput) -> ApiResult<Webhook> {
     let user = manager(caller)?;
     let spec = spec(&input, None)?;
     if state.db.webhooks_of(user.id).await?.len() >= MAX_WEBHOOKS_PER_USER {
@@ -215,7 +215,7 @@ pub async fn create(state: &AppState, caller: &Caller, input: WebhookInput) -> A
 }
 
 pub async fn update(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     id: &str,
     input: WebhookInput,
@@ -227,7 +227,7 @@ pub async fn update(
 }
 
 pub async fn set_disabled(
-    state: &AppState,
+    state: &Context,
     caller: &Caller,
     id: &str,
     disabled: bool,
@@ -241,7 +241,7 @@ pub async fn set_disabled(
     own(state, user, id).await
 }
 
-pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
+pub async fn delete(state: &Context, caller: &Caller, id: &str) -> ApiResult<()> {
     let user = manager(caller)?;
     let current = own(state, user, id).await?;
     state.db.delete_webhook(current.id).await?;
@@ -250,7 +250,7 @@ pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()
 }
 
 /// The webhook's delivery log, newest first.
-pub async fn deliveries(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Vec<Delivery>> {
+pub async fn deliveries(state: &Context, caller: &Caller, id: &str) -> ApiResult<Vec<Delivery>> {
     let user = caller.require_user()?;
     let webhook = own(state, user, id).await?;
     Ok(state

@@ -195,7 +195,9 @@ async fn secret_values_are_never_returned() {
 async fn a_static_space_is_built_and_served_once_the_supervisor_runs() {
     let app = TestApp::new().await;
     create_space(&app, "site").await;
-    trove::spaces::start(&app.state).await.expect("supervisor");
+    trove::spaces::start(&app.state.space_host())
+        .await
+        .expect("supervisor");
     commit_space(
         &app,
         "site",
@@ -245,7 +247,9 @@ async fn wait_for_app(app: &TestApp, uri: &str, want: &[u8]) -> Vec<u8> {
 
 async fn serving_site(app: &TestApp, name: &str) {
     create_space(app, name).await;
-    trove::spaces::start(&app.state).await.expect("supervisor");
+    trove::spaces::start(&app.state.space_host())
+        .await
+        .expect("supervisor");
     commit_space(
         app,
         name,
@@ -579,7 +583,9 @@ async fn wait_stage(app: &TestApp, name: &str, done: &[&str]) -> serde_json::Val
 async fn a_docker_space_without_a_usable_engine_reports_why_and_a_bad_port_is_a_config_error() {
     let app = TestApp::new().await;
     create_space(&app, "boat").await;
-    trove::spaces::start(&app.state).await.expect("supervisor");
+    trove::spaces::start(&app.state.space_host())
+        .await
+        .expect("supervisor");
     commit_space(
         &app,
         "boat",

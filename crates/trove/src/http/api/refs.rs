@@ -139,14 +139,14 @@ pub async fn create_branch(
     let branch = BranchName::parse(&branch).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let start = body.starting_point.unwrap_or_else(Revision::default_branch);
     let event =
-        crate::webhooks::Event::ref_created(&repo.repo, &format!("refs/heads/{}", branch.as_str()));
+        crate::events::Event::ref_created(&repo.repo, &format!("refs/heads/{}", branch.as_str()));
     with_git(&state, &repo, move |git| {
         let target = resolve(git, start.as_str())?;
         git.create_branch(&branch, &target)
             .map_err(|e| ref_error(e, &format!("refs/heads/{}", branch.as_str())))
     })
     .await?;
-    crate::webhooks::emit(&state, [event]);
+    state.emit([event]);
     Ok(Json(Empty {}))
 }
 
@@ -161,13 +161,13 @@ pub async fn delete_branch(
             "Cannot delete refs/heads/{DEFAULT_BRANCH}"
         )));
     }
-    let event = crate::webhooks::Event::ref_deleted(&repo.repo, &format!("refs/heads/{branch}"));
+    let event = crate::events::Event::ref_deleted(&repo.repo, &format!("refs/heads/{branch}"));
     with_git(&state, &repo, move |git| {
         git.delete_branch(&branch)
             .map_err(|e| ref_error(e, &branch))
     })
     .await?;
-    crate::webhooks::emit(&state, [event]);
+    state.emit([event]);
     Ok(Json(Empty {}))
 }
 
@@ -202,8 +202,8 @@ pub async fn create_tag(
         Ok(format!("refs/tags/{}", tag.as_str()))
     })
     .await?;
-    let event = crate::webhooks::Event::ref_created(&repo.repo, &tag_ref);
-    crate::webhooks::emit(&state, [event]);
+    let event = crate::events::Event::ref_created(&repo.repo, &tag_ref);
+    state.emit([event]);
     Ok(Json(Empty {}))
 }
 
@@ -213,11 +213,11 @@ pub async fn delete_tag(
     ApiPath(TagParam { rev: tag }): ApiPath<TagParam>,
 ) -> ApiResult<Json<Empty>> {
     repo.require_write(&caller)?;
-    let event = crate::webhooks::Event::ref_deleted(&repo.repo, &format!("refs/tags/{tag}"));
+    let event = crate::events::Event::ref_deleted(&repo.repo, &format!("refs/tags/{tag}"));
     with_git(&state, &repo, move |git| {
         git.delete_tag(&tag).map_err(|e| ref_error(e, &tag))
     })
     .await?;
-    crate::webhooks::emit(&state, [event]);
+    state.emit([event]);
     Ok(Json(Empty {}))
 }

@@ -68,7 +68,7 @@ pub async fn restart(
     if state.db.space_settings(repo.repo.id).await?.paused {
         repo.require_admin(&caller)?;
     }
-    spaces::restart(&state, &repo.repo, query.flag("factory")).await?;
+    spaces::restart(&state.space_host(), &repo.repo, query.flag("factory")).await?;
     Ok(Json(runtime_of(&state, repo.repo.id)))
 }
 
@@ -79,7 +79,7 @@ pub async fn pause(
 ) -> ApiResult<Json<Runtime>> {
     space(&repo)?;
     repo.require_write(&caller)?;
-    spaces::pause(&state, &repo.repo).await?;
+    spaces::pause(&state.space_host(), &repo.repo).await?;
     Ok(Json(runtime_of(&state, repo.repo.id)))
 }
 
@@ -105,7 +105,7 @@ pub async fn sleeptime(
             )));
         }
     };
-    spaces::set_sleep_time(&state, &repo.repo, seconds).await?;
+    spaces::set_sleep_time(&state.space_host(), &repo.repo, seconds).await?;
     Ok(Json(runtime_of(&state, repo.repo.id)))
 }
 
@@ -218,7 +218,7 @@ pub async fn add_variable(
     repo.require_write(&caller)?;
     let entry = checked_entry(EnvKind::Variable, body)?;
     state.db.put_space_env(repo.repo.id, &entry).await?;
-    spaces::schedule_build(&state, &repo.repo);
+    spaces::schedule_build(&state.space_host(), &repo.repo);
     Ok(Json(variables_of(&state, repo.repo.id).await?))
 }
 
@@ -235,7 +235,7 @@ pub async fn delete_variable(
         .delete_space_env(repo.repo.id, EnvKind::Variable, &body.key)
         .await?
     {
-        spaces::schedule_build(&state, &repo.repo);
+        spaces::schedule_build(&state.space_host(), &repo.repo);
     }
     Ok(Json(variables_of(&state, repo.repo.id).await?))
 }
@@ -277,7 +277,7 @@ pub async fn add_secret(
     repo.require_write(&caller)?;
     let entry = checked_entry(EnvKind::Secret, body)?;
     state.db.put_space_env(repo.repo.id, &entry).await?;
-    spaces::schedule_build(&state, &repo.repo);
+    spaces::schedule_build(&state.space_host(), &repo.repo);
     Ok(Json(crate::http::api::Empty {}))
 }
 
@@ -294,7 +294,7 @@ pub async fn delete_secret(
         .delete_space_env(repo.repo.id, EnvKind::Secret, &body.key)
         .await?
     {
-        spaces::schedule_build(&state, &repo.repo);
+        spaces::schedule_build(&state.space_host(), &repo.repo);
     }
     Ok(Json(super::api::Empty {}))
 }
@@ -530,7 +530,7 @@ pub async fn app(
         .query()
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
-    match state.spaces.app_request(&state, repo.repo.id) {
+    match state.spaces.app_request(&state.space_host(), repo.repo.id) {
         AppAnswer::Serve(Target::Static { dir, index }) => serve_static(&dir, &rest, &index).await,
         AppAnswer::Serve(Target::Proxy { port, keep_prefix }) => {
             let upstream = if keep_prefix {

@@ -167,7 +167,7 @@ async fn tree_page(
     dir: &str,
 ) -> ApiResult<Response> {
     let dir = dir.trim_end_matches('/');
-    let folder = browse::folder(state, repo, rev, dir).await?;
+    let folder = browse::folder(state, &state.browse_cache, repo, rev, dir).await?;
     let base = repo_path(repo);
     let rev_url = rev_segment(rev);
     let mut entries: Vec<EntryRow> = folder

@@ -52,7 +52,7 @@ pub async fn section(state: &AppState, caller: &Caller, repo: &RepoRef) -> Optio
     if repo.repo_type != RepoType::Dataset || repo.require_content(caller).is_err() {
         return None;
     }
-    let dataset = preview::dataset(state, caller, repo, DEFAULT_BRANCH).await;
+    let dataset = preview::dataset(state, &state.preview_cache, caller, repo, DEFAULT_BRANCH).await;
     let dataset = match dataset {
         Ok(d) => d,
         Err(ApiError::RevisionNotFound { .. }) => return None,
@@ -64,7 +64,7 @@ pub async fn section(state: &AppState, caller: &Caller, repo: &RepoRef) -> Optio
     let config = dataset.layout.configs.first()?;
     let split = config.splits.first()?;
     let (config, split) = (config.name.clone(), split.name.clone());
-    match preview::preview(state, repo, &dataset, &config, &split).await {
+    match preview::preview(state, &state.preview_cache, repo, &dataset, &config, &split).await {
         Ok(found) => Some(view(repo, &dataset, &found)),
         Err(e) => {
             tracing::warn!(repo.id = repo.repo.id, error = %e, "dataset preview failed");
@@ -173,13 +173,22 @@ pub async fn viewer(
     async {
         let RepoAt { repo, caller } = repo_at?;
         let ApiPath(ViewerPath { config, split }) = path?;
-        let dataset = preview::dataset(&state, &caller, &repo, DEFAULT_BRANCH).await?;
+        let dataset =
+            preview::dataset(&state, &state.preview_cache, &caller, &repo, DEFAULT_BRANCH).await?;
         let first = dataset.layout.configs.first();
         let config = config.or_else(|| first.map(|c| c.name.clone()));
         let split = split.or_else(|| first.and_then(|c| c.splits.first()).map(|s| s.name.clone()));
         let preview = match (config, split) {
             (Some(config), Some(split)) => {
-                let found = preview::preview(&state, &repo, &dataset, &config, &split).await?;
+                let found = preview::preview(
+                    &state,
+                    &state.preview_cache,
+                    &repo,
+                    &dataset,
+                    &config,
+                    &split,
+                )
+                .await?;
                 Some(view(&repo, &dataset, &found))
             }
             _ => None,

@@ -4,14 +4,13 @@
 use super::token::{self, CasGrant, Scope};
 use crate::config::Config;
 use crate::signing::UrlSigner;
-use crate::state::{AppState, CommitLocks};
+use crate::state::AppState;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
 use tower::ServiceExt;
 use trove_db::Db;
 use trove_store::LocalStore;
@@ -80,22 +79,13 @@ async fn fixture_with(tweak: impl FnOnce(&mut Config)) -> Fixture {
         .id;
     let git = crate::git_runtime::GitRuntime::prepare_with_hook(&config, "/nonexistent".into())
         .expect("git runtime");
-    let config_auth = config.auth.clone();
-    let config_spaces = config.spaces.clone();
-    let state = AppState {
-        config: Arc::new(config),
+    let state = AppState::on(crate::context::Context::with_git(
+        config,
         db,
-        store: Arc::new(store),
-        signer: Arc::new(UrlSigner::new(b"test key".to_vec())),
-        commit_locks: Arc::new(CommitLocks::default()),
-        git: Arc::new(git),
-        index_locks: Arc::new(CommitLocks::default()),
-        auth: Arc::new(crate::auth::AuthRuntime::new(&config_auth)),
-        facet_cache: Arc::new(crate::repos::facets::FacetCache::default()),
-        browse_cache: Arc::new(crate::repos::browse::BrowseCache::default()),
-        preview_cache: Arc::new(crate::repos::preview::PreviewCache::default()),
-        spaces: Arc::new(crate::spaces::Supervisor::new(&config_spaces)),
-    };
+        store,
+        UrlSigner::new(b"test key".to_vec()),
+        git,
+    ));
     let app = crate::http::router::build(state.clone());
     Fixture {
         _dir: dir,

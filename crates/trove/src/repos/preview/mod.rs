@@ -12,8 +12,8 @@ pub mod text;
 
 use super::{RepoRef, card, content, resolve, with_git};
 use crate::auth::Caller;
+use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use bytes::Bytes;
 use discover::{Format, Layout};
 use std::collections::{HashMap, VecDeque};
@@ -109,7 +109,8 @@ pub struct Dataset {
 /// The layout of `repo` at `rev`, for a caller who may read its files. A commit's layout
 /// never changes: it is listed once and then served from memory.
 pub async fn dataset(
-    state: &AppState,
+    state: &Context,
+    cache: &PreviewCache,
     caller: &Caller,
     repo: &RepoRef,
     rev: &str,
@@ -118,7 +119,7 @@ pub async fn dataset(
     let rev = rev.to_owned();
     let commit = with_git(state, repo, move |git| resolve(git, &rev)).await?;
     let key = (repo.repo.id, commit.clone());
-    if let Some(hit) = state.preview_cache.layouts.get(&key) {
+    if let Some(hit) = cache.layouts.get(&key) {
         return Ok(hit);
     }
     let listed = commit.clone();
@@ -152,7 +153,7 @@ pub async fn dataset(
         layout,
         files,
     });
-    state.preview_cache.layouts.put(key, dataset.clone());
+    cache.layouts.put(key, dataset.clone());
     Ok(dataset)
 }
 
@@ -174,7 +175,8 @@ pub struct SplitPreview {
 
 /// The first rows of `config`'s `split` (`EntryNotFound` when the dataset has no such split).
 pub async fn preview(
-    state: &AppState,
+    state: &Context,
+    cache: &PreviewCache,
     repo: &RepoRef,
     dataset: &Dataset,
     config: &str,
@@ -192,7 +194,7 @@ pub async fn preview(
         config.to_owned(),
         split.to_owned(),
     );
-    if let Some(hit) = state.preview_cache.previews.get(&key) {
+    if let Some(hit) = cache.previews.get(&key) {
         return Ok(hit);
     }
     let Some((path, entry, format)) = files.files.iter().find_map(|p| {
@@ -226,14 +228,14 @@ pub async fn preview(
         source,
         note,
     });
-    state.preview_cache.previews.put(key, preview.clone());
+    cache.previews.put(key, preview.clone());
     Ok(preview)
 }
 
 type Read = (Result<Table, Unavailable>, String, Option<String>);
 
 async fn read_file(
-    state: &AppState,
+    state: &Context,
     repo: &RepoRef,
     entry: &EntryKind,
     format: Format,
@@ -308,7 +310,7 @@ async fn read_file(
 
 /// Ranged reads of a repository file through the content path.
 struct ContentRange<'a> {
-    state: &'a AppState,
+    state: &'a Context,
     repo: &'a RepoRef,
     entry: &'a EntryKind,
     size: u64,

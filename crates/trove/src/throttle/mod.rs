@@ -1,7 +1,8 @@
-//! Authentication's shared state, held by `AppState`: the failed-attempt limiter, the
+//! Throttles shared by every request: the failed-authentication limiter, the
 //! anonymous validate-yaml budget and the token last-used throttle.
 
-use super::ratelimit;
+pub mod ratelimit;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

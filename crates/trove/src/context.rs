@@ -1,0 +1,127 @@
+//! The context every use case takes: the hub's settings and shared services, defined once.
+//! Cheap to clone (all shared behind `Arc`s). Services with state of their own that belong
+//! to one part of the hub (caches of pages, the Spaces supervisor) are not here: they are
+//! built on a context and held by the application state ([`crate::state::AppState`]).
+
+use crate::config::Config;
+use crate::events::{Bus, Event};
+use crate::git_runtime::GitRuntime;
+use crate::signing::UrlSigner;
+use crate::throttle::AuthRuntime;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use trove_db::Db;
+use trove_store::LocalStore;
+
+/// Everything a use case may need.
+#[derive(Clone)]
+pub struct Context {
+    /// Settings, fixed for the life of the process (public URL already resolved).
+    pub config: Arc<Config>,
+    /// Users, tokens, repos and the LFS object index.
+    pub db: Db,
+    /// Large-file bytes, addressed by SHA-256.
+    pub store: Arc<LocalStore>,
+    /// Signs the self-authenticating LFS transfer URLs.
+    pub signer: Arc<UrlSigner>,
+    /// Serialises commits per repository so API commits never race each other; pushes
+    /// (which do not take this lock) are guarded by the ref compare-and-swap.
+    pub commit_locks: Arc<CommitLocks>,
+    /// Git over HTTP: command settings, the hook, the limit on concurrent git processes.
+    pub git: Arc<GitRuntime>,
+    /// Serialises reindexing per repository, so the last reindex to run reads the newest head.
+    pub index_locks: Arc<CommitLocks>,
+    /// The failed-authentication limiter and the token last-used throttle.
+    pub auth: Arc<AuthRuntime>,
+    /// Where the use cases report what happened ([`Context::emit`]).
+    pub events: Arc<Bus<Context>>,
+}
+
+impl Context {
+    /// The context of a server (or of an admin command doing server work) on `config`'s
+    /// data dir, whose database, store and signing key are already open.
+    pub fn new(
+        config: Config,
+        db: Db,
+        store: LocalStore,
+        signer: UrlSigner,
+    ) -> anyhow::Result<Self> {
+        let git = GitRuntime::prepare(&config)?;
+        Ok(Self::with_git(config, db, store, signer, git))
+    }
+
+    /// [`Context::new`] whose pushes run the hook of `hook_exe`: for tests, which do not run
+    /// as the `trove` binary.
+    pub fn with_hook_exe(
+        config: Config,
+        db: Db,
+        store: LocalStore,
+        signer: UrlSigner,
+        hook_exe: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let git = GitRuntime::prepare_with_hook(&config, hook_exe)?;
+        Ok(Self::with_git(config, db, store, signer, git))
+    }
+
+    /// A context on parts already made.
+    pub fn with_git(
+        config: Config,
+        db: Db,
+        store: LocalStore,
+        signer: UrlSigner,
+        git: GitRuntime,
+    ) -> Self {
+        let auth = AuthRuntime::new(&config.auth);
+        Context {
+            config: Arc::new(config),
+            db,
+            store: Arc::new(store),
+            signer: Arc::new(signer),
+            commit_locks: Arc::new(CommitLocks::default()),
+            git: Arc::new(git),
+            index_locks: Arc::new(CommitLocks::default()),
+            auth: Arc::new(auth),
+            events: Arc::new(Bus::default()),
+        }
+    }
+
+    /// Reports what happened to every subscriber of the hub's events (webhooks, Spaces),
+    /// without waiting on them.
+    pub fn emit(&self, events: impl IntoIterator<Item = Event>) {
+        let events: Vec<Event> = events.into_iter().collect();
+        self.events.publish(self, &events);
+    }
+
+    /// Where the bare git repository of a repo id lives: `<data>/repos/<id>.git`. Repos are
+    /// addressed by database id so that a rename is a metadata change only.
+    pub fn git_dir(&self, repo_id: i64) -> PathBuf {
+        self.config
+            .data_dir
+            .join("repos")
+            .join(format!("{repo_id}.git"))
+    }
+
+    /// Deleted repos are moved here first, then removed in the background.
+    pub fn trash_dir(&self) -> PathBuf {
+        self.config.data_dir.join("trash")
+    }
+
+    pub fn public_url(&self) -> &str {
+        self.config.public_url()
+    }
+}
+
+/// One async mutex per repository id (for commits, and separately for reindexing).
+#[derive(Default)]
+pub struct CommitLocks {
+    locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl CommitLocks {
+    pub fn for_repo(&self, repo_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        // A poisoned map only means another thread panicked while inserting; the map is still valid.
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(repo_id).or_default().clone()
+    }
+}
