@@ -103,7 +103,10 @@ async fn build(
         out.config = analysis.config.clone();
     }
     if repo_type == RepoType::Space {
-        out.runtime = Some(crate::http::spaces::runtime_of(state, repo.repo.id));
+        out.runtime = Some(super::repo_json::Runtime::current(
+            &state.spaces,
+            repo.repo.id,
+        ));
     }
     if !analysis.warnings.is_empty() {
         out.card_warnings = Some(analysis.warnings.clone());

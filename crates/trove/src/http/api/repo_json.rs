@@ -81,6 +81,15 @@ pub struct Hardware {
 }
 
 impl Runtime {
+    /// The runtime of a Space as the supervisor sees it now, as `space_info` and the
+    /// runtime endpoints return it.
+    pub fn current(spaces: &crate::spaces::Supervisor, repo_id: i64) -> Self {
+        match spaces.runtime(repo_id) {
+            Some(view) => Runtime::of(&view),
+            None => Runtime::no_app(),
+        }
+    }
+
     pub fn no_app() -> Self {
         Runtime {
             stage: "NO_APP_FILE",

@@ -383,7 +383,7 @@ pub async fn list(
     if matches!(&shape, Shape::Expand(props) if props.iter().any(|p| p == "runtime")) {
         for (item, l) in items.iter_mut().zip(&page.items) {
             if l.repo.repo_type == RepoType::Space {
-                item.runtime = Some(crate::http::spaces::runtime_of(&state, l.repo.id));
+                item.runtime = Some(super::repo_json::Runtime::current(&state.spaces, l.repo.id));
             }
         }
     }

@@ -8,13 +8,12 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::api::repo_json::Runtime;
 use crate::http::extract::{ApiJson, QueryParams, RepoAt};
 use crate::repos::RepoRef;
-use crate::spaces::{self, AppAnswer, RuntimeView, Target};
+use crate::spaces::{self, AppAnswer, Target};
 use crate::state::AppState;
-use askama::Template;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::StreamExt;
@@ -40,21 +39,13 @@ fn space(repo: &RepoRef) -> ApiResult<()> {
     }
 }
 
-/// The runtime object of a Space, as `space_info` and the runtime endpoints return it.
-pub fn runtime_of(state: &AppState, repo_id: i64) -> Runtime {
-    match state.spaces.runtime(repo_id) {
-        Some(view) => Runtime::of(&view),
-        None => Runtime::no_app(),
-    }
-}
-
 /// `GET /api/spaces/{repo}/runtime`.
 pub async fn runtime(
     State(state): State<AppState>,
     RepoAt { repo, .. }: RepoAt,
 ) -> ApiResult<Json<Runtime>> {
     space(&repo)?;
-    Ok(Json(runtime_of(&state, repo.repo.id)))
+    Ok(Json(Runtime::current(&state.spaces, repo.repo.id)))
 }
 
 /// `POST /api/spaces/{repo}/restart[?factory=true]`: unpause (admins only) and rebuild.
@@ -69,7 +60,7 @@ pub async fn restart(
         repo.require_admin(&caller)?;
     }
     spaces::restart(&state.space_host(), &repo.repo, query.flag("factory")).await?;
-    Ok(Json(runtime_of(&state, repo.repo.id)))
+    Ok(Json(Runtime::current(&state.spaces, repo.repo.id)))
 }
 
 /// `POST /api/spaces/{repo}/pause`.
@@ -80,7 +71,7 @@ pub async fn pause(
     space(&repo)?;
     repo.require_write(&caller)?;
     spaces::pause(&state.space_host(), &repo.repo).await?;
-    Ok(Json(runtime_of(&state, repo.repo.id)))
+    Ok(Json(Runtime::current(&state.spaces, repo.repo.id)))
 }
 
 #[derive(Deserialize)]
@@ -106,7 +97,7 @@ pub async fn sleeptime(
         }
     };
     spaces::set_sleep_time(&state.space_host(), &repo.repo, seconds).await?;
-    Ok(Json(runtime_of(&state, repo.repo.id)))
+    Ok(Json(Runtime::current(&state.spaces, repo.repo.id)))
 }
 
 #[derive(Deserialize)]
@@ -429,85 +420,6 @@ pub async fn app_root(RepoAt { repo, .. }: RepoAt) -> ApiResult<Redirect> {
     )))
 }
 
-#[derive(Template)]
-#[template(path = "space_status.html")]
-struct StatusPage {
-    nav: crate::http::web::Nav,
-    id: String,
-    stage: &'static str,
-    message: Option<String>,
-    waking: bool,
-}
-
-fn status_page(repo: &RepoRef, view: Option<&RuntimeView>) -> Response {
-    let page = StatusPage {
-        nav: crate::http::web::Nav {
-            section: "spaces",
-            ..crate::http::web::Nav::anonymous()
-        },
-        id: format!("{}/{}", repo.repo.namespace, repo.repo.name),
-        stage: view.map_or("APP_STARTING", |v| v.stage.as_str()),
-        message: view.and_then(|v| v.message.clone()),
-        waking: view.is_none(),
-    };
-    let html = page
-        .render()
-        .unwrap_or_else(|_| "This Space is not running.".into());
-    let mut response =
-        (StatusCode::SERVICE_UNAVAILABLE, axum::response::Html(html)).into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-    response
-}
-
-#[derive(Template)]
-#[template(path = "space_partial.html")]
-struct Partial {
-    id: String,
-    stage: &'static str,
-    message: Option<String>,
-    running: bool,
-    build_log: String,
-    run_log: String,
-}
-
-/// Lines of each log shown in the page (the API streams all that are kept).
-const PAGE_LOG_LINES: usize = 200;
-
-/// The Space part of a Space's page: its stage, its app in a frame, its logs. `None` for
-/// other repositories.
-pub fn page_partial(state: &AppState, repo: &RepoRef) -> Option<String> {
-    if repo.repo_type != RepoType::Space {
-        return None;
-    }
-    let view = state.spaces.runtime(repo.repo.id);
-    let slot = state.spaces.existing_slot(repo.repo.id);
-    let partial = Partial {
-        id: format!("{}/{}", repo.repo.namespace, repo.repo.name),
-        stage: view.as_ref().map_or("NO_APP_FILE", |v| v.stage.as_str()),
-        message: view.as_ref().and_then(|v| v.message.clone()),
-        running: view.as_ref().is_some_and(|v| {
-            matches!(
-                v.stage.as_str(),
-                "RUNNING" | "RUNNING_BUILDING" | "SLEEPING"
-            )
-        }),
-        build_log: slot
-            .as_ref()
-            .map(|s| s.build_log.tail(PAGE_LOG_LINES))
-            .unwrap_or_default(),
-        run_log: slot
-            .as_ref()
-            .map(|s| s.run_log.tail(PAGE_LOG_LINES))
-            .unwrap_or_default(),
-    };
-    partial
-        .render()
-        .inspect_err(|e| tracing::error!(error = %e, "rendering the space partial"))
-        .ok()
-}
-
 /// Any request under `/spaces/{ns}/{name}/app/`: the Space's files or its app, for whoever
 /// may read the Space's files (a private Space does not exist for anyone else).
 pub async fn app(
@@ -550,8 +462,8 @@ pub async fn app(
             let ends = state.spaces.connection_token(repo.repo.id);
             proxy::forward(request, port, &upstream, peer, proto, ends).await
         }
-        AppAnswer::Waking => Ok(status_page(&repo, None)),
-        AppAnswer::Down(view) => Ok(status_page(&repo, Some(&view))),
+        AppAnswer::Waking => Ok(crate::http::web::space::status_page(&repo, None)),
+        AppAnswer::Down(view) => Ok(crate::http::web::space::status_page(&repo, Some(&view))),
     }
 }
 

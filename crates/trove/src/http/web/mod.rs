@@ -25,6 +25,7 @@ pub mod refusals;
 pub mod repo;
 pub mod session;
 pub mod settings;
+pub mod space;
 pub mod tokens;
 pub mod upload;
 

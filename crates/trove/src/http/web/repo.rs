@@ -298,7 +298,7 @@ async fn repo_page(
         clone_url: url,
         gate_form: repo.access == Access::Gated && gate_note.is_none(),
         gate_note,
-        space_html: crate::http::spaces::page_partial(state, repo),
+        space_html: super::space::page_partial(state, repo),
         preview: super::preview::section(state, caller, repo).await,
     }))
 }
