@@ -1,12 +1,12 @@
 //! LFS objects as a repository receives them: bytes streamed into the store and verified
-//! against their oid, moved into the chunk store (see `storage::ingest`), then recorded and
+//! against their oid, moved into the chunk store (see `repos::ingest`), then recorded and
 //! linked to the repository they were uploaded for. A repository may reference an object
 //! only once such a link exists, so knowing a hash never grants another repository's content.
 
 use crate::clock::now_ms;
 use crate::context::Context;
 use crate::error::ApiResult;
-use crate::storage::ingest::ingest_object;
+use crate::repos::ingest::ingest_object;
 use bytes::Bytes;
 use futures_util::Stream;
 use std::io;

@@ -11,6 +11,7 @@ pub mod facets;
 pub mod gating;
 pub mod gitattributes;
 pub mod index;
+pub mod ingest;
 pub mod lfs;
 pub mod lifecycle;
 pub mod likes;

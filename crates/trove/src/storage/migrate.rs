@@ -5,7 +5,7 @@
 
 use crate::context::Context;
 use crate::error::ApiResult;
-use crate::storage::ingest::ingest_object;
+use crate::repos::ingest::ingest_object;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

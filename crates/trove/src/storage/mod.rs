@@ -1,12 +1,11 @@
 //! The chunk store as a whole, across repositories and upload paths: plain LFS uploads
-//! packed into the same xorbs as Xet uploads ([`ingest`]), garbage collection ([`gc`]) and
+//! packed into the same xorbs as Xet uploads (`repos::ingest`), garbage collection ([`gc`]) and
 //! the store's figures ([`stats`]), and moving whole-file objects into the chunk store
 //! ([`migrate`]); checking it ([`fsck`]); answering global-dedup queries ([`dedup`]).
 
 pub mod dedup;
 pub mod fsck;
 pub mod gc;
-pub mod ingest;
 pub mod lfs_files;
 pub mod migrate;
 pub mod stats;
