@@ -192,3 +192,32 @@ def test_git_lock_files_left_by_a_dead_process_do_not_block_commits(tmp_path):
     finally:
         hub.close()
         again.stop()
+
+
+def test_readyz_says_whether_the_store_takes_writes(tmp_path):
+    """A load balancer's readiness check: ready while the database answers and the store
+    takes writes; 503 naming the store (and no other part) when its temp folder cannot be
+    written, ready again once it can; liveness stays ok throughout."""
+    server = TroveServer("trove-readyz", tmp_path / "srv")
+    server.start()
+    try:
+        r = httpx.get(f"{server.url}/readyz", timeout=10)
+        assert (r.status_code, r.text) == (200, "ready")
+        tmp = server.data_dir / "lfs" / "tmp"
+        aside = server.data_dir / "lfs" / "tmp-aside"
+        tmp.rename(aside)
+        tmp.write_bytes(b"not a folder")  # writes under tmp/ now fail, even as root
+        try:
+            r = httpx.get(f"{server.url}/readyz", timeout=10)
+            assert r.status_code == 503, r.text
+            assert r.text == "not ready: store"
+            assert r.headers["retry-after"] == "5"
+            assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+        finally:
+            tmp.unlink()
+            aside.rename(tmp)
+        r = httpx.get(f"{server.url}/readyz", timeout=10)
+        assert (r.status_code, r.text) == (200, "ready")
+        assert list(tmp.iterdir()) == [], "the probe leaves nothing behind"
+    finally:
+        server.stop()

@@ -121,6 +121,12 @@ impl Db {
         Ok(db)
     }
 
+    /// Whether the database answers a query now (readiness checks).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Waits for checked-out connections to return, then closes them all. Later queries on
     /// any clone of this handle fail.
     pub async fn close(&self) {

@@ -43,6 +43,22 @@ impl LocalStore {
         Ok(store)
     }
 
+    /// Whether the store takes writes now (readiness checks): a small file is written,
+    /// synced and removed in its temp folder, where every upload begins.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let path = self.new_tmp_path("probe");
+        blocking(move || {
+            let written = (|| {
+                let mut file = fs::File::create(&path)?;
+                io::Write::write_all(&mut file, b"probe")?;
+                file.sync_all()
+            })();
+            let removed = fs::remove_file(&path);
+            written.and(removed).map_err(io_at(&path))
+        })
+        .await
+    }
+
     /// The directory this store lives in.
     pub fn root(&self) -> &Path {
         &self.root

@@ -303,6 +303,7 @@ pub fn build(state: AppState) -> Router {
     let limits = &state.config.limits;
     let json_routes = Router::new()
         .route("/healthz", get(misc::healthz))
+        .route("/readyz", get(misc::readyz))
         // hf_xet also reports transfer metrics to the hub's own origin: accepted, dropped.
         .route("/v1/telemetry", post(xet::cas::telemetry))
         .merge(api)

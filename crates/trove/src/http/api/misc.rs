@@ -16,8 +16,32 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 use trove_types::RepoType;
 
+/// `GET /healthz`: the process is alive (load balancers' liveness check).
 pub async fn healthz() -> &'static str {
     "ok"
+}
+
+/// `GET /readyz`: the process can serve: the database answers and the store takes writes.
+/// 503 naming what is not ready otherwise (the cause is logged, not shown).
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let mut not_ready = Vec::new();
+    if let Err(e) = state.db.ping().await {
+        tracing::warn!(error = %e, "readyz: the database does not answer");
+        not_ready.push("database");
+    }
+    if let Err(e) = state.store.probe().await {
+        tracing::warn!(error = %e, "readyz: the store does not take writes");
+        not_ready.push("store");
+    }
+    if not_ready.is_empty() {
+        return "ready".into_response();
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        format!("not ready: {}", not_ready.join(", ")),
+    )
+        .into_response()
 }
 
 /// An empty agent registry.

@@ -77,7 +77,7 @@ fn default_message(status: StatusCode) -> &'static str {
 /// (the API, file downloads, git and LFS under a repository, LFS transfers, Xet, a Space's
 /// app, health and telemetry).
 fn is_page_path(path: &str) -> bool {
-    const CLIENT_ROOTS: &[&str] = &["api", "_lfs", "xet", "v1", "healthz"];
+    const CLIENT_ROOTS: &[&str] = &["api", "_lfs", "xet", "v1", "healthz", "readyz"];
     const CLIENT_ROUTES: &[&str] = &["resolve", "info", "git-upload-pack", "git-receive-pack"];
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if segments.first().is_some_and(|s| CLIENT_ROOTS.contains(s)) {
