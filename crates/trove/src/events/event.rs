@@ -255,6 +255,23 @@ fn full_ref(revision: &str) -> String {
     }
 }
 
+/// A repository row for tests: `acme/{name}`, a public model.
+#[cfg(test)]
+pub(crate) fn repo_named(name: &str) -> Repo {
+    Repo {
+        id: 1,
+        repo_type: trove_types::RepoType::Model,
+        namespace: "acme".into(),
+        name: name.into(),
+        private: false,
+        owner_user_id: None,
+        created_at_ms: 0,
+        updated_at_ms: 0,
+        gated: trove_db::Gating::Off,
+        discussions_disabled: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,18 +292,7 @@ mod tests {
             ("refs/heads/new".to_owned(), oid('e')),
             ("refs/tags/v1".to_owned(), oid('c')),
         ];
-        let repo = Repo {
-            id: 1,
-            repo_type: trove_types::RepoType::Model,
-            namespace: "a".into(),
-            name: "b".into(),
-            private: false,
-            owner_user_id: None,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            gated: trove_db::Gating::Off,
-            discussions_disabled: false,
-        };
+        let repo = repo_named("b");
         let Event::Repo { updated_refs, .. } = Event::pushed(&repo, &before, &after) else {
             panic!("a repo event");
         };

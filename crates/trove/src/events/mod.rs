@@ -58,18 +58,7 @@ mod tests {
     use std::sync::Mutex;
 
     fn deleted(name: &str) -> Event {
-        let repo = trove_db::Repo {
-            id: 1,
-            repo_type: trove_types::RepoType::Model,
-            namespace: "acme".into(),
-            name: name.into(),
-            private: false,
-            owner_user_id: None,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            gated: trove_db::Gating::Off,
-            discussions_disabled: false,
-        };
+        let repo = event::repo_named(name);
         Event::repo_deleted(&repo)
     }
 
