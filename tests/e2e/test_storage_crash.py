@@ -38,9 +38,14 @@ def dangling(data_dir: Path) -> dict[str, int]:
     return found
 
 
+def xet_hex(raw: bytes) -> str:
+    """The Xet protocol's hex form of a hash (xorb file names): four little-endian u64 words."""
+    return "".join(f"{int.from_bytes(raw[i:i + 8], 'little'):016x}" for i in range(0, 32, 8))
+
+
 def recorded_xorbs(data_dir: Path) -> set[str]:
     with sqlite3.connect(data_dir / "trove.db", timeout=30) as conn:
-        return {bytes(h).hex() for (h,) in conn.execute("SELECT hash FROM xet_xorbs")}
+        return {xet_hex(bytes(h)) for (h,) in conn.execute("SELECT hash FROM xet_xorbs")}
 
 
 def xorb_files(data_dir: Path) -> set[str]:
@@ -50,7 +55,8 @@ def xorb_files(data_dir: Path) -> set[str]:
 
 def after_restart(server: TroveServer) -> None:
     """The checks every crash must pass once the server is back."""
-    assert all(v == 0 for v in dangling(server.data_dir).values()), dangling(server.data_dir)
+    found = dangling(server.data_dir)
+    assert all(v == 0 for v in found.values()), str(found)
     server.admin_cli("fsck")  # fails the test on a nonzero exit
     report = json.loads(server.admin_cli("gc", "--grace", "0s"))
     assert all(v == 0 for v in dangling(server.data_dir).values()), (report, dangling(server.data_dir))

@@ -175,8 +175,11 @@ async fn sweep_xorb(state: &AppState, hash: &[u8; 32], cutoff: i64) -> ApiResult
     Ok(dropped)
 }
 
-/// Puts back moved-aside xorbs that are still recorded; deletes the others.
-async fn recover_trash(state: &AppState) -> ApiResult<u64> {
+/// Puts back moved-aside xorbs that are still recorded; deletes the others. Each run starts
+/// with it, and so does `trove serve`: a run killed between moving a xorb aside and dropping
+/// its record must not leave the chunk index naming bytes nobody can read until the next
+/// run. Returns how many were put back.
+pub async fn recover_trash(state: &AppState) -> ApiResult<u64> {
     let mut restored = 0;
     for (hex, path) in state.store.trashed_xorbs().await? {
         let recorded = match XetHash::parse(&hex) {
