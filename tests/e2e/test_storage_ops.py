@@ -12,6 +12,7 @@ from pathlib import Path
 
 from conftest import make_client, sha256_bytes
 from test_storage import CHUNK_MAX, UPLOAD, check_downloads, store_bytes, variant
+from test_webhooks import receiver  # noqa: F401 - the fixture
 
 COPY = """
 api.copy_files(ARGS["src"], ARGS["dst"])
@@ -116,8 +117,11 @@ def test_duplicate_refuses_unreadable_sources_and_unwritable_targets_writing_not
     assert lfs_oids(hub, bobs_dst, bob.token) == {shared_oid}
 
 
-def test_super_squash_keeps_the_tree_and_gc_frees_what_only_old_history_named(trove, client, hub, tmp_path):
+def test_super_squash_keeps_the_tree_and_gc_frees_what_only_old_history_named(trove, client, hub, receiver, tmp_path):
     repo = hub.create_repo("squash")
+    r = hub.http.post("/api/settings/webhooks", headers=hub.auth(hub.token()), json={
+        "url": receiver.url + "/squash", "watched": [{"type": "model", "name": repo}], "domains": ["repo"]})
+    assert r.status_code == 200, r.text
     v1 = os.urandom(4 << 20)
     v2 = os.urandom(4 << 20)
     upload(client, tmp_path, repo, "model.bin", v1, xet=True)
@@ -130,6 +134,11 @@ def test_super_squash_keeps_the_tree_and_gc_frees_what_only_old_history_named(tr
 
     got = client.py(SQUASH, args={"repo": repo, "message": "One commit to hold them all"}).result
     assert [c["title"] for c in got["commits"]] == ["One commit to hold them all"]
+    squashed = got["commits"][0]["id"]
+    # The event a commit sends: webhooks fire (and a Space would rebuild).
+    receiver.wait_for("/squash", lambda b: b.get("event") == {"action": "update", "scope": "repo.content"}
+                      and any(u.get("ref") == "refs/heads/main" and u.get("newSha") == squashed
+                              for u in b.get("updatedRefs", [])), "the squash")
     after_tree = hub.http.get(f"/api/models/{repo}/tree/main", headers=hub.auth(hub.token())).json()
     assert sorted((e["path"], e["oid"]) for e in after_tree) == sorted((e["path"], e["oid"]) for e in head_tree)
 
