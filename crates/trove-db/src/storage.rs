@@ -430,4 +430,86 @@ mod tests {
         assert_eq!(found[&[9; 32]].xorb, [2; 32]);
         assert_eq!(found[&[9; 32]].index, 1);
     }
+
+    #[tokio::test]
+    async fn reindexing_restores_missing_entries_only_for_recorded_xorbs() {
+        let db = Db::open_in_memory().await.expect("db");
+        let rec = XorbRecord {
+            stored_bytes: 10,
+            raw_bytes: 10,
+            num_chunks: 2,
+            chunk_index: vec![1; 80],
+        };
+        db.record_xorb(&[1; 32], &rec, &[[7; 32], [8; 32]], 1)
+            .await
+            .expect("first");
+        db.record_xorb(&[2; 32], &rec, &[[8; 32], [9; 32]], 2)
+            .await
+            .expect("second");
+        sqlx::query("DELETE FROM xet_chunks WHERE hash IN (?, ?)")
+            .bind([7u8; 32].as_slice())
+            .bind([9u8; 32].as_slice())
+            .execute(&db.pool)
+            .await
+            .expect("delete");
+        // A xorb that is not recorded gets no entries.
+        assert_eq!(
+            db.reindex_xorb_chunks(&[3; 32], &[[5; 32]])
+                .await
+                .expect("q"),
+            0
+        );
+        assert_eq!(
+            db.reindex_xorb_chunks(&[2; 32], &[[8; 32], [9; 32]])
+                .await
+                .expect("q"),
+            1
+        );
+        assert_eq!(
+            db.reindex_xorb_chunks(&[1; 32], &[[7; 32], [8; 32]])
+                .await
+                .expect("q"),
+            1
+        );
+        // Again: nothing to add.
+        assert_eq!(
+            db.reindex_xorb_chunks(&[1; 32], &[[7; 32], [8; 32]])
+                .await
+                .expect("q"),
+            0
+        );
+        let found = db
+            .chunk_locations(&[[5; 32], [7; 32], [8; 32], [9; 32]])
+            .await
+            .expect("lookup");
+        assert_eq!(found.len(), 3);
+        assert_eq!(found[&[8; 32]].xorb, [1; 32], "an entry kept its place");
+        assert_eq!((found[&[9; 32]].xorb, found[&[9; 32]].index), ([2; 32], 1));
+        assert_eq!((found[&[7; 32]].xorb, found[&[7; 32]].index), ([1; 32], 0));
+    }
+
+    #[tokio::test]
+    async fn gc_runs_sum_without_dry_runs() {
+        let db = Db::open_in_memory().await.expect("db");
+        assert_eq!(db.gc_totals().await.expect("q"), crate::GcTotals::default());
+        for (dry_run, bytes) in [(false, 10), (true, 1000), (false, 5)] {
+            db.record_gc_run(&crate::GcRun {
+                started_at_ms: 1,
+                finished_at_ms: 7,
+                dry_run,
+                xorbs_deleted: 1,
+                bytes_freed: bytes,
+                chunks_freed: 2,
+                objects_forgotten: 3,
+            })
+            .await
+            .expect("record");
+        }
+        let t = db.gc_totals().await.expect("q");
+        assert_eq!(
+            (t.runs, t.bytes_freed, t.chunks_freed, t.xorbs_deleted),
+            (2, 15, 4, 2)
+        );
+        assert_eq!(t.last_finished_at_ms, 7);
+    }
 }
