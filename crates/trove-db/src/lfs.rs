@@ -78,6 +78,35 @@ impl Db {
         Ok(())
     }
 
+    /// Links repository `repo_id` to every one of `oids` that is recorded, in one
+    /// transaction (a copy from another repository: the bytes are shared, not copied).
+    /// Returns how many links are new.
+    pub async fn link_repo_objects(
+        &self,
+        repo_id: i64,
+        oids: &[Sha256Hex],
+        now_ms: i64,
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut linked = 0;
+        for oid in oids {
+            let done = sqlx::query(
+                "INSERT INTO repo_lfs_objects (repo_id, sha256, created_at) \
+                 SELECT ?, sha256, ? FROM lfs_objects WHERE sha256 = ? \
+                 ON CONFLICT (repo_id, sha256) DO NOTHING",
+            )
+            .bind(repo_id)
+            .bind(now_ms)
+            .bind(oid.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(constraint_error("repo LFS object link", "repo"))?;
+            linked += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(linked)
+    }
+
     /// The object's size if it is recorded *and* linked to this repository; `None` otherwise,
     /// whether or not other repositories hold it.
     pub async fn repo_object_size(&self, repo_id: i64, sha256: &Sha256Hex) -> Result<Option<u64>> {

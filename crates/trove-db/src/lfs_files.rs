@@ -173,6 +173,40 @@ mod tests {
         assert!(db.repo_lfs_deletions(repo).await.expect("q").is_empty());
     }
 
+    #[tokio::test]
+    async fn linking_copies_links_recorded_objects_only_once() {
+        let db = Db::open_in_memory().await.expect("db");
+        let owner = db
+            .create_user(&RepoName::parse("alice").expect("n"), None, false)
+            .await
+            .expect("user")
+            .id;
+        let id = RepoId::new(
+            RepoName::parse("alice").expect("ns"),
+            RepoName::parse("copy").expect("name"),
+        );
+        let repo = db
+            .create_repo(RepoType::Model, &id, false, owner, 1)
+            .await
+            .expect("repo")
+            .id;
+        let held = Sha256Hex::parse(&"c".repeat(64)).expect("sha");
+        let unknown = Sha256Hex::parse(&"d".repeat(64)).expect("sha");
+        db.record_lfs_object(&held, 7, 1).await.expect("object");
+        let both = [held.clone(), unknown.clone()];
+        assert_eq!(db.link_repo_objects(repo, &both, 2).await.expect("link"), 1);
+        assert_eq!(db.link_repo_objects(repo, &both, 3).await.expect("link"), 0);
+        assert_eq!(db.repo_object_size(repo, &held).await.expect("q"), Some(7));
+        assert_eq!(db.repo_object_size(repo, &unknown).await.expect("q"), None);
+        // A copy undoes a permanent deletion, as uploading the bytes again does.
+        db.delete_repo_lfs_files(repo, std::slice::from_ref(&held), 4)
+            .await
+            .expect("delete");
+        assert!(db.repo_lfs_file_deleted(repo, &held).await.expect("q"));
+        db.link_repo_objects(repo, &both, 5).await.expect("link");
+        assert!(!db.repo_lfs_file_deleted(repo, &held).await.expect("q"));
+    }
+
     impl Db {
         async fn link_lfs_object_for_tests(&self, repo: i64, oid: &Sha256Hex, size: i64) {
             sqlx::query(

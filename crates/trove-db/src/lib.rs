@@ -48,7 +48,7 @@ pub use search::{
     Visibility,
 };
 pub use spaces::{EnvKind, SpaceEnvEntry, SpaceSettings};
-pub use storage::{ChunkLocation, RepoStorage, StorageTotals};
+pub use storage::{ChunkLocation, GcRun, GcTotals, RepoStorage, StorageTotals};
 pub use tokens::{NewScope, ScopeTarget, Token, TokenRole, TokenScope};
 pub use usage::RepoUsage;
 pub use users::User;

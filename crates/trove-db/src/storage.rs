@@ -147,7 +147,12 @@ impl Db {
     /// repositories' references, then the xorb — if it is still older than `cutoff_ms` and
     /// no file names it. One transaction, so a file recorded concurrently either names it
     /// first (and it stays) or finds it gone (and is refused, see [`Db::record_xet_file`]).
-    pub async fn drop_xorb_if_unreferenced(&self, hash: &[u8; 32], cutoff_ms: i64) -> Result<bool> {
+    /// Returns the number of chunk-index entries dropped, or `None` when the xorb stays.
+    pub async fn drop_xorb_if_unreferenced(
+        &self,
+        hash: &[u8; 32],
+        cutoff_ms: i64,
+    ) -> Result<Option<u64>> {
         let mut tx = self.pool.begin().await?;
         let still: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM xet_xorbs x WHERE x.hash = ? AND x.created_at < ? \
@@ -158,10 +163,14 @@ impl Db {
         .fetch_optional(&mut *tx)
         .await?;
         if still.is_none() {
-            return Ok(false);
+            return Ok(None);
         }
+        let chunks = sqlx::query("DELETE FROM xet_chunks WHERE xorb = ?")
+            .bind(hash.as_slice())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         for sql in [
-            "DELETE FROM xet_chunks WHERE xorb = ?",
             "DELETE FROM xet_repo_xorbs WHERE hash = ?",
             "DELETE FROM xet_xorbs WHERE hash = ?",
         ] {
@@ -171,7 +180,121 @@ impl Db {
                 .await?;
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(chunks))
+    }
+
+    /// Puts back the chunk-index entries of recorded xorb `xorb` (`chunk_hashes` in its
+    /// order) that are missing; a chunk indexed elsewhere keeps its place. Nothing happens
+    /// if the xorb is not recorded (garbage collection dropped it meanwhile). Returns the
+    /// entries added.
+    pub async fn reindex_xorb_chunks(
+        &self,
+        xorb: &[u8; 32],
+        chunk_hashes: &[[u8; 32]],
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let held: Option<i64> = sqlx::query_scalar("SELECT 1 FROM xet_xorbs WHERE hash = ?")
+            .bind(xorb.as_slice())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if held.is_none() {
+            return Ok(0);
+        }
+        let mut added = 0;
+        for (i, batch) in chunk_hashes.chunks(HASHES_PER_QUERY / 2).enumerate() {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT INTO xet_chunks (hash, xorb, idx) ");
+            let base = i * (HASHES_PER_QUERY / 2);
+            q.push_values(batch.iter().enumerate(), |mut row, (j, h)| {
+                row.push_bind(h.as_slice())
+                    .push_bind(xorb.as_slice())
+                    .push_bind((base + j) as i64);
+            });
+            q.push(" ON CONFLICT (hash) DO NOTHING");
+            added += q.build().execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// Puts back the rows saying which xorbs file `file_hash` names (from its terms), if
+    /// the file is recorded. Returns the rows added.
+    pub async fn reindex_file_xorbs(
+        &self,
+        file_hash: &[u8; 32],
+        xorbs: &[[u8; 32]],
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut added = 0;
+        for xorb in xorbs {
+            added += sqlx::query(
+                "INSERT INTO xet_file_xorbs (file_hash, xorb) \
+                 SELECT file_hash, ? FROM xet_files WHERE file_hash = ? \
+                 ON CONFLICT (file_hash, xorb) DO NOTHING",
+            )
+            .bind(xorb.as_slice())
+            .bind(file_hash.as_slice())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// Records one finished garbage collection.
+    pub async fn record_gc_run(&self, run: &GcRun) -> Result<()> {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO storage_gc_runs (started_at, finished_at, dry_run, xorbs_deleted, \
+             bytes_freed, chunks_freed, objects_forgotten) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(run.started_at_ms)
+        .bind(run.finished_at_ms)
+        .bind(run.dry_run)
+        .bind(n(run.xorbs_deleted))
+        .bind(n(run.bytes_freed))
+        .bind(n(run.chunks_freed))
+        .bind(n(run.objects_forgotten))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every garbage collection that changed something (dry runs excluded), summed, with
+    /// when the last one finished.
+    pub async fn gc_totals(&self) -> Result<GcTotals> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), COALESCE(SUM(xorbs_deleted), 0), COALESCE(SUM(bytes_freed), 0), \
+                    COALESCE(SUM(chunks_freed), 0), COALESCE(SUM(objects_forgotten), 0), \
+                    COALESCE(MAX(finished_at), 0) \
+             FROM storage_gc_runs WHERE dry_run = 0",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let n = |i: usize| -> Result<u64> {
+            let v: i64 = row.try_get(i)?;
+            Ok(u64::try_from(v).unwrap_or(0))
+        };
+        Ok(GcTotals {
+            runs: n(0)?,
+            xorbs_deleted: n(1)?,
+            bytes_freed: n(2)?,
+            chunks_freed: n(3)?,
+            objects_forgotten: n(4)?,
+            last_finished_at_ms: row.try_get(5)?,
+        })
+    }
+
+    /// Logical bytes: every large file counted once per repository linking it.
+    pub async fn storage_logical_bytes(&self) -> Result<u64> {
+        let v: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(o.size), 0) FROM repo_lfs_objects l \
+             JOIN lfs_objects o ON o.sha256 = l.sha256",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(v).unwrap_or(0))
     }
 
     /// The store's totals: (distinct LFS objects, their bytes, xorbs, xorb stored bytes,
@@ -244,6 +367,29 @@ pub struct StorageTotals {
     pub chunks: u64,
 }
 
+/// One finished garbage collection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcRun {
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    pub dry_run: bool,
+    pub xorbs_deleted: u64,
+    pub bytes_freed: u64,
+    pub chunks_freed: u64,
+    pub objects_forgotten: u64,
+}
+
+/// Garbage collections that changed something, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcTotals {
+    pub runs: u64,
+    pub xorbs_deleted: u64,
+    pub bytes_freed: u64,
+    pub chunks_freed: u64,
+    pub objects_forgotten: u64,
+    pub last_finished_at_ms: i64,
+}
+
 /// One repository's large files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoStorage {
@@ -283,5 +429,87 @@ mod tests {
         assert_eq!(found[&[8; 32]].index, 1);
         assert_eq!(found[&[9; 32]].xorb, [2; 32]);
         assert_eq!(found[&[9; 32]].index, 1);
+    }
+
+    #[tokio::test]
+    async fn reindexing_restores_missing_entries_only_for_recorded_xorbs() {
+        let db = Db::open_in_memory().await.expect("db");
+        let rec = XorbRecord {
+            stored_bytes: 10,
+            raw_bytes: 10,
+            num_chunks: 2,
+            chunk_index: vec![1; 80],
+        };
+        db.record_xorb(&[1; 32], &rec, &[[7; 32], [8; 32]], 1)
+            .await
+            .expect("first");
+        db.record_xorb(&[2; 32], &rec, &[[8; 32], [9; 32]], 2)
+            .await
+            .expect("second");
+        sqlx::query("DELETE FROM xet_chunks WHERE hash IN (?, ?)")
+            .bind([7u8; 32].as_slice())
+            .bind([9u8; 32].as_slice())
+            .execute(&db.pool)
+            .await
+            .expect("delete");
+        // A xorb that is not recorded gets no entries.
+        assert_eq!(
+            db.reindex_xorb_chunks(&[3; 32], &[[5; 32]])
+                .await
+                .expect("q"),
+            0
+        );
+        assert_eq!(
+            db.reindex_xorb_chunks(&[2; 32], &[[8; 32], [9; 32]])
+                .await
+                .expect("q"),
+            1
+        );
+        assert_eq!(
+            db.reindex_xorb_chunks(&[1; 32], &[[7; 32], [8; 32]])
+                .await
+                .expect("q"),
+            1
+        );
+        // Again: nothing to add.
+        assert_eq!(
+            db.reindex_xorb_chunks(&[1; 32], &[[7; 32], [8; 32]])
+                .await
+                .expect("q"),
+            0
+        );
+        let found = db
+            .chunk_locations(&[[5; 32], [7; 32], [8; 32], [9; 32]])
+            .await
+            .expect("lookup");
+        assert_eq!(found.len(), 3);
+        assert_eq!(found[&[8; 32]].xorb, [1; 32], "an entry kept its place");
+        assert_eq!((found[&[9; 32]].xorb, found[&[9; 32]].index), ([2; 32], 1));
+        assert_eq!((found[&[7; 32]].xorb, found[&[7; 32]].index), ([1; 32], 0));
+    }
+
+    #[tokio::test]
+    async fn gc_runs_sum_without_dry_runs() {
+        let db = Db::open_in_memory().await.expect("db");
+        assert_eq!(db.gc_totals().await.expect("q"), crate::GcTotals::default());
+        for (dry_run, bytes) in [(false, 10), (true, 1000), (false, 5)] {
+            db.record_gc_run(&crate::GcRun {
+                started_at_ms: 1,
+                finished_at_ms: 7,
+                dry_run,
+                xorbs_deleted: 1,
+                bytes_freed: bytes,
+                chunks_freed: 2,
+                objects_forgotten: 3,
+            })
+            .await
+            .expect("record");
+        }
+        let t = db.gc_totals().await.expect("q");
+        assert_eq!(
+            (t.runs, t.bytes_freed, t.chunks_freed, t.xorbs_deleted),
+            (2, 15, 4, 2)
+        );
+        assert_eq!(t.last_finished_at_ms, 7);
     }
 }

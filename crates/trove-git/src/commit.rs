@@ -85,6 +85,39 @@ impl GitRepo {
         Ok(from_git2(commit_id))
     }
 
+    /// Replaces the history of `full_ref` by one commit without parents whose tree is the
+    /// tree of `head` (the commit the ref points at, as the caller observed it): a
+    /// super-squash. The ref moves by compare-and-swap from `head`, as in [`GitRepo::commit`];
+    /// the old commits stay in the object database, unreferenced, until git's gc.
+    pub fn squash(
+        &self,
+        full_ref: &str,
+        head: &GitOid,
+        message: &str,
+        author: &Signature,
+        time_unix: i64,
+    ) -> Result<GitOid, CommitError> {
+        if !full_ref.starts_with("refs/") || !git2::Reference::is_valid_name(full_ref) {
+            return Err(CommitError::InvalidRef {
+                full_ref: full_ref.to_owned(),
+            });
+        }
+        self.check_ref_at(full_ref, Some(head))?;
+        let tree = self
+            .find_commit(head)?
+            .tree()
+            .map_err(GitError::git("reading the tree to squash"))?;
+        let signature = author.to_git2(time_unix)?;
+        let message = commit_message(message, "");
+        let commit_id = self
+            .repo
+            .commit(None, &signature, &signature, &message, &tree, &[])
+            .map_err(GitError::git("writing the squashed commit"))?;
+        durable::sync_objects(self.path(), &[commit_id])?;
+        self.move_ref(full_ref, Some(head), commit_id)?;
+        Ok(from_git2(commit_id))
+    }
+
     /// [`CommitError::RefMoved`] unless `full_ref` points at `expected` (`None` = absent).
     fn check_ref_at(&self, full_ref: &str, expected: Option<&GitOid>) -> Result<(), CommitError> {
         let actual = self.ref_target(full_ref)?;

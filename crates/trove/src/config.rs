@@ -74,6 +74,14 @@ pub struct Config {
     pub log: LogConfig,
     pub webhooks: WebhooksConfig,
     pub storage: StorageConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `GET /metrics` (`[metrics]` in trove.toml).
+#[derive(Clone, Debug, Default)]
+pub struct MetricsConfig {
+    /// A bearer token a scraper may present instead of a site administrator's token.
+    pub token: Option<String>,
 }
 
 /// Logging (`[log]` in trove.toml).
@@ -244,6 +252,7 @@ impl Default for Config {
             storage: StorageConfig {
                 dedup_scope: DedupScope::Repo,
             },
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -267,6 +276,14 @@ struct FileConfig {
     log: Option<FileLog>,
     webhooks: Option<FileWebhooks>,
     storage: Option<FileStorage>,
+    metrics: Option<FileMetrics>,
+}
+
+/// `[metrics]` of the TOML file.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileMetrics {
+    token: Option<String>,
 }
 
 /// `[log]` of the TOML file.
@@ -393,6 +410,10 @@ impl Config {
                 .or_else(|| self.webhooks.extra_ca_file.clone());
         }
         self.apply_storage(file.storage);
+        if let Some(token) = file.metrics.and_then(|m| m.token) {
+            // An empty token would let anyone in: it means none.
+            self.metrics.token = Some(token).filter(|t| !t.trim().is_empty());
+        }
         if let Some(f) = file.spaces {
             let s = &mut self.spaces;
             s.enabled = f.enabled.unwrap_or(s.enabled);

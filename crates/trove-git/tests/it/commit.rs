@@ -435,3 +435,39 @@ fn ops_apply_in_order() {
     assert_eq!(blob_of(&fx, &c, "f"), b"2");
     assert_eq!(fx.all_paths(&c), [".gitattributes", "f"]);
 }
+
+#[test]
+fn squash_keeps_the_tree_drops_the_parents_and_refuses_a_moved_ref() {
+    let fx = Fixture::init();
+    fx.commit_files(&[("a.txt", b"1")], "one", 1);
+    let head = fx.commit_files(&[("a.txt", b"2"), ("b/c.txt", b"3")], "two", 2);
+    let stale = fx.initial.clone();
+    // A head the caller did not observe: refused, the ref left alone.
+    let err = fx
+        .repo
+        .squash("refs/heads/main", &stale, "squash", &alice(), T0 + 3)
+        .expect_err("stale");
+    assert!(matches!(err, CommitError::RefMoved { .. }), "{err:?}");
+    assert_eq!(fx.main(), head);
+    let err = fx
+        .repo
+        .squash("heads/main", &head, "squash", &alice(), T0 + 3)
+        .expect_err("invalid ref");
+    assert!(matches!(err, CommitError::InvalidRef { .. }), "{err:?}");
+
+    let squashed = fx
+        .repo
+        .squash("refs/heads/main", &head, "All in one", &alice(), T0 + 3)
+        .expect("squash");
+    assert_eq!(fx.main(), squashed);
+    let info = fx.repo.commit_info(&squashed).expect("info");
+    assert!(info.parents.is_empty(), "{:?}", info.parents);
+    assert_eq!(info.time_unix, T0 + 3);
+    assert_eq!(fx.all_paths(&squashed), fx.all_paths(&head));
+    assert_eq!(blob_of(&fx, &squashed, "a.txt"), b"2");
+    assert_eq!(blob_of(&fx, &squashed, "b/c.txt"), b"3");
+    let (log, more) = fx.repo.log(&squashed, 0, 10).expect("log");
+    let titles: Vec<&str> = log.iter().map(|c| c.title.as_str()).collect();
+    assert_eq!(titles, ["All in one"]);
+    assert!(!more);
+}

@@ -61,7 +61,13 @@ pub enum Command {
     Storage(StorageCommand),
     /// Check every xorb (every chunk decompressed and hashed) and every Xet file (terms and
     /// file hash); names the files a damaged xorb affects. Exits nonzero on damage.
-    Fsck,
+    Fsck {
+        /// First rebuild the derived indices (the dedup chunk index, records of xorb files
+        /// on disk, which xorbs each file names) from the xorbs and file records. Safe while
+        /// the server runs.
+        #[arg(long)]
+        repair_index: bool,
+    },
     /// Fill the database with synthetic indexed repositories for the search benchmark
     /// (bench/search/); never on a data dir that matters.
     #[command(hide = true)]
@@ -70,6 +76,19 @@ pub enum Command {
         #[arg(long, default_value_t = 100_000)]
         repos: usize,
         /// Random seed: the same seed gives the same catalogue.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Fill the chunk store with valid xorbs no file names, for the GC benchmark and the GC
+    /// crash test (bench/storage.sh); never on a data dir that matters.
+    #[command(hide = true)]
+    BenchSeedStorage {
+        #[arg(long, default_value_t = 1000)]
+        xorbs: usize,
+        #[arg(long, default_value_t = 1000)]
+        chunks_per_xorb: usize,
+        #[arg(long, default_value_t = 64)]
+        chunk_bytes: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },

@@ -2,6 +2,7 @@
 //! `trove reindex`, `trove gc`, `trove storage stats`, `trove storage migrate`,
 //! `trove fsck`.
 
+use crate::cli::progress::Progress;
 use crate::config::{Config, ServeOverrides};
 use crate::repos::index::reindex_repo;
 use crate::signing::UrlSigner;
@@ -96,7 +97,7 @@ pub async fn reindex(data_dir: &Path, repo: Option<&str>) -> anyhow::Result<()> 
 }
 
 /// The state of a data dir for a maintenance command (the server may be running too).
-async fn open_state(data_dir: &Path) -> anyhow::Result<AppState> {
+pub async fn open_state(data_dir: &Path) -> anyhow::Result<AppState> {
     let db = crate::cli::admin::open_existing_db(data_dir).await?;
     let config = Config::load(data_dir, ServeOverrides::default())?;
     let store = LocalStore::open(data_dir.join("lfs"))
@@ -106,38 +107,25 @@ async fn open_state(data_dir: &Path) -> anyhow::Result<AppState> {
     AppState::new(config, db, store, signer)
 }
 
-/// `30s`, `90m`, `12h`, `28d` (or a bare number of seconds) in milliseconds.
-pub fn parse_duration_ms(text: &str) -> anyhow::Result<i64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: i64 = number
-        .parse()
-        .with_context(|| format!("not a duration: {text:?} (e.g. 0s, 90m, 12h, 28d)"))?;
-    let unit_ms: i64 = match unit {
-        "" | "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 7 * 86_400_000,
-        _ => anyhow::bail!("unknown duration unit {unit:?} in {text:?}: use s, m, h, d or w"),
-    };
-    n.checked_mul(unit_ms)
-        .with_context(|| format!("duration too long: {text:?}"))
-}
-
 /// `trove gc`: one garbage collection of the chunk store.
 pub async fn gc(data_dir: &Path, dry_run: bool, grace: Option<&str>) -> anyhow::Result<()> {
     let grace_ms = match grace {
-        Some(g) => parse_duration_ms(g)?,
+        Some(g) => crate::storage::gc::parse_grace_ms(g).map_err(anyhow::Error::msg)?,
         None => crate::storage::gc::DEFAULT_GRACE_MS,
     };
     let state = open_state(data_dir).await?;
-    let report = crate::storage::gc::collect(&state, grace_ms, dry_run)
-        .await
-        .map_err(|e| anyhow::anyhow!("garbage collection: {e}"))?;
+    let mut progress = Progress::new("gc");
+    let report = crate::storage::gc::collect_with_progress(&state, grace_ms, dry_run, &mut |r| {
+        progress.update(|| {
+            format!(
+                "{} objects forgotten, {} xorbs deleted ({} B, {} chunks)",
+                r.objects_forgotten, r.xorbs_deleted, r.xorb_bytes_freed, r.chunks_freed
+            )
+        })
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("garbage collection: {e}"))?;
+    progress.finish();
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
@@ -180,15 +168,18 @@ pub async fn storage_stats(data_dir: &Path, json: bool) -> anyhow::Result<()> {
 /// `trove storage migrate`.
 pub async fn storage_migrate(data_dir: &Path) -> anyhow::Result<()> {
     let state = open_state(data_dir).await?;
+    let mut progress = Progress::new("migrate");
     let report = crate::storage::migrate::migrate(&state, |r, total| {
-        eprint!(
-            "\rmigrated {} of {total} objects ({} bytes)",
-            r.migrated, r.migrated_bytes
-        );
+        progress.update(|| {
+            format!(
+                "migrated {} of {total} objects ({} bytes)",
+                r.migrated, r.migrated_bytes
+            )
+        })
     })
     .await
     .map_err(|e| anyhow::anyhow!("migration: {e}"))?;
-    eprintln!();
+    progress.finish();
     println!("{}", serde_json::to_string_pretty(&report)?);
     if report.failed > 0 {
         anyhow::bail!(
@@ -199,12 +190,39 @@ pub async fn storage_migrate(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `trove fsck`.
-pub async fn fsck(data_dir: &Path) -> anyhow::Result<()> {
+/// `trove fsck [--repair-index]`.
+pub async fn fsck(data_dir: &Path, repair_index: bool) -> anyhow::Result<()> {
     let state = open_state(data_dir).await?;
-    let report = crate::storage::fsck::check(&state)
+    if repair_index {
+        let mut progress = Progress::new("repair-index");
+        let report = crate::storage::repair::repair_index(&state, &mut |r| {
+            progress.update(|| {
+                format!(
+                    "{} xorbs, {} files seen; {} chunks reindexed, {} xorbs recorded, {} file links restored",
+                    r.xorbs_seen, r.files_seen, r.chunks_reindexed, r.xorbs_recorded, r.file_links_restored
+                )
+            })
+        })
         .await
-        .map_err(|e| anyhow::anyhow!("fsck: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("repairing the index: {e}"))?;
+        progress.finish();
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    let mut progress = Progress::new("fsck");
+    let report = crate::storage::fsck::check_with_progress(&state, &mut |r| {
+        progress.update(|| {
+            format!(
+                "{} xorbs, {} chunks, {} files checked; {} damaged",
+                r.xorbs_checked,
+                r.chunks_checked,
+                r.files_checked,
+                r.damaged_xorbs.len() + r.damaged_files.len()
+            )
+        })
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("fsck: {e}"))?;
+    progress.finish();
     println!("{}", serde_json::to_string_pretty(&report)?);
     if !report.is_clean() {
         anyhow::bail!(

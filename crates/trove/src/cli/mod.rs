@@ -4,7 +4,9 @@
 pub mod admin;
 pub mod args;
 pub mod maintenance;
+pub mod progress;
 pub mod seed;
+pub mod seed_storage;
 pub mod serve;
 
 use args::{Cli, Command, HookCommand};
@@ -74,12 +76,21 @@ pub fn main() -> std::process::ExitCode {
             Command::Storage(args::StorageCommand::Stats { json }) => {
                 maintenance::storage_stats(&cli.data_dir, json).await
             }
-            Command::Fsck => maintenance::fsck(&cli.data_dir).await,
+            Command::Fsck { repair_index } => maintenance::fsck(&cli.data_dir, repair_index).await,
             Command::Storage(args::StorageCommand::Migrate) => {
                 maintenance::storage_migrate(&cli.data_dir).await
             }
             Command::Hook(_) => unreachable!("hooks are dispatched above"),
             Command::BenchSeedSearch { repos, seed } => seed::run(&cli.data_dir, repos, seed).await,
+            Command::BenchSeedStorage {
+                xorbs,
+                chunks_per_xorb,
+                chunk_bytes,
+                seed,
+            } => {
+                let state = maintenance::open_state(&cli.data_dir).await?;
+                seed_storage::run(&state, xorbs, chunks_per_xorb, chunk_bytes, seed).await
+            }
         }
     });
     match result {

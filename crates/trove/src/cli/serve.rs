@@ -53,6 +53,11 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         leftovers = reconciled.leftovers.len(),
         "repositories checked"
     );
+    // A garbage collection killed mid-sweep leaves recorded xorbs moved aside.
+    let restored = crate::storage::gc::recover_trash(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("recovering xorbs a stopped GC moved aside: {e}"))?;
+    tracing::info!(xorbs_restored = restored, "chunk store checked");
     sweep_trash(&state);
     crate::repos::index::spawn_jobs(state.context.clone());
     crate::webhooks::delivery::spawn(state.context.clone());

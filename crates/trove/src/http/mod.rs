@@ -15,6 +15,7 @@ pub mod api;
 pub mod extract;
 pub mod git;
 pub mod lfs;
+pub mod metrics;
 pub mod range;
 pub mod request_id;
 pub mod resolve;

@@ -36,6 +36,20 @@ pub fn build(state: AppState) -> Router {
             head(misc::telemetry).get(misc::telemetry),
         )
         .route("/api/validate-yaml", post(misc::validate_yaml))
+        // Site administrators: the chunk store's upkeep, and monitoring.
+        .route(
+            "/api/admin/storage/stats",
+            get(crate::http::api::admin_storage::stats),
+        )
+        .route(
+            "/api/admin/storage/gc",
+            post(crate::http::api::admin_storage::gc),
+        )
+        .route(
+            "/api/admin/storage/fsck",
+            post(crate::http::api::admin_storage::fsck),
+        )
+        .route("/metrics", get(crate::http::metrics::metrics))
         // huggingface_hub: repository lifecycle.
         .route("/api/repos/create", post(repos::create))
         .route("/api/repos/delete", axum::routing::delete(repos::delete))
@@ -159,6 +173,10 @@ pub fn build(state: AppState) -> Router {
             post(refs::create_tag).delete(refs::delete_tag),
         )
         .route(
+            "/api/{t}/{ns}/{name}/super-squash/{rev}",
+            post(refs::super_squash),
+        )
+        .route(
             "/api/{t}/{ns}/{name}/preupload/{rev}",
             post(preupload::preupload),
         )
@@ -211,6 +229,11 @@ pub fn build(state: AppState) -> Router {
         .route(
             "/api/{t}/{ns}/{name}/lfs-files/batch",
             post(crate::http::api::lfs_files::batch),
+        )
+        // huggingface_hub: copy_files / cross-repository CommitOperationCopy.
+        .route(
+            "/api/{t}/{ns}/{name}/lfs-files/duplicate",
+            post(crate::http::api::lfs_files::duplicate),
         );
 
     // huggingface_hub: commits, NDJSON bodies with their own (larger) limit.

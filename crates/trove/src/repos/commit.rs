@@ -188,6 +188,58 @@ pub async fn commit_to_ref(
     Ok(commit)
 }
 
+/// Super-squash: replaces the history of the branch `revision` (or an existing
+/// `refs/pr/N`) by one commit with the same tree and `message`, and returns it. A branch
+/// moved meanwhile by a push is squashed at its new head. The event is a commit's, so
+/// webhooks fire and a Space rebuilds; the bytes only the old history named are garbage
+/// collection's to free.
+pub async fn super_squash(
+    state: &Context,
+    caller: &Caller,
+    repo: &RepoRef,
+    revision: &str,
+    message: &str,
+) -> ApiResult<GitOid> {
+    repo.require_write(caller)?;
+    let author = author_of(caller)?;
+    let lock = state.commit_locks.for_repo(repo.repo.id);
+    let _guard = lock.lock().await;
+    let revision = revision.to_owned();
+    let message = message.to_owned();
+    let target = revision.clone();
+    let commit = with_git(state, repo, move |git| {
+        let full_ref = target_ref(git, &target)?;
+        let mut attempts = 0;
+        loop {
+            let head = git
+                .ref_target(&full_ref)?
+                .ok_or_else(|| ApiError::RevisionNotFound {
+                    revision: target.clone(),
+                })?;
+            match git.squash(&full_ref, &head, &message, &author, now_secs() as i64) {
+                Ok(oid) => return Ok(oid),
+                Err(CommitError::RefMoved { .. } | CommitError::RefLocked { .. })
+                    if attempts < MAX_LOCK_WAITS =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(LOCK_WAIT);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })
+    .await?;
+    state.db.touch_repo(repo.repo.id, now_ms()).await?;
+    tracing::info!(repo.id = repo.repo.id, commit = %commit, revision = %revision, "history squashed");
+    state.emit([crate::events::Event::committed(
+        &repo.repo, &revision, &commit,
+    )]);
+    if is_default_branch(&revision) {
+        super::index::reindex_after_write(state, &repo.repo).await;
+    }
+    Ok(commit)
+}
+
 /// Only the default branch is indexed; commits to other branches leave the index as it is.
 fn is_default_branch(revision: &str) -> bool {
     Revision::parse(revision).is_ok_and(|r| r.is_default_branch())

@@ -40,6 +40,14 @@ impl FsckReport {
 }
 
 pub async fn check(state: &Context) -> ApiResult<FsckReport> {
+    check_with_progress(state, &mut |_: &FsckReport| {}).await
+}
+
+/// [`check`], calling `progress` after each xorb and each file.
+pub async fn check_with_progress(
+    state: &Context,
+    progress: &mut (dyn FnMut(&FsckReport) + Send),
+) -> ApiResult<FsckReport> {
     let mut report = FsckReport::default();
     let mut damaged: HashSet<XetHash> = HashSet::new();
     let mut after = [0u8; 32];
@@ -58,6 +66,7 @@ pub async fn check(state: &Context) -> ApiResult<FsckReport> {
             let problem = match (checked, XorbIndex::decode(&blob)) {
                 (Ok(found), Ok(recorded)) if found == recorded => {
                     report.chunks_checked += u64::from(found.num_chunks());
+                    progress(&report);
                     continue;
                 }
                 (Ok(_), Ok(_)) => "its chunks differ from the recorded index".to_owned(),
@@ -85,6 +94,7 @@ pub async fn check(state: &Context) -> ApiResult<FsckReport> {
                     problem,
                 });
             }
+            progress(&report);
         }
     }
     Ok(report)

@@ -43,6 +43,7 @@ pub struct GcReport {
     pub object_bytes_forgotten: u64,
     pub xorbs_deleted: u64,
     pub xorb_bytes_freed: u64,
+    pub chunks_freed: u64,
     pub whole_objects_deleted: u64,
     pub trash_restored: u64,
 }
@@ -55,6 +56,18 @@ type Walked = (Vec<(String, GitOid)>, Vec<String>);
 /// Runs one collection with `grace_ms` of grace. A dry run reports what would be freed by the
 /// forget step and counts xorbs unreferenced already, changing nothing.
 pub async fn collect(state: &Context, grace_ms: i64, dry_run: bool) -> ApiResult<GcReport> {
+    collect_with_progress(state, grace_ms, dry_run, &mut |_: &GcReport| {}).await
+}
+
+/// [`collect`], calling `progress` after each object forgotten and each xorb swept. The
+/// run is recorded (`storage_gc_runs`) for `/metrics` once it finishes.
+pub async fn collect_with_progress(
+    state: &Context,
+    grace_ms: i64,
+    dry_run: bool,
+    progress: &mut (dyn FnMut(&GcReport) + Send),
+) -> ApiResult<GcReport> {
+    let started_at_ms = now_ms();
     let mut report = GcReport {
         dry_run,
         ..GcReport::default()
@@ -99,6 +112,7 @@ pub async fn collect(state: &Context, grace_ms: i64, dry_run: bool) -> ApiResult
                 report.whole_objects_deleted += 1;
             }
         }
+        progress(&report);
     }
 
     let mut after = [0u8; 32];
@@ -115,12 +129,26 @@ pub async fn collect(state: &Context, grace_ms: i64, dry_run: bool) -> ApiResult
                 report.xorb_bytes_freed += bytes;
                 continue;
             }
-            if sweep_xorb(state, &hash, cutoff).await? {
+            if let Some(chunks) = sweep_xorb(state, &hash, cutoff).await? {
                 report.xorbs_deleted += 1;
                 report.xorb_bytes_freed += bytes;
+                report.chunks_freed += chunks;
             }
+            progress(&report);
         }
     }
+    state
+        .db
+        .record_gc_run(&trove_db::GcRun {
+            started_at_ms,
+            finished_at_ms: now_ms(),
+            dry_run,
+            xorbs_deleted: report.xorbs_deleted,
+            bytes_freed: report.xorb_bytes_freed,
+            chunks_freed: report.chunks_freed,
+            objects_forgotten: report.objects_forgotten,
+        })
+        .await?;
     tracing::info!(
         dry_run,
         repos = report.repos_scanned,
@@ -134,21 +162,24 @@ pub async fn collect(state: &Context, grace_ms: i64, dry_run: bool) -> ApiResult
 }
 
 /// Removes one unreferenced xorb: moved aside, dropped from the indices if still
-/// unreferenced, then deleted (or put back).
-async fn sweep_xorb(state: &Context, hash: &[u8; 32], cutoff: i64) -> ApiResult<bool> {
+/// unreferenced, then deleted (or put back). Returns the chunks it held when it went.
+async fn sweep_xorb(state: &Context, hash: &[u8; 32], cutoff: i64) -> ApiResult<Option<u64>> {
     let hex = XetHash::from_bytes(*hash).hex();
     let trashed = state.store.trash_xorb(&hex).await?;
     let dropped = state.db.drop_xorb_if_unreferenced(hash, cutoff).await?;
     match (trashed, dropped) {
-        (Some(path), true) => state.store.discard_trashed_xorb(path).await?,
-        (Some(path), false) => state.store.restore_xorb(&hex, path).await?,
+        (Some(path), Some(_)) => state.store.discard_trashed_xorb(path).await?,
+        (Some(path), None) => state.store.restore_xorb(&hex, path).await?,
         (None, _) => {}
     }
     Ok(dropped)
 }
 
-/// Puts back moved-aside xorbs that are still recorded; deletes the others.
-async fn recover_trash(state: &Context) -> ApiResult<u64> {
+/// Puts back moved-aside xorbs that are still recorded; deletes the others. Each run starts
+/// with it, and so does `trove serve`: a run killed between moving a xorb aside and dropping
+/// its record must not leave the chunk index naming bytes nobody can read until the next
+/// run. Returns how many were put back.
+pub async fn recover_trash(state: &Context) -> ApiResult<u64> {
     let mut restored = 0;
     for (hex, path) in state.store.trashed_xorbs().await? {
         let recorded = match XetHash::parse(&hex) {
@@ -202,4 +233,57 @@ async fn mark(
         }
     }
     Ok((live, refs))
+}
+
+/// A grace period as `trove gc --grace` and the admin API take it: `30s`, `90m`, `12h`,
+/// `28d`, `4w` (or a bare number of seconds), in milliseconds.
+pub fn parse_grace_ms(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("not a duration: {text:?} (e.g. 0s, 90m, 12h, 28d)"))?;
+    let unit_ms: i64 = match unit {
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => {
+            return Err(format!(
+                "unknown duration unit {unit:?} in {text:?}: use s, m, h, d or w"
+            ));
+        }
+    };
+    n.checked_mul(unit_ms)
+        .ok_or_else(|| format!("duration too long: {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_grace_ms;
+
+    #[test]
+    fn grace_periods_parse_with_their_units_and_bad_ones_are_refused() {
+        assert_eq!(parse_grace_ms("0s"), Ok(0));
+        assert_eq!(parse_grace_ms("90"), Ok(90_000));
+        assert_eq!(parse_grace_ms("90m"), Ok(5_400_000));
+        assert_eq!(parse_grace_ms(" 12h "), Ok(43_200_000));
+        assert_eq!(parse_grace_ms("28d"), Ok(super::DEFAULT_GRACE_MS));
+        assert_eq!(parse_grace_ms("1w"), Ok(604_800_000));
+        for bad in [
+            "",
+            "s",
+            "-1s",
+            "1y",
+            "1.5h",
+            "99999999999999999999d",
+            "3d2h",
+        ] {
+            assert!(parse_grace_ms(bad).is_err(), "{bad:?}");
+        }
+    }
 }

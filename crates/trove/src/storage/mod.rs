@@ -4,8 +4,11 @@
 //! ([`migrate`]); checking it ([`fsck`]); answering global-dedup queries ([`dedup`]).
 
 pub mod dedup;
+pub mod duplicate;
 pub mod fsck;
 pub mod gc;
 pub mod lfs_files;
+pub mod metrics;
 pub mod migrate;
+pub mod repair;
 pub mod stats;

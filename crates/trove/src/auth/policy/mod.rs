@@ -89,6 +89,23 @@ impl Access {
             .min(token_cap(token, None, namespace))
     }
 
+    /// What `caller` may do with the whole site (storage statistics, garbage collection,
+    /// fsck, metrics): a site administrator's read token reads, a write token administers;
+    /// fine-grained tokens are scoped to namespaces and repositories, never the site.
+    pub fn on_site(caller: &Caller) -> Access {
+        let Caller::User { user, token, .. } = caller else {
+            return Access::None;
+        };
+        if !user.is_admin {
+            return Access::None;
+        }
+        match token.role {
+            TokenRole::Read => Access::Read,
+            TokenRole::Write => Access::Admin,
+            TokenRole::FineGrained => Access::None,
+        }
+    }
+
     /// Which repositories a listing may show `caller`: exactly those [`Access::for_repo`]
     /// lets them see (public and gated ones to all; private ones per namespace or scope).
     pub fn listing_visibility(caller: &Caller) -> Visibility {

@@ -400,3 +400,47 @@ fn contributing_needs_a_visible_repo_and_a_token_that_may_write_there() {
         assert_eq!(Access::may_contribute(&caller, r, access), may, "{name}");
     }
 }
+
+#[test]
+fn only_site_admins_reach_the_site_and_a_read_token_only_reads() {
+    let admin = || user(1, "root", true);
+    let cases = [
+        ("anonymous", Caller::Anonymous, No),
+        (
+            "ordinary user, write token",
+            as_user(user(2, "eve", false), token(TokenRole::Write), vec![]),
+            No,
+        ),
+        (
+            "org admin, write token",
+            as_user(
+                user(2, "eve", false),
+                token(TokenRole::Write),
+                vec![member("acme", OrgRole::Admin)],
+            ),
+            No,
+        ),
+        (
+            "site admin, read token",
+            as_user(admin(), token(TokenRole::Read), vec![]),
+            Read,
+        ),
+        (
+            "site admin, write token",
+            as_user(admin(), token(TokenRole::Write), vec![]),
+            Admin,
+        ),
+        (
+            "site admin, fine-grained write on a namespace",
+            as_user(
+                admin(),
+                scoped(ScopeTarget::Namespace("root".into()), &[PERM_WRITE]),
+                vec![],
+            ),
+            No,
+        ),
+    ];
+    for (name, caller, expected) in cases {
+        assert_eq!(Access::on_site(&caller), expected, "{name}");
+    }
+}

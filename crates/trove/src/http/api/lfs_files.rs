@@ -1,19 +1,21 @@
 //! A repository's large files: `GET /api/{t}/{repo}/lfs-files` (paged with `Link`, as
 //! `list_lfs_files` reads it) and `POST /api/{t}/{repo}/lfs-files/batch` (permanent deletion,
-//! `permanently_delete_lfs_files`). Listing needs read access; deletion, admin rights.
+//! `permanently_delete_lfs_files`) and `POST /api/{t}/{repo}/lfs-files/duplicate` (copies
+//! to another repository, `copy_files`). Listing needs read access; deletion, admin rights;
+//! duplication, reading the source's files and writing the target.
 
 use super::{Empty, link_header, next_page_url};
 use crate::clock::format_ms;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, QueryParams, RepoAt};
 use crate::state::AppState;
-use crate::storage::lfs_files;
+use crate::storage::{self, lfs_files};
 use axum::Json;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use trove_types::Sha256Hex;
+use trove_types::{RepoType, Sha256Hex};
 use trove_xet::XetHash;
 
 /// Items per page unless `limit` asks for fewer.
@@ -106,4 +108,83 @@ pub async fn batch(
     repo.require_admin(&caller)?;
     lfs_files::delete(&state, repo.repo.id, &body.deletions.sha).await?;
     Ok(Json(Empty {}))
+}
+
+/// The body of `POST …/lfs-files/duplicate`, as the client's `_duplicate_lfs_files` sends it.
+#[derive(Deserialize)]
+pub struct DuplicateBody {
+    target: DuplicateTarget,
+    files: Vec<DuplicateFile>,
+}
+
+#[derive(Deserialize)]
+pub struct DuplicateTarget {
+    #[serde(rename = "type")]
+    repo_type: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DuplicateFile {
+    sha256: String,
+    #[serde(default)]
+    xet_hash: Option<String>,
+    /// The source path, for the client's messages only.
+    #[serde(default, rename = "filename")]
+    _filename: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct DuplicateAnswer {
+    duplicated: u64,
+    failed: Vec<DuplicateFailure>,
+}
+
+#[derive(Serialize)]
+pub struct DuplicateFailure {
+    sha256: String,
+    error: String,
+}
+
+/// `POST /api/{t}/{ns}/{name}/lfs-files/duplicate` on the source repository.
+pub async fn duplicate(
+    State(state): State<AppState>,
+    RepoAt { repo, caller }: RepoAt,
+    ApiJson(body): ApiJson<DuplicateBody>,
+) -> ApiResult<Json<DuplicateAnswer>> {
+    let target_type = RepoType::from_singular(&body.target.repo_type).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Invalid target repository type {:?}",
+            body.target.repo_type
+        ))
+    })?;
+    let files: Vec<storage::duplicate::FileToCopy> = body
+        .files
+        .into_iter()
+        .map(|f| storage::duplicate::FileToCopy {
+            sha256: f.sha256,
+            xet_hash: f.xet_hash,
+        })
+        .collect();
+    let done = storage::duplicate::duplicate(
+        &state,
+        &caller,
+        &repo,
+        target_type,
+        &body.target.name,
+        &files,
+    )
+    .await?;
+    Ok(Json(DuplicateAnswer {
+        duplicated: done.linked,
+        failed: done
+            .failed
+            .into_iter()
+            .map(|f| DuplicateFailure {
+                sha256: f.sha256,
+                error: f.error,
+            })
+            .collect(),
+    }))
 }

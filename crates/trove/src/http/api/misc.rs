@@ -226,6 +226,7 @@ const REPO_API_ROUTES: &[&str] = &[
     "xet-read-token",
     "xet-write-token",
     "lfs-files",
+    "super-squash",
 ];
 
 /// Whether `path` addresses a repository by a bare name: `/api/{t}/{name}`,

@@ -2,6 +2,7 @@
 //! listings share.
 
 pub mod accounts;
+pub mod admin_storage;
 pub mod avatars;
 pub mod collections;
 pub mod commit;

@@ -221,3 +221,34 @@ pub async fn delete_tag(
     state.emit([event]);
     Ok(Json(Empty {}))
 }
+
+#[derive(Deserialize, Default)]
+pub struct SquashBody {
+    message: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SquashAnswer {
+    commit_id: String,
+}
+
+/// `POST /api/{t}/{ns}/{name}/super-squash/{rev}` (`super_squash_history`): the branch or
+/// `refs/pr/N` becomes one commit with the same tree and the body's message.
+pub async fn super_squash(
+    State(state): State<AppState>,
+    RepoAt { repo, caller }: RepoAt,
+    ApiPath(RevParam { rev }): ApiPath<RevParam>,
+    body: Bytes,
+) -> ApiResult<Json<SquashAnswer>> {
+    let body: SquashBody = optional_json(&body)?;
+    let message = body
+        .message
+        .filter(|m| !m.trim().is_empty())
+        .unwrap_or_else(|| format!("Super-squash branch '{}'", rev.as_str()));
+    let commit =
+        crate::repos::commit::super_squash(&state, &caller, &repo, rev.as_str(), &message).await?;
+    Ok(Json(SquashAnswer {
+        commit_id: commit.as_str().to_owned(),
+    }))
+}
