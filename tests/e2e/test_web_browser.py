@@ -304,3 +304,24 @@ def test_an_unknown_page_is_an_html_404(site, chromium):
     assert response.headers["content-type"].startswith("text/html")
     assert "404 Not Found" in page.locator(".error-page h1").inner_text()
     shot(page, "not-found")
+
+
+def test_a_space_page_shows_its_card_and_status(site, chromium):
+    hub = site["hub"]
+    repo = hub.create_repo("hello-space", repo_type="space", namespace=site["user"], token=site["token"])
+    hub.commit_files(repo, {"README.md": b"---\nsdk: static\ntitle: Hello\n---\n# Hello Space\n\nA static page.\n",
+                            "index.html": b"<h1>hello from the space</h1>"},
+                     repo_type="space", token=site["token"])
+    page = new_page(chromium, site["server"].url)
+    assert page.goto(f"/spaces/{repo}").status == 200
+    assert "Hello Space" in page.locator("article.card").inner_text()
+    stage = page.locator("#space-stage")
+    assert stage.count() == 1 and stage.inner_text().strip() != ""
+    # A static Space runs as soon as its commit lands (bounded wait, then the page again).
+    for _ in range(30):
+        if page.locator("#space-stage").inner_text().strip() == "RUNNING":
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+    assert page.locator("#space-stage").inner_text().strip() == "RUNNING"
+    shot(page, "space")
