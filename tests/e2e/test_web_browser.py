@@ -107,7 +107,13 @@ def test_open_a_folder_and_a_file(site, chromium):
     page.wait_for_url(re.compile(r"/blob/main/src/train.py$"))
     code = page.locator("table.lines")
     assert "return 42" in code.inner_text()
-    assert code.locator("span.hl-k").first.inner_text() == "def", "coloured by the page script"
+    assert code.locator("span.hl-storage").first.inner_text() == "def"
+    assert code.locator("span.hl-comment").first.inner_text().startswith("# done")
+    # Coloured by the server: the same with JavaScript off.
+    no_js = chromium.new_context(base_url=site["server"].url, java_script_enabled=False).new_page()
+    no_js.goto(f"/{site['repo']}/blob/main/src/train.py")
+    assert no_js.locator("table.lines.highlighted span.hl-storage").first.inner_text() == "def"
+    no_js.context.close()
     shot(page, "blob")
     raw = page.request.get(f"/{site['repo']}/raw/main/src/train.py")
     assert raw.headers["content-security-policy"] == "sandbox"
