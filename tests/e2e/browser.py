@@ -3,6 +3,10 @@
 No browser is ever downloaded (`playwright install` is never run): the system's
 /usr/bin/chromium is launched headless with the flags a container needs. Every page a test
 looks at can be saved with `shot(page, name)` to tests/e2e/artifacts/screenshots/.
+
+With TROVE_DOCS_SCREENSHOTS=1 (scripts/screenshots.sh sets it), the pages of the README's
+web UI tour (`TOUR`) are also saved as docs/screenshots/<name>.png: the top 1280×800 of the
+page, checked to stay under `DOCS_MAX_BYTES`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,12 @@ import pytest
 
 CHROMIUM = os.environ.get("TROVE_E2E_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent / "artifacts" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The pages the README's tour shows, by their `shot` names.
+TOUR = {"models-listing", "repo-card", "tree", "blob", "commit", "pull-request", "upload",
+        "tokens-created", "settings", "dataset-preview", "space", "login"}
+DOCS_SIZE = {"width": 1280, "height": 800}
+DOCS_MAX_BYTES = 300_000
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run",
         "--disable-dev-shm-usage"]
@@ -45,6 +55,24 @@ def shot(page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}.png"
     page.screenshot(path=str(path), full_page=True)
+    if name in TOUR and os.environ.get("TROVE_DOCS_SCREENSHOTS") == "1":
+        docs_shot(page, name)
+    return path
+
+
+def docs_shot(page, name: str) -> Path:
+    """The top of the page at the tour's size, into docs/screenshots/."""
+    DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = DOCS_SCREENSHOTS / f"{name}.png"
+    before = page.viewport_size
+    page.set_viewport_size(DOCS_SIZE)
+    try:
+        page.screenshot(path=str(path), full_page=False)
+    finally:
+        if before:
+            page.set_viewport_size(before)
+    size = path.stat().st_size
+    assert size < DOCS_MAX_BYTES, f"{path} is {size} bytes, over {DOCS_MAX_BYTES}"
     return path
 
 

@@ -155,3 +155,24 @@ def test_preview_a_parquet_dataset_in_the_browser(datasets, chromium, trove):
     assert "sentence number 9000" in browser.locator("table.preview-table").inner_text()
     shot(browser, "dataset-viewer")
     browser.context.close()
+
+
+def test_a_json_array_of_objects_previews(trove):
+    hub = Hub(trove)
+    try:
+        repo = hub.create_repo("json-array", repo_type="dataset")
+        rows = [{"prompt": f"prompt {i}", "score": i / 4, "ok": i % 2 == 0} for i in range(120)]
+        hub.commit_files(repo, {"data/train.json": json.dumps(rows, indent=1).encode(),
+                                "data/test.json": b'{"not": "an array"}'}, repo_type="dataset")
+        r = page(hub, f"/datasets/{repo}")
+        assert r.status_code == 200, r.text[:500]
+        body = html.unescape(r.text)
+        assert "prompt 99" in body and "prompt 100" not in body, "the first 100 rows"
+        assert "100 rows shown of the whole file" in body and 'preview-source">JSON ·' in body
+        for dtype in ("string", "float64", "bool"):
+            assert f">{dtype}</span>" in body, dtype
+        r = page(hub, f"/datasets/{repo}/viewer/default/test")
+        assert r.status_code == 200 and "Preview unavailable" in r.text
+        assert "not a JSON array of objects" in r.text
+    finally:
+        hub.close()

@@ -274,6 +274,9 @@ def test_log_in_on_the_web_then_see_private_repos_and_log_out(web):
     origin = {"origin": web.url}
     fields = {"username": "wendy", "password": "wendy's long password", "next": "/models?search=wendy"}
     with httpx.Client(base_url=web.url, follow_redirects=False, timeout=60) as browser:
+        assert browser.post("/login", data=fields, headers=origin).status_code == 403, "no form token"
+        # The form's CSRF token, bound to the form cookie this browser now holds.
+        fields["csrf"] = browser.get("/login").text.split('name="csrf" value="')[1].split('"')[0]
         wrong = browser.post("/login", data={**fields, "password": "nope"}, headers=origin)
         assert wrong.status_code == 401 and "Wrong user name or password" in wrong.text
         assert "set-cookie" not in wrong.headers

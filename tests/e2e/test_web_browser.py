@@ -107,7 +107,13 @@ def test_open_a_folder_and_a_file(site, chromium):
     page.wait_for_url(re.compile(r"/blob/main/src/train.py$"))
     code = page.locator("table.lines")
     assert "return 42" in code.inner_text()
-    assert code.locator("span.hl-k").first.inner_text() == "def", "coloured by the page script"
+    assert code.locator("span.hl-storage").first.inner_text() == "def"
+    assert code.locator("span.hl-comment").first.inner_text().startswith("# done")
+    # Coloured by the server: the same with JavaScript off.
+    no_js = chromium.new_context(base_url=site["server"].url, java_script_enabled=False).new_page()
+    no_js.goto(f"/{site['repo']}/blob/main/src/train.py")
+    assert no_js.locator("table.lines.highlighted span.hl-storage").first.inner_text() == "def"
+    no_js.context.close()
     shot(page, "blob")
     raw = page.request.get(f"/{site['repo']}/raw/main/src/train.py")
     assert raw.headers["content-security-policy"] == "sandbox"
@@ -304,3 +310,24 @@ def test_an_unknown_page_is_an_html_404(site, chromium):
     assert response.headers["content-type"].startswith("text/html")
     assert "404 Not Found" in page.locator(".error-page h1").inner_text()
     shot(page, "not-found")
+
+
+def test_a_space_page_shows_its_card_and_status(site, chromium):
+    hub = site["hub"]
+    repo = hub.create_repo("hello-space", repo_type="space", namespace=site["user"], token=site["token"])
+    hub.commit_files(repo, {"README.md": b"---\nsdk: static\ntitle: Hello\n---\n# Hello Space\n\nA static page.\n",
+                            "index.html": b"<h1>hello from the space</h1>"},
+                     repo_type="space", token=site["token"])
+    page = new_page(chromium, site["server"].url)
+    assert page.goto(f"/spaces/{repo}").status == 200
+    assert "Hello Space" in page.locator("article.card").inner_text()
+    stage = page.locator("#space-stage")
+    assert stage.count() == 1 and stage.inner_text().strip() != ""
+    # A static Space runs as soon as its commit lands (bounded wait, then the page again).
+    for _ in range(30):
+        if page.locator("#space-stage").inner_text().strip() == "RUNNING":
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+    assert page.locator("#space-stage").inner_text().strip() == "RUNNING"
+    shot(page, "space")

@@ -75,6 +75,7 @@ const RESERVED_NAMESPACES: &[&str] = &[
     "settings",
     "login",
     "logout",
+    "signup",
     "join",
     "new",
     "organizations",

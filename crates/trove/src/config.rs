@@ -53,6 +53,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "TROVE_AUTH_FAILURE_REFILL_SECS",
         "seconds after which one more failed authentication is allowed",
     ),
+    (
+        "TROVE_AUTH_ALLOW_SIGNUP",
+        "true or false: whether visitors may create their own account at /signup (default false)",
+    ),
     ("TROVE_LOG", "log filter, e.g. info or trove=debug"),
 ];
 
@@ -165,6 +169,8 @@ pub struct AuthConfig {
     pub failure_burst: u32,
     /// One failure is forgiven per this many seconds.
     pub failure_refill_secs: u64,
+    /// Whether visitors may create their own account at `/signup` (`[auth] allow_signup`).
+    pub allow_signup: bool,
 }
 
 /// Git over HTTP (clone, fetch, push).
@@ -227,6 +233,7 @@ impl Default for Config {
             auth: AuthConfig {
                 failure_burst: 20,
                 failure_refill_secs: 3,
+                allow_signup: false,
             },
             spaces: SpacesConfig {
                 enabled: true,
@@ -272,6 +279,7 @@ struct FileConfig {
     git_timeout_secs: Option<u64>,
     auth_failure_burst: Option<u32>,
     auth_failure_refill_secs: Option<u64>,
+    auth: Option<FileAuth>,
     spaces: Option<FileSpaces>,
     log: Option<FileLog>,
     webhooks: Option<FileWebhooks>,
@@ -284,6 +292,13 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileMetrics {
     token: Option<String>,
+}
+
+/// `[auth]` of the TOML file.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    allow_signup: Option<bool>,
 }
 
 /// `[log]` of the TOML file.
@@ -401,6 +416,9 @@ impl Config {
         if let Some(v) = file.auth_failure_refill_secs {
             self.auth.failure_refill_secs = v;
         }
+        if let Some(v) = file.auth.and_then(|f| f.allow_signup) {
+            self.auth.allow_signup = v;
+        }
         if let Some(f) = file.log {
             self.log.access = f.access.unwrap_or(self.log.access);
         }
@@ -466,6 +484,9 @@ impl Config {
         if let Some(v) = env_u64("TROVE_AUTH_FAILURE_REFILL_SECS")? {
             self.auth.failure_refill_secs = v;
         }
+        if let Some(v) = env_bool("TROVE_AUTH_ALLOW_SIGNUP")? {
+            self.auth.allow_signup = v;
+        }
         if let Some(v) = std::env::var_os("TROVE_SPACES_CACHE").filter(|v| !v.is_empty()) {
             self.spaces.cache_dir = PathBuf::from(v);
         }
@@ -529,6 +550,23 @@ fn read_file_config(path: &Path) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
 }
 
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`); unset or empty is `None`.
+fn env_bool(name: &str) -> anyhow::Result<Option<bool>> {
+    let Ok(v) = std::env::var(name) else {
+        return Ok(None);
+    };
+    parse_bool(&v).with_context(|| format!("{name} must be true or false"))
+}
+
+fn parse_bool(v: &str) -> anyhow::Result<Option<bool>> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "" => Ok(None),
+        "true" | "1" | "yes" | "on" => Ok(Some(true)),
+        "false" | "0" | "no" | "off" => Ok(Some(false)),
+        other => anyhow::bail!("{other:?} is not a boolean"),
+    }
+}
+
 fn env_u64(name: &str) -> anyhow::Result<Option<u64>> {
     match std::env::var(name) {
         Ok(v) => v
@@ -575,6 +613,42 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn signup_is_off_by_default_and_the_auth_table_turns_it_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config::load(dir.path(), ServeOverrides::default()).expect("loads");
+        assert!(!config.auth.allow_signup);
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "[auth]\nallow_signup = true\n").expect("write");
+        let config = Config::load(
+            dir.path(),
+            ServeOverrides {
+                config_file: Some(path.clone()),
+                ..Default::default()
+            },
+        )
+        .expect("loads");
+        assert!(config.auth.allow_signup);
+        std::fs::write(&path, "[auth]\nallow_sign_up = true\n").expect("write");
+        let typo = Config::load(
+            dir.path(),
+            ServeOverrides {
+                config_file: Some(path),
+                ..Default::default()
+            },
+        );
+        assert!(typo.is_err(), "an unknown [auth] key is refused");
+    }
+
+    #[test]
+    fn booleans_from_the_environment() {
+        assert_eq!(parse_bool("true").ok(), Some(Some(true)));
+        assert_eq!(parse_bool(" ON ").ok(), Some(Some(true)));
+        assert_eq!(parse_bool("0").ok(), Some(Some(false)));
+        assert_eq!(parse_bool("").ok(), Some(None));
+        assert!(parse_bool("maybe").is_err());
     }
 
     #[test]

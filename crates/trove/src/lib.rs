@@ -8,7 +8,7 @@
 //!   case and render.
 //! - [`repos`], [`accounts`]: the use cases, where the rules live.
 //! - [`auth`]: who is asking and what they may do.
-//! - infrastructure: [`state`], [`config`], [`git_runtime`], [`error`], [`signing`], [`clock`], [`markdown`].
+//! - infrastructure: [`state`], [`config`], [`git_runtime`], [`error`], [`signing`], [`clock`], [`markdown`], [`highlight`].
 
 pub mod accounts;
 pub mod auth;
@@ -20,6 +20,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod git_runtime;
+pub mod highlight;
 pub mod http;
 pub mod markdown;
 pub mod repos;

@@ -1,8 +1,9 @@
 // Trove's progressive enhancements. Every page works without this file.
 "use strict";
 
-// Syntax colouring of file views and card code blocks: keywords, strings, comments and
-// numbers, one line at a time. Text is only ever wrapped in spans, never parsed as HTML.
+// Syntax colouring of card code blocks (file pages are highlighted on the server and come
+// with their spans): keywords, strings, comments and numbers, one line at a time. Text is
+// only ever wrapped in spans, never parsed as HTML.
 (function () {
   const KEYWORDS = {
     py: "and as assert async await break class continue def del elif else except False finally for from global if import in is lambda None nonlocal not or pass raise return True try while with yield",
@@ -45,10 +46,6 @@
     if (text.length > 20000) return;
     el.replaceChildren(colour(text, lang));
   }
-  document.querySelectorAll("table.lines[data-lang]").forEach((table) => {
-    const lang = langOf(table.dataset.lang);
-    table.querySelectorAll("td.code").forEach((td) => highlight(td, lang));
-  });
   document.querySelectorAll("article.card pre code[class^=language-]").forEach((code) => {
     highlight(code, langOf(code.className.replace("language-", "")));
   });

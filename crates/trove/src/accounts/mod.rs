@@ -4,6 +4,7 @@
 pub mod orgs;
 pub mod profile;
 pub mod sessions;
+pub mod signup;
 pub mod tokens;
 pub mod usage;
 

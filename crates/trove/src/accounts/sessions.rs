@@ -1,6 +1,6 @@
 //! Web sessions: signing in with a user name and password (the JSON login and the web
-//! form share it) and signing out. The session secret travels in a cookie; the database
-//! keeps only its hash.
+//! form share it) or with an access token (the web form), and signing out. The session
+//! secret travels in a cookie; the database keeps only its hash.
 
 use crate::auth::password::{self, SESSION_COOKIE, SESSION_TTL_MS};
 use crate::auth::token::random_alphanumeric;
@@ -8,6 +8,7 @@ use crate::auth::{failed, hash_token};
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
 use std::time::Instant;
+use trove_db::TokenRole;
 
 /// Why a login failed, whatever the reason (unknown user, wrong password, disabled account):
 /// telling them apart would tell an attacker which names exist.
@@ -50,16 +51,80 @@ pub async fn open(
         }
     };
     let Some(user) = user.filter(|_| ok) else {
-        // A login sends no Authorization header: say what was wrong in its own terms.
-        return Err(match failed(state, ip) {
-            ApiError::InvalidCredentials => ApiError::Unauthenticated(WRONG_PASSWORD.to_owned()),
-            other => other,
-        });
+        return Err(refused(state, ip, WRONG_PASSWORD));
     };
+    start(state, user, ip, "session.login").await
+}
+
+/// Why a token sign-in failed when the token names no one: unknown, expired or revoked
+/// look the same, as they do to the API.
+pub const BAD_TOKEN: &str = "This token is not valid: it is unknown, expired or revoked";
+
+/// Opens a web session for the owner of an access token (pasted into the login page). The
+/// session may do whatever its user may, so only a token that may too — a write token —
+/// opens one: a read or fine-grained token is refused rather than upgraded. Failures count
+/// against the address's budget like wrong passwords.
+pub async fn open_with_token(
+    state: &Context,
+    ip: Option<std::net::IpAddr>,
+    secret: &str,
+) -> ApiResult<Session> {
+    if let Some(retry_after_secs) = state.auth.failures.blocked(ip, Instant::now()) {
+        return Err(ApiError::TooManyRequests { retry_after_secs });
+    }
+    let secret = secret.trim();
+    let found = if secret.is_empty() {
+        None
+    } else {
+        state
+            .db
+            .token_owner_by_hash(&hash_token(secret), crate::clock::now_ms())
+            .await?
+    };
+    let Some((token, user)) = found else {
+        return Err(refused(state, ip, BAD_TOKEN));
+    };
+    if let Err(why) = token_may_open_session(token.role) {
+        return Err(refused(state, ip, why));
+    }
+    start(state, user, ip, "session.login_token").await
+}
+
+/// Whether a token of this role may become a web session: only one that already grants
+/// everything its user may do.
+pub fn token_may_open_session(role: TokenRole) -> Result<(), &'static str> {
+    match role {
+        TokenRole::Write => Ok(()),
+        TokenRole::Read => Err(
+            "A read token cannot sign you in: a web session may write. Use a write token or your password",
+        ),
+        TokenRole::FineGrained => Err(
+            "A fine-grained token cannot sign you in: a web session may do more than its scopes. Use a write token or your password",
+        ),
+    }
+}
+
+/// A failed sign-in: counted against the address, then 401 with `message` (or 429).
+fn refused(state: &Context, ip: Option<std::net::IpAddr>, message: &str) -> ApiError {
+    // A login sends no Authorization header: say what was wrong in its own terms.
+    match failed(state, ip) {
+        ApiError::InvalidCredentials => ApiError::Unauthenticated(message.to_owned()),
+        other => other,
+    }
+}
+
+/// Opens a session for a user already proven to be who they say (password, token, or a
+/// fresh registration), writing `action` to the audit log.
+pub async fn start(
+    state: &Context,
+    user: trove_db::User,
+    ip: Option<std::net::IpAddr>,
+    action: &str,
+) -> ApiResult<Session> {
     super::audit(
         &state.db,
         &user.name,
-        "session.login",
+        action,
         Some(&user.name),
         None,
         ip.map(|ip| ip.to_string()).as_deref(),
@@ -95,4 +160,21 @@ pub async fn close(state: &Context, cookie_header: Option<&str>) -> ApiResult<St
     Ok(format!(
         "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_write_token_becomes_a_session() {
+        assert!(token_may_open_session(TokenRole::Write).is_ok());
+        assert!(
+            token_may_open_session(TokenRole::Read).is_err_and(|why| why.contains("read token"))
+        );
+        assert!(
+            token_may_open_session(TokenRole::FineGrained)
+                .is_err_and(|why| why.contains("fine-grained"))
+        );
+    }
 }

@@ -6,6 +6,9 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "trove_session";
+/// The cookie holding the nonce that the CSRF token of the forms shown before signing in
+/// (log in, sign up) is bound to.
+pub const FORM_COOKIE: &str = "trove_form";
 /// How long a web session lasts.
 pub const SESSION_TTL_MS: i64 = 30 * 86_400_000;
 pub const MIN_PASSWORD_LEN: usize = 8;
@@ -41,9 +44,14 @@ pub fn dummy_hash() -> &'static str {
 
 /// The session secret from a `Cookie` header, if present.
 pub fn session_from_cookies(header: &str) -> Option<&str> {
+    cookie_value(header, SESSION_COOKIE)
+}
+
+/// The non-empty value of the cookie `wanted` in a `Cookie` header.
+pub fn cookie_value<'a>(header: &'a str, wanted: &str) -> Option<&'a str> {
     header.split(';').find_map(|pair| {
         let (name, value) = pair.trim().split_once('=')?;
-        (name == SESSION_COOKIE && !value.is_empty()).then_some(value)
+        (name == wanted && !value.is_empty()).then_some(value)
     })
 }
 

@@ -4,7 +4,7 @@
 //! Hop-by-hop headers are dropped, and the hub's credentials (`Authorization`, the session
 //! cookie) never reach the app.
 
-use crate::auth::password::SESSION_COOKIE;
+use crate::auth::password::{FORM_COOKIE, SESSION_COOKIE};
 use crate::error::{ApiError, ApiResult};
 use axum::body::Body;
 use axum::extract::Request;
@@ -47,7 +47,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The `Cookie` header without the hub's session cookie; `None` when nothing is left.
+/// The `Cookie` header without the hub's own cookies (the session, and the nonce of its
+/// sign-in forms); `None` when nothing is left.
 fn cookies_for_app(headers: &HeaderMap) -> Option<HeaderValue> {
     let kept: Vec<&str> = headers
         .get_all(header::COOKIE)
@@ -56,7 +57,10 @@ fn cookies_for_app(headers: &HeaderMap) -> Option<HeaderValue> {
         .flat_map(|v| v.split(';'))
         .map(str::trim)
         .filter(|c| !c.is_empty())
-        .filter(|c| c.split('=').next().map(str::trim) != Some(SESSION_COOKIE))
+        .filter(|c| {
+            let name = c.split('=').next().map(str::trim);
+            name != Some(SESSION_COOKIE) && name != Some(FORM_COOKIE)
+        })
         .collect();
     if kept.is_empty() {
         None
@@ -241,6 +245,19 @@ mod tests {
             request_headers(&h, None, "http")
                 .get(header::COOKIE)
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn the_sign_in_form_nonce_is_removed_too() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("trove_form=n; app=1; trove_session=x"),
+        );
+        assert_eq!(
+            request_headers(&h, None, "http").get(header::COOKIE),
+            Some(&HeaderValue::from_static("app=1"))
         );
     }
 

@@ -78,8 +78,11 @@ pub struct TreePage {
 
 pub enum View {
     Text {
+        /// One entry per line: HTML from [`crate::highlight`] when `highlighted`, else
+        /// plain text (escaped by the template).
         lines: Vec<String>,
         lang: String,
+        highlighted: bool,
     },
     Image {
         src: String,
@@ -281,7 +284,7 @@ async fn blob_page(
             src: format!("{base}/resolve/{file_url}"),
         },
         "safetensors" => tensors_view(state, repo, path, &file).await?,
-        _ if file.size <= MAX_TEXT_BYTES => text_view(state, repo, &file, &ext).await?,
+        _ if file.size <= MAX_TEXT_BYTES => text_view(state, repo, &file, path, &ext).await?,
         _ => View::Binary {
             note: "This file is too large to show here.".into(),
         },
@@ -306,7 +309,13 @@ async fn blob_page(
     }))
 }
 
-async fn text_view(state: &AppState, repo: &RepoRef, file: &FileAt, ext: &str) -> ApiResult<View> {
+async fn text_view(
+    state: &AppState,
+    repo: &RepoRef,
+    file: &FileAt,
+    path: &str,
+    ext: &str,
+) -> ApiResult<View> {
     let Some(bytes) = content::read_range(state, repo, &file.entry.kind, 0, MAX_TEXT_BYTES).await?
     else {
         return Ok(View::Binary {
@@ -315,16 +324,25 @@ async fn text_view(state: &AppState, repo: &RepoRef, file: &FileAt, ext: &str) -
     };
     let probe = &bytes[..bytes.len().min(8000)];
     let text = match std::str::from_utf8(&bytes) {
-        Ok(text) if !probe.contains(&0) => text,
+        Ok(text) if !probe.contains(&0) => text.to_owned(),
         _ => {
             return Ok(View::Binary {
                 note: "Binary file: not shown.".into(),
             });
         }
     };
+    // Highlighting is CPU work (bounded by `highlight::MAX_BYTES`): off the async threads.
+    let name = path.to_owned();
+    let (lines, highlighted) =
+        tokio::task::spawn_blocking(move || match crate::highlight::lines(&name, &text) {
+            Some(lines) => (lines, true),
+            None => (text.lines().map(str::to_owned).collect(), false),
+        })
+        .await?;
     Ok(View::Text {
-        lines: text.lines().map(str::to_owned).collect(),
+        lines,
         lang: ext.to_owned(),
+        highlighted,
     })
 }
 

@@ -50,6 +50,8 @@ pub fn routes() -> Router<AppState> {
             get(|| async { axum::response::Redirect::to("/models") }),
         )
         .route("/login", get(session::form).post(session::login))
+        .route("/login/token", post(session::login_with_token))
+        .route("/signup", get(session::signup_form).post(session::signup))
         .route("/logout", post(session::logout))
         .route("/new", get(new_repo::form).post(new_repo::create))
         .route("/settings/tokens", get(tokens::page).post(tokens::create))

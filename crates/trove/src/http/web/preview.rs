@@ -136,6 +136,7 @@ fn view(repo: &RepoRef, dataset: &Dataset, found: &SplitPreview) -> PreviewView 
             Format::Csv => "CSV",
             Format::Tsv => "TSV",
             Format::JsonLines => "JSON Lines",
+            Format::Json => "JSON",
             Format::Parquet => "Parquet",
         },
         columns,

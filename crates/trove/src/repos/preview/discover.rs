@@ -20,6 +20,8 @@ pub enum Format {
     Csv,
     Tsv,
     JsonLines,
+    /// A `.json` file holding one array of objects.
+    Json,
     Parquet,
 }
 
@@ -32,6 +34,7 @@ impl Format {
             "csv" => Format::Csv,
             "tsv" => Format::Tsv,
             "jsonl" => Format::JsonLines,
+            "json" => Format::Json,
             "parquet" => Format::Parquet,
             _ => return None,
         })
@@ -44,6 +47,7 @@ impl Format {
             Format::JsonLines => 1,
             Format::Csv => 2,
             Format::Tsv => 3,
+            Format::Json => 4,
         }
     }
 }
@@ -247,18 +251,23 @@ fn default_splits(data: &[&str]) -> Vec<SplitFiles> {
         in_data_dir
     };
     // One format per config, as the Hub's loader builds one: the most common one.
-    let Some(format) = [Format::Parquet, Format::JsonLines, Format::Csv, Format::Tsv]
-        .into_iter()
-        .filter_map(|f| {
-            let n = candidates
-                .iter()
-                .filter(|p| Format::of(p) == Some(f))
-                .count();
-            (n > 0).then_some((n, f))
-        })
-        .max_by(|a, b| a.0.cmp(&b.0).then(b.1.rank().cmp(&a.1.rank())))
-        .map(|(_, f)| f)
-    else {
+    let Some(format) = [
+        Format::Parquet,
+        Format::JsonLines,
+        Format::Csv,
+        Format::Tsv,
+        Format::Json,
+    ]
+    .into_iter()
+    .filter_map(|f| {
+        let n = candidates
+            .iter()
+            .filter(|p| Format::of(p) == Some(f))
+            .count();
+        (n > 0).then_some((n, f))
+    })
+    .max_by(|a, b| a.0.cmp(&b.0).then(b.1.rank().cmp(&a.1.rank())))
+    .map(|(_, f)| f) else {
         return Vec::new();
     };
     let mut files: Vec<&str> = candidates

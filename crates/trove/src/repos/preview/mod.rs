@@ -1,4 +1,5 @@
-//! Dataset previews: the first rows of a dataset's CSV, TSV, JSON Lines and Parquet files,
+//! Dataset previews: the first rows of a dataset's CSV, TSV, JSON Lines, JSON (an array of
+//! objects) and Parquet files,
 //! per config and split, with the columns' types. The files come from the card's `configs:`
 //! or the Hub's default layout ([`discover`]); their bytes are read through the one content
 //! path ([`content::read_range`]), so git, LFS and Xet files preview alike, and only ever a
@@ -275,7 +276,7 @@ async fn read_file(
                 Err(u) => (Err(u), String::new(), None),
             })
         }
-        Format::Csv | Format::Tsv | Format::JsonLines => {
+        Format::Csv | Format::Tsv | Format::JsonLines | Format::Json => {
             let whole = size <= TEXT_PREFIX_BYTES;
             let Some(prefix) =
                 content::read_range(state, repo, entry, 0, TEXT_PREFIX_BYTES).await?
@@ -294,6 +295,9 @@ async fn read_file(
                 format!("the first {}", human_bytes(TEXT_PREFIX_BYTES))
             };
             let table = tokio::task::spawn_blocking(move || {
+                if format == Format::Json {
+                    return text::parse_json_array(&prefix, whole);
+                }
                 let text = text::complete_lines(&prefix, whole)?;
                 match format {
                     Format::JsonLines => text::parse_json_lines(text),

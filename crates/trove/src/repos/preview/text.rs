@@ -212,6 +212,68 @@ pub fn parse_json_lines(text: &[u8]) -> Result<Table, Unavailable> {
     Ok(Table { columns, rows })
 }
 
+/// The first rows of a `.json` file holding one array of objects (`[{"a": 1}, …]`), read
+/// element by element from `bytes` — the whole file, or a prefix of it when `whole` is
+/// false, whose last, cut element is left out. Anything else is a note.
+pub fn parse_json_array(bytes: &[u8], whole: bool) -> Result<Table, Unavailable> {
+    let skip_ws = |at: usize| {
+        at + bytes[at..]
+            .iter()
+            .take_while(|b| b.is_ascii_whitespace())
+            .count()
+    };
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut at = skip_ws(0);
+    if bytes.get(at) != Some(&b'[') {
+        return Err(Unavailable(
+            "the file is not a JSON array of objects (JSON Lines files end in .jsonl)".to_owned(),
+        ));
+    }
+    at = skip_ws(at + 1);
+    let mut lines = Vec::new();
+    while lines.len() < MAX_ROWS && at < bytes.len() && bytes[at] != b']' {
+        let mut stream = serde_json::Deserializer::from_slice(&bytes[at..]).into_iter::<Value>();
+        match stream.next() {
+            Some(Ok(value)) => {
+                if !value.is_object() {
+                    return Err(Unavailable(format!(
+                        "element {} of the array is not a JSON object",
+                        lines.len() + 1
+                    )));
+                }
+                lines.push(value);
+                at = skip_ws(at + stream.byte_offset());
+                match bytes.get(at) {
+                    Some(b',') => at = skip_ws(at + 1),
+                    Some(b']') | None => {}
+                    Some(_) => {
+                        return Err(Unavailable(
+                            "the JSON array is malformed after element ".to_owned()
+                                + &lines.len().to_string(),
+                        ));
+                    }
+                }
+            }
+            // The prefix ends inside this element: the rows so far are the preview.
+            Some(Err(e)) if e.is_eof() && !whole => break,
+            Some(Err(e)) => {
+                return Err(Unavailable(format!(
+                    "element {} of the array is not valid JSON ({e})",
+                    lines.len() + 1
+                )));
+            }
+            None => break,
+        }
+    }
+    // The rows become JSON Lines, so both formats share one table builder.
+    let mut text = Vec::new();
+    for value in &lines {
+        text.extend_from_slice(value.to_string().as_bytes());
+        text.push(b'\n');
+    }
+    parse_json_lines(&text)
+}
+
 /// A JSON value in a cell: strings as they are, everything else as compact JSON.
 pub fn json_cell(value: &Value) -> String {
     match value {
@@ -327,6 +389,57 @@ mod tests {
         );
         assert_eq!(table.rows[0][2], "{\"k\":[1,2]}");
         assert_eq!(table.rows[1][1], "");
+    }
+
+    #[test]
+    fn json_arrays_of_objects() {
+        let table = parse_json_array(
+            b" [ {\"a\": 1, \"b\": \"x\"},\n {\"a\": 2, \"c\": [1]} ]\n",
+            true,
+        )
+        .expect("table");
+        assert_eq!(table.columns.len(), 3);
+        assert_eq!(table.columns[0].name, "a");
+        assert_eq!(table.rows, vec![vec!["1", "x", ""], vec!["2", "", "[1]"]]);
+        // A prefix cut inside the third element shows the first two.
+        let cut = parse_json_array(b"[{\"a\": 1}, {\"a\": 2}, {\"a\": \"thr", false).expect("cut");
+        assert_eq!(cut.rows.len(), 2);
+        // The same bytes as a whole file are broken.
+        assert!(parse_json_array(b"[{\"a\": 1}, {\"a\": \"thr", true).is_err());
+        let many: String = format!(
+            "[{}]",
+            (0..150)
+                .map(|i| format!("{{\"i\": {i}}}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(
+            parse_json_array(many.as_bytes(), true)
+                .expect("rows")
+                .rows
+                .len(),
+            MAX_ROWS
+        );
+    }
+
+    #[test]
+    fn json_that_is_not_an_array_of_objects_is_a_note() {
+        for bad in [
+            &b"{\"a\": 1}"[..],
+            b"[1, 2]",
+            b"[{\"a\": 1} {\"a\": 2}]",
+            b"",
+            b"[]",
+            b"nope",
+        ] {
+            assert!(
+                parse_json_array(bad, true).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let deep = format!("[{}]", "[".repeat(10_000));
+        assert!(parse_json_array(deep.as_bytes(), true).is_err());
     }
 
     #[test]
