@@ -105,7 +105,12 @@ pub struct WebhooksConfig {
 pub struct StorageConfig {
     /// Which files a global-dedup query may learn about.
     pub dedup_scope: DedupScope,
+    /// GC compacts xorbs whose live bytes are below this fraction of their bytes (0: never).
+    pub compact_below: f64,
 }
+
+/// The default `[storage] compact_below`: xorbs more than half dead are rewritten.
+pub const DEFAULT_COMPACT_BELOW: f64 = 0.5;
 
 /// The files a global-dedup answer may describe: those the querying token's repository
 /// links, or those of any repository of its namespace.
@@ -251,6 +256,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             storage: StorageConfig {
                 dedup_scope: DedupScope::Repo,
+                compact_below: DEFAULT_COMPACT_BELOW,
             },
             metrics: MetricsConfig::default(),
         }
@@ -305,6 +311,7 @@ struct FileWebhooks {
 #[serde(deny_unknown_fields)]
 struct FileStorage {
     dedup_scope: Option<DedupScope>,
+    compact_below: Option<f64>,
 }
 
 /// `[spaces]` of the TOML file; every key optional.
@@ -436,8 +443,12 @@ impl Config {
     }
 
     fn apply_storage(&mut self, file: Option<FileStorage>) {
-        if let Some(v) = file.and_then(|f| f.dedup_scope) {
+        let Some(file) = file else { return };
+        if let Some(v) = file.dedup_scope {
             self.storage.dedup_scope = v;
+        }
+        if let Some(v) = file.compact_below {
+            self.storage.compact_below = v;
         }
     }
 
@@ -502,6 +513,10 @@ impl Config {
         anyhow::ensure!(
             self.spaces.max_concurrent_builds > 0 && self.spaces.memory_limit_mb > 0,
             "spaces.max_concurrent_builds and spaces.memory_limit_mb must be positive"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.storage.compact_below),
+            "[storage] compact_below must be between 0 and 1 (0 disables compaction)"
         );
         if let Some(url) = &mut self.public_url {
             anyhow::ensure!(

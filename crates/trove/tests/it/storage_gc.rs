@@ -1,8 +1,9 @@
 //! Garbage collection never frees what a live file needs: seeded random sequences of LFS
 //! uploads, commits, branch and tag creation and deletion, repository deletion and GC runs
-//! (grace 0, so everything unreferenced goes at once), with every file of every live ref read
-//! back and checked after each run. Files share most of their chunks, so a chunk freed by
-//! mistake breaks a neighbour.
+//! (mostly grace 0, so everything unreferenced goes at once; sometimes a long grace, so
+//! xorbs compaction released stay for a later run), with compaction of every xorb holding a
+//! dead chunk, and every file of every live ref read back and checked after each run. Files
+//! share most of their chunks, so a chunk freed or moved by mistake breaks a neighbour.
 
 use crate::app::TestApp;
 use axum::http::{Method, StatusCode};
@@ -145,8 +146,20 @@ async fn check_all(app: &TestApp, model: &Model, step: usize) {
     }
 }
 
+/// `app`'s state with GC compacting xorbs below `compact_below` live.
+fn compacting(app: &TestApp, compact_below: f64) -> trove::state::AppState {
+    let mut state = app.state.clone();
+    let mut config = (*state.config).clone();
+    config.storage.compact_below = compact_below;
+    state.config = std::sync::Arc::new(config);
+    state
+}
+
 async fn run_sequence(seed: u64, steps: usize) {
     let app = TestApp::new().await;
+    // Every xorb with a dead chunk is rewritten: compaction as often as it can happen.
+    let gc_state = compacting(&app, 1.0);
+    let mut compacted = 0u64;
     let mut rng = Rng(seed);
     let base = random_bytes(seed, 400_000);
     let repos = ["r0", "r1", "r2"];
@@ -277,13 +290,20 @@ async fn run_sequence(seed: u64, steps: usize) {
                 refs.insert("main".into(), BTreeMap::new());
             }
             _ => {
-                gc::collect(&app.state, 0, false).await.expect("gc");
+                let grace = if rng.below(3) == 0 { 3_600_000 } else { 0 };
+                let report = gc::collect(&gc_state, grace, false).await.expect("gc");
+                compacted += report.xorbs_compacted;
                 check_all(&app, &model, step).await;
             }
         }
     }
-    gc::collect(&app.state, 0, false).await.expect("gc");
+    let report = gc::collect(&gc_state, 0, false).await.expect("gc");
+    compacted += report.xorbs_compacted;
     check_all(&app, &model, steps).await;
+    assert!(compacted > 0, "seed {seed}: the sequence never compacted");
+    // Compacted files read as they did, through the indices fsck checks.
+    let fsck = trove::storage::fsck::check(&app.state).await.expect("fsck");
+    assert!(fsck.is_clean(), "seed {seed}: {fsck:?}");
 
     // Once nothing references anything, everything goes.
     for r in repos {
@@ -296,13 +316,13 @@ async fn run_sequence(seed: u64, steps: usize) {
         .await;
     }
     let before = xorb_bytes(app.state.store.root());
-    let dry = gc::collect(&app.state, 0, true).await.expect("dry run");
+    let dry = gc::collect(&gc_state, 0, true).await.expect("dry run");
     assert_eq!(
         xorb_bytes(app.state.store.root()),
         before,
         "a dry run frees nothing"
     );
-    let report = gc::collect(&app.state, 0, false).await.expect("gc");
+    let report = gc::collect(&gc_state, 0, false).await.expect("gc");
     assert_eq!(report.objects_forgotten, dry.objects_forgotten);
     assert_eq!(
         xorb_bytes(app.state.store.root()),
