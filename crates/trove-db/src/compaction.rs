@@ -166,3 +166,132 @@ impl Db {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::XetFile;
+    use trove_types::{RepoId, RepoName, RepoType, Sha256Hex};
+
+    fn record(chunks: u32) -> XorbRecord {
+        XorbRecord {
+            stored_bytes: 10,
+            raw_bytes: 10,
+            num_chunks: chunks,
+            chunk_index: vec![1; 40 * chunks as usize],
+        }
+    }
+
+    async fn setup() -> (Db, i64) {
+        let db = Db::open_in_memory().await.expect("db");
+        let owner = db
+            .create_user(&RepoName::parse("alice").expect("n"), None, false)
+            .await
+            .expect("user")
+            .id;
+        let id = RepoId::new(
+            RepoName::parse("alice").expect("ns"),
+            RepoName::parse("r").expect("name"),
+        );
+        let repo = db
+            .create_repo(RepoType::Model, &id, false, owner, 1)
+            .await
+            .expect("repo")
+            .id;
+        // Old xorb [1]: chunks 7, 8, 9; the file needs only chunk 8.
+        db.record_xorb(&[1; 32], &record(3), &[[7; 32], [8; 32], [9; 32]], 1)
+            .await
+            .expect("xorb");
+        db.link_repo_xorb(repo, &[1; 32], 1).await.expect("link");
+        let file = XetFile {
+            file_hash: [5; 32],
+            size: 3,
+            sha256: Sha256Hex::parse(&"a".repeat(64)).expect("sha"),
+            terms: vec![1; 44],
+        };
+        db.record_xet_file(repo, &file, &[[1; 32]], 1)
+            .await
+            .expect("file");
+        (db, repo)
+    }
+
+    #[tokio::test]
+    async fn compaction_repoints_files_and_index_and_the_old_xorb_waits_out_its_grace() {
+        let (db, repo) = setup().await;
+        assert_eq!(db.named_xorbs_page(&[0; 32], 2, 10).await.expect("q"), vec![[1; 32]]);
+        assert!(db.named_xorbs_page(&[0; 32], 1, 10).await.expect("q").is_empty(), "too new");
+        let files = [([5u8; 32], vec![2u8; 44])];
+        let done = db
+            .compact_xorb(&Compaction {
+                old: [1; 32],
+                new: [2; 32],
+                record: &record(1),
+                moved_chunks: &[([8; 32], 0)],
+                files: &files,
+                now_ms: 1000,
+            })
+            .await
+            .expect("compact");
+        assert!(done);
+        let file = db.xet_file(&[5; 32]).await.expect("q").expect("file");
+        assert_eq!(file.terms, vec![2u8; 44]);
+        assert_eq!(db.files_naming_xorb(&[2; 32]).await.expect("q").len(), 1);
+        assert!(db.files_naming_xorb(&[1; 32]).await.expect("q").is_empty());
+        // The live chunk moved; the dead ones left the index (nothing dedups against them).
+        let found = db
+            .chunk_locations(&[[7; 32], [8; 32], [9; 32]])
+            .await
+            .expect("q");
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[&[8; 32]].xorb, found[&[8; 32]].index), ([2; 32], 0));
+        // The repository that referenced the old xorb references the new one.
+        assert_eq!(
+            db.repo_xorb_stored_bytes(repo, &[2; 32]).await.expect("q"),
+            Some(10)
+        );
+        // Created long ago, but released at 1000: kept until the cutoff reaches 1000.
+        assert!(db.unreferenced_xorbs_page(&[0; 32], 999, 10).await.expect("q").is_empty());
+        assert_eq!(db.drop_xorb_if_unreferenced(&[1; 32], 999).await.expect("q"), None);
+        assert!(db.xorb_stored_bytes(&[1; 32]).await.expect("q").is_some());
+        assert_eq!(
+            db.unreferenced_xorbs_page(&[0; 32], 1000, 10).await.expect("q"),
+            vec![([1; 32], 10)]
+        );
+        assert_eq!(db.drop_xorb_if_unreferenced(&[1; 32], 1000).await.expect("q"), Some(0));
+        assert!(db.xorb_stored_bytes(&[2; 32]).await.expect("q").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_file_recorded_meanwhile_stops_the_compaction_and_changes_nothing() {
+        let (db, repo) = setup().await;
+        let late = XetFile {
+            file_hash: [6; 32],
+            size: 3,
+            sha256: Sha256Hex::parse(&"b".repeat(64)).expect("sha"),
+            terms: vec![1; 44],
+        };
+        db.record_xet_file(repo, &late, &[[1; 32]], 2)
+            .await
+            .expect("file");
+        let files = [([5u8; 32], vec![2u8; 44])];
+        let done = db
+            .compact_xorb(&Compaction {
+                old: [1; 32],
+                new: [2; 32],
+                record: &record(1),
+                moved_chunks: &[([8; 32], 0)],
+                files: &files,
+                now_ms: 1000,
+            })
+            .await
+            .expect("compact");
+        assert!(!done);
+        assert!(db.xorb_stored_bytes(&[2; 32]).await.expect("q").is_none());
+        assert_eq!(db.files_naming_xorb(&[1; 32]).await.expect("q").len(), 2);
+        assert_eq!(
+            db.xet_file(&[5; 32]).await.expect("q").expect("file").terms,
+            vec![1u8; 44]
+        );
+        assert_eq!(db.chunk_locations(&[[7; 32]]).await.expect("q").len(), 1);
+    }
+}
