@@ -218,8 +218,17 @@ mod tests {
     #[tokio::test]
     async fn compaction_repoints_files_and_index_and_the_old_xorb_waits_out_its_grace() {
         let (db, repo) = setup().await;
-        assert_eq!(db.named_xorbs_page(&[0; 32], 2, 10).await.expect("q"), vec![[1; 32]]);
-        assert!(db.named_xorbs_page(&[0; 32], 1, 10).await.expect("q").is_empty(), "too new");
+        assert_eq!(
+            db.named_xorbs_page(&[0; 32], 2, 10).await.expect("q"),
+            vec![[1; 32]]
+        );
+        assert!(
+            db.named_xorbs_page(&[0; 32], 1, 10)
+                .await
+                .expect("q")
+                .is_empty(),
+            "too new"
+        );
         let files = [([5u8; 32], vec![2u8; 44])];
         let done = db
             .compact_xorb(&Compaction {
@@ -250,14 +259,31 @@ mod tests {
             Some(10)
         );
         // Created long ago, but released at 1000: kept until the cutoff reaches 1000.
-        assert!(db.unreferenced_xorbs_page(&[0; 32], 999, 10).await.expect("q").is_empty());
-        assert_eq!(db.drop_xorb_if_unreferenced(&[1; 32], 999).await.expect("q"), None);
+        assert!(
+            db.unreferenced_xorbs_page(&[0; 32], 999, 10)
+                .await
+                .expect("q")
+                .is_empty()
+        );
+        assert_eq!(
+            db.drop_xorb_if_unreferenced(&[1; 32], 999)
+                .await
+                .expect("q"),
+            None
+        );
         assert!(db.xorb_stored_bytes(&[1; 32]).await.expect("q").is_some());
         assert_eq!(
-            db.unreferenced_xorbs_page(&[0; 32], 1000, 10).await.expect("q"),
+            db.unreferenced_xorbs_page(&[0; 32], 1000, 10)
+                .await
+                .expect("q"),
             vec![([1; 32], 10)]
         );
-        assert_eq!(db.drop_xorb_if_unreferenced(&[1; 32], 1000).await.expect("q"), Some(0));
+        assert_eq!(
+            db.drop_xorb_if_unreferenced(&[1; 32], 1000)
+                .await
+                .expect("q"),
+            Some(0)
+        );
         assert!(db.xorb_stored_bytes(&[2; 32]).await.expect("q").is_some());
     }
 

@@ -620,4 +620,25 @@ mod tests {
         };
         assert!(Config::load(dir.path(), bad).is_err());
     }
+
+    #[test]
+    fn compact_below_is_a_fraction_and_defaults_to_a_half() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let load = |text: &str| {
+            std::fs::write(dir.path().join("trove.toml"), text).expect("write");
+            Config::load(dir.path(), ServeOverrides::default())
+        };
+        assert_eq!(load("").expect("loads").storage.compact_below, 0.5);
+        let c = load("[storage]\ncompact_below = 0.25\n").expect("loads");
+        assert_eq!(c.storage.compact_below, 0.25);
+        // 0 disables compaction.
+        let c = load("[storage]\ncompact_below = 0\n").expect("loads");
+        assert_eq!(c.storage.compact_below, 0.0);
+        for bad in ["1.5", "-0.1", "\"half\"", "nan"] {
+            assert!(
+                load(&format!("[storage]\ncompact_below = {bad}\n")).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -197,7 +197,7 @@ mod tests {
             xorb: XetHash::from_bytes([xorb; 32]),
             chunk_start: start,
             chunk_end: end,
-            unpacked_len: (end - start) * 10,
+            unpacked_len: end.saturating_sub(start) * 10,
         }
     }
 
