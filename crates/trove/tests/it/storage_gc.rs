@@ -428,3 +428,112 @@ async fn what_only_a_tag_holds_survives_and_a_deleted_branch_frees_its_own() {
         .insert("w.bin".into(), hex::encode(Sha256::digest(&main_data)));
     check_all(&app, &model, 0).await;
 }
+
+/// The xorb files of a store, by path under `xorbs/`.
+fn xorb_files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for d in std::fs::read_dir(root.join("xorbs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
+            let name = format!(
+                "{}/{}",
+                d.file_name().to_string_lossy(),
+                f.file_name().to_string_lossy()
+            );
+            out.insert(name, std::fs::read(f.path()).expect("read xorb"));
+        }
+    }
+    out
+}
+
+/// A repository whose `main` holds a second version sharing its first 30% with a first
+/// version only a deleted branch held: the first version's xorb is 70% dead.
+async fn store_with_a_mostly_dead_xorb() -> (TestApp, Model) {
+    let app = TestApp::new().await;
+    send_ok(
+        &app,
+        Method::POST,
+        "/api/repos/create",
+        json!({"name": "c"}),
+    )
+    .await;
+    let v1 = random_bytes(11, 400_000);
+    let mut v2 = v1[..120_000].to_vec();
+    v2.extend_from_slice(&random_bytes(12, 280_000));
+    send_ok(
+        &app,
+        Method::POST,
+        "/api/models/admin/c/branch/old",
+        json!({}),
+    )
+    .await;
+    let oid = upload(&app, "c", &v1).await;
+    commit(&app, "c", "old", "w.bin", &oid, v1.len()).await;
+    let oid = upload(&app, "c", &v2).await;
+    commit(&app, "c", "main", "w.bin", &oid, v2.len()).await;
+    let r = app
+        .request(Method::DELETE, "/api/models/admin/c/branch/old")
+        .token(&app.admin_token)
+        .send()
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.error());
+    let mut model: Model = BTreeMap::new();
+    model
+        .entry("c".into())
+        .or_default()
+        .entry("main".into())
+        .or_default()
+        .insert("w.bin".into(), hex::encode(Sha256::digest(&v2)));
+    (app, model)
+}
+
+#[tokio::test]
+async fn a_compaction_killed_before_its_transaction_is_completed_by_the_next_run() {
+    // A store compacted without interruption shows which xorb compaction writes.
+    let (app, model) = store_with_a_mostly_dead_xorb().await;
+    let before = xorb_files(app.state.store.root());
+    let report = gc::collect(&compacting(&app, 0.5), 0, false)
+        .await
+        .expect("gc");
+    assert_eq!(report.xorbs_compacted, 1, "{report:?}");
+    let after = xorb_files(app.state.store.root());
+    let written: Vec<_> = after
+        .iter()
+        .filter(|(k, _)| !before.contains_key(*k))
+        .collect();
+    assert_eq!(written.len(), 1, "one new xorb");
+    let (new_path, new_bytes) = written[0];
+    check_all(&app, &model, 0).await;
+
+    // The same store, where a run was killed once the new xorb was durable and before the
+    // transaction repointing the files: the xorb is on disk, unrecorded, and files still
+    // read the old one.
+    let (crashed, model) = store_with_a_mostly_dead_xorb().await;
+    let root = crashed.state.store.root().join("xorbs");
+    std::fs::create_dir_all(root.join(&new_path[..2])).expect("dir");
+    std::fs::write(root.join(new_path), new_bytes).expect("write");
+    check_all(&crashed, &model, 1).await;
+    let report = gc::collect(&compacting(&crashed, 0.5), 0, false)
+        .await
+        .expect("gc");
+    assert_eq!(report.xorbs_compacted, 1, "{report:?}");
+    assert_eq!(xorb_files(crashed.state.store.root()), after);
+    check_all(&crashed, &model, 2).await;
+    let fsck = trove::storage::fsck::check(&crashed.state)
+        .await
+        .expect("fsck");
+    assert!(fsck.is_clean(), "{fsck:?}");
+    // And compaction with a grace period keeps the released xorb for clients' shard caches.
+    let (graced, model) = store_with_a_mostly_dead_xorb().await;
+    let report = gc::collect(&compacting(&graced, 0.5), 3_600_000, false)
+        .await
+        .expect("gc");
+    assert_eq!(
+        report.xorbs_compacted, 0,
+        "a xorb inside the grace period is not rewritten"
+    );
+    check_all(&graced, &model, 3).await;
+}
