@@ -278,6 +278,8 @@ def test_admin_storage_api_and_metrics_answer_site_admins_only(trove, hub, bob, 
     before = metric_values(hub.http.get("/metrics", headers=admin))
     run = hub.http.post("/api/admin/storage/gc", headers=admin, json={"grace": "0s"})
     assert run.status_code == 200 and run.json()["dry_run"] is False, run.text[:300]
+    # The CLI's report, compaction included (the same code runs).
+    assert {"xorbs_compacted", "compact_bytes_rewritten", "compact_bytes_to_free"} <= run.json().keys(), run.text
     fsck = hub.http.post("/api/admin/storage/fsck", headers=admin)
     assert fsck.status_code == 200 and fsck.json()["damaged_xorbs"] == [], fsck.text[:500]
 
