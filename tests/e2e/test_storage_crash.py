@@ -1,6 +1,6 @@
 """kill -9 in the middle of the chunk store's own work: while a plain LFS upload is being cut
-into chunks and packed (after its bytes landed, before its Xet file is recorded), and while
-`trove gc` sweeps thousands of condemned xorbs. After a restart nothing references what is
+into chunks and packed (after its bytes landed, before its Xet file is recorded), while
+`trove gc` sweeps thousands of condemned xorbs, and while it writes a compacted xorb. After a restart nothing references what is
 not there, `trove fsck` is clean, the next GC completes, and uploading again works."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from conftest import Hub, TroveServer, clean_env, make_client, sha256_bytes
 from test_storage import UPLOAD, check_downloads
+from test_storage_ops import DELETE_AND_SQUASH, xorbs_of
 
 POLL_S = 0.005
 
@@ -149,5 +150,54 @@ def test_kill_9_mid_gc_sweep_then_the_next_gc_completes(tmp_path):
         client.py(UPLOAD, xet=True, args={"repo": repo, "path": "kept-again.bin", "local": str(tmp_path / "kept.bin")})
         check_downloads(server, tmp_path, repo, "fresh.bin", fresh)
         check_downloads(server, tmp_path, repo, "kept-again.bin", kept)
+    finally:
+        server.stop()
+
+
+def test_kill_9_mid_compaction_then_the_next_gc_completes(tmp_path):
+    server = TroveServer("trove-compact-crash", tmp_path / "srv")
+    server.start()
+    try:
+        hub = Hub(server)
+        repo = hub.create_repo("compact-crash")
+        hub.close()
+        # A large first version, and a second sharing its first 30% (LFS: the server packs
+        # the second's new chunks and names the first's xorb for the shared ones).
+        v1 = os.urandom(24 << 20)
+        shared = int(len(v1) * 0.3)
+        v2 = v1[:shared] + os.urandom(len(v1) - shared)
+        client = make_client(server, tmp_path / "c1")
+        for name, data in (("v1.bin", v1), ("v2.bin", v2)):
+            (tmp_path / name).write_bytes(data)
+            client.py(UPLOAD, xet=False, args={"repo": repo, "path": name, "local": str(tmp_path / name)})
+        (old,) = xorbs_of(server, v1)
+        assert old in xorbs_of(server, v2)
+        client.py(DELETE_AND_SQUASH, args={"repo": repo, "path": "v1.bin"})
+
+        gc = subprocess.Popen([str(server.binary), "gc", "--grace", "0s", "--data-dir", str(server.data_dir)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=clean_env())
+        # Killed while the new xorb is being written (its staging file has bytes).
+        deadline = time.monotonic() + 300
+        lfs = server.data_dir / "lfs"
+        while gc.poll() is None and time.monotonic() < deadline:
+            if any(p.stat().st_size > (1 << 20) for p in lfs.rglob("pack-*") if p.is_file()):
+                break
+            time.sleep(POLL_S)
+        gc.kill()
+        server.proc.kill()
+        assert gc.wait(timeout=15) == -9, "gc finished before it could be killed: use a larger file"
+        server.proc.wait(timeout=15)
+        assert old in xorbs_of(server, v2), "killed before the repointing transaction"
+        server.stop()
+
+        server = TroveServer("trove-compact-crash-2", tmp_path / "srv")
+        server.start()
+        check_downloads(server, tmp_path, repo, "v2.bin", v2)
+        after_restart(server)
+        # The next run compacted and freed: v2 no longer names the old xorb, which is gone.
+        assert old not in xorbs_of(server, v2) and old not in xorb_files(server.data_dir)
+        assert old not in recorded_xorbs(server.data_dir)
+        check_downloads(server, tmp_path, repo, "v2.bin", v2)
     finally:
         server.stop()

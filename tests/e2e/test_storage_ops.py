@@ -25,6 +25,12 @@ commits = api.list_repo_commits(ARGS["repo"], revision=ARGS.get("branch") or "ma
 emit({"commits": [{"id": c.commit_id, "title": c.title} for c in commits]})
 """
 
+DELETE_AND_SQUASH = """
+api.delete_file(path_in_repo=ARGS["path"], repo_id=ARGS["repo"])
+api.super_squash_history(repo_id=ARGS["repo"])
+emit({"ok": True})
+"""
+
 SQUASH_ATTEMPT = """
 emit(attempt(api.super_squash_history, repo_id=ARGS["repo"], branch=ARGS.get("branch")))
 """
@@ -150,6 +156,51 @@ def test_super_squash_keeps_the_tree_and_gc_frees_what_only_old_history_named(tr
     check_downloads(trove, tmp_path, repo, "model.bin", v2)
 
 
+def xorbs_of(trove, data: bytes) -> dict[str, int]:
+    """The xorbs the file holding `data` names, with their stored bytes."""
+    with sqlite3.connect(trove.data_dir / "trove.db", timeout=30) as conn:
+        rows = conn.execute(
+            "SELECT x.hash, x.stored_bytes FROM xet_files f "
+            "JOIN xet_file_xorbs fx ON fx.file_hash = f.file_hash JOIN xet_xorbs x ON x.hash = fx.xorb "
+            "WHERE f.sha256 = ?", (sha256_bytes(data),)).fetchall()
+    # The protocol's hex form (file names too): each 8-byte word as a little-endian number.
+    return {"".join(bytes(h[i:i + 8])[::-1].hex() for i in range(0, 32, 8)): n for h, n in rows}
+
+
+def test_gc_compacts_a_mostly_dead_xorb_and_the_survivor_reads_back(trove, client, hub, tmp_path):
+    repo = hub.create_repo("compact")
+    v1 = os.urandom(4 << 20)
+    shared = int(len(v1) * 0.3)
+    v2 = v1[:shared] + os.urandom(len(v1) - shared)
+    upload(client, tmp_path, repo, "v1.bin", v1, xet=True)
+    upload(client, tmp_path, repo, "v2.bin", v2, xet=True)
+    named = xorbs_of(trove, v2)
+    (old,) = [h for h in xorbs_of(trove, v1)]
+    assert old in named, "v2 reuses v1's xorb for its first 30%"
+    # v1's only reference goes: deleted by a commit, and the history that named it squashed.
+    client.py(DELETE_AND_SQUASH, args={"repo": repo, "path": "v1.bin"})
+    before = store_bytes(trove)
+
+    report = json.loads(trove.admin_cli("gc", "--grace", "0s"))
+    freed = before - store_bytes(trove)
+    print(f"compaction: freed {freed} B of v1's {len(v1)} B (shared {shared} B); report {report}")
+    assert report["xorbs_compacted"] >= 1, report
+    assert report["compact_bytes_to_free"] >= len(v1), report
+    assert report["compact_bytes_rewritten"] >= shared - 2 * CHUNK_MAX, report
+    # v1's xorb is gone, its live 30% rewritten into a new xorb v2 now names.
+    after = xorbs_of(trove, v2)
+    assert old not in after and not (trove.data_dir / "lfs" / "xorbs" / old[:2] / old).exists(), after
+    (new,) = set(after) - set(named)
+    assert shared - 2 * CHUNK_MAX <= after[new] <= shared + 2 * CHUNK_MAX, (after, shared)
+    assert freed >= len(v1) - shared - 2 * CHUNK_MAX, (freed, report)
+    check_downloads(trove, tmp_path, repo, "v2.bin", v2)
+    fsck = json.loads(trove.admin_cli("fsck"))
+    assert fsck["damaged_xorbs"] == [] and fsck["damaged_files"] == [], fsck
+    # A second run finds nothing left to compact in this repository.
+    again = json.loads(trove.admin_cli("gc", "--grace", "0s"))
+    assert xorbs_of(trove, v2) == after, again
+
+
 def test_super_squash_of_a_pr_and_its_refusals(trove, client, hub, bob, tmp_path):
     repo = hub.create_repo("squash-pr")
     hub.commit_files(repo, {"a.txt": b"1"})
@@ -227,6 +278,8 @@ def test_admin_storage_api_and_metrics_answer_site_admins_only(trove, hub, bob, 
     before = metric_values(hub.http.get("/metrics", headers=admin))
     run = hub.http.post("/api/admin/storage/gc", headers=admin, json={"grace": "0s"})
     assert run.status_code == 200 and run.json()["dry_run"] is False, run.text[:300]
+    # The CLI's report, compaction included (the same code runs).
+    assert {"xorbs_compacted", "compact_bytes_rewritten", "compact_bytes_to_free"} <= run.json().keys(), run.text
     fsck = hub.http.post("/api/admin/storage/fsck", headers=admin)
     assert fsck.status_code == 200 and fsck.json()["damaged_xorbs"] == [], fsck.text[:500]
 

@@ -8,6 +8,7 @@
 
 mod audit;
 mod collections;
+mod compaction;
 mod discussions;
 mod error;
 mod facets;
@@ -32,6 +33,7 @@ pub use collections::{
     Collection, CollectionChanges, CollectionItem, CollectionQuery, ItemChanges, ItemRow,
     ItemTarget, NewCollection,
 };
+pub use compaction::Compaction;
 pub use discussions::{
     CommentVersion, Discussion, DiscussionChanges, DiscussionFilter, DiscussionStatus, Event,
     EventKind, NewDiscussion, NewEvent,

@@ -115,8 +115,9 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// A page of xorbs (hash order, after `after`) created before `cutoff_ms` that no
-    /// recorded file names, with their stored size.
+    /// A page of xorbs (hash order, after `after`) created before `cutoff_ms`, and released
+    /// by compaction (if ever) at or before it, that no recorded file names, with their
+    /// stored size.
     pub async fn unreferenced_xorbs_page(
         &self,
         after: &[u8; 32],
@@ -125,10 +126,11 @@ impl Db {
     ) -> Result<Vec<([u8; 32], u64)>> {
         let rows = sqlx::query(
             "SELECT x.hash, x.stored_bytes FROM xet_xorbs x WHERE x.hash > ? AND x.created_at < ? \
-             AND NOT EXISTS (SELECT 1 FROM xet_file_xorbs fx WHERE fx.xorb = x.hash) \
+             AND COALESCE(x.released_at, 0) <= ? AND NOT EXISTS (SELECT 1 FROM xet_file_xorbs fx WHERE fx.xorb = x.hash) \
              ORDER BY x.hash LIMIT ?",
         )
         .bind(after.as_slice())
+        .bind(cutoff_ms)
         .bind(cutoff_ms)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -144,8 +146,8 @@ impl Db {
     }
 
     /// Drops xorb `hash` from the indices — its chunk-index entries first, then the
-    /// repositories' references, then the xorb — if it is still older than `cutoff_ms` and
-    /// no file names it. One transaction, so a file recorded concurrently either names it
+    /// repositories' references, then the xorb — if it is still older than `cutoff_ms`, was
+    /// not released by compaction after it, and no file names it. One transaction, so a file recorded concurrently either names it
     /// first (and it stays) or finds it gone (and is refused, see [`Db::record_xet_file`]).
     /// Returns the number of chunk-index entries dropped, or `None` when the xorb stays.
     pub async fn drop_xorb_if_unreferenced(
@@ -156,9 +158,11 @@ impl Db {
         let mut tx = self.pool.begin().await?;
         let still: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM xet_xorbs x WHERE x.hash = ? AND x.created_at < ? \
+             AND COALESCE(x.released_at, 0) <= ? \
              AND NOT EXISTS (SELECT 1 FROM xet_file_xorbs fx WHERE fx.xorb = x.hash)",
         )
         .bind(hash.as_slice())
+        .bind(cutoff_ms)
         .bind(cutoff_ms)
         .fetch_optional(&mut *tx)
         .await?;

@@ -109,7 +109,12 @@ pub struct WebhooksConfig {
 pub struct StorageConfig {
     /// Which files a global-dedup query may learn about.
     pub dedup_scope: DedupScope,
+    /// GC compacts xorbs whose live bytes are below this fraction of their bytes (0: never).
+    pub compact_below: f64,
 }
+
+/// The default `[storage] compact_below`: xorbs more than half dead are rewritten.
+pub const DEFAULT_COMPACT_BELOW: f64 = 0.5;
 
 /// The files a global-dedup answer may describe: those the querying token's repository
 /// links, or those of any repository of its namespace.
@@ -258,6 +263,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             storage: StorageConfig {
                 dedup_scope: DedupScope::Repo,
+                compact_below: DEFAULT_COMPACT_BELOW,
             },
             metrics: MetricsConfig::default(),
         }
@@ -320,6 +326,7 @@ struct FileWebhooks {
 #[serde(deny_unknown_fields)]
 struct FileStorage {
     dedup_scope: Option<DedupScope>,
+    compact_below: Option<f64>,
 }
 
 /// `[spaces]` of the TOML file; every key optional.
@@ -454,8 +461,12 @@ impl Config {
     }
 
     fn apply_storage(&mut self, file: Option<FileStorage>) {
-        if let Some(v) = file.and_then(|f| f.dedup_scope) {
+        let Some(file) = file else { return };
+        if let Some(v) = file.dedup_scope {
             self.storage.dedup_scope = v;
+        }
+        if let Some(v) = file.compact_below {
+            self.storage.compact_below = v;
         }
     }
 
@@ -523,6 +534,10 @@ impl Config {
         anyhow::ensure!(
             self.spaces.max_concurrent_builds > 0 && self.spaces.memory_limit_mb > 0,
             "spaces.max_concurrent_builds and spaces.memory_limit_mb must be positive"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.storage.compact_below),
+            "[storage] compact_below must be between 0 and 1 (0 disables compaction)"
         );
         if let Some(url) = &mut self.public_url {
             anyhow::ensure!(
@@ -678,5 +693,26 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::load(dir.path(), bad).is_err());
+    }
+
+    #[test]
+    fn compact_below_is_a_fraction_and_defaults_to_a_half() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let load = |text: &str| {
+            std::fs::write(dir.path().join("trove.toml"), text).expect("write");
+            Config::load(dir.path(), ServeOverrides::default())
+        };
+        assert_eq!(load("").expect("loads").storage.compact_below, 0.5);
+        let c = load("[storage]\ncompact_below = 0.25\n").expect("loads");
+        assert_eq!(c.storage.compact_below, 0.25);
+        // 0 disables compaction.
+        let c = load("[storage]\ncompact_below = 0\n").expect("loads");
+        assert_eq!(c.storage.compact_below, 0.0);
+        for bad in ["1.5", "-0.1", "\"half\"", "nan"] {
+            assert!(
+                load(&format!("[storage]\ncompact_below = {bad}\n")).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

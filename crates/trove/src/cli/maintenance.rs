@@ -118,8 +118,12 @@ pub async fn gc(data_dir: &Path, dry_run: bool, grace: Option<&str>) -> anyhow::
     let report = crate::storage::gc::collect_with_progress(&state, grace_ms, dry_run, &mut |r| {
         progress.update(|| {
             format!(
-                "{} objects forgotten, {} xorbs deleted ({} B, {} chunks)",
-                r.objects_forgotten, r.xorbs_deleted, r.xorb_bytes_freed, r.chunks_freed
+                "{} objects forgotten, {} xorbs compacted, {} xorbs deleted ({} B, {} chunks)",
+                r.objects_forgotten,
+                r.xorbs_compacted,
+                r.xorbs_deleted,
+                r.xorb_bytes_freed,
+                r.chunks_freed
             )
         })
     })

@@ -30,6 +30,7 @@ use trove_xet::chunk::{Chunker, MAX_CHUNK};
 use trove_xet::hash;
 use trove_xet::pack::{self, XorbPacker};
 use trove_xet::shard::{self, Term};
+use trove_xet::xorb::XorbIndex;
 
 /// Bytes read from the object at a time while chunking.
 const READ_BUFFER: usize = 1 << 20;
@@ -227,12 +228,9 @@ async fn pack_and_store(
     path: &Path,
     chunks: Vec<FileChunk>,
 ) -> ApiResult<(XetHash, u64)> {
-    let store = (*state.store).clone();
     let path = path.to_owned();
-    let (staged, xorb, index) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+    let (xorb, index) = write_xorb(state, move |packer| {
         let object = File::open(&path)?;
-        let (mut staged, out) = store.create_staged_xorb()?;
-        let mut packer = XorbPacker::new(BufWriter::with_capacity(READ_BUFFER, out));
         let mut data = vec![0u8; MAX_CHUNK];
         for c in &chunks {
             let bytes = &mut data[..c.len as usize];
@@ -245,26 +243,12 @@ async fn pack_and_store(
                 )));
             }
         }
-        let (xorb, index, out) = packer.finish().map_err(ApiError::internal)?;
-        out.into_inner()
-            .map_err(|e| ApiError::internal(e.into_error()))?;
-        staged.set_len(index.stored_len());
-        Ok((staged, xorb, index))
+        Ok(())
     })
-    .await??;
+    .await?;
     let raw = xorb.to_bytes();
     let stored = index.stored_len();
-    state
-        .store
-        .publish_xorb(staged, &xorb.hex(), stored)
-        .await?;
-    let record = XorbRecord {
-        stored_bytes: stored,
-        raw_bytes: index.raw_len(),
-        num_chunks: index.num_chunks(),
-        chunk_index: index.encode(),
-    };
-    let chunk_hashes: Vec<[u8; 32]> = index.chunks.iter().map(|c| c.hash.to_bytes()).collect();
+    let (record, chunk_hashes) = xorb_record(&index);
     let now = now_ms();
     state
         .db
@@ -272,6 +256,47 @@ async fn pack_and_store(
         .await?;
     state.db.link_repo_xorb(repo_id, &raw, now).await?;
     Ok((xorb, stored))
+}
+
+/// The packer a server-built xorb is written through.
+pub(crate) type StagedPacker = XorbPacker<BufWriter<File>>;
+
+/// Builds one server-built xorb from the chunks `fill` pushes (on the blocking pool), then
+/// makes it durable: written to a staging file, fsynced, published create-if-absent. It is
+/// not recorded. LFS ingestion and GC's compaction both build their xorbs here.
+pub(crate) async fn write_xorb<F>(state: &Context, fill: F) -> ApiResult<(XetHash, XorbIndex)>
+where
+    F: FnOnce(&mut StagedPacker) -> ApiResult<()> + Send + 'static,
+{
+    let store = (*state.store).clone();
+    let (staged, xorb, index) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+        let (mut staged, out) = store.create_staged_xorb()?;
+        let mut packer = XorbPacker::new(BufWriter::with_capacity(READ_BUFFER, out));
+        fill(&mut packer)?;
+        let (xorb, index, out) = packer.finish().map_err(ApiError::internal)?;
+        out.into_inner()
+            .map_err(|e| ApiError::internal(e.into_error()))?;
+        staged.set_len(index.stored_len());
+        Ok((staged, xorb, index))
+    })
+    .await??;
+    state
+        .store
+        .publish_xorb(staged, &xorb.hex(), index.stored_len())
+        .await?;
+    Ok((xorb, index))
+}
+
+/// How the database records a xorb with this index, and its chunk hashes in order.
+pub(crate) fn xorb_record(index: &XorbIndex) -> (XorbRecord, Vec<[u8; 32]>) {
+    let record = XorbRecord {
+        stored_bytes: index.stored_len(),
+        raw_bytes: index.raw_len(),
+        num_chunks: index.num_chunks(),
+        chunk_index: index.encode(),
+    };
+    let chunk_hashes = index.chunks.iter().map(|c| c.hash.to_bytes()).collect();
+    (record, chunk_hashes)
 }
 
 /// The file's terms: runs of consecutive chunks of one xorb, in file order.

@@ -7,7 +7,12 @@
 //! 2. **Forget** LFS objects not marked: their repository links, the Xet files holding them
 //!    and any whole-file copy. Before that, the refs of every repository are read again, and
 //!    a repository whose refs moved during the mark is walked again.
-//! 3. **Sweep** xorbs no remaining file names and older than the grace period: the file is
+//! 3. **Compact** xorbs files still name but whose live bytes are below `[storage]
+//!    compact_below` of their size: their live chunks are rewritten into a new xorb, every
+//!    file and chunk-index entry moves to it in one transaction, and the old xorb is
+//!    released — swept like any unreferenced xorb once the grace period has passed since
+//!    (`storage::compact`).
+//! 4. **Sweep** xorbs no remaining file names and older than the grace period: the file is
 //!    moved aside, then one transaction removes its chunk-index entries first (so no new
 //!    upload dedups against it), its references and its record — only if still unreferenced.
 //!    The file is then deleted, or put back if the transaction found it referenced again.
@@ -20,6 +25,7 @@
 use crate::clock::now_ms;
 use crate::context::Context;
 use crate::error::ApiResult;
+use crate::storage::compact;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use trove_git::GitRepo;
@@ -46,6 +52,13 @@ pub struct GcReport {
     pub chunks_freed: u64,
     pub whole_objects_deleted: u64,
     pub trash_restored: u64,
+    /// Xorbs whose live chunks were rewritten into a new xorb.
+    pub xorbs_compacted: u64,
+    /// Stored bytes of the xorbs compaction wrote.
+    pub compact_bytes_rewritten: u64,
+    /// Stored bytes of the xorbs compaction released: freed by the sweep once the grace
+    /// period has passed since (in this run with `--grace 0s`).
+    pub compact_bytes_to_free: u64,
 }
 
 type RefSnapshot = HashMap<i64, Vec<(String, GitOid)>>;
@@ -115,6 +128,26 @@ pub async fn collect_with_progress(
         progress(&report);
     }
 
+    let below = state.config.storage.compact_below;
+    if below > 0.0 {
+        let mut after = [0u8; 32];
+        loop {
+            let page = state.db.named_xorbs_page(&after, cutoff, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = *last;
+            for hash in page {
+                if let Some(done) = compact::compact_xorb(state, &hash, below, dry_run).await? {
+                    report.xorbs_compacted += 1;
+                    report.compact_bytes_rewritten += done.bytes_rewritten;
+                    report.compact_bytes_to_free += done.bytes_to_free;
+                    progress(&report);
+                }
+            }
+        }
+    }
+
+    // Counted again: xorbs compaction released just now are due at once with no grace.
+    let cutoff = now_ms().saturating_sub(grace_ms.max(0));
     let mut after = [0u8; 32];
     loop {
         let page = state
@@ -155,6 +188,7 @@ pub async fn collect_with_progress(
         live_objects = report.live_objects,
         objects_forgotten = report.objects_forgotten,
         xorbs_deleted = report.xorbs_deleted,
+        xorbs_compacted = report.xorbs_compacted,
         xorb_bytes_freed = report.xorb_bytes_freed,
         "storage.gc_done"
     );

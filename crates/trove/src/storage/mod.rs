@@ -3,6 +3,7 @@
 //! the store's figures ([`stats`]), and moving whole-file objects into the chunk store
 //! ([`migrate`]); checking it ([`fsck`]); answering global-dedup queries ([`dedup`]).
 
+pub mod compact;
 pub mod dedup;
 pub mod duplicate;
 pub mod fsck;

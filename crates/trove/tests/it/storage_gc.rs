@@ -1,8 +1,9 @@
 //! Garbage collection never frees what a live file needs: seeded random sequences of LFS
 //! uploads, commits, branch and tag creation and deletion, repository deletion and GC runs
-//! (grace 0, so everything unreferenced goes at once), with every file of every live ref read
-//! back and checked after each run. Files share most of their chunks, so a chunk freed by
-//! mistake breaks a neighbour.
+//! (mostly grace 0, so everything unreferenced goes at once; sometimes a long grace, so
+//! xorbs compaction released stay for a later run), with compaction of every xorb holding a
+//! dead chunk, and every file of every live ref read back and checked after each run. Files
+//! share most of their chunks, so a chunk freed or moved by mistake breaks a neighbour.
 
 use crate::app::TestApp;
 use axum::http::{Method, StatusCode};
@@ -145,8 +146,20 @@ async fn check_all(app: &TestApp, model: &Model, step: usize) {
     }
 }
 
+/// `app`'s state with GC compacting xorbs below `compact_below` live.
+fn compacting(app: &TestApp, compact_below: f64) -> trove::state::AppState {
+    let mut state = app.state.clone();
+    let mut config = (*state.config).clone();
+    config.storage.compact_below = compact_below;
+    state.context.config = std::sync::Arc::new(config);
+    state
+}
+
 async fn run_sequence(seed: u64, steps: usize) {
     let app = TestApp::new().await;
+    // Every xorb with a dead chunk is rewritten: compaction as often as it can happen.
+    let gc_state = compacting(&app, 1.0);
+    let mut compacted = 0u64;
     let mut rng = Rng(seed);
     let base = random_bytes(seed, 400_000);
     let repos = ["r0", "r1", "r2"];
@@ -277,13 +290,20 @@ async fn run_sequence(seed: u64, steps: usize) {
                 refs.insert("main".into(), BTreeMap::new());
             }
             _ => {
-                gc::collect(&app.state, 0, false).await.expect("gc");
+                let grace = if rng.below(3) == 0 { 3_600_000 } else { 0 };
+                let report = gc::collect(&gc_state, grace, false).await.expect("gc");
+                compacted += report.xorbs_compacted;
                 check_all(&app, &model, step).await;
             }
         }
     }
-    gc::collect(&app.state, 0, false).await.expect("gc");
+    let report = gc::collect(&gc_state, 0, false).await.expect("gc");
+    compacted += report.xorbs_compacted;
     check_all(&app, &model, steps).await;
+    assert!(compacted > 0, "seed {seed}: the sequence never compacted");
+    // Compacted files read as they did, through the indices fsck checks.
+    let fsck = trove::storage::fsck::check(&app.state).await.expect("fsck");
+    assert!(fsck.is_clean(), "seed {seed}: {fsck:?}");
 
     // Once nothing references anything, everything goes.
     for r in repos {
@@ -296,13 +316,13 @@ async fn run_sequence(seed: u64, steps: usize) {
         .await;
     }
     let before = xorb_bytes(app.state.store.root());
-    let dry = gc::collect(&app.state, 0, true).await.expect("dry run");
+    let dry = gc::collect(&gc_state, 0, true).await.expect("dry run");
     assert_eq!(
         xorb_bytes(app.state.store.root()),
         before,
         "a dry run frees nothing"
     );
-    let report = gc::collect(&app.state, 0, false).await.expect("gc");
+    let report = gc::collect(&gc_state, 0, false).await.expect("gc");
     assert_eq!(report.objects_forgotten, dry.objects_forgotten);
     assert_eq!(
         xorb_bytes(app.state.store.root()),
@@ -407,4 +427,113 @@ async fn what_only_a_tag_holds_survives_and_a_deleted_branch_frees_its_own() {
         .or_default()
         .insert("w.bin".into(), hex::encode(Sha256::digest(&main_data)));
     check_all(&app, &model, 0).await;
+}
+
+/// The xorb files of a store, by path under `xorbs/`.
+fn xorb_files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for d in std::fs::read_dir(root.join("xorbs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
+            let name = format!(
+                "{}/{}",
+                d.file_name().to_string_lossy(),
+                f.file_name().to_string_lossy()
+            );
+            out.insert(name, std::fs::read(f.path()).expect("read xorb"));
+        }
+    }
+    out
+}
+
+/// A repository whose `main` holds a second version sharing its first 30% with a first
+/// version only a deleted branch held: the first version's xorb is 70% dead.
+async fn store_with_a_mostly_dead_xorb() -> (TestApp, Model) {
+    let app = TestApp::new().await;
+    send_ok(
+        &app,
+        Method::POST,
+        "/api/repos/create",
+        json!({"name": "c"}),
+    )
+    .await;
+    let v1 = random_bytes(11, 400_000);
+    let mut v2 = v1[..120_000].to_vec();
+    v2.extend_from_slice(&random_bytes(12, 280_000));
+    send_ok(
+        &app,
+        Method::POST,
+        "/api/models/admin/c/branch/old",
+        json!({}),
+    )
+    .await;
+    let oid = upload(&app, "c", &v1).await;
+    commit(&app, "c", "old", "w.bin", &oid, v1.len()).await;
+    let oid = upload(&app, "c", &v2).await;
+    commit(&app, "c", "main", "w.bin", &oid, v2.len()).await;
+    let r = app
+        .request(Method::DELETE, "/api/models/admin/c/branch/old")
+        .token(&app.admin_token)
+        .send()
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.error());
+    let mut model: Model = BTreeMap::new();
+    model
+        .entry("c".into())
+        .or_default()
+        .entry("main".into())
+        .or_default()
+        .insert("w.bin".into(), hex::encode(Sha256::digest(&v2)));
+    (app, model)
+}
+
+#[tokio::test]
+async fn a_compaction_killed_before_its_transaction_is_completed_by_the_next_run() {
+    // A store compacted without interruption shows which xorb compaction writes.
+    let (app, model) = store_with_a_mostly_dead_xorb().await;
+    let before = xorb_files(app.state.store.root());
+    let report = gc::collect(&compacting(&app, 0.5), 0, false)
+        .await
+        .expect("gc");
+    assert_eq!(report.xorbs_compacted, 1, "{report:?}");
+    let after = xorb_files(app.state.store.root());
+    let written: Vec<_> = after
+        .iter()
+        .filter(|(k, _)| !before.contains_key(*k))
+        .collect();
+    assert_eq!(written.len(), 1, "one new xorb");
+    let (new_path, new_bytes) = written[0];
+    check_all(&app, &model, 0).await;
+
+    // The same store, where a run was killed once the new xorb was durable and before the
+    // transaction repointing the files: the xorb is on disk, unrecorded, and files still
+    // read the old one.
+    let (crashed, model) = store_with_a_mostly_dead_xorb().await;
+    let root = crashed.state.store.root().join("xorbs");
+    std::fs::create_dir_all(root.join(&new_path[..2])).expect("dir");
+    std::fs::write(root.join(new_path), new_bytes).expect("write");
+    check_all(&crashed, &model, 1).await;
+    let report = gc::collect(&compacting(&crashed, 0.5), 0, false)
+        .await
+        .expect("gc");
+    assert_eq!(report.xorbs_compacted, 1, "{report:?}");
+    assert_eq!(xorb_files(crashed.state.store.root()), after);
+    check_all(&crashed, &model, 2).await;
+    let fsck = trove::storage::fsck::check(&crashed.state)
+        .await
+        .expect("fsck");
+    assert!(fsck.is_clean(), "{fsck:?}");
+    // And compaction with a grace period keeps the released xorb for clients' shard caches.
+    let (graced, model) = store_with_a_mostly_dead_xorb().await;
+    let report = gc::collect(&compacting(&graced, 0.5), 3_600_000, false)
+        .await
+        .expect("gc");
+    assert_eq!(
+        report.xorbs_compacted, 0,
+        "a xorb inside the grace period is not rewritten"
+    );
+    check_all(&graced, &model, 3).await;
 }
