@@ -155,8 +155,18 @@ def checkpoint_series(out: Path, name: str, dtype: str, seed: int, schedule: lis
             changed = sum(e - s for s, e in ranges)
             boundaries = boundaries_of(ranges)
             note = f"{count}/{len(names)} tensors ({step:.0%}) changed, {changed / 2**20:.1f} MiB"
+        note += f", first change at byte {first_difference(versions[-1].path, path):,}"
         versions.append(Version(path, path.stat().st_size, changed, boundaries, note))
     return versions
+
+
+def first_difference(a: Path, b: Path) -> int:
+    """Where two files first differ: a change inside the first chunk (the header, the first
+    tensor) makes a cold client's first global-dedup query miss."""
+    x, y = a.read_bytes(), b.read_bytes()
+    n = min(len(x), len(y))
+    differ = np.flatnonzero(np.frombuffer(x, np.uint8, n) != np.frombuffer(y, np.uint8, n))
+    return int(differ[0]) if differ.size else n
 
 
 def parquet_series(out: Path, versions: int, rows_per_group: int, base_groups: int) -> list[Version] | None:
@@ -178,24 +188,19 @@ def parquet_series(out: Path, versions: int, rows_per_group: int, base_groups: i
                                 "text": text})
         return made[i]
 
-    result, previous = [], None
+    result: list[Version] = []
     for k in range(versions):
         path = out / f"data-{k}.parquet"
         with pq.ParquetWriter(path, group(0).schema) as w:
             for i in range(base_groups + k):
                 w.write_table(group(i), row_group_size=rows_per_group)
-        data = path.read_bytes()
-        if previous is None:
-            result.append(Version(path, len(data), len(data), 0, "base"))
+        size = path.stat().st_size
+        if not result:
+            result.append(Version(path, size, size, 0, "base"))
         else:
-            limit = min(len(data), len(previous))
-            a = np.frombuffer(data, np.uint8, limit)
-            b = np.frombuffer(previous, np.uint8, limit)
-            differ = np.flatnonzero(a != b)
-            common = int(differ[0]) if differ.size else limit
-            result.append(Version(path, len(data), len(data) - common, 2,
-                                  f"one row group appended ({len(data) - common} B after the common prefix)"))
-        previous = data
+            common = first_difference(result[-1].path, path)
+            result.append(Version(path, size, size - common, 1,
+                                  f"one row group appended ({size - common:,} B after the common prefix)"))
     return result
 
 
