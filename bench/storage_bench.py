@@ -528,6 +528,12 @@ def main() -> int:
             Path(args.json).write_text(json.dumps({"cases": [o.__dict__ for o in outcomes], "ingest": ingest,
                                                    "load": load}, indent=2, default=str))
         return 0
+    except Exception:
+        # The work dir goes; what the servers logged last goes to stderr first.
+        for log in sorted(work.glob("trove-*.log")):
+            lines = log.read_text(errors="replace").splitlines()
+            print(f"--- last lines of {log.name}", *lines[-15:], sep="\n", file=sys.stderr)
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
