@@ -16,8 +16,9 @@ checkpoint (the cold-cache aim). Parquet: one file that gains a row group per ve
 Cases, each series in a fresh Trove data dir (so every figure is that series' alone):
   warm   one client cache (HF_HOME / HF_XET_CACHE) for every upload of the series
   cold   a fresh client cache per upload (dedup only through the global-dedup endpoint)
-  lfs>xet   the base through LFS (HF_HUB_DISABLE_XET=1), the 10% variant through Xet, cold
-  xet>lfs   the base through Xet, the 10% variant through LFS
+  lfs>xet   the base through LFS (HF_HUB_DISABLE_XET=1), a variant with tensors making up 10%
+            of its bytes changed through Xet, cold
+  xet>lfs   the base through Xet, that variant through LFS
 
 Stored bytes come from `trove storage stats --json` with the server stopped (it is restarted
 on the same data dir when the series goes on). Ideal = base file + the bytes each later
