@@ -55,7 +55,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     );
     sweep_trash(&state);
     crate::repos::index::spawn_jobs(state.clone());
-    crate::webhooks::delivery::spawn(state.clone());
+    crate::webhooks::delivery::spawn(state.clone()).context("starting the webhook worker")?;
     crate::spaces::start(&state)
         .await
         .context("starting the spaces supervisor")?;

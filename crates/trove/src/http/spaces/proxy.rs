@@ -5,6 +5,7 @@
 //! cookie) never reach the app.
 
 use crate::auth::password::SESSION_COOKIE;
+use crate::spaces::subdomain::ACCESS_COOKIE;
 use crate::error::{ApiError, ApiResult};
 use axum::body::Body;
 use axum::extract::Request;
@@ -47,7 +48,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The `Cookie` header without the hub's session cookie; `None` when nothing is left.
+/// The `Cookie` header without the hub's session cookie and a Space origin's access pass; `None` when nothing is left.
 fn cookies_for_app(headers: &HeaderMap) -> Option<HeaderValue> {
     let kept: Vec<&str> = headers
         .get_all(header::COOKIE)
@@ -56,7 +57,10 @@ fn cookies_for_app(headers: &HeaderMap) -> Option<HeaderValue> {
         .flat_map(|v| v.split(';'))
         .map(str::trim)
         .filter(|c| !c.is_empty())
-        .filter(|c| c.split('=').next().map(str::trim) != Some(SESSION_COOKIE))
+        .filter(|c| {
+            let name = c.split('=').next().map(str::trim);
+            name != Some(SESSION_COOKIE) && name != Some(ACCESS_COOKIE)
+        })
         .collect();
     if kept.is_empty() {
         None
@@ -209,7 +213,7 @@ mod tests {
         );
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=1; trove_session=secret; b=2"),
+            HeaderValue::from_static("a=1; trove_session=secret; trove_space_access=p; b=2"),
         );
         h.insert(
             header::CONNECTION,
