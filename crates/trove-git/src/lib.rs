@@ -34,7 +34,6 @@ pub mod smart_http;
 mod tree;
 mod tree_op;
 
-pub use tree_op::TreeOp;
 pub use diff::{ChangeKind, DiffLimits, DiffLine, FileDiff, TreeDiff};
 pub use error::{CommitError, GitError};
 pub use gitmodules::{GITMODULES_MAX_BYTES, gitmodules_problem, is_gitmodules_name};
@@ -47,6 +46,7 @@ pub use recovery::remove_leftovers;
 pub use refs::Refs;
 pub use repo::{GitRepo, Signature};
 pub use tree::{Entry, EntryKind, LfsInfo};
+pub use tree_op::TreeOp;
 
 /// Result of the read and ref operations of this crate.
 pub type Result<T, E = GitError> = std::result::Result<T, E>;

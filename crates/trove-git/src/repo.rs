@@ -1,9 +1,9 @@
 //! Opening and creating bare repositories, and the object-level helpers the other modules share.
 
 use crate::Result;
-use crate::tree_op::TreeOp;
 use crate::durable;
 use crate::error::{CommitError, GitError};
+use crate::tree_op::TreeOp;
 use std::path::{Path, PathBuf};
 use trove_types::{GitOid, RepoPath};
 

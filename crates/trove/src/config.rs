@@ -607,7 +607,6 @@ mod tests {
         assert!(!valid_base("-a.example"));
     }
 
-
     #[test]
     fn file_values_apply_and_unknown_keys_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");

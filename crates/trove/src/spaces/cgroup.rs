@@ -78,7 +78,12 @@ pub fn detect(root: &Path, self_cgroup: &str) -> Result<Delegation, String> {
     std::fs::OpenOptions::new()
         .append(true)
         .open(dir.join("cgroup.subtree_control"))
-        .map_err(|e| format!("{} is not writable: {e}", dir.join("cgroup.subtree_control").display()))?;
+        .map_err(|e| {
+            format!(
+                "{} is not writable: {e}",
+                dir.join("cgroup.subtree_control").display()
+            )
+        })?;
     Ok(Delegation {
         dir,
         cpu: has("cpu"),
@@ -87,7 +92,10 @@ pub fn detect(root: &Path, self_cgroup: &str) -> Result<Delegation, String> {
 
 /// Writes `value` to a cgroup interface file (one `write`, as the kernel wants it).
 fn write_file(path: &Path, value: &str) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)?;
     file.write_all(value.as_bytes())
 }
 
@@ -191,8 +199,11 @@ mod tests {
     /// A directory laid out like a cgroup v2 mount with the hub in `system.slice/trove.service`.
     fn mount(controllers: &str) -> (tempfile::TempDir, PathBuf) {
         let root = tempfile::tempdir().expect("tempdir");
-        std::fs::write(root.path().join("cgroup.controllers"), "cpuset cpu io memory pids\n")
-            .expect("write");
+        std::fs::write(
+            root.path().join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .expect("write");
         let hub = root.path().join("system.slice/trove.service");
         std::fs::create_dir_all(&hub).expect("mkdir");
         std::fs::write(hub.join("cgroup.controllers"), controllers).expect("write");
@@ -207,7 +218,13 @@ mod tests {
     fn a_delegated_subtree_is_found() {
         let (root, hub) = mount("cpu memory pids\n");
         let found = detect(root.path(), SELF).expect("usable");
-        assert_eq!(found, Delegation { dir: hub, cpu: true });
+        assert_eq!(
+            found,
+            Delegation {
+                dir: hub,
+                cpu: true
+            }
+        );
         let (root, _) = mount("memory pids\n");
         assert!(!detect(root.path(), SELF).expect("usable").cpu);
     }
@@ -215,17 +232,33 @@ mod tests {
     #[test]
     fn what_is_missing_is_said() {
         let (root, hub) = mount("cpu pids\n");
-        assert!(detect(root.path(), SELF).unwrap_err().contains("memory and pids"));
+        assert!(
+            detect(root.path(), SELF)
+                .expect_err("refused")
+                .contains("memory and pids")
+        );
         // cgroup v1 (this host): no cgroup.controllers at the root.
         let empty = tempfile::tempdir().expect("tempdir");
-        assert!(detect(empty.path(), SELF).unwrap_err().contains("no cgroup v2"));
+        assert!(
+            detect(empty.path(), SELF)
+                .expect_err("refused")
+                .contains("no cgroup v2")
+        );
         // Hybrid: the hub's own line is a v1 one.
         let v1 = "12:memory:/user.slice\n1:name=systemd:/user.slice\n";
-        assert!(detect(root.path(), v1).unwrap_err().contains("not in a cgroup v2"));
+        assert!(
+            detect(root.path(), v1)
+                .expect_err("refused")
+                .contains("not in a cgroup v2")
+        );
         assert!(detect(root.path(), "0::/../../etc\n").is_err());
         std::fs::write(hub.join("cgroup.controllers"), "memory pids").expect("write");
         std::fs::remove_file(hub.join("cgroup.subtree_control")).expect("rm");
-        assert!(detect(root.path(), SELF).unwrap_err().contains("not writable"));
+        assert!(
+            detect(root.path(), SELF)
+                .expect_err("refused")
+                .contains("not writable")
+        );
     }
 
     #[test]
@@ -237,7 +270,10 @@ mod tests {
         delegation.prepare(4242).expect("prepare");
         let read = |p: PathBuf| std::fs::read_to_string(p).expect("read");
         assert_eq!(read(hub.join("trove-hub/cgroup.procs")), "4242");
-        assert_eq!(read(hub.join("cgroup.subtree_control")), "+memory +pids +cpu");
+        assert_eq!(
+            read(hub.join("cgroup.subtree_control")),
+            "+memory +pids +cpu"
+        );
     }
 
     #[test]
@@ -250,7 +286,11 @@ mod tests {
         for f in ["memory.max", "memory.swap.max", "pids.max", "cpu.max"] {
             std::fs::write(dir.join(f), "max").expect("write");
         }
-        let limits = Limits { memory_bytes: 512 << 20, max_pids: 64, cpu_percent: 150 };
+        let limits = Limits {
+            memory_bytes: 512 << 20,
+            max_pids: 64,
+            cpu_percent: 150,
+        };
         let app = delegation.create_app("space-7-3", &limits).expect("create");
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("read");
         assert_eq!(read("memory.max"), "536870912");
@@ -271,14 +311,30 @@ mod tests {
         );
         assert!(delegation.create_app("../x", &limits).is_err());
         assert!(delegation.create_app(HUB_LEAF, &limits).is_err());
-        assert_eq!(Limits { cpu_percent: 0, ..limits }.cpu_max(), "max 100000");
+        assert_eq!(
+            Limits {
+                cpu_percent: 0,
+                ..limits
+            }
+            .cpu_max(),
+            "max 100000"
+        );
     }
 
     #[tokio::test]
     async fn oom_kills_are_read_from_memory_events() {
         let (root, hub) = mount("memory pids\n");
         let delegation = detect(root.path(), SELF).expect("usable");
-        let limits = Limits { memory_bytes: 1 << 20, max_pids: 8, cpu_percent: 0 };
+        let limits = Limits {
+            memory_bytes: 1 << 20,
+            max_pids: 8,
+            cpu_percent: 0,
+        };
+        // The kernel creates the interface files with the directory; here the test does.
+        std::fs::create_dir_all(hub.join("space-1-1")).expect("mkdir");
+        for f in ["memory.max", "pids.max"] {
+            std::fs::write(hub.join("space-1-1").join(f), "max").expect("write");
+        }
         let app = delegation.create_app("space-1-1", &limits).expect("create");
         assert!(!hub.join("space-1-1/cpu.max").exists());
         assert!(!app.oom_killed());

@@ -37,8 +37,19 @@ pub fn label_args(hub: &str, repo_id: i64) -> Vec<String> {
 }
 
 /// `build` of a Space's image from `context`, tagged `image` and labelled.
-pub fn build_argv(engine: &str, hub: &str, repo_id: i64, image: &str, context: &str) -> Vec<String> {
-    let mut argv = vec![engine.to_owned(), "build".into(), "--tag".into(), image.to_owned()];
+pub fn build_argv(
+    engine: &str,
+    hub: &str,
+    repo_id: i64,
+    image: &str,
+    context: &str,
+) -> Vec<String> {
+    let mut argv = vec![
+        engine.to_owned(),
+        "build".into(),
+        "--tag".into(),
+        image.to_owned(),
+    ];
     argv.extend(label_args(hub, repo_id));
     argv.push(context.to_owned());
     argv
@@ -97,12 +108,15 @@ pub fn parse_ids(output: &str) -> Vec<String> {
 pub fn images_to_remove(output: &str, keep: impl Fn(i64) -> bool) -> Vec<String> {
     let mut ids: Vec<String> = output
         .lines()
-        .filter_map(|l| l.trim().split_once(' '))
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            Some((fields.next()?, fields.next().unwrap_or("")))
+        })
         .filter(|(id, _)| {
             let hex = id.strip_prefix("sha256:").unwrap_or(id);
             !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit())
         })
-        .filter(|(_, space)| space.trim().parse::<i64>().map_or(true, |s| !keep(s)))
+        .filter(|(_, space)| space.parse::<i64>().map_or(true, |s| !keep(s)))
         .map(|(id, _)| id.to_owned())
         .collect();
     ids.dedup();
@@ -191,8 +205,15 @@ mod tests {
         assert_eq!(
             build_argv("docker", "abc", 7, "trove-space-7:f00", "/run/7/app"),
             strings(&[
-                "docker", "build", "--tag", "trove-space-7:f00", "--label", "trove.hub=abc",
-                "--label", "trove.space=7", "/run/7/app",
+                "docker",
+                "build",
+                "--tag",
+                "trove-space-7:f00",
+                "--label",
+                "trove.hub=abc",
+                "--label",
+                "trove.space=7",
+                "/run/7/app",
             ])
         );
         assert_eq!(
@@ -205,13 +226,25 @@ mod tests {
     fn clean_up_commands_name_this_hub_only() {
         assert_eq!(
             list_containers_argv("podman", "abc"),
-            strings(&["podman", "ps", "--all", "--quiet", "--filter", "label=trove.hub=abc"])
+            strings(&[
+                "podman",
+                "ps",
+                "--all",
+                "--quiet",
+                "--filter",
+                "label=trove.hub=abc"
+            ])
         );
         assert_eq!(
             list_images_argv("docker", "abc"),
             strings(&[
-                "docker", "images", "--no-trunc", "--filter", "label=trove.hub=abc",
-                "--format", "{{.ID}} {{.Label \"trove.space\"}}",
+                "docker",
+                "images",
+                "--no-trunc",
+                "--filter",
+                "label=trove.hub=abc",
+                "--format",
+                "{{.ID}} {{.Label \"trove.space\"}}",
             ])
         );
         assert_eq!(
@@ -226,7 +259,10 @@ mod tests {
 
     #[test]
     fn engine_output_is_parsed_strictly() {
-        assert_eq!(parse_ids("a1b2\n\n  c3\n--rm\nx y\n"), strings(&["a1b2", "c3"]));
+        assert_eq!(
+            parse_ids("a1b2\n\n  c3\n--rm\nx y\n"),
+            strings(&["a1b2", "c3"])
+        );
         let listed = "sha256:aa 7\nsha256:bb 8\nsha256:cc \nsha256:dd x\n-rf 9\n";
         // Space 7 exists; 8 was deleted; an image without a readable label is ours and of
         // no Space: removed too.

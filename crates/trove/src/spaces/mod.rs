@@ -332,8 +332,11 @@ pub async fn start(state: &AppState) -> anyhow::Result<()> {
 /// (rlimits only) when there is none. Says once, in the log, which it is.
 fn find_cgroups(root: &std::path::Path) -> Option<cgroup::Delegation> {
     let self_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let found = cgroup::detect(root, &self_cgroup)
-        .and_then(|d| d.prepare(std::process::id()).map(|()| d).map_err(|e| e.to_string()));
+    let found = cgroup::detect(root, &self_cgroup).and_then(|d| {
+        d.prepare(std::process::id())
+            .map(|()| d)
+            .map_err(|e| e.to_string())
+    });
     match found {
         Ok(delegation) => {
             tracing::info!(

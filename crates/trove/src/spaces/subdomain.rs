@@ -116,7 +116,13 @@ pub fn issue(signer: &UrlSigner, kind: PassKind, repo_id: i64, user_id: i64, now
 
 /// The user a pass of `kind` lets into the Space `repo_id`, if it is genuine, unexpired and
 /// for that Space.
-pub fn check(signer: &UrlSigner, kind: PassKind, pass: &str, repo_id: i64, now: u64) -> Option<i64> {
+pub fn check(
+    signer: &UrlSigner,
+    kind: PassKind,
+    pass: &str,
+    repo_id: i64,
+    now: u64,
+) -> Option<i64> {
     let mut parts = pass.split('.');
     let (Some(repo), Some(user), Some(expires), Some(signature), None) = (
         parts.next(),
@@ -144,7 +150,9 @@ pub fn check(signer: &UrlSigner, kind: PassKind, pass: &str, repo_id: i64, now: 
 /// The `Set-Cookie` value of an access pass on a Space's origin.
 pub fn access_cookie(pass: &str, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
-    format!("{ACCESS_COOKIE}={pass}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ACCESS_TTL_SECS}{secure}")
+    format!(
+        "{ACCESS_COOKIE}={pass}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ACCESS_TTL_SECS}{secure}"
+    )
 }
 
 /// Every access pass a `Cookie` header carries (a cookie set by another app of the same
@@ -163,7 +171,10 @@ mod tests {
 
     #[test]
     fn labels_follow_the_hubs_pattern() {
-        assert_eq!(label("Acme", "My_Demo.v2").as_deref(), Some("acme-my-demo-v2"));
+        assert_eq!(
+            label("Acme", "My_Demo.v2").as_deref(),
+            Some("acme-my-demo-v2")
+        );
         assert_eq!(label("a-b", "c"), label("a", "b-c"));
         assert_eq!(label("a", &"x".repeat(61)).map(|l| l.len()), Some(63));
         assert_eq!(label("ab", &"x".repeat(61)), None);
@@ -172,8 +183,14 @@ mod tests {
     #[test]
     fn hosts_name_a_label_under_the_base_only() {
         let base = "spaces.example";
-        assert_eq!(label_from_host("acme-demo.spaces.example", base).as_deref(), Some("acme-demo"));
-        assert_eq!(label_from_host("ACME-Demo.Spaces.Example:8080", base).as_deref(), Some("acme-demo"));
+        assert_eq!(
+            label_from_host("acme-demo.spaces.example", base).as_deref(),
+            Some("acme-demo")
+        );
+        assert_eq!(
+            label_from_host("ACME-Demo.Spaces.Example:8080", base).as_deref(),
+            Some("acme-demo")
+        );
         assert_eq!(label_from_host("spaces.example", base), None);
         assert_eq!(label_from_host("a.b.spaces.example", base), None);
         assert_eq!(label_from_host("x.evilspaces.example", base), None);
@@ -186,8 +203,14 @@ mod tests {
 
     #[test]
     fn origins_keep_the_public_scheme_and_port() {
-        assert_eq!(origin("http://127.0.0.1:8080", "s.test", "a-b"), "http://a-b.s.test:8080");
-        assert_eq!(origin("https://hub.example", "spaces.hub.example", "a-b"), "https://a-b.spaces.hub.example");
+        assert_eq!(
+            origin("http://127.0.0.1:8080", "s.test", "a-b"),
+            "http://a-b.s.test:8080"
+        );
+        assert_eq!(
+            origin("https://hub.example", "spaces.hub.example", "a-b"),
+            "https://a-b.spaces.hub.example"
+        );
     }
 
     #[test]
@@ -195,18 +218,45 @@ mod tests {
         let signer = UrlSigner::new(vec![7; 32]);
         let now = 1_000_000;
         let grant = issue(&signer, PassKind::Grant, 5, 9, now);
-        assert_eq!(check(&signer, PassKind::Grant, &grant, 5, now + 10), Some(9));
+        assert_eq!(
+            check(&signer, PassKind::Grant, &grant, 5, now + 10),
+            Some(9)
+        );
         // Another Space, the other kind, too late, another key, a changed field.
         assert_eq!(check(&signer, PassKind::Grant, &grant, 6, now), None);
         assert_eq!(check(&signer, PassKind::Access, &grant, 5, now), None);
-        assert_eq!(check(&signer, PassKind::Grant, &grant, 5, now + GRANT_TTL_SECS + 1), None);
-        assert_eq!(check(&UrlSigner::new(vec![8; 32]), PassKind::Grant, &grant, 5, now), None);
+        assert_eq!(
+            check(
+                &signer,
+                PassKind::Grant,
+                &grant,
+                5,
+                now + GRANT_TTL_SECS + 1
+            ),
+            None
+        );
+        assert_eq!(
+            check(
+                &UrlSigner::new(vec![8; 32]),
+                PassKind::Grant,
+                &grant,
+                5,
+                now
+            ),
+            None
+        );
         let forged = grant.replacen("5.9.", "5.1.", 1);
         assert_eq!(check(&signer, PassKind::Grant, &forged, 5, now), None);
         assert_eq!(check(&signer, PassKind::Grant, "5.9", 5, now), None);
-        assert_eq!(check(&signer, PassKind::Grant, &format!("{grant}.x"), 5, now), None);
+        assert_eq!(
+            check(&signer, PassKind::Grant, &format!("{grant}.x"), 5, now),
+            None
+        );
         let access = issue(&signer, PassKind::Access, 5, 9, now);
-        assert_eq!(check(&signer, PassKind::Access, &access, 5, now + 3600), Some(9));
+        assert_eq!(
+            check(&signer, PassKind::Access, &access, 5, now + 3600),
+            Some(9)
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! cookie) never reach the app.
 
 use crate::auth::password::SESSION_COOKIE;
-use crate::spaces::subdomain::ACCESS_COOKIE;
 use crate::error::{ApiError, ApiResult};
+use crate::spaces::subdomain::ACCESS_COOKIE;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};

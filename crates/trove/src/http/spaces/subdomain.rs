@@ -118,9 +118,8 @@ async fn caller(
         .collect::<Vec<_>>()
         .join("; ");
     let now = now_secs();
-    let user_id = subdomain::access_passes(&cookies).find_map(|pass| {
-        subdomain::check(&state.signer, PassKind::Access, pass, space_id, now)
-    });
+    let user_id = subdomain::access_passes(&cookies)
+        .find_map(|pass| subdomain::check(&state.signer, PassKind::Access, pass, space_id, now));
     let Some(user_id) = user_id else {
         return Ok(Caller::Anonymous);
     };
@@ -242,12 +241,16 @@ pub async fn open(
     };
     let mut response = (
         StatusCode::FOUND,
-        [(header::LOCATION, location), (header::CACHE_CONTROL, "no-store".to_owned())],
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
     )
         .into_response();
-    response
-        .headers_mut()
-        .insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     Ok(response)
 }
 
@@ -258,8 +261,14 @@ mod tests {
     #[test]
     fn the_session_cookie_never_goes_on() {
         let mut h = HeaderMap::new();
-        h.append(header::COOKIE, HeaderValue::from_static("a=1; trove_session=s"));
-        h.append(header::COOKIE, HeaderValue::from_static("trove_space_access=p"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; trove_session=s"),
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("trove_space_access=p"),
+        );
         drop_session_cookie(&mut h);
         assert_eq!(
             h.get(header::COOKIE).map(|v| v.as_bytes()),
