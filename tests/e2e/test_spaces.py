@@ -562,7 +562,9 @@ def test_a_space_on_its_own_subdomain(hub, server):
         # Not a Space: 404; the hub's own host is the hub.
         assert c.get("/", headers={"host": f"admin-nothing-here.{SUBDOMAIN_BASE}:{port}"}).status_code == 404
         assert c.get("/healthz").status_code == 200
-        # An anonymous visitor of a public Space is sent to its origin without a grant.
+        # The Space's page links to its origin; an anonymous visitor of a public Space is
+        # sent there without a grant.
+        assert f'href="/spaces/{public}/subdomain"' in c.get(f"/spaces/{public}").text
         r = c.get(f"/spaces/{public}/subdomain")
         assert r.status_code == 302
         assert r.headers["location"] == f"http://{subdomain_host(hub, public)['host']}/"

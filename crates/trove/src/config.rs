@@ -641,6 +641,48 @@ mod tests {
     }
 
     #[test]
+    fn webhook_and_subdomain_settings_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            Config::load(
+                dir.path(),
+                ServeOverrides {
+                    config_file: Some(path.clone()),
+                    ..Default::default()
+                },
+            )
+        };
+        let config = load(
+            "[webhooks]\nmax_concurrent_deliveries = 3\nmax_attempts = 2\nfirst_retry_secs = 5\n\
+             [spaces]\nsubdomain_base = \"Spaces.Hub.Example.\"\ncpu_limit_percent = 50\n",
+        )
+        .expect("loads");
+        assert_eq!(config.webhooks.max_concurrent_deliveries, 3);
+        assert_eq!(config.webhooks.max_attempts, 2);
+        assert_eq!(config.webhooks.first_retry_secs, 5);
+        assert_eq!(
+            config.spaces.subdomain_base.as_deref(),
+            Some("spaces.hub.example")
+        );
+        assert_eq!(config.spaces.cpu_limit_percent, 50);
+        let defaults = load("").expect("loads");
+        assert_eq!(defaults.webhooks.max_concurrent_deliveries, 8);
+        assert_eq!(defaults.webhooks.max_attempts, 4);
+        assert!(defaults.spaces.subdomain_base.is_none());
+        for bad in [
+            "[webhooks]\nmax_attempts = 0\n",
+            "[webhooks]\nmax_concurrent_deliveries = 0\n",
+            "[webhooks]\nfirst_retry_secs = 100000\n",
+            "[spaces]\nsubdomain_base = \"spaces.example:8080\"\n",
+            "[spaces]\nsubdomain_base = \"a..b\"\n",
+        ] {
+            assert!(load(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn flags_win_over_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
