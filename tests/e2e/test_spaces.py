@@ -369,8 +369,12 @@ def test_a_streamlit_space_loads_through_the_proxy(hub):
         assert 'data-test-connection-state="CONNECTED"' in dom, dom[-2000:]
 
 
-def test_running_spaces_come_back_after_the_hub_is_killed(tmp_path_factory, run_dir):
-    server = _start(tmp_path_factory, "trove-spaces-restart", spaces_env(run_dir))
+def test_running_spaces_come_back_after_the_hub_is_killed(tmp_path_factory):
+    # A run dir of its own: revision folders are named by repo id, and this hub's ids are
+    # the module server's too (at its start each hub removes the folders of ids it lacks).
+    own_run_dir = Path(tempfile.mkdtemp(prefix="trove-spaces-run-"))
+    own_run_dir.chmod(0o711)
+    server = _start(tmp_path_factory, "trove-spaces-restart", spaces_env(own_run_dir))
     try:
         hub = Hub(server)
         static = hub.create_repo("back-static", repo_type="space", sdk="static")
@@ -404,6 +408,7 @@ def test_running_spaces_come_back_after_the_hub_is_killed(tmp_path_factory, run_
         hub.close()
     finally:
         server.stop()
+        shutil.rmtree(own_run_dir, ignore_errors=True)
 
 
 def test_an_app_cannot_read_the_hubs_data_dir(hub, server):
