@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from browser import chromium, new_page, shot  # noqa: F401 - chromium is a fixture
 from conftest import Hub, TroveServer, _start, httpx
 
 CACHE = os.environ.get("TROVE_SPACES_CACHE") or str(Path.home() / ".cache/trove-tools/spaces")
@@ -37,8 +38,20 @@ def run_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
+# Per-Space subdomains: `{ns}-{name}.spaces.test` (reached with a Host header on 127.0.0.1).
+SUBDOMAIN_BASE = "spaces.test"
+
+
 def spaces_env(run_dir: Path) -> dict[str, str]:
-    return {"TROVE_SPACES_CACHE": CACHE, "TROVE_SPACES_RUN_DIR": str(run_dir)}
+    return {"TROVE_SPACES_CACHE": CACHE, "TROVE_SPACES_RUN_DIR": str(run_dir),
+            "TROVE_SPACES_SUBDOMAIN_BASE": SUBDOMAIN_BASE}
+
+
+def subdomain_host(hub: Hub, repo: str) -> dict[str, str]:
+    """The Host header of a Space's own origin: `{ns}-{name}` lowercased, `_` and `.` as `-`."""
+    label = repo.replace("/", "-").replace("_", "-").replace(".", "-").lower()
+    port = hub.url.rsplit(":", 1)[1]
+    return {"host": f"{label}.{SUBDOMAIN_BASE}:{port}"}
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +315,9 @@ def test_runtime_management_through_the_client(hub):
     assert r.status_code == 400
 
 
-def test_a_gradio_space_answers_through_the_proxy(hub, server):
+@pytest.fixture(scope="module")
+def gradio_space(hub):
+    """A running Gradio Space that reverses text."""
     repo = hub.create_repo("gradio", repo_type="space", sdk="gradio")
     app = textwrap.dedent('''
         import gradio as gr
@@ -313,6 +328,11 @@ def test_a_gradio_space_answers_through_the_proxy(hub, server):
     hub.commit_files(repo, {"README.md": card("gradio"), "app.py": app}, repo_type="space")
     rt = wait_stage(hub, repo, {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR"})
     assert rt["stage"] == "RUNNING", (rt, build_log(hub, repo, "build done", timeout=5))
+    return repo
+
+
+def test_a_gradio_space_answers_through_the_proxy(hub, gradio_space):
+    repo = gradio_space
     from gradio_client import Client
     client = Client(f"{hub.url}/spaces/{repo}/app/", verbose=False)
     # The endpoint is named after the function by newer gradio, "/predict" by older ones.
@@ -349,8 +369,12 @@ def test_a_streamlit_space_loads_through_the_proxy(hub):
         assert 'data-test-connection-state="CONNECTED"' in dom, dom[-2000:]
 
 
-def test_running_spaces_come_back_after_the_hub_is_killed(tmp_path_factory, run_dir):
-    server = _start(tmp_path_factory, "trove-spaces-restart", spaces_env(run_dir))
+def test_running_spaces_come_back_after_the_hub_is_killed(tmp_path_factory):
+    # A run dir of its own: revision folders are named by repo id, and this hub's ids are
+    # the module server's too (at its start each hub removes the folders of ids it lacks).
+    own_run_dir = Path(tempfile.mkdtemp(prefix="trove-spaces-run-"))
+    own_run_dir.chmod(0o711)
+    server = _start(tmp_path_factory, "trove-spaces-restart", spaces_env(own_run_dir))
     try:
         hub = Hub(server)
         static = hub.create_repo("back-static", repo_type="space", sdk="static")
@@ -384,6 +408,7 @@ def test_running_spaces_come_back_after_the_hub_is_killed(tmp_path_factory, run_
         hub.close()
     finally:
         server.stop()
+        shutil.rmtree(own_run_dir, ignore_errors=True)
 
 
 def test_an_app_cannot_read_the_hubs_data_dir(hub, server):
@@ -488,3 +513,126 @@ def test_duplicate_repo_copies_files_and_variables_but_not_secrets(hub, server):
     # Again: 409, which exist_ok accepts.
     again = api.duplicate_repo(repo, target, repo_type="space", exist_ok=True)
     assert again.repo_id == target
+
+
+def test_a_gradio_space_page_predicts_in_chromium(hub, gradio_space, chromium):
+    """The Space's page embeds the running app; typing into the embedded app and clicking
+    Submit returns the app's output, all through the hub's proxy."""
+    from playwright.sync_api import expect
+    page = new_page(chromium, hub.url)
+    try:
+        page.goto(f"/spaces/{gradio_space}")
+        frame_el = page.locator(f'iframe[src="/spaces/{gradio_space}/app/"]')
+        expect(frame_el).to_be_visible()
+        app = page.frame_locator(f'iframe[src="/spaces/{gradio_space}/app/"]')
+        expect(app.get_by_text("Reverser").first).to_be_visible(timeout=60_000)
+        boxes = app.locator("textarea")
+        expect(boxes.first).to_be_editable(timeout=60_000)
+        boxes.first.fill("trove in a browser")
+        app.get_by_role("button", name="Submit").click()
+        expect(boxes.nth(1)).to_have_value("resworb a ni evort", timeout=60_000)
+        shot(page, "space-gradio-embedded-prediction")
+    finally:
+        page.context.close()
+
+
+def test_a_space_on_its_own_subdomain(hub, server):
+    """`{ns}-{name}.{subdomain_base}` serves the app at `/`; a private Space is 404 there to
+    outsiders, and its members get in with a grant from the hub (never the hub's cookie)."""
+    public = hub.create_repo("Sub_pub.v1", repo_type="space")
+    hub.commit_files(public, {"README.md": card("static"), "index.html": b"public on its origin",
+                              "a/b.txt": b"nested file"}, repo_type="space")
+    private = hub.create_repo("subpriv", repo_type="space", private=True)
+    hub.commit_files(private, {"README.md": card("static"), "index.html": b"private on its origin"},
+                     repo_type="space")
+    wait_stage(hub, public, {"RUNNING"}, timeout=60)
+    wait_stage(hub, private, {"RUNNING"}, timeout=60)
+    name = f"subout{int(time.time() * 1000) % 10**9}"
+    server.create_user(name)
+    outsider = server.create_token(name, role="write")
+    admin = server.admin_token
+    port = hub.url.rsplit(":", 1)[1]
+
+    def fresh():
+        return httpx.Client(base_url=hub.url, timeout=30, follow_redirects=False)
+
+    with fresh() as c:
+        r = c.get("/", headers=subdomain_host(hub, public))
+        assert r.status_code == 200 and r.text == "public on its origin", r.text
+        assert subdomain_host(hub, public)["host"].startswith("admin-sub-pub-v1-")
+        assert c.get("/a/b.txt", headers=subdomain_host(hub, public)).text == "nested file"
+        # Links an app makes under its path prefix work on its origin too.
+        assert c.get(f"/spaces/{public}/app/a/b.txt", headers=subdomain_host(hub, public)).text == "nested file"
+        assert c.get("/../x", headers=subdomain_host(hub, public)).status_code == 404
+        # Not a Space: 404; the hub's own host is the hub.
+        assert c.get("/", headers={"host": f"admin-nothing-here.{SUBDOMAIN_BASE}:{port}"}).status_code == 404
+        assert c.get("/healthz").status_code == 200
+        # The Space's page links to its origin; an anonymous visitor of a public Space is
+        # sent there without a grant.
+        assert f'href="/spaces/{public}/subdomain"' in c.get(f"/spaces/{public}").text
+        r = c.get(f"/spaces/{public}/subdomain")
+        assert r.status_code == 302
+        assert r.headers["location"] == f"http://{subdomain_host(hub, public)['host']}/"
+
+    # Private: the same 404 to anonymous visitors and outsiders, at every path.
+    for path in ("/", "/index.html", "/.trove/grant?grant=1.1.1.x"):
+        with fresh() as c:
+            for headers in ({}, hub.auth(outsider)):
+                r = c.get(path, headers={**subdomain_host(hub, private), **headers})
+                assert r.status_code == 404, (path, headers, r.status_code)
+                assert "private on its origin" not in r.text
+    with fresh() as c:
+        assert c.get(f"/spaces/{private}/subdomain", headers=hub.auth(outsider)).status_code == 404
+        # A member's token works on the origin (API clients).
+        r = c.get("/", headers={**subdomain_host(hub, private), **hub.auth(admin)})
+        assert r.status_code == 200 and r.text == "private on its origin"
+
+    # A member in a browser: the hub sends them over with a short-lived grant, which the
+    # Space's origin exchanges for a cookie of its own.
+    with fresh() as c:
+        r = c.get(f"/spaces/{private}/subdomain", headers=hub.auth(admin))
+        assert r.status_code == 302, r.text
+        location = httpx.URL(r.headers["location"])
+        assert location.host == subdomain_host(hub, private)["host"].split(":")[0]
+        assert location.path == "/.trove/grant"
+        grant_path = f"{location.path}?{location.query.decode()}"
+        # The grant is for this Space only.
+        assert c.get(grant_path, headers=subdomain_host(hub, public)).status_code == 404
+        r = c.get(grant_path, headers=subdomain_host(hub, private))
+        assert r.status_code == 303 and r.headers["location"] == "/", (r.status_code, r.text)
+        set_cookie = r.headers["set-cookie"]
+        assert set_cookie.startswith("trove_space_access=") and "HttpOnly" in set_cookie
+        assert "Domain" not in set_cookie  # host-only: no other Space's origin gets it
+        cookie = set_cookie.split(";")[0]
+    with fresh() as c:
+        r = c.get("/", headers={**subdomain_host(hub, private), "cookie": cookie})
+        assert r.status_code == 200 and r.text == "private on its origin"
+        # The pass opens no other Space, and a forged one opens nothing.
+        value = cookie.split("=", 1)[1]
+        forged = value[:-1] + ("0" if value[-1] != "0" else "1")
+        r = c.get("/", headers={**subdomain_host(hub, private), "cookie": f"trove_space_access={forged}"})
+        assert r.status_code == 404
+        # The hub's session cookie means nothing on a Space's origin.
+        r = c.get("/", headers={**subdomain_host(hub, private), "cookie": "trove_session=whatever"})
+        assert r.status_code == 404
+
+
+def test_a_gradio_space_owns_the_root_of_its_subdomain(hub, gradio_space):
+    host = subdomain_host(hub, gradio_space)
+    with httpx.Client(base_url=hub.url, timeout=60, follow_redirects=False) as c:
+        page = c.get("/", headers=host)
+        assert page.status_code == 200 and "<html" in page.text.lower(), page.text[:300]
+        config = c.get("/config", headers=host)
+        assert config.status_code == 200 and config.json()["title"] == "Reverser"
+        # A prediction through Gradio's HTTP API on the Space's origin.
+        r = c.post("/gradio_api/call/reverse", json={"data": ["subdomain"]}, headers=host)
+        assert r.status_code == 200, r.text
+        event_id = r.json()["event_id"]
+        text = ""
+        with c.stream("GET", f"/gradio_api/call/reverse/{event_id}", headers=host) as stream:
+            assert stream.status_code == 200
+            for line in stream.iter_lines():
+                text += line + "\n"
+                if line.startswith("data:") and "niamodbus" in line:
+                    break
+        assert '"niamodbus"' in text, text

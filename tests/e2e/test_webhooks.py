@@ -2,18 +2,24 @@
 update, enable, disable, delete), then check the payloads delivered for a push through git, a
 commit through the API, a pull request opened, a comment and a deleted repository; that events
 of a private repository stop once the webhook's owner loses access; that a failing receiver is
-retried, then logged as failed; and that bad input is refused with nothing written."""
+retried, then logged as failed; that bad input is refused with nothing written; that a slow
+receiver does not hold back the others; and that https receivers are trusted through
+`[webhooks] extra_ca_file` (a CA the test makes), an untrusted one failing with a TLS error."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
-from conftest import unique
+from conftest import Hub, TroveServer, unique
 from test_git import Git
 
 WAIT_S = 30
@@ -296,3 +302,165 @@ def test_bad_webhook_input_is_refused_and_nothing_written(hub):
         assert r.status_code == 400, (body, r.status_code, r.text)
         assert r.headers.get("x-error-message"), body
     assert hub.http.get("/api/settings/webhooks", headers=admin).json() == before
+
+
+class SlowReceiver(Receiver):
+    """A receiver whose paths under /slow take `delay` seconds to answer (recorded on arrival)."""
+
+    def __init__(self, delay: float):
+        super().__init__()
+        handler = self.server.RequestHandlerClass
+        original = handler.do_POST
+
+        def do_post(h):
+            if h.path.startswith("/slow"):
+                length = int(h.headers.get("content-length") or 0)
+                body = h.rfile.read(min(length, 1 << 20))
+                with self.lock:
+                    self.received.append({"path": h.path, "secret": h.headers.get("x-webhook-secret"),
+                                          "body": json.loads(body or b"null")})
+                time.sleep(delay)
+                h.send_response(200)
+                h.send_header("content-length", "0")
+                h.end_headers()
+            else:
+                original(h)
+
+        handler.do_POST = do_post
+
+
+def test_a_slow_receiver_does_not_hold_back_the_others(hub):
+    """Deliveries go out in parallel: while one receiver takes 4 s per delivery, another gets
+    all of its deliveries (one webhook's deliveries still go one at a time, in turn)."""
+    receiver = SlowReceiver(delay=4)
+    try:
+        admin = hub.auth(hub.server.admin_token)
+        repo = hub.create_repo("hook-par")
+        ids = []
+        for path in ("/slow", "/fast"):
+            r = hub.http.post("/api/settings/webhooks", headers=admin, json={
+                "url": receiver.url + path, "watched": [{"type": "model", "name": repo}],
+                "domains": ["repo"]})
+            assert r.status_code == 200, r.text
+            ids.append(r.json()["webhook"]["id"])
+        shas = [hub.commit_files(repo, {f"{i}.txt": b"x"}) for i in range(3)]
+
+        def commits_on(path):
+            return {u.get("newSha") for r in receiver.on(path)
+                    for u in (r["body"] or {}).get("updatedRefs", [])}
+
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and not set(shas) <= commits_on("/fast"):
+            time.sleep(0.05)
+        slow_so_far = len(receiver.on("/slow"))
+        assert set(shas) <= commits_on("/fast"), receiver.on("/fast")
+        # Sent one at a time behind the slow receiver, the fast one's third delivery would
+        # come after the slow one's second had arrived (>= 8 s); in parallel, by then the
+        # slow one has seen at most its first (the second follows 4 s later).
+        assert slow_so_far <= 1, slow_so_far
+        # The slow receiver still gets everything, in turn.
+        deadline = time.monotonic() + 3 * WAIT_S
+        while time.monotonic() < deadline and not set(shas) <= commits_on("/slow"):
+            time.sleep(0.2)
+        assert set(shas) <= commits_on("/slow")
+        for wid in ids:
+            hub.http.delete(f"/api/settings/webhooks/{wid}", headers=admin)
+    finally:
+        receiver.close()
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def make_ca_and_server_cert(workdir: Path, name: str) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 it signed (EC P-256, made by the openssl
+    CLI); returns (ca.pem, server.pem, server.key)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *curve, "-keyout", f"{name}-ca.key", "-out", f"{name}-ca.pem",
+             "-days", "2", "-subj", f"/CN=Trove test CA {name}",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=workdir)
+    _openssl("req", *curve, "-keyout", f"{name}-server.key", "-out", f"{name}-server.csr",
+             "-subj", "/CN=127.0.0.1", cwd=workdir)
+    (workdir / f"{name}-ext.cnf").write_text(
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+    _openssl("x509", "-req", "-in", f"{name}-server.csr", "-CA", f"{name}-ca.pem",
+             "-CAkey", f"{name}-ca.key", "-CAcreateserial", "-out", f"{name}-server.pem",
+             "-days", "2", "-extfile", f"{name}-ext.cnf", cwd=workdir)
+    return workdir / f"{name}-ca.pem", workdir / f"{name}-server.pem", workdir / f"{name}-server.key"
+
+
+class TlsReceiver(Receiver):
+    """The receiver behind TLS with the given certificate."""
+
+    def __init__(self, cert: Path, key: Path):
+        super().__init__()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(cert), str(key))
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture(scope="module")
+def tls_setup(tmp_path_factory):
+    """Two CAs, each with a server certificate, and a hub that trusts the first through
+    `[webhooks] extra_ca_file`, with 2 attempts per delivery, the retry after 1 s."""
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl CLI to make certificates")
+    work = tmp_path_factory.mktemp("webhook-tls")
+    trusted = make_ca_and_server_cert(work, "trusted")
+    other = make_ca_and_server_cert(work, "other")
+    server = TroveServer("trove-webhook-tls", tmp_path_factory.mktemp("trove-webhook-tls"))
+    server.data_dir.mkdir(parents=True, exist_ok=True)
+    (server.data_dir / "trove.toml").write_text(
+        f'[webhooks]\nextra_ca_file = "{trusted[0]}"\nmax_attempts = 2\nfirst_retry_secs = 1\n')
+    server.start()
+    yield server, trusted, other
+    server.stop()
+
+
+def test_https_deliveries_trust_the_extra_ca_file(tls_setup):
+    server, trusted, other = tls_setup
+    hub = Hub(server)
+    good = TlsReceiver(trusted[1], trusted[2])
+    untrusted = TlsReceiver(other[1], other[2])
+    try:
+        admin = hub.auth(server.admin_token)
+        repo = hub.create_repo("hook-tls")
+        ids = {}
+        for name, rec in (("good", good), ("untrusted", untrusted)):
+            r = hub.http.post("/api/settings/webhooks", headers=admin, json={
+                "url": rec.url + "/tls", "watched": [{"type": "model", "name": repo}],
+                "domains": ["repo"], "secret": "over-tls"})
+            assert r.status_code == 200, r.text
+            ids[name] = r.json()["webhook"]["id"]
+        sha = hub.commit_files(repo, {"a.txt": b"a"})
+        got = good.wait_for("/tls", lambda b: any(u.get("newSha") == sha
+                                                  for u in b.get("updatedRefs", [])), "the commit")
+        assert got["secret"] == "over-tls"
+        assert got["body"]["repo"]["name"] == repo
+
+        # A receiver whose CA is not trusted: each attempt fails in the TLS handshake, and
+        # after `max_attempts = 2` the delivery is logged as failed; the hub keeps serving.
+        deadline = time.monotonic() + WAIT_S
+        failed = []
+        while time.monotonic() < deadline and not failed:
+            log = hub.http.get(f"/api/settings/webhooks/{ids['untrusted']}/deliveries",
+                               headers=admin).json()
+            failed = [e for e in log if e["state"] == "failed" and e["event"] == "update repo.content"]
+            time.sleep(0.2)
+        assert failed, log
+        assert failed[0]["attempts"] == 2 and failed[0]["status"] is None
+        assert "certificate" in failed[0]["error"].lower() or "tls" in failed[0]["error"].lower(), failed[0]
+        assert untrusted.on("/tls") == []
+        assert hub.http.get("/healthz").status_code == 200
+        log = hub.http.get(f"/api/settings/webhooks/{ids['good']}/deliveries", headers=admin).json()
+        assert any(e["state"] == "delivered" and e["status"] == 200 for e in log), log
+    finally:
+        good.close()
+        untrusted.close()
+        hub.close()
+        server.check_alive()

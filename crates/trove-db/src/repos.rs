@@ -235,6 +235,18 @@ impl Db {
         row.as_ref().map(Repo::from_row).transpose()
     }
 
+    /// The Spaces whose subdomain label is `label`: `{namespace}-{name}` lowercased with
+    /// `_` and `.` written `-` (at most two: more than one makes the label ambiguous).
+    pub async fn spaces_by_label(&self, label: &str) -> Result<Vec<Repo>> {
+        let sql = format!(
+            "SELECT {REPO_COLUMNS} FROM repos WHERE repo_type = 'space' AND \
+             lower(replace(replace(namespace || '-' || name, '_', '-'), '.', '-')) = ? \
+             ORDER BY id LIMIT 2"
+        );
+        let rows = sqlx::query(&sql).bind(label).fetch_all(&self.pool).await?;
+        rows.iter().map(Repo::from_row).collect()
+    }
+
     /// Deletes the repository row and, by cascade, its LFS object links (the objects stay
     /// until garbage collection). `false` if there was no such repository.
     pub async fn delete_repo(&self, repo_id: i64) -> Result<bool> {

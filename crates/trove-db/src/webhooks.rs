@@ -320,11 +320,14 @@ impl Db {
         Ok(())
     }
 
-    /// Pending deliveries due at `now_ms`, oldest first.
+    /// Pending deliveries due at `now_ms`, oldest first, at most one per webhook (its
+    /// oldest due one), so that one webhook's backlog never fills the batch.
     pub async fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<Delivery>> {
         let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries \
-             WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id IN \
+             (SELECT MIN(id) FROM webhook_deliveries \
+              WHERE state = 'pending' AND next_attempt_at <= ? GROUP BY webhook_id) \
+             ORDER BY next_attempt_at, id LIMIT ?"
         );
         let rows = sqlx::query(&sql)
             .bind(now_ms)

@@ -57,6 +57,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "TROVE_AUTH_ALLOW_SIGNUP",
         "true or false: whether visitors may create their own account at /signup (default false)",
     ),
+    (
+        "TROVE_SPACES_SUBDOMAIN_BASE",
+        "serve each Space's app at {ns}-{name}.<this domain> too (e.g. spaces.hub.example)",
+    ),
     ("TROVE_LOG", "log filter, e.g. info or trove=debug"),
 ];
 
@@ -97,11 +101,28 @@ pub struct LogConfig {
 }
 
 /// Webhook deliveries (`[webhooks]` in trove.toml).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct WebhooksConfig {
     /// A PEM file of CA certificates trusted for https receivers, besides the system's
     /// (for receivers with a private CA).
     pub extra_ca_file: Option<PathBuf>,
+    /// Deliveries in flight at once (to different webhooks; one webhook's are sent in turn).
+    pub max_concurrent_deliveries: usize,
+    /// Attempts per delivery before it is logged as failed.
+    pub max_attempts: u32,
+    /// The wait before the second attempt, in seconds; each later one waits twice as long.
+    pub first_retry_secs: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            extra_ca_file: None,
+            max_concurrent_deliveries: 8,
+            max_attempts: 4,
+            first_retry_secs: 1,
+        }
+    }
 }
 
 /// The chunk store (`[storage]` in trove.toml).
@@ -150,6 +171,12 @@ pub struct SpacesConfig {
     pub max_processes: u64,
     /// Open files of one app process (`RLIMIT_NOFILE`).
     pub max_open_files: u64,
+    /// CPU share of an app where cgroup v2 limits apply (`cpu.max`), percent of one core;
+    /// 0: unlimited.
+    pub cpu_limit_percent: u64,
+    /// Per-Space subdomain mode: `{ns}-{name}.{subdomain_base}` serves the app at `/`
+    /// (see `spaces::subdomain`); `None`: only the path URL.
+    pub subdomain_base: Option<String>,
     /// Restarts after an app's crash, with doubling waits, before RUNTIME_ERROR stays.
     pub max_restarts: u32,
     /// Where built revisions live (exported files, virtualenv, the app's home); `None`:
@@ -255,6 +282,8 @@ impl Default for Config {
                 cpu_time_secs: 0,
                 max_processes: 4096,
                 max_open_files: 4096,
+                subdomain_base: None,
+                cpu_limit_percent: 0,
                 max_restarts: 3,
                 run_dir: None,
                 run_as_uid: (effective_uid() == Some(0)).then_some(65534),
@@ -319,6 +348,9 @@ struct FileLog {
 #[serde(deny_unknown_fields)]
 struct FileWebhooks {
     extra_ca_file: Option<PathBuf>,
+    max_concurrent_deliveries: Option<usize>,
+    max_attempts: Option<u32>,
+    first_retry_secs: Option<u64>,
 }
 
 /// `[storage]` of the TOML file; every key optional.
@@ -344,6 +376,8 @@ struct FileSpaces {
     cpu_time_secs: Option<u64>,
     max_processes: Option<u64>,
     max_open_files: Option<u64>,
+    subdomain_base: Option<String>,
+    cpu_limit_percent: Option<u64>,
     max_restarts: Option<u32>,
     run_dir: Option<PathBuf>,
     /// A uid, or 0 for "as the hub's user".
@@ -430,9 +464,13 @@ impl Config {
             self.log.access = f.access.unwrap_or(self.log.access);
         }
         if let Some(f) = file.webhooks {
-            self.webhooks.extra_ca_file = f
-                .extra_ca_file
-                .or_else(|| self.webhooks.extra_ca_file.clone());
+            let w = &mut self.webhooks;
+            w.extra_ca_file = f.extra_ca_file.or_else(|| w.extra_ca_file.clone());
+            w.max_concurrent_deliveries = f
+                .max_concurrent_deliveries
+                .unwrap_or(w.max_concurrent_deliveries);
+            w.max_attempts = f.max_attempts.unwrap_or(w.max_attempts);
+            w.first_retry_secs = f.first_retry_secs.unwrap_or(w.first_retry_secs);
         }
         self.apply_storage(file.storage);
         if let Some(token) = file.metrics.and_then(|m| m.token) {
@@ -452,6 +490,8 @@ impl Config {
             s.cpu_time_secs = f.cpu_time_secs.unwrap_or(s.cpu_time_secs);
             s.max_processes = f.max_processes.unwrap_or(s.max_processes);
             s.max_open_files = f.max_open_files.unwrap_or(s.max_open_files);
+            s.subdomain_base = f.subdomain_base.or_else(|| s.subdomain_base.clone());
+            s.cpu_limit_percent = f.cpu_limit_percent.unwrap_or(s.cpu_limit_percent);
             s.max_restarts = f.max_restarts.unwrap_or(s.max_restarts);
             s.run_dir = f.run_dir.or_else(|| s.run_dir.clone());
             if let Some(uid) = f.run_as_uid {
@@ -504,6 +544,11 @@ impl Config {
         if let Some(v) = env_u64("TROVE_SPACES_MEMORY_LIMIT_MB")? {
             self.spaces.memory_limit_mb = v;
         }
+        if let Ok(v) = std::env::var("TROVE_SPACES_SUBDOMAIN_BASE")
+            && !v.is_empty()
+        {
+            self.spaces.subdomain_base = Some(v);
+        }
         if let Some(v) = std::env::var_os("TROVE_SPACES_RUN_DIR").filter(|v| !v.is_empty()) {
             self.spaces.run_dir = Some(PathBuf::from(v));
         }
@@ -539,6 +584,20 @@ impl Config {
             (0.0..=1.0).contains(&self.storage.compact_below),
             "[storage] compact_below must be between 0 and 1 (0 disables compaction)"
         );
+        anyhow::ensure!(
+            (1..=256).contains(&self.webhooks.max_concurrent_deliveries)
+                && (1..=20).contains(&self.webhooks.max_attempts)
+                && self.webhooks.first_retry_secs <= 3600,
+            "webhooks.max_concurrent_deliveries must be 1 to 256, webhooks.max_attempts 1 to 20 \
+             and webhooks.first_retry_secs at most 3600"
+        );
+        if let Some(base) = &mut self.spaces.subdomain_base {
+            *base = base.trim_matches('.').to_ascii_lowercase();
+            anyhow::ensure!(
+                valid_base(base),
+                "spaces.subdomain_base must be a DNS name such as spaces.hub.example, not {base:?}"
+            );
+        }
         if let Some(url) = &mut self.public_url {
             anyhow::ensure!(
                 url.starts_with("http://") || url.starts_with("https://"),
@@ -582,6 +641,20 @@ fn parse_bool(v: &str) -> anyhow::Result<Option<bool>> {
     }
 }
 
+/// Whether `base` is usable as `subdomain_base`: dot-separated DNS labels, lowercase.
+fn valid_base(base: &str) -> bool {
+    !base.is_empty()
+        && base.len() <= 200
+        && base.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
 fn env_u64(name: &str) -> anyhow::Result<Option<u64>> {
     match std::env::var(name) {
         Ok(v) => v
@@ -596,6 +669,17 @@ fn env_u64(name: &str) -> anyhow::Result<Option<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bases_are_dns_names() {
+        assert!(valid_base("spaces.hub.example"));
+        assert!(valid_base("localhost"));
+        assert!(!valid_base(""));
+        assert!(!valid_base(".spaces.example"));
+        assert!(!valid_base("Spaces.example"));
+        assert!(!valid_base("spaces.example:8080"));
+        assert!(!valid_base("-a.example"));
+    }
 
     #[test]
     fn file_values_apply_and_unknown_keys_are_refused() {
@@ -664,6 +748,48 @@ mod tests {
         assert_eq!(parse_bool("0").ok(), Some(Some(false)));
         assert_eq!(parse_bool("").ok(), Some(None));
         assert!(parse_bool("maybe").is_err());
+    }
+
+    #[test]
+    fn webhook_and_subdomain_settings_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            Config::load(
+                dir.path(),
+                ServeOverrides {
+                    config_file: Some(path.clone()),
+                    ..Default::default()
+                },
+            )
+        };
+        let config = load(
+            "[webhooks]\nmax_concurrent_deliveries = 3\nmax_attempts = 2\nfirst_retry_secs = 5\n\
+             [spaces]\nsubdomain_base = \"Spaces.Hub.Example.\"\ncpu_limit_percent = 50\n",
+        )
+        .expect("loads");
+        assert_eq!(config.webhooks.max_concurrent_deliveries, 3);
+        assert_eq!(config.webhooks.max_attempts, 2);
+        assert_eq!(config.webhooks.first_retry_secs, 5);
+        assert_eq!(
+            config.spaces.subdomain_base.as_deref(),
+            Some("spaces.hub.example")
+        );
+        assert_eq!(config.spaces.cpu_limit_percent, 50);
+        let defaults = load("").expect("loads");
+        assert_eq!(defaults.webhooks.max_concurrent_deliveries, 8);
+        assert_eq!(defaults.webhooks.max_attempts, 4);
+        assert!(defaults.spaces.subdomain_base.is_none());
+        for bad in [
+            "[webhooks]\nmax_attempts = 0\n",
+            "[webhooks]\nmax_concurrent_deliveries = 0\n",
+            "[webhooks]\nfirst_retry_secs = 100000\n",
+            "[spaces]\nsubdomain_base = \"spaces.example:8080\"\n",
+            "[spaces]\nsubdomain_base = \"a..b\"\n",
+        ] {
+            assert!(load(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

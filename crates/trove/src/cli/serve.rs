@@ -60,7 +60,8 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(xorbs_restored = restored, "chunk store checked");
     sweep_trash(&state);
     crate::repos::index::spawn_jobs(state.context.clone());
-    crate::webhooks::delivery::spawn(state.context.clone());
+    crate::webhooks::delivery::spawn(state.context.clone())
+        .context("starting the webhook worker")?;
     crate::spaces::start(&state.space_host())
         .await
         .context("starting the spaces supervisor")?;

@@ -316,6 +316,10 @@ pub fn build(state: AppState) -> Router {
     // bodies up to the commit limit (apps take uploads).
     let space_apps = Router::new()
         .route("/spaces/{ns}/{name}/app", get(spaces::app_root))
+        .route(
+            "/spaces/{ns}/{name}/subdomain",
+            get(spaces::subdomain::open),
+        )
         .route("/spaces/{ns}/{name}/app/", axum::routing::any(spaces::app))
         .route(
             "/spaces/{ns}/{name}/app/{*rest}",
@@ -366,6 +370,11 @@ pub fn build(state: AppState) -> Router {
         .method_not_allowed_fallback(misc::method_not_allowed)
         .fallback(misc::fallback)
         .layer(DefaultBodyLimit::max(json_limit))
+        // Browsers and app clients: `{ns}-{name}.{subdomain_base}` is a Space's own origin.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            spaces::subdomain::dispatch,
+        ))
         .layer(catch_panics())
         // Browsers: refusals of page views (unknown pages, 405, 413, 500) as HTML pages.
         .layer(middleware::from_fn(web::refusals::html_refusals))

@@ -294,13 +294,13 @@ pub async fn build(
         .map_err(|e| format!("exporting the files: {e}"))?;
     if let Some(engine) = spec.engine {
         let timeout = Duration::from_secs(state.config.spaces.build_timeout_secs);
-        let argv = [
-            engine.to_owned(),
-            "build".into(),
-            "--tag".into(),
-            image_name(repo.repo.id, &spec.rev),
-            built.app_dir().display().to_string(),
-        ];
+        let argv = super::docker::build_argv(
+            engine,
+            &super::docker::hub_id(&state.signer),
+            repo.repo.id,
+            &image_name(repo.repo.id, &spec.rev),
+            &built.app_dir().display().to_string(),
+        );
         match tokio::time::timeout(
             timeout,
             step("building the image", &argv, &engine_env(), log),

@@ -9,9 +9,12 @@
 //! than their sleep time are stopped and started again by the next request.
 
 pub mod build;
+pub mod cgroup;
+pub mod docker;
 pub mod duplicate;
 pub mod logs;
 pub mod process;
+pub mod subdomain;
 
 use crate::config::SpacesConfig;
 use crate::context::Context;
@@ -182,6 +185,8 @@ pub struct Supervisor {
     builds: Semaphore,
     slots: Mutex<HashMap<i64, Arc<Slot>>>,
     next_id: AtomicU64,
+    /// The hub's delegated cgroup v2 subtree, found once at start; `None`: rlimits only.
+    cgroups: std::sync::OnceLock<Option<cgroup::Delegation>>,
 }
 
 impl Supervisor {
@@ -191,6 +196,7 @@ impl Supervisor {
             builds: Semaphore::new(config.max_concurrent_builds.max(1)),
             slots: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            cgroups: std::sync::OnceLock::new(),
         }
     }
 
@@ -308,6 +314,9 @@ pub async fn start(state: &SpaceHost) -> anyhow::Result<()> {
         return Ok(());
     }
     process::stop_leftovers(&state.config.data_dir.join("spaces")).await;
+    let _ = sup
+        .cgroups
+        .set(find_cgroups(std::path::Path::new(cgroup::DEFAULT_ROOT)));
     sup.started.store(true, Ordering::Release);
     let observed = sup.clone();
     state
@@ -324,6 +333,16 @@ pub async fn start(state: &SpaceHost) -> anyhow::Result<()> {
         .collect();
     tracing::info!(spaces = spaces.len(), "spaces supervisor started");
     sweep_removed(state, &spaces).await;
+    if let Some(engine) = build::container_engine().await {
+        // Before any Space starts: every container of this hub is one a previous process
+        // left behind.
+        let hub = docker::hub_id(&state.signer);
+        docker::remove_leftover_containers(engine, &hub).await;
+        let ids: std::collections::HashSet<i64> = spaces.iter().map(|r| r.id).collect();
+        tokio::spawn(async move {
+            docker::remove_images_of_deleted(engine, &hub, |id| ids.contains(&id)).await;
+        });
+    }
     for repo in spaces {
         schedule_build(state, &repo);
     }
@@ -335,6 +354,31 @@ pub async fn start(state: &SpaceHost) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// The delegated cgroup v2 subtree under `root` apps get their limits from, prepared; `None`
+/// (rlimits only) when there is none. Says once, in the log, which it is.
+fn find_cgroups(root: &std::path::Path) -> Option<cgroup::Delegation> {
+    let self_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let found = cgroup::detect(root, &self_cgroup).and_then(|d| {
+        d.prepare(std::process::id())
+            .map(|()| d)
+            .map_err(|e| e.to_string())
+    });
+    match found {
+        Ok(delegation) => {
+            tracing::info!(
+                cgroup = %delegation.dir.display(),
+                cpu = delegation.cpu,
+                "spaces.limits: cgroup v2 (memory.max, pids.max, cpu.max per app)"
+            );
+            Some(delegation)
+        }
+        Err(why) => {
+            tracing::info!(reason = %why, "spaces.limits: rlimits (no usable cgroup v2 subtree)");
+            None
+        }
+    }
 }
 
 /// Queues a build of the Space's `main` (a no-op for other repos or when Spaces do not run
@@ -418,11 +462,15 @@ fn remove(state: &SpaceHost, repo_id: i64) {
         build::revisions_dir(state, repo_id),
         build::space_dir(state, repo_id),
     ];
+    let hub = docker::hub_id(&state.signer);
     tokio::spawn(async move {
         if let Some(process) = old.and_then(|o| o.process) {
             process.stop().await;
         }
         remove_dirs(&dirs).await;
+        if let Some(engine) = build::container_engine().await {
+            docker::remove_images_of_deleted(engine, &hub, |id| id != repo_id).await;
+        }
         tracing::info!(
             repo.id = repo_id,
             "space deleted: app stopped, files removed"
@@ -784,8 +832,9 @@ async fn start_app(
                 "--init".into(),
                 "--name".into(),
                 name.clone(),
-                "--label".into(),
-                "trove.space".into(),
+            ];
+            argv.extend(docker::label_args(&docker::hub_id(&state.signer), repo.id));
+            argv.extend([
                 "--publish".into(),
                 format!("127.0.0.1:{port}:{}", built.app_port),
                 "--memory".into(),
@@ -798,7 +847,7 @@ async fn start_app(
                 "ALL".into(),
                 "--security-opt".into(),
                 "no-new-privileges".into(),
-            ];
+            ]);
             if config.cpu_time_secs > 0 {
                 argv.extend([
                     "--ulimit".into(),
@@ -824,6 +873,21 @@ async fn start_app(
         port,
         health_path,
         pid_dir: build::space_dir(state, repo.id).join("pids"),
+        cgroup: match (&container, state.spaces.cgroups.get()) {
+            (None, Some(Some(delegation))) => {
+                let limits = cgroup::Limits {
+                    memory_bytes: config.memory_limit_mb.saturating_mul(1 << 20),
+                    max_pids: config.max_processes,
+                    cpu_percent: config.cpu_limit_percent,
+                };
+                Some(
+                    delegation
+                        .create_app(&format!("space-{}-{id}", repo.id), &limits)
+                        .map_err(|e| format!("cannot create the app's cgroup: {e}"))?,
+                )
+            }
+            _ => None,
+        },
         container,
     };
     slot.run_log
@@ -856,7 +920,7 @@ async fn start_app(
         slot.clone(),
         repo.clone(),
         built.clone(),
-        child,
+        (child, launch.cgroup.clone()),
         id,
     ));
     Ok((Target::Proxy { port, keep_prefix }, Some(process)))
@@ -869,14 +933,22 @@ async fn monitor(
     slot: Arc<Slot>,
     repo: Repo,
     built: Built,
-    mut child: tokio::process::Child,
+    (mut child, cgroup): (tokio::process::Child, Option<cgroup::AppCgroup>),
     id: u64,
 ) {
     let status = child.wait().await;
     let why = match status {
+        _ if cgroup.as_ref().is_some_and(cgroup::AppCgroup::oom_killed) => format!(
+            "the app was stopped: memory limit ({} MiB) reached",
+            state.config.spaces.memory_limit_mb
+        ),
         Ok(status) => format!("the app exited ({status})"),
         Err(e) => format!("the app was lost: {e}"),
     };
+    if let Some(cgroup) = &cgroup {
+        // Whatever the app left running goes with its cgroup.
+        cgroup.remove().await;
+    }
     let restart = {
         let mut s = slot.lock();
         if s.serving.as_ref().map(|x| x.id) != Some(id) {

@@ -3,6 +3,7 @@
 //! unprivileged user when the hub runs as root), its output in the run log, checked until
 //! it answers HTTP, and stopped with its whole group.
 
+use super::cgroup::AppCgroup;
 use super::logs::LogBuffer;
 use crate::config::SpacesConfig;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,8 @@ pub struct Launch {
     /// A docker Space: `argv` is the engine's `run`, whose container enforces the limits;
     /// the container is removed when the app stops.
     pub container: Option<Container>,
+    /// The app's own cgroup v2 (its limits), when the hub has a delegated subtree.
+    pub cgroup: Option<AppCgroup>,
 }
 
 /// A container an app runs in.
@@ -47,6 +50,7 @@ pub struct AppProcess {
     pid: Option<u32>,
     pid_file: Option<PathBuf>,
     container: Option<Container>,
+    cgroup: Option<AppCgroup>,
 }
 
 /// A free loopback port for an app (bound and released; the app binds it right after).
@@ -73,11 +77,16 @@ fn command(config: &SpacesConfig, launch: &Launch) -> Command {
     }
     let mut argv: Vec<String> = vec![
         "prlimit".into(),
-        format!("--as={}", config.memory_limit_mb.saturating_mul(1 << 20)),
         format!("--nofile={}", config.max_open_files),
-        format!("--nproc={}", config.max_processes),
         "--core=0".into(),
     ];
+    if launch.cgroup.is_none() {
+        // Without a cgroup: memory as address space, processes per user.
+        argv.extend([
+            format!("--as={}", config.memory_limit_mb.saturating_mul(1 << 20)),
+            format!("--nproc={}", config.max_processes),
+        ]);
+    }
     if config.cpu_time_secs > 0 {
         argv.push(format!("--cpu={}", config.cpu_time_secs));
     }
@@ -93,6 +102,9 @@ fn command(config: &SpacesConfig, launch: &Launch) -> Command {
         ]);
     }
     argv.extend(launch.argv.iter().cloned());
+    if let Some(cgroup) = &launch.cgroup {
+        argv = cgroup.wrap(argv);
+    }
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .current_dir(&launch.cwd)
@@ -148,6 +160,7 @@ pub fn spawn(
             pid,
             pid_file,
             container: launch.container.clone(),
+            cgroup: launch.cgroup.clone(),
         },
         child,
     ))
@@ -204,6 +217,9 @@ impl AppProcess {
                 _ => tracing::warn!(container = %c.name, "could not remove a space's container"),
             }
         }
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.remove().await;
+        }
         if let Some(file) = &self.pid_file {
             let _ = tokio::fs::remove_file(file).await;
         }
@@ -237,6 +253,7 @@ pub async fn stop_leftovers(spaces_dir: &Path) {
                         pid: Some(pid),
                         pid_file: None,
                         container: None,
+                        cgroup: None,
                     }
                     .stop()
                     .await;

@@ -1,45 +1,48 @@
 //! The delivery worker: a task started by `trove serve` that drains the queue in the
 //! database (so deliveries queued before a restart are sent after it), POSTs each payload
 //! with the webhook's `X-Webhook-Secret`, retries failures with exponential backoff up to
-//! [`MAX_ATTEMPTS`], and records every outcome in the webhook's delivery log. Before each
-//! attempt it asks the one authorization policy whether the webhook's owner may still read
-//! the repository; if not, the delivery is skipped, never sent.
+//! `[webhooks] max_attempts`, and records every outcome in the webhook's delivery log.
+//! Deliveries to different webhooks go out in parallel (at most
+//! `max_concurrent_deliveries`), one webhook's in turn, so a slow receiver holds back only
+//! its own. Before each attempt it asks the one authorization policy whether the webhook's
+//! owner may still read the repository; if not, the delivery is skipped, never sent.
 
 use crate::auth::{Access, Caller, Credential};
 use crate::clock::now_ms;
+use crate::config::WebhooksConfig;
 use crate::context::Context;
+use anyhow::Context as _;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 use trove_db::{AttemptOutcome, Delivery, Gating, Repo};
 use trove_types::RepoType;
 
-/// Attempts per delivery before it is logged as failed.
-pub const MAX_ATTEMPTS: i64 = 4;
-/// The wait before the second attempt; each later one waits twice as long.
-pub const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// How long a receiver has to answer.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Finished deliveries kept per webhook (the log).
 pub const LOG_KEPT: u32 = 50;
 /// How often the queue is looked at.
 const POLL: Duration = Duration::from_millis(250);
-/// Deliveries taken from the queue at a time.
-const BATCH: u32 = 16;
+/// Deliveries taken from the queue at a time, besides those in flight.
+const BATCH: usize = 16;
 /// The longest error text kept in the log.
 const MAX_ERROR_CHARS: usize = 300;
 
-/// Starts the worker on the current runtime.
-pub fn spawn(state: Context) {
+/// Starts the worker on the current runtime. Fails (so `serve` does not start) when the
+/// HTTP client cannot be built, e.g. an unreadable `extra_ca_file`.
+pub fn spawn(state: Context) -> anyhow::Result<()> {
+    let deliverer = Deliverer::new(&state.config.webhooks)?;
+    tracing::info!(
+        max_concurrent = state.config.webhooks.max_concurrent_deliveries,
+        max_attempts = state.config.webhooks.max_attempts,
+        extra_ca_file = ?state.config.webhooks.extra_ca_file,
+        "webhooks.worker_started"
+    );
     tokio::spawn(async move {
-        let client = match client() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "webhooks.worker_not_started");
-                return;
-            }
-        };
-        tracing::info!("webhooks.worker_started");
         loop {
-            match run_due(&state, &client).await {
+            match deliverer.dispatch_due(&state).await {
                 Ok(0) => tokio::time::sleep(POLL).await,
                 Ok(_) => {}
                 Err(e) => {
@@ -49,39 +52,167 @@ pub fn spawn(state: Context) {
             }
         }
     });
+    Ok(())
 }
 
-/// The HTTP client deliveries go out with: a timeout per delivery, no redirects followed
-/// (a receiver's redirect is its answer).
-pub fn client() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+/// The HTTP client deliveries go out with: TLS through rustls with the `ring` provider,
+/// trusting the system's roots plus the certificates of `extra_ca_file`; a timeout per
+/// delivery; no redirects followed (a receiver's redirect is its answer).
+pub fn client(config: &WebhooksConfig) -> anyhow::Result<reqwest::Client> {
+    // reqwest is built without a provider of its own (`rustls-no-provider`); the process
+    // default is `ring`. Installing fails only when one is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
         .timeout(DELIVERY_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("trove-webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()?)
+        .user_agent(concat!("trove-webhooks/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &config.extra_ca_file {
+        builder = builder.tls_certs_merge(extra_roots(path)?);
+    }
+    Ok(builder.build()?)
 }
 
-/// Makes one attempt at every delivery that is due; returns how many it handled.
-pub async fn run_due(state: &Context, client: &reqwest::Client) -> anyhow::Result<usize> {
-    let due = state.db.due_deliveries(now_ms(), BATCH).await?;
-    for delivery in &due {
-        let outcome = attempt(state, client, delivery).await?;
-        tracing::info!(
-            webhook.id = delivery.webhook_id,
-            delivery.id = delivery.id,
-            event = %delivery.event,
-            state = outcome.state,
-            status = outcome.status,
-            duration_ms = outcome.duration_ms,
-            error = outcome.error.as_deref().unwrap_or(""),
-            "webhooks.delivery"
-        );
-        state
-            .db
-            .record_attempt(delivery.id, &outcome, now_ms(), LOG_KEPT)
-            .await?;
+/// The CA certificates of a PEM file; a file with none is an error (a typo in the path
+/// of a bundle should not silently trust nothing new).
+fn extra_roots(path: &std::path::Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("reading webhooks.extra_ca_file {}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("parsing webhooks.extra_ca_file {}", path.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "webhooks.extra_ca_file {} holds no PEM certificate",
+        path.display()
+    );
+    Ok(certs)
+}
+
+/// When and how often a failed delivery is tried again.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub first_retry: Duration,
+}
+
+impl RetryPolicy {
+    pub fn from_config(config: &WebhooksConfig) -> Self {
+        RetryPolicy {
+            max_attempts: config.max_attempts.max(1),
+            first_retry: Duration::from_secs(config.first_retry_secs),
+        }
     }
-    Ok(due.len())
+
+    /// The wait after failed attempt number `attempts` (1-based), or `None` when it was
+    /// the last one.
+    pub fn wait_after(&self, attempts: i64) -> Option<Duration> {
+        if attempts >= i64::from(self.max_attempts) {
+            return None;
+        }
+        let doublings = u32::try_from((attempts - 1).clamp(0, 16)).unwrap_or(16);
+        Some(self.first_retry.saturating_mul(1 << doublings))
+    }
+}
+
+/// Sends due deliveries in parallel: at most `max_concurrent_deliveries` at once and one
+/// per webhook at a time.
+pub struct Deliverer {
+    client: reqwest::Client,
+    retry: RetryPolicy,
+    permits: Arc<Semaphore>,
+    concurrency: u32,
+    /// Webhooks with a delivery in flight.
+    busy: Arc<Mutex<HashSet<i64>>>,
+}
+
+impl Deliverer {
+    pub fn new(config: &WebhooksConfig) -> anyhow::Result<Self> {
+        let concurrency = config.max_concurrent_deliveries.clamp(1, 256);
+        Ok(Deliverer {
+            client: client(config)?,
+            retry: RetryPolicy::from_config(config),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            concurrency: u32::try_from(concurrency).unwrap_or(1),
+            busy: Arc::new(Mutex::new(HashSet::new())),
+        })
+    }
+
+    /// Starts an attempt at every due delivery whose webhook has none in flight, while
+    /// permits last; returns how many it started (each finishes on its own task).
+    pub async fn dispatch_due(&self, state: &Context) -> anyhow::Result<usize> {
+        let in_flight = self.busy.lock().map(|b| b.len()).unwrap_or(0);
+        let limit = u32::try_from(BATCH + in_flight).unwrap_or(u32::MAX);
+        let due = state.db.due_deliveries(now_ms(), limit).await?;
+        let mut started = 0;
+        for delivery in due {
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                break;
+            };
+            {
+                let Ok(mut busy) = self.busy.lock() else {
+                    anyhow::bail!("the webhook worker's bookkeeping is poisoned");
+                };
+                if !busy.insert(delivery.webhook_id) {
+                    continue;
+                }
+            }
+            started += 1;
+            let (state, client, retry, busy) = (
+                state.clone(),
+                self.client.clone(),
+                self.retry,
+                self.busy.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = deliver(&state, &client, retry, &delivery).await {
+                    tracing::error!(delivery.id = delivery.id, error = %e, "webhooks.record_failed");
+                }
+                if let Ok(mut busy) = busy.lock() {
+                    busy.remove(&delivery.webhook_id);
+                }
+                drop(permit);
+            });
+        }
+        Ok(started)
+    }
+
+    /// Waits until no delivery is in flight.
+    pub async fn idle(&self) {
+        if let Ok(all) = self.permits.acquire_many(self.concurrency).await {
+            drop(all);
+        }
+    }
+
+    /// One pass: starts what is due and waits for it to finish (tests and tools).
+    pub async fn run_due(&self, state: &Context) -> anyhow::Result<usize> {
+        let started = self.dispatch_due(state).await?;
+        self.idle().await;
+        Ok(started)
+    }
+}
+
+/// Makes one attempt at `delivery` and records it.
+async fn deliver(
+    state: &Context,
+    client: &reqwest::Client,
+    retry: RetryPolicy,
+    delivery: &Delivery,
+) -> anyhow::Result<()> {
+    let outcome = attempt(state, client, retry, delivery).await?;
+    tracing::info!(
+        webhook.id = delivery.webhook_id,
+        delivery.id = delivery.id,
+        event = %delivery.event,
+        state = outcome.state,
+        status = outcome.status,
+        duration_ms = outcome.duration_ms,
+        error = outcome.error.as_deref().unwrap_or(""),
+        "webhooks.delivery"
+    );
+    state
+        .db
+        .record_attempt(delivery.id, &outcome, now_ms(), LOG_KEPT)
+        .await?;
+    Ok(())
 }
 
 fn skipped(reason: &str) -> AttemptOutcome {
@@ -97,6 +228,7 @@ fn skipped(reason: &str) -> AttemptOutcome {
 async fn attempt(
     state: &Context,
     client: &reqwest::Client,
+    retry: RetryPolicy,
     delivery: &Delivery,
 ) -> anyhow::Result<AttemptOutcome> {
     let Some(webhook) = state.db.webhook_by_id(delivery.webhook_id).await? else {
@@ -135,14 +267,12 @@ async fn attempt(
         Err(e) => (None, describe(&e)),
     };
     let attempts = delivery.attempts + 1;
-    let (state_after, next) = if attempts >= MAX_ATTEMPTS {
-        ("failed", 0)
-    } else {
-        let wait = FIRST_RETRY.saturating_mul(1 << (attempts - 1).clamp(0, 16));
-        (
+    let (state_after, next) = match retry.wait_after(attempts) {
+        None => ("failed", 0),
+        Some(wait) => (
             "pending",
             now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
-        )
+        ),
     };
     Ok(AttemptOutcome {
         state: state_after,
@@ -212,4 +342,42 @@ async fn owner_may_read(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?
         != Access::None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_double_and_stop_after_the_last_attempt() {
+        let retry = RetryPolicy {
+            max_attempts: 4,
+            first_retry: Duration::from_secs(2),
+        };
+        assert_eq!(retry.wait_after(1), Some(Duration::from_secs(2)));
+        assert_eq!(retry.wait_after(2), Some(Duration::from_secs(4)));
+        assert_eq!(retry.wait_after(3), Some(Duration::from_secs(8)));
+        assert_eq!(retry.wait_after(4), None);
+        let once = RetryPolicy::from_config(&WebhooksConfig {
+            max_attempts: 1,
+            ..WebhooksConfig::default()
+        });
+        assert_eq!(once.wait_after(1), None);
+    }
+
+    #[test]
+    fn an_extra_ca_file_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing.pem");
+        let config = |path: &std::path::Path| WebhooksConfig {
+            extra_ca_file: Some(path.to_path_buf()),
+            ..WebhooksConfig::default()
+        };
+        let err = client(&config(&missing)).expect_err("a missing file is refused");
+        assert!(format!("{err:#}").contains("missing.pem"), "{err:#}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").expect("write");
+        assert!(client(&config(&empty)).is_err());
+        assert!(client(&WebhooksConfig::default()).is_ok());
+    }
 }

@@ -58,15 +58,14 @@ async fn a_commit_is_delivered_with_the_secret_and_logged() {
         .expect("id")
         .to_owned();
     app.commit_files("m", "one", &[("a.txt", "a")]).await;
-    let client = trove::webhooks::delivery::client().expect("client");
+    let deliverer =
+        trove::webhooks::delivery::Deliverer::new(&app.state.config.webhooks).expect("deliverer");
     // Events are queued by spawned tasks (the repo's creation may race the webhook's):
     // drain until the commit's event has been delivered (bounded).
     let content = json!({"action": "update", "scope": "repo.content"});
     let mut delivered = None;
     for _ in 0..100 {
-        trove::webhooks::delivery::run_due(&app.state, &client)
-            .await
-            .expect("run");
+        deliverer.run_due(&app.state).await.expect("run");
         delivered = seen
             .lock()
             .expect("lock")

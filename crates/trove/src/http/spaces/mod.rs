@@ -3,6 +3,7 @@
 //! pause, sleep time, secrets, variables) and the build and run logs as Server-Sent Events.
 
 pub mod proxy;
+pub mod subdomain;
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::api::repo_json::Runtime;
@@ -429,7 +430,6 @@ pub async fn app(
 ) -> ApiResult<Response> {
     space(&repo)?;
     repo.require_content(&caller)?;
-    let prefix = spaces::app_prefix(&repo.repo);
     let path = request.uri().path().to_owned();
     // The route matched `{ns}/{name}` ignoring case; the rest follows the `/app` segment.
     let rest = path
@@ -437,13 +437,26 @@ pub async fn app(
         .nth(5)
         .map(|r| format!("/{r}"))
         .unwrap_or_else(|| "/".into());
+    serve_app(&state, &repo, request, &rest).await
+}
+
+/// Answers `request` for `rest` (a path from the app's root) of the Space's app: its
+/// static files, its proxied process, or the page of a Space that is not serving. The
+/// caller's right to read the Space is already checked.
+pub async fn serve_app(
+    state: &AppState,
+    repo: &RepoRef,
+    request: Request,
+    rest: &str,
+) -> ApiResult<Response> {
+    let prefix = spaces::app_prefix(&repo.repo);
     let query = request
         .uri()
         .query()
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
     match state.spaces.app_request(&state.space_host(), repo.repo.id) {
-        AppAnswer::Serve(Target::Static { dir, index }) => serve_static(&dir, &rest, &index).await,
+        AppAnswer::Serve(Target::Static { dir, index }) => serve_static(&dir, rest, &index).await,
         AppAnswer::Serve(Target::Proxy { port, keep_prefix }) => {
             let upstream = if keep_prefix {
                 format!("{prefix}{rest}{query}")
@@ -462,8 +475,8 @@ pub async fn app(
             let ends = state.spaces.connection_token(repo.repo.id);
             proxy::forward(request, port, &upstream, peer, proto, ends).await
         }
-        AppAnswer::Waking => Ok(crate::http::web::space::status_page(&repo, None)),
-        AppAnswer::Down(view) => Ok(crate::http::web::space::status_page(&repo, Some(&view))),
+        AppAnswer::Waking => Ok(crate::http::web::space::status_page(repo, None)),
+        AppAnswer::Down(view) => Ok(crate::http::web::space::status_page(repo, Some(&view))),
     }
 }
 

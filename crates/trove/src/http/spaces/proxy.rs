@@ -6,6 +6,7 @@
 
 use crate::auth::password::{FORM_COOKIE, SESSION_COOKIE};
 use crate::error::{ApiError, ApiResult};
+use crate::spaces::subdomain::ACCESS_COOKIE;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -47,8 +48,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The `Cookie` header without the hub's own cookies (the session, and the nonce of its
-/// sign-in forms); `None` when nothing is left.
+/// The `Cookie` header without the hub's own cookies (the session, the nonce of its
+/// sign-in forms) and a Space origin's access pass; `None` when nothing is left.
 fn cookies_for_app(headers: &HeaderMap) -> Option<HeaderValue> {
     let kept: Vec<&str> = headers
         .get_all(header::COOKIE)
@@ -59,7 +60,7 @@ fn cookies_for_app(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter(|c| !c.is_empty())
         .filter(|c| {
             let name = c.split('=').next().map(str::trim);
-            name != Some(SESSION_COOKIE) && name != Some(FORM_COOKIE)
+            name != Some(SESSION_COOKIE) && name != Some(FORM_COOKIE) && name != Some(ACCESS_COOKIE)
         })
         .collect();
     if kept.is_empty() {
@@ -213,7 +214,7 @@ mod tests {
         );
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=1; trove_session=secret; b=2"),
+            HeaderValue::from_static("a=1; trove_session=secret; trove_space_access=p; b=2"),
         );
         h.insert(
             header::CONNECTION,

@@ -48,6 +48,8 @@ struct Partial {
     stage: &'static str,
     message: Option<String>,
     running: bool,
+    /// The hub serves Spaces on their own subdomains too.
+    subdomain: bool,
     build_log: String,
     run_log: String,
 }
@@ -73,6 +75,7 @@ pub fn page_partial(state: &AppState, repo: &RepoRef) -> Option<String> {
                 "RUNNING" | "RUNNING_BUILDING" | "SLEEPING"
             )
         }),
+        subdomain: state.config.spaces.subdomain_base.is_some(),
         build_log: slot
             .as_ref()
             .map(|s| s.build_log.tail(PAGE_LOG_LINES))
