@@ -63,8 +63,10 @@ def test_an_lfs_upload_of_a_xet_files_variant_stores_only_the_changed_bytes(trov
     client.py(UPLOAD, xet=False, args={"repo": repo, "path": "tuned.bin", "local": str(tmp_path / "tuned.bin")})
     growth = store_bytes(trove) - before
     print(f"store growth {growth} B for {changed} changed bytes ({growth / changed:.4f}x)")
-    # The changed bytes, one header per chunk, and the chunks straddling the two edges.
-    assert changed <= growth <= 1.01 * changed + 4 * CHUNK_MAX, (growth, changed)
+    # The aim: the changed bytes, within 7%, and one chunk per edit boundary (two
+    # edges). Measured 1.0025x to 1.089x over runs of random data (the spread is noted in
+    # docs/storage.md).
+    assert changed <= growth <= 1.07 * changed + 2 * CHUNK_MAX, (growth, changed)
     check_downloads(trove, tmp_path, repo, "tuned.bin", tuned)
     check_downloads(trove, tmp_path, repo, "base.bin", base)
 
