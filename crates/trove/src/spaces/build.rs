@@ -74,15 +74,6 @@ const ENGINES: &[(&str, &str)] = &[
 pub const NO_ENGINE: &str = "docker SDK needs a container engine; none is usable on this host";
 /// The port a docker Space's container listens on when its card names none (the Hub's).
 const DEFAULT_APP_PORT: u16 = 7860;
-/// Variables of the hub that an engine's client needs to find its daemon or socket.
-const ENGINE_ENV: &[&str] = &[
-    "DOCKER_HOST",
-    "DOCKER_CONFIG",
-    "DOCKER_CERT_PATH",
-    "DOCKER_TLS_VERIFY",
-    "CONTAINER_HOST",
-    "XDG_RUNTIME_DIR",
-];
 
 /// The first container engine whose binary runs and whose daemon (or socket) answers.
 pub async fn container_engine() -> Option<&'static str> {
@@ -90,7 +81,7 @@ pub async fn container_engine() -> Option<&'static str> {
         let info = Command::new(binary)
             .args(["info", "--format", format])
             .env_clear()
-            .envs(engine_env())
+            .envs(super::docker::engine_env())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -103,23 +94,6 @@ pub async fn container_engine() -> Option<&'static str> {
         }
     }
     None
-}
-
-/// The environment an engine's client runs with: `PATH` and how to reach its daemon.
-pub fn engine_env() -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = ENGINE_ENV
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
-        .collect();
-    env.push((
-        "PATH".into(),
-        std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
-    ));
-    if let Ok(home) = std::env::var("HOME") {
-        // Where the client keeps its configuration (registries, contexts).
-        env.push(("HOME".into(), home));
-    }
-    env
 }
 
 /// The image a docker Space's revision is built into.
@@ -303,7 +277,12 @@ pub async fn build(
         );
         match tokio::time::timeout(
             timeout,
-            step("building the image", &argv, &engine_env(), log),
+            step(
+                "building the image",
+                &argv,
+                &super::docker::engine_env(),
+                log,
+            ),
         )
         .await
         {

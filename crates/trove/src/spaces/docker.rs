@@ -129,7 +129,7 @@ async fn run(argv: &[String]) -> Option<String> {
     let output = Command::new(program)
         .args(args)
         .env_clear()
-        .envs(super::build::engine_env())
+        .envs(engine_env())
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
@@ -181,6 +181,33 @@ pub async fn remove_images_of_deleted(engine: &str, hub: &str, exists: impl Fn(i
     if run(&remove_images_argv(engine, &ids)).await.is_some() {
         tracing::info!(images = ids.len(), "spaces.deleted_space_images_removed");
     }
+}
+
+/// Variables of the hub that an engine's client needs to find its daemon or socket.
+const ENGINE_ENV: &[&str] = &[
+    "DOCKER_HOST",
+    "DOCKER_CONFIG",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+    "CONTAINER_HOST",
+    "XDG_RUNTIME_DIR",
+];
+
+/// The environment an engine's client runs with: `PATH` and how to reach its daemon.
+pub fn engine_env() -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = ENGINE_ENV
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
+        .collect();
+    env.push((
+        "PATH".into(),
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+    ));
+    if let Ok(home) = std::env::var("HOME") {
+        // Where the client keeps its configuration (registries, contexts).
+        env.push(("HOME".into(), home));
+    }
+    env
 }
 
 #[cfg(test)]

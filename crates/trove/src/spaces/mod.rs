@@ -858,7 +858,7 @@ async fn start_app(
                 argv.extend(["--env".into(), key.clone()]);
             }
             argv.push(build::image_name(repo.id, &built.rev));
-            env = build::engine_env();
+            env = docker::engine_env();
             env.extend(space_env);
             container = Some(process::Container { engine, name });
             (argv, "/".to_owned(), false)

@@ -206,7 +206,7 @@ impl AppProcess {
             let removed = Command::new(c.engine)
                 .args(["rm", "--force", &c.name])
                 .env_clear()
-                .envs(super::build::engine_env())
+                .envs(super::docker::engine_env())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

@@ -7,7 +7,7 @@
 //! API's authorization.
 
 use super::csrf::CsrfToken;
-use super::repo::RepoHead;
+use super::head::RepoHead;
 use super::{Nav, human_size, path_segments, render, repo_path, rev_segment, section_of};
 use crate::auth::Caller;
 use crate::clock::format_secs;

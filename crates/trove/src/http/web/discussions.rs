@@ -5,8 +5,8 @@
 //! reopen | merge) whose actions are the API's use cases, so the same people may do them.
 
 use super::csrf::CsrfToken;
+use super::head::RepoHead;
 use super::history::{FileView, file_views};
-use super::repo::RepoHead;
 use super::{Nav, render, repo_path, section_of};
 use crate::auth::{Access, Caller};
 use crate::clock::format_ms;

@@ -6,7 +6,7 @@
 
 use super::committing::Target;
 use super::csrf::CsrfToken;
-use super::repo::RepoHead;
+use super::head::RepoHead;
 use super::upload::lfs_rules_at;
 use super::{Nav, path_segments, render, repo_path, section_of};
 use crate::auth::Caller;

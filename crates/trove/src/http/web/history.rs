@@ -4,7 +4,7 @@
 //! summarised). The `commit` URL is the one the client prints after an upload.
 
 use super::csrf::CsrfToken;
-use super::repo::RepoHead;
+use super::head::RepoHead;
 use super::{Nav, human_size, render, repo_path, section_of};
 use crate::clock::format_secs;
 use crate::error::{ApiError, ApiResult};

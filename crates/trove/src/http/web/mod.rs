@@ -15,6 +15,7 @@ pub mod committing;
 pub mod csrf;
 pub mod discussions;
 pub mod edit;
+pub mod head;
 pub mod history;
 pub mod listing;
 pub mod new_repo;

@@ -4,7 +4,7 @@
 //! a bounded part of each file; a file it cannot preview shows why.
 
 use super::csrf::CsrfToken;
-use super::repo::RepoHead;
+use super::head::RepoHead;
 use super::{Nav, path_segments, render, repo_path, rev_segment};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};

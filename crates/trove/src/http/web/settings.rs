@@ -5,7 +5,7 @@
 //! same people may make it and it is audited the same way; others get the API's refusal.
 
 use super::csrf::CsrfToken;
-use super::repo::RepoHead;
+use super::head::RepoHead;
 use super::{Nav, render, repo_path, section_of};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::RepoAt;

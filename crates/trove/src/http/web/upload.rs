@@ -10,7 +10,7 @@
 
 use super::committing::Target;
 use super::csrf::CsrfToken;
-use super::repo::RepoHead;
+use super::head::RepoHead;
 use super::{Nav, render, section_of};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiPath, RepoAt, RevParam};
