@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -344,6 +345,21 @@ def test_a_gradio_space_answers_through_the_proxy(hub, gradio_space):
              "--dump-dom", f"{hub.url}/spaces/{repo}/app/"],
             capture_output=True, text=True, timeout=120).stdout
         assert "Reverser" in dom, dom[-2000:]
+
+
+def test_gradio_client_finds_a_space_by_its_name(hub, gradio_space):
+    """`gradio_client.Client("ns/name")` with `HF_ENDPOINT` set, as on the Hub: it reads the
+    Space's `host` from `space_info` and calls the app there."""
+    code = ("import sys; from gradio_client import Client; "
+            "print(Client(sys.argv[1], verbose=False).predict('trove', fn_index=0))")
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": hub.token()}
+    done = subprocess.run([sys.executable, "-c", code, gradio_space], env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "evort"
+    info = hub.http.get(f"/api/spaces/{gradio_space}", headers=hub.auth(hub.token())).json()
+    assert info["host"] == f"{hub.url}/spaces/{gradio_space}/app/"
+    assert "subdomain" not in info  # served on their own domains only in subdomain mode
 
 
 def test_a_streamlit_space_loads_through_the_proxy(hub):

@@ -180,8 +180,9 @@ pub struct SpacesConfig {
     /// Restarts after an app's crash, with doubling waits, before RUNTIME_ERROR stays.
     pub max_restarts: u32,
     /// Where built revisions live (exported files, virtualenv, the app's home); `None`:
-    /// `<data>/spaces`. Apps running as `run_as_uid` must be able to reach it, and should
-    /// not be able to reach the data dir: put it outside (`TROVE_SPACES_RUN_DIR`).
+    /// `<data>/spaces`. Apps running as `run_as_uid` must be able to reach it and must not
+    /// reach the data dir, so with `run_as_uid` it defaults to
+    /// `/var/lib/trove-spaces/<id of the data dir>` (`TROVE_SPACES_RUN_DIR` to choose).
     pub run_dir: Option<PathBuf>,
     /// The unprivileged user (and group, same number) apps run as, through `setpriv`;
     /// `None`: as the hub's own user. Default: 65534 (nobody) when the hub runs as root.
@@ -560,6 +561,11 @@ impl Config {
     }
 
     fn validate(&mut self) -> anyhow::Result<()> {
+        if self.spaces.run_as_uid.is_some() && self.spaces.run_dir.is_none() {
+            // Apps run as another user cannot (and must not) enter the data dir (0700):
+            // their revisions live outside it unless the operator chose a place.
+            self.spaces.run_dir = Some(shared_run_dir(&self.data_dir));
+        }
         anyhow::ensure!(
             self.lfs.part_size >= 1 << 20,
             "the LFS part size must be at least 1 MiB"
@@ -655,6 +661,17 @@ fn valid_base(base: &str) -> bool {
         })
 }
 
+/// Where a hub run as root keeps its Spaces' revisions by default:
+/// `/var/lib/trove-spaces/<16 hex of the data dir's path>` — outside the data dir, under
+/// parents every user may traverse, one folder per hub on the machine.
+fn shared_run_dir(data_dir: &Path) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let absolute = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    let digest = Sha256::digest(absolute.as_os_str().as_encoded_bytes());
+    let id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    PathBuf::from("/var/lib/trove-spaces").join(id)
+}
+
 fn env_u64(name: &str) -> anyhow::Result<Option<u64>> {
     match std::env::var(name) {
         Ok(v) => v
@@ -669,6 +686,37 @@ fn env_u64(name: &str) -> anyhow::Result<Option<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn apps_run_as_another_user_get_a_run_dir_outside_the_data_dir() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            Config::load(
+                dir.path(),
+                ServeOverrides {
+                    config_file: Some(path.clone()),
+                    ..Default::default()
+                },
+            )
+            .expect("loads")
+        };
+        let shared = load("[spaces]\nrun_as_uid = 1234\n").spaces.run_dir;
+        let shared = shared.expect("a default run dir");
+        assert!(shared.starts_with("/var/lib/trove-spaces"), "{shared:?}");
+        assert!(!shared.starts_with(dir.path()));
+        assert_eq!(
+            shared_run_dir(dir.path()),
+            shared,
+            "stable for one data dir"
+        );
+        assert_ne!(shared_run_dir(&dir.path().join("other")), shared);
+        let chosen = load("[spaces]\nrun_as_uid = 1234\nrun_dir = \"/srv/apps\"\n");
+        assert_eq!(chosen.spaces.run_dir, Some(PathBuf::from("/srv/apps")));
+        // Apps run as the hub's own user keep `<data>/spaces`.
+        assert_eq!(load("[spaces]\nrun_as_uid = 0\n").spaces.run_dir, None);
+    }
 
     #[test]
     fn bases_are_dns_names() {

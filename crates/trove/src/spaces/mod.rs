@@ -772,6 +772,20 @@ pub fn app_prefix(repo: &Repo) -> String {
     format!("/spaces/{}/{}/app", repo.namespace, repo.name)
 }
 
+/// Where a Space's app is reached from outside, as `space_info`'s `host` names it (what
+/// `gradio_client.Client("ns/name")` connects to), and its subdomain label when the hub
+/// serves Spaces on their own domains: the Space's origin then, else its app URL under the
+/// hub (with the trailing slash clients resolve relative URLs against).
+pub fn app_host(config: &crate::config::Config, repo: &Repo) -> (String, Option<String>) {
+    let public_url = config.public_url().trim_end_matches('/');
+    if let Some(base) = &config.spaces.subdomain_base
+        && let Some(label) = subdomain::label(&repo.namespace, &repo.name)
+    {
+        return (subdomain::origin(public_url, base, &label), Some(label));
+    }
+    (format!("{public_url}{}/", app_prefix(repo)), None)
+}
+
 /// Starts the app of a Python SDK and waits until it answers.
 async fn start_app(
     state: &SpaceHost,

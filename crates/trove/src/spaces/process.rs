@@ -132,8 +132,8 @@ pub fn spawn(
         if let Some(blocked) = unreachable_ancestor(&launch.cwd) {
             return Err(std::io::Error::other(format!(
                 "{} is not traversable by other users, so the app (uid {uid}) cannot reach its \
-                 files: set spaces.run_dir to a directory outside the data dir whose parents \
-                 are (docs/spaces.md)",
+                 files: set spaces.run_dir to a directory outside the data dir that every user may \
+                 traverse to (docs/spaces.md)",
                 blocked.display()
             )));
         }

@@ -103,6 +103,9 @@ async fn build(
         out.config = analysis.config.clone();
     }
     if repo_type == RepoType::Space {
+        let (host, subdomain) = crate::spaces::app_host(&state.config, &repo.repo);
+        out.host = Some(host);
+        out.subdomain = subdomain;
         out.runtime = Some(super::repo_json::Runtime::current(
             &state.spaces,
             repo.repo.id,

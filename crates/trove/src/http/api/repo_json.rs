@@ -150,6 +150,11 @@ pub struct RepoJson {
     pub pipeline_tag: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sdk: Option<String>,
+    /// A Space's app URL, as `gradio_client` finds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subdomain: Option<String>,
     #[serde(rename = "model-index", skip_serializing_if = "Option::is_none")]
     pub model_index: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -193,6 +198,8 @@ impl RepoJson {
         keep_if(&mut self.library_name, "library_name", &keep);
         keep_if(&mut self.pipeline_tag, "pipeline_tag", &keep);
         keep_if(&mut self.sdk, "sdk", &keep);
+        keep_if(&mut self.host, "host", &keep);
+        keep_if(&mut self.subdomain, "subdomain", &keep);
         keep_if(&mut self.model_index, "model-index", &keep);
         keep_if(&mut self.card_data, "cardData", &keep);
         keep_if(&mut self.safetensors, "safetensors", &keep);
