@@ -359,7 +359,8 @@ def test_gradio_client_finds_a_space_by_its_name(hub, gradio_space):
     assert done.stdout.strip().splitlines()[-1] == "evort"
     info = hub.http.get(f"/api/spaces/{gradio_space}", headers=hub.auth(hub.token())).json()
     assert info["host"] == f"{hub.url}/spaces/{gradio_space}/app/"
-    assert "subdomain" not in info  # served on their own domains only in subdomain mode
+    # This module's hub also serves Spaces on their own domains: the label is named too.
+    assert info["subdomain"] == gradio_space.replace("/", "-").replace("_", "-").replace(".", "-").lower()
 
 
 def test_a_streamlit_space_loads_through_the_proxy(hub):

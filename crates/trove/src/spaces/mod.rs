@@ -773,17 +773,18 @@ pub fn app_prefix(repo: &Repo) -> String {
 }
 
 /// Where a Space's app is reached from outside, as `space_info`'s `host` names it (what
-/// `gradio_client.Client("ns/name")` connects to), and its subdomain label when the hub
-/// serves Spaces on their own domains: the Space's origin then, else its app URL under the
-/// hub (with the trailing slash clients resolve relative URLs against).
+/// `gradio_client.Client("ns/name")` connects to): its app URL under the hub, with the
+/// trailing slash clients resolve relative URLs against — served in every mode, so it
+/// works wherever the hub's own URL does. With it, the Space's subdomain label when the hub
+/// also serves Spaces on their own domains.
 pub fn app_host(config: &crate::config::Config, repo: &Repo) -> (String, Option<String>) {
     let public_url = config.public_url().trim_end_matches('/');
-    if let Some(base) = &config.spaces.subdomain_base
-        && let Some(label) = subdomain::label(&repo.namespace, &repo.name)
-    {
-        return (subdomain::origin(public_url, base, &label), Some(label));
-    }
-    (format!("{public_url}{}/", app_prefix(repo)), None)
+    let label = config
+        .spaces
+        .subdomain_base
+        .as_ref()
+        .and_then(|_| subdomain::label(&repo.namespace, &repo.name));
+    (format!("{public_url}{}/", app_prefix(repo)), label)
 }
 
 /// Starts the app of a Python SDK and waits until it answers.
