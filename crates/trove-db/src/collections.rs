@@ -177,7 +177,7 @@ impl Db {
         changes: &CollectionChanges,
         now_ms: i64,
     ) -> Result<Collection> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
             "UPDATE collections SET title = COALESCE(?, title), \
              description = COALESCE(?, description), private = COALESCE(?, private), \
@@ -359,7 +359,7 @@ impl Db {
             ItemTarget::Repo(id) => (Some(id), None),
             ItemTarget::Collection(id) => (None, Some(id)),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO collection_items (object_id, collection_id, repo_id, \
              target_collection_id, position, note, created_at) \
@@ -392,7 +392,7 @@ impl Db {
         changes: &ItemChanges,
         now_ms: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let item_id: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM collection_items WHERE collection_id = ? AND object_id = ?",
         )
@@ -437,7 +437,7 @@ impl Db {
         object_id: &str,
         now_ms: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done =
             sqlx::query("DELETE FROM collection_items WHERE collection_id = ? AND object_id = ?")
                 .bind(collection_id)

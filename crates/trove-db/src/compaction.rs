@@ -76,7 +76,7 @@ impl Db {
     /// returns false when the old xorb is gone or a file not in `c.files` names it (recorded
     /// meanwhile: the next run looks again).
     pub async fn compact_xorb(&self, c: &Compaction<'_>) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let held: Option<i64> = sqlx::query_scalar("SELECT 1 FROM xet_xorbs WHERE hash = ?")
             .bind(c.old.as_slice())
             .fetch_optional(&mut *tx)

@@ -227,7 +227,7 @@ impl Db {
     /// Creates a discussion with the next number of its repository, and its opening comment,
     /// in one transaction.
     pub async fn create_discussion(&self, new: &NewDiscussion<'_>) -> Result<Discussion> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // SQLite serialises writers, so the number read here is still free at the insert.
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO discussions (repo_id, num, title, is_pull_request, status, \
@@ -405,7 +405,7 @@ impl Db {
         events: &[NewEvent<'_>],
         now_ms: i64,
     ) -> Result<Vec<Event>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let updated = sqlx::query(
             "UPDATE discussions SET status = COALESCE(?, status), title = COALESCE(?, title), \
                  merge_commit = COALESCE(?, merge_commit), updated_at = ? \
@@ -458,7 +458,7 @@ impl Db {
         editor_user_id: i64,
         now_ms: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let old: Option<CommentRow> = sqlx::query_as(
             "SELECT body, author_user_id, created_at, editor_user_id, edited_at \
              FROM discussion_events WHERE id = ? AND discussion_id = ? AND kind = 'comment'",

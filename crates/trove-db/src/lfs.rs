@@ -87,7 +87,7 @@ impl Db {
         oids: &[Sha256Hex],
         now_ms: i64,
     ) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut linked = 0;
         for oid in oids {
             let done = sqlx::query(

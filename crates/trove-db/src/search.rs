@@ -301,7 +301,7 @@ impl Db {
     /// Writes what reindex found, replacing the previous card, file and tag data in one
     /// transaction. Counters are left alone. `false` if the repository no longer exists.
     pub async fn write_repo_index(&self, repo_id: i64, update: &IndexUpdate) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
             "UPDATE repo_index SET sha = ?, last_modified = ?, pipeline_tag = ?, \
              library_name = ?, sdk = ?, tags = ?, card_data = ?, card_warnings = ?, \
@@ -614,7 +614,7 @@ impl Db {
 
     /// Counts one download of a repository on unix day `day`.
     pub async fn count_download(&self, repo_id: i64, day: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO repo_downloads (repo_id, day, count) VALUES (?, ?, 1) \
              ON CONFLICT (repo_id, day) DO UPDATE SET count = count + 1",
@@ -712,7 +712,7 @@ impl Db {
         today: i64,
         repos: &[BulkRepo],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for b in repos {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO repos \

@@ -143,7 +143,7 @@ impl Db {
     /// files among them, and the xorbs it references), in one transaction: a duplicate's
     /// history names the same pointers. Returns how many LFS objects were linked.
     pub async fn copy_content_links(&self, from: i64, to: i64, now_ms: i64) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let objects = sqlx::query(
             "INSERT OR IGNORE INTO repo_lfs_objects (repo_id, sha256, created_at) \
              SELECT ?, sha256, ? FROM repo_lfs_objects WHERE repo_id = ?",

@@ -79,7 +79,7 @@ impl Db {
     /// Returns whether it was forgotten. The xorbs those files named are left for
     /// [`Db::drop_xorb_if_unreferenced`].
     pub async fn forget_lfs_object(&self, oid: &Sha256Hex, cutoff_ms: i64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let recent: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM lfs_objects WHERE sha256 = ? AND (created_at >= ? OR EXISTS \
                  (SELECT 1 FROM repo_lfs_objects WHERE sha256 = ? AND created_at >= ?))",
@@ -155,7 +155,7 @@ impl Db {
         hash: &[u8; 32],
         cutoff_ms: i64,
     ) -> Result<Option<u64>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let still: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM xet_xorbs x WHERE x.hash = ? AND x.created_at < ? \
              AND COALESCE(x.released_at, 0) <= ? \
@@ -196,7 +196,7 @@ impl Db {
         xorb: &[u8; 32],
         chunk_hashes: &[[u8; 32]],
     ) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let held: Option<i64> = sqlx::query_scalar("SELECT 1 FROM xet_xorbs WHERE hash = ?")
             .bind(xorb.as_slice())
             .fetch_optional(&mut *tx)
@@ -228,7 +228,7 @@ impl Db {
         file_hash: &[u8; 32],
         xorbs: &[[u8; 32]],
     ) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut added = 0;
         for xorb in xorbs {
             added += sqlx::query(

@@ -135,7 +135,7 @@ impl Db {
             "INSERT INTO tokens (user_id, name, role, token_hash, created_at, expires_at) \
              VALUES (?, ?, ?, ?, ?, ?) RETURNING {TOKEN_COLUMNS}"
         );
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query(&sql)
             .bind(user_id)
             .bind(name)

@@ -130,7 +130,7 @@ impl Db {
         spec: &WebhookSpec,
         now_ms: i64,
     ) -> Result<Webhook> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO webhooks (object_id, owner_user_id, url, secret, domains, disabled, \
              created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?) RETURNING id",
@@ -159,7 +159,7 @@ impl Db {
         spec: &WebhookSpec,
         now_ms: i64,
     ) -> Result<Webhook> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "UPDATE webhooks SET url = ?, secret = COALESCE(?, secret), domains = ?, \
              updated_at = ? WHERE id = ?",
@@ -297,7 +297,7 @@ impl Db {
 
     /// Queues deliveries, due now.
     pub async fn enqueue_deliveries(&self, deliveries: &[NewDelivery], now_ms: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for d in deliveries {
             sqlx::query(
                 "INSERT INTO webhook_deliveries (webhook_id, event, repo_id, repo_namespace, \
@@ -345,7 +345,7 @@ impl Db {
         now_ms: i64,
         keep: u32,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let webhook_id: Option<i64> = sqlx::query_scalar(
             "UPDATE webhook_deliveries SET state = ?, attempts = attempts + ?, last_status = ?, \
              last_error = ?, last_duration_ms = ?, next_attempt_at = ?, updated_at = ? \

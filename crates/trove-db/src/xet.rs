@@ -78,7 +78,7 @@ impl Db {
         chunk_hashes: &[[u8; 32]],
         now_ms: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
             "INSERT INTO xet_xorbs (hash, stored_bytes, raw_bytes, num_chunks, chunk_index, created_at) \
              VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
@@ -223,7 +223,7 @@ impl Db {
         xorbs: &[[u8; 32]],
         now_ms: i64,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO xet_files (file_hash, size, sha256, terms, created_at) VALUES (?, ?, ?, ?, ?) \
              ON CONFLICT (file_hash) DO NOTHING",
