@@ -198,7 +198,11 @@ impl Db {
         F: FnOnce(Repo) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<(), E>>,
     {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(DbError::from)?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(DbError::from)?;
         let new = NewRepo {
             repo_type,
             id,

@@ -687,21 +687,16 @@ fn env_u64(name: &str) -> anyhow::Result<Option<u64>> {
 mod tests {
     use super::*;
 
+    /// The config of a data dir whose `trove.toml` says `text`.
+    fn load_toml(dir: &Path, text: &str) -> anyhow::Result<Config> {
+        std::fs::write(dir.join("trove.toml"), text).expect("write");
+        Config::load(dir, ServeOverrides::default())
+    }
+
     #[test]
     fn apps_run_as_another_user_get_a_run_dir_outside_the_data_dir() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("t.toml");
-        let load = |text: &str| {
-            std::fs::write(&path, text).expect("write");
-            Config::load(
-                dir.path(),
-                ServeOverrides {
-                    config_file: Some(path.clone()),
-                    ..Default::default()
-                },
-            )
-            .expect("loads")
-        };
+        let load = |text: &str| load_toml(dir.path(), text).expect("loads");
         let shared = load("[spaces]\nrun_as_uid = 1234\n").spaces.run_dir;
         let shared = shared.expect("a default run dir");
         assert!(shared.starts_with("/var/lib/trove-spaces"), "{shared:?}");
@@ -801,17 +796,7 @@ mod tests {
     #[test]
     fn webhook_and_subdomain_settings_are_read_and_checked() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("t.toml");
-        let load = |text: &str| {
-            std::fs::write(&path, text).expect("write");
-            Config::load(
-                dir.path(),
-                ServeOverrides {
-                    config_file: Some(path.clone()),
-                    ..Default::default()
-                },
-            )
-        };
+        let load = |text: &str| load_toml(dir.path(), text);
         let config = load(
             "[webhooks]\nmax_concurrent_deliveries = 3\nmax_attempts = 2\nfirst_retry_secs = 5\n\
              [spaces]\nsubdomain_base = \"Spaces.Hub.Example.\"\ncpu_limit_percent = 50\n",
@@ -872,10 +857,7 @@ mod tests {
     #[test]
     fn compact_below_is_a_fraction_and_defaults_to_a_half() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let load = |text: &str| {
-            std::fs::write(dir.path().join("trove.toml"), text).expect("write");
-            Config::load(dir.path(), ServeOverrides::default())
-        };
+        let load = |text: &str| load_toml(dir.path(), text);
         assert_eq!(load("").expect("loads").storage.compact_below, 0.5);
         let c = load("[storage]\ncompact_below = 0.25\n").expect("loads");
         assert_eq!(c.storage.compact_below, 0.25);
