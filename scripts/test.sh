@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need, then runs every test.
 #
-#   scripts/test.sh                 setup + fmt/clippy + cargo test + fuzz + release build + e2e
+#   scripts/test.sh                 setup + PostgreSQL + fmt/clippy + cargo test (both
+#                                   databases) + fuzz + release build + e2e, then the core
+#                                   e2e files again on PostgreSQL
 #   scripts/test.sh --setup-only    only install system packages and the .venv
 #   scripts/test.sh --e2e-only      setup + release build + e2e (skips lints and cargo test)
 #   scripts/test.sh -- ARGS...      extra arguments for pytest (e.g. -- -k whoami -x, or
@@ -10,6 +12,8 @@
 # Env: TROVE_BIN overrides the server binary used by the e2e tests
 #      (default: $CARGO_TARGET_DIR/release/trove, or target/release/trove, built here).
 #      TROVE_FUZZ_SECONDS: seconds per fuzz target (default 20; 0 skips the stage).
+#      Exported for the tests: TROVE_TEST_POSTGRES_URL, TROVE_E2E_POSTGRES_URL (a throwaway
+#      cluster started here, stopped on exit).
 #
 # Works on a fresh Debian 12 machine with only the Rust toolchain and Python 3.11,
 # run as root (CI runs `bash .ci/run`, no stdin).
@@ -229,6 +233,73 @@ run_fuzz() {
     fi
 }
 
+# 3d. A throwaway PostgreSQL cluster (Debian's `postgresql` package, installed when missing)
+#     for the PostgreSQL half of the tests: trove-db's unit tests (TROVE_TEST_POSTGRES_URL,
+#     a database per test) and the e2e pass in PostgreSQL mode (TROVE_E2E_POSTGRES_URL, a
+#     database per server). initdb refuses to run as root: the cluster belongs to the
+#     package's `postgres` user then. fsync is off: the cluster dies with the run.
+PG_DIR=""
+PG_BIN=""
+find_pg_bin() {
+    local d
+    if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
+        PG_BIN="$(dirname "$(readlink -f "$(command -v pg_ctl)")")"
+        return 0
+    fi
+    for d in /usr/lib/postgresql/*/bin; do
+        if [[ -x "$d/initdb" && -x "$d/pg_ctl" ]]; then PG_BIN="$d"; return 0; fi
+    done
+    return 1
+}
+
+start_postgres() {
+    log "PostgreSQL for the tests"
+    if ! find_pg_bin; then
+        local sudo=()
+        if [[ "$(id -u)" != 0 ]]; then sudo=(sudo); fi
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql
+        find_pg_bin || { record "postgresql" "FAIL (no initdb after installing postgresql)"; return 1; }
+    fi
+    command -v psql >/dev/null 2>&1 || export PATH="$PG_BIN:$PATH"
+    PG_DIR="$(mktemp -d /tmp/trove-pg.XXXXXX)"
+    local as=()
+    if [[ "$(id -u)" == 0 ]]; then
+        chown postgres: "$PG_DIR"
+        as=(runuser -u postgres --)
+    fi
+    local port password
+    port="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    password="$("$PYTHON" -c 'import secrets; print(secrets.token_hex(16))')"
+    # The superuser connects through the socket only; Trove's role by password over TCP,
+    # without superuser rights (it owns the databases it is given, as in production).
+    if ! "${as[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres -E UTF8 --no-locale \
+            --auth-local=trust --auth-host=scram-sha-256 >"$PG_DIR/initdb.log" 2>&1; then
+        cat "$PG_DIR/initdb.log"; record "postgresql" "FAIL (initdb)"; return 1
+    fi
+    if ! "${as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 start \
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $PG_DIR -c fsync=off \
+                -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" >/dev/null; then
+        cat "$PG_DIR/server.log"; record "postgresql" "FAIL (pg_ctl start)"; return 1
+    fi
+    trap stop_postgres EXIT
+    "${as[@]}" psql -X -q -h "$PG_DIR" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+        -c "CREATE ROLE trove LOGIN CREATEDB PASSWORD '$password'" >/dev/null
+    export TROVE_TEST_POSTGRES_URL="postgres://trove:$password@127.0.0.1:$port/postgres"
+    export TROVE_E2E_POSTGRES_URL="$TROVE_TEST_POSTGRES_URL"
+    record "postgresql" "ok ($("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$port)"
+}
+
+stop_postgres() {
+    [[ -n "$PG_DIR" && -f "$PG_DIR/data/postmaster.pid" ]] || return 0
+    local pid
+    pid="$(head -n 1 "$PG_DIR/data/postmaster.pid")"
+    # SIGINT: PostgreSQL's fast shutdown; then wait for that process only.
+    kill -INT "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    rm -rf "$PG_DIR"
+}
+
 # 4a. The server binary the e2e tests run.
 build_release() {
     if [[ -n "${TROVE_BIN:-}" ]]; then
@@ -264,12 +335,34 @@ run_e2e() {
     done
     log "pytest ${targets[*]:-${PYTEST_ARGS[*]}} (TROVE_BIN=$TROVE_BIN)"
     local rc=0
-    (cd "$ROOT" && env -u HF_TOKEN -u HF_ENDPOINT -u HF_HOME \
+    (cd "$ROOT" && env -u HF_TOKEN -u HF_ENDPOINT -u HF_HOME -u TROVE_E2E_POSTGRES_URL \
         "$VENV/bin/python" -m pytest "${targets[@]}" "${PYTEST_ARGS[@]}") || rc=$?
     case "$rc" in
         0) record "e2e (pytest)" "ok" ;;
         5) record "e2e (pytest)" "FAIL (no tests collected)" ;;
         *) record "e2e (pytest)" "FAIL (pytest exit $rc)" ;;
+    esac
+}
+
+# 4c. The core, Xet, git and access files again, each server on a fresh PostgreSQL database.
+E2E_POSTGRES_FILES=(tests/e2e/test_identity_and_repos.py tests/e2e/test_commits.py
+    tests/e2e/test_xet.py tests/e2e/test_git.py tests/e2e/test_access_matrix.py
+    tests/e2e/test_search.py)
+run_e2e_postgres() {
+    if [[ -z "${TROVE_E2E_POSTGRES_URL:-}" ]]; then
+        record "e2e on PostgreSQL" "FAIL (no PostgreSQL)"
+        return 0
+    fi
+    for arg in "${PYTEST_ARGS[@]}"; do
+        if [[ "$arg" == tests/* ]]; then record "e2e on PostgreSQL" "skipped (files named)"; return 0; fi
+    done
+    log "pytest on PostgreSQL: ${E2E_POSTGRES_FILES[*]}"
+    local rc=0
+    (cd "$ROOT" && env -u HF_TOKEN -u HF_ENDPOINT -u HF_HOME \
+        "$VENV/bin/python" -m pytest "${E2E_POSTGRES_FILES[@]}" "${PYTEST_ARGS[@]}") || rc=$?
+    case "$rc" in
+        0) record "e2e on PostgreSQL" "ok" ;;
+        *) record "e2e on PostgreSQL" "FAIL (pytest exit $rc)" ;;
     esac
 }
 
@@ -296,6 +389,7 @@ main() {
         print_summary
         return 0
     fi
+    start_postgres || true
     if ((RUN_CARGO_TEST)); then
         run_lints
         run_cargo_test
@@ -305,6 +399,7 @@ main() {
     fi
     if build_release; then
         run_e2e
+        run_e2e_postgres
     else
         record "e2e (pytest)" "FAIL (not run: no server binary)"
     fi
