@@ -446,8 +446,10 @@ def ingest_rate(args, work: Path) -> list[dict]:
         line = ingested_line(trove.log_path, oid)
         raw = json.loads(subprocess.run([args.chunk_rate, str(src), "3"], capture_output=True, text=True,
                                         timeout=600, check=True).stdout)
-        stages = json.loads(subprocess.run([args.ingest_stages, str(src), "3"], capture_output=True, text=True,
-                                           timeout=900, check=True).stdout)
+        stages = None
+        if args.ingest_stages:
+            stages = json.loads(subprocess.run([args.ingest_stages, str(src), "3"], capture_output=True,
+                                               text=True, timeout=900, check=True).stdout)
         mib = size / MIB
         chunk_s = int(line["chunk_ms"]) / 1000
         r = {"kind": kind, "bytes": size, "load_before": load, "put_seconds": put, "put_cpu_s": cpu1 - cpu0,
@@ -477,16 +479,17 @@ def print_ingest(results: list[dict]) -> None:
               f"after the body: {s['after_receive_ms']}; {s['chunks']} chunks, {s['new_xorbs']} xorbs, "
               f"{int(s['stored_bytes']):,} B stored")
         st = i["stages_mib_s"]
-        print(f"    in-memory stages alone (MiB/s, ingest_stages): SHA-256 {st['sha256']}, gear {st['gear']}, "
-              f"BLAKE3 {st['blake3']}, gear+BLAKE3 {st['raw_gear_blake3']}, stream chunker (16 KiB pieces) "
-              f"{st['stream_chunker_16k_pieces']}, packing {st['pack']} ({st['scheme']})")
+        if st:
+            print(f"    in-memory stages alone (MiB/s, ingest_stages): SHA-256 {st['sha256']}, gear {st['gear']}, "
+                  f"BLAKE3 {st['blake3']}, gear+BLAKE3 {st['raw_gear_blake3']}, stream chunker (16 KiB pieces) "
+                  f"{st['stream_chunker_16k_pieces']}, packing {st['pack']} ({st['scheme']})")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trove", required=True)
     ap.add_argument("--chunk-rate", required=True, help="the trove-xet chunk_rate example binary")
-    ap.add_argument("--ingest-stages", required=True, help="the trove-xet ingest_stages example binary")
+    ap.add_argument("--ingest-stages", help="the trove-xet ingest_stages example binary (per-stage profile)")
     ap.add_argument("--only-ingest", action="store_true", help="measure the ingest rate only")
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--bench-dir", default="/var/tmp")
