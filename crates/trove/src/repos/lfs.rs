@@ -8,10 +8,10 @@ use crate::clock::now_ms;
 use crate::context::Context;
 use crate::error::ApiResult;
 use crate::repos::ingest::{self, ingest_object, ingest_streamed};
-use std::time::Instant;
 use bytes::Bytes;
 use futures_util::Stream;
 use std::io;
+use std::time::Instant;
 use trove_store::PutOutcome;
 use trove_types::Sha256Hex;
 

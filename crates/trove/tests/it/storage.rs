@@ -221,11 +221,13 @@ async fn a_streamed_upload_and_a_one_pass_ingestion_build_the_same_xorbs_and_fil
         .put(&oid, data.len() as u64, body)
         .await
         .expect("put");
-    let report =
-        trove::repos::ingest::ingest_object(&one_pass.state, id, &oid, data.len() as u64)
-            .await
-            .expect("ingest");
-    assert!(report.new_chunks < report.chunks, "{report:?}: the zeros repeat");
+    let report = trove::repos::ingest::ingest_object(&one_pass.state, id, &oid, data.len() as u64)
+        .await
+        .expect("ingest");
+    assert!(
+        report.new_chunks < report.chunks,
+        "{report:?}: the zeros repeat"
+    );
     assert!(report.new_xorbs >= 1);
 
     let (a, b) = (

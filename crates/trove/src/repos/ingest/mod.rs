@@ -95,6 +95,13 @@ struct Timings {
     record: Duration,
 }
 
+/// Which way the chunks came (`stream` or `object`) and when the work after receiving began.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    via: &'static str,
+    begun: Instant,
+}
+
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
@@ -132,7 +139,11 @@ pub(crate) async fn ingest_streamed(
         chunk_wait,
         ..Timings::default()
     };
-    ingest_chunks(state, repo_id, oid, size, chunked.chunks, timings, waited, "stream").await
+    let origin = Origin {
+        via: "stream",
+        begun: waited,
+    };
+    ingest_chunks(state, repo_id, oid, size, chunked.chunks, timings, origin).await
 }
 
 /// Moves whole-file object `oid` (`size` bytes, verified, in the store) into the chunk store
@@ -167,7 +178,11 @@ pub async fn ingest_object(
         reread: started.elapsed().saturating_sub(chunk_busy),
         ..Timings::default()
     };
-    ingest_chunks(state, repo_id, oid, size, chunks, timings, started, "object").await
+    let origin = Origin {
+        via: "object",
+        begun: started,
+    };
+    ingest_chunks(state, repo_id, oid, size, chunks, timings, origin).await
 }
 
 /// The common part: look the chunks up, pack the new ones, record the file, drop the
@@ -179,8 +194,7 @@ async fn ingest_chunks(
     size: u64,
     chunks: Vec<StreamChunk>,
     mut timings: Timings,
-    begun: Instant,
-    via: &'static str,
+    origin: Origin,
 ) -> ApiResult<Ingested> {
     let started = Instant::now();
     let hashes: Vec<[u8; 32]> = chunks.iter().map(|c| c.hash.to_bytes()).collect();
@@ -262,7 +276,7 @@ async fn ingest_chunks(
     tracing::info!(
         oid = %oid,
         repo_id,
-        via,
+        via = origin.via,
         size_bytes = size,
         chunks = report.chunks,
         new_chunks = report.new_chunks,
@@ -278,7 +292,7 @@ async fn ingest_chunks(
         pack_ms = ms(t.pack),
         publish_ms = ms(t.publish),
         record_ms = ms(t.record),
-        after_receive_ms = ms(begun.elapsed()),
+        after_receive_ms = ms(origin.begun.elapsed()),
         "storage.lfs_ingested"
     );
     Ok(report)
@@ -414,18 +428,19 @@ where
     T: Send + 'static,
 {
     let store = (*state.store).clone();
-    let (staged, xorb, index, value, finish) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
-        let (mut staged, out) = store.create_staged_xorb()?;
-        let mut packer = XorbPacker::new(BufWriter::with_capacity(READ_BUFFER, out));
-        let value = fill(&mut packer)?;
-        let clock = Instant::now();
-        let (xorb, index, out) = packer.finish().map_err(ApiError::internal)?;
-        out.into_inner()
-            .map_err(|e| ApiError::internal(e.into_error()))?;
-        staged.set_len(index.stored_len());
-        Ok((staged, xorb, index, value, clock.elapsed()))
-    })
-    .await??;
+    let (staged, xorb, index, value, finish) =
+        tokio::task::spawn_blocking(move || -> ApiResult<_> {
+            let (mut staged, out) = store.create_staged_xorb()?;
+            let mut packer = XorbPacker::new(BufWriter::with_capacity(READ_BUFFER, out));
+            let value = fill(&mut packer)?;
+            let clock = Instant::now();
+            let (xorb, index, out) = packer.finish().map_err(ApiError::internal)?;
+            out.into_inner()
+                .map_err(|e| ApiError::internal(e.into_error()))?;
+            staged.set_len(index.stored_len());
+            Ok((staged, xorb, index, value, clock.elapsed()))
+        })
+        .await??;
     let clock = Instant::now();
     state
         .store

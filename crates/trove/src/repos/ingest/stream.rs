@@ -49,7 +49,9 @@ impl ChunkStage {
 
 /// Wraps `body` so that every piece it yields also goes to a new chunking stage. The stage
 /// ends when the returned stream ends or is dropped.
-pub(crate) fn chunk_alongside<S>(body: S) -> (BoxStream<'static, Result<Bytes, io::Error>>, ChunkStage)
+pub(crate) fn chunk_alongside<S>(
+    body: S,
+) -> (BoxStream<'static, Result<Bytes, io::Error>>, ChunkStage)
 where
     S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin + 'static,
 {
@@ -177,10 +179,7 @@ mod tests {
             size = (size * 7 + 13) % 300_000 + 1;
         }
         let (wrapped, stage) = chunk_alongside(stream::iter(pieces));
-        let passed: Vec<Bytes> = wrapped
-            .map(|p| p.expect("piece"))
-            .collect::<Vec<_>>()
-            .await;
+        let passed: Vec<Bytes> = wrapped.map(|p| p.expect("piece")).collect::<Vec<_>>().await;
         assert_eq!(passed.concat(), data, "the body goes on unchanged");
         let chunked = stage.finish().await.expect("stage");
         assert_eq!(chunked.bytes, data.len() as u64);
