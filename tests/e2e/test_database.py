@@ -97,7 +97,7 @@ def test_a_hub_on_postgresql_is_served_and_administered(tmp_path):
     try:
         assert not (server.data_dir / "trove.db").exists()
         log = server.log_path.read_text()
-        assert "db.backend=postgres" in log, log[-2000:]
+        assert 'db.backend="postgres"' in log, log[-2000:]
         assert url.split("@")[0].rsplit(":", 1)[1] not in log
         server.create_user("pgalice")
         token = server.create_token("pgalice")

@@ -758,7 +758,18 @@ impl Db {
                 sqlx::query("PRAGMA optimize").execute(pool).await?;
             }
             Pool::Postgres(pool) => {
-                sqlx::query("ANALYZE").execute(pool).await?;
+                // A bare ANALYZE also visits the shared catalogs, which only a superuser may
+                // analyze (one notice each); Trove's role analyzes the tables of its schema.
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()",
+                )
+                .fetch_all(pool)
+                .await?;
+                if !tables.is_empty() {
+                    sqlx::query(&format!("ANALYZE {}", tables.join(", ")))
+                        .execute(pool)
+                        .await?;
+                }
             }
         }
         Ok(())
