@@ -264,10 +264,7 @@ pub fn decode(fetched: Fetched) -> Result<(Table, Option<String>), Unavailable> 
                 columns,
                 rows: Vec::new(),
             },
-            join_notes(
-                Some("the file has no row groups".to_owned()),
-                width_note,
-            ),
+            join_notes(Some("the file has no row groups".to_owned()), width_note),
         ));
     };
     let view = within_decode_budget(view, group)?;
