@@ -284,7 +284,8 @@ start_postgres() {
     fi
     trap stop_postgres EXIT
     "${as[@]}" psql -X -q -h "$PG_DIR" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 \
-        -c "CREATE ROLE trove LOGIN CREATEDB PASSWORD '$password'" >/dev/null
+        -c "CREATE ROLE trove LOGIN CREATEDB PASSWORD '$password'" \
+        -c "GRANT pg_signal_backend TO trove" >/dev/null
     export TROVE_TEST_POSTGRES_URL="postgres://trove:$password@127.0.0.1:$port/postgres"
     export TROVE_E2E_POSTGRES_URL="$TROVE_TEST_POSTGRES_URL"
     record "postgresql" "ok ($("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$port)"
