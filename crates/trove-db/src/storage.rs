@@ -2,7 +2,7 @@
 //! holds against what repositories reference (storage statistics).
 
 use crate::Db;
-use crate::backend::{Backend, WritePool, with_pool};
+use crate::backend::{Backend, Conn, WritePool, with_pool};
 use crate::error::Result;
 use sqlx::{QueryBuilder, Row};
 use std::collections::HashMap;
@@ -222,19 +222,9 @@ impl Db {
             if held.is_none() {
                 return Ok(0);
             }
-            let mut added = 0;
-            for (i, batch) in chunk_hashes.chunks(HASHES_PER_QUERY / 2).enumerate() {
-                let mut q: QueryBuilder<'_, _> =
-                    QueryBuilder::new("INSERT INTO xet_chunks (hash, xorb, idx) ");
-                let base = i * (HASHES_PER_QUERY / 2);
-                q.push_values(batch.iter().enumerate(), |mut row, (j, h)| {
-                    row.push_bind(h.as_slice())
-                        .push_bind(xorb.as_slice())
-                        .push_bind((base + j) as i64);
-                });
-                q.push(" ON CONFLICT (hash) DO NOTHING");
-                added += q.build().execute(&mut *tx).await?.rows_affected();
-            }
+            let added =
+                crate::xet::index_xorb_chunks(Conn::from(&mut *tx), xorb.as_slice(), chunk_hashes)
+                    .await?;
             tx.commit().await?;
             Ok(added)
         })

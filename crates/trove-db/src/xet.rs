@@ -2,7 +2,7 @@
 //! of the blobs (chunk index, terms) belong to `trove-xet`; here they are opaque bytes.
 
 use crate::Db;
-use crate::backend::{WritePool, with_pool};
+use crate::backend::{Conn, WritePool, with_conn, with_pool};
 use crate::error::{DbError, Result};
 use sqlx::{QueryBuilder, Row};
 use std::collections::HashMap;
@@ -95,18 +95,7 @@ impl Db {
             .await?;
             // The chunk index learns the xorb's chunks in the same transaction, so an entry never
             // names a xorb the index does not hold.
-            for (i, batch) in chunk_hashes.chunks(HASHES_PER_QUERY / 2).enumerate() {
-                let mut q: QueryBuilder<'_, _> =
-                    QueryBuilder::new("INSERT INTO xet_chunks (hash, xorb, idx) ");
-                let base = i * (HASHES_PER_QUERY / 2);
-                q.push_values(batch.iter().enumerate(), |mut row, (j, h)| {
-                    row.push_bind(h.as_slice())
-                        .push_bind(hash.as_slice())
-                        .push_bind((base + j) as i64);
-                });
-                q.push(" ON CONFLICT (hash) DO NOTHING");
-                q.build().execute(&mut *tx).await?;
-            }
+            index_xorb_chunks(Conn::from(&mut *tx), hash.as_slice(), chunk_hashes).await?;
             tx.commit().await?;
             Ok(done.rows_affected() == 1)
         })
@@ -438,6 +427,32 @@ impl Db {
             Ok(out)
         })
     }
+}
+
+/// Adds `xorb`'s chunks to the chunk index (`chunk_hashes` in its order), inside the caller's
+/// transaction; chunks the index already places elsewhere keep their entry. Returns how many
+/// entries were added.
+pub(crate) async fn index_xorb_chunks(
+    conn: Conn<'_>,
+    xorb: &[u8],
+    chunk_hashes: &[[u8; 32]],
+) -> Result<u64> {
+    let mut added = 0;
+    with_conn!(conn, c => {
+        for (i, batch) in chunk_hashes.chunks(HASHES_PER_QUERY / 2).enumerate() {
+            let mut q: QueryBuilder<'_, _> =
+                QueryBuilder::new("INSERT INTO xet_chunks (hash, xorb, idx) ");
+            let base = i * (HASHES_PER_QUERY / 2);
+            q.push_values(batch.iter().enumerate(), |mut row, (j, h)| {
+                row.push_bind(h.as_slice())
+                    .push_bind(xorb)
+                    .push_bind((base + j) as i64);
+            });
+            q.push(" ON CONFLICT (hash) DO NOTHING");
+            added += q.build().execute(&mut *c).await?.rows_affected();
+        }
+    });
+    Ok(added)
 }
 
 #[cfg(test)]
