@@ -43,9 +43,11 @@ class Cluster:
         self.nodes: list[TroveServer] = []
 
     def start_node(self, name: str, extra_args: list[str] | None = None) -> TroveServer:
-        env = {"TROVE_NODE_ID": name}
+        # The git repositories in a folder of their own, as on a separate shared mount.
+        env = {"TROVE_NODE_ID": name, "TROVE_GIT_DIR": str(self.base / "git")}
         if self.nodes:
             env["TROVE_DATABASE"] = self.nodes[0].database_url
+        (self.base / name).mkdir(parents=True, exist_ok=True)
         node = TroveServer(name, self.base / name, env)
         if self.nodes:
             node.data_dir = self.nodes[0].data_dir
@@ -192,6 +194,10 @@ def git_url(server: TroveServer, repo: str) -> str:
 def test_api_commits_through_a_interleave_with_pushes_through_b(a, b, hubs, tmp_path):
     ha, _ = hubs
     repo = ha.create_repo("mn-push")
+    # The repositories are in the git dir the nodes were given, none in the data dir.
+    git_dir = Path(a.extra_env["TROVE_GIT_DIR"])
+    assert any(p.name.endswith(".git") for p in git_dir.iterdir())
+    assert not any((a.data_dir / "repos").glob("*.git"))
     work = tmp_path / "w"
     _git(tmp_path, "clone", "-q", git_url(b, repo), str(work))
     stop = threading.Event()
@@ -295,7 +301,7 @@ def test_a_node_killed_mid_upload_loses_nothing_and_the_retry_through_another_su
     assert r.status_code == 200, r.text
     href = r.json()["objects"][0]["actions"]["upload"]["href"]
     assert href.startswith(k.url), href
-    sent = threading.Event()
+    sent, killed = threading.Event(), threading.Event()
     outcome: dict = {}
 
     def body():
@@ -303,7 +309,7 @@ def test_a_node_killed_mid_upload_loses_nothing_and_the_retry_through_another_su
         for i in range(0, size, step):
             if i == size // 2:
                 sent.set()
-                time.sleep(30)  # the node dies while the upload waits here
+                killed.wait(30)  # the node dies while the upload waits here
             yield data[i:i + step]
 
     def upload():
@@ -319,6 +325,7 @@ def test_a_node_killed_mid_upload_loses_nothing_and_the_retry_through_another_su
     time.sleep(0.5)
     k.proc.kill()
     k.proc.wait(timeout=15)
+    killed.set()
     t.join(timeout=60)
     assert outcome.get("status") != 200, outcome
     # Nothing half-visible: the object is not downloadable, the branch has not moved.

@@ -88,6 +88,13 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = ()>,
 {
+    if db.backend() == trove_db::Backend::Sqlite {
+        // One process serves a SQLite hub: the job is its own, with no lease to wait for (a
+        // process killed a moment ago would otherwise hold the work back until its lease
+        // expired).
+        job().await;
+        return;
+    }
     let ttl_ms = i64::try_from(LEASE_TTL.as_millis()).unwrap_or(i64::MAX);
     loop {
         if node.is_draining() {
@@ -267,14 +274,35 @@ pub async fn announce(db: &Db, node: &std::sync::Arc<Node>) -> trove_db::Result<
     Ok(())
 }
 
-/// The other nodes serving this hub now (their presence leases have not expired).
+/// The other nodes serving this hub now. A presence lease that has not expired may be a
+/// node killed a moment ago (a crashed node restarting, under a new id): the other leases are
+/// read twice, a renewal period apart, and only those renewed meanwhile count. Empty on
+/// SQLite, which one process serves.
 pub async fn others_serving(db: &Db, node: &Node) -> trove_db::Result<Vec<String>> {
+    if db.backend() == trove_db::Backend::Sqlite {
+        return Ok(Vec::new());
+    }
     let own = presence_lease(node);
-    Ok(db
-        .leases(crate::clock::now_ms())
-        .await?
+    let others = |leases: Vec<trove_db::Lease>| -> Vec<trove_db::Lease> {
+        leases
+            .into_iter()
+            .filter(|l| l.name.starts_with("node:") && l.name != own)
+            .collect()
+    };
+    let first = others(db.leases(crate::clock::now_ms()).await?);
+    if first.is_empty() {
+        return Ok(Vec::new());
+    }
+    tokio::time::sleep(LEASE_RENEW + Duration::from_secs(1)).await;
+    let second = others(db.leases(crate::clock::now_ms()).await?);
+    Ok(second
         .into_iter()
-        .filter(|l| l.name.starts_with("node:") && l.name != own)
+        .filter(|l| {
+            first
+                .iter()
+                .find(|f| f.name == l.name)
+                .is_none_or(|f| l.expires_at > f.expires_at)
+        })
         .map(|l| l.holder)
         .collect())
 }

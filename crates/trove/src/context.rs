@@ -122,18 +122,20 @@ impl Context {
         })
     }
 
-    /// Where the bare git repository of a repo id lives: `<data>/repos/<id>.git`. Repos are
+    /// Where the bare git repository of a repo id lives: `<data>/repos/<id>.git`, or
+    /// `<git_dir>/<id>.git` when `--git-dir` / `TROVE_GIT_DIR` / `[storage] git_dir` is set. Repos are
     /// addressed by database id so that a rename is a metadata change only.
     pub fn git_dir(&self, repo_id: i64) -> PathBuf {
-        self.config
-            .data_dir
-            .join("repos")
-            .join(format!("{repo_id}.git"))
+        self.config.repos_dir().join(format!("{repo_id}.git"))
     }
 
-    /// Deleted repos are moved here first, then removed in the background.
+    /// Deleted repos are moved here first, then removed in the background: `<data>/trash`,
+    /// or `.trash` in the `git_dir` when one is set (a rename does not cross filesystems).
     pub fn trash_dir(&self) -> PathBuf {
-        self.config.data_dir.join("trash")
+        match &self.config.storage.git_dir {
+            Some(git_dir) => git_dir.join(".trash"),
+            None => self.config.data_dir.join("trash"),
+        }
     }
 
     pub fn public_url(&self) -> &str {

@@ -18,6 +18,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "TROVE_DATABASE", hide_env_values = true)]
     pub database: Option<String>,
 
+    /// The folder of the git repositories (default `<data-dir>/repos`): a shared volume when
+    /// several nodes serve one hub. Also `[storage] git_dir` in trove.toml.
+    #[arg(long, global = true, env = "TROVE_GIT_DIR")]
+    pub git_dir: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -10,7 +10,12 @@ use std::path::Path;
 use std::time::Duration;
 use trove_store::LocalStore;
 
-pub async fn run(data_dir: &Path, database: Option<String>, args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(
+    data_dir: &Path,
+    database: Option<String>,
+    git_dir: Option<std::path::PathBuf>,
+    args: ServeArgs,
+) -> anyhow::Result<()> {
     // How long in-flight requests (uploads) may run on after a shutdown signal; whatever is
     // still running then is dropped, and its temporary files are removed (or swept at the
     // next start).
@@ -23,6 +28,7 @@ pub async fn run(data_dir: &Path, database: Option<String>, args: ServeArgs) -> 
             public_url: args.public_url,
             config_file: args.config,
             database,
+            git_dir,
         },
     )?;
     let db = crate::cli::admin::open_db(&config).await?;
@@ -32,8 +38,9 @@ pub async fn run(data_dir: &Path, database: Option<String>, args: ServeArgs) -> 
         "database opened"
     );
     crate::cli::admin::warn_if_data_dir_is_shared(data_dir);
-    std::fs::create_dir_all(data_dir.join("repos"))
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let repos_dir = config.repos_dir();
+    std::fs::create_dir_all(&repos_dir)
+        .with_context(|| format!("creating {}", repos_dir.display()))?;
     let store = LocalStore::open(data_dir.join("lfs"))
         .await
         .context("opening the LFS store")?;
