@@ -28,7 +28,13 @@ impl Db {
     /// Takes the lease `name` for `holder` until `now_ms + ttl_ms`, or renews it when
     /// `holder` has it already. Returns whether `holder` holds it now: `false` when another
     /// holder's lease has not expired.
-    pub async fn try_lease(&self, name: &str, holder: &str, ttl_ms: i64, now_ms: i64) -> Result<bool> {
+    pub async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool> {
         let expires_at = now_ms.saturating_add(ttl_ms.max(1));
         let sql = "INSERT INTO leases (name, holder, taken_at, expires_at) VALUES ($1, $2, $3, $4) \
                    ON CONFLICT (name) DO UPDATE SET \

@@ -83,8 +83,12 @@ impl Node {
 /// expire stops, and another node's copy runs instead. `job` must be safe to restart from
 /// the beginning (every job given here is idempotent). When `job` returns, the lease is
 /// released and the loop starts over.
-pub async fn run_while_leased<F, Fut>(db: Db, node: std::sync::Arc<Node>, name: &'static str, job: F)
-where
+pub async fn run_while_leased<F, Fut>(
+    db: Db,
+    node: std::sync::Arc<Node>,
+    name: &'static str,
+    job: F,
+) where
     F: Fn() -> Fut,
     Fut: Future<Output = ()>,
 {
@@ -100,7 +104,10 @@ where
         if node.is_draining() {
             return;
         }
-        match db.try_lease(name, node.id(), ttl_ms, crate::clock::now_ms()).await {
+        match db
+            .try_lease(name, node.id(), ttl_ms, crate::clock::now_ms())
+            .await
+        {
             Ok(true) => {}
             Ok(false) => {
                 tokio::time::sleep(LEASE_RENEW).await;
@@ -121,12 +128,17 @@ where
                 if node.is_draining() {
                     return "draining";
                 }
-                match db.try_lease(name, node.id(), ttl_ms, crate::clock::now_ms()).await {
+                match db
+                    .try_lease(name, node.id(), ttl_ms, crate::clock::now_ms())
+                    .await
+                {
                     Ok(true) => {}
                     Ok(false) => return "taken over",
                     // A database that does not answer: keep going while the lease may still
                     // be ours; the next renewal that answers decides.
-                    Err(e) => tracing::warn!(lease = name, error = %e, "cluster.lease_renew_failed"),
+                    Err(e) => {
+                        tracing::warn!(lease = name, error = %e, "cluster.lease_renew_failed")
+                    }
                 }
             }
         };
@@ -134,7 +146,12 @@ where
             () = job() => "job finished",
             why = renew => why,
         };
-        tracing::info!(lease = name, node = node.id(), reason = why, "cluster.lease_ended");
+        tracing::info!(
+            lease = name,
+            node = node.id(),
+            reason = why,
+            "cluster.lease_ended"
+        );
         if why != "taken over" {
             let _ = db.release_lease(name, node.id()).await;
         }
@@ -158,10 +175,13 @@ where
 {
     let ttl_ms = i64::try_from(LEASE_TTL.as_millis()).unwrap_or(i64::MAX);
     let now = crate::clock::now_ms();
-    let taken = db.try_lease(name, node.id(), ttl_ms, now).await.unwrap_or_else(|e| {
-        tracing::warn!(lease = name, error = %e, "cluster.lease_failed");
-        false
-    });
+    let taken = db
+        .try_lease(name, node.id(), ttl_ms, now)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(lease = name, error = %e, "cluster.lease_failed");
+            false
+        });
     if !taken {
         let holder = db
             .lease(name, now)
@@ -178,7 +198,10 @@ where
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = db.try_lease(name, &id, ttl_ms, crate::clock::now_ms()).await {
+                if let Err(e) = db
+                    .try_lease(name, &id, ttl_ms, crate::clock::now_ms())
+                    .await
+                {
                     tracing::warn!(lease = name, error = %e, "cluster.lease_renew_failed");
                 }
             }
@@ -266,7 +289,10 @@ pub async fn announce(db: &Db, node: &std::sync::Arc<Node>) -> trove_db::Result<
                 let _ = db.release_lease(&name, node.id()).await;
                 return;
             }
-            if let Err(e) = db.try_lease(&name, node.id(), ttl_ms, crate::clock::now_ms()).await {
+            if let Err(e) = db
+                .try_lease(&name, node.id(), ttl_ms, crate::clock::now_ms())
+                .await
+            {
                 tracing::warn!(error = %e, "cluster.presence_renew_failed");
             }
         }

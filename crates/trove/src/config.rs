@@ -800,7 +800,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let default = load_toml(dir.path(), "").expect("loads");
         assert_eq!(default.repos_dir(), dir.path().join("repos"));
-        let file = load_toml(dir.path(), "[storage]\ngit_dir = \"/mnt/shared/git\"\n").expect("loads");
+        let file =
+            load_toml(dir.path(), "[storage]\ngit_dir = \"/mnt/shared/git\"\n").expect("loads");
         assert_eq!(file.repos_dir(), PathBuf::from("/mnt/shared/git"));
         // The command line (or TROVE_GIT_DIR, merged by clap) wins over the file.
         let flag = Config::load(

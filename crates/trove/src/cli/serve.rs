@@ -145,10 +145,17 @@ pub async fn run(
             shutdown_signal().await;
             node.start_draining();
             if !drain_delay.is_zero() {
-                tracing::info!(node = node.id(), delay_secs = drain_delay.as_secs(), "draining: /readyz answers 503");
+                tracing::info!(
+                    node = node.id(),
+                    delay_secs = drain_delay.as_secs(),
+                    "draining: /readyz answers 503"
+                );
                 tokio::time::sleep(drain_delay).await;
             }
-            tracing::info!(node = node.id(), "draining: new connections refused, in-flight requests finishing");
+            tracing::info!(
+                node = node.id(),
+                "draining: new connections refused, in-flight requests finishing"
+            );
             let _ = signalled_tx.send(true);
         });
     }

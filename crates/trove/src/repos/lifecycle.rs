@@ -111,7 +111,8 @@ async fn create_placed(
     owner: i64,
     initial: InitialCommit,
 ) -> ApiResult<Repo> {
-    let staged = staging_dir(&state.config.repos_dir()).join(format!("{}.git", uuid::Uuid::new_v4()));
+    let staged =
+        staging_dir(&state.config.repos_dir()).join(format!("{}.git", uuid::Uuid::new_v4()));
     let target = staged.clone();
     tokio::task::spawn_blocking(move || init_repo(&target, &initial)).await??;
     let result = state
