@@ -289,7 +289,7 @@ fn reconcile_dirs(
         std::fs::remove_dir_all(&staging)?;
     }
     let known: std::collections::HashSet<&Path> = repos.iter().map(|(_, d)| d.as_path()).collect();
-    if let Ok(entries) = std::fs::read_dir(&repos_dir) {
+    if let Ok(entries) = std::fs::read_dir(repos_dir) {
         for entry in entries {
             let path = entry?.path();
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
