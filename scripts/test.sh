@@ -345,10 +345,12 @@ run_e2e() {
     esac
 }
 
-# 4c. The core, Xet, git and access files again, each server on a fresh PostgreSQL database.
+# 4c. The core, Xet, git and access files again, each server on a fresh PostgreSQL database;
+# and several nodes on one database and one data directory (test_multinode.py, skipped in
+# the SQLite pass above).
 E2E_POSTGRES_FILES=(tests/e2e/test_identity_and_repos.py tests/e2e/test_commits.py
     tests/e2e/test_xet.py tests/e2e/test_git.py tests/e2e/test_access_matrix.py
-    tests/e2e/test_search.py)
+    tests/e2e/test_search.py tests/e2e/test_multinode.py)
 run_e2e_postgres() {
     if [[ -z "${TROVE_E2E_POSTGRES_URL:-}" ]]; then
         record "e2e on PostgreSQL" "FAIL (no PostgreSQL)"

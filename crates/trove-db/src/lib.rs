@@ -17,11 +17,13 @@ mod discussions;
 mod error;
 mod facets;
 mod gating;
+mod leases;
 mod lfs;
 mod lfs_files;
 mod likes;
 mod locks;
 mod orgs;
+mod repo_lock;
 mod repos;
 mod search;
 mod spaces;
@@ -47,9 +49,11 @@ pub use discussions::{
 pub use error::{DbError, Result};
 pub use facets::FacetSource;
 pub use gating::{AccessRequest, RequestStatus};
+pub use leases::Lease;
 pub use lfs_files::RepoLfsFile;
 pub use locks::{LfsLock, LockOutcome, LockQuery};
 pub use orgs::{Membership, Org, OrgRole};
+pub use repo_lock::{INDEX_LOCK_CLASS, REPO_LOCK_CLASS, RepoLock, repo_lock_key};
 pub use repos::{Gating, Repo};
 pub use search::{
     BulkRepo, CardParse, Cursor, IndexUpdate, ListQuery, Listed, Page, RepoIndex, SortKey,

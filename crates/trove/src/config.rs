@@ -162,6 +162,9 @@ pub struct StorageConfig {
     pub dedup_scope: DedupScope,
     /// GC compacts xorbs whose live bytes are below this fraction of their bytes (0: never).
     pub compact_below: f64,
+    /// Where the git repositories live (`--git-dir`, `TROVE_GIT_DIR`, `[storage] git_dir`):
+    /// `<data-dir>/repos` when unset. Several nodes need it on a shared volume.
+    pub git_dir: Option<PathBuf>,
 }
 
 /// The default `[storage] compact_below`: xorbs more than half dead are rewritten.
@@ -324,6 +327,7 @@ impl Default for Config {
             storage: StorageConfig {
                 dedup_scope: DedupScope::Repo,
                 compact_below: DEFAULT_COMPACT_BELOW,
+                git_dir: None,
             },
             metrics: MetricsConfig::default(),
             database: DatabaseConfig::default(),
@@ -400,6 +404,7 @@ struct FileWebhooks {
 struct FileStorage {
     dedup_scope: Option<DedupScope>,
     compact_below: Option<f64>,
+    git_dir: Option<PathBuf>,
 }
 
 /// `[spaces]` of the TOML file; every key optional.
@@ -433,9 +438,19 @@ pub struct ServeOverrides {
     pub config_file: Option<PathBuf>,
     /// `--database` (or `TROVE_DATABASE`, merged by clap).
     pub database: Option<String>,
+    /// `--git-dir` (or `TROVE_GIT_DIR`, merged by clap).
+    pub git_dir: Option<PathBuf>,
 }
 
 impl Config {
+    /// The folder of the git repositories: `[storage] git_dir` or `<data-dir>/repos`.
+    pub fn repos_dir(&self) -> PathBuf {
+        self.storage
+            .git_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("repos"))
+    }
+
     pub fn load(data_dir: &Path, overrides: ServeOverrides) -> anyhow::Result<Self> {
         let mut config = Config {
             data_dir: data_dir.to_path_buf(),
@@ -458,6 +473,9 @@ impl Config {
         config.apply_env()?;
         if let Some(url) = overrides.database.as_deref().filter(|u| !u.is_empty()) {
             config.database.url = Some(trove_db::DatabaseUrl::parse(url)?);
+        }
+        if let Some(git_dir) = overrides.git_dir.filter(|d| !d.as_os_str().is_empty()) {
+            config.storage.git_dir = Some(git_dir);
         }
         if let Some(listen) = overrides.listen {
             config.listen = listen;
@@ -560,6 +578,9 @@ impl Config {
         }
         if let Some(v) = file.compact_below {
             self.storage.compact_below = v;
+        }
+        if let Some(v) = file.git_dir {
+            self.storage.git_dir = Some(v);
         }
     }
 
@@ -772,6 +793,26 @@ mod tests {
         assert_eq!(chosen.spaces.run_dir, Some(PathBuf::from("/srv/apps")));
         // Apps run as the hub's own user keep `<data>/spaces`.
         assert_eq!(load("[spaces]\nrun_as_uid = 0\n").spaces.run_dir, None);
+    }
+
+    #[test]
+    fn git_repositories_live_in_the_data_dir_unless_a_git_dir_is_given() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let default = load_toml(dir.path(), "").expect("loads");
+        assert_eq!(default.repos_dir(), dir.path().join("repos"));
+        let file =
+            load_toml(dir.path(), "[storage]\ngit_dir = \"/mnt/shared/git\"\n").expect("loads");
+        assert_eq!(file.repos_dir(), PathBuf::from("/mnt/shared/git"));
+        // The command line (or TROVE_GIT_DIR, merged by clap) wins over the file.
+        let flag = Config::load(
+            dir.path(),
+            ServeOverrides {
+                git_dir: Some("/srv/git".into()),
+                ..Default::default()
+            },
+        )
+        .expect("loads");
+        assert_eq!(flag.repos_dir(), PathBuf::from("/srv/git"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! to one part of the hub (caches of pages, the Spaces supervisor) are not here: they are
 //! built on a context and held by the application state ([`crate::state::AppState`]).
 
+use crate::cluster::Node;
 use crate::config::Config;
 use crate::events::{Bus, Event};
 use crate::git_runtime::GitRuntime;
@@ -25,8 +26,10 @@ pub struct Context {
     pub store: Arc<LocalStore>,
     /// Signs the self-authenticating LFS transfer URLs.
     pub signer: Arc<UrlSigner>,
-    /// Serialises commits per repository so API commits never race each other; pushes
-    /// (which do not take this lock) are guarded by the ref compare-and-swap.
+    /// Serialises commits per repository within this process so API commits never race
+    /// each other; [`Context::lock_repo`] adds the database's lock across nodes. Pushes
+    /// (which take neither) are guarded by git's ref compare-and-swap (a lock file next to
+    /// the ref, on the shared volume).
     pub commit_locks: Arc<CommitLocks>,
     /// Git over HTTP: command settings, the hook, the limit on concurrent git processes.
     pub git: Arc<GitRuntime>,
@@ -36,6 +39,8 @@ pub struct Context {
     pub auth: Arc<AuthRuntime>,
     /// Where the use cases report what happened ([`Context::emit`]).
     pub events: Arc<Bus<Context>>,
+    /// This node: its id (leases name it) and whether it is draining.
+    pub node: Arc<Node>,
 }
 
 impl Context {
@@ -83,6 +88,7 @@ impl Context {
             index_locks: Arc::new(CommitLocks::default()),
             auth: Arc::new(auth),
             events: Arc::new(Bus::default()),
+            node: Arc::new(Node::from_env()),
         }
     }
 
@@ -93,23 +99,55 @@ impl Context {
         self.events.publish(self, &events);
     }
 
-    /// Where the bare git repository of a repo id lives: `<data>/repos/<id>.git`. Repos are
-    /// addressed by database id so that a rename is a metadata change only.
-    pub fn git_dir(&self, repo_id: i64) -> PathBuf {
-        self.config
-            .data_dir
-            .join("repos")
-            .join(format!("{repo_id}.git"))
+    /// Holds repository `repo_id` for one commit: this process's lock first (cheap, and the
+    /// only one on SQLite, where one process serves), then on PostgreSQL the database's
+    /// advisory lock of the repository, so a commit through another node waits too.
+    pub async fn lock_repo(&self, repo_id: i64) -> trove_db::Result<RepoGuard> {
+        let local = self.commit_locks.for_repo(repo_id).lock_owned().await;
+        let shared = self.db.lock_repo(repo_id).await?;
+        Ok(RepoGuard {
+            _shared: shared,
+            _local: local,
+        })
     }
 
-    /// Deleted repos are moved here first, then removed in the background.
+    /// Holds repository `repo_id` for one reindex, like [`Context::lock_repo`] with the
+    /// reindexing locks.
+    pub async fn lock_repo_index(&self, repo_id: i64) -> trove_db::Result<RepoGuard> {
+        let local = self.index_locks.for_repo(repo_id).lock_owned().await;
+        let shared = self.db.lock_repo_index(repo_id).await?;
+        Ok(RepoGuard {
+            _shared: shared,
+            _local: local,
+        })
+    }
+
+    /// Where the bare git repository of a repo id lives: `<data>/repos/<id>.git`, or
+    /// `<git_dir>/<id>.git` when `--git-dir` / `TROVE_GIT_DIR` / `[storage] git_dir` is set. Repos are
+    /// addressed by database id so that a rename is a metadata change only.
+    pub fn git_dir(&self, repo_id: i64) -> PathBuf {
+        self.config.repos_dir().join(format!("{repo_id}.git"))
+    }
+
+    /// Deleted repos are moved here first, then removed in the background: `<data>/trash`,
+    /// or `.trash` in the `git_dir` when one is set (a rename does not cross filesystems).
     pub fn trash_dir(&self) -> PathBuf {
-        self.config.data_dir.join("trash")
+        match &self.config.storage.git_dir {
+            Some(git_dir) => git_dir.join(".trash"),
+            None => self.config.data_dir.join("trash"),
+        }
     }
 
     pub fn public_url(&self) -> &str {
         self.config.public_url()
     }
+}
+
+/// A repository held for a commit ([`Context::lock_repo`]). The database's lock is freed
+/// first (fields drop in order), then this process's.
+pub struct RepoGuard {
+    _shared: trove_db::RepoLock,
+    _local: tokio::sync::OwnedMutexGuard<()>,
 }
 
 /// One async mutex per repository id (for commits, and separately for reindexing).

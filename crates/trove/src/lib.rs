@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod auth;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod collections;
 pub mod config;
 pub mod context;

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod backends;
+mod cluster;
 mod lfs;
 mod locks;
 mod open;

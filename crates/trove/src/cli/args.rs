@@ -18,6 +18,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "TROVE_DATABASE", hide_env_values = true)]
     pub database: Option<String>,
 
+    /// The folder of the git repositories (default `<data-dir>/repos`): a shared volume when
+    /// several nodes serve one hub. Also `[storage] git_dir` in trove.toml.
+    #[arg(long, global = true, env = "TROVE_GIT_DIR")]
+    pub git_dir: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -131,6 +136,14 @@ pub struct ServeArgs {
     /// TOML configuration file (default: trove.toml in the data dir, if present).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Seconds in-flight requests (uploads, pushes) may run on after SIGTERM/SIGINT before
+    /// the process stops anyway; new connections are refused at once.
+    #[arg(long, env = "TROVE_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout: u64,
+    /// Seconds between SIGTERM and refusing new connections, during which `/readyz` already
+    /// answers 503 so that a load balancer's health check takes this node out first.
+    #[arg(long, env = "TROVE_DRAIN_DELAY", default_value_t = 0)]
+    pub drain_delay: u64,
 }
 
 #[derive(Subcommand, Debug)]

@@ -60,7 +60,7 @@ pub fn main() -> std::process::ExitCode {
     }
     let result = runtime.block_on(async move {
         if let Command::Serve(args) = cli.command {
-            return serve::run(&cli.data_dir, cli.database, args).await;
+            return serve::run(&cli.data_dir, cli.database, cli.git_dir, args).await;
         }
         // Every other verb acts on the hub the server's configuration names, database
         // included (`[database]` in the data dir's trove.toml, TROVE_DATABASE, --database).
@@ -68,6 +68,7 @@ pub fn main() -> std::process::ExitCode {
             &cli.data_dir,
             ServeOverrides {
                 database: cli.database,
+                git_dir: cli.git_dir,
                 ..ServeOverrides::default()
             },
         )?;

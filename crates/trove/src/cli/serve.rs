@@ -10,11 +10,17 @@ use std::path::Path;
 use std::time::Duration;
 use trove_store::LocalStore;
 
-/// How long in-flight requests (uploads) may run on after a shutdown signal; whatever is still
-/// running then is dropped, and its temporary files are removed (or swept at the next start).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-pub async fn run(data_dir: &Path, database: Option<String>, args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(
+    data_dir: &Path,
+    database: Option<String>,
+    git_dir: Option<std::path::PathBuf>,
+    args: ServeArgs,
+) -> anyhow::Result<()> {
+    // How long in-flight requests (uploads) may run on after a shutdown signal; whatever is
+    // still running then is dropped, and its temporary files are removed (or swept at the
+    // next start).
+    let shutdown_grace = Duration::from_secs(args.shutdown_timeout);
+    let drain_delay = Duration::from_secs(args.drain_delay);
     let mut config = Config::load(
         data_dir,
         ServeOverrides {
@@ -22,6 +28,7 @@ pub async fn run(data_dir: &Path, database: Option<String>, args: ServeArgs) -> 
             public_url: args.public_url,
             config_file: args.config,
             database,
+            git_dir,
         },
     )?;
     let db = crate::cli::admin::open_db(&config).await?;
@@ -31,8 +38,9 @@ pub async fn run(data_dir: &Path, database: Option<String>, args: ServeArgs) -> 
         "database opened"
     );
     crate::cli::admin::warn_if_data_dir_is_shared(data_dir);
-    std::fs::create_dir_all(data_dir.join("repos"))
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let repos_dir = config.repos_dir();
+    std::fs::create_dir_all(&repos_dir)
+        .with_context(|| format!("creating {}", repos_dir.display()))?;
     let store = LocalStore::open(data_dir.join("lfs"))
         .await
         .context("opening the LFS store")?;
@@ -47,23 +55,45 @@ pub async fn run(data_dir: &Path, database: Option<String>, args: ServeArgs) -> 
         config.public_url = Some(format!("http://{bound}"));
     }
     let url = config.public_url().to_owned();
+    let db_handle = db.clone();
     let state = AppState::new(config, db, store, signer)?;
-    // Before anything is served: a previous process may have died mid-write.
-    let reconciled = crate::repos::lifecycle::reconcile(&state)
+    let node = state.context.node.clone();
+    tracing::info!(node = node.id(), "cluster.node");
+    // Announced first: of two nodes starting together, at least one sees the other below.
+    crate::cluster::announce(&state.db, &node)
         .await
-        .context("checking the repositories against the database")?;
-    tracing::info!(
-        repos.reinitialised = reconciled.reinitialised.len(),
-        repos.unreadable = reconciled.unreadable.len(),
-        orphans = reconciled.orphans.len(),
-        leftovers = reconciled.leftovers.len(),
-        "repositories checked"
-    );
+        .context("announcing this node in the database")?;
+    let others = crate::cluster::others_serving(&state.db, &node)
+        .await
+        .context("listing the other nodes")?;
+    if others.is_empty() {
+        // Before anything is served: a previous process may have died mid-write. Only
+        // when no other node serves the hub: their lock files, quarantines and staged
+        // creations are in flight, not left over.
+        let reconciled = crate::repos::lifecycle::reconcile(&state)
+            .await
+            .context("checking the repositories against the database")?;
+        tracing::info!(
+            repos.reinitialised = reconciled.reinitialised.len(),
+            repos.unreadable = reconciled.unreadable.len(),
+            orphans = reconciled.orphans.len(),
+            leftovers = reconciled.leftovers.len(),
+            "repositories checked"
+        );
+    } else {
+        tracing::info!(
+            nodes = others.join(","),
+            "repositories not checked: other nodes serve this hub (the last node to start alone checks them)"
+        );
+    }
     // A garbage collection killed mid-sweep leaves recorded xorbs moved aside.
-    let restored = crate::storage::gc::recover_trash(&state)
+    let restored = crate::storage::gc::recover_trash_unless_running(&state)
         .await
         .map_err(|e| anyhow::anyhow!("recovering xorbs a stopped GC moved aside: {e}"))?;
-    tracing::info!(xorbs_restored = restored, "chunk store checked");
+    match restored {
+        Some(restored) => tracing::info!(xorbs_restored = restored, "chunk store checked"),
+        None => tracing::info!("chunk store not checked: a collection runs on another node"),
+    }
     sweep_trash(&state);
     crate::repos::index::spawn_jobs(state.context.clone());
     crate::webhooks::delivery::spawn(state.context.clone())
@@ -106,21 +136,60 @@ pub async fn run(data_dir: &Path, database: Option<String>, args: ServeArgs) -> 
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
+    // The signal is watched once: it starts the drain (`/readyz` answers 503, no new
+    // connection is accepted, in-flight requests run on) and the grace period.
+    let (signalled_tx, signalled_rx) = tokio::sync::watch::channel(false);
+    {
+        let node = node.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            node.start_draining();
+            if !drain_delay.is_zero() {
+                tracing::info!(
+                    node = node.id(),
+                    delay_secs = drain_delay.as_secs(),
+                    "draining: /readyz answers 503"
+                );
+                tokio::time::sleep(drain_delay).await;
+            }
+            tracing::info!(
+                node = node.id(),
+                "draining: new connections refused, in-flight requests finishing"
+            );
+            let _ = signalled_tx.send(true);
+        });
+    }
+    let signalled = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
     let server = axum::serve(
         listener,
         // The peer address keys the failed-authentication limiter.
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal());
+    .with_graceful_shutdown(signalled(signalled_rx.clone()));
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
         result = &mut server => result.context("serving")?,
-        () = async { shutdown_signal().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+        () = async { signalled(signalled_rx).await; tokio::time::sleep(shutdown_grace).await } => {
             tracing::warn!("in-flight requests still running after the grace period; stopping anyway");
         }
     }
+    // Hand the background work to the other nodes at once rather than when the leases
+    // expire.
+    release_leases(&db_handle, node.id()).await;
+    crate::cluster::withdraw(&db_handle, &node).await;
     tracing::info!("trove stopped");
     Ok(())
+}
+
+async fn release_leases(db: &trove_db::Db, node: &str) {
+    use crate::cluster::leases;
+    for name in [leases::INDEX, leases::WEBHOOKS, leases::GC] {
+        if let Err(e) = db.release_lease(name, node).await {
+            tracing::warn!(lease = name, error = %e, "cluster.lease_release_failed");
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -49,6 +49,10 @@ pub fn build(state: AppState) -> Router {
             "/api/admin/storage/fsck",
             post(crate::http::api::admin_storage::fsck),
         )
+        .route(
+            "/api/admin/cluster",
+            get(crate::http::api::admin_storage::cluster),
+        )
         .route("/metrics", get(crate::http::metrics::metrics))
         // huggingface_hub: repository lifecycle.
         .route("/api/repos/create", post(repos::create))

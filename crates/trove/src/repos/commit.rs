@@ -128,8 +128,7 @@ pub async fn commit_to_ref(
     pending: PendingCommit,
 ) -> ApiResult<GitOid> {
     let author = author_of(caller)?;
-    let lock = state.commit_locks.for_repo(repo.repo.id);
-    let _guard = lock.lock().await;
+    let _guard = state.lock_repo(repo.repo.id).await?;
     let revision = revision.to_owned();
     let revision_for_index = revision.clone();
     let (old, commit) = with_git(state, repo, move |git| {
@@ -203,8 +202,7 @@ pub async fn super_squash(
 ) -> ApiResult<GitOid> {
     repo.require_write(caller)?;
     let author = author_of(caller)?;
-    let lock = state.commit_locks.for_repo(repo.repo.id);
-    let _guard = lock.lock().await;
+    let _guard = state.lock_repo(repo.repo.id).await?;
     let revision = revision.to_owned();
     let message = message.to_owned();
     let target = revision.clone();

@@ -619,8 +619,7 @@ pub async fn merge(
         "Merge pull request #{}: {}",
         discussion.num, discussion.title
     );
-    let lock = state.commit_locks.for_repo(repo.repo.id);
-    let guard = lock.lock().await;
+    let guard = state.lock_repo(repo.repo.id).await?;
     let (base, merged) = with_git(state, repo, move |git| {
         let head = resolve(git, &head_ref)?;
         let base = resolve(git, &base_ref)?;

@@ -215,8 +215,7 @@ fn config_summary(bytes: &[u8]) -> Option<Value> {
 /// any ref move; concurrent calls for one repository are serialised so the last to run
 /// always reads the newest head.
 pub async fn reindex_repo(state: &Context, repo: &Repo) -> ApiResult<()> {
-    let lock = state.index_locks.for_repo(repo.id);
-    let _guard = lock.lock().await;
+    let _guard = state.lock_repo_index(repo.id).await?;
     let repo = RepoRef::for_server(state, repo);
     let head = with_git(state, &repo, |git| {
         Ok(git.resolve_revision(&format!("refs/heads/{}", trove_types::DEFAULT_BRANCH))?)
@@ -301,18 +300,30 @@ pub fn safetensors_value(s: &Summary) -> Value {
 /// version, or whose reindex failed), then roll the download and trending counters over
 /// every hour. Both are idempotent.
 pub fn spawn_jobs(state: Context) {
-    tokio::spawn(async move {
-        backfill(&state).await;
-        let mut tick = tokio::time::interval(ROLLING_PERIOD);
-        loop {
-            tick.tick().await;
-            let today = crate::clock::now_ms() / 86_400_000;
-            match state.db.refresh_rolling_counters(today).await {
-                Ok(changed) => tracing::info!(repos = changed, "index.counters_rolled"),
-                Err(e) => tracing::warn!(error = %e, "index.counters_roll_failed"),
-            }
+    let (db, node) = (state.db.clone(), state.node.clone());
+    // On several nodes, one runs them: the one holding the index lease.
+    tokio::spawn(crate::cluster::run_while_leased(
+        db,
+        node,
+        crate::cluster::leases::INDEX,
+        move || {
+            let state = state.clone();
+            async move { run_jobs(&state).await }
+        },
+    ));
+}
+
+async fn run_jobs(state: &Context) {
+    backfill(state).await;
+    let mut tick = tokio::time::interval(ROLLING_PERIOD);
+    loop {
+        tick.tick().await;
+        let today = crate::clock::now_ms() / 86_400_000;
+        match state.db.refresh_rolling_counters(today).await {
+            Ok(changed) => tracing::info!(repos = changed, "index.counters_rolled"),
+            Err(e) => tracing::warn!(error = %e, "index.counters_roll_failed"),
         }
-    });
+    }
 }
 
 async fn backfill(state: &Context) {

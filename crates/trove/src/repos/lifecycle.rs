@@ -97,8 +97,8 @@ pub async fn create_seeded(
 }
 
 /// Where repositories are initialised before they are published under their id.
-pub fn staging_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("repos").join(".staging")
+pub fn staging_dir(repos_dir: &Path) -> PathBuf {
+    repos_dir.join(".staging")
 }
 
 /// Initialises the repository in the staging folder, then inserts the row and publishes the
@@ -111,7 +111,8 @@ async fn create_placed(
     owner: i64,
     initial: InitialCommit,
 ) -> ApiResult<Repo> {
-    let staged = staging_dir(&state.config.data_dir).join(format!("{}.git", uuid::Uuid::new_v4()));
+    let staged =
+        staging_dir(&state.config.repos_dir()).join(format!("{}.git", uuid::Uuid::new_v4()));
     let target = staged.clone();
     tokio::task::spawn_blocking(move || init_repo(&target, &initial)).await??;
     let result = state
@@ -265,7 +266,7 @@ pub struct Reconciled {
 ///   opened as a repository is logged and left as it is.
 pub async fn reconcile(state: &Context) -> anyhow::Result<Reconciled> {
     let repos = state.db.all_repos().await?;
-    let data_dir = state.config.data_dir.clone();
+    let repos_dir = state.config.repos_dir();
     let dirs: Vec<(Repo, PathBuf)> = repos
         .into_iter()
         .map(|repo| {
@@ -274,22 +275,21 @@ pub async fn reconcile(state: &Context) -> anyhow::Result<Reconciled> {
         })
         .collect();
     let trash = state.trash_dir();
-    tokio::task::spawn_blocking(move || reconcile_dirs(&data_dir, &dirs, &trash)).await?
+    tokio::task::spawn_blocking(move || reconcile_dirs(&repos_dir, &dirs, &trash)).await?
 }
 
 fn reconcile_dirs(
-    data_dir: &Path,
+    repos_dir: &Path,
     repos: &[(Repo, PathBuf)],
     trash: &Path,
 ) -> anyhow::Result<Reconciled> {
     let mut done = Reconciled::default();
-    let staging = staging_dir(data_dir);
+    let staging = staging_dir(repos_dir);
     if staging.exists() {
         std::fs::remove_dir_all(&staging)?;
     }
     let known: std::collections::HashSet<&Path> = repos.iter().map(|(_, d)| d.as_path()).collect();
-    let repos_dir = data_dir.join("repos");
-    if let Ok(entries) = std::fs::read_dir(&repos_dir) {
+    if let Ok(entries) = std::fs::read_dir(repos_dir) {
         for entry in entries {
             let path = entry?.path();
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned());

@@ -87,8 +87,7 @@ async fn fill(
         .copy_content_links(source.repo.id, to.id, now_ms())
         .await?;
     {
-        let lock = state.commit_locks.for_repo(to.id);
-        let _guard = lock.lock().await;
+        let _guard = state.lock_repo(to.id).await?;
         copy_refs(&state.git_dir(source.repo.id), &state.git_dir(to.id)).await?;
     }
     if source.repo_type == RepoType::Space {

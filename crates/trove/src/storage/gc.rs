@@ -24,7 +24,7 @@
 
 use crate::clock::now_ms;
 use crate::context::Context;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::storage::compact;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -75,6 +75,51 @@ pub async fn collect(state: &Context, grace_ms: i64, dry_run: bool) -> ApiResult
 /// [`collect`], calling `progress` after each object forgotten and each xorb swept. The
 /// run is recorded (`storage_gc_runs`) for `/metrics` once it finishes.
 pub async fn collect_with_progress(
+    state: &Context,
+    grace_ms: i64,
+    dry_run: bool,
+    progress: &mut (dyn FnMut(&GcReport) + Send),
+) -> ApiResult<GcReport> {
+    if dry_run {
+        return run(state, grace_ms, dry_run, progress).await;
+    }
+    // One collection at a time across the nodes of a hub (and beside `trove gc`).
+    let leased = crate::cluster::run_once_leased(
+        &state.db,
+        &state.node,
+        crate::cluster::leases::GC,
+        run(state, grace_ms, dry_run, progress),
+    )
+    .await;
+    leased.unwrap_or_else(|held| {
+        Err(ApiError::Conflict {
+            message: format!(
+                "A garbage collection is already running (on node {}); try again when it ends",
+                held.holder
+            ),
+            url: None,
+        })
+    })
+}
+
+/// Puts back what a stopped collection moved aside ([`recover_trash`]) unless a collection
+/// is running now on another node (whose moved-aside xorbs are in flight, not left over);
+/// `Ok(None)` then.
+pub async fn recover_trash_unless_running(state: &Context) -> ApiResult<Option<u64>> {
+    let leased = crate::cluster::run_once_leased(
+        &state.db,
+        &state.node,
+        crate::cluster::leases::GC,
+        recover_trash(state),
+    )
+    .await;
+    match leased {
+        Ok(restored) => restored.map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
+async fn run(
     state: &Context,
     grace_ms: i64,
     dry_run: bool,

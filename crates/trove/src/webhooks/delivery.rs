@@ -40,19 +40,33 @@ pub fn spawn(state: Context) -> anyhow::Result<()> {
         extra_ca_file = ?state.config.webhooks.extra_ca_file,
         "webhooks.worker_started"
     );
-    tokio::spawn(async move {
-        loop {
-            match deliverer.dispatch_due(&state).await {
-                Ok(0) => tokio::time::sleep(POLL).await,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "webhooks.queue_failed");
-                    tokio::time::sleep(POLL).await;
-                }
+    let deliverer = Arc::new(deliverer);
+    let (db, node) = (state.db.clone(), state.node.clone());
+    // On several nodes sharing the queue, one drains it: the one holding the lease. A node
+    // that loses it mid-attempt finishes that attempt; the queue is at-least-once.
+    tokio::spawn(crate::cluster::run_while_leased(
+        db,
+        node,
+        crate::cluster::leases::WEBHOOKS,
+        move || {
+            let (state, deliverer) = (state.clone(), deliverer.clone());
+            async move { drain_forever(&state, &deliverer).await }
+        },
+    ));
+    Ok(())
+}
+
+async fn drain_forever(state: &Context, deliverer: &Deliverer) {
+    loop {
+        match deliverer.dispatch_due(state).await {
+            Ok(0) => tokio::time::sleep(POLL).await,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "webhooks.queue_failed");
+                tokio::time::sleep(POLL).await;
             }
         }
-    });
-    Ok(())
+    }
 }
 
 /// The HTTP client deliveries go out with: TLS through rustls with the `ring` provider,

@@ -39,6 +39,7 @@ fn layer(relative: &str) -> &'static str {
         "throttle/",
         "config.rs",
         "clock.rs",
+        "cluster.rs",
         "signing.rs",
         "markdown.rs",
         "git_runtime.rs",

@@ -37,6 +37,16 @@ pub async fn stats(
     Ok(Json(stats::stats(&state).await?))
 }
 
+/// `GET /api/admin/cluster`: the node that answers, and which node holds each lease of the
+/// background work (a site admin's read token suffices).
+pub async fn cluster(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<crate::cluster::ClusterStatus>> {
+    require_site(&caller, Access::Read)?;
+    Ok(Json(crate::cluster::status(&state.db, &state.node).await?))
+}
+
 /// The body of `POST /api/admin/storage/gc`; every field optional.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -25,6 +25,10 @@ pub async fn healthz() -> &'static str {
 /// 503 naming what is not ready otherwise (the cause is logged, not shown).
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let mut not_ready = Vec::new();
+    // A draining node (SIGTERM) tells its load balancer at once to send nothing new.
+    if state.node.is_draining() {
+        not_ready.push("draining");
+    }
     if let Err(e) = state.db.ping().await {
         tracing::warn!(error = %e, "readyz: the database does not answer");
         not_ready.push("database");

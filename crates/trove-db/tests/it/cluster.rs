@@ -1,0 +1,107 @@
+//! What several nodes sharing one database rely on: leases (background work runs on one
+//! node at a time, and moves to another when its holder stops renewing) and the
+//! per-repository lock that serialises commits across nodes.
+
+use crate::TestResult;
+use std::time::Duration;
+use trove_db::Backend;
+
+trove_db::backend_tests! {
+async fn a_lease_has_one_holder_until_it_expires_or_is_released(db) -> TestResult {
+    let t0 = 1_000_000;
+    assert!(db.try_lease("index", "node-a", 10_000, t0).await?);
+    // Another node is refused while the lease runs; the holder renews it.
+    assert!(!db.try_lease("index", "node-b", 10_000, t0 + 1).await?);
+    assert!(db.try_lease("index", "node-a", 10_000, t0 + 5_000).await?);
+    let held = db.lease("index", t0 + 5_001).await?.expect("held");
+    assert_eq!((held.holder.as_str(), held.taken_at, held.expires_at), ("node-a", t0, t0 + 15_000));
+    // Renewed until t0 + 15 000: still refused after the first term would have ended.
+    assert!(!db.try_lease("index", "node-b", 10_000, t0 + 12_000).await?);
+    // The holder stops renewing: once expired, the other node takes it over.
+    assert!(db.lease("index", t0 + 15_000).await?.is_none());
+    assert!(db.try_lease("index", "node-b", 10_000, t0 + 15_000).await?);
+    let held = db.lease("index", t0 + 15_001).await?.expect("held");
+    assert_eq!((held.holder.as_str(), held.taken_at), ("node-b", t0 + 15_000));
+    // The old holder, back, cannot take it while it runs, nor release another's.
+    assert!(!db.try_lease("index", "node-a", 10_000, t0 + 16_000).await?);
+    assert!(!db.release_lease("index", "node-a").await?);
+    // Released, it is free at once.
+    assert!(db.release_lease("index", "node-b").await?);
+    assert!(db.try_lease("index", "node-a", 10_000, t0 + 16_001).await?);
+    // Leases are independent of each other.
+    assert!(db.try_lease("gc", "node-b", 10_000, t0 + 16_002).await?);
+    let names: Vec<(String, String)> = db
+        .leases(t0 + 16_003)
+        .await?
+        .into_iter()
+        .map(|l| (l.name, l.holder))
+        .collect();
+    assert_eq!(
+        names,
+        [("gc".to_owned(), "node-b".to_owned()), ("index".to_owned(), "node-a".to_owned())]
+    );
+    Ok(())
+}
+
+async fn of_nodes_racing_for_a_free_lease_exactly_one_wins(db) -> TestResult {
+    for round in 0..5_i64 {
+        let now = 2_000_000 + round * 100_000;
+        let mut racers = tokio::task::JoinSet::new();
+        for node in 0..8 {
+            let db = db.clone();
+            racers.spawn(async move {
+                db.try_lease("webhooks", &format!("node-{node}"), 50_000, now).await
+            });
+        }
+        let mut winners = 0;
+        while let Some(won) = racers.join_next().await {
+            if won?? {
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1, "round {round}");
+    }
+    Ok(())
+}
+
+async fn the_repository_lock_serialises_across_sessions(db) -> TestResult {
+    let held = db.lock_repo(7).await?;
+    if db.backend() == Backend::Sqlite {
+        // One process serves a SQLite hub: its in-process lock is the whole story.
+        assert!(db.try_lock_repo(7).await?.is_some());
+        held.release().await?;
+        return Ok(());
+    }
+    // Another session (another node) cannot take repository 7, but can take repository 8.
+    assert!(db.try_lock_repo(7).await?.is_none());
+    let other = db.try_lock_repo(8).await?.expect("repository 8 is free");
+    // Write transactions do not wait on repository locks (a different key space).
+    let started = std::time::Instant::now();
+    crate::user(&db, "writer").await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A waiter gets the lock once the holder releases it, not before.
+    let waiter = {
+        let db = db.clone();
+        tokio::spawn(async move { db.lock_repo(7).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "the waiter got a held lock");
+    held.release().await?;
+    let second = tokio::time::timeout(Duration::from_secs(10), waiter).await???;
+    assert!(db.try_lock_repo(7).await?.is_none());
+    // A guard dropped without release (a cancelled request, a node that died) frees the
+    // lock when the server ends its session.
+    drop(second);
+    let mut freed = None;
+    for _ in 0..100 {
+        if let Some(lock) = db.try_lock_repo(7).await? {
+            freed = Some(lock);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    freed.expect("a dropped guard frees its lock").release().await?;
+    other.release().await?;
+    Ok(())
+}
+}

@@ -1,0 +1,414 @@
+"""Several `trove serve` nodes serving one hub: the same PostgreSQL database and the same data
+directory (what an NFS or CephFS mount gives in production). A file uploaded through one node
+downloads from the other; commits through both nodes to one branch all land; API commits
+interleave with `git push` through the other node with no lost update; a node killed with
+SIGKILL mid-upload loses nothing acknowledged and the retry through another node succeeds;
+background work runs on exactly one node; SIGTERM drains a node.
+
+Skipped unless TROVE_E2E_POSTGRES_URL names a PostgreSQL server (scripts/test.sh sets it)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from conftest import Client, Hub, TroveServer, b64, clean_env, make_client, ndjson, unique
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("TROVE_E2E_POSTGRES_URL"),
+    reason="TROVE_E2E_POSTGRES_URL unset: several nodes need PostgreSQL",
+)
+
+CONCURRENT_COMMITS = 16
+INTERLEAVED = 6
+LEASE_WAIT_S = 40
+
+
+class Cluster:
+    """Nodes on one database and one data directory."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.nodes: list[TroveServer] = []
+
+    def start_node(self, name: str, extra_args: list[str] | None = None) -> TroveServer:
+        # The git repositories in a folder of their own, as on a separate shared mount.
+        env = {"TROVE_NODE_ID": name, "TROVE_GIT_DIR": str(self.base / "git")}
+        if self.nodes:
+            env["TROVE_DATABASE"] = self.nodes[0].database_url
+        (self.base / name).mkdir(parents=True, exist_ok=True)
+        node = TroveServer(name, self.base / name, env)
+        if self.nodes:
+            node.data_dir = self.nodes[0].data_dir
+        if extra_args:
+            # The serve options this test needs, through their environment variables.
+            node.extra_env.update(dict(a.split("=", 1) for a in extra_args))
+        node.start()
+        self.nodes.append(node)
+        return node
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("multinode"))
+    c.start_node("node-a")
+    c.start_node("node-b")
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def a(cluster) -> TroveServer:
+    return cluster.nodes[0]
+
+
+@pytest.fixture(scope="module")
+def b(cluster) -> TroveServer:
+    return cluster.nodes[1]
+
+
+@pytest.fixture
+def hubs(a, b):
+    ha, hb = Hub(a), Hub(b)
+    yield ha, hb
+    ha.close()
+    hb.close()
+
+
+def commit_body(summary: str, files: dict[str, bytes]) -> str:
+    lines = [ndjson("header", summary=summary, description="")]
+    lines += [ndjson("file", path=p, content=b64(d), encoding="base64") for p, d in files.items()]
+    return "\n".join(lines) + "\n"
+
+
+def tree_paths(hub: Hub, repo: str) -> set[str]:
+    r = hub.http.get(f"/api/models/{repo}/tree/main", params={"recursive": "true"},
+                     headers=hub.auth(hub.token()))
+    assert r.status_code == 200, r.text
+    return {e["path"] for e in r.json() if e["type"] == "file"}
+
+
+def history(hub: Hub, repo: str) -> list[dict]:
+    r = hub.http.get(f"/api/models/{repo}/commits/main", headers=hub.auth(hub.token()))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+# --------------------------------------------------------------------------------------------
+# Bytes through one node, read through the other
+# --------------------------------------------------------------------------------------------
+
+UPLOAD = """
+import os
+from huggingface_hub import hf_hub_download
+data = os.urandom(ARGS["size"])
+Path("blob.bin").write_bytes(data)
+api.upload_file(path_or_fileobj="blob.bin", path_in_repo=ARGS["path"], repo_id=ARGS["repo"])
+emit({"sha": hashlib.sha256(data).hexdigest()})
+"""
+
+DOWNLOAD = """
+from huggingface_hub import hf_hub_download
+p = hf_hub_download(ARGS["repo"], ARGS["path"], cache_dir="dl-" + ARGS["tag"])
+emit({"sha": sha256_file(p)})
+"""
+
+
+@pytest.mark.parametrize("xet", [False, True], ids=["lfs", "xet"])
+def test_a_file_uploaded_through_a_downloads_from_b(a, b, hubs, tmp_path, xet):
+    ha, _ = hubs
+    repo = ha.create_repo("mn-bytes")
+    ca: Client = make_client(a, tmp_path / "a")
+    cb: Client = make_client(b, tmp_path / "b")
+    up = ca.py(UPLOAD, xet=xet, args={"repo": repo, "path": "weights.bin", "size": 3 * 1024 * 1024 + 7})
+    down = cb.py(DOWNLOAD, xet=xet, args={"repo": repo, "path": "weights.bin", "tag": str(xet)})
+    assert down.result["sha"] == up.result["sha"]
+    # And the other way round.
+    up = cb.py(UPLOAD, xet=xet, args={"repo": repo, "path": "second.bin", "size": 2 * 1024 * 1024})
+    down = ca.py(DOWNLOAD, xet=xet, args={"repo": repo, "path": "second.bin", "tag": f"r{xet}"})
+    assert down.result["sha"] == up.result["sha"]
+
+
+# --------------------------------------------------------------------------------------------
+# Commits through both nodes to one branch
+# --------------------------------------------------------------------------------------------
+
+
+def test_concurrent_commits_through_both_nodes_all_land(hubs):
+    ha, hb = hubs
+    repo = ha.create_repo("mn-commits")
+    before = len(history(ha, repo))
+
+    def one(i: int) -> tuple[int, int, str]:
+        hub = (ha, hb)[i % 2]
+        with httpx.Client(base_url=hub.url, timeout=120) as http:
+            r = http.post(f"/api/models/{repo}/commit/main",
+                          content=commit_body(f"c{i}", {f"c/{i}.txt": f"commit {i}\n".encode()}),
+                          headers={**hub.auth(hub.token()), "content-type": "application/x-ndjson"})
+        return i, r.status_code, r.text[:300]
+
+    with ThreadPoolExecutor(max_workers=CONCURRENT_COMMITS) as pool:
+        results = list(pool.map(one, range(CONCURRENT_COMMITS)))
+    failed = [r for r in results if r[1] != 200]
+    assert not failed, failed
+    # Every acknowledged commit is in the history, read through either node.
+    for hub in (ha, hb):
+        paths = tree_paths(hub, repo)
+        assert {f"c/{i}.txt" for i in range(CONCURRENT_COMMITS)} <= paths
+        titles = [c["title"] for c in history(hub, repo)]
+        assert len(titles) == before + CONCURRENT_COMMITS, titles
+        assert {f"c{i}" for i in range(CONCURRENT_COMMITS)} <= set(titles)
+
+
+def _git(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**clean_env(), "HOME": str(work.parent), "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_TERMINAL_PROMPT": "0", "GIT_AUTHOR_NAME": "Node B", "GIT_COMMITTER_NAME": "Node B",
+           "GIT_AUTHOR_EMAIL": "b@example.invalid", "GIT_COMMITTER_EMAIL": "b@example.invalid"}
+    p = subprocess.run(["git", *args], cwd=work, env=env, capture_output=True, text=True,
+                       timeout=120, stdin=subprocess.DEVNULL)
+    if check:
+        assert p.returncode == 0, f"git {' '.join(args)}: {p.stdout}\n{p.stderr}"
+    return p
+
+
+def git_url(server: TroveServer, repo: str) -> str:
+    parts = urlsplit(server.url)
+    return f"{parts.scheme}://git:{server.admin_token}@{parts.netloc}/{repo}"
+
+
+def test_api_commits_through_a_interleave_with_pushes_through_b(a, b, hubs, tmp_path):
+    ha, _ = hubs
+    repo = ha.create_repo("mn-push")
+    # The repositories are in the git dir the nodes were given, none in the data dir.
+    git_dir = Path(a.extra_env["TROVE_GIT_DIR"])
+    assert any(p.name.endswith(".git") for p in git_dir.iterdir())
+    assert not any((a.data_dir / "repos").glob("*.git"))
+    work = tmp_path / "w"
+    _git(tmp_path, "clone", "-q", git_url(b, repo), str(work))
+    stop = threading.Event()
+    api_done: list[str] = []
+    api_errors: list[str] = []
+
+    def api_commits():
+        for i in range(INTERLEAVED):
+            r = ha.commit_raw(repo, commit_body(f"api {i}", {f"api/{i}.txt": f"{i}\n".encode()}))
+            if r.status_code == 200:
+                api_done.append(f"api/{i}.txt")
+            else:
+                api_errors.append(f"{r.status_code} {r.text[:200]}")
+            time.sleep(0.05)
+
+    writer = threading.Thread(target=api_commits)
+    writer.start()
+    rejected = 0
+    pushed: list[str] = []
+    try:
+        for i in range(INTERLEAVED):
+            (work / "push").mkdir(exist_ok=True)
+            (work / "push" / f"{i}.txt").write_text(f"push {i}\n")
+            _git(work, "add", "-A")
+            _git(work, "commit", "-q", "-m", f"push {i}")
+            for _attempt in range(20):
+                p = _git(work, "push", "-q", "origin", "HEAD:main", check=False)
+                if p.returncode == 0:
+                    pushed.append(f"push/{i}.txt")
+                    break
+                # The API commit through A moved the branch: git refuses the push (no lost
+                # update); fetch, rebase, push again.
+                assert "rejected" in p.stderr or "failed" in p.stderr, p.stderr
+                rejected += 1
+                _git(work, "pull", "-q", "--rebase", "origin", "main")
+            else:
+                pytest.fail(f"push {i} never went through")
+    finally:
+        stop.set()
+        writer.join(timeout=120)
+    assert not api_errors, api_errors
+    assert len(api_done) == INTERLEAVED and len(pushed) == INTERLEAVED
+    paths = tree_paths(ha, repo)
+    missing = [p for p in api_done + pushed if p not in paths]
+    assert not missing, f"lost updates: {missing} (pushes rejected and retried: {rejected})"
+
+
+# --------------------------------------------------------------------------------------------
+# Background work and node failures
+# --------------------------------------------------------------------------------------------
+
+
+def cluster_status(hub: Hub) -> dict:
+    r = hub.http.get("/api/admin/cluster", headers=hub.auth(hub.token()))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def wait_for_holder(hub: Hub, lease: str, among: set[str], timeout: float = LEASE_WAIT_S) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = {l["name"]: l["holder"] for l in cluster_status(hub)["leases"]}
+        if held.get(lease) in among:
+            return held[lease]
+        time.sleep(0.5)
+    pytest.fail(f"no node of {among} took the {lease} lease within {timeout}s: {cluster_status(hub)}")
+
+
+def test_background_jobs_run_on_exactly_one_node(cluster, a, b, hubs):
+    ha, hb = hubs
+    names = {"node-a", "node-b"}
+    sa, sb = cluster_status(ha), cluster_status(hb)
+    assert (sa["node"], sb["node"]) == ("node-a", "node-b")
+    assert sa["backend"] == "postgres"
+    for lease in ("index", "webhooks"):
+        holder = wait_for_holder(ha, lease, names | {n.name for n in cluster.nodes})
+        # Both nodes see the one holder.
+        assert {l["name"]: l["holder"] for l in cluster_status(hb)["leases"]}[lease] == holder
+    presence = {l["holder"] for l in cluster_status(ha)["leases"] if l["name"].startswith("node:")}
+    assert names <= presence
+    # Exactly one node's log says it took the index lease (no other took it meanwhile).
+    taken = [n.name for n in (a, b)
+             if re.search(r"cluster\.lease_taken.*\bindex\b", n.log_path.read_text(errors="replace"))]
+    assert len(taken) == 1, taken
+
+
+def test_a_node_killed_mid_upload_loses_nothing_and_the_retry_through_another_succeeds(
+        cluster, a, b, hubs, tmp_path):
+    ha, hb = hubs
+    k = cluster.start_node("node-k")
+    hk = Hub(k)
+    repo = ha.create_repo("mn-kill")
+    head_before = ha.head_sha(repo)
+    size = 64 * 1024 * 1024
+    data = os.urandom(size)
+    oid = hashlib.sha256(data).hexdigest()
+    r = hk.http.post(f"/{repo}.git/info/lfs/objects/batch",
+                     json={"operation": "upload", "transfers": ["basic"],
+                           "objects": [{"oid": oid, "size": size}]},
+                     headers={**hk.auth(hk.token()), "accept": "application/vnd.git-lfs+json"})
+    assert r.status_code == 200, r.text
+    href = r.json()["objects"][0]["actions"]["upload"]["href"]
+    assert href.startswith(k.url), href
+    sent, killed = threading.Event(), threading.Event()
+    outcome: dict = {}
+
+    def body():
+        step = 1024 * 1024
+        for i in range(0, size, step):
+            if i == size // 2:
+                sent.set()
+                killed.wait(30)  # the node dies while the upload waits here
+            yield data[i:i + step]
+
+    def upload():
+        try:
+            with httpx.Client(timeout=60) as http:
+                outcome["status"] = http.put(href, content=body()).status_code
+        except httpx.HTTPError as e:
+            outcome["error"] = type(e).__name__
+
+    t = threading.Thread(target=upload, daemon=True)
+    t.start()
+    assert sent.wait(60), "the upload never got half way"
+    time.sleep(0.5)
+    k.proc.kill()
+    k.proc.wait(timeout=15)
+    killed.set()
+    t.join(timeout=60)
+    assert outcome.get("status") != 200, outcome
+    # Nothing half-visible: the object is not downloadable, the branch has not moved.
+    r = hb.http.post(f"/{repo}.git/info/lfs/objects/batch",
+                     json={"operation": "download", "transfers": ["basic"],
+                           "objects": [{"oid": oid, "size": size}]},
+                     headers={**hb.auth(hb.token()), "accept": "application/vnd.git-lfs+json"})
+    assert r.status_code == 200, r.text
+    obj = r.json()["objects"][0]
+    assert "error" in obj and "actions" not in obj, obj
+    assert hb.head_sha(repo) == head_before
+    # The client's retry through another node succeeds, and the bytes read back through a
+    # third are the ones sent.
+    (tmp_path / "big.bin").write_bytes(data)
+    cb = make_client(b, tmp_path / "cb")
+    cb.py("""
+api.upload_file(path_or_fileobj=ARGS["file"], path_in_repo="big.bin", repo_id=ARGS["repo"])
+""", args={"repo": repo, "file": str(tmp_path / "big.bin")})
+    ca = make_client(a, tmp_path / "ca")
+    down = ca.py(DOWNLOAD, args={"repo": repo, "path": "big.bin", "tag": "kill"})
+    assert down.result["sha"] == oid
+    hk.close()
+    # The dead node's background work, if it held any, has moved to a live node.
+    for lease in ("index", "webhooks"):
+        wait_for_holder(ha, lease, {"node-a", "node-b"})
+
+
+def test_sigterm_drains_a_node(cluster, a, hubs):
+    ha, _ = hubs
+    d = cluster.start_node("node-d", ["TROVE_DRAIN_DELAY=2", "TROVE_SHUTDOWN_TIMEOUT=60"])
+    hd = Hub(d)
+    repo = ha.create_repo("mn-drain")
+    size = 24 * 1024 * 1024
+    data = os.urandom(size)
+    oid = hashlib.sha256(data).hexdigest()
+    r = hd.http.post(f"/{repo}.git/info/lfs/objects/batch",
+                     json={"operation": "upload", "transfers": ["basic"],
+                           "objects": [{"oid": oid, "size": size}]},
+                     headers={**hd.auth(hd.token()), "accept": "application/vnd.git-lfs+json"})
+    href = r.json()["objects"][0]["actions"]["upload"]["href"]
+    started = threading.Event()
+    outcome: dict = {}
+
+    def body():
+        step = 1024 * 1024
+        for i in range(0, size, step):
+            if i == step:
+                started.set()
+            time.sleep(0.2)  # ~5 s in all: still running when SIGTERM comes
+            yield data[i:i + step]
+
+    def upload():
+        try:
+            with httpx.Client(timeout=120) as http:
+                outcome["status"] = http.put(href, content=body()).status_code
+        except httpx.HTTPError as e:
+            outcome["error"] = repr(e)
+
+    t = threading.Thread(target=upload)
+    t.start()
+    assert started.wait(30)
+    assert httpx.get(f"{d.url}/readyz", timeout=10).status_code == 200
+    d.proc.send_signal(signal.SIGTERM)
+    # At once, the health check says "do not send me anything new"...
+    time.sleep(0.3)
+    r = httpx.get(f"{d.url}/readyz", timeout=10)
+    assert r.status_code == 503 and "draining" in r.text, (r.status_code, r.text)
+    # ...and after the drain delay new connections are refused...
+    time.sleep(2.5)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{d.url}/healthz", timeout=5)
+    # ...while the upload in flight completes, and the process exits 0.
+    t.join(timeout=120)
+    assert outcome.get("status") == 200, outcome
+    assert d.proc.wait(timeout=60) == 0
+    hd.close()
+    r = ha.http.post(f"/{repo}.git/info/lfs/objects/batch",
+                     json={"operation": "download", "transfers": ["basic"],
+                           "objects": [{"oid": oid, "size": size}]},
+                     headers={**ha.auth(ha.token()), "accept": "application/vnd.git-lfs+json"})
+    href = r.json()["objects"][0]["actions"]["download"]["href"]
+    got = ha.http.get(href)
+    assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == oid
+    # Its presence is withdrawn at once.
+    presence = {l["holder"] for l in cluster_status(ha)["leases"] if l["name"].startswith("node:")}
+    assert "node-d" not in presence
