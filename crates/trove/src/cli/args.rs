@@ -124,6 +124,11 @@ pub struct ServeArgs {
     /// TOML configuration file (default: trove.toml in the data dir, if present).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Where large files live: s3://bucket[/prefix]?endpoint=URL&region=R (credentials from
+    /// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or [storage] credentials_file), or
+    /// file:///path. Default: lfs/ in the data dir.
+    #[arg(long, env = "TROVE_STORAGE")]
+    pub storage: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -9,7 +9,6 @@ use crate::signing::UrlSigner;
 use crate::state::AppState;
 use anyhow::Context;
 use std::path::Path;
-use trove_store::LocalStore;
 use trove_types::{RepoId, RepoType};
 
 /// Repositories read per batch of a full reindex.
@@ -39,9 +38,7 @@ const PROGRESS_EVERY: u64 = 100;
 pub async fn reindex(data_dir: &Path, repo: Option<&str>) -> anyhow::Result<()> {
     let db = crate::cli::admin::open_existing_db(data_dir).await?;
     let config = Config::load(data_dir, ServeOverrides::default())?;
-    let store = LocalStore::open(data_dir.join("lfs"))
-        .await
-        .context("opening the LFS store")?;
+    let store = crate::cli::serve::open_store(&config).await?;
     let signer = UrlSigner::load_or_create(data_dir)?;
     let state = AppState::new(config, db, store, signer)?;
     if let Some(spec) = repo {
@@ -100,9 +97,7 @@ pub async fn reindex(data_dir: &Path, repo: Option<&str>) -> anyhow::Result<()> 
 pub async fn open_state(data_dir: &Path) -> anyhow::Result<AppState> {
     let db = crate::cli::admin::open_existing_db(data_dir).await?;
     let config = Config::load(data_dir, ServeOverrides::default())?;
-    let store = LocalStore::open(data_dir.join("lfs"))
-        .await
-        .context("opening the LFS store")?;
+    let store = crate::cli::serve::open_store(&config).await?;
     let signer = UrlSigner::load_or_create(data_dir)?;
     AppState::new(config, db, store, signer)
 }
