@@ -247,7 +247,7 @@ impl LocalStore {
     /// [`LocalStore::put`]. A missing part leaves the upload in place; any other failure
     /// discards it.
     pub async fn multipart_complete(&self, upload_id: &str) -> Result<PutOutcome, StoreError> {
-        Ok(self.multipart_complete_oid(upload_id).await?.1)
+        Ok(self.multipart_complete_oid(upload_id).await?.2)
     }
 
     /// [`Self::multipart_complete`], also naming the object it made visible (for the S3

@@ -31,7 +31,6 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::time::Duration;
-use tokio::io::AsyncSeekExt;
 use trove_db::XetFile;
 use trove_xet::XetHash;
 use trove_xet::plan::{self, Plan};
