@@ -131,7 +131,10 @@ impl S3Store {
     /// Open the bucket with local staging under `staging_root`, and prove it works: a small
     /// object is written, read back and deleted. Wrong credentials, a missing bucket or an
     /// unreachable endpoint fail here, with the store's own message.
-    pub async fn open(staging_root: std::path::PathBuf, config: S3Config) -> Result<Self, StoreError> {
+    pub async fn open(
+        staging_root: std::path::PathBuf,
+        config: S3Config,
+    ) -> Result<Self, StoreError> {
         // reqwest is built without a bundled TLS provider (see the workspace manifest).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let staging = LocalStore::open(staging_root).await?;
@@ -257,7 +260,12 @@ impl S3Store {
     }
 
     /// `[start, end)` of the object at `key` as a streaming ranged GET; `None` if absent.
-    async fn get_range(&self, key: &Key, start: u64, end: u64) -> Result<Option<ByteStream>, StoreError> {
+    async fn get_range(
+        &self,
+        key: &Key,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<ByteStream>, StoreError> {
         if start == end {
             return Ok(Some(Box::pin(futures_util::stream::empty())));
         }
@@ -274,7 +282,12 @@ impl S3Store {
 
     /// Upload the local file `path` (`len` bytes, verified) to `key` unless present, then
     /// read its size back.
-    async fn publish_file(&self, key: &Key, path: &std::path::Path, len: u64) -> Result<PutOutcome, StoreError> {
+    async fn publish_file(
+        &self,
+        key: &Key,
+        path: &std::path::Path,
+        len: u64,
+    ) -> Result<PutOutcome, StoreError> {
         if self.head(key).await?.is_some() {
             return Ok(PutOutcome::AlreadyPresent);
         }
@@ -285,7 +298,11 @@ impl S3Store {
         let mut file = tokio::fs::File::open(path).await.map_err(io_at)?;
         if len <= SINGLE_PUT_MAX {
             let mut buf = Vec::with_capacity(len as usize);
-            (&mut file).take(len).read_to_end(&mut buf).await.map_err(io_at)?;
+            (&mut file)
+                .take(len)
+                .read_to_end(&mut buf)
+                .await
+                .map_err(io_at)?;
             self.bucket
                 .put(key, PutPayload::from(buf))
                 .await
@@ -303,7 +320,11 @@ impl S3Store {
                 while left > 0 {
                     let want = left.min(part);
                     let mut buf = Vec::with_capacity(want as usize);
-                    (&mut file).take(want).read_to_end(&mut buf).await.map_err(io_at)?;
+                    (&mut file)
+                        .take(want)
+                        .read_to_end(&mut buf)
+                        .await
+                        .map_err(io_at)?;
                     if buf.len() as u64 != want {
                         return Err(io_at(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
@@ -326,7 +347,10 @@ impl S3Store {
                 }
                 return Err(e);
             }
-            writer.finish().await.map_err(backend("complete_multipart", key))?;
+            writer
+                .finish()
+                .await
+                .map_err(backend("complete_multipart", key))?;
         }
         match self.head(key).await? {
             Some(size) if size == len => Ok(PutOutcome::Stored),
@@ -356,7 +380,12 @@ impl S3Store {
 
     /// Verify `body` into staging, then publish it. The staged copy stays as a local cache
     /// for the ingest that follows ([`Self::local_copy`]) until [`Self::remove_object`].
-    pub async fn put<S>(&self, expected: &Sha256Hex, expected_size: u64, body: S) -> Result<PutOutcome, StoreError>
+    pub async fn put<S>(
+        &self,
+        expected: &Sha256Hex,
+        expected_size: u64,
+        body: S,
+    ) -> Result<PutOutcome, StoreError>
     where
         S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
     {
@@ -372,7 +401,9 @@ impl S3Store {
 
     async fn publish_object(&self, oid: &Sha256Hex, size: u64) -> Result<PutOutcome, StoreError> {
         let key = self.object_key(oid);
-        let outcome = self.publish_file(&key, &self.staging.local_path(oid), size).await?;
+        let outcome = self
+            .publish_file(&key, &self.staging.local_path(oid), size)
+            .await?;
         tracing::debug!(oid = %oid, size_bytes = size, outcome = ?outcome, "store.s3_put");
         Ok(outcome)
     }
@@ -399,7 +430,12 @@ impl S3Store {
     }
 
     /// `[start, end)` of object `oid`, streamed; see [`crate::Store::open_range`].
-    pub async fn open_range(&self, oid: &Sha256Hex, start: u64, end: u64) -> Result<Option<(ByteStream, u64)>, StoreError> {
+    pub async fn open_range(
+        &self,
+        oid: &Sha256Hex,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<(ByteStream, u64)>, StoreError> {
         let key = self.object_key(oid);
         let Some(size) = self.head(&key).await? else {
             return Ok(None);
@@ -407,7 +443,10 @@ impl S3Store {
         if start > end || end > size {
             return Err(StoreError::RangeNotSatisfiable { start, end, size });
         }
-        Ok(self.get_range(&key, start, end).await?.map(|s| (s, end - start)))
+        Ok(self
+            .get_range(&key, start, end)
+            .await?
+            .map(|s| (s, end - start)))
     }
 
     /// A local file holding object `oid`: the staged copy when this node has one, else a
@@ -437,14 +476,22 @@ impl S3Store {
                 key: key.to_string(),
                 message: e.to_string(),
             })?;
-            tokio::io::AsyncWriteExt::write_all(&mut out, &chunk).await.map_err(io_at)?;
+            tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
+                .await
+                .map_err(io_at)?;
         }
-        tokio::io::AsyncWriteExt::flush(&mut out).await.map_err(io_at)?;
+        tokio::io::AsyncWriteExt::flush(&mut out)
+            .await
+            .map_err(io_at)?;
         Ok(Some(LocalCopy::temp(guard)))
     }
 
     /// A presigned GET URL of object `oid`, valid for `ttl`.
-    pub async fn presign_object(&self, oid: &Sha256Hex, ttl: Duration) -> Result<String, StoreError> {
+    pub async fn presign_object(
+        &self,
+        oid: &Sha256Hex,
+        ttl: Duration,
+    ) -> Result<String, StoreError> {
         let key = self.object_key(oid);
         self.presign(&key, ttl).await
     }
@@ -474,7 +521,8 @@ impl S3Store {
     }
 
     async fn presign(&self, key: &Key, ttl: Duration) -> Result<String, StoreError> {
-        self.presign_with(key, ttl, &SignedUrlOptions::default()).await
+        self.presign_with(key, ttl, &SignedUrlOptions::default())
+            .await
     }
 
     async fn presign_with(
@@ -494,7 +542,12 @@ impl S3Store {
     // --- xorbs -----------------------------------------------------------------------------
 
     /// Publish a validated staged xorb (its first `content_len` bytes) into the bucket.
-    pub async fn publish_xorb(&self, staged: StagedXorb, hash_hex: &str, content_len: u64) -> Result<PutOutcome, StoreError> {
+    pub async fn publish_xorb(
+        &self,
+        staged: StagedXorb,
+        hash_hex: &str,
+        content_len: u64,
+    ) -> Result<PutOutcome, StoreError> {
         let key = self.xorb_key(hash_hex);
         let outcome = self.publish_file(&key, staged.path(), content_len).await?;
         drop(staged);
@@ -509,13 +562,22 @@ impl S3Store {
         self.head(&self.xorb_key(hash_hex)).await
     }
 
-    pub async fn open_xorb_range(&self, hash_hex: &str, start: u64, end: u64) -> Result<Option<ByteStream>, StoreError> {
+    pub async fn open_xorb_range(
+        &self,
+        hash_hex: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<ByteStream>, StoreError> {
         self.get_range(&self.xorb_key(hash_hex), start, end).await
     }
 
     /// Xorb `hash_hex` from byte `start` on, as a blocking reader over one streaming GET.
     /// Call from the blocking pool (it waits on the runtime it was called from).
-    pub fn open_xorb_at(&self, hash_hex: &str, start: u64) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
+    pub fn open_xorb_at(
+        &self,
+        hash_hex: &str,
+        start: u64,
+    ) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|e| StoreError::Io {
             path: std::path::PathBuf::new(),
             source: io::Error::other(e),
@@ -545,14 +607,20 @@ impl S3Store {
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(backend("copy", &from)(e)),
         }
-        self.bucket.delete(&from).await.map_err(backend("delete", &from))?;
+        self.bucket
+            .delete(&from)
+            .await
+            .map_err(backend("delete", &from))?;
         Ok(Some(to))
     }
 
     pub async fn restore_xorb(&self, hash_hex: &str, trashed: &Key) -> Result<(), StoreError> {
         let dest = self.xorb_key(hash_hex);
         if self.head(&dest).await?.is_none() {
-            self.bucket.copy(trashed, &dest).await.map_err(backend("copy", trashed))?;
+            self.bucket
+                .copy(trashed, &dest)
+                .await
+                .map_err(backend("copy", trashed))?;
         }
         self.delete(trashed).await?;
         Ok(())

@@ -82,7 +82,12 @@ impl Store {
     }
 
     /// See [`LocalStore::put`]: nothing is visible unless size and hash match.
-    pub async fn put<S>(&self, expected: &Sha256Hex, size: u64, body: S) -> Result<PutOutcome, StoreError>
+    pub async fn put<S>(
+        &self,
+        expected: &Sha256Hex,
+        size: u64,
+        body: S,
+    ) -> Result<PutOutcome, StoreError>
     where
         S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
     {
@@ -92,15 +97,27 @@ impl Store {
         }
     }
 
-    pub async fn multipart_begin(&self, oid: &Sha256Hex, size: u64, part_size: u64) -> Result<String, StoreError> {
+    pub async fn multipart_begin(
+        &self,
+        oid: &Sha256Hex,
+        size: u64,
+        part_size: u64,
+    ) -> Result<String, StoreError> {
         self.staging().multipart_begin(oid, size, part_size).await
     }
 
-    pub async fn multipart_put_part<S>(&self, upload_id: &str, part: u32, body: S) -> Result<String, StoreError>
+    pub async fn multipart_put_part<S>(
+        &self,
+        upload_id: &str,
+        part: u32,
+        body: S,
+    ) -> Result<String, StoreError>
     where
         S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
     {
-        self.staging().multipart_put_part(upload_id, part, body).await
+        self.staging()
+            .multipart_put_part(upload_id, part, body)
+            .await
     }
 
     pub async fn multipart_complete(&self, upload_id: &str) -> Result<PutOutcome, StoreError> {
@@ -137,7 +154,12 @@ impl Store {
 
     /// Bytes `[start, end)` of object `oid` as a stream, and their count. `None` if absent;
     /// [`StoreError::RangeNotSatisfiable`] unless `start <= end <= size`.
-    pub async fn open_range(&self, oid: &Sha256Hex, start: u64, end: u64) -> Result<Option<(ByteStream, u64)>, StoreError> {
+    pub async fn open_range(
+        &self,
+        oid: &Sha256Hex,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<(ByteStream, u64)>, StoreError> {
         match self {
             Store::Local(s) => Ok(s
                 .open_range(oid, start, end)
@@ -166,7 +188,11 @@ impl Store {
 
     /// A URL the client may GET object `oid` from directly for `ttl`: `None` in the local
     /// mode (downloads stream through Trove).
-    pub async fn presign_object(&self, oid: &Sha256Hex, ttl: Duration) -> Result<Option<String>, StoreError> {
+    pub async fn presign_object(
+        &self,
+        oid: &Sha256Hex,
+        ttl: Duration,
+    ) -> Result<Option<String>, StoreError> {
         match self {
             Store::Local(_) => Ok(None),
             Store::S3(s) => s.presign_object(oid, ttl).await.map(Some),
@@ -201,7 +227,12 @@ impl Store {
         self.staging().create_staged_xorb()
     }
 
-    pub async fn publish_xorb(&self, staged: StagedXorb, hash_hex: &str, content_len: u64) -> Result<PutOutcome, StoreError> {
+    pub async fn publish_xorb(
+        &self,
+        staged: StagedXorb,
+        hash_hex: &str,
+        content_len: u64,
+    ) -> Result<PutOutcome, StoreError> {
         match self {
             Store::Local(s) => s.publish_xorb(staged, hash_hex, content_len).await,
             Store::S3(s) => s.publish_xorb(staged, hash_hex, content_len).await,
@@ -232,13 +263,21 @@ impl Store {
 
     /// Bytes `[start, end)` of xorb `hash_hex` as a stream (the caller checked the range
     /// against [`Self::xorb_size`]); `None` if absent.
-    pub async fn open_xorb_range(&self, hash_hex: &str, start: u64, end: u64) -> Result<Option<ByteStream>, StoreError> {
+    pub async fn open_xorb_range(
+        &self,
+        hash_hex: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<ByteStream>, StoreError> {
         match self {
             Store::Local(s) => {
                 let Some(file) = s.open_xorb_at(hash_hex, start)? else {
                     return Ok(None);
                 };
-                Ok(Some(Box::pin(read_chunks(tokio::fs::File::from_std(file), end.saturating_sub(start)))))
+                Ok(Some(Box::pin(read_chunks(
+                    tokio::fs::File::from_std(file),
+                    end.saturating_sub(start),
+                ))))
             }
             Store::S3(s) => s.open_xorb_range(hash_hex, start, end).await,
         }
@@ -246,9 +285,15 @@ impl Store {
 
     /// Xorb `hash_hex` from byte `start` on as a blocking reader (call from the blocking
     /// pool); `None` if absent.
-    pub fn open_xorb_at(&self, hash_hex: &str, start: u64) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
+    pub fn open_xorb_at(
+        &self,
+        hash_hex: &str,
+        start: u64,
+    ) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
         match self {
-            Store::Local(s) => Ok(s.open_xorb_at(hash_hex, start)?.map(|f| Box::new(f) as Box<dyn Read + Send>)),
+            Store::Local(s) => Ok(s
+                .open_xorb_at(hash_hex, start)?
+                .map(|f| Box::new(f) as Box<dyn Read + Send>)),
             Store::S3(s) => s.open_xorb_at(hash_hex, start),
         }
     }
@@ -262,7 +307,11 @@ impl Store {
         }
     }
 
-    pub async fn restore_xorb(&self, hash_hex: &str, trashed: TrashedXorb) -> Result<(), StoreError> {
+    pub async fn restore_xorb(
+        &self,
+        hash_hex: &str,
+        trashed: TrashedXorb,
+    ) -> Result<(), StoreError> {
         match (self, trashed) {
             (Store::Local(s), TrashedXorb::Local(p)) => s.restore_xorb(hash_hex, p).await,
             (Store::S3(s), TrashedXorb::S3(k)) => s.restore_xorb(hash_hex, &k).await,

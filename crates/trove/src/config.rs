@@ -172,7 +172,9 @@ impl StorageConfig {
             return Ok(StorageBackend::Local(PathBuf::from(path)));
         }
         let Some(rest) = url.strip_prefix("s3://") else {
-            anyhow::bail!("storage URL {url:?}: expected s3://bucket?endpoint=…&region=… or file:///path");
+            anyhow::bail!(
+                "storage URL {url:?}: expected s3://bucket?endpoint=…&region=… or file:///path"
+            );
         };
         let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
         anyhow::ensure!(
@@ -182,9 +184,10 @@ impl StorageConfig {
         let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
         anyhow::ensure!(
             !bucket.is_empty()
-                && bucket
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'),
+                && bucket.bytes().all(|b| b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || b == b'-'
+                    || b == b'.'),
             "storage URL {url:?}: {bucket:?} is not a bucket name"
         );
         let prefix = prefix.trim_matches('/');
@@ -205,7 +208,9 @@ impl StorageConfig {
                     endpoint = Some(v.trim_end_matches('/').to_owned());
                 }
                 "region" => region = Some(v.into_owned()),
-                other => anyhow::bail!("storage URL: unknown parameter {other:?} (endpoint, region)"),
+                other => {
+                    anyhow::bail!("storage URL: unknown parameter {other:?} (endpoint, region)")
+                }
             }
         }
         let (access_key_id, secret_access_key, session_token) = match &self.credentials_file {
@@ -235,10 +240,12 @@ impl StorageConfig {
 /// `aws_access_key_id`, `aws_secret_access_key` and optionally `aws_session_token` from an
 /// AWS-style credentials file (`key = value` lines; of its sections, `[default]` or the first).
 fn credentials_from_file(path: &Path) -> anyhow::Result<(String, String, Option<String>)> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("reading [storage] credentials_file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!("reading [storage] credentials_file {}: {e}", path.display())
+    })?;
     // Sections in file order, each with its keys; keys before any header form section "".
-    let mut sections: Vec<(String, HashMap<String, String>)> = vec![(String::new(), HashMap::new())];
+    let mut sections: Vec<(String, HashMap<String, String>)> =
+        vec![(String::new(), HashMap::new())];
     for line in text.lines().map(str::trim) {
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
             continue;
@@ -670,7 +677,10 @@ impl Config {
     }
 
     fn apply_env(&mut self) -> anyhow::Result<()> {
-        if let Some(v) = std::env::var("TROVE_STORAGE").ok().filter(|v| !v.is_empty()) {
+        if let Some(v) = std::env::var("TROVE_STORAGE")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
             self.storage.url = Some(v);
         }
         if let Some(v) = env_u64("TROVE_LFS_MULTIPART_THRESHOLD")? {
@@ -1051,7 +1061,10 @@ mod tests {
             StorageBackend::Local(root) => assert_eq!(root, dir.path().join("lfs")),
             other => panic!("{other:?}"),
         }
-        match storage(Some("file:///srv/lfs")).backend(dir.path()).expect("file") {
+        match storage(Some("file:///srv/lfs"))
+            .backend(dir.path())
+            .expect("file")
+        {
             StorageBackend::Local(root) => assert_eq!(root, PathBuf::from("/srv/lfs")),
             other => panic!("{other:?}"),
         }
@@ -1062,8 +1075,14 @@ mod tests {
                 assert_eq!(c.prefix, "hub1/");
                 assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
                 assert_eq!(c.region, "garage");
-                assert_eq!((c.access_key_id.as_str(), c.secret_access_key.as_str()), ("AKID", "s3cr3t"));
-                assert!(!format!("{c:?}").contains("s3cr3t"), "the secret never in Debug");
+                assert_eq!(
+                    (c.access_key_id.as_str(), c.secret_access_key.as_str()),
+                    ("AKID", "s3cr3t")
+                );
+                assert!(
+                    !format!("{c:?}").contains("s3cr3t"),
+                    "the secret never in Debug"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -1080,8 +1099,11 @@ mod tests {
         }
         std::fs::write(&creds, "aws_access_key_id = only-the-id\n").expect("write");
         assert!(storage(Some("s3://b")).backend(dir.path()).is_err());
-        let c = load_toml(dir.path(), "[storage]\nurl = \"s3://b\"\nredirect_downloads = true\npresign_ttl_secs = 60\n")
-            .expect("loads");
+        let c = load_toml(
+            dir.path(),
+            "[storage]\nurl = \"s3://b\"\nredirect_downloads = true\npresign_ttl_secs = 60\n",
+        )
+        .expect("loads");
         assert_eq!(c.storage.url.as_deref(), Some("s3://b"));
         assert!(c.storage.redirect_downloads);
         assert_eq!(c.storage.presign_ttl_secs, 60);

@@ -69,7 +69,11 @@ impl FileBytes {
 /// the URL is self-authenticating. Xet-held files (every LFS upload is chunked into xorbs)
 /// have no single object to point at; their direct path is the Xet protocol, whose fetch
 /// URLs are presigned too.
-pub async fn direct_url(state: &Context, repo_id: i64, oid: &Sha256Hex) -> ApiResult<Option<String>> {
+pub async fn direct_url(
+    state: &Context,
+    repo_id: i64,
+    oid: &Sha256Hex,
+) -> ApiResult<Option<String>> {
     if !state.config.storage.redirect_downloads || !state.store.is_remote() {
         return Ok(None);
     }

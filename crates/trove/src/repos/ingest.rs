@@ -81,9 +81,11 @@ pub async fn ingest_object(
     }
     // A local file of the object (in S3 mode this node's staged copy, or a download that
     // `copy` removes when it drops, after the packing below).
-    let copy = state.store.local_copy(oid).await?.ok_or_else(|| {
-        ApiError::internal(anyhow::anyhow!("stored object {oid} is missing"))
-    })?;
+    let copy = state
+        .store
+        .local_copy(oid)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("stored object {oid} is missing")))?;
     let path = copy.path().to_owned();
     let chunks = {
         let path = path.clone();
