@@ -10,7 +10,8 @@
 #
 # Env: BENCH_DIR (/var/tmp)       work dir (needs ~1.5 GiB); removed at the end
 #      BENCH_LAYERS (4)           layers per checkpoint (4 gives 32 MiB per checkpoint)
-#      BENCH_INGEST_MIB (256)     size of the LFS upload timed for the ingest rate
+#      BENCH_INGEST_MIB (256)     size of each LFS upload timed for the ingest rate (random, fp16)
+#      BENCH_ONLY_INGEST          set (to anything) to measure the ingest rate only (about 1 minute)
 #      CARGO_TARGET_DIR           as for cargo (default ./target)
 #      TROVE_BIN                  measure this trove binary instead of building one
 #
@@ -34,14 +35,16 @@ if [[ -z "$TROVE" ]]; then
     TROVE="$TARGET_DIR/release/trove"
 fi
 
-log "the raw chunker + BLAKE3 rate probe (trove-xet example chunk_rate)"
-(cd "$ROOT" && cargo build --release --locked --quiet -p trove-xet --example chunk_rate)
+log "the raw chunker + BLAKE3 rate probe and the per-stage profile (trove-xet examples chunk_rate, ingest_stages)"
+(cd "$ROOT" && cargo build --release --locked --quiet -p trove-xet --example chunk_rate --example ingest_stages)
 
 exec "$ROOT/.venv/bin/python" "$ROOT/bench/storage_bench.py" \
     --trove "$TROVE" \
     --chunk-rate "$TARGET_DIR/release/examples/chunk_rate" \
+    --ingest-stages "$TARGET_DIR/release/examples/ingest_stages" \
     --python "$ROOT/.venv/bin/python" \
     --bench-dir "${BENCH_DIR:-/var/tmp}" \
     --layers "${BENCH_LAYERS:-4}" \
     --ingest-mib "${BENCH_INGEST_MIB:-256}" \
-    --json "$TARGET_DIR/bench-storage.json"
+    --json "$TARGET_DIR/bench-storage.json" \
+    ${BENCH_ONLY_INGEST:+--only-ingest}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need, then runs every test.
 #
-#   scripts/test.sh                 setup + fmt/clippy + cargo test + fuzz + release build + e2e
+#   scripts/test.sh                 setup + PostgreSQL + fmt/clippy + cargo test (both
+#                                   databases) + fuzz + release build + e2e, then the core
+#                                   e2e files again on PostgreSQL
 #   scripts/test.sh --setup-only    only install system packages and the .venv
 #   scripts/test.sh --e2e-only      setup + release build + e2e (skips lints and cargo test)
 #   scripts/test.sh -- ARGS...      extra arguments for pytest (e.g. -- -k whoami -x, or
@@ -10,10 +12,13 @@
 # Env: TROVE_BIN overrides the server binary used by the e2e tests
 #      (default: $CARGO_TARGET_DIR/release/trove, or target/release/trove, built here).
 #      TROVE_FUZZ_SECONDS: seconds per fuzz target (default 20; 0 skips the stage).
-#      A real S3 server (s3s-fs from crates.io, built once into the cache) runs on loopback
-#      for the whole run: TROVE_TEST_S3_URL + AWS_* reach cargo test (the store's shared
-#      suite runs on it), and a second e2e pass runs E2E_S3_FILES with TROVE_E2E_S3_URL
-#      (every server keeps its objects in that bucket). TROVE_S3=0 skips both.
+#      Exported for the tests: TROVE_TEST_POSTGRES_URL, TROVE_E2E_POSTGRES_URL (a throwaway
+#      cluster started here), TROVE_TEST_S3_URL + AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (a
+#      real S3 server, s3s-fs from crates.io, built once into ~/.cache/trove-tools: the first
+#      run on a machine spends 15-35 min compiling it on 2 cores), both on loopback and
+#      stopped on exit. The second e2e pass runs E2E_SCALE_FILES with every server on a fresh
+#      PostgreSQL database and its own prefix of the bucket. TROVE_S3=0 skips the S3 server
+#      (and the S3 half of the store's shared suite and of that pass).
 #
 # Works on a fresh Debian 12 machine with only the Rust toolchain and Python 3.11,
 # run as root (CI runs `bash .ci/run`, no stdin).
@@ -233,6 +238,73 @@ run_fuzz() {
     fi
 }
 
+# 3d. A throwaway PostgreSQL cluster (Debian's `postgresql` package, installed when missing)
+#     for the PostgreSQL half of the tests: trove-db's unit tests (TROVE_TEST_POSTGRES_URL,
+#     a database per test) and the e2e pass in PostgreSQL mode (TROVE_E2E_POSTGRES_URL, a
+#     database per server). initdb refuses to run as root: the cluster belongs to the
+#     package's `postgres` user then. fsync is off: the cluster dies with the run.
+PG_DIR=""
+PG_BIN=""
+find_pg_bin() {
+    local d
+    if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
+        PG_BIN="$(dirname "$(readlink -f "$(command -v pg_ctl)")")"
+        return 0
+    fi
+    for d in /usr/lib/postgresql/*/bin; do
+        if [[ -x "$d/initdb" && -x "$d/pg_ctl" ]]; then PG_BIN="$d"; return 0; fi
+    done
+    return 1
+}
+
+start_postgres() {
+    log "PostgreSQL for the tests"
+    if ! find_pg_bin; then
+        local sudo=()
+        if [[ "$(id -u)" != 0 ]]; then sudo=(sudo); fi
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql
+        find_pg_bin || { record "postgresql" "FAIL (no initdb after installing postgresql)"; return 1; }
+    fi
+    command -v psql >/dev/null 2>&1 || export PATH="$PG_BIN:$PATH"
+    PG_DIR="$(mktemp -d /tmp/trove-pg.XXXXXX)"
+    local as=()
+    if [[ "$(id -u)" == 0 ]]; then
+        chown postgres: "$PG_DIR"
+        as=(runuser -u postgres --)
+    fi
+    local port password
+    port="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    password="$("$PYTHON" -c 'import secrets; print(secrets.token_hex(16))')"
+    # The superuser connects through the socket only; Trove's role by password over TCP,
+    # without superuser rights (it owns the databases it is given, as in production).
+    if ! "${as[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres -E UTF8 --no-locale \
+            --auth-local=trust --auth-host=scram-sha-256 >"$PG_DIR/initdb.log" 2>&1; then
+        cat "$PG_DIR/initdb.log"; record "postgresql" "FAIL (initdb)"; return 1
+    fi
+    if ! "${as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 start \
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $PG_DIR -c fsync=off \
+                -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" >/dev/null; then
+        cat "$PG_DIR/server.log"; record "postgresql" "FAIL (pg_ctl start)"; return 1
+    fi
+    "${as[@]}" psql -X -q -h "$PG_DIR" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+        -c "CREATE ROLE trove LOGIN CREATEDB PASSWORD '$password'" \
+        -c "GRANT pg_signal_backend TO trove" >/dev/null
+    export TROVE_TEST_POSTGRES_URL="postgres://trove:$password@127.0.0.1:$port/postgres"
+    export TROVE_E2E_POSTGRES_URL="$TROVE_TEST_POSTGRES_URL"
+    record "postgresql" "ok ($("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$port)"
+}
+
+stop_postgres() {
+    [[ -n "$PG_DIR" && -f "$PG_DIR/data/postmaster.pid" ]] || return 0
+    local pid
+    pid="$(head -n 1 "$PG_DIR/data/postmaster.pid")"
+    # SIGINT: PostgreSQL's fast shutdown; then wait for that process only.
+    kill -INT "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    rm -rf "$PG_DIR"
+}
+
 # 4a. The server binary the e2e tests run.
 build_release() {
     if [[ -n "${TROVE_BIN:-}" ]]; then
@@ -268,7 +340,7 @@ run_e2e() {
     done
     log "pytest ${targets[*]:-${PYTEST_ARGS[*]}} (TROVE_BIN=$TROVE_BIN)"
     local rc=0
-    (cd "$ROOT" && env -u HF_TOKEN -u HF_ENDPOINT -u HF_HOME \
+    (cd "$ROOT" && env -u HF_TOKEN -u HF_ENDPOINT -u HF_HOME -u TROVE_E2E_POSTGRES_URL \
         "$VENV/bin/python" -m pytest "${targets[@]}" "${PYTEST_ARGS[@]}") || rc=$?
     case "$rc" in
         0) record "e2e (pytest)" "ok" ;;
@@ -338,26 +410,39 @@ start_s3_server() {
     record "S3 server" "ok (s3s-fs $S3S_VERSION on :$port)"
 }
 
-# 4c. The e2e files that cover objects (repos, LFS, Xet, storage) again, each server keeping
-#     its objects in the S3 server's bucket under a key prefix of its own (conftest.py).
-E2E_S3_FILES=(tests/e2e/test_identity_and_repos.py tests/e2e/test_transfer.py
-              tests/e2e/test_xet.py tests/e2e/test_storage.py tests/e2e/test_s3.py)
-run_e2e_s3() {
-    if [[ -z "${TROVE_TEST_S3_URL:-}" ]]; then
-        record "e2e S3 mode" "skipped (no S3 server)"
+# 4c. The scale-out pass: the core, Xet, git, access, search and object files again, each
+#     server on a fresh PostgreSQL database (conftest.py) AND its own key prefix of the S3
+#     server's bucket (conftest.py's s3_storage_env), plus the S3-only tests (test_s3.py).
+#     Without an S3 server (TROVE_S3=0) the same files run on PostgreSQL alone.
+E2E_SCALE_FILES=(tests/e2e/test_identity_and_repos.py tests/e2e/test_commits.py
+    tests/e2e/test_xet.py tests/e2e/test_git.py tests/e2e/test_access_matrix.py
+    tests/e2e/test_search.py tests/e2e/test_transfer.py tests/e2e/test_storage.py
+    tests/e2e/test_s3.py)
+stop_servers() {
+    stop_s3_server
+    stop_postgres
+}
+run_e2e_scale() {
+    local name="e2e on PostgreSQL + S3" s3=()
+    if [[ -n "${TROVE_TEST_S3_URL:-}" ]]; then
+        s3=(TROVE_E2E_S3_URL="$TROVE_TEST_S3_URL")
+    else
+        name="e2e on PostgreSQL (no S3 server)"
+    fi
+    if [[ -z "${TROVE_E2E_POSTGRES_URL:-}" ]]; then
+        record "$name" "FAIL (no PostgreSQL)"
         return 0
     fi
-    if ((${#PYTEST_ARGS[@]})); then
-        record "e2e S3 mode" "skipped (pytest arguments given)"
-        return 0
-    fi
-    log "pytest in S3 mode: ${E2E_S3_FILES[*]}"
-    local rc=0
-    (cd "$ROOT" && env -u HF_TOKEN -u HF_ENDPOINT -u HF_HOME TROVE_E2E_S3_URL="$TROVE_TEST_S3_URL" \
-        "$VENV/bin/python" -m pytest "${E2E_S3_FILES[@]}") || rc=$?
+    for arg in "${PYTEST_ARGS[@]}"; do
+        if [[ "$arg" == tests/* ]]; then record "$name" "skipped (files named)"; return 0; fi
+    done
+    log "pytest, $name: ${E2E_SCALE_FILES[*]}"
+    local rc=0 started=$SECONDS
+    (cd "$ROOT" && env -u HF_TOKEN -u HF_ENDPOINT -u HF_HOME "${s3[@]}" \
+        "$VENV/bin/python" -m pytest "${E2E_SCALE_FILES[@]}" "${PYTEST_ARGS[@]}") || rc=$?
     case "$rc" in
-        0) record "e2e S3 mode (pytest)" "ok" ;;
-        *) record "e2e S3 mode (pytest)" "FAIL (pytest exit $rc)" ;;
+        0) record "$name" "ok ($((SECONDS - started)) s)" ;;
+        *) record "$name" "FAIL (pytest exit $rc)" ;;
     esac
 }
 
@@ -384,7 +469,8 @@ main() {
         print_summary
         return 0
     fi
-    trap stop_s3_server EXIT
+    trap stop_servers EXIT
+    start_postgres || true
     start_s3_server || true
     if ((RUN_CARGO_TEST)); then
         run_lints
@@ -395,7 +481,7 @@ main() {
     fi
     if build_release; then
         run_e2e
-        run_e2e_s3
+        run_e2e_scale
     else
         record "e2e (pytest)" "FAIL (not run: no server binary)"
     fi

@@ -123,8 +123,32 @@ def trove_binary() -> Path:
     return path.resolve()
 
 
+def postgres_database_for(base_dir: Path) -> str | None:
+    """In PostgreSQL mode (TROVE_E2E_POSTGRES_URL, set by scripts/test.sh), the URL of the
+    database of the server kept in `base_dir`: created empty the first time, the same one
+    when a test restarts a server on the same data dir. `None` in the default (SQLite) mode."""
+    admin_url = os.environ.get("TROVE_E2E_POSTGRES_URL")
+    if not admin_url:
+        return None
+    marker = base_dir / "database-url"
+    if marker.is_file():
+        return marker.read_text().strip()
+    name = "e2e_" + uuid.uuid4().hex[:16]
+    p = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", admin_url,
+                        "-c", f"CREATE DATABASE {name}"],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    if p.returncode != 0:
+        pytest.fail(f"creating PostgreSQL database {name} failed: {p.stderr}", pytrace=False)
+    base, _, query = admin_url.partition("?")
+    url = base.rsplit("/", 1)[0] + "/" + name + (("?" + query) if query else "")
+    base_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(url)
+    return url
+
+
 class TroveServer:
-    """One `trove serve` process on 127.0.0.1:<free port> with its own data dir."""
+    """One `trove serve` process on 127.0.0.1:<free port> with its own data dir (and, in
+    PostgreSQL mode, its own database)."""
 
     def __init__(self, name: str, base_dir: Path, extra_env: dict[str, str] | None = None):
         self.name = name
@@ -132,6 +156,9 @@ class TroveServer:
         self.data_dir = base_dir / "data"
         self.log_path = base_dir / "server.log"
         self.extra_env = dict(extra_env or {})
+        self.database_url = self.extra_env.get("TROVE_DATABASE") or postgres_database_for(base_dir)
+        if self.database_url:
+            self.extra_env["TROVE_DATABASE"] = self.database_url
         self.url = ""
         self.admin_token = ""
         self.proc: subprocess.Popen[str] | None = None
@@ -148,7 +175,8 @@ class TroveServer:
         env.setdefault("RUST_BACKTRACE", "1")
         env.setdefault("NO_COLOR", "1")
         self._log = open(self.log_path, "a", buffering=1, encoding="utf-8", errors="replace")
-        self._log.write(f"### {self.name}: extra env {self.extra_env}\n")
+        shown = {k: ("(set)" if k == "TROVE_DATABASE" else v) for k, v in self.extra_env.items()}
+        self._log.write(f"### {self.name}: extra env {shown}\n")
         self.proc = subprocess.Popen(
             [str(self.binary), "serve", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0"],
             stdin=subprocess.DEVNULL,
@@ -234,10 +262,19 @@ class TroveServer:
 
     # -- admin CLI on the same data dir --------------------------------------------------------
 
+    def cli_env(self) -> dict[str, str]:
+        """The environment for the admin CLI on this server's hub: its database and bucket too."""
+        env = {**clean_env(), **s3_storage_env(self.data_dir)}
+        if "TROVE_STORAGE" in self.extra_env:
+            env["TROVE_STORAGE"] = self.extra_env["TROVE_STORAGE"]
+        if self.database_url:
+            env["TROVE_DATABASE"] = self.database_url
+        return env
+
     def admin_cli(self, *args: str) -> str:
         cmd = [str(self.binary), *args, "--data-dir", str(self.data_dir)]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=ADMIN_CLI_TIMEOUT_S,
-                           stdin=subprocess.DEVNULL, env={**clean_env(), **s3_storage_env(self.data_dir)})
+                           stdin=subprocess.DEVNULL, env=self.cli_env())
         if p.returncode != 0:
             pytest.fail(f"`{' '.join(cmd)}` failed ({p.returncode})\nstdout: {p.stdout}\n"
                         f"stderr: {p.stderr}", pytrace=False)

@@ -576,7 +576,7 @@ def test_disabled_users_and_web_login(world, server):
     token = server.create_token("dee", name="t")
     p = subprocess.run([str(server.binary), "user", "set-password", "dee", "--data-dir",
                         str(server.data_dir)], input="correct horse battery\n", text=True,
-                       capture_output=True, timeout=60)
+                       capture_output=True, timeout=60, env=server.cli_env())
     assert p.returncode == 0, p.stderr
     r = hub.http.post("/api/login", json={"username": "dee", "password": "wrong"})
     assert r.status_code == 401 and r.headers["x-error-message"] == "Wrong user name or password"
@@ -641,7 +641,7 @@ def test_web_sessions_write_only_from_pages_of_this_hub(world, server):
     server.create_user("wes")
     p = subprocess.run([str(server.binary), "user", "set-password", "wes", "--data-dir",
                         str(server.data_dir)], input="a long enough password\n", text=True,
-                       capture_output=True, timeout=60)
+                       capture_output=True, timeout=60, env=server.cli_env())
     assert p.returncode == 0, p.stderr
     r = hub.http.post("/api/login", json={"username": "wes", "password": "a long enough password"})
     assert r.status_code == 200, r.text

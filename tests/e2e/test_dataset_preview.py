@@ -176,3 +176,102 @@ def test_a_json_array_of_objects_previews(trove):
         assert "not a JSON array of objects" in r.text
     finally:
         hub.close()
+
+
+def gz_bomb(path, rows: int) -> None:
+    """A CSV of `rows` rows of a thousand zeros, gzip-compressed as members of a thousand
+    rows each (one member compressed once, repeated): a few hundred KiB that inflate a
+    thousandfold."""
+    import gzip
+    member = gzip.compress((b"0" * 1000 + b"\n") * 1000, 9)
+    with open(path, "wb") as f:
+        f.write(gzip.compress(b"zeros\n"))
+        for _ in range(rows // 1000):
+            f.write(member)
+
+
+def write_deep_parquet(path, depth: int) -> None:
+    """A Parquet file whose one column is a struct nested `depth` levels deep (real, written
+    by pyarrow): more than the preview's schema depth budget."""
+    column = pa.array([1, 2, 3], type=pa.int64())
+    for level in range(depth):
+        column = pa.StructArray.from_arrays([column], names=[f"level{level}"])
+    pq.write_table(pa.table({"deep": column}), path)
+
+
+@pytest.fixture(scope="module")
+def hostile(trove, tmp_path_factory):
+    """A dataset of gzip CSV files (one an honest table, one a gzip bomb inflating to 300 MB)
+    and one whose Parquet file nests its schema 40 levels deep."""
+    import gzip
+    hub = Hub(trove)
+    tmp = tmp_path_factory.mktemp("hostile-preview")
+    client = make_client(trove, tmp)
+
+    gz = hub.create_repo("csv-gz", repo_type="dataset")
+    folder = tmp / "gz"
+    folder.mkdir()
+    with gzip.open(folder / "train.csv.gz", "wt") as f:
+        f.write("id,city,note\n")
+        for i in range(5000):
+            f.write(f'{i},"City {i}, somewhere",<i>row {i}</i>\n')
+    gz_bomb(folder / "test.csv.gz", 300_000)
+    client.py(UPLOAD, args={"repo": gz, "folder": str(folder)})
+
+    deep = hub.create_repo("pq-deep", repo_type="dataset")
+    folder = tmp / "deep"
+    (folder / "data").mkdir(parents=True)
+    write_deep_parquet(folder / "data" / "train-00000-of-00001.parquet", 40)
+    client.py(UPLOAD, args={"repo": deep, "folder": str(folder)})
+
+    yield {"hub": hub, "gz": gz, "deep": deep, "bomb_size": (tmp / "gz" / "test.csv.gz").stat().st_size}
+    hub.close()
+
+
+def test_gzip_csv_previews_its_first_rows_and_a_gzip_bomb_stops_at_the_budget(hostile):
+    hub = hostile["hub"]
+    assert hostile["bomb_size"] < 4 << 20, hostile["bomb_size"]
+    r = page(hub, f"/datasets/{hostile['gz']}")
+    assert r.status_code == 200, r.text[:500]
+    body = html.unescape(r.text)
+    assert 'preview-source">CSV (gzip) ·' in body
+    assert "City 0, somewhere" in body and "City 99, somewhere" in body
+    assert "City 100, somewhere" not in body, "the first 100 rows"
+    assert "<i>row 0</i>" not in r.text, "cells are escaped"
+    assert "100 rows shown of the whole file" in body
+    assert 'data-split="train"' in body and 'data-split="test"' in body
+
+    # 300 MB once inflated: the page answers at once with the first rows of the first MiB.
+    r = page(hub, f"/datasets/{hostile['gz']}/viewer/default/test")
+    assert r.status_code == 200
+    assert r.elapsed.total_seconds() < 5, r.elapsed
+    body = html.unescape(r.text)
+    assert "100 rows shown of the first 1.0 MiB once decompressed" in body, body[-3000:]
+
+
+def test_a_parquet_schema_nested_past_the_budget_is_refused_on_the_page(hostile):
+    r = page(hostile["hub"], f"/datasets/{hostile['deep']}")
+    assert r.status_code == 200
+    assert r.elapsed.total_seconds() < 5, r.elapsed
+    assert "Preview unavailable: its schema nests more than 32 levels deep" in r.text
+
+
+def test_hostile_previews_in_the_browser(hostile, chromium, trove):
+    browser = new_page(chromium, trove.url)
+    browser.goto(f"/datasets/{hostile['gz']}")
+    section = browser.locator("#dataset-preview")
+    section.wait_for()
+    first = section.locator("table.preview-table tbody tr").first
+    assert first.locator("td").nth(1).inner_text() == "City 0, somewhere"
+    assert first.locator("td").nth(2).inner_text() == "<i>row 0</i>"
+    assert section.locator("th[data-column='id'] .dtype").inner_text() == "int64"
+    shot(browser, "dataset-preview-gzip")
+    section.locator("a[data-split='test']").click()
+    browser.wait_for_url("**/viewer/default/test")
+    assert browser.locator("table.preview-table tbody tr").count() == 100
+    browser.goto(f"/datasets/{hostile['deep']}")
+    notice = browser.locator("#dataset-preview .preview-unavailable")
+    notice.wait_for()
+    assert "its schema nests more than 32 levels deep" in notice.inner_text()
+    shot(browser, "dataset-preview-refused")
+    browser.context.close()

@@ -439,14 +439,12 @@ def test_trove_reindex_rebuilds_entries_from_main(trove, hub):
     are refused with a reason."""
     import subprocess
 
-    from conftest import clean_env
-
     repo = hub.create_repo("reindex")
     hub.commit_files(repo, {"README.md": card("license: mit\ntags:\n- reindex-probe")})
 
     def cli(*args):
         return subprocess.run([str(trove.binary), "reindex", *args, "--data-dir", str(trove.data_dir)],
-                              capture_output=True, text=True, timeout=300, env=clean_env(),
+                              capture_output=True, text=True, timeout=300, env=trove.cli_env(),
                               stdin=subprocess.DEVNULL)
 
     one = cli(f"model:{repo}")

@@ -194,6 +194,9 @@ def test_payloads_for_push_commit_pr_comment_and_delete(client, hub, receiver, t
     commit = receiver.wait_for("/all", lambda b: event(b, "update", "repo.content") and any(
         u.get("newSha") == out["commit"] for u in b.get("updatedRefs", [])), "the API commit")
     assert commit["body"]["repo"]["headSha"] == out["commit"]
+    # As the Hub sends them: the ref's previous target, `null` only for a ref created.
+    assert commit["body"]["updatedRefs"] == [
+        {"ref": "refs/heads/main", "oldSha": new, "newSha": out["commit"]}]
     opened = receiver.wait_for("/all", lambda b: event(b, "create", "discussion"), "the PR")
     d = opened["body"]["discussion"]
     assert d["num"] == out["pr"] and d["isPullRequest"] is True and d["title"] == "A PR"
@@ -211,7 +214,12 @@ def test_payloads_for_push_commit_pr_comment_and_delete(client, hub, receiver, t
 
     receiver.wait_for("/all", ref_event("refs/heads/dev", out["commit"]), "the branch created")
     receiver.wait_for("/all", ref_event("refs/tags/v1", out["commit"]), "the tag created")
-    receiver.wait_for("/all", ref_event("refs/heads/dev", None), "the branch deleted")
+    deleted = receiver.wait_for("/all", ref_event("refs/heads/dev", None), "the branch deleted")
+    assert deleted["body"]["updatedRefs"] == [
+        {"ref": "refs/heads/dev", "oldSha": out["commit"], "newSha": None}]
+    created = receiver.wait_for("/all", ref_event("refs/tags/v1", out["commit"]), "the tag")
+    assert created["body"]["updatedRefs"] == [
+        {"ref": "refs/tags/v1", "oldSha": None, "newSha": out["commit"]}]
 
     r = hub.http.request("DELETE", "/api/repos/delete", headers=admin,
                          json={"name": repo.split("/")[1], "organization": "admin", "type": "model"})

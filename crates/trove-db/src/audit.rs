@@ -1,6 +1,7 @@
 //! The audit log: security events (tokens, members, visibility, gating, moves, deletions),
 //! append-only. Names are copied into each row so the log outlives what it names.
 
+use crate::backend::with_pool;
 use crate::error::Result;
 use crate::{Db, unix_now_ms};
 use sqlx::Row;
@@ -33,19 +34,21 @@ pub struct AuditEvent {
 
 impl Db {
     pub async fn audit(&self, event: NewAuditEvent<'_>) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, namespace, target, detail) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(unix_now_ms())
-        .bind(event.actor)
-        .bind(event.action)
-        .bind(event.namespace)
-        .bind(event.target)
-        .bind(event.detail)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO audit_log (at, actor, action, namespace, target, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(unix_now_ms())
+            .bind(event.actor)
+            .bind(event.action)
+            .bind(event.namespace)
+            .bind(event.target)
+            .bind(event.detail)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 
     /// The newest events first, of one namespace or of all; at most `limit`, before `before_id`.
@@ -55,28 +58,30 @@ impl Db {
         before_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AuditEvent>> {
-        let rows = sqlx::query(
-            "SELECT id, at, actor, action, namespace, target, detail FROM audit_log \
-             WHERE (? IS NULL OR namespace = ?) AND id < ? ORDER BY id DESC LIMIT ?",
-        )
-        .bind(namespace)
-        .bind(namespace)
-        .bind(before_id.unwrap_or(i64::MAX))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AuditEvent {
-                    id: row.try_get(0)?,
-                    at_ms: row.try_get(1)?,
-                    actor: row.try_get(2)?,
-                    action: row.try_get(3)?,
-                    namespace: row.try_get(4)?,
-                    target: row.try_get(5)?,
-                    detail: row.try_get(6)?,
+        with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT id, at, actor, action, namespace, target, detail FROM audit_log \
+                 WHERE ($1 IS NULL OR namespace = $2) AND id < $3 ORDER BY id DESC LIMIT $4",
+            )
+            .bind(namespace)
+            .bind(namespace)
+            .bind(before_id.unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(AuditEvent {
+                        id: row.try_get(0)?,
+                        at_ms: row.try_get(1)?,
+                        actor: row.try_get(2)?,
+                        action: row.try_get(3)?,
+                        namespace: row.try_get(4)?,
+                        target: row.try_get(5)?,
+                        detail: row.try_get(6)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 }

@@ -2,6 +2,7 @@
 //! files name one, and the one transaction that moves every file and chunk-index entry from
 //! an old xorb to the new one holding its live chunks.
 
+use crate::backend::{WritePool, with_pool};
 use crate::error::Result;
 use crate::{Db, XorbRecord};
 use sqlx::Row;
@@ -29,43 +30,47 @@ impl Db {
         cutoff_ms: i64,
         limit: u32,
     ) -> Result<Vec<[u8; 32]>> {
-        let rows = sqlx::query(
-            "SELECT x.hash FROM xet_xorbs x WHERE x.hash > ? AND x.created_at < ? \
-             AND EXISTS (SELECT 1 FROM xet_file_xorbs fx WHERE fx.xorb = x.hash) \
-             ORDER BY x.hash LIMIT ?",
-        )
-        .bind(after.as_slice())
-        .bind(cutoff_ms)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let hash: Vec<u8> = row.try_get(0)?;
-            if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
-                out.push(hash);
+        with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT x.hash FROM xet_xorbs x WHERE x.hash > $1 AND x.created_at < $2 \
+                 AND EXISTS (SELECT 1 FROM xet_file_xorbs fx WHERE fx.xorb = x.hash) \
+                 ORDER BY x.hash LIMIT $3",
+            )
+            .bind(after.as_slice())
+            .bind(cutoff_ms)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let hash: Vec<u8> = row.try_get(0)?;
+                if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
+                    out.push(hash);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The files naming xorb `xorb`, with their terms.
     pub async fn files_naming_xorb(&self, xorb: &[u8; 32]) -> Result<Vec<([u8; 32], Vec<u8>)>> {
-        let rows = sqlx::query(
-            "SELECT f.file_hash, f.terms FROM xet_file_xorbs fx \
-             JOIN xet_files f ON f.file_hash = fx.file_hash WHERE fx.xorb = ? ORDER BY f.file_hash",
-        )
-        .bind(xorb.as_slice())
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let (hash, terms): (Vec<u8>, Vec<u8>) = (row.try_get(0)?, row.try_get(1)?);
-            if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
-                out.push((hash, terms));
+        with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT f.file_hash, f.terms FROM xet_file_xorbs fx \
+                 JOIN xet_files f ON f.file_hash = fx.file_hash WHERE fx.xorb = $1 ORDER BY f.file_hash",
+            )
+            .bind(xorb.as_slice())
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let (hash, terms): (Vec<u8>, Vec<u8>) = (row.try_get(0)?, row.try_get(1)?);
+                if let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) {
+                    out.push((hash, terms));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Replaces `c.old` by `c.new` in one transaction: records the new xorb, moves the live
@@ -76,94 +81,96 @@ impl Db {
     /// returns false when the old xorb is gone or a file not in `c.files` names it (recorded
     /// meanwhile: the next run looks again).
     pub async fn compact_xorb(&self, c: &Compaction<'_>) -> Result<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let held: Option<i64> = sqlx::query_scalar("SELECT 1 FROM xet_xorbs WHERE hash = ?")
-            .bind(c.old.as_slice())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if held.is_none() {
-            return Ok(false);
-        }
-        let naming: Vec<Vec<u8>> =
-            sqlx::query_scalar("SELECT file_hash FROM xet_file_xorbs WHERE xorb = ?")
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let held: Option<i32> = sqlx::query_scalar("SELECT 1 FROM xet_xorbs WHERE hash = $1")
                 .bind(c.old.as_slice())
-                .fetch_all(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
-        let known: HashSet<&[u8]> = c.files.iter().map(|(h, _)| h.as_slice()).collect();
-        if naming.iter().any(|h| !known.contains(h.as_slice())) {
-            return Ok(false);
-        }
-        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        sqlx::query(
-            "INSERT INTO xet_xorbs (hash, stored_bytes, raw_bytes, num_chunks, chunk_index, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET released_at = NULL",
-        )
-        .bind(c.new.as_slice())
-        .bind(n(c.record.stored_bytes))
-        .bind(n(c.record.raw_bytes))
-        .bind(i64::from(c.record.num_chunks))
-        .bind(c.record.chunk_index.as_slice())
-        .bind(c.now_ms)
-        .execute(&mut *tx)
-        .await?;
-        for (hash, index) in c.moved_chunks {
-            sqlx::query("UPDATE xet_chunks SET xorb = ?, idx = ? WHERE hash = ? AND xorb = ?")
+            if held.is_none() {
+                return Ok(false);
+            }
+            let naming: Vec<Vec<u8>> =
+                sqlx::query_scalar("SELECT file_hash FROM xet_file_xorbs WHERE xorb = $1")
+                    .bind(c.old.as_slice())
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let known: HashSet<&[u8]> = c.files.iter().map(|(h, _)| h.as_slice()).collect();
+            if naming.iter().any(|h| !known.contains(h.as_slice())) {
+                return Ok(false);
+            }
+            let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            sqlx::query(
+                "INSERT INTO xet_xorbs (hash, stored_bytes, raw_bytes, num_chunks, chunk_index, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash) DO UPDATE SET released_at = NULL",
+            )
+            .bind(c.new.as_slice())
+            .bind(n(c.record.stored_bytes))
+            .bind(n(c.record.raw_bytes))
+            .bind(i64::from(c.record.num_chunks))
+            .bind(c.record.chunk_index.as_slice())
+            .bind(c.now_ms)
+            .execute(&mut *tx)
+            .await?;
+            for (hash, index) in c.moved_chunks {
+                sqlx::query("UPDATE xet_chunks SET xorb = $1, idx = $2 WHERE hash = $3 AND xorb = $4")
+                    .bind(c.new.as_slice())
+                    .bind(i64::from(*index))
+                    .bind(hash.as_slice())
+                    .bind(c.old.as_slice())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO xet_chunks (hash, xorb, idx) VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING",
+                )
+                .bind(hash.as_slice())
                 .bind(c.new.as_slice())
                 .bind(i64::from(*index))
-                .bind(hash.as_slice())
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("DELETE FROM xet_chunks WHERE xorb = $1")
                 .bind(c.old.as_slice())
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(
-                "INSERT INTO xet_chunks (hash, xorb, idx) VALUES (?, ?, ?) ON CONFLICT (hash) DO NOTHING",
-            )
-            .bind(hash.as_slice())
-            .bind(c.new.as_slice())
-            .bind(i64::from(*index))
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("DELETE FROM xet_chunks WHERE xorb = ?")
-            .bind(c.old.as_slice())
-            .execute(&mut *tx)
-            .await?;
-        for (file, terms) in c.files {
-            sqlx::query("UPDATE xet_files SET terms = ? WHERE file_hash = ?")
-                .bind(terms.as_slice())
+            for (file, terms) in c.files {
+                sqlx::query("UPDATE xet_files SET terms = $1 WHERE file_hash = $2")
+                    .bind(terms.as_slice())
+                    .bind(file.as_slice())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM xet_file_xorbs WHERE file_hash = $1 AND xorb = $2")
+                    .bind(file.as_slice())
+                    .bind(c.old.as_slice())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO xet_file_xorbs (file_hash, xorb) SELECT file_hash, $1 FROM xet_files \
+                     WHERE file_hash = $2 ON CONFLICT (file_hash, xorb) DO NOTHING",
+                )
+                .bind(c.new.as_slice())
                 .bind(file.as_slice())
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM xet_file_xorbs WHERE file_hash = ? AND xorb = ?")
-                .bind(file.as_slice())
-                .bind(c.old.as_slice())
-                .execute(&mut *tx)
-                .await?;
+            }
             sqlx::query(
-                "INSERT INTO xet_file_xorbs (file_hash, xorb) SELECT file_hash, ? FROM xet_files \
-                 WHERE file_hash = ? ON CONFLICT (file_hash, xorb) DO NOTHING",
+                "INSERT INTO xet_repo_xorbs (repo_id, hash, created_at) \
+                 SELECT repo_id, $1, $2 FROM xet_repo_xorbs WHERE hash = $3 \
+                 ON CONFLICT (repo_id, hash) DO NOTHING",
             )
             .bind(c.new.as_slice())
-            .bind(file.as_slice())
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "INSERT INTO xet_repo_xorbs (repo_id, hash, created_at) \
-             SELECT repo_id, ?, ? FROM xet_repo_xorbs WHERE hash = ? \
-             ON CONFLICT (repo_id, hash) DO NOTHING",
-        )
-        .bind(c.new.as_slice())
-        .bind(c.now_ms)
-        .bind(c.old.as_slice())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE xet_xorbs SET released_at = ? WHERE hash = ?")
             .bind(c.now_ms)
             .bind(c.old.as_slice())
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(true)
+            sqlx::query("UPDATE xet_xorbs SET released_at = $1 WHERE hash = $2")
+                .bind(c.now_ms)
+                .bind(c.old.as_slice())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 }
 
@@ -182,8 +189,7 @@ mod tests {
         }
     }
 
-    async fn setup() -> (Db, i64) {
-        let db = Db::open_in_memory().await.expect("db");
+    async fn setup(db: Db) -> (Db, i64) {
         let owner = db
             .create_user(&RepoName::parse("alice").expect("n"), None, false)
             .await
@@ -215,9 +221,9 @@ mod tests {
         (db, repo)
     }
 
-    #[tokio::test]
-    async fn compaction_repoints_files_and_index_and_the_old_xorb_waits_out_its_grace() {
-        let (db, repo) = setup().await;
+    crate::backend_tests! {
+    async fn compaction_repoints_files_and_index_and_the_old_xorb_waits_out_its_grace(db) {
+        let (db, repo) = setup(db).await;
         assert_eq!(
             db.named_xorbs_page(&[0; 32], 2, 10).await.expect("q"),
             vec![[1; 32]]
@@ -286,10 +292,11 @@ mod tests {
         );
         assert!(db.xorb_stored_bytes(&[2; 32]).await.expect("q").is_some());
     }
+    }
 
-    #[tokio::test]
-    async fn a_file_recorded_meanwhile_stops_the_compaction_and_changes_nothing() {
-        let (db, repo) = setup().await;
+    crate::backend_tests! {
+    async fn a_file_recorded_meanwhile_stops_the_compaction_and_changes_nothing(db) {
+        let (db, repo) = setup(db).await;
         let late = XetFile {
             file_hash: [6; 32],
             size: 3,
@@ -319,5 +326,6 @@ mod tests {
             vec![1u8; 44]
         );
         assert_eq!(db.chunk_locations(&[[7; 32]]).await.expect("q").len(), 1);
+    }
     }
 }

@@ -3,9 +3,9 @@
 //! server's use-case layer; this module stores and reads.
 
 use crate::Db;
+use crate::backend::{WritePool, with_pool};
 use crate::error::{DbError, Result, constraint_error};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 /// Where a discussion or pull request stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +64,7 @@ const DISCUSSION_COLUMNS: &str = "d.id, d.repo_id, d.num, d.title, d.is_pull_req
 const DISCUSSION_FROM: &str = "discussions d LEFT JOIN users u ON u.id = d.author_user_id";
 
 impl Discussion {
-    fn from_row(row: &SqliteRow) -> Result<Discussion> {
+    fn from_row(row: &impl crate::backend::DbRow) -> Result<Discussion> {
         let status: String = row.try_get(5)?;
         Ok(Discussion {
             id: row.try_get(0)?,
@@ -156,7 +156,7 @@ const EVENT_FROM: &str = "discussion_events e LEFT JOIN users u ON u.id = e.auth
 
 impl Event {
     /// Reads a row of [`EVENT_COLUMNS`]; comment history is filled in by the caller.
-    fn from_row(row: &SqliteRow) -> Result<Event> {
+    fn from_row(row: &impl crate::backend::DbRow) -> Result<Event> {
         let kind: String = row.try_get(4)?;
         let body: String = row.try_get(5)?;
         let detail: Option<String> = row.try_get(6)?;
@@ -227,66 +227,72 @@ impl Db {
     /// Creates a discussion with the next number of its repository, and its opening comment,
     /// in one transaction.
     pub async fn create_discussion(&self, new: &NewDiscussion<'_>) -> Result<Discussion> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // SQLite serialises writers, so the number read here is still free at the insert.
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO discussions (repo_id, num, title, is_pull_request, status, \
-                 author_user_id, base_ref, created_at, updated_at) \
-             SELECT ?, COALESCE(MAX(num), 0) + 1, ?, ?, ?, ?, ?, ?, ? \
-             FROM discussions WHERE repo_id = ? RETURNING id",
-        )
-        .bind(new.repo_id)
-        .bind(new.title)
-        .bind(new.is_pull_request)
-        .bind(new.status.as_str())
-        .bind(new.author_user_id)
-        .bind(new.base_ref)
-        .bind(new.now_ms)
-        .bind(new.now_ms)
-        .bind(new.repo_id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(constraint_error("discussion", "repo or user"))?;
-        if !new.description.is_empty() {
-            sqlx::query(
-                "INSERT INTO discussion_events \
-                     (discussion_id, kind, author_user_id, body, created_at) \
-                 VALUES (?, 'comment', ?, ?, ?)",
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            // SQLite serialises writers, so the number read here is still free at the insert.
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO discussions (repo_id, num, title, is_pull_request, status, \
+                     author_user_id, base_ref, created_at, updated_at) \
+                 SELECT $1, COALESCE(MAX(num), 0) + 1, $2, $3, $4, $5, $6, $7, $8 \
+                 FROM discussions WHERE repo_id = $9 RETURNING id",
             )
-            .bind(id)
+            .bind(new.repo_id)
+            .bind(new.title)
+            .bind(new.is_pull_request)
+            .bind(new.status.as_str())
             .bind(new.author_user_id)
-            .bind(new.description)
+            .bind(new.base_ref)
             .bind(new.now_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let sql = format!("SELECT {DISCUSSION_COLUMNS} FROM {DISCUSSION_FROM} WHERE d.id = ?");
-        let row = sqlx::query(&sql).bind(id).fetch_one(&mut *tx).await?;
-        tx.commit().await?;
-        Discussion::from_row(&row)
+            .bind(new.now_ms)
+            .bind(new.repo_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(constraint_error("discussion", "repo or user"))?;
+            if !new.description.is_empty() {
+                sqlx::query(
+                    "INSERT INTO discussion_events \
+                         (discussion_id, kind, author_user_id, body, created_at) \
+                     VALUES ($1, 'comment', $2, $3, $4)",
+                )
+                .bind(id)
+                .bind(new.author_user_id)
+                .bind(new.description)
+                .bind(new.now_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let sql = format!("SELECT {DISCUSSION_COLUMNS} FROM {DISCUSSION_FROM} WHERE d.id = $1");
+            let row = sqlx::query(&sql).bind(id).fetch_one(&mut *tx).await?;
+            tx.commit().await?;
+            Discussion::from_row(&row)
+        })
     }
 
     /// Removes a discussion and its events (undoing a creation whose follow-up failed).
     pub async fn delete_discussion(&self, discussion_id: i64) -> Result<()> {
-        sqlx::query("DELETE FROM discussions WHERE id = ?")
-            .bind(discussion_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM discussions WHERE id = $1")
+                .bind(discussion_id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     pub async fn discussion(&self, repo_id: i64, num: i64) -> Result<Option<Discussion>> {
-        let sql = format!(
-            "SELECT {DISCUSSION_COLUMNS} FROM {DISCUSSION_FROM} WHERE d.repo_id = ? AND d.num = ?"
-        );
-        sqlx::query(&sql)
-            .bind(repo_id)
-            .bind(num)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(Discussion::from_row)
-            .transpose()
+        with_pool!(self, pool => {
+            let sql = format!(
+                "SELECT {DISCUSSION_COLUMNS} FROM {DISCUSSION_FROM} WHERE d.repo_id = $1 AND d.num = $2"
+            );
+            sqlx::query(&sql)
+                .bind(repo_id)
+                .bind(num)
+                .fetch_optional(pool)
+                .await?
+                .as_ref()
+                .map(Discussion::from_row)
+                .transpose()
+        })
     }
 
     /// One page of a repository's discussions, newest first, and how many match in all.
@@ -297,88 +303,95 @@ impl Db {
         offset: u32,
         limit: u32,
     ) -> Result<(Vec<Discussion>, u64)> {
-        let mut conditions = String::from("d.repo_id = ?");
-        if let Some(pr) = filter.pull_requests {
-            conditions.push_str(if pr {
-                " AND d.is_pull_request = 1"
-            } else {
-                " AND d.is_pull_request = 0"
-            });
-        }
-        if let Some(open) = filter.open {
-            conditions.push_str(if open {
-                " AND d.status IN ('open', 'draft')"
-            } else {
-                " AND d.status IN ('closed', 'merged')"
-            });
-        }
-        if filter.author.is_some() {
-            conditions.push_str(" AND u.name = ? COLLATE NOCASE");
-        }
-        let count_sql = format!("SELECT COUNT(*) FROM {DISCUSSION_FROM} WHERE {conditions}");
-        let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(repo_id);
-        if let Some(author) = &filter.author {
-            count = count.bind(author);
-        }
-        let total = count.fetch_one(&self.pool).await?;
-        let sql = format!(
-            "SELECT {DISCUSSION_COLUMNS} FROM {DISCUSSION_FROM} WHERE {conditions} \
-             ORDER BY d.num DESC LIMIT ? OFFSET ?"
-        );
-        let mut query = sqlx::query(&sql).bind(repo_id);
-        if let Some(author) = &filter.author {
-            query = query.bind(author);
-        }
-        let rows = query
-            .bind(i64::from(limit))
-            .bind(i64::from(offset))
-            .fetch_all(&self.pool)
-            .await?;
-        let items = rows
-            .iter()
-            .map(Discussion::from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok((items, u64::try_from(total).unwrap_or(0)))
+        with_pool!(self, pool => {
+            let mut conditions = String::from("d.repo_id = $1");
+            if let Some(pr) = filter.pull_requests {
+                conditions.push_str(if pr {
+                    " AND d.is_pull_request = TRUE"
+                } else {
+                    " AND d.is_pull_request = FALSE"
+                });
+            }
+            if let Some(open) = filter.open {
+                conditions.push_str(if open {
+                    " AND d.status IN ('open', 'draft')"
+                } else {
+                    " AND d.status IN ('closed', 'merged')"
+                });
+            }
+            if filter.author.is_some() {
+                conditions.push_str(" AND u.name = $2");
+            }
+            let next_param = if filter.author.is_some() { 3 } else { 2 };
+            let count_sql = format!("SELECT COUNT(*) FROM {DISCUSSION_FROM} WHERE {conditions}");
+            let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(repo_id);
+            if let Some(author) = &filter.author {
+                count = count.bind(author);
+            }
+            let total = count.fetch_one(pool).await?;
+            let sql = format!(
+                "SELECT {DISCUSSION_COLUMNS} FROM {DISCUSSION_FROM} WHERE {conditions} \
+                 ORDER BY d.num DESC LIMIT ${} OFFSET ${}",
+                next_param,
+                next_param + 1
+            );
+            let mut query = sqlx::query(&sql).bind(repo_id);
+            if let Some(author) = &filter.author {
+                query = query.bind(author);
+            }
+            let rows = query
+                .bind(i64::from(limit))
+                .bind(i64::from(offset))
+                .fetch_all(pool)
+                .await?;
+            let items = rows
+                .iter()
+                .map(Discussion::from_row)
+                .collect::<Result<Vec<_>>>()?;
+            Ok((items, u64::try_from(total).unwrap_or(0)))
+        })
     }
 
     /// Every event of a discussion in order, comments with their edit history.
     pub async fn discussion_events(&self, discussion_id: i64) -> Result<Vec<Event>> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} WHERE e.discussion_id = ? ORDER BY e.id"
-        );
-        let rows = sqlx::query(&sql)
+        with_pool!(self, pool => {
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM {EVENT_FROM} WHERE e.discussion_id = $1 ORDER BY e.id"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(discussion_id)
+                .fetch_all(pool)
+                .await?;
+            let mut events = rows
+                .iter()
+                .map(Event::from_row)
+                .collect::<Result<Vec<_>>>()?;
+            let edits = sqlx::query(
+                "SELECT c.event_id, c.body, u.name, c.created_at FROM comment_edits c \
+                 JOIN discussion_events e ON e.id = c.event_id \
+                 LEFT JOIN users u ON u.id = c.author_user_id \
+                 WHERE e.discussion_id = $1 ORDER BY c.id",
+            )
             .bind(discussion_id)
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await?;
-        let mut events = rows
-            .iter()
-            .map(Event::from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let edits = sqlx::query(
-            "SELECT c.event_id, c.body, u.name, c.created_at FROM comment_edits c \
-             JOIN discussion_events e ON e.id = c.event_id \
-             LEFT JOIN users u ON u.id = c.author_user_id \
-             WHERE e.discussion_id = ? ORDER BY c.id",
-        )
-        .bind(discussion_id)
-        .fetch_all(&self.pool)
-        .await?;
-        for row in &edits {
-            let event_id: i64 = row.try_get(0)?;
-            let version = CommentVersion {
-                raw: row.try_get(1)?,
-                author: row.try_get(2)?,
-                created_at_ms: row.try_get(3)?,
-            };
-            if let Some(Event {
-                kind: EventKind::Comment { history, .. },
-                ..
-            }) = events.iter_mut().find(|e| e.id == event_id)
-            {
-                history.push(version);
+            for row in &edits {
+                let event_id: i64 = row.try_get(0)?;
+                let version = CommentVersion {
+                    raw: row.try_get(1)?,
+                    author: row.try_get(2)?,
+                    created_at_ms: row.try_get(3)?,
+                };
+                if let Some(Event {
+                    kind: EventKind::Comment { history, .. },
+                    ..
+                }) = events.iter_mut().find(|e| e.id == event_id)
+                {
+                    history.push(version);
+                }
             }
-        }
-        Ok(events)
+            Ok(events)
+        })
     }
 
     /// One event of a discussion, with its history.
@@ -405,47 +418,49 @@ impl Db {
         events: &[NewEvent<'_>],
         now_ms: i64,
     ) -> Result<Vec<Event>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let updated = sqlx::query(
-            "UPDATE discussions SET status = COALESCE(?, status), title = COALESCE(?, title), \
-                 merge_commit = COALESCE(?, merge_commit), updated_at = ? \
-             WHERE id = ? AND status = ?",
-        )
-        .bind(changes.status.map(DiscussionStatus::as_str))
-        .bind(changes.title)
-        .bind(changes.merge_commit)
-        .bind(now_ms)
-        .bind(discussion.id)
-        .bind(discussion.status.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            // Someone changed the status since the caller read it.
-            return Err(DbError::Conflict {
-                what: "discussion status change",
-            });
-        }
-        let mut ids = Vec::with_capacity(events.len());
-        for event in events {
-            let (kind, body, detail) = event.columns();
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO discussion_events \
-                     (discussion_id, kind, author_user_id, body, detail, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let updated = sqlx::query(
+                "UPDATE discussions SET status = COALESCE($1, status), title = COALESCE($2, title), \
+                     merge_commit = COALESCE($3, merge_commit), updated_at = $4 \
+                 WHERE id = $5 AND status = $6",
             )
-            .bind(discussion.id)
-            .bind(kind)
-            .bind(author_user_id)
-            .bind(body)
-            .bind(detail)
+            .bind(changes.status.map(DiscussionStatus::as_str))
+            .bind(changes.title)
+            .bind(changes.merge_commit)
             .bind(now_ms)
-            .fetch_one(&mut *tx)
+            .bind(discussion.id)
+            .bind(discussion.status.as_str())
+            .execute(&mut *tx)
             .await?;
-            ids.push(id);
-        }
-        tx.commit().await?;
-        let all = self.discussion_events(discussion.id).await?;
-        Ok(all.into_iter().filter(|e| ids.contains(&e.id)).collect())
+            if updated.rows_affected() == 0 {
+                // Someone changed the status since the caller read it.
+                return Err(DbError::Conflict {
+                    what: "discussion status change",
+                });
+            }
+            let mut ids = Vec::with_capacity(events.len());
+            for event in events {
+                let (kind, body, detail) = event.columns();
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO discussion_events \
+                         (discussion_id, kind, author_user_id, body, detail, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                )
+                .bind(discussion.id)
+                .bind(kind)
+                .bind(author_user_id)
+                .bind(body)
+                .bind(detail)
+                .bind(now_ms)
+                .fetch_one(&mut *tx)
+                .await?;
+                ids.push(id);
+            }
+            tx.commit().await?;
+            let all = self.discussion_events(discussion.id).await?;
+            Ok(all.into_iter().filter(|e| ids.contains(&e.id)).collect())
+        })
     }
 
     /// Replaces a comment's text, keeping the old one in its history. `false` when the
@@ -458,53 +473,57 @@ impl Db {
         editor_user_id: i64,
         now_ms: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let old: Option<CommentRow> = sqlx::query_as(
-            "SELECT body, author_user_id, created_at, editor_user_id, edited_at \
-             FROM discussion_events WHERE id = ? AND discussion_id = ? AND kind = 'comment'",
-        )
-        .bind(event_id)
-        .bind(discussion_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((body, author, created_at, editor, edited_at)) = old else {
-            return Ok(false);
-        };
-        sqlx::query(
-            "INSERT INTO comment_edits (event_id, body, author_user_id, created_at) \
-             VALUES (?, ?, ?, ?)",
-        )
-        .bind(event_id)
-        .bind(body)
-        .bind(editor.or(author))
-        .bind(edited_at.unwrap_or(created_at))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE discussion_events SET body = ?, edited_at = ?, editor_user_id = ? WHERE id = ?",
-        )
-        .bind(raw)
-        .bind(now_ms)
-        .bind(editor_user_id)
-        .bind(event_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let old: Option<CommentRow> = sqlx::query_as(
+                "SELECT body, author_user_id, created_at, editor_user_id, edited_at \
+                 FROM discussion_events WHERE id = $1 AND discussion_id = $2 AND kind = 'comment'",
+            )
+            .bind(event_id)
+            .bind(discussion_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((body, author, created_at, editor, edited_at)) = old else {
+                return Ok(false);
+            };
+            sqlx::query(
+                "INSERT INTO comment_edits (event_id, body, author_user_id, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(event_id)
+            .bind(body)
+            .bind(editor.or(author))
+            .bind(edited_at.unwrap_or(created_at))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE discussion_events SET body = $1, edited_at = $2, editor_user_id = $3 WHERE id = $4",
+            )
+            .bind(raw)
+            .bind(now_ms)
+            .bind(editor_user_id)
+            .bind(event_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     /// Hides a comment (its text stays stored); `false` when the event is not a comment of
     /// that discussion.
     pub async fn hide_comment(&self, discussion_id: i64, event_id: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE discussion_events SET hidden = 1 \
-             WHERE id = ? AND discussion_id = ? AND kind = 'comment'",
-        )
-        .bind(event_id)
-        .bind(discussion_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        with_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE discussion_events SET hidden = TRUE \
+                 WHERE id = $1 AND discussion_id = $2 AND kind = 'comment'",
+            )
+            .bind(event_id)
+            .bind(discussion_id)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 
     /// Who wrote an event of a discussion: `None` when there is no such event, `Some(None)`
@@ -514,13 +533,15 @@ impl Db {
         discussion_id: i64,
         event_id: i64,
     ) -> Result<Option<Option<i64>>> {
-        Ok(sqlx::query_scalar(
-            "SELECT author_user_id FROM discussion_events WHERE id = ? AND discussion_id = ?",
-        )
-        .bind(event_id)
-        .bind(discussion_id)
-        .fetch_optional(&self.pool)
-        .await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_scalar(
+                "SELECT author_user_id FROM discussion_events WHERE id = $1 AND discussion_id = $2",
+            )
+            .bind(event_id)
+            .bind(discussion_id)
+            .fetch_optional(pool)
+            .await?)
+        })
     }
 }
 
@@ -540,8 +561,7 @@ mod tests {
     use super::*;
     use trove_types::{RepoId, RepoName, RepoType};
 
-    async fn setup() -> (Db, i64, i64) {
-        let db = Db::open_in_memory().await.expect("db");
+    async fn setup(db: Db) -> (Db, i64, i64) {
         let name = RepoName::parse("alice").expect("name");
         let user = db.create_user(&name, None, false).await.expect("user");
         let id = RepoId::new(name, RepoName::parse("demo").expect("name"));
@@ -569,9 +589,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn numbers_count_up_per_repository_and_listing_filters() -> Result<()> {
-        let (db, repo, user) = setup().await;
+    crate::backend_tests! {
+    async fn numbers_count_up_per_repository_and_listing_filters(db) -> Result<()> {
+        let (db, repo, user) = setup(db).await;
         let a = db.create_discussion(&new(repo, user, "a", false)).await?;
         let b = db.create_discussion(&new(repo, user, "b", true)).await?;
         assert_eq!((a.num, b.num), (1, 2));
@@ -603,10 +623,11 @@ mod tests {
         assert_eq!(page[0].num, 1);
         Ok(())
     }
+    }
 
-    #[tokio::test]
-    async fn events_change_status_once_and_comments_keep_their_history() -> Result<()> {
-        let (db, repo, user) = setup().await;
+    crate::backend_tests! {
+    async fn events_change_status_once_and_comments_keep_their_history(db) -> Result<()> {
+        let (db, repo, user) = setup(db).await;
         let d = db.create_discussion(&new(repo, user, "a", false)).await?;
         let events = db.discussion_events(d.id).await?;
         assert_eq!(events.len(), 1, "the description is the first comment");
@@ -653,5 +674,6 @@ mod tests {
         assert!(db.hide_comment(d.id, first).await?);
         assert!(!db.hide_comment(d.id, added[1].id).await?, "not a comment");
         Ok(())
+    }
     }
 }

@@ -18,6 +18,10 @@ pub enum DbError {
     /// A value does not fit the column it is written to.
     #[error("{what} out of range: {value}")]
     OutOfRange { what: &'static str, value: u64 },
+    /// The database server could not be reached or refused the credentials, at start.
+    /// `target` is the URL with its password redacted.
+    #[error("cannot connect to the database at {target}: {error}")]
+    Connect { target: String, error: sqlx::Error },
     /// Applying the schema migrations failed.
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -36,7 +40,8 @@ pub(crate) fn constraint_error(
         sqlx::Error::Database(db_err) => match db_err.kind() {
             sqlx::error::ErrorKind::UniqueViolation => DbError::Conflict { what: conflict },
             sqlx::error::ErrorKind::ForeignKeyViolation => DbError::NotFound { what: missing },
-            // The namespace triggers (a name is a user or an organization) raise this.
+            // The namespace triggers (a name is a user or an organization) raise this (on
+            // PostgreSQL with SQLSTATE 23505, a unique violation, which the arm above takes).
             _ if db_err.message().starts_with("UNIQUE constraint failed") => {
                 DbError::Conflict { what: conflict }
             }

@@ -4,6 +4,7 @@
 //! nothing about them.
 
 use crate::Db;
+use crate::backend::{Backend, with_pool};
 use crate::error::Result;
 use trove_types::RepoType;
 
@@ -31,42 +32,53 @@ impl Db {
         source: FacetSource,
         limit: u32,
     ) -> Result<Vec<(String, i64)>> {
-        let public = "JOIN repos r ON r.id = ri.repo_id AND r.private = 0 \
-                      WHERE ri.repo_type = ?";
-        let sql = match source {
-            FacetSource::PipelineTag => format!(
-                "SELECT ri.pipeline_tag, count(*) FROM repo_index ri {public} \
-                 AND ri.pipeline_tag IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?"
-            ),
-            FacetSource::LibraryName => format!(
-                "SELECT ri.library_name, count(*) FROM repo_index ri {public} \
-                 AND ri.library_name IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?"
-            ),
-            FacetSource::Sdk => format!(
-                "SELECT ri.sdk, count(*) FROM repo_index ri {public} \
-                 AND ri.sdk IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?"
-            ),
-            FacetSource::CardLanguage => format!(
-                "SELECT l.value, count(DISTINCT ri.repo_id) FROM repo_index ri \
-                 JOIN json_each(CASE WHEN json_type(ri.card_data, '$.language') = 'array' \
-                     THEN json_extract(ri.card_data, '$.language') \
-                     ELSE json_array(json_extract(ri.card_data, '$.language')) END) l \
-                 {public} AND ri.card_data IS NOT NULL AND json_valid(ri.card_data) \
-                 AND l.type = 'text' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?"
-            ),
-            FacetSource::TagPrefix(_) => format!(
-                "SELECT t.tag, count(*) FROM repo_tags t \
-                 JOIN repo_index ri ON ri.repo_id = t.repo_id {public} \
-                 AND t.tag >= ? AND t.tag < ? GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?"
-            ),
-        };
-        let mut query = sqlx::query_as::<_, (String, i64)>(&sql).bind(repo_type.as_str());
-        if let FacetSource::TagPrefix(prefix) = source {
-            // A prefix range uses the tag index; LIKE would not (and would treat `_` as a
-            // wildcard).
-            query = query.bind(prefix).bind(prefix_end(prefix));
-        }
-        Ok(query.bind(i64::from(limit)).fetch_all(&self.pool).await?)
+        with_pool!(self, pool => {
+            let public = "JOIN repos r ON r.id = ri.repo_id AND r.private = FALSE \
+                          WHERE ri.repo_type = $1";
+            let sql = match source {
+                FacetSource::PipelineTag => format!(
+                    "SELECT ri.pipeline_tag, count(*) FROM repo_index ri {public} \
+                     AND ri.pipeline_tag IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $2"
+                ),
+                FacetSource::LibraryName => format!(
+                    "SELECT ri.library_name, count(*) FROM repo_index ri {public} \
+                     AND ri.library_name IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $2"
+                ),
+                FacetSource::Sdk => format!(
+                    "SELECT ri.sdk, count(*) FROM repo_index ri {public} \
+                     AND ri.sdk IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $2"
+                ),
+                FacetSource::CardLanguage if self.backend() == Backend::Postgres => format!(
+                    "SELECT l #>> '{{}}', count(DISTINCT ri.repo_id) FROM repo_index ri \
+                     CROSS JOIN LATERAL jsonb_array_elements( \
+                         CASE WHEN jsonb_typeof(ri.card_data::jsonb -> 'language') = 'array' \
+                         THEN ri.card_data::jsonb -> 'language' \
+                         ELSE jsonb_build_array(ri.card_data::jsonb -> 'language') END) l \
+                     {public} AND ri.card_data IS NOT NULL \
+                     AND jsonb_typeof(l) = 'string' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $2"
+                ),
+                FacetSource::CardLanguage => format!(
+                    "SELECT l.value, count(DISTINCT ri.repo_id) FROM repo_index ri \
+                     JOIN json_each(CASE WHEN json_type(ri.card_data, '$.language') = 'array' \
+                         THEN json_extract(ri.card_data, '$.language') \
+                         ELSE json_array(json_extract(ri.card_data, '$.language')) END) l \
+                     {public} AND ri.card_data IS NOT NULL AND json_valid(ri.card_data) \
+                     AND l.type = 'text' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $2"
+                ),
+                FacetSource::TagPrefix(_) => format!(
+                    "SELECT t.tag, count(*) FROM repo_tags t \
+                     JOIN repo_index ri ON ri.repo_id = t.repo_id {public} \
+                     AND t.tag >= $2 AND t.tag < $3 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $4"
+                ),
+            };
+            let mut query = sqlx::query_as::<_, (String, i64)>(&sql).bind(repo_type.as_str());
+            if let FacetSource::TagPrefix(prefix) = source {
+                // A prefix range uses the tag index; LIKE would not (and would treat `_` as a
+                // wildcard).
+                query = query.bind(prefix).bind(prefix_end(prefix));
+            }
+            Ok(query.bind(i64::from(limit)).fetch_all(pool).await?)
+        })
     }
 }
 

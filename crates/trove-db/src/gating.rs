@@ -2,6 +2,7 @@
 //! rejected.
 
 use crate::Db;
+use crate::backend::with_pool;
 use crate::error::{DbError, Result, constraint_error};
 use crate::users::{USER_COLUMN_COUNT, USER_COLUMNS, User};
 use sqlx::Row;
@@ -55,22 +56,24 @@ impl Db {
         fields: Option<&str>,
         now_ms: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO access_requests (repo_id, user_id, status, fields, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (repo_id, user_id) DO UPDATE SET \
-             status = excluded.status, fields = coalesce(excluded.fields, fields), \
-             updated_at = excluded.updated_at",
-        )
-        .bind(repo_id)
-        .bind(user_id)
-        .bind(status.as_str())
-        .bind(fields)
-        .bind(now_ms)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(constraint_error("access request", "repo or user"))?;
-        Ok(())
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO access_requests (repo_id, user_id, status, fields, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (repo_id, user_id) DO UPDATE SET \
+                 status = excluded.status, fields = coalesce(excluded.fields, access_requests.fields), \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(repo_id)
+            .bind(user_id)
+            .bind(status.as_str())
+            .bind(fields)
+            .bind(now_ms)
+            .bind(now_ms)
+            .execute(pool)
+            .await
+            .map_err(constraint_error("access request", "repo or user"))?;
+            Ok(())
+        })
     }
 
     /// The status of this user's request for this repository, if any.
@@ -79,21 +82,23 @@ impl Db {
         repo_id: i64,
         user_id: i64,
     ) -> Result<Option<RequestStatus>> {
-        let status: Option<String> = sqlx::query_scalar(
-            "SELECT status FROM access_requests WHERE repo_id = ? AND user_id = ?",
-        )
-        .bind(repo_id)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        status
-            .map(|s| {
-                RequestStatus::parse(&s).ok_or(DbError::Corrupt {
-                    what: "access request status",
-                    detail: s,
+        with_pool!(self, pool => {
+            let status: Option<String> = sqlx::query_scalar(
+                "SELECT status FROM access_requests WHERE repo_id = $1 AND user_id = $2",
+            )
+            .bind(repo_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?;
+            status
+                .map(|s| {
+                    RequestStatus::parse(&s).ok_or(DbError::Corrupt {
+                        what: "access request status",
+                        detail: s,
+                    })
                 })
-            })
-            .transpose()
+                .transpose()
+        })
     }
 
     /// A repository's requests in one status, oldest first.
@@ -102,26 +107,28 @@ impl Db {
         repo_id: i64,
         status: RequestStatus,
     ) -> Result<Vec<AccessRequest>> {
-        let sql = format!(
-            "SELECT {USER_COLUMNS}, a.fields, a.created_at, a.updated_at FROM access_requests a \
-             JOIN users ON users.id = a.user_id WHERE a.repo_id = ? AND a.status = ? \
-             ORDER BY a.created_at, users.id"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(repo_id)
-            .bind(status.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AccessRequest {
-                    user: User::from_row(row, 0)?,
-                    status,
-                    fields: row.try_get(USER_COLUMN_COUNT)?,
-                    created_at_ms: row.try_get(USER_COLUMN_COUNT + 1)?,
-                    updated_at_ms: row.try_get(USER_COLUMN_COUNT + 2)?,
+        with_pool!(self, pool => {
+            let sql = format!(
+                "SELECT {USER_COLUMNS}, a.fields, a.created_at, a.updated_at FROM access_requests a \
+                 JOIN users ON users.id = a.user_id WHERE a.repo_id = $1 AND a.status = $2 \
+                 ORDER BY a.created_at, users.id"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(repo_id)
+                .bind(status.as_str())
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(AccessRequest {
+                        user: User::from_row(row, 0)?,
+                        status,
+                        fields: row.try_get(USER_COLUMN_COUNT)?,
+                        created_at_ms: row.try_get(USER_COLUMN_COUNT + 1)?,
+                        updated_at_ms: row.try_get(USER_COLUMN_COUNT + 2)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 }

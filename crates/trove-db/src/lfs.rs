@@ -2,8 +2,9 @@
 //! repository may reference which object.
 
 use crate::Db;
+use crate::backend::{WritePool, with_pool};
 use crate::error::{DbError, Result, constraint_error};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Row};
 use std::collections::HashMap;
 use trove_types::Sha256Hex;
 
@@ -33,25 +34,29 @@ impl Db {
         size: u64,
         now_ms: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO lfs_objects (sha256, size, created_at) VALUES (?, ?, ?) \
-             ON CONFLICT (sha256) DO NOTHING",
-        )
-        .bind(sha256.as_str())
-        .bind(size_to_sql(size)?)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO lfs_objects (sha256, size, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (sha256) DO NOTHING",
+            )
+            .bind(sha256.as_str())
+            .bind(size_to_sql(size)?)
+            .bind(now_ms)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 
     /// The recorded size of the object, if it is stored at all.
     pub async fn lfs_object_size(&self, sha256: &Sha256Hex) -> Result<Option<u64>> {
-        let size: Option<i64> = sqlx::query_scalar("SELECT size FROM lfs_objects WHERE sha256 = ?")
-            .bind(sha256.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        size.map(size_from_sql).transpose()
+        with_pool!(self, pool => {
+            let size: Option<i64> = sqlx::query_scalar("SELECT size FROM lfs_objects WHERE sha256 = $1")
+                .bind(sha256.as_str())
+                .fetch_optional(pool)
+                .await?;
+            size.map(size_from_sql).transpose()
+        })
     }
 
     /// Allows the repository to reference the object. Idempotent. Fails with `NotFound` if
@@ -62,20 +67,22 @@ impl Db {
         sha256: &Sha256Hex,
         now_ms: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO repo_lfs_objects (repo_id, sha256, created_at) VALUES (?, ?, ?) \
-             ON CONFLICT (repo_id, sha256) DO NOTHING",
-        )
-        .bind(repo_id)
-        .bind(sha256.as_str())
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(constraint_error(
-            "repo LFS object link",
-            "repo or LFS object",
-        ))?;
-        Ok(())
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO repo_lfs_objects (repo_id, sha256, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (repo_id, sha256) DO NOTHING",
+            )
+            .bind(repo_id)
+            .bind(sha256.as_str())
+            .bind(now_ms)
+            .execute(pool)
+            .await
+            .map_err(constraint_error(
+                "repo LFS object link",
+                "repo or LFS object",
+            ))?;
+            Ok(())
+        })
     }
 
     /// Links repository `repo_id` to every one of `oids` that is recorded, in one
@@ -87,39 +94,43 @@ impl Db {
         oids: &[Sha256Hex],
         now_ms: i64,
     ) -> Result<u64> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut linked = 0;
-        for oid in oids {
-            let done = sqlx::query(
-                "INSERT INTO repo_lfs_objects (repo_id, sha256, created_at) \
-                 SELECT ?, sha256, ? FROM lfs_objects WHERE sha256 = ? \
-                 ON CONFLICT (repo_id, sha256) DO NOTHING",
-            )
-            .bind(repo_id)
-            .bind(now_ms)
-            .bind(oid.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(constraint_error("repo LFS object link", "repo"))?;
-            linked += done.rows_affected();
-        }
-        tx.commit().await?;
-        Ok(linked)
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let mut linked = 0;
+            for oid in oids {
+                let done = sqlx::query(
+                    "INSERT INTO repo_lfs_objects (repo_id, sha256, created_at) \
+                     SELECT $1, sha256, $2 FROM lfs_objects WHERE sha256 = $3 \
+                     ON CONFLICT (repo_id, sha256) DO NOTHING",
+                )
+                .bind(repo_id)
+                .bind(now_ms)
+                .bind(oid.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(constraint_error("repo LFS object link", "repo"))?;
+                linked += done.rows_affected();
+            }
+            tx.commit().await?;
+            Ok(linked)
+        })
     }
 
     /// The object's size if it is recorded *and* linked to this repository; `None` otherwise,
     /// whether or not other repositories hold it.
     pub async fn repo_object_size(&self, repo_id: i64, sha256: &Sha256Hex) -> Result<Option<u64>> {
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT lfs_objects.size FROM repo_lfs_objects \
-             JOIN lfs_objects ON lfs_objects.sha256 = repo_lfs_objects.sha256 \
-             WHERE repo_lfs_objects.repo_id = ? AND repo_lfs_objects.sha256 = ?",
-        )
-        .bind(repo_id)
-        .bind(sha256.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        size.map(size_from_sql).transpose()
+        with_pool!(self, pool => {
+            let size: Option<i64> = sqlx::query_scalar(
+                "SELECT lfs_objects.size FROM repo_lfs_objects \
+                 JOIN lfs_objects ON lfs_objects.sha256 = repo_lfs_objects.sha256 \
+                 WHERE repo_lfs_objects.repo_id = $1 AND repo_lfs_objects.sha256 = $2",
+            )
+            .bind(repo_id)
+            .bind(sha256.as_str())
+            .fetch_optional(pool)
+            .await?;
+            size.map(size_from_sql).transpose()
+        })
     }
 
     /// Batch form of [`Db::repo_object_size`] (an LFS batch request names up to 1000
@@ -130,33 +141,35 @@ impl Db {
         repo_id: i64,
         oids: &[Sha256Hex],
     ) -> Result<HashMap<Sha256Hex, u64>> {
-        // Keys come back from the caller's own values, so nothing read from the database
-        // needs parsing as an oid.
-        let wanted: HashMap<&str, &Sha256Hex> = oids.iter().map(|o| (o.as_str(), o)).collect();
-        let mut sizes = HashMap::with_capacity(wanted.len());
-        let unique: Vec<&str> = wanted.keys().copied().collect();
-        for chunk in unique.chunks(OIDS_PER_QUERY) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "SELECT lfs_objects.sha256, lfs_objects.size FROM repo_lfs_objects \
-                 JOIN lfs_objects ON lfs_objects.sha256 = repo_lfs_objects.sha256 \
-                 WHERE repo_lfs_objects.repo_id = ",
-            );
-            query
-                .push_bind(repo_id)
-                .push(" AND repo_lfs_objects.sha256 IN (");
-            let mut list = query.separated(", ");
-            for oid in chunk {
-                list.push_bind(*oid);
-            }
-            list.push_unseparated(")");
-            for row in query.build().fetch_all(&self.pool).await? {
-                let oid: String = row.try_get(0)?;
-                let size = size_from_sql(row.try_get(1)?)?;
-                if let Some(&key) = wanted.get(oid.as_str()) {
-                    sizes.insert(key.clone(), size);
+        with_pool!(self, pool => {
+            // Keys come back from the caller's own values, so nothing read from the database
+            // needs parsing as an oid.
+            let wanted: HashMap<&str, &Sha256Hex> = oids.iter().map(|o| (o.as_str(), o)).collect();
+            let mut sizes = HashMap::with_capacity(wanted.len());
+            let unique: Vec<&str> = wanted.keys().copied().collect();
+            for chunk in unique.chunks(OIDS_PER_QUERY) {
+                let mut query = QueryBuilder::new(
+                    "SELECT lfs_objects.sha256, lfs_objects.size FROM repo_lfs_objects \
+                     JOIN lfs_objects ON lfs_objects.sha256 = repo_lfs_objects.sha256 \
+                     WHERE repo_lfs_objects.repo_id = ",
+                );
+                query
+                    .push_bind(repo_id)
+                    .push(" AND repo_lfs_objects.sha256 IN (");
+                let mut list = query.separated(", ");
+                for oid in chunk {
+                    list.push_bind(*oid);
+                }
+                list.push_unseparated(")");
+                for row in query.build().fetch_all(pool).await? {
+                    let oid: String = row.try_get(0)?;
+                    let size = size_from_sql(row.try_get(1)?)?;
+                    if let Some(&key) = wanted.get(oid.as_str()) {
+                        sizes.insert(key.clone(), size);
+                    }
                 }
             }
-        }
-        Ok(sizes)
+            Ok(sizes)
+        })
     }
 }

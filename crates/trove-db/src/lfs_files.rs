@@ -3,6 +3,7 @@
 //! migration).
 
 use crate::Db;
+use crate::backend::{WritePool, with_pool};
 use crate::error::Result;
 use sqlx::Row;
 use std::collections::HashSet;
@@ -27,37 +28,39 @@ impl Db {
         after: Option<&Sha256Hex>,
         limit: u32,
     ) -> Result<Vec<RepoLfsFile>> {
-        let rows = sqlx::query(
-            "SELECT l.sha256, o.size, l.created_at, \
-                 (SELECT f.file_hash FROM xet_files f WHERE f.sha256 = l.sha256 \
-                  ORDER BY f.created_at, f.file_hash LIMIT 1) \
-             FROM repo_lfs_objects l JOIN lfs_objects o ON o.sha256 = l.sha256 \
-             WHERE l.repo_id = ? AND l.sha256 > ? ORDER BY l.sha256 LIMIT ?",
-        )
-        .bind(repo_id)
-        .bind(after.map_or("", |a| a.as_str()))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let (oid, size, at, xet): (String, i64, i64, Option<Vec<u8>>) = (
-                row.try_get(0)?,
-                row.try_get(1)?,
-                row.try_get(2)?,
-                row.try_get(3)?,
-            );
-            let Ok(oid) = Sha256Hex::parse(&oid) else {
-                continue;
-            };
-            out.push(RepoLfsFile {
-                oid,
-                size: u64::try_from(size).unwrap_or(0),
-                pushed_at_ms: at,
-                xet_hash: xet.and_then(|x| <[u8; 32]>::try_from(x.as_slice()).ok()),
-            });
-        }
-        Ok(out)
+        with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT l.sha256, o.size, l.created_at, \
+                     (SELECT f.file_hash FROM xet_files f WHERE f.sha256 = l.sha256 \
+                      ORDER BY f.created_at, f.file_hash LIMIT 1) \
+                 FROM repo_lfs_objects l JOIN lfs_objects o ON o.sha256 = l.sha256 \
+                 WHERE l.repo_id = $1 AND l.sha256 > $2 ORDER BY l.sha256 LIMIT $3",
+            )
+            .bind(repo_id)
+            .bind(after.map_or("", |a| a.as_str()))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let (oid, size, at, xet): (String, i64, i64, Option<Vec<u8>>) = (
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                );
+                let Ok(oid) = Sha256Hex::parse(&oid) else {
+                    continue;
+                };
+                out.push(RepoLfsFile {
+                    oid,
+                    size: u64::try_from(size).unwrap_or(0),
+                    pushed_at_ms: at,
+                    xet_hash: xet.and_then(|x| <[u8; 32]>::try_from(x.as_slice()).ok()),
+                });
+            }
+            Ok(out)
+        })
     }
 
     /// Deletes those of `oids` repository `repo_id` links, permanently: the links go and a
@@ -68,56 +71,62 @@ impl Db {
         oids: &[Sha256Hex],
         now_ms: i64,
     ) -> Result<u64> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut deleted = 0;
-        for oid in oids {
-            let done = sqlx::query("DELETE FROM repo_lfs_objects WHERE repo_id = ? AND sha256 = ?")
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let mut deleted = 0;
+            for oid in oids {
+                let done = sqlx::query("DELETE FROM repo_lfs_objects WHERE repo_id = $1 AND sha256 = $2")
+                    .bind(repo_id)
+                    .bind(oid.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    continue;
+                }
+                deleted += 1;
+                sqlx::query(
+                    "INSERT INTO repo_lfs_deletions (repo_id, sha256, deleted_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (repo_id, sha256) DO UPDATE SET deleted_at = excluded.deleted_at",
+                )
                 .bind(repo_id)
                 .bind(oid.as_str())
+                .bind(now_ms)
                 .execute(&mut *tx)
                 .await?;
-            if done.rows_affected() == 0 {
-                continue;
             }
-            deleted += 1;
-            sqlx::query(
-                "INSERT INTO repo_lfs_deletions (repo_id, sha256, deleted_at) VALUES (?, ?, ?) \
-                 ON CONFLICT (repo_id, sha256) DO UPDATE SET deleted_at = excluded.deleted_at",
-            )
-            .bind(repo_id)
-            .bind(oid.as_str())
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(deleted)
+            tx.commit().await?;
+            Ok(deleted)
+        })
     }
 
     /// Whether repository `repo_id`'s owners deleted LFS object `oid` permanently (and it
     /// was not uploaded to the repository again since).
     pub async fn repo_lfs_file_deleted(&self, repo_id: i64, oid: &Sha256Hex) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM repo_lfs_deletions d WHERE d.repo_id = ? AND d.sha256 = ? \
-             AND NOT EXISTS (SELECT 1 FROM repo_lfs_objects l WHERE l.repo_id = d.repo_id AND l.sha256 = d.sha256)",
-        )
-        .bind(repo_id)
-        .bind(oid.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.is_some())
+        with_pool!(self, pool => {
+            let found: Option<i32> = sqlx::query_scalar(
+                "SELECT 1 FROM repo_lfs_deletions d WHERE d.repo_id = $1 AND d.sha256 = $2 \
+                 AND NOT EXISTS (SELECT 1 FROM repo_lfs_objects l WHERE l.repo_id = d.repo_id AND l.sha256 = d.sha256)",
+            )
+            .bind(repo_id)
+            .bind(oid.as_str())
+            .fetch_optional(pool)
+            .await?;
+            Ok(found.is_some())
+        })
     }
 
     /// Every LFS object deleted permanently from repository `repo_id` (and not linked again).
     pub async fn repo_lfs_deletions(&self, repo_id: i64) -> Result<HashSet<String>> {
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT d.sha256 FROM repo_lfs_deletions d WHERE d.repo_id = ? \
-             AND NOT EXISTS (SELECT 1 FROM repo_lfs_objects l WHERE l.repo_id = d.repo_id AND l.sha256 = d.sha256)",
-        )
-        .bind(repo_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().collect())
+        with_pool!(self, pool => {
+            let rows: Vec<String> = sqlx::query_scalar(
+                "SELECT d.sha256 FROM repo_lfs_deletions d WHERE d.repo_id = $1 \
+                 AND NOT EXISTS (SELECT 1 FROM repo_lfs_objects l WHERE l.repo_id = d.repo_id AND l.sha256 = d.sha256)",
+            )
+            .bind(repo_id)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.into_iter().collect())
+        })
     }
 }
 
@@ -126,9 +135,8 @@ mod tests {
     use super::*;
     use trove_types::{RepoId, RepoName, RepoType};
 
-    #[tokio::test]
-    async fn a_deletion_unlinks_and_lasts_until_linked_again() {
-        let db = Db::open_in_memory().await.expect("db");
+    crate::backend_tests! {
+    async fn a_deletion_unlinks_and_lasts_until_linked_again(db) {
         let owner = db
             .create_user(&RepoName::parse("alice").expect("n"), None, false)
             .await
@@ -172,10 +180,10 @@ mod tests {
         assert!(!db.repo_lfs_file_deleted(repo, &oid).await.expect("q"));
         assert!(db.repo_lfs_deletions(repo).await.expect("q").is_empty());
     }
+    }
 
-    #[tokio::test]
-    async fn linking_copies_links_recorded_objects_only_once() {
-        let db = Db::open_in_memory().await.expect("db");
+    crate::backend_tests! {
+    async fn linking_copies_links_recorded_objects_only_once(db) {
         let owner = db
             .create_user(&RepoName::parse("alice").expect("n"), None, false)
             .await
@@ -206,25 +214,29 @@ mod tests {
         db.link_repo_objects(repo, &both, 5).await.expect("link");
         assert!(!db.repo_lfs_file_deleted(repo, &held).await.expect("q"));
     }
+    }
 
     impl Db {
         async fn link_lfs_object_for_tests(&self, repo: i64, oid: &Sha256Hex, size: i64) {
-            sqlx::query(
-                "INSERT OR IGNORE INTO lfs_objects (sha256, size, created_at) VALUES (?, ?, 1)",
-            )
-            .bind(oid.as_str())
-            .bind(size)
-            .execute(&self.pool)
-            .await
-            .expect("object");
-            sqlx::query(
-                "INSERT INTO repo_lfs_objects (repo_id, sha256, created_at) VALUES (?, ?, 2)",
-            )
-            .bind(repo)
-            .bind(oid.as_str())
-            .execute(&self.pool)
-            .await
-            .expect("link");
+            with_pool!(self, pool => {
+                sqlx::query(
+                    "INSERT INTO lfs_objects (sha256, size, created_at) VALUES ($1, $2, 1) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(oid.as_str())
+                .bind(size)
+                .execute(pool)
+                .await
+                .expect("object");
+                sqlx::query(
+                    "INSERT INTO repo_lfs_objects (repo_id, sha256, created_at) VALUES ($1, $2, 2)",
+                )
+                .bind(repo)
+                .bind(oid.as_str())
+                .execute(pool)
+                .await
+                .expect("link");
+            })
         }
     }
 }

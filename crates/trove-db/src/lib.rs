@@ -1,14 +1,18 @@
-//! Trove's SQL side: the embedded SQLite database, its migrations, and the queries, grouped
-//! by aggregate (users, organizations, tokens, repos, gating, the audit log, LFS objects and
-//! locks, the Xet chunk store, the search index, likes and discussions).
+//! Trove's SQL side: the database (embedded SQLite, or PostgreSQL for a scale-out hub), its
+//! migrations, and the queries, grouped by aggregate (users, organizations, tokens, repos,
+//! gating, the audit log, LFS objects and locks, the Xet chunk store, the search index, likes
+//! and discussions).
 //!
-//! Every query is a runtime-checked `sqlx::query` with bound parameters, written in SQL that
-//! PostgreSQL also accepts where that costs nothing (`ON CONFLICT … DO NOTHING`, `RETURNING`),
-//! so a second backend can reuse most of it behind the same [`Db`] interface.
+//! Every query is a runtime-checked `sqlx::query` with bound, numbered parameters, written
+//! once in SQL both engines accept and compiled for each (see `backend.rs`); the few that
+//! must differ (search, JSON, upserts of SQLite's FTS tables) pick their text by
+//! [`Db::backend`]. One logical schema, one migrations folder per engine, numbered alike.
 
 mod audit;
+mod backend;
 mod collections;
 mod compaction;
+mod connect;
 mod discussions;
 mod error;
 mod facets;
@@ -22,6 +26,8 @@ mod repos;
 mod search;
 mod spaces;
 mod storage;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod tokens;
 mod usage;
 mod users;
@@ -57,9 +63,11 @@ pub use users::User;
 pub use webhooks::{AttemptOutcome, Delivery, NewDelivery, Watched, Webhook, WebhookSpec};
 pub use xet::{XetFile, XorbRecord};
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+pub use backend::Backend;
+pub use connect::{ConnectOptions, DatabaseUrl, InvalidDatabaseUrl, PostgresUrl, redact};
+
+use backend::{Pool, with_pool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -74,7 +82,7 @@ const MAX_CONNECTIONS: u32 = 8;
 /// A handle to the database; cheap to clone (it shares one connection pool).
 #[derive(Clone, Debug)]
 pub struct Db {
-    pool: SqlitePool,
+    pool: Pool,
 }
 
 impl Db {
@@ -85,6 +93,10 @@ impl Db {
     /// commit is fsynced before it returns, which is what "nothing acknowledged is lost"
     /// needs (`NORMAL` in WAL mode may lose the last commits on power failure).
     pub async fn open(path: &Path) -> Result<Db> {
+        Db::open_sqlite(path, MAX_CONNECTIONS).await
+    }
+
+    async fn open_sqlite(path: &Path, max_connections: u32) -> Result<Db> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -93,13 +105,45 @@ impl Db {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+            .max_connections(max_connections)
             .connect_with(options)
             .await?;
-        let db = Db { pool };
+        let db = Db {
+            pool: Pool::Sqlite(pool),
+        };
         db.migrate().await?;
         tracing::debug!(db.path = %path.display(), "database opened");
         Ok(db)
+    }
+
+    /// Opens the database `url` names (see [`DatabaseUrl`]) and applies pending migrations:
+    /// a SQLite file, or a PostgreSQL database shared by several nodes.
+    ///
+    /// On PostgreSQL the first connection is made here, within `options.connect_timeout`,
+    /// so that an unreachable server or refused credentials fail at start with
+    /// [`DbError::Connect`], which names the server but never the password. Migrations
+    /// hold PostgreSQL's advisory lock while they run: nodes started together apply them
+    /// once, the others wait and find them applied.
+    pub async fn connect(url: &DatabaseUrl, options: &ConnectOptions) -> Result<Db> {
+        match url {
+            DatabaseUrl::Sqlite(path) => {
+                Db::open_sqlite(path, options.max_connections.unwrap_or(MAX_CONNECTIONS)).await
+            }
+            DatabaseUrl::Postgres(pg) => {
+                let pool = connect::postgres_pool(pg, options).await.map_err(|error| {
+                    DbError::Connect {
+                        target: url.redacted(),
+                        error,
+                    }
+                })?;
+                let db = Db {
+                    pool: Pool::Postgres(pool),
+                };
+                db.migrate().await?;
+                tracing::debug!(db.url = %url.redacted(), "database opened");
+                Ok(db)
+            }
+        }
     }
 
     /// Opens a fresh private in-memory database with migrations applied, for tests.
@@ -118,27 +162,37 @@ impl Db {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        let db = Db { pool };
+        let db = Db {
+            pool: Pool::Sqlite(pool),
+        };
         db.migrate().await?;
         Ok(db)
     }
 
+    /// Which SQL engine this handle runs on.
+    pub fn backend(&self) -> Backend {
+        self.pool.backend()
+    }
+
     /// Whether the database answers a query now (readiness checks).
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        with_pool!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
         Ok(())
     }
 
     /// Waits for checked-out connections to return, then closes them all. Later queries on
     /// any clone of this handle fail.
     pub async fn close(&self) {
-        self.pool.close().await;
+        with_pool!(self, pool => pool.close().await)
     }
 
     async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&self.pool)
-            .await?;
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Pool::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
         Ok(())
     }
 }
@@ -159,7 +213,10 @@ mod tests {
     async fn file_connections_use_wal_full_sync_foreign_keys_and_busy_timeout() -> Result<()> {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = Db::open(&dir.path().join("trove.db")).await?;
-        let mut conn = db.pool.acquire().await?;
+        let Pool::Sqlite(pool) = &db.pool else {
+            panic!("a file path opens SQLite");
+        };
+        let mut conn = pool.acquire().await?;
         let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&mut *conn)
             .await?;

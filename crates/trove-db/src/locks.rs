@@ -1,9 +1,8 @@
 //! Git LFS file locks: who holds which path of which repository.
 
 use crate::Db;
+use crate::backend::with_pool;
 use crate::error::{DbError, Result, constraint_error};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 /// A held lock.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,7 +31,7 @@ const LOCK_SELECT: &str = "SELECT lfs_locks.id, lfs_locks.repo_id, lfs_locks.pat
      FROM lfs_locks JOIN users ON users.id = lfs_locks.owner_user_id";
 
 impl LfsLock {
-    fn from_row(row: &SqliteRow) -> Result<LfsLock> {
+    fn from_row(row: &impl crate::backend::DbRow) -> Result<LfsLock> {
         Ok(LfsLock {
             id: row.try_get(0)?,
             repo_id: row.try_get(1)?,
@@ -66,49 +65,53 @@ impl Db {
         owner_user_id: i64,
         now_ms: i64,
     ) -> Result<LockOutcome> {
-        // A lock released between the insert and the read is retried once; a second miss
-        // means the path is being locked and unlocked in a tight loop, reported as a conflict.
-        for _ in 0..2 {
-            let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO lfs_locks (repo_id, path, ref_name, owner_user_id, locked_at) \
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (repo_id, path) DO NOTHING RETURNING id",
-            )
-            .bind(repo_id)
-            .bind(path)
-            .bind(ref_name)
-            .bind(owner_user_id)
-            .bind(now_ms)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(constraint_error("LFS lock", "repo or user"))?;
-            if let Some(id) = inserted {
-                let lock = self.lfs_lock(repo_id, id).await?;
-                return lock.map(LockOutcome::Created).ok_or(DbError::NotFound {
-                    what: "new LFS lock",
-                });
-            }
-            let sql = format!("{LOCK_SELECT} WHERE lfs_locks.repo_id = ? AND lfs_locks.path = ?");
-            let row = sqlx::query(&sql)
+        with_pool!(self, pool => {
+            // A lock released between the insert and the read is retried once; a second miss
+            // means the path is being locked and unlocked in a tight loop, reported as a conflict.
+            for _ in 0..2 {
+                let inserted: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO lfs_locks (repo_id, path, ref_name, owner_user_id, locked_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (repo_id, path) DO NOTHING RETURNING id",
+                )
                 .bind(repo_id)
                 .bind(path)
-                .fetch_optional(&self.pool)
-                .await?;
-            if let Some(row) = row {
-                return Ok(LockOutcome::AlreadyLocked(LfsLock::from_row(&row)?));
+                .bind(ref_name)
+                .bind(owner_user_id)
+                .bind(now_ms)
+                .fetch_optional(pool)
+                .await
+                .map_err(constraint_error("LFS lock", "repo or user"))?;
+                if let Some(id) = inserted {
+                    let lock = self.lfs_lock(repo_id, id).await?;
+                    return lock.map(LockOutcome::Created).ok_or(DbError::NotFound {
+                        what: "new LFS lock",
+                    });
+                }
+                let sql = format!("{LOCK_SELECT} WHERE lfs_locks.repo_id = $1 AND lfs_locks.path = $2");
+                let row = sqlx::query(&sql)
+                    .bind(repo_id)
+                    .bind(path)
+                    .fetch_optional(pool)
+                    .await?;
+                if let Some(row) = row {
+                    return Ok(LockOutcome::AlreadyLocked(LfsLock::from_row(&row)?));
+                }
             }
-        }
-        Err(DbError::Conflict { what: "LFS lock" })
+            Err(DbError::Conflict { what: "LFS lock" })
+        })
     }
 
     /// The lock `id` of the repository, if it exists.
     pub async fn lfs_lock(&self, repo_id: i64, id: i64) -> Result<Option<LfsLock>> {
-        let sql = format!("{LOCK_SELECT} WHERE lfs_locks.repo_id = ? AND lfs_locks.id = ?");
-        let row = sqlx::query(&sql)
-            .bind(repo_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(LfsLock::from_row).transpose()
+        with_pool!(self, pool => {
+            let sql = format!("{LOCK_SELECT} WHERE lfs_locks.repo_id = $1 AND lfs_locks.id = $2");
+            let row = sqlx::query(&sql)
+                .bind(repo_id)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(LfsLock::from_row).transpose()
+        })
     }
 
     /// The repository's locks matching `query`, by increasing id, at most `query.limit`.
@@ -117,36 +120,40 @@ impl Db {
         repo_id: i64,
         query: &LockQuery<'_>,
     ) -> Result<Vec<LfsLock>> {
-        let sql = format!(
-            "{LOCK_SELECT} WHERE lfs_locks.repo_id = ? \
-             AND (? IS NULL OR lfs_locks.path = ?) \
-             AND (? IS NULL OR lfs_locks.id = ?) \
-             AND (? IS NULL OR lfs_locks.owner_user_id = ?) \
-             AND lfs_locks.id > ? \
-             ORDER BY lfs_locks.id LIMIT ?"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(repo_id)
-            .bind(query.path)
-            .bind(query.path)
-            .bind(query.id)
-            .bind(query.id)
-            .bind(query.owner_user_id)
-            .bind(query.owner_user_id)
-            .bind(query.after_id.unwrap_or(0))
-            .bind(i64::from(query.limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(LfsLock::from_row).collect()
+        with_pool!(self, pool => {
+            let sql = format!(
+                "{LOCK_SELECT} WHERE lfs_locks.repo_id = $1 \
+                 AND ($2 IS NULL OR lfs_locks.path = $3) \
+                 AND ($4 IS NULL OR lfs_locks.id = $5) \
+                 AND ($6 IS NULL OR lfs_locks.owner_user_id = $7) \
+                 AND lfs_locks.id > $8 \
+                 ORDER BY lfs_locks.id LIMIT $9"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(repo_id)
+                .bind(query.path)
+                .bind(query.path)
+                .bind(query.id)
+                .bind(query.id)
+                .bind(query.owner_user_id)
+                .bind(query.owner_user_id)
+                .bind(query.after_id.unwrap_or(0))
+                .bind(i64::from(query.limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(LfsLock::from_row).collect()
+        })
     }
 
     /// Removes the lock; `false` if there was none with this id in the repository.
     pub async fn delete_lfs_lock(&self, repo_id: i64, id: i64) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM lfs_locks WHERE repo_id = ? AND id = ?")
-            .bind(repo_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        with_pool!(self, pool => {
+            let done = sqlx::query("DELETE FROM lfs_locks WHERE repo_id = $1 AND id = $2")
+                .bind(repo_id)
+                .bind(id)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 }

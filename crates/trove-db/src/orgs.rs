@@ -1,11 +1,10 @@
 //! Organizations and their members. An organization is a namespace like a user's; the
 //! schema refuses a name that is already a user (and the reverse).
 
+use crate::backend::with_pool;
 use crate::error::{DbError, Result, constraint_error};
 use crate::users::{USER_COLUMNS, User};
 use crate::{Db, unix_now_ms};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use std::fmt;
 use trove_types::RepoName;
 
@@ -67,7 +66,7 @@ pub struct Membership {
 const ORG_COLUMNS: &str = "orgs.id, orgs.name, orgs.fullname, orgs.created_at";
 const ORG_COLUMN_COUNT: usize = 4;
 
-fn role_at(row: &SqliteRow, i: usize) -> Result<OrgRole> {
+fn role_at(row: &impl crate::backend::DbRow, i: usize) -> Result<OrgRole> {
     let role: String = row.try_get(i)?;
     OrgRole::parse(&role).ok_or(DbError::Corrupt {
         what: "member role",
@@ -76,7 +75,7 @@ fn role_at(row: &SqliteRow, i: usize) -> Result<OrgRole> {
 }
 
 impl Org {
-    fn from_row(row: &SqliteRow) -> Result<Org> {
+    fn from_row(row: &impl crate::backend::DbRow) -> Result<Org> {
         Ok(Org {
             id: row.try_get(0)?,
             name: row.try_get(1)?,
@@ -89,106 +88,122 @@ impl Org {
 impl Db {
     /// Creates an organization. `Conflict` if the name is taken by an organization or a user.
     pub async fn create_org(&self, name: &RepoName, fullname: Option<&str>) -> Result<Org> {
-        let sql = format!(
-            "INSERT INTO orgs (name, fullname, created_at) VALUES (?, ?, ?) RETURNING {ORG_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(name.as_str())
-            .bind(fullname)
-            .bind(unix_now_ms())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(constraint_error("namespace", "org"))?;
-        Org::from_row(&row)
+        with_pool!(self, pool => {
+            let sql = format!(
+                "INSERT INTO orgs (name, fullname, created_at) VALUES ($1, $2, $3) RETURNING {ORG_COLUMNS}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(name.as_str())
+                .bind(fullname)
+                .bind(unix_now_ms())
+                .fetch_one(pool)
+                .await
+                .map_err(constraint_error("namespace", "org"))?;
+            Org::from_row(&row)
+        })
     }
 
     /// The organization with this name (ASCII case ignored).
     pub async fn org_by_name(&self, name: &str) -> Result<Option<Org>> {
-        let sql = format!("SELECT {ORG_COLUMNS} FROM orgs WHERE name = ?");
-        let row = sqlx::query(&sql)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(Org::from_row).transpose()
+        with_pool!(self, pool => {
+            let sql = format!("SELECT {ORG_COLUMNS} FROM orgs WHERE name = $1");
+            let row = sqlx::query(&sql)
+                .bind(name)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(Org::from_row).transpose()
+        })
     }
 
     pub async fn list_orgs(&self) -> Result<Vec<Org>> {
-        let sql = format!("SELECT {ORG_COLUMNS} FROM orgs ORDER BY name");
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter().map(Org::from_row).collect()
+        with_pool!(self, pool => {
+            let sql = format!("SELECT {ORG_COLUMNS} FROM orgs ORDER BY name");
+            let rows = sqlx::query(&sql).fetch_all(pool).await?;
+            rows.iter().map(Org::from_row).collect()
+        })
     }
 
     /// Adds a member or changes their role. `NotFound` if the org or user does not exist.
     pub async fn set_org_member(&self, org_id: i64, user_id: i64, role: OrgRole) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO org_members (org_id, user_id, role, created_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
-        )
-        .bind(org_id)
-        .bind(user_id)
-        .bind(role.as_str())
-        .bind(unix_now_ms())
-        .execute(&self.pool)
-        .await
-        .map_err(constraint_error("member", "org or user"))?;
-        Ok(())
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO org_members (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
+            )
+            .bind(org_id)
+            .bind(user_id)
+            .bind(role.as_str())
+            .bind(unix_now_ms())
+            .execute(pool)
+            .await
+            .map_err(constraint_error("member", "org or user"))?;
+            Ok(())
+        })
     }
 
     /// Removes a member; `false` if they were not one.
     pub async fn remove_org_member(&self, org_id: i64, user_id: i64) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM org_members WHERE org_id = ? AND user_id = ?")
-            .bind(org_id)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        with_pool!(self, pool => {
+            let done = sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2")
+                .bind(org_id)
+                .bind(user_id)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 
     /// How many admins the organization has (an org keeps at least one).
     pub async fn count_org_admins(&self, org_id: i64) -> Result<i64> {
-        let n = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM org_members WHERE org_id = ? AND role = 'admin'",
-        )
-        .bind(org_id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n)
+        with_pool!(self, pool => {
+            let n = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM org_members WHERE org_id = $1 AND role = 'admin'",
+            )
+            .bind(org_id)
+            .fetch_one(pool)
+            .await?;
+            Ok(n)
+        })
     }
 
     /// The members of an organization with their roles, by name.
     pub async fn org_members(&self, org_id: i64) -> Result<Vec<(User, OrgRole)>> {
-        let sql = format!(
-            "SELECT {USER_COLUMNS}, m.role FROM org_members m JOIN users ON users.id = m.user_id \
-             WHERE m.org_id = ? ORDER BY users.name"
-        );
-        let rows = sqlx::query(&sql).bind(org_id).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    User::from_row(row, 0)?,
-                    role_at(row, crate::users::USER_COLUMN_COUNT)?,
-                ))
-            })
-            .collect()
+        with_pool!(self, pool => {
+            let sql = format!(
+                "SELECT {USER_COLUMNS}, m.role FROM org_members m JOIN users ON users.id = m.user_id \
+                 WHERE m.org_id = $1 ORDER BY users.name"
+            );
+            let rows = sqlx::query(&sql).bind(org_id).fetch_all(pool).await?;
+            rows.iter()
+                .map(|row| {
+                    Ok((
+                        User::from_row(row, 0)?,
+                        role_at(row, crate::users::USER_COLUMN_COUNT)?,
+                    ))
+                })
+                .collect()
+        })
     }
 
     /// The organizations a user belongs to, by name.
     pub async fn memberships(&self, user_id: i64) -> Result<Vec<Membership>> {
-        let sql = format!(
-            "SELECT {ORG_COLUMNS}, m.role FROM org_members m JOIN orgs ON orgs.id = m.org_id \
-             WHERE m.user_id = ? ORDER BY orgs.name"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Membership {
-                    org: Org::from_row(row)?,
-                    role: role_at(row, ORG_COLUMN_COUNT)?,
+        with_pool!(self, pool => {
+            let sql = format!(
+                "SELECT {ORG_COLUMNS}, m.role FROM org_members m JOIN orgs ON orgs.id = m.org_id \
+                 WHERE m.user_id = $1 ORDER BY orgs.name"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(user_id)
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(Membership {
+                        org: Org::from_row(row)?,
+                        role: role_at(row, ORG_COLUMN_COUNT)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 }

@@ -1,9 +1,9 @@
 //! Repositories: creation, lookup by type and `namespace/name` (case-insensitive), deletion.
 
 use crate::Db;
+use crate::backend::{Conn, WritePool, with_conn, with_pool};
 use crate::error::{DbError, Result, constraint_error};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use trove_types::{RepoId, RepoName, RepoType};
 
 /// A repository's metadata row. Its git repository and blobs are addressed by `id`, so a
@@ -80,13 +80,13 @@ impl Repo {
         ))
     }
 
-    fn from_row(row: &SqliteRow) -> Result<Repo> {
+    fn from_row(row: &impl crate::backend::DbRow) -> Result<Repo> {
         Repo::from_row_at(row, 0)
     }
 
     /// Reads a row selected with [`REPO_COLUMNS_R`] (or `REPO_COLUMNS`) whose first column
     /// is at `o`.
-    pub(crate) fn from_row_at(row: &SqliteRow, o: usize) -> Result<Repo> {
+    pub(crate) fn from_row_at(row: &impl crate::backend::DbRow, o: usize) -> Result<Repo> {
         let repo_type: String = row.try_get(o + 1)?;
         let repo_type = RepoType::from_singular(&repo_type).ok_or_else(|| DbError::Corrupt {
             what: "repo type",
@@ -134,27 +134,26 @@ struct NewRepo<'a> {
 }
 
 impl NewRepo<'_> {
-    async fn insert<'e, E>(&self, executor: E) -> Result<Repo>
-    where
-        E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
-    {
+    async fn insert(&self, conn: Conn<'_>) -> Result<Repo> {
         let sql = format!(
             "INSERT INTO repos \
              (repo_type, namespace, name, private, owner_user_id, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {REPO_COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {REPO_COLUMNS}"
         );
-        let row = sqlx::query(&sql)
-            .bind(self.repo_type.as_str())
-            .bind(self.id.namespace.as_str())
-            .bind(self.id.name.as_str())
-            .bind(self.private)
-            .bind(self.owner_user_id)
-            .bind(self.now_ms)
-            .bind(self.now_ms)
-            .fetch_one(executor)
-            .await
-            .map_err(constraint_error("repo", "user"))?;
-        Repo::from_row(&row)
+        with_conn!(conn, c => {
+            let row = sqlx::query(&sql)
+                .bind(self.repo_type.as_str())
+                .bind(self.id.namespace.as_str())
+                .bind(self.id.name.as_str())
+                .bind(self.private)
+                .bind(self.owner_user_id)
+                .bind(self.now_ms)
+                .bind(self.now_ms)
+                .fetch_one(c)
+                .await
+                .map_err(constraint_error("repo", "user"))?;
+            Repo::from_row(&row)
+        })
     }
 }
 
@@ -169,14 +168,17 @@ impl Db {
         owner_user_id: i64,
         now_ms: i64,
     ) -> Result<Repo> {
-        let new = NewRepo {
-            repo_type,
-            id,
-            private,
-            owner_user_id,
-            now_ms,
-        };
-        new.insert(&self.pool).await
+        with_pool!(self, pool => {
+            let new = NewRepo {
+                repo_type,
+                id,
+                private,
+                owner_user_id,
+                now_ms,
+            };
+            let mut conn = pool.acquire().await?;
+            new.insert(Conn::from(&mut *conn)).await
+        })
     }
 
     /// Creates a repository row as [`Db::create_repo`] does, and runs `place` with it before
@@ -198,78 +200,88 @@ impl Db {
         F: FnOnce(Repo) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<(), E>>,
     {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(DbError::from)?;
-        let new = NewRepo {
-            repo_type,
-            id,
-            private,
-            owner_user_id,
-            now_ms,
-        };
-        let repo = new.insert(&mut *tx).await?;
-        // Dropping `tx` on an error rolls the insert back.
-        place(repo.clone()).await?;
-        tx.commit().await.map_err(DbError::from)?;
-        Ok(repo)
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write()
+                .await
+                .map_err(DbError::from)?;
+            let new = NewRepo {
+                repo_type,
+                id,
+                private,
+                owner_user_id,
+                now_ms,
+            };
+            let repo = new.insert(Conn::from(&mut *tx)).await?;
+            // Dropping `tx` on an error rolls the insert back.
+            place(repo.clone()).await?;
+            tx.commit().await.map_err(DbError::from)?;
+            Ok(repo)
+        })
     }
 
     /// Every repository, in id order (for the start-up check of the data directory).
     pub async fn all_repos(&self) -> Result<Vec<Repo>> {
-        let sql = format!("SELECT {REPO_COLUMNS} FROM repos ORDER BY id");
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter().map(Repo::from_row).collect()
+        with_pool!(self, pool => {
+            let sql = format!("SELECT {REPO_COLUMNS} FROM repos ORDER BY id");
+            let rows = sqlx::query(&sql).fetch_all(pool).await?;
+            rows.iter().map(Repo::from_row).collect()
+        })
     }
 
     /// The repository of this type with this id, compared without regard to ASCII case.
     pub async fn repo_by_name(&self, repo_type: RepoType, id: &RepoId) -> Result<Option<Repo>> {
-        let sql = format!(
-            "SELECT {REPO_COLUMNS} FROM repos \
-             WHERE repo_type = ? AND namespace = ? AND name = ?"
-        );
-        let row = sqlx::query(&sql)
-            .bind(repo_type.as_str())
-            .bind(id.namespace.as_str())
-            .bind(id.name.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(Repo::from_row).transpose()
+        with_pool!(self, pool => {
+            let sql = format!(
+                "SELECT {REPO_COLUMNS} FROM repos \
+                 WHERE repo_type = $1 AND namespace = $2 AND name = $3"
+            );
+            let row = sqlx::query(&sql)
+                .bind(repo_type.as_str())
+                .bind(id.namespace.as_str())
+                .bind(id.name.as_str())
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(Repo::from_row).transpose()
+        })
     }
 
     /// The Spaces whose subdomain label is `label`: `{namespace}-{name}` lowercased with
     /// `_` and `.` written `-` (at most two: more than one makes the label ambiguous).
     pub async fn spaces_by_label(&self, label: &str) -> Result<Vec<Repo>> {
-        let sql = format!(
-            "SELECT {REPO_COLUMNS} FROM repos WHERE repo_type = 'space' AND \
-             lower(replace(replace(namespace || '-' || name, '_', '-'), '.', '-')) = ? \
-             ORDER BY id LIMIT 2"
-        );
-        let rows = sqlx::query(&sql).bind(label).fetch_all(&self.pool).await?;
-        rows.iter().map(Repo::from_row).collect()
+        with_pool!(self, pool => {
+            let sql = format!(
+                "SELECT {REPO_COLUMNS} FROM repos WHERE repo_type = 'space' AND \
+                 lower(replace(replace(namespace || '-' || name, '_', '-'), '.', '-')) = $1 \
+                 ORDER BY id LIMIT 2"
+            );
+            let rows = sqlx::query(&sql).bind(label).fetch_all(pool).await?;
+            rows.iter().map(Repo::from_row).collect()
+        })
     }
 
     /// Deletes the repository row and, by cascade, its LFS object links (the objects stay
     /// until garbage collection). `false` if there was no such repository.
     pub async fn delete_repo(&self, repo_id: i64) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM repos WHERE id = ?")
-            .bind(repo_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        with_pool!(self, pool => {
+            let done = sqlx::query("DELETE FROM repos WHERE id = $1")
+                .bind(repo_id)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 
     /// Sets `updated_at` to `now_ms`, never moving it backwards.
     pub async fn touch_repo(&self, repo_id: i64, now_ms: i64) -> Result<()> {
-        sqlx::query("UPDATE repos SET updated_at = ? WHERE id = ? AND updated_at < ?")
-            .bind(now_ms)
-            .bind(repo_id)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        with_pool!(self, pool => {
+            sqlx::query("UPDATE repos SET updated_at = $1 WHERE id = $2 AND updated_at < $3")
+                .bind(now_ms)
+                .bind(repo_id)
+                .bind(now_ms)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     /// The repository that `id` names now, or the one that last left that name (a move).
@@ -279,71 +291,75 @@ impl Db {
         repo_type: RepoType,
         id: &RepoId,
     ) -> Result<Option<(Repo, bool)>> {
-        if let Some(repo) = self.repo_by_name(repo_type, id).await? {
-            return Ok(Some((repo, false)));
-        }
-        let sql = format!(
-            "SELECT {REPO_COLUMNS_R} FROM repo_redirects d JOIN repos r ON r.id = d.repo_id \
-             WHERE d.repo_type = ? AND d.namespace = ? AND d.name = ?"
-        );
-        let row = sqlx::query(&sql)
-            .bind(repo_type.as_str())
-            .bind(id.namespace.as_str())
-            .bind(id.name.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| Ok((Repo::from_row(&row)?, true))).transpose()
+        with_pool!(self, pool => {
+            if let Some(repo) = self.repo_by_name(repo_type, id).await? {
+                return Ok(Some((repo, false)));
+            }
+            let sql = format!(
+                "SELECT {REPO_COLUMNS_R} FROM repo_redirects d JOIN repos r ON r.id = d.repo_id \
+                 WHERE d.repo_type = $1 AND d.namespace = $2 AND d.name = $3"
+            );
+            let row = sqlx::query(&sql)
+                .bind(repo_type.as_str())
+                .bind(id.namespace.as_str())
+                .bind(id.name.as_str())
+                .fetch_optional(pool)
+                .await?;
+            row.map(|row| Ok((Repo::from_row(&row)?, true))).transpose()
+        })
     }
 
     /// Renames a repository (any namespace) and leaves a redirect at the old name, in one
     /// transaction. `Conflict` if a repository of this type already has the new name.
     pub async fn move_repo(&self, repo_id: i64, to: &RepoId, now_ms: i64) -> Result<Repo> {
-        // It reads, then writes: taking the write lock first means a write committed by
-        // another connection in between (a token's last-used time, say) makes this wait
-        // for the busy timeout instead of failing with "database is locked".
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let sql = format!("SELECT {REPO_COLUMNS} FROM repos WHERE id = ?");
-        let old = sqlx::query(&sql)
-            .bind(repo_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(DbError::NotFound { what: "repo" })?;
-        let old = Repo::from_row(&old)?;
-        let sql = format!(
-            "UPDATE repos SET namespace = ?, name = ?, updated_at = ? WHERE id = ? \
-             RETURNING {REPO_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
+        with_pool!(self, pool => {
+            // It reads, then writes: taking the write lock first means a write committed by
+            // another connection in between (a token's last-used time, say) makes this wait
+            // for the busy timeout instead of failing with "database is locked".
+            let mut tx = pool.begin_write().await?;
+            let sql = format!("SELECT {REPO_COLUMNS} FROM repos WHERE id = $1");
+            let old = sqlx::query(&sql)
+                .bind(repo_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(DbError::NotFound { what: "repo" })?;
+            let old = Repo::from_row(&old)?;
+            let sql = format!(
+                "UPDATE repos SET namespace = $1, name = $2, updated_at = $3 WHERE id = $4 \
+                 RETURNING {REPO_COLUMNS}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(to.namespace.as_str())
+                .bind(to.name.as_str())
+                .bind(now_ms)
+                .bind(repo_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(constraint_error("repo", "repo"))?;
+            // The new name is a live repository now: a redirect there would be shadowed anyway.
+            sqlx::query(
+                "DELETE FROM repo_redirects WHERE repo_type = $1 AND namespace = $2 AND name = $3",
+            )
+            .bind(old.repo_type.as_str())
             .bind(to.namespace.as_str())
             .bind(to.name.as_str())
-            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO repo_redirects (repo_type, namespace, name, repo_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (repo_type, namespace, name) \
+                 DO UPDATE SET repo_id = excluded.repo_id, created_at = excluded.created_at",
+            )
+            .bind(old.repo_type.as_str())
+            .bind(&old.namespace)
+            .bind(&old.name)
             .bind(repo_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(constraint_error("repo", "repo"))?;
-        // The new name is a live repository now: a redirect there would be shadowed anyway.
-        sqlx::query(
-            "DELETE FROM repo_redirects WHERE repo_type = ? AND namespace = ? AND name = ?",
-        )
-        .bind(old.repo_type.as_str())
-        .bind(to.namespace.as_str())
-        .bind(to.name.as_str())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO repo_redirects (repo_type, namespace, name, repo_id, created_at) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (repo_type, namespace, name) \
-             DO UPDATE SET repo_id = excluded.repo_id, created_at = excluded.created_at",
-        )
-        .bind(old.repo_type.as_str())
-        .bind(&old.namespace)
-        .bind(&old.name)
-        .bind(repo_id)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Repo::from_row(&row)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Repo::from_row(&row)
+        })
     }
 
     /// Changes a repository's settings; `None` leaves a setting as it is.
@@ -354,20 +370,22 @@ impl Db {
         gated: Option<Gating>,
         discussions_disabled: Option<bool>,
     ) -> Result<Repo> {
-        let sql = format!(
-            "UPDATE repos SET private = coalesce(?, private), gated = coalesce(?, gated), \
-             discussions_disabled = coalesce(?, discussions_disabled) WHERE id = ? \
-             RETURNING {REPO_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(private)
-            .bind(gated.map(Gating::as_str))
-            .bind(discussions_disabled)
-            .bind(repo_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(DbError::NotFound { what: "repo" })?;
-        Repo::from_row(&row)
+        with_pool!(self, pool => {
+            let sql = format!(
+                "UPDATE repos SET private = coalesce($1, private), gated = coalesce($2, gated), \
+                 discussions_disabled = coalesce($3, discussions_disabled) WHERE id = $4 \
+                 RETURNING {REPO_COLUMNS}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(private)
+                .bind(gated.map(Gating::as_str))
+                .bind(discussions_disabled)
+                .bind(repo_id)
+                .fetch_optional(pool)
+                .await?
+                .ok_or(DbError::NotFound { what: "repo" })?;
+            Repo::from_row(&row)
+        })
     }
 
     /// How many repositories of each type a namespace has that `visible_private` lets the
@@ -377,24 +395,26 @@ impl Db {
         namespace: &str,
         visible_private: bool,
     ) -> Result<(i64, i64, i64)> {
-        let rows = sqlx::query(
-            "SELECT repo_type, COUNT(*) FROM repos WHERE namespace = ? \
-             AND (private = 0 OR ?) GROUP BY repo_type",
-        )
-        .bind(namespace)
-        .bind(visible_private)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut counts = (0, 0, 0);
-        for row in rows {
-            let t: String = row.try_get(0)?;
-            let n: i64 = row.try_get(1)?;
-            match t.as_str() {
-                "model" => counts.0 = n,
-                "dataset" => counts.1 = n,
-                _ => counts.2 = n,
+        with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT repo_type, COUNT(*) FROM repos WHERE namespace = $1 \
+                 AND (private = FALSE OR $2) GROUP BY repo_type",
+            )
+            .bind(namespace)
+            .bind(visible_private)
+            .fetch_all(pool)
+            .await?;
+            let mut counts = (0, 0, 0);
+            for row in rows {
+                let t: String = row.try_get(0)?;
+                let n: i64 = row.try_get(1)?;
+                match t.as_str() {
+                    "model" => counts.0 = n,
+                    "dataset" => counts.1 = n,
+                    _ => counts.2 = n,
+                }
             }
-        }
-        Ok(counts)
+            Ok(counts)
+        })
     }
 }

@@ -3,9 +3,9 @@
 //! pagination. Values derived from JSON stay JSON text here; the `trove` crate owns their shape.
 
 use crate::Db;
+use crate::backend::{Backend, Conn, Pool, WritePool, with_conn, with_pool};
 use crate::error::Result;
 use crate::repos::{REPO_COLUMN_COUNT, REPO_COLUMNS_R, Repo};
-use sqlx::sqlite::{Sqlite, SqliteRow};
 use sqlx::{QueryBuilder, Row};
 use trove_types::RepoType;
 
@@ -73,7 +73,7 @@ const INDEX_COLUMNS: &str = "ri.sha, ri.last_modified, ri.pipeline_tag, ri.libra
      ri.params_total, ri.config, ri.downloads, ri.downloads_all_time, ri.likes, ri.trending_score";
 
 impl RepoIndex {
-    fn from_row(row: &SqliteRow, o: usize) -> Result<RepoIndex> {
+    fn from_row(row: &impl crate::backend::DbRow, o: usize) -> Result<RepoIndex> {
         Ok(RepoIndex {
             sha: row.try_get(o)?,
             last_modified_ms: row.try_get(o + 1)?,
@@ -216,37 +216,54 @@ fn facet_tokens(tags: &[String]) -> String {
     tokens.join(" ")
 }
 
-async fn write_facets(
-    conn: &mut sqlx::SqliteConnection,
-    repo_id: i64,
-    tags: &[String],
-    replace: bool,
-) -> Result<()> {
-    if replace {
-        sqlx::query("DELETE FROM repo_tags WHERE repo_id = ?")
-            .bind(repo_id)
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("DELETE FROM repo_facets WHERE rowid = ?")
-            .bind(repo_id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    for tag in tags {
-        sqlx::query("INSERT OR IGNORE INTO repo_tags (tag, repo_id) VALUES (?, ?)")
-            .bind(tag)
-            .bind(repo_id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    if !tags.is_empty() {
-        sqlx::query("INSERT INTO repo_facets (rowid, f) VALUES (?, ?)")
-            .bind(repo_id)
-            .bind(facet_tokens(tags))
-            .execute(&mut *conn)
-            .await?;
-    }
+/// Writes a repository's facets: its repo_tags rows and, on SQLite, its row of the
+/// `repo_facets` inverted index (PostgreSQL filters on repo_tags alone).
+async fn write_facets(conn: Conn<'_>, repo_id: i64, tags: &[String], replace: bool) -> Result<()> {
+    let fts = matches!(conn, Conn::Sqlite(_));
+    with_conn!(conn, conn => {
+        if replace {
+            sqlx::query("DELETE FROM repo_tags WHERE repo_id = $1")
+                .bind(repo_id)
+                .execute(&mut *conn)
+                .await?;
+            if fts {
+                sqlx::query("DELETE FROM repo_facets WHERE rowid = $1")
+                    .bind(repo_id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        for tag in tags {
+            sqlx::query("INSERT INTO repo_tags (tag, repo_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(tag)
+                .bind(repo_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        if fts && !tags.is_empty() {
+            sqlx::query("INSERT INTO repo_facets (rowid, f) VALUES ($1, $2)")
+                .bind(repo_id)
+                .bind(facet_tokens(tags))
+                .execute(&mut *conn)
+                .await?;
+        }
+    });
     Ok(())
+}
+
+/// A LIKE pattern matching any text that contains `text` (`\\`, `%` and `_` escaped with
+/// `\\`, PostgreSQL's default LIKE escape).
+fn like_substring(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// `"text"` as an FTS5 phrase: with the trigram tokenizer a phrase matches exactly the rows
@@ -265,16 +282,21 @@ impl Visibility {
     }
 }
 
-pub(crate) fn push_visibility(qb: &mut QueryBuilder<'_, Sqlite>, visibility: &Visibility) {
+pub(crate) fn push_visibility<'a, DB>(qb: &mut QueryBuilder<'a, DB>, visibility: &Visibility)
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
     match visibility {
         Visibility::Public => {
-            qb.push(" AND r.private = 0");
+            qb.push(" AND r.private = FALSE");
         }
         Visibility::PublicAnd {
             namespaces,
             repo_ids,
         } => {
-            qb.push(" AND (r.private = 0");
+            qb.push(" AND (r.private = FALSE");
             if !namespaces.is_empty() {
                 qb.push(" OR r.namespace IN (");
                 let mut list = qb.separated(", ");
@@ -301,52 +323,56 @@ impl Db {
     /// Writes what reindex found, replacing the previous card, file and tag data in one
     /// transaction. Counters are left alone. `false` if the repository no longer exists.
     pub async fn write_repo_index(&self, repo_id: i64, update: &IndexUpdate) -> Result<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query(
-            "UPDATE repo_index SET sha = ?, last_modified = ?, pipeline_tag = ?, \
-             library_name = ?, sdk = ?, tags = ?, card_data = ?, card_warnings = ?, \
-             siblings = ?, used_storage = ?, safetensors = ?, params_total = ?, config = ? \
-             WHERE repo_id = ?",
-        )
-        .bind(&update.sha)
-        .bind(update.last_modified_ms)
-        .bind(&update.pipeline_tag)
-        .bind(&update.library_name)
-        .bind(&update.sdk)
-        .bind(&update.tags_json)
-        .bind(&update.card_data_json)
-        .bind(&update.card_warnings_json)
-        .bind(&update.siblings_json)
-        .bind(update.used_storage)
-        .bind(&update.safetensors_json)
-        .bind(update.params_total)
-        .bind(&update.config_json)
-        .bind(repo_id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        write_facets(&mut tx, repo_id, &update.facets, true).await?;
-        tx.commit().await?;
-        Ok(true)
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let done = sqlx::query(
+                "UPDATE repo_index SET sha = $1, last_modified = $2, pipeline_tag = $3, \
+                 library_name = $4, sdk = $5, tags = $6, card_data = $7, card_warnings = $8, \
+                 siblings = $9, used_storage = $10, safetensors = $11, params_total = $12, config = $13 \
+                 WHERE repo_id = $14",
+            )
+            .bind(&update.sha)
+            .bind(update.last_modified_ms)
+            .bind(&update.pipeline_tag)
+            .bind(&update.library_name)
+            .bind(&update.sdk)
+            .bind(&update.tags_json)
+            .bind(&update.card_data_json)
+            .bind(&update.card_warnings_json)
+            .bind(&update.siblings_json)
+            .bind(update.used_storage)
+            .bind(&update.safetensors_json)
+            .bind(update.params_total)
+            .bind(&update.config_json)
+            .bind(repo_id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            write_facets(Conn::from(&mut *tx), repo_id, &update.facets, true).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     /// The stored parse of the README.md blob `blob_oid` of a repository, if any.
     pub async fn card_parse(&self, repo_id: i64, blob_oid: &str) -> Result<Option<CardParse>> {
-        let row =
-            sqlx::query("SELECT data, warning FROM card_parses WHERE repo_id = ? AND blob_oid = ?")
-                .bind(repo_id)
-                .bind(blob_oid)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|row| {
-            Ok(CardParse {
-                data_json: row.try_get(0)?,
-                warning: row.try_get(1)?,
+        with_pool!(self, pool => {
+            let row =
+                sqlx::query("SELECT data, warning FROM card_parses WHERE repo_id = $1 AND blob_oid = $2")
+                    .bind(repo_id)
+                    .bind(blob_oid)
+                    .fetch_optional(pool)
+                    .await?;
+            row.map(|row| {
+                Ok(CardParse {
+                    data_json: row.try_get(0)?,
+                    warning: row.try_get(1)?,
+                })
             })
+            .transpose()
         })
-        .transpose()
     }
 
     /// Stores the parse of a README.md blob; a blob's content never changes, so a row
@@ -357,97 +383,109 @@ impl Db {
         blob_oid: &str,
         parse: &CardParse,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO card_parses (repo_id, blob_oid, data, warning) \
-             SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM repos WHERE id = ?) \
-             ON CONFLICT (repo_id, blob_oid) DO NOTHING",
-        )
-        .bind(repo_id)
-        .bind(blob_oid)
-        .bind(&parse.data_json)
-        .bind(&parse.warning)
-        .bind(repo_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO card_parses (repo_id, blob_oid, data, warning) \
+                 SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM repos WHERE id = $5) \
+                 ON CONFLICT (repo_id, blob_oid) DO NOTHING",
+            )
+            .bind(repo_id)
+            .bind(blob_oid)
+            .bind(&parse.data_json)
+            .bind(&parse.warning)
+            .bind(repo_id)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 
     /// The index row of a repository (every repository has one).
     pub async fn repo_index(&self, repo_id: i64) -> Result<Option<RepoIndex>> {
-        let sql = format!("SELECT {INDEX_COLUMNS} FROM repo_index ri WHERE ri.repo_id = ?");
-        let row = sqlx::query(&sql)
-            .bind(repo_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(|r| RepoIndex::from_row(r, 0)).transpose()
+        with_pool!(self, pool => {
+            let sql = format!("SELECT {INDEX_COLUMNS} FROM repo_index ri WHERE ri.repo_id = $1");
+            let row = sqlx::query(&sql)
+                .bind(repo_id)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(|r| RepoIndex::from_row(r, 0)).transpose()
+        })
     }
 
     /// Up to `limit` repositories with an id above `after_id` whose card and files were
     /// never indexed, by id.
     pub async fn repos_never_indexed(&self, after_id: i64, limit: u32) -> Result<Vec<Repo>> {
-        let sql = format!(
-            "SELECT {REPO_COLUMNS_R} FROM repo_index ri JOIN repos r ON r.id = ri.repo_id \
-             WHERE ri.sha IS NULL AND ri.repo_id > ? ORDER BY ri.repo_id LIMIT ?"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(after_id)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| Repo::from_row_at(r, 0)).collect()
+        with_pool!(self, pool => {
+            let sql = format!(
+                "SELECT {REPO_COLUMNS_R} FROM repo_index ri JOIN repos r ON r.id = ri.repo_id \
+                 WHERE ri.sha IS NULL AND ri.repo_id > $1 ORDER BY ri.repo_id LIMIT $2"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(after_id)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(|r| Repo::from_row_at(r, 0)).collect()
+        })
     }
 
     /// Every repository with an id above `after_id`, by id, `limit` at a time (for a full
     /// reindex).
     pub async fn repos_after(&self, after_id: i64, limit: u32) -> Result<Vec<Repo>> {
-        let sql =
-            format!("SELECT {REPO_COLUMNS_R} FROM repos r WHERE r.id > ? ORDER BY r.id LIMIT ?");
-        let rows = sqlx::query(&sql)
-            .bind(after_id)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| Repo::from_row_at(r, 0)).collect()
+        with_pool!(self, pool => {
+            let sql =
+                format!("SELECT {REPO_COLUMNS_R} FROM repos r WHERE r.id > $1 ORDER BY r.id LIMIT $2");
+            let rows = sqlx::query(&sql)
+                .bind(after_id)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(|r| Repo::from_row_at(r, 0)).collect()
+        })
     }
 
     /// How many repositories carry each tag (0 for unknown tags), and how many of `repo_type`
     /// exist.
     async fn facet_counts(&self, repo_type: RepoType, tags: &[String]) -> Result<(Vec<i64>, i64)> {
-        let mut qb: QueryBuilder<'_, Sqlite> =
-            QueryBuilder::new("SELECT tag, n FROM facet_counts WHERE tag IN (");
-        let mut list = qb.separated(", ");
-        for tag in tags {
-            list.push_bind(tag.clone());
-        }
-        qb.push(")");
-        let rows = qb.build().fetch_all(&self.pool).await?;
-        let mut counts = vec![0; tags.len()];
-        for row in &rows {
-            let tag: String = row.try_get(0)?;
-            if let Some(i) = tags.iter().position(|t| *t == tag) {
-                counts[i] = row.try_get(1)?;
+        with_pool!(self, pool => {
+            let mut qb: QueryBuilder<'_, _> =
+                QueryBuilder::new("SELECT tag, n FROM facet_counts WHERE tag IN (");
+            let mut list = qb.separated(", ");
+            for tag in tags {
+                list.push_bind(tag.clone());
             }
-        }
-        let total: Option<i64> =
-            sqlx::query_scalar("SELECT n FROM type_counts WHERE repo_type = ?")
-                .bind(repo_type.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok((counts, total.unwrap_or(0)))
+            qb.push(")");
+            let rows = qb.build().fetch_all(pool).await?;
+            let mut counts = vec![0; tags.len()];
+            for row in &rows {
+                let tag: String = row.try_get(0)?;
+                if let Some(i) = tags.iter().position(|t| *t == tag) {
+                    counts[i] = row.try_get(1)?;
+                }
+            }
+            let total: Option<i64> =
+                sqlx::query_scalar("SELECT n FROM type_counts WHERE repo_type = $1")
+                    .bind(repo_type.as_str())
+                    .fetch_optional(pool)
+                    .await?;
+            Ok((counts, total.unwrap_or(0)))
+        })
     }
 
     /// Whether `namespace` has fewer than [`DRIVE_BELOW`] repositories of `repo_type`.
     async fn author_is_selective(&self, repo_type: RepoType, namespace: &str) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT 1 FROM repos WHERE repo_type = ? AND namespace = ? \
-             LIMIT ?)",
-        )
-        .bind(repo_type.as_str())
-        .bind(namespace)
-        .bind(DRIVE_BELOW as i64)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((n as f64) < DRIVE_BELOW)
+        with_pool!(self, pool => {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM (SELECT 1 FROM repos WHERE repo_type = $1 AND namespace = $2 \
+                 LIMIT $3)",
+            )
+            .bind(repo_type.as_str())
+            .bind(namespace)
+            .bind(DRIVE_BELOW as i64)
+            .fetch_one(pool)
+            .await?;
+            Ok((n as f64) < DRIVE_BELOW)
+        })
     }
 
     /// Whether a substring search matches fewer than [`DRIVE_BELOW`] repositories (counting
@@ -455,17 +493,19 @@ impl Db {
     /// selective without counting: evaluating their many trigrams twice costs more than it
     /// could save.
     async fn search_is_selective(&self, text: &str) -> Result<bool> {
-        if text.chars().count() >= LONG_SEARCH {
-            return Ok(true);
-        }
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT 1 FROM repo_search WHERE repo_search MATCH ? LIMIT ?)",
-        )
-        .bind(fts_phrase(text))
-        .bind(DRIVE_BELOW as i64)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((n as f64) < DRIVE_BELOW)
+        with_pool!(self, pool => {
+            if text.chars().count() >= LONG_SEARCH {
+                return Ok(true);
+            }
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM (SELECT 1 FROM repo_search WHERE repo_search MATCH $1 LIMIT $2)",
+            )
+            .bind(fts_phrase(text))
+            .bind(DRIVE_BELOW as i64)
+            .fetch_one(pool)
+            .await?;
+            Ok((n as f64) < DRIVE_BELOW)
+        })
     }
 
     /// One page of a listing, in the requested order with the repo id breaking ties.
@@ -474,216 +514,264 @@ impl Db {
     /// are evaluated first through the inverted indexes and their rows sorted; broad ones are
     /// checked row by row while walking the sort order's index, which stops after one page.
     pub async fn list_repos(&self, q: &ListQuery) -> Result<Page<Listed>> {
-        let empty = Page {
-            items: Vec::new(),
-            next: None,
-        };
-        let mut tags = q.tags.clone();
-        tags.sort();
-        tags.dedup();
-        let mut drive_facets = false;
-        if !tags.is_empty() {
-            let (counts, total) = self.facet_counts(q.repo_type, &tags).await?;
-            if counts.iter().any(|&n| n <= 0) || total <= 0 {
-                return Ok(empty);
+        with_pool!(self, pool => {
+            let empty = Page {
+                items: Vec::new(),
+                next: None,
+            };
+            let mut tags = q.tags.clone();
+            tags.sort();
+            tags.dedup();
+            let mut drive_facets = false;
+            if !tags.is_empty() {
+                let (counts, total) = self.facet_counts(q.repo_type, &tags).await?;
+                if counts.iter().any(|&n| n <= 0) || total <= 0 {
+                    return Ok(empty);
+                }
+                let total = total as f64;
+                let estimate = counts
+                    .iter()
+                    .fold(total, |acc, &n| acc * (n as f64 / total));
+                drive_facets = estimate < DRIVE_BELOW;
+                // Most selective first, so a walked row is rejected by its first check.
+                let mut by_count: Vec<(i64, String)> = counts.into_iter().zip(tags).collect();
+                by_count.sort();
+                tags = by_count.into_iter().map(|(_, t)| t).collect();
             }
-            let total = total as f64;
-            let estimate = counts
-                .iter()
-                .fold(total, |acc, &n| acc * (n as f64 / total));
-            drive_facets = estimate < DRIVE_BELOW;
-            // Most selective first, so a walked row is rejected by its first check.
-            let mut by_count: Vec<(i64, String)> = counts.into_iter().zip(tags).collect();
-            by_count.sort();
-            tags = by_count.into_iter().map(|(_, t)| t).collect();
-        }
-        let mut drive_search = Vec::with_capacity(q.search.len());
-        for text in &q.search {
-            drive_search
-                .push(text.chars().count() >= TRIGRAM && self.search_is_selective(text).await?);
-        }
-
-        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
-            "SELECT {REPO_COLUMNS_R}, {INDEX_COLUMNS} FROM (SELECT ri.repo_id AS id, {} AS v \
-             FROM repo_index ri JOIN repos r ON r.id = ri.repo_id WHERE ri.repo_type = ",
-            q.sort.column()
-        ));
-        qb.push_bind(q.repo_type.as_str());
-        push_visibility(&mut qb, &q.visibility);
-        if let Some(author) = &q.author {
-            // `r.repo_type` lets the (repo_type, namespace, name) index find a small author's
-            // repos; for a prolific one, `+` keeps that index out and the sort index walks.
-            if self.author_is_selective(q.repo_type, author).await? {
-                qb.push(" AND r.repo_type = ");
-                qb.push_bind(q.repo_type.as_str());
-                qb.push(" AND r.namespace = ");
-            } else {
-                qb.push(" AND +r.namespace = ");
-            }
-            qb.push_bind(author.clone());
-        }
-        for (text, drive) in q.search.iter().zip(drive_search) {
-            if drive {
-                qb.push(
-                    " AND ri.repo_id IN (SELECT rowid FROM repo_search WHERE repo_search MATCH ",
+            // SQLite's plans are chosen here; PostgreSQL's planner chooses from its statistics.
+            let backend = self.backend();
+            drive_facets &= backend == Backend::Sqlite;
+            let mut drive_search = Vec::with_capacity(q.search.len());
+            for text in &q.search {
+                drive_search.push(
+                    backend == Backend::Sqlite
+                        && text.chars().count() >= TRIGRAM
+                        && self.search_is_selective(text).await?,
                 );
-                qb.push_bind(fts_phrase(text));
+            }
+
+            let mut qb: QueryBuilder<'_, _> = QueryBuilder::new(format!(
+                "SELECT {REPO_COLUMNS_R}, {INDEX_COLUMNS} FROM (SELECT ri.repo_id AS id, {} AS v \
+                 FROM repo_index ri JOIN repos r ON r.id = ri.repo_id WHERE ri.repo_type = ",
+                q.sort.column()
+            ));
+            qb.push_bind(q.repo_type.as_str());
+            push_visibility(&mut qb, &q.visibility);
+            if let Some(author) = &q.author {
+                // `r.repo_type` lets the (repo_type, namespace, name) index find a small author's
+                // repos; for a prolific one, `+` keeps that index out and the sort index walks.
+                if backend == Backend::Postgres {
+                    qb.push(" AND r.namespace = ");
+                } else if self.author_is_selective(q.repo_type, author).await? {
+                    qb.push(" AND r.repo_type = ");
+                    qb.push_bind(q.repo_type.as_str());
+                    qb.push(" AND r.namespace = ");
+                } else {
+                    qb.push(" AND +r.namespace = ");
+                }
+                qb.push_bind(author.clone());
+            }
+            for (text, drive) in q.search.iter().zip(drive_search) {
+                if backend == Backend::Postgres {
+                    // The expression of the `repos_search` trigram index (0004 migration).
+                    qb.push(" AND lower((r.namespace || '/' || r.name) COLLATE \"C\") LIKE ");
+                    qb.push_bind(like_substring(&text.to_lowercase()));
+                } else if drive {
+                    qb.push(
+                        " AND ri.repo_id IN (SELECT rowid FROM repo_search WHERE repo_search MATCH ",
+                    );
+                    qb.push_bind(fts_phrase(text));
+                    qb.push(")");
+                } else {
+                    // Repo ids are ASCII, so ASCII lower() folds them as the trigram index does.
+                    qb.push(" AND instr(lower(r.namespace || '/' || r.name), ");
+                    qb.push_bind(text.to_lowercase());
+                    qb.push(") > 0");
+                }
+            }
+            if drive_facets {
+                qb.push(" AND ri.repo_id IN (SELECT rowid FROM repo_facets WHERE repo_facets MATCH ");
+                qb.push_bind(
+                    tags.iter()
+                        .map(|t| facet_token(t))
+                        .collect::<Vec<_>>()
+                        .join(" AND "),
+                );
                 qb.push(")");
             } else {
-                // Repo ids are ASCII, so ASCII lower() folds them as the trigram index does.
-                qb.push(" AND instr(lower(r.namespace || '/' || r.name), ");
-                qb.push_bind(text.to_lowercase());
-                qb.push(") > 0");
+                for tag in &tags {
+                    qb.push(" AND EXISTS (SELECT 1 FROM repo_tags t WHERE t.tag = ");
+                    qb.push_bind(tag.clone());
+                    qb.push(" AND t.repo_id = ri.repo_id)");
+                }
             }
-        }
-        if drive_facets {
-            qb.push(" AND ri.repo_id IN (SELECT rowid FROM repo_facets WHERE repo_facets MATCH ");
-            qb.push_bind(
-                tags.iter()
-                    .map(|t| facet_token(t))
-                    .collect::<Vec<_>>()
-                    .join(" AND "),
-            );
-            qb.push(")");
-        } else {
-            for tag in &tags {
-                qb.push(" AND EXISTS (SELECT 1 FROM repo_tags t WHERE t.tag = ");
-                qb.push_bind(tag.clone());
-                qb.push(" AND t.repo_id = ri.repo_id)");
+            match q.gated {
+                Some(true) => {
+                    qb.push(" AND r.gated <> 'off'");
+                }
+                Some(false) => {
+                    qb.push(" AND r.gated = 'off'");
+                }
+                None => {}
             }
-        }
-        match q.gated {
-            Some(true) => {
-                qb.push(" AND r.gated <> 'off'");
+            if let Some(min) = q.params_min {
+                qb.push(" AND ri.params_total >= ");
+                qb.push_bind(min);
             }
-            Some(false) => {
-                qb.push(" AND r.gated = 'off'");
+            if let Some(max) = q.params_max {
+                qb.push(" AND ri.params_total <= ");
+                qb.push_bind(max);
             }
-            None => {}
-        }
-        if let Some(min) = q.params_min {
-            qb.push(" AND ri.params_total >= ");
-            qb.push_bind(min);
-        }
-        if let Some(max) = q.params_max {
-            qb.push(" AND ri.params_total <= ");
-            qb.push_bind(max);
-        }
-        let column = q.sort.column();
-        let (cmp, dir) = if q.ascending {
-            (">", "ASC")
-        } else {
-            ("<", "DESC")
-        };
-        if let Some(after) = q.after {
-            qb.push(format!(" AND ({column}, ri.repo_id) {cmp} ("));
-            qb.push_bind(after.value);
-            qb.push(", ");
-            qb.push_bind(after.id);
-            qb.push(")");
-        }
-        qb.push(format!(" ORDER BY {column} {dir}, ri.repo_id {dir} LIMIT "));
-        qb.push_bind(i64::from(q.limit) + 1);
-        // The page's ids are chosen first, and only their rows read in full: sorting
-        // thousands of candidates never carries their card JSON along.
-        qb.push(format!(
-            ") page JOIN repo_index ri ON ri.repo_id = page.id JOIN repos r ON r.id = page.id \
-             ORDER BY page.v {dir}, page.id {dir}"
-        ));
-        let rows = qb.build().fetch_all(&self.pool).await?;
-        let mut items = rows
-            .iter()
-            .map(|row| {
-                Ok(Listed {
-                    repo: Repo::from_row_at(row, 0)?,
-                    index: RepoIndex::from_row(row, REPO_COLUMN_COUNT)?,
+            let column = q.sort.column();
+            let (cmp, dir) = if q.ascending {
+                (">", "ASC")
+            } else {
+                ("<", "DESC")
+            };
+            if let Some(after) = q.after {
+                qb.push(format!(" AND ({column}, ri.repo_id) {cmp} ("));
+                qb.push_bind(after.value);
+                qb.push(", ");
+                qb.push_bind(after.id);
+                qb.push(")");
+            }
+            qb.push(format!(" ORDER BY {column} {dir}, ri.repo_id {dir} LIMIT "));
+            qb.push_bind(i64::from(q.limit) + 1);
+            // The page's ids are chosen first, and only their rows read in full: sorting
+            // thousands of candidates never carries their card JSON along.
+            qb.push(format!(
+                ") page JOIN repo_index ri ON ri.repo_id = page.id JOIN repos r ON r.id = page.id \
+                 ORDER BY page.v {dir}, page.id {dir}"
+            ));
+            let rows = qb.build().fetch_all(pool).await?;
+            let mut items = rows
+                .iter()
+                .map(|row| {
+                    Ok(Listed {
+                        repo: Repo::from_row_at(row, 0)?,
+                        index: RepoIndex::from_row(row, REPO_COLUMN_COUNT)?,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let next = if items.len() > q.limit as usize {
-            items.truncate(q.limit as usize);
-            items.last().map(|l| Cursor {
-                value: q.sort.value(&l.index, &l.repo),
-                id: l.repo.id,
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+                .collect::<Result<Vec<_>>>()?;
+            let next = if items.len() > q.limit as usize {
+                items.truncate(q.limit as usize);
+                items.last().map(|l| Cursor {
+                    value: q.sort.value(&l.index, &l.repo),
+                    id: l.repo.id,
+                })
+            } else {
+                None
+            };
+            Ok(Page { items, next })
+        })
     }
 
     /// Counts one download of a repository on unix day `day`.
     pub async fn count_download(&self, repo_id: i64, day: i64) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "INSERT INTO repo_downloads (repo_id, day, count) VALUES (?, ?, 1) \
-             ON CONFLICT (repo_id, day) DO UPDATE SET count = count + 1",
-        )
-        .bind(repo_id)
-        .bind(day)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE repo_index SET downloads = downloads + 1, \
-             downloads_all_time = downloads_all_time + 1, trending_score = trending_score + 1 \
-             WHERE repo_id = ?",
-        )
-        .bind(repo_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "INSERT INTO repo_downloads (repo_id, day, count) VALUES ($1, $2, 1) \
+                 ON CONFLICT (repo_id, day) DO UPDATE SET count = repo_downloads.count + 1",
+            )
+            .bind(repo_id)
+            .bind(day)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE repo_index SET downloads = downloads + 1, \
+                 downloads_all_time = downloads_all_time + 1, trending_score = trending_score + 1 \
+                 WHERE repo_id = $1",
+            )
+            .bind(repo_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Recomputes the rolling counters (downloads of the last 30 days, trending score = the
     /// downloads and likes of the last 7) for `today` (unix day). Idempotent; returns how many
     /// repositories changed.
     pub async fn refresh_rolling_counters(&self, today: i64) -> Result<u64> {
-        let week_ago_ms = (today - 6) * 86_400_000;
-        let done = sqlx::query(
-            "WITH fresh AS ( \
-               SELECT ri.repo_id AS repo_id, \
-                 COALESCE((SELECT SUM(d.count) FROM repo_downloads d \
-                           WHERE d.repo_id = ri.repo_id AND d.day > ? - 30), 0) AS downloads, \
-                 COALESCE((SELECT SUM(d.count) FROM repo_downloads d \
-                           WHERE d.repo_id = ri.repo_id AND d.day > ? - 7), 0) \
-                 + (SELECT COUNT(*) FROM likes l \
-                    WHERE l.repo_id = ri.repo_id AND l.created_at >= ?) AS trending \
-               FROM repo_index ri \
-               WHERE ri.downloads > 0 OR ri.trending_score > 0 \
-                  OR ri.repo_id IN (SELECT repo_id FROM repo_downloads WHERE day > ? - 30) \
-                  OR ri.repo_id IN (SELECT repo_id FROM likes WHERE created_at >= ?)) \
-             UPDATE repo_index SET downloads = fresh.downloads, trending_score = fresh.trending \
-             FROM fresh WHERE repo_index.repo_id = fresh.repo_id \
-               AND (repo_index.downloads != fresh.downloads \
-                    OR repo_index.trending_score != fresh.trending)",
-        )
-        .bind(today)
-        .bind(today)
-        .bind(week_ago_ms)
-        .bind(today)
-        .bind(week_ago_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        with_pool!(self, pool => {
+            let week_ago_ms = (today - 6) * 86_400_000;
+            let done = sqlx::query(
+                "WITH fresh AS ( \
+                   SELECT ri.repo_id AS repo_id, \
+                     CAST(COALESCE((SELECT SUM(d.count) FROM repo_downloads d \
+                               WHERE d.repo_id = ri.repo_id AND d.day > $1 - 30), 0) AS BIGINT) AS downloads, \
+                     CAST(COALESCE((SELECT SUM(d.count) FROM repo_downloads d \
+                               WHERE d.repo_id = ri.repo_id AND d.day > $2 - 7), 0) AS BIGINT) \
+                     + (SELECT COUNT(*) FROM likes l \
+                        WHERE l.repo_id = ri.repo_id AND l.created_at >= $3) AS trending \
+                   FROM repo_index ri \
+                   WHERE ri.downloads > 0 OR ri.trending_score > 0 \
+                      OR ri.repo_id IN (SELECT repo_id FROM repo_downloads WHERE day > $4 - 30) \
+                      OR ri.repo_id IN (SELECT repo_id FROM likes WHERE created_at >= $5)) \
+                 UPDATE repo_index SET downloads = fresh.downloads, trending_score = fresh.trending \
+                 FROM fresh WHERE repo_index.repo_id = fresh.repo_id \
+                   AND (repo_index.downloads != fresh.downloads \
+                        OR repo_index.trending_score != fresh.trending)",
+            )
+            .bind(today)
+            .bind(today)
+            .bind(week_ago_ms)
+            .bind(today)
+            .bind(week_ago_ms)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// Merges the segments of both full-text indexes into one each, after a bulk import
     /// (incremental writes rely on FTS5's automatic merging). Holds the write lock while it
     /// runs: seconds for 100,000 repositories.
+    ///
+    /// On PostgreSQL, the trigram index's pending list (GIN's fast-update buffer) is merged
+    /// into the index instead.
     pub async fn compact_search_index(&self) -> Result<()> {
-        sqlx::query("INSERT INTO repo_facets (repo_facets) VALUES ('optimize')")
-            .execute(&self.pool)
-            .await?;
-        sqlx::query("INSERT INTO repo_search (repo_search) VALUES ('optimize')")
-            .execute(&self.pool)
-            .await?;
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                sqlx::query("INSERT INTO repo_facets (repo_facets) VALUES ('optimize')")
+                    .execute(pool)
+                    .await?;
+                sqlx::query("INSERT INTO repo_search (repo_search) VALUES ('optimize')")
+                    .execute(pool)
+                    .await?;
+            }
+            Pool::Postgres(pool) => {
+                sqlx::query("SELECT gin_clean_pending_list('repos_search'::regclass)")
+                    .execute(pool)
+                    .await?;
+            }
+        }
         Ok(())
     }
 
     /// Refreshes the query planner's statistics (cheap; worth it after large imports).
     pub async fn optimize(&self) -> Result<()> {
-        sqlx::query("PRAGMA optimize").execute(&self.pool).await?;
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                sqlx::query("PRAGMA optimize").execute(pool).await?;
+            }
+            Pool::Postgres(pool) => {
+                // A bare ANALYZE also visits the shared catalogs, which only a superuser may
+                // analyze (one notice each); Trove's role analyzes the tables of its schema.
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()",
+                )
+                .fetch_all(pool)
+                .await?;
+                if !tables.is_empty() {
+                    sqlx::query(&format!("ANALYZE {}", tables.join(", ")))
+                        .execute(pool)
+                        .await?;
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -712,61 +800,63 @@ impl Db {
         today: i64,
         repos: &[BulkRepo],
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for b in repos {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO repos \
-                 (repo_type, namespace, name, private, owner_user_id, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(b.repo_type.as_str())
-            .bind(&b.namespace)
-            .bind(&b.name)
-            .bind(b.private)
-            .bind(owner_user_id)
-            .bind(b.created_at_ms)
-            .bind(b.created_at_ms)
-            .fetch_one(&mut *tx)
-            .await?;
-            let u = &b.index;
-            sqlx::query(
-                "UPDATE repo_index SET sha = ?, last_modified = ?, pipeline_tag = ?, \
-                 library_name = ?, sdk = ?, tags = ?, card_data = ?, card_warnings = ?, \
-                 siblings = ?, used_storage = ?, safetensors = ?, params_total = ?, config = ?, \
-                 downloads = ?, downloads_all_time = ?, likes = ?, trending_score = ? \
-                 WHERE repo_id = ?",
-            )
-            .bind(&u.sha)
-            .bind(u.last_modified_ms)
-            .bind(&u.pipeline_tag)
-            .bind(&u.library_name)
-            .bind(&u.sdk)
-            .bind(&u.tags_json)
-            .bind(&u.card_data_json)
-            .bind(&u.card_warnings_json)
-            .bind(&u.siblings_json)
-            .bind(u.used_storage)
-            .bind(&u.safetensors_json)
-            .bind(u.params_total)
-            .bind(&u.config_json)
-            .bind(b.downloads)
-            .bind(b.downloads_all_time)
-            .bind(b.likes)
-            .bind(b.downloads)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            if b.downloads > 0 {
-                sqlx::query("INSERT INTO repo_downloads (repo_id, day, count) VALUES (?, ?, ?)")
-                    .bind(id)
-                    .bind(today - 1)
-                    .bind(b.downloads)
-                    .execute(&mut *tx)
-                    .await?;
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            for b in repos {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO repos \
+                     (repo_type, namespace, name, private, owner_user_id, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                )
+                .bind(b.repo_type.as_str())
+                .bind(&b.namespace)
+                .bind(&b.name)
+                .bind(b.private)
+                .bind(owner_user_id)
+                .bind(b.created_at_ms)
+                .bind(b.created_at_ms)
+                .fetch_one(&mut *tx)
+                .await?;
+                let u = &b.index;
+                sqlx::query(
+                    "UPDATE repo_index SET sha = $1, last_modified = $2, pipeline_tag = $3, \
+                     library_name = $4, sdk = $5, tags = $6, card_data = $7, card_warnings = $8, \
+                     siblings = $9, used_storage = $10, safetensors = $11, params_total = $12, config = $13, \
+                     downloads = $14, downloads_all_time = $15, likes = $16, trending_score = $17 \
+                     WHERE repo_id = $18",
+                )
+                .bind(&u.sha)
+                .bind(u.last_modified_ms)
+                .bind(&u.pipeline_tag)
+                .bind(&u.library_name)
+                .bind(&u.sdk)
+                .bind(&u.tags_json)
+                .bind(&u.card_data_json)
+                .bind(&u.card_warnings_json)
+                .bind(&u.siblings_json)
+                .bind(u.used_storage)
+                .bind(&u.safetensors_json)
+                .bind(u.params_total)
+                .bind(&u.config_json)
+                .bind(b.downloads)
+                .bind(b.downloads_all_time)
+                .bind(b.likes)
+                .bind(b.downloads)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                if b.downloads > 0 {
+                    sqlx::query("INSERT INTO repo_downloads (repo_id, day, count) VALUES ($1, $2, $3)")
+                        .bind(id)
+                        .bind(today - 1)
+                        .bind(b.downloads)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                write_facets(Conn::from(&mut *tx), id, &u.facets, false).await?;
             }
-            write_facets(&mut tx, id, &u.facets, false).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            tx.commit().await?;
+            Ok(())
+        })
     }
 }

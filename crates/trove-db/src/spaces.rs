@@ -2,6 +2,7 @@
 //! variables and secrets.
 
 use crate::Db;
+use crate::backend::{WritePool, with_pool};
 use crate::error::{Result, constraint_error};
 use sqlx::Row;
 
@@ -42,17 +43,19 @@ pub struct SpaceEnvEntry {
 impl Db {
     /// The Space's runtime settings (the defaults when none were ever set).
     pub async fn space_settings(&self, repo_id: i64) -> Result<SpaceSettings> {
-        let row =
-            sqlx::query("SELECT paused, sleep_time_secs FROM space_settings WHERE repo_id = ?")
-                .bind(repo_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(match row {
-            Some(row) => SpaceSettings {
-                paused: row.try_get::<i64, _>("paused")? != 0,
-                sleep_time_secs: row.try_get("sleep_time_secs")?,
-            },
-            None => SpaceSettings::default(),
+        with_pool!(self, pool => {
+            let row =
+                sqlx::query("SELECT paused, sleep_time_secs FROM space_settings WHERE repo_id = $1")
+                    .bind(repo_id)
+                    .fetch_optional(pool)
+                    .await?;
+            Ok(match row {
+                Some(row) => SpaceSettings {
+                    paused: row.try_get("paused")?,
+                    sleep_time_secs: row.try_get("sleep_time_secs")?,
+                },
+                None => SpaceSettings::default(),
+            })
         })
     }
 
@@ -63,78 +66,86 @@ impl Db {
         settings: &SpaceSettings,
         now_ms: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO space_settings (repo_id, paused, sleep_time_secs, updated_at) \
-             VALUES (?, ?, ?, ?) ON CONFLICT (repo_id) DO UPDATE SET \
-             paused = excluded.paused, sleep_time_secs = excluded.sleep_time_secs, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(repo_id)
-        .bind(i64::from(settings.paused))
-        .bind(settings.sleep_time_secs)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(constraint_error("space settings", "repo"))?;
-        Ok(())
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO space_settings (repo_id, paused, sleep_time_secs, updated_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (repo_id) DO UPDATE SET \
+                 paused = excluded.paused, sleep_time_secs = excluded.sleep_time_secs, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(repo_id)
+            .bind(settings.paused)
+            .bind(settings.sleep_time_secs)
+            .bind(now_ms)
+            .execute(pool)
+            .await
+            .map_err(constraint_error("space settings", "repo"))?;
+            Ok(())
+        })
     }
 
     /// The Space's variables and secrets, by key.
     pub async fn space_env(&self, repo_id: i64) -> Result<Vec<SpaceEnvEntry>> {
-        let rows = sqlx::query(
-            "SELECT kind, key, value, description, updated_at FROM space_env \
-             WHERE repo_id = ? ORDER BY kind, key",
-        )
-        .bind(repo_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|row| {
-                let kind: String = row.try_get("kind")?;
-                Ok(SpaceEnvEntry {
-                    kind: if kind == "secret" {
-                        EnvKind::Secret
-                    } else {
-                        EnvKind::Variable
-                    },
-                    key: row.try_get("key")?,
-                    value: row.try_get("value")?,
-                    description: row.try_get("description")?,
-                    updated_at_ms: row.try_get("updated_at")?,
+        with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT kind, key, value, description, updated_at FROM space_env \
+                 WHERE repo_id = $1 ORDER BY kind, key",
+            )
+            .bind(repo_id)
+            .fetch_all(pool)
+            .await?;
+            rows.into_iter()
+                .map(|row| {
+                    let kind: String = row.try_get("kind")?;
+                    Ok(SpaceEnvEntry {
+                        kind: if kind == "secret" {
+                            EnvKind::Secret
+                        } else {
+                            EnvKind::Variable
+                        },
+                        key: row.try_get("key")?,
+                        value: row.try_get("value")?,
+                        description: row.try_get("description")?,
+                        updated_at_ms: row.try_get("updated_at")?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     /// Adds or replaces a variable or secret.
     pub async fn put_space_env(&self, repo_id: i64, entry: &SpaceEnvEntry) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO space_env (repo_id, kind, key, value, description, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (repo_id, kind, key) DO UPDATE SET \
-             value = excluded.value, description = excluded.description, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(repo_id)
-        .bind(entry.kind.as_str())
-        .bind(&entry.key)
-        .bind(&entry.value)
-        .bind(&entry.description)
-        .bind(entry.updated_at_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(constraint_error("space variable", "repo"))?;
-        Ok(())
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO space_env (repo_id, kind, key, value, description, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (repo_id, kind, key) DO UPDATE SET \
+                 value = excluded.value, description = excluded.description, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(repo_id)
+            .bind(entry.kind.as_str())
+            .bind(&entry.key)
+            .bind(&entry.value)
+            .bind(&entry.description)
+            .bind(entry.updated_at_ms)
+            .execute(pool)
+            .await
+            .map_err(constraint_error("space variable", "repo"))?;
+            Ok(())
+        })
     }
 
     /// Removes a variable or secret; `false` if there was none.
     pub async fn delete_space_env(&self, repo_id: i64, kind: EnvKind, key: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM space_env WHERE repo_id = ? AND kind = ? AND key = ?")
-            .bind(repo_id)
-            .bind(kind.as_str())
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        with_pool!(self, pool => {
+            let done = sqlx::query("DELETE FROM space_env WHERE repo_id = $1 AND kind = $2 AND key = $3")
+                .bind(repo_id)
+                .bind(kind.as_str())
+                .bind(key)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 }
 
@@ -143,28 +154,32 @@ impl Db {
     /// files among them, and the xorbs it references), in one transaction: a duplicate's
     /// history names the same pointers. Returns how many LFS objects were linked.
     pub async fn copy_content_links(&self, from: i64, to: i64, now_ms: i64) -> Result<u64> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let objects = sqlx::query(
-            "INSERT OR IGNORE INTO repo_lfs_objects (repo_id, sha256, created_at) \
-             SELECT ?, sha256, ? FROM repo_lfs_objects WHERE repo_id = ?",
-        )
-        .bind(to)
-        .bind(now_ms)
-        .bind(from)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        sqlx::query(
-            "INSERT OR IGNORE INTO xet_repo_xorbs (repo_id, hash, created_at) \
-             SELECT ?, hash, ? FROM xet_repo_xorbs WHERE repo_id = ?",
-        )
-        .bind(to)
-        .bind(now_ms)
-        .bind(from)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(objects)
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let objects = sqlx::query(
+                "INSERT INTO repo_lfs_objects (repo_id, sha256, created_at) \
+                 SELECT $1, sha256, $2 FROM repo_lfs_objects WHERE repo_id = $3 \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(to)
+            .bind(now_ms)
+            .bind(from)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query(
+                "INSERT INTO xet_repo_xorbs (repo_id, hash, created_at) \
+                 SELECT $1, hash, $2 FROM xet_repo_xorbs WHERE repo_id = $3 \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(to)
+            .bind(now_ms)
+            .bind(from)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(objects)
+        })
     }
 }
 
@@ -172,9 +187,8 @@ impl Db {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn settings_and_env_round_trip() {
-        let db = Db::open_in_memory().await.expect("db");
+    crate::backend_tests! {
+    async fn settings_and_env_round_trip(db) {
         let name = trove_types::RepoName::parse("a").expect("name");
         let user = db.create_user(&name, None, false).await.expect("user");
         let id = trove_types::RepoId::new(name, trove_types::RepoName::parse("s").expect("name"));
@@ -215,5 +229,6 @@ mod tests {
                 .expect("delete")
         );
         assert_eq!(db.space_env(repo.id).await.expect("env"), vec![var]);
+    }
     }
 }

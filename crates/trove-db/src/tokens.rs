@@ -2,11 +2,11 @@
 //! scopes), optionally expiring. Only a hash of each secret is stored; the caller generates
 //! the secret, hashes it, and shows it to the user once.
 
+use crate::backend::{WritePool, with_pool};
 use crate::error::{DbError, Result, constraint_error};
 use crate::users::{USER_COLUMNS, User};
 use crate::{Db, unix_now_ms};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use std::fmt;
 use trove_types::RepoType;
 
@@ -99,7 +99,7 @@ const TOKEN_COLUMNS: &str = "tokens.id, tokens.user_id, tokens.name, tokens.role
 const TOKEN_COLUMN_COUNT: usize = 7;
 
 impl Token {
-    fn from_row(row: &SqliteRow) -> Result<Token> {
+    fn from_row(row: &impl crate::backend::DbRow) -> Result<Token> {
         let role: String = row.try_get(3)?;
         let role = TokenRole::parse(&role).ok_or_else(|| DbError::Corrupt {
             what: "token role",
@@ -131,85 +131,89 @@ impl Db {
         expires_at_ms: Option<i64>,
         scopes: &[NewScope],
     ) -> Result<Token> {
-        let sql = format!(
-            "INSERT INTO tokens (user_id, name, role, token_hash, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING {TOKEN_COLUMNS}"
-        );
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(&sql)
-            .bind(user_id)
-            .bind(name)
-            .bind(role.as_str())
-            .bind(token_hash)
-            .bind(unix_now_ms())
-            .bind(expires_at_ms)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(constraint_error("token", "user"))?;
-        let token = Token::from_row(&row)?;
-        for scope in scopes {
-            let (repo_id, namespace, permissions) = match scope {
-                NewScope::Repo {
-                    repo_id,
-                    permissions,
-                } => (Some(*repo_id), None, permissions),
-                NewScope::Namespace {
-                    namespace,
-                    permissions,
-                } => (None, Some(namespace.as_str()), permissions),
-            };
-            sqlx::query(
-                "INSERT INTO token_scopes (token_id, repo_id, namespace, permissions) \
-                 VALUES (?, ?, ?, ?)",
-            )
-            .bind(token.id)
-            .bind(repo_id)
-            .bind(namespace)
-            .bind(permissions.join(" "))
-            .execute(&mut *tx)
-            .await
-            .map_err(constraint_error("token scope", "repository"))?;
-        }
-        tx.commit().await?;
-        let mut token = token;
-        token.scopes = self.token_scopes(token.id).await?;
-        Ok(token)
+        with_pool!(self, pool => {
+            let sql = format!(
+                "INSERT INTO tokens (user_id, name, role, token_hash, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING {TOKEN_COLUMNS}"
+            );
+            let mut tx = pool.begin_write().await?;
+            let row = sqlx::query(&sql)
+                .bind(user_id)
+                .bind(name)
+                .bind(role.as_str())
+                .bind(token_hash)
+                .bind(unix_now_ms())
+                .bind(expires_at_ms)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(constraint_error("token", "user"))?;
+            let token = Token::from_row(&row)?;
+            for scope in scopes {
+                let (repo_id, namespace, permissions) = match scope {
+                    NewScope::Repo {
+                        repo_id,
+                        permissions,
+                    } => (Some(*repo_id), None, permissions),
+                    NewScope::Namespace {
+                        namespace,
+                        permissions,
+                    } => (None, Some(namespace.as_str()), permissions),
+                };
+                sqlx::query(
+                    "INSERT INTO token_scopes (token_id, repo_id, namespace, permissions) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(token.id)
+                .bind(repo_id)
+                .bind(namespace)
+                .bind(permissions.join(" "))
+                .execute(&mut *tx)
+                .await
+                .map_err(constraint_error("token scope", "repository"))?;
+            }
+            tx.commit().await?;
+            let mut token = token;
+            token.scopes = self.token_scopes(token.id).await?;
+            Ok(token)
+        })
     }
 
     async fn token_scopes(&self, token_id: i64) -> Result<Vec<TokenScope>> {
-        let rows = sqlx::query(
-            "SELECT s.repo_id, r.repo_type, r.namespace, r.name, s.namespace, s.permissions \
-             FROM token_scopes s LEFT JOIN repos r ON r.id = s.repo_id \
-             WHERE s.token_id = ? ORDER BY s.id",
-        )
-        .bind(token_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let permissions: String = row.try_get(5)?;
-                let permissions = permissions.split_whitespace().map(str::to_owned).collect();
-                let target = match row.try_get::<Option<i64>, _>(0)? {
-                    Some(repo_id) => {
-                        let t: String = row.try_get(1)?;
-                        ScopeTarget::Repo {
-                            repo_id,
-                            repo_type: RepoType::from_singular(&t).ok_or(DbError::Corrupt {
-                                what: "repo type",
-                                detail: t.clone(),
-                            })?,
-                            namespace: row.try_get(2)?,
-                            name: row.try_get(3)?,
+        with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT s.repo_id, r.repo_type, r.namespace, r.name, s.namespace, s.permissions \
+                 FROM token_scopes s LEFT JOIN repos r ON r.id = s.repo_id \
+                 WHERE s.token_id = $1 ORDER BY s.id",
+            )
+            .bind(token_id)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    let permissions: String = row.try_get(5)?;
+                    let permissions = permissions.split_whitespace().map(str::to_owned).collect();
+                    let target = match row.try_get::<Option<i64>, _>(0)? {
+                        Some(repo_id) => {
+                            let t: String = row.try_get(1)?;
+                            ScopeTarget::Repo {
+                                repo_id,
+                                repo_type: RepoType::from_singular(&t).ok_or(DbError::Corrupt {
+                                    what: "repo type",
+                                    detail: t.clone(),
+                                })?,
+                                namespace: row.try_get(2)?,
+                                name: row.try_get(3)?,
+                            }
                         }
-                    }
-                    None => ScopeTarget::Namespace(row.try_get(4)?),
-                };
-                Ok(TokenScope {
-                    target,
-                    permissions,
+                        None => ScopeTarget::Namespace(row.try_get(4)?),
+                    };
+                    Ok(TokenScope {
+                        target,
+                        permissions,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     /// The token with this hash and its owner, unless the owner is disabled or the token
@@ -219,67 +223,75 @@ impl Db {
         token_hash: &[u8],
         now_ms: i64,
     ) -> Result<Option<(Token, User)>> {
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS}, {USER_COLUMNS} FROM tokens \
-             JOIN users ON users.id = tokens.user_id \
-             WHERE tokens.token_hash = ? AND users.disabled = 0 \
-             AND (tokens.expires_at IS NULL OR tokens.expires_at > ?)"
-        );
-        let Some(row) = sqlx::query(&sql)
-            .bind(token_hash)
-            .bind(now_ms)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let mut token = Token::from_row(&row)?;
-        if token.role == TokenRole::FineGrained {
-            token.scopes = self.token_scopes(token.id).await?;
-        }
-        Ok(Some((token, User::from_row(&row, TOKEN_COLUMN_COUNT)?)))
+        with_pool!(self, pool => {
+            let sql = format!(
+                "SELECT {TOKEN_COLUMNS}, {USER_COLUMNS} FROM tokens \
+                 JOIN users ON users.id = tokens.user_id \
+                 WHERE tokens.token_hash = $1 AND users.disabled = FALSE \
+                 AND (tokens.expires_at IS NULL OR tokens.expires_at > $2)"
+            );
+            let Some(row) = sqlx::query(&sql)
+                .bind(token_hash)
+                .bind(now_ms)
+                .fetch_optional(pool)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let mut token = Token::from_row(&row)?;
+            if token.role == TokenRole::FineGrained {
+                token.scopes = self.token_scopes(token.id).await?;
+            }
+            Ok(Some((token, User::from_row(&row, TOKEN_COLUMN_COUNT)?)))
+        })
     }
 
     /// The user's tokens, oldest first.
     pub async fn list_tokens(&self, user_id: i64) -> Result<Vec<Token>> {
-        let sql =
-            format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = ? ORDER BY created_at, id");
-        let rows = sqlx::query(&sql)
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut tokens = rows
-            .iter()
-            .map(Token::from_row)
-            .collect::<Result<Vec<_>>>()?;
-        for token in &mut tokens {
-            token.scopes = self.token_scopes(token.id).await?;
-        }
-        Ok(tokens)
+        with_pool!(self, pool => {
+            let sql =
+                format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = $1 ORDER BY created_at, id");
+            let rows = sqlx::query(&sql)
+                .bind(user_id)
+                .fetch_all(pool)
+                .await?;
+            let mut tokens = rows
+                .iter()
+                .map(Token::from_row)
+                .collect::<Result<Vec<_>>>()?;
+            for token in &mut tokens {
+                token.scopes = self.token_scopes(token.id).await?;
+            }
+            Ok(tokens)
+        })
     }
 
     /// Deletes the user's token named `name`; `false` if there was none.
     pub async fn revoke_token(&self, user_id: i64, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM tokens WHERE user_id = ? AND name = ?")
-            .bind(user_id)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        with_pool!(self, pool => {
+            let done = sqlx::query("DELETE FROM tokens WHERE user_id = $1 AND name = $2")
+                .bind(user_id)
+                .bind(name)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 
     /// Records that the token was used at `now_ms`, never moving the time backwards.
     /// Best effort: the caller throttles calls and may log and ignore a failure.
     pub async fn touch_token(&self, token_id: i64, now_ms: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE tokens SET last_used_at = ? \
-             WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
-        )
-        .bind(now_ms)
-        .bind(token_id)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        with_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE tokens SET last_used_at = $1 \
+                 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
+            )
+            .bind(now_ms)
+            .bind(token_id)
+            .bind(now_ms)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 }

@@ -2,9 +2,9 @@
 //! drains (due rows first), which doubles as each webhook's delivery log.
 
 use crate::Db;
+use crate::backend::{Conn, WritePool, with_conn, with_pool};
 use crate::error::{DbError, Result};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 /// A webhook with what it watches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,7 +84,7 @@ const WEBHOOK_COLUMNS: &str = "id, object_id, owner_user_id, url, secret, domain
 const DELIVERY_COLUMNS: &str = "id, webhook_id, event, repo_id, repo_namespace, repo_private, \
      payload, state, attempts, last_status, last_error, last_duration_ms, created_at, updated_at";
 
-fn webhook_from_row(row: &SqliteRow) -> Result<Webhook> {
+fn webhook_from_row(row: &impl crate::backend::DbRow) -> Result<Webhook> {
     let domains: String = row.try_get(5)?;
     Ok(Webhook {
         id: row.try_get(0)?,
@@ -102,7 +102,7 @@ fn webhook_from_row(row: &SqliteRow) -> Result<Webhook> {
     })
 }
 
-fn delivery_from_row(row: &SqliteRow) -> Result<Delivery> {
+fn delivery_from_row(row: &impl crate::backend::DbRow) -> Result<Delivery> {
     Ok(Delivery {
         id: row.try_get(0)?,
         webhook_id: row.try_get(1)?,
@@ -130,26 +130,28 @@ impl Db {
         spec: &WebhookSpec,
         now_ms: i64,
     ) -> Result<Webhook> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO webhooks (object_id, owner_user_id, url, secret, domains, disabled, \
-             created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?) RETURNING id",
-        )
-        .bind(object_id)
-        .bind(owner_user_id)
-        .bind(&spec.url)
-        .bind(spec.secret.as_deref())
-        .bind(spec.domains.join(","))
-        .bind(now_ms)
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(crate::error::constraint_error("webhook", "user"))?;
-        write_watched(&mut tx, id, &spec.watched).await?;
-        tx.commit().await?;
-        self.webhook_by_id(id)
-            .await?
-            .ok_or(DbError::NotFound { what: "webhook" })
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO webhooks (object_id, owner_user_id, url, secret, domains, disabled, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, FALSE, $6, $7) RETURNING id",
+            )
+            .bind(object_id)
+            .bind(owner_user_id)
+            .bind(&spec.url)
+            .bind(spec.secret.as_deref())
+            .bind(spec.domains.join(","))
+            .bind(now_ms)
+            .bind(now_ms)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(crate::error::constraint_error("webhook", "user"))?;
+            write_watched(Conn::from(&mut *tx), id, &spec.watched).await?;
+            tx.commit().await?;
+            self.webhook_by_id(id)
+                .await?
+                .ok_or(DbError::NotFound { what: "webhook" })
+        })
     }
 
     /// Replaces a webhook's settings; `secret: None` keeps the current secret.
@@ -159,86 +161,98 @@ impl Db {
         spec: &WebhookSpec,
         now_ms: i64,
     ) -> Result<Webhook> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "UPDATE webhooks SET url = ?, secret = COALESCE(?, secret), domains = ?, \
-             updated_at = ? WHERE id = ?",
-        )
-        .bind(&spec.url)
-        .bind(spec.secret.as_deref())
-        .bind(spec.domains.join(","))
-        .bind(now_ms)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM webhook_watched WHERE webhook_id = ?")
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "UPDATE webhooks SET url = $1, secret = COALESCE($2, secret), domains = $3, \
+                 updated_at = $4 WHERE id = $5",
+            )
+            .bind(&spec.url)
+            .bind(spec.secret.as_deref())
+            .bind(spec.domains.join(","))
+            .bind(now_ms)
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        write_watched(&mut tx, id, &spec.watched).await?;
-        tx.commit().await?;
-        self.webhook_by_id(id)
-            .await?
-            .ok_or(DbError::NotFound { what: "webhook" })
+            sqlx::query("DELETE FROM webhook_watched WHERE webhook_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            write_watched(Conn::from(&mut *tx), id, &spec.watched).await?;
+            tx.commit().await?;
+            self.webhook_by_id(id)
+                .await?
+                .ok_or(DbError::NotFound { what: "webhook" })
+        })
     }
 
     pub async fn set_webhook_disabled(&self, id: i64, disabled: bool, now_ms: i64) -> Result<()> {
-        sqlx::query("UPDATE webhooks SET disabled = ?, updated_at = ? WHERE id = ?")
-            .bind(disabled)
-            .bind(now_ms)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        with_pool!(self, pool => {
+            sqlx::query("UPDATE webhooks SET disabled = $1, updated_at = $2 WHERE id = $3")
+                .bind(disabled)
+                .bind(now_ms)
+                .bind(id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     pub async fn delete_webhook(&self, id: i64) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM webhooks WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        with_pool!(self, pool => {
+            let done = sqlx::query("DELETE FROM webhooks WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 
     /// The webhook with this database id, if it exists.
     pub async fn webhook_by_id(&self, id: i64) -> Result<Option<Webhook>> {
-        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        match row {
-            Some(row) => Ok(Some(self.with_watched(webhook_from_row(&row)?).await?)),
-            None => Ok(None),
-        }
+        with_pool!(self, pool => {
+            let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1");
+            let row = sqlx::query(&sql)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                Some(row) => Ok(Some(self.with_watched(webhook_from_row(&row)?).await?)),
+                None => Ok(None),
+            }
+        })
     }
 
     /// The webhook with this object id, if it exists.
     pub async fn webhook_by_object_id(&self, object_id: &str) -> Result<Option<Webhook>> {
-        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE object_id = ?");
-        let row = sqlx::query(&sql)
-            .bind(object_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        match row {
-            Some(row) => Ok(Some(self.with_watched(webhook_from_row(&row)?).await?)),
-            None => Ok(None),
-        }
+        with_pool!(self, pool => {
+            let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE object_id = $1");
+            let row = sqlx::query(&sql)
+                .bind(object_id)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                Some(row) => Ok(Some(self.with_watched(webhook_from_row(&row)?).await?)),
+                None => Ok(None),
+            }
+        })
     }
 
     /// A user's webhooks, oldest first.
     pub async fn webhooks_of(&self, owner_user_id: i64) -> Result<Vec<Webhook>> {
-        let sql =
-            format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE owner_user_id = ? ORDER BY id");
-        let rows = sqlx::query(&sql)
-            .bind(owner_user_id)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            out.push(self.with_watched(webhook_from_row(row)?).await?);
-        }
-        Ok(out)
+        with_pool!(self, pool => {
+            let sql =
+                format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE owner_user_id = $1 ORDER BY id");
+            let rows = sqlx::query(&sql)
+                .bind(owner_user_id)
+                .fetch_all(pool)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push(self.with_watched(webhook_from_row(row)?).await?);
+            }
+            Ok(out)
+        })
     }
 
     /// The enabled webhooks watching a repository `{namespace}/{name}` of `kind` (`model`,
@@ -249,92 +263,102 @@ impl Db {
         namespace: &str,
         name: &str,
     ) -> Result<Vec<Webhook>> {
-        let sql = format!(
-            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE disabled = 0 AND id IN \
-             (SELECT webhook_id FROM webhook_watched WHERE (kind = ? AND name = ?) \
-              OR (kind IN ('user', 'org') AND name = ?)) ORDER BY id"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(kind)
-            .bind(format!("{namespace}/{name}"))
-            .bind(namespace)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(webhook_from_row).collect()
+        with_pool!(self, pool => {
+            let sql = format!(
+                "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE disabled = FALSE AND id IN \
+                 (SELECT webhook_id FROM webhook_watched WHERE (kind = $1 AND name = $2) \
+                  OR (kind IN ('user', 'org') AND name = $3)) ORDER BY id"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(kind)
+                .bind(format!("{namespace}/{name}"))
+                .bind(namespace)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(webhook_from_row).collect()
+        })
     }
 
     /// The repository a delivery is about, by id (deliveries outlive renames).
     pub async fn repo_for_delivery(&self, repo_id: i64) -> Result<Option<crate::Repo>> {
-        let sql = format!(
-            "SELECT {} FROM repos r WHERE r.id = ?",
-            crate::repos::REPO_COLUMNS_R
-        );
-        let row = sqlx::query(&sql)
-            .bind(repo_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| crate::Repo::from_row_at(&r, 0)).transpose()
+        with_pool!(self, pool => {
+            let sql = format!(
+                "SELECT {} FROM repos r WHERE r.id = $1",
+                crate::repos::REPO_COLUMNS_R
+            );
+            let row = sqlx::query(&sql)
+                .bind(repo_id)
+                .fetch_optional(pool)
+                .await?;
+            row.map(|r| crate::Repo::from_row_at(&r, 0)).transpose()
+        })
     }
 
     async fn with_watched(&self, mut webhook: Webhook) -> Result<Webhook> {
-        let rows = sqlx::query(
-            "SELECT kind, name FROM webhook_watched WHERE webhook_id = ? ORDER BY position",
-        )
-        .bind(webhook.id)
-        .fetch_all(&self.pool)
-        .await?;
-        webhook.watched = rows
-            .iter()
-            .map(|r| {
-                Ok(Watched {
-                    kind: r.try_get(0)?,
-                    name: r.try_get(1)?,
+        with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT kind, name FROM webhook_watched WHERE webhook_id = $1 ORDER BY position",
+            )
+            .bind(webhook.id)
+            .fetch_all(pool)
+            .await?;
+            webhook.watched = rows
+                .iter()
+                .map(|r| {
+                    Ok(Watched {
+                        kind: r.try_get(0)?,
+                        name: r.try_get(1)?,
+                    })
                 })
-            })
-            .collect::<Result<_>>()?;
-        Ok(webhook)
+                .collect::<Result<_>>()?;
+            Ok(webhook)
+        })
     }
 
     /// Queues deliveries, due now.
     pub async fn enqueue_deliveries(&self, deliveries: &[NewDelivery], now_ms: i64) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for d in deliveries {
-            sqlx::query(
-                "INSERT INTO webhook_deliveries (webhook_id, event, repo_id, repo_namespace, \
-                 repo_private, payload, state, attempts, next_attempt_at, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
-            )
-            .bind(d.webhook_id)
-            .bind(&d.event)
-            .bind(d.repo_id)
-            .bind(&d.repo_namespace)
-            .bind(d.repo_private)
-            .bind(&d.payload)
-            .bind(now_ms)
-            .bind(now_ms)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            for d in deliveries {
+                sqlx::query(
+                    "INSERT INTO webhook_deliveries (webhook_id, event, repo_id, repo_namespace, \
+                     repo_private, payload, state, attempts, next_attempt_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, $9)",
+                )
+                .bind(d.webhook_id)
+                .bind(&d.event)
+                .bind(d.repo_id)
+                .bind(&d.repo_namespace)
+                .bind(d.repo_private)
+                .bind(&d.payload)
+                .bind(now_ms)
+                .bind(now_ms)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Pending deliveries due at `now_ms`, oldest first, at most one per webhook (its
     /// oldest due one), so that one webhook's backlog never fills the batch.
     pub async fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<Delivery>> {
-        let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id IN \
-             (SELECT MIN(id) FROM webhook_deliveries \
-              WHERE state = 'pending' AND next_attempt_at <= ? GROUP BY webhook_id) \
-             ORDER BY next_attempt_at, id LIMIT ?"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(now_ms)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(delivery_from_row).collect()
+        with_pool!(self, pool => {
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id IN \
+                 (SELECT MIN(id) FROM webhook_deliveries \
+                  WHERE state = 'pending' AND next_attempt_at <= $1 GROUP BY webhook_id) \
+                 ORDER BY next_attempt_at, id LIMIT $2"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(now_ms)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(delivery_from_row).collect()
+        })
     }
 
     /// Records an attempt; a finished delivery prunes its webhook's log to the last `keep`.
@@ -345,71 +369,71 @@ impl Db {
         now_ms: i64,
         keep: u32,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let webhook_id: Option<i64> = sqlx::query_scalar(
-            "UPDATE webhook_deliveries SET state = ?, attempts = attempts + ?, last_status = ?, \
-             last_error = ?, last_duration_ms = ?, next_attempt_at = ?, updated_at = ? \
-             WHERE id = ? RETURNING webhook_id",
-        )
-        .bind(outcome.state)
-        .bind(i64::from(outcome.state != "skipped"))
-        .bind(outcome.status)
-        .bind(outcome.error.as_deref())
-        .bind(outcome.duration_ms)
-        .bind(outcome.next_attempt_at)
-        .bind(now_ms)
-        .bind(delivery_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(webhook_id) = webhook_id
-            && outcome.state != "pending"
-        {
-            sqlx::query(
-                "DELETE FROM webhook_deliveries WHERE webhook_id = ? AND state != 'pending' \
-                 AND id NOT IN (SELECT id FROM webhook_deliveries WHERE webhook_id = ? \
-                 AND state != 'pending' ORDER BY id DESC LIMIT ?)",
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let webhook_id: Option<i64> = sqlx::query_scalar(
+                "UPDATE webhook_deliveries SET state = $1, attempts = attempts + $2, last_status = $3, \
+                 last_error = $4, last_duration_ms = $5, next_attempt_at = $6, updated_at = $7 \
+                 WHERE id = $8 RETURNING webhook_id",
             )
-            .bind(webhook_id)
-            .bind(webhook_id)
-            .bind(i64::from(keep))
-            .execute(&mut *tx)
+            .bind(outcome.state)
+            .bind(i64::from(outcome.state != "skipped"))
+            .bind(outcome.status)
+            .bind(outcome.error.as_deref())
+            .bind(outcome.duration_ms)
+            .bind(outcome.next_attempt_at)
+            .bind(now_ms)
+            .bind(delivery_id)
+            .fetch_optional(&mut *tx)
             .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            if let Some(webhook_id) = webhook_id
+                && outcome.state != "pending"
+            {
+                sqlx::query(
+                    "DELETE FROM webhook_deliveries WHERE webhook_id = $1 AND state != 'pending' \
+                     AND id NOT IN (SELECT id FROM webhook_deliveries WHERE webhook_id = $2 \
+                     AND state != 'pending' ORDER BY id DESC LIMIT $3)",
+                )
+                .bind(webhook_id)
+                .bind(webhook_id)
+                .bind(i64::from(keep))
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// A webhook's deliveries, newest first.
     pub async fn webhook_deliveries(&self, webhook_id: i64, limit: u32) -> Result<Vec<Delivery>> {
-        let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ? \
-             ORDER BY id DESC LIMIT ?"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(webhook_id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(delivery_from_row).collect()
+        with_pool!(self, pool => {
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 \
+                 ORDER BY id DESC LIMIT $2"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(webhook_id)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(delivery_from_row).collect()
+        })
     }
 }
 
-async fn write_watched(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    webhook_id: i64,
-    watched: &[Watched],
-) -> Result<()> {
-    for (position, w) in watched.iter().enumerate() {
+async fn write_watched(conn: Conn<'_>, webhook_id: i64, watched: &[Watched]) -> Result<()> {
+    with_conn!(conn, c => for (position, w) in watched.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO webhook_watched (webhook_id, kind, name, position) VALUES (?, ?, ?, ?) \
+            "INSERT INTO webhook_watched (webhook_id, kind, name, position) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (webhook_id, kind, name) DO NOTHING",
         )
         .bind(webhook_id)
         .bind(&w.kind)
         .bind(&w.name)
         .bind(position as i64)
-        .execute(&mut **tx)
+        .execute(&mut *c)
         .await?;
-    }
+    });
     Ok(())
 }

@@ -2,22 +2,23 @@
 //! of the blobs (chunk index, terms) belong to `trove-xet`; here they are opaque bytes.
 
 use crate::Db;
+use crate::backend::{Conn, WritePool, with_conn, with_pool};
 use crate::error::{DbError, Result};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Row};
 use std::collections::HashMap;
 use trove_types::Sha256Hex;
 
 /// Hashes per query in [`Db::xorb_indices`], well under SQLite's bound-parameter limit.
 const HASHES_PER_QUERY: usize = 500;
 
-/// Whether xorb `x` is visible to the repository whose id is bound twice after it: some
+/// Whether xorb `x` is visible to the repository whose id is parameter `$2`: some
 /// repository of the same namespace references it — uploaded it, or has a file made of it
 /// linked (see the 0007 migration).
 const REFERENCED_BY_REPO: &str = "(EXISTS (SELECT 1 FROM xet_repo_xorbs r JOIN repos o ON o.id = r.repo_id \
-     WHERE r.hash = x.hash AND o.namespace = (SELECT namespace FROM repos WHERE id = ?)) \
+     WHERE r.hash = x.hash AND o.namespace = (SELECT namespace FROM repos WHERE id = $2)) \
      OR EXISTS (SELECT 1 FROM xet_file_xorbs fx JOIN xet_files f ON f.file_hash = fx.file_hash \
      JOIN repo_lfs_objects l ON l.sha256 = f.sha256 JOIN repos o ON o.id = l.repo_id \
-     WHERE fx.xorb = x.hash AND o.namespace = (SELECT namespace FROM repos WHERE id = ?)))";
+     WHERE fx.xorb = x.hash AND o.namespace = (SELECT namespace FROM repos WHERE id = $2)))";
 
 /// A stored xorb as the index describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +56,7 @@ fn hash_from_sql(bytes: Vec<u8>) -> Result<[u8; 32]> {
     })
 }
 
-fn file_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<XetFile> {
+fn file_from_row(row: &impl crate::backend::DbRow) -> Result<XetFile> {
     let sha: String = row.try_get("sha256")?;
     Ok(XetFile {
         file_hash: hash_from_sql(row.try_get("file_hash")?)?,
@@ -78,85 +79,82 @@ impl Db {
         chunk_hashes: &[[u8; 32]],
         now_ms: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query(
-            "INSERT INTO xet_xorbs (hash, stored_bytes, raw_bytes, num_chunks, chunk_index, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
-        )
-        .bind(hash.as_slice())
-        .bind(to_sql("xorb stored bytes", xorb.stored_bytes)?)
-        .bind(to_sql("xorb raw bytes", xorb.raw_bytes)?)
-        .bind(xorb.num_chunks as i64)
-        .bind(xorb.chunk_index.as_slice())
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        // The chunk index learns the xorb's chunks in the same transaction, so an entry never
-        // names a xorb the index does not hold.
-        for (i, batch) in chunk_hashes.chunks(HASHES_PER_QUERY / 2).enumerate() {
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO xet_chunks (hash, xorb, idx) ");
-            let base = i * (HASHES_PER_QUERY / 2);
-            q.push_values(batch.iter().enumerate(), |mut row, (j, h)| {
-                row.push_bind(h.as_slice())
-                    .push_bind(hash.as_slice())
-                    .push_bind((base + j) as i64);
-            });
-            q.push(" ON CONFLICT (hash) DO NOTHING");
-            q.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let done = sqlx::query(
+                "INSERT INTO xet_xorbs (hash, stored_bytes, raw_bytes, num_chunks, chunk_index, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash) DO NOTHING",
+            )
+            .bind(hash.as_slice())
+            .bind(to_sql("xorb stored bytes", xorb.stored_bytes)?)
+            .bind(to_sql("xorb raw bytes", xorb.raw_bytes)?)
+            .bind(xorb.num_chunks as i64)
+            .bind(xorb.chunk_index.as_slice())
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            // The chunk index learns the xorb's chunks in the same transaction, so an entry never
+            // names a xorb the index does not hold.
+            index_xorb_chunks(Conn::from(&mut *tx), hash.as_slice(), chunk_hashes).await?;
+            tx.commit().await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     /// The stored size of a recorded xorb, if any.
     pub async fn xorb_stored_bytes(&self, hash: &[u8; 32]) -> Result<Option<u64>> {
-        let n: Option<i64> =
-            sqlx::query_scalar("SELECT stored_bytes FROM xet_xorbs WHERE hash = ?")
-                .bind(hash.as_slice())
-                .fetch_optional(&self.pool)
-                .await?;
-        n.map(|n| from_sql("xorb stored bytes", n)).transpose()
+        with_pool!(self, pool => {
+            let n: Option<i64> =
+                sqlx::query_scalar("SELECT stored_bytes FROM xet_xorbs WHERE hash = $1")
+                    .bind(hash.as_slice())
+                    .fetch_optional(pool)
+                    .await?;
+            n.map(|n| from_sql("xorb stored bytes", n)).transpose()
+        })
     }
 
     /// The chunk indices of those of `hashes` that are recorded.
     pub async fn xorb_indices(&self, hashes: &[[u8; 32]]) -> Result<HashMap<[u8; 32], Vec<u8>>> {
-        let mut out = HashMap::with_capacity(hashes.len());
-        for batch in hashes.chunks(HASHES_PER_QUERY) {
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new("SELECT hash, chunk_index FROM xet_xorbs WHERE hash IN (");
-            let mut sep = q.separated(", ");
-            for h in batch {
-                sep.push_bind(h.as_slice());
+        with_pool!(self, pool => {
+            let mut out = HashMap::with_capacity(hashes.len());
+            for batch in hashes.chunks(HASHES_PER_QUERY) {
+                let mut q: QueryBuilder<'_, _> =
+                    QueryBuilder::new("SELECT hash, chunk_index FROM xet_xorbs WHERE hash IN (");
+                let mut sep = q.separated(", ");
+                for h in batch {
+                    sep.push_bind(h.as_slice());
+                }
+                q.push(")");
+                for row in q.build().fetch_all(pool).await? {
+                    out.insert(
+                        hash_from_sql(row.try_get("hash")?)?,
+                        row.try_get("chunk_index")?,
+                    );
+                }
             }
-            q.push(")");
-            for row in q.build().fetch_all(&self.pool).await? {
-                out.insert(
-                    hash_from_sql(row.try_get("hash")?)?,
-                    row.try_get("chunk_index")?,
-                );
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Makes repository `repo_id` reference a stored xorb (its token uploaded the bytes).
     /// Returns whether the link is new. Fails with `NotFound` if the xorb is not recorded.
     pub async fn link_repo_xorb(&self, repo_id: i64, hash: &[u8; 32], now_ms: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO xet_repo_xorbs (repo_id, hash, created_at) VALUES (?, ?, ?) \
-             ON CONFLICT (repo_id, hash) DO NOTHING",
-        )
-        .bind(repo_id)
-        .bind(hash.as_slice())
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(crate::error::constraint_error(
-            "repo xorb link",
-            "repo or xorb",
-        ))?;
-        Ok(done.rows_affected() == 1)
+        with_pool!(self, pool => {
+            let done = sqlx::query(
+                "INSERT INTO xet_repo_xorbs (repo_id, hash, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (repo_id, hash) DO NOTHING",
+            )
+            .bind(repo_id)
+            .bind(hash.as_slice())
+            .bind(now_ms)
+            .execute(pool)
+            .await
+            .map_err(crate::error::constraint_error(
+                "repo xorb link",
+                "repo or xorb",
+            ))?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     /// The stored size of a xorb visible to repository `repo_id` (referenced by a repository
@@ -166,15 +164,16 @@ impl Db {
         repo_id: i64,
         hash: &[u8; 32],
     ) -> Result<Option<u64>> {
-        let n: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT x.stored_bytes FROM xet_xorbs x WHERE x.hash = ? AND {REFERENCED_BY_REPO}"
-        ))
-        .bind(hash.as_slice())
-        .bind(repo_id)
-        .bind(repo_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        n.map(|n| from_sql("xorb stored bytes", n)).transpose()
+        with_pool!(self, pool => {
+            let n: Option<i64> = sqlx::query_scalar(&format!(
+                "SELECT x.stored_bytes FROM xet_xorbs x WHERE x.hash = $1 AND {REFERENCED_BY_REPO}"
+            ))
+            .bind(hash.as_slice())
+            .bind(repo_id)
+            .fetch_optional(pool)
+            .await?;
+            n.map(|n| from_sql("xorb stored bytes", n)).transpose()
+        })
     }
 
     /// [`Db::xorb_indices`] limited to the xorbs visible to repository `repo_id`.
@@ -183,34 +182,36 @@ impl Db {
         repo_id: i64,
         hashes: &[[u8; 32]],
     ) -> Result<HashMap<[u8; 32], Vec<u8>>> {
-        let mut out = HashMap::with_capacity(hashes.len());
-        for batch in hashes.chunks(HASHES_PER_QUERY) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "SELECT x.hash, x.chunk_index FROM xet_xorbs x WHERE x.hash IN (",
-            );
-            let mut sep = q.separated(", ");
-            for h in batch {
-                sep.push_bind(h.as_slice());
-            }
-            // REFERENCED_BY_REPO, with the repository bound through the builder.
-            let (first, rest) = REFERENCED_BY_REPO
-                .split_once('?')
-                .expect("two placeholders");
-            let (second, last) = rest.split_once('?').expect("two placeholders");
-            q.push(") AND ")
-                .push(first)
-                .push_bind(repo_id)
-                .push(second)
-                .push_bind(repo_id)
-                .push(last);
-            for row in q.build().fetch_all(&self.pool).await? {
-                out.insert(
-                    hash_from_sql(row.try_get("hash")?)?,
-                    row.try_get("chunk_index")?,
+        with_pool!(self, pool => {
+            let mut out = HashMap::with_capacity(hashes.len());
+            for batch in hashes.chunks(HASHES_PER_QUERY) {
+                let mut q: QueryBuilder<'_, _> = QueryBuilder::new(
+                    "SELECT x.hash, x.chunk_index FROM xet_xorbs x WHERE x.hash IN (",
                 );
+                let mut sep = q.separated(", ");
+                for h in batch {
+                    sep.push_bind(h.as_slice());
+                }
+                // REFERENCED_BY_REPO, with the repository bound through the builder.
+                let (first, rest) = REFERENCED_BY_REPO
+                    .split_once("$2")
+                    .expect("two placeholders");
+                let (second, last) = rest.split_once("$2").expect("two placeholders");
+                q.push(") AND ")
+                    .push(first)
+                    .push_bind(repo_id)
+                    .push(second)
+                    .push_bind(repo_id)
+                    .push(last);
+                for row in q.build().fetch_all(pool).await? {
+                    out.insert(
+                        hash_from_sql(row.try_get("hash")?)?,
+                        row.try_get("chunk_index")?,
+                    );
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Records a file whose bytes the server reconstructed and hashed, with the xorbs its
@@ -223,62 +224,64 @@ impl Db {
         xorbs: &[[u8; 32]],
         now_ms: i64,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "INSERT INTO xet_files (file_hash, size, sha256, terms, created_at) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (file_hash) DO NOTHING",
-        )
-        .bind(file.file_hash.as_slice())
-        .bind(to_sql("xet file size", file.size)?)
-        .bind(file.sha256.as_str())
-        .bind(file.terms.as_slice())
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        for xorb in xorbs {
-            // Garbage collection drops unreferenced xorbs in a transaction of its own: a
-            // file must not name one that went meanwhile.
-            let held: Option<i64> = sqlx::query_scalar("SELECT 1 FROM xet_xorbs WHERE hash = ?")
-                .bind(xorb.as_slice())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if held.is_none() {
-                return Err(DbError::NotFound {
-                    what: "xorb (garbage-collected meanwhile)",
-                });
-            }
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
-                "INSERT INTO xet_file_xorbs (file_hash, xorb) VALUES (?, ?) \
-                 ON CONFLICT (file_hash, xorb) DO NOTHING",
+                "INSERT INTO xet_files (file_hash, size, sha256, terms, created_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (file_hash) DO NOTHING",
             )
             .bind(file.file_hash.as_slice())
-            .bind(xorb.as_slice())
+            .bind(to_sql("xet file size", file.size)?)
+            .bind(file.sha256.as_str())
+            .bind(file.terms.as_slice())
+            .bind(now_ms)
             .execute(&mut *tx)
             .await?;
-        }
-        sqlx::query(
-            "INSERT INTO lfs_objects (sha256, size, created_at) VALUES (?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
-        )
-        .bind(file.sha256.as_str())
-        .bind(to_sql("xet file size", file.size)?)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO repo_lfs_objects (repo_id, sha256, created_at) VALUES (?, ?, ?) \
-             ON CONFLICT (repo_id, sha256) DO NOTHING",
-        )
-        .bind(repo_id)
-        .bind(file.sha256.as_str())
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(crate::error::constraint_error(
-            "repo_lfs_object",
-            "repository",
-        ))?;
-        tx.commit().await?;
-        Ok(())
+            for xorb in xorbs {
+                // Garbage collection drops unreferenced xorbs in a transaction of its own: a
+                // file must not name one that went meanwhile.
+                let held: Option<i32> = sqlx::query_scalar("SELECT 1 FROM xet_xorbs WHERE hash = $1")
+                    .bind(xorb.as_slice())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if held.is_none() {
+                    return Err(DbError::NotFound {
+                        what: "xorb (garbage-collected meanwhile)",
+                    });
+                }
+                sqlx::query(
+                    "INSERT INTO xet_file_xorbs (file_hash, xorb) VALUES ($1, $2) \
+                     ON CONFLICT (file_hash, xorb) DO NOTHING",
+                )
+                .bind(file.file_hash.as_slice())
+                .bind(xorb.as_slice())
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query(
+                "INSERT INTO lfs_objects (sha256, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING",
+            )
+            .bind(file.sha256.as_str())
+            .bind(to_sql("xet file size", file.size)?)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO repo_lfs_objects (repo_id, sha256, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (repo_id, sha256) DO NOTHING",
+            )
+            .bind(repo_id)
+            .bind(file.sha256.as_str())
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(crate::error::constraint_error(
+                "repo_lfs_object",
+                "repository",
+            ))?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// A page of recorded xorbs in hash order after `after`: (hash, chunk index).
@@ -287,71 +290,81 @@ impl Db {
         after: &[u8; 32],
         limit: u32,
     ) -> Result<Vec<([u8; 32], Vec<u8>)>> {
-        let rows = sqlx::query(
-            "SELECT hash, chunk_index FROM xet_xorbs WHERE hash > ? ORDER BY hash LIMIT ?",
-        )
-        .bind(after.as_slice())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    hash_from_sql(row.try_get("hash")?)?,
-                    row.try_get("chunk_index")?,
-                ))
-            })
-            .collect()
+        with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT hash, chunk_index FROM xet_xorbs WHERE hash > $1 ORDER BY hash LIMIT $2",
+            )
+            .bind(after.as_slice())
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok((
+                        hash_from_sql(row.try_get("hash")?)?,
+                        row.try_get("chunk_index")?,
+                    ))
+                })
+                .collect()
+        })
     }
 
     /// A page of Xet files in file-hash order after `after`.
     pub async fn xet_files_page(&self, after: &[u8; 32], limit: u32) -> Result<Vec<XetFile>> {
-        let rows = sqlx::query(
-            "SELECT file_hash, size, sha256, terms FROM xet_files WHERE file_hash > ? \
-             ORDER BY file_hash LIMIT ?",
-        )
-        .bind(after.as_slice())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(file_from_row).collect()
+        with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT file_hash, size, sha256, terms FROM xet_files WHERE file_hash > $1 \
+                 ORDER BY file_hash LIMIT $2",
+            )
+            .bind(after.as_slice())
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(file_from_row).collect()
+        })
     }
 
     /// A verified Xet file by its Xet hash.
     pub async fn xet_file(&self, file_hash: &[u8; 32]) -> Result<Option<XetFile>> {
-        let row =
-            sqlx::query("SELECT file_hash, size, sha256, terms FROM xet_files WHERE file_hash = ?")
-                .bind(file_hash.as_slice())
-                .fetch_optional(&self.pool)
-                .await?;
-        row.as_ref().map(file_from_row).transpose()
+        with_pool!(self, pool => {
+            let row =
+                sqlx::query("SELECT file_hash, size, sha256, terms FROM xet_files WHERE file_hash = $1")
+                    .bind(file_hash.as_slice())
+                    .fetch_optional(pool)
+                    .await?;
+            row.as_ref().map(file_from_row).transpose()
+        })
     }
 
     /// A verified Xet file holding the bytes of LFS object `sha256`, if any (the oldest, when
     /// several chunkings of the same bytes exist).
     pub async fn xet_file_by_sha256(&self, sha256: &Sha256Hex) -> Result<Option<XetFile>> {
-        let row = sqlx::query(
-            "SELECT file_hash, size, sha256, terms FROM xet_files WHERE sha256 = ? \
-             ORDER BY created_at, file_hash LIMIT 1",
-        )
-        .bind(sha256.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(file_from_row).transpose()
+        with_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT file_hash, size, sha256, terms FROM xet_files WHERE sha256 = $1 \
+                 ORDER BY created_at, file_hash LIMIT 1",
+            )
+            .bind(sha256.as_str())
+            .fetch_optional(pool)
+            .await?;
+            row.as_ref().map(file_from_row).transpose()
+        })
     }
 
     /// Whether repository `repo_id` may read Xet file `file_hash`: the file's bytes are an
     /// LFS object linked to that repository.
     pub async fn repo_may_read_xet_file(&self, repo_id: i64, file_hash: &[u8; 32]) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM xet_files f JOIN repo_lfs_objects r ON r.sha256 = f.sha256 \
-             WHERE f.file_hash = ? AND r.repo_id = ? LIMIT 1",
-        )
-        .bind(file_hash.as_slice())
-        .bind(repo_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.is_some())
+        with_pool!(self, pool => {
+            let found: Option<i32> = sqlx::query_scalar(
+                "SELECT 1 FROM xet_files f JOIN repo_lfs_objects r ON r.sha256 = f.sha256 \
+                 WHERE f.file_hash = $1 AND r.repo_id = $2 LIMIT 1",
+            )
+            .bind(file_hash.as_slice())
+            .bind(repo_id)
+            .fetch_optional(pool)
+            .await?;
+            Ok(found.is_some())
+        })
     }
 
     /// The newest files (at most `limit`, newest first) whose terms name xorb `xorb` and
@@ -364,24 +377,26 @@ impl Db {
         namespace_wide: bool,
         limit: u32,
     ) -> Result<Vec<XetFile>> {
-        let scope = if namespace_wide {
-            "o.namespace = (SELECT namespace FROM repos WHERE id = ?)"
-        } else {
-            "o.id = ?"
-        };
-        let rows = sqlx::query(&format!(
-            "SELECT f.file_hash, f.size, f.sha256, f.terms FROM xet_file_xorbs fx \
-             JOIN xet_files f ON f.file_hash = fx.file_hash \
-             WHERE fx.xorb = ? AND EXISTS (SELECT 1 FROM repo_lfs_objects l \
-                 JOIN repos o ON o.id = l.repo_id WHERE l.sha256 = f.sha256 AND {scope}) \
-             ORDER BY f.created_at DESC, f.file_hash DESC LIMIT ?"
-        ))
-        .bind(xorb.as_slice())
-        .bind(repo_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(file_from_row).collect()
+        with_pool!(self, pool => {
+            let scope = if namespace_wide {
+                "o.namespace = (SELECT namespace FROM repos WHERE id = $2)"
+            } else {
+                "o.id = $2"
+            };
+            let rows = sqlx::query(&format!(
+                "SELECT f.file_hash, f.size, f.sha256, f.terms FROM xet_file_xorbs fx \
+                 JOIN xet_files f ON f.file_hash = fx.file_hash \
+                 WHERE fx.xorb = $1 AND EXISTS (SELECT 1 FROM repo_lfs_objects l \
+                     JOIN repos o ON o.id = l.repo_id WHERE l.sha256 = f.sha256 AND {scope}) \
+                 ORDER BY f.created_at DESC, f.file_hash DESC LIMIT $3"
+            ))
+            .bind(xorb.as_slice())
+            .bind(repo_id)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(file_from_row).collect()
+        })
     }
 
     /// For each of `oids` held by a verified Xet file, that file's hash (the oldest, when
@@ -390,26 +405,54 @@ impl Db {
         &self,
         oids: &[Sha256Hex],
     ) -> Result<HashMap<Sha256Hex, [u8; 32]>> {
-        let mut out = HashMap::with_capacity(oids.len());
-        for batch in oids.chunks(HASHES_PER_QUERY) {
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new("SELECT sha256, file_hash FROM xet_files WHERE sha256 IN (");
-            let mut sep = q.separated(", ");
-            for oid in batch {
-                sep.push_bind(oid.as_str());
+        with_pool!(self, pool => {
+            let mut out = HashMap::with_capacity(oids.len());
+            for batch in oids.chunks(HASHES_PER_QUERY) {
+                let mut q: QueryBuilder<'_, _> =
+                    QueryBuilder::new("SELECT sha256, file_hash FROM xet_files WHERE sha256 IN (");
+                let mut sep = q.separated(", ");
+                for oid in batch {
+                    sep.push_bind(oid.as_str());
+                }
+                q.push(") ORDER BY created_at DESC, file_hash DESC");
+                for row in q.build().fetch_all(pool).await? {
+                    let sha: String = row.try_get("sha256")?;
+                    let Some(oid) = batch.iter().find(|o| o.as_str() == sha) else {
+                        continue;
+                    };
+                    // Rows come newest first, so the last insert for an oid is its oldest file.
+                    out.insert(oid.clone(), hash_from_sql(row.try_get("file_hash")?)?);
+                }
             }
-            q.push(") ORDER BY created_at DESC, file_hash DESC");
-            for row in q.build().fetch_all(&self.pool).await? {
-                let sha: String = row.try_get("sha256")?;
-                let Some(oid) = batch.iter().find(|o| o.as_str() == sha) else {
-                    continue;
-                };
-                // Rows come newest first, so the last insert for an oid is its oldest file.
-                out.insert(oid.clone(), hash_from_sql(row.try_get("file_hash")?)?);
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
+}
+
+/// Adds `xorb`'s chunks to the chunk index (`chunk_hashes` in its order), inside the caller's
+/// transaction; chunks the index already places elsewhere keep their entry. Returns how many
+/// entries were added.
+pub(crate) async fn index_xorb_chunks(
+    conn: Conn<'_>,
+    xorb: &[u8],
+    chunk_hashes: &[[u8; 32]],
+) -> Result<u64> {
+    let mut added = 0;
+    with_conn!(conn, c => {
+        for (i, batch) in chunk_hashes.chunks(HASHES_PER_QUERY / 2).enumerate() {
+            let mut q: QueryBuilder<'_, _> =
+                QueryBuilder::new("INSERT INTO xet_chunks (hash, xorb, idx) ");
+            let base = i * (HASHES_PER_QUERY / 2);
+            q.push_values(batch.iter().enumerate(), |mut row, (j, h)| {
+                row.push_bind(h.as_slice())
+                    .push_bind(xorb)
+                    .push_bind((base + j) as i64);
+            });
+            q.push(" ON CONFLICT (hash) DO NOTHING");
+            added += q.build().execute(&mut *c).await?.rows_affected();
+        }
+    });
+    Ok(added)
 }
 
 #[cfg(test)]
@@ -432,9 +475,8 @@ mod tests {
             .id
     }
 
-    #[tokio::test]
-    async fn xorbs_are_recorded_once_and_found_in_batches() {
-        let db = Db::open_in_memory().await.expect("db");
+    crate::backend_tests! {
+    async fn xorbs_are_recorded_once_and_found_in_batches(db) {
         let rec = XorbRecord {
             stored_bytes: 10,
             raw_bytes: 20,
@@ -457,10 +499,10 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[&[1; 32]], vec![1; 40]);
     }
+    }
 
-    #[tokio::test]
-    async fn a_xet_file_becomes_an_lfs_object_of_its_repo_only() {
-        let db = Db::open_in_memory().await.expect("db");
+    crate::backend_tests! {
+    async fn a_xet_file_becomes_an_lfs_object_of_its_repo_only(db) {
         let alice = db
             .create_user(&RepoName::parse("alice").expect("name"), None, false)
             .await
@@ -492,5 +534,6 @@ mod tests {
             .expect("q");
         assert_eq!(hashes.len(), 1);
         assert_eq!(hashes[&sha('a')], [7; 32]);
+    }
     }
 }

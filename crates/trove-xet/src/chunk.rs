@@ -8,7 +8,7 @@
 //! last 64 bytes, so the first `MIN_CHUNK - 64` bytes of each chunk are skipped unhashed
 //! without changing a single cut.
 
-use crate::hash::{self, XetHash};
+use crate::hash::{self, ChunkHasher, XetHash};
 
 /// The average chunk length the mask aims at.
 pub const TARGET_CHUNK: usize = 64 * 1024;
@@ -70,6 +70,73 @@ impl Chunker {
         self.hasher.set_hash(0);
         self.len = 0;
         at
+    }
+}
+
+/// One chunk of a stream: its hash, where it starts and how long it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamChunk {
+    pub hash: XetHash,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// Cuts a stream fed in pieces of any size into chunks and hashes each one, without copying
+/// a byte: a chunk that lies within one piece is hashed in one go, one that spans pieces is
+/// hashed piece by piece as its bytes go by. Same chunks and hashes as [`chunk_all`] over
+/// the pieces put end to end.
+#[derive(Debug, Default)]
+pub struct StreamChunker {
+    chunker: Chunker,
+    hasher: ChunkHasher,
+    /// Where the current chunk starts in the stream.
+    start: u64,
+    /// Bytes of the current chunk fed so far (all of them in `hasher`).
+    len: u64,
+}
+
+impl StreamChunker {
+    /// Feeds the next piece of the stream; every chunk it completes is appended to `out`.
+    pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<StreamChunk>) {
+        while let Some(n) = self.chunker.next_boundary(data) {
+            let hash = if self.len == 0 {
+                hash::chunk_hash(&data[..n])
+            } else {
+                self.hasher.update(&data[..n]);
+                self.hasher.finish_reset()
+            };
+            self.emit(hash, n as u64, out);
+            data = &data[n..];
+        }
+        if !data.is_empty() {
+            self.hasher.update(data);
+            self.len += data.len() as u64;
+        }
+    }
+
+    /// Ends the stream: its last chunk, if any bytes remain, goes to `out`.
+    pub fn finish(mut self, out: &mut Vec<StreamChunk>) {
+        if self.len > 0 {
+            let hash = self.hasher.finish_reset();
+            self.emit(hash, 0, out);
+        }
+    }
+
+    /// Bytes fed so far.
+    pub fn fed(&self) -> u64 {
+        self.start + self.len
+    }
+
+    fn emit(&mut self, hash: XetHash, tail: u64, out: &mut Vec<StreamChunk>) {
+        let len = self.len + tail;
+        out.push(StreamChunk {
+            hash,
+            offset: self.start,
+            // A chunk is at most MAX_CHUNK bytes.
+            len: len as u32,
+        });
+        self.start += len;
+        self.len = 0;
     }
 }
 
@@ -188,6 +255,33 @@ mod tests {
             let expected: Vec<u64> = whole.iter().map(|c| c.len).collect();
             assert_eq!(lens, expected, "piece {piece}");
         }
+    }
+
+    #[test]
+    fn the_stream_chunker_agrees_with_chunk_all_whatever_the_pieces() {
+        let mut data = counter_bytes(11, 1_200_000);
+        data.extend(std::iter::repeat_n(0u8, 300_000));
+        data.extend(counter_bytes(12, 77_777));
+        let whole = chunk_all(&data);
+        for piece in [1usize, 100, 8191, 65_536, 131_073, 1 << 20, data.len()] {
+            let mut stream = StreamChunker::default();
+            let mut out = Vec::new();
+            for p in data.chunks(piece) {
+                stream.feed(p, &mut out);
+            }
+            assert_eq!(stream.fed(), data.len() as u64);
+            stream.finish(&mut out);
+            assert_eq!(out.len(), whole.len(), "piece {piece}");
+            let mut offset = 0u64;
+            for (s, w) in out.iter().zip(&whole) {
+                assert_eq!((s.hash, u64::from(s.len)), (w.hash, w.len), "piece {piece}");
+                assert_eq!(s.offset, offset, "piece {piece}");
+                offset += u64::from(s.len);
+            }
+        }
+        let mut out = Vec::new();
+        StreamChunker::default().finish(&mut out);
+        assert!(out.is_empty());
     }
 
     #[test]

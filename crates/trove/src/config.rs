@@ -62,6 +62,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "TROVE_SPACES_SUBDOMAIN_BASE",
         "serve each Space's app at {ns}-{name}.<this domain> too (e.g. spaces.hub.example)",
     ),
+    (
+        "TROVE_DATABASE",
+        "database URL: sqlite://<path> (default <data-dir>/trove.db) or postgres://user:password@host:port/db",
+    ),
     ("TROVE_LOG", "log filter, e.g. info or trove=debug"),
 ];
 
@@ -84,6 +88,32 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub storage: StorageConfig,
     pub metrics: MetricsConfig,
+    pub database: DatabaseConfig,
+}
+
+/// Where the metadata lives (`[database]` in trove.toml, `--database`, `TROVE_DATABASE`).
+#[derive(Clone, Debug, Default)]
+pub struct DatabaseConfig {
+    /// `None`: the SQLite file `<data-dir>/trove.db`. Shown redacted by `Debug`.
+    pub url: Option<trove_db::DatabaseUrl>,
+    /// Connection pool size per process (default 8 for SQLite, 16 for PostgreSQL).
+    pub max_connections: Option<u32>,
+}
+
+impl DatabaseConfig {
+    /// The database to open for `data_dir`.
+    pub fn url(&self, data_dir: &Path) -> trove_db::DatabaseUrl {
+        self.url
+            .clone()
+            .unwrap_or_else(|| trove_db::DatabaseUrl::Sqlite(data_dir.join("trove.db")))
+    }
+
+    pub fn connect_options(&self) -> trove_db::ConnectOptions {
+        trove_db::ConnectOptions {
+            max_connections: self.max_connections,
+            ..trove_db::ConnectOptions::default()
+        }
+    }
 }
 
 /// `GET /metrics` (`[metrics]` in trove.toml).
@@ -440,6 +470,7 @@ impl Default for Config {
                 presign_ttl_secs: DEFAULT_PRESIGN_TTL_SECS,
             },
             metrics: MetricsConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }
@@ -465,6 +496,15 @@ struct FileConfig {
     webhooks: Option<FileWebhooks>,
     storage: Option<FileStorage>,
     metrics: Option<FileMetrics>,
+    database: Option<FileDatabase>,
+}
+
+/// `[database]` of the TOML file.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileDatabase {
+    url: Option<String>,
+    max_connections: Option<u32>,
 }
 
 /// `[metrics]` of the TOML file.
@@ -541,6 +581,8 @@ pub struct ServeOverrides {
     pub config_file: Option<PathBuf>,
     /// `--storage` (or `TROVE_STORAGE`): where objects live.
     pub storage: Option<String>,
+    /// `--database` (or `TROVE_DATABASE`, merged by clap).
+    pub database: Option<String>,
 }
 
 impl Config {
@@ -561,9 +603,12 @@ impl Config {
             }
         };
         if let Some(file) = file {
-            config.apply_file(file);
+            config.apply_file(file)?;
         }
         config.apply_env()?;
+        if let Some(url) = overrides.database.as_deref().filter(|u| !u.is_empty()) {
+            config.database.url = Some(trove_db::DatabaseUrl::parse(url)?);
+        }
         if let Some(listen) = overrides.listen {
             config.listen = listen;
         }
@@ -577,7 +622,7 @@ impl Config {
         Ok(config)
     }
 
-    fn apply_file(&mut self, file: FileConfig) {
+    fn apply_file(&mut self, file: FileConfig) -> anyhow::Result<()> {
         if let Some(v) = file.listen {
             self.listen = v;
         }
@@ -652,6 +697,13 @@ impl Config {
                 s.run_as_uid = (uid != 0).then_some(uid);
             }
         }
+        if let Some(f) = file.database {
+            if let Some(url) = f.url.as_deref().filter(|u| !u.is_empty()) {
+                self.database.url = Some(trove_db::DatabaseUrl::parse(url)?);
+            }
+            self.database.max_connections = f.max_connections.or(self.database.max_connections);
+        }
+        Ok(())
     }
 
     fn apply_storage(&mut self, file: Option<FileStorage>) {
@@ -724,6 +776,11 @@ impl Config {
         if let Some(v) = std::env::var_os("TROVE_SPACES_RUN_DIR").filter(|v| !v.is_empty()) {
             self.spaces.run_dir = Some(PathBuf::from(v));
         }
+        if let Ok(url) = std::env::var("TROVE_DATABASE")
+            && !url.is_empty()
+        {
+            self.database.url = Some(trove_db::DatabaseUrl::parse(&url)?);
+        }
         if let Some(v) = env_u64("TROVE_SPACES_RUN_AS_UID")? {
             let uid = u32::try_from(v).context("TROVE_SPACES_RUN_AS_UID must be a uid")?;
             self.spaces.run_as_uid = (uid != 0).then_some(uid);
@@ -737,6 +794,10 @@ impl Config {
             // their revisions live outside it unless the operator chose a place.
             self.spaces.run_dir = Some(shared_run_dir(&self.data_dir));
         }
+        anyhow::ensure!(
+            self.database.max_connections != Some(0),
+            "[database] max_connections must be positive"
+        );
         anyhow::ensure!(
             self.lfs.part_size >= 1 << 20,
             "the LFS part size must be at least 1 MiB"
@@ -882,6 +943,48 @@ mod tests {
         assert_eq!(chosen.spaces.run_dir, Some(PathBuf::from("/srv/apps")));
         // Apps run as the hub's own user keep `<data>/spaces`.
         assert_eq!(load("[spaces]\nrun_as_uid = 0\n").spaces.run_dir, None);
+    }
+
+    #[test]
+    fn the_database_is_sqlite_in_the_data_dir_unless_configured_and_never_shows_its_password() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let default = load_toml(dir.path(), "").expect("loads");
+        assert!(matches!(
+            default.database.url(dir.path()),
+            trove_db::DatabaseUrl::Sqlite(p) if p == dir.path().join("trove.db")
+        ));
+        let file = load_toml(
+            dir.path(),
+            "[database]\nurl = \"postgres://trove:s3cret@db.example/hub\"\nmax_connections = 4\n",
+        )
+        .expect("loads");
+        assert_eq!(file.database.max_connections, Some(4));
+        assert_eq!(
+            file.database.url(dir.path()).redacted(),
+            "postgres://trove:***@db.example/hub"
+        );
+        assert!(!format!("{file:?}").contains("s3cret"));
+        // The command line wins over the file.
+        let flag = Config::load(
+            dir.path(),
+            ServeOverrides {
+                database: Some("sqlite:///tmp/other.db".into()),
+                ..Default::default()
+            },
+        )
+        .expect("loads");
+        assert_eq!(
+            flag.database.url(dir.path()).redacted(),
+            "sqlite:///tmp/other.db"
+        );
+        for bad in [
+            "[database]\nmax_connections = 0\n",
+            "[database]\nurl = \"mysql://x@y/z\"\n",
+            "[database]\nport = 5432\n",
+        ] {
+            let err = load_toml(dir.path(), bad).expect_err(bad);
+            assert!(!format!("{err:#}").contains("s3cret"));
+        }
     }
 
     #[test]

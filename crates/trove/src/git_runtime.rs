@@ -26,6 +26,9 @@ pub struct GitRuntime {
     pub hook_exe: PathBuf,
     /// Absolute data dir, for the hook to open the database.
     pub data_dir: PathBuf,
+    /// The database URL (password included) when it is not the data dir's SQLite file, for
+    /// the hook (`TROVE_DATABASE`).
+    pub database: Option<String>,
     pub processes: Arc<Semaphore>,
     pub timeout: Duration,
     pub max_fetch_request_bytes: u64,
@@ -58,6 +61,7 @@ impl GitRuntime {
                 hook_env: Vec::new(),
             },
             hook_exe,
+            database: config.database.url.as_ref().map(|u| u.secret_url()),
             data_dir,
             processes: Arc::new(Semaphore::new(git.max_processes.max(1))),
             timeout: Duration::from_secs(git.timeout_secs),

@@ -3,7 +3,7 @@
 
 use crate::{TestResult, user};
 use trove_db::{
-    Db, DbError, Gating, NewAuditEvent, NewScope, OrgRole, RequestStatus, ScopeTarget, TokenRole,
+    DbError, Gating, NewAuditEvent, NewScope, OrgRole, RequestStatus, ScopeTarget, TokenRole,
 };
 use trove_types::{RepoId, RepoName, RepoType};
 
@@ -15,9 +15,8 @@ fn id(s: &str) -> RepoId {
     )
 }
 
-#[tokio::test]
-async fn a_name_is_a_user_or_an_org_never_both() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn a_name_is_a_user_or_an_org_never_both(db) -> TestResult {
     let ana = user(&db, "ana").await;
     let acme = db
         .create_org(&RepoName::parse_namespace("acme")?, None)
@@ -45,10 +44,10 @@ async fn a_name_is_a_user_or_an_org_never_both() -> TestResult {
     assert!(db.memberships(ana.id).await?.is_empty());
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn expired_tokens_are_not_found_and_scopes_follow_moves() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn expired_tokens_are_not_found_and_scopes_follow_moves(db) -> TestResult {
     let bo = user(&db, "bo").await;
     let repo = db
         .create_repo(RepoType::Model, &id("bo/detector"), true, bo.id, 1)
@@ -99,10 +98,10 @@ async fn expired_tokens_are_not_found_and_scopes_follow_moves() -> TestResult {
     assert_eq!(token.scopes[1].target, ScopeTarget::Namespace("bo".into()));
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn moves_leave_redirects_that_a_new_repo_replaces() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn moves_leave_redirects_that_a_new_repo_replaces(db) -> TestResult {
     let bo = user(&db, "bo").await;
     let repo = db
         .create_repo(RepoType::Model, &id("bo/a"), false, bo.id, 1)
@@ -136,10 +135,10 @@ async fn moves_leave_redirects_that_a_new_repo_replaces() -> TestResult {
     assert_eq!((found.id, old), (fresh.id, false));
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn settings_access_requests_and_audit() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn settings_access_requests_and_audit(db) -> TestResult {
     let bo = user(&db, "bo").await;
     let cy = user(&db, "cy").await;
     let repo = db
@@ -186,4 +185,5 @@ async fn settings_access_requests_and_audit() -> TestResult {
     assert_eq!(all[0].action, "token.create", "newest first");
     assert_eq!(db.audit_events(None, Some(all[0].id), 10).await?.len(), 1);
     Ok(())
+}
 }

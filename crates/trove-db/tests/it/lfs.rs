@@ -1,22 +1,21 @@
 //! LFS objects and the repositories allowed to reference them.
 
 use crate::{TestResult, oid, repo_id, user};
-use trove_db::{Db, DbError};
+use trove_db::DbError;
 use trove_types::RepoType;
 
-#[tokio::test]
-async fn recording_is_idempotent_and_keeps_the_first_size() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn recording_is_idempotent_and_keeps_the_first_size(db) -> TestResult {
     assert_eq!(db.lfs_object_size(&oid(1)).await?, None);
     db.record_lfs_object(&oid(1), 100, 1).await?;
     db.record_lfs_object(&oid(1), 999, 2).await?;
     assert_eq!(db.lfs_object_size(&oid(1)).await?, Some(100));
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn sizes_beyond_i64_are_refused() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn sizes_beyond_i64_are_refused(db) -> TestResult {
     let err = db
         .record_lfs_object(&oid(1), u64::MAX, 1)
         .await
@@ -24,10 +23,10 @@ async fn sizes_beyond_i64_are_refused() -> TestResult {
     assert!(matches!(err, DbError::OutOfRange { .. }), "{err:?}");
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn objects_are_visible_only_through_repos_they_are_linked_to() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn objects_are_visible_only_through_repos_they_are_linked_to(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let mallory = user(&db, "mallory").await;
     let private = db
@@ -46,10 +45,10 @@ async fn objects_are_visible_only_through_repos_they_are_linked_to() -> TestResu
     assert_eq!(db.repo_object_size(private.id, &oid(2)).await?, None);
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn linking_needs_a_recorded_object_and_an_existing_repo() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn linking_needs_a_recorded_object_and_an_existing_repo(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let repo = db
         .create_repo(RepoType::Model, &repo_id("alice/m"), false, alice.id, 1)
@@ -67,10 +66,10 @@ async fn linking_needs_a_recorded_object_and_an_existing_repo() -> TestResult {
     assert!(matches!(err, DbError::NotFound { .. }), "{err:?}");
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn batch_sizes_cover_only_linked_objects() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn batch_sizes_cover_only_linked_objects(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let repo = db
         .create_repo(RepoType::Dataset, &repo_id("alice/d"), false, alice.id, 1)
@@ -106,4 +105,5 @@ async fn batch_sizes_cover_only_linked_objects() -> TestResult {
     }
     assert!(db.repo_objects_sizes(repo.id, &[]).await?.is_empty());
     Ok(())
+}
 }

@@ -1,12 +1,11 @@
 //! Git LFS locks: one per path and repository, listed by page, removed by id.
 
 use crate::{TestResult, repo_id, user};
-use trove_db::{Db, LockOutcome, LockQuery};
+use trove_db::{LockOutcome, LockQuery};
 use trove_types::RepoType;
 
-#[tokio::test]
-async fn a_path_is_locked_once_per_repository() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn a_path_is_locked_once_per_repository(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let bob = user(&db, "bob").await;
     let a = db
@@ -40,10 +39,10 @@ async fn a_path_is_locked_once_per_repository() -> TestResult {
     ));
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn locks_list_by_filter_and_page() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn locks_list_by_filter_and_page(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let bob = user(&db, "bob").await;
     let repo = db
@@ -125,4 +124,5 @@ async fn locks_list_by_filter_and_page() -> TestResult {
         .is_empty()
     );
     Ok(())
+}
 }

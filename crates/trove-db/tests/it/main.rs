@@ -1,6 +1,8 @@
-//! Integration tests of trove-db against real SQLite databases (in memory and on disk).
+//! Integration tests of trove-db against real databases: SQLite (in memory and on disk) and,
+//! when `TROVE_TEST_POSTGRES_URL` names a server, PostgreSQL (a fresh database per test).
 
 mod accounts;
+mod backends;
 mod lfs;
 mod locks;
 mod open;

@@ -1,12 +1,11 @@
 //! Repositories.
 
 use crate::{TestResult, oid, repo_id, user};
-use trove_db::{Db, DbError};
+use trove_db::DbError;
 use trove_types::RepoType;
 
-#[tokio::test]
-async fn create_and_look_up_repos_case_insensitively() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn create_and_look_up_repos_case_insensitively(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let repo = db
         .create_repo(
@@ -38,10 +37,10 @@ async fn create_and_look_up_repos_case_insensitively() -> TestResult {
     );
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn repo_ids_conflict_case_insensitively_within_a_type() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn repo_ids_conflict_case_insensitively_within_a_type(db) -> TestResult {
     let alice = user(&db, "alice").await;
     db.create_repo(RepoType::Model, &repo_id("alice/m"), false, alice.id, 1)
         .await?;
@@ -54,10 +53,10 @@ async fn repo_ids_conflict_case_insensitively_within_a_type() -> TestResult {
         .await?;
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn touch_moves_updated_at_forward_only() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn touch_moves_updated_at_forward_only(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let repo = db
         .create_repo(RepoType::Space, &repo_id("alice/s"), false, alice.id, 10)
@@ -71,10 +70,10 @@ async fn touch_moves_updated_at_forward_only() -> TestResult {
     assert_eq!((found.created_at_ms, found.updated_at_ms), (10, 50));
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn deleting_a_repo_removes_its_object_links_but_not_the_objects() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn deleting_a_repo_removes_its_object_links_but_not_the_objects(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let repo = db
         .create_repo(RepoType::Model, &repo_id("alice/m"), false, alice.id, 1)
@@ -98,4 +97,5 @@ async fn deleting_a_repo_removes_its_object_links_but_not_the_objects() -> TestR
         .await?;
     assert_eq!(db.repo_object_size(again.id, &oid(1)).await?, None);
     Ok(())
+}
 }

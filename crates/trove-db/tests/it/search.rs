@@ -65,9 +65,8 @@ async fn names(db: &Db, q: &ListQuery) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn every_repo_is_listed_from_creation_and_filtered_by_its_facets() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn every_repo_is_listed_from_creation_and_filtered_by_its_facets(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let a = model(&db, alice.id, "alice/bert-base", false, 1).await;
     let b = model(&db, alice.id, "alice/roberta", false, 2).await;
@@ -178,10 +177,10 @@ async fn every_repo_is_listed_from_creation_and_filtered_by_its_facets() -> Test
     assert_eq!(db.repo_index(b.id).await?, None);
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn keyset_pages_cover_every_row_once_in_order() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn keyset_pages_cover_every_row_once_in_order(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let mut ids = Vec::new();
     for i in 0..7 {
@@ -219,10 +218,10 @@ async fn keyset_pages_cover_every_row_once_in_order() -> TestResult {
     }
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn likes_count_once_and_respect_visibility() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn likes_count_once_and_respect_visibility(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let bob = user(&db, "bob").await;
     let public = model(&db, alice.id, "alice/open", false, 1).await;
@@ -261,10 +260,10 @@ async fn likes_count_once_and_respect_visibility() -> TestResult {
     assert_eq!(db.repo_index(public.id).await?.expect("row").likes, 1);
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn downloads_roll_over_30_days() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn downloads_roll_over_30_days(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let repo = model(&db, alice.id, "alice/m", false, 1).await;
     let today = 20_000;
@@ -290,10 +289,10 @@ async fn downloads_roll_over_30_days() -> TestResult {
     assert!(db.list_repos(&q).await?.items.is_empty());
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn card_parses_are_stored_once_per_blob_and_go_with_the_repo() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn card_parses_are_stored_once_per_blob_and_go_with_the_repo(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let a = model(&db, alice.id, "alice/a", false, 1).await;
     let b = model(&db, alice.id, "alice/b", false, 2).await;
@@ -324,4 +323,5 @@ async fn card_parses_are_stored_once_per_blob_and_go_with_the_repo() -> TestResu
     db.save_card_parse(b.id, &blob, &refused).await?;
     assert_eq!(db.card_parse(b.id, &blob).await?, None);
     Ok(())
+}
 }

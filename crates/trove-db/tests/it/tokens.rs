@@ -1,11 +1,10 @@
 //! API tokens.
 
 use crate::{TestResult, user};
-use trove_db::{Db, DbError, TokenRole};
+use trove_db::{DbError, TokenRole};
 
-#[tokio::test]
-async fn create_look_up_list_and_revoke_tokens() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn create_look_up_list_and_revoke_tokens(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let read = db
         .create_token(alice.id, "laptop", TokenRole::Read, b"hash-1", None, &[])
@@ -35,10 +34,10 @@ async fn create_look_up_list_and_revoke_tokens() -> TestResult {
     assert_eq!(db.list_tokens(alice.id).await?, vec![write]);
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn token_names_are_unique_per_user() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn token_names_are_unique_per_user(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let bob = user(&db, "bob").await;
     db.create_token(alice.id, "laptop", TokenRole::Read, b"a", None, &[])
@@ -62,10 +61,10 @@ async fn token_names_are_unique_per_user() -> TestResult {
     assert!(matches!(err, DbError::NotFound { .. }), "{err:?}");
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn disabled_users_tokens_do_not_authenticate() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn disabled_users_tokens_do_not_authenticate(db) -> TestResult {
     let alice = user(&db, "alice").await;
     db.create_token(
         alice.id,
@@ -82,10 +81,10 @@ async fn disabled_users_tokens_do_not_authenticate() -> TestResult {
     assert!(db.token_owner_by_hash(b"secret-hash", 0).await?.is_some());
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn touching_a_token_records_last_use_and_never_goes_back() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn touching_a_token_records_last_use_and_never_goes_back(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let token = db
         .create_token(alice.id, "laptop", TokenRole::Read, b"h", None, &[])
@@ -95,6 +94,7 @@ async fn touching_a_token_records_last_use_and_never_goes_back() -> TestResult {
     let listed = db.list_tokens(alice.id).await?;
     assert_eq!(listed[0].last_used_at_ms, Some(2_000));
     Ok(())
+}
 }
 
 #[test]

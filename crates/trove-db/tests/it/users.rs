@@ -1,11 +1,10 @@
 //! User accounts.
 
 use crate::{TestResult, name};
-use trove_db::{Db, DbError};
+use trove_db::DbError;
 
-#[tokio::test]
-async fn create_and_look_up_users() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn create_and_look_up_users(db) -> TestResult {
     assert_eq!(db.count_users().await?, 0);
     let alice = db
         .create_user(&name("Alice"), Some("a@example.com"), true)
@@ -22,10 +21,10 @@ async fn create_and_look_up_users() -> TestResult {
     assert_eq!(db.count_users().await?, 1);
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn user_names_conflict_case_insensitively() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn user_names_conflict_case_insensitively(db) -> TestResult {
     db.create_user(&name("alice"), None, false).await?;
     let err = db
         .create_user(&name("ALICE"), None, false)
@@ -35,10 +34,10 @@ async fn user_names_conflict_case_insensitively() -> TestResult {
     assert_eq!(db.count_users().await?, 1);
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn disabling_a_user() -> TestResult {
-    let db = Db::open_in_memory().await?;
+trove_db::backend_tests! {
+async fn disabling_a_user(db) -> TestResult {
     let alice = db.create_user(&name("alice"), None, false).await?;
     assert!(db.set_user_disabled(alice.id, true).await?);
     assert!(
@@ -56,4 +55,5 @@ async fn disabling_a_user() -> TestResult {
     );
     assert!(!db.set_user_disabled(alice.id + 1, true).await?);
     Ok(())
+}
 }

@@ -8,13 +8,16 @@ use crate::auth::token::parse_lifetime;
 use crate::auth::{generate_token, hash_token};
 use crate::cli::args::{OrgCommand, OrgRoleArg, RoleArg, TokenCommand, UserCommand};
 use crate::clock::format_ms;
+use crate::config::Config;
 use anyhow::Context;
-use trove_db::{Db, DbError, OrgRole, ScopeTarget, TokenRole, User};
+use trove_db::{DatabaseUrl, Db, DbError, OrgRole, ScopeTarget, TokenRole, User};
 use trove_types::RepoName;
 
-/// Opens the database of `data_dir`, creating both when missing (the server's first start).
-/// A new data dir is made readable by its owner only: it holds private repositories.
-pub async fn open_db(data_dir: &std::path::Path) -> anyhow::Result<Db> {
+/// Opens the database `config` names (by default the data dir's SQLite file), creating the
+/// data dir when missing (the server's first start). A new data dir is made readable by its
+/// owner only: it holds private repositories.
+pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    let data_dir = &config.data_dir;
     if !data_dir.exists() {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -23,22 +26,26 @@ pub async fn open_db(data_dir: &std::path::Path) -> anyhow::Result<Db> {
             .create(data_dir)
             .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     }
-    Db::open(&data_dir.join("trove.db"))
+    let url = config.database.url(data_dir);
+    // A connection error names the server, with the password redacted.
+    Db::connect(&url, &config.database.connect_options())
         .await
         .context("opening the database")
 }
 
-/// Opens the database of an existing data dir, for the admin verbs: run in the wrong
-/// directory they must say so, not quietly start an empty hub of their own.
-pub async fn open_existing_db(data_dir: &std::path::Path) -> anyhow::Result<Db> {
-    let db_file = data_dir.join("trove.db");
-    anyhow::ensure!(
-        db_file.exists(),
-        "no Trove database at {}: run this where `trove serve` keeps its data, or pass \
-         --data-dir DIR (or set TROVE_DATA_DIR); `trove serve --data-dir DIR` creates a new one",
-        db_file.display()
-    );
-    open_db(data_dir).await
+/// Opens the database of an existing hub, for the admin verbs: run in the wrong directory
+/// they must say so, not quietly start an empty hub of their own. (A PostgreSQL database is
+/// the hub's wherever it is run from.)
+pub async fn open_existing_db(config: &Config) -> anyhow::Result<Db> {
+    if let DatabaseUrl::Sqlite(db_file) = config.database.url(&config.data_dir) {
+        anyhow::ensure!(
+            db_file.exists(),
+            "no Trove database at {}: run this where `trove serve` keeps its data, or pass \
+             --data-dir DIR (or set TROVE_DATA_DIR); `trove serve --data-dir DIR` creates a new one",
+            db_file.display()
+        );
+    }
+    open_db(config).await
 }
 
 /// Warns when others may read the data dir (private repositories live there).

@@ -11,6 +11,13 @@ pub struct Cli {
     #[arg(long, global = true, env = "TROVE_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 
+    /// The metadata database: `sqlite://<path>` (default `<data-dir>/trove.db`) or
+    /// `postgres://user:password@host:port/db`, which several Trove nodes can share. Prefer
+    /// `TROVE_DATABASE` or `[database] url` in trove.toml to keep a password off the command
+    /// line.
+    #[arg(long, global = true, env = "TROVE_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -3,12 +3,11 @@
 //! `trove fsck`.
 
 use crate::cli::progress::Progress;
-use crate::config::{Config, ServeOverrides};
+use crate::config::Config;
 use crate::repos::index::reindex_repo;
 use crate::signing::UrlSigner;
 use crate::state::AppState;
 use anyhow::Context;
-use std::path::Path;
 use trove_types::{RepoId, RepoType};
 
 /// Repositories read per batch of a full reindex.
@@ -35,12 +34,8 @@ fn parse_repo(spec: &str) -> anyhow::Result<(RepoType, RepoId)> {
 /// How often (in repositories) `reindex` reports progress on a terminal.
 const PROGRESS_EVERY: u64 = 100;
 
-pub async fn reindex(data_dir: &Path, repo: Option<&str>) -> anyhow::Result<()> {
-    let db = crate::cli::admin::open_existing_db(data_dir).await?;
-    let config = Config::load(data_dir, ServeOverrides::default())?;
-    let store = crate::cli::serve::open_store(&config).await?;
-    let signer = UrlSigner::load_or_create(data_dir)?;
-    let state = AppState::new(config, db, store, signer)?;
+pub async fn reindex(config: Config, repo: Option<&str>) -> anyhow::Result<()> {
+    let state = open_state(config).await?;
     if let Some(spec) = repo {
         let (repo_type, id) = parse_repo(spec)?;
         let repo = state
@@ -94,21 +89,20 @@ pub async fn reindex(data_dir: &Path, repo: Option<&str>) -> anyhow::Result<()> 
 }
 
 /// The state of a data dir for a maintenance command (the server may be running too).
-pub async fn open_state(data_dir: &Path) -> anyhow::Result<AppState> {
-    let db = crate::cli::admin::open_existing_db(data_dir).await?;
-    let config = Config::load(data_dir, ServeOverrides::default())?;
+pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
+    let db = crate::cli::admin::open_existing_db(&config).await?;
     let store = crate::cli::serve::open_store(&config).await?;
-    let signer = UrlSigner::load_or_create(data_dir)?;
+    let signer = UrlSigner::load_or_create(&config.data_dir)?;
     AppState::new(config, db, store, signer)
 }
 
 /// `trove gc`: one garbage collection of the chunk store.
-pub async fn gc(data_dir: &Path, dry_run: bool, grace: Option<&str>) -> anyhow::Result<()> {
+pub async fn gc(config: Config, dry_run: bool, grace: Option<&str>) -> anyhow::Result<()> {
     let grace_ms = match grace {
         Some(g) => crate::storage::gc::parse_grace_ms(g).map_err(anyhow::Error::msg)?,
         None => crate::storage::gc::DEFAULT_GRACE_MS,
     };
-    let state = open_state(data_dir).await?;
+    let state = open_state(config).await?;
     let mut progress = Progress::new("gc");
     let report = crate::storage::gc::collect_with_progress(&state, grace_ms, dry_run, &mut |r| {
         progress.update(|| {
@@ -130,8 +124,8 @@ pub async fn gc(data_dir: &Path, dry_run: bool, grace: Option<&str>) -> anyhow::
 }
 
 /// `trove storage stats`.
-pub async fn storage_stats(data_dir: &Path, json: bool) -> anyhow::Result<()> {
-    let state = open_state(data_dir).await?;
+pub async fn storage_stats(config: Config, json: bool) -> anyhow::Result<()> {
+    let state = open_state(config).await?;
     let stats = crate::storage::stats::stats(&state)
         .await
         .map_err(|e| anyhow::anyhow!("storage stats: {e}"))?;
@@ -165,8 +159,8 @@ pub async fn storage_stats(data_dir: &Path, json: bool) -> anyhow::Result<()> {
 }
 
 /// `trove storage migrate`.
-pub async fn storage_migrate(data_dir: &Path) -> anyhow::Result<()> {
-    let state = open_state(data_dir).await?;
+pub async fn storage_migrate(config: Config) -> anyhow::Result<()> {
+    let state = open_state(config).await?;
     let mut progress = Progress::new("migrate");
     let report = crate::storage::migrate::migrate(&state, |r, total| {
         progress.update(|| {
@@ -190,8 +184,8 @@ pub async fn storage_migrate(data_dir: &Path) -> anyhow::Result<()> {
 }
 
 /// `trove fsck [--repair-index]`.
-pub async fn fsck(data_dir: &Path, repair_index: bool) -> anyhow::Result<()> {
-    let state = open_state(data_dir).await?;
+pub async fn fsck(config: Config, repair_index: bool) -> anyhow::Result<()> {
+    let state = open_state(config).await?;
     if repair_index {
         let mut progress = Progress::new("repair-index");
         let report = crate::storage::repair::repair_index(&state, &mut |r| {

@@ -9,6 +9,7 @@ pub mod seed;
 pub mod seed_storage;
 pub mod serve;
 
+use crate::config::{Config, ServeOverrides};
 use args::{Cli, Command, HookCommand};
 use clap::{CommandFactory, FromArgMatches};
 
@@ -52,43 +53,59 @@ pub fn main() -> std::process::ExitCode {
         }
     };
     if let Command::Hook(HookCommand::PreReceive) = cli.command {
-        return runtime.block_on(crate::http::git::hook::pre_receive(&cli.data_dir));
+        return runtime.block_on(crate::http::git::hook::pre_receive(
+            &cli.data_dir,
+            cli.database.as_deref(),
+        ));
     }
     let result = runtime.block_on(async move {
+        if let Command::Serve(args) = cli.command {
+            return serve::run(&cli.data_dir, cli.database, args).await;
+        }
+        // Every other verb acts on the hub the server's configuration names, database
+        // included (`[database]` in the data dir's trove.toml, TROVE_DATABASE, --database).
+        let config = Config::load(
+            &cli.data_dir,
+            ServeOverrides {
+                database: cli.database,
+                ..ServeOverrides::default()
+            },
+        )?;
         match cli.command {
-            Command::Serve(args) => serve::run(&cli.data_dir, args).await,
+            Command::Serve(_) | Command::Hook(_) => {
+                unreachable!("serve and hooks are dispatched above")
+            }
             Command::User(cmd) => {
-                admin::run_user(&admin::open_existing_db(&cli.data_dir).await?, cmd).await
+                admin::run_user(&admin::open_existing_db(&config).await?, cmd).await
             }
             Command::Token(cmd) => {
-                admin::run_token(&admin::open_existing_db(&cli.data_dir).await?, cmd).await
+                admin::run_token(&admin::open_existing_db(&config).await?, cmd).await
             }
             Command::Org(cmd) => {
-                admin::run_org(&admin::open_existing_db(&cli.data_dir).await?, cmd).await
+                admin::run_org(&admin::open_existing_db(&config).await?, cmd).await
             }
-            Command::Reindex { repo } => maintenance::reindex(&cli.data_dir, repo.as_deref()).await,
+            Command::Reindex { repo } => maintenance::reindex(config, repo.as_deref()).await,
             Command::Audit { org, limit } => {
-                admin::run_audit(&admin::open_existing_db(&cli.data_dir).await?, org, limit).await
+                admin::run_audit(&admin::open_existing_db(&config).await?, org, limit).await
             }
             Command::Gc { dry_run, grace } => {
-                maintenance::gc(&cli.data_dir, dry_run, grace.as_deref()).await
+                maintenance::gc(config, dry_run, grace.as_deref()).await
             }
             Command::Storage(args::StorageCommand::Stats { json }) => {
-                maintenance::storage_stats(&cli.data_dir, json).await
+                maintenance::storage_stats(config, json).await
             }
-            Command::Fsck { repair_index } => maintenance::fsck(&cli.data_dir, repair_index).await,
+            Command::Fsck { repair_index } => maintenance::fsck(config, repair_index).await,
             Command::Storage(args::StorageCommand::Migrate) => {
-                maintenance::storage_migrate(&cli.data_dir).await
+                maintenance::storage_migrate(config).await
             }
-            Command::Hook(_) => unreachable!("hooks are dispatched above"),
-            Command::BenchSeedSearch { repos, seed } => seed::run(&cli.data_dir, repos, seed).await,
+            Command::BenchSeedSearch { repos, seed } => seed::run(&config, repos, seed).await,
             Command::BenchSeedStorage {
                 xorbs,
                 chunks_per_xorb,
                 chunk_bytes,
                 seed,
             } => {
-                let state = maintenance::open_state(&cli.data_dir).await?;
+                let state = maintenance::open_state(config).await?;
                 seed_storage::run(&state, xorbs, chunks_per_xorb, chunk_bytes, seed).await
             }
         }

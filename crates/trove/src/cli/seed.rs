@@ -305,8 +305,8 @@ fn index_of(g: &Generated, sha: String, last_modified_ms: i64) -> IndexUpdate {
 
 /// Creates `count` repositories (80% models, 15% datasets, 5% Spaces; 5% private) under
 /// about `count / 30` namespaces.
-pub async fn run(data_dir: &std::path::Path, count: usize, seed: u64) -> anyhow::Result<()> {
-    let db = crate::cli::admin::open_db(data_dir).await?;
+pub async fn run(config: &crate::config::Config, count: usize, seed: u64) -> anyhow::Result<()> {
+    let db = crate::cli::admin::open_db(config).await?;
     let owner = match db.user_by_name("seed").await? {
         Some(u) => u,
         None => db

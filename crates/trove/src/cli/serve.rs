@@ -13,7 +13,7 @@ use std::time::Duration;
 /// running then is dropped, and its temporary files are removed (or swept at the next start).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(data_dir: &Path, database: Option<String>, args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::load(
         data_dir,
         ServeOverrides {
@@ -21,9 +21,15 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
             public_url: args.public_url,
             config_file: args.config,
             storage: args.storage,
+            database,
         },
     )?;
-    let db = crate::cli::admin::open_db(data_dir).await?;
+    let db = crate::cli::admin::open_db(&config).await?;
+    tracing::info!(
+        db.backend = db.backend().as_str(),
+        db.url = %config.database.url(data_dir),
+        "database opened"
+    );
     crate::cli::admin::warn_if_data_dir_is_shared(data_dir);
     std::fs::create_dir_all(data_dir.join("repos"))
         .with_context(|| format!("creating {}", data_dir.display()))?;

@@ -92,13 +92,14 @@ impl Event {
         }
     }
 
-    /// A commit moved `revision` (a branch name or a full ref) to `new`.
-    pub fn committed(repo: &Repo, revision: &str, new: &GitOid) -> Event {
+    /// A commit moved `revision` (a branch name or a full ref) from `old` (`None` when the
+    /// commit created the ref) to `new`.
+    pub fn committed(repo: &Repo, revision: &str, old: Option<&GitOid>, new: &GitOid) -> Event {
         Event::content(
             repo,
             vec![UpdatedRef {
                 name: full_ref(revision),
-                old: None,
+                old: old.map(ToString::to_string),
                 new: Some(new.to_string()),
             }],
         )
@@ -121,13 +122,13 @@ impl Event {
         }
     }
 
-    /// A branch or tag (`full_ref`) was deleted through the API.
-    pub fn ref_deleted(repo: &Repo, full_ref: &str) -> Event {
+    /// A branch or tag (`full_ref`), which pointed at `old`, was deleted through the API.
+    pub fn ref_deleted(repo: &Repo, full_ref: &str, old: Option<&GitOid>) -> Event {
         Event::content(
             repo,
             vec![UpdatedRef {
                 name: full_ref.to_owned(),
-                old: None,
+                old: old.map(ToString::to_string),
                 new: None,
             }],
         )

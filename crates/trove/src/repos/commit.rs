@@ -132,7 +132,7 @@ pub async fn commit_to_ref(
     let _guard = lock.lock().await;
     let revision = revision.to_owned();
     let revision_for_index = revision.clone();
-    let commit = with_git(state, repo, move |git| {
+    let (old, commit) = with_git(state, repo, move |git| {
         let full_ref = target_ref(git, &revision)?;
         let mut rebuilds = 0;
         let mut lock_waits = 0;
@@ -153,7 +153,7 @@ pub async fn commit_to_ref(
                 now_secs() as i64,
             );
             match result {
-                Ok(oid) => return Ok(oid),
+                Ok(oid) => return Ok((head, oid)),
                 Err(CommitError::RefMoved { .. }) if pending.parent_commit.is_some() => {
                     return Err(ApiError::StaleParentCommit);
                 }
@@ -180,6 +180,7 @@ pub async fn commit_to_ref(
     state.emit([crate::events::Event::committed(
         &repo.repo,
         &revision_for_index,
+        old.as_ref(),
         &commit,
     )]);
     if is_default_branch(&revision_for_index) {
@@ -207,7 +208,7 @@ pub async fn super_squash(
     let revision = revision.to_owned();
     let message = message.to_owned();
     let target = revision.clone();
-    let commit = with_git(state, repo, move |git| {
+    let (old, commit) = with_git(state, repo, move |git| {
         let full_ref = target_ref(git, &target)?;
         let mut attempts = 0;
         loop {
@@ -217,7 +218,7 @@ pub async fn super_squash(
                     revision: target.clone(),
                 })?;
             match git.squash(&full_ref, &head, &message, &author, now_secs() as i64) {
-                Ok(oid) => return Ok(oid),
+                Ok(oid) => return Ok((head, oid)),
                 Err(CommitError::RefMoved { .. } | CommitError::RefLocked { .. })
                     if attempts < MAX_LOCK_WAITS =>
                 {
@@ -232,7 +233,10 @@ pub async fn super_squash(
     state.db.touch_repo(repo.repo.id, now_ms()).await?;
     tracing::info!(repo.id = repo.repo.id, commit = %commit, revision = %revision, "history squashed");
     state.emit([crate::events::Event::committed(
-        &repo.repo, &revision, &commit,
+        &repo.repo,
+        &revision,
+        Some(&old),
+        &commit,
     )]);
     if is_default_branch(&revision) {
         super::index::reindex_after_write(state, &repo.repo).await;

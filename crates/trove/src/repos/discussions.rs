@@ -621,31 +621,35 @@ pub async fn merge(
     );
     let lock = state.commit_locks.for_repo(repo.repo.id);
     let guard = lock.lock().await;
-    let merged = with_git(state, repo, move |git| {
+    let (base, merged) = with_git(state, repo, move |git| {
         let head = resolve(git, &head_ref)?;
         let base = resolve(git, &base_ref)?;
-        git.merge_into(
-            &base_ref,
-            &base,
-            &head,
-            &message,
-            &author,
-            now_secs() as i64,
-        )
-        .map_err(|e| match e {
-            CommitError::MergeConflict { paths } => ApiError::Conflict {
-                message: format!(
-                    "This pull request has conflicts with {base_ref}: {}",
-                    paths.join(", ")
-                ),
-                url: None,
-            },
-            CommitError::RefMoved { .. } | CommitError::RefLocked { .. } => ApiError::Conflict {
-                message: "The base branch moved while merging; please retry".into(),
-                url: None,
-            },
-            other => ApiError::internal(other),
-        })
+        let merged = git
+            .merge_into(
+                &base_ref,
+                &base,
+                &head,
+                &message,
+                &author,
+                now_secs() as i64,
+            )
+            .map_err(|e| match e {
+                CommitError::MergeConflict { paths } => ApiError::Conflict {
+                    message: format!(
+                        "This pull request has conflicts with {base_ref}: {}",
+                        paths.join(", ")
+                    ),
+                    url: None,
+                },
+                CommitError::RefMoved { .. } | CommitError::RefLocked { .. } => {
+                    ApiError::Conflict {
+                        message: "The base branch moved while merging; please retry".into(),
+                        url: None,
+                    }
+                }
+                other => ApiError::internal(other),
+            })?;
+        Ok((base, merged))
     })
     .await?;
     drop(guard);
@@ -662,6 +666,7 @@ pub async fn merge(
     state.emit([crate::events::Event::committed(
         &repo.repo,
         &merged_into,
+        Some(&base),
         &merged,
     )]);
     super::index::reindex_after_write(state, &repo.repo).await;

@@ -1,15 +1,17 @@
 //! LFS objects as a repository receives them: bytes streamed into the store and verified
-//! against their oid, moved into the chunk store (see `repos::ingest`), then recorded and
+//! against their oid (a basic upload is chunked on the way in), moved into the chunk store
+//! (see `repos::ingest`), then recorded and
 //! linked to the repository they were uploaded for. A repository may reference an object
 //! only once such a link exists, so knowing a hash never grants another repository's content.
 
 use crate::clock::now_ms;
 use crate::context::Context;
 use crate::error::ApiResult;
-use crate::repos::ingest::ingest_object;
+use crate::repos::ingest::{self, ingest_object, ingest_streamed};
 use bytes::Bytes;
 use futures_util::Stream;
 use std::io;
+use std::time::Instant;
 use trove_store::PutOutcome;
 use trove_types::Sha256Hex;
 
@@ -31,10 +33,20 @@ pub async fn receive<S>(
     body: S,
 ) -> ApiResult<PutOutcome>
 where
-    S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
+    S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin + 'static,
 {
-    let outcome = state.store.put(oid, size, body).await?;
-    ingest_object(state, repo_id, oid, size).await?;
+    let started = Instant::now();
+    // Bytes already held as a Xet file are only linked: no need to chunk them as they arrive.
+    let outcome = if size > 0 && state.db.xet_file_by_sha256(oid).await?.is_none() {
+        let (body, stage) = ingest::chunk_alongside(body);
+        let outcome = state.store.put(oid, size, body).await?;
+        ingest_streamed(state, repo_id, oid, size, stage, started.elapsed()).await?;
+        outcome
+    } else {
+        let outcome = state.store.put(oid, size, body).await?;
+        ingest_object(state, repo_id, oid, size).await?;
+        outcome
+    };
     publish(state, repo_id, oid, size).await?;
     tracing::info!(oid = %oid, size_bytes = size, new = matches!(outcome, PutOutcome::Stored), "lfs object uploaded");
     Ok(outcome)

@@ -22,6 +22,9 @@ use trove_types::GitOid;
 pub const ENV_HOOK_EXE: &str = "TROVE_HOOK_EXE";
 /// Trove's data directory, for the hook to open the database.
 pub const ENV_DATA_DIR: &str = "TROVE_DATA_DIR";
+/// The database the hook opens when it is not the data dir's SQLite file (read by the CLI's
+/// global `--database`).
+pub const ENV_DATABASE: &str = "TROVE_DATABASE";
 pub const ENV_REPO_ID: &str = "TROVE_PUSH_REPO_ID";
 pub const ENV_USER_ID: &str = "TROVE_PUSH_USER_ID";
 pub const ENV_USER_NAME: &str = "TROVE_PUSH_USER";
@@ -89,6 +92,11 @@ pub fn push_settings(runtime: &GitRuntime, caller: &Caller, repo: &RepoRef) -> G
         (ENV_ADMIN, if is_admin { "1" } else { "0" }.into()),
     ];
     settings.hook_env = vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    if let Some(url) = &runtime.database {
+        settings
+            .hook_env
+            .push((ENV_DATABASE.to_owned(), OsString::from(url)));
+    }
     settings
 }
 

@@ -131,7 +131,7 @@ pub async fn compact_xorb(
 
     let store = (*state.store).clone();
     let (old_hex, chunks, keep) = (old.hex(), index.chunks.clone(), live.clone());
-    let (new, new_index) = write_xorb(state, move |packer| {
+    let written = write_xorb(state, move |packer| {
         let file = store
             .open_xorb_at(&old_hex, 0)?
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("xorb {old_hex} vanished")))?;
@@ -155,6 +155,7 @@ pub async fn compact_xorb(
         Ok(())
     })
     .await?;
+    let (new, new_index) = (written.xorb, written.index);
 
     let map = new_indices(&live);
     let mut rewritten = Vec::with_capacity(decoded.len());

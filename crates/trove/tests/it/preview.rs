@@ -151,7 +151,7 @@ async fn files_that_cannot_be_previewed_are_notes() {
     assert_eq!(page.status, StatusCode::OK);
     let body = text(&page);
     assert!(body.contains("Preview unavailable"), "{body}");
-    assert!(body.contains("footer is 2048.0 MiB"), "{body}");
+    assert!(body.contains("footer is 2.0 GiB"), "{body}");
     // The default layout keeps one format per config: the Parquet files.
     assert!(!body.contains("data-split=\"test\""));
 }

@@ -145,6 +145,178 @@ async fn an_lfs_upload_becomes_a_xet_file_with_the_clients_file_hash() {
     assert!(ranged.body == data[1_000_000..=1_500_000]);
 }
 
+/// Bytes that exercise every packing choice: random (stored raw), half-precision-like
+/// weights (byte-grouped), long runs of zeros (repeated chunks), text (LZ4).
+fn mixed_bytes() -> Vec<u8> {
+    let mut data = random_bytes(31, 1_300_000);
+    data.extend((0..1_500_000u32).flat_map(|i| {
+        let r = random_bytes(u64::from(i / 1000), 1)[0];
+        [r, 0x3c | (r & 1)]
+    }));
+    data.extend(std::iter::repeat_n(0u8, 700_000));
+    data.extend(b"the same words again and again ".repeat(30_000));
+    data.extend(random_bytes(32, 999_999));
+    data
+}
+
+/// Every xorb file of the store: (name, bytes), sorted.
+fn xorb_files(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(root.join("xorbs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .map(|f| {
+            (
+                f.file_name().to_string_lossy().into_owned(),
+                std::fs::read(f.path()).expect("read xorb"),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+async fn held_file(app: &TestApp, oid: &Sha256Hex) -> trove_db::XetFile {
+    app.state
+        .db
+        .xet_file_by_sha256(oid)
+        .await
+        .expect("query")
+        .expect("a Xet file")
+}
+
+async fn repo_id(app: &TestApp, name: &str) -> i64 {
+    app.state
+        .db
+        .repo_by_name(
+            trove_types::RepoType::Model,
+            &trove_types::RepoId::parse(&format!("admin/{name}")).expect("id"),
+        )
+        .await
+        .expect("query")
+        .expect("repo")
+        .id
+}
+
+/// The basic transfer chunks a body while it arrives; a multipart upload or a migration
+/// chunks the stored object in one pass. Both must build the very same xorbs and file.
+#[tokio::test]
+async fn a_streamed_upload_and_a_one_pass_ingestion_build_the_same_xorbs_and_file() {
+    let data = mixed_bytes();
+    let oid = Sha256Hex::parse(&hex::encode(Sha256::digest(&data))).expect("oid");
+
+    let streamed = TestApp::new().await;
+    create(&streamed, "w").await;
+    assert_eq!(lfs_upload(&streamed, "w", &data).await, oid.as_str());
+
+    let one_pass = TestApp::new().await;
+    create(&one_pass, "w").await;
+    let id = repo_id(&one_pass, "w").await;
+    let body =
+        futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(data.clone()))]);
+    one_pass
+        .state
+        .store
+        .put(&oid, data.len() as u64, body)
+        .await
+        .expect("put");
+    let report = trove::repos::ingest::ingest_object(&one_pass.state, id, &oid, data.len() as u64)
+        .await
+        .expect("ingest");
+    assert!(
+        report.new_chunks < report.chunks,
+        "{report:?}: the zeros repeat"
+    );
+    assert!(report.new_xorbs >= 1);
+
+    let (a, b) = (
+        held_file(&streamed, &oid).await,
+        held_file(&one_pass, &oid).await,
+    );
+    assert_eq!(a.file_hash, b.file_hash);
+    assert_eq!(a.terms, b.terms, "the same terms over the same xorbs");
+    let chunks: Vec<(XetHash, u64)> = chunk_all(&data).iter().map(|c| (c.hash, c.len)).collect();
+    assert_eq!(
+        XetHash::from_bytes(a.file_hash),
+        trove_xet::hash::file_hash(&chunks)
+    );
+    let xorbs = xorb_files(streamed.state.store.root());
+    assert!(!xorbs.is_empty());
+    assert!(
+        xorbs == xorb_files(one_pass.state.store.root()),
+        "byte-identical xorbs under the same names"
+    );
+    assert!(!streamed.state.store.local_path(&oid).exists());
+    assert!(!one_pass.state.store.local_path(&oid).exists());
+}
+
+/// A body that does not hash to the oid it was announced as is refused, and the chunks the
+/// stage found while it arrived are never used: no xorb, no chunk-index entry, no file.
+#[tokio::test]
+async fn a_body_with_the_wrong_sha256_leaves_nothing_visible_and_no_chunk_indexed() {
+    let app = TestApp::new().await;
+    create(&app, "w").await;
+    let data = random_bytes(41, 3 << 20);
+    let mut claimed = data.clone();
+    claimed[12_345] ^= 1;
+    let oid = hex::encode(Sha256::digest(&claimed));
+    let r = app
+        .post("/admin/w.git/info/lfs/objects/batch")
+        .token(&app.admin_token)
+        .header("accept", LFS_JSON)
+        .json(&json!({
+            "operation": "upload", "transfers": ["basic"],
+            "objects": [{"oid": oid, "size": data.len()}], "hash_algo": "sha256"
+        }))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+    let planned: Value = r.json();
+    let href = planned["objects"][0]["actions"]["upload"]["href"]
+        .as_str()
+        .expect("an upload action");
+    let at = href.find("/_lfs/").expect("a transfer URL");
+    let put = app
+        .request(Method::PUT, &href[at..])
+        .body(data.clone())
+        .send()
+        .await;
+    assert_eq!(put.status, StatusCode::BAD_REQUEST, "{:?}", put.error());
+
+    let sha = Sha256Hex::parse(&oid).expect("oid");
+    assert!(
+        app.state
+            .db
+            .xet_file_by_sha256(&sha)
+            .await
+            .expect("query")
+            .is_none()
+    );
+    let hashes: Vec<[u8; 32]> = chunk_all(&data).iter().map(|c| c.hash.to_bytes()).collect();
+    assert!(
+        app.state
+            .db
+            .chunk_locations(&hashes)
+            .await
+            .expect("query")
+            .is_empty(),
+        "no chunk of the refused body is indexed"
+    );
+    assert_eq!(xorb_bytes(app.state.store.root()), 0, "no xorb written");
+    assert!(!app.state.store.local_path(&sha).exists());
+    let tmp: Vec<_> = std::fs::read_dir(app.state.store.root().join("tmp"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
+    assert!(tmp.is_empty(), "temp files left: {tmp:?}");
+
+    // The right bytes afterwards go through.
+    lfs_upload(&app, "w", &data).await;
+    assert!(xorb_bytes(app.state.store.root()) > data.len() as u64);
+}
+
 #[tokio::test]
 async fn a_changed_variant_costs_only_its_changed_bytes() {
     let app = TestApp::new().await;

@@ -161,13 +161,20 @@ pub async fn delete_branch(
             "Cannot delete refs/heads/{DEFAULT_BRANCH}"
         )));
     }
-    let event = crate::events::Event::ref_deleted(&repo.repo, &format!("refs/heads/{branch}"));
-    with_git(&state, &repo, move |git| {
+    let full_ref = format!("refs/heads/{branch}");
+    let target = full_ref.clone();
+    let old = with_git(&state, &repo, move |git| {
+        let old = git.resolve_revision(&target)?;
         git.delete_branch(&branch)
-            .map_err(|e| ref_error(e, &branch))
+            .map_err(|e| ref_error(e, &branch))?;
+        Ok(old)
     })
     .await?;
-    state.emit([event]);
+    state.emit([crate::events::Event::ref_deleted(
+        &repo.repo,
+        &full_ref,
+        old.as_ref(),
+    )]);
     Ok(Json(Empty {}))
 }
 
@@ -213,11 +220,15 @@ pub async fn delete_tag(
     ApiPath(TagParam { rev: tag }): ApiPath<TagParam>,
 ) -> ApiResult<Json<Empty>> {
     repo.require_write(&caller)?;
-    let event = crate::events::Event::ref_deleted(&repo.repo, &format!("refs/tags/{tag}"));
-    with_git(&state, &repo, move |git| {
-        git.delete_tag(&tag).map_err(|e| ref_error(e, &tag))
+    let full_ref = format!("refs/tags/{tag}");
+    let target = full_ref.clone();
+    let old = with_git(&state, &repo, move |git| {
+        let old = git.resolve_revision(&target)?;
+        git.delete_tag(&tag).map_err(|e| ref_error(e, &tag))?;
+        Ok(old)
     })
     .await?;
+    let event = crate::events::Event::ref_deleted(&repo.repo, &full_ref, old.as_ref());
     state.emit([event]);
     Ok(Json(Empty {}))
 }

@@ -244,8 +244,8 @@ fn human_size(bytes: u64) -> String {
 
 /// Runs the hook: `data_dir` is Trove's, the current directory the repository (git runs
 /// hooks there), the ref updates on stdin.
-pub async fn pre_receive(data_dir: &Path) -> ExitCode {
-    match check_push(data_dir).await {
+pub async fn pre_receive(data_dir: &Path, database: Option<&str>) -> ExitCode {
+    match check_push(data_dir, database).await {
         Ok(refusals) if refusals.is_empty() => ExitCode::SUCCESS,
         Ok(refusals) => {
             eprintln!("Push refused by Trove:");
@@ -261,7 +261,7 @@ pub async fn pre_receive(data_dir: &Path) -> ExitCode {
     }
 }
 
-async fn check_push(data_dir: &Path) -> anyhow::Result<Vec<String>> {
+async fn check_push(data_dir: &Path, database: Option<&str>) -> anyhow::Result<Vec<String>> {
     let (repo_id, pusher) = Pusher::from_env()?;
     let mut updates = Vec::new();
     for line in std::io::stdin().lock().lines() {
@@ -297,7 +297,16 @@ async fn check_push(data_dir: &Path) -> anyhow::Result<Vec<String>> {
     let (stored, pull_requests) = if objects.lfs_pointers.is_empty() && pr_refs.is_empty() {
         (HashMap::new(), HashMap::new())
     } else {
-        let db = trove_db::Db::open(&data_dir.join("trove.db"))
+        let url = match database.filter(|u| !u.is_empty()) {
+            Some(url) => trove_db::DatabaseUrl::parse(url)?,
+            None => trove_db::DatabaseUrl::Sqlite(data_dir.join("trove.db")),
+        };
+        // One connection: the hook asks a few questions and exits.
+        let options = trove_db::ConnectOptions {
+            max_connections: Some(1),
+            ..trove_db::ConnectOptions::default()
+        };
+        let db = trove_db::Db::connect(&url, &options)
             .await
             .context("opening the database")?;
         let oids: Vec<Sha256Hex> = objects

@@ -27,17 +27,27 @@ pub enum Format {
 
 impl Format {
     /// The format a path's extension names; `None` for anything a preview does not read.
+    /// Text formats may be gzip-compressed (`train.csv.gz`), as the Hub's loaders read them.
     pub fn of(path: &str) -> Option<Format> {
         let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+        let (name, gzip) = match name.strip_suffix(".gz") {
+            Some(inner) => (inner, true),
+            None => (name.as_str(), false),
+        };
         let (_, ext) = name.rsplit_once('.')?;
         Some(match ext {
             "csv" => Format::Csv,
             "tsv" => Format::Tsv,
             "jsonl" => Format::JsonLines,
             "json" => Format::Json,
-            "parquet" => Format::Parquet,
+            "parquet" if !gzip => Format::Parquet,
             _ => return None,
         })
+    }
+
+    /// Whether the file at `path` is gzip-compressed (its name ends in `.gz`).
+    pub fn is_gzip(path: &str) -> bool {
+        path.to_ascii_lowercase().ends_with(".gz")
     }
 
     /// Which of two formats the default layout prefers when they are equally common.
@@ -395,6 +405,50 @@ mod tests {
             )]
         );
         assert!(layout(None, &["README.md", "model.bin"]).configs.is_empty());
+    }
+
+    #[test]
+    fn gzip_text_files_are_data_files_of_their_inner_format() {
+        assert_eq!(Format::of("train.csv.gz"), Some(Format::Csv));
+        assert_eq!(Format::of("data/x.JSONL.GZ"), Some(Format::JsonLines));
+        assert_eq!(Format::of("a.json.gz"), Some(Format::Json));
+        assert_eq!(Format::of("a.tsv.gz"), Some(Format::Tsv));
+        assert_eq!(Format::of("a.parquet.gz"), None);
+        assert_eq!(Format::of("archive.tar.gz"), None);
+        assert_eq!(Format::of("x.gz"), None);
+        assert!(Format::is_gzip("train.csv.gz") && !Format::is_gzip("train.csv"));
+        let paths = [
+            "README.md",
+            "train.csv.gz",
+            "test.csv",
+            "data/train-00000-of-00001.jsonl.gz",
+            "data/test-00000-of-00001.jsonl.gz",
+        ];
+        // data/ wins, as on the Hub; its gzip JSON Lines files split by keyword.
+        assert_eq!(
+            names(&layout(None, &paths)),
+            vec![(
+                "default".to_owned(),
+                vec![
+                    (
+                        "train".to_owned(),
+                        s(&["data/train-00000-of-00001.jsonl.gz"])
+                    ),
+                    ("test".to_owned(), s(&["data/test-00000-of-00001.jsonl.gz"])),
+                ]
+            )]
+        );
+        // Without data/, plain and gzip CSV files are one format.
+        assert_eq!(
+            names(&layout(None, &["train.csv.gz", "test.csv"])),
+            vec![(
+                "default".to_owned(),
+                vec![
+                    ("train".to_owned(), s(&["train.csv.gz"])),
+                    ("test".to_owned(), s(&["test.csv"])),
+                ]
+            )]
+        );
     }
 
     #[test]

@@ -3,13 +3,18 @@
 //! per config and split, with the columns' types. The files come from the card's `configs:`
 //! or the Hub's default layout ([`discover`]); their bytes are read through the one content
 //! path ([`content::read_range`]), so git, LFS and Xet files preview alike, and only ever a
-//! bounded part: a 1 MiB prefix of text, a Parquet file's footer and the first pages of its
-//! first row group. A file that cannot be previewed (hostile, corrupt, too wide) is a note
-//! saying why, never a server error. Results are cached per (repo, commit, config, split).
+//! bounded part: a 1 MiB prefix of text (of gzip text once inflated, [`gzip`]), a Parquet
+//! file's footer and the first pages of its first row group, each within a budget of bytes
+//! read and, for what is decompressed, of bytes decoded ([`declared`]). A file that cannot
+//! be previewed (hostile, corrupt, too deep) is a note saying why, never a server error.
+//! Results are cached per (repo, commit, config, split).
 
+pub mod declared;
 pub mod discover;
+pub mod gzip;
 pub mod parquet;
 pub mod text;
+pub mod thrift;
 
 use super::{RepoRef, card, content, resolve, with_git};
 use crate::auth::Caller;
@@ -72,7 +77,9 @@ pub fn cell(value: &str) -> String {
 
 /// `1048576` → `1.0 MiB`.
 pub fn human_bytes(n: u64) -> String {
-    if n >= 1 << 20 {
+    if n >= 1 << 30 {
+        format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64)
+    } else if n >= 1 << 20 {
         format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
     } else if n >= 1 << 10 {
         format!("{:.1} KiB", n as f64 / 1024.0)
@@ -167,6 +174,8 @@ pub struct SplitPreview {
     pub file: String,
     pub files: usize,
     pub format: Format,
+    /// The file is gzip-compressed text.
+    pub gzip: bool,
     pub table: Result<Table, Unavailable>,
     /// What the rows are the first rows of ("the first row group", "the first 1.0 MiB").
     pub source: String,
@@ -207,7 +216,9 @@ pub async fn preview(
             Some(dataset.commit.clone()),
         ));
     };
-    let read = tokio::time::timeout(PREVIEW_TIME, read_file(state, repo, entry, format)).await;
+    let gzip = Format::is_gzip(&path);
+    let read =
+        tokio::time::timeout(PREVIEW_TIME, read_file(state, repo, entry, format, gzip)).await;
     let (table, source, note) = match read {
         Ok(read) => read?,
         Err(_) => (
@@ -225,6 +236,7 @@ pub async fn preview(
         file: path,
         files: files.files.len(),
         format,
+        gzip,
         table,
         source,
         note,
@@ -240,6 +252,7 @@ async fn read_file(
     repo: &RepoRef,
     entry: &EntryKind,
     format: Format,
+    gzip: bool,
 ) -> ApiResult<Read> {
     let EntryKind::File { size, .. } = entry else {
         return Ok((
@@ -277,22 +290,41 @@ async fn read_file(
             })
         }
         Format::Csv | Format::Tsv | Format::JsonLines | Format::Json => {
-            let whole = size <= TEXT_PREFIX_BYTES;
-            let Some(prefix) =
-                content::read_range(state, repo, entry, 0, TEXT_PREFIX_BYTES).await?
-            else {
-                return Ok((
-                    Err(Unavailable(
-                        "the file's bytes are not held on this hub".to_owned(),
-                    )),
-                    String::new(),
-                    None,
-                ));
-            };
-            let source = if whole {
-                "the whole file".to_owned()
+            let (prefix, whole) = if gzip {
+                let src = ContentRange {
+                    state,
+                    repo,
+                    entry,
+                    size,
+                };
+                let inflated =
+                    gzip::inflate_prefix(&src, TEXT_PREFIX_BYTES as usize, MAX_PREVIEW_BYTES)
+                        .await?;
+                match inflated {
+                    Ok(i) => (i.text, i.whole),
+                    Err(u) => return Ok((Err(u), String::new(), None)),
+                }
             } else {
-                format!("the first {}", human_bytes(TEXT_PREFIX_BYTES))
+                let Some(prefix) =
+                    content::read_range(state, repo, entry, 0, TEXT_PREFIX_BYTES).await?
+                else {
+                    return Ok((
+                        Err(Unavailable(
+                            "the file's bytes are not held on this hub".to_owned(),
+                        )),
+                        String::new(),
+                        None,
+                    ));
+                };
+                (prefix, size <= TEXT_PREFIX_BYTES)
+            };
+            let source = match (whole, gzip) {
+                (true, _) => "the whole file".to_owned(),
+                (false, false) => format!("the first {}", human_bytes(TEXT_PREFIX_BYTES)),
+                (false, true) => format!(
+                    "the first {} once decompressed",
+                    human_bytes(prefix.len() as u64)
+                ),
             };
             let table = tokio::task::spawn_blocking(move || {
                 if format == Format::Json {
@@ -382,5 +414,7 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> Bounded<K, V> {
     }
 }
 
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;

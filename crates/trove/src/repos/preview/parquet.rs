@@ -3,20 +3,31 @@
 //! which hold the first rows. The bytes fetched are decoded by the `parquet` crate's record
 //! reader over a file view that holds only those ranges, so a decoder that wants anything
 //! else gets an error, never a read of the rest of the file.
+//!
+//! What the file declares is checked before the crate acts on it ([`declared`]): the
+//! footer's length and schema shape before the footer is decoded, each column chunk's sizes,
+//! and the header of every page held, whose declared sizes and counts are what the crate
+//! allocates. The pages kept for decoding fit [`MAX_DECODED_BYTES`]; the view is cut after
+//! the last of them, so no later page is ever decompressed. Wide files show their first
+//! [`MAX_COLUMNS`] columns, and only those columns' chunks are read.
 
-use super::{Budget, Column, MAX_CELL_CHARS, MAX_COLUMNS, MAX_ROWS, Table, Unavailable, cell};
+use super::declared::{self, PageKind};
+use super::{
+    Budget, Column, MAX_CELL_CHARS, MAX_COLUMNS, MAX_ROWS, Table, Unavailable, cell, human_bytes,
+};
 use crate::error::ApiResult;
 use bytes::{Buf, Bytes};
-use parquet::basic::{ConvertedType, LogicalType, TimeUnit, Type as PhysicalType};
+use parquet::basic::{Compression, ConvertedType, LogicalType, TimeUnit, Type as PhysicalType};
 use parquet::errors::ParquetError;
 use parquet::file::FOOTER_SIZE;
+use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 use parquet::file::properties::ReaderProperties;
 use parquet::file::reader::{ChunkReader, Length, RowGroupReader};
 use parquet::file::serialized_reader::SerializedRowGroupReader;
 use parquet::record::reader::TreeBuilder;
 use parquet::record::{Field, Row};
-use parquet::schema::types::Type;
+use parquet::schema::types::{SchemaDescriptor, Type};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -26,8 +37,14 @@ pub const MAX_FOOTER_BYTES: u64 = 8 << 20;
 const MAX_COLUMN_PREFIX: u64 = 4 << 20;
 /// At least this much, however many columns share the budget.
 const MIN_COLUMN_PREFIX: u64 = 64 << 10;
-/// Files with more leaf columns than this are not previewed (each needs its own read).
-const MAX_LEAF_COLUMNS: usize = 1024;
+/// At most this many leaf columns are read (each needs its own read): wide files show
+/// their first top-level columns up to this many leaves.
+const MAX_LEAF_COLUMNS: usize = 256;
+/// What decoding the pages kept may cost in memory, all columns together: their
+/// decompressed bytes, their dictionaries' values, the values of nested columns.
+pub const MAX_DECODED_BYTES: u64 = 64 << 20;
+/// No codec a Parquet file may use expands data more than this (deflate's limit is 1032:1).
+const MAX_EXPANSION: u64 = 1100;
 
 /// Ranged reads of one file.
 pub trait RangeRead: Sync {
@@ -41,6 +58,8 @@ pub trait RangeRead: Sync {
 pub struct Fetched {
     metadata: Arc<parquet::file::metadata::ParquetMetaData>,
     view: Option<SparseFile>,
+    /// The top-level columns shown: the first ones, within the width budget.
+    shown_fields: usize,
 }
 
 /// Reads the footer and the first row group's column chunk prefixes, within `budget`.
@@ -90,26 +109,39 @@ pub async fn fetch<R: RangeRead>(
     let Some(footer) = read(src, budget, footer_start, footer_len).await? else {
         return Ok(Err(not_held()));
     };
+    // The crate builds the schema recursively and sizes vectors by declared child counts:
+    // its shape is checked on the raw bytes first.
+    if let Err(u) = declared::check_schema(&footer) {
+        return Ok(Err(u));
+    }
     let metadata = match ParquetMetaDataReader::decode_metadata(&footer) {
         Ok(m) => Arc::new(m),
         Err(e) => return Ok(Err(corrupt(&e))),
+    };
+    let schema = metadata.file_metadata().schema_descr_ptr();
+    let (shown_fields, leaves) = match projection(&schema) {
+        Ok(p) => p,
+        Err(u) => return Ok(Err(u)),
     };
     let Some(group) = metadata.row_groups().first() else {
         return Ok(Ok(Fetched {
             metadata,
             view: None,
+            shown_fields,
         }));
     };
-    if group.num_columns() > MAX_LEAF_COLUMNS {
-        return Ok(Err(Unavailable(format!(
-            "the file has {} columns, more than the {MAX_LEAF_COLUMNS} a preview reads",
-            group.num_columns()
-        ))));
+    if group.num_columns() != schema.num_columns() {
+        return Ok(Err(Unavailable(
+            "its first row group's columns do not match its schema".to_owned(),
+        )));
     }
-    let share = (budget.bytes_left() / group.num_columns().max(1) as u64)
-        .clamp(MIN_COLUMN_PREFIX, MAX_COLUMN_PREFIX);
-    let mut ranges = Vec::with_capacity(group.num_columns());
-    for column in group.columns() {
+    if let Err(u) = check_chunks(group, leaves) {
+        return Ok(Err(u));
+    }
+    let share =
+        (budget.bytes_left() / leaves.max(1) as u64).clamp(MIN_COLUMN_PREFIX, MAX_COLUMN_PREFIX);
+    let mut ranges = Vec::with_capacity(leaves);
+    for column in group.columns().iter().take(leaves) {
         let (start, len) = column.byte_range();
         if start.checked_add(len).is_none_or(|end| end > footer_start) {
             return Ok(Err(Unavailable(
@@ -131,7 +163,59 @@ pub async fn fetch<R: RangeRead>(
     Ok(Ok(Fetched {
         metadata,
         view: Some(SparseFile { size, ranges }),
+        shown_fields,
     }))
+}
+
+/// How many top-level columns to show, and how many leaf columns (the first ones) they
+/// span: at most [`MAX_COLUMNS`] columns and [`MAX_LEAF_COLUMNS`] leaves.
+fn projection(schema: &SchemaDescriptor) -> Result<(usize, usize), Unavailable> {
+    let fields = schema.root_schema().get_fields().len().min(MAX_COLUMNS);
+    let mut per_field = vec![0usize; fields];
+    for leaf in 0..schema.num_columns() {
+        match per_field.get_mut(schema.get_column_root_idx(leaf)) {
+            Some(n) => *n += 1,
+            None => break,
+        }
+    }
+    let (mut shown, mut leaves) = (0, 0);
+    for n in per_field {
+        if leaves + n > MAX_LEAF_COLUMNS {
+            break;
+        }
+        shown += 1;
+        leaves += n;
+    }
+    if shown == 0 && fields > 0 {
+        return Err(Unavailable(format!(
+            "its first column has more than the {MAX_LEAF_COLUMNS} nested fields a preview reads"
+        )));
+    }
+    Ok((shown, leaves))
+}
+
+/// Checks the first `leaves` column chunks' declared sizes: none negative, and no more
+/// uncompressed bytes than any codec could expand the stored ones to.
+fn check_chunks(group: &RowGroupMetaData, leaves: usize) -> Result<(), Unavailable> {
+    for column in group.columns().iter().take(leaves) {
+        let (stored, whole) = (column.compressed_size(), column.uncompressed_size());
+        if stored < 0 || whole < 0 || column.num_values() < 0 {
+            return Err(Unavailable(format!(
+                "its metadata declares a negative size for column {}",
+                cell(&column.column_path().string())
+            )));
+        }
+        let (stored, whole) = (stored as u64, whole as u64);
+        if whole > stored.saturating_mul(MAX_EXPANSION).saturating_add(1 << 20) {
+            return Err(Unavailable(format!(
+                "its metadata declares {} uncompressed for column {} stored in {}, more than any codec expands",
+                human_bytes(whole),
+                cell(&column.column_path().string()),
+                human_bytes(stored)
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn read<R: RangeRead>(
@@ -159,9 +243,16 @@ fn corrupt(e: &ParquetError) -> Unavailable {
 pub fn decode(fetched: Fetched) -> Result<(Table, Option<String>), Unavailable> {
     let schema = fetched.metadata.file_metadata().schema_descr_ptr();
     let fields = schema.root_schema().get_fields();
-    let columns: Vec<Column> = fields
+    let shown = &fields[..fetched.shown_fields.min(fields.len())];
+    let width_note = (shown.len() < fields.len()).then(|| {
+        format!(
+            "the first {} of its {} columns are shown",
+            shown.len(),
+            fields.len()
+        )
+    });
+    let columns: Vec<Column> = shown
         .iter()
-        .take(MAX_COLUMNS)
         .map(|f| Column {
             name: cell(f.name()),
             dtype: type_name(f),
@@ -173,10 +264,23 @@ pub fn decode(fetched: Fetched) -> Result<(Table, Option<String>), Unavailable> 
                 columns,
                 rows: Vec::new(),
             },
-            Some("the file has no row groups".to_owned()),
+            join_notes(Some("the file has no row groups".to_owned()), width_note),
         ));
     };
-    let props = Arc::new(ReaderProperties::builder().build());
+    let view = within_decode_budget(view, group)?;
+    // Without the fallback, an LZ4 page inflates to its declared size at most (the fallback
+    // to LZ4 frames reads to the end, whatever the header says).
+    let props = Arc::new(
+        ReaderProperties::builder()
+            .set_backward_compatible_lz4(false)
+            .set_read_page_statistics(false)
+            .build(),
+    );
+    let projected = Type::group_type_builder(schema.root_schema().name())
+        .with_fields(shown.to_vec())
+        .build()
+        .map_err(|e| rows_error(&e))?;
+    let projected = Arc::new(SchemaDescriptor::new(Arc::new(projected)));
     let reader = SerializedRowGroupReader::new(
         Arc::new(view),
         group,
@@ -186,7 +290,7 @@ pub fn decode(fetched: Fetched) -> Result<(Table, Option<String>), Unavailable> 
     .map_err(|e| rows_error(&e))?;
     let iter = TreeBuilder::new()
         .with_batch_size(MAX_ROWS)
-        .as_iter(schema.clone(), &reader as &dyn RowGroupReader)
+        .as_iter(projected, &reader as &dyn RowGroupReader)
         .map_err(|e| rows_error(&e))?;
     let mut rows = Vec::new();
     let mut note = None;
@@ -200,7 +304,81 @@ pub fn decode(fetched: Fetched) -> Result<(Table, Option<String>), Unavailable> 
             }
         }
     }
-    Ok((Table { columns, rows }, note))
+    Ok((Table { columns, rows }, join_notes(note, width_note)))
+}
+
+fn join_notes(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The view cut to the pages whose decoding fits [`MAX_DECODED_BYTES`]: every column's
+/// leading dictionary and first data page (or no preview), then further data pages within
+/// an equal share of what is left. Each page kept is checked on its own first.
+fn within_decode_budget(
+    view: SparseFile,
+    group: &RowGroupMetaData,
+) -> Result<SparseFile, Unavailable> {
+    let mut walked = Vec::with_capacity(view.ranges.len());
+    let mut required = 0u64;
+    for (i, (_, held)) in view.ranges.iter().enumerate() {
+        let column = group.column(i);
+        let name = cell(&column.column_path().string());
+        let nested = column.column_descr().max_rep_level() > 0;
+        let pages = declared::pages(held, column.byte_range().1)
+            .map_err(|u| Unavailable(format!("column {name}: {}", u.0)))?;
+        let Some(first_data) = pages
+            .iter()
+            .position(|p| matches!(p.kind, PageKind::Data | PageKind::DataV2))
+        else {
+            return Err(Unavailable(format!(
+                "the first page of column {name} is larger than the {} a preview reads of a column",
+                human_bytes(held.len() as u64)
+            )));
+        };
+        let mut need = 0u64;
+        for page in &pages[..=first_data] {
+            declared::check_page(page)
+                .map_err(|u| Unavailable(format!("column {name}: {}", u.0)))?;
+            need = need.saturating_add(declared::cost(page, nested));
+        }
+        required = required.saturating_add(need);
+        if required > MAX_DECODED_BYTES {
+            return Err(Unavailable(format!(
+                "its first pages declare more than the {} a preview decodes (column {name}'s alone {})",
+                human_bytes(MAX_DECODED_BYTES),
+                human_bytes(need)
+            )));
+        }
+        walked.push((pages, first_data, nested, column.compression()));
+    }
+    let share = (MAX_DECODED_BYTES - required) / walked.len().max(1) as u64;
+    let mut ranges = Vec::with_capacity(view.ranges.len());
+    for ((start, held), (pages, first_data, nested, codec)) in view.ranges.into_iter().zip(walked) {
+        let mut keep = first_data + 1;
+        let mut extra = 0u64;
+        for page in &pages[keep..] {
+            let cost = declared::cost(page, nested);
+            if declared::check_page(page).is_err() || extra.saturating_add(cost) > share {
+                break;
+            }
+            extra += cost;
+            keep += 1;
+        }
+        if matches!(codec, Compression::GZIP(_)) {
+            for page in &pages[..keep] {
+                declared::check_gzip_page(page, &held)?;
+            }
+        }
+        let end = pages[keep - 1].end() as usize;
+        ranges.push((start, held.slice(..end)));
+    }
+    Ok(SparseFile {
+        size: view.size,
+        ranges,
+    })
 }
 
 fn rows_error(e: &ParquetError) -> Unavailable {

@@ -1,0 +1,146 @@
+//! What must hold across the two backends: one logical schema, migrations applied once when
+//! several nodes start together, and clear, password-free errors when the server cannot be
+//! reached or refuses the credentials.
+
+use std::time::{Duration, Instant};
+use trove_db::testing::{TestDb, applied_migrations, database_url, fresh_name, schema_columns};
+use trove_db::{ConnectOptions, DatabaseUrl, Db, DbError};
+
+fn postgres_url() -> Option<String> {
+    std::env::var(trove_db::testing::POSTGRES_URL_ENV)
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+#[tokio::test]
+async fn both_backends_have_the_same_tables_columns_and_migrations() {
+    let Some(pg) = TestDb::postgres().await else {
+        eprintln!("TROVE_TEST_POSTGRES_URL unset: skipped");
+        return;
+    };
+    let sqlite = TestDb::sqlite().await;
+    let (a, b) = (sqlite.db(), pg.db());
+    let sqlite_columns = schema_columns(&a).await.expect("sqlite schema");
+    let pg_columns = schema_columns(&b).await.expect("postgres schema");
+    assert!(
+        sqlite_columns.len() > 100,
+        "{} columns",
+        sqlite_columns.len()
+    );
+    let only_sqlite: Vec<_> = sqlite_columns
+        .iter()
+        .filter(|c| !pg_columns.contains(c))
+        .collect();
+    let only_pg: Vec<_> = pg_columns
+        .iter()
+        .filter(|c| !sqlite_columns.contains(c))
+        .collect();
+    assert!(
+        only_sqlite.is_empty() && only_pg.is_empty(),
+        "only in SQLite: {only_sqlite:#?}\nonly in PostgreSQL: {only_pg:#?}"
+    );
+    assert_eq!(
+        applied_migrations(&a).await.expect("sqlite migrations"),
+        applied_migrations(&b).await.expect("postgres migrations"),
+    );
+    sqlite.drop().await;
+    pg.drop().await;
+}
+
+#[tokio::test]
+async fn nodes_starting_together_apply_the_migrations_once() {
+    let Some(admin_url) = postgres_url() else {
+        eprintln!("TROVE_TEST_POSTGRES_URL unset: skipped");
+        return;
+    };
+    // An empty database, migrated by whichever of four "nodes" takes sqlx's advisory lock
+    // first; without that lock the others' CREATE TABLEs would fail.
+    let name = fresh_name();
+    admin_exec(&admin_url, &format!("CREATE DATABASE {name}")).await;
+    let url = DatabaseUrl::parse(&database_url(&admin_url, &name)).expect("url");
+    let opens = (0..4).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { Db::connect(&url, &ConnectOptions::default()).await })
+    });
+    let mut dbs = Vec::new();
+    for open in opens {
+        dbs.push(
+            open.await
+                .expect("task")
+                .expect("every node opens the database"),
+        );
+    }
+    let applied = applied_migrations(&dbs[0]).await.expect("migrations");
+    assert_eq!(applied.len(), 16, "{applied:?}");
+    for db in &dbs {
+        db.close().await;
+    }
+    admin_exec(&admin_url, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
+}
+
+async fn admin_exec(admin_url: &str, sql: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("admin connection");
+    sqlx::query(sql).execute(&mut conn).await.expect(sql);
+    let _ = conn.close().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_fast_and_never_shows_the_password() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let url = DatabaseUrl::parse(&format!("postgres://trove:hunter2@127.0.0.1:{port}/trove"))
+        .expect("url");
+    let options = ConnectOptions {
+        max_connections: None,
+        connect_timeout: Duration::from_secs(2),
+    };
+    let started = Instant::now();
+    let err = Db::connect(&url, &options)
+        .await
+        .expect_err("nothing listens");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(err, DbError::Connect { .. }), "{err:?}");
+    let shown = format!("{err} {err:?}");
+    assert!(shown.contains("postgres://trove:***@127.0.0.1"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+#[tokio::test]
+async fn refused_credentials_fail_with_the_servers_reason() {
+    let Some(admin_url) = postgres_url() else {
+        eprintln!("TROVE_TEST_POSTGRES_URL unset: skipped");
+        return;
+    };
+    // The same server and role, another password.
+    let (scheme_user, rest) = admin_url.split_once('@').expect("user in the test URL");
+    let user = scheme_user.rsplit_once(':').map_or(scheme_user, |(u, _)| u);
+    let user = if user.ends_with('/') {
+        scheme_user
+    } else {
+        user
+    };
+    let wrong = format!("{user}:not-the-password@{rest}");
+    let url = DatabaseUrl::parse(&wrong).expect("url");
+    let started = Instant::now();
+    let err = Db::connect(&url, &ConnectOptions::default())
+        .await
+        .expect_err("wrong password");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let shown = format!("{err} {err:?}");
+    assert!(shown.contains("password authentication failed"), "{shown}");
+    assert!(!shown.contains("not-the-password"), "{shown}");
+}
