@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need, then runs every test.
 #
-#   scripts/test.sh                 setup + PostgreSQL + fmt/clippy + cargo test (both
-#                                   databases) + fuzz + release build + e2e, then the core
-#                                   e2e files again on PostgreSQL
+#   scripts/test.sh                 setup + PostgreSQL + S3 server + fmt/clippy + cargo test
+#                                   (both databases, both stores) + fuzz + release build +
+#                                   e2e, then the core e2e files again on PostgreSQL + S3
 #   scripts/test.sh --setup-only    only install system packages and the .venv
 #   scripts/test.sh --e2e-only      setup + release build + e2e (skips lints and cargo test)
 #   scripts/test.sh -- ARGS...      extra arguments for pytest (e.g. -- -k whoami -x, or

@@ -207,6 +207,13 @@ impl S3Store {
     /// directory is probed too, since every upload begins there.
     pub async fn probe(&self) -> Result<(), StoreError> {
         self.staging.probe().await?;
+        // A listing first: some servers create a missing bucket on the first PUT, and a
+        // hub must not start on a bucket nobody made.
+        let probe_dir = self.key("probe");
+        self.bucket
+            .list_with_delimiter(Some(&probe_dir))
+            .await
+            .map_err(backend("list", &probe_dir))?;
         let key = self.key(&format!("probe/{}", uuid::Uuid::new_v4().hyphenated()));
         let body = Bytes::from_static(b"trove probe");
         self.bucket
