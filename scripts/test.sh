@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need, then runs every test.
 #
-#   scripts/test.sh                 setup + PostgreSQL + fmt/clippy + cargo test (both
-#                                   databases) + fuzz + release build + e2e, then the core
-#                                   e2e files again on PostgreSQL
+#   scripts/test.sh                 setup + PostgreSQL + S3 server + fmt/clippy + cargo test
+#                                   (both databases, both stores) + fuzz + release build +
+#                                   e2e, then the core e2e files again on PostgreSQL + S3
 #   scripts/test.sh --setup-only    only install system packages and the .venv
 #   scripts/test.sh --e2e-only      setup + release build + e2e (skips lints and cargo test)
 #   scripts/test.sh -- ARGS...      extra arguments for pytest (e.g. -- -k whoami -x, or
@@ -13,7 +13,12 @@
 #      (default: $CARGO_TARGET_DIR/release/trove, or target/release/trove, built here).
 #      TROVE_FUZZ_SECONDS: seconds per fuzz target (default 20; 0 skips the stage).
 #      Exported for the tests: TROVE_TEST_POSTGRES_URL, TROVE_E2E_POSTGRES_URL (a throwaway
-#      cluster started here, stopped on exit).
+#      cluster started here), TROVE_TEST_S3_URL + AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (a
+#      real S3 server, s3s-fs from crates.io, built once into ~/.cache/trove-tools: the first
+#      run on a machine spends 15-35 min compiling it on 2 cores), both on loopback and
+#      stopped on exit. The second e2e pass runs E2E_SCALE_FILES with every server on a fresh
+#      PostgreSQL database and its own prefix of the bucket. TROVE_S3=0 skips the S3 server
+#      (and the S3 half of the store's shared suite and of that pass).
 #
 # Works on a fresh Debian 12 machine with only the Rust toolchain and Python 3.11,
 # run as root (CI runs `bash .ci/run`, no stdin).
@@ -282,7 +287,6 @@ start_postgres() {
                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" >/dev/null; then
         cat "$PG_DIR/server.log"; record "postgresql" "FAIL (pg_ctl start)"; return 1
     fi
-    trap stop_postgres EXIT
     "${as[@]}" psql -X -q -h "$PG_DIR" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 \
         -c "CREATE ROLE trove LOGIN CREATEDB PASSWORD '$password'" \
         -c "GRANT pg_signal_backend TO trove" >/dev/null
@@ -345,27 +349,101 @@ run_e2e() {
     esac
 }
 
-# 4c. The core, Xet, git and access files again, each server on a fresh PostgreSQL database;
-# and several nodes on one database and one data directory (test_multinode.py, skipped in
-# the SQLite pass above).
-E2E_POSTGRES_FILES=(tests/e2e/test_identity_and_repos.py tests/e2e/test_commits.py
+# 3d. A real S3-compatible server on loopback: s3s-fs, an S3 protocol server over a
+#     directory (crates.io; checks SigV4 signatures, presigned URLs included; multipart,
+#     ranged GETs, copy, list). Chosen over Garage, whose build (several hundred crates) costs
+#     far more CI time on two cores. Built once into the cache, keyed by version; started on
+#     a free port with a temp data dir and fresh keys; stopped by pid when the script exits.
+S3S_VERSION="0.14.1"
+S3_PID=""
+S3_DIR=""
+stop_s3_server() {
+    if [[ -n "$S3_PID" ]]; then
+        kill "$S3_PID" 2>/dev/null || true
+        wait "$S3_PID" 2>/dev/null || true
+        S3_PID=""
+    fi
+    if [[ -n "$S3_DIR" ]]; then rm -rf "$S3_DIR"; S3_DIR=""; fi
+}
+start_s3_server() {
+    if [[ "${TROVE_S3:-1}" == 0 ]]; then
+        record "S3 server" "skipped (TROVE_S3=0)"
+        return 1
+    fi
+    log "S3 server: s3s-fs $S3S_VERSION"
+    local prefix="$CACHE_ROOT/s3s-fs-$S3S_VERSION" bin
+    bin="$prefix/bin/s3s-fs"
+    if [[ ! -x "$bin" ]]; then
+        local started=$SECONDS
+        if ! cargo install s3s-fs --locked --version "$S3S_VERSION" --features binary \
+                --root "$prefix" --target-dir "$CACHE_ROOT/s3s-fs-build"; then
+            record "S3 server" "FAIL (cargo install s3s-fs $S3S_VERSION)"
+            return 1
+        fi
+        rm -rf "$CACHE_ROOT/s3s-fs-build"
+        echo "built s3s-fs in $((SECONDS - started)) s"
+    fi
+    pick_python
+    local port
+    port="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    S3_DIR="$(mktemp -d)"
+    mkdir -p "$S3_DIR/data/trove-test"   # the bucket: a directory of the server's root
+    export AWS_ACCESS_KEY_ID="trove-test-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    export AWS_SECRET_ACCESS_KEY="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    "$bin" --host 127.0.0.1 --port "$port" --access-key "$AWS_ACCESS_KEY_ID" \
+        --secret-key "$AWS_SECRET_ACCESS_KEY" "$S3_DIR/data" >"$S3_DIR/s3s-fs.log" 2>&1 &
+    S3_PID=$!
+    local tries=0
+    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        tries=$((tries + 1))
+        if ((tries > 100)) || ! kill -0 "$S3_PID" 2>/dev/null; then
+            tail -n 20 "$S3_DIR/s3s-fs.log" || true
+            record "S3 server" "FAIL (s3s-fs did not listen on $port)"
+            stop_s3_server
+            return 1
+        fi
+        sleep 0.1
+    done
+    export TROVE_TEST_S3_URL="s3://trove-test?endpoint=http://127.0.0.1:$port&region=us-east-1"
+    export TROVE_E2E_S3_ROOT="$S3_DIR/data"   # where e2e tests look at stored bytes
+    echo "s3s-fs on 127.0.0.1:$port (pid $S3_PID), TROVE_TEST_S3_URL=$TROVE_TEST_S3_URL"
+    record "S3 server" "ok (s3s-fs $S3S_VERSION on :$port)"
+}
+
+# 4c. The scale-out pass: the core, Xet, git, access, search and object files again, each
+#     server on a fresh PostgreSQL database (conftest.py) AND its own key prefix of the S3
+#     server's bucket (conftest.py's s3_storage_env), plus the S3-only tests (test_s3.py).
+#     Without an S3 server (TROVE_S3=0) the same files run on PostgreSQL alone. Also several
+#     nodes on one database and one store (test_multinode.py, skipped in the SQLite pass).
+E2E_SCALE_FILES=(tests/e2e/test_identity_and_repos.py tests/e2e/test_commits.py
     tests/e2e/test_xet.py tests/e2e/test_git.py tests/e2e/test_access_matrix.py
-    tests/e2e/test_search.py tests/e2e/test_multinode.py)
-run_e2e_postgres() {
+    tests/e2e/test_search.py tests/e2e/test_transfer.py tests/e2e/test_storage.py
+    tests/e2e/test_s3.py tests/e2e/test_multinode.py)
+stop_servers() {
+    stop_s3_server
+    stop_postgres
+}
+run_e2e_scale() {
+    local name="e2e on PostgreSQL + S3" s3=()
+    if [[ -n "${TROVE_TEST_S3_URL:-}" ]]; then
+        s3=(TROVE_E2E_S3_URL="$TROVE_TEST_S3_URL")
+    else
+        name="e2e on PostgreSQL (no S3 server)"
+    fi
     if [[ -z "${TROVE_E2E_POSTGRES_URL:-}" ]]; then
-        record "e2e on PostgreSQL" "FAIL (no PostgreSQL)"
+        record "$name" "FAIL (no PostgreSQL)"
         return 0
     fi
     for arg in "${PYTEST_ARGS[@]}"; do
-        if [[ "$arg" == tests/* ]]; then record "e2e on PostgreSQL" "skipped (files named)"; return 0; fi
+        if [[ "$arg" == tests/* ]]; then record "$name" "skipped (files named)"; return 0; fi
     done
-    log "pytest on PostgreSQL: ${E2E_POSTGRES_FILES[*]}"
-    local rc=0
-    (cd "$ROOT" && env -u HF_TOKEN -u HF_ENDPOINT -u HF_HOME \
-        "$VENV/bin/python" -m pytest "${E2E_POSTGRES_FILES[@]}" "${PYTEST_ARGS[@]}") || rc=$?
+    log "pytest, $name: ${E2E_SCALE_FILES[*]}"
+    local rc=0 started=$SECONDS
+    (cd "$ROOT" && env -u HF_TOKEN -u HF_ENDPOINT -u HF_HOME "${s3[@]}" \
+        "$VENV/bin/python" -m pytest "${E2E_SCALE_FILES[@]}" "${PYTEST_ARGS[@]}") || rc=$?
     case "$rc" in
-        0) record "e2e on PostgreSQL" "ok" ;;
-        *) record "e2e on PostgreSQL" "FAIL (pytest exit $rc)" ;;
+        0) record "$name" "ok ($((SECONDS - started)) s)" ;;
+        *) record "$name" "FAIL (pytest exit $rc)" ;;
     esac
 }
 
@@ -392,7 +470,9 @@ main() {
         print_summary
         return 0
     fi
+    trap stop_servers EXIT
     start_postgres || true
+    start_s3_server || true
     if ((RUN_CARGO_TEST)); then
         run_lints
         run_cargo_test
@@ -402,7 +482,7 @@ main() {
     fi
     if build_release; then
         run_e2e
-        run_e2e_postgres
+        run_e2e_scale
     else
         record "e2e (pytest)" "FAIL (not run: no server binary)"
     fi

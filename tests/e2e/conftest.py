@@ -170,6 +170,7 @@ class TroveServer:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = clean_env()
+        env.update(s3_storage_env(self.data_dir))
         env.update(self.extra_env)
         env.setdefault("RUST_BACKTRACE", "1")
         env.setdefault("NO_COLOR", "1")
@@ -262,8 +263,10 @@ class TroveServer:
     # -- admin CLI on the same data dir --------------------------------------------------------
 
     def cli_env(self) -> dict[str, str]:
-        """The environment for the admin CLI on this server's hub: its database too."""
-        env = clean_env()
+        """The environment for the admin CLI on this server's hub: its database and bucket too."""
+        env = {**clean_env(), **s3_storage_env(self.data_dir)}
+        if "TROVE_STORAGE" in self.extra_env:
+            env["TROVE_STORAGE"] = self.extra_env["TROVE_STORAGE"]
         if self.database_url:
             env["TROVE_DATABASE"] = self.database_url
         return env
@@ -298,6 +301,33 @@ def clean_env() -> dict[str, str]:
     """The inherited environment minus anything that would steer the client or leak a token."""
     return {k: v for k, v in os.environ.items()
             if not k.startswith(("HF_", "HUGGINGFACE_", "TROVE_"))}
+
+
+def s3_storage_env(data_dir: Path) -> dict[str, str]:
+    """S3 mode (`TROVE_E2E_S3_URL=s3://bucket?endpoint=…&region=…`, with AWS_ACCESS_KEY_ID and
+    AWS_SECRET_ACCESS_KEY, as scripts/test.sh sets for its S3 pass): the server on `data_dir`
+    keeps its objects in that bucket under a key prefix of its own, named by the data dir so a
+    restart on the same data dir finds them. Empty otherwise (the embedded mode)."""
+    url = os.environ.get("TROVE_E2E_S3_URL", "")
+    if not url:
+        return {}
+    base, _, query = url.partition("?")
+    prefix = "e2e-" + hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:16]
+    return {"TROVE_STORAGE": f"{base.rstrip('/')}/{prefix}" + (f"?{query}" if query else "")}
+
+
+def store_dir(server: "TroveServer") -> Path:
+    """Where `server`'s store keeps xorbs (`xorbs/`) and whole objects (`objects/`): lfs/ in
+    its data dir in the embedded mode; in S3 mode its key prefix's folder in the bucket's
+    folder under the S3 server's root (`TROVE_E2E_S3_ROOT`: s3s-fs keeps each object as a
+    file named by its key), so tests measure the same bytes either way."""
+    storage = server.extra_env.get("TROVE_STORAGE") or s3_storage_env(server.data_dir).get("TROVE_STORAGE")
+    if not storage:
+        return server.data_dir / "lfs"
+    root = os.environ.get("TROVE_E2E_S3_ROOT")
+    assert root, "S3 mode needs TROVE_E2E_S3_ROOT (the S3 server's data root) to look at stored bytes"
+    location = storage.removeprefix("s3://").partition("?")[0]
+    return Path(root) / location
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_client, sha256_bytes
+from conftest import make_client, sha256_bytes, store_dir
 
 UPLOAD = """
 info = api.upload_file(path_or_fileobj=ARGS["local"], path_in_repo=ARGS["path"], repo_id=ARGS["repo"])
@@ -32,7 +32,7 @@ def dir_bytes(path: Path) -> int:
 
 def store_bytes(server) -> int:
     """Everything the store keeps: xorbs and whole-file objects."""
-    lfs = server.data_dir / "lfs"
+    lfs = store_dir(server)
     return dir_bytes(lfs / "xorbs") + dir_bytes(lfs / "objects")
 
 

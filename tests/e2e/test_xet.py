@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import lfs_pointer, make_client, ndjson, sha256_bytes, write_tree
+from conftest import lfs_pointer, make_client, ndjson, sha256_bytes, store_dir, write_tree
 
 XET_HASH = re.compile(r"[0-9a-f]{64}")
 
@@ -43,11 +43,11 @@ def dir_bytes(path: Path) -> int:
 
 
 def xorb_bytes(server) -> int:
-    return dir_bytes(server.data_dir / "lfs" / "xorbs")
+    return dir_bytes(store_dir(server) / "xorbs")
 
 
 def blob_path(server, sha: str) -> Path:
-    return server.data_dir / "lfs" / "objects" / sha[:2] / sha[2:4] / sha
+    return store_dir(server) / "objects" / sha[:2] / sha[2:4] / sha
 
 
 def tree(hub, repo: str, token=None) -> dict[str, dict]:

@@ -63,6 +63,15 @@ pub enum StoreError {
     #[error("body exceeds {limit} bytes")]
     TooLarge { limit: u64 },
 
+    /// The object store (S3 backend) failed or refused: unreachable, wrong credentials,
+    /// missing bucket, a 5xx after retries. A server fault, never the client's.
+    #[error("object store {op} {key}: {message}")]
+    Backend {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+
     /// The filesystem failed; a server fault, never the client's.
     #[error("I/O error on {}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },

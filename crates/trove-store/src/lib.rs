@@ -12,10 +12,13 @@
 //!
 //! # Backends
 //!
-//! There is one backend today, [`LocalStore`], a concrete type rather than a trait: its
-//! methods take generic body streams, which a trait object could not. When the S3 backend
-//! arrives, both will sit behind an enum chosen once at the state boundary, with the same
-//! method names, so callers do not change.
+//! Two backends sit behind one enum, [`Store`], chosen once at the state boundary, with the
+//! same method names (an enum rather than a trait object: the methods take generic body
+//! streams). [`LocalStore`] keeps everything in a local directory (the embedded mode);
+//! [`S3Store`] keeps visible objects and xorbs in an S3-compatible bucket and stages uploads
+//! in a [`LocalStore`] under the data dir (see `s3.rs` for its keys and GC semantics).
+//! Readers never touch a path: they get streams ([`Store::open_range`],
+//! [`Store::open_xorb_range`]) or blocking readers ([`Store::open_xorb_at`]).
 //!
 //! # Layout on disk
 //!
@@ -32,6 +35,8 @@ mod error;
 mod local;
 mod multipart;
 mod read;
+mod s3;
+mod store;
 mod stream;
 mod xorbs;
 
@@ -39,6 +44,8 @@ pub use durable::PutOutcome;
 pub use error::StoreError;
 pub use local::LocalStore;
 pub use read::{READ_CHUNK, read_chunks};
+pub use s3::{ByteStream, LocalCopy, S3Config, S3Store, SINGLE_PUT_MAX};
+pub use store::{Store, TrashedXorb};
 pub use stream::WRITE_BATCH;
 pub use trove_types::Sha256Hex;
 pub use xorbs::StagedXorb;

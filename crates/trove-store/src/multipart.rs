@@ -247,6 +247,15 @@ impl LocalStore {
     /// [`LocalStore::put`]. A missing part leaves the upload in place; any other failure
     /// discards it.
     pub async fn multipart_complete(&self, upload_id: &str) -> Result<PutOutcome, StoreError> {
+        Ok(self.multipart_complete_oid(upload_id).await?.2)
+    }
+
+    /// [`Self::multipart_complete`], also naming the object it made visible (for the S3
+    /// backend, which then publishes it into the bucket).
+    pub(crate) async fn multipart_complete_oid(
+        &self,
+        upload_id: &str,
+    ) -> Result<(Sha256Hex, u64, PutOutcome), StoreError> {
         let id = parse_upload_id(upload_id)?;
         let dir = self.upload_dir(&id);
         let meta = self.load_meta(&id).await?;
@@ -264,6 +273,7 @@ impl LocalStore {
         // Claim the upload: from here on no other complete, part or abort can find it.
         let claimed = self.new_tmp_path("complete");
         let dest = self.local_path(&meta.oid);
+        let (oid, size) = (meta.oid.clone(), meta.size);
         let outcome = blocking(move || {
             fs::rename(&dir, &claimed).map_err(io_at(&dir))?;
             let claimed = TempGuard::dir(claimed);
@@ -292,7 +302,7 @@ impl LocalStore {
         .await
         .map_err(not_found_as(&id))?;
         tracing::debug!(upload.id = %id, outcome = ?outcome, "store.multipart_complete");
-        Ok(outcome)
+        Ok((oid, size, outcome))
     }
 
     /// Discard an upload and everything written for it.

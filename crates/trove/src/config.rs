@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -165,6 +166,145 @@ pub struct StorageConfig {
     /// Where the git repositories live (`--git-dir`, `TROVE_GIT_DIR`, `[storage] git_dir`):
     /// `<data-dir>/repos` when unset. Several nodes need it on a shared volume.
     pub git_dir: Option<PathBuf>,
+    /// Where objects live (`[storage] url`, `TROVE_STORAGE`, `--storage`): `s3://bucket[/prefix]?
+    /// endpoint=…&region=…`, `file:///path`, or `None` for `lfs/` under the data dir.
+    pub url: Option<String>,
+    /// A file with the bucket's credentials (`aws_access_key_id = …` lines, as in the AWS
+    /// credentials file); without it, the `AWS_*` environment variables.
+    pub credentials_file: Option<PathBuf>,
+    /// Downloads answer with a redirect to a presigned bucket URL (S3 only).
+    pub redirect_downloads: bool,
+    /// How long a presigned download URL is valid.
+    pub presign_ttl_secs: u64,
+}
+
+/// The default `[storage] presign_ttl_secs`: long enough for a client to start the GET.
+pub const DEFAULT_PRESIGN_TTL_SECS: u64 = 300;
+
+/// Where the store's objects live, as [`StorageConfig::backend`] reads it.
+#[derive(Debug)]
+pub enum StorageBackend {
+    /// A local directory.
+    Local(PathBuf),
+    /// A bucket; uploads are staged in the local directory beside it.
+    S3(trove_store::S3Config),
+}
+
+impl StorageConfig {
+    /// The backend `url` names, with credentials from the file or the environment. The
+    /// credentials are never read from the URL (a command line is visible to every user).
+    pub fn backend(&self, data_dir: &Path) -> anyhow::Result<StorageBackend> {
+        let Some(url) = self.url.as_deref().filter(|u| !u.is_empty()) else {
+            return Ok(StorageBackend::Local(data_dir.join("lfs")));
+        };
+        if let Some(path) = url.strip_prefix("file://") {
+            anyhow::ensure!(
+                path.starts_with('/'),
+                "storage URL {url:?}: file:// needs an absolute path (file:///srv/trove/lfs)"
+            );
+            return Ok(StorageBackend::Local(PathBuf::from(path)));
+        }
+        let Some(rest) = url.strip_prefix("s3://") else {
+            anyhow::bail!(
+                "storage URL {url:?}: expected s3://bucket?endpoint=…&region=… or file:///path"
+            );
+        };
+        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+        anyhow::ensure!(
+            !location.contains('@'),
+            "storage URL: credentials do not belong in the URL; use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or [storage] credentials_file"
+        );
+        let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+        anyhow::ensure!(
+            !bucket.is_empty()
+                && bucket.bytes().all(|b| b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || b == b'-'
+                    || b == b'.'),
+            "storage URL {url:?}: {bucket:?} is not a bucket name"
+        );
+        let prefix = prefix.trim_matches('/');
+        let prefix = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        let mut endpoint = None;
+        let mut region = None;
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            match &*k {
+                "endpoint" => {
+                    anyhow::ensure!(
+                        v.starts_with("http://") || v.starts_with("https://"),
+                        "storage URL: endpoint {v:?} must start with http:// or https://"
+                    );
+                    endpoint = Some(v.trim_end_matches('/').to_owned());
+                }
+                "region" => region = Some(v.into_owned()),
+                other => {
+                    anyhow::bail!("storage URL: unknown parameter {other:?} (endpoint, region)")
+                }
+            }
+        }
+        let (access_key_id, secret_access_key, session_token) = match &self.credentials_file {
+            Some(path) => credentials_from_file(path)?,
+            None => {
+                let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+                match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+                    (Some(id), Some(secret)) => (id, secret, var("AWS_SESSION_TOKEN")),
+                    _ => anyhow::bail!(
+                        "storage {url}: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or [storage] credentials_file"
+                    ),
+                }
+            }
+        };
+        Ok(StorageBackend::S3(trove_store::S3Config {
+            bucket: bucket.to_owned(),
+            prefix,
+            endpoint,
+            region: region.unwrap_or_else(|| "us-east-1".to_owned()),
+            access_key_id,
+            secret_access_key,
+            session_token,
+        }))
+    }
+}
+
+/// `aws_access_key_id`, `aws_secret_access_key` and optionally `aws_session_token` from an
+/// AWS-style credentials file (`key = value` lines; of its sections, `[default]` or the first).
+fn credentials_from_file(path: &Path) -> anyhow::Result<(String, String, Option<String>)> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!("reading [storage] credentials_file {}: {e}", path.display())
+    })?;
+    // Sections in file order, each with its keys; keys before any header form section "".
+    let mut sections: Vec<(String, HashMap<String, String>)> =
+        vec![(String::new(), HashMap::new())];
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            sections.push((name.trim().to_owned(), HashMap::new()));
+        } else if let Some((k, v)) = line.split_once('=')
+            && let Some((_, keys)) = sections.last_mut()
+        {
+            keys.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
+    }
+    let pick = sections
+        .iter()
+        .position(|(name, _)| name == "default")
+        .or_else(|| sections.iter().position(|(_, keys)| !keys.is_empty()))
+        .unwrap_or(0);
+    let mut found = std::mem::take(&mut sections[pick].1);
+    let mut take = |k: &str| found.remove(k).filter(|v| !v.is_empty());
+    match (take("aws_access_key_id"), take("aws_secret_access_key")) {
+        (Some(id), Some(secret)) => Ok((id, secret, take("aws_session_token"))),
+        _ => anyhow::bail!(
+            "[storage] credentials_file {}: needs aws_access_key_id and aws_secret_access_key",
+            path.display()
+        ),
+    }
 }
 
 /// The default `[storage] compact_below`: xorbs more than half dead are rewritten.
@@ -328,6 +468,10 @@ impl Default for Config {
                 dedup_scope: DedupScope::Repo,
                 compact_below: DEFAULT_COMPACT_BELOW,
                 git_dir: None,
+                url: None,
+                credentials_file: None,
+                redirect_downloads: false,
+                presign_ttl_secs: DEFAULT_PRESIGN_TTL_SECS,
             },
             metrics: MetricsConfig::default(),
             database: DatabaseConfig::default(),
@@ -405,6 +549,10 @@ struct FileStorage {
     dedup_scope: Option<DedupScope>,
     compact_below: Option<f64>,
     git_dir: Option<PathBuf>,
+    url: Option<String>,
+    credentials_file: Option<PathBuf>,
+    redirect_downloads: Option<bool>,
+    presign_ttl_secs: Option<u64>,
 }
 
 /// `[spaces]` of the TOML file; every key optional.
@@ -436,6 +584,8 @@ pub struct ServeOverrides {
     pub listen: Option<SocketAddr>,
     pub public_url: Option<String>,
     pub config_file: Option<PathBuf>,
+    /// `--storage` (or `TROVE_STORAGE`): where objects live.
+    pub storage: Option<String>,
     /// `--database` (or `TROVE_DATABASE`, merged by clap).
     pub database: Option<String>,
     /// `--git-dir` (or `TROVE_GIT_DIR`, merged by clap).
@@ -482,6 +632,9 @@ impl Config {
         }
         if let Some(url) = overrides.public_url {
             config.public_url = Some(url);
+        }
+        if let Some(storage) = overrides.storage {
+            config.storage.url = Some(storage);
         }
         config.validate()?;
         Ok(config)
@@ -582,9 +735,27 @@ impl Config {
         if let Some(v) = file.git_dir {
             self.storage.git_dir = Some(v);
         }
+        if let Some(v) = file.url {
+            self.storage.url = Some(v);
+        }
+        if let Some(v) = file.credentials_file {
+            self.storage.credentials_file = Some(v);
+        }
+        if let Some(v) = file.redirect_downloads {
+            self.storage.redirect_downloads = v;
+        }
+        if let Some(v) = file.presign_ttl_secs {
+            self.storage.presign_ttl_secs = v;
+        }
     }
 
     fn apply_env(&mut self) -> anyhow::Result<()> {
+        if let Some(v) = std::env::var("TROVE_STORAGE")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            self.storage.url = Some(v);
+        }
         if let Some(v) = env_u64("TROVE_LFS_MULTIPART_THRESHOLD")? {
             self.lfs.multipart_threshold = v;
         }
@@ -1014,5 +1185,71 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn storage_urls_name_a_backend_and_credentials_never_come_from_the_url() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let creds = dir.path().join("creds");
+        std::fs::write(
+            &creds,
+            "[other]\naws_access_key_id = nope\n\n[default]\naws_access_key_id = AKID\naws_secret_access_key = s3cr3t\n",
+        )
+        .expect("write");
+        let storage = |url: Option<&str>| StorageConfig {
+            url: url.map(str::to_owned),
+            credentials_file: Some(creds.clone()),
+            ..Config::default().storage
+        };
+        match storage(None).backend(dir.path()).expect("default") {
+            StorageBackend::Local(root) => assert_eq!(root, dir.path().join("lfs")),
+            other => panic!("{other:?}"),
+        }
+        match storage(Some("file:///srv/lfs"))
+            .backend(dir.path())
+            .expect("file")
+        {
+            StorageBackend::Local(root) => assert_eq!(root, PathBuf::from("/srv/lfs")),
+            other => panic!("{other:?}"),
+        }
+        let url = "s3://trove-bucket/hub1/?endpoint=http://127.0.0.1:3900/&region=garage";
+        match storage(Some(url)).backend(dir.path()).expect("s3") {
+            StorageBackend::S3(c) => {
+                assert_eq!(c.bucket, "trove-bucket");
+                assert_eq!(c.prefix, "hub1/");
+                assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+                assert_eq!(c.region, "garage");
+                assert_eq!(
+                    (c.access_key_id.as_str(), c.secret_access_key.as_str()),
+                    ("AKID", "s3cr3t")
+                );
+                assert!(
+                    !format!("{c:?}").contains("s3cr3t"),
+                    "the secret never in Debug"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "s3://key:secret@bucket",
+            "s3://",
+            "s3://Bad_Bucket",
+            "s3://b?endpoint=ftp://x",
+            "s3://b?colour=blue",
+            "gs://bucket",
+            "file://relative/path",
+        ] {
+            assert!(storage(Some(bad)).backend(dir.path()).is_err(), "{bad}");
+        }
+        std::fs::write(&creds, "aws_access_key_id = only-the-id\n").expect("write");
+        assert!(storage(Some("s3://b")).backend(dir.path()).is_err());
+        let c = load_toml(
+            dir.path(),
+            "[storage]\nurl = \"s3://b\"\nredirect_downloads = true\npresign_ttl_secs = 60\n",
+        )
+        .expect("loads");
+        assert_eq!(c.storage.url.as_deref(), Some("s3://b"));
+        assert!(c.storage.redirect_downloads);
+        assert_eq!(c.storage.presign_ttl_secs, 60);
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use trove_db::Db;
-use trove_store::LocalStore;
+use trove_store::Store;
 
 /// Everything a use case may need.
 #[derive(Clone)]
@@ -22,8 +22,8 @@ pub struct Context {
     pub config: Arc<Config>,
     /// Users, tokens, repos and the LFS object index.
     pub db: Db,
-    /// Large-file bytes, addressed by SHA-256.
-    pub store: Arc<LocalStore>,
+    /// Large-file bytes and xorbs: a local directory or a bucket (see trove-store).
+    pub store: Arc<Store>,
     /// Signs the self-authenticating LFS transfer URLs.
     pub signer: Arc<UrlSigner>,
     /// Serialises commits per repository within this process so API commits never race
@@ -49,7 +49,7 @@ impl Context {
     pub fn new(
         config: Config,
         db: Db,
-        store: LocalStore,
+        store: impl Into<Store>,
         signer: UrlSigner,
     ) -> anyhow::Result<Self> {
         let git = GitRuntime::prepare(&config)?;
@@ -61,7 +61,7 @@ impl Context {
     pub fn with_hook_exe(
         config: Config,
         db: Db,
-        store: LocalStore,
+        store: impl Into<Store>,
         signer: UrlSigner,
         hook_exe: PathBuf,
     ) -> anyhow::Result<Self> {
@@ -73,7 +73,7 @@ impl Context {
     pub fn with_git(
         config: Config,
         db: Db,
-        store: LocalStore,
+        store: impl Into<Store>,
         signer: UrlSigner,
         git: GitRuntime,
     ) -> Self {
@@ -81,7 +81,7 @@ impl Context {
         Context {
             config: Arc::new(config),
             db,
-            store: Arc::new(store),
+            store: Arc::new(store.into()),
             signer: Arc::new(signer),
             commit_locks: Arc::new(CommitLocks::default()),
             git: Arc::new(git),

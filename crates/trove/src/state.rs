@@ -13,7 +13,6 @@ use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::Arc;
 use trove_db::Db;
-use trove_store::LocalStore;
 
 /// Everything a request may need; cheap to clone (all shared behind `Arc`s). Derefs to
 /// its [`Context`], so a handler passes `&state` where a use case takes `&Context`.
@@ -45,7 +44,7 @@ impl AppState {
     pub fn new(
         config: crate::config::Config,
         db: Db,
-        store: LocalStore,
+        store: impl Into<trove_store::Store>,
         signer: crate::signing::UrlSigner,
     ) -> anyhow::Result<Self> {
         Ok(Self::on(Context::new(config, db, store, signer)?))
@@ -56,7 +55,7 @@ impl AppState {
     pub fn with_hook_exe(
         config: crate::config::Config,
         db: Db,
-        store: LocalStore,
+        store: impl Into<trove_store::Store>,
         signer: crate::signing::UrlSigner,
         hook_exe: PathBuf,
     ) -> anyhow::Result<Self> {

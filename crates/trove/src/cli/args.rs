@@ -144,6 +144,11 @@ pub struct ServeArgs {
     /// answers 503 so that a load balancer's health check takes this node out first.
     #[arg(long, env = "TROVE_DRAIN_DELAY", default_value_t = 0)]
     pub drain_delay: u64,
+    /// Where large files live: s3://bucket[/prefix]?endpoint=URL&region=R (credentials from
+    /// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or [storage] credentials_file), or
+    /// file:///path. Default: lfs/ in the data dir.
+    #[arg(long, env = "TROVE_STORAGE")]
+    pub storage: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

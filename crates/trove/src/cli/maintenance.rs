@@ -8,7 +8,6 @@ use crate::repos::index::reindex_repo;
 use crate::signing::UrlSigner;
 use crate::state::AppState;
 use anyhow::Context;
-use trove_store::LocalStore;
 use trove_types::{RepoId, RepoType};
 
 /// Repositories read per batch of a full reindex.
@@ -92,9 +91,7 @@ pub async fn reindex(config: Config, repo: Option<&str>) -> anyhow::Result<()> {
 /// The state of a data dir for a maintenance command (the server may be running too).
 pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     let db = crate::cli::admin::open_existing_db(&config).await?;
-    let store = LocalStore::open(config.data_dir.join("lfs"))
-        .await
-        .context("opening the LFS store")?;
+    let store = crate::cli::serve::open_store(&config).await?;
     let signer = UrlSigner::load_or_create(&config.data_dir)?;
     AppState::new(config, db, store, signer)
 }

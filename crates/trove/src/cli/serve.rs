@@ -8,7 +8,6 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use std::path::Path;
 use std::time::Duration;
-use trove_store::LocalStore;
 
 pub async fn run(
     data_dir: &Path,
@@ -27,6 +26,7 @@ pub async fn run(
             listen: args.listen,
             public_url: args.public_url,
             config_file: args.config,
+            storage: args.storage,
             database,
             git_dir,
         },
@@ -41,9 +41,7 @@ pub async fn run(
     let repos_dir = config.repos_dir();
     std::fs::create_dir_all(&repos_dir)
         .with_context(|| format!("creating {}", repos_dir.display()))?;
-    let store = LocalStore::open(data_dir.join("lfs"))
-        .await
-        .context("opening the LFS store")?;
+    let store = open_store(&config).await?;
     let signer = UrlSigner::load_or_create(data_dir)?;
     let new_admin_token = crate::cli::admin::bootstrap_admin(&db, data_dir).await?;
 
@@ -231,5 +229,27 @@ fn shell_quoted(path: &str) -> String {
         path.to_owned()
     } else {
         format!("'{}'", path.replace('\'', r"'\''"))
+    }
+}
+
+/// The store `config` names, opened and (for a bucket) probed with a put, get and delete:
+/// a wrong bucket, wrong credentials or an unreachable endpoint stop the start here.
+pub async fn open_store(config: &Config) -> anyhow::Result<trove_store::Store> {
+    use crate::config::StorageBackend;
+    match config.storage.backend(&config.data_dir)? {
+        StorageBackend::Local(root) => trove_store::Store::open_local(root.clone())
+            .await
+            .with_context(|| format!("opening the store in {}", root.display())),
+        StorageBackend::S3(s3) => {
+            let location = s3.display_url();
+            let endpoint = s3.endpoint.clone().unwrap_or_else(|| "AWS".into());
+            let store = trove_store::Store::open_s3(config.data_dir.join("lfs"), s3)
+                .await
+                .with_context(|| {
+                    format!("opening the object store {location} at {endpoint} (bucket, credentials and endpoint must be right)")
+                })?;
+            tracing::info!(storage = %location, endpoint = %endpoint, "object store reachable");
+            Ok(store)
+        }
     }
 }

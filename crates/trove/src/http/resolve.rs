@@ -91,6 +91,19 @@ pub async fn serve(
     if if_none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
     }
+    // Redirect mode: a cross-origin 302 to a presigned bucket URL, carrying the metadata the
+    // client reads from a 3xx (X-Repo-Commit, X-Linked-Etag, X-Linked-Size, ETag).
+    if let FileBytes::Lfs { repo_id, oid, .. } = &file
+        && let Some(url) = content::direct_url(&state, *repo_id, oid).await?
+    {
+        out.insert(header::LOCATION, header_value(&url)?);
+        out.remove(header::CONTENT_TYPE);
+        out.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        if method == Method::GET && counted {
+            count_download(&state, repo.repo.id).await;
+        }
+        return Ok((StatusCode::FOUND, out, Body::empty()).into_response());
+    }
 
     let range = range::requested(&headers, size)?;
     let (status, start, end) = match range {

@@ -63,6 +63,30 @@ impl FileBytes {
     }
 }
 
+/// A presigned bucket URL of LFS object `oid` of repository `repo_id`, when downloads are
+/// redirected (`[storage] redirect_downloads`, S3 backend) and the object is stored whole in
+/// the bucket; `None` means "stream it". Only for a caller already allowed to read the file:
+/// the URL is self-authenticating. Xet-held files (every LFS upload is chunked into xorbs)
+/// have no single object to point at; their direct path is the Xet protocol, whose fetch
+/// URLs are presigned too.
+pub async fn direct_url(
+    state: &Context,
+    repo_id: i64,
+    oid: &Sha256Hex,
+) -> ApiResult<Option<String>> {
+    if !state.config.storage.redirect_downloads || !state.store.is_remote() {
+        return Ok(None);
+    }
+    if state.db.repo_lfs_file_deleted(repo_id, oid).await? {
+        return Ok(None);
+    }
+    if state.store.size_of(oid).await?.is_none() {
+        return Ok(None);
+    }
+    let ttl = std::time::Duration::from_secs(state.config.storage.presign_ttl_secs);
+    Ok(state.store.presign_object(oid, ttl).await?)
+}
+
 /// An opened file: `len` bytes (the whole file or the range asked for) as a stream.
 pub struct Opened {
     pub len: u64,
@@ -102,11 +126,8 @@ pub async fn open(
             if state.db.repo_lfs_file_deleted(*repo_id, oid).await? {
                 return Ok(None);
             }
-            if let Some((handle, len)) = state.store.open_range(oid, start, end).await? {
-                return Ok(Some(Opened {
-                    len,
-                    stream: Box::pin(trove_store::read_chunks(handle, len)),
-                }));
+            if let Some((stream, len)) = state.store.open_range(oid, start, end).await? {
+                return Ok(Some(Opened { len, stream }));
             }
             let Some(xet) = state.db.xet_file_by_sha256(oid).await? else {
                 return Ok(None);

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::io::{self, BufReader, Write};
 use trove_db::XetFile;
-use trove_store::LocalStore;
+use trove_store::Store;
 use trove_xet::XetHash;
 use trove_xet::plan::{self, Plan};
 use trove_xet::shard::{Term, decode_terms};
@@ -60,7 +60,7 @@ pub async fn plan_file(
 }
 
 /// Write the bytes `plan` describes to `out` (blocking). Returns the bytes written.
-pub fn write_plan<W: Write>(store: &LocalStore, plan: &Plan, out: &mut W) -> io::Result<u64> {
+pub fn write_plan<W: Write>(store: &Store, plan: &Plan, out: &mut W) -> io::Result<u64> {
     let mut skip = plan.offset_into_first;
     let mut remaining = plan.length;
     for term in &plan.terms {
@@ -93,7 +93,7 @@ pub fn write_plan<W: Write>(store: &LocalStore, plan: &Plan, out: &mut W) -> io:
 
 /// The bytes of `plan` as a stream, decoded on the blocking pool.
 pub fn stream_plan(
-    store: LocalStore,
+    store: Store,
     plan: Plan,
 ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
     tracing::info!(terms = plan.terms.len(), bytes = plan.length, "xet.bridge");

@@ -58,9 +58,9 @@ pub async fn check_with_progress(
         for (raw, blob) in page {
             let hash = XetHash::from_bytes(raw);
             report.xorbs_checked += 1;
-            let path = state.store.xorb_path(&hash.hex());
+            let store = (*state.store).clone();
             let checked = tokio::task::spawn_blocking(move || -> Result<XorbIndex, XorbError> {
-                xorb::validate(std::fs::File::open(&path)?, &hash)
+                xorb::validate(open_xorb(&store, &hash)?, &hash)
             })
             .await?;
             let problem = match (checked, XorbIndex::decode(&blob)) {
@@ -140,4 +140,21 @@ async fn check_file(
         return Ok(Some("its chunks do not hash to its file hash".into()));
     }
     Ok(None)
+}
+
+/// Xorb `hash` from its start as a blocking reader (call from the blocking pool); a missing
+/// one is `NotFound`, as opening its file was.
+pub(crate) fn open_xorb(
+    store: &trove_store::Store,
+    hash: &XetHash,
+) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+    store
+        .open_xorb_at(&hash.hex(), 0)
+        .map_err(std::io::Error::other)?
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("xorb {hash} is not stored"),
+            )
+        })
 }

@@ -247,8 +247,8 @@ async fn sweep_xorb(state: &Context, hash: &[u8; 32], cutoff: i64) -> ApiResult<
     let trashed = state.store.trash_xorb(&hex).await?;
     let dropped = state.db.drop_xorb_if_unreferenced(hash, cutoff).await?;
     match (trashed, dropped) {
-        (Some(path), Some(_)) => state.store.discard_trashed_xorb(path).await?,
-        (Some(path), None) => state.store.restore_xorb(&hex, path).await?,
+        (Some(trashed), Some(_)) => state.store.discard_trashed_xorb(trashed).await?,
+        (Some(trashed), None) => state.store.restore_xorb(&hex, trashed).await?,
         (None, _) => {}
     }
     Ok(dropped)

@@ -54,9 +54,9 @@ pub async fn repair_index(
         {
             continue;
         }
-        let path = state.store.xorb_path(&hex);
+        let store = (*state.store).clone();
         let checked = tokio::task::spawn_blocking(move || -> Result<XorbIndex, XorbError> {
-            xorb::validate(std::fs::File::open(&path)?, &hash)
+            xorb::validate(super::fsck::open_xorb(&store, &hash)?, &hash)
         })
         .await?;
         match checked {

@@ -117,7 +117,7 @@ async fn an_lfs_upload_becomes_a_xet_file_with_the_clients_file_hash() {
         "the file hash a Xet client computes for the same bytes"
     );
     assert!(
-        !app.state.store.local_path(&sha).exists(),
+        !app.state.store.staging().local_path(&sha).exists(),
         "no whole-file copy is left beside the xorbs"
     );
     // Incompressible bytes: the xorbs hold the data plus one 8-byte header per chunk.
@@ -433,7 +433,7 @@ async fn migration_moves_whole_objects_into_the_chunk_store_and_can_run_again() 
         (report.migrated, report.unlinked_skipped, report.failed),
         (1, 1, 0)
     );
-    assert!(!app.state.store.local_path(&oid).exists());
+    assert!(!app.state.store.staging().local_path(&oid).exists());
     assert!(
         app.state
             .db

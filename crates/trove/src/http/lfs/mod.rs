@@ -313,17 +313,23 @@ async fn download_object(
             "Object does not exist".into(),
         ));
     };
-    let expires = now_secs() + state.config.lfs.signed_url_ttl_secs;
-    let repo_id = repo.repo.id.to_string();
-    let sig = state
-        .signer
-        .sign(&["download", repo_id.as_str(), oid.as_str()], expires);
-    let download = Action {
-        header: None,
-        href: format!(
-            "{}/_lfs/objects/{oid}?repo={repo_id}&exp={expires}&sig={sig}",
-            state.public_url()
-        ),
+    let download = match crate::repos::content::direct_url(state, repo.repo.id, &oid).await? {
+        // Redirect mode: the bucket's presigned URL, handed out after the batch's own check.
+        Some(href) => Action { header: None, href },
+        None => {
+            let expires = now_secs() + state.config.lfs.signed_url_ttl_secs;
+            let repo_id = repo.repo.id.to_string();
+            let sig = state
+                .signer
+                .sign(&["download", repo_id.as_str(), oid.as_str()], expires);
+            Action {
+                header: None,
+                href: format!(
+                    "{}/_lfs/objects/{oid}?repo={repo_id}&exp={expires}&sig={sig}",
+                    state.public_url()
+                ),
+            }
+        }
     };
     Ok(ObjectAnswer::held(
         &oid,

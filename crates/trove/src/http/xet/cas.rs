@@ -31,7 +31,6 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::time::Duration;
-use tokio::io::AsyncSeekExt;
 use trove_db::XetFile;
 use trove_xet::XetHash;
 use trove_xet::plan::{self, Plan};
@@ -300,41 +299,55 @@ fn terms_out(plan: &Plan) -> Vec<TermOut> {
 }
 
 /// A URL for the stored bytes `[start, end]` (inclusive) of a xorb, signed so it fetches
-/// nothing else: xorbs are shared across repositories through dedup.
-fn fetch_url(state: &AppState, xorb: &XetHash, start: u64, end_inclusive: u64, exp: u64) -> String {
+/// nothing else: xorbs are shared across repositories through dedup. With `[storage]
+/// redirect_downloads` on a bucket, a presigned GET of the bucket's object that binds the
+/// `Range` header the client sends (`bytes=start-end`, from the fetch's byte range), so it too
+/// fetches nothing else; handed out only after the reconstruction's own access check.
+async fn fetch_url(
+    state: &AppState,
+    xorb: &XetHash,
+    start: u64,
+    end_inclusive: u64,
+    exp: u64,
+) -> ApiResult<String> {
     let hex = xorb.hex();
+    if state.config.storage.redirect_downloads {
+        let ttl = Duration::from_secs(state.config.storage.presign_ttl_secs);
+        if let Some(url) = state
+            .store
+            .presign_xorb(&hex, Some((start, end_inclusive)), ttl)
+            .await?
+        {
+            return Ok(url);
+        }
+    }
     let range = format!("{start}-{end_inclusive}");
     let sig = state.signer.sign(&["xet-fetch", &hex, &range], exp);
-    format!(
+    Ok(format!(
         "{}/xet/fetch/{hex}?range={range}&exp={exp}&sig={sig}",
         state.public_url()
-    )
+    ))
 }
 
 /// The fetches of a plan, per xorb, each described by `describe` (given its signed URL); v1
 /// and v2 differ only there.
-fn fetch_map<T>(
+async fn fetch_map<T>(
     state: &AppState,
     plan: &Plan,
     xorbs: &HashMap<XetHash, XorbIndex>,
     describe: impl Fn(String, &plan::Fetch) -> T,
-) -> BTreeMap<String, Vec<T>> {
+) -> ApiResult<BTreeMap<String, Vec<T>>> {
     let exp = now_secs() + FETCH_URL_TTL_SECS;
-    plan::fetches(plan, xorbs)
-        .into_iter()
-        .map(|(xorb, fetches)| {
-            let entries = fetches
-                .iter()
-                .map(|f| {
-                    describe(
-                        fetch_url(state, &xorb, f.stored_start, f.stored_end - 1, exp),
-                        f,
-                    )
-                })
-                .collect();
-            (xorb.hex(), entries)
-        })
-        .collect()
+    let mut out = BTreeMap::new();
+    for (xorb, fetches) in plan::fetches(plan, xorbs) {
+        let mut entries = Vec::with_capacity(fetches.len());
+        for f in &fetches {
+            let url = fetch_url(state, &xorb, f.stored_start, f.stored_end - 1, exp).await?;
+            entries.push(describe(url, f));
+        }
+        out.insert(xorb.hex(), entries);
+    }
+    Ok(out)
 }
 
 /// `GET /v1/reconstructions/{file_id}`: one URL per fetch, with its byte range beside it.
@@ -356,7 +369,8 @@ pub async fn reconstruction_v1(
                 end: f.stored_end - 1,
                 start: f.stored_start,
             },
-        }),
+        })
+        .await?,
         offset_into_first_range: plan.offset_into_first,
         terms: terms_out(&plan),
     }))
@@ -385,7 +399,8 @@ pub async fn reconstruction_v2(
                 },
             }],
             url,
-        }),
+        })
+        .await?,
     }))
 }
 
@@ -411,17 +426,18 @@ pub async fn fetch(
         return Err(forbidden());
     }
     let (signed_start, signed_end) = parse_inclusive(range).ok_or_else(forbidden)?;
-    let path = state.store.xorb_path(&xorb_hex);
-    let mut file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => ApiError::EntryNotFound {
-                message: "Xorb not found".into(),
-                commit: None,
-            },
-            _ => ApiError::internal(e),
-        })?;
-    let total = file.metadata().await?.len();
+    let not_found = || ApiError::EntryNotFound {
+        message: "Xorb not found".into(),
+        commit: None,
+    };
+    if XetHash::parse(&xorb_hex).is_err() {
+        return Err(not_found());
+    }
+    let total = state
+        .store
+        .xorb_size(&xorb_hex)
+        .await?
+        .ok_or_else(not_found)?;
     // The request's own `Range` (the one rule, against the whole xorb) narrows the signed
     // range; without one, or with one that is ignored, the signed range is sent.
     let (start, end) = match range::requested(&headers, total)? {
@@ -436,9 +452,13 @@ pub async fn fetch(
     if end >= total {
         return Err(ApiError::RangeNotSatisfiable { size: total });
     }
-    file.seek(io::SeekFrom::Start(start)).await?;
     let len = end - start + 1;
-    let body = Body::from_stream(trove_store::read_chunks(file, len));
+    let stream = state
+        .store
+        .open_xorb_range(&xorb_hex, start, end + 1)
+        .await?
+        .ok_or_else(not_found)?;
+    let body = Body::from_stream(stream);
     let mut out = HeaderMap::new();
     out.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     out.insert(

@@ -98,10 +98,12 @@ struct Timings {
 }
 
 /// Which way the chunks came (`stream` or `object`) and when the work after receiving began.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Origin {
     via: &'static str,
     begun: Instant,
+    /// A local file of the object already at hand (the one-pass path chunked it), if any.
+    copy: Option<trove_store::LocalCopy>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -145,6 +147,7 @@ pub(crate) async fn ingest_streamed(
     let origin = Origin {
         via: "stream",
         begun: waited,
+        copy: None,
     };
     ingest_chunks(state, repo_id, oid, size, chunked.chunks, timings, origin).await
 }
@@ -167,7 +170,8 @@ pub async fn ingest_object(
         state.store.remove_object(oid).await?;
         return Ok(Ingested::default());
     }
-    let path = state.store.local_path(oid);
+    let copy = local_copy(state, oid).await?;
+    let path = copy.path().to_owned();
     let started = Instant::now();
     let (chunks, digest, chunk_busy) =
         tokio::task::spawn_blocking(move || chunk_file(&path)).await??;
@@ -184,8 +188,19 @@ pub async fn ingest_object(
     let origin = Origin {
         via: "object",
         begun: started,
+        copy: Some(copy),
     };
     ingest_chunks(state, repo_id, oid, size, chunks, timings, origin).await
+}
+
+/// A local file of stored object `oid`: in S3 mode this node's staged copy or a download,
+/// removed when the copy drops (after the packing that reads it).
+async fn local_copy(state: &Context, oid: &Sha256Hex) -> ApiResult<trove_store::LocalCopy> {
+    state
+        .store
+        .local_copy(oid)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("stored object {oid} is missing")))
 }
 
 /// The common part: look the chunks up, pack the new ones, record the file, drop the
@@ -197,7 +212,7 @@ async fn ingest_chunks(
     size: u64,
     chunks: Vec<StreamChunk>,
     mut timings: Timings,
-    origin: Origin,
+    mut origin: Origin,
 ) -> ApiResult<Ingested> {
     let started = Instant::now();
     let hashes: Vec<[u8; 32]> = chunks.iter().map(|c| c.hash.to_bytes()).collect();
@@ -248,7 +263,11 @@ async fn ingest_chunks(
         ..Ingested::default()
     };
     drop(packed);
-    let path = state.store.local_path(oid);
+    let copy = match origin.copy.take() {
+        Some(copy) => copy,
+        None => local_copy(state, oid).await?,
+    };
+    let path = copy.path().to_owned();
     let mut pack_hashes = Vec::with_capacity(packs.len());
     for members in packs {
         let picked: Vec<StreamChunk> = members.iter().map(|&i| chunks[i]).collect();

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The S3 backend's benchmark: upload and download throughput of one large object through
+# Trove in S3 mode (streaming, and presigned redirects of the Xet fetches) against the S3
+# server directly — same object, same machine, same HTTP client, in one run. A benchmark, not
+# a test: it prints figures and ratios. Results: docs/storage.md ("S3 backend").
+#
+#   bench/s3.sh
+#
+# Env: BENCH_S3_MIB (512)      object size
+#      BENCH_ROUNDS (3)        rounds; medians are reported
+#      BENCH_DIR (/var/tmp)    where the temp dir goes (on the disk under test, not tmpfs)
+#      TROVE_BIN               the trove binary (default: $CARGO_TARGET_DIR/release/trove)
+#
+# The S3 server is s3s-fs, as scripts/test.sh builds it (cached in ~/.cache/trove-tools).
+# Both servers bind 127.0.0.1 only and are stopped by PID on exit; the temp dir is removed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/trove-tools"
+S3S_VERSION="0.14.1"
+S3S_BIN="$CACHE_ROOT/s3s-fs-$S3S_VERSION/bin/s3s-fs"
+MIB="${BENCH_S3_MIB:-512}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+BENCH_DIR="${BENCH_DIR:-/var/tmp}"
+TROVE_BIN="${TROVE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/trove}"
+PY="$ROOT/.venv/bin/python"
+
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+[[ -x "$TROVE_BIN" ]] || die "no trove binary at $TROVE_BIN (cargo build --release -p trove, or set TROVE_BIN)"
+[[ -x "$PY" ]] || die "no .venv (run: bash scripts/test.sh --setup-only)"
+if [[ ! -x "$S3S_BIN" ]]; then
+    cargo install s3s-fs --locked --version "$S3S_VERSION" --features binary \
+        --root "$CACHE_ROOT/s3s-fs-$S3S_VERSION" --target-dir "$CACHE_ROOT/s3s-fs-build"
+fi
+
+WORK="$(mktemp -d "$BENCH_DIR/trove-s3-bench.XXXXXX")"
+S3_PID=""
+TROVE_PID=""
+cleanup() {
+    for pid in "$TROVE_PID" "$S3_PID"; do
+        if [[ -n "$pid" ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+    done
+    rm -rf -- "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() { # wait_port PORT PID
+    local i
+    for ((i = 0; i < 300; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+S3_PORT="$(free_port)"
+mkdir -p "$WORK/s3/bench"
+export AWS_ACCESS_KEY_ID="bench-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export AWS_SECRET_ACCESS_KEY="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+"$S3S_BIN" --host 127.0.0.1 --port "$S3_PORT" --access-key "$AWS_ACCESS_KEY_ID" \
+    --secret-key "$AWS_SECRET_ACCESS_KEY" "$WORK/s3" >"$WORK/s3s-fs.log" 2>&1 &
+S3_PID=$!
+wait_port "$S3_PORT" "$S3_PID" || die "s3s-fs did not start: $(tail -5 "$WORK/s3s-fs.log")"
+ENDPOINT="http://127.0.0.1:$S3_PORT"
+
+# One Trove in S3 mode with redirect_downloads on: /resolve streams (the file is rebuilt from
+# its xorbs), the Xet reconstruction hands out presigned URLs.
+mkdir -p "$WORK/trove"
+printf '[storage]\nredirect_downloads = true\n' >"$WORK/trove/trove.toml"
+TROVE_PORT="$(free_port)"
+TROVE_STORAGE="s3://bench/trove?endpoint=$ENDPOINT&region=us-east-1" \
+    "$TROVE_BIN" serve --data-dir "$WORK/trove" --listen "127.0.0.1:$TROVE_PORT" >"$WORK/trove.log" 2>&1 &
+TROVE_PID=$!
+wait_port "$TROVE_PORT" "$TROVE_PID" || die "trove did not start: $(tail -20 "$WORK/trove.log")"
+
+echo "bench/s3.sh: $MIB MiB object, $ROUNDS rounds; s3s-fs $S3S_VERSION on :$S3_PORT, trove on :$TROVE_PORT"
+"$PY" "$ROOT/bench/s3_bench.py" --s3-endpoint "$ENDPOINT" --bucket bench \
+    --trove "http://127.0.0.1:$TROVE_PORT" --token "$(cat "$WORK/trove/admin-token")" \
+    --file "$WORK/object.bin" --size-mib "$MIB" --rounds "$ROUNDS"

@@ -1,0 +1,185 @@
+"""Measures one large object through Trove in S3 mode against the S3 server directly (same
+object, same run, same HTTP client). Called by bench/s3.sh, which starts the servers.
+
+Direct:   PUT and GET of the object on the S3 server (SigV4, UNSIGNED-PAYLOAD).
+Upload:   the LFS basic transfer through Trove (batch, PUT, verify): hashed, chunked into
+          xorbs and published into the bucket before the PUT is answered.
+Download: streaming: GET /resolve (the file is rebuilt from its xorbs in the bucket as it
+          streams); redirect: the Xet reconstruction's presigned URLs fetched straight from
+          the bucket with their Range headers (the bytes a Xet client fetches; decoding them
+          is the client's own work and not timed).
+Prints medians and ratios (Trove / direct)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import hmac
+import json
+import os
+import statistics
+import sys
+import time
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+BUF = 1 << 20
+
+
+def sigv4_headers(method: str, url: str, key: str, secret: str, region: str) -> dict[str, str]:
+    """SigV4 headers of a request with an unsigned payload (the body is streamed)."""
+    u = urlsplit(url)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    day = now.strftime("%Y%m%d")
+    host = u.netloc
+    headers = {"host": host, "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "x-amz-date": amz_date}
+    signed = ";".join(sorted(headers))
+    canonical = "\n".join([
+        method, quote(u.path, safe="/-_.~"), "",
+        "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed, "UNSIGNED-PAYLOAD",
+    ])
+    scope = f"{day}/{region}/s3/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    k = ("AWS4" + secret).encode()
+    for part in (day, region, "s3", "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    sig = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
+    out = {k: v for k, v in headers.items() if k != "host"}
+    out["authorization"] = f"AWS4-HMAC-SHA256 Credential={key}/{scope}, SignedHeaders={signed}, Signature={sig}"
+    return out
+
+
+def write_random(path: str, size: int) -> None:
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 8 * BUF)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(BUF):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_body(path: str):
+    with open(path, "rb") as f:
+        while chunk := f.read(BUF):
+            yield chunk
+
+
+def timed_get(http: httpx.Client, url: str, headers: dict[str, str]) -> tuple[float, int]:
+    start = time.perf_counter()
+    n = 0
+    with http.stream("GET", url, headers=headers) as r:
+        assert r.status_code in (200, 206), (url, r.status_code, r.read()[:300])
+        for chunk in r.iter_raw(BUF):
+            n += len(chunk)
+    return time.perf_counter() - start, n
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--s3-endpoint", required=True)
+    ap.add_argument("--bucket", required=True)
+    ap.add_argument("--region", default="us-east-1")
+    ap.add_argument("--trove", required=True)
+    ap.add_argument("--token", required=True)
+    ap.add_argument("--file", required=True, help="scratch path for the object")
+    ap.add_argument("--size-mib", type=int, default=512)
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args()
+    key, secret = os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+    size = a.size_mib << 20
+    mib = size / (1 << 20)
+    http = httpx.Client(timeout=600)
+    auth = {"authorization": f"Bearer {a.token}"}
+    res: dict[str, list[float]] = {k: [] for k in
+                                   ("direct_put", "direct_get", "trove_upload", "trove_stream", "trove_redirect")}
+
+    for rnd in range(a.rounds):
+        # Fresh random bytes each round: the chunk store would dedup a repeat into nothing.
+        write_random(a.file, size)
+        oid = sha256_file(a.file)
+        # Direct.
+        url = f"{a.s3_endpoint}/{a.bucket}/direct-{rnd}.bin"
+        h = sigv4_headers("PUT", url, key, secret, a.region)
+        h["content-length"] = str(size)
+        t = time.perf_counter()
+        r = http.put(url, content=file_body(a.file), headers=h)
+        assert r.status_code == 200, r.text[:300]
+        res["direct_put"].append(time.perf_counter() - t)
+        secs, n = timed_get(http, url, sigv4_headers("GET", url, key, secret, a.region))
+        assert n == size
+        res["direct_get"].append(secs)
+
+        # Through Trove, in a fresh repo.
+        name = f"bench-{rnd}-{int(time.time())}"
+        r = http.post(f"{a.trove}/api/repos/create", json={"name": name, "type": "model"}, headers=auth)
+        assert r.status_code == 200, r.text[:300]
+        repo = r.json()["url"].rstrip("/").split("/", 3)[3]
+        t = time.perf_counter()
+        batch = http.post(f"{a.trove}/{repo}.git/info/lfs/objects/batch",
+                          json={"operation": "upload", "transfers": ["basic"],
+                                "objects": [{"oid": oid, "size": size}]},
+                          headers={**auth, "accept": "application/vnd.git-lfs+json"})
+        assert batch.status_code == 200, batch.text[:300]
+        actions = batch.json()["objects"][0]["actions"]
+        up = actions["upload"]
+        r = http.put(up["href"], content=file_body(a.file),
+                     headers={**up.get("header", {}), "content-length": str(size)})
+        assert r.status_code == 200, r.text[:300]
+        if "verify" in actions:
+            v = actions["verify"]
+            r = http.post(v["href"], json={"oid": oid, "size": size}, headers={**auth, **v.get("header", {})})
+            assert r.status_code == 200, r.text[:300]
+        res["trove_upload"].append(time.perf_counter() - t)
+        lines = [json.dumps({"key": "header", "value": {"summary": "bench", "description": ""}}),
+                 json.dumps({"key": "lfsFile", "value": {"path": "big.bin", "algo": "sha256",
+                                                          "oid": oid, "size": size}})]
+        r = http.post(f"{a.trove}/api/models/{repo}/commit/main", content="\n".join(lines) + "\n",
+                      headers={**auth, "content-type": "application/x-ndjson"})
+        assert r.status_code == 200, r.text[:300]
+
+        secs, n = timed_get(http, f"{a.trove}/{repo}/resolve/main/big.bin", auth)
+        assert n == size, n
+        res["trove_stream"].append(secs)
+
+        # Redirect: the Xet reconstruction (asked of Trove, timed) and its presigned fetches.
+        t = time.perf_counter()
+        tok = http.get(f"{a.trove}/api/models/{repo}/xet-read-token/main", headers=auth).json()
+        tree = http.get(f"{a.trove}/api/models/{repo}/tree/main", headers=auth).json()
+        xet_hash = next(e["xetHash"] for e in tree if e["path"] == "big.bin")
+        rec = http.get(f"{tok['casUrl']}/v2/reconstructions/{xet_hash}",
+                       headers={"authorization": f"Bearer {tok['accessToken']}"})
+        assert rec.status_code == 200, rec.text[:300]
+        fetched = 0
+        for fetches in rec.json()["xorbs"].values():
+            for f in fetches:
+                b = f["ranges"][0]["bytes"]
+                assert urlsplit(f["url"]).netloc == urlsplit(a.s3_endpoint).netloc, f["url"]
+                _, n = timed_get(http, f["url"], {"range": f"bytes={b['start']}-{b['end']}"})
+                fetched += n
+        res["trove_redirect"].append(time.perf_counter() - t)
+        assert fetched >= size * 0.99, (fetched, size)
+
+    med = {k: statistics.median(v) for k, v in res.items()}
+    rate = {k: mib / v for k, v in med.items()}
+    print(f"object: {mib:.0f} MiB, {a.rounds} rounds, medians")
+    print(f"  direct S3 PUT          {rate['direct_put']:8.1f} MiB/s")
+    print(f"  direct S3 GET          {rate['direct_get']:8.1f} MiB/s")
+    print(f"  Trove upload (LFS)     {rate['trove_upload']:8.1f} MiB/s   ratio {rate['trove_upload'] / rate['direct_put']:.2f}x of direct PUT")
+    print(f"  Trove download stream  {rate['trove_stream']:8.1f} MiB/s   ratio {rate['trove_stream'] / rate['direct_get']:.2f}x of direct GET")
+    print(f"  Trove download redirect{rate['trove_redirect']:8.1f} MiB/s   ratio {rate['trove_redirect'] / rate['direct_get']:.2f}x of direct GET")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

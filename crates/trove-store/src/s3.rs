@@ -1,0 +1,700 @@
+//! [`S3Store`]: visible objects and xorbs in an S3-compatible bucket, through `object_store`.
+//!
+//! Everything that is staged — bodies being hashed, multipart LFS parts, xorbs being
+//! validated or packed — stays on local disk in a [`LocalStore`] under the data dir, exactly
+//! as in the embedded mode. Only a verified object is published: uploaded into the bucket
+//! (one PUT up to [`SINGLE_PUT_MAX`], else an S3 multipart upload of bounded memory), then
+//! its size read back with a HEAD. Objects are immutable and named by their hash, so
+//! publishing is create-if-absent by a HEAD first; two nodes racing on one name write the
+//! same bytes.
+//!
+//! # Keys
+//!
+//! ```text
+//! <prefix>objects/ab/cd/<sha256>   whole-file LFS objects (transient: ingested into xorbs)
+//! <prefix>xorbs/ab/<xorb hash>     Xet xorbs, chunk records without footer
+//! <prefix>gc-trash/<xorb hash>     xorbs garbage collection moved aside while it decides
+//! <prefix>probe/<uuid>             written and removed by the start-up/readiness probe
+//! ```
+//!
+//! # Garbage collection's "move aside"
+//!
+//! S3 has no rename: [`S3Store::trash_xorb`] copies the xorb to `gc-trash/` and then deletes
+//! the original. A crash between the two leaves both; the next start's recovery lists
+//! `gc-trash/` and either restores (copy back, delete the trash copy) or discards (delete the
+//! trash copy) as the database decides, so a needed xorb is never lost. A discarded xorb
+//! whose original survived such a crash is an unreferenced file (bytes, not a dangling
+//! reference); `trove fsck --repair-index` finds such files.
+
+use crate::durable::{PutOutcome, TempGuard};
+use crate::error::StoreError;
+use crate::local::LocalStore;
+use crate::xorbs::StagedXorb;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as Key;
+use object_store::signer::{HeaderName, HeaderValue, Method, SignedUrlOptions, Signer};
+use object_store::{
+    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    WriteMultipart,
+};
+use std::fmt;
+use std::io::{self, Read};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use trove_types::Sha256Hex;
+
+/// A body or object read as a stream of byte chunks.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send + 'static>>;
+
+/// Objects up to this size are published with one PUT; larger ones as a multipart upload.
+pub const SINGLE_PUT_MAX: u64 = 16 << 20;
+/// Part size of multipart publishing (S3 wants ≥ 5 MiB parts, ≤ 10 000 of them): raised for
+/// objects over 80 GB so the count stays under the limit.
+const PART_SIZE: u64 = 8 << 20;
+/// Parts in flight at once while publishing: memory per publish ≤ this × the part size.
+const PART_CONCURRENCY: usize = 4;
+
+/// Where and how to reach the bucket. The secret never appears in `Debug`.
+#[derive(Clone)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Key prefix inside the bucket ("" or ending in `/`), so several hubs (or test servers)
+    /// may share one bucket.
+    pub prefix: String,
+    /// A custom endpoint (Garage, MinIO, Ceph RGW, …): path-style addressing is used.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Config {
+    /// `s3://bucket[/prefix]`, for logs.
+    pub fn display_url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+/// The S3 backend; see the module docs. Cheap to clone.
+#[derive(Clone)]
+pub struct S3Store {
+    staging: LocalStore,
+    bucket: Arc<AmazonS3>,
+    prefix: String,
+    location: String,
+}
+
+impl fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Store")
+            .field("location", &self.location)
+            .field("staging", &self.staging.root())
+            .finish()
+    }
+}
+
+fn backend(op: &'static str, key: &Key) -> impl FnOnce(object_store::Error) -> StoreError {
+    let key = key.to_string();
+    move |e| StoreError::Backend {
+        op,
+        key,
+        message: e.to_string(),
+    }
+}
+
+fn http_range_header() -> HeaderName {
+    HeaderName::from_static("range")
+}
+
+fn is_not_found(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. })
+}
+
+impl S3Store {
+    /// Open the bucket with local staging under `staging_root`, and prove it works: a small
+    /// object is written, read back and deleted. Wrong credentials, a missing bucket or an
+    /// unreachable endpoint fail here, with the store's own message.
+    pub async fn open(
+        staging_root: std::path::PathBuf,
+        config: S3Config,
+    ) -> Result<Self, StoreError> {
+        // reqwest is built without a bundled TLS provider (see the workspace manifest).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let staging = LocalStore::open(staging_root).await?;
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            .with_access_key_id(&config.access_key_id)
+            .with_secret_access_key(&config.secret_access_key)
+            .with_retry(RetryConfig {
+                max_retries: 5,
+                retry_timeout: Duration::from_secs(60),
+                ..RetryConfig::default()
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(5))
+                    // Per request; large bodies stream in parts well inside it.
+                    .with_timeout(Duration::from_secs(300)),
+            );
+        if let Some(token) = &config.session_token {
+            builder = builder.with_token(token);
+        }
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        let bucket = builder.build().map_err(|e| StoreError::Backend {
+            op: "configure",
+            key: config.display_url(),
+            message: e.to_string(),
+        })?;
+        let store = Self {
+            staging,
+            bucket: Arc::new(bucket),
+            prefix: config.prefix.clone(),
+            location: config.display_url(),
+        };
+        store.probe().await?;
+        Ok(store)
+    }
+
+    /// The local staging store (temp files, multipart parts, staged xorbs).
+    pub fn staging(&self) -> &LocalStore {
+        &self.staging
+    }
+
+    /// `s3://bucket/prefix`.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn key(&self, rest: &str) -> Key {
+        Key::from(format!("{}{rest}", self.prefix))
+    }
+    fn object_key(&self, oid: &Sha256Hex) -> Key {
+        let h = oid.as_str();
+        self.key(&format!("objects/{}/{}/{h}", &h[0..2], &h[2..4]))
+    }
+    fn xorb_key(&self, hash_hex: &str) -> Key {
+        let prefix = hash_hex.get(0..2).unwrap_or("__");
+        self.key(&format!("xorbs/{prefix}/{hash_hex}"))
+    }
+    fn trash_key(&self, hash_hex: &str) -> Key {
+        self.key(&format!("gc-trash/{hash_hex}"))
+    }
+
+    /// Put, read back and delete a small object (start-up and `/readyz`); the local staging
+    /// directory is probed too, since every upload begins there.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.staging.probe().await?;
+        // A listing first: some servers create a missing bucket on the first PUT, and a
+        // hub must not start on a bucket nobody made.
+        let probe_dir = self.key("probe");
+        self.bucket
+            .list_with_delimiter(Some(&probe_dir))
+            .await
+            .map_err(backend("list", &probe_dir))?;
+        let key = self.key(&format!("probe/{}", uuid::Uuid::new_v4().hyphenated()));
+        let body = Bytes::from_static(b"trove probe");
+        self.bucket
+            .put(&key, PutPayload::from_bytes(body.clone()))
+            .await
+            .map_err(backend("put", &key))?;
+        let read = async {
+            self.bucket
+                .get(&key)
+                .await
+                .map_err(backend("get", &key))?
+                .bytes()
+                .await
+                .map_err(backend("get", &key))
+        }
+        .await;
+        let deleted = self
+            .bucket
+            .delete(&key)
+            .await
+            .map_err(backend("delete", &key));
+        let read = read?;
+        deleted?;
+        if read != body {
+            return Err(StoreError::Backend {
+                op: "get",
+                key: key.to_string(),
+                message: "the probe object read back different bytes".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Size of the object at `key`, `None` if absent.
+    async fn head(&self, key: &Key) -> Result<Option<u64>, StoreError> {
+        match self.bucket.head(key).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(backend("head", key)(e)),
+        }
+    }
+
+    /// Delete `key`; `false` if it was not there (where the server says so).
+    async fn delete(&self, key: &Key) -> Result<bool, StoreError> {
+        let existed = self.head(key).await?.is_some();
+        match self.bucket.delete(key).await {
+            Ok(()) => Ok(existed),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(backend("delete", key)(e)),
+        }
+    }
+
+    /// `[start, end)` of the object at `key` as a streaming ranged GET; `None` if absent.
+    async fn get_range(
+        &self,
+        key: &Key,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<ByteStream>, StoreError> {
+        if start == end {
+            return Ok(Some(Box::pin(futures_util::stream::empty())));
+        }
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(start..end)),
+            ..GetOptions::default()
+        };
+        match self.bucket.get_opts(key, options).await {
+            Ok(got) => Ok(Some(Box::pin(got.into_stream().map_err(io::Error::other)))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(backend("get", key)(e)),
+        }
+    }
+
+    /// Upload the local file `path` (`len` bytes, verified) to `key` unless present, then
+    /// read its size back.
+    async fn publish_file(
+        &self,
+        key: &Key,
+        path: &std::path::Path,
+        len: u64,
+    ) -> Result<PutOutcome, StoreError> {
+        if self.head(key).await?.is_some() {
+            return Ok(PutOutcome::AlreadyPresent);
+        }
+        let io_at = |e: io::Error| StoreError::Io {
+            path: path.to_owned(),
+            source: e,
+        };
+        let mut file = tokio::fs::File::open(path).await.map_err(io_at)?;
+        if len <= SINGLE_PUT_MAX {
+            let mut buf = Vec::with_capacity(len as usize);
+            (&mut file)
+                .take(len)
+                .read_to_end(&mut buf)
+                .await
+                .map_err(io_at)?;
+            self.bucket
+                .put(key, PutPayload::from(buf))
+                .await
+                .map_err(backend("put", key))?;
+        } else {
+            let part = PART_SIZE.max(len.div_ceil(9_000));
+            let upload = self
+                .bucket
+                .put_multipart(key)
+                .await
+                .map_err(backend("put_multipart", key))?;
+            let mut writer = WriteMultipart::new_with_chunk_size(upload, part as usize);
+            let mut left = len;
+            let sent: Result<(), StoreError> = async {
+                while left > 0 {
+                    let want = left.min(part);
+                    let mut buf = Vec::with_capacity(want as usize);
+                    (&mut file)
+                        .take(want)
+                        .read_to_end(&mut buf)
+                        .await
+                        .map_err(io_at)?;
+                    if buf.len() as u64 != want {
+                        return Err(io_at(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the staged file is shorter than verified",
+                        )));
+                    }
+                    left -= want;
+                    writer
+                        .wait_for_capacity(PART_CONCURRENCY)
+                        .await
+                        .map_err(backend("upload_part", key))?;
+                    writer.put(Bytes::from(buf));
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = sent {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(key = %key, error = %abort, "store.s3_abort_failed");
+                }
+                return Err(e);
+            }
+            writer
+                .finish()
+                .await
+                .map_err(backend("complete_multipart", key))?;
+        }
+        match self.head(key).await? {
+            Some(size) if size == len => Ok(PutOutcome::Stored),
+            found => Err(StoreError::Backend {
+                op: "verify",
+                key: key.to_string(),
+                message: format!("published {len} bytes, the bucket holds {found:?}"),
+            }),
+        }
+    }
+
+    /// Every key under `rest` with its size, named by its last segment.
+    async fn list(&self, rest: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let prefix = self.key(rest);
+        let mut out = Vec::new();
+        let mut listing = self.bucket.list(Some(&prefix));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(backend("list", &prefix))?;
+            if let Some(name) = meta.location.filename() {
+                out.push((name.to_owned(), meta.size));
+            }
+        }
+        Ok(out)
+    }
+
+    // --- whole-file objects -----------------------------------------------------------------
+
+    /// Verify `body` into staging, then publish it. The staged copy stays as a local cache
+    /// for the ingest that follows ([`Self::local_copy`]) until [`Self::remove_object`].
+    pub async fn put<S>(
+        &self,
+        expected: &Sha256Hex,
+        expected_size: u64,
+        body: S,
+    ) -> Result<PutOutcome, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
+    {
+        self.staging.put(expected, expected_size, body).await?;
+        self.publish_object(expected, expected_size).await
+    }
+
+    /// Complete a multipart upload staged locally, then publish the object.
+    pub async fn multipart_complete(&self, upload_id: &str) -> Result<PutOutcome, StoreError> {
+        let (oid, size, _) = self.staging.multipart_complete_oid(upload_id).await?;
+        self.publish_object(&oid, size).await
+    }
+
+    async fn publish_object(&self, oid: &Sha256Hex, size: u64) -> Result<PutOutcome, StoreError> {
+        let key = self.object_key(oid);
+        let outcome = self
+            .publish_file(&key, &self.staging.local_path(oid), size)
+            .await?;
+        tracing::debug!(oid = %oid, size_bytes = size, outcome = ?outcome, "store.s3_put");
+        Ok(outcome)
+    }
+
+    pub async fn size_of(&self, oid: &Sha256Hex) -> Result<Option<u64>, StoreError> {
+        self.head(&self.object_key(oid)).await
+    }
+
+    pub async fn remove_object(&self, oid: &Sha256Hex) -> Result<bool, StoreError> {
+        let removed = self.delete(&self.object_key(oid)).await?;
+        self.staging.remove_object(oid).await?;
+        Ok(removed)
+    }
+
+    pub async fn whole_objects(&self) -> Result<Vec<(Sha256Hex, u64)>, StoreError> {
+        let mut out: Vec<(Sha256Hex, u64)> = self
+            .list("objects/")
+            .await?
+            .into_iter()
+            .filter_map(|(name, size)| Sha256Hex::parse(&name).ok().map(|oid| (oid, size)))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// `[start, end)` of object `oid`, streamed; see [`crate::Store::open_range`].
+    pub async fn open_range(
+        &self,
+        oid: &Sha256Hex,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<(ByteStream, u64)>, StoreError> {
+        let key = self.object_key(oid);
+        let Some(size) = self.head(&key).await? else {
+            return Ok(None);
+        };
+        if start > end || end > size {
+            return Err(StoreError::RangeNotSatisfiable { start, end, size });
+        }
+        Ok(self
+            .get_range(&key, start, end)
+            .await?
+            .map(|s| (s, end - start)))
+    }
+
+    /// A local file holding object `oid`: the staged copy when this node has one, else a
+    /// download into staging's `tmp/` that is removed when the returned guard drops.
+    pub async fn local_copy(&self, oid: &Sha256Hex) -> Result<Option<LocalCopy>, StoreError> {
+        let cached = self.staging.local_path(oid);
+        if tokio::fs::metadata(&cached).await.is_ok() {
+            return Ok(Some(LocalCopy::kept(cached)));
+        }
+        let key = self.object_key(oid);
+        let Some(size) = self.head(&key).await? else {
+            return Ok(None);
+        };
+        let Some(mut stream) = self.get_range(&key, 0, size).await? else {
+            return Ok(None);
+        };
+        let path = self.staging.new_tmp_path("copy");
+        let guard = TempGuard::file(path.clone());
+        let io_at = |e: io::Error| StoreError::Io {
+            path: path.clone(),
+            source: e,
+        };
+        let mut out = tokio::fs::File::create(&path).await.map_err(io_at)?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| StoreError::Backend {
+                op: "get",
+                key: key.to_string(),
+                message: e.to_string(),
+            })?;
+            tokio::io::AsyncWriteExt::write_all(&mut out, &chunk)
+                .await
+                .map_err(io_at)?;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut out)
+            .await
+            .map_err(io_at)?;
+        Ok(Some(LocalCopy::temp(guard)))
+    }
+
+    /// A presigned GET URL of object `oid`, valid for `ttl`.
+    pub async fn presign_object(
+        &self,
+        oid: &Sha256Hex,
+        ttl: Duration,
+    ) -> Result<String, StoreError> {
+        let key = self.object_key(oid);
+        self.presign(&key, ttl).await
+    }
+
+    /// A presigned GET URL of xorb `hash_hex`, valid for `ttl`. With `range` (inclusive
+    /// bytes), the signature binds the header `Range: bytes=start-end`: the URL fetches that
+    /// range and nothing else (a client that sends another or none is refused by the server).
+    pub async fn presign_xorb(
+        &self,
+        hash_hex: &str,
+        range: Option<(u64, u64)>,
+        ttl: Duration,
+    ) -> Result<String, StoreError> {
+        let key = self.xorb_key(hash_hex);
+        let mut options = SignedUrlOptions::default();
+        if let Some((start, end)) = range {
+            let value = HeaderValue::from_str(&format!("bytes={start}-{end}")).map_err(|e| {
+                StoreError::Backend {
+                    op: "presign",
+                    key: key.to_string(),
+                    message: e.to_string(),
+                }
+            })?;
+            options = options.with_signed_header(http_range_header(), value);
+        }
+        self.presign_with(&key, ttl, &options).await
+    }
+
+    async fn presign(&self, key: &Key, ttl: Duration) -> Result<String, StoreError> {
+        self.presign_with(key, ttl, &SignedUrlOptions::default())
+            .await
+    }
+
+    async fn presign_with(
+        &self,
+        key: &Key,
+        ttl: Duration,
+        options: &SignedUrlOptions,
+    ) -> Result<String, StoreError> {
+        let url = self
+            .bucket
+            .signed_url_opts(Method::GET, key, ttl, options)
+            .await
+            .map_err(backend("presign", key))?;
+        Ok(url.to_string())
+    }
+
+    // --- xorbs -----------------------------------------------------------------------------
+
+    /// Publish a validated staged xorb (its first `content_len` bytes) into the bucket.
+    pub async fn publish_xorb(
+        &self,
+        staged: StagedXorb,
+        hash_hex: &str,
+        content_len: u64,
+    ) -> Result<PutOutcome, StoreError> {
+        let key = self.xorb_key(hash_hex);
+        let outcome = self.publish_file(&key, staged.path(), content_len).await?;
+        drop(staged);
+        Ok(outcome)
+    }
+
+    pub async fn has_xorb(&self, hash_hex: &str) -> Result<bool, StoreError> {
+        Ok(self.head(&self.xorb_key(hash_hex)).await?.is_some())
+    }
+
+    pub async fn xorb_size(&self, hash_hex: &str) -> Result<Option<u64>, StoreError> {
+        self.head(&self.xorb_key(hash_hex)).await
+    }
+
+    pub async fn open_xorb_range(
+        &self,
+        hash_hex: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<ByteStream>, StoreError> {
+        self.get_range(&self.xorb_key(hash_hex), start, end).await
+    }
+
+    /// Xorb `hash_hex` from byte `start` on, as a blocking reader over one streaming GET.
+    /// Call from the blocking pool (it waits on the runtime it was called from).
+    pub fn open_xorb_at(
+        &self,
+        hash_hex: &str,
+        start: u64,
+    ) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| StoreError::Io {
+            path: std::path::PathBuf::new(),
+            source: io::Error::other(e),
+        })?;
+        let key = self.xorb_key(hash_hex);
+        let stream = handle.block_on(async {
+            let Some(size) = self.head(&key).await? else {
+                return Ok(None);
+            };
+            self.get_range(&key, start.min(size), size).await
+        })?;
+        Ok(stream.map(|stream| {
+            Box::new(BlockingStreamReader {
+                stream,
+                handle,
+                chunk: Bytes::new(),
+            }) as Box<dyn Read + Send>
+        }))
+    }
+
+    /// Copy to `gc-trash/`, then delete the original; `None` if it is not stored.
+    pub async fn trash_xorb(&self, hash_hex: &str) -> Result<Option<Key>, StoreError> {
+        let from = self.xorb_key(hash_hex);
+        let to = self.trash_key(hash_hex);
+        match self.bucket.copy(&from, &to).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(backend("copy", &from)(e)),
+        }
+        self.bucket
+            .delete(&from)
+            .await
+            .map_err(backend("delete", &from))?;
+        Ok(Some(to))
+    }
+
+    pub async fn restore_xorb(&self, hash_hex: &str, trashed: &Key) -> Result<(), StoreError> {
+        let dest = self.xorb_key(hash_hex);
+        if self.head(&dest).await?.is_none() {
+            self.bucket
+                .copy(trashed, &dest)
+                .await
+                .map_err(backend("copy", trashed))?;
+        }
+        self.delete(trashed).await?;
+        Ok(())
+    }
+
+    pub async fn discard_trashed_xorb(&self, trashed: &Key) -> Result<(), StoreError> {
+        self.delete(trashed).await.map(|_| ())
+    }
+
+    pub async fn trashed_xorbs(&self) -> Result<Vec<(String, Key)>, StoreError> {
+        Ok(self
+            .list("gc-trash/")
+            .await?
+            .into_iter()
+            .map(|(name, _)| {
+                let key = self.trash_key(&name);
+                (name, key)
+            })
+            .collect())
+    }
+
+    pub async fn stored_xorbs(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.list("xorbs/").await
+    }
+}
+
+/// A local file holding an object's bytes (see [`crate::Store::local_copy`]): the store's
+/// own file, or a downloaded copy in staging's `tmp/` that is removed on drop.
+#[derive(Debug)]
+pub struct LocalCopy {
+    path: std::path::PathBuf,
+    _temp: Option<TempGuard>,
+}
+
+impl LocalCopy {
+    pub(crate) fn kept(path: std::path::PathBuf) -> Self {
+        Self { path, _temp: None }
+    }
+    fn temp(guard: TempGuard) -> Self {
+        Self {
+            path: guard.path().to_owned(),
+            _temp: Some(guard),
+        }
+    }
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+/// A [`Read`] over a [`ByteStream`] for code on the blocking pool: each refill waits for the
+/// stream's next chunk on the runtime `handle`.
+struct BlockingStreamReader {
+    stream: ByteStream,
+    handle: tokio::runtime::Handle,
+    chunk: Bytes,
+}
+
+impl Read for BlockingStreamReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.handle.block_on(self.stream.next()) {
+                Some(next) => self.chunk = next?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}

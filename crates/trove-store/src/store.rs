@@ -1,0 +1,362 @@
+//! [`Store`]: the one storage interface, chosen once at the state boundary. Both backends
+//! have the same methods; this enum forwards to the one in use. Staging (temp files, LFS
+//! multipart parts, xorbs being validated or packed) is local in both.
+
+use crate::durable::PutOutcome;
+use crate::error::StoreError;
+use crate::local::LocalStore;
+use crate::read::read_chunks;
+use crate::s3::{ByteStream, LocalCopy, S3Config, S3Store};
+use crate::xorbs::StagedXorb;
+use bytes::Bytes;
+use futures_util::Stream;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use trove_types::Sha256Hex;
+
+/// Where the bytes live: a local directory, or a bucket (with local staging).
+#[derive(Debug, Clone)]
+pub enum Store {
+    Local(LocalStore),
+    S3(S3Store),
+}
+
+impl From<LocalStore> for Store {
+    fn from(s: LocalStore) -> Self {
+        Store::Local(s)
+    }
+}
+
+/// A xorb that garbage collection moved aside (see [`Store::trash_xorb`]).
+#[derive(Debug, Clone)]
+pub enum TrashedXorb {
+    Local(PathBuf),
+    S3(object_store::path::Path),
+}
+
+impl Store {
+    /// The local store in `root` (the embedded mode).
+    pub async fn open_local(root: PathBuf) -> Result<Self, StoreError> {
+        Ok(Store::Local(LocalStore::open(root).await?))
+    }
+
+    /// The bucket `config` names, staging in `staging_root`; probed before it is returned.
+    pub async fn open_s3(staging_root: PathBuf, config: S3Config) -> Result<Self, StoreError> {
+        Ok(Store::S3(S3Store::open(staging_root, config).await?))
+    }
+
+    /// The local store every upload is staged in (the whole store in the embedded mode).
+    pub fn staging(&self) -> &LocalStore {
+        match self {
+            Store::Local(s) => s,
+            Store::S3(s) => s.staging(),
+        }
+    }
+
+    /// The local staging directory (`tmp/` in it is where uploads begin).
+    pub fn root(&self) -> &Path {
+        self.staging().root()
+    }
+
+    /// Whether objects live in a bucket.
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Store::S3(_))
+    }
+
+    /// Where the objects live, for logs: a path or `s3://bucket/prefix`.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Local(s) => s.root().display().to_string(),
+            Store::S3(s) => s.location().to_owned(),
+        }
+    }
+
+    /// Readiness: the store takes writes now (local: a temp file; S3: put+get+delete).
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Local(s) => s.probe().await,
+            Store::S3(s) => s.probe().await,
+        }
+    }
+
+    /// See [`LocalStore::put`]: nothing is visible unless size and hash match.
+    pub async fn put<S>(
+        &self,
+        expected: &Sha256Hex,
+        size: u64,
+        body: S,
+    ) -> Result<PutOutcome, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
+    {
+        match self {
+            Store::Local(s) => s.put(expected, size, body).await,
+            Store::S3(s) => s.put(expected, size, body).await,
+        }
+    }
+
+    pub async fn multipart_begin(
+        &self,
+        oid: &Sha256Hex,
+        size: u64,
+        part_size: u64,
+    ) -> Result<String, StoreError> {
+        self.staging().multipart_begin(oid, size, part_size).await
+    }
+
+    pub async fn multipart_put_part<S>(
+        &self,
+        upload_id: &str,
+        part: u32,
+        body: S,
+    ) -> Result<String, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
+    {
+        self.staging()
+            .multipart_put_part(upload_id, part, body)
+            .await
+    }
+
+    pub async fn multipart_complete(&self, upload_id: &str) -> Result<PutOutcome, StoreError> {
+        match self {
+            Store::Local(s) => s.multipart_complete(upload_id).await,
+            Store::S3(s) => s.multipart_complete(upload_id).await,
+        }
+    }
+
+    pub async fn multipart_abort(&self, upload_id: &str) -> Result<(), StoreError> {
+        self.staging().multipart_abort(upload_id).await
+    }
+
+    pub async fn size_of(&self, oid: &Sha256Hex) -> Result<Option<u64>, StoreError> {
+        match self {
+            Store::Local(s) => s.size_of(oid).await,
+            Store::S3(s) => s.size_of(oid).await,
+        }
+    }
+
+    pub async fn remove_object(&self, oid: &Sha256Hex) -> Result<bool, StoreError> {
+        match self {
+            Store::Local(s) => s.remove_object(oid).await,
+            Store::S3(s) => s.remove_object(oid).await,
+        }
+    }
+
+    pub async fn whole_objects(&self) -> Result<Vec<(Sha256Hex, u64)>, StoreError> {
+        match self {
+            Store::Local(s) => s.whole_objects().await,
+            Store::S3(s) => s.whole_objects().await,
+        }
+    }
+
+    /// Bytes `[start, end)` of object `oid` as a stream, and their count. `None` if absent;
+    /// [`StoreError::RangeNotSatisfiable`] unless `start <= end <= size`.
+    pub async fn open_range(
+        &self,
+        oid: &Sha256Hex,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<(ByteStream, u64)>, StoreError> {
+        match self {
+            Store::Local(s) => Ok(s
+                .open_range(oid, start, end)
+                .await?
+                .map(|(file, len)| (Box::pin(read_chunks(file, len)) as ByteStream, len))),
+            Store::S3(s) => s.open_range(oid, start, end).await,
+        }
+    }
+
+    /// A local file with object `oid`'s bytes, for readers that need a file (LFS ingest):
+    /// the object itself locally; in S3 mode this node's staged copy, else a download that
+    /// is removed when the returned value drops. `None` if the object is not stored.
+    pub async fn local_copy(&self, oid: &Sha256Hex) -> Result<Option<LocalCopy>, StoreError> {
+        match self {
+            Store::Local(s) => {
+                let path = s.local_path(oid);
+                match tokio::fs::metadata(&path).await {
+                    Ok(_) => Ok(Some(LocalCopy::kept(path))),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(StoreError::Io { path, source: e }),
+                }
+            }
+            Store::S3(s) => s.local_copy(oid).await,
+        }
+    }
+
+    /// A URL the client may GET object `oid` from directly for `ttl`: `None` in the local
+    /// mode (downloads stream through Trove).
+    pub async fn presign_object(
+        &self,
+        oid: &Sha256Hex,
+        ttl: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Local(_) => Ok(None),
+            Store::S3(s) => s.presign_object(oid, ttl).await.map(Some),
+        }
+    }
+
+    /// A URL the client may GET xorb `hash_hex` from directly (with its own `Range`).
+    /// With `range` (inclusive), the URL is valid only with `Range: bytes=start-end`.
+    pub async fn presign_xorb(
+        &self,
+        hash_hex: &str,
+        range: Option<(u64, u64)>,
+        ttl: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Local(_) => Ok(None),
+            Store::S3(s) => s.presign_xorb(hash_hex, range, ttl).await.map(Some),
+        }
+    }
+
+    // --- xorbs -------------------------------------------------------------------------------
+
+    pub async fn stage_xorb<S>(&self, body: S, limit: u64) -> Result<StagedXorb, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
+    {
+        self.staging().stage_xorb(body, limit).await
+    }
+
+    /// See [`LocalStore::create_staged_xorb`] (blocking).
+    pub fn create_staged_xorb(&self) -> Result<(StagedXorb, fs::File), StoreError> {
+        self.staging().create_staged_xorb()
+    }
+
+    pub async fn publish_xorb(
+        &self,
+        staged: StagedXorb,
+        hash_hex: &str,
+        content_len: u64,
+    ) -> Result<PutOutcome, StoreError> {
+        match self {
+            Store::Local(s) => s.publish_xorb(staged, hash_hex, content_len).await,
+            Store::S3(s) => s.publish_xorb(staged, hash_hex, content_len).await,
+        }
+    }
+
+    pub async fn has_xorb(&self, hash_hex: &str) -> Result<bool, StoreError> {
+        match self {
+            Store::Local(s) => s.has_xorb(hash_hex).await,
+            Store::S3(s) => s.has_xorb(hash_hex).await,
+        }
+    }
+
+    /// Stored size of xorb `hash_hex`, `None` if absent.
+    pub async fn xorb_size(&self, hash_hex: &str) -> Result<Option<u64>, StoreError> {
+        match self {
+            Store::Local(s) => {
+                let path = s.xorb_path(hash_hex);
+                match tokio::fs::metadata(&path).await {
+                    Ok(m) => Ok(Some(m.len())),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(StoreError::Io { path, source: e }),
+                }
+            }
+            Store::S3(s) => s.xorb_size(hash_hex).await,
+        }
+    }
+
+    /// Bytes `[start, end)` of xorb `hash_hex` as a stream (the caller checked the range
+    /// against [`Self::xorb_size`]); `None` if absent.
+    pub async fn open_xorb_range(
+        &self,
+        hash_hex: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<ByteStream>, StoreError> {
+        match self {
+            Store::Local(s) => {
+                let Some(file) = s.open_xorb_at(hash_hex, start)? else {
+                    return Ok(None);
+                };
+                Ok(Some(Box::pin(read_chunks(
+                    tokio::fs::File::from_std(file),
+                    end.saturating_sub(start),
+                ))))
+            }
+            Store::S3(s) => s.open_xorb_range(hash_hex, start, end).await,
+        }
+    }
+
+    /// Xorb `hash_hex` from byte `start` on as a blocking reader (call from the blocking
+    /// pool); `None` if absent.
+    pub fn open_xorb_at(
+        &self,
+        hash_hex: &str,
+        start: u64,
+    ) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
+        match self {
+            Store::Local(s) => Ok(s
+                .open_xorb_at(hash_hex, start)?
+                .map(|f| Box::new(f) as Box<dyn Read + Send>)),
+            Store::S3(s) => s.open_xorb_at(hash_hex, start),
+        }
+    }
+
+    /// Move xorb `hash_hex` aside so readers no longer find it (local: one rename; S3: copy
+    /// to `gc-trash/`, delete the original). `None` if it is not stored.
+    pub async fn trash_xorb(&self, hash_hex: &str) -> Result<Option<TrashedXorb>, StoreError> {
+        match self {
+            Store::Local(s) => Ok(s.trash_xorb(hash_hex).await?.map(TrashedXorb::Local)),
+            Store::S3(s) => Ok(s.trash_xorb(hash_hex).await?.map(TrashedXorb::S3)),
+        }
+    }
+
+    pub async fn restore_xorb(
+        &self,
+        hash_hex: &str,
+        trashed: TrashedXorb,
+    ) -> Result<(), StoreError> {
+        match (self, trashed) {
+            (Store::Local(s), TrashedXorb::Local(p)) => s.restore_xorb(hash_hex, p).await,
+            (Store::S3(s), TrashedXorb::S3(k)) => s.restore_xorb(hash_hex, &k).await,
+            _ => Err(mismatched()),
+        }
+    }
+
+    pub async fn discard_trashed_xorb(&self, trashed: TrashedXorb) -> Result<(), StoreError> {
+        match (self, trashed) {
+            (Store::Local(s), TrashedXorb::Local(p)) => s.discard_trashed_xorb(p).await,
+            (Store::S3(s), TrashedXorb::S3(k)) => s.discard_trashed_xorb(&k).await,
+            _ => Err(mismatched()),
+        }
+    }
+
+    /// Xorbs left aside by a collection that stopped midway: (hash hex, where).
+    pub async fn trashed_xorbs(&self) -> Result<Vec<(String, TrashedXorb)>, StoreError> {
+        match self {
+            Store::Local(s) => Ok(s
+                .trashed_xorbs()
+                .await?
+                .into_iter()
+                .map(|(h, p)| (h, TrashedXorb::Local(p)))
+                .collect()),
+            Store::S3(s) => Ok(s
+                .trashed_xorbs()
+                .await?
+                .into_iter()
+                .map(|(h, k)| (h, TrashedXorb::S3(k)))
+                .collect()),
+        }
+    }
+
+    /// Every stored xorb: (hash hex, bytes).
+    pub async fn stored_xorbs(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        match self {
+            Store::Local(s) => s.stored_xorbs().await,
+            Store::S3(s) => s.stored_xorbs().await,
+        }
+    }
+}
+
+fn mismatched() -> StoreError {
+    StoreError::Io {
+        path: PathBuf::new(),
+        source: io::Error::other("a trashed xorb of another backend"),
+    }
+}
