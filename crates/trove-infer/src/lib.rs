@@ -184,3 +184,134 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> candle_core::Result<T>) -> Result<
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const TOKENIZER: &str = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+        "normalizer":null,"pre_tokenizer":{"type":"WhitespaceSplit"},"post_processor":null,
+        "decoder":null,"model":{"type":"WordLevel","vocab":{"<unk>":0,"a":1,"b":2},"unk_token":"<unk>"}}"#;
+
+    fn safetensors(tensors: &[(&str, Tensor)]) -> Vec<u8> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("model.safetensors");
+        let map: HashMap<String, Tensor> = tensors
+            .iter()
+            .map(|(n, t)| ((*n).to_owned(), t.clone()))
+            .collect();
+        candle_core::safetensors::save(&map, &path).expect("saved");
+        std::fs::read(&path).expect("read back")
+    }
+
+    fn llama_config() -> Value {
+        json!({"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 3,
+               "hidden_size": 4, "intermediate_size": 8, "num_hidden_layers": 1,
+               "num_attention_heads": 2, "num_key_value_heads": 1, "rms_norm_eps": 1e-6,
+               "max_position_embeddings": 16})
+    }
+
+    fn files(config: Value, weights: Vec<Vec<u8>>) -> ModelFiles {
+        ModelFiles {
+            config,
+            tokenizer: TOKENIZER.as_bytes().to_vec(),
+            tokenizer_config: None,
+            st_modules: None,
+            st_pooling: None,
+            weights,
+        }
+    }
+
+    #[test]
+    fn missing_weights_are_a_bad_model_not_a_panic() {
+        let embed = Tensor::zeros((3, 4), DType::F32, &Device::Cpu).expect("tensor");
+        let weights = safetensors(&[("model.embed_tokens.weight", embed)]);
+        let err = Model::load(files(llama_config(), vec![weights]), &Device::Cpu)
+            .err()
+            .expect("refused");
+        assert!(matches!(err, InferError::BadModel(_)), "{err}");
+    }
+
+    #[test]
+    fn garbage_weights_and_unknown_families_are_refused() {
+        let err = Model::load(files(llama_config(), vec![b"not safetensors".to_vec()]), &Device::Cpu)
+            .err()
+            .expect("refused");
+        assert!(matches!(err, InferError::BadModel(_)), "{err}");
+        let err = Model::load(files(json!({"model_type": "t5"}), vec![]), &Device::Cpu)
+            .err()
+            .expect("refused");
+        assert!(matches!(err, InferError::Unsupported(_)), "{err}");
+        assert!(Family::of(&json!({})).is_err());
+        assert_eq!(Family::of(&json!({"model_type": "mistral"})).expect("ok"), Family::Llama);
+    }
+
+    #[test]
+    fn a_complete_tiny_llama_generates_greedily_and_deterministically() {
+        let cpu = &Device::Cpu;
+        let mut tensors = vec![
+            ("model.embed_tokens.weight", Tensor::arange(0f32, 12., cpu).and_then(|t| t.reshape((3, 4)))),
+            ("model.norm.weight", Tensor::ones(4, DType::F32, cpu)),
+            ("lm_head.weight", Tensor::arange(0f32, 12., cpu).and_then(|t| t.reshape((3, 4)))),
+        ];
+        let p = "model.layers.0.";
+        let names: [(&str, (usize, usize)); 7] = [
+            ("self_attn.q_proj.weight", (4, 4)),
+            ("self_attn.k_proj.weight", (2, 4)),
+            ("self_attn.v_proj.weight", (2, 4)),
+            ("self_attn.o_proj.weight", (4, 4)),
+            ("mlp.gate_proj.weight", (8, 4)),
+            ("mlp.up_proj.weight", (8, 4)),
+            ("mlp.down_proj.weight", (4, 8)),
+        ];
+        let owned: Vec<(String, candle_core::Result<Tensor>)> = names
+            .iter()
+            .map(|(n, shape)| (format!("{p}{n}"), Tensor::ones(*shape, DType::F32, cpu).and_then(|t| t * 0.1)))
+            .chain(["input_layernorm.weight", "post_attention_layernorm.weight"].iter().map(|n| {
+                (format!("{p}{n}"), Tensor::ones(4, DType::F32, cpu))
+            }))
+            .collect();
+        let mut all: Vec<(&str, Tensor)> = Vec::new();
+        for (n, t) in tensors.drain(..) {
+            all.push((n, t.expect("tensor")));
+        }
+        for (n, t) in &owned {
+            all.push((n.as_str(), t.as_ref().expect("tensor").clone()));
+        }
+        let model = Model::load(files(llama_config(), vec![safetensors(&all)]), cpu).expect("loads");
+        assert_eq!(model.memory_bytes(), 4 * (12 + 4 + 12 + 16 + 8 + 8 + 16 + 32 + 32 + 32 + 8));
+        let Model::Decoder(decoder) = model else {
+            panic!("a decoder")
+        };
+        let params = GenerationParams {
+            max_new_tokens: 5,
+            temperature: None,
+            top_k: None,
+            top_p: None,
+            do_sample: false,
+            seed: 1,
+            stop: Vec::new(),
+        };
+        let mut pieces = Vec::new();
+        let first = decoder
+            .generate("a b", &params, true, &mut |piece, id| {
+                pieces.push((piece.to_owned(), id));
+                true
+            })
+            .expect("generates");
+        assert_eq!(first.token_ids.len(), 5);
+        assert_eq!(first.finish, FinishReason::Length);
+        assert_eq!(pieces.iter().map(|(_, id)| *id).collect::<Vec<_>>(), first.token_ids);
+        let again = decoder
+            .generate("a b", &params, true, &mut |_, _| true)
+            .expect("generates");
+        assert_eq!(again.token_ids, first.token_ids, "greedy is deterministic");
+        let stopped = decoder
+            .generate("a b", &params, true, &mut |_, _| false)
+            .expect("generates");
+        assert_eq!(stopped.token_ids.len(), 1, "the reader stopping ends the generation");
+        let too_long = decoder.generate(&"a ".repeat(20), &params, true, &mut |_, _| true);
+        assert!(matches!(too_long, Err(InferError::BadInput(_))));
+    }
+}

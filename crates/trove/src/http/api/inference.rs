@@ -110,7 +110,15 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
             Ok(())
         }
     };
-    match ready.task {
+    // An encoder does both: the Hub's sentence-transformers pipeline answers by the shape of
+    // `inputs` (a pair object → similarity, text → embeddings), whatever URL was used.
+    let pair = body.get("inputs").is_some_and(|i| i.get("source_sentence").is_some());
+    let task = match ready.task {
+        Task::FeatureExtraction if pair => Task::SentenceSimilarity,
+        Task::SentenceSimilarity if !pair => Task::FeatureExtraction,
+        task => task,
+    };
+    match task {
         Task::FeatureExtraction => {
             let texts: Texts = inputs(&body)?;
             let normalize = parse::<bool>(field(&body, "normalize"), "normalize")?.unwrap_or(false);
