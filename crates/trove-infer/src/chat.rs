@@ -34,10 +34,13 @@ impl ChatTemplate {
             None | Some(Value::Null) => return Ok(None),
             Some(Value::String(s)) => s.clone(),
             Some(Value::Array(named)) => {
-                let default = named.iter().find(|t| {
-                    t.get("name").and_then(Value::as_str) == Some("default")
-                });
-                match default.and_then(|t| t.get("template")).and_then(Value::as_str) {
+                let default = named
+                    .iter()
+                    .find(|t| t.get("name").and_then(Value::as_str) == Some("default"));
+                match default
+                    .and_then(|t| t.get("template"))
+                    .and_then(Value::as_str)
+                {
                     Some(s) => s.to_owned(),
                     None => return Ok(None),
                 }
@@ -49,7 +52,9 @@ impl ChatTemplate {
             }
         };
         if source.len() > MAX_TEMPLATE {
-            return Err(InferError::BadModel("the chat template is too large".into()));
+            return Err(InferError::BadModel(
+                "the chat template is too large".into(),
+            ));
         }
         Ok(Some(ChatTemplate {
             source,
@@ -62,12 +67,15 @@ impl ChatTemplate {
     pub fn render(&self, messages: &[ChatMessage]) -> Result<String> {
         let mut env = minijinja::Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |message: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(
-                minijinja::ErrorKind::InvalidOperation,
-                message,
-            ))
-        });
+        env.add_function(
+            "raise_exception",
+            |message: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    message,
+                ))
+            },
+        );
         // Templates loop over the conversation: bound the work a hostile one can do.
         env.set_fuel(Some(1_000_000));
         let context = minijinja::context! {
@@ -129,9 +137,15 @@ mod tests {
 
     #[test]
     fn no_template_and_named_templates() {
-        assert!(ChatTemplate::from_tokenizer_config(Some(&json!({}))).expect("ok").is_none());
+        assert!(
+            ChatTemplate::from_tokenizer_config(Some(&json!({})))
+                .expect("ok")
+                .is_none()
+        );
         let named = json!({"chat_template": [{"name": "tool_use", "template": "x"}, {"name": "default", "template": "d"}]});
-        let t = ChatTemplate::from_tokenizer_config(Some(&named)).expect("ok").expect("some");
+        let t = ChatTemplate::from_tokenizer_config(Some(&named))
+            .expect("ok")
+            .expect("some");
         assert_eq!(t.render(&[]).expect("renders"), "d");
     }
 }

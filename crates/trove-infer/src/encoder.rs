@@ -292,7 +292,10 @@ mod tests {
     #[test]
     fn labels_are_indexed_by_class_id() {
         let config = json!({"id2label": {"1": "POSITIVE", "0": "NEGATIVE"}});
-        assert_eq!(labels(&config).expect("valid"), vec!["NEGATIVE", "POSITIVE"]);
+        assert_eq!(
+            labels(&config).expect("valid"),
+            vec!["NEGATIVE", "POSITIVE"]
+        );
         assert!(labels(&json!({"id2label": {"7": "X"}})).is_err());
         assert!(labels(&json!({})).is_err());
     }

@@ -11,11 +11,11 @@ mod decoder;
 mod encoder;
 mod text;
 
+/// The device type models are loaded on, so callers need not depend on candle.
+pub use candle_core::Device;
 pub use chat::{ChatMessage, ChatTemplate};
 pub use decoder::{Decoder, FinishReason, Generated, GenerationParams};
 pub use encoder::{Encoder, Pooling, ScoreFunction};
-/// The device type models are loaded on, so callers need not depend on candle.
-pub use candle_core::Device;
 
 use candle_core::{DType, Tensor};
 use serde_json::Value;
@@ -235,25 +235,37 @@ mod tests {
 
     #[test]
     fn garbage_weights_and_unknown_families_are_refused() {
-        let err = Model::load(files(llama_config(), vec![b"not safetensors".to_vec()]), &Device::Cpu)
-            .err()
-            .expect("refused");
+        let err = Model::load(
+            files(llama_config(), vec![b"not safetensors".to_vec()]),
+            &Device::Cpu,
+        )
+        .err()
+        .expect("refused");
         assert!(matches!(err, InferError::BadModel(_)), "{err}");
         let err = Model::load(files(json!({"model_type": "t5"}), vec![]), &Device::Cpu)
             .err()
             .expect("refused");
         assert!(matches!(err, InferError::Unsupported(_)), "{err}");
         assert!(Family::of(&json!({})).is_err());
-        assert_eq!(Family::of(&json!({"model_type": "mistral"})).expect("ok"), Family::Llama);
+        assert_eq!(
+            Family::of(&json!({"model_type": "mistral"})).expect("ok"),
+            Family::Llama
+        );
     }
 
     #[test]
     fn a_complete_tiny_llama_generates_greedily_and_deterministically() {
         let cpu = &Device::Cpu;
         let mut tensors = vec![
-            ("model.embed_tokens.weight", Tensor::arange(0f32, 12., cpu).and_then(|t| t.reshape((3, 4)))),
+            (
+                "model.embed_tokens.weight",
+                Tensor::arange(0f32, 12., cpu).and_then(|t| t.reshape((3, 4))),
+            ),
             ("model.norm.weight", Tensor::ones(4, DType::F32, cpu)),
-            ("lm_head.weight", Tensor::arange(0f32, 12., cpu).and_then(|t| t.reshape((3, 4)))),
+            (
+                "lm_head.weight",
+                Tensor::arange(0f32, 12., cpu).and_then(|t| t.reshape((3, 4))),
+            ),
         ];
         let p = "model.layers.0.";
         let names: [(&str, (usize, usize)); 7] = [
@@ -267,10 +279,17 @@ mod tests {
         ];
         let owned: Vec<(String, candle_core::Result<Tensor>)> = names
             .iter()
-            .map(|(n, shape)| (format!("{p}{n}"), Tensor::ones(*shape, DType::F32, cpu).and_then(|t| t * 0.1)))
-            .chain(["input_layernorm.weight", "post_attention_layernorm.weight"].iter().map(|n| {
-                (format!("{p}{n}"), Tensor::ones(4, DType::F32, cpu))
-            }))
+            .map(|(n, shape)| {
+                (
+                    format!("{p}{n}"),
+                    Tensor::ones(*shape, DType::F32, cpu).and_then(|t| t * 0.1),
+                )
+            })
+            .chain(
+                ["input_layernorm.weight", "post_attention_layernorm.weight"]
+                    .iter()
+                    .map(|n| (format!("{p}{n}"), Tensor::ones(4, DType::F32, cpu))),
+            )
             .collect();
         let mut all: Vec<(&str, Tensor)> = Vec::new();
         for (n, t) in tensors.drain(..) {
@@ -279,8 +298,12 @@ mod tests {
         for (n, t) in &owned {
             all.push((n.as_str(), t.as_ref().expect("tensor").clone()));
         }
-        let model = Model::load(files(llama_config(), vec![safetensors(&all)]), cpu).expect("loads");
-        assert_eq!(model.memory_bytes(), 4 * (12 + 4 + 12 + 16 + 8 + 8 + 16 + 32 + 32 + 32 + 8));
+        let model =
+            Model::load(files(llama_config(), vec![safetensors(&all)]), cpu).expect("loads");
+        assert_eq!(
+            model.memory_bytes(),
+            4 * (12 + 4 + 12 + 16 + 8 + 8 + 16 + 32 + 32 + 32 + 8)
+        );
         let Model::Decoder(decoder) = model else {
             panic!("a decoder")
         };
@@ -302,7 +325,10 @@ mod tests {
             .expect("generates");
         assert_eq!(first.token_ids.len(), 5);
         assert_eq!(first.finish, FinishReason::Length);
-        assert_eq!(pieces.iter().map(|(_, id)| *id).collect::<Vec<_>>(), first.token_ids);
+        assert_eq!(
+            pieces.iter().map(|(_, id)| *id).collect::<Vec<_>>(),
+            first.token_ids
+        );
         let again = decoder
             .generate("a b", &params, true, &mut |_, _| true)
             .expect("generates");
@@ -310,7 +336,11 @@ mod tests {
         let stopped = decoder
             .generate("a b", &params, true, &mut |_, _| false)
             .expect("generates");
-        assert_eq!(stopped.token_ids.len(), 1, "the reader stopping ends the generation");
+        assert_eq!(
+            stopped.token_ids.len(),
+            1,
+            "the reader stopping ends the generation"
+        );
         let too_long = decoder.generate(&"a ".repeat(20), &params, true, &mut |_, _| true);
         assert!(matches!(too_long, Err(InferError::BadInput(_))));
     }

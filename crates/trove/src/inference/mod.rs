@@ -185,10 +185,13 @@ pub async fn prepare(
         repo_id: source.repo.repo.id,
         commit: source.commit.to_string(),
     };
-    let admission = runtime.registry.admit(&key).map_err(|_| ApiError::ModelBusy {
-        message: format!("Model {model_id} is overloaded: too many requests are waiting"),
-        retry_after_secs: RETRY_AFTER_SECS,
-    })?;
+    let admission = runtime
+        .registry
+        .admit(&key)
+        .map_err(|_| ApiError::ModelBusy {
+            message: format!("Model {model_id} is overloaded: too many requests are waiting"),
+            retry_after_secs: RETRY_AFTER_SECS,
+        })?;
     let wait = async {
         let model = runtime
             .registry

@@ -181,7 +181,10 @@ mod tests {
         let b = registry.admit(&key(1)).expect("queued");
         let c = registry.admit(&key(1)).expect("queued");
         assert!(registry.admit(&key(1)).is_err(), "the queue is full");
-        assert!(registry.admit(&key(2)).is_ok(), "another model has its own queue");
+        assert!(
+            registry.admit(&key(2)).is_ok(),
+            "another model has its own queue"
+        );
         drop(b);
         let _d = registry.admit(&key(1)).expect("room again");
         drop((a, c));

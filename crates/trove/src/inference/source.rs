@@ -79,7 +79,11 @@ pub async fn locate(state: &Context, repo: RepoRef, revision: &str) -> ApiResult
     let config = read_json(state, &repo, "config.json", config_entry).await?;
     let parameters = match safetensors::summarize(state, &repo, &root).await? {
         Some(Ok(summary)) => summary.total,
-        Some(Err(e)) => return Err(ApiError::BadRequest(format!("cannot read the weights: {e}"))),
+        Some(Err(e)) => {
+            return Err(ApiError::BadRequest(format!(
+                "cannot read the weights: {e}"
+            )));
+        }
         None => 0,
     };
     Ok(Source {
@@ -179,7 +183,12 @@ async fn optional_json(state: &Context, source: &Source, path: &str) -> ApiResul
     }
 }
 
-async fn read_json(state: &Context, repo: &RepoRef, path: &str, entry: &EntryKind) -> ApiResult<Value> {
+async fn read_json(
+    state: &Context,
+    repo: &RepoRef,
+    path: &str,
+    entry: &EntryKind,
+) -> ApiResult<Value> {
     let bytes = read_whole(state, repo, path, entry, MAX_JSON_FILE).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("{path} is not valid JSON: {e}")))
@@ -204,5 +213,7 @@ async fn read_whole(
     }
     read_range(state, repo, entry, 0, size)
         .await?
-        .ok_or_else(|| ApiError::BadRequest(format!("{path}: its content is not stored on this server")))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!("{path}: its content is not stored on this server"))
+        })
 }

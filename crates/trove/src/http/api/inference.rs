@@ -37,7 +37,15 @@ pub async fn run_pipeline(
     query: QueryParams,
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<Response> {
-    let ready = prepare(&state, &caller, &ns, &name, &query, Requested::Pipeline(&task)).await?;
+    let ready = prepare(
+        &state,
+        &caller,
+        &ns,
+        &name,
+        &query,
+        Requested::Pipeline(&task),
+    )
+    .await?;
     run_task(&state, ready, body).await
 }
 
@@ -87,7 +95,10 @@ fn field<'a>(body: &'a Value, name: &str) -> Option<&'a Value> {
         .or_else(|| body.get(name).filter(|v| !v.is_null()))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(value: Option<&Value>, what: &str) -> ApiResult<Option<T>> {
+fn parse<T: serde::de::DeserializeOwned>(
+    value: Option<&Value>,
+    what: &str,
+) -> ApiResult<Option<T>> {
     value
         .map(|v| serde_json::from_value(v.clone()))
         .transpose()
@@ -112,7 +123,9 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
     };
     // An encoder does both: the Hub's sentence-transformers pipeline answers by the shape of
     // `inputs` (a pair object → similarity, text → embeddings), whatever URL was used.
-    let pair = body.get("inputs").is_some_and(|i| i.get("source_sentence").is_some());
+    let pair = body
+        .get("inputs")
+        .is_some_and(|i| i.get("source_sentence").is_some());
     let task = match ready.task {
         Task::FeatureExtraction if pair => Task::SentenceSimilarity,
         Task::SentenceSimilarity if !pair => Task::FeatureExtraction,
@@ -170,14 +183,15 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
         }
         Task::TextClassification => {
             let texts: Texts = inputs(&body)?;
-            let function = match parse::<String>(field(&body, "function_to_apply"), "function_to_apply")? {
-                None => None,
-                Some(name) => Some(ScoreFunction::parse(&name).ok_or_else(|| {
-                    ApiError::UnprocessableEntity(format!(
-                        "`function_to_apply` must be sigmoid, softmax or none, not {name:?}"
-                    ))
-                })?),
-            };
+            let function =
+                match parse::<String>(field(&body, "function_to_apply"), "function_to_apply")? {
+                    None => None,
+                    Some(name) => Some(ScoreFunction::parse(&name).ok_or_else(|| {
+                        ApiError::UnprocessableEntity(format!(
+                            "`function_to_apply` must be sigmoid, softmax or none, not {name:?}"
+                        ))
+                    })?),
+                };
             let top_k = parse::<usize>(field(&body, "top_k"), "top_k")?;
             let list = texts.list();
             check_count(list.len())?;
@@ -307,9 +321,18 @@ struct TokenJson {
 /// OpenAI body (at the root, `max_tokens`), checked against the hub's limits.
 fn generation_params(state: &AppState, body: &Value, tgi: bool) -> ApiResult<GenerationParams> {
     let limit = state.inference.config().max_new_tokens;
-    let get = |name: &str| if tgi { field(body, name) } else { body.get(name).filter(|v| !v.is_null()) };
-    let max_new = parse::<usize>(get(if tgi { "max_new_tokens" } else { "max_tokens" }), "max_tokens")?
-        .unwrap_or(if tgi { 20 } else { 100 });
+    let get = |name: &str| {
+        if tgi {
+            field(body, name)
+        } else {
+            body.get(name).filter(|v| !v.is_null())
+        }
+    };
+    let max_new = parse::<usize>(
+        get(if tgi { "max_new_tokens" } else { "max_tokens" }),
+        "max_tokens",
+    )?
+    .unwrap_or(if tgi { 20 } else { 100 });
     if max_new > limit {
         return Err(ApiError::UnprocessableEntity(format!(
             "Input validation error: `max_new_tokens` must be <= {limit}. Given: {max_new}"
@@ -495,15 +518,26 @@ pub async fn chat_completions(
                     ));
                     (format!("{last}data: [DONE]\n\n"), true)
                 }
-                Some(StreamEvent::Done(Err(e))) => (sse(&StreamError { error: e.to_string() }), true),
+                Some(StreamEvent::Done(Err(e))) => (
+                    sse(&StreamError {
+                        error: e.to_string(),
+                    }),
+                    true,
+                ),
                 None => return None,
             };
-            Some((Ok::<_, std::convert::Infallible>(Bytes::from(text)), (rx, done)))
+            Some((
+                Ok::<_, std::convert::Infallible>(Bytes::from(text)),
+                (rx, done),
+            ))
         }
     });
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
 }
