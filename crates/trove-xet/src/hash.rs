@@ -2,8 +2,7 @@
 //! That hex form (not the byte-wise one) is what URLs, JSON and `X-Xet-Hash` carry.
 
 use std::fmt;
-use std::io::{self, Write};
-use xet_core_structures::merklehash::{HashedWrite, MerkleHash};
+use xet_core_structures::merklehash::MerkleHash;
 
 /// A Xet chunk, xorb or file hash.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -69,39 +68,6 @@ pub fn chunk_hash(data: &[u8]) -> XetHash {
     XetHash(xet_core_structures::merklehash::compute_data_hash(data))
 }
 
-/// Keyed BLAKE3 of one chunk fed in pieces: the same hash as [`chunk_hash`] over the pieces
-/// put end to end, without gathering them into one buffer first.
-pub struct ChunkHasher(HashedWrite<io::Sink>);
-
-impl Default for ChunkHasher {
-    fn default() -> Self {
-        Self(HashedWrite::new(io::sink()))
-    }
-}
-
-impl ChunkHasher {
-    pub fn update(&mut self, data: &[u8]) {
-        // `HashedWrite` hashes every byte it is given before passing it on, and `io::Sink`
-        // accepts everything.
-        self.0
-            .write_all(data)
-            .expect("writing to io::Sink never fails");
-    }
-
-    /// The hash of every byte fed since the last call (or since creation); starts afresh.
-    pub fn finish_reset(&mut self) -> XetHash {
-        let h = XetHash(self.0.hash());
-        *self = Self::default();
-        h
-    }
-}
-
-impl fmt::Debug for ChunkHasher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ChunkHasher")
-    }
-}
-
 /// The xorb hash: the aggregated Merkle root over (chunk hash, chunk size).
 pub fn xorb_hash(chunks: &[(XetHash, u64)]) -> XetHash {
     XetHash(xet_core_structures::merklehash::xorb_hash(&to_merkle(
@@ -148,19 +114,6 @@ mod tests {
         assert!(XetHash::parse(&"g".repeat(64)).is_err());
         assert!(XetHash::parse(&"0".repeat(65)).is_err());
         assert!(XetHash::parse(&"A".repeat(64)).is_ok());
-    }
-
-    #[test]
-    fn a_chunk_hashed_in_pieces_hashes_as_one_piece() {
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 300) as u8).collect();
-        let mut h = ChunkHasher::default();
-        for piece in data.chunks(4097) {
-            h.update(piece);
-        }
-        assert_eq!(h.finish_reset(), chunk_hash(&data));
-        // After a reset it starts from nothing again.
-        h.update(b"hello");
-        assert_eq!(h.finish_reset(), chunk_hash(b"hello"));
     }
 
     #[test]

@@ -79,6 +79,8 @@ struct Timings {
     receive: Duration,
     /// Cutting and hashing (gear chunker + BLAKE3): the chunking stage's busy time.
     chunk: Duration,
+    /// The chunking stage's CPU time (streamed uploads only: its own thread).
+    chunk_cpu: Option<Duration>,
     /// Waiting for the chunking stage after the body was verified (basic transfer only).
     chunk_wait: Duration,
     /// Reading the whole object again, with its SHA-256 (one-pass ingestion only).
@@ -136,6 +138,7 @@ pub(crate) async fn ingest_streamed(
     let timings = Timings {
         receive,
         chunk: chunked.busy,
+        chunk_cpu: chunked.cpu,
         chunk_wait,
         ..Timings::default()
     };
@@ -268,10 +271,12 @@ async fn ingest_chunks(
     state.store.remove_object(oid).await?;
     timings.record += recording.elapsed();
     let t = timings;
-    let chunk_mib_s = if t.chunk.is_zero() {
-        0.0
-    } else {
-        size as f64 / f64::from(1u32 << 20) / t.chunk.as_secs_f64()
+    let mib_s = |d: Duration| {
+        if d.is_zero() {
+            0.0
+        } else {
+            (size as f64 / f64::from(1u32 << 20) / d.as_secs_f64() * 10.0).round() / 10.0
+        }
     };
     tracing::info!(
         oid = %oid,
@@ -284,7 +289,9 @@ async fn ingest_chunks(
         stored_bytes = report.stored_bytes,
         receive_ms = ms(t.receive),
         chunk_ms = ms(t.chunk),
-        chunk_mib_s = (chunk_mib_s * 10.0).round() / 10.0,
+        chunk_mib_s = mib_s(t.chunk),
+        chunk_cpu_ms = t.chunk_cpu.map(ms),
+        chunk_cpu_mib_s = t.chunk_cpu.map(mib_s),
         chunk_wait_ms = ms(t.chunk_wait),
         reread_ms = ms(t.reread),
         lookup_ms = ms(t.lookup),

@@ -32,6 +32,9 @@ pub(super) struct Chunked {
     pub bytes: u64,
     /// Time spent cutting and hashing (not waiting for bytes).
     pub busy: Duration,
+    /// CPU time the stage's thread used: its work without the moments it was preempted
+    /// (`None` where the clock cannot be read).
+    pub cpu: Option<Duration>,
 }
 
 /// The chunking stage of one upload, running beside it.
@@ -128,6 +131,7 @@ where
 }
 
 fn run_stage(mut rx: mpsc::Receiver<Vec<Bytes>>) -> Chunked {
+    let cpu_start = thread_cpu_time();
     let mut chunker = StreamChunker::default();
     let mut chunks = Vec::new();
     let mut busy = Duration::ZERO;
@@ -142,11 +146,24 @@ fn run_stage(mut rx: mpsc::Receiver<Vec<Bytes>>) -> Chunked {
     let bytes = chunker.fed();
     chunker.finish(&mut chunks);
     busy += start.elapsed();
+    let cpu = thread_cpu_time()
+        .zip(cpu_start)
+        .map(|(end, start)| end.saturating_sub(start));
     Chunked {
         chunks,
         bytes,
         busy,
+        cpu,
     }
+}
+
+/// CPU time of the calling thread so far.
+fn thread_cpu_time() -> Option<Duration> {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Some(Duration::new(
+        u64::try_from(t.tv_sec).ok()?,
+        u32::try_from(t.tv_nsec).ok()?,
+    ))
 }
 
 #[cfg(test)]
