@@ -81,9 +81,13 @@ impl Decoder {
             .map_err(|e| InferError::BadModel(format!("config.json: {e}")))?;
         let config = llama_config.into_config(false);
         if config.num_attention_heads == 0
-            || config.hidden_size % config.num_attention_heads != 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
             || config.num_key_value_heads == 0
-            || config.num_attention_heads % config.num_key_value_heads != 0
+            || !config
+                .num_attention_heads
+                .is_multiple_of(config.num_key_value_heads)
         {
             return Err(InferError::BadModel(
                 "config.json: attention heads do not divide the hidden size".into(),
