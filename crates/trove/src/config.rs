@@ -66,6 +66,26 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "TROVE_DATABASE",
         "database URL: sqlite://<path> (default <data-dir>/trove.db) or postgres://user:password@host:port/db",
     ),
+    (
+        "TROVE_INFERENCE_ENABLED",
+        "true or false: whether the hub runs the models it hosts (default true)",
+    ),
+    (
+        "TROVE_INFERENCE_MEMORY_MB",
+        "memory budget of the loaded models, in MiB (default 4096)",
+    ),
+    (
+        "TROVE_INFERENCE_MAX_CONCURRENT",
+        "requests one model runs at once (default 1)",
+    ),
+    (
+        "TROVE_INFERENCE_MAX_QUEUE",
+        "requests that may wait for one model before 503 (default 8)",
+    ),
+    (
+        "TROVE_INFERENCE_TIMEOUT_SECS",
+        "longest an inference request may wait and run, in seconds (default 120)",
+    ),
     ("TROVE_LOG", "log filter, e.g. info or trove=debug"),
 ];
 
@@ -89,6 +109,44 @@ pub struct Config {
     pub storage: StorageConfig,
     pub metrics: MetricsConfig,
     pub database: DatabaseConfig,
+    pub inference: InferenceConfig,
+}
+
+/// Running the hosted models (`[inference]` in trove.toml).
+#[derive(Clone, Debug)]
+pub struct InferenceConfig {
+    /// Whether `/models/{repo}` runs models at all.
+    pub enabled: bool,
+    /// Memory the loaded models' weights may take together; least recently used models are
+    /// unloaded to make room, and a model larger than this is refused.
+    pub memory_mb: u64,
+    /// Requests one model runs at the same time.
+    pub max_concurrent: usize,
+    /// Requests that may wait for one model; one more gets 503 with `Retry-After`.
+    pub max_queue: usize,
+    /// Longest a request may wait for its turn and run.
+    pub timeout_secs: u64,
+    /// Threads of the pool that runs models (never the async runtime's).
+    pub threads: usize,
+    /// Largest `max_new_tokens` / `max_tokens` a generation may ask for.
+    pub max_new_tokens: usize,
+    /// Largest number of inputs in one request (a batch of sentences).
+    pub max_inputs: usize,
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        InferenceConfig {
+            enabled: true,
+            memory_mb: 4096,
+            max_concurrent: 1,
+            max_queue: 8,
+            timeout_secs: 120,
+            threads: 2,
+            max_new_tokens: 1024,
+            max_inputs: 64,
+        }
+    }
 }
 
 /// Where the metadata lives (`[database]` in trove.toml, `--database`, `TROVE_DATABASE`).
@@ -475,6 +533,7 @@ impl Default for Config {
             },
             metrics: MetricsConfig::default(),
             database: DatabaseConfig::default(),
+            inference: InferenceConfig::default(),
         }
     }
 }
@@ -501,6 +560,21 @@ struct FileConfig {
     storage: Option<FileStorage>,
     metrics: Option<FileMetrics>,
     database: Option<FileDatabase>,
+    inference: Option<FileInference>,
+}
+
+/// `[inference]` of the TOML file.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileInference {
+    enabled: Option<bool>,
+    memory_mb: Option<u64>,
+    max_concurrent: Option<usize>,
+    max_queue: Option<usize>,
+    timeout_secs: Option<u64>,
+    threads: Option<usize>,
+    max_new_tokens: Option<usize>,
+    max_inputs: Option<usize>,
 }
 
 /// `[database]` of the TOML file.
@@ -690,6 +764,17 @@ impl Config {
             w.first_retry_secs = f.first_retry_secs.unwrap_or(w.first_retry_secs);
         }
         self.apply_storage(file.storage);
+        if let Some(f) = file.inference {
+            let i = &mut self.inference;
+            i.enabled = f.enabled.unwrap_or(i.enabled);
+            i.memory_mb = f.memory_mb.unwrap_or(i.memory_mb);
+            i.max_concurrent = f.max_concurrent.unwrap_or(i.max_concurrent);
+            i.max_queue = f.max_queue.unwrap_or(i.max_queue);
+            i.timeout_secs = f.timeout_secs.unwrap_or(i.timeout_secs);
+            i.threads = f.threads.unwrap_or(i.threads);
+            i.max_new_tokens = f.max_new_tokens.unwrap_or(i.max_new_tokens);
+            i.max_inputs = f.max_inputs.unwrap_or(i.max_inputs);
+        }
         if let Some(token) = file.metrics.and_then(|m| m.token) {
             // An empty token would let anyone in: it means none.
             self.metrics.token = Some(token).filter(|t| !t.trim().is_empty());
@@ -802,6 +887,21 @@ impl Config {
         {
             self.database.url = Some(trove_db::DatabaseUrl::parse(&url)?);
         }
+        if let Some(v) = env_bool("TROVE_INFERENCE_ENABLED")? {
+            self.inference.enabled = v;
+        }
+        if let Some(v) = env_u64("TROVE_INFERENCE_MEMORY_MB")? {
+            self.inference.memory_mb = v;
+        }
+        if let Some(v) = env_u64("TROVE_INFERENCE_MAX_CONCURRENT")? {
+            self.inference.max_concurrent = usize::try_from(v).unwrap_or(usize::MAX);
+        }
+        if let Some(v) = env_u64("TROVE_INFERENCE_MAX_QUEUE")? {
+            self.inference.max_queue = usize::try_from(v).unwrap_or(usize::MAX);
+        }
+        if let Some(v) = env_u64("TROVE_INFERENCE_TIMEOUT_SECS")? {
+            self.inference.timeout_secs = v;
+        }
         if let Some(v) = env_u64("TROVE_SPACES_RUN_AS_UID")? {
             let uid = u32::try_from(v).context("TROVE_SPACES_RUN_AS_UID must be a uid")?;
             self.spaces.run_as_uid = (uid != 0).then_some(uid);
@@ -815,6 +915,13 @@ impl Config {
             // their revisions live outside it unless the operator chose a place.
             self.spaces.run_dir = Some(shared_run_dir(&self.data_dir));
         }
+        anyhow::ensure!(
+            self.inference.max_concurrent > 0
+                && self.inference.threads > 0
+                && self.inference.timeout_secs > 0
+                && self.inference.max_inputs > 0,
+            "[inference] max_concurrent, threads, timeout_secs and max_inputs must be positive"
+        );
         anyhow::ensure!(
             self.database.max_connections != Some(0),
             "[database] max_connections must be positive"

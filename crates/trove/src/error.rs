@@ -71,6 +71,18 @@ pub enum ApiError {
     /// The server is at capacity (e.g. every git process slot is busy); retrying later works.
     #[error("{0}")]
     Unavailable(String),
+    /// A model's queue is full (inference): 503 with `Retry-After`.
+    #[error("{message}")]
+    ModelBusy {
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// A model larger than the inference memory budget, in the Hub's words (403).
+    #[error("{0}")]
+    ModelTooLarge(String),
+    /// The work did not finish in the time allowed (504, as a gateway says it).
+    #[error("{0}")]
+    Timeout(String),
     /// Something other than a repository, revision or file does not exist (a user…).
     #[error("{0}")]
     NotFound(String),
@@ -126,7 +138,11 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::UnprocessableEntity(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::ModelBusy { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::ModelTooLarge(_) => StatusCode::FORBIDDEN,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -141,6 +157,8 @@ impl ApiError {
             ApiError::RevisionNotFound { .. } => Some("RevisionNotFound"),
             ApiError::EntryNotFound { .. } => Some("EntryNotFound"),
             ApiError::NotImplemented(_) => Some("NotImplemented"),
+            ApiError::ModelBusy { .. } => Some("ModelOverloaded"),
+            ApiError::ModelTooLarge(_) => Some("ModelTooLarge"),
             _ => None,
         }
     }
@@ -305,6 +323,9 @@ impl ApiError {
             }
             ApiError::TooManyRequests { retry_after_secs }
             | ApiError::RateLimited {
+                retry_after_secs, ..
+            }
+            | ApiError::ModelBusy {
                 retry_after_secs, ..
             } => {
                 headers.insert(

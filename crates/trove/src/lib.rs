@@ -23,6 +23,7 @@ pub mod events;
 pub mod git_runtime;
 pub mod highlight;
 pub mod http;
+pub mod inference;
 pub mod markdown;
 pub mod repos;
 pub mod signing;

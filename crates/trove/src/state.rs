@@ -28,6 +28,8 @@ pub struct AppState {
     pub preview_cache: Arc<PreviewCache>,
     /// Spaces: builds, running apps and their logs.
     pub spaces: Arc<Supervisor>,
+    /// The hosted models run for inference: loaded models, their queues, the threads.
+    pub inference: Arc<crate::inference::Runtime>,
 }
 
 impl Deref for AppState {
@@ -68,7 +70,9 @@ impl AppState {
     pub fn on(context: Context) -> Self {
         context.events.subscribe(Arc::new(crate::webhooks::queue));
         let spaces = Supervisor::new(&context.config.spaces);
+        let inference = crate::inference::Runtime::new(&context.config.inference);
         AppState {
+            inference: Arc::new(inference),
             context,
             facet_cache: Arc::new(FacetCache::default()),
             browse_cache: Arc::new(BrowseCache::default()),

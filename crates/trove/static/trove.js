@@ -100,3 +100,57 @@ document.querySelectorAll("form.upload").forEach((form) => {
     xhr.send(new FormData(form));
   });
 });
+
+// The inference widget of a model page: posts the form to the hub's inference API with the
+// visitor's session and shows the answer as text (never as HTML).
+(function () {
+  for (const widget of document.querySelectorAll("section.widget")) {
+    const form = widget.querySelector("form.infer-form");
+    const output = widget.querySelector(".infer-output");
+    const task = widget.dataset.task;
+    const endpoint = widget.dataset.endpoint;
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const text = form.elements.inputs.value;
+      let url = endpoint;
+      let body = { inputs: text };
+      if (task === "sentence-similarity") {
+        const sentences = form.elements.sentences.value.split("\n").map((s) => s.trim()).filter(Boolean);
+        url = endpoint + "/pipeline/sentence-similarity";
+        body = { inputs: { source_sentence: text, sentences } };
+      } else if (task === "feature-extraction") {
+        url = endpoint + "/pipeline/feature-extraction";
+      } else if (task === "text-generation") {
+        body = { inputs: text, parameters: { max_new_tokens: 40 } };
+      }
+      output.textContent = "Running…";
+      try {
+        const response = await fetch(url, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
+        const answer = await response.json();
+        if (!response.ok) {
+          output.textContent = "Error " + response.status + ": " + (answer.error || "");
+          return;
+        }
+        output.textContent = render(task, answer, body);
+      } catch (e) {
+        output.textContent = "Error: " + e;
+      }
+    });
+  }
+  function render(task, answer, body) {
+    if (task === "text-classification") {
+      return answer[0].map((e) => e.label + "  " + e.score.toFixed(4)).join("\n");
+    }
+    if (task === "text-generation") return body.inputs + answer[0].generated_text;
+    if (task === "sentence-similarity") {
+      return body.inputs.sentences.map((s, i) => answer[i].toFixed(4) + "  " + s).join("\n");
+    }
+    const vector = Array.isArray(answer[0]) ? answer[0] : answer;
+    return "[" + vector.length + " dimensions] " + vector.slice(0, 8).map((x) => x.toFixed(4)).join(", ") + ", …";
+  }
+})();

@@ -8,8 +8,8 @@ use crate::http::api::collections;
 use crate::http::api::usage;
 use crate::http::api::webhooks;
 use crate::http::api::{
-    accounts, commit, commits, discussions, gating, info, likes, misc, preupload, refs, repos,
-    safetensors, search, settings, tree, whoami,
+    accounts, commit, commits, discussions, gating, inference, info, likes, misc, preupload, refs,
+    repos, safetensors, search, settings, tree, whoami,
 };
 use crate::http::request_id::{RequestId, request_id};
 use crate::http::{access_log, git as git_http, lfs, resolve, spaces, web, xet};
@@ -337,6 +337,16 @@ pub fn build(state: AppState) -> Router {
         .route("/readyz", get(misc::readyz))
         // hf_xet also reports transfer metrics to the hub's own origin: accepted, dropped.
         .route("/v1/telemetry", post(xet::cas::telemetry))
+        // InferenceClient: the hosted models run (hf-inference's and OpenAI's wire formats).
+        .route("/models/{ns}/{name}", post(inference::run_default))
+        .route(
+            "/models/{ns}/{name}/pipeline/{task}",
+            post(inference::run_pipeline),
+        )
+        .route(
+            "/models/{ns}/{name}/v1/chat/completions",
+            post(inference::chat_completions),
+        )
         .merge(api)
         .merge(space_api)
         .merge(downloads)

@@ -130,6 +130,7 @@ fn lower_crates_stay_independent() {
         "trove-store",
         "trove-db",
         "trove-xet",
+        "trove-infer",
         "trove-card",
     ];
     for name in lower {

@@ -139,6 +139,9 @@ async fn build(
     out.siblings = Some(siblings);
     out.used_storage = Some(used_storage);
 
+    if is_model && expand.iter().any(|e| e == "inference") {
+        out.inference = Some(state.inference.status(repo.repo.id));
+    }
     if !expand.is_empty() {
         // With `expand`, the Hub returns the id plus exactly the requested properties.
         out.retain(|p| expand.iter().any(|e| e == p));

@@ -9,6 +9,7 @@ pub mod commit;
 pub mod commits;
 pub mod discussions;
 pub mod gating;
+pub mod inference;
 pub mod info;
 pub mod lfs_files;
 pub mod likes;

@@ -171,6 +171,9 @@ pub struct RepoJson {
     pub siblings: Option<Vec<Sibling>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub used_storage: Option<u64>,
+    /// Models: `warm` when the hub has the model loaded for inference, else `cold`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inference: Option<&'static str>,
 }
 
 /// Clears `field` unless `keep` accepts its wire name.
@@ -208,6 +211,7 @@ impl RepoJson {
         keep_if(&mut self.card_warnings, "cardWarnings", &keep);
         keep_if(&mut self.siblings, "siblings", &keep);
         keep_if(&mut self.used_storage, "usedStorage", &keep);
+        keep_if(&mut self.inference, "inference", &keep);
     }
 }
 

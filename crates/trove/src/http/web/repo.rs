@@ -63,6 +63,37 @@ pub struct RepoPage {
     pub space_html: Option<String>,
     /// A dataset's first rows (`dataset_preview.html`).
     pub preview: Option<super::preview::PreviewView>,
+    /// A model the hub runs: the inference widget for its task.
+    pub widget: Option<Widget>,
+}
+
+/// The inference widget of a model page: a form the page's script posts to the inference
+/// API with the visitor's session.
+pub struct Widget {
+    pub task: &'static str,
+    pub endpoint: String,
+    pub example: &'static str,
+}
+
+/// The widget for a model whose card names a task the hub runs.
+fn widget(state: &AppState, repo: &RepoRef, card_data: Option<&Value>) -> Option<Widget> {
+    if repo.repo_type != trove_types::RepoType::Model || !state.inference.config().enabled {
+        return None;
+    }
+    let tag = card_data?.get("pipeline_tag")?.as_str()?;
+    let task = crate::inference::Task::parse(tag)?;
+    let example = match task {
+        crate::inference::Task::TextGeneration | crate::inference::Task::Conversational => {
+            "Once upon a time"
+        }
+        crate::inference::Task::TextClassification => "I like you. I love you",
+        _ => "That is a happy person",
+    };
+    Some(Widget {
+        task: task.as_str(),
+        endpoint: format!("/models/{}/{}", repo.repo.namespace, repo.repo.name),
+        example,
+    })
 }
 
 pub async fn page(
@@ -260,6 +291,7 @@ async fn repo_page(
         gate_note,
         space_html: super::space::page_partial(state, repo),
         preview: super::preview::section(state, caller, repo).await,
+        widget: widget(state, repo, card_data.as_ref()),
     }))
 }
 

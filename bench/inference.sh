@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The inference benchmark: embeddings/s and generated tokens/s of models the hub runs, for
+# tiny models and realistically sized ones (a MiniLM-shaped encoder, a ~100M-parameter
+# Llama-shaped decoder), each next to the same forward pass in numpy in the same run (the
+# ratio is hub / numpy). Results: docs/inference.md.
+#
+#   bench/inference.sh            build, start a hub on 127.0.0.1, measure (a few minutes)
+#
+# Env: CARGO_TARGET_DIR   as for cargo (default ./target)
+#      TROVE_BIN          measure this trove binary instead of building one
+#
+# The one server it starts binds to 127.0.0.1 and is stopped by PID on any exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+PY="${PYTHON:-$ROOT/.venv/bin/python}"
+WORK="$(mktemp -d /var/tmp/trove-infer-bench.XXXXXX)"
+PID=""
+cleanup() {
+    if [[ -n "$PID" ]] && kill -0 "$PID" 2>/dev/null; then
+        kill "$PID"
+        wait "$PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [[ -z "${TROVE_BIN:-}" ]]; then
+    cargo build --release -p trove --manifest-path "$ROOT/Cargo.toml" >&2
+    TROVE_BIN="$TARGET_DIR/release/trove"
+fi
+
+"$TROVE_BIN" serve --data-dir "$WORK/data" --listen 127.0.0.1:0 >"$WORK/server.log" 2>&1 &
+PID=$!
+URL=""
+for _ in $(seq 1 300); do
+    URL="$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$WORK/server.log" | head -1 || true)"
+    [[ -n "$URL" && -s "$WORK/data/admin-token" ]] && break
+    sleep 0.1
+done
+[[ -n "$URL" ]] || { cat "$WORK/server.log" >&2; echo "the hub did not start" >&2; exit 1; }
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+HF_HUB_DISABLE_XET=1 HF_HUB_DISABLE_TELEMETRY=1 "$PY" "$ROOT/bench/inference_bench.py" \
+    "$URL" "$(cat "$WORK/data/admin-token")" "$WORK"

@@ -1,0 +1,100 @@
+"""Inference benchmark helper (bench/inference.sh): builds models the way the e2e tests do
+(random weights, real configs and tokenizers), uploads them to a running hub, and measures
+embeddings/s and generated tokens/s through the real `InferenceClient`, next to the same
+forward pass in numpy in the same run. Prints one table; the ratio is hub / numpy.
+
+    python bench/inference_bench.py URL TOKEN WORKDIR
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
+import test_inference as ti  # noqa: E402  (the builders and the numpy reference)
+from huggingface_hub import HfApi, InferenceClient  # noqa: E402
+
+SENTENCE = "the cat sleeps and the dog runs in the rain"
+
+
+def timed(fn, *, rounds: int, budget_s: float) -> tuple[float, int]:
+    """Calls fn up to `rounds` times or until `budget_s` has passed; returns (seconds, calls)."""
+    start, n = time.perf_counter(), 0
+    while n < rounds and time.perf_counter() - start < budget_s:
+        fn()
+        n += 1
+    return time.perf_counter() - start, n
+
+
+def upload(api: HfApi, folder: Path, name: str) -> str:
+    repo = f"admin/{name}-{int(time.time() * 1000)}"
+    api.create_repo(repo)
+    api.upload_folder(repo_id=repo, folder_path=str(folder))
+    return repo
+
+
+def encoder_case(api, url, token, work, label, **shape):
+    tok = ti.bert_tokenizer()
+    # A realistic vocabulary size (the embedding table) when asked, tokens from the small one.
+    cfg = ti.bert_config(shape.pop("vocab", tok.get_vocab_size()), **shape)
+    w = ti.bert_weights(cfg, np.random.default_rng(1))
+    params = sum(v.size for v in w.values())
+    folder = ti.write_model(work / label, cfg, w, tok, extra=ti.sentence_transformers_files(),
+                            card="---\npipeline_tag: feature-extraction\n---\n")
+    repo = upload(api, folder, label)
+    client = InferenceClient(model=f"{url}/models/{repo}", token=token)
+    client.feature_extraction(SENTENCE)  # load
+    hub_s, hub_n = timed(lambda: client.feature_extraction(SENTENCE), rounds=200, budget_s=20)
+    ids = tok.encode(SENTENCE).ids
+    w32 = {k: v.astype(np.float32) for k, v in w.items()}
+    ref_s, ref_n = timed(lambda: ti.bert_forward(cfg, w32, ids).mean(0), rounds=200, budget_s=20)
+    return label, params, "embeddings/s", hub_n / hub_s, ref_n / ref_s
+
+
+def decoder_case(api, url, token, work, label, new_tokens, **shape):
+    tok = ti.llama_tokenizer()
+    cfg = ti.llama_config(tok.get_vocab_size(), **shape)
+    cfg["eos_token_id"] = None
+    w = ti.llama_weights(cfg, np.random.default_rng(2))
+    params = sum(v.size for v in w.values())
+    folder = ti.write_model(work / label, cfg, w, tok, card="---\npipeline_tag: text-generation\n---\n")
+    repo = upload(api, folder, label)
+    client = InferenceClient(model=f"{url}/models/{repo}", token=token)
+    client.text_generation("the cat", max_new_tokens=1)  # load
+    start = time.perf_counter()
+    out = client.text_generation("the cat", max_new_tokens=new_tokens, details=True)
+    hub = len(out.details.tokens) / (time.perf_counter() - start)
+    ids = tok.encode("the cat").ids
+    start = time.perf_counter()
+    ti.greedy_ref(cfg, w, ids, min(new_tokens, 16), eos=-1)
+    ref = min(new_tokens, 16) / (time.perf_counter() - start)
+    return label, params, "tokens/s", hub, ref
+
+
+def main() -> None:
+    url, token, work = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    api = HfApi(endpoint=url, token=token)
+    rows = [
+        encoder_case(api, url, token, work, "tiny-encoder"),
+        # all-MiniLM-L6-v2's shape: 30522-token table, 384 hidden, 6 layers, 12 heads, 1536
+        # inner: 22.7M parameters.
+        encoder_case(api, url, token, work, "minilm-shaped", vocab=30522, hidden=384, layers=6,
+                     heads=12, inter=1536),
+        decoder_case(api, url, token, work, "tiny-decoder", 32),
+        # ~100M parameters without a large vocabulary: 768 hidden, 12 layers, 2048 inner.
+        decoder_case(api, url, token, work, "decoder-100m", 32, hidden=768, layers=12, heads=12,
+                     kv_heads=12, inter=2816, max_pos=512),
+    ]
+    print(f"{'model':<16}{'params':>12}  {'unit':<14}{'hub':>10}{'numpy':>10}{'ratio':>8}")
+    for label, params, unit, hub, ref in rows:
+        print(f"{label:<16}{params:>12,}  {unit:<14}{hub:>10.1f}{ref:>10.1f}{hub / ref:>8.2f}")
+    print(json.dumps([dict(zip(("model", "params", "unit", "hub", "numpy"), r)) for r in rows]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,347 @@
+//! In-process model inference for the models a hub hosts: BERT-family encoders (embeddings
+//! with sentence-transformers pooling, sequence classification) and Llama-family decoders
+//! (text generation, chat with the repository's template), on candle.
+//!
+//! The crate knows model files, not repositories: the caller hands it the bytes of
+//! `config.json`, `tokenizer.json`, the safetensors files and the optional side files, and
+//! gets a [`Model`] whose methods are synchronous and CPU-bound (run them off async threads).
+
+mod chat;
+mod decoder;
+mod encoder;
+mod text;
+
+/// The device type models are loaded on, so callers need not depend on candle.
+pub use candle_core::Device;
+pub use chat::{ChatMessage, ChatTemplate};
+pub use decoder::{Decoder, FinishReason, Generated, GenerationParams};
+pub use encoder::{Encoder, Pooling, ScoreFunction};
+
+use candle_core::{DType, Tensor};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Why a model cannot be loaded or a request cannot be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    /// The repository's files do not describe a model this crate runs.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The files are there but wrong (bad JSON, missing tensor, wrong shape).
+    #[error("the model's files cannot be loaded: {0}")]
+    BadModel(String),
+    /// The request cannot be run (too long, bad parameter).
+    #[error("{0}")]
+    BadInput(String),
+    /// A failure of the tensor library while running a loaded model.
+    #[error("inference failed: {0}")]
+    Runtime(String),
+}
+
+impl From<candle_core::Error> for InferError {
+    fn from(e: candle_core::Error) -> Self {
+        InferError::Runtime(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, InferError>;
+
+/// The files of one model repository at one revision, as bytes.
+pub struct ModelFiles {
+    /// `config.json`.
+    pub config: Value,
+    /// `tokenizer.json`.
+    pub tokenizer: Vec<u8>,
+    /// `tokenizer_config.json`: the chat template and the special tokens it names.
+    pub tokenizer_config: Option<Value>,
+    /// sentence-transformers' `modules.json`, when the repository is one.
+    pub st_modules: Option<Value>,
+    /// sentence-transformers' pooling module config (`1_Pooling/config.json`).
+    pub st_pooling: Option<Value>,
+    /// Every safetensors file of the weights (one, or the shards of an index).
+    pub weights: Vec<Vec<u8>>,
+}
+
+/// What a repository's `config.json` says it is, before any weight is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// BERT-style encoder (`bert`, and the layouts that share its weights' names).
+    Bert,
+    /// Llama-style decoder (`llama`, `mistral` without sliding windows).
+    Llama,
+}
+
+impl Family {
+    /// The family of a `config.json`, or why it is not run here.
+    pub fn of(config: &Value) -> Result<Family> {
+        let model_type = config
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match model_type {
+            "bert" => Ok(Family::Bert),
+            "llama" | "mistral" => Ok(Family::Llama),
+            "" => Err(InferError::Unsupported(
+                "config.json has no `model_type`".into(),
+            )),
+            other => Err(InferError::Unsupported(format!(
+                "models of type `{other}` are not run by this hub (supported: bert, llama, mistral)"
+            ))),
+        }
+    }
+}
+
+/// The architectures `config.json` lists (`BertForSequenceClassification`…).
+pub fn architectures(config: &Value) -> Vec<String> {
+    config
+        .get("architectures")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A loaded model.
+pub enum Model {
+    Encoder(Encoder),
+    Decoder(Decoder),
+}
+
+impl Model {
+    /// Loads a model from its files onto `device`, weights as f32.
+    pub fn load(files: ModelFiles, device: &Device) -> Result<Model> {
+        match Family::of(&files.config)? {
+            Family::Bert => Ok(Model::Encoder(Encoder::load(files, device)?)),
+            Family::Llama => Ok(Model::Decoder(Decoder::load(files, device)?)),
+        }
+    }
+
+    /// Bytes the loaded weights take in memory.
+    pub fn memory_bytes(&self) -> u64 {
+        match self {
+            Model::Encoder(e) => e.memory_bytes(),
+            Model::Decoder(d) => d.memory_bytes(),
+        }
+    }
+}
+
+/// The device inference runs on: the first CUDA GPU in a `cuda` build when there is one,
+/// else the CPU.
+#[cfg(feature = "cuda")]
+pub fn default_device() -> Device {
+    Device::new_cuda(0).unwrap_or(Device::Cpu)
+}
+
+/// The device inference runs on: the CPU (a build without the `cuda` feature).
+#[cfg(not(feature = "cuda"))]
+pub fn default_device() -> Device {
+    Device::Cpu
+}
+
+/// Reads every safetensors buffer into tensors on `device` (converted to f32); the buffers
+/// are dropped as they are read, so the weights are held once.
+fn load_weights(weights: Vec<Vec<u8>>, device: &Device) -> Result<(HashMap<String, Tensor>, u64)> {
+    if weights.is_empty() {
+        return Err(InferError::BadModel("no safetensors weights".into()));
+    }
+    let mut all = HashMap::new();
+    let mut bytes = 0u64;
+    for buffer in weights {
+        let tensors = candle_core::safetensors::load_buffer(&buffer, device)
+            .map_err(|e| InferError::BadModel(format!("safetensors: {e}")))?;
+        drop(buffer);
+        for (name, tensor) in tensors {
+            let tensor = if tensor.dtype() == DType::F32 {
+                tensor
+            } else {
+                tensor.to_dtype(DType::F32)?
+            };
+            bytes += (tensor.elem_count() * 4) as u64;
+            all.insert(name, tensor);
+        }
+    }
+    Ok((all, bytes))
+}
+
+/// Estimated memory of a model's weights once loaded as f32, from its safetensors headers'
+/// parameter count: what the registry checks against its budget before loading.
+pub fn estimated_bytes(parameters: u64) -> u64 {
+    parameters.saturating_mul(4)
+}
+
+/// Runs a model constructor that may panic on malformed weights (some of candle's loaders
+/// unwrap), turning the panic into [`InferError::BadModel`].
+fn guarded<T>(what: &str, f: impl FnOnce() -> candle_core::Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(InferError::BadModel(format!("{what}: {e}"))),
+        Err(_) => Err(InferError::BadModel(format!(
+            "{what}: the weights do not match the configuration"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const TOKENIZER: &str = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+        "normalizer":null,"pre_tokenizer":{"type":"WhitespaceSplit"},"post_processor":null,
+        "decoder":null,"model":{"type":"WordLevel","vocab":{"<unk>":0,"a":1,"b":2},"unk_token":"<unk>"}}"#;
+
+    fn safetensors(tensors: &[(&str, Tensor)]) -> Vec<u8> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("model.safetensors");
+        let map: HashMap<String, Tensor> = tensors
+            .iter()
+            .map(|(n, t)| ((*n).to_owned(), t.clone()))
+            .collect();
+        candle_core::safetensors::save(&map, &path).expect("saved");
+        std::fs::read(&path).expect("read back")
+    }
+
+    fn llama_config() -> Value {
+        json!({"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 3,
+               "hidden_size": 4, "intermediate_size": 8, "num_hidden_layers": 1,
+               "num_attention_heads": 2, "num_key_value_heads": 1, "rms_norm_eps": 1e-6,
+               "max_position_embeddings": 16})
+    }
+
+    fn files(config: Value, weights: Vec<Vec<u8>>) -> ModelFiles {
+        ModelFiles {
+            config,
+            tokenizer: TOKENIZER.as_bytes().to_vec(),
+            tokenizer_config: None,
+            st_modules: None,
+            st_pooling: None,
+            weights,
+        }
+    }
+
+    #[test]
+    fn missing_weights_are_a_bad_model_not_a_panic() {
+        let embed = Tensor::zeros((3, 4), DType::F32, &Device::Cpu).expect("tensor");
+        let weights = safetensors(&[("model.embed_tokens.weight", embed)]);
+        let err = Model::load(files(llama_config(), vec![weights]), &Device::Cpu)
+            .err()
+            .expect("refused");
+        assert!(matches!(err, InferError::BadModel(_)), "{err}");
+    }
+
+    #[test]
+    fn garbage_weights_and_unknown_families_are_refused() {
+        let err = Model::load(
+            files(llama_config(), vec![b"not safetensors".to_vec()]),
+            &Device::Cpu,
+        )
+        .err()
+        .expect("refused");
+        assert!(matches!(err, InferError::BadModel(_)), "{err}");
+        let err = Model::load(files(json!({"model_type": "t5"}), vec![]), &Device::Cpu)
+            .err()
+            .expect("refused");
+        assert!(matches!(err, InferError::Unsupported(_)), "{err}");
+        assert!(Family::of(&json!({})).is_err());
+        assert_eq!(
+            Family::of(&json!({"model_type": "mistral"})).expect("ok"),
+            Family::Llama
+        );
+    }
+
+    #[test]
+    fn a_complete_tiny_llama_generates_greedily_and_deterministically() {
+        let cpu = &Device::Cpu;
+        let mut tensors = vec![
+            (
+                "model.embed_tokens.weight",
+                Tensor::arange(0f32, 12., cpu).and_then(|t| t.reshape((3, 4))),
+            ),
+            ("model.norm.weight", Tensor::ones(4, DType::F32, cpu)),
+            (
+                "lm_head.weight",
+                Tensor::arange(0f32, 12., cpu).and_then(|t| t.reshape((3, 4))),
+            ),
+        ];
+        let p = "model.layers.0.";
+        let names: [(&str, (usize, usize)); 7] = [
+            ("self_attn.q_proj.weight", (4, 4)),
+            ("self_attn.k_proj.weight", (2, 4)),
+            ("self_attn.v_proj.weight", (2, 4)),
+            ("self_attn.o_proj.weight", (4, 4)),
+            ("mlp.gate_proj.weight", (8, 4)),
+            ("mlp.up_proj.weight", (8, 4)),
+            ("mlp.down_proj.weight", (4, 8)),
+        ];
+        let owned: Vec<(String, candle_core::Result<Tensor>)> = names
+            .iter()
+            .map(|(n, shape)| {
+                (
+                    format!("{p}{n}"),
+                    Tensor::ones(*shape, DType::F32, cpu).and_then(|t| t * 0.1),
+                )
+            })
+            .chain(
+                ["input_layernorm.weight", "post_attention_layernorm.weight"]
+                    .iter()
+                    .map(|n| (format!("{p}{n}"), Tensor::ones(4, DType::F32, cpu))),
+            )
+            .collect();
+        let mut all: Vec<(&str, Tensor)> = Vec::new();
+        for (n, t) in tensors.drain(..) {
+            all.push((n, t.expect("tensor")));
+        }
+        for (n, t) in &owned {
+            all.push((n.as_str(), t.as_ref().expect("tensor").clone()));
+        }
+        let model =
+            Model::load(files(llama_config(), vec![safetensors(&all)]), cpu).expect("loads");
+        assert_eq!(
+            model.memory_bytes(),
+            4 * (12 + 4 + 12 + 16 + 8 + 8 + 16 + 32 + 32 + 32 + 8)
+        );
+        let Model::Decoder(decoder) = model else {
+            panic!("a decoder")
+        };
+        let params = GenerationParams {
+            max_new_tokens: 5,
+            temperature: None,
+            top_k: None,
+            top_p: None,
+            do_sample: false,
+            seed: 1,
+            stop: Vec::new(),
+        };
+        let mut pieces = Vec::new();
+        let first = decoder
+            .generate("a b", &params, true, &mut |piece, id| {
+                pieces.push((piece.to_owned(), id));
+                true
+            })
+            .expect("generates");
+        assert_eq!(first.token_ids.len(), 5);
+        assert_eq!(first.finish, FinishReason::Length);
+        assert_eq!(
+            pieces.iter().map(|(_, id)| *id).collect::<Vec<_>>(),
+            first.token_ids
+        );
+        let again = decoder
+            .generate("a b", &params, true, &mut |_, _| true)
+            .expect("generates");
+        assert_eq!(again.token_ids, first.token_ids, "greedy is deterministic");
+        let stopped = decoder
+            .generate("a b", &params, true, &mut |_, _| false)
+            .expect("generates");
+        assert_eq!(
+            stopped.token_ids.len(),
+            1,
+            "the reader stopping ends the generation"
+        );
+        let too_long = decoder.generate(&"a ".repeat(20), &params, true, &mut |_, _| true);
+        assert!(matches!(too_long, Err(InferError::BadInput(_))));
+    }
+}

@@ -1,0 +1,53 @@
+//! The tokenizer of a model (`tokenizer.json` through the `tokenizers` crate), with the
+//! input-size rule every task applies.
+
+use crate::{InferError, Result};
+use tokenizers::Tokenizer;
+
+pub(crate) struct Text {
+    tokenizer: Tokenizer,
+}
+
+/// One encoded input.
+pub(crate) struct Encoded {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+}
+
+impl Text {
+    pub fn load(bytes: &[u8]) -> Result<Text> {
+        let tokenizer = Tokenizer::from_bytes(bytes)
+            .map_err(|e| InferError::BadModel(format!("tokenizer.json: {e}")))?;
+        Ok(Text { tokenizer })
+    }
+
+    /// Encodes `text` (with the model's special tokens when `special`), refused past
+    /// `max_tokens`.
+    pub fn encode(&self, text: &str, special: bool, max_tokens: usize) -> Result<Encoded> {
+        let encoding = self
+            .tokenizer
+            .encode(text, special)
+            .map_err(|e| InferError::BadInput(format!("cannot tokenize the input: {e}")))?;
+        let ids = encoding.get_ids().to_vec();
+        if ids.len() > max_tokens {
+            return Err(InferError::BadInput(format!(
+                "Input validation error: `inputs` must have less than {max_tokens} tokens. Given: {}",
+                ids.len()
+            )));
+        }
+        Ok(Encoded {
+            type_ids: encoding.get_type_ids().to_vec(),
+            ids,
+        })
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer
+            .decode(ids, true)
+            .map_err(|e| InferError::Runtime(format!("cannot decode tokens: {e}")))
+    }
+
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.tokenizer.token_to_id(token)
+    }
+}

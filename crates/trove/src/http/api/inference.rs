@@ -1,0 +1,616 @@
+//! The Hub's inference API for the models the hub hosts (`hf-inference`'s wire format):
+//! `POST /models/{repo}` and `/models/{repo}/pipeline/{task}` with `{"inputs", "parameters"}`,
+//! and the OpenAI-compatible `POST /models/{repo}/v1/chat/completions`, streamed as
+//! server-sent events when asked. Answers have exactly the shapes `InferenceClient` parses.
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::{ApiJson, ApiPath, QueryParams};
+use crate::inference::{self, Ready, Requested, Task};
+use crate::state::AppState;
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use trove_infer::{ChatMessage, FinishReason, GenerationParams, Model, ScoreFunction};
+
+/// `POST /models/{ns}/{name}`: the model's own task.
+pub async fn run_default(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((ns, name)): ApiPath<(String, String)>,
+    query: QueryParams,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<Response> {
+    let ready = prepare(&state, &caller, &ns, &name, &query, Requested::Default).await?;
+    run_task(&state, ready, body).await
+}
+
+/// `POST /models/{ns}/{name}/pipeline/{task}`.
+pub async fn run_pipeline(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((ns, name, task)): ApiPath<(String, String, String)>,
+    query: QueryParams,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<Response> {
+    let ready = prepare(
+        &state,
+        &caller,
+        &ns,
+        &name,
+        &query,
+        Requested::Pipeline(&task),
+    )
+    .await?;
+    run_task(&state, ready, body).await
+}
+
+async fn prepare(
+    state: &AppState,
+    caller: &Caller,
+    ns: &str,
+    name: &str,
+    query: &QueryParams,
+    requested: Requested<'_>,
+) -> ApiResult<Ready> {
+    inference::prepare(
+        state,
+        &state.inference,
+        caller,
+        ns,
+        name,
+        query.get("revision"),
+        requested,
+    )
+    .await
+}
+
+/// One input or a batch of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Texts {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Texts {
+    fn list(&self) -> Vec<String> {
+        match self {
+            Texts::One(s) => vec![s.clone()],
+            Texts::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `inputs` and the parameters of a request, wherever the client put them (feature
+/// extraction sends them at the root, the other tasks under `parameters`).
+fn field<'a>(body: &'a Value, name: &str) -> Option<&'a Value> {
+    body.get("parameters")
+        .and_then(|p| p.get(name))
+        .filter(|v| !v.is_null())
+        .or_else(|| body.get(name).filter(|v| !v.is_null()))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(
+    value: Option<&Value>,
+    what: &str,
+) -> ApiResult<Option<T>> {
+    value
+        .map(|v| serde_json::from_value(v.clone()))
+        .transpose()
+        .map_err(|e| ApiError::UnprocessableEntity(format!("Invalid `{what}`: {e}")))
+}
+
+fn inputs<T: serde::de::DeserializeOwned>(body: &Value) -> ApiResult<T> {
+    parse(body.get("inputs"), "inputs")?
+        .ok_or_else(|| ApiError::UnprocessableEntity("Missing `inputs`".into()))
+}
+
+async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Response> {
+    let max_inputs = state.inference.config().max_inputs;
+    let check_count = |n: usize| {
+        if n == 0 || n > max_inputs {
+            Err(ApiError::UnprocessableEntity(format!(
+                "`inputs` must hold between 1 and {max_inputs} texts"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    // An encoder does both: the Hub's sentence-transformers pipeline answers by the shape of
+    // `inputs` (a pair object → similarity, text → embeddings), whatever URL was used.
+    let pair = body
+        .get("inputs")
+        .is_some_and(|i| i.get("source_sentence").is_some());
+    let task = match ready.task {
+        Task::FeatureExtraction if pair => Task::SentenceSimilarity,
+        Task::SentenceSimilarity if !pair => Task::FeatureExtraction,
+        task => task,
+    };
+    match task {
+        Task::FeatureExtraction => {
+            let texts: Texts = inputs(&body)?;
+            let normalize = parse::<bool>(field(&body, "normalize"), "normalize")?.unwrap_or(false);
+            let list = texts.list();
+            check_count(list.len())?;
+            let single = matches!(texts, Texts::One(_));
+            let out = state
+                .inference
+                .run(ready, move |model| {
+                    let encoder = encoder(model)?;
+                    let pooled = encoder.pooling() != trove_infer::Pooling::Tokens;
+                    let mut all = Vec::with_capacity(list.len());
+                    for text in &list {
+                        let vectors = encoder.embed(text, normalize)?;
+                        all.push(if pooled {
+                            serde_json::to_value(vectors.into_iter().next().unwrap_or_default())
+                        } else {
+                            serde_json::to_value(vectors)
+                        });
+                    }
+                    Ok(all)
+                })
+                .await?;
+            let mut out: Vec<Value> = out
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .map_err(ApiError::internal)?;
+            Ok(if single {
+                Json(out.pop().unwrap_or(Value::Null)).into_response()
+            } else {
+                Json(out).into_response()
+            })
+        }
+        Task::SentenceSimilarity => {
+            #[derive(Deserialize)]
+            struct Pair {
+                source_sentence: String,
+                sentences: Vec<String>,
+            }
+            let pair: Pair = inputs(&body)?;
+            check_count(pair.sentences.len())?;
+            let scores = state
+                .inference
+                .run(ready, move |model| {
+                    encoder(model)?.similarity(&pair.source_sentence, &pair.sentences)
+                })
+                .await?;
+            Ok(Json(scores).into_response())
+        }
+        Task::TextClassification => {
+            let texts: Texts = inputs(&body)?;
+            let function =
+                match parse::<String>(field(&body, "function_to_apply"), "function_to_apply")? {
+                    None => None,
+                    Some(name) => Some(ScoreFunction::parse(&name).ok_or_else(|| {
+                        ApiError::UnprocessableEntity(format!(
+                            "`function_to_apply` must be sigmoid, softmax or none, not {name:?}"
+                        ))
+                    })?),
+                };
+            let top_k = parse::<usize>(field(&body, "top_k"), "top_k")?;
+            let list = texts.list();
+            check_count(list.len())?;
+            let out = state
+                .inference
+                .run(ready, move |model| {
+                    let encoder = encoder(model)?;
+                    list.iter()
+                        .map(|text| {
+                            let mut scores = encoder.classify(text, function)?;
+                            if let Some(k) = top_k {
+                                scores.truncate(k);
+                            }
+                            Ok(scores
+                                .into_iter()
+                                .map(|(label, score)| LabelScore { label, score })
+                                .collect::<Vec<_>>())
+                        })
+                        .collect::<Result<Vec<_>, trove_infer::InferError>>()
+                })
+                .await?;
+            Ok(Json(out).into_response())
+        }
+        Task::TextGeneration => {
+            let prompt: String = inputs(&body)?;
+            if body.get("stream").and_then(Value::as_bool) == Some(true) {
+                return Err(ApiError::BadRequest(
+                    "Streaming text-generation is not served here: use /v1/chat/completions \
+                     with stream=true"
+                        .into(),
+                ));
+            }
+            let params = generation_params(state, &body, true)?;
+            let details = parse::<bool>(field(&body, "details"), "details")?.unwrap_or(false);
+            let full = parse::<bool>(field(&body, "return_full_text"), "return_full_text")?
+                .unwrap_or(false);
+            let seed = params.seed;
+            let run_prompt = prompt.clone();
+            let generated = state
+                .inference
+                .run(ready, move |model| {
+                    decoder(model)?.generate(&run_prompt, &params, true, &mut |_, _| true)
+                })
+                .await?;
+            let text = if full {
+                format!("{prompt}{}", generated.text)
+            } else {
+                generated.text.clone()
+            };
+            let details = details.then(|| GenerationDetails {
+                finish_reason: generated.finish.tgi(),
+                generated_tokens: generated.token_ids.len(),
+                seed: Some(seed),
+                prefill: Vec::new(),
+                tokens: generated
+                    .token_ids
+                    .iter()
+                    .map(|id| TokenJson {
+                        id: *id,
+                        text: String::new(),
+                        logprob: 0.0,
+                        special: false,
+                    })
+                    .collect(),
+            });
+            Ok(Json(vec![GenerationJson {
+                generated_text: text,
+                details,
+            }])
+            .into_response())
+        }
+        Task::Conversational => Err(ApiError::BadRequest(
+            "Chat models answer at /v1/chat/completions".into(),
+        )),
+    }
+}
+
+fn encoder(model: &Model) -> Result<&trove_infer::Encoder, trove_infer::InferError> {
+    match model {
+        Model::Encoder(e) => Ok(e),
+        Model::Decoder(_) => Err(trove_infer::InferError::Unsupported(
+            "this task needs an encoder model".into(),
+        )),
+    }
+}
+
+fn decoder(model: &Model) -> Result<&trove_infer::Decoder, trove_infer::InferError> {
+    match model {
+        Model::Decoder(d) => Ok(d),
+        Model::Encoder(_) => Err(trove_infer::InferError::Unsupported(
+            "this task needs a text-generation model".into(),
+        )),
+    }
+}
+
+#[derive(Serialize)]
+struct LabelScore {
+    label: String,
+    score: f32,
+}
+
+#[derive(Serialize)]
+struct GenerationJson {
+    generated_text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<GenerationDetails>,
+}
+
+#[derive(Serialize)]
+struct GenerationDetails {
+    finish_reason: &'static str,
+    generated_tokens: usize,
+    seed: Option<u64>,
+    prefill: Vec<TokenJson>,
+    tokens: Vec<TokenJson>,
+}
+
+#[derive(Serialize)]
+struct TokenJson {
+    id: u32,
+    text: String,
+    logprob: f32,
+    special: bool,
+}
+
+/// Generation parameters of a TGI body (`tgi`: under `parameters`, `max_new_tokens`) or an
+/// OpenAI body (at the root, `max_tokens`), checked against the hub's limits.
+fn generation_params(state: &AppState, body: &Value, tgi: bool) -> ApiResult<GenerationParams> {
+    let limit = state.inference.config().max_new_tokens;
+    let get = |name: &str| {
+        if tgi {
+            field(body, name)
+        } else {
+            body.get(name).filter(|v| !v.is_null())
+        }
+    };
+    let max_new = parse::<usize>(
+        get(if tgi { "max_new_tokens" } else { "max_tokens" }),
+        "max_tokens",
+    )?
+    .unwrap_or(if tgi { 20 } else { 100 });
+    if max_new > limit {
+        return Err(ApiError::UnprocessableEntity(format!(
+            "Input validation error: `max_new_tokens` must be <= {limit}. Given: {max_new}"
+        )));
+    }
+    let temperature = parse::<f64>(get("temperature"), "temperature")?;
+    if temperature.is_some_and(|t| !(0.0..=100.0).contains(&t)) {
+        return Err(ApiError::UnprocessableEntity(
+            "Input validation error: `temperature` must be between 0 and 100".into(),
+        ));
+    }
+    let top_p = parse::<f64>(get("top_p"), "top_p")?;
+    if top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
+        return Err(ApiError::UnprocessableEntity(
+            "Input validation error: `top_p` must be > 0.0 and <= 1.0".into(),
+        ));
+    }
+    let stop = match get("stop") {
+        None => Vec::new(),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(v) => parse::<Vec<String>>(Some(v), "stop")?.unwrap_or_default(),
+    };
+    Ok(GenerationParams {
+        max_new_tokens: max_new,
+        temperature,
+        top_k: parse::<usize>(get("top_k"), "top_k")?.filter(|k| *k > 0),
+        top_p: top_p.filter(|p| *p < 1.0),
+        do_sample: parse::<bool>(get("do_sample"), "do_sample")?.unwrap_or(false),
+        seed: parse::<u64>(get("seed"), "seed")?.unwrap_or_else(rand::random),
+        stop,
+    })
+}
+
+/// A chat message's `content`: a string or a list of text parts.
+fn message_text(content: &Value) -> ApiResult<String> {
+    match content {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null => Ok(String::new()),
+        Value::Array(parts) => Ok(parts
+            .iter()
+            .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("")),
+        _ => Err(ApiError::UnprocessableEntity(
+            "a message's `content` must be a string or a list of parts".into(),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct ChatRequest {
+    messages: Vec<Value>,
+    #[serde(default)]
+    stream: bool,
+}
+
+/// `POST /models/{ns}/{name}/v1/chat/completions` (OpenAI-compatible).
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((ns, name)): ApiPath<(String, String)>,
+    query: QueryParams,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<Response> {
+    let request: ChatRequest = serde_json::from_value(body.clone())
+        .map_err(|e| ApiError::UnprocessableEntity(format!("Invalid chat request: {e}")))?;
+    if request.messages.is_empty() || request.messages.len() > state.inference.config().max_inputs {
+        return Err(ApiError::UnprocessableEntity(format!(
+            "`messages` must hold between 1 and {} messages",
+            state.inference.config().max_inputs
+        )));
+    }
+    let messages = request
+        .messages
+        .iter()
+        .map(|m| {
+            Ok(ChatMessage {
+                role: m
+                    .get("role")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| ApiError::UnprocessableEntity("a message has no `role`".into()))?
+                    .to_owned(),
+                content: message_text(m.get("content").unwrap_or(&Value::Null))?,
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let params = generation_params(&state, &body, false)?;
+    let ready = prepare(&state, &caller, &ns, &name, &query, Requested::Chat).await?;
+    let model_id = ready.model_id.clone();
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    if !request.stream {
+        let generated = state
+            .inference
+            .run(ready, move |model| {
+                let decoder = decoder(model)?;
+                let prompt = decoder.chat_prompt(&messages)?;
+                decoder.generate(&prompt, &params, false, &mut |_, _| true)
+            })
+            .await?;
+        let completion = generated.token_ids.len();
+        return Ok(Json(ChatCompletion {
+            id,
+            object: "chat.completion",
+            created,
+            model: model_id,
+            system_fingerprint: "trove",
+            choices: vec![ChatChoice {
+                index: 0,
+                message: ChatOut {
+                    role: "assistant",
+                    content: generated.text,
+                },
+                finish_reason: generated.finish.openai(),
+                logprobs: None,
+            }],
+            usage: Usage {
+                prompt_tokens: generated.prompt_tokens,
+                completion_tokens: completion,
+                total_tokens: generated.prompt_tokens + completion,
+            },
+        })
+        .into_response());
+    }
+    // Streaming: the generation runs on the inference threads and hands each piece to the
+    // response body through a channel; a reader that goes away stops the generation.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<StreamEvent>();
+    let runtime = state.inference.clone();
+    let pieces = tx.clone();
+    tokio::spawn(async move {
+        let result = runtime
+            .run(ready, move |model| {
+                let decoder = decoder(model)?;
+                let prompt = decoder.chat_prompt(&messages)?;
+                decoder.generate(&prompt, &params, false, &mut |piece, _| {
+                    piece.is_empty() || pieces.send(StreamEvent::Piece(piece.to_owned())).is_ok()
+                })
+            })
+            .await;
+        let _ = tx.send(StreamEvent::Done(result.map(|g| g.finish)));
+    });
+    let chunk = move |delta: Delta, finish: Option<&'static str>| ChatChunk {
+        id: id.clone(),
+        object: "chat.completion.chunk",
+        created,
+        model: model_id.clone(),
+        system_fingerprint: "trove",
+        choices: vec![ChunkChoice {
+            index: 0,
+            delta,
+            finish_reason: finish,
+            logprobs: None,
+        }],
+    };
+    let stream = futures_util::stream::unfold((rx, false), move |(mut rx, done)| {
+        let chunk = chunk.clone();
+        async move {
+            if done {
+                return None;
+            }
+            let event = rx.recv().await;
+            let (text, done) = match event {
+                Some(StreamEvent::Piece(piece)) => (
+                    sse(&chunk(
+                        Delta {
+                            role: "assistant",
+                            content: piece,
+                        },
+                        None,
+                    )),
+                    false,
+                ),
+                Some(StreamEvent::Done(Ok(finish))) => {
+                    let last = sse(&chunk(
+                        Delta {
+                            role: "assistant",
+                            content: String::new(),
+                        },
+                        Some(finish.openai()),
+                    ));
+                    (format!("{last}data: [DONE]\n\n"), true)
+                }
+                Some(StreamEvent::Done(Err(e))) => (
+                    sse(&StreamError {
+                        error: e.to_string(),
+                    }),
+                    true,
+                ),
+                None => return None,
+            };
+            Some((
+                Ok::<_, std::convert::Infallible>(Bytes::from(text)),
+                (rx, done),
+            ))
+        }
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+enum StreamEvent {
+    Piece(String),
+    Done(ApiResult<FinishReason>),
+}
+
+fn sse<T: Serialize>(value: &T) -> String {
+    match serde_json::to_string(value) {
+        Ok(json) => format!("data: {json}\n\n"),
+        Err(_) => String::new(),
+    }
+}
+
+#[derive(Serialize)]
+struct StreamError {
+    error: String,
+}
+
+#[derive(Serialize)]
+struct ChatCompletion {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: String,
+    system_fingerprint: &'static str,
+    choices: Vec<ChatChoice>,
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct ChatChoice {
+    index: u32,
+    message: ChatOut,
+    finish_reason: &'static str,
+    logprobs: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct ChatOut {
+    role: &'static str,
+    content: String,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: usize,
+    completion_tokens: usize,
+    total_tokens: usize,
+}
+
+#[derive(Serialize, Clone)]
+struct ChatChunk {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: String,
+    system_fingerprint: &'static str,
+    choices: Vec<ChunkChoice>,
+}
+
+#[derive(Serialize, Clone)]
+struct ChunkChoice {
+    index: u32,
+    delta: Delta,
+    finish_reason: Option<&'static str>,
+    logprobs: Option<Value>,
+}
+
+#[derive(Serialize, Clone)]
+struct Delta {
+    role: &'static str,
+    content: String,
+}

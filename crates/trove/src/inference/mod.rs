@@ -1,0 +1,324 @@
+//! Running the models the hub hosts (the Hub's `hf-inference` API): which repository,
+//! revision and task a request means, with the same access rule as downloads; loading the
+//! model once into the [`Registry`]; running it on the inference [`Pool`] within the
+//! per-model concurrency limit, the queue bound and the request timeout.
+
+pub mod pool;
+pub mod registry;
+pub mod source;
+
+use crate::auth::Caller;
+use crate::config::InferenceConfig;
+use crate::context::Context;
+use crate::error::{ApiError, ApiResult};
+use crate::repos::find_readable;
+use pool::Pool;
+use registry::{Admission, Key, Registry};
+use source::Source;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
+use trove_infer::{Family, InferError, Model};
+use trove_types::RepoType;
+
+/// Seconds a client is told to wait when a model's queue is full.
+const RETRY_AFTER_SECS: u64 = 1;
+
+/// The tasks this hub runs, by the Hub's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    FeatureExtraction,
+    SentenceSimilarity,
+    TextClassification,
+    TextGeneration,
+    /// OpenAI-compatible chat completions.
+    Conversational,
+}
+
+impl Task {
+    pub fn parse(name: &str) -> Option<Task> {
+        Some(match name {
+            "feature-extraction" => Task::FeatureExtraction,
+            "sentence-similarity" => Task::SentenceSimilarity,
+            "text-classification" | "sentiment-analysis" => Task::TextClassification,
+            "text-generation" => Task::TextGeneration,
+            "conversational" => Task::Conversational,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::FeatureExtraction => "feature-extraction",
+            Task::SentenceSimilarity => "sentence-similarity",
+            Task::TextClassification => "text-classification",
+            Task::TextGeneration => "text-generation",
+            Task::Conversational => "conversational",
+        }
+    }
+}
+
+/// The task a request names: the pipeline of the URL, or none (the model's own).
+pub enum Requested<'a> {
+    Default,
+    Pipeline(&'a str),
+    Chat,
+}
+
+/// The hub's inference service: settings, loaded models, threads.
+pub struct Runtime {
+    config: InferenceConfig,
+    registry: Registry,
+    pool: Pool,
+    device: trove_infer::Device,
+}
+
+impl Runtime {
+    pub fn new(config: &InferenceConfig) -> Runtime {
+        Runtime {
+            registry: Registry::new(
+                config.memory_mb.saturating_mul(1 << 20),
+                config.max_concurrent,
+                config.max_queue,
+            ),
+            pool: Pool::new(config.threads),
+            device: trove_infer::default_device(),
+            config: config.clone(),
+        }
+    }
+
+    pub fn config(&self) -> &InferenceConfig {
+        &self.config
+    }
+
+    /// `warm` when a model of the repository is loaded, else `cold` (model info's `inference`).
+    pub fn status(&self, repo_id: i64) -> &'static str {
+        if self.registry.is_loaded(repo_id) {
+            "warm"
+        } else {
+            "cold"
+        }
+    }
+
+    /// Bytes the loaded models take now.
+    pub fn loaded_bytes(&self) -> u64 {
+        self.registry.loaded_bytes()
+    }
+
+    /// Runs `f` on the model on the inference threads, within what is left of the request's
+    /// time; the model's run permit is held until `f` returns, even past a timeout (the
+    /// work is still using the CPU).
+    pub async fn run<T, F>(&self, ready: Ready, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Model) -> Result<T, InferError> + Send + 'static,
+    {
+        let deadline = ready.deadline;
+        let Ready {
+            model,
+            admission,
+            permit,
+            ..
+        } = ready;
+        let job = self.pool.run(move || {
+            let out = f(&model);
+            drop((permit, admission));
+            out
+        });
+        match tokio::time::timeout_at(deadline.into(), job).await {
+            Ok(Ok(out)) => out.map_err(infer_error),
+            Ok(Err(stopped)) => Err(ApiError::internal(stopped)),
+            Err(_) => Err(timed_out(&self.config)),
+        }
+    }
+}
+
+/// A request ready to run: its model loaded, its turn taken.
+pub struct Ready {
+    pub model: Arc<Model>,
+    pub task: Task,
+    /// `namespace/name`, as the answers name the model.
+    pub model_id: String,
+    pub deadline: Instant,
+    admission: Admission,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Finds the repository as a download would (private → not found, gated → the gate's
+/// answer), decides the task, loads the model if needed and waits for a turn on it.
+pub async fn prepare(
+    state: &Context,
+    runtime: &Runtime,
+    caller: &Caller,
+    namespace: &str,
+    name: &str,
+    revision: Option<&str>,
+    requested: Requested<'_>,
+) -> ApiResult<Ready> {
+    if !runtime.config.enabled {
+        return Err(ApiError::NotImplemented(
+            "Inference is turned off on this hub".into(),
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(runtime.config.timeout_secs);
+    let repo = find_readable(state, caller, RepoType::Model, namespace, name).await?;
+    repo.require_content(caller)?;
+    let source = source::locate(state, repo, revision.unwrap_or("main")).await?;
+    let model_id = source.repo_id();
+    if source.disabled {
+        return Err(ApiError::BadRequest(format!(
+            "Model {model_id} has inference turned off (`inference: false` in its card)"
+        )));
+    }
+    let task = choose_task(&source, requested)?;
+    let needed = trove_infer::estimated_bytes(source.parameters);
+    let budget = runtime.registry.budget_bytes();
+    if needed > budget {
+        return Err(ApiError::ModelTooLarge(format!(
+            "The model {model_id} is too large to be loaded automatically ({} > {}). \
+             Raise [inference] memory_mb on this hub to run it.",
+            human(needed),
+            human(budget)
+        )));
+    }
+    let key = Key {
+        repo_id: source.repo.repo.id,
+        commit: source.commit.to_string(),
+    };
+    let admission = runtime
+        .registry
+        .admit(&key)
+        .map_err(|_| ApiError::ModelBusy {
+            message: format!("Model {model_id} is overloaded: too many requests are waiting"),
+            retry_after_secs: RETRY_AFTER_SECS,
+        })?;
+    let wait = async {
+        let model = runtime
+            .registry
+            .model(&admission, load(state, runtime, &source))
+            .await?;
+        let permit = runtime
+            .registry
+            .turn(&admission)
+            .await
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("inference semaphore closed")))?;
+        Ok::<_, ApiError>((model, permit))
+    };
+    let (model, permit) = tokio::time::timeout_at(deadline.into(), wait)
+        .await
+        .map_err(|_| timed_out(&runtime.config))??;
+    check_fits(&model, task, &model_id)?;
+    Ok(Ready {
+        model,
+        task,
+        model_id,
+        deadline,
+        admission,
+        permit,
+    })
+}
+
+async fn load(state: &Context, runtime: &Runtime, source: &Source) -> ApiResult<Model> {
+    let started = Instant::now();
+    let files = source::read_files(state, source).await?;
+    let device = runtime.device.clone();
+    let model = runtime
+        .pool
+        .run(move || Model::load(files, &device))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(infer_error)?;
+    tracing::info!(
+        repo.id = source.repo.repo.id,
+        model = %source.repo_id(),
+        commit = %source.commit,
+        size_bytes = model.memory_bytes(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "loaded a model for inference"
+    );
+    Ok(model)
+}
+
+/// The task of a request: the one named, else the card's `pipeline_tag`, else what
+/// `config.json`'s architecture does.
+fn choose_task(source: &Source, requested: Requested<'_>) -> ApiResult<Task> {
+    let family = Family::of(&source.config).map_err(infer_error)?;
+    let classifier = trove_infer::architectures(&source.config)
+        .iter()
+        .any(|a| a.ends_with("ForSequenceClassification"));
+    let native = match family {
+        Family::Bert if classifier => Task::TextClassification,
+        Family::Bert => Task::FeatureExtraction,
+        Family::Llama => Task::TextGeneration,
+    };
+    let task = match requested {
+        Requested::Chat => Task::Conversational,
+        Requested::Pipeline(name) => Task::parse(name).ok_or_else(|| unsupported(name))?,
+        Requested::Default => match source.pipeline_tag.as_deref() {
+            Some(tag) => Task::parse(tag).ok_or_else(|| unsupported(tag))?,
+            None => native,
+        },
+    };
+    let fits = match task {
+        Task::FeatureExtraction | Task::SentenceSimilarity => family == Family::Bert,
+        Task::TextClassification => family == Family::Bert && classifier,
+        Task::TextGeneration | Task::Conversational => family == Family::Llama,
+    };
+    if !fits {
+        return Err(ApiError::BadRequest(format!(
+            "Model {} doesn't support task '{}'. Supported task: '{}'",
+            source.repo_id(),
+            task.as_str(),
+            native.as_str()
+        )));
+    }
+    Ok(task)
+}
+
+/// What loading revealed: a chat request needs a chat template.
+fn check_fits(model: &Model, task: Task, model_id: &str) -> ApiResult<()> {
+    if task == Task::Conversational
+        && let Model::Decoder(d) = model
+        && !d.chats()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "Model {model_id} has no chat template (tokenizer_config.json `chat_template`): \
+             use text-generation"
+        )));
+    }
+    Ok(())
+}
+
+fn unsupported(task: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "Task '{task}' is not supported by this hub's inference (supported: \
+         feature-extraction, sentence-similarity, text-classification, text-generation, \
+         chat completions)"
+    ))
+}
+
+fn timed_out(config: &InferenceConfig) -> ApiError {
+    ApiError::Timeout(format!(
+        "Inference did not finish within {} seconds",
+        config.timeout_secs
+    ))
+}
+
+/// The HTTP meaning of a model's failure.
+pub fn infer_error(e: InferError) -> ApiError {
+    match e {
+        InferError::Unsupported(m) | InferError::BadModel(m) => ApiError::BadRequest(m),
+        InferError::BadInput(m) => ApiError::UnprocessableEntity(m),
+        e @ InferError::Runtime(_) => ApiError::internal(e),
+    }
+}
+
+/// Sizes as the Hub's message writes them (`16GB`), with MB for small ones.
+fn human(bytes: u64) -> String {
+    const GB: u64 = 1 << 30;
+    if bytes >= GB {
+        format!("{}GB", bytes.div_ceil(GB))
+    } else {
+        format!("{}MB", bytes.div_ceil(1 << 20))
+    }
+}

@@ -1,0 +1,192 @@
+//! Loaded models: one slot per (repository, commit), loaded once however many requests ask
+//! at the same time, kept in memory while the budget allows (least recently used unloaded
+//! first), each with its own concurrency limit and bounded queue.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
+use trove_infer::Model;
+
+/// Which model: a repository at one commit.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub repo_id: i64,
+    pub commit: String,
+}
+
+struct Slot {
+    model: OnceCell<Arc<Model>>,
+    permits: Arc<Semaphore>,
+    /// Requests admitted and not finished (running or waiting for a permit or the load).
+    admitted: AtomicUsize,
+    last_used: AtomicU64,
+}
+
+/// The model's queue is full: come back later.
+#[derive(Debug)]
+pub struct Busy;
+
+pub struct Registry {
+    budget_bytes: u64,
+    max_concurrent: usize,
+    max_queue: usize,
+    slots: Mutex<HashMap<Key, Arc<Slot>>>,
+    tick: AtomicU64,
+}
+
+/// A request let in for one model; leaves the queue when dropped.
+pub struct Admission {
+    slot: Arc<Slot>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.slot.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Registry {
+    pub fn new(budget_bytes: u64, max_concurrent: usize, max_queue: usize) -> Registry {
+        Registry {
+            budget_bytes,
+            max_concurrent: max_concurrent.max(1),
+            max_queue,
+            slots: Mutex::new(HashMap::new()),
+            tick: AtomicU64::new(0),
+        }
+    }
+
+    pub fn budget_bytes(&self) -> u64 {
+        self.budget_bytes
+    }
+
+    /// Lets a request in for `key`, or [`Busy`] when `max_concurrent + max_queue` requests
+    /// are already in.
+    pub fn admit(&self, key: &Key) -> Result<Admission, Busy> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = slots
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    model: OnceCell::new(),
+                    permits: Arc::new(Semaphore::new(self.max_concurrent)),
+                    admitted: AtomicUsize::new(0),
+                    last_used: AtomicU64::new(0),
+                })
+            })
+            .clone();
+        let before = slot.admitted.fetch_add(1, Ordering::AcqRel);
+        if before >= self.max_concurrent + self.max_queue {
+            slot.admitted.fetch_sub(1, Ordering::AcqRel);
+            return Err(Busy);
+        }
+        slot.last_used
+            .store(self.tick.fetch_add(1, Ordering::AcqRel), Ordering::Release);
+        Ok(Admission { slot })
+    }
+
+    /// The admitted request's model, loaded by `load` if no one has yet (concurrent first
+    /// requests wait for the one load); then models are unloaded, least recently used first,
+    /// until the loaded ones fit the budget again.
+    pub async fn model<E, F>(&self, admission: &Admission, load: F) -> Result<Arc<Model>, E>
+    where
+        F: Future<Output = Result<Model, E>>,
+    {
+        let model = admission
+            .slot
+            .model
+            .get_or_try_init(|| async { load.await.map(Arc::new) })
+            .await?
+            .clone();
+        self.evict(&admission.slot);
+        Ok(model)
+    }
+
+    /// Waits for one of the model's run permits (`None` only if the semaphore were closed,
+    /// which the registry never does).
+    pub async fn turn(&self, admission: &Admission) -> Option<OwnedSemaphorePermit> {
+        admission.slot.permits.clone().acquire_owned().await.ok()
+    }
+
+    /// Whether a model of this repository is loaded (any commit): `warm`.
+    pub fn is_loaded(&self, repo_id: i64) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .iter()
+            .any(|(k, s)| k.repo_id == repo_id && s.model.initialized())
+    }
+
+    /// Bytes the loaded models take.
+    pub fn loaded_bytes(&self) -> u64 {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .values()
+            .filter_map(|s| s.model.get())
+            .map(|m| m.memory_bytes())
+            .sum()
+    }
+
+    fn evict(&self, keep: &Arc<Slot>) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        // Slots that never loaded and have no one waiting are dropped on the way.
+        slots.retain(|_, s| s.model.initialized() || s.admitted.load(Ordering::Acquire) > 0);
+        let mut total: u64 = slots
+            .values()
+            .filter_map(|s| s.model.get())
+            .map(|m| m.memory_bytes())
+            .sum();
+        while total > self.budget_bytes {
+            // Only idle models go; busy ones stay (the budget is exceeded until they finish).
+            let victim = slots
+                .iter()
+                .filter(|(_, s)| {
+                    !Arc::ptr_eq(s, keep)
+                        && s.model.initialized()
+                        && s.admitted.load(Ordering::Acquire) == 0
+                })
+                .min_by_key(|(_, s)| s.last_used.load(Ordering::Acquire))
+                .map(|(k, _)| k.clone());
+            let Some(victim) = victim else { break };
+            if let Some(slot) = slots.remove(&victim) {
+                let bytes = slot.model.get().map_or(0, |m| m.memory_bytes());
+                total = total.saturating_sub(bytes);
+                tracing::info!(
+                    repo.id = victim.repo_id,
+                    commit = %victim.commit,
+                    size_bytes = bytes,
+                    "unloaded a model to stay within the inference memory budget"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: i64) -> Key {
+        Key {
+            repo_id: id,
+            commit: "c".into(),
+        }
+    }
+
+    #[test]
+    fn admission_is_bounded_by_concurrency_plus_queue() {
+        let registry = Registry::new(1 << 20, 1, 2);
+        let a = registry.admit(&key(1)).expect("running");
+        let b = registry.admit(&key(1)).expect("queued");
+        let c = registry.admit(&key(1)).expect("queued");
+        assert!(registry.admit(&key(1)).is_err(), "the queue is full");
+        assert!(
+            registry.admit(&key(2)).is_ok(),
+            "another model has its own queue"
+        );
+        drop(b);
+        let _d = registry.admit(&key(1)).expect("room again");
+        drop((a, c));
+    }
+}
