@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use trove::repos::card::{FileFacts, derive_tags, hidden_facets, read_card};
+use trove_card::{FileFacts, derive_tags, hidden_facets, read_card};
 use trove_types::RepoType;
 
 fuzz_target!(|data: &[u8]| {

@@ -125,7 +125,13 @@ fn lower_crates_stay_independent() {
         .parent()
         .expect("crates dir")
         .to_owned();
-    let lower = ["trove-git", "trove-store", "trove-db", "trove-xet"];
+    let lower = [
+        "trove-git",
+        "trove-store",
+        "trove-db",
+        "trove-xet",
+        "trove-card",
+    ];
     for name in lower {
         let manifest =
             std::fs::read_to_string(crates.join(name).join("Cargo.toml")).expect("manifest");
