@@ -2,7 +2,7 @@
 //! (each new piece of text handed to the caller as it is decoded, for streaming).
 
 use crate::chat::{ChatMessage, ChatTemplate};
-use crate::text::Text;
+use crate::text::{Text, special_token};
 use crate::{InferError, ModelFiles, Result, guarded, load_weights};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -214,14 +214,5 @@ fn sampling(params: &GenerationParams) -> Sampling {
         (Some(k), None) => Sampling::TopK { k, temperature },
         (None, Some(p)) => Sampling::TopP { p, temperature },
         (None, None) => Sampling::All { temperature },
-    }
-}
-
-/// A special token of `tokenizer_config.json`: a string, or an object with `content`.
-pub(crate) fn special_token(config: &Value, name: &str) -> Option<String> {
-    match config.get(name)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(o) => o.get("content").and_then(Value::as_str).map(str::to_owned),
-        _ => None,
     }
 }

@@ -2,6 +2,7 @@
 //! input-size rule every task applies.
 
 use crate::{InferError, Result};
+use serde_json::Value;
 use tokenizers::Tokenizer;
 
 pub(crate) struct Text {
@@ -49,5 +50,14 @@ impl Text {
 
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.tokenizer.token_to_id(token)
+    }
+}
+
+/// A special token of `tokenizer_config.json`: a string, or an object with `content`.
+pub(crate) fn special_token(config: &Value, name: &str) -> Option<String> {
+    match config.get(name)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o.get("content").and_then(Value::as_str).map(str::to_owned),
+        _ => None,
     }
 }
