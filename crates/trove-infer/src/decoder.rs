@@ -8,7 +8,6 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use candle_transformers::models::llama::{Cache, Config, Llama, LlamaConfig, LlamaEosToks};
-use serde_json::Value;
 
 /// How to generate: the TGI / OpenAI parameters the hub honours.
 #[derive(Clone, Debug)]
