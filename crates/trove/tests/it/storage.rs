@@ -247,8 +247,26 @@ async fn a_streamed_upload_and_a_one_pass_ingestion_build_the_same_xorbs_and_fil
         xorbs == xorb_files(one_pass.state.store.root()),
         "byte-identical xorbs under the same names"
     );
-    assert!(!streamed.state.store.local_path(&oid).exists());
-    assert!(!one_pass.state.store.local_path(&oid).exists());
+    assert!(
+        streamed
+            .state
+            .store
+            .size_of(&oid)
+            .await
+            .expect("size")
+            .is_none(),
+        "the whole-file copy is gone"
+    );
+    assert!(
+        one_pass
+            .state
+            .store
+            .size_of(&oid)
+            .await
+            .expect("size")
+            .is_none(),
+        "the whole-file copy is gone"
+    );
 }
 
 /// A body that does not hash to the oid it was announced as is refused, and the chunks the
@@ -304,7 +322,10 @@ async fn a_body_with_the_wrong_sha256_leaves_nothing_visible_and_no_chunk_indexe
         "no chunk of the refused body is indexed"
     );
     assert_eq!(xorb_bytes(app.state.store.root()), 0, "no xorb written");
-    assert!(!app.state.store.local_path(&sha).exists());
+    assert!(
+        app.state.store.size_of(&sha).await.expect("size").is_none(),
+        "the whole-file copy is gone"
+    );
     let tmp: Vec<_> = std::fs::read_dir(app.state.store.root().join("tmp"))
         .into_iter()
         .flatten()
