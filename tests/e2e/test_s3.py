@@ -6,7 +6,6 @@ own access check. Skipped in the embedded mode."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,28 +13,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from conftest import TroveServer, clean_env, make_client, ndjson, sha256_bytes, trove_binary, unique
+from test_database import closed_port
+from test_storage import DOWNLOAD, UPLOAD
 
 S3_URL = os.environ.get("TROVE_E2E_S3_URL", "")
 pytestmark = pytest.mark.skipif(not S3_URL, reason="S3 mode only: scripts/test.sh runs it with an S3 server")
-
-UPLOAD = """
-info = api.upload_file(path_or_fileobj=ARGS["local"], path_in_repo=ARGS["path"], repo_id=ARGS["repo"])
-emit({"commit": info.oid})
-"""
-
-DOWNLOAD = """
-from huggingface_hub import hf_hub_download
-p = hf_hub_download(ARGS["repo"], ARGS["path"])
-emit({"sha256": sha256_file(p), "size": os.path.getsize(p)})
-"""
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def with_query(url: str, **params: str) -> str:
