@@ -79,3 +79,11 @@ echo "bench/s3.sh: $MIB MiB object, $ROUNDS rounds; s3s-fs $S3S_VERSION on :$S3_
 "$PY" "$ROOT/bench/s3_bench.py" --s3-endpoint "$ENDPOINT" --bucket bench \
     --trove "http://127.0.0.1:$TROVE_PORT" --token "$(cat "$WORK/trove/admin-token")" \
     --file "$WORK/object.bin" --size-mib "$MIB" --rounds "$ROUNDS"
+
+# Where each Trove upload's time went on the server (receive + SHA-256, the packing stage's
+# CPU, waiting for xorbs on their way to the bucket, records): the `storage.lfs_ingested` lines.
+echo
+echo "server stages of the uploads (storage.lfs_ingested):"
+grep 'storage.lfs_ingested' "$WORK/trove.log" |
+    grep -o 'via=[^ ]*\|size_bytes=[^ ]*\|receive_ms=[^ ]*\|chunk_ms=[^ ]*\|chunk_cpu_ms=[^ ]*\|chunk_wait_ms=[^ ]*\|lookup_ms=[^ ]*\|pack_ms=[^ ]*\|publish_ms=[^ ]*\|record_ms=[^ ]*\|after_receive_ms=[^ ]*' |
+    paste -sd' ' | sed 's/ via=/\nvia=/g' || true

@@ -1,5 +1,5 @@
 """kill -9 in the middle of the chunk store's own work: while a plain LFS upload is being cut
-into chunks and packed (after its bytes landed, before its Xet file is recorded), while
+into chunks and packed into xorbs as it arrives (before it is verified and recorded), while
 `trove gc` sweeps thousands of condemned xorbs, and while it writes a compacted xorb. After a restart nothing references what is
 not there, `trove fsck` is clean, the next GC completes, and uploading again works."""
 
@@ -77,12 +77,14 @@ def test_kill_9_while_an_lfs_upload_is_ingested(tmp_path):
         local.write_bytes(data)
         client = make_client(server, tmp_path / "c1")
         upload = client.popen_py(UPLOAD, xet=False, args={"repo": repo, "path": "big.bin", "local": str(local)})
-        whole = server.data_dir / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+        # The body is packed into xorbs while it arrives: kill once a xorb is being written
+        # in staging (the body not yet verified, nothing published or recorded).
+        tmp = server.data_dir / "lfs" / "tmp"
         deadline = time.monotonic() + 300
-        while not whole.exists() and time.monotonic() < deadline and upload.poll() is None:
+        while (not any(tmp.glob("pack-*")) and time.monotonic() < deadline
+               and upload.poll() is None):
             time.sleep(POLL_S)
-        # The whole object landed and ingestion (chunk, pack, record, then delete it) runs.
-        assert whole.exists(), "the upload never reached the store"
+        assert any(tmp.glob("pack-*")), "the upload never reached the packing stage"
         server.proc.kill()
         server.proc.wait(timeout=15)
         upload.kill()
@@ -92,6 +94,8 @@ def test_kill_9_while_an_lfs_upload_is_ingested(tmp_path):
         server = TroveServer("trove-ingest-crash-2", tmp_path / "srv")
         server.start()
         after_restart(server)
+        whole = server.data_dir / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+        assert not whole.exists(), "a basic upload never lands as a whole-file object"
         # Uploading again works and reads back both ways.
         again = make_client(server, tmp_path / "c2")
         again.py(UPLOAD, xet=False, args={"repo": repo, "path": "big.bin", "local": str(local)})

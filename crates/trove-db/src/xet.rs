@@ -81,23 +81,33 @@ impl Db {
     ) -> Result<bool> {
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let done = sqlx::query(
-                "INSERT INTO xet_xorbs (hash, stored_bytes, raw_bytes, num_chunks, chunk_index, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash) DO NOTHING",
-            )
-            .bind(hash.as_slice())
-            .bind(to_sql("xorb stored bytes", xorb.stored_bytes)?)
-            .bind(to_sql("xorb raw bytes", xorb.raw_bytes)?)
-            .bind(xorb.num_chunks as i64)
-            .bind(xorb.chunk_index.as_slice())
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-            // The chunk index learns the xorb's chunks in the same transaction, so an entry never
-            // names a xorb the index does not hold.
-            index_xorb_chunks(Conn::from(&mut *tx), hash.as_slice(), chunk_hashes).await?;
+            let inserted = insert_xorb(Conn::from(&mut *tx), hash, xorb, chunk_hashes, now_ms).await?;
             tx.commit().await?;
-            Ok(done.rows_affected() == 1)
+            Ok(inserted)
+        })
+    }
+
+    /// Records what an LFS upload packed on the server, in one transaction: its new xorbs
+    /// (with their chunks, each linked to `repo_id` as an upload of that repository), then
+    /// `file` naming `xorbs` (new ones and ones held before) as with
+    /// [`Self::record_xet_file`]. Either all of it is recorded or none.
+    pub async fn record_ingested_file(
+        &self,
+        repo_id: i64,
+        new_xorbs: &[NewXorb],
+        file: &XetFile,
+        xorbs: &[[u8; 32]],
+        now_ms: i64,
+    ) -> Result<()> {
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            for x in new_xorbs {
+                insert_xorb(Conn::from(&mut *tx), &x.hash, &x.record, &x.chunk_hashes, now_ms).await?;
+                insert_repo_xorb(Conn::from(&mut *tx), repo_id, &x.hash, now_ms).await?;
+            }
+            insert_xet_file(Conn::from(&mut *tx), repo_id, file, xorbs, now_ms).await?;
+            tx.commit().await?;
+            Ok(())
         })
     }
 
@@ -140,20 +150,8 @@ impl Db {
     /// Returns whether the link is new. Fails with `NotFound` if the xorb is not recorded.
     pub async fn link_repo_xorb(&self, repo_id: i64, hash: &[u8; 32], now_ms: i64) -> Result<bool> {
         with_pool!(self, pool => {
-            let done = sqlx::query(
-                "INSERT INTO xet_repo_xorbs (repo_id, hash, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (repo_id, hash) DO NOTHING",
-            )
-            .bind(repo_id)
-            .bind(hash.as_slice())
-            .bind(now_ms)
-            .execute(pool)
-            .await
-            .map_err(crate::error::constraint_error(
-                "repo xorb link",
-                "repo or xorb",
-            ))?;
-            Ok(done.rows_affected() == 1)
+            let mut conn = pool.acquire().await?;
+            insert_repo_xorb(Conn::from(&mut *conn), repo_id, hash, now_ms).await
         })
     }
 
@@ -226,59 +224,7 @@ impl Db {
     ) -> Result<()> {
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            sqlx::query(
-                "INSERT INTO xet_files (file_hash, size, sha256, terms, created_at) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (file_hash) DO NOTHING",
-            )
-            .bind(file.file_hash.as_slice())
-            .bind(to_sql("xet file size", file.size)?)
-            .bind(file.sha256.as_str())
-            .bind(file.terms.as_slice())
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-            for xorb in xorbs {
-                // Garbage collection drops unreferenced xorbs in a transaction of its own: a
-                // file must not name one that went meanwhile.
-                let held: Option<i32> = sqlx::query_scalar("SELECT 1 FROM xet_xorbs WHERE hash = $1")
-                    .bind(xorb.as_slice())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if held.is_none() {
-                    return Err(DbError::NotFound {
-                        what: "xorb (garbage-collected meanwhile)",
-                    });
-                }
-                sqlx::query(
-                    "INSERT INTO xet_file_xorbs (file_hash, xorb) VALUES ($1, $2) \
-                     ON CONFLICT (file_hash, xorb) DO NOTHING",
-                )
-                .bind(file.file_hash.as_slice())
-                .bind(xorb.as_slice())
-                .execute(&mut *tx)
-                .await?;
-            }
-            sqlx::query(
-                "INSERT INTO lfs_objects (sha256, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING",
-            )
-            .bind(file.sha256.as_str())
-            .bind(to_sql("xet file size", file.size)?)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO repo_lfs_objects (repo_id, sha256, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (repo_id, sha256) DO NOTHING",
-            )
-            .bind(repo_id)
-            .bind(file.sha256.as_str())
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(crate::error::constraint_error(
-                "repo_lfs_object",
-                "repository",
-            ))?;
+            insert_xet_file(Conn::from(&mut *tx), repo_id, file, xorbs, now_ms).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -428,6 +374,132 @@ impl Db {
         })
     }
 }
+
+/// A xorb the server packed, to record with [`Db::record_ingested_file`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewXorb {
+    pub hash: [u8; 32],
+    pub record: XorbRecord,
+    /// Its chunks' hashes in order.
+    pub chunk_hashes: Vec<[u8; 32]>,
+}
+
+/// Inserts a xorb and indexes its chunks (inside the caller's transaction). Returns whether
+/// it was new.
+async fn insert_xorb(
+    conn: Conn<'_>,
+    hash: &[u8; 32],
+    xorb: &XorbRecord,
+    chunk_hashes: &[[u8; 32]],
+    now_ms: i64,
+) -> Result<bool> {
+    let inserted = with_conn!(conn, c => {
+        let done = sqlx::query(
+            "INSERT INTO xet_xorbs (hash, stored_bytes, raw_bytes, num_chunks, chunk_index, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash) DO NOTHING",
+        )
+        .bind(hash.as_slice())
+        .bind(to_sql("xorb stored bytes", xorb.stored_bytes)?)
+        .bind(to_sql("xorb raw bytes", xorb.raw_bytes)?)
+        .bind(xorb.num_chunks as i64)
+        .bind(xorb.chunk_index.as_slice())
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await?;
+        // The chunk index learns the xorb's chunks in the same transaction, so an entry never
+        // names a xorb the index does not hold.
+        index_xorb_chunks(Conn::from(&mut *c), hash.as_slice(), chunk_hashes).await?;
+        done.rows_affected() == 1
+    });
+    Ok(inserted)
+}
+
+/// Links a recorded xorb to a repository; whether the link is new.
+async fn insert_repo_xorb(conn: Conn<'_>, repo_id: i64, hash: &[u8; 32], now_ms: i64) -> Result<bool> {
+    with_conn!(conn, c => {
+        let done = sqlx::query(
+            "INSERT INTO xet_repo_xorbs (repo_id, hash, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (repo_id, hash) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(hash.as_slice())
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await
+        .map_err(crate::error::constraint_error(
+            "repo xorb link",
+            "repo or xorb",
+        ))?;
+        Ok(done.rows_affected() == 1)
+    })
+}
+
+/// The body of [`Db::record_xet_file`], inside the caller's transaction.
+async fn insert_xet_file(
+    conn: Conn<'_>,
+    repo_id: i64,
+    file: &XetFile,
+    xorbs: &[[u8; 32]],
+    now_ms: i64,
+) -> Result<()> {
+    with_conn!(conn, c => {
+        sqlx::query(
+            "INSERT INTO xet_files (file_hash, size, sha256, terms, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (file_hash) DO NOTHING",
+        )
+        .bind(file.file_hash.as_slice())
+        .bind(to_sql("xet file size", file.size)?)
+        .bind(file.sha256.as_str())
+        .bind(file.terms.as_slice())
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await?;
+        for xorb in xorbs {
+            // Garbage collection drops unreferenced xorbs in a transaction of its own: a
+            // file must not name one that went meanwhile.
+            let held: Option<i32> = sqlx::query_scalar("SELECT 1 FROM xet_xorbs WHERE hash = $1")
+                .bind(xorb.as_slice())
+                .fetch_optional(&mut *c)
+                .await?;
+            if held.is_none() {
+                return Err(DbError::NotFound {
+                    what: "xorb (garbage-collected meanwhile)",
+                });
+            }
+            sqlx::query(
+                "INSERT INTO xet_file_xorbs (file_hash, xorb) VALUES ($1, $2) \
+                 ON CONFLICT (file_hash, xorb) DO NOTHING",
+            )
+            .bind(file.file_hash.as_slice())
+            .bind(xorb.as_slice())
+            .execute(&mut *c)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO lfs_objects (sha256, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(file.sha256.as_str())
+        .bind(to_sql("xet file size", file.size)?)
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query(
+            "INSERT INTO repo_lfs_objects (repo_id, sha256, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (repo_id, sha256) DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(file.sha256.as_str())
+        .bind(now_ms)
+        .execute(&mut *c)
+        .await
+        .map_err(crate::error::constraint_error(
+            "repo_lfs_object",
+            "repository",
+        ))?;
+        Ok(())
+    })
+}
+
 
 /// Adds `xorb`'s chunks to the chunk index (`chunk_hashes` in its order), inside the caller's
 /// transaction; chunks the index already places elsewhere keep their entry. Returns how many

@@ -400,10 +400,12 @@ impl S3Store {
         self.publish_object(expected, expected_size).await
     }
 
-    /// Complete a multipart upload staged locally, then publish the object.
+    /// Complete a multipart upload staged locally. The verified object stays in staging, not
+    /// in the bucket: it is ingested into xorbs from there ([`Self::local_copy`]) and removed
+    /// ([`Self::remove_object`]), so its bytes cross to the bucket once, as xorbs.
     pub async fn multipart_complete(&self, upload_id: &str) -> Result<PutOutcome, StoreError> {
-        let (oid, size, _) = self.staging.multipart_complete_oid(upload_id).await?;
-        self.publish_object(&oid, size).await
+        let (_, _, outcome) = self.staging.multipart_complete_oid(upload_id).await?;
+        Ok(outcome)
     }
 
     async fn publish_object(&self, oid: &Sha256Hex, size: u64) -> Result<PutOutcome, StoreError> {

@@ -29,6 +29,15 @@ impl From<LocalStore> for Store {
     }
 }
 
+/// A packed xorb made durable but not yet visible (see [`Store::ready_xorb`]).
+#[derive(Debug)]
+pub enum ReadyXorb {
+    /// Fsynced in local staging, to be renamed into place.
+    Local(StagedXorb),
+    /// In the bucket already: whether this upload put it there.
+    Remote(PutOutcome),
+}
+
 /// A xorb that garbage collection moved aside (see [`Store::trash_xorb`]).
 #[derive(Debug, Clone)]
 pub enum TrashedXorb {
@@ -239,6 +248,43 @@ impl Store {
         }
     }
 
+    /// The first half of publishing a xorb the server packed from an upload that is still
+    /// arriving: made durable where it will stay, not yet found by anyone. Locally its
+    /// staging file is truncated to `content_len` and fsynced; in S3 mode it is uploaded to
+    /// its key in the bucket (create-if-absent), which readers only reach once the database
+    /// records it. Then [`Self::publish_ready_xorb`] once the upload is verified.
+    pub async fn ready_xorb(
+        &self,
+        staged: StagedXorb,
+        hash_hex: &str,
+        content_len: u64,
+    ) -> Result<ReadyXorb, StoreError> {
+        match self {
+            Store::Local(s) => Ok(ReadyXorb::Local(
+                s.sync_staged_xorb(staged, content_len).await?,
+            )),
+            Store::S3(s) => Ok(ReadyXorb::Remote(
+                s.publish_xorb(staged, hash_hex, content_len).await?,
+            )),
+        }
+    }
+
+    /// Makes a ready xorb visible under `hash_hex` (locally a rename; in S3 mode it is in
+    /// place already). Dropping a [`ReadyXorb`] instead removes its local staging file.
+    pub async fn publish_ready_xorb(
+        &self,
+        ready: ReadyXorb,
+        hash_hex: &str,
+    ) -> Result<PutOutcome, StoreError> {
+        match (self, ready) {
+            (Store::Local(s), ReadyXorb::Local(staged)) => {
+                s.publish_synced_xorb(staged, hash_hex).await
+            }
+            (Store::S3(_), ReadyXorb::Remote(outcome)) => Ok(outcome),
+            _ => Err(mismatched()),
+        }
+    }
+
     pub async fn has_xorb(&self, hash_hex: &str) -> Result<bool, StoreError> {
         match self {
             Store::Local(s) => s.has_xorb(hash_hex).await,
@@ -357,6 +403,6 @@ impl Store {
 fn mismatched() -> StoreError {
     StoreError::Io {
         path: PathBuf::new(),
-        source: io::Error::other("a trashed xorb of another backend"),
+        source: io::Error::other("a xorb handle of another backend"),
     }
 }

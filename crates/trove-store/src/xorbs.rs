@@ -115,6 +115,41 @@ impl LocalStore {
         .await
     }
 
+    /// Makes a staged xorb the server packed durable without making it visible: its first
+    /// `content_len` bytes kept, fsynced. [`Self::publish_synced_xorb`] later only renames it.
+    /// Lets an upload fsync its xorbs while the rest of its body arrives and publish them
+    /// once the body is verified.
+    pub async fn sync_staged_xorb(
+        &self,
+        staged: StagedXorb,
+        content_len: u64,
+    ) -> Result<StagedXorb, StoreError> {
+        blocking(move || {
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .open(staged.path())
+                .map_err(io_at(staged.path()))?;
+            file.set_len(content_len).map_err(io_at(staged.path()))?;
+            file.sync_all().map_err(io_at(staged.path()))?;
+            Ok(StagedXorb {
+                len: content_len,
+                ..staged
+            })
+        })
+        .await
+    }
+
+    /// Makes a xorb [`Self::sync_staged_xorb`] made durable visible as `hash_hex` (a rename
+    /// and a directory fsync).
+    pub async fn publish_synced_xorb(
+        &self,
+        staged: StagedXorb,
+        hash_hex: &str,
+    ) -> Result<PutOutcome, StoreError> {
+        let dest = self.xorb_path(hash_hex);
+        blocking(move || durable::publish(staged.temp, &dest)).await
+    }
+
     /// Open xorb `hash_hex` positioned at byte `start` (blocking; for readers that run on the
     /// blocking pool). `None` if the xorb is not stored.
     pub fn open_xorb_at(&self, hash_hex: &str, start: u64) -> Result<Option<fs::File>, StoreError> {

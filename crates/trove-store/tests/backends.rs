@@ -214,9 +214,23 @@ async fn bad_hash_or_size_is_refused_and_nothing_is_visible() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_objects_publish_in_parts_and_multipart_uploads_complete() {
+async fn large_objects_publish_in_parts_and_multipart_uploads_complete_in_staging() {
     for (name, store, _dir) in backends().await {
         // Larger than one PUT: the S3 backend publishes it as a multipart upload.
+        let whole = pattern(trove_store::SINGLE_PUT_MAX as usize + 3_000_001, 9);
+        let whole_oid = oid_of(&whole);
+        store
+            .put(&whole_oid, whole.len() as u64, body(&whole, 1 << 20))
+            .await
+            .expect("put");
+        let (stream, len) = store
+            .open_range(&whole_oid, 0, whole.len() as u64)
+            .await
+            .expect("open")
+            .expect("present");
+        assert_eq!(len, whole.len() as u64, "{name}");
+        assert!(collect(stream).await == whole, "{name}: bytes equal");
+
         let data = pattern(trove_store::SINGLE_PUT_MAX as usize + 3_000_001, 3);
         let oid = oid_of(&data);
         let part = 5 << 20;
@@ -237,13 +251,26 @@ async fn large_objects_publish_in_parts_and_multipart_uploads_complete() {
             "{name}: not before complete"
         );
         store.multipart_complete(&id).await.expect("complete");
-        let (stream, len) = store
-            .open_range(&oid, 0, data.len() as u64)
+        // The verified whole is at hand for ingestion; in S3 mode it stays in staging (its
+        // bytes go to the bucket as xorbs, never whole).
+        let copy = store
+            .local_copy(&oid)
             .await
-            .expect("open")
+            .expect("copy")
             .expect("present");
-        assert_eq!(len, data.len() as u64, "{name}");
-        assert!(collect(stream).await == data, "{name}: bytes equal");
+        assert!(
+            std::fs::read(copy.path()).expect("read") == data,
+            "{name}: bytes equal"
+        );
+        let in_store = store.size_of(&oid).await.expect("size");
+        if store.is_remote() {
+            assert_eq!(in_store, None, "{name}: never published whole");
+        } else {
+            assert_eq!(in_store, Some(data.len() as u64), "{name}");
+        }
+        drop(copy);
+        store.remove_object(&oid).await.expect("remove");
+        assert!(store.local_copy(&oid).await.expect("copy").is_none(), "{name}");
 
         // A multipart upload whose bytes do not hash to the oid publishes nothing.
         let other = pattern(6 << 20, 4);

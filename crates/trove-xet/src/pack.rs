@@ -90,6 +90,15 @@ impl<W: Write> XorbPacker<W> {
 
     /// Appends one chunk; returns its hash. The caller keeps within [`fits`].
     pub fn push(&mut self, data: &[u8]) -> Result<XetHash, XorbError> {
+        let h = hash::chunk_hash(data);
+        self.push_hashed(data, h)?;
+        Ok(h)
+    }
+
+    /// Appends one chunk whose hash `h` the caller computed from these very bytes in memory
+    /// (the chunker of a streamed upload): hashing them again would only cost time. Bytes
+    /// read back from storage go through [`Self::push`], which hashes what it packs.
+    pub fn push_hashed(&mut self, data: &[u8], h: XetHash) -> Result<(), XorbError> {
         if self.chunks.len() == MAX_XORB_CHUNKS {
             return Err(XorbError::TooManyChunks);
         }
@@ -106,14 +115,13 @@ impl<W: Write> XorbPacker<W> {
             (Ok(s), Ok(r)) => (s, r),
             _ => return Err(XorbError::TooLarge),
         };
-        let h = hash::chunk_hash(data);
         self.chunks.push(ChunkMeta {
             hash: h,
             stored_end,
             raw_end,
         });
         self.sized.push((h, data.len() as u64));
-        Ok(h)
+        Ok(())
     }
 
     /// The xorb's hash and index, and the writer back (flushed).

@@ -1,17 +1,16 @@
-//! LFS objects as a repository receives them: bytes streamed into the store and verified
-//! against their oid (a basic upload is chunked on the way in), moved into the chunk store
-//! (see `repos::ingest`), then recorded and
-//! linked to the repository they were uploaded for. A repository may reference an object
+//! LFS objects as a repository receives them: bytes verified against their oid and kept in
+//! the chunk store (see `repos::ingest`: a basic upload is packed into xorbs on the way in, a
+//! multipart one is assembled in staging and ingested from there), then recorded and linked
+//! to the repository they were uploaded for. A repository may reference an object
 //! only once such a link exists, so knowing a hash never grants another repository's content.
 
 use crate::clock::now_ms;
 use crate::context::Context;
 use crate::error::ApiResult;
-use crate::repos::ingest::{self, ingest_object, ingest_streamed};
+use crate::repos::ingest::{self, ingest_object, receive_packed};
 use bytes::Bytes;
 use futures_util::Stream;
 use std::io;
-use std::time::Instant;
 use trove_store::PutOutcome;
 use trove_types::Sha256Hex;
 
@@ -23,8 +22,9 @@ pub async fn publish(state: &Context, repo_id: i64, oid: &Sha256Hex, size: u64) 
     Ok(())
 }
 
-/// The basic transfer: streams `body` into the store (refused unless it is `size` bytes
-/// hashing to `oid`), then publishes the object for `repo_id`.
+/// The basic transfer: `body` is packed into the chunk store as it arrives (refused, with
+/// nothing kept, unless it is `size` bytes hashing to `oid`), then the object is published
+/// for `repo_id`.
 pub async fn receive<S>(
     state: &Context,
     repo_id: i64,
@@ -35,17 +35,19 @@ pub async fn receive<S>(
 where
     S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin + 'static,
 {
-    let started = Instant::now();
-    // Bytes already held as a Xet file are only linked: no need to chunk them as they arrive.
-    let outcome = if size > 0 && state.db.xet_file_by_sha256(oid).await?.is_none() {
-        let (body, stage) = ingest::chunk_alongside(body);
-        let outcome = state.store.put(oid, size, body).await?;
-        ingest_streamed(state, repo_id, oid, size, stage, started.elapsed()).await?;
-        outcome
+    let outcome = if size == 0 {
+        // Empty objects stay whole: there is nothing to chunk.
+        state.store.put(oid, size, body).await?
+    } else if let Some(file) = state.db.xet_file_by_sha256(oid).await? {
+        // Bytes already held as a Xet file: verified, then only linked; nothing is written.
+        ingest::verify_body(body, oid, size, None)
+            .await
+            .map_err(|e| e.into_api())?;
+        ingest::link_file(state, repo_id, &file).await?;
+        PutOutcome::AlreadyPresent
     } else {
-        let outcome = state.store.put(oid, size, body).await?;
-        ingest_object(state, repo_id, oid, size).await?;
-        outcome
+        receive_packed(state, repo_id, oid, size, body).await?;
+        PutOutcome::Stored
     };
     publish(state, repo_id, oid, size).await?;
     tracing::info!(oid = %oid, size_bytes = size, new = matches!(outcome, PutOutcome::Stored), "lfs object uploaded");

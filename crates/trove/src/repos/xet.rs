@@ -15,6 +15,7 @@ use futures_util::Stream;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io;
+use std::time::Instant;
 use trove_db::{XetFile, XorbRecord};
 use trove_types::Sha256Hex;
 use trove_xet::XetHash;
@@ -29,7 +30,7 @@ use trove_xet::xorb::{self, XorbError, XorbIndex};
 /// from what other repositories hold.
 pub async fn store_xorb<S>(state: &Context, repo_id: i64, hash: XetHash, body: S) -> ApiResult<bool>
 where
-    S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
+    S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin + 'static,
 {
     let raw = hash.to_bytes();
     // A xorb garbage collection has moved aside is missing, whatever the index says.
@@ -42,22 +43,27 @@ where
     {
         return Ok(false);
     }
+    let clock = Instant::now();
+    // Validated while it arrives, from the same pieces the staging file gets: no second
+    // pass over the staged bytes.
+    let (body, validator) = validate_alongside(body, hash);
     let staged = state
         .store
         .stage_xorb(body, xorb::MAX_XORB_UPLOAD_BYTES)
-        .await?;
-    let path = staged.path().to_owned();
-    let index = tokio::task::spawn_blocking(move || -> Result<XorbIndex, XorbError> {
-        xorb::validate(std::fs::File::open(&path)?, &hash)
-    })
-    .await?
-    .map_err(|e| match e {
+        .await;
+    let receive = clock.elapsed();
+    let clock = Instant::now();
+    let validated = validator.await?;
+    let staged = staged?;
+    let index = validated.map_err(|e| match e {
         XorbError::Io(e) => ApiError::internal(e),
         refused => {
             tracing::warn!(xorb = %hash, error = %refused, "xet.xorb_refused");
             ApiError::bad_request(format!("Invalid xorb: {refused}"))
         }
     })?;
+    let validate = clock.elapsed();
+    let clock = Instant::now();
     let now = now_ms();
     if state.db.xorb_stored_bytes(&raw).await?.is_none()
         || !state.store.has_xorb(&hash.hex()).await?
@@ -77,11 +83,82 @@ where
             .db
             .record_xorb(&raw, &record, &chunk_hashes, now)
             .await?;
-        tracing::info!(xorb = %hash, chunks = record.num_chunks, bytes = record.stored_bytes, "xet.xorb_stored");
+        tracing::info!(
+            xorb = %hash,
+            chunks = record.num_chunks,
+            bytes = record.stored_bytes,
+            receive_ms = receive.as_millis() as u64,
+            validate_ms = validate.as_millis() as u64,
+            publish_record_ms = clock.elapsed().as_millis() as u64,
+            "xet.xorb_stored"
+        );
     }
     let linked = state.db.link_repo_xorb(repo_id, &raw, now).await?;
     tracing::info!(xorb = %hash, repo_id, linked, "xet.xorb_linked");
     Ok(linked)
+}
+
+/// Pieces of a xorb body waiting for the validator: enough to keep it busy while the next
+/// ones arrive, few enough to bound memory (pieces are at most a few hundred KiB).
+const VALIDATE_DEPTH: usize = 16;
+
+/// Wraps `body` so that every piece also goes to a validator of xorb `hash` running on the
+/// blocking pool; the validator sees the end of the body when the returned stream is dropped
+/// or ends. A validator that stopped early (a footer, or a refusal) no longer slows the body.
+fn validate_alongside<S>(
+    body: S,
+    hash: XetHash,
+) -> (
+    std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send>>,
+    tokio::task::JoinHandle<Result<XorbIndex, XorbError>>,
+)
+where
+    S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(VALIDATE_DEPTH);
+    let validator = tokio::task::spawn_blocking(move || {
+        xorb::validate(
+            PieceReader {
+                rx,
+                piece: Bytes::new(),
+            },
+            &hash,
+        )
+    });
+    let wrapped = futures_util::stream::unfold((body, Some(tx)), |(mut body, mut tx)| async move {
+        let item = futures_util::StreamExt::next(&mut body).await?;
+        if let (Ok(piece), Some(sender)) = (&item, &tx)
+            && !piece.is_empty()
+            && sender.send(piece.clone()).await.is_err()
+        {
+            tx = None;
+        }
+        if item.is_err() {
+            tx = None;
+        }
+        Some((item, (body, tx)))
+    });
+    (Box::pin(wrapped), validator)
+}
+
+/// A blocking [`io::Read`] over the pieces of a body sent through a channel.
+struct PieceReader {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    piece: Bytes,
+}
+
+impl io::Read for PieceReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.piece.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(piece) => self.piece = piece,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.piece.len());
+        buf[..n].copy_from_slice(&self.piece.split_to(n));
+        Ok(n)
+    }
 }
 
 /// The stored size of xorb `hash` if it is visible to repository `repo_id`; `None` whether
@@ -126,10 +203,13 @@ pub async fn register_shard(state: &Context, repo_id: i64, bytes: Bytes) -> ApiR
             None => new_files.push((file.clone(), size)),
         }
     }
+    let clock = Instant::now();
     let mut verified = Vec::with_capacity(new_files.len());
     for (file, size) in new_files {
         verified.push(verify_file(state, file, size, &xorbs).await?);
     }
+    let rebuild = clock.elapsed();
+    let clock = Instant::now();
     let now = now_ms();
     for file in verified.iter().chain(&known_files) {
         let terms = rebuild::file_terms(file)?;
@@ -142,6 +222,9 @@ pub async fn register_shard(state: &Context, repo_id: i64, bytes: Bytes) -> ApiR
         repo_id,
         new = verified.len(),
         known = known_files.len(),
+        bytes = verified.iter().map(|f| f.size).sum::<u64>(),
+        rebuild_hash_ms = rebuild.as_millis() as u64,
+        record_ms = clock.elapsed().as_millis() as u64,
         "xet.shard_registered"
     );
     Ok(!verified.is_empty())

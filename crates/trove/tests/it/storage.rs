@@ -253,6 +253,107 @@ async fn a_streamed_upload_and_a_one_pass_ingestion_build_the_same_xorbs_and_fil
             "the whole-file copy is gone"
         );
     }
+
+    // The same body in pieces of uneven sizes, as a connection delivers it: chunks span
+    // pieces and batches, and still the same xorbs and file come out.
+    let pieced = TestApp::new().await;
+    create(&pieced, "w").await;
+    let id = repo_id(&pieced, "w").await;
+    trove::repos::lfs::receive(
+        &pieced.state,
+        id,
+        &oid,
+        data.len() as u64,
+        uneven_pieces(&data),
+    )
+    .await
+    .expect("receive");
+    let c = held_file(&pieced, &oid).await;
+    assert_eq!((c.file_hash, &c.terms), (a.file_hash, &a.terms));
+    assert!(xorbs == xorb_files(pieced.state.store.root()));
+    assert!(pieced.state.store.size_of(&oid).await.expect("size").is_none());
+}
+
+/// `data` as a body stream of pieces from 1 byte to about 300 KB.
+fn uneven_pieces(
+    data: &[u8],
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + Unpin + 'static
+{
+    let mut pieces = Vec::new();
+    let (mut at, mut size) = (0, 1);
+    while at < data.len() {
+        let end = (at + size).min(data.len());
+        pieces.push(Ok(bytes::Bytes::copy_from_slice(&data[at..end])));
+        at = end;
+        size = (size * 7 + 13) % 300_000 + 1;
+    }
+    futures_util::stream::iter(pieces)
+}
+
+/// Files in the store's `tmp/`.
+fn temp_files(root: &Path) -> Vec<std::fs::DirEntry> {
+    std::fs::read_dir(root.join("tmp"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect()
+}
+
+/// A body that breaks off midway (the client went away), or that runs past its announced
+/// size, after several MiB were packed: refused, and nothing of it stays — no xorb, no
+/// chunk-index entry, no staging file.
+#[tokio::test]
+async fn an_upload_cut_short_or_too_long_leaves_nothing() {
+    let app = TestApp::new().await;
+    create(&app, "w").await;
+    let id = repo_id(&app, "w").await;
+    let data = random_bytes(43, 20 << 20);
+    let oid = Sha256Hex::parse(&hex::encode(Sha256::digest(&data))).expect("oid");
+    let pieces: Vec<Result<bytes::Bytes, std::io::Error>> = data[..12 << 20]
+        .chunks(256 << 10)
+        .map(|p| Ok(bytes::Bytes::copy_from_slice(p)))
+        .chain([Err(std::io::Error::other("connection reset"))])
+        .collect();
+    let cut = futures_util::stream::iter(pieces);
+    let err = trove::repos::lfs::receive(&app.state, id, &oid, data.len() as u64, cut)
+        .await
+        .expect_err("a broken body");
+    assert!(format!("{err:?}").contains("connection reset"), "{err:?}");
+    // One byte short of its announced size, then a byte too many.
+    let short = uneven_pieces(&data[..data.len() - 1]);
+    trove::repos::lfs::receive(&app.state, id, &oid, data.len() as u64, short)
+        .await
+        .expect_err("short");
+    let mut long = data.clone();
+    long.push(0);
+    trove::repos::lfs::receive(&app.state, id, &oid, data.len() as u64, uneven_pieces(&long))
+        .await
+        .expect_err("long");
+
+    assert!(app.state.db.xet_file_by_sha256(&oid).await.expect("query").is_none());
+    let hashes: Vec<[u8; 32]> = chunk_all(&data).iter().map(|c| c.hash.to_bytes()).collect();
+    assert!(
+        app.state.db.chunk_locations(&hashes).await.expect("query").is_empty(),
+        "no chunk of the refused bodies is indexed"
+    );
+    assert_eq!(xorb_bytes(app.state.store.root()), 0, "no xorb published");
+    let left = temp_files(app.state.store.root());
+    assert!(left.is_empty(), "staging left: {left:?}");
+
+    // The whole body afterwards goes through, once the same bytes are known: a second
+    // upload of them to another repo writes nothing new.
+    trove::repos::lfs::receive(&app.state, id, &oid, data.len() as u64, uneven_pieces(&data))
+        .await
+        .expect("receive");
+    let stored = xorb_bytes(app.state.store.root());
+    assert!(stored > data.len() as u64);
+    create(&app, "v").await;
+    let other = repo_id(&app, "v").await;
+    trove::repos::lfs::receive(&app.state, other, &oid, data.len() as u64, uneven_pieces(&data))
+        .await
+        .expect("receive again");
+    assert_eq!(xorb_bytes(app.state.store.root()), stored, "nothing written twice");
+    assert!(temp_files(app.state.store.root()).is_empty());
 }
 
 /// A body that does not hash to the oid it was announced as is refused, and the chunks the

@@ -1,30 +1,31 @@
-//! Plain LFS uploads into the chunk store: a verified upload is cut into chunks exactly as a
-//! Xet client would cut it, chunks the store already holds (uploaded through either path) are
+//! Plain LFS uploads into the chunk store: an upload is cut into chunks exactly as a Xet
+//! client would cut it, chunks the store already holds (uploaded through either path) are
 //! referenced where they are, the new ones are packed into server-built xorbs, and the file
 //! is recorded as a Xet file — the same record a Xet upload of the same bytes produces, with
-//! the same file hash. The whole-file copy is deleted last.
+//! the same file hash.
 //!
-//! Two ways in, one way through. A basic-transfer upload is chunked and hashed while it
-//! arrives ([`stream`]: beside the store's SHA-256, on another core); the chunk list is used
-//! once the store has verified the body ([`ingest_streamed`]). A multipart upload, and the
-//! migration of objects stored before the chunk store existed, are chunked in one pass over
-//! the stored object ([`ingest_object`], which recomputes the SHA-256 in the same pass). Both
-//! then go through the same lookup, packing and recording, so the same bytes give the same
-//! xorbs and file whichever way they came.
+//! Two ways in, one result. A basic-transfer upload is chunked, looked up and packed while it
+//! arrives, SHA-256 beside it on another core ([`stream`]: each byte is written once, into a
+//! xorb; nothing is published before the body is verified). A multipart upload (its parts
+//! arrive in any order, so the stream's chunk boundaries are only known once all are in),
+//! and the migration of objects stored before the chunk store existed, are chunked in one
+//! pass over the stored object ([`ingest_object`], which recomputes the SHA-256 in the same
+//! pass), then packed from it and the whole-file copy deleted. Both look chunks up, pack and
+//! record the same way, so the same bytes give the same xorbs and file whichever way they
+//! came.
 //!
-//! Crash safety comes from the order: the chunk list only exists in memory until the object
-//! is verified; xorbs are durable before they are recorded, recorded before a file names
-//! them, and the file (which is what makes the object visible to batch requests and
-//! downloads) is recorded before the whole-file copy goes. A crash at any point leaves either
-//! the object unpublished (the client uploads it again and ingestion runs again) or
-//! published and readable, from the copy or from the xorbs.
+//! Crash safety comes from the order: xorbs are durable before they are recorded, recorded
+//! before (or in the same transaction as) the file that names them, and the file is what
+//! makes the object visible to batch requests and downloads. A crash at any point leaves
+//! either the object unpublished (the client uploads it again and ingestion runs again) or
+//! published and readable.
 //!
 //! Memory: a few MiB of body batches in flight, one read span of at most [`READ_SPAN`]
 //! bytes while packing, plus 48 bytes per chunk of the file, whatever the file's size.
 
 mod stream;
 
-pub(crate) use stream::{ChunkStage, chunk_alongside};
+pub(crate) use stream::{receive_packed, verify_body};
 
 use crate::clock::now_ms;
 use crate::context::Context;
@@ -75,13 +76,13 @@ pub struct Ingested {
 /// (which `bench/storage.sh` reads).
 #[derive(Debug, Clone, Copy, Default)]
 struct Timings {
-    /// Receiving the body: streamed to disk, SHA-256 verified, fsynced (basic transfer only).
+    /// Receiving the body and verifying its SHA-256 (basic transfer only).
     receive: Duration,
     /// Cutting and hashing (gear chunker + BLAKE3): the chunking stage's busy time.
     chunk: Duration,
     /// The chunking stage's CPU time (streamed uploads only: its own thread).
     chunk_cpu: Option<Duration>,
-    /// Waiting for the chunking stage after the body was verified (basic transfer only).
+    /// Waiting for the packing stage after the body was verified (basic transfer only).
     chunk_wait: Duration,
     /// Reading the whole object again, with its SHA-256 (one-pass ingestion only).
     reread: Duration,
@@ -91,13 +92,14 @@ struct Timings {
     pack_read: Duration,
     /// Packing: each chunk's hash checked again, compressed if chosen, written.
     pack: Duration,
-    /// Making each xorb durable: fsync, publish.
+    /// Making each xorb durable: fsync, publish (for a basic upload: waiting for the
+    /// fsyncs or bucket uploads running beside the stream, then the renames).
     publish: Duration,
     /// Database records: xorbs, the file, its links.
     record: Duration,
 }
 
-/// Which way the chunks came (`stream` or `object`) and when the work after receiving began.
+/// Which way the chunks came (`object`) and when the work after receiving began.
 #[derive(Debug)]
 struct Origin {
     via: &'static str,
@@ -108,48 +110,6 @@ struct Origin {
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
-}
-
-/// Moves the just-verified upload `oid` (`size` bytes, stored whole) into the chunk store
-/// using the chunks a [`ChunkStage`] found while it arrived, and links it to repository
-/// `repo_id`. `receive` is how long receiving and verifying the body took. Falls back to
-/// [`ingest_object`] if the stage did not see exactly `size` bytes.
-pub(crate) async fn ingest_streamed(
-    state: &Context,
-    repo_id: i64,
-    oid: &Sha256Hex,
-    size: u64,
-    stage: ChunkStage,
-    receive: Duration,
-) -> ApiResult<Ingested> {
-    let waited = Instant::now();
-    let chunked = stage.finish().await?;
-    let chunk_wait = waited.elapsed();
-    if chunked.bytes != size {
-        tracing::warn!(oid = %oid, size_bytes = size, chunked_bytes = chunked.bytes, "storage.ingest_stage_incomplete");
-        return ingest_object(state, repo_id, oid, size).await;
-    }
-    if size == 0 {
-        return Ok(Ingested::default());
-    }
-    if let Some(file) = state.db.xet_file_by_sha256(oid).await? {
-        link_file(state, repo_id, &file).await?;
-        state.store.remove_object(oid).await?;
-        return Ok(Ingested::default());
-    }
-    let timings = Timings {
-        receive,
-        chunk: chunked.busy,
-        chunk_cpu: chunked.cpu,
-        chunk_wait,
-        ..Timings::default()
-    };
-    let origin = Origin {
-        via: "stream",
-        begun: waited,
-        copy: None,
-    };
-    ingest_chunks(state, repo_id, oid, size, chunked.chunks, timings, origin).await
 }
 
 /// Moves whole-file object `oid` (`size` bytes, verified, in the store) into the chunk store
@@ -289,7 +249,21 @@ async fn ingest_chunks(
     link_file(state, repo_id, &file).await?;
     state.store.remove_object(oid).await?;
     timings.record += recording.elapsed();
-    let t = timings;
+    log_ingested(oid, repo_id, origin.via, size, &report, &timings, origin.begun);
+    Ok(report)
+}
+
+/// The `storage.lfs_ingested` line: where one ingestion's time went (`begun`: when the work
+/// after receiving began).
+fn log_ingested(
+    oid: &Sha256Hex,
+    repo_id: i64,
+    via: &'static str,
+    size: u64,
+    report: &Ingested,
+    t: &Timings,
+    begun: Instant,
+) {
     let mib_s = |d: Duration| {
         if d.is_zero() {
             0.0
@@ -300,7 +274,7 @@ async fn ingest_chunks(
     tracing::info!(
         oid = %oid,
         repo_id,
-        via = origin.via,
+        via,
         size_bytes = size,
         chunks = report.chunks,
         new_chunks = report.new_chunks,
@@ -318,15 +292,14 @@ async fn ingest_chunks(
         pack_ms = ms(t.pack),
         publish_ms = ms(t.publish),
         record_ms = ms(t.record),
-        after_receive_ms = ms(origin.begun.elapsed()),
+        after_receive_ms = ms(begun.elapsed()),
         "storage.lfs_ingested"
     );
-    Ok(report)
 }
 
 /// Records `file` for repository `repo_id` (an LFS object of that repository, referencing
 /// its xorbs).
-async fn link_file(state: &Context, repo_id: i64, file: &XetFile) -> ApiResult<()> {
+pub(crate) async fn link_file(state: &Context, repo_id: i64, file: &XetFile) -> ApiResult<()> {
     let terms = rebuild::file_terms(file)?;
     let mut names: Vec<[u8; 32]> = terms.iter().map(|t| t.xorb.to_bytes()).collect();
     names.sort_unstable();
