@@ -415,7 +415,12 @@ async fn insert_xorb(
 }
 
 /// Links a recorded xorb to a repository; whether the link is new.
-async fn insert_repo_xorb(conn: Conn<'_>, repo_id: i64, hash: &[u8; 32], now_ms: i64) -> Result<bool> {
+async fn insert_repo_xorb(
+    conn: Conn<'_>,
+    repo_id: i64,
+    hash: &[u8; 32],
+    now_ms: i64,
+) -> Result<bool> {
     with_conn!(conn, c => {
         let done = sqlx::query(
             "INSERT INTO xet_repo_xorbs (repo_id, hash, created_at) VALUES ($1, $2, $3) \
@@ -499,7 +504,6 @@ async fn insert_xet_file(
         Ok(())
     })
 }
-
 
 /// Adds `xorb`'s chunks to the chunk index (`chunk_hashes` in its order), inside the caller's
 /// transaction; chunks the index already places elsewhere keep their entry. Returns how many

@@ -270,7 +270,10 @@ async fn large_objects_publish_in_parts_and_multipart_uploads_complete_in_stagin
         }
         drop(copy);
         store.remove_object(&oid).await.expect("remove");
-        assert!(store.local_copy(&oid).await.expect("copy").is_none(), "{name}");
+        assert!(
+            store.local_copy(&oid).await.expect("copy").is_none(),
+            "{name}"
+        );
 
         // A multipart upload whose bytes do not hash to the oid publishes nothing.
         let other = pattern(6 << 20, 4);

@@ -271,7 +271,15 @@ async fn a_streamed_upload_and_a_one_pass_ingestion_build_the_same_xorbs_and_fil
     let c = held_file(&pieced, &oid).await;
     assert_eq!((c.file_hash, &c.terms), (a.file_hash, &a.terms));
     assert!(xorbs == xorb_files(pieced.state.store.root()));
-    assert!(pieced.state.store.size_of(&oid).await.expect("size").is_none());
+    assert!(
+        pieced
+            .state
+            .store
+            .size_of(&oid)
+            .await
+            .expect("size")
+            .is_none()
+    );
 }
 
 /// `data` as a body stream of pieces from 1 byte to about 300 KB.
@@ -326,14 +334,32 @@ async fn an_upload_cut_short_or_too_long_leaves_nothing() {
         .expect_err("short");
     let mut long = data.clone();
     long.push(0);
-    trove::repos::lfs::receive(&app.state, id, &oid, data.len() as u64, uneven_pieces(&long))
-        .await
-        .expect_err("long");
+    trove::repos::lfs::receive(
+        &app.state,
+        id,
+        &oid,
+        data.len() as u64,
+        uneven_pieces(&long),
+    )
+    .await
+    .expect_err("long");
 
-    assert!(app.state.db.xet_file_by_sha256(&oid).await.expect("query").is_none());
+    assert!(
+        app.state
+            .db
+            .xet_file_by_sha256(&oid)
+            .await
+            .expect("query")
+            .is_none()
+    );
     let hashes: Vec<[u8; 32]> = chunk_all(&data).iter().map(|c| c.hash.to_bytes()).collect();
     assert!(
-        app.state.db.chunk_locations(&hashes).await.expect("query").is_empty(),
+        app.state
+            .db
+            .chunk_locations(&hashes)
+            .await
+            .expect("query")
+            .is_empty(),
         "no chunk of the refused bodies is indexed"
     );
     assert_eq!(xorb_bytes(app.state.store.root()), 0, "no xorb published");
@@ -342,17 +368,33 @@ async fn an_upload_cut_short_or_too_long_leaves_nothing() {
 
     // The whole body afterwards goes through, once the same bytes are known: a second
     // upload of them to another repo writes nothing new.
-    trove::repos::lfs::receive(&app.state, id, &oid, data.len() as u64, uneven_pieces(&data))
-        .await
-        .expect("receive");
+    trove::repos::lfs::receive(
+        &app.state,
+        id,
+        &oid,
+        data.len() as u64,
+        uneven_pieces(&data),
+    )
+    .await
+    .expect("receive");
     let stored = xorb_bytes(app.state.store.root());
     assert!(stored > data.len() as u64);
     create(&app, "v").await;
     let other = repo_id(&app, "v").await;
-    trove::repos::lfs::receive(&app.state, other, &oid, data.len() as u64, uneven_pieces(&data))
-        .await
-        .expect("receive again");
-    assert_eq!(xorb_bytes(app.state.store.root()), stored, "nothing written twice");
+    trove::repos::lfs::receive(
+        &app.state,
+        other,
+        &oid,
+        data.len() as u64,
+        uneven_pieces(&data),
+    )
+    .await
+    .expect("receive again");
+    assert_eq!(
+        xorb_bytes(app.state.store.root()),
+        stored,
+        "nothing written twice"
+    );
     assert!(temp_files(app.state.store.root()).is_empty());
 }
 

@@ -249,7 +249,15 @@ async fn ingest_chunks(
     link_file(state, repo_id, &file).await?;
     state.store.remove_object(oid).await?;
     timings.record += recording.elapsed();
-    log_ingested(oid, repo_id, origin.via, size, &report, &timings, origin.begun);
+    log_ingested(
+        oid,
+        repo_id,
+        origin.via,
+        size,
+        &report,
+        &timings,
+        origin.begun,
+    );
     Ok(report)
 }
 

@@ -113,7 +113,10 @@ where
     };
     let mut pack_hashes = Vec::with_capacity(packed.xorbs.len());
     for x in packed.xorbs {
-        state.store.publish_ready_xorb(x.ready, &x.hash.hex()).await?;
+        state
+            .store
+            .publish_ready_xorb(x.ready, &x.hash.hex())
+            .await?;
         let (record, chunk_hashes) = xorb_record(&x.index);
         report.new_xorbs += 1;
         report.stored_bytes += record.stored_bytes;
@@ -439,7 +442,11 @@ impl Stage {
             return Ok(());
         }
         let clock = Instant::now();
-        let hashes: Vec<[u8; 32]> = self.pending.iter().map(|(c, _)| c.hash.to_bytes()).collect();
+        let hashes: Vec<[u8; 32]> = self
+            .pending
+            .iter()
+            .map(|(c, _)| c.hash.to_bytes())
+            .collect();
         let held = self.handle.block_on(self.db.chunk_locations(&hashes))?;
         self.timings.lookup += clock.elapsed();
         let clock = Instant::now();
