@@ -107,10 +107,9 @@ pub async fn run(
         "migrate.start"
     );
     eprintln!(
-        "migrating the hub in {} to {} and {}{}",
+        "migrating the hub in {} to {} and {location}{}",
         data_dir.display(),
         target_url.redacted(),
-        location,
         if claim.resumed { " (resuming)" } else { "" }
     );
 
