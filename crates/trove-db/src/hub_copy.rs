@@ -262,23 +262,23 @@ impl Db {
             });
         }
         for table in COPIED_TABLES {
-            let any: bool = sqlx::query_scalar(&format!(
-                "SELECT EXISTS (SELECT 1 FROM {})",
-                quoted(table)
-            ))
-            .fetch_one(&mut *tx)
-            .await?;
+            let any: bool =
+                sqlx::query_scalar(&format!("SELECT EXISTS (SELECT 1 FROM {})", quoted(table)))
+                    .fetch_one(&mut *tx)
+                    .await?;
             if any {
                 return Err(CopyError::NotEmpty {
                     table: (*table).to_owned(),
                 });
             }
         }
-        sqlx::query("INSERT INTO migrate_progress (step, hub, count, done_at) VALUES ('hub', $1, 0, $2)")
-            .bind(hub)
-            .bind(unix_now_ms())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO migrate_progress (step, hub, count, done_at) VALUES ('hub', $1, 0, $2)",
+        )
+        .bind(hub)
+        .bind(unix_now_ms())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Claim {
             done,
@@ -372,9 +372,12 @@ impl Db {
         let max_rows = BATCH_ROWS.min(MAX_PARAMS / columns.len().max(1));
 
         let mut tx = dest.begin().await?;
-        sqlx::query(&format!("ALTER TABLE {} DISABLE TRIGGER USER", quoted(table)))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&format!(
+            "ALTER TABLE {} DISABLE TRIGGER USER",
+            quoted(table)
+        ))
+        .execute(&mut *tx)
+        .await?;
         // Leftovers of nothing: a table is only ever written inside this transaction.
         let mut rows = sqlx::query(&select).fetch(source);
         let mut batch: Vec<Vec<Cell>> = Vec::with_capacity(max_rows);
@@ -395,9 +398,12 @@ impl Db {
             copied += insert_batch(&mut tx, &insert_head, &mut batch).await?;
             progress(copied);
         }
-        sqlx::query(&format!("ALTER TABLE {} ENABLE TRIGGER USER", quoted(table)))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&format!(
+            "ALTER TABLE {} ENABLE TRIGGER USER",
+            quoted(table)
+        ))
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO migrate_progress (step, hub, count, done_at) VALUES ($1, $2, $3, $4)",
         )

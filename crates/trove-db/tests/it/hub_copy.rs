@@ -20,16 +20,28 @@ async fn every_sqlite_table_is_copied_or_skipped_with_a_reason() -> TestResult {
             !COPIED_TABLES.contains(&t.as_str()) && !SKIPPED_TABLES.iter().any(|(s, _)| s == t)
         })
         .collect();
-    assert!(uncovered.is_empty(), "neither copied nor skipped: {uncovered:?}");
+    assert!(
+        uncovered.is_empty(),
+        "neither copied nor skipped: {uncovered:?}"
+    );
     db.db().check_tables_covered().await?;
     // And no stale or doubled entry.
     for table in COPIED_TABLES {
-        assert!(tables.contains(&(*table).to_owned()), "{table} no longer exists");
-        assert!(!SKIPPED_TABLES.iter().any(|(s, _)| s == table), "{table} both");
+        assert!(
+            tables.contains(&(*table).to_owned()),
+            "{table} no longer exists"
+        );
+        assert!(
+            !SKIPPED_TABLES.iter().any(|(s, _)| s == table),
+            "{table} both"
+        );
     }
     for (table, reason) in SKIPPED_TABLES {
         assert!(!reason.is_empty());
-        assert!(tables.contains(&(*table).to_owned()), "{table} no longer exists");
+        assert!(
+            tables.contains(&(*table).to_owned()),
+            "{table} no longer exists"
+        );
     }
     db.drop().await;
     Ok(())
@@ -45,7 +57,8 @@ async fn parents_are_copied_before_their_children() -> TestResult {
         let Some(c) = position(child) else {
             panic!("{child} has a foreign key but is not copied");
         };
-        let p = position(parent).unwrap_or_else(|| panic!("{parent} (parent of {child}) not copied"));
+        let p =
+            position(parent).unwrap_or_else(|| panic!("{parent} (parent of {child}) not copied"));
         assert!(p <= c, "{parent} must be copied before {child}");
     }
     db.drop().await;
@@ -56,12 +69,21 @@ async fn parents_are_copied_before_their_children() -> TestResult {
 /// fine-grained, one revoked to leave a gap in the ids), a private repo with a like.
 async fn populated_source(dir: &std::path::Path) -> Result<Db, Box<dyn std::error::Error>> {
     let db = Db::open(&dir.join("trove.db")).await?;
-    let alice = db.create_user(&name("alice"), Some("a@example.com"), true).await?;
+    let alice = db
+        .create_user(&name("alice"), Some("a@example.com"), true)
+        .await?;
     let bob = user(&db, "bob").await;
     let org = db.create_org(&name("acme"), Some("Acme")).await?;
-    db.set_org_member(org.id, bob.id, trove_db::OrgRole::Write).await?;
+    db.set_org_member(org.id, bob.id, trove_db::OrgRole::Write)
+        .await?;
     let repo = db
-        .create_repo(RepoType::Model, &repo_id("alice/secret"), true, alice.id, 1_000)
+        .create_repo(
+            RepoType::Model,
+            &repo_id("alice/secret"),
+            true,
+            alice.id,
+            1_000,
+        )
         .await?;
     db.create_token(alice.id, "old", TokenRole::Write, &[1; 32], None, &[])
         .await?;
@@ -99,12 +121,18 @@ async fn a_hub_is_copied_with_its_ids_types_counts_and_sequences() -> TestResult
     assert!(!claim.resumed);
     let mut total = 0;
     for table in COPIED_TABLES {
-        total += source.copy_table_to(&pg, table, "hub-a", &mut |_| {}).await?;
+        total += source
+            .copy_table_to(&pg, table, "hub-a", &mut |_| {})
+            .await?;
     }
     assert!(total >= 12, "{total} rows");
     pg.reset_sequences(&source).await?;
     for table in COPIED_TABLES {
-        assert_eq!(source.count_rows(table).await?, pg.count_rows(table).await?, "{table}");
+        assert_eq!(
+            source.count_rows(table).await?,
+            pg.count_rows(table).await?,
+            "{table}"
+        );
     }
 
     // Ids and typed values as the source had them.
@@ -112,7 +140,10 @@ async fn a_hub_is_copied_with_its_ids_types_counts_and_sequences() -> TestResult
         source.user_by_name("alice").await?.expect("alice"),
         pg.user_by_name("alice").await?.expect("alice copied"),
     );
-    assert_eq!((a.id, a.is_admin, a.email.clone()), (b.id, b.is_admin, b.email.clone()));
+    assert_eq!(
+        (a.id, a.is_admin, a.email.clone()),
+        (b.id, b.is_admin, b.email.clone())
+    );
     assert!(b.is_admin, "BOOLEAN from SQLite's 0/1");
     let repo = pg
         .repo_by_name(RepoType::Model, &repo_id("alice/secret"))
@@ -141,7 +172,10 @@ async fn a_hub_is_copied_with_its_ids_types_counts_and_sequences() -> TestResult
     assert!(again.resumed);
     assert!(again.done.contains("table:users"));
     let other = pg.claim_for_migration("hub-b").await;
-    assert!(matches!(other, Err(CopyError::OtherHub { .. })), "{other:?}");
+    assert!(
+        matches!(other, Err(CopyError::OtherHub { .. })),
+        "{other:?}"
+    );
     source.close().await;
     target.drop().await;
     Ok(())
@@ -160,7 +194,11 @@ async fn a_target_with_data_and_no_migration_is_refused() -> TestResult {
         matches!(&refused, Err(CopyError::NotEmpty { table }) if table == "users"),
         "{refused:?}"
     );
-    assert_eq!(pg.migration_step_count("hub").await?, None, "nothing written");
+    assert_eq!(
+        pg.migration_step_count("hub").await?,
+        None,
+        "nothing written"
+    );
     target.drop().await;
     Ok(())
 }

@@ -44,7 +44,9 @@ pub async fn run(
         db_file.display()
     );
     let StorageBackend::Local(store_root) = config.storage.backend(data_dir)? else {
-        anyhow::bail!("trove migrate moves a hub whose objects are on local disk; this one's are in a bucket already");
+        anyhow::bail!(
+            "trove migrate moves a hub whose objects are on local disk; this one's are in a bucket already"
+        );
     };
     let hub = hub_identity(data_dir)?;
     let source = Db::open(&db_file)
@@ -146,15 +148,14 @@ pub async fn run(
         .reset_sequences(&source)
         .await
         .map_err(|e| anyhow::anyhow!("moving the id sequences: {e}"))?;
-    target.mark_migration_step(&hub, "sequences", sequences).await?;
+    target
+        .mark_migration_step(&hub, "sequences", sequences)
+        .await?;
 
     // 2. Objects, each verified.
     let mut progress = Progress::new("migrate objects");
-    let objects = crate::storage::relocate::copy_store(
-        &source_store,
-        &target_store,
-        args.concurrency,
-        |r| {
+    let objects =
+        crate::storage::relocate::copy_store(&source_store, &target_store, args.concurrency, |r| {
             progress.update(|| {
                 format!(
                     "objects: {}/{} ({} copied, {} already there), {:.1}/{:.1} MiB",
@@ -166,10 +167,9 @@ pub async fn run(
                     r.total_bytes as f64 / 1048576.0
                 )
             })
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("copying the objects to {location}: {e}"))?;
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("copying the objects to {location}: {e}"))?;
     progress.finish();
     target
         .mark_migration_step(&hub, "objects", objects.total)

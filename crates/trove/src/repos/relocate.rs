@@ -100,7 +100,11 @@ fn refs(git_bin: &Path, dir: &Path) -> anyhow::Result<String> {
         String::from_utf8_lossy(&out.stderr).trim()
     );
     let head = fs::read_to_string(dir.join("HEAD")).unwrap_or_default();
-    Ok(format!("{}HEAD {}", String::from_utf8_lossy(&out.stdout), head.trim()))
+    Ok(format!(
+        "{}HEAD {}",
+        String::from_utf8_lossy(&out.stdout),
+        head.trim()
+    ))
 }
 
 /// Copies the folder `from` to `to` (which must not exist): files fsynced, symlinks kept,

@@ -42,7 +42,11 @@ pub enum RelocateError {
     #[error("object {name} vanished from the source while it was copied")]
     Vanished { name: String },
     #[error("xorb {hash}: {found} bytes validated, the source file holds {stored}")]
-    XorbSize { hash: String, found: u64, stored: u64 },
+    XorbSize {
+        hash: String,
+        found: u64,
+        stored: u64,
+    },
     #[error(
         "the source store has xorbs moved aside by a garbage collection that stopped midway; start the embedded server once (it puts them back or discards them), stop it, then migrate"
     )]
@@ -168,9 +172,7 @@ async fn copy_xorb(
             name: hash_hex.to_owned(),
         });
     };
-    let staged = target
-        .stage_xorb(body, xorb::MAX_XORB_UPLOAD_BYTES)
-        .await?;
+    let staged = target.stage_xorb(body, xorb::MAX_XORB_UPLOAD_BYTES).await?;
     let path = staged.path().to_owned();
     let index = tokio::task::spawn_blocking(move || -> Result<_, XorbError> {
         xorb::validate(std::fs::File::open(&path)?, &hash)
