@@ -199,7 +199,12 @@ def populate(server: TroveServer, tmp: Path) -> World:
     """, args={"repo": w.repos["model"][1]}).result
     w.collection = res["collection"]
     w.webhooks = 1
-    make_client(server, tmp / "bob").py("""api.like(ARGS["repo"])""", token=w.tokens["bob"],
+    make_client(server, tmp / "bob").py("""
+        import httpx
+        r = httpx.post(os.environ["HF_ENDPOINT"] + "/api/models/" + ARGS["repo"] + "/like",
+                       headers={"authorization": "Bearer " + os.environ["HF_TOKEN"]})
+        assert r.status_code == 200, r.text
+    """, token=w.tokens["bob"],
                                          args={"repo": w.repos["model"][1]})
     w.tokens["scoped"] = server.admin_cli(
         "token", "create", "alice", "--name", "ci", "--role", "fine-grained",
