@@ -418,11 +418,12 @@ start_s3_server() {
 #     server on a fresh PostgreSQL database (conftest.py) AND its own key prefix of the S3
 #     server's bucket (conftest.py's s3_storage_env), plus the S3-only tests (test_s3.py).
 #     Without an S3 server (TROVE_S3=0) the same files run on PostgreSQL alone. Also several
-#     nodes on one database and one store (test_multinode.py, skipped in the SQLite pass).
+#     nodes on one database and one store (test_multinode.py, skipped in the SQLite pass), and
+#     `trove migrate` of an embedded hub into both (test_migrate.py: needs PostgreSQL and S3).
 E2E_SCALE_FILES=(tests/e2e/test_identity_and_repos.py tests/e2e/test_commits.py
     tests/e2e/test_xet.py tests/e2e/test_git.py tests/e2e/test_access_matrix.py
     tests/e2e/test_search.py tests/e2e/test_transfer.py tests/e2e/test_storage.py
-    tests/e2e/test_s3.py tests/e2e/test_multinode.py)
+    tests/e2e/test_s3.py tests/e2e/test_multinode.py tests/e2e/test_migrate.py)
 stop_servers() {
     stop_s3_server
     stop_postgres

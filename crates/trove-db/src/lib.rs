@@ -17,6 +17,7 @@ mod discussions;
 mod error;
 mod facets;
 mod gating;
+mod hub_copy;
 mod leases;
 mod lfs;
 mod lfs_files;
@@ -49,6 +50,7 @@ pub use discussions::{
 pub use error::{DbError, Result};
 pub use facets::FacetSource;
 pub use gating::{AccessRequest, RequestStatus};
+pub use hub_copy::{COPIED_TABLES, Claim, CopyError, SKIPPED_TABLES};
 pub use leases::Lease;
 pub use lfs_files::RepoLfsFile;
 pub use locks::{LfsLock, LockOutcome, LockQuery};

@@ -314,11 +314,21 @@ pub async fn others_serving(db: &Db, node: &Node) -> trove_db::Result<Vec<String
     if db.backend() == trove_db::Backend::Sqlite {
         return Ok(Vec::new());
     }
-    let own = presence_lease(node);
+    serving_except(db, Some(&presence_lease(node))).await
+}
+
+/// The nodes serving the hub of `db` now, read as [`others_serving`] reads them, on either
+/// backend (an embedded server holds its presence lease in its SQLite file too): what
+/// `trove migrate` checks before copying a hub that must be stopped.
+pub async fn nodes_serving(db: &Db) -> trove_db::Result<Vec<String>> {
+    serving_except(db, None).await
+}
+
+async fn serving_except(db: &Db, own: Option<&str>) -> trove_db::Result<Vec<String>> {
     let others = |leases: Vec<trove_db::Lease>| -> Vec<trove_db::Lease> {
         leases
             .into_iter()
-            .filter(|l| l.name.starts_with("node:") && l.name != own)
+            .filter(|l| l.name.starts_with("node:") && Some(l.name.as_str()) != own)
             .collect()
     };
     let first = others(db.leases(crate::clock::now_ms()).await?);

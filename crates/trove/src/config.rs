@@ -67,6 +67,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "database URL: sqlite://<path> (default <data-dir>/trove.db) or postgres://user:password@host:port/db",
     ),
     (
+        "TROVE_MIGRATE_TO",
+        "trove migrate: the PostgreSQL database to move the hub into (same as --to)",
+    ),
+    (
         "TROVE_INFERENCE_ENABLED",
         "true or false: whether the hub runs the models it hosts (default true)",
     ),

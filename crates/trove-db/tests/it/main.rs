@@ -4,6 +4,7 @@
 mod accounts;
 mod backends;
 mod cluster;
+mod hub_copy;
 mod lfs;
 mod locks;
 mod open;

@@ -71,6 +71,12 @@ pub enum Command {
     /// The chunk store's figures.
     #[command(subcommand)]
     Storage(StorageCommand),
+    /// Move this stopped embedded hub (the data dir's SQLite database, local object store and
+    /// git repositories) into the scale-out mode: its metadata into an empty PostgreSQL
+    /// database, its objects into a bucket, each verified. Resumable: run it again after an
+    /// interruption. `--git-dir DIR`: also copy the git repositories to DIR (the folder the
+    /// new nodes will use); without it they stay where they are.
+    Migrate(MigrateArgs),
     /// Check every xorb (every chunk decompressed and hashed) and every Xet file (terms and
     /// file hash); names the files a damaged xorb affects. Exits nonzero on damage.
     Fsck {
@@ -269,4 +275,23 @@ pub enum TokenCommand {
         #[arg(long)]
         name: String,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    /// The PostgreSQL database to fill: `postgres://user:password@host:port/db`, empty or
+    /// holding an interrupted migration of this hub. Prefer `TROVE_MIGRATE_TO` to keep the
+    /// password off the command line.
+    #[arg(long, env = "TROVE_MIGRATE_TO", hide_env_values = true)]
+    pub to: String,
+
+    /// The bucket to fill: `s3://bucket[/prefix]?endpoint=http://host:port&region=…`.
+    /// Credentials from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or `[storage]
+    /// credentials_file`, never from the URL.
+    #[arg(long)]
+    pub storage: String,
+
+    /// Objects copied at once.
+    #[arg(long, default_value_t = crate::storage::relocate::DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
 }

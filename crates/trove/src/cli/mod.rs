@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod args;
 pub mod maintenance;
+pub mod migrate;
 pub mod progress;
 pub mod seed;
 pub mod seed_storage;
@@ -62,6 +63,10 @@ pub fn main() -> std::process::ExitCode {
         if let Command::Serve(args) = cli.command {
             return serve::run(&cli.data_dir, cli.database, cli.git_dir, args).await;
         }
+        // `--git-dir` of a migration names where the new nodes keep their repositories.
+        if let Command::Migrate(args) = cli.command {
+            return migrate::run(&cli.data_dir, cli.database, cli.git_dir, args).await;
+        }
         // Every other verb acts on the hub the server's configuration names, database
         // included (`[database]` in the data dir's trove.toml, TROVE_DATABASE, --database).
         let config = Config::load(
@@ -73,8 +78,8 @@ pub fn main() -> std::process::ExitCode {
             },
         )?;
         match cli.command {
-            Command::Serve(_) | Command::Hook(_) => {
-                unreachable!("serve and hooks are dispatched above")
+            Command::Serve(_) | Command::Hook(_) | Command::Migrate(_) => {
+                unreachable!("serve, migrate and hooks are dispatched above")
             }
             Command::User(cmd) => {
                 admin::run_user(&admin::open_existing_db(&config).await?, cmd).await

@@ -21,6 +21,7 @@ pub mod listing;
 pub mod preview;
 pub mod push;
 pub mod rebuild;
+pub mod relocate;
 pub mod safetensors;
 pub mod settings;
 pub mod xet;

@@ -11,5 +11,6 @@ pub mod gc;
 pub mod lfs_files;
 pub mod metrics;
 pub mod migrate;
+pub mod relocate;
 pub mod repair;
 pub mod stats;
