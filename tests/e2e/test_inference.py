@@ -22,7 +22,11 @@ import pytest
 from safetensors.numpy import save_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
+from browser import chromium, new_page, shot  # noqa: F401  (chromium is a fixture)
 from conftest import _start, make_client, unique
+from infer_ref import (bert_forward, classify_ref, distilbert_classify_ref, distilbert_forward, gpt2_logits,
+                       greedy_ref, group_entities, masked_lm_ref, roberta_classify_ref, roberta_forward,
+                       softmax, token_logits_ref)
 
 WORDS = ("the a i love hate it this that movie film good bad great awful is was very not "
          "really so and or but we you they like sun rain day night cat dog runs sleeps").split()
@@ -41,6 +45,7 @@ def bert_tokenizer() -> Tokenizer:
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
     tok.decoder = decoders.WordPiece()
+    tok.add_special_tokens(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])  # as real BERT tokenizers do
     return tok
 
 
@@ -89,11 +94,89 @@ def bert_weights(cfg: dict, rng: np.random.Generator, prefix: str = "") -> dict[
         t[p + "output.LayerNorm.weight"] = 1 + w(h, s=0.1)
         t[p + "output.LayerNorm.bias"] = w(h, s=0.1)
     t = {prefix + k: val for k, val in t.items()}
-    if "id2label" in cfg:
+    arch = cfg["architectures"][0]
+    if arch == "BertForSequenceClassification":
         t["bert.pooler.dense.weight"] = w(h, h, s=0.5)
         t["bert.pooler.dense.bias"] = w(h, s=0.1)
+    if arch in ("BertForSequenceClassification", "BertForTokenClassification"):
         t["classifier.weight"] = w(len(cfg["id2label"]), h, s=1.0)
         t["classifier.bias"] = w(len(cfg["id2label"]), s=0.1)
+    if arch == "BertForMaskedLM":  # the decoder is tied to the word embeddings: not saved, as transformers does
+        t["cls.predictions.transform.dense.weight"] = w(h, h, s=0.5)
+        t["cls.predictions.transform.dense.bias"] = w(h, s=0.1)
+        t["cls.predictions.transform.LayerNorm.weight"] = 1 + w(h, s=0.1)
+        t["cls.predictions.transform.LayerNorm.bias"] = w(h, s=0.1)
+        t["cls.predictions.bias"] = w(v, s=0.5)
+    return t
+
+
+def distilbert_config(vocab: int, *, labels=None) -> dict:
+    config = {"architectures": ["DistilBertForSequenceClassification" if labels else "DistilBertModel"],
+              "model_type": "distilbert", "vocab_size": vocab, "dim": 32, "n_layers": 2, "n_heads": 4,
+              "hidden_dim": 64, "activation": "gelu", "max_position_embeddings": 64, "initializer_range": 0.02,
+              "pad_token_id": 0, "dropout": 0.1, "attention_dropout": 0.1, "seq_classif_dropout": 0.2,
+              "sinusoidal_pos_embds": False, "tie_weights_": True}
+    if labels:
+        config["id2label"] = {str(i): l for i, l in enumerate(labels)}
+        config["label2id"] = {l: i for i, l in enumerate(labels)}
+    return config
+
+
+def distilbert_weights(cfg: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    h, i, v = cfg["dim"], cfg["hidden_dim"], cfg["vocab_size"]
+
+    def w(*shape, s=0.2):
+        return (rng.standard_normal(shape) * s).astype(np.float32)
+
+    t = {"distilbert.embeddings.word_embeddings.weight": w(v, h, s=1.0),
+         "distilbert.embeddings.position_embeddings.weight": w(cfg["max_position_embeddings"], h, s=0.5),
+         "distilbert.embeddings.LayerNorm.weight": 1 + w(h, s=0.1), "distilbert.embeddings.LayerNorm.bias": w(h, s=0.1)}
+    for l in range(cfg["n_layers"]):
+        p = f"distilbert.transformer.layer.{l}."
+        for name in ("q_lin", "k_lin", "v_lin", "out_lin"):
+            t[p + f"attention.{name}.weight"] = w(h, h)
+            t[p + f"attention.{name}.bias"] = w(h, s=0.1)
+        for name in ("sa_layer_norm", "output_layer_norm"):
+            t[p + f"{name}.weight"] = 1 + w(h, s=0.1)
+            t[p + f"{name}.bias"] = w(h, s=0.1)
+        t[p + "ffn.lin1.weight"], t[p + "ffn.lin1.bias"] = w(i, h), w(i, s=0.1)
+        t[p + "ffn.lin2.weight"], t[p + "ffn.lin2.bias"] = w(h, i), w(h, s=0.1)
+    if "id2label" in cfg:
+        n = len(cfg["id2label"])
+        t["pre_classifier.weight"], t["pre_classifier.bias"] = w(h, h, s=0.5), w(h, s=0.1)
+        t["classifier.weight"], t["classifier.bias"] = w(n, h, s=1.0), w(n, s=0.1)
+    return t
+
+
+def roberta_tokenizer() -> Tokenizer:
+    vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>"] + WORDS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    return tok
+
+
+def roberta_config(vocab: int, *, labels=None) -> dict:
+    cfg = bert_config(vocab, labels=labels, max_pos=66)  # 64 positions after the padding id (1) + 1
+    cfg.update({"architectures": ["RobertaForSequenceClassification" if labels else "RobertaModel"],
+                "model_type": "roberta", "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2,
+                "type_vocab_size": 1, "layer_norm_eps": 1e-5})
+    return cfg
+
+
+def roberta_weights(cfg: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    plain = dict(cfg, architectures=["BertModel"])
+    plain.pop("id2label", None)
+    t = bert_weights(plain, rng, prefix="roberta.")
+    h = cfg["hidden_size"]
+    if "id2label" in cfg:
+        n = len(cfg["id2label"])
+        t["classifier.dense.weight"] = (rng.standard_normal((h, h)) * 0.5).astype(np.float32)
+        t["classifier.dense.bias"] = (rng.standard_normal(h) * 0.1).astype(np.float32)
+        t["classifier.out_proj.weight"] = (rng.standard_normal((n, h)) * 1.0).astype(np.float32)
+        t["classifier.out_proj.bias"] = (rng.standard_normal(n) * 0.1).astype(np.float32)
     return t
 
 
@@ -107,6 +190,8 @@ def llama_tokenizer() -> Tokenizer:
         single="<s> $A", special_tokens=[("<s>", vocab["<s>"])])
     return tok
 
+
+NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m.role }}|> {{ m.content.strip() }} "
                  "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
@@ -153,6 +238,50 @@ def llama_weights(cfg: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return t
 
 
+def gpt2_config(vocab: int, eos: int) -> dict:
+    return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": vocab, "n_embd": 32,
+            "n_layer": 2, "n_head": 4, "n_positions": 128, "n_inner": None, "activation_function": "gelu_new",
+            "layer_norm_epsilon": 1e-5, "bos_token_id": eos, "eos_token_id": eos, "torch_dtype": "float32"}
+
+
+def gpt2_weights(cfg: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    e, v = cfg["n_embd"], cfg["vocab_size"]
+
+    def w(*shape, s=0.3):
+        return (rng.standard_normal(shape) * s).astype(np.float32)
+
+    t = {"wte.weight": w(v, e, s=1.0), "wpe.weight": w(cfg["n_positions"], e, s=0.5),
+         "ln_f.weight": 1 + w(e, s=0.1), "ln_f.bias": w(e, s=0.1)}
+    for l in range(cfg["n_layer"]):
+        p = f"h.{l}."
+        for name in ("ln_1", "ln_2"):
+            t[p + f"{name}.weight"], t[p + f"{name}.bias"] = 1 + w(e, s=0.1), w(e, s=0.1)
+        for name, shape in (("attn.c_attn", (e, 3 * e)), ("attn.c_proj", (e, e)),
+                            ("mlp.c_fc", (e, 4 * e)), ("mlp.c_proj", (4 * e, e))):
+            t[p + f"{name}.weight"], t[p + f"{name}.bias"] = w(*shape), w(shape[1], s=0.1)
+    return t
+
+
+def qwen2_config(vocab: int) -> dict:
+    cfg = llama_config(vocab)
+    cfg.update({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "sliding_window": 256,
+                "max_window_layers": 2, "use_sliding_window": False, "tie_word_embeddings": True,
+                "rope_theta": 1000000.0})
+    return cfg
+
+
+def qwen2_weights(cfg: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    t = llama_weights(cfg, rng)
+    del t["lm_head.weight"]  # tied to the embeddings
+    d = cfg["hidden_size"] // cfg["num_attention_heads"]
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}.self_attn."
+        t[p + "q_proj.bias"] = (rng.standard_normal(cfg["hidden_size"]) * 0.1).astype(np.float32)
+        for name in ("k_proj", "v_proj"):
+            t[p + f"{name}.bias"] = (rng.standard_normal(cfg["num_key_value_heads"] * d) * 0.1).astype(np.float32)
+    return t
+
+
 def write_model(folder: Path, config: dict, weights: dict, tokenizer: Tokenizer, *,
                 card: str, extra: dict[str, str] | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -176,101 +305,6 @@ def sentence_transformers_files() -> dict[str, str]:
             "word_embedding_dimension": 32, "pooling_mode_cls_token": False,
             "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False}),
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# The independent reference: numpy forward passes (float64)
-# ---------------------------------------------------------------------------------------------
-
-_erf = np.vectorize(math.erf)
-
-
-def layer_norm(x, w, b, eps):
-    mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + eps) * w + b
-
-
-def softmax(x, axis=-1):
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def bert_forward(cfg, t, ids, prefix=""):
-    g = {k[len(prefix):]: v.astype(np.float64) for k, v in t.items() if k.startswith(prefix)}
-    n, h, heads = len(ids), cfg["hidden_size"], cfg["num_attention_heads"]
-    d, eps = h // heads, cfg["layer_norm_eps"]
-    x = (g["embeddings.word_embeddings.weight"][ids] + g["embeddings.position_embeddings.weight"][:n]
-         + g["embeddings.token_type_embeddings.weight"][0])
-    x = layer_norm(x, g["embeddings.LayerNorm.weight"], g["embeddings.LayerNorm.bias"], eps)
-    for l in range(cfg["num_hidden_layers"]):
-        p = f"encoder.layer.{l}."
-        lin = lambda y, name: y @ g[p + name + ".weight"].T + g[p + name + ".bias"]  # noqa: E731
-        q, k, v = (lin(x, f"attention.self.{m}").reshape(n, heads, d).transpose(1, 0, 2)
-                   for m in ("query", "key", "value"))
-        att = softmax(q @ k.transpose(0, 2, 1) / math.sqrt(d))
-        ctx = (att @ v).transpose(1, 0, 2).reshape(n, h)
-        x = layer_norm(lin(ctx, "attention.output.dense") + x,
-                       g[p + "attention.output.LayerNorm.weight"], g[p + "attention.output.LayerNorm.bias"], eps)
-        inner = lin(x, "intermediate.dense")
-        inner = 0.5 * inner * (1 + _erf(inner / math.sqrt(2)))
-        x = layer_norm(lin(inner, "output.dense") + x,
-                       g[p + "output.LayerNorm.weight"], g[p + "output.LayerNorm.bias"], eps)
-    return x
-
-
-def classify_ref(cfg, t, ids):
-    x = bert_forward(cfg, t, ids, prefix="bert.")
-    pooled = np.tanh(x[0] @ t["bert.pooler.dense.weight"].T.astype(np.float64) + t["bert.pooler.dense.bias"])
-    logits = pooled @ t["classifier.weight"].T.astype(np.float64) + t["classifier.bias"]
-    return softmax(logits)
-
-
-def rms_norm(x, w, eps):
-    return x / np.sqrt((x ** 2).mean(-1, keepdims=True) + eps) * w
-
-
-def llama_logits(cfg, t, ids):
-    g = {k: v.astype(np.float64) for k, v in t.items()}
-    n, h, heads, kvh = len(ids), cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    d, eps = h // heads, cfg["rms_norm_eps"]
-    inv = 1.0 / cfg["rope_theta"] ** (np.arange(0, d, 2) / d)
-    freqs = np.arange(n)[:, None] * inv[None, :]
-    cos, sin = np.cos(np.concatenate([freqs, freqs], -1)), np.sin(np.concatenate([freqs, freqs], -1))
-
-    def rope(x):  # x: [heads, n, d]
-        half = d // 2
-        rotated = np.concatenate([-x[..., half:], x[..., :half]], -1)
-        return x * cos + rotated * sin
-
-    mask = np.triu(np.full((n, n), -np.inf), 1)
-    x = g["model.embed_tokens.weight"][ids]
-    for l in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{l}."
-        y = rms_norm(x, g[p + "input_layernorm.weight"], eps)
-        q = (y @ g[p + "self_attn.q_proj.weight"].T).reshape(n, heads, d).transpose(1, 0, 2)
-        k = (y @ g[p + "self_attn.k_proj.weight"].T).reshape(n, kvh, d).transpose(1, 0, 2)
-        v = (y @ g[p + "self_attn.v_proj.weight"].T).reshape(n, kvh, d).transpose(1, 0, 2)
-        q, k = rope(q), rope(k)
-        k, v = np.repeat(k, heads // kvh, axis=0), np.repeat(v, heads // kvh, axis=0)
-        att = softmax(q @ k.transpose(0, 2, 1) / math.sqrt(d) + mask)
-        x = x + (att @ v).transpose(1, 0, 2).reshape(n, h) @ g[p + "self_attn.o_proj.weight"].T
-        y = rms_norm(x, g[p + "post_attention_layernorm.weight"], eps)
-        gate = y @ g[p + "mlp.gate_proj.weight"].T
-        x = x + ((gate / (1 + np.exp(-gate))) * (y @ g[p + "mlp.up_proj.weight"].T)) @ g[p + "mlp.down_proj.weight"].T
-    x = rms_norm(x, g["model.norm.weight"], eps)
-    return x[-1] @ g["lm_head.weight"].T
-
-
-def greedy_ref(cfg, t, ids, max_new, eos):
-    ids, out = list(ids), []
-    for _ in range(max_new):
-        nxt = int(np.argmax(llama_logits(cfg, t, ids)))
-        if nxt == eos:
-            break
-        out.append(nxt)
-        ids.append(nxt)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,6 +354,45 @@ def zoo(trove, tmp_path_factory):
     folder = write_model(base / "llama", cfg, w, ltok, extra={"tokenizer_config.json": json.dumps(tconf)},
                          card="---\npipeline_tag: text-generation\n---\n# tiny llama\n")
     zoo["llama"] = (upload(client, folder, prefix="tiny-llama"), cfg, w, ltok)
+
+    cfg = bert_config(btok.get_vocab_size(), labels=NER_LABELS)
+    cfg["architectures"] = ["BertForTokenClassification"]
+    w = bert_weights(cfg, rng, prefix="bert.")
+    w["classifier.bias"][NER_LABELS.index("I-PER")] += 3.0  # so that some tokens continue a group
+    folder = write_model(base / "ner", cfg, w, btok, card="---\npipeline_tag: token-classification\n---\n")
+    zoo["ner"] = (upload(client, folder, prefix="ner"), cfg, w, btok)
+
+    cfg = bert_config(btok.get_vocab_size())
+    cfg["architectures"] = ["BertForMaskedLM"]
+    w = bert_weights(cfg, rng, prefix="bert.")
+    folder = write_model(base / "mlm", cfg, w, btok, card="---\npipeline_tag: fill-mask\n---\n",
+                         extra={"tokenizer_config.json": json.dumps({"mask_token": "[MASK]"})})
+    zoo["mlm"] = (upload(client, folder, prefix="mlm"), cfg, w, btok)
+
+    for name, labels in (("distil", None), ("distil-clf", ["NEGATIVE", "POSITIVE"])):
+        cfg = distilbert_config(btok.get_vocab_size(), labels=labels)
+        w = distilbert_weights(cfg, rng)
+        folder = write_model(base / name, cfg, w, btok, card="---\nlibrary_name: transformers\n---\n")
+        zoo[name] = (upload(client, folder, prefix=name), cfg, w, btok)
+
+    rtok = roberta_tokenizer()
+    for name, labels in (("roberta", None), ("roberta-clf", ["NEGATIVE", "POSITIVE", "NEUTRAL"])):
+        cfg = roberta_config(rtok.get_vocab_size(), labels=labels)
+        w = roberta_weights(cfg, rng)
+        folder = write_model(base / name, cfg, w, rtok, card="---\nlibrary_name: transformers\n---\n")
+        zoo[name] = (upload(client, folder, prefix=name), cfg, w, rtok)
+
+    gtok = llama_tokenizer()
+    cfg = gpt2_config(gtok.get_vocab_size(), eos=gtok.token_to_id("</s>"))
+    w = gpt2_weights(cfg, rng)
+    folder = write_model(base / "gpt2", cfg, w, gtok, card="---\npipeline_tag: text-generation\n---\n")
+    zoo["gpt2"] = (upload(client, folder, prefix="gpt2"), cfg, w, gtok)
+
+    cfg = qwen2_config(ltok.get_vocab_size())
+    w = qwen2_weights(cfg, rng)
+    folder = write_model(base / "qwen2", cfg, w, ltok, extra={"tokenizer_config.json": json.dumps(tconf)},
+                         card="---\npipeline_tag: text-generation\n---\n")
+    zoo["qwen2"] = (upload(client, folder, prefix="qwen2"), cfg, w, ltok)
     return zoo
 
 
@@ -417,6 +490,183 @@ def test_raw_sse_events_end_with_done(trove, zoo):
     assert all(e["object"] == "chat.completion.chunk" for e in events)
 
 
+def test_token_classification_matches_the_reference(trove, client, zoo):
+    repo, cfg, w, tok = zoo["ner"]
+    text = "the cat Sleeps and zebra runs with the dog at night"
+    out = run(client, '''
+        from huggingface_hub import InferenceClient
+        c = InferenceClient(model=ARGS["url"], token=os.environ["HF_TOKEN"])
+        def plain(items):
+            return [{k: getattr(e, k) for k in ("entity", "entity_group", "score", "word", "start", "end")} for e in items]
+        emit({"default": plain(c.token_classification(ARGS["t"])),
+              "simple": plain(c.token_classification(ARGS["t"], aggregation_strategy="simple", ignore_labels=[])),
+              "none": plain(c.token_classification(ARGS["t"], aggregation_strategy="none", ignore_labels=[]))})
+    ''', url=f"{trove.url}/models/{repo}", t=text)
+    enc = tok.encode(text)
+    probs = softmax(token_logits_ref(cfg, w, enc.ids))
+    tokens = [{"entity": NER_LABELS[int(p.argmax())], "score": float(p.max()), "word": tok.id_to_token(i),
+               "start": o[0], "end": o[1], "id": i}
+              for i, o, p, special in zip(enc.ids, enc.offsets, probs, enc.special_tokens_mask) if not special]
+    assert [e["entity"] for e in out["none"]] == [t["entity"] for t in tokens]
+    assert [(e["word"], e["start"], e["end"]) for e in out["none"]] == [(t["word"], t["start"], t["end"]) for t in tokens]
+    assert "[UNK]" in [e["word"] for e in out["none"]]
+    assert text[out["none"][2]["start"]:out["none"][2]["end"]] == "Sleeps"
+    np.testing.assert_allclose([e["score"] for e in out["none"]], [t["score"] for t in tokens], rtol=1e-3, atol=1e-5)
+    groups = [{"entity_group": g[0]["entity"].split("-", 1)[-1], "score": float(np.mean([t["score"] for t in g])),
+               "word": tok.decode([t["id"] for t in g], skip_special_tokens=False), "start": g[0]["start"], "end": g[-1]["end"]}
+              for g in group_entities(tokens)]
+    assert len(groups) < len(tokens), "some tokens were grouped"
+    for got, want in zip(out["simple"], groups, strict=True):
+        assert (got["entity_group"], got["word"], got["start"], got["end"]) == \
+            (want["entity_group"], want["word"], want["start"], want["end"])
+        assert got["score"] == pytest.approx(want["score"], rel=1e-3, abs=1e-5)
+    assert [e["entity_group"] for e in out["default"]] == [g["entity_group"] for g in groups if g["entity_group"] != "O"]
+
+
+def test_fill_mask_matches_the_reference(trove, client, zoo):
+    repo, cfg, w, tok = zoo["mlm"]
+    text = "i love this [MASK] very much"
+    out = run(client, '''
+        from huggingface_hub import InferenceClient
+        c = InferenceClient(model=ARGS["url"], token=os.environ["HF_TOKEN"])
+        plain = lambda items: [{"score": e.score, "token": e.token, "token_str": e.token_str, "sequence": e.sequence} for e in items]
+        emit({"top": plain(c.fill_mask(ARGS["t"], top_k=3)), "default": plain(c.fill_mask(ARGS["t"])),
+              "targets": plain(c.fill_mask(ARGS["t"], targets=["movie", "cat", "zebra"]))})
+    ''', url=f"{trove.url}/models/{repo}", t=text)
+    ids = tok.encode(text).ids
+    mask = ids.index(tok.token_to_id("[MASK]"))
+    probs = masked_lm_ref(cfg, w, ids, mask)
+
+    def answer(token):
+        filled = list(ids)
+        filled[mask] = token
+        return {"token": token, "token_str": tok.decode([token], skip_special_tokens=False),
+                "sequence": tok.decode(filled, skip_special_tokens=True), "score": float(probs[token])}
+
+    best = [answer(int(i)) for i in np.argsort(-probs)[:5]]
+    assert len(out["default"]) == 5
+    for got, want in zip(out["top"], best[:3], strict=True):
+        assert (got["token"], got["token_str"], got["sequence"]) == (want["token"], want["token_str"], want["sequence"])
+        assert got["score"] == pytest.approx(want["score"], rel=1e-3, abs=1e-6)
+    assert [e["token"] for e in out["default"]] == [e["token"] for e in best]
+    # Targets: vocabulary words as they are, an unknown word through its first token ([UNK]).
+    target_ids = sorted({tok.token_to_id("movie"), tok.token_to_id("cat"), tok.token_to_id("[UNK]")}, key=lambda i: -probs[i])
+    assert [e["token"] for e in out["targets"]] == target_ids
+    np.testing.assert_allclose([e["score"] for e in out["targets"]], [probs[i] for i in target_ids], rtol=1e-3, atol=1e-6)
+    # Two masks: one list per mask, sequences keep the other mask.
+    r = httpx.post(f"{trove.url}/models/{repo}", json={"inputs": "[MASK] love this [MASK]", "parameters": {"top_k": 2}},
+                   headers={"authorization": f"Bearer {trove.admin_token}"}, timeout=60)
+    assert r.status_code == 200, r.text
+    two = r.json()
+    assert len(two) == 2 and all(len(x) == 2 for x in two)
+    assert all("[MASK]" in e["sequence"] for x in two for e in x)
+
+
+def test_distilbert_and_roberta_match_the_reference(trove, client, zoo):
+    text = "the dog was not very good"
+    for name, forward, classify in (("distil", distilbert_forward, distilbert_classify_ref),
+                                    ("roberta", roberta_forward, roberta_classify_ref)):
+        repo, cfg, w, tok = zoo[name]
+        clf_repo, clf_cfg, clf_w, _ = zoo[name + "-clf"]
+        out = run(client, '''
+            from huggingface_hub import InferenceClient
+            c = InferenceClient(token=os.environ["HF_TOKEN"])
+            emit({"tokens": c.feature_extraction(ARGS["t"], model=ARGS["url"]).tolist(),
+                  "labels": [{"label": e.label, "score": e.score}
+                             for e in c.text_classification(ARGS["t"], model=ARGS["clf"])]})
+        ''', url=f"{trove.url}/models/{repo}", clf=f"{trove.url}/models/{clf_repo}", t=text)
+        ids = tok.encode(text).ids
+        np.testing.assert_allclose(np.array(out["tokens"]).reshape(len(ids), -1), forward(cfg, w, ids),
+                                   rtol=1e-3, atol=1e-4, err_msg=name)
+        probs = classify(clf_cfg, clf_w, ids)
+        labels = [clf_cfg["id2label"][str(i)] for i in range(len(probs))]
+        expected = sorted(zip(labels, probs), key=lambda p: -p[1])
+        assert [e["label"] for e in out["labels"]] == [l for l, _ in expected], name
+        np.testing.assert_allclose([e["score"] for e in out["labels"]], [p for _, p in expected], rtol=1e-3, atol=1e-5)
+
+
+def test_gpt2_and_qwen2_generate_the_reference_tokens(trove, client, zoo):
+    prompt = "the cat runs and the dog"
+    for name, logits in (("gpt2", gpt2_logits), ("qwen2", None)):
+        repo, cfg, w, tok = zoo[name]
+        out = run(client, '''
+            from huggingface_hub import InferenceClient
+            c = InferenceClient(model=ARGS["url"], token=os.environ["HF_TOKEN"])
+            r = c.text_generation(ARGS["p"], max_new_tokens=10, details=True)
+            emit({"text": r.generated_text, "ids": [t.id for t in r.details.tokens]})
+        ''', url=f"{trove.url}/models/{repo}", p=prompt)
+        kwargs = {"logits": logits} if logits else {}
+        expected = greedy_ref(cfg, w, tok.encode(prompt).ids, 10, eos=cfg["eos_token_id"], **kwargs)
+        assert out["ids"] == expected, name
+        assert out["text"] == tok.decode(expected), name
+    repo, cfg, w, tok = zoo["qwen2"]
+    messages = [{"role": "user", "content": "i love the sun"}]
+    out = run(client, '''
+        from huggingface_hub import InferenceClient
+        c = InferenceClient(base_url=ARGS["url"], token=os.environ["HF_TOKEN"])
+        emit("".join(ch.choices[0].delta.content or "" for ch in c.chat_completion(ARGS["m"], max_tokens=8, stream=True)))
+    ''', url=f"{trove.url}/models/{repo}/v1", m=messages)
+    ids = tok.encode(chat_prompt(messages), add_special_tokens=False).ids
+    assert out == tok.decode(greedy_ref(cfg, w, ids, 8, eos=2))
+
+
+def test_token_classification_and_fill_mask_refuse_bad_parameters(trove, zoo):
+    auth = {"authorization": f"Bearer {trove.admin_token}"}
+    ner, mlm = zoo["ner"][0], zoo["mlm"][0]
+    cases = [
+        (ner, {"inputs": "a cat", "parameters": {"aggregation_strategy": "first"}}, "aggregation_strategy"),
+        (ner, {"inputs": "a cat", "parameters": {"aggregation_strategy": 3}}, "aggregation_strategy"),
+        (ner, {"inputs": "a cat", "parameters": {"ignore_labels": "O"}}, "ignore_labels"),
+        (ner, {"inputs": "a cat", "parameters": {"stride": -1}}, "stride"),
+        (ner, {"inputs": {"text": "a cat"}}, "inputs"),
+        (mlm, {"inputs": "no mask here"}, "No mask_token ([MASK]) found on the input"),
+        (mlm, {"inputs": "a [MASK]", "parameters": {"top_k": 0}}, "top_k"),
+        (mlm, {"inputs": "a [MASK]", "parameters": {"top_k": "many"}}, "top_k"),
+        (mlm, {"inputs": "a [MASK]", "parameters": {"targets": []}}, "targets"),
+        (mlm, {"inputs": "a [MASK]", "parameters": {"targets": [1, 2]}}, "targets"),
+        (mlm, {"inputs": "a [MASK]", "parameters": {"targets": [""]}}, "At least one target"),
+        (mlm, {"inputs": ["a [MASK]"]}, "inputs"),
+        (mlm, {"inputs": "[MASK] " * 100}, "tokens"),
+    ]
+    for repo, body, message in cases:
+        r = httpx.post(f"{trove.url}/models/{repo}", json=body, headers=auth, timeout=60)
+        assert r.status_code == 422, (body, r.status_code, r.text)
+        assert message in r.headers["x-error-message"], (body, r.headers["x-error-message"])
+    # A task the model's head does not do.
+    r = httpx.post(f"{trove.url}/models/{ner}/pipeline/fill-mask", json={"inputs": "a [MASK]"}, headers=auth, timeout=60)
+    assert r.status_code == 400 and "doesn't support task 'fill-mask'" in r.json()["error"]
+
+
+def test_the_widget_shows_what_the_api_answers(trove, zoo, chromium):
+    """A model page's widget, driven in Chromium, shows the API's answer for the same input."""
+    auth = {"authorization": f"Bearer {trove.admin_token}"}
+    cases = [
+        ("clf", "this film was really not good", {},
+         lambda a: "\n".join(f"{e['label']}  {e['score']:.4f}" for e in a[0])),
+        ("llama", "the cat runs", {"max_new_tokens": 40},
+         lambda a: "the cat runs" + a[0]["generated_text"]),
+        ("ner", "the cat Sleeps and the dog runs", {},
+         lambda a: "\n".join(f"{e['entity_group']}  {e['word']}  {e['score']:.4f}" for e in a) or "(no entities)"),
+        ("mlm", "i love this [MASK]", {},
+         lambda a: "\n".join(f"{e['score']:.4f}  {e['sequence']}" for e in a)),
+    ]
+    for name, text, parameters, shown_as in cases:
+        repo = zoo[name][0]
+        page = new_page(chromium, trove.url)
+        page.goto(f"/{repo}")
+        page.fill("section.widget textarea[name=inputs]", text)
+        page.click("section.widget button[type=submit]")
+        page.wait_for_function("() => { const t = document.querySelector('section.widget .infer-output').textContent;"
+                               " return t && !t.startsWith('Running'); }")
+        shown = page.text_content("section.widget .infer-output")
+        shot(page, f"inference-widget-{name}")
+        page.context.close()
+        body = {"inputs": text, **({"parameters": parameters} if parameters else {})}
+        api = httpx.post(f"{trove.url}/models/{repo}", json=body, headers=auth, timeout=120)
+        assert api.status_code == 200, api.text
+        assert shown == shown_as(api.json()), (name, shown)
+
+
 def test_model_info_says_warm_once_loaded(trove, client, zoo):
     repo = zoo["llama"][0]
     out = run(client, '''
@@ -475,6 +725,94 @@ def test_refusals(trove, client, zoo, tmp_path):
     repo = upload(client, folder, prefix="off")
     r = httpx.post(f"{trove.url}/models/{repo}", json={"inputs": "x"}, headers=auth, timeout=60)
     assert r.status_code == 400 and "inference turned off" in r.json()["error"]
+
+
+def test_a_cold_model_answers_loading_when_the_request_does_not_wait(trove, client, tmp_path):
+    tok = bert_tokenizer()
+    cfg = bert_config(tok.get_vocab_size())
+    folder = write_model(tmp_path / "cold", cfg, bert_weights(cfg, np.random.default_rng(5)), tok,
+                         extra=sentence_transformers_files(), card="---\npipeline_tag: feature-extraction\n---\n")
+    repo = upload(client, folder, prefix="cold")
+    url, auth = f"{trove.url}/models/{repo}", {"authorization": f"Bearer {trove.admin_token}"}
+    # The real client, asked not to wait: it raises the 503 (this client version does not retry).
+    out = run(client, '''
+        from huggingface_hub import InferenceClient
+        c = InferenceClient(model=ARGS["url"], token=os.environ["HF_TOKEN"], headers={"x-wait-for-model": "false"})
+        emit(attempt(c.feature_extraction, "a cat"))
+    ''', url=url)
+    assert out["ok"] is False and out["status"] == 503, out
+    assert f"Model {repo} is currently loading" in out["msg"], out
+    # The load it started finishes; answers become 200 without waiting.
+    deadline = time.monotonic() + 60
+    for _ in range(600):
+        r = httpx.post(url, json={"inputs": "a cat"}, headers={**auth, "x-wait-for-model": "false"}, timeout=60)
+        if r.status_code != 503 or time.monotonic() > deadline:
+            break
+        assert r.json()["error"] == f"Model {repo} is currently loading"
+        assert isinstance(r.json()["estimated_time"], float) and r.json()["estimated_time"] >= 1.0
+        assert int(r.headers["retry-after"]) >= 1 and r.headers["x-error-code"] == "ModelLoading"
+        time.sleep(0.05)
+    assert r.status_code == 200, r.text
+    # Bad values of the switch are refused.
+    r = httpx.post(url, json={"inputs": "a cat"}, headers={**auth, "x-wait-for-model": "maybe"}, timeout=60)
+    assert r.status_code == 400 and r.headers["x-error-message"]
+    r = httpx.post(url, json={"inputs": "a cat", "options": {"wait_for_model": "no"}}, headers=auth, timeout=60)
+    assert r.status_code == 422 and "wait_for_model" in r.headers["x-error-message"]
+
+
+def test_the_first_request_waits_for_the_load_by_default(trove, client, tmp_path):
+    tok = bert_tokenizer()
+    cfg = bert_config(tok.get_vocab_size())
+    folder = write_model(tmp_path / "cold2", cfg, bert_weights(cfg, np.random.default_rng(6)), tok,
+                         extra=sentence_transformers_files(), card="---\npipeline_tag: feature-extraction\n---\n")
+    repo = upload(client, folder, prefix="cold")
+    r = httpx.post(f"{trove.url}/models/{repo}", json={"inputs": "a cat", "options": {"wait_for_model": False}},
+                   headers={"authorization": f"Bearer {trove.admin_token}"}, timeout=60)
+    assert r.status_code == 503 and "estimated_time" in r.json()
+    other = upload(client, folder, prefix="cold")
+    r = httpx.post(f"{trove.url}/models/{other}", json={"inputs": "a cat"},
+                   headers={"authorization": f"Bearer {trove.admin_token}"}, timeout=60)
+    assert r.status_code == 200, r.text
+
+
+def test_a_repo_setting_turns_inference_off_and_on(trove, client, bob, tmp_path):
+    tok = bert_tokenizer()
+    cfg = bert_config(tok.get_vocab_size())
+    folder = write_model(tmp_path / "switch", cfg, bert_weights(cfg, np.random.default_rng(7)), tok,
+                         extra=sentence_transformers_files(), card="---\npipeline_tag: feature-extraction\n---\n")
+    repo = upload(client, folder, prefix="switch")
+    url, auth = f"{trove.url}/models/{repo}", {"authorization": f"Bearer {trove.admin_token}"}
+    settings = f"{trove.url}/api/models/{repo}/settings"
+    assert httpx.post(url, json={"inputs": "a cat"}, headers=auth, timeout=60).status_code == 200
+    # Only an admin of the repository may switch it; bad values change nothing.
+    r = httpx.put(settings, json={"inferenceDisabled": True}, headers={"authorization": f"Bearer {bob.token}"}, timeout=60)
+    assert r.status_code == 403 and r.headers["x-error-message"]
+    r = httpx.put(settings, json={"inferenceDisabled": "yes"}, headers=auth, timeout=60)
+    assert r.status_code in (400, 422) and r.headers["x-error-message"]
+    assert httpx.post(url, json={"inputs": "a cat"}, headers=auth, timeout=60).status_code == 200
+    r = httpx.put(settings, json={"inferenceDisabled": True}, headers=auth, timeout=60)
+    assert r.status_code == 200 and r.json()["inferenceDisabled"] is True, r.text
+    # Refused as a model without inference is; the real client sees the same 400.
+    r = httpx.post(url, json={"inputs": "a cat"}, headers=auth, timeout=60)
+    assert r.status_code == 400 and "inference turned off" in r.json()["error"], r.text
+    out = run(client, '''
+        from huggingface_hub import InferenceClient
+        emit(attempt(InferenceClient(model=ARGS["url"], token=os.environ["HF_TOKEN"]).feature_extraction, "a cat"))
+    ''', url=url)
+    assert out["ok"] is False and out["status"] == 400, out
+    r = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}, headers=auth, timeout=60)
+    assert r.status_code == 400
+    # The web settings page shows the switch and turns it back on.
+    with httpx.Client(base_url=trove.url, headers={**auth, "origin": trove.url}, timeout=60) as web:
+        page = web.get(f"/{repo}/settings")
+        assert page.status_code == 200 and 'id="inference">off<' in page.text, page.text[:500]
+        csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+        bad = web.post(f"/{repo}/settings", data={"csrf": csrf, "action": "inference", "value": "sideways"})
+        assert bad.status_code == 400
+        done = web.post(f"/{repo}/settings", data={"csrf": csrf, "action": "inference", "value": "on"})
+        assert done.status_code in (200, 303), done.text
+        assert 'id="inference">on<' in web.get(f"/{repo}/settings").text
+    assert httpx.post(url, json={"inputs": "a cat"}, headers=auth, timeout=60).status_code == 200
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,8 @@ pub struct Repo {
     /// Whether downloads need an accepted access request.
     pub gated: Gating,
     pub discussions_disabled: bool,
+    /// Whether hosted inference is turned off for the repository (a setting).
+    pub inference_disabled: bool,
 }
 
 /// A repository's gate: off, or requests accepted at once (`auto`) or by an admin (`manual`).
@@ -109,19 +111,20 @@ impl Repo {
                 })?
             },
             discussions_disabled: row.try_get(o + 9)?,
+            inference_disabled: row.try_get(o + 10)?,
         })
     }
 }
 
 const REPO_COLUMNS: &str = "id, repo_type, namespace, name, private, owner_user_id, created_at, \
-     updated_at, gated, discussions_disabled";
+     updated_at, gated, discussions_disabled, inference_disabled";
 
 /// [`REPO_COLUMNS`] of a `repos` table aliased `r`, for joins.
 pub(crate) const REPO_COLUMNS_R: &str = "r.id, r.repo_type, r.namespace, r.name, r.private, \
-     r.owner_user_id, r.created_at, r.updated_at, r.gated, r.discussions_disabled";
+     r.owner_user_id, r.created_at, r.updated_at, r.gated, r.discussions_disabled, r.inference_disabled";
 
 /// How many columns [`REPO_COLUMNS_R`] selects.
-pub(crate) const REPO_COLUMN_COUNT: usize = 10;
+pub(crate) const REPO_COLUMN_COUNT: usize = 11;
 
 /// The row of a repository being created, inserted by [`Db::create_repo`] and
 /// [`Db::create_repo_with`].
@@ -369,17 +372,20 @@ impl Db {
         private: Option<bool>,
         gated: Option<Gating>,
         discussions_disabled: Option<bool>,
+        inference_disabled: Option<bool>,
     ) -> Result<Repo> {
         with_pool!(self, pool => {
             let sql = format!(
                 "UPDATE repos SET private = coalesce($1, private), gated = coalesce($2, gated), \
-                 discussions_disabled = coalesce($3, discussions_disabled) WHERE id = $4 \
+                 discussions_disabled = coalesce($3, discussions_disabled), \
+                 inference_disabled = coalesce($4, inference_disabled) WHERE id = $5 \
                  RETURNING {REPO_COLUMNS}"
             );
             let row = sqlx::query(&sql)
                 .bind(private)
                 .bind(gated.map(Gating::as_str))
                 .bind(discussions_disabled)
+                .bind(inference_disabled)
                 .bind(repo_id)
                 .fetch_optional(pool)
                 .await?

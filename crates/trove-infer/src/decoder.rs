@@ -1,13 +1,94 @@
-//! Llama-family decoders: text generation, greedy or sampled with a seed, token by token
-//! (each new piece of text handed to the caller as it is decoded, for streaming).
+//! Decoders (Llama/Mistral, Qwen2, GPT-2): text generation, greedy or sampled with a seed,
+//! token by token (each new piece of text handed to the caller as it is decoded, for
+//! streaming).
 
 use crate::chat::{ChatMessage, ChatTemplate};
+use crate::gpt2::{Gpt2, Gpt2Cache, Gpt2Config};
 use crate::text::{Text, special_token};
 use crate::{InferError, ModelFiles, Result, guarded, load_weights};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::llama::{Cache, Config, Llama, LlamaConfig, LlamaEosToks};
+use candle_transformers::models::llama::{Cache, Config, Llama, LlamaConfig};
+use candle_transformers::models::qwen2;
+use serde_json::Value;
+
+/// The decoder layouts this crate runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecoderKind {
+    Llama,
+    Qwen2,
+    Gpt2,
+}
+
+impl DecoderKind {
+    /// The layout of a `config.json` `model_type`.
+    pub fn of(model_type: &str) -> Option<DecoderKind> {
+        match model_type {
+            "llama" | "mistral" => Some(DecoderKind::Llama),
+            "qwen2" => Some(DecoderKind::Qwen2),
+            "gpt2" => Some(DecoderKind::Gpt2),
+            _ => None,
+        }
+    }
+}
+
+/// A loaded network of one of the layouts.
+enum Net {
+    Llama {
+        model: Llama,
+        config: Box<Config>,
+    },
+    /// candle's Qwen2 keeps its key/value cache inside the model: each generation runs on a
+    /// clone (the weights are shared, not copied).
+    Qwen2(qwen2::ModelForCausalLM),
+    Gpt2(Gpt2),
+}
+
+/// One generation's key/value cache.
+enum State {
+    Llama(Cache),
+    Qwen2(Box<qwen2::ModelForCausalLM>),
+    Gpt2(Gpt2Cache),
+}
+
+impl Net {
+    fn start(&self, device: &Device) -> Result<State> {
+        Ok(match self {
+            Net::Llama { config, .. } => {
+                State::Llama(Cache::new(true, DType::F32, config, device)?)
+            }
+            Net::Qwen2(model) => {
+                let mut model = model.clone();
+                model.clear_kv_cache();
+                State::Qwen2(Box::new(model))
+            }
+            Net::Gpt2(model) => State::Gpt2(model.cache()),
+        })
+    }
+
+    /// The next-token logits (`[vocab]`) after `ids`, which follow `position` tokens.
+    fn step(
+        &self,
+        state: &mut State,
+        ids: &[u32],
+        position: usize,
+        device: &Device,
+    ) -> Result<Tensor> {
+        match (self, state) {
+            (Net::Llama { model, .. }, State::Llama(cache)) => {
+                let x = Tensor::new(ids, device)?.unsqueeze(0)?;
+                Ok(model.forward(&x, position, cache)?.squeeze(0)?)
+            }
+            (Net::Qwen2(_), State::Qwen2(model)) => {
+                let x = Tensor::new(ids, device)?.unsqueeze(0)?;
+                Ok(model.forward(&x, position)?.squeeze(0)?.squeeze(0)?)
+            }
+            (Net::Gpt2(model), State::Gpt2(cache)) => model.forward(ids, position, cache),
+            _ => Err(InferError::Runtime("a cache of another model".into())),
+        }
+    }
+}
 
 /// How to generate: the TGI / OpenAI parameters the hub honours.
 #[derive(Clone, Debug)]
@@ -64,8 +145,7 @@ pub struct Generated {
 }
 
 pub struct Decoder {
-    llama: Llama,
-    config: Config,
+    net: Net,
     text: Text,
     eos: Vec<u32>,
     template: Option<ChatTemplate>,
@@ -76,17 +156,36 @@ pub struct Decoder {
 
 impl Decoder {
     pub(crate) fn load(files: ModelFiles, device: &Device) -> Result<Decoder> {
-        let llama_config: LlamaConfig = serde_json::from_value(files.config.clone())
-            .map_err(|e| InferError::BadModel(format!("config.json: {e}")))?;
-        let config = llama_config.into_config(false);
-        if config.num_attention_heads == 0
-            || !config
-                .hidden_size
-                .is_multiple_of(config.num_attention_heads)
-            || config.num_key_value_heads == 0
-            || !config
-                .num_attention_heads
-                .is_multiple_of(config.num_key_value_heads)
+        let bad = |e: serde_json::Error| InferError::BadModel(format!("config.json: {e}"));
+        let model_type = files
+            .config
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = DecoderKind::of(model_type).ok_or_else(|| {
+            InferError::Unsupported(format!("`{model_type}` is not a decoder run here"))
+        })?;
+        let (heads, kv_heads, hidden) = match kind {
+            DecoderKind::Gpt2 => (
+                files.config.get("n_head"),
+                files.config.get("n_head"),
+                files.config.get("n_embd"),
+            ),
+            _ => (
+                files.config.get("num_attention_heads"),
+                files
+                    .config
+                    .get("num_key_value_heads")
+                    .or(files.config.get("num_attention_heads")),
+                files.config.get("hidden_size"),
+            ),
+        };
+        let number = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
+        let (heads, kv_heads, hidden) = (number(heads), number(kv_heads), number(hidden));
+        if heads == 0
+            || !hidden.is_multiple_of(heads)
+            || kv_heads == 0
+            || !heads.is_multiple_of(kv_heads)
         {
             return Err(InferError::BadModel(
                 "config.json: attention heads do not divide the hidden size".into(),
@@ -94,10 +193,14 @@ impl Decoder {
         }
         let text = Text::load(&files.tokenizer)?;
         let template = ChatTemplate::from_tokenizer_config(files.tokenizer_config.as_ref())?;
-        let mut eos: Vec<u32> = match &config.eos_token_id {
-            Some(LlamaEosToks::Single(id)) => vec![*id],
-            Some(LlamaEosToks::Multiple(ids)) => ids.clone(),
-            None => Vec::new(),
+        let mut eos: Vec<u32> = match files.config.get("eos_token_id") {
+            Some(Value::Number(n)) => n.as_u64().map(|id| vec![id as u32]).unwrap_or_default(),
+            Some(Value::Array(ids)) => ids
+                .iter()
+                .filter_map(Value::as_u64)
+                .map(|id| id as u32)
+                .collect(),
+            _ => Vec::new(),
         };
         if let Some(token) = files
             .tokenizer_config
@@ -110,11 +213,39 @@ impl Decoder {
         }
         let (tensors, bytes) = load_weights(files.weights, device)?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        let llama = guarded("Llama decoder", || Llama::load(vb, &config))?;
+        let (net, max_tokens) = match kind {
+            DecoderKind::Llama => {
+                let llama_config: LlamaConfig =
+                    serde_json::from_value(files.config.clone()).map_err(bad)?;
+                let config = llama_config.into_config(false);
+                let model = guarded("Llama decoder", || Llama::load(vb, &config))?;
+                let max = config.max_position_embeddings;
+                (
+                    Net::Llama {
+                        model,
+                        config: Box::new(config),
+                    },
+                    max,
+                )
+            }
+            DecoderKind::Qwen2 => {
+                let config: qwen2::Config =
+                    serde_json::from_value(files.config.clone()).map_err(bad)?;
+                let model = guarded("Qwen2 decoder", || {
+                    qwen2::ModelForCausalLM::new(&config, vb)
+                })?;
+                (Net::Qwen2(model), config.max_position_embeddings)
+            }
+            DecoderKind::Gpt2 => {
+                let config: Gpt2Config =
+                    serde_json::from_value(files.config.clone()).map_err(bad)?;
+                let model = guarded("GPT-2 decoder", || Gpt2::load(vb, &config))?;
+                (Net::Gpt2(model), config.n_positions)
+            }
+        };
         Ok(Decoder {
-            max_tokens: config.max_position_embeddings,
-            llama,
-            config,
+            max_tokens,
+            net,
             text,
             eos,
             template,
@@ -158,15 +289,17 @@ impl Decoder {
         let room = self.max_tokens.saturating_sub(prompt_ids.len());
         let max_new = params.max_new_tokens.min(room);
         let mut sampler = LogitsProcessor::from_sampling(params.seed, sampling(params));
-        let mut cache = Cache::new(true, DType::F32, &self.config, &self.device)?;
+        let mut state = self.net.start(&self.device)?;
         let mut generated: Vec<u32> = Vec::new();
         let mut emitted = String::new();
         let mut finish = FinishReason::Length;
         let mut input = prompt_ids.clone();
         let mut position = 0;
         while generated.len() < max_new {
-            let x = Tensor::new(input.as_slice(), &self.device)?.unsqueeze(0)?;
-            let logits = self.llama.forward(&x, position, &mut cache)?.squeeze(0)?;
+            let logits = self
+                .net
+                .step(&mut state, &input, position, &self.device)?
+                .to_dtype(DType::F32)?;
             position += input.len();
             let next = sampler.sample(&logits)?;
             if self.eos.contains(&next) {

@@ -1,13 +1,14 @@
-//! BERT-family encoders: token embeddings, sentence embeddings pooled as the repository's
-//! sentence-transformers modules say, and sequence classification (`…ForSequenceClassification`:
-//! pooler then classifier, labels from `id2label`).
+//! BERT-family encoders (BERT, DistilBERT, RoBERTa on one backbone): token embeddings,
+//! sentence embeddings pooled as the repository's sentence-transformers modules say, sequence
+//! classification, token classification and masked-token prediction.
 
-use crate::text::Text;
+use crate::text::{Encoded, Text, special_token};
 use crate::{InferError, ModelFiles, Result, architectures, guarded, load_weights};
 use candle_core::{D, DType, Device, Module, Tensor};
-use candle_nn::{Linear, VarBuilder, linear};
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_nn::{LayerNorm, Linear, VarBuilder, layer_norm, linear};
+use candle_transformers::models::bert::{BertModel, Config, HiddenAct};
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// How token embeddings become one vector per input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,16 +40,123 @@ impl ScoreFunction {
     }
 }
 
-struct Classifier {
-    pooler: Linear,
+/// The BERT-shaped layouts this crate runs; DistilBERT and RoBERTa are BERT's encoder with
+/// renamed tensors (DistilBERT: no token types) or shifted positions (RoBERTa: position ids
+/// start after the padding id), so all three run on one backbone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncoderKind {
+    Bert,
+    DistilBert,
+    Roberta,
+}
+
+impl EncoderKind {
+    /// The layout of a `config.json` `model_type`.
+    pub fn of(model_type: &str) -> Option<EncoderKind> {
+        match model_type {
+            "bert" => Some(EncoderKind::Bert),
+            "distilbert" => Some(EncoderKind::DistilBert),
+            "roberta" | "xlm-roberta" => Some(EncoderKind::Roberta),
+            _ => None,
+        }
+    }
+
+    /// The prefix of the backbone's tensors in a model with a head (`bert.`…).
+    fn prefix(self) -> &'static str {
+        match self {
+            EncoderKind::Bert => "bert",
+            EncoderKind::DistilBert => "distilbert",
+            EncoderKind::Roberta => "roberta",
+        }
+    }
+}
+
+/// What an encoder's architecture puts on top of the backbone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Head {
+    /// None: hidden states (embeddings).
+    Embeddings,
+    /// `…ForSequenceClassification`.
+    SequenceClassification,
+    /// `…ForTokenClassification`.
+    TokenClassification,
+    /// `…ForMaskedLM`.
+    MaskedLm,
+}
+
+impl Head {
+    /// The head `config.json`'s first known architecture names.
+    pub fn of(config: &Value) -> Head {
+        for arch in architectures(config) {
+            if arch.ends_with("ForSequenceClassification") {
+                return Head::SequenceClassification;
+            }
+            if arch.ends_with("ForTokenClassification") {
+                return Head::TokenClassification;
+            }
+            if arch.ends_with("ForMaskedLM") {
+                return Head::MaskedLm;
+            }
+        }
+        Head::Embeddings
+    }
+}
+
+/// A dense layer, an activation, and the output layer (the sequence classifiers of the
+/// three layouts differ only in names and activation).
+struct SequenceHead {
+    dense: Linear,
+    relu: bool,
     out: Linear,
     labels: Vec<String>,
     multi_label: bool,
 }
 
+/// The masked-language-model head: dense, activation, layer norm, then the decoder (its
+/// weight usually tied to the word embeddings).
+struct MaskedLmHead {
+    dense: Linear,
+    act: HiddenAct,
+    norm: LayerNorm,
+    decoder: Linear,
+    mask_token: String,
+    mask_id: u32,
+}
+
+enum HeadLayers {
+    None,
+    Sequence(SequenceHead),
+    Token { out: Linear, labels: Vec<String> },
+    MaskedLm(MaskedLmHead),
+}
+
+/// One token's label (token classification before aggregation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLabel {
+    /// The token's position in the encoded input (special tokens counted, as the Hub does).
+    pub index: usize,
+    /// The token as the vocabulary writes it (`##ing`).
+    pub token: String,
+    pub id: u32,
+    /// Character span in the input.
+    pub start: usize,
+    pub end: usize,
+    pub label: String,
+    pub score: f32,
+}
+
+/// One proposal for a masked token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fill {
+    pub score: f32,
+    pub token: u32,
+    pub token_str: String,
+    pub sequence: String,
+}
+
 pub struct Encoder {
     bert: BertModel,
-    classifier: Option<Classifier>,
+    head: HeadLayers,
     pooling: Pooling,
     normalize: bool,
     text: Text,
@@ -59,45 +167,137 @@ pub struct Encoder {
 
 impl Encoder {
     pub(crate) fn load(files: ModelFiles, device: &Device) -> Result<Encoder> {
-        let config: Config = serde_json::from_value(files.config.clone())
-            .map_err(|e| InferError::BadModel(format!("config.json: {e}")))?;
+        let model_type = files
+            .config
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = EncoderKind::of(model_type).ok_or_else(|| {
+            InferError::Unsupported(format!("`{model_type}` is not an encoder run here"))
+        })?;
+        let (config, position_offset) = bert_config(kind, &files.config)?;
         let text = Text::load(&files.tokenizer)?;
         let (pooling, normalize) =
             sentence_transformers(files.st_modules.as_ref(), files.st_pooling.as_ref())?;
-        let (tensors, bytes) = load_weights(files.weights, device)?;
-        let prefixed = tensors.contains_key("bert.embeddings.word_embeddings.weight");
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        let bert_vb = if prefixed { vb.pp("bert") } else { vb.clone() };
-        let bert = guarded("BERT encoder", || BertModel::load(bert_vb.clone(), &config))?;
-        let wants_classifier = architectures(&files.config)
-            .iter()
-            .any(|a| a.ends_with("ForSequenceClassification"));
-        let classifier = if wants_classifier {
-            let labels = labels(&files.config)?;
-            let pooler = guarded("pooler", || {
-                linear(
-                    config.hidden_size,
-                    config.hidden_size,
-                    bert_vb.pp("pooler").pp("dense"),
-                )
-            })?;
-            let out = guarded("classifier", || {
-                linear(config.hidden_size, labels.len(), vb.pp("classifier"))
-            })?;
-            let multi_label = files.config.get("problem_type").and_then(Value::as_str)
-                == Some("multi_label_classification");
-            Some(Classifier {
-                pooler,
-                out,
-                labels,
-                multi_label,
-            })
+        let (mut tensors, bytes) = load_weights(files.weights, device)?;
+        let prefix = kind.prefix();
+        let prefixed = tensors.contains_key(&format!("{prefix}.embeddings.word_embeddings.weight"));
+        let root = if prefixed {
+            format!("{prefix}.")
         } else {
-            None
+            String::new()
+        };
+        adapt_tensors(kind, &root, &mut tensors, position_offset, &config, device)?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        let bert_vb = if prefixed { vb.pp(prefix) } else { vb.clone() };
+        let bert = guarded("encoder", || BertModel::load(bert_vb.clone(), &config))?;
+        let hidden = config.hidden_size;
+        let head = match Head::of(&files.config) {
+            Head::Embeddings => HeadLayers::None,
+            Head::SequenceClassification => {
+                let labels = labels(&files.config)?;
+                let (dense, relu, out) = match kind {
+                    EncoderKind::Bert => {
+                        (bert_vb.pp("pooler").pp("dense"), false, vb.pp("classifier"))
+                    }
+                    EncoderKind::DistilBert => (vb.pp("pre_classifier"), true, vb.pp("classifier")),
+                    EncoderKind::Roberta => (
+                        vb.pp("classifier").pp("dense"),
+                        false,
+                        vb.pp("classifier").pp("out_proj"),
+                    ),
+                };
+                let dense = guarded("classifier", || linear(hidden, hidden, dense))?;
+                let out = guarded("classifier", || linear(hidden, labels.len(), out))?;
+                let multi_label = files.config.get("problem_type").and_then(Value::as_str)
+                    == Some("multi_label_classification");
+                HeadLayers::Sequence(SequenceHead {
+                    dense,
+                    relu,
+                    out,
+                    labels,
+                    multi_label,
+                })
+            }
+            Head::TokenClassification => {
+                let labels = labels(&files.config)?;
+                let out = guarded("token classifier", || {
+                    linear(hidden, labels.len(), vb.pp("classifier"))
+                })?;
+                HeadLayers::Token { out, labels }
+            }
+            Head::MaskedLm => {
+                let mask_token = files
+                    .tokenizer_config
+                    .as_ref()
+                    .and_then(|c| special_token(c, "mask_token"))
+                    .or_else(|| {
+                        ["[MASK]", "<mask>"]
+                            .into_iter()
+                            .find(|t| text.token_id(t).is_some())
+                            .map(str::to_owned)
+                    })
+                    .ok_or_else(|| {
+                        InferError::BadModel("the tokenizer has no mask token".into())
+                    })?;
+                let mask_id = text.token_id(&mask_token).ok_or_else(|| {
+                    InferError::BadModel(format!(
+                        "the mask token {mask_token} is not in the vocabulary"
+                    ))
+                })?;
+                let names = match kind {
+                    EncoderKind::Bert => [
+                        "cls.predictions.transform.dense",
+                        "cls.predictions.transform.LayerNorm",
+                        "cls.predictions.decoder",
+                        "cls.predictions.bias",
+                    ],
+                    EncoderKind::DistilBert => [
+                        "vocab_transform",
+                        "vocab_layer_norm",
+                        "vocab_projector",
+                        "vocab_projector.bias",
+                    ],
+                    EncoderKind::Roberta => [
+                        "lm_head.dense",
+                        "lm_head.layer_norm",
+                        "lm_head.decoder",
+                        "lm_head.bias",
+                    ],
+                };
+                let [dense, norm, decoder, bias] = names;
+                let vocab = config.vocab_size;
+                let head = guarded("masked-LM head", || {
+                    let dense = linear(hidden, hidden, vb.pp(dense))?;
+                    let norm = layer_norm(hidden, config.layer_norm_eps, vb.pp(norm))?;
+                    let weight = if vb.contains_tensor(&format!("{decoder}.weight")) {
+                        vb.get((vocab, hidden), &format!("{decoder}.weight"))?
+                    } else {
+                        vb.get(
+                            (vocab, hidden),
+                            &format!("{root}embeddings.word_embeddings.weight"),
+                        )?
+                    };
+                    let bias = if vb.contains_tensor(&format!("{decoder}.bias")) {
+                        vb.get(vocab, &format!("{decoder}.bias"))?
+                    } else {
+                        vb.get(vocab, bias)?
+                    };
+                    Ok((dense, norm, Linear::new(weight, Some(bias))))
+                })?;
+                HeadLayers::MaskedLm(MaskedLmHead {
+                    dense: head.0,
+                    act: config.hidden_act,
+                    norm: head.1,
+                    decoder: head.2,
+                    mask_token,
+                    mask_id,
+                })
+            }
         };
         Ok(Encoder {
             bert,
-            classifier,
+            head,
             pooling,
             normalize,
             text,
@@ -113,7 +313,7 @@ impl Encoder {
 
     /// Whether the model has a sequence-classification head.
     pub fn classifies(&self) -> bool {
-        self.classifier.is_some()
+        matches!(self.head, HeadLayers::Sequence(_))
     }
 
     /// How [`Encoder::embed`] pools.
@@ -121,12 +321,17 @@ impl Encoder {
         self.pooling
     }
 
-    /// The last hidden states of one input: `[tokens, hidden]`.
-    fn hidden(&self, input: &str) -> Result<Tensor> {
-        let encoded = self.text.encode(input, true, self.max_tokens)?;
+    /// The last hidden states of encoded input: `[tokens, hidden]`.
+    fn hidden_of(&self, encoded: &Encoded) -> Result<Tensor> {
         let ids = Tensor::new(encoded.ids.as_slice(), &self.device)?.unsqueeze(0)?;
         let types = Tensor::new(encoded.type_ids.as_slice(), &self.device)?.unsqueeze(0)?;
         Ok(self.bert.forward(&ids, &types, None)?.squeeze(0)?)
+    }
+
+    /// The last hidden states of one input: `[tokens, hidden]`.
+    fn hidden(&self, input: &str) -> Result<Tensor> {
+        let encoded = self.text.encode(input, true, self.max_tokens)?;
+        self.hidden_of(&encoded)
     }
 
     /// The embedding of one input: one vector (pooled) or one per token, L2-normalized when
@@ -175,14 +380,19 @@ impl Encoder {
         input: &str,
         function: Option<ScoreFunction>,
     ) -> Result<Vec<(String, f32)>> {
-        let Some(head) = &self.classifier else {
+        let HeadLayers::Sequence(head) = &self.head else {
             return Err(InferError::Unsupported(
-                "this model has no classification head".into(),
+                "this model has no sequence-classification head".into(),
             ));
         };
         let hidden = self.hidden(input)?;
         let cls = hidden.get(0)?.unsqueeze(0)?;
-        let pooled = head.pooler.forward(&cls)?.tanh()?;
+        let dense = head.dense.forward(&cls)?;
+        let pooled = if head.relu {
+            dense.relu()?
+        } else {
+            dense.tanh()?
+        };
         let logits = head.out.forward(&pooled)?.squeeze(0)?;
         let function = function.unwrap_or(if head.multi_label || head.labels.len() == 1 {
             ScoreFunction::Sigmoid
@@ -199,6 +409,263 @@ impl Encoder {
         out.sort_by(|a, b| b.1.total_cmp(&a.1));
         Ok(out)
     }
+
+    /// Whether the model has a token-classification head.
+    pub fn tags(&self) -> bool {
+        matches!(self.head, HeadLayers::Token { .. })
+    }
+
+    /// Whether the model has a masked-language-model head.
+    pub fn fills_masks(&self) -> bool {
+        matches!(self.head, HeadLayers::MaskedLm(_))
+    }
+
+    /// Each token's best label (softmax over the labels), special tokens left out.
+    pub fn tag(&self, input: &str) -> Result<Vec<TokenLabel>> {
+        let HeadLayers::Token { out, labels } = &self.head else {
+            return Err(InferError::Unsupported(
+                "this model has no token-classification head".into(),
+            ));
+        };
+        let encoded = self.text.encode(input, true, self.max_tokens)?;
+        let hidden = self.hidden_of(&encoded)?;
+        let probs = candle_nn::ops::softmax(&out.forward(&hidden)?, D::Minus1)?.to_vec2::<f32>()?;
+        let mut tokens = Vec::new();
+        for (index, row) in probs.iter().enumerate() {
+            if encoded.special.get(index).copied().unwrap_or(true) {
+                continue;
+            }
+            let Some((best, score)) = row
+                .iter()
+                .copied()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+            else {
+                continue;
+            };
+            let id = encoded.ids[index];
+            let (start, end) = encoded.offsets.get(index).copied().unwrap_or((0, 0));
+            tokens.push(TokenLabel {
+                index,
+                token: self.text.id_to_token(id).unwrap_or_default(),
+                id,
+                start,
+                end,
+                label: labels.get(best).cloned().unwrap_or_default(),
+                score,
+            });
+        }
+        Ok(tokens)
+    }
+
+    /// The words of a group of tokens, as the tokenizer's decoder joins them.
+    pub fn words(&self, ids: &[u32]) -> Result<String> {
+        self.text.decode_with(ids, false)
+    }
+
+    /// The `top_k` likeliest tokens for each mask of `input` (restricted to `targets` when
+    /// given: each a vocabulary token, else the first token it encodes to).
+    pub fn fill_mask(
+        &self,
+        input: &str,
+        top_k: usize,
+        targets: Option<&[String]>,
+    ) -> Result<Vec<Vec<Fill>>> {
+        let HeadLayers::MaskedLm(head) = &self.head else {
+            return Err(InferError::Unsupported(
+                "this model has no masked-language-model head".into(),
+            ));
+        };
+        let encoded = self.text.encode(input, true, self.max_tokens)?;
+        let masks: Vec<usize> = encoded
+            .ids
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| **id == head.mask_id)
+            .map(|(i, _)| i)
+            .collect();
+        if masks.is_empty() {
+            return Err(InferError::BadInput(format!(
+                "No mask_token ({}) found on the input",
+                head.mask_token
+            )));
+        }
+        let target_ids = match targets {
+            None => None,
+            Some(targets) => {
+                let mut ids: Vec<u32> = Vec::new();
+                for target in targets {
+                    let id = self
+                        .text
+                        .token_id(target)
+                        .or_else(|| self.text.first_token(target));
+                    if let Some(id) = id
+                        && !ids.contains(&id)
+                    {
+                        ids.push(id);
+                    }
+                }
+                if ids.is_empty() {
+                    return Err(InferError::BadInput(
+                        "At least one target must be provided when passed.".into(),
+                    ));
+                }
+                Some(ids)
+            }
+        };
+        let hidden = self.hidden_of(&encoded)?;
+        let single = masks.len() == 1;
+        let mut answers = Vec::with_capacity(masks.len());
+        for &position in &masks {
+            let x = hidden.get(position)?.unsqueeze(0)?;
+            let x = head.dense.forward(&x)?;
+            let x = match head.act {
+                HiddenAct::Gelu => x.gelu_erf()?,
+                HiddenAct::GeluApproximate => x.gelu()?,
+                HiddenAct::Relu => x.relu()?,
+            };
+            let logits = head.decoder.forward(&head.norm.forward(&x)?)?.squeeze(0)?;
+            let probs = candle_nn::ops::softmax(&logits, 0)?.to_vec1::<f32>()?;
+            let mut candidates: Vec<(u32, f32)> = match &target_ids {
+                Some(ids) => ids
+                    .iter()
+                    .filter_map(|id| probs.get(*id as usize).map(|p| (*id, *p)))
+                    .collect(),
+                None => probs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (i as u32, *p))
+                    .collect(),
+            };
+            candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
+            candidates.truncate(top_k);
+            let mut fills = Vec::with_capacity(candidates.len());
+            for (token, score) in candidates {
+                let mut ids = encoded.ids.clone();
+                ids[position] = token;
+                fills.push(Fill {
+                    score,
+                    token,
+                    token_str: self.text.decode_with(&[token], false)?,
+                    sequence: self.text.decode_with(&ids, single)?,
+                });
+            }
+            answers.push(fills);
+        }
+        Ok(answers)
+    }
+}
+
+/// The BERT configuration a layout's `config.json` amounts to, and by how much RoBERTa's
+/// position ids are shifted (`pad_token_id + 1`; 0 for the others).
+fn bert_config(kind: EncoderKind, config: &Value) -> Result<(Config, usize)> {
+    let bad = |e: serde_json::Error| InferError::BadModel(format!("config.json: {e}"));
+    let get = |name: &str| config.get(name).cloned().unwrap_or(Value::Null);
+    match kind {
+        EncoderKind::Bert => Ok((serde_json::from_value(config.clone()).map_err(bad)?, 0)),
+        EncoderKind::DistilBert => {
+            let bert = serde_json::json!({
+                "vocab_size": get("vocab_size"),
+                "hidden_size": get("dim"),
+                "num_hidden_layers": get("n_layers"),
+                "num_attention_heads": get("n_heads"),
+                "intermediate_size": get("hidden_dim"),
+                "hidden_act": config.get("activation").cloned().unwrap_or_else(|| "gelu".into()),
+                "hidden_dropout_prob": 0.0,
+                "max_position_embeddings": get("max_position_embeddings"),
+                "type_vocab_size": 1,
+                "initializer_range": 0.02,
+                "layer_norm_eps": 1e-12,
+                "pad_token_id": config.get("pad_token_id").cloned().unwrap_or_else(|| 0.into()),
+                "classifier_dropout": null,
+                "model_type": null,
+            });
+            Ok((serde_json::from_value(bert).map_err(bad)?, 0))
+        }
+        EncoderKind::Roberta => {
+            let mut bert: Config = serde_json::from_value(config.clone()).map_err(bad)?;
+            bert.model_type = None;
+            let offset = bert.pad_token_id + 1;
+            if bert.max_position_embeddings <= offset {
+                return Err(InferError::BadModel(
+                    "config.json: max_position_embeddings leaves no position after the padding id"
+                        .into(),
+                ));
+            }
+            bert.max_position_embeddings -= offset;
+            Ok((bert, offset))
+        }
+    }
+}
+
+/// Puts a DistilBERT's or RoBERTa's tensors in BERT's names and shapes: DistilBERT's layers
+/// renamed and a zero token-type embedding added; RoBERTa's position table started at its
+/// first real position.
+fn adapt_tensors(
+    kind: EncoderKind,
+    root: &str,
+    tensors: &mut HashMap<String, Tensor>,
+    position_offset: usize,
+    config: &Config,
+    device: &Device,
+) -> Result<()> {
+    match kind {
+        EncoderKind::Bert => {}
+        EncoderKind::DistilBert => {
+            const RENAMES: [(&str, &str); 8] = [
+                ("attention.q_lin.", "attention.self.query."),
+                ("attention.k_lin.", "attention.self.key."),
+                ("attention.v_lin.", "attention.self.value."),
+                ("attention.out_lin.", "attention.output.dense."),
+                ("sa_layer_norm.", "attention.output.LayerNorm."),
+                ("ffn.lin1.", "intermediate.dense."),
+                ("ffn.lin2.", "output.dense."),
+                ("output_layer_norm.", "output.LayerNorm."),
+            ];
+            let layer_prefix = format!("{root}transformer.layer.");
+            let names: Vec<String> = tensors
+                .keys()
+                .filter(|k| k.starts_with(&layer_prefix))
+                .cloned()
+                .collect();
+            for name in names {
+                let rest = &name[layer_prefix.len()..];
+                let Some((layer, tail)) = rest.split_once('.') else {
+                    continue;
+                };
+                let Some((from, to)) = RENAMES.iter().find(|(from, _)| tail.starts_with(from))
+                else {
+                    continue;
+                };
+                let renamed = format!("{root}encoder.layer.{layer}.{to}{}", &tail[from.len()..]);
+                if let Some(t) = tensors.remove(&name) {
+                    tensors.insert(renamed, t);
+                }
+            }
+            tensors.insert(
+                format!("{root}embeddings.token_type_embeddings.weight"),
+                Tensor::zeros((1, config.hidden_size), DType::F32, device)?,
+            );
+        }
+        EncoderKind::Roberta => {
+            let name = format!("{root}embeddings.position_embeddings.weight");
+            let Some(table) = tensors.remove(&name) else {
+                return Err(InferError::BadModel(format!("missing tensor {name}")));
+            };
+            let rows = table.dim(0)?;
+            if rows != config.max_position_embeddings + position_offset {
+                return Err(InferError::BadModel(format!(
+                    "{name} has {rows} rows, config.json says {}",
+                    config.max_position_embeddings + position_offset
+                )));
+            }
+            tensors.insert(
+                name,
+                table.narrow(0, position_offset, config.max_position_embeddings)?,
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `id2label` as a list indexed by class id.

@@ -1,6 +1,7 @@
-//! In-process model inference for the models a hub hosts: BERT-family encoders (embeddings
-//! with sentence-transformers pooling, sequence classification) and Llama-family decoders
-//! (text generation, chat with the repository's template), on candle.
+//! In-process model inference for the models a hub hosts: BERT-family encoders (BERT,
+//! DistilBERT, RoBERTa: embeddings with sentence-transformers pooling, sequence and token
+//! classification, masked-token prediction) and decoders (Llama/Mistral, Qwen2, GPT-2: text
+//! generation, chat with the repository's template), on candle.
 //!
 //! The crate knows model files, not repositories: the caller hands it the bytes of
 //! `config.json`, `tokenizer.json`, the safetensors files and the optional side files, and
@@ -9,13 +10,16 @@
 mod chat;
 mod decoder;
 mod encoder;
+mod entities;
+mod gpt2;
 mod text;
 
 /// The device type models are loaded on, so callers need not depend on candle.
 pub use candle_core::Device;
 pub use chat::{ChatMessage, ChatTemplate};
-pub use decoder::{Decoder, FinishReason, Generated, GenerationParams};
-pub use encoder::{Encoder, Pooling, ScoreFunction};
+pub use decoder::{Decoder, DecoderKind, FinishReason, Generated, GenerationParams};
+pub use encoder::{Encoder, EncoderKind, Fill, Head, Pooling, ScoreFunction, TokenLabel};
+pub use entities::{Aggregation, Entity, entities};
 
 use candle_core::{DType, Tensor};
 use serde_json::Value;
@@ -65,10 +69,10 @@ pub struct ModelFiles {
 /// What a repository's `config.json` says it is, before any weight is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
-    /// BERT-style encoder (`bert`, and the layouts that share its weights' names).
-    Bert,
-    /// Llama-style decoder (`llama`, `mistral` without sliding windows).
-    Llama,
+    /// A BERT-shaped encoder (`bert`, `distilbert`, `roberta`, `xlm-roberta`).
+    Encoder(EncoderKind),
+    /// A decoder (`llama`, `mistral`, `qwen2`, `gpt2`).
+    Decoder(DecoderKind),
 }
 
 impl Family {
@@ -78,16 +82,25 @@ impl Family {
             .get("model_type")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        match model_type {
-            "bert" => Ok(Family::Bert),
-            "llama" | "mistral" => Ok(Family::Llama),
-            "" => Err(InferError::Unsupported(
+        if model_type.is_empty() {
+            return Err(InferError::Unsupported(
                 "config.json has no `model_type`".into(),
-            )),
-            other => Err(InferError::Unsupported(format!(
-                "models of type `{other}` are not run by this hub (supported: bert, llama, mistral)"
-            ))),
+            ));
         }
+        if let Some(kind) = EncoderKind::of(model_type) {
+            return Ok(Family::Encoder(kind));
+        }
+        if let Some(kind) = DecoderKind::of(model_type) {
+            return Ok(Family::Decoder(kind));
+        }
+        Err(InferError::Unsupported(format!(
+            "models of type `{model_type}` are not run by this hub (supported: bert, distilbert, \
+             roberta, xlm-roberta, llama, mistral, qwen2, gpt2)"
+        )))
+    }
+
+    pub fn is_encoder(self) -> bool {
+        matches!(self, Family::Encoder(_))
     }
 }
 
@@ -115,8 +128,8 @@ impl Model {
     /// Loads a model from its files onto `device`, weights as f32.
     pub fn load(files: ModelFiles, device: &Device) -> Result<Model> {
         match Family::of(&files.config)? {
-            Family::Bert => Ok(Model::Encoder(Encoder::load(files, device)?)),
-            Family::Llama => Ok(Model::Decoder(Decoder::load(files, device)?)),
+            Family::Encoder(_) => Ok(Model::Encoder(Encoder::load(files, device)?)),
+            Family::Decoder(_) => Ok(Model::Decoder(Decoder::load(files, device)?)),
         }
     }
 
@@ -249,7 +262,7 @@ mod tests {
         assert!(Family::of(&json!({})).is_err());
         assert_eq!(
             Family::of(&json!({"model_type": "mistral"})).expect("ok"),
-            Family::Llama
+            Family::Decoder(DecoderKind::Llama)
         );
     }
 

@@ -13,6 +13,11 @@ pub(crate) struct Text {
 pub(crate) struct Encoded {
     pub ids: Vec<u32>,
     pub type_ids: Vec<u32>,
+    /// Each token's span in the input, in characters (Unicode scalar values, as Python
+    /// indexes a `str`); `(0, 0)` for the tokens the post-processor added.
+    pub offsets: Vec<(usize, usize)>,
+    /// Whether each token is one the post-processor added (`[CLS]`, `[SEP]`…).
+    pub special: Vec<bool>,
 }
 
 impl Text {
@@ -27,7 +32,7 @@ impl Text {
     pub fn encode(&self, text: &str, special: bool, max_tokens: usize) -> Result<Encoded> {
         let encoding = self
             .tokenizer
-            .encode(text, special)
+            .encode_char_offsets(text, special)
             .map_err(|e| InferError::BadInput(format!("cannot tokenize the input: {e}")))?;
         let ids = encoding.get_ids().to_vec();
         if ids.len() > max_tokens {
@@ -38,18 +43,43 @@ impl Text {
         }
         Ok(Encoded {
             type_ids: encoding.get_type_ids().to_vec(),
+            offsets: encoding.get_offsets().to_vec(),
+            special: encoding
+                .get_special_tokens_mask()
+                .iter()
+                .map(|m| *m == 1)
+                .collect(),
             ids,
         })
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.decode_with(ids, true)
+    }
+
+    /// Decodes, keeping the special tokens unless `skip_special`.
+    pub fn decode_with(&self, ids: &[u32], skip_special: bool) -> Result<String> {
         self.tokenizer
-            .decode(ids, true)
+            .decode(ids, skip_special)
             .map_err(|e| InferError::Runtime(format!("cannot decode tokens: {e}")))
+    }
+
+    /// A token's string in the vocabulary (`##ing`), as `convert_ids_to_tokens` gives it.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.tokenizer.id_to_token(id)
     }
 
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.tokenizer.token_to_id(token)
+    }
+
+    /// The first token of `text` encoded without special tokens (a fill-mask target that is
+    /// not one token of the vocabulary).
+    pub fn first_token(&self, text: &str) -> Option<u32> {
+        self.tokenizer
+            .encode(text, false)
+            .ok()
+            .and_then(|e| e.get_ids().first().copied())
     }
 }
 

@@ -75,6 +75,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "true or false: whether the hub runs the models it hosts (default true)",
     ),
     (
+        "TROVE_INFERENCE_WAIT_FOR_MODEL",
+        "true or false: whether a request for a model still loading waits for it (default true) or gets the Hub's 503 with estimated_time",
+    ),
+    (
         "TROVE_INFERENCE_MEMORY_MB",
         "memory budget of the loaded models, in MiB (default 4096)",
     ),
@@ -136,6 +140,11 @@ pub struct InferenceConfig {
     pub max_new_tokens: usize,
     /// Largest number of inputs in one request (a batch of sentences).
     pub max_inputs: usize,
+    /// Whether a request for a model that is not loaded yet waits for the load (the default:
+    /// `InferenceClient` does not retry a 503) or gets the Hub's 503 "is currently loading"
+    /// with `estimated_time`; a request's `x-wait-for-model` header or
+    /// `options.wait_for_model` decides for itself.
+    pub wait_for_model: bool,
 }
 
 impl Default for InferenceConfig {
@@ -149,6 +158,7 @@ impl Default for InferenceConfig {
             threads: 2,
             max_new_tokens: 1024,
             max_inputs: 64,
+            wait_for_model: true,
         }
     }
 }
@@ -579,6 +589,7 @@ struct FileInference {
     threads: Option<usize>,
     max_new_tokens: Option<usize>,
     max_inputs: Option<usize>,
+    wait_for_model: Option<bool>,
 }
 
 /// `[database]` of the TOML file.
@@ -778,6 +789,7 @@ impl Config {
             i.threads = f.threads.unwrap_or(i.threads);
             i.max_new_tokens = f.max_new_tokens.unwrap_or(i.max_new_tokens);
             i.max_inputs = f.max_inputs.unwrap_or(i.max_inputs);
+            i.wait_for_model = f.wait_for_model.unwrap_or(i.wait_for_model);
         }
         if let Some(token) = file.metrics.and_then(|m| m.token) {
             // An empty token would let anyone in: it means none.
@@ -893,6 +905,9 @@ impl Config {
         }
         if let Some(v) = env_bool("TROVE_INFERENCE_ENABLED")? {
             self.inference.enabled = v;
+        }
+        if let Some(v) = env_bool("TROVE_INFERENCE_WAIT_FOR_MODEL")? {
+            self.inference.wait_for_model = v;
         }
         if let Some(v) = env_u64("TROVE_INFERENCE_MEMORY_MB")? {
             self.inference.memory_mb = v;

@@ -77,6 +77,13 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u64,
     },
+    /// A model is loading and the request asked not to wait (inference): 503 with the
+    /// Hub's `estimated_time` (seconds) in the body and `Retry-After`.
+    #[error("{message}")]
+    ModelLoading {
+        message: String,
+        estimated_time: f64,
+    },
     /// A model larger than the inference memory budget, in the Hub's words (403).
     #[error("{0}")]
     ModelTooLarge(String),
@@ -138,9 +145,9 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::UnprocessableEntity(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) | ApiError::ModelBusy { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Unavailable(_)
+            | ApiError::ModelBusy { .. }
+            | ApiError::ModelLoading { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ModelTooLarge(_) => StatusCode::FORBIDDEN,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -159,6 +166,7 @@ impl ApiError {
             ApiError::NotImplemented(_) => Some("NotImplemented"),
             ApiError::ModelBusy { .. } => Some("ModelOverloaded"),
             ApiError::ModelTooLarge(_) => Some("ModelTooLarge"),
+            ApiError::ModelLoading { .. } => Some("ModelLoading"),
             _ => None,
         }
     }
@@ -333,6 +341,12 @@ impl ApiError {
                     HeaderValue::from(*retry_after_secs),
                 );
             }
+            ApiError::ModelLoading { estimated_time, .. } => {
+                headers.insert(
+                    axum::http::header::RETRY_AFTER,
+                    HeaderValue::from(estimated_time.ceil().max(1.0) as u64),
+                );
+            }
             ApiError::RangeNotSatisfiable { size } => {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     headers.insert(axum::http::header::CONTENT_RANGE, v);
@@ -427,6 +441,8 @@ struct ErrorBody<'a> {
     url: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     slug: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    estimated_time: Option<f64>,
 }
 
 /// The Hub API rendering: the status, `X-Error-Message`, `X-Error-Code` when there is one,
@@ -449,6 +465,10 @@ impl IntoResponse for ApiError {
             url: parts.url.as_deref(),
             slug: match &self {
                 ApiError::CollectionExists { slug } => Some(slug),
+                _ => None,
+            },
+            estimated_time: match &self {
+                ApiError::ModelLoading { estimated_time, .. } => Some(*estimated_time),
                 _ => None,
             },
         };

@@ -147,6 +147,14 @@ document.querySelectorAll("form.upload").forEach((form) => {
       return answer[0].map((e) => e.label + "  " + e.score.toFixed(4)).join("\n");
     }
     if (task === "text-generation") return body.inputs + answer[0].generated_text;
+    if (task === "token-classification") {
+      if (answer.length === 0) return "(no entities)";
+      return answer.map((e) => (e.entity_group || e.entity) + "  " + e.word + "  " + e.score.toFixed(4)).join("\n");
+    }
+    if (task === "fill-mask") {
+      const first = Array.isArray(answer[0]) ? answer[0] : answer;
+      return first.map((e) => e.score.toFixed(4) + "  " + e.sequence).join("\n");
+    }
     if (task === "sentence-similarity") {
       return body.inputs.sentences.map((s, i) => answer[i].toFixed(4) + "  " + s).join("\n");
     }

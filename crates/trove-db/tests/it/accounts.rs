@@ -145,13 +145,18 @@ async fn settings_access_requests_and_audit(db) -> TestResult {
         .create_repo(RepoType::Model, &id("bo/g"), true, bo.id, 1)
         .await?;
     let r = db
-        .update_repo_settings(repo.id, Some(false), Some(Gating::Manual), None)
+        .update_repo_settings(repo.id, Some(false), Some(Gating::Manual), None, None)
         .await?;
     assert!(!r.private && r.gated == Gating::Manual && !r.discussions_disabled);
+    assert!(!r.inference_disabled);
     let r = db
-        .update_repo_settings(repo.id, None, None, Some(true))
+        .update_repo_settings(repo.id, None, None, Some(true), None)
         .await?;
     assert!(r.gated == Gating::Manual && r.discussions_disabled);
+    let r = db
+        .update_repo_settings(repo.id, None, None, None, Some(true))
+        .await?;
+    assert!(r.inference_disabled && r.discussions_disabled);
 
     assert_eq!(db.access_request_status(repo.id, cy.id).await?, None);
     db.set_access_request(repo.id, cy.id, RequestStatus::Pending, Some("{}"), 5)

@@ -270,6 +270,7 @@ pub(crate) fn repo_named(name: &str) -> Repo {
         updated_at_ms: 0,
         gated: trove_db::Gating::Off,
         discussions_disabled: false,
+        inference_disabled: false,
     }
 }
 

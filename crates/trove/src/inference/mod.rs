@@ -18,7 +18,7 @@ use source::Source;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
-use trove_infer::{Family, InferError, Model};
+use trove_infer::{Family, Head, InferError, Model};
 use trove_types::RepoType;
 
 /// Seconds a client is told to wait when a model's queue is full.
@@ -30,6 +30,8 @@ pub enum Task {
     FeatureExtraction,
     SentenceSimilarity,
     TextClassification,
+    TokenClassification,
+    FillMask,
     TextGeneration,
     /// OpenAI-compatible chat completions.
     Conversational,
@@ -41,6 +43,8 @@ impl Task {
             "feature-extraction" => Task::FeatureExtraction,
             "sentence-similarity" => Task::SentenceSimilarity,
             "text-classification" | "sentiment-analysis" => Task::TextClassification,
+            "token-classification" | "ner" => Task::TokenClassification,
+            "fill-mask" => Task::FillMask,
             "text-generation" => Task::TextGeneration,
             "conversational" => Task::Conversational,
             _ => return None,
@@ -52,6 +56,8 @@ impl Task {
             Task::FeatureExtraction => "feature-extraction",
             Task::SentenceSimilarity => "sentence-similarity",
             Task::TextClassification => "text-classification",
+            Task::TokenClassification => "token-classification",
+            Task::FillMask => "fill-mask",
             Task::TextGeneration => "text-generation",
             Task::Conversational => "conversational",
         }
@@ -146,14 +152,16 @@ pub struct Ready {
 
 /// Finds the repository as a download would (private → not found, gated → the gate's
 /// answer), decides the task, loads the model if needed and waits for a turn on it.
+#[allow(clippy::too_many_arguments)]
 pub async fn prepare(
     state: &Context,
-    runtime: &Runtime,
+    runtime: &Arc<Runtime>,
     caller: &Caller,
     namespace: &str,
     name: &str,
     revision: Option<&str>,
     requested: Requested<'_>,
+    wait_for_model: Option<bool>,
 ) -> ApiResult<Ready> {
     if !runtime.config.enabled {
         return Err(ApiError::NotImplemented(
@@ -168,6 +176,11 @@ pub async fn prepare(
     if source.disabled {
         return Err(ApiError::BadRequest(format!(
             "Model {model_id} has inference turned off (`inference: false` in its card)"
+        )));
+    }
+    if source.repo.repo.inference_disabled {
+        return Err(ApiError::BadRequest(format!(
+            "Model {model_id} has inference turned off (a setting of the repository)"
         )));
     }
     let task = choose_task(&source, requested)?;
@@ -192,6 +205,28 @@ pub async fn prepare(
             message: format!("Model {model_id} is overloaded: too many requests are waiting"),
             retry_after_secs: RETRY_AFTER_SECS,
         })?;
+    if !wait_for_model.unwrap_or(runtime.config.wait_for_model)
+        && !runtime.registry.is_ready(&admission)
+    {
+        // The Hub's answer to a cold model: start loading it, say how long it should take.
+        let estimated_time = runtime.registry.estimated_secs(&admission, needed);
+        if !runtime.registry.is_loading(&admission) {
+            let (state, runtime) = (state.clone(), runtime.clone());
+            tokio::spawn(async move {
+                let loaded = runtime
+                    .registry
+                    .model(&admission, load(&state, &runtime, &source))
+                    .await;
+                if let Err(e) = loaded {
+                    tracing::warn!(model = %source.repo_id(), error = %e, "a model failed to load");
+                }
+            });
+        }
+        return Err(ApiError::ModelLoading {
+            message: format!("Model {model_id} is currently loading"),
+            estimated_time: (estimated_time * 10.0).round() / 10.0,
+        });
+    }
     let wait = async {
         let model = runtime
             .registry
@@ -243,13 +278,15 @@ async fn load(state: &Context, runtime: &Runtime, source: &Source) -> ApiResult<
 /// `config.json`'s architecture does.
 fn choose_task(source: &Source, requested: Requested<'_>) -> ApiResult<Task> {
     let family = Family::of(&source.config).map_err(infer_error)?;
-    let classifier = trove_infer::architectures(&source.config)
-        .iter()
-        .any(|a| a.ends_with("ForSequenceClassification"));
+    let head = Head::of(&source.config);
     let native = match family {
-        Family::Bert if classifier => Task::TextClassification,
-        Family::Bert => Task::FeatureExtraction,
-        Family::Llama => Task::TextGeneration,
+        Family::Encoder(_) => match head {
+            Head::SequenceClassification => Task::TextClassification,
+            Head::TokenClassification => Task::TokenClassification,
+            Head::MaskedLm => Task::FillMask,
+            Head::Embeddings => Task::FeatureExtraction,
+        },
+        Family::Decoder(_) => Task::TextGeneration,
     };
     let task = match requested {
         Requested::Chat => Task::Conversational,
@@ -259,10 +296,13 @@ fn choose_task(source: &Source, requested: Requested<'_>) -> ApiResult<Task> {
             None => native,
         },
     };
+    let encoder = family.is_encoder();
     let fits = match task {
-        Task::FeatureExtraction | Task::SentenceSimilarity => family == Family::Bert,
-        Task::TextClassification => family == Family::Bert && classifier,
-        Task::TextGeneration | Task::Conversational => family == Family::Llama,
+        Task::FeatureExtraction | Task::SentenceSimilarity => encoder,
+        Task::TextClassification => encoder && head == Head::SequenceClassification,
+        Task::TokenClassification => encoder && head == Head::TokenClassification,
+        Task::FillMask => encoder && head == Head::MaskedLm,
+        Task::TextGeneration | Task::Conversational => !encoder,
     };
     if !fits {
         return Err(ApiError::BadRequest(format!(
@@ -292,8 +332,8 @@ fn check_fits(model: &Model, task: Task, model_id: &str) -> ApiResult<()> {
 fn unsupported(task: &str) -> ApiError {
     ApiError::BadRequest(format!(
         "Task '{task}' is not supported by this hub's inference (supported: \
-         feature-extraction, sentence-similarity, text-classification, text-generation, \
-         chat completions)"
+         feature-extraction, sentence-similarity, text-classification, token-classification, \
+         fill-mask, text-generation, chat completions)"
     ))
 }
 

@@ -6,6 +6,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The load rate assumed before any load was measured (bytes of loaded weights per second).
+const INITIAL_LOAD_RATE: u64 = 200 << 20;
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use trove_infer::Model;
 
@@ -18,6 +22,8 @@ pub struct Key {
 
 struct Slot {
     model: OnceCell<Arc<Model>>,
+    /// When the load under way began.
+    load_started: Mutex<Option<Instant>>,
     permits: Arc<Semaphore>,
     /// Requests admitted and not finished (running or waiting for a permit or the load).
     admitted: AtomicUsize,
@@ -34,6 +40,8 @@ pub struct Registry {
     max_queue: usize,
     slots: Mutex<HashMap<Key, Arc<Slot>>>,
     tick: AtomicU64,
+    /// Bytes of weights loaded per second, as the last loads measured it (a running mean).
+    load_rate: AtomicU64,
 }
 
 /// A request let in for one model; leaves the queue when dropped.
@@ -55,6 +63,7 @@ impl Registry {
             max_queue,
             slots: Mutex::new(HashMap::new()),
             tick: AtomicU64::new(0),
+            load_rate: AtomicU64::new(INITIAL_LOAD_RATE),
         }
     }
 
@@ -71,6 +80,7 @@ impl Registry {
             .or_insert_with(|| {
                 Arc::new(Slot {
                     model: OnceCell::new(),
+                    load_started: Mutex::new(None),
                     permits: Arc::new(Semaphore::new(self.max_concurrent)),
                     admitted: AtomicUsize::new(0),
                     last_used: AtomicU64::new(0),
@@ -94,14 +104,61 @@ impl Registry {
     where
         F: Future<Output = Result<Model, E>>,
     {
-        let model = admission
-            .slot
+        let slot = &admission.slot;
+        let model = slot
             .model
-            .get_or_try_init(|| async { load.await.map(Arc::new) })
+            .get_or_try_init(|| async {
+                let started = Instant::now();
+                *slot.load_started.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
+                let loaded = load.await;
+                *slot.load_started.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                let model = loaded?;
+                self.measured(model.memory_bytes(), started.elapsed().as_secs_f64());
+                Ok(Arc::new(model))
+            })
             .await?
             .clone();
         self.evict(&admission.slot);
         Ok(model)
+    }
+
+    /// Whether the admitted request's model is loaded.
+    pub fn is_ready(&self, admission: &Admission) -> bool {
+        admission.slot.model.initialized()
+    }
+
+    /// Whether a load of the admitted request's model is under way.
+    pub fn is_loading(&self, admission: &Admission) -> bool {
+        admission
+            .slot
+            .load_started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Seconds until a model of `bytes` is loaded, at the measured load rate, less the time
+    /// its load under way has already taken (at least one second while it is not done).
+    pub fn estimated_secs(&self, admission: &Admission, bytes: u64) -> f64 {
+        let rate = self.load_rate.load(Ordering::Acquire).max(1) as f64;
+        let elapsed = admission
+            .slot
+            .load_started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map_or(0.0, |s| s.elapsed().as_secs_f64());
+        (bytes as f64 / rate - elapsed).max(1.0)
+    }
+
+    /// Folds one load's rate into the running mean.
+    fn measured(&self, bytes: u64, secs: f64) {
+        if secs <= 0.0 || bytes == 0 {
+            return;
+        }
+        let rate = (bytes as f64 / secs) as u64;
+        let old = self.load_rate.load(Ordering::Acquire);
+        self.load_rate
+            .store((old / 2).saturating_add(rate / 2).max(1), Ordering::Release);
     }
 
     /// Waits for one of the model's run permits (`None` only if the semaphore were closed,

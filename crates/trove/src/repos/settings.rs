@@ -15,6 +15,7 @@ pub struct Change {
     pub private: Option<bool>,
     pub gated: Option<Gating>,
     pub discussions_disabled: Option<bool>,
+    pub inference_disabled: Option<bool>,
 }
 
 fn actor(caller: &Caller) -> &str {
@@ -36,6 +37,7 @@ pub async fn update(
             change.private,
             change.gated,
             change.discussions_disabled,
+            change.inference_disabled,
         )
         .await?;
     let target = format!("{}:{}/{}", repo.repo_type, after.namespace, after.name);
@@ -60,6 +62,22 @@ pub async fn update(
             ns,
             Some(&target),
             Some(after.gated.as_str()),
+        )
+        .await;
+    }
+    if before.inference_disabled != after.inference_disabled {
+        let detail = if after.inference_disabled {
+            "disabled"
+        } else {
+            "enabled"
+        };
+        audit(
+            &state.db,
+            actor(caller),
+            "repo.inference",
+            ns,
+            Some(&target),
+            Some(detail),
         )
         .await;
     }

@@ -345,6 +345,7 @@ async fn owner_may_read(
         updated_at_ms: 0,
         gated: Gating::Off,
         discussions_disabled: false,
+        inference_disabled: false,
     });
     let orgs = state.db.memberships(user.id).await?;
     let caller = Caller::User {

@@ -31,6 +31,7 @@ fn repo(id: i64, namespace: &str, private: bool, gated: Gating) -> Repo {
         updated_at_ms: 0,
         gated,
         discussions_disabled: false,
+        inference_disabled: false,
     }
 }
 

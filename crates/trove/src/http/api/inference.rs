@@ -11,11 +11,11 @@ use crate::state::AppState;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use trove_infer::{ChatMessage, FinishReason, GenerationParams, Model, ScoreFunction};
+use trove_infer::{Aggregation, ChatMessage, FinishReason, GenerationParams, Model, ScoreFunction};
 
 /// `POST /models/{ns}/{name}`: the model's own task.
 pub async fn run_default(
@@ -23,9 +23,20 @@ pub async fn run_default(
     caller: Caller,
     ApiPath((ns, name)): ApiPath<(String, String)>,
     query: QueryParams,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<Response> {
-    let ready = prepare(&state, &caller, &ns, &name, &query, Requested::Default).await?;
+    let wait = wait_for_model(&headers, &body)?;
+    let ready = prepare(
+        &state,
+        &caller,
+        &ns,
+        &name,
+        &query,
+        Requested::Default,
+        wait,
+    )
+    .await?;
     run_task(&state, ready, body).await
 }
 
@@ -35,8 +46,10 @@ pub async fn run_pipeline(
     caller: Caller,
     ApiPath((ns, name, task)): ApiPath<(String, String, String)>,
     query: QueryParams,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<Response> {
+    let wait = wait_for_model(&headers, &body)?;
     let ready = prepare(
         &state,
         &caller,
@@ -44,6 +57,7 @@ pub async fn run_pipeline(
         &name,
         &query,
         Requested::Pipeline(&task),
+        wait,
     )
     .await?;
     run_task(&state, ready, body).await
@@ -56,6 +70,7 @@ async fn prepare(
     name: &str,
     query: &QueryParams,
     requested: Requested<'_>,
+    wait: Option<bool>,
 ) -> ApiResult<Ready> {
     inference::prepare(
         state,
@@ -65,8 +80,31 @@ async fn prepare(
         name,
         query.get("revision"),
         requested,
+        wait,
     )
     .await
+}
+
+/// Whether the request waits for a model that is still loading: the Hub's
+/// `x-wait-for-model` header, or `options.wait_for_model` in the body (`None`: the hub's
+/// setting decides).
+fn wait_for_model(headers: &HeaderMap, body: &Value) -> ApiResult<Option<bool>> {
+    if let Some(value) = headers.get("x-wait-for-model") {
+        return match value.to_str().map(str::to_ascii_lowercase).as_deref() {
+            Ok("true" | "1") => Ok(Some(true)),
+            Ok("false" | "0") => Ok(Some(false)),
+            _ => Err(ApiError::BadRequest(
+                "x-wait-for-model must be true or false".into(),
+            )),
+        };
+    }
+    match body.get("options").and_then(|o| o.get("wait_for_model")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ApiError::UnprocessableEntity(
+            "`options.wait_for_model` must be a boolean".into(),
+        )),
+    }
 }
 
 /// One input or a batch of them.
@@ -215,6 +253,83 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
                 .await?;
             Ok(Json(out).into_response())
         }
+        Task::TokenClassification => {
+            let texts: Texts = inputs(&body)?;
+            let list = texts.list();
+            check_count(list.len())?;
+            let aggregation = match parse::<String>(
+                field(&body, "aggregation_strategy"),
+                "aggregation_strategy",
+            )? {
+                None => Aggregation::Simple,
+                Some(name) => Aggregation::parse(&name).ok_or_else(|| {
+                    ApiError::UnprocessableEntity(format!(
+                        "Input validation error: `aggregation_strategy` must be none or simple \
+                         on this hub, not {name:?}"
+                    ))
+                })?,
+            };
+            let ignore = parse::<Vec<String>>(field(&body, "ignore_labels"), "ignore_labels")?
+                .unwrap_or_else(|| vec!["O".to_owned()]);
+            // The input is refused past the model's length anyway, so no chunking: `stride`
+            // is checked and has nothing to overlap.
+            parse::<u32>(field(&body, "stride"), "stride")?;
+            let single = matches!(texts, Texts::One(_));
+            let mut out = state
+                .inference
+                .run(ready, move |model| {
+                    let encoder = encoder(model)?;
+                    list.iter()
+                        .map(|text| {
+                            Ok(trove_infer::entities(encoder, text, aggregation, &ignore)?
+                                .into_iter()
+                                .map(EntityJson::from)
+                                .collect::<Vec<_>>())
+                        })
+                        .collect::<Result<Vec<_>, trove_infer::InferError>>()
+                })
+                .await?;
+            Ok(if single {
+                Json(out.pop().unwrap_or_default()).into_response()
+            } else {
+                Json(out).into_response()
+            })
+        }
+        Task::FillMask => {
+            let text: String = inputs(&body)?;
+            let top_k = parse::<usize>(field(&body, "top_k"), "top_k")?.unwrap_or(5);
+            if top_k == 0 {
+                return Err(ApiError::UnprocessableEntity(
+                    "Input validation error: `top_k` must be strictly positive".into(),
+                ));
+            }
+            let targets = match field(&body, "targets") {
+                None => None,
+                Some(Value::String(one)) => Some(vec![one.clone()]),
+                Some(v) => parse::<Vec<String>>(Some(v), "targets")?,
+            };
+            if let Some(targets) = &targets
+                && (targets.is_empty() || targets.len() > max_inputs)
+            {
+                return Err(ApiError::UnprocessableEntity(format!(
+                    "Input validation error: `targets` must hold between 1 and {max_inputs} words"
+                )));
+            }
+            let mut out = state
+                .inference
+                .run(ready, move |model| {
+                    encoder(model)?.fill_mask(&text, top_k, targets.as_deref())
+                })
+                .await?;
+            let json = |fills: Vec<trove_infer::Fill>| -> Vec<FillJson> {
+                fills.into_iter().map(FillJson::from).collect()
+            };
+            Ok(if out.len() == 1 {
+                Json(json(out.pop().unwrap_or_default())).into_response()
+            } else {
+                Json(out.into_iter().map(json).collect::<Vec<_>>()).into_response()
+            })
+        }
         Task::TextGeneration => {
             let prompt: String = inputs(&body)?;
             if body.get("stream").and_then(Value::as_bool) == Some(true) {
@@ -284,6 +399,60 @@ fn decoder(model: &Model) -> Result<&trove_infer::Decoder, trove_infer::InferErr
         Model::Encoder(_) => Err(trove_infer::InferError::Unsupported(
             "this task needs a text-generation model".into(),
         )),
+    }
+}
+
+/// A token-classification answer element: a token (`entity`, `index`) or a group
+/// (`entity_group`).
+#[derive(Serialize)]
+struct EntityJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_group: Option<String>,
+    score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    word: String,
+    start: usize,
+    end: usize,
+}
+
+impl From<trove_infer::Entity> for EntityJson {
+    fn from(e: trove_infer::Entity) -> Self {
+        let (entity, entity_group) = if e.grouped {
+            (None, Some(e.label))
+        } else {
+            (Some(e.label), None)
+        };
+        EntityJson {
+            entity,
+            entity_group,
+            score: e.score,
+            index: e.index,
+            word: e.word,
+            start: e.start,
+            end: e.end,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct FillJson {
+    score: f32,
+    token: u32,
+    token_str: String,
+    sequence: String,
+}
+
+impl From<trove_infer::Fill> for FillJson {
+    fn from(f: trove_infer::Fill) -> Self {
+        FillJson {
+            score: f.score,
+            token: f.token,
+            token_str: f.token_str,
+            sequence: f.sequence,
+        }
     }
 }
 
@@ -396,6 +565,7 @@ pub async fn chat_completions(
     caller: Caller,
     ApiPath((ns, name)): ApiPath<(String, String)>,
     query: QueryParams,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<Response> {
     let request: ChatRequest = serde_json::from_value(body.clone())
@@ -421,7 +591,8 @@ pub async fn chat_completions(
         })
         .collect::<ApiResult<Vec<_>>>()?;
     let params = generation_params(&state, &body, false)?;
-    let ready = prepare(&state, &caller, &ns, &name, &query, Requested::Chat).await?;
+    let wait = wait_for_model(&headers, &body)?;
+    let ready = prepare(&state, &caller, &ns, &name, &query, Requested::Chat, wait).await?;
     let model_id = ready.model_id.clone();
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -23,6 +23,8 @@ pub struct SettingsBody {
     private: Option<bool>,
     visibility: Option<String>,
     discussions_disabled: Option<bool>,
+    /// Turns hosted inference off (`true`) or back on (`false`) for the repository.
+    inference_disabled: Option<bool>,
 }
 
 fn parse_gated(value: &Value) -> ApiResult<Gating> {
@@ -43,6 +45,7 @@ pub struct SettingsAnswer {
     private: bool,
     gated: GatedJson,
     discussions_disabled: bool,
+    inference_disabled: bool,
 }
 
 pub async fn update(
@@ -65,12 +68,14 @@ pub async fn update(
         private,
         gated,
         discussions_disabled: body.discussions_disabled,
+        inference_disabled: body.inference_disabled,
     };
     let updated = settings::update(&state, &caller, &repo, change).await?;
     Ok(Json(SettingsAnswer {
         private: updated.private,
         gated: GatedJson::from(updated.gated),
         discussions_disabled: updated.discussions_disabled,
+        inference_disabled: updated.inference_disabled,
     }))
 }
 

@@ -77,7 +77,10 @@ pub struct Widget {
 
 /// The widget for a model whose card names a task the hub runs.
 fn widget(state: &AppState, repo: &RepoRef, card_data: Option<&Value>) -> Option<Widget> {
-    if repo.repo_type != trove_types::RepoType::Model || !state.inference.config().enabled {
+    if repo.repo_type != trove_types::RepoType::Model
+        || !state.inference.config().enabled
+        || repo.repo.inference_disabled
+    {
         return None;
     }
     let tag = card_data?.get("pipeline_tag")?.as_str()?;
@@ -87,6 +90,8 @@ fn widget(state: &AppState, repo: &RepoRef, card_data: Option<&Value>) -> Option
             "Once upon a time"
         }
         crate::inference::Task::TextClassification => "I like you. I love you",
+        crate::inference::Task::TokenClassification => "My name is Sarah and I live in London",
+        crate::inference::Task::FillMask => "Paris is the [MASK] of France.",
         _ => "That is a happy person",
     };
     Some(Widget {

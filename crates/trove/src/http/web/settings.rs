@@ -35,6 +35,9 @@ pub struct SettingsPage {
     pub private: bool,
     pub gating: &'static str,
     pub discussions_disabled: bool,
+    /// Only model repositories run inference: the switch shows on their page only.
+    pub is_model: bool,
+    pub inference_disabled: bool,
     pub requests: Vec<RequestRow>,
     pub action: String,
 }
@@ -77,6 +80,8 @@ pub async fn page(
                 Gating::Manual => "manual",
             },
             discussions_disabled: repo.repo.discussions_disabled,
+            is_model: repo.repo_type == trove_types::RepoType::Model,
+            inference_disabled: repo.repo.inference_disabled,
             requests,
             action: format!("{}/settings", repo_path(&repo)),
         }))
@@ -128,6 +133,13 @@ pub async fn act(
             }
             "discussions" => {
                 change.discussions_disabled = Some(match form.value.as_str() {
+                    "off" => true,
+                    "on" => false,
+                    _ => return Err(invalid()),
+                });
+            }
+            "inference" => {
+                change.inference_disabled = Some(match form.value.as_str() {
                     "off" => true,
                     "on" => false,
                     _ => return Err(invalid()),
