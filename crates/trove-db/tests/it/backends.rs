@@ -71,7 +71,7 @@ async fn nodes_starting_together_apply_the_migrations_once() {
         );
     }
     let applied = applied_migrations(&dbs[0]).await.expect("migrations");
-    assert_eq!(applied.len(), 18, "{applied:?}");
+    assert_eq!(applied.len(), 19, "{applied:?}");
     for db in &dbs {
         db.close().await;
     }
