@@ -87,9 +87,18 @@ const MAX_CONNECTIONS: u32 = 8;
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: Pool,
+    /// Sessions kept for the per-repository locks (PostgreSQL; unused on SQLite).
+    lock_sessions: std::sync::Arc<repo_lock::LockSessions>,
 }
 
 impl Db {
+    fn new(pool: Pool) -> Db {
+        Db {
+            pool,
+            lock_sessions: Default::default(),
+        }
+    }
+
     /// Opens (creating it if missing) the SQLite database at `path` and applies pending
     /// migrations.
     ///
@@ -112,9 +121,7 @@ impl Db {
             .max_connections(max_connections)
             .connect_with(options)
             .await?;
-        let db = Db {
-            pool: Pool::Sqlite(pool),
-        };
+        let db = Db::new(Pool::Sqlite(pool));
         db.migrate().await?;
         tracing::debug!(db.path = %path.display(), "database opened");
         Ok(db)
@@ -140,9 +147,7 @@ impl Db {
                         error,
                     }
                 })?;
-                let db = Db {
-                    pool: Pool::Postgres(pool),
-                };
+                let db = Db::new(Pool::Postgres(pool));
                 db.migrate().await?;
                 tracing::debug!(db.url = %url.redacted(), "database opened");
                 Ok(db)
@@ -166,9 +171,7 @@ impl Db {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        let db = Db {
-            pool: Pool::Sqlite(pool),
-        };
+        let db = Db::new(Pool::Sqlite(pool));
         db.migrate().await?;
         Ok(db)
     }
@@ -189,6 +192,7 @@ impl Db {
     /// Waits for checked-out connections to return, then closes them all. Later queries on
     /// any clone of this handle fail.
     pub async fn close(&self) {
+        self.close_lock_sessions().await;
         with_pool!(self, pool => pool.close().await)
     }
 

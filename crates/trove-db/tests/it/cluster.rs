@@ -64,6 +64,53 @@ async fn of_nodes_racing_for_a_free_lease_exactly_one_wins(db) -> TestResult {
     Ok(())
 }
 
+async fn a_released_lock_session_serves_the_next_lock_and_a_cut_one_is_replaced(db) -> TestResult {
+    if db.backend() == Backend::Sqlite {
+        return Ok(());
+    }
+    // Twenty commits in turn open one session, not twenty.
+    for _ in 0..20 {
+        db.lock_repo(11).await?.release().await?;
+    }
+    assert_eq!(db.idle_lock_sessions(), 1);
+    // A kept session carries no lock: reused, it holds only the new one.
+    let held = db.lock_repo(11).await?;
+    assert_eq!(db.idle_lock_sessions(), 0);
+    assert!(db.try_lock_repo(11).await?.is_none());
+    let other = db.try_lock_repo(12).await?.expect("repository 12 is free");
+    other.release().await?;
+    held.release().await?;
+    assert!(db.idle_lock_sessions() >= 1);
+    // A granted guard dropped without release unlocks in the background.
+    drop(db.lock_repo(11).await?);
+    let mut freed = None;
+    for _ in 0..100 {
+        if let Some(lock) = db.try_lock_repo(11).await? {
+            freed = Some(lock);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    freed.expect("a dropped guard frees its lock").release().await?;
+    // The server cuts the kept sessions (a restart, an idle timeout): the next lock opens a
+    // new session and still excludes the others.
+    let admin_url = std::env::var(trove_db::testing::POSTGRES_URL_ENV)?;
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await?;
+    let (cut,): (i64,) = sqlx::query_as(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE state = 'idle' AND query LIKE 'SELECT pg_advisory_unlock%' AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut admin)
+    .await?;
+    assert!(cut >= 1, "no kept session to cut");
+    let _ = sqlx::Connection::close(admin).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let held = db.lock_repo(11).await?;
+    assert!(db.try_lock_repo(11).await?.is_none());
+    held.release().await?;
+    Ok(())
+}
+
 async fn the_repository_lock_serialises_across_sessions(db) -> TestResult {
     let held = db.lock_repo(7).await?;
     if db.backend() == Backend::Sqlite {
