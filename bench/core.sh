@@ -9,6 +9,8 @@
 # Env: BENCH_ROUNDS (5)          interleaved rounds; medians are reported
 #      BENCH_WRK_SECONDS (3)     duration of each wrk run
 #      BENCH_BIG_UPLOAD_GIB (10) size of the upload watched for peak RSS (0 skips it)
+#      BENCH_SIZES (1g,10m)      which download files to measure (1g, 10m or both)
+#      BENCH_NO_UPLOAD_ROUNDS    set to skip the 1 GiB upload, SHA-256 and fsync per round
 #      BENCH_DIR (/var/tmp)      where the temp dir goes: must be on the disk under test, not
 #                                tmpfs; needs about BENCH_ROUNDS + BENCH_BIG_UPLOAD_GIB + 3 GiB
 #      CARGO_TARGET_DIR          as for cargo (default ./target)
@@ -24,6 +26,8 @@ ROUNDS="${BENCH_ROUNDS:-5}"
 WRK_SECONDS="${BENCH_WRK_SECONDS:-3}"
 BIG_UPLOAD_GIB="${BENCH_BIG_UPLOAD_GIB:-10}"
 BENCH_DIR="${BENCH_DIR:-/var/tmp}"
+SIZES="${BENCH_SIZES:-1g,10m}"
+NO_UPLOAD_ROUNDS="${BENCH_NO_UPLOAD_ROUNDS:-}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 log() { printf '\n==> %s\n' "$*" >&2; }
@@ -143,7 +147,6 @@ main() {
     trove_url="$(wait_for_line "$WORK/trove.out" 'http://127\.0\.0\.1:[0-9]+' "$TROVE_PID" 60)" \
         || { cat "$WORK/trove.err" >&2; die "trove did not start"; }
     wait_for_http "$trove_url/healthz" "$TROVE_PID" 30 || die "trove is not healthy"
-    chmod 0755 "$WORK/data" "$WORK/data/lfs"
     echo "trove pid $TROVE_PID at $trove_url" >&2
 
     log "starting nginx"
@@ -168,7 +171,7 @@ http {
     scgi_temp_path $WORK/nginx/scgi;
     server {
         listen 127.0.0.1:$port;
-        location /objects/ { alias $WORK/data/lfs/objects/; }
+        location /files/ { alias $WORK/; }
     }
 }
 EOF
@@ -188,6 +191,7 @@ EOF
         --nginx "$nginx_url" --nginx-pid "$NGINX_PID" \
         --big "$WORK/big.bin" --small "$WORK/small.bin" --scratch "$WORK" \
         --rounds "$ROUNDS" --wrk-seconds "$WRK_SECONDS" --big-upload-gib "$BIG_UPLOAD_GIB" \
+        --sizes "$SIZES" ${NO_UPLOAD_ROUNDS:+--no-upload-rounds} \
         --json "$ROOT/bench/out/core-$(date -u +%Y%m%dT%H%M%SZ).json" &
     HELPER_PID=$!
     wait "$HELPER_PID"

@@ -1,8 +1,12 @@
-//! Stored xorb bytes back into file bytes, one chunk at a time (memory: one chunk).
+//! Stored xorb bytes back into file bytes, one chunk at a time (memory: one chunk), either
+//! copied into a writer ([`decode_term`]) or handed out as shared buffers ([`decode_term_shared`]:
+//! a chunk stored uncompressed goes out as a slice of the block it was read into, never copied
+//! in user space).
 
 use crate::plan::PlannedTerm;
-use crate::xorb::{XorbError, read_chunk};
-use std::io::{Read, Write};
+use crate::xorb::{RecordHeader, XorbError, read_chunk};
+use bytes::Bytes;
+use std::io::{self, Read, Write};
 
 /// Decode the chunks of `term` from `stored` (positioned at the term's first stored byte),
 /// skip the first `skip` decompressed bytes, and write at most `take` bytes to `out`.
@@ -52,6 +56,87 @@ pub fn decode_term<R: Read, W: Write>(
     Ok(written)
 }
 
+/// Like [`decode_term`], but the bytes go to `emit` as shared buffers: the stored bytes are
+/// read `block` bytes at a time (at least one record) into a fresh buffer, and a chunk
+/// stored uncompressed is handed out as a slice of it, so the only copy is the kernel's into
+/// that buffer; a compressed chunk is decompressed into a buffer of its own. Memory: the
+/// buffers `emit` keeps, plus one block and one record.
+pub fn decode_term_shared<R: Read>(
+    stored: R,
+    term: &PlannedTerm,
+    mut skip: u64,
+    take: u64,
+    block: usize,
+    emit: &mut dyn FnMut(Bytes) -> io::Result<()>,
+) -> Result<u64, XorbError> {
+    let mut reader = stored.take(term.stored_end - term.stored_start);
+    let mut held = Bytes::new();
+    let mut raw = Vec::new();
+    let mut written = 0u64;
+    let mut produced = 0u64;
+    for chunk in term.chunk_start..term.chunk_end {
+        if written >= take {
+            break;
+        }
+        let chunk = chunk as usize;
+        if !fill(&mut reader, &mut held, RecordHeader::LEN, block)? {
+            return Err(XorbError::Truncated { chunk });
+        }
+        let mut header = [0u8; RecordHeader::LEN];
+        header.copy_from_slice(&held[..RecordHeader::LEN]);
+        let record = RecordHeader::parse(header, chunk)?;
+        if !fill(&mut reader, &mut held, record.record_len(), block)? {
+            return Err(XorbError::Truncated { chunk });
+        }
+        let stored_bytes = held.slice(RecordHeader::LEN..record.record_len());
+        let _ = held.split_to(record.record_len());
+        let bytes = if record.is_raw() {
+            stored_bytes
+        } else {
+            record.decompress(&stored_bytes, chunk, &mut raw)?;
+            Bytes::from(std::mem::take(&mut raw))
+        };
+        let len = bytes.len() as u64;
+        produced += len;
+        if skip >= len {
+            skip -= len;
+            continue;
+        }
+        let from = skip as usize;
+        skip = 0;
+        let n = (len - from as u64).min(take - written) as usize;
+        emit(bytes.slice(from..from + n))?;
+        written += n as u64;
+    }
+    if written < take && produced != term.unpacked_len {
+        return Err(XorbError::MalformedChunk {
+            chunk: term.chunk_end as usize,
+            reason: format!(
+                "term decodes to {produced} bytes, expected {}",
+                term.unpacked_len
+            ),
+        });
+    }
+    Ok(written)
+}
+
+/// Make `held` at least `need` bytes long by reading a new block (of at least `block` bytes,
+/// as much as `reader` has) after what it still holds; `false` when the input ends first.
+fn fill<R: Read>(reader: &mut R, held: &mut Bytes, need: usize, block: usize) -> io::Result<bool> {
+    if held.len() >= need {
+        return Ok(true);
+    }
+    let want = need.max(block);
+    let mut next = Vec::with_capacity(want);
+    next.extend_from_slice(held);
+    reader
+        .by_ref()
+        .take((want - held.len()) as u64)
+        .read_to_end(&mut next)?;
+    *held = Bytes::from(next);
+    Ok(held.len() >= need)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +161,67 @@ mod tests {
         assert_eq!(n, 20);
         assert_eq!(&out[..10], &[1u8; 10]);
         assert_eq!(&out[10..], &[2u8; 10]);
+    }
+
+    fn shared(
+        stored: &[u8],
+        term: &PlannedTerm,
+        skip: u64,
+        take: u64,
+        block: usize,
+    ) -> Result<Vec<u8>, XorbError> {
+        let mut out = Vec::new();
+        decode_term_shared(stored, term, skip, take, block, &mut |b| {
+            out.extend_from_slice(&b);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn shared_decoding_matches_copying_decoding_for_every_block_size() {
+        // Compressible (stored LZ4: even numbers) and incompressible (stored as is) chunks
+        // mixed, of uneven lengths.
+        let mut seed = 7u32;
+        let chunks: Vec<Vec<u8>> = (0..6)
+            .map(|i| {
+                (0..(3000 + i * 517))
+                    .map(|j| {
+                        if i % 2 == 1 {
+                            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                            (seed >> 16) as u8
+                        } else {
+                            (j % 7) as u8
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let (bytes, h) = build_xorb(&chunks);
+        let index = validate(bytes.as_slice(), &h).expect("valid");
+        let (s, e) = index.stored_range(1, 6);
+        let term = PlannedTerm {
+            xorb: h,
+            chunk_start: 1,
+            chunk_end: 6,
+            unpacked_len: index.raw_range_len(1, 6),
+            stored_start: s,
+            stored_end: e,
+        };
+        let stored = &bytes[s as usize..];
+        for (skip, take) in [(0, term.unpacked_len), (2999, 5000), (10, 1), (0, 0)] {
+            let mut expected = Vec::new();
+            decode_term(stored, &term, skip, take, &mut expected).expect("decode");
+            for block in [1, 9, 4096, 1 << 20] {
+                let got = shared(stored, &term, skip, take, block).expect("shared decode");
+                assert_eq!(got, expected, "skip {skip} take {take} block {block}");
+            }
+        }
+        let cut = &bytes[s as usize..e as usize - 5];
+        assert!(matches!(
+            shared(cut, &term, 0, term.unpacked_len, 4096),
+            Err(XorbError::Truncated { .. })
+        ));
     }
 
     #[test]

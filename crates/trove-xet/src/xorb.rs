@@ -174,48 +174,102 @@ pub fn read_chunk<R: Read>(
     if header_bytes[..FOOTER_IDENT.len()] == FOOTER_IDENT[..] {
         return Ok(None);
     }
-    let header: XorbChunkHeader =
-        parse_chunk_header(header_bytes).map_err(|e| XorbError::MalformedChunk {
-            chunk,
-            reason: e.to_string(),
-        })?;
-    let malformed = |reason: String| XorbError::MalformedChunk { chunk, reason };
-    let compressed_len = header.get_compressed_length() as usize;
-    let raw_len = header.get_uncompressed_length() as usize;
-    let scheme = header
-        .get_compression_scheme()
-        .map_err(|e| malformed(e.to_string()))?;
-
+    let record = RecordHeader::parse(header_bytes, chunk)?;
     out.clear();
-    if scheme == CompressionScheme::None {
+    if record.scheme == CompressionScheme::None {
         // Stored as is: read straight into the output, no staging copy.
-        if compressed_len != raw_len {
-            return Err(malformed(format!(
-                "is stored uncompressed in {compressed_len} bytes, its header says {raw_len}"
-            )));
-        }
-        out.resize(raw_len, 0);
-        if read_full(reader, out)? < raw_len {
+        out.resize(record.raw_len, 0);
+        if read_full(reader, out)? < record.raw_len {
             return Err(XorbError::Truncated { chunk });
         }
-        return Ok(Some((XORB_CHUNK_HEADER_LENGTH + compressed_len) as u32));
+        return Ok(Some(record.record_len() as u32));
     }
-    let mut compressed = vec![0u8; compressed_len];
-    if read_full(reader, &mut compressed)? < compressed_len {
+    let mut compressed = vec![0u8; record.stored_len];
+    if read_full(reader, &mut compressed)? < record.stored_len {
         return Err(XorbError::Truncated { chunk });
     }
-    out.reserve(raw_len);
-    let mut capped = CappedWriter { out, cap: raw_len };
-    scheme
-        .decompress_from_reader(&mut compressed.as_slice(), &mut capped)
-        .map_err(|e| malformed(format!("does not decompress: {e}")))?;
-    if out.len() != raw_len {
-        return Err(malformed(format!(
-            "decompresses to {} bytes, its header says {raw_len}",
-            out.len()
-        )));
+    record.decompress(&compressed, chunk, out)?;
+    Ok(Some(record.record_len() as u32))
+}
+
+/// What one chunk record's 8-byte header says.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordHeader {
+    scheme: CompressionScheme,
+    /// Bytes of the chunk as stored after the header.
+    pub stored_len: usize,
+    /// Bytes of the chunk once decompressed.
+    pub raw_len: usize,
+}
+
+impl RecordHeader {
+    /// Length of a record header.
+    pub const LEN: usize = XORB_CHUNK_HEADER_LENGTH;
+
+    /// Parse the header of chunk `chunk` (its number, for errors). A chunk stored
+    /// uncompressed must say so with equal lengths.
+    pub fn parse(bytes: [u8; XORB_CHUNK_HEADER_LENGTH], chunk: usize) -> Result<Self, XorbError> {
+        let malformed = |reason: String| XorbError::MalformedChunk { chunk, reason };
+        let header: XorbChunkHeader =
+            parse_chunk_header(bytes).map_err(|e| malformed(e.to_string()))?;
+        let stored_len = header.get_compressed_length() as usize;
+        let raw_len = header.get_uncompressed_length() as usize;
+        let scheme = header
+            .get_compression_scheme()
+            .map_err(|e| malformed(e.to_string()))?;
+        if scheme == CompressionScheme::None && stored_len != raw_len {
+            return Err(malformed(format!(
+                "is stored uncompressed in {stored_len} bytes, its header says {raw_len}"
+            )));
+        }
+        Ok(RecordHeader {
+            scheme,
+            stored_len,
+            raw_len,
+        })
     }
-    Ok(Some((XORB_CHUNK_HEADER_LENGTH + compressed_len) as u32))
+
+    /// Whether the stored bytes are the chunk's bytes as they are.
+    pub fn is_raw(&self) -> bool {
+        self.scheme == CompressionScheme::None
+    }
+
+    /// Header plus stored bytes.
+    pub fn record_len(&self) -> usize {
+        XORB_CHUNK_HEADER_LENGTH + self.stored_len
+    }
+
+    /// Decompress the record's stored bytes into `out` (cleared first), never past the
+    /// length the header declares.
+    pub fn decompress(
+        &self,
+        stored: &[u8],
+        chunk: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), XorbError> {
+        let malformed = |reason: String| XorbError::MalformedChunk { chunk, reason };
+        out.clear();
+        if self.is_raw() {
+            out.extend_from_slice(stored);
+            return Ok(());
+        }
+        out.reserve(self.raw_len);
+        let mut capped = CappedWriter {
+            out,
+            cap: self.raw_len,
+        };
+        self.scheme
+            .decompress_from_reader(&mut &stored[..], &mut capped)
+            .map_err(|e| malformed(format!("does not decompress: {e}")))?;
+        if out.len() != self.raw_len {
+            return Err(malformed(format!(
+                "decompresses to {} bytes, its header says {}",
+                out.len(),
+                self.raw_len
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Validate an uploaded xorb read from `reader`: every chunk decompresses to the length its

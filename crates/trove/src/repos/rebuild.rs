@@ -5,6 +5,7 @@
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::io::{self, BufReader, Write};
 use trove_db::XetFile;
@@ -17,7 +18,7 @@ use trove_xet::xorb::XorbIndex;
 /// Bytes handed to the HTTP body at a time by the bridge.
 const SEND_BUFFER: usize = 256 * 1024;
 /// Buffers in flight between the decoding thread and the socket.
-const SEND_QUEUE: usize = 4;
+const SEND_QUEUE: usize = 2;
 
 /// The indices of every xorb `terms` names. A missing one is an internal error: the file
 /// was verified against it, so only a damaged store can lose it.
@@ -91,19 +92,23 @@ pub fn write_plan<W: Write>(store: &Store, plan: &Plan, out: &mut W) -> io::Resu
     Ok(plan.length)
 }
 
-/// The bytes of `plan` as a stream, decoded on the blocking pool.
+/// The bytes of `plan` as a stream, decoded on the blocking pool. Stored bytes are read in
+/// blocks of [`SEND_BUFFER`] and a chunk stored uncompressed goes to the socket as a slice of
+/// its block (one copy in user space, the kernel's read); slices travel in batches of about
+/// [`SEND_BUFFER`], at most [`SEND_QUEUE`] batches ahead of the socket.
 pub fn stream_plan(
     store: Store,
     plan: Plan,
 ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
     tracing::info!(terms = plan.terms.len(), bytes = plan.length, "xet.bridge");
-    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(SEND_QUEUE);
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Vec<Bytes>>>(SEND_QUEUE);
     tokio::task::spawn_blocking(move || {
-        let mut writer = ChannelWriter {
+        let mut batch = Batcher {
             tx: tx.clone(),
-            buf: Vec::with_capacity(SEND_BUFFER),
+            slices: Vec::new(),
+            bytes: 0,
         };
-        let result = write_plan(&store, &plan, &mut writer).and_then(|_| writer.flush());
+        let result = send_plan(&store, &plan, &mut batch).and_then(|_| batch.send());
         if let Err(e) = result {
             if e.kind() != io::ErrorKind::BrokenPipe {
                 tracing::error!(error = %e, "xet.bridge_failed");
@@ -115,36 +120,79 @@ pub fn stream_plan(
     futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     })
+    .flat_map(|item| {
+        let items: Vec<io::Result<Bytes>> = match item {
+            Ok(slices) => slices.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        futures_util::stream::iter(items)
+    })
 }
 
-/// A `Write` that hands full buffers to an async receiver; a gone receiver (the client hung
-/// up) stops the writer with `BrokenPipe`.
-struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
-    buf: Vec<u8>,
-}
-
-impl ChannelWriter {
-    fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
+/// [`write_plan`]'s walk, with the bytes handed to `batch` as shared slices.
+fn send_plan(store: &Store, plan: &Plan, batch: &mut Batcher) -> io::Result<()> {
+    let mut skip = plan.offset_into_first;
+    let mut remaining = plan.length;
+    for term in &plan.terms {
+        if remaining == 0 {
+            break;
         }
-        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(SEND_BUFFER));
-        self.tx
-            .blocking_send(Ok(Bytes::from(full)))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))
+        let file = store
+            .open_xorb_at(&term.xorb.hex(), term.stored_start)
+            .map_err(io::Error::other)?
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("xorb {} is missing", term.xorb),
+                )
+            })?;
+        let n = trove_xet::decode::decode_term_shared(
+            file,
+            term,
+            skip,
+            remaining,
+            SEND_BUFFER,
+            &mut |bytes| batch.push(bytes),
+        )
+        .map_err(io::Error::other)?;
+        remaining -= n;
+        skip = 0;
     }
+    if remaining != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("reconstruction ended {remaining} bytes short"),
+        ));
+    }
+    Ok(())
 }
 
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= SEND_BUFFER {
+/// Slices gathered until they make [`SEND_BUFFER`] bytes, then handed to the async receiver
+/// in one message; a gone receiver (the client hung up) stops the walk with `BrokenPipe`.
+struct Batcher {
+    tx: tokio::sync::mpsc::Sender<io::Result<Vec<Bytes>>>,
+    slices: Vec<Bytes>,
+    bytes: usize,
+}
+
+impl Batcher {
+    fn push(&mut self, bytes: Bytes) -> io::Result<()> {
+        self.bytes += bytes.len();
+        self.slices.push(bytes);
+        if self.bytes >= SEND_BUFFER {
             self.send()?;
         }
-        Ok(data.len())
+        Ok(())
     }
-    fn flush(&mut self) -> io::Result<()> {
-        self.send()
+
+    fn send(&mut self) -> io::Result<()> {
+        if self.slices.is_empty() {
+            return Ok(());
+        }
+        self.bytes = 0;
+        let slices = std::mem::take(&mut self.slices);
+        self.tx
+            .blocking_send(Ok(slices))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))
     }
 }
