@@ -98,6 +98,11 @@ where
     Ok(linked)
 }
 
+/// A xorb body passed on to the store.
+type BodyStream = futures_util::stream::BoxStream<'static, Result<Bytes, io::Error>>;
+/// The validator of a xorb body, answering its chunk index once the body has ended.
+type Validator = tokio::task::JoinHandle<Result<XorbIndex, XorbError>>;
+
 /// Pieces of a xorb body waiting for the validator: enough to keep it busy while the next
 /// ones arrive, few enough to bound memory (pieces are at most a few hundred KiB).
 const VALIDATE_DEPTH: usize = 16;
@@ -105,13 +110,7 @@ const VALIDATE_DEPTH: usize = 16;
 /// Wraps `body` so that every piece also goes to a validator of xorb `hash` running on the
 /// blocking pool; the validator sees the end of the body when the returned stream is dropped
 /// or ends. A validator that stopped early (a footer, or a refusal) no longer slows the body.
-fn validate_alongside<S>(
-    body: S,
-    hash: XetHash,
-) -> (
-    std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send>>,
-    tokio::task::JoinHandle<Result<XorbIndex, XorbError>>,
-)
+fn validate_alongside<S>(body: S, hash: XetHash) -> (BodyStream, Validator)
 where
     S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin + 'static,
 {
