@@ -45,6 +45,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
+use tokio::sync::Semaphore;
 use trove_types::Sha256Hex;
 
 /// A body or object read as a stream of byte chunks.
@@ -52,6 +53,15 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send
 
 /// Objects up to this size are published with one PUT; larger ones as a multipart upload.
 pub const SINGLE_PUT_MAX: u64 = 16 << 20;
+/// Xorbs up to this size are published with one PUT too (every xorb is: a client's are at most
+/// 66 MiB, the server's 64 MiB of chunks plus headers). A multipart upload would cost each
+/// xorb three more round trips and the S3 server a second write of every byte when it joins
+/// the parts.
+const XORB_SINGLE_PUT_MAX: u64 = 80 << 20;
+/// Bytes of bodies the process holds in memory for publishing at once, over every upload:
+/// a publish waits for its share (its whole body for one PUT, its parts in flight for a
+/// multipart upload) before it reads the file.
+const PUBLISH_MEMORY: u64 = 512 << 20;
 /// Part size of multipart publishing (S3 wants ≥ 5 MiB parts, ≤ 10 000 of them): raised for
 /// objects over 80 GB so the count stays under the limit.
 const PART_SIZE: u64 = 8 << 20;
@@ -97,6 +107,8 @@ impl S3Config {
 pub struct S3Store {
     staging: LocalStore,
     bucket: Arc<AmazonS3>,
+    /// [`PUBLISH_MEMORY`] in MiB permits.
+    publish_memory: Arc<Semaphore>,
     prefix: String,
     location: String,
 }
@@ -117,6 +129,11 @@ fn backend(op: &'static str, key: &Key) -> impl FnOnce(object_store::Error) -> S
         key,
         message: e.to_string(),
     }
+}
+
+/// `bytes` as whole MiB permits of [`S3Store::publish_memory`], at least one.
+fn mib_permits(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1 << 20).max(1)).unwrap_or(u32::MAX)
 }
 
 fn http_range_header() -> HeaderName {
@@ -171,6 +188,7 @@ impl S3Store {
         let store = Self {
             staging,
             bucket: Arc::new(bucket),
+            publish_memory: Arc::new(Semaphore::new(mib_permits(PUBLISH_MEMORY) as usize)),
             prefix: config.prefix.clone(),
             location: config.display_url(),
         };
@@ -288,12 +306,13 @@ impl S3Store {
     }
 
     /// Upload the local file `path` (`len` bytes, verified) to `key` unless present, then
-    /// read its size back.
+    /// read its size back: one PUT up to `single_put_max` bytes, else a multipart upload.
     async fn publish_file(
         &self,
         key: &Key,
         path: &std::path::Path,
         len: u64,
+        single_put_max: u64,
     ) -> Result<PutOutcome, StoreError> {
         if self.head(key).await?.is_some() {
             return Ok(PutOutcome::AlreadyPresent);
@@ -302,8 +321,20 @@ impl S3Store {
             path: path.to_owned(),
             source: e,
         };
+        let single = len <= single_put_max;
+        let part = PART_SIZE.max(len.div_ceil(9_000));
+        let held = if single {
+            len
+        } else {
+            part * (PART_CONCURRENCY as u64 + 1)
+        };
+        let _memory = self
+            .publish_memory
+            .acquire_many(mib_permits(held.min(PUBLISH_MEMORY)))
+            .await
+            .map_err(|e| io_at(io::Error::other(e)))?;
         let mut file = tokio::fs::File::open(path).await.map_err(io_at)?;
-        if len <= SINGLE_PUT_MAX {
+        if single {
             let mut buf = Vec::with_capacity(len as usize);
             (&mut file)
                 .take(len)
@@ -315,7 +346,6 @@ impl S3Store {
                 .await
                 .map_err(backend("put", key))?;
         } else {
-            let part = PART_SIZE.max(len.div_ceil(9_000));
             let upload = self
                 .bucket
                 .put_multipart(key)
@@ -411,7 +441,7 @@ impl S3Store {
     async fn publish_object(&self, oid: &Sha256Hex, size: u64) -> Result<PutOutcome, StoreError> {
         let key = self.object_key(oid);
         let outcome = self
-            .publish_file(&key, &self.staging.local_path(oid), size)
+            .publish_file(&key, &self.staging.local_path(oid), size, SINGLE_PUT_MAX)
             .await?;
         tracing::debug!(oid = %oid, size_bytes = size, outcome = ?outcome, "store.s3_put");
         Ok(outcome)
@@ -558,7 +588,9 @@ impl S3Store {
         content_len: u64,
     ) -> Result<PutOutcome, StoreError> {
         let key = self.xorb_key(hash_hex);
-        let outcome = self.publish_file(&key, staged.path(), content_len).await?;
+        let outcome = self
+            .publish_file(&key, staged.path(), content_len, XORB_SINGLE_PUT_MAX)
+            .await?;
         drop(staged);
         Ok(outcome)
     }

@@ -7,11 +7,11 @@ use crate::error::{ApiError, ApiResult};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader, Read, Write};
 use trove_db::XetFile;
 use trove_store::Store;
 use trove_xet::XetHash;
-use trove_xet::plan::{self, Plan};
+use trove_xet::plan::{self, Plan, PlannedTerm};
 use trove_xet::shard::{Term, decode_terms};
 use trove_xet::xorb::XorbIndex;
 
@@ -62,6 +62,21 @@ pub async fn plan_file(
 
 /// Write the bytes `plan` describes to `out` (blocking). Returns the bytes written.
 pub fn write_plan<W: Write>(store: &Store, plan: &Plan, out: &mut W) -> io::Result<u64> {
+    walk_plan(store, plan, |file, term, skip, remaining| {
+        let reader = BufReader::with_capacity(SEND_BUFFER, file);
+        trove_xet::decode::decode_term(reader, term, skip, remaining, out).map_err(io::Error::other)
+    })?;
+    Ok(plan.length)
+}
+
+/// Walks `plan`'s terms in order: opens each term's xorb at its first stored byte and lets
+/// `decode` produce the term's bytes (skipping `skip`, at most `remaining`), returning how
+/// many it produced. Fails if a xorb is missing or the terms end short of the plan's length.
+fn walk_plan(
+    store: &Store,
+    plan: &Plan,
+    mut decode: impl FnMut(Box<dyn Read + Send>, &PlannedTerm, u64, u64) -> io::Result<u64>,
+) -> io::Result<()> {
     let mut skip = plan.offset_into_first;
     let mut remaining = plan.length;
     for term in &plan.terms {
@@ -77,10 +92,7 @@ pub fn write_plan<W: Write>(store: &Store, plan: &Plan, out: &mut W) -> io::Resu
                     format!("xorb {} is missing", term.xorb),
                 )
             })?;
-        let reader = BufReader::with_capacity(SEND_BUFFER, file);
-        let n = trove_xet::decode::decode_term(reader, term, skip, remaining, out)
-            .map_err(io::Error::other)?;
-        remaining -= n;
+        remaining -= decode(file, term, skip, remaining)?;
         skip = 0;
     }
     if remaining != 0 {
@@ -89,7 +101,7 @@ pub fn write_plan<W: Write>(store: &Store, plan: &Plan, out: &mut W) -> io::Resu
             format!("reconstruction ended {remaining} bytes short"),
         ));
     }
-    Ok(plan.length)
+    Ok(())
 }
 
 /// The bytes of `plan` as a stream, decoded on the blocking pool. Stored bytes are read in
@@ -131,22 +143,8 @@ pub fn stream_plan(
 
 /// [`write_plan`]'s walk, with the bytes handed to `batch` as shared slices.
 fn send_plan(store: &Store, plan: &Plan, batch: &mut Batcher) -> io::Result<()> {
-    let mut skip = plan.offset_into_first;
-    let mut remaining = plan.length;
-    for term in &plan.terms {
-        if remaining == 0 {
-            break;
-        }
-        let file = store
-            .open_xorb_at(&term.xorb.hex(), term.stored_start)
-            .map_err(io::Error::other)?
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("xorb {} is missing", term.xorb),
-                )
-            })?;
-        let n = trove_xet::decode::decode_term_shared(
+    walk_plan(store, plan, |file, term, skip, remaining| {
+        trove_xet::decode::decode_term_shared(
             file,
             term,
             skip,
@@ -154,17 +152,8 @@ fn send_plan(store: &Store, plan: &Plan, batch: &mut Batcher) -> io::Result<()> 
             SEND_BUFFER,
             &mut |bytes| batch.push(bytes),
         )
-        .map_err(io::Error::other)?;
-        remaining -= n;
-        skip = 0;
-    }
-    if remaining != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("reconstruction ended {remaining} bytes short"),
-        ));
-    }
-    Ok(())
+        .map_err(io::Error::other)
+    })
 }
 
 /// Slices gathered until they make [`SEND_BUFFER`] bytes, then handed to the async receiver
