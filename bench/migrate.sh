@@ -34,7 +34,9 @@ command -v psql >/dev/null || die "psql not found (PATH=/usr/lib/postgresql/15/b
 WORK="$(mktemp -d "$BENCH_DIR/trove-migrate-bench.XXXXXX")"
 DB_NAME="bench_migrate_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 S3_PID=""
+SERVER_PID=""
 cleanup() {
+    if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
     if [[ -n "$S3_PID" ]]; then kill "$S3_PID" 2>/dev/null || true; wait "$S3_PID" 2>/dev/null || true; fi
     psql -X -q "$TROVE_BENCH_POSTGRES_URL" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1 || true
     rm -rf -- "$WORK"
@@ -56,8 +58,16 @@ for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$S3_PORT") 2>/dev/null &&
 CHUNK=65536 PER=1000
 XORBS=$(( (MIB * 1048576 + CHUNK * PER - 1) / (CHUNK * PER) ))
 DATA="$WORK/hub"
-mkdir -p "$DATA"
-head -c 32 /dev/urandom >"$DATA/secret.key"   # what a hub's first start writes
+# A hub's first start creates its database, secret key and admin token; then it stops.
+"$TROVE_BIN" serve --data-dir "$DATA" --listen 127.0.0.1:0 >"$WORK/serve.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 1 300); do
+    [[ -s "$DATA/admin-token" ]] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || die "trove serve exited: $(tail -5 "$WORK/serve.log")"
+    sleep 0.1
+done
+[[ -s "$DATA/admin-token" ]] || die "trove serve did not start"
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
 echo "seeding $XORBS xorbs of $PER × $CHUNK B"
 "$TROVE_BIN" bench-seed-storage --data-dir "$DATA" --xorbs "$XORBS" --chunks-per-xorb "$PER" \
     --chunk-bytes "$CHUNK" >/dev/null
