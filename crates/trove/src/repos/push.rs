@@ -107,10 +107,10 @@ pub async fn ref_targets(git_dir: &Path) -> ApiResult<Vec<(String, GitOid)>> {
 }
 
 /// After receive-pack: when refs moved (`before` → now), the repository was modified
-/// (lastModified), its card and files are reindexed for search, and the push is logged with
-/// what it changed. A push that moved `refs/pr/N` adds a `commit` event to pull request N,
-/// as an API commit to it does. A push that moved nothing is logged too. Failures are logged:
-/// the push itself has landed.
+/// (lastModified), its card and files are reindexed for search if the default branch moved,
+/// and the push is logged with what it changed. A push that moved `refs/pr/N` adds a
+/// `commit` event to pull request N, as an API commit to it does. A push that moved nothing
+/// is logged too. Failures are logged: the push itself has landed.
 pub async fn after_push(
     state: &Context,
     repo: &trove_db::Repo,
@@ -150,7 +150,12 @@ pub async fn after_push(
     if let Err(e) = state.db.touch_repo(repo.id, now_ms()).await {
         tracing::error!(repo.id = repo.id, error = %e, "recording a push");
     }
-    super::index::reindex_after_write(state, repo).await;
+    // The search index reads the default branch only (as the commit API, which reindexes
+    // after commits to it alone): a push that left it alone leaves nothing to reindex.
+    let default_ref = format!("refs/heads/{}", trove_types::DEFAULT_BRANCH);
+    if changed.contains(&default_ref.as_str()) {
+        super::index::reindex_after_write(state, repo).await;
+    }
     record_pull_request_commits(state, repo, git_dir, before, &after, caller).await;
     tracing::info!(
         repo.id = repo.id,
