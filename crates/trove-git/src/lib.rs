@@ -15,6 +15,7 @@
 //! flushed to disk first, and a commit becomes visible only when its ref moves, by
 //! compare-and-swap, in [`GitRepo::commit`].
 
+mod blob_facts;
 mod commit;
 mod diff;
 mod durable;

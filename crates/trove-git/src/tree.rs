@@ -1,6 +1,7 @@
 //! Reading trees: the entry at a path, and listings of a folder, with LFS pointers recognised.
 
 use crate::Result;
+use crate::blob_facts::{self, BlobFacts};
 use crate::error::GitError;
 use crate::repo::{GitRepo, from_git2, to_git2};
 use trove_types::{GitOid, LFS_POINTER_MAX_LEN, LfsPointer};
@@ -166,38 +167,56 @@ impl GitRepo {
     }
 
     /// Describes a tree entry; `None` for submodules (commit entries), which the Hub does not
-    /// show. Reads the blob only when its header says it is small enough to be an LFS pointer.
+    /// show.
     fn entry_from(&self, path: String, entry: &git2::TreeEntry<'_>) -> Result<Option<Entry>> {
         let kind = match entry.kind() {
             Some(git2::ObjectType::Tree) => EntryKind::Dir {
                 tree: from_git2(entry.id()),
             },
             Some(git2::ObjectType::Blob) => {
-                let oid = from_git2(entry.id());
-                let Some((size, _)) = self.object_header(entry.id())? else {
-                    return Err(GitError::ObjectNotFound { oid });
-                };
-                let lfs = if size <= LFS_POINTER_MAX_LEN {
-                    let blob = self
-                        .repo
-                        .find_blob(entry.id())
-                        .map_err(GitError::git("reading blob"))?;
-                    LfsPointer::parse(blob.content()).map(|pointer| LfsInfo {
-                        pointer,
-                        pointer_size: size as u64,
-                    })
-                } else {
-                    None
-                };
-                let size = lfs.as_ref().map_or(size as u64, |info| info.pointer.size);
+                let facts = self.blob_facts(entry.id())?;
+                let size = facts
+                    .lfs
+                    .as_ref()
+                    .map_or(facts.size, |info| info.pointer.size);
                 EntryKind::File {
-                    blob: oid,
+                    blob: from_git2(entry.id()),
                     size,
-                    lfs,
+                    lfs: facts.lfs,
                 }
             }
             _ => return Ok(None),
         };
         Ok(Some(Entry { path, kind }))
+    }
+
+    /// The size of blob `id` and its LFS pointer, if it is one: remembered
+    /// ([`crate::blob_facts`]), or read — the header, and the content only when the header says
+    /// it is small enough to be a pointer.
+    fn blob_facts(&self, id: git2::Oid) -> Result<BlobFacts> {
+        if let Some(facts) = blob_facts::remembered(&id) {
+            return Ok(facts);
+        }
+        let Some((size, _)) = self.object_header(id)? else {
+            return Err(GitError::ObjectNotFound { oid: from_git2(id) });
+        };
+        let lfs = if size <= LFS_POINTER_MAX_LEN {
+            let blob = self
+                .repo
+                .find_blob(id)
+                .map_err(GitError::git("reading blob"))?;
+            LfsPointer::parse(blob.content()).map(|pointer| LfsInfo {
+                pointer,
+                pointer_size: size as u64,
+            })
+        } else {
+            None
+        };
+        let facts = BlobFacts {
+            size: size as u64,
+            lfs,
+        };
+        blob_facts::remember(id, facts.clone());
+        Ok(facts)
     }
 }
