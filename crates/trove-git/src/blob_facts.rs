@@ -16,17 +16,16 @@
 use git2::Oid;
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-
-use crate::tree::LfsInfo;
+use trove_types::LfsPointer;
 
 /// Entries per generation.
 const GENERATION: usize = 32 * 1024;
 
-/// A blob's size (of the blob itself) and its LFS pointer, if it is one.
+/// A blob's size (of the blob itself) and the LFS pointer it holds, if it is one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct BlobFacts {
     pub size: u64,
-    pub lfs: Option<LfsInfo>,
+    pub pointer: Option<LfsPointer>,
 }
 
 #[derive(Default)]
@@ -87,7 +86,10 @@ mod tests {
     }
 
     fn facts(size: u64) -> BlobFacts {
-        BlobFacts { size, lfs: None }
+        BlobFacts {
+            size,
+            pointer: None,
+        }
     }
 
     #[test]

@@ -174,15 +174,15 @@ impl GitRepo {
                 tree: from_git2(entry.id()),
             },
             Some(git2::ObjectType::Blob) => {
-                let facts = self.blob_facts(entry.id())?;
-                let size = facts
-                    .lfs
-                    .as_ref()
-                    .map_or(facts.size, |info| info.pointer.size);
+                let BlobFacts { size, pointer } = self.blob_facts(entry.id())?;
+                let lfs = pointer.map(|pointer| LfsInfo {
+                    pointer,
+                    pointer_size: size,
+                });
                 EntryKind::File {
                     blob: from_git2(entry.id()),
-                    size,
-                    lfs: facts.lfs,
+                    size: lfs.as_ref().map_or(size, |info| info.pointer.size),
+                    lfs,
                 }
             }
             _ => return Ok(None),
@@ -200,21 +200,18 @@ impl GitRepo {
         let Some((size, _)) = self.object_header(id)? else {
             return Err(GitError::ObjectNotFound { oid: from_git2(id) });
         };
-        let lfs = if size <= LFS_POINTER_MAX_LEN {
+        let pointer = if size <= LFS_POINTER_MAX_LEN {
             let blob = self
                 .repo
                 .find_blob(id)
                 .map_err(GitError::git("reading blob"))?;
-            LfsPointer::parse(blob.content()).map(|pointer| LfsInfo {
-                pointer,
-                pointer_size: size as u64,
-            })
+            LfsPointer::parse(blob.content())
         } else {
             None
         };
         let facts = BlobFacts {
             size: size as u64,
-            lfs,
+            pointer,
         };
         blob_facts::remember(id, facts.clone());
         Ok(facts)
