@@ -7,6 +7,7 @@ use crate::plan::PlannedTerm;
 use crate::xorb::{RecordHeader, XorbError, read_chunk};
 use bytes::Bytes;
 use std::io::{self, Read, Write};
+use std::ops::Range;
 
 /// Decode the chunks of `term` from `stored` (positioned at the term's first stored byte),
 /// skip the first `skip` decompressed bytes, and write at most `take` bytes to `out`.
@@ -15,16 +16,15 @@ use std::io::{self, Read, Write};
 pub fn decode_term<R: Read, W: Write>(
     stored: R,
     term: &PlannedTerm,
-    mut skip: u64,
+    skip: u64,
     take: u64,
     out: &mut W,
 ) -> Result<u64, XorbError> {
     let mut reader = stored.take(term.stored_end - term.stored_start);
     let mut buf = Vec::new();
-    let mut written = 0u64;
-    let mut produced = 0u64;
+    let mut window = Window::new(skip, take);
     for chunk in term.chunk_start..term.chunk_end {
-        if written >= take {
+        if window.is_full() {
             break;
         }
         if read_chunk(&mut reader, chunk as usize, &mut buf)?.is_none() {
@@ -32,28 +32,11 @@ pub fn decode_term<R: Read, W: Write>(
                 chunk: chunk as usize,
             });
         }
-        produced += buf.len() as u64;
-        let len = buf.len() as u64;
-        if skip >= len {
-            skip -= len;
-            continue;
+        if let Some(part) = window.next(buf.len()) {
+            out.write_all(&buf[part])?;
         }
-        let from = skip as usize;
-        skip = 0;
-        let n = (len - from as u64).min(take - written) as usize;
-        out.write_all(&buf[from..from + n])?;
-        written += n as u64;
     }
-    if written < take && produced != term.unpacked_len {
-        return Err(XorbError::MalformedChunk {
-            chunk: term.chunk_end as usize,
-            reason: format!(
-                "term decodes to {produced} bytes, expected {}",
-                term.unpacked_len
-            ),
-        });
-    }
-    Ok(written)
+    window.finish(term)
 }
 
 /// Like [`decode_term`], but the bytes go to `emit` as shared buffers: the stored bytes are
@@ -64,7 +47,7 @@ pub fn decode_term<R: Read, W: Write>(
 pub fn decode_term_shared<R: Read>(
     stored: R,
     term: &PlannedTerm,
-    mut skip: u64,
+    skip: u64,
     take: u64,
     block: usize,
     emit: &mut dyn FnMut(Bytes) -> io::Result<()>,
@@ -72,10 +55,9 @@ pub fn decode_term_shared<R: Read>(
     let mut reader = stored.take(term.stored_end - term.stored_start);
     let mut held = Bytes::new();
     let mut raw = Vec::new();
-    let mut written = 0u64;
-    let mut produced = 0u64;
+    let mut window = Window::new(skip, take);
     for chunk in term.chunk_start..term.chunk_end {
-        if written >= take {
+        if window.is_full() {
             break;
         }
         let chunk = chunk as usize;
@@ -96,28 +78,67 @@ pub fn decode_term_shared<R: Read>(
             record.decompress(&stored_bytes, chunk, &mut raw)?;
             Bytes::from(std::mem::take(&mut raw))
         };
-        let len = bytes.len() as u64;
-        produced += len;
-        if skip >= len {
-            skip -= len;
-            continue;
+        if let Some(part) = window.next(bytes.len()) {
+            emit(bytes.slice(part))?;
         }
-        let from = skip as usize;
-        skip = 0;
-        let n = (len - from as u64).min(take - written) as usize;
-        emit(bytes.slice(from..from + n))?;
-        written += n as u64;
     }
-    if written < take && produced != term.unpacked_len {
-        return Err(XorbError::MalformedChunk {
-            chunk: term.chunk_end as usize,
-            reason: format!(
-                "term decodes to {produced} bytes, expected {}",
-                term.unpacked_len
-            ),
-        });
+    window.finish(term)
+}
+
+/// Which bytes of a term's decoded chunks go out: the first `skip` are passed over, then at
+/// most `take` are handed on; counts what the chunks decoded to, to check the term's length.
+struct Window {
+    skip: u64,
+    take: u64,
+    written: u64,
+    produced: u64,
+}
+
+impl Window {
+    fn new(skip: u64, take: u64) -> Self {
+        Self {
+            skip,
+            take,
+            written: 0,
+            produced: 0,
+        }
     }
-    Ok(written)
+
+    /// Every byte asked for has been handed on.
+    fn is_full(&self) -> bool {
+        self.written >= self.take
+    }
+
+    /// The part of the next decoded chunk (`len` bytes) to hand on, if any of it falls in
+    /// the window; counted as handed on.
+    fn next(&mut self, len: usize) -> Option<Range<usize>> {
+        let len = len as u64;
+        self.produced += len;
+        if self.skip >= len {
+            self.skip -= len;
+            return None;
+        }
+        let from = self.skip;
+        self.skip = 0;
+        let n = (len - from).min(self.take - self.written);
+        self.written += n;
+        Some(from as usize..(from + n) as usize)
+    }
+
+    /// The bytes handed on; an error if the input ended before the window was full and the
+    /// chunks did not decode to the term's length.
+    fn finish(&self, term: &PlannedTerm) -> Result<u64, XorbError> {
+        if self.written < self.take && self.produced != term.unpacked_len {
+            return Err(XorbError::MalformedChunk {
+                chunk: term.chunk_end as usize,
+                reason: format!(
+                    "term decodes to {} bytes, expected {}",
+                    self.produced, term.unpacked_len
+                ),
+            });
+        }
+        Ok(self.written)
+    }
 }
 
 /// Make `held` at least `need` bytes long by reading a new block (of at least `block` bytes,
