@@ -65,37 +65,32 @@ pub async fn update(
         )
         .await;
     }
-    if before.inference_disabled != after.inference_disabled {
-        let detail = if after.inference_disabled {
-            "disabled"
-        } else {
-            "enabled"
-        };
-        audit(
-            &state.db,
-            actor(caller),
+    // The switches that turn a feature off, audited as "disabled" / "enabled".
+    let switches = [
+        (
             "repo.inference",
-            ns,
-            Some(&target),
-            Some(detail),
-        )
-        .await;
-    }
-    if before.discussions_disabled != after.discussions_disabled {
-        let detail = if after.discussions_disabled {
-            "disabled"
-        } else {
-            "enabled"
-        };
-        audit(
-            &state.db,
-            actor(caller),
+            before.inference_disabled,
+            after.inference_disabled,
+        ),
+        (
             "repo.discussions",
-            ns,
-            Some(&target),
-            Some(detail),
-        )
-        .await;
+            before.discussions_disabled,
+            after.discussions_disabled,
+        ),
+    ];
+    for (action, was_disabled, disabled) in switches {
+        if was_disabled != disabled {
+            let detail = if disabled { "disabled" } else { "enabled" };
+            audit(
+                &state.db,
+                actor(caller),
+                action,
+                ns,
+                Some(&target),
+                Some(detail),
+            )
+            .await;
+        }
     }
     state.emit([crate::events::Event::repo_config(&after)]);
     Ok(after)
