@@ -15,7 +15,7 @@
 
 use git2::Oid;
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{LazyLock, Mutex, PoisonError};
 use trove_types::LfsPointer;
 
 /// Entries per generation.
@@ -57,21 +57,23 @@ impl Generations {
     }
 }
 
-static FACTS: Mutex<Option<Generations>> = Mutex::new(None);
+static FACTS: LazyLock<Mutex<Generations>> = LazyLock::new(Mutex::default);
 
 /// The facts remembered of blob `oid`, if any.
 pub(crate) fn remembered(oid: &Oid) -> Option<BlobFacts> {
     // A panic while the lock was held cannot leave a half-written entry: every entry is
     // inserted whole, so a poisoned table is still sound.
-    let mut table = FACTS.lock().unwrap_or_else(PoisonError::into_inner);
-    table.get_or_insert_with(Generations::default).get(oid)
+    FACTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(oid)
 }
 
 /// Remembers the facts of blob `oid`.
 pub(crate) fn remember(oid: Oid, facts: BlobFacts) {
-    let mut table = FACTS.lock().unwrap_or_else(PoisonError::into_inner);
-    table
-        .get_or_insert_with(Generations::default)
+    FACTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
         .insert(oid, facts);
 }
 
