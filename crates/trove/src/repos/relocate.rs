@@ -65,17 +65,12 @@ pub fn copy_repos(
             "the copy of {} has other refs than the source",
             from.display()
         );
-        let fsck = Command::new(git_bin)
-            .args(["fsck", "--connectivity-only", "--no-progress"])
-            .env("GIT_DIR", &staged)
-            .output()
-            .with_context(|| format!("running {}", git_bin.display()))?;
-        anyhow::ensure!(
-            fsck.status.success(),
-            "git fsck of the copy of {}: {}",
-            from.display(),
-            String::from_utf8_lossy(&fsck.stderr).trim()
-        );
+        run_git(
+            git_bin,
+            &staged,
+            &["fsck", "--connectivity-only", "--no-progress"],
+            || format!("git fsck of the copy of {}", from.display()),
+        )?;
         fs::rename(&staged, &to)
             .with_context(|| format!("renaming {} to {}", staged.display(), to.display()))?;
         sync_dir(dest)?;
@@ -88,23 +83,40 @@ pub fn copy_repos(
 /// Every ref of the repository at `dir` with its object, sorted (`git for-each-ref`).
 fn refs(git_bin: &Path, dir: &Path) -> anyhow::Result<String> {
     anyhow::ensure!(dir.is_dir(), "no git repository at {}", dir.display());
+    let listed = run_git(
+        git_bin,
+        dir,
+        &["for-each-ref", "--format=%(objectname) %(refname)"],
+        || format!("git for-each-ref in {}", dir.display()),
+    )?;
+    let head = fs::read_to_string(dir.join("HEAD")).unwrap_or_default();
+    Ok(format!(
+        "{}HEAD {}",
+        String::from_utf8_lossy(&listed),
+        head.trim()
+    ))
+}
+
+/// Runs `git args` on the repository at `dir` and returns its standard output; fails with
+/// `what` and git's own message if git does.
+fn run_git(
+    git_bin: &Path,
+    dir: &Path,
+    args: &[&str],
+    what: impl FnOnce() -> String,
+) -> anyhow::Result<Vec<u8>> {
     let out = Command::new(git_bin)
-        .args(["for-each-ref", "--format=%(objectname) %(refname)"])
+        .args(args)
         .env("GIT_DIR", dir)
         .output()
         .with_context(|| format!("running {}", git_bin.display()))?;
     anyhow::ensure!(
         out.status.success(),
-        "git for-each-ref in {}: {}",
-        dir.display(),
+        "{}: {}",
+        what(),
         String::from_utf8_lossy(&out.stderr).trim()
     );
-    let head = fs::read_to_string(dir.join("HEAD")).unwrap_or_default();
-    Ok(format!(
-        "{}HEAD {}",
-        String::from_utf8_lossy(&out.stdout),
-        head.trim()
-    ))
+    Ok(out.stdout)
 }
 
 /// Copies the folder `from` to `to` (which must not exist): files fsynced, symlinks kept,
