@@ -2,7 +2,9 @@
 # The S3 backend's benchmark: upload and download throughput of one large object through
 # Trove in S3 mode (streaming, and presigned redirects of the Xet fetches) against the S3
 # server directly — same object, same machine, same HTTP client, in one run. A benchmark, not
-# a test: it prints figures and ratios. Results: docs/storage.md ("S3 backend").
+# a test: it prints figures and ratios, and the CPU seconds per GiB uploaded that Trove and
+# the S3 server spend (on a shared machine the steadier figure: the three programs share the
+# cores, so Trove's CPU per byte is what bounds its rate). Results: docs/storage.md ("S3 backend").
 #
 #   bench/s3.sh
 #
@@ -78,7 +80,8 @@ wait_port "$TROVE_PORT" "$TROVE_PID" || die "trove did not start: $(tail -20 "$W
 echo "bench/s3.sh: $MIB MiB object, $ROUNDS rounds; s3s-fs $S3S_VERSION on :$S3_PORT, trove on :$TROVE_PORT"
 "$PY" "$ROOT/bench/s3_bench.py" --s3-endpoint "$ENDPOINT" --bucket bench \
     --trove "http://127.0.0.1:$TROVE_PORT" --token "$(cat "$WORK/trove/admin-token")" \
-    --file "$WORK/object.bin" --size-mib "$MIB" --rounds "$ROUNDS"
+    --file "$WORK/object.bin" --size-mib "$MIB" --rounds "$ROUNDS" \
+    --trove-pid "$TROVE_PID" --s3-pid "$S3_PID"
 
 # Where each Trove upload's time went on the server (receive + SHA-256, the packing stage's
 # CPU, waiting for xorbs on their way to the bucket, records): the `storage.lfs_ingested` lines.

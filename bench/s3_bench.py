@@ -75,6 +75,15 @@ def file_body(path: str):
             yield chunk
 
 
+def cpu_secs(pid: int | None) -> float:
+    """User + system CPU seconds process `pid` has used so far (0 without a pid)."""
+    if not pid:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def timed_get(http: httpx.Client, url: str, headers: dict[str, str]) -> tuple[float, int]:
     start = time.perf_counter()
     n = 0
@@ -95,6 +104,8 @@ def main() -> int:
     ap.add_argument("--file", required=True, help="scratch path for the object")
     ap.add_argument("--size-mib", type=int, default=512)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--trove-pid", type=int, help="to report Trove's CPU per GiB uploaded")
+    ap.add_argument("--s3-pid", type=int, help="to report the S3 server's CPU per GiB uploaded")
     a = ap.parse_args()
     key, secret = os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
     size = a.size_mib << 20
@@ -102,7 +113,8 @@ def main() -> int:
     http = httpx.Client(timeout=600)
     auth = {"authorization": f"Bearer {a.token}"}
     res: dict[str, list[float]] = {k: [] for k in
-                                   ("direct_put", "direct_get", "trove_upload", "trove_stream", "trove_redirect")}
+                                   ("direct_put", "direct_get", "trove_upload", "trove_stream", "trove_redirect",
+                                    "cpu_s3_direct", "cpu_s3_upload", "cpu_trove_upload")}
 
     for rnd in range(a.rounds):
         # Fresh random bytes each round: the chunk store would dedup a repeat into nothing.
@@ -112,10 +124,11 @@ def main() -> int:
         url = f"{a.s3_endpoint}/{a.bucket}/direct-{rnd}.bin"
         h = sigv4_headers("PUT", url, key, secret, a.region)
         h["content-length"] = str(size)
-        t = time.perf_counter()
+        t, s3_cpu = time.perf_counter(), cpu_secs(a.s3_pid)
         r = http.put(url, content=file_body(a.file), headers=h)
         assert r.status_code == 200, r.text[:300]
         res["direct_put"].append(time.perf_counter() - t)
+        res["cpu_s3_direct"].append(cpu_secs(a.s3_pid) - s3_cpu)
         secs, n = timed_get(http, url, sigv4_headers("GET", url, key, secret, a.region))
         assert n == size
         res["direct_get"].append(secs)
@@ -125,7 +138,7 @@ def main() -> int:
         r = http.post(f"{a.trove}/api/repos/create", json={"name": name, "type": "model"}, headers=auth)
         assert r.status_code == 200, r.text[:300]
         repo = r.json()["url"].rstrip("/").split("/", 3)[3]
-        t = time.perf_counter()
+        t, s3_cpu, trove_cpu = time.perf_counter(), cpu_secs(a.s3_pid), cpu_secs(a.trove_pid)
         batch = http.post(f"{a.trove}/{repo}.git/info/lfs/objects/batch",
                           json={"operation": "upload", "transfers": ["basic"],
                                 "objects": [{"oid": oid, "size": size}]},
@@ -141,6 +154,8 @@ def main() -> int:
             r = http.post(v["href"], json={"oid": oid, "size": size}, headers={**auth, **v.get("header", {})})
             assert r.status_code == 200, r.text[:300]
         res["trove_upload"].append(time.perf_counter() - t)
+        res["cpu_s3_upload"].append(cpu_secs(a.s3_pid) - s3_cpu)
+        res["cpu_trove_upload"].append(cpu_secs(a.trove_pid) - trove_cpu)
         lines = [json.dumps({"key": "header", "value": {"summary": "bench", "description": ""}}),
                  json.dumps({"key": "lfsFile", "value": {"path": "big.bin", "algo": "sha256",
                                                           "oid": oid, "size": size}})]
@@ -171,13 +186,19 @@ def main() -> int:
         assert fetched >= size * 0.99, (fetched, size)
 
     med = {k: statistics.median(v) for k, v in res.items()}
-    rate = {k: mib / v for k, v in med.items()}
+    rate = {k: mib / v for k, v in med.items() if not k.startswith("cpu_")}
     print(f"object: {mib:.0f} MiB, {a.rounds} rounds, medians")
     print(f"  direct S3 PUT          {rate['direct_put']:8.1f} MiB/s")
     print(f"  direct S3 GET          {rate['direct_get']:8.1f} MiB/s")
     print(f"  Trove upload (LFS)     {rate['trove_upload']:8.1f} MiB/s   ratio {rate['trove_upload'] / rate['direct_put']:.2f}x of direct PUT")
     print(f"  Trove download stream  {rate['trove_stream']:8.1f} MiB/s   ratio {rate['trove_stream'] / rate['direct_get']:.2f}x of direct GET")
     print(f"  Trove download redirect{rate['trove_redirect']:8.1f} MiB/s   ratio {rate['trove_redirect'] / rate['direct_get']:.2f}x of direct GET")
+    if a.trove_pid and a.s3_pid:
+        gib = size / (1 << 30)
+        print("CPU seconds per GiB uploaded (medians; user + system, whole process):")
+        print(f"  s3s-fs, direct PUT     {med['cpu_s3_direct'] / gib:8.2f}")
+        print(f"  s3s-fs, Trove upload   {med['cpu_s3_upload'] / gib:8.2f}")
+        print(f"  Trove,  Trove upload   {med['cpu_trove_upload'] / gib:8.2f}")
     return 0
 
 

@@ -1,8 +1,11 @@
 //! [`S3Store`]: visible objects and xorbs in an S3-compatible bucket, through `object_store`.
 //!
-//! Everything that is staged — bodies being hashed, multipart LFS parts, xorbs being
-//! validated or packed — stays on local disk in a [`LocalStore`] under the data dir, exactly
-//! as in the embedded mode. Only a verified object is published: uploaded into the bucket
+//! Everything that is staged — bodies being hashed, multipart LFS parts, client xorbs being
+//! validated — stays on local disk in a [`LocalStore`] under the data dir, exactly as in the
+//! embedded mode. A xorb the server packs from an upload still arriving is built in memory
+//! instead when the node-wide budget [`PACK_MEMORY`] has room ([`S3Store::xorb_buffer`]): its
+//! bytes are durable once the bucket answers its PUT, so a local copy would only cost a write
+//! and a read of every byte. Only a verified object is published: uploaded into the bucket
 //! (one PUT up to [`SINGLE_PUT_MAX`], else an S3 multipart upload of bounded memory), then
 //! its size read back with a HEAD. Objects are immutable and named by their hash, so
 //! publishing is create-if-absent by a HEAD first; two nodes racing on one name write the
@@ -45,7 +48,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use trove_types::Sha256Hex;
 
 /// A body or object read as a stream of byte chunks.
@@ -62,6 +65,12 @@ const XORB_SINGLE_PUT_MAX: u64 = 80 << 20;
 /// a publish waits for its share (its whole body for one PUT, its parts in flight for a
 /// multipart upload) before it reads the file.
 const PUBLISH_MEMORY: u64 = 512 << 20;
+/// Bytes of server-built xorbs held in memory at once over every upload, being packed or on
+/// their way to the bucket ([`S3Store::xorb_buffer`]): six 64 MiB xorbs. Separate from
+/// [`PUBLISH_MEMORY`] so that a publish from a staging file never waits for memory held by
+/// an upload that itself waits for its publishes. When it is used up, xorbs are packed into
+/// staging files as in the embedded mode: an upload never waits for it.
+const PACK_MEMORY: u64 = 384 << 20;
 /// Part size of multipart publishing (S3 wants ≥ 5 MiB parts, ≤ 10 000 of them): raised for
 /// objects over 80 GB so the count stays under the limit.
 const PART_SIZE: u64 = 8 << 20;
@@ -109,6 +118,8 @@ pub struct S3Store {
     bucket: Arc<AmazonS3>,
     /// [`PUBLISH_MEMORY`] in MiB permits.
     publish_memory: Arc<Semaphore>,
+    /// [`PACK_MEMORY`] in MiB permits.
+    pack_memory: Arc<Semaphore>,
     prefix: String,
     location: String,
 }
@@ -189,6 +200,7 @@ impl S3Store {
             staging,
             bucket: Arc::new(bucket),
             publish_memory: Arc::new(Semaphore::new(mib_permits(PUBLISH_MEMORY) as usize)),
+            pack_memory: Arc::new(Semaphore::new(mib_permits(PACK_MEMORY) as usize)),
             prefix: config.prefix.clone(),
             location: config.display_url(),
         };
@@ -341,10 +353,13 @@ impl S3Store {
                 .read_to_end(&mut buf)
                 .await
                 .map_err(io_at)?;
-            self.bucket
-                .put(key, PutPayload::from(buf))
-                .await
-                .map_err(backend("put", key))?;
+            if buf.len() as u64 != len {
+                return Err(io_at(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the staged file is shorter than verified",
+                )));
+            }
+            return self.put_bytes(key, Bytes::from(buf)).await;
         } else {
             let upload = self
                 .bucket
@@ -389,6 +404,24 @@ impl S3Store {
                 .await
                 .map_err(backend("complete_multipart", key))?;
         }
+        match self.head(key).await? {
+            Some(size) if size == len => Ok(PutOutcome::Stored),
+            found => Err(StoreError::Backend {
+                op: "verify",
+                key: key.to_string(),
+                message: format!("published {len} bytes, the bucket holds {found:?}"),
+            }),
+        }
+    }
+
+    /// Upload `bytes` (verified, or packed by this process) to `key` with one PUT, then read
+    /// its size back. The caller checked the key is absent and holds the memory.
+    async fn put_bytes(&self, key: &Key, bytes: Bytes) -> Result<PutOutcome, StoreError> {
+        let len = bytes.len() as u64;
+        self.bucket
+            .put(key, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(backend("put", key))?;
         match self.head(key).await? {
             Some(size) if size == len => Ok(PutOutcome::Stored),
             found => Err(StoreError::Backend {
@@ -595,6 +628,36 @@ impl S3Store {
         Ok(outcome)
     }
 
+    /// Room in memory for one xorb of at most `max_len` bytes the server packs, if the
+    /// node-wide [`PACK_MEMORY`] has it now (never waits): `None` means "pack it into a
+    /// staging file". The share is returned when the buffer drops or its PUT is answered.
+    pub fn xorb_buffer(&self, max_len: u64) -> Option<XorbBuffer> {
+        let cap = usize::try_from(max_len).ok()?;
+        let permit = Arc::clone(&self.pack_memory)
+            .try_acquire_many_owned(mib_permits(max_len))
+            .ok()?;
+        Some(XorbBuffer {
+            bytes: Vec::with_capacity(cap),
+            cap,
+            _permit: permit,
+        })
+    }
+
+    /// Upload a xorb packed in memory ([`Self::xorb_buffer`]) to its key unless present (one
+    /// PUT), then read its size back. Its memory share is held until the bucket answers.
+    pub async fn publish_xorb_buffer(
+        &self,
+        buffer: XorbBuffer,
+        hash_hex: &str,
+    ) -> Result<PutOutcome, StoreError> {
+        let key = self.xorb_key(hash_hex);
+        if self.head(&key).await?.is_some() {
+            return Ok(PutOutcome::AlreadyPresent);
+        }
+        let XorbBuffer { bytes, _permit, .. } = buffer;
+        self.put_bytes(&key, Bytes::from(bytes)).await
+    }
+
     pub async fn has_xorb(&self, hash_hex: &str) -> Result<bool, StoreError> {
         Ok(self.head(&self.xorb_key(hash_hex)).await?.is_some())
     }
@@ -685,6 +748,48 @@ impl S3Store {
 
     pub async fn stored_xorbs(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.list("xorbs/").await
+    }
+}
+
+/// A xorb the server packs in memory (S3 mode, [`S3Store::xorb_buffer`]), with its share of
+/// the node's memory budget. Writing past the size it was sized for fails: the budget holds.
+#[derive(Debug)]
+pub struct XorbBuffer {
+    bytes: Vec<u8>,
+    cap: usize,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl XorbBuffer {
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+    /// Keeps the first `len` bytes.
+    pub fn truncate(&mut self, len: usize) {
+        self.bytes.truncate(len);
+    }
+}
+
+impl io::Write for XorbBuffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.cap {
+            return Err(io::Error::other(format!(
+                "a xorb packed in memory would exceed its {} bytes",
+                self.cap
+            )));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.write(buf).map(|_| ())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

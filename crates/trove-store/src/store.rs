@@ -6,7 +6,7 @@ use crate::durable::PutOutcome;
 use crate::error::StoreError;
 use crate::local::LocalStore;
 use crate::read::read_chunks;
-use crate::s3::{ByteStream, LocalCopy, S3Config, S3Store};
+use crate::s3::{ByteStream, LocalCopy, S3Config, S3Store, XorbBuffer};
 use crate::xorbs::StagedXorb;
 use bytes::Bytes;
 use futures_util::Stream;
@@ -265,6 +265,32 @@ impl Store {
             )),
             Store::S3(s) => Ok(ReadyXorb::Remote(
                 s.publish_xorb(staged, hash_hex, content_len).await?,
+            )),
+        }
+    }
+
+    /// Room in memory for one xorb of at most `max_len` bytes the server packs from an
+    /// upload, where that saves work: in S3 mode, while the node's budget for it has room (it
+    /// never waits). `None`: pack into a staging file ([`Self::create_staged_xorb`]) —
+    /// always locally, where the xorb must reach the disk anyway.
+    pub fn xorb_buffer(&self, max_len: u64) -> Option<XorbBuffer> {
+        match self {
+            Store::Local(_) => None,
+            Store::S3(s) => s.xorb_buffer(max_len),
+        }
+    }
+
+    /// [`Self::ready_xorb`] for a xorb packed in a [`XorbBuffer`]: uploaded to its key in
+    /// the bucket (create-if-absent), reached by readers only once the database records it.
+    pub async fn ready_xorb_buffer(
+        &self,
+        buffer: XorbBuffer,
+        hash_hex: &str,
+    ) -> Result<ReadyXorb, StoreError> {
+        match self {
+            Store::Local(_) => Err(mismatched()),
+            Store::S3(s) => Ok(ReadyXorb::Remote(
+                s.publish_xorb_buffer(buffer, hash_hex).await?,
             )),
         }
     }

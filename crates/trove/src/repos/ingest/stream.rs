@@ -5,9 +5,12 @@
 //! through a bounded channel to the packing stage, a thread of the blocking pool that cuts
 //! and hashes chunks exactly as a Xet client would ([`StreamChunker`]), looks each batch of
 //! about [`LOOKUP_BATCH`] bytes of chunks up in the chunk index, and packs the chunks the
-//! store does not hold into server-built xorbs, written to staging files as they fill. A
-//! full xorb is made durable beside the upload ([`trove_store::Store::ready_xorb`]: fsynced
-//! locally, uploaded to its key in S3 mode), at most [`READY_DEPTH`] at a time.
+//! store does not hold into server-built xorbs as they fill: written to staging files, or in
+//! S3 mode built in memory while the node's budget for it has room
+//! ([`trove_store::Store::xorb_buffer`]; the bucket's answer to the PUT is what makes them
+//! durable, a local copy would only be written and read back). A full xorb is made durable
+//! beside the upload ([`trove_store::Store::ready_xorb`]: fsynced locally, uploaded to its
+//! key in S3 mode), at most [`READY_DEPTH`] at a time.
 //!
 //! Nothing is visible before the body is verified: only once its SHA-256 and size match the
 //! oid does the stage get the end of the stream; then the xorbs are published (locally a
@@ -20,9 +23,11 @@
 //!
 //! Memory: at most [`DEPTH`] batches waiting for the stage (backpressure slows the upload to
 //! the stage's pace), [`LOOKUP_BATCH`] bytes of chunks waiting for their lookup, a write
-//! buffer per xorb being filled, plus 48 bytes per chunk of the file — whatever its size.
+//! buffer per xorb being filled (in S3 mode the xorb itself, up to 64 MiB, and the
+//! [`READY_DEPTH`] on their way, all within the node-wide budget), plus 48 bytes per chunk of
+//! the file — whatever its size.
 
-use super::{Ingested, Place, StagedPacker, Timings, log_ingested, terms_of, xorb_record};
+use super::{Ingested, Place, Timings, log_ingested, terms_of, xorb_record};
 use crate::clock::now_ms;
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
@@ -31,13 +36,13 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Write};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use trove_db::{Db, NewXorb, XetFile};
-use trove_store::{ReadyXorb, StagedXorb, Store, StoreError};
+use trove_store::{ReadyXorb, StagedXorb, Store, StoreError, XorbBuffer};
 use trove_types::Sha256Hex;
 use trove_xet::XetHash;
 use trove_xet::chunk::{StreamChunk, StreamChunker};
@@ -299,10 +304,47 @@ struct FullXorb {
     ready: Readying,
 }
 
+/// Where the xorb being filled is written.
+enum Sink {
+    /// A staging file (always locally; in S3 mode when the memory budget is used up).
+    File {
+        staged: StagedXorb,
+        out: BufWriter<File>,
+    },
+    /// Memory, in S3 mode: put into the bucket from there.
+    Memory(XorbBuffer),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::File { out, .. } => out.write(buf),
+            Sink::Memory(b) => b.write(buf),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::File { out, .. } => out.write_all(buf),
+            Sink::Memory(b) => b.write_all(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::File { out, .. } => out.flush(),
+            Sink::Memory(b) => b.flush(),
+        }
+    }
+}
+
+/// A full xorb, written where its [`Sink`] was.
+enum Full {
+    File(StagedXorb),
+    Memory(XorbBuffer),
+}
+
 /// The xorb being filled.
 struct Filling {
-    staged: StagedXorb,
-    packer: StagedPacker,
+    packer: XorbPacker<Sink>,
     /// Bytes of records so far, counted before compression (see [`pack::fits`]).
     bytes: u64,
 }
@@ -486,10 +528,18 @@ impl Stage {
         let filling = match &mut self.filling {
             Some(f) => f,
             None => {
-                let (staged, out) = self.store.create_staged_xorb()?;
+                let sink = match self.store.xorb_buffer(pack::MAX_PACKED_BYTES) {
+                    Some(buffer) => Sink::Memory(buffer),
+                    None => {
+                        let (staged, out) = self.store.create_staged_xorb()?;
+                        Sink::File {
+                            staged,
+                            out: BufWriter::with_capacity(WRITE_BUFFER, out),
+                        }
+                    }
+                };
                 self.filling.insert(Filling {
-                    staged,
-                    packer: XorbPacker::new(BufWriter::with_capacity(WRITE_BUFFER, out)),
+                    packer: XorbPacker::new(sink),
                     bytes: 0,
                 })
             }
@@ -507,19 +557,26 @@ impl Stage {
     /// Finishes the xorb being filled and starts making it durable beside the upload,
     /// waiting first while [`READY_DEPTH`] others are still on their way.
     fn close_xorb(&mut self) -> ApiResult<()> {
-        let Some(Filling {
-            mut staged, packer, ..
-        }) = self.filling.take()
-        else {
+        let Some(Filling { packer, .. }) = self.filling.take() else {
             return Ok(());
         };
-        let (xorb, index, out) = packer.finish().map_err(ApiError::internal)?;
-        let file: File = out
-            .into_inner()
-            .map_err(|e| ApiError::internal(e.into_error()))?;
-        drop(file);
+        let (xorb, index, sink) = packer.finish().map_err(ApiError::internal)?;
         let len = index.stored_len();
-        staged.set_len(len);
+        // Flushed and closed before it is read back for its PUT (or fsynced).
+        let sink = match sink {
+            Sink::File { mut staged, out } => {
+                let file: File = out
+                    .into_inner()
+                    .map_err(|e| ApiError::internal(e.into_error()))?;
+                drop(file);
+                staged.set_len(len);
+                Full::File(staged)
+            }
+            Sink::Memory(mut buffer) => {
+                buffer.truncate(usize::try_from(len).map_err(ApiError::internal)?);
+                Full::Memory(buffer)
+            }
+        };
         let clock = Instant::now();
         let in_flight = self
             .full
@@ -531,9 +588,12 @@ impl Stage {
         }
         let store = self.store.clone();
         let hex = xorb.hex();
-        let job = self
-            .handle
-            .spawn(async move { store.ready_xorb(staged, &hex, len).await });
+        let job = self.handle.spawn(async move {
+            match sink {
+                Full::File(staged) => store.ready_xorb(staged, &hex, len).await,
+                Full::Memory(buffer) => store.ready_xorb_buffer(buffer, &hex).await,
+            }
+        });
         self.timings.publish += clock.elapsed();
         self.full.push(FullXorb {
             hash: xorb,
