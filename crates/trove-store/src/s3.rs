@@ -35,7 +35,7 @@ use crate::local::LocalStore;
 use crate::xorbs::StagedXorb;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, Checksum};
 use object_store::path::Path as Key;
 use object_store::signer::{HeaderName, HeaderValue, Method, SignedUrlOptions, Signer};
 use object_store::{
@@ -90,6 +90,21 @@ pub struct S3Config {
     pub access_key_id: String,
     pub secret_access_key: String,
     pub session_token: Option<String>,
+    /// How the bucket checks that the bytes of a PUT arrived intact.
+    pub checksum: S3Checksum,
+}
+
+/// How each PUT's body is checked by the bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum S3Checksum {
+    /// `x-amz-checksum-crc64nvme` (the default of AWS's own SDKs since 2025; carry-less
+    /// multiply, a small fraction of a hash's cost), with the payload unsigned: the server
+    /// computes the CRC of what it received and refuses a mismatch (400 BadDigest).
+    #[default]
+    Crc64Nvme,
+    /// SigV4 signs the SHA-256 of every body (`x-amz-content-sha256`), for servers that do
+    /// not know CRC64NVME: a SHA-256 pass over every byte on both sides.
+    Sha256,
 }
 
 impl fmt::Debug for S3Config {
@@ -182,6 +197,12 @@ impl S3Store {
                     // Per request; large bodies stream in parts well inside it.
                     .with_timeout(Duration::from_secs(300)),
             );
+        builder = match config.checksum {
+            S3Checksum::Crc64Nvme => builder
+                .with_unsigned_payload(true)
+                .with_checksum_algorithm(Checksum::CRC64NVME),
+            S3Checksum::Sha256 => builder.with_unsigned_payload(false),
+        };
         if let Some(token) = &config.session_token {
             builder = builder.with_token(token);
         }

@@ -9,7 +9,7 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use std::io::{self, Read};
 use std::time::Duration;
-use trove_store::{PutOutcome, S3Config, Sha256Hex, Store, StoreError};
+use trove_store::{PutOutcome, S3Checksum, S3Config, Sha256Hex, Store, StoreError};
 
 fn body(data: &[u8], piece: usize) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + Unpin {
     let parts: Vec<Result<Bytes, io::Error>> = data
@@ -53,10 +53,12 @@ fn s3_config() -> Option<S3Config> {
     let (bucket, query) = rest.split_once('?').unwrap_or((rest, ""));
     let mut endpoint = None;
     let mut region = "us-east-1".to_owned();
+    let mut checksum = S3Checksum::default();
     for pair in query.split('&') {
         match pair.split_once('=') {
             Some(("endpoint", v)) => endpoint = Some(v.to_owned()),
             Some(("region", v)) => region = v.to_owned(),
+            Some(("checksum", "sha256")) => checksum = S3Checksum::Sha256,
             _ => {}
         }
     }
@@ -70,6 +72,7 @@ fn s3_config() -> Option<S3Config> {
         secret_access_key: std::env::var("AWS_SECRET_ACCESS_KEY")
             .expect("AWS_SECRET_ACCESS_KEY with TROVE_TEST_S3_URL"),
         session_token: None,
+        checksum,
     })
 }
 
@@ -414,6 +417,59 @@ async fn xorbs_publish_list_read_trash_restore_discard() {
 
 /// A presigned URL fetches the object without credentials; a xorb URL bound to one range
 /// fetches that range, and another range is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xorbs_packed_in_memory_go_to_the_bucket_within_the_budget() {
+    use std::io::Write;
+    for (name, store, _dir) in backends().await {
+        let xorb = 64 << 20;
+        let Some(mut buffer) = store.xorb_buffer(1 << 20) else {
+            assert_eq!(name, "local", "only the local store packs into files alone");
+            continue;
+        };
+        // Sized for 1 MiB: writing past it fails, what was written stays.
+        let chunks = pattern(700_000, 9);
+        buffer.write_all(&chunks).expect("fits");
+        assert!(buffer.write_all(&chunks).is_err(), "past its size");
+        assert_eq!(buffer.len(), chunks.len());
+        let hex = "cd".repeat(32);
+        let ready = store
+            .ready_xorb_buffer(buffer, &hex)
+            .await
+            .expect("put from memory");
+        assert_eq!(
+            store
+                .publish_ready_xorb(ready, &hex)
+                .await
+                .expect("publish"),
+            PutOutcome::Stored
+        );
+        let read = store
+            .open_xorb_range(&hex, 0, chunks.len() as u64)
+            .await
+            .expect("open")
+            .expect("present");
+        assert_eq!(collect(read).await, chunks);
+        // Create-if-absent: a second copy of the same xorb is not put again.
+        let mut again = store.xorb_buffer(1 << 20).expect("room again");
+        again.write_all(&chunks).expect("fits");
+        let ready = store.ready_xorb_buffer(again, &hex).await.expect("again");
+        assert_eq!(
+            store.publish_ready_xorb(ready, &hex).await.expect("again"),
+            PutOutcome::AlreadyPresent
+        );
+        // The node-wide budget: six 64 MiB xorbs at once, then none until one is dropped
+        // (its memory is reserved, not allocated, until written).
+        let held: Vec<_> = (0..6)
+            .map(|i| store.xorb_buffer(xorb).unwrap_or_else(|| panic!("room for {i}")))
+            .collect();
+        assert!(store.xorb_buffer(xorb).is_none(), "the budget is used up");
+        assert!(store.xorb_buffer(1).is_none(), "even for a small one");
+        drop(held);
+        assert!(store.xorb_buffer(xorb).is_some(), "given back on drop");
+        assert!(tmp_is_empty(&store), "nothing staged on disk");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presigned_urls_fetch_exactly_what_they_name() {
     for (name, store, _dir) in backends().await {

@@ -303,6 +303,7 @@ impl StorageConfig {
         };
         let mut endpoint = None;
         let mut region = None;
+        let mut checksum = trove_store::S3Checksum::default();
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             match &*k {
                 "endpoint" => {
@@ -313,8 +314,19 @@ impl StorageConfig {
                     endpoint = Some(v.trim_end_matches('/').to_owned());
                 }
                 "region" => region = Some(v.into_owned()),
+                "checksum" => {
+                    checksum = match &*v {
+                        "crc64nvme" => trove_store::S3Checksum::Crc64Nvme,
+                        "sha256" => trove_store::S3Checksum::Sha256,
+                        _ => anyhow::bail!(
+                            "storage URL: checksum {v:?} must be crc64nvme or sha256"
+                        ),
+                    }
+                }
                 other => {
-                    anyhow::bail!("storage URL: unknown parameter {other:?} (endpoint, region)")
+                    anyhow::bail!(
+                        "storage URL: unknown parameter {other:?} (endpoint, region, checksum)"
+                    )
                 }
             }
         }
@@ -338,6 +350,7 @@ impl StorageConfig {
             access_key_id,
             secret_access_key,
             session_token,
+            checksum,
         }))
     }
 }
@@ -1345,6 +1358,7 @@ mod tests {
                 assert_eq!(c.prefix, "hub1/");
                 assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
                 assert_eq!(c.region, "garage");
+                assert_eq!(c.checksum, trove_store::S3Checksum::Crc64Nvme);
                 assert_eq!(
                     (c.access_key_id.as_str(), c.secret_access_key.as_str()),
                     ("AKID", "s3cr3t")
@@ -1356,8 +1370,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        match storage(Some("s3://b?checksum=sha256")).backend(dir.path()) {
+            Ok(StorageBackend::S3(c)) => assert_eq!(c.checksum, trove_store::S3Checksum::Sha256),
+            other => panic!("{other:?}"),
+        }
         for bad in [
             "s3://key:secret@bucket",
+            "s3://b?checksum=md5",
             "s3://",
             "s3://Bad_Bucket",
             "s3://b?endpoint=ftp://x",
