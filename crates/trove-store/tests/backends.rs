@@ -460,7 +460,11 @@ async fn xorbs_packed_in_memory_go_to_the_bucket_within_the_budget() {
         // The node-wide budget: six 64 MiB xorbs at once, then none until one is dropped
         // (its memory is reserved, not allocated, until written).
         let held: Vec<_> = (0..6)
-            .map(|i| store.xorb_buffer(xorb).unwrap_or_else(|| panic!("room for {i}")))
+            .map(|i| {
+                store
+                    .xorb_buffer(xorb)
+                    .unwrap_or_else(|| panic!("room for {i}"))
+            })
             .collect();
         assert!(store.xorb_buffer(xorb).is_none(), "the budget is used up");
         assert!(store.xorb_buffer(1).is_none(), "even for a small one");

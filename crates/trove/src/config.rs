@@ -318,9 +318,9 @@ impl StorageConfig {
                     checksum = match &*v {
                         "crc64nvme" => trove_store::S3Checksum::Crc64Nvme,
                         "sha256" => trove_store::S3Checksum::Sha256,
-                        _ => anyhow::bail!(
-                            "storage URL: checksum {v:?} must be crc64nvme or sha256"
-                        ),
+                        _ => {
+                            anyhow::bail!("storage URL: checksum {v:?} must be crc64nvme or sha256")
+                        }
                     }
                 }
                 other => {
