@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -174,3 +175,44 @@ def test_redirect_mode_hands_out_presigned_urls_after_the_access_check(trove_red
                       headers={**hub.auth(eve), "accept": "application/vnd.git-lfs+json"})
     assert r.status_code in (401, 403, 404), r.status_code
     assert endpoint.netloc not in r.text
+
+
+def test_concurrent_lfs_uploads_past_the_memory_budget_pack_into_files_and_all_land(trove, hub, tmp_path):
+    """A xorb an upload packs is built in memory while the node's budget (six 64 MiB xorbs)
+    has room, else in a staging file: more uploads at once than the budget holds all land,
+    read back equal, and leave no staging file."""
+    uploads = []
+    for i in range(5):
+        repo = hub.create_repo(unique(f"s3-budget-{i}"))
+        data = os.urandom(150 << 20)
+        local = tmp_path / f"b{i}.bin"
+        local.write_bytes(data)
+        client = make_client(trove, tmp_path / f"c{i}")
+        uploads.append((repo, data, client))
+    tmp = trove.data_dir / "lfs" / "tmp"
+
+    def watch(procs) -> set[str]:
+        """The staging files of packed xorbs seen while `procs` run."""
+        seen: set[str] = set()
+        while any(p.poll() is None for p in procs):
+            seen.update(p.name for p in tmp.glob("pack-*"))
+            time.sleep(0.005)
+        return seen
+
+    # One upload alone: its three xorbs are packed in memory, no staging file.
+    repo, data, client = uploads[0]
+    alone = client.popen_py(UPLOAD, xet=False, args={"repo": repo, "path": "alone.bin", "local": str(tmp_path / "b0.bin")})
+    assert not watch([alone]), "a lone upload's xorbs go through staging files"
+    assert client.wait_py(alone).returncode == 0
+
+    procs = [c.popen_py(UPLOAD, xet=False, args={"repo": r, "path": "b.bin", "local": str(tmp_path / f"b{i}.bin")})
+             for i, (r, _, c) in enumerate(uploads)]
+    staged_files = watch(procs)
+    for (repo, data, client), proc in zip(uploads, procs):
+        run = client.wait_py(proc)
+        assert run.returncode == 0 and run.result and run.result.get("commit"), run
+    assert staged_files, "five 150 MiB uploads at once never went past the memory budget"
+    for repo, data, client in uploads:
+        got = client.py(DOWNLOAD, args={"repo": repo, "path": "b.bin"}).result
+        assert got == {"sha256": sha256_bytes(data), "size": len(data)}, repo
+    assert not any(tmp.glob("pack-*")), "staging files left behind"
