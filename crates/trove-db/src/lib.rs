@@ -22,6 +22,7 @@ mod leases;
 mod lfs;
 mod lfs_files;
 mod likes;
+mod listing_epoch;
 mod locks;
 mod orgs;
 mod repo_lock;
@@ -81,6 +82,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// failing with "database is locked". The admin CLI and a running server share the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How much of a SQLite database file each connection reads through a memory map rather than
+/// `read` calls into its own page cache (SQLite's `mmap_size`): the listing's index lookups
+/// then cost no system call and no copy, and the mapped pages are the kernel's page cache,
+/// shared by every connection. Counted in the process's RSS as file-backed pages the kernel
+/// may drop; only reads use it (writes go through the WAL).
+const MMAP_BYTES: u64 = 256 << 20;
+
 /// Connections in a file-backed pool. SQLite has one writer at a time, so more would only
 /// add readers; this many covers the concurrent readers of a small team's server.
 const MAX_CONNECTIONS: u32 = 8;
@@ -91,6 +99,9 @@ pub struct Db {
     pool: Pool,
     /// Sessions kept for the per-repository locks (PostgreSQL; unused on SQLite).
     lock_sessions: std::sync::Arc<repo_lock::LockSessions>,
+    /// Writes that can change a listing's answer, completed on this handle (see
+    /// `listing_epoch.rs`).
+    listing_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Db {
@@ -98,6 +109,7 @@ impl Db {
         Db {
             pool,
             lock_sessions: Default::default(),
+            listing_epoch: Default::default(),
         }
     }
 
@@ -118,7 +130,8 @@ impl Db {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            .pragma("mmap_size", MMAP_BYTES.to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .connect_with(options)
@@ -220,7 +233,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn file_connections_use_wal_full_sync_foreign_keys_and_busy_timeout() -> Result<()> {
+    async fn file_connections_use_wal_full_sync_foreign_keys_busy_timeout_and_mmap() -> Result<()> {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = Db::open(&dir.path().join("trove.db")).await?;
         let Pool::Sqlite(pool) = &db.pool else {
@@ -239,10 +252,14 @@ mod tests {
         let busy_timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
             .fetch_one(&mut *conn)
             .await?;
+        let mmap_size: i64 = sqlx::query_scalar("PRAGMA mmap_size")
+            .fetch_one(&mut *conn)
+            .await?;
         assert_eq!(journal, "wal");
         assert_eq!(synchronous, 2, "synchronous=FULL");
         assert_eq!(foreign_keys, 1);
         assert_eq!(busy_timeout, 5000);
+        assert_eq!(mmap_size, MMAP_BYTES as i64);
         Ok(())
     }
 
