@@ -82,13 +82,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// failing with "database is locked". The admin CLI and a running server share the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How much of a SQLite database file each connection reads through a memory map rather than
-/// `read` calls into its own page cache (SQLite's `mmap_size`): the listing's index lookups
-/// then cost no system call and no copy, and the mapped pages are the kernel's page cache,
-/// shared by every connection. Counted in the process's RSS as file-backed pages the kernel
-/// may drop; only reads use it (writes go through the WAL).
-const MMAP_BYTES: u64 = 256 << 20;
-
 /// Connections in a file-backed pool. SQLite has one writer at a time, so more would only
 /// add readers; this many covers the concurrent readers of a small team's server.
 const MAX_CONNECTIONS: u32 = 8;
@@ -130,8 +123,7 @@ impl Db {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT)
-            .pragma("mmap_size", MMAP_BYTES.to_string());
+            .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .connect_with(options)
@@ -233,7 +225,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn file_connections_use_wal_full_sync_foreign_keys_busy_timeout_and_mmap() -> Result<()> {
+    async fn file_connections_use_wal_full_sync_foreign_keys_and_busy_timeout() -> Result<()> {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = Db::open(&dir.path().join("trove.db")).await?;
         let Pool::Sqlite(pool) = &db.pool else {
@@ -252,14 +244,10 @@ mod tests {
         let busy_timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
             .fetch_one(&mut *conn)
             .await?;
-        let mmap_size: i64 = sqlx::query_scalar("PRAGMA mmap_size")
-            .fetch_one(&mut *conn)
-            .await?;
         assert_eq!(journal, "wal");
         assert_eq!(synchronous, 2, "synchronous=FULL");
         assert_eq!(foreign_keys, 1);
         assert_eq!(busy_timeout, 5000);
-        assert_eq!(mmap_size, MMAP_BYTES as i64);
         Ok(())
     }
 
