@@ -22,6 +22,7 @@ mod leases;
 mod lfs;
 mod lfs_files;
 mod likes;
+mod listing_epoch;
 mod locks;
 mod orgs;
 mod repo_lock;
@@ -91,6 +92,9 @@ pub struct Db {
     pool: Pool,
     /// Sessions kept for the per-repository locks (PostgreSQL; unused on SQLite).
     lock_sessions: std::sync::Arc<repo_lock::LockSessions>,
+    /// Writes that can change a listing's answer, completed on this handle (see
+    /// `listing_epoch.rs`).
+    listing_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Db {
@@ -98,6 +102,7 @@ impl Db {
         Db {
             pool,
             lock_sessions: Default::default(),
+            listing_epoch: Default::default(),
         }
     }
 

@@ -12,6 +12,7 @@ use sqlx::QueryBuilder;
 impl Db {
     /// Records that `user_id` likes `repo_id`; `false` if they already did.
     pub async fn like(&self, user_id: i64, repo_id: i64, now_ms: i64) -> Result<bool> {
+        let _changing = self.changing_listings();
         with_pool!(self, pool => {
             let done = sqlx::query(
                 "INSERT INTO likes (user_id, repo_id, created_at) VALUES ($1, $2, $3) \
@@ -29,6 +30,7 @@ impl Db {
 
     /// Withdraws a like; `false` if there was none.
     pub async fn unlike(&self, user_id: i64, repo_id: i64) -> Result<bool> {
+        let _changing = self.changing_listings();
         with_pool!(self, pool => {
             let done = sqlx::query("DELETE FROM likes WHERE user_id = $1 AND repo_id = $2")
                 .bind(user_id)

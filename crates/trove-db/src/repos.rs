@@ -171,6 +171,7 @@ impl Db {
         owner_user_id: i64,
         now_ms: i64,
     ) -> Result<Repo> {
+        let _changing = self.changing_listings();
         with_pool!(self, pool => {
             let new = NewRepo {
                 repo_type,
@@ -203,6 +204,7 @@ impl Db {
         F: FnOnce(Repo) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<(), E>>,
     {
+        let _changing = self.changing_listings();
         with_pool!(self, pool => {
             let mut tx = pool.begin_write()
                 .await
@@ -265,6 +267,7 @@ impl Db {
     /// Deletes the repository row and, by cascade, its LFS object links (the objects stay
     /// until garbage collection). `false` if there was no such repository.
     pub async fn delete_repo(&self, repo_id: i64) -> Result<bool> {
+        let _changing = self.changing_listings();
         with_pool!(self, pool => {
             let done = sqlx::query("DELETE FROM repos WHERE id = $1")
                 .bind(repo_id)
@@ -276,6 +279,7 @@ impl Db {
 
     /// Sets `updated_at` to `now_ms`, never moving it backwards.
     pub async fn touch_repo(&self, repo_id: i64, now_ms: i64) -> Result<()> {
+        let _changing = self.changing_listings();
         with_pool!(self, pool => {
             sqlx::query("UPDATE repos SET updated_at = $1 WHERE id = $2 AND updated_at < $3")
                 .bind(now_ms)
@@ -315,6 +319,7 @@ impl Db {
     /// Renames a repository (any namespace) and leaves a redirect at the old name, in one
     /// transaction. `Conflict` if a repository of this type already has the new name.
     pub async fn move_repo(&self, repo_id: i64, to: &RepoId, now_ms: i64) -> Result<Repo> {
+        let _changing = self.changing_listings();
         with_pool!(self, pool => {
             // It reads, then writes: taking the write lock first means a write committed by
             // another connection in between (a token's last-used time, say) makes this wait
@@ -374,6 +379,7 @@ impl Db {
         discussions_disabled: Option<bool>,
         inference_disabled: Option<bool>,
     ) -> Result<Repo> {
+        let _changing = self.changing_listings();
         with_pool!(self, pool => {
             let sql = format!(
                 "UPDATE repos SET private = coalesce($1, private), gated = coalesce($2, gated), \

@@ -98,7 +98,7 @@ impl RepoIndex {
 
 /// Which repositories a listing may show, decided by the caller's identity (the `trove`
 /// crate derives it from the same rule as per-repository access).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Visibility {
     /// Public repositories only.
     Public,
@@ -112,7 +112,7 @@ pub enum Visibility {
 }
 
 /// The orders a listing can be sorted by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SortKey {
     Downloads,
     Likes,
@@ -144,14 +144,14 @@ impl SortKey {
 }
 
 /// Where the previous page ended: the sort value and repo id of its last row.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Cursor {
     pub value: i64,
     pub id: i64,
 }
 
-/// A listing request, already validated.
-#[derive(Clone, Debug)]
+/// A listing request, already validated. Equal queries have equal answers on the same data.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ListQuery {
     pub repo_type: RepoType,
     /// `Some(true)`: gated repositories only; `Some(false)`: ungated only.
@@ -323,6 +323,7 @@ impl Db {
     /// Writes what reindex found, replacing the previous card, file and tag data in one
     /// transaction. Counters are left alone. `false` if the repository no longer exists.
     pub async fn write_repo_index(&self, repo_id: i64, update: &IndexUpdate) -> Result<bool> {
+        let _changing = self.changing_listings();
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let done = sqlx::query(
@@ -695,6 +696,7 @@ impl Db {
     /// downloads and likes of the last 7) for `today` (unix day). Idempotent; returns how many
     /// repositories changed.
     pub async fn refresh_rolling_counters(&self, today: i64) -> Result<u64> {
+        let _changing = self.changing_listings();
         with_pool!(self, pool => {
             let week_ago_ms = (today - 6) * 86_400_000;
             let done = sqlx::query(
@@ -800,6 +802,7 @@ impl Db {
         today: i64,
         repos: &[BulkRepo],
     ) -> Result<()> {
+        let _changing = self.changing_listings();
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             for b in repos {

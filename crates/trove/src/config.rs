@@ -67,6 +67,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "database URL: sqlite://<path> (default <data-dir>/trove.db) or postgres://user:password@host:port/db",
     ),
     (
+        "TROVE_LISTING_CACHE_MS",
+        "how long a listing answer (/api/models…) is reused, in ms (default 2000; 0: never cached)",
+    ),
+    (
         "TROVE_MIGRATE_TO",
         "trove migrate: the PostgreSQL database to move the hub into (same as --to)",
     ),
@@ -170,7 +174,14 @@ pub struct DatabaseConfig {
     pub url: Option<trove_db::DatabaseUrl>,
     /// Connection pool size per process (default 8 for SQLite, 16 for PostgreSQL).
     pub max_connections: Option<u32>,
+    /// How long a listing answer may be reused (`None`: [`DEFAULT_LISTING_CACHE_MS`]; 0
+    /// disables the cache). Writes on this node invalidate it at once; this bounds how late
+    /// another node's writes and download counts show (see `repos/listing_cache.rs`).
+    pub listing_cache_ms: Option<u64>,
 }
+
+/// How long a listing answer is reused by default, in milliseconds.
+pub const DEFAULT_LISTING_CACHE_MS: u64 = 2000;
 
 impl DatabaseConfig {
     /// The database to open for `data_dir`.
@@ -178,6 +189,11 @@ impl DatabaseConfig {
         self.url
             .clone()
             .unwrap_or_else(|| trove_db::DatabaseUrl::Sqlite(data_dir.join("trove.db")))
+    }
+
+    /// How long a listing answer may be reused; zero when it is never cached.
+    pub fn listing_cache_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.listing_cache_ms.unwrap_or(DEFAULT_LISTING_CACHE_MS))
     }
 
     pub fn connect_options(&self) -> trove_db::ConnectOptions {
@@ -611,6 +627,7 @@ struct FileInference {
 struct FileDatabase {
     url: Option<String>,
     max_connections: Option<u32>,
+    listing_cache_ms: Option<u64>,
 }
 
 /// `[metrics]` of the TOML file.
@@ -834,6 +851,7 @@ impl Config {
                 self.database.url = Some(trove_db::DatabaseUrl::parse(url)?);
             }
             self.database.max_connections = f.max_connections.or(self.database.max_connections);
+            self.database.listing_cache_ms = f.listing_cache_ms.or(self.database.listing_cache_ms);
         }
         Ok(())
     }
@@ -915,6 +933,9 @@ impl Config {
             && !url.is_empty()
         {
             self.database.url = Some(trove_db::DatabaseUrl::parse(&url)?);
+        }
+        if let Some(v) = env_u64("TROVE_LISTING_CACHE_MS")? {
+            self.database.listing_cache_ms = Some(v);
         }
         if let Some(v) = env_bool("TROVE_INFERENCE_ENABLED")? {
             self.inference.enabled = v;

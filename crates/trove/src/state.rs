@@ -7,6 +7,7 @@
 use crate::context::Context;
 use crate::repos::browse::BrowseCache;
 use crate::repos::facets::FacetCache;
+use crate::repos::listing_cache::ListingCache;
 use crate::repos::preview::PreviewCache;
 use crate::spaces::{SpaceHost, Supervisor};
 use std::ops::Deref;
@@ -24,6 +25,9 @@ pub struct AppState {
     pub facet_cache: Arc<FacetCache>,
     /// The web pages' last commit per folder entry, by commit and folder (bounded).
     pub browse_cache: Arc<BrowseCache>,
+    /// Rendered listing pages, reused until a write on this node or their TTL
+    /// (`[database] listing_cache_ms`; bounded).
+    pub listing_cache: Arc<ListingCache>,
     /// Dataset previews by repo, commit, config and split (bounded).
     pub preview_cache: Arc<PreviewCache>,
     /// Spaces: builds, running apps and their logs.
@@ -71,11 +75,13 @@ impl AppState {
         context.events.subscribe(Arc::new(crate::webhooks::queue));
         let spaces = Supervisor::new(&context.config.spaces);
         let inference = crate::inference::Runtime::new(&context.config.inference);
+        let listing_cache = ListingCache::new(context.config.database.listing_cache_ttl());
         AppState {
             inference: Arc::new(inference),
             context,
             facet_cache: Arc::new(FacetCache::default()),
             browse_cache: Arc::new(BrowseCache::default()),
+            listing_cache: Arc::new(listing_cache),
             preview_cache: Arc::new(PreviewCache::default()),
             spaces: Arc::new(spaces),
         }

@@ -1,8 +1,11 @@
 //! `trove bench-seed-search`: fills a data dir's database with a synthetic catalogue of
 //! repositories for the listing and search benchmark (`bench/search/`). Each repository gets
 //! a realistic card that goes through the real card parser and tag derivation, and is written
-//! through the same index columns reindex writes; no git repositories are created, so only
-//! listing and search work on them (not file access or repo info).
+//! through the same index columns reindex writes. No git repository is made per repository:
+//! each `repos/<id>.git` is a symbolic link to one shared empty repository
+//! (`bench-template.git` in the data dir), so that the server's start-up check finds every
+//! folder it expects instead of initialising 100,000 of them. Only listing and search
+//! are meant to be measured on them.
 
 use crate::clock::now_ms;
 use crate::repos::card::{FileFacts, Meta, derive_tags, hidden_facets, read_card};
@@ -303,6 +306,31 @@ fn index_of(g: &Generated, sha: String, last_modified_ms: i64) -> IndexUpdate {
     }
 }
 
+/// Points each repository's git folder that does not exist at one shared empty repository.
+fn link_git_folders(
+    config: &crate::config::Config,
+    repos: &[trove_db::Repo],
+) -> anyhow::Result<()> {
+    let template = config.data_dir.join("bench-template.git");
+    if !template.exists() {
+        let author = crate::repos::lifecycle::system_signature();
+        let gitattributes = crate::repos::gitattributes::DEFAULT_GITATTRIBUTES.as_bytes();
+        trove_git::GitRepo::init_bare(&template, &[(".gitattributes", gitattributes)], &author, 0)
+            .context("creating the shared benchmark repository")?;
+    }
+    let template = std::fs::canonicalize(&template)?;
+    let repos_dir = config.repos_dir();
+    std::fs::create_dir_all(&repos_dir)?;
+    for repo in repos {
+        let dir = repos_dir.join(format!("{}.git", repo.id));
+        if std::fs::symlink_metadata(&dir).is_err() {
+            std::os::unix::fs::symlink(&template, &dir)
+                .with_context(|| format!("linking {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates `count` repositories (80% models, 15% datasets, 5% Spaces; 5% private) under
 /// about `count / 30` namespaces.
 pub async fn run(config: &crate::config::Config, count: usize, seed: u64) -> anyhow::Result<()> {
@@ -360,6 +388,7 @@ pub async fn run(config: &crate::config::Config, count: usize, seed: u64) -> any
     }
     db.compact_search_index().await?;
     db.optimize().await?;
+    link_git_folders(config, &db.all_repos().await?)?;
     db.close().await;
     eprintln!("done: {count} repositories in {:.1?}", started.elapsed());
     Ok(())

@@ -1,6 +1,7 @@
 //! Listing and search of repositories (`list_models`, `list_datasets`, `list_spaces`): the
 //! index answers, filtered by what the caller may see.
 
+use super::listing_cache::{CachedPage, ListingCache, ListingKey};
 use crate::auth::{Access, Caller};
 use crate::clock::now_ms;
 use crate::context::Context;
@@ -16,6 +17,34 @@ pub async fn list(
 ) -> ApiResult<Page<Listed>> {
     query.visibility = Access::listing_visibility(caller);
     Ok(state.db.list_repos(&query).await?)
+}
+
+/// One page of repositories matching `query` as the caller may see it, rendered by `render`
+/// (`view` names how, for the cache key): from the listing cache when a fresh answer to the
+/// same query for a caller who sees the same repositories is there, else queried, rendered
+/// and kept (see [`super::listing_cache`]).
+pub async fn list_rendered(
+    state: &Context,
+    cache: &ListingCache,
+    caller: &Caller,
+    mut query: ListQuery,
+    view: String,
+    render: impl FnOnce(&Page<Listed>) -> ApiResult<Vec<u8>>,
+) -> ApiResult<CachedPage> {
+    query.visibility = Access::listing_visibility(caller);
+    let key = ListingKey::new(&query, view);
+    // Read before the query: an answer computed across a write is then never kept.
+    let epoch = state.db.listing_epoch();
+    if let Some(page) = cache.get(&key, epoch) {
+        return Ok(page);
+    }
+    let page = state.db.list_repos(&query).await?;
+    let rendered = CachedPage {
+        body: render(&page)?.into(),
+        next: page.next,
+    };
+    cache.put(key, epoch, rendered.clone());
+    Ok(rendered)
 }
 
 /// Which requests of a file count as a download of the repository, as the Hub counts them:

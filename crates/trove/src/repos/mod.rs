@@ -18,6 +18,7 @@ pub mod lfs;
 pub mod lifecycle;
 pub mod likes;
 pub mod listing;
+pub mod listing_cache;
 pub mod preview;
 pub mod push;
 pub mod rebuild;

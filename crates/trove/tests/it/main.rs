@@ -10,6 +10,7 @@ mod contract;
 mod hostile;
 mod layering;
 mod limits;
+mod listing_cache;
 mod preview;
 mod recovery;
 mod spaces;

@@ -12,11 +12,12 @@ use crate::repos::listing;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use axum::http::Uri;
+use axum::http::{Uri, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
-use trove_db::{Cursor, ListQuery, Listed, Page, SortKey, Visibility};
+use trove_db::{Cursor, ListQuery, Listed, SortKey, Visibility};
 use trove_types::RepoType;
 
 /// Page size without `limit`, and its cap.
@@ -115,6 +116,20 @@ impl Shape {
         }
     }
 
+    /// How items are rendered, as a listing cache key: equal for shapes that render alike.
+    fn view(&self) -> String {
+        match self {
+            Shape::Summary { card_data, config } => format!("summary:{card_data}:{config}"),
+            Shape::Full { config } => format!("full:{config}"),
+            Shape::Expand(props) => {
+                let mut props: Vec<&str> = props.iter().map(String::as_str).collect();
+                props.sort_unstable();
+                props.dedup();
+                format!("expand:{}", props.join(","))
+            }
+        }
+    }
+
     fn heavy(&self) -> bool {
         match self {
             Shape::Summary { card_data, .. } => *card_data,
@@ -128,13 +143,14 @@ fn parse_json(text: Option<&str>) -> Option<Value> {
     text.and_then(|t| serde_json::from_str(t).ok())
 }
 
-/// A listed repository with every property it has a value for, from the search index.
-fn repo_json(l: &Listed) -> RepoJson {
+/// A listed repository with the properties `keep` accepts that it has a value for, from the
+/// search index. JSON columns are parsed only for the properties kept.
+fn repo_json(l: &Listed, keep: impl Fn(&str) -> bool) -> RepoJson {
     let (r, i) = (&l.repo, &l.index);
     let model = r.repo_type == RepoType::Model;
     let counted = r.repo_type != RepoType::Space;
-    let files: Vec<String> = serde_json::from_str(&i.siblings_json).unwrap_or_default();
-    RepoJson {
+    let json = |name: &str, text: Option<&str>| parse_json(text.filter(|_| keep(name)));
+    let mut out = RepoJson {
         object_id: r.id.to_string(),
         id: format!("{}/{}", r.namespace, r.name),
         author: Some(r.namespace.clone()),
@@ -148,25 +164,31 @@ fn repo_json(l: &Listed) -> RepoJson {
         downloads_all_time: counted.then_some(i.downloads_all_time),
         likes: Some(i.likes),
         trending_score: Some(i.trending_score),
-        tags: Some(parse_json(Some(&i.tags_json)).unwrap_or_else(|| Value::Array(Vec::new()))),
+        tags: keep("tags")
+            .then(|| parse_json(Some(&i.tags_json)).unwrap_or_else(|| Value::Array(Vec::new()))),
         pipeline_tag: i.pipeline_tag.clone().filter(|_| model),
         library_name: i.library_name.clone().filter(|_| model),
         sdk: i.sdk.clone().filter(|_| r.repo_type == RepoType::Space),
-        card_data: parse_json(i.card_data_json.as_deref()),
-        siblings: Some(files.into_iter().map(Sibling::name_only).collect()),
+        card_data: json("cardData", i.card_data_json.as_deref()),
+        siblings: keep("siblings").then(|| {
+            let files: Vec<String> = serde_json::from_str(&i.siblings_json).unwrap_or_default();
+            files.into_iter().map(Sibling::name_only).collect()
+        }),
         used_storage: Some(u64::try_from(i.used_storage).unwrap_or(0)),
-        safetensors: parse_json(i.safetensors_json.as_deref()).filter(|_| model),
-        config: parse_json(i.config_json.as_deref()).filter(|_| model),
+        safetensors: json("safetensors", i.safetensors_json.as_deref()).filter(|_| model),
+        config: json("config", i.config_json.as_deref()).filter(|_| model),
         ..RepoJson::default()
-    }
+    };
+    out.retain(keep);
+    out
 }
 
 /// The listing's item: the properties `shape` selects; others (`model-index`, `runtime`,
 /// `cardWarnings`) are info-only.
 fn render(l: &Listed, shape: &Shape) -> RepoJson {
-    let mut out = repo_json(l);
-    out.retain(|p| PROPERTIES.contains(&p) && shape.includes(p, l.repo.repo_type));
-    out
+    repo_json(l, |p| {
+        PROPERTIES.contains(&p) && shape.includes(p, l.repo.repo_type)
+    })
 }
 
 fn parse_sort(value: Option<&str>) -> ApiResult<SortKey> {
@@ -372,24 +394,47 @@ pub async fn list(
     let matches_nothing = query.get("inference").is_some()
         || query.get("inference_provider").is_some()
         || query.get("benchmark").is_some();
-    let page = if matches_nothing {
-        Page {
-            items: Vec::new(),
-            next: None,
-        }
-    } else {
-        listing::list(&state, &caller, list_query).await?
-    };
-    let mut items: Vec<RepoJson> = page.items.iter().map(|l| render(l, &shape)).collect();
-    // `expand=runtime`: a Space's stage, from the Spaces supervisor.
+    if matches_nothing {
+        return Ok(page_response(&state, &uri, Vec::<RepoJson>::new(), None));
+    }
+    // `expand=runtime`: a Space's stage, from the Spaces supervisor; not from the index, so
+    // such pages are never cached.
     if matches!(&shape, Shape::Expand(props) if props.iter().any(|p| p == "runtime")) {
+        let page = listing::list(&state, &caller, list_query).await?;
+        let mut items: Vec<RepoJson> = page.items.iter().map(|l| render(l, &shape)).collect();
         for (item, l) in items.iter_mut().zip(&page.items) {
             if l.repo.repo_type == RepoType::Space {
                 item.runtime = Some(super::repo_json::Runtime::current(&state.spaces, l.repo.id));
             }
         }
+        return Ok(page_response(&state, &uri, items, page.next));
     }
-    Ok(page_response(&state, &uri, items, page.next))
+    let page = listing::list_rendered(
+        &state,
+        &state.listing_cache,
+        &caller,
+        list_query,
+        shape.view(),
+        |page| {
+            let items: Vec<RepoJson> = page.items.iter().map(|l| render(l, &shape)).collect();
+            serde_json::to_vec(&items).map_err(|e| ApiError::Internal(e.into()))
+        },
+    )
+    .await?;
+    Ok(json_page_response(&state, &uri, page.body, page.next))
+}
+
+/// A page already serialized to JSON, with its `Link` header when there is a next page.
+fn json_page_response(state: &AppState, uri: &Uri, body: Bytes, next: Option<Cursor>) -> Response {
+    // What `Json` sets.
+    let content_type = [(header::CONTENT_TYPE, "application/json")];
+    match next {
+        Some(c) => {
+            let url = next_page_url(state, uri, &format_cursor(c));
+            (content_type, [link_header(&url)], body).into_response()
+        }
+        None => (content_type, body).into_response(),
+    }
 }
 
 #[cfg(test)]
