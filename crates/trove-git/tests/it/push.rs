@@ -180,3 +180,47 @@ fn ref_targets_list_every_ref_sorted() {
         ]
     );
 }
+
+#[test]
+fn a_large_push_is_examined_whole_whatever_the_number_of_threads() {
+    // Enough objects for the examination to be shared out between threads on a machine of
+    // two cores or more; the findings must be those of one thread reading them all.
+    const BLOBS: usize = 6000;
+    let fx = Fixture::init();
+    let repo = fx.path();
+    let quarantine = fx.dir.path().join("incoming");
+    std::fs::create_dir_all(&quarantine).expect("quarantine dir");
+    let mut stream = Vec::new();
+    let mut pointers = Vec::new();
+    for n in 0..BLOBS {
+        let data = if n % 7 == 0 {
+            let pointer = LfsPointer {
+                oid: Sha256Hex::parse(&format!("{n:064x}")).expect("hex"),
+                size: n as u64,
+            };
+            pointers.push(pointer.clone());
+            pointer.to_text().into_bytes()
+        } else {
+            format!("file {n}\n").into_bytes()
+        };
+        stream.extend_from_slice(format!("blob\ndata {}\n", data.len()).as_bytes());
+        stream.extend_from_slice(&data);
+        stream.push(b'\n');
+    }
+    // Blobs only, no commit: fast-import writes one pack into the quarantine, moves no ref.
+    quarantined_git(&repo, &quarantine, &["fast-import", "--quiet"], &stream);
+
+    let found = PushView::open(&repo, &quarantine)
+        .expect("open")
+        .new_objects(TEN_MIB)
+        .expect("inspect");
+    assert_eq!(found.count, BLOBS);
+    assert!(found.large_blobs.is_empty() && found.bad_names.is_empty());
+    let blob_ids: Vec<&GitOid> = found.lfs_pointers.iter().map(|(blob, _)| blob).collect();
+    let mut sorted = blob_ids.clone();
+    sorted.sort();
+    assert_eq!(blob_ids, sorted, "findings come out in id order");
+    let mut seen: Vec<LfsPointer> = found.lfs_pointers.into_iter().map(|(_, p)| p).collect();
+    seen.sort_by_key(|p| p.size);
+    assert_eq!(seen, pointers);
+}
