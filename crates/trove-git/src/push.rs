@@ -34,8 +34,6 @@ pub struct NewObjects {
     pub large_blobs: Vec<(GitOid, u64)>,
     /// LFS pointer blobs: id and what they point at.
     pub lfs_pointers: Vec<(GitOid, LfsPointer)>,
-    /// How many new objects there are in all.
-    pub count: usize,
     /// Entries of new trees whose names break the path rule ([`crate::entry_name_problem`]).
     pub bad_names: Vec<BadName>,
 }
@@ -110,17 +108,15 @@ impl Handles {
             .existing
             .odb()
             .map_err(GitError::git("opening object database"))?;
+        // Asked only of objects with something to report: almost every pushed object is new
+        // and has nothing, and the question costs a look-up of a loose object file for each
+        // one the repository lacks. Without NO_REFRESH, libgit2 would also rescan the pack
+        // folder each time (a first push of 17,000 objects spent most of its hook there); a
+        // pack that appeared since the repository was opened goes unseen, so its objects
+        // count as new and are reported, which errs on the safe side.
+        let is_new = |id| !existing.exists_ext(id, git2::OdbLookupFlags::NO_REFRESH);
         let mut found = NewObjects::default();
         for &id in ids {
-            // Without NO_REFRESH, libgit2 rescans the repository's pack folder for every
-            // object it does not find, i.e. for every new object of the push (a first push of
-            // 17,000 objects spent most of its hook there). A pack that appeared since the
-            // repository was opened goes unseen: its objects count as new and are checked,
-            // which errs on the safe side.
-            if existing.exists_ext(id, git2::OdbLookupFlags::NO_REFRESH) {
-                continue;
-            }
-            found.count += 1;
             let (size, kind) = self
                 .quarantine
                 .read_header(id)
@@ -130,13 +126,16 @@ impl Handles {
                     .combined
                     .find_tree(id)
                     .map_err(GitError::git("reading tree"))?;
-                for entry in tree.iter() {
-                    if let Some(reason) = crate::entry_name_problem(entry.name_bytes()) {
-                        found.bad_names.push(BadName {
-                            tree: from_git2(id),
-                            reason,
-                        });
-                    }
+                let bad: Vec<BadName> = tree
+                    .iter()
+                    .filter_map(|entry| crate::entry_name_problem(entry.name_bytes()))
+                    .map(|reason| BadName {
+                        tree: from_git2(id),
+                        reason,
+                    })
+                    .collect();
+                if !bad.is_empty() && is_new(id) {
+                    found.bad_names.extend(bad);
                 }
                 continue;
             }
@@ -149,11 +148,13 @@ impl Handles {
                     .quarantine
                     .read(id)
                     .map_err(GitError::git("reading blob"))?;
-                if let Some(pointer) = LfsPointer::parse(object.data()) {
+                if let Some(pointer) = LfsPointer::parse(object.data())
+                    && is_new(id)
+                {
                     found.lfs_pointers.push((from_git2(id), pointer));
                 }
             }
-            if size >= large_blob_bytes {
+            if size >= large_blob_bytes && is_new(id) {
                 found.large_blobs.push((from_git2(id), size));
             }
         }
@@ -234,7 +235,6 @@ impl PushView {
                 let part = other
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-                found.count += part.count;
                 found.large_blobs.extend(part.large_blobs);
                 found.lfs_pointers.extend(part.lfs_pointers);
                 found.bad_names.extend(part.bad_names);

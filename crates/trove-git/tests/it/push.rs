@@ -109,12 +109,28 @@ fn new_objects_large_blobs_pointers_and_ref_moves_are_seen_through_the_quarantin
         b"",
     ));
 
+    // A pointer and a large blob the repository holds already, brought again (as the bases
+    // of a thin pack are): not new, not reported.
+    let known_pointer = LfsPointer {
+        oid: Sha256Hex::parse(&"cd".repeat(32)).expect("hex"),
+        size: 1,
+    };
+    let mut known_big = big.clone();
+    known_big[0] = 8;
+    for data in [known_pointer.to_text().as_bytes(), &known_big] {
+        quarantined_git(
+            &repo,
+            &repo.join("objects"),
+            &["hash-object", "-w", "--stdin"],
+            data,
+        );
+        hash(data);
+    }
+
     let view = PushView::open(&repo, &quarantine).expect("open");
     let found = view.new_objects(TEN_MIB).expect("inspect");
     assert_eq!(found.large_blobs, vec![(big_blob.clone(), TEN_MIB)]);
     assert_eq!(found.lfs_pointers, vec![(pointer_blob, pointer)]);
-    // Three new blobs, one tree, two commits.
-    assert_eq!(found.count, 6);
 
     assert_eq!(
         view.ref_move(Some(&main), Some(&child)).expect("move"),
@@ -214,7 +230,6 @@ fn a_large_push_is_examined_whole_whatever_the_number_of_threads() {
         .expect("open")
         .new_objects(TEN_MIB)
         .expect("inspect");
-    assert_eq!(found.count, BLOBS);
     assert!(found.large_blobs.is_empty() && found.bad_names.is_empty());
     let blob_ids: Vec<&GitOid> = found.lfs_pointers.iter().map(|(blob, _)| blob).collect();
     let mut sorted = blob_ids.clone();

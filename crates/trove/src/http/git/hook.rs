@@ -662,7 +662,6 @@ mod tests {
         let objects = NewObjects {
             large_blobs: vec![(oid('f'), 12 * 1024 * 1024)],
             lfs_pointers: vec![],
-            count: 3,
             bad_names: vec![],
         };
         let got = refusals(&alice, &main, &objects);
