@@ -8,6 +8,8 @@
 #   bench/git.sh
 #
 # Env: BENCH_ROUNDS (5)        interleaved rounds per measure
+#      BENCH_ONLY              space-separated measures to run (default: all of
+#                              clone fetch push push_main first_push lfs_pull)
 #      BENCH_COMMITS (1000)    commits in the repository
 #      BENCH_FILES (5000)      small files in the repository
 #      BENCH_LFS_MIB (1024)    size of the LFS file, MiB
@@ -95,12 +97,13 @@ calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
 # --- the repository -------------------------------------------------------------------------
 # 1,000 commits adding 5,000 small files, written with fast-import; the fetch clone is made
 # FETCH_BEHIND commits before the end.
-log "generating a repository: $COMMITS commits, $FILES files"
-SRC="$WORK/src.git"
-git init -q --bare "$SRC"
-python3 - "$COMMITS" "$FILES" <<'PY' | git --git-dir="$SRC" fast-import --quiet
+# make_source DIR [SALT]: a bare repository of COMMITS commits adding FILES small files,
+# written with fast-import; a salt makes every blob (and so every object) different.
+make_source() {
+    git init -q --bare "$1"
+    python3 - "$COMMITS" "$FILES" "${2:-}" <<'PY' | git --git-dir="$1" fast-import --quiet
 import sys
-commits, files = int(sys.argv[1]), int(sys.argv[2])
+commits, files, salt = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].encode()
 per = max(1, files // commits)
 out = sys.stdout.buffer
 n = 0
@@ -111,13 +114,17 @@ for c in range(commits):
     out.write(b"data %d\n%s" % (len(msg), msg))
     count = per if c < commits - 1 else files - n
     for _ in range(count):
-        body = (b"file %d: " % n) + b"lorem ipsum dolor sit amet " * 8 + b"\n"
+        body = (b"file %d%s: " % (n, salt)) + b"lorem ipsum dolor sit amet " * 8 + b"\n"
         out.write(b"M 100644 inline dir%02d/sub%02d/file%05d.txt\n" % (n % 50, (n // 50) % 20, n))
         out.write(b"data %d\n%s\n" % (len(body), body))
         n += 1
 PY
-git --git-dir="$SRC" gc -q --aggressive --prune=now
-git --git-dir="$SRC" symbolic-ref HEAD refs/heads/main
+    git --git-dir="$1" gc -q --aggressive --prune=now
+    git --git-dir="$1" symbolic-ref HEAD refs/heads/main
+}
+log "generating a repository: $COMMITS commits, $FILES files"
+SRC="$WORK/src.git"
+make_source "$SRC"
 
 # --- Trove ----------------------------------------------------------------------------------
 log "starting trove"
@@ -182,7 +189,7 @@ http {
         location /lfs/ {
             alias $NGINX_DIR/static/lfs/;
         }
-        location ~ ^/ref\.git(/.*)\$ {
+        location ~ ^/(ref|first)\.git(/.*)\$ {
             fastcgi_pass unix:$NGINX_DIR/fcgiwrap.sock;
             fastcgi_buffering off;
             fastcgi_request_buffering off;
@@ -190,7 +197,7 @@ http {
             fastcgi_param SCRIPT_FILENAME $HTTP_BACKEND;
             fastcgi_param GIT_PROJECT_ROOT $NGINX_DIR/root;
             fastcgi_param GIT_HTTP_EXPORT_ALL 1;
-            fastcgi_param PATH_INFO /ref.git\$1;
+            fastcgi_param PATH_INFO /\$1.git\$2;
             fastcgi_param HOME $HOME;
             fastcgi_param GIT_CONFIG_NOSYSTEM 1;
         }
@@ -265,6 +272,42 @@ push_main_once() {
     echo "$t"
 }
 
+# The first push of a whole repository (COMMITS commits, FILES files, made afresh for each
+# push with different contents) into a repository created for it, both unmeasured: on Trove,
+# a new repository created through the API; for the reference, another new Trove repository
+# served by http-backend, so both sides start from the same initial commit (which the push
+# replaces: `--force`, as the admin may).
+new_trove_repo() { # new_trove_repo NAME → the bare repository Trove made for it
+    local before after
+    before="$(ls -d "$TDATA"/repos/*.git | sort)"
+    create_repo "$1"
+    after="$(ls -d "$TDATA"/repos/*.git | sort)"
+    comm -13 <(echo "$before") <(echo "$after") | head -1
+}
+first_push_once() { # first_push_once trove|ref
+    # Measures run in a subshell: a counter would not survive, the clock gives a new name.
+    local name="first-$(date +%s%N)" src="$WORK/first-src.git" url dir t0 t
+    # Objects no server has seen yet (nothing cached anywhere), like a real first push.
+    rm -rf "$src"
+    make_source "$src" "-$name"
+    dir="$(new_trove_repo "$name")"
+    [[ -n "$dir" ]] || die "no repository made for $name"
+    if [[ "$1" == trove ]]; then
+        url="$TURL/admin/$name"
+    else
+        git --git-dir="$dir" config http.receivepack true
+        rm -f "$NGINX_DIR/root/first.git"
+        ln -s "$dir" "$NGINX_DIR/root/first.git"
+        url="http://127.0.0.1:$NPORT/first.git"
+    fi
+    t0=$(now)
+    git --git-dir="$src" push -q --force "$url" main:main 2>"$WORK/push.err" || { cat "$WORK/push.err" >&2; return 1; }
+    t=$(since "$t0")
+    [[ "$(git --git-dir="$dir" rev-parse main)" == "$(git --git-dir="$src" rev-parse main)" ]] \
+        || die "the first push to $name did not land"
+    echo "$t"
+}
+
 # --- LFS ------------------------------------------------------------------------------------
 log "preparing a ${LFS_MIB} MiB LFS file"
 LFSREPO="$WORK/lfs-work"
@@ -293,8 +336,11 @@ lfs_pull_once() { # lfs_pull_once LFS_URL
 
 # --- run ------------------------------------------------------------------------------------
 declare -A RESULTS
+ONLY="${BENCH_ONLY:-clone fetch push push_main first_push lfs_pull}"
+selected() { [[ " $ONLY " == *" $1 "* ]]; }
 measure() { # measure NAME FUNCTION TROVE_ARG REFERENCE_ARG
     local name="$1" fn="$2" i t r
+    selected "$name" || return 0
     "$fn" "$3" >/dev/null; "$fn" "$4" >/dev/null   # warm-up, not counted
     for i in $(seq "$ROUNDS"); do
         t=$("$fn" "$3"); r=$("$fn" "$4")
@@ -308,6 +354,7 @@ measure clone clone_once "$TURL/admin/bench" "$RURL"
 measure fetch fetch_once "$TURL/admin/bench" "$RURL"
 measure push push_once "$TURL/admin/bench" "$RURL"
 measure push_main push_main_once "$TURL/admin/bench" "$RURL"
+measure first_push first_push_once trove ref
 measure lfs_pull lfs_pull_once "$TURL/admin/bench-lfs.git/info/lfs" "http://127.0.0.1:$NPORT/ref.git/info/lfs"
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -316,12 +363,14 @@ echo
 echo "git $(git --version | cut -d' ' -f3), git-lfs $(git lfs version | cut -d' ' -f1 | cut -d/ -f2), $(nproc) CPUs, rounds=$ROUNDS"
 echo "repository: $COMMITS commits, $FILES files ($(du -sh "$BARE/objects" | cut -f1) packed); fetch: $FETCH_BEHIND commits behind; push: $PUSH_COMMITS commits, $PUSH_FILES files; LFS file: $LFS_MIB MiB"
 printf '%-10s %12s %12s %8s\n' measure "trove (s)" "reference (s)" ratio
-for name in clone fetch push push_main lfs_pull; do
+for name in clone fetch push push_main first_push lfs_pull; do
+    selected "$name" || continue
     t=$(echo "${RESULTS[$name:trove]}" | median)
     r=$(echo "${RESULTS[$name:ref]}" | median)
     printf '%-10s %12.3f %12.3f %8.2f\n' "$name" "$t" "$r" "$(calc "$t / $r")"
 done
 mib=$((SIZE / 1024 / 1024))
+selected lfs_pull || exit 0
 t=$(echo "${RESULTS[lfs_pull:trove]}" | median); r=$(echo "${RESULTS[lfs_pull:ref]}" | median)
 printf 'lfs_pull throughput: trove %.0f MiB/s, nginx %.0f MiB/s (%.2f× nginx)\n' \
     "$(calc "$mib / $t")" "$(calc "$mib / $r")" "$(calc "$r / $t")"

@@ -10,7 +10,7 @@ use crate::Result;
 use crate::error::GitError;
 use crate::repo::{from_git2, to_git2};
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use trove_types::{GitOid, LFS_POINTER_MAX_LEN, LfsPointer};
 
 /// How far [`PushView::paths_of`] walks back through new history looking for a blob.
@@ -34,8 +34,6 @@ pub struct NewObjects {
     pub large_blobs: Vec<(GitOid, u64)>,
     /// LFS pointer blobs: id and what they point at.
     pub lfs_pointers: Vec<(GitOid, LfsPointer)>,
-    /// How many new objects there are in all.
-    pub count: usize,
     /// Entries of new trees whose names break the path rule ([`crate::entry_name_problem`]).
     pub bad_names: Vec<BadName>,
 }
@@ -49,8 +47,31 @@ pub struct BadName {
     pub reason: String,
 }
 
+/// Sets libgit2 up for a `pre-receive` hook's process, once, before any [`PushView`]: the
+/// hook reads the pushed objects right after `index-pack` computed every id from its content
+/// (and `receive.fsckObjects` checked them), each once, so hashing each again as it is read
+/// and keeping it in libgit2's object cache are work for nothing (a fifth of the hook's time
+/// on a first push). Process-wide: for the hook's process, never the server's.
+pub fn tune_hook_process() {
+    git2::opts::strict_hash_verification(false);
+    git2::opts::enable_caching(false);
+}
+
+/// Threads examining a push's new objects at most ([`PushView::new_objects`]).
+const MAX_WORKERS: usize = 4;
+/// Fewer objects than this per thread are not worth a thread of their own.
+const MIN_OBJECTS_PER_WORKER: usize = 2048;
+
 /// A repository as its `pre-receive` hook sees it: its own objects plus the quarantine.
 pub struct PushView {
+    own: Handles,
+    /// Where the repository and the quarantine are, for threads that open handles of their
+    /// own (libgit2's are not shared between threads). `None`: a push of deletions only.
+    dirs: Option<(PathBuf, PathBuf)>,
+}
+
+/// What one thread reads a push's objects through.
+struct Handles {
     /// The repository with the quarantine added as an alternate: sees old and new objects.
     combined: git2::Repository,
     /// The repository alone, without the quarantine.
@@ -59,10 +80,8 @@ pub struct PushView {
     quarantine: git2::Odb<'static>,
 }
 
-impl PushView {
-    /// Opens the bare repository `git_dir` together with the quarantine folder git names in
-    /// `GIT_QUARANTINE_PATH`.
-    pub fn open(git_dir: &Path, quarantine_dir: &Path) -> Result<PushView> {
+impl Handles {
+    fn open(git_dir: &Path, quarantine_dir: &Path) -> Result<Handles> {
         let open = |action| {
             git2::Repository::open_bare(git_dir).map_err(|source| GitError::Git { action, source })
         };
@@ -76,52 +95,28 @@ impl PushView {
         quarantine
             .add_disk_alternate(&quarantine_dir.to_string_lossy())
             .map_err(GitError::git("opening quarantine"))?;
-        Ok(PushView {
+        Ok(Handles {
             combined,
             existing,
             quarantine,
         })
     }
 
-    /// Opens the repository for a push that brought no objects (deletions only): git makes
-    /// no quarantine then.
-    pub fn open_without_quarantine(git_dir: &Path) -> Result<PushView> {
-        let open =
-            || git2::Repository::open_bare(git_dir).map_err(GitError::git("opening repository"));
-        Ok(PushView {
-            combined: open()?,
-            existing: open()?,
-            quarantine: git2::Odb::new().map_err(GitError::git("opening quarantine"))?,
-        })
-    }
-
-    /// Lists the quarantine's objects that the repository does not have yet and picks out
-    /// large blobs, LFS pointers and tree entries with names the path rule refuses. Reads
-    /// object headers, new trees, and the content of blobs small enough to be pointers.
-    ///
-    /// Every new tree is checked, whatever refers to it (a commit, a tag, nothing), so no
-    /// path that breaks the rule can become reachable through this push.
-    pub fn new_objects(&self, large_blob_bytes: u64) -> Result<NewObjects> {
-        let mut ids = Vec::new();
-        self.quarantine
-            .foreach(|oid| {
-                ids.push(*oid);
-                true
-            })
-            .map_err(GitError::git("listing pushed objects"))?;
-        // A pack and a loose copy of one object may both be present.
-        ids.sort_unstable();
-        ids.dedup();
+    /// What [`PushView::new_objects`] finds among `ids` (sorted, distinct).
+    fn examine(&self, ids: &[git2::Oid], large_blob_bytes: u64) -> Result<NewObjects> {
         let existing = self
             .existing
             .odb()
             .map_err(GitError::git("opening object database"))?;
+        // Asked only of objects with something to report: almost every pushed object is new
+        // and has nothing, and the question costs a look-up of a loose object file for each
+        // one the repository lacks. Without NO_REFRESH, libgit2 would also rescan the pack
+        // folder each time (a first push of 17,000 objects spent most of its hook there); a
+        // pack that appeared since the repository was opened goes unseen, so its objects
+        // count as new and are reported, which errs on the safe side.
+        let is_new = |id| !existing.exists_ext(id, git2::OdbLookupFlags::NO_REFRESH);
         let mut found = NewObjects::default();
-        for id in ids {
-            if existing.exists(id) {
-                continue;
-            }
-            found.count += 1;
+        for &id in ids {
             let (size, kind) = self
                 .quarantine
                 .read_header(id)
@@ -131,13 +126,16 @@ impl PushView {
                     .combined
                     .find_tree(id)
                     .map_err(GitError::git("reading tree"))?;
-                for entry in tree.iter() {
-                    if let Some(reason) = crate::entry_name_problem(entry.name_bytes()) {
-                        found.bad_names.push(BadName {
-                            tree: from_git2(id),
-                            reason,
-                        });
-                    }
+                let bad: Vec<BadName> = tree
+                    .iter()
+                    .filter_map(|entry| crate::entry_name_problem(entry.name_bytes()))
+                    .map(|reason| BadName {
+                        tree: from_git2(id),
+                        reason,
+                    })
+                    .collect();
+                if !bad.is_empty() && is_new(id) {
+                    found.bad_names.extend(bad);
                 }
                 continue;
             }
@@ -150,15 +148,99 @@ impl PushView {
                     .quarantine
                     .read(id)
                     .map_err(GitError::git("reading blob"))?;
-                if let Some(pointer) = LfsPointer::parse(object.data()) {
+                if let Some(pointer) = LfsPointer::parse(object.data())
+                    && is_new(id)
+                {
                     found.lfs_pointers.push((from_git2(id), pointer));
                 }
             }
-            if size >= large_blob_bytes {
+            if size >= large_blob_bytes && is_new(id) {
                 found.large_blobs.push((from_git2(id), size));
             }
         }
         Ok(found)
+    }
+}
+
+impl PushView {
+    /// Opens the bare repository `git_dir` together with the quarantine folder git names in
+    /// `GIT_QUARANTINE_PATH`.
+    pub fn open(git_dir: &Path, quarantine_dir: &Path) -> Result<PushView> {
+        Ok(PushView {
+            own: Handles::open(git_dir, quarantine_dir)?,
+            dirs: Some((git_dir.to_owned(), quarantine_dir.to_owned())),
+        })
+    }
+
+    /// Opens the repository for a push that brought no objects (deletions only): git makes
+    /// no quarantine then.
+    pub fn open_without_quarantine(git_dir: &Path) -> Result<PushView> {
+        let open =
+            || git2::Repository::open_bare(git_dir).map_err(GitError::git("opening repository"));
+        Ok(PushView {
+            own: Handles {
+                combined: open()?,
+                existing: open()?,
+                quarantine: git2::Odb::new().map_err(GitError::git("opening quarantine"))?,
+            },
+            dirs: None,
+        })
+    }
+
+    /// Lists the quarantine's objects that the repository does not have yet and picks out
+    /// large blobs, LFS pointers and tree entries with names the path rule refuses. Reads
+    /// object headers, new trees, and the content of blobs small enough to be pointers.
+    ///
+    /// Every new tree is checked, whatever refers to it (a commit, a tag, nothing), so no
+    /// path that breaks the rule can become reachable through this push.
+    ///
+    /// A large push (a repository's first brings every tree of its history) is shared out
+    /// between a few threads, each reading a run of the sorted ids through handles of its
+    /// own; the findings come out in id order however many threads read them.
+    pub fn new_objects(&self, large_blob_bytes: u64) -> Result<NewObjects> {
+        let mut ids = Vec::new();
+        self.own
+            .quarantine
+            .foreach(|oid| {
+                ids.push(*oid);
+                true
+            })
+            .map_err(GitError::git("listing pushed objects"))?;
+        // A pack and a loose copy of one object may both be present.
+        ids.sort_unstable();
+        ids.dedup();
+        let Some((git_dir, quarantine_dir)) = &self.dirs else {
+            return Ok(NewObjects::default());
+        };
+        let workers = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(MAX_WORKERS)
+            .min(ids.len() / MIN_OBJECTS_PER_WORKER)
+            .max(1);
+        let per_worker = ids.len().div_ceil(workers).max(1);
+        std::thread::scope(|scope| {
+            let mut parts = ids.chunks(per_worker);
+            let first = parts.next().unwrap_or_default();
+            let others: Vec<_> = parts
+                .map(|part| {
+                    scope.spawn(move || {
+                        Handles::open(git_dir, quarantine_dir)?.examine(part, large_blob_bytes)
+                    })
+                })
+                .collect();
+            // This thread reads the first run itself, through the view's own handles.
+            let mut found = self.own.examine(first, large_blob_bytes)?;
+            for other in others {
+                // A thread that panicked hit a bug: the panic goes on here.
+                let part = other
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+                found.large_blobs.extend(part.large_blobs);
+                found.lfs_pointers.extend(part.lfs_pointers);
+                found.bad_names.extend(part.bad_names);
+            }
+            Ok(found)
+        })
     }
 
     /// How `old` → `new` moves a ref (`None` = absent).
@@ -176,6 +258,7 @@ impl PushView {
             return Ok(RefMove::Rewrite);
         };
         let descends = self
+            .own
             .combined
             .graph_descendant_of(new, old)
             .map_err(GitError::git("comparing history"))?;
@@ -189,6 +272,7 @@ impl PushView {
     /// Whether `oid` names a commit (branches may point at nothing else).
     pub fn is_commit(&self, oid: &GitOid) -> Result<bool> {
         match self
+            .own
             .combined
             .odb()
             .and_then(|o| o.read_header(to_git2(oid)))
@@ -214,6 +298,7 @@ impl PushView {
         let mut wanted: HashSet<git2::Oid> = blobs.iter().map(to_git2).collect();
         let mut found = HashMap::new();
         let mut walk = self
+            .own
             .combined
             .revwalk()
             .map_err(GitError::git("walking history"))?;
@@ -236,6 +321,7 @@ impl PushView {
             }
             let commit = commit.map_err(GitError::git("walking history"))?;
             let tree = self
+                .own
                 .combined
                 .find_commit(commit)
                 .and_then(|c| c.tree())
@@ -266,6 +352,7 @@ impl PushView {
             match entry.kind() {
                 Some(git2::ObjectType::Tree) => {
                     let sub = self
+                        .own
                         .combined
                         .find_tree(entry.id())
                         .map_err(GitError::git("reading tree"))?;
@@ -285,7 +372,7 @@ impl PushView {
 
     /// The commit `oid` leads to through tags; `None` for anything else or a missing object.
     fn peel_commit(&self, oid: git2::Oid) -> Result<Option<git2::Oid>> {
-        let object = match self.combined.find_object(oid, None) {
+        let object = match self.own.combined.find_object(oid, None) {
             Ok(object) => object,
             Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
             Err(e) => {

@@ -147,15 +147,22 @@ pub async fn after_push(
                 .map(|(name, _)| name.as_str()),
         )
         .collect();
-    if let Err(e) = state.db.touch_repo(repo.id, now_ms()).await {
-        tracing::error!(repo.id = repo.id, error = %e, "recording a push");
-    }
+    let touch = async {
+        if let Err(e) = state.db.touch_repo(repo.id, now_ms()).await {
+            tracing::error!(repo.id = repo.id, error = %e, "recording a push");
+        }
+    };
     // The search index reads the default branch only (as the commit API, which reindexes
     // after commits to it alone): a push that left it alone leaves nothing to reindex.
     let default_ref = format!("refs/heads/{}", trove_types::DEFAULT_BRANCH);
-    if changed.contains(&default_ref.as_str()) {
-        super::index::reindex_after_write(state, repo).await;
-    }
+    let reindex = async {
+        if changed.contains(&default_ref.as_str()) {
+            super::index::reindex_after_write(state, repo).await;
+        }
+    };
+    // Two independent writes (the repository's modification time, its index row), both done
+    // before the answer: the first one's wait for the disk overlaps the reindex's git reads.
+    tokio::join!(touch, reindex);
     record_pull_request_commits(state, repo, git_dir, before, &after, caller).await;
     tracing::info!(
         repo.id = repo.id,

@@ -281,6 +281,7 @@ async fn check_push(data_dir: &Path, database: Option<&str>) -> anyhow::Result<V
             pull_requests: &HashMap::new(),
         }));
     }
+    trove_git::tune_hook_process();
     let git_dir = PathBuf::from(std::env::var_os("GIT_DIR").unwrap_or_else(|| ".".into()));
     let quarantine = std::env::var_os("GIT_QUARANTINE_PATH").map(PathBuf::from);
     let inspected =
@@ -661,7 +662,6 @@ mod tests {
         let objects = NewObjects {
             large_blobs: vec![(oid('f'), 12 * 1024 * 1024)],
             lfs_pointers: vec![],
-            count: 3,
             bad_names: vec![],
         };
         let got = refusals(&alice, &main, &objects);
