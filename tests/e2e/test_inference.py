@@ -148,6 +148,24 @@ def distilbert_weights(cfg: dict, rng: np.random.Generator) -> dict[str, np.ndar
     return t
 
 
+NER_PIECES = ["ada", "##m", "par", "##is", "zeb", "##ra", "##s", "ber", "##lin", "lives", "in"]
+
+
+def wordpiece_ner_tokenizer() -> Tokenizer:
+    """A WordPiece tokenizer whose vocabulary splits names into several tokens (`paris` →
+    `par ##is`, `zebras` → `zeb ##ra ##s`)."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {t: i for i, t in enumerate(specials + WORDS + NER_PIECES)}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    tok.decoder = decoders.WordPiece()
+    tok.add_special_tokens(specials)
+    return tok
+
+
 def roberta_tokenizer() -> Tokenizer:
     vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>"] + WORDS)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -362,6 +380,15 @@ def zoo(trove, tmp_path_factory):
     folder = write_model(base / "ner", cfg, w, btok, card="---\npipeline_tag: token-classification\n---\n")
     zoo["ner"] = (upload(client, folder, prefix="ner"), cfg, w, btok)
 
+    wtok = wordpiece_ner_tokenizer()
+    cfg = bert_config(wtok.get_vocab_size(), labels=NER_LABELS)
+    cfg["architectures"] = ["BertForTokenClassification"]
+    w = bert_weights(cfg, rng, prefix="bert.")
+    w["classifier.bias"][NER_LABELS.index("I-PER")] += 1.5
+    folder = write_model(base / "ner-words", cfg, w, wtok, card="---\npipeline_tag: token-classification\n---\n",
+                         extra={"tokenizer_config.json": json.dumps({"unk_token": "[UNK]"})})
+    zoo["ner-words"] = (upload(client, folder, prefix="ner-words"), cfg, w, wtok)
+
     cfg = bert_config(btok.get_vocab_size())
     cfg["architectures"] = ["BertForMaskedLM"]
     w = bert_weights(cfg, rng, prefix="bert.")
@@ -523,6 +550,78 @@ def test_token_classification_matches_the_reference(trove, client, zoo):
     assert [e["entity_group"] for e in out["default"]] == [g["entity_group"] for g in groups if g["entity_group"] != "O"]
 
 
+def word_aggregation_ref(tok, text, probs, enc, strategy, unk_id):
+    """The pipeline's `first`/`average`/`max`, written here from its rules: a token whose
+    vocabulary string is not as long as its text continues the word before (the unknown
+    token, written as its text, never does); a word takes its first token's best label, the
+    best of its averaged probabilities, or the best label of its most confident token; then
+    words are grouped as `simple` groups tokens."""
+    pre = []
+    for i, (idx, (start, end), special) in enumerate(zip(enc.ids, enc.offsets, enc.special_tokens_mask)):
+        if special:
+            continue
+        word, ref = tok.id_to_token(idx), text[start:end]
+        subword = len(word) != len(ref)
+        if idx == unk_id:
+            word, subword = ref, False
+        pre.append({"word": word, "scores": probs[i], "start": start, "end": end, "subword": subword})
+    words, current = [], []
+    for p in pre:
+        if current and not p["subword"]:
+            words.append(current)
+            current = []
+        current.append(p)
+    if current:
+        words.append(current)
+    entities = []
+    for word in words:
+        if strategy == "first":
+            scores = word[0]["scores"]
+        elif strategy == "max":
+            scores = max(word, key=lambda p: p["scores"].max())["scores"]
+        else:
+            scores = np.mean([p["scores"] for p in word], axis=0)
+        best = int(scores.argmax())
+        entities.append({"entity": NER_LABELS[best], "score": float(scores[best]),
+                         "word": tok.decoder.decode([p["word"] for p in word]),
+                         "start": word[0]["start"], "end": word[-1]["end"], "tokens": len(word)})
+    groups = [{"entity_group": g[0]["entity"].split("-", 1)[-1], "score": float(np.mean([e["score"] for e in g])),
+               "word": tok.decoder.decode([e["word"] for e in g]), "start": g[0]["start"], "end": g[-1]["end"]}
+              for g in group_entities(entities)]
+    return entities, groups
+
+
+def test_token_classification_first_average_max_group_words(trove, client, zoo):
+    repo, cfg, w, tok = zoo["ner-words"]
+    text = "Adam lives in Paris, zebras like Berlin and the sun xyzzy"
+    out = run(client, '''
+        from huggingface_hub import InferenceClient
+        c = InferenceClient(model=ARGS["url"], token=os.environ["HF_TOKEN"])
+        def plain(items):
+            return [{k: getattr(e, k) for k in ("entity_group", "score", "word", "start", "end")} for e in items]
+        emit({s: plain(c.token_classification(ARGS["t"], aggregation_strategy=s, ignore_labels=[]))
+              for s in ("first", "average", "max")}
+             | {"default-ignore": plain(c.token_classification(ARGS["t"], aggregation_strategy="first"))})
+    ''', url=f"{trove.url}/models/{repo}", t=text)
+    enc = tok.encode(text)
+    assert [tok.id_to_token(i) for i in enc.ids[1:5]] == ["ada", "##m", "lives", "in"]
+    probs = softmax(token_logits_ref(cfg, w, enc.ids))
+    answers = {}
+    for strategy in ("first", "average", "max"):
+        words, groups = word_aggregation_ref(tok, text, probs, enc, strategy, tok.token_to_id("[UNK]"))
+        assert max(wd["tokens"] for wd in words) == 3 and "zebras" in [wd["word"] for wd in words]
+        assert "xyzzy" in [wd["word"] for wd in words], "the unknown token is written as its text"
+        got = out[strategy]
+        assert [(g["entity_group"], g["word"], g["start"], g["end"]) for g in got] == \
+            [(g["entity_group"], g["word"], g["start"], g["end"]) for g in groups], strategy
+        np.testing.assert_allclose([g["score"] for g in got], [g["score"] for g in groups], rtol=1e-3, atol=1e-5,
+                                   err_msg=strategy)
+        answers[strategy] = [(g["entity_group"], g["start"], round(g["score"], 4)) for g in got]
+    # The three strategies do not answer alike on these weights (else the test could not tell them apart).
+    assert len({tuple(a) for a in answers.values()}) == 3, answers
+    assert out["default-ignore"] == [g for g in out["first"] if g["entity_group"] != "O"]
+
+
 def test_fill_mask_matches_the_reference(trove, client, zoo):
     repo, cfg, w, tok = zoo["mlm"]
     text = "i love this [MASK] very much"
@@ -614,7 +713,6 @@ def test_token_classification_and_fill_mask_refuse_bad_parameters(trove, zoo):
     auth = {"authorization": f"Bearer {trove.admin_token}"}
     ner, mlm = zoo["ner"][0], zoo["mlm"][0]
     cases = [
-        (ner, {"inputs": "a cat", "parameters": {"aggregation_strategy": "first"}}, "aggregation_strategy"),
         (ner, {"inputs": "a cat", "parameters": {"aggregation_strategy": 3}}, "aggregation_strategy"),
         (ner, {"inputs": "a cat", "parameters": {"ignore_labels": "O"}}, "ignore_labels"),
         (ner, {"inputs": "a cat", "parameters": {"stride": -1}}, "stride"),
@@ -632,6 +730,10 @@ def test_token_classification_and_fill_mask_refuse_bad_parameters(trove, zoo):
         r = httpx.post(f"{trove.url}/models/{repo}", json=body, headers=auth, timeout=60)
         assert r.status_code == 422, (body, r.status_code, r.text)
         assert message in r.headers["x-error-message"], (body, r.headers["x-error-message"])
+    # A strategy the pipeline does not know: its refusal, a 400 in the Hub's shape.
+    r = httpx.post(f"{trove.url}/models/{ner}", json={"inputs": "a cat", "parameters": {"aggregation_strategy": "mean"}},
+                   headers=auth, timeout=60)
+    assert r.status_code == 400 and "'mean' is not a valid aggregation_strategy" in r.json()["error"], r.text
     # A task the model's head does not do.
     r = httpx.post(f"{trove.url}/models/{ner}/pipeline/fill-mask", json={"inputs": "a [MASK]"}, headers=auth, timeout=60)
     assert r.status_code == 400 and "doesn't support task 'fill-mask'" in r.json()["error"]

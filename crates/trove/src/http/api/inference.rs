@@ -262,10 +262,11 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
                 "aggregation_strategy",
             )? {
                 None => Aggregation::Simple,
+                // The pipeline's own refusal of a name it does not know is a 400.
                 Some(name) => Aggregation::parse(&name).ok_or_else(|| {
-                    ApiError::UnprocessableEntity(format!(
-                        "Input validation error: `aggregation_strategy` must be none or simple \
-                         on this hub, not {name:?}"
+                    ApiError::BadRequest(format!(
+                        "'{name}' is not a valid aggregation_strategy: use one of none, simple, \
+                         first, average, max"
                     ))
                 })?,
             };
