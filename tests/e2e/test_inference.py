@@ -20,13 +20,13 @@ import httpx
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from browser import chromium, new_page, shot  # noqa: F401  (chromium is a fixture)
 from conftest import _start, make_client, unique
 from infer_ref import (bert_forward, classify_ref, distilbert_classify_ref, distilbert_forward, gpt2_logits,
-                       greedy_ref, group_entities, masked_lm_ref, roberta_classify_ref, roberta_forward,
-                       softmax, token_logits_ref)
+                       distilbert_masked_lm_ref, greedy_ref, group_entities, masked_lm_ref, roberta_classify_ref,
+                       roberta_forward, roberta_masked_lm_ref, softmax, token_logits_ref)
 
 WORDS = ("the a i love hate it this that movie film good bad great awful is was very not "
          "really so and or but we you they like sun rain day night cat dog runs sleeps").split()
@@ -173,6 +173,21 @@ def roberta_tokenizer() -> Tokenizer:
     tok.add_special_tokens(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    return tok
+
+
+def roberta_bpe_tokenizer() -> Tokenizer:
+    """RoBERTa's kind of tokenizer: byte-level BPE (trained here on the test's words, so words
+    are single tokens with their leading space, `Ġmovie`, and others split into pieces),
+    `<s> … </s>` around the input, and `<mask>` taking the space before it (`lstrip`)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([" " + " ".join(WORDS)] * 4 + ["i love this movie very much"], trainer)
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
+    tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")))
     return tok
 
 
@@ -408,6 +423,35 @@ def zoo(trove, tmp_path_factory):
         w = roberta_weights(cfg, rng)
         folder = write_model(base / name, cfg, w, rtok, card="---\nlibrary_name: transformers\n---\n")
         zoo[name] = (upload(client, folder, prefix=name), cfg, w, rtok)
+
+    # Masked-LM heads of DistilBERT and RoBERTa, decoders tied to the word embeddings (not saved).
+    cfg = distilbert_config(btok.get_vocab_size())
+    cfg["architectures"] = ["DistilBertForMaskedLM"]
+    w = distilbert_weights(cfg, rng)
+    h, v = cfg["dim"], cfg["vocab_size"]
+    w |= {"vocab_transform.weight": (rng.standard_normal((h, h)) * 0.5).astype(np.float32),
+          "vocab_transform.bias": (rng.standard_normal(h) * 0.1).astype(np.float32),
+          "vocab_layer_norm.weight": (1 + rng.standard_normal(h) * 0.1).astype(np.float32),
+          "vocab_layer_norm.bias": (rng.standard_normal(h) * 0.1).astype(np.float32),
+          "vocab_projector.bias": (rng.standard_normal(v) * 0.5).astype(np.float32)}
+    folder = write_model(base / "distil-mlm", cfg, w, btok, card="---\npipeline_tag: fill-mask\n---\n",
+                         extra={"tokenizer_config.json": json.dumps({"mask_token": "[MASK]"})})
+    zoo["distil-mlm"] = (upload(client, folder, prefix="distil-mlm"), cfg, w, btok)
+
+    ptok = roberta_bpe_tokenizer()
+    cfg = roberta_config(ptok.get_vocab_size())
+    cfg["architectures"] = ["RobertaForMaskedLM"]
+    w = roberta_weights(cfg, rng)
+    h, v = cfg["hidden_size"], cfg["vocab_size"]
+    w |= {"lm_head.dense.weight": (rng.standard_normal((h, h)) * 0.5).astype(np.float32),
+          "lm_head.dense.bias": (rng.standard_normal(h) * 0.1).astype(np.float32),
+          "lm_head.layer_norm.weight": (1 + rng.standard_normal(h) * 0.1).astype(np.float32),
+          "lm_head.layer_norm.bias": (rng.standard_normal(h) * 0.1).astype(np.float32),
+          "lm_head.bias": (rng.standard_normal(v) * 0.5).astype(np.float32)}
+    tconf = {"mask_token": {"content": "<mask>", "lstrip": True, "rstrip": False, "special": True}}
+    folder = write_model(base / "roberta-mlm", cfg, w, ptok, card="---\npipeline_tag: fill-mask\n---\n",
+                         extra={"tokenizer_config.json": json.dumps(tconf)})
+    zoo["roberta-mlm"] = (upload(client, folder, prefix="roberta-mlm"), cfg, w, ptok)
 
     gtok = llama_tokenizer()
     cfg = gpt2_config(gtok.get_vocab_size(), eos=gtok.token_to_id("</s>"))
@@ -659,6 +703,43 @@ def test_fill_mask_matches_the_reference(trove, client, zoo):
     two = r.json()
     assert len(two) == 2 and all(len(x) == 2 for x in two)
     assert all("[MASK]" in e["sequence"] for x in two for e in x)
+
+
+def test_distilbert_and_roberta_fill_masks_as_the_reference(trove, client, zoo):
+    cases = (("distil-mlm", distilbert_masked_lm_ref, "i love this [MASK] very much", "[MASK]"),
+             ("roberta-mlm", roberta_masked_lm_ref, "i love this <mask> very much", "<mask>"))
+    for name, reference, text, mask_token in cases:
+        repo, cfg, w, tok = zoo[name]
+        out = run(client, '''
+            from huggingface_hub import InferenceClient
+            c = InferenceClient(model=ARGS["url"], token=os.environ["HF_TOKEN"])
+            plain = lambda items: [{"score": e.score, "token": e.token, "token_str": e.token_str, "sequence": e.sequence}
+                                   for e in items]
+            emit({"top": plain(c.fill_mask(ARGS["t"], top_k=4)),
+                  "targets": plain(c.fill_mask(ARGS["t"], targets=["film", "cat", "zebra"]))})
+        ''', url=f"{trove.url}/models/{repo}", t=text)
+        ids = tok.encode(text).ids
+        mask = ids.index(tok.token_to_id(mask_token))
+        probs = reference(cfg, w, ids, mask)
+
+        def answer(token):
+            filled = list(ids)
+            filled[mask] = token
+            return {"token": token, "token_str": tok.decode([token], skip_special_tokens=False),
+                    "sequence": tok.decode(filled, skip_special_tokens=True), "score": float(probs[token])}
+
+        best = [answer(int(i)) for i in np.argsort(-probs)[:4]]
+        for got, want in zip(out["top"], best, strict=True):
+            assert (got["token"], got["token_str"], got["sequence"]) == \
+                (want["token"], want["token_str"], want["sequence"]), name
+            assert got["score"] == pytest.approx(want["score"], rel=1e-3, abs=1e-6), name
+        # A target is its vocabulary token, else the first token it encodes to (the pipeline's rule).
+        targets = {tok.token_to_id(t) if tok.token_to_id(t) is not None else tok.encode(t, add_special_tokens=False).ids[0]
+                   for t in ("film", "cat", "zebra")}
+        target_ids = sorted(targets, key=lambda i: -probs[i])
+        assert [e["token"] for e in out["targets"]] == target_ids, name
+        np.testing.assert_allclose([e["score"] for e in out["targets"]], [probs[i] for i in target_ids],
+                                   rtol=1e-3, atol=1e-6, err_msg=name)
 
 
 def test_distilbert_and_roberta_match_the_reference(trove, client, zoo):

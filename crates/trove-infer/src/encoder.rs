@@ -296,7 +296,12 @@ impl Encoder {
                 })?;
                 HeadLayers::MaskedLm(MaskedLmHead {
                     dense: head.0,
-                    act: config.hidden_act,
+                    // RoBERTa's head applies GELU whatever the config says; the others
+                    // apply the config's activation.
+                    act: match kind {
+                        EncoderKind::Roberta => HiddenAct::Gelu,
+                        EncoderKind::Bert | EncoderKind::DistilBert => config.hidden_act,
+                    },
                     norm: head.1,
                     decoder: head.2,
                     mask_token,
