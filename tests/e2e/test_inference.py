@@ -448,9 +448,9 @@ def zoo(trove, tmp_path_factory):
           "lm_head.layer_norm.weight": (1 + rng.standard_normal(h) * 0.1).astype(np.float32),
           "lm_head.layer_norm.bias": (rng.standard_normal(h) * 0.1).astype(np.float32),
           "lm_head.bias": (rng.standard_normal(v) * 0.5).astype(np.float32)}
-    tconf = {"mask_token": {"content": "<mask>", "lstrip": True, "rstrip": False, "special": True}}
+    rconf = {"mask_token": {"content": "<mask>", "lstrip": True, "rstrip": False, "special": True}}
     folder = write_model(base / "roberta-mlm", cfg, w, ptok, card="---\npipeline_tag: fill-mask\n---\n",
-                         extra={"tokenizer_config.json": json.dumps(tconf)})
+                         extra={"tokenizer_config.json": json.dumps(rconf)})
     zoo["roberta-mlm"] = (upload(client, folder, prefix="roberta-mlm"), cfg, w, ptok)
 
     gtok = llama_tokenizer()
