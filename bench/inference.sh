@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The inference benchmark: embeddings/s and generated tokens/s of models the hub runs, for
 # tiny models and realistically sized ones (a MiniLM-shaped encoder, a ~100M-parameter
-# Llama-shaped decoder), each next to the same forward pass in numpy in the same run (the
-# ratio is hub / numpy). Results: docs/inference.md.
+# Llama-shaped decoder), each next to the same forward pass in onnxruntime and in numpy in
+# the same run (the ratios are hub / onnxruntime and hub / numpy). Results: docs/inference.md.
 #
 #   bench/inference.sh            build, start a hub on 127.0.0.1, measure (a few minutes)
 #
 # Env: CARGO_TARGET_DIR   as for cargo (default ./target)
 #      TROVE_BIN          measure this trove binary instead of building one
+#      TROVE_BENCH_ONNX   where onnxruntime and onnx (bench/requirements-onnx.txt, pinned) are
+#                         installed with pip --target, apart from the test venv
+#                         (default /var/tmp/trove-bench-onnx; installed once)
 #
 # The one server it starts binds to 127.0.0.1 and is stopped by PID on any exit.
 set -euo pipefail
@@ -26,6 +29,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+ONNX_DIR="${TROVE_BENCH_ONNX:-/var/tmp/trove-bench-onnx}"
+if [[ ! -f "$ONNX_DIR/.installed" ]]; then
+    # numpy, packaging and typing_extensions come from the venv (same pins).
+    "$PY" -m pip install --quiet --no-deps --target "$ONNX_DIR" -r "$ROOT/bench/requirements-onnx.txt" >&2
+    touch "$ONNX_DIR/.installed"
+fi
+
 if [[ -z "${TROVE_BIN:-}" ]]; then
     cargo build --release -p trove --manifest-path "$ROOT/Cargo.toml" >&2
     TROVE_BIN="$TARGET_DIR/release/trove"
@@ -42,5 +52,5 @@ done
 [[ -n "$URL" ]] || { cat "$WORK/server.log" >&2; echo "the hub did not start" >&2; exit 1; }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-HF_HUB_DISABLE_XET=1 HF_HUB_DISABLE_TELEMETRY=1 "$PY" "$ROOT/bench/inference_bench.py" \
+PYTHONPATH="$ONNX_DIR" HF_HUB_DISABLE_XET=1 HF_HUB_DISABLE_TELEMETRY=1 "$PY" "$ROOT/bench/inference_bench.py" \
     "$URL" "$(cat "$WORK/data/admin-token")" "$WORK"

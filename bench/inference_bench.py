@@ -1,7 +1,9 @@
 """Inference benchmark helper (bench/inference.sh): builds models the way the e2e tests do
 (random weights, real configs and tokenizers), uploads them to a running hub, and measures
 embeddings/s and generated tokens/s through the real `InferenceClient`, next to the same
-forward pass in numpy in the same run. Prints one table; the ratio is hub / numpy.
+forward pass in onnxruntime (bench/inference_onnx.py: the graphs built from the same
+weights, checked against the numpy reference first) and in numpy in the same run. Prints one
+table; the ratios are hub / onnxruntime and hub / numpy.
 
     python bench/inference_bench.py URL TOKEN WORKDIR
 """
@@ -17,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
 import test_inference as ti  # noqa: E402  (the builders and the numpy reference)
+from inference_onnx import bert_embedder, llama_generator  # noqa: E402
 from huggingface_hub import HfApi, InferenceClient  # noqa: E402
 
 SENTENCE = "the cat sleeps and the dog runs in the rain"
@@ -52,8 +55,11 @@ def encoder_case(api, url, token, work, label, **shape):
     hub_s, hub_n = timed(lambda: client.feature_extraction(SENTENCE), rounds=200, budget_s=20)
     ids = tok.encode(SENTENCE).ids
     w32 = {k: v.astype(np.float32) for k, v in w.items()}
+    embed = bert_embedder(cfg, w)
+    np.testing.assert_allclose(embed(ids), ti.bert_forward(cfg, w, ids).mean(0), rtol=1e-3, atol=1e-4)
+    ort_s, ort_n = timed(lambda: embed(ids), rounds=500, budget_s=20)
     ref_s, ref_n = timed(lambda: ti.bert_forward(cfg, w32, ids).mean(0), rounds=200, budget_s=20)
-    return label, params, "embeddings/s", hub_n / hub_s, ref_n / ref_s
+    return label, params, "embeddings/s", hub_n / hub_s, ort_n / ort_s, ref_n / ref_s
 
 
 def decoder_case(api, url, token, work, label, new_tokens, **shape):
@@ -70,10 +76,15 @@ def decoder_case(api, url, token, work, label, new_tokens, **shape):
     out = client.text_generation("the cat", max_new_tokens=new_tokens, details=True)
     hub = len(out.details.tokens) / (time.perf_counter() - start)
     ids = tok.encode("the cat").ids
+    generate = llama_generator(cfg, w)
+    assert generate(ids, 4) == ti.greedy_ref(cfg, w, ids, 4, eos=-1), "onnxruntime computes what numpy does"
+    start = time.perf_counter()
+    generate(ids, new_tokens)
+    ort = new_tokens / (time.perf_counter() - start)
     start = time.perf_counter()
     ti.greedy_ref(cfg, w, ids, min(new_tokens, 16), eos=-1)
     ref = min(new_tokens, 16) / (time.perf_counter() - start)
-    return label, params, "tokens/s", hub, ref
+    return label, params, "tokens/s", hub, ort, ref
 
 
 def main() -> None:
@@ -90,10 +101,12 @@ def main() -> None:
         decoder_case(api, url, token, work, "decoder-100m", 32, hidden=768, layers=12, heads=12,
                      kv_heads=12, inter=2816, max_pos=512),
     ]
-    print(f"{'model':<16}{'params':>12}  {'unit':<14}{'hub':>10}{'numpy':>10}{'ratio':>8}")
-    for label, params, unit, hub, ref in rows:
-        print(f"{label:<16}{params:>12,}  {unit:<14}{hub:>10.1f}{ref:>10.1f}{hub / ref:>8.2f}")
-    print(json.dumps([dict(zip(("model", "params", "unit", "hub", "numpy"), r)) for r in rows]))
+    print(f"{'model':<16}{'params':>12}  {'unit':<14}{'hub':>10}{'onnxrt':>10}{'numpy':>10}"
+          f"{'hub/ort':>9}{'hub/np':>8}")
+    for label, params, unit, hub, ort, ref in rows:
+        print(f"{label:<16}{params:>12,}  {unit:<14}{hub:>10.1f}{ort:>10.1f}{ref:>10.1f}"
+              f"{hub / ort:>9.2f}{hub / ref:>8.2f}")
+    print(json.dumps([dict(zip(("model", "params", "unit", "hub", "onnxruntime", "numpy"), r)) for r in rows]))
 
 
 if __name__ == "__main__":

@@ -214,3 +214,26 @@ def gpt2_logits(cfg, t, ids):
         x = x + conv(gelu_tanh(conv(y, "mlp.c_fc")), "mlp.c_proj")
     x = layer_norm(x, g["ln_f.weight"], g["ln_f.bias"], eps)
     return x[-1] @ g["wte.weight"].T
+
+
+def _mlm_head(x, t, dense, norm, bias, embeddings, eps):
+    """A masked-LM head: dense, erf GELU, LayerNorm, then the decoder tied to the word
+    embeddings, with the head's own bias."""
+    g = {k: v.astype(np.float64) for k, v in t.items()}
+    h = gelu(x @ g[dense + ".weight"].T + g[dense + ".bias"])
+    h = layer_norm(h, g[norm + ".weight"], g[norm + ".bias"], eps)
+    return softmax(h @ g[embeddings].T + g[bias])
+
+
+def distilbert_masked_lm_ref(cfg, t, ids, position):
+    """DistilBertForMaskedLM: vocab_transform, the config's activation (GELU), vocab_layer_norm,
+    vocab_projector tied to the word embeddings."""
+    return _mlm_head(distilbert_forward(cfg, t, ids)[position], t, "vocab_transform", "vocab_layer_norm",
+                     "vocab_projector.bias", "distilbert.embeddings.word_embeddings.weight", 1e-12)
+
+
+def roberta_masked_lm_ref(cfg, t, ids, position):
+    """RobertaForMaskedLM: lm_head.dense, GELU (always erf GELU, whatever the config says),
+    lm_head.layer_norm, the decoder tied to the word embeddings, lm_head.bias."""
+    return _mlm_head(roberta_forward(cfg, t, ids)[position], t, "lm_head.dense", "lm_head.layer_norm",
+                     "lm_head.bias", "roberta.embeddings.word_embeddings.weight", cfg["layer_norm_eps"])

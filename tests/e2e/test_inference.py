@@ -20,13 +20,13 @@ import httpx
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from browser import chromium, new_page, shot  # noqa: F401  (chromium is a fixture)
 from conftest import _start, make_client, unique
 from infer_ref import (bert_forward, classify_ref, distilbert_classify_ref, distilbert_forward, gpt2_logits,
-                       greedy_ref, group_entities, masked_lm_ref, roberta_classify_ref, roberta_forward,
-                       softmax, token_logits_ref)
+                       distilbert_masked_lm_ref, greedy_ref, group_entities, masked_lm_ref, roberta_classify_ref,
+                       roberta_forward, roberta_masked_lm_ref, softmax, token_logits_ref)
 
 WORDS = ("the a i love hate it this that movie film good bad great awful is was very not "
          "really so and or but we you they like sun rain day night cat dog runs sleeps").split()
@@ -148,6 +148,24 @@ def distilbert_weights(cfg: dict, rng: np.random.Generator) -> dict[str, np.ndar
     return t
 
 
+NER_PIECES = ["ada", "##m", "par", "##is", "zeb", "##ra", "##s", "ber", "##lin", "lives", "in"]
+
+
+def wordpiece_ner_tokenizer() -> Tokenizer:
+    """A WordPiece tokenizer whose vocabulary splits names into several tokens (`paris` →
+    `par ##is`, `zebras` → `zeb ##ra ##s`)."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {t: i for i, t in enumerate(specials + WORDS + NER_PIECES)}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    tok.decoder = decoders.WordPiece()
+    tok.add_special_tokens(specials)
+    return tok
+
+
 def roberta_tokenizer() -> Tokenizer:
     vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>"] + WORDS)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -155,6 +173,21 @@ def roberta_tokenizer() -> Tokenizer:
     tok.add_special_tokens(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    return tok
+
+
+def roberta_bpe_tokenizer() -> Tokenizer:
+    """RoBERTa's kind of tokenizer: byte-level BPE (trained here on the test's words, so words
+    are single tokens with their leading space, `Ġmovie`, and others split into pieces),
+    `<s> … </s>` around the input, and `<mask>` taking the space before it (`lstrip`)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([" " + " ".join(WORDS)] * 4 + ["i love this movie very much"], trainer)
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
+    tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")))
     return tok
 
 
@@ -362,6 +395,15 @@ def zoo(trove, tmp_path_factory):
     folder = write_model(base / "ner", cfg, w, btok, card="---\npipeline_tag: token-classification\n---\n")
     zoo["ner"] = (upload(client, folder, prefix="ner"), cfg, w, btok)
 
+    wtok = wordpiece_ner_tokenizer()
+    cfg = bert_config(wtok.get_vocab_size(), labels=NER_LABELS)
+    cfg["architectures"] = ["BertForTokenClassification"]
+    w = bert_weights(cfg, rng, prefix="bert.")
+    w["classifier.bias"][NER_LABELS.index("I-PER")] += 1.5
+    folder = write_model(base / "ner-words", cfg, w, wtok, card="---\npipeline_tag: token-classification\n---\n",
+                         extra={"tokenizer_config.json": json.dumps({"unk_token": "[UNK]"})})
+    zoo["ner-words"] = (upload(client, folder, prefix="ner-words"), cfg, w, wtok)
+
     cfg = bert_config(btok.get_vocab_size())
     cfg["architectures"] = ["BertForMaskedLM"]
     w = bert_weights(cfg, rng, prefix="bert.")
@@ -381,6 +423,35 @@ def zoo(trove, tmp_path_factory):
         w = roberta_weights(cfg, rng)
         folder = write_model(base / name, cfg, w, rtok, card="---\nlibrary_name: transformers\n---\n")
         zoo[name] = (upload(client, folder, prefix=name), cfg, w, rtok)
+
+    # Masked-LM heads of DistilBERT and RoBERTa, decoders tied to the word embeddings (not saved).
+    cfg = distilbert_config(btok.get_vocab_size())
+    cfg["architectures"] = ["DistilBertForMaskedLM"]
+    w = distilbert_weights(cfg, rng)
+    h, v = cfg["dim"], cfg["vocab_size"]
+    w |= {"vocab_transform.weight": (rng.standard_normal((h, h)) * 0.5).astype(np.float32),
+          "vocab_transform.bias": (rng.standard_normal(h) * 0.1).astype(np.float32),
+          "vocab_layer_norm.weight": (1 + rng.standard_normal(h) * 0.1).astype(np.float32),
+          "vocab_layer_norm.bias": (rng.standard_normal(h) * 0.1).astype(np.float32),
+          "vocab_projector.bias": (rng.standard_normal(v) * 0.5).astype(np.float32)}
+    folder = write_model(base / "distil-mlm", cfg, w, btok, card="---\npipeline_tag: fill-mask\n---\n",
+                         extra={"tokenizer_config.json": json.dumps({"mask_token": "[MASK]"})})
+    zoo["distil-mlm"] = (upload(client, folder, prefix="distil-mlm"), cfg, w, btok)
+
+    ptok = roberta_bpe_tokenizer()
+    cfg = roberta_config(ptok.get_vocab_size())
+    cfg["architectures"] = ["RobertaForMaskedLM"]
+    w = roberta_weights(cfg, rng)
+    h, v = cfg["hidden_size"], cfg["vocab_size"]
+    w |= {"lm_head.dense.weight": (rng.standard_normal((h, h)) * 0.5).astype(np.float32),
+          "lm_head.dense.bias": (rng.standard_normal(h) * 0.1).astype(np.float32),
+          "lm_head.layer_norm.weight": (1 + rng.standard_normal(h) * 0.1).astype(np.float32),
+          "lm_head.layer_norm.bias": (rng.standard_normal(h) * 0.1).astype(np.float32),
+          "lm_head.bias": (rng.standard_normal(v) * 0.5).astype(np.float32)}
+    rconf = {"mask_token": {"content": "<mask>", "lstrip": True, "rstrip": False, "special": True}}
+    folder = write_model(base / "roberta-mlm", cfg, w, ptok, card="---\npipeline_tag: fill-mask\n---\n",
+                         extra={"tokenizer_config.json": json.dumps(rconf)})
+    zoo["roberta-mlm"] = (upload(client, folder, prefix="roberta-mlm"), cfg, w, ptok)
 
     gtok = llama_tokenizer()
     cfg = gpt2_config(gtok.get_vocab_size(), eos=gtok.token_to_id("</s>"))
@@ -523,6 +594,78 @@ def test_token_classification_matches_the_reference(trove, client, zoo):
     assert [e["entity_group"] for e in out["default"]] == [g["entity_group"] for g in groups if g["entity_group"] != "O"]
 
 
+def word_aggregation_ref(tok, text, probs, enc, strategy, unk_id):
+    """The pipeline's `first`/`average`/`max`, written here from its rules: a token whose
+    vocabulary string is not as long as its text continues the word before (the unknown
+    token, written as its text, never does); a word takes its first token's best label, the
+    best of its averaged probabilities, or the best label of its most confident token; then
+    words are grouped as `simple` groups tokens."""
+    pre = []
+    for i, (idx, (start, end), special) in enumerate(zip(enc.ids, enc.offsets, enc.special_tokens_mask)):
+        if special:
+            continue
+        word, ref = tok.id_to_token(idx), text[start:end]
+        subword = len(word) != len(ref)
+        if idx == unk_id:
+            word, subword = ref, False
+        pre.append({"word": word, "scores": probs[i], "start": start, "end": end, "subword": subword})
+    words, current = [], []
+    for p in pre:
+        if current and not p["subword"]:
+            words.append(current)
+            current = []
+        current.append(p)
+    if current:
+        words.append(current)
+    entities = []
+    for word in words:
+        if strategy == "first":
+            scores = word[0]["scores"]
+        elif strategy == "max":
+            scores = max(word, key=lambda p: p["scores"].max())["scores"]
+        else:
+            scores = np.mean([p["scores"] for p in word], axis=0)
+        best = int(scores.argmax())
+        entities.append({"entity": NER_LABELS[best], "score": float(scores[best]),
+                         "word": tok.decoder.decode([p["word"] for p in word]),
+                         "start": word[0]["start"], "end": word[-1]["end"], "tokens": len(word)})
+    groups = [{"entity_group": g[0]["entity"].split("-", 1)[-1], "score": float(np.mean([e["score"] for e in g])),
+               "word": tok.decoder.decode([e["word"] for e in g]), "start": g[0]["start"], "end": g[-1]["end"]}
+              for g in group_entities(entities)]
+    return entities, groups
+
+
+def test_token_classification_first_average_max_group_words(trove, client, zoo):
+    repo, cfg, w, tok = zoo["ner-words"]
+    text = "Adam lives in Paris, zebras like Berlin and the sun xyzzy"
+    out = run(client, '''
+        from huggingface_hub import InferenceClient
+        c = InferenceClient(model=ARGS["url"], token=os.environ["HF_TOKEN"])
+        def plain(items):
+            return [{k: getattr(e, k) for k in ("entity_group", "score", "word", "start", "end")} for e in items]
+        emit({s: plain(c.token_classification(ARGS["t"], aggregation_strategy=s, ignore_labels=[]))
+              for s in ("first", "average", "max")}
+             | {"default-ignore": plain(c.token_classification(ARGS["t"], aggregation_strategy="first"))})
+    ''', url=f"{trove.url}/models/{repo}", t=text)
+    enc = tok.encode(text)
+    assert [tok.id_to_token(i) for i in enc.ids[1:5]] == ["ada", "##m", "lives", "in"]
+    probs = softmax(token_logits_ref(cfg, w, enc.ids))
+    answers = {}
+    for strategy in ("first", "average", "max"):
+        words, groups = word_aggregation_ref(tok, text, probs, enc, strategy, tok.token_to_id("[UNK]"))
+        assert max(wd["tokens"] for wd in words) == 3 and "zebras" in [wd["word"] for wd in words]
+        assert "xyzzy" in [wd["word"] for wd in words], "the unknown token is written as its text"
+        got = out[strategy]
+        assert [(g["entity_group"], g["word"], g["start"], g["end"]) for g in got] == \
+            [(g["entity_group"], g["word"], g["start"], g["end"]) for g in groups], strategy
+        np.testing.assert_allclose([g["score"] for g in got], [g["score"] for g in groups], rtol=1e-3, atol=1e-5,
+                                   err_msg=strategy)
+        answers[strategy] = [(g["entity_group"], g["start"], round(g["score"], 4)) for g in got]
+    # The three strategies do not answer alike on these weights (else the test could not tell them apart).
+    assert len({tuple(a) for a in answers.values()}) == 3, answers
+    assert out["default-ignore"] == [g for g in out["first"] if g["entity_group"] != "O"]
+
+
 def test_fill_mask_matches_the_reference(trove, client, zoo):
     repo, cfg, w, tok = zoo["mlm"]
     text = "i love this [MASK] very much"
@@ -560,6 +703,43 @@ def test_fill_mask_matches_the_reference(trove, client, zoo):
     two = r.json()
     assert len(two) == 2 and all(len(x) == 2 for x in two)
     assert all("[MASK]" in e["sequence"] for x in two for e in x)
+
+
+def test_distilbert_and_roberta_fill_masks_as_the_reference(trove, client, zoo):
+    cases = (("distil-mlm", distilbert_masked_lm_ref, "i love this [MASK] very much", "[MASK]"),
+             ("roberta-mlm", roberta_masked_lm_ref, "i love this <mask> very much", "<mask>"))
+    for name, reference, text, mask_token in cases:
+        repo, cfg, w, tok = zoo[name]
+        out = run(client, '''
+            from huggingface_hub import InferenceClient
+            c = InferenceClient(model=ARGS["url"], token=os.environ["HF_TOKEN"])
+            plain = lambda items: [{"score": e.score, "token": e.token, "token_str": e.token_str, "sequence": e.sequence}
+                                   for e in items]
+            emit({"top": plain(c.fill_mask(ARGS["t"], top_k=4)),
+                  "targets": plain(c.fill_mask(ARGS["t"], targets=["film", "cat", "zebra"]))})
+        ''', url=f"{trove.url}/models/{repo}", t=text)
+        ids = tok.encode(text).ids
+        mask = ids.index(tok.token_to_id(mask_token))
+        probs = reference(cfg, w, ids, mask)
+
+        def answer(token):
+            filled = list(ids)
+            filled[mask] = token
+            return {"token": token, "token_str": tok.decode([token], skip_special_tokens=False),
+                    "sequence": tok.decode(filled, skip_special_tokens=True), "score": float(probs[token])}
+
+        best = [answer(int(i)) for i in np.argsort(-probs)[:4]]
+        for got, want in zip(out["top"], best, strict=True):
+            assert (got["token"], got["token_str"], got["sequence"]) == \
+                (want["token"], want["token_str"], want["sequence"]), name
+            assert got["score"] == pytest.approx(want["score"], rel=1e-3, abs=1e-6), name
+        # A target is its vocabulary token, else the first token it encodes to (the pipeline's rule).
+        targets = {tok.token_to_id(t) if tok.token_to_id(t) is not None else tok.encode(t, add_special_tokens=False).ids[0]
+                   for t in ("film", "cat", "zebra")}
+        target_ids = sorted(targets, key=lambda i: -probs[i])
+        assert [e["token"] for e in out["targets"]] == target_ids, name
+        np.testing.assert_allclose([e["score"] for e in out["targets"]], [probs[i] for i in target_ids],
+                                   rtol=1e-3, atol=1e-6, err_msg=name)
 
 
 def test_distilbert_and_roberta_match_the_reference(trove, client, zoo):
@@ -614,7 +794,6 @@ def test_token_classification_and_fill_mask_refuse_bad_parameters(trove, zoo):
     auth = {"authorization": f"Bearer {trove.admin_token}"}
     ner, mlm = zoo["ner"][0], zoo["mlm"][0]
     cases = [
-        (ner, {"inputs": "a cat", "parameters": {"aggregation_strategy": "first"}}, "aggregation_strategy"),
         (ner, {"inputs": "a cat", "parameters": {"aggregation_strategy": 3}}, "aggregation_strategy"),
         (ner, {"inputs": "a cat", "parameters": {"ignore_labels": "O"}}, "ignore_labels"),
         (ner, {"inputs": "a cat", "parameters": {"stride": -1}}, "stride"),
@@ -632,6 +811,10 @@ def test_token_classification_and_fill_mask_refuse_bad_parameters(trove, zoo):
         r = httpx.post(f"{trove.url}/models/{repo}", json=body, headers=auth, timeout=60)
         assert r.status_code == 422, (body, r.status_code, r.text)
         assert message in r.headers["x-error-message"], (body, r.headers["x-error-message"])
+    # A strategy the pipeline does not know: its refusal, a 400 in the Hub's shape.
+    r = httpx.post(f"{trove.url}/models/{ner}", json={"inputs": "a cat", "parameters": {"aggregation_strategy": "mean"}},
+                   headers=auth, timeout=60)
+    assert r.status_code == 400 and "'mean' is not a valid aggregation_strategy" in r.json()["error"], r.text
     # A task the model's head does not do.
     r = httpx.post(f"{trove.url}/models/{ner}/pipeline/fill-mask", json={"inputs": "a [MASK]"}, headers=auth, timeout=60)
     assert r.status_code == 400 and "doesn't support task 'fill-mask'" in r.json()["error"]

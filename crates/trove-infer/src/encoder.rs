@@ -135,14 +135,20 @@ enum HeadLayers {
 pub struct TokenLabel {
     /// The token's position in the encoded input (special tokens counted, as the Hub does).
     pub index: usize,
-    /// The token as the vocabulary writes it (`##ing`).
+    /// The token as the pipeline writes it: the vocabulary's string (`##ing`), or the input's
+    /// own text for the unknown token (when `tokenizer_config.json` names one).
     pub token: String,
     pub id: u32,
     /// Character span in the input.
     pub start: usize,
     pub end: usize,
+    /// The best label and its probability.
     pub label: String,
     pub score: f32,
+    /// The probability of every label, in [`Encoder::labels`] order.
+    pub scores: Vec<f32>,
+    /// Whether the token continues the word of the token before it.
+    pub subword: bool,
 }
 
 /// One proposal for a masked token.
@@ -160,6 +166,9 @@ pub struct Encoder {
     pooling: Pooling,
     normalize: bool,
     text: Text,
+    /// The unknown token's id, when `tokenizer_config.json` names the token (the pipeline
+    /// knows it only from there).
+    unk_id: Option<u32>,
     max_tokens: usize,
     device: Device,
     bytes: u64,
@@ -287,7 +296,12 @@ impl Encoder {
                 })?;
                 HeadLayers::MaskedLm(MaskedLmHead {
                     dense: head.0,
-                    act: config.hidden_act,
+                    // RoBERTa's head applies GELU whatever the config says; the others
+                    // apply the config's activation.
+                    act: match kind {
+                        EncoderKind::Roberta => HiddenAct::Gelu,
+                        EncoderKind::Bert | EncoderKind::DistilBert => config.hidden_act,
+                    },
                     norm: head.1,
                     decoder: head.2,
                     mask_token,
@@ -295,12 +309,18 @@ impl Encoder {
                 })
             }
         };
+        let unk_id = files
+            .tokenizer_config
+            .as_ref()
+            .and_then(|c| special_token(c, "unk_token"))
+            .and_then(|t| text.token_id(&t));
         Ok(Encoder {
             bert,
             head,
             pooling,
             normalize,
             text,
+            unk_id,
             max_tokens: config.max_position_embeddings,
             device: device.clone(),
             bytes,
@@ -420,7 +440,19 @@ impl Encoder {
         matches!(self.head, HeadLayers::MaskedLm(_))
     }
 
-    /// Each token's best label (softmax over the labels), special tokens left out.
+    /// The labels of the token-classification head, by class id (empty for other heads).
+    pub fn labels(&self) -> &[String] {
+        match &self.head {
+            HeadLayers::Token { labels, .. } => labels,
+            _ => &[],
+        }
+    }
+
+    /// Each token's label probabilities (softmax over the labels), special tokens left out,
+    /// and where words start: with a tokenizer that marks subwords, a token continues a word
+    /// when its vocabulary string is not as long as its span in the input; with one that does
+    /// not, when the character before it and its first are both not spaces (the pipeline's
+    /// fallback); the unknown token always starts a word.
     pub fn tag(&self, input: &str) -> Result<Vec<TokenLabel>> {
         let HeadLayers::Token { out, labels } = &self.head else {
             return Err(InferError::Unsupported(
@@ -430,37 +462,54 @@ impl Encoder {
         let encoded = self.text.encode(input, true, self.max_tokens)?;
         let hidden = self.hidden_of(&encoded)?;
         let probs = candle_nn::ops::softmax(&out.forward(&hidden)?, D::Minus1)?.to_vec2::<f32>()?;
+        let chars: Vec<char> = input.chars().collect();
+        let span = |start: usize, end: usize| -> String {
+            chars
+                .get(start.min(end)..end.min(chars.len()))
+                .map(|c| c.iter().collect())
+                .unwrap_or_default()
+        };
+        let marks_subwords = self.text.marks_subwords();
         let mut tokens = Vec::new();
-        for (index, row) in probs.iter().enumerate() {
+        for (index, row) in probs.into_iter().enumerate() {
             if encoded.special.get(index).copied().unwrap_or(true) {
                 continue;
             }
-            let Some((best, score)) = row
-                .iter()
-                .copied()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-            else {
+            let Some(best) = argmax(&row) else {
                 continue;
             };
             let id = encoded.ids[index];
             let (start, end) = encoded.offsets.get(index).copied().unwrap_or((0, 0));
+            let vocab = self.text.id_to_token(id).unwrap_or_default();
+            let text = span(start, end);
+            let (token, subword) = if Some(id) == self.unk_id {
+                (text, false)
+            } else if marks_subwords {
+                let subword = vocab.chars().count() != text.chars().count();
+                (vocab, subword)
+            } else {
+                let subword = start > 0 && !span(start - 1, start + 1).contains(' ');
+                (vocab, subword)
+            };
             tokens.push(TokenLabel {
                 index,
-                token: self.text.id_to_token(id).unwrap_or_default(),
+                token,
                 id,
                 start,
                 end,
                 label: labels.get(best).cloned().unwrap_or_default(),
-                score,
+                score: row[best],
+                scores: row,
+                subword,
             });
         }
         Ok(tokens)
     }
 
-    /// The words of a group of tokens, as the tokenizer's decoder joins them.
-    pub fn words(&self, ids: &[u32]) -> Result<String> {
-        self.text.decode_with(ids, false)
+    /// Token strings joined as the tokenizer's decoder joins them (the pipeline's
+    /// `convert_tokens_to_string`).
+    pub fn join_tokens(&self, tokens: Vec<String>) -> Result<String> {
+        self.text.join_tokens(tokens)
     }
 
     /// The `top_k` likeliest tokens for each mask of `input` (restricted to `targets` when
@@ -554,6 +603,17 @@ impl Encoder {
         }
         Ok(answers)
     }
+}
+
+/// The index of the largest value, the first of equal ones (numpy's `argmax`).
+pub(crate) fn argmax(values: &[f32]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, v) in values.iter().enumerate() {
+        if best.is_none_or(|b| *v > values[b]) {
+            best = Some(i);
+        }
+    }
+    best
 }
 
 /// The BERT configuration a layout's `config.json` amounts to, and by how much RoBERTa's

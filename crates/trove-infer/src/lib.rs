@@ -11,6 +11,7 @@ mod chat;
 mod decoder;
 mod encoder;
 mod entities;
+mod gguf;
 mod gpt2;
 mod text;
 
@@ -20,6 +21,7 @@ pub use chat::{ChatMessage, ChatTemplate};
 pub use decoder::{Decoder, DecoderKind, FinishReason, Generated, GenerationParams};
 pub use encoder::{Encoder, EncoderKind, Fill, Head, Pooling, ScoreFunction, TokenLabel};
 pub use entities::{Aggregation, Entity, entities};
+pub use gguf::{GgufFacts, MAX_HEADER_BYTES as GGUF_MAX_HEADER_BYTES, inspect as inspect_gguf};
 
 use candle_core::{DType, Tensor};
 use serde_json::Value;
@@ -64,6 +66,8 @@ pub struct ModelFiles {
     pub st_pooling: Option<Value>,
     /// Every safetensors file of the weights (one, or the shards of an index).
     pub weights: Vec<Vec<u8>>,
+    /// A GGUF file, which then holds the weights (and `config` may be empty).
+    pub gguf: Option<Vec<u8>>,
 }
 
 /// What a repository's `config.json` says it is, before any weight is read.
@@ -125,8 +129,12 @@ pub enum Model {
 }
 
 impl Model {
-    /// Loads a model from its files onto `device`, weights as f32.
-    pub fn load(files: ModelFiles, device: &Device) -> Result<Model> {
+    /// Loads a model from its files onto `device`: safetensors weights as f32, a GGUF's
+    /// weight matrices as they are quantized.
+    pub fn load(mut files: ModelFiles, device: &Device) -> Result<Model> {
+        if let Some(gguf) = files.gguf.take() {
+            return Ok(Model::Decoder(Decoder::load_gguf(files, gguf, device)?));
+        }
         match Family::of(&files.config)? {
             Family::Encoder(_) => Ok(Model::Encoder(Encoder::load(files, device)?)),
             Family::Decoder(_) => Ok(Model::Decoder(Decoder::load(files, device)?)),
@@ -233,6 +241,7 @@ mod tests {
             st_modules: None,
             st_pooling: None,
             weights,
+            gguf: None,
         }
     }
 
@@ -356,5 +365,133 @@ mod tests {
         );
         let too_long = decoder.generate(&"a ".repeat(20), &params, true, &mut |_, _| true);
         assert!(matches!(too_long, Err(InferError::BadInput(_))));
+    }
+
+    /// A tiny Llama GGUF written with candle's own writer: Q8_0 matrices, F32 norms.
+    fn tiny_gguf(metadata_override: Option<(&str, u32)>) -> Vec<u8> {
+        use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+        let cpu = &Device::Cpu;
+        let (vocab, hidden, inner) = (3usize, 32usize, 64usize);
+        let matrix = |rows: usize, cols: usize, seed: f64| {
+            let t = Tensor::arange(0f32, (rows * cols) as f32, cpu)
+                .and_then(|t| (t * seed)?.sin())
+                .and_then(|t| t.reshape((rows, cols)))
+                .expect("tensor");
+            QTensor::quantize(&t, GgmlDType::Q8_0).expect("quantized")
+        };
+        let norm = || {
+            QTensor::quantize(
+                &Tensor::ones(hidden, DType::F32, cpu).expect("ones"),
+                GgmlDType::F32,
+            )
+            .expect("f32")
+        };
+        let mut tensors: Vec<(String, QTensor)> = vec![
+            ("token_embd.weight".into(), matrix(vocab, hidden, 0.37)),
+            ("output_norm.weight".into(), norm()),
+            ("output.weight".into(), matrix(vocab, hidden, 0.11)),
+        ];
+        for (name, rows, cols) in [
+            ("attn_q", hidden, hidden),
+            ("attn_k", hidden / 2, hidden),
+            ("attn_v", hidden / 2, hidden),
+            ("attn_output", hidden, hidden),
+            ("ffn_gate", inner, hidden),
+            ("ffn_up", inner, hidden),
+            ("ffn_down", hidden, inner),
+        ] {
+            tensors.push((format!("blk.0.{name}.weight"), matrix(rows, cols, 0.05)));
+        }
+        tensors.push(("blk.0.attn_norm.weight".into(), norm()));
+        tensors.push(("blk.0.ffn_norm.weight".into(), norm()));
+        let u = gguf_file::Value::U32;
+        let mut metadata: Vec<(&str, gguf_file::Value)> = vec![
+            (
+                "general.architecture",
+                gguf_file::Value::String("llama".into()),
+            ),
+            ("llama.attention.head_count", u(2)),
+            ("llama.attention.head_count_kv", u(1)),
+            ("llama.block_count", u(1)),
+            ("llama.embedding_length", u(hidden as u32)),
+            ("llama.rope.dimension_count", u(16)),
+            ("llama.context_length", u(16)),
+            (
+                "llama.attention.layer_norm_rms_epsilon",
+                gguf_file::Value::F32(1e-5),
+            ),
+        ];
+        if let Some((key, value)) = metadata_override {
+            metadata.retain(|(k, _)| *k != key);
+            metadata.push((key, u(value)));
+        }
+        let mut out = std::io::Cursor::new(Vec::new());
+        let md: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+        let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        gguf_file::write(&mut out, &md, &ts).expect("written");
+        out.into_inner()
+    }
+
+    fn gguf_files(gguf: Vec<u8>) -> ModelFiles {
+        ModelFiles {
+            gguf: Some(gguf),
+            ..files(json!({}), Vec::new())
+        }
+    }
+
+    #[test]
+    fn a_tiny_gguf_llama_generates_and_broken_ones_are_refused() {
+        let model = Model::load(gguf_files(tiny_gguf(None)), &Device::Cpu).expect("loads");
+        let Model::Decoder(decoder) = model else {
+            panic!("a decoder")
+        };
+        let params = GenerationParams {
+            max_new_tokens: 4,
+            temperature: None,
+            top_k: None,
+            top_p: None,
+            do_sample: false,
+            seed: 1,
+            stop: Vec::new(),
+        };
+        let first = decoder
+            .generate("a b", &params, true, &mut |_, _| true)
+            .expect("generates");
+        assert_eq!(first.token_ids.len(), 4);
+        let again = decoder
+            .generate("a b", &params, true, &mut |_, _| true)
+            .expect("generates");
+        assert_eq!(
+            again.token_ids, first.token_ids,
+            "each generation starts afresh"
+        );
+        let too_long = decoder.generate(&"a ".repeat(20), &params, true, &mut |_, _| true);
+        assert!(
+            matches!(too_long, Err(InferError::BadInput(_))),
+            "context_length 16"
+        );
+
+        // Hyperparameters that would make candle divide by zero or allocate without bound.
+        for (key, value) in [
+            ("llama.attention.head_count", 0),
+            ("llama.attention.head_count_kv", 3),
+            ("llama.block_count", u32::MAX),
+            ("llama.rope.dimension_count", u32::MAX),
+            ("llama.embedding_length", 64),
+        ] {
+            let err = Model::load(gguf_files(tiny_gguf(Some((key, value)))), &Device::Cpu)
+                .err()
+                .expect("refused");
+            assert!(matches!(err, InferError::BadModel(_)), "{key}: {err}");
+        }
+        let mut truncated = tiny_gguf(None);
+        truncated.truncate(truncated.len() - 10);
+        let err = Model::load(gguf_files(truncated), &Device::Cpu)
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains("past the end of the file"),
+            "{err}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::{InferError, Result};
 use serde_json::Value;
-use tokenizers::Tokenizer;
+use tokenizers::{Decoder, ModelWrapper, Tokenizer};
 
 pub(crate) struct Text {
     tokenizer: Tokenizer,
@@ -71,6 +71,33 @@ impl Text {
 
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.tokenizer.token_to_id(token)
+    }
+
+    /// Whether the tokenizer's model marks the tokens that continue a word (WordPiece's `##`,
+    /// a BPE with a `continuing_subword_prefix`): then a token whose vocabulary string is not
+    /// as long as its span in the input continues the word before it, as the Hub's pipeline
+    /// decides.
+    pub fn marks_subwords(&self) -> bool {
+        match self.tokenizer.get_model() {
+            ModelWrapper::WordPiece(wp) => !wp.continuing_subword_prefix.is_empty(),
+            ModelWrapper::BPE(bpe) => bpe
+                .continuing_subword_prefix
+                .as_ref()
+                .is_some_and(|p| !p.is_empty()),
+            ModelWrapper::WordLevel(_) | ModelWrapper::Unigram(_) => false,
+        }
+    }
+
+    /// Token strings joined as the tokenizer's decoder joins them (`convert_tokens_to_string`:
+    /// WordPiece glues `##` pieces, byte-level BPE turns `Ġ` back into spaces), or with spaces
+    /// for a tokenizer without a decoder.
+    pub fn join_tokens(&self, tokens: Vec<String>) -> Result<String> {
+        match self.tokenizer.get_decoder() {
+            Some(decoder) => decoder
+                .decode(tokens)
+                .map_err(|e| InferError::Runtime(format!("cannot join tokens: {e}"))),
+            None => Ok(tokens.join(" ")),
+        }
     }
 
     /// The first token of `text` encoded without special tokens (a fill-mask target that is

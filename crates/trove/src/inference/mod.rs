@@ -18,7 +18,7 @@ use source::Source;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
-use trove_infer::{Family, Head, InferError, Model};
+use trove_infer::{DecoderKind, Family, Head, InferError, Model};
 use trove_types::RepoType;
 
 /// Seconds a client is told to wait when a model's queue is full.
@@ -162,6 +162,7 @@ pub async fn prepare(
     revision: Option<&str>,
     requested: Requested<'_>,
     wait_for_model: Option<bool>,
+    gguf_file: Option<&str>,
 ) -> ApiResult<Ready> {
     if !runtime.config.enabled {
         return Err(ApiError::NotImplemented(
@@ -171,7 +172,7 @@ pub async fn prepare(
     let deadline = Instant::now() + Duration::from_secs(runtime.config.timeout_secs);
     let repo = find_readable(state, caller, RepoType::Model, namespace, name).await?;
     repo.require_content(caller)?;
-    let source = source::locate(state, repo, revision.unwrap_or("main")).await?;
+    let source = source::locate(state, repo, revision.unwrap_or("main"), gguf_file).await?;
     let model_id = source.repo_id();
     if source.disabled {
         return Err(ApiError::BadRequest(format!(
@@ -184,7 +185,7 @@ pub async fn prepare(
         )));
     }
     let task = choose_task(&source, requested)?;
-    let needed = trove_infer::estimated_bytes(source.parameters);
+    let needed = source.estimated_bytes;
     let budget = runtime.registry.budget_bytes();
     if needed > budget {
         return Err(ApiError::ModelTooLarge(format!(
@@ -197,6 +198,7 @@ pub async fn prepare(
     let key = Key {
         repo_id: source.repo.repo.id,
         commit: source.commit.to_string(),
+        gguf: source.gguf.clone(),
     };
     let admission = runtime
         .registry
@@ -275,9 +277,13 @@ async fn load(state: &Context, runtime: &Runtime, source: &Source) -> ApiResult<
 }
 
 /// The task of a request: the one named, else the card's `pipeline_tag`, else what
-/// `config.json`'s architecture does.
+/// `config.json`'s architecture does (a GGUF model generates text).
 fn choose_task(source: &Source, requested: Requested<'_>) -> ApiResult<Task> {
-    let family = Family::of(&source.config).map_err(infer_error)?;
+    let family = if source.gguf.is_some() {
+        Family::Decoder(DecoderKind::Llama)
+    } else {
+        Family::of(&source.config).map_err(infer_error)?
+    };
     let head = Head::of(&source.config);
     let native = match family {
         Family::Encoder(_) => match head {

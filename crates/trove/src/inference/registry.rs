@@ -13,11 +13,12 @@ const INITIAL_LOAD_RATE: u64 = 200 << 20;
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use trove_infer::Model;
 
-/// Which model: a repository at one commit.
+/// Which model: a repository at one commit, from its safetensors or one of its GGUF files.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
     pub repo_id: i64,
     pub commit: String,
+    pub gguf: Option<String>,
 }
 
 struct Slot {
@@ -226,6 +227,7 @@ mod tests {
 
     fn key(id: i64) -> Key {
         Key {
+            gguf: None,
             repo_id: id,
             commit: "c".into(),
         }

@@ -1,6 +1,13 @@
 //! A model repository at one revision, as inference sees it: its card's task and switch,
-//! its `config.json`, the size of its weights, and the bytes of every file a model needs,
-//! read through the hub's own content path (git blobs, LFS objects, Xet files alike).
+//! its `config.json`, which weights run (safetensors, or the GGUF file chosen), their size,
+//! and the bytes of every file a model needs, read through the hub's own content path (git
+//! blobs, LFS objects, Xet files alike).
+//!
+//! Which GGUF file: the one the request names (`?gguf_file=`, or a chat request's `model`
+//! ending in `.gguf`), else the one the card names (`gguf_file:` in its front matter, the
+//! name transformers gives the argument), else — when the repository has no safetensors
+//! weights with a `config.json` — its only `.gguf` file at the top level. Several without a
+//! choice is a 400 that lists them.
 
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
@@ -11,13 +18,16 @@ use crate::repos::{RepoRef, resolve, with_git};
 use serde_json::Value;
 use std::collections::HashMap;
 use trove_git::{Entry, EntryKind};
-use trove_infer::ModelFiles;
+use trove_infer::{GGUF_MAX_HEADER_BYTES, ModelFiles};
 use trove_types::{GitOid, RepoType};
 
 /// JSON side files larger than this are refused (real tokenizers are a few MiB).
 const MAX_JSON_FILE: u64 = 64 << 20;
 /// Cards larger than this are read only this far (the front matter is at the top).
 const MAX_CARD: u64 = 1 << 20;
+/// The first read of a GGUF header; a larger header is read again, four times as far each
+/// time, up to the GGUF header budget.
+const GGUF_FIRST_READ: u64 = 1 << 20;
 
 /// What inference knows of a repository at a commit before loading anything.
 pub struct Source {
@@ -26,9 +36,13 @@ pub struct Source {
     pub pipeline_tag: Option<String>,
     /// `inference: false` in the card.
     pub disabled: bool,
+    /// `config.json`; an empty object for a GGUF model without one.
     pub config: Value,
-    /// Parameters of the safetensors weights (0 when there are none).
-    pub parameters: u64,
+    /// Bytes the weights should take once loaded: safetensors parameters × 4 (loaded as
+    /// f32), or what the GGUF's header says (0 when there are no weights).
+    pub estimated_bytes: u64,
+    /// The GGUF file the weights come from, when the model runs from one.
+    pub gguf: Option<String>,
     files: HashMap<String, EntryKind>,
 }
 
@@ -38,8 +52,14 @@ impl Source {
     }
 }
 
-/// Reads what inference needs to decide about `repo` at `revision`.
-pub async fn locate(state: &Context, repo: RepoRef, revision: &str) -> ApiResult<Source> {
+/// Reads what inference needs to decide about `repo` at `revision`; `gguf_file` is the
+/// request's choice of a GGUF file.
+pub async fn locate(
+    state: &Context,
+    repo: RepoRef,
+    revision: &str,
+    gguf_file: Option<&str>,
+) -> ApiResult<Source> {
     let revision = revision.to_owned();
     let (commit, root) = with_git(state, &repo, move |git| {
         let commit = resolve(git, &revision)?;
@@ -51,7 +71,8 @@ pub async fn locate(state: &Context, repo: RepoRef, revision: &str) -> ApiResult
         .iter()
         .map(|e| (e.path.clone(), e.kind.clone()))
         .collect();
-    let (pipeline_tag, disabled) = match files.get("README.md") {
+    let model_id = format!("{}/{}", repo.repo.namespace, repo.repo.name);
+    let (pipeline_tag, disabled, card_gguf) = match files.get("README.md") {
         Some(entry) => {
             let bytes = read_range(state, &repo, entry, 0, MAX_CARD)
                 .await?
@@ -62,29 +83,61 @@ pub async fn locate(state: &Context, repo: RepoRef, revision: &str) -> ApiResult
                 .as_ref()
                 .and_then(|d| d.get("inference"))
                 .is_some_and(|v| v == &Value::Bool(false));
+            let card_gguf = card
+                .data
+                .as_ref()
+                .and_then(|d| d.get("gguf_file"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             let tag = match card.meta {
                 Meta::Model(m) => m.pipeline_tag,
                 _ => None,
             };
-            (tag, disabled)
+            (tag, disabled, card_gguf)
         }
-        None => (None, false),
+        None => (None, false, None),
     };
-    let Some(config_entry) = files.get("config.json") else {
-        return Err(ApiError::BadRequest(format!(
-            "Model {}/{} has no config.json: it cannot be run",
-            repo.repo.namespace, repo.repo.name
-        )));
+    let config = match files.get("config.json") {
+        Some(entry) => Some(read_json(state, &repo, "config.json", entry).await?),
+        None => None,
     };
-    let config = read_json(state, &repo, "config.json", config_entry).await?;
-    let parameters = match safetensors::summarize(state, &repo, &root).await? {
-        Some(Ok(summary)) => summary.total,
-        Some(Err(e)) => {
+    let safetensors =
+        config.is_some() && (files.contains_key(SINGLE_FILE) || files.contains_key(INDEX_FILE));
+    let gguf = choose_gguf(
+        &model_id,
+        &files,
+        gguf_file,
+        card_gguf.as_deref(),
+        safetensors,
+    )?;
+    let (config, estimated_bytes) = match (&gguf, config) {
+        (Some(path), config) => {
+            let entry = files.get(path).ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!("a chosen GGUF file left the listing"))
+            })?;
+            let facts = gguf_header(state, &repo, path, entry).await?;
+            (
+                config.unwrap_or_else(|| Value::Object(Default::default())),
+                facts,
+            )
+        }
+        (None, Some(config)) => {
+            let parameters = match safetensors::summarize(state, &repo, &root).await? {
+                Some(Ok(summary)) => summary.total,
+                Some(Err(e)) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "cannot read the weights: {e}"
+                    )));
+                }
+                None => 0,
+            };
+            (config, trove_infer::estimated_bytes(parameters))
+        }
+        (None, None) => {
             return Err(ApiError::BadRequest(format!(
-                "cannot read the weights: {e}"
+                "Model {model_id} has no config.json and no GGUF file: it cannot be run"
             )));
         }
-        None => 0,
     };
     Ok(Source {
         repo,
@@ -92,9 +145,89 @@ pub async fn locate(state: &Context, repo: RepoRef, revision: &str) -> ApiResult
         pipeline_tag,
         disabled,
         config,
-        parameters,
+        estimated_bytes,
+        gguf,
         files,
     })
+}
+
+/// The GGUF file a model runs from, if any (the rule is in the module's documentation).
+fn choose_gguf(
+    model_id: &str,
+    files: &HashMap<String, EntryKind>,
+    requested: Option<&str>,
+    card: Option<&str>,
+    safetensors: bool,
+) -> ApiResult<Option<String>> {
+    let mut ggufs: Vec<&str> = files
+        .iter()
+        .filter(|(path, kind)| {
+            path.to_ascii_lowercase().ends_with(".gguf") && matches!(kind, EntryKind::File { .. })
+        })
+        .map(|(path, _)| path.as_str())
+        .collect();
+    ggufs.sort_unstable();
+    let named = |name: &str, by: &str| -> ApiResult<Option<String>> {
+        if ggufs.contains(&name) {
+            Ok(Some(name.to_owned()))
+        } else {
+            Err(ApiError::BadRequest(format!(
+                "Model {model_id} has no GGUF file {name:?} ({by}); its GGUF files: [{}]",
+                ggufs.join(", ")
+            )))
+        }
+    };
+    if let Some(name) = requested {
+        return named(name, "named by the request");
+    }
+    if let Some(name) = card {
+        return named(name, "named by `gguf_file` in its card");
+    }
+    match ggufs.as_slice() {
+        _ if safetensors => Ok(None),
+        [] => Ok(None),
+        [one] => Ok(Some((*one).to_owned())),
+        several => Err(ApiError::BadRequest(format!(
+            "Model {model_id} has several GGUF files ({}): name one with ?gguf_file= in the \
+             request or `gguf_file:` in the model card",
+            several.join(", ")
+        ))),
+    }
+}
+
+/// Reads a GGUF file's header — as far as it goes, within the header budget — and checks it;
+/// the memory its weights will take.
+async fn gguf_header(
+    state: &Context,
+    repo: &RepoRef,
+    path: &str,
+    entry: &EntryKind,
+) -> ApiResult<u64> {
+    let EntryKind::File { size, lfs, .. } = entry else {
+        return Err(ApiError::BadRequest(format!("{path} is a folder")));
+    };
+    let size = lfs.as_ref().map_or(*size, |l| l.pointer.size);
+    let mut want = GGUF_FIRST_READ.min(size);
+    loop {
+        let head = read_range(state, repo, entry, 0, want)
+            .await?
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("{path}: its content is not stored on this server"))
+            })?;
+        match trove_infer::inspect_gguf(&head, size) {
+            Ok(Some(facts)) => return Ok(facts.memory_bytes),
+            Ok(None) => {
+                let next = want.saturating_mul(4).min(size).min(GGUF_MAX_HEADER_BYTES);
+                if next <= want {
+                    return Err(ApiError::BadRequest(format!(
+                        "{path}: GGUF: the header does not end within {want} bytes"
+                    )));
+                }
+                want = next;
+            }
+            Err(e) => return Err(ApiError::BadRequest(format!("{path}: {e}"))),
+        }
+    }
 }
 
 /// Reads every file the model needs into memory.
@@ -102,6 +235,13 @@ pub async fn read_files(state: &Context, source: &Source) -> ApiResult<ModelFile
     let repo = &source.repo;
     let tokenizer = match source.files.get("tokenizer.json") {
         Some(entry) => read_whole(state, repo, "tokenizer.json", entry, MAX_JSON_FILE).await?,
+        None if source.gguf.is_some() => {
+            return Err(ApiError::BadRequest(
+                "the model has no tokenizer.json: this hub runs a GGUF model with the \
+                 repository's tokenizer.json, not the vocabulary inside the GGUF file"
+                    .into(),
+            ));
+        }
         None => {
             return Err(ApiError::BadRequest(
                 "the model has no tokenizer.json: it cannot be run".into(),
@@ -124,6 +264,21 @@ pub async fn read_files(state: &Context, source: &Source) -> ApiResult<ModelFile
         }
         None => None,
     };
+    if let Some(path) = &source.gguf {
+        let entry = source.files.get(path).ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!("a chosen GGUF file left the listing"))
+        })?;
+        let gguf = read_whole(state, repo, path, entry, u64::MAX).await?;
+        return Ok(ModelFiles {
+            config: source.config.clone(),
+            tokenizer,
+            tokenizer_config,
+            st_modules: None,
+            st_pooling: None,
+            weights: Vec::new(),
+            gguf: Some(gguf),
+        });
+    }
     let mut weights = Vec::new();
     for path in weight_files(state, source).await? {
         let Some(entry) = source.files.get(&path) else {
@@ -145,6 +300,7 @@ pub async fn read_files(state: &Context, source: &Source) -> ApiResult<ModelFile
         st_modules,
         st_pooling,
         weights,
+        gguf: None,
     })
 }
 
@@ -216,4 +372,74 @@ async fn read_whole(
         .ok_or_else(|| {
             ApiError::BadRequest(format!("{path}: its content is not stored on this server"))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(paths: &[&str]) -> HashMap<String, EntryKind> {
+        let blob = GitOid::parse(&"a".repeat(40)).expect("oid");
+        paths
+            .iter()
+            .map(|p| {
+                let kind = if p.ends_with('/') {
+                    EntryKind::Dir { tree: blob.clone() }
+                } else {
+                    EntryKind::File {
+                        blob: blob.clone(),
+                        size: 1,
+                        lfs: None,
+                    }
+                };
+                (p.trim_end_matches('/').to_owned(), kind)
+            })
+            .collect()
+    }
+
+    fn error(r: ApiResult<Option<String>>) -> String {
+        match r {
+            Err(ApiError::BadRequest(m)) => m,
+            other => panic!("not a 400: {:?}", other.map_err(|e| e.to_string())),
+        }
+    }
+
+    #[test]
+    fn the_request_then_the_card_then_the_only_file_choose_the_gguf() {
+        let one = listing(&["m.Q8_0.gguf", "tokenizer.json", "dir.gguf/"]);
+        let two = listing(&["a.gguf", "b.GGUF", "tokenizer.json"]);
+        let none = listing(&["x"]);
+        let choose = |files, request, card, st| choose_gguf("a/b", files, request, card, st);
+        assert_eq!(
+            choose(&one, None, None, false).expect("ok"),
+            Some("m.Q8_0.gguf".into())
+        );
+        assert_eq!(choose(&one, None, None, true).expect("ok"), None);
+        assert_eq!(
+            choose(&one, Some("m.Q8_0.gguf"), None, true).expect("ok"),
+            Some("m.Q8_0.gguf".into()),
+            "a named file runs even beside safetensors"
+        );
+        assert_eq!(choose(&none, None, None, false).expect("ok"), None);
+        let several = error(choose(&two, None, None, false));
+        assert!(
+            several.contains("several GGUF files (a.gguf, b.GGUF)"),
+            "{several}"
+        );
+        assert_eq!(
+            choose(&two, None, Some("b.GGUF"), false).expect("ok"),
+            Some("b.GGUF".into())
+        );
+        assert_eq!(
+            choose(&two, Some("a.gguf"), Some("b.GGUF"), false).expect("ok"),
+            Some("a.gguf".into()),
+            "the request wins over the card"
+        );
+        let missing = error(choose(&two, Some("c.gguf"), None, false));
+        assert!(missing.contains("no GGUF file \"c.gguf\""), "{missing}");
+        let from_card = error(choose(&two, None, Some("tokenizer.json"), false));
+        assert!(from_card.contains("`gguf_file` in its card"), "{from_card}");
+        let folder = error(choose(&one, Some("dir.gguf"), None, false));
+        assert!(folder.contains("no GGUF file"), "{folder}");
+    }
 }

@@ -72,6 +72,31 @@ async fn prepare(
     requested: Requested<'_>,
     wait: Option<bool>,
 ) -> ApiResult<Ready> {
+    prepare_gguf(
+        state,
+        caller,
+        ns,
+        name,
+        query,
+        requested,
+        wait,
+        query.get("gguf_file"),
+    )
+    .await
+}
+
+/// [`prepare`] with the request's choice of a GGUF file.
+#[allow(clippy::too_many_arguments)]
+async fn prepare_gguf(
+    state: &AppState,
+    caller: &Caller,
+    ns: &str,
+    name: &str,
+    query: &QueryParams,
+    requested: Requested<'_>,
+    wait: Option<bool>,
+    gguf: Option<&str>,
+) -> ApiResult<Ready> {
     inference::prepare(
         state,
         &state.inference,
@@ -81,6 +106,7 @@ async fn prepare(
         query.get("revision"),
         requested,
         wait,
+        gguf,
     )
     .await
 }
@@ -262,10 +288,11 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
                 "aggregation_strategy",
             )? {
                 None => Aggregation::Simple,
+                // The pipeline's own refusal of a name it does not know is a 400.
                 Some(name) => Aggregation::parse(&name).ok_or_else(|| {
-                    ApiError::UnprocessableEntity(format!(
-                        "Input validation error: `aggregation_strategy` must be none or simple \
-                         on this hub, not {name:?}"
+                    ApiError::BadRequest(format!(
+                        "'{name}' is not a valid aggregation_strategy: use one of none, simple, \
+                         first, average, max"
                     ))
                 })?,
             };
@@ -592,7 +619,23 @@ pub async fn chat_completions(
         .collect::<ApiResult<Vec<_>>>()?;
     let params = generation_params(&state, &body, false)?;
     let wait = wait_for_model(&headers, &body)?;
-    let ready = prepare(&state, &caller, &ns, &name, &query, Requested::Chat, wait).await?;
+    // A chat request may name the GGUF file as its `model` (the OpenAI field).
+    let gguf = query.get("gguf_file").or_else(|| {
+        body.get("model")
+            .and_then(Value::as_str)
+            .filter(|m| m.to_ascii_lowercase().ends_with(".gguf"))
+    });
+    let ready = prepare_gguf(
+        &state,
+        &caller,
+        &ns,
+        &name,
+        &query,
+        Requested::Chat,
+        wait,
+        gguf,
+    )
+    .await?;
     let model_id = ready.model_id.clone();
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
