@@ -432,6 +432,11 @@ impl S3Store {
                 .await
                 .map_err(backend("complete_multipart", key))?;
         }
+        self.verify_published(key, len).await
+    }
+
+    /// After a publish: the bucket must hold exactly the `len` bytes just put at `key`.
+    async fn verify_published(&self, key: &Key, len: u64) -> Result<PutOutcome, StoreError> {
         match self.head(key).await? {
             Some(size) if size == len => Ok(PutOutcome::Stored),
             found => Err(StoreError::Backend {
@@ -450,14 +455,7 @@ impl S3Store {
             .put(key, PutPayload::from_bytes(bytes))
             .await
             .map_err(backend("put", key))?;
-        match self.head(key).await? {
-            Some(size) if size == len => Ok(PutOutcome::Stored),
-            found => Err(StoreError::Backend {
-                op: "verify",
-                key: key.to_string(),
-                message: format!("published {len} bytes, the bucket holds {found:?}"),
-            }),
-        }
+        self.verify_published(key, len).await
     }
 
     /// Every key under `rest` with its size, named by its last segment.
