@@ -211,6 +211,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Greedy decoding of `max_new_tokens` tokens, no stop strings.
+    fn greedy(max_new_tokens: usize) -> GenerationParams {
+        GenerationParams {
+            max_new_tokens,
+            temperature: None,
+            top_k: None,
+            top_p: None,
+            do_sample: false,
+            seed: 1,
+            stop: Vec::new(),
+        }
+    }
+
     const TOKENIZER: &str = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
         "normalizer":null,"pre_tokenizer":{"type":"WhitespaceSplit"},"post_processor":null,
         "decoder":null,"model":{"type":"WordLevel","vocab":{"<unk>":0,"a":1,"b":2},"unk_token":"<unk>"}}"#;
@@ -329,15 +342,7 @@ mod tests {
         let Model::Decoder(decoder) = model else {
             panic!("a decoder")
         };
-        let params = GenerationParams {
-            max_new_tokens: 5,
-            temperature: None,
-            top_k: None,
-            top_p: None,
-            do_sample: false,
-            seed: 1,
-            stop: Vec::new(),
-        };
+        let params = greedy(5);
         let mut pieces = Vec::new();
         let first = decoder
             .generate("a b", &params, true, &mut |piece, id| {
@@ -445,15 +450,7 @@ mod tests {
         let Model::Decoder(decoder) = model else {
             panic!("a decoder")
         };
-        let params = GenerationParams {
-            max_new_tokens: 4,
-            temperature: None,
-            top_k: None,
-            top_p: None,
-            do_sample: false,
-            seed: 1,
-            stop: Vec::new(),
-        };
+        let params = greedy(4);
         let first = decoder
             .generate("a b", &params, true, &mut |_, _| true)
             .expect("generates");
