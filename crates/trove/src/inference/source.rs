@@ -17,6 +17,7 @@ use crate::repos::safetensors::{self, INDEX_FILE, SINGLE_FILE};
 use crate::repos::{RepoRef, resolve, with_git};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
 use trove_git::{Entry, EntryKind};
 use trove_infer::{GGUF_MAX_HEADER_BYTES, ModelFiles};
 use trove_types::{GitOid, RepoType};
@@ -195,9 +196,55 @@ fn choose_gguf(
     }
 }
 
+/// What the headers of GGUF files already read said (the memory their weights take), by the
+/// blob that names the content (for an LFS file its pointer, which holds the SHA-256): the
+/// answer depends on the bytes only, so it holds in every repository and never goes stale.
+/// Without it every request re-read a header of up to 16 MiB (a large vocabulary) before
+/// anything else. Bounded: emptied when [`GGUF_FACTS_KEPT`] entries are reached.
+static GGUF_FACTS: LazyLock<Mutex<HashMap<GitOid, u64>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// GGUF headers remembered at most.
+const GGUF_FACTS_KEPT: usize = 4096;
+
+fn remembered_gguf(blob: &GitOid) -> Option<u64> {
+    GGUF_FACTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(blob)
+        .copied()
+}
+
+fn remember_gguf(blob: GitOid, memory_bytes: u64) {
+    let mut facts = GGUF_FACTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if facts.len() >= GGUF_FACTS_KEPT {
+        facts.clear();
+    }
+    facts.insert(blob, memory_bytes);
+}
+
+/// The memory a GGUF file's weights will take, from its header: remembered, or read — as
+/// far as it goes, within the header budget — and checked.
+async fn gguf_header(
+    state: &Context,
+    repo: &RepoRef,
+    path: &str,
+    entry: &EntryKind,
+) -> ApiResult<u64> {
+    let EntryKind::File { blob, .. } = entry else {
+        return Err(ApiError::BadRequest(format!("{path} is a folder")));
+    };
+    if let Some(memory_bytes) = remembered_gguf(blob) {
+        return Ok(memory_bytes);
+    }
+    let memory_bytes = read_gguf_header(state, repo, path, entry).await?;
+    remember_gguf(blob.clone(), memory_bytes);
+    Ok(memory_bytes)
+}
+
 /// Reads a GGUF file's header — as far as it goes, within the header budget — and checks it;
 /// the memory its weights will take.
-async fn gguf_header(
+async fn read_gguf_header(
     state: &Context,
     repo: &RepoRef,
     path: &str,
@@ -377,6 +424,26 @@ async fn read_whole(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gguf_header_is_remembered_by_its_blob_and_the_memory_stays_bounded() {
+        let oid = |n: usize| GitOid::parse(&format!("{n:040x}")).expect("oid");
+        // Far from the first ids, so no other test's blob is taken for one of these.
+        let first = oid(1 << 40);
+        assert_eq!(remembered_gguf(&first), None);
+        remember_gguf(first.clone(), 123);
+        assert_eq!(remembered_gguf(&first), Some(123));
+        for n in 0..GGUF_FACTS_KEPT {
+            remember_gguf(oid((1 << 41) + n), n as u64);
+        }
+        let kept = GGUF_FACTS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        assert!(kept <= GGUF_FACTS_KEPT, "{kept} entries kept");
+        let last = oid((1 << 41) + GGUF_FACTS_KEPT - 1);
+        assert_eq!(remembered_gguf(&last), Some(GGUF_FACTS_KEPT as u64 - 1));
+    }
 
     fn listing(paths: &[&str]) -> HashMap<String, EntryKind> {
         let blob = GitOid::parse(&"a".repeat(40)).expect("oid");
