@@ -35,6 +35,7 @@ pub async fn run_default(
         &query,
         Requested::Default,
         wait,
+        query.get("gguf_file"),
     )
     .await?;
     run_task(&state, ready, body).await
@@ -58,36 +59,16 @@ pub async fn run_pipeline(
         &query,
         Requested::Pipeline(&task),
         wait,
+        query.get("gguf_file"),
     )
     .await?;
     run_task(&state, ready, body).await
 }
 
-async fn prepare(
-    state: &AppState,
-    caller: &Caller,
-    ns: &str,
-    name: &str,
-    query: &QueryParams,
-    requested: Requested<'_>,
-    wait: Option<bool>,
-) -> ApiResult<Ready> {
-    prepare_gguf(
-        state,
-        caller,
-        ns,
-        name,
-        query,
-        requested,
-        wait,
-        query.get("gguf_file"),
-    )
-    .await
-}
-
-/// [`prepare`] with the request's choice of a GGUF file.
+/// Resolves, checks and loads (or finds loaded) the model a request names; `gguf` is the
+/// request's choice of a GGUF file, if any.
 #[allow(clippy::too_many_arguments)]
-async fn prepare_gguf(
+async fn prepare(
     state: &AppState,
     caller: &Caller,
     ns: &str,
@@ -625,7 +606,7 @@ pub async fn chat_completions(
             .and_then(Value::as_str)
             .filter(|m| m.to_ascii_lowercase().ends_with(".gguf"))
     });
-    let ready = prepare_gguf(
+    let ready = prepare(
         &state,
         &caller,
         &ns,
