@@ -271,12 +271,22 @@ pub fn page_response<T: Serialize>(
     items: Vec<T>,
     next: Option<Cursor>,
 ) -> Response {
+    with_next_link(state, uri, next, Json(items))
+}
+
+/// `body` with the `Link` header of the next page, when there is one.
+fn with_next_link(
+    state: &AppState,
+    uri: &Uri,
+    next: Option<Cursor>,
+    body: impl IntoResponse,
+) -> Response {
     match next {
         Some(c) => {
             let url = next_page_url(state, uri, &format_cursor(c));
-            ([link_header(&url)], Json(items)).into_response()
+            ([link_header(&url)], body).into_response()
         }
-        None => Json(items).into_response(),
+        None => body.into_response(),
     }
 }
 
@@ -428,13 +438,7 @@ pub async fn list(
 fn json_page_response(state: &AppState, uri: &Uri, body: Bytes, next: Option<Cursor>) -> Response {
     // What `Json` sets.
     let content_type = [(header::CONTENT_TYPE, "application/json")];
-    match next {
-        Some(c) => {
-            let url = next_page_url(state, uri, &format_cursor(c));
-            (content_type, [link_header(&url)], body).into_response()
-        }
-        None => (content_type, body).into_response(),
-    }
+    with_next_link(state, uri, next, (content_type, body))
 }
 
 #[cfg(test)]
