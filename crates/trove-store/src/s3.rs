@@ -659,20 +659,44 @@ impl S3Store {
     /// staging file". The share is returned when the buffer drops or its PUT is answered.
     pub fn xorb_buffer(&self, max_len: u64) -> Option<XorbBuffer> {
         let cap = usize::try_from(max_len).ok()?;
+        // A spare buffer when one is large enough (the smallest such): the budget then
+        // counts its whole capacity, since its pages are resident.
+        let spare = self.spare_buffers.lock().ok().and_then(|mut spare| {
+            let at = (0..spare.len())
+                .filter(|&i| spare[i].capacity() >= cap)
+                .min_by_key(|&i| spare[i].capacity())?;
+            Some(spare.swap_remove(at))
+        });
+        if let Some(buffer) = spare {
+            let held = buffer.capacity() as u64;
+            if let Ok(permit) =
+                Arc::clone(&self.pack_memory).try_acquire_many_owned(mib_permits(held))
+            {
+                return Some(XorbBuffer {
+                    bytes: buffer,
+                    cap,
+                    _permit: permit,
+                });
+            }
+            self.keep_spare(buffer);
+        }
         let permit = Arc::clone(&self.pack_memory)
             .try_acquire_many_owned(mib_permits(max_len))
             .ok()?;
-        let spare = self
-            .spare_buffers
-            .lock()
-            .ok()
-            .and_then(|mut spare| spare.pop())
-            .filter(|b| b.capacity() >= cap);
         Some(XorbBuffer {
-            bytes: spare.unwrap_or_else(|| Vec::with_capacity(cap)),
+            bytes: Vec::with_capacity(cap),
             cap,
             _permit: permit,
         })
+    }
+
+    /// Keeps an emptied xorb buffer for reuse: the [`SPARE_XORB_BUFFERS`] largest are kept.
+    fn keep_spare(&self, emptied: Vec<u8>) {
+        if let Ok(mut spare) = self.spare_buffers.lock() {
+            spare.push(emptied);
+            spare.sort_by_key(|b| std::cmp::Reverse(b.capacity()));
+            spare.truncate(SPARE_XORB_BUFFERS);
+        }
     }
 
     /// Upload a xorb packed in memory ([`Self::xorb_buffer`]) to its key unless present (one
@@ -689,11 +713,8 @@ impl S3Store {
         let XorbBuffer { bytes, _permit, .. } = buffer;
         let bytes = Bytes::from(bytes);
         let outcome = self.put_bytes(&key, bytes.clone()).await;
-        if let Some(emptied) = reclaim(bytes)
-            && let Ok(mut spare) = self.spare_buffers.lock()
-            && spare.len() < SPARE_XORB_BUFFERS
-        {
-            spare.push(emptied);
+        if let Some(emptied) = reclaim(bytes) {
+            self.keep_spare(emptied);
         }
         outcome
     }
