@@ -719,6 +719,59 @@ impl S3Store {
         outcome
     }
 
+    /// Receives a client's xorb body (at most `limit` bytes) into memory, as the pieces it
+    /// arrived in, if the node-wide [`PACK_MEMORY`] has room for `limit` bytes now (never
+    /// waits): `None` means "stage it in a file". Its PUT then sends those very pieces
+    /// ([`Self::publish_received_xorb`]): no staging file written and read back, no copy.
+    pub fn xorb_pieces(&self, limit: u64) -> Option<XorbPieces> {
+        let permit = Arc::clone(&self.pack_memory)
+            .try_acquire_many_owned(mib_permits(limit))
+            .ok()?;
+        Some(XorbPieces {
+            pieces: Vec::new(),
+            len: 0,
+            limit,
+            _permit: permit,
+        })
+    }
+
+    /// Uploads a validated client xorb received into memory (its first `content_len` bytes)
+    /// to its key unless present (one PUT of its pieces), then reads its size back.
+    pub async fn publish_received_xorb(
+        &self,
+        received: XorbPieces,
+        hash_hex: &str,
+        content_len: u64,
+    ) -> Result<PutOutcome, StoreError> {
+        let key = self.xorb_key(hash_hex);
+        if self.head(&key).await?.is_some() {
+            return Ok(PutOutcome::AlreadyPresent);
+        }
+        if received.len < content_len {
+            return Err(StoreError::Backend {
+                op: "put",
+                key: key.to_string(),
+                message: format!("{} bytes received, {content_len} to publish", received.len),
+            });
+        }
+        let mut left = content_len;
+        let payload: PutPayload = received
+            .pieces
+            .iter()
+            .map_while(|piece| {
+                let n = (piece.len() as u64).min(left);
+                left -= n;
+                (n > 0).then(|| piece.slice(..n as usize))
+            })
+            .collect();
+        self.bucket
+            .put(&key, payload)
+            .await
+            .map_err(backend("put", &key))?;
+        drop(received);
+        self.verify_published(&key, content_len).await
+    }
+
     pub async fn has_xorb(&self, hash_hex: &str) -> Result<bool, StoreError> {
         Ok(self.head(&self.xorb_key(hash_hex)).await?.is_some())
     }
@@ -860,6 +913,37 @@ impl io::Write for XorbBuffer {
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// A client's xorb body held in memory as the pieces it arrived in (S3 mode,
+/// [`S3Store::xorb_pieces`]), with its share of the node's memory budget.
+#[derive(Debug)]
+pub struct XorbPieces {
+    pieces: Vec<Bytes>,
+    len: u64,
+    limit: u64,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl XorbPieces {
+    /// Appends the next piece of the body; a body past the limit is refused.
+    pub fn push(&mut self, piece: Bytes) -> Result<(), StoreError> {
+        self.len += piece.len() as u64;
+        if self.len > self.limit {
+            return Err(StoreError::TooLarge { limit: self.limit });
+        }
+        if !piece.is_empty() {
+            self.pieces.push(piece);
+        }
+        Ok(())
+    }
+    /// Bytes received so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 

@@ -393,12 +393,7 @@ struct Stage {
     timings: Timings,
 }
 
-fn run_stage(
-    db: Db,
-    store: Store,
-    size: u64,
-    mut rx: mpsc::Receiver<Msg>,
-) -> ApiResult<Packed> {
+fn run_stage(db: Db, store: Store, size: u64, mut rx: mpsc::Receiver<Msg>) -> ApiResult<Packed> {
     let cpu_start = thread_cpu_time();
     let shrink_tail = store.is_remote();
     let mut stage = Stage {
@@ -787,7 +782,10 @@ mod tests {
         // Never above the client's cap, never below the floor.
         for size in [1, 5 * mib, 9 * mib, 100 * mib, 10 << 30] {
             for limit in tail_xorbs(size) {
-                assert!((TAIL_MIN..=pack::MAX_PACKED_BYTES).contains(&limit), "{size}");
+                assert!(
+                    (TAIL_MIN..=pack::MAX_PACKED_BYTES).contains(&limit),
+                    "{size}"
+                );
             }
         }
     }
@@ -797,7 +795,10 @@ mod tests {
         for size in [1u64, 4 << 20, 8 << 20] {
             let limit = tail_limit(size);
             // Room for every record: a header per 8 KiB chunk, plus the last one's.
-            assert!(limit >= size + size.div_ceil(8192) * RECORD_HEADER, "{size}");
+            assert!(
+                limit >= size + size.div_ceil(8192) * RECORD_HEADER,
+                "{size}"
+            );
         }
     }
 }
