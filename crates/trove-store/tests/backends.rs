@@ -9,9 +9,7 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use std::io::{self, Read};
 use std::time::Duration;
-use trove_store::{
-    PutOutcome, ReceivedXorb, S3Checksum, S3Config, Sha256Hex, Store, StoreError,
-};
+use trove_store::{PutOutcome, ReceivedXorb, S3Checksum, S3Config, Sha256Hex, Store, StoreError};
 
 fn body(data: &[u8], piece: usize) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + Unpin {
     let parts: Vec<Result<Bytes, io::Error>> = data
@@ -491,7 +489,11 @@ async fn received_xorbs_publish_from_memory_or_staging() {
             .await
             .expect("receive");
         let in_memory = matches!(received, ReceivedXorb::Memory(_));
-        assert_eq!(in_memory, name == "s3", "{name}: held in memory in S3 mode only");
+        assert_eq!(
+            in_memory,
+            name == "s3",
+            "{name}: held in memory in S3 mode only"
+        );
         if in_memory {
             assert!(tmp_is_empty(&store), "{name}: nothing staged on disk");
         }
@@ -505,7 +507,10 @@ async fn received_xorbs_publish_from_memory_or_staging() {
             .await
             .expect("open")
             .expect("present");
-        assert!(collect(read).await == chunks, "{name}: the footer is not published");
+        assert!(
+            collect(read).await == chunks,
+            "{name}: the footer is not published"
+        );
         assert_eq!(
             store.xorb_size(&hex).await.expect("size"),
             Some(chunks.len() as u64),
@@ -527,7 +532,10 @@ async fn received_xorbs_publish_from_memory_or_staging() {
             .receive_xorb(body(&chunks, 1000), 100_000)
             .await
             .expect_err("limit");
-        assert!(matches!(err, StoreError::TooLarge { limit: 100_000 }), "{name}");
+        assert!(
+            matches!(err, StoreError::TooLarge { limit: 100_000 }),
+            "{name}"
+        );
         assert!(tmp_is_empty(&store), "{name}: no temp file left");
 
         // With the node's budget for in-memory xorbs used up, it is staged instead.
