@@ -24,7 +24,8 @@
 //! lists such files.)
 //!
 //! Memory: at most [`DEPTH`] batches waiting for the stage (backpressure slows the upload to
-//! the stage's pace), [`LOOKUP_BATCH`] bytes of chunks waiting for their lookup, a write
+//! the stage's pace), [`LOOKUP_BATCH`] bytes of chunks waiting for their lookup (in at most
+//! [`JOIN_BUFFERS`] buffers of [`JOIN_CAPACITY`], reused once their chunks are packed), a write
 //! buffer per xorb being filled (in S3 mode the xorb itself, up to 64 MiB, and the
 //! [`READY_BYTES`] on their way, all within the node-wide budget), plus 48 bytes per chunk of
 //! the file — whatever its size.
