@@ -11,6 +11,7 @@
 # Env: BENCH_S3_MIB (512)      object size
 #      BENCH_ROUNDS (3)        rounds; medians are reported
 #      BENCH_DIR (/var/tmp)    where the temp dir goes (on the disk under test, not tmpfs)
+#      BENCH_S3_UPLOAD_ONLY    1: the direct PUT and the Trove upload only (no downloads)
 #      TROVE_BIN               the trove binary (default: $CARGO_TARGET_DIR/release/trove)
 #
 # The S3 server is s3s-fs, as scripts/test.sh builds it (cached in ~/.cache/trove-tools).
@@ -81,7 +82,8 @@ echo "bench/s3.sh: $MIB MiB object, $ROUNDS rounds; s3s-fs $S3S_VERSION on :$S3_
 "$PY" "$ROOT/bench/s3_bench.py" --s3-endpoint "$ENDPOINT" --bucket bench \
     --trove "http://127.0.0.1:$TROVE_PORT" --token "$(cat "$WORK/trove/admin-token")" \
     --file "$WORK/object.bin" --size-mib "$MIB" --rounds "$ROUNDS" \
-    --trove-pid "$TROVE_PID" --s3-pid "$S3_PID"
+    --trove-pid "$TROVE_PID" --s3-pid "$S3_PID" \
+    $([[ "${BENCH_S3_UPLOAD_ONLY:-0}" == 1 ]] && echo --upload-only)
 
 # Where each Trove upload's time went on the server (receive + SHA-256, the packing stage's
 # CPU, waiting for xorbs on their way to the bucket, records): the `storage.lfs_ingested` lines.

@@ -106,6 +106,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--trove-pid", type=int, help="to report Trove's CPU per GiB uploaded")
     ap.add_argument("--s3-pid", type=int, help="to report the S3 server's CPU per GiB uploaded")
+    ap.add_argument("--upload-only", action="store_true",
+                    help="the direct PUT and the Trove upload only (no downloads, no commit)")
     a = ap.parse_args()
     key, secret = os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
     size = a.size_mib << 20
@@ -129,9 +131,10 @@ def main() -> int:
         assert r.status_code == 200, r.text[:300]
         res["direct_put"].append(time.perf_counter() - t)
         res["cpu_s3_direct"].append(cpu_secs(a.s3_pid) - s3_cpu)
-        secs, n = timed_get(http, url, sigv4_headers("GET", url, key, secret, a.region))
-        assert n == size
-        res["direct_get"].append(secs)
+        if not a.upload_only:
+            secs, n = timed_get(http, url, sigv4_headers("GET", url, key, secret, a.region))
+            assert n == size
+            res["direct_get"].append(secs)
 
         # Through Trove, in a fresh repo.
         name = f"bench-{rnd}-{int(time.time())}"
@@ -156,6 +159,8 @@ def main() -> int:
         res["trove_upload"].append(time.perf_counter() - t)
         res["cpu_s3_upload"].append(cpu_secs(a.s3_pid) - s3_cpu)
         res["cpu_trove_upload"].append(cpu_secs(a.trove_pid) - trove_cpu)
+        if a.upload_only:
+            continue
         lines = [json.dumps({"key": "header", "value": {"summary": "bench", "description": ""}}),
                  json.dumps({"key": "lfsFile", "value": {"path": "big.bin", "algo": "sha256",
                                                           "oid": oid, "size": size}})]
@@ -185,14 +190,16 @@ def main() -> int:
         res["trove_redirect"].append(time.perf_counter() - t)
         assert fetched >= size * 0.99, (fetched, size)
 
-    med = {k: statistics.median(v) for k, v in res.items()}
+    med = {k: statistics.median(v) for k, v in res.items() if v}
     rate = {k: mib / v for k, v in med.items() if not k.startswith("cpu_")}
     print(f"object: {mib:.0f} MiB, {a.rounds} rounds, medians")
     print(f"  direct S3 PUT          {rate['direct_put']:8.1f} MiB/s")
-    print(f"  direct S3 GET          {rate['direct_get']:8.1f} MiB/s")
+    if not a.upload_only:
+        print(f"  direct S3 GET          {rate['direct_get']:8.1f} MiB/s")
     print(f"  Trove upload (LFS)     {rate['trove_upload']:8.1f} MiB/s   ratio {rate['trove_upload'] / rate['direct_put']:.2f}x of direct PUT")
-    print(f"  Trove download stream  {rate['trove_stream']:8.1f} MiB/s   ratio {rate['trove_stream'] / rate['direct_get']:.2f}x of direct GET")
-    print(f"  Trove download redirect{rate['trove_redirect']:8.1f} MiB/s   ratio {rate['trove_redirect'] / rate['direct_get']:.2f}x of direct GET")
+    if not a.upload_only:
+        print(f"  Trove download stream  {rate['trove_stream']:8.1f} MiB/s   ratio {rate['trove_stream'] / rate['direct_get']:.2f}x of direct GET")
+        print(f"  Trove download redirect{rate['trove_redirect']:8.1f} MiB/s   ratio {rate['trove_redirect'] / rate['direct_get']:.2f}x of direct GET")
     if a.trove_pid and a.s3_pid:
         gib = size / (1 << 30)
         print("CPU seconds per GiB uploaded (medians; user + system, whole process):")

@@ -44,8 +44,10 @@ pub use durable::PutOutcome;
 pub use error::StoreError;
 pub use local::LocalStore;
 pub use read::{READ_CHUNK, read_chunks};
-pub use s3::{ByteStream, LocalCopy, S3Checksum, S3Config, S3Store, SINGLE_PUT_MAX, XorbBuffer};
-pub use store::{ReadyXorb, Store, TrashedXorb};
+pub use s3::{
+    ByteStream, LocalCopy, S3Checksum, S3Config, S3Store, SINGLE_PUT_MAX, XorbBuffer, XorbPieces,
+};
+pub use store::{ReadyXorb, ReceivedXorb, Store, TrashedXorb};
 pub use stream::WRITE_BATCH;
 pub use trove_types::Sha256Hex;
 pub use xorbs::StagedXorb;

@@ -659,20 +659,44 @@ impl S3Store {
     /// staging file". The share is returned when the buffer drops or its PUT is answered.
     pub fn xorb_buffer(&self, max_len: u64) -> Option<XorbBuffer> {
         let cap = usize::try_from(max_len).ok()?;
+        // A spare buffer when one is large enough (the smallest such): the budget then
+        // counts its whole capacity, since its pages are resident.
+        let spare = self.spare_buffers.lock().ok().and_then(|mut spare| {
+            let at = (0..spare.len())
+                .filter(|&i| spare[i].capacity() >= cap)
+                .min_by_key(|&i| spare[i].capacity())?;
+            Some(spare.swap_remove(at))
+        });
+        if let Some(buffer) = spare {
+            let held = buffer.capacity() as u64;
+            if let Ok(permit) =
+                Arc::clone(&self.pack_memory).try_acquire_many_owned(mib_permits(held))
+            {
+                return Some(XorbBuffer {
+                    bytes: buffer,
+                    cap,
+                    _permit: permit,
+                });
+            }
+            self.keep_spare(buffer);
+        }
         let permit = Arc::clone(&self.pack_memory)
             .try_acquire_many_owned(mib_permits(max_len))
             .ok()?;
-        let spare = self
-            .spare_buffers
-            .lock()
-            .ok()
-            .and_then(|mut spare| spare.pop())
-            .filter(|b| b.capacity() >= cap);
         Some(XorbBuffer {
-            bytes: spare.unwrap_or_else(|| Vec::with_capacity(cap)),
+            bytes: Vec::with_capacity(cap),
             cap,
             _permit: permit,
         })
+    }
+
+    /// Keeps an emptied xorb buffer for reuse: the [`SPARE_XORB_BUFFERS`] largest are kept.
+    fn keep_spare(&self, emptied: Vec<u8>) {
+        if let Ok(mut spare) = self.spare_buffers.lock() {
+            spare.push(emptied);
+            spare.sort_by_key(|b| std::cmp::Reverse(b.capacity()));
+            spare.truncate(SPARE_XORB_BUFFERS);
+        }
     }
 
     /// Upload a xorb packed in memory ([`Self::xorb_buffer`]) to its key unless present (one
@@ -689,13 +713,63 @@ impl S3Store {
         let XorbBuffer { bytes, _permit, .. } = buffer;
         let bytes = Bytes::from(bytes);
         let outcome = self.put_bytes(&key, bytes.clone()).await;
-        if let Some(emptied) = reclaim(bytes)
-            && let Ok(mut spare) = self.spare_buffers.lock()
-            && spare.len() < SPARE_XORB_BUFFERS
-        {
-            spare.push(emptied);
+        if let Some(emptied) = reclaim(bytes) {
+            self.keep_spare(emptied);
         }
         outcome
+    }
+
+    /// Receives a client's xorb body (at most `limit` bytes) into memory, as the pieces it
+    /// arrived in, if the node-wide [`PACK_MEMORY`] has room for `limit` bytes now (never
+    /// waits): `None` means "stage it in a file". Its PUT then sends those very pieces
+    /// ([`Self::publish_received_xorb`]): no staging file written and read back, no copy.
+    pub fn xorb_pieces(&self, limit: u64) -> Option<XorbPieces> {
+        let permit = Arc::clone(&self.pack_memory)
+            .try_acquire_many_owned(mib_permits(limit))
+            .ok()?;
+        Some(XorbPieces {
+            pieces: Vec::new(),
+            len: 0,
+            limit,
+            _permit: permit,
+        })
+    }
+
+    /// Uploads a validated client xorb received into memory (its first `content_len` bytes)
+    /// to its key unless present (one PUT of its pieces), then reads its size back.
+    pub async fn publish_received_xorb(
+        &self,
+        received: XorbPieces,
+        hash_hex: &str,
+        content_len: u64,
+    ) -> Result<PutOutcome, StoreError> {
+        let key = self.xorb_key(hash_hex);
+        if self.head(&key).await?.is_some() {
+            return Ok(PutOutcome::AlreadyPresent);
+        }
+        if received.len < content_len {
+            return Err(StoreError::Backend {
+                op: "put",
+                key: key.to_string(),
+                message: format!("{} bytes received, {content_len} to publish", received.len),
+            });
+        }
+        let mut left = content_len;
+        let payload: PutPayload = received
+            .pieces
+            .iter()
+            .map_while(|piece| {
+                let n = (piece.len() as u64).min(left);
+                left -= n;
+                (n > 0).then(|| piece.slice(..n as usize))
+            })
+            .collect();
+        self.bucket
+            .put(&key, payload)
+            .await
+            .map_err(backend("put", &key))?;
+        drop(received);
+        self.verify_published(&key, content_len).await
     }
 
     pub async fn has_xorb(&self, hash_hex: &str) -> Result<bool, StoreError> {
@@ -839,6 +913,37 @@ impl io::Write for XorbBuffer {
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// A client's xorb body held in memory as the pieces it arrived in (S3 mode,
+/// [`S3Store::xorb_pieces`]), with its share of the node's memory budget.
+#[derive(Debug)]
+pub struct XorbPieces {
+    pieces: Vec<Bytes>,
+    len: u64,
+    limit: u64,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl XorbPieces {
+    /// Appends the next piece of the body; a body past the limit is refused.
+    pub fn push(&mut self, piece: Bytes) -> Result<(), StoreError> {
+        self.len += piece.len() as u64;
+        if self.len > self.limit {
+            return Err(StoreError::TooLarge { limit: self.limit });
+        }
+        if !piece.is_empty() {
+            self.pieces.push(piece);
+        }
+        Ok(())
+    }
+    /// Bytes received so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 

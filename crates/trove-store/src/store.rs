@@ -6,7 +6,7 @@ use crate::durable::PutOutcome;
 use crate::error::StoreError;
 use crate::local::LocalStore;
 use crate::read::read_chunks;
-use crate::s3::{ByteStream, LocalCopy, S3Config, S3Store, XorbBuffer};
+use crate::s3::{ByteStream, LocalCopy, S3Config, S3Store, XorbBuffer, XorbPieces};
 use crate::xorbs::StagedXorb;
 use bytes::Bytes;
 use futures_util::Stream;
@@ -36,6 +36,15 @@ pub enum ReadyXorb {
     Local(StagedXorb),
     /// In the bucket already: whether this upload put it there.
     Remote(PutOutcome),
+}
+
+/// A client's xorb body received, not yet published (see [`Store::receive_xorb`]).
+#[derive(Debug)]
+pub enum ReceivedXorb {
+    /// In a local staging file.
+    Staged(StagedXorb),
+    /// In memory, as the pieces it arrived in (S3 mode).
+    Memory(XorbPieces),
 }
 
 /// A xorb that garbage collection moved aside (see [`Store::trash_xorb`]).
@@ -229,6 +238,44 @@ impl Store {
         S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
     {
         self.staging().stage_xorb(body, limit).await
+    }
+
+    /// Receives a client's xorb body of at most `limit` bytes to be validated and then
+    /// published ([`Self::publish_received_xorb`]). In S3 mode it is held in memory while the
+    /// node's budget for xorbs has room (it never waits), so that its PUT sends the pieces as
+    /// they arrived; otherwise (and always locally) it is staged in a file.
+    pub async fn receive_xorb<S>(&self, mut body: S, limit: u64) -> Result<ReceivedXorb, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin,
+    {
+        if let Store::S3(s) = self
+            && let Some(mut held) = s.xorb_pieces(limit)
+        {
+            while let Some(piece) = futures_util::StreamExt::next(&mut body).await {
+                held.push(piece.map_err(StoreError::Body)?)?;
+            }
+            return Ok(ReceivedXorb::Memory(held));
+        }
+        Ok(ReceivedXorb::Staged(self.stage_xorb(body, limit).await?))
+    }
+
+    /// Publishes a validated xorb [`Self::receive_xorb`] received (its first `content_len`
+    /// bytes), as [`Self::publish_xorb`] does.
+    pub async fn publish_received_xorb(
+        &self,
+        received: ReceivedXorb,
+        hash_hex: &str,
+        content_len: u64,
+    ) -> Result<PutOutcome, StoreError> {
+        match (self, received) {
+            (_, ReceivedXorb::Staged(staged)) => {
+                self.publish_xorb(staged, hash_hex, content_len).await
+            }
+            (Store::S3(s), ReceivedXorb::Memory(held)) => {
+                s.publish_received_xorb(held, hash_hex, content_len).await
+            }
+            (Store::Local(_), ReceivedXorb::Memory(_)) => Err(mismatched()),
+        }
     }
 
     /// See [`LocalStore::create_staged_xorb`] (blocking).

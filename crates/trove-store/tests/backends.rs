@@ -9,7 +9,7 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use std::io::{self, Read};
 use std::time::Duration;
-use trove_store::{PutOutcome, S3Checksum, S3Config, Sha256Hex, Store, StoreError};
+use trove_store::{PutOutcome, ReceivedXorb, S3Checksum, S3Config, Sha256Hex, Store, StoreError};
 
 fn body(data: &[u8], piece: usize) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + Unpin {
     let parts: Vec<Result<Bytes, io::Error>> = data
@@ -471,6 +471,93 @@ async fn xorbs_packed_in_memory_go_to_the_bucket_within_the_budget() {
         drop(held);
         assert!(store.xorb_buffer(xorb).is_some(), "given back on drop");
         assert!(tmp_is_empty(&store), "nothing staged on disk");
+    }
+}
+
+/// A client's xorb body is received (in memory in S3 mode while the budget has room, else
+/// staged), published once validated (its first `content_len` bytes), create-if-absent;
+/// one past its limit is refused and leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn received_xorbs_publish_from_memory_or_staging() {
+    for (name, store, _dir) in backends().await {
+        let chunks = pattern(300_000, 11);
+        let mut with_footer = chunks.clone();
+        with_footer.extend_from_slice(b"FOOTER");
+        let hex = "ef".repeat(32);
+        let received = store
+            .receive_xorb(body(&with_footer, 17_000), 1 << 20)
+            .await
+            .expect("receive");
+        let in_memory = matches!(received, ReceivedXorb::Memory(_));
+        assert_eq!(
+            in_memory,
+            name == "s3",
+            "{name}: held in memory in S3 mode only"
+        );
+        if in_memory {
+            assert!(tmp_is_empty(&store), "{name}: nothing staged on disk");
+        }
+        let outcome = store
+            .publish_received_xorb(received, &hex, chunks.len() as u64)
+            .await
+            .expect("publish");
+        assert_eq!(outcome, PutOutcome::Stored, "{name}");
+        let read = store
+            .open_xorb_range(&hex, 0, chunks.len() as u64)
+            .await
+            .expect("open")
+            .expect("present");
+        assert!(
+            collect(read).await == chunks,
+            "{name}: the footer is not published"
+        );
+        assert_eq!(
+            store.xorb_size(&hex).await.expect("size"),
+            Some(chunks.len() as u64),
+            "{name}"
+        );
+        let again = store
+            .receive_xorb(body(&chunks, 4096), 1 << 20)
+            .await
+            .expect("receive again");
+        assert_eq!(
+            store
+                .publish_received_xorb(again, &hex, chunks.len() as u64)
+                .await
+                .expect("again"),
+            PutOutcome::AlreadyPresent,
+            "{name}"
+        );
+        let err = store
+            .receive_xorb(body(&chunks, 1000), 100_000)
+            .await
+            .expect_err("limit");
+        assert!(
+            matches!(err, StoreError::TooLarge { limit: 100_000 }),
+            "{name}"
+        );
+        assert!(tmp_is_empty(&store), "{name}: no temp file left");
+
+        // With the node's budget for in-memory xorbs used up, it is staged instead.
+        let held: Vec<_> = std::iter::from_fn(|| store.xorb_buffer(64 << 20)).collect();
+        assert!(held.len() <= 6, "{name}");
+        let hex2 = "ee".repeat(32);
+        let received = store
+            .receive_xorb(body(&chunks, 65_536), 1 << 20)
+            .await
+            .expect("receive");
+        assert!(matches!(received, ReceivedXorb::Staged(_)), "{name}");
+        store
+            .publish_received_xorb(received, &hex2, chunks.len() as u64)
+            .await
+            .expect("publish staged");
+        assert_eq!(
+            store.xorb_size(&hex2).await.expect("size"),
+            Some(chunks.len() as u64),
+            "{name}"
+        );
+        drop(held);
+        assert!(tmp_is_empty(&store), "{name}: the staging file is gone");
     }
 }
 

@@ -49,7 +49,7 @@ where
     let (body, validator) = validate_alongside(body, hash);
     let staged = state
         .store
-        .stage_xorb(body, xorb::MAX_XORB_UPLOAD_BYTES)
+        .receive_xorb(body, xorb::MAX_XORB_UPLOAD_BYTES)
         .await;
     let receive = clock.elapsed();
     let clock = Instant::now();
@@ -70,7 +70,7 @@ where
     {
         state
             .store
-            .publish_xorb(staged, &hash.hex(), index.stored_len())
+            .publish_received_xorb(staged, &hash.hex(), index.stored_len())
             .await?;
         let record = XorbRecord {
             stored_bytes: index.stored_len(),

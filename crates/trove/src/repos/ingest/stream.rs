@@ -10,7 +10,9 @@
 //! ([`trove_store::Store::xorb_buffer`]; the bucket's answer to the PUT is what makes them
 //! durable, a local copy would only be written and read back). A full xorb is made durable
 //! beside the upload ([`trove_store::Store::ready_xorb`]: fsynced locally, uploaded to its
-//! key in S3 mode), at most [`READY_DEPTH`] at a time.
+//! key in S3 mode), at most [`READY_BYTES`] of them at a time. In S3 mode the last xorbs of
+//! an upload are smaller ([`tail_limit`]), so that little is left to send once the body has
+//! arrived.
 //!
 //! Nothing is visible before the body is verified: only once its SHA-256 and size match the
 //! oid does the stage get the end of the stream; then the xorbs are published (locally a
@@ -22,9 +24,10 @@
 //! lists such files.)
 //!
 //! Memory: at most [`DEPTH`] batches waiting for the stage (backpressure slows the upload to
-//! the stage's pace), [`LOOKUP_BATCH`] bytes of chunks waiting for their lookup, a write
+//! the stage's pace), [`LOOKUP_BATCH`] bytes of chunks waiting for their lookup (in at most
+//! [`JOIN_BUFFERS`] buffers of [`JOIN_CAPACITY`], reused once their chunks are packed), a write
 //! buffer per xorb being filled (in S3 mode the xorb itself, up to 64 MiB, and the
-//! [`READY_DEPTH`] on their way, all within the node-wide budget), plus 48 bytes per chunk of
+//! [`READY_BYTES`] on their way, all within the node-wide budget), plus 48 bytes per chunk of
 //! the file — whatever its size.
 
 use super::{Ingested, Place, Timings, log_ingested, terms_of, xorb_record};
@@ -34,7 +37,7 @@ use crate::error::{ApiError, ApiResult};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::time::{Duration, Instant};
@@ -57,8 +60,17 @@ pub(crate) const BATCH: usize = 1 << 20;
 const DEPTH: usize = 4;
 /// Bytes of chunks looked up in the chunk index in one query.
 const LOOKUP_BATCH: u64 = 8 << 20;
-/// Full xorbs being made durable (fsynced, or uploaded to the bucket) at once.
-const READY_DEPTH: usize = 2;
+/// Bytes of full xorbs being made durable (fsynced, or uploaded to the bucket) at once: two
+/// full-size xorbs, or more of the smaller ones that end an upload in S3 mode.
+const READY_BYTES: u64 = 2 * pack::MAX_PACKED_BYTES;
+/// In S3 mode, the smallest xorb [`tail_limit`] shrinks the last xorbs of an upload to.
+const TAIL_MIN: u64 = 4 << 20;
+/// Capacity of a buffer a batch is joined into (a batch is [`BATCH`] bytes and part of the
+/// piece that crossed it).
+const JOIN_CAPACITY: usize = BATCH + BATCH / 2;
+/// Join buffers kept for reuse: those the chunks waiting for their lookup still point into
+/// ([`LOOKUP_BATCH`] and the tail), and those freed since.
+const JOIN_BUFFERS: usize = 12;
 /// Write buffer of the staging file of the xorb being filled.
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -86,7 +98,7 @@ where
     let (tx, rx) = mpsc::channel::<Msg>(DEPTH);
     let stage = {
         let (db, store) = (state.db.clone(), (*state.store).clone());
-        tokio::task::spawn_blocking(move || run_stage(db, store, rx))
+        tokio::task::spawn_blocking(move || run_stage(db, store, size, rx))
     };
     let verified = verify_body(body, oid, size, Some(&tx)).await;
     if let Err(e) = verified {
@@ -301,6 +313,8 @@ enum Readying {
 struct FullXorb {
     hash: XetHash,
     index: XorbIndex,
+    /// Its stored bytes.
+    len: u64,
     ready: Readying,
 }
 
@@ -347,6 +361,8 @@ struct Filling {
     packer: XorbPacker<Sink>,
     /// Bytes of records so far, counted before compression (see [`pack::fits`]).
     bytes: u64,
+    /// Bytes of records it is closed at (see [`tail_limit`]).
+    limit: u64,
 }
 
 /// The packing stage's state.
@@ -354,10 +370,18 @@ struct Stage {
     db: Db,
     store: Store,
     handle: Handle,
+    /// Bytes of the whole body.
+    size: u64,
+    /// Whether the last xorbs are made smaller ([`tail_limit`]; S3 mode).
+    shrink_tail: bool,
     chunker: StreamChunker,
     found: Vec<StreamChunk>,
     /// Bytes after the last chunk boundary: the start of the next chunk.
     tail: Bytes,
+    /// The buffers batches were joined into, oldest first: reused once nothing points into
+    /// them any more (a fresh one costs a page fault and a zeroed page per 4 KiB, which was
+    /// a sixth of the server's CPU per uploaded byte).
+    joined: VecDeque<Bytes>,
     /// Chunks cut but not yet looked up, with their bytes.
     pending: Vec<(StreamChunk, Bytes)>,
     pending_bytes: u64,
@@ -370,15 +394,19 @@ struct Stage {
     timings: Timings,
 }
 
-fn run_stage(db: Db, store: Store, mut rx: mpsc::Receiver<Msg>) -> ApiResult<Packed> {
+fn run_stage(db: Db, store: Store, size: u64, mut rx: mpsc::Receiver<Msg>) -> ApiResult<Packed> {
     let cpu_start = thread_cpu_time();
+    let shrink_tail = store.is_remote();
     let mut stage = Stage {
         db,
         store,
         handle: Handle::current(),
+        size,
+        shrink_tail,
         chunker: StreamChunker::default(),
         found: Vec::new(),
         tail: Bytes::new(),
+        joined: VecDeque::new(),
         pending: Vec::new(),
         pending_bytes: 0,
         chunks: Vec::new(),
@@ -422,11 +450,16 @@ impl Stage {
         let buf = if batch.len() == 1 {
             batch.pop().unwrap_or_default()
         } else {
-            let mut joined = Vec::with_capacity(batch.iter().map(Bytes::len).sum());
+            let mut joined = self.join_buffer(batch.iter().map(Bytes::len).sum());
             for piece in &batch {
                 joined.extend_from_slice(piece);
             }
-            Bytes::from(joined)
+            let joined = Bytes::from(joined);
+            if self.joined.len() == JOIN_BUFFERS {
+                self.joined.pop_front();
+            }
+            self.joined.push_back(joined.clone());
+            joined
         };
         drop(batch);
         self.chunker.feed(&buf, &mut self.found);
@@ -436,6 +469,23 @@ impl Stage {
             self.resolve_pending()?;
         }
         Ok(())
+    }
+
+    /// An empty buffer for `need` bytes: the oldest join buffer if nothing points into it any
+    /// more, else a new one.
+    fn join_buffer(&mut self, need: usize) -> Vec<u8> {
+        if let Some(oldest) = self.joined.pop_front() {
+            match oldest.try_into_mut() {
+                Ok(mut free) if free.capacity() >= need => {
+                    free.clear();
+                    return Vec::from(free);
+                }
+                // Too small for this batch: let it go.
+                Ok(_) => {}
+                Err(still_used) => self.joined.push_front(still_used),
+            }
+        }
+        Vec::with_capacity(need.max(JOIN_CAPACITY))
     }
 
     /// Moves the chunks the chunker found in `buf` (after [`Self::tail`]) to `pending`, with
@@ -518,17 +568,20 @@ impl Stage {
     /// Appends a new chunk to the xorb being filled (starting another when it is full).
     fn pack_chunk(&mut self, c: &StreamChunk, bytes: &[u8]) -> ApiResult<(usize, u32)> {
         let len = u64::from(c.len);
-        if self
-            .filling
-            .as_ref()
-            .is_some_and(|f| !pack::fits(f.packer.len(), f.bytes, len))
-        {
+        if self.filling.as_ref().is_some_and(|f| {
+            !pack::fits(f.packer.len(), f.bytes, len) || f.bytes + RECORD_HEADER + len > f.limit
+        }) {
             self.close_xorb()?;
         }
         let filling = match &mut self.filling {
             Some(f) => f,
             None => {
-                let sink = match self.store.xorb_buffer(pack::MAX_PACKED_BYTES) {
+                let limit = if self.shrink_tail {
+                    tail_limit(self.size.saturating_sub(c.offset))
+                } else {
+                    pack::MAX_PACKED_BYTES
+                };
+                let sink = match self.store.xorb_buffer(limit) {
                     Some(buffer) => Sink::Memory(buffer),
                     None => {
                         let (staged, out) = self.store.create_staged_xorb()?;
@@ -541,6 +594,7 @@ impl Stage {
                 self.filling.insert(Filling {
                     packer: XorbPacker::new(sink),
                     bytes: 0,
+                    limit,
                 })
             }
         };
@@ -550,12 +604,13 @@ impl Stage {
             .packer
             .push_hashed(bytes, c.hash)
             .map_err(ApiError::internal)?;
-        filling.bytes += 8 + len;
+        filling.bytes += RECORD_HEADER + len;
         Ok((self.full.len(), index))
     }
 
     /// Finishes the xorb being filled and starts making it durable beside the upload,
-    /// waiting first while [`READY_DEPTH`] others are still on their way.
+    /// waiting first while the others still on their way would make more than
+    /// [`READY_BYTES`] with it.
     fn close_xorb(&mut self) -> ApiResult<()> {
         let Some(Filling { packer, .. }) = self.filling.take() else {
             return Ok(());
@@ -578,13 +633,16 @@ impl Stage {
             }
         };
         let clock = Instant::now();
-        let in_flight = self
-            .full
-            .iter()
-            .filter(|f| matches!(f.ready, Readying::Pending(_)))
-            .count();
-        if in_flight >= READY_DEPTH {
-            self.settle(in_flight + 1 - READY_DEPTH)?;
+        loop {
+            let pending = self
+                .full
+                .iter()
+                .filter(|f| matches!(f.ready, Readying::Pending(_)));
+            let (count, bytes) = pending.fold((0, 0), |(n, b), f| (n + 1, b + f.len));
+            if count == 0 || bytes + len <= READY_BYTES {
+                break;
+            }
+            self.settle(1)?;
         }
         let store = self.store.clone();
         let hex = xorb.hex();
@@ -598,6 +656,7 @@ impl Stage {
         self.full.push(FullXorb {
             hash: xorb,
             index,
+            len,
             ready: Readying::Pending(job),
         });
         Ok(())
@@ -667,6 +726,25 @@ impl Stage {
     }
 }
 
+/// Bytes of a chunk record's header in a xorb.
+const RECORD_HEADER: u64 = 8;
+
+/// Bytes of records (headers included) at which a xorb is closed in S3 mode when its first
+/// chunk has `remaining` bytes of the body from its start on. There, the xorbs still on their
+/// way to the bucket when the body has arrived are what the client's answer waits for: the
+/// last xorbs of an upload are made smaller (about half of what remains, down to [`TAIL_MIN`])
+/// so that what is left to send at the end is a few MiB, not up to two full xorbs. What
+/// remains when it is at most twice [`TAIL_MIN`] goes into one xorb.
+fn tail_limit(remaining: u64) -> u64 {
+    let limit = if remaining <= 2 * TAIL_MIN {
+        // Every chunk but the last is at least 8 KiB: at most one 8-byte header per KiB.
+        remaining + remaining / 1024 + 2 * RECORD_HEADER
+    } else {
+        remaining / 2
+    };
+    limit.clamp(TAIL_MIN, pack::MAX_PACKED_BYTES)
+}
+
 /// CPU time of the calling thread so far.
 fn thread_cpu_time() -> Option<Duration> {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
@@ -674,4 +752,54 @@ fn thread_cpu_time() -> Option<Duration> {
         u64::try_from(t.tv_sec).ok()?,
         u32::try_from(t.tv_nsec).ok()?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The xorb limits one upload of `size` bytes of new chunks gets in S3 mode (chunks taken
+    /// as exactly filling each limit).
+    fn tail_xorbs(size: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < size {
+            let limit = tail_limit(size - at);
+            out.push(limit);
+            at += limit;
+        }
+        out
+    }
+
+    #[test]
+    fn the_last_xorbs_of_an_upload_shrink_to_a_few_mib() {
+        let mib = 1 << 20;
+        let sizes = tail_xorbs(512 * mib);
+        assert_eq!(sizes[..7], [64 * mib; 7]);
+        assert_eq!(sizes[7..10], [32 * mib, 16 * mib, 8 * mib]);
+        let last = *sizes.last().expect("xorbs");
+        assert!(last <= 8 * mib + 8 * mib / 1024 + 16, "{sizes:?}");
+        assert!(sizes.len() <= 11, "{sizes:?}");
+        // Never above the client's cap, never below the floor.
+        for size in [1, 5 * mib, 9 * mib, 100 * mib, 10 << 30] {
+            for limit in tail_xorbs(size) {
+                assert!(
+                    (TAIL_MIN..=pack::MAX_PACKED_BYTES).contains(&limit),
+                    "{size}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_small_upload_stays_one_xorb() {
+        for size in [1u64, 4 << 20, 8 << 20] {
+            let limit = tail_limit(size);
+            // Room for every record: a header per 8 KiB chunk, plus the last one's.
+            assert!(
+                limit >= size + size.div_ceil(8192) * RECORD_HEADER,
+                "{size}"
+            );
+        }
+    }
 }
