@@ -14,6 +14,8 @@ pub struct AuthRuntime {
     pub failures: ratelimit::FailureLimiter,
     pub anonymous_validate: ratelimit::FailureLimiter,
     touched: Mutex<HashMap<i64, Instant>>,
+    /// What recently seen tokens resolve to (see `auth/token_cache.rs`).
+    pub tokens: crate::auth::token_cache::TokenCache,
 }
 
 /// A token's last-used time is written at most this often.
@@ -31,6 +33,7 @@ impl AuthRuntime {
                 ratelimit::ANONYMOUS_VALIDATE_REFILL,
             ),
             touched: Mutex::new(HashMap::new()),
+            tokens: crate::auth::token_cache::TokenCache::new(config.token_cache_ttl()),
         }
     }
 
