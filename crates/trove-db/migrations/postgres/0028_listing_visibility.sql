@@ -5,7 +5,8 @@
 
 ALTER TABLE repo_index ADD COLUMN private BOOLEAN NOT NULL DEFAULT FALSE;
 
-UPDATE repo_index SET private = r.private FROM repos r WHERE r.id = repo_index.repo_id;
+-- Only the private ones change (the default is FALSE): every other row stays as it is.
+UPDATE repo_index SET private = TRUE WHERE repo_id IN (SELECT id FROM repos WHERE private);
 
 CREATE OR REPLACE FUNCTION repos_after_insert_index() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

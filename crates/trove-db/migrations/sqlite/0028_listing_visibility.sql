@@ -10,7 +10,9 @@
 
 ALTER TABLE repo_index ADD COLUMN private INTEGER NOT NULL DEFAULT 0 CHECK (private IN (0, 1));
 
-UPDATE repo_index SET private = (SELECT r.private FROM repos r WHERE r.id = repo_index.repo_id);
+-- Only the private ones change: rewriting every (wide) row would copy the whole table
+-- through the WAL.
+UPDATE repo_index SET private = 1 WHERE repo_id IN (SELECT id FROM repos WHERE private = 1);
 
 DROP TRIGGER repos_after_insert_index;
 CREATE TRIGGER repos_after_insert_index AFTER INSERT ON repos BEGIN
