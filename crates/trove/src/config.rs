@@ -485,7 +485,7 @@ pub struct AuthConfig {
     /// How long a token's resolution (owner, memberships) may be reused, in ms (`None`:
     /// [`DEFAULT_TOKEN_CACHE_MS`]; 0 disables the cache). Revocations, disabled users and
     /// membership changes on this node take effect at once; this bounds how late those made
-    /// by another node or another process take effect (see `auth/token_cache.rs`).
+    /// by another node or another process take effect (see `throttle/token_cache.rs`).
     pub token_cache_ms: Option<u64>,
 }
 

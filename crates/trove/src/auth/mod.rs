@@ -7,7 +7,6 @@
 pub mod password;
 pub mod policy;
 pub mod token;
-pub mod token_cache;
 
 pub use crate::throttle::AuthRuntime;
 pub use policy::Access;
@@ -164,7 +163,7 @@ async fn identify(parts: &Parts, state: &Context) -> Result<Caller, ApiError> {
             let token_hash = hash_token(&secret);
             let now = Instant::now();
             // Read before the lookup: a resolution is kept only if no account write
-            // completed in between (see token_cache.rs).
+            // completed in between (see throttle/token_cache.rs).
             let epoch = state.db.account_epoch();
             let resolved = match state.auth.tokens.get(&token_hash, epoch, now, now_ms) {
                 Some(hit) => hit,
@@ -174,7 +173,7 @@ async fn identify(parts: &Parts, state: &Context) -> Result<Caller, ApiError> {
                         return Err(failed(state, ip));
                     };
                     let orgs = state.db.memberships(user.id).await?;
-                    let resolved = token_cache::Resolved { token, user, orgs };
+                    let resolved = crate::throttle::token_cache::Resolved { token, user, orgs };
                     state
                         .auth
                         .tokens
@@ -182,7 +181,7 @@ async fn identify(parts: &Parts, state: &Context) -> Result<Caller, ApiError> {
                     resolved
                 }
             };
-            let token_cache::Resolved { token, user, orgs } = resolved;
+            let crate::throttle::token_cache::Resolved { token, user, orgs } = resolved;
             if state.auth.should_touch(token.id, now) {
                 let db = state.db.clone();
                 tokio::spawn(async move {

@@ -2,6 +2,7 @@
 //! anonymous validate-yaml budget and the token last-used throttle.
 
 pub mod ratelimit;
+pub mod token_cache;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,8 +15,8 @@ pub struct AuthRuntime {
     pub failures: ratelimit::FailureLimiter,
     pub anonymous_validate: ratelimit::FailureLimiter,
     touched: Mutex<HashMap<i64, Instant>>,
-    /// What recently seen tokens resolve to (see `auth/token_cache.rs`).
-    pub tokens: crate::auth::token_cache::TokenCache,
+    /// What recently seen tokens resolve to (see `token_cache.rs`).
+    pub tokens: token_cache::TokenCache,
 }
 
 /// A token's last-used time is written at most this often.
@@ -33,7 +34,7 @@ impl AuthRuntime {
                 ratelimit::ANONYMOUS_VALIDATE_REFILL,
             ),
             touched: Mutex::new(HashMap::new()),
-            tokens: crate::auth::token_cache::TokenCache::new(config.token_cache_ttl()),
+            tokens: token_cache::TokenCache::new(config.token_cache_ttl()),
         }
     }
 

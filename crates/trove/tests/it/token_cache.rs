@@ -1,4 +1,4 @@
-//! Signed-in requests through the token cache (`auth/token_cache.rs`): what a token resolves
+//! Signed-in requests through the token cache (`throttle/token_cache.rs`): what a token resolves
 //! to is reused, but a revocation, a disabled user or a membership change made on this node
 //! takes effect for the very next request; one made by another process on the same database
 //! within the cache's TTL.

@@ -28,7 +28,7 @@ use trove_db::{Membership, Token, TokenRole, User};
 /// Entries kept at most (a few hundred bytes each).
 pub const MAX_ENTRIES: usize = 4096;
 
-/// A resolved token: everything a request's [`super::Caller`] is made of.
+/// A resolved token: everything a request's `Caller` is made of.
 #[derive(Clone, Debug)]
 pub struct Resolved {
     pub token: Token,
@@ -59,7 +59,7 @@ impl Inner {
     }
 }
 
-/// The cache; one per process (in [`crate::throttle::AuthRuntime`]).
+/// The cache; one per process (in [`super::AuthRuntime`]).
 pub struct TokenCache {
     ttl: Duration,
     inner: Mutex<Inner>,
