@@ -95,6 +95,9 @@ pub struct Db {
     /// Writes that can change a listing's answer, completed on this handle (see
     /// `listing_epoch.rs`).
     listing_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Writes that can change who a token identifies or what they belong to, completed on
+    /// this handle (see `listing_epoch.rs`).
+    account_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Db {
@@ -103,6 +106,7 @@ impl Db {
             pool,
             lock_sessions: Default::default(),
             listing_epoch: Default::default(),
+            account_epoch: Default::default(),
         }
     }
 

@@ -12,6 +12,12 @@
 //! file fetched, and a cache may show them a little late (the Hub's are late too). Writes by
 //! another process or another node on the same database are not seen either; a cache must
 //! expire its entries for those.
+//!
+//! The account epoch is the same kind of counter for what a token resolves to: it moves
+//! after every write that can change a token's owner as seen by a request — a token
+//! revoked, a user disabled or renamed, a membership granted, changed or withdrawn — so a
+//! cache of identified tokens in front of [`Db::token_owner_by_hash`] and
+//! [`Db::memberships`] keeps nothing older than such a write on this handle.
 
 use crate::Db;
 use std::sync::Arc;
@@ -37,5 +43,17 @@ impl Db {
     /// epoch moves once the write is over, whichever way the method returns.
     pub(crate) fn changing_listings(&self) -> Changing {
         Changing(Arc::clone(&self.listing_epoch))
+    }
+
+    /// How many writes that can change what a token resolves to (its owner, the owner's
+    /// state and memberships) have completed on this handle. Read it before resolving a
+    /// token; a resolution is current while it has not moved.
+    pub fn account_epoch(&self) -> u64 {
+        self.account_epoch.load(Ordering::Acquire)
+    }
+
+    /// The guard of a write method that can change what a token resolves to.
+    pub(crate) fn changing_accounts(&self) -> Changing {
+        Changing(Arc::clone(&self.account_epoch))
     }
 }

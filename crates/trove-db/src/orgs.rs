@@ -125,6 +125,7 @@ impl Db {
 
     /// Adds a member or changes their role. `NotFound` if the org or user does not exist.
     pub async fn set_org_member(&self, org_id: i64, user_id: i64, role: OrgRole) -> Result<()> {
+        let _changing = self.changing_accounts();
         with_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO org_members (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
@@ -143,6 +144,7 @@ impl Db {
 
     /// Removes a member; `false` if they were not one.
     pub async fn remove_org_member(&self, org_id: i64, user_id: i64) -> Result<bool> {
+        let _changing = self.changing_accounts();
         with_pool!(self, pool => {
             let done = sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2")
                 .bind(org_id)

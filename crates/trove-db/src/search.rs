@@ -132,6 +132,17 @@ impl SortKey {
         }
     }
 
+    /// The SQLite index that holds `(repo_type, value, repo_id, private)` for this order.
+    fn index(self) -> &'static str {
+        match self {
+            SortKey::Downloads => "repo_index_downloads",
+            SortKey::Likes => "repo_index_likes",
+            SortKey::LastModified => "repo_index_last_modified",
+            SortKey::CreatedAt => "repo_index_created_at",
+            SortKey::TrendingScore => "repo_index_trending",
+        }
+    }
+
     fn value(self, index: &RepoIndex, repo: &Repo) -> i64 {
         match self {
             SortKey::Downloads => index.downloads,
@@ -307,6 +318,52 @@ where
             }
             if !repo_ids.is_empty() {
                 qb.push(" OR r.id IN (");
+                let mut list = qb.separated(", ");
+                for id in repo_ids {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+            }
+            qb.push(")");
+        }
+        Visibility::All => {}
+    }
+}
+
+/// The visibility filter of a listing, on repo_index's copy of `private` (`ri`): a private
+/// repository of an allowed namespace is found through the repos name index, so public ones
+/// never need their repos row.
+fn push_index_visibility<'a, DB>(
+    qb: &mut QueryBuilder<'a, DB>,
+    repo_type: RepoType,
+    visibility: &Visibility,
+) where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    match visibility {
+        Visibility::Public => {
+            qb.push(" AND ri.private = FALSE");
+        }
+        Visibility::PublicAnd {
+            namespaces,
+            repo_ids,
+        } => {
+            qb.push(" AND (ri.private = FALSE");
+            if !namespaces.is_empty() {
+                qb.push(" OR ri.repo_id IN (SELECT n.id FROM repos n WHERE n.repo_type = ");
+                qb.push_bind(repo_type.as_str());
+                qb.push(" AND n.namespace IN (");
+                let mut list = qb.separated(", ");
+                for ns in namespaces {
+                    list.push_bind(ns.clone());
+                }
+                qb.push("))");
+            }
+            if !repo_ids.is_empty() {
+                qb.push(" OR ri.repo_id IN (");
                 let mut list = qb.separated(", ");
                 for id in repo_ids {
                     list.push_bind(*id);
@@ -551,19 +608,48 @@ impl Db {
                 );
             }
 
+            // The author's size decides between its index and the sort walk (SQLite only).
+            let author_drives = match &q.author {
+                Some(author) if backend == Backend::Sqlite => {
+                    self.author_is_selective(q.repo_type, author).await?
+                }
+                _ => false,
+            };
+            let search_drives = drive_search.iter().any(|&d| d);
+            // repos is joined only when a condition reads it (an author, a gate, a search term
+            // matched against the name): visibility, type and the sort values are all in
+            // repo_index's narrow indexes.
+            let join_repos =
+                q.author.is_some() || q.gated.is_some() || drive_search.iter().any(|&d| !d);
+            // On SQLite the plan is named, not left to statistics that may predate an index:
+            // candidates found by id (facets, search terms, an author's repositories) are
+            // checked in repo_index_listing, one probe each; otherwise the sort order's index
+            // is walked, and it carries `private` too.
+            let from = match backend {
+                Backend::Postgres => "repo_index ri".to_owned(),
+                Backend::Sqlite if drive_facets || search_drives || author_drives => {
+                    "repo_index ri INDEXED BY repo_index_listing".to_owned()
+                }
+                Backend::Sqlite => format!("repo_index ri INDEXED BY {}", q.sort.index()),
+            };
             let mut qb: QueryBuilder<'_, _> = QueryBuilder::new(format!(
                 "SELECT {REPO_COLUMNS_R}, {INDEX_COLUMNS} FROM (SELECT ri.repo_id AS id, {} AS v \
-                 FROM repo_index ri JOIN repos r ON r.id = ri.repo_id WHERE ri.repo_type = ",
-                q.sort.column()
+                 FROM {from}{} WHERE ri.repo_type = ",
+                q.sort.column(),
+                if join_repos {
+                    " JOIN repos r ON r.id = ri.repo_id"
+                } else {
+                    ""
+                },
             ));
             qb.push_bind(q.repo_type.as_str());
-            push_visibility(&mut qb, &q.visibility);
+            push_index_visibility(&mut qb, q.repo_type, &q.visibility);
             if let Some(author) = &q.author {
                 // `r.repo_type` lets the (repo_type, namespace, name) index find a small author's
                 // repos; for a prolific one, `+` keeps that index out and the sort index walks.
                 if backend == Backend::Postgres {
                     qb.push(" AND r.namespace = ");
-                } else if self.author_is_selective(q.repo_type, author).await? {
+                } else if author_drives {
                     qb.push(" AND r.repo_type = ");
                     qb.push_bind(q.repo_type.as_str());
                     qb.push(" AND r.namespace = ");

@@ -268,6 +268,7 @@ impl Db {
 
     /// Deletes the user's token named `name`; `false` if there was none.
     pub async fn revoke_token(&self, user_id: i64, name: &str) -> Result<bool> {
+        let _changing = self.changing_accounts();
         with_pool!(self, pool => {
             let done = sqlx::query("DELETE FROM tokens WHERE user_id = $1 AND name = $2")
                 .bind(user_id)

@@ -103,6 +103,7 @@ impl Db {
     /// Sets (or with `None` clears) a user's display name, validated by the caller;
     /// `false` if no such user exists.
     pub async fn set_user_fullname(&self, user_id: i64, fullname: Option<&str>) -> Result<bool> {
+        let _changing = self.changing_accounts();
         with_pool!(self, pool => {
             let done = sqlx::query("UPDATE users SET fullname = $1 WHERE id = $2")
                 .bind(fullname)
@@ -135,6 +136,7 @@ impl Db {
 
     /// Disables or re-enables an account; `false` if no such user exists.
     pub async fn set_user_disabled(&self, user_id: i64, disabled: bool) -> Result<bool> {
+        let _changing = self.changing_accounts();
         with_pool!(self, pool => {
             let done = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
                 .bind(disabled)

@@ -59,6 +59,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "true or false: whether visitors may create their own account at /signup (default false)",
     ),
     (
+        "TROVE_TOKEN_CACHE_MS",
+        "how long a token's owner and memberships are reused, in ms (default 1000; 0: never); bounds how late another node's revocation takes effect",
+    ),
+    (
         "TROVE_SPACES_SUBDOMAIN_BASE",
         "serve each Space's app at {ns}-{name}.<this domain> too (e.g. spaces.hub.example)",
     ),
@@ -478,6 +482,21 @@ pub struct AuthConfig {
     pub failure_refill_secs: u64,
     /// Whether visitors may create their own account at `/signup` (`[auth] allow_signup`).
     pub allow_signup: bool,
+    /// How long a token's resolution (owner, memberships) may be reused, in ms (`None`:
+    /// [`DEFAULT_TOKEN_CACHE_MS`]; 0 disables the cache). Revocations, disabled users and
+    /// membership changes on this node take effect at once; this bounds how late those made
+    /// by another node or another process take effect (see `throttle/token_cache.rs`).
+    pub token_cache_ms: Option<u64>,
+}
+
+/// How long a token's resolution is reused by default, in milliseconds.
+pub const DEFAULT_TOKEN_CACHE_MS: u64 = 1000;
+
+impl AuthConfig {
+    /// How long a token's resolution may be reused; zero when it is never cached.
+    pub fn token_cache_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.token_cache_ms.unwrap_or(DEFAULT_TOKEN_CACHE_MS))
+    }
 }
 
 /// Git over HTTP (clone, fetch, push).
@@ -541,6 +560,7 @@ impl Default for Config {
                 failure_burst: 20,
                 failure_refill_secs: 3,
                 allow_signup: false,
+                token_cache_ms: None,
             },
             spaces: SpacesConfig {
                 enabled: true,
@@ -642,6 +662,7 @@ struct FileMetrics {
 #[serde(deny_unknown_fields)]
 struct FileAuth {
     allow_signup: Option<bool>,
+    token_cache_ms: Option<u64>,
 }
 
 /// `[log]` of the TOML file.
@@ -793,8 +814,9 @@ impl Config {
         if let Some(v) = file.auth_failure_refill_secs {
             self.auth.failure_refill_secs = v;
         }
-        if let Some(v) = file.auth.and_then(|f| f.allow_signup) {
-            self.auth.allow_signup = v;
+        if let Some(f) = file.auth {
+            self.auth.allow_signup = f.allow_signup.unwrap_or(self.auth.allow_signup);
+            self.auth.token_cache_ms = f.token_cache_ms.or(self.auth.token_cache_ms);
         }
         if let Some(f) = file.log {
             self.log.access = f.access.unwrap_or(self.log.access);
@@ -914,6 +936,9 @@ impl Config {
         }
         if let Some(v) = env_bool("TROVE_AUTH_ALLOW_SIGNUP")? {
             self.auth.allow_signup = v;
+        }
+        if let Some(v) = env_u64("TROVE_TOKEN_CACHE_MS")? {
+            self.auth.token_cache_ms = Some(v);
         }
         if let Some(v) = std::env::var_os("TROVE_SPACES_CACHE").filter(|v| !v.is_empty()) {
             self.spaces.cache_dir = PathBuf::from(v);

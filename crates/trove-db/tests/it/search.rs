@@ -325,3 +325,73 @@ async fn card_parses_are_stored_once_per_blob_and_go_with_the_repo(db) -> TestRe
     Ok(())
 }
 }
+
+trove_db::backend_tests! {
+async fn every_plan_follows_a_change_of_visibility(db) -> TestResult {
+    // repo_index keeps its own copy of `private` (0028): each listing plan reads it there, so
+    // a repository made private must leave the public answer of every plan at once, and
+    // come back when made public again.
+    let alice = user(&db, "alice").await;
+    let target = model(&db, alice.id, "alice/flip-bert", false, 50).await;
+    db.write_repo_index(target.id, &update(&["rare-tag", "en"], None, None))
+        .await?;
+    for i in 0..30 {
+        let other = model(&db, alice.id, &format!("bob/filler-{i}"), false, i).await;
+        db.write_repo_index(other.id, &update(&["en"], None, None))
+            .await?;
+    }
+    let public = query(Visibility::Public);
+    let plans = {
+        let mut walk = public.clone();
+        walk.limit = 50;
+        let mut facets = public.clone();
+        facets.tags = vec!["rare-tag".into(), "en".into()];
+        let mut search = public.clone();
+        search.search = vec!["flip-bert".into()];
+        let mut short_search = public.clone();
+        short_search.search = vec!["fl".into()];
+        let mut author = public.clone();
+        author.author = Some("alice".into());
+        let mut gated = public.clone();
+        gated.gated = Some(false);
+        gated.limit = 50;
+        [walk, facets, search, short_search, author, gated]
+    };
+    let shows = |names: Vec<String>| names.iter().any(|n| n == "alice/flip-bert");
+    for q in &plans {
+        assert!(shows(names(&db, q).await), "public: {q:?}");
+    }
+
+    db.update_repo_settings(target.id, Some(true), None, None, None)
+        .await?;
+    for q in &plans {
+        assert!(!shows(names(&db, q).await), "made private: {q:?}");
+        let mut own = q.clone();
+        own.visibility = Visibility::public_and_namespace("alice");
+        assert!(shows(names(&db, &own).await), "its namespace: {q:?}");
+        own.visibility = Visibility::PublicAnd {
+            namespaces: vec!["bob".into()],
+            repo_ids: vec![target.id],
+        };
+        assert!(shows(names(&db, &own).await), "by id: {q:?}");
+        own.visibility = Visibility::public_and_namespace("bob");
+        assert!(!shows(names(&db, &own).await), "another namespace: {q:?}");
+        own.visibility = Visibility::All;
+        assert!(shows(names(&db, &own).await), "all: {q:?}");
+    }
+
+    db.update_repo_settings(target.id, Some(false), None, None, None)
+        .await?;
+    for q in &plans {
+        assert!(shows(names(&db, q).await), "public again: {q:?}");
+    }
+    // A repository created private is private in the index from its first row.
+    let born_private = model(&db, alice.id, "alice/born-private", true, 99).await;
+    db.write_repo_index(born_private.id, &update(&["rare-tag"], None, None))
+        .await?;
+    let mut facets = public.clone();
+    facets.tags = vec!["rare-tag".into()];
+    assert_eq!(names(&db, &facets).await, ["alice/flip-bert"]);
+    Ok(())
+}
+}

@@ -104,3 +104,44 @@ fn roles_round_trip() {
     }
     assert_eq!(TokenRole::parse("admin"), None);
 }
+
+trove_db::backend_tests! {
+async fn account_writes_move_the_account_epoch(db) -> TestResult {
+    // A cache of token resolutions trusts this counter: every write that can change what a
+    // token resolves to must move it once it has returned, and reads must not.
+    let alice = user(&db, "alice").await;
+    db.create_token(alice.id, "laptop", TokenRole::Read, b"hash-1", None, &[])
+        .await?;
+    let org = db
+        .create_org(&trove_types::RepoName::parse_namespace("acme")?, None)
+        .await?;
+    let mut last = db.account_epoch();
+    let mut moved = |what: &str| {
+        let now = db.account_epoch();
+        assert!(now > last, "{what} moves the account epoch");
+        last = now;
+    };
+    db.set_org_member(org.id, alice.id, trove_db::OrgRole::Write)
+        .await?;
+    moved("a membership granted");
+    db.set_org_member(org.id, alice.id, trove_db::OrgRole::Read)
+        .await?;
+    moved("a role changed");
+    db.remove_org_member(org.id, alice.id).await?;
+    moved("a membership withdrawn");
+    db.set_user_fullname(alice.id, Some("A")).await?;
+    moved("a display name");
+    db.set_user_disabled(alice.id, true).await?;
+    moved("a user disabled");
+    db.set_user_disabled(alice.id, false).await?;
+    moved("a user enabled");
+    db.revoke_token(alice.id, "laptop").await?;
+    moved("a token revoked");
+
+    let before = db.account_epoch();
+    db.token_owner_by_hash(b"hash-1", 0).await?;
+    db.memberships(alice.id).await?;
+    assert_eq!(db.account_epoch(), before, "reads leave it");
+    Ok(())
+}
+}

@@ -160,14 +160,29 @@ async fn identify(parts: &Parts, state: &Context) -> Result<Caller, ApiError> {
             let Some(secret) = header.to_str().ok().and_then(token::token_from_header) else {
                 return Err(failed(state, ip));
             };
-            let found = state
-                .db
-                .token_owner_by_hash(&hash_token(&secret), now_ms)
-                .await?;
-            let Some((token, user)) = found else {
-                return Err(failed(state, ip));
+            let token_hash = hash_token(&secret);
+            let now = Instant::now();
+            // Read before the lookup: a resolution is kept only if no account write
+            // completed in between (see throttle/token_cache.rs).
+            let epoch = state.db.account_epoch();
+            let resolved = match state.auth.tokens.get(&token_hash, epoch, now, now_ms) {
+                Some(hit) => hit,
+                None => {
+                    let found = state.db.token_owner_by_hash(&token_hash, now_ms).await?;
+                    let Some((token, user)) = found else {
+                        return Err(failed(state, ip));
+                    };
+                    let orgs = state.db.memberships(user.id).await?;
+                    let resolved = crate::throttle::token_cache::Resolved { token, user, orgs };
+                    state
+                        .auth
+                        .tokens
+                        .put(&token_hash, epoch, resolved.clone(), now);
+                    resolved
+                }
             };
-            if state.auth.should_touch(token.id, Instant::now()) {
+            let crate::throttle::token_cache::Resolved { token, user, orgs } = resolved;
+            if state.auth.should_touch(token.id, now) {
                 let db = state.db.clone();
                 tokio::spawn(async move {
                     if let Err(e) = db.touch_token(token.id, now_ms).await {
@@ -181,7 +196,11 @@ async fn identify(parts: &Parts, state: &Context) -> Result<Caller, ApiError> {
                 role: token.role,
                 scopes: token.scopes,
             };
-            return user_caller(state, user, credential).await;
+            return Ok(Caller::User {
+                user,
+                token: credential,
+                orgs,
+            });
         }
         let session = parts
             .headers

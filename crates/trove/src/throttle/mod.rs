@@ -2,6 +2,7 @@
 //! anonymous validate-yaml budget and the token last-used throttle.
 
 pub mod ratelimit;
+pub mod token_cache;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,6 +15,8 @@ pub struct AuthRuntime {
     pub failures: ratelimit::FailureLimiter,
     pub anonymous_validate: ratelimit::FailureLimiter,
     touched: Mutex<HashMap<i64, Instant>>,
+    /// What recently seen tokens resolve to (see `token_cache.rs`).
+    pub tokens: token_cache::TokenCache,
 }
 
 /// A token's last-used time is written at most this often.
@@ -31,6 +34,7 @@ impl AuthRuntime {
                 ratelimit::ANONYMOUS_VALIDATE_REFILL,
             ),
             touched: Mutex::new(HashMap::new()),
+            tokens: token_cache::TokenCache::new(config.token_cache_ttl()),
         }
     }
 

@@ -17,5 +17,6 @@ mod spaces;
 mod storage;
 mod storage_gc;
 mod storage_lfs_files;
+mod token_cache;
 mod web;
 mod webhooks;
