@@ -11,7 +11,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder, embedding, layer_norm};
 use candle_transformers::models::bert::{Config, HiddenAct};
 
-/// A dense layer with its weight stored as `[in, out]`.
+/// A dense layer (weight `[out, in]`, as stored).
 struct Dense {
     weight: Tensor,
     bias: Tensor,
@@ -22,7 +22,7 @@ impl Dense {
         Dense::stacked(vb, &[name], inputs, outputs)
     }
 
-    /// Several `[out, in]` layers with the same input as one `[in, Σ out]` layer.
+    /// Several layers with the same input as one `[Σ out, in]` layer.
     fn stacked(vb: &VarBuilder, names: &[&str], inputs: usize, outputs: usize) -> Result<Dense> {
         let mut weights = Vec::with_capacity(names.len());
         let mut biases = Vec::with_capacity(names.len());
@@ -31,14 +31,15 @@ impl Dense {
             biases.push(vb.get(outputs, &format!("{name}.bias"))?);
         }
         Ok(Dense {
-            weight: Tensor::cat(&weights, 0)?.t()?.contiguous()?,
+            weight: Tensor::cat(&weights, 0)?.contiguous()?,
             bias: Tensor::cat(&biases, 0)?,
         })
     }
 
-    /// `x · W + b` for `x`: `[tokens, in]`.
+    /// `x · Wᵀ + b` for `x`: `[tokens, in]`, computed as `(W · xᵀ)ᵀ` so that the weight is
+    /// the product's left side, read row after row, and the few tokens the right side.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.weight)?.broadcast_add(&self.bias)
+        self.weight.matmul(&x.t()?)?.t()?.broadcast_add(&self.bias)
     }
 }
 
