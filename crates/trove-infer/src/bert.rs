@@ -1,11 +1,13 @@
 //! The BERT encoder's forward pass (the backbone of the three encoder layouts), written for
 //! the CPU's short inputs rather than taken from `candle-transformers`: profiling a
 //! 12-token sentence through a MiniLM-shaped model showed most of the time in the matrix
-//! kernel re-packing each `[out, in]` weight (read through its transpose) on every call,
-//! then in a scalar `erf` for GELU. Here every dense weight is stored once, at load, as a
-//! contiguous `[in, out]` matrix (the layout the kernel reads without packing), the query,
-//! key and value projections are one product, and GELU's `erf` is a closed-form
-//! approximation (Abramowitz and Stegun 7.1.26, absolute error below 1.5e-7).
+//! kernel re-packing each `[out, in]` weight, read through its transpose as the right side
+//! of `x · Wᵀ`, on every call, then in a scalar `erf` for GELU. Here each dense product is
+//! computed as `(W · xᵀ)ᵀ`: the weight is the left side, read row after row as stored
+//! (memory order, which the prefetcher follows), and the few tokens the small right side
+//! that stays in cache; the query, key and value projections are one product, and GELU's
+//! `erf` is a closed-form approximation (Abramowitz and Stegun 7.1.26, absolute error
+//! below 1.5e-7).
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder, embedding, layer_norm};
@@ -92,7 +94,11 @@ impl Bert {
         }
         Ok(Bert {
             words: embedding(config.vocab_size, h, e.pp("word_embeddings"))?,
-            positions: embedding(config.max_position_embeddings, h, e.pp("position_embeddings"))?,
+            positions: embedding(
+                config.max_position_embeddings,
+                h,
+                e.pp("position_embeddings"),
+            )?,
             token_types: embedding(config.type_vocab_size, h, e.pp("token_type_embeddings"))?,
             embeddings_norm: layer_norm(h, eps, e.pp("LayerNorm"))?,
             layers,
@@ -108,7 +114,9 @@ impl Bert {
         let positions: Vec<u32> = (0..n as u32).collect();
         let x = (self.words.forward(&Tensor::new(ids, device)?)?
             + self.token_types.forward(&Tensor::new(type_ids, device)?)?)?;
-        let x = (x + self.positions.forward(&Tensor::new(positions.as_slice(), device)?)?)?;
+        let x = (x + self
+            .positions
+            .forward(&Tensor::new(positions.as_slice(), device)?)?)?;
         let mut x = self.embeddings_norm.forward(&x)?;
         for layer in &self.layers {
             x = self.layer(layer, &x)?;
@@ -212,9 +220,18 @@ mod tests {
         let device = candle_core::Device::Cpu;
         let (h, i) = (config.hidden_size, config.intermediate_size);
         let mut shapes: Vec<(String, Vec<usize>)> = vec![
-            ("embeddings.word_embeddings.weight".into(), vec![config.vocab_size, h]),
-            ("embeddings.position_embeddings.weight".into(), vec![config.max_position_embeddings, h]),
-            ("embeddings.token_type_embeddings.weight".into(), vec![config.type_vocab_size, h]),
+            (
+                "embeddings.word_embeddings.weight".into(),
+                vec![config.vocab_size, h],
+            ),
+            (
+                "embeddings.position_embeddings.weight".into(),
+                vec![config.max_position_embeddings, h],
+            ),
+            (
+                "embeddings.token_type_embeddings.weight".into(),
+                vec![config.type_vocab_size, h],
+            ),
             ("embeddings.LayerNorm.weight".into(), vec![h]),
             ("embeddings.LayerNorm.bias".into(), vec![h]),
         ];
@@ -258,14 +275,25 @@ mod tests {
         let device = candle_core::Device::Cpu;
         let vb = VarBuilder::from_tensors(random_bert(&config), DType::F32, &device);
         let ours = Bert::load(vb.clone(), &config).expect("ours");
-        let theirs = candle_transformers::models::bert::BertModel::load(vb, &config).expect("theirs");
+        let theirs =
+            candle_transformers::models::bert::BertModel::load(vb, &config).expect("theirs");
         let ids = [2u32, 7, 49, 0, 13, 13, 5];
         let types = [0u32, 0, 0, 1, 1, 1, 1];
-        let a = ours.forward(&ids, &types).expect("ours").to_vec2::<f32>().expect("values");
+        let a = ours
+            .forward(&ids, &types)
+            .expect("ours")
+            .to_vec2::<f32>()
+            .expect("values");
         let b = theirs
             .forward(
-                &Tensor::new(&ids[..], &device).expect("ids").unsqueeze(0).expect("batch"),
-                &Tensor::new(&types[..], &device).expect("types").unsqueeze(0).expect("batch"),
+                &Tensor::new(&ids[..], &device)
+                    .expect("ids")
+                    .unsqueeze(0)
+                    .expect("batch"),
+                &Tensor::new(&types[..], &device)
+                    .expect("types")
+                    .unsqueeze(0)
+                    .expect("batch"),
                 None,
             )
             .expect("theirs")
@@ -284,8 +312,15 @@ mod tests {
         let device = candle_core::Device::Cpu;
         let x = Tensor::new(&[[-4.0f32, -1.5, -0.3, 0.0], [0.2, 0.9, 2.5, 7.0]], &device)
             .expect("tensor");
-        let ours = gelu_erf(&x).expect("gelu").to_vec2::<f32>().expect("values");
-        let theirs = x.gelu_erf().expect("gelu").to_vec2::<f32>().expect("values");
+        let ours = gelu_erf(&x)
+            .expect("gelu")
+            .to_vec2::<f32>()
+            .expect("values");
+        let theirs = x
+            .gelu_erf()
+            .expect("gelu")
+            .to_vec2::<f32>()
+            .expect("values");
         for (a, b) in ours.iter().flatten().zip(theirs.iter().flatten()) {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         }

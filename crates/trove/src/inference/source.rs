@@ -105,9 +105,7 @@ pub async fn locate(
                 facts,
             )
         }
-        (None, Some(config)) => {
-            (config, safetensors_bytes(state, &repo, &root).await?)
-        }
+        (None, Some(config)) => (config, safetensors_bytes(state, &repo, &root).await?),
         (None, None) => {
             return Err(ApiError::BadRequest(format!(
                 "Model {model_id} has no config.json and no GGUF file: it cannot be run"
