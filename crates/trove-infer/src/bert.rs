@@ -70,7 +70,7 @@ impl Bert {
     pub fn load(vb: VarBuilder, config: &Config) -> Result<Bert> {
         let h = config.hidden_size;
         let heads = config.num_attention_heads;
-        if heads == 0 || h % heads != 0 {
+        if heads == 0 || !h.is_multiple_of(heads) {
             candle_core::bail!("hidden_size {h} is not a multiple of {heads} attention heads");
         }
         let eps = config.layer_norm_eps;

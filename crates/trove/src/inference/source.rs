@@ -611,4 +611,16 @@ mod tests {
         let folder = error(choose(&one, Some("dir.gguf"), None, false));
         assert!(folder.contains("no GGUF file"), "{folder}");
     }
+
+    #[test]
+    fn remembered_facts_are_bounded() {
+        let facts: Remembered<u32, &str> = Remembered::new(2);
+        assert_eq!(facts.get(&1), None);
+        facts.insert(1, "a");
+        facts.insert(2, "b");
+        assert_eq!((facts.get(&1), facts.get(&2)), (Some("a"), Some("b")));
+        facts.insert(3, "c");
+        assert_eq!(facts.get(&1), None, "emptied at the bound");
+        assert_eq!(facts.get(&3), Some("c"));
+    }
 }
