@@ -8,6 +8,8 @@
 #
 # Env: CARGO_TARGET_DIR   as for cargo (default ./target)
 #      TROVE_BIN          measure this trove binary instead of building one
+#      TROVE_BENCH_ROWS   the rows to measure, comma-separated (default all): tiny-encoder,
+#                         minilm-shaped, tiny-decoder, decoder-100m
 #      TROVE_BENCH_ONNX   where onnxruntime and onnx (bench/requirements-onnx.txt, pinned) are
 #                         installed with pip --target, apart from the test venv
 #                         (default /var/tmp/trove-bench-onnx; installed once)

@@ -11,6 +11,7 @@ table; the ratios are hub / onnxruntime and hub / numpy.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -90,17 +91,22 @@ def decoder_case(api, url, token, work, label, new_tokens, **shape):
 def main() -> None:
     url, token, work = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     api = HfApi(endpoint=url, token=token)
-    rows = [
-        encoder_case(api, url, token, work, "tiny-encoder"),
+    cases = {
+        "tiny-encoder": lambda: encoder_case(api, url, token, work, "tiny-encoder"),
         # all-MiniLM-L6-v2's shape: 30522-token table, 384 hidden, 6 layers, 12 heads, 1536
         # inner: 22.7M parameters.
-        encoder_case(api, url, token, work, "minilm-shaped", vocab=30522, hidden=384, layers=6,
-                     heads=12, inter=1536),
-        decoder_case(api, url, token, work, "tiny-decoder", 32),
+        "minilm-shaped": lambda: encoder_case(api, url, token, work, "minilm-shaped", vocab=30522,
+                                              hidden=384, layers=6, heads=12, inter=1536),
+        "tiny-decoder": lambda: decoder_case(api, url, token, work, "tiny-decoder", 32),
         # ~100M parameters without a large vocabulary: 768 hidden, 12 layers, 2048 inner.
-        decoder_case(api, url, token, work, "decoder-100m", 32, hidden=768, layers=12, heads=12,
-                     kv_heads=12, inter=2816, max_pos=512),
-    ]
+        "decoder-100m": lambda: decoder_case(api, url, token, work, "decoder-100m", 32, hidden=768,
+                                             layers=12, heads=12, kv_heads=12, inter=2816, max_pos=512),
+    }
+    wanted = [r for r in os.environ.get("TROVE_BENCH_ROWS", "").split(",") if r] or list(cases)
+    unknown = [r for r in wanted if r not in cases]
+    if unknown:
+        sys.exit(f"TROVE_BENCH_ROWS: unknown rows {unknown}; known: {list(cases)}")
+    rows = [cases[r]() for r in wanted]
     print(f"{'model':<16}{'params':>12}  {'unit':<14}{'hub':>10}{'onnxrt':>10}{'numpy':>10}"
           f"{'hub/ort':>9}{'hub/np':>8}")
     for label, params, unit, hub, ort, ref in rows:

@@ -2,11 +2,12 @@
 //! sentence embeddings pooled as the repository's sentence-transformers modules say, sequence
 //! classification, token classification and masked-token prediction.
 
+use crate::bert::{Bert, activate};
 use crate::text::{Encoded, Text, special_token};
 use crate::{InferError, ModelFiles, Result, architectures, guarded, load_weights};
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder, layer_norm, linear};
-use candle_transformers::models::bert::{BertModel, Config, HiddenAct};
+use candle_transformers::models::bert::{Config, HiddenAct};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -161,7 +162,7 @@ pub struct Fill {
 }
 
 pub struct Encoder {
-    bert: BertModel,
+    bert: Bert,
     head: HeadLayers,
     pooling: Pooling,
     normalize: bool,
@@ -170,7 +171,6 @@ pub struct Encoder {
     /// knows it only from there).
     unk_id: Option<u32>,
     max_tokens: usize,
-    device: Device,
     bytes: u64,
 }
 
@@ -199,7 +199,7 @@ impl Encoder {
         adapt_tensors(kind, &root, &mut tensors, position_offset, &config, device)?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         let bert_vb = if prefixed { vb.pp(prefix) } else { vb.clone() };
-        let bert = guarded("encoder", || BertModel::load(bert_vb.clone(), &config))?;
+        let bert = guarded("encoder", || Bert::load(bert_vb.clone(), &config))?;
         let hidden = config.hidden_size;
         let head = match Head::of(&files.config) {
             Head::Embeddings => HeadLayers::None,
@@ -322,7 +322,6 @@ impl Encoder {
             text,
             unk_id,
             max_tokens: config.max_position_embeddings,
-            device: device.clone(),
             bytes,
         })
     }
@@ -343,9 +342,7 @@ impl Encoder {
 
     /// The last hidden states of encoded input: `[tokens, hidden]`.
     fn hidden_of(&self, encoded: &Encoded) -> Result<Tensor> {
-        let ids = Tensor::new(encoded.ids.as_slice(), &self.device)?.unsqueeze(0)?;
-        let types = Tensor::new(encoded.type_ids.as_slice(), &self.device)?.unsqueeze(0)?;
-        Ok(self.bert.forward(&ids, &types, None)?.squeeze(0)?)
+        Ok(self.bert.forward(&encoded.ids, &encoded.type_ids)?)
     }
 
     /// The last hidden states of one input: `[tokens, hidden]`.
@@ -568,11 +565,7 @@ impl Encoder {
         for &position in &masks {
             let x = hidden.get(position)?.unsqueeze(0)?;
             let x = head.dense.forward(&x)?;
-            let x = match head.act {
-                HiddenAct::Gelu => x.gelu_erf()?,
-                HiddenAct::GeluApproximate => x.gelu()?,
-                HiddenAct::Relu => x.relu()?,
-            };
+            let x = activate(head.act, &x)?;
             let logits = head.decoder.forward(&head.norm.forward(&x)?)?.squeeze(0)?;
             let probs = candle_nn::ops::softmax(&logits, 0)?.to_vec1::<f32>()?;
             let mut candidates: Vec<(u32, f32)> = match &target_ids {

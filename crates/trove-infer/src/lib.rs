@@ -7,6 +7,7 @@
 //! `config.json`, `tokenizer.json`, the safetensors files and the optional side files, and
 //! gets a [`Model`] whose methods are synchronous and CPU-bound (run them off async threads).
 
+mod bert;
 mod chat;
 mod decoder;
 mod encoder;

@@ -73,33 +73,16 @@ pub async fn locate(
         .map(|e| (e.path.clone(), e.kind.clone()))
         .collect();
     let model_id = format!("{}/{}", repo.repo.namespace, repo.repo.name);
-    let (pipeline_tag, disabled, card_gguf) = match files.get("README.md") {
-        Some(entry) => {
-            let bytes = read_range(state, &repo, entry, 0, MAX_CARD)
-                .await?
-                .unwrap_or_default();
-            let card = read_card(RepoType::Model, &String::from_utf8_lossy(&bytes));
-            let disabled = card
-                .data
-                .as_ref()
-                .and_then(|d| d.get("inference"))
-                .is_some_and(|v| v == &Value::Bool(false));
-            let card_gguf = card
-                .data
-                .as_ref()
-                .and_then(|d| d.get("gguf_file"))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            let tag = match card.meta {
-                Meta::Model(m) => m.pipeline_tag,
-                _ => None,
-            };
-            (tag, disabled, card_gguf)
-        }
-        None => (None, false, None),
+    let CardFacts {
+        pipeline_tag,
+        disabled,
+        gguf: card_gguf,
+    } = match files.get("README.md") {
+        Some(entry) => card_facts(state, &repo, entry).await?,
+        None => CardFacts::default(),
     };
     let config = match files.get("config.json") {
-        Some(entry) => Some(read_json(state, &repo, "config.json", entry).await?),
+        Some(entry) => Some(config_json(state, &repo, entry).await?),
         None => None,
     };
     let safetensors =
@@ -122,18 +105,7 @@ pub async fn locate(
                 facts,
             )
         }
-        (None, Some(config)) => {
-            let parameters = match safetensors::summarize(state, &repo, &root).await? {
-                Some(Ok(summary)) => summary.total,
-                Some(Err(e)) => {
-                    return Err(ApiError::BadRequest(format!(
-                        "cannot read the weights: {e}"
-                    )));
-                }
-                None => 0,
-            };
-            (config, trove_infer::estimated_bytes(parameters))
-        }
+        (None, Some(config)) => (config, safetensors_bytes(state, &repo, &root).await?),
         (None, None) => {
             return Err(ApiError::BadRequest(format!(
                 "Model {model_id} has no config.json and no GGUF file: it cannot be run"
@@ -194,6 +166,136 @@ fn choose_gguf(
             several.join(", ")
         ))),
     }
+}
+
+/// Facts read from files, by the blobs that name their content (for an LFS file its
+/// pointer, which holds the SHA-256): they depend on the bytes only, so they hold in every
+/// repository and never go stale. Without them every request re-opened and re-read the
+/// card, `config.json` and the safetensors headers (through the Xet reconstruction for a
+/// Xet-stored file) before anything else — the larger part of a small model's request.
+/// Bounded: emptied when `kept` entries are reached.
+struct Remembered<K, V> {
+    facts: Mutex<Option<HashMap<K, V>>>,
+    kept: usize,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Remembered<K, V> {
+    const fn new(kept: usize) -> Self {
+        Remembered {
+            facts: Mutex::new(None),
+            kept,
+        }
+    }
+
+    fn get(&self, key: &K) -> Option<V> {
+        self.facts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(|f| f.get(key).cloned())
+    }
+
+    fn insert(&self, key: K, value: V) {
+        let mut facts = self.facts.lock().unwrap_or_else(PoisonError::into_inner);
+        let facts = facts.get_or_insert_with(HashMap::new);
+        if facts.len() >= self.kept {
+            facts.clear();
+        }
+        facts.insert(key, value);
+    }
+}
+
+/// What a model card says to inference.
+#[derive(Clone, Default)]
+struct CardFacts {
+    pipeline_tag: Option<String>,
+    /// `inference: false`.
+    disabled: bool,
+    /// `gguf_file:`.
+    gguf: Option<String>,
+}
+
+static CARDS: Remembered<GitOid, CardFacts> = Remembered::new(4096);
+static CONFIGS: Remembered<GitOid, Value> = Remembered::new(1024);
+/// Estimated bytes by the blobs of every safetensors file and index at the top level.
+static SAFETENSORS_BYTES: Remembered<Vec<GitOid>, u64> = Remembered::new(4096);
+
+fn blob_of(entry: &EntryKind) -> Option<&GitOid> {
+    match entry {
+        EntryKind::File { blob, .. } => Some(blob),
+        _ => None,
+    }
+}
+
+async fn card_facts(state: &Context, repo: &RepoRef, entry: &EntryKind) -> ApiResult<CardFacts> {
+    if let Some(facts) = blob_of(entry).and_then(|b| CARDS.get(b)) {
+        return Ok(facts);
+    }
+    let bytes = read_range(state, repo, entry, 0, MAX_CARD)
+        .await?
+        .unwrap_or_default();
+    let card = read_card(RepoType::Model, &String::from_utf8_lossy(&bytes));
+    let disabled = card
+        .data
+        .as_ref()
+        .and_then(|d| d.get("inference"))
+        .is_some_and(|v| v == &Value::Bool(false));
+    let gguf = card
+        .data
+        .as_ref()
+        .and_then(|d| d.get("gguf_file"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let pipeline_tag = match card.meta {
+        Meta::Model(m) => m.pipeline_tag,
+        _ => None,
+    };
+    let facts = CardFacts {
+        pipeline_tag,
+        disabled,
+        gguf,
+    };
+    if let Some(blob) = blob_of(entry) {
+        CARDS.insert(blob.clone(), facts.clone());
+    }
+    Ok(facts)
+}
+
+async fn config_json(state: &Context, repo: &RepoRef, entry: &EntryKind) -> ApiResult<Value> {
+    if let Some(config) = blob_of(entry).and_then(|b| CONFIGS.get(b)) {
+        return Ok(config);
+    }
+    let config = read_json(state, repo, "config.json", entry).await?;
+    if let Some(blob) = blob_of(entry) {
+        CONFIGS.insert(blob.clone(), config.clone());
+    }
+    Ok(config)
+}
+
+/// The memory safetensors weights will take once loaded (0 without weights), from their
+/// headers' parameter counts.
+async fn safetensors_bytes(state: &Context, repo: &RepoRef, root: &[Entry]) -> ApiResult<u64> {
+    let mut blobs: Vec<GitOid> = root
+        .iter()
+        .filter(|e| e.path.ends_with(".safetensors") || e.path == INDEX_FILE)
+        .filter_map(|e| blob_of(&e.kind).cloned())
+        .collect();
+    blobs.sort_unstable();
+    if let Some(bytes) = SAFETENSORS_BYTES.get(&blobs) {
+        return Ok(bytes);
+    }
+    let parameters = match safetensors::summarize(state, repo, root).await? {
+        Some(Ok(summary)) => summary.total,
+        Some(Err(e)) => {
+            return Err(ApiError::BadRequest(format!(
+                "cannot read the weights: {e}"
+            )));
+        }
+        None => 0,
+    };
+    let bytes = trove_infer::estimated_bytes(parameters);
+    SAFETENSORS_BYTES.insert(blobs, bytes);
+    Ok(bytes)
 }
 
 /// What the headers of GGUF files already read said (the memory their weights take), by the
@@ -508,5 +610,17 @@ mod tests {
         assert!(from_card.contains("`gguf_file` in its card"), "{from_card}");
         let folder = error(choose(&one, Some("dir.gguf"), None, false));
         assert!(folder.contains("no GGUF file"), "{folder}");
+    }
+
+    #[test]
+    fn remembered_facts_are_bounded() {
+        let facts: Remembered<u32, &str> = Remembered::new(2);
+        assert_eq!(facts.get(&1), None);
+        facts.insert(1, "a");
+        facts.insert(2, "b");
+        assert_eq!((facts.get(&1), facts.get(&2)), (Some("a"), Some("b")));
+        facts.insert(3, "c");
+        assert_eq!(facts.get(&1), None, "emptied at the bound");
+        assert_eq!(facts.get(&3), Some("c"));
     }
 }

@@ -1,0 +1,49 @@
+//! Times an encoder's embedding of one sentence in process (no HTTP): what the hub's
+//! feature-extraction request costs without the round trip. Used to profile
+//! (docs/inference.md, Benchmark).
+//!
+//!     cargo run --release -p trove-infer --example embed_bench -- MODEL_DIR [ROUNDS]
+//!
+//! MODEL_DIR holds `config.json`, `tokenizer.json`, `model.safetensors` and, for
+//! sentence-transformers pooling, `modules.json` and `1_Pooling/config.json`.
+
+use std::path::Path;
+use std::time::Instant;
+use trove_infer::{Device, Model, ModelFiles};
+
+fn json(path: &Path) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let dir = std::path::PathBuf::from(args.next().ok_or("usage: embed_bench MODEL_DIR [ROUNDS]")?);
+    let rounds: usize = args.next().map(|r| r.parse()).transpose()?.unwrap_or(200);
+    let files = ModelFiles {
+        config: json(&dir.join("config.json")).ok_or("config.json")?,
+        tokenizer: std::fs::read(dir.join("tokenizer.json"))?,
+        tokenizer_config: json(&dir.join("tokenizer_config.json")),
+        st_modules: json(&dir.join("modules.json")),
+        st_pooling: json(&dir.join("1_Pooling/config.json")),
+        weights: vec![std::fs::read(dir.join("model.safetensors"))?],
+        gguf: None,
+    };
+    let Model::Encoder(encoder) = Model::load(files, &Device::Cpu)? else {
+        return Err("not an encoder".into());
+    };
+    let sentence = "the cat sleeps and the dog runs in the rain";
+    let first = encoder.embed(sentence, false)?;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        encoder.embed(sentence, false)?;
+    }
+    let per = start.elapsed().as_secs_f64() / rounds as f64;
+    println!(
+        "{} values; {:.3} ms per embedding, {:.1} embeddings/s",
+        first.first().map_or(0, Vec::len),
+        per * 1e3,
+        1.0 / per
+    );
+    Ok(())
+}
