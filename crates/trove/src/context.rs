@@ -5,8 +5,10 @@
 
 use crate::cluster::Node;
 use crate::config::Config;
+use crate::error::ApiResult;
 use crate::events::{Bus, Event};
 use crate::git_runtime::GitRuntime;
+use crate::repos::reconcile::{self, RepoChecks};
 use crate::signing::UrlSigner;
 use crate::throttle::AuthRuntime;
 use std::collections::HashMap;
@@ -41,6 +43,10 @@ pub struct Context {
     pub events: Arc<Bus<Context>>,
     /// This node: its id (leases name it) and whether it is draining.
     pub node: Arc<Node>,
+    /// The repositories still waiting for the check of a start after an unclean stop
+    /// ([`crate::repos::reconcile`]); every request reaches a folder through
+    /// [`Context::checked_git_dir`], which checks it first.
+    pub repo_checks: Arc<RepoChecks>,
 }
 
 impl Context {
@@ -89,6 +95,7 @@ impl Context {
             auth: Arc::new(auth),
             events: Arc::new(Bus::default()),
             node: Arc::new(Node::from_env()),
+            repo_checks: Arc::new(RepoChecks::default()),
         }
     }
 
@@ -127,6 +134,14 @@ impl Context {
     /// addressed by database id so that a rename is a metadata change only.
     pub fn git_dir(&self, repo_id: i64) -> PathBuf {
         self.config.repos_dir().join(format!("{repo_id}.git"))
+    }
+
+    /// [`Context::git_dir`], once the repository has passed the start-up check
+    /// ([`reconcile::ensure_checked`]): what every request that reads or writes a
+    /// repository's folder goes through.
+    pub async fn checked_git_dir(&self, repo_id: i64) -> ApiResult<PathBuf> {
+        reconcile::ensure_checked(self, repo_id).await?;
+        Ok(self.git_dir(repo_id))
     }
 
     /// Deleted repos are moved here first, then removed in the background: `<data>/trash`,

@@ -88,7 +88,8 @@ async fn fill(
         .await?;
     {
         let _guard = state.lock_repo(to.id).await?;
-        copy_refs(&state.git_dir(source.repo.id), &state.git_dir(to.id)).await?;
+        let from = state.checked_git_dir(source.repo.id).await?;
+        copy_refs(&from, &state.checked_git_dir(to.id).await?).await?;
     }
     if source.repo_type == RepoType::Space {
         let inherited = state
