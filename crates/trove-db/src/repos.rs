@@ -242,6 +242,18 @@ impl Db {
         })
     }
 
+    /// Every repository of one type, in id order (the Spaces supervisor's start: a few
+    /// rows of a hub's many, read through the `(repo_type, namespace, name)` index).
+    pub async fn repos_of_type(&self, repo_type: RepoType) -> Result<Vec<Repo>> {
+        with_pool!(self, pool => {
+            let sql = format!(
+                "SELECT {REPO_COLUMNS} FROM repos WHERE repo_type = $1 ORDER BY id"
+            );
+            let rows = sqlx::query(&sql).bind(repo_type.as_str()).fetch_all(pool).await?;
+            rows.iter().map(Repo::from_row).collect()
+        })
+    }
+
     /// Up to `limit` repositories with an id above `after`, in id order, as the start-up
     /// check of the data directory needs them: a page of a walk over every repository that
     /// holds one page in memory, not the whole table.

@@ -335,7 +335,7 @@ async fn put_back(state: &Context, repo_id: i64, stamp: Option<RepoStamp>) -> an
         tracing::warn!(
             repo.id = repo_id,
             path = %dir.display(),
-            "git folder missing (a creation cut short); initialised again"
+            "git folder missing; initialised again (it held only its initial commit)"
         );
     }
     state.repo_checks.record(|f| f.reinitialised.push(repo_id));

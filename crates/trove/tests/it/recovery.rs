@@ -183,11 +183,19 @@ async fn a_folder_removed_while_nothing_is_checked_is_put_back_on_first_use() {
 #[test]
 fn running_markers_tell_a_clean_stop_from_a_dead_process() {
     let dir = tempfile::tempdir().expect("tempdir");
-    assert!(RunningMarker::left_behind(dir.path()).expect("read").is_empty());
+    assert!(
+        RunningMarker::left_behind(dir.path())
+            .expect("read")
+            .is_empty()
+    );
     // A clean stop removes its marker.
     let clean = RunningMarker::create(dir.path(), "node/a").expect("create");
     clean.remove().expect("remove");
-    assert!(RunningMarker::left_behind(dir.path()).expect("read").is_empty());
+    assert!(
+        RunningMarker::left_behind(dir.path())
+            .expect("read")
+            .is_empty()
+    );
     // A process that dies leaves its own, one per start even under one node id.
     let dead = RunningMarker::create(dir.path(), "node-a").expect("create");
     std::mem::forget(dead);
@@ -197,6 +205,10 @@ fn running_markers_tell_a_clean_stop_from_a_dead_process() {
     for marker in &left {
         RunningMarker::remove_path(marker).expect("remove");
     }
-    assert!(RunningMarker::left_behind(dir.path()).expect("read").is_empty());
+    assert!(
+        RunningMarker::left_behind(dir.path())
+            .expect("read")
+            .is_empty()
+    );
     drop(again);
 }
