@@ -5,14 +5,13 @@
 
 use crate::cluster::Node;
 use crate::config::Config;
-use crate::error::ApiResult;
 use crate::events::{Bus, Event};
 use crate::git_runtime::GitRuntime;
-use crate::repos::reconcile::{self, RepoChecks};
 use crate::signing::UrlSigner;
 use crate::throttle::AuthRuntime;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use trove_db::Db;
 use trove_store::Store;
@@ -44,8 +43,8 @@ pub struct Context {
     /// This node: its id (leases name it) and whether it is draining.
     pub node: Arc<Node>,
     /// The repositories still waiting for the check of a start after an unclean stop
-    /// ([`crate::repos::reconcile`]); every request reaches a folder through
-    /// [`Context::checked_git_dir`], which checks it first.
+    /// (`repos::reconcile`); every request reaches a folder through
+    /// `repos::reconcile::checked_git_dir`, which checks it first.
     pub repo_checks: Arc<RepoChecks>,
 }
 
@@ -136,14 +135,6 @@ impl Context {
         self.config.repos_dir().join(format!("{repo_id}.git"))
     }
 
-    /// [`Context::git_dir`], once the repository has passed the start-up check
-    /// ([`reconcile::ensure_checked`]): what every request that reads or writes a
-    /// repository's folder goes through.
-    pub async fn checked_git_dir(&self, repo_id: i64) -> ApiResult<PathBuf> {
-        reconcile::ensure_checked(self, repo_id).await?;
-        Ok(self.git_dir(repo_id))
-    }
-
     /// Deleted repos are moved here first, then removed in the background: `<data>/trash`,
     /// or `.trash` in the `git_dir` when one is set (a rename does not cross filesystems).
     pub fn trash_dir(&self) -> PathBuf {
@@ -176,5 +167,64 @@ impl CommitLocks {
         // A poisoned map only means another thread panicked while inserting; the map is still valid.
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(repo_id).or_default().clone()
+    }
+}
+
+/// Locks over the repositories being checked, by `id % STRIPES`: enough that the walk's
+/// threads and the requests seldom wait on each other's repository.
+const STRIPES: usize = 64;
+
+/// What a check of the repositories (`repos::reconcile`) found and did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Repositories whose git folder was missing and was initialised again.
+    pub reinitialised: Vec<i64>,
+    /// Repositories whose git folder exists but cannot be opened: left untouched, logged.
+    pub unreadable: Vec<i64>,
+    /// Git folders without a database row, moved to the trash.
+    pub orphans: Vec<PathBuf>,
+    /// Stale lock files and temporary objects removed.
+    pub leftovers: Vec<PathBuf>,
+    /// Repositories whose check failed (an I/O error, logged): checked again when a request
+    /// reaches them.
+    pub failed: Vec<i64>,
+}
+
+/// Which repositories still wait for the check of a start after an unclean stop (one per
+/// process, in [`Context::repo_checks`]; `repos::reconcile` runs the checks). Nothing waits unless a check has begun.
+pub struct RepoChecks {
+    /// Whether a check is under way: while it is not, `repos::reconcile::ensure_checked` returns at once.
+    pub(crate) pending: AtomicBool,
+    /// The repositories checked so far, by `id % STRIPES`. A stripe's lock is held while one
+    /// of its repositories is checked.
+    pub(crate) stripes: Vec<tokio::sync::Mutex<HashSet<i64>>>,
+    /// What the checks found, until the walk reports it.
+    pub(crate) found: std::sync::Mutex<Reconciled>,
+}
+
+impl Default for RepoChecks {
+    fn default() -> Self {
+        RepoChecks {
+            pending: AtomicBool::new(false),
+            stripes: (0..STRIPES).map(|_| Default::default()).collect(),
+            found: Default::default(),
+        }
+    }
+}
+
+impl RepoChecks {
+    pub(crate) fn stripe(&self, repo_id: i64) -> &tokio::sync::Mutex<HashSet<i64>> {
+        let i = usize::try_from(repo_id.rem_euclid(STRIPES as i64)).unwrap_or(0);
+        &self.stripes[i]
+    }
+
+    pub(crate) fn record(&self, f: impl FnOnce(&mut Reconciled)) {
+        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut found);
+    }
+
+    /// Whether repositories still wait for their check.
+    pub fn pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
     }
 }

@@ -229,7 +229,7 @@ where
     T: Send + 'static,
     F: FnOnce(&GitRepo) -> ApiResult<T> + Send + 'static,
 {
-    let path = state.checked_git_dir(repo.repo.id).await?;
+    let path = crate::repos::reconcile::checked_git_dir(state, repo.repo.id).await?;
     tokio::task::spawn_blocking(move || {
         let git = GitRepo::open(&path)?;
         f(&git)

@@ -19,73 +19,22 @@
 
 use super::lifecycle::{InitialCommit, init_repo, move_to_trash, staging_dir, system_signature};
 use crate::context::Context;
+pub use crate::context::Reconciled;
 use futures_util::StreamExt;
-use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use trove_db::RepoStamp;
 use trove_git::GitRepo;
 
 /// Repositories read from the database at a time by the walk and the orphan pass.
 const PAGE: i64 = 2000;
-/// Locks over the repositories being checked, by `id % STRIPES`: enough that the walk's
-/// threads and the requests seldom wait on each other's repository.
-const STRIPES: usize = 64;
-
-/// What a check found and did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Reconciled {
-    /// Repositories whose git folder was missing and was initialised again.
-    pub reinitialised: Vec<i64>,
-    /// Repositories whose git folder exists but cannot be opened: left untouched, logged.
-    pub unreadable: Vec<i64>,
-    /// Git folders without a database row, moved to the trash.
-    pub orphans: Vec<PathBuf>,
-    /// Stale lock files and temporary objects removed.
-    pub leftovers: Vec<PathBuf>,
-    /// Repositories whose check failed (an I/O error, logged): checked again when a request
-    /// reaches them.
-    pub failed: Vec<i64>,
-}
-
-/// Which repositories still wait for the check of a start after an unclean stop (one per
-/// process, in [`Context::repo_checks`]). Nothing waits unless a check has begun.
-pub struct RepoChecks {
-    /// Whether a check is under way: while it is not, [`ensure_checked`] returns at once.
-    pending: AtomicBool,
-    /// The repositories checked so far, by `id % STRIPES`. A stripe's lock is held while one
-    /// of its repositories is checked.
-    stripes: Vec<tokio::sync::Mutex<HashSet<i64>>>,
-    /// What the checks found, until the walk reports it.
-    found: std::sync::Mutex<Reconciled>,
-}
-
-impl Default for RepoChecks {
-    fn default() -> Self {
-        RepoChecks {
-            pending: AtomicBool::new(false),
-            stripes: (0..STRIPES).map(|_| Default::default()).collect(),
-            found: Default::default(),
-        }
-    }
-}
-
-impl RepoChecks {
-    fn stripe(&self, repo_id: i64) -> &tokio::sync::Mutex<HashSet<i64>> {
-        let i = usize::try_from(repo_id.rem_euclid(STRIPES as i64)).unwrap_or(0);
-        &self.stripes[i]
-    }
-
-    fn record(&self, f: impl FnOnce(&mut Reconciled)) {
-        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut found);
-    }
-
-    /// Whether repositories still wait for their check.
-    pub fn pending(&self) -> bool {
-        self.pending.load(Ordering::Acquire)
-    }
+/// [`Context::git_dir`], once the repository has passed the start-up check
+/// ([`ensure_checked`]): what every request that reads or writes a repository's folder
+/// goes through.
+pub async fn checked_git_dir(state: &Context, repo_id: i64) -> crate::error::ApiResult<PathBuf> {
+    ensure_checked(state, repo_id).await?;
+    Ok(state.git_dir(repo_id))
 }
 
 /// Makes the database and the repositories on disk agree again after a crash: [`start`],

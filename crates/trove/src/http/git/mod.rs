@@ -158,7 +158,7 @@ async fn advertise(
     let GitAction::Advertise(service) = auth.endpoint.action else {
         return Err(ApiError::bad_request("Not a refs advertisement request"));
     };
-    let git_dir = state.checked_git_dir(auth.repo.repo.id).await?;
+    let git_dir = crate::repos::reconcile::checked_git_dir(state, auth.repo.repo.id).await?;
     let settings = match service {
         Service::UploadPack => state.git.settings.clone(),
         Service::ReceivePack => push_settings(&state.git, &auth.caller, &auth.repo),
@@ -224,7 +224,7 @@ async fn serve_rpc(
         )));
     }
     let repo_id = auth.repo.repo.id;
-    let git_dir = state.checked_git_dir(repo_id).await?;
+    let git_dir = crate::repos::reconcile::checked_git_dir(state, repo_id).await?;
     let (settings, limit, after_exit) = match service {
         Service::UploadPack => (
             state.git.settings.clone(),
