@@ -168,30 +168,96 @@ def test_a_repo_whose_git_folder_vanished_works_again_after_a_restart(tmp_path):
         again.stop()
 
 
-def test_git_lock_files_left_by_a_dead_process_do_not_block_commits(tmp_path):
-    server = TroveServer("trove-locks", tmp_path / "srv")
+def _killed_with_locks(tmp_path, name: str) -> tuple[TroveServer, list[str]]:
+    """A hub with repositories, killed with SIGKILL, with git lock files in each as a write
+    cut short would leave them."""
+    server = TroveServer(name, tmp_path / "srv")
     server.start()
     hub = Hub(server)
-    repo = hub.create_repo("locked")
-    hub.commit_files(repo, {"a.txt": b"a"})
+    repos = [hub.create_repo(f"locked-{i}") for i in range(3)]
+    hub.commit_files(repos[0], {"a.txt": b"a"})
     hub.close()
+    server.proc.kill()
+    server.proc.wait(timeout=15)
     server.stop()
-    git_dir = server.data_dir / "repos" / f"{_repo_id(server, repo)}.git"
-    for lock in ("refs/heads/main.lock", "config.lock", "packed-refs.lock"):
-        (git_dir / lock).write_bytes(b"")
+    for repo in repos:
+        git_dir = server.data_dir / "repos" / f"{_repo_id(server, repo)}.git"
+        for lock in ("refs/heads/main.lock", "config.lock", "packed-refs.lock"):
+            (git_dir / lock).write_bytes(b"")
+    return server, repos
 
+
+def _wait_for_log(server: TroveServer, text: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in server.log_path.read_text():
+        assert time.monotonic() < deadline, f"no {text!r} in the log\n{server.log_tail()}"
+        time.sleep(0.1)
+
+
+def test_git_lock_files_left_by_a_dead_process_do_not_block_commits(tmp_path):
+    server, repos = _killed_with_locks(tmp_path, "trove-locks")
     again = TroveServer("trove-locks-2", tmp_path / "srv")
     again.start()
     hub = Hub(again)
     try:
+        # Whether the background check or the commit itself got there first.
         started = time.monotonic()
-        hub.commit_files(repo, {"b.txt": b"b"})
+        hub.commit_files(repos[0], {"b.txt": b"b"})
         assert time.monotonic() - started < 1.5, "the commit waited for a stale lock"
-        assert not (git_dir / "refs/heads/main.lock").exists()
-        _answers(hub, repo)
+        _answers(hub, repos[0])
+        _wait_for_log(again, "repositories checked")
+        for repo in repos:
+            git_dir = server.data_dir / "repos" / f"{_repo_id(server, repo)}.git"
+            assert not (git_dir / "refs/heads/main.lock").exists(), repo
+            assert not (git_dir / "config.lock").exists(), repo
     finally:
         hub.close()
         again.stop()
+    # Checked once: after this clean stop, the next start has nothing to check.
+    third = TroveServer("trove-locks-3", tmp_path / "srv")
+    third.start()
+    try:
+        _wait_for_log(third, "every process before this one stopped cleanly")
+    finally:
+        third.stop()
+
+
+def test_a_clean_stop_is_not_followed_by_a_check_and_a_kill_is(tmp_path):
+    server = TroveServer("trove-clean", tmp_path / "srv")
+    server.start()
+    hub = Hub(server)
+    repo = hub.create_repo("kept")
+    hub.commit_files(repo, {"a.txt": b"a"})
+    hub.close()
+    server.stop()
+    running = server.data_dir / "repos" / ".running"
+    assert list(running.iterdir()) == [], "a clean stop leaves its marker behind"
+
+    again = TroveServer("trove-clean-2", tmp_path / "srv")
+    again.start()
+    try:
+        _wait_for_log(again, "every process before this one stopped cleanly")
+        assert "repositories checked" not in again.log_path.read_text()
+        assert len(list(running.iterdir())) == 1
+        hub = Hub(again)
+        _answers(hub, repo)
+        hub.close()
+    finally:
+        again.proc.kill()
+        again.proc.wait(timeout=15)
+        again.stop()
+    # Killed: its marker stays, and the next start checks every repository.
+    assert len(list(running.iterdir())) == 1
+    third = TroveServer("trove-clean-3", tmp_path / "srv")
+    third.start()
+    try:
+        _wait_for_log(third, "repositories checked")
+        hub = Hub(third)
+        _answers(hub, repo)
+        hub.close()
+    finally:
+        third.stop()
+    assert list(running.iterdir()) == []
 
 
 def test_readyz_says_whether_the_store_takes_writes(tmp_path):

@@ -57,7 +57,7 @@ pub use lfs_files::RepoLfsFile;
 pub use locks::{LfsLock, LockOutcome, LockQuery};
 pub use orgs::{Membership, Org, OrgRole};
 pub use repo_lock::{INDEX_LOCK_CLASS, REPO_LOCK_CLASS, RepoLock, repo_lock_key};
-pub use repos::{Gating, Repo};
+pub use repos::{Gating, Repo, RepoStamp};
 pub use search::{
     BulkRepo, CardParse, Cursor, IndexUpdate, ListQuery, Listed, Page, RepoIndex, SortKey,
     Visibility,

@@ -27,6 +27,15 @@ pub struct Repo {
     pub inference_disabled: bool,
 }
 
+/// A repository's id and the two times that tell whether it was ever written after its
+/// creation ([`Db::repo_stamps_after`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RepoStamp {
+    pub id: i64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
 /// A repository's gate: off, or requests accepted at once (`auto`) or by an admin (`manual`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Gating {
@@ -230,6 +239,42 @@ impl Db {
             let sql = format!("SELECT {REPO_COLUMNS} FROM repos ORDER BY id");
             let rows = sqlx::query(&sql).fetch_all(pool).await?;
             rows.iter().map(Repo::from_row).collect()
+        })
+    }
+
+    /// Every repository of one type, in id order (the Spaces supervisor's start: a few
+    /// rows of a hub's many, read through the `(repo_type, namespace, name)` index).
+    pub async fn repos_of_type(&self, repo_type: RepoType) -> Result<Vec<Repo>> {
+        with_pool!(self, pool => {
+            let sql = format!(
+                "SELECT {REPO_COLUMNS} FROM repos WHERE repo_type = $1 ORDER BY id"
+            );
+            let rows = sqlx::query(&sql).bind(repo_type.as_str()).fetch_all(pool).await?;
+            rows.iter().map(Repo::from_row).collect()
+        })
+    }
+
+    /// Up to `limit` repositories with an id above `after`, in id order, as the start-up
+    /// check of the data directory needs them: a page of a walk over every repository that
+    /// holds one page in memory, not the whole table.
+    pub async fn repo_stamps_after(&self, after: i64, limit: i64) -> Result<Vec<RepoStamp>> {
+        with_pool!(self, pool => {
+            let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+                "SELECT id, created_at, updated_at FROM repos \
+                 WHERE id > $1 ORDER BY id LIMIT $2",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, created_at_ms, updated_at_ms)| RepoStamp {
+                    id,
+                    created_at_ms,
+                    updated_at_ms,
+                })
+                .collect())
         })
     }
 

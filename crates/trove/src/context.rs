@@ -9,8 +9,9 @@ use crate::events::{Bus, Event};
 use crate::git_runtime::GitRuntime;
 use crate::signing::UrlSigner;
 use crate::throttle::AuthRuntime;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use trove_db::Db;
 use trove_store::Store;
@@ -41,6 +42,10 @@ pub struct Context {
     pub events: Arc<Bus<Context>>,
     /// This node: its id (leases name it) and whether it is draining.
     pub node: Arc<Node>,
+    /// The repositories still waiting for the check of a start after an unclean stop
+    /// (`repos::reconcile`); every request reaches a folder through
+    /// `repos::reconcile::checked_git_dir`, which checks it first.
+    pub repo_checks: Arc<RepoChecks>,
 }
 
 impl Context {
@@ -89,6 +94,7 @@ impl Context {
             auth: Arc::new(auth),
             events: Arc::new(Bus::default()),
             node: Arc::new(Node::from_env()),
+            repo_checks: Arc::new(RepoChecks::default()),
         }
     }
 
@@ -161,5 +167,64 @@ impl CommitLocks {
         // A poisoned map only means another thread panicked while inserting; the map is still valid.
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(repo_id).or_default().clone()
+    }
+}
+
+/// Locks over the repositories being checked, by `id % STRIPES`: enough that the walk's
+/// threads and the requests seldom wait on each other's repository.
+const STRIPES: usize = 64;
+
+/// What a check of the repositories (`repos::reconcile`) found and did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Repositories whose git folder was missing and was initialised again.
+    pub reinitialised: Vec<i64>,
+    /// Repositories whose git folder exists but cannot be opened: left untouched, logged.
+    pub unreadable: Vec<i64>,
+    /// Git folders without a database row, moved to the trash.
+    pub orphans: Vec<PathBuf>,
+    /// Stale lock files and temporary objects removed.
+    pub leftovers: Vec<PathBuf>,
+    /// Repositories whose check failed (an I/O error, logged): checked again when a request
+    /// reaches them.
+    pub failed: Vec<i64>,
+}
+
+/// Which repositories still wait for the check of a start after an unclean stop (one per
+/// process, in [`Context::repo_checks`]; `repos::reconcile` runs the checks). Nothing waits unless a check has begun.
+pub struct RepoChecks {
+    /// Whether a check is under way: while it is not, `repos::reconcile::ensure_checked` returns at once.
+    pub(crate) pending: AtomicBool,
+    /// The repositories checked so far, by `id % STRIPES`. A stripe's lock is held while one
+    /// of its repositories is checked.
+    pub(crate) stripes: Vec<tokio::sync::Mutex<HashSet<i64>>>,
+    /// What the checks found, until the walk reports it.
+    pub(crate) found: std::sync::Mutex<Reconciled>,
+}
+
+impl Default for RepoChecks {
+    fn default() -> Self {
+        RepoChecks {
+            pending: AtomicBool::new(false),
+            stripes: (0..STRIPES).map(|_| Default::default()).collect(),
+            found: Default::default(),
+        }
+    }
+}
+
+impl RepoChecks {
+    pub(crate) fn stripe(&self, repo_id: i64) -> &tokio::sync::Mutex<HashSet<i64>> {
+        let i = usize::try_from(repo_id.rem_euclid(STRIPES as i64)).unwrap_or(0);
+        &self.stripes[i]
+    }
+
+    pub(crate) fn record(&self, f: impl FnOnce(&mut Reconciled)) {
+        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut found);
+    }
+
+    /// Whether repositories still wait for their check.
+    pub fn pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
     }
 }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use trove_git::smart_http::GitCommandSettings;
@@ -30,6 +31,12 @@ pub struct GitRuntime {
     /// the hook (`TROVE_DATABASE`).
     pub database: Option<String>,
     pub processes: Arc<Semaphore>,
+    /// The permits of `processes`.
+    pub max_processes: usize,
+    /// Set once a git process is killed (its deadline passed): it may have left lock files
+    /// or a quarantine behind, so this process's stop is not clean and the next start checks
+    /// the repositories ([`crate::repos::reconcile::RunningMarker`]).
+    pub killed: Arc<AtomicBool>,
     pub timeout: Duration,
     pub max_fetch_request_bytes: u64,
     pub max_push_bytes: u64,
@@ -64,10 +71,25 @@ impl GitRuntime {
             database: config.database.url.as_ref().map(|u| u.secret_url()),
             data_dir,
             processes: Arc::new(Semaphore::new(git.max_processes.max(1))),
+            max_processes: git.max_processes.max(1),
+            killed: Arc::new(AtomicBool::new(false)),
             timeout: Duration::from_secs(git.timeout_secs),
             max_fetch_request_bytes: git.max_fetch_request_bytes,
             max_push_bytes: git.max_push_bytes,
         })
+    }
+}
+
+impl GitRuntime {
+    /// Waits up to `timeout` for every git process to exit, and says whether none was
+    /// killed over the life of this process: whether no git process has left (or, once the
+    /// runtime stops, will leave) anything behind in a repository.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let all = u32::try_from(self.max_processes).unwrap_or(u32::MAX);
+        let idle = tokio::time::timeout(timeout, self.processes.acquire_many(all))
+            .await
+            .is_ok_and(|permits| permits.is_ok());
+        idle && !self.killed.load(Ordering::Acquire)
     }
 }
 

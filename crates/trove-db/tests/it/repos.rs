@@ -73,6 +73,42 @@ async fn touch_moves_updated_at_forward_only(db) -> TestResult {
 }
 
 trove_db::backend_tests! {
+async fn repo_stamps_page_through_ids_and_repos_of_type_reads_one_type(db) -> TestResult {
+    let alice = user(&db, "alice").await;
+    let mut ids = Vec::new();
+    for (i, (kind, name)) in [
+        (RepoType::Model, "alice/a"),
+        (RepoType::Space, "alice/b"),
+        (RepoType::Dataset, "alice/c"),
+        (RepoType::Space, "alice/d"),
+        (RepoType::Model, "alice/e"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let at = 10 * (i as i64 + 1);
+        ids.push(db.create_repo(kind, &repo_id(name), false, alice.id, at).await?.id);
+    }
+    db.touch_repo(ids[1], 500).await?;
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = db.repo_stamps_after(after, 2).await?;
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        seen.extend(page);
+    }
+    assert_eq!(seen.iter().map(|s| s.id).collect::<Vec<_>>(), ids);
+    assert_eq!((seen[0].created_at_ms, seen[0].updated_at_ms), (10, 10));
+    assert_eq!((seen[1].created_at_ms, seen[1].updated_at_ms), (20, 500));
+    let spaces = db.repos_of_type(RepoType::Space).await?;
+    assert_eq!(spaces.iter().map(|r| r.id).collect::<Vec<_>>(), vec![ids[1], ids[3]]);
+    Ok(())
+}
+}
+
+trove_db::backend_tests! {
 async fn deleting_a_repo_removes_its_object_links_but_not_the_objects(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let repo = db

@@ -59,10 +59,20 @@ pub fn main() -> std::process::ExitCode {
             cli.database.as_deref(),
         ));
     }
+    if let Command::Serve(args) = cli.command {
+        let stopped = runtime.block_on(serve::run(&cli.data_dir, cli.database, cli.git_dir, args));
+        // Work still running on the blocking threads (a commit whose client went away)
+        // finishes before the runtime is gone; only then may the stop be called clean.
+        drop(runtime);
+        let result = stopped.and_then(|clean| match clean {
+            Some(marker) => marker
+                .remove()
+                .map_err(|e| anyhow::anyhow!("recording the clean stop: {e}")),
+            None => Ok(()),
+        });
+        return exit_code(result);
+    }
     let result = runtime.block_on(async move {
-        if let Command::Serve(args) = cli.command {
-            return serve::run(&cli.data_dir, cli.database, cli.git_dir, args).await;
-        }
         // `--git-dir` of a migration names where the new nodes keep their repositories.
         if let Command::Migrate(args) = cli.command {
             return migrate::run(&cli.data_dir, cli.database, cli.git_dir, args).await;
@@ -116,6 +126,10 @@ pub fn main() -> std::process::ExitCode {
             }
         }
     });
+    exit_code(result)
+}
+
+fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

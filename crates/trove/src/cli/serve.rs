@@ -1,7 +1,11 @@
 //! `trove serve`: open the state, bootstrap the first admin, bind, serve until SIGTERM/SIGINT.
+//! A start after an unclean stop checks the repositories (`repos::reconcile`); `run` returns
+//! this process's running marker after a clean stop, for the caller to remove once the
+//! runtime has stopped.
 
 use crate::cli::args::ServeArgs;
 use crate::config::{Config, ServeOverrides};
+use crate::repos::reconcile::{self, RunningMarker};
 use crate::signing::UrlSigner;
 use crate::state::AppState;
 use anyhow::Context;
@@ -14,7 +18,7 @@ pub async fn run(
     database: Option<String>,
     git_dir: Option<std::path::PathBuf>,
     args: ServeArgs,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<RunningMarker>> {
     // How long in-flight requests (uploads) may run on after a shutdown signal; whatever is
     // still running then is dropped, and its temporary files are removed (or swept at the
     // next start).
@@ -64,25 +68,41 @@ pub async fn run(
     let others = crate::cluster::others_serving(&state.db, &node)
         .await
         .context("listing the other nodes")?;
-    if others.is_empty() {
-        // Before anything is served: a previous process may have died mid-write. Only
-        // when no other node serves the hub: their lock files, quarantines and staged
-        // creations are in flight, not left over.
-        let reconciled = crate::repos::lifecycle::reconcile(&state)
-            .await
-            .context("checking the repositories against the database")?;
-        tracing::info!(
-            repos.reinitialised = reconciled.reinitialised.len(),
-            repos.unreadable = reconciled.unreadable.len(),
-            orphans = reconciled.orphans.len(),
-            leftovers = reconciled.leftovers.len(),
-            "repositories checked"
-        );
-    } else {
+    // This process's mark, removed after a clean stop; those found here belong to
+    // processes that did not stop cleanly.
+    let left_behind = RunningMarker::left_behind(&repos_dir)
+        .with_context(|| format!("reading {}", repos_dir.display()))?;
+    let running = RunningMarker::create(&repos_dir, node.id())
+        .with_context(|| format!("marking {} as in use", repos_dir.display()))?;
+    if !others.is_empty() {
         tracing::info!(
             nodes = others.join(","),
             "repositories not checked: other nodes serve this hub (the last node to start alone checks them)"
         );
+    } else if left_behind.is_empty() {
+        tracing::info!("repositories not checked: every process before this one stopped cleanly");
+    } else if state.db.backend() == trove_db::Backend::Sqlite {
+        // Before anything is served: what a request could trip over. The rest, repository
+        // by repository, in the background; a request to a repository not yet checked
+        // checks it first. Only when no other node serves the hub: their lock files,
+        // quarantines and staged creations are in flight, not left over.
+        reconcile::start(&state)
+            .await
+            .context("checking the repositories against the database")?;
+        let context = state.context.clone();
+        tokio::spawn(async move {
+            match reconcile::check_all(&context).await {
+                Ok(done) => report_checked(&done, &left_behind),
+                Err(e) => tracing::error!(error = %e, "repositories not checked"),
+            }
+        });
+    } else {
+        // PostgreSQL: a node starting now would not wait for this node's checks, so they
+        // all end before this node serves (and is counted as serving by the next node).
+        let done = reconcile::reconcile(&state)
+            .await
+            .context("checking the repositories against the database")?;
+        report_checked(&done, &left_behind);
     }
     // A garbage collection killed mid-sweep leaves recorded xorbs moved aside.
     let restored = crate::storage::gc::recover_trash_unless_running(&state)
@@ -99,6 +119,7 @@ pub async fn run(
     crate::spaces::start(&state.space_host())
         .await
         .context("starting the spaces supervisor")?;
+    let git = state.git.clone();
     let app = crate::app(state);
 
     // Absolute, so the printed `$(cat …)` line works from any directory.
@@ -167,18 +188,46 @@ pub async fn run(
     )
     .with_graceful_shutdown(signalled(signalled_rx.clone()));
     let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        result = &mut server => result.context("serving")?,
+    let drained = tokio::select! {
+        result = &mut server => { result.context("serving")?; true }
         () = async { signalled(signalled_rx).await; tokio::time::sleep(shutdown_grace).await } => {
             tracing::warn!("in-flight requests still running after the grace period; stopping anyway");
+            false
         }
-    }
+    };
+    // A git process whose client went away runs on after the response; it ends on its own
+    // terms now, not killed mid-write when the runtime stops.
+    let clean = drained && git.wait_idle(shutdown_grace).await;
     // Hand the background work to the other nodes at once rather than when the leases
     // expire.
     release_leases(&db_handle, node.id()).await;
     crate::cluster::withdraw(&db_handle, &node).await;
-    tracing::info!("trove stopped");
-    Ok(())
+    if clean {
+        tracing::info!("trove stopped");
+        Ok(Some(running))
+    } else {
+        tracing::warn!("trove stopped with work cut short: the next start checks the repositories");
+        Ok(None)
+    }
+}
+
+fn report_checked(done: &reconcile::Reconciled, left_behind: &[std::path::PathBuf]) {
+    tracing::info!(
+        repos.reinitialised = done.reinitialised.len(),
+        repos.unreadable = done.unreadable.len(),
+        repos.failed = done.failed.len(),
+        orphans = done.orphans.len(),
+        leftovers = done.leftovers.len(),
+        "repositories checked"
+    );
+    // A failed check is tried again by the next start too.
+    if done.failed.is_empty() {
+        for marker in left_behind {
+            if let Err(e) = RunningMarker::remove_path(marker) {
+                tracing::warn!(path = %marker.display(), error = %e, "could not remove a running marker");
+            }
+        }
+    }
 }
 
 async fn release_leases(db: &trove_db::Db, node: &str) {

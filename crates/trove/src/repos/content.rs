@@ -106,7 +106,7 @@ pub async fn open(
     let (start, end) = range.unwrap_or((0, file.size()));
     match file {
         FileBytes::Blob { repo_id, blob, .. } => {
-            let path = state.git_dir(*repo_id);
+            let path = crate::repos::reconcile::checked_git_dir(state, *repo_id).await?;
             let blob = blob.clone();
             let bytes = tokio::task::spawn_blocking(move || -> ApiResult<Vec<u8>> {
                 Ok(GitRepo::open(&path)?.read_blob(&blob)?)

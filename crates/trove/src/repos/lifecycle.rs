@@ -9,6 +9,8 @@
 //! (nothing visible; at most a staging folder or an unreferenced `repos/<id>.git`, which
 //! [`reconcile`] and the next creation under that id clear away); after it, the row and a
 //! complete repository.
+//!
+//! [`reconcile`]: super::reconcile::reconcile
 
 use super::gitattributes::DEFAULT_GITATTRIBUTES;
 use super::{RepoRef, repo_url};
@@ -143,9 +145,9 @@ async fn create_placed(
 
 /// What the initial commit of a new repository holds besides `.gitattributes`, and who
 /// authors it.
-struct InitialCommit {
-    readme: Option<String>,
-    author: Signature,
+pub(super) struct InitialCommit {
+    pub(super) readme: Option<String>,
+    pub(super) author: Signature,
 }
 
 /// A Space's first `README.md`: its card with the SDK, as the Hub writes it.
@@ -162,7 +164,7 @@ fn space_readme(name: &str, sdk: &str) -> String {
 }
 
 /// A new repository with its initial commit, at `dir`.
-fn init_repo(dir: &Path, initial: &InitialCommit) -> Result<(), trove_git::GitError> {
+pub(super) fn init_repo(dir: &Path, initial: &InitialCommit) -> Result<(), trove_git::GitError> {
     let mut files: Vec<(&str, &[u8])> = vec![(".gitattributes", DEFAULT_GITATTRIBUTES.as_bytes())];
     if let Some(readme) = &initial.readme {
         files.push(("README.md", readme.as_bytes()));
@@ -227,7 +229,7 @@ pub async fn delete(state: &Context, caller: &Caller, repo: &RepoRef) -> ApiResu
     Ok(())
 }
 
-fn move_to_trash(dir: &Path, trash: &Path) -> std::io::Result<Option<PathBuf>> {
+pub(super) fn move_to_trash(dir: &Path, trash: &Path) -> std::io::Result<Option<PathBuf>> {
     if !dir.exists() {
         return Ok(None);
     }
@@ -235,109 +237,4 @@ fn move_to_trash(dir: &Path, trash: &Path) -> std::io::Result<Option<PathBuf>> {
     let target = trash.join(uuid::Uuid::new_v4().to_string());
     std::fs::rename(dir, &target)?;
     Ok(Some(target))
-}
-
-/// What [`reconcile`] found and did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Reconciled {
-    /// Repositories whose git folder was missing and was initialised again.
-    pub reinitialised: Vec<i64>,
-    /// Repositories whose git folder exists but cannot be opened: left untouched, logged.
-    pub unreadable: Vec<i64>,
-    /// Git folders without a database row, moved to the trash.
-    pub orphans: Vec<PathBuf>,
-    /// Stale lock files and temporary objects removed.
-    pub leftovers: Vec<PathBuf>,
-}
-
-/// Makes the database and the repositories on disk agree again after a crash; run at
-/// start-up, before anything is served, since it assumes no other process uses them.
-///
-/// - Staging folders of creations that never committed are removed: they belong to no row.
-/// - A `repos/<id>.git` without a row is moved to the trash: it belongs to a deleted
-///   repository whose clean-up was cut short, or to a creation that never committed.
-/// - Lock files and temporary objects in every repository are removed: a lock at start-up
-///   belongs to a dead process, and would otherwise fail every write to what it locks.
-/// - A row whose git folder is missing gets a new repository with the initial commit, so
-///   that it answers again and keeps what the database holds of it (settings,
-///   discussions). When the row shows no write after its creation, nothing was lost; when
-///   it does, the history is gone and the log says so at error level, naming the folder to
-///   restore from a backup. Nothing that exists is ever overwritten: a folder that cannot be
-///   opened as a repository is logged and left as it is.
-pub async fn reconcile(state: &Context) -> anyhow::Result<Reconciled> {
-    let repos = state.db.all_repos().await?;
-    let repos_dir = state.config.repos_dir();
-    let dirs: Vec<(Repo, PathBuf)> = repos
-        .into_iter()
-        .map(|repo| {
-            let dir = state.git_dir(repo.id);
-            (repo, dir)
-        })
-        .collect();
-    let trash = state.trash_dir();
-    tokio::task::spawn_blocking(move || reconcile_dirs(&repos_dir, &dirs, &trash)).await?
-}
-
-fn reconcile_dirs(
-    repos_dir: &Path,
-    repos: &[(Repo, PathBuf)],
-    trash: &Path,
-) -> anyhow::Result<Reconciled> {
-    let mut done = Reconciled::default();
-    let staging = staging_dir(repos_dir);
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging)?;
-    }
-    let known: std::collections::HashSet<&Path> = repos.iter().map(|(_, d)| d.as_path()).collect();
-    if let Ok(entries) = std::fs::read_dir(repos_dir) {
-        for entry in entries {
-            let path = entry?.path();
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            let is_repo_dir = name
-                .as_deref()
-                .and_then(|n| n.strip_suffix(".git"))
-                .is_some_and(|id| id.parse::<i64>().is_ok());
-            if is_repo_dir && !known.contains(path.as_path()) {
-                tracing::warn!(path = %path.display(), "git folder without a repository; moved to the trash");
-                move_to_trash(&path, trash)?;
-                done.orphans.push(path);
-            }
-        }
-    }
-    for (repo, dir) in repos {
-        if !dir.exists() {
-            // The creator is not known here, and the history is gone anyway.
-            let initial = InitialCommit {
-                readme: None,
-                author: system_signature(),
-            };
-            init_repo(dir, &initial)?;
-            if repo.updated_at_ms > repo.created_at_ms {
-                tracing::error!(
-                    repo.id = repo.id,
-                    path = %dir.display(),
-                    "git folder missing: its history is lost; an empty repository was created \
-                     in its place (restore the folder from a backup to get the history back)"
-                );
-            } else {
-                tracing::warn!(
-                    repo.id = repo.id,
-                    path = %dir.display(),
-                    "git folder missing (a creation cut short); initialised again"
-                );
-            }
-            done.reinitialised.push(repo.id);
-            continue;
-        }
-        let removed = trove_git::remove_leftovers(dir)?;
-        for path in &removed {
-            tracing::warn!(repo.id = repo.id, path = %path.display(), "removed a stale lock or temporary file");
-        }
-        done.leftovers.extend(removed);
-        if let Err(e) = GitRepo::open(dir) {
-            tracing::error!(repo.id = repo.id, path = %dir.display(), error = %e, "git folder cannot be opened; left as it is");
-            done.unreadable.push(repo.id);
-        }
-    }
-    Ok(done)
 }

@@ -22,6 +22,7 @@ pub mod listing_cache;
 pub mod preview;
 pub mod push;
 pub mod rebuild;
+pub mod reconcile;
 pub mod relocate;
 pub mod safetensors;
 pub mod settings;
@@ -228,7 +229,7 @@ where
     T: Send + 'static,
     F: FnOnce(&GitRepo) -> ApiResult<T> + Send + 'static,
 {
-    let path = state.git_dir(repo.repo.id);
+    let path = crate::repos::reconcile::checked_git_dir(state, repo.repo.id).await?;
     tokio::task::spawn_blocking(move || {
         let git = GitRepo::open(&path)?;
         f(&git)

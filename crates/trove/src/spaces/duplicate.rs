@@ -88,7 +88,12 @@ async fn fill(
         .await?;
     {
         let _guard = state.lock_repo(to.id).await?;
-        copy_refs(&state.git_dir(source.repo.id), &state.git_dir(to.id)).await?;
+        let from = crate::repos::reconcile::checked_git_dir(state, source.repo.id).await?;
+        copy_refs(
+            &from,
+            &crate::repos::reconcile::checked_git_dir(state, to.id).await?,
+        )
+        .await?;
     }
     if source.repo_type == RepoType::Space {
         let inherited = state

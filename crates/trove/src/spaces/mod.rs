@@ -324,13 +324,7 @@ pub async fn start(state: &SpaceHost) -> anyhow::Result<()> {
         .subscribe(Arc::new(move |context: &Context, events| {
             observe(&SpaceHost::new(context.clone(), observed.clone()), events);
         }));
-    let spaces: Vec<Repo> = state
-        .db
-        .all_repos()
-        .await?
-        .into_iter()
-        .filter(|r| r.repo_type == RepoType::Space)
-        .collect();
+    let spaces: Vec<Repo> = state.db.repos_of_type(RepoType::Space).await?;
     tracing::info!(spaces = spaces.len(), "spaces supervisor started");
     sweep_removed(state, &spaces).await;
     if let Some(engine) = build::container_engine().await {

@@ -285,7 +285,7 @@ async fn mark(
     let mut live = HashSet::new();
     let mut refs = RefSnapshot::new();
     for repo in repos {
-        let path = state.git_dir(repo.id);
+        let path = crate::repos::reconcile::checked_git_dir(state, repo.id).await?;
         let before = only_moved.and_then(|s| s.get(&repo.id)).cloned();
         let walked = tokio::task::spawn_blocking(move || -> ApiResult<Option<Walked>> {
             let git = match GitRepo::open(&path) {

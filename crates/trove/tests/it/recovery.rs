@@ -1,10 +1,12 @@
 //! Start-up recovery: what a killed process leaves on disk (a repository folder missing
 //! under its row, stale git lock files, staging and orphan folders) is put right by
-//! `repos::lifecycle::reconcile`, and the repository answers again.
+//! `repos::reconcile`, and the repository answers again — also when the check runs in the
+//! background and a request reaches the repository first.
 
 use crate::app::TestApp;
 use axum::http::StatusCode;
 use serde_json::json;
+use trove::repos::reconcile::{self, RunningMarker};
 
 async fn create(app: &TestApp, name: &str) -> i64 {
     let created = app
@@ -59,7 +61,7 @@ async fn a_missing_git_folder_is_initialised_again() {
     let app = TestApp::new().await;
     let id = create(&app, "lost").await;
     std::fs::remove_dir_all(app.state.git_dir(id)).expect("remove");
-    let done = trove::repos::lifecycle::reconcile(&app.state)
+    let done = trove::repos::reconcile::reconcile(&app.state)
         .await
         .expect("reconcile");
     assert_eq!(done.reinitialised, vec![id]);
@@ -81,7 +83,7 @@ async fn stale_lock_files_are_removed_and_commits_succeed() {
         std::fs::write(dir.join(lock), b"").expect("lock");
     }
     std::fs::create_dir_all(dir.join("objects/tmp_objdir-incoming-x")).expect("quarantine");
-    let done = trove::repos::lifecycle::reconcile(&app.state)
+    let done = trove::repos::reconcile::reconcile(&app.state)
         .await
         .expect("reconcile");
     assert_eq!(done.leftovers.len(), 5, "{:?}", done.leftovers);
@@ -99,7 +101,7 @@ async fn staging_and_orphan_folders_are_cleared_and_the_id_reused_cleanly() {
     let orphan = data.join("repos/999.git");
     std::fs::create_dir_all(&orphan).expect("orphan");
     let id = create(&app, "kept").await;
-    let done = trove::repos::lifecycle::reconcile(&app.state)
+    let done = trove::repos::reconcile::reconcile(&app.state)
         .await
         .expect("reconcile");
     assert_eq!(done.orphans, vec![orphan.clone()]);
@@ -107,7 +109,7 @@ async fn staging_and_orphan_folders_are_cleared_and_the_id_reused_cleanly() {
     assert!(app.state.git_dir(id).exists());
     answers(&app, "kept").await;
     // Nothing is left to do a second time.
-    let again = trove::repos::lifecycle::reconcile(&app.state)
+    let again = trove::repos::reconcile::reconcile(&app.state)
         .await
         .expect("reconcile");
     assert_eq!(again, Default::default());
@@ -126,4 +128,87 @@ async fn a_deleted_repo_can_be_created_again_under_the_same_name() {
     assert_eq!(deleted.status, StatusCode::OK, "{:?}", deleted.error());
     create(&app, "again").await;
     answers(&app, "again").await;
+}
+
+#[tokio::test]
+async fn a_request_before_the_walk_checks_its_repository_first() {
+    let app = TestApp::new().await;
+    let locked = create(&app, "early").await;
+    let other = create(&app, "later").await;
+    let lost = create(&app, "gone").await;
+    let dir = app.state.git_dir(locked);
+    std::fs::write(dir.join("refs/heads/main.lock"), b"").expect("lock");
+    std::fs::write(app.state.git_dir(other).join("config.lock"), b"").expect("lock");
+    std::fs::remove_dir_all(app.state.git_dir(lost)).expect("remove");
+
+    reconcile::start(&app.state).await.expect("start");
+    assert!(app.state.repo_checks.pending());
+    // Before the walk: the commit checks its repository (and waits for nothing stale).
+    assert_eq!(commit(&app, "early", "a.txt").await, StatusCode::OK);
+    assert!(!dir.join("refs/heads/main.lock").exists());
+    answers(&app, "gone").await;
+    // The one not reached by a request still has its lock until the walk.
+    assert!(app.state.git_dir(other).join("config.lock").exists());
+
+    let done = reconcile::check_all(&app.state).await.expect("walk");
+    assert!(!app.state.repo_checks.pending());
+    assert!(!app.state.git_dir(other).join("config.lock").exists());
+    assert_eq!(done.reinitialised, vec![lost]);
+    // Each repository was checked once: by the request, or by the walk.
+    let mut leftovers = done.leftovers.clone();
+    leftovers.sort();
+    let mut expected = vec![
+        dir.join("refs/heads/main.lock"),
+        app.state.git_dir(other).join("config.lock"),
+    ];
+    expected.sort();
+    assert_eq!(leftovers, expected);
+    assert!(done.failed.is_empty());
+    // A lock taken from now on belongs to a live write: requests no longer check.
+    std::fs::write(dir.join("packed-refs.lock"), b"").expect("lock");
+    answers(&app, "early").await;
+    assert!(dir.join("packed-refs.lock").exists());
+}
+
+#[tokio::test]
+async fn a_folder_removed_while_nothing_is_checked_is_put_back_on_first_use() {
+    let app = TestApp::new().await;
+    let id = create(&app, "vanished").await;
+    std::fs::remove_dir_all(app.state.git_dir(id)).expect("remove");
+    assert!(!app.state.repo_checks.pending());
+    answers(&app, "vanished").await;
+    assert_eq!(commit(&app, "vanished", "a.txt").await, StatusCode::OK);
+}
+
+#[test]
+fn running_markers_tell_a_clean_stop_from_a_dead_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(
+        RunningMarker::left_behind(dir.path())
+            .expect("read")
+            .is_empty()
+    );
+    // A clean stop removes its marker.
+    let clean = RunningMarker::create(dir.path(), "node/a").expect("create");
+    clean.remove().expect("remove");
+    assert!(
+        RunningMarker::left_behind(dir.path())
+            .expect("read")
+            .is_empty()
+    );
+    // A process that dies leaves its own, one per start even under one node id.
+    let dead = RunningMarker::create(dir.path(), "node-a").expect("create");
+    std::mem::forget(dead);
+    let again = RunningMarker::create(dir.path(), "node-a").expect("create");
+    let left = RunningMarker::left_behind(dir.path()).expect("read");
+    assert_eq!(left.len(), 2, "{left:?}");
+    for marker in &left {
+        RunningMarker::remove_path(marker).expect("remove");
+    }
+    assert!(
+        RunningMarker::left_behind(dir.path())
+            .expect("read")
+            .is_empty()
+    );
+    drop(again);
 }

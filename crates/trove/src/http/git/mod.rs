@@ -158,7 +158,7 @@ async fn advertise(
     let GitAction::Advertise(service) = auth.endpoint.action else {
         return Err(ApiError::bad_request("Not a refs advertisement request"));
     };
-    let git_dir = state.git_dir(auth.repo.repo.id);
+    let git_dir = crate::repos::reconcile::checked_git_dir(state, auth.repo.repo.id).await?;
     let settings = match service {
         Service::UploadPack => state.git.settings.clone(),
         Service::ReceivePack => push_settings(&state.git, &auth.caller, &auth.repo),
@@ -172,6 +172,7 @@ async fn advertise(
         timeout: state.git.timeout,
         after_exit: None,
         permit: slot(state).await?,
+        killed: state.git.killed.clone(),
         what: format!(
             "{} --advertise-refs repo.id={}",
             service.name(),
@@ -223,7 +224,7 @@ async fn serve_rpc(
         )));
     }
     let repo_id = auth.repo.repo.id;
-    let git_dir = state.git_dir(repo_id);
+    let git_dir = crate::repos::reconcile::checked_git_dir(state, repo_id).await?;
     let (settings, limit, after_exit) = match service {
         Service::UploadPack => (
             state.git.settings.clone(),
@@ -271,6 +272,7 @@ async fn serve_rpc(
         timeout: state.git.timeout,
         after_exit,
         permit: slot(state).await?,
+        killed: state.git.killed.clone(),
         what: format!("{} repo.id={repo_id}", service.name()),
     })?;
     let mut response_headers = HeaderMap::new();

@@ -16,6 +16,8 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -42,6 +44,8 @@ pub struct GitRun {
     pub after_exit: Option<AfterExit>,
     /// Held until the child has exited: limits concurrent git processes.
     pub permit: OwnedSemaphorePermit,
+    /// Set if the child has to be killed ([`crate::git_runtime::GitRuntime::killed`]).
+    pub killed: Arc<AtomicBool>,
     /// For the log: what is being served.
     pub what: String,
 }
@@ -55,6 +59,7 @@ pub fn spawn(run: GitRun) -> io::Result<Body> {
         timeout,
         after_exit,
         permit,
+        killed,
         what,
     } = run;
     command
@@ -117,6 +122,7 @@ pub fn spawn(run: GitRun) -> io::Result<Body> {
                 ok
             }
             Err(_) => {
+                killed.store(true, Ordering::Release);
                 let _ = child.start_kill();
                 let _ = child.wait().await;
                 tracing::warn!(git.what = %what, timeout_secs = timeout.as_secs(), "git timed out; killed");
