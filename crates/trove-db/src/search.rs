@@ -299,35 +299,11 @@ where
     String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
-    match visibility {
-        Visibility::Public => {
-            qb.push(" AND r.private = FALSE");
-        }
-        Visibility::PublicAnd {
-            namespaces,
-            repo_ids,
-        } => {
-            qb.push(" AND (r.private = FALSE");
-            if !namespaces.is_empty() {
-                qb.push(" OR r.namespace IN (");
-                let mut list = qb.separated(", ");
-                for ns in namespaces {
-                    list.push_bind(ns.clone());
-                }
-                qb.push(")");
-            }
-            if !repo_ids.is_empty() {
-                qb.push(" OR r.id IN (");
-                let mut list = qb.separated(", ");
-                for id in repo_ids {
-                    list.push_bind(*id);
-                }
-                qb.push(")");
-            }
-            qb.push(")");
-        }
-        Visibility::All => {}
-    }
+    push_visibility_on(qb, "r.private", "r.id", visibility, |qb, namespaces| {
+        qb.push("r.namespace IN (");
+        push_bound_list(qb, namespaces.iter().cloned());
+        qb.push(")");
+    });
 }
 
 /// The visibility filter of a listing, on repo_index's copy of `private` (`ri`): a private
@@ -343,36 +319,66 @@ fn push_index_visibility<'a, DB>(
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
+    push_visibility_on(
+        qb,
+        "ri.private",
+        "ri.repo_id",
+        visibility,
+        |qb, namespaces| {
+            qb.push("ri.repo_id IN (SELECT n.id FROM repos n WHERE n.repo_type = ");
+            qb.push_bind(repo_type.as_str());
+            qb.push(" AND n.namespace IN (");
+            push_bound_list(qb, namespaces.iter().cloned());
+            qb.push("))");
+        },
+    );
+}
+
+/// ` AND (<private> = FALSE OR <in an allowed namespace> OR <id> IN (…))` as the caller's
+/// visibility allows; `namespace_match` writes the namespace condition for the table at hand.
+fn push_visibility_on<'a, DB>(
+    qb: &mut QueryBuilder<'a, DB>,
+    private_column: &str,
+    id_column: &str,
+    visibility: &Visibility,
+    namespace_match: impl FnOnce(&mut QueryBuilder<'a, DB>, &[String]),
+) where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
     match visibility {
         Visibility::Public => {
-            qb.push(" AND ri.private = FALSE");
+            qb.push(format!(" AND {private_column} = FALSE"));
         }
         Visibility::PublicAnd {
             namespaces,
             repo_ids,
         } => {
-            qb.push(" AND (ri.private = FALSE");
+            qb.push(format!(" AND ({private_column} = FALSE"));
             if !namespaces.is_empty() {
-                qb.push(" OR ri.repo_id IN (SELECT n.id FROM repos n WHERE n.repo_type = ");
-                qb.push_bind(repo_type.as_str());
-                qb.push(" AND n.namespace IN (");
-                let mut list = qb.separated(", ");
-                for ns in namespaces {
-                    list.push_bind(ns.clone());
-                }
-                qb.push("))");
+                qb.push(" OR ");
+                namespace_match(qb, namespaces);
             }
             if !repo_ids.is_empty() {
-                qb.push(" OR ri.repo_id IN (");
-                let mut list = qb.separated(", ");
-                for id in repo_ids {
-                    list.push_bind(*id);
-                }
+                qb.push(format!(" OR {id_column} IN ("));
+                push_bound_list(qb, repo_ids.iter().copied());
                 qb.push(")");
             }
             qb.push(")");
         }
         Visibility::All => {}
+    }
+}
+
+/// Binds each value, separated by commas (the inside of an `IN (…)`).
+fn push_bound_list<'a, DB, T>(qb: &mut QueryBuilder<'a, DB>, values: impl IntoIterator<Item = T>)
+where
+    DB: sqlx::Database,
+    T: 'a + sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut list = qb.separated(", ");
+    for value in values {
+        list.push_bind(value);
     }
 }
 
