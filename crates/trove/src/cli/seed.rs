@@ -313,7 +313,7 @@ fn link_git_folders(
 ) -> anyhow::Result<()> {
     let template = config.data_dir.join("bench-template.git");
     if !template.exists() {
-        let author = crate::repos::lifecycle::system_signature();
+        let author = crate::repos::folders::system_signature();
         let gitattributes = crate::repos::gitattributes::DEFAULT_GITATTRIBUTES.as_bytes();
         trove_git::GitRepo::init_bare(&template, &[(".gitattributes", gitattributes)], &author, 0)
             .context("creating the shared benchmark repository")?;

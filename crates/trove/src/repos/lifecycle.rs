@@ -12,25 +12,14 @@
 //!
 //! [`reconcile`]: super::reconcile::reconcile
 
-use super::gitattributes::DEFAULT_GITATTRIBUTES;
+use super::folders::{InitialCommit, init_repo, move_to_trash, publish, staging_dir};
 use super::{RepoRef, repo_url};
 use crate::auth::{Access, Caller};
-use crate::clock::{now_ms, now_secs};
+use crate::clock::now_ms;
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use std::path::{Path, PathBuf};
 use trove_db::Repo;
-use trove_git::{GitRepo, Signature};
 use trove_types::{RepoId, RepoName, RepoType};
-
-/// The author of commits made by the server itself (a repository re-initialised at start, a
-/// tag made without a user).
-pub fn system_signature() -> Signature {
-    Signature {
-        name: "system".into(),
-        email: "system@trove.local".into(),
-    }
-}
 
 pub struct Created {
     pub repo: Repo,
@@ -98,11 +87,6 @@ pub async fn create_seeded(
     Ok(Created { repo, url })
 }
 
-/// Where repositories are initialised before they are published under their id.
-pub fn staging_dir(repos_dir: &Path) -> PathBuf {
-    repos_dir.join(".staging")
-}
-
 /// Initialises the repository in the staging folder, then inserts the row and publishes the
 /// repository under its id in one transaction (see the module docs).
 async fn create_placed(
@@ -143,13 +127,6 @@ async fn create_placed(
     result
 }
 
-/// What the initial commit of a new repository holds besides `.gitattributes`, and who
-/// authors it.
-pub(super) struct InitialCommit {
-    pub(super) readme: Option<String>,
-    pub(super) author: Signature,
-}
-
 /// A Space's first `README.md`: its card with the SDK, as the Hub writes it.
 fn space_readme(name: &str, sdk: &str) -> String {
     let app_file = match sdk {
@@ -161,30 +138,6 @@ fn space_readme(name: &str, sdk: &str) -> String {
          {app_file}pinned: false\n---\n\nCheck out the configuration reference at \
          https://huggingface.co/docs/hub/spaces-config-reference\n"
     )
-}
-
-/// A new repository with its initial commit, at `dir`.
-pub(super) fn init_repo(dir: &Path, initial: &InitialCommit) -> Result<(), trove_git::GitError> {
-    let mut files: Vec<(&str, &[u8])> = vec![(".gitattributes", DEFAULT_GITATTRIBUTES.as_bytes())];
-    if let Some(readme) = &initial.readme {
-        files.push(("README.md", readme.as_bytes()));
-    }
-    GitRepo::init_bare(dir, &files, &initial.author, now_secs() as i64)?;
-    Ok(())
-}
-
-/// Moves the staged repository to `dir` and makes the move durable. Whatever is at `dir`
-/// has no row (the id is being given out now): a deleted repository's leftovers, or an
-/// earlier creation that crashed before its commit; it goes to the trash.
-fn publish(staged: &Path, dir: &Path, trash: &Path) -> std::io::Result<()> {
-    if dir.exists() {
-        move_to_trash(dir, trash)?;
-    }
-    std::fs::rename(staged, dir)?;
-    if let Some(parent) = dir.parent() {
-        std::fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(())
 }
 
 fn conflict(repo_type: RepoType, url: String) -> ApiError {
@@ -227,14 +180,4 @@ pub async fn delete(state: &Context, caller: &Caller, repo: &RepoRef) -> ApiResu
     )
     .await;
     Ok(())
-}
-
-pub(super) fn move_to_trash(dir: &Path, trash: &Path) -> std::io::Result<Option<PathBuf>> {
-    if !dir.exists() {
-        return Ok(None);
-    }
-    std::fs::create_dir_all(trash)?;
-    let target = trash.join(uuid::Uuid::new_v4().to_string());
-    std::fs::rename(dir, &target)?;
-    Ok(Some(target))
 }

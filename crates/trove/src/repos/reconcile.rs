@@ -17,7 +17,7 @@
 //! The walk reads the repositories a page at a time ([`trove_db::Db::repo_stamps_after`]),
 //! so its memory does not grow with the hub.
 
-use super::lifecycle::{InitialCommit, init_repo, move_to_trash, staging_dir, system_signature};
+use super::folders::{InitialCommit, init_repo, move_to_trash, staging_dir, system_signature};
 use crate::context::Context;
 pub use crate::context::Reconciled;
 use futures_util::StreamExt;

@@ -31,7 +31,7 @@ pub fn copy_repos(
     git_bin: &Path,
     mut progress: impl FnMut(&GitCopyReport),
 ) -> anyhow::Result<GitCopyReport> {
-    let staging = super::lifecycle::staging_dir(dest);
+    let staging = super::folders::staging_dir(dest);
     fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
     for entry in fs::read_dir(&staging)? {
         let path = entry?.path();

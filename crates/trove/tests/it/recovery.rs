@@ -96,7 +96,7 @@ async fn stale_lock_files_are_removed_and_commits_succeed() {
 async fn staging_and_orphan_folders_are_cleared_and_the_id_reused_cleanly() {
     let app = TestApp::new().await;
     let data = app.state.config.data_dir.clone();
-    let staged = trove::repos::lifecycle::staging_dir(&data.join("repos")).join("x.git");
+    let staged = trove::repos::folders::staging_dir(&data.join("repos")).join("x.git");
     std::fs::create_dir_all(&staged).expect("staged");
     let orphan = data.join("repos/999.git");
     std::fs::create_dir_all(&orphan).expect("orphan");

@@ -6,7 +6,7 @@ use crate::auth::Caller;
 use crate::clock::now_secs;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, QueryParams, RepoAt, RevParam};
-use crate::repos::lifecycle::system_signature;
+use crate::repos::folders::system_signature;
 use crate::repos::{resolve, with_git};
 use crate::state::AppState;
 use axum::Json;
