@@ -1,5 +1,9 @@
 //! A Space's build or run log: the last lines in memory for the page and the API, every
 //! line appended to a file beside the Space's revisions, and a broadcast for live readers.
+//!
+//! The broadcast channel exists only while someone follows the log: a channel holds its 256
+//! slots from the start (~24 KiB), and a hub has two logs per Space, most of them never
+//! followed (5,000 Spaces held ~240 MiB of empty channels at start-up).
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -19,14 +23,18 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// Lines a slow live reader may fall behind by before it misses some.
+const LIVE_BACKLOG: usize = 256;
+
 pub struct LogBuffer {
     inner: Mutex<Inner>,
-    live: broadcast::Sender<LogLine>,
 }
 
 struct Inner {
     lines: VecDeque<LogLine>,
     file: Option<std::fs::File>,
+    /// The live readers' channel, while there are any.
+    live: Option<broadcast::Sender<LogLine>>,
 }
 
 impl Default for LogBuffer {
@@ -41,8 +49,8 @@ impl LogBuffer {
             inner: Mutex::new(Inner {
                 lines: VecDeque::new(),
                 file: None,
+                live: None,
             }),
-            live: broadcast::channel(256).0,
         }
     }
 
@@ -86,15 +94,23 @@ impl LogBuffer {
             inner.lines.pop_front();
         }
         inner.lines.push_back(line.clone());
-        drop(inner);
-        // Nobody listening is the usual case.
-        let _ = self.live.send(line);
+        // Nobody listening is the usual case; the channel goes with its last reader.
+        if let Some(live) = &inner.live
+            && live.send(line).is_err()
+        {
+            inner.live = None;
+        }
     }
 
     /// The lines kept so far, and a receiver of the next ones (no line lost in between).
     pub fn follow(&self) -> (Vec<LogLine>, broadcast::Receiver<LogLine>) {
-        let inner = self.lock();
-        (inner.lines.iter().cloned().collect(), self.live.subscribe())
+        let mut inner = self.lock();
+        let lines = inner.lines.iter().cloned().collect();
+        let live = inner
+            .live
+            .get_or_insert_with(|| broadcast::channel(LIVE_BACKLOG).0)
+            .subscribe();
+        (lines, live)
     }
 
     /// The last `n` lines, joined.
@@ -133,5 +149,37 @@ mod tests {
         let file = std::fs::read_to_string(dir.path().join("x/build.log")).expect("file");
         assert_eq!(file.lines().count(), RING_LINES + 5);
         assert_eq!(log.tail(1), format!("line {}", RING_LINES + 4));
+    }
+
+    #[test]
+    fn the_live_channel_exists_only_while_followed_and_loses_no_line() {
+        let log = LogBuffer::new();
+        log.push("before");
+        assert!(
+            log.lock().live.is_none(),
+            "no channel before anyone follows"
+        );
+        let (lines, mut first) = log.follow();
+        assert_eq!(lines.len(), 1);
+        let (_, mut second) = log.follow();
+        log.push("after");
+        assert_eq!(first.try_recv().expect("first reader").text, "after");
+        assert_eq!(second.try_recv().expect("second reader").text, "after");
+        drop(first);
+        log.push("one reader left");
+        assert_eq!(
+            second.try_recv().expect("still followed").text,
+            "one reader left"
+        );
+        drop(second);
+        log.push("nobody");
+        assert!(
+            log.lock().live.is_none(),
+            "the channel goes with its last reader"
+        );
+        let (lines, mut again) = log.follow();
+        assert_eq!(lines.len(), 4);
+        log.push("new reader");
+        assert_eq!(again.try_recv().expect("a new channel").text, "new reader");
     }
 }
