@@ -483,14 +483,16 @@ pub struct AuthConfig {
     /// Whether visitors may create their own account at `/signup` (`[auth] allow_signup`).
     pub allow_signup: bool,
     /// How long a token's resolution (owner, memberships) may be reused, in ms (`None`:
-    /// [`DEFAULT_TOKEN_CACHE_MS`]; 0 disables the cache). Revocations, disabled users and
-    /// membership changes on this node take effect at once; this bounds how late those made
-    /// by another node or another process take effect (see `throttle/token_cache.rs`).
+    /// [`DEFAULT_TOKEN_CACHE_MS`], off). Revocations, disabled users and membership changes
+    /// made through this server take effect at once; this bounds how late those made by
+    /// another node or by the admin CLI take effect (see `throttle/token_cache.rs`), which is
+    /// why it is off unless an operator trades that delay for signed-in request rates.
     pub token_cache_ms: Option<u64>,
 }
 
-/// How long a token's resolution is reused by default, in milliseconds.
-pub const DEFAULT_TOKEN_CACHE_MS: u64 = 1000;
+/// How long a token's resolution is reused by default, in milliseconds: not at all, so that
+/// `trove token revoke` and another node's revocation hold for the very next request.
+pub const DEFAULT_TOKEN_CACHE_MS: u64 = 0;
 
 impl AuthConfig {
     /// How long a token's resolution may be reused; zero when it is never cached.

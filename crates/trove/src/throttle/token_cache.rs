@@ -15,8 +15,9 @@
 //! such a write takes effect for the very next request. What the epoch does not see — the
 //! same writes made by another node on a shared PostgreSQL, or by an admin command run in
 //! another process — takes effect once the entry expires, after the configured TTL
-//! (`[auth] token_cache_ms`, [`crate::config::DEFAULT_TOKEN_CACHE_MS`] by default; 0 turns
-//! the cache off). A token's own expiry time is checked on every hit.
+//! (`[auth] token_cache_ms`; [`crate::config::DEFAULT_TOKEN_CACHE_MS`], off, by default, so
+//! that `trove token revoke` holds for the next request; an operator turns it on for
+//! signed-in request rates). A token's own expiry time is checked on every hit.
 //!
 //! Bounds: [`MAX_ENTRIES`] entries; when full, expired entries go first, then the oldest.
 

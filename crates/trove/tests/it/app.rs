@@ -29,6 +29,11 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn new() -> TestApp {
+        Self::with_config(|_| {}).await
+    }
+
+    /// A test hub whose configuration `edit` changes first (a cache turned on, a limit).
+    pub async fn with_config(edit: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().to_owned();
         let db = Db::open(&data_dir.join("trove.db"))
@@ -40,11 +45,12 @@ impl TestApp {
             .await
             .expect("bootstrap")
             .expect("a new data dir gets an admin");
-        let config = Config {
+        let mut config = Config {
             data_dir: data_dir.clone(),
             public_url: Some(PUBLIC_URL.into()),
             ..Config::default()
         };
+        edit(&mut config);
         let state = AppState::with_hook_exe(
             config,
             db,
