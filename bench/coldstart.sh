@@ -19,6 +19,14 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# What a report names a binary by: its path, build time and content hash (the checkout's
+# HEAD says nothing about a binary built elsewhere), and the checkout's HEAD for reference.
+describe_binary() {
+    printf '%s (built %s, sha256 %s; checkout at %s)' "$1" \
+        "$(date -u -r "$1" +%Y-%m-%dT%H:%MZ 2>/dev/null || echo '?')" \
+        "$(sha256sum "$1" 2>/dev/null | cut -c1-12 || echo '?')" \
+        "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+}
 BIN="${TROVE_BIN:-$ROOT/target/release/trove}"
 BASE_BIN="${BASE_BIN:-}"
 REPOS="${REPOS:-100000}"
@@ -94,4 +102,4 @@ for _ in $(seq 1 "$ROUNDS"); do
     done
 done
 echo
-echo "repositories: $REPOS; binary: $BIN ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))${BASE_BIN:+; base: $BASE_BIN}; nproc $(nproc)"
+echo "repositories: $REPOS; binary: $(describe_binary "$BIN")${BASE_BIN:+; base: $(describe_binary "$BASE_BIN")}; nproc $(nproc)"

@@ -17,6 +17,14 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# What a report names a binary by: its path, build time and content hash (the checkout's
+# HEAD says nothing about a binary built elsewhere), and the checkout's HEAD for reference.
+describe_binary() {
+    printf '%s (built %s, sha256 %s; checkout at %s)' "$1" \
+        "$(date -u -r "$1" +%Y-%m-%dT%H:%MZ 2>/dev/null || echo '?')" \
+        "$(sha256sum "$1" 2>/dev/null | cut -c1-12 || echo '?')" \
+        "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+}
 BIN="${TROVE_BIN:-$ROOT/target/release/trove}"
 REPOS="${REPOS:-100000}"
 DURATION="${DURATION:-10s}"
@@ -106,4 +114,4 @@ hwm=$(awk '/VmHWM/ {print $2 " " $3}' "/proc/$SERVER_PID/status")
 db_size=$(du -cb "$DATA"/trove.db* | awk 'END {print $1}')
 printf '\nrepositories: %s\nserver memory: RSS %s (peak %s)\nSQLite size: %s bytes (%s MiB, with WAL)\n' \
     "$REPOS" "$rss" "$hwm" "$db_size" "$(( db_size / 1048576 ))"
-echo "binary: $BIN ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')), nproc $(nproc)"
+echo "binary: $(describe_binary "$BIN"), nproc $(nproc)"
