@@ -19,14 +19,6 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# What a report names a binary by: its path, build time and content hash (the checkout's
-# HEAD says nothing about a binary built elsewhere), and the checkout's HEAD for reference.
-describe_binary() {
-    printf '%s (built %s, sha256 %s; checkout at %s)' "$1" \
-        "$(date -u -r "$1" +%Y-%m-%dT%H:%MZ 2>/dev/null || echo '?')" \
-        "$(sha256sum "$1" 2>/dev/null | cut -c1-12 || echo '?')" \
-        "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
-}
 BIN="${TROVE_BIN:-$ROOT/target/release/trove}"
 BASE_BIN="${BASE_BIN:-}"
 REPOS="${REPOS:-100000}"
@@ -35,14 +27,11 @@ BENCH_DIR="${BENCH_DIR:-/tmp/trove-bench-coldstart}"
 PORT="${PORT:-18093}"
 DATA="$BENCH_DIR/data-$REPOS"
 URL="http://127.0.0.1:$PORT"
+# shellcheck source=search/seeded.sh
+source "$ROOT/bench/search/seeded.sh"
 
 [[ -x "$BIN" ]] || { echo "no trove binary at $BIN (cargo build --release, or set TROVE_BIN)" >&2; exit 1; }
-mkdir -p "$DATA"
-if [[ ! -f "$DATA/.seeded" ]]; then
-    echo "==> seeding $REPOS repositories into $DATA"
-    "$BIN" bench-seed-search --repos "$REPOS" --data-dir "$DATA" 2>&1 | tail -n 1
-    touch "$DATA/.seeded"
-fi
+seed_once
 
 SERVER_PID=""
 stop_server() {

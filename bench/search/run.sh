@@ -17,14 +17,6 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-# What a report names a binary by: its path, build time and content hash (the checkout's
-# HEAD says nothing about a binary built elsewhere), and the checkout's HEAD for reference.
-describe_binary() {
-    printf '%s (built %s, sha256 %s; checkout at %s)' "$1" \
-        "$(date -u -r "$1" +%Y-%m-%dT%H:%MZ 2>/dev/null || echo '?')" \
-        "$(sha256sum "$1" 2>/dev/null | cut -c1-12 || echo '?')" \
-        "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
-}
 BIN="${TROVE_BIN:-$ROOT/target/release/trove}"
 REPOS="${REPOS:-100000}"
 DURATION="${DURATION:-10s}"
@@ -32,6 +24,8 @@ BENCH_DIR="${BENCH_DIR:-/tmp/trove-bench-search}"
 PORT="${PORT:-18091}"
 DATA="$BENCH_DIR/data-$REPOS"
 URL="http://127.0.0.1:$PORT"
+# shellcheck source=seeded.sh
+source "$ROOT/bench/search/seeded.sh"
 
 if pgrep -f 'bench/core|bench/git' >/dev/null; then
     echo "another benchmark is running (bench/core or bench/git); try again later" >&2
@@ -42,14 +36,7 @@ if ! command -v wrk >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
 
-mkdir -p "$DATA"
-if [[ ! -f "$DATA/.seeded" ]]; then
-    echo "==> seeding $REPOS repositories into $DATA"
-    start=$(date +%s)
-    "$BIN" bench-seed-search --repos "$REPOS" --data-dir "$DATA" 2>&1 | tail -n 2
-    echo "seeded in $(( $(date +%s) - start )) s"
-    touch "$DATA/.seeded"
-fi
+seed_once
 
 SERVER_PID=""
 stop_server() {
