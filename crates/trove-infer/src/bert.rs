@@ -108,43 +108,95 @@ impl Bert {
     }
 
     /// The last hidden states of one input: `[tokens, hidden]`.
+    #[cfg(test)]
     pub fn forward(&self, ids: &[u32], type_ids: &[u32]) -> Result<Tensor> {
-        let device = self.words.embeddings().device();
-        let n = ids.len();
-        let positions: Vec<u32> = (0..n as u32).collect();
-        let x = (self.words.forward(&Tensor::new(ids, device)?)?
-            + self.token_types.forward(&Tensor::new(type_ids, device)?)?)?;
-        let x = (x + self
-            .positions
-            .forward(&Tensor::new(positions.as_slice(), device)?)?)?;
-        let mut x = self.embeddings_norm.forward(&x)?;
-        for layer in &self.layers {
-            x = self.layer(layer, &x)?;
-        }
-        Ok(x)
+        self.forward_batch(&[(ids, type_ids)])?.squeeze(0)
     }
 
-    fn layer(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
-        let (n, h) = x.dims2()?;
+    /// The last hidden states of several inputs run as one batch: `[inputs, longest,
+    /// hidden]`. Shorter inputs are padded at the end and their padding is masked out of
+    /// attention, so each input's first `len` rows are what it gives alone; the padding rows
+    /// are meaningless. Positions count from 0 in every input (padding only follows).
+    pub fn forward_batch(&self, inputs: &[(&[u32], &[u32])]) -> Result<Tensor> {
+        let device = self.words.embeddings().device();
+        let b = inputs.len();
+        let n = inputs.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+        if b == 0 || n == 0 {
+            candle_core::bail!("an encoder batch needs at least one token");
+        }
+        let mut ids = Vec::with_capacity(b * n);
+        let mut types = Vec::with_capacity(b * n);
+        let mut positions = Vec::with_capacity(b * n);
+        let mut padded = false;
+        for (input_ids, input_types) in inputs {
+            if input_types.len() != input_ids.len() {
+                candle_core::bail!("token ids and type ids differ in length");
+            }
+            ids.extend_from_slice(input_ids);
+            types.extend_from_slice(input_types);
+            ids.resize(ids.len() + n - input_ids.len(), 0);
+            types.resize(types.len() + n - input_types.len(), 0);
+            positions.extend(0..n as u32);
+            padded |= input_ids.len() < n;
+        }
+        // Added to the attention scores: 0 for a real key, -inf for padding (a row always
+        // has a real key, the input's first token, so softmax stays finite).
+        let mask = if padded {
+            let mut mask = Vec::with_capacity(b * n);
+            for (input_ids, _) in inputs {
+                mask.extend((0..n).map(|i| {
+                    if i < input_ids.len() {
+                        0f32
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                }));
+            }
+            Some(Tensor::from_vec(mask, (b, 1, 1, n), device)?)
+        } else {
+            None
+        };
+        let x = (self.words.forward(&Tensor::from_vec(ids, b * n, device)?)?
+            + self
+                .token_types
+                .forward(&Tensor::from_vec(types, b * n, device)?)?)?;
+        let x = (x + self
+            .positions
+            .forward(&Tensor::from_vec(positions, b * n, device)?)?)?;
+        let mut x = self.embeddings_norm.forward(&x)?;
+        for layer in &self.layers {
+            x = self.layer(layer, &x, b, mask.as_ref())?;
+        }
+        x.reshape((b, n, ()))
+    }
+
+    /// One layer on `x`: `[batch · tokens, hidden]`.
+    fn layer(&self, layer: &Layer, x: &Tensor, b: usize, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (bn, h) = x.dims2()?;
+        let n = bn / b;
         let d = h / self.heads;
-        // [tokens, 3·hidden] → three [heads, tokens, d].
+        // [batch · tokens, 3·hidden] → three [batch, heads, tokens, d].
         let qkv = layer.qkv.forward(x)?;
         let split = |i: usize| -> Result<Tensor> {
             qkv.narrow(1, i * h, h)?
-                .reshape((n, self.heads, d))?
-                .transpose(0, 1)?
+                .reshape((b, n, self.heads, d))?
+                .transpose(1, 2)?
                 .contiguous()
         };
         let q = (split(0)? * (1.0 / (d as f64).sqrt()))?;
         let k = split(1)?;
         let v = split(2)?;
         let scores = q.matmul(&k.t()?)?;
+        let scores = match mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
+        };
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let context = probs
             .matmul(&v)?
-            .transpose(0, 1)?
+            .transpose(1, 2)?
             .contiguous()?
-            .reshape((n, h))?;
+            .reshape((bn, h))?;
         let x = layer
             .attention_norm
             .forward(&(layer.attention_out.forward(&context)? + x)?)?;
@@ -194,7 +246,7 @@ fn erf(x: f32) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -216,7 +268,7 @@ mod tests {
     }
 
     /// Random weights for every tensor `BertModel` reads.
-    fn random_bert(config: &Config) -> std::collections::HashMap<String, Tensor> {
+    pub(crate) fn random_bert(config: &Config) -> std::collections::HashMap<String, Tensor> {
         let device = candle_core::Device::Cpu;
         let (h, i) = (config.hidden_size, config.intermediate_size);
         let mut shapes: Vec<(String, Vec<usize>)> = vec![
@@ -304,6 +356,49 @@ mod tests {
         assert_eq!(a.len(), ids.len());
         for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
             assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn a_padded_batch_gives_each_input_what_it_gives_alone() {
+        let config: Config = serde_json::from_value(serde_json::json!({
+            "vocab_size": 50, "hidden_size": 24, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "intermediate_size": 40, "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.0, "max_position_embeddings": 16, "type_vocab_size": 2,
+            "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0,
+            "model_type": "bert"
+        }))
+        .expect("config");
+        let device = candle_core::Device::Cpu;
+        let vb = VarBuilder::from_tensors(random_bert(&config), DType::F32, &device);
+        let bert = Bert::load(vb, &config).expect("loads");
+        let inputs: Vec<(Vec<u32>, Vec<u32>)> = vec![
+            (vec![2, 7, 49, 0, 13], vec![0, 0, 0, 1, 1]),
+            (vec![5], vec![0]),
+            (
+                vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
+                vec![0; 16],
+            ),
+            (vec![9, 9, 9], vec![1, 1, 1]),
+        ];
+        let batch: Vec<(&[u32], &[u32])> = inputs
+            .iter()
+            .map(|(i, t)| (i.as_slice(), t.as_slice()))
+            .collect();
+        let together = bert.forward_batch(&batch).expect("batch");
+        assert_eq!(together.dims(), &[4, 16, 24]);
+        for (row, (ids, types)) in inputs.iter().enumerate() {
+            let alone = bert.forward(ids, types).expect("alone");
+            let batched = together
+                .get(row)
+                .and_then(|t| t.narrow(0, 0, ids.len()))
+                .expect("rows");
+            let diff = (alone - batched)
+                .and_then(|d| d.abs())
+                .and_then(|d| d.max_all())
+                .and_then(|d| d.to_scalar::<f32>())
+                .expect("difference");
+            assert!(diff < 1e-4, "input {row}: {diff}");
         }
     }
 
