@@ -13,6 +13,10 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder, embedding, layer_norm};
 use candle_transformers::models::bert::{Config, HiddenAct};
 
+/// Up to this many rows, a dense layer multiplies with the weight on the left (see
+/// [`Dense::forward`]); measured on the MiniLM-shaped model (docs/inference.md).
+const FEW_TOKENS: usize = 32;
+
 /// A dense layer (weight `[out, in]`, as stored).
 struct Dense {
     weight: Tensor,
@@ -38,10 +42,17 @@ impl Dense {
         })
     }
 
-    /// `x · Wᵀ + b` for `x`: `[tokens, in]`, computed as `(W · xᵀ)ᵀ` so that the weight is
-    /// the product's left side, read row after row, and the few tokens the right side.
+    /// `x · Wᵀ + b` for `x`: `[tokens, in]`. For a few tokens, computed as `(W · xᵀ)ᵀ` so
+    /// that the weight is the product's left side, read row after row, and the few tokens the
+    /// right side; for many (a batch), as `x · Wᵀ`: the kernel's packing of the weight is then
+    /// shared by many rows, and the result is laid out in rows, so adding the bias is a
+    /// contiguous pass rather than one through a transposed view.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.weight.matmul(&x.t()?)?.t()?.broadcast_add(&self.bias)
+        if x.dim(0)? <= FEW_TOKENS {
+            self.weight.matmul(&x.t()?)?.t()?.broadcast_add(&self.bias)
+        } else {
+            x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
+        }
     }
 }
 
@@ -214,21 +225,23 @@ pub(crate) fn activate(act: HiddenAct, x: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// GELU as BERT defines it, `x/2 · (1 + erf(x/√2))`, element by element on the CPU's f32.
+/// GELU as BERT defines it, `x/2 · (1 + erf(x/√2))`, element by element on the CPU's f32,
+/// in a loop of plain arithmetic (no calls) that the compiler turns into vector
+/// instructions: on a batch it runs over millions of values per layer, on one thread.
 fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     if x.dtype() != DType::F32 || !x.device().is_cpu() {
         return x.gelu_erf();
     }
-    let values = x.flatten_all()?.to_vec1::<f32>()?;
-    let out: Vec<f32> = values
-        .into_iter()
-        .map(|v| 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2)))
-        .collect();
-    Tensor::from_vec(out, x.shape(), x.device())
+    let mut values = x.flatten_all()?.to_vec1::<f32>()?;
+    for v in &mut values {
+        *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+    }
+    Tensor::from_vec(values, x.shape(), x.device())
 }
 
 /// The error function by Abramowitz and Stegun's formula 7.1.26 (absolute error below
 /// 1.5e-7, under f32's own rounding at the values GELU needs).
+#[inline(always)]
 fn erf(x: f32) -> f32 {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [
@@ -241,13 +254,51 @@ fn erf(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + P * a);
     let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
-    let y = 1.0 - poly * (-a * a).exp();
+    let y = 1.0 - poly * exp_non_positive(-a * a);
     y.copysign(x)
+}
+
+/// `e^x` for `x ≤ 0` (below -87, as e^-87: the result is then under f32's smallest normal
+/// anyway), without a library call so that loops over it vectorize: `x = k·ln 2 + r` with
+/// `k` rounded by adding 1.5·2²³, `e^r` by Cephes' `expf` polynomial (relative error about
+/// 1e-7 for |r| ≤ ln 2 / 2), and `2^k` made from its exponent bits.
+#[inline(always)]
+fn exp_non_positive(x: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0; // 1.5 · 2²³
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.max(-87.0);
+    let t = x * std::f32::consts::LOG2_E + SHIFT;
+    let k = t - SHIFT;
+    let r = x - k * LN2_HI - k * LN2_LO;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 0.166_666_65;
+    let p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    // t's bits are SHIFT's plus k (an integer from -126 to 0): 2^k has exponent k + 127.
+    let k = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    e * f32::from_bits(((k + 127) as u32) << 23)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn exp_agrees_with_the_library_one() {
+        let mut x = 0.0f32;
+        while x > -100.0 {
+            let (ours, theirs) = (exp_non_positive(x), x.exp());
+            assert!(
+                (ours - theirs).abs() <= 3e-7 * theirs + 1e-37,
+                "exp({x}): {ours} vs {theirs}"
+            );
+            x -= 0.013;
+        }
+    }
 
     #[test]
     fn erf_matches_known_values() {
