@@ -493,7 +493,7 @@ def test_feature_extraction_matches_the_reference(trove, client, zoo):
 
 
 def test_list_inputs_run_as_batches_and_match_the_reference(trove, client, zoo):
-    """A list `inputs` runs as padded batches (by length, at most 32 inputs each): every
+    """A list `inputs` runs as padded batches (by length, at most 16 inputs each): every
     answer is still the input's own — checked against numpy for embeddings (BERT pooled,
     RoBERTa token-level, whose positions start after the padding id) and classification,
     and against one-at-a-time requests for token classification."""
