@@ -10,6 +10,7 @@
 #      TROVE_BIN          measure this trove binary instead of building one
 #      TROVE_BENCH_ROWS   the rows to measure, comma-separated (default all): tiny-encoder,
 #                         minilm-shaped, tiny-decoder, decoder-100m
+#      TROVE_BENCH_BATCH  sentences per request in the encoders' batched rows (default 32)
 #      TROVE_BENCH_ONNX   where onnxruntime and onnx (bench/requirements-onnx.txt, pinned) are
 #                         installed with pip --target, apart from the test venv
 #                         (default /var/tmp/trove-bench-onnx; installed once)

@@ -24,6 +24,11 @@ from inference_onnx import bert_embedder, llama_generator  # noqa: E402
 from huggingface_hub import HfApi, InferenceClient  # noqa: E402
 
 SENTENCE = "the cat sleeps and the dog runs in the rain"
+WORDS = "the cat sleeps and the dog runs in the rain while a bird sings on the roof".split()
+# The batched rows' list: BATCH sentences of 4 to 16 words (so of different lengths, padded
+# to the longest of a batch on both sides).
+BATCH = int(os.environ.get("TROVE_BENCH_BATCH", "32"))
+SENTENCES = [" ".join(WORDS[:4 + i % 13]) for i in range(BATCH)]
 
 
 def timed(fn, *, rounds: int, budget_s: float) -> tuple[float, int]:
@@ -43,6 +48,9 @@ def upload(api: HfApi, folder: Path, name: str) -> str:
 
 
 def encoder_case(api, url, token, work, label, **shape):
+    """Two rows: one sentence per call, and a list of BATCH sentences per call (the hub's
+    request with a list `inputs`; onnxruntime's padded batch with a mask; numpy, which does
+    not batch, one sentence after the other)."""
     tok = ti.bert_tokenizer()
     # A realistic vocabulary size (the embedding table) when asked, tokens from the small one.
     cfg = ti.bert_config(shape.pop("vocab", tok.get_vocab_size()), **shape)
@@ -60,9 +68,19 @@ def encoder_case(api, url, token, work, label, **shape):
     np.testing.assert_allclose(embed(ids), ti.bert_forward(cfg, w, ids).mean(0), rtol=1e-3, atol=1e-4)
     ort_s, ort_n = timed(lambda: embed(ids), rounds=500, budget_s=20)
     ref_s, ref_n = timed(lambda: ti.bert_forward(cfg, w32, ids).mean(0), rounds=200, budget_s=20)
-    return label, params, "embeddings/s", hub_n / hub_s, ort_n / ort_s, ref_n / ref_s
+    one = (label, params, "embeddings/s", hub_n / hub_s, ort_n / ort_s, ref_n / ref_s)
 
-
+    batch_ids = [tok.encode(s).ids for s in SENTENCES]
+    want = np.array([ti.bert_forward(cfg, w, i).mean(0) for i in batch_ids])
+    got = client.feature_extraction(SENTENCES)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(embed.batch(batch_ids), want, rtol=1e-3, atol=1e-4)
+    hub_s, hub_n = timed(lambda: client.feature_extraction(SENTENCES), rounds=100, budget_s=20)
+    ort_s, ort_n = timed(lambda: embed.batch(batch_ids), rounds=200, budget_s=20)
+    ref_s, ref_n = timed(lambda: [ti.bert_forward(cfg, w32, i).mean(0) for i in batch_ids], rounds=20, budget_s=20)
+    many = (f"{label} ×{BATCH}", params, "embeddings/s", BATCH * hub_n / hub_s, BATCH * ort_n / ort_s,
+            BATCH * ref_n / ref_s)
+    return [one, many]
 def decoder_case(api, url, token, work, label, new_tokens, **shape):
     tok = ti.llama_tokenizer()
     cfg = ti.llama_config(tok.get_vocab_size(), **shape)
@@ -85,7 +103,7 @@ def decoder_case(api, url, token, work, label, new_tokens, **shape):
     start = time.perf_counter()
     ti.greedy_ref(cfg, w, ids, min(new_tokens, 16), eos=-1)
     ref = min(new_tokens, 16) / (time.perf_counter() - start)
-    return label, params, "tokens/s", hub, ort, ref
+    return [(label, params, "tokens/s", hub, ort, ref)]
 
 
 def main() -> None:
@@ -106,11 +124,11 @@ def main() -> None:
     unknown = [r for r in wanted if r not in cases]
     if unknown:
         sys.exit(f"TROVE_BENCH_ROWS: unknown rows {unknown}; known: {list(cases)}")
-    rows = [cases[r]() for r in wanted]
-    print(f"{'model':<16}{'params':>12}  {'unit':<14}{'hub':>10}{'onnxrt':>10}{'numpy':>10}"
+    rows = [row for r in wanted for row in cases[r]()]
+    print(f"{'model':<20}{'params':>12}  {'unit':<14}{'hub':>10}{'onnxrt':>10}{'numpy':>10}"
           f"{'hub/ort':>9}{'hub/np':>8}")
     for label, params, unit, hub, ort, ref in rows:
-        print(f"{label:<16}{params:>12,}  {unit:<14}{hub:>10.1f}{ort:>10.1f}{ref:>10.1f}"
+        print(f"{label:<20}{params:>12,}  {unit:<14}{hub:>10.1f}{ort:>10.1f}{ref:>10.1f}"
               f"{hub / ort:>9.2f}{hub / ref:>8.2f}")
     print(json.dumps([dict(zip(("model", "params", "unit", "hub", "onnxruntime", "numpy"), r)) for r in rows]))
 

@@ -55,13 +55,18 @@ def _merge(g: Graph, x, width):  # [1, heads, n, d] -> [1, n, heads*d]
 
 
 def bert_embedder(cfg: dict, w: dict, threads: int = 2):
-    """BertModel + mean pooling: ids -> one vector."""
+    """BertModel + mean pooling over a padded batch: a list of id lists -> one vector each.
+    Shorter inputs are padded at the end; an additive mask keeps padding out of attention and
+    the mean (what sentence-transformers does with the attention mask). `embed(ids)` runs one
+    input, `embed_batch([ids, ...])` several as one batch."""
     g = Graph()
     h, heads, eps = cfg["hidden_size"], cfg["num_attention_heads"], cfg["layer_norm_eps"]
     d = h // heads
     f = {k: v.astype(np.float32) for k, v in w.items()}
     ln = lambda x, p: g.op("LayerNormalization", x, g.const(f[p + ".weight"]), g.const(f[p + ".bias"]),  # noqa: E731
                            axis=-1, epsilon=eps)
+    split = g.const(np.array([0, -1, heads, d], np.int64))  # 0: the batch dimension as it is
+    merge = g.const(np.array([0, -1, h], np.int64))
     x = g.op("Add", g.op("Gather", g.const(f["embeddings.word_embeddings.weight"]), "ids"),
              g.op("Gather", g.const(f["embeddings.position_embeddings.weight"]), "positions"))
     x = ln(g.op("Add", x, g.const(f["embeddings.token_type_embeddings.weight"][0])), "embeddings.LayerNorm")
@@ -69,24 +74,40 @@ def bert_embedder(cfg: dict, w: dict, threads: int = 2):
     for l in range(cfg["num_hidden_layers"]):
         p = f"encoder.layer.{l}."
         lin = lambda y, name: g.linear(y, f[p + name + ".weight"], f[p + name + ".bias"])  # noqa: E731
-        q, k, v = (_heads(g, lin(x, f"attention.self.{m}"), heads, d) for m in ("query", "key", "value"))
-        att = g.op("Softmax", g.op("Mul", g.op("MatMul", q, g.op("Transpose", k, perm=[0, 1, 3, 2])), scale), axis=-1)
-        x = ln(g.op("Add", lin(_merge(g, g.op("MatMul", att, v), h), "attention.output.dense"), x),
-               p + "attention.output.LayerNorm")
+        q, k, v = (g.op("Transpose", g.op("Reshape", lin(x, f"attention.self.{m}"), split), perm=[0, 2, 1, 3])
+                   for m in ("query", "key", "value"))
+        scores = g.op("Add", g.op("Mul", g.op("MatMul", q, g.op("Transpose", k, perm=[0, 1, 3, 2])), scale), "bias")
+        att = g.op("Softmax", scores, axis=-1)
+        context = g.op("Reshape", g.op("Transpose", g.op("MatMul", att, v), perm=[0, 2, 1, 3]), merge)
+        x = ln(g.op("Add", lin(context, "attention.output.dense"), x), p + "attention.output.LayerNorm")
         inner = lin(x, "intermediate.dense")
         gelu = g.op("Mul", g.op("Mul", inner, g.const(np.float32(0.5))),
                     g.op("Add", g.op("Erf", g.op("Div", inner, g.const(np.float32(math.sqrt(2))))), g.const(np.float32(1))))
         x = ln(g.op("Add", lin(gelu, "output.dense"), x), p + "output.LayerNorm")
-    out = g.op("ReduceMean", x, axes=[1], keepdims=0)
+    axis = g.const(np.array([1], np.int64))
+    summed = g.op("ReduceSum", g.op("Mul", x, "mask"), axis, keepdims=0)
+    g.op("Div", summed, g.op("ReduceSum", "mask", axis, keepdims=0))
     g.nodes[-1].output[0] = "embedding"
-    sess = g.session([helper.make_tensor_value_info("ids", TensorProto.INT64, [1, None]),
-                      helper.make_tensor_value_info("positions", TensorProto.INT64, [1, None])],
-                     [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [1, h])], threads)
-    del out
+    sess = g.session([helper.make_tensor_value_info("ids", TensorProto.INT64, [None, None]),
+                      helper.make_tensor_value_info("positions", TensorProto.INT64, [None, None]),
+                      helper.make_tensor_value_info("bias", TensorProto.FLOAT, [None, 1, 1, None]),
+                      helper.make_tensor_value_info("mask", TensorProto.FLOAT, [None, None, 1])],
+                     [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [None, h])], threads)
+
+    def embed_batch(batch):
+        n = max(len(ids) for ids in batch)
+        ids = np.zeros((len(batch), n), np.int64)
+        mask = np.zeros((len(batch), n), np.float32)
+        for i, one in enumerate(batch):
+            ids[i, :len(one)] = one
+            mask[i, :len(one)] = 1
+        positions = np.broadcast_to(np.arange(n, dtype=np.int64), ids.shape)
+        bias = ((mask - 1) * np.float32(1e9))[:, None, None, :]
+        return sess.run(None, {"ids": ids, "positions": positions, "bias": bias, "mask": mask[:, :, None]})[0]
 
     def embed(ids):
-        ids = np.asarray([ids], np.int64)
-        return sess.run(None, {"ids": ids, "positions": np.arange(ids.shape[1], dtype=np.int64)[None]})[0][0]
+        return embed_batch([ids])[0]
+    embed.batch = embed_batch
     return embed
 
 

@@ -492,6 +492,59 @@ def test_feature_extraction_matches_the_reference(trove, client, zoo):
     assert out["sim"][0] == pytest.approx(1.0, abs=1e-4)
 
 
+def test_list_inputs_run_as_batches_and_match_the_reference(trove, client, zoo):
+    """A list `inputs` runs as padded batches (by length, at most 16 inputs each): every
+    answer is still the input's own — checked against numpy for embeddings (BERT pooled,
+    RoBERTa token-level, whose positions start after the padding id) and classification,
+    and against one-at-a-time requests for token classification."""
+    words = "the cat sleeps and the dog runs in the rain while a bird sings on the roof".split()
+    sentences = [" ".join(words[(i * 5) % 7:][:1 + (i * 7) % 17]) for i in range(40)]
+    assert len({len(s.split()) for s in sentences}) > 10, "inputs of many lengths"
+    auth = {"authorization": f"Bearer {trove.admin_token}"}
+
+    def post(repo, body):
+        r = httpx.post(f"{trove.url}/models/{repo}", json=body, headers=auth, timeout=120)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    repo, cfg, w, tok = zoo["minilm"]
+    out = run(client, '''
+        from huggingface_hub import InferenceClient
+        c = InferenceClient(model=ARGS["url"], token=os.environ["HF_TOKEN"])
+        emit({"many": c.feature_extraction(ARGS["s"]).tolist(),
+              "sim": c.sentence_similarity(ARGS["s"][3], other_sentences=ARGS["s"])})
+    ''', url=f"{trove.url}/models/{repo}", s=sentences)
+    ref = np.array([bert_forward(cfg, w, tok.encode(s).ids).mean(0) for s in sentences])
+    assert np.array(out["many"]).shape == ref.shape
+    np.testing.assert_allclose(np.array(out["many"]), ref, rtol=1e-3, atol=1e-4)
+    cos = ref @ ref[3] / np.linalg.norm(ref, axis=1) / np.linalg.norm(ref[3])
+    np.testing.assert_allclose(out["sim"], cos, rtol=1e-3, atol=1e-4)
+
+    repo, cfg, w, tok = zoo["roberta"]
+    texts = sentences[:5]
+    many = post(repo, {"inputs": texts})
+    for got, text in zip(many, texts, strict=True):
+        ids = tok.encode(text).ids
+        np.testing.assert_allclose(np.array(got), roberta_forward(cfg, w, ids), rtol=1e-3, atol=1e-4)
+
+    repo, cfg, w, tok = zoo["clf"]
+    many = post(repo, {"inputs": sentences})
+    labels = ["NEGATIVE", "POSITIVE", "NEUTRAL"]
+    for got, text in zip(many, sentences, strict=True):
+        expected = sorted(zip(labels, classify_ref(cfg, w, tok.encode(text).ids)), key=lambda p: -p[1])
+        assert [e["label"] for e in got] == [l for l, _ in expected], text
+        np.testing.assert_allclose([e["score"] for e in got], [p for _, p in expected], rtol=1e-3, atol=1e-5)
+
+    repo = zoo["ner"][0]
+    params = {"aggregation_strategy": "none", "ignore_labels": []}
+    many = post(repo, {"inputs": sentences[:12], "parameters": params})
+    for got, text in zip(many, sentences[:12], strict=True):
+        alone = post(repo, {"inputs": text, "parameters": params})
+        assert [(e["entity"], e["word"], e["start"], e["end"]) for e in got] == \
+            [(e["entity"], e["word"], e["start"], e["end"]) for e in alone], text
+        np.testing.assert_allclose([e["score"] for e in got], [e["score"] for e in alone], atol=1e-4)
+
+
 def test_text_classification_matches_the_reference(trove, client, zoo):
     repo, cfg, w, tok = zoo["clf"]
     text = "this film was really not good"

@@ -1,8 +1,8 @@
-//! Times an encoder's embedding of one sentence in process (no HTTP): what the hub's
-//! feature-extraction request costs without the round trip. Used to profile
-//! (docs/inference.md, Benchmark).
+//! Times an encoder's embeddings in process (no HTTP): what the hub's feature-extraction
+//! request costs without the round trip, for one sentence per call or a list of BATCH
+//! sentences of different lengths per call. Used to profile (docs/inference.md, Benchmark).
 //!
-//!     cargo run --release -p trove-infer --example embed_bench -- MODEL_DIR [ROUNDS]
+//!     cargo run --release -p trove-infer --example embed_bench -- MODEL_DIR [ROUNDS] [BATCH]
 //!
 //! MODEL_DIR holds `config.json`, `tokenizer.json`, `model.safetensors` and, for
 //! sentence-transformers pooling, `modules.json` and `1_Pooling/config.json`.
@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let dir = std::path::PathBuf::from(args.next().ok_or("usage: embed_bench MODEL_DIR [ROUNDS]")?);
     let rounds: usize = args.next().map(|r| r.parse()).transpose()?.unwrap_or(200);
+    let batch: usize = args.next().map(|r| r.parse()).transpose()?.unwrap_or(1);
     let files = ModelFiles {
         config: json(&dir.join("config.json")).ok_or("config.json")?,
         tokenizer: std::fs::read(dir.join("tokenizer.json"))?,
@@ -32,16 +33,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let Model::Encoder(encoder) = Model::load(files, &Device::Cpu)? else {
         return Err("not an encoder".into());
     };
-    let sentence = "the cat sleeps and the dog runs in the rain";
-    let first = encoder.embed(sentence, false)?;
+    let words = "the cat sleeps and the dog runs in the rain while a bird sings on the roof";
+    let words: Vec<&str> = words.split(' ').collect();
+    // BATCH sentences of 4 to 16 words (one sentence of 10 words when BATCH is 1).
+    let sentences: Vec<String> = if batch == 1 {
+        vec![words[..10].join(" ")]
+    } else {
+        (0..batch).map(|i| words[..4 + i % 13].join(" ")).collect()
+    };
+    let first = encoder.embed(&sentences, false)?;
     let start = Instant::now();
     for _ in 0..rounds {
-        encoder.embed(sentence, false)?;
+        encoder.embed(&sentences, false)?;
     }
-    let per = start.elapsed().as_secs_f64() / rounds as f64;
+    let per = start.elapsed().as_secs_f64() / (rounds * batch) as f64;
     println!(
-        "{} values; {:.3} ms per embedding, {:.1} embeddings/s",
-        first.first().map_or(0, Vec::len),
+        "{} values; {batch} per call; {:.3} ms per embedding, {:.1} embeddings/s",
+        first.first().and_then(|v| v.first()).map_or(0, Vec::len),
         per * 1e3,
         1.0 / per
     );

@@ -13,6 +13,10 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder, embedding, layer_norm};
 use candle_transformers::models::bert::{Config, HiddenAct};
 
+/// Up to this many rows, a dense layer multiplies with the weight on the left (see
+/// [`Dense::forward`]); measured on the MiniLM-shaped model (docs/inference.md).
+const FEW_TOKENS: usize = 32;
+
 /// A dense layer (weight `[out, in]`, as stored).
 struct Dense {
     weight: Tensor,
@@ -38,10 +42,17 @@ impl Dense {
         })
     }
 
-    /// `x · Wᵀ + b` for `x`: `[tokens, in]`, computed as `(W · xᵀ)ᵀ` so that the weight is
-    /// the product's left side, read row after row, and the few tokens the right side.
+    /// `x · Wᵀ + b` for `x`: `[tokens, in]`. For a few tokens, computed as `(W · xᵀ)ᵀ` so
+    /// that the weight is the product's left side, read row after row, and the few tokens the
+    /// right side; for many (a batch), as `x · Wᵀ`: the kernel's packing of the weight is then
+    /// shared by many rows, and the result is laid out in rows, so adding the bias is a
+    /// contiguous pass rather than one through a transposed view.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.weight.matmul(&x.t()?)?.t()?.broadcast_add(&self.bias)
+        if x.dim(0)? <= FEW_TOKENS {
+            self.weight.matmul(&x.t()?)?.t()?.broadcast_add(&self.bias)
+        } else {
+            x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
+        }
     }
 }
 
@@ -108,43 +119,95 @@ impl Bert {
     }
 
     /// The last hidden states of one input: `[tokens, hidden]`.
+    #[cfg(test)]
     pub fn forward(&self, ids: &[u32], type_ids: &[u32]) -> Result<Tensor> {
-        let device = self.words.embeddings().device();
-        let n = ids.len();
-        let positions: Vec<u32> = (0..n as u32).collect();
-        let x = (self.words.forward(&Tensor::new(ids, device)?)?
-            + self.token_types.forward(&Tensor::new(type_ids, device)?)?)?;
-        let x = (x + self
-            .positions
-            .forward(&Tensor::new(positions.as_slice(), device)?)?)?;
-        let mut x = self.embeddings_norm.forward(&x)?;
-        for layer in &self.layers {
-            x = self.layer(layer, &x)?;
-        }
-        Ok(x)
+        self.forward_batch(&[(ids, type_ids)])?.squeeze(0)
     }
 
-    fn layer(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
-        let (n, h) = x.dims2()?;
+    /// The last hidden states of several inputs run as one batch: `[inputs, longest,
+    /// hidden]`. Shorter inputs are padded at the end and their padding is masked out of
+    /// attention, so each input's first `len` rows are what it gives alone; the padding rows
+    /// are meaningless. Positions count from 0 in every input (padding only follows).
+    pub fn forward_batch(&self, inputs: &[(&[u32], &[u32])]) -> Result<Tensor> {
+        let device = self.words.embeddings().device();
+        let b = inputs.len();
+        let n = inputs.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+        if b == 0 || n == 0 {
+            candle_core::bail!("an encoder batch needs at least one token");
+        }
+        let mut ids = Vec::with_capacity(b * n);
+        let mut types = Vec::with_capacity(b * n);
+        let mut positions = Vec::with_capacity(b * n);
+        let mut padded = false;
+        for (input_ids, input_types) in inputs {
+            if input_types.len() != input_ids.len() {
+                candle_core::bail!("token ids and type ids differ in length");
+            }
+            ids.extend_from_slice(input_ids);
+            types.extend_from_slice(input_types);
+            ids.resize(ids.len() + n - input_ids.len(), 0);
+            types.resize(types.len() + n - input_types.len(), 0);
+            positions.extend(0..n as u32);
+            padded |= input_ids.len() < n;
+        }
+        // Added to the attention scores: 0 for a real key, -inf for padding (a row always
+        // has a real key, the input's first token, so softmax stays finite).
+        let mask = if padded {
+            let mut mask = Vec::with_capacity(b * n);
+            for (input_ids, _) in inputs {
+                mask.extend((0..n).map(|i| {
+                    if i < input_ids.len() {
+                        0f32
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                }));
+            }
+            Some(Tensor::from_vec(mask, (b, 1, 1, n), device)?)
+        } else {
+            None
+        };
+        let x = (self.words.forward(&Tensor::from_vec(ids, b * n, device)?)?
+            + self
+                .token_types
+                .forward(&Tensor::from_vec(types, b * n, device)?)?)?;
+        let x = (x + self
+            .positions
+            .forward(&Tensor::from_vec(positions, b * n, device)?)?)?;
+        let mut x = self.embeddings_norm.forward(&x)?;
+        for layer in &self.layers {
+            x = self.layer(layer, &x, b, mask.as_ref())?;
+        }
+        x.reshape((b, n, ()))
+    }
+
+    /// One layer on `x`: `[batch · tokens, hidden]`.
+    fn layer(&self, layer: &Layer, x: &Tensor, b: usize, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (bn, h) = x.dims2()?;
+        let n = bn / b;
         let d = h / self.heads;
-        // [tokens, 3·hidden] → three [heads, tokens, d].
+        // [batch · tokens, 3·hidden] → three [batch, heads, tokens, d].
         let qkv = layer.qkv.forward(x)?;
         let split = |i: usize| -> Result<Tensor> {
             qkv.narrow(1, i * h, h)?
-                .reshape((n, self.heads, d))?
-                .transpose(0, 1)?
+                .reshape((b, n, self.heads, d))?
+                .transpose(1, 2)?
                 .contiguous()
         };
         let q = (split(0)? * (1.0 / (d as f64).sqrt()))?;
         let k = split(1)?;
         let v = split(2)?;
         let scores = q.matmul(&k.t()?)?;
+        let scores = match mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
+        };
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let context = probs
             .matmul(&v)?
-            .transpose(0, 1)?
+            .transpose(1, 2)?
             .contiguous()?
-            .reshape((n, h))?;
+            .reshape((bn, h))?;
         let x = layer
             .attention_norm
             .forward(&(layer.attention_out.forward(&context)? + x)?)?;
@@ -162,21 +225,23 @@ pub(crate) fn activate(act: HiddenAct, x: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// GELU as BERT defines it, `x/2 · (1 + erf(x/√2))`, element by element on the CPU's f32.
+/// GELU as BERT defines it, `x/2 · (1 + erf(x/√2))`, element by element on the CPU's f32,
+/// in a loop of plain arithmetic (no calls) that the compiler turns into vector
+/// instructions: on a batch it runs over millions of values per layer, on one thread.
 fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     if x.dtype() != DType::F32 || !x.device().is_cpu() {
         return x.gelu_erf();
     }
-    let values = x.flatten_all()?.to_vec1::<f32>()?;
-    let out: Vec<f32> = values
-        .into_iter()
-        .map(|v| 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2)))
-        .collect();
-    Tensor::from_vec(out, x.shape(), x.device())
+    let mut values = x.flatten_all()?.to_vec1::<f32>()?;
+    for v in &mut values {
+        *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+    }
+    Tensor::from_vec(values, x.shape(), x.device())
 }
 
 /// The error function by Abramowitz and Stegun's formula 7.1.26 (absolute error below
 /// 1.5e-7, under f32's own rounding at the values GELU needs).
+#[inline(always)]
 fn erf(x: f32) -> f32 {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [
@@ -189,13 +254,51 @@ fn erf(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + P * a);
     let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
-    let y = 1.0 - poly * (-a * a).exp();
+    let y = 1.0 - poly * exp_non_positive(-a * a);
     y.copysign(x)
 }
 
+/// `e^x` for `x ≤ 0` (below -87, as e^-87: the result is then under f32's smallest normal
+/// anyway), without a library call so that loops over it vectorize: `x = k·ln 2 + r` with
+/// `k` rounded by adding 1.5·2²³, `e^r` by Cephes' `expf` polynomial (relative error about
+/// 1e-7 for |r| ≤ ln 2 / 2), and `2^k` made from its exponent bits.
+#[inline(always)]
+fn exp_non_positive(x: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0; // 1.5 · 2²³
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.max(-87.0);
+    let t = x * std::f32::consts::LOG2_E + SHIFT;
+    let k = t - SHIFT;
+    let r = x - k * LN2_HI - k * LN2_LO;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 0.166_666_65;
+    let p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    // t's bits are SHIFT's plus k (an integer from -126 to 0): 2^k has exponent k + 127.
+    let k = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    e * f32::from_bits(((k + 127) as u32) << 23)
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn exp_agrees_with_the_library_one() {
+        let mut x = 0.0f32;
+        while x > -100.0 {
+            let (ours, theirs) = (exp_non_positive(x), x.exp());
+            assert!(
+                (ours - theirs).abs() <= 3e-7 * theirs + 1e-37,
+                "exp({x}): {ours} vs {theirs}"
+            );
+            x -= 0.013;
+        }
+    }
 
     #[test]
     fn erf_matches_known_values() {
@@ -216,7 +319,7 @@ mod tests {
     }
 
     /// Random weights for every tensor `BertModel` reads.
-    fn random_bert(config: &Config) -> std::collections::HashMap<String, Tensor> {
+    pub(crate) fn random_bert(config: &Config) -> std::collections::HashMap<String, Tensor> {
         let device = candle_core::Device::Cpu;
         let (h, i) = (config.hidden_size, config.intermediate_size);
         let mut shapes: Vec<(String, Vec<usize>)> = vec![
@@ -304,6 +407,49 @@ mod tests {
         assert_eq!(a.len(), ids.len());
         for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
             assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn a_padded_batch_gives_each_input_what_it_gives_alone() {
+        let config: Config = serde_json::from_value(serde_json::json!({
+            "vocab_size": 50, "hidden_size": 24, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "intermediate_size": 40, "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.0, "max_position_embeddings": 16, "type_vocab_size": 2,
+            "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0,
+            "model_type": "bert"
+        }))
+        .expect("config");
+        let device = candle_core::Device::Cpu;
+        let vb = VarBuilder::from_tensors(random_bert(&config), DType::F32, &device);
+        let bert = Bert::load(vb, &config).expect("loads");
+        let inputs: Vec<(Vec<u32>, Vec<u32>)> = vec![
+            (vec![2, 7, 49, 0, 13], vec![0, 0, 0, 1, 1]),
+            (vec![5], vec![0]),
+            (
+                vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
+                vec![0; 16],
+            ),
+            (vec![9, 9, 9], vec![1, 1, 1]),
+        ];
+        let batch: Vec<(&[u32], &[u32])> = inputs
+            .iter()
+            .map(|(i, t)| (i.as_slice(), t.as_slice()))
+            .collect();
+        let together = bert.forward_batch(&batch).expect("batch");
+        assert_eq!(together.dims(), &[4, 16, 24]);
+        for (row, (ids, types)) in inputs.iter().enumerate() {
+            let alone = bert.forward(ids, types).expect("alone");
+            let batched = together
+                .get(row)
+                .and_then(|t| t.narrow(0, 0, ids.len()))
+                .expect("rows");
+            let diff = (alone - batched)
+                .and_then(|d| d.abs())
+                .and_then(|d| d.max_all())
+                .and_then(|d| d.to_scalar::<f32>())
+                .expect("difference");
+            assert!(diff < 1e-4, "input {row}: {diff}");
         }
     }
 

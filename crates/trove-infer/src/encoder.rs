@@ -161,6 +161,14 @@ pub struct Fill {
     pub sequence: String,
 }
 
+/// Inputs run as one batch at most. A 32-sentence list of the MiniLM-shaped model ran
+/// faster cut into batches of 16 than as one of 32 (or of 4 or 8) in process on this
+/// 2-core machine (docs/inference.md): past that, a batch's activations outgrow the cache.
+const MAX_BATCH: usize = 16;
+/// Padded tokens (inputs × the longest) of one batch at most, unless one input alone is
+/// longer: bounds a batch's activations and attention scores (inputs · heads · tokens²).
+const MAX_BATCH_TOKENS: usize = 2048;
+
 pub struct Encoder {
     bert: Bert,
     head: HeadLayers,
@@ -340,91 +348,149 @@ impl Encoder {
         self.pooling
     }
 
-    /// The last hidden states of encoded input: `[tokens, hidden]`.
-    fn hidden_of(&self, encoded: &Encoded) -> Result<Tensor> {
-        Ok(self.bert.forward(&encoded.ids, &encoded.type_ids)?)
+    /// Each input's last hidden states (`[tokens, hidden]`, in input order), the inputs run
+    /// in batches of similar lengths: sorted by length, a batch takes the next input while
+    /// it stays within [`MAX_BATCH`] inputs and [`MAX_BATCH_TOKENS`] padded tokens, so that
+    /// padding stays small and the attention scores (batch · heads · tokens²) bounded.
+    fn hidden_of(&self, encoded: &[Encoded]) -> Result<Vec<Tensor>> {
+        if encoded.iter().any(|e| e.ids.is_empty()) {
+            return Err(InferError::BadInput(
+                "Input validation error: an input has no tokens".into(),
+            ));
+        }
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
+        order.sort_by_key(|&i| encoded[i].ids.len());
+        let mut out: Vec<Option<Tensor>> = vec![None; encoded.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start + 1;
+            while end < order.len()
+                && end - start < MAX_BATCH
+                && (end - start + 1) * encoded[order[end]].ids.len() <= MAX_BATCH_TOKENS
+            {
+                end += 1;
+            }
+            let batch: Vec<(&[u32], &[u32])> = order[start..end]
+                .iter()
+                .map(|&i| (encoded[i].ids.as_slice(), encoded[i].type_ids.as_slice()))
+                .collect();
+            let hidden = self.bert.forward_batch(&batch)?;
+            for (row, &i) in order[start..end].iter().enumerate() {
+                out[i] = Some(hidden.get(row)?.narrow(0, 0, encoded[i].ids.len())?);
+            }
+            start = end;
+        }
+        out.into_iter()
+            .map(|h| h.ok_or_else(|| InferError::Runtime("an input was not run".into())))
+            .collect()
     }
 
-    /// The last hidden states of one input: `[tokens, hidden]`.
-    fn hidden(&self, input: &str) -> Result<Tensor> {
-        let encoded = self.text.encode(input, true, self.max_tokens)?;
-        self.hidden_of(&encoded)
+    fn encode_all<S: AsRef<str>>(&self, inputs: &[S]) -> Result<Vec<Encoded>> {
+        inputs
+            .iter()
+            .map(|input| self.text.encode(input.as_ref(), true, self.max_tokens))
+            .collect()
     }
 
-    /// The embedding of one input: one vector (pooled) or one per token, L2-normalized when
-    /// the repository's modules say so or `normalize` asks.
-    pub fn embed(&self, input: &str, normalize: bool) -> Result<Vec<Vec<f32>>> {
-        let hidden = self.hidden(input)?;
-        let vectors = match self.pooling {
-            Pooling::Mean => hidden.mean(0)?.unsqueeze(0)?,
-            Pooling::Cls => hidden.get(0)?.unsqueeze(0)?,
-            Pooling::Tokens => hidden,
-        };
-        let vectors = if normalize || self.normalize {
-            let norm = vectors.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
-            vectors.broadcast_div(&norm.clamp(1e-12, f32::MAX)?)?
-        } else {
-            vectors
-        };
-        Ok(vectors.to_vec2::<f32>()?)
+    /// The embedding of each input: one vector (pooled) or one per token, L2-normalized when
+    /// the repository's modules say so or `normalize` asks. The inputs run as batches.
+    pub fn embed<S: AsRef<str>>(
+        &self,
+        inputs: &[S],
+        normalize: bool,
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
+        let hidden = self.hidden_of(&self.encode_all(inputs)?)?;
+        hidden
+            .into_iter()
+            .map(|hidden| {
+                let vectors = match self.pooling {
+                    Pooling::Mean => hidden.mean(0)?.unsqueeze(0)?,
+                    Pooling::Cls => hidden.get(0)?.unsqueeze(0)?,
+                    Pooling::Tokens => hidden,
+                };
+                let vectors = if normalize || self.normalize {
+                    let norm = vectors.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+                    vectors.broadcast_div(&norm.clamp(1e-12, f32::MAX)?)?
+                } else {
+                    vectors
+                };
+                Ok(vectors.to_vec2::<f32>()?)
+            })
+            .collect()
     }
 
     /// Cosine similarity of `source` with each of `others`, on pooled embeddings (mean
-    /// pooling for a model without sentence-transformers modules).
+    /// pooling for a model without sentence-transformers modules); all run as batches.
     pub fn similarity(&self, source: &str, others: &[String]) -> Result<Vec<f32>> {
-        let pooled = |text: &str| -> Result<Tensor> {
-            let hidden = self.hidden(text)?;
-            Ok(match self.pooling {
-                Pooling::Cls => hidden.get(0)?,
-                Pooling::Mean | Pooling::Tokens => hidden.mean(0)?,
+        let mut texts: Vec<&str> = Vec::with_capacity(others.len() + 1);
+        texts.push(source);
+        texts.extend(others.iter().map(String::as_str));
+        let hidden = self.hidden_of(&self.encode_all(&texts)?)?;
+        let pooled = hidden
+            .iter()
+            .map(|hidden| {
+                Ok(match self.pooling {
+                    Pooling::Cls => hidden.get(0)?,
+                    Pooling::Mean | Pooling::Tokens => hidden.mean(0)?,
+                })
             })
+            .collect::<Result<Vec<Tensor>>>()?;
+        let Some((a, others)) = pooled.split_first() else {
+            return Ok(Vec::new());
         };
-        let a = pooled(source)?;
         let a_norm = a.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
         let mut out = Vec::with_capacity(others.len());
-        for other in others {
-            let b = pooled(other)?;
+        for b in others {
             let b_norm = b.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
-            let dot = (&a * &b)?.sum_all()?.to_scalar::<f32>()?;
+            let dot = (a * b)?.sum_all()?.to_scalar::<f32>()?;
             out.push(dot / (a_norm * b_norm).max(1e-12));
         }
         Ok(out)
     }
 
-    /// Label scores for one input, highest first.
-    pub fn classify(
+    /// Label scores for each input, highest first; the inputs run as batches.
+    pub fn classify<S: AsRef<str>>(
         &self,
-        input: &str,
+        inputs: &[S],
         function: Option<ScoreFunction>,
-    ) -> Result<Vec<(String, f32)>> {
+    ) -> Result<Vec<Vec<(String, f32)>>> {
         let HeadLayers::Sequence(head) = &self.head else {
             return Err(InferError::Unsupported(
                 "this model has no sequence-classification head".into(),
             ));
         };
-        let hidden = self.hidden(input)?;
-        let cls = hidden.get(0)?.unsqueeze(0)?;
+        let hidden = self.hidden_of(&self.encode_all(inputs)?)?;
+        let cls = hidden
+            .iter()
+            .map(|h| h.get(0))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let cls = Tensor::stack(&cls, 0)?;
         let dense = head.dense.forward(&cls)?;
         let pooled = if head.relu {
             dense.relu()?
         } else {
             dense.tanh()?
         };
-        let logits = head.out.forward(&pooled)?.squeeze(0)?;
+        let logits = head.out.forward(&pooled)?;
         let function = function.unwrap_or(if head.multi_label || head.labels.len() == 1 {
             ScoreFunction::Sigmoid
         } else {
             ScoreFunction::Softmax
         });
         let scores = match function {
-            ScoreFunction::Softmax => candle_nn::ops::softmax(&logits, 0)?,
+            ScoreFunction::Softmax => candle_nn::ops::softmax(&logits, D::Minus1)?,
             ScoreFunction::Sigmoid => candle_nn::ops::sigmoid(&logits)?,
             ScoreFunction::None => logits,
         };
-        let scores = scores.to_vec1::<f32>()?;
-        let mut out: Vec<(String, f32)> = head.labels.iter().cloned().zip(scores).collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1));
-        Ok(out)
+        Ok(scores
+            .to_vec2::<f32>()?
+            .into_iter()
+            .map(|scores| {
+                let mut out: Vec<(String, f32)> = head.labels.iter().cloned().zip(scores).collect();
+                out.sort_by(|a, b| b.1.total_cmp(&a.1));
+                out
+            })
+            .collect())
     }
 
     /// Whether the model has a token-classification head.
@@ -450,15 +516,31 @@ impl Encoder {
     /// when its vocabulary string is not as long as its span in the input; with one that does
     /// not, when the character before it and its first are both not spaces (the pipeline's
     /// fallback); the unknown token always starts a word.
-    pub fn tag(&self, input: &str) -> Result<Vec<TokenLabel>> {
+    pub fn tag<S: AsRef<str>>(&self, inputs: &[S]) -> Result<Vec<Vec<TokenLabel>>> {
         let HeadLayers::Token { out, labels } = &self.head else {
             return Err(InferError::Unsupported(
                 "this model has no token-classification head".into(),
             ));
         };
-        let encoded = self.text.encode(input, true, self.max_tokens)?;
+        let encoded = self.encode_all(inputs)?;
         let hidden = self.hidden_of(&encoded)?;
-        let probs = candle_nn::ops::softmax(&out.forward(&hidden)?, D::Minus1)?.to_vec2::<f32>()?;
+        let mut all = Vec::with_capacity(inputs.len());
+        for ((input, encoded), hidden) in inputs.iter().zip(&encoded).zip(hidden) {
+            let probs =
+                candle_nn::ops::softmax(&out.forward(&hidden)?, D::Minus1)?.to_vec2::<f32>()?;
+            all.push(self.token_labels(input.as_ref(), encoded, probs, labels));
+        }
+        Ok(all)
+    }
+
+    /// The tokens of one input with their label probabilities (see [`Encoder::tag`]).
+    fn token_labels(
+        &self,
+        input: &str,
+        encoded: &Encoded,
+        probs: Vec<Vec<f32>>,
+        labels: &[String],
+    ) -> Vec<TokenLabel> {
         let chars: Vec<char> = input.chars().collect();
         let span = |start: usize, end: usize| -> String {
             chars
@@ -500,7 +582,7 @@ impl Encoder {
                 subword,
             });
         }
-        Ok(tokens)
+        tokens
     }
 
     /// Token strings joined as the tokenizer's decoder joins them (the pipeline's
@@ -559,7 +641,10 @@ impl Encoder {
                 Some(ids)
             }
         };
-        let hidden = self.hidden_of(&encoded)?;
+        let hidden = self
+            .hidden_of(std::slice::from_ref(&encoded))?
+            .pop()
+            .ok_or_else(|| InferError::Runtime("the input was not run".into()))?;
         let single = masks.len() == 1;
         let mut answers = Vec::with_capacity(masks.len());
         for &position in &masks {
@@ -807,6 +892,101 @@ mod tests {
             sentence_transformers(None, None).expect("valid"),
             (Pooling::Tokens, false)
         );
+    }
+
+    /// A BERT classifier with mean-pooling sentence-transformers modules, random weights and
+    /// a word-level vocabulary `w0`…`w49` (no special tokens).
+    fn random_classifier() -> Encoder {
+        let config = json!({
+            "model_type": "bert", "architectures": ["BertForSequenceClassification"],
+            "vocab_size": 50, "hidden_size": 24, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "intermediate_size": 40, "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.0, "max_position_embeddings": 64, "type_vocab_size": 2,
+            "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0,
+            "id2label": {"0": "NEG", "1": "POS", "2": "MID"}
+        });
+        let bert_config: Config = serde_json::from_value(config.clone()).expect("config");
+        let device = Device::Cpu;
+        let mut tensors: HashMap<String, Tensor> = crate::bert::tests::random_bert(&bert_config)
+            .into_iter()
+            .map(|(name, t)| (format!("bert.{name}"), t))
+            .collect();
+        for (name, shape) in [
+            ("bert.pooler.dense.weight", vec![24, 24]),
+            ("bert.pooler.dense.bias", vec![24]),
+            ("classifier.weight", vec![3, 24]),
+            ("classifier.bias", vec![3]),
+        ] {
+            let t = Tensor::randn(0f32, 0.5, shape, &device).expect("random");
+            tensors.insert(name.to_owned(), t);
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("model.safetensors");
+        candle_core::safetensors::save(&tensors, &path).expect("saved");
+        let vocab: serde_json::Map<String, Value> =
+            (0..50).map(|i| (format!("w{i}"), json!(i))).collect();
+        let tokenizer = json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": {"type": "WhitespaceSplit"},
+            "post_processor": null, "decoder": null,
+            "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "w0"}
+        });
+        let files = ModelFiles {
+            config,
+            tokenizer: serde_json::to_vec(&tokenizer).expect("json"),
+            tokenizer_config: None,
+            st_modules: Some(json!([
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}
+            ])),
+            st_pooling: Some(json!({"pooling_mode_mean_tokens": true})),
+            weights: vec![std::fs::read(&path).expect("read back")],
+            gguf: None,
+        };
+        Encoder::load(files, &device).expect("loads")
+    }
+
+    #[test]
+    fn a_list_runs_in_batches_and_gives_what_each_input_gives_alone() {
+        let encoder = random_classifier();
+        // 70 inputs of 1 to 60 words: more than one batch by count (16), and batches cut by
+        // padded tokens (2048) among the long ones.
+        let inputs: Vec<String> = (0..70usize)
+            .map(|i| {
+                let len = 1 + (i * 37) % 60;
+                (0..len)
+                    .map(|j| format!("w{}", (i * 7 + j * 3) % 50))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        let together = encoder.embed(&inputs, false).expect("batch");
+        let labels = encoder.classify(&inputs, None).expect("batch");
+        assert_eq!((together.len(), labels.len()), (70, 70));
+        for (i, input) in inputs.iter().enumerate() {
+            let alone = encoder.embed(&[input], false).expect("alone");
+            assert_eq!(alone[0].len(), 1, "one pooled vector");
+            for (a, b) in alone[0][0].iter().zip(&together[i][0]) {
+                assert!((a - b).abs() < 1e-4, "input {i}: {a} vs {b}");
+            }
+            let one = encoder.classify(&[input], None).expect("alone");
+            for ((la, a), (lb, b)) in one[0].iter().zip(&labels[i]) {
+                assert_eq!(la, lb, "input {i}");
+                assert!((a - b).abs() < 1e-4, "input {i}: {a} vs {b}");
+            }
+        }
+        let scores = encoder.similarity(&inputs[0], &inputs).expect("similarity");
+        assert!((scores[0] - 1.0).abs() < 1e-4);
+        for (i, input) in inputs.iter().enumerate() {
+            let pair = encoder
+                .similarity(&inputs[0], std::slice::from_ref(input))
+                .expect("alone");
+            assert!((pair[0] - scores[i]).abs() < 1e-4, "input {i}");
+        }
+        assert!(matches!(
+            encoder.embed(&["w1", ""], false),
+            Err(InferError::BadInput(_))
+        ));
     }
 
     #[test]

@@ -53,14 +53,27 @@ pub struct Entity {
     pub end: usize,
 }
 
-/// The entities of `input`.
-pub fn entities(
+/// The entities of each input (the inputs run as batches).
+pub fn entities<S: AsRef<str>>(
     encoder: &Encoder,
-    input: &str,
+    inputs: &[S],
+    aggregation: Aggregation,
+    ignore: &[String],
+) -> Result<Vec<Vec<Entity>>> {
+    encoder
+        .tag(inputs)?
+        .into_iter()
+        .map(|tokens| entities_of(encoder, tokens, aggregation, ignore))
+        .collect()
+}
+
+/// The entities of one input's labelled tokens.
+fn entities_of(
+    encoder: &Encoder,
+    tokens: Vec<TokenLabel>,
     aggregation: Aggregation,
     ignore: &[String],
 ) -> Result<Vec<Entity>> {
-    let tokens = encoder.tag(input)?;
     let members: Vec<Entity> = match aggregation {
         Aggregation::None | Aggregation::Simple => tokens
             .into_iter()

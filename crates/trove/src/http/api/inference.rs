@@ -188,27 +188,11 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
                 .run(ready, move |model| {
                     let encoder = encoder(model)?;
                     let pooled = encoder.pooling() != trove_infer::Pooling::Tokens;
-                    let mut all = Vec::with_capacity(list.len());
-                    for text in &list {
-                        let vectors = encoder.embed(text, normalize)?;
-                        all.push(if pooled {
-                            serde_json::to_value(vectors.into_iter().next().unwrap_or_default())
-                        } else {
-                            serde_json::to_value(vectors)
-                        });
-                    }
-                    Ok(all)
+                    let vectors = encoder.embed(&list, normalize)?;
+                    embeddings_json(vectors, pooled, single)
                 })
                 .await?;
-            let mut out: Vec<Value> = out
-                .into_iter()
-                .collect::<Result<_, _>>()
-                .map_err(ApiError::internal)?;
-            Ok(if single {
-                Json(out.pop().unwrap_or(Value::Null)).into_response()
-            } else {
-                Json(out).into_response()
-            })
+            Ok(json_response(out))
         }
         Task::SentenceSimilarity => {
             #[derive(Deserialize)]
@@ -243,19 +227,19 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
             let out = state
                 .inference
                 .run(ready, move |model| {
-                    let encoder = encoder(model)?;
-                    list.iter()
-                        .map(|text| {
-                            let mut scores = encoder.classify(text, function)?;
+                    let all = encoder(model)?.classify(&list, function)?;
+                    Ok(all
+                        .into_iter()
+                        .map(|mut scores| {
                             if let Some(k) = top_k {
                                 scores.truncate(k);
                             }
-                            Ok(scores
+                            scores
                                 .into_iter()
                                 .map(|(label, score)| LabelScore { label, score })
-                                .collect::<Vec<_>>())
+                                .collect::<Vec<_>>()
                         })
-                        .collect::<Result<Vec<_>, trove_infer::InferError>>()
+                        .collect::<Vec<_>>())
                 })
                 .await?;
             Ok(Json(out).into_response())
@@ -286,15 +270,17 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
             let mut out = state
                 .inference
                 .run(ready, move |model| {
-                    let encoder = encoder(model)?;
-                    list.iter()
-                        .map(|text| {
-                            Ok(trove_infer::entities(encoder, text, aggregation, &ignore)?
-                                .into_iter()
-                                .map(EntityJson::from)
-                                .collect::<Vec<_>>())
-                        })
-                        .collect::<Result<Vec<_>, trove_infer::InferError>>()
+                    Ok(
+                        trove_infer::entities(encoder(model)?, &list, aggregation, &ignore)?
+                            .into_iter()
+                            .map(|entities| {
+                                entities
+                                    .into_iter()
+                                    .map(EntityJson::from)
+                                    .collect::<Vec<_>>()
+                            })
+                            .collect::<Vec<_>>(),
+                    )
                 })
                 .await?;
             Ok(if single {
@@ -390,6 +376,31 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
             "Chat models answer at /v1/chat/completions".into(),
         )),
     }
+}
+
+/// Embeddings as the Hub shapes them — one pooled vector `[f32…]` for a string, `[[f32…]…]`
+/// for a list; token-level models one more level — serialized on the inference thread
+/// straight from the f32 values: each number in the shortest form that reads back to the
+/// same f32 (9 digits at most), not widened to f64's 17 through a `serde_json::Value`.
+fn embeddings_json(
+    vectors: Vec<Vec<Vec<f32>>>,
+    pooled: bool,
+    single: bool,
+) -> Result<Bytes, trove_infer::InferError> {
+    let first = |v: Vec<Vec<f32>>| v.into_iter().next().unwrap_or_default();
+    let json = match (pooled, single) {
+        (true, true) => serde_json::to_vec(&vectors.into_iter().next().map(first)),
+        (true, false) => serde_json::to_vec(&vectors.into_iter().map(first).collect::<Vec<_>>()),
+        (false, true) => serde_json::to_vec(&vectors.into_iter().next()),
+        (false, false) => serde_json::to_vec(&vectors),
+    };
+    json.map(Bytes::from)
+        .map_err(|e| trove_infer::InferError::Runtime(format!("cannot write JSON: {e}")))
+}
+
+/// A response of JSON already written.
+fn json_response(json: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
 }
 
 fn encoder(model: &Model) -> Result<&trove_infer::Encoder, trove_infer::InferError> {
