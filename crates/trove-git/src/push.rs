@@ -8,6 +8,7 @@
 
 use crate::Result;
 use crate::error::GitError;
+use crate::pack_headers::{self, Header};
 use crate::repo::{from_git2, to_git2};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -102,8 +103,15 @@ impl Handles {
         })
     }
 
-    /// What [`PushView::new_objects`] finds among `ids` (sorted, distinct).
-    fn examine(&self, ids: &[git2::Oid], large_blob_bytes: u64) -> Result<NewObjects> {
+    /// What [`PushView::new_objects`] finds among `ids` (sorted, distinct); `packed` gives
+    /// the type and size of those read from the quarantine's pack indexes, libgit2 is asked
+    /// for the others (loose objects).
+    fn examine(
+        &self,
+        ids: &[git2::Oid],
+        packed: &[Header],
+        large_blob_bytes: u64,
+    ) -> Result<NewObjects> {
         let existing = self
             .existing
             .odb()
@@ -115,39 +123,38 @@ impl Handles {
         // pack that appeared since the repository was opened goes unseen, so its objects
         // count as new and are reported, which errs on the safe side.
         let is_new = |id| !existing.exists_ext(id, git2::OdbLookupFlags::NO_REFRESH);
+        let mut names = AcceptedNames::default();
         let mut found = NewObjects::default();
+        // Both sorted by id: the packed headers are walked along with `ids`.
+        let mut packed = packed.iter().peekable();
         for &id in ids {
-            let (size, kind) = self
-                .quarantine
-                .read_header(id)
-                .map_err(GitError::git("reading object header"))?;
+            while packed.next_if(|h| h.id < id).is_some() {}
+            let (kind, size) = match packed.next_if(|h| h.id == id) {
+                Some(header) => (header.kind, header.size),
+                None => {
+                    let (size, kind) = self
+                        .quarantine
+                        .read_header(id)
+                        .map_err(GitError::git("reading object header"))?;
+                    (kind, size as u64)
+                }
+            };
             if kind == git2::ObjectType::Tree {
-                let tree = self
-                    .combined
-                    .find_tree(id)
-                    .map_err(GitError::git("reading tree"))?;
-                let bad: Vec<BadName> = tree
-                    .iter()
-                    .filter_map(|entry| crate::entry_name_problem(entry.name_bytes()))
-                    .map(|reason| BadName {
+                let tree = self.read(id, kind, "reading tree")?;
+                let bad = names.problems(tree.data());
+                if !bad.is_empty() && is_new(id) {
+                    found.bad_names.extend(bad.into_iter().map(|reason| BadName {
                         tree: from_git2(id),
                         reason,
-                    })
-                    .collect();
-                if !bad.is_empty() && is_new(id) {
-                    found.bad_names.extend(bad);
+                    }));
                 }
                 continue;
             }
             if kind != git2::ObjectType::Blob {
                 continue;
             }
-            let size = size as u64;
             if size <= LFS_POINTER_MAX_LEN as u64 {
-                let object = self
-                    .quarantine
-                    .read(id)
-                    .map_err(GitError::git("reading blob"))?;
+                let object = self.read(id, kind, "reading blob")?;
                 if let Some(pointer) = LfsPointer::parse(object.data())
                     && is_new(id)
                 {
@@ -160,7 +167,75 @@ impl Handles {
         }
         Ok(found)
     }
+
+    /// Reads a quarantined object that should be of type `kind`: another type means its
+    /// header was misread, and the push is refused rather than judged on a wrong reading.
+    fn read(
+        &self,
+        id: git2::Oid,
+        kind: git2::ObjectType,
+        action: &'static str,
+    ) -> Result<git2::OdbObject<'_>> {
+        let object = self.quarantine.read(id).map_err(GitError::git(action))?;
+        if object.kind() != kind {
+            return Err(GitError::Git {
+                action,
+                source: git2::Error::from_str(&format!(
+                    "object {id} is a {}, not the {kind} its header said",
+                    object.kind()
+                )),
+            });
+        }
+        Ok(object)
+    }
 }
+
+/// The tree entry names a push's examination already found good: a first push names the same
+/// few folders and files in thousands of trees, and the rule is a pure function of the name.
+#[derive(Default)]
+struct AcceptedNames(HashSet<Vec<u8>>);
+
+/// Names remembered at most per examination (each at most a few hundred bytes).
+const MAX_ACCEPTED_NAMES: usize = 64 * 1024;
+
+impl AcceptedNames {
+    /// What the path rule says of each entry of a raw tree (`<mode> <name>\0<id>`…).
+    fn problems(&mut self, tree: &[u8]) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut rest = tree;
+        while !rest.is_empty() {
+            let entry = rest
+                .iter()
+                .position(|&b| b == b' ')
+                .and_then(|space| {
+                    let after = &rest[space + 1..];
+                    let nul = after.iter().position(|&b| b == 0)?;
+                    let next = after.get(nul + 1 + OID_RAW_BYTES..)?;
+                    Some((&after[..nul], next))
+                });
+            // git's own checks (receive.fsckObjects) refuse such a tree before the hook runs.
+            let Some((name, next)) = entry else {
+                problems.push("malformed tree".to_owned());
+                break;
+            };
+            rest = next;
+            if self.0.contains(name) {
+                continue;
+            }
+            match crate::entry_name_problem(name) {
+                Some(problem) => problems.push(problem),
+                None if self.0.len() < MAX_ACCEPTED_NAMES => {
+                    self.0.insert(name.to_vec());
+                }
+                None => {}
+            }
+        }
+        problems
+    }
+}
+
+/// Bytes of an object id inside a raw tree.
+const OID_RAW_BYTES: usize = 20;
 
 impl PushView {
     /// Opens the bare repository `git_dir` together with the quarantine folder git names in
@@ -189,7 +264,8 @@ impl PushView {
 
     /// Lists the quarantine's objects that the repository does not have yet and picks out
     /// large blobs, LFS pointers and tree entries with names the path rule refuses. Reads
-    /// object headers, new trees, and the content of blobs small enough to be pointers.
+    /// object headers (of packed objects from the packs' indexes and entry headers,
+    /// [`pack_headers`]), new trees, and the content of blobs small enough to be pointers.
     ///
     /// Every new tree is checked, whatever refers to it (a commit, a tag, nothing), so no
     /// path that breaks the rule can become reachable through this push.
@@ -212,6 +288,8 @@ impl PushView {
         let Some((git_dir, quarantine_dir)) = &self.dirs else {
             return Ok(NewObjects::default());
         };
+        let packed = pack_headers::packed_headers(quarantine_dir);
+        let packed = packed.as_slice();
         let workers = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .min(MAX_WORKERS)
@@ -224,12 +302,16 @@ impl PushView {
             let others: Vec<_> = parts
                 .map(|part| {
                     scope.spawn(move || {
-                        Handles::open(git_dir, quarantine_dir)?.examine(part, large_blob_bytes)
+                        Handles::open(git_dir, quarantine_dir)?.examine(
+                            part,
+                            packed,
+                            large_blob_bytes,
+                        )
                     })
                 })
                 .collect();
             // This thread reads the first run itself, through the view's own handles.
-            let mut found = self.own.examine(first, large_blob_bytes)?;
+            let mut found = self.own.examine(first, packed, large_blob_bytes)?;
             for other in others {
                 // A thread that panicked hit a bug: the panic goes on here.
                 let part = other
