@@ -470,3 +470,41 @@ impl PushView {
             .map(|commit| commit.id()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw_tree(names: &[&[u8]]) -> Vec<u8> {
+        let mut tree = Vec::new();
+        for name in names {
+            tree.extend_from_slice(b"100644 ");
+            tree.extend_from_slice(name);
+            tree.push(0);
+            tree.extend_from_slice(&[7u8; OID_RAW_BYTES]);
+        }
+        tree
+    }
+
+    #[test]
+    fn names_found_good_are_remembered_and_bad_ones_reported_every_time() {
+        let mut names = AcceptedNames::default();
+        let tree = raw_tree(&[b"README.md", b"..", b"ok.txt", b".git"]);
+        for _ in 0..2 {
+            let problems = names.problems(&tree);
+            assert_eq!(problems.len(), 2, "{problems:?}");
+        }
+        assert_eq!(names.0.len(), 2);
+        assert!(names.problems(&raw_tree(&[b"README.md", b"src"])).is_empty());
+    }
+
+    #[test]
+    fn a_truncated_tree_is_a_problem() {
+        let mut names = AcceptedNames::default();
+        let mut tree = raw_tree(&[b"a.txt"]);
+        tree.truncate(tree.len() - 1);
+        assert_eq!(names.problems(&tree), ["malformed tree"]);
+        assert_eq!(names.problems(b"100644 no-nul"), ["malformed tree"]);
+        assert!(names.problems(b"").is_empty());
+    }
+}
