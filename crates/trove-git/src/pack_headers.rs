@@ -34,7 +34,9 @@ const DELTA_HEAD_INPUT: usize = 512;
 const OID_BYTES: usize = 20;
 
 /// Every object of the packs in `objects_dir/pack` whose type and size could be read this
-/// way, sorted by id, each id once.
+/// way, pack after pack, each pack's in the order they lie in it (so that reading them in
+/// this order goes forward through the pack, a delta soon after its base). An object in two
+/// packs is listed twice.
 pub(crate) fn packed_headers(objects_dir: &Path) -> Vec<Header> {
     let Ok(dir) = std::fs::read_dir(objects_dir.join("pack")) else {
         return Vec::new();
@@ -49,8 +51,6 @@ pub(crate) fn packed_headers(objects_dir: &Path) -> Vec<Header> {
             }
         }
     }
-    headers.sort_unstable_by_key(|h| h.id);
-    headers.dedup_by_key(|h| h.id);
     headers
 }
 
@@ -266,11 +266,7 @@ fn read_pack(idx: &Path, pack: &Path) -> Option<Vec<Header>> {
         match entries[k].base {
             Base::Whole(_) => Some(None),
             Base::Offset(offset) => at_offset(offset).map(Some),
-            Base::Id(id) => index
-                .ids
-                .binary_search(&id)
-                .ok()
-                .map(|i| Some(position[i])),
+            Base::Id(id) => index.ids.binary_search(&id).ok().map(|i| Some(position[i])),
         }
     };
     // The type at the end of each chain, found once per entry.
@@ -364,7 +360,9 @@ mod tests {
         let mut stream = Vec::new();
         let mut body = String::new();
         for c in 0..commits {
-            body.push_str(&format!("line {c} of a file that grows with every commit\n"));
+            body.push_str(&format!(
+                "line {c} of a file that grows with every commit\n"
+            ));
             let msg = format!("commit {c}\n");
             stream.extend_from_slice(
                 format!(
@@ -377,8 +375,12 @@ mod tests {
             for f in 0..3 {
                 let data = format!("{f}\n{body}");
                 stream.extend_from_slice(
-                    format!("M 100644 inline d{}/f{f}.txt\ndata {}\n{data}\n", c % 4, data.len())
-                        .as_bytes(),
+                    format!(
+                        "M 100644 inline d{}/f{f}.txt\ndata {}\n{data}\n",
+                        c % 4,
+                        data.len()
+                    )
+                    .as_bytes(),
                 );
             }
         }
@@ -387,7 +389,11 @@ mod tests {
 
     /// What libgit2 says of every object `packed` should know, compared with it.
     fn assert_agrees_with_libgit2(packed: &[Header], odb: &git2::Odb<'_>, expected: usize) {
-        assert_eq!(packed.len(), expected, "every object is read from the index");
+        assert_eq!(
+            packed.len(),
+            expected,
+            "every object is read from the index"
+        );
         for header in packed {
             let (size, kind) = odb.read_header(header.id).expect("header");
             assert_eq!(header.kind, kind, "{}", header.id);
@@ -403,7 +409,12 @@ mod tests {
         let src = dir.path().join("src.git");
         git(&src, &["init", "-q", "--bare"], &[], b"");
         git(&src, &["fast-import", "--quiet"], &[], &history(120));
-        git(&src, &["repack", "-adfq", "--depth=100", "--window=50"], &[], b"");
+        git(
+            &src,
+            &["repack", "-adfq", "--depth=100", "--window=50"],
+            &[],
+            b"",
+        );
         let repo = git2::Repository::open_bare(&src).expect("open");
         let odb = repo.odb().expect("odb");
         let mut count = 0;
@@ -414,13 +425,27 @@ mod tests {
         .expect("list");
         let packed = packed_headers(&src.join("objects"));
         assert_agrees_with_libgit2(&packed, &odb, count);
+        let mut ids: Vec<Oid> = packed.iter().map(|h| h.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "each object once");
 
         // A thin pack of the last 40 commits, completed by index-pack as receive-pack has it
         // do: deltas against objects of the repository, whose bases are appended whole.
         let dst = dir.path().join("dst.git");
         git(&dst, &["init", "-q", "--bare"], &[], b"");
         let old = String::from_utf8(git(&src, &["rev-parse", "main~40"], &[], b"")).expect("hex");
-        git(&dst, &["fetch", "-q", &src.to_string_lossy(), &format!("{}:refs/heads/main", old.trim())], &[], b"");
+        git(
+            &dst,
+            &[
+                "fetch",
+                "-q",
+                &src.to_string_lossy(),
+                &format!("{}:refs/heads/main", old.trim()),
+            ],
+            &[],
+            b"",
+        );
         let thin = git(
             &src,
             &["pack-objects", "--thin", "--stdout", "--revs", "-q"],
@@ -458,7 +483,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(packed_headers(dir.path()).is_empty());
         std::fs::create_dir_all(dir.path().join("pack")).expect("pack dir");
-        std::fs::write(dir.path().join("pack/pack-1.idx"), b"\xfftOc\0\0\0\x02short").expect("idx");
+        std::fs::write(
+            dir.path().join("pack/pack-1.idx"),
+            b"\xfftOc\0\0\0\x02short",
+        )
+        .expect("idx");
         std::fs::write(dir.path().join("pack/pack-1.pack"), b"PACK").expect("pack");
         assert!(packed_headers(dir.path()).is_empty());
     }

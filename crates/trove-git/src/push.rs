@@ -103,15 +103,8 @@ impl Handles {
         })
     }
 
-    /// What [`PushView::new_objects`] finds among `ids` (sorted, distinct); `packed` gives
-    /// the type and size of those read from the quarantine's pack indexes, libgit2 is asked
-    /// for the others (loose objects).
-    fn examine(
-        &self,
-        ids: &[git2::Oid],
-        packed: &[Header],
-        large_blob_bytes: u64,
-    ) -> Result<NewObjects> {
+    /// What [`PushView::new_objects`] finds among `items`.
+    fn examine(&self, items: &[Item], large_blob_bytes: u64) -> Result<NewObjects> {
         let existing = self
             .existing
             .odb()
@@ -125,12 +118,9 @@ impl Handles {
         let is_new = |id| !existing.exists_ext(id, git2::OdbLookupFlags::NO_REFRESH);
         let mut names = AcceptedNames::default();
         let mut found = NewObjects::default();
-        // Both sorted by id: the packed headers are walked along with `ids`.
-        let mut packed = packed.iter().peekable();
-        for &id in ids {
-            while packed.next_if(|h| h.id < id).is_some() {}
-            let (kind, size) = match packed.next_if(|h| h.id == id) {
-                Some(header) => (header.kind, header.size),
+        for &(id, header) in items {
+            let (kind, size) = match header {
+                Some(header) => header,
                 None => {
                     let (size, kind) = self
                         .quarantine
@@ -143,10 +133,12 @@ impl Handles {
                 let tree = self.read(id, kind, "reading tree")?;
                 let bad = names.problems(tree.data());
                 if !bad.is_empty() && is_new(id) {
-                    found.bad_names.extend(bad.into_iter().map(|reason| BadName {
-                        tree: from_git2(id),
-                        reason,
-                    }));
+                    found
+                        .bad_names
+                        .extend(bad.into_iter().map(|reason| BadName {
+                            tree: from_git2(id),
+                            reason,
+                        }));
                 }
                 continue;
             }
@@ -190,6 +182,40 @@ impl Handles {
     }
 }
 
+/// An object to examine, with its type and size when its pack's index told them.
+type Item = (git2::Oid, Option<(git2::ObjectType, u64)>);
+
+/// The objects to examine: the packed ones in the order they lie in their packs (libgit2
+/// then reads a delta soon after its base, often still in its cache of bases), then the
+/// others (loose, or in a pack whose headers could not be read), asked of libgit2; each id
+/// once. `ids` is every object of the quarantine, sorted, distinct.
+fn work_list(ids: &[git2::Oid], packed: Vec<Header>) -> Vec<Item> {
+    let mut packed_ids: Vec<git2::Oid> = packed.iter().map(|h| h.id).collect();
+    packed_ids.sort_unstable();
+    let count = packed_ids.len();
+    packed_ids.dedup();
+    let mut items: Vec<Item> = Vec::with_capacity(ids.len());
+    if packed_ids.len() == count {
+        items.extend(packed.iter().map(|h| (h.id, Some((h.kind, h.size)))));
+    } else {
+        let mut taken = HashSet::with_capacity(packed_ids.len());
+        items.extend(
+            packed
+                .iter()
+                .filter(|h| taken.insert(h.id))
+                .map(|h| (h.id, Some((h.kind, h.size)))),
+        );
+    }
+    let mut known = packed_ids.iter().peekable();
+    for &id in ids {
+        while known.next_if(|k| **k < id).is_some() {}
+        if known.next_if(|k| **k == id).is_none() {
+            items.push((id, None));
+        }
+    }
+    items
+}
+
 /// The tree entry names a push's examination already found good: a first push names the same
 /// few folders and files in thousands of trees, and the rule is a pure function of the name.
 #[derive(Default)]
@@ -204,15 +230,12 @@ impl AcceptedNames {
         let mut problems = Vec::new();
         let mut rest = tree;
         while !rest.is_empty() {
-            let entry = rest
-                .iter()
-                .position(|&b| b == b' ')
-                .and_then(|space| {
-                    let after = &rest[space + 1..];
-                    let nul = after.iter().position(|&b| b == 0)?;
-                    let next = after.get(nul + 1 + OID_RAW_BYTES..)?;
-                    Some((&after[..nul], next))
-                });
+            let entry = rest.iter().position(|&b| b == b' ').and_then(|space| {
+                let after = &rest[space + 1..];
+                let nul = after.iter().position(|&b| b == 0)?;
+                let next = after.get(nul + 1 + OID_RAW_BYTES..)?;
+                Some((&after[..nul], next))
+            });
             // git's own checks (receive.fsckObjects) refuse such a tree before the hook runs.
             let Some((name, next)) = entry else {
                 problems.push("malformed tree".to_owned());
@@ -288,30 +311,25 @@ impl PushView {
         let Some((git_dir, quarantine_dir)) = &self.dirs else {
             return Ok(NewObjects::default());
         };
-        let packed = pack_headers::packed_headers(quarantine_dir);
-        let packed = packed.as_slice();
+        let items = work_list(&ids, pack_headers::packed_headers(quarantine_dir));
         let workers = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .min(MAX_WORKERS)
-            .min(ids.len() / MIN_OBJECTS_PER_WORKER)
+            .min(items.len() / MIN_OBJECTS_PER_WORKER)
             .max(1);
-        let per_worker = ids.len().div_ceil(workers).max(1);
-        std::thread::scope(|scope| {
-            let mut parts = ids.chunks(per_worker);
+        let per_worker = items.len().div_ceil(workers).max(1);
+        let mut found = std::thread::scope(|scope| {
+            let mut parts = items.chunks(per_worker);
             let first = parts.next().unwrap_or_default();
             let others: Vec<_> = parts
                 .map(|part| {
                     scope.spawn(move || {
-                        Handles::open(git_dir, quarantine_dir)?.examine(
-                            part,
-                            packed,
-                            large_blob_bytes,
-                        )
+                        Handles::open(git_dir, quarantine_dir)?.examine(part, large_blob_bytes)
                     })
                 })
                 .collect();
             // This thread reads the first run itself, through the view's own handles.
-            let mut found = self.own.examine(first, packed, large_blob_bytes)?;
+            let mut found = self.own.examine(first, large_blob_bytes)?;
             for other in others {
                 // A thread that panicked hit a bug: the panic goes on here.
                 let part = other
@@ -321,8 +339,13 @@ impl PushView {
                 found.lfs_pointers.extend(part.lfs_pointers);
                 found.bad_names.extend(part.bad_names);
             }
-            Ok(found)
-        })
+            Ok::<_, GitError>(found)
+        })?;
+        // Read in pack order; reported in id order, a tree's entries in their order.
+        found.large_blobs.sort_by(|a, b| a.0.cmp(&b.0));
+        found.lfs_pointers.sort_by(|a, b| a.0.cmp(&b.0));
+        found.bad_names.sort_by(|a, b| a.tree.cmp(&b.tree));
+        Ok(found)
     }
 
     /// How `old` → `new` moves a ref (`None` = absent).
@@ -495,7 +518,11 @@ mod tests {
             assert_eq!(problems.len(), 2, "{problems:?}");
         }
         assert_eq!(names.0.len(), 2);
-        assert!(names.problems(&raw_tree(&[b"README.md", b"src"])).is_empty());
+        assert!(
+            names
+                .problems(&raw_tree(&[b"README.md", b"src"]))
+                .is_empty()
+        );
     }
 
     #[test]
