@@ -27,8 +27,8 @@ pub(crate) struct Header {
 }
 
 /// Pack indexes larger than this are not read (their objects go through libgit2): about
-/// nine million objects.
-const MAX_INDEX_BYTES: u64 = 256 << 20;
+/// two million objects, whose entries take about 100 MiB here.
+const MAX_INDEX_BYTES: u64 = 64 << 20;
 /// Bytes of a delta's compressed data inflated to read the size of its result.
 const DELTA_HEAD_INPUT: usize = 512;
 const OID_BYTES: usize = 20;
