@@ -336,6 +336,32 @@ impl Db {
         })
     }
 
+    /// Records a push that moved refs: `updated_at` as [`Db::touch_repo`] sets it and, when
+    /// the push moved the branch the search index reads, the index entry marked out of date
+    /// (its `sha` cleared) in the same transaction. The reindex that follows sets it again;
+    /// one lost to a crash is redone by the index backfill, which indexes every entry
+    /// without a `sha` ([`Db::repos_never_indexed`]).
+    pub async fn record_push(&self, repo_id: i64, now_ms: i64, unindexed: bool) -> Result<()> {
+        let _changing = self.changing_listings();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query("UPDATE repos SET updated_at = $1 WHERE id = $2 AND updated_at < $3")
+                .bind(now_ms)
+                .bind(repo_id)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            if unindexed {
+                sqlx::query("UPDATE repo_index SET sha = NULL WHERE repo_id = $1")
+                    .bind(repo_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
     /// The repository that `id` names now, or the one that last left that name (a move).
     /// The second value is `true` when the name is an old one.
     pub async fn repo_by_name_or_redirect(

@@ -24,6 +24,7 @@ mod error;
 mod gitmodules;
 mod log;
 mod merge;
+mod pack_headers;
 mod paths;
 mod push;
 mod reachable;

@@ -8,6 +8,7 @@
 
 use crate::Result;
 use crate::error::GitError;
+use crate::pack_headers::{self, Header};
 use crate::repo::{from_git2, to_git2};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -102,8 +103,8 @@ impl Handles {
         })
     }
 
-    /// What [`PushView::new_objects`] finds among `ids` (sorted, distinct).
-    fn examine(&self, ids: &[git2::Oid], large_blob_bytes: u64) -> Result<NewObjects> {
+    /// What [`PushView::new_objects`] finds among `items`.
+    fn examine(&self, items: &[Item], large_blob_bytes: u64) -> Result<NewObjects> {
         let existing = self
             .existing
             .odb()
@@ -115,39 +116,37 @@ impl Handles {
         // pack that appeared since the repository was opened goes unseen, so its objects
         // count as new and are reported, which errs on the safe side.
         let is_new = |id| !existing.exists_ext(id, git2::OdbLookupFlags::NO_REFRESH);
+        let mut names = AcceptedNames::default();
         let mut found = NewObjects::default();
-        for &id in ids {
-            let (size, kind) = self
-                .quarantine
-                .read_header(id)
-                .map_err(GitError::git("reading object header"))?;
+        for &(id, header) in items {
+            let (kind, size) = match header {
+                Some(header) => header,
+                None => {
+                    let (size, kind) = self
+                        .quarantine
+                        .read_header(id)
+                        .map_err(GitError::git("reading object header"))?;
+                    (kind, size as u64)
+                }
+            };
             if kind == git2::ObjectType::Tree {
-                let tree = self
-                    .combined
-                    .find_tree(id)
-                    .map_err(GitError::git("reading tree"))?;
-                let bad: Vec<BadName> = tree
-                    .iter()
-                    .filter_map(|entry| crate::entry_name_problem(entry.name_bytes()))
-                    .map(|reason| BadName {
-                        tree: from_git2(id),
-                        reason,
-                    })
-                    .collect();
+                let tree = self.read(id, kind, "reading tree")?;
+                let bad = names.problems(tree.data());
                 if !bad.is_empty() && is_new(id) {
-                    found.bad_names.extend(bad);
+                    found
+                        .bad_names
+                        .extend(bad.into_iter().map(|reason| BadName {
+                            tree: from_git2(id),
+                            reason,
+                        }));
                 }
                 continue;
             }
             if kind != git2::ObjectType::Blob {
                 continue;
             }
-            let size = size as u64;
             if size <= LFS_POINTER_MAX_LEN as u64 {
-                let object = self
-                    .quarantine
-                    .read(id)
-                    .map_err(GitError::git("reading blob"))?;
+                let object = self.read(id, kind, "reading blob")?;
                 if let Some(pointer) = LfsPointer::parse(object.data())
                     && is_new(id)
                 {
@@ -160,7 +159,106 @@ impl Handles {
         }
         Ok(found)
     }
+
+    /// Reads a quarantined object that should be of type `kind`: another type means its
+    /// header was misread, and the push is refused rather than judged on a wrong reading.
+    fn read(
+        &self,
+        id: git2::Oid,
+        kind: git2::ObjectType,
+        action: &'static str,
+    ) -> Result<git2::OdbObject<'_>> {
+        let object = self.quarantine.read(id).map_err(GitError::git(action))?;
+        if object.kind() != kind {
+            return Err(GitError::Git {
+                action,
+                source: git2::Error::from_str(&format!(
+                    "object {id} is a {}, not the {kind} its header said",
+                    object.kind()
+                )),
+            });
+        }
+        Ok(object)
+    }
 }
+
+/// An object to examine, with its type and size when its pack's index told them.
+type Item = (git2::Oid, Option<(git2::ObjectType, u64)>);
+
+/// The objects to examine: the packed ones in the order they lie in their packs (libgit2
+/// then reads a delta soon after its base, often still in its cache of bases), then the
+/// others (loose, or in a pack whose headers could not be read), asked of libgit2; each id
+/// once. `ids` is every object of the quarantine, sorted, distinct.
+fn work_list(ids: &[git2::Oid], packed: Vec<Header>) -> Vec<Item> {
+    let mut packed_ids: Vec<git2::Oid> = packed.iter().map(|h| h.id).collect();
+    packed_ids.sort_unstable();
+    let count = packed_ids.len();
+    packed_ids.dedup();
+    let mut items: Vec<Item> = Vec::with_capacity(ids.len());
+    if packed_ids.len() == count {
+        items.extend(packed.iter().map(|h| (h.id, Some((h.kind, h.size)))));
+    } else {
+        let mut taken = HashSet::with_capacity(packed_ids.len());
+        items.extend(
+            packed
+                .iter()
+                .filter(|h| taken.insert(h.id))
+                .map(|h| (h.id, Some((h.kind, h.size)))),
+        );
+    }
+    let mut known = packed_ids.iter().peekable();
+    for &id in ids {
+        while known.next_if(|k| **k < id).is_some() {}
+        if known.next_if(|k| **k == id).is_none() {
+            items.push((id, None));
+        }
+    }
+    items
+}
+
+/// The tree entry names a push's examination already found good: a first push names the same
+/// few folders and files in thousands of trees, and the rule is a pure function of the name.
+#[derive(Default)]
+struct AcceptedNames(HashSet<Vec<u8>>);
+
+/// Names remembered at most per examination (each at most a few hundred bytes).
+const MAX_ACCEPTED_NAMES: usize = 64 * 1024;
+
+impl AcceptedNames {
+    /// What the path rule says of each entry of a raw tree (`<mode> <name>\0<id>`…).
+    fn problems(&mut self, tree: &[u8]) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut rest = tree;
+        while !rest.is_empty() {
+            let entry = rest.iter().position(|&b| b == b' ').and_then(|space| {
+                let after = &rest[space + 1..];
+                let nul = after.iter().position(|&b| b == 0)?;
+                let next = after.get(nul + 1 + OID_RAW_BYTES..)?;
+                Some((&after[..nul], next))
+            });
+            // git's own checks (receive.fsckObjects) refuse such a tree before the hook runs.
+            let Some((name, next)) = entry else {
+                problems.push("malformed tree".to_owned());
+                break;
+            };
+            rest = next;
+            if self.0.contains(name) {
+                continue;
+            }
+            match crate::entry_name_problem(name) {
+                Some(problem) => problems.push(problem),
+                None if self.0.len() < MAX_ACCEPTED_NAMES => {
+                    self.0.insert(name.to_vec());
+                }
+                None => {}
+            }
+        }
+        problems
+    }
+}
+
+/// Bytes of an object id inside a raw tree.
+const OID_RAW_BYTES: usize = 20;
 
 impl PushView {
     /// Opens the bare repository `git_dir` together with the quarantine folder git names in
@@ -189,7 +287,8 @@ impl PushView {
 
     /// Lists the quarantine's objects that the repository does not have yet and picks out
     /// large blobs, LFS pointers and tree entries with names the path rule refuses. Reads
-    /// object headers, new trees, and the content of blobs small enough to be pointers.
+    /// object headers (of packed objects from the packs' indexes and entry headers,
+    /// [`pack_headers`]), new trees, and the content of blobs small enough to be pointers.
     ///
     /// Every new tree is checked, whatever refers to it (a commit, a tag, nothing), so no
     /// path that breaks the rule can become reachable through this push.
@@ -212,14 +311,15 @@ impl PushView {
         let Some((git_dir, quarantine_dir)) = &self.dirs else {
             return Ok(NewObjects::default());
         };
+        let items = work_list(&ids, pack_headers::packed_headers(quarantine_dir));
         let workers = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .min(MAX_WORKERS)
-            .min(ids.len() / MIN_OBJECTS_PER_WORKER)
+            .min(items.len() / MIN_OBJECTS_PER_WORKER)
             .max(1);
-        let per_worker = ids.len().div_ceil(workers).max(1);
-        std::thread::scope(|scope| {
-            let mut parts = ids.chunks(per_worker);
+        let per_worker = items.len().div_ceil(workers).max(1);
+        let mut found = std::thread::scope(|scope| {
+            let mut parts = items.chunks(per_worker);
             let first = parts.next().unwrap_or_default();
             let others: Vec<_> = parts
                 .map(|part| {
@@ -239,8 +339,13 @@ impl PushView {
                 found.lfs_pointers.extend(part.lfs_pointers);
                 found.bad_names.extend(part.bad_names);
             }
-            Ok(found)
-        })
+            Ok::<_, GitError>(found)
+        })?;
+        // Read in pack order; reported in id order, a tree's entries in their order.
+        found.large_blobs.sort_by(|a, b| a.0.cmp(&b.0));
+        found.lfs_pointers.sort_by(|a, b| a.0.cmp(&b.0));
+        found.bad_names.sort_by(|a, b| a.tree.cmp(&b.tree));
+        Ok(found)
     }
 
     /// How `old` → `new` moves a ref (`None` = absent).
@@ -386,5 +491,47 @@ impl PushView {
             .peel(git2::ObjectType::Commit)
             .ok()
             .map(|commit| commit.id()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw_tree(names: &[&[u8]]) -> Vec<u8> {
+        let mut tree = Vec::new();
+        for name in names {
+            tree.extend_from_slice(b"100644 ");
+            tree.extend_from_slice(name);
+            tree.push(0);
+            tree.extend_from_slice(&[7u8; OID_RAW_BYTES]);
+        }
+        tree
+    }
+
+    #[test]
+    fn names_found_good_are_remembered_and_bad_ones_reported_every_time() {
+        let mut names = AcceptedNames::default();
+        let tree = raw_tree(&[b"README.md", b"..", b"ok.txt", b".git"]);
+        for _ in 0..2 {
+            let problems = names.problems(&tree);
+            assert_eq!(problems.len(), 2, "{problems:?}");
+        }
+        assert_eq!(names.0.len(), 2);
+        assert!(
+            names
+                .problems(&raw_tree(&[b"README.md", b"src"]))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_truncated_tree_is_a_problem() {
+        let mut names = AcceptedNames::default();
+        let mut tree = raw_tree(&[b"a.txt"]);
+        tree.truncate(tree.len() - 1);
+        assert_eq!(names.problems(&tree), ["malformed tree"]);
+        assert_eq!(names.problems(b"100644 no-nul"), ["malformed tree"]);
+        assert!(names.problems(b"").is_empty());
     }
 }

@@ -394,4 +394,23 @@ async fn every_plan_follows_a_change_of_visibility(db) -> TestResult {
     assert_eq!(names(&db, &facets).await, ["alice/flip-bert"]);
     Ok(())
 }
+
+async fn a_push_to_main_leaves_the_entry_to_reindex_until_it_is_rewritten(db) -> TestResult {
+    let alice = user(&db, "alice").await;
+    let a = model(&db, alice.id, "alice/pushed", false, 1).await;
+    assert!(db.write_repo_index(a.id, &update(&["en"], None, None)).await?);
+    // A push that left main alone keeps the entry.
+    db.record_push(a.id, 50, false).await?;
+    assert_eq!(db.repos_never_indexed(0, 10).await?.len(), 0);
+    assert_eq!(db.repo_by_name(RepoType::Model, &repo_id("alice/pushed")).await?.expect("repo").updated_at_ms, 50);
+    // One that moved it marks it, with the modification time, until the reindex.
+    db.record_push(a.id, 60, true).await?;
+    assert_eq!(db.repo_index(a.id).await?.expect("row").sha, None);
+    let marked: Vec<i64> = db.repos_never_indexed(0, 10).await?.iter().map(|r| r.id).collect();
+    assert_eq!(marked, [a.id]);
+    assert_eq!(db.repo_by_name(RepoType::Model, &repo_id("alice/pushed")).await?.expect("repo").updated_at_ms, 60);
+    assert!(db.write_repo_index(a.id, &update(&["en"], None, None)).await?);
+    assert_eq!(db.repos_never_indexed(0, 10).await?.len(), 0);
+    Ok(())
+}
 }

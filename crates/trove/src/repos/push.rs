@@ -107,8 +107,9 @@ pub async fn ref_targets(git_dir: &Path) -> ApiResult<Vec<(String, GitOid)>> {
 }
 
 /// After receive-pack: when refs moved (`before` → now), the repository was modified
-/// (lastModified), its card and files are reindexed for search if the default branch moved,
-/// and the push is logged with what it changed. A push that moved `refs/pr/N` adds a
+/// (lastModified), its card and files are reindexed for search if the default branch moved
+/// (in the background, once the push is answered; see [`trove_db::Db::record_push`] for what
+/// makes it survive a crash), and the push is logged with what it changed. A push that moved `refs/pr/N` adds a
 /// `commit` event to pull request N, as an API commit to it does. A push that moved nothing
 /// is logged too. Failures are logged: the push itself has landed.
 pub async fn after_push(
@@ -147,22 +148,15 @@ pub async fn after_push(
                 .map(|(name, _)| name.as_str()),
         )
         .collect();
-    let touch = async {
-        if let Err(e) = state.db.touch_repo(repo.id, now_ms()).await {
-            tracing::error!(repo.id = repo.id, error = %e, "recording a push");
-        }
-    };
     // The search index reads the default branch only (as the commit API, which reindexes
     // after commits to it alone): a push that left it alone leaves nothing to reindex.
     let default_ref = format!("refs/heads/{}", trove_types::DEFAULT_BRANCH);
-    let reindex = async {
-        if changed.contains(&default_ref.as_str()) {
-            super::index::reindex_after_write(state, repo).await;
-        }
-    };
-    // Two independent writes (the repository's modification time, its index row), both done
-    // before the answer: the first one's wait for the disk overlaps the reindex's git reads.
-    tokio::join!(touch, reindex);
+    let main_moved = changed.contains(&default_ref.as_str());
+    // Before the answer, durably: the modification time and, when main moved, the mark that
+    // the index entry is out of date, so that a reindex lost to a crash is redone at start.
+    if let Err(e) = state.db.record_push(repo.id, now_ms(), main_moved).await {
+        tracing::error!(repo.id = repo.id, error = %e, "recording a push");
+    }
     record_pull_request_commits(state, repo, git_dir, before, &after, caller).await;
     tracing::info!(
         repo.id = repo.id,
@@ -171,6 +165,15 @@ pub async fn after_push(
         "push accepted"
     );
     state.emit([crate::events::Event::pushed(repo, before, &after)]);
+    if main_moved {
+        // After the answer: nothing the pusher reads back depends on it (the repository's
+        // info, tree and files are read from git; only listings and search read the index),
+        // and the card analysis and the walk of main's tree (a first push: 5,000 files) were
+        // a tenth of its time. Reindexes of one repository take its index lock in turn, and
+        // each reads main when it holds it, so the last one indexes the newest head.
+        let (state, repo) = (state.clone(), repo.clone());
+        tokio::spawn(async move { super::index::reindex_after_write(&state, &repo).await });
+    }
 }
 
 /// A `commit` event on each pull request whose ref the push moved.

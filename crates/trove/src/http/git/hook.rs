@@ -381,13 +381,20 @@ async fn check_push(data_dir: &Path, database: Option<&str>) -> anyhow::Result<V
 /// The git side of the check, blocking.
 struct Inspector {
     view: PushView,
+    git_dir: PathBuf,
     tips: Vec<GitOid>,
-    known: Vec<GitOid>,
 }
 
 impl Inspector {
+    /// Where `blobs` appear in the new history (the commits reachable from the pushed tips
+    /// and from no ref yet): asked of refused pushes only.
     fn paths(&self, blobs: &[GitOid]) -> anyhow::Result<HashMap<GitOid, String>> {
-        Ok(self.view.paths_of(blobs, &self.tips, &self.known)?)
+        let known: Vec<GitOid> = trove_git::GitRepo::open(&self.git_dir)?
+            .ref_targets()?
+            .into_iter()
+            .map(|(_, oid)| oid)
+            .collect();
+        Ok(self.view.paths_of(blobs, &self.tips, &known)?)
     }
 }
 
@@ -424,12 +431,12 @@ fn inspect(
         .iter()
         .filter_map(|c| c.update.new.clone())
         .collect();
-    let known = trove_git::GitRepo::open(git_dir)?
-        .ref_targets()?
-        .into_iter()
-        .map(|(_, oid)| oid)
-        .collect();
-    Ok((checked, objects, Some(Inspector { view, tips, known })))
+    let inspector = Inspector {
+        view,
+        git_dir: git_dir.to_owned(),
+        tips,
+    };
+    Ok((checked, objects, Some(inspector)))
 }
 
 #[cfg(test)]
