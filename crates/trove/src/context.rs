@@ -43,8 +43,8 @@ pub struct Context {
     /// This node: its id (leases name it) and whether it is draining.
     pub node: Arc<Node>,
     /// The repositories still waiting for the check of a start after an unclean stop
-    /// (`repos::reconcile`); every request reaches a folder through
-    /// `repos::reconcile::checked_git_dir`, which checks it first.
+    /// (`repos::reconcile`); every request opens a repository through
+    /// `repos::reconcile::with_repo`, which checks it first.
     pub repo_checks: Arc<RepoChecks>,
 }
 
