@@ -46,6 +46,9 @@ pub struct Context {
     /// (`repos::reconcile`); every request opens a repository through
     /// `repos::reconcile::with_repo`, which checks it first.
     pub repo_checks: Arc<RepoChecks>,
+    /// The blocks downloads rebuilt from xorbs read stored bytes into, used again once
+    /// written (`repos::rebuild::read_blocks`).
+    pub read_blocks: Arc<trove_xet::decode::BlockPool>,
 }
 
 impl Context {
@@ -95,6 +98,7 @@ impl Context {
             events: Arc::new(Bus::default()),
             node: Arc::new(Node::from_env()),
             repo_checks: Arc::new(RepoChecks::default()),
+            read_blocks: crate::repos::rebuild::read_blocks(),
         }
     }
 

@@ -69,7 +69,7 @@ pub async fn serve(
         FileBytes::Blob { blob, size, .. } => (blob.to_string(), *size),
         FileBytes::Lfs { oid, size, .. } => (oid.to_string(), *size),
     };
-    let mut known_xet = None;
+    let mut known_lfs = None;
     let mut out = HeaderMap::new();
     out.insert("x-repo-commit", header_value(commit.as_str())?);
     out.insert(header::ETAG, header_value(&format!("\"{etag}\""))?);
@@ -82,8 +82,8 @@ pub async fn serve(
         out.insert("x-linked-etag", header_value(&format!("\"{etag}\""))?);
         out.insert("x-linked-size", header_value(&size.to_string())?);
         // A file whose bytes we hold as a verified Xet file is offered to hf_xet too.
-        let xet = state.db.xet_file_by_sha256(oid).await?;
-        if let Some(xet) = &xet {
+        let known = state.db.lfs_download(repo.repo.id, oid).await?;
+        if let Some(xet) = &known.xet {
             out.insert(
                 "x-xet-hash",
                 header_value(&XetHash::from_bytes(xet.file_hash).hex())?,
@@ -100,7 +100,7 @@ pub async fn serve(
                 header_value(&format!("<{refresh}>; rel=\"xet-auth\""))?,
             );
         }
-        known_xet = Some(xet);
+        known_lfs = Some(known);
     }
     if if_none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
@@ -141,7 +141,7 @@ pub async fn serve(
     let opened = match blob_bytes {
         Some(bytes) => Some(content::Opened::blob(bytes, start, end)),
         None => {
-            content::open_with(&state, &file, range.map(|r| (r.start, r.end)), known_xet).await?
+            content::open_with(&state, &file, range.map(|r| (r.start, r.end)), known_lfs).await?
         }
     };
     let Some(opened) = opened else {

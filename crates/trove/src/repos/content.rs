@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use std::io;
 use std::pin::Pin;
-use trove_db::XetFile;
+use trove_db::LfsDownload;
 use trove_git::EntryKind;
 use trove_types::{GitOid, Sha256Hex};
 
@@ -121,14 +121,14 @@ pub async fn open(
     open_with(state, file, range, None).await
 }
 
-/// [`open`], for a caller that already looked up the Xet file of an LFS file's object
-/// (`known_xet`: what [`trove_db::Db::xet_file_by_sha256`] answered), so that it is not
-/// looked up twice.
+/// [`open`], for a caller that already asked the database about an LFS file's object
+/// (`known`: what [`trove_db::Db::lfs_download`] answered for it), so that it is not asked
+/// twice.
 pub async fn open_with(
     state: &Context,
     file: &FileBytes,
     range: Option<(u64, u64)>,
-    known_xet: Option<Option<XetFile>>,
+    known: Option<LfsDownload>,
 ) -> ApiResult<Option<Opened>> {
     let (start, end) = range.unwrap_or((0, file.size()));
     match file {
@@ -141,17 +141,17 @@ pub async fn open_with(
             Ok(Some(Opened::blob(bytes, start, end)))
         }
         FileBytes::Lfs { repo_id, oid, .. } => {
+            let LfsDownload { deleted, xet } = match known {
+                Some(known) => known,
+                None => state.db.lfs_download(*repo_id, oid).await?,
+            };
             // Deleted permanently from this repository: its pointers remain, its bytes do not.
-            if state.db.repo_lfs_file_deleted(*repo_id, oid).await? {
+            if deleted {
                 return Ok(None);
             }
             if let Some((stream, len)) = state.store.open_range(oid, start, end).await? {
                 return Ok(Some(Opened { len, stream }));
             }
-            let xet = match known_xet {
-                Some(known) => known,
-                None => state.db.xet_file_by_sha256(oid).await?,
-            };
             let Some(xet) = xet else {
                 return Ok(None);
             };
@@ -159,7 +159,11 @@ pub async fn open_with(
             let (plan, _) = plan_file(state, &xet, range).await?;
             Ok(Some(Opened {
                 len: plan.length,
-                stream: Box::pin(stream_plan((*state.store).clone(), plan)),
+                stream: Box::pin(stream_plan(
+                    (*state.store).clone(),
+                    state.read_blocks.clone(),
+                    plan,
+                )),
             }))
         }
     }

@@ -8,17 +8,29 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Write};
+use std::sync::Arc;
 use trove_db::XetFile;
 use trove_store::Store;
 use trove_xet::XetHash;
+use trove_xet::decode::BlockPool;
 use trove_xet::plan::{self, Plan, PlannedTerm};
 use trove_xet::shard::{Term, decode_terms};
 use trove_xet::xorb::XorbIndex;
 
-/// Bytes handed to the HTTP body at a time by the bridge.
+/// Bytes handed to the HTTP body at a time by the bridge; also the size of the blocks the
+/// stored bytes are read into ([`read_blocks`]).
 const SEND_BUFFER: usize = 256 * 1024;
 /// Buffers in flight between the decoding thread and the socket.
 const SEND_QUEUE: usize = 2;
+/// Free read blocks kept for the next downloads: 4 MiB at rest, enough for the blocks in
+/// flight of a few concurrent downloads (each has about `SEND_QUEUE + 1`).
+const FREE_READ_BLOCKS: usize = 16;
+
+/// The pool of blocks the bridge reads stored bytes into (one per process, in
+/// [`Context::read_blocks`]).
+pub fn read_blocks() -> Arc<BlockPool> {
+    BlockPool::new(SEND_BUFFER, FREE_READ_BLOCKS)
+}
 
 /// The indices of every xorb `terms` names. A missing one is an internal error: the file
 /// was verified against it, so only a damaged store can lose it.
@@ -110,6 +122,7 @@ fn walk_plan(
 /// [`SEND_BUFFER`], at most [`SEND_QUEUE`] batches ahead of the socket.
 pub fn stream_plan(
     store: Store,
+    blocks: Arc<BlockPool>,
     plan: Plan,
 ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
     tracing::info!(terms = plan.terms.len(), bytes = plan.length, "xet.bridge");
@@ -120,7 +133,7 @@ pub fn stream_plan(
             slices: Vec::new(),
             bytes: 0,
         };
-        let result = send_plan(&store, &plan, &mut batch).and_then(|_| batch.send());
+        let result = send_plan(&store, &blocks, &plan, &mut batch).and_then(|_| batch.send());
         if let Err(e) = result {
             if e.kind() != io::ErrorKind::BrokenPipe {
                 tracing::error!(error = %e, "xet.bridge_failed");
@@ -142,16 +155,16 @@ pub fn stream_plan(
 }
 
 /// [`write_plan`]'s walk, with the bytes handed to `batch` as shared slices.
-fn send_plan(store: &Store, plan: &Plan, batch: &mut Batcher) -> io::Result<()> {
+fn send_plan(
+    store: &Store,
+    blocks: &Arc<BlockPool>,
+    plan: &Plan,
+    batch: &mut Batcher,
+) -> io::Result<()> {
     walk_plan(store, plan, |file, term, skip, remaining| {
-        trove_xet::decode::decode_term_shared(
-            file,
-            term,
-            skip,
-            remaining,
-            SEND_BUFFER,
-            &mut |bytes| batch.push(bytes),
-        )
+        trove_xet::decode::decode_term_shared(file, term, skip, remaining, blocks, &mut |bytes| {
+            batch.push(bytes)
+        })
         .map_err(io::Error::other)
     })
 }
