@@ -49,6 +49,8 @@ pub struct Context {
     /// The blocks downloads rebuilt from xorbs read stored bytes into, used again once
     /// written (`repos::rebuild::read_blocks`).
     pub read_blocks: Arc<trove_xet::decode::BlockPool>,
+    /// Xorb indices of the files downloaded lately (`repos::rebuild::XorbIndexCache`).
+    pub xorb_indices: Arc<crate::repos::rebuild::XorbIndexCache>,
 }
 
 impl Context {
@@ -99,6 +101,7 @@ impl Context {
             node: Arc::new(Node::from_env()),
             repo_checks: Arc::new(RepoChecks::default()),
             read_blocks: crate::repos::rebuild::read_blocks(),
+            xorb_indices: Arc::default(),
         }
     }
 
