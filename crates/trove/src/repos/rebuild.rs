@@ -6,9 +6,9 @@ use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use trove_db::XetFile;
 use trove_store::Store;
 use trove_xet::XetHash;
@@ -17,20 +17,10 @@ use trove_xet::plan::{self, Plan, PlannedTerm};
 use trove_xet::shard::{Term, decode_terms};
 use trove_xet::xorb::XorbIndex;
 
-/// Bytes handed to the HTTP body at a time by the bridge; also the size of the blocks the
-/// stored bytes are read into ([`read_blocks`]).
+/// Bytes handed to the HTTP body at a time by the bridge.
 const SEND_BUFFER: usize = 256 * 1024;
 /// Buffers in flight between the decoding thread and the socket.
 const SEND_QUEUE: usize = 2;
-/// Free read blocks kept for the next downloads: 4 MiB at rest, enough for the blocks in
-/// flight of a few concurrent downloads (each has about `SEND_QUEUE + 1`).
-const FREE_READ_BLOCKS: usize = 16;
-
-/// The pool of blocks the bridge reads stored bytes into (one per process, in
-/// [`Context::read_blocks`]).
-pub fn read_blocks() -> Arc<BlockPool> {
-    BlockPool::new(SEND_BUFFER, FREE_READ_BLOCKS)
-}
 
 /// The indices of every xorb `terms` names. A missing one is an internal error: the file
 /// was verified against it, so only a damaged store can lose it.
@@ -50,71 +40,9 @@ pub async fn load_indices(
         .collect()
 }
 
-/// Chunks of xorb indices kept by [`XorbIndexCache`]: about 1.5 MiB (48 bytes a chunk),
-/// the indices of some 4000 small files' xorbs or of a few GiB of large files.
-const CACHED_INDEX_CHUNKS: usize = 32 * 1024;
-
-/// Decoded xorb indices of the files downloaded lately, so that a download plans its file
-/// without asking the database for them again. A xorb's hash names its content, so an
-/// index never changes under its hash (compaction writes a new xorb under a new hash), and
-/// nothing needs invalidating: entries leave oldest first when the chunks they hold pass
-/// [`CACHED_INDEX_CHUNKS`]. Only the download paths use it; checks (`storage::fsck`) read
-/// the database.
-#[derive(Default)]
-pub struct XorbIndexCache {
-    inner: Mutex<IndexCacheInner>,
-}
-
-#[derive(Default)]
-struct IndexCacheInner {
-    indices: HashMap<XetHash, Arc<XorbIndex>>,
-    order: VecDeque<XetHash>,
-    chunks: usize,
-}
-
-impl XorbIndexCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, IndexCacheInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn get(&self, hash: &XetHash) -> Option<Arc<XorbIndex>> {
-        self.lock().indices.get(hash).cloned()
-    }
-
-    fn put(&self, hash: XetHash, index: Arc<XorbIndex>) {
-        let chunks = index.chunks.len();
-        if chunks > CACHED_INDEX_CHUNKS {
-            return;
-        }
-        let mut inner = self.lock();
-        if inner.indices.insert(hash, index).is_some() {
-            return;
-        }
-        inner.order.push_back(hash);
-        inner.chunks += chunks;
-        while inner.chunks > CACHED_INDEX_CHUNKS {
-            let Some(old) = inner.order.pop_front() else {
-                break;
-            };
-            if let Some(gone) = inner.indices.remove(&old) {
-                inner.chunks -= gone.chunks.len();
-            }
-        }
-    }
-
-    /// How many indices are held.
-    pub fn len(&self) -> usize {
-        self.lock().indices.len()
-    }
-
-    /// Whether none is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// [`load_indices`] through the context's [`XorbIndexCache`]: only the indices not held
-/// are read from the database, in one query.
+/// [`load_indices`] through the context's [`trove_xet::xorb::IndexCache`]: only the
+/// indices not held are read from the database, in one query. Only the download paths use
+/// it; checks (`storage::fsck`) read the database.
 async fn cached_indices(state: &Context, terms: &[Term]) -> ApiResult<HashMap<XetHash, XorbIndex>> {
     let mut out = HashMap::new();
     let mut wanted: Vec<[u8; 32]> = Vec::new();
@@ -289,50 +217,5 @@ impl Batcher {
         self.tx
             .blocking_send(Ok(slices))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use trove_xet::xorb::ChunkMeta;
-
-    fn index(chunks: usize) -> Arc<XorbIndex> {
-        Arc::new(XorbIndex {
-            chunks: (0..chunks as u32)
-                .map(|i| ChunkMeta {
-                    hash: XetHash::default(),
-                    stored_end: (i + 1) * 10,
-                    raw_end: (i + 1) * 10,
-                })
-                .collect(),
-        })
-    }
-
-    fn hash(i: u8) -> XetHash {
-        XetHash::from_bytes([i; 32])
-    }
-
-    #[test]
-    fn the_index_cache_holds_at_most_its_chunks_oldest_out_first() {
-        let cache = XorbIndexCache::default();
-        let third = CACHED_INDEX_CHUNKS / 3;
-        for i in 0..3 {
-            cache.put(hash(i), index(third));
-        }
-        assert_eq!(cache.len(), 3);
-        assert_eq!(cache.get(&hash(1)).map(|x| x.chunks.len()), Some(third));
-        // Past the bound: the oldest goes, the others stay.
-        cache.put(hash(3), index(third));
-        assert!(cache.get(&hash(0)).is_none());
-        assert!(cache.get(&hash(1)).is_some() && cache.get(&hash(3)).is_some());
-        assert!(cache.lock().chunks <= CACHED_INDEX_CHUNKS);
-        // The same hash again changes nothing (its index is the same by construction).
-        cache.put(hash(3), index(third));
-        assert_eq!(cache.len(), 3);
-        // An index larger than the whole cache is not kept.
-        cache.put(hash(9), index(CACHED_INDEX_CHUNKS + 1));
-        assert!(cache.get(&hash(9)).is_none());
-        assert_eq!(cache.len(), 3);
     }
 }
