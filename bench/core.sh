@@ -9,7 +9,9 @@
 # Env: BENCH_ROUNDS (5)          interleaved rounds; medians are reported
 #      BENCH_WRK_SECONDS (3)     duration of each wrk run
 #      BENCH_BIG_UPLOAD_GIB (10) size of the upload watched for peak RSS (0 skips it)
-#      BENCH_SIZES (1g,10m)      which download files to measure (1g, 10m or both)
+#      BENCH_SIZES (1g,10m,4k,64k) which download files to measure: 1g and 10m (throughput),
+#                                4k and 64k (request rates: a regular git file and an LFS file
+#                                of that size each, wrk c=1/8/64)
 #      BENCH_NO_UPLOAD_ROUNDS    set to skip the 1 GiB upload, SHA-256 and fsync per round
 #      BENCH_DIR (/var/tmp)      where the temp dir goes: must be on the disk under test, not
 #                                tmpfs; needs about BENCH_ROUNDS + BENCH_BIG_UPLOAD_GIB + 3 GiB
@@ -26,7 +28,7 @@ ROUNDS="${BENCH_ROUNDS:-5}"
 WRK_SECONDS="${BENCH_WRK_SECONDS:-3}"
 BIG_UPLOAD_GIB="${BENCH_BIG_UPLOAD_GIB:-10}"
 BENCH_DIR="${BENCH_DIR:-/var/tmp}"
-SIZES="${BENCH_SIZES:-1g,10m}"
+SIZES="${BENCH_SIZES:-1g,10m,4k,64k}"
 NO_UPLOAD_ROUNDS="${BENCH_NO_UPLOAD_ROUNDS:-}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 

@@ -17,6 +17,7 @@ ratios against the aims of the core-hub issue, and how much other load the machi
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import hashlib
 import http.client
@@ -44,6 +45,8 @@ BIG_REPEATS = 2
 TAG_LEN = 32
 
 AIM_DOWNLOAD_RATIO = 0.9
+# The small files measured for their request rate: (BENCH_SIZES key, label, bytes).
+SMALL_FILES = [("4k", "4 KiB", 4 << 10), ("64k", "64 KiB", 64 << 10)]
 AIM_DOWNLOAD_CPU_RATIO = 1.5
 AIM_UPLOAD_VS_SHA = 0.45
 AIM_UPLOAD_CPU_PER_GIB = 1.0
@@ -345,11 +348,16 @@ class Trove:
         result.verify_seconds = time.perf_counter() - t1
         return result
 
-    def commit_lfs(self, repo: str, files: dict[str, tuple[str, int]]) -> None:
+    def commit_lfs(self, repo: str, files: dict[str, tuple[str, int]], regular: dict[str, bytes] | None = None) -> None:
+        """Commits LFS pointers to uploaded objects, and `regular` files as git blobs."""
         lines = [{"key": "header", "value": {"summary": "Benchmark files", "description": ""}}]
         for path, (oid, size) in files.items():
             lines.append(
                 {"key": "lfsFile", "value": {"path": path, "algo": "sha256", "oid": oid, "size": size}}
+            )
+        for path, data in (regular or {}).items():
+            lines.append(
+                {"key": "file", "value": {"path": path, "encoding": "base64", "content": base64.b64encode(data).decode()}}
             )
         body = "\n".join(json.dumps(line) for line in lines).encode() + b"\n"
         status, answer = request(
@@ -373,6 +381,11 @@ class Transfer:
     seconds: float
     cpu_seconds: float
     errors: int = 0
+    requests: int = 0
+
+    @property
+    def req_s(self) -> float:
+        return self.requests / self.seconds
 
     @property
     def mib_s(self) -> float:
@@ -420,8 +433,8 @@ def wrk_download(url: str, headers: list[str], conns: int, seconds: int, script:
     cpu = cpu_seconds(pid) - cpu0
     for line in out.splitlines():
         if line.startswith("WRKRESULT "):
-            duration_us, _requests, nbytes, *errors = (int(x) for x in line.split()[1:])
-            return Transfer(nbytes, duration_us / 1e6, cpu, errors=sum(errors))
+            duration_us, requests, nbytes, *errors = (int(x) for x in line.split()[1:])
+            return Transfer(nbytes, duration_us / 1e6, cpu, errors=sum(errors), requests=requests)
     raise SystemExit(f"wrk printed no result: {out[:500]}")
 
 
@@ -537,6 +550,31 @@ def run(args: argparse.Namespace) -> None:
         cases.append((f"{label} curl", "curl", t_url, n_url, size, BIG_REPEATS if size >= 100 * MIB else SMALL_REPEATS))
         for c in (1, 8, 64):
             cases.append((f"{label} wrk c={c}", c, t_url, n_url, size, 0))
+    # Small files: a regular file (a git blob) and an LFS file (chunks in a xorb) of each
+    # size, against nginx sending the same bytes; what counts here is the request rate.
+    small_sizes = [(label, n) for key, label, n in SMALL_FILES if key in sizes]
+    if small_sizes:
+        log("committing the small files: " + ", ".join(label for label, _ in small_sizes))
+        lfs_files, regular = {}, {}
+        for label, n in small_sizes:
+            for kind in ("git", "lfs"):
+                data = os.urandom(n)
+                fname = f"{kind}-{n}.bin"
+                (scratch / fname).write_bytes(data)
+                if kind == "lfs":
+                    oid = hashlib.sha256(data).hexdigest()
+                    trove.lfs_upload(repo, Body([(scratch / fname, 0, n)]), oid)
+                    lfs_files[fname] = (oid, n)
+                else:
+                    regular[fname] = data
+        trove.commit_lfs(repo, lfs_files, regular)
+        for label, n in small_sizes:
+            for kind, kind_label in (("git", "git"), ("lfs", "LFS")):
+                fname = f"{kind}-{n}.bin"
+                t_url = f"{trove.url}/{repo}/resolve/main/{fname}"
+                n_url = f"{args.nginx.rstrip('/')}/files/{fname}"
+                for c in (1, 8, 64):
+                    cases.append((f"{label} {kind_label} wrk c={c}", c, t_url, n_url, n, 0))
     for name, *_ in cases:
         res.downloads[name] = {"trove": [], "nginx": []}
     warm(big)
@@ -654,7 +692,10 @@ def report(res: Results, args: argparse.Namespace) -> None:
     lines.append(hdr)
     lines.append("-" * len(hdr))
     all_ok = True
+    small_labels = tuple(f"{label} " for _, label, _ in SMALL_FILES)
     for name, per in res.downloads.items():
+        if name.startswith(small_labels):
+            continue
         t = median([x.mib_s for x in per["trove"]])
         n = median([x.mib_s for x in per["nginx"]])
         tc = median([x.cpu_per_gib for x in per["trove"]])
@@ -695,11 +736,53 @@ def report(res: Results, args: argparse.Namespace) -> None:
         "10 MiB curl CPU not shown: too short to count in clock ticks)"
     )
     lines.append("")
+    all_ok &= report_small(res, lines, out, small_labels)
 
     up = res.uploads
     if up:
         all_ok &= report_upload(res, lines, out)
     report_memory(res, lines, out, all_ok, args)
+
+
+def report_small(res: Results, lines: list[str], out: dict, small_labels: tuple[str, ...]) -> bool:
+    """The small-file rows: request rates against nginx's (aim: within 10 %), and the
+    server's CPU per request."""
+    rows = [(name, per) for name, per in res.downloads.items() if name.startswith(small_labels)]
+    if not rows:
+        return True
+    all_ok = True
+    lines.append("Small files (resolve of a regular git file and of an LFS file vs nginx, same bytes): requests/s")
+    hdr = (f"{'case':<22} {'Trove req/s':>12} {'nginx req/s':>12} {'ratio':>6} {'min..max':>11} {'aim':>7}   "
+           f"{'Trove CPU-us/req':>16} {'nginx CPU-us/req':>16}")
+    lines.append(hdr)
+    lines.append("-" * len(hdr))
+    for name, per in rows:
+        t = median([x.req_s for x in per["trove"]])
+        n = median([x.req_s for x in per["nginx"]])
+        pairs = [a.req_s / b.req_s for a, b in zip(per["trove"], per["nginx"])]
+        ratio = median(pairs)
+        ok = ratio >= AIM_DOWNLOAD_RATIO
+        all_ok &= ok
+        tc = median([x.cpu_seconds / x.requests * 1e6 for x in per["trove"] if x.requests])
+        nc = median([x.cpu_seconds / x.requests * 1e6 for x in per["nginx"] if x.requests])
+        lines.append(
+            f"{name:<22} {t:12.0f} {n:12.0f} {ratio:6.2f} {min(pairs):5.2f}..{max(pairs):<5.2f} {verdict(ok):>7}   "
+            f"{tc:16.0f} {nc:16.0f}"
+        )
+        out["downloads"][name] = {
+            "trove_req_s": round(t, 1),
+            "nginx_req_s": round(n, 1),
+            "ratio": round(ratio, 3),
+            "ratio_min": round(min(pairs), 3),
+            "ratio_max": round(max(pairs), 3),
+            "trove_cpu_us_per_req": round(tc),
+            "nginx_cpu_us_per_req": round(nc),
+            "trove_runs_req_s": [round(x.req_s) for x in per["trove"]],
+            "nginx_runs_req_s": [round(x.req_s) for x in per["nginx"]],
+        }
+    lines.append(f"(aim: Trove's request rate >= {AIM_DOWNLOAD_RATIO} x nginx's; CPU per request in clock ticks, coarse)")
+    lines.append("")
+    return all_ok
 
 
 def report_upload(res: Results, lines: list[str], out: dict) -> bool:
@@ -806,7 +889,8 @@ def main() -> None:
     r.add_argument("--rounds", type=int, default=5)
     r.add_argument("--wrk-seconds", type=int, default=3)
     r.add_argument("--big-upload-gib", type=int, default=10)
-    r.add_argument("--sizes", default="1g,10m", help="download files measured: 1g, 10m or both")
+    r.add_argument("--sizes", default="1g,10m,4k,64k",
+                   help="download files measured, comma-separated: 1g, 10m, 4k, 64k (small files: request rates)")
     r.add_argument("--no-upload-rounds", action="store_true", help="skip the per-round 1 GiB upload")
     r.add_argument("--json")
     args = p.parse_args()

@@ -76,13 +76,47 @@ fn role_at(row: &impl crate::backend::DbRow, i: usize) -> Result<OrgRole> {
 
 impl Org {
     fn from_row(row: &impl crate::backend::DbRow) -> Result<Org> {
+        Self::from_row_at(row, 0)
+    }
+
+    /// Reads a row selected with [`ORG_COLUMNS`], whose first column is at `offset`.
+    fn from_row_at(row: &impl crate::backend::DbRow, offset: usize) -> Result<Org> {
         Ok(Org {
-            id: row.try_get(0)?,
-            name: row.try_get(1)?,
-            fullname: row.try_get(2)?,
-            created_at_ms: row.try_get(3)?,
+            id: row.try_get(offset)?,
+            name: row.try_get(offset + 1)?,
+            fullname: row.try_get(offset + 2)?,
+            created_at_ms: row.try_get(offset + 3)?,
         })
     }
+}
+
+/// What a query that reads an account with its memberships in one go appends to its select
+/// list ([`MEMBERSHIPS_JOIN`] in its `FROM`, `ORDER BY orgs.name`): the organization's
+/// columns and the member's role, all NULL for an account in no organization.
+pub(crate) const MEMBERSHIP_COLUMNS: &str =
+    "orgs.id, orgs.name, orgs.fullname, orgs.created_at, m.role";
+/// The joins that go with [`MEMBERSHIP_COLUMNS`], after a join of `users`.
+pub(crate) const MEMBERSHIPS_JOIN: &str = "LEFT JOIN org_members m ON m.user_id = users.id \
+                                           LEFT JOIN orgs ON orgs.id = m.org_id";
+
+/// The memberships of the rows of a query built with [`MEMBERSHIP_COLUMNS`] at `offset`: one
+/// row per membership, or one row of NULLs for none.
+pub(crate) fn memberships_at<R: crate::backend::DbRow>(
+    rows: &[R],
+    offset: usize,
+) -> Result<Vec<Membership>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let role: Option<String> = row.try_get(offset + ORG_COLUMN_COUNT)?;
+        if role.is_none() {
+            continue;
+        }
+        out.push(Membership {
+            org: Org::from_row_at(row, offset)?,
+            role: role_at(row, offset + ORG_COLUMN_COUNT)?,
+        });
+    }
+    Ok(out)
 }
 
 impl Db {

@@ -4,7 +4,8 @@
 
 use crate::backend::{WritePool, with_pool};
 use crate::error::{DbError, Result, constraint_error};
-use crate::users::{USER_COLUMNS, User};
+use crate::orgs::{MEMBERSHIP_COLUMNS, MEMBERSHIPS_JOIN, Membership, memberships_at};
+use crate::users::{USER_COLUMN_COUNT, USER_COLUMNS, User};
 use crate::{Db, unix_now_ms};
 use sqlx::Row;
 use std::fmt;
@@ -223,26 +224,43 @@ impl Db {
         token_hash: &[u8],
         now_ms: i64,
     ) -> Result<Option<(Token, User)>> {
+        Ok(self
+            .token_member_by_hash(token_hash, now_ms)
+            .await?
+            .map(|(token, user, _)| (token, user)))
+    }
+
+    /// [`Db::token_owner_by_hash`] with the organizations the owner belongs to (by name), in
+    /// one query (a second for a fine-grained token's scopes): what every request made with
+    /// a token needs.
+    pub async fn token_member_by_hash(
+        &self,
+        token_hash: &[u8],
+        now_ms: i64,
+    ) -> Result<Option<(Token, User, Vec<Membership>)>> {
         with_pool!(self, pool => {
             let sql = format!(
-                "SELECT {TOKEN_COLUMNS}, {USER_COLUMNS} FROM tokens \
-                 JOIN users ON users.id = tokens.user_id \
+                "SELECT {TOKEN_COLUMNS}, {USER_COLUMNS}, {MEMBERSHIP_COLUMNS} FROM tokens \
+                 JOIN users ON users.id = tokens.user_id {MEMBERSHIPS_JOIN} \
                  WHERE tokens.token_hash = $1 AND users.disabled = FALSE \
-                 AND (tokens.expires_at IS NULL OR tokens.expires_at > $2)"
+                 AND (tokens.expires_at IS NULL OR tokens.expires_at > $2) \
+                 ORDER BY orgs.name"
             );
-            let Some(row) = sqlx::query(&sql)
+            let rows = sqlx::query(&sql)
                 .bind(token_hash)
                 .bind(now_ms)
-                .fetch_optional(pool)
-                .await?
-            else {
+                .fetch_all(pool)
+                .await?;
+            let Some(first) = rows.first() else {
                 return Ok(None);
             };
-            let mut token = Token::from_row(&row)?;
+            let mut token = Token::from_row(first)?;
             if token.role == TokenRole::FineGrained {
                 token.scopes = self.token_scopes(token.id).await?;
             }
-            Ok(Some((token, User::from_row(&row, TOKEN_COLUMN_COUNT)?)))
+            let user = User::from_row(first, TOKEN_COLUMN_COUNT)?;
+            let orgs = memberships_at(&rows, TOKEN_COLUMN_COUNT + USER_COLUMN_COUNT)?;
+            Ok(Some((token, user, orgs)))
         })
     }
 

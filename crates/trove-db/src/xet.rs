@@ -38,6 +38,16 @@ pub struct XetFile {
     pub terms: Vec<u8>,
 }
 
+/// What a download of an LFS object needs to know ([`Db::lfs_download`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LfsDownload {
+    /// The repository's owners deleted the object permanently: its pointers remain, its
+    /// bytes are not served.
+    pub deleted: bool,
+    /// The verified Xet file holding the object's bytes, if any.
+    pub xet: Option<XetFile>,
+}
+
 fn to_sql(what: &'static str, value: u64) -> Result<i64> {
     i64::try_from(value).map_err(|_| DbError::OutOfRange { what, value })
 }
@@ -294,6 +304,31 @@ impl Db {
             .fetch_optional(pool)
             .await?;
             row.as_ref().map(file_from_row).transpose()
+        })
+    }
+
+    /// What a download of LFS object `sha256` from repository `repo_id` needs to know, in one
+    /// query: [`Db::repo_lfs_file_deleted`] and [`Db::xet_file_by_sha256`].
+    pub async fn lfs_download(&self, repo_id: i64, sha256: &Sha256Hex) -> Result<LfsDownload> {
+        with_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT EXISTS (SELECT 1 FROM repo_lfs_deletions d \
+                   WHERE d.repo_id = $1 AND d.sha256 = $2 AND NOT EXISTS \
+                   (SELECT 1 FROM repo_lfs_objects l WHERE l.repo_id = d.repo_id AND l.sha256 = d.sha256)) \
+                   AS deleted, f.file_hash, f.size, f.sha256, f.terms \
+                 FROM (SELECT 1 AS one) o LEFT JOIN \
+                   (SELECT file_hash, size, sha256, terms FROM xet_files WHERE sha256 = $2 \
+                    ORDER BY created_at, file_hash LIMIT 1) f ON 1 = 1",
+            )
+            .bind(repo_id)
+            .bind(sha256.as_str())
+            .fetch_one(pool)
+            .await?;
+            let held: Option<Vec<u8>> = row.try_get("file_hash")?;
+            Ok(LfsDownload {
+                deleted: row.try_get("deleted")?,
+                xet: held.map(|_| file_from_row(&row)).transpose()?,
+            })
         })
     }
 

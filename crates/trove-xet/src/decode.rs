@@ -8,6 +8,7 @@ use crate::xorb::{RecordHeader, XorbError, read_chunk};
 use bytes::Bytes;
 use std::io::{self, Read, Write};
 use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 /// Decode the chunks of `term` from `stored` (positioned at the term's first stored byte),
 /// skip the first `skip` decompressed bytes, and write at most `take` bytes to `out`.
@@ -39,17 +40,94 @@ pub fn decode_term<R: Read, W: Write>(
     window.finish(term)
 }
 
+/// Blocks the stored bytes are read into by [`decode_term_shared`], used again once every
+/// slice handed out of one is dropped (hyper has written it): a fresh block of a few hundred
+/// KiB is an `mmap` that the kernel zeroes page by page and a `munmap` at its free, for each
+/// block of each download. At most `max` free blocks are kept (memory: `max × size` at rest);
+/// a block comes back only when the pool has room.
+pub struct BlockPool {
+    size: usize,
+    max: usize,
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BlockPool {
+    /// A pool of blocks of `size` bytes keeping at most `max` free ones.
+    pub fn new(size: usize, max: usize) -> Arc<BlockPool> {
+        Arc::new(BlockPool {
+            size: size.max(1),
+            max,
+            free: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The size of the pool's blocks.
+    pub fn block_size(&self) -> usize {
+        self.size
+    }
+
+    /// How many free blocks the pool holds.
+    pub fn free_blocks(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// An empty buffer with room for `want` bytes: a block of the pool when it is big
+    /// enough, else a buffer of its own (a record larger than a block).
+    fn take(&self, want: usize) -> Vec<u8> {
+        if want <= self.size
+            && let Some(block) = self.lock().pop()
+        {
+            return block;
+        }
+        Vec::with_capacity(want.max(self.size))
+    }
+
+    fn give_back(&self, mut block: Vec<u8>) {
+        if block.capacity() != self.size {
+            return;
+        }
+        block.clear();
+        let mut free = self.lock();
+        if free.len() < self.max {
+            free.push(block);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        // A panic while the list was held leaves a list of empty blocks: still good.
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A block shared by the slices of it in flight; back to its pool when the last is dropped.
+struct Pooled {
+    block: Vec<u8>,
+    pool: Arc<BlockPool>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.block
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        self.pool.give_back(std::mem::take(&mut self.block));
+    }
+}
+
 /// Like [`decode_term`], but the bytes go to `emit` as shared buffers: the stored bytes are
-/// read `block` bytes at a time (at least one record) into a fresh buffer, and a chunk
-/// stored uncompressed is handed out as a slice of it, so the only copy is the kernel's into
-/// that buffer; a compressed chunk is decompressed into a buffer of its own. Memory: the
-/// buffers `emit` keeps, plus one block and one record.
+/// read a block of `blocks` at a time (at least one record), and a chunk stored uncompressed
+/// is handed out as a slice of its block, so the only copy is the kernel's into that block;
+/// a compressed chunk is decompressed into a buffer of its own. Memory: the buffers `emit`
+/// keeps, plus one block and one record.
 pub fn decode_term_shared<R: Read>(
     stored: R,
     term: &PlannedTerm,
     skip: u64,
     take: u64,
-    block: usize,
+    blocks: &Arc<BlockPool>,
     emit: &mut dyn FnMut(Bytes) -> io::Result<()>,
 ) -> Result<u64, XorbError> {
     let mut reader = stored.take(term.stored_end - term.stored_start);
@@ -61,13 +139,13 @@ pub fn decode_term_shared<R: Read>(
             break;
         }
         let chunk = chunk as usize;
-        if !fill(&mut reader, &mut held, RecordHeader::LEN, block)? {
+        if !fill(&mut reader, &mut held, RecordHeader::LEN, blocks)? {
             return Err(XorbError::Truncated { chunk });
         }
         let mut header = [0u8; RecordHeader::LEN];
         header.copy_from_slice(&held[..RecordHeader::LEN]);
         let record = RecordHeader::parse(header, chunk)?;
-        if !fill(&mut reader, &mut held, record.record_len(), block)? {
+        if !fill(&mut reader, &mut held, record.record_len(), blocks)? {
             return Err(XorbError::Truncated { chunk });
         }
         let stored_bytes = held.slice(RecordHeader::LEN..record.record_len());
@@ -143,18 +221,26 @@ impl Window {
 
 /// Make `held` at least `need` bytes long by reading a new block (of at least `block` bytes,
 /// as much as `reader` has) after what it still holds; `false` when the input ends first.
-fn fill<R: Read>(reader: &mut R, held: &mut Bytes, need: usize, block: usize) -> io::Result<bool> {
+fn fill<R: Read>(
+    reader: &mut R,
+    held: &mut Bytes,
+    need: usize,
+    blocks: &Arc<BlockPool>,
+) -> io::Result<bool> {
     if held.len() >= need {
         return Ok(true);
     }
-    let want = need.max(block);
-    let mut next = Vec::with_capacity(want);
+    let want = need.max(blocks.block_size());
+    let mut next = blocks.take(want);
     next.extend_from_slice(held);
     reader
         .by_ref()
         .take((want - held.len()) as u64)
         .read_to_end(&mut next)?;
-    *held = Bytes::from(next);
+    *held = Bytes::from_owner(Pooled {
+        block: next,
+        pool: blocks.clone(),
+    });
     Ok(held.len() >= need)
 }
 
@@ -192,11 +278,62 @@ mod tests {
         block: usize,
     ) -> Result<Vec<u8>, XorbError> {
         let mut out = Vec::new();
-        decode_term_shared(stored, term, skip, take, block, &mut |b| {
+        let blocks = BlockPool::new(block, 2);
+        decode_term_shared(stored, term, skip, take, &blocks, &mut |b| {
             out.extend_from_slice(&b);
             Ok(())
         })?;
         Ok(out)
+    }
+
+    #[test]
+    fn blocks_come_back_to_the_pool_once_their_last_slice_is_dropped() {
+        // Incompressible chunks: stored as is, handed out as slices of their blocks.
+        let mut seed = 11u32;
+        let chunks: Vec<Vec<u8>> = (0..4)
+            .map(|_| {
+                (0..3000)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                        (seed >> 16) as u8
+                    })
+                    .collect()
+            })
+            .collect();
+        let (bytes, h) = build_xorb(&chunks);
+        let index = validate(bytes.as_slice(), &h).expect("valid");
+        let (s, e) = index.stored_range(0, 4);
+        let term = PlannedTerm {
+            xorb: h,
+            chunk_start: 0,
+            chunk_end: 4,
+            unpacked_len: 12_000,
+            stored_start: s,
+            stored_end: e,
+        };
+        // Blocks of about two records: two blocks for the term, at most one kept.
+        let blocks = BlockPool::new(6100, 1);
+        let mut held = Vec::new();
+        decode_term_shared(&bytes[s as usize..], &term, 0, 12_000, &blocks, &mut |b| {
+            held.push(b);
+            Ok(())
+        })
+        .expect("decode");
+        let got: Vec<u8> = held.iter().flat_map(|b| b.iter().copied()).collect();
+        let expected: Vec<u8> = chunks.concat();
+        assert_eq!(got, expected);
+        // Slices still held (hyper has not written them): their blocks are not free.
+        assert_eq!(blocks.free_blocks(), 0);
+        drop(held);
+        assert_eq!(blocks.free_blocks(), 1, "bounded by the pool's max");
+        // The next decode reads into the same blocks and gets the same bytes.
+        let mut again = Vec::new();
+        decode_term_shared(&bytes[s as usize..], &term, 0, 12_000, &blocks, &mut |b| {
+            again.extend_from_slice(&b);
+            Ok(())
+        })
+        .expect("decode");
+        assert_eq!(again, expected);
     }
 
     #[test]

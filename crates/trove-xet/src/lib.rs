@@ -6,7 +6,8 @@
 //!
 //! - [`hash`]: the 32-byte Xet hash in the protocol's hex convention.
 //! - [`xorb`]: validating an uploaded xorb (every chunk decompressed and hashed, the Merkle
-//!   root compared with the announced hash) and the per-chunk index we keep for it.
+//!   root compared with the announced hash), the per-chunk index we keep for it, and a
+//!   bounded cache of decoded indices for the download paths.
 //! - [`shard`]: parsing an uploaded shard with a memory budget, and checking each file's
 //!   terms against the xorbs we hold.
 //! - [`pack`]: packing chunks into xorbs on the server (plain LFS uploads).

@@ -6,7 +6,9 @@
 //! in the stored bytes and in the decompressed bytes.
 
 use crate::hash::{self, XetHash};
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex};
 use xet_core_structures::xorb_object::{
     CompressionScheme, XORB_CHUNK_HEADER_LENGTH, XorbChunkHeader, parse_chunk_header,
 };
@@ -146,6 +148,70 @@ impl XorbIndex {
             });
         }
         Ok(XorbIndex { chunks })
+    }
+}
+
+/// Chunks of xorb indices kept by [`IndexCache`]: about 1.5 MiB (48 bytes a chunk),
+/// the indices of some 4000 small files' xorbs or of a few GiB of large files.
+const CACHED_INDEX_CHUNKS: usize = 32 * 1024;
+
+/// Decoded xorb indices of the files downloaded lately, so that a download plans its file
+/// without asking the database for them again. A xorb's hash names its content, so an
+/// index never changes under its hash (compaction writes a new xorb under a new hash), and
+/// nothing needs invalidating: entries leave oldest first when the chunks they hold pass
+/// [`CACHED_INDEX_CHUNKS`].
+#[derive(Default)]
+pub struct IndexCache {
+    inner: Mutex<IndexCacheInner>,
+}
+
+#[derive(Default)]
+struct IndexCacheInner {
+    indices: HashMap<XetHash, Arc<XorbIndex>>,
+    order: VecDeque<XetHash>,
+    chunks: usize,
+}
+
+impl IndexCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IndexCacheInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The index of xorb `hash`, if held.
+    pub fn get(&self, hash: &XetHash) -> Option<Arc<XorbIndex>> {
+        self.lock().indices.get(hash).cloned()
+    }
+
+    /// Keeps the index of xorb `hash` (an index larger than the whole cache is not kept).
+    pub fn put(&self, hash: XetHash, index: Arc<XorbIndex>) {
+        let chunks = index.chunks.len();
+        if chunks > CACHED_INDEX_CHUNKS {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.indices.insert(hash, index).is_some() {
+            return;
+        }
+        inner.order.push_back(hash);
+        inner.chunks += chunks;
+        while inner.chunks > CACHED_INDEX_CHUNKS {
+            let Some(old) = inner.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = inner.indices.remove(&old) {
+                inner.chunks -= gone.chunks.len();
+            }
+        }
+    }
+
+    /// How many indices are held.
+    pub fn len(&self) -> usize {
+        self.lock().indices.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -516,5 +582,49 @@ mod tests {
         assert!(XorbIndex::decode(&[]).is_err());
         // Offsets that do not grow.
         assert!(XorbIndex::decode(&[0u8; 80]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod index_cache_tests {
+    use super::*;
+
+    fn index(chunks: usize) -> Arc<XorbIndex> {
+        Arc::new(XorbIndex {
+            chunks: (0..chunks as u32)
+                .map(|i| ChunkMeta {
+                    hash: XetHash::default(),
+                    stored_end: (i + 1) * 10,
+                    raw_end: (i + 1) * 10,
+                })
+                .collect(),
+        })
+    }
+
+    fn hash(i: u8) -> XetHash {
+        XetHash::from_bytes([i; 32])
+    }
+
+    #[test]
+    fn the_index_cache_holds_at_most_its_chunks_oldest_out_first() {
+        let cache = IndexCache::default();
+        let third = CACHED_INDEX_CHUNKS / 3;
+        for i in 0..3 {
+            cache.put(hash(i), index(third));
+        }
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.get(&hash(1)).map(|x| x.chunks.len()), Some(third));
+        // Past the bound: the oldest goes, the others stay.
+        cache.put(hash(3), index(third));
+        assert!(cache.get(&hash(0)).is_none());
+        assert!(cache.get(&hash(1)).is_some() && cache.get(&hash(3)).is_some());
+        assert!(cache.lock().chunks <= CACHED_INDEX_CHUNKS);
+        // The same hash again changes nothing (its index is the same by construction).
+        cache.put(hash(3), index(third));
+        assert_eq!(cache.len(), 3);
+        // An index larger than the whole cache is not kept.
+        cache.put(hash(9), index(CACHED_INDEX_CHUNKS + 1));
+        assert!(cache.get(&hash(9)).is_none());
+        assert_eq!(cache.len(), 3);
     }
 }

@@ -43,10 +43,21 @@ pub struct Context {
     /// This node: its id (leases name it) and whether it is draining.
     pub node: Arc<Node>,
     /// The repositories still waiting for the check of a start after an unclean stop
-    /// (`repos::reconcile`); every request reaches a folder through
-    /// `repos::reconcile::checked_git_dir`, which checks it first.
+    /// (`repos::reconcile`); every request opens a repository through
+    /// `repos::reconcile::with_repo`, which checks it first.
     pub repo_checks: Arc<RepoChecks>,
+    /// The blocks downloads rebuilt from xorbs read stored bytes into, used again once
+    /// written ([`READ_BLOCK`] bytes, at most [`FREE_READ_BLOCKS`] kept).
+    pub read_blocks: Arc<trove_xet::decode::BlockPool>,
+    /// Xorb indices of the files downloaded lately, for planning the next downloads.
+    pub xorb_indices: Arc<trove_xet::xorb::IndexCache>,
 }
+
+/// The size of the blocks downloads rebuilt from xorbs read stored bytes into.
+const READ_BLOCK: usize = 256 * 1024;
+/// Free read blocks kept for the next downloads: 4 MiB at rest, enough for the blocks in
+/// flight of a few concurrent downloads (each has about three).
+const FREE_READ_BLOCKS: usize = 16;
 
 impl Context {
     /// The context of a server (or of an admin command doing server work) on `config`'s
@@ -95,6 +106,8 @@ impl Context {
             events: Arc::new(Bus::default()),
             node: Arc::new(Node::from_env()),
             repo_checks: Arc::new(RepoChecks::default()),
+            read_blocks: trove_xet::decode::BlockPool::new(READ_BLOCK, FREE_READ_BLOCKS),
+            xorb_indices: Arc::default(),
         }
     }
 

@@ -192,3 +192,52 @@ async fn settings_access_requests_and_audit(db) -> TestResult {
     Ok(())
 }
 }
+
+trove_db::backend_tests! {
+async fn a_session_or_a_token_reads_its_user_and_memberships_in_one_go(db) -> TestResult {
+    let cy = user(&db, "cy").await;
+    let loner = user(&db, "loner").await;
+    db.create_session(cy.id, b"s-cy", 1_000).await?;
+    db.create_session(loner.id, b"s-loner", 1_000).await?;
+    db.create_token(cy.id, "t", TokenRole::Read, b"t-cy", None, &[])
+        .await?;
+    db.create_token(loner.id, "t", TokenRole::Read, b"t-loner", None, &[])
+        .await?;
+    // In no organization: the user, and no membership.
+    let (u, orgs) = db.session_member(b"s-cy", 10).await?.expect("session");
+    assert_eq!((u.id, orgs.len()), (cy.id, 0));
+    let (_, u, orgs) = db.token_member_by_hash(b"t-cy", 10).await?.expect("token");
+    assert_eq!((u.id, orgs.len()), (cy.id, 0));
+
+    let zeta = db
+        .create_org(&RepoName::parse_namespace("zeta")?, None)
+        .await?;
+    let alpha = db
+        .create_org(&RepoName::parse_namespace("alpha")?, None)
+        .await?;
+    db.set_org_member(zeta.id, cy.id, OrgRole::Admin).await?;
+    db.set_org_member(alpha.id, cy.id, OrgRole::Read).await?;
+    // The same memberships as the query of their own, in the same order (by name), one
+    // user however many organizations.
+    let expected = db.memberships(cy.id).await?;
+    assert_eq!(expected.len(), 2);
+    assert_eq!(expected[0].org.name, "alpha");
+    let (u, orgs) = db.session_member(b"s-cy", 10).await?.expect("session");
+    assert_eq!((u, orgs), (cy.clone(), expected.clone()));
+    let (token, u, orgs) = db.token_member_by_hash(b"t-cy", 10).await?.expect("token");
+    assert_eq!((token.user_id, u, orgs), (cy.id, cy.clone(), expected));
+    // Another member's organizations are not theirs.
+    let (_, orgs) = db.session_member(b"s-loner", 10).await?.expect("session");
+    assert!(orgs.is_empty());
+    let (_, _, orgs) = db.token_member_by_hash(b"t-loner", 10).await?.expect("token");
+    assert!(orgs.is_empty());
+
+    // Expired, unknown or disabled: nobody.
+    assert_eq!(db.session_member(b"s-cy", 1_000).await?, None);
+    assert_eq!(db.session_member(b"nope", 10).await?, None);
+    db.set_user_disabled(cy.id, true).await?;
+    assert_eq!(db.session_member(b"s-cy", 10).await?, None);
+    assert_eq!(db.token_member_by_hash(b"t-cy", 10).await?, None);
+    Ok(())
+}
+}

@@ -107,3 +107,44 @@ async fn batch_sizes_cover_only_linked_objects(db) -> TestResult {
     Ok(())
 }
 }
+
+trove_db::backend_tests! {
+async fn a_download_learns_deletion_and_xet_file_in_one_query(db) -> TestResult {
+    let alice = user(&db, "alice").await;
+    let repo = db
+        .create_repo(RepoType::Model, &repo_id("alice/m"), false, alice.id, 1)
+        .await?;
+    // Neither deleted nor held as a Xet file.
+    let none = db.lfs_download(repo.id, &oid(1)).await?;
+    assert!(!none.deleted && none.xet.is_none());
+
+    // Held as a Xet file (of no xorb: terms are opaque here).
+    let file = trove_db::XetFile {
+        file_hash: [7; 32],
+        size: 3,
+        sha256: oid(1),
+        terms: vec![1, 2, 3],
+    };
+    db.record_xet_file(repo.id, &file, &[], 5).await?;
+    let held = db.lfs_download(repo.id, &oid(1)).await?;
+    assert_eq!(held.xet.as_ref(), Some(&file));
+    assert!(!held.deleted);
+    assert_eq!(db.xet_file_by_sha256(&oid(1)).await?, held.xet);
+
+    // Deleted permanently from the repository: said so, the Xet file still named.
+    assert_eq!(db.delete_repo_lfs_files(repo.id, &[oid(1)], 6).await?, 1);
+    let gone = db.lfs_download(repo.id, &oid(1)).await?;
+    assert!(gone.deleted);
+    assert_eq!(gone.deleted, db.repo_lfs_file_deleted(repo.id, &oid(1)).await?);
+    assert_eq!(gone.xet.as_ref(), Some(&file));
+    // Another repository is not concerned by that deletion.
+    let other = db
+        .create_repo(RepoType::Model, &repo_id("alice/n"), false, alice.id, 1)
+        .await?;
+    assert!(!db.lfs_download(other.id, &oid(1)).await?.deleted);
+    // Linked again: served again.
+    db.link_repo_object(repo.id, &oid(1), 7).await?;
+    assert!(!db.lfs_download(repo.id, &oid(1)).await?.deleted);
+    Ok(())
+}
+}

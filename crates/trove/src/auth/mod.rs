@@ -110,11 +110,6 @@ pub fn failed(state: &Context, ip: Option<IpAddr>) -> ApiError {
     }
 }
 
-async fn user_caller(state: &Context, user: User, token: Credential) -> Result<Caller, ApiError> {
-    let orgs = state.db.memberships(user.id).await?;
-    Ok(Caller::User { user, token, orgs })
-}
-
 /// The caller is identified once per request: extractors that need it too (`RepoAt`) find it
 /// in the request's extensions instead of looking the token up again.
 impl<S> FromRequestParts<S> for Caller
@@ -168,11 +163,10 @@ async fn identify(parts: &Parts, state: &Context) -> Result<Caller, ApiError> {
             let resolved = match state.auth.tokens.get(&token_hash, epoch, now, now_ms) {
                 Some(hit) => hit,
                 None => {
-                    let found = state.db.token_owner_by_hash(&token_hash, now_ms).await?;
-                    let Some((token, user)) = found else {
+                    let found = state.db.token_member_by_hash(&token_hash, now_ms).await?;
+                    let Some((token, user, orgs)) = found else {
                         return Err(failed(state, ip));
                     };
-                    let orgs = state.db.memberships(user.id).await?;
                     let resolved = crate::throttle::token_cache::Resolved { token, user, orgs };
                     state
                         .auth
@@ -218,8 +212,13 @@ async fn identify(parts: &Parts, state: &Context) -> Result<Caller, ApiError> {
                 ));
             }
             // A stale cookie is not an attack: the request goes on as anonymous.
-            if let Some(user) = state.db.session_user(&hash_token(secret), now_ms).await? {
-                return user_caller(state, user, Credential::full("web-session")).await;
+            if let Some((user, orgs)) = state.db.session_member(&hash_token(secret), now_ms).await?
+            {
+                return Ok(Caller::User {
+                    user,
+                    token: Credential::full("web-session"),
+                    orgs,
+                });
             }
         }
         Ok(Caller::Anonymous)

@@ -39,18 +39,29 @@ pub async fn serve(
     repo.require_content(&caller)?;
     let counted = counts_as_download(repo.repo_type, &path);
     let for_repo = repo.clone();
-    let (commit, file) = with_git(&state, &repo, move |git| {
+    let get = method == Method::GET;
+    let etags = headers.clone();
+    // A regular file's bytes are read in the same visit to the repository, unless the
+    // client has them already: one open of the repository per download, not two.
+    let (commit, file, blob_bytes) = with_git(&state, &repo, move |git| {
         let commit = resolve(git, rev.as_str())?;
-        match git.entry_at(&commit, &path)? {
+        let file = match git.entry_at(&commit, &path)? {
             Some(trove_git::Entry {
                 kind: kind @ EntryKind::File { .. },
                 ..
-            }) => match FileBytes::of(&for_repo, &kind) {
-                Some(file) => Ok((commit, file)),
-                None => Err(ApiError::entry_not_found(&path, Some(commit))),
-            },
-            _ => Err(ApiError::entry_not_found(&path, Some(commit))),
-        }
+            }) => FileBytes::of(&for_repo, &kind),
+            _ => None,
+        };
+        let Some(file) = file else {
+            return Err(ApiError::entry_not_found(&path, Some(commit)));
+        };
+        let bytes = match &file {
+            FileBytes::Blob { blob, .. } if get && !if_none_match(&etags, blob.as_str()) => {
+                Some(git.read_blob(blob)?)
+            }
+            _ => None,
+        };
+        Ok((commit, file, bytes))
     })
     .await?;
 
@@ -58,6 +69,7 @@ pub async fn serve(
         FileBytes::Blob { blob, size, .. } => (blob.to_string(), *size),
         FileBytes::Lfs { oid, size, .. } => (oid.to_string(), *size),
     };
+    let mut known_lfs = None;
     let mut out = HeaderMap::new();
     out.insert("x-repo-commit", header_value(commit.as_str())?);
     out.insert(header::ETAG, header_value(&format!("\"{etag}\""))?);
@@ -70,7 +82,8 @@ pub async fn serve(
         out.insert("x-linked-etag", header_value(&format!("\"{etag}\""))?);
         out.insert("x-linked-size", header_value(&size.to_string())?);
         // A file whose bytes we hold as a verified Xet file is offered to hf_xet too.
-        if let Some(xet) = state.db.xet_file_by_sha256(oid).await? {
+        let known = state.db.lfs_download(repo.repo.id, oid).await?;
+        if let Some(xet) = &known.xet {
             out.insert(
                 "x-xet-hash",
                 header_value(&XetHash::from_bytes(xet.file_hash).hex())?,
@@ -87,6 +100,7 @@ pub async fn serve(
                 header_value(&format!("<{refresh}>; rel=\"xet-auth\""))?,
             );
         }
+        known_lfs = Some(known);
     }
     if if_none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
@@ -124,7 +138,13 @@ pub async fn serve(
     if counted && start == 0 {
         count_download(&state, repo.repo.id).await;
     }
-    let Some(opened) = content::open(&state, &file, range.map(|r| (r.start, r.end))).await? else {
+    let opened = match blob_bytes {
+        Some(bytes) => Some(content::Opened::blob(bytes, start, end)),
+        None => {
+            content::open_with(&state, &file, range.map(|r| (r.start, r.end)), known_lfs).await?
+        }
+    };
+    let Some(opened) = opened else {
         tracing::error!(file = ?file, "an LFS pointer names an object missing from the store");
         return Err(ApiError::EntryNotFound {
             message: format!("The content of this file ({etag}) is missing from the store"),

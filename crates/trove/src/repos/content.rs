@@ -11,7 +11,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use std::io;
 use std::pin::Pin;
-use trove_git::{EntryKind, GitRepo};
+use trove_db::LfsDownload;
+use trove_git::EntryKind;
 use trove_types::{GitOid, Sha256Hex};
 
 /// A file's bytes as they stream out.
@@ -93,6 +94,20 @@ pub struct Opened {
     pub stream: ByteStream,
 }
 
+impl Opened {
+    /// `[start, end)` (clamped) of a git blob read whole.
+    pub fn blob(bytes: Vec<u8>, start: u64, end: u64) -> Opened {
+        let bytes = Bytes::from(bytes);
+        let end = (end as usize).min(bytes.len());
+        let start = (start as usize).min(end);
+        let slice = bytes.slice(start..end);
+        Opened {
+            len: slice.len() as u64,
+            stream: Box::pin(futures_util::stream::once(async move { Ok(slice) })),
+        }
+    }
+}
+
 /// Opens `range` (`[start, end)` within the file; `None` = all of it) of a file's bytes.
 /// `Ok(None)` when the bytes are not held at all (an LFS object the store lost, or one never
 /// uploaded): the caller says so in its own terms. Nothing is read before the stream is
@@ -103,40 +118,52 @@ pub async fn open(
     file: &FileBytes,
     range: Option<(u64, u64)>,
 ) -> ApiResult<Option<Opened>> {
+    open_with(state, file, range, None).await
+}
+
+/// [`open`], for a caller that already asked the database about an LFS file's object
+/// (`known`: what [`trove_db::Db::lfs_download`] answered for it), so that it is not asked
+/// twice.
+pub async fn open_with(
+    state: &Context,
+    file: &FileBytes,
+    range: Option<(u64, u64)>,
+    known: Option<LfsDownload>,
+) -> ApiResult<Option<Opened>> {
     let (start, end) = range.unwrap_or((0, file.size()));
     match file {
         FileBytes::Blob { repo_id, blob, .. } => {
-            let path = crate::repos::reconcile::checked_git_dir(state, *repo_id).await?;
             let blob = blob.clone();
-            let bytes = tokio::task::spawn_blocking(move || -> ApiResult<Vec<u8>> {
-                Ok(GitRepo::open(&path)?.read_blob(&blob)?)
+            let bytes = crate::repos::reconcile::with_repo(state, *repo_id, move |git| {
+                Ok(git.read_blob(&blob)?)
             })
-            .await??;
-            let bytes = Bytes::from(bytes);
-            let end = (end as usize).min(bytes.len());
-            let start = (start as usize).min(end);
-            let slice = bytes.slice(start..end);
-            Ok(Some(Opened {
-                len: slice.len() as u64,
-                stream: Box::pin(futures_util::stream::once(async move { Ok(slice) })),
-            }))
+            .await?;
+            Ok(Some(Opened::blob(bytes, start, end)))
         }
         FileBytes::Lfs { repo_id, oid, .. } => {
+            let LfsDownload { deleted, xet } = match known {
+                Some(known) => known,
+                None => state.db.lfs_download(*repo_id, oid).await?,
+            };
             // Deleted permanently from this repository: its pointers remain, its bytes do not.
-            if state.db.repo_lfs_file_deleted(*repo_id, oid).await? {
+            if deleted {
                 return Ok(None);
             }
             if let Some((stream, len)) = state.store.open_range(oid, start, end).await? {
                 return Ok(Some(Opened { len, stream }));
             }
-            let Some(xet) = state.db.xet_file_by_sha256(oid).await? else {
+            let Some(xet) = xet else {
                 return Ok(None);
             };
             // Held as xorbs only (uploaded through Xet): the bytes are rebuilt as they stream.
             let (plan, _) = plan_file(state, &xet, range).await?;
             Ok(Some(Opened {
                 len: plan.length,
-                stream: Box::pin(stream_plan((*state.store).clone(), plan)),
+                stream: Box::pin(stream_plan(
+                    (*state.store).clone(),
+                    state.read_blocks.clone(),
+                    plan,
+                )),
             }))
         }
     }

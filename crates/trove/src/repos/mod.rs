@@ -230,12 +230,7 @@ where
     T: Send + 'static,
     F: FnOnce(&GitRepo) -> ApiResult<T> + Send + 'static,
 {
-    let path = crate::repos::reconcile::checked_git_dir(state, repo.repo.id).await?;
-    tokio::task::spawn_blocking(move || {
-        let git = GitRepo::open(&path)?;
-        f(&git)
-    })
-    .await?
+    crate::repos::reconcile::with_repo(state, repo.repo.id, f).await
 }
 
 /// Resolves a revision to its commit, or `RevisionNotFound`.

@@ -8,9 +8,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Write};
+use std::sync::Arc;
 use trove_db::XetFile;
 use trove_store::Store;
 use trove_xet::XetHash;
+use trove_xet::decode::BlockPool;
 use trove_xet::plan::{self, Plan, PlannedTerm};
 use trove_xet::shard::{Term, decode_terms};
 use trove_xet::xorb::XorbIndex;
@@ -38,6 +40,37 @@ pub async fn load_indices(
         .collect()
 }
 
+/// [`load_indices`] through the context's [`trove_xet::xorb::IndexCache`]: only the
+/// indices not held are read from the database, in one query. Only the download paths use
+/// it; checks (`storage::fsck`) read the database.
+async fn cached_indices(state: &Context, terms: &[Term]) -> ApiResult<HashMap<XetHash, XorbIndex>> {
+    let mut out = HashMap::new();
+    let mut wanted: Vec<[u8; 32]> = Vec::new();
+    for term in terms {
+        if out.contains_key(&term.xorb) {
+            continue;
+        }
+        match state.xorb_indices.get(&term.xorb) {
+            Some(index) => {
+                out.insert(term.xorb, XorbIndex::clone(&index));
+            }
+            None => wanted.push(term.xorb.to_bytes()),
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    wanted.sort_unstable();
+    wanted.dedup();
+    for (h, blob) in state.db.xorb_indices(&wanted).await? {
+        let index = XorbIndex::decode(&blob).map_err(ApiError::internal)?;
+        let hash = XetHash::from_bytes(h);
+        state.xorb_indices.put(hash, Arc::new(index.clone()));
+        out.insert(hash, index);
+    }
+    Ok(out)
+}
+
 /// The terms of a stored file.
 pub fn file_terms(file: &XetFile) -> ApiResult<Vec<Term>> {
     decode_terms(&file.terms).ok_or_else(|| {
@@ -52,7 +85,7 @@ pub async fn plan_file(
     range: Option<(u64, u64)>,
 ) -> ApiResult<(Plan, HashMap<XetHash, XorbIndex>)> {
     let terms = file_terms(file)?;
-    let xorbs = load_indices(state, &terms).await?;
+    let xorbs = cached_indices(state, &terms).await?;
     let plan = plan::plan(&terms, &xorbs, range).map_err(|e| match e {
         plan::PlanError::RangeNotSatisfiable { size, .. } => ApiError::RangeNotSatisfiable { size },
         other => ApiError::internal(other),
@@ -110,6 +143,7 @@ fn walk_plan(
 /// [`SEND_BUFFER`], at most [`SEND_QUEUE`] batches ahead of the socket.
 pub fn stream_plan(
     store: Store,
+    blocks: Arc<BlockPool>,
     plan: Plan,
 ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
     tracing::info!(terms = plan.terms.len(), bytes = plan.length, "xet.bridge");
@@ -120,7 +154,7 @@ pub fn stream_plan(
             slices: Vec::new(),
             bytes: 0,
         };
-        let result = send_plan(&store, &plan, &mut batch).and_then(|_| batch.send());
+        let result = send_plan(&store, &blocks, &plan, &mut batch).and_then(|_| batch.send());
         if let Err(e) = result {
             if e.kind() != io::ErrorKind::BrokenPipe {
                 tracing::error!(error = %e, "xet.bridge_failed");
@@ -142,16 +176,16 @@ pub fn stream_plan(
 }
 
 /// [`write_plan`]'s walk, with the bytes handed to `batch` as shared slices.
-fn send_plan(store: &Store, plan: &Plan, batch: &mut Batcher) -> io::Result<()> {
+fn send_plan(
+    store: &Store,
+    blocks: &Arc<BlockPool>,
+    plan: &Plan,
+    batch: &mut Batcher,
+) -> io::Result<()> {
     walk_plan(store, plan, |file, term, skip, remaining| {
-        trove_xet::decode::decode_term_shared(
-            file,
-            term,
-            skip,
-            remaining,
-            SEND_BUFFER,
-            &mut |bytes| batch.push(bytes),
-        )
+        trove_xet::decode::decode_term_shared(file, term, skip, remaining, blocks, &mut |bytes| {
+            batch.push(bytes)
+        })
         .map_err(io::Error::other)
     })
 }

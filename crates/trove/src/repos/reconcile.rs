@@ -9,7 +9,7 @@
 //!
 //! - before serving, what a request could trip over and what cannot be checked later
 //!   without racing the requests: the staging folder and the folders without a row;
-//! - then each repository, in the background, while requests are served. [`ensure_checked`]
+//! - then each repository, in the background, while requests are served. [`with_repo`]
 //!   stands between every request and a repository's folder: a repository not yet checked
 //!   is checked first, under a lock that the walk takes too, so that a lock file is never
 //!   removed once a write to that repository may have begun in this process.
@@ -20,6 +20,7 @@
 use super::folders::{InitialCommit, init_repo, move_to_trash, staging_dir, system_signature};
 use crate::context::Context;
 pub use crate::context::Reconciled;
+use crate::error::ApiResult;
 use futures_util::StreamExt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,12 +30,53 @@ use trove_git::GitRepo;
 
 /// Repositories read from the database at a time by the walk and the orphan pass.
 const PAGE: i64 = 2000;
-/// [`Context::git_dir`], once the repository has passed the start-up check
-/// ([`ensure_checked`]): what every request that reads or writes a repository's folder
-/// goes through.
-pub async fn checked_git_dir(state: &Context, repo_id: i64) -> crate::error::ApiResult<PathBuf> {
-    ensure_checked(state, repo_id).await?;
+
+/// Runs `f` on repository `repo_id`'s bare repository, off the async threads: the one way
+/// requests open a repository. The repository is checked first while a start-up check is
+/// pending ([`ensure_checked`]); otherwise nothing touches the file system before the open
+/// itself, and a folder found missing by the open (removed by hand while the hub was
+/// stopped, lost with a disk) is put back as a check would, and opened again.
+pub async fn with_repo<T, F>(state: &Context, repo_id: i64, f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&GitRepo) -> ApiResult<T> + Send + 'static,
+{
+    let f = match open_then(state, repo_id, f).await? {
+        Ok(done) => return done,
+        Err(f) => f,
+    };
+    put_back_missing(state, repo_id).await?;
+    let path = state.git_dir(repo_id);
+    tokio::task::spawn_blocking(move || f(&GitRepo::open(&path)?)).await?
+}
+
+/// [`Context::git_dir`], for a caller that hands the folder to a git process or walks it
+/// itself: the repository is opened once as by [`with_repo`] (a folder pending its check is
+/// checked, a missing one put back). A folder still missing afterwards (its row was deleted
+/// meanwhile) is the caller's to find.
+pub async fn checked_git_dir(state: &Context, repo_id: i64) -> ApiResult<PathBuf> {
+    if open_then(state, repo_id, |_| Ok(())).await?.is_err() {
+        put_back_missing(state, repo_id).await?;
+    }
     Ok(state.git_dir(repo_id))
+}
+
+/// The first half of [`with_repo`]: `f`'s result, or `f` back when the folder is missing.
+async fn open_then<T, F>(state: &Context, repo_id: i64, f: F) -> ApiResult<Result<ApiResult<T>, F>>
+where
+    T: Send + 'static,
+    F: FnOnce(&GitRepo) -> ApiResult<T> + Send + 'static,
+{
+    ensure_checked(state, repo_id).await?;
+    let path = state.git_dir(repo_id);
+    Ok(
+        tokio::task::spawn_blocking(move || match GitRepo::open(&path) {
+            Ok(git) => Ok(f(&git)),
+            Err(trove_git::GitError::RepoNotFound { .. }) => Err(f),
+            Err(e) => Ok(Err(e.into())),
+        })
+        .await?,
+    )
 }
 
 /// Makes the database and the repositories on disk agree again after a crash: [`start`],
@@ -178,21 +220,21 @@ pub async fn check_all(state: &Context) -> anyhow::Result<Reconciled> {
 }
 
 /// Checks repository `repo_id` unless it already was (or no check is under way): to be
-/// called before anything reads or writes its folder. Waits while another task checks it.
-/// With no check under way, a folder that is gone anyway (removed by hand while the hub
-/// was stopped, lost with a disk) is put back as a check would.
+/// called before anything reads or writes its folder ([`with_repo`] does). Waits while
+/// another task checks it. With no check under way it returns at once, touching nothing.
 pub async fn ensure_checked(state: &Context, repo_id: i64) -> anyhow::Result<()> {
     if state.repo_checks.pending() {
         return check(state, repo_id, None).await;
     }
-    let dir = state.git_dir(repo_id);
-    if tokio::fs::try_exists(&dir).await? {
-        return Ok(());
-    }
+    Ok(())
+}
+
+/// Puts back the folder of repository `repo_id`, found missing by an open, under the lock
+/// a check takes: another request may have put it back meanwhile, and be writing to it, so
+/// only a folder still missing is touched, never the leftovers of one that exists.
+async fn put_back_missing(state: &Context, repo_id: i64) -> anyhow::Result<()> {
     let _checked = state.repo_checks.stripe(repo_id).lock().await;
-    // Another request may have put it back meanwhile, and be writing to it: only a folder
-    // still missing is touched, never the leftovers of one that exists.
-    if tokio::fs::try_exists(&dir).await? {
+    if tokio::fs::try_exists(state.git_dir(repo_id)).await? {
         return Ok(());
     }
     put_back(state, repo_id, None).await

@@ -180,6 +180,52 @@ async fn a_folder_removed_while_nothing_is_checked_is_put_back_on_first_use() {
     assert_eq!(commit(&app, "vanished", "a.txt").await, StatusCode::OK);
 }
 
+#[tokio::test]
+async fn a_folder_removed_while_nothing_is_checked_is_put_back_by_a_download() {
+    let app = TestApp::new().await;
+    let id = create(&app, "downloaded").await;
+    assert_eq!(commit(&app, "downloaded", "a.txt").await, StatusCode::OK);
+    std::fs::remove_dir_all(app.state.git_dir(id)).expect("remove");
+    assert!(!app.state.repo_checks.pending());
+    // The download opens the repository, finds it missing and puts it back: the history is
+    // gone (a.txt with it), the fresh initial commit answers.
+    let lost = app
+        .get("/admin/downloaded/resolve/main/a.txt")
+        .token(&app.admin_token)
+        .send()
+        .await;
+    assert_eq!(lost.status, StatusCode::NOT_FOUND, "{:?}", lost.error());
+    assert!(app.state.git_dir(id).exists());
+    let fresh = app
+        .get("/admin/downloaded/resolve/main/.gitattributes")
+        .token(&app.admin_token)
+        .send()
+        .await;
+    assert_eq!(fresh.status, StatusCode::OK, "{:?}", fresh.error());
+    assert!(!fresh.body.is_empty());
+}
+
+#[tokio::test]
+async fn a_folder_removed_while_nothing_is_checked_is_put_back_by_git() {
+    let app = TestApp::new().await;
+    let id = create(&app, "fetched").await;
+    std::fs::remove_dir_all(app.state.git_dir(id)).expect("remove");
+    assert!(!app.state.repo_checks.pending());
+    // The refs advertisement hands the folder to a git process: it is put back first.
+    let refs = app
+        .get("/admin/fetched.git/info/refs?service=git-upload-pack")
+        .token(&app.admin_token)
+        .send()
+        .await;
+    assert_eq!(refs.status, StatusCode::OK, "{:?}", refs.error());
+    assert!(
+        String::from_utf8_lossy(&refs.body).contains("refs/heads/main"),
+        "{}",
+        String::from_utf8_lossy(&refs.body)
+    );
+    assert!(app.state.git_dir(id).exists());
+}
+
 #[test]
 fn running_markers_tell_a_clean_stop_from_a_dead_process() {
     let dir = tempfile::tempdir().expect("tempdir");

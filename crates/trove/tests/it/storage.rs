@@ -135,6 +135,14 @@ async fn an_lfs_upload_becomes_a_xet_file_with_the_clients_file_hash() {
         got.body == data,
         "the bytes read back through reconstruction"
     );
+    // The download kept its xorbs' indices: the next one plans from them, the same bytes.
+    assert!(!app.state.xorb_indices.is_empty());
+    let again = app
+        .get("/admin/ckpt/resolve/main/model.bin")
+        .token(&app.admin_token)
+        .send()
+        .await;
+    assert!(again.status == StatusCode::OK && again.body == data);
     let ranged = app
         .get("/admin/ckpt/resolve/main/model.bin")
         .token(&app.admin_token)
