@@ -365,16 +365,21 @@ pub(crate) mod tests {
             .collect()
     }
 
-    #[test]
-    fn forward_matches_candle_transformers_bert() {
-        let config: Config = serde_json::from_value(serde_json::json!({
+    /// A two-layer BERT small enough to check by hand-made inputs.
+    fn tiny_config() -> Config {
+        serde_json::from_value(serde_json::json!({
             "vocab_size": 50, "hidden_size": 24, "num_hidden_layers": 2,
             "num_attention_heads": 4, "intermediate_size": 40, "hidden_act": "gelu",
             "hidden_dropout_prob": 0.0, "max_position_embeddings": 16, "type_vocab_size": 2,
             "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0,
             "model_type": "bert"
         }))
-        .expect("config");
+        .expect("config")
+    }
+
+    #[test]
+    fn forward_matches_candle_transformers_bert() {
+        let config = tiny_config();
         let device = candle_core::Device::Cpu;
         let vb = VarBuilder::from_tensors(random_bert(&config), DType::F32, &device);
         let ours = Bert::load(vb.clone(), &config).expect("ours");
@@ -412,14 +417,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_padded_batch_gives_each_input_what_it_gives_alone() {
-        let config: Config = serde_json::from_value(serde_json::json!({
-            "vocab_size": 50, "hidden_size": 24, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "intermediate_size": 40, "hidden_act": "gelu",
-            "hidden_dropout_prob": 0.0, "max_position_embeddings": 16, "type_vocab_size": 2,
-            "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0,
-            "model_type": "bert"
-        }))
-        .expect("config");
+        let config = tiny_config();
         let device = candle_core::Device::Cpu;
         let vb = VarBuilder::from_tensors(random_bert(&config), DType::F32, &device);
         let bert = Bert::load(vb, &config).expect("loads");
