@@ -24,6 +24,7 @@ mod lfs_files;
 mod likes;
 mod listing_epoch;
 mod locks;
+mod members;
 mod orgs;
 mod repo_lock;
 mod repos;

@@ -64,9 +64,9 @@ pub struct Membership {
 }
 
 const ORG_COLUMNS: &str = "orgs.id, orgs.name, orgs.fullname, orgs.created_at";
-const ORG_COLUMN_COUNT: usize = 4;
+pub(crate) const ORG_COLUMN_COUNT: usize = 4;
 
-fn role_at(row: &impl crate::backend::DbRow, i: usize) -> Result<OrgRole> {
+pub(crate) fn role_at(row: &impl crate::backend::DbRow, i: usize) -> Result<OrgRole> {
     let role: String = row.try_get(i)?;
     OrgRole::parse(&role).ok_or(DbError::Corrupt {
         what: "member role",
@@ -80,7 +80,7 @@ impl Org {
     }
 
     /// Reads a row selected with [`ORG_COLUMNS`], whose first column is at `offset`.
-    fn from_row_at(row: &impl crate::backend::DbRow, offset: usize) -> Result<Org> {
+    pub(crate) fn from_row_at(row: &impl crate::backend::DbRow, offset: usize) -> Result<Org> {
         Ok(Org {
             id: row.try_get(offset)?,
             name: row.try_get(offset + 1)?,
@@ -88,35 +88,6 @@ impl Org {
             created_at_ms: row.try_get(offset + 3)?,
         })
     }
-}
-
-/// What a query that reads an account with its memberships in one go appends to its select
-/// list ([`MEMBERSHIPS_JOIN`] in its `FROM`, `ORDER BY orgs.name`): the organization's
-/// columns and the member's role, all NULL for an account in no organization.
-pub(crate) const MEMBERSHIP_COLUMNS: &str =
-    "orgs.id, orgs.name, orgs.fullname, orgs.created_at, m.role";
-/// The joins that go with [`MEMBERSHIP_COLUMNS`], after a join of `users`.
-pub(crate) const MEMBERSHIPS_JOIN: &str = "LEFT JOIN org_members m ON m.user_id = users.id \
-                                           LEFT JOIN orgs ON orgs.id = m.org_id";
-
-/// The memberships of the rows of a query built with [`MEMBERSHIP_COLUMNS`] at `offset`: one
-/// row per membership, or one row of NULLs for none.
-pub(crate) fn memberships_at<R: crate::backend::DbRow>(
-    rows: &[R],
-    offset: usize,
-) -> Result<Vec<Membership>> {
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let role: Option<String> = row.try_get(offset + ORG_COLUMN_COUNT)?;
-        if role.is_none() {
-            continue;
-        }
-        out.push(Membership {
-            org: Org::from_row_at(row, offset)?,
-            role: role_at(row, offset + ORG_COLUMN_COUNT)?,
-        });
-    }
-    Ok(out)
 }
 
 impl Db {

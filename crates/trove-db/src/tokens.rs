@@ -4,7 +4,8 @@
 
 use crate::backend::{WritePool, with_pool};
 use crate::error::{DbError, Result, constraint_error};
-use crate::orgs::{MEMBERSHIP_COLUMNS, MEMBERSHIPS_JOIN, Membership, memberships_at};
+use crate::members::{MEMBERSHIP_COLUMNS, MEMBERSHIPS_JOIN, memberships_at};
+use crate::orgs::Membership;
 use crate::users::{USER_COLUMN_COUNT, USER_COLUMNS, User};
 use crate::{Db, unix_now_ms};
 use sqlx::Row;

@@ -3,7 +3,6 @@
 
 use crate::backend::with_pool;
 use crate::error::{Result, constraint_error};
-use crate::orgs::{MEMBERSHIP_COLUMNS, MEMBERSHIPS_JOIN, Membership, memberships_at};
 use crate::{Db, unix_now_ms};
 use sqlx::Row;
 use trove_types::RepoName;
@@ -204,35 +203,6 @@ impl Db {
             .await
             .map_err(constraint_error("session", "user"))?;
             Ok(())
-        })
-    }
-
-    /// The enabled user of an unexpired session and the organizations they belong to (by
-    /// name), in one query: what every request made with a session cookie needs.
-    pub async fn session_member(
-        &self,
-        secret_hash: &[u8],
-        now_ms: i64,
-    ) -> Result<Option<(User, Vec<Membership>)>> {
-        with_pool!(self, pool => {
-            let sql = format!(
-                "SELECT {USER_COLUMNS}, {MEMBERSHIP_COLUMNS} FROM sessions s \
-                 JOIN users ON users.id = s.user_id {MEMBERSHIPS_JOIN} \
-                 WHERE s.secret_hash = $1 AND s.expires_at > $2 AND users.disabled = FALSE \
-                 ORDER BY orgs.name"
-            );
-            let rows = sqlx::query(&sql)
-                .bind(secret_hash)
-                .bind(now_ms)
-                .fetch_all(pool)
-                .await?;
-            let Some(first) = rows.first() else {
-                return Ok(None);
-            };
-            Ok(Some((
-                User::from_row(first, 0)?,
-                memberships_at(&rows, USER_COLUMN_COUNT)?,
-            )))
         })
     }
 
