@@ -249,8 +249,15 @@ impl Db {
             let sql = format!(
                 "SELECT {REPO_COLUMNS} FROM repos WHERE repo_type = $1 ORDER BY id"
             );
-            let rows = sqlx::query(&sql).bind(repo_type.as_str()).fetch_all(pool).await?;
-            rows.iter().map(Repo::from_row).collect()
+            // Row by row: the decoded rows of every Space at once (a copy of each value made
+            // on the connection's thread) were the start-up's largest transient allocation,
+            // and the heap they grew stayed with the process.
+            let mut rows = sqlx::query(&sql).bind(repo_type.as_str()).fetch(pool);
+            let mut repos = Vec::new();
+            while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await? {
+                repos.push(Repo::from_row(&row)?);
+            }
+            Ok(repos)
         })
     }
 

@@ -231,6 +231,53 @@ async fn a_static_space_is_built_and_served_once_the_supervisor_runs() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
+/// The Spaces that exist when the supervisor starts are built one after the other by its
+/// start queue (one build at a time by default), every one of them, and a paused one is
+/// left paused.
+#[tokio::test]
+async fn the_spaces_found_at_start_are_all_built_in_turn() {
+    let app = TestApp::new().await;
+    let names = ["s1", "s2", "s3", "s4"];
+    for (i, name) in names.iter().enumerate() {
+        create_space(&app, name).await;
+        let page = format!("<p>{i}</p>");
+        commit_space(
+            &app,
+            name,
+            &[
+                ("README.md", "---\nsdk: static\n---\n"),
+                ("index.html", &page),
+            ],
+        )
+        .await;
+    }
+    create_space(&app, "held").await;
+    let r = app
+        .post("/api/spaces/admin/held/pause")
+        .token(&app.admin_token)
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+    let queue = trove::spaces::start(&app.state.space_host())
+        .await
+        .expect("supervisor")
+        .expect("spaces are enabled in tests");
+    tokio::time::timeout(std::time::Duration::from_secs(30), queue)
+        .await
+        .expect("the start queue ends")
+        .expect("the start queue does not panic");
+    for (i, name) in names.iter().enumerate() {
+        let page = format!("<p>{i}</p>");
+        let uri = format!("/spaces/admin/{name}/app/");
+        assert_eq!(
+            wait_for_app(&app, &uri, page.as_bytes()).await,
+            page.as_bytes()
+        );
+    }
+    let stage = wait_stage(&app, "held", &["PAUSED"]).await;
+    assert_eq!(stage["stage"], "PAUSED");
+}
+
 /// Polls the app's root until it answers `want` (bounded: 10 s).
 async fn wait_for_app(app: &TestApp, uri: &str, want: &[u8]) -> Vec<u8> {
     let mut last = Vec::new();
