@@ -71,13 +71,25 @@ struct Code {
 }
 
 impl Code {
-    /// The code of symbols with these lengths (0: unused); `None` when over-subscribed.
+    /// The code of symbols with these lengths (0: unused; each at most `MAX_BITS`, as every
+    /// caller reads them: 3 bits, or a symbol below 16); `None` when over-subscribed.
     fn new(lengths: &[u8]) -> Option<Code> {
-        let mut count = [0u16; MAX_BITS + 1];
-        for &len in lengths {
-            count[usize::from(len)] += 1;
+        // Counted in four tallies, summed after: one tally would make each step wait for
+        // the previous one's store when neighbouring symbols have the same length (most do).
+        let mut tallies = [[0u16; MAX_BITS + 1]; 4];
+        let mut quads = lengths.chunks_exact(4);
+        for quad in &mut quads {
+            for (tally, &len) in tallies.iter_mut().zip(quad) {
+                tally[usize::from(len) & MAX_BITS] += 1;
+            }
         }
-        count[0] = 0;
+        for &len in quads.remainder() {
+            tallies[0][usize::from(len) & MAX_BITS] += 1;
+        }
+        let mut count = [0u16; MAX_BITS + 1];
+        for (len, total) in count.iter_mut().enumerate().skip(1) {
+            *total = tallies.iter().map(|t| t[len]).sum();
+        }
         let mut left: i32 = 1;
         for &c in &count[1..] {
             left = (left << 1) - i32::from(c);
@@ -163,10 +175,13 @@ pub(crate) fn inflate_head(zlib: &[u8], out: &mut [u8]) -> Option<usize> {
                 }
             }
             kind @ (1 | 2) => {
+                let dynamic;
                 let (literals, distances) = if kind == 1 {
-                    fixed_codes()?
+                    let fixed = FIXED.get_or_init(fixed_codes).as_ref()?;
+                    (&fixed.0, &fixed.1)
                 } else {
-                    dynamic_codes(&mut bits)?
+                    dynamic = dynamic_codes(&mut bits)?;
+                    (&dynamic.0, &dynamic.1)
                 };
                 loop {
                     let symbol = literals.decode(&mut bits)?;
@@ -206,6 +221,10 @@ pub(crate) fn inflate_head(zlib: &[u8], out: &mut [u8]) -> Option<usize> {
         }
     }
 }
+
+/// The codes of blocks compressed with fixed codes (most deltas are small, and small
+/// streams use them), built once.
+static FIXED: std::sync::OnceLock<Option<(Code, Code)>> = std::sync::OnceLock::new();
 
 /// The codes of a block compressed with fixed codes.
 fn fixed_codes() -> Option<(Code, Code)> {
