@@ -22,6 +22,7 @@ mod durable;
 mod edit;
 mod error;
 mod gitmodules;
+mod inflate_head;
 mod log;
 mod merge;
 mod pack_headers;

@@ -11,7 +11,7 @@
 //! object format this does not know, a truncated entry, a delta whose base is in another
 //! pack) is simply left out, and the caller asks libgit2 for it.
 
-use flate2::{Decompress, FlushDecompress};
+use crate::inflate_head::inflate_head;
 use git2::{ObjectType, Oid};
 use std::io::{BufReader, Read};
 use std::path::Path;
@@ -192,25 +192,21 @@ impl Cursor {
 }
 
 /// The size of the object a delta makes, from the start of the delta's compressed data
-/// (`up_to` bounds it: the next entry's start).
+/// (`up_to` bounds it: the next entry's start). `input` is a buffer to reuse.
 fn delta_result_size(
     cursor: &mut Cursor,
-    inflate: &mut Decompress,
+    input: &mut Vec<u8>,
     data_at: u64,
     up_to: u64,
 ) -> Option<u64> {
     cursor.seek(data_at)?;
     let available = usize::try_from(up_to.checked_sub(data_at)?).ok()?;
-    let mut input = vec![0u8; available.min(DELTA_HEAD_INPUT)];
-    cursor.bytes(&mut input)?;
-    inflate.reset(true);
-    // Two sizes of at most ten bytes each.
+    input.resize(available.min(DELTA_HEAD_INPUT), 0);
+    cursor.bytes(input)?;
+    // Two sizes of at most ten bytes each. An error or a short answer: unknown, the caller
+    // asks libgit2.
     let mut out = [0u8; 20];
-    // An error or a short answer: unknown, the caller asks libgit2.
-    inflate
-        .decompress(&input, &mut out, FlushDecompress::None)
-        .ok()?;
-    let produced = usize::try_from(inflate.total_out()).ok()?;
+    let produced = inflate_head(input, &mut out)?;
     let mut head = out.get(..produced)?.iter();
     let mut varint = || {
         let mut value = 0u64;
@@ -301,7 +297,7 @@ fn read_pack(idx: &Path, pack: &Path) -> Option<Vec<Header>> {
     }
     // A delta's result size is read only where it matters: for blobs (the rules look at
     // their sizes), in pack order.
-    let mut inflate = Decompress::new(true);
+    let mut input = Vec::with_capacity(DELTA_HEAD_INPUT);
     let trailer = pack_len.checked_sub(OID_BYTES as u64)?;
     let mut headers = Vec::with_capacity(entries.len());
     for (k, entry) in entries.iter().enumerate() {
@@ -311,7 +307,7 @@ fn read_pack(idx: &Path, pack: &Path) -> Option<Vec<Header>> {
             _ if kind != ObjectType::Blob => Some(0),
             _ => {
                 let up_to = entries.get(k + 1).map_or(trailer, |next| next.offset);
-                delta_result_size(&mut cursor, &mut inflate, entry.data_at, up_to)
+                delta_result_size(&mut cursor, &mut input, entry.data_at, up_to)
             }
         };
         if let Some(size) = size {
