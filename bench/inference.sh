@@ -54,6 +54,6 @@ for _ in $(seq 1 300); do
 done
 [[ -n "$URL" ]] || { cat "$WORK/server.log" >&2; echo "the hub did not start" >&2; exit 1; }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-PYTHONPATH="$ONNX_DIR" HF_HUB_DISABLE_XET=1 HF_HUB_DISABLE_TELEMETRY=1 "$PY" "$ROOT/bench/inference_bench.py" \
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+TROVE_BENCH_SERVER_PID="$PID" PYTHONPATH="$ONNX_DIR" HF_HUB_DISABLE_XET=1 HF_HUB_DISABLE_TELEMETRY=1 "$PY" "$ROOT/bench/inference_bench.py" \
     "$URL" "$(cat "$WORK/data/admin-token")" "$WORK"

@@ -1,6 +1,15 @@
 //! The threads that run models: a fixed pool of its own, so that a long generation or a
 //! model load never occupies the async runtime's workers or its blocking pool (which serves
 //! git, file reads and the database).
+//!
+//! Each thread is the one worker of its own rayon pool. candle's CPU kernels (softmax and
+//! layer norm in `candle-nn`, the `gemm` crate's matrix products) hand their parallel parts
+//! to rayon's *current* pool: from a plain thread that is rayon's global pool, so every such
+//! operation woke the global workers, the caller slept until they were done, and the workers
+//! then spun in `sched_yield` waiting for the next one — a third of the hub's CPU under a
+//! stream of small requests, taken from the client and the HTTP side on a small machine. On
+//! a one-worker pool the same parallel parts run inline on the thread that asked, and
+//! concurrent requests still use as many cores as there are inference threads.
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -10,6 +19,9 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 /// A fixed number of named threads taking jobs in order.
 pub struct Pool {
     jobs: Mutex<Sender<Job>>,
+    /// Kept so the threads' pools live as long as this; each runs [`worker`] until `jobs`
+    /// is dropped.
+    _threads: Vec<rayon::ThreadPool>,
 }
 
 /// The pool's threads are gone (the process is shutting down).
@@ -22,17 +34,25 @@ impl Pool {
     pub fn new(threads: usize) -> Pool {
         let (tx, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
+        let mut pools = Vec::new();
         for i in 0..threads.max(1) {
-            let rx = rx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("trove-infer-{i}"))
-                .spawn(move || worker(&rx));
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "could not start an inference thread");
+            let built = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .thread_name(move |_| format!("trove-infer-{i}"))
+                .build();
+            match built {
+                Ok(pool) => {
+                    let rx = rx.clone();
+                    // The pool's one worker takes jobs from the shared queue until it closes.
+                    pool.spawn(move || worker(&rx));
+                    pools.push(pool);
+                }
+                Err(e) => tracing::error!(error = %e, "could not start an inference thread"),
             }
         }
         Pool {
             jobs: Mutex::new(tx),
+            _threads: pools,
         }
     }
 
@@ -86,5 +106,32 @@ mod tests {
         let panicked = pool.run(|| -> u8 { panic!("boom") }).await;
         assert!(panicked.is_err(), "the waiter hears the job died");
         assert_eq!(pool.run(|| 7).await.expect("still running"), 7);
+    }
+
+    #[tokio::test]
+    async fn rayon_work_in_a_job_stays_on_its_thread() {
+        let pool = Pool::new(2);
+        let (threads, names) = pool
+            .run(|| {
+                use rayon::prelude::*;
+                let names: std::collections::HashSet<Option<String>> = (0..64)
+                    .into_par_iter()
+                    .map(|_| std::thread::current().name().map(str::to_owned))
+                    .collect();
+                (rayon::current_num_threads(), names)
+            })
+            .await
+            .expect("ran");
+        assert_eq!(threads, 1);
+        assert_eq!(
+            names.len(),
+            1,
+            "one thread did all the parallel parts: {names:?}"
+        );
+        assert!(
+            names
+                .iter()
+                .all(|n| n.as_deref().is_some_and(|n| n.starts_with("trove-infer-")))
+        );
     }
 }
