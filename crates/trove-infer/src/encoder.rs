@@ -161,6 +161,9 @@ pub struct Fill {
     pub sequence: String,
 }
 
+/// An input's label scores, highest first.
+pub type LabelScores = Vec<(String, f32)>;
+
 /// Inputs run as one batch at most (and so the most single-input requests the hub gathers
 /// into one run). A 32-sentence list of the MiniLM-shaped model ran
 /// faster cut into batches of 16 than as one of 32 (or of 4 or 8) in process on this
@@ -512,7 +515,7 @@ impl Encoder {
         &self,
         inputs: &[S],
         function: Option<ScoreFunction>,
-    ) -> Result<Vec<Result<Vec<(String, f32)>>>> {
+    ) -> Result<Vec<Result<LabelScores>>> {
         if !self.classifies() {
             return Err(no_sequence_head());
         }
@@ -1074,7 +1077,10 @@ mod tests {
             String::new(),
             "w4".into(),
             too_long,
-            (0..40).map(|j| format!("w{}", j % 50)).collect::<Vec<_>>().join(" "),
+            (0..40)
+                .map(|j| format!("w{}", j % 50))
+                .collect::<Vec<_>>()
+                .join(" "),
             "w9 w8".into(),
         ];
         let embedded = encoder.embed_each(&inputs, false).expect("the run");
@@ -1111,12 +1117,19 @@ mod tests {
                 ),
             }
         }
-        assert!(embedded[1].is_err() && embedded[3].is_err(), "the bad inputs");
+        assert!(
+            embedded[1].is_err() && embedded[3].is_err(),
+            "the bad inputs"
+        );
         assert_eq!(embedded.iter().filter(|e| e.is_ok()).count(), 4);
         let none_runs = encoder
             .embed_each(&["", ""], false)
             .expect("nothing to run is no failure of the run");
-        assert!(none_runs.iter().all(|e| matches!(e, Err(InferError::BadInput(_)))));
+        assert!(
+            none_runs
+                .iter()
+                .all(|e| matches!(e, Err(InferError::BadInput(_))))
+        );
     }
 
     #[test]

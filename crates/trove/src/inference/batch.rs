@@ -99,7 +99,8 @@ impl Waiting {
     }
 
     /// Requests waiting now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().len()
     }
 
@@ -136,7 +137,12 @@ impl Runtime {
     /// Runs one input on an encoder, together with the other single-input requests waiting
     /// for the same model that ask the same (module documentation), within the request's
     /// time.
-    pub async fn run_single(&self, ready: Ready, single: Single, input: String) -> ApiResult<Answer> {
+    pub async fn run_single(
+        &self,
+        ready: Ready,
+        single: Single,
+        input: String,
+    ) -> ApiResult<Answer> {
         let Ready {
             model,
             admission,
@@ -276,7 +282,11 @@ mod tests {
         drop(rc);
         let batch = waiting.take(a, 3).expect("waiting");
         let inputs: Vec<&str> = batch.iter().map(|p| p.input.as_str()).collect();
-        assert_eq!(inputs, ["a", "d", "f"], "same asks only; a gone waiter dropped");
+        assert_eq!(
+            inputs,
+            ["a", "d", "f"],
+            "same asks only; a gone waiter dropped"
+        );
         assert_eq!(waiting.len(), 2, "b and e wait for runs of their own");
         assert!(waiting.take(f, 16).is_none(), "f is in a run already");
         assert!(waiting.take(a, 16).is_none());

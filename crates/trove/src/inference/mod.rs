@@ -136,11 +136,10 @@ impl Runtime {
             ..
         } = ready;
         let job = async {
-            let permit = self
-                .registry
-                .turn(&admission)
-                .await
-                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("inference semaphore closed")))?;
+            let permit =
+                self.registry.turn(&admission).await.ok_or_else(|| {
+                    ApiError::internal(anyhow::anyhow!("inference semaphore closed"))
+                })?;
             self.pool
                 .run(move || {
                     let out = f(&model);
