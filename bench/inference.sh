@@ -11,6 +11,9 @@
 #      TROVE_BENCH_ROWS   the rows to measure, comma-separated (default all): tiny-encoder,
 #                         minilm-shaped, tiny-decoder, decoder-100m
 #      TROVE_BENCH_BATCH  sentences per request in the encoders' batched rows (default 32)
+#      TROVE_BENCH_CLIENTS clients sending single sentences at once in the encoders'
+#                         concurrent rows (default 8; onnxruntime's and numpy's figures there
+#                         are their one-sentence-per-call rates)
 #      TROVE_BENCH_ONNX   where onnxruntime and onnx (bench/requirements-onnx.txt, pinned) are
 #                         installed with pip --target, apart from the test venv
 #                         (default /var/tmp/trove-bench-onnx; installed once)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -29,6 +31,12 @@ WORDS = "the cat sleeps and the dog runs in the rain while a bird sings on the r
 # to the longest of a batch on both sides).
 BATCH = int(os.environ.get("TROVE_BENCH_BATCH", "32"))
 SENTENCES = [" ".join(WORDS[:4 + i % 13]) for i in range(BATCH)]
+# The concurrent rows: CLIENTS clients at once, each sending one sentence per request (its
+# own, of 4 to 16 words), ROUNDS rounds of CONCURRENT_S seconds each.
+CLIENTS = int(os.environ.get("TROVE_BENCH_CLIENTS", "8"))
+CONCURRENT_ROUNDS = 3
+CONCURRENT_S = 8.0
+CONCURRENT: dict[str, tuple[list[float], list[float], list[str]]] = {}
 
 
 def timed(fn, *, rounds: int, budget_s: float) -> tuple[float, int]:
@@ -60,6 +68,45 @@ def timed_hub(label: str, fn, *, rounds: int, budget_s: float) -> tuple[float, i
     s, n = timed(fn, rounds=rounds, budget_s=budget_s)
     CPU_PER_REQUEST[label] = (server_cpu_s() - cpu) / max(n, 1)
     return s, n
+
+
+def concurrent_hub(label: str, url: str, token: str, repo: str) -> float:
+    """CLIENTS threads, each with its own client, sending single sentences for CONCURRENT_S
+    seconds, CONCURRENT_ROUNDS times; notes each round's rate, the hub's CPU per request and
+    the load average under `label`, and returns the median rate (embeddings/s)."""
+    rates, cpus, loads = [], [], []
+    for _ in range(CONCURRENT_ROUNDS):
+        counts = [0] * CLIENTS
+        errors: list[BaseException] = []
+        start = time.perf_counter()
+        stop_at = start + CONCURRENT_S
+
+        def client_loop(i: int) -> None:
+            client = InferenceClient(model=f"{url}/models/{repo}", token=token)
+            sentence = SENTENCES[i % len(SENTENCES)]
+            try:
+                while time.perf_counter() < stop_at:
+                    client.feature_extraction(sentence)
+                    counts[i] += 1
+            except BaseException as e:  # noqa: BLE001  (reported below)
+                errors.append(e)
+
+        cpu = server_cpu_s()
+        threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=CONCURRENT_S + 120)
+        elapsed = time.perf_counter() - start
+        if errors:
+            raise errors[0]
+        n = sum(counts)
+        rates.append(n / elapsed)
+        cpus.append((server_cpu_s() - cpu) / max(n, 1))
+        with open("/proc/loadavg") as f:
+            loads.append(f.read().split()[0])
+    CONCURRENT[label] = (rates, cpus, loads)
+    return statistics.median(rates)
 
 
 def upload(api: HfApi, folder: Path, name: str) -> str:
@@ -103,7 +150,14 @@ def encoder_case(api, url, token, work, label, **shape):
     ref_s, ref_n = timed(lambda: [ti.bert_forward(cfg, w32, i).mean(0) for i in batch_ids], rounds=20, budget_s=20)
     many = (f"{label} ×{BATCH}", params, "embeddings/s", BATCH * hub_n / hub_s, BATCH * ort_n / ort_s,
             BATCH * ref_n / ref_s)
-    return [one, many]
+
+    # Single sentences from CLIENTS clients at once; onnxruntime and numpy as in the first
+    # row (one sentence per call: what serving each request alone costs).
+    parallel = concurrent_hub(f"{label} ∥{CLIENTS}", url, token, repo)
+    together = (f"{label} ∥{CLIENTS}", params, "embeddings/s", parallel, one[4], one[5])
+    return [one, many, together]
+
+
 def decoder_case(api, url, token, work, label, new_tokens, **shape):
     tok = ti.llama_tokenizer()
     cfg = ti.llama_config(tok.get_vocab_size(), **shape)
@@ -155,6 +209,11 @@ def main() -> None:
               f"{hub / ort:>9.2f}{hub / ref:>8.2f}")
     for label, cpu in CPU_PER_REQUEST.items():
         print(f"hub CPU per request, {label}: {cpu * 1000:.2f} ms")
+    for label, (rates, cpus, loads) in CONCURRENT.items():
+        print(f"{label}, {CONCURRENT_ROUNDS} rounds of {CONCURRENT_S:.0f} s: embeddings/s min/median/max "
+              f"{min(rates):.1f}/{statistics.median(rates):.1f}/{max(rates):.1f}; hub CPU ms/request "
+              f"{min(cpus) * 1000:.2f}/{statistics.median(cpus) * 1000:.2f}/{max(cpus) * 1000:.2f}; "
+              f"load average after each round {' '.join(loads)}")
     print(json.dumps([dict(zip(("model", "params", "unit", "hub", "onnxruntime", "numpy"), r)) for r in rows]))
 
 

@@ -161,10 +161,14 @@ pub struct Fill {
     pub sequence: String,
 }
 
-/// Inputs run as one batch at most. A 32-sentence list of the MiniLM-shaped model ran
+/// An input's label scores, highest first.
+pub type LabelScores = Vec<(String, f32)>;
+
+/// Inputs run as one batch at most (and so the most single-input requests the hub gathers
+/// into one run). A 32-sentence list of the MiniLM-shaped model ran
 /// faster cut into batches of 16 than as one of 32 (or of 4 or 8) in process on this
 /// 2-core machine (docs/inference.md): past that, a batch's activations outgrow the cache.
-const MAX_BATCH: usize = 16;
+pub const MAX_BATCH: usize = 16;
 /// Padded tokens (inputs × the longest) of one batch at most, unless one input alone is
 /// longer: bounds a batch's activations and attention scores (inputs · heads · tokens²).
 const MAX_BATCH_TOKENS: usize = 2048;
@@ -354,9 +358,7 @@ impl Encoder {
     /// padding stays small and the attention scores (batch · heads · tokens²) bounded.
     fn hidden_of(&self, encoded: &[Encoded]) -> Result<Vec<Tensor>> {
         if encoded.iter().any(|e| e.ids.is_empty()) {
-            return Err(InferError::BadInput(
-                "Input validation error: an input has no tokens".into(),
-            ));
+            return Err(no_tokens());
         }
         let mut order: Vec<usize> = (0..encoded.len()).collect();
         order.sort_by_key(|&i| encoded[i].ids.len());
@@ -392,6 +394,42 @@ impl Encoder {
             .collect()
     }
 
+    /// Each input encoded on its own, for inputs of different requests run together: the
+    /// answer `run` gives for the encodings that can run (in their order), and for an input
+    /// that cannot — too long, or no tokens at all — its own error, so that it never fails the
+    /// others. An `Err` of the whole is a failure of the run itself.
+    fn each<S: AsRef<str>, T>(
+        &self,
+        inputs: &[S],
+        run: impl FnOnce(&[Encoded]) -> Result<Vec<T>>,
+    ) -> Result<Vec<Result<T>>> {
+        let mut out: Vec<Option<Result<T>>> = (0..inputs.len()).map(|_| None).collect();
+        let (mut places, mut runnable) = (Vec::new(), Vec::new());
+        for (i, input) in inputs.iter().enumerate() {
+            match self.text.encode(input.as_ref(), true, self.max_tokens) {
+                Ok(encoded) if encoded.ids.is_empty() => out[i] = Some(Err(no_tokens())),
+                Ok(encoded) => {
+                    places.push(i);
+                    runnable.push(encoded);
+                }
+                Err(e) => out[i] = Some(Err(e)),
+            }
+        }
+        if !runnable.is_empty() {
+            let answers = run(&runnable)?;
+            if answers.len() != places.len() {
+                return Err(InferError::Runtime("an input was not run".into()));
+            }
+            for (i, answer) in places.into_iter().zip(answers) {
+                out[i] = Some(Ok(answer));
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(InferError::Runtime("an input was not run".into()))))
+            .collect())
+    }
+
     /// The embedding of each input: one vector (pooled) or one per token, L2-normalized when
     /// the repository's modules say so or `normalize` asks. The inputs run as batches.
     pub fn embed<S: AsRef<str>>(
@@ -399,7 +437,21 @@ impl Encoder {
         inputs: &[S],
         normalize: bool,
     ) -> Result<Vec<Vec<Vec<f32>>>> {
-        let hidden = self.hidden_of(&self.encode_all(inputs)?)?;
+        self.embed_encoded(&self.encode_all(inputs)?, normalize)
+    }
+
+    /// [`Encoder::embed`] for inputs of different requests: each input's answer or its own
+    /// error (see [`Encoder::each`]); the ones that can run, run as batches.
+    pub fn embed_each<S: AsRef<str>>(
+        &self,
+        inputs: &[S],
+        normalize: bool,
+    ) -> Result<Vec<Result<Vec<Vec<f32>>>>> {
+        self.each(inputs, |encoded| self.embed_encoded(encoded, normalize))
+    }
+
+    fn embed_encoded(&self, encoded: &[Encoded], normalize: bool) -> Result<Vec<Vec<Vec<f32>>>> {
+        let hidden = self.hidden_of(encoded)?;
         hidden
             .into_iter()
             .map(|hidden| {
@@ -454,12 +506,31 @@ impl Encoder {
         inputs: &[S],
         function: Option<ScoreFunction>,
     ) -> Result<Vec<Vec<(String, f32)>>> {
+        self.classify_encoded(&self.encode_all(inputs)?, function)
+    }
+
+    /// [`Encoder::classify`] for inputs of different requests: each input's answer or its own
+    /// error (see [`Encoder::each`]); the ones that can run, run as batches.
+    pub fn classify_each<S: AsRef<str>>(
+        &self,
+        inputs: &[S],
+        function: Option<ScoreFunction>,
+    ) -> Result<Vec<Result<LabelScores>>> {
+        if !self.classifies() {
+            return Err(no_sequence_head());
+        }
+        self.each(inputs, |encoded| self.classify_encoded(encoded, function))
+    }
+
+    fn classify_encoded(
+        &self,
+        encoded: &[Encoded],
+        function: Option<ScoreFunction>,
+    ) -> Result<Vec<Vec<(String, f32)>>> {
         let HeadLayers::Sequence(head) = &self.head else {
-            return Err(InferError::Unsupported(
-                "this model has no sequence-classification head".into(),
-            ));
+            return Err(no_sequence_head());
         };
-        let hidden = self.hidden_of(&self.encode_all(inputs)?)?;
+        let hidden = self.hidden_of(encoded)?;
         let cls = hidden
             .iter()
             .map(|h| h.get(0))
@@ -684,6 +755,14 @@ impl Encoder {
 }
 
 /// The index of the largest value, the first of equal ones (numpy's `argmax`).
+fn no_tokens() -> InferError {
+    InferError::BadInput("Input validation error: an input has no tokens".into())
+}
+
+fn no_sequence_head() -> InferError {
+    InferError::Unsupported("this model has no sequence-classification head".into())
+}
+
 pub(crate) fn argmax(values: &[f32]) -> Option<usize> {
     let mut best: Option<usize> = None;
     for (i, v) in values.iter().enumerate() {
@@ -987,6 +1066,70 @@ mod tests {
             encoder.embed(&["w1", ""], false),
             Err(InferError::BadInput(_))
         ));
+    }
+
+    #[test]
+    fn inputs_of_different_requests_run_together_answer_as_alone_and_fail_alone() {
+        let encoder = random_classifier();
+        let too_long = vec!["w1"; 10_000].join(" ");
+        let inputs: Vec<String> = vec![
+            "w1 w2 w3".into(),
+            String::new(),
+            "w4".into(),
+            too_long,
+            (0..40)
+                .map(|j| format!("w{}", j % 50))
+                .collect::<Vec<_>>()
+                .join(" "),
+            "w9 w8".into(),
+        ];
+        let embedded = encoder.embed_each(&inputs, false).expect("the run");
+        let classified = encoder.classify_each(&inputs, None).expect("the run");
+        assert_eq!((embedded.len(), classified.len()), (6, 6));
+        for (i, input) in inputs.iter().enumerate() {
+            match (encoder.embed(&[input], false), &embedded[i]) {
+                (Ok(alone), Ok(together)) => {
+                    for (a, b) in alone[0][0].iter().zip(&together[0]) {
+                        assert!((a - b).abs() < 1e-5, "input {i}: {a} vs {b}");
+                    }
+                }
+                (Err(InferError::BadInput(alone)), Err(InferError::BadInput(together))) => {
+                    assert_eq!(&alone, together, "input {i}: its own error")
+                }
+                (alone, together) => panic!(
+                    "input {i}: alone {:?}, together {:?}",
+                    alone.map(|_| ()),
+                    together.as_ref().map(|_| ())
+                ),
+            }
+            match (encoder.classify(&[input], None), &classified[i]) {
+                (Ok(alone), Ok(together)) => {
+                    for ((la, a), (lb, b)) in alone[0].iter().zip(together) {
+                        assert_eq!(la, lb, "input {i}");
+                        assert!((a - b).abs() < 1e-5, "input {i}: {a} vs {b}");
+                    }
+                }
+                (Err(InferError::BadInput(_)), Err(InferError::BadInput(_))) => {}
+                (alone, together) => panic!(
+                    "input {i}: alone {:?}, together {:?}",
+                    alone.map(|_| ()),
+                    together.as_ref().map(|_| ())
+                ),
+            }
+        }
+        assert!(
+            embedded[1].is_err() && embedded[3].is_err(),
+            "the bad inputs"
+        );
+        assert_eq!(embedded.iter().filter(|e| e.is_ok()).count(), 4);
+        let none_runs = encoder
+            .embed_each(&["", ""], false)
+            .expect("nothing to run is no failure of the run");
+        assert!(
+            none_runs
+                .iter()
+                .all(|e| matches!(e, Err(InferError::BadInput(_))))
+        );
     }
 
     #[test]

@@ -20,7 +20,9 @@ mod text;
 pub use candle_core::Device;
 pub use chat::{ChatMessage, ChatTemplate};
 pub use decoder::{Decoder, DecoderKind, FinishReason, Generated, GenerationParams};
-pub use encoder::{Encoder, EncoderKind, Fill, Head, Pooling, ScoreFunction, TokenLabel};
+pub use encoder::{
+    Encoder, EncoderKind, Fill, Head, MAX_BATCH, Pooling, ScoreFunction, TokenLabel,
+};
 pub use entities::{Aggregation, Entity, entities};
 pub use gguf::{GgufFacts, MAX_HEADER_BYTES as GGUF_MAX_HEADER_BYTES, inspect as inspect_gguf};
 

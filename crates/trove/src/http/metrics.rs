@@ -1,4 +1,5 @@
-//! `GET /metrics`: the chunk store's figures in the Prometheus text format (version 0.0.4).
+//! `GET /metrics`: the chunk store's figures, and how inference ran single-input requests,
+//! in the Prometheus text format (version 0.0.4).
 //! Readable by a site administrator's token, or by the scraper token of `[metrics] token`
 //! in trove.toml (compared by digest; it grants nothing else).
 
@@ -22,7 +23,10 @@ pub async fn metrics(State(state): State<AppState>, mut parts: Parts) -> ApiResu
         require_site(&caller, Access::Read)?;
     }
     let figures = gather(&state).await?;
-    Ok(([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], render(&figures)).into_response())
+    let mut text = render(&figures);
+    let (requests, runs) = state.inference.single_counts();
+    render_inference(&mut text, requests, runs);
+    Ok(([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], text).into_response())
 }
 
 /// Whether the request carries the configured scraper token.
@@ -120,9 +124,40 @@ pub fn render(m: &StorageMetrics) -> String {
     out
 }
 
+/// Appends the inference counters: single-input requests run and the runs they took (fewer
+/// runs than requests: requests run together, `inference/batch.rs`).
+fn render_inference(out: &mut String, requests: u64, runs: u64) {
+    for (name, help, value) in [
+        (
+            "trove_inference_single_requests_total",
+            "Single-input encoder requests run.",
+            requests,
+        ),
+        (
+            "trove_inference_single_runs_total",
+            "Runs of the model that answered them (several requests waiting together run as one).",
+            runs,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_inference_counters_are_counters() {
+        let mut text = String::new();
+        render_inference(&mut text, 12, 3);
+        assert!(text.contains("# TYPE trove_inference_single_requests_total counter\n"));
+        assert!(text.contains("\ntrove_inference_single_requests_total 12\n"));
+        assert!(text.ends_with("\ntrove_inference_single_runs_total 3\n"));
+    }
 
     #[test]
     fn every_sample_has_help_and_type_and_parses_as_a_number() {

@@ -1,8 +1,10 @@
 //! Running the models the hub hosts (the Hub's `hf-inference` API): which repository,
 //! revision and task a request means, with the same access rule as downloads; loading the
 //! model once into the [`Registry`]; running it on the inference [`Pool`] within the
-//! per-model concurrency limit, the queue bound and the request timeout.
+//! per-model concurrency limit, the queue bound and the request timeout; single-input
+//! encoder requests that wait for the same model run together ([`batch`]).
 
+pub mod batch;
 pub mod pool;
 pub mod registry;
 pub mod source;
@@ -17,7 +19,6 @@ use registry::{Admission, Key, Registry};
 use source::Source;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::OwnedSemaphorePermit;
 use trove_infer::{DecoderKind, Family, Head, InferError, Model};
 use trove_types::RepoType;
 
@@ -77,6 +78,9 @@ pub struct Runtime {
     registry: Registry,
     pool: Pool,
     device: trove_infer::Device,
+    /// Single-input requests run, and the runs they took ([`batch`]): fewer runs than
+    /// requests is requests run together (`/metrics`).
+    singles: batch::Counts,
 }
 
 impl Runtime {
@@ -90,7 +94,13 @@ impl Runtime {
             pool: Pool::new(config.threads),
             device: trove_infer::default_device(),
             config: config.clone(),
+            singles: batch::Counts::default(),
         }
+    }
+
+    /// Single-input requests run so far, and the runs they took.
+    pub fn single_counts(&self) -> (u64, u64) {
+        self.singles.get()
     }
 
     pub fn config(&self) -> &InferenceConfig {
@@ -111,35 +121,44 @@ impl Runtime {
         self.registry.loaded_bytes()
     }
 
-    /// Runs `f` on the model on the inference threads, within what is left of the request's
-    /// time; the model's run permit is held until `f` returns, even past a timeout (the
-    /// work is still using the CPU).
+    /// Waits for a turn on the model, then runs `f` on it on the inference threads, all
+    /// within what is left of the request's time; the model's run permit is held until `f`
+    /// returns, even past a timeout (the work is still using the CPU).
     pub async fn run<T, F>(&self, ready: Ready, f: F) -> ApiResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Model) -> Result<T, InferError> + Send + 'static,
     {
-        let deadline = ready.deadline;
         let Ready {
             model,
             admission,
-            permit,
+            deadline,
             ..
         } = ready;
-        let job = self.pool.run(move || {
-            let out = f(&model);
-            drop((permit, admission));
-            out
-        });
+        let job = async {
+            let permit =
+                self.registry.turn(&admission).await.ok_or_else(|| {
+                    ApiError::internal(anyhow::anyhow!("inference semaphore closed"))
+                })?;
+            self.pool
+                .run(move || {
+                    let out = f(&model);
+                    drop((permit, admission));
+                    out
+                })
+                .await
+                .map_err(ApiError::internal)
+        };
         match tokio::time::timeout_at(deadline.into(), job).await {
             Ok(Ok(out)) => out.map_err(infer_error),
-            Ok(Err(stopped)) => Err(ApiError::internal(stopped)),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(timed_out(&self.config)),
         }
     }
 }
 
-/// A request ready to run: its model loaded, its turn taken.
+/// A request ready to run: admitted to its model's queue, the model loaded; the turn to
+/// run is taken by [`Runtime::run`] or [`Runtime::run_single`].
 pub struct Ready {
     pub model: Arc<Model>,
     pub task: Task,
@@ -147,11 +166,11 @@ pub struct Ready {
     pub model_id: String,
     pub deadline: Instant,
     admission: Admission,
-    permit: OwnedSemaphorePermit,
 }
 
 /// Finds the repository as a download would (private → not found, gated → the gate's
-/// answer), decides the task, loads the model if needed and waits for a turn on it.
+/// answer), decides the task, admits the request to the model's queue and loads the model
+/// if needed.
 #[allow(clippy::too_many_arguments)]
 pub async fn prepare(
     state: &Context,
@@ -174,7 +193,7 @@ pub async fn prepare(
     repo.require_content(caller)?;
     let source = source::locate(state, repo, revision.unwrap_or("main"), gguf_file).await?;
     let model_id = source.repo_id();
-    if source.disabled {
+    if source.disabled() {
         return Err(ApiError::BadRequest(format!(
             "Model {model_id} has inference turned off (`inference: false` in its card)"
         )));
@@ -185,7 +204,7 @@ pub async fn prepare(
         )));
     }
     let task = choose_task(&source, requested)?;
-    let needed = source.estimated_bytes;
+    let needed = source.estimated_bytes();
     let budget = runtime.registry.budget_bytes();
     if needed > budget {
         return Err(ApiError::ModelTooLarge(format!(
@@ -198,7 +217,7 @@ pub async fn prepare(
     let key = Key {
         repo_id: source.repo.repo.id,
         commit: source.commit.to_string(),
-        gguf: source.gguf.clone(),
+        gguf: source.gguf().map(str::to_owned),
     };
     let admission = runtime
         .registry
@@ -229,21 +248,14 @@ pub async fn prepare(
             estimated_time: (estimated_time * 10.0).round() / 10.0,
         });
     }
-    let wait = async {
-        let model = runtime
+    let model = tokio::time::timeout_at(
+        deadline.into(),
+        runtime
             .registry
-            .model(&admission, load(state, runtime, &source))
-            .await?;
-        let permit = runtime
-            .registry
-            .turn(&admission)
-            .await
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("inference semaphore closed")))?;
-        Ok::<_, ApiError>((model, permit))
-    };
-    let (model, permit) = tokio::time::timeout_at(deadline.into(), wait)
-        .await
-        .map_err(|_| timed_out(&runtime.config))??;
+            .model(&admission, load(state, runtime, &source)),
+    )
+    .await
+    .map_err(|_| timed_out(&runtime.config))??;
     check_fits(&model, task, &model_id)?;
     Ok(Ready {
         model,
@@ -251,7 +263,6 @@ pub async fn prepare(
         model_id,
         deadline,
         admission,
-        permit,
     })
 }
 
@@ -279,12 +290,12 @@ async fn load(state: &Context, runtime: &Runtime, source: &Source) -> ApiResult<
 /// The task of a request: the one named, else the card's `pipeline_tag`, else what
 /// `config.json`'s architecture does (a GGUF model generates text).
 fn choose_task(source: &Source, requested: Requested<'_>) -> ApiResult<Task> {
-    let family = if source.gguf.is_some() {
+    let family = if source.gguf().is_some() {
         Family::Decoder(DecoderKind::Llama)
     } else {
-        Family::of(&source.config).map_err(infer_error)?
+        Family::of(source.config()).map_err(infer_error)?
     };
-    let head = Head::of(&source.config);
+    let head = Head::of(source.config());
     let native = match family {
         Family::Encoder(_) => match head {
             Head::SequenceClassification => Task::TextClassification,
@@ -297,7 +308,7 @@ fn choose_task(source: &Source, requested: Requested<'_>) -> ApiResult<Task> {
     let task = match requested {
         Requested::Chat => Task::Conversational,
         Requested::Pipeline(name) => Task::parse(name).ok_or_else(|| unsupported(name))?,
-        Requested::Default => match source.pipeline_tag.as_deref() {
+        Requested::Default => match source.pipeline_tag() {
             Some(tag) => Task::parse(tag).ok_or_else(|| unsupported(tag))?,
             None => native,
         },

@@ -64,16 +64,24 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
+        self.spawn(move || {
             // The waiter may have gone (timeout, client disconnected): nothing to tell.
             let _ = tx.send(f());
-        });
+        })?;
+        rx.await.map_err(|_| PoolStopped)
+    }
+
+    /// Queues `f` for one of the pool's threads and returns at once; `f` tells whoever waits
+    /// for it itself.
+    pub fn spawn<F>(&self, f: F) -> Result<(), PoolStopped>
+    where
+        F: FnOnce() + Send + 'static,
+    {
         self.jobs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .send(job)
-            .map_err(|_| PoolStopped)?;
-        rx.await.map_err(|_| PoolStopped)
+            .send(Box::new(f))
+            .map_err(|_| PoolStopped)
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 /// The load rate assumed before any load was measured (bytes of loaded weights per second).
 const INITIAL_LOAD_RATE: u64 = 200 << 20;
+use super::batch::Waiting;
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use trove_infer::Model;
 
@@ -29,6 +30,8 @@ struct Slot {
     /// Requests admitted and not finished (running or waiting for a permit or the load).
     admitted: AtomicUsize,
     last_used: AtomicU64,
+    /// Single-input requests waiting to run together.
+    waiting: Waiting,
 }
 
 /// The model's queue is full: come back later.
@@ -48,6 +51,13 @@ pub struct Registry {
 /// A request let in for one model; leaves the queue when dropped.
 pub struct Admission {
     slot: Arc<Slot>,
+}
+
+impl Admission {
+    /// The single-input requests waiting for the admitted request's model.
+    pub fn waiting(&self) -> &Waiting {
+        &self.slot.waiting
+    }
 }
 
 impl Drop for Admission {
@@ -85,6 +95,7 @@ impl Registry {
                     permits: Arc::new(Semaphore::new(self.max_concurrent)),
                     admitted: AtomicUsize::new(0),
                     last_used: AtomicU64::new(0),
+                    waiting: Waiting::default(),
                 })
             })
             .clone();

@@ -17,7 +17,7 @@ use crate::repos::safetensors::{self, INDEX_FILE, SINGLE_FILE};
 use crate::repos::{RepoRef, resolve, with_git};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use trove_git::{Entry, EntryKind};
 use trove_infer::{GGUF_MAX_HEADER_BYTES, ModelFiles};
 use trove_types::{GitOid, RepoType};
@@ -34,16 +34,24 @@ const GGUF_FIRST_READ: u64 = 1 << 20;
 pub struct Source {
     pub repo: RepoRef,
     pub commit: GitOid,
-    pub pipeline_tag: Option<String>,
+    located: Arc<Located>,
+}
+
+/// What a commit's files say to inference: all of it follows from the commit (its tree,
+/// the files' contents) and the request's GGUF choice, so it is remembered by those
+/// ([`LOCATED`]) and a request after the first costs one revision resolve.
+struct Located {
+    pipeline_tag: Option<String>,
     /// `inference: false` in the card.
-    pub disabled: bool,
+    disabled: bool,
     /// `config.json`; an empty object for a GGUF model without one.
-    pub config: Value,
+    config: Value,
     /// Bytes the weights should take once loaded: safetensors parameters × 4 (loaded as
     /// f32), or what the GGUF's header says (0 when there are no weights).
-    pub estimated_bytes: u64,
+    estimated_bytes: u64,
     /// The GGUF file the weights come from, when the model runs from one.
-    pub gguf: Option<String>,
+    gguf: Option<String>,
+    /// The top-level entries of the commit's tree, by name.
     files: HashMap<String, EntryKind>,
 }
 
@@ -51,7 +59,48 @@ impl Source {
     pub fn repo_id(&self) -> String {
         format!("{}/{}", self.repo.repo.namespace, self.repo.repo.name)
     }
+
+    /// The card's `pipeline_tag`.
+    pub fn pipeline_tag(&self) -> Option<&str> {
+        self.located.pipeline_tag.as_deref()
+    }
+
+    /// `inference: false` in the card.
+    pub fn disabled(&self) -> bool {
+        self.located.disabled
+    }
+
+    /// `config.json`; an empty object for a GGUF model without one.
+    pub fn config(&self) -> &Value {
+        &self.located.config
+    }
+
+    /// Bytes the weights should take once loaded: safetensors parameters × 4 (loaded as
+    /// f32), or what the GGUF's header says (0 when there are no weights).
+    pub fn estimated_bytes(&self) -> u64 {
+        self.located.estimated_bytes
+    }
+
+    /// The GGUF file the weights come from, when the model runs from one.
+    pub fn gguf(&self) -> Option<&str> {
+        self.located.gguf.as_deref()
+    }
+
+    fn files(&self) -> &HashMap<String, EntryKind> {
+        &self.located.files
+    }
 }
+
+/// Which [`Located`]: the repository (its content store holds the files' bytes), the
+/// commit, and the GGUF file the request named.
+type LocatedKey = (i64, GitOid, Option<String>);
+
+/// Commits already located. A branch or tag is resolved on every request — refs move, and
+/// the next request after a push must run the new commit — but a commit's tree never
+/// changes, so the listing and the facts read from its files are kept. Without this every
+/// request re-listed the root tree and looked the card, `config.json` and the weights' sizes
+/// up again (a tenth of the hub's CPU under a stream of small requests).
+static LOCATED: Remembered<LocatedKey, Arc<Located>> = Remembered::new(1024);
 
 /// Reads what inference needs to decide about `repo` at `revision`; `gguf_file` is the
 /// request's choice of a GGUF file.
@@ -62,10 +111,34 @@ pub async fn locate(
     gguf_file: Option<&str>,
 ) -> ApiResult<Source> {
     let revision = revision.to_owned();
-    let (commit, root) = with_git(state, &repo, move |git| {
-        let commit = resolve(git, &revision)?;
-        let root = git.list_tree(&commit, "", false)?.unwrap_or_default();
-        Ok((commit, root))
+    let commit = with_git(state, &repo, move |git| resolve(git, &revision)).await?;
+    let key = (repo.repo.id, commit.clone(), gguf_file.map(str::to_owned));
+    if let Some(located) = LOCATED.get(&key) {
+        return Ok(Source {
+            repo,
+            commit,
+            located,
+        });
+    }
+    let located = Arc::new(read_located(state, &repo, &commit, gguf_file).await?);
+    LOCATED.insert(key, located.clone());
+    Ok(Source {
+        repo,
+        commit,
+        located,
+    })
+}
+
+/// Lists the commit's root tree and reads what inference needs from its files.
+async fn read_located(
+    state: &Context,
+    repo: &RepoRef,
+    commit: &GitOid,
+    gguf_file: Option<&str>,
+) -> ApiResult<Located> {
+    let listed = commit.clone();
+    let root = with_git(state, repo, move |git| {
+        Ok(git.list_tree(&listed, "", false)?.unwrap_or_default())
     })
     .await?;
     let files: HashMap<String, EntryKind> = root
@@ -78,11 +151,11 @@ pub async fn locate(
         disabled,
         gguf: card_gguf,
     } = match files.get("README.md") {
-        Some(entry) => card_facts(state, &repo, entry).await?,
+        Some(entry) => card_facts(state, repo, entry).await?,
         None => CardFacts::default(),
     };
     let config = match files.get("config.json") {
-        Some(entry) => Some(config_json(state, &repo, entry).await?),
+        Some(entry) => Some(config_json(state, repo, entry).await?),
         None => None,
     };
     let safetensors =
@@ -99,22 +172,20 @@ pub async fn locate(
             let entry = files.get(path).ok_or_else(|| {
                 ApiError::internal(anyhow::anyhow!("a chosen GGUF file left the listing"))
             })?;
-            let facts = gguf_header(state, &repo, path, entry).await?;
+            let facts = gguf_header(state, repo, path, entry).await?;
             (
                 config.unwrap_or_else(|| Value::Object(Default::default())),
                 facts,
             )
         }
-        (None, Some(config)) => (config, safetensors_bytes(state, &repo, &root).await?),
+        (None, Some(config)) => (config, safetensors_bytes(state, repo, &root).await?),
         (None, None) => {
             return Err(ApiError::BadRequest(format!(
                 "Model {model_id} has no config.json and no GGUF file: it cannot be run"
             )));
         }
     };
-    Ok(Source {
-        repo,
-        commit,
+    Ok(Located {
         pipeline_tag,
         disabled,
         config,
@@ -382,9 +453,9 @@ async fn read_gguf_header(
 /// Reads every file the model needs into memory.
 pub async fn read_files(state: &Context, source: &Source) -> ApiResult<ModelFiles> {
     let repo = &source.repo;
-    let tokenizer = match source.files.get("tokenizer.json") {
+    let tokenizer = match source.files().get("tokenizer.json") {
         Some(entry) => read_whole(state, repo, "tokenizer.json", entry, MAX_JSON_FILE).await?,
-        None if source.gguf.is_some() => {
+        None if source.gguf().is_some() => {
             return Err(ApiError::BadRequest(
                 "the model has no tokenizer.json: this hub runs a GGUF model with the \
                  repository's tokenizer.json, not the vocabulary inside the GGUF file"
@@ -413,13 +484,13 @@ pub async fn read_files(state: &Context, source: &Source) -> ApiResult<ModelFile
         }
         None => None,
     };
-    if let Some(path) = &source.gguf {
-        let entry = source.files.get(path).ok_or_else(|| {
+    if let Some(path) = source.gguf() {
+        let entry = source.files().get(path).ok_or_else(|| {
             ApiError::internal(anyhow::anyhow!("a chosen GGUF file left the listing"))
         })?;
         let gguf = read_whole(state, repo, path, entry, u64::MAX).await?;
         return Ok(ModelFiles {
-            config: source.config.clone(),
+            config: source.config().clone(),
             tokenizer,
             tokenizer_config,
             st_modules: None,
@@ -430,7 +501,7 @@ pub async fn read_files(state: &Context, source: &Source) -> ApiResult<ModelFile
     }
     let mut weights = Vec::new();
     for path in weight_files(state, source).await? {
-        let Some(entry) = source.files.get(&path) else {
+        let Some(entry) = source.files().get(&path) else {
             return Err(ApiError::BadRequest(format!(
                 "{path}, named by {INDEX_FILE}, is missing"
             )));
@@ -443,7 +514,7 @@ pub async fn read_files(state: &Context, source: &Source) -> ApiResult<ModelFile
         ));
     }
     Ok(ModelFiles {
-        config: source.config.clone(),
+        config: source.config().clone(),
         tokenizer,
         tokenizer_config,
         st_modules,
@@ -468,13 +539,13 @@ fn pooling_path(modules: Option<&Value>) -> Option<String> {
 }
 
 async fn weight_files(state: &Context, source: &Source) -> ApiResult<Vec<String>> {
-    if let Some(entry) = source.files.get(INDEX_FILE) {
+    if let Some(entry) = source.files().get(INDEX_FILE) {
         let index = read_json(state, &source.repo, INDEX_FILE, entry).await?;
         let shards = safetensors::shards_of_index(&index)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         return Ok(shards.into_iter().collect());
     }
-    Ok(if source.files.contains_key(SINGLE_FILE) {
+    Ok(if source.files().contains_key(SINGLE_FILE) {
         vec![SINGLE_FILE.to_owned()]
     } else {
         Vec::new()
@@ -482,7 +553,7 @@ async fn weight_files(state: &Context, source: &Source) -> ApiResult<Vec<String>
 }
 
 async fn optional_json(state: &Context, source: &Source, path: &str) -> ApiResult<Option<Value>> {
-    match source.files.get(path) {
+    match source.files().get(path) {
         Some(entry) => Ok(Some(read_json(state, &source.repo, path, entry).await?)),
         None => Ok(None),
     }

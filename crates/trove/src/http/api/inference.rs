@@ -6,6 +6,7 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, QueryParams};
+use crate::inference::batch::{Answer, Single, embeddings_json};
 use crate::inference::{self, Ready, Requested, Task};
 use crate::state::AppState;
 use axum::Json;
@@ -180,16 +181,22 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
         Task::FeatureExtraction => {
             let texts: Texts = inputs(&body)?;
             let normalize = parse::<bool>(field(&body, "normalize"), "normalize")?.unwrap_or(false);
+            if let Texts::One(input) = texts {
+                let single = Single::Embed { normalize };
+                return match state.inference.run_single(ready, single, input).await? {
+                    Answer::Embedding(json) => Ok(json_response(json)),
+                    Answer::Scores(_) => Err(wrong_answer()),
+                };
+            }
             let list = texts.list();
             check_count(list.len())?;
-            let single = matches!(texts, Texts::One(_));
             let out = state
                 .inference
                 .run(ready, move |model| {
                     let encoder = encoder(model)?;
                     let pooled = encoder.pooling() != trove_infer::Pooling::Tokens;
                     let vectors = encoder.embed(&list, normalize)?;
-                    embeddings_json(vectors, pooled, single)
+                    embeddings_json(vectors, pooled, false)
                 })
                 .await?;
             Ok(json_response(out))
@@ -222,24 +229,29 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
                     })?),
                 };
             let top_k = parse::<usize>(field(&body, "top_k"), "top_k")?;
+            let label_scores = move |mut scores: Vec<(String, f32)>| {
+                if let Some(k) = top_k {
+                    scores.truncate(k);
+                }
+                scores
+                    .into_iter()
+                    .map(|(label, score)| LabelScore { label, score })
+                    .collect::<Vec<_>>()
+            };
+            if let Texts::One(input) = texts {
+                let single = Single::Classify { function };
+                return match state.inference.run_single(ready, single, input).await? {
+                    Answer::Scores(scores) => Ok(Json([label_scores(scores)]).into_response()),
+                    Answer::Embedding(_) => Err(wrong_answer()),
+                };
+            }
             let list = texts.list();
             check_count(list.len())?;
             let out = state
                 .inference
                 .run(ready, move |model| {
                     let all = encoder(model)?.classify(&list, function)?;
-                    Ok(all
-                        .into_iter()
-                        .map(|mut scores| {
-                            if let Some(k) = top_k {
-                                scores.truncate(k);
-                            }
-                            scores
-                                .into_iter()
-                                .map(|(label, score)| LabelScore { label, score })
-                                .collect::<Vec<_>>()
-                        })
-                        .collect::<Vec<_>>())
+                    Ok(all.into_iter().map(label_scores).collect::<Vec<_>>())
                 })
                 .await?;
             Ok(Json(out).into_response())
@@ -378,24 +390,10 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
     }
 }
 
-/// Embeddings as the Hub shapes them — one pooled vector `[f32…]` for a string, `[[f32…]…]`
-/// for a list; token-level models one more level — serialized on the inference thread
-/// straight from the f32 values: each number in the shortest form that reads back to the
-/// same f32 (9 digits at most), not widened to f64's 17 through a `serde_json::Value`.
-fn embeddings_json(
-    vectors: Vec<Vec<Vec<f32>>>,
-    pooled: bool,
-    single: bool,
-) -> Result<Bytes, trove_infer::InferError> {
-    let first = |v: Vec<Vec<f32>>| v.into_iter().next().unwrap_or_default();
-    let json = match (pooled, single) {
-        (true, true) => serde_json::to_vec(&vectors.into_iter().next().map(first)),
-        (true, false) => serde_json::to_vec(&vectors.into_iter().map(first).collect::<Vec<_>>()),
-        (false, true) => serde_json::to_vec(&vectors.into_iter().next()),
-        (false, false) => serde_json::to_vec(&vectors),
-    };
-    json.map(Bytes::from)
-        .map_err(|e| trove_infer::InferError::Runtime(format!("cannot write JSON: {e}")))
+/// A single-input run answered with another task's answer: never, as each request asks
+/// one thing of its run.
+fn wrong_answer() -> ApiError {
+    ApiError::internal(anyhow::anyhow!("a single-input run answered another task"))
 }
 
 /// A response of JSON already written.
