@@ -69,6 +69,7 @@ pub async fn run(
     let listener = std::sync::Arc::new(listener);
     let running = if state.db.backend() == trove_db::Backend::Postgres {
         waiting = Some(NotYetServing::spawn(listener.clone()));
+        tracing::info!(listen = %bound, "answering /healthz while starting");
         let claim = tokio::select! {
             claim = reconcile::claim(&state, &repos_dir) => claim?,
             () = shutdown_signal() => {
@@ -84,7 +85,9 @@ pub async fn run(
                 "repositories not checked: other nodes serve this hub (the next node to start alone checks them)"
             );
         } else if claim.left_behind.is_empty() {
-            tracing::info!("repositories not checked: every process before this one stopped cleanly");
+            tracing::info!(
+                "repositories not checked: every process before this one stopped cleanly"
+            );
         }
         if let Some(leased) = claim.check {
             // As on SQLite below, but under the repo-check lease: the nodes starting
@@ -372,7 +375,12 @@ impl NotYetServing {
 
 async fn release_leases(db: &trove_db::Db, node: &str) {
     use crate::cluster::leases;
-    for name in [leases::INDEX, leases::WEBHOOKS, leases::GC, leases::REPO_CHECK] {
+    for name in [
+        leases::INDEX,
+        leases::WEBHOOKS,
+        leases::GC,
+        leases::REPO_CHECK,
+    ] {
         if let Err(e) = db.release_lease(name, node).await {
             tracing::warn!(lease = name, error = %e, "cluster.lease_release_failed");
         }

@@ -375,7 +375,7 @@ pub struct Claim {
 /// in the background from [`claim`] until [`LeasedCheck::run`] ends (or this is dropped).
 pub struct LeasedCheck {
     left_behind: Vec<PathBuf>,
-    _renewer: crate::cluster::AbortOnDrop,
+    renewer: crate::cluster::AbortOnDrop,
 }
 
 /// How often a node waiting for the `repo-check` lease asks again.
@@ -398,7 +398,12 @@ pub async fn claim(state: &Context, repos_dir: &Path) -> anyhow::Result<Claim> {
     let mut told = std::time::Instant::now();
     loop {
         match db
-            .try_lease(REPO_CHECK, node.id(), cluster::ttl_ms(), crate::clock::now_ms())
+            .try_lease(
+                REPO_CHECK,
+                node.id(),
+                cluster::ttl_ms(),
+                crate::clock::now_ms(),
+            )
             .await
         {
             Ok(true) => break,
@@ -473,7 +478,9 @@ pub async fn claim(state: &Context, repos_dir: &Path) -> anyhow::Result<Claim> {
     {
         anyhow::bail!("the repo-check lease was taken over while deciding");
     }
-    checks.held_until_ms.store(held_until(now), Ordering::Release);
+    checks
+        .held_until_ms
+        .store(held_until(now), Ordering::Release);
     let renewer = {
         let (db, node) = (db.clone(), node.clone());
         tokio::spawn(async move {
@@ -513,7 +520,7 @@ pub async fn claim(state: &Context, repos_dir: &Path) -> anyhow::Result<Claim> {
         others,
         check: Some(LeasedCheck {
             left_behind,
-            _renewer: crate::cluster::AbortOnDrop(renewer),
+            renewer: crate::cluster::AbortOnDrop(renewer),
         }),
     })
 }
@@ -553,7 +560,7 @@ impl LeasedCheck {
             checks.lapse();
             close(checks).await;
         }
-        drop(self._renewer);
+        drop(self.renewer);
         if let Err(e) = state.db.release_lease(REPO_CHECK, state.node.id()).await {
             tracing::warn!(lease = REPO_CHECK, error = %e, "cluster.lease_release_failed");
         }

@@ -91,7 +91,10 @@ async fn the_checking_node_serves_during_its_walk_and_a_node_starting_meanwhile_
     assert_eq!(leftovers, expected);
     assert!(!later.join("refs/heads/main.lock").exists());
     assert!(!a.state.repo_checks.pending());
-    assert!(!marker.exists(), "the crashed node's marker outlived the walk");
+    assert!(
+        !marker.exists(),
+        "the crashed node's marker outlived the walk"
+    );
     assert!(
         pg.db()
             .lease(REPO_CHECK, now_ms())
@@ -194,7 +197,10 @@ async fn a_checker_that_loses_its_lease_stops_checking_and_keeps_the_markers() {
     assert!(walked.is_err(), "{walked:?}");
     assert!(!a.state.repo_checks.pending());
     assert!(locked.join("config.lock").exists());
-    assert!(marker.exists(), "the markers of an unfinished check are kept");
+    assert!(
+        marker.exists(),
+        "the markers of an unfinished check are kept"
+    );
     let held = db
         .lease(REPO_CHECK, now_ms())
         .await
