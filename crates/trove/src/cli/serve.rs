@@ -1,5 +1,7 @@
 //! `trove serve`: open the state, bootstrap the first admin, bind, serve until SIGTERM/SIGINT.
-//! A start after an unclean stop checks the repositories (`repos::reconcile`); `run` returns
+//! A start after an unclean stop checks the repositories (`repos::reconcile`; on PostgreSQL
+//! under the `repo-check` lease, the socket answering only `/healthz` until this node may
+//! serve: `NotYetServing`); `run` returns
 //! this process's running marker after a clean stop, for the caller to remove once the
 //! runtime has stopped.
 

@@ -16,6 +16,10 @@
 //!
 //! The walk reads the repositories a page at a time ([`trove_db::Db::repo_stamps_after`]),
 //! so its memory does not grow with the hub.
+//!
+//! On PostgreSQL several nodes share the repositories: every node starts through [`claim`],
+//! under the `repo-check` lease, and the one that checks keeps the lease for its walk
+//! ([`LeasedCheck::run`]), so that no other node serves while a walk may remove a lock file.
 
 use super::folders::{InitialCommit, init_repo, move_to_trash, staging_dir, system_signature};
 use crate::context::Context;
