@@ -61,6 +61,7 @@ async fn the_checking_node_serves_during_its_walk_and_a_node_starting_meanwhile_
 
     // A node starting while the walk runs waits for the lease.
     let b = TestApp::node(pg.db(), dir.path()).await;
+    let b_presence = format!("node:{}", b.state.node.id());
     let b_repos = repos.clone();
     let waiting = tokio::spawn(async move {
         let claim = reconcile::claim(&b.state, &b_repos).await;
@@ -70,6 +71,15 @@ async fn the_checking_node_serves_during_its_walk_and_a_node_starting_meanwhile_
     assert!(
         !waiting.is_finished(),
         "the second node went on while the first was checking"
+    );
+    // It has not even announced itself: it waits for the lease.
+    assert!(
+        pg.db()
+            .lease(&b_presence, now_ms())
+            .await
+            .expect("db")
+            .is_none(),
+        "the second node announced itself while the first was checking"
     );
     let held = pg
         .db()
@@ -125,15 +135,11 @@ async fn a_checker_that_died_mid_walk_is_taken_over_by_the_next_node() {
     let locked = a.state.git_dir(create(&a, "locked").await);
     std::fs::write(locked.join("packed-refs.lock"), b"").expect("lock");
     let marker = crashed(&repos);
-    // A node that took the lease to check, then died: its lease and presence run out.
+    // A node that took the lease to check, then died: its lease runs out (its presence
+    // already has).
     let db = pg.db();
     assert!(
         db.try_lease(REPO_CHECK, "ghost", 2500, now_ms())
-            .await
-            .expect("db")
-    );
-    assert!(
-        db.try_lease("node:ghost", "ghost", 2500, now_ms())
             .await
             .expect("db")
     );
