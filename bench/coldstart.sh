@@ -8,10 +8,15 @@
 #                           checked" in the log) and the peak RSS until then — after a
 #                           clean stop (SIGTERM) and after a kill -9
 #
+#                           — and the time to the first 200 of /readyz
+#
 # Env: TROVE_BIN (default target/release/trove), BASE_BIN (a reference binary, e.g. main's,
 #      measured in the same run, interleaved), REPOS (100000), ROUNDS (2),
 #      BENCH_DIR (/tmp/trove-bench-coldstart; the seeded data dir is kept and reused),
-#      PORT (18093).
+#      PORT (18093),
+#      TROVE_BENCH_POSTGRES_URL (a role allowed to create databases): the hub on PostgreSQL
+#      instead of SQLite, in a database trove_coldstart_<REPOS> made and seeded once (and
+#      a data dir of its own); one node.
 #
 # Each repository folder is a symlink to one shared repository (`trove bench-seed-search`),
 # so the figures are for the per-repository work of a start, not for the size of any one
@@ -27,6 +32,18 @@ BENCH_DIR="${BENCH_DIR:-/tmp/trove-bench-coldstart}"
 PORT="${PORT:-18093}"
 DATA="$BENCH_DIR/data-$REPOS"
 URL="http://127.0.0.1:$PORT"
+PG_URL="${TROVE_BENCH_POSTGRES_URL:-}"
+if [[ -n "$PG_URL" ]]; then
+    command -v psql >/dev/null || { echo "psql not found (PATH=/usr/lib/postgresql/15/bin:\$PATH)" >&2; exit 1; }
+    DATA="$BENCH_DIR/data-pg-$REPOS"
+    PG_DB="trove_coldstart_$REPOS"
+    if [[ ! -f "$DATA/.seeded" ]]; then
+        psql -X -q "$PG_URL" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null
+        psql -X -q "$PG_URL" -c "CREATE DATABASE $PG_DB" >/dev/null
+    fi
+    # Seed and serve on it (the variable every trove command reads).
+    export TROVE_DATABASE="${PG_URL%/*}/$PG_DB"
+fi
 # shellcheck source=search/seeded.sh
 source "$ROOT/bench/search/seeded.sh"
 
@@ -46,7 +63,8 @@ trap stop_server EXIT
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 kib() { awk -v k="$1" '/^'"$1"':/ {print int($2 / 1024)}' "/proc/$SERVER_PID/status"; }
 
-# start BIN: serves DATA, waits for /healthz; sets HEALTHZ_MS, RSS_MIB, CHECKED_MS, PEAK_MIB
+# start BIN: serves DATA, waits for /healthz and /readyz; sets HEALTHZ_MS, RSS_MIB, READYZ_MS,
+# CHECKED_MS, PEAK_MIB
 start() {
     local bin=$1 log="$BENCH_DIR/server.log" t0 deadline
     t0=$(now_ms)
@@ -59,7 +77,12 @@ start() {
     done
     HEALTHZ_MS=$(( $(now_ms) - t0 ))
     RSS_MIB=$(kib VmRSS)
-    until grep -q "repositories checked\|repositories not checked" "$log"; do
+    until curl -fsS -o /dev/null "$URL/readyz" 2>/dev/null; do
+        (( $(now_ms) < deadline )) || { echo "no ready /readyz after 120 s" >&2; tail -n 5 "$log" >&2; exit 1; }
+        sleep 0.01
+    done
+    READYZ_MS=$(( $(now_ms) - t0 ))
+    until grep -q "repositories checked\|repositories not checked\|repository check abandoned" "$log"; do
         (( $(now_ms) < deadline )) || { echo "repositories not checked after 120 s" >&2; exit 1; }
         sleep 0.05
     done
@@ -77,13 +100,13 @@ measure() {
         stop_server
     fi
     start "$bin"
-    printf '| %s | %s | %d | %d | %d | %d | %s |\n' "$label" "$how" "$HEALTHZ_MS" "$RSS_MIB" \
-        "$CHECKED_MS" "$PEAK_MIB" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    printf '| %s | %s | %d | %d | %d | %d | %d | %s |\n' "$label" "$how" "$HEALTHZ_MS" "$RSS_MIB" \
+        "$READYZ_MS" "$CHECKED_MS" "$PEAK_MIB" "$(cut -d' ' -f1-3 /proc/loadavg)"
     stop_server
 }
 
-printf '\n| binary | after | to /healthz ms | RSS then MiB | to checked ms | peak RSS MiB | load |\n'
-printf '|---|---|---|---|---|---|---|\n'
+printf '\n| binary | after | to /healthz ms | RSS then MiB | to /readyz ms | to checked ms | peak RSS MiB | load |\n'
+printf '|---|---|---|---|---|---|---|---|\n'
 for _ in $(seq 1 "$ROUNDS"); do
     for how in clean crash; do
         [[ -n "$BASE_BIN" ]] && measure base "$BASE_BIN" "$how"
@@ -91,4 +114,4 @@ for _ in $(seq 1 "$ROUNDS"); do
     done
 done
 echo
-echo "repositories: $REPOS; binary: $(describe_binary "$BIN")${BASE_BIN:+; base: $(describe_binary "$BASE_BIN")}; nproc $(nproc)"
+echo "repositories: $REPOS on $([[ -n "$PG_URL" ]] && echo PostgreSQL || echo SQLite); binary: $(describe_binary "$BIN")${BASE_BIN:+; base: $(describe_binary "$BASE_BIN")}; nproc $(nproc)"

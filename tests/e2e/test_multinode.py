@@ -412,3 +412,85 @@ def test_sigterm_drains_a_node(cluster, a, hubs):
     # Its presence is withdrawn at once.
     presence = {l["holder"] for l in cluster_status(ha)["leases"] if l["name"].startswith("node:")}
     assert "node-d" not in presence
+
+
+# --------------------------------------------------------------------------------------------
+# The repository check after a crash, under the repo-check lease
+# --------------------------------------------------------------------------------------------
+
+
+def _psql(url: str, sql: str) -> None:
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql],
+                   check=True, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+def test_a_node_waits_for_the_repo_check_lease_then_takes_a_dead_checkers_check_over(tmp_path):
+    c = Cluster(tmp_path)
+    first = c.start_node("node-first")
+    h = Hub(first)
+    repo = h.create_repo("mn-check")
+    h.close()
+    git = tmp_path / "git"
+    locks = []
+    for folder in git.glob("*.git"):
+        lock = folder / "refs" / "heads" / "main.lock"
+        lock.write_bytes(b"")
+        locks.append(lock)
+    assert locks
+    first.proc.kill()
+    first.proc.wait(timeout=30)
+    running = git / ".running"
+    assert len(list(running.iterdir())) == 1
+    # A node that took the lease to check and died: the lease runs out in 8 s.
+    now_ms = int(time.time() * 1000)
+    _psql(first.database_url,
+          "INSERT INTO leases (name, holder, taken_at, expires_at) "
+          f"VALUES ('repo-check', 'ghost', {now_ms}, {now_ms + 8000})")
+
+    started = threading.Thread(target=c.start_node, args=("node-next",), daemon=True)
+    started.start()
+    log = tmp_path / "node-next" / "server.log"
+    deadline = time.monotonic() + 30
+    bound = None
+    while bound is None:
+        assert time.monotonic() < deadline, "node-next never bound its socket"
+        m = re.search(r"answering /healthz while starting.*?listen=([0-9.:]+)|listen=([0-9.:]+).*?answering /healthz while starting",
+                      log.read_text(errors="replace") if log.exists() else "")
+        if m:
+            bound = m.group(1) or m.group(2)
+        else:
+            time.sleep(0.1)
+    url = f"http://{bound}"
+    # While the dead checker's lease holds: alive, not ready, nothing served.
+    assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+    ready = httpx.get(f"{url}/readyz", timeout=10)
+    assert ready.status_code == 503, ready.text
+    refused = httpx.get(f"{url}/api/models/{repo}", timeout=10)
+    assert refused.status_code == 503, refused.text
+    assert refused.headers.get("x-error-message"), refused.headers
+    assert all(lock.exists() for lock in locks)
+
+    started.join(timeout=60)
+    assert not started.is_alive(), "node-next never served"
+    nxt = c.nodes[-1]
+    assert nxt.name == "node-next"
+    try:
+        text = nxt.log_path.read_text(errors="replace")
+        assert "waiting for another node's repository check" in text
+        deadline = time.monotonic() + 60
+        while "repositories checked" not in nxt.log_path.read_text(errors="replace"):
+            assert time.monotonic() < deadline, nxt.log_tail()
+            time.sleep(0.2)
+        assert not any(lock.exists() for lock in locks)
+        # Only its own marker is left: the dead node's went with the finished check.
+        assert len(list(running.iterdir())) == 1
+        assert httpx.get(f"{nxt.url}/readyz", timeout=10).status_code == 200
+        hn = Hub(nxt)
+        with httpx.Client(base_url=hn.url, timeout=120) as http:
+            r = http.post(f"/api/models/{repo}/commit/main",
+                          content=commit_body("after", {"after.txt": b"after\n"}),
+                          headers={**hn.auth(hn.token()), "content-type": "application/x-ndjson"})
+        assert r.status_code == 200, r.text
+        hn.close()
+    finally:
+        c.stop()

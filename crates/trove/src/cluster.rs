@@ -25,6 +25,15 @@ pub mod leases {
     pub const WEBHOOKS: &str = "webhooks";
     /// A garbage collection of the store (and putting back what a stopped one moved aside).
     pub const GC: &str = "gc";
+    /// On PostgreSQL, held by a starting node while it decides whether the repositories need
+    /// the check of a start after a crash, and by the node that checks them until its walk
+    /// ends (`repos::reconcile::claim`): no other node serves meanwhile.
+    pub const REPO_CHECK: &str = "repo-check";
+}
+
+/// [`LEASE_TTL`] in milliseconds, as the lease rows count it.
+pub(crate) fn ttl_ms() -> i64 {
+    i64::try_from(LEASE_TTL.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// This node.
@@ -226,7 +235,7 @@ pub struct LeaseHeld {
 }
 
 /// A spawned task aborted when this is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -11,7 +11,7 @@ use crate::signing::UrlSigner;
 use crate::throttle::AuthRuntime;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use trove_db::Db;
 use trove_store::Store;
@@ -213,6 +213,14 @@ pub struct RepoChecks {
     pub(crate) stripes: Vec<tokio::sync::Mutex<HashSet<i64>>>,
     /// What the checks found, until the walk reports it.
     pub(crate) found: std::sync::Mutex<Reconciled>,
+    /// On PostgreSQL, until when (unix ms) this node may still check: the `repo-check`
+    /// lease's last renewal plus its term, less one renewal period of margin. No check
+    /// starts after it, so that none runs once another node may have taken the lease over.
+    /// `i64::MAX` where no lease is needed (SQLite).
+    pub(crate) held_until_ms: AtomicI64,
+    /// Set once `held_until_ms` passed or the lease was found taken over: from then on this
+    /// process checks nothing, even if a late renewal answers.
+    pub(crate) lapsed: AtomicBool,
 }
 
 impl Default for RepoChecks {
@@ -221,6 +229,8 @@ impl Default for RepoChecks {
             pending: AtomicBool::new(false),
             stripes: (0..STRIPES).map(|_| Default::default()).collect(),
             found: Default::default(),
+            held_until_ms: AtomicI64::new(i64::MAX),
+            lapsed: AtomicBool::new(false),
         }
     }
 }
@@ -239,5 +249,33 @@ impl RepoChecks {
     /// Whether repositories still wait for their check.
     pub fn pending(&self) -> bool {
         self.pending.load(Ordering::Acquire)
+    }
+
+    /// Whether this process may still check a repository: always on SQLite; on PostgreSQL
+    /// while the `repo-check` lease is surely its own ([`RepoChecks::held_until_ms`]).
+    pub fn within_lease(&self) -> bool {
+        if self.lapsed.load(Ordering::Acquire) {
+            return false;
+        }
+        if crate::clock::now_ms() >= self.held_until_ms.load(Ordering::Acquire) {
+            self.lapsed.store(true, Ordering::Release);
+            return false;
+        }
+        true
+    }
+
+    /// Records a renewal of the `repo-check` lease, good until `until_ms` (already less the
+    /// margin). Returns `false`, recording nothing, once the lease has lapsed.
+    pub(crate) fn renewed(&self, until_ms: i64) -> bool {
+        if !self.within_lease() {
+            return false;
+        }
+        self.held_until_ms.store(until_ms, Ordering::Release);
+        true
+    }
+
+    /// This process checks nothing more (the lease was lost or given up).
+    pub(crate) fn lapse(&self) {
+        self.lapsed.store(true, Ordering::Release);
     }
 }

@@ -1,5 +1,7 @@
 //! `trove serve`: open the state, bootstrap the first admin, bind, serve until SIGTERM/SIGINT.
-//! A start after an unclean stop checks the repositories (`repos::reconcile`); `run` returns
+//! A start after an unclean stop checks the repositories (`repos::reconcile`; on PostgreSQL
+//! under the `repo-check` lease, the socket answering only `/healthz` until this node may
+//! serve: `NotYetServing`); `run` returns
 //! this process's running marker after a clean stop, for the caller to remove once the
 //! runtime has stopped.
 
@@ -61,51 +63,56 @@ pub async fn run(
     let state = AppState::new(config, db, store, signer)?;
     let node = state.context.node.clone();
     tracing::info!(node = node.id(), "cluster.node");
-    // Announced first: of two nodes starting together, at least one sees the other below.
-    crate::cluster::announce(&state.db, &node)
-        .await
-        .context("announcing this node in the database")?;
-    let others = crate::cluster::others_serving(&state.db, &node)
-        .await
-        .context("listing the other nodes")?;
-    // This process's mark, removed after a clean stop; those found here belong to
-    // processes that did not stop cleanly.
-    let left_behind = RunningMarker::left_behind(&repos_dir)
-        .with_context(|| format!("reading {}", repos_dir.display()))?;
-    let running = RunningMarker::create(&repos_dir, node.id())
-        .with_context(|| format!("marking {} as in use", repos_dir.display()))?;
     // The background check, when one runs.
     let mut check = None;
-    if !others.is_empty() {
-        tracing::info!(
-            nodes = others.join(","),
-            "repositories not checked: other nodes serve this hub (the last node to start alone checks them)"
-        );
-    } else if left_behind.is_empty() {
-        tracing::info!("repositories not checked: every process before this one stopped cleanly");
-    } else if state.db.backend() == trove_db::Backend::Sqlite {
-        // Before anything is served: what a request could trip over. The rest, repository
-        // by repository, in the background; a request to a repository not yet checked
-        // checks it first. Only when no other node serves the hub: their lock files,
-        // quarantines and staged creations are in flight, not left over.
-        reconcile::start(&state)
-            .await
-            .context("checking the repositories against the database")?;
-        let context = state.context.clone();
-        check = Some(tokio::spawn(async move {
-            match reconcile::check_all(&context).await {
-                Ok(done) => report_checked(&done, &left_behind),
-                Err(e) => tracing::error!(error = %e, "repositories not checked"),
+    // On PostgreSQL, what answers on the socket until this node serves: it may wait for
+    // another node's repository check first.
+    let mut waiting = None;
+    let listener = std::sync::Arc::new(listener);
+    let running = if state.db.backend() == trove_db::Backend::Postgres {
+        waiting = Some(NotYetServing::spawn(listener.clone()));
+        tracing::info!(listen = %bound, "answering /healthz while starting");
+        let claim = tokio::select! {
+            claim = reconcile::claim(&state, &repos_dir) => claim?,
+            () = shutdown_signal() => {
+                tracing::info!("stopped before serving");
+                let _ = db_handle.release_lease(crate::cluster::leases::REPO_CHECK, node.id()).await;
+                crate::cluster::withdraw(&db_handle, &node).await;
+                return Ok(None);
             }
-        }));
+        };
+        if !claim.others.is_empty() {
+            tracing::info!(
+                nodes = claim.others.join(","),
+                "repositories not checked: other nodes serve this hub (the next node to start alone checks them)"
+            );
+        } else if claim.left_behind.is_empty() {
+            tracing::info!(
+                "repositories not checked: every process before this one stopped cleanly"
+            );
+        }
+        if let Some(leased) = claim.check {
+            // As on SQLite below, but under the repo-check lease: the nodes starting
+            // meanwhile wait for it before they serve.
+            reconcile::start(&state)
+                .await
+                .context("checking the repositories against the database")?;
+            let context = state.context.clone();
+            check = Some(tokio::spawn(async move {
+                match leased.run(&context).await {
+                    Ok(done) => log_checked(&done),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "repository check abandoned: requests reach the repositories unchecked; \
+                         the running markers are kept, so the next node to start alone checks again"
+                    ),
+                }
+            }));
+        }
+        claim.running
     } else {
-        // PostgreSQL: a node starting now would not wait for this node's checks, so they
-        // all end before this node serves (and is counted as serving by the next node).
-        let done = reconcile::reconcile(&state)
-            .await
-            .context("checking the repositories against the database")?;
-        report_checked(&done, &left_behind);
-    }
+        start_sqlite(&state, &repos_dir, &mut check).await?
+    };
     // A garbage collection killed mid-sweep leaves recorded xorbs moved aside.
     let restored = crate::storage::gc::recover_trash_unless_running(&state)
         .await
@@ -128,6 +135,7 @@ pub async fn run(
         release_free_heap();
     });
     let git = state.git.clone();
+    let context = state.context.clone();
     let app = crate::app(state);
 
     // Absolute, so the printed `$(cat …)` line works from any directory.
@@ -155,6 +163,11 @@ pub async fn run(
     println!("Trove {} listening on {url}", env!("CARGO_PKG_VERSION"));
     tracing::info!(listen = %bound, public_url = %url, data_dir = %data_dir.display(), "trove started");
 
+    if let Some(waiting) = waiting {
+        waiting.stop().await;
+    }
+    let listener = std::sync::Arc::try_unwrap(listener)
+        .map_err(|_| anyhow::anyhow!("the socket is still in use by the start-up answers"))?;
     // Streamed answers (git packs, LFS objects) end with small writes; without TCP_NODELAY
     // Nagle's algorithm holds each of them back until the client's delayed ACK, ~40 ms a
     // response, which is most of the time of a small fetch.
@@ -207,7 +220,8 @@ pub async fn run(
     // terms now, not killed mid-write when the runtime stops.
     let clean = drained && git.wait_idle(shutdown_grace).await;
     // Hand the background work to the other nodes at once rather than when the leases
-    // expire.
+    // expire; a repository check first stops here, for good.
+    reconcile::stop_checking(&context).await;
     release_leases(&db_handle, node.id()).await;
     crate::cluster::withdraw(&db_handle, &node).await;
     if clean {
@@ -219,7 +233,7 @@ pub async fn run(
     }
 }
 
-fn report_checked(done: &reconcile::Reconciled, left_behind: &[std::path::PathBuf]) {
+fn log_checked(done: &reconcile::Reconciled) {
     tracing::info!(
         repos.reinitialised = done.reinitialised.len(),
         repos.unreadable = done.unreadable.len(),
@@ -228,19 +242,147 @@ fn report_checked(done: &reconcile::Reconciled, left_behind: &[std::path::PathBu
         leftovers = done.leftovers.len(),
         "repositories checked"
     );
-    // A failed check is tried again by the next start too.
-    if done.failed.is_empty() {
-        for marker in left_behind {
-            if let Err(e) = RunningMarker::remove_path(marker) {
-                tracing::warn!(path = %marker.display(), error = %e, "could not remove a running marker");
+}
+
+/// The start on SQLite (one serving process): announces this node, and when a process
+/// before it did not stop cleanly, checks the repositories — what a request could trip over
+/// before serving, the rest in the background (`check`). Returns this process's marker.
+async fn start_sqlite(
+    state: &AppState,
+    repos_dir: &Path,
+    check: &mut Option<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<RunningMarker> {
+    let node = &state.context.node;
+    crate::cluster::announce(&state.db, node)
+        .await
+        .context("announcing this node in the database")?;
+    // This process's mark, removed after a clean stop; those found here belong to
+    // processes that did not stop cleanly.
+    let left_behind = RunningMarker::left_behind(repos_dir)
+        .with_context(|| format!("reading {}", repos_dir.display()))?;
+    let running = RunningMarker::create(repos_dir, node.id())
+        .with_context(|| format!("marking {} as in use", repos_dir.display()))?;
+    if left_behind.is_empty() {
+        tracing::info!("repositories not checked: every process before this one stopped cleanly");
+        return Ok(running);
+    }
+    // Before anything is served: what a request could trip over. The rest, repository by
+    // repository, in the background; a request to a repository not yet checked checks it
+    // first.
+    reconcile::start(state)
+        .await
+        .context("checking the repositories against the database")?;
+    let context = state.context.clone();
+    *check = Some(tokio::spawn(async move {
+        match reconcile::check_all(&context).await {
+            Ok(done) => {
+                log_checked(&done);
+                // A failed check is tried again by the next start too.
+                if done.failed.is_empty() {
+                    RunningMarker::remove_all(&left_behind);
+                }
             }
+            Err(e) => tracing::error!(error = %e, "repositories not checked"),
+        }
+    }));
+    Ok(running)
+}
+
+/// What answers on the socket while a node on PostgreSQL starts, before it serves (it may
+/// wait for another node's repository check, `repos::reconcile::claim`): `/healthz` says
+/// the process is alive, `/readyz` that it is not ready, and every other request gets 503
+/// with the Hub's error headers — nothing reaches a repository.
+struct NotYetServing {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The bound socket, shared by [`NotYetServing`] and, once it has stopped, unwrapped for the
+/// server proper.
+struct SharedListener(std::sync::Arc<tokio::net::TcpListener>);
+
+impl axum::serve::Listener for SharedListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok(connection) => return connection,
+                // Out of file descriptors, or a connection reset before it was accepted:
+                // the next accept may work.
+                Err(e) => {
+                    tracing::debug!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+impl NotYetServing {
+    fn spawn(listener: std::sync::Arc<tokio::net::TcpListener>) -> NotYetServing {
+        use axum::routing::get;
+        let app = axum::Router::new()
+            .route("/healthz", get(crate::http::api::misc::healthz))
+            .route(
+                "/readyz",
+                get(|| async {
+                    (
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        [(axum::http::header::RETRY_AFTER, "5")],
+                        "not ready: starting",
+                    )
+                }),
+            )
+            .fallback(|| async {
+                crate::error::ApiError::Unavailable(
+                    "This node is starting (it may wait for the check of the repositories \
+                     after a crash); retry in a few seconds"
+                        .into(),
+                )
+            });
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(SharedListener(listener), app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "start-up answers stopped");
+            }
+        });
+        NotYetServing { stop, task }
+    }
+
+    /// Stops answering (a connection still open after a second is dropped) and gives the
+    /// socket back.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_secs(1), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+            let _ = task.await;
         }
     }
 }
 
 async fn release_leases(db: &trove_db::Db, node: &str) {
     use crate::cluster::leases;
-    for name in [leases::INDEX, leases::WEBHOOKS, leases::GC] {
+    for name in [
+        leases::INDEX,
+        leases::WEBHOOKS,
+        leases::GC,
+        leases::REPO_CHECK,
+    ] {
         if let Err(e) = db.release_lease(name, node).await {
             tracing::warn!(lease = name, error = %e, "cluster.lease_release_failed");
         }

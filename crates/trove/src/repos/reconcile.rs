@@ -16,10 +16,15 @@
 //!
 //! The walk reads the repositories a page at a time ([`trove_db::Db::repo_stamps_after`]),
 //! so its memory does not grow with the hub.
+//!
+//! On PostgreSQL several nodes share the repositories: every node starts through [`claim`],
+//! under the `repo-check` lease, and the one that checks keeps the lease for its walk
+//! ([`LeasedCheck::run`]), so that no other node serves while a walk may remove a lock file.
 
 use super::folders::{InitialCommit, init_repo, move_to_trash, staging_dir, system_signature};
 use crate::context::Context;
 pub use crate::context::Reconciled;
+use crate::context::RepoChecks;
 use crate::error::ApiResult;
 use futures_util::StreamExt;
 use std::io::Write;
@@ -185,12 +190,19 @@ fn repo_folder_ids(repos_dir: &Path) -> anyhow::Result<Vec<i64>> {
 /// repository not yet checked (a few at a time), then reports what all the checks since
 /// [`start`] found and lets requests through unchecked from then on — unless a check
 /// failed, in which case requests keep checking the repositories the walk could not.
+///
+/// On PostgreSQL the walk runs only while the `repo-check` lease is surely this node's
+/// ([`crate::context::RepoChecks::within_lease`]): once it is not, the walk stops with an
+/// error and leaves the rest unchecked ([`LeasedCheck::run`]).
 pub async fn check_all(state: &Context) -> anyhow::Result<Reconciled> {
     let checks = &state.repo_checks;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
     let mut after = 0;
     let mut failed = Vec::new();
     loop {
+        if !checks.within_lease() {
+            anyhow::bail!("the repo-check lease lapsed after repository {after}");
+        }
         let page = state.db.repo_stamps_after(after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.id;
@@ -206,17 +218,32 @@ pub async fn check_all(state: &Context) -> anyhow::Result<Reconciled> {
             }
         }
     }
+    // A repository skipped because the lease lapsed meanwhile was not checked.
+    if !checks.within_lease() {
+        anyhow::bail!("the repo-check lease lapsed before the walk's end");
+    }
     if failed.is_empty() {
-        checks.pending.store(false, Ordering::Release);
-        for stripe in &checks.stripes {
-            let mut checked = stripe.lock().await;
-            checked.clear();
-            checked.shrink_to_fit();
-        }
+        close(checks).await;
     }
     let mut found = std::mem::take(&mut *checks.found.lock().unwrap_or_else(|e| e.into_inner()));
     found.failed = failed;
     Ok(found)
+}
+
+/// Ends the checking in this process: waits for the checks under way (each holds its
+/// repository's stripe), then lets every request through unchecked. Taking every stripe
+/// first means that no check is still removing files of a repository that a request let
+/// through from now on may be writing to.
+async fn close(checks: &RepoChecks) {
+    let mut held = Vec::with_capacity(checks.stripes.len());
+    for stripe in &checks.stripes {
+        held.push(stripe.lock().await);
+    }
+    checks.pending.store(false, Ordering::Release);
+    for mut checked in held {
+        checked.clear();
+        checked.shrink_to_fit();
+    }
 }
 
 /// Checks repository `repo_id` unless it already was (or no check is under way): to be
@@ -246,7 +273,8 @@ async fn check(state: &Context, repo_id: i64, stamp: Option<RepoStamp>) -> anyho
         return Ok(());
     }
     let mut checked = checks.stripe(repo_id).lock().await;
-    if !checks.pending() || checked.contains(&repo_id) {
+    // Past the lease (PostgreSQL), another node may serve or check: nothing is checked.
+    if !checks.pending() || checked.contains(&repo_id) || !checks.within_lease() {
         return Ok(());
     }
     check_one(state, repo_id, stamp).await?;
@@ -333,6 +361,227 @@ async fn put_back(state: &Context, repo_id: i64, stamp: Option<RepoStamp>) -> an
     Ok(())
 }
 
+/// What a start on PostgreSQL settled, holding the `repo-check` lease ([`claim`]).
+pub struct Claim {
+    /// This process's running marker, written while the lease was held.
+    pub running: RunningMarker,
+    /// The markers of processes that did not stop cleanly (or of nodes serving now).
+    pub left_behind: Vec<PathBuf>,
+    /// The other nodes found serving, when markers were found: their lock files and
+    /// quarantines are in flight, so nothing is checked.
+    pub others: Vec<String>,
+    /// `Some` when this node checks the repositories: it holds the `repo-check` lease until
+    /// [`LeasedCheck::run`] ends.
+    pub check: Option<LeasedCheck>,
+}
+
+/// The check of a start after a crash on PostgreSQL, under the `repo-check` lease: renewed
+/// in the background from [`claim`] until [`LeasedCheck::run`] ends (or this is dropped).
+pub struct LeasedCheck {
+    left_behind: Vec<PathBuf>,
+    renewer: crate::cluster::AbortOnDrop,
+}
+
+/// How often a node waiting for the `repo-check` lease asks again.
+const CLAIM_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The start of a node on PostgreSQL, before it serves: waits while another node holds the
+/// `repo-check` lease (it decides, or checks the repositories after a crash), then takes it
+/// and, holding it, announces this node (its presence lease), reads the running markers,
+/// and writes its own. It checks (`check` is `Some`, the lease kept) only when markers were
+/// left behind and no other node serves; otherwise it releases the lease at once.
+///
+/// Every node takes the lease before it serves and announces itself while holding it, so
+/// the node that decides to check sees every node serving then, and no node starts serving
+/// until its walk is over (or its lease expired: the node died, and the next node to take
+/// the lease finds the markers still there and checks again).
+pub async fn claim(state: &Context, repos_dir: &Path) -> anyhow::Result<Claim> {
+    use crate::cluster::{self, leases::REPO_CHECK};
+    let (db, node) = (&state.db, &state.node);
+    let mut waited_since: Option<std::time::Instant> = None;
+    let mut told = std::time::Instant::now();
+    loop {
+        match db
+            .try_lease(
+                REPO_CHECK,
+                node.id(),
+                cluster::ttl_ms(),
+                crate::clock::now_ms(),
+            )
+            .await
+        {
+            Ok(true) => break,
+            Ok(false) => {
+                let first = waited_since.is_none();
+                let since = *waited_since.get_or_insert_with(std::time::Instant::now);
+                if first || told.elapsed() >= std::time::Duration::from_secs(30) {
+                    told = std::time::Instant::now();
+                    let holder = db
+                        .lease(REPO_CHECK, crate::clock::now_ms())
+                        .await
+                        .ok()
+                        .flatten()
+                        .map_or_else(|| "unknown".to_owned(), |l| l.holder);
+                    tracing::info!(
+                        holder,
+                        waited_secs = since.elapsed().as_secs(),
+                        "waiting for another node's repository check before serving"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(lease = REPO_CHECK, error = %e, "cluster.lease_failed"),
+        }
+        tokio::time::sleep(CLAIM_POLL).await;
+    }
+    if let Some(since) = waited_since {
+        tracing::info!(
+            waited_ms = since.elapsed().as_millis() as u64,
+            "repository check lease free"
+        );
+    }
+    let decided = async {
+        cluster::announce(db, node)
+            .await
+            .map_err(|e| anyhow::anyhow!("announcing this node in the database: {e}"))?;
+        let left_behind = RunningMarker::left_behind(repos_dir)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", repos_dir.display()))?;
+        let others = if left_behind.is_empty() {
+            Vec::new()
+        } else {
+            cluster::others_serving(db, node)
+                .await
+                .map_err(|e| anyhow::anyhow!("listing the other nodes: {e}"))?
+        };
+        let running = RunningMarker::create(repos_dir, node.id())
+            .map_err(|e| anyhow::anyhow!("marking {} as in use: {e}", repos_dir.display()))?;
+        anyhow::Ok((left_behind, others, running))
+    };
+    let (left_behind, others, running) = match decided.await {
+        Ok(decided) => decided,
+        Err(e) => {
+            let _ = db.release_lease(REPO_CHECK, node.id()).await;
+            return Err(e);
+        }
+    };
+    if left_behind.is_empty() || !others.is_empty() {
+        db.release_lease(REPO_CHECK, node.id()).await?;
+        return Ok(Claim {
+            running,
+            left_behind,
+            others,
+            check: None,
+        });
+    }
+    // This node checks. The lease is renewed now (reading the others took a few seconds) and
+    // from now on in the background; a renewal that finds it taken stops the checking.
+    let checks = state.repo_checks.clone();
+    let now = crate::clock::now_ms();
+    if !db
+        .try_lease(REPO_CHECK, node.id(), cluster::ttl_ms(), now)
+        .await?
+    {
+        anyhow::bail!("the repo-check lease was taken over while deciding");
+    }
+    checks
+        .held_until_ms
+        .store(held_until(now), Ordering::Release);
+    let renewer = {
+        let (db, node) = (db.clone(), node.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::cluster::LEASE_RENEW);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let now = crate::clock::now_ms();
+                match db
+                    .try_lease(REPO_CHECK, node.id(), cluster::ttl_ms(), now)
+                    .await
+                {
+                    Ok(true) => {
+                        if !checks.renewed(held_until(now)) {
+                            return;
+                        }
+                    }
+                    Ok(false) => {
+                        tracing::error!(
+                            lease = REPO_CHECK,
+                            "repo-check lease taken over: this node checks no repository from now on"
+                        );
+                        checks.lapse();
+                        return;
+                    }
+                    // No check starts once the last renewal is too old (`within_lease`).
+                    Err(e) => {
+                        tracing::warn!(lease = REPO_CHECK, error = %e, "cluster.lease_renew_failed")
+                    }
+                }
+            }
+        })
+    };
+    Ok(Claim {
+        running,
+        left_behind: left_behind.clone(),
+        others,
+        check: Some(LeasedCheck {
+            left_behind,
+            renewer: crate::cluster::AbortOnDrop(renewer),
+        }),
+    })
+}
+
+/// Until when a lease renewed at `now_ms` is surely still held: its term less one renewal
+/// period, so that a check never starts in the last moments before another node may take
+/// it over.
+fn held_until(now_ms: i64) -> i64 {
+    let margin = i64::try_from(crate::cluster::LEASE_RENEW.as_millis()).unwrap_or(i64::MAX);
+    now_ms.saturating_add(crate::cluster::ttl_ms().saturating_sub(margin))
+}
+
+impl LeasedCheck {
+    /// The walk ([`check_all`]) under the lease, [`start`] having run before serving. When
+    /// it checked every repository, the markers it answered for are removed and then the
+    /// lease released: the nodes waiting for it serve. When it did not (the lease lapsed, a
+    /// page could not be read, a repository's check failed), this node stops checking —
+    /// requests reach repositories unchecked, as on a node that found others serving, so
+    /// that no check here can ever remove a lock file of a write on another node — the
+    /// markers stay for the next start to check again, and the lease is released.
+    pub async fn run(self, state: &Context) -> anyhow::Result<Reconciled> {
+        use crate::cluster::leases::REPO_CHECK;
+        let checks = &state.repo_checks;
+        let walked = check_all(state).await;
+        let outcome = match walked {
+            Ok(done) if done.failed.is_empty() => {
+                RunningMarker::remove_all(&self.left_behind);
+                Ok(done)
+            }
+            Ok(done) => Err(anyhow::anyhow!(
+                "the check of {} repositories failed (see above)",
+                done.failed.len()
+            )),
+            Err(e) => Err(e),
+        };
+        if outcome.is_err() {
+            checks.lapse();
+            close(checks).await;
+        }
+        drop(self.renewer);
+        if let Err(e) = state.db.release_lease(REPO_CHECK, state.node.id()).await {
+            tracing::warn!(lease = REPO_CHECK, error = %e, "cluster.lease_release_failed");
+        }
+        outcome
+    }
+}
+
+/// Stops the checking in this process for good (a clean stop): once this returns no check
+/// runs, and the `repo-check` lease may be handed on.
+pub async fn stop_checking(state: &Context) {
+    let checks = &state.repo_checks;
+    checks.lapse();
+    if checks.pending() {
+        close(checks).await;
+    }
+}
+
 /// The file a serving process keeps in `<repos>/.running/` from before it serves until
 /// after it has stopped cleanly: one left behind means a process died (or was stopped
 /// with work cut short) and its repositories need the check.
@@ -383,6 +632,16 @@ impl RunningMarker {
     /// still write to a repository.
     pub fn remove(self) -> std::io::Result<()> {
         Self::remove_path(&self.path)
+    }
+
+    /// Removes the files [`RunningMarker::left_behind`] found, once the check they called
+    /// for is done (a failure is logged: the next start checks again).
+    pub fn remove_all(paths: &[PathBuf]) {
+        for marker in paths {
+            if let Err(e) = Self::remove_path(marker) {
+                tracing::warn!(path = %marker.display(), error = %e, "could not remove a running marker");
+            }
+        }
     }
 
     /// Removes a file [`RunningMarker::left_behind`] found, once the check it called for is

@@ -22,9 +22,10 @@ pub const PUBLIC_URL: &str = "http://127.0.0.1:9";
 pub struct TestApp {
     pub state: AppState,
     router: Router,
-    /// The first admin's write token, as `trove serve` creates it.
+    /// The first admin's write token, as `trove serve` creates it (empty for a second node
+    /// of a hub: [`TestApp::node`]).
     pub admin_token: String,
-    _data_dir: tempfile::TempDir,
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 impl TestApp {
@@ -64,7 +65,39 @@ impl TestApp {
             state,
             router,
             admin_token,
-            _data_dir: dir,
+            _data_dir: Some(dir),
+        }
+    }
+
+    /// A node of a hub on the database `db` and the data dir `data_dir` (kept by the
+    /// caller): two of them on one PostgreSQL database and one folder are two nodes. The
+    /// first node made on a database gets the admin's token.
+    pub async fn node(db: Db, data_dir: &std::path::Path) -> TestApp {
+        std::fs::create_dir_all(data_dir.join("repos")).expect("repos dir");
+        let store = LocalStore::open(data_dir.join("lfs")).await.expect("store");
+        let admin_token = trove::cli::admin::bootstrap_admin(&db, data_dir)
+            .await
+            .expect("bootstrap")
+            .unwrap_or_default();
+        let config = Config {
+            data_dir: data_dir.to_owned(),
+            public_url: Some(PUBLIC_URL.into()),
+            ..Config::default()
+        };
+        let state = AppState::with_hook_exe(
+            config,
+            db,
+            store,
+            UrlSigner::new(b"test key".to_vec()),
+            env!("CARGO_BIN_EXE_trove").into(),
+        )
+        .expect("state");
+        let router = trove::app(state.clone());
+        TestApp {
+            state,
+            router,
+            admin_token,
+            _data_dir: None,
         }
     }
 

@@ -13,6 +13,7 @@ mod limits;
 mod listing_cache;
 mod preview;
 mod recovery;
+mod recovery_cluster;
 mod spaces;
 mod storage;
 mod storage_gc;

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 use trove::repos::reconcile::{self, RunningMarker};
 
-async fn create(app: &TestApp, name: &str) -> i64 {
+pub(crate) async fn create(app: &TestApp, name: &str) -> i64 {
     let created = app
         .post("/api/repos/create")
         .token(&app.admin_token)
@@ -29,7 +29,7 @@ async fn create(app: &TestApp, name: &str) -> i64 {
         .id
 }
 
-async fn commit(app: &TestApp, name: &str, file: &str) -> StatusCode {
+pub(crate) async fn commit(app: &TestApp, name: &str, file: &str) -> StatusCode {
     let lines = [
         json!({"key": "header", "value": {"summary": "Add", "description": ""}}),
         json!({"key": "file", "value": {"path": file, "encoding": "base64", "content": "aGk="}}),
