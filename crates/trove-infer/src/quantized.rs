@@ -1,0 +1,713 @@
+//! GGUF models of the architectures candle-transformers runs quantized — `llama` (which
+//! covers Mistral's files), `qwen2`, `qwen3` — each architecture's hyperparameters and
+//! tensors checked against each other before candle sizes anything by them, the model
+//! loaded, and one generation's state.
+//!
+//! candle's model constructors trust the file: a head count of zero divides by zero, a
+//! context length sizes the rotary table, a tensor of the wrong shape fails only in the
+//! middle of a request. So every tensor a model reads is checked here for presence and
+//! shape, and the sizes candle allocates by are bounded, so that a bad file is a 400 naming
+//! what is wrong.
+
+use crate::text::Text;
+use crate::{ChatTemplate, InferError, Result, guarded};
+use candle_core::quantized::gguf_file::{self, Content, Value};
+use candle_core::{Device, Tensor};
+use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
+use std::sync::{Mutex, MutexGuard};
+
+/// The architectures run, for the refusal of the others.
+pub(crate) const SUPPORTED: &str = "llama (which covers Mistral's GGUF files), qwen2, qwen3";
+
+/// The longest context given to a `qwen2` or `qwen3` model: candle sizes its rotary table
+/// by the file's `context_length`, which a hostile file may make as large as it likes.
+pub(crate) const MAX_CONTEXT: usize = 32768;
+
+/// The largest head size accepted (real models use 64 to 256): the rotary table is
+/// `context × head size`.
+const MAX_HEAD_DIM: usize = 1024;
+
+/// A `general.architecture` run here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Arch {
+    Llama,
+    Qwen2,
+    Qwen3,
+}
+
+impl Arch {
+    pub(crate) fn of(name: &str) -> Option<Arch> {
+        match name {
+            "llama" => Some(Arch::Llama),
+            "qwen2" => Some(Arch::Qwen2),
+            "qwen3" => Some(Arch::Qwen3),
+            _ => None,
+        }
+    }
+
+    /// The architecture of a file's `general.architecture`, or why it is not run.
+    pub(crate) fn run(name: &str) -> Result<Arch> {
+        Arch::of(name).ok_or_else(|| {
+            InferError::Unsupported(format!(
+                "GGUF models of architecture `{name}` are not run by this hub (supported: \
+                 {SUPPORTED})"
+            ))
+        })
+    }
+
+    /// The prefix of its metadata keys.
+    fn name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+        }
+    }
+
+    /// Tensors every block has at least (the lower bound a `block_count` is checked by).
+    fn tensors_per_block(self) -> u64 {
+        match self {
+            Arch::Llama => 9,
+            Arch::Qwen2 => 12,
+            Arch::Qwen3 => 11,
+        }
+    }
+
+    /// Whether candle reads the token embeddings a second time for a file without
+    /// `output.weight` (a tied head), rather than sharing them.
+    pub(crate) fn copies_tied_head(name: &str) -> bool {
+        matches!(Arch::of(name), Some(Arch::Qwen2 | Arch::Qwen3))
+    }
+}
+
+/// What the checks found that the decoder needs.
+pub(crate) struct Shape {
+    pub(crate) arch: Arch,
+    /// Tokens a sequence may hold.
+    pub(crate) context: usize,
+}
+
+fn bad<T>(why: String) -> Result<T> {
+    Err(InferError::BadModel(format!("GGUF: {why}")))
+}
+
+pub(crate) fn gguf_u32(content: &Content, key: &str) -> Option<u32> {
+    content.metadata.get(key).and_then(|v| v.to_u32().ok())
+}
+
+fn gguf_f32(content: &Content, key: &str) -> Option<f32> {
+    content.metadata.get(key).and_then(|v| v.to_f32().ok())
+}
+
+/// Checks `content` (a file of `tensors` tensors whose header [`crate::gguf::inspect`]
+/// passed) as a model of `arch`, and bounds the context candle will size its
+/// rotary table by (rewriting `{arch}.context_length` when it is larger).
+pub(crate) fn check(content: &mut Content, tensors: u64, arch: Arch) -> Result<Shape> {
+    let p = arch.name();
+    let get = |key: &str| -> Result<usize> {
+        let key = format!("{p}.{key}");
+        gguf_u32(content, &key)
+            .map(|v| v as usize)
+            .ok_or_else(|| InferError::BadModel(format!("GGUF: no `{key}` (u32) in the metadata")))
+    };
+    let heads = get("attention.head_count")?;
+    let kv_heads = get("attention.head_count_kv")?;
+    let blocks = get("block_count")?;
+    let hidden = get("embedding_length")?;
+    let eps_key = format!("{p}.attention.layer_norm_rms_epsilon");
+    match gguf_f32(content, &eps_key) {
+        Some(eps) if eps.is_finite() && eps >= 0.0 => {}
+        Some(eps) => return bad(format!("`{eps_key}` is {eps}")),
+        None => return bad(format!("no `{eps_key}` (f32) in the metadata")),
+    }
+    let base_key = format!("{p}.rope.freq_base");
+    match gguf_f32(content, &base_key) {
+        Some(base) if base.is_finite() && base > 0.0 => {}
+        Some(base) => return bad(format!("`{base_key}` is {base}")),
+        // candle's qwen3 has no default.
+        None if arch == Arch::Qwen3 => {
+            return bad(format!("no `{base_key}` (f32) in the metadata"));
+        }
+        None => {}
+    }
+    if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+        return bad("attention.head_count_kv does not divide attention.head_count".into());
+    }
+    let head_dim = match arch {
+        // Qwen3's heads need not split the embedding: their size is its own key.
+        Arch::Qwen3 => {
+            let d = get("attention.key_length")?;
+            if let Some(v) = gguf_u32(content, &format!("{p}.attention.value_length"))
+                && v as usize != d
+            {
+                return bad("attention.value_length differs from attention.key_length".into());
+            }
+            d
+        }
+        Arch::Llama | Arch::Qwen2 => {
+            if hidden == 0 || !hidden.is_multiple_of(heads) {
+                return bad("attention.head_count does not divide embedding_length".into());
+            }
+            hidden / heads
+        }
+    };
+    if head_dim == 0 || head_dim > MAX_HEAD_DIM || !head_dim.is_multiple_of(2) {
+        return bad(format!(
+            "the head size {head_dim} is not an even number up to {MAX_HEAD_DIM}"
+        ));
+    }
+    if arch == Arch::Llama && get("rope.dimension_count")? != head_dim {
+        // candle rotates whole heads with a table of this size.
+        return bad("rope.dimension_count is not the head size".into());
+    }
+    let experts = match arch {
+        Arch::Llama => gguf_u32(content, "llama.expert_count").unwrap_or(0) as usize,
+        _ => 0,
+    };
+    if (blocks as u64).saturating_mul(arch.tensors_per_block()) > tensors
+        || (experts as u64).saturating_mul(3) > tensors
+    {
+        return bad("block_count or expert_count is larger than the tensors in the file".into());
+    }
+    if experts > 1 {
+        let used = gguf_u32(content, "llama.expert_used_count").unwrap_or(0) as usize;
+        if used == 0 || used > experts {
+            return bad(format!(
+                "llama.expert_used_count {used} is not between 1 and expert_count"
+            ));
+        }
+    }
+
+    let t = Tensors(content);
+    let vocab = match t.dims("token_embd.weight")? {
+        [vocab, h] if *h == hidden && *vocab > 0 => *vocab,
+        dims => {
+            return bad(format!(
+                "token_embd.weight is {dims:?}, not [vocabulary, embedding_length {hidden}]"
+            ));
+        }
+    };
+    t.expect("output_norm.weight", &[hidden])?;
+    if content.tensor_infos.contains_key("output.weight") {
+        t.expect("output.weight", &[vocab, hidden])?;
+    }
+    let (q, kv) = (heads * head_dim, kv_heads * head_dim);
+    for b in 0..blocks {
+        let n = |s: &str| format!("blk.{b}.{s}");
+        t.expect(&n("attn_norm.weight"), &[hidden])?;
+        t.expect(&n("ffn_norm.weight"), &[hidden])?;
+        t.expect(&n("attn_q.weight"), &[q, hidden])?;
+        t.expect(&n("attn_k.weight"), &[kv, hidden])?;
+        t.expect(&n("attn_v.weight"), &[kv, hidden])?;
+        t.expect(&n("attn_output.weight"), &[hidden, q])?;
+        match arch {
+            Arch::Qwen2 => {
+                t.expect(&n("attn_q.bias"), &[q])?;
+                t.expect(&n("attn_k.bias"), &[kv])?;
+                t.expect(&n("attn_v.bias"), &[kv])?;
+            }
+            Arch::Qwen3 => {
+                t.expect(&n("attn_q_norm.weight"), &[head_dim])?;
+                t.expect(&n("attn_k_norm.weight"), &[head_dim])?;
+            }
+            Arch::Llama => {}
+        }
+        if experts > 1 {
+            t.expect(&n("ffn_gate_inp.weight"), &[experts, hidden])?;
+            for e in 0..experts {
+                t.mlp(
+                    hidden,
+                    &n(&format!("ffn_gate.{e}.weight")),
+                    &n(&format!("ffn_up.{e}.weight")),
+                    &n(&format!("ffn_down.{e}.weight")),
+                )?;
+            }
+        } else {
+            t.mlp(
+                hidden,
+                &n("ffn_gate.weight"),
+                &n("ffn_up.weight"),
+                &n("ffn_down.weight"),
+            )?;
+        }
+    }
+
+    let context_key = format!("{p}.context_length");
+    let context = match arch {
+        Arch::Llama => gguf_u32(content, &context_key)
+            .map_or(quantized_llama::MAX_SEQ_LEN, |c| c as usize)
+            .min(quantized_llama::MAX_SEQ_LEN),
+        Arch::Qwen2 | Arch::Qwen3 => {
+            let context = get("context_length")?;
+            if context == 0 {
+                return bad(format!("`{context_key}` is 0"));
+            }
+            let bounded = context.min(MAX_CONTEXT);
+            content
+                .metadata
+                .insert(context_key, Value::U32(bounded as u32));
+            bounded
+        }
+    };
+    Ok(Shape { arch, context })
+}
+
+/// The tensor infos, looked up with errors that name the tensor.
+struct Tensors<'a>(&'a Content);
+
+impl Tensors<'_> {
+    fn dims(&self, name: &str) -> Result<&[usize]> {
+        match self.0.tensor_infos.get(name) {
+            Some(info) => Ok(info.shape.dims()),
+            None => bad(format!("no tensor {name}")),
+        }
+    }
+
+    fn expect(&self, name: &str, dims: &[usize]) -> Result<()> {
+        let got = self.dims(name)?;
+        if got != dims {
+            return bad(format!("{name} is {got:?}, not {dims:?}"));
+        }
+        Ok(())
+    }
+
+    /// A gated feed-forward block of any inner width.
+    fn mlp(&self, hidden: usize, gate: &str, up: &str, down: &str) -> Result<()> {
+        let inner = match self.dims(gate)? {
+            [inner, h] if *h == hidden && *inner > 0 => *inner,
+            got => return bad(format!("{gate} is {got:?}, not [inner, {hidden}]")),
+        };
+        self.expect(up, &[inner, hidden])?;
+        self.expect(down, &[hidden, inner])
+    }
+}
+
+/// A loaded GGUF model.
+pub(crate) enum QuantizedNet {
+    /// candle keeps the key/value cache inside the model: each generation runs on a clone
+    /// (the quantized weights are shared, not copied).
+    Llama(quantized_llama::ModelWeights),
+    /// candle's quantized Qwen2 cannot be cloned: generations take turns on the one model
+    /// (its cache restarts at position 0). With the default one request per model at a
+    /// time, nothing waits longer than it would anyway.
+    Qwen2(Mutex<quantized_qwen2::ModelWeights>),
+    Qwen3(quantized_qwen3::ModelWeights),
+}
+
+/// One generation's model (and so its key/value cache).
+pub(crate) enum QuantizedState<'a> {
+    Llama(Box<quantized_llama::ModelWeights>),
+    Qwen2(MutexGuard<'a, quantized_qwen2::ModelWeights>),
+    Qwen3(Box<quantized_qwen3::ModelWeights>),
+}
+
+impl QuantizedNet {
+    /// Loads the checked `content` from `reader`.
+    pub(crate) fn load<R: std::io::Read + std::io::Seek>(
+        arch: Arch,
+        content: Content,
+        reader: &mut R,
+        device: &Device,
+    ) -> Result<QuantizedNet> {
+        Ok(match arch {
+            Arch::Llama => QuantizedNet::Llama(guarded("GGUF Llama", || {
+                quantized_llama::ModelWeights::from_gguf(content, reader, device)
+            })?),
+            Arch::Qwen2 => QuantizedNet::Qwen2(Mutex::new(guarded("GGUF Qwen2", || {
+                quantized_qwen2::ModelWeights::from_gguf(content, reader, device)
+            })?)),
+            Arch::Qwen3 => QuantizedNet::Qwen3(guarded("GGUF Qwen3", || {
+                quantized_qwen3::ModelWeights::from_gguf(content, reader, device)
+            })?),
+        })
+    }
+
+    pub(crate) fn start(&self) -> QuantizedState<'_> {
+        match self {
+            // The first step runs at position 0, which starts the clone's cache afresh.
+            QuantizedNet::Llama(model) => QuantizedState::Llama(Box::new(model.clone())),
+            // A generation that panicked left nothing the next one reads: position 0
+            // replaces the cache.
+            QuantizedNet::Qwen2(model) => {
+                QuantizedState::Qwen2(model.lock().unwrap_or_else(|p| p.into_inner()))
+            }
+            QuantizedNet::Qwen3(model) => {
+                let mut model = model.clone();
+                model.clear_kv_cache();
+                QuantizedState::Qwen3(Box::new(model))
+            }
+        }
+    }
+}
+
+impl QuantizedState<'_> {
+    /// The next-token logits (`[vocab]`) after `ids`, which follow `position` tokens.
+    pub(crate) fn step(&mut self, ids: &[u32], position: usize, device: &Device) -> Result<Tensor> {
+        let x = Tensor::new(ids, device)?.unsqueeze(0)?;
+        Ok(match self {
+            QuantizedState::Llama(model) => model.forward(&x, position)?.squeeze(0)?,
+            QuantizedState::Qwen2(model) => model.forward(&x, position)?.squeeze(0)?,
+            QuantizedState::Qwen3(model) => model.forward(&x, position)?.squeeze(0)?,
+        })
+    }
+}
+
+/// The GGUF's own chat template (`tokenizer.chat_template`), with its BOS and EOS tokens,
+/// for a repository without `tokenizer_config.json`.
+pub(crate) fn gguf_template(content: &Content, text: &Text) -> Result<Option<ChatTemplate>> {
+    let Some(Ok(source)) = content
+        .metadata
+        .get("tokenizer.chat_template")
+        .map(gguf_file::Value::to_string)
+    else {
+        return Ok(None);
+    };
+    let token = |key: &str| {
+        gguf_u32(content, key)
+            .and_then(|id| text.id_to_token(id))
+            .unwrap_or_default()
+    };
+    let config = serde_json::json!({
+        "chat_template": source,
+        "bos_token": token("tokenizer.ggml.bos_token_id"),
+        "eos_token": token("tokenizer.ggml.eos_token_id"),
+    });
+    ChatTemplate::from_tokenizer_config(Some(&config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{GenerationParams, Model, ModelFiles};
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{DType, Device};
+
+    const TOKENIZER: &str = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+        "normalizer":null,"pre_tokenizer":{"type":"WhitespaceSplit"},"post_processor":null,
+        "decoder":null,"model":{"type":"WordLevel","vocab":{"<unk>":0,"a":1,"b":2},"unk_token":"<unk>"}}"#;
+
+    const HIDDEN: usize = 32;
+    const VOCAB: usize = 3;
+
+    /// A file's parts, to be broken by a test before [`Parts::write`].
+    struct Parts {
+        metadata: Vec<(String, Value)>,
+        tensors: Vec<(String, QTensor)>,
+    }
+
+    impl Parts {
+        /// A one-block model of `arch` written with candle's own writer: Q8_0 matrices, F32
+        /// norms and biases, a tied head for Qwen2. Qwen3's heads are 32 wide against an
+        /// embedding of 32 and two heads (its head size is its own key).
+        fn new(arch: &str) -> Parts {
+            let cpu = &Device::Cpu;
+            let (heads, kv_heads, inner) = (2usize, 1usize, 64usize);
+            let d = if arch == "qwen3" { 32 } else { HIDDEN / heads };
+            let matrix = |rows: usize, cols: usize, seed: f64| {
+                let t = Tensor::arange(0f32, (rows * cols) as f32, cpu)
+                    .and_then(|t| (t * seed)?.sin())
+                    .and_then(|t| t.reshape((rows, cols)))
+                    .expect("tensor");
+                QTensor::quantize(&t, GgmlDType::Q8_0).expect("quantized")
+            };
+            let vector = |n: usize, value: f64| {
+                let t = (Tensor::ones(n, DType::F32, cpu).expect("ones") * value).expect("scaled");
+                QTensor::quantize(&t, GgmlDType::F32).expect("f32")
+            };
+            let mut tensors: Vec<(String, QTensor)> = vec![
+                ("token_embd.weight".into(), matrix(VOCAB, HIDDEN, 0.37)),
+                ("output_norm.weight".into(), vector(HIDDEN, 1.0)),
+            ];
+            if arch != "qwen2" {
+                tensors.push(("output.weight".into(), matrix(VOCAB, HIDDEN, 0.11)));
+            }
+            for (name, rows, cols) in [
+                ("attn_q", heads * d, HIDDEN),
+                ("attn_k", kv_heads * d, HIDDEN),
+                ("attn_v", kv_heads * d, HIDDEN),
+                ("attn_output", HIDDEN, heads * d),
+                ("ffn_gate", inner, HIDDEN),
+                ("ffn_up", inner, HIDDEN),
+                ("ffn_down", HIDDEN, inner),
+            ] {
+                tensors.push((format!("blk.0.{name}.weight"), matrix(rows, cols, 0.05)));
+            }
+            tensors.push(("blk.0.attn_norm.weight".into(), vector(HIDDEN, 1.0)));
+            tensors.push(("blk.0.ffn_norm.weight".into(), vector(HIDDEN, 1.0)));
+            if arch == "qwen2" {
+                tensors.push(("blk.0.attn_q.bias".into(), vector(heads * d, 0.1)));
+                tensors.push(("blk.0.attn_k.bias".into(), vector(kv_heads * d, 0.2)));
+                tensors.push(("blk.0.attn_v.bias".into(), vector(kv_heads * d, 0.3)));
+            }
+            if arch == "qwen3" {
+                tensors.push(("blk.0.attn_q_norm.weight".into(), vector(d, 1.0)));
+                tensors.push(("blk.0.attn_k_norm.weight".into(), vector(d, 1.0)));
+            }
+            let u = Value::U32;
+            let mut metadata = vec![
+                (
+                    "general.architecture".to_owned(),
+                    Value::String(arch.into()),
+                ),
+                (format!("{arch}.attention.head_count"), u(heads as u32)),
+                (
+                    format!("{arch}.attention.head_count_kv"),
+                    u(kv_heads as u32),
+                ),
+                (format!("{arch}.block_count"), u(1)),
+                (format!("{arch}.embedding_length"), u(HIDDEN as u32)),
+                (format!("{arch}.rope.dimension_count"), u(d as u32)),
+                (format!("{arch}.rope.freq_base"), Value::F32(10000.0)),
+                (format!("{arch}.context_length"), u(16)),
+                (
+                    format!("{arch}.attention.layer_norm_rms_epsilon"),
+                    Value::F32(1e-5),
+                ),
+            ];
+            if arch == "qwen3" {
+                metadata.push(("qwen3.attention.key_length".into(), u(d as u32)));
+                metadata.push(("qwen3.attention.value_length".into(), u(d as u32)));
+            }
+            Parts { metadata, tensors }
+        }
+
+        fn set(mut self, key: &str, value: Option<Value>) -> Parts {
+            self.metadata.retain(|(k, _)| k != key);
+            if let Some(value) = value {
+                self.metadata.push((key.to_owned(), value));
+            }
+            self
+        }
+
+        fn replace(mut self, name: &str, tensor: Option<QTensor>) -> Parts {
+            self.tensors.retain(|(n, _)| n != name);
+            if let Some(tensor) = tensor {
+                self.tensors.push((name.to_owned(), tensor));
+            }
+            self
+        }
+
+        fn write(&self) -> Vec<u8> {
+            let mut out = std::io::Cursor::new(Vec::new());
+            let md: Vec<(&str, &Value)> =
+                self.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            let ts: Vec<(&str, &QTensor)> =
+                self.tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            gguf_file::write(&mut out, &md, &ts).expect("written");
+            out.into_inner()
+        }
+
+        /// What [`check`] makes of the file, after the header walk.
+        fn check(&self) -> Result<Shape> {
+            let bytes = self.write();
+            let facts = crate::gguf::inspect(&bytes, bytes.len() as u64)?.expect("complete");
+            let arch = Arch::run(&facts.architecture)?;
+            let mut content =
+                Content::read(&mut std::io::Cursor::new(&bytes)).expect("candle reads it");
+            check(&mut content, facts.tensors, arch)
+        }
+    }
+
+    fn load(bytes: Vec<u8>) -> Result<Model> {
+        let files = ModelFiles {
+            config: serde_json::json!({}),
+            tokenizer: TOKENIZER.as_bytes().to_vec(),
+            tokenizer_config: None,
+            st_modules: None,
+            st_pooling: None,
+            weights: Vec::new(),
+            gguf: Some(bytes),
+        };
+        Model::load(files, &Device::Cpu)
+    }
+
+    fn greedy(max_new_tokens: usize) -> GenerationParams {
+        GenerationParams {
+            max_new_tokens,
+            temperature: None,
+            top_k: None,
+            top_p: None,
+            do_sample: false,
+            seed: 1,
+            stop: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_tiny_model_of_each_architecture_generates_the_same_tokens_each_time() {
+        for arch in ["llama", "qwen2", "qwen3"] {
+            let Ok(Model::Decoder(decoder)) = load(Parts::new(arch).write()) else {
+                panic!("{arch}: a decoder");
+            };
+            let run = || {
+                decoder
+                    .generate("a b a", &greedy(5), true, &mut |_, _| true)
+                    .expect("generates")
+                    .token_ids
+            };
+            let first = run();
+            assert_eq!(first.len(), 5, "{arch}");
+            assert_eq!(run(), first, "{arch}: each generation starts afresh");
+            // Generations at once (Qwen2's take turns on one model) answer the same.
+            let together: Vec<Vec<u32>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..3).map(|_| s.spawn(run)).collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("joined"))
+                    .collect()
+            });
+            assert!(together.iter().all(|t| *t == first), "{arch}");
+            let too_long = decoder.generate(&"a ".repeat(20), &greedy(2), true, &mut |_, _| true);
+            assert!(
+                matches!(too_long, Err(InferError::BadInput(_))),
+                "{arch}: context_length 16"
+            );
+        }
+    }
+
+    #[test]
+    fn the_context_is_bounded_before_candle_sizes_its_rotary_table_by_it() {
+        for arch in ["qwen2", "qwen3"] {
+            let parts = Parts::new(arch).set(
+                &format!("{arch}.context_length"),
+                Some(Value::U32(u32::MAX)),
+            );
+            assert_eq!(parts.check().expect("valid").context, MAX_CONTEXT);
+            assert!(
+                load(parts.write()).is_ok(),
+                "{arch}: loads without 4G positions"
+            );
+        }
+        assert_eq!(Parts::new("qwen2").check().expect("valid").context, 16);
+    }
+
+    #[test]
+    fn bad_files_are_refused_naming_the_problem() {
+        let f32s = |n: usize| {
+            QTensor::quantize(
+                &Tensor::zeros(n, DType::F32, &Device::Cpu).expect("zeros"),
+                GgmlDType::F32,
+            )
+            .expect("f32")
+        };
+        let u = |v| Some(Value::U32(v));
+        let cases: Vec<(&str, Parts, &str)> = vec![
+            (
+                "a missing key",
+                Parts::new("qwen2").set("qwen2.attention.head_count", None),
+                "no `qwen2.attention.head_count` (u32)",
+            ),
+            (
+                "a key of another type",
+                Parts::new("qwen3").set("qwen3.block_count", Some(Value::U64(1))),
+                "no `qwen3.block_count` (u32)",
+            ),
+            (
+                "qwen3 without rope.freq_base",
+                Parts::new("qwen3").set("qwen3.rope.freq_base", None),
+                "no `qwen3.rope.freq_base`",
+            ),
+            (
+                "a NaN epsilon",
+                Parts::new("qwen2").set(
+                    "qwen2.attention.layer_norm_rms_epsilon",
+                    Some(Value::F32(f32::NAN)),
+                ),
+                "layer_norm_rms_epsilon` is NaN",
+            ),
+            (
+                "zero heads",
+                Parts::new("qwen2").set("qwen2.attention.head_count", u(0)),
+                "does not divide",
+            ),
+            (
+                "an absurd head size",
+                Parts::new("qwen3")
+                    .set("qwen3.attention.key_length", u(u32::MAX))
+                    .set("qwen3.attention.value_length", None),
+                "the head size 4294967295",
+            ),
+            (
+                "value_length unlike key_length",
+                Parts::new("qwen3").set("qwen3.attention.value_length", u(16)),
+                "value_length differs",
+            ),
+            (
+                "an absurd block count",
+                Parts::new("qwen2").set("qwen2.block_count", u(u32::MAX)),
+                "larger than the tensors",
+            ),
+            (
+                "a zero context",
+                Parts::new("qwen3").set("qwen3.context_length", u(0)),
+                "context_length` is 0",
+            ),
+            (
+                "a missing bias",
+                Parts::new("qwen2").replace("blk.0.attn_k.bias", None),
+                "no tensor blk.0.attn_k.bias",
+            ),
+            (
+                "a bias of the wrong size",
+                Parts::new("qwen2").replace("blk.0.attn_q.bias", Some(f32s(8))),
+                "blk.0.attn_q.bias is [8], not [32]",
+            ),
+            (
+                "a q norm of the wrong size",
+                Parts::new("qwen3").replace("blk.0.attn_q_norm.weight", Some(f32s(16))),
+                "blk.0.attn_q_norm.weight is [16], not [32]",
+            ),
+            (
+                "a norm of the wrong size",
+                Parts::new("llama").replace("blk.0.ffn_norm.weight", Some(f32s(31))),
+                "blk.0.ffn_norm.weight is [31], not [32]",
+            ),
+            (
+                "key_length unlike the tensors",
+                Parts::new("qwen3")
+                    .set("qwen3.attention.key_length", u(16))
+                    .set("qwen3.attention.value_length", u(16)),
+                "blk.0.attn_q.weight is [64, 32], not [32, 32]",
+            ),
+            (
+                "a llama rotary smaller than the head",
+                Parts::new("llama").set("llama.rope.dimension_count", u(8)),
+                "rope.dimension_count is not the head size",
+            ),
+        ];
+        for (what, parts, message) in cases {
+            let got = match parts.check() {
+                Err(InferError::BadModel(m)) => m,
+                other => panic!("{what}: not refused: {:?}", other.map(|s| s.context)),
+            };
+            assert!(got.contains(message), "{what}: {got}");
+            // And the whole load says the same, without a panic.
+            let err = load(parts.write()).err().expect("refused");
+            assert!(err.to_string().contains(message), "{what}: {err}");
+        }
+        let other =
+            Parts::new("qwen2").set("general.architecture", Some(Value::String("gemma3".into())));
+        match load(other.write()) {
+            Err(InferError::Unsupported(m)) => {
+                assert!(m.contains("`gemma3`") && m.contains("qwen2, qwen3"), "{m}")
+            }
+            other => panic!("not refused: {}", other.is_ok()),
+        }
+    }
+
+    #[test]
+    fn a_tied_qwen2_head_is_counted_twice_in_the_memory_estimate() {
+        let tied = Parts::new("qwen2").write();
+        let facts = crate::gguf::inspect(&tied, tied.len() as u64)
+            .expect("valid")
+            .expect("complete");
+        let untied = Parts::new("qwen2")
+            .set("general.architecture", Some(Value::String("llama".into())))
+            .write();
+        let llama = crate::gguf::inspect(&untied, untied.len() as u64)
+            .expect("valid")
+            .expect("complete");
+        // 3 × 32 values of Q8_0: 3 blocks of 34 bytes.
+        assert_eq!(facts.memory_bytes, llama.memory_bytes + 3 * 34);
+    }
+}
