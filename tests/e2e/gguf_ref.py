@@ -1,7 +1,7 @@
 """GGUF for test_inference_gguf.py, written here from the format's definition (no `gguf`
 package): the container (magic, version, metadata, tensor infos, aligned data), ggml's Q8_0
 quantization (blocks of 32 values: an f16 scale and 32 int8), and an independent numpy
-forward pass of GGUF Llama, Qwen2 and Qwen3 models as llama.cpp defines them — weights as
+forward pass of GGUF Llama, Qwen2, Qwen3 and Phi-3 models as llama.cpp defines them — weights as
 the file stores them (dequantized), each architecture's rotary embedding, biases and norms
 (`gguf_logits`), and each quantized matrix product taken on activations rounded to Q8_0
 first, as ggml's Q8_0 kernels do.
@@ -101,7 +101,9 @@ def gguf_logits(hp: dict, t: dict, ids: list[int]) -> np.ndarray:
     - qwen2: q, k and v have biases; rotary on the two halves of each head (GPT-NeoX style);
     - qwen3: no biases; each head of q and k RMS-normed (`attn_q_norm`/`attn_k_norm`, over the
       head) before the rotary (halves); the head size its own key, so q is `heads × head_dim`
-      wide and `attn_output` maps that back to the embedding width.
+      wide and `attn_output` maps that back to the embedding width;
+    - phi3: q, k and v from one fused `attn_qkv` (in that order), the feed-forward's gate and
+      up from one fused `ffn_up` (gate first); rotary on halves.
 
     A file without `output.weight` ties the head to `token_embd.weight`."""
     arch = hp.get("arch", "llama")
@@ -121,6 +123,10 @@ def gguf_logits(hp: dict, t: dict, ids: list[int]) -> np.ndarray:
         return out
 
     def proj(y, p, which, width):
+        if arch == "phi3":
+            qkv = qmm(y, f"{p}attn_qkv.weight")
+            start = {"q": 0, "k": heads * d, "v": (heads + kvh) * d}[which]
+            return qkv[:, start:start + width * d].reshape(n, width, d).transpose(1, 0, 2)
         out = qmm(y, f"{p}attn_{which}.weight")
         if arch == "qwen2":
             out = out + t[f"{p}attn_{which}.bias"]
@@ -141,8 +147,11 @@ def gguf_logits(hp: dict, t: dict, ids: list[int]) -> np.ndarray:
         att /= att.sum(-1, keepdims=True)
         x = x + qmm((att @ v).transpose(1, 0, 2).reshape(n, heads * d), p + "attn_output.weight")
         y = _rms(x, t[p + "ffn_norm.weight"], eps)
-        gate = qmm(y, p + "ffn_gate.weight")
-        x = x + qmm(gate / (1 + np.exp(-gate)) * qmm(y, p + "ffn_up.weight"), p + "ffn_down.weight")
+        if arch == "phi3":
+            gate, up = np.split(qmm(y, p + "ffn_up.weight"), 2, axis=-1)
+        else:
+            gate, up = qmm(y, p + "ffn_gate.weight"), qmm(y, p + "ffn_up.weight")
+        x = x + qmm(gate / (1 + np.exp(-gate)) * up, p + "ffn_down.weight")
     x = _rms(x, t["output_norm.weight"], eps)
     return qmm(x[-1:], "output.weight" if "output.weight" in t else "token_embd.weight")[0]
 

@@ -25,11 +25,11 @@ CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m.role }}|> {{ m.co
 
 
 def tiny_gguf(vocab: int, rng: np.random.Generator, *, arch="llama", hidden=64, layers=2, heads=4,
-              kv_heads=2, head_dim=None, inter=128, tied=False, drop=(), template=CHAT_TEMPLATE
-              ) -> tuple[bytes, dict, dict]:
-    """A GGUF model of `arch` (llama, qwen2, qwen3) with Q8_0 matrices (token embeddings and
+              kv_heads=2, head_dim=None, inter=128, tied=False, drop=(), extra=(),
+              template=CHAT_TEMPLATE) -> tuple[bytes, dict, dict]:
+    """A GGUF model of `arch` (llama, qwen2, qwen3, phi3) with Q8_0 matrices (token embeddings and
     head included) and F32 norms and biases; `tied` leaves out `output.weight`, `drop` leaves
-    out the tensors named."""
+    out the tensors named, `extra` adds tensors."""
     d = head_dim or hidden // heads
     hp = {"arch": arch, "hidden": hidden, "layers": layers, "heads": heads, "kv_heads": kv_heads,
           "head_dim": d, "eps": 1e-5, "rope_base": 10000.0}
@@ -43,6 +43,14 @@ def tiny_gguf(vocab: int, rng: np.random.Generator, *, arch="llama", hidden=64, 
         tensors.append(("output.weight", Q8_0, w(vocab, hidden, s=1.0)))
     for l in range(layers):
         p = f"blk.{l}."
+        if arch == "phi3":
+            tensors += [(p + "attn_norm.weight", F32, 1 + w(hidden, s=0.1)),
+                        (p + "attn_qkv.weight", Q8_0, w((heads + 2 * kv_heads) * d, hidden)),
+                        (p + "attn_output.weight", Q8_0, w(hidden, heads * d)),
+                        (p + "ffn_norm.weight", F32, 1 + w(hidden, s=0.1)),
+                        (p + "ffn_up.weight", Q8_0, w(2 * inter, hidden)),
+                        (p + "ffn_down.weight", Q8_0, w(hidden, inter))]
+            continue
         tensors += [(p + "attn_norm.weight", F32, 1 + w(hidden, s=0.1)),
                     (p + "attn_q.weight", Q8_0, w(heads * d, hidden)),
                     (p + "attn_k.weight", Q8_0, w(kv_heads * d, hidden)),
@@ -58,7 +66,7 @@ def tiny_gguf(vocab: int, rng: np.random.Generator, *, arch="llama", hidden=64, 
         if arch == "qwen3":
             tensors += [(p + "attn_q_norm.weight", F32, 1 + w(d, s=0.1)),
                         (p + "attn_k_norm.weight", F32, 1 + w(d, s=0.1))]
-    tensors = [t for t in tensors if t[0] not in drop]
+    tensors = [t for t in tensors if t[0] not in drop] + list(extra)
     metadata = [("general.architecture", "str", arch), ("general.name", "str", "tiny"),
                 (f"{arch}.context_length", "u32", 128), (f"{arch}.embedding_length", "u32", hidden),
                 (f"{arch}.block_count", "u32", layers), (f"{arch}.feed_forward_length", "u32", inter),
@@ -186,8 +194,8 @@ def test_broken_gguf_files_are_refused_with_a_400(trove, gguf_models):
 
 
 # ---------------------------------------------------------------------------------------------
-# Other architectures: Qwen2 (q/k/v biases, a tied head) and Qwen3 (q/k norms, a head size of
-# its own key)
+# Other architectures: Qwen2 (q/k/v biases, a tied head), Qwen3 (q/k norms, a head size of
+# its own key) and Phi-3 (fused qkv and gate/up)
 # ---------------------------------------------------------------------------------------------
 
 # A ChatML-like template without a BOS token, as Qwen's; this one comes from
@@ -198,6 +206,7 @@ QWEN_TEMPLATE = ("{% for m in messages %}<|{{ m.role }}|> {{ m.content }} {% end
 ARCHS = {
     "qwen2": {"arch": "qwen2", "tied": True},
     "qwen3": {"arch": "qwen3", "head_dim": 32, "template": None},
+    "phi3": {"arch": "phi3"},
 }
 
 
@@ -232,6 +241,8 @@ def arch_models(trove, tmp_path_factory):
                     "no tensor blk.1.attn_k.bias"),
         "q-norm-shape": (tiny_gguf(vocab, rng, arch="qwen3", head_dim=32, drop=("blk.0.attn_q_norm.weight",))[0],
                          "no tensor blk.0.attn_q_norm.weight"),
+        "phi3-long-rope": (tiny_gguf(vocab, rng, arch="phi3", extra=[("rope_factors_long.weight", F32, np.ones(8))])[0],
+                           "LongRoPE factors"),
         "other-arch": (tiny_gguf(vocab, rng, arch="gemma3")[0],
                        "architecture `gemma3` are not run by this hub (supported: llama"),
     }

@@ -1,4 +1,4 @@
-//! Decoders (Llama/Mistral, Qwen2, GPT-2; GGUF Llama, Qwen2, Qwen3): text generation, greedy or sampled with a seed,
+//! Decoders (Llama/Mistral, Qwen2, GPT-2; GGUF Llama, Qwen2, Qwen3, Phi-3): text generation, greedy or sampled with a seed,
 //! token by token (each new piece of text handed to the caller as it is decoded, for
 //! streaming).
 

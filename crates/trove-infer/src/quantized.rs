@@ -1,5 +1,5 @@
 //! GGUF models of the architectures candle-transformers runs quantized — `llama` (which
-//! covers Mistral's files), `qwen2`, `qwen3` — each architecture's hyperparameters and
+//! covers Mistral's files), `qwen2`, `qwen3`, `phi3` — each architecture's hyperparameters and
 //! tensors checked against each other before candle sizes anything by them, the model
 //! loaded, and one generation's state.
 //!
@@ -13,15 +13,21 @@ use crate::text::Text;
 use crate::{ChatTemplate, InferError, Result, guarded};
 use candle_core::quantized::gguf_file::{self, Content, Value};
 use candle_core::{Device, Tensor};
-use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
+use candle_transformers::models::{
+    quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3,
+};
 use std::sync::{Mutex, MutexGuard};
 
 /// The architectures run, for the refusal of the others.
-pub(crate) const SUPPORTED: &str = "llama (which covers Mistral's GGUF files), qwen2, qwen3";
+pub(crate) const SUPPORTED: &str = "llama (which covers Mistral's GGUF files), qwen2, qwen3, phi3";
 
 /// The longest context given to a `qwen2` or `qwen3` model: candle sizes its rotary table
 /// by the file's `context_length`, which a hostile file may make as large as it likes.
 pub(crate) const MAX_CONTEXT: usize = 32768;
+
+/// The longest context given to a `phi3` model: candle allocates each generation's
+/// key/value cache for the whole context on its first token.
+pub(crate) const MAX_PHI3_CONTEXT: usize = 4096;
 
 /// The largest head size accepted (real models use 64 to 256): the rotary table is
 /// `context × head size`.
@@ -33,6 +39,7 @@ pub(crate) enum Arch {
     Llama,
     Qwen2,
     Qwen3,
+    Phi3,
 }
 
 impl Arch {
@@ -41,6 +48,7 @@ impl Arch {
             "llama" => Some(Arch::Llama),
             "qwen2" => Some(Arch::Qwen2),
             "qwen3" => Some(Arch::Qwen3),
+            "phi3" => Some(Arch::Phi3),
             _ => None,
         }
     }
@@ -61,6 +69,7 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Phi3 => "phi3",
         }
     }
 
@@ -70,6 +79,7 @@ impl Arch {
             Arch::Llama => 9,
             Arch::Qwen2 => 12,
             Arch::Qwen3 => 11,
+            Arch::Phi3 => 6,
         }
     }
 
@@ -122,6 +132,13 @@ pub(crate) fn check(content: &mut Content, tensors: u64, arch: Arch) -> Result<S
     }
     let base_key = format!("{p}.rope.freq_base");
     match gguf_f32(content, &base_key) {
+        // candle's Phi-3 rotates at base 10,000 whatever the file says.
+        Some(base) if arch == Arch::Phi3 && base != 10000.0 => {
+            return Err(InferError::Unsupported(format!(
+                "GGUF: `{base_key}` is {base}; candle's Phi-3, which this hub runs, rotates \
+                 at base 10000 only"
+            )));
+        }
         Some(base) if base.is_finite() && base > 0.0 => {}
         Some(base) => return bad(format!("`{base_key}` is {base}")),
         // candle's qwen3 has no default.
@@ -129,6 +146,17 @@ pub(crate) fn check(content: &mut Content, tensors: u64, arch: Arch) -> Result<S
             return bad(format!("no `{base_key}` (f32) in the metadata"));
         }
         None => {}
+    }
+    if arch == Arch::Phi3
+        && ["rope_factors_long.weight", "rope_factors_short.weight"]
+            .iter()
+            .any(|t| content.tensor_infos.contains_key(*t))
+    {
+        return Err(InferError::Unsupported(
+            "GGUF: phi3 files with LongRoPE factors (rope_factors_long/short: Phi-3-128k, \
+             Phi-3.5) are not run by this hub: candle's Phi-3 does not apply them"
+                .into(),
+        ));
     }
     if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
         return bad("attention.head_count_kv does not divide attention.head_count".into());
@@ -144,7 +172,7 @@ pub(crate) fn check(content: &mut Content, tensors: u64, arch: Arch) -> Result<S
             }
             d
         }
-        Arch::Llama | Arch::Qwen2 => {
+        Arch::Llama | Arch::Qwen2 | Arch::Phi3 => {
             if hidden == 0 || !hidden.is_multiple_of(heads) {
                 return bad("attention.head_count does not divide embedding_length".into());
             }
@@ -156,7 +184,7 @@ pub(crate) fn check(content: &mut Content, tensors: u64, arch: Arch) -> Result<S
             "the head size {head_dim} is not an even number up to {MAX_HEAD_DIM}"
         ));
     }
-    if arch == Arch::Llama && get("rope.dimension_count")? != head_dim {
+    if matches!(arch, Arch::Llama | Arch::Phi3) && get("rope.dimension_count")? != head_dim {
         // candle rotates whole heads with a table of this size.
         return bad("rope.dimension_count is not the head size".into());
     }
@@ -188,14 +216,30 @@ pub(crate) fn check(content: &mut Content, tensors: u64, arch: Arch) -> Result<S
         }
     };
     t.expect("output_norm.weight", &[hidden])?;
-    if content.tensor_infos.contains_key("output.weight") {
+    // candle's Phi-3 has no tied head.
+    if arch == Arch::Phi3 || content.tensor_infos.contains_key("output.weight") {
         t.expect("output.weight", &[vocab, hidden])?;
     }
     let (q, kv) = (heads * head_dim, kv_heads * head_dim);
+    // Phi-3's feed-forward is one fused gate-and-up matrix split at this width.
+    let phi3_inner = match arch {
+        Arch::Phi3 => match get("feed_forward_length")? {
+            0 => return bad("phi3.feed_forward_length is 0".into()),
+            inner => inner,
+        },
+        _ => 0,
+    };
     for b in 0..blocks {
         let n = |s: &str| format!("blk.{b}.{s}");
         t.expect(&n("attn_norm.weight"), &[hidden])?;
         t.expect(&n("ffn_norm.weight"), &[hidden])?;
+        if arch == Arch::Phi3 {
+            t.expect(&n("attn_qkv.weight"), &[q + 2 * kv, hidden])?;
+            t.expect(&n("attn_output.weight"), &[hidden, q])?;
+            t.expect(&n("ffn_up.weight"), &[2 * phi3_inner, hidden])?;
+            t.expect(&n("ffn_down.weight"), &[hidden, phi3_inner])?;
+            continue;
+        }
         t.expect(&n("attn_q.weight"), &[q, hidden])?;
         t.expect(&n("attn_k.weight"), &[kv, hidden])?;
         t.expect(&n("attn_v.weight"), &[kv, hidden])?;
@@ -210,7 +254,7 @@ pub(crate) fn check(content: &mut Content, tensors: u64, arch: Arch) -> Result<S
                 t.expect(&n("attn_q_norm.weight"), &[head_dim])?;
                 t.expect(&n("attn_k_norm.weight"), &[head_dim])?;
             }
-            Arch::Llama => {}
+            Arch::Llama | Arch::Phi3 => {}
         }
         if experts > 1 {
             t.expect(&n("ffn_gate_inp.weight"), &[experts, hidden])?;
@@ -237,12 +281,16 @@ pub(crate) fn check(content: &mut Content, tensors: u64, arch: Arch) -> Result<S
         Arch::Llama => gguf_u32(content, &context_key)
             .map_or(quantized_llama::MAX_SEQ_LEN, |c| c as usize)
             .min(quantized_llama::MAX_SEQ_LEN),
-        Arch::Qwen2 | Arch::Qwen3 => {
+        Arch::Qwen2 | Arch::Qwen3 | Arch::Phi3 => {
             let context = get("context_length")?;
             if context == 0 {
                 return bad(format!("`{context_key}` is 0"));
             }
-            let bounded = context.min(MAX_CONTEXT);
+            let most = match arch {
+                Arch::Phi3 => MAX_PHI3_CONTEXT,
+                _ => MAX_CONTEXT,
+            };
+            let bounded = context.min(most);
             content
                 .metadata
                 .insert(context_key, Value::U32(bounded as u32));
@@ -292,6 +340,7 @@ pub(crate) enum QuantizedNet {
     /// time, nothing waits longer than it would anyway.
     Qwen2(Mutex<quantized_qwen2::ModelWeights>),
     Qwen3(quantized_qwen3::ModelWeights),
+    Phi3(quantized_phi3::ModelWeights),
 }
 
 /// One generation's model (and so its key/value cache).
@@ -299,6 +348,7 @@ pub(crate) enum QuantizedState<'a> {
     Llama(Box<quantized_llama::ModelWeights>),
     Qwen2(MutexGuard<'a, quantized_qwen2::ModelWeights>),
     Qwen3(Box<quantized_qwen3::ModelWeights>),
+    Phi3(Box<quantized_phi3::ModelWeights>),
 }
 
 impl QuantizedNet {
@@ -319,6 +369,10 @@ impl QuantizedNet {
             Arch::Qwen3 => QuantizedNet::Qwen3(guarded("GGUF Qwen3", || {
                 quantized_qwen3::ModelWeights::from_gguf(content, reader, device)
             })?),
+            // Without flash attention (a CUDA kernel this build does not have).
+            Arch::Phi3 => QuantizedNet::Phi3(guarded("GGUF Phi-3", || {
+                quantized_phi3::ModelWeights::from_gguf(false, content, reader, device)
+            })?),
         })
     }
 
@@ -326,6 +380,7 @@ impl QuantizedNet {
         match self {
             // The first step runs at position 0, which starts the clone's cache afresh.
             QuantizedNet::Llama(model) => QuantizedState::Llama(Box::new(model.clone())),
+            QuantizedNet::Phi3(model) => QuantizedState::Phi3(Box::new(model.clone())),
             // A generation that panicked left nothing the next one reads: position 0
             // replaces the cache.
             QuantizedNet::Qwen2(model) => {
@@ -348,6 +403,7 @@ impl QuantizedState<'_> {
             QuantizedState::Llama(model) => model.forward(&x, position)?.squeeze(0)?,
             QuantizedState::Qwen2(model) => model.forward(&x, position)?.squeeze(0)?,
             QuantizedState::Qwen3(model) => model.forward(&x, position)?.squeeze(0)?,
+            QuantizedState::Phi3(model) => model.forward(&x, position)?.squeeze(0)?,
         })
     }
 }
@@ -421,15 +477,25 @@ mod tests {
             if arch != "qwen2" {
                 tensors.push(("output.weight".into(), matrix(VOCAB, HIDDEN, 0.11)));
             }
-            for (name, rows, cols) in [
-                ("attn_q", heads * d, HIDDEN),
-                ("attn_k", kv_heads * d, HIDDEN),
-                ("attn_v", kv_heads * d, HIDDEN),
-                ("attn_output", HIDDEN, heads * d),
-                ("ffn_gate", inner, HIDDEN),
-                ("ffn_up", inner, HIDDEN),
-                ("ffn_down", HIDDEN, inner),
-            ] {
+            let matrices = if arch == "phi3" {
+                vec![
+                    ("attn_qkv", (heads + 2 * kv_heads) * d, HIDDEN),
+                    ("attn_output", HIDDEN, heads * d),
+                    ("ffn_up", 2 * inner, HIDDEN),
+                    ("ffn_down", HIDDEN, inner),
+                ]
+            } else {
+                vec![
+                    ("attn_q", heads * d, HIDDEN),
+                    ("attn_k", kv_heads * d, HIDDEN),
+                    ("attn_v", kv_heads * d, HIDDEN),
+                    ("attn_output", HIDDEN, heads * d),
+                    ("ffn_gate", inner, HIDDEN),
+                    ("ffn_up", inner, HIDDEN),
+                    ("ffn_down", HIDDEN, inner),
+                ]
+            };
+            for (name, rows, cols) in matrices {
                 tensors.push((format!("blk.0.{name}.weight"), matrix(rows, cols, 0.05)));
             }
             tensors.push(("blk.0.attn_norm.weight".into(), vector(HIDDEN, 1.0)));
@@ -459,6 +525,7 @@ mod tests {
                 (format!("{arch}.rope.dimension_count"), u(d as u32)),
                 (format!("{arch}.rope.freq_base"), Value::F32(10000.0)),
                 (format!("{arch}.context_length"), u(16)),
+                (format!("{arch}.feed_forward_length"), u(inner as u32)),
                 (
                     format!("{arch}.attention.layer_norm_rms_epsilon"),
                     Value::F32(1e-5),
@@ -535,7 +602,7 @@ mod tests {
 
     #[test]
     fn a_tiny_model_of_each_architecture_generates_the_same_tokens_each_time() {
-        for arch in ["llama", "qwen2", "qwen3"] {
+        for arch in ["llama", "qwen2", "qwen3", "phi3"] {
             let Ok(Model::Decoder(decoder)) = load(Parts::new(arch).write()) else {
                 panic!("{arch}: a decoder");
             };
@@ -567,12 +634,16 @@ mod tests {
 
     #[test]
     fn the_context_is_bounded_before_candle_sizes_its_rotary_table_by_it() {
-        for arch in ["qwen2", "qwen3"] {
+        for (arch, most) in [
+            ("qwen2", MAX_CONTEXT),
+            ("qwen3", MAX_CONTEXT),
+            ("phi3", MAX_PHI3_CONTEXT),
+        ] {
             let parts = Parts::new(arch).set(
                 &format!("{arch}.context_length"),
                 Some(Value::U32(u32::MAX)),
             );
-            assert_eq!(parts.check().expect("valid").context, MAX_CONTEXT);
+            assert_eq!(parts.check().expect("valid").context, most);
             assert!(
                 load(parts.write()).is_ok(),
                 "{arch}: loads without 4G positions"
@@ -670,6 +741,21 @@ mod tests {
                 "blk.0.attn_q.weight is [64, 32], not [32, 32]",
             ),
             (
+                "a phi3 qkv of the wrong size",
+                Parts::new("phi3").set("phi3.attention.head_count_kv", u(2)),
+                "blk.0.attn_qkv.weight is [64, 32], not [96, 32]",
+            ),
+            (
+                "a phi3 feed-forward narrower than the file's",
+                Parts::new("phi3").set("phi3.feed_forward_length", u(32)),
+                "blk.0.ffn_up.weight is [128, 32], not [64, 32]",
+            ),
+            (
+                "a phi3 without its head",
+                Parts::new("phi3").replace("output.weight", None),
+                "no tensor output.weight",
+            ),
+            (
                 "a llama rotary smaller than the head",
                 Parts::new("llama").set("llama.rope.dimension_count", u(8)),
                 "rope.dimension_count is not the head size",
@@ -685,11 +771,37 @@ mod tests {
             let err = load(parts.write()).err().expect("refused");
             assert!(err.to_string().contains(message), "{what}: {err}");
         }
+        // What candle's Phi-3 would silently compute otherwise.
+        let ones = QTensor::quantize(
+            &Tensor::ones(8, DType::F32, &Device::Cpu).expect("ones"),
+            GgmlDType::F32,
+        )
+        .expect("f32");
+        for (what, parts, message) in [
+            (
+                "another rotary base",
+                Parts::new("phi3").set("phi3.rope.freq_base", Some(Value::F32(500000.0))),
+                "base 10000 only",
+            ),
+            (
+                "LongRoPE factors",
+                Parts::new("phi3").replace("rope_factors_long.weight", Some(ones)),
+                "LongRoPE factors",
+            ),
+        ] {
+            match load(parts.write()) {
+                Err(InferError::Unsupported(m)) => assert!(m.contains(message), "{what}: {m}"),
+                other => panic!("{what}: not refused: {}", other.is_ok()),
+            }
+        }
         let other =
             Parts::new("qwen2").set("general.architecture", Some(Value::String("gemma3".into())));
         match load(other.write()) {
             Err(InferError::Unsupported(m)) => {
-                assert!(m.contains("`gemma3`") && m.contains("qwen2, qwen3"), "{m}")
+                assert!(
+                    m.contains("`gemma3`") && m.contains("qwen2, qwen3, phi3"),
+                    "{m}"
+                )
             }
             other => panic!("not refused: {}", other.is_ok()),
         }
