@@ -26,10 +26,10 @@ CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m.role }}|> {{ m.co
 
 def tiny_gguf(vocab: int, rng: np.random.Generator, *, arch="llama", hidden=64, layers=2, heads=4,
               kv_heads=2, head_dim=None, inter=128, tied=False, drop=(), extra=(),
-              template=CHAT_TEMPLATE) -> tuple[bytes, dict, dict]:
+              template=CHAT_TEMPLATE, eos=2) -> tuple[bytes, dict, dict]:
     """A GGUF model of `arch` (llama, qwen2, qwen3, phi3) with Q8_0 matrices (token embeddings and
     head included) and F32 norms and biases; `tied` leaves out `output.weight`, `drop` leaves
-    out the tensors named, `extra` adds tensors."""
+    out the tensors named, `extra` adds tensors; `eos=None` leaves out the EOS id."""
     d = head_dim or hidden // heads
     hp = {"arch": arch, "hidden": hidden, "layers": layers, "heads": heads, "kv_heads": kv_heads,
           "head_dim": d, "eps": 1e-5, "rope_base": 10000.0}
@@ -73,7 +73,9 @@ def tiny_gguf(vocab: int, rng: np.random.Generator, *, arch="llama", hidden=64, 
                 (f"{arch}.attention.head_count", "u32", heads), (f"{arch}.attention.head_count_kv", "u32", kv_heads),
                 (f"{arch}.rope.dimension_count", "u32", d), (f"{arch}.rope.freq_base", "f32", hp["rope_base"]),
                 (f"{arch}.attention.layer_norm_rms_epsilon", "f32", hp["eps"]),
-                ("tokenizer.ggml.bos_token_id", "u32", 1), ("tokenizer.ggml.eos_token_id", "u32", 2)]
+                ("tokenizer.ggml.bos_token_id", "u32", 1)]
+    if eos is not None:
+        metadata.append(("tokenizer.ggml.eos_token_id", "u32", eos))
     if arch == "qwen3":
         metadata += [("qwen3.attention.key_length", "u32", d), ("qwen3.attention.value_length", "u32", d)]
     if template:
