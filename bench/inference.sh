@@ -9,7 +9,8 @@
 # Env: CARGO_TARGET_DIR   as for cargo (default ./target)
 #      TROVE_BIN          measure this trove binary instead of building one
 #      TROVE_BENCH_ROWS   the rows to measure, comma-separated (default all): tiny-encoder,
-#                         minilm-shaped, tiny-decoder, decoder-100m
+#                         minilm-shaped, tiny-decoder, decoder-100m; or `gguf` alone: GGUF
+#                         Llama, Qwen2 and Qwen3 models of the same shapes side by side
 #      TROVE_BENCH_BATCH  sentences per request in the encoders' batched rows (default 32)
 #      TROVE_BENCH_CLIENTS clients sending single sentences at once in the encoders'
 #                         concurrent rows (default 8; onnxruntime's and numpy's figures there

@@ -22,6 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
 import test_inference as ti  # noqa: E402  (the builders and the numpy reference)
+import test_inference_gguf as tg  # noqa: E402  (the GGUF builder)
+from gguf_ref import gguf_greedy  # noqa: E402
 from inference_onnx import bert_embedder, llama_generator  # noqa: E402
 from huggingface_hub import HfApi, InferenceClient  # noqa: E402
 
@@ -183,7 +185,48 @@ def decoder_case(api, url, token, work, label, new_tokens, **shape):
     return [(label, params, "tokens/s", hub, ort, ref)]
 
 
+GGUF_ARCHS = {"llama": {}, "qwen2": {"arch": "qwen2"}, "qwen3": {"arch": "qwen3"}, "phi3": {"arch": "phi3"}}
+
+
+def gguf_case(api, url, token, work, label, new_tokens, rounds=5, **shape):
+    """Generated tokens/s of GGUF models of each architecture run here, of the same shape
+    (Q8_0 matrices), through the hub: the rounds interleave the architectures so that the
+    machine's load falls on all alike; min/median/max over the rounds and each median's
+    ratio to Llama's. Each model's first tokens are first checked against the numpy
+    reference. No EOS token, so that every generation is `new_tokens` long."""
+    tok = ti.llama_tokenizer()
+    ids = tok.encode("the cat").ids
+    clients, params = {}, {}
+    for arch, kw in GGUF_ARCHS.items():
+        data, values, hp = tg.tiny_gguf(tok.get_vocab_size(), np.random.default_rng(3), eos=None, **kw,
+                                         **shape)
+        params[arch] = sum(v.size for v in values.values())
+        folder = work / f"{label}-{arch}"
+        folder.mkdir()
+        (folder / "README.md").write_text("---\npipeline_tag: text-generation\n---\n")
+        (folder / "model-Q8_0.gguf").write_bytes(data)
+        (folder / "tokenizer.json").write_text(tok.to_str())
+        client = InferenceClient(model=f"{url}/models/{upload(api, folder, f'{label}-{arch}')}", token=token)
+        out = client.text_generation("the cat", max_new_tokens=3, details=True)  # load
+        want, _ = gguf_greedy(hp, values, ids, 3, eos=-1)
+        assert [t.id for t in out.details.tokens] == want, f"{arch}: the hub computes what numpy does"
+        clients[arch] = client
+    rates = {arch: [] for arch in clients}
+    for _ in range(rounds):
+        for arch, client in clients.items():
+            start = time.perf_counter()
+            out = client.text_generation("the cat", max_new_tokens=new_tokens, details=True)
+            rates[arch].append(len(out.details.tokens) / (time.perf_counter() - start))
+    rows = []
+    for arch, r in rates.items():
+        r = sorted(r)
+        rows.append((f"{label} {arch}", params[arch], min(r), r[len(r) // 2], max(r)))
+    return rows
+
+
 def main() -> None:
+    if os.environ.get("TROVE_BENCH_ROWS") == "gguf":
+        return gguf_main()
     url, token, work = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     api = HfApi(endpoint=url, token=token)
     cases = {
@@ -215,6 +258,22 @@ def main() -> None:
               f"{min(cpus) * 1000:.2f}/{statistics.median(cpus) * 1000:.2f}/{max(cpus) * 1000:.2f}; "
               f"load average after each round {' '.join(loads)}")
     print(json.dumps([dict(zip(("model", "params", "unit", "hub", "onnxruntime", "numpy"), r)) for r in rows]))
+
+
+def gguf_main() -> None:
+    """TROVE_BENCH_ROWS=gguf: GGUF architectures side by side (tokens/s, 32 new tokens, HTTP
+    round trip and prompt included)."""
+    url, token, work = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    api = HfApi(endpoint=url, token=token)
+    rows = []
+    for label, shape in (("gguf-tiny", {}),
+                         # ~25M parameters: 512 hidden, 8 layers, 8 heads (4 for k/v), 1408 inner.
+                         ("gguf-25m", {"hidden": 512, "layers": 8, "heads": 8, "kv_heads": 4, "inter": 1408})):
+        rows += gguf_case(api, url, token, work, label, 32, **shape)
+    print(f"{'model':<18}{'params':>12}  {'tokens/s min':>13}{'median':>9}{'max':>9}{'/ llama':>9}")
+    llama = {label.split()[0]: med for label, _, _, med, _ in rows if label.endswith(" llama")}
+    for label, params, lo, med, hi in rows:
+        print(f"{label:<18}{params:>12,}  {lo:>13.1f}{med:>9.1f}{hi:>9.1f}{med / llama[label.split()[0]]:>9.2f}")
 
 
 if __name__ == "__main__":

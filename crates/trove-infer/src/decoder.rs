@@ -1,9 +1,10 @@
-//! Decoders (Llama/Mistral, Qwen2, GPT-2): text generation, greedy or sampled with a seed,
+//! Decoders (Llama/Mistral, Qwen2, GPT-2; GGUF Llama, Qwen2, Qwen3, Phi-3): text generation, greedy or sampled with a seed,
 //! token by token (each new piece of text handed to the caller as it is decoded, for
 //! streaming).
 
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::gpt2::{Gpt2, Gpt2Cache, Gpt2Config};
+use crate::quantized::{self, QuantizedNet, QuantizedState};
 use crate::text::{Text, special_token};
 use crate::{InferError, ModelFiles, Result, gguf, guarded, load_weights};
 use candle_core::quantized::gguf_file;
@@ -11,7 +12,6 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use candle_transformers::models::llama::{Cache, Config, Llama, LlamaConfig};
-use candle_transformers::models::quantized_llama;
 use candle_transformers::models::qwen2;
 use serde_json::Value;
 
@@ -45,20 +45,20 @@ enum Net {
     /// clone (the weights are shared, not copied).
     Qwen2(qwen2::ModelForCausalLM),
     Gpt2(Gpt2),
-    /// A GGUF Llama: candle keeps its key/value cache inside the model too.
-    Quantized(quantized_llama::ModelWeights),
+    /// A GGUF model (`quantized.rs`).
+    Quantized(QuantizedNet),
 }
 
 /// One generation's key/value cache.
-enum State {
+enum State<'a> {
     Llama(Cache),
     Qwen2(Box<qwen2::ModelForCausalLM>),
     Gpt2(Gpt2Cache),
-    Quantized(Box<quantized_llama::ModelWeights>),
+    Quantized(QuantizedState<'a>),
 }
 
 impl Net {
-    fn start(&self, device: &Device) -> Result<State> {
+    fn start(&self, device: &Device) -> Result<State<'_>> {
         Ok(match self {
             Net::Llama { config, .. } => {
                 State::Llama(Cache::new(true, DType::F32, config, device)?)
@@ -69,15 +69,14 @@ impl Net {
                 State::Qwen2(Box::new(model))
             }
             Net::Gpt2(model) => State::Gpt2(model.cache()),
-            // The first step runs at position 0, which starts the clone's cache afresh.
-            Net::Quantized(model) => State::Quantized(Box::new(model.clone())),
+            Net::Quantized(model) => State::Quantized(model.start()),
         })
     }
 
     /// The next-token logits (`[vocab]`) after `ids`, which follow `position` tokens.
     fn step(
         &self,
-        state: &mut State,
+        state: &mut State<'_>,
         ids: &[u32],
         position: usize,
         device: &Device,
@@ -92,10 +91,7 @@ impl Net {
                 Ok(model.forward(&x, position)?.squeeze(0)?.squeeze(0)?)
             }
             (Net::Gpt2(model), State::Gpt2(cache)) => model.forward(ids, position, cache),
-            (Net::Quantized(_), State::Quantized(model)) => {
-                let x = Tensor::new(ids, device)?.unsqueeze(0)?;
-                Ok(model.forward(&x, position)?.squeeze(0)?)
-            }
+            (Net::Quantized(_), State::Quantized(model)) => model.step(ids, position, device),
             _ => Err(InferError::Runtime("a cache of another model".into())),
         }
     }
@@ -248,39 +244,31 @@ impl Decoder {
         })
     }
 
-    /// Loads a GGUF Llama-family model (candle-transformers' `quantized_llama`: the weight
-    /// matrices stay quantized, the token embeddings are dequantized) from the file's bytes,
-    /// with the repository's `tokenizer.json`.
+    /// Loads a GGUF model (`quantized.rs`: the weight matrices stay quantized, the token
+    /// embeddings are dequantized) from the file's bytes, with the repository's
+    /// `tokenizer.json`.
     pub(crate) fn load_gguf(files: ModelFiles, gguf: Vec<u8>, device: &Device) -> Result<Decoder> {
         let facts = gguf::inspect(&gguf, gguf.len() as u64)?
             .ok_or_else(|| InferError::BadModel("GGUF: the file ends inside its header".into()))?;
-        if facts.architecture != "llama" {
-            return Err(InferError::Unsupported(format!(
-                "GGUF models of architecture `{}` are not run by this hub (supported: llama, \
-                 which covers Mistral's GGUF files)",
-                facts.architecture
-            )));
-        }
+        let arch = quantized::Arch::run(&facts.architecture)?;
         let mut reader = std::io::Cursor::new(gguf.as_slice());
-        let content = gguf_file::Content::read(&mut reader)
+        let mut content = gguf_file::Content::read(&mut reader)
             .map_err(|e| InferError::BadModel(format!("GGUF: {e}")))?;
-        let shape = check_llama_gguf(&content, facts.tensors)?;
+        let shape = quantized::check(&mut content, facts.tensors, arch)?;
         let text = Text::load(&files.tokenizer)?;
         let template = match ChatTemplate::from_tokenizer_config(files.tokenizer_config.as_ref())? {
             Some(t) => Some(t),
-            None => gguf_template(&content, &text)?,
+            None => quantized::gguf_template(&content, &text)?,
         };
         let eos = eos_ids(
             &files,
             &text,
-            gguf_u32(&content, "tokenizer.ggml.eos_token_id"),
+            quantized::gguf_u32(&content, "tokenizer.ggml.eos_token_id"),
         );
-        let model = guarded("GGUF Llama", || {
-            quantized_llama::ModelWeights::from_gguf(content, &mut reader, device)
-        })?;
+        let net = QuantizedNet::load(shape.arch, content, &mut reader, device)?;
         drop(gguf);
         Ok(Decoder {
-            net: Net::Quantized(model),
+            net: Net::Quantized(net),
             text,
             eos,
             template,
@@ -394,91 +382,6 @@ fn eos_ids(files: &ModelFiles, text: &Text, gguf: Option<u32>) -> Vec<u32> {
         }
     }
     eos
-}
-
-/// A GGUF Llama's shape, as far as the hub checks it.
-struct GgufShape {
-    /// Tokens a sequence may hold: `llama.context_length`, at most candle's rotary table.
-    context: usize,
-}
-
-fn gguf_u32(content: &gguf_file::Content, key: &str) -> Option<u32> {
-    content.metadata.get(key).and_then(|v| v.to_u32().ok())
-}
-
-/// The hyperparameters candle's `quantized_llama` sizes its allocations by, checked against
-/// each other and the tensors the file really has, so that a hostile file is refused rather
-/// than allowed to ask for terabytes or divide by zero.
-fn check_llama_gguf(content: &gguf_file::Content, tensors: u64) -> Result<GgufShape> {
-    let get = |key: &str| -> Result<usize> {
-        gguf_u32(content, key)
-            .map(|v| v as usize)
-            .ok_or_else(|| InferError::BadModel(format!("GGUF: no `{key}` in the metadata")))
-    };
-    let heads = get("llama.attention.head_count")?;
-    let kv_heads = get("llama.attention.head_count_kv")?;
-    let blocks = get("llama.block_count")?;
-    let hidden = get("llama.embedding_length")?;
-    let rope = get("llama.rope.dimension_count")?;
-    if content
-        .metadata
-        .get("llama.attention.layer_norm_rms_epsilon")
-        .and_then(|v| v.to_f32().ok())
-        .is_none()
-    {
-        return Err(InferError::BadModel(
-            "GGUF: no `llama.attention.layer_norm_rms_epsilon` in the metadata".into(),
-        ));
-    }
-    let experts = gguf_u32(content, "llama.expert_count").unwrap_or(0) as u64;
-    let wrong = |why: &str| Err(InferError::BadModel(format!("GGUF: {why}")));
-    if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
-        return wrong("attention.head_count_kv does not divide attention.head_count");
-    }
-    if hidden == 0 || !hidden.is_multiple_of(heads) {
-        return wrong("attention.head_count does not divide embedding_length");
-    }
-    let head_dim = hidden / heads;
-    if rope == 0 || rope > head_dim || !rope.is_multiple_of(2) {
-        return wrong("rope.dimension_count is not an even number up to the head size");
-    }
-    // Each block has at least nine tensors (q, k, v, output, gate, up, down, two norms);
-    // each expert three.
-    if (blocks as u64).saturating_mul(9) > tensors || experts.saturating_mul(3) > tensors {
-        return wrong("block_count or expert_count is larger than the tensors in the file");
-    }
-    match content.tensor_infos.get("token_embd.weight") {
-        Some(info) if info.shape.dims().len() == 2 && info.shape.dims()[1] == hidden => {}
-        Some(_) => return wrong("token_embd.weight is not [vocabulary, embedding_length]"),
-        None => return wrong("no token_embd.weight tensor"),
-    }
-    let context = gguf_u32(content, "llama.context_length")
-        .map_or(quantized_llama::MAX_SEQ_LEN, |c| c as usize)
-        .min(quantized_llama::MAX_SEQ_LEN);
-    Ok(GgufShape { context })
-}
-
-/// The GGUF's own chat template (`tokenizer.chat_template`), with its BOS and EOS tokens,
-/// for a repository without `tokenizer_config.json`.
-fn gguf_template(content: &gguf_file::Content, text: &Text) -> Result<Option<ChatTemplate>> {
-    let Some(Ok(source)) = content
-        .metadata
-        .get("tokenizer.chat_template")
-        .map(|v| v.to_string())
-    else {
-        return Ok(None);
-    };
-    let token = |key: &str| {
-        gguf_u32(content, key)
-            .and_then(|id| text.id_to_token(id))
-            .unwrap_or_default()
-    };
-    let config = serde_json::json!({
-        "chat_template": source,
-        "bos_token": token("tokenizer.ggml.bos_token_id"),
-        "eos_token": token("tokenizer.ggml.eos_token_id"),
-    });
-    ChatTemplate::from_tokenizer_config(Some(&config))
 }
 
 fn sampling(params: &GenerationParams) -> Sampling {

@@ -38,7 +38,9 @@ pub struct GgufFacts {
     /// Bytes of the header, padding included: where the tensor data starts.
     pub data_offset: u64,
     /// Bytes the weights take once loaded: the tensors as stored, plus the token embeddings
-    /// dequantized to f32 (candle looks them up as a plain tensor).
+    /// dequantized to f32 (candle looks them up as a plain tensor), plus, for a `qwen2` or
+    /// `qwen3` file without `output.weight`, the token embeddings as stored once more (candle
+    /// reads them again for the tied head).
     pub memory_bytes: u64,
 }
 
@@ -206,6 +208,8 @@ impl Reader<'_> {
         }
         let data_offset = (self.at as u64).div_ceil(alignment) * alignment;
         let mut memory_bytes: u64 = 0;
+        let tied_copy = crate::quantized::Arch::copies_tied_head(&architecture)
+            && !infos.iter().any(|(name, ..)| name == "output.weight");
         for (name, elements, offset, bytes) in infos {
             let end = data_offset
                 .checked_add(offset)
@@ -218,6 +222,9 @@ impl Reader<'_> {
             memory_bytes = memory_bytes.saturating_add(bytes);
             if name == "token_embd.weight" {
                 memory_bytes = memory_bytes.saturating_add(elements.saturating_mul(4));
+                if tied_copy {
+                    memory_bytes = memory_bytes.saturating_add(bytes);
+                }
             }
         }
         Ok(GgufFacts {

@@ -1,7 +1,7 @@
 //! In-process model inference for the models a hub hosts: BERT-family encoders (BERT,
 //! DistilBERT, RoBERTa: embeddings with sentence-transformers pooling, sequence and token
-//! classification, masked-token prediction) and decoders (Llama/Mistral, Qwen2, GPT-2: text
-//! generation, chat with the repository's template), on candle.
+//! classification, masked-token prediction) and decoders (Llama/Mistral, Qwen2, GPT-2, and
+//! GGUF Llama, Qwen2, Qwen3, Phi-3: text generation, chat with the repository's template), on candle.
 //!
 //! The crate knows model files, not repositories: the caller hands it the bytes of
 //! `config.json`, `tokenizer.json`, the safetensors files and the optional side files, and
@@ -14,6 +14,7 @@ mod encoder;
 mod entities;
 mod gguf;
 mod gpt2;
+mod quantized;
 mod text;
 
 /// The device type models are loaded on, so callers need not depend on candle.
