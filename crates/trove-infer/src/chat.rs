@@ -1,8 +1,8 @@
 //! Chat templates: the Jinja template a repository ships in `tokenizer_config.json`,
 //! rendered with minijinja (and its Python-compatible string methods) into a prompt.
 
+use crate::error::{InferError, Result};
 use crate::text::special_token;
-use crate::{InferError, Result};
 use serde::Serialize;
 use serde_json::Value;
 

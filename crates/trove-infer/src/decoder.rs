@@ -3,10 +3,12 @@
 //! streaming).
 
 use crate::chat::{ChatMessage, ChatTemplate};
+use crate::error::{InferError, Result};
+use crate::files::{ModelFiles, guarded, load_weights};
+use crate::gguf;
 use crate::gpt2::{Gpt2, Gpt2Cache, Gpt2Config};
 use crate::quantized::{self, QuantizedNet, QuantizedState};
 use crate::text::{Text, special_token};
-use crate::{InferError, ModelFiles, Result, gguf, guarded, load_weights};
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -250,7 +252,7 @@ impl Decoder {
     pub(crate) fn load_gguf(files: ModelFiles, gguf: Vec<u8>, device: &Device) -> Result<Decoder> {
         let facts = gguf::inspect(&gguf, gguf.len() as u64)?
             .ok_or_else(|| InferError::BadModel("GGUF: the file ends inside its header".into()))?;
-        let arch = quantized::Arch::run(&facts.architecture)?;
+        let arch = crate::arch::Arch::run(&facts.architecture)?;
         let mut reader = std::io::Cursor::new(gguf.as_slice());
         let mut content = gguf_file::Content::read(&mut reader)
             .map_err(|e| InferError::BadModel(format!("GGUF: {e}")))?;

@@ -3,8 +3,9 @@
 //! classification, token classification and masked-token prediction.
 
 use crate::bert::{Bert, activate};
+use crate::error::{InferError, Result};
+use crate::files::{ModelFiles, architectures, guarded, load_weights};
 use crate::text::{Encoded, Text, special_token};
-use crate::{InferError, ModelFiles, Result, architectures, guarded, load_weights};
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder, layer_norm, linear};
 use candle_transformers::models::bert::{Config, HiddenAct};

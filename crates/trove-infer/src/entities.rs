@@ -13,8 +13,8 @@
 //! from its first member's start to its last one's end. Labels in `ignore` (default `O`) are
 //! left out after grouping.
 
-use crate::Result;
 use crate::encoder::{Encoder, TokenLabel, argmax};
+use crate::error::Result;
 
 /// How tokens become entities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 //! there and every tensor's data against the file's size. A file that passes can be handed
 //! to candle; one that does not is [`InferError::BadModel`] with what is wrong.
 
-use crate::{InferError, Result};
+use crate::error::{InferError, Result};
 use candle_core::quantized::GgmlDType;
 
 /// The header (metadata and tensor infos) may take this much at most.
@@ -208,7 +208,7 @@ impl Reader<'_> {
         }
         let data_offset = (self.at as u64).div_ceil(alignment) * alignment;
         let mut memory_bytes: u64 = 0;
-        let tied_copy = crate::quantized::Arch::copies_tied_head(&architecture)
+        let tied_copy = crate::arch::Arch::copies_tied_head(&architecture)
             && !infos.iter().any(|(name, ..)| name == "output.weight");
         for (name, elements, offset, bytes) in infos {
             let end = data_offset

@@ -2,7 +2,7 @@
 //! query/key/value projections stored as `Conv1D` (`[in, out]` weights), the tanh GELU, and
 //! the language-model head tied to the token embeddings; a key/value cache per layer.
 
-use crate::{InferError, Result};
+use crate::error::{InferError, Result};
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder, embedding, layer_norm};
 use serde::Deserialize;

@@ -7,11 +7,14 @@
 //! `config.json`, `tokenizer.json`, the safetensors files and the optional side files, and
 //! gets a [`Model`] whose methods are synchronous and CPU-bound (run them off async threads).
 
+mod arch;
 mod bert;
 mod chat;
 mod decoder;
 mod encoder;
 mod entities;
+mod error;
+mod files;
 mod gguf;
 mod gpt2;
 mod quantized;
@@ -25,54 +28,11 @@ pub use encoder::{
     Encoder, EncoderKind, Fill, Head, MAX_BATCH, Pooling, ScoreFunction, TokenLabel,
 };
 pub use entities::{Aggregation, Entity, entities};
+pub use error::{InferError, Result};
+pub use files::{ModelFiles, architectures, estimated_bytes};
 pub use gguf::{GgufFacts, MAX_HEADER_BYTES as GGUF_MAX_HEADER_BYTES, inspect as inspect_gguf};
 
-use candle_core::{DType, Tensor};
 use serde_json::Value;
-use std::collections::HashMap;
-
-/// Why a model cannot be loaded or a request cannot be answered.
-#[derive(Debug, thiserror::Error)]
-pub enum InferError {
-    /// The repository's files do not describe a model this crate runs.
-    #[error("{0}")]
-    Unsupported(String),
-    /// The files are there but wrong (bad JSON, missing tensor, wrong shape).
-    #[error("the model's files cannot be loaded: {0}")]
-    BadModel(String),
-    /// The request cannot be run (too long, bad parameter).
-    #[error("{0}")]
-    BadInput(String),
-    /// A failure of the tensor library while running a loaded model.
-    #[error("inference failed: {0}")]
-    Runtime(String),
-}
-
-impl From<candle_core::Error> for InferError {
-    fn from(e: candle_core::Error) -> Self {
-        InferError::Runtime(e.to_string())
-    }
-}
-
-pub type Result<T> = std::result::Result<T, InferError>;
-
-/// The files of one model repository at one revision, as bytes.
-pub struct ModelFiles {
-    /// `config.json`.
-    pub config: Value,
-    /// `tokenizer.json`.
-    pub tokenizer: Vec<u8>,
-    /// `tokenizer_config.json`: the chat template and the special tokens it names.
-    pub tokenizer_config: Option<Value>,
-    /// sentence-transformers' `modules.json`, when the repository is one.
-    pub st_modules: Option<Value>,
-    /// sentence-transformers' pooling module config (`1_Pooling/config.json`).
-    pub st_pooling: Option<Value>,
-    /// Every safetensors file of the weights (one, or the shards of an index).
-    pub weights: Vec<Vec<u8>>,
-    /// A GGUF file, which then holds the weights (and `config` may be empty).
-    pub gguf: Option<Vec<u8>>,
-}
 
 /// What a repository's `config.json` says it is, before any weight is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,20 +70,6 @@ impl Family {
     pub fn is_encoder(self) -> bool {
         matches!(self, Family::Encoder(_))
     }
-}
-
-/// The architectures `config.json` lists (`BertForSequenceClassification`…).
-pub fn architectures(config: &Value) -> Vec<String> {
-    config
-        .get("architectures")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A loaded model.
@@ -167,53 +113,12 @@ pub fn default_device() -> Device {
     Device::Cpu
 }
 
-/// Reads every safetensors buffer into tensors on `device` (converted to f32); the buffers
-/// are dropped as they are read, so the weights are held once.
-fn load_weights(weights: Vec<Vec<u8>>, device: &Device) -> Result<(HashMap<String, Tensor>, u64)> {
-    if weights.is_empty() {
-        return Err(InferError::BadModel("no safetensors weights".into()));
-    }
-    let mut all = HashMap::new();
-    let mut bytes = 0u64;
-    for buffer in weights {
-        let tensors = candle_core::safetensors::load_buffer(&buffer, device)
-            .map_err(|e| InferError::BadModel(format!("safetensors: {e}")))?;
-        drop(buffer);
-        for (name, tensor) in tensors {
-            let tensor = if tensor.dtype() == DType::F32 {
-                tensor
-            } else {
-                tensor.to_dtype(DType::F32)?
-            };
-            bytes += (tensor.elem_count() * 4) as u64;
-            all.insert(name, tensor);
-        }
-    }
-    Ok((all, bytes))
-}
-
-/// Estimated memory of a model's weights once loaded as f32, from its safetensors headers'
-/// parameter count: what the registry checks against its budget before loading.
-pub fn estimated_bytes(parameters: u64) -> u64 {
-    parameters.saturating_mul(4)
-}
-
-/// Runs a model constructor that may panic on malformed weights (some of candle's loaders
-/// unwrap), turning the panic into [`InferError::BadModel`].
-fn guarded<T>(what: &str, f: impl FnOnce() -> candle_core::Result<T>) -> Result<T> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(InferError::BadModel(format!("{what}: {e}"))),
-        Err(_) => Err(InferError::BadModel(format!(
-            "{what}: the weights do not match the configuration"
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::{DType, Tensor};
     use serde_json::json;
+    use std::collections::HashMap;
 
     /// Greedy decoding of `max_new_tokens` tokens, no stop strings.
     fn greedy(max_new_tokens: usize) -> GenerationParams {

@@ -9,17 +9,17 @@
 //! shape, and the sizes candle allocates by are bounded, so that a bad file is a 400 naming
 //! what is wrong.
 
+use crate::arch::Arch;
+use crate::chat::ChatTemplate;
+use crate::error::{InferError, Result};
+use crate::files::guarded;
 use crate::text::Text;
-use crate::{ChatTemplate, InferError, Result, guarded};
 use candle_core::quantized::gguf_file::{self, Content, Value};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{
     quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3,
 };
 use std::sync::{Mutex, MutexGuard};
-
-/// The architectures run, for the refusal of the others.
-pub(crate) const SUPPORTED: &str = "llama (which covers Mistral's GGUF files), qwen2, qwen3, phi3";
 
 /// The longest context given to a `qwen2` or `qwen3` model: candle sizes its rotary table
 /// by the file's `context_length`, which a hostile file may make as large as it likes.
@@ -32,63 +32,6 @@ pub(crate) const MAX_PHI3_CONTEXT: usize = 4096;
 /// The largest head size accepted (real models use 64 to 256): the rotary table is
 /// `context × head size`.
 const MAX_HEAD_DIM: usize = 1024;
-
-/// A `general.architecture` run here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Arch {
-    Llama,
-    Qwen2,
-    Qwen3,
-    Phi3,
-}
-
-impl Arch {
-    pub(crate) fn of(name: &str) -> Option<Arch> {
-        match name {
-            "llama" => Some(Arch::Llama),
-            "qwen2" => Some(Arch::Qwen2),
-            "qwen3" => Some(Arch::Qwen3),
-            "phi3" => Some(Arch::Phi3),
-            _ => None,
-        }
-    }
-
-    /// The architecture of a file's `general.architecture`, or why it is not run.
-    pub(crate) fn run(name: &str) -> Result<Arch> {
-        Arch::of(name).ok_or_else(|| {
-            InferError::Unsupported(format!(
-                "GGUF models of architecture `{name}` are not run by this hub (supported: \
-                 {SUPPORTED})"
-            ))
-        })
-    }
-
-    /// The prefix of its metadata keys.
-    fn name(self) -> &'static str {
-        match self {
-            Arch::Llama => "llama",
-            Arch::Qwen2 => "qwen2",
-            Arch::Qwen3 => "qwen3",
-            Arch::Phi3 => "phi3",
-        }
-    }
-
-    /// Tensors every block has at least (the lower bound a `block_count` is checked by).
-    fn tensors_per_block(self) -> u64 {
-        match self {
-            Arch::Llama => 9,
-            Arch::Qwen2 => 12,
-            Arch::Qwen3 => 11,
-            Arch::Phi3 => 6,
-        }
-    }
-
-    /// Whether candle reads the token embeddings a second time for a file without
-    /// `output.weight` (a tied head), rather than sharing them.
-    pub(crate) fn copies_tied_head(name: &str) -> bool {
-        matches!(Arch::of(name), Some(Arch::Qwen2 | Arch::Qwen3))
-    }
-}
 
 /// What the checks found that the decoder needs.
 pub(crate) struct Shape {

@@ -1,7 +1,7 @@
 //! The tokenizer of a model (`tokenizer.json` through the `tokenizers` crate), with the
 //! input-size rule every task applies.
 
-use crate::{InferError, Result};
+use crate::error::{InferError, Result};
 use serde_json::Value;
 use tokenizers::{Decoder, ModelWrapper, Tokenizer};
 
