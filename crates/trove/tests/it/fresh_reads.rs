@@ -147,8 +147,10 @@ async fn a_deleted_repository_is_not_served_from_a_kept_handle() {
         .send()
         .await;
     assert_eq!(deleted.status, StatusCode::OK, "{:?}", deleted.error());
+    // Anonymous, as the Hub answers a repository it cannot show: 401 RepoNotFound.
     let r = app.get("/admin/fresh/resolve/main/f.txt").send().await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.error().0, Some("RepoNotFound"));
     // The same name again, a new repository: its own content, never the old one's.
     app.create_repo("fresh", "model").await;
     app.commit_files("fresh", "new", &[("f.txt", "new")]).await;
