@@ -69,11 +69,20 @@ fn a_kept_handle_sees_every_write_made_behind_its_back() {
     let work = scratch.path().join("work");
     let bare = f.path();
     let ok = |out: std::process::Output| {
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     ok(git(
         scratch.path(),
-        &["clone", "-q", bare.to_str().expect("utf-8"), work.to_str().expect("utf-8")],
+        &[
+            "clone",
+            "-q",
+            bare.to_str().expect("utf-8"),
+            work.to_str().expect("utf-8"),
+        ],
     ));
     for (round, unpack) in [(3, "1"), (4, "1000"), (5, "1")] {
         let content = format!("v{round}");

@@ -113,8 +113,7 @@ async fn every_write_is_seen_by_the_next_download() {
                 if kind == 3 {
                     git(&bare, &["gc", "-q", "--prune=now"]);
                     assert!(
-                        bare.join("packed-refs").exists()
-                            && !bare.join("refs/heads/main").exists(),
+                        bare.join("packed-refs").exists() && !bare.join("refs/heads/main").exists(),
                         "gc packed the branch"
                     );
                 }
