@@ -129,8 +129,12 @@ impl Db {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
+        // No ping before each use: sqlx's SQLite connection is a thread of this process
+        // over a local file, which cannot have been cut off while idle, and the ping is a
+        // round trip to that thread (two wake-ups) before every query.
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         let db = Db::new(Pool::Sqlite(pool));

@@ -9,7 +9,8 @@
 //! ([`PushView`]).
 //!
 //! Everything here is synchronous and blocking: async callers run it in `spawn_blocking`.
-//! A [`GitRepo`] is `Send` but not `Sync`, so open one per task; opening is cheap.
+//! A [`GitRepo`] is `Send` but not `Sync`, so open one per task, or take one of the handles
+//! [`KeptRepos`] keeps between reads.
 //!
 //! Writes follow "write, fsync, then publish": objects are written to the object database and
 //! flushed to disk first, and a commit becomes visible only when its ref moves, by
@@ -23,6 +24,7 @@ mod edit;
 mod error;
 mod gitmodules;
 mod inflate_head;
+mod kept;
 mod log;
 mod merge;
 mod pack_headers;
@@ -40,6 +42,7 @@ mod tree_op;
 pub use diff::{ChangeKind, DiffLimits, DiffLine, FileDiff, TreeDiff};
 pub use error::{CommitError, GitError};
 pub use gitmodules::{GITMODULES_MAX_BYTES, gitmodules_problem, is_gitmodules_name};
+pub use kept::KeptRepos;
 pub use log::CommitInfo;
 pub use merge::MergePlan;
 pub use paths::{entry_name_problem, root_entry_name_problem};
@@ -47,7 +50,7 @@ pub use push::{BadName, NewObjects, PushView, RefMove, tune_hook_process};
 pub use reachable::LfsPlace;
 pub use recovery::remove_leftovers;
 pub use refs::Refs;
-pub use repo::{GitRepo, Signature};
+pub use repo::{GitRepo, Signature, ignore_user_config};
 pub use tree::{Entry, EntryKind, LfsInfo};
 pub use tree_op::TreeOp;
 

@@ -51,6 +51,9 @@ pub struct Context {
     pub read_blocks: Arc<trove_xet::decode::BlockPool>,
     /// Xorb indices of the files downloaded lately, for planning the next downloads.
     pub xorb_indices: Arc<trove_xet::xorb::IndexCache>,
+    /// Repositories opened by downloads, kept for the next ones (at most [`KEPT_REPOS`]
+    /// idle handles); `repos::reconcile::read_repo` takes and gives them back.
+    pub kept_repos: Arc<trove_git::KeptRepos>,
 }
 
 /// The size of the blocks downloads rebuilt from xorbs read stored bytes into.
@@ -58,6 +61,10 @@ const READ_BLOCK: usize = 256 * 1024;
 /// Free read blocks kept for the next downloads: 4 MiB at rest, enough for the blocks in
 /// flight of a few concurrent downloads (each has about three).
 const FREE_READ_BLOCKS: usize = 16;
+/// Idle repository handles kept for downloads: enough for one per connection of a client
+/// downloading with a few dozen connections, or a few per repository for several; each holds
+/// a few file descriptors and its pack indexes' pages.
+const KEPT_REPOS: usize = 32;
 
 impl Context {
     /// The context of a server (or of an admin command doing server work) on `config`'s
@@ -108,6 +115,7 @@ impl Context {
             repo_checks: Arc::new(RepoChecks::default()),
             read_blocks: trove_xet::decode::BlockPool::new(READ_BLOCK, FREE_READ_BLOCKS),
             xorb_indices: Arc::default(),
+            kept_repos: Arc::new(trove_git::KeptRepos::new(KEPT_REPOS)),
         }
     }
 

@@ -1,5 +1,16 @@
 //! `trove`: one binary for the hub server and its admin CLI.
 
+#[expect(
+    unsafe_code,
+    reason = "trove_git::ignore_user_config must run before any other thread exists"
+)]
 fn main() -> std::process::ExitCode {
+    // SAFETY: this is the first statement of the process's `main`: no thread other than this
+    // one has been started (the async runtime, the logger and every pool are made later, in
+    // `cli::main`), so nothing can call libgit2 while its search paths are written.
+    if let Err(e) = unsafe { trove_git::ignore_user_config() } {
+        eprintln!("error: cannot set libgit2 up: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     trove::cli::main()
 }

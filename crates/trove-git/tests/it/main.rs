@@ -6,6 +6,7 @@ mod history;
 mod hostile;
 mod init;
 mod interop;
+mod kept;
 mod push;
 mod refs;
 mod revision;

@@ -10,7 +10,7 @@ use crate::http::extract::{ApiPath, RepoAt};
 use crate::http::range;
 use crate::repos::content::{self, FileBytes};
 use crate::repos::listing::{count_download, counts_as_download};
-use crate::repos::{resolve, with_git};
+use crate::repos::{read_git, resolve};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
@@ -42,8 +42,9 @@ pub async fn serve(
     let get = method == Method::GET;
     let etags = headers.clone();
     // A regular file's bytes are read in the same visit to the repository, unless the
-    // client has them already: one open of the repository per download, not two.
-    let (commit, file, blob_bytes) = with_git(&state, &repo, move |git| {
+    // client has them already; the handle is one kept from an earlier download when there is
+    // one idle (reads only, refs and packs looked at afresh: see `repos::read_git`).
+    let (commit, file, blob_bytes) = read_git(&state, &repo, move |git| {
         let commit = resolve(git, rev.as_str())?;
         let file = match git.entry_at(&commit, &path)? {
             Some(trove_git::Entry {

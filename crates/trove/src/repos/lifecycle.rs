@@ -152,8 +152,11 @@ pub async fn delete(state: &Context, caller: &Caller, repo: &RepoRef) -> ApiResu
     state.db.delete_repo(repo.repo.id).await?;
     let dir = state.git_dir(repo.repo.id);
     let trash = state.trash_dir();
+    let kept = state.kept_repos.clone();
     tokio::task::spawn_blocking(move || match move_to_trash(&dir, &trash) {
         Ok(Some(moved)) => {
+            // Handles kept open on it would hold its files' space until they are closed.
+            kept.forget(&dir);
             if let Err(e) = std::fs::remove_dir_all(&moved) {
                 tracing::warn!(path = %moved.display(), error = %e, "could not remove a deleted repo");
             }

@@ -233,6 +233,16 @@ where
     crate::repos::reconcile::with_repo(state, repo.repo.id, f).await
 }
 
+/// [`with_git`] for work that only reads: the handle may be one kept from an earlier read
+/// (see `reconcile::read_repo`), which spares downloads an open of the repository each.
+pub async fn read_git<T, F>(state: &Context, repo: &RepoRef, f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&GitRepo) -> ApiResult<T> + Send + 'static,
+{
+    crate::repos::reconcile::read_repo(state, &repo.repo, f).await
+}
+
 /// Resolves a revision to its commit, or `RevisionNotFound`.
 pub fn resolve(git: &GitRepo, revision: &str) -> ApiResult<GitOid> {
     git.resolve_revision(revision)?

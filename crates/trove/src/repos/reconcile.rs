@@ -30,7 +30,7 @@ use futures_util::StreamExt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use trove_db::RepoStamp;
+use trove_db::{Repo, RepoStamp};
 use trove_git::GitRepo;
 
 /// Repositories read from the database at a time by the walk and the orphan pass.
@@ -52,6 +52,41 @@ where
     };
     put_back_missing(state, repo_id).await?;
     let path = state.git_dir(repo_id);
+    tokio::task::spawn_blocking(move || f(&GitRepo::open(&path)?)).await?
+}
+
+/// [`with_repo`] for a read: `f` may get a handle kept from an earlier read of the same
+/// repository (`Context::kept_repos`), which answers as a fresh open would — refs are read
+/// from their files at each lookup and a missing object makes libgit2 look for new packs
+/// (see `trove_git::KeptRepos`) — and the handle is kept for the next read afterwards.
+/// `f` must only read: nothing it changes in the handle may outlive it. The repository
+/// row's creation time tells this repository's handles from those of an earlier one that
+/// had its id.
+pub async fn read_repo<T, F>(state: &Context, repo: &Repo, f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&GitRepo) -> ApiResult<T> + Send + 'static,
+{
+    ensure_checked(state, repo.id).await?;
+    let path = state.git_dir(repo.id);
+    let generation = repo.created_at_ms;
+    let kept = state.kept_repos.clone();
+    let f = match tokio::task::spawn_blocking(move || match kept.take(&path, generation) {
+        Ok(git) => {
+            let done = f(&git);
+            kept.give_back(git, generation);
+            Ok(done)
+        }
+        Err(trove_git::GitError::RepoNotFound { .. }) => Err(f),
+        Err(e) => Ok(Err(e.into())),
+    })
+    .await?
+    {
+        Ok(done) => return done,
+        Err(f) => f,
+    };
+    put_back_missing(state, repo.id).await?;
+    let path = state.git_dir(repo.id);
     tokio::task::spawn_blocking(move || f(&GitRepo::open(&path)?)).await?
 }
 

@@ -1,0 +1,161 @@
+//! A write is seen by the very next download. Downloads read through repository handles kept
+//! between requests (`trove_git::KeptRepos`); these tests write behind such a handle's back —
+//! a commit through the API, a push by `git` in another process (a pack, or loose objects),
+//! `git gc` packing refs and objects and deleting the packs the handle had open — and check
+//! that the next GET of the branch answers the new content and commit, many times over.
+
+use crate::app::TestApp;
+use axum::http::StatusCode;
+use std::path::Path;
+use std::process::Command;
+use trove_types::{RepoId, RepoName, RepoType};
+
+/// Runs git in `dir` with no system or user configuration; its stdout, trimmed.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .args([
+            "-c",
+            "user.name=Other Node",
+            "-c",
+            "user.email=other@example.com",
+        ])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// GETs `file` of `admin/fresh` at `main` `times` times; each must answer `content` at
+/// `commit`.
+async fn expect_file(app: &TestApp, file: &str, content: &str, commit: &str, times: usize) {
+    for _ in 0..times {
+        let r = app
+            .get(&format!("/admin/fresh/resolve/main/{file}"))
+            .send()
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+        assert_eq!(String::from_utf8_lossy(&r.body), content);
+        assert_eq!(r.header("x-repo-commit"), Some(commit));
+    }
+}
+
+#[tokio::test]
+async fn every_write_is_seen_by_the_next_download() {
+    let app = TestApp::new().await;
+    app.create_repo("fresh", "model").await;
+    app.commit_files("fresh", "v0", &[("f.txt", "v0")]).await;
+    let id = RepoId::new(
+        RepoName::parse_namespace("admin").expect("name"),
+        RepoName::parse("fresh").expect("name"),
+    );
+    let repo = app
+        .state
+        .db
+        .repo_by_name(RepoType::Model, &id)
+        .await
+        .expect("query")
+        .expect("the repository");
+    let bare = app.state.git_dir(repo.id);
+    let head = || git(&bare, &["rev-parse", "refs/heads/main"]);
+    expect_file(&app, "f.txt", "v0", &head(), 3).await;
+    assert!(
+        !app.state.kept_repos.is_empty(),
+        "the download kept its handle"
+    );
+
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let work = scratch.path().join("work");
+    git(
+        scratch.path(),
+        &[
+            "clone",
+            "-q",
+            bare.to_str().expect("utf-8 path"),
+            work.to_str().expect("utf-8 path"),
+        ],
+    );
+    for round in 1..=12 {
+        let content = format!("v{round}");
+        match round % 4 {
+            // In process, through the API: loose objects and a loose ref.
+            0 => {
+                app.commit_files("fresh", &content, &[("f.txt", &content)])
+                    .await
+            }
+            // Another process, as another node would: a push that lands as a pack (1) or as
+            // loose objects (2), then (3) a push followed by `git gc`, which packs the refs
+            // and the objects and deletes the packs and loose objects read so far.
+            kind => {
+                git(&work, &["fetch", "-q", "origin"]);
+                git(&work, &["reset", "-q", "--hard", "origin/main"]);
+                std::fs::write(work.join("f.txt"), &content).expect("write");
+                git(&work, &["commit", "-q", "-am", &content]);
+                let unpack = if kind == 1 { "1" } else { "1000" };
+                let receive = format!("git -c receive.unpackLimit={unpack} receive-pack");
+                git(
+                    &work,
+                    &[
+                        "push",
+                        "-q",
+                        &format!("--receive-pack={receive}"),
+                        "origin",
+                        "HEAD:main",
+                    ],
+                );
+                if kind == 3 {
+                    git(&bare, &["gc", "-q", "--prune=now"]);
+                    assert!(
+                        bare.join("packed-refs").exists() && !bare.join("refs/heads/main").exists(),
+                        "gc packed the branch"
+                    );
+                }
+            }
+        }
+        expect_file(&app, "f.txt", &content, &head(), 5).await;
+        // A file added by this write, absent from every object the handle read before.
+        let added = format!("added-{round}.txt");
+        if round % 4 != 0 {
+            std::fs::write(work.join(&added), &content).expect("write");
+            git(&work, &["add", &added]);
+            git(&work, &["commit", "-q", "-m", &added]);
+            git(&work, &["push", "-q", "origin", "HEAD:main"]);
+            expect_file(&app, &added, &content, &head(), 2).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_repository_is_not_served_from_a_kept_handle() {
+    let app = TestApp::new().await;
+    app.create_repo("fresh", "model").await;
+    app.commit_files("fresh", "old", &[("f.txt", "old")]).await;
+    let r = app.get("/admin/fresh/resolve/main/f.txt").send().await;
+    assert_eq!(r.status, StatusCode::OK);
+    let deleted = app
+        .request(axum::http::Method::DELETE, "/api/repos/delete")
+        .token(&app.admin_token)
+        .json(&serde_json::json!({"name": "fresh", "organization": "admin", "type": "model"}))
+        .send()
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{:?}", deleted.error());
+    // Anonymous, as the Hub answers a repository it cannot show: 401 RepoNotFound.
+    let r = app.get("/admin/fresh/resolve/main/f.txt").send().await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.error().0, Some("RepoNotFound"));
+    // The same name again, a new repository: its own content, never the old one's.
+    app.create_repo("fresh", "model").await;
+    app.commit_files("fresh", "new", &[("f.txt", "new")]).await;
+    for _ in 0..3 {
+        let r = app.get("/admin/fresh/resolve/main/f.txt").send().await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+        assert_eq!(r.body, b"new");
+    }
+}
