@@ -121,7 +121,7 @@ mod tests {
     use std::collections::HashMap;
 
     /// Greedy decoding of `max_new_tokens` tokens, no stop strings.
-    fn greedy(max_new_tokens: usize) -> GenerationParams {
+    pub(crate) fn greedy(max_new_tokens: usize) -> GenerationParams {
         GenerationParams {
             max_new_tokens,
             temperature: None,

@@ -1,7 +1,8 @@
 //! The checks against hand-broken files, and each architecture generating.
 
 use super::*;
-use crate::{GenerationParams, Model, ModelFiles};
+use crate::tests::greedy;
+use crate::{Model, ModelFiles};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device};
 
@@ -151,18 +152,6 @@ fn load(bytes: Vec<u8>) -> Result<Model> {
         gguf: Some(bytes),
     };
     Model::load(files, &Device::Cpu)
-}
-
-fn greedy(max_new_tokens: usize) -> GenerationParams {
-    GenerationParams {
-        max_new_tokens,
-        temperature: None,
-        top_k: None,
-        top_p: None,
-        do_sample: false,
-        seed: 1,
-        stop: Vec::new(),
-    }
 }
 
 #[test]

@@ -36,36 +36,14 @@ impl TestApp {
     /// A test hub whose configuration `edit` changes first (a cache turned on, a limit).
     pub async fn with_config(edit: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
-        let data_dir = dir.path().to_owned();
-        let db = Db::open(&data_dir.join("trove.db"))
+        let db = Db::open(&dir.path().join("trove.db"))
             .await
             .expect("database");
-        std::fs::create_dir_all(data_dir.join("repos")).expect("repos dir");
-        let store = LocalStore::open(data_dir.join("lfs")).await.expect("store");
-        let admin_token = trove::cli::admin::bootstrap_admin(&db, &data_dir)
-            .await
-            .expect("bootstrap")
-            .expect("a new data dir gets an admin");
-        let mut config = Config {
-            data_dir: data_dir.clone(),
-            public_url: Some(PUBLIC_URL.into()),
-            ..Config::default()
-        };
-        edit(&mut config);
-        let state = AppState::with_hook_exe(
-            config,
-            db,
-            store,
-            UrlSigner::new(b"test key".to_vec()),
-            env!("CARGO_BIN_EXE_trove").into(),
-        )
-        .expect("state");
-        let router = trove::app(state.clone());
+        let app = Self::assemble(db, dir.path(), edit).await;
+        assert!(!app.admin_token.is_empty(), "a new data dir gets an admin");
         TestApp {
-            state,
-            router,
-            admin_token,
             _data_dir: Some(dir),
+            ..app
         }
     }
 
@@ -73,17 +51,28 @@ impl TestApp {
     /// caller): two of them on one PostgreSQL database and one folder are two nodes. The
     /// first node made on a database gets the admin's token.
     pub async fn node(db: Db, data_dir: &std::path::Path) -> TestApp {
+        Self::assemble(db, data_dir, |_| {}).await
+    }
+
+    /// The hub on `db` and `data_dir` as `trove serve` makes it: the folders, the store, the
+    /// first admin, the state and the router.
+    async fn assemble(
+        db: Db,
+        data_dir: &std::path::Path,
+        edit: impl FnOnce(&mut Config),
+    ) -> TestApp {
         std::fs::create_dir_all(data_dir.join("repos")).expect("repos dir");
         let store = LocalStore::open(data_dir.join("lfs")).await.expect("store");
         let admin_token = trove::cli::admin::bootstrap_admin(&db, data_dir)
             .await
             .expect("bootstrap")
             .unwrap_or_default();
-        let config = Config {
+        let mut config = Config {
             data_dir: data_dir.to_owned(),
             public_url: Some(PUBLIC_URL.into()),
             ..Config::default()
         };
+        edit(&mut config);
         let state = AppState::with_hook_exe(
             config,
             db,
