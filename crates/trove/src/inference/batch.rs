@@ -11,7 +11,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::inference::{Ready, Runtime, infer_error, timed_out};
-use axum::body::Bytes;
+use bytes::Bytes;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::oneshot;
