@@ -50,9 +50,7 @@ where
         Ok(done) => return done,
         Err(f) => f,
     };
-    put_back_missing(state, repo_id).await?;
-    let path = state.git_dir(repo_id);
-    tokio::task::spawn_blocking(move || f(&GitRepo::open(&path)?)).await?
+    open_put_back(state, repo_id, f).await
 }
 
 /// [`with_repo`] for a read: `f` may get a handle kept from an earlier read of the same
@@ -85,8 +83,18 @@ where
         Ok(done) => return done,
         Err(f) => f,
     };
-    put_back_missing(state, repo.id).await?;
-    let path = state.git_dir(repo.id);
+    open_put_back(state, repo.id, f).await
+}
+
+/// The second half of [`with_repo`] and [`read_repo`], once the open found the folder
+/// missing: the folder put back as a check would, then `f` on a fresh open.
+async fn open_put_back<T, F>(state: &Context, repo_id: i64, f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&GitRepo) -> ApiResult<T> + Send + 'static,
+{
+    put_back_missing(state, repo_id).await?;
+    let path = state.git_dir(repo_id);
     tokio::task::spawn_blocking(move || f(&GitRepo::open(&path)?)).await?
 }
 
