@@ -14,16 +14,34 @@
 use crate::inflate_head::inflate_head;
 use git2::{ObjectType, Oid};
 use std::io::{BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// An object's type and, for a blob, its size (of the blob itself, not of its packed form).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Header {
     pub id: Oid,
     pub kind: ObjectType,
+    pub size: Size,
+}
+
+/// The size in a [`Header`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Size {
     /// A blob's size; for another type, its size when stored whole, 0 when it is a delta
     /// (not read: nothing needs it).
-    pub size: u64,
+    Known(u64),
+    /// A blob stored as a delta: its size is in the first bytes the delta inflates to, read
+    /// by [`DeltaSizes`] (in the threads that examine the objects, not before they start).
+    Delta(DeltaAt),
+}
+
+/// Where a delta's compressed data lies: in which of [`Contents::packs`], from where, and
+/// up to where at most (the next entry's start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DeltaAt {
+    pack: usize,
+    data_at: u64,
+    up_to: u64,
 }
 
 /// Pack indexes larger than this are not read (their objects go through libgit2): about
@@ -33,25 +51,98 @@ const MAX_INDEX_BYTES: u64 = 64 << 20;
 const DELTA_HEAD_INPUT: usize = 512;
 const OID_BYTES: usize = 20;
 
-/// Every object of the packs in `objects_dir/pack` whose type and size could be read this
-/// way, pack after pack, each pack's in the order they lie in it (so that reading them in
-/// this order goes forward through the pack, a delta soon after its base). An object in two
-/// packs is listed twice.
-pub(crate) fn packed_headers(objects_dir: &Path) -> Vec<Header> {
-    let Ok(dir) = std::fs::read_dir(objects_dir.join("pack")) else {
-        return Vec::new();
+/// What an object folder (a push's quarantine) holds, read without libgit2.
+pub(crate) struct Contents {
+    /// Every object's id, packed or loose, sorted, each once: the ids libgit2's
+    /// `Odb::foreach` lists for the folder.
+    pub ids: Vec<Oid>,
+    /// The packed objects whose type and size could be read from their pack, pack after
+    /// pack, each pack's in the order they lie in it (so that reading them in this order goes
+    /// forward through the pack, a delta soon after its base). An object in two packs is
+    /// listed twice.
+    pub packed: Vec<Header>,
+    /// The packs [`DeltaAt`] points into.
+    pub packs: Vec<PathBuf>,
+}
+
+/// Lists the objects of `objects_dir`: the ids of each pack from its index (which has them
+/// sorted already, where `Odb::foreach` sorts every index again), loose objects by their
+/// folders. `None` when the folder holds what this does not read: alternates, an index of
+/// another version, too large or damaged, a folder that cannot be listed; the caller then
+/// asks libgit2.
+pub(crate) fn contents(objects_dir: &Path) -> Option<Contents> {
+    // Objects of other folders would count as the quarantine's.
+    if objects_dir.join("info/alternates").try_exists().ok()? {
+        return None;
+    }
+    let mut ids = Vec::new();
+    loose_ids(objects_dir, &mut ids)?;
+    let mut packed = Vec::new();
+    let mut packs = Vec::new();
+    let dir = match std::fs::read_dir(objects_dir.join("pack")) {
+        Ok(dir) => Some(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(_) => return None,
     };
-    let mut headers = Vec::new();
-    for entry in dir.flatten() {
-        let idx = entry.path();
-        if idx.extension().is_some_and(|e| e == "idx") {
-            let pack = idx.with_extension("pack");
-            if let Some(found) = read_pack(&idx, &pack) {
-                headers.extend(found);
-            }
+    for entry in dir.into_iter().flatten() {
+        let idx = entry.ok()?.path();
+        if idx.extension().is_none_or(|e| e != "idx") {
+            continue;
+        }
+        let pack = idx.with_extension("pack");
+        // An index without its pack is ignored, by git and by libgit2 alike.
+        if !pack.try_exists().ok()? {
+            continue;
+        }
+        let index = read_index(&idx)?;
+        ids.extend_from_slice(&index.ids);
+        // Headers that cannot be read this way are asked of libgit2 one by one.
+        if let Some(headers) = read_pack(&index, &pack, packs.len()) {
+            packed.extend(headers);
+            packs.push(pack);
         }
     }
-    headers
+    // Runs already sorted (one per pack), and a loose copy of a packed object is possible.
+    ids.sort_unstable();
+    ids.dedup();
+    Some(Contents { ids, packed, packs })
+}
+
+/// Adds the ids of the loose objects of `objects_dir` (`xx/` + 38 hex digits, as libgit2
+/// reads them) to `ids`. `None` if a folder cannot be listed.
+fn loose_ids(objects_dir: &Path, ids: &mut Vec<Oid>) -> Option<()> {
+    let dir = match std::fs::read_dir(objects_dir) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(()),
+        Err(_) => return None,
+    };
+    let mut hex = String::with_capacity(2 * OID_BYTES);
+    for entry in dir {
+        let entry = entry.ok()?;
+        let prefix = entry.file_name();
+        let Some(prefix) = prefix
+            .to_str()
+            .filter(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+        else {
+            continue;
+        };
+        if !std::fs::metadata(entry.path()).ok()?.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(entry.path()).ok()? {
+            let name = file.ok()?.file_name();
+            let Some(rest) = name.to_str().filter(|r| {
+                r.len() == 2 * OID_BYTES - 2 && r.bytes().all(|b| b.is_ascii_hexdigit())
+            }) else {
+                continue;
+            };
+            hex.clear();
+            hex.push_str(prefix);
+            hex.push_str(rest);
+            ids.push(Oid::from_str(&hex).ok()?);
+        }
+    }
+    Some(())
 }
 
 /// A version 2 pack index: ids in order and where each object starts in the pack.
@@ -227,8 +318,52 @@ fn delta_result_size(
     varint()
 }
 
-fn read_pack(idx: &Path, pack: &Path) -> Option<Vec<Header>> {
-    let index = read_index(idx)?;
+/// Reads what deltas make ([`Size::Delta`]) from the packs of one [`Contents`]; one per
+/// thread, each with its own open files.
+pub(crate) struct DeltaSizes<'a> {
+    packs: &'a [PathBuf],
+    /// The packs opened so far, by their place in `packs`.
+    open: Vec<Option<Cursor>>,
+    input: Vec<u8>,
+}
+
+impl<'a> DeltaSizes<'a> {
+    pub(crate) fn new(packs: &'a [PathBuf]) -> DeltaSizes<'a> {
+        DeltaSizes {
+            packs,
+            open: Vec::new(),
+            input: Vec::with_capacity(DELTA_HEAD_INPUT),
+        }
+    }
+
+    /// The size of the object the delta at `at` makes; `None` when it cannot be read so
+    /// (the caller asks libgit2).
+    pub(crate) fn size(&mut self, at: DeltaAt) -> Option<u64> {
+        if self.open.len() <= at.pack {
+            self.open.resize_with(at.pack + 1, || None);
+        }
+        let cursor = match &mut self.open[at.pack] {
+            Some(cursor) => cursor,
+            slot => slot.insert(Cursor {
+                // Small reads going forward through the pack: a small buffer suffices.
+                reader: BufReader::with_capacity(
+                    16 * 1024,
+                    std::fs::File::open(self.packs.get(at.pack)?).ok()?,
+                ),
+                at: 0,
+            }),
+        };
+        let size = delta_result_size(cursor, &mut self.input, at.data_at, at.up_to);
+        if size.is_none() {
+            // A read that failed part way leaves the file's position unknown: reopen it.
+            self.open[at.pack] = None;
+        }
+        size
+    }
+}
+
+/// The headers of a pack's entries, `number` being its place in [`Contents::packs`].
+fn read_pack(index: &Index, pack: &Path, number: usize) -> Option<Vec<Header>> {
     let file = std::fs::File::open(pack).ok()?;
     let pack_len = file.metadata().ok()?.len();
     let mut cursor = Cursor {
@@ -295,28 +430,26 @@ fn read_pack(idx: &Path, pack: &Path) -> Option<Vec<Header>> {
             }
         }
     }
-    // A delta's result size is read only where it matters: for blobs (the rules look at
-    // their sizes), in pack order.
-    let mut input = Vec::with_capacity(DELTA_HEAD_INPUT);
+    // A delta's result size is read only where it matters, for blobs (the rules look at
+    // their sizes), and later, by whoever examines the blob.
     let trailer = pack_len.checked_sub(OID_BYTES as u64)?;
     let mut headers = Vec::with_capacity(entries.len());
     for (k, entry) in entries.iter().enumerate() {
         let Some(kind) = kinds[k] else { continue };
         let size = match entry.base {
-            Base::Whole(_) => Some(entry.size),
-            _ if kind != ObjectType::Blob => Some(0),
-            _ => {
-                let up_to = entries.get(k + 1).map_or(trailer, |next| next.offset);
-                delta_result_size(&mut cursor, &mut input, entry.data_at, up_to)
-            }
+            Base::Whole(_) => Size::Known(entry.size),
+            _ if kind != ObjectType::Blob => Size::Known(0),
+            _ => Size::Delta(DeltaAt {
+                pack: number,
+                data_at: entry.data_at,
+                up_to: entries.get(k + 1).map_or(trailer, |next| next.offset),
+            }),
         };
-        if let Some(size) = size {
-            headers.push(Header {
-                id: index.ids[order[k]],
-                kind,
-                size,
-            });
-        }
+        headers.push(Header {
+            id: index.ids[order[k]],
+            kind,
+            size,
+        });
     }
     Some(headers)
 }
@@ -324,6 +457,7 @@ fn read_pack(idx: &Path, pack: &Path) -> Option<Vec<Header>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
     use std::io::Write;
     use std::process::{Command, Stdio};
 
@@ -383,48 +517,88 @@ mod tests {
         stream
     }
 
-    /// What libgit2 says of every object `packed` should know, compared with it.
-    fn assert_agrees_with_libgit2(packed: &[Header], odb: &git2::Odb<'_>, expected: usize) {
-        assert_eq!(
-            packed.len(),
-            expected,
-            "every object is read from the index"
-        );
-        for header in packed {
+    /// Every id libgit2 lists for the object folder `objects_dir`, sorted.
+    fn libgit2_ids(objects_dir: &Path) -> Vec<Oid> {
+        let odb = git2::Odb::new().expect("odb");
+        odb.add_disk_alternate(&objects_dir.to_string_lossy())
+            .expect("objects");
+        let mut ids = Vec::new();
+        odb.foreach(|id| {
+            ids.push(*id);
+            true
+        })
+        .expect("list");
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Lists `objects_dir`, checks the ids against libgit2's, and every header the listing
+    /// read against what libgit2 says of that object (blob sizes read as the workers do).
+    fn assert_agrees_with_libgit2(objects_dir: &Path) -> Contents {
+        let contents = contents(objects_dir).expect("listed without libgit2");
+        assert_eq!(contents.ids, libgit2_ids(objects_dir), "the same ids");
+        let odb = git2::Odb::new().expect("odb");
+        odb.add_disk_alternate(&objects_dir.to_string_lossy())
+            .expect("objects");
+        let mut deltas = DeltaSizes::new(&contents.packs);
+        for header in &contents.packed {
             let (size, kind) = odb.read_header(header.id).expect("header");
             assert_eq!(header.kind, kind, "{}", header.id);
             if kind == ObjectType::Blob {
-                assert_eq!(header.size, size as u64, "{}", header.id);
+                let read = match header.size {
+                    Size::Known(size) => size,
+                    Size::Delta(at) => deltas.size(at).expect("delta size"),
+                };
+                assert_eq!(read, size as u64, "{}", header.id);
             }
         }
+        contents
+    }
+
+    /// A bare repository of `commits` commits made by fast-import and repacked with deep
+    /// delta chains.
+    fn deep_repo(at: &Path, commits: usize) {
+        git(at, &["init", "-q", "--bare"], &[], b"");
+        git(at, &["fast-import", "--quiet"], &[], &history(commits));
+        git(
+            at,
+            &["repack", "-adfq", "--depth=100", "--window=50"],
+            &[],
+            b"",
+        );
+    }
+
+    /// `git index-pack` of `pack` into the quarantine-like folder `objects`, with `repo`'s
+    /// objects as its alternate (for `--fix-thin`), as receive-pack does.
+    fn index_into(repo: &Path, objects: &Path, pack: &[u8]) {
+        std::fs::create_dir_all(objects.join("pack")).expect("quarantine");
+        let alternates = repo.join("objects");
+        git(
+            repo,
+            &["index-pack", "--stdin", "--fix-thin"],
+            &[
+                ("GIT_OBJECT_DIRECTORY", objects),
+                ("GIT_ALTERNATE_OBJECT_DIRECTORIES", &alternates),
+            ],
+            pack,
+        );
     }
 
     #[test]
     fn types_and_blob_sizes_match_libgit2_through_deep_and_thin_deltas() {
         let dir = tempfile::tempdir().expect("tempdir");
         let src = dir.path().join("src.git");
-        git(&src, &["init", "-q", "--bare"], &[], b"");
-        git(&src, &["fast-import", "--quiet"], &[], &history(120));
-        git(
-            &src,
-            &["repack", "-adfq", "--depth=100", "--window=50"],
-            &[],
-            b"",
+        deep_repo(&src, 120);
+        let listed = assert_agrees_with_libgit2(&src.join("objects"));
+        assert_eq!(listed.packed.len(), listed.ids.len(), "every header read");
+        assert!(
+            listed
+                .packed
+                .iter()
+                .any(|h| matches!(h.size, Size::Delta(_))),
+            "blobs stored as deltas"
         );
-        let repo = git2::Repository::open_bare(&src).expect("open");
-        let odb = repo.odb().expect("odb");
-        let mut count = 0;
-        odb.foreach(|_| {
-            count += 1;
-            true
-        })
-        .expect("list");
-        let packed = packed_headers(&src.join("objects"));
-        assert_agrees_with_libgit2(&packed, &odb, count);
-        let mut ids: Vec<Oid> = packed.iter().map(|h| h.id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        assert_eq!(ids.len(), count, "each object once");
 
         // A thin pack of the last 40 commits, completed by index-pack as receive-pack has it
         // do: deltas against objects of the repository, whose bases are appended whole.
@@ -449,35 +623,72 @@ mod tests {
             format!("main\n^{}\n", old.trim()).as_bytes(),
         );
         let quarantine = dir.path().join("incoming");
-        std::fs::create_dir_all(quarantine.join("pack")).expect("quarantine");
-        let alternates = dst.join("objects");
-        git(
-            &dst,
-            &["index-pack", "--stdin", "--fix-thin"],
-            &[
-                ("GIT_OBJECT_DIRECTORY", &quarantine),
-                ("GIT_ALTERNATE_OBJECT_DIRECTORIES", &alternates),
-            ],
-            &thin,
-        );
-        let odb = git2::Odb::new().expect("odb");
-        odb.add_disk_alternate(&quarantine.to_string_lossy())
-            .expect("quarantine");
-        let mut count = 0;
-        odb.foreach(|_| {
-            count += 1;
-            true
-        })
-        .expect("list");
-        let packed = packed_headers(&quarantine);
-        assert!(count > 40, "{count} objects pushed");
-        assert_agrees_with_libgit2(&packed, &odb, count);
+        index_into(&dst, &quarantine, &thin);
+        let listed = assert_agrees_with_libgit2(&quarantine);
+        assert!(listed.ids.len() > 40, "{} objects pushed", listed.ids.len());
+        assert_eq!(listed.packed.len(), listed.ids.len(), "every header read");
     }
 
     #[test]
-    fn a_folder_without_packs_or_with_a_damaged_index_yields_nothing() {
+    fn ids_of_several_packs_and_loose_objects_match_libgit2() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert!(packed_headers(dir.path()).is_empty());
+        let src = dir.path().join("src.git");
+        deep_repo(&src, 60);
+        let dst = dir.path().join("dst.git");
+        git(&dst, &["init", "-q", "--bare"], &[], b"");
+        let quarantine = dir.path().join("incoming");
+        // Two packs that share objects (the second holds all of the first's), as two
+        // index-pack runs would leave them.
+        for range in ["main~30", "main"] {
+            let pack = git(
+                &src,
+                &["pack-objects", "--stdout", "--revs", "-q"],
+                &[],
+                format!("{range}\n").as_bytes(),
+            );
+            index_into(&dst, &quarantine, &pack);
+        }
+        // Loose objects (what receive-pack's unpack-objects writes for small pushes): one of
+        // them also packed, and stray files libgit2 does not list.
+        let blob = git(
+            &dst,
+            &["hash-object", "-w", "--stdin"],
+            &[("GIT_OBJECT_DIRECTORY", &quarantine)],
+            b"a loose blob\n",
+        );
+        let packed_too =
+            String::from_utf8(git(&src, &["rev-parse", "main:d0/f0.txt"], &[], b"")).expect("hex");
+        let content = git(&src, &["cat-file", "blob", packed_too.trim()], &[], b"");
+        git(
+            &dst,
+            &["hash-object", "-w", "--stdin"],
+            &[("GIT_OBJECT_DIRECTORY", &quarantine)],
+            &content,
+        );
+        std::fs::create_dir_all(quarantine.join("ab")).expect("folder");
+        std::fs::write(quarantine.join("ab/tmp_obj_x"), b"").expect("stray");
+        std::fs::write(quarantine.join("ab").join("0".repeat(37)), b"").expect("stray");
+        std::fs::write(quarantine.join("cd"), b"").expect("stray");
+        std::fs::write(quarantine.join("pack/pack-stray.idx"), b"no pack beside it")
+            .expect("stray");
+
+        let listed = assert_agrees_with_libgit2(&quarantine);
+        let blob = Oid::from_str(String::from_utf8_lossy(&blob).trim()).expect("id");
+        assert!(listed.ids.contains(&blob), "the loose blob is listed");
+        assert!(listed.packs.len() == 2, "{:?}", listed.packs);
+        // Each pack's headers are read; an object in both packs is there twice.
+        let distinct_packed: HashSet<Oid> = listed.packed.iter().map(|h| h.id).collect();
+        assert_eq!(distinct_packed.len() + 1, listed.ids.len());
+        assert!(listed.packed.len() > distinct_packed.len());
+    }
+
+    #[test]
+    fn what_the_listing_does_not_read_is_left_to_libgit2() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Nothing at all: nothing listed.
+        let empty = contents(dir.path()).expect("an empty folder is read");
+        assert!(empty.ids.is_empty() && empty.packed.is_empty());
+        // An index this does not read (damaged, or of another version).
         std::fs::create_dir_all(dir.path().join("pack")).expect("pack dir");
         std::fs::write(
             dir.path().join("pack/pack-1.idx"),
@@ -485,6 +696,12 @@ mod tests {
         )
         .expect("idx");
         std::fs::write(dir.path().join("pack/pack-1.pack"), b"PACK").expect("pack");
-        assert!(packed_headers(dir.path()).is_empty());
+        assert!(contents(dir.path()).is_none());
+        std::fs::remove_file(dir.path().join("pack/pack-1.idx")).expect("rm");
+        assert!(contents(dir.path()).is_some());
+        // Alternates: their objects would be listed as the folder's.
+        std::fs::create_dir_all(dir.path().join("info")).expect("info");
+        std::fs::write(dir.path().join("info/alternates"), b"/elsewhere\n").expect("alt");
+        assert!(contents(dir.path()).is_none());
     }
 }

@@ -8,7 +8,7 @@
 
 use crate::Result;
 use crate::error::GitError;
-use crate::pack_headers::{self, Header};
+use crate::pack_headers::{self, DeltaSizes, Header, Size};
 use crate::repo::{from_git2, to_git2};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -103,8 +103,14 @@ impl Handles {
         })
     }
 
-    /// What [`PushView::new_objects`] finds among `items`.
-    fn examine(&self, items: &[Item], large_blob_bytes: u64) -> Result<NewObjects> {
+    /// What [`PushView::new_objects`] finds among `items`; `deltas` reads the sizes of blobs
+    /// stored as deltas.
+    fn examine(
+        &self,
+        items: &[Item],
+        deltas: &mut DeltaSizes<'_>,
+        large_blob_bytes: u64,
+    ) -> Result<NewObjects> {
         let existing = self
             .existing
             .odb()
@@ -119,8 +125,13 @@ impl Handles {
         let mut names = AcceptedNames::default();
         let mut found = NewObjects::default();
         for &(id, header) in items {
-            let (kind, size) = match header {
-                Some(header) => header,
+            let known = match header {
+                Some((kind, Size::Known(size))) => Some((kind, size)),
+                Some((kind, Size::Delta(at))) => deltas.size(at).map(|size| (kind, size)),
+                None => None,
+            };
+            let (kind, size) = match known {
+                Some(known) => known,
                 None => {
                     let (size, kind) = self
                         .quarantine
@@ -183,7 +194,7 @@ impl Handles {
 }
 
 /// An object to examine, with its type and size when its pack's index told them.
-type Item = (git2::Oid, Option<(git2::ObjectType, u64)>);
+type Item = (git2::Oid, Option<(git2::ObjectType, Size)>);
 
 /// The objects to examine: the packed ones in the order they lie in their packs (libgit2
 /// then reads a delta soon after its base, often still in its cache of bases), then the
@@ -297,21 +308,34 @@ impl PushView {
     /// between a few threads, each reading a run of the sorted ids through handles of its
     /// own; the findings come out in id order however many threads read them.
     pub fn new_objects(&self, large_blob_bytes: u64) -> Result<NewObjects> {
-        let mut ids = Vec::new();
-        self.own
-            .quarantine
-            .foreach(|oid| {
-                ids.push(*oid);
-                true
-            })
-            .map_err(GitError::git("listing pushed objects"))?;
-        // A pack and a loose copy of one object may both be present.
-        ids.sort_unstable();
-        ids.dedup();
         let Some((git_dir, quarantine_dir)) = &self.dirs else {
             return Ok(NewObjects::default());
         };
-        let items = work_list(&ids, pack_headers::packed_headers(quarantine_dir));
+        let contents = match pack_headers::contents(quarantine_dir) {
+            Some(contents) => contents,
+            // What the listing does not read (alternates, an index it does not know) is
+            // listed by libgit2, and every object's header asked of it.
+            None => {
+                let mut ids = Vec::new();
+                self.own
+                    .quarantine
+                    .foreach(|oid| {
+                        ids.push(*oid);
+                        true
+                    })
+                    .map_err(GitError::git("listing pushed objects"))?;
+                // A pack and a loose copy of one object may both be present.
+                ids.sort_unstable();
+                ids.dedup();
+                pack_headers::Contents {
+                    ids,
+                    packed: Vec::new(),
+                    packs: Vec::new(),
+                }
+            }
+        };
+        let items = work_list(&contents.ids, contents.packed);
+        let packs = &contents.packs;
         let workers = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .min(MAX_WORKERS)
@@ -324,12 +348,18 @@ impl PushView {
             let others: Vec<_> = parts
                 .map(|part| {
                     scope.spawn(move || {
-                        Handles::open(git_dir, quarantine_dir)?.examine(part, large_blob_bytes)
+                        Handles::open(git_dir, quarantine_dir)?.examine(
+                            part,
+                            &mut DeltaSizes::new(packs),
+                            large_blob_bytes,
+                        )
                     })
                 })
                 .collect();
             // This thread reads the first run itself, through the view's own handles.
-            let mut found = self.own.examine(first, large_blob_bytes)?;
+            let mut found =
+                self.own
+                    .examine(first, &mut DeltaSizes::new(packs), large_blob_bytes)?;
             for other in others {
                 // A thread that panicked hit a bug: the panic goes on here.
                 let part = other
