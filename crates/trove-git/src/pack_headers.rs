@@ -11,7 +11,6 @@
 //! object format this does not know, a truncated entry, a delta whose base is in another
 //! pack) is simply left out, and the caller asks libgit2 for it.
 
-use crate::inflate_head::inflate_head;
 use git2::{ObjectType, Oid};
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -22,6 +21,8 @@ pub(crate) struct Header {
     pub id: Oid,
     pub kind: ObjectType,
     pub size: Size,
+    /// Where the object lies, for [`crate::pack_read::PackReader`].
+    pub at: EntryAt,
 }
 
 /// The size in a [`Header`].
@@ -31,24 +32,43 @@ pub(crate) enum Size {
     /// (not read: nothing needs it).
     Known(u64),
     /// A blob stored as a delta: its size is in the first bytes the delta inflates to, read
-    /// by [`DeltaSizes`] (in the threads that examine the objects, not before they start).
-    Delta(DeltaAt),
+    /// by [`crate::pack_read::PackReader::delta_size`] (in the threads that examine the
+    /// objects, not before they start).
+    OfDelta,
 }
 
-/// Where a delta's compressed data lies: in which of [`Contents::packs`], from where, and
-/// up to where at most (the next entry's start).
+/// An entry of one of [`Contents::packs`]: the pack's place there, the entry's in
+/// [`Pack::entries`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct DeltaAt {
-    pack: usize,
-    data_at: u64,
-    up_to: u64,
+pub(crate) struct EntryAt {
+    pub pack: usize,
+    pub entry: usize,
+}
+
+/// A pack whose entries' headers were read.
+pub(crate) struct Pack {
+    pub path: PathBuf,
+    /// Every entry, in the order they lie in the pack.
+    pub entries: Vec<Entry>,
+    /// For each entry stored as a delta, the entry it applies to (`None`: stored whole, or
+    /// its base is not in this pack).
+    pub bases: Vec<Option<usize>>,
+    /// Whether another entry of this pack is a delta against this one.
+    pub is_base: Vec<bool>,
+    /// Where the entries end (the pack's checksum starts).
+    pub end: u64,
+}
+
+impl Pack {
+    /// Where entry `k`'s compressed data ends at the latest: where the next entry starts.
+    pub(crate) fn data_end(&self, k: usize) -> u64 {
+        self.entries.get(k + 1).map_or(self.end, |next| next.offset)
+    }
 }
 
 /// Pack indexes larger than this are not read (their objects go through libgit2): about
 /// two million objects, whose entries take about 100 MiB here.
 const MAX_INDEX_BYTES: u64 = 64 << 20;
-/// Bytes of a delta's compressed data inflated to read the size of its result.
-const DELTA_HEAD_INPUT: usize = 512;
 const OID_BYTES: usize = 20;
 
 /// What an object folder (a push's quarantine) holds, read without libgit2.
@@ -61,8 +81,8 @@ pub(crate) struct Contents {
     /// forward through the pack, a delta soon after its base). An object in two packs is
     /// listed twice.
     pub packed: Vec<Header>,
-    /// The packs [`DeltaAt`] points into.
-    pub packs: Vec<PathBuf>,
+    /// The packs [`EntryAt`] points into.
+    pub packs: Vec<Pack>,
 }
 
 /// Lists the objects of `objects_dir`: the ids of each pack from its index (which has them
@@ -97,9 +117,9 @@ pub(crate) fn contents(objects_dir: &Path) -> Option<Contents> {
         let index = read_index(&idx)?;
         ids.extend_from_slice(&index.ids);
         // Headers that cannot be read this way are asked of libgit2 one by one.
-        if let Some(headers) = read_pack(&index, &pack, packs.len()) {
+        if let Some((headers, read)) = read_pack(&index, pack, packs.len()) {
             packed.extend(headers);
-            packs.push(pack);
+            packs.push(read);
         }
     }
     // Runs already sorted (one per pack), and a loose copy of a packed object is possible.
@@ -193,7 +213,7 @@ fn read_index(path: &Path) -> Option<Index> {
 
 /// Where a packed entry's content comes from.
 #[derive(Clone, Copy)]
-enum Base {
+pub(crate) enum Base {
     /// A whole object of this type.
     Whole(ObjectType),
     /// A delta against the entry at this offset.
@@ -202,23 +222,32 @@ enum Base {
     Id(Oid),
 }
 
-struct Entry {
-    offset: u64,
-    base: Base,
+/// A pack entry's header.
+pub(crate) struct Entry {
+    pub offset: u64,
+    pub base: Base,
     /// The object's size for a whole object; a delta's size is that of the delta.
-    size: u64,
+    pub size: u64,
     /// Where the compressed data starts.
-    data_at: u64,
+    pub data_at: u64,
 }
 
 /// Reads forward through a pack, skipping what is not needed.
-struct Cursor {
+pub(crate) struct Cursor {
     reader: BufReader<std::fs::File>,
     at: u64,
 }
 
 impl Cursor {
-    fn seek(&mut self, to: u64) -> Option<()> {
+    /// A cursor at the start of `file`, reading through a buffer of `buffer` bytes.
+    pub(crate) fn new(file: std::fs::File, buffer: usize) -> Cursor {
+        Cursor {
+            reader: BufReader::with_capacity(buffer, file),
+            at: 0,
+        }
+    }
+
+    pub(crate) fn seek(&mut self, to: u64) -> Option<()> {
         let by = i64::try_from(to).ok()? - i64::try_from(self.at).ok()?;
         self.reader.seek_relative(by).ok()?;
         self.at = to;
@@ -232,7 +261,7 @@ impl Cursor {
         Some(b[0])
     }
 
-    fn bytes(&mut self, into: &mut [u8]) -> Option<()> {
+    pub(crate) fn bytes(&mut self, into: &mut [u8]) -> Option<()> {
         self.reader.read_exact(into).ok()?;
         self.at += into.len() as u64;
         Some(())
@@ -282,94 +311,11 @@ impl Cursor {
     }
 }
 
-/// The size of the object a delta makes, from the start of the delta's compressed data
-/// (`up_to` bounds it: the next entry's start). `input` is a buffer to reuse.
-fn delta_result_size(
-    cursor: &mut Cursor,
-    input: &mut Vec<u8>,
-    data_at: u64,
-    up_to: u64,
-) -> Option<u64> {
-    cursor.seek(data_at)?;
-    let available = usize::try_from(up_to.checked_sub(data_at)?).ok()?;
-    input.resize(available.min(DELTA_HEAD_INPUT), 0);
-    cursor.bytes(input)?;
-    // Two sizes of at most ten bytes each. An error or a short answer: unknown, the caller
-    // asks libgit2.
-    let mut out = [0u8; 20];
-    let produced = inflate_head(input, &mut out)?;
-    let mut head = out.get(..produced)?.iter();
-    let mut varint = || {
-        let mut value = 0u64;
-        let mut shift = 0;
-        loop {
-            let c = *head.next()?;
-            if shift > 63 {
-                return None;
-            }
-            value |= u64::from(c & 0x7f) << shift;
-            shift += 7;
-            if c & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-    };
-    let _source_size = varint()?;
-    varint()
-}
-
-/// Reads what deltas make ([`Size::Delta`]) from the packs of one [`Contents`]; one per
-/// thread, each with its own open files.
-pub(crate) struct DeltaSizes<'a> {
-    packs: &'a [PathBuf],
-    /// The packs opened so far, by their place in `packs`.
-    open: Vec<Option<Cursor>>,
-    input: Vec<u8>,
-}
-
-impl<'a> DeltaSizes<'a> {
-    pub(crate) fn new(packs: &'a [PathBuf]) -> DeltaSizes<'a> {
-        DeltaSizes {
-            packs,
-            open: Vec::new(),
-            input: Vec::with_capacity(DELTA_HEAD_INPUT),
-        }
-    }
-
-    /// The size of the object the delta at `at` makes; `None` when it cannot be read so
-    /// (the caller asks libgit2).
-    pub(crate) fn size(&mut self, at: DeltaAt) -> Option<u64> {
-        if self.open.len() <= at.pack {
-            self.open.resize_with(at.pack + 1, || None);
-        }
-        let cursor = match &mut self.open[at.pack] {
-            Some(cursor) => cursor,
-            slot => slot.insert(Cursor {
-                // Small reads going forward through the pack: a small buffer suffices.
-                reader: BufReader::with_capacity(
-                    16 * 1024,
-                    std::fs::File::open(self.packs.get(at.pack)?).ok()?,
-                ),
-                at: 0,
-            }),
-        };
-        let size = delta_result_size(cursor, &mut self.input, at.data_at, at.up_to);
-        if size.is_none() {
-            // A read that failed part way leaves the file's position unknown: reopen it.
-            self.open[at.pack] = None;
-        }
-        size
-    }
-}
-
 /// The headers of a pack's entries, `number` being its place in [`Contents::packs`].
-fn read_pack(index: &Index, pack: &Path, number: usize) -> Option<Vec<Header>> {
-    let file = std::fs::File::open(pack).ok()?;
+fn read_pack(index: &Index, path: PathBuf, number: usize) -> Option<(Vec<Header>, Pack)> {
+    let file = std::fs::File::open(&path).ok()?;
     let pack_len = file.metadata().ok()?.len();
-    let mut cursor = Cursor {
-        reader: BufReader::with_capacity(64 * 1024, file),
-        at: 0,
-    };
+    let mut cursor = Cursor::new(file, 64 * 1024);
     let mut head = [0u8; 12];
     cursor.bytes(&mut head)?;
     if &head[..4] != b"PACK" || !matches!(be32(&head, 4)?, 2 | 3) {
@@ -430,33 +376,46 @@ fn read_pack(index: &Index, pack: &Path, number: usize) -> Option<Vec<Header>> {
             }
         }
     }
+    let bases: Vec<Option<usize>> = (0..entries.len()).map(|k| base_of(k).flatten()).collect();
+    let mut is_base = vec![false; entries.len()];
+    for &base in bases.iter().flatten() {
+        is_base[base] = true;
+    }
     // A delta's result size is read only where it matters, for blobs (the rules look at
     // their sizes), and later, by whoever examines the blob.
-    let trailer = pack_len.checked_sub(OID_BYTES as u64)?;
     let mut headers = Vec::with_capacity(entries.len());
     for (k, entry) in entries.iter().enumerate() {
         let Some(kind) = kinds[k] else { continue };
         let size = match entry.base {
             Base::Whole(_) => Size::Known(entry.size),
             _ if kind != ObjectType::Blob => Size::Known(0),
-            _ => Size::Delta(DeltaAt {
-                pack: number,
-                data_at: entry.data_at,
-                up_to: entries.get(k + 1).map_or(trailer, |next| next.offset),
-            }),
+            _ => Size::OfDelta,
         };
         headers.push(Header {
             id: index.ids[order[k]],
             kind,
             size,
+            at: EntryAt {
+                pack: number,
+                entry: k,
+            },
         });
     }
-    Some(headers)
+    let end = pack_len.checked_sub(OID_BYTES as u64)?;
+    let pack = Pack {
+        path,
+        entries,
+        bases,
+        is_base,
+        end,
+    };
+    Some((headers, pack))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pack_read::PackReader;
     use std::collections::HashSet;
     use std::io::Write;
     use std::process::{Command, Stdio};
@@ -534,24 +493,35 @@ mod tests {
     }
 
     /// Lists `objects_dir`, checks the ids against libgit2's, and every header the listing
-    /// read against what libgit2 says of that object (blob sizes read as the workers do).
+    /// read against what libgit2 says of that object (blob sizes read as the workers do),
+    /// and every packed object's content read by [`PackReader`] against libgit2's, read
+    /// in pack order as the hook does and again in reverse (bases no longer kept).
     fn assert_agrees_with_libgit2(objects_dir: &Path) -> Contents {
         let contents = contents(objects_dir).expect("listed without libgit2");
         assert_eq!(contents.ids, libgit2_ids(objects_dir), "the same ids");
         let odb = git2::Odb::new().expect("odb");
         odb.add_disk_alternate(&objects_dir.to_string_lossy())
             .expect("objects");
-        let mut deltas = DeltaSizes::new(&contents.packs);
+        let mut reader = PackReader::new(&contents.packs);
         for header in &contents.packed {
             let (size, kind) = odb.read_header(header.id).expect("header");
             assert_eq!(header.kind, kind, "{}", header.id);
             if kind == ObjectType::Blob {
                 let read = match header.size {
                     Size::Known(size) => size,
-                    Size::Delta(at) => deltas.size(at).expect("delta size"),
+                    Size::OfDelta => reader.delta_size(header.at).expect("delta size"),
                 };
                 assert_eq!(read, size as u64, "{}", header.id);
             }
+            let content = reader.read(header.at).expect("content read from the pack");
+            let object = odb.read(header.id).expect("object");
+            assert!(*content == *object.data(), "content of {}", header.id);
+        }
+        let mut reader = PackReader::new(&contents.packs);
+        for header in contents.packed.iter().rev() {
+            let content = reader.read(header.at).expect("content read from the pack");
+            let object = odb.read(header.id).expect("object");
+            assert!(*content == *object.data(), "content of {}", header.id);
         }
         contents
     }
@@ -596,7 +566,7 @@ mod tests {
             listed
                 .packed
                 .iter()
-                .any(|h| matches!(h.size, Size::Delta(_))),
+                .any(|h| matches!(h.size, Size::OfDelta)),
             "blobs stored as deltas"
         );
 
@@ -675,7 +645,7 @@ mod tests {
         let listed = assert_agrees_with_libgit2(&quarantine);
         let blob = Oid::from_str(String::from_utf8_lossy(&blob).trim()).expect("id");
         assert!(listed.ids.contains(&blob), "the loose blob is listed");
-        assert!(listed.packs.len() == 2, "{:?}", listed.packs);
+        assert_eq!(listed.packs.len(), 2, "two packs read");
         // Each pack's headers are read; an object in both packs is there twice.
         let distinct_packed: HashSet<Oid> = listed.packed.iter().map(|h| h.id).collect();
         assert_eq!(distinct_packed.len() + 1, listed.ids.len());

@@ -8,10 +8,12 @@
 
 use crate::Result;
 use crate::error::GitError;
-use crate::pack_headers::{self, DeltaSizes, Header, Size};
+use crate::pack_headers::{self, EntryAt, Header, Size};
+use crate::pack_read::PackReader;
 use crate::repo::{from_git2, to_git2};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use trove_types::{GitOid, LFS_POINTER_MAX_LEN, LfsPointer};
 
 /// How far [`PushView::paths_of`] walks back through new history looking for a blob.
@@ -103,12 +105,11 @@ impl Handles {
         })
     }
 
-    /// What [`PushView::new_objects`] finds among `items`; `deltas` reads the sizes of blobs
-    /// stored as deltas.
+    /// What [`PushView::new_objects`] finds among `items`; `packs` reads the packed ones.
     fn examine(
         &self,
         items: &[Item],
-        deltas: &mut DeltaSizes<'_>,
+        packs: &mut PackReader<'_>,
         large_blob_bytes: u64,
     ) -> Result<NewObjects> {
         let existing = self
@@ -126,10 +127,20 @@ impl Handles {
         let mut found = NewObjects::default();
         for &(id, header) in items {
             let known = match header {
-                Some((kind, Size::Known(size))) => Some((kind, size)),
-                Some((kind, Size::Delta(at))) => deltas.size(at).map(|size| (kind, size)),
+                Some(Header {
+                    kind,
+                    size: Size::Known(size),
+                    ..
+                }) => Some((kind, size)),
+                Some(Header {
+                    kind,
+                    size: Size::OfDelta,
+                    at,
+                    ..
+                }) => packs.delta_size(at).map(|size| (kind, size)),
                 None => None,
             };
+            let at = header.map(|h| h.at);
             let (kind, size) = match known {
                 Some(known) => known,
                 None => {
@@ -141,7 +152,7 @@ impl Handles {
                 }
             };
             if kind == git2::ObjectType::Tree {
-                let tree = self.read(id, kind, "reading tree")?;
+                let tree = self.read(packs, id, kind, at, "reading tree")?;
                 let bad = names.problems(tree.data());
                 if !bad.is_empty() && is_new(id) {
                     found
@@ -157,7 +168,7 @@ impl Handles {
                 continue;
             }
             if size <= LFS_POINTER_MAX_LEN as u64 {
-                let object = self.read(id, kind, "reading blob")?;
+                let object = self.read(packs, id, kind, at, "reading blob")?;
                 if let Some(pointer) = LfsPointer::parse(object.data())
                     && is_new(id)
                 {
@@ -171,14 +182,21 @@ impl Handles {
         Ok(found)
     }
 
-    /// Reads a quarantined object that should be of type `kind`: another type means its
-    /// header was misread, and the push is refused rather than judged on a wrong reading.
+    /// Reads a quarantined object that should be of type `kind`, from its pack when `at`
+    /// says where it lies and [`PackReader`] can, else through libgit2: another type there
+    /// means its header was misread, and the push is refused rather than judged on a wrong
+    /// reading.
     fn read(
         &self,
+        packs: &mut PackReader<'_>,
         id: git2::Oid,
         kind: git2::ObjectType,
+        at: Option<EntryAt>,
         action: &'static str,
-    ) -> Result<git2::OdbObject<'_>> {
+    ) -> Result<Content<'_>> {
+        if let Some(content) = at.and_then(|at| packs.read(at)) {
+            return Ok(Content::Packed(content));
+        }
         let object = self.quarantine.read(id).map_err(GitError::git(action))?;
         if object.kind() != kind {
             return Err(GitError::Git {
@@ -189,12 +207,27 @@ impl Handles {
                 )),
             });
         }
-        Ok(object)
+        Ok(Content::Read(object))
     }
 }
 
-/// An object to examine, with its type and size when its pack's index told them.
-type Item = (git2::Oid, Option<(git2::ObjectType, Size)>);
+/// An object's content, read from its pack or through libgit2.
+enum Content<'r> {
+    Packed(Rc<[u8]>),
+    Read(git2::OdbObject<'r>),
+}
+
+impl Content<'_> {
+    fn data(&self) -> &[u8] {
+        match self {
+            Content::Packed(content) => content,
+            Content::Read(object) => object.data(),
+        }
+    }
+}
+
+/// An object to examine, with its type, size and place when its pack's index told them.
+type Item = (git2::Oid, Option<Header>);
 
 /// The objects to examine: the packed ones in the order they lie in their packs (libgit2
 /// then reads a delta soon after its base, often still in its cache of bases), then the
@@ -207,14 +240,14 @@ fn work_list(ids: &[git2::Oid], packed: Vec<Header>) -> Vec<Item> {
     packed_ids.dedup();
     let mut items: Vec<Item> = Vec::with_capacity(ids.len());
     if packed_ids.len() == count {
-        items.extend(packed.iter().map(|h| (h.id, Some((h.kind, h.size)))));
+        items.extend(packed.iter().map(|h| (h.id, Some(*h))));
     } else {
         let mut taken = HashSet::with_capacity(packed_ids.len());
         items.extend(
             packed
                 .iter()
                 .filter(|h| taken.insert(h.id))
-                .map(|h| (h.id, Some((h.kind, h.size)))),
+                .map(|h| (h.id, Some(*h))),
         );
     }
     let mut known = packed_ids.iter().peekable();
@@ -350,7 +383,7 @@ impl PushView {
                     scope.spawn(move || {
                         Handles::open(git_dir, quarantine_dir)?.examine(
                             part,
-                            &mut DeltaSizes::new(packs),
+                            &mut PackReader::new(packs),
                             large_blob_bytes,
                         )
                     })
@@ -359,7 +392,7 @@ impl PushView {
             // This thread reads the first run itself, through the view's own handles.
             let mut found =
                 self.own
-                    .examine(first, &mut DeltaSizes::new(packs), large_blob_bytes)?;
+                    .examine(first, &mut PackReader::new(packs), large_blob_bytes)?;
             for other in others {
                 // A thread that panicked hit a bug: the panic goes on here.
                 let part = other
