@@ -330,15 +330,16 @@ impl PushView {
     }
 
     /// Lists the quarantine's objects that the repository does not have yet and picks out
-    /// large blobs, LFS pointers and tree entries with names the path rule refuses. Reads
-    /// object headers (of packed objects from the packs' indexes and entry headers,
-    /// [`pack_headers`]), new trees, and the content of blobs small enough to be pointers.
+    /// large blobs, LFS pointers and tree entries with names the path rule refuses. Lists the
+    /// objects from the packs' indexes and the loose objects' folders, reads packed objects'
+    /// headers from their entries ([`pack_headers`]), and new trees and blobs small enough to
+    /// be pointers from the packs ([`PackReader`]); libgit2 for whatever those do not read.
     ///
     /// Every new tree is checked, whatever refers to it (a commit, a tag, nothing), so no
     /// path that breaks the rule can become reachable through this push.
     ///
     /// A large push (a repository's first brings every tree of its history) is shared out
-    /// between a few threads, each reading a run of the sorted ids through handles of its
+    /// between a few threads, each reading a run of the objects (in pack order) through handles of
     /// own; the findings come out in id order however many threads read them.
     pub fn new_objects(&self, large_blob_bytes: u64) -> Result<NewObjects> {
         let Some((git_dir, quarantine_dir)) = &self.dirs else {
