@@ -339,8 +339,8 @@ impl PushView {
     /// path that breaks the rule can become reachable through this push.
     ///
     /// A large push (a repository's first brings every tree of its history) is shared out
-    /// between a few threads, each reading a run of the objects (in pack order) through handles of
-    /// own; the findings come out in id order however many threads read them.
+    /// between a few threads, each reading a run of the objects (in pack order) through
+    /// handles of its own; the findings come out in id order however many threads read them.
     pub fn new_objects(&self, large_blob_bytes: u64) -> Result<NewObjects> {
         let Some((git_dir, quarantine_dir)) = &self.dirs else {
             return Ok(NewObjects::default());
