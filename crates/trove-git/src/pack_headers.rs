@@ -600,6 +600,52 @@ mod tests {
     }
 
     #[test]
+    fn damaged_pack_data_is_never_read_as_other_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src.git");
+        deep_repo(&src, 30);
+        let objects = src.join("objects");
+        let good = contents(&objects).expect("listed");
+        let odb = git2::Odb::new().expect("odb");
+        odb.add_disk_alternate(&objects.to_string_lossy())
+            .expect("objects");
+        let truth: Vec<Vec<u8>> = good
+            .packed
+            .iter()
+            .map(|h| odb.read(h.id).expect("object").data().to_vec())
+            .collect();
+        let pack = &good.packs[0];
+        let bytes = std::fs::read(&pack.path).expect("pack");
+        let damaged_dir = dir.path().join("damaged");
+        std::fs::create_dir_all(damaged_dir.join("pack")).expect("dir");
+        let name = pack.path.file_name().expect("name");
+        let idx = pack.path.with_extension("idx");
+        std::fs::copy(
+            &idx,
+            damaged_dir.join("pack").join(idx.file_name().expect("idx")),
+        )
+        .expect("idx");
+        // One byte changed inside the compressed data of entries spread over the pack.
+        let step = (pack.entries.len() / 40).max(1);
+        let mut refused = 0;
+        for entry in pack.entries.iter().step_by(step) {
+            let mut copy = bytes.clone();
+            let at = usize::try_from(entry.data_at).expect("offset") + 2;
+            copy[at] ^= 0x5a;
+            std::fs::write(damaged_dir.join("pack").join(name), &copy).expect("write");
+            let damaged = contents(&damaged_dir).expect("listed");
+            let mut reader = PackReader::new(&damaged.packs);
+            for (header, truth) in damaged.packed.iter().zip(&truth) {
+                match reader.read(header.at) {
+                    Some(content) => assert!(*content == **truth, "{} misread", header.id),
+                    None => refused += 1,
+                }
+            }
+        }
+        assert!(refused > 0, "damage is noticed");
+    }
+
+    #[test]
     fn ids_of_several_packs_and_loose_objects_match_libgit2() {
         let dir = tempfile::tempdir().expect("tempdir");
         let src = dir.path().join("src.git");
