@@ -208,6 +208,11 @@ fn read_index(path: &Path) -> Option<Index> {
         };
         offsets.push(offset);
     }
+    // Each id once, in order: what git writes, and what lets a caller take the entries of a
+    // pack for its list of ids without sorting them.
+    if !ids.windows(2).all(|w| w[0] < w[1]) {
+        return None;
+    }
     Some(Index { ids, offsets })
 }
 
@@ -715,6 +720,27 @@ mod tests {
         assert!(contents(dir.path()).is_none());
         std::fs::remove_file(dir.path().join("pack/pack-1.idx")).expect("rm");
         assert!(contents(dir.path()).is_some());
+        // An index whose ids are out of order (git writes them sorted, each once).
+        let repo = dir.path().join("r.git");
+        deep_repo(&repo, 3);
+        let objects = repo.join("objects");
+        assert!(contents(&objects).is_some());
+        let idx = std::fs::read_dir(objects.join("pack"))
+            .expect("pack dir")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "idx"))
+            .expect("an index");
+        let mut bytes = std::fs::read(&idx).expect("idx");
+        let ids_at = 8 + 256 * 4;
+        let (first, second) = bytes[ids_at..ids_at + 2 * OID_BYTES].split_at_mut(OID_BYTES);
+        first.swap_with_slice(second);
+        let mut permissions = std::fs::metadata(&idx).expect("meta").permissions();
+        #[expect(clippy::permissions_set_readonly_false, reason = "a test's own file")]
+        permissions.set_readonly(false);
+        std::fs::set_permissions(&idx, permissions).expect("writable");
+        std::fs::write(&idx, &bytes).expect("idx");
+        assert!(contents(&objects).is_none());
         // Alternates: their objects would be listed as the folder's.
         std::fs::create_dir_all(dir.path().join("info")).expect("info");
         std::fs::write(dir.path().join("info/alternates"), b"/elsewhere\n").expect("alt");

@@ -368,7 +368,13 @@ impl PushView {
                 }
             }
         };
-        let items = work_list(&contents.ids, contents.packed);
+        // One pack whose every object's header was read (a push's usual quarantine): its
+        // entries are the ids, each once (an index lists each id once), nothing to merge.
+        let items = if contents.packs.len() == 1 && contents.packed.len() == contents.ids.len() {
+            contents.packed.iter().map(|h| (h.id, Some(*h))).collect()
+        } else {
+            work_list(&contents.ids, contents.packed)
+        };
         let packs = &contents.packs;
         let workers = std::thread::available_parallelism()
             .map_or(1, usize::from)
