@@ -28,6 +28,7 @@ mod kept;
 mod log;
 mod merge;
 mod pack_headers;
+mod pack_read;
 mod paths;
 mod push;
 mod reachable;

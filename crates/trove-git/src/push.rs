@@ -8,10 +8,12 @@
 
 use crate::Result;
 use crate::error::GitError;
-use crate::pack_headers::{self, Header};
+use crate::pack_headers::{self, EntryAt, Header, Size};
+use crate::pack_read::PackReader;
 use crate::repo::{from_git2, to_git2};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use trove_types::{GitOid, LFS_POINTER_MAX_LEN, LfsPointer};
 
 /// How far [`PushView::paths_of`] walks back through new history looking for a blob.
@@ -103,8 +105,13 @@ impl Handles {
         })
     }
 
-    /// What [`PushView::new_objects`] finds among `items`.
-    fn examine(&self, items: &[Item], large_blob_bytes: u64) -> Result<NewObjects> {
+    /// What [`PushView::new_objects`] finds among `items`; `packs` reads the packed ones.
+    fn examine(
+        &self,
+        items: &[Item],
+        packs: &mut PackReader<'_>,
+        large_blob_bytes: u64,
+    ) -> Result<NewObjects> {
         let existing = self
             .existing
             .odb()
@@ -119,8 +126,23 @@ impl Handles {
         let mut names = AcceptedNames::default();
         let mut found = NewObjects::default();
         for &(id, header) in items {
-            let (kind, size) = match header {
-                Some(header) => header,
+            let known = match header {
+                Some(Header {
+                    kind,
+                    size: Size::Known(size),
+                    ..
+                }) => Some((kind, size)),
+                Some(Header {
+                    kind,
+                    size: Size::OfDelta,
+                    at,
+                    ..
+                }) => packs.delta_size(at).map(|size| (kind, size)),
+                None => None,
+            };
+            let at = header.map(|h| h.at);
+            let (kind, size) = match known {
+                Some(known) => known,
                 None => {
                     let (size, kind) = self
                         .quarantine
@@ -130,7 +152,7 @@ impl Handles {
                 }
             };
             if kind == git2::ObjectType::Tree {
-                let tree = self.read(id, kind, "reading tree")?;
+                let tree = self.read(packs, id, kind, at, "reading tree")?;
                 let bad = names.problems(tree.data());
                 if !bad.is_empty() && is_new(id) {
                     found
@@ -146,7 +168,7 @@ impl Handles {
                 continue;
             }
             if size <= LFS_POINTER_MAX_LEN as u64 {
-                let object = self.read(id, kind, "reading blob")?;
+                let object = self.read(packs, id, kind, at, "reading blob")?;
                 if let Some(pointer) = LfsPointer::parse(object.data())
                     && is_new(id)
                 {
@@ -160,14 +182,21 @@ impl Handles {
         Ok(found)
     }
 
-    /// Reads a quarantined object that should be of type `kind`: another type means its
-    /// header was misread, and the push is refused rather than judged on a wrong reading.
+    /// Reads a quarantined object that should be of type `kind`, from its pack when `at`
+    /// says where it lies and [`PackReader`] can, else through libgit2: another type there
+    /// means its header was misread, and the push is refused rather than judged on a wrong
+    /// reading.
     fn read(
         &self,
+        packs: &mut PackReader<'_>,
         id: git2::Oid,
         kind: git2::ObjectType,
+        at: Option<EntryAt>,
         action: &'static str,
-    ) -> Result<git2::OdbObject<'_>> {
+    ) -> Result<Content<'_>> {
+        if let Some(content) = at.and_then(|at| packs.read(at)) {
+            return Ok(Content::Packed(content));
+        }
         let object = self.quarantine.read(id).map_err(GitError::git(action))?;
         if object.kind() != kind {
             return Err(GitError::Git {
@@ -178,12 +207,27 @@ impl Handles {
                 )),
             });
         }
-        Ok(object)
+        Ok(Content::Read(object))
     }
 }
 
-/// An object to examine, with its type and size when its pack's index told them.
-type Item = (git2::Oid, Option<(git2::ObjectType, u64)>);
+/// An object's content, read from its pack or through libgit2.
+enum Content<'r> {
+    Packed(Rc<[u8]>),
+    Read(git2::OdbObject<'r>),
+}
+
+impl Content<'_> {
+    fn data(&self) -> &[u8] {
+        match self {
+            Content::Packed(content) => content,
+            Content::Read(object) => object.data(),
+        }
+    }
+}
+
+/// An object to examine, with its type, size and place when its pack's index told them.
+type Item = (git2::Oid, Option<Header>);
 
 /// The objects to examine: the packed ones in the order they lie in their packs (libgit2
 /// then reads a delta soon after its base, often still in its cache of bases), then the
@@ -196,14 +240,14 @@ fn work_list(ids: &[git2::Oid], packed: Vec<Header>) -> Vec<Item> {
     packed_ids.dedup();
     let mut items: Vec<Item> = Vec::with_capacity(ids.len());
     if packed_ids.len() == count {
-        items.extend(packed.iter().map(|h| (h.id, Some((h.kind, h.size)))));
+        items.extend(packed.iter().map(|h| (h.id, Some(*h))));
     } else {
         let mut taken = HashSet::with_capacity(packed_ids.len());
         items.extend(
             packed
                 .iter()
                 .filter(|h| taken.insert(h.id))
-                .map(|h| (h.id, Some((h.kind, h.size)))),
+                .map(|h| (h.id, Some(*h))),
         );
     }
     let mut known = packed_ids.iter().peekable();
@@ -286,32 +330,52 @@ impl PushView {
     }
 
     /// Lists the quarantine's objects that the repository does not have yet and picks out
-    /// large blobs, LFS pointers and tree entries with names the path rule refuses. Reads
-    /// object headers (of packed objects from the packs' indexes and entry headers,
-    /// [`pack_headers`]), new trees, and the content of blobs small enough to be pointers.
+    /// large blobs, LFS pointers and tree entries with names the path rule refuses. Lists the
+    /// objects from the packs' indexes and the loose objects' folders, reads packed objects'
+    /// headers from their entries ([`pack_headers`]), and new trees and blobs small enough to
+    /// be pointers from the packs ([`PackReader`]); libgit2 for whatever those do not read.
     ///
     /// Every new tree is checked, whatever refers to it (a commit, a tag, nothing), so no
     /// path that breaks the rule can become reachable through this push.
     ///
     /// A large push (a repository's first brings every tree of its history) is shared out
-    /// between a few threads, each reading a run of the sorted ids through handles of its
-    /// own; the findings come out in id order however many threads read them.
+    /// between a few threads, each reading a run of the objects (in pack order) through
+    /// handles of its own; the findings come out in id order however many threads read them.
     pub fn new_objects(&self, large_blob_bytes: u64) -> Result<NewObjects> {
-        let mut ids = Vec::new();
-        self.own
-            .quarantine
-            .foreach(|oid| {
-                ids.push(*oid);
-                true
-            })
-            .map_err(GitError::git("listing pushed objects"))?;
-        // A pack and a loose copy of one object may both be present.
-        ids.sort_unstable();
-        ids.dedup();
         let Some((git_dir, quarantine_dir)) = &self.dirs else {
             return Ok(NewObjects::default());
         };
-        let items = work_list(&ids, pack_headers::packed_headers(quarantine_dir));
+        let contents = match pack_headers::contents(quarantine_dir) {
+            Some(contents) => contents,
+            // What the listing does not read (alternates, an index it does not know) is
+            // listed by libgit2, and every object's header asked of it.
+            None => {
+                let mut ids = Vec::new();
+                self.own
+                    .quarantine
+                    .foreach(|oid| {
+                        ids.push(*oid);
+                        true
+                    })
+                    .map_err(GitError::git("listing pushed objects"))?;
+                // A pack and a loose copy of one object may both be present.
+                ids.sort_unstable();
+                ids.dedup();
+                pack_headers::Contents {
+                    ids,
+                    packed: Vec::new(),
+                    packs: Vec::new(),
+                }
+            }
+        };
+        // One pack whose every object's header was read (a push's usual quarantine): its
+        // entries are the ids, each once (an index lists each id once), nothing to merge.
+        let items = if contents.packs.len() == 1 && contents.packed.len() == contents.ids.len() {
+            contents.packed.iter().map(|h| (h.id, Some(*h))).collect()
+        } else {
+            work_list(&contents.ids, contents.packed)
+        };
+        let packs = &contents.packs;
         let workers = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .min(MAX_WORKERS)
@@ -324,12 +388,18 @@ impl PushView {
             let others: Vec<_> = parts
                 .map(|part| {
                     scope.spawn(move || {
-                        Handles::open(git_dir, quarantine_dir)?.examine(part, large_blob_bytes)
+                        Handles::open(git_dir, quarantine_dir)?.examine(
+                            part,
+                            &mut PackReader::new(packs),
+                            large_blob_bytes,
+                        )
                     })
                 })
                 .collect();
             // This thread reads the first run itself, through the view's own handles.
-            let mut found = self.own.examine(first, large_blob_bytes)?;
+            let mut found =
+                self.own
+                    .examine(first, &mut PackReader::new(packs), large_blob_bytes)?;
             for other in others {
                 // A thread that panicked hit a bug: the panic goes on here.
                 let part = other
