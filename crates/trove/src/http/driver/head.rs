@@ -68,13 +68,13 @@ pub async fn read(
         if !buf.is_empty() {
             head_until.get_or_insert_with(|| Instant::now() + budget.max_time);
             match parse(buf, budget) {
-                Parsed::Partial if buf.len() >= budget.max_bytes => {
+                None if buf.len() >= budget.max_bytes => {
                     return Head::Refuse(crate::error::ApiError::RequestHeadTooLarge {
                         limit: budget.max_bytes,
                     });
                 }
-                Parsed::Partial => {}
-                Parsed::Done(head) => return head,
+                None => {}
+                Some(head) => return head,
             }
         }
         let deadline = head_until.unwrap_or(idle_until);
@@ -99,27 +99,23 @@ pub async fn read(
     }
 }
 
-enum Parsed {
-    Partial,
-    Done(Head),
-}
-
-fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Parsed {
+/// The head at the start of `buf`, or `None` while it is incomplete.
+fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Option<Head> {
     let mut headers = vec![httparse::EMPTY_HEADER; budget.max_headers];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Ok(httparse::Status::Partial) => return None,
         Err(httparse::Error::TooManyHeaders) => {
-            return Parsed::Done(Head::Refuse(crate::error::ApiError::bad_request(format!(
+            return Some(Head::Refuse(crate::error::ApiError::bad_request(format!(
                 "Bad request: more than {} header fields",
                 budget.max_headers
             ))));
         }
         // HTTP/2 with prior knowledge: hyper speaks it.
-        Err(_) if buf.starts_with(b"PRI * HTTP/2.0") => return Parsed::Done(Head::HandOff),
+        Err(_) if buf.starts_with(b"PRI * HTTP/2.0") => return Some(Head::HandOff),
         Err(e) => {
-            return Parsed::Done(Head::Refuse(crate::error::ApiError::bad_request(format!(
+            return Some(Head::Refuse(crate::error::ApiError::bad_request(format!(
                 "Bad request: malformed HTTP request head ({e})"
             ))));
         }
@@ -127,19 +123,19 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Parsed {
     let method = match req.method {
         Some("GET") => Method::GET,
         Some("HEAD") => Method::HEAD,
-        _ => return Parsed::Done(Head::HandOff),
+        _ => return Some(Head::HandOff),
     };
     let version = match req.version {
         Some(1) => Version::HTTP_11,
         Some(0) => Version::HTTP_10,
-        _ => return Parsed::Done(Head::HandOff),
+        _ => return Some(Head::HandOff),
     };
     let Some(path) = req.path.filter(|p| p.starts_with('/')) else {
         // Absolute-form and the like: hyper's business.
-        return Parsed::Done(Head::HandOff);
+        return Some(Head::HandOff);
     };
     let Ok(uri) = path.parse::<Uri>() else {
-        return Parsed::Done(Head::Refuse(crate::error::ApiError::bad_request(
+        return Some(Head::Refuse(crate::error::ApiError::bad_request(
             "Bad request: invalid request target",
         )));
     };
@@ -151,12 +147,12 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Parsed {
     let mut keep = false;
     for h in req.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
-            return Parsed::Done(Head::Refuse(crate::error::ApiError::bad_request(
+            return Some(Head::Refuse(crate::error::ApiError::bad_request(
                 "Bad request: invalid header name",
             )));
         };
         let Ok(value) = HeaderValue::from_bytes(h.value) else {
-            return Parsed::Done(Head::Refuse(crate::error::ApiError::bad_request(
+            return Some(Head::Refuse(crate::error::ApiError::bad_request(
                 "Bad request: invalid header value",
             )));
         };
@@ -166,7 +162,7 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Parsed {
             || name == http::header::UPGRADE
             || name == http::header::EXPECT
         {
-            return Parsed::Done(Head::HandOff);
+            return Some(Head::HandOff);
         }
         if name == http::header::CONNECTION {
             for token in h.value.split(|b| *b == b',') {
@@ -182,5 +178,5 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Parsed {
         _ => !close,
     };
     let _ = buf.split_to(len);
-    Parsed::Done(Head::Plain(request, Meta { keep_alive }))
+    Some(Head::Plain(request, Meta { keep_alive }))
 }
