@@ -187,6 +187,14 @@ pub async fn open_with(
                 }
                 false => None,
             };
+            // One line per download rebuilt from xorbs for a plain HTTP client, whichever
+            // way its bytes then go out.
+            tracing::info!(
+                terms = plan.terms.len(),
+                bytes = plan_len,
+                sendfile_ranges = files.as_ref().map_or(0, |f| f.ranges().len()),
+                "xet.bridge"
+            );
             let store = (*state.store).clone();
             let blocks = state.read_blocks.clone();
             // Started when first polled: a response sent as file ranges never polls it.
