@@ -544,6 +544,7 @@ async fn bad_heads_get_a_clear_answer_and_a_closed_connection() {
         "{malformed:?}"
     );
     assert_eq!(malformed.header("connection"), Some("close"));
+    assert!(malformed.header("x-request-id").is_some());
     assert!(c.closed().await);
 
     let mut c = Client::connect(served.addr).await;

@@ -151,7 +151,18 @@ impl Connection {
                         return;
                     }
                     head::Head::Refuse(error) => {
-                        let response = axum::response::IntoResponse::into_response(error);
+                        // Refused before the router: its request id and its log line here.
+                        let id = uuid::Uuid::new_v4().to_string();
+                        tracing::info!(
+                            client.addr = %self.addr,
+                            request_id = %id,
+                            reason = %error,
+                            "request head refused"
+                        );
+                        let mut response = axum::response::IntoResponse::into_response(error);
+                        if let Ok(id) = http::HeaderValue::from_str(&id) {
+                            response.headers_mut().insert("x-request-id", id);
+                        }
                         let _ = write::response(
                             &mut self.tcp,
                             &http::Method::GET,
