@@ -627,3 +627,86 @@ async fn a_client_gone_mid_download_leaves_the_server_serving_and_no_file_open()
     let whole = c.answer(false).await;
     assert_eq!(sha(&whole.body), oid);
 }
+
+/// Log output kept in memory, for the access log's lines.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn the_access_log_counts_the_bytes_sent_from_files() {
+    let app = TestApp::with_config(|c| c.log.access = true).await;
+    app.create_repo("w", "model").await;
+    let raw = random_bytes(4, 2 << 20);
+    let oid = lfs_file(&app, "w", "raw.bin", &raw).await;
+    // This test's runtime runs on this thread: the driver's tasks log through this subscriber.
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let served = serve(&app, HeadBudget::default()).await;
+
+    let mut c = Client::connect(served.addr).await;
+    c.send(&get("/admin/w/resolve/main/raw.bin", &app.admin_token, ""))
+        .await;
+    let whole = c.answer(false).await;
+    assert_eq!(sha(&whole.body), oid);
+    c.send(&get(
+        "/admin/w/resolve/main/raw.bin",
+        &app.admin_token,
+        "Range: bytes=10-1009\r\n",
+    ))
+    .await;
+    assert_eq!(c.answer(false).await.body, raw[10..1010]);
+
+    // The line is written once the driver has let go of the response (bounded wait).
+    let wanted = [
+        format!("size_bytes={} ", raw.len()),
+        "size_bytes=1000 ".to_owned(),
+    ];
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = captured.text();
+        if wanted.iter().all(|w| text.contains(w.as_str())) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("trove::access") && l.contains("/resolve/main/raw.bin"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for (line, size) in lines.iter().zip(&wanted) {
+        assert!(line.contains(size.as_str()), "{line}");
+        assert!(line.contains("complete=true"), "{line}");
+        assert!(line.contains("user=\"admin\""), "{line}");
+    }
+}
