@@ -187,6 +187,26 @@ impl Store {
         }
     }
 
+    /// Object `oid` as an open file of this node's disk, for a server that hands file ranges
+    /// to the kernel (`sendfile`); `None` when it is not stored here whole (absent, or the
+    /// store is a bucket). A handle, never a path: the bytes stay readable through it even if
+    /// garbage collection moves the object aside meanwhile.
+    pub fn local_object_file(&self, oid: &Sha256Hex) -> Result<Option<fs::File>, StoreError> {
+        match self {
+            Store::Local(s) => open_if_present(s.local_path(oid)),
+            Store::S3(_) => Ok(None),
+        }
+    }
+
+    /// Xorb `hash_hex` as an open file of this node's disk (see [`Self::local_object_file`]);
+    /// `None` when absent or the store is a bucket.
+    pub fn local_xorb_file(&self, hash_hex: &str) -> Result<Option<fs::File>, StoreError> {
+        match self {
+            Store::Local(s) => open_if_present(s.xorb_path(hash_hex)),
+            Store::S3(_) => Ok(None),
+        }
+    }
+
     /// A local file with object `oid`'s bytes, for readers that need a file (LFS ingest):
     /// the object itself locally; in S3 mode this node's staged copy, else a download that
     /// is removed when the returned value drops. `None` if the object is not stored.
@@ -477,5 +497,13 @@ fn mismatched() -> StoreError {
     StoreError::Io {
         path: PathBuf::new(),
         source: io::Error::other("a xorb handle of another backend"),
+    }
+}
+
+fn open_if_present(path: PathBuf) -> Result<Option<fs::File>, StoreError> {
+    match fs::File::open(&path) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Io { path, source }),
     }
 }

@@ -90,6 +90,12 @@ pub enum ApiError {
     /// The work did not finish in the time allowed (504, as a gateway says it).
     #[error("{0}")]
     Timeout(String),
+    /// A request head (request line and headers) over the server's budget (431).
+    #[error("Request header fields too large: the limit is {limit} bytes")]
+    RequestHeadTooLarge { limit: usize },
+    /// A request head not received in the time allowed (408).
+    #[error("Request timeout: the request head did not arrive within {secs} seconds")]
+    RequestTimeout { secs: u64 },
     /// Something other than a repository, revision or file does not exist (a user…).
     #[error("{0}")]
     NotFound(String),
@@ -150,6 +156,8 @@ impl ApiError {
             | ApiError::ModelLoading { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ModelTooLarge(_) => StatusCode::FORBIDDEN,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::RequestHeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

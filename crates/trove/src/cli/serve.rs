@@ -11,7 +11,6 @@ use crate::repos::reconcile::{self, RunningMarker};
 use crate::signing::UrlSigner;
 use crate::state::AppState;
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -168,14 +167,6 @@ pub async fn run(
     }
     let listener = std::sync::Arc::try_unwrap(listener)
         .map_err(|_| anyhow::anyhow!("the socket is still in use by the start-up answers"))?;
-    // Streamed answers (git packs, LFS objects) end with small writes; without TCP_NODELAY
-    // Nagle's algorithm holds each of them back until the client's delayed ACK, ~40 ms a
-    // response, which is most of the time of a small fetch.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
     // The signal is watched once: it starts the drain (`/readyz` answers 503, no new
     // connection is accepted, in-flight requests run on) and the grace period.
     let (signalled_tx, signalled_rx) = tokio::sync::watch::channel(false);
@@ -202,13 +193,17 @@ pub async fn run(
     let signalled = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let server = axum::serve(
+    // Every connection starts in the driver (plain GETs and HEADs, downloads sent with
+    // `sendfile`), which hands the others to hyper; TCP_NODELAY is set on each, since
+    // streamed answers end with small writes that Nagle's algorithm would hold back until
+    // the client's delayed ACK.
+    let server = crate::http::driver::serve(
         listener,
-        // The peer address keys the failed-authentication limiter.
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(signalled(signalled_rx.clone()));
-    let mut server = std::pin::pin!(server.into_future());
+        app,
+        crate::http::driver::HeadBudget::default(),
+        signalled(signalled_rx.clone()),
+    );
+    let mut server = std::pin::pin!(server);
     let drained = tokio::select! {
         result = &mut server => { result.context("serving")?; true }
         () = async { signalled(signalled_rx).await; tokio::time::sleep(shutdown_grace).await } => {

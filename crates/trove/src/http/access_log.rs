@@ -6,6 +6,7 @@
 
 use crate::auth::CallerSlot;
 use crate::http::request_id::RequestId;
+use crate::repos::file_ranges::FileRanges;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -47,12 +48,15 @@ pub async fn access_log(
         status: parts.status.as_u16(),
         ..line
     };
+    // Sent by `http::driver` with `sendfile` instead of through this body: it says how much.
+    let files = parts.extensions.get::<FileRanges>().cloned();
     Response::from_parts(
         parts,
         Body::new(Counted {
             inner: body,
             bytes: 0,
             line: Some(line),
+            files,
         }),
     )
 }
@@ -85,11 +89,13 @@ impl Line {
 }
 
 /// A response body that counts what it yields and writes the line at its end, or when
-/// dropped before its end (`complete=false`: the client went away).
+/// dropped before its end (`complete=false`: the client went away). A body whose bytes went
+/// out as file ranges is dropped unpolled, after the sender reported them.
 struct Counted {
     inner: Body,
     bytes: u64,
     line: Option<Line>,
+    files: Option<FileRanges>,
 }
 
 impl http_body::Body for Counted {
@@ -130,6 +136,10 @@ impl http_body::Body for Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         if let Some(line) = self.line.take() {
+            if let Some((bytes, complete)) = self.files.as_ref().and_then(FileRanges::sent) {
+                line.write(bytes, complete);
+                return;
+            }
             // A body that was empty from the start is never polled to its end.
             let complete = self.inner.is_end_stream();
             line.write(self.bytes, complete);

@@ -12,6 +12,7 @@
 
 pub mod access_log;
 pub mod api;
+pub mod driver;
 pub mod extract;
 pub mod git;
 pub mod lfs;

@@ -8,12 +8,13 @@
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiPath, RepoAt};
 use crate::http::range;
-use crate::repos::content::{self, FileBytes};
+use crate::repos::content::{self, FileBytes, Opened};
+use crate::repos::file_ranges::CanSendFiles;
 use crate::repos::listing::{count_download, counts_as_download};
 use crate::repos::{read_git, resolve};
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -34,6 +35,7 @@ pub async fn serve(
     RepoAt { repo, caller }: RepoAt,
     method: Method,
     headers: HeaderMap,
+    can_send_files: Option<Extension<CanSendFiles>>,
     ApiPath(ResolvePath { rev, path }): ApiPath<ResolvePath>,
 ) -> ApiResult<Response> {
     repo.require_content(&caller)?;
@@ -142,7 +144,9 @@ pub async fn serve(
     let opened = match blob_bytes {
         Some(bytes) => Some(content::Opened::blob(bytes, start, end)),
         None => {
-            content::open_with(&state, &file, range.map(|r| (r.start, r.end)), known_lfs).await?
+            let range = range.map(|r| (r.start, r.end));
+            let want_files = can_send_files.is_some();
+            content::open_with(&state, &file, range, known_lfs, want_files).await?
         }
     };
     let Some(opened) = opened else {
@@ -152,7 +156,17 @@ pub async fn serve(
             commit: Some(commit),
         });
     };
-    Ok((status, out, Body::from_stream(opened.stream)).into_response())
+    Ok(download_response(status, out, opened))
+}
+
+/// A download's response: the opened bytes as the body, and when they are also file ranges
+/// (`Opened::files`), those as an extension for `http::driver` to `sendfile` instead.
+pub fn download_response(status: StatusCode, headers: HeaderMap, opened: Opened) -> Response {
+    let mut response = (status, headers, Body::from_stream(opened.stream)).into_response();
+    if let Some(files) = opened.files {
+        response.extensions_mut().insert(files);
+    }
+    response
 }
 
 fn header_value(s: &str) -> ApiResult<HeaderValue> {

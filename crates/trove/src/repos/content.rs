@@ -2,10 +2,13 @@
 //! whole in the store, or an LFS object held as a Xet file and rebuilt from its xorbs as it
 //! streams. Downloads (resolve, the LFS download action) stream [`open`]; server-side
 //! readers (card, safetensors headers) take a bounded [`read_range`] built on it.
+//!
+//! [`CanSendFiles`]: crate::repos::file_ranges::CanSendFiles
 
 use super::RepoRef;
 use crate::context::Context;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
+use crate::repos::file_ranges::FileRanges;
 use crate::repos::rebuild::{plan_file, stream_plan};
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -88,10 +91,12 @@ pub async fn direct_url(
     Ok(state.store.presign_object(oid, ttl).await?)
 }
 
-/// An opened file: `len` bytes (the whole file or the range asked for) as a stream.
+/// An opened file: `len` bytes (the whole file or the range asked for) as a stream, and,
+/// when asked for and possible, the same bytes as file ranges to `sendfile`.
 pub struct Opened {
     pub len: u64,
     pub stream: ByteStream,
+    pub files: Option<FileRanges>,
 }
 
 impl Opened {
@@ -104,6 +109,7 @@ impl Opened {
         Opened {
             len: slice.len() as u64,
             stream: Box::pin(futures_util::stream::once(async move { Ok(slice) })),
+            files: None,
         }
     }
 }
@@ -118,17 +124,20 @@ pub async fn open(
     file: &FileBytes,
     range: Option<(u64, u64)>,
 ) -> ApiResult<Option<Opened>> {
-    open_with(state, file, range, None).await
+    open_with(state, file, range, None, false).await
 }
 
 /// [`open`], for a caller that already asked the database about an LFS file's object
 /// (`known`: what [`trove_db::Db::lfs_download`] answered for it), so that it is not asked
-/// twice.
+/// twice. With `want_files` (the server can `sendfile`: [`CanSendFiles`]), an LFS file held
+/// on this node's disk, whole or as uncompressed chunks, also comes as [`FileRanges`]; the
+/// stream then reads nothing unless it is polled.
 pub async fn open_with(
     state: &Context,
     file: &FileBytes,
     range: Option<(u64, u64)>,
     known: Option<LfsDownload>,
+    want_files: bool,
 ) -> ApiResult<Option<Opened>> {
     let (start, end) = range.unwrap_or((0, file.size()));
     match file {
@@ -150,20 +159,52 @@ pub async fn open_with(
                 return Ok(None);
             }
             if let Some((stream, len)) = state.store.open_range(oid, start, end).await? {
-                return Ok(Some(Opened { len, stream }));
+                // Opened a second time for the kernel: the stream's handle reads as it is
+                // polled, this one is only handed to `sendfile`.
+                let files = match want_files {
+                    true => state
+                        .store
+                        .local_object_file(oid)?
+                        .map(|f| FileRanges::whole(f, start, start + len)),
+                    false => None,
+                };
+                return Ok(Some(Opened { len, stream, files }));
             }
             let Some(xet) = xet else {
                 return Ok(None);
             };
             // Held as xorbs only (uploaded through Xet): the bytes are rebuilt as they stream.
             let (plan, _) = plan_file(state, &xet, range).await?;
+            let plan_len = plan.length;
+            let files = match want_files {
+                true => {
+                    let store = state.store.clone();
+                    let plan = plan.clone();
+                    tokio::task::spawn_blocking(move || FileRanges::of_plan(&store, &plan))
+                        .await
+                        .map_err(ApiError::internal)?
+                        .map_err(ApiError::internal)?
+                }
+                false => None,
+            };
+            // One line per download rebuilt from xorbs for a plain HTTP client, whichever
+            // way its bytes then go out.
+            tracing::info!(
+                terms = plan.terms.len(),
+                bytes = plan_len,
+                sendfile_ranges = files.as_ref().map_or(0, |f| f.ranges().len()),
+                "xet.bridge"
+            );
+            let store = (*state.store).clone();
+            let blocks = state.read_blocks.clone();
+            // Started when first polled: a response sent as file ranges never polls it.
+            let stream =
+                futures_util::stream::once(async move { stream_plan(store, blocks, plan) })
+                    .flatten();
             Ok(Some(Opened {
-                len: plan.length,
-                stream: Box::pin(stream_plan(
-                    (*state.store).clone(),
-                    state.read_blocks.clone(),
-                    plan,
-                )),
+                len: plan_len,
+                stream: Box::pin(stream),
+                files,
             }))
         }
     }

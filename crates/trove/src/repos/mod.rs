@@ -10,6 +10,7 @@ pub mod commit;
 pub mod content;
 pub mod discussions;
 pub mod facets;
+pub mod file_ranges;
 pub mod folders;
 pub mod gating;
 pub mod gitattributes;

@@ -146,7 +146,6 @@ pub fn stream_plan(
     blocks: Arc<BlockPool>,
     plan: Plan,
 ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
-    tracing::info!(terms = plan.terms.len(), bytes = plan.length, "xet.bridge");
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Vec<Bytes>>>(SEND_QUEUE);
     tokio::task::spawn_blocking(move || {
         let mut batch = Batcher {

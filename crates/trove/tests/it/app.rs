@@ -145,6 +145,11 @@ impl TestApp {
         assert_eq!(committed.status, StatusCode::OK, "{:?}", committed.error());
     }
 
+    /// The router, for a test that serves it on a socket (`http::driver`).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
     pub fn request(&self, method: Method, uri: &str) -> TestRequest<'_> {
         TestRequest {
             app: self,

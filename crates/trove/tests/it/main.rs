@@ -7,6 +7,7 @@ mod cards;
 mod collections;
 mod content;
 mod contract;
+mod driver;
 mod fresh_reads;
 mod hostile;
 mod layering;

@@ -13,11 +13,12 @@ use crate::error::{ApiError, ApiResult, LFS_JSON};
 use crate::http::extract::{ApiJson, ApiPath, QueryParams, RepoAt};
 use crate::http::range;
 use crate::repos::content::{self, FileBytes};
+use crate::repos::file_ranges::CanSendFiles;
 use crate::repos::{RepoRef, lfs as lfs_objects};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
@@ -488,6 +489,7 @@ pub async fn download(
     ApiPath(oid): ApiPath<String>,
     query: QueryParams,
     headers: HeaderMap,
+    can_send_files: Option<Extension<CanSendFiles>>,
 ) -> ApiResult<Response> {
     let repo_id = query_u64(&query, "repo")?;
     check_signature(&state, &query, &["download", &repo_id.to_string(), &oid])?;
@@ -504,7 +506,9 @@ pub async fn download(
         oid: oid.clone(),
         size,
     };
-    let Some(opened) = content::open(&state, &file, range.map(|r| (r.start, r.end))).await? else {
+    let wanted = range.map(|r| (r.start, r.end));
+    let opened = content::open_with(&state, &file, wanted, None, can_send_files.is_some()).await?;
+    let Some(opened) = opened else {
         tracing::error!(oid = %oid, "a linked LFS object is missing from the store");
         return Err(ApiError::EntryNotFound {
             message: format!("Object {oid} is missing from the store"),
@@ -528,5 +532,5 @@ pub async fn download(
         }
         None => StatusCode::OK,
     };
-    Ok((status, out, Body::from_stream(opened.stream)).into_response())
+    Ok(crate::http::resolve::download_response(status, out, opened))
 }

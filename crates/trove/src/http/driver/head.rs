@@ -1,0 +1,182 @@
+//! Reading one request head within the budget (bytes, time) and deciding who serves it: the
+//! driver (a plain GET or HEAD without a body) or hyper (everything else).
+
+use bytes::BytesMut;
+use http::{HeaderName, HeaderValue, Method, Request, Uri, Version};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// What the driver allows a request head.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadBudget {
+    /// Request line and headers together, in bytes.
+    pub max_bytes: usize,
+    /// Headers in one head.
+    pub max_headers: usize,
+    /// From the head's first byte to its end.
+    pub max_time: Duration,
+    /// Waiting for the first byte of a request on an open connection.
+    pub idle: Duration,
+}
+
+impl Default for HeadBudget {
+    fn default() -> Self {
+        HeadBudget {
+            max_bytes: 64 * 1024,
+            max_headers: 100,
+            max_time: Duration::from_secs(30),
+            idle: Duration::from_secs(75),
+        }
+    }
+}
+
+/// What reading a head came to.
+pub enum Head {
+    /// The connection ended (or stayed idle past the budget, or the server is stopping)
+    /// before a request began: close it without a word.
+    Closed,
+    /// A GET or HEAD without a body, for the driver; its `len` bytes are consumed from the
+    /// buffer (what follows is the next request).
+    Plain(Request<()>, Meta),
+    /// Anything else: hyper serves the connection from the bytes already read on.
+    HandOff,
+    /// A head that is malformed, too large or too slow: this answer, then close.
+    Refuse(crate::error::ApiError),
+}
+
+/// What the driver needs to know of a request beyond `http::Request`.
+#[derive(Debug, Clone, Copy)]
+pub struct Meta {
+    /// The client asked to keep the connection open (HTTP/1.1 unless `Connection: close`;
+    /// HTTP/1.0 only with `Connection: keep-alive`).
+    pub keep_alive: bool,
+}
+
+/// Reads into `buf` until it holds a whole head, then parses it. `stopping` resolves when
+/// the server stops: a connection waiting for a request closes then.
+pub async fn read(
+    tcp: &mut TcpStream,
+    buf: &mut BytesMut,
+    budget: HeadBudget,
+    stopping: &mut tokio::sync::watch::Receiver<bool>,
+) -> Head {
+    let idle_until = Instant::now() + budget.idle;
+    let mut head_until: Option<Instant> = None;
+    loop {
+        if !buf.is_empty() {
+            head_until.get_or_insert_with(|| Instant::now() + budget.max_time);
+            match parse(buf, budget) {
+                None if buf.len() >= budget.max_bytes => {
+                    return Head::Refuse(crate::error::ApiError::RequestHeadTooLarge {
+                        limit: budget.max_bytes,
+                    });
+                }
+                None => {}
+                Some(head) => return head,
+            }
+        }
+        let deadline = head_until.unwrap_or(idle_until);
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(8192);
+        }
+        let read = tokio::select! {
+            read = tokio::time::timeout_at(deadline, tcp.read_buf(buf)) => read,
+            // Only between requests: a head already begun is read to its end.
+            _ = stopping.wait_for(|s| *s), if head_until.is_none() => return Head::Closed,
+        };
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => return Head::Closed,
+            Ok(Ok(_)) => {}
+            Err(_elapsed) if head_until.is_none() => return Head::Closed,
+            Err(_elapsed) => {
+                return Head::Refuse(crate::error::ApiError::RequestTimeout {
+                    secs: budget.max_time.as_secs(),
+                });
+            }
+        }
+    }
+}
+
+/// The head at the start of `buf`, or `None` while it is incomplete.
+fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Option<Head> {
+    let mut headers = vec![httparse::EMPTY_HEADER; budget.max_headers];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return None,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Some(Head::Refuse(crate::error::ApiError::bad_request(format!(
+                "Bad request: more than {} header fields",
+                budget.max_headers
+            ))));
+        }
+        // HTTP/2 with prior knowledge: hyper speaks it.
+        Err(_) if buf.starts_with(b"PRI * HTTP/2.0") => return Some(Head::HandOff),
+        Err(e) => {
+            return Some(Head::Refuse(crate::error::ApiError::bad_request(format!(
+                "Bad request: malformed HTTP request head ({e})"
+            ))));
+        }
+    };
+    let method = match req.method {
+        Some("GET") => Method::GET,
+        Some("HEAD") => Method::HEAD,
+        _ => return Some(Head::HandOff),
+    };
+    let version = match req.version {
+        Some(1) => Version::HTTP_11,
+        Some(0) => Version::HTTP_10,
+        _ => return Some(Head::HandOff),
+    };
+    let Some(path) = req.path.filter(|p| p.starts_with('/')) else {
+        // Absolute-form and the like: hyper's business.
+        return Some(Head::HandOff);
+    };
+    let Ok(uri) = path.parse::<Uri>() else {
+        return Some(Head::Refuse(crate::error::ApiError::bad_request(
+            "Bad request: invalid request target",
+        )));
+    };
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    let mut close = false;
+    let mut keep = false;
+    for h in req.headers.iter() {
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+            return Some(Head::Refuse(crate::error::ApiError::bad_request(
+                "Bad request: invalid header name",
+            )));
+        };
+        let Ok(value) = HeaderValue::from_bytes(h.value) else {
+            return Some(Head::Refuse(crate::error::ApiError::bad_request(
+                "Bad request: invalid header value",
+            )));
+        };
+        // A body, an upgrade or a `100 Continue` to send: hyper knows how.
+        if name == http::header::CONTENT_LENGTH
+            || name == http::header::TRANSFER_ENCODING
+            || name == http::header::UPGRADE
+            || name == http::header::EXPECT
+        {
+            return Some(Head::HandOff);
+        }
+        if name == http::header::CONNECTION {
+            for token in h.value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        request.headers_mut().append(name, value);
+    }
+    let keep_alive = match version {
+        Version::HTTP_10 => keep && !close,
+        _ => !close,
+    };
+    let _ = buf.split_to(len);
+    Some(Head::Plain(request, Meta { keep_alive }))
+}
