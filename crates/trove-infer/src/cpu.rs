@@ -6,15 +6,19 @@
 
 use candle_core::{Result, Tensor};
 
-/// `dst += a · bᵀ` for row-major `a`: `[m, k]`, `b`: `[n, k]`, `dst`: `[m, n]` (so `b` is a
-/// weight as stored, `[out, in]`), on the current rayon pool's threads.
+/// Up to this many rows, a dense layer's product is written transposed (see
+/// [`Dense::forward`]); measured on the MiniLM-shaped model (docs/inference.md).
+const FEW_ROWS: usize = 32;
+
+/// `dst += a · bᵀ` for row-major `a`: `[m, k]`, `b`: `[n, k]` (so `b` is a weight as stored,
+/// `[out, in]`), and `dst`: `[m, n]` row-major, or `[n, m]` row-major — the product
+/// transposed — when `dst_transposed`; on the current rayon pool's threads.
 pub(crate) fn matmul_add_bt(
     dst: &mut [f32],
     a: &[f32],
     b: &[f32],
-    m: usize,
-    n: usize,
-    k: usize,
+    (m, n, k): (usize, usize, usize),
+    dst_transposed: bool,
 ) -> Result<()> {
     if m * n == 0 {
         return Ok(());
@@ -28,24 +32,31 @@ pub(crate) fn matmul_add_bt(
     } else {
         gemm::Parallelism::None
     };
+    // dst's element (i, j) at i·n + j, or j·m + i when transposed.
+    let (dst_cs, dst_rs) = if dst_transposed {
+        (m as isize, 1)
+    } else {
+        (1, n as isize)
+    };
     #[expect(
         unsafe_code,
         reason = "gemm takes raw pointers and strides; the sizes are checked above"
     )]
-    // SAFETY: gemm reads dst[i·n + j], a[i·k + l] and b[j·k + l] for i < m, j < n, l < k
-    // (the strides passed: dst rows n apart, columns 1; a rows k apart, columns 1; bᵀ's row
-    // l, column j at j·k + l). The largest indices are m·n − 1, m·k − 1 and n·k − 1, inside
-    // the slices, whose lengths are checked to be exactly m·n, m·k and n·k above. dst is a
-    // `&mut` slice, so it overlaps neither `a` nor `b`; it is written only inside the call,
-    // which returns after all its threads are done.
+    // SAFETY: gemm reads and writes dst's element (i, j) at i·dst_rs + j·dst_cs, and reads
+    // a[i·k + l] and b[j·k + l], for i < m, j < n, l < k (the strides passed: a rows k apart,
+    // columns 1; bᵀ's row l, column j at j·k + l). The largest indices are m·n − 1 (either
+    // layout of dst: (m−1)·n + n−1 or (n−1)·m + m−1), m·k − 1 and n·k − 1, inside the slices,
+    // whose lengths are checked to be exactly m·n, m·k and n·k above; each (i, j) is a
+    // different index of dst. dst is a `&mut` slice, so it overlaps neither `a` nor `b`; it
+    // is written only inside the call, which returns after all its threads are done.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_cs,
+            dst_rs,
             true,
             a.as_ptr(),
             1,
@@ -92,8 +103,41 @@ impl Dense {
     }
 
     /// `out = x · Wᵀ + b (+ residual)` for `x`: `[rows, in]` into `out`: `[rows, out]`.
+    ///
+    /// For a few rows the product is written transposed, `[out, rows]`, then copied into
+    /// place: the matrix kernel then takes the weight as the side it reads as stored rather
+    /// than packing all of it again on every call, which for a 12-token sentence through a
+    /// MiniLM-shaped model cost more than the product itself. For many rows the packing is
+    /// shared by all of them and the product is written in place.
     pub fn forward(&self, x: &[f32], residual: Option<&[f32]>, out: &mut Vec<f32>) -> Result<()> {
         let rows = x.len() / self.inputs.max(1);
+        if rows > 1 && rows <= FEW_ROWS {
+            if residual.is_some_and(|r| r.len() != rows * self.outputs) {
+                candle_core::bail!("a residual of another size");
+            }
+            let mut transposed = vec![0f32; rows * self.outputs];
+            for (j, column) in transposed.chunks_exact_mut(rows).enumerate() {
+                let bias = self.bias.as_ref().map_or(0.0, |b| b[j]);
+                for (i, v) in column.iter_mut().enumerate() {
+                    *v = bias + residual.map_or(0.0, |r| r[i * self.outputs + j]);
+                }
+            }
+            matmul_add_bt(
+                &mut transposed,
+                x,
+                &self.weight,
+                (rows, self.outputs, self.inputs),
+                true,
+            )?;
+            out.clear();
+            out.resize(rows * self.outputs, 0.0);
+            for (j, column) in transposed.chunks_exact(rows).enumerate() {
+                for (i, v) in column.iter().enumerate() {
+                    out[i * self.outputs + j] = *v;
+                }
+            }
+            return Ok(());
+        }
         out.clear();
         match residual {
             Some(residual) => {
@@ -118,7 +162,14 @@ impl Dense {
                 None => out.resize(rows * self.outputs, 0.0),
             },
         }
-        matmul_add_bt(out, x, &self.weight, rows, self.outputs, self.inputs)
+        // One row is the same in either layout: written as the few rows' product is.
+        matmul_add_bt(
+            out,
+            x,
+            &self.weight,
+            (rows, self.outputs, self.inputs),
+            rows == 1,
+        )
     }
 }
 

@@ -207,9 +207,8 @@ impl CpuLlama {
                     &mut logits,
                     &s.normed,
                     &self.embeddings,
-                    1,
-                    self.vocab,
-                    h,
+                    (1, self.vocab, h),
+                    true,
                 )?;
             }
         }
