@@ -110,12 +110,24 @@ impl Dense {
     /// MiniLM-shaped model cost more than the product itself. For many rows the packing is
     /// shared by all of them and the product is written in place.
     pub fn forward(&self, x: &[f32], residual: Option<&[f32]>, out: &mut Vec<f32>) -> Result<()> {
+        self.forward_with(x, residual, out, &mut Vec::new())
+    }
+
+    /// [`Dense::forward`] with a buffer for the transposed product, reused from call to call.
+    pub fn forward_with(
+        &self,
+        x: &[f32],
+        residual: Option<&[f32]>,
+        out: &mut Vec<f32>,
+        transposed: &mut Vec<f32>,
+    ) -> Result<()> {
         let rows = x.len() / self.inputs.max(1);
         if rows > 1 && rows <= FEW_ROWS {
             if residual.is_some_and(|r| r.len() != rows * self.outputs) {
                 candle_core::bail!("a residual of another size");
             }
-            let mut transposed = vec![0f32; rows * self.outputs];
+            transposed.clear();
+            transposed.resize(rows * self.outputs, 0.0);
             for (j, column) in transposed.chunks_exact_mut(rows).enumerate() {
                 let bias = self.bias.as_ref().map_or(0.0, |b| b[j]);
                 for (i, v) in column.iter_mut().enumerate() {
@@ -123,7 +135,7 @@ impl Dense {
                 }
             }
             matmul_add_bt(
-                &mut transposed,
+                transposed,
                 x,
                 &self.weight,
                 (rows, self.outputs, self.inputs),
@@ -337,10 +349,23 @@ mod tests {
         let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
         let b = [1.0, 0.0, -1.0, 0.5, 0.5, 0.5];
         let mut dst = vec![1.0; 4];
-        matmul_add_bt(&mut dst, &a, &b, 2, 2, 3).expect("sizes agree");
+        matmul_add_bt(&mut dst, &a, &b, (2, 2, 3), false).expect("sizes agree");
         assert_eq!(dst, vec![1.0 - 2.0, 1.0 + 3.0, 1.0 - 2.0, 1.0 + 7.5]);
+        let mut transposed = vec![1.0; 4];
+        matmul_add_bt(&mut transposed, &a, &b, (2, 2, 3), true).expect("sizes agree");
+        assert_eq!(transposed, vec![1.0 - 2.0, 1.0 - 2.0, 1.0 + 3.0, 1.0 + 7.5]);
+        let few = Dense {
+            weight: b.to_vec(),
+            bias: Some(vec![10.0, 20.0]),
+            inputs: 3,
+            outputs: 2,
+        };
+        let mut out = Vec::new();
+        few.forward(&a, Some(&[1.0, 1.0, 1.0, 1.0]), &mut out)
+            .expect("sizes agree");
+        assert_eq!(out, vec![11.0 - 2.0, 21.0 + 3.0, 11.0 - 2.0, 21.0 + 7.5]);
         assert!(
-            matmul_add_bt(&mut dst, &a, &b, 2, 2, 2).is_err(),
+            matmul_add_bt(&mut dst, &a, &b, (2, 2, 2), false).is_err(),
             "sizes disagree"
         );
     }

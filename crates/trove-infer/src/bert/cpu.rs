@@ -88,6 +88,7 @@ struct Scratch {
     attended: Vec<f32>,
     inner: Vec<f32>,
     scores: Vec<f32>,
+    transposed: Vec<f32>,
 }
 
 impl CpuBert {
@@ -124,6 +125,7 @@ impl CpuBert {
             attended: Vec::new(),
             inner: Vec::new(),
             scores: vec![0.0; n],
+            transposed: Vec::new(),
         };
         for layer in &self.layers {
             self.layer(layer, &mut x, lens, n, &mut s)?;
@@ -143,7 +145,9 @@ impl CpuBert {
         let h = self.hidden;
         let d = h / self.heads;
         let scale = 1.0 / (d as f32).sqrt();
-        layer.qkv.forward(x, None, &mut s.qkv)?;
+        layer
+            .qkv
+            .forward_with(x, None, &mut s.qkv, &mut s.transposed)?;
         // Each input's real query rows attend over its real key rows; padding rows keep a
         // zero context.
         s.context.fill(0.0);
@@ -176,15 +180,20 @@ impl CpuBert {
                 }
             }
         }
-        layer
-            .attention_out
-            .forward(&s.context, Some(x), &mut s.attended)?;
+        layer.attention_out.forward_with(
+            &s.context,
+            Some(x),
+            &mut s.attended,
+            &mut s.transposed,
+        )?;
         layer.attention_norm.apply(&mut s.attended);
-        layer.inner.forward(&s.attended, None, &mut s.inner)?;
+        layer
+            .inner
+            .forward_with(&s.attended, None, &mut s.inner, &mut s.transposed)?;
         activate(self.act, &mut s.inner);
         layer
             .out
-            .forward(&s.inner, Some(s.attended.as_slice()), x)?;
+            .forward_with(&s.inner, Some(s.attended.as_slice()), x, &mut s.transposed)?;
         layer.out_norm.apply(x);
         Ok(())
     }
