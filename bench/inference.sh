@@ -2,7 +2,10 @@
 # The inference benchmark: embeddings/s and generated tokens/s of models the hub runs, for
 # tiny models and realistically sized ones (a MiniLM-shaped encoder, a ~100M-parameter
 # Llama-shaped decoder), each next to the same forward pass in onnxruntime and in numpy in
-# the same run (the ratios are hub / onnxruntime and hub / numpy). Results: docs/inference.md.
+# the same run (the ratios are hub / onnxruntime and hub / numpy); then, for every row, the
+# forward pass alone in process on both sides (trove-infer's code path as the hub runs it,
+# from the files uploaded, next to onnxruntime on the same inputs and threads), so that the
+# HTTP round trip does not hide the runtime. Results: docs/inference.md.
 #
 #   bench/inference.sh            build, start a hub on 127.0.0.1, measure (a few minutes)
 #
@@ -15,6 +18,11 @@
 #      TROVE_BENCH_CLIENTS clients sending single sentences at once in the encoders'
 #                         concurrent rows (default 8; onnxruntime's and numpy's figures there
 #                         are their one-sentence-per-call rates)
+#      TROVE_BENCH_EXAMPLES where trove-infer's examples embed_bench and gen_bench are built
+#                         (default: built here with cargo, $CARGO_TARGET_DIR/release/examples);
+#                         they time the forward pass alone in process, next to onnxruntime
+#      TROVE_BENCH_THREADS threads of each side in those in-process rows (default 1: the hub
+#                         runs a request on one inference thread)
 #      TROVE_BENCH_ONNX   where onnxruntime and onnx (bench/requirements-onnx.txt, pinned) are
 #                         installed with pip --target, apart from the test venv
 #                         (default /var/tmp/trove-bench-onnx; installed once)
@@ -42,6 +50,12 @@ if [[ ! -f "$ONNX_DIR/.installed" ]]; then
     "$PY" -m pip install --quiet --no-deps --target "$ONNX_DIR" -r "$ROOT/bench/requirements-onnx.txt" >&2
     touch "$ONNX_DIR/.installed"
 fi
+
+if [[ -z "${TROVE_BENCH_EXAMPLES:-}" ]]; then
+    cargo build --release -p trove-infer --example embed_bench --example gen_bench --manifest-path "$ROOT/Cargo.toml" >&2
+    TROVE_BENCH_EXAMPLES="$TARGET_DIR/release/examples"
+fi
+export TROVE_BENCH_EXAMPLES
 
 if [[ -z "${TROVE_BIN:-}" ]]; then
     cargo build --release -p trove --manifest-path "$ROOT/Cargo.toml" >&2

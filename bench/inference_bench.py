@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import statistics
 import threading
@@ -39,6 +40,44 @@ CLIENTS = int(os.environ.get("TROVE_BENCH_CLIENTS", "8"))
 CONCURRENT_ROUNDS = 3
 CONCURRENT_S = 8.0
 CONCURRENT: dict[str, tuple[list[float], list[float], list[str]]] = {}
+# The forward pass alone, in process on both sides: trove-infer's examples (embed_bench,
+# gen_bench: the hub's code path from the uploaded folder's files, on the one worker of a
+# rayon pool of THREADS threads, as the hub's inference threads are) next to onnxruntime with
+# THREADS intra-op threads on the same inputs; PROCESS_ROUNDS rounds alternating the two.
+EXAMPLES = os.environ.get("TROVE_BENCH_EXAMPLES", "")
+THREADS = int(os.environ.get("TROVE_BENCH_THREADS", "1"))
+PROCESS_ROUNDS = 3
+IN_PROCESS: list[tuple] = []
+
+
+def example(name: str, *args) -> dict:
+    """Runs one of trove-infer's bench examples; returns its last line (JSON)."""
+    out = subprocess.run([str(Path(EXAMPLES) / name), *map(str, args)], check=True, capture_output=True,
+                         text=True, timeout=600).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def in_process(label: str, unit: str, trove_run, ort_run) -> None:
+    """PROCESS_ROUNDS rounds of (trove-infer, onnxruntime), each side's rate per round; notes
+    min/median/max of each, the ratio of the medians and the load average after each round."""
+    troves, orts, loads = [], [], []
+    for _ in range(PROCESS_ROUNDS):
+        troves.append(trove_run())
+        orts.append(ort_run())
+        with open("/proc/loadavg") as f:
+            loads.append(f.read().split()[0])
+    IN_PROCESS.append((label, unit, troves, orts, loads))
+
+
+def rate(fn, *, per_call: int, budget_s: float = 3.0, rounds: int = 100_000) -> float:
+    fn()  # warm up, as the example does
+    s, n = timed(fn, rounds=rounds, budget_s=budget_s)
+    return per_call * n / s
+
+
+def unit_rows(x) -> np.ndarray:
+    x = np.atleast_2d(np.asarray(x, np.float64))
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 def timed(fn, *, rounds: int, budget_s: float) -> tuple[float, int]:
@@ -157,6 +196,20 @@ def encoder_case(api, url, token, work, label, **shape):
     # row (one sentence per call: what serving each request alone costs).
     parallel = concurrent_hub(f"{label} ∥{CLIENTS}", url, token, repo)
     together = (f"{label} ∥{CLIENTS}", params, "embeddings/s", parallel, one[4], one[5])
+
+    # The forward pass alone, in process, from the uploaded files (trove-infer tokenizes its
+    # sentences; onnxruntime is given the token ids).
+    if EXAMPLES:
+        embed_t = bert_embedder(cfg, w, threads=THREADS)
+        for sentences, ids_list in (([SENTENCE], [ids]), (SENTENCES, batch_ids)):
+            n = len(sentences)
+            calls = max(20, (20_000 if params < 1_000_000 else 300) // n)
+            got = example("embed_bench", folder, 1, n, THREADS)
+            np.testing.assert_allclose(unit_rows(got["first"]), unit_rows(embed_t.batch(ids_list)[0]),
+                                       rtol=1e-3, atol=1e-4)
+            in_process(f"{label} ×{n}", "embeddings/s",
+                       lambda: example("embed_bench", folder, calls, n, THREADS)["rate"],
+                       lambda: rate(lambda: embed_t.batch(ids_list), per_call=n))
     return [one, many, together]
 
 
@@ -182,6 +235,18 @@ def decoder_case(api, url, token, work, label, new_tokens, **shape):
     start = time.perf_counter()
     ti.greedy_ref(cfg, w, ids, min(new_tokens, 16), eos=-1)
     ref = min(new_tokens, 16) / (time.perf_counter() - start)
+
+    # The generation alone, in process, from the uploaded files: prompt, then new_tokens
+    # steps with the key/value cache on both sides (trove-infer also tokenizes and decodes).
+    if EXAMPLES:
+        generate_t = llama_generator(cfg, w, threads=THREADS)
+        want = generate_t(ids, new_tokens)
+        calls = 20 if params < 1_000_000 else 2
+        got = example("gen_bench", folder, new_tokens, 1, THREADS)
+        assert got["ids"] == want, f"{label}: trove-infer generates what onnxruntime does"
+        in_process(label, "tokens/s", lambda: example("gen_bench", folder, new_tokens, calls, THREADS)["rate"],
+                   lambda: rate(lambda: generate_t(ids, new_tokens), per_call=new_tokens, rounds=calls,
+                                budget_s=30))
     return [(label, params, "tokens/s", hub, ort, ref)]
 
 
@@ -257,7 +322,18 @@ def main() -> None:
               f"{min(rates):.1f}/{statistics.median(rates):.1f}/{max(rates):.1f}; hub CPU ms/request "
               f"{min(cpus) * 1000:.2f}/{statistics.median(cpus) * 1000:.2f}/{max(cpus) * 1000:.2f}; "
               f"load average after each round {' '.join(loads)}")
+    if IN_PROCESS:
+        print(f"\nforward pass alone, in process, {THREADS} thread(s) each, {PROCESS_ROUNDS} rounds alternating; "
+              "min/median/max")
+        print(f"{'model':<20}{'unit':<14}{'trove-infer':>26}{'onnxruntime':>26}{'ratio':>7}  load")
+        for label, unit, troves, orts, loads in IN_PROCESS:
+            t, o = sorted(troves), sorted(orts)
+            fmt = lambda r: f"{r[0]:.1f}/{statistics.median(r):.1f}/{r[-1]:.1f}"  # noqa: E731
+            print(f"{label:<20}{unit:<14}{fmt(t):>26}{fmt(o):>26}"
+                  f"{statistics.median(t) / statistics.median(o):>7.2f}  {' '.join(loads)}")
     print(json.dumps([dict(zip(("model", "params", "unit", "hub", "onnxruntime", "numpy"), r)) for r in rows]))
+    print(json.dumps([{"model": label, "unit": unit, "trove_infer": t, "onnxruntime": o, "load": loads}
+                      for label, unit, t, o, loads in IN_PROCESS]))
 
 
 def gguf_main() -> None:

@@ -9,6 +9,16 @@
 //! `erf` is a closed-form approximation (Abramowitz and Stegun 7.1.26, absolute error
 //! below 1.5e-7).
 
+//!
+//! On the CPU (f32) the pass runs in `bert/cpu.rs` instead: plain loops over slices and the
+//! matrix kernel called directly, without candle's per-operation bookkeeping, which the
+//! profile of a small encoder showed to weigh more than its arithmetic. This file's tensor
+//! code runs it on other devices (CUDA); the unit tests check both against
+//! candle-transformers' `bert`.
+
+mod cpu;
+
+use crate::cpu::erf;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder, embedding, layer_norm};
 use candle_transformers::models::bert::{Config, HiddenAct};
@@ -67,6 +77,159 @@ struct Layer {
 
 /// A BERT encoder: embeddings and the layers, no pooler.
 pub(crate) struct Bert {
+    net: Net,
+    hidden: usize,
+}
+
+enum Net {
+    /// Plain loops on f32 slices (`bert/cpu.rs`).
+    Cpu(cpu::CpuBert),
+    /// candle's tensor operations, for other devices.
+    Tensors(TensorBert),
+}
+
+/// Token ids and type ids of a batch padded to its longest input (`n`), with each input's
+/// length.
+struct Padded {
+    ids: Vec<u32>,
+    types: Vec<u32>,
+    lens: Vec<usize>,
+    n: usize,
+}
+
+impl Padded {
+    fn new(inputs: &[(&[u32], &[u32])]) -> Result<Padded> {
+        let b = inputs.len();
+        let n = inputs.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+        if b == 0 || n == 0 {
+            candle_core::bail!("an encoder batch needs at least one token");
+        }
+        let mut ids = Vec::with_capacity(b * n);
+        let mut types = Vec::with_capacity(b * n);
+        let mut lens = Vec::with_capacity(b);
+        for (input_ids, input_types) in inputs {
+            if input_types.len() != input_ids.len() {
+                candle_core::bail!("token ids and type ids differ in length");
+            }
+            ids.extend_from_slice(input_ids);
+            types.extend_from_slice(input_types);
+            ids.resize(ids.len() + n - input_ids.len(), 0);
+            types.resize(types.len() + n - input_types.len(), 0);
+            lens.push(input_ids.len());
+        }
+        Ok(Padded {
+            ids,
+            types,
+            lens,
+            n,
+        })
+    }
+}
+
+impl Bert {
+    /// Loads the tensors of `BertModel` (`embeddings.…`, `encoder.layer.N.…`) from `vb`: on
+    /// the CPU into `bert/cpu.rs`'s slices, elsewhere as candle tensors.
+    pub fn load(vb: VarBuilder, config: &Config) -> Result<Bert> {
+        if vb.device().is_cpu() {
+            Bert::load_cpu(vb, config)
+        } else {
+            Bert::load_tensors(vb, config)
+        }
+    }
+
+    fn load_tensors(vb: VarBuilder, config: &Config) -> Result<Bert> {
+        Ok(Bert {
+            net: Net::Tensors(TensorBert::load(vb, config)?),
+            hidden: config.hidden_size,
+        })
+    }
+
+    fn load_cpu(vb: VarBuilder, config: &Config) -> Result<Bert> {
+        // The same tensors, read once through the tensor model's loader (names, shapes and
+        // the fused query/key/value), then copied out of it.
+        let t = TensorBert::load(vb, config)?;
+        let dense = |d: &Dense| crate::cpu::Dense::new(&d.weight, Some(&d.bias));
+        let norm = |n: &LayerNorm| match n.bias() {
+            Some(bias) => cpu::Norm::new(n.weight(), bias, config.layer_norm_eps),
+            None => candle_core::bail!("a layer norm without a bias"),
+        };
+        let layers = t
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(cpu::Layer {
+                    qkv: dense(&l.qkv)?,
+                    attention_out: dense(&l.attention_out)?,
+                    attention_norm: norm(&l.attention_norm)?,
+                    inner: dense(&l.inner)?,
+                    out: dense(&l.out)?,
+                    out_norm: norm(&l.out_norm)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let net = cpu::CpuBert {
+            words: crate::cpu::values(t.words.embeddings())?,
+            positions: crate::cpu::values(t.positions.embeddings())?,
+            token_types: crate::cpu::values(t.token_types.embeddings())?,
+            embeddings_norm: norm(&t.embeddings_norm)?,
+            layers,
+            hidden: config.hidden_size,
+            heads: t.heads,
+            act: t.act,
+        };
+        Ok(Bert {
+            net: Net::Cpu(net),
+            hidden: config.hidden_size,
+        })
+    }
+
+    /// The last hidden states of one input: `[tokens, hidden]`.
+    #[cfg(test)]
+    pub fn forward(&self, ids: &[u32], type_ids: &[u32]) -> Result<Tensor> {
+        self.forward_batch(&[(ids, type_ids)])?.squeeze(0)
+    }
+
+    /// The last hidden states of several inputs run as one batch: `[inputs, longest,
+    /// hidden]`. Shorter inputs are padded at the end and their padding is masked out of
+    /// attention, so each input's first `len` rows are what it gives alone; the padding rows
+    /// are meaningless. Positions count from 0 in every input (padding only follows).
+    pub fn forward_batch(&self, inputs: &[(&[u32], &[u32])]) -> Result<Tensor> {
+        let padded = Padded::new(inputs)?;
+        match &self.net {
+            Net::Cpu(net) => {
+                let (b, n) = (padded.lens.len(), padded.n);
+                let rows = net.forward(&padded.ids, &padded.types, &padded.lens, n)?;
+                Tensor::from_vec(rows, (b, n, self.hidden), &candle_core::Device::Cpu)
+            }
+            Net::Tensors(net) => net.forward_batch(&padded),
+        }
+    }
+
+    /// [`Bert::forward_batch`]'s values, row-major `[inputs × longest × hidden]`, and the
+    /// longest input's length.
+    pub fn forward_rows(&self, inputs: &[(&[u32], &[u32])]) -> Result<(Vec<f32>, usize)> {
+        let padded = Padded::new(inputs)?;
+        match &self.net {
+            Net::Cpu(net) => Ok((
+                net.forward(&padded.ids, &padded.types, &padded.lens, padded.n)?,
+                padded.n,
+            )),
+            Net::Tensors(net) => Ok((
+                net.forward_batch(&padded)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+                padded.n,
+            )),
+        }
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+}
+
+/// The forward pass in candle's tensor operations.
+struct TensorBert {
     words: Embedding,
     positions: Embedding,
     token_types: Embedding,
@@ -76,9 +239,8 @@ pub(crate) struct Bert {
     act: HiddenAct,
 }
 
-impl Bert {
-    /// Loads the tensors of `BertModel` (`embeddings.…`, `encoder.layer.N.…`) from `vb`.
-    pub fn load(vb: VarBuilder, config: &Config) -> Result<Bert> {
+impl TensorBert {
+    fn load(vb: VarBuilder, config: &Config) -> Result<TensorBert> {
         let h = config.hidden_size;
         let heads = config.num_attention_heads;
         if heads == 0 || !h.is_multiple_of(heads) {
@@ -103,7 +265,7 @@ impl Bert {
                 out_norm: layer_norm(h, eps, vb.pp("output.LayerNorm"))?,
             });
         }
-        Ok(Bert {
+        Ok(TensorBert {
             words: embedding(config.vocab_size, h, e.pp("word_embeddings"))?,
             positions: embedding(
                 config.max_position_embeddings,
@@ -118,50 +280,19 @@ impl Bert {
         })
     }
 
-    /// The last hidden states of one input: `[tokens, hidden]`.
-    #[cfg(test)]
-    pub fn forward(&self, ids: &[u32], type_ids: &[u32]) -> Result<Tensor> {
-        self.forward_batch(&[(ids, type_ids)])?.squeeze(0)
-    }
-
-    /// The last hidden states of several inputs run as one batch: `[inputs, longest,
-    /// hidden]`. Shorter inputs are padded at the end and their padding is masked out of
-    /// attention, so each input's first `len` rows are what it gives alone; the padding rows
-    /// are meaningless. Positions count from 0 in every input (padding only follows).
-    pub fn forward_batch(&self, inputs: &[(&[u32], &[u32])]) -> Result<Tensor> {
+    fn forward_batch(&self, padded: &Padded) -> Result<Tensor> {
         let device = self.words.embeddings().device();
-        let b = inputs.len();
-        let n = inputs.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
-        if b == 0 || n == 0 {
-            candle_core::bail!("an encoder batch needs at least one token");
-        }
-        let mut ids = Vec::with_capacity(b * n);
-        let mut types = Vec::with_capacity(b * n);
-        let mut positions = Vec::with_capacity(b * n);
-        let mut padded = false;
-        for (input_ids, input_types) in inputs {
-            if input_types.len() != input_ids.len() {
-                candle_core::bail!("token ids and type ids differ in length");
-            }
-            ids.extend_from_slice(input_ids);
-            types.extend_from_slice(input_types);
-            ids.resize(ids.len() + n - input_ids.len(), 0);
-            types.resize(types.len() + n - input_types.len(), 0);
-            positions.extend(0..n as u32);
-            padded |= input_ids.len() < n;
-        }
+        let (b, n) = (padded.lens.len(), padded.n);
+        let ids = padded.ids.clone();
+        let types = padded.types.clone();
+        let positions: Vec<u32> = (0..b).flat_map(|_| 0..n as u32).collect();
+        let padded_any = padded.lens.iter().any(|&len| len < n);
         // Added to the attention scores: 0 for a real key, -inf for padding (a row always
         // has a real key, the input's first token, so softmax stays finite).
-        let mask = if padded {
+        let mask = if padded_any {
             let mut mask = Vec::with_capacity(b * n);
-            for (input_ids, _) in inputs {
-                mask.extend((0..n).map(|i| {
-                    if i < input_ids.len() {
-                        0f32
-                    } else {
-                        f32::NEG_INFINITY
-                    }
-                }));
+            for &len in &padded.lens {
+                mask.extend((0..n).map(|i| if i < len { 0f32 } else { f32::NEG_INFINITY }));
             }
             Some(Tensor::from_vec(mask, (b, 1, 1, n), device)?)
         } else {
@@ -239,84 +370,9 @@ fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     Tensor::from_vec(values, x.shape(), x.device())
 }
 
-/// The error function by Abramowitz and Stegun's formula 7.1.26 (absolute error below
-/// 1.5e-7, under f32's own rounding at the values GELU needs).
-#[inline(always)]
-fn erf(x: f32) -> f32 {
-    const P: f32 = 0.327_591_1;
-    const A: [f32; 5] = [
-        0.254_829_6,
-        -0.284_496_74,
-        1.421_413_7,
-        -1.453_152_1,
-        1.061_405_4,
-    ];
-    let a = x.abs();
-    let t = 1.0 / (1.0 + P * a);
-    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
-    let y = 1.0 - poly * exp_non_positive(-a * a);
-    y.copysign(x)
-}
-
-/// `e^x` for `x ≤ 0` (below -87, as e^-87: the result is then under f32's smallest normal
-/// anyway), without a library call so that loops over it vectorize: `x = k·ln 2 + r` with
-/// `k` rounded by adding 1.5·2²³, `e^r` by Cephes' `expf` polynomial (relative error about
-/// 1e-7 for |r| ≤ ln 2 / 2), and `2^k` made from its exponent bits.
-#[inline(always)]
-fn exp_non_positive(x: f32) -> f32 {
-    const SHIFT: f32 = 12_582_912.0; // 1.5 · 2²³
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    let x = x.max(-87.0);
-    let t = x * std::f32::consts::LOG2_E + SHIFT;
-    let k = t - SHIFT;
-    let r = x - k * LN2_HI - k * LN2_LO;
-    let p = 1.987_569_1e-4;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 0.166_666_65;
-    let p = p * r + 0.5;
-    let e = p * r * r + r + 1.0;
-    // t's bits are SHIFT's plus k (an integer from -126 to 0): 2^k has exponent k + 127.
-    let k = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
-    e * f32::from_bits(((k + 127) as u32) << 23)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-
-    #[test]
-    fn exp_agrees_with_the_library_one() {
-        let mut x = 0.0f32;
-        while x > -100.0 {
-            let (ours, theirs) = (exp_non_positive(x), x.exp());
-            assert!(
-                (ours - theirs).abs() <= 3e-7 * theirs + 1e-37,
-                "exp({x}): {ours} vs {theirs}"
-            );
-            x -= 0.013;
-        }
-    }
-
-    #[test]
-    fn erf_matches_known_values() {
-        // erf(x) to 10 digits (tables of the error function).
-        for (x, want) in [
-            (0.0f32, 0.0f64),
-            (0.1, 0.112_462_916_0),
-            (0.5, 0.520_499_877_8),
-            (1.0, 0.842_700_792_9),
-            (1.5, 0.966_105_146_5),
-            (2.0, 0.995_322_265_0),
-            (3.0, 0.999_977_909_5),
-            (6.0, 1.0),
-        ] {
-            assert!((f64::from(erf(x)) - want).abs() < 5e-7, "erf({x})");
-            assert!((f64::from(erf(-x)) + want).abs() < 5e-7, "erf(-{x})");
-        }
-    }
 
     /// Random weights for every tensor `BertModel` reads.
     pub(crate) fn random_bert(config: &Config) -> std::collections::HashMap<String, Tensor> {
@@ -367,9 +423,17 @@ pub(crate) mod tests {
 
     /// A two-layer BERT small enough to check by hand-made inputs.
     fn tiny_config() -> Config {
+        config_with("gelu")
+    }
+
+    /// Both ways of running the pass: the CPU's loops and candle's tensor operations.
+    type Loader = fn(VarBuilder, &Config) -> Result<Bert>;
+    const LOADERS: [(&str, Loader); 2] = [("cpu", Bert::load_cpu), ("tensors", Bert::load_tensors)];
+
+    fn config_with(act: &str) -> Config {
         serde_json::from_value(serde_json::json!({
             "vocab_size": 50, "hidden_size": 24, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "intermediate_size": 40, "hidden_act": "gelu",
+            "num_attention_heads": 4, "intermediate_size": 40, "hidden_act": act,
             "hidden_dropout_prob": 0.0, "max_position_embeddings": 16, "type_vocab_size": 2,
             "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0,
             "model_type": "bert"
@@ -379,10 +443,22 @@ pub(crate) mod tests {
 
     #[test]
     fn forward_matches_candle_transformers_bert() {
-        let config = tiny_config();
+        for act in ["gelu", "geluapproximate", "relu"] {
+            for (name, load) in LOADERS {
+                compare_with_candle_transformers(
+                    &config_with(act),
+                    load,
+                    &format!("{name}, {act}"),
+                );
+            }
+        }
+    }
+
+    fn compare_with_candle_transformers(config: &Config, load: Loader, what: &str) {
+        let config = config.clone();
         let device = candle_core::Device::Cpu;
         let vb = VarBuilder::from_tensors(random_bert(&config), DType::F32, &device);
-        let ours = Bert::load(vb.clone(), &config).expect("ours");
+        let ours = load(vb.clone(), &config).expect("ours");
         let theirs =
             candle_transformers::models::bert::BertModel::load(vb, &config).expect("theirs");
         let ids = [2u32, 7, 49, 0, 13, 13, 5];
@@ -411,16 +487,33 @@ pub(crate) mod tests {
             .expect("values");
         assert_eq!(a.len(), ids.len());
         for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
-            assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+            assert!((x - y).abs() < 1e-4, "{what}: {x} vs {y}");
         }
     }
 
     #[test]
     fn a_padded_batch_gives_each_input_what_it_gives_alone() {
+        for (name, load) in LOADERS {
+            padded_batch_rows(load, name);
+        }
+    }
+
+    #[test]
+    fn an_id_past_the_table_is_an_error_not_a_panic() {
         let config = tiny_config();
         let device = candle_core::Device::Cpu;
         let vb = VarBuilder::from_tensors(random_bert(&config), DType::F32, &device);
-        let bert = Bert::load(vb, &config).expect("loads");
+        let bert = Bert::load_cpu(vb, &config).expect("loads");
+        assert!(bert.forward(&[1, 50], &[0, 0]).is_err(), "token id");
+        assert!(bert.forward(&[1, 2], &[0, 2]).is_err(), "token type");
+        assert!(bert.forward(&[1; 17], &[0; 17]).is_err(), "position");
+    }
+
+    fn padded_batch_rows(load: Loader, name: &str) {
+        let config = tiny_config();
+        let device = candle_core::Device::Cpu;
+        let vb = VarBuilder::from_tensors(random_bert(&config), DType::F32, &device);
+        let bert = load(vb, &config).expect("loads");
         let inputs: Vec<(Vec<u32>, Vec<u32>)> = vec![
             (vec![2, 7, 49, 0, 13], vec![0, 0, 0, 1, 1]),
             (vec![5], vec![0]),
@@ -447,7 +540,7 @@ pub(crate) mod tests {
                 .and_then(|d| d.max_all())
                 .and_then(|d| d.to_scalar::<f32>())
                 .expect("difference");
-            assert!(diff < 1e-4, "input {row}: {diff}");
+            assert!(diff < 1e-4, "{name}, input {row}: {diff}");
         }
     }
 

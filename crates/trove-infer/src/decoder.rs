@@ -7,6 +7,7 @@ use crate::error::{InferError, Result};
 use crate::files::{ModelFiles, guarded, load_weights};
 use crate::gguf;
 use crate::gpt2::{Gpt2, Gpt2Cache, Gpt2Config};
+use crate::llama::{CpuLlama, LlamaCache};
 use crate::quantized::{self, QuantizedNet, QuantizedState};
 use crate::text::{Text, special_token};
 use candle_core::quantized::gguf_file;
@@ -39,6 +40,9 @@ impl DecoderKind {
 
 /// A loaded network of one of the layouts.
 enum Net {
+    /// Llama on the CPU, in `llama.rs`'s loops (without rope scaling).
+    CpuLlama(Box<CpuLlama>),
+    /// Llama through candle-transformers: on other devices, or with Llama 3's rope scaling.
     Llama {
         model: Llama,
         config: Box<Config>,
@@ -53,6 +57,7 @@ enum Net {
 
 /// One generation's key/value cache.
 enum State<'a> {
+    CpuLlama(LlamaCache),
     Llama(Cache),
     Qwen2(Box<qwen2::ModelForCausalLM>),
     Gpt2(Gpt2Cache),
@@ -62,6 +67,7 @@ enum State<'a> {
 impl Net {
     fn start(&self, device: &Device) -> Result<State<'_>> {
         Ok(match self {
+            Net::CpuLlama(model) => State::CpuLlama(model.start()),
             Net::Llama { config, .. } => {
                 State::Llama(Cache::new(true, DType::F32, config, device)?)
             }
@@ -84,6 +90,11 @@ impl Net {
         device: &Device,
     ) -> Result<Tensor> {
         match (self, state) {
+            (Net::CpuLlama(model), State::CpuLlama(cache)) => {
+                let logits = model.forward(ids, position, cache)?;
+                let vocab = logits.len();
+                Ok(Tensor::from_vec(logits, vocab, device)?)
+            }
             (Net::Llama { model, .. }, State::Llama(cache)) => {
                 let x = Tensor::new(ids, device)?.unsqueeze(0)?;
                 Ok(model.forward(&x, position, cache)?.squeeze(0)?)
@@ -210,15 +221,20 @@ impl Decoder {
                 let llama_config: LlamaConfig =
                     serde_json::from_value(files.config.clone()).map_err(bad)?;
                 let config = llama_config.into_config(false);
-                let model = guarded("Llama decoder", || Llama::load(vb, &config))?;
                 let max = config.max_position_embeddings;
-                (
-                    Net::Llama {
-                        model,
-                        config: Box::new(config),
-                    },
-                    max,
-                )
+                if device.is_cpu() && CpuLlama::runs(&config) {
+                    let model = guarded("Llama decoder", || CpuLlama::load(vb, &config))?;
+                    (Net::CpuLlama(Box::new(model)), max)
+                } else {
+                    let model = guarded("Llama decoder", || Llama::load(vb, &config))?;
+                    (
+                        Net::Llama {
+                            model,
+                            config: Box::new(config),
+                        },
+                        max,
+                    )
+                }
             }
             DecoderKind::Qwen2 => {
                 let config: qwen2::Config =

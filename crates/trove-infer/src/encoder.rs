@@ -174,6 +174,55 @@ pub const MAX_BATCH: usize = 16;
 /// longer: bounds a batch's activations and attention scores (inputs · heads · tokens²).
 const MAX_BATCH_TOKENS: usize = 2048;
 
+/// The inputs cut into batches of similar lengths, each a list of input indices: sorted by
+/// length, a batch takes the next input while it stays within [`MAX_BATCH`] inputs and
+/// [`MAX_BATCH_TOKENS`] padded tokens, so that padding stays small and the attention scores
+/// (batch · heads · tokens²) bounded.
+fn batches(encoded: &[Encoded]) -> Result<Vec<Vec<usize>>> {
+    if encoded.iter().any(|e| e.ids.is_empty()) {
+        return Err(no_tokens());
+    }
+    let mut order: Vec<usize> = (0..encoded.len()).collect();
+    order.sort_by_key(|&i| encoded[i].ids.len());
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len()
+            && end - start < MAX_BATCH
+            && (end - start + 1) * encoded[order[end]].ids.len() <= MAX_BATCH_TOKENS
+        {
+            end += 1;
+        }
+        out.push(order[start..end].to_vec());
+        start = end;
+    }
+    Ok(out)
+}
+
+fn batch_inputs<'a>(encoded: &'a [Encoded], batch: &[usize]) -> Vec<(&'a [u32], &'a [u32])> {
+    batch
+        .iter()
+        .map(|&i| (encoded[i].ids.as_slice(), encoded[i].type_ids.as_slice()))
+        .collect()
+}
+
+/// The mean of `tokens × width` rows (in f32, summed in order as candle's `mean` does).
+fn mean_rows(rows: &[f32], width: usize) -> Vec<f32> {
+    let mut sum = vec![0f32; width];
+    let mut count = 0usize;
+    for row in rows.chunks_exact(width) {
+        for (s, x) in sum.iter_mut().zip(row) {
+            *s += x;
+        }
+        count += 1;
+    }
+    for s in &mut sum {
+        *s /= count.max(1) as f32;
+    }
+    sum
+}
+
 pub struct Encoder {
     bert: Bert,
     head: HeadLayers,
@@ -354,38 +403,34 @@ impl Encoder {
     }
 
     /// Each input's last hidden states (`[tokens, hidden]`, in input order), the inputs run
-    /// in batches of similar lengths: sorted by length, a batch takes the next input while
-    /// it stays within [`MAX_BATCH`] inputs and [`MAX_BATCH_TOKENS`] padded tokens, so that
-    /// padding stays small and the attention scores (batch · heads · tokens²) bounded.
+    /// in batches of similar lengths (see [`batches`]).
     fn hidden_of(&self, encoded: &[Encoded]) -> Result<Vec<Tensor>> {
-        if encoded.iter().any(|e| e.ids.is_empty()) {
-            return Err(no_tokens());
-        }
-        let mut order: Vec<usize> = (0..encoded.len()).collect();
-        order.sort_by_key(|&i| encoded[i].ids.len());
         let mut out: Vec<Option<Tensor>> = vec![None; encoded.len()];
-        let mut start = 0;
-        while start < order.len() {
-            let mut end = start + 1;
-            while end < order.len()
-                && end - start < MAX_BATCH
-                && (end - start + 1) * encoded[order[end]].ids.len() <= MAX_BATCH_TOKENS
-            {
-                end += 1;
-            }
-            let batch: Vec<(&[u32], &[u32])> = order[start..end]
-                .iter()
-                .map(|&i| (encoded[i].ids.as_slice(), encoded[i].type_ids.as_slice()))
-                .collect();
-            let hidden = self.bert.forward_batch(&batch)?;
-            for (row, &i) in order[start..end].iter().enumerate() {
+        for batch in batches(encoded)? {
+            let inputs = batch_inputs(encoded, &batch);
+            let hidden = self.bert.forward_batch(&inputs)?;
+            for (row, &i) in batch.iter().enumerate() {
                 out[i] = Some(hidden.get(row)?.narrow(0, 0, encoded[i].ids.len())?);
             }
-            start = end;
         }
         out.into_iter()
             .map(|h| h.ok_or_else(|| InferError::Runtime("an input was not run".into())))
             .collect()
+    }
+
+    /// [`Encoder::hidden_of`] as values: each input's rows, `tokens × hidden` row-major.
+    fn rows_of(&self, encoded: &[Encoded]) -> Result<Vec<Vec<f32>>> {
+        let h = self.bert.hidden_size();
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); encoded.len()];
+        for batch in batches(encoded)? {
+            let inputs = batch_inputs(encoded, &batch);
+            let (rows, n) = self.bert.forward_rows(&inputs)?;
+            for (row, &i) in batch.iter().enumerate() {
+                let len = encoded[i].ids.len();
+                out[i] = rows[row * n * h..][..len * h].to_vec();
+            }
+        }
+        Ok(out)
     }
 
     fn encode_all<S: AsRef<str>>(&self, inputs: &[S]) -> Result<Vec<Encoded>> {
@@ -452,24 +497,27 @@ impl Encoder {
     }
 
     fn embed_encoded(&self, encoded: &[Encoded], normalize: bool) -> Result<Vec<Vec<Vec<f32>>>> {
-        let hidden = self.hidden_of(encoded)?;
-        hidden
+        let h = self.bert.hidden_size();
+        let rows = self.rows_of(encoded)?;
+        Ok(rows
             .into_iter()
-            .map(|hidden| {
-                let vectors = match self.pooling {
-                    Pooling::Mean => hidden.mean(0)?.unsqueeze(0)?,
-                    Pooling::Cls => hidden.get(0)?.unsqueeze(0)?,
-                    Pooling::Tokens => hidden,
+            .map(|rows| {
+                let mut vectors: Vec<Vec<f32>> = match self.pooling {
+                    Pooling::Mean => vec![mean_rows(&rows, h)],
+                    Pooling::Cls => vec![rows[..h].to_vec()],
+                    Pooling::Tokens => rows.chunks_exact(h).map(<[f32]>::to_vec).collect(),
                 };
-                let vectors = if normalize || self.normalize {
-                    let norm = vectors.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
-                    vectors.broadcast_div(&norm.clamp(1e-12, f32::MAX)?)?
-                } else {
-                    vectors
-                };
-                Ok(vectors.to_vec2::<f32>()?)
+                if normalize || self.normalize {
+                    for v in &mut vectors {
+                        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                        for x in v.iter_mut() {
+                            *x /= norm;
+                        }
+                    }
+                }
+                vectors
             })
-            .collect()
+            .collect())
     }
 
     /// Cosine similarity of `source` with each of `others`, on pooled embeddings (mean
@@ -478,25 +526,24 @@ impl Encoder {
         let mut texts: Vec<&str> = Vec::with_capacity(others.len() + 1);
         texts.push(source);
         texts.extend(others.iter().map(String::as_str));
-        let hidden = self.hidden_of(&self.encode_all(&texts)?)?;
-        let pooled = hidden
-            .iter()
-            .map(|hidden| {
-                Ok(match self.pooling {
-                    Pooling::Cls => hidden.get(0)?,
-                    Pooling::Mean | Pooling::Tokens => hidden.mean(0)?,
-                })
+        let h = self.bert.hidden_size();
+        let pooled: Vec<Vec<f32>> = self
+            .rows_of(&self.encode_all(&texts)?)?
+            .into_iter()
+            .map(|rows| match self.pooling {
+                Pooling::Cls => rows[..h].to_vec(),
+                Pooling::Mean | Pooling::Tokens => mean_rows(&rows, h),
             })
-            .collect::<Result<Vec<Tensor>>>()?;
+            .collect();
         let Some((a, others)) = pooled.split_first() else {
             return Ok(Vec::new());
         };
-        let a_norm = a.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let a_norm = norm(a);
         let mut out = Vec::with_capacity(others.len());
         for b in others {
-            let b_norm = b.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
-            let dot = (a * b)?.sum_all()?.to_scalar::<f32>()?;
-            out.push(dot / (a_norm * b_norm).max(1e-12));
+            let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            out.push(dot / (a_norm * norm(b)).max(1e-12));
         }
         Ok(out)
     }

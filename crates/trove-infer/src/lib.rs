@@ -10,6 +10,7 @@
 mod arch;
 mod bert;
 mod chat;
+mod cpu;
 mod decoder;
 mod encoder;
 mod entities;
@@ -17,6 +18,7 @@ mod error;
 mod files;
 mod gguf;
 mod gpt2;
+mod llama;
 mod quantized;
 mod text;
 

@@ -14,7 +14,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::repos::card::{Meta, read_card};
 use crate::repos::content::read_range;
 use crate::repos::safetensors::{self, INDEX_FILE, SINGLE_FILE};
-use crate::repos::{RepoRef, resolve, with_git};
+use crate::repos::{RepoRef, read_git, resolve};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -97,7 +97,12 @@ type LocatedKey = (i64, GitOid, Option<String>);
 
 /// Commits already located. A branch or tag is resolved on every request — refs move, and
 /// the next request after a push must run the new commit — but a commit's tree never
-/// changes, so the listing and the facts read from its files are kept. Without this every
+/// changes, so the listing and the facts read from its files are kept. The resolve (and
+/// every git read here) runs on a repository handle kept between reads (`read_git`), not a
+/// fresh open: such a handle reads the ref's file at each lookup and looks for new packs
+/// when an object is missing, so it sees a push as an open would, and what it keeps — the
+/// open's work, parsed objects by id — cannot go stale (opening and resolving were 15% of
+/// the hub's CPU under a stream of single-sentence requests to a tiny encoder). Without this every
 /// request re-listed the root tree and looked the card, `config.json` and the weights' sizes
 /// up again (a tenth of the hub's CPU under a stream of small requests).
 static LOCATED: Remembered<LocatedKey, Arc<Located>> = Remembered::new(1024);
@@ -111,7 +116,7 @@ pub async fn locate(
     gguf_file: Option<&str>,
 ) -> ApiResult<Source> {
     let revision = revision.to_owned();
-    let commit = with_git(state, &repo, move |git| resolve(git, &revision)).await?;
+    let commit = read_git(state, &repo, move |git| resolve(git, &revision)).await?;
     let key = (repo.repo.id, commit.clone(), gguf_file.map(str::to_owned));
     if let Some(located) = LOCATED.get(&key) {
         return Ok(Source {
@@ -137,7 +142,7 @@ async fn read_located(
     gguf_file: Option<&str>,
 ) -> ApiResult<Located> {
     let listed = commit.clone();
-    let root = with_git(state, repo, move |git| {
+    let root = read_git(state, repo, move |git| {
         Ok(git.list_tree(&listed, "", false)?.unwrap_or_default())
     })
     .await?;
@@ -476,7 +481,7 @@ pub async fn read_files(state: &Context, source: &Source) -> ApiResult<ModelFile
             let commit = source.commit.clone();
             let lookup = path.clone();
             let entry: Option<Entry> =
-                with_git(state, repo, move |git| Ok(git.entry_at(&commit, &lookup)?)).await?;
+                read_git(state, repo, move |git| Ok(git.entry_at(&commit, &lookup)?)).await?;
             match entry {
                 Some(entry) => Some(read_json(state, repo, &path, &entry.kind).await?),
                 None => None,
