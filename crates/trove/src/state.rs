@@ -19,8 +19,9 @@ use trove_db::Db;
 /// its [`Context`], so a handler passes `&state` where a use case takes `&Context`.
 #[derive(Clone)]
 pub struct AppState {
-    /// Settings and shared services.
-    pub context: Context,
+    /// Settings and shared services. Behind one more `Arc`: axum clones the state for each
+    /// request and each `State` extractor, and a `Context` is about twenty reference counts.
+    pub context: Arc<Context>,
     /// The browsing pages' facet values, recomputed at most once a minute per repo type.
     pub facet_cache: Arc<FacetCache>,
     /// The web pages' last commit per folder entry, by commit and folder (bounded).
@@ -78,7 +79,7 @@ impl AppState {
         let listing_cache = ListingCache::new(context.config.database.listing_cache_ttl());
         AppState {
             inference: Arc::new(inference),
-            context,
+            context: Arc::new(context),
             facet_cache: Arc::new(FacetCache::default()),
             browse_cache: Arc::new(BrowseCache::default()),
             listing_cache: Arc::new(listing_cache),
@@ -89,6 +90,6 @@ impl AppState {
 
     /// What the Spaces use cases work with: this context and the supervisor.
     pub fn space_host(&self) -> SpaceHost {
-        SpaceHost::new(self.context.clone(), self.spaces.clone())
+        SpaceHost::new(Context::clone(&self.context), self.spaces.clone())
     }
 }

@@ -14,7 +14,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::repos::card::{Meta, read_card};
 use crate::repos::content::read_range;
 use crate::repos::safetensors::{self, INDEX_FILE, SINGLE_FILE};
-use crate::repos::{RepoRef, resolve, with_git};
+use crate::repos::{RepoRef, read_git, resolve};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -111,7 +111,7 @@ pub async fn locate(
     gguf_file: Option<&str>,
 ) -> ApiResult<Source> {
     let revision = revision.to_owned();
-    let commit = with_git(state, &repo, move |git| resolve(git, &revision)).await?;
+    let commit = read_git(state, &repo, move |git| resolve(git, &revision)).await?;
     let key = (repo.repo.id, commit.clone(), gguf_file.map(str::to_owned));
     if let Some(located) = LOCATED.get(&key) {
         return Ok(Source {
@@ -137,7 +137,7 @@ async fn read_located(
     gguf_file: Option<&str>,
 ) -> ApiResult<Located> {
     let listed = commit.clone();
-    let root = with_git(state, repo, move |git| {
+    let root = read_git(state, repo, move |git| {
         Ok(git.list_tree(&listed, "", false)?.unwrap_or_default())
     })
     .await?;
@@ -476,7 +476,7 @@ pub async fn read_files(state: &Context, source: &Source) -> ApiResult<ModelFile
             let commit = source.commit.clone();
             let lookup = path.clone();
             let entry: Option<Entry> =
-                with_git(state, repo, move |git| Ok(git.entry_at(&commit, &lookup)?)).await?;
+                read_git(state, repo, move |git| Ok(git.entry_at(&commit, &lookup)?)).await?;
             match entry {
                 Some(entry) => Some(read_json(state, repo, &path, &entry.kind).await?),
                 None => None,

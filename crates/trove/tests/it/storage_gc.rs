@@ -151,7 +151,7 @@ fn compacting(app: &TestApp, compact_below: f64) -> trove::state::AppState {
     let mut state = app.state.clone();
     let mut config = (*state.config).clone();
     config.storage.compact_below = compact_below;
-    state.context.config = std::sync::Arc::new(config);
+    std::sync::Arc::make_mut(&mut state.context).config = std::sync::Arc::new(config);
     state
 }
 
