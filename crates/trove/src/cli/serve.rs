@@ -97,7 +97,7 @@ pub async fn run(
             reconcile::start(&state)
                 .await
                 .context("checking the repositories against the database")?;
-            let context = (*state.context).clone();
+            let context = state.context.clone();
             check = Some(tokio::spawn(async move {
                 match leased.run(&context).await {
                     Ok(done) => log_checked(&done),
@@ -122,8 +122,8 @@ pub async fn run(
         None => tracing::info!("chunk store not checked: a collection runs on another node"),
     }
     sweep_trash(&state);
-    crate::repos::index::spawn_jobs((*state.context).clone());
-    crate::webhooks::delivery::spawn((*state.context).clone())
+    crate::repos::index::spawn_jobs(state.context.clone());
+    crate::webhooks::delivery::spawn(state.context.clone())
         .context("starting the webhook worker")?;
     let spaces_queue = crate::spaces::start(&state.space_host())
         .await
@@ -135,7 +135,7 @@ pub async fn run(
         release_free_heap();
     });
     let git = state.git.clone();
-    let context = (*state.context).clone();
+    let context = state.context.clone();
     let app = crate::app(state);
 
     // Absolute, so the printed `$(cat …)` line works from any directory.
@@ -272,7 +272,7 @@ async fn start_sqlite(
     reconcile::start(state)
         .await
         .context("checking the repositories against the database")?;
-    let context = (*state.context).clone();
+    let context = state.context.clone();
     *check = Some(tokio::spawn(async move {
         match reconcile::check_all(&context).await {
             Ok(done) => {
