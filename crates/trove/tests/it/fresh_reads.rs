@@ -193,3 +193,55 @@ async fn a_deleted_repository_is_not_served_from_a_kept_handle() {
         assert_eq!(r.body, b"new");
     }
 }
+
+/// The reads every request makes (the token, the repository row) run on SQLite connections
+/// kept between requests (`trove_db`'s readers); a token revoked by another process on the
+/// same database (`trove token revoke` beside the server) and a repository made private
+/// must be refused by the very next request, with those connections warm.
+#[tokio::test]
+async fn a_revoked_token_and_a_repo_made_private_are_refused_by_the_next_request() {
+    let app = TestApp::new().await;
+    app.create_repo("fresh", "model").await;
+    app.commit_files("fresh", "v0", &[("f.txt", "v0")]).await;
+    let reader = app.user("reader", trove_db::TokenRole::Read).await;
+    let get = |token: Option<&str>| {
+        let mut request = app.get("/admin/fresh/resolve/main/f.txt");
+        if let Some(token) = token {
+            request = request.token(token);
+        }
+        request.send()
+    };
+    for _ in 0..20 {
+        assert_eq!(get(Some(&reader)).await.status, StatusCode::OK);
+        assert_eq!(get(None).await.status, StatusCode::OK);
+    }
+
+    let cli = trove_db::Db::open(&app.state.config.data_dir.join("trove.db"))
+        .await
+        .expect("a second handle, as the admin CLI opens");
+    let user = cli
+        .user_by_name("reader")
+        .await
+        .expect("query")
+        .expect("the user");
+    assert!(cli.revoke_token(user.id, "test").await.expect("revoke"));
+    let refused = get(Some(&reader)).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "revoked at once");
+
+    let private = app
+        .request(axum::http::Method::PUT, "/api/models/admin/fresh/settings")
+        .token(&app.admin_token)
+        .json(&serde_json::json!({"private": true}))
+        .send()
+        .await;
+    assert_eq!(private.status, StatusCode::OK, "{:?}", private.error());
+    let hidden = get(None).await;
+    assert_eq!(hidden.status, StatusCode::UNAUTHORIZED, "private at once");
+    assert_eq!(hidden.error().0, Some("RepoNotFound"));
+    assert_eq!(
+        get(Some(&app.admin_token)).await.status,
+        StatusCode::OK,
+        "its owner still reads it"
+    );
+    cli.close().await;
+}
