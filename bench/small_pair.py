@@ -158,7 +158,11 @@ def main() -> None:
                 procs.append(proc)
                 token = (work / f"data-{role}" / "admin-token").read_text().strip()
                 trove = ch.Trove(url, token, proc.pid)
-                servers[role] = (trove, seed(trove, files, work))
+                try:
+                    servers[role] = (trove, seed(trove, files, work))
+                except SystemExit:
+                    sys.stderr.write((work / f"data-{role}.err").read_text(errors="replace")[-3000:])
+                    raise
             nginx, nginx_url = start_nginx(work)
             procs.append(nginx)
             script = work / "wrk-done.lua"

@@ -145,6 +145,7 @@ impl Db {
         let mut db = Db::new(Pool::Sqlite(pool));
         db.readers = Some(Default::default());
         db.migrate().await?;
+        db.create_stat_table().await?;
         tracing::debug!(db.path = %path.display(), "database opened");
         Ok(db)
     }
@@ -219,6 +220,19 @@ impl Db {
             readers.close().await;
         }
         with_pool!(self, pool => pool.close().await)
+    }
+
+    /// Creates SQLite's statistics table (`sqlite_stat1`) now, before anything else uses the
+    /// file, when it does not exist yet: its creation is a schema change, and made later by
+    /// the first `PRAGMA optimize` (the index job's, at start and every hour) while other
+    /// connections run, it made the next `INSERT INTO repos` on a connection that had read
+    /// the schema before fail with "no such table: repos" (its triggers write the FTS5 search
+    /// tables). `ANALYZE` of the schema table analyses nothing and costs nothing.
+    async fn create_stat_table(&self) -> Result<()> {
+        if let Pool::Sqlite(pool) = &self.pool {
+            sqlx::query("ANALYZE sqlite_schema").execute(pool).await?;
+        }
+        Ok(())
     }
 
     async fn migrate(&self) -> Result<()> {

@@ -157,3 +157,41 @@ async fn closing_the_database_closes_the_readers_too() -> TestResult {
     );
     Ok(())
 }
+
+/// A fresh hub's first `PRAGMA optimize` (the index job runs one at start) used to create
+/// SQLite's statistics table while other connections served: the next `INSERT INTO repos` on
+/// a connection that had read the schema before failed with "no such table: repos" — a
+/// repository created right after a first start answered 500. The table now exists before
+/// the file is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repo_created_while_the_first_optimize_runs_is_created() -> TestResult {
+    for round in 0..20 {
+        let dir = tempfile::tempdir()?;
+        let db = Db::open(&dir.path().join("trove.db")).await?;
+        let owner = db.create_user(&name("owner"), None, true).await?;
+        db.create_token(owner.id, "t", TokenRole::Write, &[1; 32], None, &[])
+            .await?;
+        // Reads on other connections while the optimize runs, as requests do at start.
+        let (optimized, read) = tokio::join!(db.optimize(), async {
+            db.token_member_by_hash(&[1; 32], 0).await?;
+            db.list_tokens(owner.id).await?;
+            db.all_repos().await
+        });
+        optimized?;
+        read?;
+        for n in ["m", "n"] {
+            let created = db
+                .create_repo(
+                    trove_types::RepoType::Model,
+                    &crate::repo_id(&format!("owner/{n}")),
+                    false,
+                    owner.id,
+                    1,
+                )
+                .await;
+            assert!(created.is_ok(), "round {round}, owner/{n}: {created:?}");
+        }
+        db.close().await;
+    }
+    Ok(())
+}
