@@ -99,6 +99,10 @@ pub struct Db {
     /// Writes that can change who a token identifies or what they belong to, completed on
     /// this handle (see `listing_epoch.rs`).
     account_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// SQLite connections for the reads of every request, outside the pool (a database in
+    /// a file only: a new connection to an in-memory one would open another, empty one;
+    /// none on PostgreSQL). See `backend::Readers`.
+    readers: Option<std::sync::Arc<backend::Readers>>,
 }
 
 impl Db {
@@ -108,6 +112,7 @@ impl Db {
             lock_sessions: Default::default(),
             listing_epoch: Default::default(),
             account_epoch: Default::default(),
+            readers: None,
         }
     }
 
@@ -137,8 +142,10 @@ impl Db {
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        let db = Db::new(Pool::Sqlite(pool));
+        let mut db = Db::new(Pool::Sqlite(pool));
+        db.readers = Some(Default::default());
         db.migrate().await?;
+        db.create_stat_table().await?;
         tracing::debug!(db.path = %path.display(), "database opened");
         Ok(db)
     }
@@ -209,7 +216,23 @@ impl Db {
     /// any clone of this handle fail.
     pub async fn close(&self) {
         self.close_lock_sessions().await;
+        if let Some(readers) = &self.readers {
+            readers.close().await;
+        }
         with_pool!(self, pool => pool.close().await)
+    }
+
+    /// Creates SQLite's statistics table (`sqlite_stat1`) now, before anything else uses the
+    /// file, when it does not exist yet: its creation is a schema change, and made later by
+    /// the first `PRAGMA optimize` (the index job's, at start and every hour) while other
+    /// connections run, it made the next `INSERT INTO repos` on a connection that had read
+    /// the schema before fail with "no such table: repos" (its triggers write the FTS5 search
+    /// tables). `ANALYZE` of the schema table analyses nothing and costs nothing.
+    async fn create_stat_table(&self) -> Result<()> {
+        if let Pool::Sqlite(pool) = &self.pool {
+            sqlx::query("ANALYZE sqlite_schema").execute(pool).await?;
+        }
+        Ok(())
     }
 
     async fn migrate(&self) -> Result<()> {

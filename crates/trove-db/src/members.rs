@@ -2,7 +2,7 @@
 //! signed-in request needs (a session cookie here, a token in `tokens.rs`).
 
 use crate::Db;
-use crate::backend::with_pool;
+use crate::backend::with_reader;
 use crate::error::Result;
 use crate::orgs::{Membership, ORG_COLUMN_COUNT, Org, role_at};
 use crate::users::{USER_COLUMN_COUNT, USER_COLUMNS, User};
@@ -44,7 +44,9 @@ impl Db {
         secret_hash: &[u8],
         now_ms: i64,
     ) -> Result<Option<(User, Vec<Membership>)>> {
-        with_pool!(self, pool => {
+        // Every request of a signed-in browser asks this: a reader connection, one round
+        // trip (see `backend::Readers`).
+        with_reader!(self, pool => {
             let sql = format!(
                 "SELECT {USER_COLUMNS}, {MEMBERSHIP_COLUMNS} FROM sessions s \
                  JOIN users ON users.id = s.user_id {MEMBERSHIPS_JOIN} \

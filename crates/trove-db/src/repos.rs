@@ -1,7 +1,7 @@
 //! Repositories: creation, lookup by type and `namespace/name` (case-insensitive), deletion.
 
 use crate::Db;
-use crate::backend::{Conn, WritePool, with_conn, with_pool};
+use crate::backend::{Conn, WritePool, with_conn, with_pool, with_reader};
 use crate::error::{DbError, Result, constraint_error};
 use sqlx::Row;
 use trove_types::{RepoId, RepoName, RepoType};
@@ -287,7 +287,8 @@ impl Db {
 
     /// The repository of this type with this id, compared without regard to ASCII case.
     pub async fn repo_by_name(&self, repo_type: RepoType, id: &RepoId) -> Result<Option<Repo>> {
-        with_pool!(self, pool => {
+        // Every request naming a repository asks this: a reader connection, one round trip.
+        with_reader!(self, pool => {
             let sql = format!(
                 "SELECT {REPO_COLUMNS} FROM repos \
                  WHERE repo_type = $1 AND namespace = $2 AND name = $3"

@@ -2,7 +2,7 @@
 //! scopes), optionally expiring. Only a hash of each secret is stored; the caller generates
 //! the secret, hashes it, and shows it to the user once.
 
-use crate::backend::{WritePool, with_pool};
+use crate::backend::{WritePool, with_pool, with_reader};
 use crate::error::{DbError, Result, constraint_error};
 use crate::members::{MEMBERSHIP_COLUMNS, MEMBERSHIPS_JOIN, memberships_at};
 use crate::orgs::Membership;
@@ -239,7 +239,10 @@ impl Db {
         token_hash: &[u8],
         now_ms: i64,
     ) -> Result<Option<(Token, User, Vec<Membership>)>> {
-        with_pool!(self, pool => {
+        // Every request with a token asks this: a reader connection, one round trip. A
+        // fine-grained token's scopes are a second query, through the pool, once the reader
+        // is given back (a reader is never held while waiting for a pooled connection).
+        let found = with_reader!(self, pool => {
             let sql = format!(
                 "SELECT {TOKEN_COLUMNS}, {USER_COLUMNS}, {MEMBERSHIP_COLUMNS} FROM tokens \
                  JOIN users ON users.id = tokens.user_id {MEMBERSHIPS_JOIN} \
@@ -255,14 +258,18 @@ impl Db {
             let Some(first) = rows.first() else {
                 return Ok(None);
             };
-            let mut token = Token::from_row(first)?;
-            if token.role == TokenRole::FineGrained {
-                token.scopes = self.token_scopes(token.id).await?;
-            }
+            let token = Token::from_row(first)?;
             let user = User::from_row(first, TOKEN_COLUMN_COUNT)?;
             let orgs = memberships_at(&rows, TOKEN_COLUMN_COUNT + USER_COLUMN_COUNT)?;
             Ok(Some((token, user, orgs)))
-        })
+        })?;
+        let Some((mut token, user, orgs)) = found else {
+            return Ok(None);
+        };
+        if token.role == TokenRole::FineGrained {
+            token.scopes = self.token_scopes(token.id).await?;
+        }
+        Ok(Some((token, user, orgs)))
     }
 
     /// The user's tokens, oldest first.

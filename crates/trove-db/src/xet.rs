@@ -2,7 +2,7 @@
 //! of the blobs (chunk index, terms) belong to `trove-xet`; here they are opaque bytes.
 
 use crate::Db;
-use crate::backend::{Conn, WritePool, with_conn, with_pool};
+use crate::backend::{Conn, WritePool, with_conn, with_pool, with_reader};
 use crate::error::{DbError, Result};
 use sqlx::{QueryBuilder, Row};
 use std::collections::HashMap;
@@ -310,7 +310,8 @@ impl Db {
     /// What a download of LFS object `sha256` from repository `repo_id` needs to know, in one
     /// query: [`Db::repo_lfs_file_deleted`] and [`Db::xet_file_by_sha256`].
     pub async fn lfs_download(&self, repo_id: i64, sha256: &Sha256Hex) -> Result<LfsDownload> {
-        with_pool!(self, pool => {
+        // Every LFS download asks this: a reader connection, one round trip.
+        with_reader!(self, pool => {
             let row = sqlx::query(
                 "SELECT EXISTS (SELECT 1 FROM repo_lfs_deletions d \
                    WHERE d.repo_id = $1 AND d.sha256 = $2 AND NOT EXISTS \

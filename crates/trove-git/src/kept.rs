@@ -22,15 +22,66 @@
 //! longest ago is closed. A repository is keyed by its folder and a generation the caller
 //! chooses (the repository row's creation time), so that a folder made again under the same
 //! path (a deleted repository's id used again) never gets the old one's handles.
+//!
+//! The folder itself is checked at each take: its device, inode and change time, read
+//! before the handle was opened, must still be what they are now. A folder removed (by hand,
+//! or lost) is then found missing by the open, as without kept handles, and one put back in
+//! its place gets fresh handles, never those of the removed one — which would still answer
+//! from the refs and packs they have open. One `stat` per take; the open it spares costs
+//! far more.
 
 use crate::GitRepo;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Mutex;
 
+/// What tells a repository's folder from another one made at the same path later: its
+/// device, inode and change time. The time guards against an inode number used again; it
+/// moves when an entry of the folder itself is added, removed or renamed (a rewrite of
+/// `packed-refs`), which costs a fresh open and nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FolderId {
+    dev: u64,
+    ino: u64,
+    ctime: i64,
+    ctime_nsec: i64,
+}
+
+impl FolderId {
+    /// The folder at `path` now; `None` when it cannot be stat'ed (missing).
+    fn of(path: &Path) -> Option<FolderId> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FolderId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            ctime: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec(),
+        })
+    }
+}
+
 struct Idle {
     generation: i64,
+    folder: FolderId,
     repo: GitRepo,
+}
+
+/// A handle taken by [`KeptRepos::take`], to read through (it derefs to [`GitRepo`]) and give
+/// back with [`KeptRepos::give_back`]; dropping it closes it.
+pub struct KeptRepo {
+    repo: GitRepo,
+    /// The folder as it was before the handle was opened; `None` if it could not be
+    /// stat'ed then (such a handle is never kept).
+    folder: Option<FolderId>,
+}
+
+impl std::ops::Deref for KeptRepo {
+    type Target = GitRepo;
+
+    fn deref(&self) -> &GitRepo {
+        &self.repo
+    }
 }
 
 /// The idle handles, most recently given back first.
@@ -72,30 +123,60 @@ impl KeptRepos {
         self.len() == 0
     }
 
-    /// An idle handle on the repository at `path` of `generation`, taken out of the set (to
-    /// be given back after the read), or a new one opened.
-    pub fn take(&self, path: &Path, generation: i64) -> crate::Result<GitRepo> {
-        let kept = {
+    /// An idle handle on the repository at `path` of `generation` opened on the folder that
+    /// is there now, taken out of the set (to be given back after the read), or a new one
+    /// opened. Idle handles on a folder no longer there are closed.
+    pub fn take(&self, path: &Path, generation: i64) -> crate::Result<KeptRepo> {
+        // Read before any open: the identity a handle carries is never that of a folder
+        // newer than the one it opened.
+        let folder = FolderId::of(path);
+        let (kept, stale) = {
             let mut idle = self.lock();
-            idle.iter()
+            let is_stale = |i: &Idle| i.repo.path() == path && Some(i.folder) != folder;
+            let mut stale = Vec::new();
+            if idle.iter().any(is_stale) {
+                let (gone, keep): (VecDeque<Idle>, VecDeque<Idle>) =
+                    idle.drain(..).partition(is_stale);
+                *idle = keep;
+                stale.extend(gone);
+            }
+            let kept = idle
+                .iter()
                 .position(|i| i.generation == generation && i.repo.path() == path)
-                .and_then(|at| idle.remove(at))
+                .and_then(|at| idle.remove(at));
+            (kept, stale)
         };
+        // Closed outside the lock: closing unmaps and closes files.
+        drop(stale);
         match kept {
-            Some(idle) => Ok(idle.repo),
-            None => GitRepo::open(path),
+            Some(idle) => Ok(KeptRepo {
+                repo: idle.repo,
+                folder: Some(idle.folder),
+            }),
+            None => Ok(KeptRepo {
+                repo: GitRepo::open(path)?,
+                folder,
+            }),
         }
     }
 
     /// Keeps `repo`, taken by [`KeptRepos::take`] for `generation`, for the next read; closes
     /// the handle idle longest when more than `max` would be.
-    pub fn give_back(&self, repo: GitRepo, generation: i64) {
+    pub fn give_back(&self, repo: KeptRepo, generation: i64) {
+        let KeptRepo { repo, folder } = repo;
+        let Some(folder) = folder else {
+            return;
+        };
         if self.max == 0 {
             return;
         }
         let dropped = {
             let mut idle = self.lock();
-            idle.push_front(Idle { generation, repo });
+            idle.push_front(Idle {
+                generation,
+                folder,
+                repo,
+            });
             if idle.len() > self.max {
                 idle.pop_back()
             } else {

@@ -43,7 +43,7 @@ mod tree_op;
 pub use diff::{ChangeKind, DiffLimits, DiffLine, FileDiff, TreeDiff};
 pub use error::{CommitError, GitError};
 pub use gitmodules::{GITMODULES_MAX_BYTES, gitmodules_problem, is_gitmodules_name};
-pub use kept::KeptRepos;
+pub use kept::{KeptRepo, KeptRepos};
 pub use log::CommitInfo;
 pub use merge::MergePlan;
 pub use paths::{entry_name_problem, root_entry_name_problem};

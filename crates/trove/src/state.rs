@@ -15,10 +15,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use trove_db::Db;
 
-/// Everything a request may need; cheap to clone (all shared behind `Arc`s). Derefs to
-/// its [`Context`], so a handler passes `&state` where a use case takes `&Context`.
+/// Everything a request may need, shared: one reference count to clone, which axum does
+/// for each request and each `State` extractor. Derefs to its [`App`], which derefs to its
+/// [`Context`], so a handler passes `&state` where a use case takes `&Context`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<App>);
+
+/// The application's parts (reached through [`AppState`]).
+#[derive(Clone)]
+pub struct App {
     /// Settings and shared services.
     pub context: Context,
     /// The browsing pages' facet values, recomputed at most once a minute per repo type.
@@ -37,10 +42,24 @@ pub struct AppState {
 }
 
 impl Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl Deref for App {
     type Target = Context;
 
     fn deref(&self) -> &Context {
         &self.context
+    }
+}
+
+impl AsRef<Context> for AppState {
+    fn as_ref(&self) -> &Context {
+        &self.0.context
     }
 }
 
@@ -76,7 +95,7 @@ impl AppState {
         let spaces = Supervisor::new(&context.config.spaces);
         let inference = crate::inference::Runtime::new(&context.config.inference);
         let listing_cache = ListingCache::new(context.config.database.listing_cache_ttl());
-        AppState {
+        AppState(Arc::new(App {
             inference: Arc::new(inference),
             context,
             facet_cache: Arc::new(FacetCache::default()),
@@ -84,7 +103,17 @@ impl AppState {
             listing_cache: Arc::new(listing_cache),
             preview_cache: Arc::new(PreviewCache::default()),
             spaces: Arc::new(spaces),
-        }
+        }))
+    }
+
+    /// This application with `edit` applied to a copy of its settings, every service
+    /// shared: for a test or an admin command that runs one job with other settings.
+    pub fn reconfigured(&self, edit: impl FnOnce(&mut crate::config::Config)) -> AppState {
+        let mut app = App::clone(&self.0);
+        let mut config = (*app.context.config).clone();
+        edit(&mut config);
+        app.context.config = Arc::new(config);
+        AppState(Arc::new(app))
     }
 
     /// What the Spaces use cases work with: this context and the supervisor.

@@ -66,3 +66,132 @@ async fn two_handles_on_one_file_write_concurrently_without_lock_errors() -> Tes
     assert_eq!(server.list_tokens(owner.id).await?.len(), 40);
     Ok(())
 }
+
+/// The reads every request makes (token, repository row, LFS download) run on SQLite
+/// connections held outside the pool. A write committed through the pool — or through
+/// another handle on the file, as the admin CLI does — must be seen by the very next read,
+/// however warm and busy those connections are: a revoked token stops working and a repo
+/// made private is private at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_right_after_a_write_see_it_on_every_connection() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("trove.db");
+    let server = Db::open(&path).await?;
+    let cli = Db::open(&path).await?;
+    let owner = server.create_user(&name("owner"), None, false).await?;
+    let repo = crate::repo_id("owner/model");
+    let row = server
+        .create_repo(trove_types::RepoType::Model, &repo, false, owner.id, 1)
+        .await?;
+
+    // Readers kept busy and reused meanwhile, so the checks below land on connections that
+    // have just answered other queries.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut busy = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (db, stop, repo) = (server.clone(), stop.clone(), repo.clone());
+        busy.spawn(async move {
+            let mut reads = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && reads < 1_000_000 {
+                db.repo_by_name(trove_types::RepoType::Model, &repo).await?;
+                db.token_member_by_hash(&[0xee; 32], 0).await?;
+                reads += 1;
+            }
+            Ok::<_, trove_db::DbError>(reads)
+        });
+    }
+
+    for i in 0..100u8 {
+        // Alternate the handle that writes: the server's own pool, or another process's.
+        let writer = if i % 2 == 0 { &server } else { &cli };
+        let token = format!("t{i}");
+        writer
+            .create_token(owner.id, &token, TokenRole::Write, &[i; 32], None, &[])
+            .await?;
+        assert!(
+            server.token_member_by_hash(&[i; 32], 0).await?.is_some(),
+            "round {i}: a new token works at once"
+        );
+        assert!(writer.revoke_token(owner.id, &token).await?);
+        assert!(
+            server.token_member_by_hash(&[i; 32], 0).await?.is_none(),
+            "round {i}: a revoked token is refused at once"
+        );
+        let private = i % 2 == 0;
+        writer
+            .update_repo_settings(row.id, Some(private), None, None, None)
+            .await?;
+        let seen = server
+            .repo_by_name(trove_types::RepoType::Model, &repo)
+            .await?
+            .expect("the repo exists");
+        assert_eq!(
+            seen.private, private,
+            "round {i}: visibility is seen at once"
+        );
+    }
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    while let Some(joined) = busy.join_next().await {
+        assert!(joined?? > 0);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn closing_the_database_closes_the_readers_too() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = Db::open(&dir.path().join("trove.db")).await?;
+    let repo = crate::repo_id("owner/model");
+    assert!(
+        db.repo_by_name(trove_types::RepoType::Model, &repo)
+            .await?
+            .is_none()
+    );
+    db.close().await;
+    assert!(
+        db.repo_by_name(trove_types::RepoType::Model, &repo)
+            .await
+            .is_err(),
+        "a closed database answers no read, on a reader or the pool"
+    );
+    Ok(())
+}
+
+/// A fresh hub's first `PRAGMA optimize` (the index job runs one at start) used to create
+/// SQLite's statistics table while other connections served: the next `INSERT INTO repos` on
+/// a connection that had read the schema before failed with "no such table: repos" — a
+/// repository created right after a first start answered 500. The table now exists before
+/// the file is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repo_created_while_the_first_optimize_runs_is_created() -> TestResult {
+    for round in 0..20 {
+        let dir = tempfile::tempdir()?;
+        let db = Db::open(&dir.path().join("trove.db")).await?;
+        let owner = db.create_user(&name("owner"), None, true).await?;
+        db.create_token(owner.id, "t", TokenRole::Write, &[1; 32], None, &[])
+            .await?;
+        // Reads on other connections while the optimize runs, as requests do at start.
+        let (optimized, read) = tokio::join!(db.optimize(), async {
+            db.token_member_by_hash(&[1; 32], 0).await?;
+            db.list_tokens(owner.id).await?;
+            db.all_repos().await
+        });
+        optimized?;
+        read?;
+        for n in ["m", "n"] {
+            let created = db
+                .create_repo(
+                    trove_types::RepoType::Model,
+                    &crate::repo_id(&format!("owner/{n}")),
+                    false,
+                    owner.id,
+                    1,
+                )
+                .await;
+            assert!(created.is_ok(), "round {round}, owner/{n}: {created:?}");
+        }
+        db.close().await;
+    }
+    Ok(())
+}

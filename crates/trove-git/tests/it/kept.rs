@@ -33,8 +33,53 @@ fn a_handle_given_back_is_taken_again_within_the_bounds() {
     assert!(kept.is_empty());
     // None kept at all with a bound of zero.
     let none = KeptRepos::new(0);
-    none.give_back(GitRepo::open(&a.path()).expect("open"), 1);
+    none.give_back(none.take(&a.path(), 1).expect("open"), 1);
     assert!(none.is_empty());
+}
+
+#[test]
+fn a_folder_removed_or_made_again_never_gets_the_old_folders_handle() {
+    let f = Fixture::init();
+    let first = f.commit_files(&[("a.txt", b"old")], "old", 1);
+    let kept = KeptRepos::new(4);
+    let path = f.path();
+    let handle = kept.take(&path, 1).expect("open");
+    assert_eq!(
+        handle.resolve_revision("main").expect("resolve"),
+        Some(first.clone())
+    );
+    kept.give_back(handle, 1);
+    assert_eq!(kept.len(), 1);
+
+    // Removed: the take opens, and the open finds it missing, as without kept handles (the
+    // kept handle would still answer from the refs and packs it has open).
+    let moved = tempfile::TempDir::new().expect("temp dir");
+    let aside = moved.path().join("aside.git");
+    std::fs::rename(&path, &aside).expect("move the folder away");
+    assert!(matches!(
+        kept.take(&path, 1),
+        Err(trove_git::GitError::RepoNotFound { .. })
+    ));
+    assert!(kept.is_empty(), "the removed folder's handle was closed");
+
+    // Made again at the same path, same generation (a folder put back after it went
+    // missing): its own, new history, never the old handle's.
+    let handle = kept.take(&aside, 1).expect("open");
+    kept.give_back(handle, 1);
+    let (_, new_head) =
+        GitRepo::init_bare(&path, &[("b.txt", b"new")], &crate::alice(), 7).expect("init");
+    assert_ne!(new_head, first);
+    let fresh = kept.take(&path, 1).expect("open");
+    assert_eq!(
+        fresh.resolve_revision("main").expect("resolve"),
+        Some(new_head)
+    );
+    kept.give_back(fresh, 1);
+    // The old folder, back at the same path: again not the handle of the folder before it.
+    std::fs::remove_dir_all(&path).expect("remove");
+    std::fs::rename(&aside, &path).expect("move back");
+    let back = kept.take(&path, 1).expect("open");
+    assert_eq!(back.resolve_revision("main").expect("resolve"), Some(first));
 }
 
 #[test]

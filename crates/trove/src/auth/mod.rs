@@ -114,7 +114,7 @@ pub fn failed(state: &Context, ip: Option<IpAddr>) -> ApiError {
 /// in the request's extensions instead of looking the token up again.
 impl<S> FromRequestParts<S> for Caller
 where
-    S: std::ops::Deref<Target = Context> + Send + Sync,
+    S: AsRef<Context> + Send + Sync,
 {
     type Rejection = ApiError;
 
@@ -122,7 +122,7 @@ where
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(caller.clone());
         }
-        let caller = identify(parts, state).await?;
+        let caller = identify(parts, state.as_ref()).await?;
         if let (Some(slot), Caller::User { user, .. }) =
             (parts.extensions.get::<CallerSlot>(), &caller)
         {

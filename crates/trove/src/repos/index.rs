@@ -11,7 +11,7 @@ use super::card::{
     parse_front_matter,
 };
 use super::safetensors::{self, Summary};
-use super::{RepoRef, with_git};
+use super::{RepoRef, read_git, with_git};
 use crate::context::Context;
 use crate::error::ApiResult;
 use serde_json::{Map, Value, json};
@@ -47,7 +47,7 @@ pub enum Readme {
 
 /// Reads the snapshot of `commit` (blocking git work off the async threads).
 pub async fn snapshot(state: &Context, repo: &RepoRef, commit: GitOid) -> ApiResult<Snapshot> {
-    with_git(state, repo, move |git| {
+    read_git(state, repo, move |git| {
         let info = git.commit_info(&commit)?;
         let files: Vec<Entry> = git
             .list_tree(&commit, "", true)?

@@ -2,7 +2,9 @@
 //! between requests (`trove_git::KeptRepos`); these tests write behind such a handle's back —
 //! a commit through the API, a push by `git` in another process (a pack, or loose objects),
 //! `git gc` packing refs and objects and deleting the packs the handle had open — and check
-//! that the next GET of the branch answers the new content and commit, many times over.
+//! that the next GET of the branch answers the new content and commit, many times over. The
+//! read-only API (model info, tree listing, paths-info) reads through the same kept handles
+//! and must answer the new commit and files as promptly.
 
 use crate::app::TestApp;
 use axum::http::StatusCode;
@@ -45,6 +47,36 @@ async fn expect_file(app: &TestApp, file: &str, content: &str, commit: &str, tim
         assert_eq!(String::from_utf8_lossy(&r.body), content);
         assert_eq!(r.header("x-repo-commit"), Some(commit));
     }
+}
+
+/// The model info, the tree of `main` and paths-info of `file` must all answer `commit`,
+/// with `file` of `content`'s size.
+async fn expect_api(app: &TestApp, file: &str, content: &str, commit: &str) {
+    let info = app.get("/api/models/admin/fresh").send().await;
+    assert_eq!(info.status, StatusCode::OK, "{:?}", info.error());
+    assert_eq!(info.json()["sha"], commit, "model info");
+    let tree = app.get("/api/models/admin/fresh/tree/main").send().await;
+    assert_eq!(tree.status, StatusCode::OK, "{:?}", tree.error());
+    let listed = tree.json();
+    let entry = listed
+        .as_array()
+        .and_then(|entries| entries.iter().find(|e| e["path"] == file))
+        .unwrap_or_else(|| panic!("{file} listed in {listed}"));
+    assert_eq!(entry["size"], content.len(), "tree listing of {file}");
+    let paths = app
+        .post("/api/models/admin/fresh/paths-info/main")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("paths={file}&expand=true"))
+        .send()
+        .await;
+    assert_eq!(paths.status, StatusCode::OK, "{:?}", paths.error());
+    let found = paths.json();
+    assert_eq!(found[0]["path"], file, "paths-info: {found}");
+    assert_eq!(found[0]["size"], content.len(), "paths-info of {file}");
+    assert_eq!(
+        found[0]["lastCommit"]["id"], commit,
+        "paths-info's last commit"
+    );
 }
 
 #[tokio::test]
@@ -120,6 +152,7 @@ async fn every_write_is_seen_by_the_next_download() {
             }
         }
         expect_file(&app, "f.txt", &content, &head(), 5).await;
+        expect_api(&app, "f.txt", &content, &head()).await;
         // A file added by this write, absent from every object the handle read before.
         let added = format!("added-{round}.txt");
         if round % 4 != 0 {
@@ -128,6 +161,7 @@ async fn every_write_is_seen_by_the_next_download() {
             git(&work, &["commit", "-q", "-m", &added]);
             git(&work, &["push", "-q", "origin", "HEAD:main"]);
             expect_file(&app, &added, &content, &head(), 2).await;
+            expect_api(&app, &added, &content, &head()).await;
         }
     }
 }
@@ -158,4 +192,56 @@ async fn a_deleted_repository_is_not_served_from_a_kept_handle() {
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
         assert_eq!(r.body, b"new");
     }
+}
+
+/// The reads every request makes (the token, the repository row) run on SQLite connections
+/// kept between requests (`trove_db`'s readers); a token revoked by another process on the
+/// same database (`trove token revoke` beside the server) and a repository made private
+/// must be refused by the very next request, with those connections warm.
+#[tokio::test]
+async fn a_revoked_token_and_a_repo_made_private_are_refused_by_the_next_request() {
+    let app = TestApp::new().await;
+    app.create_repo("fresh", "model").await;
+    app.commit_files("fresh", "v0", &[("f.txt", "v0")]).await;
+    let reader = app.user("reader", trove_db::TokenRole::Read).await;
+    let get = |token: Option<&str>| {
+        let mut request = app.get("/admin/fresh/resolve/main/f.txt");
+        if let Some(token) = token {
+            request = request.token(token);
+        }
+        request.send()
+    };
+    for _ in 0..20 {
+        assert_eq!(get(Some(&reader)).await.status, StatusCode::OK);
+        assert_eq!(get(None).await.status, StatusCode::OK);
+    }
+
+    let cli = trove_db::Db::open(&app.state.config.data_dir.join("trove.db"))
+        .await
+        .expect("a second handle, as the admin CLI opens");
+    let user = cli
+        .user_by_name("reader")
+        .await
+        .expect("query")
+        .expect("the user");
+    assert!(cli.revoke_token(user.id, "test").await.expect("revoke"));
+    let refused = get(Some(&reader)).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "revoked at once");
+
+    let private = app
+        .request(axum::http::Method::PUT, "/api/models/admin/fresh/settings")
+        .token(&app.admin_token)
+        .json(&serde_json::json!({"private": true}))
+        .send()
+        .await;
+    assert_eq!(private.status, StatusCode::OK, "{:?}", private.error());
+    let hidden = get(None).await;
+    assert_eq!(hidden.status, StatusCode::UNAUTHORIZED, "private at once");
+    assert_eq!(hidden.error().0, Some("RepoNotFound"));
+    assert_eq!(
+        get(Some(&app.admin_token)).await.status,
+        StatusCode::OK,
+        "its owner still reads it"
+    );
+    cli.close().await;
 }

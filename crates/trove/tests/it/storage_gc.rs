@@ -148,11 +148,8 @@ async fn check_all(app: &TestApp, model: &Model, step: usize) {
 
 /// `app`'s state with GC compacting xorbs below `compact_below` live.
 fn compacting(app: &TestApp, compact_below: f64) -> trove::state::AppState {
-    let mut state = app.state.clone();
-    let mut config = (*state.config).clone();
-    config.storage.compact_below = compact_below;
-    state.context.config = std::sync::Arc::new(config);
-    state
+    app.state
+        .reconfigured(|config| config.storage.compact_below = compact_below)
 }
 
 async fn run_sequence(seed: u64, steps: usize) {

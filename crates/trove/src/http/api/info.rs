@@ -8,7 +8,7 @@ use crate::error::ApiResult;
 use crate::http::extract::{ApiPath, QueryParams, RepoAt, RevParam};
 use crate::repos::card::Meta;
 use crate::repos::index::{analyze, safetensors_value, snapshot};
-use crate::repos::{RepoRef, resolve, with_git};
+use crate::repos::{RepoRef, read_git, resolve};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -48,7 +48,7 @@ async fn build(
     let expand: Vec<String> = query.all("expand").into_iter().map(str::to_owned).collect();
     let wants = |p: &str| expand.is_empty() || expand.iter().any(|e| e == p);
 
-    let commit = with_git(state, repo, move |git| resolve(git, rev.as_str())).await?;
+    let commit = read_git(state, repo, move |git| resolve(git, rev.as_str())).await?;
     let snap = snapshot(state, repo, commit).await?;
     let indexed = state.db.repo_index(repo.repo.id).await?;
     // The index holds the parameter counts of main's head; other commits are read live.

@@ -5,7 +5,7 @@ use super::{link_header, next_page_url};
 use crate::clock::format_secs;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiPath, QueryParams, RepoAt, RevParam};
-use crate::repos::{RepoRef, resolve, with_git};
+use crate::repos::{RepoRef, read_git, resolve};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -201,7 +201,7 @@ async fn list(
         Some(c) => Some(parse_cursor(c).ok_or_else(|| ApiError::bad_request("Invalid cursor"))?),
         None => None,
     };
-    let (mut entries, commit, more) = with_git(state, repo, move |git| {
+    let (mut entries, commit, more) = read_git(state, repo, move |git| {
         let (commit, offset) = match cursor {
             Some((commit, offset)) => (commit, offset),
             None => (resolve(git, rev.as_str())?, 0),
@@ -243,7 +243,7 @@ pub async fn paths_info(
             "At most {MAX_PATHS_INFO} paths per request"
         )));
     }
-    let mut entries = with_git(&state, &repo, move |git| {
+    let mut entries = read_git(&state, &repo, move |git| {
         let commit = resolve(git, rev.as_str())?;
         let mut found = Vec::new();
         for path in paths {
