@@ -2,8 +2,8 @@
 //! append-only. Names are copied into each row so the log outlives what it names.
 
 use crate::backend::with_pool;
+use crate::db::{Db, unix_now_ms};
 use crate::error::Result;
-use crate::{Db, unix_now_ms};
 use sqlx::Row;
 
 /// One event to record.

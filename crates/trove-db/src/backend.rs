@@ -1,11 +1,11 @@
-//! The two SQL backends behind [`Db`](crate::Db): embedded SQLite (the default) and
+//! The two SQL backends behind [`Db`](crate::db::Db): embedded SQLite (the default) and
 //! PostgreSQL (the scale-out mode, where several Trove nodes share one database).
 //!
 //! A [`Pool`] holds the pool of one or the other, and [`with_pool!`] runs a block of query
 //! code once per backend: the block is written once and compiled twice, against
 //! `SqlitePool` and `PgPool`, so each query keeps sqlx's native types for its backend (no
 //! dynamic `Any` rows) and the SQL is the same text wherever it can be. Backend-specific SQL
-//! picks its text with [`Db::backend`](crate::Db::backend).
+//! picks its text with [`Db::backend`](crate::db::Db::backend).
 //!
 //! Placeholders are numbered (`$1`, `$2`…): PostgreSQL needs them, SQLite accepts them.
 
@@ -14,7 +14,7 @@ use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{ColumnIndex, Decode, Transaction, Type};
 use std::future::Future;
 
-/// Which SQL engine a [`Db`](crate::Db) runs on.
+/// Which SQL engine a [`Db`](crate::db::Db) runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     /// One file in the data directory; one process at a time writes.
@@ -296,7 +296,7 @@ macro_rules! with_reader {
             $crate::backend::Pool::Sqlite(pool) => match &$db.readers {
                 Some(readers) => {
                     let mut reader = readers.take(pool).await?;
-                    let result: $crate::Result<_> = async {
+                    let result: $crate::error::Result<_> = async {
                         let $ex = reader.conn();
                         $body
                     }
@@ -307,7 +307,7 @@ macro_rules! with_reader {
                     result
                 }
                 None => {
-                    let result: $crate::Result<_> = async {
+                    let result: $crate::error::Result<_> = async {
                         let $ex = pool;
                         $body
                     }
@@ -316,7 +316,7 @@ macro_rules! with_reader {
                 }
             },
             $crate::backend::Pool::Postgres($ex) => {
-                let result: $crate::Result<_> = async { $body }.await;
+                let result: $crate::error::Result<_> = async { $body }.await;
                 result
             }
         }

@@ -2,8 +2,8 @@
 //! organization); its items are repositories or other collections, kept in order
 //! (`position` from 0, renumbered on every move so positions stay dense).
 
-use crate::Db;
 use crate::backend::{Conn, WritePool, with_conn, with_pool};
+use crate::db::Db;
 use crate::error::{DbError, Result, constraint_error};
 use crate::repos::{REPO_COLUMNS_R, Repo};
 use crate::search::{Cursor, Page, Visibility};

@@ -3,8 +3,9 @@
 //! an old xorb to the new one holding its live chunks.
 
 use crate::backend::{WritePool, with_pool};
+use crate::db::Db;
 use crate::error::Result;
-use crate::{Db, XorbRecord};
+use crate::xet::XorbRecord;
 use sqlx::Row;
 use std::collections::HashSet;
 
@@ -177,7 +178,7 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::XetFile;
+    use crate::xet::XetFile;
     use trove_types::{RepoId, RepoName, RepoType, Sha256Hex};
 
     fn record(chunks: u32) -> XorbRecord {

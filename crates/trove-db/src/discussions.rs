@@ -2,8 +2,8 @@
 //! events. The rules (who may change what, which transitions are allowed) live in the
 //! server's use-case layer; this module stores and reads.
 
-use crate::Db;
 use crate::backend::{WritePool, with_pool};
+use crate::db::Db;
 use crate::error::{DbError, Result, constraint_error};
 use sqlx::Row;
 

@@ -3,8 +3,8 @@
 //! offers as filters. Private repositories are never counted, so the values and numbers say
 //! nothing about them.
 
-use crate::Db;
 use crate::backend::{Backend, with_pool};
+use crate::db::Db;
 use crate::error::Result;
 use trove_types::RepoType;
 

@@ -1,8 +1,8 @@
 //! Access requests to gated repositories: one per user and repository, pending, accepted or
 //! rejected.
 
-use crate::Db;
 use crate::backend::with_pool;
+use crate::db::Db;
 use crate::error::{DbError, Result, constraint_error};
 use crate::users::{USER_COLUMN_COUNT, USER_COLUMNS, User};
 use sqlx::Row;

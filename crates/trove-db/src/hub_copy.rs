@@ -15,7 +15,8 @@
 //! is refused with the table and column named, never coerced.
 
 use crate::backend::{Pool, with_pool};
-use crate::{Db, DbError, Result, unix_now_ms};
+use crate::db::{Db, unix_now_ms};
+use crate::error::{DbError, Result};
 use futures_util::TryStreamExt;
 use sqlx::postgres::{PgPool, Postgres};
 use sqlx::sqlite::{SqlitePool, SqliteRow};

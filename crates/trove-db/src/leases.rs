@@ -8,9 +8,9 @@
 //! Taking, renewing and taking over are one `INSERT … ON CONFLICT DO UPDATE … WHERE`
 //! statement, atomic on both engines: of two nodes asking at once, exactly one gets it.
 
-use crate::Db;
-use crate::Result;
 use crate::backend::with_pool;
+use crate::db::Db;
+use crate::error::Result;
 
 /// Who holds a lease, as [`Db::lease`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]

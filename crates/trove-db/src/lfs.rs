@@ -1,8 +1,8 @@
 //! LFS objects (stored, verified large files) and the per-repository links that decide which
 //! repository may reference which object.
 
-use crate::Db;
 use crate::backend::{WritePool, with_pool};
+use crate::db::Db;
 use crate::error::{DbError, Result, constraint_error};
 use sqlx::{QueryBuilder, Row};
 use std::collections::HashMap;

@@ -2,8 +2,8 @@
 //! and deleting them permanently (the link goes, a deletion record stays; see the 0020
 //! migration).
 
-use crate::Db;
 use crate::backend::{WritePool, with_pool};
+use crate::db::Db;
 use crate::error::Result;
 use sqlx::Row;
 use std::collections::HashSet;

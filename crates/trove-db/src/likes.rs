@@ -1,8 +1,8 @@
 //! Likes: who likes which repository, newest first both ways. The per-repository count in
 //! `repo_index` is kept by triggers in the same transaction as the like itself.
 
-use crate::Db;
 use crate::backend::with_pool;
+use crate::db::Db;
 use crate::error::{Result, constraint_error};
 use crate::repos::{REPO_COLUMN_COUNT, REPO_COLUMNS_R, Repo};
 use crate::search::{Cursor, Page, Visibility, push_visibility};

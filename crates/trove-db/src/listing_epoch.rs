@@ -19,7 +19,7 @@
 //! cache of identified tokens in front of [`Db::token_owner_by_hash`] and
 //! [`Db::memberships`] keeps nothing older than such a write on this handle.
 
-use crate::Db;
+use crate::db::Db;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 

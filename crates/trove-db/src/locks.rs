@@ -1,7 +1,7 @@
 //! Git LFS file locks: who holds which path of which repository.
 
-use crate::Db;
 use crate::backend::with_pool;
+use crate::db::Db;
 use crate::error::{DbError, Result, constraint_error};
 
 /// A held lock.

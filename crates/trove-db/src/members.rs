@@ -1,8 +1,8 @@
 //! An account read together with the organizations it belongs to, in one query: what every
 //! signed-in request needs (a session cookie here, a token in `tokens.rs`).
 
-use crate::Db;
 use crate::backend::with_reader;
+use crate::db::Db;
 use crate::error::Result;
 use crate::orgs::{Membership, ORG_COLUMN_COUNT, Org, role_at};
 use crate::users::{USER_COLUMN_COUNT, USER_COLUMNS, User};

@@ -2,9 +2,9 @@
 //! schema refuses a name that is already a user (and the reverse).
 
 use crate::backend::with_pool;
+use crate::db::{Db, unix_now_ms};
 use crate::error::{DbError, Result, constraint_error};
 use crate::users::{USER_COLUMNS, User};
-use crate::{Db, unix_now_ms};
 use std::fmt;
 use trove_types::RepoName;
 

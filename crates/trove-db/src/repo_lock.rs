@@ -14,8 +14,8 @@
 //! hands it back; a session is reused only when the server confirmed the unlock, so a
 //! reused session never holds a lock. The keeper is not a bounded pool: a lock never waits
 //! for a connection (a commit holding its repository's lock may take that repository's
-//! reindexing lock, which a bounded pool could deadlock); at most [`IDLE_SESSIONS`] wait
-//! idle, each for at most [`IDLE_FOR`].
+//! reindexing lock, which a bounded pool could deadlock); at most [`IDLE_SESSIONS`](crate::lock_sessions::IDLE_SESSIONS) wait
+//! idle, each for at most [`IDLE_FOR`](crate::lock_sessions::IDLE_FOR).
 //!
 //! A guard dropped without [`RepoLock::release`] unlocks in the background when it held
 //! the lock, and closes its connection when it was still waiting (a cancelled request): the
@@ -26,78 +26,18 @@
 //! empty.
 
 use crate::backend::Pool;
-use crate::{Db, Result};
+use crate::db::Db;
+use crate::error::Result;
+use crate::lock_sessions::LockSessions;
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 /// The first key of every repository's commit lock: "trvr" in ASCII.
 pub const REPO_LOCK_CLASS: i32 = 0x7472_7672;
 /// The first key of every repository's reindexing lock: "trvi" in ASCII. A reindex runs
 /// while its commit holds the commit lock, so the two are apart.
 pub const INDEX_LOCK_CLASS: i32 = 0x7472_7669;
-
-/// Idle lock sessions kept at most.
-pub const IDLE_SESSIONS: usize = 8;
-/// How long an idle lock session is kept before it is closed rather than reused (a server
-/// restart or a firewall's idle timeout may have cut it meanwhile).
-pub const IDLE_FOR: Duration = Duration::from_secs(60);
-
-/// PostgreSQL sessions that held a repository lock and released it, kept for the next one.
-#[derive(Default)]
-pub(crate) struct LockSessions {
-    idle: Mutex<Vec<IdleSession>>,
-}
-
-struct IdleSession {
-    conn: PgConnection,
-    since: Instant,
-}
-
-impl std::fmt::Debug for LockSessions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LockSessions")
-            .field("idle", &self.lock_idle().len())
-            .finish()
-    }
-}
-
-impl LockSessions {
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<IdleSession>> {
-        // A poisoned list only means a thread panicked while pushing or popping; the
-        // sessions in it are still whole.
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The most recently released session that is still fresh; older ones are dropped.
-    fn take(&self) -> Option<PgConnection> {
-        let mut idle = self.lock_idle();
-        idle.retain(|session| session.since.elapsed() < IDLE_FOR);
-        idle.pop().map(|session| session.conn)
-    }
-
-    /// Closes every kept session (the handle is closing).
-    async fn close_all(&self) {
-        let idle: Vec<IdleSession> = std::mem::take(&mut *self.lock_idle());
-        for session in idle {
-            let _ = session.conn.close().await;
-        }
-    }
-
-    /// Keeps `conn` for the next lock, or hands it back when enough are kept.
-    fn put(&self, conn: PgConnection) -> Option<PgConnection> {
-        let mut idle = self.lock_idle();
-        if idle.len() >= IDLE_SESSIONS {
-            return Some(conn);
-        }
-        idle.push(IdleSession {
-            conn,
-            since: Instant::now(),
-        });
-        None
-    }
-}
 
 /// A repository's cross-node lock, held until released or dropped.
 #[must_use = "the lock is released when the guard is dropped"]
@@ -166,7 +106,7 @@ impl Db {
 
     /// Sessions kept idle for the next repository lock (diagnostics and tests).
     pub fn idle_lock_sessions(&self) -> usize {
-        self.lock_sessions.lock_idle().len()
+        self.lock_sessions.idle_count()
     }
 
     /// Closes the sessions kept for repository locks.

@@ -1,7 +1,7 @@
 //! Repositories: creation, lookup by type and `namespace/name` (case-insensitive), deletion.
 
-use crate::Db;
 use crate::backend::{Conn, WritePool, with_conn, with_pool, with_reader};
+use crate::db::Db;
 use crate::error::{DbError, Result, constraint_error};
 use sqlx::Row;
 use trove_types::{RepoId, RepoName, RepoType};

@@ -2,8 +2,8 @@
 //! `filter=` matches, substring search over repo ids, and the listing query with keyset
 //! pagination. Values derived from JSON stay JSON text here; the `trove` crate owns their shape.
 
-use crate::Db;
 use crate::backend::{Backend, Conn, Pool, WritePool, with_conn, with_pool};
+use crate::db::Db;
 use crate::error::Result;
 use crate::repos::{REPO_COLUMN_COUNT, REPO_COLUMNS_R, Repo};
 use sqlx::{QueryBuilder, Row};

@@ -1,8 +1,8 @@
 //! Spaces: the runtime settings an owner chose (paused, sleep time) and the Space's
 //! variables and secrets.
 
-use crate::Db;
 use crate::backend::{WritePool, with_pool};
+use crate::db::Db;
 use crate::error::{Result, constraint_error};
 use sqlx::Row;
 

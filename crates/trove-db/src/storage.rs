@@ -1,8 +1,8 @@
 //! The chunk store seen as a whole: where chunks are (the chunk index), and what the store
 //! holds against what repositories reference (storage statistics).
 
-use crate::Db;
 use crate::backend::{Backend, Conn, WritePool, with_pool};
+use crate::db::Db;
 use crate::error::Result;
 use sqlx::{QueryBuilder, Row};
 use std::collections::HashMap;
@@ -429,7 +429,7 @@ pub struct RepoStorage {
 
 #[cfg(test)]
 mod tests {
-    use crate::XorbRecord;
+    use crate::xet::XorbRecord;
 
     crate::backend_tests! {
     async fn recording_a_xorb_indexes_its_chunks_once(db) {
@@ -519,9 +519,9 @@ mod tests {
 
     crate::backend_tests! {
     async fn gc_runs_sum_without_dry_runs(db) {
-        assert_eq!(db.gc_totals().await.expect("q"), crate::GcTotals::default());
+        assert_eq!(db.gc_totals().await.expect("q"), crate::storage::GcTotals::default());
         for (dry_run, bytes) in [(false, 10), (true, 1000), (false, 5)] {
-            db.record_gc_run(&crate::GcRun {
+            db.record_gc_run(&crate::storage::GcRun {
                 started_at_ms: 1,
                 finished_at_ms: 7,
                 dry_run,

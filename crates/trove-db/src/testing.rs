@@ -3,7 +3,8 @@
 //! fresh database `t_<random>` on it, dropped after the test. [`backend_tests!`] runs a test
 //! body once on each.
 
-use crate::{ConnectOptions, DatabaseUrl, Db};
+use crate::connect::{ConnectOptions, DatabaseUrl};
+use crate::db::Db;
 use sqlx::Connection;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -197,7 +198,7 @@ pub struct ColumnShape {
 /// The columns of every table of the logical schema, sorted: SQLite's FTS5 tables (and
 /// their shadow tables), for which PostgreSQL has indexes instead, and the migrations'
 /// bookkeeping are left out.
-pub async fn schema_columns(db: &Db) -> crate::Result<Vec<ColumnShape>> {
+pub async fn schema_columns(db: &Db) -> crate::error::Result<Vec<ColumnShape>> {
     let mut columns: Vec<ColumnShape> = match &db.pool {
         crate::backend::Pool::Sqlite(pool) => {
             let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
@@ -245,7 +246,7 @@ pub async fn schema_columns(db: &Db) -> crate::Result<Vec<ColumnShape>> {
 }
 
 /// The applied migrations, by version, with their descriptions.
-pub async fn applied_migrations(db: &Db) -> crate::Result<Vec<(i64, String)>> {
+pub async fn applied_migrations(db: &Db) -> crate::error::Result<Vec<(i64, String)>> {
     let sql = "SELECT version, description FROM _sqlx_migrations WHERE success ORDER BY version";
     Ok(crate::backend::with_pool!(db, pool => {
         sqlx::query_as(sql).fetch_all(pool).await?

@@ -3,11 +3,11 @@
 //! the secret, hashes it, and shows it to the user once.
 
 use crate::backend::{WritePool, with_pool, with_reader};
+use crate::db::{Db, unix_now_ms};
 use crate::error::{DbError, Result, constraint_error};
 use crate::members::{MEMBERSHIP_COLUMNS, MEMBERSHIPS_JOIN, memberships_at};
 use crate::orgs::Membership;
 use crate::users::{USER_COLUMN_COUNT, USER_COLUMNS, User};
-use crate::{Db, unix_now_ms};
 use sqlx::Row;
 use std::fmt;
 use trove_types::RepoType;

@@ -2,9 +2,11 @@
 //! storage listing of a user's or organization's settings.
 
 use crate::backend::with_pool;
+use crate::db::Db;
+use crate::error::Result;
+use crate::repos::Repo;
 use crate::repos::{REPO_COLUMN_COUNT, REPO_COLUMNS_R};
 use crate::search::{Cursor, Page};
-use crate::{Db, Repo, Result};
 use sqlx::Row;
 
 /// A repository and the bytes of the large files linked to it.

@@ -2,8 +2,8 @@
 //! (stored as the caller's argon2id PHC string) and web sessions (stored hashed).
 
 use crate::backend::with_pool;
+use crate::db::{Db, unix_now_ms};
 use crate::error::{Result, constraint_error};
-use crate::{Db, unix_now_ms};
 use sqlx::Row;
 use trove_types::RepoName;
 

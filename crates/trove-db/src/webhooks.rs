@@ -1,8 +1,8 @@
 //! Webhooks, what they watch, and their deliveries: a durable queue the delivery worker
 //! drains (due rows first), which doubles as each webhook's delivery log.
 
-use crate::Db;
 use crate::backend::{Conn, WritePool, with_conn, with_pool};
+use crate::db::Db;
 use crate::error::{DbError, Result};
 use sqlx::Row;
 
@@ -280,7 +280,7 @@ impl Db {
     }
 
     /// The repository a delivery is about, by id (deliveries outlive renames).
-    pub async fn repo_for_delivery(&self, repo_id: i64) -> Result<Option<crate::Repo>> {
+    pub async fn repo_for_delivery(&self, repo_id: i64) -> Result<Option<crate::repos::Repo>> {
         with_pool!(self, pool => {
             let sql = format!(
                 "SELECT {} FROM repos r WHERE r.id = $1",
@@ -290,7 +290,7 @@ impl Db {
                 .bind(repo_id)
                 .fetch_optional(pool)
                 .await?;
-            row.map(|r| crate::Repo::from_row_at(&r, 0)).transpose()
+            row.map(|r| crate::repos::Repo::from_row_at(&r, 0)).transpose()
         })
     }
 

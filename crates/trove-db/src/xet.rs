@@ -1,8 +1,8 @@
 //! The Xet chunk store's indices: xorbs and the files reconstructed from them. The formats
 //! of the blobs (chunk index, terms) belong to `trove-xet`; here they are opaque bytes.
 
-use crate::Db;
 use crate::backend::{Conn, WritePool, with_conn, with_pool, with_reader};
+use crate::db::Db;
 use crate::error::{DbError, Result};
 use sqlx::{QueryBuilder, Row};
 use std::collections::HashMap;
