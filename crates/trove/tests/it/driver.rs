@@ -5,7 +5,9 @@
 //! client that hangs up mid-download.
 
 use crate::app::TestApp;
-use axum::http::{Method, StatusCode};
+use crate::storage::{commit_pointer, lfs_upload};
+use crate::storage_gc::random_bytes;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
@@ -19,21 +21,6 @@ use trove_types::Sha256Hex;
 const LFS_JSON: &str = "application/vnd.git-lfs+json";
 /// Bound on every wait of the client below.
 const WAIT: Duration = Duration::from_secs(20);
-
-/// `len` incompressible, reproducible bytes: stored as uncompressed chunks.
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 32);
-    let mut i = 0u64;
-    while out.len() < len {
-        let mut h = Sha256::new();
-        h.update(seed.to_le_bytes());
-        h.update(i.to_le_bytes());
-        out.extend_from_slice(&h.finalize());
-        i += 1;
-    }
-    out.truncate(len);
-    out
-}
 
 /// Text, then random bytes: the xorb's compression is chosen on its first chunk, so the
 /// text's chunks are stored compressed (the random ones may not be).
@@ -52,44 +39,8 @@ fn sha(bytes: &[u8]) -> String {
 /// Uploads `data` to model `admin/{name}` through the LFS basic transfer (chunked into
 /// xorbs as it lands) and commits it at `path`; returns its oid.
 async fn lfs_file(app: &TestApp, name: &str, path: &str, data: &[u8]) -> String {
-    let oid = sha(data);
-    let r = app
-        .post(&format!("/admin/{name}.git/info/lfs/objects/batch"))
-        .token(&app.admin_token)
-        .header("accept", LFS_JSON)
-        .json(&json!({
-            "operation": "upload", "transfers": ["basic"],
-            "objects": [{"oid": oid, "size": data.len()}], "hash_algo": "sha256"
-        }))
-        .send()
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
-    let planned: Value = r.json();
-    let href = planned["objects"][0]["actions"]["upload"]["href"]
-        .as_str()
-        .expect("an upload action");
-    let at = href.find("/_lfs/").expect("a transfer URL");
-    let put = app
-        .request(Method::PUT, &href[at..])
-        .body(data.to_vec())
-        .send()
-        .await;
-    assert_eq!(put.status, StatusCode::OK, "{:?}", put.error());
-    let body = [
-        json!({"key": "header", "value": {"summary": path, "description": ""}}),
-        json!({"key": "lfsFile", "value": {"path": path, "algo": "sha256", "oid": oid, "size": data.len()}}),
-    ]
-    .iter()
-    .map(|l| format!("{l}\n"))
-    .collect::<String>();
-    let r = app
-        .post(&format!("/api/models/admin/{name}/commit/main"))
-        .token(&app.admin_token)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+    let oid = lfs_upload(app, name, data).await;
+    commit_pointer(app, name, path, &oid, data.len()).await;
     oid
 }
 

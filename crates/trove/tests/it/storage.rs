@@ -50,7 +50,7 @@ async fn create(app: &TestApp, name: &str) {
 }
 
 /// Uploads `data` to model `name` through the LFS basic transfer; returns its oid.
-async fn lfs_upload(app: &TestApp, name: &str, data: &[u8]) -> String {
+pub(crate) async fn lfs_upload(app: &TestApp, name: &str, data: &[u8]) -> String {
     let oid = hex::encode(Sha256::digest(data));
     let r = app
         .post(&format!("/admin/{name}.git/info/lfs/objects/batch"))
@@ -77,7 +77,7 @@ async fn lfs_upload(app: &TestApp, name: &str, data: &[u8]) -> String {
     oid
 }
 
-async fn commit_pointer(app: &TestApp, name: &str, path: &str, oid: &str, size: usize) {
+pub(crate) async fn commit_pointer(app: &TestApp, name: &str, path: &str, oid: &str, size: usize) {
     let body = [
         json!({"key": "header", "value": {"summary": "weights", "description": ""}}),
         json!({"key": "lfsFile", "value": {"path": path, "algo": "sha256", "oid": oid, "size": size}}),
