@@ -13,6 +13,7 @@
 #      BENCH_DIR (/var/tmp)    where the temp dir goes (on the disk under test, not tmpfs)
 #      BENCH_S3_UPLOAD_ONLY    1: the direct PUT and the Trove upload only (no downloads)
 #      BENCH_S3_CONCURRENCY (4) fetches in flight in the concurrent redirect row
+#      BENCH_S3_PAIRS (4)      alternated direct GET / redirect pairs per round
 #      BENCH_S3_CLIENT (1)     0: skip the real client's row (hf_hub_download through hf_xet)
 #      TROVE_BIN               the trove binary (default: $CARGO_TARGET_DIR/release/trove)
 #
@@ -87,7 +88,7 @@ HF_ENDPOINT="http://127.0.0.1:$TROVE_PORT" HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_CAC
     --trove "http://127.0.0.1:$TROVE_PORT" --token "$(cat "$WORK/trove/admin-token")" \
     --file "$WORK/object.bin" --size-mib "$MIB" --rounds "$ROUNDS" \
     --trove-pid "$TROVE_PID" --s3-pid "$S3_PID" \
-    --fetch-concurrency "${BENCH_S3_CONCURRENCY:-4}" \
+    --fetch-concurrency "${BENCH_S3_CONCURRENCY:-4}" --pairs "${BENCH_S3_PAIRS:-4}" \
     $([[ "${BENCH_S3_CLIENT:-1}" == 1 ]] && echo --real-client) \
     $([[ "${BENCH_S3_UPLOAD_ONLY:-0}" == 1 ]] && echo --upload-only)
 

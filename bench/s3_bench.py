@@ -90,6 +90,15 @@ def cpu_secs(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_all(a: argparse.Namespace) -> tuple[float, float, float]:
+    """CPU seconds used so far by the S3 server, Trove and this client."""
+    return cpu_secs(a.s3_pid), cpu_secs(a.trove_pid), time.process_time()
+
+
+def cpu_since(a: argparse.Namespace, before: tuple[float, float, float]) -> tuple[float, float, float]:
+    return tuple(x - y for x, y in zip(cpu_all(a), before))
+
+
 def timed_get(http: httpx.Client, url: str, headers: dict[str, str]) -> tuple[float, int]:
     start = time.perf_counter()
     n = 0
@@ -116,6 +125,8 @@ def main() -> int:
                     help="the direct PUT and the Trove upload only (no downloads, no commit)")
     ap.add_argument("--fetch-concurrency", type=int, default=4,
                     help="fetches in flight for the concurrent redirect row")
+    ap.add_argument("--pairs", type=int, default=4,
+                    help="alternated direct GET / one-at-a-time redirect pairs per round")
     ap.add_argument("--real-client", action="store_true",
                     help="also hf_hub_download through hf_xet (HF_ENDPOINT must name Trove)")
     a = ap.parse_args()
@@ -130,6 +141,7 @@ def main() -> int:
                                     "trove_redirect_fetch", "trove_redirect_conc", "trove_redirect_conc_meta",
                                     "trove_redirect_conc_rec", "trove_redirect_conc_fetch",
                                     "client_xet", "client_direct",
+                                    "direct_get_near", "paired", "cpu_get_direct", "cpu_get_seq", "cpu_get_conc",
                                     "cpu_s3_direct", "cpu_s3_upload", "cpu_trove_upload")}
 
     for rnd in range(a.rounds):
@@ -146,9 +158,11 @@ def main() -> int:
         res["direct_put"].append(time.perf_counter() - t)
         res["cpu_s3_direct"].append(cpu_secs(a.s3_pid) - s3_cpu)
         if not a.upload_only:
+            cpu0 = cpu_all(a)
             secs, n = timed_get(http, url, sigv4_headers("GET", url, key, secret, a.region))
             assert n == size
             res["direct_get"].append(secs)
+            res["cpu_get_direct"].append(cpu_since(a, cpu0))
 
         # Through Trove, in a fresh repo.
         name = f"bench-{rnd}-{int(time.time())}"
@@ -190,7 +204,12 @@ def main() -> int:
         # first one after another, then `--fetch-concurrency` at a time (the client's way:
         # hf_xet fetches a reconstruction's ranges concurrently). Each fetch is timed, and the
         # time to the reconstruction (token, listing, reconstruction) kept apart.
+        # The direct GET again, just before: the redirect rows are also compared with it, so
+        # that load changing between the start of the round and now weighs less.
+        secs, n = timed_get(http, url, sigv4_headers("GET", url, key, secret, a.region))
+        res["direct_get_near"].append(secs)
         for mode, workers in (("seq", 1), ("conc", a.fetch_concurrency)):
+            cpu0 = cpu_all(a)
             t = time.perf_counter()
             tok = http.get(f"{a.trove}/api/models/{repo}/xet-read-token/main", headers=auth).json()
             tree = http.get(f"{a.trove}/api/models/{repo}/tree/main", headers=auth).json()
@@ -213,6 +232,7 @@ def main() -> int:
             assert fetched >= size * 0.99, (fetched, size)
             row = "trove_redirect" if mode == "seq" else "trove_redirect_conc"
             res[row].append(end - t)
+            res[f"cpu_get_{mode}"].append(cpu_since(a, cpu0))
             res[f"{row}_meta"].append(t_rec - t)
             res[f"{row}_rec"].append(t_fetch - t_rec)
             res[f"{row}_fetch"].append(end - t_fetch)
@@ -220,6 +240,25 @@ def main() -> int:
                 print(f"round 0, redirect {mode} ({workers} at a time): {len(jobs)} fetches, MiB: "
                       + " ".join(f"{n / (1 << 20):.1f}" for _, n in done))
                 print("  MiB/s each: " + " ".join(f"{n / (1 << 20) / s:.0f}" for s, n in done))
+
+        # Paired: the direct GET and the one-at-a-time redirect (the last reconstruction's
+        # URLs, still valid) alternated A B B A ... `--pairs` times each, the ratio taken per
+        # adjacent pair: load that comes and goes (a shared machine) then hits both sides
+        # alike, where one GET early in the round against the redirect later does not.
+        def redirect_once() -> float:
+            t = time.perf_counter()
+            for j in jobs:
+                timed_get(http, *j)
+            return time.perf_counter() - t
+
+        def direct_once() -> float:
+            return timed_get(http, url, sigv4_headers("GET", url, key, secret, a.region))[0]
+
+        for i in range(a.pairs):
+            first, second = (direct_once, redirect_once) if i % 2 == 0 else (redirect_once, direct_once)
+            x, y = first(), second()
+            d, r = (x, y) if i % 2 == 0 else (y, x)
+            res["paired"].append(d / r)
 
         # Controls, Trove not involved: the direct object fetched as ranges of the same sizes
         # as the redirect's fetches (SigV4 headers, not presigned), one after another and
@@ -263,8 +302,10 @@ def main() -> int:
             res["client_direct"].append(time.perf_counter() - t)
             shutil.rmtree(out)
 
+    cpu_get = {k: [statistics.median(x[i] for x in v) for i in range(3)]
+               for k, v in ((k, res.pop(k)) for k in ("cpu_get_direct", "cpu_get_seq", "cpu_get_conc")) if v}
     med = {k: statistics.median(v) for k, v in res.items() if v}
-    rate = {k: mib / v for k, v in med.items() if not k.startswith("cpu_")}
+    rate = {k: mib / v for k, v in med.items() if not k.startswith("cpu_") and k != "paired"}
     print(f"object: {mib:.0f} MiB, {a.rounds} rounds, medians")
     print(f"  direct S3 PUT          {rate['direct_put']:8.1f} MiB/s")
     if not a.upload_only:
@@ -286,6 +327,18 @@ def main() -> int:
               f"   (control: the same, {a.fetch_concurrency} at a time; the concurrent redirect is "
               f"{rate['trove_redirect_conc'] / rc:.2f}x of it, per round "
               + " ".join(f"{y / x:.2f}" for x, y in zip(res["trove_redirect_conc"], res["direct_ranges_conc"])) + ")")
+        pr = sorted(res["paired"])
+        print(f"  redirect one at a time / direct GET, alternated in pairs: median {statistics.median(pr):.2f}, "
+              f"min {pr[0]:.2f}, max {pr[-1]:.2f} over {len(pr)} pairs")
+        near = res["direct_get_near"]
+        print(f"  direct S3 GET, again just before the redirect rows {rate['direct_get_near']:.1f} MiB/s; redirect one at a "
+              "time per round against it " + " ".join(f"{y / x:.2f}" for x, y in zip(res["trove_redirect"], near)))
+        gib = size / (1 << 30)
+        if a.trove_pid and a.s3_pid:
+            print("  CPU seconds per GiB downloaded, s3s-fs / Trove / this client (medians): " + ", ".join(
+                f"{label} " + " / ".join(f"{x / gib:.2f}" for x in cpu_get[k])
+                for k, label in (("cpu_get_direct", "direct GET"), ("cpu_get_seq", "redirect one at a time"),
+                                 ("cpu_get_conc", "concurrent"))))
         for k, label in (("trove_redirect", "one at a time"), ("trove_redirect_conc", "concurrent")):
             print(f"    redirect {label}: token + listing {med[k + '_meta'] * 1e3:.0f} ms, reconstruction "
                   f"{med[k + '_rec'] * 1e3:.0f} ms, fetches {med[k + '_fetch'] * 1e3:.0f} ms "
