@@ -99,12 +99,16 @@ def cpu_since(a: argparse.Namespace, before: tuple[float, float, float]) -> tupl
     return tuple(x - y for x, y in zip(cpu_all(a), before))
 
 
-def timed_get(http: httpx.Client, url: str, headers: dict[str, str]) -> tuple[float, int]:
+def timed_get(http: httpx.Client, url: str, headers: dict[str, str],
+              first_byte: list[float] | None = None) -> tuple[float, int]:
+    """Seconds and bytes of one GET; the time to its first bytes appended to `first_byte`."""
     start = time.perf_counter()
     n = 0
     with http.stream("GET", url, headers=headers) as r:
         assert r.status_code in (200, 206), (url, r.status_code, r.read()[:300])
         for chunk in r.iter_raw(BUF):
+            if n == 0 and first_byte is not None:
+                first_byte.append(time.perf_counter() - start)
             n += len(chunk)
     return time.perf_counter() - start, n
 
@@ -141,7 +145,7 @@ def main() -> int:
                                     "trove_redirect_fetch", "trove_redirect_conc", "trove_redirect_conc_meta",
                                     "trove_redirect_conc_rec", "trove_redirect_conc_fetch",
                                     "client_xet", "client_direct",
-                                    "direct_get_near", "paired", "cpu_get_direct", "cpu_get_seq", "cpu_get_conc",
+                                    "direct_get_near", "paired", "first_byte_redirect", "first_byte_direct", "cpu_get_direct", "cpu_get_seq", "cpu_get_conc",
                                     "cpu_s3_direct", "cpu_s3_upload", "cpu_trove_upload")}
 
     for rnd in range(a.rounds):
@@ -248,11 +252,12 @@ def main() -> int:
         def redirect_once() -> float:
             t = time.perf_counter()
             for j in jobs:
-                timed_get(http, *j)
+                timed_get(http, *j, res["first_byte_redirect"])
             return time.perf_counter() - t
 
         def direct_once() -> float:
-            return timed_get(http, url, sigv4_headers("GET", url, key, secret, a.region))[0]
+            return timed_get(http, url, sigv4_headers("GET", url, key, secret, a.region),
+                             res["first_byte_direct"])[0]
 
         for i in range(a.pairs):
             first, second = (direct_once, redirect_once) if i % 2 == 0 else (redirect_once, direct_once)
@@ -305,7 +310,8 @@ def main() -> int:
     cpu_get = {k: [statistics.median(x[i] for x in v) for i in range(3)]
                for k, v in ((k, res.pop(k)) for k in ("cpu_get_direct", "cpu_get_seq", "cpu_get_conc")) if v}
     med = {k: statistics.median(v) for k, v in res.items() if v}
-    rate = {k: mib / v for k, v in med.items() if not k.startswith("cpu_") and k != "paired"}
+    rate = {k: mib / v for k, v in med.items()
+            if not k.startswith(("cpu_", "first_byte_")) and k != "paired"}
     print(f"object: {mib:.0f} MiB, {a.rounds} rounds, medians")
     print(f"  direct S3 PUT          {rate['direct_put']:8.1f} MiB/s")
     if not a.upload_only:
@@ -330,6 +336,8 @@ def main() -> int:
         pr = sorted(res["paired"])
         print(f"  redirect one at a time / direct GET, alternated in pairs: median {statistics.median(pr):.2f}, "
               f"min {pr[0]:.2f}, max {pr[-1]:.2f} over {len(pr)} pairs")
+        print(f"  time to first byte in the pairs (medians): direct GET {med['first_byte_direct'] * 1e3:.1f} ms, "
+              f"each redirect fetch {med['first_byte_redirect'] * 1e3:.1f} ms")
         near = res["direct_get_near"]
         print(f"  direct S3 GET, again just before the redirect rows {rate['direct_get_near']:.1f} MiB/s; redirect one at a "
               "time per round against it " + " ".join(f"{y / x:.2f}" for x, y in zip(res["trove_redirect"], near)))
