@@ -6,14 +6,14 @@
 # the S3 server spend (on a shared machine the steadier figure: the three programs share the
 # cores, so Trove's CPU per byte is what bounds its rate). Results: docs/storage.md ("S3 backend").
 #
-#   bench/s3.sh
+#   bench/s3.sh             # about 8 minutes with the defaults on 2 busy cores
 #
 # Env: BENCH_S3_MIB (512)      object size
 #      BENCH_ROUNDS (3)        rounds; medians are reported
 #      BENCH_DIR (/var/tmp)    where the temp dir goes (on the disk under test, not tmpfs)
 #      BENCH_S3_UPLOAD_ONLY    1: the direct PUT and the Trove upload only (no downloads)
 #      BENCH_S3_CONCURRENCY (4) fetches in flight in the concurrent redirect row
-#      BENCH_S3_PAIRS (4)      alternated direct GET / redirect pairs per round
+#      BENCH_S3_PAIRS (4)      alternated direct GET / redirect pairs per round (0: none)
 #      BENCH_S3_CLIENT (1)     0: skip the real client's row (hf_hub_download through hf_xet)
 #      TROVE_BIN               the trove binary (default: $CARGO_TARGET_DIR/release/trove)
 #

@@ -334,10 +334,11 @@ def main() -> int:
               f"{rate['trove_redirect_conc'] / rc:.2f}x of it, per round "
               + " ".join(f"{y / x:.2f}" for x, y in zip(res["trove_redirect_conc"], res["direct_ranges_conc"])) + ")")
         pr = sorted(res["paired"])
-        print(f"  redirect one at a time / direct GET, alternated in pairs: median {statistics.median(pr):.2f}, "
-              f"min {pr[0]:.2f}, max {pr[-1]:.2f} over {len(pr)} pairs")
-        print(f"  time to first byte in the pairs (medians): direct GET {med['first_byte_direct'] * 1e3:.1f} ms, "
-              f"each redirect fetch {med['first_byte_redirect'] * 1e3:.1f} ms")
+        if pr:
+            print(f"  redirect one at a time / direct GET, alternated in pairs: median {statistics.median(pr):.2f}, "
+                  f"min {pr[0]:.2f}, max {pr[-1]:.2f} over {len(pr)} pairs")
+            print(f"  time to first byte in the pairs (medians): direct GET {med['first_byte_direct'] * 1e3:.1f} ms, "
+                  f"each redirect fetch {med['first_byte_redirect'] * 1e3:.1f} ms")
         near = res["direct_get_near"]
         print(f"  direct S3 GET, again just before the redirect rows {rate['direct_get_near']:.1f} MiB/s; redirect one at a "
               "time per round against it " + " ".join(f"{y / x:.2f}" for x, y in zip(res["trove_redirect"], near)))
