@@ -6,12 +6,15 @@
 # the S3 server spend (on a shared machine the steadier figure: the three programs share the
 # cores, so Trove's CPU per byte is what bounds its rate). Results: docs/storage.md ("S3 backend").
 #
-#   bench/s3.sh
+#   bench/s3.sh             # about 8 minutes with the defaults on 2 busy cores
 #
 # Env: BENCH_S3_MIB (512)      object size
 #      BENCH_ROUNDS (3)        rounds; medians are reported
 #      BENCH_DIR (/var/tmp)    where the temp dir goes (on the disk under test, not tmpfs)
 #      BENCH_S3_UPLOAD_ONLY    1: the direct PUT and the Trove upload only (no downloads)
+#      BENCH_S3_CONCURRENCY (4) fetches in flight in the concurrent redirect row
+#      BENCH_S3_PAIRS (4)      alternated direct GET / redirect pairs per round (0: none)
+#      BENCH_S3_CLIENT (1)     0: skip the real client's row (hf_hub_download through hf_xet)
 #      TROVE_BIN               the trove binary (default: $CARGO_TARGET_DIR/release/trove)
 #
 # The S3 server is s3s-fs, as scripts/test.sh builds it (cached in ~/.cache/trove-tools).
@@ -79,10 +82,14 @@ TROVE_PID=$!
 wait_port "$TROVE_PORT" "$TROVE_PID" || die "trove did not start: $(tail -20 "$WORK/trove.log")"
 
 echo "bench/s3.sh: $MIB MiB object, $ROUNDS rounds; s3s-fs $S3S_VERSION on :$S3_PORT, trove on :$TROVE_PORT"
-"$PY" "$ROOT/bench/s3_bench.py" --s3-endpoint "$ENDPOINT" --bucket bench \
+HF_ENDPOINT="http://127.0.0.1:$TROVE_PORT" HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_CACHE="$WORK/hf-cache" \
+    HF_XET_CACHE="$WORK/xet-cache" HF_XET_CHUNK_CACHE_SIZE_BYTES=0 \
+    "$PY" "$ROOT/bench/s3_bench.py" --s3-endpoint "$ENDPOINT" --bucket bench \
     --trove "http://127.0.0.1:$TROVE_PORT" --token "$(cat "$WORK/trove/admin-token")" \
     --file "$WORK/object.bin" --size-mib "$MIB" --rounds "$ROUNDS" \
     --trove-pid "$TROVE_PID" --s3-pid "$S3_PID" \
+    --fetch-concurrency "${BENCH_S3_CONCURRENCY:-4}" --pairs "${BENCH_S3_PAIRS:-4}" \
+    $([[ "${BENCH_S3_CLIENT:-1}" == 1 ]] && echo --real-client) \
     $([[ "${BENCH_S3_UPLOAD_ONLY:-0}" == 1 ]] && echo --upload-only)
 
 # Where each Trove upload's time went on the server (receive + SHA-256, the packing stage's

@@ -7,7 +7,11 @@ Upload:   the LFS basic transfer through Trove (batch, PUT, verify): hashed, chu
 Download: streaming: GET /resolve (the file is rebuilt from its xorbs in the bucket as it
           streams); redirect: the Xet reconstruction's presigned URLs fetched straight from
           the bucket with their Range headers (the bytes a Xet client fetches; decoding them
-          is the client's own work and not timed).
+          is the client's own work and not timed), one at a time and --fetch-concurrency at
+          a time (hf_xet fetches a reconstruction's ranges concurrently); controls without
+          Trove: the direct object fetched as ranges of the same sizes, both ways.
+Client:   with --real-client, hf_hub_download through hf_xet (redirect mode) into a file
+          against a direct GET of the same bytes written to a file.
 Prints medians and ratios (Trove / direct)."""
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -84,12 +90,25 @@ def cpu_secs(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def timed_get(http: httpx.Client, url: str, headers: dict[str, str]) -> tuple[float, int]:
+def cpu_all(a: argparse.Namespace) -> tuple[float, float, float]:
+    """CPU seconds used so far by the S3 server, Trove and this client."""
+    return cpu_secs(a.s3_pid), cpu_secs(a.trove_pid), time.process_time()
+
+
+def cpu_since(a: argparse.Namespace, before: tuple[float, float, float]) -> tuple[float, float, float]:
+    return tuple(x - y for x, y in zip(cpu_all(a), before))
+
+
+def timed_get(http: httpx.Client, url: str, headers: dict[str, str],
+              first_byte: list[float] | None = None) -> tuple[float, int]:
+    """Seconds and bytes of one GET; the time to its first bytes appended to `first_byte`."""
     start = time.perf_counter()
     n = 0
     with http.stream("GET", url, headers=headers) as r:
         assert r.status_code in (200, 206), (url, r.status_code, r.read()[:300])
         for chunk in r.iter_raw(BUF):
+            if n == 0 and first_byte is not None:
+                first_byte.append(time.perf_counter() - start)
             n += len(chunk)
     return time.perf_counter() - start, n
 
@@ -108,6 +127,12 @@ def main() -> int:
     ap.add_argument("--s3-pid", type=int, help="to report the S3 server's CPU per GiB uploaded")
     ap.add_argument("--upload-only", action="store_true",
                     help="the direct PUT and the Trove upload only (no downloads, no commit)")
+    ap.add_argument("--fetch-concurrency", type=int, default=4,
+                    help="fetches in flight for the concurrent redirect row")
+    ap.add_argument("--pairs", type=int, default=4,
+                    help="alternated direct GET / one-at-a-time redirect pairs per round")
+    ap.add_argument("--real-client", action="store_true",
+                    help="also hf_hub_download through hf_xet (HF_ENDPOINT must name Trove)")
     a = ap.parse_args()
     key, secret = os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
     size = a.size_mib << 20
@@ -115,7 +140,12 @@ def main() -> int:
     http = httpx.Client(timeout=600)
     auth = {"authorization": f"Bearer {a.token}"}
     res: dict[str, list[float]] = {k: [] for k in
-                                   ("direct_put", "direct_get", "trove_upload", "trove_stream", "trove_redirect",
+                                   ("direct_put", "direct_get", "direct_ranges", "direct_ranges_conc", "trove_upload", "trove_stream",
+                                    "trove_redirect", "trove_redirect_meta", "trove_redirect_rec",
+                                    "trove_redirect_fetch", "trove_redirect_conc", "trove_redirect_conc_meta",
+                                    "trove_redirect_conc_rec", "trove_redirect_conc_fetch",
+                                    "client_xet", "client_direct",
+                                    "direct_get_near", "paired", "first_byte_redirect", "first_byte_direct", "cpu_get_direct", "cpu_get_seq", "cpu_get_conc",
                                     "cpu_s3_direct", "cpu_s3_upload", "cpu_trove_upload")}
 
     for rnd in range(a.rounds):
@@ -132,9 +162,11 @@ def main() -> int:
         res["direct_put"].append(time.perf_counter() - t)
         res["cpu_s3_direct"].append(cpu_secs(a.s3_pid) - s3_cpu)
         if not a.upload_only:
+            cpu0 = cpu_all(a)
             secs, n = timed_get(http, url, sigv4_headers("GET", url, key, secret, a.region))
             assert n == size
             res["direct_get"].append(secs)
+            res["cpu_get_direct"].append(cpu_since(a, cpu0))
 
         # Through Trove, in a fresh repo.
         name = f"bench-{rnd}-{int(time.time())}"
@@ -172,26 +204,114 @@ def main() -> int:
         assert n == size, n
         res["trove_stream"].append(secs)
 
-        # Redirect: the Xet reconstruction (asked of Trove, timed) and its presigned fetches.
-        t = time.perf_counter()
-        tok = http.get(f"{a.trove}/api/models/{repo}/xet-read-token/main", headers=auth).json()
-        tree = http.get(f"{a.trove}/api/models/{repo}/tree/main", headers=auth).json()
-        xet_hash = next(e["xetHash"] for e in tree if e["path"] == "big.bin")
-        rec = http.get(f"{tok['casUrl']}/v2/reconstructions/{xet_hash}",
-                       headers={"authorization": f"Bearer {tok['accessToken']}"})
-        assert rec.status_code == 200, rec.text[:300]
-        fetched = 0
-        for fetches in rec.json()["xorbs"].values():
-            for f in fetches:
-                b = f["ranges"][0]["bytes"]
-                assert urlsplit(f["url"]).netloc == urlsplit(a.s3_endpoint).netloc, f["url"]
-                _, n = timed_get(http, f["url"], {"range": f"bytes={b['start']}-{b['end']}"})
-                fetched += n
-        res["trove_redirect"].append(time.perf_counter() - t)
-        assert fetched >= size * 0.99, (fetched, size)
+        # Redirect: the Xet reconstruction (asked of Trove, timed) and its presigned fetches,
+        # first one after another, then `--fetch-concurrency` at a time (the client's way:
+        # hf_xet fetches a reconstruction's ranges concurrently). Each fetch is timed, and the
+        # time to the reconstruction (token, listing, reconstruction) kept apart.
+        # The direct GET again, just before: the redirect rows are also compared with it, so
+        # that load changing between the start of the round and now weighs less.
+        secs, n = timed_get(http, url, sigv4_headers("GET", url, key, secret, a.region))
+        res["direct_get_near"].append(secs)
+        for mode, workers in (("seq", 1), ("conc", a.fetch_concurrency)):
+            cpu0 = cpu_all(a)
+            t = time.perf_counter()
+            tok = http.get(f"{a.trove}/api/models/{repo}/xet-read-token/main", headers=auth).json()
+            tree = http.get(f"{a.trove}/api/models/{repo}/tree/main", headers=auth).json()
+            xet_hash = next(e["xetHash"] for e in tree if e["path"] == "big.bin")
+            t_rec = time.perf_counter()
+            rec = http.get(f"{tok['casUrl']}/v2/reconstructions/{xet_hash}",
+                           headers={"authorization": f"Bearer {tok['accessToken']}"})
+            assert rec.status_code == 200, rec.text[:300]
+            t_fetch = time.perf_counter()
+            jobs = []
+            for fetches in rec.json()["xorbs"].values():
+                for f in fetches:
+                    b = f["ranges"][0]["bytes"]
+                    assert urlsplit(f["url"]).netloc == urlsplit(a.s3_endpoint).netloc, f["url"]
+                    jobs.append((f["url"], {"range": f"bytes={b['start']}-{b['end']}"}))
+            with ThreadPoolExecutor(workers) as pool:
+                done = list(pool.map(lambda j: timed_get(http, *j), jobs))
+            end = time.perf_counter()
+            fetched = sum(n for _, n in done)
+            assert fetched >= size * 0.99, (fetched, size)
+            row = "trove_redirect" if mode == "seq" else "trove_redirect_conc"
+            res[row].append(end - t)
+            res[f"cpu_get_{mode}"].append(cpu_since(a, cpu0))
+            res[f"{row}_meta"].append(t_rec - t)
+            res[f"{row}_rec"].append(t_fetch - t_rec)
+            res[f"{row}_fetch"].append(end - t_fetch)
+            if rnd == 0:
+                print(f"round 0, redirect {mode} ({workers} at a time): {len(jobs)} fetches, MiB: "
+                      + " ".join(f"{n / (1 << 20):.1f}" for _, n in done))
+                print("  MiB/s each: " + " ".join(f"{n / (1 << 20) / s:.0f}" for s, n in done))
 
+        # Paired: the direct GET and the one-at-a-time redirect (the last reconstruction's
+        # URLs, still valid) alternated A B B A ... `--pairs` times each, the ratio taken per
+        # adjacent pair: load that comes and goes (a shared machine) then hits both sides
+        # alike, where one GET early in the round against the redirect later does not.
+        def redirect_once() -> float:
+            t = time.perf_counter()
+            for j in jobs:
+                timed_get(http, *j, res["first_byte_redirect"])
+            return time.perf_counter() - t
+
+        def direct_once() -> float:
+            return timed_get(http, url, sigv4_headers("GET", url, key, secret, a.region),
+                             res["first_byte_direct"])[0]
+
+        for i in range(a.pairs):
+            first, second = (direct_once, redirect_once) if i % 2 == 0 else (redirect_once, direct_once)
+            x, y = first(), second()
+            d, r = (x, y) if i % 2 == 0 else (y, x)
+            res["paired"].append(d / r)
+
+        # Controls, Trove not involved: the direct object fetched as ranges of the same sizes
+        # as the redirect's fetches (SigV4 headers, not presigned), one after another and
+        # `--fetch-concurrency` at a time: what splitting the same bytes into these requests
+        # does on the S3 server by itself.
+        spans, start = [], 0
+        for _, n in done:
+            if start >= size:
+                break
+            spans.append((start, min(start + n, size) - 1))
+            start += n
+
+        def ranged(span: tuple[int, int]) -> tuple[float, int]:
+            h = sigv4_headers("GET", url, key, secret, a.region)
+            h["range"] = f"bytes={span[0]}-{span[1]}"
+            return timed_get(http, url, h)
+
+        for row, workers in (("direct_ranges", 1), ("direct_ranges_conc", a.fetch_concurrency)):
+            t = time.perf_counter()
+            with ThreadPoolExecutor(workers) as pool:
+                assert sum(n for _, n in pool.map(ranged, spans)) == sum(e - b + 1 for b, e in spans)
+            res[row].append(time.perf_counter() - t)
+
+        if a.real_client:
+            # The real client: hf_hub_download through hf_xet (redirect mode: the bytes come
+            # straight from the bucket) into a file, against a direct GET of the same bytes
+            # written to a file the same way.
+            from huggingface_hub import hf_hub_download
+            out = os.path.join(os.path.dirname(a.file), f"dl-{rnd}")
+            t = time.perf_counter()
+            got = hf_hub_download(repo, "big.bin", token=a.token, local_dir=out)
+            res["client_xet"].append(time.perf_counter() - t)
+            assert os.path.getsize(got) == size
+            os.remove(got)
+            t = time.perf_counter()
+            with open(os.path.join(out, "direct.bin"), "wb") as f, \
+                    http.stream("GET", url, headers=sigv4_headers("GET", url, key, secret, a.region)) as r:
+                assert r.status_code == 200
+                for chunk in r.iter_raw(BUF):
+                    f.write(chunk)
+            res["client_direct"].append(time.perf_counter() - t)
+            shutil.rmtree(out)
+
+    cpu_get = {k: [statistics.median(x[i] for x in v) for i in range(3)]
+               for k, v in ((k, res.pop(k)) for k in ("cpu_get_direct", "cpu_get_seq", "cpu_get_conc")) if v}
     med = {k: statistics.median(v) for k, v in res.items() if v}
-    rate = {k: mib / v for k, v in med.items() if not k.startswith("cpu_")}
+    rate = {k: mib / v for k, v in med.items()
+            if not k.startswith(("cpu_", "first_byte_")) and k != "paired"}
     print(f"object: {mib:.0f} MiB, {a.rounds} rounds, medians")
     print(f"  direct S3 PUT          {rate['direct_put']:8.1f} MiB/s")
     if not a.upload_only:
@@ -199,7 +319,44 @@ def main() -> int:
     print(f"  Trove upload (LFS)     {rate['trove_upload']:8.1f} MiB/s   ratio {rate['trove_upload'] / rate['direct_put']:.2f}x of direct PUT")
     if not a.upload_only:
         print(f"  Trove download stream  {rate['trove_stream']:8.1f} MiB/s   ratio {rate['trove_stream'] / rate['direct_get']:.2f}x of direct GET")
-        print(f"  Trove download redirect{rate['trove_redirect']:8.1f} MiB/s   ratio {rate['trove_redirect'] / rate['direct_get']:.2f}x of direct GET")
+        g = rate["direct_get"]
+        print(f"  Trove download redirect{rate['trove_redirect']:8.1f} MiB/s   ratio {rate['trove_redirect'] / g:.2f}x of direct GET"
+              f"   (fetches one at a time; per round "
+              + " ".join(f"{mib / x / (mib / y):.2f}" for x, y in zip(res["trove_redirect"], res["direct_get"])) + ")")
+        print(f"  Trove download redirect{rate['trove_redirect_conc']:8.1f} MiB/s   ratio {rate['trove_redirect_conc'] / g:.2f}x of direct GET"
+              f"   ({a.fetch_concurrency} fetches at a time; per round "
+              + " ".join(f"{mib / x / (mib / y):.2f}" for x, y in zip(res["trove_redirect_conc"], res["direct_get"])) + ")")
+        print(f"  direct S3 ranged GETs  {rate['direct_ranges']:8.1f} MiB/s   ratio {rate['direct_ranges'] / g:.2f}x of direct GET"
+              "   (control: the redirect's fetch sizes, one at a time, no Trove)")
+        rc = rate["direct_ranges_conc"]
+        print(f"  direct S3 ranged GETs  {rc:8.1f} MiB/s   ratio {rc / g:.2f}x of direct GET"
+              f"   (control: the same, {a.fetch_concurrency} at a time; the concurrent redirect is "
+              f"{rate['trove_redirect_conc'] / rc:.2f}x of it, per round "
+              + " ".join(f"{y / x:.2f}" for x, y in zip(res["trove_redirect_conc"], res["direct_ranges_conc"])) + ")")
+        pr = sorted(res["paired"])
+        if pr:
+            print(f"  redirect one at a time / direct GET, alternated in pairs: median {statistics.median(pr):.2f}, "
+                  f"min {pr[0]:.2f}, max {pr[-1]:.2f} over {len(pr)} pairs")
+            print(f"  time to first byte in the pairs (medians): direct GET {med['first_byte_direct'] * 1e3:.1f} ms, "
+                  f"each redirect fetch {med['first_byte_redirect'] * 1e3:.1f} ms")
+        near = res["direct_get_near"]
+        print(f"  direct S3 GET, again just before the redirect rows {rate['direct_get_near']:.1f} MiB/s; redirect one at a "
+              "time per round against it " + " ".join(f"{y / x:.2f}" for x, y in zip(res["trove_redirect"], near)))
+        gib = size / (1 << 30)
+        if a.trove_pid and a.s3_pid:
+            print("  CPU seconds per GiB downloaded, s3s-fs / Trove / this client (medians): " + ", ".join(
+                f"{label} " + " / ".join(f"{x / gib:.2f}" for x in cpu_get[k])
+                for k, label in (("cpu_get_direct", "direct GET"), ("cpu_get_seq", "redirect one at a time"),
+                                 ("cpu_get_conc", "concurrent"))))
+        for k, label in (("trove_redirect", "one at a time"), ("trove_redirect_conc", "concurrent")):
+            print(f"    redirect {label}: token + listing {med[k + '_meta'] * 1e3:.0f} ms, reconstruction "
+                  f"{med[k + '_rec'] * 1e3:.0f} ms, fetches {med[k + '_fetch'] * 1e3:.0f} ms "
+                  f"(fetches alone {mib / med[k + '_fetch'] / g:.2f}x of direct GET)")
+        if res["client_xet"]:
+            c = rate["client_direct"]
+            print(f"  direct S3 GET to a file{c:8.1f} MiB/s")
+            print(f"  hf_hub_download (hf_xet, redirect){rate['client_xet']:8.1f} MiB/s   ratio {rate['client_xet'] / c:.2f}x of direct GET to a file"
+                  "   (per round " + " ".join(f"{mib / x / (mib / y):.2f}" for x, y in zip(res["client_xet"], res["client_direct"])) + ")")
     if a.trove_pid and a.s3_pid:
         gib = size / (1 << 30)
         print("CPU seconds per GiB uploaded (medians; user + system, whole process):")

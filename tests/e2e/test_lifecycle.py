@@ -287,3 +287,37 @@ def test_readyz_says_whether_the_store_takes_writes(tmp_path):
         assert list(tmp.iterdir()) == [], "the probe leaves nothing behind"
     finally:
         server.stop()
+
+
+def test_the_start_banner_names_the_token_file_only_where_it_is(tmp_path):
+    """A node whose data dir holds no `admin-token` (another node, or the file removed) does
+    not tell its operator to `cat` a file that is not there."""
+    import subprocess
+
+    from conftest import clean_env, trove_binary
+
+    data = tmp_path / "data"
+
+    def start_and_stop(log_name: str) -> str:
+        log = tmp_path / log_name
+        with open(log, "w") as out:
+            p = subprocess.Popen([str(trove_binary()), "serve", "--data-dir", str(data), "--listen", "127.0.0.1:0"],
+                                 stdout=out, stderr=subprocess.DEVNULL, env=clean_env(), stdin=subprocess.DEVNULL)
+            try:
+                deadline = time.monotonic() + 60
+                while "listening on" not in log.read_text() and time.monotonic() < deadline:
+                    assert p.poll() is None, log.read_text()
+                    time.sleep(0.1)
+            finally:
+                p.send_signal(signal.SIGTERM)
+                assert p.wait(timeout=60) == 0
+        return log.read_text()
+
+    first = start_and_stop("first.log")
+    token_file = data / "admin-token"
+    assert f"HF_TOKEN=$(cat {os.path.abspath(token_file)})" in first, first
+    token_file.unlink()
+    second = start_and_stop("second.log")
+    assert "listening on" in second, second
+    assert "$(cat" not in second, second
+    assert "HF_TOKEN=..." in second, second

@@ -140,24 +140,33 @@ pub async fn run(
     // Absolute, so the printed `$(cat …)` line works from any directory.
     let token_file = data_dir.join("admin-token");
     let token_file = std::path::absolute(&token_file).unwrap_or(token_file);
-    match new_admin_token {
+    let token_here = match new_admin_token {
         Some(token) => {
             println!(
                 "Created the admin user 'admin'. Its token (saved in {}, mode 0600):",
                 token_file.display()
             );
             println!("  {token}");
+            true
         }
         None if token_file.exists() => {
             println!("The first admin's token is in {}", token_file.display());
+            true
         }
-        None => {}
+        None => false,
+    };
+    if token_here {
+        println!("Use it with the Hugging Face tools:");
+        println!(
+            "  export HF_ENDPOINT={url} HF_TOKEN=$(cat {})",
+            shell_quoted(&token_file.display().to_string())
+        );
+    } else {
+        // Another node (or another data dir) created the first admin: its token file is
+        // there, not here, so no `cat` of a file that does not exist.
+        println!("Use it with the Hugging Face tools, with a token of yours:");
+        println!("  export HF_ENDPOINT={url} HF_TOKEN=...");
     }
-    println!("Use it with the Hugging Face tools:");
-    println!(
-        "  export HF_ENDPOINT={url} HF_TOKEN=$(cat {})",
-        shell_quoted(&token_file.display().to_string())
-    );
     println!("More users and tokens: trove user create NAME / trove token create NAME");
     println!("Trove {} listening on {url}", env!("CARGO_PKG_VERSION"));
     tracing::info!(listen = %bound, public_url = %url, data_dir = %data_dir.display(), "trove started");
