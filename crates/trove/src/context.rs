@@ -54,9 +54,6 @@ pub struct Context {
     /// Repositories opened by downloads, kept for the next ones (at most [`KEPT_REPOS`]
     /// idle handles); `repos::reconcile::read_repo` takes and gives them back.
     pub kept_repos: Arc<trove_git::KeptRepos>,
-    /// The file entries of commits and the small blobs downloads read lately, by the ids
-    /// that fix them (`repos::resolve_cache`: nothing that can change is kept).
-    pub resolved: Arc<crate::repos::resolve_cache::ResolveCache>,
 }
 
 /// The size of the blocks downloads rebuilt from xorbs read stored bytes into.
@@ -119,7 +116,6 @@ impl Context {
             read_blocks: trove_xet::decode::BlockPool::new(READ_BLOCK, FREE_READ_BLOCKS),
             xorb_indices: Arc::default(),
             kept_repos: Arc::new(trove_git::KeptRepos::new(KEPT_REPOS)),
-            resolved: Arc::default(),
         }
     }
 

@@ -43,12 +43,12 @@ pub async fn serve(
     let counted = counts_as_download(repo.repo_type, &path);
     let get = method == Method::GET;
     // A file downloaded before: its revision resolved from the refs on this thread, and its
-    // entry (and a small blob's bytes) found by commit in `resolved` — nothing else read.
+    // entry (and a small blob's bytes) found by commit in the resolve cache — nothing else read.
     let generation = repo.repo.created_at_ms;
     let cached = read_git_inline(&state, &repo, |git| {
         let commit = resolve(git, rev.as_str())?;
         let Some(kind) = state
-            .resolved
+            .resolve_cache
             .entry(repo.repo.id, generation, &commit, &path)
         else {
             return Ok(None);
@@ -58,7 +58,7 @@ pub async fn serve(
         };
         let bytes = match &file {
             FileBytes::Blob { blob, .. } if get && !if_none_match(&headers, blob.as_str()) => {
-                match state.resolved.blob(blob) {
+                match state.resolve_cache.blob(blob) {
                     Some(bytes) => Some(bytes),
                     None => return Ok(None),
                 }
@@ -167,7 +167,7 @@ pub async fn serve(
 
 /// The commit `rev` names, the file at `path` in it and, for a GET of a regular file the
 /// client does not have (`etags`), its bytes: read from git on a blocking thread (the tree
-/// walked, the blob read), in one visit to the repository, and kept in `resolved` for the
+/// walked, the blob read), in one visit to the repository, and kept in the resolve cache for the
 /// next download of the same commit and path.
 async fn read_file(
     state: &AppState,
@@ -178,7 +178,7 @@ async fn read_file(
     etags: HeaderMap,
 ) -> ApiResult<(trove_types::GitOid, FileBytes, Option<Bytes>)> {
     let for_repo = repo.clone();
-    let resolved = state.resolved.clone();
+    let resolved = state.resolve_cache.clone();
     let generation = repo.repo.created_at_ms;
     // The handle is one kept from an earlier download when there is one idle (reads only,
     // refs and packs looked at afresh: see `repos::read_git`).
