@@ -2,10 +2,11 @@
 //! and the clock every stored timestamp is read from. The queries live in the modules of
 //! their aggregates, each an `impl Db` of its own.
 
-use crate::backend::{self, Backend, Pool, with_pool};
+use crate::backend::{Backend, Pool, with_pool};
 use crate::connect::{self, ConnectOptions, DatabaseUrl};
 use crate::error::{DbError, Result};
 use crate::lock_sessions;
+use crate::reader::Readers;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,10 +31,10 @@ pub struct Db {
     /// Writes that can change who a token identifies or what they belong to, completed on
     /// this handle (see `listing_epoch.rs`).
     pub(crate) account_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    /// SQLite connections for the reads of every request, outside the pool (a database in
-    /// a file only: a new connection to an in-memory one would open another, empty one;
-    /// none on PostgreSQL). See `backend::Readers`.
-    pub(crate) readers: Option<std::sync::Arc<backend::Readers>>,
+    /// SQLite connections for the reads of every request, run on the calling thread (a
+    /// database in a file only: a new connection to an in-memory one would open another,
+    /// empty one; none on PostgreSQL). See `reader.rs`.
+    pub(crate) readers: Option<std::sync::Arc<Readers>>,
 }
 
 impl Db {
@@ -74,7 +75,7 @@ impl Db {
             .connect_with(options)
             .await?;
         let mut db = Db::new(Pool::Sqlite(pool));
-        db.readers = Some(Default::default());
+        db.readers = Some(std::sync::Arc::new(Readers::new(path)));
         db.migrate().await?;
         db.create_stat_table().await?;
         tracing::debug!(db.path = %path.display(), "database opened");
@@ -148,7 +149,7 @@ impl Db {
     pub async fn close(&self) {
         self.close_lock_sessions().await;
         if let Some(readers) = &self.readers {
-            readers.close().await;
+            readers.close();
         }
         with_pool!(self, pool => pool.close().await)
     }

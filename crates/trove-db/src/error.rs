@@ -28,6 +28,9 @@ pub enum DbError {
     /// Any other database failure (I/O, locking, a bug in a query).
     #[error("database query failed")]
     Sqlx(#[from] sqlx::Error),
+    /// A read on a SQLite reader connection failed (see `reader.rs`).
+    #[error("database read failed")]
+    Reader(#[from] rusqlite::Error),
 }
 
 /// Turns a UNIQUE violation into [`DbError::Conflict`] and a foreign-key violation into

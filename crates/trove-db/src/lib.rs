@@ -28,6 +28,7 @@ mod lock_sessions;
 mod locks;
 mod members;
 mod orgs;
+mod reader;
 mod repo_lock;
 mod repos;
 mod search;

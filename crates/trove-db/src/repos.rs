@@ -1,8 +1,9 @@
 //! Repositories: creation, lookup by type and `namespace/name` (case-insensitive), deletion.
 
-use crate::backend::{Conn, WritePool, with_conn, with_pool, with_reader};
+use crate::backend::{Conn, WritePool, with_conn, with_pool};
 use crate::db::Db;
 use crate::error::{DbError, Result, constraint_error};
+use crate::reader::read_rows;
 use sqlx::Row;
 use trove_types::{RepoId, RepoName, RepoType};
 
@@ -287,20 +288,19 @@ impl Db {
 
     /// The repository of this type with this id, compared without regard to ASCII case.
     pub async fn repo_by_name(&self, repo_type: RepoType, id: &RepoId) -> Result<Option<Repo>> {
-        // Every request naming a repository asks this: a reader connection, one round trip.
-        with_reader!(self, pool => {
-            let sql = format!(
-                "SELECT {REPO_COLUMNS} FROM repos \
-                 WHERE repo_type = $1 AND namespace = $2 AND name = $3"
-            );
-            let row = sqlx::query(&sql)
-                .bind(repo_type.as_str())
-                .bind(id.namespace.as_str())
-                .bind(id.name.as_str())
-                .fetch_optional(pool)
-                .await?;
-            row.as_ref().map(Repo::from_row).transpose()
-        })
+        // Every request naming a repository asks this: on the calling thread (see
+        // `reader.rs`).
+        let sql = format!(
+            "SELECT {REPO_COLUMNS} FROM repos \
+             WHERE repo_type = $1 AND namespace = $2 AND name = $3"
+        );
+        let rows = read_rows!(
+            self,
+            &sql,
+            [repo_type.as_str(), id.namespace.as_str(), id.name.as_str()],
+            row => Repo::from_row(row)
+        )?;
+        Ok(rows.into_iter().next())
     }
 
     /// The Spaces whose subdomain label is `label`: `{namespace}-{name}` lowercased with

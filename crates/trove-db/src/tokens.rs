@@ -2,13 +2,13 @@
 //! scopes), optionally expiring. Only a hash of each secret is stored; the caller generates
 //! the secret, hashes it, and shows it to the user once.
 
-use crate::backend::{WritePool, with_pool, with_reader};
+use crate::backend::{WritePool, with_pool};
 use crate::db::{Db, unix_now_ms};
 use crate::error::{DbError, Result, constraint_error};
-use crate::members::{MEMBERSHIP_COLUMNS, MEMBERSHIPS_JOIN, memberships_at};
+use crate::members::{MEMBERSHIP_COLUMNS, MEMBERSHIPS_JOIN, membership_at};
 use crate::orgs::Membership;
+use crate::reader::read_rows;
 use crate::users::{USER_COLUMN_COUNT, USER_COLUMNS, User};
-use sqlx::Row;
 use std::fmt;
 use trove_types::RepoType;
 
@@ -120,6 +120,30 @@ impl Token {
     }
 }
 
+fn scope_from_row(row: &impl crate::backend::DbRow) -> Result<TokenScope> {
+    let permissions: String = row.try_get(5)?;
+    let permissions = permissions.split_whitespace().map(str::to_owned).collect();
+    let target = match row.try_get::<Option<i64>, _>(0)? {
+        Some(repo_id) => {
+            let t: String = row.try_get(1)?;
+            ScopeTarget::Repo {
+                repo_id,
+                repo_type: RepoType::from_singular(&t).ok_or(DbError::Corrupt {
+                    what: "repo type",
+                    detail: t.clone(),
+                })?,
+                namespace: row.try_get(2)?,
+                name: row.try_get(3)?,
+            }
+        }
+        None => ScopeTarget::Namespace(row.try_get(4)?),
+    };
+    Ok(TokenScope {
+        target,
+        permissions,
+    })
+}
+
 impl Db {
     /// Stores a new token for `user_id`, with its scopes, in one transaction. Fails with
     /// `Conflict` if the user already has a token of that name (or, absurdly, the hash
@@ -180,42 +204,17 @@ impl Db {
         })
     }
 
+    /// A token's scopes; on the calling thread (see `reader.rs`), as each request made with a
+    /// fine-grained token reads them.
     async fn token_scopes(&self, token_id: i64) -> Result<Vec<TokenScope>> {
-        with_pool!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT s.repo_id, r.repo_type, r.namespace, r.name, s.namespace, s.permissions \
-                 FROM token_scopes s LEFT JOIN repos r ON r.id = s.repo_id \
-                 WHERE s.token_id = $1 ORDER BY s.id",
-            )
-            .bind(token_id)
-            .fetch_all(pool)
-            .await?;
-            rows.iter()
-                .map(|row| {
-                    let permissions: String = row.try_get(5)?;
-                    let permissions = permissions.split_whitespace().map(str::to_owned).collect();
-                    let target = match row.try_get::<Option<i64>, _>(0)? {
-                        Some(repo_id) => {
-                            let t: String = row.try_get(1)?;
-                            ScopeTarget::Repo {
-                                repo_id,
-                                repo_type: RepoType::from_singular(&t).ok_or(DbError::Corrupt {
-                                    what: "repo type",
-                                    detail: t.clone(),
-                                })?,
-                                namespace: row.try_get(2)?,
-                                name: row.try_get(3)?,
-                            }
-                        }
-                        None => ScopeTarget::Namespace(row.try_get(4)?),
-                    };
-                    Ok(TokenScope {
-                        target,
-                        permissions,
-                    })
-                })
-                .collect()
-        })
+        read_rows!(
+            self,
+            "SELECT s.repo_id, r.repo_type, r.namespace, r.name, s.namespace, s.permissions \
+             FROM token_scopes s LEFT JOIN repos r ON r.id = s.repo_id \
+             WHERE s.token_id = $1 ORDER BY s.id",
+            [token_id],
+            row => scope_from_row(row)
+        )
     }
 
     /// The token with this hash and its owner, unless the owner is disabled or the token
@@ -239,33 +238,28 @@ impl Db {
         token_hash: &[u8],
         now_ms: i64,
     ) -> Result<Option<(Token, User, Vec<Membership>)>> {
-        // Every request with a token asks this: a reader connection, one round trip. A
-        // fine-grained token's scopes are a second query, through the pool, once the reader
-        // is given back (a reader is never held while waiting for a pooled connection).
-        let found = with_reader!(self, pool => {
-            let sql = format!(
-                "SELECT {TOKEN_COLUMNS}, {USER_COLUMNS}, {MEMBERSHIP_COLUMNS} FROM tokens \
-                 JOIN users ON users.id = tokens.user_id {MEMBERSHIPS_JOIN} \
-                 WHERE tokens.token_hash = $1 AND users.disabled = FALSE \
-                 AND (tokens.expires_at IS NULL OR tokens.expires_at > $2) \
-                 ORDER BY orgs.name"
-            );
-            let rows = sqlx::query(&sql)
-                .bind(token_hash)
-                .bind(now_ms)
-                .fetch_all(pool)
-                .await?;
-            let Some(first) = rows.first() else {
-                return Ok(None);
-            };
-            let token = Token::from_row(first)?;
-            let user = User::from_row(first, TOKEN_COLUMN_COUNT)?;
-            let orgs = memberships_at(&rows, TOKEN_COLUMN_COUNT + USER_COLUMN_COUNT)?;
-            Ok(Some((token, user, orgs)))
-        })?;
-        let Some((mut token, user, orgs)) = found else {
+        // Every request with a token asks this: on the calling thread (see `reader.rs`).
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS}, {USER_COLUMNS}, {MEMBERSHIP_COLUMNS} FROM tokens \
+             JOIN users ON users.id = tokens.user_id {MEMBERSHIPS_JOIN} \
+             WHERE tokens.token_hash = $1 AND users.disabled = FALSE \
+             AND (tokens.expires_at IS NULL OR tokens.expires_at > $2) \
+             ORDER BY orgs.name"
+        );
+        let rows = read_rows!(self, &sql, [token_hash, now_ms], row => Ok((
+            Token::from_row(row)?,
+            User::from_row(row, TOKEN_COLUMN_COUNT)?,
+            membership_at(row, TOKEN_COLUMN_COUNT + USER_COLUMN_COUNT)?,
+        )))?;
+        // One row per membership (one for none), each with the same token and owner.
+        let mut rows = rows.into_iter();
+        let Some((mut token, user, first)) = rows.next() else {
             return Ok(None);
         };
+        let orgs = first
+            .into_iter()
+            .chain(rows.filter_map(|(_, _, m)| m))
+            .collect();
         if token.role == TokenRole::FineGrained {
             token.scopes = self.token_scopes(token.id).await?;
         }

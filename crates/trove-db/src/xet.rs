@@ -1,9 +1,10 @@
 //! The Xet chunk store's indices: xorbs and the files reconstructed from them. The formats
 //! of the blobs (chunk index, terms) belong to `trove-xet`; here they are opaque bytes.
 
-use crate::backend::{Conn, WritePool, with_conn, with_pool, with_reader};
+use crate::backend::{Conn, WritePool, with_conn, with_pool};
 use crate::db::Db;
 use crate::error::{DbError, Result};
+use crate::reader::read_rows;
 use sqlx::{QueryBuilder, Row};
 use std::collections::HashMap;
 use trove_types::Sha256Hex;
@@ -76,6 +77,14 @@ fn file_from_row(row: &impl crate::backend::DbRow) -> Result<XetFile> {
             detail: sha,
         })?,
         terms: row.try_get("terms")?,
+    })
+}
+
+fn download_from_row(row: &impl crate::backend::DbRow) -> Result<LfsDownload> {
+    let held: Option<Vec<u8>> = row.try_get("file_hash")?;
+    Ok(LfsDownload {
+        deleted: row.try_get("deleted")?,
+        xet: held.map(|_| file_from_row(row)).transpose()?,
     })
 }
 
@@ -310,26 +319,22 @@ impl Db {
     /// What a download of LFS object `sha256` from repository `repo_id` needs to know, in one
     /// query: [`Db::repo_lfs_file_deleted`] and [`Db::xet_file_by_sha256`].
     pub async fn lfs_download(&self, repo_id: i64, sha256: &Sha256Hex) -> Result<LfsDownload> {
-        // Every LFS download asks this: a reader connection, one round trip.
-        with_reader!(self, pool => {
-            let row = sqlx::query(
-                "SELECT EXISTS (SELECT 1 FROM repo_lfs_deletions d \
-                   WHERE d.repo_id = $1 AND d.sha256 = $2 AND NOT EXISTS \
-                   (SELECT 1 FROM repo_lfs_objects l WHERE l.repo_id = d.repo_id AND l.sha256 = d.sha256)) \
-                   AS deleted, f.file_hash, f.size, f.sha256, f.terms \
-                 FROM (SELECT 1 AS one) o LEFT JOIN \
-                   (SELECT file_hash, size, sha256, terms FROM xet_files WHERE sha256 = $2 \
-                    ORDER BY created_at, file_hash LIMIT 1) f ON 1 = 1",
-            )
-            .bind(repo_id)
-            .bind(sha256.as_str())
-            .fetch_one(pool)
-            .await?;
-            let held: Option<Vec<u8>> = row.try_get("file_hash")?;
-            Ok(LfsDownload {
-                deleted: row.try_get("deleted")?,
-                xet: held.map(|_| file_from_row(&row)).transpose()?,
-            })
+        // Every LFS download asks this: on the calling thread (see `reader.rs`).
+        let rows = read_rows!(
+            self,
+            "SELECT EXISTS (SELECT 1 FROM repo_lfs_deletions d \
+               WHERE d.repo_id = $1 AND d.sha256 = $2 AND NOT EXISTS \
+               (SELECT 1 FROM repo_lfs_objects l WHERE l.repo_id = d.repo_id AND l.sha256 = d.sha256)) \
+               AS deleted, f.file_hash, f.size, f.sha256, f.terms \
+             FROM (SELECT 1 AS one) o LEFT JOIN \
+               (SELECT file_hash, size, sha256, terms FROM xet_files WHERE sha256 = $2 \
+                ORDER BY created_at, file_hash LIMIT 1) f ON 1 = 1",
+            [repo_id, sha256.as_str()],
+            row => download_from_row(row)
+        )?;
+        rows.into_iter().next().ok_or(DbError::Corrupt {
+            what: "lfs download",
+            detail: "the query of one row answered none".into(),
         })
     }
 

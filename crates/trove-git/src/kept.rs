@@ -130,6 +130,31 @@ impl KeptRepos {
         // Read before any open: the identity a handle carries is never that of a folder
         // newer than the one it opened.
         let folder = FolderId::of(path);
+        match self.take_idle_of(path, generation, folder) {
+            Some(kept) => Ok(kept),
+            None => Ok(KeptRepo {
+                repo: GitRepo::open(path)?,
+                folder,
+            }),
+        }
+    }
+
+    /// [`KeptRepos::take`] without the open: `None` when no handle on the repository is
+    /// idle. Costs one `stat` of the folder and a look through the idle list, never a read
+    /// of the repository's files, so it can run where an open could not (a caller on the
+    /// async runtime's thread).
+    pub fn take_idle(&self, path: &Path, generation: i64) -> Option<KeptRepo> {
+        // A folder that cannot be stat'ed is the caller's to find with a real open.
+        let folder = Some(FolderId::of(path)?);
+        self.take_idle_of(path, generation, folder)
+    }
+
+    fn take_idle_of(
+        &self,
+        path: &Path,
+        generation: i64,
+        folder: Option<FolderId>,
+    ) -> Option<KeptRepo> {
         let (kept, stale) = {
             let mut idle = self.lock();
             let is_stale = |i: &Idle| i.repo.path() == path && Some(i.folder) != folder;
@@ -148,16 +173,10 @@ impl KeptRepos {
         };
         // Closed outside the lock: closing unmaps and closes files.
         drop(stale);
-        match kept {
-            Some(idle) => Ok(KeptRepo {
-                repo: idle.repo,
-                folder: Some(idle.folder),
-            }),
-            None => Ok(KeptRepo {
-                repo: GitRepo::open(path)?,
-                folder,
-            }),
-        }
+        kept.map(|idle| KeptRepo {
+            repo: idle.repo,
+            folder: Some(idle.folder),
+        })
     }
 
     /// Keeps `repo`, taken by [`KeptRepos::take`] for `generation`, for the next read; closes

@@ -9,6 +9,7 @@ use crate::repos::browse::BrowseCache;
 use crate::repos::facets::FacetCache;
 use crate::repos::listing_cache::ListingCache;
 use crate::repos::preview::PreviewCache;
+use crate::repos::resolve_cache::ResolveCache;
 use crate::spaces::{SpaceHost, Supervisor};
 use std::ops::Deref;
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ pub struct App {
     /// Rendered listing pages, reused until a write on this node or their TTL
     /// (`[database] listing_cache_ms`; bounded).
     pub listing_cache: Arc<ListingCache>,
+    /// The file entries of commits and the small blobs downloads read lately, by the ids
+    /// that fix them (`repos::resolve_cache`: nothing that can change is kept; bounded).
+    pub resolve_cache: Arc<ResolveCache>,
     /// Dataset previews by repo, commit, config and split (bounded).
     pub preview_cache: Arc<PreviewCache>,
     /// Spaces: builds, running apps and their logs.
@@ -102,6 +106,7 @@ impl AppState {
             browse_cache: Arc::new(BrowseCache::default()),
             listing_cache: Arc::new(listing_cache),
             preview_cache: Arc::new(PreviewCache::default()),
+            resolve_cache: Arc::new(ResolveCache::default()),
             spaces: Arc::new(spaces),
         }))
     }

@@ -68,7 +68,7 @@ async fn two_handles_on_one_file_write_concurrently_without_lock_errors() -> Tes
 }
 
 /// The reads every request makes (token, repository row, LFS download) run on SQLite
-/// connections held outside the pool. A write committed through the pool — or through
+/// connections held outside the pool, on the calling thread. A write committed through the pool — or through
 /// another handle on the file, as the admin CLI does — must be seen by the very next read,
 /// however warm and busy those connections are: a revoked token stops working and a repo
 /// made private is private at once.
@@ -96,6 +96,8 @@ async fn reads_right_after_a_write_see_it_on_every_connection() -> TestResult {
                 db.repo_by_name(trove_types::RepoType::Model, &repo).await?;
                 db.token_member_by_hash(&[0xee; 32], 0).await?;
                 reads += 1;
+                // The reads finish without waiting: let the runtime's other tasks run.
+                tokio::task::yield_now().await;
             }
             Ok::<_, trove_db::DbError>(reads)
         });

@@ -37,6 +37,34 @@ fn a_handle_given_back_is_taken_again_within_the_bounds() {
     assert!(none.is_empty());
 }
 
+/// `take_idle` never opens: only a handle given back, of the same generation and the folder
+/// that is there now, comes out of it.
+#[test]
+fn take_idle_gives_only_a_kept_handle_of_the_folder_there_now() {
+    let f = Fixture::init();
+    let head = f.commit_files(&[("a.txt", b"a")], "a", 1);
+    let kept = KeptRepos::new(4);
+    let path = f.path();
+    assert!(kept.take_idle(&path, 1).is_none(), "nothing idle: no open");
+    kept.give_back(kept.take(&path, 1).expect("open"), 1);
+    assert!(kept.take_idle(&path, 2).is_none(), "another generation");
+    let idle = kept.take_idle(&path, 1).expect("the kept handle");
+    assert_eq!(idle.resolve_revision("main").expect("resolve"), Some(head));
+    assert!(kept.take_idle(&path, 1).is_none(), "taken: no longer idle");
+    kept.give_back(idle, 1);
+
+    let moved = tempfile::TempDir::new().expect("temp dir");
+    let aside = moved.path().join("aside.git");
+    std::fs::rename(&path, &aside).expect("move the folder away");
+    assert!(kept.take_idle(&path, 1).is_none(), "the folder is gone");
+    GitRepo::init_bare(&path, &[("b.txt", b"new")], &crate::alice(), 7).expect("init");
+    assert!(
+        kept.take_idle(&path, 1).is_none(),
+        "another folder at the path"
+    );
+    assert!(kept.is_empty(), "the old folder's handle was closed");
+}
+
 #[test]
 fn a_folder_removed_or_made_again_never_gets_the_old_folders_handle() {
     let f = Fixture::init();

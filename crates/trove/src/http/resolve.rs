@@ -11,12 +11,13 @@ use crate::http::range;
 use crate::repos::content::{self, FileBytes, Opened};
 use crate::repos::file_ranges::CanSendFiles;
 use crate::repos::listing::{count_download, counts_as_download};
-use crate::repos::{read_git, resolve};
+use crate::repos::{read_git, read_git_inline, resolve};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Deserialize;
 use trove_git::EntryKind;
 use trove_types::Revision;
@@ -40,33 +41,38 @@ pub async fn serve(
 ) -> ApiResult<Response> {
     repo.require_content(&caller)?;
     let counted = counts_as_download(repo.repo_type, &path);
-    let for_repo = repo.clone();
     let get = method == Method::GET;
-    let etags = headers.clone();
-    // A regular file's bytes are read in the same visit to the repository, unless the
-    // client has them already; the handle is one kept from an earlier download when there is
-    // one idle (reads only, refs and packs looked at afresh: see `repos::read_git`).
-    let (commit, file, blob_bytes) = read_git(&state, &repo, move |git| {
+    // A file downloaded before: its revision resolved from the refs on this thread, and its
+    // entry (and a small blob's bytes) found by commit in the resolve cache — nothing else read.
+    let generation = repo.repo.created_at_ms;
+    let cached = read_git_inline(&state, &repo, |git| {
         let commit = resolve(git, rev.as_str())?;
-        let file = match git.entry_at(&commit, &path)? {
-            Some(trove_git::Entry {
-                kind: kind @ EntryKind::File { .. },
-                ..
-            }) => FileBytes::of(&for_repo, &kind),
-            _ => None,
+        let Some(kind) = state
+            .resolve_cache
+            .entry(repo.repo.id, generation, &commit, &path)
+        else {
+            return Ok(None);
         };
-        let Some(file) = file else {
-            return Err(ApiError::entry_not_found(&path, Some(commit)));
+        let Some(file) = FileBytes::of(&repo, &kind) else {
+            return Ok(None);
         };
         let bytes = match &file {
-            FileBytes::Blob { blob, .. } if get && !if_none_match(&etags, blob.as_str()) => {
-                Some(git.read_blob(blob)?)
+            FileBytes::Blob { blob, .. } if get && !if_none_match(&headers, blob.as_str()) => {
+                match state.resolve_cache.blob(blob) {
+                    Some(bytes) => Some(bytes),
+                    None => return Ok(None),
+                }
             }
             _ => None,
         };
-        Ok((commit, file, bytes))
+        Ok(Some((commit, file, bytes)))
     })
-    .await?;
+    .await?
+    .flatten();
+    let (commit, file, blob_bytes) = match cached {
+        Some(found) => found,
+        None => read_file(&state, &repo, rev, path, get, headers.clone()).await?,
+    };
 
     let (etag, size) = match &file {
         FileBytes::Blob { blob, size, .. } => (blob.to_string(), *size),
@@ -157,6 +163,52 @@ pub async fn serve(
         });
     };
     Ok(download_response(status, out, opened))
+}
+
+/// The commit `rev` names, the file at `path` in it and, for a GET of a regular file the
+/// client does not have (`etags`), its bytes: read from git on a blocking thread (the tree
+/// walked, the blob read), in one visit to the repository, and kept in the resolve cache for the
+/// next download of the same commit and path.
+async fn read_file(
+    state: &AppState,
+    repo: &crate::repos::RepoRef,
+    rev: Revision,
+    path: String,
+    get: bool,
+    etags: HeaderMap,
+) -> ApiResult<(trove_types::GitOid, FileBytes, Option<Bytes>)> {
+    let for_repo = repo.clone();
+    let resolved = state.resolve_cache.clone();
+    let generation = repo.repo.created_at_ms;
+    // The handle is one kept from an earlier download when there is one idle (reads only,
+    // refs and packs looked at afresh: see `repos::read_git`).
+    read_git(state, repo, move |git| {
+        let commit = resolve(git, rev.as_str())?;
+        let entry = git.entry_at(&commit, &path)?;
+        let file = match &entry {
+            Some(trove_git::Entry {
+                kind: kind @ EntryKind::File { .. },
+                ..
+            }) => {
+                resolved.put_entry(for_repo.repo.id, generation, &commit, &path, kind);
+                FileBytes::of(&for_repo, kind)
+            }
+            _ => None,
+        };
+        let Some(file) = file else {
+            return Err(ApiError::entry_not_found(&path, Some(commit)));
+        };
+        let bytes = match &file {
+            FileBytes::Blob { blob, .. } if get && !if_none_match(&etags, blob.as_str()) => {
+                let bytes = Bytes::from(git.read_blob(blob)?);
+                resolved.put_blob(blob, &bytes);
+                Some(bytes)
+            }
+            _ => None,
+        };
+        Ok((commit, file, bytes))
+    })
+    .await
 }
 
 /// A download's response: the opened bytes as the body, and when they are also file ranges

@@ -101,8 +101,8 @@ pub struct Opened {
 
 impl Opened {
     /// `[start, end)` (clamped) of a git blob read whole.
-    pub fn blob(bytes: Vec<u8>, start: u64, end: u64) -> Opened {
-        let bytes = Bytes::from(bytes);
+    pub fn blob(bytes: impl Into<Bytes>, start: u64, end: u64) -> Opened {
+        let bytes: Bytes = bytes.into();
         let end = (end as usize).min(bytes.len());
         let start = (start as usize).min(end);
         let slice = bytes.slice(start..end);

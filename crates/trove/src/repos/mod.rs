@@ -26,6 +26,7 @@ pub mod push;
 pub mod rebuild;
 pub mod reconcile;
 pub mod relocate;
+pub mod resolve_cache;
 pub mod safetensors;
 pub mod settings;
 pub mod xet;
@@ -242,6 +243,20 @@ where
     F: FnOnce(&GitRepo) -> ApiResult<T> + Send + 'static,
 {
     crate::repos::reconcile::read_repo(state, &repo.repo, f).await
+}
+
+/// [`read_git`] on the calling thread — the async runtime's — when a handle on the
+/// repository is idle (`Ok(None)` when none is: then nothing ran). Only for `f` that is
+/// short and bounded whatever the repository holds: a ref or two resolved and lookups in
+/// memory (a ref is a small file or a line of `packed-refs`, a commit's header a read in a
+/// pack already mapped), never a tree walk or a blob read, which go through [`read_git`].
+/// What it saves: the hand-off to a blocking thread and back, two thread wake-ups.
+pub async fn read_git_inline<T>(
+    state: &Context,
+    repo: &RepoRef,
+    f: impl FnOnce(&GitRepo) -> ApiResult<T>,
+) -> ApiResult<Option<T>> {
+    crate::repos::reconcile::read_repo_inline(state, &repo.repo, f).await
 }
 
 /// Resolves a revision to its commit, or `RevisionNotFound`.

@@ -86,6 +86,26 @@ where
     open_put_back(state, repo.id, f).await
 }
 
+/// [`read_repo`] on the calling thread with an idle kept handle, if one is idle: `Ok(None)`
+/// (and `f` not run) when none is, including when the folder is missing — the caller then
+/// goes through [`read_repo`], which opens, or puts the folder back. See
+/// `repos::read_git_inline` for what `f` may do.
+pub async fn read_repo_inline<T>(
+    state: &Context,
+    repo: &Repo,
+    f: impl FnOnce(&GitRepo) -> ApiResult<T>,
+) -> ApiResult<Option<T>> {
+    ensure_checked(state, repo.id).await?;
+    let path = state.git_dir(repo.id);
+    let generation = repo.created_at_ms;
+    let Some(git) = state.kept_repos.take_idle(&path, generation) else {
+        return Ok(None);
+    };
+    let done = f(&git);
+    state.kept_repos.give_back(git, generation);
+    done.map(Some)
+}
+
 /// The second half of [`with_repo`] and [`read_repo`], once the open found the folder
 /// missing: the folder put back as a check would, then `f` on a fresh open.
 async fn open_put_back<T, F>(state: &Context, repo_id: i64, f: F) -> ApiResult<T>
