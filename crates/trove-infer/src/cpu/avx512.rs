@@ -356,8 +356,14 @@ mod tests {
                 }
             }
         }
-        // Past one pass over k (KC) with more rows than one block, several panels, ragged.
-        for (m, n, k) in [(25, 70, 300), (13, 97, 513), (40, 33, 257), (1, 1000, 768)] {
+        // Past one pass over k (KC) and over rows (MC), several panels, ragged.
+        for (m, n, k) in [
+            (25, 70, 300),
+            (13, 97, 513),
+            (40, 33, 257),
+            (1, 1000, 768),
+            (200, 45, 260),
+        ] {
             check(m, n, k, &mut rng);
         }
     }
