@@ -11,11 +11,15 @@
 //! sentence-transformers pooling, `modules.json` and `1_Pooling/config.json`. The sentences
 //! are the bench's: one of 10 words when BATCH is 1, else BATCH sentences of 4 to 16 words.
 //! Prints a line to read and, last, a JSON line: `rate` (embeddings/s over CALLS calls after
-//! one warm-up call) and `first` (the first sentence's embedding, for the bench to compare).
+//! one warm-up call), `cpu_rate` (the same per second of the process's CPU time, which a
+//! busy machine disturbs less) and `first` (the first sentence's embedding, for the bench to
+//! compare).
 
 use std::path::Path;
 use std::time::Instant;
 use trove_infer::{Device, Model, ModelFiles};
+
+mod bench_clock;
 
 fn json(path: &Path) -> Option<serde_json::Value> {
     let bytes = std::fs::read(path).ok()?;
@@ -51,15 +55,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()?;
-    let (first, seconds) = pool.install(|| -> trove_infer::Result<_> {
+    let (first, seconds, cpu) = pool.install(|| -> trove_infer::Result<_> {
         let first = encoder.embed(&sentences, false)?;
-        let start = Instant::now();
+        let (start, cpu) = (Instant::now(), bench_clock::process_cpu_seconds());
         for _ in 0..calls {
             encoder.embed(&sentences, false)?;
         }
-        Ok((first, start.elapsed().as_secs_f64()))
+        let cpu = cpu.zip(bench_clock::process_cpu_seconds());
+        Ok((
+            first,
+            start.elapsed().as_secs_f64(),
+            cpu.map(|(a, b)| b - a),
+        ))
     })?;
     let per = seconds / (calls * batch).max(1) as f64;
+    let cpu_rate = cpu.map(|cpu| (calls * batch) as f64 / cpu);
     let first = first.into_iter().next().and_then(|v| v.into_iter().next());
     println!(
         "{} values; {batch} per call; {threads} thread(s); {:.4} ms per embedding, {:.1} embeddings/s",
@@ -67,6 +77,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         per * 1e3,
         1.0 / per
     );
-    println!("{}", serde_json::json!({"rate": 1.0 / per, "first": first}));
+    println!(
+        "{}",
+        serde_json::json!({"rate": 1.0 / per, "cpu_rate": cpu_rate, "first": first})
+    );
     Ok(())
 }

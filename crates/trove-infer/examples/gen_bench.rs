@@ -9,11 +9,15 @@
 //! MODEL_DIR holds `config.json`, `tokenizer.json` and `model.safetensors`, or a `.gguf` file
 //! and `tokenizer.json`. The model should have no EOS token (the bench's have none) so that
 //! every call generates NEW tokens. Prints a line to read and, last, a JSON line: `rate`
-//! (generated tokens/s over CALLS calls after one warm-up call) and `ids` (the tokens).
+//! (generated tokens/s over CALLS calls after one warm-up call), `cpu_rate` (the same per
+//! second of the process's CPU time, which a busy machine disturbs less) and `ids` (the
+//! tokens).
 
 use std::path::Path;
 use std::time::Instant;
 use trove_infer::{Device, GenerationParams, Model, ModelFiles};
+
+mod bench_clock;
 
 fn json(path: &Path) -> Option<serde_json::Value> {
     let bytes = std::fs::read(path).ok()?;
@@ -57,9 +61,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()?;
-    let (ids, tokens, seconds) = pool.install(|| -> trove_infer::Result<_> {
+    let (ids, tokens, seconds, cpu) = pool.install(|| -> trove_infer::Result<_> {
         let first = decoder.generate("the cat", &params, true, &mut |_, _| true)?;
-        let start = Instant::now();
+        let (start, cpu) = (Instant::now(), bench_clock::process_cpu_seconds());
         let mut tokens = 0;
         for _ in 0..calls {
             tokens += decoder
@@ -67,14 +71,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .token_ids
                 .len();
         }
-        Ok((first.token_ids, tokens, start.elapsed().as_secs_f64()))
+        let cpu = cpu.zip(bench_clock::process_cpu_seconds());
+        Ok((
+            first.token_ids,
+            tokens,
+            start.elapsed().as_secs_f64(),
+            cpu.map(|(a, b)| b - a),
+        ))
     })?;
     let rate = tokens as f64 / seconds;
+    let cpu_rate = cpu.map(|cpu| tokens as f64 / cpu);
     println!(
         "{} tokens per call; {threads} thread(s); {:.3} ms per token, {rate:.1} tokens/s",
         ids.len(),
         1e3 / rate
     );
-    println!("{}", serde_json::json!({"rate": rate, "ids": ids}));
+    println!(
+        "{}",
+        serde_json::json!({"rate": rate, "cpu_rate": cpu_rate, "ids": ids})
+    );
     Ok(())
 }

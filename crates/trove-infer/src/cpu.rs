@@ -2,9 +2,13 @@
 //! `llama.rs`): the matrix product through the `gemm` crate (the kernel candle's CPU backend
 //! calls) on plain `f32` slices, and loops written so that the compiler vectorizes them —
 //! several running sums rather than one (float additions are not reordered for it), and
-//! `exp` as plain arithmetic rather than a library call.
+//! `exp` as plain arithmetic rather than a library call. On a CPU with AVX-512 the dense
+//! layers' products run this crate's own kernel instead (`cpu/avx512.rs`).
 
 use candle_core::{Result, Tensor};
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// Up to this many rows, a dense layer's product is written transposed (see
 /// [`Dense::forward`]); measured on the MiniLM-shaped model (docs/inference.md).
@@ -75,12 +79,32 @@ pub(crate) fn matmul_add_bt(
     Ok(())
 }
 
-/// A dense layer: weight `[out, in]` as stored, optional bias `[out]`.
+/// A dense layer: weight `[out, in]`, optional bias `[out]`.
 pub(crate) struct Dense {
-    weight: Vec<f32>,
+    weight: Weight,
     bias: Option<Vec<f32>>,
     inputs: usize,
     outputs: usize,
+}
+
+/// The weight as the product reads it.
+enum Weight {
+    /// As stored, `[out, in]`, for `gemm`.
+    Plain(Vec<f32>),
+    /// Packed for the AVX-512 kernel (only made on a CPU that has it).
+    #[cfg(target_arch = "x86_64")]
+    Packed(avx512::Packed),
+}
+
+impl Weight {
+    /// The packed form when the CPU runs the AVX-512 kernel, else the values as stored.
+    fn new(values: Vec<f32>, outputs: usize, inputs: usize) -> Weight {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(packed) = avx512::Packed::new(&values, outputs, inputs) {
+            return Weight::Packed(packed);
+        }
+        Weight::Plain(values)
+    }
 }
 
 impl Dense {
@@ -95,7 +119,7 @@ impl Dense {
             candle_core::bail!("a bias of {} for {outputs} outputs", bias.len());
         }
         Ok(Dense {
-            weight: values(weight)?,
+            weight: Weight::new(values(weight)?, outputs, inputs),
             bias,
             inputs,
             outputs,
@@ -104,11 +128,13 @@ impl Dense {
 
     /// `out = x · Wᵀ + b (+ residual)` for `x`: `[rows, in]` into `out`: `[rows, out]`.
     ///
-    /// For a few rows the product is written transposed, `[out, rows]`, then copied into
-    /// place: the matrix kernel then takes the weight as the side it reads as stored rather
-    /// than packing all of it again on every call, which for a 12-token sentence through a
-    /// MiniLM-shaped model cost more than the product itself. For many rows the packing is
-    /// shared by all of them and the product is written in place.
+    /// With the AVX-512 kernel the product is written in place whatever the row count (the
+    /// weight was packed once). With `gemm`, for a few rows the product is written
+    /// transposed, `[out, rows]`, then copied into place: the matrix kernel then takes the
+    /// weight as the side it reads as stored rather than packing all of it again on every
+    /// call, which for a 12-token sentence through a MiniLM-shaped model cost more than the
+    /// product itself. For many rows the packing is shared by all of them and the product
+    /// is written in place.
     pub fn forward(&self, x: &[f32], residual: Option<&[f32]>, out: &mut Vec<f32>) -> Result<()> {
         self.forward_with(x, residual, out, &mut Vec::new())
     }
@@ -122,6 +148,20 @@ impl Dense {
         transposed: &mut Vec<f32>,
     ) -> Result<()> {
         let rows = x.len() / self.inputs.max(1);
+        if x.len() != rows * self.inputs {
+            candle_core::bail!("an input of {} values for {} inputs", x.len(), self.inputs);
+        }
+        let weight = match &self.weight {
+            Weight::Plain(weight) => weight,
+            #[cfg(target_arch = "x86_64")]
+            Weight::Packed(packed) => {
+                self.start(rows, residual, out)?;
+                if !avx512::matmul_add(out, x, packed) {
+                    candle_core::bail!("a matrix product's sizes disagree");
+                }
+                return Ok(());
+            }
+        };
         if rows > 1 && rows <= FEW_ROWS {
             if residual.is_some_and(|r| r.len() != rows * self.outputs) {
                 candle_core::bail!("a residual of another size");
@@ -137,7 +177,7 @@ impl Dense {
             matmul_add_bt(
                 transposed,
                 x,
-                &self.weight,
+                weight,
                 (rows, self.outputs, self.inputs),
                 true,
             )?;
@@ -150,6 +190,13 @@ impl Dense {
             }
             return Ok(());
         }
+        self.start(rows, residual, out)?;
+        // One row is the same in either layout: written as the few rows' product is.
+        matmul_add_bt(out, x, weight, (rows, self.outputs, self.inputs), rows == 1)
+    }
+
+    /// `out` (`[rows, out]`) set to the bias plus the residual, for the product to add to.
+    fn start(&self, rows: usize, residual: Option<&[f32]>, out: &mut Vec<f32>) -> Result<()> {
         out.clear();
         match residual {
             Some(residual) => {
@@ -174,14 +221,7 @@ impl Dense {
                 None => out.resize(rows * self.outputs, 0.0),
             },
         }
-        // One row is the same in either layout: written as the few rows' product is.
-        matmul_add_bt(
-            out,
-            x,
-            &self.weight,
-            (rows, self.outputs, self.inputs),
-            rows == 1,
-        )
+        Ok(())
     }
 }
 
@@ -355,7 +395,7 @@ mod tests {
         matmul_add_bt(&mut transposed, &a, &b, (2, 2, 3), true).expect("sizes agree");
         assert_eq!(transposed, vec![1.0 - 2.0, 1.0 - 2.0, 1.0 + 3.0, 1.0 + 7.5]);
         let few = Dense {
-            weight: b.to_vec(),
+            weight: Weight::Plain(b.to_vec()),
             bias: Some(vec![10.0, 20.0]),
             inputs: 3,
             outputs: 2,
@@ -367,6 +407,55 @@ mod tests {
         assert!(
             matmul_add_bt(&mut dst, &a, &b, (2, 2, 2), false).is_err(),
             "sizes disagree"
+        );
+    }
+
+    /// Both forms of a dense layer — the AVX-512 kernel's packed weight when this CPU has
+    /// it, `gemm`'s as stored — give the same outputs, bias and residual included, for row
+    /// counts on both sides of the few-rows threshold and odd widths.
+    #[test]
+    fn a_packed_dense_layer_agrees_with_the_plain_one() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut random =
+            |len: usize| -> Vec<f32> { (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect() };
+        let mut packed_seen = false;
+        for (inputs, outputs) in [(1, 1), (15, 17), (33, 15), (64, 97), (17, 33)] {
+            let (w, bias) = (random(outputs * inputs), random(outputs));
+            let tensor = Tensor::from_vec(w.clone(), (outputs, inputs), &candle_core::Device::Cpu)
+                .expect("a tensor");
+            let bias_t = Tensor::from_vec(bias.clone(), outputs, &candle_core::Device::Cpu)
+                .expect("a tensor");
+            let dense = Dense::new(&tensor, Some(&bias_t)).expect("sizes agree");
+            packed_seen |= !matches!(dense.weight, Weight::Plain(_));
+            let plain = Dense {
+                weight: Weight::Plain(w),
+                bias: Some(bias),
+                inputs,
+                outputs,
+            };
+            for rows in [1, 2, 15, 17, 32, 33, 70] {
+                let x = random(rows * inputs);
+                let residual = random(rows * outputs);
+                for residual in [None, Some(residual.as_slice())] {
+                    let (mut got, mut want) = (Vec::new(), Vec::new());
+                    dense.forward(&x, residual, &mut got).expect("sizes agree");
+                    plain.forward(&x, residual, &mut want).expect("sizes agree");
+                    assert_eq!(got.len(), want.len());
+                    for (g, e) in got.iter().zip(&want) {
+                        assert!(
+                            (g - e).abs() <= 1e-5 * (inputs as f32 + 1.0),
+                            "{rows} rows, {inputs} → {outputs}: {g} vs {e}"
+                        );
+                    }
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            packed_seen,
+            std::arch::is_x86_feature_detected!("avx512f"),
+            "the kernel is used exactly when the CPU has AVX-512F"
         );
     }
 }
