@@ -273,7 +273,9 @@ fn stalled_body(e: &std::io::Error) -> Option<u64> {
         }
         // An `io::Error` hides what it wraps from `source()`.
         cur = match err.downcast_ref::<std::io::Error>() {
-            Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
             None => err.source(),
         };
     }

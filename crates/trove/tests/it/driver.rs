@@ -681,7 +681,10 @@ async fn lfs_upload_url(app: &TestApp, name: &str, data: &[u8]) -> (String, Stri
     let href = planned["objects"][0]["actions"]["upload"]["href"]
         .as_str()
         .expect("an upload action: the object is not held yet");
-    (href[href.find("/_lfs/").expect("a transfer URL")..].to_owned(), oid)
+    (
+        href[href.find("/_lfs/").expect("a transfer URL")..].to_owned(),
+        oid,
+    )
 }
 
 fn put_head(path: &str, len: usize, extra: &str) -> Vec<u8> {
@@ -692,12 +695,7 @@ fn put_head(path: &str, len: usize, extra: &str) -> Vec<u8> {
 /// no file recorded, no xorb published, no staging file.
 async fn held(app: &TestApp, oid: &str) -> bool {
     let sha = Sha256Hex::parse(oid).expect("oid");
-    let file = app
-        .state
-        .db
-        .xet_file_by_sha256(&sha)
-        .await
-        .expect("query");
+    let file = app.state.db.xet_file_by_sha256(&sha).await.expect("query");
     file.is_some()
 }
 

@@ -104,7 +104,12 @@ impl Lease {
 }
 
 /// Lends `tcp` (and `buf`, what was read past the head) to a body of `declared` bytes.
-pub fn lend(tcp: TcpStream, buf: BytesMut, declared: Declared, budget: HeadBudget) -> (Body, Lease) {
+pub fn lend(
+    tcp: TcpStream,
+    buf: BytesMut,
+    declared: Declared,
+    budget: HeadBudget,
+) -> (Body, Lease) {
     let home = Home(Arc::new(Mutex::new(None)));
     let reader = Reader {
         lent: Some(Lent {
@@ -216,7 +221,8 @@ async fn fill(lent: &mut Lent, frame: &mut Vec<u8>, want: usize) -> io::Result<(
         let room = want - frame.len();
         let read = tokio::time::timeout(
             lent.idle,
-            lent.tcp.read_buf(&mut bytes::BufMut::limit(&mut *frame, room)),
+            lent.tcp
+                .read_buf(&mut bytes::BufMut::limit(&mut *frame, room)),
         )
         .await;
         match read {

@@ -148,48 +148,47 @@ impl Connection {
         } = self;
         let mut buf = BytesMut::with_capacity(8 * 1024);
         loop {
-            let (request, meta, declared) =
-                match head::read(&mut tcp, &mut buf, budget, &mut stop).await {
-                    head::Head::Closed => return,
-                    head::Head::Plain(request, meta) => (request, meta, None),
-                    head::Head::WithBody(request, meta, declared) => {
-                        (request, meta, Some(declared))
+            let (request, meta, declared) = match head::read(&mut tcp, &mut buf, budget, &mut stop)
+                .await
+            {
+                head::Head::Closed => return,
+                head::Head::Plain(request, meta) => (request, meta, None),
+                head::Head::WithBody(request, meta, declared) => (request, meta, Some(declared)),
+                head::Head::HandOff => {
+                    let handed = Rewind {
+                        prefix: buf.freeze(),
+                        io: tcp,
+                    };
+                    // Refused only once the server has stopped accepting: the
+                    // connection closes, as a new one would be refused.
+                    let _ = handoff.send((handed, addr)).await;
+                    return;
+                }
+                head::Head::Refuse(error) => {
+                    // Refused before the router: its request id and its log line here.
+                    let id = uuid::Uuid::new_v4().to_string();
+                    tracing::info!(
+                        client.addr = %addr,
+                        request_id = %id,
+                        reason = %error,
+                        "request head refused"
+                    );
+                    let mut response = axum::response::IntoResponse::into_response(error);
+                    if let Ok(id) = http::HeaderValue::from_str(&id) {
+                        response.headers_mut().insert("x-request-id", id);
                     }
-                    head::Head::HandOff => {
-                        let handed = Rewind {
-                            prefix: buf.freeze(),
-                            io: tcp,
-                        };
-                        // Refused only once the server has stopped accepting: the
-                        // connection closes, as a new one would be refused.
-                        let _ = handoff.send((handed, addr)).await;
-                        return;
-                    }
-                    head::Head::Refuse(error) => {
-                        // Refused before the router: its request id and its log line here.
-                        let id = uuid::Uuid::new_v4().to_string();
-                        tracing::info!(
-                            client.addr = %addr,
-                            request_id = %id,
-                            reason = %error,
-                            "request head refused"
-                        );
-                        let mut response = axum::response::IntoResponse::into_response(error);
-                        if let Ok(id) = http::HeaderValue::from_str(&id) {
-                            response.headers_mut().insert("x-request-id", id);
-                        }
-                        let _ = write::response(
-                            &mut tcp,
-                            &http::Method::GET,
-                            http::Version::HTTP_11,
-                            false,
-                            response,
-                        )
-                        .await;
-                        linger(tcp).await;
-                        return;
-                    }
-                };
+                    let _ = write::response(
+                        &mut tcp,
+                        &http::Method::GET,
+                        http::Version::HTTP_11,
+                        false,
+                        response,
+                    )
+                    .await;
+                    linger(tcp).await;
+                    return;
+                }
+            };
             let method = request.method().clone();
             let version = request.version();
             let mut reusable = true;
@@ -198,8 +197,7 @@ impl Connection {
                 Some(declared) => {
                     // The socket goes with the body while the router runs, and comes back
                     // when the body is dropped.
-                    let (body, lease) =
-                        body::lend(tcp, std::mem::take(&mut buf), declared, budget);
+                    let (body, lease) = body::lend(tcp, std::mem::take(&mut buf), declared, budget);
                     let response = route(&app, request.map(|()| body), addr).await;
                     let Some(returned) = lease.reclaim() else {
                         tracing::debug!(client.addr = %addr, "the request body outlived its answer");
@@ -233,7 +231,11 @@ impl Connection {
 
 /// One request through the router, as hyper would call it (with the peer's address), and
 /// marked as served by the driver.
-async fn route(app: &Router, mut request: http::Request<Body>, addr: SocketAddr) -> axum::response::Response {
+async fn route(
+    app: &Router,
+    mut request: http::Request<Body>,
+    addr: SocketAddr,
+) -> axum::response::Response {
     request.extensions_mut().insert(ConnectInfo(addr));
     request.extensions_mut().insert(CanSendFiles);
     match app.clone().oneshot(request).await {

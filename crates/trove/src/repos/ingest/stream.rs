@@ -5,7 +5,8 @@
 //! through a bounded channel to the packing stage, a thread of the blocking pool that cuts
 //! and hashes chunks exactly as a Xet client would ([`StreamChunker`]), looks each batch of
 //! about [`LOOKUP_BATCH`] bytes of chunks up in the chunk index, and packs the chunks the
-//! store does not hold into server-built xorbs as they fill: written to staging files, or in
+//! store does not hold into server-built xorbs as they fill: written to staging files (with
+//! `O_DIRECT` where the filesystem allows, [`trove_store::DirectWriter`]), or in
 //! S3 mode built in memory while the node's budget for it has room
 //! ([`trove_store::Store::xorb_buffer`]; the bucket's answer to the PUT is what makes them
 //! durable, a local copy would only be written and read back). A full xorb is made durable
