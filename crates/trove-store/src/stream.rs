@@ -464,6 +464,38 @@ mod tests {
     }
 
     #[test]
+    fn direct_writer_writes_small_pieces_in_order() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = pattern(WRITE_BATCH * 2 + 4096 * 3 + 99);
+        for direct in [true, false] {
+            let path = dir.path().join(format!("x-{direct}"));
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .expect("create");
+            let mut out = if direct {
+                DirectWriter::new(file, &path)
+            } else {
+                DirectWriter::buffered(file)
+            };
+            // Record headers and chunk bodies, as a xorb is written.
+            for piece in data
+                .chunks(8)
+                .step_by(1)
+                .take(100)
+                .chain(data[800..].chunks(65_537))
+            {
+                out.write_all(piece).expect("write");
+            }
+            out.flush().expect("flush");
+            out.finish().expect("finish").sync_all().expect("sync");
+            assert!(std::fs::read(&path).expect("read back") == data, "{direct}");
+        }
+    }
+
+    #[test]
     fn aligned_buffer_is_aligned_and_keeps_the_rest() {
         let mut buf = AlignedBuf::new(2 * ALIGN);
         assert_eq!(buf.filled().as_ptr().addr() % ALIGN, 0);
