@@ -48,6 +48,6 @@ pub use s3::{
     ByteStream, LocalCopy, S3Checksum, S3Config, S3Store, SINGLE_PUT_MAX, XorbBuffer, XorbPieces,
 };
 pub use store::{ReadyXorb, ReceivedXorb, Store, TrashedXorb};
-pub use stream::WRITE_BATCH;
+pub use stream::{DirectWriter, WRITE_BATCH};
 pub use trove_types::Sha256Hex;
 pub use xorbs::StagedXorb;

@@ -250,13 +250,36 @@ impl From<trove_store::StoreError> for ApiError {
                 message: format!("{e}; ask the batch API for a new upload"),
                 commit: None,
             },
-            StoreError::Body(_) => {
-                ApiError::bad_request(format!("The upload was interrupted: {e}"))
-            }
+            StoreError::Body(ref body) => match stalled_body(body) {
+                Some(secs) => ApiError::RequestTimeout { secs },
+                None => ApiError::bad_request(format!("The upload was interrupted: {e}")),
+            },
             StoreError::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
             other => ApiError::internal(other),
         }
     }
+}
+
+/// The driver's budget of seconds, if a body failed because its client stalled past it
+/// (`http::driver::body::BodyStalled`, wrapped in the errors of the layers between).
+fn stalled_body(e: &std::io::Error) -> Option<u64> {
+    use crate::http::driver::body::BodyStalled;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    // Bounded: error chains are a few links long.
+    for _ in 0..16 {
+        let err = cur?;
+        if let Some(stalled) = err.downcast_ref::<BodyStalled>() {
+            return Some(stalled.secs);
+        }
+        // An `io::Error` hides what it wraps from `source()`.
+        cur = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
 }
 
 impl From<std::io::Error> for ApiError {

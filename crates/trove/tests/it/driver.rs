@@ -661,3 +661,197 @@ async fn the_access_log_counts_the_bytes_sent_from_files() {
         assert!(line.contains("user=\"admin\""), "{line}");
     }
 }
+
+/// The signed upload URL (path and query) the batch API gives for `data` in model
+/// `admin/{name}`, and the data's oid.
+async fn lfs_upload_url(app: &TestApp, name: &str, data: &[u8]) -> (String, String) {
+    let oid = sha(data);
+    let r = app
+        .post(&format!("/admin/{name}.git/info/lfs/objects/batch"))
+        .token(&app.admin_token)
+        .header("accept", LFS_JSON)
+        .json(&json!({
+            "operation": "upload", "transfers": ["basic"],
+            "objects": [{"oid": oid, "size": data.len()}], "hash_algo": "sha256"
+        }))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+    let planned: Value = r.json();
+    let href = planned["objects"][0]["actions"]["upload"]["href"]
+        .as_str()
+        .expect("an upload action: the object is not held yet");
+    (
+        href[href.find("/_lfs/").expect("a transfer URL")..].to_owned(),
+        oid,
+    )
+}
+
+fn put_head(path: &str, len: usize, extra: &str) -> Vec<u8> {
+    format!("PUT {path} HTTP/1.1\r\nHost: hub\r\nContent-Length: {len}\r\n{extra}\r\n").into_bytes()
+}
+
+/// Whether the object is stored and recorded; and that nothing of a refused upload is left:
+/// no file recorded, no xorb published, no staging file.
+async fn held(app: &TestApp, oid: &str) -> bool {
+    let sha = Sha256Hex::parse(oid).expect("oid");
+    let file = app.state.db.xet_file_by_sha256(&sha).await.expect("query");
+    file.is_some()
+}
+
+fn nothing_left(app: &TestApp) {
+    let root = app.state.store.root();
+    assert_eq!(crate::storage::xorb_bytes(root), 0, "no xorb published");
+    let left = crate::storage::temp_files(root);
+    assert!(left.is_empty(), "staging left: {left:?}");
+}
+
+#[tokio::test]
+async fn an_lfs_upload_read_by_the_driver_is_stored_and_the_connection_goes_on() {
+    let app = TestApp::new().await;
+    app.create_repo("up", "model").await;
+    app.commit_files("up", "readme", &[("README.md", "# up\n")])
+        .await;
+    let served = serve(&app, HeadBudget::default()).await;
+    let token = app.admin_token.clone();
+    let data = mixed_bytes();
+    let (url, oid) = lfs_upload_url(&app, "up", &data).await;
+
+    // Head and body in uneven writes, a GET pipelined right behind the body.
+    let mut c = Client::connect(served.addr).await;
+    c.send(&put_head(&url, data.len(), "")).await;
+    for piece in data.chunks(300_007) {
+        c.send(piece).await;
+    }
+    c.send(&get("/admin/up/resolve/main/README.md", &token, ""))
+        .await;
+    let stored = c.answer(false).await;
+    assert_eq!(
+        stored.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&stored.body)
+    );
+    assert_eq!(stored.header("connection"), None, "{stored:?}");
+    assert_eq!(c.answer(false).await.body, b"# up\n");
+    assert!(held(&app, &oid).await);
+
+    // The same connection downloads what it uploaded.
+    commit_pointer(&app, "up", "w.bin", &oid, data.len()).await;
+    c.send(&get("/admin/up/resolve/main/w.bin", &token, ""))
+        .await;
+    let back = c.answer(false).await;
+    assert_eq!(back.status, 200);
+    assert_eq!(sha(&back.body), oid);
+
+    // `Expect: 100-continue`: the driver says go on when the handler wants the body.
+    let other = random_bytes(21, 3 << 20);
+    let (url, oid) = lfs_upload_url(&app, "up", &other).await;
+    c.send(&put_head(&url, other.len(), "Expect: 100-continue\r\n"))
+        .await;
+    assert_eq!(c.answer(true).await.status, 100);
+    c.send(&other).await;
+    assert_eq!(c.answer(false).await.status, 200);
+    assert!(held(&app, &oid).await);
+
+    // A refusal before the body is wanted (a signature that does not match): the final
+    // answer at once, no `100`, and the connection closes (its body was never read).
+    let other = random_bytes(22, 1 << 20);
+    let (url, _) = lfs_upload_url(&app, "up", &other).await;
+    let forged = url.replace("sig=", "sig=0");
+    let mut c = Client::connect(served.addr).await;
+    c.send(&put_head(&forged, other.len(), "Expect: 100-continue\r\n"))
+        .await;
+    let refused = c.answer(false).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(refused.header("connection"), Some("close"));
+    assert!(c.closed().await);
+}
+
+#[tokio::test]
+async fn a_bad_driver_read_upload_is_refused_and_leaves_nothing() {
+    let app = TestApp::new().await;
+    app.create_repo("bad", "model").await;
+    let budget = HeadBudget {
+        body_idle: Duration::from_millis(500),
+        ..HeadBudget::default()
+    };
+    let served = serve(&app, budget).await;
+    let data = random_bytes(31, (5 << 20) + 12_345);
+    let (url, oid) = lfs_upload_url(&app, "bad", &data).await;
+
+    // A declared length other than the signed size: 400 before a byte is read.
+    let mut c = Client::connect(served.addr).await;
+    c.send(&put_head(&url, data.len() - 1, "")).await;
+    let wrong_size = c.answer(false).await;
+    assert_eq!(wrong_size.status, 400, "{wrong_size:?}");
+    assert!(
+        wrong_size
+            .header("x-error-message")
+            .is_some_and(|m| m.contains("declares")),
+        "{wrong_size:?}"
+    );
+
+    // The right size, other bytes: read to the end, refused, nothing kept.
+    let mut wrong = data.clone();
+    wrong[4 << 20] ^= 1;
+    let mut c = Client::connect(served.addr).await;
+    c.send(&put_head(&url, wrong.len(), "")).await;
+    c.send(&wrong).await;
+    let mismatch = c.answer(false).await;
+    assert_eq!(mismatch.status, 400, "{mismatch:?}");
+    assert!(
+        mismatch
+            .header("x-error-message")
+            .is_some_and(|m| m.to_lowercase().contains("hash")),
+        "{mismatch:?}"
+    );
+    assert!(!held(&app, &oid).await);
+    nothing_left(&app);
+
+    // The client hangs up mid-body: nothing half-visible, the server goes on.
+    let mut c = Client::connect(served.addr).await;
+    c.send(&put_head(&url, data.len(), "")).await;
+    c.send(&data[..3 << 20]).await;
+    drop(c);
+    // Slow client: half the body, then silence past the budget: 408, and the connection
+    // closes. (This also waits for the hang-up above to be handled.)
+    let mut c = Client::connect(served.addr).await;
+    c.send(&put_head(&url, data.len(), "")).await;
+    c.send(&data[..2 << 20]).await;
+    let stalled = c.answer(false).await;
+    assert_eq!(stalled.status, 408, "{stalled:?}");
+    assert_eq!(stalled.header("connection"), Some("close"));
+    assert!(c.closed().await);
+    let mut settled = false;
+    for _ in 0..100 {
+        if crate::storage::temp_files(app.state.store.root()).is_empty() {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(settled, "the cut uploads' staging is removed");
+    assert!(!held(&app, &oid).await);
+    nothing_left(&app);
+
+    // A chunked body goes to hyper, as before, and is stored.
+    let mut c = Client::connect(served.addr).await;
+    let mut raw = format!("PUT {url} HTTP/1.1\r\nHost: hub\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .into_bytes();
+    for piece in data.chunks(1 << 20) {
+        raw.extend(format!("{:x}\r\n", piece.len()).into_bytes());
+        raw.extend_from_slice(piece);
+        raw.extend(b"\r\n");
+    }
+    raw.extend(b"0\r\n\r\n");
+    c.send(&raw).await;
+    let chunked = c.answer(false).await;
+    assert_eq!(
+        chunked.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&chunked.body)
+    );
+    assert!(held(&app, &oid).await);
+}

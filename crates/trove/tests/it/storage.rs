@@ -29,7 +29,7 @@ fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// Bytes of every xorb in the store.
-fn xorb_bytes(root: &Path) -> u64 {
+pub(crate) fn xorb_bytes(root: &Path) -> u64 {
     let Ok(dirs) = std::fs::read_dir(root.join("xorbs")) else {
         return 0;
     };
@@ -307,7 +307,7 @@ fn uneven_pieces(
 }
 
 /// Files in the store's `tmp/`.
-fn temp_files(root: &Path) -> Vec<std::fs::DirEntry> {
+pub(crate) fn temp_files(root: &Path) -> Vec<std::fs::DirEntry> {
     std::fs::read_dir(root.join("tmp"))
         .into_iter()
         .flatten()

@@ -1,6 +1,8 @@
 //! Reading one request head within the budget (bytes, time) and deciding who serves it: the
-//! driver (a plain GET or HEAD without a body) or hyper (everything else).
+//! driver (a plain GET or HEAD without a body, or an LFS transfer's `PUT` with a
+//! `Content-Length`, see `body`) or hyper (everything else).
 
+use super::body::{self, Declared};
 use bytes::BytesMut;
 use http::{HeaderName, HeaderValue, Method, Request, Uri, Version};
 use std::time::Duration;
@@ -19,6 +21,9 @@ pub struct HeadBudget {
     pub max_time: Duration,
     /// Waiting for the first byte of a request on an open connection.
     pub idle: Duration,
+    /// Waiting for the next byte of a body the driver reads (`body::takes_body`): a client
+    /// that stalls longer gets 408 and the connection closes.
+    pub body_idle: Duration,
 }
 
 impl Default for HeadBudget {
@@ -28,6 +33,7 @@ impl Default for HeadBudget {
             max_headers: 100,
             max_time: Duration::from_secs(30),
             idle: Duration::from_secs(75),
+            body_idle: Duration::from_secs(60),
         }
     }
 }
@@ -40,6 +46,10 @@ pub enum Head {
     /// A GET or HEAD without a body, for the driver; its `len` bytes are consumed from the
     /// buffer (what follows is the next request).
     Plain(Request<()>, Meta),
+    /// A request whose body the driver reads itself (`body::takes_body`), with a
+    /// `Content-Length`; the head is consumed from the buffer, the body's first bytes may
+    /// follow it there.
+    WithBody(Request<()>, Meta, Declared),
     /// Anything else: hyper serves the connection from the bytes already read on.
     HandOff,
     /// A head that is malformed, too large or too slow: this answer, then close.
@@ -123,6 +133,7 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Option<Head> {
     let method = match req.method {
         Some("GET") => Method::GET,
         Some("HEAD") => Method::HEAD,
+        Some("PUT") => Method::PUT,
         _ => return Some(Head::HandOff),
     };
     let version = match req.version {
@@ -134,6 +145,10 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Option<Head> {
         // Absolute-form and the like: hyper's business.
         return Some(Head::HandOff);
     };
+    let with_body = method == Method::PUT;
+    if with_body && !body::takes_body(&method, path) {
+        return Some(Head::HandOff);
+    }
     let Ok(uri) = path.parse::<Uri>() else {
         return Some(Head::Refuse(crate::error::ApiError::bad_request(
             "Bad request: invalid request target",
@@ -145,6 +160,8 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Option<Head> {
     *request.version_mut() = version;
     let mut close = false;
     let mut keep = false;
+    let mut length: Option<u64> = None;
+    let mut expect_continue = false;
     for h in req.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
             return Some(Head::Refuse(crate::error::ApiError::bad_request(
@@ -156,8 +173,24 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Option<Head> {
                 "Bad request: invalid header value",
             )));
         };
-        // A body, an upgrade or a `100 Continue` to send: hyper knows how.
-        if name == http::header::CONTENT_LENGTH
+        // A body of a known length, for a request the driver reads the body of; any other
+        // body, an upgrade, chunks or an expectation: hyper knows how.
+        if with_body && name == http::header::CONTENT_LENGTH && length.is_none() {
+            let digits = h.value.trim_ascii();
+            let parsed = std::str::from_utf8(digits)
+                .ok()
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|d| d.parse::<u64>().ok());
+            let Some(len) = parsed else {
+                return Some(Head::HandOff);
+            };
+            length = Some(len);
+        } else if with_body
+            && name == http::header::EXPECT
+            && h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
+        {
+            expect_continue = version == Version::HTTP_11;
+        } else if name == http::header::CONTENT_LENGTH
             || name == http::header::TRANSFER_ENCODING
             || name == http::header::UPGRADE
             || name == http::header::EXPECT
@@ -177,6 +210,20 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Option<Head> {
         Version::HTTP_10 => keep && !close,
         _ => !close,
     };
+    if with_body && length.is_none() {
+        return Some(Head::HandOff);
+    }
     let _ = buf.split_to(len);
-    Some(Head::Plain(request, Meta { keep_alive }))
+    let meta = Meta { keep_alive };
+    if let Some(len) = length {
+        return Some(Head::WithBody(
+            request,
+            meta,
+            Declared {
+                len,
+                expect_continue,
+            },
+        ));
+    }
+    Some(Head::Plain(request, meta))
 }

@@ -5,11 +5,15 @@
 //! download whose bytes are file ranges (`repos::file_ranges`) goes out with `sendfile(2)`
 //! instead of being read into memory and written back. Keep-alive sequences of such requests
 //! stay here; the first request of any other kind hands the connection, with the bytes
-//! already read, to hyper (through `axum::serve`) for the rest of its life.
+//! already read, to hyper (through `axum::serve`) for the rest of its life — except the LFS
+//! transfers' uploads (`PUT` with a `Content-Length`), whose bodies the driver reads itself,
+//! straight from the socket into the buffers the upload path hashes and chunks ([`body`]).
 //!
 //! Why a loop of our own: hyper owns its connections and has no way to hand the kernel a
-//! file range for a plain 200 (docs/benchmarks.md, "Where a 10 MiB GET's time goes").
+//! file range for a plain 200 (docs/benchmarks.md, "Where a 10 MiB GET's time goes"), nor a
+//! way to receive a body into buffers of the caller's choosing.
 
+pub mod body;
 mod head;
 mod write;
 
@@ -133,67 +137,110 @@ struct Connection {
 }
 
 impl Connection {
-    async fn drive(mut self) {
+    async fn drive(self) {
+        let Connection {
+            mut tcp,
+            addr,
+            app,
+            handoff,
+            mut stop,
+            budget,
+        } = self;
         let mut buf = BytesMut::with_capacity(8 * 1024);
         loop {
-            let (request, meta) =
-                match head::read(&mut self.tcp, &mut buf, self.budget, &mut self.stop).await {
-                    head::Head::Closed => return,
-                    head::Head::Plain(request, meta) => (request, meta),
-                    head::Head::HandOff => {
-                        let handed = Rewind {
-                            prefix: buf.freeze(),
-                            io: self.tcp,
-                        };
-                        // Refused only once the server has stopped accepting: the
-                        // connection closes, as a new one would be refused.
-                        let _ = self.handoff.send((handed, self.addr)).await;
-                        return;
+            let (request, meta, declared) = match head::read(&mut tcp, &mut buf, budget, &mut stop)
+                .await
+            {
+                head::Head::Closed => return,
+                head::Head::Plain(request, meta) => (request, meta, None),
+                head::Head::WithBody(request, meta, declared) => (request, meta, Some(declared)),
+                head::Head::HandOff => {
+                    let handed = Rewind {
+                        prefix: buf.freeze(),
+                        io: tcp,
+                    };
+                    // Refused only once the server has stopped accepting: the
+                    // connection closes, as a new one would be refused.
+                    let _ = handoff.send((handed, addr)).await;
+                    return;
+                }
+                head::Head::Refuse(error) => {
+                    // Refused before the router: its request id and its log line here.
+                    let id = uuid::Uuid::new_v4().to_string();
+                    tracing::info!(
+                        client.addr = %addr,
+                        request_id = %id,
+                        reason = %error,
+                        "request head refused"
+                    );
+                    let mut response = axum::response::IntoResponse::into_response(error);
+                    if let Ok(id) = http::HeaderValue::from_str(&id) {
+                        response.headers_mut().insert("x-request-id", id);
                     }
-                    head::Head::Refuse(error) => {
-                        // Refused before the router: its request id and its log line here.
-                        let id = uuid::Uuid::new_v4().to_string();
-                        tracing::info!(
-                            client.addr = %self.addr,
-                            request_id = %id,
-                            reason = %error,
-                            "request head refused"
-                        );
-                        let mut response = axum::response::IntoResponse::into_response(error);
-                        if let Ok(id) = http::HeaderValue::from_str(&id) {
-                            response.headers_mut().insert("x-request-id", id);
-                        }
-                        let _ = write::response(
-                            &mut self.tcp,
-                            &http::Method::GET,
-                            http::Version::HTTP_11,
-                            false,
-                            response,
-                        )
-                        .await;
-                        linger(self.tcp).await;
-                        return;
-                    }
-                };
+                    let _ = write::response(
+                        &mut tcp,
+                        &http::Method::GET,
+                        http::Version::HTTP_11,
+                        false,
+                        response,
+                    )
+                    .await;
+                    linger(tcp).await;
+                    return;
+                }
+            };
             let method = request.method().clone();
             let version = request.version();
-            let mut request = request.map(|()| Body::empty());
-            request.extensions_mut().insert(ConnectInfo(self.addr));
-            request.extensions_mut().insert(CanSendFiles);
-            let response = match self.app.clone().oneshot(request).await {
-                Ok(response) => response,
-                Err(never) => match never {},
+            let mut reusable = true;
+            let response = match declared {
+                None => route(&app, request.map(|()| Body::empty()), addr).await,
+                Some(declared) => {
+                    // The socket goes with the body while the router runs, and comes back
+                    // when the body is dropped.
+                    let (body, lease) = body::lend(tcp, std::mem::take(&mut buf), declared, budget);
+                    let response = route(&app, request.map(|()| body), addr).await;
+                    let Some(returned) = lease.reclaim() else {
+                        tracing::debug!(client.addr = %addr, "the request body outlived its answer");
+                        return;
+                    };
+                    tcp = returned.tcp;
+                    buf = returned.buf;
+                    reusable = returned.reusable;
+                    response
+                }
             };
-            let keep_alive = meta.keep_alive && !*self.stop.borrow();
-            match write::response(&mut self.tcp, &method, version, keep_alive, response).await {
+            let keep_alive = reusable && meta.keep_alive && !*stop.borrow();
+            let sent = write::response(&mut tcp, &method, version, keep_alive, response).await;
+            if !reusable {
+                // A body not read to its end: what the client still sends is dropped for a
+                // moment so that the close does not destroy the answer.
+                linger(tcp).await;
+                return;
+            }
+            match sent {
                 Ok(write::Sent::KeepAlive) => {}
                 Ok(write::Sent::Close) => return,
                 Err(e) => {
-                    tracing::debug!(error = %e, client.addr = %self.addr, "response cut short");
+                    tracing::debug!(error = %e, client.addr = %addr, "response cut short");
                     return;
                 }
             }
         }
+    }
+}
+
+/// One request through the router, as hyper would call it (with the peer's address), and
+/// marked as served by the driver.
+async fn route(
+    app: &Router,
+    mut request: http::Request<Body>,
+    addr: SocketAddr,
+) -> axum::response::Response {
+    request.extensions_mut().insert(ConnectInfo(addr));
+    request.extensions_mut().insert(CanSendFiles);
+    match app.clone().oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
     }
 }
 

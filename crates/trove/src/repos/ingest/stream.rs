@@ -5,7 +5,8 @@
 //! through a bounded channel to the packing stage, a thread of the blocking pool that cuts
 //! and hashes chunks exactly as a Xet client would ([`StreamChunker`]), looks each batch of
 //! about [`LOOKUP_BATCH`] bytes of chunks up in the chunk index, and packs the chunks the
-//! store does not hold into server-built xorbs as they fill: written to staging files, or in
+//! store does not hold into server-built xorbs as they fill: written to staging files (with
+//! `O_DIRECT` where the filesystem allows, [`trove_store::DirectWriter`]), or in
 //! S3 mode built in memory while the node's budget for it has room
 //! ([`trove_store::Store::xorb_buffer`]; the bucket's answer to the PUT is what makes them
 //! durable, a local copy would only be written and read back). A full xorb is made durable
@@ -39,13 +40,13 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use trove_db::{Db, NewXorb, XetFile};
-use trove_store::{ReadyXorb, StagedXorb, Store, StoreError, XorbBuffer};
+use trove_store::{DirectWriter, ReadyXorb, StagedXorb, Store, StoreError, XorbBuffer};
 use trove_types::Sha256Hex;
 use trove_xet::XetHash;
 use trove_xet::chunk::{StreamChunk, StreamChunker};
@@ -71,8 +72,6 @@ const JOIN_CAPACITY: usize = BATCH + BATCH / 2;
 /// Join buffers kept for reuse: those the chunks waiting for their lookup still point into
 /// ([`LOOKUP_BATCH`] and the tail), and those freed since.
 const JOIN_BUFFERS: usize = 12;
-/// Write buffer of the staging file of the xorb being filled.
-const WRITE_BUFFER: usize = 1 << 20;
 
 /// What the body stream sends the stage.
 pub(crate) enum Msg {
@@ -323,7 +322,10 @@ enum Sink {
     /// A staging file (always locally; in S3 mode when the memory budget is used up).
     File {
         staged: StagedXorb,
-        out: BufWriter<File>,
+        /// Straight to the disk where it can (locally: nothing reads the xorb back before
+        /// the upload ends, and fresh page-cache pages for all of its bytes cost about as
+        /// much CPU as hashing them).
+        out: DirectWriter,
     },
     /// Memory, in S3 mode: put into the bucket from there.
     Memory(XorbBuffer),
@@ -584,11 +586,14 @@ impl Stage {
                 let sink = match self.store.xorb_buffer(limit) {
                     Some(buffer) => Sink::Memory(buffer),
                     None => {
-                        let (staged, out) = self.store.create_staged_xorb()?;
-                        Sink::File {
-                            staged,
-                            out: BufWriter::with_capacity(WRITE_BUFFER, out),
-                        }
+                        let (staged, file) = self.store.create_staged_xorb()?;
+                        // In S3 mode the file is read back for its PUT: from the page cache.
+                        let out = if self.store.is_remote() {
+                            DirectWriter::buffered(file)
+                        } else {
+                            DirectWriter::new(file, staged.path())
+                        };
+                        Sink::File { staged, out }
                     }
                 };
                 self.filling.insert(Filling {
@@ -620,9 +625,7 @@ impl Stage {
         // Flushed and closed before it is read back for its PUT (or fsynced).
         let sink = match sink {
             Sink::File { mut staged, out } => {
-                let file: File = out
-                    .into_inner()
-                    .map_err(|e| ApiError::internal(e.into_error()))?;
+                let file: File = out.finish().map_err(ApiError::internal)?;
                 drop(file);
                 staged.set_len(len);
                 Full::File(staged)
