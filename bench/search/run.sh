@@ -7,7 +7,11 @@
 #
 # Env: TROVE_BIN (default target/release/trove), REPOS (100000), DURATION (10s per run),
 #      BENCH_DIR (/tmp/trove-bench-search; the seeded data dir is kept there and reused),
-#      PORT (18091).
+#      PORT (18091), ONLY (an extended regex: run only the scenarios whose name matches).
+#
+# Besides latency and throughput, each run reports the server's CPU time per request
+# (user + system from /proc/PID/stat over the run, divided by the requests wrk completed):
+# on a shared machine it moves much less with the other load than p99 does.
 #
 # Seeding goes through `trove bench-seed-search`: synthetic but realistic cards, parsed by
 # the real card parser, written to the same index columns reindex writes, in batches of 2000
@@ -79,20 +83,31 @@ SCENARIOS=(
     "cardData page|/api/models?filter=transformers&cardData=true&sort=downloads&limit=20|0"
 )
 
-printf '\n| scenario | c | p50 | p99 | req/s |\n|---|---|---|---|---|\n'
+# The server's user + system CPU time so far, in clock ticks.
+server_ticks() {
+    awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"
+}
+TICK=$(getconf CLK_TCK)
+
+printf '\n| scenario | c | p50 | p99 | req/s | CPU µs/req |\n|---|---|---|---|---|---|\n'
 for scenario in "${SCENARIOS[@]}"; do
     IFS='|' read -r name path auth <<<"$scenario"
+    [[ -n "${ONLY:-}" && ! "$name" =~ $ONLY ]] && continue
     headers=()
     [[ "$auth" == 1 ]] && headers=(-H "Authorization: Bearer $USER_TOKEN")
     curl -fsS "${headers[@]}" "$URL$path" >/dev/null   # warm up, and fail loudly on an error
     for c in 1 16; do
         threads=$(( c < 2 ? 1 : 2 ))
+        ticks_before=$(server_ticks)
         out=$(wrk -t"$threads" -c"$c" -d"$DURATION" --latency "${headers[@]}" "$URL$path")
+        ticks=$(( $(server_ticks) - ticks_before ))
+        requests=$(awk '/requests in/ {print $1}' <<<"$out")
+        cpu=$(awk -v t="$ticks" -v hz="$TICK" -v n="$requests" 'BEGIN {printf "%.0f", (n > 0 ? t / hz * 1e6 / n : 0)}')
         p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
         p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
         rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
         errors=$(grep -E 'Non-2xx|Socket errors' <<<"$out" || true)
-        printf '| %s | %s | %s | %s | %s |%s\n' "$name" "$c" "$p50" "$p99" "$rps" "${errors:+ $errors}"
+        printf '| %s | %s | %s | %s | %s | %s |%s\n' "$name" "$c" "$p50" "$p99" "$rps" "$cpu" "${errors:+ $errors}"
     done
 done
 
@@ -101,4 +116,4 @@ hwm=$(awk '/VmHWM/ {print $2 " " $3}' "/proc/$SERVER_PID/status")
 db_size=$(du -cb "$DATA"/trove.db* | awk 'END {print $1}')
 printf '\nrepositories: %s\nserver memory: RSS %s (peak %s)\nSQLite size: %s bytes (%s MiB, with WAL)\n' \
     "$REPOS" "$rss" "$hwm" "$db_size" "$(( db_size / 1048576 ))"
-echo "binary: $(describe_binary "$BIN"), nproc $(nproc)"
+echo "binary: $(describe_binary "$BIN"), nproc $(nproc), load average $(cut -d' ' -f1-3 /proc/loadavg)"

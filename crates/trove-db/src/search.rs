@@ -72,6 +72,14 @@ const INDEX_COLUMNS: &str = "ri.sha, ri.last_modified, ri.pipeline_tag, ri.libra
      ri.tags, ri.card_data, ri.card_warnings, ri.siblings, ri.used_storage, ri.safetensors, \
      ri.params_total, ri.config, ri.downloads, ri.downloads_all_time, ri.likes, ri.trending_score";
 
+/// [`INDEX_COLUMNS`] without the JSON documents (card data and warnings, file list,
+/// safetensors and config summaries), in their place what a repository without them has: a
+/// page that does not show them never reads or copies them.
+const INDEX_COLUMNS_NO_DOCUMENTS: &str = "ri.sha, ri.last_modified, ri.pipeline_tag, \
+     ri.library_name, ri.sdk, ri.tags, CAST(NULL AS TEXT), '[]', '[]', ri.used_storage, \
+     CAST(NULL AS TEXT), ri.params_total, CAST(NULL AS TEXT), ri.downloads, ri.downloads_all_time, \
+     ri.likes, ri.trending_score";
+
 impl RepoIndex {
     fn from_row(row: &impl crate::backend::DbRow, o: usize) -> Result<RepoIndex> {
         Ok(RepoIndex {
@@ -180,6 +188,10 @@ pub struct ListQuery {
     pub after: Option<Cursor>,
     /// Rows to return (one more is read to know whether a next page exists).
     pub limit: u32,
+    /// Whether each item's JSON documents are read: card data and warnings, file list,
+    /// safetensors and config summaries. When `false` those [`RepoIndex`] fields are empty
+    /// (`None`, `"[]"`) whatever the repository has.
+    pub documents: bool,
 }
 
 /// One listed repository.
@@ -382,6 +394,74 @@ where
     }
 }
 
+/// How many repositories carry each tag (0 for unknown tags), and how many of `repo_type`
+/// exist: one statement, so both come from one snapshot and one round trip.
+async fn facet_counts(
+    conn: Conn<'_>,
+    repo_type: RepoType,
+    tags: &[String],
+) -> Result<(Vec<i64>, i64)> {
+    with_conn!(conn, conn => {
+        let mut qb: QueryBuilder<'_, _> =
+            QueryBuilder::new("SELECT tag, n FROM facet_counts WHERE tag IN (");
+        push_bound_list(&mut qb, tags.iter().cloned());
+        qb.push(") UNION ALL SELECT NULL, n FROM type_counts WHERE repo_type = ");
+        qb.push_bind(repo_type.as_str());
+        let rows = qb.build().fetch_all(&mut *conn).await?;
+        let mut counts = vec![0; tags.len()];
+        let mut total = 0;
+        for row in &rows {
+            let tag: Option<String> = row.try_get(0)?;
+            let n: i64 = row.try_get(1)?;
+            match tag {
+                Some(tag) => {
+                    if let Some(i) = tags.iter().position(|t| *t == tag) {
+                        counts[i] = n;
+                    }
+                }
+                None => total = n,
+            }
+        }
+        Ok((counts, total))
+    })
+}
+
+/// Whether `namespace` has fewer than [`DRIVE_BELOW`] repositories of `repo_type`.
+async fn author_is_selective(conn: Conn<'_>, repo_type: RepoType, namespace: &str) -> Result<bool> {
+    with_conn!(conn, conn => {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM repos WHERE repo_type = $1 AND namespace = $2 \
+             LIMIT $3)",
+        )
+        .bind(repo_type.as_str())
+        .bind(namespace)
+        .bind(DRIVE_BELOW as i64)
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok((n as f64) < DRIVE_BELOW)
+    })
+}
+
+/// Whether a substring search matches fewer than [`DRIVE_BELOW`] repositories (counting
+/// stops there, so a common term costs no more than a rare one). Long terms are taken as
+/// selective without counting: evaluating their many trigrams twice costs more than it
+/// could save.
+async fn search_is_selective(conn: Conn<'_>, text: &str) -> Result<bool> {
+    if text.chars().count() >= LONG_SEARCH {
+        return Ok(true);
+    }
+    with_conn!(conn, conn => {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM repo_search WHERE repo_search MATCH $1 LIMIT $2)",
+        )
+        .bind(fts_phrase(text))
+        .bind(DRIVE_BELOW as i64)
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok((n as f64) < DRIVE_BELOW)
+    })
+}
+
 impl Db {
     /// Writes what reindex found, replacing the previous card, file and tag data in one
     /// transaction. Counters are left alone. `false` if the repository no longer exists.
@@ -508,70 +588,6 @@ impl Db {
         })
     }
 
-    /// How many repositories carry each tag (0 for unknown tags), and how many of `repo_type`
-    /// exist.
-    async fn facet_counts(&self, repo_type: RepoType, tags: &[String]) -> Result<(Vec<i64>, i64)> {
-        with_pool!(self, pool => {
-            let mut qb: QueryBuilder<'_, _> =
-                QueryBuilder::new("SELECT tag, n FROM facet_counts WHERE tag IN (");
-            let mut list = qb.separated(", ");
-            for tag in tags {
-                list.push_bind(tag.clone());
-            }
-            qb.push(")");
-            let rows = qb.build().fetch_all(pool).await?;
-            let mut counts = vec![0; tags.len()];
-            for row in &rows {
-                let tag: String = row.try_get(0)?;
-                if let Some(i) = tags.iter().position(|t| *t == tag) {
-                    counts[i] = row.try_get(1)?;
-                }
-            }
-            let total: Option<i64> =
-                sqlx::query_scalar("SELECT n FROM type_counts WHERE repo_type = $1")
-                    .bind(repo_type.as_str())
-                    .fetch_optional(pool)
-                    .await?;
-            Ok((counts, total.unwrap_or(0)))
-        })
-    }
-
-    /// Whether `namespace` has fewer than [`DRIVE_BELOW`] repositories of `repo_type`.
-    async fn author_is_selective(&self, repo_type: RepoType, namespace: &str) -> Result<bool> {
-        with_pool!(self, pool => {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM (SELECT 1 FROM repos WHERE repo_type = $1 AND namespace = $2 \
-                 LIMIT $3)",
-            )
-            .bind(repo_type.as_str())
-            .bind(namespace)
-            .bind(DRIVE_BELOW as i64)
-            .fetch_one(pool)
-            .await?;
-            Ok((n as f64) < DRIVE_BELOW)
-        })
-    }
-
-    /// Whether a substring search matches fewer than [`DRIVE_BELOW`] repositories (counting
-    /// stops there, so a common term costs no more than a rare one). Long terms are taken as
-    /// selective without counting: evaluating their many trigrams twice costs more than it
-    /// could save.
-    async fn search_is_selective(&self, text: &str) -> Result<bool> {
-        with_pool!(self, pool => {
-            if text.chars().count() >= LONG_SEARCH {
-                return Ok(true);
-            }
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM (SELECT 1 FROM repo_search WHERE repo_search MATCH $1 LIMIT $2)",
-            )
-            .bind(fts_phrase(text))
-            .bind(DRIVE_BELOW as i64)
-            .fetch_one(pool)
-            .await?;
-            Ok((n as f64) < DRIVE_BELOW)
-        })
-    }
-
     /// One page of a listing, in the requested order with the repo id breaking ties.
     ///
     /// Selective filters (few matching repositories, by the facet counts; rare search terms)
@@ -579,6 +595,9 @@ impl Db {
     /// checked row by row while walking the sort order's index, which stops after one page.
     pub async fn list_repos(&self, q: &ListQuery) -> Result<Page<Listed>> {
         with_pool!(self, pool => {
+            // Every statement of the page on one connection: a pooled SQLite connection costs
+            // a round trip to its thread on release, once instead of once per statement.
+            let mut conn = pool.acquire().await?;
             let empty = Page {
                 items: Vec::new(),
                 next: None,
@@ -588,7 +607,7 @@ impl Db {
             tags.dedup();
             let mut drive_facets = false;
             if !tags.is_empty() {
-                let (counts, total) = self.facet_counts(q.repo_type, &tags).await?;
+                let (counts, total) = facet_counts(Conn::from(&mut *conn), q.repo_type, &tags).await?;
                 if counts.iter().any(|&n| n <= 0) || total <= 0 {
                     return Ok(empty);
                 }
@@ -610,14 +629,14 @@ impl Db {
                 drive_search.push(
                     backend == Backend::Sqlite
                         && text.chars().count() >= TRIGRAM
-                        && self.search_is_selective(text).await?,
+                        && search_is_selective(Conn::from(&mut *conn), text).await?,
                 );
             }
 
             // The author's size decides between its index and the sort walk (SQLite only).
             let author_drives = match &q.author {
                 Some(author) if backend == Backend::Sqlite => {
-                    self.author_is_selective(q.repo_type, author).await?
+                    author_is_selective(Conn::from(&mut *conn), q.repo_type, author).await?
                 }
                 _ => false,
             };
@@ -638,8 +657,13 @@ impl Db {
                 }
                 Backend::Sqlite => format!("repo_index ri INDEXED BY {}", q.sort.index()),
             };
+            let index_columns = if q.documents {
+                INDEX_COLUMNS
+            } else {
+                INDEX_COLUMNS_NO_DOCUMENTS
+            };
             let mut qb: QueryBuilder<'_, _> = QueryBuilder::new(format!(
-                "SELECT {REPO_COLUMNS_R}, {INDEX_COLUMNS} FROM (SELECT ri.repo_id AS id, {} AS v \
+                "SELECT {REPO_COLUMNS_R}, {index_columns} FROM (SELECT ri.repo_id AS id, {} AS v \
                  FROM {from}{} WHERE ri.repo_type = ",
                 q.sort.column(),
                 if join_repos {
@@ -736,7 +760,7 @@ impl Db {
                 ") page JOIN repo_index ri ON ri.repo_id = page.id JOIN repos r ON r.id = page.id \
                  ORDER BY page.v {dir}, page.id {dir}"
             ));
-            let rows = qb.build().fetch_all(pool).await?;
+            let rows = qb.build().fetch_all(&mut *conn).await?;
             let mut items = rows
                 .iter()
                 .map(|row| {

@@ -18,6 +18,7 @@ fn query(visibility: Visibility) -> ListQuery {
         ascending: false,
         after: None,
         limit: 100,
+        documents: true,
     }
 }
 
@@ -411,6 +412,76 @@ async fn a_push_to_main_leaves_the_entry_to_reindex_until_it_is_rewritten(db) ->
     assert_eq!(db.repo_by_name(RepoType::Model, &repo_id("alice/pushed")).await?.expect("repo").updated_at_ms, 60);
     assert!(db.write_repo_index(a.id, &update(&["en"], None, None)).await?);
     assert_eq!(db.repos_never_indexed(0, 10).await?.len(), 0);
+    Ok(())
+}
+}
+
+trove_db::backend_tests! {
+async fn a_page_reads_the_json_documents_only_when_asked(db) -> TestResult {
+    let alice = user(&db, "alice").await;
+    let a = model(&db, alice.id, "alice/documented", false, 1).await;
+    let mut documented = update(&["en"], Some("fill-mask"), Some(110));
+    documented.card_data_json = Some(r#"{"license":"mit"}"#.into());
+    documented.card_warnings_json = r#"["odd card"]"#.into();
+    documented.siblings_json = r#"["README.md","config.json"]"#.into();
+    documented.safetensors_json = Some(r#"{"parameters":{"F32":110},"total":110}"#.into());
+    documented.config_json = Some(r#"{"model_type":"bert"}"#.into());
+    documented.used_storage = 42;
+    db.write_repo_index(a.id, &documented).await?;
+    let stored = db.repo_index(a.id).await?.expect("row");
+
+    let mut q = query(Visibility::Public);
+    let full = db.list_repos(&q).await?;
+    assert_eq!(full.items.len(), 1);
+    assert_eq!(full.items[0].index, stored, "documents read when asked");
+
+    q.documents = false;
+    for tags in [vec![], vec!["en".to_owned()]] {
+        q.tags = tags;
+        let page = db.list_repos(&q).await?;
+        assert_eq!(page.items.len(), 1);
+        let index = &page.items[0].index;
+        assert_eq!(index.card_data_json, None);
+        assert_eq!(index.card_warnings_json, "[]");
+        assert_eq!(index.siblings_json, "[]");
+        assert_eq!(index.safetensors_json, None);
+        assert_eq!(index.config_json, None);
+        // Everything else is read as stored.
+        let expected = trove_db::RepoIndex {
+            card_data_json: None,
+            card_warnings_json: "[]".into(),
+            siblings_json: "[]".into(),
+            safetensors_json: None,
+            config_json: None,
+            ..stored.clone()
+        };
+        assert_eq!(*index, expected, "tags {:?}", q.tags);
+    }
+    Ok(())
+}
+
+async fn a_facet_counts_from_the_next_listing_on(db) -> TestResult {
+    // The facet and type counts choose the plan and answer "nothing" for a facet no
+    // repository has: a facet that appears, or a repository that goes, shows in the very
+    // next listing.
+    let alice = user(&db, "alice").await;
+    let a = model(&db, alice.id, "alice/first", false, 1).await;
+    db.write_repo_index(a.id, &update(&["en"], None, None)).await?;
+    let mut q = query(Visibility::Public);
+    q.tags = vec!["brand-new".into(), "en".into()];
+    assert!(names(&db, &q).await.is_empty(), "no repository has it yet");
+    db.write_repo_index(a.id, &update(&["en", "brand-new"], None, None))
+        .await?;
+    assert_eq!(names(&db, &q).await, ["alice/first"]);
+    let b = model(&db, alice.id, "alice/second", false, 2).await;
+    db.write_repo_index(b.id, &update(&["brand-new", "en"], None, None))
+        .await?;
+    assert_eq!(names(&db, &q).await, ["alice/second", "alice/first"]);
+    db.delete_repo(a.id).await?;
+    db.delete_repo(b.id).await?;
+    assert!(names(&db, &q).await.is_empty(), "both gone");
+    q.tags = vec!["en".into()];
+    assert!(names(&db, &q).await.is_empty(), "no models left");
     Ok(())
 }
 }

@@ -210,6 +210,7 @@ mod tests {
             ascending: false,
             after: None,
             limit: 20,
+            documents: false,
         }
     }
 

@@ -130,6 +130,14 @@ impl Shape {
         }
     }
 
+    /// Whether items show any of the index's JSON documents (card data, files, safetensors,
+    /// config), which the listing then has to read.
+    fn documents(&self, repo_type: RepoType) -> bool {
+        ["cardData", "siblings", "safetensors", "config"]
+            .iter()
+            .any(|p| self.includes(p, repo_type))
+    }
+
     fn heavy(&self) -> bool {
         match self {
             Shape::Summary { card_data, .. } => *card_data,
@@ -292,7 +300,8 @@ fn with_next_link(
 
 /// The listing a request asks for: `filter`, `pipeline_tag`, Space links, `author`, `search`,
 /// `num_parameters`, `sort`, `direction`, `cursor` and `limit` (capped at `cap`). The
-/// visibility is left public; [`crate::repos::listing::list`] sets the caller's.
+/// visibility is left public; [`crate::repos::listing::list`] sets the caller's. Items are
+/// read without their JSON documents: a caller that shows them sets `documents`.
 pub fn list_query(repo_type: RepoType, query: &QueryParams, cap: u32) -> ApiResult<ListQuery> {
     let mut tags: Vec<String> = query
         .all("filter")
@@ -365,6 +374,8 @@ pub fn list_query(repo_type: RepoType, query: &QueryParams, cap: u32) -> ApiResu
         ascending,
         after: query.get("cursor").map(parse_cursor).transpose()?,
         limit: page_size(query, cap)?,
+        // Pages in the browser show none of them; the API's shape decides in `list`.
+        documents: false,
     })
 }
 
@@ -399,7 +410,8 @@ pub async fn list(
     } else {
         MAX_PAGE
     };
-    let list_query = list_query(repo_type, &query, cap)?;
+    let mut list_query = list_query(repo_type, &query, cap)?;
+    list_query.documents = shape.documents(repo_type);
     // Nothing on this server is deployed for inference: those filters match nothing.
     let matches_nothing = query.get("inference").is_some()
         || query.get("inference_provider").is_some()
