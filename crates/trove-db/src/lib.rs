@@ -31,6 +31,7 @@ mod orgs;
 mod repo_lock;
 mod repos;
 mod search;
+mod shared_secrets;
 mod spaces;
 mod storage;
 #[cfg(any(test, feature = "testing"))]
