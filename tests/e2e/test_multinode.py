@@ -494,3 +494,55 @@ def test_a_node_waits_for_the_repo_check_lease_then_takes_a_dead_checkers_check_
         hn.close()
     finally:
         c.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# One signing key for every node, whatever its data dir
+# --------------------------------------------------------------------------------------------
+
+def test_a_node_with_a_data_dir_of_its_own_accepts_what_another_node_signed(cluster, a, tmp_path):
+    """Nodes with objects in a bucket may each have a data dir of their own: the key that signs
+    Xet tokens and transfer URLs is in the database, not in a file beside each node, so a token
+    from node A works on node C (before: C made its own key and answered 401)."""
+    c = TroveServer("node-own-dir", tmp_path / "node-own-dir",
+                    {"TROVE_DATABASE": a.database_url, "TROVE_NODE_ID": "node-own-dir",
+                     "TROVE_GIT_DIR": str(cluster.base / "git")})
+    c.data_dir.mkdir(parents=True)
+    # Only the first node writes the first admin's token file; the harness reads it from there.
+    (c.data_dir / "admin-token").write_text(a.admin_token)
+    (c.data_dir / "admin-token").chmod(0o600)
+    c.start()
+    ha, hc = Hub(a), Hub(c)
+    try:
+        # No node keeps a key file on PostgreSQL.
+        assert not (a.data_dir / "secret.key").exists()
+        assert not (c.data_dir / "secret.key").exists()
+        repo = ha.create_repo("mn-own-dir")
+
+        # A Xet token node A issued, presented to node C's CAS: an unknown file is 404, not 401.
+        r = ha.http.get(f"/api/models/{repo}/xet-read-token/main", headers=ha.auth(ha.token()))
+        assert r.status_code == 200, r.text
+        token = r.json()["accessToken"]
+        r = hc.http.get(f"/xet/v2/reconstructions/{'0' * 64}", headers={"authorization": f"Bearer {token}"})
+        assert r.status_code == 404, (r.status_code, r.headers.get("x-error-message"), r.text[:300])
+        # A forged token is refused by both.
+        for hub in (ha, hc):
+            r = hub.http.get(f"/xet/v2/reconstructions/{'0' * 64}", headers={"authorization": f"Bearer {token}x"})
+            assert r.status_code == 401, r.status_code
+
+        # An LFS upload URL node A signed, sent to node C (the client sends no token with it).
+        data = os.urandom(4096)
+        oid = hashlib.sha256(data).hexdigest()
+        r = ha.http.post(f"/{repo}.git/info/lfs/objects/batch",
+                         json={"operation": "upload", "transfers": ["basic"],
+                               "objects": [{"oid": oid, "size": len(data)}]},
+                         headers={**ha.auth(ha.token()), "accept": "application/vnd.git-lfs+json"})
+        assert r.status_code == 200, r.text
+        href = r.json()["objects"][0]["actions"]["upload"]["href"]
+        assert href.startswith(a.url), href
+        r = httpx.put(c.url + href[len(a.url):], content=data, timeout=60)
+        assert r.status_code == 200, (r.status_code, r.headers.get("x-error-message"), r.text[:300])
+    finally:
+        ha.close()
+        hc.close()
+        c.stop()

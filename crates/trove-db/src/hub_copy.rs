@@ -80,6 +80,10 @@ pub const SKIPPED_TABLES: &[(&str, &str)] = &[
         "held by running nodes only; a stopped hub's leases are stale",
     ),
     (
+        "shared_secrets",
+        "empty in an embedded hub, which keeps its URL-signing key in secret.key; trove migrate stores that key in the target itself",
+    ),
+    (
         "migrate_progress",
         "trove migrate's own bookkeeping, kept by the target",
     ),

@@ -19,18 +19,38 @@ impl UrlSigner {
         Self { key }
     }
 
+    /// The hub's key. An embedded hub (SQLite) keeps it in `<data>/secret.key`, made on its
+    /// first start. A hub on PostgreSQL keeps it in the database ([`SHARED_KEY_NAME`]), so
+    /// that every node signs and checks with the same key whatever its data dir: the first
+    /// node stores the data dir's `secret.key` when it has one (a hub moved there by
+    /// `trove migrate` keeps its key), else 32 new random bytes, and every node uses what
+    /// is stored. No file is written on PostgreSQL.
+    pub async fn load(db: &trove_db::Db, data_dir: &Path) -> anyhow::Result<Self> {
+        if db.backend() != trove_db::Backend::Postgres {
+            return Self::load_or_create(data_dir);
+        }
+        let candidate = match read_key_file(data_dir)? {
+            Some(key) => key,
+            None => rand::random::<[u8; 32]>().to_vec(),
+        };
+        let key = db
+            .shared_secret(SHARED_KEY_NAME, &candidate)
+            .await
+            .context("reading the hub's URL-signing key from the database")?;
+        anyhow::ensure!(
+            key.len() >= 32,
+            "the URL-signing key stored in the database is too short ({} bytes)",
+            key.len()
+        );
+        Ok(Self::new(key))
+    }
+
     /// Loads `<data>/secret.key`, creating it (32 random bytes, mode 0600) on first start.
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
-        let path = data_dir.join("secret.key");
-        match std::fs::read(&path) {
-            Ok(key) if key.len() >= 32 => return Ok(Self::new(key)),
-            Ok(_) => anyhow::bail!(
-                "{} is too short; delete it to make a new one",
-                path.display()
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        if let Some(key) = read_key_file(data_dir)? {
+            return Ok(Self::new(key));
         }
+        let path = data_dir.join("secret.key");
         let key: [u8; 32] = rand::random();
         let mut file = create_private_file(&path)?;
         file.write_all(&key)?;
@@ -64,6 +84,23 @@ impl UrlSigner {
             return false;
         };
         self.mac(fields, expires).verify_slice(&sig).is_ok()
+    }
+}
+
+/// The name of the URL-signing key among the database's shared secrets.
+pub const SHARED_KEY_NAME: &str = "url-signing";
+
+/// `<data>/secret.key` if it exists; an error if it is unreadable or shorter than 32 bytes.
+pub fn read_key_file(data_dir: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+    let path = data_dir.join("secret.key");
+    match std::fs::read(&path) {
+        Ok(key) if key.len() >= 32 => Ok(Some(key)),
+        Ok(_) => anyhow::bail!(
+            "{} is too short; delete it to make a new one",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
 

@@ -7,6 +7,27 @@ use std::time::Duration;
 use trove_db::Backend;
 
 trove_db::backend_tests! {
+async fn a_shared_secret_is_the_first_stored_and_never_replaced(db) -> TestResult {
+    let first = db.shared_secret("url-signing", &[1; 32]).await?;
+    assert_eq!(first, vec![1; 32]);
+    // A later node offers its own; it gets the stored one.
+    assert_eq!(db.shared_secret("url-signing", &[2; 32]).await?, vec![1; 32]);
+    // Secrets are independent of each other.
+    assert_eq!(db.shared_secret("other", &[3; 40]).await?, vec![3; 40]);
+    // Nodes starting at once all end with the same one.
+    let mut racers = tokio::task::JoinSet::new();
+    for node in 0..8_u8 {
+        let db = db.clone();
+        racers.spawn(async move { db.shared_secret("raced", &[node; 32]).await });
+    }
+    let mut seen = std::collections::HashSet::new();
+    while let Some(got) = racers.join_next().await {
+        seen.insert(got??);
+    }
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    Ok(())
+}
+
 async fn a_lease_has_one_holder_until_it_expires_or_is_released(db) -> TestResult {
     let t0 = 1_000_000;
     assert!(db.try_lease("index", "node-a", 10_000, t0).await?);

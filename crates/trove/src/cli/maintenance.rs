@@ -92,7 +92,7 @@ pub async fn reindex(config: Config, repo: Option<&str>) -> anyhow::Result<()> {
 pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     let db = crate::cli::admin::open_existing_db(&config).await?;
     let store = crate::cli::serve::open_store(&config).await?;
-    let signer = UrlSigner::load_or_create(&config.data_dir)?;
+    let signer = UrlSigner::load(&db, &config.data_dir).await?;
     AppState::new(config, db, store, signer)
 }
 

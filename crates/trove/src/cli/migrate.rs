@@ -217,6 +217,14 @@ pub async fn run(
         ),
     };
 
+    // Every node signs URLs and Xet tokens with the key the database holds
+    // (`UrlSigner::load`): this hub's own, so that what it signed before stays valid.
+    if let Some(key) = crate::signing::read_key_file(data_dir)? {
+        target
+            .shared_secret(crate::signing::SHARED_KEY_NAME, &key)
+            .await?;
+    }
+
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
         hub = %hub,
@@ -248,9 +256,8 @@ pub async fn run(
     }
     println!("  {git_line}");
     println!(
-        "Next: start each node with --database (TROVE_DATABASE) set to the target, --storage '{}' and --data-dir {} (its secret.key signs URLs).",
+        "Next: start each node with --database (TROVE_DATABASE) set to the target and --storage '{}'; every node signs URLs with this hub's key, now in that database.",
         args.storage,
-        data_dir.display()
     );
     source.close().await;
     target.close().await;

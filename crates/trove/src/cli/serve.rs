@@ -47,7 +47,7 @@ pub async fn run(
     std::fs::create_dir_all(&repos_dir)
         .with_context(|| format!("creating {}", repos_dir.display()))?;
     let store = open_store(&config).await?;
-    let signer = UrlSigner::load_or_create(data_dir)?;
+    let signer = UrlSigner::load(&db, data_dir).await?;
     let new_admin_token = crate::cli::admin::bootstrap_admin(&db, data_dir).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
