@@ -665,24 +665,9 @@ async fn the_access_log_counts_the_bytes_sent_from_files() {
 /// The signed upload URL (path and query) the batch API gives for `data` in model
 /// `admin/{name}`, and the data's oid.
 async fn lfs_upload_url(app: &TestApp, name: &str, data: &[u8]) -> (String, String) {
-    let oid = sha(data);
-    let r = app
-        .post(&format!("/admin/{name}.git/info/lfs/objects/batch"))
-        .token(&app.admin_token)
-        .header("accept", LFS_JSON)
-        .json(&json!({
-            "operation": "upload", "transfers": ["basic"],
-            "objects": [{"oid": oid, "size": data.len()}], "hash_algo": "sha256"
-        }))
-        .send()
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
-    let planned: Value = r.json();
-    let href = planned["objects"][0]["actions"]["upload"]["href"]
-        .as_str()
-        .expect("an upload action: the object is not held yet");
+    let (oid, url) = crate::storage::plan_lfs_upload(app, name, data).await;
     (
-        href[href.find("/_lfs/").expect("a transfer URL")..].to_owned(),
+        url.expect("an upload action: the object is not held yet"),
         oid,
     )
 }

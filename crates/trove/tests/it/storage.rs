@@ -49,11 +49,16 @@ async fn create(app: &TestApp, name: &str) {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
 }
 
-/// Uploads `data` to model `name` through the LFS basic transfer; returns its oid.
-pub(crate) async fn lfs_upload(app: &TestApp, name: &str, data: &[u8]) -> String {
+/// Asks the LFS batch API of model `repo` (`admin/…`) to upload `data`: its oid and the
+/// signed transfer URL's path and query, `None` when the hub holds the object already.
+pub(crate) async fn plan_lfs_upload(
+    app: &TestApp,
+    repo: &str,
+    data: &[u8],
+) -> (String, Option<String>) {
     let oid = hex::encode(Sha256::digest(data));
     let r = app
-        .post(&format!("/admin/{name}.git/info/lfs/objects/batch"))
+        .post(&format!("/admin/{repo}.git/info/lfs/objects/batch"))
         .token(&app.admin_token)
         .header("accept", LFS_JSON)
         .json(&json!({
@@ -64,16 +69,26 @@ pub(crate) async fn lfs_upload(app: &TestApp, name: &str, data: &[u8]) -> String
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
     let planned: Value = r.json();
-    let href = planned["objects"][0]["actions"]["upload"]["href"]
+    let path = planned["objects"][0]["actions"]["upload"]["href"]
         .as_str()
-        .expect("an upload action");
-    let at = href.find("/_lfs/").expect("a transfer URL");
+        .map(|href| href[href.find("/_lfs/").expect("a transfer URL")..].to_owned());
+    (oid, path)
+}
+
+/// PUTs `data` to the transfer URL path `url`, expecting 200.
+pub(crate) async fn put_lfs_object(app: &TestApp, url: &str, data: &[u8]) {
     let put = app
-        .request(Method::PUT, &href[at..])
+        .request(Method::PUT, url)
         .body(data.to_vec())
         .send()
         .await;
     assert_eq!(put.status, StatusCode::OK, "{:?}", put.error());
+}
+
+/// Uploads `data` to model `name` through the LFS basic transfer; returns its oid.
+pub(crate) async fn lfs_upload(app: &TestApp, name: &str, data: &[u8]) -> String {
+    let (oid, url) = plan_lfs_upload(app, name, data).await;
+    put_lfs_object(app, &url.expect("an upload action"), data).await;
     oid
 }
 

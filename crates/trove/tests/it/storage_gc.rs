@@ -73,27 +73,9 @@ pub(crate) async fn send_ok(app: &TestApp, method: Method, uri: &str, body: serd
 }
 
 pub(crate) async fn upload(app: &TestApp, repo: &str, data: &[u8]) -> String {
-    let oid = hex::encode(Sha256::digest(data));
-    let r = app
-        .post(&format!("/admin/{repo}.git/info/lfs/objects/batch"))
-        .token(&app.admin_token)
-        .header("accept", LFS_JSON)
-        .json(&json!({
-            "operation": "upload", "transfers": ["basic"],
-            "objects": [{"oid": oid, "size": data.len()}], "hash_algo": "sha256"
-        }))
-        .send()
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
-    let planned = r.json();
-    if let Some(href) = planned["objects"][0]["actions"]["upload"]["href"].as_str() {
-        let at = href.find("/_lfs/").expect("a transfer URL");
-        let put = app
-            .request(Method::PUT, &href[at..])
-            .body(data.to_vec())
-            .send()
-            .await;
-        assert_eq!(put.status, StatusCode::OK, "{:?}", put.error());
+    let (oid, url) = crate::storage::plan_lfs_upload(app, repo, data).await;
+    if let Some(url) = url {
+        crate::storage::put_lfs_object(app, &url, data).await;
     }
     oid
 }
