@@ -260,10 +260,17 @@ impl From<trove_store::StoreError> for ApiError {
     }
 }
 
+/// No byte of a request body arrived for this long (the connection driver's body reader
+/// fails with it; here so that the mapping to 408 below needs nothing from the driver).
+#[derive(Debug, thiserror::Error)]
+#[error("no byte of the body arrived for {} s", .secs)]
+pub struct BodyStalled {
+    pub secs: u64,
+}
+
 /// The driver's budget of seconds, if a body failed because its client stalled past it
-/// (`http::driver::body::BodyStalled`, wrapped in the errors of the layers between).
+/// ([`BodyStalled`], wrapped in the errors of the layers between).
 fn stalled_body(e: &std::io::Error) -> Option<u64> {
-    use crate::http::driver::body::BodyStalled;
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     // Bounded: error chains are a few links long.
     for _ in 0..16 {

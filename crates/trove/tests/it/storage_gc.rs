@@ -13,8 +13,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use trove::storage::gc;
 
-const LFS_JSON: &str = "application/vnd.git-lfs+json";
-
 /// A small deterministic generator (no shared state with other tests).
 struct Rng(u64);
 

@@ -16,7 +16,7 @@
 //! refused before its body is wanted (a bad signature, a size over the limit) gets its final
 //! answer without the client having sent a byte.
 
-use super::head::HeadBudget;
+use crate::error::BodyStalled;
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -103,13 +103,9 @@ impl Lease {
     }
 }
 
-/// Lends `tcp` (and `buf`, what was read past the head) to a body of `declared` bytes.
-pub fn lend(
-    tcp: TcpStream,
-    buf: BytesMut,
-    declared: Declared,
-    budget: HeadBudget,
-) -> (Body, Lease) {
+/// Lends `tcp` (and `buf`, what was read past the head) to a body of `declared` bytes that
+/// fails with [`BodyStalled`] when no byte arrives for `idle` (`HeadBudget::body_idle`).
+pub fn lend(tcp: TcpStream, buf: BytesMut, declared: Declared, idle: Duration) -> (Body, Lease) {
     let home = Home(Arc::new(Mutex::new(None)));
     let reader = Reader {
         lent: Some(Lent {
@@ -118,7 +114,7 @@ pub fn lend(
             left: declared.len,
             expect_continue: declared.expect_continue,
             broken: false,
-            idle: budget.body_idle,
+            idle,
         }),
         home: home.clone(),
         pool: VecDeque::new(),
@@ -128,13 +124,6 @@ pub fn lend(
         Some((frame, reader))
     });
     (Body::from_stream(frames), Lease { home })
-}
-
-/// No byte of a body arrived for this long.
-#[derive(Debug, thiserror::Error)]
-#[error("no byte of the body arrived for {} s", .secs)]
-pub struct BodyStalled {
-    pub secs: u64,
 }
 
 /// Reads a body's frames; gives the connection back when dropped.

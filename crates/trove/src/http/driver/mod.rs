@@ -197,7 +197,8 @@ impl Connection {
                 Some(declared) => {
                     // The socket goes with the body while the router runs, and comes back
                     // when the body is dropped.
-                    let (body, lease) = body::lend(tcp, std::mem::take(&mut buf), declared, budget);
+                    let (body, lease) =
+                        body::lend(tcp, std::mem::take(&mut buf), declared, budget.body_idle);
                     let response = route(&app, request.map(|()| body), addr).await;
                     let Some(returned) = lease.reclaim() else {
                         tracing::debug!(client.addr = %addr, "the request body outlived its answer");
