@@ -6,12 +6,13 @@
 //! The last commit of each entry of a folder is a walk of history; its answer depends only
 //! on the commit and the folder, so it is kept in a bounded cache keyed by both.
 
+use super::bounded::Bounded;
 use super::{RepoRef, resolve, with_git};
 use crate::auth::Caller;
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use trove_git::{CommitInfo, DiffLimits, Entry, EntryKind, TreeDiff};
 use trove_types::GitOid;
 
@@ -36,27 +37,21 @@ type LastCommits = Arc<HashMap<String, CommitInfo>>;
 type FolderKey = (GitOid, String);
 
 /// Last commits of folders, by (commit, folder), least recently added first out.
-#[derive(Default)]
-pub struct BrowseCache {
-    inner: Mutex<(HashMap<FolderKey, LastCommits>, VecDeque<FolderKey>)>,
+pub struct BrowseCache(Bounded<FolderKey, LastCommits>);
+
+impl Default for BrowseCache {
+    fn default() -> Self {
+        BrowseCache(Bounded::new(CACHE_FOLDERS))
+    }
 }
 
 impl BrowseCache {
-    fn get(&self, key: &(GitOid, String)) -> Option<LastCommits> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.0.get(key).cloned()
+    fn get(&self, key: &FolderKey) -> Option<LastCommits> {
+        self.0.get(key)
     }
 
-    fn put(&self, key: (GitOid, String), value: LastCommits) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.0.insert(key.clone(), value).is_none() {
-            inner.1.push_back(key);
-        }
-        while inner.1.len() > CACHE_FOLDERS {
-            if let Some(old) = inner.1.pop_front() {
-                inner.0.remove(&old);
-            }
-        }
+    fn put(&self, key: FolderKey, value: LastCommits) {
+        self.0.put(key, value);
     }
 }
 

@@ -20,10 +20,11 @@ use super::{RepoRef, card, content, resolve, with_git};
 use crate::auth::Caller;
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
+use crate::repos::bounded::Bounded;
 use bytes::Bytes;
 use discover::{Format, Layout};
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use trove_git::EntryKind;
 use trove_types::GitOid;
@@ -378,38 +379,6 @@ impl Default for PreviewCache {
         PreviewCache {
             previews: Bounded::new(CACHE_ENTRIES),
             layouts: Bounded::new(CACHE_LAYOUTS),
-        }
-    }
-}
-
-/// A map of at most `cap` entries, least recently added first out.
-struct Bounded<K, V> {
-    cap: usize,
-    inner: Mutex<(HashMap<K, V>, VecDeque<K>)>,
-}
-
-impl<K: std::hash::Hash + Eq + Clone, V: Clone> Bounded<K, V> {
-    fn new(cap: usize) -> Self {
-        Bounded {
-            cap,
-            inner: Mutex::new((HashMap::new(), VecDeque::new())),
-        }
-    }
-
-    fn get(&self, key: &K) -> Option<V> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.0.get(key).cloned()
-    }
-
-    fn put(&self, key: K, value: V) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.0.insert(key.clone(), value).is_none() {
-            inner.1.push_back(key);
-        }
-        while inner.1.len() > self.cap {
-            if let Some(old) = inner.1.pop_front() {
-                inner.0.remove(&old);
-            }
         }
     }
 }
