@@ -827,7 +827,10 @@ fn bert_config(kind: EncoderKind, config: &Value) -> Result<(Config, usize)> {
     let bad = |e: serde_json::Error| InferError::BadModel(format!("config.json: {e}"));
     let get = |name: &str| config.get(name).cloned().unwrap_or(Value::Null);
     match kind {
-        EncoderKind::Bert => Ok((serde_json::from_value(config.clone()).map_err(bad)?, 0)),
+        EncoderKind::Bert => Ok((
+            serde_json::from_value(with_bert_defaults(config, 0)).map_err(bad)?,
+            0,
+        )),
         EncoderKind::DistilBert => {
             let bert = serde_json::json!({
                 "vocab_size": get("vocab_size"),
@@ -848,7 +851,8 @@ fn bert_config(kind: EncoderKind, config: &Value) -> Result<(Config, usize)> {
             Ok((serde_json::from_value(bert).map_err(bad)?, 0))
         }
         EncoderKind::Roberta => {
-            let mut bert: Config = serde_json::from_value(config.clone()).map_err(bad)?;
+            let mut bert: Config =
+                serde_json::from_value(with_bert_defaults(config, 1)).map_err(bad)?;
             bert.model_type = None;
             let offset = bert.pad_token_id + 1;
             if bert.max_position_embeddings <= offset {
@@ -861,6 +865,23 @@ fn bert_config(kind: EncoderKind, config: &Value) -> Result<(Config, usize)> {
             Ok((bert, offset))
         }
     }
+}
+
+/// `config` with transformers' `BertConfig` defaults for the keys it leaves out (transformers
+/// loads such a file, so it loads here too); RoBERTa's default padding id is 1.
+fn with_bert_defaults(config: &Value, pad_token_id: u64) -> Value {
+    let mut merged = serde_json::json!({
+        "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
+        "num_attention_heads": 12, "intermediate_size": 3072, "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1, "max_position_embeddings": 512, "type_vocab_size": 2,
+        "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": pad_token_id,
+    });
+    if let (Some(merged), Some(given)) = (merged.as_object_mut(), config.as_object()) {
+        for (key, value) in given {
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    merged
 }
 
 /// Puts a DistilBERT's or RoBERTa's tensors in BERT's names and shapes: DistilBERT's layers
@@ -995,6 +1016,49 @@ fn sentence_transformers(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_bert_config_without_the_keys_transformers_defaults_loads_with_its_defaults() {
+        // What a hand-written config.json for a tiny model often is: the shapes only.
+        let shapes = json!({
+            "vocab_size": 40, "hidden_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 16
+        });
+        let (bert, offset) = bert_config(EncoderKind::Bert, &shapes).expect("loads");
+        assert_eq!(offset, 0);
+        assert_eq!(
+            (
+                bert.hidden_size,
+                bert.type_vocab_size,
+                bert.max_position_embeddings,
+                bert.pad_token_id
+            ),
+            (8, 2, 512, 0)
+        );
+        assert_eq!(bert.layer_norm_eps, 1e-12);
+        // RoBERTa pads with id 1 by default, and its positions start after it.
+        let (roberta, offset) = bert_config(EncoderKind::Roberta, &shapes).expect("loads");
+        assert_eq!(
+            (
+                offset,
+                roberta.pad_token_id,
+                roberta.max_position_embeddings
+            ),
+            (2, 1, 510)
+        );
+        // What the file gives wins over a default.
+        let given = json!({"vocab_size": 40, "hidden_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 16, "layer_norm_eps": 1e-5,
+            "type_vocab_size": 1});
+        let (bert, _) = bert_config(EncoderKind::Bert, &given).expect("loads");
+        assert_eq!((bert.layer_norm_eps, bert.type_vocab_size), (1e-5, 1));
+        // A key of the wrong type is still refused, naming the file.
+        let wrong = json!({"hidden_size": "eight"});
+        let Err(InferError::BadModel(message)) = bert_config(EncoderKind::Bert, &wrong) else {
+            panic!("a wrong type is refused");
+        };
+        assert!(message.starts_with("config.json:"), "{message}");
+    }
 
     #[test]
     fn pooling_follows_the_sentence_transformers_modules() {

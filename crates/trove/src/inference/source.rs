@@ -303,6 +303,12 @@ fn blob_of(entry: &EntryKind) -> Option<&GitOid> {
     }
 }
 
+/// Whether a model card's `inference` value (its metadata's, if any) is `false`: the Hub's
+/// switch that turns off the inference API and the page's widget.
+pub fn card_turns_inference_off(inference: Option<&Value>) -> bool {
+    inference == Some(&Value::Bool(false))
+}
+
 async fn card_facts(state: &Context, repo: &RepoRef, entry: &EntryKind) -> ApiResult<CardFacts> {
     if let Some(facts) = blob_of(entry).and_then(|b| CARDS.get(b)) {
         return Ok(facts);
@@ -311,11 +317,7 @@ async fn card_facts(state: &Context, repo: &RepoRef, entry: &EntryKind) -> ApiRe
         .await?
         .unwrap_or_default();
     let card = read_card(RepoType::Model, &String::from_utf8_lossy(&bytes));
-    let disabled = card
-        .data
-        .as_ref()
-        .and_then(|d| d.get("inference"))
-        .is_some_and(|v| v == &Value::Bool(false));
+    let disabled = card_turns_inference_off(card.data.as_ref().and_then(|d| d.get("inference")));
     let gguf = card
         .data
         .as_ref()

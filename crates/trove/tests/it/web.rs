@@ -1017,3 +1017,39 @@ async fn an_upload_from_a_session_needs_its_csrf_token_before_any_file() {
         accepted.error()
     );
 }
+
+#[tokio::test]
+async fn a_model_page_shows_a_widget_unless_its_card_turns_inference_off() {
+    let app = TestApp::new().await;
+    let text = |r: &crate::app::TestResponse| String::from_utf8_lossy(&r.body).into_owned();
+    app.create_repo("on", "model").await;
+    app.commit_files(
+        "on",
+        "card",
+        &[(
+            "README.md",
+            "---\npipeline_tag: feature-extraction\n---\n# On\n",
+        )],
+    )
+    .await;
+    app.create_repo("off", "model").await;
+    app.commit_files(
+        "off",
+        "card",
+        &[(
+            "README.md",
+            "---\npipeline_tag: feature-extraction\ninference: false\n---\n# Off\n",
+        )],
+    )
+    .await;
+    let on = app.get("/admin/on").token(&app.admin_token).send().await;
+    assert_eq!(on.status, StatusCode::OK);
+    assert!(
+        text(&on).contains("data-task=\"feature-extraction\""),
+        "{}",
+        text(&on)
+    );
+    let off = app.get("/admin/off").token(&app.admin_token).send().await;
+    assert_eq!(off.status, StatusCode::OK);
+    assert!(!text(&off).contains("class=\"widget\""), "{}", text(&off));
+}

@@ -83,7 +83,12 @@ fn widget(state: &AppState, repo: &RepoRef, card_data: Option<&Value>) -> Option
     {
         return None;
     }
-    let tag = card_data?.get("pipeline_tag")?.as_str()?;
+    let card_data = card_data?;
+    // The card's own switch turns the widget off as it turns off the API.
+    if crate::inference::source::card_turns_inference_off(card_data.get("inference")) {
+        return None;
+    }
+    let tag = card_data.get("pipeline_tag")?.as_str()?;
     let task = crate::inference::Task::parse(tag)?;
     let example = match task {
         crate::inference::Task::TextGeneration | crate::inference::Task::Conversational => {
