@@ -608,34 +608,51 @@ impl Captured {
     }
 }
 
+/// The `trove::access` lines of every app of this test binary, through a global subscriber
+/// set once. Not a subscriber scoped to the test's thread: with a single scoped subscriber
+/// alive, tracing computes a callsite's interest from the default of whichever thread
+/// reaches it first, so another test's thread (no subscriber) could cache "never" for the
+/// access log's callsite and this test then saw no line (seen in CI, about one run in two
+/// of the whole binary).
+fn access_log() -> &'static Captured {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let captured = Captured::default();
+        let only_access = tracing_subscriber::EnvFilter::new("trove::access=info");
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(captured.clone())
+                .with_ansi(false)
+                .with_filter(only_access),
+        );
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other test of this binary sets a global subscriber");
+        captured
+    })
+}
+
 #[tokio::test]
 async fn the_access_log_counts_the_bytes_sent_from_files() {
     let app = TestApp::with_config(|c| c.log.access = true).await;
-    app.create_repo("w", "model").await;
+    app.create_repo("logged", "model").await;
     let raw = random_bytes(4, 2 << 20);
-    let oid = lfs_file(&app, "w", "raw.bin", &raw).await;
-    // This test's runtime runs on this thread: the driver's tasks log through this subscriber.
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let oid = lfs_file(&app, "logged", "raw.bin", &raw).await;
+    let captured = access_log();
     let served = serve(&app, HeadBudget::default()).await;
-    // Other tests of this binary, on other threads without a subscriber, may have registered
-    // the access log's callsite while this one was being set: a registration that read the
-    // list of subscribers before this one joined caches "never" for it (seen once in CI:
-    // no access line at all). Recomputing every callsite's interest now closes that window.
-    tracing::callsite::rebuild_interest_cache();
 
     let mut c = Client::connect(served.addr).await;
-    c.send(&get("/admin/w/resolve/main/raw.bin", &app.admin_token, ""))
-        .await;
+    c.send(&get(
+        "/admin/logged/resolve/main/raw.bin",
+        &app.admin_token,
+        "",
+    ))
+    .await;
     let whole = c.answer(false).await;
     assert_eq!(sha(&whole.body), oid);
     c.send(&get(
-        "/admin/w/resolve/main/raw.bin",
+        "/admin/logged/resolve/main/raw.bin",
         &app.admin_token,
         "Range: bytes=10-1009\r\n",
     ))
@@ -657,7 +674,7 @@ async fn the_access_log_counts_the_bytes_sent_from_files() {
     }
     let lines: Vec<&str> = text
         .lines()
-        .filter(|l| l.contains("trove::access") && l.contains("/resolve/main/raw.bin"))
+        .filter(|l| l.contains("trove::access") && l.contains("/admin/logged/resolve/main/raw.bin"))
         .collect();
     assert_eq!(lines.len(), 2, "{text}");
     for (line, size) in lines.iter().zip(&wanted) {
