@@ -95,6 +95,15 @@ def llama_logits(cfg, t, ids):
     return x[-1] @ head.T
 
 
+def pipeline_text(tok, prompt_ids, generated):
+    """What transformers' text-generation pipeline answers for `generated` after `prompt_ids`:
+    the decoding of both together, less as many characters as the prompt's decoding has (a
+    Metaspace or WordPiece decoder drops the space before the first token it decodes, so the
+    generated tokens decoded alone lose it)."""
+    prompt = tok.decode(list(prompt_ids))
+    return tok.decode(list(prompt_ids) + list(generated))[len(prompt):]
+
+
 def greedy_ref(cfg, t, ids, max_new, eos, logits=llama_logits):
     ids, out = list(ids), []
     for _ in range(max_new):

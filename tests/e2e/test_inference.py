@@ -25,8 +25,8 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre
 from browser import chromium, new_page, shot  # noqa: F401  (chromium is a fixture)
 from conftest import _start, make_client, unique
 from infer_ref import (bert_forward, classify_ref, distilbert_classify_ref, distilbert_forward, gpt2_logits,
-                       distilbert_masked_lm_ref, greedy_ref, group_entities, masked_lm_ref, roberta_classify_ref,
-                       roberta_forward, roberta_masked_lm_ref, softmax, token_logits_ref)
+                       distilbert_masked_lm_ref, greedy_ref, group_entities, masked_lm_ref, pipeline_text,
+                       roberta_classify_ref, roberta_forward, roberta_masked_lm_ref, softmax, token_logits_ref)
 
 WORDS = ("the a i love hate it this that movie film good bad great awful is was very not "
          "really so and or but we you they like sun rain day night cat dog runs sleeps").split()
@@ -221,6 +221,18 @@ def llama_tokenizer() -> Tokenizer:
     tok.add_special_tokens(["<s>", "</s>"])
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A", special_tokens=[("<s>", vocab["<s>"])])
+    return tok
+
+
+def metaspace_tokenizer() -> Tokenizer:
+    """Sentencepiece's convention, as Llama's tokenizers have it: `▁` marks the space before a
+    word, and the Metaspace decoder drops it from the first token it decodes."""
+    vocab = {t: i for i, t in enumerate(["<unk>", "<s>", "</s>"] + ["\u2581" + w for w in WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tok.add_special_tokens(["<s>", "</s>"])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", vocab["<s>"])])
     return tok
 
 
@@ -464,6 +476,15 @@ def zoo(trove, tmp_path_factory):
     folder = write_model(base / "qwen2", cfg, w, ltok, extra={"tokenizer_config.json": json.dumps(tconf)},
                          card="---\npipeline_tag: text-generation\n---\n")
     zoo["qwen2"] = (upload(client, folder, prefix="qwen2"), cfg, w, ltok)
+
+    mtok = metaspace_tokenizer()
+    cfg = llama_config(mtok.get_vocab_size())
+    cfg["eos_token_id"] = None  # generates its max_new_tokens: words whose spaces are checked
+    w = llama_weights(cfg, rng)
+    mconf = {"bos_token": "<s>", "chat_template": "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}"}
+    folder = write_model(base / "llama-sp", cfg, w, mtok, extra={"tokenizer_config.json": json.dumps(mconf)},
+                         card="---\npipeline_tag: text-generation\n---\n# tiny llama, sentencepiece-style\n")
+    zoo["llama-sp"] = (upload(client, folder, prefix="llama-sp"), cfg, w, mtok)
     return zoo
 
 
@@ -570,9 +591,10 @@ def test_greedy_generation_matches_the_reference_token_for_token(trove, client, 
         emit({"text": r.generated_text, "ids": [t.id for t in r.details.tokens],
               "finish": r.details.finish_reason})
     ''', url=f"{trove.url}/models/{repo}", p=prompt)
-    expected = greedy_ref(cfg, w, tok.encode(prompt).ids, 12, eos=2)
+    prompt_ids = tok.encode(prompt).ids
+    expected = greedy_ref(cfg, w, prompt_ids, 12, eos=2)
     assert out["ids"] == expected
-    assert out["text"] == tok.decode(expected)
+    assert out["text"] == pipeline_text(tok, prompt_ids, expected)
     assert out["finish"] == ("length" if len(expected) == 12 else "eos_token")
 
 
@@ -592,11 +614,42 @@ def test_chat_completion_streams_the_reference_tokens(trove, client, zoo):
     ''', url=f"{trove.url}/models/{repo}/v1", m=messages)
     ids = tok.encode(chat_prompt(messages), add_special_tokens=False).ids
     expected = greedy_ref(cfg, w, ids, 10, eos=2)
-    assert out["whole"] == tok.decode(expected)
+    assert out["whole"] == pipeline_text(tok, ids, expected)
     assert out["usage"] == len(expected)
     assert "".join(out["pieces"]) == out["whole"]
     assert len([p for p in out["pieces"] if p]) >= 2, "tokens arrive as separate events"
     assert out["finish"] in ("length", "stop")
+
+
+def test_generated_text_keeps_the_space_a_metaspace_decoder_drops(trove, client, zoo):
+    """Llama's sentencepiece convention: the generated tokens decoded alone lose the space
+    before their first word; the pipeline's text (and each streamed delta) keeps it."""
+    repo, cfg, w, tok = zoo["llama-sp"]
+    prompt = "the cat runs"
+    messages = [{"role": "user", "content": "i love the sun"}]
+    out = run(client, '''
+        from huggingface_hub import InferenceClient
+        c = InferenceClient(model=ARGS["url"], token=os.environ["HF_TOKEN"])
+        r = c.text_generation(ARGS["p"], max_new_tokens=6, details=True)
+        full = c.text_generation(ARGS["p"], max_new_tokens=6, return_full_text=True)
+        chat = InferenceClient(base_url=ARGS["url"] + "/v1", token=os.environ["HF_TOKEN"])
+        pieces = [ch.choices[0].delta.content or "" for ch in chat.chat_completion(ARGS["m"], max_tokens=6, stream=True)]
+        whole = chat.chat_completion(ARGS["m"], max_tokens=6).choices[0].message.content
+        emit({"text": r.generated_text, "ids": [t.id for t in r.details.tokens], "full": full,
+              "pieces": pieces, "whole": whole})
+    ''', url=f"{trove.url}/models/{repo}", p=prompt, m=messages)
+    prompt_ids = tok.encode(prompt).ids
+    expected = greedy_ref(cfg, w, prompt_ids, 6, eos=None)
+    assert out["ids"] == expected
+    assert out["text"] == pipeline_text(tok, prompt_ids, expected)
+    assert out["text"].startswith(" ") and out["text"] != tok.decode(expected), (out["text"], tok.decode(expected))
+    assert out["full"] == prompt + out["text"]
+    chat_ids = tok.encode("<s>" + messages[0]["content"], add_special_tokens=False).ids
+    chat_expected = greedy_ref(cfg, w, chat_ids, 6, eos=None)
+    assert out["whole"] == pipeline_text(tok, chat_ids, chat_expected)
+    assert out["whole"].startswith(" "), out["whole"]
+    assert "".join(out["pieces"]) == out["whole"]
+    assert [p for p in out["pieces"] if p][0].startswith(" "), out["pieces"]
 
 
 def test_raw_sse_events_end_with_done(trove, zoo):
@@ -829,9 +882,10 @@ def test_gpt2_and_qwen2_generate_the_reference_tokens(trove, client, zoo):
             emit({"text": r.generated_text, "ids": [t.id for t in r.details.tokens]})
         ''', url=f"{trove.url}/models/{repo}", p=prompt)
         kwargs = {"logits": logits} if logits else {}
-        expected = greedy_ref(cfg, w, tok.encode(prompt).ids, 10, eos=cfg["eos_token_id"], **kwargs)
+        prompt_ids = tok.encode(prompt).ids
+        expected = greedy_ref(cfg, w, prompt_ids, 10, eos=cfg["eos_token_id"], **kwargs)
         assert out["ids"] == expected, name
-        assert out["text"] == tok.decode(expected), name
+        assert out["text"] == pipeline_text(tok, prompt_ids, expected), name
     repo, cfg, w, tok = zoo["qwen2"]
     messages = [{"role": "user", "content": "i love the sun"}]
     out = run(client, '''
@@ -840,7 +894,7 @@ def test_gpt2_and_qwen2_generate_the_reference_tokens(trove, client, zoo):
         emit("".join(ch.choices[0].delta.content or "" for ch in c.chat_completion(ARGS["m"], max_tokens=8, stream=True)))
     ''', url=f"{trove.url}/models/{repo}/v1", m=messages)
     ids = tok.encode(chat_prompt(messages), add_special_tokens=False).ids
-    assert out == tok.decode(greedy_ref(cfg, w, ids, 8, eos=2))
+    assert out == pipeline_text(tok, ids, greedy_ref(cfg, w, ids, 8, eos=2))
 
 
 def test_token_classification_and_fill_mask_refuse_bad_parameters(trove, zoo):
@@ -930,37 +984,125 @@ def test_private_model_is_not_found_for_outsiders(trove, client, bob, tmp_path):
     assert anonymous.status_code == 401
 
 
+def assert_refused(r: httpx.Response, status: int, code: str, says: str | None = None) -> None:
+    """An error as the Hub sends it: the status, `X-Error-Code`, `X-Error-Message` and the same
+    message as the JSON body's `error`."""
+    assert r.status_code == status, (status, r.status_code, r.text)
+    assert r.headers.get("x-error-code") == code, (code, r.headers.get("x-error-code"), r.text)
+    body = r.json()
+    assert isinstance(body.get("error"), str) and body["error"], body
+    assert r.headers.get("x-error-message") == body["error"], (r.headers.get("x-error-message"), body)
+    if says is not None:
+        assert says in body["error"], (says, body["error"])
+
+
 def test_refusals(trove, client, zoo, tmp_path):
     auth = {"authorization": f"Bearer {trove.admin_token}"}
-    llama, minilm = zoo["llama"][0], zoo["minilm"][0]
+    llama, minilm, ner = zoo["llama"][0], zoo["minilm"][0], zoo["ner"][0]
+
+    def post(path, **kwargs):
+        return httpx.post(f"{trove.url}/models/{path}", headers={**auth, **kwargs.pop("headers", {})},
+                          timeout=60, **kwargs)
+
     # A task the model does not do, and one this hub does not run: 400 with the message.
-    r = httpx.post(f"{trove.url}/models/{llama}/pipeline/feature-extraction", json={"inputs": "x"}, headers=auth, timeout=60)
-    assert r.status_code == 400 and "doesn't support task" in r.headers["x-error-message"]
-    r = httpx.post(f"{trove.url}/models/{minilm}/pipeline/image-segmentation", json={"inputs": "x"}, headers=auth, timeout=60)
-    assert r.status_code == 400 and "not supported" in r.json()["error"]
-    # Bad inputs: 422, nothing run.
-    for body in ({}, {"inputs": 5}, {"inputs": []}, {"inputs": ["a"] * 1000}):
-        r = httpx.post(f"{trove.url}/models/{minilm}", json=body, headers=auth, timeout=60)
-        assert r.status_code == 422, (body, r.status_code, r.text)
-        assert r.headers["x-error-message"]
-    r = httpx.post(f"{trove.url}/models/{minilm}", json={"inputs": "cat " * 200}, headers=auth, timeout=60)
-    assert r.status_code == 422 and "tokens" in r.json()["error"]
-    r = httpx.post(f"{trove.url}/models/{llama}", json={"inputs": "a", "parameters": {"max_new_tokens": 10**6}}, headers=auth, timeout=60)
-    assert r.status_code == 422
-    r = httpx.post(f"{trove.url}/models/{llama}/v1/chat/completions", json={"messages": []}, headers=auth, timeout=60)
-    assert r.status_code == 422
-    r = httpx.post(f"{trove.url}/models/{llama}", content=b"not json", headers=auth, timeout=60)
-    assert r.status_code == 400
-    r = httpx.post(f"{trove.url}/models/admin/{unique('missing')}", json={"inputs": "x"}, headers=auth, timeout=60)
-    assert r.status_code == 404
+    assert_refused(post(f"{llama}/pipeline/feature-extraction", json={"inputs": "x"}), 400, "UnsupportedTask",
+                   "doesn't support task")
+    assert_refused(post(f"{minilm}/pipeline/image-segmentation", json={"inputs": "x"}), 400, "UnsupportedTask",
+                   "not supported")
+    assert_refused(post(f"{minilm}/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}),
+                   400, "UnsupportedTask")
+    # Bodies that are not JSON, on each route: 400 InvalidJson.
+    for path in (llama, f"{llama}/pipeline/text-generation", f"{llama}/v1/chat/completions"):
+        assert_refused(post(path, content=b"not json"), 400, "InvalidJson", "Invalid JSON body")
+        assert_refused(post(path, content=b'{"inputs": "a",'), 400, "InvalidJson")
+    # Bad inputs and parameters: 422 InvalidInput, nothing run.
+    for body, says in (({}, "Missing `inputs`"), ({"inputs": 5}, "inputs"), ({"inputs": []}, "between 1 and"),
+                       ({"inputs": ["a"] * 1000}, "between 1 and"), ({"inputs": "a", "normalize": "yes"}, "normalize")):
+        assert_refused(post(minilm, json=body), 422, "InvalidInput", says)
+    assert_refused(post(minilm, json={"inputs": "cat " * 200}), 422, "InvalidInput", "tokens")
+    for parameters, says in (({"max_new_tokens": 10**6}, "max_new_tokens"), ({"max_new_tokens": "many"}, "max_tokens"),
+                             ({"temperature": -1}, "temperature"), ({"top_p": 2}, "top_p"), ({"stop": 3}, "stop"),
+                             ({"seed": -1}, "seed")):
+        assert_refused(post(llama, json={"inputs": "a", "parameters": parameters}), 422, "InvalidInput", says)
+    assert_refused(post(llama, json={"inputs": ["a", "b"]}), 422, "InvalidInput", "inputs")
+    for body, says in (({"messages": []}, "messages"), ({"messages": "hi"}, "Invalid chat request"),
+                       ({"messages": [{"content": "hi"}]}, "role"), ({"messages": [{"role": "user", "content": 5}]}, "content"),
+                       ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": -3}, "max_tokens")):
+        assert_refused(post(f"{llama}/v1/chat/completions", json=body), 422, "InvalidInput", says)
+    assert_refused(post(ner, json={"inputs": {"text": "a cat"}}), 422, "InvalidInput", "inputs")
+    assert_refused(post(minilm, json={"inputs": "a cat", "options": {"wait_for_model": "no"}}), 422, "InvalidInput",
+                   "wait_for_model")
+    # Request switches this API does not take in that form: 400 InvalidRequest.
+    assert_refused(post(minilm, json={"inputs": "a cat"}, headers={"x-wait-for-model": "maybe"}), 400, "InvalidRequest",
+                   "x-wait-for-model")
+    assert_refused(post(ner, json={"inputs": "a cat", "parameters": {"aggregation_strategy": "mean"}}), 400,
+                   "InvalidRequest", "'mean' is not a valid aggregation_strategy")
+    assert_refused(post(llama, json={"inputs": "a", "stream": True}), 400, "InvalidRequest", "Streaming")
+    assert_refused(post(f"{llama}?revision=a%00b", json={"inputs": "a"}), 400, "InvalidRequest")
+    # A repository that is not there, as downloads say it.
+    assert_refused(post(f"admin/{unique('missing')}", json={"inputs": "x"}), 404, "RepoNotFound")
     # `inference: false` in the card turns it off.
     tok = bert_tokenizer()
     cfg = bert_config(tok.get_vocab_size())
     folder = write_model(tmp_path / "off", cfg, bert_weights(cfg, np.random.default_rng(2)), tok,
                          card="---\ninference: false\npipeline_tag: feature-extraction\n---\n")
     repo = upload(client, folder, prefix="off")
-    r = httpx.post(f"{trove.url}/models/{repo}", json={"inputs": "x"}, headers=auth, timeout=60)
-    assert r.status_code == 400 and "inference turned off" in r.json()["error"]
+    assert_refused(post(repo, json={"inputs": "x"}), 400, "InferenceDisabled", "inference turned off")
+
+
+def test_a_model_that_fails_to_load_answers_why_until_a_push_fixes_it(trove, client, tmp_path):
+    """A model whose weights do not match its config.json: every request — waiting for the
+    load or not — gets the load's error (not "currently loading" forever, not a hang); a
+    push that fixes config.json is a new commit, whose model loads."""
+    tok = llama_tokenizer()
+    cfg = llama_config(tok.get_vocab_size())
+    weights = llama_weights(cfg, np.random.default_rng(11))
+    broken = dict(cfg, intermediate_size=cfg["intermediate_size"] * 2)  # the weights are half as wide
+    folder = write_model(tmp_path / "broken", broken, weights, tok, card="---\npipeline_tag: text-generation\n---\n")
+    auth = {"authorization": f"Bearer {trove.admin_token}"}
+    body = {"inputs": "the cat", "parameters": {"max_new_tokens": 2}}
+    waiting, not_waiting = {**auth, "x-wait-for-model": "true"}, {**auth, "x-wait-for-model": "false"}
+
+    # Asked by a request that waits first: the load's error, then the same at once without waiting.
+    first = upload(client, folder, prefix="broken")
+    url = f"{trove.url}/models/{first}"
+    r = httpx.post(url, json=body, headers=waiting, timeout=60)
+    assert_refused(r, 400, "ModelLoadFailed", f"Model {first} cannot be loaded")
+    assert "mlp" in r.json()["error"], r.text  # names the tensor that does not fit
+    for headers in (not_waiting, waiting, not_waiting):
+        assert_refused(httpx.post(url, json=body, headers=headers, timeout=60), 400, "ModelLoadFailed",
+                       f"Model {first} cannot be loaded")
+    out = run(client, '''
+        from huggingface_hub import InferenceClient
+        emit(attempt(InferenceClient(model=ARGS["url"], token=os.environ["HF_TOKEN"]).text_generation, "the cat"))
+    ''', url=url)
+    assert out["ok"] is False and out["status"] == 400 and "cannot be loaded" in out["msg"], out
+
+    # Asked by a request that does not wait first: "loading" while the load runs, then its error.
+    second = upload(client, folder, prefix="broken")
+    url2 = f"{trove.url}/models/{second}"
+    answers = []
+    deadline = time.monotonic() + 60
+    for _ in range(600):
+        r = httpx.post(url2, json=body, headers=not_waiting, timeout=60)
+        answers.append(r.status_code)
+        if r.status_code != 503 or time.monotonic() > deadline:
+            break
+        assert r.headers["x-error-code"] == "ModelLoading"
+        time.sleep(0.05)
+    assert_refused(r, 400, "ModelLoadFailed", f"Model {second} cannot be loaded")
+    assert set(answers) <= {503, 400}, answers
+    assert_refused(httpx.post(url2, json=body, headers=waiting, timeout=60), 400, "ModelLoadFailed")
+
+    # A push that fixes config.json: the new commit's model loads and runs.
+    run(client, '''
+        api.upload_file(path_or_fileobj=ARGS["config"].encode(), path_in_repo="config.json", repo_id=ARGS["repo"])
+        emit(True)
+    ''', config=json.dumps(cfg), repo=first)
+    r = httpx.post(url, json=body, headers=waiting, timeout=120)
+    assert r.status_code == 200, r.text
+    prompt_ids = tok.encode("the cat").ids
+    assert r.json()[0]["generated_text"] == pipeline_text(tok, prompt_ids, greedy_ref(cfg, weights, prompt_ids, 2, eos=2))
 
 
 def test_a_cold_model_answers_loading_when_the_request_does_not_wait(trove, client, tmp_path):

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import make_client
 from gguf_ref import F32, Q8_0, gguf, gguf_greedy
+from infer_ref import pipeline_text
 from test_inference import llama_tokenizer, upload, run  # noqa: F401  (shared builders)
 
 CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m.role }}|> {{ m.content.strip() }} "
@@ -128,10 +129,11 @@ def test_a_gguf_llama_generates_the_reference_tokens(trove, client, gguf_models)
         r = c.text_generation(ARGS["p"], max_new_tokens=12, details=True)
         emit({"text": r.generated_text, "ids": [t.id for t in r.details.tokens]})
     ''', url=f"{trove.url}/models/{m['one']}", p=prompt)
-    expected, gap = gguf_greedy(hp, m["values"], tok.encode(prompt).ids, 12, eos=2)
+    prompt_ids = tok.encode(prompt).ids
+    expected, gap = gguf_greedy(hp, m["values"], prompt_ids, 12, eos=2)
     assert gap > 1e-3, "the reference's choices are not near ties"
     assert out["ids"] == expected
-    assert out["text"] == tok.decode(expected)
+    assert out["text"] == pipeline_text(tok, prompt_ids, expected)
 
 
 def test_a_gguf_llama_chats_with_the_template_inside_the_file(trove, client, gguf_models):
@@ -144,8 +146,9 @@ def test_a_gguf_llama_chats_with_the_template_inside_the_file(trove, client, ggu
         emit("".join(ch.choices[0].delta.content or "" for ch in c.chat_completion(ARGS["m"], max_tokens=8, stream=True)))
     ''', url=f"{trove.url}/models/{m['one']}/v1", m=messages)
     prompt = "<s>" + "".join(f"<|{x['role']}|> {x['content'].strip()} " for x in messages) + "<|assistant|>"
-    expected, _ = gguf_greedy(hp, m["values"], tok.encode(prompt, add_special_tokens=False).ids, 8, eos=2)
-    assert out == tok.decode(expected)
+    ids = tok.encode(prompt, add_special_tokens=False).ids
+    expected, _ = gguf_greedy(hp, m["values"], ids, 8, eos=2)
+    assert out == pipeline_text(tok, ids, expected)
 
 
 def test_which_gguf_file_runs(trove, gguf_models):
@@ -269,11 +272,12 @@ def test_a_gguf_model_of_another_architecture_generates_the_reference_tokens(tro
         r = c.text_generation(ARGS["p"], max_new_tokens=12, details=True)
         emit({"text": r.generated_text, "ids": [t.id for t in r.details.tokens]})
     ''', url=f"{trove.url}/models/{repo}", p=prompt)
-    expected, gap = gguf_greedy(hp, values, tok.encode(prompt).ids, 12, eos=2)
+    prompt_ids = tok.encode(prompt).ids
+    expected, gap = gguf_greedy(hp, values, prompt_ids, 12, eos=2)
     assert gap > 1e-3, "the reference's choices are not near ties"
     assert len(expected) >= 4, expected
     assert out["ids"] == expected
-    assert out["text"] == tok.decode(expected)
+    assert out["text"] == pipeline_text(tok, prompt_ids, expected)
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
@@ -290,9 +294,10 @@ def test_a_gguf_model_of_another_architecture_chats(trove, client, arch_models, 
         prompt = "".join(f"<|{x['role']}|> {x['content']} " for x in messages) + "<|assistant|>"
     else:
         prompt = "<s>" + "".join(f"<|{x['role']}|> {x['content'].strip()} " for x in messages) + "<|assistant|>"
-    expected, _ = gguf_greedy(hp, values, tok.encode(prompt, add_special_tokens=False).ids, 8, eos=2)
+    ids = tok.encode(prompt, add_special_tokens=False).ids
+    expected, _ = gguf_greedy(hp, values, ids, 8, eos=2)
     assert expected, "the reference generates something"
-    assert out == tok.decode(expected)
+    assert out == pipeline_text(tok, ids, expected)
 
 
 def test_bad_files_of_other_architectures_are_refused_with_a_400(trove, arch_models):

@@ -270,8 +270,9 @@ impl Decoder {
             .ok_or_else(|| InferError::BadModel("GGUF: the file ends inside its header".into()))?;
         let arch = crate::arch::Arch::run(&facts.architecture)?;
         let mut reader = std::io::Cursor::new(gguf.as_slice());
-        let mut content = gguf_file::Content::read(&mut reader)
-            .map_err(|e| InferError::BadModel(format!("GGUF: {e}")))?;
+        let mut content = gguf_file::Content::read(&mut reader).map_err(|e| {
+            InferError::BadModel(format!("GGUF: {}", crate::error::candle_message(&e)))
+        })?;
         let shape = quantized::check(&mut content, facts.tensors, arch)?;
         let text = Text::load(&files.tokenizer)?;
         let template = match ChatTemplate::from_tokenizer_config(files.tokenizer_config.as_ref())? {
@@ -315,8 +316,16 @@ impl Decoder {
         template.render(messages)
     }
 
-    /// Generates from `prompt`; `on_piece` receives each new piece of text with its token id
-    /// and returns `false` to stop early (the reader went away).
+    /// Generates from `prompt`; `on_piece` receives each generated token's id with the text it
+    /// added (possibly empty) and returns `false` to stop early (the reader went away).
+    ///
+    /// The text is what transformers' text-generation pipeline answers: the decoding of the
+    /// prompt's and the generated tokens together, less as many characters as the prompt's
+    /// tokens decode to alone. Decoding the generated tokens alone would lose what depends on
+    /// what comes before them: a Metaspace or WordPiece decoder drops the space before the
+    /// first token of what it decodes, so " the cat" would come out "the cat". Each piece is
+    /// the new end of that text; a character still incomplete (its bytes spread over tokens
+    /// not all generated yet, decoded as U+FFFD) waits for the token that completes it.
     pub fn generate(
         &self,
         prompt: &str,
@@ -328,53 +337,80 @@ impl Decoder {
         if prompt_ids.is_empty() {
             return Err(InferError::BadInput("the prompt is empty".into()));
         }
+        let prompt_chars = self.text.decode(&prompt_ids)?.chars().count();
         let room = self.max_tokens.saturating_sub(prompt_ids.len());
         let max_new = params.max_new_tokens.min(room);
         let mut sampler = LogitsProcessor::from_sampling(params.seed, sampling(params));
         let mut state = self.net.start(&self.device)?;
-        let mut generated: Vec<u32> = Vec::new();
+        let mut all = prompt_ids.clone();
+        let mut text = String::new();
         let mut emitted = String::new();
         let mut finish = FinishReason::Length;
-        let mut input = prompt_ids.clone();
         let mut position = 0;
-        while generated.len() < max_new {
+        while all.len() - prompt_ids.len() < max_new {
+            let input = &all[position..];
             let logits = self
                 .net
-                .step(&mut state, &input, position, &self.device)?
+                .step(&mut state, input, position, &self.device)?
                 .to_dtype(DType::F32)?;
-            position += input.len();
+            position = all.len();
             let next = sampler.sample(&logits)?;
             if self.eos.contains(&next) {
                 finish = FinishReason::EosToken;
                 break;
             }
-            generated.push(next);
-            input = vec![next];
-            let text = self.text.decode(&generated)?;
-            // A token may end inside a multi-byte character: its text shows up with the next.
-            let piece = match text.strip_prefix(emitted.as_str()) {
-                Some(piece) if !piece.ends_with('\u{fffd}') => piece.to_owned(),
-                _ => String::new(),
-            };
-            if !piece.is_empty() {
-                emitted.push_str(&piece);
-            }
-            if let Some(cut) = params.stop.iter().find_map(|s| emitted.find(s.as_str())) {
-                emitted.truncate(cut);
+            all.push(next);
+            text = after_chars(&self.text.decode(&all)?, prompt_chars);
+            let stop = params
+                .stop
+                .iter()
+                .filter_map(|s| text.find(s.as_str()))
+                .min();
+            if let Some(cut) = stop {
+                text.truncate(cut);
                 finish = FinishReason::StopSequence;
+            }
+            let piece = new_piece(&text, &mut emitted, stop.is_some());
+            if stop.is_some() {
+                on_piece(piece, next);
                 break;
             }
-            if !on_piece(&piece, next) {
+            if !on_piece(piece, next) {
                 break;
             }
         }
         Ok(Generated {
-            text: emitted,
-            token_ids: generated,
+            text,
+            token_ids: all.split_off(prompt_ids.len()),
             prompt_tokens: prompt_ids.len(),
             finish,
         })
     }
+}
+
+/// `text` without its first `chars` characters (Python's `text[chars:]`, as the pipeline
+/// cuts the prompt's decoding off).
+fn after_chars(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((at, _)) => text[at..].to_owned(),
+        None => String::new(),
+    }
+}
+
+/// The part of `text` not handed out yet, which is then added to `emitted`: empty while the
+/// text does not extend what was handed out (a decoder may rewrite the end of a word), and
+/// without a trailing incomplete character unless the text is `last`.
+fn new_piece<'t>(text: &'t str, emitted: &mut String, last: bool) -> &'t str {
+    let Some(rest) = text.strip_prefix(emitted.as_str()) else {
+        return "";
+    };
+    let piece = if last {
+        rest
+    } else {
+        rest.trim_end_matches('\u{fffd}')
+    };
+    emitted.push_str(piece);
+    piece
 }
 
 /// The end-of-sequence tokens: `config.json`'s `eos_token_id` (one or a list), the GGUF's,
@@ -413,5 +449,34 @@ fn sampling(params: &GenerationParams) -> Sampling {
         (Some(k), None) => Sampling::TopK { k, temperature },
         (None, Some(p)) => Sampling::TopP { p, temperature },
         (None, None) => Sampling::All { temperature },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_hold_back_an_incomplete_character_until_it_is_complete() {
+        let mut emitted = String::new();
+        assert_eq!(new_piece(" caf", &mut emitted, false), " caf");
+        assert_eq!(new_piece(" caf\u{fffd}", &mut emitted, false), "");
+        assert_eq!(new_piece(" café", &mut emitted, false), "é");
+        assert_eq!(emitted, " café");
+        // A rewritten end hands out nothing until the text extends what went out again.
+        assert_eq!(new_piece(" cafe", &mut emitted, false), "");
+        assert_eq!(new_piece(" café au", &mut emitted, false), " au");
+        // The last piece is what is left, whatever it ends with.
+        assert_eq!(
+            new_piece(" café au\u{fffd}", &mut emitted, true),
+            "\u{fffd}"
+        );
+    }
+
+    #[test]
+    fn the_prompt_is_cut_off_by_characters_as_python_slices() {
+        assert_eq!(after_chars("héllo world", 5), " world");
+        assert_eq!(after_chars("abc", 3), "");
+        assert_eq!(after_chars("abc", 7), "");
     }
 }

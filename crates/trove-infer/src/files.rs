@@ -2,7 +2,7 @@
 //! architectures `config.json` lists, safetensors weights as f32 tensors, and candle's
 //! constructors run so that a panic on malformed weights is an error.
 
-use crate::error::{InferError, Result};
+use crate::error::{InferError, Result, candle_message};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -52,7 +52,7 @@ pub(crate) fn load_weights(
     let mut bytes = 0u64;
     for buffer in weights {
         let tensors = candle_core::safetensors::load_buffer(&buffer, device)
-            .map_err(|e| InferError::BadModel(format!("safetensors: {e}")))?;
+            .map_err(|e| InferError::BadModel(format!("safetensors: {}", candle_message(&e))))?;
         drop(buffer);
         for (name, tensor) in tensors {
             let tensor = if tensor.dtype() == DType::F32 {
@@ -78,7 +78,10 @@ pub fn estimated_bytes(parameters: u64) -> u64 {
 pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> candle_core::Result<T>) -> Result<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(InferError::BadModel(format!("{what}: {e}"))),
+        Ok(Err(e)) => Err(InferError::BadModel(format!(
+            "{what}: {}",
+            candle_message(&e)
+        ))),
         Err(_) => Err(InferError::BadModel(format!(
             "{what}: the weights do not match the configuration"
         ))),

@@ -199,8 +199,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_complete_tiny_llama_generates_greedily_and_deterministically() {
+    /// The safetensors of a complete one-layer Llama of `llama_config()`.
+    fn tiny_llama_weights() -> Vec<u8> {
         let cpu = &Device::Cpu;
         let mut tensors = vec![
             (
@@ -244,8 +244,14 @@ mod tests {
         for (n, t) in &owned {
             all.push((n.as_str(), t.as_ref().expect("tensor").clone()));
         }
+        safetensors(&all)
+    }
+
+    #[test]
+    fn a_complete_tiny_llama_generates_greedily_and_deterministically() {
+        let cpu = &Device::Cpu;
         let model =
-            Model::load(files(llama_config(), vec![safetensors(&all)]), cpu).expect("loads");
+            Model::load(files(llama_config(), vec![tiny_llama_weights()]), cpu).expect("loads");
         assert_eq!(
             model.memory_bytes(),
             4 * (12 + 4 + 12 + 16 + 8 + 8 + 16 + 32 + 32 + 32 + 8)
@@ -281,6 +287,50 @@ mod tests {
         );
         let too_long = decoder.generate(&"a ".repeat(20), &params, true, &mut |_, _| true);
         assert!(matches!(too_long, Err(InferError::BadInput(_))));
+    }
+
+    /// A sentencepiece-style tokenizer: `▁` marks a word's leading space, and the Metaspace
+    /// decoder drops it from the first token it decodes.
+    const METASPACE_TOKENIZER: &str = r#"{"version":"1.0","truncation":null,"padding":null,
+        "added_tokens":[],"normalizer":null,
+        "pre_tokenizer":{"type":"Metaspace","replacement":"\u2581","prepend_scheme":"always","split":true},
+        "post_processor":null,
+        "decoder":{"type":"Metaspace","replacement":"\u2581","prepend_scheme":"always","split":true},
+        "model":{"type":"WordLevel","vocab":{"<unk>":0,"\u2581a":1,"\u2581b":2},"unk_token":"<unk>"}}"#;
+
+    #[test]
+    fn generated_text_keeps_the_space_a_metaspace_decoder_drops_from_a_first_token() {
+        let mut model_files = files(llama_config(), vec![tiny_llama_weights()]);
+        model_files.tokenizer = METASPACE_TOKENIZER.as_bytes().to_vec();
+        let Model::Decoder(decoder) = Model::load(model_files, &Device::Cpu).expect("loads") else {
+            panic!("a decoder")
+        };
+        let mut pieces = String::new();
+        let out = decoder
+            .generate("a b", &greedy(4), true, &mut |piece, _| {
+                pieces.push_str(piece);
+                true
+            })
+            .expect("generates");
+        let text = crate::text::Text::load(METASPACE_TOKENIZER.as_bytes()).expect("tokenizer");
+        let prompt = text.encode("a b", true, 16).expect("encodes").ids;
+        assert_eq!(text.decode(&prompt).expect("decodes"), "a b");
+        let whole = text
+            .decode(&[prompt.clone(), out.token_ids.clone()].concat())
+            .expect("decodes");
+        assert_eq!(out.text, whole["a b".len()..], "the pipeline's rule");
+        let alone = text.decode(&out.token_ids).expect("decodes");
+        assert!(
+            out.token_ids.iter().any(|id| *id != 0) && out.text.starts_with(' '),
+            "the words generated start with their space: {:?} ({:?})",
+            out.text,
+            out.token_ids
+        );
+        assert_ne!(
+            out.text, alone,
+            "decoding the generated tokens alone loses it"
+        );
+        assert_eq!(pieces, out.text, "the streamed pieces add up to the text");
     }
 
     /// A tiny Llama GGUF written with candle's own writer: Q8_0 matrices, F32 norms.

@@ -87,6 +87,9 @@ pub enum ApiError {
     /// A model larger than the inference memory budget, in the Hub's words (403).
     #[error("{0}")]
     ModelTooLarge(String),
+    /// An inference request refused: a 400 or a 422 with the `X-Error-Code` of `refusal`.
+    #[error("{message}")]
+    InferenceRefused { refusal: Refusal, message: String },
     /// The work did not finish in the time allowed (504, as a gateway says it).
     #[error("{0}")]
     Timeout(String),
@@ -110,9 +113,62 @@ pub enum ApiError {
     CollectionExists { slug: String },
 }
 
+/// Why the inference API refuses a request, each with its status and `X-Error-Code`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The body is not JSON (400 `InvalidJson`).
+    InvalidJson,
+    /// A header or parameter this API does not take in this form: `x-wait-for-model: maybe`,
+    /// an `aggregation_strategy` the pipeline does not know, a streamed text generation, a
+    /// GGUF file that is not there (400 `InvalidRequest`).
+    InvalidRequest,
+    /// A task this hub does not run, or one the model does not do (400 `UnsupportedTask`).
+    UnsupportedTask,
+    /// The card or the repository's setting turns inference off (400 `InferenceDisabled`).
+    InferenceDisabled,
+    /// The repository's files do not make a model: missing, unreadable, or refused when the
+    /// model loads (400 `ModelLoadFailed`; remembered for the commit, see `inference`).
+    ModelLoadFailed,
+    /// `inputs` or a parameter of the wrong type or value, too many tokens or texts
+    /// (422 `InvalidInput`, TGI's "Input validation error").
+    InvalidInput,
+}
+
+impl Refusal {
+    fn status(self) -> StatusCode {
+        match self {
+            Refusal::InvalidJson
+            | Refusal::InvalidRequest
+            | Refusal::UnsupportedTask
+            | Refusal::InferenceDisabled
+            | Refusal::ModelLoadFailed => StatusCode::BAD_REQUEST,
+            Refusal::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Refusal::InvalidJson => "InvalidJson",
+            Refusal::InvalidRequest => "InvalidRequest",
+            Refusal::UnsupportedTask => "UnsupportedTask",
+            Refusal::InferenceDisabled => "InferenceDisabled",
+            Refusal::ModelLoadFailed => "ModelLoadFailed",
+            Refusal::InvalidInput => "InvalidInput",
+        }
+    }
+}
+
 impl ApiError {
     pub fn bad_request(msg: impl Into<String>) -> Self {
         ApiError::BadRequest(msg.into())
+    }
+
+    /// An inference refusal (see [`Refusal`]).
+    pub fn refused(refusal: Refusal, message: impl Into<String>) -> Self {
+        ApiError::InferenceRefused {
+            refusal,
+            message: message.into(),
+        }
     }
 
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
@@ -155,6 +211,7 @@ impl ApiError {
             | ApiError::ModelBusy { .. }
             | ApiError::ModelLoading { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ModelTooLarge(_) => StatusCode::FORBIDDEN,
+            ApiError::InferenceRefused { refusal, .. } => refusal.status(),
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::RequestHeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -175,6 +232,7 @@ impl ApiError {
             ApiError::ModelBusy { .. } => Some("ModelOverloaded"),
             ApiError::ModelTooLarge(_) => Some("ModelTooLarge"),
             ApiError::ModelLoading { .. } => Some("ModelLoading"),
+            ApiError::InferenceRefused { refusal, .. } => Some(refusal.code()),
             _ => None,
         }
     }

@@ -12,7 +12,7 @@ pub mod source;
 use crate::auth::Caller;
 use crate::config::InferenceConfig;
 use crate::context::Context;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Refusal};
 use crate::repos::find_readable;
 use pool::Pool;
 use registry::{Admission, Key, Registry};
@@ -194,14 +194,16 @@ pub async fn prepare(
     let source = source::locate(state, repo, revision.unwrap_or("main"), gguf_file).await?;
     let model_id = source.repo_id();
     if source.disabled() {
-        return Err(ApiError::BadRequest(format!(
-            "Model {model_id} has inference turned off (`inference: false` in its card)"
-        )));
+        return Err(ApiError::refused(
+            Refusal::InferenceDisabled,
+            format!("Model {model_id} has inference turned off (`inference: false` in its card)"),
+        ));
     }
     if source.repo.repo.inference_disabled {
-        return Err(ApiError::BadRequest(format!(
-            "Model {model_id} has inference turned off (a setting of the repository)"
-        )));
+        return Err(ApiError::refused(
+            Refusal::InferenceDisabled,
+            format!("Model {model_id} has inference turned off (a setting of the repository)"),
+        ));
     }
     let task = choose_task(&source, requested)?;
     let needed = source.estimated_bytes();
@@ -219,6 +221,11 @@ pub async fn prepare(
         commit: source.commit.to_string(),
         gguf: source.gguf().map(str::to_owned),
     };
+    // A model whose files failed to load answers why until a push changes them (a new
+    // commit is a new key): not "loading" forever, not another load per request.
+    if let Some(failed) = runtime.registry.failure(&key) {
+        return Err(failed);
+    }
     let admission = runtime
         .registry
         .admit(&key)
@@ -275,7 +282,7 @@ async fn load(state: &Context, runtime: &Runtime, source: &Source) -> ApiResult<
         .run(move || Model::load(files, &device))
         .await
         .map_err(ApiError::internal)?
-        .map_err(infer_error)?;
+        .map_err(|e| load_error(e, &source.repo_id()))?;
     tracing::info!(
         repo.id = source.repo.repo.id,
         model = %source.repo_id(),
@@ -322,12 +329,15 @@ fn choose_task(source: &Source, requested: Requested<'_>) -> ApiResult<Task> {
         Task::TextGeneration | Task::Conversational => !encoder,
     };
     if !fits {
-        return Err(ApiError::BadRequest(format!(
-            "Model {} doesn't support task '{}'. Supported task: '{}'",
-            source.repo_id(),
-            task.as_str(),
-            native.as_str()
-        )));
+        return Err(ApiError::refused(
+            Refusal::UnsupportedTask,
+            format!(
+                "Model {} doesn't support task '{}'. Supported task: '{}'",
+                source.repo_id(),
+                task.as_str(),
+                native.as_str()
+            ),
+        ));
     }
     Ok(task)
 }
@@ -338,20 +348,26 @@ fn check_fits(model: &Model, task: Task, model_id: &str) -> ApiResult<()> {
         && let Model::Decoder(d) = model
         && !d.chats()
     {
-        return Err(ApiError::BadRequest(format!(
-            "Model {model_id} has no chat template (tokenizer_config.json `chat_template`): \
-             use text-generation"
-        )));
+        return Err(ApiError::refused(
+            Refusal::UnsupportedTask,
+            format!(
+                "Model {model_id} has no chat template (tokenizer_config.json \
+                 `chat_template`): use text-generation"
+            ),
+        ));
     }
     Ok(())
 }
 
 fn unsupported(task: &str) -> ApiError {
-    ApiError::BadRequest(format!(
-        "Task '{task}' is not supported by this hub's inference (supported: \
-         feature-extraction, sentence-similarity, text-classification, token-classification, \
-         fill-mask, text-generation, chat completions)"
-    ))
+    ApiError::refused(
+        Refusal::UnsupportedTask,
+        format!(
+            "Task '{task}' is not supported by this hub's inference (supported: \
+             feature-extraction, sentence-similarity, text-classification, \
+             token-classification, fill-mask, text-generation, chat completions)"
+        ),
+    )
 }
 
 fn timed_out(config: &InferenceConfig) -> ApiError {
@@ -361,11 +377,27 @@ fn timed_out(config: &InferenceConfig) -> ApiError {
     ))
 }
 
-/// The HTTP meaning of a model's failure.
+/// The HTTP meaning of a failure of a loaded model (or of what a model's config says).
 pub fn infer_error(e: InferError) -> ApiError {
     match e {
-        InferError::Unsupported(m) | InferError::BadModel(m) => ApiError::BadRequest(m),
-        InferError::BadInput(m) => ApiError::UnprocessableEntity(m),
+        InferError::Unsupported(m) => ApiError::refused(Refusal::UnsupportedTask, m),
+        e @ InferError::BadModel(_) => ApiError::refused(Refusal::ModelLoadFailed, e.to_string()),
+        InferError::BadInput(m) => ApiError::refused(Refusal::InvalidInput, m),
+        e @ InferError::Runtime(_) => ApiError::internal(e),
+    }
+}
+
+/// The HTTP meaning of a failed load: the files refused (broken, or describing what this hub
+/// does not run) are `ModelLoadFailed`, which the registry remembers for the commit; a
+/// failure of the tensor library is ours.
+fn load_error(e: InferError, model_id: &str) -> ApiError {
+    match e {
+        InferError::Unsupported(m) | InferError::BadModel(m) | InferError::BadInput(m) => {
+            ApiError::refused(
+                Refusal::ModelLoadFailed,
+                format!("Model {model_id} cannot be loaded: {m}"),
+            )
+        }
         e @ InferError::Runtime(_) => ApiError::internal(e),
     }
 }

@@ -1,6 +1,8 @@
 //! Loaded models: one slot per (repository, commit), loaded once however many requests ask
 //! at the same time, kept in memory while the budget allows (least recently used unloaded
-//! first), each with its own concurrency limit and bounded queue.
+//! first), each with its own concurrency limit and bounded queue; and why the models that
+//! failed to load failed, so that their requests get that answer at once instead of another
+//! load (a commit's files never change: a push that fixes them is a new key).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,7 +12,11 @@ use std::time::Instant;
 
 /// The load rate assumed before any load was measured (bytes of loaded weights per second).
 const INITIAL_LOAD_RATE: u64 = 200 << 20;
+/// Load failures remembered, the oldest forgotten first.
+const REMEMBERED_FAILURES: usize = 1024;
 use super::batch::Waiting;
+use crate::error::{ApiError, ApiResult, Refusal};
+use crate::repos::bounded::Bounded;
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use trove_infer::Model;
 
@@ -46,11 +52,15 @@ pub struct Registry {
     tick: AtomicU64,
     /// Bytes of weights loaded per second, as the last loads measured it (a running mean).
     load_rate: AtomicU64,
+    /// Why each model whose files could not be loaded failed (the message of its
+    /// `ModelLoadFailed` answer).
+    failures: Bounded<Key, String>,
 }
 
 /// A request let in for one model; leaves the queue when dropped.
 pub struct Admission {
     slot: Arc<Slot>,
+    key: Key,
 }
 
 impl Admission {
@@ -75,7 +85,16 @@ impl Registry {
             slots: Mutex::new(HashMap::new()),
             tick: AtomicU64::new(0),
             load_rate: AtomicU64::new(INITIAL_LOAD_RATE),
+            failures: Bounded::new(REMEMBERED_FAILURES),
         }
+    }
+
+    /// The answer of the last load of `key`'s model, if it failed because of the model's
+    /// files.
+    pub fn failure(&self, key: &Key) -> Option<ApiError> {
+        self.failures
+            .get(key)
+            .map(|message| ApiError::refused(Refusal::ModelLoadFailed, message))
     }
 
     pub fn budget_bytes(&self) -> u64 {
@@ -106,23 +125,39 @@ impl Registry {
         }
         slot.last_used
             .store(self.tick.fetch_add(1, Ordering::AcqRel), Ordering::Release);
-        Ok(Admission { slot })
+        Ok(Admission {
+            slot,
+            key: key.clone(),
+        })
     }
 
     /// The admitted request's model, loaded by `load` if no one has yet (concurrent first
     /// requests wait for the one load); then models are unloaded, least recently used first,
-    /// until the loaded ones fit the budget again.
-    pub async fn model<E, F>(&self, admission: &Admission, load: F) -> Result<Arc<Model>, E>
+    /// until the loaded ones fit the budget again. A load refused for the model's files
+    /// (`ModelLoadFailed`) is remembered: the requests waiting for it, and any later one for
+    /// the same key, get that answer without loading again.
+    pub async fn model<F>(&self, admission: &Admission, load: F) -> ApiResult<Arc<Model>>
     where
-        F: Future<Output = Result<Model, E>>,
+        F: Future<Output = ApiResult<Model>>,
     {
         let slot = &admission.slot;
         let model = slot
             .model
             .get_or_try_init(|| async {
+                // A waiter whose turn to load comes after a failed load finds it here.
+                if let Some(failed) = self.failure(&admission.key) {
+                    return Err(failed);
+                }
                 let started = Instant::now();
                 *slot.load_started.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
                 let loaded = load.await;
+                if let Err(ApiError::InferenceRefused {
+                    refusal: Refusal::ModelLoadFailed,
+                    message,
+                }) = &loaded
+                {
+                    self.failures.put(admission.key.clone(), message.clone());
+                }
                 *slot.load_started.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 let model = loaded?;
                 self.measured(model.memory_bytes(), started.elapsed().as_secs_f64());
@@ -258,5 +293,48 @@ mod tests {
         drop(b);
         let _d = registry.admit(&key(1)).expect("room again");
         drop((a, c));
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_is_remembered_for_its_key_only() {
+        let registry = Registry::new(1 << 20, 1, 2);
+        let loads = AtomicUsize::new(0);
+        let broken = || async {
+            loads.fetch_add(1, Ordering::AcqRel);
+            Err(ApiError::refused(
+                Refusal::ModelLoadFailed,
+                "config.json: missing field `hidden_size`",
+            ))
+        };
+        let admission = registry.admit(&key(1)).expect("admitted");
+        let first = registry.model(&admission, broken()).await;
+        let again = registry.model(&admission, broken()).await;
+        for answer in [first, again] {
+            match answer {
+                Err(ApiError::InferenceRefused { refusal, message }) => {
+                    assert_eq!(refusal, Refusal::ModelLoadFailed);
+                    assert!(message.contains("hidden_size"), "{message}");
+                }
+                _ => panic!("the load's error"),
+            }
+        }
+        assert_eq!(
+            loads.load(Ordering::Acquire),
+            1,
+            "loaded once, then remembered"
+        );
+        assert!(registry.failure(&key(1)).is_some());
+        assert!(!registry.is_loading(&admission));
+        // Another commit (a push that fixes the files) is another key: it loads.
+        assert!(registry.failure(&key(2)).is_none());
+        // A failure that is not the model's files (a store error) is not remembered.
+        let other = registry.admit(&key(3)).expect("admitted");
+        let failed = registry
+            .model(&other, async {
+                Err(ApiError::internal(anyhow::anyhow!("disk unplugged")))
+            })
+            .await;
+        assert!(failed.is_err());
+        assert!(registry.failure(&key(3)).is_none());
     }
 }

@@ -10,7 +10,7 @@
 //! choice is a 400 that lists them.
 
 use crate::context::Context;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Refusal};
 use crate::repos::card::{Meta, read_card};
 use crate::repos::content::read_range;
 use crate::repos::safetensors::{self, INDEX_FILE, SINGLE_FILE};
@@ -185,7 +185,7 @@ async fn read_located(
         }
         (None, Some(config)) => (config, safetensors_bytes(state, repo, &root).await?),
         (None, None) => {
-            return Err(ApiError::BadRequest(format!(
+            return Err(broken(format!(
                 "Model {model_id} has no config.json and no GGUF file: it cannot be run"
             )));
         }
@@ -220,10 +220,13 @@ fn choose_gguf(
         if ggufs.contains(&name) {
             Ok(Some(name.to_owned()))
         } else {
-            Err(ApiError::BadRequest(format!(
-                "Model {model_id} has no GGUF file {name:?} ({by}); its GGUF files: [{}]",
-                ggufs.join(", ")
-            )))
+            Err(ApiError::refused(
+                Refusal::InvalidRequest,
+                format!(
+                    "Model {model_id} has no GGUF file {name:?} ({by}); its GGUF files: [{}]",
+                    ggufs.join(", ")
+                ),
+            ))
         }
     };
     if let Some(name) = requested {
@@ -236,11 +239,14 @@ fn choose_gguf(
         _ if safetensors => Ok(None),
         [] => Ok(None),
         [one] => Ok(Some((*one).to_owned())),
-        several => Err(ApiError::BadRequest(format!(
-            "Model {model_id} has several GGUF files ({}): name one with ?gguf_file= in the \
+        several => Err(ApiError::refused(
+            Refusal::InvalidRequest,
+            format!(
+                "Model {model_id} has several GGUF files ({}): name one with ?gguf_file= in the \
              request or `gguf_file:` in the model card",
-            several.join(", ")
-        ))),
+                several.join(", ")
+            ),
+        )),
     }
 }
 
@@ -365,9 +371,7 @@ async fn safetensors_bytes(state: &Context, repo: &RepoRef, root: &[Entry]) -> A
     let parameters = match safetensors::summarize(state, repo, root).await? {
         Some(Ok(summary)) => summary.total,
         Some(Err(e)) => {
-            return Err(ApiError::BadRequest(format!(
-                "cannot read the weights: {e}"
-            )));
+            return Err(broken(format!("cannot read the weights: {e}")));
         }
         None => 0,
     };
@@ -412,7 +416,7 @@ async fn gguf_header(
     entry: &EntryKind,
 ) -> ApiResult<u64> {
     let EntryKind::File { blob, .. } = entry else {
-        return Err(ApiError::BadRequest(format!("{path} is a folder")));
+        return Err(broken(format!("{path} is a folder")));
     };
     if let Some(memory_bytes) = remembered_gguf(blob) {
         return Ok(memory_bytes);
@@ -431,28 +435,26 @@ async fn read_gguf_header(
     entry: &EntryKind,
 ) -> ApiResult<u64> {
     let EntryKind::File { size, lfs, .. } = entry else {
-        return Err(ApiError::BadRequest(format!("{path} is a folder")));
+        return Err(broken(format!("{path} is a folder")));
     };
     let size = lfs.as_ref().map_or(*size, |l| l.pointer.size);
     let mut want = GGUF_FIRST_READ.min(size);
     loop {
         let head = read_range(state, repo, entry, 0, want)
             .await?
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!("{path}: its content is not stored on this server"))
-            })?;
+            .ok_or_else(|| broken(format!("{path}: its content is not stored on this server")))?;
         match trove_infer::inspect_gguf(&head, size) {
             Ok(Some(facts)) => return Ok(facts.memory_bytes),
             Ok(None) => {
                 let next = want.saturating_mul(4).min(size).min(GGUF_MAX_HEADER_BYTES);
                 if next <= want {
-                    return Err(ApiError::BadRequest(format!(
+                    return Err(broken(format!(
                         "{path}: GGUF: the header does not end within {want} bytes"
                     )));
                 }
                 want = next;
             }
-            Err(e) => return Err(ApiError::BadRequest(format!("{path}: {e}"))),
+            Err(e) => return Err(broken(format!("{path}: {e}"))),
         }
     }
 }
@@ -463,16 +465,13 @@ pub async fn read_files(state: &Context, source: &Source) -> ApiResult<ModelFile
     let tokenizer = match source.files().get("tokenizer.json") {
         Some(entry) => read_whole(state, repo, "tokenizer.json", entry, MAX_JSON_FILE).await?,
         None if source.gguf().is_some() => {
-            return Err(ApiError::BadRequest(
+            return Err(broken(
                 "the model has no tokenizer.json: this hub runs a GGUF model with the \
-                 repository's tokenizer.json, not the vocabulary inside the GGUF file"
-                    .into(),
+                 repository's tokenizer.json, not the vocabulary inside the GGUF file",
             ));
         }
         None => {
-            return Err(ApiError::BadRequest(
-                "the model has no tokenizer.json: it cannot be run".into(),
-            ));
+            return Err(broken("the model has no tokenizer.json: it cannot be run"));
         }
     };
     let tokenizer_config = optional_json(state, source, "tokenizer_config.json").await?;
@@ -509,15 +508,13 @@ pub async fn read_files(state: &Context, source: &Source) -> ApiResult<ModelFile
     let mut weights = Vec::new();
     for path in weight_files(state, source).await? {
         let Some(entry) = source.files().get(&path) else {
-            return Err(ApiError::BadRequest(format!(
-                "{path}, named by {INDEX_FILE}, is missing"
-            )));
+            return Err(broken(format!("{path}, named by {INDEX_FILE}, is missing")));
         };
         weights.push(read_whole(state, repo, &path, entry, u64::MAX).await?);
     }
     if weights.is_empty() {
-        return Err(ApiError::BadRequest(
-            "the model has no safetensors weights (model.safetensors): it cannot be run".into(),
+        return Err(broken(
+            "the model has no safetensors weights (model.safetensors): it cannot be run",
         ));
     }
     Ok(ModelFiles {
@@ -548,8 +545,7 @@ fn pooling_path(modules: Option<&Value>) -> Option<String> {
 async fn weight_files(state: &Context, source: &Source) -> ApiResult<Vec<String>> {
     if let Some(entry) = source.files().get(INDEX_FILE) {
         let index = read_json(state, &source.repo, INDEX_FILE, entry).await?;
-        let shards = safetensors::shards_of_index(&index)
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let shards = safetensors::shards_of_index(&index).map_err(|e| broken(e.to_string()))?;
         return Ok(shards.into_iter().collect());
     }
     Ok(if source.files().contains_key(SINGLE_FILE) {
@@ -573,8 +569,7 @@ async fn read_json(
     entry: &EntryKind,
 ) -> ApiResult<Value> {
     let bytes = read_whole(state, repo, path, entry, MAX_JSON_FILE).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("{path} is not valid JSON: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| broken(format!("{path} is not valid JSON: {e}")))
 }
 
 /// A whole file, refused past `limit` bytes.
@@ -586,19 +581,22 @@ async fn read_whole(
     limit: u64,
 ) -> ApiResult<Vec<u8>> {
     let EntryKind::File { size, lfs, .. } = entry else {
-        return Err(ApiError::BadRequest(format!("{path} is a folder")));
+        return Err(broken(format!("{path} is a folder")));
     };
     let size = lfs.as_ref().map_or(*size, |l| l.pointer.size);
     if size > limit {
-        return Err(ApiError::BadRequest(format!(
+        return Err(broken(format!(
             "{path} is {size} bytes, more than the {limit} read for inference"
         )));
     }
     read_range(state, repo, entry, 0, size)
         .await?
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!("{path}: its content is not stored on this server"))
-        })
+        .ok_or_else(|| broken(format!("{path}: its content is not stored on this server")))
+}
+
+/// The repository's files do not make a model this hub can run.
+fn broken(message: impl Into<String>) -> ApiError {
+    ApiError::refused(Refusal::ModelLoadFailed, message)
 }
 
 #[cfg(test)]
@@ -646,7 +644,10 @@ mod tests {
 
     fn error(r: ApiResult<Option<String>>) -> String {
         match r {
-            Err(ApiError::BadRequest(m)) => m,
+            Err(ApiError::InferenceRefused {
+                refusal: Refusal::InvalidRequest,
+                message,
+            }) => message,
             other => panic!("not a 400: {:?}", other.map_err(|e| e.to_string())),
         }
     }

@@ -2,7 +2,7 @@
 //! files, commit operations, the search index, listings and likes. This is where the rules
 //! live; the HTTP modules only translate.
 
-mod bounded;
+pub(crate) mod bounded;
 pub mod browse;
 /// Cards live in their own crate (a parser with a budget, fuzzed on its own); re-exported
 /// here so that use cases name them as part of the repository model.

@@ -4,7 +4,7 @@
 //! server-sent events when asked. Answers have exactly the shapes `InferenceClient` parses.
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Refusal};
 use crate::http::extract::{ApiJson, ApiPath, QueryParams};
 use crate::inference::batch::{Answer, Single, embeddings_json};
 use crate::inference::{self, Ready, Requested, Task};
@@ -12,21 +12,24 @@ use crate::state::AppState;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use trove_infer::{Aggregation, ChatMessage, FinishReason, GenerationParams, Model, ScoreFunction};
+use trove_types::Revision;
 
 /// `POST /models/{ns}/{name}`: the model's own task.
 pub async fn run_default(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath((ns, name)): ApiPath<(String, String)>,
+    path: Result<ApiPath<(String, String)>, ApiError>,
     query: QueryParams,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<Value>,
-) -> ApiResult<Response> {
+    InferenceJson(body): InferenceJson,
+) -> Result<Response, InferenceError> {
+    let ApiPath((ns, name)) = path?;
     let wait = wait_for_model(&headers, &body)?;
     let ready = prepare(
         &state,
@@ -39,18 +42,19 @@ pub async fn run_default(
         query.get("gguf_file"),
     )
     .await?;
-    run_task(&state, ready, body).await
+    Ok(run_task(&state, ready, body).await?)
 }
 
 /// `POST /models/{ns}/{name}/pipeline/{task}`.
 pub async fn run_pipeline(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath((ns, name, task)): ApiPath<(String, String, String)>,
+    path: Result<ApiPath<(String, String, String)>, ApiError>,
     query: QueryParams,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<Value>,
-) -> ApiResult<Response> {
+    InferenceJson(body): InferenceJson,
+) -> Result<Response, InferenceError> {
+    let ApiPath((ns, name, task)) = path?;
     let wait = wait_for_model(&headers, &body)?;
     let ready = prepare(
         &state,
@@ -63,7 +67,7 @@ pub async fn run_pipeline(
         query.get("gguf_file"),
     )
     .await?;
-    run_task(&state, ready, body).await
+    Ok(run_task(&state, ready, body).await?)
 }
 
 /// Resolves, checks and loads (or finds loaded) the model a request names; `gguf` is the
@@ -79,13 +83,19 @@ async fn prepare(
     wait: Option<bool>,
     gguf: Option<&str>,
 ) -> ApiResult<Ready> {
+    // Checked as every route's revision is, before git sees it.
+    let revision = query
+        .get("revision")
+        .map(Revision::parse)
+        .transpose()
+        .map_err(|e| ApiError::refused(Refusal::InvalidRequest, e.to_string()))?;
     inference::prepare(
         state,
         &state.inference,
         caller,
         ns,
         name,
-        query.get("revision"),
+        revision.as_ref().map(Revision::as_str),
         requested,
         wait,
         gguf,
@@ -101,17 +111,61 @@ fn wait_for_model(headers: &HeaderMap, body: &Value) -> ApiResult<Option<bool>> 
         return match value.to_str().map(str::to_ascii_lowercase).as_deref() {
             Ok("true" | "1") => Ok(Some(true)),
             Ok("false" | "0") => Ok(Some(false)),
-            _ => Err(ApiError::BadRequest(
-                "x-wait-for-model must be true or false".into(),
+            _ => Err(ApiError::refused(
+                Refusal::InvalidRequest,
+                "x-wait-for-model must be true or false",
             )),
         };
     }
     match body.get("options").and_then(|o| o.get("wait_for_model")) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(ApiError::UnprocessableEntity(
-            "`options.wait_for_model` must be a boolean".into(),
-        )),
+        Some(_) => Err(invalid("`options.wait_for_model` must be a boolean")),
+    }
+}
+
+/// `inputs` or a parameter refused (422 `InvalidInput`).
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::refused(Refusal::InvalidInput, message)
+}
+
+/// The JSON body of an inference request: [`ApiJson`], refused as the inference API refuses
+/// (400 `InvalidJson`), so that every answer of these routes has its `X-Error-Code`.
+pub struct InferenceJson(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for InferenceJson {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match ApiJson::<Value>::from_request(req, state).await {
+            Ok(ApiJson(value)) => Ok(InferenceJson(value)),
+            Err(ApiError::BadRequest(message)) => {
+                Err(ApiError::refused(Refusal::InvalidJson, message))
+            }
+            Err(other) => Err(other),
+        }
+    }
+}
+
+/// An error of the inference routes: an [`ApiError`], with the refusals that do not say
+/// which they are (a path or a revision refused by what these routes share with the rest of
+/// the API) given the inference API's codes, so that every 400 and 422 of these routes
+/// carries an `X-Error-Code`; rendered by the API's one mapping.
+pub struct InferenceError(ApiError);
+
+impl From<ApiError> for InferenceError {
+    fn from(e: ApiError) -> Self {
+        InferenceError(match e {
+            ApiError::BadRequest(message) => ApiError::refused(Refusal::InvalidRequest, message),
+            ApiError::UnprocessableEntity(message) => invalid(message),
+            other => other,
+        })
+    }
+}
+
+impl IntoResponse for InferenceError {
+    fn into_response(self) -> Response {
+        self.0.into_response()
     }
 }
 
@@ -148,19 +202,18 @@ fn parse<T: serde::de::DeserializeOwned>(
     value
         .map(|v| serde_json::from_value(v.clone()))
         .transpose()
-        .map_err(|e| ApiError::UnprocessableEntity(format!("Invalid `{what}`: {e}")))
+        .map_err(|e| invalid(format!("Invalid `{what}`: {e}")))
 }
 
 fn inputs<T: serde::de::DeserializeOwned>(body: &Value) -> ApiResult<T> {
-    parse(body.get("inputs"), "inputs")?
-        .ok_or_else(|| ApiError::UnprocessableEntity("Missing `inputs`".into()))
+    parse(body.get("inputs"), "inputs")?.ok_or_else(|| invalid("Missing `inputs`"))
 }
 
 async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Response> {
     let max_inputs = state.inference.config().max_inputs;
     let check_count = |n: usize| {
         if n == 0 || n > max_inputs {
-            Err(ApiError::UnprocessableEntity(format!(
+            Err(invalid(format!(
                 "`inputs` must hold between 1 and {max_inputs} texts"
             )))
         } else {
@@ -223,7 +276,7 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
                 match parse::<String>(field(&body, "function_to_apply"), "function_to_apply")? {
                     None => None,
                     Some(name) => Some(ScoreFunction::parse(&name).ok_or_else(|| {
-                        ApiError::UnprocessableEntity(format!(
+                        invalid(format!(
                             "`function_to_apply` must be sigmoid, softmax or none, not {name:?}"
                         ))
                     })?),
@@ -267,7 +320,7 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
                 None => Aggregation::Simple,
                 // The pipeline's own refusal of a name it does not know is a 400.
                 Some(name) => Aggregation::parse(&name).ok_or_else(|| {
-                    ApiError::BadRequest(format!(
+                    ApiError::refused(Refusal::InvalidRequest, format!(
                         "'{name}' is not a valid aggregation_strategy: use one of none, simple, \
                          first, average, max"
                     ))
@@ -305,8 +358,8 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
             let text: String = inputs(&body)?;
             let top_k = parse::<usize>(field(&body, "top_k"), "top_k")?.unwrap_or(5);
             if top_k == 0 {
-                return Err(ApiError::UnprocessableEntity(
-                    "Input validation error: `top_k` must be strictly positive".into(),
+                return Err(invalid(
+                    "Input validation error: `top_k` must be strictly positive",
                 ));
             }
             let targets = match field(&body, "targets") {
@@ -317,7 +370,7 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
             if let Some(targets) = &targets
                 && (targets.is_empty() || targets.len() > max_inputs)
             {
-                return Err(ApiError::UnprocessableEntity(format!(
+                return Err(invalid(format!(
                     "Input validation error: `targets` must hold between 1 and {max_inputs} words"
                 )));
             }
@@ -339,10 +392,10 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
         Task::TextGeneration => {
             let prompt: String = inputs(&body)?;
             if body.get("stream").and_then(Value::as_bool) == Some(true) {
-                return Err(ApiError::BadRequest(
+                return Err(ApiError::refused(
+                    Refusal::InvalidRequest,
                     "Streaming text-generation is not served here: use /v1/chat/completions \
-                     with stream=true"
-                        .into(),
+                     with stream=true",
                 ));
             }
             let params = generation_params(state, &body, true)?;
@@ -384,8 +437,9 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
             }])
             .into_response())
         }
-        Task::Conversational => Err(ApiError::BadRequest(
-            "Chat models answer at /v1/chat/completions".into(),
+        Task::Conversational => Err(ApiError::refused(
+            Refusal::UnsupportedTask,
+            "Chat models answer at /v1/chat/completions",
         )),
     }
 }
@@ -520,20 +574,20 @@ fn generation_params(state: &AppState, body: &Value, tgi: bool) -> ApiResult<Gen
     )?
     .unwrap_or(if tgi { 20 } else { 100 });
     if max_new > limit {
-        return Err(ApiError::UnprocessableEntity(format!(
+        return Err(invalid(format!(
             "Input validation error: `max_new_tokens` must be <= {limit}. Given: {max_new}"
         )));
     }
     let temperature = parse::<f64>(get("temperature"), "temperature")?;
     if temperature.is_some_and(|t| !(0.0..=100.0).contains(&t)) {
-        return Err(ApiError::UnprocessableEntity(
-            "Input validation error: `temperature` must be between 0 and 100".into(),
+        return Err(invalid(
+            "Input validation error: `temperature` must be between 0 and 100",
         ));
     }
     let top_p = parse::<f64>(get("top_p"), "top_p")?;
     if top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
-        return Err(ApiError::UnprocessableEntity(
-            "Input validation error: `top_p` must be > 0.0 and <= 1.0".into(),
+        return Err(invalid(
+            "Input validation error: `top_p` must be > 0.0 and <= 1.0",
         ));
     }
     let stop = match get("stop") {
@@ -563,8 +617,8 @@ fn message_text(content: &Value) -> ApiResult<String> {
             .filter_map(|p| p.get("text").and_then(Value::as_str))
             .collect::<Vec<_>>()
             .join("")),
-        _ => Err(ApiError::UnprocessableEntity(
-            "a message's `content` must be a string or a list of parts".into(),
+        _ => Err(invalid(
+            "a message's `content` must be a string or a list of parts",
         )),
     }
 }
@@ -580,18 +634,20 @@ struct ChatRequest {
 pub async fn chat_completions(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath((ns, name)): ApiPath<(String, String)>,
+    path: Result<ApiPath<(String, String)>, ApiError>,
     query: QueryParams,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<Value>,
-) -> ApiResult<Response> {
+    InferenceJson(body): InferenceJson,
+) -> Result<Response, InferenceError> {
+    let ApiPath((ns, name)) = path?;
     let request: ChatRequest = serde_json::from_value(body.clone())
-        .map_err(|e| ApiError::UnprocessableEntity(format!("Invalid chat request: {e}")))?;
+        .map_err(|e| invalid(format!("Invalid chat request: {e}")))?;
     if request.messages.is_empty() || request.messages.len() > state.inference.config().max_inputs {
-        return Err(ApiError::UnprocessableEntity(format!(
+        return Err(invalid(format!(
             "`messages` must hold between 1 and {} messages",
             state.inference.config().max_inputs
-        )));
+        ))
+        .into());
     }
     let messages = request
         .messages
@@ -601,7 +657,7 @@ pub async fn chat_completions(
                 role: m
                     .get("role")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| ApiError::UnprocessableEntity("a message has no `role`".into()))?
+                    .ok_or_else(|| invalid("a message has no `role`"))?
                     .to_owned(),
                 content: message_text(m.get("content").unwrap_or(&Value::Null))?,
             })
