@@ -109,6 +109,11 @@ impl Readers {
         drop(idle);
     }
 
+    /// Opened read-write, made read-only by `query_only`: a connection opened
+    /// `SQLITE_OPEN_READONLY` is a lesser WAL reader — it cannot rebuild the WAL index after
+    /// a crash or create the `-shm` file when it is missing, and then fails or waits where a
+    /// read-write connection reads — while `query_only` refuses every statement that would
+    /// write, at the SQL level.
     fn open(&self) -> Result<Connection> {
         let conn = Connection::open_with_flags(
             &self.path,
