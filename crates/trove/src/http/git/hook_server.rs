@@ -188,6 +188,11 @@ impl HookCheck {
             (Some(q), Some(early)) if early.quarantine == *q => early.result().await,
             _ => None,
         };
+        tracing::debug!(
+            repo.id = self.repo_id,
+            examined_early = examined.is_some(),
+            "pre-receive check"
+        );
         let git_dir = self.git_dir.clone();
         let (checked, objects, inspector) = tokio::task::spawn_blocking(move || {
             inspect(&git_dir, quarantine.as_deref(), request.updates, examined)
