@@ -291,7 +291,8 @@ impl HookRequest {
             if line.trim().is_empty() {
                 continue;
             }
-            updates.push(RefUpdate::parse(line).with_context(|| format!("bad update line {line:?}"))?);
+            updates
+                .push(RefUpdate::parse(line).with_context(|| format!("bad update line {line:?}"))?);
         }
         Ok(HookRequest {
             quarantine,
@@ -521,20 +522,30 @@ mod tests {
         let a = "a".repeat(40);
         let lines = format!("{zero} {a} refs/heads/main\n{a} {zero} refs/tags/v1\n");
         let q = Path::new("/data/repos/1.git/./objects/tmp_objdir-incoming-x Y");
-        let got = HookRequest::decode(&HookRequest::encode(Some(q), lines.as_bytes()))
-            .expect("decodes");
+        let got =
+            HookRequest::decode(&HookRequest::encode(Some(q), lines.as_bytes())).expect("decodes");
         assert_eq!(got.quarantine.as_deref(), Some(q));
         assert_eq!(got.updates.len(), 2);
         assert_eq!(got.updates[1].name, "refs/tags/v1");
-        let deletions = HookRequest::decode(&HookRequest::encode(None, lines.as_bytes()))
-            .expect("decodes");
+        let deletions =
+            HookRequest::decode(&HookRequest::encode(None, lines.as_bytes())).expect("decodes");
         assert_eq!(deletions.quarantine, None);
-        for bad in [&b""[..], b"x", b"Q\0", b"Z/x\0", b"-\0not a line\n", b"-\0\xff\n"] {
+        for bad in [
+            &b""[..],
+            b"x",
+            b"Q\0",
+            b"Z/x\0",
+            b"-\0not a line\n",
+            b"-\0\xff\n",
+        ] {
             assert!(HookRequest::decode(bad).is_err(), "{bad:?}");
         }
 
         let refused = Verdict::from_refusals(&["a.bin is 12.0 MiB".to_owned()]);
-        assert_eq!(refused.message, "Push refused by Trove:\n  a.bin is 12.0 MiB\n");
+        assert_eq!(
+            refused.message,
+            "Push refused by Trove:\n  a.bin is 12.0 MiB\n"
+        );
         for verdict in [refused, Verdict::from_refusals(&[])] {
             assert_eq!(Verdict::decode(&verdict.encode()), verdict);
         }

@@ -12,8 +12,8 @@
 //! examined again; every rule is still applied before receive-pack moves any ref.
 
 use super::hook::{
-    CheckedUpdate, HookRequest, LARGE_FILE_BYTES, MAX_REQUEST_BYTES, PullRequestFacts,
-    PushFacts, Verdict, decide,
+    CheckedUpdate, HookRequest, LARGE_FILE_BYTES, MAX_REQUEST_BYTES, PullRequestFacts, PushFacts,
+    Verdict, decide,
 };
 use crate::context::Context;
 use crate::repos::push::{ENV_HOOK_FD, Pusher};
@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
-use trove_git::{NewObjects, PushView};
+use trove_git::{NewObjects, PushView, RefMove};
 use trove_types::{GitOid, Sha256Hex};
 
 /// How often the server looks for the push's quarantine once the pack has been sent to git.
@@ -98,7 +98,16 @@ pub struct HookCheck {
     pub git_dir: PathBuf,
     /// The most the answer may take (the git process's own deadline).
     pub timeout: Duration,
+    /// The ref updates the request asks for, read from its start ([`watch_commands`]), so
+    /// that how each ref moves is known before the hook asks.
+    pub commands: oneshot::Receiver<Vec<Move>>,
 }
+
+/// A ref update's two sides (`None`: absent), as a request or the hook states it.
+pub type Move = (Option<GitOid>, Option<GitOid>);
+
+/// What git says of one [`Move`]: how the ref moves, and whether the new side is a commit.
+type Judged = (RefMove, bool);
 
 impl HookCheck {
     /// Answers the hook of the receive-pack whose process id is `pid`, on `socket`; until
@@ -106,19 +115,27 @@ impl HookCheck {
     /// been handed to git, and examines it as soon as `index-pack` has finished it. Returns
     /// when the hook has its answer, or when every process of the push closed the socket
     /// without asking (git refused the push before its hook, or it sent no ref update).
-    pub async fn serve(self, socket: UnixStream, pid: Option<u32>, input_done: oneshot::Receiver<()>) {
+    pub async fn serve(
+        mut self,
+        socket: UnixStream,
+        pid: Option<u32>,
+        input_done: oneshot::Receiver<()>,
+    ) {
         let repo_id = self.repo_id;
         match tokio::time::timeout(self.timeout, self.answer(socket, pid, input_done)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::warn!(repo.id = repo_id, error = %format!("{e:#}"), "answering the pre-receive hook");
             }
-            Err(_) => tracing::warn!(repo.id = repo_id, "the pre-receive hook got no answer in time"),
+            Err(_) => tracing::warn!(
+                repo.id = repo_id,
+                "the pre-receive hook got no answer in time"
+            ),
         }
     }
 
     async fn answer(
-        &self,
+        &mut self,
         socket: UnixStream,
         pid: Option<u32>,
         input_done: oneshot::Receiver<()>,
@@ -144,7 +161,9 @@ impl HookCheck {
                         tokio::task::spawn_blocking(move || find_quarantine(&git_dir, pid)).await
                     {
                         looking = false;
-                        early = Some(Early::start(self.git_dir.clone(), found));
+                        // The commands come before the pack: known once it has been sent.
+                        let moves = self.commands.try_recv().unwrap_or_default();
+                        early = Some(Early::start(self.git_dir.clone(), found, moves));
                     }
                 }
             }
@@ -159,7 +178,11 @@ impl HookCheck {
             },
             Err(e) => Verdict::unchecked(&e),
         };
-        tracing::debug!(repo.id = self.repo_id, accepted = verdict.accepted, "pre-receive verdict");
+        tracing::debug!(
+            repo.id = self.repo_id,
+            accepted = verdict.accepted,
+            "pre-receive verdict"
+        );
         writer.write_all(&verdict.encode()).await?;
         writer.shutdown().await?;
         Ok(())
@@ -168,7 +191,11 @@ impl HookCheck {
     /// The reasons to refuse the push `request` describes (none: it may land). `early` is
     /// the examination started before the hook asked, used only if it read the very
     /// quarantine the hook names, unchanged since.
-    async fn check(&self, request: HookRequest, early: Option<Early>) -> anyhow::Result<Vec<String>> {
+    async fn check(
+        &self,
+        request: HookRequest,
+        early: Option<Early>,
+    ) -> anyhow::Result<Vec<String>> {
         let pusher = &self.pusher;
         if !pusher.can_write && !pusher.can_contribute {
             return Ok(decide(&PushFacts {
@@ -184,9 +211,9 @@ impl HookCheck {
             Some(q) => Some(self.checked_quarantine(q).await?),
             None => None,
         };
-        let examined = match (&quarantine, early) {
-            (Some(q), Some(early)) if early.quarantine == *q => early.result().await,
-            _ => None,
+        let (examined, judged) = match (&quarantine, early) {
+            (Some(q), Some(early)) if early.quarantine == *q => early.result().await.unzip(),
+            _ => (None, None),
         };
         tracing::debug!(
             repo.id = self.repo_id,
@@ -195,7 +222,13 @@ impl HookCheck {
         );
         let git_dir = self.git_dir.clone();
         let (checked, objects, inspector) = tokio::task::spawn_blocking(move || {
-            inspect(&git_dir, quarantine.as_deref(), request.updates, examined)
+            inspect(
+                &git_dir,
+                quarantine.as_deref(),
+                request.updates,
+                examined,
+                judged.unwrap_or_default(),
+            )
         })
         .await
         .context("inspecting the push")??;
@@ -296,6 +329,93 @@ impl HookCheck {
     }
 }
 
+/// Bytes at the start of a receive-pack request searched for its commands at most.
+const MAX_COMMAND_BYTES: usize = 1 << 20;
+
+/// Passes a receive-pack request body through unchanged, reading the ref update commands
+/// at its start (`<old> <new> <ref>` pkt-lines up to the first flush) as they go by; what it
+/// finds is sent once the flush has passed (nothing if the start is not as expected).
+pub fn watch_commands(body: axum::body::Body) -> (axum::body::Body, oneshot::Receiver<Vec<Move>>) {
+    use futures_util::StreamExt;
+    let (tx, rx) = oneshot::channel();
+    let mut watch = CommandWatch {
+        buf: Vec::new(),
+        pos: 0,
+        found: Vec::new(),
+        done: Some(tx),
+    };
+    let stream = body.into_data_stream().map(move |chunk| {
+        if let Ok(chunk) = &chunk {
+            watch.feed(chunk);
+        }
+        chunk
+    });
+    (axum::body::Body::from_stream(stream), rx)
+}
+
+/// The state of [`watch_commands`].
+struct CommandWatch {
+    /// The request's first bytes, up to the flush.
+    buf: Vec<u8>,
+    /// Where the next pkt-line starts in `buf`.
+    pos: usize,
+    found: Vec<Move>,
+    /// `None` once the commands were sent (or given up).
+    done: Option<oneshot::Sender<Vec<Move>>>,
+}
+
+impl CommandWatch {
+    fn feed(&mut self, chunk: &[u8]) {
+        if self.done.is_none() {
+            return;
+        }
+        let room = MAX_COMMAND_BYTES.saturating_sub(self.buf.len());
+        self.buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        loop {
+            let rest = &self.buf[self.pos..];
+            let Some(head) = rest.get(..4) else {
+                break;
+            };
+            let len = std::str::from_utf8(head)
+                .ok()
+                .and_then(|h| usize::from_str_radix(h, 16).ok());
+            match len {
+                // The flush that ends the commands.
+                Some(0) => return self.finish(),
+                Some(len) if len > 4 => {
+                    let Some(line) = rest.get(4..len) else {
+                        break;
+                    };
+                    if let Some(found) = parse_command(line) {
+                        self.found.push(found);
+                    }
+                    self.pos += len;
+                }
+                _ => return self.finish(),
+            }
+        }
+        if self.buf.len() >= MAX_COMMAND_BYTES {
+            self.finish();
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(done) = self.done.take() {
+            // Nobody listens when git refused the push before its hook.
+            let _ = done.send(std::mem::take(&mut self.found));
+        }
+        self.buf = Vec::new();
+    }
+}
+
+/// `<old> <new> <ref>` (the first command carries git's capabilities after a NUL).
+fn parse_command(line: &[u8]) -> Option<Move> {
+    let line = line.split(|&b| b == 0).next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let update = super::hook::RefUpdate::parse(line)?;
+    Some((update.old, update.new))
+}
+
 /// Reads the hook's request to its end; `None` when the socket closed without one.
 async fn read_request(
     reader: &mut (impl tokio::io::AsyncRead + Unpin),
@@ -308,7 +428,10 @@ async fn read_request(
         .read_to_end(&mut request)
         .await
         .context("reading the hook's request")?;
-    anyhow::ensure!(request.len() as u64 <= limit, "the hook's request is too large");
+    anyhow::ensure!(
+        request.len() as u64 <= limit,
+        "the hook's request is too large"
+    );
     Ok((!request.is_empty()).then_some(request))
 }
 
@@ -361,10 +484,7 @@ impl Snapshot {
                 for inner in std::fs::read_dir(entry.path())? {
                     let inner = inner?;
                     let size = inner.metadata()?.len();
-                    files.push((
-                        Path::new(&entry.file_name()).join(inner.file_name()),
-                        size,
-                    ));
+                    files.push((Path::new(&entry.file_name()).join(inner.file_name()), size));
                 }
             } else {
                 files.push((PathBuf::from(entry.file_name()), meta.len()));
@@ -375,28 +495,39 @@ impl Snapshot {
     }
 }
 
+/// What an examination started before the hook asked found: the new objects, and how the
+/// ref updates the request asked for move.
+type Found = (Snapshot, NewObjects, HashMap<Move, Judged>);
+
 /// An examination started before the hook asked.
 struct Early {
     /// The quarantine examined (resolved).
     quarantine: PathBuf,
-    task: tokio::task::JoinHandle<anyhow::Result<(Snapshot, NewObjects)>>,
+    task: tokio::task::JoinHandle<anyhow::Result<Found>>,
 }
 
 impl Early {
-    fn start(git_dir: PathBuf, quarantine: PathBuf) -> Early {
+    /// Examines `quarantine` and judges `moves` (the request's ref updates).
+    fn start(git_dir: PathBuf, quarantine: PathBuf, moves: Vec<Move>) -> Early {
         let dir = quarantine.clone();
         let task = tokio::task::spawn_blocking(move || {
             let snapshot = Snapshot::of(&dir)?;
-            let objects = PushView::open(&git_dir, &dir)?.new_objects(LARGE_FILE_BYTES)?;
-            Ok((snapshot, objects))
+            let view = PushView::open(&git_dir, &dir)?;
+            let objects = view.new_objects(LARGE_FILE_BYTES)?;
+            let mut judged = HashMap::new();
+            for (old, new) in moves {
+                let verdict = judge(&view, old.as_ref(), new.as_ref())?;
+                judged.insert((old, new), verdict);
+            }
+            Ok((snapshot, objects, judged))
         });
         Early { quarantine, task }
     }
 
     /// What the examination found, if it succeeded and the quarantine still holds the files
     /// it read (else the hook's check examines it again).
-    async fn result(self) -> Option<NewObjects> {
-        let (snapshot, objects) = match self.task.await {
+    async fn result(self) -> Option<(NewObjects, HashMap<Move, Judged>)> {
+        let (snapshot, objects, judged) = match self.task.await {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => {
                 tracing::info!(error = %format!("{e:#}"), "early examination of a push failed; examining again");
@@ -407,9 +538,11 @@ impl Early {
         let dir = self.quarantine;
         let now = tokio::task::spawn_blocking(move || Snapshot::of(&dir)).await;
         match now {
-            Ok(Ok(now)) if now == snapshot => Some(objects),
+            Ok(Ok(now)) if now == snapshot => Some((objects, judged)),
             _ => {
-                tracing::info!("a push's quarantine changed after its examination; examining again");
+                tracing::info!(
+                    "a push's quarantine changed after its examination; examining again"
+                );
                 None
             }
         }
@@ -438,12 +571,24 @@ impl Inspector {
 
 type Inspected = (Vec<CheckedUpdate>, NewObjects, Option<Inspector>);
 
-/// How each ref moves and what the new objects hold (`examined`: found already).
+/// How `old` → `new` moves a ref, and whether `new` is a commit (`false` when absent).
+fn judge(view: &PushView, old: Option<&GitOid>, new: Option<&GitOid>) -> anyhow::Result<Judged> {
+    let movement = view.ref_move(old, new)?;
+    let new_is_commit = match new {
+        Some(new) => view.is_commit(new)?,
+        None => false,
+    };
+    Ok((movement, new_is_commit))
+}
+
+/// How each ref moves and what the new objects hold (`examined`, `judged`: found already;
+/// the objects git holds do not change, so neither does what is found of a pair of ids).
 fn inspect(
     git_dir: &Path,
     quarantine: Option<&Path>,
     updates: Vec<super::hook::RefUpdate>,
     examined: Option<NewObjects>,
+    judged: HashMap<Move, Judged>,
 ) -> anyhow::Result<Inspected> {
     // A push of deletions only sends no pack, and git makes no quarantine for it.
     let view = match quarantine {
@@ -457,10 +602,10 @@ fn inspect(
     };
     let mut checked = Vec::with_capacity(updates.len());
     for update in updates {
-        let movement = view.ref_move(update.old.as_ref(), update.new.as_ref())?;
-        let new_is_commit = match &update.new {
-            Some(new) => view.is_commit(new)?,
-            None => false,
+        let (movement, new_is_commit) = match judged.get(&(update.old.clone(), update.new.clone()))
+        {
+            Some(&known) => known,
+            None => judge(&view, update.old.as_ref(), update.new.as_ref())?,
         };
         checked.push(CheckedUpdate {
             update,
@@ -510,11 +655,22 @@ mod tests {
         git(&work, &["add", "."]);
         git(
             &work,
-            &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c"],
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-q",
+                "-m",
+                "c",
+            ],
         );
         let bare = dir.join("r.git");
         git(dir, &["init", "-q", "--bare", "r.git"]);
-        let quarantine = bare.join("objects").join(format!("{QUARANTINE_PREFIX}test"));
+        let quarantine = bare
+            .join("objects")
+            .join(format!("{QUARANTINE_PREFIX}test"));
         std::fs::create_dir_all(quarantine.join("pack")).expect("quarantine");
         let pack = Command::new("git")
             .arg("-C")
@@ -525,7 +681,11 @@ mod tests {
         let mut index = Command::new("git")
             .arg("-C")
             .arg(&bare)
-            .args(["index-pack", "--stdin", &format!("--keep=receive-pack {pid} on host")])
+            .args([
+                "index-pack",
+                "--stdin",
+                &format!("--keep=receive-pack {pid} on host"),
+            ])
             .env("GIT_OBJECT_DIRECTORY", &quarantine)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
@@ -535,6 +695,48 @@ mod tests {
             .expect("pack sent");
         assert!(index.wait().expect("index-pack ends").success());
         (bare, quarantine)
+    }
+
+    fn pkt(line: &str) -> Vec<u8> {
+        format!("{:04x}{line}", line.len() + 4).into_bytes()
+    }
+
+    fn watched(request: &[u8], chunk: usize) -> Option<Vec<Move>> {
+        let (tx, mut rx) = oneshot::channel();
+        let mut watch = CommandWatch {
+            buf: Vec::new(),
+            pos: 0,
+            found: Vec::new(),
+            done: Some(tx),
+        };
+        for part in request.chunks(chunk) {
+            watch.feed(part);
+        }
+        rx.try_recv().ok()
+    }
+
+    #[test]
+    fn the_commands_of_a_push_are_read_as_its_body_goes_by() {
+        let (zero, a, b) = ("0".repeat(40), "a".repeat(40), "b".repeat(40));
+        let mut request = pkt(&format!(
+            "{a} {b} refs/heads/main\0report-status side-band-64k\n"
+        ));
+        request.extend(pkt(&format!("{zero} {b} refs/heads/dev\n")));
+        request.extend(pkt(&format!("{a} {zero} refs/tags/v1\n")));
+        request.extend(b"0000PACK\0\0\0\x02");
+        let (oid_a, oid_b) = (GitOid::parse(&a).ok(), GitOid::parse(&b).ok());
+        let expected = vec![(oid_a.clone(), oid_b.clone()), (None, oid_b), (oid_a, None)];
+        for chunk in [1, 3, 7, 64, request.len()] {
+            assert_eq!(
+                watched(&request, chunk),
+                Some(expected.clone()),
+                "chunks of {chunk}"
+            );
+        }
+        // Cut before the flush: nothing is sent (the check asks git at the hook's call).
+        assert_eq!(watched(&request[..request.len() - 12], 5), None);
+        // Not pkt-lines: given up at once, with what was read.
+        assert_eq!(watched(b"zzzz", 4), Some(vec![]));
     }
 
     #[test]
@@ -564,10 +766,13 @@ mod tests {
             .and_then(|view| view.new_objects(LARGE_FILE_BYTES))
             .expect("examined");
         assert_eq!(expected.bad_names.len(), 1, "{expected:?}");
-        let early = Early::start(bare.clone(), quarantine.clone());
-        assert_eq!(early.result().await, Some(expected));
+        let tip = GitOid::parse(git(&dir.path().join("work"), &["rev-parse", "HEAD"]).trim()).ok();
+        let moves = vec![(None, tip.clone())];
+        let early = Early::start(bare.clone(), quarantine.clone(), moves.clone());
+        let judged = HashMap::from([((None, tip), (RefMove::Create, true))]);
+        assert_eq!(early.result().await, Some((expected, judged)));
 
-        let early = Early::start(bare.clone(), quarantine.clone());
+        let early = Early::start(bare.clone(), quarantine.clone(), moves);
         // A file added after the examination began (a loose object, say): examined again.
         while !early.task.is_finished() {
             tokio::time::sleep(Duration::from_millis(1)).await;

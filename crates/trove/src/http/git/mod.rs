@@ -210,7 +210,7 @@ async fn serve_rpc(
     caller: Result<Caller, ApiError>,
     uri: &Uri,
     headers: &HeaderMap,
-    body: Body,
+    mut body: Body,
 ) -> Result<Response, ApiError> {
     let auth = authorize(state, caller, uri, headers).await?;
     let GitAction::Rpc(service) = auth.endpoint.action else {
@@ -240,7 +240,10 @@ async fn serve_rpc(
             // Room for the ref update commands before the pack, which git limits itself.
             let limit = state.git.max_push_bytes.saturating_add(16 << 20);
             let socket = hook_server::socket_pair()?;
+            let (watched, commands) = hook_server::watch_commands(body);
+            body = watched;
             let check = hook_server::HookCheck {
+                commands,
                 context: state.context.clone(),
                 repo_id,
                 pusher: Pusher::of(&auth.caller, &auth.repo),
