@@ -34,6 +34,13 @@ const STDERR_KEPT: usize = 16 * 1024;
 /// push moved refs, so that a client reading the API right after its push sees it).
 pub type AfterExit = Box<dyn FnOnce(bool) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
+/// What answers a push's hook: given the child's process id and the signal that the
+/// request body has been handed to it whole.
+pub type ServeHook = Box<
+    dyn FnOnce(Option<u32>, oneshot::Receiver<()>) -> Pin<Box<dyn Future<Output = ()> + Send>>
+        + Send,
+>;
+
 /// The server's side of a push's `pre-receive` hook: the end of its socket pair the child
 /// inherits, and what answers on the other end once the child runs.
 pub struct HookChannel {
@@ -41,10 +48,7 @@ pub struct HookChannel {
     pub child_end: OwnedFd,
     /// Started with the child's process id and a signal that the request body has been
     /// handed to the child whole.
-    pub serve: Box<
-        dyn FnOnce(Option<u32>, oneshot::Receiver<()>) -> Pin<Box<dyn Future<Output = ()> + Send>>
-            + Send,
-    >,
+    pub serve: ServeHook,
 }
 
 /// One subprocess to run for a request.
