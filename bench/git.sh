@@ -15,6 +15,9 @@
 #      BENCH_LFS_MIB (1024)    size of the LFS file, MiB
 #      BENCH_DIR (/var/tmp)    work dir (needs ~3 × the LFS file)
 #      TROVE_BIN               server binary (default: $CARGO_TARGET_DIR/release/trove, built)
+#      TROVE_BASE_BIN          a second server binary to compare with (first_push only): it
+#                              runs beside the first, and each round pushes to Trove, to
+#                              this one, then to the reference
 #
 # Everything listens on 127.0.0.1 only; every process started here is stopped by PID on exit.
 set -euo pipefail
@@ -136,9 +139,21 @@ PIDS+=($!)
 wait_http "http://127.0.0.1:$TPORT/healthz"
 TOKEN="$(cat "$TDATA/admin-token")"
 TURL="http://git:$TOKEN@127.0.0.1:$TPORT"
-create_repo() {
-    curl -fsS -o /dev/null -X POST "http://127.0.0.1:$TPORT/api/repos/create" \
-        -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+# The binary to compare with, when given: a server of its own.
+if [[ -n "${TROVE_BASE_BIN:-}" ]]; then
+    [[ -x "$TROVE_BASE_BIN" ]] || die "no trove binary at $TROVE_BASE_BIN"
+    BDATA="$WORK/base-data"
+    mkdir -p "$BDATA"
+    BPORT="$(free_port)"
+    TROVE_LOG=warn "$TROVE_BASE_BIN" serve --data-dir "$BDATA" --listen "127.0.0.1:$BPORT" >"$WORK/base.log" 2>&1 &
+    PIDS+=($!)
+    wait_http "http://127.0.0.1:$BPORT/healthz"
+    BTOKEN="$(cat "$BDATA/admin-token")"
+    BURL="http://git:$BTOKEN@127.0.0.1:$BPORT"
+fi
+create_repo() { # create_repo NAME [PORT TOKEN]
+    curl -fsS -o /dev/null -X POST "http://127.0.0.1:${2:-$TPORT}/api/repos/create" \
+        -H "authorization: Bearer ${3:-$TOKEN}" -H 'content-type: application/json' \
         -d "{\"name\": \"$1\", \"organization\": \"admin\", \"type\": \"model\"}"
 }
 create_repo bench
@@ -277,23 +292,29 @@ push_main_once() {
 # a new repository created through the API; for the reference, another new Trove repository
 # served by http-backend, so both sides start from the same initial commit (which the push
 # replaces: `--force`, as the admin may).
-new_trove_repo() { # new_trove_repo NAME → the bare repository Trove made for it
-    local before after
-    before="$(ls -d "$TDATA"/repos/*.git | sort)"
-    create_repo "$1"
-    after="$(ls -d "$TDATA"/repos/*.git | sort)"
+new_trove_repo() { # new_trove_repo NAME [DATA PORT TOKEN] → the bare repository made for it
+    local before after data="${2:-$TDATA}"
+    before="$(ls -d "$data"/repos/*.git 2>/dev/null | sort)"
+    create_repo "$1" "${3:-$TPORT}" "${4:-$TOKEN}"
+    after="$(ls -d "$data"/repos/*.git | sort)"
     comm -13 <(echo "$before") <(echo "$after") | head -1
 }
-first_push_once() { # first_push_once trove|ref
+first_push_once() { # first_push_once trove|base|ref
     # Measures run in a subshell: a counter would not survive, the clock gives a new name.
     local name="first-$(date +%s%N)" src="$WORK/first-src.git" url dir t0 t
     # Objects no server has seen yet (nothing cached anywhere), like a real first push.
     rm -rf "$src"
     make_source "$src" "-$name"
-    dir="$(new_trove_repo "$name")"
+    if [[ "$1" == base ]]; then
+        dir="$(new_trove_repo "$name" "$BDATA" "$BPORT" "$BTOKEN")"
+    else
+        dir="$(new_trove_repo "$name")"
+    fi
     [[ -n "$dir" ]] || die "no repository made for $name"
     if [[ "$1" == trove ]]; then
         url="$TURL/admin/$name"
+    elif [[ "$1" == base ]]; then
+        url="$BURL/admin/$name"
     else
         git --git-dir="$dir" config http.receivepack true
         rm -f "$NGINX_DIR/root/first.git"
@@ -338,15 +359,21 @@ lfs_pull_once() { # lfs_pull_once LFS_URL
 declare -A RESULTS
 ONLY="${BENCH_ONLY:-clone fetch push push_main first_push lfs_pull}"
 selected() { [[ " $ONLY " == *" $1 "* ]]; }
-measure() { # measure NAME FUNCTION TROVE_ARG REFERENCE_ARG
-    local name="$1" fn="$2" i t r
+measure() { # measure NAME FUNCTION TROVE_ARG REFERENCE_ARG [BASE_ARG]
+    local name="$1" fn="$2" base="${5:-}" i t r b
     selected "$name" || return 0
     "$fn" "$3" >/dev/null; "$fn" "$4" >/dev/null   # warm-up, not counted
+    [[ -z "$base" ]] || "$fn" "$base" >/dev/null
     for i in $(seq "$ROUNDS"); do
-        t=$("$fn" "$3"); r=$("$fn" "$4")
+        t=$("$fn" "$3")
+        if [[ -n "$base" ]]; then
+            b=$("$fn" "$base")
+            RESULTS["$name:base"]+="$b "
+        fi
+        r=$("$fn" "$4")
         RESULTS["$name:trove"]+="$t "
         RESULTS["$name:ref"]+="$r "
-        log "$name round $i: trove ${t}s, reference ${r}s"
+        log "$name round $i: trove ${t}s,${base:+ base ${b}s,} reference ${r}s (load $(cut -d' ' -f1 /proc/loadavg))"
     done
 }
 
@@ -354,7 +381,7 @@ measure clone clone_once "$TURL/admin/bench" "$RURL"
 measure fetch fetch_once "$TURL/admin/bench" "$RURL"
 measure push push_once "$TURL/admin/bench" "$RURL"
 measure push_main push_main_once "$TURL/admin/bench" "$RURL"
-measure first_push first_push_once trove ref
+measure first_push first_push_once trove ref ${TROVE_BASE_BIN:+base}
 measure lfs_pull lfs_pull_once "$TURL/admin/bench-lfs.git/info/lfs" "http://127.0.0.1:$NPORT/ref.git/info/lfs"
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -368,6 +395,11 @@ for name in clone fetch push push_main first_push lfs_pull; do
     t=$(echo "${RESULTS[$name:trove]}" | median)
     r=$(echo "${RESULTS[$name:ref]}" | median)
     printf '%-10s %12.3f %12.3f %8.2f\n' "$name" "$t" "$r" "$(calc "$t / $r")"
+    if [[ -n "${RESULTS[$name:base]:-}" ]]; then
+        b=$(echo "${RESULTS[$name:base]}" | median)
+        printf '%-10s %12.3f %12.3f %8.2f   (TROVE_BASE_BIN; trove / base %.2f)\n' \
+            "  base" "$b" "$r" "$(calc "$b / $r")" "$(calc "$t / $b")"
+    fi
 done
 mib=$((SIZE / 1024 / 1024))
 selected lfs_pull || exit 0

@@ -47,7 +47,7 @@ pub use kept::{KeptRepo, KeptRepos};
 pub use log::CommitInfo;
 pub use merge::MergePlan;
 pub use paths::{entry_name_problem, root_entry_name_problem};
-pub use push::{BadName, NewObjects, PushView, RefMove, tune_hook_process};
+pub use push::{BadName, NewObjects, PushView, RefMove};
 pub use reachable::LfsPlace;
 pub use recovery::remove_leftovers;
 pub use refs::Refs;

@@ -50,16 +50,6 @@ pub struct BadName {
     pub reason: String,
 }
 
-/// Sets libgit2 up for a `pre-receive` hook's process, once, before any [`PushView`]: the
-/// hook reads the pushed objects right after `index-pack` computed every id from its content
-/// (and `receive.fsckObjects` checked them), each once, so hashing each again as it is read
-/// and keeping it in libgit2's object cache are work for nothing (a fifth of the hook's time
-/// on a first push). Process-wide: for the hook's process, never the server's.
-pub fn tune_hook_process() {
-    git2::opts::strict_hash_verification(false);
-    git2::opts::enable_caching(false);
-}
-
 /// Threads examining a push's new objects at most ([`PushView::new_objects`]).
 const MAX_WORKERS: usize = 4;
 /// Fewer objects than this per thread are not worth a thread of their own.

@@ -12,10 +12,11 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use trove_git::smart_http::GitCommandSettings;
 
-/// The hook git runs before accepting a push: it hands over to `trove hook pre-receive`.
+/// The hook git runs before accepting a push: it hands over to `trove hook pre-receive`, which
+/// asks the server that started this push for its verdict.
 const PRE_RECEIVE_SCRIPT: &str = "#!/bin/sh\n\
 # Written by `trove serve` at every start. git runs it before accepting a push; the checks\n\
-# are in the trove binary itself (`trove hook pre-receive`).\n\
+# are made by the server (`trove hook pre-receive` asks it and prints its answer).\n\
 exec \"$TROVE_HOOK_EXE\" hook pre-receive\n";
 
 /// What serving git needs beyond the configuration: resolved paths and the process limit.
@@ -25,11 +26,8 @@ pub struct GitRuntime {
     pub settings: GitCommandSettings,
     /// The binary the hook runs: this one.
     pub hook_exe: PathBuf,
-    /// Absolute data dir, for the hook to open the database.
+    /// Absolute data dir (its `tmp/` holds large fetch requests).
     pub data_dir: PathBuf,
-    /// The database URL (password included) when it is not the data dir's SQLite file, for
-    /// the hook (`TROVE_DATABASE`).
-    pub database: Option<String>,
     pub processes: Arc<Semaphore>,
     /// The permits of `processes`.
     pub max_processes: usize,
@@ -68,7 +66,6 @@ impl GitRuntime {
                 hook_env: Vec::new(),
             },
             hook_exe,
-            database: config.database.url.as_ref().map(|u| u.secret_url()),
             data_dir,
             processes: Arc::new(Semaphore::new(git.max_processes.max(1))),
             max_processes: git.max_processes.max(1),

@@ -43,25 +43,20 @@ pub fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    // The hook runs once per push, waits on its blocking reads and a few queries: worker
-    // threads would only add to its start.
-    let mut builder = match cli.command {
-        Command::Hook(_) => tokio::runtime::Builder::new_current_thread(),
-        _ => tokio::runtime::Builder::new_multi_thread(),
-    };
-    let runtime = match builder.enable_all().build() {
+    // The hook only relays a question to the server and its answer: no runtime.
+    if let Command::Hook(HookCommand::PreReceive) = cli.command {
+        return crate::http::git::hook::pre_receive();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    if let Command::Hook(HookCommand::PreReceive) = cli.command {
-        return runtime.block_on(crate::http::git::hook::pre_receive(
-            &cli.data_dir,
-            cli.database.as_deref(),
-        ));
-    }
     if let Command::Serve(args) = cli.command {
         let stopped = runtime.block_on(serve::run(&cli.data_dir, cli.database, cli.git_dir, args));
         // Work still running on the blocking threads (a commit whose client went away)

@@ -1,9 +1,9 @@
-//! Pushes over git: the contract between the server and its `pre-receive` hook (who pushes
-//! where, passed as environment variables of `git receive-pack`, set here and read here), and
-//! the work after a push moved refs (modification time, search index, pull request events).
+//! Pushes over git: who pushes and what they may do ([`Pusher`]), the variables the
+//! `pre-receive` hook reads (set here; nothing a client sends can set them), and the work
+//! after a push moved refs (modification time, search index, pull request events).
 //!
-//! The hook's rules themselves are in `http::git::hook`; it reads the pusher through
-//! [`Pusher::from_env`], and nothing a client sends can set these variables.
+//! The hook's rules themselves are in `http::git::hook`, and the server applies them
+//! (`http::git::hook_server`) when the hook asks.
 
 use super::RepoRef;
 use crate::auth::{Access, Caller};
@@ -11,8 +11,8 @@ use crate::clock::now_ms;
 use crate::context::Context;
 use crate::error::ApiResult;
 use crate::git_runtime::GitRuntime;
-use anyhow::Context as _;
 use std::ffi::OsString;
+use std::os::fd::RawFd;
 use std::path::Path;
 use trove_git::GitRepo;
 use trove_git::smart_http::GitCommandSettings;
@@ -20,24 +20,16 @@ use trove_types::GitOid;
 
 /// The binary the hook script runs (this one).
 pub const ENV_HOOK_EXE: &str = "TROVE_HOOK_EXE";
-/// Trove's data directory, for the hook to open the database.
-pub const ENV_DATA_DIR: &str = "TROVE_DATA_DIR";
-/// The database the hook opens when it is not the data dir's SQLite file (read by the CLI's
-/// global `--database`).
-pub const ENV_DATABASE: &str = "TROVE_DATABASE";
-pub const ENV_REPO_ID: &str = "TROVE_PUSH_REPO_ID";
-pub const ENV_USER_ID: &str = "TROVE_PUSH_USER_ID";
-pub const ENV_USER_NAME: &str = "TROVE_PUSH_USER";
-/// `write`, `contribute` (pull requests one opened) or `read`.
-pub const ENV_ACCESS: &str = "TROVE_PUSH_ACCESS";
-/// `1` when the pusher may rewrite `main`.
-pub const ENV_ADMIN: &str = "TROVE_PUSH_ADMIN";
+/// The number of the file descriptor through which the hook asks the server for its verdict
+/// (one end of a socket pair made for this push, inherited through receive-pack;
+/// `http::git::hook_server`).
+pub const ENV_HOOK_FD: &str = "TROVE_HOOK_FD";
 
 /// Who is pushing, as the server established it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pusher {
     pub name: String,
-    /// The pushing user's id (`None` only for a malformed environment).
+    /// The pushing user's id (`None` for an anonymous caller, who is refused anyway).
     pub user_id: Option<i64>,
     pub can_write: bool,
     /// May push to the pull requests they opened (every writer may too).
@@ -46,56 +38,38 @@ pub struct Pusher {
 }
 
 impl Pusher {
-    /// The repository id and the pusher, from the variables [`push_settings`] sets.
-    pub fn from_env() -> anyhow::Result<(i64, Pusher)> {
-        let var = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
-        let repo_id = var(ENV_REPO_ID)?
-            .parse()
-            .with_context(|| format!("{ENV_REPO_ID} is not a number"))?;
-        let access = var(ENV_ACCESS)?;
-        let pusher = Pusher {
-            name: var(ENV_USER_NAME).unwrap_or_default(),
-            user_id: var(ENV_USER_ID).ok().and_then(|id| id.parse().ok()),
-            can_write: access == "write",
-            can_contribute: access == "write" || access == "contribute",
-            is_admin: var(ENV_ADMIN)? == "1",
+    /// What `caller` may do by pushing to `repo`.
+    pub fn of(caller: &Caller, repo: &RepoRef) -> Pusher {
+        let (user_id, name, site_admin) = match caller {
+            Caller::User { user, .. } => (Some(user.id), user.name.clone(), user.is_admin),
+            Caller::Anonymous => (None, String::new(), false),
         };
-        Ok((repo_id, pusher))
+        let can_write = repo.access >= Access::Write;
+        Pusher {
+            name,
+            user_id,
+            can_write,
+            can_contribute: can_write || Access::may_contribute(caller, &repo.repo, repo.access),
+            // Rewriting `main` stays a site administrator's act (as before organizations),
+            // and only through a credential that administers this repository.
+            is_admin: site_admin && repo.access >= Access::Admin,
+        }
     }
 }
 
-/// The settings of a `receive-pack` run for a push by `caller` to `repo`: the shared ones
-/// plus the variables the hook reads.
-pub fn push_settings(runtime: &GitRuntime, caller: &Caller, repo: &RepoRef) -> GitCommandSettings {
+/// The settings of a `receive-pack` run: the shared ones plus, for a run that may call the
+/// hook, the variables it reads (the binary, and the descriptor `hook_fd` through which it
+/// reaches the server). Who pushes is not among them: the server, which asked, knows.
+pub fn push_settings(runtime: &GitRuntime, hook_fd: Option<RawFd>) -> GitCommandSettings {
     let mut settings = runtime.settings.clone();
-    let (user_id, user_name, site_admin) = match caller {
-        Caller::User { user, .. } => (user.id.to_string(), user.name.clone(), user.is_admin),
-        Caller::Anonymous => (String::new(), String::new(), false),
-    };
-    // Rewriting `main` stays a site administrator's act (as before organizations), and
-    // only through a credential that administers this repository.
-    let is_admin = site_admin && repo.access >= Access::Admin;
-    let access = if repo.access >= Access::Write {
-        "write"
-    } else if Access::may_contribute(caller, &repo.repo, repo.access) {
-        "contribute"
-    } else {
-        "read"
-    };
-    let vars: [(&str, OsString); 7] = [
-        (ENV_HOOK_EXE, runtime.hook_exe.clone().into_os_string()),
-        (ENV_DATA_DIR, runtime.data_dir.clone().into_os_string()),
-        (ENV_REPO_ID, repo.repo.id.to_string().into()),
-        (ENV_USER_ID, user_id.into()),
-        (ENV_USER_NAME, user_name.into()),
-        (ENV_ACCESS, access.into()),
-        (ENV_ADMIN, if is_admin { "1" } else { "0" }.into()),
-    ];
-    settings.hook_env = vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    if let Some(url) = &runtime.database {
+    settings.hook_env = vec![(
+        ENV_HOOK_EXE.to_owned(),
+        runtime.hook_exe.clone().into_os_string(),
+    )];
+    if let Some(fd) = hook_fd {
         settings
             .hook_env
-            .push((ENV_DATABASE.to_owned(), OsString::from(url)));
+            .push((ENV_HOOK_FD.to_owned(), OsString::from(fd.to_string())));
     }
     settings
 }

@@ -23,17 +23,18 @@
 //!   hook runs (`receive.fsckObjects`, see `trove_git::smart_http`): malformed commits,
 //!   `.gitmodules` abuse and the NTFS/HFS spellings of `.git` never reach it.
 //!
-//! Who pushes and where comes from variables the server sets on the receive-pack process
-//! (`repos::push`, the one place that writes and reads them); nothing a client sends can
-//! set them.
+//! The server applies the rules (`hook_server`): this process, which git starts, only hands
+//! it the ref updates and the quarantine through a socket the server made for this push and
+//! passed down through receive-pack, and prints its verdict. The server knows who pushes
+//! (it authorized the request); it started examining the quarantine as soon as `index-pack`
+//! finished writing it, while receive-pack ran its own connectivity check.
 
 use crate::repos::push::Pusher;
 use anyhow::Context;
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use trove_git::{NewObjects, PushView, RefMove};
+use trove_git::{NewObjects, RefMove};
 use trove_types::{BranchName, GitOid, LfsPointer, Sha256Hex};
 
 /// Files this large or larger must go through LFS (the Hub's rule: 10 MiB).
@@ -242,201 +243,167 @@ fn human_size(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-/// Runs the hook: `data_dir` is Trove's, the current directory the repository (git runs
-/// hooks there), the ref updates on stdin.
-pub async fn pre_receive(data_dir: &Path, database: Option<&str>) -> ExitCode {
-    match check_push(data_dir, database).await {
-        Ok(refusals) if refusals.is_empty() => ExitCode::SUCCESS,
-        Ok(refusals) => {
-            eprintln!("Push refused by Trove:");
-            for reason in refusals {
-                eprintln!("  {reason}");
-            }
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("Push refused: Trove could not check it ({e:#})");
-            ExitCode::FAILURE
-        }
-    }
+/// What the hook sends the server: the quarantine git named (`GIT_QUARANTINE_PATH`; none for
+/// a push of deletions only), then the ref update lines as git gave them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookRequest {
+    pub quarantine: Option<PathBuf>,
+    pub updates: Vec<RefUpdate>,
 }
 
-async fn check_push(data_dir: &Path, database: Option<&str>) -> anyhow::Result<Vec<String>> {
-    let (repo_id, pusher) = Pusher::from_env()?;
-    let mut updates = Vec::new();
-    for line in std::io::stdin().lock().lines() {
-        let line = line.context("reading the ref updates")?;
-        if line.trim().is_empty() {
-            continue;
+/// Bytes of ref update lines a hook request may carry (about 100 bytes a ref).
+pub const MAX_REQUEST_BYTES: usize = 16 << 20;
+
+impl HookRequest {
+    /// The request as sent: `Q<path>\0` or `-\0`, then git's lines unchanged.
+    pub fn encode(quarantine: Option<&Path>, lines: &[u8]) -> Vec<u8> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut out = Vec::with_capacity(lines.len() + 256);
+        match quarantine {
+            Some(path) => {
+                out.push(b'Q');
+                out.extend_from_slice(path.as_os_str().as_bytes());
+            }
+            None => out.push(b'-'),
         }
-        updates.push(RefUpdate::parse(&line).with_context(|| format!("bad update line {line:?}"))?);
+        out.push(0);
+        out.extend_from_slice(lines);
+        out
     }
-    if !pusher.can_write && !pusher.can_contribute {
-        return Ok(decide(&PushFacts {
-            pusher: &pusher,
-            updates: &[],
-            objects: &NewObjects::default(),
-            stored: &HashMap::new(),
-            paths: &HashMap::new(),
-            pull_requests: &HashMap::new(),
-        }));
-    }
-    trove_git::tune_hook_process();
-    let git_dir = PathBuf::from(std::env::var_os("GIT_DIR").unwrap_or_else(|| ".".into()));
-    let quarantine = std::env::var_os("GIT_QUARANTINE_PATH").map(PathBuf::from);
-    let inspected =
-        tokio::task::spawn_blocking(move || inspect(&git_dir, quarantine.as_deref(), updates))
-            .await
-            .context("inspecting the push")??;
-    let (checked, objects, inspector) = inspected;
-    let pr_refs: Vec<(String, i64)> = checked
-        .iter()
-        .filter_map(|c| {
-            crate::repos::discussions::pr_number(&c.update.name).map(|n| (c.update.name.clone(), n))
+
+    /// Parses what [`HookRequest::encode`] made.
+    pub fn decode(bytes: &[u8]) -> anyhow::Result<HookRequest> {
+        use std::os::unix::ffi::OsStrExt;
+        let nul = bytes
+            .iter()
+            .position(|&b| b == 0)
+            .context("no quarantine field")?;
+        let quarantine = match &bytes[..nul] {
+            [b'-'] => None,
+            [b'Q', path @ ..] if !path.is_empty() => {
+                Some(PathBuf::from(std::ffi::OsStr::from_bytes(path)))
+            }
+            _ => anyhow::bail!("bad quarantine field"),
+        };
+        let lines = std::str::from_utf8(&bytes[nul + 1..]).context("ref updates not UTF-8")?;
+        let mut updates = Vec::new();
+        for line in lines.lines() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            updates
+                .push(RefUpdate::parse(line).with_context(|| format!("bad update line {line:?}"))?);
+        }
+        Ok(HookRequest {
+            quarantine,
+            updates,
         })
-        .collect();
-    let (stored, pull_requests) = if objects.lfs_pointers.is_empty() && pr_refs.is_empty() {
-        (HashMap::new(), HashMap::new())
+    }
+}
+
+/// The server's answer: whether the push may land, and what to tell the pusher.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub accepted: bool,
+    /// Printed on the hook's stderr, which git relays as `remote: …` lines.
+    pub message: String,
+}
+
+impl Verdict {
+    /// The verdict on a push the rules refuse for `refusals` (accepted when empty).
+    pub fn from_refusals(refusals: &[String]) -> Verdict {
+        if refusals.is_empty() {
+            return Verdict {
+                accepted: true,
+                message: String::new(),
+            };
+        }
+        let mut message = "Push refused by Trove:\n".to_owned();
+        for reason in refusals {
+            message.push_str("  ");
+            message.push_str(reason);
+            message.push('\n');
+        }
+        Verdict {
+            accepted: false,
+            message,
+        }
+    }
+
+    /// The verdict when the push could not be checked: refused.
+    pub fn unchecked(error: &anyhow::Error) -> Verdict {
+        Verdict {
+            accepted: false,
+            message: format!("Push refused: Trove could not check it ({error:#})\n"),
+        }
+    }
+
+    /// `1` (accepted) or `0`, then the message.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![if self.accepted { b'1' } else { b'0' }];
+        out.extend_from_slice(self.message.as_bytes());
+        out
+    }
+
+    /// Parses what [`Verdict::encode`] made; anything else refuses the push.
+    pub fn decode(bytes: &[u8]) -> Verdict {
+        let message = String::from_utf8_lossy(bytes.get(1..).unwrap_or_default()).into_owned();
+        match bytes.first() {
+            Some(b'1') => Verdict {
+                accepted: true,
+                message,
+            },
+            Some(b'0') => Verdict {
+                accepted: false,
+                message,
+            },
+            _ => Verdict {
+                accepted: false,
+                message: "Push refused: Trove's server gave no verdict\n".to_owned(),
+            },
+        }
+    }
+}
+
+/// Runs the hook, as git does (the repository as current directory, the ref updates on
+/// stdin): hands the updates and the quarantine to the server that started this push,
+/// through the socket it passed down ([`crate::repos::push::ENV_HOOK_FD`]), prints its
+/// answer and exits 0 only if it accepted the push. Anything that goes wrong refuses it.
+pub fn pre_receive() -> ExitCode {
+    let verdict = ask_server().unwrap_or_else(|e| Verdict::unchecked(&e));
+    eprint!("{}", verdict.message);
+    if verdict.accepted {
+        ExitCode::SUCCESS
     } else {
-        let url = match database.filter(|u| !u.is_empty()) {
-            Some(url) => trove_db::DatabaseUrl::parse(url)?,
-            None => trove_db::DatabaseUrl::Sqlite(data_dir.join("trove.db")),
-        };
-        // One connection: the hook asks a few questions and exits.
-        let options = trove_db::ConnectOptions {
-            max_connections: Some(1),
-            ..trove_db::ConnectOptions::default()
-        };
-        let db = trove_db::Db::connect(&url, &options)
-            .await
-            .context("opening the database")?;
-        let oids: Vec<Sha256Hex> = objects
-            .lfs_pointers
-            .iter()
-            .map(|(_, p)| p.oid.clone())
-            .collect();
-        let sizes = if oids.is_empty() {
-            HashMap::new()
-        } else {
-            db.repo_objects_sizes(repo_id, &oids).await?
-        };
-        let mut pull_requests = HashMap::new();
-        for (name, num) in pr_refs {
-            if let Some(d) = db.discussion(repo_id, num).await?
-                && d.is_pull_request
-            {
-                let open = matches!(
-                    d.status,
-                    trove_db::DiscussionStatus::Open | trove_db::DiscussionStatus::Draft
-                );
-                pull_requests.insert(
-                    name,
-                    PullRequestFacts {
-                        author_user_id: d.author_user_id,
-                        open,
-                    },
-                );
-            }
-        }
-        db.close().await;
-        (sizes, pull_requests)
-    };
-    let facts = PushFacts {
-        pusher: &pusher,
-        updates: &checked,
-        objects: &objects,
-        stored: &stored,
-        paths: &HashMap::new(),
-        pull_requests: &pull_requests,
-    };
-    let refusals = decide(&facts);
-    if refusals.is_empty() {
-        return Ok(refusals);
-    }
-    // Refused: name the files involved, which costs a walk of the new history.
-    let mut named: Vec<GitOid> = objects.large_blobs.iter().map(|(b, _)| b.clone()).collect();
-    named.extend(
-        objects
-            .lfs_pointers
-            .iter()
-            .filter(|(_, p)| stored.get(&p.oid) != Some(&p.size))
-            .map(|(b, _)| b.clone()),
-    );
-    let paths = match inspector {
-        Some(inspector) if !named.is_empty() => {
-            tokio::task::spawn_blocking(move || inspector.paths(&named))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default()
-        }
-        _ => HashMap::new(),
-    };
-    Ok(decide(&PushFacts {
-        paths: &paths,
-        ..facts
-    }))
-}
-
-/// The git side of the check, blocking.
-struct Inspector {
-    view: PushView,
-    git_dir: PathBuf,
-    tips: Vec<GitOid>,
-}
-
-impl Inspector {
-    /// Where `blobs` appear in the new history (the commits reachable from the pushed tips
-    /// and from no ref yet): asked of refused pushes only.
-    fn paths(&self, blobs: &[GitOid]) -> anyhow::Result<HashMap<GitOid, String>> {
-        let known: Vec<GitOid> = trove_git::GitRepo::open(&self.git_dir)?
-            .ref_targets()?
-            .into_iter()
-            .map(|(_, oid)| oid)
-            .collect();
-        Ok(self.view.paths_of(blobs, &self.tips, &known)?)
+        ExitCode::FAILURE
     }
 }
 
-type Inspected = (Vec<CheckedUpdate>, NewObjects, Option<Inspector>);
-
-fn inspect(
-    git_dir: &Path,
-    quarantine: Option<&Path>,
-    updates: Vec<RefUpdate>,
-) -> anyhow::Result<Inspected> {
-    // A push of deletions only sends no pack, and git makes no quarantine for it.
-    let view = match quarantine {
-        Some(q) => PushView::open(git_dir, q)?,
-        None => PushView::open_without_quarantine(git_dir)?,
-    };
-    let objects = match quarantine {
-        Some(_) => view.new_objects(LARGE_FILE_BYTES)?,
-        None => NewObjects::default(),
-    };
-    let mut checked = Vec::with_capacity(updates.len());
-    for update in updates {
-        let movement = view.ref_move(update.old.as_ref(), update.new.as_ref())?;
-        let new_is_commit = match &update.new {
-            Some(new) => view.is_commit(new)?,
-            None => false,
-        };
-        checked.push(CheckedUpdate {
-            update,
-            movement,
-            new_is_commit,
-        });
-    }
-    let tips = checked
-        .iter()
-        .filter_map(|c| c.update.new.clone())
-        .collect();
-    let inspector = Inspector {
-        view,
-        git_dir: git_dir.to_owned(),
-        tips,
-    };
-    Ok((checked, objects, Some(inspector)))
+fn ask_server() -> anyhow::Result<Verdict> {
+    use std::io::{Read, Write};
+    let mut socket = super::hook_server::inherited_socket()?;
+    let mut lines = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_REQUEST_BYTES as u64 + 1)
+        .read_to_end(&mut lines)
+        .context("reading the ref updates")?;
+    anyhow::ensure!(lines.len() <= MAX_REQUEST_BYTES, "too many ref updates");
+    let quarantine = std::env::var_os("GIT_QUARANTINE_PATH").map(PathBuf::from);
+    socket
+        .write_all(&HookRequest::encode(quarantine.as_deref(), &lines))
+        .context("asking the server")?;
+    // Other processes of this push hold the same socket: shutting down (not closing) is
+    // what tells the server the request is complete.
+    socket
+        .shutdown(std::net::Shutdown::Write)
+        .context("asking the server")?;
+    let mut answer = Vec::new();
+    socket
+        .take(1 << 20)
+        .read_to_end(&mut answer)
+        .context("reading the server's verdict")?;
+    Ok(Verdict::decode(&answer))
 }
 
 #[cfg(test)]
@@ -546,6 +513,45 @@ mod tests {
             let got = refusals(&bob, &[update(name, movement)], &none);
             assert_eq!(got.len(), 1, "{name}");
             assert!(got[0].contains(why), "{name}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn requests_and_verdicts_cross_the_socket_unchanged() {
+        let zero = "0".repeat(40);
+        let a = "a".repeat(40);
+        let lines = format!("{zero} {a} refs/heads/main\n{a} {zero} refs/tags/v1\n");
+        let q = Path::new("/data/repos/1.git/./objects/tmp_objdir-incoming-x Y");
+        let got =
+            HookRequest::decode(&HookRequest::encode(Some(q), lines.as_bytes())).expect("decodes");
+        assert_eq!(got.quarantine.as_deref(), Some(q));
+        assert_eq!(got.updates.len(), 2);
+        assert_eq!(got.updates[1].name, "refs/tags/v1");
+        let deletions =
+            HookRequest::decode(&HookRequest::encode(None, lines.as_bytes())).expect("decodes");
+        assert_eq!(deletions.quarantine, None);
+        for bad in [
+            &b""[..],
+            b"x",
+            b"Q\0",
+            b"Z/x\0",
+            b"-\0not a line\n",
+            b"-\0\xff\n",
+        ] {
+            assert!(HookRequest::decode(bad).is_err(), "{bad:?}");
+        }
+
+        let refused = Verdict::from_refusals(&["a.bin is 12.0 MiB".to_owned()]);
+        assert_eq!(
+            refused.message,
+            "Push refused by Trove:\n  a.bin is 12.0 MiB\n"
+        );
+        for verdict in [refused, Verdict::from_refusals(&[])] {
+            assert_eq!(Verdict::decode(&verdict.encode()), verdict);
+        }
+        // No answer (the server went away) or a garbled one refuses the push.
+        for bad in [&b""[..], b"yes"] {
+            assert!(!Verdict::decode(bad).accepted, "{bad:?}");
         }
     }
 

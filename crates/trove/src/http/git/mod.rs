@@ -14,11 +14,12 @@
 
 pub mod endpoint;
 pub mod hook;
+pub mod hook_server;
 mod process;
 
 use crate::auth::{Access, Caller};
 use crate::error::ApiError;
-use crate::repos::push::{self, push_settings};
+use crate::repos::push::{self, Pusher, push_settings};
 use crate::repos::{RepoRef, find_readable};
 use crate::state::AppState;
 use axum::body::Body;
@@ -27,6 +28,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use endpoint::{EndpointError, GitAction, GitEndpoint};
 use futures_util::StreamExt;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use trove_git::smart_http::{self, GitProtocol, Service};
@@ -161,7 +163,7 @@ async fn advertise(
     let git_dir = crate::repos::reconcile::checked_git_dir(state, auth.repo.repo.id).await?;
     let settings = match service {
         Service::UploadPack => state.git.settings.clone(),
-        Service::ReceivePack => push_settings(&state.git, &auth.caller, &auth.repo),
+        Service::ReceivePack => push_settings(&state.git, None),
     };
     let command =
         smart_http::rpc_command(&settings, service, &git_dir, true, auth.protocol.as_ref());
@@ -171,6 +173,7 @@ async fn advertise(
         input: None,
         timeout: state.git.timeout,
         after_exit: None,
+        hook: None,
         permit: slot(state).await?,
         killed: state.git.killed.clone(),
         what: format!(
@@ -207,7 +210,7 @@ async fn serve_rpc(
     caller: Result<Caller, ApiError>,
     uri: &Uri,
     headers: &HeaderMap,
-    body: Body,
+    mut body: Body,
 ) -> Result<Response, ApiError> {
     let auth = authorize(state, caller, uri, headers).await?;
     let GitAction::Rpc(service) = auth.endpoint.action else {
@@ -225,18 +228,37 @@ async fn serve_rpc(
     }
     let repo_id = auth.repo.repo.id;
     let git_dir = crate::repos::reconcile::checked_git_dir(state, repo_id).await?;
-    let (settings, limit, after_exit) = match service {
+    let (settings, limit, after_exit, hook) = match service {
         Service::UploadPack => (
             state.git.settings.clone(),
             state.git.max_fetch_request_bytes,
+            None,
             None,
         ),
         Service::ReceivePack => {
             let before = push::ref_targets(&git_dir).await?;
             // Room for the ref update commands before the pack, which git limits itself.
             let limit = state.git.max_push_bytes.saturating_add(16 << 20);
+            let socket = hook_server::socket_pair()?;
+            let (watched, commands) = hook_server::watch_commands(body);
+            body = watched;
+            let check = hook_server::HookCheck {
+                commands,
+                context: state.context.clone(),
+                repo_id,
+                pusher: Pusher::of(&auth.caller, &auth.repo),
+                git_dir: git_dir.clone(),
+                timeout: state.git.timeout,
+            };
+            let server_end = socket.server;
+            let hook = process::HookChannel {
+                serve: Box::new(move |pid, input_done| {
+                    Box::pin(check.serve(server_end, pid, input_done))
+                }),
+                child_end: socket.child,
+            };
             (
-                push_settings(&state.git, &auth.caller, &auth.repo),
+                push_settings(&state.git, Some(hook.child_end.as_raw_fd())),
                 limit,
                 Some(after_push(
                     state.clone(),
@@ -245,6 +267,7 @@ async fn serve_rpc(
                     before,
                     auth.caller.clone(),
                 )),
+                Some(hook),
             )
         }
     };
@@ -271,6 +294,7 @@ async fn serve_rpc(
         input: Some((body, limit)),
         timeout: state.git.timeout,
         after_exit,
+        hook,
         permit: slot(state).await?,
         killed: state.git.killed.clone(),
         what: format!("{} repo.id={repo_id}", service.name()),

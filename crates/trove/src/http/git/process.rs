@@ -14,13 +14,14 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use std::future::Future;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 /// Bytes read from the child per chunk of the response.
 const READ_CHUNK: usize = 64 * 1024;
@@ -33,6 +34,23 @@ const STDERR_KEPT: usize = 16 * 1024;
 /// push moved refs, so that a client reading the API right after its push sees it).
 pub type AfterExit = Box<dyn FnOnce(bool) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
+/// What answers a push's hook: given the child's process id and the signal that the
+/// request body has been handed to it whole.
+pub type ServeHook = Box<
+    dyn FnOnce(Option<u32>, oneshot::Receiver<()>) -> Pin<Box<dyn Future<Output = ()> + Send>>
+        + Send,
+>;
+
+/// The server's side of a push's `pre-receive` hook: the end of its socket pair the child
+/// inherits, and what answers on the other end once the child runs.
+pub struct HookChannel {
+    /// Inherited by the child under the same number (the hook finds it in its environment).
+    pub child_end: OwnedFd,
+    /// Started with the child's process id and a signal that the request body has been
+    /// handed to the child whole.
+    pub serve: ServeHook,
+}
+
 /// One subprocess to run for a request.
 pub struct GitRun {
     pub command: tokio::process::Command,
@@ -42,6 +60,8 @@ pub struct GitRun {
     pub input: Option<(Body, u64)>,
     pub timeout: Duration,
     pub after_exit: Option<AfterExit>,
+    /// For a push: the hook's channel to the server.
+    pub hook: Option<HookChannel>,
     /// Held until the child has exited: limits concurrent git processes.
     pub permit: OwnedSemaphorePermit,
     /// Set if the child has to be killed ([`crate::git_runtime::GitRuntime::killed`]).
@@ -58,6 +78,7 @@ pub fn spawn(run: GitRun) -> io::Result<Body> {
         input,
         timeout,
         after_exit,
+        hook,
         permit,
         killed,
         what,
@@ -71,7 +92,17 @@ pub fn spawn(run: GitRun) -> io::Result<Body> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    if let Some(hook) = &hook {
+        inherit(&mut command, hook.child_end.as_raw_fd());
+    }
     let mut child = command.spawn()?;
+    let (input_done, input_done_rx) = oneshot::channel();
+    if let Some(HookChannel { child_end, serve }) = hook {
+        // The child has its copy; the server keeps only its own end, so that the socket
+        // closes once the child and its own children (the hook) have exited.
+        drop(child_end);
+        tokio::spawn(serve(child.id(), input_done_rx));
+    }
     let stdin = child.stdin.take();
     let stdout = child
         .stdout
@@ -90,10 +121,15 @@ pub fn spawn(run: GitRun) -> io::Result<Body> {
             let _ = tx.send(Ok(Bytes::from(preamble))).await;
         }
         let feed = async {
-            match (stdin, input) {
+            let feed = match (stdin, input) {
                 (Some(stdin), Some((body, limit))) => feed_stdin(stdin, body, limit).await,
                 _ => Feed::Complete,
+            };
+            if feed == Feed::Complete {
+                // Nobody waits for it when the run has no hook.
+                let _ = input_done.send(());
             }
+            feed
         };
         let work = async {
             let (feed, (), stderr_text) =
@@ -142,6 +178,29 @@ pub fn spawn(run: GitRun) -> io::Result<Body> {
         rx.recv().await.map(|item| (item, rx))
     });
     Ok(Body::from_stream(stream))
+}
+
+/// Makes descriptor `fd` (close-on-exec, as the standard library opens everything) survive
+/// into the child, under the same number, without leaking into other children started at
+/// the same time: the flag is cleared in the forked child only, just before it runs git.
+#[expect(
+    unsafe_code,
+    reason = "the only way to keep one descriptor open across exec in one child"
+)]
+fn inherit(command: &mut tokio::process::Command, fd: RawFd) {
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // functions may be called: it calls `fcntl` alone (no allocation, no lock), on `fd`,
+    // which the parent keeps open until `spawn` returned, so the child has it under the same
+    // number; the standard streams were set up before and are other numbers (the caller's
+    // descriptor is 3 or above, `hook_server::socket_pair`).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// How feeding the request body to the child ended.
