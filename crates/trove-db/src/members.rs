@@ -38,7 +38,9 @@ pub(crate) fn membership_at(
 pub(crate) fn by_name(memberships: &mut [Membership]) {
     memberships.sort_by(|a, b| {
         let fold = |m: &Membership| m.org.name.to_ascii_lowercase();
-        fold(a).cmp(&fold(b)).then_with(|| a.org.name.cmp(&b.org.name))
+        fold(a)
+            .cmp(&fold(b))
+            .then_with(|| a.org.name.cmp(&b.org.name))
     });
 }
 
