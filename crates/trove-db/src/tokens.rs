@@ -5,7 +5,7 @@
 use crate::backend::{WritePool, with_pool};
 use crate::db::{Db, unix_now_ms};
 use crate::error::{DbError, Result, constraint_error};
-use crate::members::{MEMBERSHIP_COLUMNS, MEMBERSHIPS_JOIN, membership_at};
+use crate::members::{MEMBERSHIP_COLUMNS, MEMBERSHIPS_JOIN, by_name, membership_at};
 use crate::orgs::Membership;
 use crate::reader::read_rows;
 use crate::users::{USER_COLUMN_COUNT, USER_COLUMNS, User};
@@ -243,8 +243,7 @@ impl Db {
             "SELECT {TOKEN_COLUMNS}, {USER_COLUMNS}, {MEMBERSHIP_COLUMNS} FROM tokens \
              JOIN users ON users.id = tokens.user_id {MEMBERSHIPS_JOIN} \
              WHERE tokens.token_hash = $1 AND users.disabled = FALSE \
-             AND (tokens.expires_at IS NULL OR tokens.expires_at > $2) \
-             ORDER BY orgs.name"
+             AND (tokens.expires_at IS NULL OR tokens.expires_at > $2)"
         );
         let rows = read_rows!(self, &sql, [token_hash, now_ms], row => Ok((
             Token::from_row(row)?,
@@ -256,10 +255,11 @@ impl Db {
         let Some((mut token, user, first)) = rows.next() else {
             return Ok(None);
         };
-        let orgs = first
+        let mut orgs: Vec<Membership> = first
             .into_iter()
             .chain(rows.filter_map(|(_, _, m)| m))
             .collect();
+        by_name(&mut orgs);
         if token.role == TokenRole::FineGrained {
             token.scopes = self.token_scopes(token.id).await?;
         }

@@ -80,12 +80,16 @@ fn file_from_row(row: &impl crate::backend::DbRow) -> Result<XetFile> {
     })
 }
 
-fn download_from_row(row: &impl crate::backend::DbRow) -> Result<LfsDownload> {
+/// One row of [`Db::lfs_download`]'s query: the deletion flag, and a Xet file holding the
+/// object with its creation time (to pick the oldest), if any.
+fn download_from_row(row: &impl crate::backend::DbRow) -> Result<(bool, Option<(i64, XetFile)>)> {
     let held: Option<Vec<u8>> = row.try_get("file_hash")?;
-    Ok(LfsDownload {
-        deleted: row.try_get("deleted")?,
-        xet: held.map(|_| file_from_row(row)).transpose()?,
-    })
+    let deleted = row.try_get("deleted")?;
+    let xet = match held {
+        Some(_) => Some((row.try_get("created_at")?, file_from_row(row)?)),
+        None => None,
+    };
+    Ok((deleted, xet))
 }
 
 impl Db {
@@ -320,22 +324,34 @@ impl Db {
     /// query: [`Db::repo_lfs_file_deleted`] and [`Db::xet_file_by_sha256`].
     pub async fn lfs_download(&self, repo_id: i64, sha256: &Sha256Hex) -> Result<LfsDownload> {
         // Every LFS download asks this: on the calling thread (see `reader.rs`).
+        // Every Xet file of the object, usually one, and the oldest kept here: an `ORDER BY
+        // ... LIMIT 1` in the query made SQLite materialize the subquery and sort it in a
+        // temporary b-tree on every download.
         let rows = read_rows!(
             self,
             "SELECT EXISTS (SELECT 1 FROM repo_lfs_deletions d \
                WHERE d.repo_id = $1 AND d.sha256 = $2 AND NOT EXISTS \
                (SELECT 1 FROM repo_lfs_objects l WHERE l.repo_id = d.repo_id AND l.sha256 = d.sha256)) \
-               AS deleted, f.file_hash, f.size, f.sha256, f.terms \
-             FROM (SELECT 1 AS one) o LEFT JOIN \
-               (SELECT file_hash, size, sha256, terms FROM xet_files WHERE sha256 = $2 \
-                ORDER BY created_at, file_hash LIMIT 1) f ON 1 = 1",
+               AS deleted, f.file_hash, f.size, f.sha256, f.terms, f.created_at \
+             FROM (SELECT 1 AS one) o LEFT JOIN xet_files f ON f.sha256 = $2",
             [repo_id, sha256.as_str()],
             row => download_from_row(row)
         )?;
-        rows.into_iter().next().ok_or(DbError::Corrupt {
-            what: "lfs download",
-            detail: "the query of one row answered none".into(),
-        })
+        let deleted = match rows.first() {
+            Some((deleted, _)) => *deleted,
+            None => {
+                return Err(DbError::Corrupt {
+                    what: "lfs download",
+                    detail: "the query of at least one row answered none".into(),
+                });
+            }
+        };
+        let xet = rows
+            .into_iter()
+            .filter_map(|(_, file)| file)
+            .min_by(|(a_at, a), (b_at, b)| (a_at, a.file_hash).cmp(&(b_at, b.file_hash)))
+            .map(|(_, file)| file);
+        Ok(LfsDownload { deleted, xet })
     }
 
     /// Whether repository `repo_id` may read Xet file `file_hash`: the file's bytes are an

@@ -101,6 +101,11 @@ impl GitRepo {
                 });
             }
         };
+        // A direct ref already names its object: resolving it would look it up (read its
+        // file) a second time.
+        if let Some(target) = reference.target() {
+            return Ok(Some(from_git2(target)));
+        }
         let direct = match reference.resolve() {
             Ok(direct) => direct,
             // A symbolic ref to a branch that does not exist (HEAD of an empty repository).

@@ -145,6 +145,24 @@ async fn a_download_learns_deletion_and_xet_file_in_one_query(db) -> TestResult 
     // Linked again: served again.
     db.link_repo_object(repo.id, &oid(1), 7).await?;
     assert!(!db.lfs_download(repo.id, &oid(1)).await?.deleted);
+
+    // Several chunkings of the same bytes: the oldest one, the same as xet_file_by_sha256's,
+    // and the smaller hash between two of the same time.
+    let newer = trove_db::XetFile {
+        file_hash: [2; 32],
+        ..file.clone()
+    };
+    db.record_xet_file(repo.id, &newer, &[], 9).await?;
+    assert_eq!(db.lfs_download(repo.id, &oid(1)).await?.xet.as_ref(), Some(&file));
+    let same_time = trove_db::XetFile {
+        file_hash: [5; 32],
+        ..file.clone()
+    };
+    db.record_xet_file(repo.id, &same_time, &[], 5).await?;
+    let picked = db.lfs_download(repo.id, &oid(1)).await?;
+    assert_eq!(picked.xet.as_ref(), Some(&same_time));
+    assert_eq!(db.xet_file_by_sha256(&oid(1)).await?, picked.xet);
+    assert!(!picked.deleted);
     Ok(())
 }
 }

@@ -158,17 +158,38 @@ pub async fn open_with(
             if deleted {
                 return Ok(None);
             }
+            // For the kernel: one open, the handle handed to `sendfile`; the stream (never
+            // polled when the ranges are sent) opens the object again only if polled.
+            if want_files && let Some(file) = state.store.local_object_file(oid)? {
+                let size = file.metadata().map_err(ApiError::internal)?.len();
+                if start > end || end > size {
+                    return Err(ApiError::RangeNotSatisfiable { size });
+                }
+                let store = state.store.clone();
+                let oid = oid.clone();
+                let stream = futures_util::stream::once(async move {
+                    match store.open_range(&oid, start, end).await {
+                        Ok(Some((stream, _))) => stream,
+                        Ok(None) => gone_stream(io::Error::new(
+                            io::ErrorKind::NotFound,
+                            format!("LFS object {oid} left the store"),
+                        )),
+                        Err(e) => gone_stream(io::Error::other(e)),
+                    }
+                })
+                .flatten();
+                return Ok(Some(Opened {
+                    len: end - start,
+                    stream: Box::pin(stream),
+                    files: Some(FileRanges::whole(file, start, end)),
+                }));
+            }
             if let Some((stream, len)) = state.store.open_range(oid, start, end).await? {
-                // Opened a second time for the kernel: the stream's handle reads as it is
-                // polled, this one is only handed to `sendfile`.
-                let files = match want_files {
-                    true => state
-                        .store
-                        .local_object_file(oid)?
-                        .map(|f| FileRanges::whole(f, start, start + len)),
-                    false => None,
-                };
-                return Ok(Some(Opened { len, stream, files }));
+                return Ok(Some(Opened {
+                    len,
+                    stream,
+                    files: None,
+                }));
             }
             let Some(xet) = xet else {
                 return Ok(None);
@@ -177,6 +198,12 @@ pub async fn open_with(
             let (plan, _) = plan_file(state, &xet, range).await?;
             let plan_len = plan.length;
             let files = match want_files {
+                // A few chunks (a small file, or a small range): an open and a read of a
+                // header per chunk from the page cache, here — less than the blocking pool's
+                // hand-off to another thread and back would cost.
+                true if plan_chunks(&plan) <= INLINE_CHUNK_HEADERS => {
+                    FileRanges::of_plan(&state.store, &plan).map_err(ApiError::internal)?
+                }
                 true => {
                     let store = state.store.clone();
                     let plan = plan.clone();
@@ -208,6 +235,23 @@ pub async fn open_with(
             }))
         }
     }
+}
+
+/// Chunk headers [`FileRanges::of_plan`] may read on the calling thread; more go to the
+/// blocking pool.
+const INLINE_CHUNK_HEADERS: u64 = 8;
+
+/// How many chunks `plan`'s terms span (an upper bound of the headers read for it).
+fn plan_chunks(plan: &trove_xet::plan::Plan) -> u64 {
+    plan.terms
+        .iter()
+        .map(|t| u64::from(t.chunk_end.saturating_sub(t.chunk_start)))
+        .sum()
+}
+
+/// A stream whose only item is `e`.
+fn gone_stream(e: io::Error) -> ByteStream {
+    Box::pin(futures_util::stream::once(async move { Err(e) }))
 }
 
 /// Reads `[start, start + len)` of a file (clamped to its size) into memory. `len` is the

@@ -5,7 +5,8 @@
 use crate::repos::file_ranges::{FileRange, FileRanges};
 use axum::body::Body;
 use axum::response::Response;
-use bytes::Buf;
+use bytes::{Buf, Bytes};
+use futures_util::FutureExt;
 use http::{HeaderValue, Method, StatusCode, Version, header};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -100,8 +101,7 @@ pub async fn response(
         Some(len) => {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
             set_connection(headers, version, keep_alive);
-            send_head(tcp, status, headers, false).await?;
-            write_counted(tcp, body, len).await?;
+            write_counted(tcp, head_bytes(status, headers), body, len).await?;
             Ok(sent(keep_alive))
         }
         None if version == Version::HTTP_11 => {
@@ -153,19 +153,7 @@ async fn send_head(
     headers: &http::HeaderMap,
     more: bool,
 ) -> io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    head.extend_from_slice(b"HTTP/1.1 ");
-    head.extend_from_slice(status.as_str().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    head.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
+    let head = head_bytes(status, headers);
     if !more {
         return tcp.write_all(&head).await;
     }
@@ -180,6 +168,24 @@ async fn send_head(
             .await?;
     }
     Ok(())
+}
+
+/// The status line and headers, as they go on the wire.
+fn head_bytes(status: StatusCode, headers: &http::HeaderMap) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(status.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
 }
 
 /// `sendfile`s one range to the socket, waiting for room as often as it takes; returns the
@@ -206,11 +212,38 @@ async fn send_range(tcp: &TcpStream, range: &FileRange) -> io::Result<u64> {
     Ok(range.len)
 }
 
-/// Writes a body of a declared `len`; one that ends short or runs long is an error (the
-/// head promised `len`).
-async fn write_counted(tcp: &mut TcpStream, mut body: Body, len: u64) -> io::Result<()> {
+/// Writes `head`, then a body of a declared `len`; one that ends short or runs long is an
+/// error (the head promised `len`). A first frame the body has ready at once (a small file
+/// read whole) goes out with the head in one write, one segment; otherwise the head goes
+/// first, so that a client never waits on a slow body for it.
+async fn write_counted(
+    tcp: &mut TcpStream,
+    head: Vec<u8>,
+    mut body: Body,
+    len: u64,
+) -> io::Result<()> {
     let mut written = 0u64;
-    while let Some(frame) = body.frame().await {
+    let first = body.frame().now_or_never();
+    let ended = matches!(first, Some(None));
+    match first {
+        Some(Some(Err(e))) => {
+            // As when the body fails later: the head out, then the connection cut.
+            tcp.write_all(&head).await?;
+            return Err(io::Error::other(e));
+        }
+        Some(Some(Ok(frame))) => {
+            let data = frame.into_data().unwrap_or_else(|_| Bytes::new());
+            written += data.len() as u64;
+            if written > len {
+                return Err(io::Error::other(format!(
+                    "the body runs past its Content-Length of {len}"
+                )));
+            }
+            tcp.write_all_buf(&mut head.as_slice().chain(data)).await?;
+        }
+        Some(None) | None => tcp.write_all(&head).await?,
+    }
+    while !ended && let Some(frame) = body.frame().await {
         let frame = frame.map_err(io::Error::other)?;
         let Ok(data) = frame.into_data() else {
             continue;
