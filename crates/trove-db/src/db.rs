@@ -19,16 +19,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// add readers; this many covers the concurrent readers of a small team's server.
 const MAX_CONNECTIONS: u32 = 8;
 
-/// The page cache of each pooled SQLite connection, in KiB (SQLite's default is 2,000). A
-/// listing whose filter is answered from the inverted indexes probes the narrow listing
-/// index (~4.5 MiB at 100,000 repositories) once per candidate, a few hundred leaf pages
-/// spread over all of it: with 2 MiB most of them were evicted between two requests on the
-/// same connection and read again with `pread` (with the page cache's global lock taken
-/// and the copy from the kernel: ~18% of that page's server CPU). The cache is a
-/// cap, filled as pages are read and never preallocated, so an idle server holds only what
-/// it touched.
-const PAGE_CACHE_KIB: u32 = 8192;
-
 /// A handle to the database; cheap to clone (it shares one connection pool).
 #[derive(Clone, Debug)]
 pub struct Db {
@@ -75,8 +65,7 @@ impl Db {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT)
-            .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"));
+            .busy_timeout(BUSY_TIMEOUT);
         // No ping before each use: sqlx's SQLite connection is a thread of this process
         // over a local file, which cannot have been cut off while idle, and the ping is a
         // round trip to that thread (two wake-ups) before every query.
