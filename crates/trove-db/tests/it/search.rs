@@ -222,6 +222,80 @@ async fn keyset_pages_cover_every_row_once_in_order(db) -> TestResult {
 }
 
 trove_db::backend_tests! {
+async fn facet_pages_hold_every_match_once_in_order_walked_or_probed(db) -> TestResult {
+    // On SQLite, a facet matching many of the repositories is put in order by walking the
+    // sort index and testing each entry against its matches, and one matching few by probing
+    // each match and sorting (`walk_candidates`): with 24 models, "wide" (18 matches) pages
+    // of 2 are walked, "wide" + "narrow" (estimated 3) pages of 10 probed. Either way the
+    // pages hold exactly the public matches, in order, ties broken by id.
+    let alice = user(&db, "alice").await;
+    let mut repos = Vec::new();
+    for i in 0..24_i64 {
+        // Triples share a creation time; every fifth repository is private.
+        let repo = model(&db, alice.id, &format!("alice/p{i}"), i % 5 == 0, i / 3).await;
+        let tags: &[&str] = if i % 6 == 0 {
+            &["wide", "narrow"]
+        } else if i % 4 != 3 {
+            &["wide"]
+        } else {
+            &["other"]
+        };
+        db.write_repo_index(repo.id, &update(tags, None, None))
+            .await?;
+        for _ in 0..i % 4 {
+            db.count_download(repo.id, 20_000).await?;
+        }
+        repos.push((repo, tags));
+    }
+    for (tags, limit) in [(vec!["wide"], 2), (vec!["wide", "narrow"], 10)] {
+        for sort in [SortKey::CreatedAt, SortKey::Downloads] {
+            for ascending in [false, true] {
+                let mut expected: Vec<(i64, i64)> = repos
+                    .iter()
+                    .filter(|(r, t)| !r.private && tags.iter().all(|tag| t.contains(tag)))
+                    .map(|(r, _)| {
+                        let i: i64 = r.name.trim_start_matches('p').parse().expect("index");
+                        let value = match sort {
+                            SortKey::Downloads => i % 4,
+                            _ => r.created_at_ms,
+                        };
+                        (value, r.id)
+                    })
+                    .collect();
+                expected.sort();
+                if !ascending {
+                    expected.reverse();
+                }
+                let mut q = query(Visibility::Public);
+                q.tags = tags.iter().map(|t| (*t).to_owned()).collect();
+                q.limit = limit;
+                q.sort = sort;
+                q.ascending = ascending;
+                let mut seen = Vec::new();
+                for _ in 0..expected.len() + 1 {
+                    let page = db.list_repos(&q).await?;
+                    assert!(page.items.len() <= limit as usize);
+                    seen.extend(page.items.iter().map(|l| {
+                        let value = match sort {
+                            SortKey::Downloads => l.index.downloads,
+                            _ => l.repo.created_at_ms,
+                        };
+                        (value, l.repo.id)
+                    }));
+                    match page.next {
+                        Some(c) => q.after = Some(c),
+                        None => break,
+                    }
+                }
+                assert_eq!(seen, expected, "{tags:?} by {sort:?}, ascending {ascending}");
+            }
+        }
+    }
+    Ok(())
+}
+}
+
+trove_db::backend_tests! {
 async fn likes_count_once_and_respect_visibility(db) -> TestResult {
     let alice = user(&db, "alice").await;
     let bob = user(&db, "bob").await;
