@@ -130,24 +130,27 @@ SRC="$WORK/src.git"
 make_source "$SRC"
 
 # --- Trove ----------------------------------------------------------------------------------
+# start_trove BIN DATA_DIR LOG_NAME: a Trove server of BIN on a free port, its port left
+# in STARTED_PORT.
+start_trove() {
+    mkdir -p "$2"
+    STARTED_PORT="$(free_port)"
+    TROVE_LOG=warn "$1" serve --data-dir "$2" --listen "127.0.0.1:$STARTED_PORT" >"$WORK/$3.log" 2>&1 &
+    PIDS+=($!)
+    wait_http "http://127.0.0.1:$STARTED_PORT/healthz"
+}
 log "starting trove"
 TDATA="$WORK/trove-data"
-mkdir -p "$TDATA"
-TPORT="$(free_port)"
-TROVE_LOG=warn "$TROVE_BIN" serve --data-dir "$TDATA" --listen "127.0.0.1:$TPORT" >"$WORK/trove.log" 2>&1 &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$TPORT/healthz"
+start_trove "$TROVE_BIN" "$TDATA" trove
+TPORT="$STARTED_PORT"
 TOKEN="$(cat "$TDATA/admin-token")"
 TURL="http://git:$TOKEN@127.0.0.1:$TPORT"
 # The binary to compare with, when given: a server of its own.
 if [[ -n "${TROVE_BASE_BIN:-}" ]]; then
     [[ -x "$TROVE_BASE_BIN" ]] || die "no trove binary at $TROVE_BASE_BIN"
     BDATA="$WORK/base-data"
-    mkdir -p "$BDATA"
-    BPORT="$(free_port)"
-    TROVE_LOG=warn "$TROVE_BASE_BIN" serve --data-dir "$BDATA" --listen "127.0.0.1:$BPORT" >"$WORK/base.log" 2>&1 &
-    PIDS+=($!)
-    wait_http "http://127.0.0.1:$BPORT/healthz"
+    start_trove "$TROVE_BASE_BIN" "$BDATA" base
+    BPORT="$STARTED_PORT"
     BTOKEN="$(cat "$BDATA/admin-token")"
     BURL="http://git:$BTOKEN@127.0.0.1:$BPORT"
 fi

@@ -29,11 +29,14 @@
 //! (it authorized the request); it started examining the quarantine as soon as `index-pack`
 //! finished writing it, while receive-pack ran its own connectivity check.
 
-use crate::repos::push::Pusher;
+use crate::repos::push::{ENV_HOOK_FD, Pusher};
 use anyhow::Context;
 use std::collections::HashMap;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use trove_git::{NewObjects, RefMove};
 use trove_types::{BranchName, GitOid, LfsPointer, Sha256Hex};
 
@@ -379,9 +382,42 @@ pub fn pre_receive() -> ExitCode {
     }
 }
 
+/// Set once [`inherited_socket`] took the descriptor.
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// In the hook's process: the socket the server passed down (its number in
+/// [`ENV_HOOK_FD`]).
+fn inherited_socket() -> anyhow::Result<UnixStream> {
+    let fd: i32 = std::env::var(ENV_HOOK_FD)
+        .with_context(|| format!("{ENV_HOOK_FD} is not set: not run by Trove's server"))?
+        .parse()
+        .with_context(|| format!("{ENV_HOOK_FD} is not a number"))?;
+    anyhow::ensure!(fd > 2, "{ENV_HOOK_FD} names a standard stream");
+    let meta = std::fs::metadata(format!("/proc/self/fd/{fd}"))
+        .with_context(|| format!("descriptor {fd} from the server is not open"))?;
+    anyhow::ensure!(
+        std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()),
+        "descriptor {fd} from the server is not a socket"
+    );
+    anyhow::ensure!(
+        !TAKEN.swap(true, Ordering::AcqRel),
+        "the server's socket was taken already"
+    );
+    #[expect(
+        unsafe_code,
+        reason = "taking ownership of a descriptor inherited from the parent process"
+    )]
+    // SAFETY: `fd` is open (its /proc entry was just read) and is a socket; this process got
+    // it from git, which inherited it from the server, and nothing in this process opened or
+    // owns it: the standard library and the libraries this binary uses only own descriptors
+    // they opened themselves, and `TAKEN` makes this the only owner made from the number.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(UnixStream::from(owned))
+}
+
 fn ask_server() -> anyhow::Result<Verdict> {
     use std::io::{Read, Write};
-    let mut socket = super::hook_server::inherited_socket()?;
+    let mut socket = inherited_socket()?;
     let mut lines = Vec::new();
     std::io::stdin()
         .lock()

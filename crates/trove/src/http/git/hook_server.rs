@@ -16,13 +16,12 @@ use super::hook::{
     Verdict, decide,
 };
 use crate::context::Context;
-use crate::repos::push::{ENV_HOOK_FD, Pusher};
+use crate::repos::push::Pusher;
 use anyhow::Context as _;
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -55,39 +54,6 @@ pub fn socket_pair() -> std::io::Result<HookSocket> {
         child
     };
     Ok(HookSocket { server, child })
-}
-
-/// Set once [`inherited_socket`] took the descriptor.
-static TAKEN: AtomicBool = AtomicBool::new(false);
-
-/// In the hook's process: the socket the server passed down (its number in
-/// [`ENV_HOOK_FD`]).
-pub fn inherited_socket() -> anyhow::Result<UnixStream> {
-    let fd: i32 = std::env::var(ENV_HOOK_FD)
-        .with_context(|| format!("{ENV_HOOK_FD} is not set: not run by Trove's server"))?
-        .parse()
-        .with_context(|| format!("{ENV_HOOK_FD} is not a number"))?;
-    anyhow::ensure!(fd > 2, "{ENV_HOOK_FD} names a standard stream");
-    let meta = std::fs::metadata(format!("/proc/self/fd/{fd}"))
-        .with_context(|| format!("descriptor {fd} from the server is not open"))?;
-    anyhow::ensure!(
-        std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()),
-        "descriptor {fd} from the server is not a socket"
-    );
-    anyhow::ensure!(
-        !TAKEN.swap(true, Ordering::AcqRel),
-        "the server's socket was taken already"
-    );
-    #[expect(
-        unsafe_code,
-        reason = "taking ownership of a descriptor inherited from the parent process"
-    )]
-    // SAFETY: `fd` is open (its /proc entry was just read) and is a socket; this process got
-    // it from git, which inherited it from the server, and nothing in this process opened or
-    // owns it: the standard library and the libraries this binary uses only own descriptors
-    // they opened themselves, and `TAKEN` makes this the only owner made from the number.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    Ok(UnixStream::from(owned))
 }
 
 /// What the server needs to answer a push's hook.
