@@ -26,7 +26,8 @@ from browser import chromium, new_page, shot  # noqa: F401  (chromium is a fixtu
 from conftest import _start, make_client, unique
 from infer_ref import (bert_forward, classify_ref, distilbert_classify_ref, distilbert_forward, gpt2_logits,
                        distilbert_masked_lm_ref, greedy_ref, group_entities, masked_lm_ref, pipeline_text,
-                       roberta_classify_ref, roberta_forward, roberta_masked_lm_ref, softmax, token_logits_ref)
+                       roberta_classify_ref, roberta_forward, roberta_masked_lm_ref, softmax, token_logits_ref,
+                       llama_logits)
 
 WORDS = ("the a i love hate it this that movie film good bad great awful is was very not "
          "really so and or but we you they like sun rain day night cat dog runs sleeps").split()
@@ -589,13 +590,28 @@ def test_greedy_generation_matches_the_reference_token_for_token(trove, client, 
         c = InferenceClient(model=ARGS["url"], token=os.environ["HF_TOKEN"])
         r = c.text_generation(ARGS["p"], max_new_tokens=12, details=True)
         emit({"text": r.generated_text, "ids": [t.id for t in r.details.tokens],
-              "finish": r.details.finish_reason})
+              "finish": r.details.finish_reason, "seed": r.details.seed,
+              "texts": [t.text for t in r.details.tokens],
+              "logprobs": [t.logprob for t in r.details.tokens],
+              "special": [t.special for t in r.details.tokens]})
     ''', url=f"{trove.url}/models/{repo}", p=prompt)
     prompt_ids = tok.encode(prompt).ids
     expected = greedy_ref(cfg, w, prompt_ids, 12, eos=2)
     assert out["ids"] == expected
     assert out["text"] == pipeline_text(tok, prompt_ids, expected)
     assert out["finish"] == ("length" if len(expected) == 12 else "eos_token")
+    # TGI's details: each token's piece of the text, its log-probability under the model
+    # (the reference's log-softmax at that step), no seed for a greedy generation.
+    assert "".join(out["texts"]) == out["text"]
+    assert out["seed"] is None
+    assert out["special"] == [False] * len(expected)
+    ids, want = list(prompt_ids), []
+    for nxt in expected:
+        logits = np.asarray(llama_logits(cfg, w, ids), dtype=np.float64)
+        top = logits.max()
+        want.append(logits[nxt] - top - np.log(np.exp(logits - top).sum()))
+        ids.append(nxt)
+    np.testing.assert_allclose(out["logprobs"], want, rtol=1e-3, atol=1e-4)
 
 
 def test_chat_completion_streams_the_reference_tokens(trove, client, zoo):

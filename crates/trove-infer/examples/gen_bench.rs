@@ -57,6 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         do_sample: false,
         seed: 0,
         stop: Vec::new(),
+        logprobs: false,
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))

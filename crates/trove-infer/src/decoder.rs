@@ -123,6 +123,17 @@ pub struct GenerationParams {
     pub seed: u64,
     /// Generation stops after any of these strings appears.
     pub stop: Vec<String>,
+    /// Each generated token's log-probability is computed (TGI's `details`); off, nothing
+    /// reads the whole distribution of a step beyond what sampling needs.
+    pub logprobs: bool,
+}
+
+impl GenerationParams {
+    /// Whether tokens are drawn at random (with [`GenerationParams::seed`]) rather than
+    /// picked greedily.
+    pub fn samples(&self) -> bool {
+        !matches!(sampling(self), Sampling::ArgMax)
+    }
 }
 
 /// Why generation ended, in TGI's / OpenAI's words.
@@ -160,8 +171,24 @@ impl FinishReason {
 pub struct Generated {
     pub text: String,
     pub token_ids: Vec<u32>,
+    /// Each generated token, in order (as many as `token_ids`).
+    pub tokens: Vec<GeneratedToken>,
     pub prompt_tokens: usize,
     pub finish: FinishReason,
+}
+
+/// One generated token as TGI's `details` describe it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GeneratedToken {
+    pub id: u32,
+    /// The text this token added to the generated text (empty while it leaves a character
+    /// incomplete, or past a stop sequence).
+    pub text: String,
+    /// `ln p(token)` under the model's distribution for that step, before temperature,
+    /// top-k or top-p; `None` unless [`GenerationParams::logprobs`].
+    pub logprob: Option<f32>,
+    /// Whether the tokenizer marks it special.
+    pub special: bool,
 }
 
 pub struct Decoder {
@@ -346,6 +373,7 @@ impl Decoder {
         let mut text = String::new();
         let mut emitted = String::new();
         let mut finish = FinishReason::Length;
+        let mut tokens = Vec::new();
         let mut position = 0;
         while all.len() - prompt_ids.len() < max_new {
             let input = &all[position..];
@@ -359,6 +387,11 @@ impl Decoder {
                 finish = FinishReason::EosToken;
                 break;
             }
+            let logprob = if params.logprobs {
+                Some(log_probability(&logits, next)?)
+            } else {
+                None
+            };
             all.push(next);
             text = after_chars(&self.text.decode(&all)?, prompt_chars);
             let stop = params
@@ -371,6 +404,12 @@ impl Decoder {
                 finish = FinishReason::StopSequence;
             }
             let piece = new_piece(&text, &mut emitted, stop.is_some());
+            tokens.push(GeneratedToken {
+                id: next,
+                text: piece.to_owned(),
+                logprob,
+                special: self.text.is_special(next),
+            });
             if stop.is_some() {
                 on_piece(piece, next);
                 break;
@@ -381,11 +420,26 @@ impl Decoder {
         }
         Ok(Generated {
             text,
+            tokens,
             token_ids: all.split_off(prompt_ids.len()),
             prompt_tokens: prompt_ids.len(),
             finish,
         })
     }
+}
+
+/// `ln softmax(logits)[id]`, summed in f64 from the largest logit down (no overflow).
+fn log_probability(logits: &Tensor, id: u32) -> Result<f32> {
+    let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+    let Some(chosen) = logits.get(id as usize) else {
+        return Err(InferError::Runtime(format!(
+            "token {id} is past the {} logits of the step",
+            logits.len()
+        )));
+    };
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|l| f64::from(l - max).exp()).sum();
+    Ok((f64::from(chosen - max) - sum.ln()) as f32)
 }
 
 /// `text` without its first `chars` characters (Python's `text[chars:]`, as the pipeline
@@ -455,6 +509,25 @@ fn sampling(params: &GenerationParams) -> Sampling {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_probability_is_the_log_softmax_of_the_chosen_logit() {
+        let logits = Tensor::new(&[1.0f32, 2.0, 3.0], &Device::Cpu).expect("tensor");
+        let expected = 3.0 - (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
+        let got = log_probability(&logits, 2).expect("in range");
+        assert!(
+            (f64::from(got) - expected).abs() < 1e-6,
+            "{got} vs {expected}"
+        );
+        // Large logits do not overflow: the sum starts from the largest.
+        let big = Tensor::new(&[1000.0f32, 1000.0], &Device::Cpu).expect("tensor");
+        let half = log_probability(&big, 0).expect("in range");
+        assert!((f64::from(half) - 0.5f64.ln()).abs() < 1e-6, "{half}");
+        assert!(
+            log_probability(&logits, 3).is_err(),
+            "an id past the logits"
+        );
+    }
 
     #[test]
     fn pieces_hold_back_an_incomplete_character_until_it_is_complete() {

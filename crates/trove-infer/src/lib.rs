@@ -25,7 +25,9 @@ mod text;
 /// The device type models are loaded on, so callers need not depend on candle.
 pub use candle_core::Device;
 pub use chat::{ChatMessage, ChatTemplate};
-pub use decoder::{Decoder, DecoderKind, FinishReason, Generated, GenerationParams};
+pub use decoder::{
+    Decoder, DecoderKind, FinishReason, Generated, GeneratedToken, GenerationParams,
+};
 pub use encoder::{
     Encoder, EncoderKind, Fill, Head, MAX_BATCH, Pooling, ScoreFunction, TokenLabel,
 };
@@ -132,6 +134,7 @@ mod tests {
             do_sample: false,
             seed: 1,
             stop: Vec::new(),
+            logprobs: false,
         }
     }
 
@@ -297,6 +300,39 @@ mod tests {
         "post_processor":null,
         "decoder":{"type":"Metaspace","replacement":"\u2581","prepend_scheme":"always","split":true},
         "model":{"type":"WordLevel","vocab":{"<unk>":0,"\u2581a":1,"\u2581b":2},"unk_token":"<unk>"}}"#;
+
+    #[test]
+    fn generated_tokens_carry_their_text_and_log_probability_when_asked() {
+        let Model::Decoder(decoder) = Model::load(
+            files(llama_config(), vec![tiny_llama_weights()]),
+            &Device::Cpu,
+        )
+        .expect("loads") else {
+            panic!("a decoder")
+        };
+        let plain = decoder
+            .generate("a b", &greedy(4), true, &mut |_, _| true)
+            .expect("generates");
+        assert!(plain.tokens.iter().all(|t| t.logprob.is_none()));
+        let mut params = greedy(4);
+        params.logprobs = true;
+        assert!(!params.samples(), "greedy draws nothing at random");
+        let out = decoder
+            .generate("a b", &params, true, &mut |_, _| true)
+            .expect("generates");
+        assert_eq!(
+            out.token_ids, plain.token_ids,
+            "asking changes nothing generated"
+        );
+        let ids: Vec<u32> = out.tokens.iter().map(|t| t.id).collect();
+        assert_eq!(ids, out.token_ids);
+        let texts: String = out.tokens.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(texts, out.text, "the pieces make the text");
+        for t in &out.tokens {
+            let lp = t.logprob.expect("asked for");
+            assert!(lp.is_finite() && lp <= 0.0, "{lp}");
+        }
+    }
 
     #[test]
     fn generated_text_keeps_the_space_a_metaspace_decoder_drops_from_a_first_token() {

@@ -7,6 +7,8 @@ use tokenizers::{Decoder, ModelWrapper, Tokenizer};
 
 pub(crate) struct Text {
     tokenizer: Tokenizer,
+    /// The ids of the tokens the tokenizer marks special (`added_tokens` with `special`).
+    special: std::collections::HashSet<u32>,
 }
 
 /// One encoded input.
@@ -24,7 +26,18 @@ impl Text {
     pub fn load(bytes: &[u8]) -> Result<Text> {
         let tokenizer = Tokenizer::from_bytes(bytes)
             .map_err(|e| InferError::BadModel(format!("tokenizer.json: {e}")))?;
-        Ok(Text { tokenizer })
+        let special = tokenizer
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, token)| token.special)
+            .map(|(id, _)| id)
+            .collect();
+        Ok(Text { tokenizer, special })
+    }
+
+    /// Whether `id` is one of the tokenizer's special tokens.
+    pub fn is_special(&self, id: u32) -> bool {
+        self.special.contains(&id)
     }
 
     /// Encodes `text` (with the model's special tokens when `special`), refused past

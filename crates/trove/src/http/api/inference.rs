@@ -398,11 +398,13 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
                      with stream=true",
                 ));
             }
-            let params = generation_params(state, &body, true)?;
+            let mut params = generation_params(state, &body, true)?;
             let details = parse::<bool>(field(&body, "details"), "details")?.unwrap_or(false);
+            params.logprobs = details;
+            // TGI names the seed only when tokens were drawn with it.
+            let seed = params.samples().then_some(params.seed);
             let full = parse::<bool>(field(&body, "return_full_text"), "return_full_text")?
                 .unwrap_or(false);
-            let seed = params.seed;
             let run_prompt = prompt.clone();
             let generated = state
                 .inference
@@ -418,16 +420,16 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
             let details = details.then(|| GenerationDetails {
                 finish_reason: generated.finish.tgi(),
                 generated_tokens: generated.token_ids.len(),
-                seed: Some(seed),
+                seed,
                 prefill: Vec::new(),
                 tokens: generated
-                    .token_ids
+                    .tokens
                     .iter()
-                    .map(|id| TokenJson {
-                        id: *id,
-                        text: String::new(),
-                        logprob: 0.0,
-                        special: false,
+                    .map(|t| TokenJson {
+                        id: t.id,
+                        text: t.text.clone(),
+                        logprob: t.logprob,
+                        special: t.special,
                     })
                     .collect(),
             });
@@ -553,7 +555,7 @@ struct GenerationDetails {
 struct TokenJson {
     id: u32,
     text: String,
-    logprob: f32,
+    logprob: Option<f32>,
     special: bool,
 }
 
@@ -603,6 +605,7 @@ fn generation_params(state: &AppState, body: &Value, tgi: bool) -> ApiResult<Gen
         do_sample: parse::<bool>(get("do_sample"), "do_sample")?.unwrap_or(false),
         seed: parse::<u64>(get("seed"), "seed")?.unwrap_or_else(rand::random),
         stop,
+        logprobs: false,
     })
 }
 
