@@ -28,8 +28,12 @@ use tokio::sync::oneshot;
 use trove_git::{NewObjects, PushView, RefMove};
 use trove_types::{GitOid, Sha256Hex};
 
-/// How often the server looks for the push's quarantine once the pack has been sent to git.
-const LOOK_EVERY: Duration = Duration::from_millis(2);
+/// How soon the server first looks for the push's quarantine once the pack has been sent to
+/// git; each miss waits a quarter longer, up to [`LOOK_AT_MOST_EVERY`], so a pack that takes
+/// minutes to index costs a few directory reads a second, not hundreds.
+const LOOK_FIRST_AFTER: Duration = Duration::from_millis(2);
+/// The longest wait between two looks for the quarantine.
+const LOOK_AT_MOST_EVERY: Duration = Duration::from_millis(20);
 /// The folders receive-pack makes for a push's quarantine, under `objects/`.
 const QUARANTINE_PREFIX: &str = "tmp_objdir-incoming-";
 
@@ -113,6 +117,7 @@ impl HookCheck {
         tokio::pin!(read);
         let mut input_done = Some(input_done);
         let mut looking = false;
+        let mut look_after = LOOK_FIRST_AFTER;
         let mut early: Option<Early> = None;
         let request = loop {
             tokio::select! {
@@ -121,7 +126,7 @@ impl HookCheck {
                     input_done = None;
                     looking = sent.is_ok() && pid.is_some();
                 }
-                () = tokio::time::sleep(LOOK_EVERY), if looking => {
+                () = tokio::time::sleep(look_after), if looking => {
                     let (git_dir, pid) = (self.git_dir.clone(), pid.unwrap_or_default());
                     if let Ok(Some(found)) =
                         tokio::task::spawn_blocking(move || find_quarantine(&git_dir, pid)).await
@@ -130,6 +135,8 @@ impl HookCheck {
                         // The commands come before the pack: known once it has been sent.
                         let moves = self.commands.try_recv().unwrap_or_default();
                         early = Some(Early::start(self.git_dir.clone(), found, moves));
+                    } else {
+                        look_after = (look_after + look_after / 4).min(LOOK_AT_MOST_EVERY);
                     }
                 }
             }
