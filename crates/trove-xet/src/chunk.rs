@@ -346,8 +346,17 @@ mod tests {
     fn next_match_agrees_with_gearhash() {
         let data = counter_bytes(31, 6 << 20);
         let mut lane_hits = [0usize; 4];
-        for len in [1usize, 100, 4 * LANE - 1, 4 * LANE, 4 * LANE + 1, 200_000, data.len()] {
-            let (mut at, mut h_ours, mut reference) = (0usize, 12345u64, gearhash::Hasher::default());
+        for len in [
+            1usize,
+            100,
+            4 * LANE - 1,
+            4 * LANE,
+            4 * LANE + 1,
+            200_000,
+            data.len(),
+        ] {
+            let (mut at, mut h_ours, mut reference) =
+                (0usize, 12345u64, gearhash::Hasher::default());
             reference.set_hash(h_ours);
             let mut rounds = 0;
             while at < data.len() && rounds < 20_000 {

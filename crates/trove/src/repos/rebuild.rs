@@ -113,15 +113,22 @@ pub fn hash_plan(store: &Store, blocks: &Arc<BlockPool>, plan: &Plan) -> io::Res
             let mut bytes = 0usize;
             let gone = || io::Error::new(io::ErrorKind::BrokenPipe, "the hashing thread stopped");
             walk_plan(store, plan, |file, term, skip, remaining| {
-                trove_xet::decode::decode_term_shared(file, term, skip, remaining, blocks, &mut |b| {
-                    bytes += b.len();
-                    slices.push(b);
-                    if bytes >= HASH_BATCH {
-                        bytes = 0;
-                        tx.send(std::mem::take(&mut slices)).map_err(|_| gone())?;
-                    }
-                    Ok(())
-                })
+                trove_xet::decode::decode_term_shared(
+                    file,
+                    term,
+                    skip,
+                    remaining,
+                    blocks,
+                    &mut |b| {
+                        bytes += b.len();
+                        slices.push(b);
+                        if bytes >= HASH_BATCH {
+                            bytes = 0;
+                            tx.send(std::mem::take(&mut slices)).map_err(|_| gone())?;
+                        }
+                        Ok(())
+                    },
+                )
                 .map_err(io::Error::other)
             })?;
             if !slices.is_empty() {
