@@ -1,6 +1,8 @@
-//! Rebuilding file bytes from stored xorbs: for checking an uploaded file's SHA-256, and for
-//! serving Xet-backed files to clients that speak plain HTTP (the LFS bridge). Memory stays at
-//! one chunk plus one send buffer, whatever the file size.
+//! Rebuilding file bytes from stored xorbs: for checking an uploaded file's SHA-256
+//! ([`hash_plan`]), and for serving Xet-backed files to clients that speak plain HTTP (the
+//! LFS bridge, [`stream_plan`]). Memory stays bounded whatever the file size: one chunk plus
+//! a few read blocks and the batches in flight (a few hundred KiB for the bridge, a few MiB
+//! for the hash check).
 
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
