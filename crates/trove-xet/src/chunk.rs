@@ -20,6 +20,8 @@ pub const MAX_CHUNK: usize = TARGET_CHUNK * 2;
 const MASK: u64 = ((TARGET_CHUNK - 1) as u64) << (64 - TARGET_CHUNK.trailing_zeros());
 /// How many trailing bytes the gear hash depends on.
 const WINDOW: usize = 64;
+/// Bytes each of the four lanes of [`next_match`] covers per block.
+const LANE: usize = 8 * 1024;
 
 /// Finds chunk boundaries in a stream fed piece by piece.
 #[derive(Debug, Default)]
@@ -52,7 +54,10 @@ impl Chunker {
             return None;
         }
         let room = (MAX_CHUNK - self.len).min(data.len() - pos);
-        match self.hasher.next_match(&data[pos..pos + room], MASK) {
+        let mut h = self.hasher.get_hash();
+        let found = next_match(&mut h, &data[pos..pos + room]);
+        self.hasher.set_hash(h);
+        match found {
             Some(n) => Some(self.cut(pos + n)),
             None => {
                 self.len += room;
@@ -71,6 +76,74 @@ impl Chunker {
         self.len = 0;
         at
     }
+}
+
+/// Feeds `buf` to gear hash `h` until a position where `h & MASK == 0`: how many bytes that
+/// took (and `h` the hash after them), or `None` (and `h` the hash after all of `buf`) — the
+/// answer of `gearhash::Hasher::next_match(buf, MASK)`, faster.
+///
+/// One hash is a chain of dependent steps (shift, add a table entry) that keeps the CPU's
+/// other units idle. Since the hash only remembers its last [`WINDOW`] bytes, a block is
+/// split into four lanes hashed side by side: lane 0 goes on from `h`; lanes 1–3 first hash
+/// the `WINDOW` bytes before their start, which gives the very hash the single chain would
+/// have there. A cut in lane 0 is the first one; a cut in a later lane is kept until the end
+/// of the block (an earlier lane may still find one). Blocks too short for four lanes go to
+/// the `gearhash` crate's own SIMD loop.
+fn next_match(h: &mut u64, buf: &[u8]) -> Option<usize> {
+    // `x & MASK == 0` for the top 16 bits of MASK.
+    const LIMIT: u64 = 1 << 48;
+    const _: () = assert!(MASK == !(LIMIT - 1) && LANE >= WINDOW);
+    let table = &gearhash::DEFAULT_TABLE;
+    let step = |x: u64, b: u8| (x << 1).wrapping_add(table[usize::from(b)]);
+    let mut base = 0;
+    while buf.len() - base >= 4 * LANE {
+        let block = &buf[base..base + 4 * LANE];
+        let warm = |lane: usize| {
+            block[lane * LANE - WINDOW..lane * LANE]
+                .iter()
+                .fold(0u64, |x, &b| step(x, b))
+        };
+        let (mut x0, mut x1, mut x2, mut x3) = (*h, warm(1), warm(2), warm(3));
+        let (l0, rest) = block.split_at(LANE);
+        let (l1, rest) = rest.split_at(LANE);
+        let (l2, l3) = rest.split_at(LANE);
+        // The earliest cut found in lanes 1–3: (offset in the block, hash there).
+        let mut later: Option<(usize, u64)> = None;
+        for (i, (((&a, &b), &c), &d)) in l0.iter().zip(l1).zip(l2).zip(l3).enumerate() {
+            x0 = step(x0, a);
+            x1 = step(x1, b);
+            x2 = step(x2, c);
+            x3 = step(x3, d);
+            if (x0 < LIMIT) | (x1 < LIMIT) | (x2 < LIMIT) | (x3 < LIMIT) {
+                if x0 < LIMIT {
+                    *h = x0;
+                    return Some(base + i + 1);
+                }
+                let (lane, x) = if x1 < LIMIT {
+                    (1, x1)
+                } else if x2 < LIMIT {
+                    (2, x2)
+                } else {
+                    (3, x3)
+                };
+                let at = lane * LANE + i;
+                if later.is_none_or(|(first, _)| at < first) {
+                    later = Some((at, x));
+                }
+            }
+        }
+        if let Some((at, x)) = later {
+            *h = x;
+            return Some(base + at + 1);
+        }
+        *h = x3;
+        base += 4 * LANE;
+    }
+    let mut tail = gearhash::Hasher::default();
+    tail.set_hash(*h);
+    let found = tail.next_match(&buf[base..], MASK);
+    *h = tail.get_hash();
+    found.map(|n| base + n)
 }
 
 /// One chunk of a stream: its hash, where it starts and how long it is.
@@ -236,6 +309,76 @@ mod tests {
         "c0c85185f4307d40facfd366573176e54fc9c76041e44e32d52489780a6d1eaa",
         "08437d0621ba10019d89a72f6711809ba92e1983e1070154bf1837da0f5063d7",
     ];
+
+    /// The rule of the module doc, byte by byte with no shortcut: chunk lengths.
+    fn reference_cuts(data: &[u8]) -> Vec<u64> {
+        let mut out = Vec::new();
+        let (mut h, mut len) = (0u64, 0usize);
+        for &b in data {
+            h = (h << 1).wrapping_add(gearhash::DEFAULT_TABLE[usize::from(b)]);
+            len += 1;
+            if (len >= MIN_CHUNK && h & MASK == 0) || len == MAX_CHUNK {
+                out.push(len as u64);
+                (h, len) = (0, 0);
+            }
+        }
+        if len > 0 {
+            out.push(len as u64);
+        }
+        out
+    }
+
+    #[test]
+    fn cuts_match_the_byte_by_byte_rule_over_megabytes() {
+        let mut data = counter_bytes(21, 9 << 20);
+        // Runs that never match (zeros: forced cuts) and short random stretches between.
+        data.splice(3_000_000..3_000_000, std::iter::repeat_n(0u8, 400_000));
+        data.splice(5_000_000..5_000_000, counter_bytes(22, 5000));
+        let lens: Vec<u64> = chunk_all(&data).iter().map(|c| c.len).collect();
+        assert!(lens.len() > 100, "{}", lens.len());
+        assert_eq!(lens, reference_cuts(&data));
+    }
+
+    /// The four-lane search against the `gearhash` crate's, including the hash it leaves,
+    /// from every kind of start: inside a block, at a block's edge, on slices too short for
+    /// four lanes, with a hash carried in.
+    #[test]
+    fn next_match_agrees_with_gearhash() {
+        let data = counter_bytes(31, 6 << 20);
+        let mut lane_hits = [0usize; 4];
+        for len in [
+            1usize,
+            100,
+            4 * LANE - 1,
+            4 * LANE,
+            4 * LANE + 1,
+            200_000,
+            data.len(),
+        ] {
+            let (mut at, mut h_ours, mut reference) =
+                (0usize, 12345u64, gearhash::Hasher::default());
+            reference.set_hash(h_ours);
+            let mut rounds = 0;
+            while at < data.len() && rounds < 20_000 {
+                rounds += 1;
+                let piece = &data[at..(at + len).min(data.len())];
+                let ours = next_match(&mut h_ours, piece);
+                let theirs = reference.next_match(piece, MASK);
+                assert_eq!(ours, theirs, "len {len} at {at}");
+                assert_eq!(h_ours, reference.get_hash(), "len {len} at {at}");
+                if let Some(n) = ours {
+                    if len == data.len() {
+                        lane_hits[(n - 1) % (4 * LANE) / LANE] += 1;
+                    }
+                    at += n;
+                } else {
+                    at += piece.len();
+                }
+            }
+        }
+        // Cuts were found in every lane, not only in the first.
+        assert!(lane_hits.iter().all(|&n| n > 0), "{lane_hits:?}");
+    }
 
     #[test]
     fn feeding_in_pieces_cuts_where_one_piece_does() {

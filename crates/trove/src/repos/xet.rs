@@ -11,8 +11,7 @@ use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
 use crate::repos::rebuild;
 use bytes::Bytes;
-use futures_util::Stream;
-use sha2::{Digest, Sha256};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use std::io;
 use std::time::Instant;
@@ -169,6 +168,9 @@ pub async fn xorb_size(state: &Context, repo_id: i64, hash: &XetHash) -> ApiResu
         .await?)
 }
 
+/// New files of one shard rebuilt and hashed at once.
+const VERIFY_AT_ONCE: usize = 2;
+
 /// Checks every file of a shard against the xorbs visible to repository `repo_id`, rebuilds
 /// and hashes the new ones, then records them all as LFS objects of that repository. Nothing
 /// is recorded unless every file checks out. Returns whether any file was new.
@@ -203,10 +205,13 @@ pub async fn register_shard(state: &Context, repo_id: i64, bytes: Bytes) -> ApiR
         }
     }
     let clock = Instant::now();
-    let mut verified = Vec::with_capacity(new_files.len());
-    for (file, size) in new_files {
-        verified.push(verify_file(state, file, size, &xorbs).await?);
-    }
+    // Two files at a time: each is rebuilt and hashed on two threads already, and a shard
+    // may name thousands of small files.
+    let verified: Vec<XetFile> = futures_util::stream::iter(new_files)
+        .map(|(file, size)| verify_file(state, file, size, &xorbs))
+        .buffered(VERIFY_AT_ONCE)
+        .try_collect()
+        .await?;
     let rebuild = clock.elapsed();
     let clock = Instant::now();
     let now = now_ms();
@@ -238,13 +243,9 @@ async fn verify_file(
     xorbs: &HashMap<XetHash, XorbIndex>,
 ) -> ApiResult<XetFile> {
     let plan = plan::plan(&file.terms, xorbs, None).map_err(ApiError::internal)?;
-    let store = (*state.store).clone();
-    let digest = tokio::task::spawn_blocking(move || -> io::Result<[u8; 32]> {
-        let mut hasher = Sha256::new();
-        rebuild::write_plan(&store, &plan, &mut hasher)?;
-        Ok(hasher.finalize().into())
-    })
-    .await??;
+    let (store, blocks) = ((*state.store).clone(), state.read_blocks.clone());
+    let digest =
+        tokio::task::spawn_blocking(move || rebuild::hash_plan(&store, &blocks, &plan)).await??;
     if let Some(claimed) = file.sha256
         && claimed != digest
     {
