@@ -554,7 +554,10 @@ async fn an_upload_of_new_bytes_fills_its_xorbs() {
         .map(|(_, bytes)| bytes.len() as u64)
         .collect();
     assert_eq!(stored.len(), 3, "{stored:?}");
-    let full = stored.iter().filter(|&&len| len + 256 * 1024 >= cap).count();
+    let full = stored
+        .iter()
+        .filter(|&&len| len + 256 * 1024 >= cap)
+        .count();
     assert_eq!(full, 2, "two xorbs within 256 KiB of the cap: {stored:?}");
 }
 

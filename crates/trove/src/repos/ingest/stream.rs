@@ -803,7 +803,10 @@ mod tests {
         for n in 1..=10u64 {
             let sizes = tail_xorbs(n * 64 * mib);
             assert_eq!(sizes.len() as u64, n + 1, "{n}: {sizes:?}");
-            assert!(sizes[..sizes.len() - 2].iter().all(|&s| s == cap), "{sizes:?}");
+            assert!(
+                sizes[..sizes.len() - 2].iter().all(|&s| s == cap),
+                "{sizes:?}"
+            );
             // The last two: each about half of the last 64 MiB.
             for &s in &sizes[sizes.len() - 2..] {
                 assert!((32 * mib..=33 * mib).contains(&s), "{n}: {sizes:?}");
@@ -812,7 +815,10 @@ mod tests {
         // Between whole multiples: still ⌈N⌉ + 1 at most.
         for size in [100 * mib, 300 * mib, 1000 * mib, 513 * mib] {
             let sizes = tail_xorbs(size);
-            assert!(sizes.len() as u64 <= size.div_ceil(64 * mib) + 1, "{sizes:?}");
+            assert!(
+                sizes.len() as u64 <= size.div_ceil(64 * mib) + 1,
+                "{sizes:?}"
+            );
         }
         // Never above the format's cap, never below half the floor.
         for size in [1, 5 * mib, 9 * mib, 100 * mib, 10 << 30] {
