@@ -145,7 +145,7 @@ def main() -> int:
                                     "trove_redirect_fetch", "trove_redirect_conc", "trove_redirect_conc_meta",
                                     "trove_redirect_conc_rec", "trove_redirect_conc_fetch",
                                     "client_xet", "client_direct",
-                                    "direct_get_near", "paired", "first_byte_redirect", "first_byte_direct", "cpu_get_direct", "cpu_get_seq", "cpu_get_conc",
+                                    "direct_get_near", "paired", "first_byte_redirect", "first_byte_direct", "cpu_get_direct", "cpu_get_stream", "cpu_get_seq", "cpu_get_conc",
                                     "cpu_s3_direct", "cpu_s3_upload", "cpu_trove_upload")}
 
     for rnd in range(a.rounds):
@@ -200,9 +200,11 @@ def main() -> int:
                       headers={**auth, "content-type": "application/x-ndjson"})
         assert r.status_code == 200, r.text[:300]
 
+        cpu0 = cpu_all(a)
         secs, n = timed_get(http, f"{a.trove}/{repo}/resolve/main/big.bin", auth)
         assert n == size, n
         res["trove_stream"].append(secs)
+        res["cpu_get_stream"].append(cpu_since(a, cpu0))
 
         # Redirect: the Xet reconstruction (asked of Trove, timed) and its presigned fetches,
         # first one after another, then `--fetch-concurrency` at a time (the client's way:
@@ -308,7 +310,7 @@ def main() -> int:
             shutil.rmtree(out)
 
     cpu_get = {k: [statistics.median(x[i] for x in v) for i in range(3)]
-               for k, v in ((k, res.pop(k)) for k in ("cpu_get_direct", "cpu_get_seq", "cpu_get_conc")) if v}
+               for k, v in ((k, res.pop(k)) for k in ("cpu_get_direct", "cpu_get_stream", "cpu_get_seq", "cpu_get_conc")) if v}
     med = {k: statistics.median(v) for k, v in res.items() if v}
     rate = {k: mib / v for k, v in med.items()
             if not k.startswith(("cpu_", "first_byte_")) and k != "paired"}
@@ -346,7 +348,8 @@ def main() -> int:
         if a.trove_pid and a.s3_pid:
             print("  CPU seconds per GiB downloaded, s3s-fs / Trove / this client (medians): " + ", ".join(
                 f"{label} " + " / ".join(f"{x / gib:.2f}" for x in cpu_get[k])
-                for k, label in (("cpu_get_direct", "direct GET"), ("cpu_get_seq", "redirect one at a time"),
+                for k, label in (("cpu_get_direct", "direct GET"), ("cpu_get_stream", "streaming"),
+                                 ("cpu_get_seq", "redirect one at a time"),
                                  ("cpu_get_conc", "concurrent"))))
         for k, label in (("trove_redirect", "one at a time"), ("trove_redirect_conc", "concurrent")):
             print(f"    redirect {label}: token + listing {med[k + '_meta'] * 1e3:.0f} ms, reconstruction "

@@ -71,6 +71,28 @@ def test_an_lfs_upload_of_a_xet_files_variant_stores_only_the_changed_bytes(trov
     check_downloads(trove, tmp_path, repo, "base.bin", base)
 
 
+def xorb_files(server) -> set[Path]:
+    return {p for p in (store_dir(server) / "xorbs").rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_a_plain_lfs_upload_of_new_bytes_fills_its_xorbs(trove, client, hub, tmp_path):
+    # 2 × 64 MiB of new bytes: 3 xorbs (locally 2 full and what the records' headers push
+    # past them; in S3 mode 1 full and the last 64 MiB in two halves), not the dozen of
+    # ever smaller ones an upload used to end with. Read back both ways (in S3 mode the
+    # plain-HTTP download streams the xorbs from the bucket).
+    repo = hub.create_repo("full-xorbs")
+    data = os.urandom(128 << 20)
+    (tmp_path / "big.bin").write_bytes(data)
+    before = xorb_files(trove)
+    client.py(UPLOAD, xet=False, args={"repo": repo, "path": "big.bin", "local": str(tmp_path / "big.bin")})
+    added = sorted(p.stat().st_size for p in xorb_files(trove) - before)
+    assert len(added) == 3, added
+    assert added[-1] > 63 << 20, added
+    assert added[0] > 30 << 20 or added[0] < 1 << 20, added
+    check_downloads(trove, tmp_path, repo, "big.bin", data)
+
+
 def test_gc_frees_a_deleted_repos_bytes_and_stats_count_them(trove, client, hub, tmp_path):
     keep = hub.create_repo("gc-keep")
     drop = hub.create_repo("gc-drop")

@@ -163,6 +163,150 @@ pub fn decode_term_shared<R: Read>(
     window.finish(term)
 }
 
+/// [`decode_term_shared`] for stored bytes that arrive as frames (an object store's
+/// streaming GET, read on the async runtime): the frames are fed in order and the decoded
+/// bytes handed out as they come. A chunk stored uncompressed goes out as slices of the
+/// frames it arrived in — no copy at all in user space; a compressed one is gathered and
+/// decompressed into a buffer of its own. Memory: one compressed record.
+pub struct FrameDecoder {
+    /// The chunk being decoded, and the term's end.
+    chunk: u32,
+    end: u32,
+    record: Record,
+    window: Window,
+    /// The term's length, to check what its chunks decoded to.
+    unpacked_len: u64,
+    raw: Vec<u8>,
+}
+
+/// Where a [`FrameDecoder`] is within the current record.
+enum Record {
+    /// Reading its header: the bytes of it seen so far.
+    Header {
+        got: usize,
+        bytes: [u8; RecordHeader::LEN],
+    },
+    /// Passing on an uncompressed chunk: how many of its bytes are still to come.
+    Raw { left: usize },
+    /// Gathering a compressed chunk before decompressing it.
+    Packed {
+        header: RecordHeader,
+        stored: Vec<u8>,
+    },
+}
+
+impl FrameDecoder {
+    /// A decoder of `term`'s stored bytes (from its first stored byte on) that skips the
+    /// first `skip` decompressed bytes and hands out at most `take`.
+    pub fn new(term: &PlannedTerm, skip: u64, take: u64) -> Self {
+        Self {
+            chunk: term.chunk_start,
+            end: term.chunk_end,
+            record: Record::Header {
+                got: 0,
+                bytes: [0; RecordHeader::LEN],
+            },
+            window: Window::new(skip, take),
+            unpacked_len: term.unpacked_len,
+            raw: Vec::new(),
+        }
+    }
+
+    /// Whether every byte asked for has been handed out, or every chunk decoded: the rest
+    /// of the stored bytes, if any, is not needed.
+    pub fn is_done(&self) -> bool {
+        self.window.is_full() || self.chunk >= self.end
+    }
+
+    /// Whether every byte asked for has been handed out: the rest of the stored bytes is
+    /// not needed (short of that, read them to their end: a GET's connection is reused only
+    /// once its body has been read whole).
+    pub fn is_full(&self) -> bool {
+        self.window.is_full()
+    }
+
+    /// Decodes the next `frame` of stored bytes, handing the decoded bytes to `emit`.
+    pub fn feed(&mut self, mut frame: Bytes, emit: &mut dyn FnMut(Bytes)) -> Result<(), XorbError> {
+        while !frame.is_empty() && !self.is_done() {
+            let chunk = self.chunk as usize;
+            match &mut self.record {
+                Record::Header { got, bytes } => {
+                    let n = (RecordHeader::LEN - *got).min(frame.len());
+                    bytes[*got..*got + n].copy_from_slice(&frame.split_to(n));
+                    *got += n;
+                    if *got < RecordHeader::LEN {
+                        continue;
+                    }
+                    let header = RecordHeader::parse(*bytes, chunk)?;
+                    self.record = if header.is_raw() {
+                        Record::Raw {
+                            left: header.raw_len,
+                        }
+                    } else {
+                        Record::Packed {
+                            stored: Vec::with_capacity(header.stored_len),
+                            header,
+                        }
+                    };
+                    if matches!(self.record, Record::Raw { left: 0 }) {
+                        self.next_record();
+                    }
+                }
+                Record::Raw { left } => {
+                    let n = (*left).min(frame.len());
+                    let piece = frame.split_to(n);
+                    *left -= n;
+                    let finished = *left == 0;
+                    // The window counts bytes, so a chunk's pieces go through it one by one.
+                    if let Some(part) = self.window.next(n) {
+                        emit(piece.slice(part));
+                    }
+                    if finished {
+                        self.next_record();
+                    }
+                }
+                Record::Packed { header, stored } => {
+                    let n = (header.stored_len - stored.len()).min(frame.len());
+                    stored.extend_from_slice(&frame.split_to(n));
+                    if stored.len() < header.stored_len {
+                        continue;
+                    }
+                    header.decompress(stored, chunk, &mut self.raw)?;
+                    let bytes = Bytes::from(std::mem::take(&mut self.raw));
+                    if let Some(part) = self.window.next(bytes.len()) {
+                        emit(bytes.slice(part));
+                    }
+                    self.next_record();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn next_record(&mut self) {
+        self.chunk += 1;
+        self.record = Record::Header {
+            got: 0,
+            bytes: [0; RecordHeader::LEN],
+        };
+    }
+
+    /// The end of the stored bytes: the bytes handed out; an error if they ended before the
+    /// window was full and short of the term's last chunk, or the chunks did not decode to
+    /// the term's length.
+    pub fn finish(&self) -> Result<u64, XorbError> {
+        if !self.is_done() {
+            return Err(XorbError::Truncated {
+                chunk: self.chunk as usize,
+            });
+        }
+        if self.window.is_full() {
+            return Ok(self.window.written);
+        }
+        self.window.finish_len(self.unpacked_len, self.end)
+    }
+}
+
 /// Which bytes of a term's decoded chunks go out: the first `skip` are passed over, then at
 /// most `take` are handed on; counts what the chunks decoded to, to check the term's length.
 struct Window {
@@ -206,12 +350,17 @@ impl Window {
     /// The bytes handed on; an error if the input ended before the window was full and the
     /// chunks did not decode to the term's length.
     fn finish(&self, term: &PlannedTerm) -> Result<u64, XorbError> {
-        if self.written < self.take && self.produced != term.unpacked_len {
+        self.finish_len(term.unpacked_len, term.chunk_end)
+    }
+
+    /// [`Self::finish`] for a term of `unpacked_len` bytes ending at chunk `chunk_end`.
+    fn finish_len(&self, unpacked_len: u64, chunk_end: u32) -> Result<u64, XorbError> {
+        if self.written < self.take && self.produced != unpacked_len {
             return Err(XorbError::MalformedChunk {
-                chunk: term.chunk_end as usize,
+                chunk: chunk_end as usize,
                 reason: format!(
                     "term decodes to {} bytes, expected {}",
-                    self.produced, term.unpacked_len
+                    self.produced, unpacked_len
                 ),
             });
         }
@@ -380,6 +529,75 @@ mod tests {
             shared(cut, &term, 0, term.unpacked_len, 4096),
             Err(XorbError::Truncated { .. })
         ));
+    }
+
+    /// `stored` fed to a [`FrameDecoder`] in frames of `frame` bytes.
+    fn framed(
+        stored: &[u8],
+        term: &PlannedTerm,
+        skip: u64,
+        take: u64,
+        frame: usize,
+    ) -> Result<Vec<u8>, XorbError> {
+        let mut dec = FrameDecoder::new(term, skip, take);
+        let mut out = Vec::new();
+        for piece in stored.chunks(frame) {
+            if dec.is_done() {
+                break;
+            }
+            dec.feed(Bytes::copy_from_slice(piece), &mut |b| {
+                out.extend_from_slice(&b)
+            })?;
+        }
+        let n = dec.finish()?;
+        assert_eq!(n, out.len() as u64);
+        Ok(out)
+    }
+
+    #[test]
+    fn frame_decoding_matches_copying_decoding_for_every_frame_size() {
+        let mut seed = 5u32;
+        let chunks: Vec<Vec<u8>> = (0..6)
+            .map(|i| {
+                (0..(3000 + i * 517))
+                    .map(|j| {
+                        if i % 2 == 0 {
+                            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                            (seed >> 16) as u8
+                        } else {
+                            (j % 7) as u8
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let (bytes, h) = build_xorb(&chunks);
+        let index = validate(bytes.as_slice(), &h).expect("valid");
+        let (s, e) = index.stored_range(1, 6);
+        let term = PlannedTerm {
+            xorb: h,
+            chunk_start: 1,
+            chunk_end: 6,
+            unpacked_len: index.raw_range_len(1, 6),
+            stored_start: s,
+            stored_end: e,
+        };
+        let stored = &bytes[s as usize..e as usize];
+        for (skip, take) in [(0, term.unpacked_len), (2999, 5000), (10, 1), (0, 0)] {
+            let mut expected = Vec::new();
+            decode_term(stored, &term, skip, take, &mut expected).expect("decode");
+            for frame in [1, 7, 8, 9, 4096, 1 << 20] {
+                let got = framed(stored, &term, skip, take, frame).expect("framed decode");
+                assert_eq!(got, expected, "skip {skip} take {take} frame {frame}");
+            }
+        }
+        for frame in [1, 4096] {
+            let cut = &stored[..stored.len() - 5];
+            assert!(matches!(
+                framed(cut, &term, 0, term.unpacked_len, frame),
+                Err(XorbError::Truncated { .. })
+            ));
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::RepoRef;
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
 use crate::repos::file_ranges::FileRanges;
-use crate::repos::rebuild::{plan_file, stream_plan};
+use crate::repos::rebuild::{plan_file, stream_plan, stream_plan_remote};
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use std::io;
@@ -225,9 +225,14 @@ pub async fn open_with(
             let store = (*state.store).clone();
             let blocks = state.read_blocks.clone();
             // Started when first polled: a response sent as file ranges never polls it.
-            let stream =
-                futures_util::stream::once(async move { stream_plan(store, blocks, plan) })
-                    .flatten();
+            let stream = futures_util::stream::once(async move {
+                if store.is_remote() {
+                    stream_plan_remote(store, plan).left_stream()
+                } else {
+                    stream_plan(store, blocks, plan).right_stream()
+                }
+            })
+            .flatten();
             Ok(Some(Opened {
                 len: plan_len,
                 stream: Box::pin(stream),

@@ -533,6 +533,34 @@ async fn a_changed_variant_costs_only_its_changed_bytes() {
     assert!(got.body == tuned);
 }
 
+/// One upload of N × 64 MiB of new bytes fills its xorbs to the format's limit: ⌈N⌉ xorbs,
+/// plus one for what the records' headers push past the last. (In S3 mode the last 64 MiB
+/// are cut in two halves instead, the same count: `ingest::stream::tail_limit`.)
+#[tokio::test]
+async fn an_upload_of_new_bytes_fills_its_xorbs() {
+    let app = TestApp::new().await;
+    create(&app, "big").await;
+    let cap = trove_xet::pack::MAX_PACKED_BYTES;
+    let data = random_bytes(64, 2 * cap as usize);
+    let oid = lfs_upload(&app, "big", &data).await;
+    let oid = Sha256Hex::parse(&oid).expect("oid");
+    let file = held_file(&app, &oid).await;
+    let terms = trove_xet::shard::decode_terms(&file.terms).expect("terms");
+    let mut xorbs: Vec<XetHash> = terms.iter().map(|t| t.xorb).collect();
+    xorbs.dedup();
+    assert_eq!(xorbs.len(), 3, "{terms:?}");
+    let stored: Vec<u64> = xorb_files(app.state.store.root())
+        .iter()
+        .map(|(_, bytes)| bytes.len() as u64)
+        .collect();
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    let full = stored
+        .iter()
+        .filter(|&&len| len + 256 * 1024 >= cap)
+        .count();
+    assert_eq!(full, 2, "two xorbs within 256 KiB of the cap: {stored:?}");
+}
+
 #[tokio::test]
 async fn repeated_chunks_within_one_file_are_stored_once() {
     let app = TestApp::new().await;

@@ -11,8 +11,9 @@
 //! ([`trove_store::Store::xorb_buffer`]; the bucket's answer to the PUT is what makes them
 //! durable, a local copy would only be written and read back). A full xorb is made durable
 //! beside the upload ([`trove_store::Store::ready_xorb`]: fsynced locally, uploaded to its
-//! key in S3 mode), at most [`READY_BYTES`] of them at a time. In S3 mode the last xorbs of
-//! an upload are smaller ([`tail_limit`]), so that little is left to send once the body has
+//! key in S3 mode), at most [`READY_BYTES`] of them at a time. Xorbs are filled to the
+//! format's limit (64 MiB or 8192 chunks); in S3 mode only the last two of an upload are cut
+//! at half of what remains ([`tail_limit`]), so that less is left to send once the body has
 //! arrived.
 //!
 //! Nothing is visible before the body is verified: only once its SHA-256 and size match the
@@ -64,8 +65,9 @@ const LOOKUP_BATCH: u64 = 8 << 20;
 /// Bytes of full xorbs being made durable (fsynced, or uploaded to the bucket) at once: two
 /// full-size xorbs, or more of the smaller ones that end an upload in S3 mode.
 const READY_BYTES: u64 = 2 * pack::MAX_PACKED_BYTES;
-/// In S3 mode, the smallest xorb [`tail_limit`] shrinks the last xorbs of an upload to.
-const TAIL_MIN: u64 = 4 << 20;
+/// In S3 mode, what remains of a body under which [`tail_limit`] no longer splits it: the
+/// smallest xorb it cuts is half of this.
+const TAIL_MIN: u64 = 8 << 20;
 /// Capacity of a buffer a batch is joined into (a batch is [`BATCH`] bytes and part of the
 /// piece that crossed it).
 const JOIN_CAPACITY: usize = BATCH + BATCH / 2;
@@ -374,8 +376,10 @@ struct Stage {
     handle: Handle,
     /// Bytes of the whole body.
     size: u64,
-    /// Whether the last xorbs are made smaller ([`tail_limit`]; S3 mode).
-    shrink_tail: bool,
+    /// Whether the last xorbs are cut in halves ([`tail_limit`]; S3 mode).
+    split_tail: bool,
+    /// Whether the first of the last two xorbs was started ([`tail_limit`]).
+    halved: bool,
     chunker: StreamChunker,
     found: Vec<StreamChunk>,
     /// Bytes after the last chunk boundary: the start of the next chunk.
@@ -398,13 +402,14 @@ struct Stage {
 
 fn run_stage(db: Db, store: Store, size: u64, mut rx: mpsc::Receiver<Msg>) -> ApiResult<Packed> {
     let cpu_start = thread_cpu_time();
-    let shrink_tail = store.is_remote();
+    let split_tail = store.is_remote();
     let mut stage = Stage {
         db,
         store,
         handle: Handle::current(),
         size,
-        shrink_tail,
+        split_tail,
+        halved: false,
         chunker: StreamChunker::default(),
         found: Vec::new(),
         tail: Bytes::new(),
@@ -578,8 +583,11 @@ impl Stage {
         let filling = match &mut self.filling {
             Some(f) => f,
             None => {
-                let limit = if self.shrink_tail {
-                    tail_limit(self.size.saturating_sub(c.offset))
+                let limit = if self.split_tail {
+                    let (limit, halved) =
+                        tail_limit(self.size.saturating_sub(c.offset), self.halved);
+                    self.halved = halved;
+                    limit
                 } else {
                     pack::MAX_PACKED_BYTES
                 };
@@ -732,20 +740,32 @@ impl Stage {
 /// Bytes of a chunk record's header in a xorb.
 const RECORD_HEADER: u64 = 8;
 
-/// Bytes of records (headers included) at which a xorb is closed in S3 mode when its first
-/// chunk has `remaining` bytes of the body from its start on. There, the xorbs still on their
-/// way to the bucket when the body has arrived are what the client's answer waits for: the
-/// last xorbs of an upload are made smaller (about half of what remains, down to [`TAIL_MIN`])
-/// so that what is left to send at the end is a few MiB, not up to two full xorbs. What
-/// remains when it is at most twice [`TAIL_MIN`] goes into one xorb.
-fn tail_limit(remaining: u64) -> u64 {
-    let limit = if remaining <= 2 * TAIL_MIN {
-        // Every chunk but the last is at least 8 KiB: at most one 8-byte header per KiB.
-        remaining + remaining / 1024 + 2 * RECORD_HEADER
+/// Most bytes of records (headers included) `remaining` bytes of the body make: every chunk
+/// but the last is at least 8 KiB, so at most one 8-byte header per KiB, plus the last one's.
+fn records_bound(remaining: u64) -> u64 {
+    remaining + remaining / 1024 + 2 * RECORD_HEADER
+}
+
+/// Bytes of records at which a xorb is closed in S3 mode when its first chunk has
+/// `remaining` bytes of the body from its start on, and whether the upload's last two xorbs
+/// have begun (`halved`, passed back in for the next xorb). There, the xorbs still on their
+/// way to the bucket when the body has arrived are what the client's answer waits for, and
+/// every xorb is a request for each later download (smaller ones are also fetched at a
+/// lower rate): xorbs are full until what remains fits in two, which are then cut at half of
+/// it, so that at the end the last xorb's PUT overlaps the arrival of the second half and
+/// what is left to send is that half — an upload of N × 64 MiB of new bytes is ⌈N⌉ + 1
+/// xorbs. What remains when it is at most [`TAIL_MIN`] goes into one xorb.
+fn tail_limit(remaining: u64, halved: bool) -> (u64, bool) {
+    let records = records_bound(remaining);
+    let cap = pack::MAX_PACKED_BYTES;
+    if halved || remaining <= TAIL_MIN {
+        // The rest in one: sized to hold it (the memory budget is taken for this size).
+        (records.clamp(TAIL_MIN / 2, cap), halved)
+    } else if records <= 2 * cap {
+        ((records / 2).clamp(TAIL_MIN / 2, cap), true)
     } else {
-        remaining / 2
-    };
-    limit.clamp(TAIL_MIN, pack::MAX_PACKED_BYTES)
+        (cap, false)
+    }
 }
 
 /// CPU time of the calling thread so far.
@@ -762,34 +782,48 @@ mod tests {
     use super::*;
 
     /// The xorb limits one upload of `size` bytes of new chunks gets in S3 mode (chunks taken
-    /// as exactly filling each limit).
+    /// as exactly filling each limit, headers of 64 KiB chunks counted).
     fn tail_xorbs(size: u64) -> Vec<u64> {
         let mut out = Vec::new();
-        let mut at = 0;
+        let (mut at, mut halved) = (0, false);
         while at < size {
-            let limit = tail_limit(size - at);
+            let (limit, h) = tail_limit(size - at, halved);
+            halved = h;
             out.push(limit);
-            at += limit;
+            // The body bytes of records filling `limit`: one 8-byte header per 64 KiB chunk.
+            at += limit - limit / (8 * 1024 + 1);
         }
         out
     }
 
     #[test]
-    fn the_last_xorbs_of_an_upload_shrink_to_a_few_mib() {
+    fn an_upload_is_full_xorbs_then_the_rest_in_two_halves() {
         let mib = 1 << 20;
-        let sizes = tail_xorbs(512 * mib);
-        assert_eq!(sizes[..7], [64 * mib; 7]);
-        assert_eq!(sizes[7..10], [32 * mib, 16 * mib, 8 * mib]);
-        let last = *sizes.last().expect("xorbs");
-        assert!(last <= 8 * mib + 8 * mib / 1024 + 16, "{sizes:?}");
-        assert!(sizes.len() <= 11, "{sizes:?}");
-        // Never above the client's cap, never below the floor.
+        let cap = pack::MAX_PACKED_BYTES;
+        for n in 1..=10u64 {
+            let sizes = tail_xorbs(n * 64 * mib);
+            assert_eq!(sizes.len() as u64, n + 1, "{n}: {sizes:?}");
+            assert!(
+                sizes[..sizes.len() - 2].iter().all(|&s| s == cap),
+                "{sizes:?}"
+            );
+            // The last two: each about half of the last 64 MiB.
+            for &s in &sizes[sizes.len() - 2..] {
+                assert!((32 * mib..=33 * mib).contains(&s), "{n}: {sizes:?}");
+            }
+        }
+        // Between whole multiples: still ⌈N⌉ + 1 at most.
+        for size in [100 * mib, 300 * mib, 1000 * mib, 513 * mib] {
+            let sizes = tail_xorbs(size);
+            assert!(
+                sizes.len() as u64 <= size.div_ceil(64 * mib) + 1,
+                "{sizes:?}"
+            );
+        }
+        // Never above the format's cap, never below half the floor.
         for size in [1, 5 * mib, 9 * mib, 100 * mib, 10 << 30] {
             for limit in tail_xorbs(size) {
-                assert!(
-                    (TAIL_MIN..=pack::MAX_PACKED_BYTES).contains(&limit),
-                    "{size}"
-                );
+                assert!((TAIL_MIN / 2..=cap).contains(&limit), "{size}");
             }
         }
     }
@@ -797,12 +831,13 @@ mod tests {
     #[test]
     fn a_small_upload_stays_one_xorb() {
         for size in [1u64, 4 << 20, 8 << 20] {
-            let limit = tail_limit(size);
+            let (limit, _) = tail_limit(size, false);
             // Room for every record: a header per 8 KiB chunk, plus the last one's.
             assert!(
                 limit >= size + size.div_ceil(8192) * RECORD_HEADER,
                 "{size}"
             );
+            assert_eq!(tail_xorbs(size).len(), 1, "{size}");
         }
     }
 }
