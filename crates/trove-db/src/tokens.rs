@@ -276,7 +276,8 @@ impl Db {
         now_ms: i64,
     ) -> Result<Option<TokenMember>> {
         // Every request with a token asks this: on the calling thread (see `reader.rs`).
-        let rows = read_rows!(self, &TOKEN_MEMBER_SQL, [token_hash, now_ms], row => member_row(row))?;
+        let rows =
+            read_rows!(self, &TOKEN_MEMBER_SQL, [token_hash, now_ms], row => member_row(row))?;
         let Some((mut token, user, orgs)) = token_member(rows) else {
             return Ok(None);
         };
@@ -318,10 +319,9 @@ impl Db {
             if let Some((token, _, _)) = &mut member
                 && token.role == TokenRole::FineGrained
             {
-                token.scopes =
-                    query_rows(conn, TOKEN_SCOPES_SQL, &[Arg::from(token.id)], |row| {
-                        scope_from_row(row)
-                    })?;
+                token.scopes = query_rows(conn, TOKEN_SCOPES_SQL, &[Arg::from(token.id)], |row| {
+                    scope_from_row(row)
+                })?;
             }
             let repo = query_rows(
                 conn,

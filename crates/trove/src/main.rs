@@ -4,7 +4,8 @@
 /// small blocks across the runtime's threads, and glibc's `malloc`/`free` (with
 /// `malloc_consolidate`) were about a tenth of the server's CPU per request. Measured in
 /// docs/benchmarks.md ("Where a small file's request goes", the sixth round), with its effect
-/// on idle memory.
+/// on idle memory: none once its arenas are kept off transparent huge pages (the `no_thp`
+/// feature, in the workspace manifest).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

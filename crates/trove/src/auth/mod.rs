@@ -137,8 +137,7 @@ pub(crate) async fn caller_and_repo(
         return Ok((caller.clone(), None));
     }
     let (caller, row) = identify(parts, state, repo).await?;
-    if let (Some(slot), Caller::User { user, .. }) =
-        (parts.extensions.get::<CallerSlot>(), &caller)
+    if let (Some(slot), Caller::User { user, .. }) = (parts.extensions.get::<CallerSlot>(), &caller)
     {
         let _ = slot.0.set(user.name.clone());
     }

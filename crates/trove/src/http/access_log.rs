@@ -33,7 +33,10 @@ pub async fn access_log(
     let line = Line {
         method: request.method().clone(),
         path: request.uri().path().to_owned(),
-        request_id: request.extensions().get::<RequestId>().map(|id| id.0.clone()),
+        request_id: request
+            .extensions()
+            .get::<RequestId>()
+            .map(|id| id.0.clone()),
         slot,
         started,
         status: 0,

@@ -173,9 +173,7 @@ impl FromRequestParts<AppState> for RepoAt {
         };
         let (caller, row) = caller_and_repo(parts, state.as_ref(), id).await?;
         let repo = match named? {
-            (repo_type, Some(id)) => {
-                find_readable_id(state, &caller, repo_type, &id, row).await?
-            }
+            (repo_type, Some(id)) => find_readable_id(state, &caller, repo_type, &id, row).await?,
             // Not a valid repository name: no repository has it.
             (_, None) => {
                 return Err(ApiError::RepoNotFound {

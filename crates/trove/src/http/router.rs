@@ -390,32 +390,31 @@ pub fn build(state: AppState) -> Router {
     // layer, and each request would then clone that chain of boxes once per layer (axum
     // clones a route's service for each call, and each `from_fn` its inner service): tens
     // of allocations per request. None of these reads the matched route.
-    let stack = tower::ServiceBuilder::new()
-        // Failures are logged once, by `log_errors` (internal errors at ERROR, refusals with
-        // their reason at INFO); the trace layer's own failure line would repeat them.
-        .layer(
-            TraceLayer::new_for_http().on_failure(
+    let stack =
+        tower::ServiceBuilder::new()
+            // Failures are logged once, by `log_errors` (internal errors at ERROR, refusals with
+            // their reason at INFO); the trace layer's own failure line would repeat them.
+            .layer(TraceLayer::new_for_http().on_failure(
                 tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
-            ),
-        )
-        .layer(middleware::from_fn(request_id))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            access_log::access_log,
-        ))
-        .layer(middleware::from_fn(log_errors))
-        .layer(middleware::from_fn(close_after_refused_body))
-        .layer(middleware::from_fn(moved_repo))
-        // Browsers: refusals of page views (unknown pages, 405, 413, 500) as HTML pages.
-        .layer(middleware::from_fn(web::refusals::html_refusals))
-        .layer(catch_panics())
-        // Browsers and app clients: `{ns}-{name}.{subdomain_base}` is a Space's own origin.
-        .layer(middleware::from_fn_with_state(
-            state,
-            spaces::subdomain::dispatch,
-        ))
-        .layer(DefaultBodyLimit::max(json_limit))
-        .service(routed);
+            ))
+            .layer(middleware::from_fn(request_id))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                access_log::access_log,
+            ))
+            .layer(middleware::from_fn(log_errors))
+            .layer(middleware::from_fn(close_after_refused_body))
+            .layer(middleware::from_fn(moved_repo))
+            // Browsers: refusals of page views (unknown pages, 405, 413, 500) as HTML pages.
+            .layer(middleware::from_fn(web::refusals::html_refusals))
+            .layer(catch_panics())
+            // Browsers and app clients: `{ns}-{name}.{subdomain_base}` is a Space's own origin.
+            .layer(middleware::from_fn_with_state(
+                state,
+                spaces::subdomain::dispatch,
+            ))
+            .layer(DefaultBodyLimit::max(json_limit))
+            .service(routed);
     Router::new().fallback_service(stack)
 }
 
@@ -495,7 +494,10 @@ pub fn catch_panics() -> CatchPanicLayer<fn(Box<dyn std::any::Any + Send + 'stat
 /// INFO.
 pub async fn log_errors(request: Request, next: Next) -> Response {
     // Kept for a line most requests never write: the id's clone is a reference count.
-    let request_id = request.extensions().get::<RequestId>().map(|id| id.0.clone());
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let mut response = next.run(request).await;
