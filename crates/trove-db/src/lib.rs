@@ -69,7 +69,7 @@ pub use search::{
 };
 pub use spaces::{EnvKind, SpaceEnvEntry, SpaceSettings};
 pub use storage::{ChunkLocation, GcRun, GcTotals, RepoStorage, StorageTotals};
-pub use tokens::{NewScope, ScopeTarget, Token, TokenRole, TokenScope};
+pub use tokens::{NewScope, ScopeTarget, Token, TokenMember, TokenRole, TokenScope};
 pub use usage::RepoUsage;
 pub use users::User;
 pub use webhooks::{AttemptOutcome, Delivery, NewDelivery, Watched, Webhook, WebhookSpec};

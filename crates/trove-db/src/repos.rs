@@ -92,7 +92,7 @@ impl Repo {
         ))
     }
 
-    fn from_row(row: &impl crate::backend::DbRow) -> Result<Repo> {
+    pub(crate) fn from_row(row: &impl crate::backend::DbRow) -> Result<Repo> {
         Repo::from_row_at(row, 0)
     }
 
@@ -128,6 +128,14 @@ impl Repo {
 
 const REPO_COLUMNS: &str = "id, repo_type, namespace, name, private, owner_user_id, created_at, \
      updated_at, gated, discussions_disabled, inference_disabled";
+
+/// [`Db::repo_by_name`]'s query (`$1` the type, `$2` the namespace, `$3` the name), made once:
+/// every request that names a repository runs it.
+pub(crate) static REPO_BY_NAME_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {REPO_COLUMNS} FROM repos WHERE repo_type = $1 AND namespace = $2 AND name = $3"
+    )
+});
 
 /// [`REPO_COLUMNS`] of a `repos` table aliased `r`, for joins.
 pub(crate) const REPO_COLUMNS_R: &str = "r.id, r.repo_type, r.namespace, r.name, r.private, \
@@ -290,13 +298,9 @@ impl Db {
     pub async fn repo_by_name(&self, repo_type: RepoType, id: &RepoId) -> Result<Option<Repo>> {
         // Every request naming a repository asks this: on the calling thread (see
         // `reader.rs`).
-        let sql = format!(
-            "SELECT {REPO_COLUMNS} FROM repos \
-             WHERE repo_type = $1 AND namespace = $2 AND name = $3"
-        );
         let rows = read_rows!(
             self,
-            &sql,
+            &REPO_BY_NAME_SQL,
             [repo_type.as_str(), id.namespace.as_str(), id.name.as_str()],
             row => Repo::from_row(row)
         )?;

@@ -2,15 +2,17 @@
 //! scopes), optionally expiring. Only a hash of each secret is stored; the caller generates
 //! the secret, hashes it, and shows it to the user once.
 
-use crate::backend::{WritePool, with_pool};
+use crate::backend::{DbRow, Pool, WritePool, with_pool};
 use crate::db::{Db, unix_now_ms};
 use crate::error::{DbError, Result, constraint_error};
 use crate::members::{MEMBERSHIP_COLUMNS, MEMBERSHIPS_JOIN, by_name, membership_at};
 use crate::orgs::Membership;
-use crate::reader::read_rows;
+use crate::reader::{Arg, query_rows, read_rows};
+use crate::repos::{REPO_BY_NAME_SQL, Repo};
 use crate::users::{USER_COLUMN_COUNT, USER_COLUMNS, User};
 use std::fmt;
-use trove_types::RepoType;
+use std::sync::LazyLock;
+use trove_types::{RepoId, RepoType};
 
 /// What a token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -99,6 +101,48 @@ pub enum NewScope {
 const TOKEN_COLUMNS: &str = "tokens.id, tokens.user_id, tokens.name, tokens.role, \
                              tokens.created_at, tokens.last_used_at, tokens.expires_at";
 const TOKEN_COLUMN_COUNT: usize = 7;
+
+/// A token, its owner and the owner's memberships (by name).
+pub type TokenMember = (Token, User, Vec<Membership>);
+
+/// [`Db::token_member_by_hash`]'s query (`$1` the hash, `$2` now), made once: every request
+/// with a token runs it. One row per membership of the owner (one for none).
+static TOKEN_MEMBER_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {TOKEN_COLUMNS}, {USER_COLUMNS}, {MEMBERSHIP_COLUMNS} FROM tokens \
+         JOIN users ON users.id = tokens.user_id {MEMBERSHIPS_JOIN} \
+         WHERE tokens.token_hash = $1 AND users.disabled = FALSE \
+         AND (tokens.expires_at IS NULL OR tokens.expires_at > $2)"
+    )
+});
+
+/// A fine-grained token's scopes (`$1` the token's id), in the order they were granted.
+const TOKEN_SCOPES_SQL: &str = "SELECT s.repo_id, r.repo_type, r.namespace, r.name, s.namespace, \
+     s.permissions FROM token_scopes s LEFT JOIN repos r ON r.id = s.repo_id \
+     WHERE s.token_id = $1 ORDER BY s.id";
+
+/// One row of [`TOKEN_MEMBER_SQL`].
+fn member_row(row: &impl DbRow) -> Result<(Token, User, Option<Membership>)> {
+    Ok((
+        Token::from_row(row)?,
+        User::from_row(row, TOKEN_COLUMN_COUNT)?,
+        membership_at(row, TOKEN_COLUMN_COUNT + USER_COLUMN_COUNT)?,
+    ))
+}
+
+/// The rows of [`TOKEN_MEMBER_SQL`] as one token with its owner and their memberships (by
+/// name); `None` for no row. A fine-grained token's scopes are not read here.
+fn token_member(rows: Vec<(Token, User, Option<Membership>)>) -> Option<TokenMember> {
+    // Each row has the same token and owner.
+    let mut rows = rows.into_iter();
+    let (token, user, first) = rows.next()?;
+    let mut orgs: Vec<Membership> = first
+        .into_iter()
+        .chain(rows.filter_map(|(_, _, m)| m))
+        .collect();
+    by_name(&mut orgs);
+    Some((token, user, orgs))
+}
 
 impl Token {
     fn from_row(row: &impl crate::backend::DbRow) -> Result<Token> {
@@ -207,14 +251,7 @@ impl Db {
     /// A token's scopes; on the calling thread (see `reader.rs`), as each request made with a
     /// fine-grained token reads them.
     async fn token_scopes(&self, token_id: i64) -> Result<Vec<TokenScope>> {
-        read_rows!(
-            self,
-            "SELECT s.repo_id, r.repo_type, r.namespace, r.name, s.namespace, s.permissions \
-             FROM token_scopes s LEFT JOIN repos r ON r.id = s.repo_id \
-             WHERE s.token_id = $1 ORDER BY s.id",
-            [token_id],
-            row => scope_from_row(row)
-        )
+        read_rows!(self, TOKEN_SCOPES_SQL, [token_id], row => scope_from_row(row))
     }
 
     /// The token with this hash and its owner, unless the owner is disabled or the token
@@ -237,33 +274,68 @@ impl Db {
         &self,
         token_hash: &[u8],
         now_ms: i64,
-    ) -> Result<Option<(Token, User, Vec<Membership>)>> {
+    ) -> Result<Option<TokenMember>> {
         // Every request with a token asks this: on the calling thread (see `reader.rs`).
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS}, {USER_COLUMNS}, {MEMBERSHIP_COLUMNS} FROM tokens \
-             JOIN users ON users.id = tokens.user_id {MEMBERSHIPS_JOIN} \
-             WHERE tokens.token_hash = $1 AND users.disabled = FALSE \
-             AND (tokens.expires_at IS NULL OR tokens.expires_at > $2)"
-        );
-        let rows = read_rows!(self, &sql, [token_hash, now_ms], row => Ok((
-            Token::from_row(row)?,
-            User::from_row(row, TOKEN_COLUMN_COUNT)?,
-            membership_at(row, TOKEN_COLUMN_COUNT + USER_COLUMN_COUNT)?,
-        )))?;
-        // One row per membership (one for none), each with the same token and owner.
-        let mut rows = rows.into_iter();
-        let Some((mut token, user, first)) = rows.next() else {
+        let rows =
+            read_rows!(self, &TOKEN_MEMBER_SQL, [token_hash, now_ms], row => member_row(row))?;
+        let Some((mut token, user, orgs)) = token_member(rows) else {
             return Ok(None);
         };
-        let mut orgs: Vec<Membership> = first
-            .into_iter()
-            .chain(rows.filter_map(|(_, _, m)| m))
-            .collect();
-        by_name(&mut orgs);
         if token.role == TokenRole::FineGrained {
             token.scopes = self.token_scopes(token.id).await?;
         }
         Ok(Some((token, user, orgs)))
+    }
+
+    /// [`Db::token_member_by_hash`] and [`Db::repo_by_name`] together, as a request made with
+    /// a token to a repository's route asks them. On a SQLite file the statements run in one
+    /// read transaction on one reader connection: one snapshot of the newest commit for both
+    /// (a token revoked or a repository made private before it began is seen by both), and
+    /// the WAL read lock taken and released once instead of once per statement. Elsewhere,
+    /// the two reads one after the other.
+    pub async fn token_member_and_repo(
+        &self,
+        token_hash: &[u8],
+        now_ms: i64,
+        repo_type: RepoType,
+        id: &RepoId,
+    ) -> Result<(Option<TokenMember>, Option<Repo>)> {
+        let (Pool::Sqlite(_), Some(readers)) = (&self.pool, &self.readers) else {
+            let member = self.token_member_by_hash(token_hash, now_ms).await?;
+            return Ok((member, self.repo_by_name(repo_type, id).await?));
+        };
+        readers.read(|conn| {
+            // Deferred: the first SELECT takes the read lock, COMMIT gives it back. A failure
+            // in between leaves the connection in the transaction, and `Readers::read` closes
+            // a connection that is not in autocommit.
+            conn.prepare_cached("BEGIN")?.execute([])?;
+            let rows = query_rows(
+                conn,
+                &TOKEN_MEMBER_SQL,
+                &[Arg::from(token_hash), Arg::from(now_ms)],
+                |row| member_row(row),
+            )?;
+            let mut member = token_member(rows);
+            if let Some((token, _, _)) = &mut member
+                && token.role == TokenRole::FineGrained
+            {
+                token.scopes = query_rows(conn, TOKEN_SCOPES_SQL, &[Arg::from(token.id)], |row| {
+                    scope_from_row(row)
+                })?;
+            }
+            let repo = query_rows(
+                conn,
+                &REPO_BY_NAME_SQL,
+                &[
+                    Arg::from(repo_type.as_str()),
+                    Arg::from(id.namespace.as_str()),
+                    Arg::from(id.name.as_str()),
+                ],
+                |row| Repo::from_row(row),
+            )?;
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok((member, repo.into_iter().next()))
+        })
     }
 
     /// The user's tokens, oldest first.

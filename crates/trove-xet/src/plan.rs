@@ -5,6 +5,7 @@
 use crate::hash::XetHash;
 use crate::shard::Term;
 use crate::xorb::XorbIndex;
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 
 /// One term of a plan, with the stored bytes that hold its chunks.
@@ -58,10 +59,11 @@ pub fn file_size(terms: &[Term]) -> u64 {
 
 /// Plan the bytes `[start, end)` of the file made of `terms` (`None`: the whole file).
 /// `end` is clamped to the file size; a start at or past the end of a non-empty file is
-/// not satisfiable.
-pub fn plan(
+/// not satisfiable. `xorbs` holds the indices by value or shared (`Arc`, as the download
+/// paths keep them: an index is as large as its xorb has chunks).
+pub fn plan<I: Borrow<XorbIndex>>(
     terms: &[Term],
-    xorbs: &HashMap<XetHash, XorbIndex>,
+    xorbs: &HashMap<XetHash, I>,
     range: Option<(u64, u64)>,
 ) -> Result<Plan, PlanError> {
     let size = file_size(terms);
@@ -87,9 +89,10 @@ pub fn plan(
         if pos >= end {
             break;
         }
-        let index = xorbs
+        let index: &XorbIndex = xorbs
             .get(&term.xorb)
-            .ok_or(PlanError::MissingXorb(term.xorb))?;
+            .ok_or(PlanError::MissingXorb(term.xorb))?
+            .borrow();
         if term.chunk_end > index.num_chunks() || term.chunk_start >= term.chunk_end {
             return Err(PlanError::Corrupt);
         }
@@ -125,7 +128,10 @@ pub fn plan(
 
 /// The stored byte ranges a client must fetch for `plan`, per xorb: overlapping or adjacent
 /// chunk ranges of one xorb are merged, so shared chunks are fetched once.
-pub fn fetches(plan: &Plan, xorbs: &HashMap<XetHash, XorbIndex>) -> BTreeMap<XetHash, Vec<Fetch>> {
+pub fn fetches<I: Borrow<XorbIndex>>(
+    plan: &Plan,
+    xorbs: &HashMap<XetHash, I>,
+) -> BTreeMap<XetHash, Vec<Fetch>> {
     let mut ranges: BTreeMap<XetHash, Vec<(u32, u32)>> = BTreeMap::new();
     for t in &plan.terms {
         ranges
@@ -136,7 +142,7 @@ pub fn fetches(plan: &Plan, xorbs: &HashMap<XetHash, XorbIndex>) -> BTreeMap<Xet
     ranges
         .into_iter()
         .filter_map(|(xorb, mut rs)| {
-            let index = xorbs.get(&xorb)?;
+            let index: &XorbIndex = xorbs.get(&xorb)?.borrow();
             rs.sort_unstable();
             let mut merged: Vec<(u32, u32)> = Vec::new();
             for (s, e) in rs {

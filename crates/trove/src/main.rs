@@ -1,5 +1,14 @@
 //! `trove`: one binary for the hub server and its admin CLI.
 
+/// mimalloc rather than glibc's malloc: a small download allocates and frees a few dozen
+/// small blocks across the runtime's threads, and glibc's `malloc`/`free` (with
+/// `malloc_consolidate`) were about a tenth of the server's CPU per request. Measured in
+/// docs/benchmarks.md ("Where a small file's request goes", the sixth round), with its effect
+/// on idle memory: none once its arenas are kept off transparent huge pages (the `no_thp`
+/// feature, in the workspace manifest).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[expect(
     unsafe_code,
     reason = "trove_git::ignore_user_config must run before any other thread exists"

@@ -111,6 +111,12 @@ async fn reads_right_after_a_write_see_it_on_every_connection() -> TestResult {
                     0,
                     db.token_member_by_hash(&[0xee; 32], 0).await,
                 )?;
+                at(
+                    "busy token and repo read",
+                    0,
+                    db.token_member_and_repo(&[0xee; 32], 0, trove_types::RepoType::Model, &repo)
+                        .await,
+                )?;
                 reads += 1;
                 // The reads finish without waiting: let the runtime's other tasks run.
                 tokio::task::yield_now().await;
@@ -139,6 +145,17 @@ async fn reads_right_after_a_write_see_it_on_every_connection() -> TestResult {
             .is_some(),
             "round {i}: a new token works at once"
         );
+        let (member, _) = at(
+            "token and repo read",
+            i,
+            server
+                .token_member_and_repo(&[i; 32], 0, trove_types::RepoType::Model, &repo)
+                .await,
+        )?;
+        assert!(
+            member.is_some_and(|(t, u, _)| t.name == token && u.id == owner.id),
+            "round {i}: a new token works at once, read with the repository"
+        );
         assert!(at(
             "revoke_token",
             i,
@@ -152,6 +169,17 @@ async fn reads_right_after_a_write_see_it_on_every_connection() -> TestResult {
             )?
             .is_none(),
             "round {i}: a revoked token is refused at once"
+        );
+        let (member, _) = at(
+            "token and repo read",
+            i,
+            server
+                .token_member_and_repo(&[i; 32], 0, trove_types::RepoType::Model, &repo)
+                .await,
+        )?;
+        assert!(
+            member.is_none(),
+            "round {i}: a revoked token is refused at once, read with the repository"
         );
         let private = i % 2 == 0;
         at(
@@ -172,6 +200,18 @@ async fn reads_right_after_a_write_see_it_on_every_connection() -> TestResult {
         assert_eq!(
             seen.private, private,
             "round {i}: visibility is seen at once"
+        );
+        let (_, seen) = at(
+            "token and repo read",
+            i,
+            server
+                .token_member_and_repo(&[i; 32], 0, trove_types::RepoType::Model, &repo)
+                .await,
+        )?;
+        assert_eq!(
+            seen.map(|r| r.private),
+            Some(private),
+            "round {i}: visibility is seen at once, read with the token"
         );
     }
 

@@ -119,18 +119,30 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        if let Some(caller) = parts.extensions.get::<Caller>() {
-            return Ok(caller.clone());
-        }
-        let caller = identify(parts, state.as_ref()).await?;
-        if let (Some(slot), Caller::User { user, .. }) =
-            (parts.extensions.get::<CallerSlot>(), &caller)
-        {
-            let _ = slot.0.set(user.name.clone());
-        }
-        parts.extensions.insert(caller.clone());
-        Ok(caller)
+        Ok(caller_and_repo(parts, state.as_ref(), None).await?.0)
     }
+}
+
+/// The caller ([`Caller`]'s extractor) and, when `repo` names the repository the request is
+/// for, its row if it was read along with the caller's token — one read transaction for both
+/// (`Db::token_member_and_repo`) where the token is looked up in the database. `None` when
+/// the row was not read (the caller known already, a cached token, a session, no credential,
+/// or the repository not found by that name): the caller then reads it as before.
+pub(crate) async fn caller_and_repo(
+    parts: &mut Parts,
+    state: &Context,
+    repo: Option<(trove_types::RepoType, &trove_types::RepoId)>,
+) -> Result<(Caller, Option<trove_db::Repo>), ApiError> {
+    if let Some(caller) = parts.extensions.get::<Caller>() {
+        return Ok((caller.clone(), None));
+    }
+    let (caller, row) = identify(parts, state, repo).await?;
+    if let (Some(slot), Caller::User { user, .. }) = (parts.extensions.get::<CallerSlot>(), &caller)
+    {
+        let _ = slot.0.set(user.name.clone());
+    }
+    parts.extensions.insert(caller.clone());
+    Ok((caller, row))
 }
 
 /// Where a request's access-log line learns who asked: the router puts an empty slot in
@@ -146,8 +158,14 @@ impl CallerSlot {
     }
 }
 
-/// Who is asking: a bearer or Basic token, else a web session cookie, else nobody.
-async fn identify(parts: &Parts, state: &Context) -> Result<Caller, ApiError> {
+/// Who is asking: a bearer or Basic token, else a web session cookie, else nobody; with the
+/// row of `repo` when it was read in the same transaction as the token (see
+/// [`caller_and_repo`]).
+async fn identify(
+    parts: &Parts,
+    state: &Context,
+    repo: Option<(trove_types::RepoType, &trove_types::RepoId)>,
+) -> Result<(Caller, Option<trove_db::Repo>), ApiError> {
     {
         let ip = client_ip(parts);
         let now_ms = trove_db::unix_now_ms();
@@ -160,10 +178,21 @@ async fn identify(parts: &Parts, state: &Context) -> Result<Caller, ApiError> {
             // Read before the lookup: a resolution is kept only if no account write
             // completed in between (see throttle/token_cache.rs).
             let epoch = state.db.account_epoch();
+            let mut repo_row = None;
             let resolved = match state.auth.tokens.get(&token_hash, epoch, now, now_ms) {
                 Some(hit) => hit,
                 None => {
-                    let found = state.db.token_member_by_hash(&token_hash, now_ms).await?;
+                    let found = match repo {
+                        Some((repo_type, id)) => {
+                            let (found, row) = state
+                                .db
+                                .token_member_and_repo(&token_hash, now_ms, repo_type, id)
+                                .await?;
+                            repo_row = row;
+                            found
+                        }
+                        None => state.db.token_member_by_hash(&token_hash, now_ms).await?,
+                    };
                     let Some((token, user, orgs)) = found else {
                         return Err(failed(state, ip));
                     };
@@ -190,11 +219,12 @@ async fn identify(parts: &Parts, state: &Context) -> Result<Caller, ApiError> {
                 role: token.role,
                 scopes: token.scopes,
             };
-            return Ok(Caller::User {
+            let caller = Caller::User {
                 user,
                 token: credential,
                 orgs,
-            });
+            };
+            return Ok((caller, repo_row));
         }
         let session = parts
             .headers
@@ -214,13 +244,14 @@ async fn identify(parts: &Parts, state: &Context) -> Result<Caller, ApiError> {
             // A stale cookie is not an attack: the request goes on as anonymous.
             if let Some((user, orgs)) = state.db.session_member(&hash_token(secret), now_ms).await?
             {
-                return Ok(Caller::User {
+                let caller = Caller::User {
                     user,
                     token: Credential::full("web-session"),
                     orgs,
-                });
+                };
+                return Ok((caller, None));
             }
         }
-        Ok(Caller::Anonymous)
+        Ok((Caller::Anonymous, None))
     }
 }

@@ -10,6 +10,7 @@ use crate::repos::file_ranges::FileRanges;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
@@ -30,14 +31,12 @@ pub async fn access_log(
     let slot = CallerSlot::default();
     request.extensions_mut().insert(slot.clone());
     let line = Line {
-        method: request.method().to_string(),
+        method: request.method().clone(),
         path: request.uri().path().to_owned(),
         request_id: request
             .extensions()
             .get::<RequestId>()
-            .and_then(|id| id.0.to_str().ok())
-            .unwrap_or("")
-            .to_owned(),
+            .map(|id| id.0.clone()),
         slot,
         started,
         status: 0,
@@ -63,9 +62,10 @@ pub async fn access_log(
 
 /// What the line says about the request, known before the body is sent.
 struct Line {
-    method: String,
+    /// A standard method's clone is a copy; the request id's, a reference count.
+    method: Method,
     path: String,
-    request_id: String,
+    request_id: Option<HeaderValue>,
     slot: CallerSlot,
     started: Instant,
     status: u16,
@@ -81,7 +81,11 @@ impl Line {
             size_bytes = bytes,
             duration_ms = self.started.elapsed().as_millis() as u64,
             user = self.slot.user().unwrap_or("-"),
-            request_id = %self.request_id,
+            request_id = %self
+                .request_id
+                .as_ref()
+                .and_then(|id| id.to_str().ok())
+                .unwrap_or(""),
             complete,
             "request"
         );

@@ -2,15 +2,15 @@
 //! segments, JSON bodies, query parameters with repeated keys, and [`RepoAt`] — the
 //! repository a request names, found and authorized once.
 
-use crate::auth::Caller;
+use crate::auth::{Caller, caller_and_repo};
 use crate::error::ApiError;
-use crate::repos::{RepoRef, find_readable};
+use crate::repos::{RepoRef, find_readable_id};
 use crate::state::AppState;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::Uri;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use trove_types::{RepoType, Revision};
+use trove_types::{RepoId, RepoName, RepoType, Revision};
 
 /// `axum::extract::Path` whose rejection is our 400.
 pub struct ApiPath<T>(pub T);
@@ -163,32 +163,61 @@ impl FromRequestParts<AppState> for RepoAt {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let caller = Caller::from_request_parts(parts, state).await?;
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::bad_request(format!("Invalid path: {e}")))?;
-        let (mut plural, mut namespace, mut name) = (None, None, None);
-        for (key, value) in &params {
-            match key {
-                "t" => plural = Some(value),
-                "ns" => namespace = Some(value),
-                "name" => name = Some(value),
-                _ => {}
+        // The repository is named before the caller is identified, so that a token looked up
+        // in the database is read in one transaction with the repository's row; a path that
+        // names none is refused after the caller, as before.
+        let named = repo_named(parts, state).await;
+        let id = match &named {
+            Ok((repo_type, Some(id))) => Some((*repo_type, id)),
+            _ => None,
+        };
+        let (caller, row) = caller_and_repo(parts, state.as_ref(), id).await?;
+        let repo = match named? {
+            (repo_type, Some(id)) => find_readable_id(state, &caller, repo_type, &id, row).await?,
+            // Not a valid repository name: no repository has it.
+            (_, None) => {
+                return Err(ApiError::RepoNotFound {
+                    anonymous: caller.is_anonymous(),
+                });
             }
-        }
-        let (Some(namespace), Some(name)) = (namespace, name) else {
-            return Err(ApiError::internal(anyhow::anyhow!(
-                "RepoAt on a route without {{ns}} and {{name}}"
-            )));
         };
-        let repo_type = match plural {
-            Some(plural) => repo_type_from_plural(plural)?,
-            None => UrlRepoType::from_request_parts(parts, state).await?.0,
-        };
-        let name = name.strip_suffix(".git").unwrap_or(name);
-        let repo = find_readable(state, &caller, repo_type, namespace, name).await?;
         Ok(RepoAt { repo, caller })
     }
+}
+
+/// The type and name of the repository a route names (`{t}` or the route's prefix, `{ns}`,
+/// `{name}` with a trailing `.git` dropped); `None` for a name no repository can have.
+async fn repo_named(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<(RepoType, Option<RepoId>), ApiError> {
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("Invalid path: {e}")))?;
+    let (mut plural, mut namespace, mut name) = (None, None, None);
+    for (key, value) in &params {
+        match key {
+            "t" => plural = Some(value),
+            "ns" => namespace = Some(value),
+            "name" => name = Some(value),
+            _ => {}
+        }
+    }
+    let (Some(namespace), Some(name)) = (namespace, name) else {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "RepoAt on a route without {{ns}} and {{name}}"
+        )));
+    };
+    let repo_type = match plural {
+        Some(plural) => repo_type_from_plural(plural)?,
+        None => UrlRepoType::from_request_parts(parts, state).await?.0,
+    };
+    let name = name.strip_suffix(".git").unwrap_or(name);
+    let id = match (RepoName::parse(namespace), RepoName::parse(name)) {
+        (Ok(namespace), Ok(name)) => Some(RepoId::new(namespace, name)),
+        _ => None,
+    };
+    Ok((repo_type, id))
 }
 
 #[cfg(test)]

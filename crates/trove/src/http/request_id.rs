@@ -20,8 +20,10 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         .or_else(|| request.headers().get("x-request-id"))
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .expect("a uuid is a valid header value")
+            // Written into a buffer on the stack: the header value is the one allocation.
+            let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+            HeaderValue::from_str(id).expect("a uuid is a valid header value")
         });
     request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).await;

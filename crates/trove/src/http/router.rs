@@ -353,7 +353,7 @@ pub fn build(state: AppState) -> Router {
         .merge(web)
         .layer(body_limit(json_limit as u64));
 
-    Router::new()
+    let routed: Router = Router::new()
         .merge(json_routes)
         .merge(commit_route.layer(body_limit(limits.max_commit_bytes)))
         .merge(space_apps.layer(body_limit(limits.max_commit_bytes)))
@@ -383,31 +383,39 @@ pub fn build(state: AppState) -> Router {
         // A bare repo name (`gpt2`) on a route that exists for other methods: RepoNotFound.
         .method_not_allowed_fallback(misc::method_not_allowed)
         .fallback(misc::fallback)
-        .layer(DefaultBodyLimit::max(json_limit))
-        // Browsers and app clients: `{ns}-{name}.{subdomain_base}` is a Space's own origin.
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            spaces::subdomain::dispatch,
-        ))
-        .layer(catch_panics())
-        // Browsers: refusals of page views (unknown pages, 405, 413, 500) as HTML pages.
-        .layer(middleware::from_fn(web::refusals::html_refusals))
-        .layer(middleware::from_fn(moved_repo))
-        .layer(middleware::from_fn(close_after_refused_body))
-        .layer(middleware::from_fn(log_errors))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            access_log::access_log,
-        ))
-        .layer(middleware::from_fn(request_id))
-        // Failures are logged once, by `log_errors` (internal errors at ERROR, refusals with
-        // their reason at INFO); the trace layer's own failure line would repeat them.
-        .layer(
-            TraceLayer::new_for_http().on_failure(
+        .with_state(state.clone());
+
+    // What every request goes through, wrapped around the routed router once, outermost
+    // first. `Router::layer` would wrap each route's boxed service in its own box, layer by
+    // layer, and each request would then clone that chain of boxes once per layer (axum
+    // clones a route's service for each call, and each `from_fn` its inner service): tens
+    // of allocations per request. None of these reads the matched route.
+    let stack =
+        tower::ServiceBuilder::new()
+            // Failures are logged once, by `log_errors` (internal errors at ERROR, refusals with
+            // their reason at INFO); the trace layer's own failure line would repeat them.
+            .layer(TraceLayer::new_for_http().on_failure(
                 tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
-            ),
-        )
-        .with_state(state)
+            ))
+            .layer(middleware::from_fn(request_id))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                access_log::access_log,
+            ))
+            .layer(middleware::from_fn(log_errors))
+            .layer(middleware::from_fn(close_after_refused_body))
+            .layer(middleware::from_fn(moved_repo))
+            // Browsers: refusals of page views (unknown pages, 405, 413, 500) as HTML pages.
+            .layer(middleware::from_fn(web::refusals::html_refusals))
+            .layer(catch_panics())
+            // Browsers and app clients: `{ns}-{name}.{subdomain_base}` is a Space's own origin.
+            .layer(middleware::from_fn_with_state(
+                state,
+                spaces::subdomain::dispatch,
+            ))
+            .layer(DefaultBodyLimit::max(json_limit))
+            .service(routed);
+    Router::new().fallback_service(stack)
 }
 
 /// The largest body a git request may declare: a push's pack and its commands (fetch
@@ -485,16 +493,19 @@ pub fn catch_panics() -> CatchPanicLayer<fn(Box<dyn std::any::Any + Send + 'stat
 /// ERROR, refusals (the client's doing, but the reason helps whoever runs the server) at
 /// INFO.
 pub async fn log_errors(request: Request, next: Next) -> Response {
+    // Kept for a line most requests never write: the id's clone is a reference count.
     let request_id = request
         .extensions()
         .get::<RequestId>()
-        .and_then(|id| id.0.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+        .map(|id| id.0.clone());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let mut response = next.run(request).await;
     if let Some(report) = response.extensions_mut().remove::<ErrorReport>() {
+        let request_id = request_id
+            .as_ref()
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or("");
         match report.internal {
             Some(cause) => tracing::error!(
                 request.id = %request_id,

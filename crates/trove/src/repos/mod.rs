@@ -177,19 +177,54 @@ async fn find(
     name: &str,
     follow_moves: bool,
 ) -> ApiResult<RepoRef> {
+    let (Ok(namespace), Ok(name)) = (RepoName::parse(namespace), RepoName::parse(name)) else {
+        return Err(ApiError::RepoNotFound {
+            anonymous: caller.is_anonymous(),
+        });
+    };
+    find_id(
+        state,
+        caller,
+        repo_type,
+        &RepoId::new(namespace, name),
+        follow_moves,
+        None,
+    )
+    .await
+}
+
+/// [`find_readable`] for a parsed name, given the repository's row when it was read already
+/// in this request (with the caller's token: `auth::caller_and_repo`); without one it is
+/// read here, an old name followed.
+pub async fn find_readable_id(
+    state: &Context,
+    caller: &Caller,
+    repo_type: RepoType,
+    id: &RepoId,
+    row: Option<Repo>,
+) -> ApiResult<RepoRef> {
+    find_id(state, caller, repo_type, id, true, row).await
+}
+
+async fn find_id(
+    state: &Context,
+    caller: &Caller,
+    repo_type: RepoType,
+    id: &RepoId,
+    follow_moves: bool,
+    row: Option<Repo>,
+) -> ApiResult<RepoRef> {
     let not_found = ApiError::RepoNotFound {
         anonymous: caller.is_anonymous(),
     };
-    let (Ok(namespace), Ok(name)) = (RepoName::parse(namespace), RepoName::parse(name)) else {
-        return Err(not_found);
-    };
-    let id = RepoId::new(namespace, name);
-    let found = if follow_moves {
-        state.db.repo_by_name_or_redirect(repo_type, &id).await
+    let found = if let Some(row) = row {
+        Ok(Some((row, false)))
+    } else if follow_moves {
+        state.db.repo_by_name_or_redirect(repo_type, id).await
     } else {
         state
             .db
-            .repo_by_name(repo_type, &id)
+            .repo_by_name(repo_type, id)
             .await
             .map(|r| r.map(|r| (r, false)))
     };

@@ -45,8 +45,13 @@ pub async fn load_indices(
 
 /// [`load_indices`] through the context's [`trove_xet::xorb::IndexCache`]: only the
 /// indices not held are read from the database, in one query. Only the download paths use
-/// it; checks (`storage::fsck`) read the database.
-async fn cached_indices(state: &Context, terms: &[Term]) -> ApiResult<HashMap<XetHash, XorbIndex>> {
+/// it; checks (`storage::fsck`) read the database. The indices are the cache's own, shared:
+/// an index has an entry per chunk of its xorb (up to a few thousand for a 64 MiB one),
+/// which a copy per download would allocate and fill again.
+async fn cached_indices(
+    state: &Context,
+    terms: &[Term],
+) -> ApiResult<HashMap<XetHash, Arc<XorbIndex>>> {
     let mut out = HashMap::new();
     let mut wanted: Vec<[u8; 32]> = Vec::new();
     for term in terms {
@@ -55,7 +60,7 @@ async fn cached_indices(state: &Context, terms: &[Term]) -> ApiResult<HashMap<Xe
         }
         match state.xorb_indices.get(&term.xorb) {
             Some(index) => {
-                out.insert(term.xorb, XorbIndex::clone(&index));
+                out.insert(term.xorb, index);
             }
             None => wanted.push(term.xorb.to_bytes()),
         }
@@ -66,9 +71,9 @@ async fn cached_indices(state: &Context, terms: &[Term]) -> ApiResult<HashMap<Xe
     wanted.sort_unstable();
     wanted.dedup();
     for (h, blob) in state.db.xorb_indices(&wanted).await? {
-        let index = XorbIndex::decode(&blob).map_err(ApiError::internal)?;
+        let index = Arc::new(XorbIndex::decode(&blob).map_err(ApiError::internal)?);
         let hash = XetHash::from_bytes(h);
-        state.xorb_indices.put(hash, Arc::new(index.clone()));
+        state.xorb_indices.put(hash, Arc::clone(&index));
         out.insert(hash, index);
     }
     Ok(out)
@@ -86,7 +91,7 @@ pub async fn plan_file(
     state: &Context,
     file: &XetFile,
     range: Option<(u64, u64)>,
-) -> ApiResult<(Plan, HashMap<XetHash, XorbIndex>)> {
+) -> ApiResult<(Plan, HashMap<XetHash, Arc<XorbIndex>>)> {
     let terms = file_terms(file)?;
     let xorbs = cached_indices(state, &terms).await?;
     let plan = plan::plan(&terms, &xorbs, range).map_err(|e| match e {

@@ -204,6 +204,10 @@ async fn a_revoked_token_and_a_repo_made_private_are_refused_by_the_next_request
     app.create_repo("fresh", "model").await;
     app.commit_files("fresh", "v0", &[("f.txt", "v0")]).await;
     let reader = app.user("reader", trove_db::TokenRole::Read).await;
+    // A token's request to a repository reads the token and the repository's row in one
+    // read transaction (`Db::token_member_and_repo`): a second, unrevoked reader is refused
+    // the repository made private by the next request too.
+    let other = app.user("other", trove_db::TokenRole::Read).await;
     let get = |token: Option<&str>| {
         let mut request = app.get("/admin/fresh/resolve/main/f.txt");
         if let Some(token) = token {
@@ -213,6 +217,7 @@ async fn a_revoked_token_and_a_repo_made_private_are_refused_by_the_next_request
     };
     for _ in 0..20 {
         assert_eq!(get(Some(&reader)).await.status, StatusCode::OK);
+        assert_eq!(get(Some(&other)).await.status, StatusCode::OK);
         assert_eq!(get(None).await.status, StatusCode::OK);
     }
 
@@ -237,6 +242,13 @@ async fn a_revoked_token_and_a_repo_made_private_are_refused_by_the_next_request
     assert_eq!(private.status, StatusCode::OK, "{:?}", private.error());
     let hidden = get(None).await;
     assert_eq!(hidden.status, StatusCode::UNAUTHORIZED, "private at once");
+    assert_eq!(hidden.error().0, Some("RepoNotFound"));
+    let hidden = get(Some(&other)).await;
+    assert_eq!(
+        hidden.status,
+        StatusCode::NOT_FOUND,
+        "private at once for a signed-in reader"
+    );
     assert_eq!(hidden.error().0, Some("RepoNotFound"));
     assert_eq!(
         get(Some(&app.admin_token)).await.status,

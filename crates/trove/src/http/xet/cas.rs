@@ -30,6 +30,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 use trove_db::XetFile;
 use trove_xet::XetHash;
@@ -220,7 +221,7 @@ async fn requested_plan(
     grant: &CasGrant,
     file_id: &str,
     headers: &HeaderMap,
-) -> ApiResult<(Plan, HashMap<XetHash, XorbIndex>)> {
+) -> ApiResult<(Plan, HashMap<XetHash, Arc<XorbIndex>>)> {
     let file = readable_file(state, grant, file_id).await?;
     let range = range::requested(headers, file.size)?.map(|r| (r.start, r.end));
     let planned = plan_file(state, &file, range).await?;
@@ -334,7 +335,7 @@ async fn fetch_url(
 async fn fetch_map<T>(
     state: &AppState,
     plan: &Plan,
-    xorbs: &HashMap<XetHash, XorbIndex>,
+    xorbs: &HashMap<XetHash, Arc<XorbIndex>>,
     describe: impl Fn(String, &plan::Fetch) -> T,
 ) -> ApiResult<BTreeMap<String, Vec<T>>> {
     let exp = now_secs() + FETCH_URL_TTL_SECS;
