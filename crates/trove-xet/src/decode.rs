@@ -485,16 +485,16 @@ mod tests {
         assert_eq!(again, expected);
     }
 
-    #[test]
-    fn shared_decoding_matches_copying_decoding_for_every_block_size() {
-        // Compressible (stored LZ4: even numbers) and incompressible (stored as is) chunks
-        // mixed, of uneven lengths.
-        let mut seed = 7u32;
+    /// A xorb of six chunks of uneven lengths, compressible ones (stored LZ4) and
+    /// incompressible ones (stored as is, the chunks `i % 2 == random_parity`, from `seed`)
+    /// mixed, and the term of its chunks 1..6.
+    fn mixed_xorb(seed: u32, random_parity: usize) -> (Vec<u8>, PlannedTerm) {
+        let mut seed = seed;
         let chunks: Vec<Vec<u8>> = (0..6)
             .map(|i| {
                 (0..(3000 + i * 517))
                     .map(|j| {
-                        if i % 2 == 1 {
+                        if i % 2 == random_parity {
                             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
                             (seed >> 16) as u8
                         } else {
@@ -515,6 +515,13 @@ mod tests {
             stored_start: s,
             stored_end: e,
         };
+        (bytes, term)
+    }
+
+    #[test]
+    fn shared_decoding_matches_copying_decoding_for_every_block_size() {
+        let (bytes, term) = mixed_xorb(7, 1);
+        let (s, e) = (term.stored_start, term.stored_end);
         let stored = &bytes[s as usize..];
         for (skip, take) in [(0, term.unpacked_len), (2999, 5000), (10, 1), (0, 0)] {
             let mut expected = Vec::new();
@@ -556,32 +563,8 @@ mod tests {
 
     #[test]
     fn frame_decoding_matches_copying_decoding_for_every_frame_size() {
-        let mut seed = 5u32;
-        let chunks: Vec<Vec<u8>> = (0..6)
-            .map(|i| {
-                (0..(3000 + i * 517))
-                    .map(|j| {
-                        if i % 2 == 0 {
-                            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                            (seed >> 16) as u8
-                        } else {
-                            (j % 7) as u8
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        let (bytes, h) = build_xorb(&chunks);
-        let index = validate(bytes.as_slice(), &h).expect("valid");
-        let (s, e) = index.stored_range(1, 6);
-        let term = PlannedTerm {
-            xorb: h,
-            chunk_start: 1,
-            chunk_end: 6,
-            unpacked_len: index.raw_range_len(1, 6),
-            stored_start: s,
-            stored_end: e,
-        };
+        let (bytes, term) = mixed_xorb(5, 0);
+        let (s, e) = (term.stored_start, term.stored_end);
         let stored = &bytes[s as usize..e as usize];
         for (skip, take) in [(0, term.unpacked_len), (2999, 5000), (10, 1), (0, 0)] {
             let mut expected = Vec::new();
