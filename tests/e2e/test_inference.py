@@ -465,6 +465,9 @@ def zoo(trove, tmp_path_factory):
     folder = write_model(base / "roberta-mlm", cfg, w, ptok, card="---\npipeline_tag: fill-mask\n---\n",
                          extra={"tokenizer_config.json": json.dumps(rconf)})
     zoo["roberta-mlm"] = (upload(client, folder, prefix="roberta-mlm"), cfg, w, ptok)
+    # The same model without tokenizer_config.json: its mask token is the tokenizer's `<mask>`.
+    folder = write_model(base / "roberta-mlm-bare", cfg, w, ptok, card="---\npipeline_tag: fill-mask\n---\n")
+    zoo["roberta-mlm-bare"] = (upload(client, folder, prefix="roberta-mlm-bare"), cfg, w, ptok)
 
     gtok = llama_tokenizer()
     cfg = gpt2_config(gtok.get_vocab_size(), eos=gtok.token_to_id("</s>"))
@@ -635,6 +638,32 @@ def test_chat_completion_streams_the_reference_tokens(trove, client, zoo):
     assert "".join(out["pieces"]) == out["whole"]
     assert len([p for p in out["pieces"] if p]) >= 2, "tokens arrive as separate events"
     assert out["finish"] in ("length", "stop")
+
+
+def test_a_revision_named_in_the_clients_url(trove, client, zoo):
+    """`?revision=` inside `model=` or `base_url=` reaches the hub (the client keeps a URL's
+    query, appending `/v1/chat/completions` to its path): the commit named runs, a branch
+    that does not exist is refused."""
+    repo, cfg, w, tok = zoo["llama"]
+    sha = httpx.get(f"{trove.url}/api/models/{repo}", headers={"authorization": f"Bearer {trove.admin_token}"},
+                    timeout=30).json()["sha"]
+    messages = [{"role": "user", "content": "i love the sun"}]
+    out = run(client, '''
+        from huggingface_hub import InferenceClient
+        url, token = ARGS["url"], os.environ["HF_TOKEN"]
+        chat = lambda base: InferenceClient(base_url=base, token=token).chat_completion(ARGS["m"], max_tokens=4)
+        emit({"text": InferenceClient(model=url + "?revision=" + ARGS["sha"], token=token).text_generation(
+                  "the cat", max_new_tokens=4),
+              "chat": chat(url + "/v1?revision=" + ARGS["sha"]).choices[0].message.content,
+              "chat_model": InferenceClient(model=url + "?revision=main", token=token).chat_completion(
+                  ARGS["m"], max_tokens=4).choices[0].message.content,
+              "missing": attempt(chat, url + "/v1?revision=no-such-branch")})
+    ''', url=f"{trove.url}/models/{repo}", sha=sha, m=messages)
+    prompt = tok.encode("the cat").ids
+    assert out["text"] == pipeline_text(tok, prompt, greedy_ref(cfg, w, prompt, 4, eos=2))
+    ids = tok.encode(chat_prompt(messages), add_special_tokens=False).ids
+    assert out["chat"] == out["chat_model"] == pipeline_text(tok, ids, greedy_ref(cfg, w, ids, 4, eos=2))
+    assert out["missing"]["ok"] is False and out["missing"]["status"] == 404, out["missing"]
 
 
 def test_generated_text_keeps_the_space_a_metaspace_decoder_drops(trove, client, zoo):
@@ -973,6 +1002,34 @@ def test_the_widget_shows_what_the_api_answers(trove, zoo, chromium):
         assert shown == shown_as(api.json()), (name, shown)
 
 
+def test_the_fill_mask_widget_writes_the_models_own_mask_token(trove, zoo, chromium):
+    """The fill-mask widget's sample and help use the model's mask token (RoBERTa's `<mask>`
+    from tokenizer_config.json or, without it, from the tokenizer; BERT's `[MASK]`), so the
+    sample as shown answers; an input without it is refused naming it."""
+    auth = {"authorization": f"Bearer {trove.admin_token}"}
+    for name, mask in (("roberta-mlm", "<mask>"), ("roberta-mlm-bare", "<mask>"), ("mlm", "[MASK]")):
+        repo = zoo[name][0]
+        page = new_page(chromium, trove.url)
+        page.goto(f"/{repo}")
+        sample = page.input_value("section.widget textarea[name=inputs]")
+        assert sample == f"Paris is the {mask} of France.", (name, sample)
+        assert page.get_attribute("section.widget textarea[name=inputs]", "placeholder") == sample
+        assert f"Write {mask} where" in page.text_content("section.widget .infer-help"), name
+        page.click("section.widget button[type=submit]")  # the sample as it stands
+        page.wait_for_function("() => { const t = document.querySelector('section.widget .infer-output').textContent;"
+                               " return t && !t.startsWith('Running'); }")
+        shown = page.text_content("section.widget .infer-output")
+        page.context.close()
+        api = httpx.post(f"{trove.url}/models/{repo}", json={"inputs": sample}, headers=auth, timeout=120)
+        assert api.status_code == 200, (name, api.text)
+        assert shown == "\n".join(f"{e['score']:.4f}  {e['sequence']}" for e in api.json()), (name, shown)
+        # The other model family's token is no mask to this one: the refusal names the right one.
+        other = "[MASK]" if mask == "<mask>" else "<mask>"
+        r = httpx.post(f"{trove.url}/models/{repo}", json={"inputs": f"Paris is the {other} of France."},
+                       headers=auth, timeout=60)
+        assert r.status_code == 422 and f"No mask_token ({mask}) found on the input" in r.json()["error"], r.text
+
+
 def test_model_info_says_warm_once_loaded(trove, client, zoo):
     repo = zoo["llama"][0]
     out = run(client, '''
@@ -982,6 +1039,46 @@ def test_model_info_says_warm_once_loaded(trove, client, zoo):
     fresh = zoo["clf"][0]
     assert httpx.get(f"{trove.url}/api/models/{fresh}?expand=inference",
                      headers={"authorization": f"Bearer {trove.admin_token}"}).json()["inference"] in ("warm", "cold")
+
+
+def test_a_listing_says_inference_as_model_info_does(trove, client, zoo, tmp_path):
+    """`list_models(expand=["inference"])` answers, model by model, what
+    `model_info(expand=["inference"])` answers: `warm` for a loaded model, `cold` for one the
+    hub would run, and nothing (as the Hub leaves it out) for one it would not — `inference:
+    false` in the card, the repository's setting, a task it does not run or that the model's
+    head does not do."""
+    tag = unique("listed")
+    tok = bert_tokenizer()
+    cfg = bert_config(tok.get_vocab_size())
+    w = bert_weights(cfg, np.random.default_rng(31))
+    cards = {"cold": "pipeline_tag: feature-extraction", "untagged": "library_name: transformers",
+             "off": "inference: false\npipeline_tag: feature-extraction", "setting": "pipeline_tag: feature-extraction",
+             "translation": "pipeline_tag: translation", "wrong-head": "pipeline_tag: text-generation"}
+    repos = {}
+    for name, card in cards.items():
+        folder = write_model(tmp_path / name, cfg, w, tok, card=f"---\n{card}\n---\n")
+        repos[name] = upload(client, folder, prefix=f"{tag}-{name}")
+    auth = {"authorization": f"Bearer {trove.admin_token}"}
+    r = httpx.put(f"{trove.url}/api/models/{repos['setting']}/settings", json={"inferenceDisabled": True},
+                  headers=auth, timeout=60)
+    assert r.status_code == 200, r.text
+    warm = zoo["llama"][0]  # loaded by the generation tests above
+    r = httpx.post(f"{trove.url}/models/{warm}", json={"inputs": "the cat", "parameters": {"max_new_tokens": 1}},
+                   headers=auth, timeout=120)
+    assert r.status_code == 200, r.text
+    out = run(client, '''
+        listed = {m.id: m.inference for q in ARGS["searches"] for m in api.list_models(search=q, expand=["inference"])}
+        emit({"listed": listed, "info": {i: api.model_info(i, expand=["inference"]).inference for i in listed}})
+    ''', searches=[tag, warm.split("/")[1]])
+    want = {repos["cold"]: "cold", repos["untagged"]: "cold", repos["off"]: None, repos["setting"]: None,
+            repos["translation"]: None, repos["wrong-head"]: None, warm: "warm"}
+    assert out["info"] == want, out
+    assert out["listed"] == want, out
+    # The listing's value is live: running a cold model makes it warm in the next listing.
+    r = httpx.post(f"{trove.url}/models/{repos['cold']}", json={"inputs": "a cat"}, headers=auth, timeout=120)
+    assert r.status_code == 200, r.text
+    again = httpx.get(f"{trove.url}/api/models", params={"search": tag, "expand": "inference"}, headers=auth).json()
+    assert {m["id"]: m.get("inference") for m in again}[repos["cold"]] == "warm", again
 
 
 def test_private_model_is_not_found_for_outsiders(trove, client, bob, tmp_path):

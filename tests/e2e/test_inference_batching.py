@@ -103,6 +103,15 @@ def test_a_push_is_run_by_the_next_request_and_the_old_commit_still_answers(trov
     assert again.keys() == first.keys()
     for label in first:
         assert abs(again[label] - first[label]) < 1e-6
+    # From the client: `?revision=` inside the model's URL (docs/inference.md).
+    out = run(client, '''
+        from huggingface_hub import InferenceClient
+        c = InferenceClient(model=ARGS["url"], token=os.environ["HF_TOKEN"])
+        emit({e.label: e.score for e in c.text_classification(ARGS["text"])})
+    ''', url=f"{url}?revision={old_commit}", text=text)
+    assert out.keys() == first.keys()
+    for label in first:
+        assert abs(out[label] - first[label]) < 1e-6
 
 
 def test_concurrent_single_inputs_run_together_and_answer_as_alone(trove, tmp_path):

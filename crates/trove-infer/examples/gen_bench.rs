@@ -69,12 +69,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for _ in 0..calls {
             tokens += decoder
                 .generate("the cat", &params, true, &mut |_, _| true)?
-                .token_ids
+                .token_ids()
                 .len();
         }
         let cpu = cpu.zip(bench_clock::process_cpu_seconds());
         Ok((
-            first.token_ids,
+            first.token_ids(),
             tokens,
             start.elapsed().as_secs_f64(),
             cpu.map(|(a, b)| b - a),

@@ -170,11 +170,17 @@ impl FinishReason {
 #[derive(Clone, Debug)]
 pub struct Generated {
     pub text: String,
-    pub token_ids: Vec<u32>,
-    /// Each generated token, in order (as many as `token_ids`).
+    /// Each generated token, in order.
     pub tokens: Vec<GeneratedToken>,
     pub prompt_tokens: usize,
     pub finish: FinishReason,
+}
+
+impl Generated {
+    /// The generated tokens' ids, in order.
+    pub fn token_ids(&self) -> Vec<u32> {
+        self.tokens.iter().map(|t| t.id).collect()
+    }
 }
 
 /// One generated token as TGI's `details` describe it.
@@ -421,7 +427,6 @@ impl Decoder {
         Ok(Generated {
             text,
             tokens,
-            token_ids: all.split_off(prompt_ids.len()),
             prompt_tokens: prompt_ids.len(),
             finish,
         })

@@ -298,19 +298,10 @@ impl Encoder {
                 HeadLayers::Token { out, labels }
             }
             Head::MaskedLm => {
-                let mask_token = files
-                    .tokenizer_config
-                    .as_ref()
-                    .and_then(|c| special_token(c, "mask_token"))
-                    .or_else(|| {
-                        ["[MASK]", "<mask>"]
-                            .into_iter()
-                            .find(|t| text.token_id(t).is_some())
-                            .map(str::to_owned)
-                    })
-                    .ok_or_else(|| {
-                        InferError::BadModel("the tokenizer has no mask token".into())
-                    })?;
+                let mask_token = crate::text::mask_token(files.tokenizer_config.as_ref(), |t| {
+                    text.token_id(t).is_some()
+                })
+                .ok_or_else(|| InferError::BadModel("the tokenizer has no mask token".into()))?;
                 let mask_id = text.token_id(&mask_token).ok_or_else(|| {
                     InferError::BadModel(format!(
                         "the mask token {mask_token} is not in the vocabulary"

@@ -35,6 +35,7 @@ pub use entities::{Aggregation, Entity, entities};
 pub use error::{InferError, Result};
 pub use files::{ModelFiles, architectures, estimated_bytes};
 pub use gguf::{GgufFacts, MAX_HEADER_BYTES as GGUF_MAX_HEADER_BYTES, inspect as inspect_gguf};
+pub use text::{mask_token, tokenizer_json_has};
 
 use serde_json::Value;
 
@@ -270,21 +271,25 @@ mod tests {
                 true
             })
             .expect("generates");
-        assert_eq!(first.token_ids.len(), 5);
+        assert_eq!(first.tokens.len(), 5);
         assert_eq!(first.finish, FinishReason::Length);
         assert_eq!(
             pieces.iter().map(|(_, id)| *id).collect::<Vec<_>>(),
-            first.token_ids
+            first.token_ids()
         );
         let again = decoder
             .generate("a b", &params, true, &mut |_, _| true)
             .expect("generates");
-        assert_eq!(again.token_ids, first.token_ids, "greedy is deterministic");
+        assert_eq!(
+            again.token_ids(),
+            first.token_ids(),
+            "greedy is deterministic"
+        );
         let stopped = decoder
             .generate("a b", &params, true, &mut |_, _| false)
             .expect("generates");
         assert_eq!(
-            stopped.token_ids.len(),
+            stopped.tokens.len(),
             1,
             "the reader stopping ends the generation"
         );
@@ -321,11 +326,12 @@ mod tests {
             .generate("a b", &params, true, &mut |_, _| true)
             .expect("generates");
         assert_eq!(
-            out.token_ids, plain.token_ids,
+            out.token_ids(),
+            plain.token_ids(),
             "asking changes nothing generated"
         );
         let ids: Vec<u32> = out.tokens.iter().map(|t| t.id).collect();
-        assert_eq!(ids, out.token_ids);
+        assert_eq!(ids, out.token_ids());
         let texts: String = out.tokens.iter().map(|t| t.text.as_str()).collect();
         assert_eq!(texts, out.text, "the pieces make the text");
         for t in &out.tokens {
@@ -352,15 +358,15 @@ mod tests {
         let prompt = text.encode("a b", true, 16).expect("encodes").ids;
         assert_eq!(text.decode(&prompt).expect("decodes"), "a b");
         let whole = text
-            .decode(&[prompt.clone(), out.token_ids.clone()].concat())
+            .decode(&[prompt.clone(), out.token_ids()].concat())
             .expect("decodes");
         assert_eq!(out.text, whole["a b".len()..], "the pipeline's rule");
-        let alone = text.decode(&out.token_ids).expect("decodes");
+        let alone = text.decode(&out.token_ids()).expect("decodes");
         assert!(
-            out.token_ids.iter().any(|id| *id != 0) && out.text.starts_with(' '),
+            out.token_ids().iter().any(|id| *id != 0) && out.text.starts_with(' '),
             "the words generated start with their space: {:?} ({:?})",
             out.text,
-            out.token_ids
+            out.token_ids()
         );
         assert_ne!(
             out.text, alone,
@@ -451,12 +457,13 @@ mod tests {
         let first = decoder
             .generate("a b", &params, true, &mut |_, _| true)
             .expect("generates");
-        assert_eq!(first.token_ids.len(), 4);
+        assert_eq!(first.tokens.len(), 4);
         let again = decoder
             .generate("a b", &params, true, &mut |_, _| true)
             .expect("generates");
         assert_eq!(
-            again.token_ids, first.token_ids,
+            again.token_ids(),
+            first.token_ids(),
             "each generation starts afresh"
         );
         let too_long = decoder.generate(&"a ".repeat(20), &params, true, &mut |_, _| true);

@@ -131,3 +131,76 @@ pub(crate) fn special_token(config: &Value, name: &str) -> Option<String> {
         _ => None,
     }
 }
+
+/// A fill-mask model's mask token: `tokenizer_config.json`'s `mask_token`, else the first
+/// of BERT's `[MASK]` and RoBERTa's `<mask>` that the tokenizer has (`has_token`). The one
+/// rule for the model run and for what the model page's widget shows.
+pub fn mask_token(
+    tokenizer_config: Option<&Value>,
+    has_token: impl Fn(&str) -> bool,
+) -> Option<String> {
+    tokenizer_config
+        .and_then(|c| special_token(c, "mask_token"))
+        .or_else(|| {
+            ["[MASK]", "<mask>"]
+                .into_iter()
+                .find(|t| has_token(t))
+                .map(str::to_owned)
+        })
+}
+
+/// Whether a `tokenizer.json` document has `token`: as an added token, or in its model's
+/// vocabulary (an object of pieces for WordPiece, BPE and WordLevel; a list of
+/// `[piece, score]` for Unigram) — what loading it would give `token_to_id`.
+pub fn tokenizer_json_has(tokenizer: &Value, token: &str) -> bool {
+    let added = tokenizer
+        .get("added_tokens")
+        .and_then(Value::as_array)
+        .is_some_and(|a| {
+            a.iter()
+                .any(|t| t.get("content").and_then(Value::as_str) == Some(token))
+        });
+    added
+        || match tokenizer.get("model").and_then(|m| m.get("vocab")) {
+            Some(Value::Object(vocab)) => vocab.contains_key(token),
+            Some(Value::Array(pieces)) => pieces
+                .iter()
+                .any(|p| p.get(0).and_then(Value::as_str) == Some(token)),
+            _ => false,
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_mask_token_is_the_configs_else_the_one_the_tokenizer_has() {
+        let roberta = json!({"added_tokens": [{"id": 4, "content": "<mask>", "special": true}],
+                             "model": {"type": "BPE", "vocab": {"a": 0}}});
+        let bert = json!({"model": {"type": "WordPiece", "vocab": {"[MASK]": 4, "a": 5}}});
+        let unigram =
+            json!({"model": {"type": "Unigram", "vocab": [["<mask>", 0.0], ["a", -1.0]]}});
+        let plain = json!({"model": {"type": "WordLevel", "vocab": {"a": 0}}});
+        let has = |tokenizer: &Value| {
+            let tokenizer = tokenizer.clone();
+            move |token: &str| tokenizer_json_has(&tokenizer, token)
+        };
+        assert_eq!(mask_token(None, has(&roberta)).as_deref(), Some("<mask>"));
+        assert_eq!(mask_token(None, has(&bert)).as_deref(), Some("[MASK]"));
+        assert_eq!(mask_token(None, has(&unigram)).as_deref(), Some("<mask>"));
+        assert_eq!(mask_token(None, has(&plain)), None);
+        // The config's token wins, as a string or as an added-token object.
+        let config = json!({"mask_token": {"content": "<mask>", "lstrip": true}});
+        assert_eq!(
+            mask_token(Some(&config), has(&bert)).as_deref(),
+            Some("<mask>")
+        );
+        let config = json!({"mask_token": "[M]"});
+        assert_eq!(
+            mask_token(Some(&config), has(&plain)).as_deref(),
+            Some("[M]")
+        );
+    }
+}

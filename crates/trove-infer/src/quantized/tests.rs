@@ -164,7 +164,7 @@ fn a_tiny_model_of_each_architecture_generates_the_same_tokens_each_time() {
             decoder
                 .generate("a b a", &greedy(5), true, &mut |_, _| true)
                 .expect("generates")
-                .token_ids
+                .token_ids()
         };
         let first = run();
         assert_eq!(first.len(), 5, "{arch}");

@@ -303,15 +303,7 @@ fn choose_task(source: &Source, requested: Requested<'_>) -> ApiResult<Task> {
         Family::of(source.config()).map_err(infer_error)?
     };
     let head = Head::of(source.config());
-    let native = match family {
-        Family::Encoder(_) => match head {
-            Head::SequenceClassification => Task::TextClassification,
-            Head::TokenClassification => Task::TokenClassification,
-            Head::MaskedLm => Task::FillMask,
-            Head::Embeddings => Task::FeatureExtraction,
-        },
-        Family::Decoder(_) => Task::TextGeneration,
-    };
+    let native = native_task(family, head);
     let task = match requested {
         Requested::Chat => Task::Conversational,
         Requested::Pipeline(name) => Task::parse(name).ok_or_else(|| unsupported(name))?,
@@ -320,15 +312,7 @@ fn choose_task(source: &Source, requested: Requested<'_>) -> ApiResult<Task> {
             None => native,
         },
     };
-    let encoder = family.is_encoder();
-    let fits = match task {
-        Task::FeatureExtraction | Task::SentenceSimilarity => encoder,
-        Task::TextClassification => encoder && head == Head::SequenceClassification,
-        Task::TokenClassification => encoder && head == Head::TokenClassification,
-        Task::FillMask => encoder && head == Head::MaskedLm,
-        Task::TextGeneration | Task::Conversational => !encoder,
-    };
-    if !fits {
+    if !fits(task, family, head) {
         return Err(ApiError::refused(
             Refusal::UnsupportedTask,
             format!(
@@ -340,6 +324,90 @@ fn choose_task(source: &Source, requested: Requested<'_>) -> ApiResult<Task> {
         ));
     }
     Ok(task)
+}
+
+/// The task a model of this family and head runs when nothing names one.
+fn native_task(family: Family, head: Head) -> Task {
+    match family {
+        Family::Encoder(_) => match head {
+            Head::SequenceClassification => Task::TextClassification,
+            Head::TokenClassification => Task::TokenClassification,
+            Head::MaskedLm => Task::FillMask,
+            Head::Embeddings => Task::FeatureExtraction,
+        },
+        Family::Decoder(_) => Task::TextGeneration,
+    }
+}
+
+/// Whether a model of this family and head can run `task`.
+fn fits(task: Task, family: Family, head: Head) -> bool {
+    let encoder = family.is_encoder();
+    match task {
+        Task::FeatureExtraction | Task::SentenceSimilarity => encoder,
+        Task::TextClassification => encoder && head == Head::SequenceClassification,
+        Task::TokenClassification => encoder && head == Head::TokenClassification,
+        Task::FillMask => encoder && head == Head::MaskedLm,
+        Task::TextGeneration | Task::Conversational => !encoder,
+    }
+}
+
+/// What a model's metadata says about running it: the card's data and `pipeline_tag`,
+/// `config.json` (the index's summary of it is enough: `model_type`, `architectures`) and
+/// the names of its files — what model info and a listing both have without reading the
+/// model's files.
+pub struct Described<'a> {
+    pub card_data: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    pub pipeline_tag: Option<&'a str>,
+    pub config: Option<&'a serde_json::Value>,
+    /// Whether a file at the top level is a `.gguf` ([`is_top_level_gguf`]).
+    pub has_gguf: bool,
+}
+
+/// A file name a model could run from as GGUF: a `.gguf` at the top level of the repository.
+pub fn is_top_level_gguf(path: &str) -> bool {
+    !path.contains('/') && path.to_ascii_lowercase().ends_with(".gguf")
+}
+
+impl Runtime {
+    /// `expand=inference` of model info and of a listing alike: `warm` when a model of the
+    /// repository is loaded, `cold` when the hub would run it on a request to its own task,
+    /// and nothing — as the Hub leaves the property out for a model no provider serves —
+    /// when it would not: inference off on this hub, `inference: false` in the card, the
+    /// repository's setting, or a task this hub does not run for that model (the card's
+    /// `pipeline_tag`, else the one `config.json`'s architecture gives; a top-level
+    /// `.gguf` file generates text). The same rules as a request's [`prepare`], from the
+    /// same metadata, without its reads of the files.
+    pub fn listed_status(
+        &self,
+        repo: &trove_db::Repo,
+        model: Described<'_>,
+    ) -> Option<&'static str> {
+        if !self.config.enabled || repo.inference_disabled {
+            return None;
+        }
+        if model
+            .card_data
+            .is_some_and(|c| source::card_turns_inference_off(c.get("inference")))
+        {
+            return None;
+        }
+        let config = model.config.filter(|c| c.get("model_type").is_some());
+        let (family, head) = match config {
+            Some(config) => (Family::of(config).ok(), Head::of(config)),
+            None => (None, Head::Embeddings),
+        };
+        let family = match family {
+            Some(family) => family,
+            // No `config.json` the hub runs: a GGUF file at the top level still runs.
+            None if model.has_gguf => Family::Decoder(DecoderKind::Llama),
+            None => return None,
+        };
+        let task = match model.pipeline_tag {
+            Some(tag) => Task::parse(tag)?,
+            None => native_task(family, head),
+        };
+        fits(task, family, head).then(|| self.status(repo.id))
+    }
 }
 
 /// What loading revealed: a chat request needs a chat template.

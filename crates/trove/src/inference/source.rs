@@ -356,6 +356,46 @@ async fn config_json(state: &Context, repo: &RepoRef, entry: &EntryKind) -> ApiR
     Ok(config)
 }
 
+/// Mask tokens found, by the blobs of `tokenizer_config.json` and `tokenizer.json` (a
+/// model page shows its widget on every view; a tokenizer is read once per content).
+static MASK_TOKENS: Remembered<(Option<GitOid>, Option<GitOid>), Option<String>> =
+    Remembered::new(1024);
+
+/// The mask token of the fill-mask model whose root folder is `root`, by the rule the model
+/// runs with (`trove_infer::mask_token`): `tokenizer_config.json`'s `mask_token`, else
+/// `[MASK]` or `<mask>`, whichever `tokenizer.json` has. `None` when neither says (the
+/// request would fail to load the model) or the files cannot be read.
+pub async fn mask_token(state: &Context, repo: &RepoRef, root: &[Entry]) -> Option<String> {
+    let entry = |path: &str| root.iter().find(|e| e.path == path).map(|e| &e.kind);
+    let (config, tokenizer) = (entry("tokenizer_config.json"), entry("tokenizer.json"));
+    let key = (
+        config.and_then(blob_of).cloned(),
+        tokenizer.and_then(blob_of).cloned(),
+    );
+    if let Some(found) = MASK_TOKENS.get(&key) {
+        return found;
+    }
+    let config = match config {
+        Some(entry) => Some(
+            read_json(state, repo, "tokenizer_config.json", entry)
+                .await
+                .ok()?,
+        ),
+        None => None,
+    };
+    let from_config = trove_infer::mask_token(config.as_ref(), |_| false);
+    let found = match (from_config, tokenizer) {
+        (Some(token), _) => Some(token),
+        (None, Some(entry)) => {
+            let tokenizer = read_json(state, repo, "tokenizer.json", entry).await.ok()?;
+            trove_infer::mask_token(None, |t| trove_infer::tokenizer_json_has(&tokenizer, t))
+        }
+        (None, None) => None,
+    };
+    MASK_TOKENS.insert(key, found.clone());
+    found
+}
+
 /// The memory safetensors weights will take once loaded (0 without weights), from their
 /// headers' parameter counts.
 async fn safetensors_bytes(state: &Context, repo: &RepoRef, root: &[Entry]) -> ApiResult<u64> {

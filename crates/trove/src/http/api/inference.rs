@@ -419,7 +419,7 @@ async fn run_task(state: &AppState, ready: Ready, body: Value) -> ApiResult<Resp
             };
             let details = details.then(|| GenerationDetails {
                 finish_reason: generated.finish.tgi(),
-                generated_tokens: generated.token_ids.len(),
+                generated_tokens: generated.tokens.len(),
                 seed,
                 prefill: Vec::new(),
                 tokens: generated
@@ -699,7 +699,7 @@ pub async fn chat_completions(
                 decoder.generate(&prompt, &params, false, &mut |_, _| true)
             })
             .await?;
-        let completion = generated.token_ids.len();
+        let completion = generated.tokens.len();
         return Ok(Json(ChatCompletion {
             id,
             object: "chat.completion",

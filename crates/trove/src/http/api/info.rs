@@ -6,6 +6,7 @@ use super::repo_json::{GatedJson, RepoJson, Sibling, SiblingLfs};
 use crate::clock::{format_ms, format_secs};
 use crate::error::ApiResult;
 use crate::http::extract::{ApiPath, QueryParams, RepoAt, RevParam};
+use crate::inference::{Described, is_top_level_gguf};
 use crate::repos::card::Meta;
 use crate::repos::index::{analyze, safetensors_value, snapshot};
 use crate::repos::{RepoRef, read_git, resolve};
@@ -114,6 +115,7 @@ async fn build(
     if !analysis.warnings.is_empty() {
         out.card_warnings = Some(analysis.warnings.clone());
     }
+    let has_gguf = snap.files.iter().any(|e| is_top_level_gguf(&e.path));
     let mut used_storage: u64 = 0;
     let siblings: Vec<Sibling> = snap
         .files
@@ -140,7 +142,15 @@ async fn build(
     out.used_storage = Some(used_storage);
 
     if is_model && expand.iter().any(|e| e == "inference") {
-        out.inference = Some(state.inference.status(repo.repo.id));
+        out.inference = state.inference.listed_status(
+            &repo.repo,
+            Described {
+                card_data: analysis.card.data.as_ref(),
+                pipeline_tag: out.pipeline_tag.as_deref(),
+                config: analysis.config.as_ref(),
+                has_gguf,
+            },
+        );
     }
     if !expand.is_empty() {
         // With `expand`, the Hub returns the id plus exactly the requested properties.

@@ -25,8 +25,9 @@ const MAX_PAGE: u32 = 1000;
 /// Cap when each item carries its files and card (`full`, `cardData`, `expand=siblings`).
 const MAX_FULL_PAGE: u32 = 100;
 
-/// Properties a listing or `expand` can return (others the client may name, such as
-/// `inference` or `gguf`, are not offered and simply left out).
+/// Properties a listing or `expand` can return from the index (others the client may name,
+/// such as `gguf`, are not offered and simply left out; `runtime` and `inference` are
+/// added live by [`list`]).
 const PROPERTIES: &[&str] = &[
     "author",
     "cardData",
@@ -133,7 +134,7 @@ impl Shape {
     /// Whether items show any of the index's JSON documents (card data, files, safetensors,
     /// config), which the listing then has to read.
     fn documents(&self, repo_type: RepoType) -> bool {
-        ["cardData", "siblings", "safetensors", "config"]
+        ["cardData", "siblings", "safetensors", "config", "inference"]
             .iter()
             .any(|p| self.includes(p, repo_type))
     }
@@ -412,21 +413,29 @@ pub async fn list(
     };
     let mut list_query = list_query(repo_type, &query, cap)?;
     list_query.documents = shape.documents(repo_type);
-    // Nothing on this server is deployed for inference: those filters match nothing.
+    // Not filtered here (no provider serves models; `expand=inference` tells a model
+    // loaded or not): those filters match nothing.
     let matches_nothing = query.get("inference").is_some()
         || query.get("inference_provider").is_some()
         || query.get("benchmark").is_some();
     if matches_nothing {
         return Ok(page_response(&state, &uri, Vec::<RepoJson>::new(), None));
     }
-    // `expand=runtime`: a Space's stage, from the Spaces supervisor; not from the index, so
-    // such pages are never cached.
-    if matches!(&shape, Shape::Expand(props) if props.iter().any(|p| p == "runtime")) {
+    // `expand=runtime` (a Space's stage, from the Spaces supervisor) and `expand=inference`
+    // (a model loaded or not, from the inference registry) are not from the index, so such
+    // pages are never cached.
+    let live =
+        |name: &str| matches!(&shape, Shape::Expand(props) if props.iter().any(|p| p == name));
+    let (runtime, inference) = (live("runtime"), live("inference"));
+    if runtime || inference {
         let page = listing::list(&state, &caller, list_query).await?;
         let mut items: Vec<RepoJson> = page.items.iter().map(|l| render(l, &shape)).collect();
         for (item, l) in items.iter_mut().zip(&page.items) {
-            if l.repo.repo_type == RepoType::Space {
+            if runtime && l.repo.repo_type == RepoType::Space {
                 item.runtime = Some(super::repo_json::Runtime::current(&state.spaces, l.repo.id));
+            }
+            if inference && l.repo.repo_type == RepoType::Model {
+                item.inference = inference_status(&state, l);
             }
         }
         return Ok(page_response(&state, &uri, items, page.next));
@@ -444,6 +453,24 @@ pub async fn list(
     )
     .await?;
     Ok(json_page_response(&state, &uri, page.body, page.next))
+}
+
+/// `expand=inference` of a listed model, by the rules of model info's
+/// (`inference::Runtime::listed_status`), from the index's card data, `pipeline_tag`,
+/// config summary and file list — what model info reads from the commit.
+fn inference_status(state: &AppState, l: &Listed) -> Option<&'static str> {
+    let card_data = parse_json(l.index.card_data_json.as_deref());
+    let config = parse_json(l.index.config_json.as_deref());
+    let files: Vec<String> = serde_json::from_str(&l.index.siblings_json).unwrap_or_default();
+    state.inference.listed_status(
+        &l.repo,
+        crate::inference::Described {
+            card_data: card_data.as_ref().and_then(Value::as_object),
+            pipeline_tag: l.index.pipeline_tag.as_deref(),
+            config: config.as_ref(),
+            has_gguf: files.iter().any(|f| crate::inference::is_top_level_gguf(f)),
+        },
+    )
 }
 
 /// A page already serialized to JSON, with its `Link` header when there is a next page.

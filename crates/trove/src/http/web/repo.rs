@@ -72,11 +72,20 @@ pub struct RepoPage {
 pub struct Widget {
     pub task: &'static str,
     pub endpoint: String,
-    pub example: &'static str,
+    /// The input the form starts with.
+    pub example: String,
+    /// What the input should hold, under it (fill-mask: the model's own mask token).
+    pub help: Option<String>,
 }
 
-/// The widget for a model whose card names a task the hub runs.
-fn widget(state: &AppState, repo: &RepoRef, card_data: Option<&Value>) -> Option<Widget> {
+/// The widget for a model whose card names a task the hub runs; `root` is the listing of
+/// `main`'s top folder (a fill-mask model's tokenizer files give its mask token).
+async fn widget(
+    state: &AppState,
+    repo: &RepoRef,
+    card_data: Option<&Value>,
+    root: &[trove_git::Entry],
+) -> Option<Widget> {
     if repo.repo_type != trove_types::RepoType::Model
         || !state.inference.config().enabled
         || repo.repo.inference_disabled
@@ -90,19 +99,34 @@ fn widget(state: &AppState, repo: &RepoRef, card_data: Option<&Value>) -> Option
     }
     let tag = card_data.get("pipeline_tag")?.as_str()?;
     let task = crate::inference::Task::parse(tag)?;
-    let example = match task {
+    let (example, help) = match task {
         crate::inference::Task::TextGeneration | crate::inference::Task::Conversational => {
-            "Once upon a time"
+            ("Once upon a time".to_owned(), None)
         }
-        crate::inference::Task::TextClassification => "I like you. I love you",
-        crate::inference::Task::TokenClassification => "My name is Sarah and I live in London",
-        crate::inference::Task::FillMask => "Paris is the [MASK] of France.",
-        _ => "That is a happy person",
+        crate::inference::Task::TextClassification => ("I like you. I love you".to_owned(), None),
+        crate::inference::Task::TokenClassification => {
+            ("My name is Sarah and I live in London".to_owned(), None)
+        }
+        crate::inference::Task::FillMask => {
+            // The model's own mask token, as the Hub's widget takes it: BERT's `[MASK]`
+            // would be no mask at all to a RoBERTa tokenizer (`<mask>`), and a 422.
+            let mask = crate::inference::source::mask_token(state, repo, root)
+                .await
+                .unwrap_or_else(|| "[MASK]".to_owned());
+            (
+                format!("Paris is the {mask} of France."),
+                Some(format!(
+                    "Write {mask} where the model should fill in a word."
+                )),
+            )
+        }
+        _ => ("That is a happy person".to_owned(), None),
     };
     Some(Widget {
         task: task.as_str(),
         endpoint: format!("/models/{}/{}", repo.repo.namespace, repo.repo.name),
         example,
+        help,
     })
 }
 
@@ -301,7 +325,7 @@ async fn repo_page(
         gate_note,
         space_html: super::space::page_partial(state, repo),
         preview: super::preview::section(state, caller, repo).await,
-        widget: widget(state, repo, card_data.as_ref()),
+        widget: widget(state, repo, card_data.as_ref(), &entries).await,
     }))
 }
 
