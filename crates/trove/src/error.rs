@@ -102,6 +102,9 @@ pub enum ApiError {
     /// Something other than a repository, revision or file does not exist (a user…).
     #[error("{0}")]
     NotFound(String),
+    /// A path served, but not with this method (405; the router adds `Allow`).
+    #[error("{method} is not allowed on this path")]
+    MethodNotAllowed { method: String },
     /// Endpoints we do not serve (yet); never a silent 404.
     #[error("{0}")]
     NotImplemented(String),
@@ -217,6 +220,7 @@ impl ApiError {
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::CollectionExists { .. } => StatusCode::CONFLICT,
         }

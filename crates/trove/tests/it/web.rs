@@ -445,6 +445,21 @@ async fn unknown_pages_and_refusals_are_html_to_a_browser_only() {
         .await;
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
     assert!(html(&wrong_method));
+    // For a script the same refusal is the Hub's error shape, with the router's `Allow`.
+    let script = app
+        .request(axum::http::Method::DELETE, "/models")
+        .send()
+        .await;
+    assert_eq!(script.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        script.header("x-error-message"),
+        Some("DELETE is not allowed on this path")
+    );
+    assert_eq!(
+        script.json(),
+        json!({"error": "DELETE is not allowed on this path"})
+    );
+    assert!(script.header("allow").is_some_and(|a| a.contains("GET")));
 
     // Client surfaces never turn into pages, whatever the Accept header says.
     for path in [

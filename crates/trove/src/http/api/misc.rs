@@ -189,12 +189,16 @@ pub async fn fallback(State(state): State<AppState>, mut parts: Parts) -> ApiErr
 }
 
 /// A path matched by a route but not by its method: a repo id without a namespace is
-/// `RepoNotFound` (`DELETE /api/models/gpt2/like`); anything else keeps the 405.
+/// `RepoNotFound` (`DELETE /api/models/gpt2/like`); anything else a 405 in the Hub's error
+/// shape (`X-Error-Message`, `{"error": …}`), with the router's `Allow`.
 pub async fn method_not_allowed(State(state): State<AppState>, mut parts: Parts) -> Response {
     if names_repo_without_namespace(parts.uri.path()) {
         return repo_not_found(&state, &mut parts).await.into_response();
     }
-    StatusCode::METHOD_NOT_ALLOWED.into_response()
+    ApiError::MethodNotAllowed {
+        method: parts.method.to_string(),
+    }
+    .into_response()
 }
 
 /// `RepoNotFound` as `find_readable` answers it: 401 anonymous, 404 signed in, and a bad
