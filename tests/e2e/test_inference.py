@@ -1079,6 +1079,26 @@ def test_a_listing_says_inference_as_model_info_does(trove, client, zoo, tmp_pat
     assert r.status_code == 200, r.text
     again = httpx.get(f"{trove.url}/api/models", params={"search": tag, "expand": "inference"}, headers=auth).json()
     assert {m["id"]: m.get("inference") for m in again}[repos["cold"]] == "warm", again
+    # `list_models(inference="warm")` lists the models warm here, with the other filters
+    # applied, and each says so in its own model info.
+    out = run(client, '''
+        tagged = [m.id for m in api.list_models(search=ARGS["tag"], inference="warm")]
+        every = [m.id for m in api.list_models(inference="warm", limit=500)]
+        emit({"tagged": tagged, "every": every,
+              "info": {i: api.model_info(i, expand=["inference"]).inference for i in every}})
+    ''', tag=tag)
+    assert out["tagged"] == [repos["cold"]], out
+    assert {repos["cold"], warm} <= set(out["every"]), out
+    assert set(out["info"].values()) == {"warm"}, out
+    # Loaded is not enough: once the repository's setting turns inference off, it is not listed.
+    r = httpx.put(f"{trove.url}/api/models/{repos['cold']}/settings", json={"inferenceDisabled": True},
+                  headers=auth, timeout=60)
+    assert r.status_code == 200, r.text
+    after = httpx.get(f"{trove.url}/api/models", params={"search": tag, "inference": "warm"}, headers=auth)
+    assert after.status_code == 200 and after.json() == [], after.text
+    # Datasets have no inference: the filter matches nothing there.
+    none = httpx.get(f"{trove.url}/api/datasets", params={"inference": "warm"}, headers=auth)
+    assert none.status_code == 200 and none.json() == [], none.text
 
 
 def test_private_model_is_not_found_for_outsiders(trove, client, bob, tmp_path):

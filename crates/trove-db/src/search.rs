@@ -183,6 +183,9 @@ pub struct ListQuery {
     pub tags: Vec<String>,
     pub params_min: Option<i64>,
     pub params_max: Option<i64>,
+    /// When set, only these repositories (a short list the caller holds, such as the
+    /// models loaded for inference: each is one probe of the listing index).
+    pub only_ids: Option<Vec<i64>>,
     pub sort: SortKey,
     pub ascending: bool,
     pub after: Option<Cursor>,
@@ -619,6 +622,9 @@ impl Db {
                 items: Vec::new(),
                 next: None,
             };
+            if q.only_ids.as_ref().is_some_and(Vec::is_empty) {
+                return Ok(empty);
+            }
             let mut tags = q.tags.clone();
             tags.sort();
             tags.dedup();
@@ -673,7 +679,9 @@ impl Db {
             let probe_facets = drive_facets && !walk_facets;
             let from = match backend {
                 Backend::Postgres => "repo_index ri".to_owned(),
-                Backend::Sqlite if probe_facets || search_drives || author_drives => {
+                Backend::Sqlite
+                    if probe_facets || search_drives || author_drives || q.only_ids.is_some() =>
+                {
                     "repo_index ri INDEXED BY repo_index_listing".to_owned()
                 }
                 Backend::Sqlite => format!("repo_index ri INDEXED BY {}", q.sort.index()),
@@ -695,6 +703,14 @@ impl Db {
             ));
             qb.push_bind(q.repo_type.as_str());
             push_index_visibility(&mut qb, q.repo_type, &q.visibility);
+            if let Some(ids) = &q.only_ids {
+                qb.push(" AND ri.repo_id IN (");
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+            }
             if let Some(author) = &q.author {
                 // `r.repo_type` lets the (repo_type, namespace, name) index find a small author's
                 // repos; for a prolific one, `+` keeps that index out and the sort index walks.

@@ -14,6 +14,7 @@ fn query(visibility: Visibility) -> ListQuery {
         tags: Vec::new(),
         params_min: None,
         params_max: None,
+        only_ids: None,
         sort: SortKey::CreatedAt,
         ascending: false,
         after: None,
@@ -556,6 +557,43 @@ async fn a_facet_counts_from_the_next_listing_on(db) -> TestResult {
     assert!(names(&db, &q).await.is_empty(), "both gone");
     q.tags = vec!["en".into()];
     assert!(names(&db, &q).await.is_empty(), "no models left");
+    Ok(())
+}
+}
+
+trove_db::backend_tests! {
+async fn a_list_of_ids_narrows_the_listing_and_keeps_every_other_rule(db) -> TestResult {
+    let alice = user(&db, "alice").await;
+    let a = model(&db, alice.id, "alice/one", false, 1).await;
+    let b = model(&db, alice.id, "alice/two", false, 2).await;
+    let _c = model(&db, alice.id, "alice/three", false, 3).await;
+    let secret = model(&db, alice.id, "alice/secret", true, 4).await;
+    for repo in [&a, &b, &secret] {
+        db.write_repo_index(repo.id, &update(&["en"], Some("fill-mask"), None))
+            .await?;
+    }
+    let mut q = query(Visibility::Public);
+    q.only_ids = Some(vec![a.id, b.id, secret.id]);
+    // Newest first, as without the list; the private one stays out for the public.
+    assert_eq!(names(&db, &q).await, ["alice/two", "alice/one"]);
+    q.visibility = Visibility::All;
+    assert_eq!(
+        names(&db, &q).await,
+        ["alice/secret", "alice/two", "alice/one"]
+    );
+    // The other filters and the pages still apply.
+    q.search = vec!["one".into()];
+    assert_eq!(names(&db, &q).await, ["alice/one"]);
+    q.search.clear();
+    q.limit = 1;
+    let first = db.list_repos(&q).await?;
+    assert_eq!(first.items.len(), 1);
+    q.after = first.next;
+    assert_eq!(names(&db, &q).await, ["alice/two"]);
+    // An empty list lists nothing.
+    let mut none = query(Visibility::All);
+    none.only_ids = Some(Vec::new());
+    assert!(names(&db, &none).await.is_empty());
     Ok(())
 }
 }

@@ -116,6 +116,16 @@ impl Runtime {
         }
     }
 
+    /// The repositories whose model is warm on this node (none when inference is off):
+    /// what `list_models(inference="warm")` lists.
+    pub fn warm_repo_ids(&self) -> Vec<i64> {
+        if self.config.enabled {
+            self.registry.loaded_repo_ids()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Bytes the loaded models take now.
     pub fn loaded_bytes(&self) -> u64 {
         self.registry.loaded_bytes()

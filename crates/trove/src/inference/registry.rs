@@ -222,6 +222,20 @@ impl Registry {
             .any(|(k, s)| k.repo_id == repo_id && s.model.initialized())
     }
 
+    /// The repositories with a model loaded (at any revision), ascending, each once.
+    pub fn loaded_repo_ids(&self) -> Vec<i64> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ids: Vec<i64> = slots
+            .iter()
+            .filter(|(_, s)| s.model.initialized())
+            .map(|(k, _)| k.repo_id)
+            .collect();
+        drop(slots);
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// Bytes the loaded models take.
     pub fn loaded_bytes(&self) -> u64 {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());

@@ -206,6 +206,7 @@ mod tests {
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
             params_min: None,
             params_max: None,
+            only_ids: None,
             sort: SortKey::Likes,
             ascending: false,
             after: None,

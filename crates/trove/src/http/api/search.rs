@@ -371,6 +371,7 @@ pub fn list_query(repo_type: RepoType, query: &QueryParams, cap: u32) -> ApiResu
         tags,
         params_min,
         params_max,
+        only_ids: None,
         sort: parse_sort(query.get("sort"))?,
         ascending,
         after: query.get("cursor").map(parse_cursor).transpose()?,
@@ -413,22 +414,35 @@ pub async fn list(
     };
     let mut list_query = list_query(repo_type, &query, cap)?;
     list_query.documents = shape.documents(repo_type);
-    // Not filtered here (no provider serves models; `expand=inference` tells a model
-    // loaded or not): those filters match nothing.
-    let matches_nothing = query.get("inference").is_some()
-        || query.get("inference_provider").is_some()
-        || query.get("benchmark").is_some();
-    if matches_nothing {
+    // `inference=warm`: the models loaded for inference on this node, as model info's
+    // `inference` says "warm" (the Hub: models a provider serves now). Other values, and
+    // the external providers (`inference_provider`) and benchmarks, match nothing here.
+    let warm_only = match query.get("inference") {
+        None => false,
+        Some("warm") if repo_type == RepoType::Model => true,
+        Some(_) => return Ok(page_response(&state, &uri, Vec::<RepoJson>::new(), None)),
+    };
+    if query.get("inference_provider").is_some() || query.get("benchmark").is_some() {
         return Ok(page_response(&state, &uri, Vec::<RepoJson>::new(), None));
     }
-    // `expand=runtime` (a Space's stage, from the Spaces supervisor) and `expand=inference`
-    // (a model loaded or not, from the inference registry) are not from the index, so such
-    // pages are never cached.
+    if warm_only {
+        list_query.only_ids = Some(state.inference.warm_repo_ids());
+        // The card, config and file list decide whether a loaded model still runs.
+        list_query.documents = true;
+    }
+    // `expand=runtime` (a Space's stage, from the Spaces supervisor), `expand=inference` and
+    // `inference=warm` (a model loaded or not, from the inference registry) are not from the
+    // index, so such pages are never cached.
     let live =
         |name: &str| matches!(&shape, Shape::Expand(props) if props.iter().any(|p| p == name));
     let (runtime, inference) = (live("runtime"), live("inference"));
-    if runtime || inference {
-        let page = listing::list(&state, &caller, list_query).await?;
+    if runtime || inference || warm_only {
+        let mut page = listing::list(&state, &caller, list_query).await?;
+        if warm_only {
+            // Loaded is not enough: the settings or the card may have turned it off since.
+            page.items
+                .retain(|l| inference_status(&state, l) == Some("warm"));
+        }
         let mut items: Vec<RepoJson> = page.items.iter().map(|l| render(l, &shape)).collect();
         for (item, l) in items.iter_mut().zip(&page.items) {
             if runtime && l.repo.repo_type == RepoType::Space {
