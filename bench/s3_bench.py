@@ -125,6 +125,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--trove-pid", type=int, help="to report Trove's CPU per GiB uploaded")
     ap.add_argument("--s3-pid", type=int, help="to report the S3 server's CPU per GiB uploaded")
+    ap.add_argument("--s3-name", default="s3s-fs", help="the S3 server's name in the CPU rows")
     ap.add_argument("--upload-only", action="store_true",
                     help="the direct PUT and the Trove upload only (no downloads, no commit)")
     ap.add_argument("--fetch-concurrency", type=int, default=4,
@@ -346,7 +347,7 @@ def main() -> int:
               "time per round against it " + " ".join(f"{y / x:.2f}" for x, y in zip(res["trove_redirect"], near)))
         gib = size / (1 << 30)
         if a.trove_pid and a.s3_pid:
-            print("  CPU seconds per GiB downloaded, s3s-fs / Trove / this client (medians): " + ", ".join(
+            print(f"  CPU seconds per GiB downloaded, {a.s3_name} / Trove / this client (medians): " + ", ".join(
                 f"{label} " + " / ".join(f"{x / gib:.2f}" for x in cpu_get[k])
                 for k, label in (("cpu_get_direct", "direct GET"), ("cpu_get_stream", "streaming"),
                                  ("cpu_get_seq", "redirect one at a time"),
@@ -363,8 +364,8 @@ def main() -> int:
     if a.trove_pid and a.s3_pid:
         gib = size / (1 << 30)
         print("CPU seconds per GiB uploaded (medians; user + system, whole process):")
-        print(f"  s3s-fs, direct PUT     {med['cpu_s3_direct'] / gib:8.2f}")
-        print(f"  s3s-fs, Trove upload   {med['cpu_s3_upload'] / gib:8.2f}")
+        print(f"  {a.s3_name + ',':8}direct PUT     {med['cpu_s3_direct'] / gib:8.2f}")
+        print(f"  {a.s3_name + ',':8}Trove upload   {med['cpu_s3_upload'] / gib:8.2f}")
         print(f"  Trove,  Trove upload   {med['cpu_trove_upload'] / gib:8.2f}")
     return 0
 
