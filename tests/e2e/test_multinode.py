@@ -459,6 +459,7 @@ XET_KILL_SIZE = 192 * 1024 * 1024
 # How the moment shows in the node's log: (a) a xorb upload answered 200 (the access line is
 # written once the answer has gone out); (b) the shard arrived and its check began.
 XORB_ACKED = re.compile(r"method=POST path=/xet/v1/xorbs/default/([0-9a-f]{64}) status=200 .*complete=true")
+XORB_POSTED = re.compile(r"method=POST path=/xet/v1/xorbs/default/([0-9a-f]{64}) ")
 SHARD_RECEIVED = "xet.shard_received"
 SHARD_REGISTERED = "xet.shard_registered"
 MOMENT_WAIT_S = 180
@@ -480,7 +481,8 @@ def wait_for_log(node: TroveServer, pattern: re.Pattern[str] | str, proc: subpro
                 return
             if proc.poll() is not None:
                 out, err = proc.communicate()
-                pytest.fail(f"the client ended (exit {proc.returncode}) before the moment\n{out}\n{err[-3000:]}")
+                pytest.fail(f"the client ended (exit {proc.returncode}) before the moment\n"
+                            f"{out}\n{err[-3000:]}")
             if time.monotonic() > deadline:
                 pytest.fail(f"no {pattern!r} in {node.name}'s log within {timeout}s\n{node.log_tail()}")
             time.sleep(0.005)
@@ -570,8 +572,9 @@ def test_a_node_killed_mid_xet_upload_leaves_nothing_half_visible_and_the_retry_
         retry.py(XET_UPLOAD, xet=True, args=args, extra_env={"HF_ENDPOINT": lb.url})
         survivor_log = survivor.log_path.read_text(errors="replace")[seen:]
         assert SHARD_REGISTERED in survivor_log, "the retry's shard did not reach the surviving node"
-        resent = acked & set(re.findall(r"method=POST path=/xet/v1/xorbs/default/([0-9a-f]{64})", survivor_log))
-        assert not resent, f"{len(resent)} of the {len(acked)} xorbs the dead node acknowledged were sent again"
+        resent = acked & set(XORB_POSTED.findall(survivor_log))
+        assert not resent, (f"{len(resent)} of the {len(acked)} xorbs the dead node "
+                            "acknowledged were sent again")
 
         # Read back through a third node: the tree names the file by its Xet hash, and the
         # bytes are the ones uploaded.
