@@ -40,6 +40,9 @@ ADMIN_CLI_TIMEOUT_S = 60
 CLIENT_TIMEOUT_S = 240
 
 LISTEN_RE = re.compile(r"listening on (http://\S+)")
+# The address the socket is bound to, in the log line that follows: with a public URL given
+# (`TROVE_PUBLIC_URL`, a balancer's), "listening on" names that URL instead.
+BOUND_RE = re.compile(r"trove started listen=(\S+)")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 RESULT_MARK = "@@E2E-RESULT@@"
 ADMIN = object()  # sentinel: "use the admin token"
@@ -159,7 +162,8 @@ class TroveServer:
         self.database_url = self.extra_env.get("TROVE_DATABASE") or postgres_database_for(base_dir)
         if self.database_url:
             self.extra_env["TROVE_DATABASE"] = self.database_url
-        self.url = ""
+        self.url = ""  # where the tests connect: the bound address
+        self.public_url = ""  # the URL the server names in links it hands out
         self.admin_token = ""
         self.proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -206,9 +210,15 @@ class TroveServer:
                 code = self.proc.wait(timeout=STOP_TIMEOUT_S)
                 pytest.fail(f"{self.name}: server exited with code {code} before listening\n"
                             f"{self.log_tail()}", pytrace=False)
-            m = LISTEN_RE.search(ANSI_RE.sub("", line))
+            line = ANSI_RE.sub("", line)
+            m = LISTEN_RE.search(line)
             if m:
-                self.url = m.group(1).rstrip("/.,;")
+                self.public_url = m.group(1).rstrip("/.,;")
+                if "TROVE_PUBLIC_URL" not in self.extra_env:
+                    self.url = self.public_url
+            m = BOUND_RE.search(line)
+            if m and self.public_url:
+                self.url = f"http://{m.group(1)}"
 
         token_file = self.data_dir / "admin-token"
         if not token_file.is_file():
@@ -496,12 +506,14 @@ class Client:
         env = self.env(token=token, xet=xet, offline=offline, extra=extra_env, args=args)
         return self._run([sys.executable, str(script)], env, timeout, check, f"client script {script}")
 
-    def popen_py(self, code: str, *, token=ADMIN, xet: bool = False, args: dict | None = None):
+    def popen_py(self, code: str, *, token=ADMIN, xet: bool = False, args: dict | None = None,
+                 extra_env: dict[str, str] | None = None):
         """Start client code without waiting (for concurrency tests); finish with `wait_py`."""
         self._n += 1
         script = self.work / f"client_{self._n}.py"
         script.write_text(PRELUDE + "\n" + textwrap.dedent(code))
-        return subprocess.Popen([sys.executable, str(script)], env=self.env(token=token, xet=xet, args=args),
+        env = self.env(token=token, xet=xet, args=args, extra=extra_env)
+        return subprocess.Popen([sys.executable, str(script)], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 stdin=subprocess.DEVNULL, cwd=self.work)
 

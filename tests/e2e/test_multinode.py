@@ -9,10 +9,12 @@ Skipped unless TROVE_E2E_POSTGRES_URL names a PostgreSQL server (scripts/test.sh
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -20,10 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import hf_xet
 import httpx
 import pytest
 
-from conftest import Client, Hub, TroveServer, b64, clean_env, make_client, ndjson, unique
+from conftest import RESULT_MARK, Client, Hub, TroveServer, b64, clean_env, make_client, ndjson, unique
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("TROVE_E2E_POSTGRES_URL"),
@@ -351,6 +354,241 @@ api.upload_file(path_or_fileobj=ARGS["file"], path_in_repo="big.bin", repo_id=AR
     # The dead node's background work, if it held any, has moved to a live node.
     for lease in ("index", "webhooks"):
         wait_for_holder(ha, lease, {"node-a", "node-b"})
+
+
+# --------------------------------------------------------------------------------------------
+# A node killed during a Xet upload by the real client, behind a balancer
+# --------------------------------------------------------------------------------------------
+
+
+class Balancer:
+    """A TCP load balancer on 127.0.0.1, like the one in front of real nodes: each new
+    connection goes to the node `backend` names at that moment (with none, or a dead one, the
+    connection is closed at once). Nodes given its URL as their public URL hand it out as the
+    `casUrl`; hf_xet keeps its upload state per CAS URL, so, as behind a real balancer, the
+    client's retry finds what it recorded while talking to the node that died."""
+
+    ACCEPT_POLL_S = 0.2
+
+    def __init__(self):
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(self.ACCEPT_POLL_S)
+        self.url = "http://127.0.0.1:%d" % self._listener.getsockname()[1]
+        self.backend: TroveServer | None = None
+        self._closed = threading.Event()
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._acceptor = threading.Thread(target=self._accept, name="balancer", daemon=True)
+        self._acceptor.start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                downstream, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            backend = self.backend
+            try:
+                if backend is None:
+                    raise ConnectionRefusedError("no backend")
+                address = urlsplit(backend.url)
+                upstream = socket.create_connection((address.hostname, address.port), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                downstream.close()
+                continue
+            with self._lock:
+                self._open.update((downstream, upstream))
+            threading.Thread(target=self._requests, args=(downstream, upstream), daemon=True).start()
+            threading.Thread(target=self._responses, args=(upstream, downstream), daemon=True).start()
+
+    def _requests(self, downstream: socket.socket, upstream: socket.socket) -> None:
+        try:
+            while chunk := downstream.recv(1 << 16):
+                upstream.sendall(chunk)
+            upstream.shutdown(socket.SHUT_WR)  # the client is done sending
+        except OSError:
+            self._drop(downstream, upstream)
+
+    def _responses(self, upstream: socket.socket, downstream: socket.socket) -> None:
+        try:
+            while chunk := upstream.recv(1 << 16):
+                downstream.sendall(chunk)
+        except OSError:
+            pass
+        # The node closed the connection, or died (a killed process resets its connections):
+        # the client's side goes too.
+        self._drop(downstream, upstream)
+
+    def _drop(self, *sockets: socket.socket) -> None:
+        for s in sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+            with self._lock:
+                self._open.discard(s)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+        self._acceptor.join(timeout=5)
+        with self._lock:
+            left = list(self._open)
+        self._drop(*left)
+
+
+@pytest.fixture(scope="module")
+def balanced(cluster):
+    """A balancer and a node behind it that survives (its public URL is the balancer's)."""
+    lb = Balancer()
+    survivor = cluster.start_node("node-s", [f"TROVE_PUBLIC_URL={lb.url}"])
+    yield lb, survivor
+    lb.close()
+
+
+XET_UPLOAD = """
+a = api.upload_file(path_or_fileobj=ARGS["file"], path_in_repo=ARGS["path"], repo_id=ARGS["repo"])
+emit({"commit": a.oid})
+"""
+
+# Large enough for several xorbs (at most 64 MiB each) and for the shard check (rebuilding
+# and hashing the file) to take long enough to be caught in the act.
+XET_KILL_SIZE = 192 * 1024 * 1024
+# How the moment shows in the node's log: (a) a xorb upload answered 200 (the access line is
+# written once the answer has gone out); (b) the shard arrived and its check began.
+XORB_ACKED = re.compile(r"method=POST path=/xet/v1/xorbs/default/([0-9a-f]{64}) status=200 .*complete=true")
+XORB_POSTED = re.compile(r"method=POST path=/xet/v1/xorbs/default/([0-9a-f]{64}) ")
+SHARD_RECEIVED = "xet.shard_received"
+SHARD_REGISTERED = "xet.shard_registered"
+MOMENT_WAIT_S = 180
+# How long the client may go on retrying against the dead node before the test stops it.
+CLIENT_GIVE_UP_S = 10
+
+
+def wait_for_log(node: TroveServer, pattern: re.Pattern[str] | str, proc: subprocess.Popen,
+                 timeout: float) -> None:
+    """Returns as soon as the node's log matches `pattern` (polled every few ms: the moment
+    must not pass); fails if the client exits or the time runs out first."""
+    found = (pattern.search if isinstance(pattern, re.Pattern) else lambda t: pattern in t)
+    deadline = time.monotonic() + timeout
+    with open(node.log_path, encoding="utf-8", errors="replace") as log:
+        text = ""
+        while True:
+            text += log.read()
+            if found(text):
+                return
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                pytest.fail(f"the client ended (exit {proc.returncode}) before the moment\n"
+                            f"{out}\n{err[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {pattern!r} in {node.name}'s log within {timeout}s\n{node.log_tail()}")
+            time.sleep(0.005)
+
+
+@pytest.mark.parametrize("moment", ["xorbs", "shard"])
+def test_a_node_killed_mid_xet_upload_leaves_nothing_half_visible_and_the_retry_through_another_succeeds(
+        cluster, a, balanced, tmp_path, moment):
+    """kill -9 of the node an hf_xet upload goes through, (a) while xorbs are being uploaded
+    (at least one acknowledged, the shard not sent) or (b) while it checks the shard. The
+    client fails; nothing of the file is visible; the client's retry through the balancer,
+    now sending to another node, succeeds without sending again a xorb the dead node had
+    acknowledged; the bytes read back through a third node are the ones uploaded."""
+    lb, survivor = balanced
+    victim = cluster.start_node(f"node-x-{moment}", [f"TROVE_PUBLIC_URL={lb.url}"])
+    lb.backend = victim
+    ha, hs = Hub(a), Hub(survivor)
+    try:
+        repo = ha.create_repo(f"mn-xet-kill-{moment}")
+        head_before = ha.head_sha(repo)
+        path = tmp_path / "big.bin"
+        data = os.urandom(XET_KILL_SIZE)
+        path.write_bytes(data)
+        oid = hashlib.sha256(data).hexdigest()
+        del data
+        xet_hash = hf_xet.hash_files([str(path)])[0].hash
+
+        client = make_client(victim, tmp_path / "c")
+        args = {"repo": repo, "path": "big.bin", "file": str(path)}
+        # hf_xet writes down the xorbs the server acknowledged (its resume record) every 20 s
+        # or 64 xorbs; an upload of a few seconds would record none before the kill. Every
+        # xorb at once here, as a long upload's would be.
+        upload = client.popen_py(XET_UPLOAD, xet=True, args=args, extra_env={
+            "HF_ENDPOINT": lb.url, "HF_XET_DATA_SESSION_XORB_METADATA_FLUSH_MAX_COUNT": "1"})
+        try:
+            wait_for_log(victim, XORB_ACKED if moment == "xorbs" else SHARD_RECEIVED, upload, MOMENT_WAIT_S)
+            victim.proc.kill()
+            victim.proc.wait(timeout=15)
+            lb.backend = None
+            # The client retries against nothing (hf_xet keeps at it for minutes): it must
+            # not have succeeded when the test stops it.
+            try:
+                out, err = upload.communicate(timeout=CLIENT_GIVE_UP_S)
+            except subprocess.TimeoutExpired:
+                upload.kill()
+                out, err = upload.communicate(timeout=30)
+        finally:
+            if upload.poll() is None:
+                upload.kill()
+                upload.communicate(timeout=30)
+        assert upload.returncode != 0 and RESULT_MARK not in out, (upload.returncode, out, err[-3000:])
+
+        # The node died at the moment meant.
+        victim_log = victim.log_path.read_text(errors="replace")
+        acked = set(XORB_ACKED.findall(victim_log))
+        assert acked, "no xorb acknowledged before the kill"
+        if moment == "xorbs":
+            assert SHARD_RECEIVED not in victim_log, "the shard had arrived: the kill came too late"
+        else:
+            assert SHARD_RECEIVED in victim_log
+            assert SHARD_REGISTERED not in victim_log, "the shard check had ended: use a larger file"
+
+        # Nothing half-visible through the surviving node: the branch has not moved, the file
+        # is not in the tree, its SHA-256 is no LFS object of the repository, and the CAS
+        # knows no reconstruction of it.
+        assert hs.head_sha(repo) == head_before
+        assert "big.bin" not in tree_paths(hs, repo)
+        r = hs.http.post(f"/{repo}.git/info/lfs/objects/batch",
+                         json={"operation": "download", "transfers": ["basic"],
+                               "objects": [{"oid": oid, "size": XET_KILL_SIZE}]},
+                         headers={**hs.auth(hs.token()), "accept": "application/vnd.git-lfs+json"})
+        assert r.status_code == 200, r.text
+        obj = r.json()["objects"][0]
+        assert "error" in obj and "actions" not in obj, obj
+        r = hs.http.get(f"/api/models/{repo}/xet-read-token/main", headers=hs.auth(hs.token()))
+        assert r.status_code == 200, r.text
+        cas = {"authorization": f"Bearer {r.json()['accessToken']}"}
+        r = hs.http.get(f"/xet/v2/reconstructions/{xet_hash}", headers=cas)
+        assert r.status_code == 404, (r.status_code, r.text[:300])
+
+        # The client's retry, the same file from the same machine, through the balancer that
+        # now sends everything to the surviving node.
+        lb.backend = survivor
+        seen = len(survivor.log_path.read_text(errors="replace"))
+        retry = Client(survivor, client.home, tmp_path / "c-retry")
+        retry.work.mkdir()
+        retry.py(XET_UPLOAD, xet=True, args=args, extra_env={"HF_ENDPOINT": lb.url})
+        survivor_log = survivor.log_path.read_text(errors="replace")[seen:]
+        assert SHARD_REGISTERED in survivor_log, "the retry's shard did not reach the surviving node"
+        resent = acked & set(XORB_POSTED.findall(survivor_log))
+        assert not resent, (f"{len(resent)} of the {len(acked)} xorbs the dead node "
+                            "acknowledged were sent again")
+
+        # Read back through a third node: the tree names the file by its Xet hash, and the
+        # bytes are the ones uploaded.
+        r = ha.http.get(f"/api/models/{repo}/tree/main", headers=ha.auth(ha.token()))
+        assert r.status_code == 200, r.text
+        entry = next(e for e in r.json() if e["path"] == "big.bin")
+        assert entry["xetHash"] == xet_hash and entry["lfs"]["oid"] == oid, entry
+        down = make_client(a, tmp_path / "ca").py(DOWNLOAD, xet=True,
+                                                  args={"repo": repo, "path": "big.bin", "tag": moment})
+        assert down.result["sha"] == oid
+    finally:
+        lb.backend = None
+        ha.close()
+        hs.close()
 
 
 def test_sigterm_drains_a_node(cluster, a, hubs):

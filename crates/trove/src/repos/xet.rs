@@ -175,9 +175,20 @@ const VERIFY_AT_ONCE: usize = 2;
 /// and hashes the new ones, then records them all as LFS objects of that repository. Nothing
 /// is recorded unless every file checks out. Returns whether any file was new.
 pub async fn register_shard(state: &Context, repo_id: i64, bytes: Bytes) -> ApiResult<bool> {
+    let shard_bytes = bytes.len();
     let files = tokio::task::spawn_blocking(move || shard::parse(&bytes))
         .await?
         .map_err(shard_error)?;
+    // The check below rebuilds and hashes every new file, seconds for large ones: this line
+    // opens it, `xet.shard_registered` (or a refusal) closes it, so a node that dies or
+    // stalls mid-check shows where.
+    tracing::info!(
+        repo_id,
+        files = files.len(),
+        terms = files.iter().map(|f| f.terms.len()).sum::<usize>(),
+        shard_bytes,
+        "xet.shard_received"
+    );
     let mut wanted: Vec<[u8; 32]> = files
         .iter()
         .flat_map(|f| f.terms.iter().map(|t| t.xorb.to_bytes()))
