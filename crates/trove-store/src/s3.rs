@@ -125,7 +125,10 @@ impl Budgets {
 enum PublishPlan {
     Single,
     /// `in_flight` parts of `part` bytes sent at once, and one more being read.
-    Parts { part: u64, in_flight: usize },
+    Parts {
+        part: u64,
+        in_flight: usize,
+    },
 }
 
 impl PublishPlan {
@@ -1074,7 +1077,10 @@ mod tests {
     #[test]
     fn by_default_no_xorb_is_held_whole_and_a_publish_holds_at_most_the_budget() {
         let budgets = Budgets::of(DEFAULT_S3_MEMORY);
-        assert_eq!(budgets.pack, 0, "xorbs are packed and received into staging files");
+        assert_eq!(
+            budgets.pack, 0,
+            "xorbs are packed and received into staging files"
+        );
         // Up to 75 GB, parts are of [`PART_SIZE`]; past it they grow (see the test below).
         for len in [XORB_SINGLE_PUT_MAX, 64 << 20, 10 << 30, 75_000_000_000] {
             let plan = budgets.publish_plan(len, XORB_SINGLE_PUT_MAX);
@@ -1083,7 +1089,10 @@ mod tests {
         }
         // A body smaller than the budget still goes in one piece.
         let small = 4 << 20;
-        assert_eq!(budgets.publish_plan(small, SINGLE_PUT_MAX), PublishPlan::Single);
+        assert_eq!(
+            budgets.publish_plan(small, SINGLE_PUT_MAX),
+            PublishPlan::Single
+        );
     }
 
     #[test]
@@ -1092,10 +1101,16 @@ mod tests {
         assert_eq!(budgets.publish, 512 << 20);
         assert_eq!(budgets.pack, 384 << 20, "six 64 MiB xorbs");
         let xorb = 64 << 20;
-        assert_eq!(budgets.publish_plan(xorb, XORB_SINGLE_PUT_MAX), PublishPlan::Single);
+        assert_eq!(
+            budgets.publish_plan(xorb, XORB_SINGLE_PUT_MAX),
+            PublishPlan::Single
+        );
         assert_eq!(
             budgets.publish_plan(1 << 30, SINGLE_PUT_MAX),
-            PublishPlan::Parts { part: PART_SIZE, in_flight: PART_CONCURRENCY }
+            PublishPlan::Parts {
+                part: PART_SIZE,
+                in_flight: PART_CONCURRENCY
+            }
         );
     }
 
@@ -1104,11 +1119,18 @@ mod tests {
         let budgets = Budgets::of(0);
         assert_eq!(budgets.publish, 2 * PART_SIZE);
         let plan = budgets.publish_plan(1 << 30, SINGLE_PUT_MAX);
-        assert_eq!(plan, PublishPlan::Parts { part: PART_SIZE, in_flight: 1 });
+        assert_eq!(
+            plan,
+            PublishPlan::Parts {
+                part: PART_SIZE,
+                in_flight: 1
+            }
+        );
         assert!(plan.held(1 << 30) <= budgets.publish);
         // Parts grow past 80 GB so that there are at most 9,000: in-flight bytes grow with them.
         let huge = 100_000_000_000;
-        let PublishPlan::Parts { part, in_flight } = budgets.publish_plan(huge, SINGLE_PUT_MAX) else {
+        let PublishPlan::Parts { part, in_flight } = budgets.publish_plan(huge, SINGLE_PUT_MAX)
+        else {
             panic!("one PUT of 100 GB");
         };
         assert!(huge.div_ceil(part) <= 9_000 && in_flight == 1);

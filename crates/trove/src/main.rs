@@ -19,10 +19,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// freed resident. `MIMALLOC_PURGE_DELAY` in the environment still overrides it. Measured in
 /// docs/benchmarks.md ("Memory aims of issue #17, re-measured"): peak RSS over idle during
 /// a 2 GiB LFS upload 48 → 35 MiB, during a Xet one 57 → 37 MiB.
-#[expect(
-    unsafe_code,
-    reason = "mi_option_set only stores an option's value"
-)]
+#[expect(unsafe_code, reason = "mi_option_set only stores an option's value")]
 fn purge_freed_memory_at_once() {
     // mimalloc read its environment when the process was loaded; an operator's value wins.
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {

@@ -505,11 +505,7 @@ pub async fn fetch(
     Ok(download_response(
         StatusCode::PARTIAL_CONTENT,
         out,
-        Opened {
-            len,
-            stream,
-            files,
-        },
+        Opened { len, stream, files },
     ))
 }
 
