@@ -211,6 +211,10 @@ def phase_idle(args, mode: str) -> dict:
 
 
 def phase_upload(args, mode: str, via: str, src: Path, oid: str) -> dict:
+    # Other programs share the disk: checked again before each stored copy.
+    if disk_free_gb() - src.stat().st_size / 1e9 < args.min_free_gb:
+        raise SystemExit(f"{disk_free_gb():.1f} GB free on /: the upload would leave under "
+                         f"{args.min_free_gb} GB; choose a smaller --gib")
     log(f"{mode}: {via} upload of {src.stat().st_size / GIB:.1f} GiB (disk free {disk_free_gb():.1f} GB)")
     s = Server(args, mode, f"{mode}-{via}")
     try:
