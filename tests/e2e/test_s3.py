@@ -178,7 +178,7 @@ def test_redirect_mode_hands_out_presigned_urls_after_the_access_check(trove_red
 
 
 def test_concurrent_lfs_uploads_past_the_memory_budget_pack_into_files_and_all_land(trove, hub, tmp_path):
-    """Under the default memory budget (`[storage] s3_memory_mib` = 32: no xorb held whole in
+    """Under the default memory budget (`[storage] s3_memory_mib` = 16: no xorb held whole in
     memory) every xorb an upload packs goes through a staging file and is published from it
     in parts: uploads at once all land, read back equal, and leave no staging file. (The
     in-memory packing of a larger budget: trove-store's backends tests.)"""

@@ -64,9 +64,10 @@ pub const SINGLE_PUT_MAX: u64 = 16 << 20;
 const XORB_SINGLE_PUT_MAX: u64 = 80 << 20;
 /// The default of [`S3Config::memory`]: bytes of upload bodies the node holds in memory at
 /// once for the bucket. Small enough for the memory aim of issue #17 (a 10 GiB upload within
-/// idle + 64 MiB): every xorb is packed or received into a staging file and published in
-/// parts of [`PART_SIZE`], three in flight.
-pub const DEFAULT_S3_MEMORY: u64 = 32 << 20;
+/// idle + 64 MiB; 32 MiB measured idle + 79): every xorb is packed or received into a
+/// staging file and published in parts of [`PART_SIZE`], one in flight and the next being
+/// read, over the whole node.
+pub const DEFAULT_S3_MEMORY: u64 = 16 << 20;
 /// Of [`S3Config::memory`], at most this much is the publish budget ([`Budgets::publish`]);
 /// what is over it is the packing budget ([`Budgets::pack`]). 896 MiB gives the fastest
 /// layout measured: 512 MiB to publish and six 64 MiB xorbs packed in memory.
