@@ -45,7 +45,8 @@ pub use error::StoreError;
 pub use local::LocalStore;
 pub use read::{READ_CHUNK, read_chunks};
 pub use s3::{
-    ByteStream, LocalCopy, S3Checksum, S3Config, S3Store, SINGLE_PUT_MAX, XorbBuffer, XorbPieces,
+    ByteStream, DEFAULT_S3_MEMORY, LocalCopy, S3Checksum, S3Config, S3Store, SINGLE_PUT_MAX,
+    XorbBuffer, XorbPieces,
 };
 pub use store::{ReadyXorb, ReceivedXorb, Store, TrashedXorb};
 pub use stream::{DirectWriter, WRITE_BATCH};

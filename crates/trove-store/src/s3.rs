@@ -3,11 +3,12 @@
 //! Everything that is staged — bodies being hashed, multipart LFS parts, client xorbs being
 //! validated — stays on local disk in a [`LocalStore`] under the data dir, exactly as in the
 //! embedded mode. A xorb the server packs from an upload still arriving is built in memory
-//! instead when the node-wide budget [`PACK_MEMORY`] has room ([`S3Store::xorb_buffer`]): its
-//! bytes are durable once the bucket answers its PUT, so a local copy would only cost a write
-//! and a read of every byte. Only a verified object is published: uploaded into the bucket
+//! instead when the node-wide packing budget ([`Budgets::pack`], none by default) has room
+//! ([`S3Store::xorb_buffer`]): its bytes are durable once the bucket answers its PUT, so a
+//! local copy would only cost a write and a read of every byte. Only a verified object is published: uploaded into the bucket
 //! (one PUT up to [`SINGLE_PUT_MAX`], else an S3 multipart upload of bounded memory), then
-//! its size read back with a HEAD. Objects are immutable and named by their hash, so
+//! its size read back with a HEAD. Memory: at most [`S3Config::memory`] bytes of bodies at
+//! once over the node ([`Budgets`]). Objects are immutable and named by their hash, so
 //! publishing is create-if-absent by a HEAD first; two nodes racing on one name write the
 //! same bytes.
 //!
@@ -56,30 +57,90 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send
 
 /// Objects up to this size are published with one PUT; larger ones as a multipart upload.
 pub const SINGLE_PUT_MAX: u64 = 16 << 20;
-/// Xorbs up to this size are published with one PUT too (every xorb is: a client's are at most
-/// 66 MiB, the server's 64 MiB of chunks plus headers). A multipart upload would cost each
-/// xorb three more round trips and the S3 server a second write of every byte when it joins
-/// the parts.
+/// Xorbs up to this size are published with one PUT when the memory budget holds them (a
+/// client's are at most 66 MiB, the server's 64 MiB of chunks plus headers). A multipart upload
+/// costs each xorb three more round trips and the S3 server a second write of every byte when
+/// it joins the parts, but holds only its parts in flight.
 const XORB_SINGLE_PUT_MAX: u64 = 80 << 20;
-/// Bytes of bodies the process holds in memory for publishing at once, over every upload:
-/// a publish waits for its share (its whole body for one PUT, its parts in flight for a
-/// multipart upload) before it reads the file.
-const PUBLISH_MEMORY: u64 = 512 << 20;
-/// Bytes of server-built xorbs held in memory at once over every upload, being packed or on
-/// their way to the bucket ([`S3Store::xorb_buffer`]): six 64 MiB xorbs. Separate from
-/// [`PUBLISH_MEMORY`] so that a publish from a staging file never waits for memory held by
-/// an upload that itself waits for its publishes. When it is used up, xorbs are packed into
-/// staging files as in the embedded mode: an upload never waits for it.
-const PACK_MEMORY: u64 = 384 << 20;
+/// The default of [`S3Config::memory`]: bytes of upload bodies the node holds in memory at
+/// once for the bucket. Small enough for the memory aim of issue #17 (a 10 GiB upload within
+/// idle + 64 MiB; 32 MiB measured idle + 79): every xorb is packed or received into a
+/// staging file and published in parts of [`PART_SIZE`], one in flight and the next being
+/// read, over the whole node.
+pub const DEFAULT_S3_MEMORY: u64 = 16 << 20;
+/// Of [`S3Config::memory`], at most this much is the publish budget ([`Budgets::publish`]);
+/// what is over it is the packing budget ([`Budgets::pack`]). 896 MiB gives the fastest
+/// layout measured: 512 MiB to publish and six 64 MiB xorbs packed in memory.
+const PUBLISH_MEMORY_MAX: u64 = 512 << 20;
 /// Xorb buffers kept for reuse once their PUT is answered (at most this many, 64 MiB each,
-/// outside [`PACK_MEMORY`]): a fresh one costs the kernel a page fault and a zeroed page per
-/// 4 KiB, about a tenth of Trove's CPU per byte uploaded.
+/// outside the packing budget, only when there is one): a fresh one costs the kernel a page
+/// fault and a zeroed page per 4 KiB, about a tenth of Trove's CPU per byte uploaded.
 const SPARE_XORB_BUFFERS: usize = 2;
 /// Part size of multipart publishing (S3 wants ≥ 5 MiB parts, ≤ 10 000 of them): raised for
 /// objects over 80 GB so the count stays under the limit.
 const PART_SIZE: u64 = 8 << 20;
-/// Parts in flight at once while publishing: memory per publish ≤ this × the part size.
+/// At most this many parts in flight at once while publishing (fewer when the budget is small).
 const PART_CONCURRENCY: usize = 4;
+
+/// How [`S3Config::memory`] is shared, so that a publish from a staging file never waits for
+/// memory held by an upload that itself waits for its publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Budgets {
+    /// Bodies being published, over every upload: a publish waits for its share (its whole
+    /// body for one PUT, its parts in flight for a multipart upload) before it reads its file.
+    publish: u64,
+    /// Server-built and client xorbs held in memory, being packed or on their way to the
+    /// bucket ([`S3Store::xorb_buffer`], [`S3Store::xorb_pieces`]). When it is used up (or
+    /// nil, as by default), xorbs go through staging files as in the embedded mode: an
+    /// upload never waits for it.
+    pack: u64,
+}
+
+impl Budgets {
+    fn of(memory: u64) -> Self {
+        let publish = memory.clamp(PART_SIZE * 2, PUBLISH_MEMORY_MAX);
+        Self {
+            publish,
+            pack: memory.saturating_sub(publish),
+        }
+    }
+
+    /// How a verified body of `len` bytes is published: one PUT when it is at most
+    /// `single_put_max` and the publish budget holds it, else in parts.
+    fn publish_plan(&self, len: u64, single_put_max: u64) -> PublishPlan {
+        if len <= single_put_max && len <= self.publish {
+            return PublishPlan::Single;
+        }
+        let part = PART_SIZE.max(len.div_ceil(9_000));
+        // The part being read counts too.
+        let in_flight = usize::try_from(self.publish / part)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(1)
+            .clamp(1, PART_CONCURRENCY);
+        PublishPlan::Parts { part, in_flight }
+    }
+}
+
+/// See [`Budgets::publish_plan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PublishPlan {
+    Single,
+    /// `in_flight` parts of `part` bytes sent at once, and one more being read.
+    Parts {
+        part: u64,
+        in_flight: usize,
+    },
+}
+
+impl PublishPlan {
+    /// Bytes of the body in memory at once.
+    fn held(&self, len: u64) -> u64 {
+        match *self {
+            Self::Single => len,
+            Self::Parts { part, in_flight } => part * (in_flight as u64 + 1),
+        }
+    }
+}
 
 /// Where and how to reach the bucket. The secret never appears in `Debug`.
 #[derive(Clone)]
@@ -96,6 +157,10 @@ pub struct S3Config {
     pub session_token: Option<String>,
     /// How the bucket checks that the bytes of a PUT arrived intact.
     pub checksum: S3Checksum,
+    /// Bytes of upload bodies the node holds in memory at once for the bucket
+    /// ([`DEFAULT_S3_MEMORY`]; `[storage] s3_memory_mib`): more packs xorbs in memory and puts
+    /// them in one piece, which costs less CPU per byte uploaded.
+    pub memory: u64,
 }
 
 /// How each PUT's body is checked by the bucket.
@@ -135,9 +200,11 @@ impl S3Config {
 pub struct S3Store {
     staging: LocalStore,
     bucket: Arc<AmazonS3>,
-    /// [`PUBLISH_MEMORY`] in MiB permits.
+    /// How [`S3Config::memory`] is shared.
+    budgets: Budgets,
+    /// [`Budgets::publish`] in MiB permits.
     publish_memory: Arc<Semaphore>,
-    /// [`PACK_MEMORY`] in MiB permits.
+    /// [`Budgets::pack`] in MiB permits.
     pack_memory: Arc<Semaphore>,
     /// Emptied xorb buffers for the next xorb packed in memory ([`SPARE_XORB_BUFFERS`]).
     spare_buffers: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
@@ -223,11 +290,15 @@ impl S3Store {
             key: config.display_url(),
             message: e.to_string(),
         })?;
+        let budgets = Budgets::of(config.memory);
         let store = Self {
             staging,
             bucket: Arc::new(bucket),
-            publish_memory: Arc::new(Semaphore::new(mib_permits(PUBLISH_MEMORY) as usize)),
-            pack_memory: Arc::new(Semaphore::new(mib_permits(PACK_MEMORY) as usize)),
+            budgets,
+            publish_memory: Arc::new(Semaphore::new(mib_permits(budgets.publish) as usize)),
+            pack_memory: Arc::new(Semaphore::new(
+                usize::try_from(budgets.pack >> 20).unwrap_or(usize::MAX),
+            )),
             spare_buffers: Arc::default(),
             prefix: config.prefix.clone(),
             location: config.display_url(),
@@ -361,34 +432,14 @@ impl S3Store {
             path: path.to_owned(),
             source: e,
         };
-        let single = len <= single_put_max;
-        let part = PART_SIZE.max(len.div_ceil(9_000));
-        let held = if single {
-            len
-        } else {
-            part * (PART_CONCURRENCY as u64 + 1)
-        };
+        let plan = self.budgets.publish_plan(len, single_put_max);
         let _memory = self
             .publish_memory
-            .acquire_many(mib_permits(held.min(PUBLISH_MEMORY)))
+            .acquire_many(mib_permits(plan.held(len).min(self.budgets.publish)))
             .await
             .map_err(|e| io_at(io::Error::other(e)))?;
         let mut file = tokio::fs::File::open(path).await.map_err(io_at)?;
-        if single {
-            let mut buf = Vec::with_capacity(len as usize);
-            (&mut file)
-                .take(len)
-                .read_to_end(&mut buf)
-                .await
-                .map_err(io_at)?;
-            if buf.len() as u64 != len {
-                return Err(io_at(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the staged file is shorter than verified",
-                )));
-            }
-            return self.put_bytes(key, Bytes::from(buf)).await;
-        } else {
+        if let PublishPlan::Parts { part, in_flight } = plan {
             let upload = self
                 .bucket
                 .put_multipart(key)
@@ -413,7 +464,7 @@ impl S3Store {
                     }
                     left -= want;
                     writer
-                        .wait_for_capacity(PART_CONCURRENCY)
+                        .wait_for_capacity(in_flight)
                         .await
                         .map_err(backend("upload_part", key))?;
                     writer.put(Bytes::from(buf));
@@ -431,6 +482,20 @@ impl S3Store {
                 .finish()
                 .await
                 .map_err(backend("complete_multipart", key))?;
+        } else {
+            let mut buf = Vec::with_capacity(len as usize);
+            (&mut file)
+                .take(len)
+                .read_to_end(&mut buf)
+                .await
+                .map_err(io_at)?;
+            if buf.len() as u64 != len {
+                return Err(io_at(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the staged file is shorter than verified",
+                )));
+            }
+            return self.put_bytes(key, Bytes::from(buf)).await;
         }
         self.verify_published(key, len).await
     }
@@ -655,7 +720,7 @@ impl S3Store {
     }
 
     /// Room in memory for one xorb of at most `max_len` bytes the server packs, if the
-    /// node-wide [`PACK_MEMORY`] has it now (never waits): `None` means "pack it into a
+    /// node-wide packing budget has it now (never waits): `None` means "pack it into a
     /// staging file". The share is returned when the buffer drops or its PUT is answered.
     pub fn xorb_buffer(&self, max_len: u64) -> Option<XorbBuffer> {
         let cap = usize::try_from(max_len).ok()?;
@@ -720,7 +785,7 @@ impl S3Store {
     }
 
     /// Receives a client's xorb body (at most `limit` bytes) into memory, as the pieces it
-    /// arrived in, if the node-wide [`PACK_MEMORY`] has room for `limit` bytes now (never
+    /// arrived in, if the node-wide packing budget has room for `limit` bytes now (never
     /// waits): `None` means "stage it in a file". Its PUT then sends those very pieces
     /// ([`Self::publish_received_xorb`]): no staging file written and read back, no copy.
     pub fn xorb_pieces(&self, limit: u64) -> Option<XorbPieces> {
@@ -1008,5 +1073,67 @@ mod tests {
         assert!(back.is_empty());
         assert_eq!(back.as_ptr(), at, "the same allocation, not a copy");
         assert!(back.capacity() >= 1 << 20, "its whole capacity");
+    }
+
+    #[test]
+    fn by_default_no_xorb_is_held_whole_and_a_publish_holds_at_most_the_budget() {
+        let budgets = Budgets::of(DEFAULT_S3_MEMORY);
+        assert_eq!(
+            budgets.pack, 0,
+            "xorbs are packed and received into staging files"
+        );
+        // Up to 75 GB, parts are of [`PART_SIZE`]; past it they grow (see the test below).
+        for len in [XORB_SINGLE_PUT_MAX, 64 << 20, 10 << 30, 75_000_000_000] {
+            let plan = budgets.publish_plan(len, XORB_SINGLE_PUT_MAX);
+            assert!(matches!(plan, PublishPlan::Parts { .. }), "{len}: {plan:?}");
+            assert!(plan.held(len) <= DEFAULT_S3_MEMORY, "{len}: {plan:?}");
+        }
+        // A body smaller than the budget still goes in one piece.
+        let small = 4 << 20;
+        assert_eq!(
+            budgets.publish_plan(small, SINGLE_PUT_MAX),
+            PublishPlan::Single
+        );
+    }
+
+    #[test]
+    fn a_large_budget_packs_xorbs_in_memory_and_puts_them_whole() {
+        let budgets = Budgets::of(896 << 20);
+        assert_eq!(budgets.publish, 512 << 20);
+        assert_eq!(budgets.pack, 384 << 20, "six 64 MiB xorbs");
+        let xorb = 64 << 20;
+        assert_eq!(
+            budgets.publish_plan(xorb, XORB_SINGLE_PUT_MAX),
+            PublishPlan::Single
+        );
+        assert_eq!(
+            budgets.publish_plan(1 << 30, SINGLE_PUT_MAX),
+            PublishPlan::Parts {
+                part: PART_SIZE,
+                in_flight: PART_CONCURRENCY
+            }
+        );
+    }
+
+    #[test]
+    fn a_part_is_always_in_flight_even_when_the_budget_is_smaller_than_two() {
+        let budgets = Budgets::of(0);
+        assert_eq!(budgets.publish, 2 * PART_SIZE);
+        let plan = budgets.publish_plan(1 << 30, SINGLE_PUT_MAX);
+        assert_eq!(
+            plan,
+            PublishPlan::Parts {
+                part: PART_SIZE,
+                in_flight: 1
+            }
+        );
+        assert!(plan.held(1 << 30) <= budgets.publish);
+        // Parts grow past 80 GB so that there are at most 9,000: in-flight bytes grow with them.
+        let huge = 100_000_000_000;
+        let PublishPlan::Parts { part, in_flight } = budgets.publish_plan(huge, SINGLE_PUT_MAX)
+        else {
+            panic!("one PUT of 100 GB");
+        };
+        assert!(huge.div_ceil(part) <= 9_000 && in_flight == 1);
     }
 }

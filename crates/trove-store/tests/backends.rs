@@ -73,11 +73,21 @@ fn s3_config() -> Option<S3Config> {
             .expect("AWS_SECRET_ACCESS_KEY with TROVE_TEST_S3_URL"),
         session_token: None,
         checksum,
+        memory: trove_store::DEFAULT_S3_MEMORY,
     })
 }
 
 /// Every backend to test, each on a fresh temp dir (and a fresh key prefix).
 async fn backends() -> Vec<(&'static str, Store, tempfile::TempDir)> {
+    backends_with(trove_store::DEFAULT_S3_MEMORY).await
+}
+
+/// An S3 store's memory budget large enough to pack and receive xorbs in memory (six 64 MiB
+/// xorbs beside 512 MiB of publishes).
+const IN_MEMORY: u64 = 896 << 20;
+
+/// [`backends`], the S3 store with `memory` bytes for upload bodies.
+async fn backends_with(memory: u64) -> Vec<(&'static str, Store, tempfile::TempDir)> {
     let mut out = Vec::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let local = Store::open_local(dir.path().join("lfs"))
@@ -86,6 +96,7 @@ async fn backends() -> Vec<(&'static str, Store, tempfile::TempDir)> {
     out.push(("local", local, dir));
     if let Some(mut config) = s3_config() {
         config.prefix = format!("test-{}/", uuid::Uuid::new_v4().simple());
+        config.memory = memory;
         let dir = tempfile::tempdir().expect("tempdir");
         let s3 = Store::open_s3(dir.path().join("lfs"), config)
             .await
@@ -420,7 +431,7 @@ async fn xorbs_publish_list_read_trash_restore_discard() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xorbs_packed_in_memory_go_to_the_bucket_within_the_budget() {
     use std::io::Write;
-    for (name, store, _dir) in backends().await {
+    for (name, store, _dir) in backends_with(IN_MEMORY).await {
         let xorb = 64 << 20;
         let Some(mut buffer) = store.xorb_buffer(1 << 20) else {
             assert_eq!(name, "local", "only the local store packs into files alone");
@@ -479,7 +490,7 @@ async fn xorbs_packed_in_memory_go_to_the_bucket_within_the_budget() {
 /// one past its limit is refused and leaves nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn received_xorbs_publish_from_memory_or_staging() {
-    for (name, store, _dir) in backends().await {
+    for (name, store, _dir) in backends_with(IN_MEMORY).await {
         let chunks = pattern(300_000, 11);
         let mut with_footer = chunks.clone();
         with_footer.extend_from_slice(b"FOOTER");
@@ -558,6 +569,38 @@ async fn received_xorbs_publish_from_memory_or_staging() {
         );
         drop(held);
         assert!(tmp_is_empty(&store), "{name}: the staging file is gone");
+    }
+}
+
+/// Under the default memory budget no xorb is held whole: a server-built one has no memory
+/// to be packed in, a client's 40 MiB one is staged, and its publish goes to the bucket in
+/// parts (read back intact).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_xorbs_are_staged_and_published_in_parts() {
+    for (name, store, _dir) in backends().await {
+        if name == "local" {
+            continue;
+        }
+        assert!(store.xorb_buffer(1 << 20).is_none(), "no packing budget");
+        let chunks = pattern(40 << 20, 13);
+        let hex = "ab".repeat(32);
+        let received = store
+            .receive_xorb(body(&chunks, 1 << 20), 66 << 20)
+            .await
+            .expect("receive");
+        assert!(matches!(received, ReceivedXorb::Staged(_)), "staged");
+        let outcome = store
+            .publish_received_xorb(received, &hex, chunks.len() as u64)
+            .await
+            .expect("publish in parts");
+        assert_eq!(outcome, PutOutcome::Stored);
+        let read = store
+            .open_xorb_range(&hex, 0, chunks.len() as u64)
+            .await
+            .expect("open")
+            .expect("present");
+        assert!(collect(read).await == chunks, "the same bytes");
+        assert!(tmp_is_empty(&store), "no staging file left");
     }
 }
 

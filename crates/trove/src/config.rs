@@ -268,6 +268,9 @@ pub struct StorageConfig {
     pub redirect_downloads: bool,
     /// How long a presigned download URL is valid.
     pub presign_ttl_secs: u64,
+    /// Bytes of upload bodies held in memory at once for the bucket (`[storage]
+    /// s3_memory_mib`, S3 only; see [`trove_store::S3Config::memory`]).
+    pub s3_memory: u64,
 }
 
 /// The default `[storage] presign_ttl_secs`: long enough for a client to start the GET.
@@ -371,6 +374,7 @@ impl StorageConfig {
             secret_access_key,
             session_token,
             checksum,
+            memory: self.s3_memory,
         }))
     }
 }
@@ -595,6 +599,7 @@ impl Default for Config {
                 credentials_file: None,
                 redirect_downloads: false,
                 presign_ttl_secs: DEFAULT_PRESIGN_TTL_SECS,
+                s3_memory: trove_store::DEFAULT_S3_MEMORY,
             },
             metrics: MetricsConfig::default(),
             database: DatabaseConfig::default(),
@@ -695,6 +700,7 @@ struct FileStorage {
     credentials_file: Option<PathBuf>,
     redirect_downloads: Option<bool>,
     presign_ttl_secs: Option<u64>,
+    s3_memory_mib: Option<u64>,
 }
 
 /// `[spaces]` of the TOML file; every key optional.
@@ -902,6 +908,9 @@ impl Config {
         }
         if let Some(v) = file.presign_ttl_secs {
             self.storage.presign_ttl_secs = v;
+        }
+        if let Some(v) = file.s3_memory_mib {
+            self.storage.s3_memory = v.saturating_mul(1 << 20);
         }
     }
 
@@ -1438,11 +1447,16 @@ mod tests {
         assert!(storage(Some("s3://b")).backend(dir.path()).is_err());
         let c = load_toml(
             dir.path(),
-            "[storage]\nurl = \"s3://b\"\nredirect_downloads = true\npresign_ttl_secs = 60\n",
+            "[storage]\nurl = \"s3://b\"\nredirect_downloads = true\npresign_ttl_secs = 60\ns3_memory_mib = 896\n",
         )
         .expect("loads");
         assert_eq!(c.storage.url.as_deref(), Some("s3://b"));
         assert!(c.storage.redirect_downloads);
         assert_eq!(c.storage.presign_ttl_secs, 60);
+        assert_eq!(c.storage.s3_memory, 896 << 20);
+        assert_eq!(
+            Config::default().storage.s3_memory,
+            trove_store::DEFAULT_S3_MEMORY
+        );
     }
 }
