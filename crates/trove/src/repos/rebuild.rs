@@ -114,12 +114,8 @@ const HASH_QUEUE: usize = 4;
 /// [`HASH_BATCH`] bytes, plus what one decoding step holds.
 pub fn hash_plan(store: &Store, blocks: &Arc<BlockPool>, plan: &Plan) -> io::Result<[u8; 32]> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(HASH_QUEUE);
-    // A store in a bucket reads through the runtime (`Handle::try_current`): the decoding
-    // thread runs in the caller's runtime context, which a plain thread does not inherit.
-    let runtime = tokio::runtime::Handle::try_current().ok();
     std::thread::scope(|scope| {
         let decoder = scope.spawn(move || {
-            let _runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
             let mut slices = Vec::new();
             let mut bytes = 0usize;
             let gone = || io::Error::new(io::ErrorKind::BrokenPipe, "the hashing thread stopped");
