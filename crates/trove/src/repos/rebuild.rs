@@ -171,6 +171,12 @@ pub fn hash_plan(store: &Store, blocks: &Arc<BlockPool>, plan: &Plan) -> io::Res
     })
 }
 
+/// The error of a plan naming a xorb the store does not hold (a damaged store: the file
+/// was verified against it).
+fn missing_xorb(xorb: &XetHash) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("xorb {xorb} is missing"))
+}
+
 /// Walks `plan`'s terms in order: opens each term's xorb at its first stored byte and lets
 /// `decode` produce the term's bytes (skipping `skip`, at most `remaining`), returning how
 /// many it produced. Fails if a xorb is missing or the terms end short of the plan's length.
@@ -188,12 +194,7 @@ fn walk_plan(
         let file = store
             .open_xorb_at(&term.xorb.hex(), term.stored_start)
             .map_err(io::Error::other)?
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("xorb {} is missing", term.xorb),
-                )
-            })?;
+            .ok_or_else(|| missing_xorb(&term.xorb))?;
         remaining -= decode(file, term, skip, remaining)?;
         skip = 0;
     }
@@ -334,12 +335,7 @@ impl RemoteWalk {
                     .await
                     .map_err(io::Error::other)?
                     .map_err(io::Error::other)?
-                    .ok_or_else(|| {
-                        io::Error::new(
-                            io::ErrorKind::NotFound,
-                            format!("xorb {} is missing", term.xorb),
-                        )
-                    })?;
+                    .ok_or_else(|| missing_xorb(&term.xorb))?;
                 let decoder = FrameDecoder::new(&term, self.skip, self.remaining);
                 self.skip = 0;
                 self.current = Some((stream, decoder));
@@ -526,12 +522,13 @@ mod tests {
             assert_eq!(got, expected, "{name}");
         }
         // A plan naming a xorb the store lacks fails on either path.
+        let plan_xorb = XetHash::from_bytes([7; 32]);
         for length in [100, 3 * HASH_BATCH as u64] {
             let plan = Plan {
                 offset_into_first: 0,
                 length,
                 terms: vec![PlannedTerm {
-                    xorb: XetHash::from_bytes([7; 32]),
+                    xorb: plan_xorb,
                     ..a_term
                 }],
             };
@@ -541,6 +538,7 @@ mod tests {
                 .expect("joined")
                 .expect_err("missing xorb");
             assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+            assert_eq!(err.to_string(), missing_xorb(&plan_xorb).to_string());
         }
     }
 }
