@@ -61,6 +61,10 @@ def test_an_unreachable_database_stops_serve_at_once(tmp_path):
     # The same through the environment, for an admin verb.
     p, _ = run_trove(["user", "list"], tmp_path / "d", {"TROVE_DATABASE": url})
     assert_one_clear_line(p, "cannot connect to the database at postgres://trove:***@")
+    # An admin verb creates no data dir of its own (only `serve` does).
+    p, _ = run_trove(["user", "list"], tmp_path / "absent", {"TROVE_DATABASE": url})
+    assert_one_clear_line(p, "cannot connect to the database at postgres://trove:***@")
+    assert not (tmp_path / "absent").exists()
 
 
 def test_a_malformed_database_url_is_refused(tmp_path):
@@ -107,5 +111,16 @@ def test_a_hub_on_postgresql_is_served_and_administered(tmp_path):
         # The CLI without the database option would open (and refuse) the data dir's SQLite.
         p, _ = run_trove(["user", "list"], server.data_dir)
         assert p.returncode != 0 and "no Trove database" in p.stderr, p.stderr
+        # With the database but in the wrong directory: the hub's store is not there, and a
+        # maintenance verb says so rather than examine an empty store it made itself.
+        elsewhere = tmp_path / "elsewhere"
+        p, _ = run_trove(["fsck"], elsewhere, {"TROVE_DATABASE": url})
+        assert p.returncode != 0 and "no Trove object store at" in p.stderr, p.stderr
+        assert str(elsewhere / "lfs") in p.stderr, p.stderr
+        assert not elsewhere.exists()
+        # An admin verb on the database alone works from anywhere, creating nothing.
+        p, _ = run_trove(["user", "list"], elsewhere, {"TROVE_DATABASE": url})
+        assert p.returncode == 0 and "pgalice" in p.stdout, p.stderr
+        assert not elsewhere.exists()
     finally:
         server.stop()

@@ -167,7 +167,24 @@ impl Db {
     async fn migrate(&self) -> Result<()> {
         match &self.pool {
             Pool::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
-            Pool::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+            Pool::Postgres(pool) => {
+                // Every start after the first meets `CREATE TABLE IF NOT EXISTS
+                // _sqlx_migrations`, and the server answers with a NOTICE ("relation …
+                // already exists, skipping") that sqlx logs among the start-up lines as if
+                // something were amiss. The migrations run on a connection that asks the
+                // server for warnings and errors only, closed afterwards rather than handed
+                // back to the pool with that setting; a failing migration still fails here.
+                let mut conn = pool.acquire().await?;
+                conn.close_on_drop();
+                sqlx::query("SET client_min_messages TO warning")
+                    .execute(&mut *conn)
+                    .await?;
+                // `run_direct` is `run` on a connection already held: `run(&mut *conn)` makes
+                // the future not `Send` ("`Acquire` is not general enough"), as sqlx notes.
+                sqlx::migrate!("./migrations/postgres")
+                    .run_direct(&mut *conn)
+                    .await?;
+            }
         }
         Ok(())
     }

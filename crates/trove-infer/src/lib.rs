@@ -322,16 +322,23 @@ mod tests {
         let mut params = greedy(4);
         params.logprobs = true;
         assert!(!params.samples(), "greedy draws nothing at random");
+        let mut streamed = Vec::new();
         let out = decoder
-            .generate("a b", &params, true, &mut |_, _| true)
+            .generate("a b", &params, true, &mut |_, id| {
+                streamed.push(id);
+                true
+            })
             .expect("generates");
         assert_eq!(
             out.token_ids(),
             plain.token_ids(),
             "asking changes nothing generated"
         );
-        let ids: Vec<u32> = out.tokens.iter().map(|t| t.id).collect();
-        assert_eq!(ids, out.token_ids());
+        assert_eq!(
+            streamed,
+            out.token_ids(),
+            "each token carrying its details is the one handed to the reader, in order"
+        );
         let texts: String = out.tokens.iter().map(|t| t.text.as_str()).collect();
         assert_eq!(texts, out.text, "the pieces make the text");
         for t in &out.tokens {

@@ -210,6 +210,10 @@ pub struct S3Store {
     spare_buffers: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
     prefix: String,
     location: String,
+    /// The runtime the store was opened in: the blocking readers ([`Self::open_xorb_at`])
+    /// wait on it, so they work from any thread that is not one of its workers (the
+    /// blocking pool, or a plain thread that never entered a runtime).
+    runtime: tokio::runtime::Handle,
 }
 
 impl fmt::Debug for S3Store {
@@ -253,6 +257,12 @@ impl S3Store {
     ) -> Result<Self, StoreError> {
         // reqwest is built without a bundled TLS provider (see the workspace manifest).
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // The HTTP client's connections live on this runtime; the blocking readers wait on it.
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| StoreError::Backend {
+            op: "configure",
+            key: config.display_url(),
+            message: format!("the S3 store must be opened inside a Tokio runtime: {e}"),
+        })?;
         let staging = LocalStore::open(staging_root).await?;
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&config.bucket)
@@ -302,6 +312,7 @@ impl S3Store {
             spare_buffers: Arc::default(),
             prefix: config.prefix.clone(),
             location: config.display_url(),
+            runtime,
         };
         store.probe().await?;
         Ok(store)
@@ -855,18 +866,17 @@ impl S3Store {
     }
 
     /// Xorb `hash_hex` from byte `start` on, as a blocking reader over one streaming GET.
-    /// Call from the blocking pool (it waits on the runtime it was called from).
+    /// Blocking: it waits on the runtime the store was opened in, whatever the calling
+    /// thread — the blocking pool or a plain thread with no runtime of its own — but never
+    /// call it from one of the runtime's worker threads (an async task): tokio refuses to
+    /// block a worker and panics.
     pub fn open_xorb_at(
         &self,
         hash_hex: &str,
         start: u64,
     ) -> Result<Option<Box<dyn Read + Send>>, StoreError> {
-        let handle = tokio::runtime::Handle::try_current().map_err(|e| StoreError::Io {
-            path: std::path::PathBuf::new(),
-            source: io::Error::other(e),
-        })?;
         let key = self.xorb_key(hash_hex);
-        let stream = handle.block_on(async {
+        let stream = self.runtime.block_on(async {
             let Some(size) = self.head(&key).await? else {
                 return Ok(None);
             };
@@ -875,7 +885,7 @@ impl S3Store {
         Ok(stream.map(|stream| {
             Box::new(BlockingStreamReader {
                 stream,
-                handle,
+                handle: self.runtime.clone(),
                 chunk: Bytes::new(),
             }) as Box<dyn Read + Send>
         }))
@@ -1035,8 +1045,8 @@ impl LocalCopy {
     }
 }
 
-/// A [`Read`] over a [`ByteStream`] for code on the blocking pool: each refill waits for the
-/// stream's next chunk on the runtime `handle`.
+/// A [`Read`] over a [`ByteStream`] for blocking code (off the runtime's workers): each
+/// refill waits for the stream's next chunk on the runtime `handle`.
 struct BlockingStreamReader {
     stream: ByteStream,
     handle: tokio::runtime::Handle,

@@ -422,8 +422,9 @@ impl Store {
         }
     }
 
-    /// Xorb `hash_hex` from byte `start` on as a blocking reader (call from the blocking
-    /// pool); `None` if absent.
+    /// Xorb `hash_hex` from byte `start` on as a blocking reader; `None` if absent. Call it
+    /// from the blocking pool or any plain thread, never from an async task: the S3 store
+    /// waits on the runtime it was opened in (see [`S3Store::open_xorb_at`]).
     pub fn open_xorb_at(
         &self,
         hash_hex: &str,

@@ -426,6 +426,47 @@ async fn xorbs_publish_list_read_trash_restore_discard() {
     }
 }
 
+/// The blocking xorb reader works from a thread that never entered a runtime (a scoped
+/// thread of the shard check's decoder, say): the S3 store waits on the runtime it was
+/// opened in, not on the caller's, which such a thread does not have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_xorb_read_works_from_a_thread_outside_the_runtime() {
+    for (name, store, _dir) in backends().await {
+        let hex = "cd".repeat(32);
+        let chunks = pattern(300_000, 9);
+        let staged = store
+            .stage_xorb(body(&chunks, 65_536), 1 << 20)
+            .await
+            .expect("stage");
+        store
+            .publish_xorb(staged, &hex, chunks.len() as u64)
+            .await
+            .expect("publish");
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let (s, h) = (store.clone(), hex.clone());
+        let thread = std::thread::spawn(move || {
+            assert!(
+                tokio::runtime::Handle::try_current().is_err(),
+                "a plain thread has no runtime"
+            );
+            let read = s.open_xorb_at(&h, 1234).map(|reader| {
+                let mut out = Vec::new();
+                reader.map(|mut r| r.read_to_end(&mut out).map(|_| out))
+            });
+            let absent = s.open_xorb_at(&"ef".repeat(32), 0).map(|r| r.is_none());
+            let _ = done_tx.send((read, absent));
+        });
+        let (read, absent) = done_rx.await.expect("the reading thread answers");
+        thread.join().expect("the reading thread ends");
+        let read = read
+            .unwrap_or_else(|e| panic!("{name}: open from a plain thread: {e}"))
+            .expect("present")
+            .expect("read");
+        assert!(read == chunks[1234..], "{name}: the bytes from 1234 on");
+        assert!(absent.expect("open"), "{name}: an absent xorb is None");
+    }
+}
+
 /// A presigned URL fetches the object without credentials; a xorb URL bound to one range
 /// fetches that range, and another range is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,6 +78,84 @@ async fn nodes_starting_together_apply_the_migrations_once() {
     admin_exec(&admin_url, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
 }
 
+/// The notices sqlx logs (target `sqlx::postgres::notice`), caught on this thread.
+#[derive(Clone, Default)]
+struct Notices(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Notices {
+    fn taken(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().expect("notices"))
+    }
+}
+
+impl tracing::Subscriber for Notices {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={value:?} ", field.name()));
+            }
+        }
+        if event.metadata().target() == "sqlx::postgres::notice" {
+            let mut text = Text(String::new());
+            event.record(&mut text);
+            self.0.lock().expect("notices").push(text.0);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Every start after the first runs `CREATE TABLE IF NOT EXISTS _sqlx_migrations`; the
+/// server's notice that it exists is no news and stays out of the start-up log, while a
+/// notice of any other statement still reaches it.
+#[tokio::test]
+async fn a_restart_logs_no_notice_about_the_migrations_table() {
+    let Some(admin_url) = postgres_url() else {
+        eprintln!("TROVE_TEST_POSTGRES_URL unset: skipped");
+        return;
+    };
+    let name = fresh_name();
+    admin_exec(&admin_url, &format!("CREATE DATABASE {name}")).await;
+    let db_url = database_url(&admin_url, &name);
+    let url = DatabaseUrl::parse(&db_url).expect("url");
+    let notices = Notices::default();
+    // The test runtime has one thread: everything below logs through this subscriber.
+    let _logging = tracing::subscriber::set_default(notices.clone());
+    for start in ["first", "second"] {
+        let db = Db::connect(&url, &ConnectOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{start} start: {e}"));
+        db.close().await;
+        assert_eq!(notices.taken(), Vec::<String>::new(), "{start} start");
+    }
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&db_url)
+            .await
+            .expect("connection");
+        sqlx::query("DROP TABLE IF EXISTS no_such_table")
+            .execute(&mut conn)
+            .await
+            .expect("drop if exists");
+        let _ = conn.close().await;
+    }
+    let other = notices.taken();
+    assert!(
+        other.len() == 1 && other[0].contains("no_such_table"),
+        "another statement's notice is still logged: {other:?}"
+    );
+    admin_exec(&admin_url, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
+}
+
 async fn admin_exec(admin_url: &str, sql: &str) {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(admin_url)

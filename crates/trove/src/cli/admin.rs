@@ -26,7 +26,12 @@ pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
             .create(data_dir)
             .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     }
-    let url = config.database.url(data_dir);
+    connect(config).await
+}
+
+/// Connects to the database `config` names; creates nothing but a SQLite file's schema.
+async fn connect(config: &Config) -> anyhow::Result<Db> {
+    let url = config.database.url(&config.data_dir);
     // A connection error names the server, with the password redacted.
     Db::connect(&url, &config.database.connect_options())
         .await
@@ -45,7 +50,9 @@ pub async fn open_existing_db(config: &Config) -> anyhow::Result<Db> {
             db_file.display()
         );
     }
-    open_db(config).await
+    // Never the data dir's creation: on PostgreSQL an admin verb needs none (the hub is the
+    // database), and a directory left behind by a verb run in the wrong place is a trap.
+    connect(config).await
 }
 
 /// Warns when others may read the data dir (private repositories live there).

@@ -142,8 +142,10 @@ pub struct ServeArgs {
     /// TOML configuration file (default: trove.toml in the data dir, if present).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Seconds in-flight requests (uploads, pushes) may run on after SIGTERM/SIGINT before
-    /// the process stops anyway; new connections are refused at once.
+    /// Grace period in seconds for requests still in flight (uploads, pushes) once the
+    /// node stops accepting connections on SIGTERM/SIGINT (at once, or after
+    /// --drain-delay); whatever still runs then is cut off. git processes whose client
+    /// already left get up to as long again to finish before the process exits.
     #[arg(long, env = "TROVE_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
     /// Seconds between SIGTERM and refusing new connections, during which `/readyz` already

@@ -91,6 +91,17 @@ pub async fn reindex(config: Config, repo: Option<&str>) -> anyhow::Result<()> {
 /// The state of a data dir for a maintenance command (the server may be running too).
 pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     let db = crate::cli::admin::open_existing_db(&config).await?;
+    // A hub's local store exists from its first start on: a missing one means the wrong
+    // data dir (on PostgreSQL the database check above cannot tell), and opening it would
+    // create an empty store there for the command to examine or collect.
+    if let crate::config::StorageBackend::Local(root) = config.storage.backend(&config.data_dir)? {
+        anyhow::ensure!(
+            root.is_dir(),
+            "no Trove object store at {}: pass the hub's --data-dir DIR (or set TROVE_DATA_DIR, \
+             or TROVE_STORAGE when its objects live elsewhere)",
+            root.display()
+        );
+    }
     let store = crate::cli::serve::open_store(&config).await?;
     let signer = UrlSigner::load(&db, &config.data_dir).await?;
     AppState::new(config, db, store, signer)

@@ -168,7 +168,7 @@ pub async fn run(
         println!("  export HF_ENDPOINT={url} HF_TOKEN=...");
     }
     println!("More users and tokens: trove user create NAME / trove token create NAME");
-    println!("Trove {} listening on {url}", env!("CARGO_PKG_VERSION"));
+    println!("{}", listening_lines(bound, &url));
     tracing::info!(listen = %bound, public_url = %url, data_dir = %data_dir.display(), "trove started");
 
     if let Some(waiting) = waiting {
@@ -234,6 +234,19 @@ pub async fn run(
     } else {
         tracing::warn!("trove stopped with work cut short: the next start checks the repositories");
         Ok(None)
+    }
+}
+
+/// The start-up line naming the bound socket, and the public URL on a line of its own when
+/// `--public-url` (or the configuration) gives another one: a URL behind a proxy is not
+/// where this process listens, and an operator checking the socket needs both.
+fn listening_lines(bound: std::net::SocketAddr, public_url: &str) -> String {
+    let listening = format!("http://{bound}");
+    let version = env!("CARGO_PKG_VERSION");
+    if public_url.trim_end_matches('/') == listening {
+        format!("Trove {version} listening on {listening}")
+    } else {
+        format!("Trove {version} listening on {listening}\nPublic URL: {public_url}")
     }
 }
 
@@ -473,5 +486,28 @@ pub async fn open_store(config: &Config) -> anyhow::Result<trove_store::Store> {
             tracing::info!(storage = %location, endpoint = %endpoint, "object store reachable");
             Ok(store)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listening_lines;
+
+    #[test]
+    fn the_start_up_line_names_the_bound_socket_and_a_different_public_url_apart() {
+        let bound: std::net::SocketAddr = "127.0.0.1:41234".parse().expect("address");
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            listening_lines(bound, "http://127.0.0.1:41234"),
+            format!("Trove {version} listening on http://127.0.0.1:41234"),
+            "one line when the public URL is the socket"
+        );
+        assert_eq!(
+            listening_lines(bound, "https://hub.example.com"),
+            format!(
+                "Trove {version} listening on http://127.0.0.1:41234\nPublic URL: https://hub.example.com"
+            ),
+            "the socket first, the public URL apart"
+        );
     }
 }

@@ -101,25 +101,35 @@ pub async fn plan_file(
     Ok((plan, xorbs))
 }
 
-/// Bytes of decoded slices handed from the decoding thread to the hashing one at a time.
+/// Bytes of decoded slices handed from the decoding thread to the hashing one at a time;
+/// a plan shorter than this is decoded and hashed on the calling thread.
 const HASH_BATCH: usize = 1 << 20;
 /// Batches that may wait for the hashing thread.
 const HASH_QUEUE: usize = 4;
 
-/// The SHA-256 of the bytes `plan` describes (blocking). Decoding (reading the xorbs, and
-/// decompressing) runs on a thread of its own and hands its slices to this one, which only
-/// hashes: on two cores the rebuild takes about the time of the hash alone rather than the
-/// sum of both. The slices are those [`stream_plan`] sends (an uncompressed chunk is a
-/// slice of the block it was read into); memory: [`HASH_QUEUE`] batches of about
-/// [`HASH_BATCH`] bytes, plus what one decoding step holds.
+/// The SHA-256 of the bytes `plan` describes (blocking: call from the blocking pool or a
+/// plain thread). Decoding (reading the xorbs, and decompressing) runs on a thread of its
+/// own and hands its slices to this one, which only hashes: on two cores the rebuild takes
+/// about the time of the hash alone rather than the sum of both. A plan shorter than one
+/// batch ([`HASH_BATCH`]) has nothing to overlap and is decoded and hashed here, without a
+/// thread. The slices are those [`stream_plan`] sends (an uncompressed chunk is a slice of
+/// the block it was read into); memory: [`HASH_QUEUE`] batches of about [`HASH_BATCH`]
+/// bytes, plus what one decoding step holds.
 pub fn hash_plan(store: &Store, blocks: &Arc<BlockPool>, plan: &Plan) -> io::Result<[u8; 32]> {
+    if plan.length < HASH_BATCH as u64 {
+        let mut hasher = Sha256::new();
+        walk_plan(store, plan, |file, term, skip, remaining| {
+            trove_xet::decode::decode_term_shared(file, term, skip, remaining, blocks, &mut |b| {
+                hasher.update(&b);
+                Ok(())
+            })
+            .map_err(io::Error::other)
+        })?;
+        return Ok(hasher.finalize().into());
+    }
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(HASH_QUEUE);
-    // A store in a bucket reads through the runtime (`Handle::try_current`): the decoding
-    // thread runs in the caller's runtime context, which a plain thread does not inherit.
-    let runtime = tokio::runtime::Handle::try_current().ok();
     std::thread::scope(|scope| {
         let decoder = scope.spawn(move || {
-            let _runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
             let mut slices = Vec::new();
             let mut bytes = 0usize;
             let gone = || io::Error::new(io::ErrorKind::BrokenPipe, "the hashing thread stopped");
@@ -161,6 +171,12 @@ pub fn hash_plan(store: &Store, blocks: &Arc<BlockPool>, plan: &Plan) -> io::Res
     })
 }
 
+/// The error of a plan naming a xorb the store does not hold (a damaged store: the file
+/// was verified against it).
+fn missing_xorb(xorb: &XetHash) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("xorb {xorb} is missing"))
+}
+
 /// Walks `plan`'s terms in order: opens each term's xorb at its first stored byte and lets
 /// `decode` produce the term's bytes (skipping `skip`, at most `remaining`), returning how
 /// many it produced. Fails if a xorb is missing or the terms end short of the plan's length.
@@ -178,12 +194,7 @@ fn walk_plan(
         let file = store
             .open_xorb_at(&term.xorb.hex(), term.stored_start)
             .map_err(io::Error::other)?
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("xorb {} is missing", term.xorb),
-                )
-            })?;
+            .ok_or_else(|| missing_xorb(&term.xorb))?;
         remaining -= decode(file, term, skip, remaining)?;
         skip = 0;
     }
@@ -324,12 +335,7 @@ impl RemoteWalk {
                     .await
                     .map_err(io::Error::other)?
                     .map_err(io::Error::other)?
-                    .ok_or_else(|| {
-                        io::Error::new(
-                            io::ErrorKind::NotFound,
-                            format!("xorb {} is missing", term.xorb),
-                        )
-                    })?;
+                    .ok_or_else(|| missing_xorb(&term.xorb))?;
                 let decoder = FrameDecoder::new(&term, self.skip, self.remaining);
                 self.skip = 0;
                 self.current = Some((stream, decoder));
@@ -399,5 +405,140 @@ impl Batcher {
         self.tx
             .blocking_send(Ok(slices))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trove_xet::xorb::testing::build_xorb;
+
+    /// Chunk payloads of `sizes` bytes, half of them compressible, half not.
+    fn chunks(sizes: &[usize], seed: u32) -> Vec<Vec<u8>> {
+        let mut state = seed;
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                (0..n)
+                    .map(|j| {
+                        if i % 2 == 0 {
+                            (j % 13) as u8
+                        } else {
+                            state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                            (state >> 16) as u8
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Stores a xorb of `data` and returns the term of its chunks `[first, last)`.
+    async fn stored_term(store: &Store, data: &[Vec<u8>], first: u32, last: u32) -> PlannedTerm {
+        let (bytes, hash) = build_xorb(data);
+        let index = trove_xet::xorb::validate(bytes.as_slice(), &hash).expect("a valid xorb");
+        let len = bytes.len() as u64;
+        let body = futures_util::stream::iter([Ok::<_, io::Error>(Bytes::from(bytes))]);
+        let staged = store.stage_xorb(body, len).await.expect("staged");
+        store
+            .publish_xorb(staged, &hash.hex(), len)
+            .await
+            .expect("published");
+        let (stored_start, stored_end) = index.stored_range(first, last);
+        PlannedTerm {
+            xorb: hash,
+            chunk_start: first,
+            chunk_end: last,
+            unpacked_len: index.raw_range_len(first, last),
+            stored_start,
+            stored_end,
+        }
+    }
+
+    fn direct_sha256(parts: &[&[Vec<u8>]], skip: usize, len: usize) -> [u8; 32] {
+        let all: Vec<u8> = parts.iter().flat_map(|p| p.concat()).collect();
+        Sha256::digest(&all[skip..skip + len]).into()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn small_and_large_plans_hash_as_their_bytes_do() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_local(dir.path().join("lfs"))
+            .await
+            .expect("store");
+        // Small: under one batch, hashed on the calling thread.
+        let small = chunks(&[3000, 5111, 7000, 2222], 1);
+        let small_term = stored_term(&store, &small, 1, 4).await;
+        // Large: two xorbs over several batches, hashed on two threads.
+        // (A chunk holds at most 128 KiB.)
+        let sizes = |n: usize, base: usize| (0..n).map(|i| base + i * 2_345).collect::<Vec<_>>();
+        let big_a = chunks(&sizes(12, 100_000), 2);
+        let big_b = chunks(&sizes(10, 90_001), 3);
+        let a_term = stored_term(&store, &big_a, 0, 12).await;
+        let b_term = stored_term(&store, &big_b, 0, 10).await;
+        let cases = [
+            (
+                "small, whole",
+                Plan {
+                    offset_into_first: 0,
+                    length: small_term.unpacked_len,
+                    terms: vec![small_term],
+                },
+                direct_sha256(&[&small[1..4]], 0, small_term.unpacked_len as usize),
+            ),
+            (
+                "small, a range",
+                Plan {
+                    offset_into_first: 17,
+                    length: 9000,
+                    terms: vec![small_term],
+                },
+                direct_sha256(&[&small[1..4]], 17, 9000),
+            ),
+            (
+                "large, across two xorbs from an offset",
+                Plan {
+                    offset_into_first: 1234,
+                    length: a_term.unpacked_len + b_term.unpacked_len - 1234 - 99,
+                    terms: vec![a_term, b_term],
+                },
+                direct_sha256(
+                    &[&big_a, &big_b],
+                    1234,
+                    (a_term.unpacked_len + b_term.unpacked_len - 1234 - 99) as usize,
+                ),
+            ),
+        ];
+        assert!(cases[1].1.length < HASH_BATCH as u64);
+        assert!(cases[2].1.length > 2 * HASH_BATCH as u64);
+        let blocks = BlockPool::new(64 * 1024, 4);
+        for (name, plan, expected) in cases {
+            let (store, blocks) = (store.clone(), Arc::clone(&blocks));
+            let got = tokio::task::spawn_blocking(move || hash_plan(&store, &blocks, &plan))
+                .await
+                .expect("joined")
+                .expect("hashed");
+            assert_eq!(got, expected, "{name}");
+        }
+        // A plan naming a xorb the store lacks fails on either path.
+        let plan_xorb = XetHash::from_bytes([7; 32]);
+        for length in [100, 3 * HASH_BATCH as u64] {
+            let plan = Plan {
+                offset_into_first: 0,
+                length,
+                terms: vec![PlannedTerm {
+                    xorb: plan_xorb,
+                    ..a_term
+                }],
+            };
+            let (store, blocks) = (store.clone(), Arc::clone(&blocks));
+            let err = tokio::task::spawn_blocking(move || hash_plan(&store, &blocks, &plan))
+                .await
+                .expect("joined")
+                .expect_err("missing xorb");
+            assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+            assert_eq!(err.to_string(), missing_xorb(&plan_xorb).to_string());
+        }
     }
 }
