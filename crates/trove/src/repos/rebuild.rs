@@ -294,6 +294,16 @@ struct RemoteWalk {
     out: std::collections::VecDeque<Bytes>,
 }
 
+/// A download abandoned mid-way (the client went away) drops its walk: the GET sent ahead
+/// for the next term is stopped too, rather than left to run to its headers unawaited.
+impl Drop for RemoteWalk {
+    fn drop(&mut self) {
+        if let Some((_, opening)) = self.next.take() {
+            opening.abort();
+        }
+    }
+}
+
 impl RemoteWalk {
     fn open(&self, term: &PlannedTerm) -> Opening {
         let (store, hex) = (self.store.clone(), term.xorb.hex());
