@@ -15,6 +15,7 @@
 #      BENCH_S3_CONCURRENCY (4) fetches in flight in the concurrent redirect row
 #      BENCH_S3_PAIRS (4)      alternated direct GET / redirect pairs per round (0: none)
 #      BENCH_S3_CLIENT (1)     0: skip the real client's row (hf_hub_download through hf_xet)
+#      BENCH_S3_MEMORY_MIB     Trove's [storage] s3_memory_mib (unset: its default)
 #      BENCH_S3_SERVER (s3s-fs) the S3 server: s3s-fs, or garage (a single-node Garage
 #                              cluster, block compression off; built once from crates.io
 #                              into ~/.cache/trove-tools, which takes a while the first time)
@@ -135,6 +136,9 @@ ENDPOINT="http://127.0.0.1:$S3_PORT"
 # its xorbs), the Xet reconstruction hands out presigned URLs.
 mkdir -p "$WORK/trove"
 printf '[storage]\nredirect_downloads = true\n' >"$WORK/trove/trove.toml"
+if [[ -n "${BENCH_S3_MEMORY_MIB:-}" ]]; then
+    printf 's3_memory_mib = %s\n' "$BENCH_S3_MEMORY_MIB" >>"$WORK/trove/trove.toml"
+fi
 TROVE_PORT="$(free_port)"
 TROVE_STORAGE="s3://bench/trove?endpoint=$ENDPOINT&region=us-east-1" \
     "$TROVE_BIN" serve --data-dir "$WORK/trove" --listen "127.0.0.1:$TROVE_PORT" >"$WORK/trove.log" 2>&1 &

@@ -178,10 +178,9 @@ def test_redirect_mode_hands_out_presigned_urls_after_the_access_check(trove_red
 
 
 def test_concurrent_lfs_uploads_past_the_memory_budget_pack_into_files_and_all_land(trove, hub, tmp_path):
-    """Under the default memory budget (`[storage] s3_memory_mib` = 16: no xorb held whole in
-    memory) every xorb an upload packs goes through a staging file and is published from it
-    in parts: uploads at once all land, read back equal, and leave no staging file. (The
-    in-memory packing of a larger budget: trove-store's backends tests.)"""
+    """A xorb an upload packs is built in memory while the node's budget (six 64 MiB xorbs)
+    has room, else in a staging file: more uploads at once than the budget holds all land,
+    read back equal, and leave no staging file."""
     uploads = []
     for i in range(5):
         repo = hub.create_repo(unique(f"s3-budget-{i}"))
@@ -200,10 +199,10 @@ def test_concurrent_lfs_uploads_past_the_memory_budget_pack_into_files_and_all_l
             time.sleep(0.005)
         return seen
 
-    # One upload alone: its xorbs are packed into staging files.
+    # One upload alone: its three xorbs are packed in memory, no staging file.
     repo, data, client = uploads[0]
     alone = client.popen_py(UPLOAD, xet=False, args={"repo": repo, "path": "alone.bin", "local": str(tmp_path / "b0.bin")})
-    assert watch([alone]), "a lone upload's xorbs were held in memory"
+    assert not watch([alone]), "a lone upload's xorbs go through staging files"
     assert client.wait_py(alone).returncode == 0
 
     procs = [c.popen_py(UPLOAD, xet=False, args={"repo": r, "path": "b.bin", "local": str(tmp_path / f"b{i}.bin")})
@@ -212,7 +211,7 @@ def test_concurrent_lfs_uploads_past_the_memory_budget_pack_into_files_and_all_l
     for (repo, data, client), proc in zip(uploads, procs):
         run = client.wait_py(proc)
         assert run.returncode == 0 and run.result and run.result.get("commit"), run
-    assert staged_files, "five 150 MiB uploads at once packed no staging file"
+    assert staged_files, "five 150 MiB uploads at once never went past the memory budget"
     for repo, data, client in uploads:
         got = client.py(DOWNLOAD, args={"repo": repo, "path": "b.bin"}).result
         assert got == {"sha256": sha256_bytes(data), "size": len(data)}, repo

@@ -46,7 +46,7 @@ pub use local::LocalStore;
 pub use read::{READ_CHUNK, read_chunks};
 pub use s3::{
     ByteStream, DEFAULT_S3_MEMORY, LocalCopy, S3Checksum, S3Config, S3Store, SINGLE_PUT_MAX,
-    XorbBuffer, XorbPieces,
+    SMALL_S3_MEMORY, XorbBuffer, XorbPieces,
 };
 pub use store::{ReadyXorb, ReceivedXorb, Store, TrashedXorb};
 pub use stream::{DirectWriter, WRITE_BATCH};

@@ -73,13 +73,15 @@ fn s3_config() -> Option<S3Config> {
             .expect("AWS_SECRET_ACCESS_KEY with TROVE_TEST_S3_URL"),
         session_token: None,
         checksum,
-        memory: trove_store::DEFAULT_S3_MEMORY,
+        memory: trove_store::SMALL_S3_MEMORY,
     })
 }
 
-/// Every backend to test, each on a fresh temp dir (and a fresh key prefix).
+/// Every backend to test, each on a fresh temp dir (and a fresh key prefix); the S3 store
+/// with the small memory budget (every xorb through a staging file: the path the default's
+/// packing budget falls back to when it is used up).
 async fn backends() -> Vec<(&'static str, Store, tempfile::TempDir)> {
-    backends_with(trove_store::DEFAULT_S3_MEMORY).await
+    backends_with(trove_store::SMALL_S3_MEMORY).await
 }
 
 /// An S3 store's memory budget large enough to pack and receive xorbs in memory (six 64 MiB
@@ -617,7 +619,7 @@ async fn received_xorbs_publish_from_memory_or_staging() {
 /// to be packed in, a client's 40 MiB one is staged, and its publish goes to the bucket in
 /// parts (read back intact).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn by_default_xorbs_are_staged_and_published_in_parts() {
+async fn with_a_small_budget_xorbs_are_staged_and_published_in_parts() {
     for (name, store, _dir) in backends().await {
         if name == "local" {
             continue;

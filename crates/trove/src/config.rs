@@ -1447,13 +1447,13 @@ mod tests {
         assert!(storage(Some("s3://b")).backend(dir.path()).is_err());
         let c = load_toml(
             dir.path(),
-            "[storage]\nurl = \"s3://b\"\nredirect_downloads = true\npresign_ttl_secs = 60\ns3_memory_mib = 896\n",
+            "[storage]\nurl = \"s3://b\"\nredirect_downloads = true\npresign_ttl_secs = 60\ns3_memory_mib = 16\n",
         )
         .expect("loads");
         assert_eq!(c.storage.url.as_deref(), Some("s3://b"));
         assert!(c.storage.redirect_downloads);
         assert_eq!(c.storage.presign_ttl_secs, 60);
-        assert_eq!(c.storage.s3_memory, 896 << 20);
+        assert_eq!(c.storage.s3_memory, 16 << 20);
         assert_eq!(
             Config::default().storage.s3_memory,
             trove_store::DEFAULT_S3_MEMORY
