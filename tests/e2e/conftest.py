@@ -39,10 +39,9 @@ STOP_TIMEOUT_S = 15
 ADMIN_CLI_TIMEOUT_S = 60
 CLIENT_TIMEOUT_S = 240
 
+# The bound socket (a public URL given with `TROVE_PUBLIC_URL`, a balancer's, is printed
+# apart, on a `Public URL:` line).
 LISTEN_RE = re.compile(r"listening on (http://\S+)")
-# The address the socket is bound to, in the log line that follows: with a public URL given
-# (`TROVE_PUBLIC_URL`, a balancer's), "listening on" names that URL instead.
-BOUND_RE = re.compile(r"trove started listen=(\S+)")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 RESULT_MARK = "@@E2E-RESULT@@"
 ADMIN = object()  # sentinel: "use the admin token"
@@ -163,7 +162,6 @@ class TroveServer:
         if self.database_url:
             self.extra_env["TROVE_DATABASE"] = self.database_url
         self.url = ""  # where the tests connect: the bound address
-        self.public_url = ""  # the URL the server names in links it hands out
         self.admin_token = ""
         self.proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -213,12 +211,7 @@ class TroveServer:
             line = ANSI_RE.sub("", line)
             m = LISTEN_RE.search(line)
             if m:
-                self.public_url = m.group(1).rstrip("/.,;")
-                if "TROVE_PUBLIC_URL" not in self.extra_env:
-                    self.url = self.public_url
-            m = BOUND_RE.search(line)
-            if m and self.public_url:
-                self.url = f"http://{m.group(1)}"
+                self.url = m.group(1).rstrip("/.,;")
 
         token_file = self.data_dir / "admin-token"
         if not token_file.is_file():
