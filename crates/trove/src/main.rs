@@ -9,9 +9,12 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` in mimalloc's `mi_option_e` (mimalloc.h, v3: the sixteenth
-/// option; the crate names only some of them).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// `mi_option_purge_delay` in mimalloc's `mi_option_e` (mimalloc.h, v2 and v3), which the
+/// crate does not name: the option just before `mi_option_use_numa_nodes` in both versions'
+/// enum, taken from the crate's number for that one rather than written as a literal, so
+/// that it follows a vendored mimalloc that renumbers its options.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t =
+    libmimalloc_sys::mi_option_use_numa_nodes - 1;
 
 /// Freed memory goes back to the system as soon as a page of it is free, rather than a
 /// second later (mimalloc 3's default delay, and only when the thread that freed it
