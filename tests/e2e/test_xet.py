@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -376,6 +377,84 @@ emit({"sha256": sha256_file(p)})
     assert merged["status"] == "merged"
     assert merged["merge_commit"] == merged["head"] == r["oid"], "fast-forward to the PR's commit"
     assert merged["sha256"] == sha256_bytes(data)
+
+
+# Several xorbs (at most 64 MiB each), so that the upload is cut while some are still to go.
+CUT_UPLOAD_SIZE = 150 * 1000 * 1000
+XORB_ACKED = re.compile(r"method=POST path=/xet/v1/xorbs/default/([0-9a-f]{64}) status=200 .*complete=true")
+XORB_POSTED = re.compile(r"method=POST path=/xet/v1/xorbs/default/([0-9a-f]{64}) ")
+
+
+def first_xorb_acked(server, offset: int, proc: subprocess.Popen, timeout: float = 180) -> str:
+    """The hash of the first xorb the server acknowledged after `offset` in its log, as soon
+    as the line is written (polled every few ms); fails if the client exits first."""
+    deadline = time.monotonic() + timeout
+    with open(server.log_path, encoding="utf-8", errors="replace") as log:
+        log.seek(offset)
+        text = ""
+        while True:
+            text += log.read()
+            m = XORB_ACKED.search(text)
+            if m:
+                return m.group(1)
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                pytest.fail(f"the client ended (exit {proc.returncode}) before a xorb was stored\n"
+                            f"{out}\n{err[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no xorb stored within {timeout}s\n{server.log_tail()}")
+            time.sleep(0.005)
+
+
+def log_size(server) -> int:
+    return server.log_path.stat().st_size
+
+
+def log_since(server, offset: int) -> str:
+    with open(server.log_path, encoding="utf-8", errors="replace") as log:
+        log.seek(offset)
+        return log.read()
+
+
+@pytest.mark.slow
+def test_a_retry_from_another_machine_does_not_resend_what_an_upload_cut_short_stored(
+        trove, hub, tmp_path):
+    """An hf_xet upload killed after the server stored its first xorb and before any shard
+    (a laptop closed mid-upload): the file is nowhere, and the retry from another machine,
+    whose cache never saw the first attempt, learns from its global-dedup query that the
+    repository holds that xorb and does not send it again; the file reads back whole."""
+    repo = hub.create_repo("xet-cut-short")
+    path = tmp_path / "big.bin"
+    data = random_file(path, CUT_UPLOAD_SIZE)
+    args = {"repo": repo, "path": "big.bin", "local": str(path)}
+
+    start = log_size(trove)
+    # One xorb at a time: the first acknowledged is the one the file starts in.
+    upload = fresh_client(trove, tmp_path / "laptop").popen_py(
+        UPLOAD, xet=True, args=args, extra_env={"HF_XET_FIXED_UPLOAD_CONCURRENCY": "1"})
+    try:
+        stored = first_xorb_acked(trove, start, upload)
+        upload.kill()
+    finally:
+        if upload.poll() is None:
+            upload.kill()
+        upload.communicate(timeout=30)
+    cut = log_since(trove, start)
+    assert "xet.shard_received" not in cut, "the shard was sent: the cut came too late"
+    assert "big.bin" not in tree(hub, repo)
+
+    start = log_size(trove)
+    retry = fresh_client(trove, tmp_path / "ci-runner").py(UPLOAD, xet=True, args=args)
+    assert retry.result["commit"]
+    log = log_since(trove, start)
+    assert "storage.dedup_answered" in log, "the retry's query found nothing"
+    sent = XORB_POSTED.findall(log)
+    assert stored not in sent, f"the xorb stored before the cut was sent again ({len(sent)} sent)"
+    assert sent, "the rest of the file was never stored: nothing to retry"
+
+    got = fresh_client(trove, tmp_path / "dl").py(DOWNLOAD, xet=True,
+                                                 args={"repo": repo, "path": "big.bin"}).result
+    assert got["sha256"] == sha256_bytes(data)
 
 
 def test_same_bytes_uploaded_to_a_second_repo_through_xet(trove, client, hub, tmp_path):

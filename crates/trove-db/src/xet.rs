@@ -197,6 +197,32 @@ impl Db {
         })
     }
 
+    /// Whether xorb `hash` was uploaded to repository `repo_id` (or, `namespace_wide`, to a
+    /// repository of its namespace): linked by an upload, whether or not a file names it yet.
+    pub async fn xorb_uploaded_to(
+        &self,
+        hash: &[u8; 32],
+        repo_id: i64,
+        namespace_wide: bool,
+    ) -> Result<bool> {
+        with_pool!(self, pool => {
+            let scope = if namespace_wide {
+                "o.namespace = (SELECT namespace FROM repos WHERE id = $2)"
+            } else {
+                "o.id = $2"
+            };
+            let found: Option<i32> = sqlx::query_scalar(&format!(
+                "SELECT 1 FROM repos o JOIN xet_repo_xorbs r ON r.repo_id = o.id AND r.hash = $1 \
+                 WHERE {scope} LIMIT 1"
+            ))
+            .bind(hash.as_slice())
+            .bind(repo_id)
+            .fetch_optional(pool)
+            .await?;
+            Ok(found.is_some())
+        })
+    }
+
     /// [`Db::xorb_indices`] limited to the xorbs visible to repository `repo_id`.
     pub async fn repo_xorb_indices(
         &self,

@@ -166,3 +166,36 @@ async fn a_download_learns_deletion_and_xet_file_in_one_query(db) -> TestResult 
     Ok(())
 }
 }
+
+trove_db::backend_tests! {
+async fn an_uploaded_xorb_is_known_to_its_repository_or_namespace_only(db) -> TestResult {
+    let alice = user(&db, "alice").await;
+    let bob = user(&db, "bob").await;
+    let m1 = db
+        .create_repo(RepoType::Model, &repo_id("alice/m1"), false, alice.id, 1)
+        .await?;
+    let m2 = db
+        .create_repo(RepoType::Model, &repo_id("alice/m2"), false, alice.id, 1)
+        .await?;
+    let other = db
+        .create_repo(RepoType::Model, &repo_id("bob/m"), false, bob.id, 1)
+        .await?;
+    let record = trove_db::XorbRecord {
+        stored_bytes: 10,
+        raw_bytes: 10,
+        num_chunks: 1,
+        chunk_index: vec![0; 8],
+    };
+    let (xorb, unlinked) = ([7u8; 32], [8u8; 32]);
+    db.record_xorb(&xorb, &record, &[[9u8; 32]], 1).await?;
+    db.record_xorb(&unlinked, &record, &[[10u8; 32]], 1).await?;
+    db.link_repo_xorb(m1.id, &xorb, 2).await?;
+
+    assert!(db.xorb_uploaded_to(&xorb, m1.id, false).await?);
+    assert!(!db.xorb_uploaded_to(&xorb, m2.id, false).await?);
+    assert!(db.xorb_uploaded_to(&xorb, m2.id, true).await?);
+    assert!(!db.xorb_uploaded_to(&xorb, other.id, true).await?);
+    assert!(!db.xorb_uploaded_to(&unlinked, m1.id, true).await?);
+    Ok(())
+}
+}

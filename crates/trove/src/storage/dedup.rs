@@ -3,10 +3,17 @@
 //! newest file containing it, so a client whose cache is cold (another machine, a CI runner)
 //! still references what the store holds instead of uploading it again.
 //!
+//! An upload cut short (the client killed, a node gone, a laptop closed) leaves xorbs stored
+//! and linked to the repository that no file names yet. A writer's query also finds a chunk
+//! in one of those, when it is a key chunk or a xorb's first (where an upload's first file
+//! starts): the answer describes that xorb alone, so the retry from another machine, whose
+//! cache never saw the first attempt, does not send it again.
+//!
 //! Scope: only files linked to the querying token's repository (`dedup_scope = "repo"`, the
-//! default) or to a repository of its namespace (`"namespace"`) are considered, so an answer
-//! never confirms bytes held for anybody else. A chunk found only outside the scope, or not a
-//! chunk clients ask about, gets the same "no match" as an unknown one.
+//! default) or to a repository of its namespace (`"namespace"`) are considered, and xorbs
+//! uploaded to those, so an answer never confirms bytes held for anybody else. A chunk found
+//! only outside the scope, or not a chunk clients ask about, gets the same "no match" as an
+//! unknown one.
 
 use crate::config::DedupScope;
 use crate::context::Context;
@@ -25,9 +32,15 @@ const CANDIDATE_FILES: u32 = 16;
 /// Largest answer, in shard bytes (the protocol's shard size).
 const MAX_ANSWER_BYTES: u64 = 64 << 20;
 
-/// The answer to a global-dedup query for `chunk` from repository `repo_id`: a keyed shard,
-/// or `None` for "no match".
-pub async fn answer(state: &Context, repo_id: i64, chunk: &XetHash) -> ApiResult<Option<Vec<u8>>> {
+/// The answer to a global-dedup query for `chunk` from repository `repo_id`, asked with a
+/// token that may (`may_write`) or may not upload to it: a keyed shard, or `None` for "no
+/// match".
+pub async fn answer(
+    state: &Context,
+    repo_id: i64,
+    may_write: bool,
+    chunk: &XetHash,
+) -> ApiResult<Option<Vec<u8>>> {
     let raw = chunk.to_bytes();
     let Some(at) = state.db.chunk_locations(&[raw]).await?.remove(&raw) else {
         return Ok(None);
@@ -44,15 +57,25 @@ pub async fn answer(state: &Context, repo_id: i64, chunk: &XetHash) -> ApiResult
             && dedup::is_queryable(chunk, &xorb, at.index, &terms))
         .then_some(terms)
     });
-    let Some(terms) = newest else {
-        return Ok(None);
-    };
     // The hit's xorb first, then the file's in the order it reads them.
     let mut order = vec![xorb];
-    for t in &terms {
-        if !order.contains(&t.xorb) {
-            order.push(t.xorb);
+    match newest {
+        Some(terms) => {
+            for t in &terms {
+                if !order.contains(&t.xorb) {
+                    order.push(t.xorb);
+                }
+            }
         }
+        // Only an uploader learns what uploads cut short left: a reader of the repository
+        // has no use for it, and it describes bytes no commit has published yet.
+        None if may_write
+            && (at.index == 0 || dedup::is_key_chunk(chunk))
+            && state
+                .db
+                .xorb_uploaded_to(&at.xorb, repo_id, namespace_wide)
+                .await? => {}
+        None => return Ok(None),
     }
     let wanted: Vec<[u8; 32]> = order.iter().map(XetHash::to_bytes).collect();
     let blobs = state.db.xorb_indices(&wanted).await?;

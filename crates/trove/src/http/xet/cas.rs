@@ -535,7 +535,7 @@ pub async fn dedup_query(
     if !DEDUP_PREFIXES.contains(&prefix.as_str()) {
         return Ok(StatusCode::NOT_FOUND.into_response());
     }
-    match crate::storage::dedup::answer(&state, grant.repo_id, &hash).await? {
+    match crate::storage::dedup::answer(&state, grant.repo_id, grant.may_write(), &hash).await? {
         Some(shard) => {
             Ok(([(header::CONTENT_TYPE, "application/octet-stream")], shard).into_response())
         }

@@ -714,6 +714,61 @@ async fn dedup_answers_a_files_first_chunk_with_its_xorbs_within_the_repo() {
 }
 
 #[tokio::test]
+async fn an_upload_cut_short_answers_its_uploaders_retry_from_another_machine() {
+    use trove_xet::dedup::{is_key_chunk, testing::client_lookup};
+    let f = fixture().await;
+    let u = upload();
+    // The first attempt stored its xorb and was cut short before its shard: no file names
+    // the xorb, and the retry comes from a machine whose cache never saw it.
+    let w = f.token(f.repo_a, Scope::Write);
+    let (s, _, _) = f
+        .call(
+            Method::POST,
+            &xorb_uri(&u.xorb),
+            Some(&w),
+            &[],
+            u.xorb_bytes.clone(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let chunks = chunk_hashes(&u);
+
+    // The xorb's first chunk (where the upload's first file starts) finds the xorb, and
+    // the client dedups the whole file against it.
+    let (s, body) = dedup(&f, f.repo_a, &chunks[0]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(client_lookup(&body, &chunks), Some((3, u.xorb, 0, 3)));
+    // A chunk inside it that is no key chunk is still not one clients ask about.
+    if !is_key_chunk(&chunks[1]) {
+        assert_eq!(
+            dedup(&f, f.repo_a, &chunks[1]).await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+    // A reader of the repository, another repository of the same owner (per-repository
+    // scope) and another owner's get "no match".
+    let r = f.token(f.repo_a, Scope::Read);
+    let (s, _, _) = f
+        .call(
+            Method::GET,
+            &format!("/xet/v1/chunks/default/{}", chunks[0].hex()),
+            Some(&r),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        dedup(&f, f.repo_b, &chunks[0]).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        dedup(&f, f.repo_c, &chunks[0]).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
 async fn namespace_scope_answers_the_owners_other_repos_only() {
     use trove_xet::dedup::testing::client_lookup;
     let f = fixture_with(|c| c.storage.dedup_scope = crate::config::DedupScope::Namespace).await;

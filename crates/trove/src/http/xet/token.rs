@@ -51,6 +51,10 @@ pub struct CasGrant {
 }
 
 impl CasGrant {
+    pub fn may_write(&self) -> bool {
+        self.scope == Scope::Write
+    }
+
     pub fn require_write(&self) -> ApiResult<()> {
         match self.scope {
             Scope::Write => Ok(()),
