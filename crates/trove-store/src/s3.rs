@@ -799,10 +799,12 @@ impl S3Store {
         outcome
     }
 
-    /// Receives a client's xorb body (at most `limit` bytes) into memory, as the pieces it
-    /// arrived in, if the node-wide packing budget has room for `limit` bytes now (never
-    /// waits): `None` means "stage it in a file". Its PUT then sends those very pieces
-    /// ([`Self::publish_received_xorb`]): no staging file written and read back, no copy.
+    /// Room for a xorb of at most `limit` bytes held in memory as pieces: a client's xorb
+    /// body as it arrived, or a raw xorb the server packs (its records' headers and the
+    /// chunks' received bytes), if the node-wide packing budget has room for `limit` bytes
+    /// now (never waits): `None` means "stage it in a file". Its PUT then sends those very
+    /// pieces ([`Self::publish_received_xorb`]): no staging file written and read back, no
+    /// copy.
     pub fn xorb_pieces(&self, limit: u64) -> Option<XorbPieces> {
         let permit = Arc::clone(&self.pack_memory)
             .try_acquire_many_owned(mib_permits(limit))

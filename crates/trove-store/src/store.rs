@@ -347,6 +347,36 @@ impl Store {
         }
     }
 
+    /// Room in memory for one xorb of at most `limit` bytes the server packs from an upload
+    /// and stores raw, held as the pieces it is made of (each record's header, then the
+    /// chunk's bytes as received) and put as those pieces: no copy into a buffer. As
+    /// [`Self::xorb_buffer`]: S3 mode only, within the node's budget, never waiting.
+    pub fn xorb_pieces(&self, limit: u64) -> Option<XorbPieces> {
+        match self {
+            Store::Local(_) => None,
+            Store::S3(s) => s.xorb_pieces(limit),
+        }
+    }
+
+    /// [`Self::ready_xorb`] for a xorb held as [`XorbPieces`] ([`Self::xorb_pieces`]):
+    /// uploaded to its key in the bucket (create-if-absent, one PUT of its pieces), reached
+    /// by readers only once the database records it.
+    pub async fn ready_xorb_pieces(
+        &self,
+        pieces: XorbPieces,
+        hash_hex: &str,
+    ) -> Result<ReadyXorb, StoreError> {
+        match self {
+            Store::Local(_) => Err(mismatched()),
+            Store::S3(s) => {
+                let len = pieces.len();
+                Ok(ReadyXorb::Remote(
+                    s.publish_received_xorb(pieces, hash_hex, len).await?,
+                ))
+            }
+        }
+    }
+
     /// [`Self::ready_xorb`] for a xorb packed in a [`XorbBuffer`]: uploaded to its key in
     /// the bucket (create-if-absent), reached by readers only once the database records it.
     pub async fn ready_xorb_buffer(

@@ -528,6 +528,62 @@ async fn xorbs_packed_in_memory_go_to_the_bucket_within_the_budget() {
     }
 }
 
+/// A raw xorb the server packs is held as the pieces it is made of (records' headers and
+/// the chunks' bytes as received) and put as one object, within its limit and the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xorbs_held_as_pieces_go_to_the_bucket_as_one_object() {
+    for (name, store, _dir) in backends_with(IN_MEMORY).await {
+        let Some(mut held) = store.xorb_pieces(1 << 20) else {
+            assert_eq!(name, "local", "only the local store packs into files alone");
+            continue;
+        };
+        let body = pattern(700_000, 13);
+        // Uneven pieces, an empty one among them: sent in order, as one object.
+        for piece in [&body[..8], &body[8..100_008], &body[100_008..100_008], &body[100_008..]] {
+            held.push(Bytes::copy_from_slice(piece)).expect("within the limit");
+        }
+        assert_eq!(held.len(), body.len() as u64);
+        let hex = "ab".repeat(32);
+        let ready = store
+            .ready_xorb_pieces(held, &hex)
+            .await
+            .expect("put as pieces");
+        assert_eq!(
+            store
+                .publish_ready_xorb(ready, &hex)
+                .await
+                .expect("publish"),
+            PutOutcome::Stored
+        );
+        let read = store
+            .open_xorb_range(&hex, 0, body.len() as u64)
+            .await
+            .expect("open")
+            .expect("present");
+        assert_eq!(collect(read).await, body);
+        // Past its limit: refused.
+        let mut small = store.xorb_pieces(1 << 20).expect("room");
+        small
+            .push(Bytes::from(vec![0u8; 1 << 20]))
+            .expect("exactly the limit");
+        assert!(small.push(Bytes::from_static(b"x")).is_err(), "past it");
+        drop(small);
+        // The same node-wide budget as xorbs packed into buffers.
+        let held: Vec<_> = (0..6)
+            .map(|i| {
+                store
+                    .xorb_pieces(64 << 20)
+                    .unwrap_or_else(|| panic!("room for {i}"))
+            })
+            .collect();
+        assert!(store.xorb_pieces(64 << 20).is_none(), "the budget is used up");
+        assert!(store.xorb_buffer(1).is_none(), "for buffers too");
+        drop(held);
+        assert!(store.xorb_pieces(64 << 20).is_some(), "given back on drop");
+        assert!(tmp_is_empty(&store), "nothing staged on disk");
+    }
+}
+
 /// A client's xorb body is received (in memory in S3 mode while the budget has room, else
 /// staged), published once validated (its first `content_len` bytes), create-if-absent;
 /// one past its limit is refused and leaves nothing.

@@ -11,9 +11,13 @@
 use crate::hash::{self, XetHash};
 use crate::xorb::{ChunkMeta, MAX_XORB_CHUNKS, XorbError, XorbIndex};
 use std::io::Write;
+pub use xet_core_structures::xorb_object::CompressionScheme;
 use xet_core_structures::xorb_object::{
-    CompressionScheme, XORB_CHUNK_HEADER_LENGTH, serialize_chunk,
+    XORB_CHUNK_HEADER_LENGTH, XorbChunkHeader, serialize_chunk, write_chunk_header,
 };
+
+/// Bytes of a chunk record's header (what precedes the chunk's bytes in a xorb).
+pub const HEADER_LEN: usize = XORB_CHUNK_HEADER_LENGTH;
 
 /// Most bytes of chunk data (headers included, before compression) the server puts in one
 /// xorb: the client's 64 MiB cap.
@@ -74,6 +78,20 @@ impl<W: Write> XorbPacker<W> {
         }
     }
 
+    /// A packer whose xorb uses `scheme`, chosen by the caller (with [`choose_compression`]
+    /// on its first chunk, typically) instead of measured on the first chunk pushed.
+    pub fn with_compression(out: W, scheme: CompressionScheme) -> Self {
+        Self {
+            scheme: Some(scheme),
+            ..Self::new(out)
+        }
+    }
+
+    /// The writer, for bytes of the xorb the caller places itself ([`Self::push_raw`]).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
     /// Chunks packed so far.
     pub fn len(&self) -> usize {
         self.chunks.len()
@@ -122,6 +140,47 @@ impl<W: Write> XorbPacker<W> {
         });
         self.sized.push((h, data.len() as u64));
         Ok(())
+    }
+
+    /// Records a chunk of `len` bytes, hashing to `h` (as for [`Self::push_hashed`]), in a
+    /// xorb stored raw ([`Self::with_compression`] with [`CompressionScheme::None`]) without
+    /// writing anything: returns the record's header. The caller sends the header, then the
+    /// chunk's own bytes, after the records before it — so a raw xorb can go out as the
+    /// pieces its chunks were received in, never copied into one buffer.
+    pub fn push_raw(
+        &mut self,
+        len: usize,
+        h: XetHash,
+    ) -> Result<[u8; XORB_CHUNK_HEADER_LENGTH], XorbError> {
+        let chunk = self.chunks.len();
+        if chunk == MAX_XORB_CHUNKS {
+            return Err(XorbError::TooManyChunks);
+        }
+        if self.scheme != Some(CompressionScheme::None) {
+            return Err(XorbError::MalformedChunk {
+                chunk,
+                reason: "a raw record pushed into a compressed xorb".into(),
+            });
+        }
+        let raw_len = u32::try_from(len).map_err(|_| XorbError::TooLarge)?;
+        let mut header = [0u8; XORB_CHUNK_HEADER_LENGTH];
+        write_chunk_header(
+            &mut header.as_mut_slice(),
+            &XorbChunkHeader::new(CompressionScheme::None, raw_len, raw_len),
+        )?;
+        self.stored += (XORB_CHUNK_HEADER_LENGTH + len) as u64;
+        self.raw += len as u64;
+        let (stored_end, raw_end) = match (u32::try_from(self.stored), u32::try_from(self.raw)) {
+            (Ok(s), Ok(r)) => (s, r),
+            _ => return Err(XorbError::TooLarge),
+        };
+        self.chunks.push(ChunkMeta {
+            hash: h,
+            stored_end,
+            raw_end,
+        });
+        self.sized.push((h, len as u64));
+        Ok(header)
     }
 
     /// The xorb's hash and index, and the writer back (flushed).
@@ -182,6 +241,42 @@ mod tests {
             let total: usize = chunks.iter().map(Vec::len).sum();
             assert_eq!(index.raw_len(), total as u64);
         }
+    }
+
+    #[test]
+    fn raw_records_placed_by_the_caller_make_the_same_xorb_as_packed_ones() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let chunks: Vec<Vec<u8>> = [70_000usize, 8_192, 131_072, 1]
+            .iter()
+            .map(|&n| (0..n).map(|_| rng.random()).collect())
+            .collect();
+        let (h, index, packed, scheme) = pack(&chunks);
+        assert_eq!(scheme, Some(CompressionScheme::None));
+
+        let mut raw = XorbPacker::with_compression(Vec::new(), CompressionScheme::None);
+        let mut placed = Vec::new();
+        for c in &chunks {
+            let header = raw
+                .push_raw(c.len(), hash::chunk_hash(c))
+                .expect("raw record");
+            placed.extend_from_slice(&header);
+            placed.extend_from_slice(c);
+        }
+        let (raw_hash, raw_index, written) = raw.finish().expect("finish");
+        assert!(written.is_empty(), "push_raw writes nothing itself");
+        assert_eq!((raw_hash, &raw_index), (h, &index));
+        assert_eq!(placed, packed);
+        assert_eq!(
+            xorb::validate(placed.as_slice(), &h).expect("valid xorb"),
+            index
+        );
+
+        // A compressed xorb takes no raw records.
+        let mut lz4 = XorbPacker::with_compression(Vec::new(), CompressionScheme::LZ4);
+        assert!(matches!(
+            lz4.push_raw(10, hash::chunk_hash(&[0; 10])),
+            Err(XorbError::MalformedChunk { .. })
+        ));
     }
 
     #[test]

@@ -36,7 +36,7 @@ use super::{Ingested, Place, Timings, log_ingested, terms_of, xorb_record};
 use crate::clock::now_ms;
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
@@ -47,14 +47,14 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use trove_db::{Db, NewXorb, XetFile};
-use trove_store::{DirectWriter, ReadyXorb, StagedXorb, Store, StoreError, XorbBuffer};
+use trove_store::{DirectWriter, ReadyXorb, StagedXorb, Store, StoreError, XorbBuffer, XorbPieces};
 use trove_types::Sha256Hex;
 use trove_xet::XetHash;
 use trove_xet::chunk::{StreamChunk, StreamChunker};
 use trove_xet::hash;
-use trove_xet::pack::{self, XorbPacker};
+use trove_xet::pack::{self, CompressionScheme, XorbPacker};
 use trove_xet::shard;
-use trove_xet::xorb::XorbIndex;
+use trove_xet::xorb::{MAX_XORB_CHUNKS, XorbIndex};
 
 /// Bytes gathered from the body before they are hashed and handed to the stage in one go.
 pub(crate) const BATCH: usize = 1 << 20;
@@ -72,8 +72,11 @@ const TAIL_MIN: u64 = 8 << 20;
 /// piece that crossed it).
 const JOIN_CAPACITY: usize = BATCH + BATCH / 2;
 /// Join buffers kept for reuse: those the chunks waiting for their lookup still point into
-/// ([`LOOKUP_BATCH`] and the tail), and those freed since.
-const JOIN_BUFFERS: usize = 12;
+/// ([`LOOKUP_BATCH`] and the tail), those the raw xorbs being filled or on their way to the
+/// bucket still point into ([`Sink::Pieces`]: up to [`READY_BYTES`] and one xorb), and
+/// those freed since.
+const JOIN_BUFFERS: usize =
+    ((LOOKUP_BATCH + READY_BYTES + pack::MAX_PACKED_BYTES) / BATCH as u64) as usize + DEPTH + 4;
 
 /// What the body stream sends the stage.
 pub(crate) enum Msg {
@@ -331,6 +334,20 @@ enum Sink {
     },
     /// Memory, in S3 mode: put into the bucket from there.
     Memory(XorbBuffer),
+    /// A raw xorb in S3 mode: each record's header, then the chunk's bytes where they were
+    /// received (slices of the batches), put as those pieces — no copy of the chunks. The
+    /// packer writes nothing here ([`XorbPacker::push_raw`]).
+    Pieces {
+        pieces: XorbPieces,
+        /// Where the records' headers are written, each split off as a piece (one buffer
+        /// for all of them).
+        headers: BytesMut,
+    },
+}
+
+/// What the packer would write to a [`Sink::Pieces`]: nothing may be.
+fn no_writes() -> io::Error {
+    io::Error::other("a raw xorb held as pieces is not written to")
 }
 
 impl Write for Sink {
@@ -338,18 +355,21 @@ impl Write for Sink {
         match self {
             Sink::File { out, .. } => out.write(buf),
             Sink::Memory(b) => b.write(buf),
+            Sink::Pieces { .. } => Err(no_writes()),
         }
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Sink::File { out, .. } => out.write_all(buf),
             Sink::Memory(b) => b.write_all(buf),
+            Sink::Pieces { .. } => Err(no_writes()),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Sink::File { out, .. } => out.flush(),
             Sink::Memory(b) => b.flush(),
+            Sink::Pieces { .. } => Ok(()),
         }
     }
 }
@@ -358,6 +378,7 @@ impl Write for Sink {
 enum Full {
     File(StagedXorb),
     Memory(XorbBuffer),
+    Pieces(XorbPieces),
 }
 
 /// The xorb being filled.
@@ -478,11 +499,14 @@ impl Stage {
         Ok(())
     }
 
-    /// An empty buffer for `need` bytes: the oldest join buffer if nothing points into it any
-    /// more, else a new one.
+    /// An empty buffer for `need` bytes: the oldest join buffer nothing points into any
+    /// more (chunks waiting for their lookup, or raw xorbs not yet answered by the bucket
+    /// hold theirs), else a new one.
     fn join_buffer(&mut self, need: usize) -> Vec<u8> {
-        if let Some(oldest) = self.joined.pop_front() {
-            match oldest.try_into_mut() {
+        if let Some(at) = self.joined.iter().position(Bytes::is_unique)
+            && let Some(free) = self.joined.remove(at)
+        {
+            match free.try_into_mut() {
                 Ok(mut free) if free.capacity() >= need => {
                     free.clear();
                     return Vec::from(free);
@@ -564,7 +588,7 @@ impl Stage {
                 self.places.push(Place::New { pack, index });
                 continue;
             }
-            let (pack, index) = self.pack_chunk(&c, &bytes)?;
+            let (pack, index) = self.pack_chunk(&c, bytes)?;
             self.packed.insert(c.hash, (pack, index));
             self.places.push(Place::New { pack, index });
         }
@@ -573,7 +597,7 @@ impl Stage {
     }
 
     /// Appends a new chunk to the xorb being filled (starting another when it is full).
-    fn pack_chunk(&mut self, c: &StreamChunk, bytes: &[u8]) -> ApiResult<(usize, u32)> {
+    fn pack_chunk(&mut self, c: &StreamChunk, bytes: Bytes) -> ApiResult<(usize, u32)> {
         let len = u64::from(c.len);
         if self.filling.as_ref().is_some_and(|f| {
             !pack::fits(f.packer.len(), f.bytes, len) || f.bytes + RECORD_HEADER + len > f.limit
@@ -591,21 +615,32 @@ impl Stage {
                 } else {
                     pack::MAX_PACKED_BYTES
                 };
-                let sink = match self.store.xorb_buffer(limit) {
-                    Some(buffer) => Sink::Memory(buffer),
-                    None => {
-                        let (staged, file) = self.store.create_staged_xorb()?;
-                        // In S3 mode the file is read back for its PUT: from the page cache.
-                        let out = if self.store.is_remote() {
-                            DirectWriter::buffered(file)
-                        } else {
-                            DirectWriter::new(file, staged.path())
-                        };
-                        Sink::File { staged, out }
+                // Measured on the xorb's first chunk (random-looking bytes are stored raw):
+                // a raw xorb in S3 mode is held as the pieces it is made of, else it is
+                // written into a buffer (compressed records are new bytes) or a file.
+                let scheme = pack::choose_compression(&bytes);
+                let pieces = (scheme == CompressionScheme::None)
+                    .then(|| self.store.xorb_pieces(limit))
+                    .flatten();
+                let sink = if let Some(pieces) = pieces {
+                    Sink::Pieces {
+                        pieces,
+                        headers: BytesMut::with_capacity(pack::HEADER_LEN * MAX_XORB_CHUNKS),
                     }
+                } else if let Some(buffer) = self.store.xorb_buffer(limit) {
+                    Sink::Memory(buffer)
+                } else {
+                    let (staged, file) = self.store.create_staged_xorb()?;
+                    // In S3 mode the file is read back for its PUT: from the page cache.
+                    let out = if self.store.is_remote() {
+                        DirectWriter::buffered(file)
+                    } else {
+                        DirectWriter::new(file, staged.path())
+                    };
+                    Sink::File { staged, out }
                 };
                 self.filling.insert(Filling {
-                    packer: XorbPacker::new(sink),
+                    packer: XorbPacker::with_compression(sink, scheme),
                     bytes: 0,
                     limit,
                 })
@@ -613,10 +648,22 @@ impl Stage {
         };
         let index = filling.packer.len() as u32;
         // The chunker hashed these very bytes in memory a moment ago.
-        filling
-            .packer
-            .push_hashed(bytes, c.hash)
-            .map_err(ApiError::internal)?;
+        if matches!(filling.packer.get_mut(), Sink::Pieces { .. }) {
+            let header = filling
+                .packer
+                .push_raw(bytes.len(), c.hash)
+                .map_err(ApiError::internal)?;
+            if let Sink::Pieces { pieces, headers } = filling.packer.get_mut() {
+                headers.extend_from_slice(&header);
+                pieces.push(headers.split().freeze())?;
+                pieces.push(bytes)?;
+            }
+        } else {
+            filling
+                .packer
+                .push_hashed(&bytes, c.hash)
+                .map_err(ApiError::internal)?;
+        }
         filling.bytes += RECORD_HEADER + len;
         Ok((self.full.len(), index))
     }
@@ -642,6 +689,15 @@ impl Stage {
                 buffer.truncate(usize::try_from(len).map_err(ApiError::internal)?);
                 Full::Memory(buffer)
             }
+            Sink::Pieces { pieces, .. } => {
+                if pieces.len() != len {
+                    return Err(ApiError::internal(anyhow::anyhow!(
+                        "a raw xorb of {len} bytes held {} bytes of pieces",
+                        pieces.len()
+                    )));
+                }
+                Full::Pieces(pieces)
+            }
         };
         let clock = Instant::now();
         loop {
@@ -661,6 +717,7 @@ impl Stage {
             match sink {
                 Full::File(staged) => store.ready_xorb(staged, &hex, len).await,
                 Full::Memory(buffer) => store.ready_xorb_buffer(buffer, &hex).await,
+                Full::Pieces(pieces) => store.ready_xorb_pieces(pieces, &hex).await,
             }
         });
         self.timings.publish += clock.elapsed();
