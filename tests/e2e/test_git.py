@@ -245,6 +245,26 @@ emit({"sha256": sha256_file(local), "size": os.path.getsize(local),
     assert sha256_file(git.base / "again" / "model.weights") == sha256_bytes(data)
 
 
+def test_a_push_larger_than_gits_post_buffer_lands_after_its_credential_probe(git, hub):
+    """git posts a lone flush-pkt before a request larger than `http.postBuffer` (1 MiB) to
+    check its credentials, then streams the pack: the server answers the probe without git,
+    and the push that follows lands with every file."""
+    repo = hub.create_repo("push-probed")
+    git.clone(git.url(repo, token=hub.server.admin_token), "w")
+    work = git.base / "w"
+    write_random(work / "data.bin.raw", 3 * 1024 * 1024)
+    git.run("add", "data.bin.raw", cwd=work)
+    git.run("commit", "-q", "-m", "3 MiB without LFS", cwd=work)
+    p = git.run("push", "origin", "main", cwd=work,
+                env={"GIT_TRACE_CURL": "1", "GIT_TRACE_CURL_NO_DATA": "1"})
+    sent = [line for line in p.stderr.splitlines() if "=> Send header: POST" in line]
+    assert len(sent) == 2, p.stderr[-4000:]  # the probe, then the pack
+    assert "Content-Length: 4" in p.stderr
+    assert hub.head_sha(repo) == git.head(work)
+    r = hub.http.get(f"/{repo}/resolve/main/data.bin.raw")
+    assert r.status_code == 200 and r.content == (work / "data.bin.raw").read_bytes()
+
+
 def test_push_of_a_12_mib_file_without_lfs_is_refused(git, hub, tmp_path):
     repo = hub.create_repo("push-big")
     before = hub.head_sha(repo)

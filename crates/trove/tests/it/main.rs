@@ -9,6 +9,7 @@ mod content;
 mod contract;
 mod driver;
 mod fresh_reads;
+mod git_http;
 mod hostile;
 mod layering;
 mod limits;

@@ -524,22 +524,37 @@ impl Early {
 
 /// The git side of the check, blocking.
 struct Inspector {
-    view: PushView,
+    /// Open already when the check needed it; else opened by [`Inspector::paths`].
+    view: Option<PushView>,
     git_dir: PathBuf,
+    quarantine: Option<PathBuf>,
     tips: Vec<GitOid>,
 }
 
 impl Inspector {
     /// Where `blobs` appear in the new history (the commits reachable from the pushed tips
     /// and from no ref yet): asked of refused pushes only.
-    fn paths(&self, blobs: &[GitOid]) -> anyhow::Result<HashMap<GitOid, String>> {
+    fn paths(self, blobs: &[GitOid]) -> anyhow::Result<HashMap<GitOid, String>> {
         let known: Vec<GitOid> = trove_git::GitRepo::open(&self.git_dir)?
             .ref_targets()?
             .into_iter()
             .map(|(_, oid)| oid)
             .collect();
-        Ok(self.view.paths_of(blobs, &self.tips, &known)?)
+        let view = match self.view {
+            Some(view) => view,
+            None => open_view(&self.git_dir, self.quarantine.as_deref())?,
+        };
+        Ok(view.paths_of(blobs, &self.tips, &known)?)
     }
+}
+
+/// The repository with the quarantine, or alone for a push of deletions only (git makes no
+/// quarantine when no pack is sent).
+fn open_view(git_dir: &Path, quarantine: Option<&Path>) -> anyhow::Result<PushView> {
+    Ok(match quarantine {
+        Some(q) => PushView::open(git_dir, q)?,
+        None => PushView::open_without_quarantine(git_dir)?,
+    })
 }
 
 type Inspected = (Vec<CheckedUpdate>, NewObjects, Option<Inspector>);
@@ -563,14 +578,15 @@ fn inspect(
     examined: Option<NewObjects>,
     judged: HashMap<Move, Judged>,
 ) -> anyhow::Result<Inspected> {
-    // A push of deletions only sends no pack, and git makes no quarantine for it.
-    let view = match quarantine {
-        Some(q) => PushView::open(git_dir, q)?,
-        None => PushView::open_without_quarantine(git_dir)?,
-    };
+    // What the early examination found needs no view of the repository: an accepted push
+    // (most) then opens none on its way to the verdict.
+    let mut view: Option<PushView> = None;
     let objects = match (quarantine, examined) {
         (Some(_), Some(examined)) => examined,
-        (Some(_), None) => view.new_objects(LARGE_FILE_BYTES)?,
+        (Some(_), None) => {
+            let opened = view.insert(open_view(git_dir, quarantine)?);
+            opened.new_objects(LARGE_FILE_BYTES)?
+        }
         (None, _) => NewObjects::default(),
     };
     let mut checked = Vec::with_capacity(updates.len());
@@ -578,7 +594,13 @@ fn inspect(
         let (movement, new_is_commit) = match judged.get(&(update.old.clone(), update.new.clone()))
         {
             Some(&known) => known,
-            None => judge(&view, update.old.as_ref(), update.new.as_ref())?,
+            None => {
+                let opened = match &mut view {
+                    Some(opened) => opened,
+                    None => view.insert(open_view(git_dir, quarantine)?),
+                };
+                judge(opened, update.old.as_ref(), update.new.as_ref())?
+            }
         };
         checked.push(CheckedUpdate {
             update,
@@ -593,6 +615,7 @@ fn inspect(
     let inspector = Inspector {
         view,
         git_dir: git_dir.to_owned(),
+        quarantine: quarantine.map(Path::to_owned),
         tips,
     };
     Ok((checked, objects, Some(inspector)))

@@ -226,6 +226,19 @@ async fn serve_rpc(
             service.request_content_type()
         )));
     }
+    if service == Service::ReceivePack && announces_lone_flush(headers) {
+        // Before a push larger than its buffer (`http.postBuffer`, 1 MiB by default), git
+        // posts a lone flush-pkt to learn whether its credentials are accepted before it
+        // streams the pack. receive-pack reads no command from it, runs no hook and writes
+        // nothing, so the answer is that empty result, without starting git or reading refs.
+        let bytes = axum::body::to_bytes(body, LONE_FLUSH.len())
+            .await
+            .map_err(|e| ApiError::bad_request(format!("Could not read the request body: {e}")))?;
+        if bytes.as_ref() == LONE_FLUSH {
+            return Ok(rpc_answer(service, Body::empty()));
+        }
+        body = Body::from(bytes);
+    }
     let repo_id = auth.repo.repo.id;
     let git_dir = crate::repos::reconcile::checked_git_dir(state, repo_id).await?;
     let (settings, limit, after_exit, hook) = match service {
@@ -299,13 +312,34 @@ async fn serve_rpc(
         killed: state.git.killed.clone(),
         what: format!("{} repo.id={repo_id}", service.name()),
     })?;
+    Ok(rpc_answer(service, body))
+}
+
+/// A flush-pkt: the end of a list of commands, here of an empty one.
+const LONE_FLUSH: &[u8] = b"0000";
+
+/// Whether the request declares a plain (not compressed) body of a flush-pkt's length: git's
+/// credential probe before a large push.
+fn announces_lone_flush(headers: &HeaderMap) -> bool {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    declared == Some(LONE_FLUSH.len())
+        && headers
+            .get(header::CONTENT_ENCODING)
+            .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"))
+}
+
+/// The successful answer of an RPC, streaming `body`.
+fn rpc_answer(service: Service, body: Body) -> Response {
     let mut response_headers = HeaderMap::new();
     response_headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(service.result_content_type()),
     );
     no_cache(&mut response_headers);
-    Ok((StatusCode::OK, response_headers, body).into_response())
+    (StatusCode::OK, response_headers, body).into_response()
 }
 
 /// Reads the first chunk of a request body before git is started, so that a body that is
