@@ -539,8 +539,14 @@ async fn xorbs_held_as_pieces_go_to_the_bucket_as_one_object() {
         };
         let body = pattern(700_000, 13);
         // Uneven pieces, an empty one among them: sent in order, as one object.
-        for piece in [&body[..8], &body[8..100_008], &body[100_008..100_008], &body[100_008..]] {
-            held.push(Bytes::copy_from_slice(piece)).expect("within the limit");
+        for piece in [
+            &body[..8],
+            &body[8..100_008],
+            &body[100_008..100_008],
+            &body[100_008..],
+        ] {
+            held.push(Bytes::copy_from_slice(piece))
+                .expect("within the limit");
         }
         assert_eq!(held.len(), body.len() as u64);
         let hex = "ab".repeat(32);
@@ -576,7 +582,10 @@ async fn xorbs_held_as_pieces_go_to_the_bucket_as_one_object() {
                     .unwrap_or_else(|| panic!("room for {i}"))
             })
             .collect();
-        assert!(store.xorb_pieces(64 << 20).is_none(), "the budget is used up");
+        assert!(
+            store.xorb_pieces(64 << 20).is_none(),
+            "the budget is used up"
+        );
         assert!(store.xorb_buffer(1).is_none(), "for buffers too");
         drop(held);
         assert!(store.xorb_pieces(64 << 20).is_some(), "given back on drop");
