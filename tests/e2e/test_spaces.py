@@ -428,6 +428,87 @@ def test_running_spaces_come_back_after_the_hub_is_killed(tmp_path_factory):
         shutil.rmtree(own_run_dir, ignore_errors=True)
 
 
+# An app (gradio SDK, without gradio) whose /stream answer never ends: a line every 0.2 s.
+ENDLESS_APP = textwrap.dedent('''
+    import os, time, http.server
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("content-type", "text/plain")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            while True:
+                line = b"tick\\n"
+                self.wfile.write(b"%x\\r\\n%s\\r\\n" % (len(line), line))
+                self.wfile.flush()
+                time.sleep(0.2)
+        def log_message(self, *a):
+            pass
+    http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["GRADIO_SERVER_PORT"])), H).serve_forever()
+''')
+
+
+def test_a_stopped_hub_ends_its_endless_answers_and_stops_its_apps(tmp_path_factory):
+    """SIGTERM with a followed log and a proxied stream open: both end at once (the drain
+    does not wait its whole grace period for answers that never end), the hub stops clean,
+    and its apps do not outlive it."""
+    import threading
+    own_run_dir = Path(tempfile.mkdtemp(prefix="trove-spaces-run-"))
+    own_run_dir.chmod(0o711)
+    # A grace period longer than the harness waits after SIGTERM (it then kills: exit -9).
+    env = {**spaces_env(own_run_dir), "TROVE_SHUTDOWN_TIMEOUT": "120"}
+    server = _start(tmp_path_factory, "trove-spaces-stop", env)
+    try:
+        hub = Hub(server)
+        app = hub.create_repo("endless", repo_type="space", sdk="gradio")
+        hub.commit_files(app, {"README.md": card("gradio"), "app.py": ENDLESS_APP.encode()},
+                         repo_type="space")
+        wait_stage(hub, app, {"RUNNING"})
+        pids = [int(p.stem) for p in server.data_dir.glob("spaces/*/pids/*.pid")]
+        assert pids and all(map(alive, pids)), pids
+        streams = {"log": f"/api/spaces/{app}/logs/run", "app": f"/spaces/{app}/app/stream"}
+        opened = {name: threading.Event() for name in streams}
+        ended: dict[str, str] = {}
+
+        def follow(name: str, path: str) -> None:
+            with httpx.Client(base_url=hub.url, timeout=httpx.Timeout(10, read=90)) as c:
+                try:
+                    with c.stream("GET", path, headers=hub.auth(server.admin_token)) as r:
+                        assert r.status_code == 200, r.status_code
+                        opened[name].set()
+                        for _ in r.iter_bytes():
+                            pass
+                    ended[name] = "ended"
+                except httpx.HTTPError as e:
+                    ended[name] = f"cut: {type(e).__name__}"
+                finally:
+                    opened[name].set()
+
+        followers = [threading.Thread(target=follow, args=item, daemon=True)
+                     for item in streams.items()]
+        for t in followers:
+            t.start()
+        for name, event in opened.items():
+            assert event.wait(30), f"{name} stream never opened"
+        hub.close()
+        server.stop()  # SIGTERM; killed (-9) if no exit within 15 s
+        assert server.proc.returncode == 0, server.log_tail()
+        stopped = server.log_path.read_text()
+        assert ": trove stopped" in stopped and "work cut short" not in stopped, server.log_tail()
+        for t in followers:
+            t.join(timeout=30)
+        assert set(ended) == set(streams), ended
+        deadline = time.monotonic() + 10
+        while any(map(alive, pids)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(map(alive, pids)), "the app outlived the hub"
+    finally:
+        if server.proc.poll() is None:
+            server.stop()
+        shutil.rmtree(own_run_dir, ignore_errors=True)
+
+
 def test_an_app_cannot_read_the_hubs_data_dir(hub, server):
     repo = hub.create_repo("isolated", repo_type="space", sdk="gradio")
     headers = hub.auth(server.admin_token)

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use trove_db::Db;
 
 /// How long a lease lasts unless renewed. A node that dies holds its work back this long
@@ -41,6 +42,10 @@ pub(crate) fn ttl_ms() -> i64 {
 pub struct Node {
     id: String,
     draining: AtomicBool,
+    /// Cancelled when the node stops accepting connections on its way out: answers that
+    /// never end by themselves (a followed log, a proxied Space connection) end then, so
+    /// that the drain waits only for work that finishes.
+    closing: CancellationToken,
 }
 
 impl Node {
@@ -68,6 +73,7 @@ impl Node {
         Node {
             id,
             draining: AtomicBool::new(false),
+            closing: CancellationToken::new(),
         }
     }
 
@@ -82,6 +88,17 @@ impl Node {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// The node stops accepting connections: every answer that follows [`Self::closing`]
+    /// ends.
+    pub fn start_closing(&self) {
+        self.closing.cancel();
+    }
+
+    /// Cancelled once the node stops accepting connections ([`Self::start_closing`]).
+    pub fn closing(&self) -> &CancellationToken {
+        &self.closing
     }
 }
 

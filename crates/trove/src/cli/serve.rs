@@ -135,6 +135,7 @@ pub async fn run(
     });
     let git = state.git.clone();
     let context = state.context.clone();
+    let spaces = state.spaces.clone();
     let app = crate::app(state);
 
     // Absolute, so the printed `$(cat …)` line works from any directory.
@@ -181,6 +182,7 @@ pub async fn run(
     let (signalled_tx, signalled_rx) = tokio::sync::watch::channel(false);
     {
         let node = node.clone();
+        let spaces = spaces.clone();
         tokio::spawn(async move {
             shutdown_signal().await;
             node.start_draining();
@@ -196,6 +198,9 @@ pub async fn run(
                 node = node.id(),
                 "draining: new connections refused, in-flight requests finishing"
             );
+            // Followed logs and proxied Space connections never end by themselves.
+            node.start_closing();
+            spaces.close_connections();
             let _ = signalled_tx.send(true);
         });
     }
@@ -223,6 +228,8 @@ pub async fn run(
     // A git process whose client went away runs on after the response; it ends on its own
     // terms now, not killed mid-write when the runtime stops.
     let clean = drained && git.wait_idle(shutdown_grace).await;
+    // No app outlives the hub that started it.
+    spaces.stop_apps().await;
     // Hand the background work to the other nodes at once rather than when the leases
     // expire; a repository check first stops here, for good.
     reconcile::stop_checking(&context).await;

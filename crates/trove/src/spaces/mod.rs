@@ -187,6 +187,9 @@ pub struct Supervisor {
     next_id: AtomicU64,
     /// The hub's delegated cgroup v2 subtree, found once at start; `None`: rlimits only.
     cgroups: std::sync::OnceLock<Option<cgroup::Delegation>>,
+    /// The hub is on its way out ([`Self::close_connections`]): no connection is proxied
+    /// any more, and an app that finishes starting is stopped at once.
+    closing: AtomicBool,
 }
 
 impl Supervisor {
@@ -197,7 +200,52 @@ impl Supervisor {
             slots: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             cgroups: std::sync::OnceLock::new(),
+            closing: AtomicBool::new(false),
         }
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// The hub stops accepting connections: the connections proxied to apps end now (a
+    /// WebSocket or a streamed answer would otherwise hold the drain until its grace period
+    /// runs out; browsers reconnect, to another node behind a load balancer), and none is
+    /// proxied from now on.
+    pub fn close_connections(&self) {
+        self.closing.store(true, Ordering::Release);
+        let slots: Vec<Arc<Slot>> = {
+            let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots.values().cloned().collect()
+        };
+        for slot in slots {
+            slot.revoke_connections();
+        }
+    }
+
+    /// Stops every app this process runs (each one's process group, container and cgroup,
+    /// as a replaced app is stopped), once the hub has answered its last request: apps do
+    /// not outlive the hub that started them. Apps still starting are stopped as they
+    /// finish ([`Self::close_connections`] comes first).
+    pub async fn stop_apps(&self) {
+        self.close_connections();
+        let running: Vec<Arc<process::AppProcess>> = {
+            let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots
+                .values()
+                .filter_map(|slot| {
+                    slot.lock()
+                        .serving
+                        .take()
+                        .and_then(|serving| serving.process)
+                })
+                .collect()
+        };
+        if running.is_empty() {
+            return;
+        }
+        tracing::info!(apps = running.len(), "stopping the spaces' apps");
+        futures_util::future::join_all(running.iter().map(|p| p.stop())).await;
     }
 
     pub fn is_started(&self) -> bool {
@@ -241,9 +289,14 @@ impl Supervisor {
     /// The token that ends a connection proxied to the Space's app now (see
     /// [`Slot::connection_token`]).
     pub fn connection_token(&self, repo_id: i64) -> CancellationToken {
-        self.existing_slot(repo_id)
+        let token = self
+            .existing_slot(repo_id)
             .map(|slot| slot.connection_token())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if self.is_closing() {
+            token.cancel();
+        }
+        token
     }
 
     /// The Space's runtime; `None` when Spaces are not run by this process.
@@ -716,7 +769,7 @@ async fn launch(state: SpaceHost, slot: Arc<Slot>, repo: Repo, built: Built, gen
     s.starting = false;
     match started {
         Ok((target, process)) => {
-            if generation < s.served || s.removed {
+            if generation < s.served || s.removed || state.spaces.is_closing() {
                 drop(s);
                 if let Some(p) = process {
                     tokio::spawn(async move { p.stop().await });
@@ -1124,4 +1177,27 @@ pub async fn set_sleep_time(
             .map(|t| Duration::from_secs(t as u64));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closing_ends_the_proxied_connections_open_and_any_opened_after() {
+        let spaces = Supervisor::new(&crate::config::Config::default().spaces);
+        let slot = spaces.slot(7); // a Space the supervisor knows
+        let open = spaces.connection_token(7);
+        let unknown = spaces.connection_token(8);
+        assert!(!open.is_cancelled() && !unknown.is_cancelled());
+        spaces.close_connections();
+        assert!(open.is_cancelled(), "the connection open at close ends");
+        assert!(
+            !unknown.is_cancelled(),
+            "a Space with no slot had nothing to end"
+        );
+        assert!(spaces.connection_token(7).is_cancelled());
+        assert!(spaces.connection_token(8).is_cancelled());
+        drop(slot);
+    }
 }

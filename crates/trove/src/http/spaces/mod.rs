@@ -392,7 +392,10 @@ pub async fn logs(
     };
     let kept = futures_util::stream::iter(kept.into_iter().map(event));
     let live = tokio_stream_of(live).map(event);
-    Ok(Sse::new(kept.chain(live))
+    // Followed until the client leaves, or until the hub stops accepting connections: the
+    // drain waits for no stream that would never end (EventSource reconnects).
+    let closing = state.node.closing().clone().cancelled_owned();
+    Ok(Sse::new(kept.chain(live).take_until(closing))
         .keep_alive(KeepAlive::default())
         .into_response())
 }
