@@ -190,9 +190,11 @@ const FSCK_ERRORS: &[&str] = &[
 /// The configuration every served request runs with.
 fn config(settings: &GitCommandSettings, service: Service) -> Vec<(&'static str, String)> {
     let mut config = vec![
-        // Objects and refs reach the disk before a push is acknowledged (git's default skips
-        // loose objects, which is what small pushes write).
-        ("core.fsync", "objects,reference".to_owned()),
+        // Objects, the packs' indexes and refs reach the disk before a push is acknowledged
+        // (git's default skips loose objects, which is what small pushes write, and refs; a
+        // pack whose index were lost with power would leave its objects unreadable while the
+        // ref naming them survived).
+        ("core.fsync", "objects,pack-metadata,reference".to_owned()),
         ("core.fsyncMethod", "fsync".to_owned()),
         // An API commit holds a branch's lock file for a few milliseconds; wait for it
         // rather than failing the push.

@@ -134,7 +134,7 @@ async fn copy_refs(from: &Path, to: &Path) -> ApiResult<()> {
         .env("GIT_TERMINAL_PROMPT", "0")
         .args([
             "-c",
-            "core.fsync=objects,reference",
+            "core.fsync=objects,pack-metadata,reference",
             "-c",
             "core.fsyncMethod=fsync",
             "-c",
