@@ -9,7 +9,9 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use std::io::{self, Read};
 use std::time::Duration;
-use trove_store::{PutOutcome, ReceivedXorb, S3Checksum, S3Config, Sha256Hex, Store, StoreError};
+use trove_store::{
+    PutOutcome, ReadyXorb, ReceivedXorb, S3Checksum, S3Config, Sha256Hex, Store, StoreError,
+};
 
 fn body(data: &[u8], piece: usize) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + Unpin {
     let parts: Vec<Result<Bytes, io::Error>> = data
@@ -471,6 +473,21 @@ async fn a_blocking_xorb_read_works_from_a_thread_outside_the_runtime() {
 
 /// A presigned URL fetches the object without credentials; a xorb URL bound to one range
 /// fetches that range, and another range is refused.
+/// Publishes a xorb put in the bucket (`ready`) as `hex`: stored (not there before), and
+/// read back whole as `expected`.
+async fn publish_and_read_back(store: &Store, ready: ReadyXorb, hex: &str, expected: &[u8]) {
+    assert_eq!(
+        store.publish_ready_xorb(ready, hex).await.expect("publish"),
+        PutOutcome::Stored
+    );
+    let read = store
+        .open_xorb_range(hex, 0, expected.len() as u64)
+        .await
+        .expect("open")
+        .expect("present");
+    assert_eq!(collect(read).await, expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xorbs_packed_in_memory_go_to_the_bucket_within_the_budget() {
     use std::io::Write;
@@ -490,19 +507,7 @@ async fn xorbs_packed_in_memory_go_to_the_bucket_within_the_budget() {
             .ready_xorb_buffer(buffer, &hex)
             .await
             .expect("put from memory");
-        assert_eq!(
-            store
-                .publish_ready_xorb(ready, &hex)
-                .await
-                .expect("publish"),
-            PutOutcome::Stored
-        );
-        let read = store
-            .open_xorb_range(&hex, 0, chunks.len() as u64)
-            .await
-            .expect("open")
-            .expect("present");
-        assert_eq!(collect(read).await, chunks);
+        publish_and_read_back(&store, ready, &hex, &chunks).await;
         // Create-if-absent: a second copy of the same xorb is not put again.
         let mut again = store.xorb_buffer(1 << 20).expect("room again");
         again.write_all(&chunks).expect("fits");
@@ -554,19 +559,7 @@ async fn xorbs_held_as_pieces_go_to_the_bucket_as_one_object() {
             .ready_xorb_pieces(held, &hex)
             .await
             .expect("put as pieces");
-        assert_eq!(
-            store
-                .publish_ready_xorb(ready, &hex)
-                .await
-                .expect("publish"),
-            PutOutcome::Stored
-        );
-        let read = store
-            .open_xorb_range(&hex, 0, body.len() as u64)
-            .await
-            .expect("open")
-            .expect("present");
-        assert_eq!(collect(read).await, body);
+        publish_and_read_back(&store, ready, &hex, &body).await;
         // Past its limit: refused.
         let mut small = store.xorb_pieces(1 << 20).expect("room");
         small

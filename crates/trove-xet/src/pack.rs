@@ -127,8 +127,13 @@ impl<W: Write> XorbPacker<W> {
                 reason: e.to_string(),
             }
         })?;
-        self.stored += written as u64;
-        self.raw += data.len() as u64;
+        self.record(h, written as u64, data.len() as u64)
+    }
+
+    /// Notes a chunk of `raw` bytes, `stored` in the xorb with its header, hashing to `h`.
+    fn record(&mut self, h: XetHash, stored: u64, raw: u64) -> Result<(), XorbError> {
+        self.stored += stored;
+        self.raw += raw;
         let (stored_end, raw_end) = match (u32::try_from(self.stored), u32::try_from(self.raw)) {
             (Ok(s), Ok(r)) => (s, r),
             _ => return Err(XorbError::TooLarge),
@@ -138,7 +143,7 @@ impl<W: Write> XorbPacker<W> {
             stored_end,
             raw_end,
         });
-        self.sized.push((h, data.len() as u64));
+        self.sized.push((h, raw));
         Ok(())
     }
 
@@ -168,18 +173,7 @@ impl<W: Write> XorbPacker<W> {
             &mut header.as_mut_slice(),
             &XorbChunkHeader::new(CompressionScheme::None, raw_len, raw_len),
         )?;
-        self.stored += (XORB_CHUNK_HEADER_LENGTH + len) as u64;
-        self.raw += len as u64;
-        let (stored_end, raw_end) = match (u32::try_from(self.stored), u32::try_from(self.raw)) {
-            (Ok(s), Ok(r)) => (s, r),
-            _ => return Err(XorbError::TooLarge),
-        };
-        self.chunks.push(ChunkMeta {
-            hash: h,
-            stored_end,
-            raw_end,
-        });
-        self.sized.push((h, len as u64));
+        self.record(h, (XORB_CHUNK_HEADER_LENGTH + len) as u64, len as u64)?;
         Ok(header)
     }
 
