@@ -161,5 +161,5 @@ HF_ENDPOINT="http://127.0.0.1:$TROVE_PORT" HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_CAC
 echo
 echo "server stages of the uploads (storage.lfs_ingested):"
 grep 'storage.lfs_ingested' "$WORK/trove.log" |
-    grep -o 'via=[^ ]*\|size_bytes=[^ ]*\|receive_ms=[^ ]*\|chunk_ms=[^ ]*\|chunk_cpu_ms=[^ ]*\|chunk_wait_ms=[^ ]*\|lookup_ms=[^ ]*\|pack_ms=[^ ]*\|publish_ms=[^ ]*\|record_ms=[^ ]*\|after_receive_ms=[^ ]*' |
+    grep -o 'via=[^ ]*\|size_bytes=[^ ]*\|receive_ms=[^ ]*\|chunk_ms=[^ ]*\|chunk_cpu_ms=[^ ]*\|chunk_wait_ms=[^ ]*\|lookup_ms=[^ ]*\|pack_ms=[^ ]*\|publish_ms=[^ ]*\|record_ms=[^ ]*\|spanning_bytes=[^ ]*\|after_receive_ms=[^ ]*' |
     paste -sd' ' | sed 's/ via=/\nvia=/g' || true

@@ -9,6 +9,7 @@
 //! without changing a single cut.
 
 use crate::hash::{self, XetHash};
+use bytes::Bytes;
 
 /// The average chunk length the mask aims at.
 pub const TARGET_CHUNK: usize = 64 * 1024;
@@ -214,6 +215,89 @@ impl StreamChunker {
             len: len as u32,
         });
         self.start += len as u64;
+    }
+}
+
+/// Cuts a stream that arrives as [`Bytes`] pieces (an HTTP body) into chunks, each handed
+/// out with its bytes: a chunk that lies within one piece is a slice of it (hashed in place,
+/// not copied), one that spans pieces has its parts copied once into a buffer of exactly its
+/// length, hashed there in one go. Same chunks and hashes as [`StreamChunker`] and
+/// [`chunk_all`] over the pieces put end to end.
+#[derive(Debug, Default)]
+pub struct PieceChunker {
+    chunker: Chunker,
+    /// The current chunk's bytes so far, as the pieces they came in, when it began in an
+    /// earlier piece (at most [`MAX_CHUNK`] bytes).
+    parts: Vec<Bytes>,
+    parts_len: usize,
+    /// Where the current chunk starts in the stream.
+    start: u64,
+    /// Bytes of the chunks that spanned pieces (copied).
+    spanning: u64,
+}
+
+impl PieceChunker {
+    /// Feeds the next piece of the stream; every chunk it completes is appended to `out`.
+    pub fn feed(&mut self, piece: &Bytes, out: &mut Vec<(StreamChunk, Bytes)>) {
+        let mut at = 0;
+        while let Some(n) = self.chunker.next_boundary(&piece[at..]) {
+            let bytes = if self.parts.is_empty() {
+                piece.slice(at..at + n)
+            } else {
+                self.parts.push(piece.slice(at..at + n));
+                self.parts_len += n;
+                self.join_parts()
+            };
+            self.emit(bytes, out);
+            at += n;
+        }
+        if at < piece.len() {
+            self.parts_len += piece.len() - at;
+            self.parts.push(piece.slice(at..));
+        }
+    }
+
+    /// Ends the stream: its last chunk, if any bytes remain, goes to `out`.
+    pub fn finish(mut self, out: &mut Vec<(StreamChunk, Bytes)>) {
+        if self.parts_len > 0 {
+            let bytes = self.join_parts();
+            self.emit(bytes, out);
+        }
+    }
+
+    /// Bytes fed so far.
+    pub fn fed(&self) -> u64 {
+        self.start + self.parts_len as u64
+    }
+
+    /// Bytes of the chunks so far that spanned pieces: the only ones copied.
+    pub fn spanning_bytes(&self) -> u64 {
+        self.spanning
+    }
+
+    /// The current chunk's parts as one buffer (one part needs no copy).
+    fn join_parts(&mut self) -> Bytes {
+        let len = std::mem::take(&mut self.parts_len);
+        if self.parts.len() == 1 {
+            return self.parts.pop().unwrap_or_default();
+        }
+        let mut joined = Vec::with_capacity(len);
+        for part in self.parts.drain(..) {
+            joined.extend_from_slice(&part);
+        }
+        self.spanning += len as u64;
+        Bytes::from(joined)
+    }
+
+    fn emit(&mut self, bytes: Bytes, out: &mut Vec<(StreamChunk, Bytes)>) {
+        let chunk = StreamChunk {
+            hash: hash::chunk_hash(&bytes),
+            offset: self.start,
+            // A chunk is at most MAX_CHUNK bytes.
+            len: bytes.len() as u32,
+        };
+        self.start += bytes.len() as u64;
+        out.push((chunk, bytes));
     }
 }
 
@@ -428,6 +512,72 @@ mod tests {
         }
         let mut out = Vec::new();
         StreamChunker::default().finish(&mut out);
+        assert!(out.is_empty());
+    }
+
+    /// Chunks, hashes and bytes as one buffer cut whole, whatever the pieces; a chunk inside
+    /// one piece is a slice of it (its bytes not copied), and only spanning chunks count as
+    /// copied.
+    #[test]
+    fn the_piece_chunker_hands_out_each_chunk_with_its_bytes() {
+        let mut data = counter_bytes(13, 1_200_000);
+        data.extend(std::iter::repeat_n(0u8, 300_000));
+        data.extend(counter_bytes(14, 77_777));
+        let whole = chunk_all(&data);
+        let source = Bytes::from(data.clone());
+        for piece in [
+            1usize,
+            100,
+            8191,
+            65_536,
+            131_073,
+            300_000,
+            1 << 20,
+            data.len(),
+        ] {
+            let mut chunker = PieceChunker::default();
+            let mut out = Vec::new();
+            // Empty pieces (a body may send them) change nothing.
+            chunker.feed(&Bytes::new(), &mut out);
+            let mut at = 0;
+            while at < source.len() {
+                let end = (at + piece).min(source.len());
+                chunker.feed(&source.slice(at..end), &mut out);
+                at = end;
+            }
+            assert_eq!(chunker.fed(), data.len() as u64);
+            let (fed, copied) = (out.len(), chunker.spanning_bytes());
+            chunker.finish(&mut out);
+            assert_eq!(out.len(), whole.len(), "piece {piece}");
+            let (mut offset, mut spanning) = (0usize, 0u64);
+            for (i, ((c, bytes), w)) in out.iter().zip(&whole).enumerate() {
+                assert_eq!((c.hash, u64::from(c.len)), (w.hash, w.len), "piece {piece}");
+                assert_eq!(c.offset, offset as u64, "piece {piece}");
+                assert_eq!(
+                    &bytes[..],
+                    &data[offset..offset + bytes.len()],
+                    "piece {piece}"
+                );
+                let in_place = bytes.as_ptr() == source[offset..].as_ptr();
+                if offset / piece == (offset + bytes.len() - 1) / piece {
+                    assert!(
+                        in_place,
+                        "piece {piece}: a chunk inside one piece was copied"
+                    );
+                } else if i < fed {
+                    assert!(!in_place, "piece {piece}");
+                    spanning += bytes.len() as u64;
+                }
+                offset += bytes.len();
+            }
+            // What was fed before the end: copied are exactly the chunks that spanned pieces.
+            assert_eq!(copied, spanning, "piece {piece}");
+            if piece >= data.len() {
+                assert_eq!(copied, 0);
+            }
+        }
+        let mut out = Vec::new();
+        PieceChunker::default().finish(&mut out);
         assert!(out.is_empty());
     }
 

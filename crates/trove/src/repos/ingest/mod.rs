@@ -97,6 +97,10 @@ struct Timings {
     publish: Duration,
     /// Database records: xorbs, the file, its links.
     record: Duration,
+    /// Not a time: bytes of the chunks that spanned pieces of the body as it arrived, each
+    /// copied into a buffer of its own (streamed uploads only; every other chunk is kept as
+    /// a slice of its piece).
+    spanning_bytes: u64,
 }
 
 /// Which way the chunks came (`object`) and when the work after receiving began.
@@ -300,6 +304,7 @@ fn log_ingested(
         pack_ms = ms(t.pack),
         publish_ms = ms(t.publish),
         record_ms = ms(t.record),
+        spanning_bytes = t.spanning_bytes,
         after_receive_ms = ms(begun.elapsed()),
         "storage.lfs_ingested"
     );

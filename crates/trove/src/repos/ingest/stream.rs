@@ -3,7 +3,8 @@
 //! The body's pieces (`Bytes`, reference counted) go two ways: to SHA-256, hashed in batches
 //! of about [`BATCH`] bytes on the blocking pool while the next batch is received, and
 //! through a bounded channel to the packing stage, a thread of the blocking pool that cuts
-//! and hashes chunks exactly as a Xet client would ([`StreamChunker`]), looks each batch of
+//! and hashes chunks exactly as a Xet client would ([`PieceChunker`], which keeps a chunk
+//! that lies within one piece of the body as a slice of it), looks each batch of
 //! about [`LOOKUP_BATCH`] bytes of chunks up in the chunk index, and packs the chunks the
 //! store does not hold into server-built xorbs as they fill: written to staging files (with
 //! `O_DIRECT` where the filesystem allows, [`trove_store::DirectWriter`]), or in
@@ -26,9 +27,9 @@
 //! lists such files.)
 //!
 //! Memory: at most [`DEPTH`] batches waiting for the stage (backpressure slows the upload to
-//! the stage's pace), [`LOOKUP_BATCH`] bytes of chunks waiting for their lookup (in at most
-//! [`JOIN_BUFFERS`] buffers of [`JOIN_CAPACITY`], reused once their chunks are packed), a write
-//! buffer per xorb being filled (in S3 mode the xorb itself, up to 64 MiB, and the
+//! the stage's pace), [`LOOKUP_BATCH`] bytes of chunks waiting for their lookup (slices of
+//! the body's pieces as they arrived, a chunk spanning pieces copied into its own buffer), a
+//! write buffer per xorb being filled (in S3 mode the xorb itself, up to 64 MiB, and the
 //! [`READY_BYTES`] on their way, all within the node-wide budget), plus 48 bytes per chunk of
 //! the file — whatever its size.
 
@@ -39,7 +40,7 @@ use crate::error::{ApiError, ApiResult};
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
@@ -50,7 +51,7 @@ use trove_db::{Db, NewXorb, XetFile};
 use trove_store::{DirectWriter, ReadyXorb, StagedXorb, Store, StoreError, XorbBuffer, XorbPieces};
 use trove_types::Sha256Hex;
 use trove_xet::XetHash;
-use trove_xet::chunk::{StreamChunk, StreamChunker};
+use trove_xet::chunk::{PieceChunker, StreamChunk};
 use trove_xet::hash;
 use trove_xet::pack::{self, CompressionScheme, XorbPacker};
 use trove_xet::shard;
@@ -68,16 +69,6 @@ const READY_BYTES: u64 = 2 * pack::MAX_PACKED_BYTES;
 /// In S3 mode, what remains of a body under which [`tail_limit`] no longer splits it: the
 /// smallest xorb it cuts is half of this.
 const TAIL_MIN: u64 = 8 << 20;
-/// Capacity of a buffer a batch is joined into (a batch is [`BATCH`] bytes and part of the
-/// piece that crossed it).
-const JOIN_CAPACITY: usize = BATCH + BATCH / 2;
-/// Join buffers kept for reuse: those the chunks waiting for their lookup still point into
-/// ([`LOOKUP_BATCH`] and the tail), those the raw xorbs being filled or on their way to the
-/// bucket still point into ([`Sink::Pieces`]: up to [`READY_BYTES`] and one xorb), and
-/// those freed since.
-const JOIN_BUFFERS: usize =
-    ((LOOKUP_BATCH + READY_BYTES + pack::MAX_PACKED_BYTES) / BATCH as u64) as usize + DEPTH + 4;
-
 /// What the body stream sends the stage.
 pub(crate) enum Msg {
     Batch(Vec<Bytes>),
@@ -401,14 +392,9 @@ struct Stage {
     split_tail: bool,
     /// Whether the first of the last two xorbs was started ([`tail_limit`]).
     halved: bool,
-    chunker: StreamChunker,
-    found: Vec<StreamChunk>,
-    /// Bytes after the last chunk boundary: the start of the next chunk.
-    tail: Bytes,
-    /// The buffers batches were joined into, oldest first: reused once nothing points into
-    /// them any more (a fresh one costs a page fault and a zeroed page per 4 KiB, which was
-    /// a sixth of the server's CPU per uploaded byte).
-    joined: VecDeque<Bytes>,
+    chunker: PieceChunker,
+    /// Chunks the chunker cut from the last batch, with their bytes.
+    found: Vec<(StreamChunk, Bytes)>,
     /// Chunks cut but not yet looked up, with their bytes.
     pending: Vec<(StreamChunk, Bytes)>,
     pending_bytes: u64,
@@ -431,10 +417,8 @@ fn run_stage(db: Db, store: Store, size: u64, mut rx: mpsc::Receiver<Msg>) -> Ap
         size,
         split_tail,
         halved: false,
-        chunker: StreamChunker::default(),
+        chunker: PieceChunker::default(),
         found: Vec::new(),
-        tail: Bytes::new(),
-        joined: VecDeque::new(),
         pending: Vec::new(),
         pending_bytes: 0,
         chunks: Vec::new(),
@@ -471,27 +455,16 @@ fn run_stage(db: Db, store: Store, size: u64, mut rx: mpsc::Receiver<Msg>) -> Ap
 
 impl Stage {
     /// Cuts the next batch of the body into chunks; looks them up and packs them once
-    /// [`LOOKUP_BATCH`] bytes of them wait.
-    fn feed(&mut self, mut batch: Vec<Bytes>) -> ApiResult<()> {
+    /// [`LOOKUP_BATCH`] bytes of them wait. Piece by piece, as the body arrived: a chunk
+    /// inside one piece is kept as a slice of it (no copy: it goes into the xorb as it is),
+    /// only a chunk spanning pieces is copied, once ([`PieceChunker`]).
+    fn feed(&mut self, batch: Vec<Bytes>) -> ApiResult<()> {
         let clock = Instant::now();
-        // One contiguous buffer per batch: chunks inside it are hashed and kept in place.
-        let buf = if batch.len() == 1 {
-            batch.pop().unwrap_or_default()
-        } else {
-            let mut joined = self.join_buffer(batch.iter().map(Bytes::len).sum());
-            for piece in &batch {
-                joined.extend_from_slice(piece);
-            }
-            let joined = Bytes::from(joined);
-            if self.joined.len() == JOIN_BUFFERS {
-                self.joined.pop_front();
-            }
-            self.joined.push_back(joined.clone());
-            joined
-        };
+        for piece in &batch {
+            self.chunker.feed(piece, &mut self.found);
+        }
         drop(batch);
-        self.chunker.feed(&buf, &mut self.found);
-        self.take_found(buf)?;
+        self.take_found();
         self.timings.chunk += clock.elapsed();
         if self.pending_bytes >= LOOKUP_BATCH {
             self.resolve_pending()?;
@@ -499,64 +472,12 @@ impl Stage {
         Ok(())
     }
 
-    /// An empty buffer for `need` bytes: the oldest join buffer nothing points into any
-    /// more (chunks waiting for their lookup, or raw xorbs not yet answered by the bucket
-    /// hold theirs), else a new one.
-    fn join_buffer(&mut self, need: usize) -> Vec<u8> {
-        if let Some(at) = self.joined.iter().position(Bytes::is_unique)
-            && let Some(free) = self.joined.remove(at)
-        {
-            match free.try_into_mut() {
-                Ok(mut free) if free.capacity() >= need => {
-                    free.clear();
-                    return Vec::from(free);
-                }
-                // Too small for this batch: let it go.
-                Ok(_) => {}
-                Err(still_used) => self.joined.push_front(still_used),
-            }
-        }
-        Vec::with_capacity(need.max(JOIN_CAPACITY))
-    }
-
-    /// Moves the chunks the chunker found in `buf` (after [`Self::tail`]) to `pending`, with
-    /// their bytes; what follows the last one becomes the tail.
-    fn take_found(&mut self, buf: Bytes) -> ApiResult<()> {
-        let mut at = 0usize;
-        for c in self.found.drain(..) {
-            let len = c.len as usize;
-            let bytes = if self.tail.is_empty() {
-                let bytes = buf.get(at..at + len).map(|_| buf.slice(at..at + len));
-                at += len;
-                bytes
-            } else {
-                let need = len.checked_sub(self.tail.len());
-                let head = need.and_then(|n| buf.get(..n));
-                head.map(|head| {
-                    let mut joined = Vec::with_capacity(len);
-                    joined.extend_from_slice(&self.tail);
-                    joined.extend_from_slice(head);
-                    at = head.len();
-                    self.tail = Bytes::new();
-                    Bytes::from(joined)
-                })
-            };
-            let bytes = bytes.ok_or_else(|| {
-                ApiError::internal(anyhow::anyhow!("a chunk boundary outside the bytes fed"))
-            })?;
+    /// Moves the chunks the chunker cut, with their bytes, to those waiting for their lookup.
+    fn take_found(&mut self) {
+        for (c, bytes) in self.found.drain(..) {
             self.pending_bytes += bytes.len() as u64;
             self.pending.push((c, bytes));
         }
-        let rest = buf.slice(at.min(buf.len())..);
-        self.tail = if self.tail.is_empty() {
-            rest
-        } else {
-            let mut joined = Vec::with_capacity(self.tail.len() + rest.len());
-            joined.extend_from_slice(&self.tail);
-            joined.extend_from_slice(&rest);
-            Bytes::from(joined)
-        };
-        Ok(())
     }
 
     /// Looks the waiting chunks up; packs those the store does not hold.
@@ -750,8 +671,9 @@ impl Stage {
     fn finish(&mut self) -> ApiResult<Packed> {
         let clock = Instant::now();
         let chunker = std::mem::take(&mut self.chunker);
+        self.timings.spanning_bytes = chunker.spanning_bytes();
         chunker.finish(&mut self.found);
-        self.take_found(Bytes::new())?;
+        self.take_found();
         self.timings.chunk += clock.elapsed();
         self.resolve_pending()?;
         self.close_xorb()?;
