@@ -300,6 +300,30 @@ class TroveServer:
         return token
 
 
+def wait_in_log(server: "TroveServer", pattern: re.Pattern[str] | str, proc: subprocess.Popen,
+                timeout: float, *, offset: int = 0) -> re.Match[str] | str:
+    """The first match of `pattern` (a regex, or text to find) in the server's log from byte
+    `offset` on, as soon as the line is written (polled every few ms: a moment the test acts
+    on must not pass); fails if the client `proc` exits or the time runs out first."""
+    find = pattern.search if isinstance(pattern, re.Pattern) else (lambda t: pattern if pattern in t else None)
+    deadline = time.monotonic() + timeout
+    with open(server.log_path, encoding="utf-8", errors="replace") as log:
+        log.seek(offset)
+        text = ""
+        while True:
+            text += log.read()
+            found = find(text)
+            if found:
+                return found
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                pytest.fail(f"the client ended (exit {proc.returncode}) before {pattern!r} was logged\n"
+                            f"{out}\n{err[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {pattern!r} in {server.name}'s log within {timeout}s\n{server.log_tail()}")
+            time.sleep(0.005)
+
+
 def clean_env() -> dict[str, str]:
     """The inherited environment minus anything that would steer the client or leak a token."""
     return {k: v for k, v in os.environ.items()

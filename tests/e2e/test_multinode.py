@@ -26,7 +26,8 @@ import hf_xet
 import httpx
 import pytest
 
-from conftest import RESULT_MARK, Client, Hub, TroveServer, b64, clean_env, make_client, ndjson, unique
+from conftest import (RESULT_MARK, Client, Hub, TroveServer, b64, clean_env, make_client, ndjson, unique,
+                      wait_in_log)
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("TROVE_E2E_POSTGRES_URL"),
@@ -467,27 +468,6 @@ MOMENT_WAIT_S = 180
 CLIENT_GIVE_UP_S = 10
 
 
-def wait_for_log(node: TroveServer, pattern: re.Pattern[str] | str, proc: subprocess.Popen,
-                 timeout: float) -> None:
-    """Returns as soon as the node's log matches `pattern` (polled every few ms: the moment
-    must not pass); fails if the client exits or the time runs out first."""
-    found = (pattern.search if isinstance(pattern, re.Pattern) else lambda t: pattern in t)
-    deadline = time.monotonic() + timeout
-    with open(node.log_path, encoding="utf-8", errors="replace") as log:
-        text = ""
-        while True:
-            text += log.read()
-            if found(text):
-                return
-            if proc.poll() is not None:
-                out, err = proc.communicate()
-                pytest.fail(f"the client ended (exit {proc.returncode}) before the moment\n"
-                            f"{out}\n{err[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {pattern!r} in {node.name}'s log within {timeout}s\n{node.log_tail()}")
-            time.sleep(0.005)
-
-
 @pytest.mark.parametrize("moment", ["xorbs", "shard"])
 def test_a_node_killed_mid_xet_upload_leaves_nothing_half_visible_and_the_retry_through_another_succeeds(
         cluster, a, balanced, tmp_path, moment):
@@ -518,7 +498,7 @@ def test_a_node_killed_mid_xet_upload_leaves_nothing_half_visible_and_the_retry_
         upload = client.popen_py(XET_UPLOAD, xet=True, args=args, extra_env={
             "HF_ENDPOINT": lb.url, "HF_XET_DATA_SESSION_XORB_METADATA_FLUSH_MAX_COUNT": "1"})
         try:
-            wait_for_log(victim, XORB_ACKED if moment == "xorbs" else SHARD_RECEIVED, upload, MOMENT_WAIT_S)
+            wait_in_log(victim, XORB_ACKED if moment == "xorbs" else SHARD_RECEIVED, upload, MOMENT_WAIT_S)
             victim.proc.kill()
             victim.proc.wait(timeout=15)
             lb.backend = None

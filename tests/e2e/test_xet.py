@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import lfs_pointer, make_client, ndjson, sha256_bytes, store_dir, write_tree
+from conftest import lfs_pointer, make_client, ndjson, sha256_bytes, store_dir, wait_in_log, write_tree
 
 XET_HASH = re.compile(r"[0-9a-f]{64}")
 
@@ -385,27 +384,6 @@ XORB_ACKED = re.compile(r"method=POST path=/xet/v1/xorbs/default/([0-9a-f]{64}) 
 XORB_POSTED = re.compile(r"method=POST path=/xet/v1/xorbs/default/([0-9a-f]{64}) ")
 
 
-def first_xorb_acked(server, offset: int, proc: subprocess.Popen, timeout: float = 180) -> str:
-    """The hash of the first xorb the server acknowledged after `offset` in its log, as soon
-    as the line is written (polled every few ms); fails if the client exits first."""
-    deadline = time.monotonic() + timeout
-    with open(server.log_path, encoding="utf-8", errors="replace") as log:
-        log.seek(offset)
-        text = ""
-        while True:
-            text += log.read()
-            m = XORB_ACKED.search(text)
-            if m:
-                return m.group(1)
-            if proc.poll() is not None:
-                out, err = proc.communicate()
-                pytest.fail(f"the client ended (exit {proc.returncode}) before a xorb was stored\n"
-                            f"{out}\n{err[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no xorb stored within {timeout}s\n{server.log_tail()}")
-            time.sleep(0.005)
-
-
 def log_size(server) -> int:
     return server.log_path.stat().st_size
 
@@ -433,7 +411,8 @@ def test_a_retry_from_another_machine_does_not_resend_what_an_upload_cut_short_s
     upload = fresh_client(trove, tmp_path / "laptop").popen_py(
         UPLOAD, xet=True, args=args, extra_env={"HF_XET_FIXED_UPLOAD_CONCURRENCY": "1"})
     try:
-        stored = first_xorb_acked(trove, start, upload)
+        # The first xorb acknowledged, as soon as the line is written.
+        stored = wait_in_log(trove, XORB_ACKED, upload, 180, offset=start).group(1)
         upload.kill()
     finally:
         if upload.poll() is None:

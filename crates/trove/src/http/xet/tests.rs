@@ -630,17 +630,15 @@ fn chunk_hashes(u: &Upload) -> Vec<XetHash> {
     u.data.chunks(20_000).map(hash::chunk_hash).collect()
 }
 
+/// The dedup query for `chunk` with a write token of `repo` (an uploader's).
 async fn dedup(f: &Fixture, repo: i64, chunk: &XetHash) -> (StatusCode, Vec<u8>) {
-    let t = f.token(repo, Scope::Write);
-    let (s, b, _) = f
-        .call(
-            Method::GET,
-            &format!("/xet/v1/chunks/default/{}", chunk.hex()),
-            Some(&t),
-            &[],
-            vec![],
-        )
-        .await;
+    dedup_as(f, &f.token(repo, Scope::Write), chunk).await
+}
+
+/// The dedup query for `chunk` with `token`.
+async fn dedup_as(f: &Fixture, token: &str, chunk: &XetHash) -> (StatusCode, Vec<u8>) {
+    let uri = format!("/xet/v1/chunks/default/{}", chunk.hex());
+    let (s, b, _) = f.call(Method::GET, &uri, Some(token), &[], vec![]).await;
     (s, b)
 }
 
@@ -748,16 +746,7 @@ async fn an_upload_cut_short_answers_its_uploaders_retry_from_another_machine() 
     // A reader of the repository, another repository of the same owner (per-repository
     // scope) and another owner's get "no match".
     let r = f.token(f.repo_a, Scope::Read);
-    let (s, _, _) = f
-        .call(
-            Method::GET,
-            &format!("/xet/v1/chunks/default/{}", chunks[0].hex()),
-            Some(&r),
-            &[],
-            vec![],
-        )
-        .await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(dedup_as(&f, &r, &chunks[0]).await.0, StatusCode::NOT_FOUND);
     assert_eq!(
         dedup(&f, f.repo_b, &chunks[0]).await.0,
         StatusCode::NOT_FOUND
