@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -506,6 +507,67 @@ def test_a_stopped_hub_ends_its_endless_answers_and_stops_its_apps(tmp_path_fact
     finally:
         if server.proc.poll() is None:
             server.stop()
+        shutil.rmtree(own_run_dir, ignore_errors=True)
+
+
+# An app that never answers while the test runs, and starts a process of its own first
+# (killing the app's first process alone would leave that one running).
+SLOW_START_SLEEP = "612.3456"
+SLOW_START_APP = textwrap.dedent(f'''
+    import subprocess, time
+    subprocess.Popen(["sleep", "{SLOW_START_SLEEP}"])
+    time.sleep(600)
+''')
+
+
+def processes_running(argv: list[str]) -> list[int]:
+    """The pids of the running processes whose command line is exactly `argv`."""
+    wanted = ("\0".join(argv) + "\0").encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "cmdline").read_bytes() == wanted and alive(int(proc.name)):
+                    found.append(int(proc.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_a_hub_stopped_while_an_app_starts_stops_that_app_too(tmp_path_factory):
+    """SIGTERM while an app is spawned but not yet answering: the hub stops clean at once
+    (the start gives up) and neither the app nor a process it started outlives it."""
+    own_run_dir = Path(tempfile.mkdtemp(prefix="trove-spaces-run-"))
+    own_run_dir.chmod(0o711)
+    server = _start(tmp_path_factory, "trove-spaces-stop-starting", spaces_env(own_run_dir))
+    sleeps: list[int] = []
+    try:
+        hub = Hub(server)
+        app = hub.create_repo("slow-start", repo_type="space", sdk="gradio")
+        hub.commit_files(app, {"README.md": card("gradio"), "app.py": SLOW_START_APP.encode()},
+                         repo_type="space")
+        wait_stage(hub, app, {"APP_STARTING"})
+        deadline = time.monotonic() + 60
+        while not sleeps and time.monotonic() < deadline:
+            sleeps = processes_running(["sleep", SLOW_START_SLEEP])
+            time.sleep(0.1)
+        pids = [int(p.stem) for p in server.data_dir.glob("spaces/*/pids/*.pid")]
+        assert sleeps and pids and all(map(alive, pids)), (sleeps, pids)
+        assert wait_stage(hub, app, {"APP_STARTING", "RUNNING"}, timeout=5)["stage"] == "APP_STARTING"
+        hub.close()
+        server.stop()  # SIGTERM; killed (-9) if no exit within 15 s
+        assert server.proc.returncode == 0, server.log_tail()
+        stopped = server.log_path.read_text()
+        assert ": trove stopped" in stopped and "work cut short" not in stopped, server.log_tail()
+        deadline = time.monotonic() + 10
+        while any(map(alive, pids + sleeps)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(map(alive, pids + sleeps)), "the app being started outlived the hub"
+    finally:
+        if server.proc.poll() is None:
+            server.stop()
+        for pid in processes_running(["sleep", SLOW_START_SLEEP]):
+            os.kill(pid, signal.SIGKILL)
         shutil.rmtree(own_run_dir, ignore_errors=True)
 
 

@@ -119,6 +119,9 @@ struct SlotState {
     sleep_after: Option<Duration>,
     /// A start without a build (wake, restart after a crash) is under way.
     starting: bool,
+    /// The app being started (spawned, not yet answering): [`Supervisor::stop_apps`] stops
+    /// it too if the hub stops before it serves.
+    launching: Option<Arc<process::AppProcess>>,
     restarts: u32,
     repo: Option<Repo>,
     /// The Space was deleted: nothing of it may start again, and what a build still
@@ -225,20 +228,21 @@ impl Supervisor {
 
     /// Stops every app this process runs (each one's process group, container and cgroup,
     /// as a replaced app is stopped), once the hub has answered its last request: apps do
-    /// not outlive the hub that started them. Apps still starting are stopped as they
-    /// finish ([`Self::close_connections`] comes first).
+    /// not outlive the hub that started them, nor do those still starting (their start gives
+    /// up; one spawned from now on is stopped at once: [`Self::close_connections`] comes
+    /// first).
     pub async fn stop_apps(&self) {
         self.close_connections();
         let running: Vec<Arc<process::AppProcess>> = {
             let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             slots
                 .values()
-                .filter_map(|slot| {
-                    slot.lock()
-                        .serving
-                        .take()
-                        .and_then(|serving| serving.process)
+                .flat_map(|slot| {
+                    let mut s = slot.lock();
+                    let serving = s.serving.take().and_then(|serving| serving.process);
+                    [serving, s.launching.take()]
                 })
+                .flatten()
                 .collect()
         };
         if running.is_empty() {
@@ -268,6 +272,7 @@ impl Supervisor {
                         last_request: Instant::now(),
                         sleep_after: None,
                         starting: false,
+                        launching: None,
                         restarts: 0,
                         repo: None,
                         removed: false,
@@ -715,7 +720,15 @@ async fn build_with(
         remove_dirs(&[built.dir]).await;
         return;
     }
-    slot.lock().restarts = 0;
+    {
+        let mut s = slot.lock();
+        s.restarts = 0;
+        // Built: the app starts. With an older revision serving, that one serves on until
+        // the new one answers (RUNNING_BUILDING stays).
+        if s.wanted == generation && s.serving.is_none() {
+            s.stage = Stage::AppStarting;
+        }
+    }
     drop(permit);
     launch(state, slot, repo, built, generation).await;
 }
@@ -767,9 +780,16 @@ async fn launch(state: SpaceHost, slot: Arc<Slot>, repo: Repo, built: Built, gen
     };
     let mut s = slot.lock();
     s.starting = false;
+    let launching = s.launching.take();
     match started {
         Ok((target, process)) => {
-            if generation < s.served || s.removed || state.spaces.is_closing() {
+            if state.spaces.is_closing() {
+                // `stop_apps` stops it: it has not looked yet if the app is still there to
+                // take, else it took and stopped it already.
+                s.launching = launching;
+                return;
+            }
+            if generation < s.served || s.removed {
                 drop(s);
                 if let Some(p) = process {
                     tokio::spawn(async move { p.stop().await });
@@ -878,6 +898,9 @@ pub fn app_host(config: &crate::config::Config, repo: &Repo) -> (String, Option<
 }
 
 /// Starts the app of a Python SDK and waits until it answers.
+/// Why a start gave up: the hub is stopping.
+const HUB_STOPPING: &str = "the hub is stopping";
+
 async fn start_app(
     state: &SpaceHost,
     slot: &Arc<Slot>,
@@ -1002,6 +1025,17 @@ async fn start_app(
     let (process, mut child) = process::spawn(config, &launch, slot.run_log.clone())
         .map_err(|e| format!("cannot start the app: {e}"))?;
     let process = Arc::new(process);
+    {
+        // Under the slot's lock, where `stop_apps` looks once the hub is closing: an app
+        // spawned after it looked is stopped here.
+        let mut s = slot.lock();
+        if state.spaces.is_closing() {
+            drop(s);
+            process.stop().await;
+            return Err(HUB_STOPPING.to_owned());
+        }
+        s.launching = Some(process.clone());
+    }
     let deadline = Instant::now() + Duration::from_secs(config.start_timeout_secs);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -1010,6 +1044,10 @@ async fn start_app(
         }
         if process::answers(port, &launch.health_path).await {
             break;
+        }
+        if state.spaces.is_closing() {
+            process.stop().await;
+            return Err(HUB_STOPPING.to_owned());
         }
         if Instant::now() > deadline {
             process.stop().await;
