@@ -405,7 +405,7 @@ def test_running_spaces_come_back_after_the_hub_is_killed(tmp_path_factory):
         wait_stage(hub, app, {"RUNNING"})
         hub.close()
         # Killed without a chance to stop its apps: the next start stops them.
-        left = [int(p.stem) for p in server.data_dir.glob("spaces/*/pids/*.pid")]
+        left = app_pids(server)
         assert left, "the running app's pid is recorded"
         server.proc.kill()
         server.proc.wait(timeout=30)
@@ -450,6 +450,34 @@ ENDLESS_APP = textwrap.dedent('''
 ''')
 
 
+def push_app(hub: Hub, name: str, source: str) -> str:
+    """A new gradio Space whose app.py is `source`."""
+    app = hub.create_repo(name, repo_type="space", sdk="gradio")
+    hub.commit_files(app, {"README.md": card("gradio"), "app.py": source.encode()}, repo_type="space")
+    return app
+
+
+def app_pids(server: TroveServer) -> list[int]:
+    """The pids the hub recorded for the apps it runs."""
+    return [int(p.stem) for p in server.data_dir.glob("spaces/*/pids/*.pid")]
+
+
+def stop_cleanly(server: TroveServer, hub: Hub) -> None:
+    """SIGTERM (killed with -9 if no exit within 15 s): the hub must exit 0 with a clean stop."""
+    hub.close()
+    server.stop()
+    assert server.proc.returncode == 0, server.log_tail()
+    stopped = server.log_path.read_text()
+    assert ": trove stopped" in stopped and "work cut short" not in stopped, server.log_tail()
+
+
+def assert_gone(pids: list[int], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while any(map(alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(alive, pids)), what
+
+
 def test_a_stopped_hub_ends_its_endless_answers_and_stops_its_apps(tmp_path_factory):
     """SIGTERM with a followed log and a proxied stream open: both end at once (the drain
     does not wait its whole grace period for answers that never end), the hub stops clean,
@@ -462,11 +490,9 @@ def test_a_stopped_hub_ends_its_endless_answers_and_stops_its_apps(tmp_path_fact
     server = _start(tmp_path_factory, "trove-spaces-stop", env)
     try:
         hub = Hub(server)
-        app = hub.create_repo("endless", repo_type="space", sdk="gradio")
-        hub.commit_files(app, {"README.md": card("gradio"), "app.py": ENDLESS_APP.encode()},
-                         repo_type="space")
+        app = push_app(hub, "endless", ENDLESS_APP)
         wait_stage(hub, app, {"RUNNING"})
-        pids = [int(p.stem) for p in server.data_dir.glob("spaces/*/pids/*.pid")]
+        pids = app_pids(server)
         assert pids and all(map(alive, pids)), pids
         streams = {"log": f"/api/spaces/{app}/logs/run", "app": f"/spaces/{app}/app/stream"}
         opened = {name: threading.Event() for name in streams}
@@ -492,18 +518,11 @@ def test_a_stopped_hub_ends_its_endless_answers_and_stops_its_apps(tmp_path_fact
             t.start()
         for name, event in opened.items():
             assert event.wait(30), f"{name} stream never opened"
-        hub.close()
-        server.stop()  # SIGTERM; killed (-9) if no exit within 15 s
-        assert server.proc.returncode == 0, server.log_tail()
-        stopped = server.log_path.read_text()
-        assert ": trove stopped" in stopped and "work cut short" not in stopped, server.log_tail()
+        stop_cleanly(server, hub)
         for t in followers:
             t.join(timeout=30)
         assert set(ended) == set(streams), ended
-        deadline = time.monotonic() + 10
-        while any(map(alive, pids)) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not any(map(alive, pids)), "the app outlived the hub"
+        assert_gone(pids, "the app outlived the hub")
     finally:
         if server.proc.poll() is None:
             server.stop()
@@ -543,26 +562,17 @@ def test_a_hub_stopped_while_an_app_starts_stops_that_app_too(tmp_path_factory):
     sleeps: list[int] = []
     try:
         hub = Hub(server)
-        app = hub.create_repo("slow-start", repo_type="space", sdk="gradio")
-        hub.commit_files(app, {"README.md": card("gradio"), "app.py": SLOW_START_APP.encode()},
-                         repo_type="space")
+        app = push_app(hub, "slow-start", SLOW_START_APP)
         wait_stage(hub, app, {"APP_STARTING"})
         deadline = time.monotonic() + 60
         while not sleeps and time.monotonic() < deadline:
             sleeps = processes_running(["sleep", SLOW_START_SLEEP])
             time.sleep(0.1)
-        pids = [int(p.stem) for p in server.data_dir.glob("spaces/*/pids/*.pid")]
+        pids = app_pids(server)
         assert sleeps and pids and all(map(alive, pids)), (sleeps, pids)
         assert wait_stage(hub, app, {"APP_STARTING", "RUNNING"}, timeout=5)["stage"] == "APP_STARTING"
-        hub.close()
-        server.stop()  # SIGTERM; killed (-9) if no exit within 15 s
-        assert server.proc.returncode == 0, server.log_tail()
-        stopped = server.log_path.read_text()
-        assert ": trove stopped" in stopped and "work cut short" not in stopped, server.log_tail()
-        deadline = time.monotonic() + 10
-        while any(map(alive, pids + sleeps)) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not any(map(alive, pids + sleeps)), "the app being started outlived the hub"
+        stop_cleanly(server, hub)
+        assert_gone(pids + sleeps, "the app being started outlived the hub")
     finally:
         if server.proc.poll() is None:
             server.stop()
