@@ -166,8 +166,27 @@ pub struct StreamChunker {
     chunker: Chunker,
     /// The bytes of the current chunk fed so far, when it began in an earlier piece.
     carry: Vec<u8>,
-    /// Where the current chunk starts in the stream.
+    position: Position,
+}
+
+/// Where the next chunk of a stream starts: hands out each chunk's place as it ends.
+#[derive(Debug, Default)]
+struct Position {
     start: u64,
+}
+
+impl Position {
+    /// The place of the chunk of `len` bytes that starts here; the next one starts after it.
+    fn next(&mut self, hash: XetHash, len: usize) -> StreamChunk {
+        let chunk = StreamChunk {
+            hash,
+            offset: self.start,
+            // A chunk is at most MAX_CHUNK bytes.
+            len: len as u32,
+        };
+        self.start += len as u64;
+        chunk
+    }
 }
 
 impl StreamChunker {
@@ -182,7 +201,7 @@ impl StreamChunker {
                 self.carry.clear();
                 done
             };
-            self.emit(hash, len, out);
+            out.push(self.position.next(hash, len));
             data = &data[n..];
         }
         if !data.is_empty() {
@@ -197,24 +216,13 @@ impl StreamChunker {
     pub fn finish(mut self, out: &mut Vec<StreamChunk>) {
         if !self.carry.is_empty() {
             let hash = hash::chunk_hash(&self.carry);
-            let len = self.carry.len();
-            self.emit(hash, len, out);
+            out.push(self.position.next(hash, self.carry.len()));
         }
     }
 
     /// Bytes fed so far.
     pub fn fed(&self) -> u64 {
-        self.start + self.carry.len() as u64
-    }
-
-    fn emit(&mut self, hash: XetHash, len: usize, out: &mut Vec<StreamChunk>) {
-        out.push(StreamChunk {
-            hash,
-            offset: self.start,
-            // A chunk is at most MAX_CHUNK bytes.
-            len: len as u32,
-        });
-        self.start += len as u64;
+        self.position.start + self.carry.len() as u64
     }
 }
 
@@ -230,8 +238,7 @@ pub struct PieceChunker {
     /// earlier piece (at most [`MAX_CHUNK`] bytes).
     parts: Vec<Bytes>,
     parts_len: usize,
-    /// Where the current chunk starts in the stream.
-    start: u64,
+    position: Position,
     /// Bytes of the chunks that spanned pieces (copied).
     spanning: u64,
 }
@@ -257,17 +264,20 @@ impl PieceChunker {
         }
     }
 
-    /// Ends the stream: its last chunk, if any bytes remain, goes to `out`.
-    pub fn finish(mut self, out: &mut Vec<(StreamChunk, Bytes)>) {
+    /// Ends the stream: its last chunk, if any bytes remain, goes to `out`. Returns the
+    /// bytes of all its chunks that spanned pieces ([`Self::spanning_bytes`], the last one
+    /// counted).
+    pub fn finish(mut self, out: &mut Vec<(StreamChunk, Bytes)>) -> u64 {
         if self.parts_len > 0 {
             let bytes = self.join_parts();
             self.emit(bytes, out);
         }
+        self.spanning
     }
 
     /// Bytes fed so far.
     pub fn fed(&self) -> u64 {
-        self.start + self.parts_len as u64
+        self.position.start + self.parts_len as u64
     }
 
     /// Bytes of the chunks so far that spanned pieces: the only ones copied.
@@ -290,13 +300,7 @@ impl PieceChunker {
     }
 
     fn emit(&mut self, bytes: Bytes, out: &mut Vec<(StreamChunk, Bytes)>) {
-        let chunk = StreamChunk {
-            hash: hash::chunk_hash(&bytes),
-            offset: self.start,
-            // A chunk is at most MAX_CHUNK bytes.
-            len: bytes.len() as u32,
-        };
-        self.start += bytes.len() as u64;
+        let chunk = self.position.next(hash::chunk_hash(&bytes), bytes.len());
         out.push((chunk, bytes));
     }
 }
@@ -547,9 +551,9 @@ mod tests {
             }
             assert_eq!(chunker.fed(), data.len() as u64);
             let (fed, copied) = (out.len(), chunker.spanning_bytes());
-            chunker.finish(&mut out);
+            let copied_in_all = chunker.finish(&mut out);
             assert_eq!(out.len(), whole.len(), "piece {piece}");
-            let (mut offset, mut spanning) = (0usize, 0u64);
+            let (mut offset, mut spanning, mut spanning_in_all) = (0usize, 0u64, 0u64);
             for (i, ((c, bytes), w)) in out.iter().zip(&whole).enumerate() {
                 assert_eq!((c.hash, u64::from(c.len)), (w.hash, w.len), "piece {piece}");
                 assert_eq!(c.offset, offset as u64, "piece {piece}");
@@ -564,20 +568,25 @@ mod tests {
                         in_place,
                         "piece {piece}: a chunk inside one piece was copied"
                     );
-                } else if i < fed {
+                } else {
                     assert!(!in_place, "piece {piece}");
-                    spanning += bytes.len() as u64;
+                    spanning_in_all += bytes.len() as u64;
+                    if i < fed {
+                        spanning += bytes.len() as u64;
+                    }
                 }
                 offset += bytes.len();
             }
-            // What was fed before the end: copied are exactly the chunks that spanned pieces.
+            // Copied are exactly the chunks that spanned pieces: those cut before the end,
+            // and with the last one at the end.
             assert_eq!(copied, spanning, "piece {piece}");
+            assert_eq!(copied_in_all, spanning_in_all, "piece {piece}");
             if piece >= data.len() {
-                assert_eq!(copied, 0);
+                assert_eq!(copied_in_all, 0);
             }
         }
         let mut out = Vec::new();
-        PieceChunker::default().finish(&mut out);
+        assert_eq!(PieceChunker::default().finish(&mut out), 0);
         assert!(out.is_empty());
     }
 

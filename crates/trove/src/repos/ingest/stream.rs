@@ -393,8 +393,6 @@ struct Stage {
     /// Whether the first of the last two xorbs was started ([`tail_limit`]).
     halved: bool,
     chunker: PieceChunker,
-    /// Chunks the chunker cut from the last batch, with their bytes.
-    found: Vec<(StreamChunk, Bytes)>,
     /// Chunks cut but not yet looked up, with their bytes.
     pending: Vec<(StreamChunk, Bytes)>,
     pending_bytes: u64,
@@ -418,7 +416,6 @@ fn run_stage(db: Db, store: Store, size: u64, mut rx: mpsc::Receiver<Msg>) -> Ap
         split_tail,
         halved: false,
         chunker: PieceChunker::default(),
-        found: Vec::new(),
         pending: Vec::new(),
         pending_bytes: 0,
         chunks: Vec::new(),
@@ -460,11 +457,12 @@ impl Stage {
     /// only a chunk spanning pieces is copied, once ([`PieceChunker`]).
     fn feed(&mut self, batch: Vec<Bytes>) -> ApiResult<()> {
         let clock = Instant::now();
+        let cut_from = self.pending.len();
         for piece in &batch {
-            self.chunker.feed(piece, &mut self.found);
+            self.chunker.feed(piece, &mut self.pending);
         }
         drop(batch);
-        self.take_found();
+        self.count_pending_from(cut_from);
         self.timings.chunk += clock.elapsed();
         if self.pending_bytes >= LOOKUP_BATCH {
             self.resolve_pending()?;
@@ -472,12 +470,14 @@ impl Stage {
         Ok(())
     }
 
-    /// Moves the chunks the chunker cut, with their bytes, to those waiting for their lookup.
-    fn take_found(&mut self) {
-        for (c, bytes) in self.found.drain(..) {
-            self.pending_bytes += bytes.len() as u64;
-            self.pending.push((c, bytes));
-        }
+    /// Counts the bytes of the chunks the chunker just cut (those from `from` on) among the
+    /// bytes waiting for their lookup.
+    fn count_pending_from(&mut self, from: usize) {
+        let cut: u64 = self.pending[from..]
+            .iter()
+            .map(|(_, bytes)| bytes.len() as u64)
+            .sum();
+        self.pending_bytes += cut;
     }
 
     /// Looks the waiting chunks up; packs those the store does not hold.
@@ -671,9 +671,9 @@ impl Stage {
     fn finish(&mut self) -> ApiResult<Packed> {
         let clock = Instant::now();
         let chunker = std::mem::take(&mut self.chunker);
-        self.timings.spanning_bytes = chunker.spanning_bytes();
-        chunker.finish(&mut self.found);
-        self.take_found();
+        let cut_from = self.pending.len();
+        self.timings.spanning_bytes = chunker.finish(&mut self.pending);
+        self.count_pending_from(cut_from);
         self.timings.chunk += clock.elapsed();
         self.resolve_pending()?;
         self.close_xorb()?;
