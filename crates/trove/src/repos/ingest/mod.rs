@@ -25,7 +25,7 @@
 
 mod stream;
 
-pub(crate) use stream::{BATCH, receive_packed, verify_body};
+pub(crate) use stream::{BATCH, XORB_FRAMES, receive_packed, verify_body};
 
 use crate::clock::now_ms;
 use crate::context::Context;

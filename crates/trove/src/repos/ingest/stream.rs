@@ -59,6 +59,9 @@ use trove_xet::xorb::{MAX_XORB_CHUNKS, XorbIndex};
 
 /// Bytes gathered from the body before they are hashed and handed to the stage in one go.
 pub(crate) const BATCH: usize = 1 << 20;
+/// Batches in a full xorb: what one xorb's PUT lets go of at once in S3 mode, where its
+/// chunks are slices of the batches they came in.
+pub(crate) const XORB_FRAMES: usize = (pack::MAX_PACKED_BYTES as usize).div_ceil(BATCH);
 /// Batches that may wait for the packing stage.
 const DEPTH: usize = 4;
 /// Bytes of chunks looked up in the chunk index in one query.
