@@ -12,6 +12,8 @@
 #      BENCH_ROUNDS (3)        rounds; medians are reported
 #      BENCH_DIR (/var/tmp)    where the temp dir goes (on the disk under test, not tmpfs)
 #      BENCH_S3_UPLOAD_ONLY    1: the direct PUT and the Trove upload only (no downloads)
+#      BENCH_S3_PUT_CONNECTION (shared) the upload's PUT on the batch request's connection,
+#                              or fresh: on a new one (see s3_bench.py --put-connection)
 #      BENCH_S3_CONCURRENCY (4) fetches in flight in the concurrent redirect row
 #      BENCH_S3_PAIRS (4)      alternated direct GET / redirect pairs per round (0: none)
 #      BENCH_S3_CLIENT (1)     0: skip the real client's row (hf_hub_download through hf_xet)
@@ -154,7 +156,8 @@ HF_ENDPOINT="http://127.0.0.1:$TROVE_PORT" HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_CAC
     --trove-pid "$TROVE_PID" --s3-pid "$S3_PID" --s3-name "${S3_LABEL%% *}" \
     --fetch-concurrency "${BENCH_S3_CONCURRENCY:-4}" --pairs "${BENCH_S3_PAIRS:-4}" \
     $([[ "${BENCH_S3_CLIENT:-1}" == 1 ]] && echo --real-client) \
-    $([[ "${BENCH_S3_UPLOAD_ONLY:-0}" == 1 ]] && echo --upload-only)
+    $([[ "${BENCH_S3_UPLOAD_ONLY:-0}" == 1 ]] && echo --upload-only) \
+    --put-connection "${BENCH_S3_PUT_CONNECTION:-shared}"
 
 # Where each Trove upload's time went on the server (receive + SHA-256, the packing stage's
 # CPU, waiting for xorbs on their way to the bucket, records): the `storage.lfs_ingested` lines.

@@ -132,6 +132,12 @@ def main() -> int:
                     help="fetches in flight for the concurrent redirect row")
     ap.add_argument("--pairs", type=int, default=4,
                     help="alternated direct GET / one-at-a-time redirect pairs per round")
+    ap.add_argument("--put-connection", choices=("shared", "fresh"), default="shared",
+                    help="the Trove upload's PUT on the connection the batch request used "
+                         "(shared: the server's HTTP stack serves it, as for one transfer at a "
+                         "time), or on a new one (fresh: its first request, as git-lfs's "
+                         "parallel transfers open; the body is then read by the server's "
+                         "connection driver into its own reused buffers)")
     ap.add_argument("--real-client", action="store_true",
                     help="also hf_hub_download through hf_xet (HF_ENDPOINT must name Trove)")
     a = ap.parse_args()
@@ -182,8 +188,12 @@ def main() -> int:
         assert batch.status_code == 200, batch.text[:300]
         actions = batch.json()["objects"][0]["actions"]
         up = actions["upload"]
-        r = http.put(up["href"], content=file_body(a.file),
-                     headers={**up.get("header", {}), "content-length": str(size)})
+        put_headers = {**up.get("header", {}), "content-length": str(size)}
+        if a.put_connection == "fresh":
+            with httpx.Client(timeout=600) as own:
+                r = own.put(up["href"], content=file_body(a.file), headers=put_headers)
+        else:
+            r = http.put(up["href"], content=file_body(a.file), headers=put_headers)
         assert r.status_code == 200, r.text[:300]
         if "verify" in actions:
             v = actions["verify"]
