@@ -96,8 +96,8 @@ pub enum ApiError {
     /// A request head (request line and headers) over the server's budget (431).
     #[error("Request header fields too large: the limit is {limit} bytes")]
     RequestHeadTooLarge { limit: usize },
-    /// A request head not received in the time allowed (408).
-    #[error("Request timeout: the request head did not arrive within {secs} seconds")]
+    /// A request head, or a body the driver reads, not received in the time allowed (408).
+    #[error("Request timeout: the request did not arrive within the {secs} seconds allowed")]
     RequestTimeout { secs: u64 },
     /// Something other than a repository, revision or file does not exist (a user…).
     #[error("{0}")]

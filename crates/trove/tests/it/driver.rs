@@ -1,7 +1,8 @@
 //! The connection driver (`http::driver`) on a real socket: downloads sent from files with
 //! `sendfile` and streamed ones byte for byte what was uploaded (SHA-256), keep-alive and
-//! pipelined sequences, HEAD, ranges (206, 416), HTTP/1.0, chunked answers, requests with a
-//! body handed to hyper mid-connection, refused heads (malformed, too large, too slow), and a
+//! pipelined sequences, HEAD, ranges (206, 416), HTTP/1.0, chunked answers, small bodies
+//! read whole (and cut or late ones refused), larger or chunked bodies handed to hyper
+//! mid-connection, refused heads (malformed, too large, too slow), and a
 //! client that hangs up mid-download.
 
 use crate::app::TestApp;
@@ -374,8 +375,31 @@ async fn http_1_0_gets_a_length_and_keep_alive_only_when_it_asks() {
     assert!(c.closed().await, "HTTP/1.0 without keep-alive: closed");
 }
 
+fn create_repo_request(token: &str, name: &str, padding: usize, extra: &str) -> Vec<u8> {
+    let body = format!(
+        "{}{}",
+        json!({"name": name, "type": "model"}),
+        " ".repeat(padding)
+    );
+    format!(
+        "POST /api/repos/create HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+async fn repo_exists(app: &TestApp, name: &str) -> bool {
+    app.get(&format!("/api/models/admin/{name}"))
+        .token(&app.admin_token)
+        .send()
+        .await
+        .status
+        == StatusCode::OK
+}
+
 #[tokio::test]
-async fn a_request_with_a_body_hands_the_connection_to_hyper_with_what_was_read() {
+async fn small_bodies_stay_with_the_driver_and_the_rest_go_to_hyper_with_what_was_read() {
     let app = TestApp::new().await;
     app.create_repo("w", "model").await;
     app.commit_files("w", "readme", &[("README.md", "# weights\n")])
@@ -383,24 +407,15 @@ async fn a_request_with_a_body_hands_the_connection_to_hyper_with_what_was_read(
     let served = serve(&app, HeadBudget::default()).await;
     let token = app.admin_token.clone();
 
+    // A small POST pipelined between two GETs, sent in uneven pieces that split the head and
+    // the body: all three answered in order on the one connection.
     let mut c = Client::connect(served.addr).await;
-    c.send(&get("/admin/w/resolve/main/README.md", &token, ""))
-        .await;
-    assert_eq!(c.answer(false).await.body, b"# weights\n");
-
-    // A POST pipelined behind a GET: the GET is the driver's, the POST and everything after
-    // it hyper's, from the bytes the driver had already read.
-    let body = json!({"name": "second", "type": "model"}).to_string();
     let mut raw = get("/admin/w/resolve/main/README.md", &token, "");
-    raw.extend(
-        format!(
-            "POST /api/repos/create HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes(),
-    );
-    c.send(&raw).await;
+    raw.extend(create_repo_request(&token, "second", 0, ""));
+    raw.extend(get("/api/models/admin/second", &token, ""));
+    for piece in raw.chunks(37) {
+        c.send(piece).await;
+    }
     assert_eq!(c.answer(false).await.body, b"# weights\n");
     let created = c.answer(false).await;
     assert_eq!(
@@ -413,18 +428,70 @@ async fn a_request_with_a_body_hands_the_connection_to_hyper_with_what_was_read(
         String::from_utf8_lossy(&created.body).contains("admin/second"),
         "{created:?}"
     );
+    assert_eq!(created.header("connection"), None, "{created:?}");
+    assert_eq!(c.answer(false).await.status, 200);
 
+    // An LFS upload's whole exchange on that connection: the batch request, the PUT, the
+    // download of what it stored.
+    let data = random_bytes(41, (2 << 20) + 99);
+    let oid = sha(&data);
+    let batch = json!({
+        "operation": "upload", "transfers": ["basic"],
+        "objects": [{"oid": oid, "size": data.len()}]
+    })
+    .to_string();
+    c.send(
+        format!(
+            "POST /admin/w.git/info/lfs/objects/batch HTTP/1.1\r\nHost: hub\r\n\
+             Authorization: Bearer {token}\r\nAccept: {LFS_JSON}\r\nContent-Type: {LFS_JSON}\r\n\
+             Content-Length: {}\r\n\r\n{batch}",
+            batch.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    let planned = c.answer(false).await;
+    assert_eq!(planned.status, 200, "{planned:?}");
+    let planned: Value = serde_json::from_slice(&planned.body).expect("json");
+    let href = planned["objects"][0]["actions"]["upload"]["href"]
+        .as_str()
+        .expect("an upload action");
+    let url = &href[href.find("/_lfs/").expect("a transfer URL")..];
+    c.send(&put_head(url, data.len(), "")).await;
+    c.send(&data).await;
+    assert_eq!(c.answer(false).await.status, 200);
+    assert!(held(&app, &oid).await);
+    commit_pointer(&app, "w", "w.bin", &oid, data.len()).await;
+    c.send(&get("/admin/w/resolve/main/w.bin", &token, ""))
+        .await;
+    assert_eq!(sha(&c.answer(false).await.body), oid);
+
+    // A body over the driver's size, pipelined behind a GET: the GET is the driver's, the
+    // POST and everything after it hyper's, from the bytes the driver had already read.
+    let small = trove::http::driver::body::SMALL;
+    let mut raw = get("/admin/w/resolve/main/README.md", &token, "");
+    raw.extend(create_repo_request(&token, "third", small + 1, ""));
+    c.send(&raw).await;
+    assert_eq!(c.answer(false).await.body, b"# weights\n");
+    let created = c.answer(false).await;
+    assert_eq!(created.status, 200, "{created:?}");
+    assert!(repo_exists(&app, "third").await);
     // hyper goes on serving the connection.
-    c.send(&get("/api/models/admin/second", &token, "")).await;
-    let info = c.answer(false).await;
-    assert_eq!(info.status, 200);
     c.send(&get("/admin/w/resolve/main/README.md", &token, ""))
         .await;
     assert_eq!(c.answer(false).await.body, b"# weights\n");
 
-    // An `Expect: 100-continue` upload starts with hyper too.
+    // A body of exactly the driver's size is read whole.
     let mut c = Client::connect(served.addr).await;
-    let body = json!({"name": "third", "type": "model"}).to_string();
+    let json_len = json!({"name": "fourth", "type": "model"}).to_string().len();
+    c.send(&create_repo_request(&token, "fourth", small - json_len, ""))
+        .await;
+    assert_eq!(c.answer(false).await.status, 200);
+    assert!(repo_exists(&app, "fourth").await);
+
+    // `Expect: 100-continue` starts with hyper.
+    let mut c = Client::connect(served.addr).await;
+    let body = json!({"name": "fifth", "type": "model"}).to_string();
     c.send(
         format!(
             "POST /api/repos/create HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {token}\r\n\
@@ -438,6 +505,77 @@ async fn a_request_with_a_body_hands_the_connection_to_hyper_with_what_was_read(
     assert_eq!(go_on.status, 100);
     c.send(body.as_bytes()).await;
     assert_eq!(c.answer(false).await.status, 200);
+
+    // So does a chunked body.
+    let mut c = Client::connect(served.addr).await;
+    let body = json!({"name": "sixth", "type": "model"}).to_string();
+    c.send(
+        format!(
+            "POST /api/repos/create HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+             {:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(c.answer(false).await.status, 200);
+    assert!(repo_exists(&app, "sixth").await);
+}
+
+#[tokio::test]
+async fn a_small_body_cut_or_late_is_never_routed_and_the_server_goes_on() {
+    let app = TestApp::new().await;
+    let budget = HeadBudget {
+        max_time: Duration::from_millis(400),
+        body_idle: Duration::from_millis(300),
+        ..HeadBudget::default()
+    };
+    let served = serve(&app, budget).await;
+    let token = app.admin_token.clone();
+
+    // Half a body, then silence: 408 with the Hub's error message, and the connection
+    // closes; the request never ran.
+    let raw = create_repo_request(&token, "late", 0, "");
+    let mut c = Client::connect(served.addr).await;
+    c.send(&raw[..raw.len() - 5]).await;
+    let late = c.answer(false).await;
+    assert_eq!(late.status, 408, "{late:?}");
+    assert!(
+        late.header("x-error-message")
+            .is_some_and(|m| m.contains("Request timeout")),
+        "{late:?}"
+    );
+    assert_eq!(late.header("connection"), Some("close"));
+    assert!(c.closed().await);
+    assert!(!repo_exists(&app, "late").await);
+
+    // A body that trickles in, a byte at a time, more often than the idle budget but slower
+    // than the whole request's: 408 as well, once the request's time is up.
+    let raw = create_repo_request(&token, "trickle", 0, "");
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head") + 4;
+    assert!(raw.len() - head_end > 8);
+    let mut c = Client::connect(served.addr).await;
+    c.send(&raw[..head_end]).await;
+    for byte in &raw[head_end..head_end + 8] {
+        c.send(std::slice::from_ref(byte)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(c.answer(false).await.status, 408);
+    assert!(c.closed().await);
+    assert!(!repo_exists(&app, "trickle").await);
+
+    // The client hangs up mid-body: nothing runs, nothing is answered.
+    let mut c = Client::connect(served.addr).await;
+    c.send(&raw[..raw.len() - 3]).await;
+    drop(c);
+
+    // And the server serves the next connection.
+    let mut c = Client::connect(served.addr).await;
+    c.send(&create_repo_request(&token, "after", 0, "")).await;
+    assert_eq!(c.answer(false).await.status, 200);
+    assert!(repo_exists(&app, "after").await);
+    assert!(!repo_exists(&app, "trickle").await);
 }
 
 #[tokio::test]

@@ -1,5 +1,13 @@
-//! Request bodies the driver reads itself: an LFS transfer's `PUT` with a `Content-Length`
-//! (see [`takes_body`]). The router gets an ordinary [`Body`] whose frames are read from the
+//! Request bodies the driver reads itself.
+//!
+//! A small body (a `Content-Length` of at most [`SMALL`] bytes: the LFS batch and verify
+//! requests, the Hub API's preupload and commit requests, a clone's negotiation) is read
+//! whole before the router runs ([`read_small`]), so that the connection stays with the
+//! driver for the requests after it — an upload's `PUT` above all — and no handler can keep
+//! the socket past its answer.
+//!
+//! An LFS transfer's `PUT` with a `Content-Length` (see [`takes_body`]) is streamed: the
+//! router gets an ordinary [`Body`] whose frames are read from the
 //! socket straight into buffers of [`PIECE`] bytes — the size the upload path hashes and
 //! chunks in one go (`repos::ingest`'s batch) — so a batch is one contiguous buffer that
 //! nobody copies again, and one wake-up of the handler carries a MiB rather than whatever
@@ -35,6 +43,55 @@ pub const PIECE: usize = crate::repos::ingest::BATCH;
 /// per 4 KiB: a tenth of the upload's CPU in a profile). Never more than the body held at
 /// once: a frame is only made new when none is free.
 const KEEP: usize = crate::repos::ingest::XORB_FRAMES;
+
+/// The largest body read whole before the router runs ([`read_small`]); a larger one on a
+/// request the driver does not stream goes to hyper with its connection.
+pub const SMALL: usize = 64 * 1024;
+
+/// Why a small body could not be read.
+#[derive(Debug)]
+pub enum Cut {
+    /// The client closed the connection (or it failed) before the body's end.
+    Closed,
+    /// The body did not arrive within the budget: this many seconds.
+    Late { secs: u64 },
+}
+
+/// Reads a body of `len` bytes (at most [`SMALL`]) whole: first what followed the head in
+/// `buf`, then from the socket, never past the body's end (what follows is the next
+/// request's). No byte for `idle`, or not all of it within `total`: [`Cut::Late`].
+pub async fn read_small(
+    tcp: &mut TcpStream,
+    buf: &mut BytesMut,
+    len: usize,
+    idle: Duration,
+    total: Duration,
+) -> Result<Bytes, Cut> {
+    let early = buf.len().min(len);
+    let mut body = buf.split_to(early);
+    body.reserve(len - early);
+    let until = tokio::time::Instant::now() + total;
+    while body.len() < len {
+        let room = len - body.len();
+        let deadline = until.min(tokio::time::Instant::now() + idle);
+        let read = tokio::time::timeout_at(
+            deadline,
+            tcp.read_buf(&mut bytes::BufMut::limit(&mut body, room)),
+        )
+        .await;
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(Cut::Closed),
+            Ok(Ok(_)) => {}
+            Err(_elapsed) => {
+                let spent = if deadline == until { total } else { idle };
+                return Err(Cut::Late {
+                    secs: spent.as_secs(),
+                });
+            }
+        }
+    }
+    Ok(body.freeze())
+}
 
 /// Whether the driver reads the body of a request with this method and path: the LFS
 /// transfers (`/_lfs/upload/…`, `/_lfs/multipart/…`), the largest bodies the hub takes.

@@ -1,6 +1,7 @@
 //! Reading one request head within the budget (bytes, time) and deciding who serves it: the
-//! driver (a plain GET or HEAD without a body, or an LFS transfer's `PUT` with a
-//! `Content-Length`, see `body`) or hyper (everything else).
+//! driver (a request without a body, one whose `Content-Length` body is small enough to read
+//! whole first, or an LFS transfer's `PUT` with a `Content-Length`, see `body`) or hyper
+//! (everything else: chunked or large bodies, `Expect`, upgrades, HTTP/2).
 
 use super::body::{self, Declared};
 use bytes::BytesMut;
@@ -43,9 +44,13 @@ pub enum Head {
     /// The connection ended (or stayed idle past the budget, or the server is stopping)
     /// before a request began: close it without a word.
     Closed,
-    /// A GET or HEAD without a body, for the driver; its `len` bytes are consumed from the
+    /// A request without a body, for the driver; its `len` bytes are consumed from the
     /// buffer (what follows is the next request).
     Plain(Request<()>, Meta),
+    /// A request with a `Content-Length` body of at most [`body::SMALL`] bytes, which the
+    /// driver reads whole before the router runs (`body::read_small`); the head is consumed
+    /// from the buffer, the body's first bytes may follow it there.
+    Small(Request<()>, Meta, usize),
     /// A request whose body the driver reads itself (`body::takes_body`), with a
     /// `Content-Length`; the head is consumed from the buffer, the body's first bytes may
     /// follow it there.
@@ -134,6 +139,9 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Option<Head> {
         Some("GET") => Method::GET,
         Some("HEAD") => Method::HEAD,
         Some("PUT") => Method::PUT,
+        Some("POST") => Method::POST,
+        Some("PATCH") => Method::PATCH,
+        Some("DELETE") => Method::DELETE,
         _ => return Some(Head::HandOff),
     };
     let version = match req.version {
@@ -145,10 +153,10 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Option<Head> {
         // Absolute-form and the like: hyper's business.
         return Some(Head::HandOff);
     };
-    let with_body = method == Method::PUT;
-    if with_body && !body::takes_body(&method, path) {
-        return Some(Head::HandOff);
-    }
+    // A body the driver streams to the handler (an LFS transfer's), or one it reads whole
+    // when small; GET and HEAD with a body are hyper's.
+    let streamed = body::takes_body(&method, path);
+    let with_body = method != Method::GET && method != Method::HEAD;
     let Ok(uri) = path.parse::<Uri>() else {
         return Some(Head::Refuse(crate::error::ApiError::bad_request(
             "Bad request: invalid request target",
@@ -185,7 +193,7 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Option<Head> {
                 return Some(Head::HandOff);
             };
             length = Some(len);
-        } else if with_body
+        } else if streamed
             && name == http::header::EXPECT
             && h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
         {
@@ -210,20 +218,127 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Option<Head> {
         Version::HTTP_10 => keep && !close,
         _ => !close,
     };
-    if with_body && length.is_none() {
-        return Some(Head::HandOff);
-    }
-    let _ = buf.split_to(len);
     let meta = Meta { keep_alive };
-    if let Some(len) = length {
-        return Some(Head::WithBody(
+    let head = if streamed {
+        // Streamed only with a known length.
+        let Some(len) = length else {
+            return Some(Head::HandOff);
+        };
+        Head::WithBody(
             request,
             meta,
             Declared {
                 len,
                 expect_continue,
             },
-        ));
+        )
+    } else {
+        match length {
+            // No `Content-Length` nor `Transfer-Encoding`: no body (RFC 9112, 6.3).
+            None | Some(0) => Head::Plain(request, meta),
+            Some(n) => match usize::try_from(n) {
+                Ok(n) if n <= body::SMALL => Head::Small(request, meta, n),
+                _ => return Some(Head::HandOff),
+            },
+        }
+    };
+    let _ = buf.split_to(len);
+    Some(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(raw: &str) -> &'static str {
+        let mut buf = BytesMut::from(raw.as_bytes());
+        match parse(&mut buf, HeadBudget::default()) {
+            None => "partial",
+            Some(Head::Closed) => "closed",
+            Some(Head::Plain(..)) => "plain",
+            Some(Head::Small(_, _, len)) => {
+                // The head is consumed; what is left is (the start of) the body.
+                assert!(buf.len() <= len && !buf.starts_with(b"POST"));
+                "small"
+            }
+            Some(Head::WithBody(..)) => "streamed",
+            Some(Head::HandOff) => "hyper",
+            Some(Head::Refuse(_)) => "refused",
+        }
     }
-    Some(Head::Plain(request, meta))
+
+    fn post(headers: &str, body: &str) -> String {
+        format!("POST /api/repos/create HTTP/1.1\r\nHost: hub\r\n{headers}\r\n{body}")
+    }
+
+    #[test]
+    fn who_serves_a_request_follows_its_method_and_its_body() {
+        assert_eq!(classify("GET / HTTP/1.1\r\nHost: hub\r\n\r\n"), "plain");
+        assert_eq!(classify("GET / HTTP/1.1\r\nHost: hub\r\n"), "partial");
+        // A body on a GET, an upgrade, another method, HTTP/2: hyper's.
+        assert_eq!(
+            classify("GET / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"),
+            "hyper"
+        );
+        assert_eq!(
+            classify("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"),
+            "hyper"
+        );
+        assert_eq!(classify("OPTIONS / HTTP/1.1\r\n\r\n"), "hyper");
+        assert_eq!(classify("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "hyper");
+
+        // Small bodies with a length are read whole; none at all is a plain request.
+        assert_eq!(classify(&post("Content-Length: 2\r\n", "{}")), "small");
+        assert_eq!(classify(&post("", "")), "plain");
+        assert_eq!(classify(&post("Content-Length: 0\r\n", "")), "plain");
+        let at_most = format!("Content-Length: {}\r\n", body::SMALL);
+        assert_eq!(classify(&post(&at_most, "")), "small");
+        assert_eq!(
+            classify("DELETE /api/repos/delete HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"),
+            "small"
+        );
+        // Too large, chunked, two lengths, a length that is no number, an expectation.
+        let over = format!("Content-Length: {}\r\n", body::SMALL + 1);
+        assert_eq!(classify(&post(&over, "")), "hyper");
+        assert_eq!(
+            classify(&post("Transfer-Encoding: chunked\r\n", "0\r\n\r\n")),
+            "hyper"
+        );
+        assert_eq!(
+            classify(&post("Content-Length: 2\r\nContent-Length: 2\r\n", "{}")),
+            "hyper"
+        );
+        assert_eq!(classify(&post("Content-Length: +2\r\n", "{}")), "hyper");
+        assert_eq!(
+            classify(&post("Content-Length: 99999999999999999999999\r\n", "")),
+            "hyper"
+        );
+        assert_eq!(
+            classify(&post("Content-Length: 2\r\nExpect: 100-continue\r\n", "")),
+            "hyper"
+        );
+
+        // An LFS transfer's PUT is streamed at any size, with an expectation too; without a
+        // length it is hyper's.
+        let lfs = "PUT /_lfs/upload/x HTTP/1.1\r\n";
+        assert_eq!(
+            classify(&format!("{lfs}Content-Length: 9999999999\r\n\r\n")),
+            "streamed"
+        );
+        assert_eq!(
+            classify(&format!(
+                "{lfs}Content-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+            )),
+            "streamed"
+        );
+        assert_eq!(
+            classify(&format!("{lfs}Transfer-Encoding: chunked\r\n\r\n")),
+            "hyper"
+        );
+        // Any other PUT is a small body or hyper's.
+        assert_eq!(
+            classify("PUT /api/x HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"),
+            "small"
+        );
+    }
 }

@@ -1,13 +1,15 @@
 //! The connection driver in front of hyper: every accepted connection starts here. It reads
-//! request heads itself (within [`HeadBudget`]) and serves plain GET and HEAD requests —
-//! no body, no upgrade, no `Expect` — by calling the same router as hyper does (every layer:
-//! request id, access log, errors, auth), then writing the response itself, so that a
-//! download whose bytes are file ranges (`repos::file_ranges`) goes out with `sendfile(2)`
-//! instead of being read into memory and written back. Keep-alive sequences of such requests
-//! stay here; the first request of any other kind hands the connection, with the bytes
-//! already read, to hyper (through `axum::serve`) for the rest of its life — except the LFS
-//! transfers' uploads (`PUT` with a `Content-Length`), whose bodies the driver reads itself,
-//! straight from the socket into the buffers the upload path hashes and chunks ([`body`]).
+//! request heads itself (within [`HeadBudget`]) and serves requests without a body or with
+//! a small `Content-Length` one (read whole first, [`body::read_small`]) — no upgrade, no
+//! `Expect`, no chunks — by calling the same router as hyper does (every layer: request id,
+//! access log, errors, auth), then writing the response itself, so that a download whose
+//! bytes are file ranges (`repos::file_ranges`) goes out with `sendfile(2)` instead of being
+//! read into memory and written back. Keep-alive sequences of such requests stay here; the
+//! first request of any other kind hands the connection, with the bytes already read, to
+//! hyper (through `axum::serve`) for the rest of its life — except the LFS transfers'
+//! uploads (`PUT` with a `Content-Length`), whose bodies the driver reads itself, straight
+//! from the socket into the buffers the upload path hashes and chunks ([`body`]). So an
+//! upload's whole exchange (preupload, batch, `PUT`, verify, commit) stays on the driver.
 //!
 //! Why a loop of our own: hyper owns its connections and has no way to hand the kernel a
 //! file range for a plain 200 (docs/benchmarks.md, "Where a 10 MiB GET's time goes"), nor a
@@ -148,53 +150,56 @@ impl Connection {
         } = self;
         let mut buf = BytesMut::with_capacity(8 * 1024);
         loop {
-            let (request, meta, declared) = match head::read(&mut tcp, &mut buf, budget, &mut stop)
-                .await
-            {
-                head::Head::Closed => return,
-                head::Head::Plain(request, meta) => (request, meta, None),
-                head::Head::WithBody(request, meta, declared) => (request, meta, Some(declared)),
-                head::Head::HandOff => {
-                    let handed = Rewind {
-                        prefix: buf.freeze(),
-                        io: tcp,
-                    };
-                    // Refused only once the server has stopped accepting: the
-                    // connection closes, as a new one would be refused.
-                    let _ = handoff.send((handed, addr)).await;
-                    return;
-                }
-                head::Head::Refuse(error) => {
-                    // Refused before the router: its request id and its log line here.
-                    let id = uuid::Uuid::new_v4().to_string();
-                    tracing::info!(
-                        client.addr = %addr,
-                        request_id = %id,
-                        reason = %error,
-                        "request head refused"
-                    );
-                    let mut response = axum::response::IntoResponse::into_response(error);
-                    if let Ok(id) = http::HeaderValue::from_str(&id) {
-                        response.headers_mut().insert("x-request-id", id);
+            let (request, meta, incoming) =
+                match head::read(&mut tcp, &mut buf, budget, &mut stop).await {
+                    head::Head::Closed => return,
+                    head::Head::Plain(request, meta) => (request, meta, Incoming::Empty),
+                    head::Head::Small(request, meta, len) => {
+                        let read = body::read_small(
+                            &mut tcp,
+                            &mut buf,
+                            len,
+                            budget.body_idle,
+                            budget.max_time,
+                        )
+                        .await;
+                        match read {
+                            Ok(bytes) => (request, meta, Incoming::Whole(bytes)),
+                            Err(body::Cut::Closed) => return,
+                            Err(body::Cut::Late { secs }) => {
+                                refuse(tcp, addr, crate::error::ApiError::RequestTimeout { secs })
+                                    .await;
+                                return;
+                            }
+                        }
                     }
-                    let _ = write::response(
-                        &mut tcp,
-                        &http::Method::GET,
-                        http::Version::HTTP_11,
-                        false,
-                        response,
-                    )
-                    .await;
-                    linger(tcp).await;
-                    return;
-                }
-            };
+                    head::Head::WithBody(request, meta, declared) => {
+                        (request, meta, Incoming::Streamed(declared))
+                    }
+                    head::Head::HandOff => {
+                        let handed = Rewind {
+                            prefix: buf.freeze(),
+                            io: tcp,
+                        };
+                        // Refused only once the server has stopped accepting: the
+                        // connection closes, as a new one would be refused.
+                        let _ = handoff.send((handed, addr)).await;
+                        return;
+                    }
+                    head::Head::Refuse(error) => {
+                        refuse(tcp, addr, error).await;
+                        return;
+                    }
+                };
             let method = request.method().clone();
             let version = request.version();
             let mut reusable = true;
-            let response = match declared {
-                None => route(&app, request.map(|()| Body::empty()), addr).await,
-                Some(declared) => {
+            let response = match incoming {
+                Incoming::Empty => route(&app, request.map(|()| Body::empty()), addr).await,
+                Incoming::Whole(bytes) => {
+                    route(&app, request.map(|()| Body::from(bytes)), addr).await
+                }
+                Incoming::Streamed(declared) => {
                     // The socket goes with the body while the router runs, and comes back
                     // when the body is dropped.
                     let (body, lease) =
@@ -228,6 +233,40 @@ impl Connection {
             }
         }
     }
+}
+
+/// The body of a request the driver serves.
+enum Incoming {
+    Empty,
+    /// A small body, read whole (`body::read_small`).
+    Whole(Bytes),
+    /// An LFS transfer's body, read from the socket as the handler asks for it.
+    Streamed(body::Declared),
+}
+
+/// Answers a request refused before the router (a bad or late head, a late small body) and
+/// closes the connection; the refusal's request id and log line are made here.
+async fn refuse(mut tcp: TcpStream, addr: SocketAddr, error: crate::error::ApiError) {
+    let id = uuid::Uuid::new_v4().to_string();
+    tracing::info!(
+        client.addr = %addr,
+        request_id = %id,
+        reason = %error,
+        "request refused before routing"
+    );
+    let mut response = axum::response::IntoResponse::into_response(error);
+    if let Ok(id) = http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", id);
+    }
+    let _ = write::response(
+        &mut tcp,
+        &http::Method::GET,
+        http::Version::HTTP_11,
+        false,
+        response,
+    )
+    .await;
+    linger(tcp).await;
 }
 
 /// One request through the router, as hyper would call it (with the peer's address), and
