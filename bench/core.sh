@@ -14,7 +14,9 @@
 #                                of that size each, wrk c=1/8/64)
 #      BENCH_NO_UPLOAD_ROUNDS    set to skip the 1 GiB upload, SHA-256 and fsync per round
 #      BENCH_DIR (/var/tmp)      where the temp dir goes: must be on the disk under test, not
-#                                tmpfs; needs about BENCH_ROUNDS + BENCH_BIG_UPLOAD_GIB + 3 GiB
+#                                tmpfs; needs about BENCH_ROUNDS + BENCH_BIG_UPLOAD_GIB + 4 GiB
+#                                (every upload sends bytes the store has not seen, so each is
+#                                stored: a re-upload would be deduplicated, only looked up)
 #      CARGO_TARGET_DIR          as for cargo (default ./target)
 #      TROVE_BIN                 measure this trove binary instead of building one
 #

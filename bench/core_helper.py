@@ -9,7 +9,8 @@ up). Standard library only.
 
 `run` creates a model repo, uploads the two files through the LFS batch API and commits them,
 makes one large upload (peak RSS), then, round by round, measures each download case on Trove
-and then on nginx (which serves the very object files Trove stored), a 1 GiB LFS upload, the
+and then on nginx (which serves the very object files Trove stored), a 1 GiB LFS upload of
+bytes the hub has never seen (`fresh_pieces`: every chunk new to its dedup store), the
 single-core SHA-256 rate and the sequential write+fsync rate; then prints medians and the
 ratios against the aims of the core-hub issue, and how much other load the machine had.
 """
@@ -23,6 +24,7 @@ import hashlib
 import http.client
 import json
 import os
+import random
 import resource
 import socket
 import statistics
@@ -42,7 +44,11 @@ TICK = os.sysconf("SC_CLK_TCK")
 # connection (a single 10 MiB download is too short to time).
 SMALL_REPEATS = 20
 BIG_REPEATS = 2
-TAG_LEN = 32
+# An upload's bytes are the big file's with one byte in every PATCH_EVERY drawn anew
+# (`fresh_pieces`): Trove's store is content-defined and deduplicated, so an upload of the
+# same bytes again (or of them with a new tail) would only be looked up, never stored. Every
+# chunk (8 KiB at least) then holds a new byte.
+PATCH_EVERY = 4096
 
 AIM_DOWNLOAD_RATIO = 0.9
 # The small files measured for their request rate: (BENCH_SIZES key, label, bytes).
@@ -229,14 +235,57 @@ def call_json(url: str, method: str, payload: object, token: str, content_type: 
 
 @dataclass
 class Body:
-    """An upload body: byte ranges of files sent with sendfile, then `tail` bytes."""
+    """An upload body: byte ranges of files sent with sendfile, then `tail` bytes; or, with
+    `fresh` (source file, size, seed), the bytes `fresh_pieces` makes, sent as they are made."""
 
     segments: list[tuple[Path, int, int]]
     tail: bytes = b""
+    fresh: tuple[Path, int, int] | None = None
 
     @property
     def size(self) -> int:
+        if self.fresh is not None:
+            return self.fresh[1]
         return sum(n for _, _, n in self.segments) + len(self.tail)
+
+
+def fresh_pieces(src: Path, size: int, seed: int):
+    """`size` bytes of `src` from its start (over again from its start when it ends), with one
+    byte in every PATCH_EVERY replaced by one drawn from `seed`: the same bytes for the same
+    seed, and none a store holding other seeds' bytes has. Yields views of one 4 MiB buffer,
+    each valid until the next."""
+    rng = random.Random(seed)
+    buf = bytearray(4 * MIB)
+    with open(src, "rb") as f:
+        left = size
+        while left:
+            n = f.readinto(memoryview(buf)[: min(len(buf), left)])
+            if not n:
+                f.seek(0)
+                continue
+            buf[0:n:PATCH_EVERY] = rng.randbytes(len(range(0, n, PATCH_EVERY)))
+            yield memoryview(buf)[:n]
+            left -= n
+
+
+def hash_fresh(src: Path, size: int, seed: int) -> str:
+    h = hashlib.sha256()
+    for piece in fresh_pieces(src, size, seed):
+        h.update(piece)
+    return h.hexdigest()
+
+
+def write_fresh(src: Path, size: int, seed: int, dest: Path) -> str:
+    """Writes `fresh_pieces` to `dest` (fsynced, so that its write-back does not run during a
+    timed upload) and returns its SHA-256."""
+    h = hashlib.sha256()
+    with open(dest, "wb") as out:
+        for piece in fresh_pieces(src, size, seed):
+            h.update(piece)
+            out.write(piece)
+        out.flush()
+        os.fsync(out.fileno())
+    return h.hexdigest()
 
 
 def hash_segments(segments: list[tuple[Path, int, int]]) -> "hashlib._Hash":
@@ -329,6 +378,9 @@ class Trove:
                         sent += n
             if body.tail:
                 conn.sock.sendall(body.tail)
+            if body.fresh is not None:
+                for piece in fresh_pieces(*body.fresh):
+                    conn.sock.sendall(piece)
             resp = conn.getresponse()
             answer = resp.read()
         finally:
@@ -520,14 +572,8 @@ def run(args: argparse.Namespace) -> None:
     res.idle_rss_kib = status_kib(args.trove_pid, "VmRSS")
     log(f"repo {repo}; Trove idle RSS {res.idle_rss_kib / 1024:.1f} MiB")
 
-    # One pass over the big file gives both its oid and the hash state of all but its last
-    # TAG_LEN bytes; each timed upload then sends those bytes plus a fresh tag, a new object
-    # whose oid costs nothing to compute.
     log("hashing the files")
-    head = hash_segments([(big, 0, big_size - TAG_LEN)])
-    whole = head.copy()
-    whole.update(_tail(big, TAG_LEN))
-    big_oid = whole.hexdigest()
+    big_oid = hash_segments([(big, 0, big_size)]).hexdigest()
     small_oid = hash_segments([(small, 0, small_size)]).hexdigest()
 
     log("uploading big.bin and small.bin through LFS and committing them")
@@ -584,13 +630,11 @@ def run(args: argparse.Namespace) -> None:
     # (glibc keeps some of what the download rounds free, which would count against it).
     if args.big_upload_gib > 0:
         n = args.big_upload_gib
-        log(f"{n} GiB upload (hashing it first)")
-        tag = uuid.uuid4().hex.encode()[:TAG_LEN].ljust(TAG_LEN, b"-")
-        segments = [(big, 0, big_size)] * (n - 1) + [(big, 0, big_size - TAG_LEN)]
-        h = hash_segments(segments)
-        h.update(tag)
+        log(f"{n} GiB upload of new bytes, made as they are sent (hashing them first)")
+        fresh = (big, n * GIB, random.getrandbits(63))
+        oid = hash_fresh(*fresh)
         res.rest_before_upload_kib = status_kib(args.trove_pid, "VmRSS")
-        res.big_upload = trove.lfs_upload(repo, Body(segments, tag), h.hexdigest(), watch_rss=True)
+        res.big_upload = trove.lfs_upload(repo, Body([], fresh=fresh), oid, watch_rss=True)
 
     for r in range(1, args.rounds + 1):
         with OtherLoad(args.trove_pid, args.nginx_pid) as other:
@@ -615,11 +659,11 @@ def run(args: argparse.Namespace) -> None:
                         log(f"{name} {server}: {t.errors} errors")
                     res.downloads[name][server].append(t)
             if not args.no_upload_rounds:
-                log(f"round {r}/{args.rounds}: 1 GiB upload, SHA-256 rate, write+fsync rate")
-                tag = uuid.uuid4().hex.encode()[:TAG_LEN].ljust(TAG_LEN, b"-")
-                h = head.copy()
-                h.update(tag)
-                up = trove.lfs_upload(repo, Body([(big, 0, big_size - TAG_LEN)], tag), h.hexdigest(), watch_rss=True)
+                log(f"round {r}/{args.rounds}: 1 GiB upload of new bytes, SHA-256 rate, write+fsync rate")
+                fresh_file = scratch / "fresh-upload.bin"
+                oid = write_fresh(big, big_size, random.getrandbits(63), fresh_file)
+                up = trove.lfs_upload(repo, Body([(fresh_file, 0, big_size)]), oid, watch_rss=True)
+                fresh_file.unlink()
                 res.uploads.append(up)
                 res.phase_rss_kib["1 GiB LFS upload"] = max(res.phase_rss_kib.get("1 GiB LFS upload", 0), up.peak_rss_kib)
                 res.sha.append(sha256_rate(big, big_size))
@@ -631,12 +675,6 @@ def run(args: argparse.Namespace) -> None:
     res.machine = machine(args, time.monotonic() - started)
     res.machine["busy_cores_before"] = round(busy, 2)
     report(res, args)
-
-
-def _tail(path: Path, n: int) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(-n, os.SEEK_END)
-        return f.read(n)
 
 
 def machine(args: argparse.Namespace, seconds: float) -> dict:
