@@ -190,16 +190,17 @@ struct Reader {
     home: Home,
     /// Frames handed out and let go since, for the next reads (at most [`KEEP`]); they come
     /// back here when the last slice of them is dropped, as long as the body lives.
-    free: FreeFrames,
+    free: Arc<FreeList>,
 }
 
-type FreeFrames = Arc<Mutex<Vec<Vec<u8>>>>;
+/// A body's frames let go of, waiting to be read into again.
+type FreeList = Mutex<Vec<Vec<u8>>>;
 
 /// A frame handed out: its buffer goes back to the body's free frames once nobody points
 /// into it ([`Bytes::from_owner`]), or to the allocator if the body is gone.
 struct Frame {
     bytes: Vec<u8>,
-    free: Weak<Mutex<Vec<Vec<u8>>>>,
+    free: Weak<FreeList>,
 }
 
 impl AsRef<[u8]> for Frame {
@@ -256,7 +257,7 @@ impl Reader {
 }
 
 /// An empty buffer of at least `want` bytes: a free frame if there is one, else a new one.
-fn take_buffer(free: &FreeFrames, want: usize) -> Vec<u8> {
+fn take_buffer(free: &FreeList, want: usize) -> Vec<u8> {
     let reused = free.lock().ok().and_then(|mut free| free.pop());
     match reused {
         Some(mut frame) if frame.capacity() >= want => {
@@ -326,7 +327,7 @@ fn stalled(idle: Duration) -> io::Error {
 mod tests {
     use super::*;
 
-    fn hand_out(free: &FreeFrames) -> (Bytes, *const u8) {
+    fn hand_out(free: &Arc<FreeList>) -> (Bytes, *const u8) {
         let mut buffer = take_buffer(free, PIECE);
         // As `fill` would.
         buffer.resize(PIECE, 7);
@@ -338,13 +339,13 @@ mod tests {
         (frame, at)
     }
 
-    fn free_count(free: &FreeFrames) -> usize {
+    fn free_count(free: &FreeList) -> usize {
         free.lock().expect("lock").len()
     }
 
     #[test]
     fn a_frame_is_read_into_again_once_its_last_slice_is_dropped() {
-        let free = FreeFrames::default();
+        let free = Arc::<FreeList>::default();
         let (frame, at) = hand_out(&free);
         let chunk = frame.slice(10..20);
         drop(frame);
@@ -362,7 +363,7 @@ mod tests {
 
     #[test]
     fn at_most_a_xorb_of_frames_waits_and_none_once_the_body_is_gone() {
-        let free = FreeFrames::default();
+        let free = Arc::<FreeList>::default();
         let frames: Vec<Bytes> = (0..KEEP + 3).map(|_| hand_out(&free).0).collect();
         drop(frames);
         assert_eq!(free_count(&free), KEEP);
