@@ -299,24 +299,16 @@ mod tests {
         );
         // Too large, chunked, two lengths, a length that is no number, an expectation.
         let over = format!("Content-Length: {}\r\n", body::SMALL + 1);
-        assert_eq!(classify(&post(&over, "")), "hyper");
-        assert_eq!(
-            classify(&post("Transfer-Encoding: chunked\r\n", "0\r\n\r\n")),
-            "hyper"
-        );
-        assert_eq!(
-            classify(&post("Content-Length: 2\r\nContent-Length: 2\r\n", "{}")),
-            "hyper"
-        );
-        assert_eq!(classify(&post("Content-Length: +2\r\n", "{}")), "hyper");
-        assert_eq!(
-            classify(&post("Content-Length: 99999999999999999999999\r\n", "")),
-            "hyper"
-        );
-        assert_eq!(
-            classify(&post("Content-Length: 2\r\nExpect: 100-continue\r\n", "")),
-            "hyper"
-        );
+        for (headers, body) in [
+            (over.as_str(), ""),
+            ("Transfer-Encoding: chunked\r\n", "0\r\n\r\n"),
+            ("Content-Length: 2\r\nContent-Length: 2\r\n", "{}"),
+            ("Content-Length: +2\r\n", "{}"),
+            ("Content-Length: 99999999999999999999999\r\n", ""),
+            ("Content-Length: 2\r\nExpect: 100-continue\r\n", ""),
+        ] {
+            assert_eq!(classify(&post(headers, body)), "hyper", "{headers:?}");
+        }
 
         // An LFS transfer's PUT is streamed at any size, with an expectation too; without a
         // length it is hyper's.
