@@ -6,12 +6,16 @@ own access check. Skipped in the embedded mode."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+import httpx
 
 from conftest import TroveServer, clean_env, make_client, ndjson, sha256_bytes, trove_binary, unique
 from test_database import closed_port
@@ -35,6 +39,130 @@ def serve_until_exit(tmp_path: Path, env_changes: dict[str, str]) -> subprocess.
     data.mkdir(parents=True, exist_ok=True)
     return subprocess.run([str(trove_binary()), "serve", "--data-dir", str(data), "--listen", "127.0.0.1:0"],
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=env)
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1 to the S3 server that can be frozen: while frozen it accepts
+    connections and reads requests but forwards nothing either way, as a bucket behind a
+    hung load balancer or a stopped server would. With no upstream it only ever holds."""
+
+    def __init__(self, upstream: tuple[str, int] | None):
+        self.upstream = upstream
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.closing = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closing.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                continue
+            self.sockets.append(client)
+            if self.upstream is None:
+                continue
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            self.sockets.append(server)
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        src.settimeout(0.2)
+        while not self.closing.is_set():
+            try:
+                data = src.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            # Bounded: the relay closes within the test's own bounds.
+            while not self.flowing.wait(0.2):
+                if self.closing.is_set():
+                    return
+            try:
+                dst.sendall(data)
+            except OSError:
+                break
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.closing.set()
+        self.flowing.set()
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+def s3_endpoint() -> tuple[str, int]:
+    query = dict(p.split("=", 1) for p in S3_URL.partition("?")[2].split("&") if "=" in p)
+    endpoint = urlsplit(query["endpoint"])
+    return endpoint.hostname or "127.0.0.1", endpoint.port or 80
+
+
+def test_a_bucket_that_never_answers_stops_the_start_within_the_probe_bound(tmp_path):
+    """An endpoint that accepts connections and never replies (a hung server or balancer):
+    the start fails within the probe's bound (10 s) with a line that says so, not after the
+    minutes a large object's request may take."""
+    silent = Relay(None)
+    try:
+        base, _, _ = S3_URL.partition("?")
+        storage = with_query(base.rstrip("/") + "/" + unique("silent") + "?" + S3_URL.partition("?")[2],
+                             endpoint=f"http://127.0.0.1:{silent.port}")
+        started = time.monotonic()
+        p = serve_until_exit(tmp_path, {"TROVE_STORAGE": storage})
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, out
+    assert "listening on" not in out, out
+    assert "no answer within 10 s" in out and "bucket, credentials and endpoint" in out, out
+    assert took < 60, f"the start took {took:.0f} s to fail"
+    assert "panicked" not in out, out
+
+
+def test_readyz_says_503_within_its_bound_while_the_bucket_hangs(tmp_path):
+    """A running node whose bucket stops answering: `/readyz` answers 503 naming the store
+    within the probe's bound (the balancer's check must not hang), liveness stays ok, and it
+    is ready again once the bucket answers."""
+    relay = Relay(s3_endpoint())
+    storage = with_query(S3_URL.partition("?")[0].rstrip("/") + "/" + unique("hang") + "?"
+                         + S3_URL.partition("?")[2], endpoint=f"http://127.0.0.1:{relay.port}")
+    server = TroveServer("trove-s3-hang", tmp_path / "srv", {"TROVE_STORAGE": storage})
+    server.start()
+    try:
+        r = httpx.get(f"{server.url}/readyz", timeout=30)
+        assert (r.status_code, r.text) == (200, "ready")
+        relay.flowing.clear()
+        started = time.monotonic()
+        r = httpx.get(f"{server.url}/readyz", timeout=60)
+        took = time.monotonic() - started
+        assert r.status_code == 503, r.text
+        assert r.text == "not ready: store"
+        assert took < 30, f"/readyz took {took:.0f} s"
+        assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+        relay.flowing.set()
+        r = httpx.get(f"{server.url}/readyz", timeout=30)
+        assert (r.status_code, r.text) == (200, "ready")
+    finally:
+        relay.flowing.set()
+        server.stop()
+        relay.close()
 
 
 @pytest.mark.parametrize("case", ["wrong secret", "missing bucket", "unreachable endpoint", "no credentials"])

@@ -229,6 +229,9 @@ impl fmt::Debug for S3Store {
     }
 }
 
+/// How long the readiness probe waits for the bucket (list, put, get, delete together).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn backend(op: &'static str, key: &Key) -> impl FnOnce(object_store::Error) -> StoreError {
     let key = key.to_string();
     move |e| StoreError::Backend {
@@ -348,9 +351,24 @@ impl S3Store {
     }
 
     /// Put, read back and delete a small object (start-up and `/readyz`); the local staging
-    /// directory is probed too, since every upload begins there.
+    /// directory is probed too, since every upload begins there. Bounded by
+    /// [`PROBE_TIMEOUT`]: a bucket that accepts connections and never answers makes the
+    /// start fail and `/readyz` say 503 within it, not after the requests' own timeout
+    /// (minutes, sized for large objects).
     pub async fn probe(&self) -> Result<(), StoreError> {
         self.staging.probe().await?;
+        match tokio::time::timeout(PROBE_TIMEOUT, self.probe_bucket()).await {
+            Ok(probed) => probed,
+            Err(_elapsed) => Err(StoreError::Backend {
+                op: "probe",
+                key: self.key("probe/").to_string(),
+                message: format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
+            }),
+        }
+    }
+
+    /// The bucket's part of [`Self::probe`].
+    async fn probe_bucket(&self) -> Result<(), StoreError> {
         // A listing first: some servers create a missing bucket on the first PUT, and a
         // hub must not start on a bucket nobody made.
         let probe_dir = self.key("probe");

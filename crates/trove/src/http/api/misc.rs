@@ -29,11 +29,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if state.node.is_draining() {
         not_ready.push("draining");
     }
-    if let Err(e) = state.db.ping().await {
+    // Both asked at once: each is bounded (the pool's acquire time, the store's probe
+    // timeout), so the answer comes within the longer of the two.
+    let (db, store) = tokio::join!(state.db.ping(), state.store.probe());
+    if let Err(e) = db {
         tracing::warn!(error = %e, "readyz: the database does not answer");
         not_ready.push("database");
     }
-    if let Err(e) = state.store.probe().await {
+    if let Err(e) = store {
         tracing::warn!(error = %e, "readyz: the store does not take writes");
         not_ready.push("store");
     }
