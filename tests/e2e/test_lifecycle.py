@@ -103,6 +103,7 @@ def test_admin_cli_refuses_a_directory_without_a_hub_and_new_data_dirs_are_priva
                        capture_output=True, text=True, timeout=60, env=clean_env(), stdin=subprocess.DEVNULL)
     assert p.returncode != 0
     assert "no Trove database" in p.stderr and "--data-dir" in p.stderr, p.stderr
+    assert "TROVE_DATABASE" in p.stderr, "a PostgreSQL hub's operator learns what is missing"
     assert not empty.exists(), "nothing may be created"
 
     # A data dir the server creates on its first start is private to its owner.

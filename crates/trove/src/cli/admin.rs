@@ -46,7 +46,9 @@ pub async fn open_existing_db(config: &Config) -> anyhow::Result<Db> {
         anyhow::ensure!(
             db_file.exists(),
             "no Trove database at {}: run this where `trove serve` keeps its data, or pass \
-             --data-dir DIR (or set TROVE_DATA_DIR); `trove serve --data-dir DIR` creates a new one",
+             --data-dir DIR (or set TROVE_DATA_DIR); for a hub on PostgreSQL, pass \
+             --database URL (or set TROVE_DATABASE) as its nodes are given; \
+             `trove serve --data-dir DIR` creates a new one",
             db_file.display()
         );
     }
