@@ -35,6 +35,9 @@ pub struct Db {
     /// database in a file only: a new connection to an in-memory one would open another,
     /// empty one; none on PostgreSQL). See `reader.rs`.
     pub(crate) readers: Option<std::sync::Arc<Readers>>,
+    /// The epochs file every process on the same SQLite file moves (`shared_epochs.rs`);
+    /// none in memory or on PostgreSQL.
+    pub(crate) shared_epochs: Option<std::sync::Arc<crate::shared_epochs::SharedEpochs>>,
 }
 
 impl Db {
@@ -45,6 +48,7 @@ impl Db {
             listing_epoch: Default::default(),
             account_epoch: Default::default(),
             readers: None,
+            shared_epochs: None,
         }
     }
 
@@ -77,6 +81,15 @@ impl Db {
             .await?;
         let mut db = Db::new(Pool::Sqlite(pool));
         db.readers = Some(std::sync::Arc::new(Readers::new(path)));
+        let epochs = crate::shared_epochs::SharedEpochs::open(path).map_err(|error| {
+            DbError::EpochsFile {
+                path: crate::shared_epochs::SharedEpochs::path_of(path)
+                    .display()
+                    .to_string(),
+                error,
+            }
+        })?;
+        db.shared_epochs = Some(std::sync::Arc::new(epochs));
         tracing::debug!(db.path = %path.display(), "database opened");
         Ok(db)
     }

@@ -28,6 +28,10 @@ pub enum DbError {
     /// Any other database failure (I/O, locking, a bug in a query).
     #[error("database query failed")]
     Sqlx(#[from] sqlx::Error),
+    /// The file of write epochs beside a SQLite database could not be opened or made
+    /// (`shared_epochs.rs`).
+    #[error("cannot open the epochs file {path}: {error}")]
+    EpochsFile { path: String, error: std::io::Error },
     /// A read on a SQLite reader connection failed (see `reader.rs`).
     #[error("database read failed")]
     Reader(#[from] rusqlite::Error),

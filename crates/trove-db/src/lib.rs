@@ -32,6 +32,7 @@ mod reader;
 mod repo_lock;
 mod repos;
 mod search;
+mod shared_epochs;
 mod shared_secrets;
 mod spaces;
 mod storage;

@@ -9,9 +9,13 @@
 //! can therefore never keep an answer older than a write whose call has returned.
 //!
 //! Download counts ([`Db::count_download`]) do not move it: they change on every designated
-//! file fetched, and a cache may show them a little late (the Hub's are late too). Writes by
-//! another process or another node on the same database are not seen either; a cache must
-//! expire its entries for those.
+//! file fetched, and a cache may show them a little late (the Hub's are late too).
+//!
+//! Other processes: on a SQLite file, every process that opens it (the server, the admin CLI
+//! run beside it) moves the counters of a file next to the database as well
+//! (`shared_epochs.rs`), and the epochs read here include them: a write by any process is
+//! seen at the next read ([`Db::shares_epochs`]). On PostgreSQL another node's writes are not
+//! seen; a cache must expire its entries for those.
 //!
 //! The account epoch is the same kind of counter for what a token resolves to: it moves
 //! after every write that can change a token's owner as seen by a request — a token
@@ -20,40 +24,84 @@
 //! [`Db::memberships`] keeps nothing older than such a write on this handle.
 
 use crate::db::Db;
+use crate::shared_epochs::{SharedEpochs, Slot};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Held by a write method while it runs; moves the epoch when dropped.
-pub(crate) struct Changing(Arc<AtomicU64>);
+/// Held by a write method while it runs; moves the epoch (this handle's, then the file's
+/// other processes read) when dropped.
+pub(crate) struct Changing {
+    local: Arc<AtomicU64>,
+    shared: Option<(Arc<SharedEpochs>, Slot)>,
+}
 
 impl Drop for Changing {
     fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
+        self.local.fetch_add(1, Ordering::AcqRel);
+        if let Some((file, slot)) = &self.shared {
+            file.bump_or_log(*slot);
+        }
     }
 }
 
 impl Db {
-    /// How many writes that can change a listing's answer have completed on this handle (and
-    /// its clones). Read it before querying; an answer is current while it has not moved.
-    pub fn listing_epoch(&self) -> u64 {
-        self.listing_epoch.load(Ordering::Acquire)
+    /// A count of the writes that can change a listing's answer or a repository's row:
+    /// those completed on this handle (and its clones), plus, on a SQLite file, those of
+    /// every process ([`Db::shares_epochs`]). Read it before querying; an answer is current
+    /// while it has not moved. `None` when the shared count could not be read: cache nothing.
+    pub fn listing_epoch(&self) -> Option<u64> {
+        self.epoch(&self.listing_epoch, Slot::Listings)
     }
 
     /// The guard a write method that can change a listing's answer takes first, so that the
     /// epoch moves once the write is over, whichever way the method returns.
     pub(crate) fn changing_listings(&self) -> Changing {
-        Changing(Arc::clone(&self.listing_epoch))
+        self.changing(&self.listing_epoch, Slot::Listings)
     }
 
-    /// How many writes that can change what a token resolves to (its owner, the owner's
-    /// state and memberships) have completed on this handle. Read it before resolving a
-    /// token; a resolution is current while it has not moved.
-    pub fn account_epoch(&self) -> u64 {
-        self.account_epoch.load(Ordering::Acquire)
+    /// The same count as [`Db::listing_epoch`] for the writes that can change what a token
+    /// resolves to (its owner, the owner's state and memberships). Read it before resolving
+    /// a token; a resolution is current while it has not moved.
+    pub fn account_epoch(&self) -> Option<u64> {
+        self.epoch(&self.account_epoch, Slot::Accounts)
     }
 
     /// The guard of a write method that can change what a token resolves to.
     pub(crate) fn changing_accounts(&self) -> Changing {
-        Changing(Arc::clone(&self.account_epoch))
+        self.changing(&self.account_epoch, Slot::Accounts)
+    }
+
+    /// Whether the epochs count every process's writes: a SQLite database (a file, shared
+    /// through its epochs file, or in memory, which no other process can open). On
+    /// PostgreSQL they count this node's writes only.
+    pub fn shares_epochs(&self) -> bool {
+        matches!(self.pool, crate::backend::Pool::Sqlite(_))
+    }
+
+    fn epoch(&self, local: &AtomicU64, slot: Slot) -> Option<u64> {
+        // This handle's count first: a write of this process that completed before the
+        // read is counted by one or the other, and both only grow.
+        let own = local.load(Ordering::Acquire);
+        let shared = match &self.shared_epochs {
+            Some(file) => {
+                let (listings, accounts) = file.read()?;
+                match slot {
+                    Slot::Listings => listings,
+                    Slot::Accounts => accounts,
+                }
+            }
+            None => 0,
+        };
+        Some(own.wrapping_add(shared))
+    }
+
+    fn changing(&self, local: &Arc<AtomicU64>, slot: Slot) -> Changing {
+        Changing {
+            local: Arc::clone(local),
+            shared: self
+                .shared_epochs
+                .as_ref()
+                .map(|file| (Arc::clone(file), slot)),
+        }
     }
 }

@@ -486,22 +486,32 @@ pub struct AuthConfig {
     pub failure_refill_secs: u64,
     /// Whether visitors may create their own account at `/signup` (`[auth] allow_signup`).
     pub allow_signup: bool,
-    /// How long a token's resolution (owner, memberships) may be reused, in ms (`None`:
-    /// [`DEFAULT_TOKEN_CACHE_MS`], off). Revocations, disabled users and membership changes
-    /// made through this server take effect at once; this bounds how late those made by
-    /// another node or by the admin CLI take effect (see `throttle/token_cache.rs`), which is
-    /// why it is off unless an operator trades that delay for signed-in request rates.
+    /// How long what a token resolves to (owner, memberships) and a repository's row may be
+    /// reused, in ms (`None`: see [`AuthConfig::token_cache_ttl`]). Revocations, disabled
+    /// users, membership and repository changes are seen at once by every process on a
+    /// SQLite database; on PostgreSQL this bounds how late another node's take effect (see
+    /// `throttle/token_cache.rs`).
     pub token_cache_ms: Option<u64>,
 }
 
-/// How long a token's resolution is reused by default, in milliseconds: not at all, so that
-/// `trove token revoke` and another node's revocation hold for the very next request.
-pub const DEFAULT_TOKEN_CACHE_MS: u64 = 0;
+/// How long a token's resolution and a repository's row are reused by default when the
+/// database counts every process's writes (SQLite), in milliseconds. Every write that could
+/// change them empties the caches first; this only bounds an entry's age.
+pub const DEFAULT_TOKEN_CACHE_MS: u64 = 60_000;
 
 impl AuthConfig {
-    /// How long a token's resolution may be reused; zero when it is never cached.
-    pub fn token_cache_ttl(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.token_cache_ms.unwrap_or(DEFAULT_TOKEN_CACHE_MS))
+    /// How long a token's resolution and a repository's row may be reused; zero when they
+    /// are never cached. Unless configured: [`DEFAULT_TOKEN_CACHE_MS`] when
+    /// `shares_epochs` (the database counts the writes of every process that could make an
+    /// entry stale: [`trove_db::Db::shares_epochs`]), else zero, so that another node's
+    /// revocation holds for the very next request.
+    pub fn token_cache_ttl(&self, shares_epochs: bool) -> std::time::Duration {
+        let default = if shares_epochs {
+            DEFAULT_TOKEN_CACHE_MS
+        } else {
+            0
+        };
+        std::time::Duration::from_millis(self.token_cache_ms.unwrap_or(default))
     }
 }
 

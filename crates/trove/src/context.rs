@@ -100,7 +100,7 @@ impl Context {
         signer: UrlSigner,
         git: GitRuntime,
     ) -> Self {
-        let auth = AuthRuntime::new(&config.auth);
+        let auth = AuthRuntime::new(&config.auth, db.shares_epochs());
         Context {
             config: Arc::new(config),
             db,

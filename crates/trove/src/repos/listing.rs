@@ -35,7 +35,7 @@ pub async fn list_rendered(
     let key = ListingKey::new(&query, view);
     // Read before the query: an answer computed across a write is then never kept.
     let epoch = state.db.listing_epoch();
-    if let Some(page) = cache.get(&key, epoch) {
+    if let Some(page) = epoch.and_then(|epoch| cache.get(&key, epoch)) {
         return Ok(page);
     }
     let page = state.db.list_repos(&query).await?;
@@ -43,7 +43,9 @@ pub async fn list_rendered(
         body: render(&page)?.into(),
         next: page.next,
     };
-    cache.put(key, epoch, rendered.clone());
+    if let Some(epoch) = epoch {
+        cache.put(key, epoch, rendered.clone());
+    }
     Ok(rendered)
 }
 

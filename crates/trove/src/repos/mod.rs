@@ -35,6 +35,7 @@ pub mod xet;
 use crate::auth::{Access, Caller};
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
+use crate::throttle::repo_cache::RepoRowCache;
 use trove_db::Repo;
 use trove_git::GitRepo;
 use trove_types::{GitOid, RepoId, RepoName, RepoType};
@@ -217,16 +218,29 @@ async fn find_id(
     let not_found = ApiError::RepoNotFound {
         anonymous: caller.is_anonymous(),
     };
+    // Read before the lookup: a row is kept only if no write completed in between (see
+    // throttle/repo_cache.rs).
+    let rows = &state.auth.repos;
+    let epoch = RepoRowCache::epoch(&state.db);
+    let now = std::time::Instant::now();
     let found = if let Some(row) = row {
         Ok(Some((row, false)))
-    } else if follow_moves {
-        state.db.repo_by_name_or_redirect(repo_type, id).await
+    } else if let Some(row) = rows.get(repo_type, id, epoch, now) {
+        Ok(Some((row, false)))
     } else {
-        state
-            .db
-            .repo_by_name(repo_type, id)
-            .await
-            .map(|r| r.map(|r| (r, false)))
+        let found = if follow_moves {
+            state.db.repo_by_name_or_redirect(repo_type, id).await
+        } else {
+            state
+                .db
+                .repo_by_name(repo_type, id)
+                .await
+                .map(|r| r.map(|r| (r, false)))
+        };
+        if let Ok(Some((row, false))) = &found {
+            rows.put(repo_type, id, epoch, row.clone(), now);
+        }
+        found
     };
     let Some((repo, moved)) = found? else {
         return Err(not_found);

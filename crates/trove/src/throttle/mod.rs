@@ -1,7 +1,10 @@
 //! Throttles shared by every request: the failed-authentication limiter, the
-//! anonymous validate-yaml budget and the token last-used throttle.
+//! anonymous validate-yaml budget and the token last-used throttle; and the caches that
+//! spare a request its lookups (`epoch_cache.rs`).
 
+pub mod epoch_cache;
 pub mod ratelimit;
+pub mod repo_cache;
 pub mod token_cache;
 
 use std::collections::HashMap;
@@ -17,13 +20,17 @@ pub struct AuthRuntime {
     touched: Mutex<HashMap<i64, Instant>>,
     /// What recently seen tokens resolve to (see `token_cache.rs`).
     pub tokens: token_cache::TokenCache,
+    /// The rows of recently asked repositories (see `repo_cache.rs`).
+    pub repos: repo_cache::RepoRowCache,
 }
 
 /// A token's last-used time is written at most this often.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 impl AuthRuntime {
-    pub fn new(config: &crate::config::AuthConfig) -> AuthRuntime {
+    /// `shares_epochs`: whether the database counts every process's writes
+    /// ([`trove_db::Db::shares_epochs`]), which turns the token cache on by default.
+    pub fn new(config: &crate::config::AuthConfig, shares_epochs: bool) -> AuthRuntime {
         AuthRuntime {
             failures: ratelimit::FailureLimiter::new(
                 config.failure_burst,
@@ -34,7 +41,8 @@ impl AuthRuntime {
                 ratelimit::ANONYMOUS_VALIDATE_REFILL,
             ),
             touched: Mutex::new(HashMap::new()),
-            tokens: token_cache::TokenCache::new(config.token_cache_ttl()),
+            tokens: token_cache::TokenCache::new(config.token_cache_ttl(shares_epochs)),
+            repos: repo_cache::RepoRowCache::new(config.token_cache_ttl(shares_epochs)),
         }
     }
 

@@ -1,7 +1,8 @@
-//! Signed-in requests through the token cache (`throttle/token_cache.rs`): what a token resolves
-//! to is reused, but a revocation, a disabled user or a membership change made on this node
-//! takes effect for the very next request; one made by another process on the same database
-//! within the cache's TTL.
+//! Signed-in requests through the token and repository caches (`throttle/token_cache.rs`,
+//! `throttle/repo_cache.rs`): what a token resolves to and a repository's row are reused, but
+//! a revocation, a disabled user, a membership change or a repository made private or
+//! deleted takes effect for the very next request, whether this server or another process
+//! on the same SQLite file made it.
 
 use crate::app::TestApp;
 use axum::http::StatusCode;
@@ -23,6 +24,14 @@ async fn whoami(app: &TestApp, token: &str) -> (StatusCode, Value) {
         Value::Null
     };
     (answer.status, body)
+}
+
+async fn status_of(app: &TestApp, token: &str) -> StatusCode {
+    app.get("/admin/cached/resolve/main/a.txt")
+        .token(token)
+        .send()
+        .await
+        .status
 }
 
 fn org_names(me: &Value) -> Vec<String> {
@@ -82,14 +91,21 @@ async fn account_writes_on_this_node_take_effect_for_the_next_request() {
 }
 
 #[tokio::test]
-async fn a_revocation_by_another_process_takes_effect_within_the_ttl() {
-    let app = TestApp::with_config(cached_for_a_second).await;
+async fn a_revocation_by_another_process_on_the_file_takes_effect_for_the_next_request() {
+    // The default configuration: on a SQLite file the cache is on.
+    let app = TestApp::new().await;
+    assert!(app.state.db.shares_epochs());
+    assert_eq!(
+        app.state.config.auth.token_cache_ttl(true),
+        Duration::from_millis(trove::config::DEFAULT_TOKEN_CACHE_MS)
+    );
     let token = app.user("carol", TokenRole::Read).await;
     assert_eq!(whoami(&app, &token).await.0, StatusCode::OK);
-    assert_eq!(app.state.auth.tokens.len(), 1);
+    assert_eq!(whoami(&app, &token).await.0, StatusCode::OK);
+    assert_eq!(app.state.auth.tokens.len(), 1, "kept");
 
-    // Another handle on the same database: its writes do not move this node's epoch, as
-    // another node's (or `trove token revoke` run beside the server) would not.
+    // Another handle on the same file, as `trove token revoke` run beside the server: its
+    // writes move the epochs file every process reads.
     let other = Db::open(&app.state.config.data_dir.join("trove.db"))
         .await
         .expect("second handle");
@@ -99,9 +115,75 @@ async fn a_revocation_by_another_process_takes_effect_within_the_ttl() {
         .expect("db")
         .expect("carol");
     assert!(other.revoke_token(carol.id, "test").await.expect("revoke"));
+    assert_eq!(
+        whoami(&app, &token).await.0,
+        StatusCode::UNAUTHORIZED,
+        "refused at once, not after the TTL"
+    );
+}
 
-    let ttl = app.state.config.auth.token_cache_ttl();
-    assert_eq!(ttl, Duration::from_secs(1), "as configured");
-    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
-    assert_eq!(whoami(&app, &token).await.0, StatusCode::UNAUTHORIZED);
+#[tokio::test]
+async fn a_configured_zero_keeps_nothing_and_postgres_keeps_nothing_unless_configured() {
+    let app = TestApp::with_config(|config| config.auth.token_cache_ms = Some(0)).await;
+    let token = app.user("dave", TokenRole::Read).await;
+    assert_eq!(whoami(&app, &token).await.0, StatusCode::OK);
+    assert_eq!(whoami(&app, &token).await.0, StatusCode::OK);
+    assert!(app.state.auth.tokens.is_empty());
+    assert!(app.state.auth.repos.is_empty());
+
+    let defaults = trove::config::Config::default();
+    assert_eq!(
+        defaults.auth.token_cache_ttl(false),
+        Duration::ZERO,
+        "PostgreSQL"
+    );
+}
+
+#[tokio::test]
+async fn a_repository_made_private_or_deleted_elsewhere_is_refused_at_the_next_request() {
+    let app = TestApp::new().await;
+    let token = app.user("erin", TokenRole::Read).await;
+    app.create_repo("cached", "model").await;
+    app.commit_files("cached", "add", &[("a.txt", "hello")])
+        .await;
+    assert_eq!(status_of(&app, &token).await, StatusCode::OK);
+    assert_eq!(status_of(&app, &token).await, StatusCode::OK);
+    assert_eq!(app.state.auth.repos.len(), 1, "the row is kept");
+
+    let other = Db::open(&app.state.config.data_dir.join("trove.db"))
+        .await
+        .expect("second handle");
+    let id = trove_types::RepoId::parse("admin/cached").expect("id");
+    let row = other
+        .repo_by_name(trove_types::RepoType::Model, &id)
+        .await
+        .expect("db")
+        .expect("row");
+    other
+        .update_repo_settings(row.id, Some(true), None, None, None)
+        .await
+        .expect("private");
+    assert_eq!(
+        status_of(&app, &token).await,
+        StatusCode::NOT_FOUND,
+        "private to erin at once"
+    );
+    let admin = app
+        .get("/admin/cached/resolve/main/a.txt")
+        .token(&app.admin_token)
+        .send()
+        .await;
+    assert_eq!(admin.status, StatusCode::OK, "still the admin's");
+
+    other
+        .update_repo_settings(row.id, Some(false), None, None, None)
+        .await
+        .expect("public");
+    assert_eq!(status_of(&app, &token).await, StatusCode::OK);
+    assert!(other.delete_repo(row.id).await.expect("delete"));
+    assert_eq!(
+        status_of(&app, &token).await,
+        StatusCode::NOT_FOUND,
+        "gone at once"
+    );
 }
