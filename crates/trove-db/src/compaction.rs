@@ -82,6 +82,7 @@ impl Db {
     /// returns false when the old xorb is gone or a file not in `c.files` names it (recorded
     /// meanwhile: the next run looks again).
     pub async fn compact_xorb(&self, c: &Compaction<'_>) -> Result<bool> {
+        let _changing = self.changing_storage();
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let held: Option<i32> = sqlx::query_scalar("SELECT 1 FROM xet_xorbs WHERE hash = $1")

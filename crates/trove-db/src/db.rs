@@ -31,6 +31,8 @@ pub struct Db {
     /// Writes that can change who a token identifies or what they belong to, completed on
     /// this handle (see `listing_epoch.rs`).
     pub(crate) account_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Writes that can change what an LFS download needs to know (see `listing_epoch.rs`).
+    pub(crate) storage_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// SQLite connections for the reads of every request, run on the calling thread (a
     /// database in a file only: a new connection to an in-memory one would open another,
     /// empty one; none on PostgreSQL). See `reader.rs`.
@@ -47,6 +49,7 @@ impl Db {
             lock_sessions: Default::default(),
             listing_epoch: Default::default(),
             account_epoch: Default::default(),
+            storage_epoch: Default::default(),
             readers: None,
             shared_epochs: None,
         }

@@ -67,6 +67,7 @@ impl Db {
         sha256: &Sha256Hex,
         now_ms: i64,
     ) -> Result<()> {
+        let _changing = self.changing_storage();
         with_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO repo_lfs_objects (repo_id, sha256, created_at) VALUES ($1, $2, $3) \
@@ -94,6 +95,7 @@ impl Db {
         oids: &[Sha256Hex],
         now_ms: i64,
     ) -> Result<u64> {
+        let _changing = self.changing_storage();
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let mut linked = 0;

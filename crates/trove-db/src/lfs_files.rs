@@ -71,6 +71,7 @@ impl Db {
         oids: &[Sha256Hex],
         now_ms: i64,
     ) -> Result<u64> {
+        let _changing = self.changing_storage();
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let mut deleted = 0;

@@ -71,6 +71,18 @@ impl Db {
         self.changing(&self.account_epoch, Slot::Accounts)
     }
 
+    /// The same count as [`Db::listing_epoch`] for the writes that can change what
+    /// [`Db::lfs_download`] answers: an LFS object linked to or deleted from a repository, a
+    /// Xet file recorded, repointed by compaction or forgotten.
+    pub fn storage_epoch(&self) -> Option<u64> {
+        self.epoch(&self.storage_epoch, Slot::Storage)
+    }
+
+    /// The guard of a write method that can change what [`Db::lfs_download`] answers.
+    pub(crate) fn changing_storage(&self) -> Changing {
+        self.changing(&self.storage_epoch, Slot::Storage)
+    }
+
     /// Whether the epochs count every process's writes: a SQLite database (a file, shared
     /// through its epochs file, or in memory, which no other process can open). On
     /// PostgreSQL they count this node's writes only.
@@ -83,13 +95,7 @@ impl Db {
         // read is counted by one or the other, and both only grow.
         let own = local.load(Ordering::Acquire);
         let shared = match &self.shared_epochs {
-            Some(file) => {
-                let (listings, accounts) = file.read()?;
-                match slot {
-                    Slot::Listings => listings,
-                    Slot::Accounts => accounts,
-                }
-            }
+            Some(file) => file.read()?.of(slot),
             None => 0,
         };
         Some(own.wrapping_add(shared))

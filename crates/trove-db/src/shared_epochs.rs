@@ -1,15 +1,17 @@
 //! The write epochs of a SQLite database shared by every process that opens it: the serving
 //! process, the admin CLI run beside it, a second `trove serve` on the same file. A file next
-//! to the database (`<database>-epochs`) holds the two counters of `listing_epoch.rs` — the
-//! writes that can change a listing's answer or a repository's row, and those that can change
-//! what a token resolves to — and every process moves them after such a write has committed,
+//! to the database (`<database>-epochs`) holds the three counters of `listing_epoch.rs` — the
+//! writes that can change a listing's answer or a repository's row, those that can change
+//! what a token resolves to, and those that can change what an LFS download needs to know
+//! (an object linked to or deleted from a repository, its Xet file recorded, compacted or
+//! forgotten) — and every process moves them after such a write has committed,
 //! so that a cache in any of them can tell at its next read that the database changed under
 //! it, whichever process wrote.
 //!
-//! Reading costs one `pread` of 32 bytes (no lock, no database transaction): what lets a
+//! Reading costs one `pread` of 48 bytes (no lock, no database transaction): what lets a
 //! request ask "did anything change?" for far less than the query it would spare.
 //!
-//! Layout: two slots of 16 bytes (listing, then accounts), each a little-endian `u64` counter
+//! Layout: three slots of 16 bytes (listings, accounts, storage), each a little-endian `u64` counter
 //! followed by its check word ([`check_of`]). A writer holds an exclusive `flock` on the file
 //! while it reads, increments and writes a slot, so two writers never lose a step. A reader
 //! takes no lock: the check word scatters the counter's bits (a multiplication and a
@@ -17,6 +19,9 @@
 //! fails its check but by a freak match, and reads as "unknown" (the caller then leaves its
 //! cache alone). Caches still expire their entries (their time-to-live), which bounds what
 //! even such a freak could keep.
+//!
+//! Only writes through Trove's own database handle move the counters: a row changed by hand
+//! (the `sqlite3` shell) while a server runs is seen once the caches' entries expire.
 //!
 //! Nothing is fsynced: the counters matter only to processes running now, which all see the
 //! page cache; after a crash of the machine every cache starts empty.
@@ -33,10 +38,32 @@ pub(crate) enum Slot {
     Listings = 0,
     /// Tokens revoked, users disabled or renamed, memberships changed.
     Accounts = 1,
+    /// LFS objects linked to or deleted from repositories, Xet files recorded, repointed by
+    /// compaction or forgotten by garbage collection.
+    Storage = 2,
 }
 
+const SLOTS: u64 = 3;
 const SLOT_LEN: u64 = 16;
-const FILE_LEN: u64 = 2 * SLOT_LEN;
+const FILE_LEN: u64 = SLOTS * SLOT_LEN;
+
+/// The three counters, as read together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub(crate) listings: u64,
+    pub(crate) accounts: u64,
+    pub(crate) storage: u64,
+}
+
+impl Counters {
+    pub(crate) fn of(&self, slot: Slot) -> u64 {
+        match slot {
+            Slot::Listings => self.listings,
+            Slot::Accounts => self.accounts,
+            Slot::Storage => self.storage,
+        }
+    }
+}
 
 /// The word stored after a counter: its bits scattered, so that halves of two counters do
 /// not make a counter and its check.
@@ -68,8 +95,8 @@ pub(crate) struct SharedEpochs {
 }
 
 impl SharedEpochs {
-    /// The epochs file of the SQLite database at `database`, created (both counters at 0)
-    /// if missing or short.
+    /// The epochs file of the SQLite database at `database`, created (every counter at 0)
+    /// if missing; the slots a shorter file lacks are added at 0, the others kept.
     pub(crate) fn open(database: &Path) -> io::Result<SharedEpochs> {
         let path = SharedEpochs::path_of(database);
         let file = OpenOptions::new()
@@ -80,11 +107,9 @@ impl SharedEpochs {
             .open(&path)?;
         file.lock()?;
         let made = (|| {
-            if file.metadata()?.len() < FILE_LEN {
-                let mut both = Vec::with_capacity(FILE_LEN as usize);
-                both.extend_from_slice(&encode(0));
-                both.extend_from_slice(&encode(0));
-                file.write_all_at(&both, 0)?;
+            let whole_slots = file.metadata()?.len() / SLOT_LEN;
+            for slot in whole_slots..SLOTS {
+                file.write_all_at(&encode(0), slot * SLOT_LEN)?;
             }
             Ok(())
         })();
@@ -100,13 +125,17 @@ impl SharedEpochs {
         PathBuf::from(name)
     }
 
-    /// Both counters (listings, accounts) as they are now; `None` when the file could not be
-    /// read or a slot was caught mid-write.
-    pub(crate) fn read(&self) -> Option<(u64, u64)> {
-        let mut both = [0u8; FILE_LEN as usize];
-        self.file.read_exact_at(&mut both, 0).ok()?;
-        let (listings, accounts) = both.split_at(SLOT_LEN as usize);
-        Some((decode(listings)?, decode(accounts)?))
+    /// The counters as they are now; `None` when the file could not be read or a slot was
+    /// caught mid-write.
+    pub(crate) fn read(&self) -> Option<Counters> {
+        let mut all = [0u8; FILE_LEN as usize];
+        self.file.read_exact_at(&mut all, 0).ok()?;
+        let slot = |i: usize| decode(&all[i * SLOT_LEN as usize..(i + 1) * SLOT_LEN as usize]);
+        Some(Counters {
+            listings: slot(0)?,
+            accounts: slot(1)?,
+            storage: slot(2)?,
+        })
     }
 
     /// Moves `slot`'s counter by one, under the file's lock.
@@ -144,18 +173,26 @@ impl SharedEpochs {
 mod tests {
     use super::*;
 
+    fn counters(listings: u64, accounts: u64, storage: u64) -> Option<Counters> {
+        Some(Counters {
+            listings,
+            accounts,
+            storage,
+        })
+    }
+
     #[test]
     fn a_new_file_starts_both_counters_at_zero_and_each_bump_moves_one() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("trove.db");
         let epochs = SharedEpochs::open(&db).expect("open");
         assert!(dir.path().join("trove.db-epochs").exists());
-        assert_eq!(epochs.read(), Some((0, 0)));
+        assert_eq!(epochs.read(), counters(0, 0, 0));
         epochs.bump(Slot::Accounts).expect("bump");
-        assert_eq!(epochs.read(), Some((0, 1)));
+        assert_eq!(epochs.read(), counters(0, 1, 0));
         epochs.bump(Slot::Listings).expect("bump");
         epochs.bump(Slot::Listings).expect("bump");
-        assert_eq!(epochs.read(), Some((2, 1)));
+        assert_eq!(epochs.read(), counters(2, 1, 0));
     }
 
     #[test]
@@ -165,10 +202,10 @@ mod tests {
         let server = SharedEpochs::open(&db).expect("open");
         let admin_cli = SharedEpochs::open(&db).expect("open");
         admin_cli.bump(Slot::Accounts).expect("bump");
-        assert_eq!(server.read(), Some((0, 1)));
+        assert_eq!(server.read(), counters(0, 1, 0));
         drop(admin_cli);
         let again = SharedEpochs::open(&db).expect("open");
-        assert_eq!(again.read(), Some((0, 1)));
+        assert_eq!(again.read(), counters(0, 1, 0));
     }
 
     #[test]
@@ -205,14 +242,28 @@ mod tests {
         for t in threads {
             t.join().expect("thread");
         }
-        assert_eq!(SharedEpochs::open(&db).expect("open").read(), Some((1000, 0)));
+        assert_eq!(
+            SharedEpochs::open(&db).expect("open").read(),
+            counters(1000, 0, 0)
+        );
     }
 
     #[test]
-    fn a_short_file_is_made_whole_at_open() {
+    fn a_short_file_is_made_whole_at_open_keeping_its_whole_slots() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("trove.db");
         std::fs::write(dir.path().join("trove.db-epochs"), b"xx").expect("write");
-        assert_eq!(SharedEpochs::open(&db).expect("open").read(), Some((0, 0)));
+        assert_eq!(
+            SharedEpochs::open(&db).expect("open").read(),
+            counters(0, 0, 0)
+        );
+        // A file cut after two slots: both kept, the third added.
+        let mut older = encode(5).to_vec();
+        older.extend_from_slice(&encode(9));
+        std::fs::write(dir.path().join("trove.db-epochs"), older).expect("write");
+        let epochs = SharedEpochs::open(&db).expect("open");
+        assert_eq!(epochs.read(), counters(5, 9, 0));
+        epochs.bump(Slot::Storage).expect("bump");
+        assert_eq!(epochs.read(), counters(5, 9, 1));
     }
 }

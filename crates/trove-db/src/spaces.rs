@@ -154,6 +154,7 @@ impl Db {
     /// files among them, and the xorbs it references), in one transaction: a duplicate's
     /// history names the same pointers. Returns how many LFS objects were linked.
     pub async fn copy_content_links(&self, from: i64, to: i64, now_ms: i64) -> Result<u64> {
+        let _changing = self.changing_storage();
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let objects = sqlx::query(

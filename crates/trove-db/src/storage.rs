@@ -90,6 +90,7 @@ impl Db {
     /// Returns whether it was forgotten. The xorbs those files named are left for
     /// [`Db::drop_xorb_if_unreferenced`].
     pub async fn forget_lfs_object(&self, oid: &Sha256Hex, cutoff_ms: i64) -> Result<bool> {
+        let _changing = self.changing_storage();
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let recent: Option<i32> = sqlx::query_scalar(

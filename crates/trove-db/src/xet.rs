@@ -122,6 +122,7 @@ impl Db {
         xorbs: &[[u8; 32]],
         now_ms: i64,
     ) -> Result<()> {
+        let _changing = self.changing_storage();
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             for x in new_xorbs {
@@ -271,6 +272,7 @@ impl Db {
         xorbs: &[[u8; 32]],
         now_ms: i64,
     ) -> Result<()> {
+        let _changing = self.changing_storage();
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             insert_xet_file(Conn::from(&mut *tx), repo_id, file, xorbs, now_ms).await?;

@@ -91,7 +91,11 @@ pub async fn serve(
         out.insert("x-linked-etag", header_value(&format!("\"{etag}\""))?);
         out.insert("x-linked-size", header_value(&size.to_string())?);
         // A file whose bytes we hold as a verified Xet file is offered to hf_xet too.
-        let known = state.db.lfs_download(repo.repo.id, oid).await?;
+        let known = state
+            .auth
+            .lfs_downloads
+            .lfs_download(&state.db, repo.repo.id, oid)
+            .await?;
         if let Some(xet) = &known.xet {
             out.insert(
                 "x-xet-hash",

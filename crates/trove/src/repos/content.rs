@@ -152,7 +152,13 @@ pub async fn open_with(
         FileBytes::Lfs { repo_id, oid, .. } => {
             let LfsDownload { deleted, xet } = match known {
                 Some(known) => known,
-                None => state.db.lfs_download(*repo_id, oid).await?,
+                None => {
+                    state
+                        .auth
+                        .lfs_downloads
+                        .lfs_download(&state.db, *repo_id, oid)
+                        .await?
+                }
             };
             // Deleted permanently from this repository: its pointers remain, its bytes do not.
             if deleted {

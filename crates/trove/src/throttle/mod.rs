@@ -3,6 +3,7 @@
 //! spare a request its lookups (`epoch_cache.rs`).
 
 pub mod epoch_cache;
+pub mod lfs_cache;
 pub mod ratelimit;
 pub mod repo_cache;
 pub mod token_cache;
@@ -22,6 +23,8 @@ pub struct AuthRuntime {
     pub tokens: token_cache::TokenCache,
     /// The rows of recently asked repositories (see `repo_cache.rs`).
     pub repos: repo_cache::RepoRowCache,
+    /// What recent LFS downloads needed to know of their objects (see `lfs_cache.rs`).
+    pub lfs_downloads: lfs_cache::LfsDownloadCache,
 }
 
 /// A token's last-used time is written at most this often.
@@ -43,6 +46,7 @@ impl AuthRuntime {
             touched: Mutex::new(HashMap::new()),
             tokens: token_cache::TokenCache::new(config.token_cache_ttl(shares_epochs)),
             repos: repo_cache::RepoRowCache::new(config.token_cache_ttl(shares_epochs)),
+            lfs_downloads: lfs_cache::LfsDownloadCache::new(config.token_cache_ttl(shares_epochs)),
         }
     }
 

@@ -187,3 +187,46 @@ async fn a_repository_made_private_or_deleted_elsewhere_is_refused_at_the_next_r
         "gone at once"
     );
 }
+
+#[tokio::test]
+async fn an_lfs_file_deleted_or_linked_again_elsewhere_is_answered_anew_at_the_next_request() {
+    let app = TestApp::new().await;
+    app.create_repo("weights", "model").await;
+    let data: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+    let oid = crate::storage::lfs_upload(&app, "weights", &data).await;
+    crate::storage::commit_pointer(&app, "weights", "w.bin", &oid, data.len()).await;
+    let file = "/admin/weights/resolve/main/w.bin";
+    let first = app.get(file).send().await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.body, data);
+    assert_eq!(app.get(file).send().await.status, StatusCode::OK);
+    assert_eq!(app.state.auth.lfs_downloads.len(), 1, "the answer is kept");
+
+    let other = Db::open(&app.state.config.data_dir.join("trove.db"))
+        .await
+        .expect("second handle");
+    let id = trove_types::RepoId::parse("admin/weights").expect("id");
+    let repo = other
+        .repo_by_name(trove_types::RepoType::Model, &id)
+        .await
+        .expect("db")
+        .expect("row");
+    let sha = trove_types::Sha256Hex::parse(&oid).expect("oid");
+    let deleted = other
+        .delete_repo_lfs_files(repo.id, std::slice::from_ref(&sha), 1)
+        .await
+        .expect("delete");
+    assert_eq!(deleted, 1);
+    assert_eq!(
+        app.get(file).send().await.status,
+        StatusCode::NOT_FOUND,
+        "deleted permanently: not served from the cache"
+    );
+    other
+        .link_repo_object(repo.id, &sha, 2)
+        .await
+        .expect("link again");
+    let again = app.get(file).send().await;
+    assert_eq!(again.status, StatusCode::OK, "linked again");
+    assert_eq!(again.body, data);
+}
