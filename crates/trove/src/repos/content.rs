@@ -190,7 +190,13 @@ pub async fn open_with(
                     files: Some(FileRanges::whole(file, start, end)),
                 }));
             }
-            if let Some((stream, len)) = state.store.open_range(oid, start, end).await? {
+            // Stored whole? Already answered above for this node's disk: a Xet file's download
+            // does not ask again (through the blocking pool, a thread hand-off each way, to
+            // find the same nothing).
+            let looked_here = want_files && !state.store.is_remote();
+            if !(looked_here && xet.is_some())
+                && let Some((stream, len)) = state.store.open_range(oid, start, end).await?
+            {
                 return Ok(Some(Opened {
                     len,
                     stream,
