@@ -28,6 +28,14 @@ use crate::shared_epochs::{SharedEpochs, Slot};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The three epochs of [`Db::epochs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Epochs {
+    pub listing: u64,
+    pub account: u64,
+    pub storage: u64,
+}
+
 /// Held by a write method while it runs; moves the epoch (this handle's, then the file's
 /// other processes read) when dropped.
 pub(crate) struct Changing {
@@ -71,16 +79,32 @@ impl Db {
         self.changing(&self.account_epoch, Slot::Accounts)
     }
 
-    /// The same count as [`Db::listing_epoch`] for the writes that can change what
-    /// [`Db::lfs_download`] answers: an LFS object linked to or deleted from a repository, a
-    /// Xet file recorded, repointed by compaction or forgotten.
-    pub fn storage_epoch(&self) -> Option<u64> {
-        self.epoch(&self.storage_epoch, Slot::Storage)
-    }
-
-    /// The guard of a write method that can change what [`Db::lfs_download`] answers.
+    /// The guard of a write method that can change what [`Db::lfs_download`] answers
+    /// ([`Epochs::storage`]).
     pub(crate) fn changing_storage(&self) -> Changing {
         self.changing(&self.storage_epoch, Slot::Storage)
+    }
+
+    /// The three epochs read at once (one read of the shared file where two or three
+    /// would do): [`Db::listing_epoch`], [`Db::account_epoch`], and the same count for the
+    /// writes that can change what [`Db::lfs_download`] answers (an LFS object linked to or
+    /// deleted from a repository, a Xet file recorded, repointed by compaction or forgotten).
+    pub fn epochs(&self) -> Option<Epochs> {
+        // This handle's counts first, as in `epoch`.
+        let own = Epochs {
+            listing: self.listing_epoch.load(Ordering::Acquire),
+            account: self.account_epoch.load(Ordering::Acquire),
+            storage: self.storage_epoch.load(Ordering::Acquire),
+        };
+        let Some(file) = &self.shared_epochs else {
+            return Some(own);
+        };
+        let shared = file.read()?;
+        Some(Epochs {
+            listing: own.listing.wrapping_add(shared.listings),
+            account: own.account.wrapping_add(shared.accounts),
+            storage: own.storage.wrapping_add(shared.storage),
+        })
     }
 
     /// Whether the epochs count every process's writes: a SQLite database (a file, shared

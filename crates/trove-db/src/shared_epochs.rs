@@ -23,6 +23,17 @@
 //! Only writes through Trove's own database handle move the counters: a row changed by hand
 //! (the `sqlite3` shell) while a server runs is seen once the caches' entries expire.
 //!
+//! A file removed, replaced or damaged while processes run (by hand: Trove never removes it)
+//! must not let a cache keep what it should drop. So a counter never starts again from a
+//! value a cache may have seen: a new file's counters, and a damaged slot's next value, are
+//! drawn at random from the upper half of the range ([`fresh_start`]), a jump a cache takes
+//! as a change (it empties itself) or as an epoch it has not reached (it keeps nothing) —
+//! never as the epoch of what it holds. And a process whose file was removed or replaced
+//! (its handle's link count 0, one `fstat`, checked at most every [`LINK_CHECK_EVERY`])
+//! opens the file at the path again, made anew if missing: such a removal by hand is
+//! followed within a quarter of a second, where every write through the file is followed at
+//! once.
+//!
 //! Nothing is fsynced: the counters matter only to processes running now, which all see the
 //! page cache; after a crash of the machine every cache starts empty.
 
@@ -42,6 +53,9 @@ pub(crate) enum Slot {
     /// compaction or forgotten by garbage collection.
     Storage = 2,
 }
+
+/// How often a process checks that its open epochs file is still the one at the path.
+pub(crate) const LINK_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 const SLOTS: u64 = 3;
 const SLOT_LEN: u64 = 16;
@@ -73,6 +87,22 @@ fn check_of(counter: u64) -> u64 {
         .rotate_left(29)
 }
 
+/// Where a new counter starts, or a damaged one goes on: a random value in [2^62, 2^63),
+/// unlike any a cache can have seen of a counter counted from an earlier start (there is
+/// room for 2^62 steps above it).
+fn fresh_start() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // A per-process random key (the standard library's HashMap seed) hashing the time: a
+    // fresh value for each call without a dependency.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (hasher.finish() >> 2) | (1 << 62)
+}
+
 fn encode(counter: u64) -> [u8; SLOT_LEN as usize] {
     let mut slot = [0u8; SLOT_LEN as usize];
     slot[..8].copy_from_slice(&counter.to_le_bytes());
@@ -91,30 +121,84 @@ fn decode(slot: &[u8]) -> Option<u64> {
 #[derive(Debug)]
 pub(crate) struct SharedEpochs {
     path: PathBuf,
-    file: File,
+    /// The open file; replaced when the one at `path` is no longer it.
+    file: std::sync::Mutex<std::sync::Arc<File>>,
+    /// When the open file was last found still linked, in ms since `born`.
+    checked_ms: std::sync::atomic::AtomicU64,
+    born: std::time::Instant,
+}
+
+/// Opens the epochs file at `path`, creating it if missing; the slots it lacks (a new or a
+/// shorter file) are written with a fresh start, the others kept.
+fn open_file(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    file.lock()?;
+    let made = (|| {
+        let whole_slots = file.metadata()?.len() / SLOT_LEN;
+        for slot in whole_slots..SLOTS {
+            file.write_all_at(&encode(fresh_start()), slot * SLOT_LEN)?;
+        }
+        Ok(())
+    })();
+    file.unlock()?;
+    made.map(|()| file)
+}
+
+/// Whether `file` is still linked at some path (not removed or replaced).
+fn still_linked(file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata().is_ok_and(|meta| meta.nlink() > 0)
 }
 
 impl SharedEpochs {
-    /// The epochs file of the SQLite database at `database`, created (every counter at 0)
-    /// if missing; the slots a shorter file lacks are added at 0, the others kept.
+    /// The epochs file of the SQLite database at `database` (see [`open_file`]).
     pub(crate) fn open(database: &Path) -> io::Result<SharedEpochs> {
         let path = SharedEpochs::path_of(database);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
-        file.lock()?;
-        let made = (|| {
-            let whole_slots = file.metadata()?.len() / SLOT_LEN;
-            for slot in whole_slots..SLOTS {
-                file.write_all_at(&encode(0), slot * SLOT_LEN)?;
+        let file = open_file(&path)?;
+        Ok(SharedEpochs {
+            path,
+            file: std::sync::Mutex::new(std::sync::Arc::new(file)),
+            checked_ms: std::sync::atomic::AtomicU64::new(0),
+            born: std::time::Instant::now(),
+        })
+    }
+
+    /// The open file, first opened again at the path if the one held was removed or
+    /// replaced; `None` while it cannot be.
+    fn current(&self) -> Option<std::sync::Arc<File>> {
+        let held = {
+            // A poisoned lock still holds a usable handle.
+            let guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
+            std::sync::Arc::clone(&guard)
+        };
+        use std::sync::atomic::Ordering;
+        let now_ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let checked_ms = self.checked_ms.load(Ordering::Relaxed);
+        let due = now_ms.saturating_sub(checked_ms) >= LINK_CHECK_EVERY.as_millis() as u64;
+        if !due || still_linked(&held) {
+            if due {
+                self.checked_ms.store(now_ms, Ordering::Relaxed);
             }
-            Ok(())
-        })();
-        file.unlock()?;
-        made.map(|()| SharedEpochs { path, file })
+            return Some(held);
+        }
+        let reopened = match open_file(&self.path) {
+            Ok(file) => std::sync::Arc::new(file),
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e,
+                    "the epochs file was removed and cannot be made again: caches stay unused");
+                return None;
+            }
+        };
+        tracing::warn!(path = %self.path.display(), "the epochs file was removed or replaced: opened anew");
+        let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        *guard = std::sync::Arc::clone(&reopened);
+        self.checked_ms.store(now_ms, Ordering::Relaxed);
+        Some(reopened)
     }
 
     /// Where the epochs file of the database at `database` is: beside it, its name and
@@ -128,8 +212,9 @@ impl SharedEpochs {
     /// The counters as they are now; `None` when the file could not be read or a slot was
     /// caught mid-write.
     pub(crate) fn read(&self) -> Option<Counters> {
+        let file = self.current()?;
         let mut all = [0u8; FILE_LEN as usize];
-        self.file.read_exact_at(&mut all, 0).ok()?;
+        file.read_exact_at(&mut all, 0).ok()?;
         let slot = |i: usize| decode(&all[i * SLOT_LEN as usize..(i + 1) * SLOT_LEN as usize]);
         Some(Counters {
             listings: slot(0)?,
@@ -141,16 +226,23 @@ impl SharedEpochs {
     /// Moves `slot`'s counter by one, under the file's lock.
     pub(crate) fn bump(&self, slot: Slot) -> io::Result<()> {
         let at = slot as u64 * SLOT_LEN;
-        self.file.lock()?;
-        let moved = (|| {
+        let file = self
+            .current()
+            .ok_or_else(|| io::Error::other("the epochs file cannot be opened again"))?;
+        file.lock()?;
+        let moved = {
             let mut bytes = [0u8; SLOT_LEN as usize];
-            self.file.read_exact_at(&mut bytes, at)?;
-            // A slot that fails its check was damaged (by hand: writers hold the lock); any
-            // new value tells the readers it moved.
-            let next = decode(&bytes).unwrap_or(0).wrapping_add(1);
-            self.file.write_all_at(&encode(next), at)
-        })();
-        let unlocked = self.file.unlock();
+            // A short file (cut by hand) reads as a damaged slot, and is written whole again.
+            let read = file.read_exact_at(&mut bytes, at);
+            // A slot that fails its check was damaged (by hand: writers hold the lock): it
+            // goes on from a fresh start, never from a value a cache may have seen.
+            let next = match read.ok().and_then(|()| decode(&bytes)) {
+                Some(counter) => counter.wrapping_add(1),
+                None => fresh_start(),
+            };
+            file.write_all_at(&encode(next), at)
+        };
+        let unlocked = file.unlock();
         moved.and(unlocked)
     }
 
@@ -173,26 +265,30 @@ impl SharedEpochs {
 mod tests {
     use super::*;
 
-    fn counters(listings: u64, accounts: u64, storage: u64) -> Option<Counters> {
-        Some(Counters {
-            listings,
-            accounts,
-            storage,
-        })
+    fn moved(before: Counters, after: Counters) -> (u64, u64, u64) {
+        (
+            after.listings.wrapping_sub(before.listings),
+            after.accounts.wrapping_sub(before.accounts),
+            after.storage.wrapping_sub(before.storage),
+        )
     }
 
     #[test]
-    fn a_new_file_starts_both_counters_at_zero_and_each_bump_moves_one() {
+    fn a_new_file_starts_every_counter_fresh_and_each_bump_moves_one() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("trove.db");
         let epochs = SharedEpochs::open(&db).expect("open");
         assert!(dir.path().join("trove.db-epochs").exists());
-        assert_eq!(epochs.read(), counters(0, 0, 0));
+        let start = epochs.read().expect("read");
+        for counter in [start.listings, start.accounts, start.storage] {
+            assert!((1 << 62..1 << 63).contains(&counter), "{counter}");
+        }
         epochs.bump(Slot::Accounts).expect("bump");
-        assert_eq!(epochs.read(), counters(0, 1, 0));
+        assert_eq!(moved(start, epochs.read().expect("read")), (0, 1, 0));
         epochs.bump(Slot::Listings).expect("bump");
         epochs.bump(Slot::Listings).expect("bump");
-        assert_eq!(epochs.read(), counters(2, 1, 0));
+        epochs.bump(Slot::Storage).expect("bump");
+        assert_eq!(moved(start, epochs.read().expect("read")), (2, 1, 1));
     }
 
     #[test]
@@ -200,34 +296,37 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("trove.db");
         let server = SharedEpochs::open(&db).expect("open");
+        let start = server.read().expect("read");
         let admin_cli = SharedEpochs::open(&db).expect("open");
         admin_cli.bump(Slot::Accounts).expect("bump");
-        assert_eq!(server.read(), counters(0, 1, 0));
+        assert_eq!(moved(start, server.read().expect("read")), (0, 1, 0));
         drop(admin_cli);
         let again = SharedEpochs::open(&db).expect("open");
-        assert_eq!(again.read(), counters(0, 1, 0));
+        assert_eq!(moved(start, again.read().expect("read")), (0, 1, 0));
     }
 
     #[test]
-    fn a_slot_that_fails_its_check_reads_as_unknown_and_a_bump_mends_it() {
+    fn a_damaged_slot_reads_as_unknown_and_goes_on_from_a_fresh_start() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("trove.db");
         let epochs = SharedEpochs::open(&db).expect("open");
-        epochs.bump(Slot::Accounts).expect("bump");
+        let file = epochs.current().expect("file");
+        file.write_all_at(&encode(5), SLOT_LEN).expect("write");
         // The counter's first half from one value, the rest from another: a torn slot.
         let mut torn = encode(0x0000_0001_0000_0000);
         torn[..4].copy_from_slice(&encode(7)[..4]);
-        epochs.file.write_all_at(&torn, SLOT_LEN).expect("write");
+        file.write_all_at(&torn, SLOT_LEN).expect("write");
         assert_eq!(epochs.read(), None);
         epochs.bump(Slot::Accounts).expect("bump");
-        assert!(epochs.read().is_some());
+        let after = epochs.read().expect("mended").accounts;
+        assert!(after >= 1 << 62, "not from 0 or 5: {after}");
     }
 
     #[test]
     fn concurrent_bumps_from_separate_handles_lose_no_step() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("trove.db");
-        SharedEpochs::open(&db).expect("open");
+        let start = SharedEpochs::open(&db).expect("open").read().expect("read");
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let db = db.clone();
@@ -242,28 +341,53 @@ mod tests {
         for t in threads {
             t.join().expect("thread");
         }
-        assert_eq!(
-            SharedEpochs::open(&db).expect("open").read(),
-            counters(1000, 0, 0)
-        );
+        let end = SharedEpochs::open(&db).expect("open").read().expect("read");
+        assert_eq!(moved(start, end), (1000, 0, 0));
     }
 
     #[test]
     fn a_short_file_is_made_whole_at_open_keeping_its_whole_slots() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("trove.db");
-        std::fs::write(dir.path().join("trove.db-epochs"), b"xx").expect("write");
-        assert_eq!(
-            SharedEpochs::open(&db).expect("open").read(),
-            counters(0, 0, 0)
-        );
-        // A file cut after two slots: both kept, the third added.
-        let mut older = encode(5).to_vec();
-        older.extend_from_slice(&encode(9));
-        std::fs::write(dir.path().join("trove.db-epochs"), older).expect("write");
+        let path = dir.path().join("trove.db-epochs");
+        let mut cut = encode(5).to_vec();
+        cut.extend_from_slice(&encode(9));
+        cut.extend_from_slice(b"xx");
+        std::fs::write(&path, cut).expect("write");
         let epochs = SharedEpochs::open(&db).expect("open");
-        assert_eq!(epochs.read(), counters(5, 9, 0));
-        epochs.bump(Slot::Storage).expect("bump");
-        assert_eq!(epochs.read(), counters(5, 9, 1));
+        let read = epochs.read().expect("read");
+        assert_eq!((read.listings, read.accounts), (5, 9));
+        assert!(read.storage >= 1 << 62);
+    }
+
+    #[test]
+    fn a_file_removed_or_replaced_under_a_process_is_followed_within_the_check_interval() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("trove.db");
+        let path = dir.path().join("trove.db-epochs");
+        let server = SharedEpochs::open(&db).expect("open");
+        let before = server.read().expect("read");
+        std::fs::remove_file(&path).expect("remove");
+        // The admin CLI, started now, makes a new file and moves it.
+        let admin_cli = SharedEpochs::open(&db).expect("open");
+        admin_cli.bump(Slot::Accounts).expect("bump");
+        // The server follows the new file once its check is due: its counters are not the
+        // old ones.
+        std::thread::sleep(LINK_CHECK_EVERY);
+        let after = server.read().expect("reopened");
+        assert_ne!(after.accounts, before.accounts);
+        admin_cli.bump(Slot::Accounts).expect("bump");
+        assert_eq!(moved(after, server.read().expect("read")), (0, 1, 0));
+
+        // Replaced by a rename: the same.
+        let other = dir.path().join("elsewhere");
+        std::fs::write(&other, [encode(1), encode(2), encode(3)].concat()).expect("write");
+        std::fs::rename(&other, &path).expect("rename");
+        std::thread::sleep(LINK_CHECK_EVERY);
+        let replaced = server.read().expect("read");
+        assert_eq!(
+            (replaced.listings, replaced.accounts, replaced.storage),
+            (1, 2, 3)
+        );
     }
 }

@@ -46,9 +46,8 @@ impl LfsDownloadCache {
         }
         // Read before the lookup: an answer is kept only if no write completed in between.
         let epoch = db
-            .storage_epoch()
-            .zip(db.listing_epoch())
-            .map(|(storage, listing)| storage.wrapping_add(listing));
+            .epochs()
+            .map(|epochs| epochs.storage.wrapping_add(epochs.listing));
         let key = (repo_id, oid.clone());
         let now = Instant::now();
         if let Some(known) = self.0.get(&key, epoch, now, |_| true) {

@@ -45,7 +45,8 @@ impl RepoRowCache {
 
     /// The epoch to read before looking a row up (`None`: unknown, use no cache).
     pub fn epoch(db: &Db) -> Option<u64> {
-        Some(db.listing_epoch()?.wrapping_add(db.account_epoch()?))
+        db.epochs()
+            .map(|epochs| epochs.listing.wrapping_add(epochs.account))
     }
 
     /// The row of `repo_type` `id` kept at `epoch` within the time-to-live.
