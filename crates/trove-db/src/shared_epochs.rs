@@ -126,6 +126,8 @@ pub(crate) struct SharedEpochs {
     /// When the open file was last found still linked, in ms since `born`.
     checked_ms: std::sync::atomic::AtomicU64,
     born: std::time::Instant,
+    /// Whether an unreadable file was logged already.
+    warned: std::sync::atomic::AtomicBool,
 }
 
 /// Opens the epochs file at `path`, creating it if missing; the slots it lacks (a new or a
@@ -165,6 +167,7 @@ impl SharedEpochs {
             file: std::sync::Mutex::new(std::sync::Arc::new(file)),
             checked_ms: std::sync::atomic::AtomicU64::new(0),
             born: std::time::Instant::now(),
+            warned: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -202,9 +205,12 @@ impl SharedEpochs {
     }
 
     /// Where the epochs file of the database at `database` is: beside it, its name and
-    /// `-epochs` (as SQLite's own `-wal` and `-shm`).
+    /// `-epochs` (as SQLite's own `-wal` and `-shm`) — beside the file itself, symbolic links
+    /// followed, so that every spelling of the path that SQLite opens as the same database
+    /// names the same epochs file.
     pub(crate) fn path_of(database: &Path) -> PathBuf {
-        let mut name = database.as_os_str().to_owned();
+        let database = std::fs::canonicalize(database).unwrap_or_else(|_| database.to_owned());
+        let mut name = database.into_os_string();
         name.push("-epochs");
         PathBuf::from(name)
     }
@@ -214,13 +220,21 @@ impl SharedEpochs {
     pub(crate) fn read(&self) -> Option<Counters> {
         let file = self.current()?;
         let mut all = [0u8; FILE_LEN as usize];
-        file.read_exact_at(&mut all, 0).ok()?;
-        let slot = |i: usize| decode(&all[i * SLOT_LEN as usize..(i + 1) * SLOT_LEN as usize]);
-        Some(Counters {
-            listings: slot(0)?,
-            accounts: slot(1)?,
-            storage: slot(2)?,
-        })
+        let read = file.read_exact_at(&mut all, 0).ok().and_then(|()| {
+            let slot = |i: usize| decode(&all[i * SLOT_LEN as usize..(i + 1) * SLOT_LEN as usize]);
+            Some(Counters {
+                listings: slot(0)?,
+                accounts: slot(1)?,
+                storage: slot(2)?,
+            })
+        });
+        if read.is_none() && !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            // Once per process: a slot caught mid-write reads so too, harmlessly.
+            tracing::warn!(path = %self.path.display(),
+                "the epochs file cannot be read (cut short or damaged?): the request caches \
+                 are not used until it is written again");
+        }
+        read
     }
 
     /// Moves `slot`'s counter by one, under the file's lock.
@@ -343,6 +357,23 @@ mod tests {
         }
         let end = SharedEpochs::open(&db).expect("open").read().expect("read");
         assert_eq!(moved(start, end), (1000, 0, 0));
+    }
+
+    #[test]
+    fn a_database_named_through_a_symbolic_link_shares_the_real_files_epochs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("trove.db");
+        std::fs::write(&db, b"").expect("database file");
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&db, &link).expect("symlink");
+        let server = SharedEpochs::open(&db).expect("open");
+        let start = server.read().expect("read");
+        SharedEpochs::open(&link)
+            .expect("open through the link")
+            .bump(Slot::Accounts)
+            .expect("bump");
+        assert_eq!(moved(start, server.read().expect("read")), (0, 1, 0));
+        assert!(!dir.path().join("link.db-epochs").exists());
     }
 
     #[test]

@@ -499,6 +499,9 @@ pub struct AuthConfig {
 /// change them empties the caches first; this only bounds an entry's age.
 pub const DEFAULT_TOKEN_CACHE_MS: u64 = 60_000;
 
+/// The longest time-to-live an operator may give those caches: an hour.
+pub const MAX_TOKEN_CACHE_MS: u64 = 3_600_000;
+
 impl AuthConfig {
     /// How long a token's resolution and a repository's row may be reused; zero when they
     /// are never cached. Unless configured: [`DEFAULT_TOKEN_CACHE_MS`] when
@@ -1036,6 +1039,13 @@ impl Config {
         anyhow::ensure!(
             self.git.max_push_bytes > 0 && self.git.timeout_secs > 0,
             "max_push_bytes and git_timeout_secs must be positive"
+        );
+        anyhow::ensure!(
+            self.auth
+                .token_cache_ms
+                .is_none_or(|ms| ms <= MAX_TOKEN_CACHE_MS),
+            "[auth] token_cache_ms (TROVE_TOKEN_CACHE_MS) must be at most {MAX_TOKEN_CACHE_MS} \
+             (an hour): it bounds how late a write the caches cannot see takes effect"
         );
         anyhow::ensure!(
             self.auth.failure_burst > 0 && self.auth.failure_refill_secs > 0,

@@ -113,6 +113,17 @@ pub async fn serve(
                 header_value(&format!("<{refresh}>; rel=\"xet-auth\""))?,
             );
         }
+        // Deleted permanently by the repository's owners: its pointer stays in history, its
+        // bytes are not served (nor their size and hashes confirmed to a HEAD).
+        if known.deleted {
+            return Err(ApiError::EntryNotFound {
+                message: format!(
+                    "The content of this file ({etag}) was deleted permanently from this \
+                     repository"
+                ),
+                commit: Some(commit),
+            });
+        }
         known_lfs = Some(known);
     }
     if if_none_match(&headers, &etag) {

@@ -217,10 +217,25 @@ async fn an_lfs_file_deleted_or_linked_again_elsewhere_is_answered_anew_at_the_n
         .await
         .expect("delete");
     assert_eq!(deleted, 1);
+    let gone = app.get(file).send().await;
     assert_eq!(
-        app.get(file).send().await.status,
+        gone.status,
         StatusCode::NOT_FOUND,
         "deleted permanently: not served from the cache"
+    );
+    let (code, message) = gone.error();
+    assert_eq!(code.as_deref(), Some("EntryNotFound"));
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("deleted permanently")),
+        "{message:?}"
+    );
+    let head = app.request(axum::http::Method::HEAD, file).send().await;
+    assert_eq!(
+        head.status,
+        StatusCode::NOT_FOUND,
+        "nor confirmed to a HEAD"
     );
     other
         .link_repo_object(repo.id, &sha, 2)
