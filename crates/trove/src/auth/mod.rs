@@ -119,7 +119,12 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Ok(caller_and_repo(parts, state.as_ref(), None).await?.0)
+        let state = state.as_ref();
+        Ok(
+            caller_and_repo(parts, state, None, state.db.account_epoch())
+                .await?
+                .0,
+        )
     }
 }
 
@@ -132,11 +137,12 @@ pub(crate) async fn caller_and_repo(
     parts: &mut Parts,
     state: &Context,
     repo: Option<(trove_types::RepoType, &trove_types::RepoId)>,
+    account_epoch: Option<u64>,
 ) -> Result<(Caller, Option<trove_db::Repo>), ApiError> {
     if let Some(caller) = parts.extensions.get::<Caller>() {
         return Ok((caller.clone(), None));
     }
-    let (caller, row) = identify(parts, state, repo).await?;
+    let (caller, row) = identify(parts, state, repo, account_epoch).await?;
     if let (Some(slot), Caller::User { user, .. }) = (parts.extensions.get::<CallerSlot>(), &caller)
     {
         let _ = slot.0.set(user.name.clone());
@@ -160,11 +166,14 @@ impl CallerSlot {
 
 /// Who is asking: a bearer or Basic token, else a web session cookie, else nobody; with the
 /// row of `repo` when it was read in the same transaction as the token (see
-/// [`caller_and_repo`]).
+/// [`caller_and_repo`]). `account_epoch` was read ([`trove_db::Db::account_epoch`]) before
+/// this call: a resolution is kept only if no account write completed since (see
+/// throttle/token_cache.rs).
 async fn identify(
     parts: &Parts,
     state: &Context,
     repo: Option<(trove_types::RepoType, &trove_types::RepoId)>,
+    account_epoch: Option<u64>,
 ) -> Result<(Caller, Option<trove_db::Repo>), ApiError> {
     {
         let ip = client_ip(parts);
@@ -175,9 +184,7 @@ async fn identify(
             };
             let token_hash = hash_token(&secret);
             let now = Instant::now();
-            // Read before the lookup: a resolution is kept only if no account write
-            // completed in between (see throttle/token_cache.rs).
-            let epoch = state.db.account_epoch();
+            let epoch = account_epoch;
             let mut repo_row = None;
             let resolved = match state.auth.tokens.get(&token_hash, epoch, now, now_ms) {
                 Some(hit) => hit,

@@ -167,13 +167,18 @@ impl FromRequestParts<AppState> for RepoAt {
         // in the database is read in one transaction with the repository's row; a path that
         // names none is refused after the caller, as before.
         let named = repo_named(parts, state).await;
+        // Read once, before the first lookup, for every cache this request consults.
+        let epochs = state.db.epochs();
         let id = match &named {
             Ok((repo_type, Some(id))) => Some((*repo_type, id)),
             _ => None,
         };
-        let (caller, row) = caller_and_repo(parts, state.as_ref(), id).await?;
+        let account_epoch = epochs.map(|e| e.account);
+        let (caller, row) = caller_and_repo(parts, state.as_ref(), id, account_epoch).await?;
         let repo = match named? {
-            (repo_type, Some(id)) => find_readable_id(state, &caller, repo_type, &id, row).await?,
+            (repo_type, Some(id)) => {
+                find_readable_id(state, &caller, repo_type, &id, row, epochs).await?
+            }
             // Not a valid repository name: no repository has it.
             (_, None) => {
                 return Err(ApiError::RepoNotFound {

@@ -94,7 +94,7 @@ pub async fn serve(
         let known = state
             .auth
             .lfs_downloads
-            .lfs_download(&state.db, repo.repo.id, oid)
+            .lfs_download(&state.db, repo.repo.id, oid, repo.epochs)
             .await?;
         if let Some(xet) = &known.xet {
             out.insert(

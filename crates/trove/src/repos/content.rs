@@ -156,7 +156,7 @@ pub async fn open_with(
                     state
                         .auth
                         .lfs_downloads
-                        .lfs_download(&state.db, *repo_id, oid)
+                        .lfs_download(&state.db, *repo_id, oid, None)
                         .await?
                 }
             };

@@ -48,6 +48,9 @@ pub struct RepoRef {
     pub repo_type: RepoType,
     /// The repository's page, `{public}/{prefix}{namespace}/{name}`: refusals name it.
     pub page_url: String,
+    /// The database's epochs as read before this request's first lookup, for the caches of
+    /// its later ones (`None`: not read, or unknown — those caches then read their own).
+    pub epochs: Option<trove_db::Epochs>,
 }
 
 impl RepoRef {
@@ -58,6 +61,7 @@ impl RepoRef {
             repo: repo.clone(),
             access: Access::Read,
             repo_type: repo.repo_type,
+            epochs: None,
         }
     }
 
@@ -190,6 +194,7 @@ async fn find(
         &RepoId::new(namespace, name),
         follow_moves,
         None,
+        state.db.epochs(),
     )
     .await
 }
@@ -203,8 +208,9 @@ pub async fn find_readable_id(
     repo_type: RepoType,
     id: &RepoId,
     row: Option<Repo>,
+    epochs: Option<trove_db::Epochs>,
 ) -> ApiResult<RepoRef> {
-    find_id(state, caller, repo_type, id, true, row).await
+    find_id(state, caller, repo_type, id, true, row, epochs).await
 }
 
 async fn find_id(
@@ -214,14 +220,15 @@ async fn find_id(
     id: &RepoId,
     follow_moves: bool,
     row: Option<Repo>,
+    epochs: Option<trove_db::Epochs>,
 ) -> ApiResult<RepoRef> {
     let not_found = ApiError::RepoNotFound {
         anonymous: caller.is_anonymous(),
     };
-    // Read before the lookup: a row is kept only if no write completed in between (see
-    // throttle/repo_cache.rs).
+    // `epochs` was read before the lookup: a row is kept only if no write completed in
+    // between (see throttle/repo_cache.rs).
     let rows = &state.auth.repos;
-    let epoch = RepoRowCache::epoch(&state.db);
+    let epoch = RepoRowCache::epoch(epochs);
     let now = std::time::Instant::now();
     let found = if let Some(row) = row {
         Ok(Some((row, false)))
@@ -260,6 +267,7 @@ async fn find_id(
         repo,
         access,
         repo_type,
+        epochs,
     })
 }
 

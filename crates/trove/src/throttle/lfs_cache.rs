@@ -15,7 +15,7 @@
 
 use super::epoch_cache::EpochCache;
 use std::time::{Duration, Instant};
-use trove_db::{Db, LfsDownload};
+use trove_db::{Db, Epochs, LfsDownload};
 use trove_types::Sha256Hex;
 
 /// Answers kept at most.
@@ -34,19 +34,21 @@ impl LfsDownloadCache {
         LfsDownloadCache(EpochCache::new(ttl, MAX_ENTRIES))
     }
 
-    /// [`Db::lfs_download`] from the cache, or from the database (and then kept).
+    /// [`Db::lfs_download`] from the cache, or from the database (and then kept). `epochs`
+    /// must have been read ([`Db::epochs`]) before this call: an answer is kept only if no
+    /// write completed in between; `None` reads them now.
     pub async fn lfs_download(
         &self,
         db: &Db,
         repo_id: i64,
         oid: &Sha256Hex,
+        epochs: Option<Epochs>,
     ) -> trove_db::Result<LfsDownload> {
         if !self.0.is_on() {
             return db.lfs_download(repo_id, oid).await;
         }
-        // Read before the lookup: an answer is kept only if no write completed in between.
-        let epoch = db
-            .epochs()
+        let epoch = epochs
+            .or_else(|| db.epochs())
             .map(|epochs| epochs.storage.wrapping_add(epochs.listing));
         let key = (repo_id, oid.clone());
         let now = Instant::now();

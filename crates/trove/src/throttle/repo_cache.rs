@@ -17,7 +17,9 @@
 
 use super::epoch_cache::EpochCache;
 use std::time::{Duration, Instant};
-use trove_db::{Db, Repo};
+#[cfg(doc)]
+use trove_db::Db;
+use trove_db::{Epochs, Repo};
 use trove_types::{RepoId, RepoType};
 
 /// Rows kept at most (a few hundred bytes each).
@@ -43,10 +45,10 @@ impl RepoRowCache {
         RepoRowCache(EpochCache::new(ttl, MAX_ENTRIES))
     }
 
-    /// The epoch to read before looking a row up (`None`: unknown, use no cache).
-    pub fn epoch(db: &Db) -> Option<u64> {
-        db.epochs()
-            .map(|epochs| epochs.listing.wrapping_add(epochs.account))
+    /// The epoch of this cache in `epochs` ([`Db::epochs`], read before looking a row up;
+    /// `None`: unknown, use no cache).
+    pub fn epoch(epochs: Option<Epochs>) -> Option<u64> {
+        epochs.map(|epochs| epochs.listing.wrapping_add(epochs.account))
     }
 
     /// The row of `repo_type` `id` kept at `epoch` within the time-to-live.

@@ -224,11 +224,9 @@ async fn an_lfs_file_deleted_or_linked_again_elsewhere_is_answered_anew_at_the_n
         "deleted permanently: not served from the cache"
     );
     let (code, message) = gone.error();
-    assert_eq!(code.as_deref(), Some("EntryNotFound"));
+    assert_eq!(code, Some("EntryNotFound"));
     assert!(
-        message
-            .as_deref()
-            .is_some_and(|m| m.contains("deleted permanently")),
+        message.is_some_and(|m| m.contains("deleted permanently")),
         "{message:?}"
     );
     let head = app.request(axum::http::Method::HEAD, file).send().await;

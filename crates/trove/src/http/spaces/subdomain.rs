@@ -73,6 +73,7 @@ async fn serve(state: &AppState, label: &str, request: Request) -> ApiResult<Res
         repo: space,
         access,
         repo_type: RepoType::Space,
+        epochs: None,
     };
     if repo.require_content(&caller).is_err() {
         return Err(not_found());
