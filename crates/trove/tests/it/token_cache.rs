@@ -26,6 +26,21 @@ async fn whoami(app: &TestApp, token: &str) -> (StatusCode, Value) {
     (answer.status, body)
 }
 
+/// A second handle on the hub's database file — another process, as the admin CLI run beside
+/// the server — and the row of model `repo` read through it.
+async fn elsewhere(app: &TestApp, repo: &str) -> (Db, trove_db::Repo) {
+    let other = Db::open(&app.state.config.data_dir.join("trove.db"))
+        .await
+        .expect("second handle");
+    let id = trove_types::RepoId::parse(repo).expect("id");
+    let row = other
+        .repo_by_name(trove_types::RepoType::Model, &id)
+        .await
+        .expect("db")
+        .expect("row");
+    (other, row)
+}
+
 async fn status_of(app: &TestApp, token: &str) -> StatusCode {
     app.get("/admin/cached/resolve/main/a.txt")
         .token(token)
@@ -150,15 +165,7 @@ async fn a_repository_made_private_or_deleted_elsewhere_is_refused_at_the_next_r
     assert_eq!(status_of(&app, &token).await, StatusCode::OK);
     assert_eq!(app.state.auth.repos.len(), 1, "the row is kept");
 
-    let other = Db::open(&app.state.config.data_dir.join("trove.db"))
-        .await
-        .expect("second handle");
-    let id = trove_types::RepoId::parse("admin/cached").expect("id");
-    let row = other
-        .repo_by_name(trove_types::RepoType::Model, &id)
-        .await
-        .expect("db")
-        .expect("row");
+    let (other, row) = elsewhere(&app, "admin/cached").await;
     other
         .update_repo_settings(row.id, Some(true), None, None, None)
         .await
@@ -202,15 +209,7 @@ async fn an_lfs_file_deleted_or_linked_again_elsewhere_is_answered_anew_at_the_n
     assert_eq!(app.get(file).send().await.status, StatusCode::OK);
     assert_eq!(app.state.auth.lfs_downloads.len(), 1, "the answer is kept");
 
-    let other = Db::open(&app.state.config.data_dir.join("trove.db"))
-        .await
-        .expect("second handle");
-    let id = trove_types::RepoId::parse("admin/weights").expect("id");
-    let repo = other
-        .repo_by_name(trove_types::RepoType::Model, &id)
-        .await
-        .expect("db")
-        .expect("row");
+    let (other, repo) = elsewhere(&app, "admin/weights").await;
     let sha = trove_types::Sha256Hex::parse(&oid).expect("oid");
     let deleted = other
         .delete_repo_lfs_files(repo.id, std::slice::from_ref(&sha), 1)
