@@ -28,11 +28,13 @@
 //! value a cache may have seen: a new file's counters, and a damaged slot's next value, are
 //! drawn at random from the upper half of the range ([`fresh_start`]), a jump a cache takes
 //! as a change (it empties itself) or as an epoch it has not reached (it keeps nothing) —
-//! never as the epoch of what it holds. And a process whose file was removed or replaced
-//! (its handle's link count 0, one `fstat`, checked at most every [`LINK_CHECK_EVERY`])
-//! opens the file at the path again, made anew if missing: such a removal by hand is
-//! followed within a quarter of a second, where every write through the file is followed at
-//! once.
+//! never as the epoch of what it holds. A process whose file was removed or replaced (its
+//! handle's link count 0: one `fstat` with each read, and after each write, which then moves
+//! the new file too) opens the file at the path again, made anew if missing. And a counter
+//! read lower than one this process saw before (an old copy of the file put back) is moved
+//! past the highest seen, and read as "unknown" meanwhile. What no process can tell: an old
+//! copy put back before any reader saw the newer value; never put an old copy back (the file
+//! holds no data: remove it instead).
 //!
 //! Nothing is fsynced: the counters matter only to processes running now, which all see the
 //! page cache; after a crash of the machine every cache starts empty.
@@ -53,9 +55,6 @@ pub(crate) enum Slot {
     /// compaction or forgotten by garbage collection.
     Storage = 2,
 }
-
-/// How often a process checks that its open epochs file is still the one at the path.
-pub(crate) const LINK_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 const SLOTS: u64 = 3;
 const SLOT_LEN: u64 = 16;
@@ -123,9 +122,8 @@ pub(crate) struct SharedEpochs {
     path: PathBuf,
     /// The open file; replaced when the one at `path` is no longer it.
     file: std::sync::Mutex<std::sync::Arc<File>>,
-    /// When the open file was last found still linked, in ms since `born`.
-    checked_ms: std::sync::atomic::AtomicU64,
-    born: std::time::Instant,
+    /// The highest value of each counter this process has read.
+    seen: [std::sync::atomic::AtomicU64; SLOTS as usize],
     /// Whether an unreadable file was logged already.
     warned: std::sync::atomic::AtomicBool,
 }
@@ -151,6 +149,45 @@ fn open_file(path: &Path) -> io::Result<File> {
     made.map(|()| file)
 }
 
+/// Moves `slot`'s counter in `file` by one, under the file's lock.
+fn bump_file(file: &File, slot: Slot) -> io::Result<()> {
+    let at = slot as u64 * SLOT_LEN;
+    file.lock()?;
+    let moved = {
+        let mut bytes = [0u8; SLOT_LEN as usize];
+        // A short file (cut by hand) reads as a damaged slot, and is written whole again.
+        let read = file.read_exact_at(&mut bytes, at);
+        // A slot that fails its check was damaged (by hand: writers hold the lock): it goes
+        // on from a fresh start, never from a value a cache may have seen.
+        let next = match read.ok().and_then(|()| decode(&bytes)) {
+            Some(counter) => counter.wrapping_add(1),
+            None => fresh_start(),
+        };
+        file.write_all_at(&encode(next), at)
+    };
+    let unlocked = file.unlock();
+    moved.and(unlocked)
+}
+
+/// Moves `slot`'s counter in `file` past `seen` if it is not already, under the file's lock.
+fn move_past(file: &File, slot: Slot, seen: u64) -> io::Result<()> {
+    let at = slot as u64 * SLOT_LEN;
+    file.lock()?;
+    let moved = {
+        let mut bytes = [0u8; SLOT_LEN as usize];
+        let now = file
+            .read_exact_at(&mut bytes, at)
+            .ok()
+            .and_then(|()| decode(&bytes));
+        match now {
+            Some(counter) if counter > seen => Ok(()),
+            _ => file.write_all_at(&encode(seen.wrapping_add(1)), at),
+        }
+    };
+    let unlocked = file.unlock();
+    moved.and(unlocked)
+}
+
 /// Whether `file` is still linked at some path (not removed or replaced).
 fn still_linked(file: &File) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -165,8 +202,7 @@ impl SharedEpochs {
         Ok(SharedEpochs {
             path,
             file: std::sync::Mutex::new(std::sync::Arc::new(file)),
-            checked_ms: std::sync::atomic::AtomicU64::new(0),
-            born: std::time::Instant::now(),
+            seen: Default::default(),
             warned: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -179,14 +215,7 @@ impl SharedEpochs {
             let guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
             std::sync::Arc::clone(&guard)
         };
-        use std::sync::atomic::Ordering;
-        let now_ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let checked_ms = self.checked_ms.load(Ordering::Relaxed);
-        let due = now_ms.saturating_sub(checked_ms) >= LINK_CHECK_EVERY.as_millis() as u64;
-        if !due || still_linked(&held) {
-            if due {
-                self.checked_ms.store(now_ms, Ordering::Relaxed);
-            }
+        if still_linked(&held) {
             return Some(held);
         }
         let reopened = match open_file(&self.path) {
@@ -200,7 +229,6 @@ impl SharedEpochs {
         tracing::warn!(path = %self.path.display(), "the epochs file was removed or replaced: opened anew");
         let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
         *guard = std::sync::Arc::clone(&reopened);
-        self.checked_ms.store(now_ms, Ordering::Relaxed);
         Some(reopened)
     }
 
@@ -234,30 +262,41 @@ impl SharedEpochs {
                 "the epochs file cannot be read (cut short or damaged?): the request caches \
                  are not used until it is written again");
         }
-        read
+        let counters = read?;
+        let mut went_back = false;
+        for slot in [Slot::Listings, Slot::Accounts, Slot::Storage] {
+            let value = counters.of(slot);
+            let seen =
+                self.seen[slot as usize].fetch_max(value, std::sync::atomic::Ordering::AcqRel);
+            if value < seen {
+                // Lower than read before: an old copy put back (or a read that began before
+                // one that saw a bump, which the move below makes a harmless extra step).
+                went_back = true;
+                if let Err(e) = move_past(&file, slot, seen) {
+                    tracing::warn!(path = %self.path.display(), error = %e,
+                        "an epochs counter went back and cannot be moved past what was seen");
+                }
+            }
+        }
+        (!went_back).then_some(counters)
     }
 
     /// Moves `slot`'s counter by one, under the file's lock.
     pub(crate) fn bump(&self, slot: Slot) -> io::Result<()> {
-        let at = slot as u64 * SLOT_LEN;
         let file = self
             .current()
             .ok_or_else(|| io::Error::other("the epochs file cannot be opened again"))?;
-        file.lock()?;
-        let moved = {
-            let mut bytes = [0u8; SLOT_LEN as usize];
-            // A short file (cut by hand) reads as a damaged slot, and is written whole again.
-            let read = file.read_exact_at(&mut bytes, at);
-            // A slot that fails its check was damaged (by hand: writers hold the lock): it
-            // goes on from a fresh start, never from a value a cache may have seen.
-            let next = match read.ok().and_then(|()| decode(&bytes)) {
-                Some(counter) => counter.wrapping_add(1),
-                None => fresh_start(),
-            };
-            file.write_all_at(&encode(next), at)
-        };
-        let unlocked = file.unlock();
-        moved.and(unlocked)
+        bump_file(&file, slot)?;
+        // Removed or replaced while this bump ran: the processes that opened the new file
+        // would not see it; move that one too (once: a second removal meanwhile is the hand
+        // of someone racing the server on purpose).
+        if !still_linked(&file) {
+            let again = self
+                .current()
+                .ok_or_else(|| io::Error::other("the epochs file cannot be opened again"))?;
+            bump_file(&again, slot)?;
+        }
+        Ok(())
     }
 
     /// Moves `slot`'s counter, logging (never failing the write that already committed)
@@ -392,7 +431,7 @@ mod tests {
     }
 
     #[test]
-    fn a_file_removed_or_replaced_under_a_process_is_followed_within_the_check_interval() {
+    fn a_file_removed_or_replaced_under_a_process_is_followed_at_its_next_read() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("trove.db");
         let path = dir.path().join("trove.db-epochs");
@@ -402,10 +441,9 @@ mod tests {
         // The admin CLI, started now, makes a new file and moves it.
         let admin_cli = SharedEpochs::open(&db).expect("open");
         admin_cli.bump(Slot::Accounts).expect("bump");
-        // The server follows the new file once its check is due: its counters are not the
-        // old ones.
-        std::thread::sleep(LINK_CHECK_EVERY);
-        let after = server.read().expect("reopened");
+        // The server follows the new file at once: its counters are not the old ones (a
+        // fresh start lower than what it saw reads as unknown once, then is moved past).
+        let after = server.read().or_else(|| server.read()).expect("reopened");
         assert_ne!(after.accounts, before.accounts);
         admin_cli.bump(Slot::Accounts).expect("bump");
         assert_eq!(moved(after, server.read().expect("read")), (0, 1, 0));
@@ -414,11 +452,48 @@ mod tests {
         let other = dir.path().join("elsewhere");
         std::fs::write(&other, [encode(1), encode(2), encode(3)].concat()).expect("write");
         std::fs::rename(&other, &path).expect("rename");
-        std::thread::sleep(LINK_CHECK_EVERY);
-        let replaced = server.read().expect("read");
-        assert_eq!(
-            (replaced.listings, replaced.accounts, replaced.storage),
-            (1, 2, 3)
-        );
+        // Lower than what the server read before: unknown once, then moved past it.
+        assert_eq!(server.read(), None);
+        let moved_on = server.read().expect("read");
+        assert!(moved_on.accounts > after.accounts, "{moved_on:?}");
+    }
+
+    #[test]
+    fn a_bump_after_a_removal_moves_the_new_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("trove.db");
+        let path = dir.path().join("trove.db-epochs");
+        let server = SharedEpochs::open(&db).expect("open");
+        // Removed while the server held it: a bump that landed in the removed file is lost
+        // to the others; the server's next bump goes to the new one, which they read.
+        let held = server.current().expect("file");
+        std::fs::remove_file(&path).expect("remove");
+        let admin_cli = SharedEpochs::open(&db).expect("open");
+        let start = admin_cli.read().expect("read");
+        bump_file(&held, Slot::Accounts).expect("bump the removed file");
+        assert!(!still_linked(&held));
+        server.bump(Slot::Accounts).expect("bump");
+        assert_eq!(moved(start, admin_cli.read().expect("read")).1, 1);
+    }
+
+    #[test]
+    fn an_old_copy_put_back_after_a_newer_value_was_read_is_moved_past_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("trove.db");
+        let path = dir.path().join("trove.db-epochs");
+        let server = SharedEpochs::open(&db).expect("open");
+        let saved = std::fs::read(&path).expect("copy");
+        let before = server.read().expect("read");
+        SharedEpochs::open(&db)
+            .expect("open")
+            .bump(Slot::Accounts)
+            .expect("bump");
+        let newer = server.read().expect("read");
+        assert_eq!(moved(before, newer), (0, 1, 0));
+        // Written back in place (same file): the counter went back to a value seen before.
+        std::fs::write(&path, &saved).expect("put back");
+        assert_eq!(server.read(), None, "never the old value again");
+        let after = server.read().expect("read");
+        assert!(after.accounts > newer.accounts, "{after:?} {newer:?}");
     }
 }
