@@ -8,8 +8,8 @@
 //! so that a cache in any of them can tell at its next read that the database changed under
 //! it, whichever process wrote.
 //!
-//! Reading costs one `pread` of 48 bytes (no lock, no database transaction): what lets a
-//! request ask "did anything change?" for far less than the query it would spare.
+//! Reading costs one `pread` of 48 bytes and one `fstat` (no lock, no database transaction):
+//! what lets a request ask "did anything change?" for far less than the query it would spare.
 //!
 //! Layout: three slots of 16 bytes (listings, accounts, storage), each a little-endian `u64` counter
 //! followed by its check word ([`check_of`]). A writer holds an exclusive `flock` on the file
