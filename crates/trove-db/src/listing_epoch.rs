@@ -58,7 +58,7 @@ impl Db {
     /// every process ([`Db::shares_epochs`]). Read it before querying; an answer is current
     /// while it has not moved. `None` when the shared count could not be read: cache nothing.
     pub fn listing_epoch(&self) -> Option<u64> {
-        self.epoch(&self.listing_epoch, Slot::Listings)
+        self.epochs().map(|epochs| epochs.listing)
     }
 
     /// The guard a write method that can change a listing's answer takes first, so that the
@@ -71,7 +71,7 @@ impl Db {
     /// resolves to (its owner, the owner's state and memberships). Read it before resolving
     /// a token; a resolution is current while it has not moved.
     pub fn account_epoch(&self) -> Option<u64> {
-        self.epoch(&self.account_epoch, Slot::Accounts)
+        self.epochs().map(|epochs| epochs.account)
     }
 
     /// The guard of a write method that can change what a token resolves to.
@@ -90,7 +90,8 @@ impl Db {
     /// writes that can change what [`Db::lfs_download`] answers (an LFS object linked to or
     /// deleted from a repository, a Xet file recorded, repointed by compaction or forgotten).
     pub fn epochs(&self) -> Option<Epochs> {
-        // This handle's counts first, as in `epoch`.
+        // This handle's counts first: a write of this process that completed before the
+        // read is counted by one or the other, and both only grow.
         let own = Epochs {
             listing: self.listing_epoch.load(Ordering::Acquire),
             account: self.account_epoch.load(Ordering::Acquire),
@@ -112,17 +113,6 @@ impl Db {
     /// PostgreSQL they count this node's writes only.
     pub fn shares_epochs(&self) -> bool {
         matches!(self.pool, crate::backend::Pool::Sqlite(_))
-    }
-
-    fn epoch(&self, local: &AtomicU64, slot: Slot) -> Option<u64> {
-        // This handle's count first: a write of this process that completed before the
-        // read is counted by one or the other, and both only grow.
-        let own = local.load(Ordering::Acquire);
-        let shared = match &self.shared_epochs {
-            Some(file) => file.read()?.of(slot),
-            None => 0,
-        };
-        Some(own.wrapping_add(shared))
     }
 
     fn changing(&self, local: &Arc<AtomicU64>, slot: Slot) -> Changing {

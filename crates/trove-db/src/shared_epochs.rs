@@ -149,43 +149,44 @@ fn open_file(path: &Path) -> io::Result<File> {
     made.map(|()| file)
 }
 
-/// Moves `slot`'s counter in `file` by one, under the file's lock.
-fn bump_file(file: &File, slot: Slot) -> io::Result<()> {
+/// Rewrites `slot`'s counter in `file` under the file's lock: `next` is given the counter as
+/// it is (`None` when the slot is damaged or the file cut short) and says what to write
+/// (`None`: leave it).
+fn update_slot(
+    file: &File,
+    slot: Slot,
+    next: impl FnOnce(Option<u64>) -> Option<u64>,
+) -> io::Result<()> {
     let at = slot as u64 * SLOT_LEN;
     file.lock()?;
-    let moved = {
-        let mut bytes = [0u8; SLOT_LEN as usize];
-        // A short file (cut by hand) reads as a damaged slot, and is written whole again.
-        let read = file.read_exact_at(&mut bytes, at);
-        // A slot that fails its check was damaged (by hand: writers hold the lock): it goes
-        // on from a fresh start, never from a value a cache may have seen.
-        let next = match read.ok().and_then(|()| decode(&bytes)) {
-            Some(counter) => counter.wrapping_add(1),
-            None => fresh_start(),
-        };
-        file.write_all_at(&encode(next), at)
+    let mut bytes = [0u8; SLOT_LEN as usize];
+    let now = file
+        .read_exact_at(&mut bytes, at)
+        .ok()
+        .and_then(|()| decode(&bytes));
+    let written = match next(now) {
+        Some(value) => file.write_all_at(&encode(value), at),
+        None => Ok(()),
     };
     let unlocked = file.unlock();
-    moved.and(unlocked)
+    written.and(unlocked)
 }
 
-/// Moves `slot`'s counter in `file` past `seen` if it is not already, under the file's lock.
+/// Moves `slot`'s counter in `file` by one. A slot that fails its check was damaged (by
+/// hand: writers hold the lock) or cut short: it goes on from a fresh start, never from a
+/// value a cache may have seen.
+fn bump_file(file: &File, slot: Slot) -> io::Result<()> {
+    update_slot(file, slot, |now| {
+        Some(now.map_or_else(fresh_start, |counter| counter.wrapping_add(1)))
+    })
+}
+
+/// Moves `slot`'s counter in `file` past `seen` if it is not already.
 fn move_past(file: &File, slot: Slot, seen: u64) -> io::Result<()> {
-    let at = slot as u64 * SLOT_LEN;
-    file.lock()?;
-    let moved = {
-        let mut bytes = [0u8; SLOT_LEN as usize];
-        let now = file
-            .read_exact_at(&mut bytes, at)
-            .ok()
-            .and_then(|()| decode(&bytes));
-        match now {
-            Some(counter) if counter > seen => Ok(()),
-            _ => file.write_all_at(&encode(seen.wrapping_add(1)), at),
-        }
-    };
-    let unlocked = file.unlock();
-    moved.and(unlocked)
+    update_slot(file, slot, |now| match now {
+        Some(counter) if counter > seen => None,
+        _ => Some(seen.wrapping_add(1)),
+    })
 }
 
 /// Whether `file` is still linked at some path (not removed or replaced).

@@ -87,13 +87,17 @@ impl<K: Hash + Eq + Clone, V: Clone> EpochCache<K, V> {
     /// The value kept for `key` at `epoch` (read just now; `None`: unknown, nothing is
     /// served) within the time-to-live at `now`, if `usable` accepts it; an entry it refuses
     /// or that expired is dropped.
-    pub fn get(
+    pub fn get<Q>(
         &self,
-        key: &K,
+        key: &Q,
         epoch: Option<u64>,
         now: Instant,
         usable: impl FnOnce(&V) -> bool,
-    ) -> Option<V> {
+    ) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let epoch = epoch.filter(|_| self.is_on())?;
         let mut inner = self.lock();
         if !inner.catch_up(epoch) {

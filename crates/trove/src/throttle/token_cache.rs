@@ -55,7 +55,7 @@ impl TokenCache {
         now: Instant,
         now_ms: i64,
     ) -> Option<Resolved> {
-        self.0.get(&token_hash.to_vec(), epoch, now, |resolved| {
+        self.0.get(token_hash, epoch, now, |resolved| {
             resolved
                 .token
                 .expires_at_ms
