@@ -22,7 +22,7 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         .unwrap_or_else(|| {
             // Written into a buffer on the stack: the header value is the one allocation.
             let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-            let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+            let id = fresh_id().hyphenated().encode_lower(&mut buf);
             HeaderValue::from_str(id).expect("a uuid is a valid header value")
         });
     request.extensions_mut().insert(RequestId(id.clone()));
@@ -31,4 +31,23 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         .headers_mut()
         .insert(HeaderName::from_static("x-request-id"), id);
     response
+}
+
+/// A random (version 4) UUID from this thread's generator (`rand`'s, a CSPRNG seeded from
+/// the system and reseeded as it goes), not a `getrandom` system call per request as
+/// `Uuid::new_v4` makes.
+pub fn fresh_id() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fresh_ids_are_random_version_4_uuids() {
+        let a = super::fresh_id();
+        let b = super::fresh_id();
+        assert_eq!(a.get_version(), Some(uuid::Version::Random));
+        assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
+        assert_ne!(a, b);
+    }
 }

@@ -247,7 +247,7 @@ enum Incoming {
 /// Answers a request refused before the router (a bad or late head, a late small body) and
 /// closes the connection; the refusal's request id and log line are made here.
 async fn refuse(mut tcp: TcpStream, addr: SocketAddr, error: crate::error::ApiError) {
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = crate::http::request_id::fresh_id().to_string();
     tracing::info!(
         client.addr = %addr,
         request_id = %id,
