@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import (Hub, clean_env, httpx, git_blob_id, sha256_bytes, sha256_file, unique,
-                      url_prefix, write_random)
+from conftest import (Hub, b64, clean_env, httpx, git_blob_id, ndjson, quote_all, sha256_bytes,
+                      sha256_file, unique, url_prefix, write_random)
 
 GIT_TIMEOUT_S = 180
 
@@ -400,6 +400,83 @@ def test_api_commits_and_pushes_interleave_without_losing_anything(git, trove, b
     for commit in api_commits:
         git.run("merge-base", "--is-ancestor", commit, "origin/main", cwd=work)
     hub.close()
+
+
+def test_every_ref_move_is_served_by_the_next_download(git, hub):
+    """Downloads keep what a revision named (the server's revision cache, on by default);
+    every way a ref moves — a push, a force push, a deleted branch, the commit API, a branch
+    or tag made or deleted, a super-squash, a pull request opened and merged — must be
+    served by the very next download, never the commit before it."""
+    repo = hub.create_repo("refmoves")
+    auth = hub.auth(hub.token())
+
+    def expect(revision: str, commit: str | None, content: bytes | None) -> None:
+        """`revision` serves f.txt of `content` at `commit`, or is not found (`None`)."""
+        # Twice: the second answer comes from what the first one kept.
+        for _ in range(2):
+            r = hub.http.get(f"/{repo}/resolve/{quote_all(revision)}/f.txt", headers=auth)
+            if commit is None:
+                assert r.status_code == 404, (revision, r.status_code, r.headers)
+                assert r.headers.get("x-error-code") == "RevisionNotFound", revision
+            else:
+                got = (r.status_code, r.headers.get("x-repo-commit"), r.content)
+                assert got == (200, commit, content), revision
+
+    def api(method: str, path: str, **body) -> None:
+        r = hub.http.request(method, f"/api/models/{repo}{path}", headers=auth,
+                             json=body if body else None)
+        assert r.status_code == 200, f"{method} {path}: {r.status_code} {r.text[:300]}"
+
+    c1 = hub.commit_files(repo, {"f.txt": b"one"})
+    expect("main", c1, b"one")
+    expect(c1, c1, b"one")
+    c2 = hub.commit_files(repo, {"f.txt": b"two"})
+    expect("main", c2, b"two")
+
+    git.clone(git.url(repo, token=hub.token()), "w")
+    work = git.base / "w"
+    c3 = git.commit_file(work, "f.txt", b"three", "three")
+    git.run("push", "-q", "origin", "main", cwd=work)
+    expect("main", c3, b"three")
+
+    api("POST", "/branch/dev")
+    expect("dev", c3, b"three")
+    git.run("reset", "-q", "--hard", c1, cwd=work)
+    git.run("push", "-q", "--force", "origin", "HEAD:refs/heads/dev", cwd=work)
+    expect("dev", c1, b"one")
+    api("DELETE", "/branch/dev")
+    expect("dev", None, None)
+    api("POST", "/branch/dev", startingPoint=c2)
+    expect("dev", c2, b"two")
+    git.run("push", "-q", "origin", "--delete", "dev", cwd=work)
+    expect("dev", None, None)
+
+    api("POST", "/tag/main", tag="v1")
+    expect("v1", c3, b"three")
+    api("DELETE", "/tag/v1")
+    expect("v1", None, None)
+    api("POST", f"/tag/{c1}", tag="v1", message="annotated")
+    expect("v1", c1, b"one")
+    expect("refs/tags/v1", c1, b"one")
+
+    api("POST", "/super-squash/main", message="squashed")
+    squashed = hub.head_sha(repo)
+    assert squashed not in (c1, c2, c3)
+    expect("main", squashed, b"three")
+
+    lines = [ndjson("header", summary="proposal", description=""),
+             ndjson("file", path="f.txt", content=b64(b"four"), encoding="base64")]
+    r = hub.http.post(f"/api/models/{repo}/commit/main?create_pr=1",
+                      content=("\n".join(lines) + "\n").encode(),
+                      headers={**auth, "content-type": "application/x-ndjson"})
+    assert r.status_code == 200, r.text[:300]
+    proposed = r.json()["commitOid"]
+    expect("refs/pr/1", proposed, b"four")
+    expect("main", squashed, b"three")
+    api("POST", "/discussions/1/merge")
+    merged = hub.head_sha(repo)
+    assert merged != squashed
+    expect("main", merged, b"four")
 
 
 def _receive_pack_body(git: Git, work: Path, old: str, new: str) -> bytes:

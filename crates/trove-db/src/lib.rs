@@ -60,7 +60,7 @@ pub use gating::{AccessRequest, RequestStatus};
 pub use hub_copy::{COPIED_TABLES, Claim, CopyError, SKIPPED_TABLES};
 pub use leases::Lease;
 pub use lfs_files::RepoLfsFile;
-pub use listing_epoch::Epochs;
+pub use listing_epoch::{Epochs, MovingRefs};
 pub use locks::{LfsLock, LockOutcome, LockQuery};
 pub use orgs::{Membership, Org, OrgRole};
 pub use repo_lock::{INDEX_LOCK_CLASS, REPO_LOCK_CLASS, RepoLock, repo_lock_key};

@@ -8,6 +8,10 @@
 //! that takes [`Db::listing_epoch`] *before* its query and stores the answer under that value
 //! can therefore never keep an answer older than a write whose call has returned.
 //!
+//! The same counter moves when a repository's refs move ([`Db::moving_refs`], held by the
+//! server around every ref write, which happens in git, outside the database), so that a
+//! cache of what a revision names is kept under it too.
+//!
 //! Download counts ([`Db::count_download`]) do not move it: they change on every designated
 //! file fetched, and a cache may show them a little late (the Hub's are late too).
 //!
@@ -52,6 +56,18 @@ impl Drop for Changing {
     }
 }
 
+/// See [`Db::moving_refs`]: moves the listing epoch when dropped.
+pub struct MovingRefs {
+    /// Held for its `Drop` alone.
+    _changing: Changing,
+}
+
+impl std::fmt::Debug for MovingRefs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MovingRefs")
+    }
+}
+
 impl Db {
     /// A count of the writes that can change a listing's answer or a repository's row:
     /// those completed on this handle (and its clones), plus, on a SQLite file, those of
@@ -65,6 +81,18 @@ impl Db {
     /// epoch moves once the write is over, whichever way the method returns.
     pub(crate) fn changing_listings(&self) -> Changing {
         self.changing(&self.listing_epoch, Slot::Listings)
+    }
+
+    /// The guard held while a repository's refs move outside the database (the commit API,
+    /// a branch, tag or pull request ref made or deleted, a merge, a super-squash, a push
+    /// through `git receive-pack`, a folder put back): it moves the listing epoch when
+    /// dropped, so that a cache of what a revision names, kept under that epoch, keeps
+    /// nothing older than a ref move whose call has returned. Drop it after the ref has
+    /// moved (or failed to) and before the caller is answered.
+    pub fn moving_refs(&self) -> MovingRefs {
+        MovingRefs {
+            _changing: self.changing_listings(),
+        }
     }
 
     /// The same count as [`Db::listing_epoch`] for the writes that can change what a token

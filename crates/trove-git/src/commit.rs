@@ -23,7 +23,7 @@ impl GitRepo {
         reason = "mirrors the Hub's commit request, field for field"
     )]
     pub fn commit(
-        &self,
+        &mut self,
         full_ref: &str,
         base: Option<&GitOid>,
         ops: &[TreeOp],
@@ -90,7 +90,7 @@ impl GitRepo {
     /// super-squash. The ref moves by compare-and-swap from `head`, as in [`GitRepo::commit`];
     /// the old commits stay in the object database, unreferenced, until git's gc.
     pub fn squash(
-        &self,
+        &mut self,
         full_ref: &str,
         head: &GitOid,
         message: &str,

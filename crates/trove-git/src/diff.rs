@@ -252,7 +252,7 @@ mod tests {
         (dir, repo, initial)
     }
 
-    fn commit(repo: &GitRepo, base: &GitOid, files: &[(&str, &[u8])]) -> GitOid {
+    fn commit(repo: &mut GitRepo, base: &GitOid, files: &[(&str, &[u8])]) -> GitOid {
         let ops: Vec<TreeOp> = files
             .iter()
             .map(|(path, content)| TreeOp::Upsert {
@@ -274,9 +274,9 @@ mod tests {
 
     #[test]
     fn a_commit_diff_lists_files_lines_and_binaries() {
-        let (_dir, repo, initial) = setup();
+        let (_dir, mut repo, initial) = setup();
         let head = commit(
-            &repo,
+            &mut repo,
             &initial,
             &[
                 ("README.md", b"hello\nworld\n"),
@@ -310,10 +310,10 @@ mod tests {
 
     #[test]
     fn diffs_stop_at_their_budgets() {
-        let (_dir, repo, initial) = setup();
+        let (_dir, mut repo, initial) = setup();
         let long: String = (0..50).map(|i| format!("line {i}\n")).collect();
         let head = commit(
-            &repo,
+            &mut repo,
             &initial,
             &[
                 ("a.txt", long.as_bytes()),

@@ -52,6 +52,7 @@ pub use reachable::LfsPlace;
 pub use recovery::remove_leftovers;
 pub use refs::Refs;
 pub use repo::{GitRepo, Signature, ignore_user_config};
+pub use revision::MIN_SHORT_ID;
 pub use tree::{Entry, EntryKind, LfsInfo};
 pub use tree_op::TreeOp;
 

@@ -46,7 +46,7 @@ impl GitRepo {
     /// the ref points at afterwards. [`CommitError::MergeConflict`] when paths conflict,
     /// [`CommitError::RefMoved`] when the ref is no longer at `base`.
     pub fn merge_into(
-        &self,
+        &mut self,
         full_ref: &str,
         base: &GitOid,
         head: &GitOid,
@@ -261,7 +261,13 @@ mod tests {
         }
     }
 
-    fn write(repo: &GitRepo, full_ref: &str, base: &GitOid, path: &str, content: &str) -> GitOid {
+    fn write(
+        repo: &mut GitRepo,
+        full_ref: &str,
+        base: &GitOid,
+        path: &str,
+        content: &str,
+    ) -> GitOid {
         let blob = repo.write_blob(content.as_bytes()).expect("blob");
         let ops = [TreeOp::Upsert {
             path: RepoPath::parse(path).expect("path"),
@@ -293,9 +299,9 @@ mod tests {
 
     #[test]
     fn fast_forward_then_up_to_date() {
-        let (_dir, repo, initial) = setup();
+        let (_dir, mut repo, initial) = setup();
         repo.create_ref("refs/pr/1", &initial).expect("pr ref");
-        let head = write(&repo, "refs/pr/1", &initial, "a.txt", "a\n");
+        let head = write(&mut repo, "refs/pr/1", &initial, "a.txt", "a\n");
         assert_eq!(
             repo.merge_plan(&initial, &head).expect("plan"),
             MergePlan::FastForward
@@ -324,19 +330,19 @@ mod tests {
 
     #[test]
     fn diverged_branches_merge_cleanly_or_report_conflicts() {
-        let (_dir, repo, initial) = setup();
+        let (_dir, mut repo, initial) = setup();
         repo.create_ref("refs/pr/1", &initial).expect("pr ref");
         repo.create_ref("refs/pr/2", &initial).expect("pr ref");
-        let pr1 = write(&repo, "refs/pr/1", &initial, "a.txt", "a\n");
+        let pr1 = write(&mut repo, "refs/pr/1", &initial, "a.txt", "a\n");
         let pr2 = write(
-            &repo,
+            &mut repo,
             "refs/pr/2",
             &initial,
             "README.md",
             "changed by pr2\n",
         );
         let main = write(
-            &repo,
+            &mut repo,
             "refs/heads/main",
             &initial,
             "README.md",
@@ -359,11 +365,13 @@ mod tests {
             repo.ref_target("refs/heads/main").expect("ref"),
             Some(merged.clone())
         );
-        let commit = repo.find_commit(&merged).expect("commit");
-        assert_eq!(commit.parent_count(), 2);
-        let tree = commit.tree().expect("tree");
-        assert!(tree.get_name("a.txt").is_some());
-        assert!(tree.get_name("README.md").is_some());
+        {
+            let commit = repo.find_commit(&merged).expect("commit");
+            assert_eq!(commit.parent_count(), 2);
+            let tree = commit.tree().expect("tree");
+            assert!(tree.get_name("a.txt").is_some());
+            assert!(tree.get_name("README.md").is_some());
+        }
         let conflict = repo.merge_into("refs/heads/main", &merged, &pr2, "Merge #2", &author(), 3);
         assert!(matches!(conflict, Err(CommitError::MergeConflict { .. })));
         assert_eq!(
@@ -374,10 +382,10 @@ mod tests {
 
     #[test]
     fn long_diffs_are_cut() {
-        let (_dir, repo, initial) = setup();
+        let (_dir, mut repo, initial) = setup();
         repo.create_ref("refs/pr/1", &initial).expect("pr ref");
         let head = write(
-            &repo,
+            &mut repo,
             "refs/pr/1",
             &initial,
             "big.txt",

@@ -123,7 +123,7 @@ impl GitRepo {
     /// Creates the branch `refs/heads/<name>` at the commit `target`.
     /// [`GitError::AlreadyExists`] if it exists, or if a branch above or below it in the
     /// name hierarchy does (`dev` blocks `dev/x`, as in git).
-    pub fn create_branch(&self, name: &BranchName, target: &GitOid) -> Result<()> {
+    pub fn create_branch(&mut self, name: &BranchName, target: &GitOid) -> Result<()> {
         let commit = self.find_commit(target)?;
         let full_ref = format!("refs/heads/{}", name.as_str());
         self.check_no_collision(&full_ref)?;
@@ -135,7 +135,7 @@ impl GitRepo {
 
     /// Deletes the branch `refs/heads/<name>`; [`GitError::RefNotFound`] if there is none.
     /// Deleting the branch HEAD points to is the caller's decision to refuse.
-    pub fn delete_branch(&self, name: &str) -> Result<()> {
+    pub fn delete_branch(&mut self, name: &str) -> Result<()> {
         self.delete_ref(format!("refs/heads/{name}"))
     }
 
@@ -143,7 +143,7 @@ impl GitRepo {
     /// (tagger and time as given) when `message` is given, a lightweight tag otherwise.
     /// [`GitError::AlreadyExists`] if the tag exists.
     pub fn create_tag(
-        &self,
+        &mut self,
         name: &BranchName,
         target: &GitOid,
         message: Option<&str>,
@@ -184,13 +184,13 @@ impl GitRepo {
 
     /// Deletes the tag `refs/tags/<name>` (the tag object, if any, stays until garbage
     /// collection); [`GitError::RefNotFound`] if there is none.
-    pub fn delete_tag(&self, name: &str) -> Result<()> {
+    pub fn delete_tag(&mut self, name: &str) -> Result<()> {
         self.delete_ref(format!("refs/tags/{name}"))
     }
 
     /// Creates any ref under `refs/` (a pull request's `refs/pr/N`, a `refs/convert/*`) at
     /// the commit `target`; [`GitError::AlreadyExists`] if it exists.
-    pub fn create_ref(&self, full_ref: &str, target: &GitOid) -> Result<()> {
+    pub fn create_ref(&mut self, full_ref: &str, target: &GitOid) -> Result<()> {
         if !full_ref.starts_with("refs/") || !git2::Reference::is_valid_name(full_ref) {
             return Err(GitError::InvalidRefName {
                 name: full_ref.to_owned(),
@@ -206,7 +206,7 @@ impl GitRepo {
 
     /// Deletes any ref under `refs/` (undoing a pull request whose first commit failed);
     /// `false` when it did not exist.
-    pub fn delete_ref_if_present(&self, full_ref: &str) -> Result<bool> {
+    pub fn delete_ref_if_present(&mut self, full_ref: &str) -> Result<bool> {
         match self.delete_ref(full_ref.to_owned()) {
             Ok(()) => Ok(true),
             Err(GitError::RefNotFound { .. }) => Ok(false),
@@ -218,7 +218,7 @@ impl GitRepo {
     /// compare-and-swap, e.g. to fast-forward a branch when merging;
     /// [`CommitError::RefMoved`] when it no longer points at `expected`.
     pub fn update_ref(
-        &self,
+        &mut self,
         full_ref: &str,
         expected: Option<&GitOid>,
         new: &GitOid,

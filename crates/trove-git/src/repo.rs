@@ -73,7 +73,7 @@ impl GitRepo {
                 source: e,
             },
         })?;
-        let repo = GitRepo {
+        let mut repo = GitRepo {
             repo,
             path: path.to_owned(),
         };
@@ -90,7 +90,7 @@ impl GitRepo {
     }
 
     fn initial_commit(
-        &self,
+        &mut self,
         files: &[(&str, &[u8])],
         author: &Signature,
         time_unix: i64,

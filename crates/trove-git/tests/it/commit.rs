@@ -12,7 +12,7 @@ fn blob_of(fx: &Fixture, commit: &trove_types::GitOid, p: &str) -> Vec<u8> {
 
 #[test]
 fn adds_nested_files_and_replaces_one() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let c1 = fx.commit_files(
         &[
             ("a/b/c.txt", b"one"),
@@ -50,7 +50,7 @@ fn adds_nested_files_and_replaces_one() {
 
 #[test]
 fn message_is_summary_then_description() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let blob = fx.repo.write_blob(b"x").expect("blob");
     let ops = [TreeOp::Upsert {
         path: path("x"),
@@ -75,7 +75,7 @@ fn message_is_summary_then_description() {
 
 #[test]
 fn deletes_a_file_and_drops_folders_left_empty() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     fx.commit_files(&[("a/b/c.txt", b"1"), ("a/keep.txt", b"2")], "add", 1);
     let c = fx.apply(
         &[TreeOp::DeleteFile {
@@ -97,7 +97,7 @@ fn deletes_a_file_and_drops_folders_left_empty() {
 
 #[test]
 fn deletes_a_folder_with_its_content() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     fx.commit_files(
         &[
             ("data/x/1.csv", b"1"),
@@ -113,7 +113,7 @@ fn deletes_a_folder_with_its_content() {
 
 #[test]
 fn upsert_after_deleting_its_folder_is_fine() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     fx.commit_files(&[("data/1.csv", b"1")], "add", 1);
     let blob = fx.repo.write_blob(b"now a file").expect("blob");
     let c = fx.apply(
@@ -133,7 +133,7 @@ fn upsert_after_deleting_its_folder_is_fine() {
 
 #[test]
 fn can_delete_everything() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let c = fx.apply(
         &[TreeOp::DeleteFile {
             path: path(".gitattributes"),
@@ -146,7 +146,7 @@ fn can_delete_everything() {
 
 #[test]
 fn deleting_a_file_that_names_a_folder_deletes_the_folder() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let head = fx.commit_files(
         &[("dir/f.txt", b"1"), ("dir/sub/g.txt", b"2"), ("top", b"3")],
         "add",
@@ -170,7 +170,7 @@ fn deleting_a_file_that_names_a_folder_deletes_the_folder() {
 
 #[test]
 fn deleting_what_is_not_there_fails_and_leaves_the_ref() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let head = fx.commit_files(&[("dir/f.txt", b"1")], "add", 1);
     let cases = [
         TreeOp::DeleteFile {
@@ -231,7 +231,7 @@ fn deleting_what_is_not_there_fails_and_leaves_the_ref() {
 
 #[test]
 fn file_folder_conflicts_fail_and_leave_the_ref() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let head = fx.commit_files(&[("dir/f.txt", b"1"), ("file", b"2")], "add", 1);
     let blob = fx.repo.write_blob(b"x").expect("blob");
     for p in ["dir", "file/below", "dir/f.txt/below"] {
@@ -261,7 +261,7 @@ fn file_folder_conflicts_fail_and_leave_the_ref() {
 
 #[test]
 fn unknown_blob_is_refused() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let blob = trove_types::GitOid::parse(&"1".repeat(40)).expect("oid");
     let err = fx
         .repo
@@ -284,7 +284,7 @@ fn unknown_blob_is_refused() {
 
 #[test]
 fn stale_base_is_refused_and_leaves_the_ref() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let head = fx.commit_files(&[("a", b"1")], "first writer", 1);
     let blob = fx.repo.write_blob(b"2").expect("blob");
     let err = fx
@@ -333,7 +333,7 @@ fn stale_base_is_refused_and_leaves_the_ref() {
 
 #[test]
 fn commits_on_a_pull_request_ref_leave_main_alone() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     fx.repo
         .create_ref("refs/pr/1", &fx.initial)
         .expect("create pr ref");
@@ -372,7 +372,7 @@ fn commits_on_a_pull_request_ref_leave_main_alone() {
 
 #[test]
 fn new_ref_from_nothing_gets_a_root_commit() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let blob = fx.repo.write_blob(b"orphan").expect("blob");
     let c = fx
         .repo
@@ -395,7 +395,7 @@ fn new_ref_from_nothing_gets_a_root_commit() {
 
 #[test]
 fn invalid_ref_names_are_refused() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     for bad in ["main", "refs/heads/a..b", "refs/heads/x~1", "HEAD"] {
         let err = fx
             .repo
@@ -410,7 +410,7 @@ fn invalid_ref_names_are_refused() {
 
 #[test]
 fn ops_apply_in_order() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let one = fx.repo.write_blob(b"1").expect("blob");
     let two = fx.repo.write_blob(b"2").expect("blob");
     let c = fx.apply(
@@ -438,7 +438,7 @@ fn ops_apply_in_order() {
 
 #[test]
 fn squash_keeps_the_tree_drops_the_parents_and_refuses_a_moved_ref() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     fx.commit_files(&[("a.txt", b"1")], "one", 1);
     let head = fx.commit_files(&[("a.txt", b"2"), ("b/c.txt", b"3")], "two", 2);
     let stale = fx.initial.clone();

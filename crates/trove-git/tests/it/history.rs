@@ -5,7 +5,7 @@ use trove_git::TreeOp;
 
 #[test]
 fn log_pages_newest_first() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let mut ids = vec![fx.initial.clone()];
     for i in 1..=4 {
         ids.push(fx.commit_files(
@@ -34,7 +34,7 @@ fn log_pages_newest_first() {
 
 #[test]
 fn last_commits_finds_who_touched_each_path() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let c1 = fx.commit_files(&[("a/x", b"1"), ("b", b"1")], "c1", 1);
     let c2 = fx.commit_files(&[("a/x", b"2")], "c2", 2);
     let c3 = fx.commit_files(&[("c", b"1")], "c3", 3);

@@ -6,7 +6,7 @@ use trove_types::{BranchName, LfsPointer, Sha256Hex};
 
 #[test]
 fn git_cli_clones_and_fscks_what_we_write() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let pointer = LfsPointer {
         oid: Sha256Hex::parse(&"cd".repeat(32)).expect("sha"),
         size: 123_456,
@@ -113,7 +113,7 @@ fn we_read_what_git_cli_pushes() {
     );
     git(&work, &["push", "--quiet", "origin", "main"]);
 
-    let repo = GitRepo::open(&bare).expect("open");
+    let mut repo = GitRepo::open(&bare).expect("open");
     let head = repo
         .resolve_revision("main")
         .expect("resolve")

@@ -41,7 +41,7 @@ fn a_handle_given_back_is_taken_again_within_the_bounds() {
 /// that is there now, comes out of it.
 #[test]
 fn take_idle_gives_only_a_kept_handle_of_the_folder_there_now() {
-    let f = Fixture::init();
+    let mut f = Fixture::init();
     let head = f.commit_files(&[("a.txt", b"a")], "a", 1);
     let kept = KeptRepos::new(4);
     let path = f.path();
@@ -67,7 +67,7 @@ fn take_idle_gives_only_a_kept_handle_of_the_folder_there_now() {
 
 #[test]
 fn a_folder_removed_or_made_again_never_gets_the_old_folders_handle() {
-    let f = Fixture::init();
+    let mut f = Fixture::init();
     let first = f.commit_files(&[("a.txt", b"old")], "old", 1);
     let kept = KeptRepos::new(4);
     let path = f.path();
@@ -112,10 +112,11 @@ fn a_folder_removed_or_made_again_never_gets_the_old_folders_handle() {
 
 #[test]
 fn a_kept_handle_sees_every_write_made_behind_its_back() {
-    let f = Fixture::init();
+    let mut f = Fixture::init();
     let kept = KeptRepos::new(4);
+    let folder = f.path();
     let read = |path: &str| {
-        let repo = kept.take(&f.path(), 1).expect("open");
+        let repo = kept.take(&folder, 1).expect("open");
         let head = repo
             .resolve_revision("main")
             .expect("resolve")

@@ -62,7 +62,7 @@ impl Fixture {
     }
 
     /// Commits `files` onto main (from its current head) at `T0 + tick`.
-    pub fn commit_files(&self, files: &[(&str, &[u8])], summary: &str, tick: i64) -> GitOid {
+    pub fn commit_files(&mut self, files: &[(&str, &[u8])], summary: &str, tick: i64) -> GitOid {
         let ops: Vec<TreeOp> = files
             .iter()
             .map(|(p, content)| TreeOp::Upsert {
@@ -73,7 +73,7 @@ impl Fixture {
         self.apply(&ops, summary, tick)
     }
 
-    pub fn apply(&self, ops: &[TreeOp], summary: &str, tick: i64) -> GitOid {
+    pub fn apply(&mut self, ops: &[TreeOp], summary: &str, tick: i64) -> GitOid {
         self.repo
             .commit(
                 "refs/heads/main",

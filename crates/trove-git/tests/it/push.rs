@@ -176,7 +176,7 @@ fn new_objects_large_blobs_pointers_and_ref_moves_are_seen_through_the_quarantin
 
 #[test]
 fn ref_targets_list_every_ref_sorted() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let main = fx.main();
     fx.repo
         .create_tag(

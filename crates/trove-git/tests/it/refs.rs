@@ -10,7 +10,7 @@ fn name(s: &str) -> BranchName {
 
 #[test]
 fn branches_are_created_once_and_deleted() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     fx.repo
         .create_branch(&name("dev"), &fx.initial)
         .expect("create");
@@ -39,7 +39,7 @@ fn branches_are_created_once_and_deleted() {
 
 #[test]
 fn branch_needs_a_commit() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let blob = fx.repo.write_blob(b"x").expect("blob");
     let err = fx
         .repo
@@ -56,7 +56,7 @@ fn branch_needs_a_commit() {
 
 #[test]
 fn tags_lightweight_and_annotated() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     fx.repo
         .create_tag(&name("v1"), &fx.initial, None, &alice(), T0)
         .expect("lightweight");
@@ -102,7 +102,7 @@ fn tags_lightweight_and_annotated() {
 
 #[test]
 fn refs_lists_every_kind_sorted() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let head = fx.commit_files(&[("a", b"1")], "second", 1);
     let first = fx.initial.clone();
     fx.repo

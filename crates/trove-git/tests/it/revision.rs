@@ -9,7 +9,7 @@ fn branch(s: &str) -> BranchName {
 
 #[test]
 fn resolves_branches_tags_and_full_refs() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let head = fx.commit_files(&[("a", b"1")], "second", 1);
     let first = fx.initial.clone();
     fx.repo
@@ -45,7 +45,7 @@ fn resolves_branches_tags_and_full_refs() {
 
 #[test]
 fn branch_wins_over_tag() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let head = fx.commit_files(&[("a", b"1")], "second", 1);
     fx.repo
         .create_tag(&branch("main"), &fx.initial, None, &alice(), T0)
@@ -62,7 +62,7 @@ fn branch_wins_over_tag() {
 
 #[test]
 fn unknown_names_and_revspec_syntax_resolve_to_nothing() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     fx.commit_files(&[("a", b"1")], "second", 1);
     let initial = fx.initial.as_str();
     let tree = match fx
@@ -108,7 +108,7 @@ fn unknown_names_and_revspec_syntax_resolve_to_nothing() {
 
 #[test]
 fn abbreviated_commit_ids_resolve_when_unambiguous() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let second = fx.commit_files(&[("a", b"1")], "second", 1);
     let initial = fx.initial.as_str();
     for len in [7, 12, 39] {

@@ -9,7 +9,7 @@ fn names(entries: &[Entry]) -> Vec<&str> {
 }
 
 fn fixture() -> (Fixture, trove_types::GitOid) {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let head = fx.commit_files(
         &[
             ("a.txt", b"a"),
@@ -133,7 +133,7 @@ fn entry_at_finds_files_folders_and_root() {
 
 #[test]
 fn lfs_pointers_report_the_real_size() {
-    let fx = Fixture::init();
+    let mut fx = Fixture::init();
     let pointer = LfsPointer {
         oid: Sha256Hex::parse(&"ab".repeat(32)).expect("sha"),
         size: 5_000_000_000,

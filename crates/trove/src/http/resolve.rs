@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
 use trove_git::EntryKind;
-use trove_types::Revision;
+use trove_types::{GitOid, Revision};
 use trove_xet::XetHash;
 
 /// The `{rev}` and `{*path}` of a resolve route (the repository is [`RepoAt`]'s).
@@ -42,33 +42,34 @@ pub async fn serve(
     repo.require_content(&caller)?;
     let counted = counts_as_download(repo.repo_type, &path);
     let get = method == Method::GET;
-    // A file downloaded before: its revision resolved from the refs on this thread, and its
-    // entry (and a small blob's bytes) found by commit in the resolve cache — nothing else read.
+    // A file downloaded before: its revision found in the revision cache (or resolved from
+    // the refs on this thread), and its entry (and a small blob's bytes) found by commit in
+    // the resolve cache — nothing else read.
     let generation = repo.repo.created_at_ms;
-    let cached = read_git_inline(&state, &repo, |git| {
-        let commit = resolve(git, rev.as_str())?;
-        let Some(kind) = state
+    let revisions = &state.auth.revisions;
+    let in_memory = |commit: GitOid| {
+        let kind = state
             .resolve_cache
-            .entry(repo.repo.id, generation, &commit, &path)
-        else {
-            return Ok(None);
-        };
-        let Some(file) = FileBytes::of(&repo, &kind) else {
-            return Ok(None);
-        };
+            .entry(repo.repo.id, generation, &commit, &path)?;
+        let file = FileBytes::of(&repo, &kind)?;
         let bytes = match &file {
             FileBytes::Blob { blob, .. } if get && !if_none_match(&headers, blob.as_str()) => {
-                match state.resolve_cache.blob(blob) {
-                    Some(bytes) => Some(bytes),
-                    None => return Ok(None),
-                }
+                Some(state.resolve_cache.blob(blob)?)
             }
             _ => None,
         };
-        Ok(Some((commit, file, bytes)))
-    })
-    .await?
-    .flatten();
+        Some((commit, file, bytes))
+    };
+    let cached = match revisions.get(repo.repo.id, generation, rev.as_str(), repo.epochs) {
+        Some(commit) => in_memory(commit),
+        None => read_git_inline(&state, &repo, |git| {
+            let commit = resolve(git, rev.as_str())?;
+            revisions.put(repo.repo.id, generation, rev.as_str(), repo.epochs, &commit);
+            Ok(in_memory(commit))
+        })
+        .await?
+        .flatten(),
+    };
     let (commit, file, blob_bytes) = match cached {
         Some(found) => found,
         None => read_file(&state, &repo, rev, path, get, headers.clone()).await?,
@@ -197,8 +198,16 @@ async fn read_file(
     let generation = repo.repo.created_at_ms;
     // The handle is one kept from an earlier download when there is one idle (reads only,
     // refs and packs looked at afresh: see `repos::read_git`).
+    let state_for_git = state.clone();
     read_git(state, repo, move |git| {
         let commit = resolve(git, rev.as_str())?;
+        state_for_git.auth.revisions.put(
+            for_repo.repo.id,
+            generation,
+            rev.as_str(),
+            for_repo.epochs,
+            &commit,
+        );
         let entry = git.entry_at(&commit, &path)?;
         let file = match &entry {
             Some(trove_git::Entry {

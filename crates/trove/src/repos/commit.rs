@@ -6,7 +6,7 @@
 //! `git push` is caught by the compare-and-swap, and we rebuild on the new head unless the
 //! client pinned `parentCommit` (then it gets 412). No update is ever lost.
 
-use super::{RepoRef, with_git};
+use super::{RepoRef, with_git, write_git};
 use crate::auth::Caller;
 use crate::clock::{now_ms, now_secs};
 use crate::context::Context;
@@ -131,7 +131,7 @@ pub async fn commit_to_ref(
     let _guard = state.lock_repo(repo.repo.id).await?;
     let revision = revision.to_owned();
     let revision_for_index = revision.clone();
-    let (old, commit) = with_git(state, repo, move |git| {
+    let (old, commit) = write_git(state, repo, move |git| {
         let full_ref = target_ref(git, &revision)?;
         let mut rebuilds = 0;
         let mut lock_waits = 0;
@@ -206,7 +206,7 @@ pub async fn super_squash(
     let revision = revision.to_owned();
     let message = message.to_owned();
     let target = revision.clone();
-    let (old, commit) = with_git(state, repo, move |git| {
+    let (old, commit) = write_git(state, repo, move |git| {
         let full_ref = target_ref(git, &target)?;
         let mut attempts = 0;
         loop {

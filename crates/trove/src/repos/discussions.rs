@@ -13,7 +13,7 @@
 //! - edit a comment: its author; hide a comment: its author or a repository writer.
 
 use super::commit::{PendingCommit, commit_to_ref};
-use super::{RepoRef, resolve, with_git};
+use super::{RepoRef, resolve, with_git, write_git};
 use crate::auth::{Access, Caller};
 use crate::clock::{now_ms, now_secs};
 use crate::context::Context;
@@ -186,7 +186,7 @@ pub async fn open(
     )
     .await?;
     let full_ref = pr_ref(discussion.num);
-    let created = with_git(
+    let created = write_git(
         state,
         repo,
         move |git| Ok(git.create_ref(&full_ref, &base)?),
@@ -275,7 +275,7 @@ pub async fn open_with_commit(
     let full_ref = pr_ref(discussion.num);
     let ref_for_git = full_ref.clone();
     let result = async {
-        with_git(state, repo, move |git| {
+        write_git(state, repo, move |git| {
             Ok(git.create_ref(&ref_for_git, &base)?)
         })
         .await?;
@@ -286,7 +286,7 @@ pub async fn open_with_commit(
         Ok(oid) => oid,
         Err(e) => {
             let full_ref = full_ref.clone();
-            let _ = with_git(state, repo, move |git| {
+            let _ = write_git(state, repo, move |git| {
                 Ok(git.delete_ref_if_present(&full_ref)?)
             })
             .await;
@@ -620,7 +620,7 @@ pub async fn merge(
         discussion.num, discussion.title
     );
     let guard = state.lock_repo(repo.repo.id).await?;
-    let (base, merged) = with_git(state, repo, move |git| {
+    let (base, merged) = write_git(state, repo, move |git| {
         let head = resolve(git, &head_ref)?;
         let base = resolve(git, &base_ref)?;
         let merged = git

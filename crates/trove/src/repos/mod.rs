@@ -284,13 +284,33 @@ pub async fn access_to(state: &Context, caller: &Caller, repo: &Repo) -> ApiResu
     Ok(Access::for_repo(caller, repo, gate_passed))
 }
 
-/// Runs blocking git work on the repository's bare repo off the async threads.
+/// Runs blocking git work on the repository's bare repo off the async threads. `f` gets
+/// the repository to read and to write objects, not to move refs: that is [`write_git`].
 pub async fn with_git<T, F>(state: &Context, repo: &RepoRef, f: F) -> ApiResult<T>
 where
     T: Send + 'static,
     F: FnOnce(&GitRepo) -> ApiResult<T> + Send + 'static,
 {
-    crate::repos::reconcile::with_repo(state, repo.repo.id, f).await
+    crate::repos::reconcile::with_repo(state, repo.repo.id, move |git: &mut GitRepo| f(git)).await
+}
+
+/// [`with_git`] for work that moves refs (every `trove_git` method that moves one takes
+/// the repository mutably, and only this hands it out so): the listing epoch moves once
+/// `f` has returned, on the blocking thread that ran it, before the caller can answer
+/// ([`trove_db::Db::moving_refs`]) — also when the request was abandoned meanwhile — so
+/// that no cache of what a revision names (`throttle::rev_cache`) outlives the move.
+pub async fn write_git<T, F>(state: &Context, repo: &RepoRef, f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut GitRepo) -> ApiResult<T> + Send + 'static,
+{
+    let moving = state.db.moving_refs();
+    crate::repos::reconcile::with_repo(state, repo.repo.id, move |git: &mut GitRepo| {
+        let done = f(git);
+        drop(moving);
+        done
+    })
+    .await
 }
 
 /// [`with_git`] for work that only reads: the handle may be one kept from an earlier read

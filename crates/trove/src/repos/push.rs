@@ -93,6 +93,9 @@ pub async fn after_push(
     before: &[(String, GitOid)],
     caller: &Caller,
 ) {
+    // receive-pack has exited: whatever it moved has moved. What a revision names may have
+    // changed, and the push is not answered until this returns.
+    drop(state.db.moving_refs());
     let after = match ref_targets(git_dir).await {
         Ok(after) => after,
         Err(e) => {

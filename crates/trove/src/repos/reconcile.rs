@@ -44,7 +44,7 @@ const PAGE: i64 = 2000;
 pub async fn with_repo<T, F>(state: &Context, repo_id: i64, f: F) -> ApiResult<T>
 where
     T: Send + 'static,
-    F: FnOnce(&GitRepo) -> ApiResult<T> + Send + 'static,
+    F: FnOnce(&mut GitRepo) -> ApiResult<T> + Send + 'static,
 {
     let f = match open_then(state, repo_id, f).await? {
         Ok(done) => return done,
@@ -83,7 +83,7 @@ where
         Ok(done) => return done,
         Err(f) => f,
     };
-    open_put_back(state, repo.id, f).await
+    open_put_back(state, repo.id, move |git: &mut GitRepo| f(git)).await
 }
 
 /// [`read_repo`] on the calling thread with an idle kept handle, if one is idle: `Ok(None)`
@@ -111,11 +111,11 @@ pub async fn read_repo_inline<T>(
 async fn open_put_back<T, F>(state: &Context, repo_id: i64, f: F) -> ApiResult<T>
 where
     T: Send + 'static,
-    F: FnOnce(&GitRepo) -> ApiResult<T> + Send + 'static,
+    F: FnOnce(&mut GitRepo) -> ApiResult<T> + Send + 'static,
 {
     put_back_missing(state, repo_id).await?;
     let path = state.git_dir(repo_id);
-    tokio::task::spawn_blocking(move || f(&GitRepo::open(&path)?)).await?
+    tokio::task::spawn_blocking(move || f(&mut GitRepo::open(&path)?)).await?
 }
 
 /// [`Context::git_dir`], for a caller that hands the folder to a git process or walks it
@@ -133,13 +133,13 @@ pub async fn checked_git_dir(state: &Context, repo_id: i64) -> ApiResult<PathBuf
 async fn open_then<T, F>(state: &Context, repo_id: i64, f: F) -> ApiResult<Result<ApiResult<T>, F>>
 where
     T: Send + 'static,
-    F: FnOnce(&GitRepo) -> ApiResult<T> + Send + 'static,
+    F: FnOnce(&mut GitRepo) -> ApiResult<T> + Send + 'static,
 {
     ensure_checked(state, repo_id).await?;
     let path = state.git_dir(repo_id);
     Ok(
         tokio::task::spawn_blocking(move || match GitRepo::open(&path) {
-            Ok(git) => Ok(f(&git)),
+            Ok(mut git) => Ok(f(&mut git)),
             Err(trove_git::GitError::RepoNotFound { .. }) => Err(f),
             Err(e) => Ok(Err(e.into())),
         })
@@ -406,6 +406,8 @@ async fn put_back(state: &Context, repo_id: i64, stamp: Option<RepoStamp>) -> an
         init_repo(&target, &initial)
     })
     .await??;
+    // A new history in the old one's place: nothing a revision named before stands.
+    drop(state.db.moving_refs());
     if stamp.updated_at_ms > stamp.created_at_ms {
         tracing::error!(
             repo.id = repo_id,

@@ -5,9 +5,10 @@
 //! Why this cannot serve anything stale: a commit's tree never changes (the commit id is
 //! the hash of its tree's id, which is the hash of its entries), so the entry at a path of a
 //! commit is the same forever, and a blob's bytes are what its id hashes. What does change
-//! is never kept: the revision is resolved to its commit from the refs at every request,
-//! the caller and the repository row (visibility, gating) are read at every request, and an
-//! LFS object's presence is asked of the database and the store at every request. Entries
+//! is never kept here: the revision's commit, the caller, the repository row (visibility,
+//! gating) and an LFS object's presence are read at every request, from git and the
+//! database or from the caches in front of them (`throttle`), which every write that
+//! concerns them empties before it answers (a ref moved, a token revoked, …). Entries
 //! are keyed by repository id and the row's creation time as well as by commit, so a
 //! repository only ever gets what was read from its own objects.
 //!

@@ -88,6 +88,9 @@ async fn fill(
         .await?;
     {
         let _guard = state.lock_repo(to.id).await?;
+        // Dropped after the fetch: the copy's refs no longer name its
+        // initial commit.
+        let _moving = state.db.moving_refs();
         let from = crate::repos::reconcile::checked_git_dir(state, source.repo.id).await?;
         copy_refs(
             &from,

@@ -6,6 +6,7 @@ pub mod epoch_cache;
 pub mod lfs_cache;
 pub mod ratelimit;
 pub mod repo_cache;
+pub mod rev_cache;
 pub mod token_cache;
 
 use std::collections::HashMap;
@@ -25,6 +26,8 @@ pub struct AuthRuntime {
     pub repos: repo_cache::RepoRowCache,
     /// What recent LFS downloads needed to know of their objects (see `lfs_cache.rs`).
     pub lfs_downloads: lfs_cache::LfsDownloadCache,
+    /// What recently resolved revisions named (see `rev_cache.rs`).
+    pub revisions: rev_cache::RevisionCache,
 }
 
 /// A token's last-used time is written at most this often.
@@ -47,6 +50,7 @@ impl AuthRuntime {
             tokens: token_cache::TokenCache::new(config.token_cache_ttl(shares_epochs)),
             repos: repo_cache::RepoRowCache::new(config.token_cache_ttl(shares_epochs)),
             lfs_downloads: lfs_cache::LfsDownloadCache::new(config.token_cache_ttl(shares_epochs)),
+            revisions: rev_cache::RevisionCache::new(config.token_cache_ttl(shares_epochs)),
         }
     }
 

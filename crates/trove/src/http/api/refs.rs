@@ -7,7 +7,7 @@ use crate::clock::now_secs;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, QueryParams, RepoAt, RevParam};
 use crate::repos::folders::system_signature;
-use crate::repos::{resolve, with_git};
+use crate::repos::{resolve, with_git, write_git};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -140,7 +140,7 @@ pub async fn create_branch(
     let start = body.starting_point.unwrap_or_else(Revision::default_branch);
     let event =
         crate::events::Event::ref_created(&repo.repo, &format!("refs/heads/{}", branch.as_str()));
-    with_git(&state, &repo, move |git| {
+    write_git(&state, &repo, move |git| {
         let target = resolve(git, start.as_str())?;
         git.create_branch(&branch, &target)
             .map_err(|e| ref_error(e, &format!("refs/heads/{}", branch.as_str())))
@@ -163,7 +163,7 @@ pub async fn delete_branch(
     }
     let full_ref = format!("refs/heads/{branch}");
     let target = full_ref.clone();
-    let old = with_git(&state, &repo, move |git| {
+    let old = write_git(&state, &repo, move |git| {
         let old = git.resolve_revision(&target)?;
         git.delete_branch(&branch)
             .map_err(|e| ref_error(e, &branch))?;
@@ -193,7 +193,7 @@ pub async fn create_tag(
     repo.require_write(&caller)?;
     let tagger = signature_of(&caller);
     let message = body.message.filter(|m| !m.is_empty());
-    let tag_ref = with_git(&state, &repo, move |git| {
+    let tag_ref = write_git(&state, &repo, move |git| {
         // The revision first: a missing one is `RevisionNotFound` whatever the tag's name,
         // as on the Hub.
         let target = resolve(git, rev.as_str())?;
@@ -222,7 +222,7 @@ pub async fn delete_tag(
     repo.require_write(&caller)?;
     let full_ref = format!("refs/tags/{tag}");
     let target = full_ref.clone();
-    let old = with_git(&state, &repo, move |git| {
+    let old = write_git(&state, &repo, move |git| {
         let old = git.resolve_revision(&target)?;
         git.delete_tag(&tag).map_err(|e| ref_error(e, &tag))?;
         Ok(old)
