@@ -1,5 +1,6 @@
 //! `HEAD|GET /{prefix}{repo}/resolve/{rev}/{path}`: file downloads. Regular files come from
-//! git, LFS files straight from the blob store (no redirect), both with single-range support
+//! git, LFS files straight from the blob store (no redirect; a small one held as a Xet file
+//! from memory once downloaded: `repos::resolve_cache`), both with single-range support
 //! and the headers `hf_hub_download` reads (`X-Repo-Commit`, quoted `ETag`, `X-Linked-*`).
 //! Files held as Xet files also carry `X-Xet-Hash` and the `xet-auth` link, and when no
 //! blob exists their bytes are rebuilt from xorbs as they stream. A GET of a repository's
@@ -163,7 +164,11 @@ pub async fn serve(
     if counted && start == 0 {
         count_download(&state, repo.repo.id).await;
     }
-    let opened = match blob_bytes {
+    let in_memory = match blob_bytes {
+        Some(bytes) => Some(bytes),
+        None => small_lfs_file(&state, &file, known_lfs.as_ref()).await?,
+    };
+    let opened = match in_memory {
         Some(bytes) => Some(content::Opened::blob(bytes, start, end)),
         None => {
             let range = range.map(|r| (r.start, r.end));
@@ -233,6 +238,46 @@ async fn read_file(
         Ok((commit, file, bytes))
     })
     .await
+}
+
+/// The bytes of a small LFS file held as a Xet file (at most `resolve_cache::MAX_LFS`;
+/// `known`: what `Db::lfs_download` answers for it now), from the resolve cache, or read
+/// whole from the store and kept there. `None` for any other file — and for one whose bytes
+/// read now are not its object, which the caller then serves as before, as it would
+/// without the cache.
+async fn small_lfs_file(
+    state: &AppState,
+    file: &FileBytes,
+    known: Option<&trove_db::LfsDownload>,
+) -> ApiResult<Option<Bytes>> {
+    let FileBytes::Lfs { oid, size, .. } = file else {
+        return Ok(None);
+    };
+    let held = known.is_some_and(|known| known.xet.is_some() && !known.deleted);
+    if !held || *size > crate::repos::resolve_cache::MAX_LFS {
+        return Ok(None);
+    }
+    if let Some(bytes) = state.resolve_cache.lfs(oid) {
+        return Ok(Some(bytes));
+    }
+    let Some(mut opened) = content::open_with(state, file, None, known.cloned(), false).await?
+    else {
+        return Ok(None);
+    };
+    let mut whole = bytes::BytesMut::with_capacity(*size as usize);
+    while let Some(piece) = futures_util::StreamExt::next(&mut opened.stream).await {
+        let piece = piece.map_err(ApiError::internal)?;
+        if (whole.len() + piece.len()) as u64 > *size {
+            break;
+        }
+        whole.extend_from_slice(&piece);
+    }
+    let whole = whole.freeze();
+    if whole.len() as u64 != *size || !state.resolve_cache.put_lfs(oid, &whole) {
+        tracing::error!(%oid, read = whole.len(), "an LFS file's bytes read from the store are not its object");
+        return Ok(None);
+    }
+    Ok(Some(whole))
 }
 
 /// A download's response: the opened bytes as the body, and when they are also file ranges

@@ -12,16 +12,22 @@
 //! are keyed by repository id and the row's creation time as well as by commit, so a
 //! repository only ever gets what was read from its own objects.
 //!
-//! Bounds: [`MAX_ENTRIES`] entries and [`MAX_BLOB_BYTES`] bytes of blobs of at most
-//! [`MAX_BLOB`] bytes each; when one half fills, the older half is dropped (two
-//! generations: what was used since the last turn stays).
+//! Small LFS files held as Xet files are kept too, by their SHA-256 (checked when kept), so
+//! that a download of one needs neither the store nor its chunk headers: their presence
+//! and deletion are still asked at every request (`Db::lfs_download`, or its cache), and
+//! the bytes are used only when that answer names a Xet file holding them.
+//!
+//! Bounds: [`MAX_ENTRIES`] entries, [`MAX_BLOB_BYTES`] bytes of blobs of at most
+//! [`MAX_BLOB`] bytes each and [`MAX_LFS_BYTES`] of LFS files of at most [`MAX_LFS`]
+//! bytes each; when one half fills, the older half is dropped (two generations: what was
+//! used since the last turn stays).
 
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
 use trove_git::EntryKind;
-use trove_types::GitOid;
+use trove_types::{GitOid, Sha256Hex};
 
 /// Path entries kept at most (a few hundred bytes each).
 pub const MAX_ENTRIES: usize = 8192;
@@ -29,6 +35,11 @@ pub const MAX_ENTRIES: usize = 8192;
 pub const MAX_BLOB: usize = 256 * 1024;
 /// Bytes of blobs kept at most.
 pub const MAX_BLOB_BYTES: usize = 16 * 1024 * 1024;
+
+/// LFS files larger than this are not kept (they are sent from the store's files).
+pub const MAX_LFS: u64 = 64 * 1024;
+/// Bytes of LFS files kept at most.
+pub const MAX_LFS_BYTES: usize = 8 * 1024 * 1024;
 
 /// The key of a path entry: repository id, the row's creation time, commit, path.
 type EntryKey = (i64, i64, GitOid, String);
@@ -38,6 +49,7 @@ type EntryKey = (i64, i64, GitOid, String);
 pub struct ResolveCache {
     entries: Mutex<Generations<EntryKey, EntryKind>>,
     blobs: Mutex<Generations<GitOid, Bytes>>,
+    lfs: Mutex<Generations<Sha256Hex, Bytes>>,
 }
 
 impl std::fmt::Debug for ResolveCache {
@@ -89,6 +101,26 @@ impl ResolveCache {
             return;
         }
         lock(&self.blobs).put(blob.clone(), bytes.clone(), MAX_BLOB_BYTES / 2, Bytes::len);
+    }
+
+    /// The bytes of the LFS object `oid`, if kept. The caller has asked whether the object
+    /// is still held and not deleted from its repository.
+    pub fn lfs(&self, oid: &Sha256Hex) -> Option<Bytes> {
+        lock(&self.lfs).get(oid, MAX_LFS_BYTES / 2, Bytes::len)
+    }
+
+    /// Keeps `bytes` as the LFS object `oid` if they are at most [`MAX_LFS`] long and their
+    /// SHA-256 is `oid` (`false` when it is not: they are not what the object holds).
+    pub fn put_lfs(&self, oid: &Sha256Hex, bytes: &Bytes) -> bool {
+        use sha2::{Digest, Sha256};
+        if bytes.len() as u64 > MAX_LFS {
+            return true;
+        }
+        if hex::encode(Sha256::digest(bytes)) != oid.as_str() {
+            return false;
+        }
+        lock(&self.lfs).put(oid.clone(), bytes.clone(), MAX_LFS_BYTES / 2, Bytes::len);
+        true
     }
 }
 
@@ -182,6 +214,26 @@ mod tests {
         assert_eq!(cache.blob(&oid(4)), None);
         cache.put_blob(&oid(5), &Bytes::from_static(b"small"));
         assert_eq!(cache.blob(&oid(5)), Some(Bytes::from_static(b"small")));
+    }
+
+    #[test]
+    fn an_lfs_file_is_kept_only_small_and_under_its_own_sha256() {
+        use sha2::{Digest, Sha256};
+        let cache = ResolveCache::default();
+        let bytes = Bytes::from_static(b"an lfs file");
+        let oid = Sha256Hex::parse(&hex::encode(Sha256::digest(&bytes))).expect("hex");
+        let other = Sha256Hex::parse(&"ab".repeat(32)).expect("hex");
+        assert!(
+            !cache.put_lfs(&other, &bytes),
+            "bytes that are not the object"
+        );
+        assert_eq!(cache.lfs(&other), None);
+        assert!(cache.put_lfs(&oid, &bytes));
+        assert_eq!(cache.lfs(&oid), Some(bytes));
+        let large = Bytes::from(vec![7u8; MAX_LFS as usize + 1]);
+        let large_oid = Sha256Hex::parse(&hex::encode(Sha256::digest(&large))).expect("hex");
+        assert!(cache.put_lfs(&large_oid, &large));
+        assert_eq!(cache.lfs(&large_oid), None, "too large to keep");
     }
 
     #[test]

@@ -189,6 +189,13 @@ async fn lfs_upload_and_download_round_trip_with_ranges() {
     assert_eq!(head.status, StatusCode::OK);
     assert_eq!(head.header("x-linked-size"), Some("5000"));
     assert_eq!(head.header("etag"), Some(format!("\"{oid}\"").as_str()));
+    // Small and held as a Xet file: the ranges above after the first GET came from memory.
+    let sha = trove_types::Sha256Hex::parse(&oid).expect("oid");
+    assert_eq!(
+        app.state.resolve_cache.lfs(&sha).as_deref(),
+        Some(&data[..]),
+        "kept whole after its first download"
+    );
 }
 
 #[tokio::test]
