@@ -30,6 +30,8 @@ def dangling(data_dir: Path) -> dict[str, int]:
                               "(SELECT 1 FROM lfs_objects o WHERE o.sha256 = l.sha256)",
         "repo → xorb": "SELECT COUNT(*) FROM xet_repo_xorbs r WHERE NOT EXISTS "
                        "(SELECT 1 FROM xet_xorbs x WHERE x.hash = r.hash)",
+        "uploader → xorb": "SELECT COUNT(*) FROM xet_user_xorbs u WHERE NOT EXISTS "
+                           "(SELECT 1 FROM xet_xorbs x WHERE x.hash = u.hash)",
     }
     with sqlite3.connect(data_dir / "trove.db", timeout=30) as conn:
         found = {name: conn.execute(q).fetchone()[0] for name, q in queries.items()}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import lfs_pointer, make_client, ndjson, sha256_bytes, store_dir, wait_in_log, write_tree
+from conftest import lfs_pointer, make_client, ndjson, sha256_bytes, store_dir, unique, wait_in_log, write_tree
 
 XET_HASH = re.compile(r"[0-9a-f]{64}")
 
@@ -451,3 +451,71 @@ def test_same_bytes_uploaded_to_a_second_repo_through_xet(trove, client, hub, tm
         got = fresh_client(trove, tmp_path / f"dl-{name}").py(
             DOWNLOAD, xet=True, args={"repo": second, "path": "shared.bin"}).result
         assert got["sha256"] == sha256_bytes(data), name
+
+
+UPLOAD_BYTES = """
+for path, local in ARGS["files"].items():
+    api.upload_file(path_or_fileobj=Path(local).read_bytes(), path_in_repo=path, repo_id=ARGS["repo"])
+emit({"files": api.list_repo_files(ARGS["repo"])})
+"""
+
+DOWNLOAD_ALL = """
+from huggingface_hub import hf_hub_download
+emit({path: sha256_file(hf_hub_download(ARGS["repo"], path)) for path in ARGS["paths"]})
+"""
+
+
+def create_named_repo(hub, repo: str) -> None:
+    namespace, name = repo.split("/")
+    r = hub.http.post("/api/repos/create", json={"name": name, "organization": namespace, "type": "model"},
+                      headers=hub.auth(hub.token()))
+    assert r.status_code == 200, f"create {repo}: {r.status_code} {r.text[:300]}"
+
+
+def delete_repo(hub, repo: str) -> None:
+    namespace, name = repo.split("/")
+    r = hub.http.request("DELETE", "/api/repos/delete", json={"name": name, "organization": namespace,
+                                                               "type": "model"},
+                         headers=hub.auth(hub.token()))
+    assert r.status_code == 200, f"delete {repo}: {r.status_code} {r.text[:300]}"
+
+
+def test_a_warm_client_cache_uploads_the_same_bytes_to_another_namespace_and_after_a_delete(
+        trove, client, hub, tmp_path):
+    """hf_xet trusts its local shard cache: bytes it uploaded once, to any repository, it
+    never sends again, and its shard names those xorbs. The same user's upload of the same
+    bytes to an organization's repository, then to a re-created repository after deleting
+    the first, must succeed (they failed with "Invalid shard: ... references xorb ..., which
+    this server does not hold" until the cache was wiped) and read back byte-exact."""
+    org = unique("xet-org")
+    trove.admin_cli("org", "create", org, "--owner", "admin")
+    files = {"w.bin": os.urandom(5000), "big.bin": os.urandom(3_000_000)}
+    local = {}
+    for path, data in files.items():
+        (tmp_path / path).write_bytes(data)
+        local[path] = str(tmp_path / path)
+
+    name = unique("xet-warm")
+    first = f"admin/{name}"
+    steps = [
+        ("to the user's own repository", first, None),
+        ("to the organization's", f"{org}/{name}", None),
+        ("to the first, deleted and re-created", first, first),
+        ("to another repository of the organization, the first deleted",
+         f"{org}/{name}-again", f"{org}/{name}"),
+    ]
+    for i, (what, repo, deleted_first) in enumerate(steps):
+        if deleted_first:
+            delete_repo(hub, deleted_first)
+        create_named_repo(hub, repo)
+        start = log_size(trove)
+        run = client.py(UPLOAD_BYTES, xet=True, args={"repo": repo, "files": local}, check=False)
+        assert run.returncode == 0 and run.result, f"upload {what} failed:\n{run.output[-3000:]}"
+        assert set(files) <= set(run.result["files"]), (what, run.result)
+        if i > 0:
+            # The warm cache was used: the shard named xorbs the client did not send again.
+            sent = XORB_POSTED.findall(log_since(trove, start))
+            assert not sent, f"upload {what}: the client sent {len(sent)} xorbs, its cache was cold"
+        got = fresh_client(trove, tmp_path / f"dl-{i}").py(
+            DOWNLOAD_ALL, xet=True, args={"repo": repo, "paths": list(files)}).result
+        assert got == {path: sha256_bytes(data) for path, data in files.items()}, (what, got)

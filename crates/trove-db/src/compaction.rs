@@ -77,7 +77,8 @@ impl Db {
     /// Replaces `c.old` by `c.new` in one transaction: records the new xorb, moves the live
     /// chunks' index entries to it and drops the old xorb's other entries (nothing new dedups
     /// against it), rewrites every file's terms and the xorbs it names, gives every
-    /// repository referencing the old xorb the new one too, and marks the old one released
+    /// repository referencing the old xorb and every user who uploaded it the new one too
+    /// (see [`crate::XorbViewer`]), and marks the old one released
     /// now (the sweep keeps it through the grace period counted from then). Does nothing and
     /// returns false when the old xorb is gone or a file not in `c.files` names it (recorded
     /// meanwhile: the next run looks again).
@@ -165,6 +166,17 @@ impl Db {
             .bind(c.old.as_slice())
             .execute(&mut *tx)
             .await?;
+            // Its uploaders too: the new xorb holds a subset of the bytes they sent.
+            sqlx::query(
+                "INSERT INTO xet_user_xorbs (user_id, hash, created_at) \
+                 SELECT user_id, $1, $2 FROM xet_user_xorbs WHERE hash = $3 \
+                 ON CONFLICT (user_id, hash) DO NOTHING",
+            )
+            .bind(c.new.as_slice())
+            .bind(c.now_ms)
+            .bind(c.old.as_slice())
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("UPDATE xet_xorbs SET released_at = $1 WHERE hash = $2")
                 .bind(c.now_ms)
                 .bind(c.old.as_slice())
@@ -191,7 +203,9 @@ mod tests {
         }
     }
 
-    async fn setup(db: Db) -> (Db, i64) {
+    /// A repository of alice's naming xorb [1] in a file; alice uploaded the xorb. Returns
+    /// the repository's id and alice's.
+    async fn setup(db: Db) -> (Db, i64, i64) {
         let owner = db
             .create_user(&RepoName::parse("alice").expect("n"), None, false)
             .await
@@ -210,7 +224,13 @@ mod tests {
         db.record_xorb(&[1; 32], &record(3), &[[7; 32], [8; 32], [9; 32]], 1)
             .await
             .expect("xorb");
-        db.link_repo_xorb(repo, &[1; 32], 1).await.expect("link");
+        let uploader = crate::XorbViewer {
+            repo_id: repo,
+            user_id: Some(owner),
+        };
+        db.link_uploaded_xorb(uploader, &[1; 32], 1)
+            .await
+            .expect("link");
         let file = XetFile {
             file_hash: [5; 32],
             size: 3,
@@ -220,12 +240,12 @@ mod tests {
         db.record_xet_file(repo, &file, &[[1; 32]], 1)
             .await
             .expect("file");
-        (db, repo)
+        (db, repo, owner)
     }
 
     crate::backend_tests! {
     async fn compaction_repoints_files_and_index_and_the_old_xorb_waits_out_its_grace(db) {
-        let (db, repo) = setup(db).await;
+        let (db, repo, alice) = setup(db).await;
         assert_eq!(
             db.named_xorbs_page(&[0; 32], 2, 10).await.expect("q"),
             vec![[1; 32]]
@@ -266,6 +286,8 @@ mod tests {
             db.repo_xorb_stored_bytes(repo, &[2; 32]).await.expect("q"),
             Some(10)
         );
+        // So does the user who uploaded it, in any repository they write to.
+        assert!(db.user_uploaded_xorb(alice, &[2; 32]).await.expect("q"));
         // Created long ago, but released at 1000: kept until the cutoff reaches 1000.
         assert!(
             db.unreferenced_xorbs_page(&[0; 32], 999, 10)
@@ -292,13 +314,14 @@ mod tests {
                 .expect("q"),
             Some(0)
         );
+        assert!(!db.user_uploaded_xorb(alice, &[1; 32]).await.expect("q"));
         assert!(db.xorb_stored_bytes(&[2; 32]).await.expect("q").is_some());
     }
     }
 
     crate::backend_tests! {
     async fn a_file_recorded_meanwhile_stops_the_compaction_and_changes_nothing(db) {
-        let (db, repo) = setup(db).await;
+        let (db, repo, alice) = setup(db).await;
         let late = XetFile {
             file_hash: [6; 32],
             size: 3,
@@ -322,6 +345,7 @@ mod tests {
             .expect("compact");
         assert!(!done);
         assert!(db.xorb_stored_bytes(&[2; 32]).await.expect("q").is_none());
+        assert!(!db.user_uploaded_xorb(alice, &[2; 32]).await.expect("q"));
         assert_eq!(db.files_naming_xorb(&[1; 32]).await.expect("q").len(), 2);
         assert_eq!(
             db.xet_file(&[5; 32]).await.expect("q").expect("file").terms,

@@ -43,6 +43,7 @@ pub const COPIED_TABLES: &[&str] = &[
     "xet_xorbs",
     "xet_chunks",
     "xet_repo_xorbs",
+    "xet_user_xorbs",
     "xet_files",
     "xet_file_xorbs",
     "repo_index",

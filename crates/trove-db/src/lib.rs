@@ -75,7 +75,7 @@ pub use tokens::{NewScope, ScopeTarget, Token, TokenMember, TokenRole, TokenScop
 pub use usage::RepoUsage;
 pub use users::User;
 pub use webhooks::{AttemptOutcome, Delivery, NewDelivery, Watched, Webhook, WebhookSpec};
-pub use xet::{LfsDownload, NewXorb, XetFile, XorbRecord};
+pub use xet::{LfsDownload, NewXorb, XetFile, XorbRecord, XorbViewer};
 
 pub use backend::Backend;
 pub use connect::{ConnectOptions, DatabaseUrl, InvalidDatabaseUrl, PostgresUrl, redact};

@@ -129,9 +129,9 @@ impl Db {
         })
     }
 
-    /// A page of xorbs (hash order, after `after`) created before `cutoff_ms`, and released
-    /// by compaction (if ever) at or before it, that no recorded file names, with their
-    /// stored size.
+    /// A page of xorbs (hash order, after `after`) created before `cutoff_ms`, released by
+    /// compaction (if ever) at or before it and last uploaded by a user (if ever) before it,
+    /// that no recorded file names, with their stored size.
     pub async fn unreferenced_xorbs_page(
         &self,
         after: &[u8; 32],
@@ -142,9 +142,11 @@ impl Db {
             let rows = sqlx::query(
                 "SELECT x.hash, x.stored_bytes FROM xet_xorbs x WHERE x.hash > $1 AND x.created_at < $2 \
                  AND COALESCE(x.released_at, 0) <= $3 AND NOT EXISTS (SELECT 1 FROM xet_file_xorbs fx WHERE fx.xorb = x.hash) \
-                 ORDER BY x.hash LIMIT $4",
+                 AND NOT EXISTS (SELECT 1 FROM xet_user_xorbs u WHERE u.hash = x.hash AND u.created_at >= $4) \
+                 ORDER BY x.hash LIMIT $5",
             )
             .bind(after.as_slice())
+            .bind(cutoff_ms)
             .bind(cutoff_ms)
             .bind(cutoff_ms)
             .bind(i64::from(limit))
@@ -162,9 +164,13 @@ impl Db {
     }
 
     /// Drops xorb `hash` from the indices — its chunk-index entries first, then the
-    /// repositories' references, then the xorb — if it is still older than `cutoff_ms`, was
-    /// not released by compaction after it, and no file names it. One transaction, so a file recorded concurrently either names it
-    /// first (and it stays) or finds it gone (and is refused, see [`Db::record_xet_file`]).
+    /// repositories' references and its uploaders' (once it is gone, a shard naming it is
+    /// refused like one naming an unknown xorb, whoever uploaded it), then the xorb — if it
+    /// is still older than `cutoff_ms`, was neither released by compaction nor uploaded by a
+    /// user after it (a client trusts what it uploaded for less than the grace period), and
+    /// no file names it. One transaction, so a file recorded concurrently either names it
+    /// first (and it stays) or finds it gone (and is refused, see [`Db::record_xet_file`]);
+    /// an upload likewise renews its row first (and it stays) or fails to link it.
     /// Returns the number of chunk-index entries dropped, or `None` when the xorb stays.
     pub async fn drop_xorb_if_unreferenced(
         &self,
@@ -176,9 +182,11 @@ impl Db {
             let still: Option<i32> = sqlx::query_scalar(
                 "SELECT 1 FROM xet_xorbs x WHERE x.hash = $1 AND x.created_at < $2 \
                  AND COALESCE(x.released_at, 0) <= $3 \
-                 AND NOT EXISTS (SELECT 1 FROM xet_file_xorbs fx WHERE fx.xorb = x.hash)",
+                 AND NOT EXISTS (SELECT 1 FROM xet_file_xorbs fx WHERE fx.xorb = x.hash) \
+                 AND NOT EXISTS (SELECT 1 FROM xet_user_xorbs u WHERE u.hash = x.hash AND u.created_at >= $4)",
             )
             .bind(hash.as_slice())
+            .bind(cutoff_ms)
             .bind(cutoff_ms)
             .bind(cutoff_ms)
             .fetch_optional(&mut *tx)
@@ -193,6 +201,7 @@ impl Db {
                 .rows_affected();
             for sql in [
                 "DELETE FROM xet_repo_xorbs WHERE hash = $1",
+                "DELETE FROM xet_user_xorbs WHERE hash = $1",
                 "DELETE FROM xet_xorbs WHERE hash = $1",
             ] {
                 sqlx::query(sql)

@@ -21,6 +21,17 @@ const REFERENCED_BY_REPO: &str = "(EXISTS (SELECT 1 FROM xet_repo_xorbs r JOIN r
      JOIN repo_lfs_objects l ON l.sha256 = f.sha256 JOIN repos o ON o.id = l.repo_id \
      WHERE fx.xorb = x.hash AND o.namespace = (SELECT namespace FROM repos WHERE id = $2)))";
 
+/// Who asks about a xorb through the CAS: the token's repository, and the user the token
+/// was issued to (`None` for an anonymous reader). A xorb is visible to them when a
+/// repository of that repository's namespace references it (uploaded it, or has a file made
+/// of it linked), or when that user uploaded it (table `xet_user_xorbs`, migration 0030): the
+/// user sent its bytes, so naming it tells them nothing about anybody else's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XorbViewer {
+    pub repo_id: i64,
+    pub user_id: Option<i64>,
+}
+
 /// A stored xorb as the index describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XorbRecord {
@@ -179,6 +190,125 @@ impl Db {
         })
     }
 
+    /// Records an accepted CAS upload of stored xorb `hash`: repository `viewer.repo_id`
+    /// references it, and user `viewer.user_id` (if any) uploaded it at `now_ms` (their last
+    /// upload of it, which garbage collection counts its grace period from), in one
+    /// transaction. Returns whether the repository's link is new. Fails with `NotFound` if
+    /// the xorb is not recorded (garbage collection dropped it meanwhile).
+    pub async fn link_uploaded_xorb(
+        &self,
+        viewer: XorbViewer,
+        hash: &[u8; 32],
+        now_ms: i64,
+    ) -> Result<bool> {
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let linked = insert_repo_xorb(Conn::from(&mut *tx), viewer.repo_id, hash, now_ms).await?;
+            if let Some(user_id) = viewer.user_id {
+                sqlx::query(
+                    "INSERT INTO xet_user_xorbs (user_id, hash, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (user_id, hash) DO UPDATE SET created_at = excluded.created_at \
+                     WHERE xet_user_xorbs.created_at < excluded.created_at",
+                )
+                .bind(user_id)
+                .bind(hash.as_slice())
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::error::constraint_error("user xorb link", "user or xorb"))?;
+            }
+            tx.commit().await?;
+            Ok(linked)
+        })
+    }
+
+    /// Whether user `user_id` uploaded stored xorb `hash` through the CAS.
+    pub async fn user_uploaded_xorb(&self, user_id: i64, hash: &[u8; 32]) -> Result<bool> {
+        with_pool!(self, pool => {
+            let found: Option<i32> = sqlx::query_scalar(
+                "SELECT 1 FROM xet_user_xorbs WHERE user_id = $1 AND hash = $2",
+            )
+            .bind(user_id)
+            .bind(hash.as_slice())
+            .fetch_optional(pool)
+            .await?;
+            Ok(found.is_some())
+        })
+    }
+
+    /// The stored size of a xorb visible to `viewer` (see [`XorbViewer`]); `None` whether the
+    /// xorb is unknown or held for others only.
+    pub async fn visible_xorb_stored_bytes(
+        &self,
+        viewer: XorbViewer,
+        hash: &[u8; 32],
+    ) -> Result<Option<u64>> {
+        with_pool!(self, pool => {
+            // A NULL user matches no row: a token without a user sees what its namespace does.
+            let n: Option<i64> = sqlx::query_scalar(&format!(
+                "SELECT x.stored_bytes FROM xet_xorbs x WHERE x.hash = $1 AND ({REFERENCED_BY_REPO} \
+                 OR EXISTS (SELECT 1 FROM xet_user_xorbs u WHERE u.hash = x.hash AND u.user_id = $3))"
+            ))
+            .bind(hash.as_slice())
+            .bind(viewer.repo_id)
+            .bind(viewer.user_id)
+            .fetch_optional(pool)
+            .await?;
+            n.map(|n| from_sql("xorb stored bytes", n)).transpose()
+        })
+    }
+
+    /// [`Db::xorb_indices`] limited to the xorbs visible to `viewer` (see [`XorbViewer`]).
+    pub async fn visible_xorb_indices(
+        &self,
+        viewer: XorbViewer,
+        hashes: &[[u8; 32]],
+    ) -> Result<HashMap<[u8; 32], Vec<u8>>> {
+        let mut found = self.repo_xorb_indices(viewer.repo_id, hashes).await?;
+        let Some(user_id) = viewer.user_id else {
+            return Ok(found);
+        };
+        let missing: Vec<[u8; 32]> = hashes
+            .iter()
+            .filter(|h| !found.contains_key(*h))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            found.extend(self.user_xorb_indices(user_id, &missing).await?);
+        }
+        Ok(found)
+    }
+
+    /// [`Db::xorb_indices`] limited to the xorbs user `user_id` uploaded.
+    async fn user_xorb_indices(
+        &self,
+        user_id: i64,
+        hashes: &[[u8; 32]],
+    ) -> Result<HashMap<[u8; 32], Vec<u8>>> {
+        with_pool!(self, pool => {
+            let mut out = HashMap::with_capacity(hashes.len());
+            for batch in hashes.chunks(HASHES_PER_QUERY) {
+                let mut q: QueryBuilder<'_, _> = QueryBuilder::new(
+                    "SELECT x.hash, x.chunk_index FROM xet_xorbs x \
+                     JOIN xet_user_xorbs u ON u.hash = x.hash WHERE u.user_id = ",
+                );
+                q.push_bind(user_id).push(" AND x.hash IN (");
+                let mut sep = q.separated(", ");
+                for h in batch {
+                    sep.push_bind(h.as_slice());
+                }
+                q.push(")");
+                for row in q.build().fetch_all(pool).await? {
+                    out.insert(
+                        hash_from_sql(row.try_get("hash")?)?,
+                        row.try_get("chunk_index")?,
+                    );
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// The stored size of a xorb visible to repository `repo_id` (referenced by a repository
     /// of its namespace); `None` whether the xorb is unknown or referenced elsewhere only.
     pub async fn repo_xorb_stored_bytes(
@@ -224,8 +354,9 @@ impl Db {
         })
     }
 
-    /// [`Db::xorb_indices`] limited to the xorbs visible to repository `repo_id`.
-    pub async fn repo_xorb_indices(
+    /// [`Db::xorb_indices`] limited to the xorbs visible to repository `repo_id` through its
+    /// namespace.
+    async fn repo_xorb_indices(
         &self,
         repo_id: i64,
         hashes: &[[u8; 32]],
@@ -659,6 +790,84 @@ mod tests {
         let found = db.xorb_indices(&[[1; 32], [2; 32]]).await.expect("q");
         assert_eq!(found.len(), 1);
         assert_eq!(found[&[1; 32]], vec![1; 40]);
+    }
+    }
+
+    crate::backend_tests! {
+    async fn a_user_sees_the_xorbs_they_uploaded_in_any_namespace_until_collected(db) {
+        let user = |name: &str| RepoName::parse(name).expect("name");
+        let alice = db.create_user(&user("alice"), None, false).await.expect("user").id;
+        let bob = db.create_user(&user("bob"), None, false).await.expect("user").id;
+        db.create_org(&user("acme"), None).await.expect("org");
+        let mut repos = Vec::new();
+        for (owner, ns) in [(alice, "alice"), (alice, "acme"), (bob, "bob")] {
+            let id = RepoId::new(user(ns), user("r"));
+            let created = db.create_repo(RepoType::Model, &id, true, owner, 1).await;
+            repos.push(created.expect("repo").id);
+        }
+        let (own, org, bobs) = (repos[0], repos[1], repos[2]);
+        let viewer = |repo_id, user_id| XorbViewer { repo_id, user_id };
+        let rec = XorbRecord {
+            stored_bytes: 10,
+            raw_bytes: 20,
+            num_chunks: 1,
+            chunk_index: vec![1; 40],
+        };
+        db.record_xorb(&[1; 32], &rec, &[[9; 32]], 1).await.expect("xorb");
+        assert!(
+            db.link_uploaded_xorb(viewer(own, Some(alice)), &[1; 32], 1)
+                .await
+                .expect("link")
+        );
+        let sees = async |v: XorbViewer| {
+            let size = db.visible_xorb_stored_bytes(v, &[1; 32]).await.expect("q");
+            let found = db.visible_xorb_indices(v, &[[1; 32], [2; 32]]).await.expect("q");
+            assert_eq!(size.is_some(), found.contains_key(&[1; 32]), "{v:?}");
+            assert!(!found.contains_key(&[2; 32]), "never an unrecorded xorb");
+            size.is_some()
+        };
+        // Alice sees her upload from a repository of another namespace (her organization's),
+        // which its namespace alone does not: her client names it from its cache.
+        assert!(sees(viewer(org, Some(alice))).await);
+        assert!(!sees(viewer(org, None)).await);
+        // Bob does not, from his repository, whatever he claims to know.
+        assert!(!sees(viewer(bobs, Some(bob))).await);
+        // The repository it went to is deleted: still hers.
+        assert!(db.delete_repo(own).await.expect("delete"));
+        assert!(sees(viewer(org, Some(alice))).await);
+        // Her uploads keep it through the grace period counted from the last one, never
+        // counted from an earlier one, and no longer.
+        for at in [5, 4] {
+            db.link_uploaded_xorb(viewer(org, Some(alice)), &[1; 32], at)
+                .await
+                .expect("upload again");
+        }
+        assert!(db.unreferenced_xorbs_page(&[0; 32], 5, 10).await.expect("q").is_empty());
+        assert_eq!(db.drop_xorb_if_unreferenced(&[1; 32], 5).await.expect("gc"), None);
+        assert_eq!(
+            db.unreferenced_xorbs_page(&[0; 32], 6, 10).await.expect("q"),
+            vec![([1; 32], 10)]
+        );
+        // Collected: her row goes with it, and a later upload of the same bytes by bob
+        // does not make it hers again.
+        assert_eq!(
+            db.drop_xorb_if_unreferenced(&[1; 32], 6).await.expect("gc"),
+            Some(1)
+        );
+        assert!(!db.user_uploaded_xorb(alice, &[1; 32]).await.expect("q"));
+        assert!(!sees(viewer(org, Some(alice))).await);
+        db.record_xorb(&[1; 32], &rec, &[[9; 32]], 7).await.expect("again");
+        db.link_uploaded_xorb(viewer(bobs, Some(bob)), &[1; 32], 7)
+            .await
+            .expect("link");
+        assert!(sees(viewer(bobs, Some(bob))).await);
+        assert!(!sees(viewer(org, Some(alice))).await);
+        // A link to a xorb that is not recorded (collected meanwhile) is refused.
+        assert!(matches!(
+            db.link_uploaded_xorb(viewer(org, Some(alice)), &[3; 32], 8).await,
+            Err(DbError::NotFound { .. })
+        ));
+        assert!(!db.user_uploaded_xorb(alice, &[3; 32]).await.expect("q"));
     }
     }
 

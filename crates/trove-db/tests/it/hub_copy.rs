@@ -66,7 +66,8 @@ async fn parents_are_copied_before_their_children() -> TestResult {
 }
 
 /// A small hub on a SQLite file: users (one admin), an org membership, tokens (one
-/// fine-grained, one revoked to leave a gap in the ids), a private repo with a like.
+/// fine-grained, one revoked to leave a gap in the ids), a private repo with a like, a xorb
+/// its owner uploaded to it.
 async fn populated_source(dir: &std::path::Path) -> Result<Db, Box<dyn std::error::Error>> {
     let db = Db::open(&dir.join("trove.db")).await?;
     let alice = db
@@ -105,6 +106,19 @@ async fn populated_source(dir: &std::path::Path) -> Result<Db, Box<dyn std::erro
     db.revoke_token(alice.id, "last").await?;
     db.like(bob.id, repo.id, 2_000).await?;
     db.record_lfs_object(&oid(7), 42, 3_000).await?;
+    // A xorb alice uploaded to her repository: its chunk, her repository's link and hers.
+    let xorb = trove_db::XorbRecord {
+        stored_bytes: 10,
+        raw_bytes: 20,
+        num_chunks: 1,
+        chunk_index: vec![1; 40],
+    };
+    db.record_xorb(&[4; 32], &xorb, &[[5; 32]], 4_000).await?;
+    let uploader = trove_db::XorbViewer {
+        repo_id: repo.id,
+        user_id: Some(alice.id),
+    };
+    db.link_uploaded_xorb(uploader, &[4; 32], 4_000).await?;
     Ok(db)
 }
 
@@ -150,6 +164,10 @@ async fn a_hub_is_copied_with_its_ids_types_counts_and_sequences() -> TestResult
         .await?
         .expect("repo copied");
     assert!(repo.private);
+    assert!(
+        pg.user_uploaded_xorb(b.id, &[4; 32]).await?,
+        "the uploader's xorb (BYTEA) is still hers"
+    );
     let (_, owner) = pg
         .token_owner_by_hash(&[2; 32], trove_db::unix_now_ms())
         .await?

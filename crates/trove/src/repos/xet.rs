@@ -1,10 +1,12 @@
 //! The Xet chunk store as repositories use it: storing a xorb for a repository, registering
-//! the files of a shard, and the rule that scopes both — a repository sees only the xorbs
-//! referenced by its namespace's repositories (uploaded for one, or making up a file linked to
-//! one), so that knowing a hash never confirms that another owner holds the bytes. The
-//! namespace is the unit because the client reuses xorbs it uploaded earlier (to any repo)
-//! without sending them again, and whoever may write to a repository of a namespace is its
-//! owner or a member of its organization.
+//! the files of a shard, and the rule that scopes both — a CAS token sees only the xorbs
+//! referenced by its repository's namespace (uploaded for one of its repositories, or making
+//! up a file linked to one) and the xorbs its user uploaded, so that knowing a hash never
+//! confirms that another owner holds the bytes. The namespace is a unit because whoever may
+//! write to a repository of a namespace is its owner or a member of its organization. The
+//! user is the other, because the client reuses every xorb it uploaded earlier — to any
+//! repository, of any namespace, since deleted or not — without sending it again: the user
+//! sent those bytes, so naming them again tells them nothing.
 
 use crate::clock::now_ms;
 use crate::context::Context;
@@ -15,32 +17,34 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use std::io;
 use std::time::Instant;
-use trove_db::{XetFile, XorbRecord};
+use trove_db::{XetFile, XorbRecord, XorbViewer};
 use trove_types::Sha256Hex;
 use trove_xet::XetHash;
 use trove_xet::plan;
 use trove_xet::shard::{self, ShardError, ShardFile};
 use trove_xet::xorb::{self, XorbError, XorbIndex};
 
-/// Stores xorb `hash` for repository `repo_id` from an upload `body`, after checking that the
-/// bytes are a valid xorb with that hash. Returns whether the repository did not reference
-/// it before. A xorb the server already holds for other repositories is read and checked all
+/// Stores xorb `hash` for the repository of `uploader` from an upload `body`, after checking
+/// that the bytes are a valid xorb with that hash, and records that the uploader's user sent
+/// it (now: the client trusts it from now on). Returns whether the repository did not
+/// reference it before. A xorb the server already holds for others is read and checked all
 /// the same (the upload proves the client has the bytes) and then linked, never answered
-/// from what other repositories hold.
-pub async fn store_xorb<S>(state: &Context, repo_id: i64, hash: XetHash, body: S) -> ApiResult<bool>
+/// from what others hold; the body is skipped only when the same user sent it before.
+pub async fn store_xorb<S>(
+    state: &Context,
+    uploader: XorbViewer,
+    hash: XetHash,
+    body: S,
+) -> ApiResult<bool>
 where
     S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin + 'static,
 {
     let raw = hash.to_bytes();
-    // A xorb garbage collection has moved aside is missing, whatever the index says.
-    if state
-        .db
-        .repo_xorb_stored_bytes(repo_id, &raw)
-        .await?
-        .is_some()
+    if sent_before(state, uploader, &raw).await?
+        // A xorb garbage collection has moved aside is missing, whatever the index says.
         && state.store.has_xorb(&hash.hex()).await?
     {
-        return Ok(false);
+        return link(state, uploader, hash, now_ms()).await;
     }
     let clock = Instant::now();
     // Validated while it arrives, from the same pieces the staging file gets: no second
@@ -92,9 +96,36 @@ where
             "xet.xorb_stored"
         );
     }
-    let linked = state.db.link_repo_xorb(repo_id, &raw, now).await?;
-    tracing::info!(xorb = %hash, repo_id, linked, "xet.xorb_linked");
+    link(state, uploader, hash, now).await
+}
+
+/// Links stored xorb `hash` to the uploader's repository and user; whether the repository's
+/// link is new.
+async fn link(state: &Context, uploader: XorbViewer, hash: XetHash, now: i64) -> ApiResult<bool> {
+    let linked = state
+        .db
+        .link_uploaded_xorb(uploader, &hash.to_bytes(), now)
+        .await?;
+    let (repo_id, user_id) = (uploader.repo_id, uploader.user_id);
+    tracing::info!(xorb = %hash, repo_id, user_id, linked, "xet.xorb_linked");
     Ok(linked)
+}
+
+/// Whether the uploader sent xorb `raw` before, so that this upload's body need not be
+/// checked again: their user did (whichever repository it went to), or, for a token naming
+/// no user, a repository of its namespace did. A user who only sees the xorb through a
+/// namespace sends the bytes, checked like any upload, before it counts as theirs: a member
+/// of an organization must not keep, in every namespace they write to, a xorb they never
+/// sent.
+async fn sent_before(state: &Context, uploader: XorbViewer, raw: &[u8; 32]) -> ApiResult<bool> {
+    Ok(match uploader.user_id {
+        Some(user_id) => state.db.user_uploaded_xorb(user_id, raw).await?,
+        None => state
+            .db
+            .repo_xorb_stored_bytes(uploader.repo_id, raw)
+            .await?
+            .is_some(),
+    })
 }
 
 /// A xorb body passed on to the store.
@@ -159,22 +190,27 @@ impl io::Read for PieceReader {
     }
 }
 
-/// The stored size of xorb `hash` if it is visible to repository `repo_id`; `None` whether
-/// it is unknown or held for other namespaces only.
-pub async fn xorb_size(state: &Context, repo_id: i64, hash: &XetHash) -> ApiResult<Option<u64>> {
+/// The stored size of xorb `hash` if it is visible to `viewer`; `None` whether it is unknown
+/// or held for others only.
+pub async fn xorb_size(
+    state: &Context,
+    viewer: XorbViewer,
+    hash: &XetHash,
+) -> ApiResult<Option<u64>> {
     Ok(state
         .db
-        .repo_xorb_stored_bytes(repo_id, &hash.to_bytes())
+        .visible_xorb_stored_bytes(viewer, &hash.to_bytes())
         .await?)
 }
 
 /// New files of one shard rebuilt and hashed at once.
 const VERIFY_AT_ONCE: usize = 2;
 
-/// Checks every file of a shard against the xorbs visible to repository `repo_id`, rebuilds
-/// and hashes the new ones, then records them all as LFS objects of that repository. Nothing
-/// is recorded unless every file checks out. Returns whether any file was new.
-pub async fn register_shard(state: &Context, repo_id: i64, bytes: Bytes) -> ApiResult<bool> {
+/// Checks every file of a shard against the xorbs visible to `viewer`, rebuilds and hashes
+/// the new ones, then records them all as LFS objects of the viewer's repository. Nothing is
+/// recorded unless every file checks out. Returns whether any file was new.
+pub async fn register_shard(state: &Context, viewer: XorbViewer, bytes: Bytes) -> ApiResult<bool> {
+    let repo_id = viewer.repo_id;
     let shard_bytes = bytes.len();
     let files = tokio::task::spawn_blocking(move || shard::parse(&bytes))
         .await?
@@ -195,10 +231,11 @@ pub async fn register_shard(state: &Context, repo_id: i64, bytes: Bytes) -> ApiR
         .collect();
     wanted.sort_unstable();
     wanted.dedup();
-    // A xorb not visible to the repository is missing as far as this shard is concerned.
+    // A xorb not visible to the viewer is missing as far as this shard is concerned, and
+    // so is one garbage collection dropped, whoever uploaded it.
     let xorbs = state
         .db
-        .repo_xorb_indices(repo_id, &wanted)
+        .visible_xorb_indices(viewer, &wanted)
         .await?
         .into_iter()
         .map(|(h, blob)| {

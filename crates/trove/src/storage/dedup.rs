@@ -11,14 +11,15 @@
 //!
 //! Scope: only files linked to the querying token's repository (`dedup_scope = "repo"`, the
 //! default) or to a repository of its namespace (`"namespace"`) are considered, and xorbs
-//! uploaded to those, so an answer never confirms bytes held for anybody else. A chunk found
-//! only outside the scope, or not a chunk clients ask about, gets the same "no match" as an
-//! unknown one.
+//! uploaded to those or by the token's user, so an answer never confirms bytes held for
+//! anybody else. A chunk found only outside the scope, or not a chunk clients ask about, gets
+//! the same "no match" as an unknown one.
 
 use crate::config::DedupScope;
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
 use std::time::Duration;
+use trove_db::XorbViewer;
 use trove_xet::XetHash;
 use trove_xet::dedup;
 use trove_xet::shard::decode_terms;
@@ -32,15 +33,16 @@ const CANDIDATE_FILES: u32 = 16;
 /// Largest answer, in shard bytes (the protocol's shard size).
 const MAX_ANSWER_BYTES: u64 = 64 << 20;
 
-/// The answer to a global-dedup query for `chunk` from repository `repo_id`, asked with a
-/// token that may (`may_write`) or may not upload to it: a keyed shard, or `None` for "no
-/// match".
+/// The answer to a global-dedup query for `chunk` from `viewer` (a token's repository and
+/// user), asked with a token that may (`may_write`) or may not upload to it: a keyed shard,
+/// or `None` for "no match".
 pub async fn answer(
     state: &Context,
-    repo_id: i64,
+    viewer: XorbViewer,
     may_write: bool,
     chunk: &XetHash,
 ) -> ApiResult<Option<Vec<u8>>> {
+    let repo_id = viewer.repo_id;
     let raw = chunk.to_bytes();
     let Some(at) = state.db.chunk_locations(&[raw]).await?.remove(&raw) else {
         return Ok(None);
@@ -71,10 +73,7 @@ pub async fn answer(
         // has no use for it, and it describes bytes no commit has published yet.
         None if may_write
             && (at.index == 0 || dedup::is_key_chunk(chunk))
-            && state
-                .db
-                .xorb_uploaded_to(&at.xorb, repo_id, namespace_wide)
-                .await? => {}
+            && uploaded_in_scope(state, viewer, &at.xorb, namespace_wide).await? => {}
         None => return Ok(None),
     }
     let wanted: Vec<[u8; 32]> = order.iter().map(XetHash::to_bytes).collect();
@@ -103,4 +102,27 @@ pub async fn answer(
     .map_err(ApiError::internal)?;
     tracing::info!(chunk = %chunk, repo_id, xorbs = n, bytes = shard.len(), "storage.dedup_answered");
     Ok(Some(shard))
+}
+
+/// Whether xorb `xorb` was uploaded to the viewer's repository (or, `namespace_wide`, to a
+/// repository of its namespace), or by the viewer's user to any repository: a retry of an
+/// upload cut short may come through another repository's token, and the user sent those
+/// bytes themselves.
+async fn uploaded_in_scope(
+    state: &Context,
+    viewer: XorbViewer,
+    xorb: &[u8; 32],
+    namespace_wide: bool,
+) -> ApiResult<bool> {
+    if state
+        .db
+        .xorb_uploaded_to(xorb, viewer.repo_id, namespace_wide)
+        .await?
+    {
+        return Ok(true);
+    }
+    Ok(match viewer.user_id {
+        Some(user_id) => state.db.user_uploaded_xorb(user_id, xorb).await?,
+        None => false,
+    })
 }

@@ -12,9 +12,11 @@
 //!    file and chunk-index entry moves to it in one transaction, and the old xorb is
 //!    released — swept like any unreferenced xorb once the grace period has passed since
 //!    (`storage::compact`).
-//! 4. **Sweep** xorbs no remaining file names and older than the grace period: the file is
-//!    moved aside, then one transaction removes its chunk-index entries first (so no new
-//!    upload dedups against it), its references and its record — only if still unreferenced.
+//! 4. **Sweep** xorbs no remaining file names, older than the grace period and not uploaded
+//!    by a user within it (the client names what it uploaded from its cache, to any
+//!    repository, for less than that): the file is moved aside, then one transaction
+//!    removes its chunk-index entries first (so no new upload dedups against it), its
+//!    repositories' and uploaders' references and its record — only if still unreferenced.
 //!    The file is then deleted, or put back if the transaction found it referenced again.
 //!    A run that stops midway leaves moved-aside xorbs; the next run puts back those still
 //!    recorded and deletes the rest.

@@ -24,3 +24,4 @@ mod storage_lfs_files;
 mod token_cache;
 mod web;
 mod webhooks;
+mod xet_uploads;

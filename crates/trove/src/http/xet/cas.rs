@@ -6,8 +6,8 @@
 //! - `GET /v1|v2/reconstructions/{file}`: the terms and signed fetch URLs for a file (or a
 //!   `Range` of it) the token's repository may read.
 //! - `GET /fetch/{xorb}`: stored xorb bytes, only within the signed range.
-//! - `HEAD` on xorbs and files, answered only about what the token's repository references
-//!   (`repos::xet`).
+//! - `HEAD` on xorbs and files, answered only about what the token's repository's namespace
+//!   references or its user uploaded (`repos::xet`).
 //! - `GET /v1/chunks/default/{hash}` (or `default-merkledb`): global dedup, scoped the same way
 //!   (`storage::dedup`).
 
@@ -77,12 +77,13 @@ pub async fn upload_xorb(
     check_prefix(&prefix)?;
     let hash = parse_hash(&hash)?;
     let body = body.into_data_stream().map_err(io::Error::other);
-    let was_inserted = xet_store::store_xorb(&state, grant.repo_id, hash, body).await?;
+    let was_inserted = xet_store::store_xorb(&state, grant.viewer(), hash, body).await?;
     Ok(Json(XorbUploaded { was_inserted }))
 }
 
-/// `HEAD /v1/xorbs/default/{hash}`: 200 only for a xorb the token's repository references;
-/// one held for other repositories alone is 404, exactly like an unknown one.
+/// `HEAD /v1/xorbs/default/{hash}`: 200 only for a xorb the token's repository's namespace
+/// references or the token's user uploaded; one held for others alone is 404, exactly like
+/// an unknown one.
 pub async fn head_xorb(
     State(state): State<AppState>,
     grant: CasGrant,
@@ -90,7 +91,7 @@ pub async fn head_xorb(
 ) -> ApiResult<Response> {
     check_prefix(&prefix)?;
     let hash = parse_hash(&hash)?;
-    match xet_store::xorb_size(&state, grant.repo_id, &hash).await? {
+    match xet_store::xorb_size(&state, grant.viewer(), &hash).await? {
         Some(n) => Ok(([(header::CONTENT_LENGTH, n.to_string())], StatusCode::OK).into_response()),
         None => Ok(StatusCode::NOT_FOUND.into_response()),
     }
@@ -110,7 +111,7 @@ pub async fn upload_shard(
 ) -> ApiResult<Json<ShardRegistered>> {
     grant.require_write()?;
     let bytes = read_shard_body(body).await?;
-    let inserted = xet_store::register_shard(&state, grant.repo_id, bytes).await?;
+    let inserted = xet_store::register_shard(&state, grant.viewer(), bytes).await?;
     Ok(Json(ShardRegistered {
         result: u8::from(inserted),
     }))
@@ -137,7 +138,7 @@ pub async fn upload_shard_v2(
         if tx.send(frame(validating.clone())).await.is_err() {
             return;
         }
-        let work = xet_store::register_shard(&state, grant.repo_id, bytes);
+        let work = xet_store::register_shard(&state, grant.viewer(), bytes);
         tokio::pin!(work);
         let mut heartbeat = tokio::time::interval(SHARD_HEARTBEAT);
         heartbeat.tick().await;
@@ -535,7 +536,7 @@ pub async fn dedup_query(
     if !DEDUP_PREFIXES.contains(&prefix.as_str()) {
         return Ok(StatusCode::NOT_FOUND.into_response());
     }
-    match crate::storage::dedup::answer(&state, grant.repo_id, grant.may_write(), &hash).await? {
+    match crate::storage::dedup::answer(&state, grant.viewer(), grant.may_write(), &hash).await? {
         Some(shard) => {
             Ok(([(header::CONTENT_TYPE, "application/octet-stream")], shard).into_response())
         }

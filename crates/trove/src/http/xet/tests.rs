@@ -28,6 +28,8 @@ struct Fixture {
     repo_b: i64,
     /// A private repository of another owner, bob.
     repo_c: i64,
+    alice: i64,
+    bob: i64,
 }
 
 async fn fixture() -> Fixture {
@@ -94,14 +96,25 @@ async fn fixture_with(tweak: impl FnOnce(&mut Config)) -> Fixture {
         repo_a: ids[0],
         repo_b: ids[1],
         repo_c,
+        alice: alice.id,
+        bob: bob.id,
     }
 }
 
 impl Fixture {
+    /// A token naming no user (the namespace rule alone).
     fn token(&self, repo_id: i64, scope: Scope) -> String {
+        self.token_as(repo_id, scope, None)
+    }
+
+    fn token_as(&self, repo_id: i64, scope: Scope, user_id: Option<i64>) -> String {
         token::issue(
             &self.state.signer,
-            CasGrant { repo_id, scope },
+            CasGrant {
+                repo_id,
+                scope,
+                user_id,
+            },
             crate::clock::now_secs() + 600,
         )
     }
@@ -359,6 +372,7 @@ async fn tokens_are_checked() {
         CasGrant {
             repo_id: f.repo_a,
             scope: Scope::Write,
+            user_id: None,
         },
         1,
     );
@@ -753,6 +767,47 @@ async fn an_upload_cut_short_answers_its_uploaders_retry_from_another_machine() 
     );
     assert_eq!(
         dedup(&f, f.repo_c, &chunks[0]).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn an_upload_cut_short_answers_its_uploader_from_any_repository_and_nobody_else() {
+    use trove_xet::dedup::testing::client_lookup;
+    let f = fixture().await;
+    let u = upload();
+    // Alice's upload to her repository, cut short before its shard.
+    let w = f.token_as(f.repo_a, Scope::Write, Some(f.alice));
+    let (s, _, _) = f
+        .call(
+            Method::POST,
+            &xorb_uri(&u.xorb),
+            Some(&w),
+            &[],
+            u.xorb_bytes.clone(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let chunks = chunk_hashes(&u);
+    // Her retry may go to a repository of another owner (a pull request to bob's): her
+    // writer's query finds what she sent. Bob's, and a token naming no user, do not.
+    let alice_at_c = f.token_as(f.repo_c, Scope::Write, Some(f.alice));
+    let (s, body) = dedup_as(&f, &alice_at_c, &chunks[0]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(client_lookup(&body, &chunks), Some((3, u.xorb, 0, 3)));
+    let bob_at_c = f.token_as(f.repo_c, Scope::Write, Some(f.bob));
+    assert_eq!(
+        dedup_as(&f, &bob_at_c, &chunks[0]).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        dedup(&f, f.repo_c, &chunks[0]).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // A reader learns nothing of it, even hers.
+    let alice_reads = f.token_as(f.repo_c, Scope::Read, Some(f.alice));
+    assert_eq!(
+        dedup_as(&f, &alice_reads, &chunks[0]).await.0,
         StatusCode::NOT_FOUND
     );
 }

@@ -1,6 +1,7 @@
 //! CAS access tokens: short-lived, signed by the server, scoped to one repository and to
-//! read or write. The Hub endpoints `xet-{read,write}-token` hand them out after checking
-//! the caller's Hub permissions; every CAS request presents one as a Bearer token.
+//! read or write, and naming the user they were issued to (none for an anonymous reader).
+//! The Hub endpoints `xet-{read,write}-token` hand them out after checking the caller's Hub
+//! permissions; every CAS request presents one as a Bearer token.
 
 use crate::auth::Caller;
 use crate::clock::now_secs;
@@ -15,10 +16,18 @@ use axum::http::HeaderValue;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use trove_db::XorbViewer;
 
 /// How long a CAS token lives; the client refreshes through the same route before expiry.
 pub const CAS_TOKEN_TTL_SECS: u64 = 3600;
-const TOKEN_PREFIX: &str = "xet1";
+/// Tokens naming their user: `xet2.{repo}.{user or -}.{scope}.{exp}.{sig}`.
+const TOKEN_PREFIX: &str = "xet2";
+/// Tokens from before tokens named their user, `xet1.{repo}.{scope}.{exp}.{sig}`: accepted
+/// until they expire (an hour), as user-less grants, so that an upgrade or a node of an
+/// older version does not break uploads under way.
+const USERLESS_PREFIX: &str = "xet1";
+/// The user field of a token issued to nobody.
+const NO_USER: &str = "-";
 
 /// What a CAS token allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +52,13 @@ impl Scope {
     }
 }
 
-/// A verified CAS token: the bearer may act on `repo_id` within `scope` (write implies read).
+/// A verified CAS token: the bearer may act on `repo_id` within `scope` (write implies
+/// read), for user `user_id` (`None`: an anonymous reader, or an older token).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CasGrant {
     pub repo_id: i64,
     pub scope: Scope,
+    pub user_id: Option<i64>,
 }
 
 impl CasGrant {
@@ -61,43 +72,56 @@ impl CasGrant {
             Scope::Read => Err(ApiError::Forbidden("This CAS token is read-only".into())),
         }
     }
-}
 
-fn signed_fields(repo_id: &str, scope: &str) -> [String; 3] {
-    ["xet-cas".to_owned(), repo_id.to_owned(), scope.to_owned()]
+    /// Who asks about xorbs with this token (`repos::xet`'s visibility rule).
+    pub fn viewer(&self) -> XorbViewer {
+        XorbViewer {
+            repo_id: self.repo_id,
+            user_id: self.user_id,
+        }
+    }
 }
 
 /// Issue a token for `grant` expiring at `exp` (unix seconds).
 pub fn issue(signer: &UrlSigner, grant: CasGrant, exp: u64) -> String {
     let repo = grant.repo_id.to_string();
-    let fields = signed_fields(&repo, grant.scope.as_str());
-    let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
-    let sig = signer.sign(&refs, exp);
-    format!("{TOKEN_PREFIX}.{repo}.{}.{exp}.{sig}", grant.scope.as_str())
+    let user = grant
+        .user_id
+        .map_or_else(|| NO_USER.to_owned(), |id| id.to_string());
+    let scope = grant.scope.as_str();
+    let sig = signer.sign(&["xet-cas-2", &repo, &user, scope], exp);
+    format!("{TOKEN_PREFIX}.{repo}.{user}.{scope}.{exp}.{sig}")
 }
 
 /// Check a presented token: well formed, signed by us, not expired.
 pub fn verify(signer: &UrlSigner, token: &str, now: u64) -> Option<CasGrant> {
-    let mut parts = token.split('.');
-    let (prefix, repo, scope, exp, sig) = (
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    );
-    if prefix != TOKEN_PREFIX || parts.next().is_some() {
-        return None;
-    }
+    let parts: Vec<&str> = token.split('.').collect();
+    let (repo, user, scope, exp, sig, signed) = match parts[..] {
+        [TOKEN_PREFIX, repo, user, scope, exp, sig] => (
+            repo,
+            Some(user),
+            scope,
+            exp,
+            sig,
+            vec!["xet-cas-2", repo, user, scope],
+        ),
+        [USERLESS_PREFIX, repo, scope, exp, sig] => {
+            (repo, None, scope, exp, sig, vec!["xet-cas", repo, scope])
+        }
+        _ => return None,
+    };
     let exp: u64 = exp.parse().ok()?;
-    let fields = signed_fields(repo, scope);
-    let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
-    if !signer.verify(&refs, exp, sig, now) {
+    if !signer.verify(&signed, exp, sig, now) {
         return None;
     }
+    let user_id = match user {
+        None | Some(NO_USER) => None,
+        Some(id) => Some(id.parse().ok()?),
+    };
     Some(CasGrant {
         repo_id: repo.parse().ok()?,
         scope: Scope::parse(scope)?,
+        user_id,
     })
 }
 
@@ -169,6 +193,7 @@ async fn token_endpoint(
         CasGrant {
             repo_id: repo.repo.id,
             scope,
+            user_id: caller.user().map(|u| u.id),
         },
         exp,
     );
@@ -196,6 +221,7 @@ mod tests {
         let grant = CasGrant {
             repo_id: 42,
             scope: Scope::Read,
+            user_id: None,
         };
         let token = issue(&signer, grant, 1000);
         assert_eq!(verify(&signer, &token, 999), Some(grant));
@@ -208,5 +234,36 @@ mod tests {
         assert_eq!(verify(&signer, &later, 999), None, "expiry is signed");
         assert_eq!(verify(&signer, "garbage", 0), None);
         assert_eq!(verify(&signer, &format!("{token}.x"), 999), None);
+    }
+
+    #[test]
+    fn the_user_is_signed_and_older_tokens_are_userless() {
+        let signer = UrlSigner::new(b"k".to_vec());
+        let grant = CasGrant {
+            repo_id: 42,
+            scope: Scope::Write,
+            user_id: Some(7),
+        };
+        let token = issue(&signer, grant, 1000);
+        assert_eq!(verify(&signer, &token, 999), Some(grant));
+        // Another user's xorbs cannot be claimed by editing the token, nor the user dropped.
+        let other_user = token.replacen(".7.", ".8.", 1);
+        assert_eq!(verify(&signer, &other_user, 999), None, "user is signed");
+        let no_user = token.replacen(".7.", ".-.", 1);
+        assert_eq!(verify(&signer, &no_user, 999), None, "user is signed");
+        // A token of the previous format, issued before an upgrade, names no user.
+        let sig = signer.sign(&["xet-cas", "42", "write"], 1000);
+        let older = format!("xet1.42.write.1000.{sig}");
+        assert_eq!(
+            verify(&signer, &older, 999),
+            Some(CasGrant {
+                user_id: None,
+                ..grant
+            })
+        );
+        assert_eq!(
+            verify(&signer, &older.replacen("xet1.", "xet2.", 1), 999),
+            None
+        );
     }
 }

@@ -1,0 +1,269 @@
+//! Xet uploads with the CAS tokens the Hub hands out, as a client with a warm cache makes
+//! them: it sends a shard naming xorbs it uploaded before, to any repository, and never
+//! those xorbs again. A token may name the xorbs its repository's namespace references and
+//! the ones its user uploaded — in any namespace, after the repository they went to is
+//! deleted — and nobody else's, until garbage collection takes them.
+
+use crate::app::TestApp;
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use trove::storage::gc;
+use trove_db::{OrgRole, TokenRole};
+use trove_types::RepoName;
+use trove_xet::shard::{ShardFile, Term, testing::build_shard};
+use trove_xet::xorb::testing::build_xorb;
+use trove_xet::{XetHash, hash};
+
+/// A xorb of three 20 KB chunks, and the shard entry of the file made of all of them.
+struct Upload {
+    xorb_bytes: Vec<u8>,
+    xorb: XetHash,
+    file: ShardFile,
+}
+
+/// Bytes that differ with `seed`: no two uploads share a chunk.
+fn upload(seed: u32) -> Upload {
+    let chunks: Vec<Vec<u8>> = (0..3u32)
+        .map(|i| {
+            (0..20_000u32)
+                .map(|j| ((seed * 104_729 + i * 7919 + j * 31) % 251) as u8)
+                .collect()
+        })
+        .collect();
+    let (xorb_bytes, xorb) = build_xorb(&chunks);
+    let hashes: Vec<XetHash> = chunks.iter().map(|c| hash::chunk_hash(c)).collect();
+    let sized: Vec<(XetHash, u64)> = hashes.iter().map(|h| (*h, 20_000)).collect();
+    let data = chunks.concat();
+    let file = ShardFile {
+        file_hash: hash::file_hash(&sized),
+        terms: vec![Term {
+            xorb,
+            chunk_start: 0,
+            chunk_end: 3,
+            unpacked_len: 60_000,
+        }],
+        verification: Some(vec![hash::range_hash(&hashes)]),
+        sha256: Some(Sha256::digest(&data).into()),
+    };
+    Upload {
+        xorb_bytes,
+        xorb,
+        file,
+    }
+}
+
+async fn create_repo(app: &TestApp, token: &str, repo: &str) {
+    let (namespace, name) = repo.split_once('/').expect("ns/name");
+    let r = app
+        .post("/api/repos/create")
+        .token(token)
+        .json(&json!({"name": name, "organization": namespace, "type": "model"}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "create {repo}: {:?}", r.error());
+}
+
+async fn delete_repo(app: &TestApp, token: &str, repo: &str) {
+    let (namespace, name) = repo.split_once('/').expect("ns/name");
+    let r = app
+        .request(Method::DELETE, "/api/repos/delete")
+        .token(token)
+        .json(&json!({"name": name, "organization": namespace, "type": "model"}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "delete {repo}: {:?}", r.error());
+}
+
+/// The CAS token `xet-{scope}-token` answers `token` for `repo`.
+async fn cas_token(app: &TestApp, token: &str, repo: &str, scope: &str) -> String {
+    let r = app
+        .get(&format!("/api/models/{repo}/xet-{scope}-token/main"))
+        .token(token)
+        .send()
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{scope} token for {repo}: {:?}",
+        r.error()
+    );
+    r.json()["accessToken"]
+        .as_str()
+        .expect("accessToken")
+        .to_owned()
+}
+
+fn xorb_uri(u: &Upload) -> String {
+    format!("/xet/v1/xorbs/default/{}", u.xorb.hex())
+}
+
+async fn post_xorb(app: &TestApp, cas: &str, u: &Upload, body: &[u8]) -> StatusCode {
+    app.post(&xorb_uri(u))
+        .token(cas)
+        .body(body.to_vec())
+        .send()
+        .await
+        .status
+}
+
+async fn head_xorb(app: &TestApp, cas: &str, u: &Upload) -> StatusCode {
+    app.request(Method::HEAD, &xorb_uri(u))
+        .token(cas)
+        .send()
+        .await
+        .status
+}
+
+/// Posts the shard of `u`'s file alone: its status, and its error message with the file
+/// and xorb hashes blanked (to compare refusals of different uploads).
+async fn post_shard(app: &TestApp, cas: &str, u: &Upload) -> (StatusCode, String) {
+    let r = app
+        .post("/xet/v1/shards")
+        .token(cas)
+        .body(build_shard(std::slice::from_ref(&u.file)))
+        .send()
+        .await;
+    let message = r
+        .error()
+        .1
+        .unwrap_or_default()
+        .replace(&u.file.file_hash.hex(), "<file>")
+        .replace(&u.xorb.hex(), "<xorb>");
+    (r.status, message)
+}
+
+/// Whether `u`'s file reads back through a read token of `repo`.
+async fn readable(app: &TestApp, token: &str, repo: &str, u: &Upload) -> bool {
+    let cas = cas_token(app, token, repo, "read").await;
+    let r = app
+        .get(&format!(
+            "/xet/v2/reconstructions/{}",
+            u.file.file_hash.hex()
+        ))
+        .token(&cas)
+        .send()
+        .await;
+    r.status == StatusCode::OK
+}
+
+/// What the server answers a shard naming a xorb it never held.
+async fn unknown_xorb_refusal(app: &TestApp, cas: &str) -> (StatusCode, String) {
+    let never_sent = upload(99);
+    post_shard(app, cas, &never_sent).await
+}
+
+#[tokio::test]
+async fn a_users_xorbs_serve_them_in_every_namespace_they_write_to_and_nobody_else() {
+    let app = TestApp::new().await;
+    let db = &app.state.db;
+    let alice = app.user("alice", TokenRole::Write).await;
+    let carol = app.user("carol", TokenRole::Write).await;
+    let bob = app.user("bob", TokenRole::Write).await;
+    let acme = db
+        .create_org(&RepoName::parse_namespace("acme").expect("name"), None)
+        .await
+        .expect("org");
+    for (name, role) in [("alice", OrgRole::Admin), ("carol", OrgRole::Write)] {
+        let user = db.user_by_name(name).await.expect("db").expect("user");
+        db.set_org_member(acme.id, user.id, role)
+            .await
+            .expect("member");
+    }
+    let u = upload(1);
+
+    // Alice uploads a file to a repository of hers, then deletes the repository.
+    create_repo(&app, &alice, "alice/first").await;
+    let cas = cas_token(&app, &alice, "alice/first", "write").await;
+    assert_eq!(
+        post_xorb(&app, &cas, &u, &u.xorb_bytes).await,
+        StatusCode::OK
+    );
+    assert_eq!(post_shard(&app, &cas, &u).await.0, StatusCode::OK);
+    delete_repo(&app, &alice, "alice/first").await;
+
+    // Her client, trusting its cache, sends only the shard to her organization's repository:
+    // accepted, and the file reads back there.
+    create_repo(&app, &alice, "acme/models").await;
+    let cas = cas_token(&app, &alice, "acme/models", "write").await;
+    assert_eq!(head_xorb(&app, &cas, &u).await, StatusCode::OK);
+    let (status, message) = post_shard(&app, &cas, &u).await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert!(readable(&app, &alice, "acme/models", &u).await);
+
+    // The same again after re-creating the deleted repository under its old name, whose
+    // namespace references nothing now.
+    create_repo(&app, &alice, "alice/first").await;
+    let cas = cas_token(&app, &alice, "alice/first", "write").await;
+    let (status, message) = post_shard(&app, &cas, &u).await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert!(readable(&app, &alice, "alice/first", &u).await);
+
+    // Bob, who never sent those bytes, learns nothing from their hash in a repository of
+    // his: HEAD and the shard answer exactly as for a xorb nobody ever sent.
+    create_repo(&app, &bob, "bob/mine").await;
+    let cas = cas_token(&app, &bob, "bob/mine", "write").await;
+    assert_eq!(head_xorb(&app, &cas, &u).await, StatusCode::NOT_FOUND);
+    let refused = post_shard(&app, &cas, &u).await;
+    assert_eq!(refused.0, StatusCode::BAD_REQUEST);
+    assert_eq!(refused, unknown_xorb_refusal(&app, &cas).await);
+    assert!(!readable(&app, &bob, "bob/mine", &u).await);
+
+    // Carol sees the xorb through her organization, where alice's file is linked; it is not
+    // hers for that: an upload of it must carry its bytes (a damaged body is refused), and
+    // only then does she name it from a repository of her own.
+    let cas = cas_token(&app, &carol, "acme/models", "write").await;
+    assert_eq!(head_xorb(&app, &cas, &u).await, StatusCode::OK);
+    create_repo(&app, &carol, "carol/own").await;
+    let own = cas_token(&app, &carol, "carol/own", "write").await;
+    assert_eq!(head_xorb(&app, &own, &u).await, StatusCode::NOT_FOUND);
+    let damaged = &u.xorb_bytes[..u.xorb_bytes.len() - 1];
+    assert_eq!(
+        post_xorb(&app, &cas, &u, damaged).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(head_xorb(&app, &own, &u).await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        post_xorb(&app, &cas, &u, &u.xorb_bytes).await,
+        StatusCode::OK
+    );
+    assert_eq!(head_xorb(&app, &own, &u).await, StatusCode::OK);
+    assert_eq!(post_shard(&app, &own, &u).await.0, StatusCode::OK);
+    assert!(readable(&app, &carol, "carol/own", &u).await);
+}
+
+#[tokio::test]
+async fn a_collected_xorb_is_refused_even_to_the_user_who_uploaded_it() {
+    let app = TestApp::new().await;
+    let alice = app.user("alice", TokenRole::Write).await;
+    let u = upload(2);
+    create_repo(&app, &alice, "alice/first").await;
+    let cas = cas_token(&app, &alice, "alice/first", "write").await;
+    // An upload cut short before its shard: no file names the xorb.
+    assert_eq!(
+        post_xorb(&app, &cas, &u, &u.xorb_bytes).await,
+        StatusCode::OK
+    );
+    create_repo(&app, &alice, "alice/second").await;
+    let second = cas_token(&app, &alice, "alice/second", "write").await;
+    assert_eq!(head_xorb(&app, &second, &u).await, StatusCode::OK);
+
+    // The sweep takes xorbs older than the cutoff (now, with no grace): one millisecond on.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let report = gc::collect(&app.state, 0, false).await.expect("gc");
+    assert_eq!(report.xorbs_deleted, 1);
+
+    // Her upload does not keep the xorb, nor let her name it once it is gone.
+    assert_eq!(head_xorb(&app, &second, &u).await, StatusCode::NOT_FOUND);
+    let refused = post_shard(&app, &second, &u).await;
+    assert_eq!(refused.0, StatusCode::BAD_REQUEST);
+    assert_eq!(refused, unknown_xorb_refusal(&app, &second).await);
+    // Sending the bytes again stores it anew, and the shard goes through.
+    assert_eq!(
+        post_xorb(&app, &second, &u, &u.xorb_bytes).await,
+        StatusCode::OK
+    );
+    assert_eq!(post_shard(&app, &second, &u).await.0, StatusCode::OK);
+    assert!(readable(&app, &alice, "alice/second", &u).await);
+}
