@@ -257,6 +257,32 @@ def test_xet_tokens_are_scoped_to_the_repo_and_its_readers(trove, client, hub, b
     assert hub.http.get(f"/xet/v2/reconstructions/{xet_hash}", headers=forged).status_code == 401
 
 
+def test_a_public_repos_tokens_see_none_of_the_namespaces_private_xorbs(trove, client, hub, bob, tmp_path):
+    private = hub.create_repo("xet-hidden", private=True)
+    random_file(tmp_path / "hidden.bin", 700_000)
+    client.py(UPLOAD, xet=True, args={"repo": private, "path": "hidden.bin", "local": str(tmp_path / "hidden.bin")})
+    public = hub.create_repo("xet-shown")
+    xet_hash = tree(hub, private)["hidden.bin"]["xetHash"]
+    owner_read = hub.http.get(f"/api/models/{private}/xet-read-token/main", headers=hub.auth(hub.token()))
+    rec = hub.http.get(f"/xet/v2/reconstructions/{xet_hash}",
+                       headers={"authorization": f"Bearer {owner_read.json()['accessToken']}"})
+    xorbs = sorted({t["hash"] for t in rec.json()["terms"]})
+    assert xorbs
+
+    def head_all(token_route: str, headers: dict) -> set[int]:
+        r = hub.http.get(token_route, headers=headers)
+        assert r.status_code == 200, r.text
+        cas = {"authorization": f"Bearer {r.json()['accessToken']}"}
+        return {hub.http.head(f"/xet/v1/xorbs/default/{x}", headers=cas).status_code for x in xorbs}
+
+    # The owner's token for the public repo sees what the namespace holds (they read it all).
+    assert head_all(f"/api/models/{public}/xet-read-token/main", hub.auth(hub.token())) == {200}
+    # Anyone's read token for it, and a contributor's write token (bob may open a pull
+    # request there), learn nothing: the private repo's xorbs answer as unknown ones.
+    assert head_all(f"/api/models/{public}/xet-read-token/main", {}) == {404}
+    assert head_all(f"/api/models/{public}/xet-write-token/main", hub.auth(bob.token)) == {404}
+
+
 def test_write_token_for_a_new_pr_and_read_only_tokens(hub, repo, admin_read_token):
     r = hub.http.get(f"/api/models/{repo}/xet-write-token/None?create_pr=1", headers=hub.auth(hub.token()))
     assert r.status_code == 200 and r.headers["x-xet-access-token"]

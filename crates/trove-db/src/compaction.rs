@@ -227,6 +227,7 @@ mod tests {
         let uploader = crate::XorbViewer {
             repo_id: repo,
             user_id: Some(owner),
+            whole_namespace: true,
         };
         db.link_uploaded_xorb(uploader, &[1; 32], 1)
             .await
@@ -283,7 +284,16 @@ mod tests {
         assert_eq!((found[&[8; 32]].xorb, found[&[8; 32]].index), ([2; 32], 0));
         // The repository that referenced the old xorb references the new one.
         assert_eq!(
-            db.repo_xorb_stored_bytes(repo, &[2; 32]).await.expect("q"),
+            db.visible_xorb_stored_bytes(
+                crate::XorbViewer {
+                    repo_id: repo,
+                    user_id: None,
+                    whole_namespace: false,
+                },
+                &[2; 32]
+            )
+            .await
+            .expect("q"),
             Some(10)
         );
         // So does the user who uploaded it, in any repository they write to.

@@ -12,24 +12,75 @@ use trove_types::Sha256Hex;
 /// Hashes per query in [`Db::xorb_indices`], well under SQLite's bound-parameter limit.
 const HASHES_PER_QUERY: usize = 500;
 
-/// Whether xorb `x` is visible to the repository whose id is parameter `$2`: some
-/// repository of the same namespace references it — uploaded it, or has a file made of it
-/// linked (see the 0007 migration).
-const REFERENCED_BY_REPO: &str = "(EXISTS (SELECT 1 FROM xet_repo_xorbs r JOIN repos o ON o.id = r.repo_id \
-     WHERE r.hash = x.hash AND o.namespace = (SELECT namespace FROM repos WHERE id = $2)) \
-     OR EXISTS (SELECT 1 FROM xet_file_xorbs fx JOIN xet_files f ON f.file_hash = fx.file_hash \
-     JOIN repo_lfs_objects l ON l.sha256 = f.sha256 JOIN repos o ON o.id = l.repo_id \
-     WHERE fx.xorb = x.hash AND o.namespace = (SELECT namespace FROM repos WHERE id = $2)))";
-
-/// Who asks about a xorb through the CAS: the token's repository, and the user the token
-/// was issued to (`None` for an anonymous reader). A xorb is visible to them when a
-/// repository of that repository's namespace references it (uploaded it, or has a file made
-/// of it linked), or when that user uploaded it (table `xet_user_xorbs`, migration 0030): the
+/// Who asks about a xorb through the CAS: the token's repository, the user the token was
+/// issued to (`None` for an anonymous reader), and whether that user may read every
+/// repository of the repository's namespace (`whole_namespace`: its owner, a member of its
+/// organization, a site administrator, through a token that reaches the namespace). A xorb is
+/// visible to them when it is referenced — uploaded for a repository, or making up a file
+/// linked to one — by their repository, or, `whole_namespace`, by any repository of its
+/// namespace; or when that user uploaded it (table `xet_user_xorbs`, migration 0030): the
 /// user sent its bytes, so naming it tells them nothing about anybody else's content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct XorbViewer {
     pub repo_id: i64,
     pub user_id: Option<i64>,
+    pub whole_namespace: bool,
+}
+
+/// Pushes the condition that xorb `x` is visible to `viewer` (see [`XorbViewer`]).
+fn push_visible_to<'a, DB>(q: &mut QueryBuilder<'a, DB>, viewer: XorbViewer)
+where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let in_reach = |q: &mut QueryBuilder<'a, DB>| {
+        if viewer.whole_namespace {
+            q.push("o.namespace = (SELECT namespace FROM repos WHERE id = ")
+                .push_bind(viewer.repo_id)
+                .push(")");
+        } else {
+            q.push("o.id = ").push_bind(viewer.repo_id);
+        }
+    };
+    q.push(
+        "(EXISTS (SELECT 1 FROM xet_repo_xorbs r JOIN repos o ON o.id = r.repo_id \
+         WHERE r.hash = x.hash AND ",
+    );
+    in_reach(q);
+    q.push(
+        ") OR EXISTS (SELECT 1 FROM xet_file_xorbs fx JOIN xet_files f ON f.file_hash = fx.file_hash \
+         JOIN repo_lfs_objects l ON l.sha256 = f.sha256 JOIN repos o ON o.id = l.repo_id \
+         WHERE fx.xorb = x.hash AND ",
+    );
+    in_reach(q);
+    // A NULL user matches no row: a token without a user sees what its reach shows.
+    q.push(") OR EXISTS (SELECT 1 FROM xet_user_xorbs u WHERE u.hash = x.hash AND u.user_id = ")
+        .push_bind(viewer.user_id)
+        .push("))");
+}
+
+/// The query for the chunk indices of the xorbs of `batch` that are recorded and, given a
+/// viewer, visible to it.
+fn indices_query<'a, DB>(batch: &'a [[u8; 32]], viewer: Option<XorbViewer>) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    &'a [u8]: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut q =
+        QueryBuilder::new("SELECT x.hash, x.chunk_index FROM xet_xorbs x WHERE x.hash IN (");
+    let mut sep = q.separated(", ");
+    for h in batch {
+        sep.push_bind(h.as_slice());
+    }
+    q.push(")");
+    if let Some(viewer) = viewer {
+        q.push(" AND ");
+        push_visible_to(&mut q, viewer);
+    }
+    q
 }
 
 /// A stored xorb as the index describes it.
@@ -160,17 +211,20 @@ impl Db {
 
     /// The chunk indices of those of `hashes` that are recorded.
     pub async fn xorb_indices(&self, hashes: &[[u8; 32]]) -> Result<HashMap<[u8; 32], Vec<u8>>> {
+        self.indices(hashes, None).await
+    }
+
+    /// The chunk indices of those of `hashes` that are recorded and, given a viewer, visible
+    /// to it, in batches of [`HASHES_PER_QUERY`].
+    async fn indices(
+        &self,
+        hashes: &[[u8; 32]],
+        viewer: Option<XorbViewer>,
+    ) -> Result<HashMap<[u8; 32], Vec<u8>>> {
         with_pool!(self, pool => {
             let mut out = HashMap::with_capacity(hashes.len());
             for batch in hashes.chunks(HASHES_PER_QUERY) {
-                let mut q: QueryBuilder<'_, _> =
-                    QueryBuilder::new("SELECT hash, chunk_index FROM xet_xorbs WHERE hash IN (");
-                let mut sep = q.separated(", ");
-                for h in batch {
-                    sep.push_bind(h.as_slice());
-                }
-                q.push(")");
-                for row in q.build().fetch_all(pool).await? {
+                for row in indices_query(batch, viewer).build().fetch_all(pool).await? {
                     out.insert(
                         hash_from_sql(row.try_get("hash")?)?,
                         row.try_get("chunk_index")?,
@@ -244,17 +298,12 @@ impl Db {
         hash: &[u8; 32],
     ) -> Result<Option<u64>> {
         with_pool!(self, pool => {
-            // A NULL user matches no row: a token without a user sees what its namespace does.
-            let n: Option<i64> = sqlx::query_scalar(&format!(
-                "SELECT x.stored_bytes FROM xet_xorbs x WHERE x.hash = $1 AND ({REFERENCED_BY_REPO} \
-                 OR EXISTS (SELECT 1 FROM xet_user_xorbs u WHERE u.hash = x.hash AND u.user_id = $3))"
-            ))
-            .bind(hash.as_slice())
-            .bind(viewer.repo_id)
-            .bind(viewer.user_id)
-            .fetch_optional(pool)
-            .await?;
-            n.map(|n| from_sql("xorb stored bytes", n)).transpose()
+            let mut q = QueryBuilder::new("SELECT x.stored_bytes FROM xet_xorbs x WHERE x.hash = ");
+            q.push_bind(hash.as_slice()).push(" AND ");
+            push_visible_to(&mut q, viewer);
+            let row = q.build().fetch_optional(pool).await?;
+            row.map(|row| from_sql("xorb stored bytes", row.try_get("stored_bytes")?))
+                .transpose()
         })
     }
 
@@ -264,68 +313,7 @@ impl Db {
         viewer: XorbViewer,
         hashes: &[[u8; 32]],
     ) -> Result<HashMap<[u8; 32], Vec<u8>>> {
-        let mut found = self.repo_xorb_indices(viewer.repo_id, hashes).await?;
-        let Some(user_id) = viewer.user_id else {
-            return Ok(found);
-        };
-        let missing: Vec<[u8; 32]> = hashes
-            .iter()
-            .filter(|h| !found.contains_key(*h))
-            .copied()
-            .collect();
-        if !missing.is_empty() {
-            found.extend(self.user_xorb_indices(user_id, &missing).await?);
-        }
-        Ok(found)
-    }
-
-    /// [`Db::xorb_indices`] limited to the xorbs user `user_id` uploaded.
-    async fn user_xorb_indices(
-        &self,
-        user_id: i64,
-        hashes: &[[u8; 32]],
-    ) -> Result<HashMap<[u8; 32], Vec<u8>>> {
-        with_pool!(self, pool => {
-            let mut out = HashMap::with_capacity(hashes.len());
-            for batch in hashes.chunks(HASHES_PER_QUERY) {
-                let mut q: QueryBuilder<'_, _> = QueryBuilder::new(
-                    "SELECT x.hash, x.chunk_index FROM xet_xorbs x \
-                     JOIN xet_user_xorbs u ON u.hash = x.hash WHERE u.user_id = ",
-                );
-                q.push_bind(user_id).push(" AND x.hash IN (");
-                let mut sep = q.separated(", ");
-                for h in batch {
-                    sep.push_bind(h.as_slice());
-                }
-                q.push(")");
-                for row in q.build().fetch_all(pool).await? {
-                    out.insert(
-                        hash_from_sql(row.try_get("hash")?)?,
-                        row.try_get("chunk_index")?,
-                    );
-                }
-            }
-            Ok(out)
-        })
-    }
-
-    /// The stored size of a xorb visible to repository `repo_id` (referenced by a repository
-    /// of its namespace); `None` whether the xorb is unknown or referenced elsewhere only.
-    pub async fn repo_xorb_stored_bytes(
-        &self,
-        repo_id: i64,
-        hash: &[u8; 32],
-    ) -> Result<Option<u64>> {
-        with_pool!(self, pool => {
-            let n: Option<i64> = sqlx::query_scalar(&format!(
-                "SELECT x.stored_bytes FROM xet_xorbs x WHERE x.hash = $1 AND {REFERENCED_BY_REPO}"
-            ))
-            .bind(hash.as_slice())
-            .bind(repo_id)
-            .fetch_optional(pool)
-            .await?;
-            n.map(|n| from_sql("xorb stored bytes", n)).transpose()
-        })
+        self.indices(hashes, Some(viewer)).await
     }
 
     /// Whether xorb `hash` was uploaded to repository `repo_id` (or, `namespace_wide`, to a
@@ -351,45 +339,6 @@ impl Db {
             .fetch_optional(pool)
             .await?;
             Ok(found.is_some())
-        })
-    }
-
-    /// [`Db::xorb_indices`] limited to the xorbs visible to repository `repo_id` through its
-    /// namespace.
-    async fn repo_xorb_indices(
-        &self,
-        repo_id: i64,
-        hashes: &[[u8; 32]],
-    ) -> Result<HashMap<[u8; 32], Vec<u8>>> {
-        with_pool!(self, pool => {
-            let mut out = HashMap::with_capacity(hashes.len());
-            for batch in hashes.chunks(HASHES_PER_QUERY) {
-                let mut q: QueryBuilder<'_, _> = QueryBuilder::new(
-                    "SELECT x.hash, x.chunk_index FROM xet_xorbs x WHERE x.hash IN (",
-                );
-                let mut sep = q.separated(", ");
-                for h in batch {
-                    sep.push_bind(h.as_slice());
-                }
-                // REFERENCED_BY_REPO, with the repository bound through the builder.
-                let (first, rest) = REFERENCED_BY_REPO
-                    .split_once("$2")
-                    .expect("two placeholders");
-                let (second, last) = rest.split_once("$2").expect("two placeholders");
-                q.push(") AND ")
-                    .push(first)
-                    .push_bind(repo_id)
-                    .push(second)
-                    .push_bind(repo_id)
-                    .push(last);
-                for row in q.build().fetch_all(pool).await? {
-                    out.insert(
-                        hash_from_sql(row.try_get("hash")?)?,
-                        row.try_get("chunk_index")?,
-                    );
-                }
-            }
-            Ok(out)
         })
     }
 
@@ -806,7 +755,12 @@ mod tests {
             repos.push(created.expect("repo").id);
         }
         let (own, org, bobs) = (repos[0], repos[1], repos[2]);
-        let viewer = |repo_id, user_id| XorbViewer { repo_id, user_id };
+        // Tokens that reach their whole namespace: the user rule is what this test is about.
+        let viewer = |repo_id, user_id| XorbViewer {
+            repo_id,
+            user_id,
+            whole_namespace: true,
+        };
         let rec = XorbRecord {
             stored_bytes: 10,
             raw_bytes: 20,
@@ -868,6 +822,58 @@ mod tests {
             Err(DbError::NotFound { .. })
         ));
         assert!(!db.user_uploaded_xorb(alice, &[3; 32]).await.expect("q"));
+    }
+    }
+
+    crate::backend_tests! {
+    async fn only_a_token_reaching_the_namespace_sees_its_other_repositories_xorbs(db) {
+        let alice = db
+            .create_user(&RepoName::parse("alice").expect("name"), None, false)
+            .await
+            .expect("user")
+            .id;
+        let secret = repo(&db, alice, "secret", true).await;
+        let public = repo(&db, alice, "public", false).await;
+        let rec = XorbRecord {
+            stored_bytes: 10,
+            raw_bytes: 20,
+            num_chunks: 1,
+            chunk_index: vec![1; 40],
+        };
+        // [1] uploaded for the private repository; [2] makes up a file linked to it.
+        for h in [[1; 32], [2; 32]] {
+            db.record_xorb(&h, &rec, &[h], 1).await.expect("xorb");
+        }
+        let uploader = XorbViewer {
+            repo_id: secret,
+            user_id: Some(alice),
+            whole_namespace: true,
+        };
+        db.link_uploaded_xorb(uploader, &[1; 32], 1).await.expect("link");
+        let file = XetFile {
+            file_hash: [7; 32],
+            size: 5,
+            sha256: sha('b'),
+            terms: vec![0; 44],
+        };
+        db.record_xet_file(secret, &file, &[[2; 32]], 1).await.expect("file");
+        let sees = async |repo_id, whole_namespace| {
+            // Bob's token: his user uploaded neither.
+            let v = XorbViewer { repo_id, user_id: Some(alice + 100), whole_namespace };
+            let found = db.visible_xorb_indices(v, &[[1; 32], [2; 32]]).await.expect("q");
+            for h in [[1; 32], [2; 32]] {
+                let size = db.visible_xorb_stored_bytes(v, &h).await.expect("q");
+                assert_eq!(size.is_some(), found.contains_key(&h), "{v:?}");
+            }
+            found.len()
+        };
+        // Their own repository's token sees both, whatever its reach.
+        assert_eq!(sees(secret, false).await, 2);
+        assert_eq!(sees(secret, true).await, 2);
+        // The public repository's: only when it reaches the namespace (a member's), not
+        // when it reaches that repository alone (an anonymous reader's, a contributor's).
+        assert_eq!(sees(public, true).await, 2);
+        assert_eq!(sees(public, false).await, 0);
     }
     }
 

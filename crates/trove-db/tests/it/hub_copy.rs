@@ -117,6 +117,7 @@ async fn populated_source(dir: &std::path::Path) -> Result<Db, Box<dyn std::erro
     let uploader = trove_db::XorbViewer {
         repo_id: repo.id,
         user_id: Some(alice.id),
+        whole_namespace: true,
     };
     db.link_uploaded_xorb(uploader, &[4; 32], 4_000).await?;
     Ok(db)

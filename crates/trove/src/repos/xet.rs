@@ -1,12 +1,12 @@
 //! The Xet chunk store as repositories use it: storing a xorb for a repository, registering
 //! the files of a shard, and the rule that scopes both — a CAS token sees only the xorbs
-//! referenced by its repository's namespace (uploaded for one of its repositories, or making
-//! up a file linked to one) and the xorbs its user uploaded, so that knowing a hash never
-//! confirms that another owner holds the bytes. The namespace is a unit because whoever may
-//! write to a repository of a namespace is its owner or a member of its organization. The
-//! user is the other, because the client reuses every xorb it uploaded earlier — to any
-//! repository, of any namespace, since deleted or not — without sending it again: the user
-//! sent those bytes, so naming them again tells them nothing.
+//! referenced by its repository (uploaded for it, or making up a file linked to it), or by
+//! any repository of its namespace when its user may read them all (the owner, a member of
+//! the organization, through a token that reaches the namespace), and the xorbs its user
+//! uploaded, so that knowing a hash never confirms that content is held where the holder of
+//! the token may not read. The user is a unit because the client reuses every xorb it
+//! uploaded earlier — to any repository, of any namespace, since deleted or not — without
+//! sending it again: the user sent those bytes, so naming them again tells them nothing.
 
 use crate::clock::now_ms;
 use crate::context::Context;
@@ -113,7 +113,7 @@ async fn link(state: &Context, uploader: XorbViewer, hash: XetHash, now: i64) ->
 
 /// Whether the uploader sent xorb `raw` before, so that this upload's body need not be
 /// checked again: their user did (whichever repository it went to), or, for a token naming
-/// no user, a repository of its namespace did. A user who only sees the xorb through a
+/// no user, the xorb is visible to it (a repository in its reach uploaded it). A user who only sees the xorb through a
 /// namespace sends the bytes, checked like any upload, before it counts as theirs: a member
 /// of an organization must not keep, in every namespace they write to, a xorb they never
 /// sent.
@@ -122,7 +122,7 @@ async fn sent_before(state: &Context, uploader: XorbViewer, raw: &[u8; 32]) -> A
         Some(user_id) => state.db.user_uploaded_xorb(user_id, raw).await?,
         None => state
             .db
-            .repo_xorb_stored_bytes(uploader.repo_id, raw)
+            .visible_xorb_stored_bytes(uploader, raw)
             .await?
             .is_some(),
     })

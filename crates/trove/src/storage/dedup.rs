@@ -10,9 +10,9 @@
 //! cache never saw the first attempt, does not send it again.
 //!
 //! Scope: only files linked to the querying token's repository (`dedup_scope = "repo"`, the
-//! default) or to a repository of its namespace (`"namespace"`) are considered, and xorbs
-//! uploaded to those or by the token's user, so an answer never confirms bytes held for
-//! anybody else. A chunk found only outside the scope, or not a chunk clients ask about, gets
+//! default) or to a repository of its namespace (`"namespace"`, for tokens of users who may
+//! read every repository there) are considered, and xorbs uploaded to those or by the token's
+//! user, so an answer never confirms bytes held for anybody else. A chunk found only outside the scope, or not a chunk clients ask about, gets
 //! the same "no match" as an unknown one.
 
 use crate::config::DedupScope;
@@ -48,7 +48,9 @@ pub async fn answer(
         return Ok(None);
     };
     let xorb = XetHash::from_bytes(at.xorb);
-    let namespace_wide = state.config.storage.dedup_scope == DedupScope::Namespace;
+    // The namespace scope answers only tokens that may read the whole namespace.
+    let namespace_wide =
+        state.config.storage.dedup_scope == DedupScope::Namespace && viewer.whole_namespace;
     let files = state
         .db
         .dedup_files_naming(&at.xorb, repo_id, namespace_wide, CANDIDATE_FILES)

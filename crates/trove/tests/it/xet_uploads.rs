@@ -1,6 +1,7 @@
 //! Xet uploads with the CAS tokens the Hub hands out, as a client with a warm cache makes
 //! them: it sends a shard naming xorbs it uploaded before, to any repository, and never
-//! those xorbs again. A token may name the xorbs its repository's namespace references and
+//! those xorbs again. A token may name the xorbs its repository references (its namespace
+//! references, when its user may read every repository there) and
 //! the ones its user uploaded — in any namespace, after the repository they went to is
 //! deleted — and nobody else's, until garbage collection takes them.
 
@@ -266,4 +267,133 @@ async fn a_collected_xorb_is_refused_even_to_the_user_who_uploaded_it() {
     );
     assert_eq!(post_shard(&app, &second, &u).await.0, StatusCode::OK);
     assert!(readable(&app, &alice, "alice/second", &u).await);
+}
+
+/// The CAS read token `xet-read-token` answers an anonymous caller for `repo`.
+async fn anonymous_cas_token(app: &TestApp, repo: &str) -> String {
+    let r = app
+        .get(&format!("/api/models/{repo}/xet-read-token/main"))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+    r.json()["accessToken"]
+        .as_str()
+        .expect("accessToken")
+        .to_owned()
+}
+
+/// Uploads `u` (xorb and shard) through a write token of `repo`.
+async fn upload_to(app: &TestApp, token: &str, repo: &str, u: &Upload) {
+    let cas = cas_token(app, token, repo, "write").await;
+    assert_eq!(post_xorb(app, &cas, u, &u.xorb_bytes).await, StatusCode::OK);
+    assert_eq!(post_shard(app, &cas, u).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_public_repositorys_reader_or_contributor_sees_none_of_the_namespaces_private_xorbs() {
+    let app = TestApp::new().await;
+    let db = &app.state.db;
+    let alice = app.user("alice", TokenRole::Write).await;
+    let bob = app.user("bob", TokenRole::Write).await;
+    let dave = app.user("dave", TokenRole::Read).await;
+    let acme = db
+        .create_org(&RepoName::parse_namespace("acme").expect("name"), None)
+        .await
+        .expect("org");
+    for (name, role) in [("alice", OrgRole::Admin), ("dave", OrgRole::Read)] {
+        let user = db.user_by_name(name).await.expect("db").expect("user");
+        db.set_org_member(acme.id, user.id, role)
+            .await
+            .expect("member");
+    }
+    let (secret, open) = (upload(5), upload(6));
+    for ns in ["alice", "acme"] {
+        let r = app
+            .post("/api/repos/create")
+            .token(&alice)
+            .json(&json!({"name": "secret", "organization": ns, "type": "model", "private": true}))
+            .send()
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+        create_repo(&app, &alice, &format!("{ns}/open")).await;
+        upload_to(&app, &alice, &format!("{ns}/secret"), &secret).await;
+        upload_to(&app, &alice, &format!("{ns}/open"), &open).await;
+    }
+
+    // Anyone may read alice/open: its token sees that repository's xorbs, and a xorb only
+    // her private repository holds answers exactly as one nobody ever sent.
+    let anonymous = anonymous_cas_token(&app, "alice/open").await;
+    assert_eq!(head_xorb(&app, &anonymous, &open).await, StatusCode::OK);
+    assert_eq!(
+        head_xorb(&app, &anonymous, &secret).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        head_xorb(&app, &anonymous, &upload(98)).await,
+        StatusCode::NOT_FOUND
+    );
+
+    // Bob may contribute to it (a pull request's files): his shard may name what the
+    // repository holds, not what her private one does — refused as an unknown xorb, and
+    // nothing of it readable through alice/open.
+    let contributor = cas_token(&app, &bob, "alice/open", "write").await;
+    assert_eq!(
+        head_xorb(&app, &contributor, &secret).await,
+        StatusCode::NOT_FOUND
+    );
+    let refused = post_shard(&app, &contributor, &secret).await;
+    assert_eq!(refused.0, StatusCode::BAD_REQUEST);
+    assert_eq!(refused, unknown_xorb_refusal(&app, &contributor).await);
+    assert!(!readable(&app, &bob, "alice/open", &secret).await);
+    assert_eq!(
+        post_shard(&app, &contributor, &open).await.0,
+        StatusCode::OK
+    );
+
+    // Those who may read every repository of the namespace see its xorbs from any of them:
+    // alice in her own, dave (a reader of acme) in acme.
+    let owner = cas_token(&app, &alice, "alice/open", "read").await;
+    assert_eq!(head_xorb(&app, &owner, &secret).await, StatusCode::OK);
+    let member = cas_token(&app, &dave, "acme/open", "read").await;
+    assert_eq!(head_xorb(&app, &member, &secret).await, StatusCode::OK);
+    // Not dave from alice's namespace, nor dave through a token scoped to one repository
+    // of acme (alice would: she sent those bytes).
+    let outsider = cas_token(&app, &dave, "alice/open", "read").await;
+    assert_eq!(
+        head_xorb(&app, &outsider, &secret).await,
+        StatusCode::NOT_FOUND
+    );
+    let dave_id = db.user_by_name("dave").await.expect("db").expect("user").id;
+    let open_id = db
+        .repo_by_name(
+            trove_types::RepoType::Model,
+            &trove_types::RepoId::new(
+                RepoName::parse("acme").expect("ns"),
+                RepoName::parse("open").expect("name"),
+            ),
+        )
+        .await
+        .expect("db")
+        .expect("repo")
+        .id;
+    let scoped = trove::auth::generate_token();
+    db.create_token(
+        dave_id,
+        "one repo",
+        TokenRole::FineGrained,
+        &trove::auth::hash_token(&scoped),
+        None,
+        &[trove_db::NewScope::Repo {
+            repo_id: open_id,
+            permissions: vec!["repo.content.read".into()],
+        }],
+    )
+    .await
+    .expect("token");
+    let one_repo = cas_token(&app, &scoped, "acme/open", "read").await;
+    assert_eq!(head_xorb(&app, &one_repo, &open).await, StatusCode::OK);
+    assert_eq!(
+        head_xorb(&app, &one_repo, &secret).await,
+        StatusCode::NOT_FOUND
+    );
 }

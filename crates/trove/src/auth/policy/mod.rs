@@ -78,8 +78,10 @@ impl Access {
         }
     }
 
-    /// May `caller` create repositories under `namespace`? (The same rule: write standing
-    /// in the namespace, through a token that may write there.)
+    /// What `caller` may do with every repository of `namespace` at once: at least
+    /// [`Access::Write`] to create repositories there, at least [`Access::Read`] to read all
+    /// of them, private ones included (the same rule as [`Access::for_repo`]: standing in the
+    /// namespace, through a token that reaches the whole namespace, not one repository).
     pub fn in_namespace(caller: &Caller, namespace: &str) -> Access {
         let Caller::User { user, token, orgs } = caller else {
             return Access::None;

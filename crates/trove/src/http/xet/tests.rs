@@ -102,21 +102,23 @@ async fn fixture_with(tweak: impl FnOnce(&mut Config)) -> Fixture {
 }
 
 impl Fixture {
-    /// A token naming no user (the namespace rule alone).
+    /// A token naming no user that reaches its whole namespace (the namespace rule alone).
     fn token(&self, repo_id: i64, scope: Scope) -> String {
         self.token_as(repo_id, scope, None)
     }
 
+    /// A token of `user_id`'s reaching its whole namespace, as a member's is.
     fn token_as(&self, repo_id: i64, scope: Scope, user_id: Option<i64>) -> String {
-        token::issue(
-            &self.state.signer,
-            CasGrant {
-                repo_id,
-                scope,
-                user_id,
-            },
-            crate::clock::now_secs() + 600,
-        )
+        self.grant(CasGrant {
+            repo_id,
+            scope,
+            user_id,
+            whole_namespace: true,
+        })
+    }
+
+    fn grant(&self, grant: CasGrant) -> String {
+        token::issue(&self.state.signer, grant, crate::clock::now_secs() + 600)
     }
 
     async fn call(
@@ -373,6 +375,7 @@ async fn tokens_are_checked() {
             repo_id: f.repo_a,
             scope: Scope::Write,
             user_id: None,
+            whole_namespace: true,
         },
         1,
     );
@@ -826,6 +829,20 @@ async fn namespace_scope_answers_the_owners_other_repos_only() {
         dedup(&f, f.repo_c, &chunks[0]).await.0,
         StatusCode::NOT_FOUND
     );
+    // Nor a token of the same namespace that reaches its repository alone (a contributor's,
+    // or an anonymous reader's of a public repository).
+    for (scope, user_id) in [(Scope::Write, Some(f.bob)), (Scope::Read, None)] {
+        let one_repo = f.grant(CasGrant {
+            repo_id: f.repo_b,
+            scope,
+            user_id,
+            whole_namespace: false,
+        });
+        assert_eq!(
+            dedup_as(&f, &one_repo, &chunks[0]).await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,9 +1,11 @@
 //! CAS access tokens: short-lived, signed by the server, scoped to one repository and to
-//! read or write, and naming the user they were issued to (none for an anonymous reader).
+//! read or write, naming the user they were issued to (none for an anonymous reader) and
+//! whether that user, through the token they asked with, may read every repository of the
+//! repository's namespace (the reach of `repos::xet`'s visibility rule).
 //! The Hub endpoints `xet-{read,write}-token` hand them out after checking the caller's Hub
 //! permissions; every CAS request presents one as a Bearer token.
 
-use crate::auth::Caller;
+use crate::auth::{Access, Caller};
 use crate::clock::now_secs;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiPath, QueryParams, repo_type_from_plural};
@@ -20,14 +22,21 @@ use trove_db::XorbViewer;
 
 /// How long a CAS token lives; the client refreshes through the same route before expiry.
 pub const CAS_TOKEN_TTL_SECS: u64 = 3600;
-/// Tokens naming their user: `xet2.{repo}.{user or -}.{scope}.{exp}.{sig}`.
-const TOKEN_PREFIX: &str = "xet2";
-/// Tokens from before tokens named their user, `xet1.{repo}.{scope}.{exp}.{sig}`: accepted
-/// until they expire (an hour), as user-less grants, so that an upgrade or a node of an
-/// older version does not break uploads under way.
+/// Tokens naming their user and reach:
+/// `xet3.{repo}.{user or -}.{ns or repo}.{scope}.{exp}.{sig}`.
+const TOKEN_PREFIX: &str = "xet3";
+/// Tokens of earlier versions, accepted until they expire (an hour) so that an upgrade, or
+/// a node of an older version, does not break uploads under way; they reach their
+/// repository only, whoever holds them (the safe reading of a token that does not say):
+/// `xet2.{repo}.{user or -}.{scope}.{exp}.{sig}` names its user,
+const NO_REACH_PREFIX: &str = "xet2";
+/// and `xet1.{repo}.{scope}.{exp}.{sig}` names none.
 const USERLESS_PREFIX: &str = "xet1";
 /// The user field of a token issued to nobody.
 const NO_USER: &str = "-";
+/// The reach field: the whole namespace, or the repository alone.
+const WHOLE_NAMESPACE: &str = "ns";
+const REPOSITORY_ONLY: &str = "repo";
 
 /// What a CAS token allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +62,14 @@ impl Scope {
 }
 
 /// A verified CAS token: the bearer may act on `repo_id` within `scope` (write implies
-/// read), for user `user_id` (`None`: an anonymous reader, or an older token).
+/// read), for user `user_id` (`None`: an anonymous reader, or an older token), who may
+/// (`whole_namespace`) or may not read every repository of `repo_id`'s namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CasGrant {
     pub repo_id: i64,
     pub scope: Scope,
     pub user_id: Option<i64>,
+    pub whole_namespace: bool,
 }
 
 impl CasGrant {
@@ -78,6 +89,7 @@ impl CasGrant {
         XorbViewer {
             repo_id: self.repo_id,
             user_id: self.user_id,
+            whole_namespace: self.whole_namespace,
         }
     }
 }
@@ -88,26 +100,47 @@ pub fn issue(signer: &UrlSigner, grant: CasGrant, exp: u64) -> String {
     let user = grant
         .user_id
         .map_or_else(|| NO_USER.to_owned(), |id| id.to_string());
+    let reach = if grant.whole_namespace {
+        WHOLE_NAMESPACE
+    } else {
+        REPOSITORY_ONLY
+    };
     let scope = grant.scope.as_str();
-    let sig = signer.sign(&["xet-cas-2", &repo, &user, scope], exp);
-    format!("{TOKEN_PREFIX}.{repo}.{user}.{scope}.{exp}.{sig}")
+    let sig = signer.sign(&["xet-cas-3", &repo, &user, reach, scope], exp);
+    format!("{TOKEN_PREFIX}.{repo}.{user}.{reach}.{scope}.{exp}.{sig}")
 }
 
 /// Check a presented token: well formed, signed by us, not expired.
 pub fn verify(signer: &UrlSigner, token: &str, now: u64) -> Option<CasGrant> {
     let parts: Vec<&str> = token.split('.').collect();
-    let (repo, user, scope, exp, sig, signed) = match parts[..] {
-        [TOKEN_PREFIX, repo, user, scope, exp, sig] => (
+    let (repo, user, reach, scope, exp, sig, signed) = match parts[..] {
+        [TOKEN_PREFIX, repo, user, reach, scope, exp, sig] => (
             repo,
             Some(user),
+            reach,
+            scope,
+            exp,
+            sig,
+            vec!["xet-cas-3", repo, user, reach, scope],
+        ),
+        [NO_REACH_PREFIX, repo, user, scope, exp, sig] => (
+            repo,
+            Some(user),
+            REPOSITORY_ONLY,
             scope,
             exp,
             sig,
             vec!["xet-cas-2", repo, user, scope],
         ),
-        [USERLESS_PREFIX, repo, scope, exp, sig] => {
-            (repo, None, scope, exp, sig, vec!["xet-cas", repo, scope])
-        }
+        [USERLESS_PREFIX, repo, scope, exp, sig] => (
+            repo,
+            None,
+            REPOSITORY_ONLY,
+            scope,
+            exp,
+            sig,
+            vec!["xet-cas", repo, scope],
+        ),
         _ => return None,
     };
     let exp: u64 = exp.parse().ok()?;
@@ -118,10 +151,16 @@ pub fn verify(signer: &UrlSigner, token: &str, now: u64) -> Option<CasGrant> {
         None | Some(NO_USER) => None,
         Some(id) => Some(id.parse().ok()?),
     };
+    let whole_namespace = match reach {
+        WHOLE_NAMESPACE => true,
+        REPOSITORY_ONLY => false,
+        _ => return None,
+    };
     Some(CasGrant {
         repo_id: repo.parse().ok()?,
         scope: Scope::parse(scope)?,
         user_id,
+        whole_namespace,
     })
 }
 
@@ -194,6 +233,10 @@ async fn token_endpoint(
             repo_id: repo.repo.id,
             scope,
             user_id: caller.user().map(|u| u.id),
+            // Seeing what the namespace's other repositories hold is for those who may read
+            // them all; a reader of one public repository, or a contributor to it, sees its
+            // own xorbs and what they uploaded.
+            whole_namespace: Access::in_namespace(&caller, &repo.repo.namespace) >= Access::Read,
         },
         exp,
     );
@@ -222,6 +265,7 @@ mod tests {
             repo_id: 42,
             scope: Scope::Read,
             user_id: None,
+            whole_namespace: false,
         };
         let token = issue(&signer, grant, 1000);
         assert_eq!(verify(&signer, &token, 999), Some(grant));
@@ -237,12 +281,13 @@ mod tests {
     }
 
     #[test]
-    fn the_user_is_signed_and_older_tokens_are_userless() {
+    fn the_user_and_reach_are_signed_and_older_tokens_reach_their_repository_only() {
         let signer = UrlSigner::new(b"k".to_vec());
         let grant = CasGrant {
             repo_id: 42,
             scope: Scope::Write,
             user_id: Some(7),
+            whole_namespace: true,
         };
         let token = issue(&signer, grant, 1000);
         assert_eq!(verify(&signer, &token, 999), Some(grant));
@@ -251,18 +296,51 @@ mod tests {
         assert_eq!(verify(&signer, &other_user, 999), None, "user is signed");
         let no_user = token.replacen(".7.", ".-.", 1);
         assert_eq!(verify(&signer, &no_user, 999), None, "user is signed");
-        // A token of the previous format, issued before an upgrade, names no user.
+        // A member's token cannot be narrowed, nor a reader's widened, by editing it.
+        let narrowed = token.replacen(".ns.", ".repo.", 1);
+        assert_eq!(verify(&signer, &narrowed, 999), None, "reach is signed");
+        let reader = issue(
+            &signer,
+            CasGrant {
+                whole_namespace: false,
+                ..grant
+            },
+            1000,
+        );
+        assert!(reader.contains(".repo."), "{reader}");
+        let widened = reader.replacen(".repo.", ".ns.", 1);
+        assert_eq!(verify(&signer, &widened, 999), None, "reach is signed");
+        assert_eq!(
+            verify(&signer, &reader.replacen(".repo.", ".all.", 1), 999),
+            None
+        );
+        // Tokens of earlier formats, issued before an upgrade, reach their repository only;
+        // the oldest names no user.
+        let sig = signer.sign(&["xet-cas-2", "42", "7", "write"], 1000);
+        let named = format!("xet2.42.7.write.1000.{sig}");
+        assert_eq!(
+            verify(&signer, &named, 999),
+            Some(CasGrant {
+                whole_namespace: false,
+                ..grant
+            })
+        );
         let sig = signer.sign(&["xet-cas", "42", "write"], 1000);
         let older = format!("xet1.42.write.1000.{sig}");
         assert_eq!(
             verify(&signer, &older, 999),
             Some(CasGrant {
                 user_id: None,
+                whole_namespace: false,
                 ..grant
             })
         );
         assert_eq!(
             verify(&signer, &older.replacen("xet1.", "xet2.", 1), 999),
+            None
+        );
+        assert_eq!(
+            verify(&signer, &named.replacen("xet2.", "xet3.", 1), 999),
             None
         );
     }
