@@ -405,6 +405,17 @@ impl Db {
         })
     }
 
+    /// Removes a delivery, whatever its state (one its webhook's owner may no longer see).
+    pub async fn forget_delivery(&self, delivery_id: i64) -> Result<()> {
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM webhook_deliveries WHERE id = $1")
+                .bind(delivery_id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
     /// A webhook's deliveries, newest first.
     pub async fn webhook_deliveries(&self, webhook_id: i64, limit: u32) -> Result<Vec<Delivery>> {
         with_pool!(self, pool => {

@@ -5,7 +5,8 @@
 //! Deliveries to different webhooks go out in parallel (at most
 //! `max_concurrent_deliveries`), one webhook's in turn, so a slow receiver holds back only
 //! its own. Before each attempt it asks the one authorization policy whether the webhook's
-//! owner may still read the repository; if not, the delivery is skipped, never sent.
+//! owner may still read the repository; if not, the delivery is dropped: never sent, and
+//! gone from the log (which would show what happened to a repository they may not see).
 
 use crate::auth::{Access, Caller, Credential};
 use crate::clock::now_ms;
@@ -211,7 +212,15 @@ async fn deliver(
     retry: RetryPolicy,
     delivery: &Delivery,
 ) -> anyhow::Result<()> {
-    let outcome = attempt(state, client, retry, delivery).await?;
+    let Some(outcome) = attempt(state, client, retry, delivery).await? else {
+        tracing::info!(
+            webhook.id = delivery.webhook_id,
+            delivery.id = delivery.id,
+            "webhooks.delivery_dropped_not_readable"
+        );
+        state.db.forget_delivery(delivery.id).await?;
+        return Ok(());
+    };
     tracing::info!(
         webhook.id = delivery.webhook_id,
         delivery.id = delivery.id,
@@ -239,20 +248,27 @@ fn skipped(reason: &str) -> AttemptOutcome {
     }
 }
 
+/// Makes one attempt at `delivery`: its outcome, or `None` when the webhook's owner may no
+/// longer read the repository (the delivery is then dropped, never sent nor logged: the log
+/// must not show what happened to a repository its owner may not see).
 async fn attempt(
     state: &Context,
     client: &reqwest::Client,
     retry: RetryPolicy,
     delivery: &Delivery,
-) -> anyhow::Result<AttemptOutcome> {
+) -> anyhow::Result<Option<AttemptOutcome>> {
     let Some(webhook) = state.db.webhook_by_id(delivery.webhook_id).await? else {
-        return Ok(skipped("the webhook was deleted"));
+        return Ok(Some(skipped("the webhook was deleted")));
     };
     if webhook.disabled {
-        return Ok(skipped("the webhook is disabled"));
+        return Ok(Some(skipped("the webhook is disabled")));
     }
-    if !owner_may_read(state, webhook.owner_user_id, delivery).await? {
-        return Ok(skipped("the webhook's owner may not read this repository"));
+    if !OwnerView::load(state, webhook.owner_user_id)
+        .await?
+        .may_read_delivery(state, delivery)
+        .await?
+    {
+        return Ok(None);
     }
     let mut request = client
         .post(&webhook.url)
@@ -266,13 +282,13 @@ async fn attempt(
     let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     let (status, error) = match result {
         Ok(response) if response.status().is_success() => {
-            return Ok(AttemptOutcome {
+            return Ok(Some(AttemptOutcome {
                 state: "delivered",
                 status: Some(i64::from(response.status().as_u16())),
                 error: None,
                 duration_ms: Some(duration_ms),
                 next_attempt_at: 0,
-            });
+            }));
         }
         Ok(response) => (
             Some(i64::from(response.status().as_u16())),
@@ -288,13 +304,13 @@ async fn attempt(
             now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
         ),
     };
-    Ok(AttemptOutcome {
+    Ok(Some(AttemptOutcome {
         state: state_after,
         status,
         error: Some(error.chars().take(MAX_ERROR_CHARS).collect()),
         duration_ms: Some(duration_ms),
         next_attempt_at: next,
-    })
+    }))
 }
 
 /// The error of a failed request, with its causes (reqwest's own text names only the
@@ -316,83 +332,68 @@ fn describe(e: &reqwest::Error) -> String {
     text
 }
 
-/// Whether the webhook's owner may, now, read the repository of `delivery` — the policy
+/// A webhook owner's standing, loaded once, against which deliveries are judged: the policy
 /// the API applies, for the owner's own standing (a webhook is not a token).
-async fn owner_may_read(
-    state: &Context,
-    owner_id: i64,
-    delivery: &Delivery,
-) -> anyhow::Result<bool> {
-    let Some(user) = state.db.user_by_id(owner_id).await? else {
-        return Ok(false);
-    };
-    if user.disabled {
-        return Ok(false);
-    }
-    let repo = match delivery.repo_id {
-        Some(id) => state.db.repo_for_delivery(id).await?,
-        None => None,
-    };
-    // A deleted repository is judged by the namespace and visibility it had.
-    let repo = repo.unwrap_or_else(|| Repo {
-        id: 0,
-        repo_type: RepoType::Model,
-        namespace: delivery.repo_namespace.clone(),
-        name: String::new(),
-        private: delivery.repo_private,
-        owner_user_id: None,
-        created_at_ms: 0,
-        updated_at_ms: 0,
-        gated: Gating::Off,
-        discussions_disabled: false,
-        inference_disabled: false,
-    });
-    let orgs = state.db.memberships(user.id).await?;
-    let caller = Caller::User {
-        user,
-        token: Credential::full("webhook"),
-        orgs,
-    };
-    Ok(crate::repos::access_to(state, &caller, &repo)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        != Access::None)
+pub struct OwnerView {
+    /// `None`: the owner is gone or disabled, and may read nothing.
+    caller: Option<Caller>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_double_and_stop_after_the_last_attempt() {
-        let retry = RetryPolicy {
-            max_attempts: 4,
-            first_retry: Duration::from_secs(2),
+impl OwnerView {
+    pub async fn load(state: &Context, owner_id: i64) -> anyhow::Result<OwnerView> {
+        let caller = match state.db.user_by_id(owner_id).await? {
+            Some(user) if !user.disabled => {
+                let orgs = state.db.memberships(user.id).await?;
+                Some(Caller::User {
+                    user,
+                    token: Credential::full("webhook"),
+                    orgs,
+                })
+            }
+            _ => None,
         };
-        assert_eq!(retry.wait_after(1), Some(Duration::from_secs(2)));
-        assert_eq!(retry.wait_after(2), Some(Duration::from_secs(4)));
-        assert_eq!(retry.wait_after(3), Some(Duration::from_secs(8)));
-        assert_eq!(retry.wait_after(4), None);
-        let once = RetryPolicy::from_config(&WebhooksConfig {
-            max_attempts: 1,
-            ..WebhooksConfig::default()
-        });
-        assert_eq!(once.wait_after(1), None);
+        Ok(OwnerView { caller })
     }
 
-    #[test]
-    fn an_extra_ca_file_must_hold_a_certificate() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let missing = dir.path().join("missing.pem");
-        let config = |path: &std::path::Path| WebhooksConfig {
-            extra_ca_file: Some(path.to_path_buf()),
-            ..WebhooksConfig::default()
+    /// Whether the owner may, now, see `repo` (for events, and anything in a delivery's
+    /// payload: its name, what happened to it).
+    pub async fn may_read(&self, state: &Context, repo: &Repo) -> anyhow::Result<bool> {
+        let Some(caller) = &self.caller else {
+            return Ok(false);
         };
-        let err = client(&config(&missing)).expect_err("a missing file is refused");
-        assert!(format!("{err:#}").contains("missing.pem"), "{err:#}");
-        let empty = dir.path().join("empty.pem");
-        std::fs::write(&empty, "no certificate here\n").expect("write");
-        assert!(client(&config(&empty)).is_err());
-        assert!(client(&WebhooksConfig::default()).is_ok());
+        Ok(crate::repos::access_to(state, caller, repo)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            != Access::None)
+    }
+
+    /// [`Self::may_read`] for the repository of `delivery`; a deleted repository is judged
+    /// by the namespace and visibility it had.
+    pub async fn may_read_delivery(
+        &self,
+        state: &Context,
+        delivery: &Delivery,
+    ) -> anyhow::Result<bool> {
+        if self.caller.is_none() {
+            return Ok(false);
+        }
+        let repo = match delivery.repo_id {
+            Some(id) => state.db.repo_for_delivery(id).await?,
+            None => None,
+        };
+        let repo = repo.unwrap_or_else(|| Repo {
+            id: 0,
+            repo_type: RepoType::Model,
+            namespace: delivery.repo_namespace.clone(),
+            name: String::new(),
+            private: delivery.repo_private,
+            owner_user_id: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            gated: Gating::Off,
+            discussions_disabled: false,
+            inference_disabled: false,
+        });
+        self.may_read(state, &repo).await
     }
 }

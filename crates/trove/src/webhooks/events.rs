@@ -7,6 +7,7 @@ use crate::clock::now_ms;
 use crate::context::Context;
 use crate::events::{Action, Event, UpdatedRef};
 use crate::repos::{discussions, repo_url};
+use crate::webhooks::delivery::OwnerView;
 use serde_json::{Value, json};
 use trove_db::{NewDelivery, Repo};
 
@@ -41,10 +42,20 @@ pub async fn enqueue(state: &Context, event: &Event) -> anyhow::Result<usize> {
         .db
         .webhooks_watching(repo.repo_type.as_str(), &repo.namespace, &repo.name)
         .await?;
-    let webhooks: Vec<_> = webhooks
-        .into_iter()
-        .filter(|w| w.domains.iter().any(|d| d == event.domain()))
-        .collect();
+    let mut readable = Vec::with_capacity(webhooks.len());
+    for w in webhooks {
+        // A webhook watching a user or organization learns only of the repositories its
+        // owner may see: nothing is queued (nor shown in its log) for the others.
+        if w.domains.iter().any(|d| d == event.domain())
+            && OwnerView::load(state, w.owner_user_id)
+                .await?
+                .may_read(state, &repo)
+                .await?
+        {
+            readable.push(w);
+        }
+    }
+    let webhooks = readable;
     if webhooks.is_empty() {
         return Ok(0);
     }

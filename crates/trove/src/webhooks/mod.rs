@@ -253,8 +253,24 @@ pub async fn delete(state: &Context, caller: &Caller, id: &str) -> ApiResult<()>
 pub async fn deliveries(state: &Context, caller: &Caller, id: &str) -> ApiResult<Vec<Delivery>> {
     let user = caller.require_user()?;
     let webhook = own(state, user, id).await?;
-    Ok(state
+    let log = state
         .db
         .webhook_deliveries(webhook.id, delivery::LOG_KEPT)
-        .await?)
+        .await?;
+    // Deliveries queued before the repository left the owner's sight (made private, the
+    // owner removed from its organization) are not shown; the worker drops them.
+    let owner = delivery::OwnerView::load(state, user.id)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut shown = Vec::with_capacity(log.len());
+    for d in log {
+        if owner
+            .may_read_delivery(state, &d)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            shown.push(d);
+        }
+    }
+    Ok(shown)
 }
