@@ -344,20 +344,47 @@ impl Db {
 
     /// Records a file whose bytes the server reconstructed and hashed, with the xorbs its
     /// terms name, and makes it an LFS object linked to `repo_id` (which thereby references
-    /// those xorbs), all in one transaction. Idempotent.
+    /// those xorbs), all in one transaction. Idempotent; returns whether the repository's
+    /// link to the object is new.
     pub async fn record_xet_file(
         &self,
         repo_id: i64,
         file: &XetFile,
         xorbs: &[[u8; 32]],
         now_ms: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let _changing = self.changing_storage();
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            insert_xet_file(Conn::from(&mut *tx), repo_id, file, xorbs, now_ms).await?;
+            let linked = insert_xet_file(Conn::from(&mut *tx), repo_id, file, xorbs, now_ms).await?;
             tx.commit().await?;
-            Ok(())
+            Ok(linked)
+        })
+    }
+
+    /// Whether Xet file `file_hash` holds the bytes of an LFS object of a repository in
+    /// `viewer`'s reach: its repository, or with `whole_namespace` any of its namespace (the
+    /// user rule of [`XorbViewer`] does not apply: files are not recorded per user).
+    pub async fn xet_file_in_reach(
+        &self,
+        viewer: XorbViewer,
+        file_hash: &[u8; 32],
+    ) -> Result<bool> {
+        with_pool!(self, pool => {
+            let reach = if viewer.whole_namespace {
+                "o.namespace = (SELECT namespace FROM repos WHERE id = $2)"
+            } else {
+                "o.id = $2"
+            };
+            let found: Option<i32> = sqlx::query_scalar(&format!(
+                "SELECT 1 FROM xet_files f JOIN repo_lfs_objects l ON l.sha256 = f.sha256 \
+                 JOIN repos o ON o.id = l.repo_id WHERE f.file_hash = $1 AND {reach} LIMIT 1"
+            ))
+            .bind(file_hash.as_slice())
+            .bind(viewer.repo_id)
+            .fetch_optional(pool)
+            .await?;
+            Ok(found.is_some())
         })
     }
 
@@ -611,7 +638,7 @@ async fn insert_xet_file(
     file: &XetFile,
     xorbs: &[[u8; 32]],
     now_ms: i64,
-) -> Result<()> {
+) -> Result<bool> {
     with_conn!(conn, c => {
         sqlx::query(
             "INSERT INTO xet_files (file_hash, size, sha256, terms, created_at) VALUES ($1, $2, $3, $4, $5) \
@@ -653,7 +680,7 @@ async fn insert_xet_file(
         .bind(now_ms)
         .execute(&mut *c)
         .await?;
-        sqlx::query(
+        let linked = sqlx::query(
             "INSERT INTO repo_lfs_objects (repo_id, sha256, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (repo_id, sha256) DO NOTHING",
         )
@@ -666,7 +693,7 @@ async fn insert_xet_file(
             "repo_lfs_object",
             "repository",
         ))?;
-        Ok(())
+        Ok(linked.rows_affected() > 0)
     })
 }
 
@@ -874,6 +901,15 @@ mod tests {
         // when it reaches that repository alone (an anonymous reader's, a contributor's).
         assert_eq!(sees(public, true).await, 2);
         assert_eq!(sees(public, false).await, 0);
+        // The file the private repository holds is in reach the same way.
+        for (repo_id, whole_namespace, expected) in [
+            (secret, false, true),
+            (public, true, true),
+            (public, false, false),
+        ] {
+            let v = XorbViewer { repo_id, user_id: None, whole_namespace };
+            assert_eq!(db.xet_file_in_reach(v, &[7; 32]).await.expect("q"), expected, "{v:?}");
+        }
     }
     }
 

@@ -207,8 +207,9 @@ pub async fn xorb_size(
 const VERIFY_AT_ONCE: usize = 2;
 
 /// Checks every file of a shard against the xorbs visible to `viewer`, rebuilds and hashes
-/// the new ones, then records them all as LFS objects of the viewer's repository. Nothing is
-/// recorded unless every file checks out. Returns whether any file was new.
+/// those not yet held within its reach, then records them all as LFS objects of the
+/// viewer's repository. Nothing is recorded unless every file checks out. Returns whether
+/// any file is new to the repository (never whether someone else holds it).
 pub async fn register_shard(state: &Context, viewer: XorbViewer, bytes: Bytes) -> ApiResult<bool> {
     let repo_id = viewer.repo_id;
     let shard_bytes = bytes.len();
@@ -243,32 +244,46 @@ pub async fn register_shard(state: &Context, viewer: XorbViewer, bytes: Bytes) -
             Ok((XetHash::from_bytes(h), index))
         })
         .collect::<ApiResult<HashMap<_, _>>>()?;
-    let mut new_files = Vec::new();
+    let mut to_verify = Vec::new();
     let mut known_files = Vec::new();
     for file in &files {
         let size = shard::check_file(file, |h| xorbs.get(h)).map_err(shard_error)?;
-        match state.db.xet_file(&file.file_hash.to_bytes()).await? {
-            Some(known) => known_files.push(known),
-            None => new_files.push((file.clone(), size)),
+        let hash = file.file_hash.to_bytes();
+        match state.db.xet_file(&hash).await? {
+            // Held within the viewer's reach already: nothing to prove.
+            Some(known) if state.db.xet_file_in_reach(viewer, &hash).await? => {
+                known_files.push(known)
+            }
+            // New, or held only where the viewer may not read: rebuilt and hashed all the
+            // same, so that neither the answer nor its time tells them apart. A known file
+            // keeps its record (the shard's terms only proved the bytes again).
+            known => to_verify.push((file.clone(), size, known)),
         }
     }
     let clock = Instant::now();
     // Two files at a time: each is rebuilt and hashed on two threads already, and a shard
     // may name thousands of small files.
-    let verified: Vec<XetFile> = futures_util::stream::iter(new_files)
-        .map(|(file, size)| verify_file(state, file, size, &xorbs))
+    let verified: Vec<XetFile> = futures_util::stream::iter(to_verify)
+        .map(|(file, size, known)| {
+            let xorbs = &xorbs;
+            async move {
+                let checked = verify_file(state, file, size, xorbs).await?;
+                ApiResult::Ok(known.unwrap_or(checked))
+            }
+        })
         .buffered(VERIFY_AT_ONCE)
         .try_collect()
         .await?;
     let rebuild = clock.elapsed();
     let clock = Instant::now();
     let now = now_ms();
+    let mut linked = false;
     for file in verified.iter().chain(&known_files) {
         let terms = rebuild::file_terms(file)?;
         let mut names: Vec<[u8; 32]> = terms.iter().map(|t| t.xorb.to_bytes()).collect();
         names.sort_unstable();
         names.dedup();
-        state.db.record_xet_file(repo_id, file, &names, now).await?;
+        linked |= state.db.record_xet_file(repo_id, file, &names, now).await?;
     }
     tracing::info!(
         repo_id,
@@ -279,7 +294,7 @@ pub async fn register_shard(state: &Context, viewer: XorbViewer, bytes: Bytes) -
         record_ms = clock.elapsed().as_millis() as u64,
         "xet.shard_registered"
     );
-    Ok(!verified.is_empty())
+    Ok(linked)
 }
 
 /// Rebuild a new file from its xorbs and hash it; refuse it if the client claimed another

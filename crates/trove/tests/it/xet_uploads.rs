@@ -397,3 +397,48 @@ async fn a_public_repositorys_reader_or_contributor_sees_none_of_the_namespaces_
         StatusCode::NOT_FOUND
     );
 }
+
+/// The `result` of a shard upload of `u`'s file alone.
+async fn shard_result(app: &TestApp, cas: &str, u: &Upload) -> serde_json::Value {
+    let r = app
+        .post("/xet/v1/shards")
+        .token(cas)
+        .body(build_shard(std::slice::from_ref(&u.file)))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+    r.json()["result"].clone()
+}
+
+#[tokio::test]
+async fn a_shard_upload_does_not_tell_whether_someone_else_holds_the_file() {
+    let app = TestApp::new().await;
+    let alice = app.user("alice", TokenRole::Write).await;
+    let carol = app.user("carol", TokenRole::Write).await;
+    let (held, fresh) = (upload(7), upload(8));
+    let r = app
+        .post("/api/repos/create")
+        .token(&alice)
+        .json(&json!({"name": "secret", "type": "model", "private": true}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+    upload_to(&app, &alice, "alice/secret", &held).await;
+
+    // Carol sends the same bytes, and other bytes, to her own repository: each shard
+    // answers the same — new to her repository — whatever alice holds.
+    create_repo(&app, &carol, "carol/mine").await;
+    let cas = cas_token(&app, &carol, "carol/mine", "write").await;
+    for u in [&held, &fresh] {
+        assert_eq!(
+            post_xorb(&app, &cas, u, &u.xorb_bytes).await,
+            StatusCode::OK
+        );
+        assert_eq!(shard_result(&app, &cas, u).await, 1);
+        assert!(readable(&app, &carol, "carol/mine", u).await);
+    }
+    // Sent again, neither is new to her repository.
+    for u in [&held, &fresh] {
+        assert_eq!(shard_result(&app, &cas, u).await, 0);
+    }
+}
