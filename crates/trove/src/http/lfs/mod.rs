@@ -93,7 +93,16 @@ struct Action {
     #[serde(skip_serializing_if = "Option::is_none")]
     header: Option<BTreeMap<String, String>>,
     href: String,
+    /// Seconds the link stays valid (git-lfs asks the batch again for an expired one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_in: Option<u64>,
 }
+
+/// The longest a download link lives, whatever `lfs.signed_url_ttl_secs` says: it is a
+/// bearer capability, and one handed out before the repository went private (or its reader
+/// lost access) must not outlive the change by long. Uploads keep the configured lifetime
+/// (a multipart upload's parts may take hours).
+const DOWNLOAD_URL_TTL_SECS: u64 = 3600;
 
 /// The answer to a verify call.
 #[derive(Serialize)]
@@ -233,6 +242,7 @@ async fn upload_object(
     let verify = Action {
         header: Some(BTreeMap::new()),
         href: format!("{}.git/info/lfs/verify", repo.url(state)),
+        expires_in: None,
     };
     let part_size = state.config.lfs.part_size;
     if multipart_ok && size > state.config.lfs.multipart_threshold {
@@ -266,6 +276,7 @@ async fn upload_object(
         let upload = Action {
             header: Some(header),
             href: format!("{base}/_lfs/multipart/{upload_id}?{query}&sig={complete_sig}"),
+            expires_in: Some(state.config.lfs.signed_url_ttl_secs),
         };
         return Ok(ObjectAnswer::held(
             &oid,
@@ -286,6 +297,7 @@ async fn upload_object(
         href: format!(
             "{base}/_lfs/upload/{oid}?repo={repo_id}&size={size}&exp={expires}&sig={sig}"
         ),
+        expires_in: Some(state.config.lfs.signed_url_ttl_secs),
     };
     Ok(ObjectAnswer::held(
         &oid,
@@ -316,9 +328,18 @@ async fn download_object(
     };
     let download = match crate::repos::content::direct_url(state, repo.repo.id, &oid).await? {
         // Redirect mode: the bucket's presigned URL, handed out after the batch's own check.
-        Some(href) => Action { header: None, href },
+        Some(href) => Action {
+            header: None,
+            href,
+            expires_in: None,
+        },
         None => {
-            let expires = now_secs() + state.config.lfs.signed_url_ttl_secs;
+            let ttl = state
+                .config
+                .lfs
+                .signed_url_ttl_secs
+                .min(DOWNLOAD_URL_TTL_SECS);
+            let expires = now_secs() + ttl;
             let repo_id = repo.repo.id.to_string();
             let sig = state
                 .signer
@@ -329,6 +350,7 @@ async fn download_object(
                     "{}/_lfs/objects/{oid}?repo={repo_id}&exp={expires}&sig={sig}",
                     state.public_url()
                 ),
+                expires_in: Some(ttl),
             }
         }
     };
