@@ -155,6 +155,9 @@ def test_private_collections_and_items_are_seen_only_by_readers(client, hub, bob
     # Anonymous callers see what bob sees.
     anon = hub.http.get(f"/api/collections/{public}").json()
     assert [i["id"] for i in anon["items"]] == [public_repo]
+    # Positions count only what the caller sees: the hidden item leaves no gap to count.
+    assert [i["position"] for i in anon["items"]] == [0]
+    assert [i["position"] for i in got["items"]] == [0, 1]
     assert hub.http.get(f"/api/collections/{private}").status_code == 404
 
 

@@ -186,6 +186,13 @@ async fn view(
         .into_iter()
         .filter(|i| item_visible(caller, i))
         .take(limit)
+        .enumerate()
+        // Positions among the items the caller sees: the stored ones, dense over every
+        // item, would count those hidden from them (private repositories and collections).
+        .map(|(at, item)| CollectionItem {
+            position: i64::try_from(at).unwrap_or(i64::MAX),
+            ..item
+        })
         .collect();
     Ok(CollectionView {
         collection,
