@@ -264,15 +264,7 @@ async fn small_lfs_file(
     else {
         return Ok(None);
     };
-    let mut whole = bytes::BytesMut::with_capacity(*size as usize);
-    while let Some(piece) = futures_util::StreamExt::next(&mut opened.stream).await {
-        let piece = piece.map_err(ApiError::internal)?;
-        if (whole.len() + piece.len()) as u64 > *size {
-            break;
-        }
-        whole.extend_from_slice(&piece);
-    }
-    let whole = whole.freeze();
+    let whole = content::read_whole(&mut opened, *size).await?;
     if whole.len() as u64 != *size || !state.resolve_cache.put_lfs(oid, &whole) {
         tracing::error!(%oid, read = whole.len(), "an LFS file's bytes read from the store are not its object");
         return Ok(None);

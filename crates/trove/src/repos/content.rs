@@ -290,14 +290,20 @@ pub async fn read_range(
     let Some(mut opened) = open(state, &file, Some((start, end))).await? else {
         return Ok(None);
     };
-    let mut out = BytesMut::with_capacity(opened.len.min(len) as usize);
-    while let Some(chunk) = opened.stream.next().await {
-        let chunk = chunk?;
-        let room = (end - start) as usize - out.len();
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if out.len() as u64 >= end - start {
+    Ok(Some(read_whole(&mut opened, end - start).await?.to_vec()))
+}
+
+/// The bytes of an opened file, read into memory: at most `bound` of them (a longer stream
+/// is cut there; callers that know the length compare it).
+pub async fn read_whole(opened: &mut Opened, bound: u64) -> ApiResult<Bytes> {
+    let mut out = BytesMut::with_capacity(opened.len.min(bound) as usize);
+    while (out.len() as u64) < bound {
+        let Some(chunk) = opened.stream.next().await else {
             break;
-        }
+        };
+        let chunk = chunk?;
+        let room = usize::try_from(bound - out.len() as u64).unwrap_or(usize::MAX);
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
     }
-    Ok(Some(out.to_vec()))
+    Ok(out.freeze())
 }
