@@ -592,9 +592,101 @@ def test_an_app_cannot_read_the_hubs_data_dir(hub, server):
     body = app_get(hub, repo).text
     assert body.startswith("denied"), body
     if os.geteuid() == 0:
-        assert "uid=65534" in body, body
+        # Its own user: uid_base (2000000000 by default) + its repository id.
+        uid = int(body.split("uid=")[1].split()[0])
+        assert uid > 2_000_000_000, body
     # Nothing of the hub's own environment reaches the app.
     assert "TROVE" not in body and server.admin_token not in body
+
+
+# A Space's app that looks for another Space's files and secrets, as a hostile tenant would:
+# SNOOP_DIRS are the other Spaces' revision folders, SNOOP_FILES files in them; it reports
+# what it could list and read, and every environment entry of any process naming VAULT_.
+SNOOP_APP = textwrap.dedent('''
+    import json, os, http.server
+    def attempt(what, path):
+        try:
+            return what(path)
+        except OSError as e:
+            return "denied " + type(e).__name__
+    def report():
+        out = {"uid": os.getuid(), "listed": {}, "read": {}, "environ": []}
+        for d in os.environ["SNOOP_DIRS"].split(":"):
+            out["listed"][d] = attempt(lambda p: sorted(os.listdir(p)), d)
+        for f in os.environ["SNOOP_FILES"].split(":"):
+            out["read"][f] = attempt(lambda p: open(p, errors="replace").read(), f)
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                env = open("/proc/%s/environ" % pid, "rb").read().split(b"\\0")
+            except OSError:
+                continue
+            out["environ"] += [e.decode(errors="replace") for e in env if e.startswith(b"VAULT_")]
+        return json.dumps(out).encode()
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            data = report()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        def log_message(self, *a):
+            pass
+    http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["GRADIO_SERVER_PORT"])), H).serve_forever()
+''')
+
+
+def revision_app_dir(run_dir: Path, revision: str) -> Path:
+    """`<run dir>/<repo id>/<revision>/app`, found by the revision (unique per Space here)."""
+    found = list(run_dir.glob(f"*/{revision}/app"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="apps run as users of their own only under root")
+def test_an_app_cannot_read_another_spaces_files_or_secrets(hub, server, run_dir):
+    """A public Space's app cannot list or read a private Space's revision folder (an app's
+    or a static one's), nor find a running app's secret in any /proc/<pid>/environ: each
+    Space runs as its own user and its folder is closed to the others."""
+    from huggingface_hub import HfApi
+    api = HfApi(endpoint=hub.url, token=server.admin_token)
+    secret = "vault-secret-" + str(time.time_ns())
+    treasure = "treasure-" + str(time.time_ns())
+    vault = hub.create_repo("vault", repo_type="space", sdk="gradio", private=True)
+    api.add_space_secret(vault, "VAULT_SECRET", secret)
+    hub.commit_files(vault, {"README.md": card("gradio"), "app.py": plain_app("vault"),
+                             "treasure.txt": treasure.encode()}, repo_type="space")
+    page = hub.create_repo("vault-page", repo_type="space", sdk="static", private=True)
+    hub.commit_files(page, {"README.md": card("static"), "index.html": treasure.encode()},
+                     repo_type="space")
+    wait_stage(hub, vault, {"RUNNING"})
+    wait_stage(hub, page, {"RUNNING"})
+    vault_app = revision_app_dir(run_dir, api.space_info(vault).sha)
+    page_app = revision_app_dir(run_dir, api.space_info(page).sha)
+    # The hub itself still serves both.
+    assert app_get(hub, vault).text == "vault" and app_get(hub, page).text == treasure
+
+    snoop = hub.create_repo("snoop", repo_type="space", sdk="gradio")
+    for key, value in (("SNOOP_DIRS", f"{vault_app.parent.parent}:{vault_app}:{page_app}:{run_dir}"),
+                       ("SNOOP_FILES", f"{vault_app / 'treasure.txt'}:{page_app / 'index.html'}")):
+        api.add_space_variable(snoop, key, value)
+    hub.commit_files(snoop, {"README.md": card("gradio"), "app.py": SNOOP_APP.encode()},
+                     repo_type="space")
+    wait_stage(hub, snoop, {"RUNNING"})
+    r = app_get(hub, snoop)
+    assert r.status_code == 200, r.text
+    seen = r.json()
+    vault_pid, _ = app_pid(server, api.space_info(vault).sha)
+    vault_uid = int(Path(f"/proc/{vault_pid}/status").read_text().split("\nUid:\t")[1].split()[0])
+    for path, listed in seen["listed"].items():
+        assert listed == "denied PermissionError", (path, listed)
+    for path, content in seen["read"].items():
+        assert content == "denied PermissionError", (path, content)
+    assert seen["environ"] == [] and secret not in r.text and treasure not in r.text, seen
+    assert seen["uid"] != vault_uid and min(seen["uid"], vault_uid) > 2_000_000_000, (seen, vault_uid)
+    # The vault's own app still reads its files and has its secret.
+    assert any(f"VAULT_SECRET={secret}".encode() == e for e in
+               Path(f"/proc/{vault_pid}/environ").read_bytes().split(b"\0"))
 
 
 def test_an_idle_app_sleeps_and_the_next_request_wakes_it(hub):

@@ -67,6 +67,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "serve each Space's app at {ns}-{name}.<this domain> too (e.g. spaces.hub.example)",
     ),
     (
+        "TROVE_SPACES_UID_BASE",
+        "as root: each Space's app runs as uid and gid <this> + its repository id (default 2000000000)",
+    ),
+    (
+        "TROVE_SPACES_RUN_AS_UID",
+        "as root: run every Space's app as this one uid (apps can then read each other); 0: as the hub's user",
+    ),
+    (
         "TROVE_DATABASE",
         "database URL: sqlite://<path> (default <data-dir>/trove.db) or postgres://user:password@host:port/db",
     ),
@@ -462,13 +470,73 @@ pub struct SpacesConfig {
     /// Restarts after an app's crash, with doubling waits, before RUNTIME_ERROR stays.
     pub max_restarts: u32,
     /// Where built revisions live (exported files, virtualenv, the app's home); `None`:
-    /// `<data>/spaces`. Apps running as `run_as_uid` must be able to reach it and must not
-    /// reach the data dir, so with `run_as_uid` it defaults to
+    /// `<data>/spaces`. Apps running as another user must be able to reach it and must not
+    /// reach the data dir, so then it defaults to
     /// `/var/lib/trove-spaces/<id of the data dir>` (`TROVE_SPACES_RUN_DIR` to choose).
     pub run_dir: Option<PathBuf>,
-    /// The unprivileged user (and group, same number) apps run as, through `setpriv`;
-    /// `None`: as the hub's own user. Default: 65534 (nobody) when the hub runs as root.
-    pub run_as_uid: Option<u32>,
+    /// The user (and group, same number) apps run as, through `setpriv`.
+    pub run_as: AppUser,
+}
+
+/// Whose uid and gid a Space's app runs as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppUser {
+    /// The hub's own user: the hub does not run as root, or `run_as_uid = 0`.
+    Hub,
+    /// Every app as this one uid and gid (an explicit `run_as_uid`): apps can read each
+    /// other's files and environment, and the hub says so in its log at start.
+    Shared(u32),
+    /// Each Space as its own uid and gid, `base` + the repository's id: the default when
+    /// the hub runs as root (`uid_base`, `TROVE_SPACES_UID_BASE`).
+    PerSpace { base: u32 },
+}
+
+/// The default first uid of Spaces' apps: above the ranges systemd hands out to system and
+/// regular users (< 60000), to its dynamic users (61184–65519) and to nspawn containers
+/// (524288–1879048191, `0x6FFFFFFF`), and below its "foreign" range (`0x7FFE0000`) and
+/// 2^31, past which some tools read uids as negative. Repository ids up to 147,352,575
+/// stay under the foreign range; ids up to 147,483,646 get a uid at all.
+pub const DEFAULT_UID_BASE: u32 = 2_000_000_000;
+/// The smallest `uid_base`: above `nobody` (65534) and the 16-bit uids of older systems.
+pub const MIN_UID_BASE: u32 = 65_536;
+/// The largest uid an app gets (2^31 − 2: below the range some tools read as negative).
+pub const MAX_APP_UID: u32 = (1 << 31) - 2;
+
+impl AppUser {
+    /// What `run_as_uid` (0: the hub's user; another uid: one shared uid) and `uid_base`
+    /// given by the operator mean, for a hub run as root or not. The two exclude each other.
+    fn resolve(
+        run_as_uid: Option<u32>,
+        uid_base: Option<u32>,
+        hub_is_root: bool,
+    ) -> anyhow::Result<AppUser> {
+        match (run_as_uid, uid_base) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "[spaces] run_as_uid (TROVE_SPACES_RUN_AS_UID) and uid_base \
+                 (TROVE_SPACES_UID_BASE) exclude each other: run_as_uid runs every app as one \
+                 user, uid_base gives each Space its own"
+            ),
+            (Some(0), None) => Ok(AppUser::Hub),
+            (Some(uid), None) => Ok(AppUser::Shared(uid)),
+            (None, Some(base)) => {
+                anyhow::ensure!(
+                    hub_is_root,
+                    "[spaces] uid_base (TROVE_SPACES_UID_BASE) needs the hub to run as root: \
+                     only root may run apps as other users"
+                );
+                anyhow::ensure!(
+                    (MIN_UID_BASE..MAX_APP_UID).contains(&base),
+                    "[spaces] uid_base (TROVE_SPACES_UID_BASE) must be between {MIN_UID_BASE} and \
+                     {MAX_APP_UID}"
+                );
+                Ok(AppUser::PerSpace { base })
+            }
+            (None, None) if hub_is_root => Ok(AppUser::PerSpace {
+                base: DEFAULT_UID_BASE,
+            }),
+            (None, None) => Ok(AppUser::Hub),
+        }
+    }
 }
 
 /// The effective uid of this process (the owner of `/proc/self`); `None` if unknown.
@@ -600,7 +668,7 @@ impl Default for Config {
                 cpu_limit_percent: 0,
                 max_restarts: 3,
                 run_dir: None,
-                run_as_uid: (effective_uid() == Some(0)).then_some(65534),
+                run_as: AppUser::Hub,
             },
             log: LogConfig { access: true },
             webhooks: WebhooksConfig::default(),
@@ -735,8 +803,10 @@ struct FileSpaces {
     cpu_limit_percent: Option<u64>,
     max_restarts: Option<u32>,
     run_dir: Option<PathBuf>,
-    /// A uid, or 0 for "as the hub's user".
+    /// One uid for every app, or 0 for "as the hub's user".
     run_as_uid: Option<u32>,
+    /// The first uid of per-Space users.
+    uid_base: Option<u32>,
 }
 
 /// What the command line gave `serve` (flags already merged with their env vars by clap).
@@ -778,10 +848,18 @@ impl Config {
                 }
             }
         };
+        // The environment's choice of the apps' user replaces the file's as a whole: the
+        // two settings exclude each other, so one source must name both.
+        let mut app_user = env_app_user()?;
         if let Some(file) = file {
+            if let (None, None, Some(f)) = (app_user.0, app_user.1, &file.spaces) {
+                app_user = (f.run_as_uid, f.uid_base);
+            }
             config.apply_file(file)?;
         }
         config.apply_env()?;
+        config.spaces.run_as =
+            AppUser::resolve(app_user.0, app_user.1, effective_uid() == Some(0))?;
         if let Some(url) = overrides.database.as_deref().filter(|u| !u.is_empty()) {
             config.database.url = Some(trove_db::DatabaseUrl::parse(url)?);
         }
@@ -885,9 +963,6 @@ impl Config {
             s.cpu_limit_percent = f.cpu_limit_percent.unwrap_or(s.cpu_limit_percent);
             s.max_restarts = f.max_restarts.unwrap_or(s.max_restarts);
             s.run_dir = f.run_dir.or_else(|| s.run_dir.clone());
-            if let Some(uid) = f.run_as_uid {
-                s.run_as_uid = (uid != 0).then_some(uid);
-            }
         }
         if let Some(f) = file.database {
             if let Some(url) = f.url.as_deref().filter(|u| !u.is_empty()) {
@@ -1004,15 +1079,11 @@ impl Config {
         if let Some(v) = env_u64("TROVE_INFERENCE_TIMEOUT_SECS")? {
             self.inference.timeout_secs = v;
         }
-        if let Some(v) = env_u64("TROVE_SPACES_RUN_AS_UID")? {
-            let uid = u32::try_from(v).context("TROVE_SPACES_RUN_AS_UID must be a uid")?;
-            self.spaces.run_as_uid = (uid != 0).then_some(uid);
-        }
         Ok(())
     }
 
     fn validate(&mut self) -> anyhow::Result<()> {
-        if self.spaces.run_as_uid.is_some() && self.spaces.run_dir.is_none() {
+        if self.spaces.run_as != AppUser::Hub && self.spaces.run_dir.is_none() {
             // Apps run as another user cannot (and must not) enter the data dir (0700):
             // their revisions live outside it unless the operator chose a place.
             self.spaces.run_dir = Some(shared_run_dir(&self.data_dir));
@@ -1141,6 +1212,19 @@ fn shared_run_dir(data_dir: &Path) -> PathBuf {
     PathBuf::from("/var/lib/trove-spaces").join(id)
 }
 
+/// `TROVE_SPACES_RUN_AS_UID` and `TROVE_SPACES_UID_BASE`.
+fn env_app_user() -> anyhow::Result<(Option<u32>, Option<u32>)> {
+    let uid = |name: &str| -> anyhow::Result<Option<u32>> {
+        env_u64(name)?
+            .map(|v| u32::try_from(v).with_context(|| format!("{name} must be a uid")))
+            .transpose()
+    };
+    Ok((
+        uid("TROVE_SPACES_RUN_AS_UID")?,
+        uid("TROVE_SPACES_UID_BASE")?,
+    ))
+}
+
 fn env_u64(name: &str) -> anyhow::Result<Option<u64>> {
     match std::env::var(name) {
         Ok(v) => v
@@ -1180,6 +1264,42 @@ mod tests {
         assert_eq!(chosen.spaces.run_dir, Some(PathBuf::from("/srv/apps")));
         // Apps run as the hub's own user keep `<data>/spaces`.
         assert_eq!(load("[spaces]\nrun_as_uid = 0\n").spaces.run_dir, None);
+        if effective_uid() == Some(0) {
+            let per_space = load("[spaces]\nuid_base = 3000000\n").spaces;
+            assert_eq!(per_space.run_as, AppUser::PerSpace { base: 3_000_000 });
+            assert_eq!(per_space.run_dir, Some(shared));
+        }
+        let both = "[spaces]\nrun_as_uid = 1234\nuid_base = 3000000\n";
+        assert!(load_toml(dir.path(), both).is_err());
+    }
+
+    #[test]
+    fn a_hub_run_as_root_gives_each_space_its_own_user_unless_told_otherwise() {
+        let resolve = |uid, base, root| AppUser::resolve(uid, base, root);
+        assert_eq!(
+            resolve(None, None, true).expect("default"),
+            AppUser::PerSpace {
+                base: DEFAULT_UID_BASE
+            }
+        );
+        assert_eq!(resolve(None, None, false).expect("default"), AppUser::Hub);
+        assert_eq!(
+            resolve(None, Some(3_000_000), true).expect("base"),
+            AppUser::PerSpace { base: 3_000_000 }
+        );
+        // An explicit uid is one user for every app; 0 keeps the hub's own.
+        assert_eq!(
+            resolve(Some(65534), None, true).expect("shared"),
+            AppUser::Shared(65534)
+        );
+        assert_eq!(resolve(Some(0), None, true).expect("hub"), AppUser::Hub);
+        // Both at once, a base among ordinary users' uids or past 2^31, or per-Space users
+        // without root: refused.
+        assert!(resolve(Some(65534), Some(3_000_000), true).is_err());
+        assert!(resolve(None, Some(1000), true).is_err());
+        assert!(resolve(None, Some(MAX_APP_UID), true).is_err());
+        assert!(resolve(None, Some(3_000_000), false).is_err());
+        const { assert!(DEFAULT_UID_BASE >= MIN_UID_BASE && DEFAULT_UID_BASE < MAX_APP_UID) };
     }
 
     #[test]

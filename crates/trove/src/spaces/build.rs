@@ -133,6 +133,8 @@ pub struct Built {
     pub app_port: u16,
     /// The revision's directory: `app/` (its files), `venv/`, `home/`.
     pub dir: PathBuf,
+    /// The user (uid and gid) of the Space's app and folder; `None`: the hub's own.
+    pub uid: Option<u32>,
 }
 
 impl Built {
@@ -150,14 +152,19 @@ pub fn space_dir(state: &Context, repo_id: i64) -> PathBuf {
         .join(repo_id.to_string())
 }
 
-/// Where a Space's built revisions live: `<run dir>/<repo id>/`.
-pub fn revisions_dir(state: &Context, repo_id: i64) -> PathBuf {
-    let spaces = &state.config.spaces;
-    spaces
+/// Where the Spaces' built revisions live: `spaces.run_dir`, else `<data>/spaces`.
+fn run_dir(state: &Context) -> PathBuf {
+    state
+        .config
+        .spaces
         .run_dir
         .clone()
         .unwrap_or_else(|| state.config.data_dir.join("spaces"))
-        .join(repo_id.to_string())
+}
+
+/// Where a Space's built revisions live: `<run dir>/<repo id>/`.
+pub fn revisions_dir(state: &Context, repo_id: i64) -> PathBuf {
+    run_dir(state).join(repo_id.to_string())
 }
 
 /// Reads the head of `main` and its card.
@@ -234,15 +241,22 @@ fn valid_version(v: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '!'))
 }
 
-/// Exports the revision and, for Python SDKs, builds its environment. The error is the
+/// Exports the revision and, for Python SDKs, builds its environment, in the Space's
+/// folder made private to its user `uid` first (an existing one too). The error is the
 /// message of the BUILD_ERROR; the details are in `log`.
 pub async fn build(
     state: &Context,
     repo: &RepoRef,
     spec: &Spec,
+    uid: Option<u32>,
     log: &Arc<LogBuffer>,
 ) -> Result<Built, String> {
-    let dir = revisions_dir(state, repo.repo.id).join(spec.rev.to_string());
+    let space = revisions_dir(state, repo.repo.id);
+    if let Some(uid) = uid {
+        super::isolation::secure_space_dir(&run_dir(state), &space, uid)
+            .map_err(|e| format!("making {} private to the app: {e}", space.display()))?;
+    }
+    let dir = space.join(spec.rev.to_string());
     let built = Built {
         rev: spec.rev.clone(),
         sdk: spec.sdk,
@@ -250,6 +264,7 @@ pub async fn build(
         engine: spec.engine,
         app_port: spec.app_port,
         dir: dir.clone(),
+        uid,
     };
     let ready = dir.join(".ready");
     if tokio::fs::try_exists(&ready).await.unwrap_or(false) {

@@ -12,11 +12,12 @@ pub mod build;
 pub mod cgroup;
 pub mod docker;
 pub mod duplicate;
+pub mod isolation;
 pub mod logs;
 pub mod process;
 pub mod subdomain;
 
-use crate::config::SpacesConfig;
+use crate::config::{AppUser, SpacesConfig};
 use crate::context::Context;
 use crate::repos::RepoRef;
 use build::{Built, Plan, Sdk};
@@ -190,6 +191,9 @@ pub struct Supervisor {
     next_id: AtomicU64,
     /// The hub's delegated cgroup v2 subtree, found once at start; `None`: rlimits only.
     cgroups: std::sync::OnceLock<Option<cgroup::Delegation>>,
+    /// The host's accounts in the range of per-Space users, read once at start: a Space
+    /// whose uid is one of theirs does not start.
+    accounts: std::sync::OnceLock<isolation::Accounts>,
     /// The hub is on its way out ([`Self::close_connections`]): no connection is proxied
     /// any more, and an app that finishes starting is stopped at once.
     closing: AtomicBool,
@@ -203,6 +207,7 @@ impl Supervisor {
             slots: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             cgroups: std::sync::OnceLock::new(),
+            accounts: std::sync::OnceLock::new(),
             closing: AtomicBool::new(false),
         }
     }
@@ -374,6 +379,7 @@ pub async fn start(state: &SpaceHost) -> anyhow::Result<Option<tokio::task::Join
         return Ok(None);
     }
     process::stop_leftovers(&state.config.data_dir.join("spaces")).await;
+    let _ = sup.accounts.set(app_users(state.config.spaces.run_as));
     let _ = sup
         .cgroups
         .set(find_cgroups(std::path::Path::new(cgroup::DEFAULT_ROOT)));
@@ -431,6 +437,46 @@ pub async fn start(state: &SpaceHost) -> anyhow::Result<Option<tokio::task::Join
         }
     });
     Ok(Some(start_queue))
+}
+
+/// The host's accounts per-Space users must not collide with; says once, in the log, whose
+/// user apps run as.
+fn app_users(run_as: AppUser) -> isolation::Accounts {
+    match run_as {
+        AppUser::PerSpace { base } => {
+            tracing::info!(
+                uid_base = base,
+                "spaces.users: each Space's app runs as its own uid and gid, uid_base + its \
+                 repository id"
+            );
+            let accounts = isolation::Accounts::read(base);
+            for (id, account) in accounts.iter() {
+                tracing::warn!(
+                    id,
+                    account,
+                    "spaces.users: a local account has an id in the range of Spaces' users; \
+                     the Space with that uid will not start (choose another spaces.uid_base)"
+                );
+            }
+            accounts
+        }
+        AppUser::Shared(uid) => {
+            tracing::warn!(
+                uid,
+                "spaces.users: every app runs as the same uid (spaces.run_as_uid): a Space's app \
+                 can read the other Spaces' files, private ones included, and their secrets; \
+                 remove run_as_uid to give each Space its own user"
+            );
+            isolation::Accounts::default()
+        }
+        AppUser::Hub => {
+            tracing::info!(
+                "spaces.users: apps run as the hub's own user (it does not run as root, or \
+                 spaces.run_as_uid = 0): they can read the hub's data dir and each other"
+            );
+            isolation::Accounts::default()
+        }
+    }
 }
 
 /// The delegated cgroup v2 subtree under `root` apps get their limits from, prepared; `None`
@@ -707,8 +753,16 @@ async fn build_with(
     }
     let space_dir = build::space_dir(&state, repo.id);
     slot.build_log.restart(Some(space_dir.join("build.log")));
+    let accounts = state.spaces.accounts.get_or_init(Default::default);
+    let uid = match isolation::app_uid(state.config.spaces.run_as, repo.id, accounts) {
+        Ok(uid) => uid,
+        Err(why) => {
+            slot.build_log.push(&why);
+            return set_down(&slot, generation, Stage::ConfigError, Some(why));
+        }
+    };
     tracing::info!(repo.id = repo.id, revision = %spec.rev, sdk = ?spec.sdk, "space build started");
-    let built = match build::build(&state, &repo_ref, &spec, &slot.build_log).await {
+    let built = match build::build(&state, &repo_ref, &spec, uid, &slot.build_log).await {
         Ok(built) => built,
         Err(why) => {
             slot.build_log.push(&format!("BUILD FAILED: {why}"));
@@ -998,6 +1052,8 @@ async fn start_app(
         cwd: built.app_dir(),
         env,
         home: built.dir.join("home"),
+        // A container's user is the image's; the client runs as the hub's.
+        uid: built.uid.filter(|_| container.is_none()),
         port,
         health_path,
         pid_dir: build::space_dir(state, repo.id).join("pids"),

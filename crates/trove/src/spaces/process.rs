@@ -1,9 +1,10 @@
 //! An app's process: started in its own process group and working directory, with a
-//! cleared environment and resource limits (util-linux `prlimit`, and `setpriv` to an
-//! unprivileged user when the hub runs as root), its output in the run log, checked until
+//! cleared environment and resource limits (util-linux `prlimit`, and `setpriv` to the
+//! Space's own user when the hub runs as root), its output in the run log, checked until
 //! it answers HTTP, and stopped with its whole group.
 
 use super::cgroup::AppCgroup;
+use super::isolation;
 use super::logs::LogBuffer;
 use crate::config::SpacesConfig;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// Its own writable home (caches of the SDK).
     pub home: PathBuf,
+    /// The uid and gid (same number) it runs as, through `setpriv`; `None`: the hub's.
+    pub uid: Option<u32>,
     /// The loopback port it listens on.
     pub port: u16,
     /// Path of a request that answers once the app is ready.
@@ -91,7 +94,7 @@ fn command(config: &SpacesConfig, launch: &Launch) -> Command {
         argv.push(format!("--cpu={}", config.cpu_time_secs));
     }
     argv.push("--".into());
-    if let Some(uid) = config.run_as_uid {
+    if let Some(uid) = launch.uid {
         argv.extend([
             "setpriv".into(),
             format!("--reuid={uid}"),
@@ -126,17 +129,19 @@ pub fn spawn(
     launch: &Launch,
     log: Arc<LogBuffer>,
 ) -> std::io::Result<(AppProcess, Child)> {
-    std::fs::create_dir_all(&launch.home)?;
-    if let (Some(uid), None) = (config.run_as_uid, &launch.container) {
-        std::os::unix::fs::chown(&launch.home, Some(uid), Some(uid))?;
-        if let Some(blocked) = unreachable_ancestor(&launch.cwd) {
-            return Err(std::io::Error::other(format!(
-                "{} is not traversable by other users, so the app (uid {uid}) cannot reach its \
-                 files: set spaces.run_dir to a directory outside the data dir that every user may \
-                 traverse to (docs/spaces.md)",
-                blocked.display()
-            )));
+    match launch.uid {
+        Some(uid) => {
+            isolation::secure_home(&launch.home, uid)?;
+            if let Some(blocked) = isolation::unreachable_ancestor(&launch.cwd, uid) {
+                return Err(std::io::Error::other(format!(
+                    "{} is not traversable by the app's user (uid {uid}), so the app cannot \
+                     reach its files: set spaces.run_dir to a directory outside the data dir \
+                     that every user may traverse to (docs/spaces.md)",
+                    blocked.display()
+                )));
+            }
         }
+        None => std::fs::create_dir_all(&launch.home)?,
     }
     let mut child = command(config, launch).spawn()?;
     if let Some(out) = child.stdout.take() {
@@ -164,15 +169,6 @@ pub fn spawn(
         },
         child,
     ))
-}
-
-/// The first folder on the way to `dir` that others may not traverse.
-fn unreachable_ancestor(dir: &Path) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    dir.ancestors()
-        .filter(|a| !a.as_os_str().is_empty())
-        .find(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
-        .map(Path::to_path_buf)
 }
 
 /// Copies a stream of the app's output into its log, line by line.
