@@ -55,11 +55,7 @@ def expected(caller: str, access: str, needs: str) -> int:
     visible repo without enough rights is 401 (anonymous) / 403."""
     if access == "bad":
         return 401
-    if needs == "user":  # any signed-in caller who can see the repo (likes)
-        if caller == "anonymous":
-            return 401
-        needs = "gated"
-    if needs == "contribute":  # pull request uploads, discussions: a write-capable token
+    if needs == "contribute":  # pull request uploads, discussions, likes: a write-capable token
         if caller == "anonymous":
             return 401
         if access == "none":
@@ -208,7 +204,8 @@ def _request(hub: Hub, surface: str, repo: str, token: str | None, n: int):
                              content=("\n".join(lines) + "\n").encode(),
                              headers={**h, "content-type": "application/x-ndjson"}), "contribute"
     if surface == "like":
-        return hub.http.post(f"{api}/like", headers=h), "user"
+        # A like is the caller's own write: a read token only reads.
+        return hub.http.post(f"{api}/like", headers=h), "contribute"
     if surface == "delete (refused only)":
         ns, name = repo.split("/")
         return hub.http.request("DELETE", "/api/repos/delete", headers=h,

@@ -10,7 +10,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from conftest import make_client, sha256_bytes
+from conftest import make_client, sha256_bytes, unique
 from test_storage import CHUNK_MAX, UPLOAD, check_downloads, store_bytes, variant
 from test_webhooks import receiver  # noqa: F401 - the fixture
 
@@ -230,6 +230,26 @@ def test_super_squash_of_a_pr_and_its_refusals(trove, client, hub, bob, tmp_path
         assert not res["ok"] and res["status"] == status, (args, res)
     assert len(client.py("emit([c.title for c in api.list_repo_commits(ARGS['repo'])])",
                          args={"repo": repo}).result) == len(main)
+
+    # An organization's writer may squash a branch, not the default one: rewriting main is
+    # an administrator's, as a force-push of it is.
+    org, writer = unique("sqorg"), unique("sqwriter")
+    trove.create_user(writer)
+    wtoken = trove.create_token(writer, role="write", name="w")
+    trove.admin_cli("org", "create", org, "--owner", "admin")
+    trove.admin_cli("org", "add-member", org, writer, "--role", "write")
+    orepo = hub.create_repo("squash-org", namespace=org)
+    hub.commit_files(orepo, {"a.txt": b"1"})
+    hub.commit_files(orepo, {"a.txt": b"2"})
+    r = hub.http.post(f"/api/models/{orepo}/branch/dev", headers=hub.auth(wtoken), json={})
+    assert r.status_code == 200, r.text[:300]
+    res = client.py(SQUASH_ATTEMPT, args={"repo": orepo}, token=wtoken).result
+    assert not res["ok"] and res["status"] == 403, res
+    res = client.py(SQUASH_ATTEMPT, args={"repo": orepo, "branch": "dev"}, token=wtoken).result
+    assert res["ok"], res
+    titles = client.py("emit([c.title for c in api.list_repo_commits(ARGS['repo'])])",
+                       args={"repo": orepo}).result
+    assert len(titles) >= 3, titles
 
 
 def test_fsck_repair_index_rebuilds_the_dedup_index(trove, client, hub, tmp_path):

@@ -7,6 +7,7 @@ when on it keeps the account-name rules, the password policy and the sign-in rat
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 
 import httpx
@@ -205,3 +206,76 @@ def test_signup_refuses_bad_names_and_weak_passwords_then_rate_limits(open_hub):
                 assert int(answer.headers["retry-after"]) > 0 and "Too many attempts" in answer.text
                 break
         assert statuses[-1] == 429, statuses
+
+
+def signed_in_with(server, token: str, next_: str | None = None):
+    """A cookie-keeping client signed in through the token form; and the sign-in's answer."""
+    browser = httpx.Client(base_url=server.url, follow_redirects=False, timeout=60)
+    form = browser.get("/login")
+    csrf = form.text.split('name="csrf" value="')[1].split('"')[0]
+    data = {"token": token, "csrf": csrf, **({"next": next_} if next_ else {})}
+    return browser, browser.post("/login/token", data=data, headers={"origin": server.url})
+
+
+def test_a_token_session_ends_with_its_token_and_mints_no_tokens(closed):
+    user = unique("toksess")
+    closed.create_user(user)
+    token = closed.create_token(user, role="write", name="brief")
+    browser, ok = signed_in_with(closed, token)
+    assert ok.status_code == 303, ok.text
+    assert browser.get("/api/whoami-v2").json()["name"] == user
+    # The session stands for the token: it may not make one that would outlive it.
+    page = browser.get("/settings/tokens")
+    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+    minted = browser.post("/settings/tokens", data={"csrf": csrf, "name": "persist", "role": "write"},
+                          headers={"origin": closed.url})
+    assert minted.status_code == 403, minted.text[:300]
+    assert "persist" not in closed.admin_cli("token", "list", user)
+    # Revoking the token ends the session at once.
+    closed.admin_cli("token", "revoke", user, "--name", "brief")
+    assert browser.get("/api/whoami-v2").status_code == 401
+
+
+def test_a_new_password_ends_the_users_sessions(closed):
+    user = unique("newpw")
+    closed.create_user(user)
+    token = closed.create_token(user, role="write", name="t")
+    browser, ok = signed_in_with(closed, token)
+    assert ok.status_code == 303 and browser.get("/api/whoami-v2").status_code == 200
+    p = subprocess.run([str(closed.binary), "user", "set-password", user, "--data-dir",
+                        str(closed.data_dir)], input="a brand new password\n", text=True,
+                       capture_output=True, timeout=60, env=closed.cli_env())
+    assert p.returncode == 0, p.stderr
+    assert browser.get("/api/whoami-v2").status_code == 401
+
+
+def test_sign_in_redirects_only_to_this_hub(closed):
+    user = unique("nextu")
+    closed.create_user(user)
+    token = closed.create_token(user, role="write")
+    for sneaky in ("/\t/evil.example/x", "/\n/evil.example", "/\\evil.example", "//evil.example"):
+        browser, ok = signed_in_with(closed, token, sneaky)
+        assert ok.status_code == 303 and ok.headers["location"] == "/models", (sneaky, ok.headers)
+    browser, ok = signed_in_with(closed, token, "/settings/tokens")
+    assert ok.headers["location"] == "/settings/tokens"
+
+
+def test_the_json_login_refuses_other_sites(closed):
+    user = unique("jsonlogin")
+    closed.create_user(user)
+    p = subprocess.run([str(closed.binary), "user", "set-password", user, "--data-dir",
+                        str(closed.data_dir)], input="correct horse battery\n", text=True,
+                       capture_output=True, timeout=60, env=closed.cli_env())
+    assert p.returncode == 0, p.stderr
+    body = '{"username": "%s", "password": "correct horse battery", "x": "="}' % user
+    with httpx.Client(base_url=closed.url, follow_redirects=False, timeout=60) as http:
+        # A form of another site posting text/plain that reads as JSON: no session planted.
+        for headers in ({"origin": "http://evil.example", "content-type": "text/plain"},
+                        {"sec-fetch-site": "cross-site", "content-type": "text/plain"}):
+            r = http.post("/api/login", content=body, headers=headers)
+            assert r.status_code == 403 and "set-cookie" not in r.headers, (headers, r.status_code)
+            assert r.headers.get("x-error-message"), r.headers
+        # An API client (no Origin) and the hub's own pages still sign in.
+        for headers in ({}, {"origin": closed.url}):
+            r = http.post("/api/login", content=body, headers={"content-type": "application/json", **headers})
+            assert r.status_code == 200 and "trove_session=" in r.headers["set-cookie"], r.text

@@ -62,6 +62,7 @@ pub use leases::Lease;
 pub use lfs_files::RepoLfsFile;
 pub use listing_epoch::{Epochs, MovingRefs};
 pub use locks::{LfsLock, LockOutcome, LockQuery};
+pub use members::SessionMember;
 pub use orgs::{Membership, Org, OrgRole};
 pub use repo_lock::{INDEX_LOCK_CLASS, REPO_LOCK_CLASS, RepoLock, repo_lock_key};
 pub use repos::{Gating, Repo, RepoStamp};

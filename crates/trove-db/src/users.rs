@@ -1,7 +1,7 @@
 //! User accounts: creation, lookup by name (case-insensitive) or id, disabling, passwords
 //! (stored as the caller's argon2id PHC string) and web sessions (stored hashed).
 
-use crate::backend::with_pool;
+use crate::backend::{WritePool, with_pool};
 use crate::db::{Db, unix_now_ms};
 use crate::error::{Result, constraint_error};
 use sqlx::Row;
@@ -155,14 +155,22 @@ impl Db {
         })
     }
 
-    /// Stores a password hash (a PHC string made by the caller); `false` if no such user.
+    /// Stores a password hash (a PHC string made by the caller) and ends the user's web
+    /// sessions, in one transaction: a new password shuts out whoever held the old one.
+    /// `false` if no such user.
     pub async fn set_password_hash(&self, user_id: i64, phc: &str) -> Result<bool> {
         with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
             let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                 .bind(phc)
                 .bind(user_id)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?;
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
             Ok(done.rows_affected() > 0)
         })
     }
@@ -183,22 +191,25 @@ impl Db {
         })
     }
 
-    /// Stores a web session by the hash of its secret.
+    /// Stores a web session by the hash of its secret; `token_id`: the access token it was
+    /// opened with, whose revocation or expiry ends it.
     pub async fn create_session(
         &self,
         user_id: i64,
         secret_hash: &[u8],
         expires_at_ms: i64,
+        token_id: Option<i64>,
     ) -> Result<()> {
         with_pool!(self, pool => {
             sqlx::query(
-                "INSERT INTO sessions (user_id, secret_hash, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO sessions (user_id, secret_hash, created_at, expires_at, token_id) \
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(user_id)
             .bind(secret_hash)
             .bind(unix_now_ms())
             .bind(expires_at_ms)
+            .bind(token_id)
             .execute(pool)
             .await
             .map_err(constraint_error("session", "user"))?;

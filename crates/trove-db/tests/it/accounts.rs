@@ -197,15 +197,15 @@ trove_db::backend_tests! {
 async fn a_session_or_a_token_reads_its_user_and_memberships_in_one_go(db) -> TestResult {
     let cy = user(&db, "cy").await;
     let loner = user(&db, "loner").await;
-    db.create_session(cy.id, b"s-cy", 1_000).await?;
-    db.create_session(loner.id, b"s-loner", 1_000).await?;
+    db.create_session(cy.id, b"s-cy", 1_000, None).await?;
+    db.create_session(loner.id, b"s-loner", 1_000, None).await?;
     db.create_token(cy.id, "t", TokenRole::Read, b"t-cy", None, &[])
         .await?;
     db.create_token(loner.id, "t", TokenRole::Read, b"t-loner", None, &[])
         .await?;
     // In no organization: the user, and no membership.
-    let (u, orgs) = db.session_member(b"s-cy", 10).await?.expect("session");
-    assert_eq!((u.id, orgs.len()), (cy.id, 0));
+    let s = db.session_member(b"s-cy", 10).await?.expect("session");
+    assert_eq!((s.user.id, s.orgs.len(), s.token_id), (cy.id, 0, None));
     let (_, u, orgs) = db.token_member_by_hash(b"t-cy", 10).await?.expect("token");
     assert_eq!((u.id, orgs.len()), (cy.id, 0));
 
@@ -222,13 +222,13 @@ async fn a_session_or_a_token_reads_its_user_and_memberships_in_one_go(db) -> Te
     let expected = db.memberships(cy.id).await?;
     assert_eq!(expected.len(), 2);
     assert_eq!(expected[0].org.name, "alpha");
-    let (u, orgs) = db.session_member(b"s-cy", 10).await?.expect("session");
-    assert_eq!((u, orgs), (cy.clone(), expected.clone()));
+    let s = db.session_member(b"s-cy", 10).await?.expect("session");
+    assert_eq!((s.user, s.orgs), (cy.clone(), expected.clone()));
     let (token, u, orgs) = db.token_member_by_hash(b"t-cy", 10).await?.expect("token");
     assert_eq!((token.user_id, u, orgs), (cy.id, cy.clone(), expected));
     // Another member's organizations are not theirs.
-    let (_, orgs) = db.session_member(b"s-loner", 10).await?.expect("session");
-    assert!(orgs.is_empty());
+    let s = db.session_member(b"s-loner", 10).await?.expect("session");
+    assert!(s.orgs.is_empty());
     let (_, _, orgs) = db.token_member_by_hash(b"t-loner", 10).await?.expect("token");
     assert!(orgs.is_empty());
 
@@ -238,6 +238,34 @@ async fn a_session_or_a_token_reads_its_user_and_memberships_in_one_go(db) -> Te
     db.set_user_disabled(cy.id, true).await?;
     assert_eq!(db.session_member(b"s-cy", 10).await?, None);
     assert_eq!(db.token_member_by_hash(b"t-cy", 10).await?, None);
+    Ok(())
+}
+}
+
+trove_db::backend_tests! {
+async fn a_session_opened_with_a_token_ends_with_it_and_a_new_password_ends_all(db) -> TestResult {
+    let cy = user(&db, "cy").await;
+    let lasting = db
+        .create_token(cy.id, "lasting", TokenRole::Write, b"t-1", None, &[])
+        .await?;
+    let brief = db
+        .create_token(cy.id, "brief", TokenRole::Write, b"t-2", Some(500), &[])
+        .await?;
+    db.create_session(cy.id, b"s-lasting", 10_000, Some(lasting.id)).await?;
+    db.create_session(cy.id, b"s-brief", 10_000, Some(brief.id)).await?;
+    db.create_session(cy.id, b"s-password", 10_000, None).await?;
+    let s = db.session_member(b"s-lasting", 10).await?.expect("session");
+    assert_eq!(s.token_id, Some(lasting.id));
+    // The token's expiry ends its session, however long the session was to last.
+    assert!(db.session_member(b"s-brief", 10).await?.is_some());
+    assert_eq!(db.session_member(b"s-brief", 600).await?, None);
+    // Revoking the token ends its session, not the others.
+    assert!(db.revoke_token(cy.id, "lasting").await?);
+    assert_eq!(db.session_member(b"s-lasting", 10).await?, None);
+    assert!(db.session_member(b"s-password", 10).await?.is_some());
+    // A new password ends every session of the user.
+    assert!(db.set_password_hash(cy.id, "$argon2id$v=19$x").await?);
+    assert_eq!(db.session_member(b"s-password", 10).await?, None);
     Ok(())
 }
 }

@@ -53,7 +53,7 @@ pub async fn open(
     let Some(user) = user.filter(|_| ok) else {
         return Err(refused(state, ip, WRONG_PASSWORD));
     };
-    start(state, user, ip, "session.login").await
+    start(state, user, ip, "session.login", None).await
 }
 
 /// Why a token sign-in failed when the token names no one: unknown, expired or revoked
@@ -87,7 +87,9 @@ pub async fn open_with_token(
     if let Err(why) = token_may_open_session(token.role) {
         return Err(refused(state, ip, why));
     }
-    start(state, user, ip, "session.login_token").await
+    // The session stands for the token: it ends when the token is revoked or expires, and
+    // may not mint tokens (trove-db migration 0031).
+    start(state, user, ip, "session.login_token", Some(token.id)).await
 }
 
 /// Whether a token of this role may become a web session: only one that already grants
@@ -114,12 +116,14 @@ fn refused(state: &Context, ip: Option<std::net::IpAddr>, message: &str) -> ApiE
 }
 
 /// Opens a session for a user already proven to be who they say (password, token, or a
-/// fresh registration), writing `action` to the audit log.
+/// fresh registration), writing `action` to the audit log; `token_id`: the token it was
+/// opened with, which it stands for.
 pub async fn start(
     state: &Context,
     user: trove_db::User,
     ip: Option<std::net::IpAddr>,
     action: &str,
+    token_id: Option<i64>,
 ) -> ApiResult<Session> {
     super::audit(
         &state.db,
@@ -137,6 +141,7 @@ pub async fn start(
             user.id,
             &hash_token(&secret),
             crate::clock::now_ms() + SESSION_TTL_MS,
+            token_id,
         )
         .await?;
     let secure = if state.public_url().starts_with("https://") {

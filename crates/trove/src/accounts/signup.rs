@@ -85,7 +85,7 @@ pub async fn register(
         ip.map(|ip| ip.to_string()).as_deref(),
     )
     .await;
-    sessions::start(state, user, ip, "session.login").await
+    sessions::start(state, user, ip, "session.login", None).await
 }
 
 #[cfg(test)]

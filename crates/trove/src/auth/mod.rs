@@ -23,7 +23,8 @@ use trove_db::{Membership, TokenRole, TokenScope, User};
 /// The credential a request authenticated with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Credential {
-    /// The token's id; `None` for a web session.
+    /// The token's id; for a web session, the token it was opened with (`None`: a password
+    /// sign-in).
     pub token_id: Option<i64>,
     /// The token's name (`displayName` in whoami), or `web-session`.
     pub name: String,
@@ -100,6 +101,19 @@ pub fn same_origin(headers: &axum::http::HeaderMap, public_url: &str) -> bool {
         return host_matches || origin.eq_ignore_ascii_case(public_url.trim_end_matches('/'));
     }
     matches!(header("sec-fetch-site"), Some("same-origin" | "none"))
+}
+
+/// Did a browser send this request from another site? It names an `Origin` that is not
+/// this hub, or says `Sec-Fetch-Site: cross-site` or `same-site` without one. API clients
+/// that are not browsers send neither, and pass: for endpoints that take credentials in
+/// their body (a JSON login), where a cookie is not what is at stake but the session a
+/// forged form would plant.
+pub fn from_another_site(headers: &axum::http::HeaderMap, public_url: &str) -> bool {
+    if headers.contains_key(axum::http::header::ORIGIN) {
+        return !same_origin(headers, public_url);
+    }
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    matches!(fetch_site, Some("cross-site" | "same-site"))
 }
 
 /// A failed authentication: 401, or 429 once the address is out of budget.
@@ -249,12 +263,16 @@ async fn identify(
                 ));
             }
             // A stale cookie is not an attack: the request goes on as anonymous.
-            if let Some((user, orgs)) = state.db.session_member(&hash_token(secret), now_ms).await?
-            {
+            if let Some(member) = state.db.session_member(&hash_token(secret), now_ms).await? {
+                // A session opened with a token stands for it (so it may not mint tokens).
+                let token = Credential {
+                    token_id: member.token_id,
+                    ..Credential::full("web-session")
+                };
                 let caller = Caller::User {
-                    user,
-                    token: Credential::full("web-session"),
-                    orgs,
+                    user: member.user,
+                    token,
+                    orgs: member.orgs,
                 };
                 return Ok((caller, None));
             }

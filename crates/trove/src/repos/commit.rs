@@ -200,7 +200,13 @@ pub async fn super_squash(
     revision: &str,
     message: &str,
 ) -> ApiResult<GitOid> {
-    repo.require_write(caller)?;
+    // Rewriting the default branch's history is an administrator's, as a force-push of it
+    // is (`http::git::hook`); other branches and pull requests, a writer's.
+    if is_default_branch(revision) {
+        repo.require_admin(caller)?;
+    } else {
+        repo.require_write(caller)?;
+    }
     let author = author_of(caller)?;
     let _guard = state.lock_repo(repo.repo.id).await?;
     let revision = revision.to_owned();

@@ -8,15 +8,19 @@ use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
 use trove_db::{Cursor, Page, Repo, User};
 
-fn liker(caller: &Caller) -> ApiResult<&User> {
-    caller.user().ok_or_else(|| {
+/// The user a like or unlike is for: a signed-in caller whose token may write (a like is
+/// theirs to change, as an opened discussion is: a read token only reads).
+fn liker<'c>(caller: &'c Caller, repo: &RepoRef) -> ApiResult<&'c User> {
+    let user = caller.user().ok_or_else(|| {
         ApiError::Unauthenticated("You must be authenticated to like a repository".into())
-    })
+    })?;
+    repo.require_contribute(caller)?;
+    Ok(user)
 }
 
 /// Adds the caller's like (idempotent).
 pub async fn like(state: &Context, caller: &Caller, repo: &RepoRef) -> ApiResult<()> {
-    let user = liker(caller)?;
+    let user = liker(caller, repo)?;
     let added = state.db.like(user.id, repo.repo.id, now_ms()).await?;
     tracing::info!(
         repo.id = repo.repo.id,
@@ -29,7 +33,7 @@ pub async fn like(state: &Context, caller: &Caller, repo: &RepoRef) -> ApiResult
 
 /// Withdraws the caller's like (idempotent).
 pub async fn unlike(state: &Context, caller: &Caller, repo: &RepoRef) -> ApiResult<()> {
-    let user = liker(caller)?;
+    let user = liker(caller, repo)?;
     let removed = state.db.unlike(user.id, repo.repo.id).await?;
     tracing::info!(
         repo.id = repo.repo.id,

@@ -198,9 +198,17 @@ pub fn cookie_header(headers: &HeaderMap) -> Option<&str> {
 /// `POST /api/login` `{"username", "password"}`: a session cookie for the web UI.
 pub async fn login(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Response> {
+    // A page of another site could post this (a `text/plain` form passes for JSON) and sign
+    // the visitor into the attacker's account: login CSRF.
+    if crate::auth::from_another_site(&headers, state.public_url()) {
+        return Err(ApiError::Forbidden(
+            "Cross-site request refused: sign in from this hub's own page".into(),
+        ));
+    }
     let session = sessions::open(&state, ip, &body.username, &body.password).await?;
     let mut headers = HeaderMap::new();
     headers.insert(header::SET_COOKIE, HeaderValue::from_str(&session.cookie)?);

@@ -48,11 +48,20 @@ pub struct SignupPage {
 /// Where to go after signing in: a path of this hub, never another site (`//host`, `/\\host`).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => {
-            n.to_owned()
-        }
+        Some(n) if is_local_path(n) => n.to_owned(),
         _ => "/models".to_owned(),
     }
+}
+
+/// A path on this hub: `/` then no second `/`, and no backslash, whitespace or control
+/// character anywhere — browsers read `/\host` as `//host`, and drop tabs and newlines
+/// from a URL, so `/<tab>/host` would become `//host`, another site.
+fn is_local_path(n: &str) -> bool {
+    n.starts_with('/')
+        && !n.starts_with("//")
+        && !n
+            .chars()
+            .any(|c| c == '\\' || c.is_whitespace() || c.is_control())
 }
 
 #[derive(Deserialize)]
@@ -293,6 +302,16 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example/x")), "/models");
         assert_eq!(safe_next(Some("/\\evil.example")), "/models");
         assert_eq!(safe_next(Some("https://evil.example")), "/models");
+        for sneaky in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "/a\\b",
+            "/\u{0}x",
+        ] {
+            assert_eq!(safe_next(Some(sneaky)), "/models", "{sneaky:?}");
+        }
+        assert_eq!(safe_next(Some("/a/b?c=d%2F%2F")), "/a/b?c=d%2F%2F");
         assert_eq!(safe_next(None), "/models");
     }
 }
