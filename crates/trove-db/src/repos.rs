@@ -294,6 +294,18 @@ impl Db {
         })
     }
 
+    /// A repository by its id (what outlives renames: a webhook delivery, a CAS token).
+    pub async fn repo_by_id(&self, repo_id: i64) -> Result<Option<Repo>> {
+        with_pool!(self, pool => {
+            let sql = format!("SELECT {REPO_COLUMNS_R} FROM repos r WHERE r.id = $1");
+            let row = sqlx::query(&sql)
+                .bind(repo_id)
+                .fetch_optional(pool)
+                .await?;
+            row.map(|r| Repo::from_row_at(&r, 0)).transpose()
+        })
+    }
+
     /// The repository of this type with this id, compared without regard to ASCII case.
     pub async fn repo_by_name(&self, repo_type: RepoType, id: &RepoId) -> Result<Option<Repo>> {
         // Every request naming a repository asks this: on the calling thread (see

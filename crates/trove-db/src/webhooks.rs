@@ -279,21 +279,6 @@ impl Db {
         })
     }
 
-    /// The repository a delivery is about, by id (deliveries outlive renames).
-    pub async fn repo_for_delivery(&self, repo_id: i64) -> Result<Option<crate::repos::Repo>> {
-        with_pool!(self, pool => {
-            let sql = format!(
-                "SELECT {} FROM repos r WHERE r.id = $1",
-                crate::repos::REPO_COLUMNS_R
-            );
-            let row = sqlx::query(&sql)
-                .bind(repo_id)
-                .fetch_optional(pool)
-                .await?;
-            row.map(|r| crate::repos::Repo::from_row_at(&r, 0)).transpose()
-        })
-    }
-
     async fn with_watched(&self, mut webhook: Webhook) -> Result<Webhook> {
         with_pool!(self, pool => {
             let rows = sqlx::query(

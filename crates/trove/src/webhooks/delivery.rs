@@ -378,7 +378,7 @@ impl OwnerView {
             return Ok(false);
         }
         let repo = match delivery.repo_id {
-            Some(id) => state.db.repo_for_delivery(id).await?,
+            Some(id) => state.db.repo_by_id(id).await?,
             None => None,
         };
         let repo = repo.unwrap_or_else(|| Repo {

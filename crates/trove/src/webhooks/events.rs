@@ -32,7 +32,7 @@ pub async fn enqueue(state: &Context, event: &Event) -> anyhow::Result<usize> {
     let repo = match event {
         Event::Repo { repo, .. } => repo.clone(),
         Event::Discussion { discussion, .. } => {
-            match state.db.repo_for_delivery(discussion.repo_id).await? {
+            match state.db.repo_by_id(discussion.repo_id).await? {
                 Some(repo) => repo,
                 None => return Ok(0),
             }

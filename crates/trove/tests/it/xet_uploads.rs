@@ -442,3 +442,90 @@ async fn a_shard_upload_does_not_tell_whether_someone_else_holds_the_file() {
         assert_eq!(shard_result(&app, &cas, u).await, 0);
     }
 }
+
+#[tokio::test]
+async fn a_cas_token_stops_when_its_holder_may_no_longer_read() {
+    let app = TestApp::new().await;
+    let db = &app.state.db;
+    let alice = app.user("alice", TokenRole::Write).await;
+    let carol = app.user("carol", TokenRole::Write).await;
+    let dave = app.user("dave", TokenRole::Write).await;
+    let acme = db
+        .create_org(&RepoName::parse_namespace("acme").expect("name"), None)
+        .await
+        .expect("org");
+    for name in ["alice", "carol", "dave"] {
+        let user = db.user_by_name(name).await.expect("db").expect("user");
+        db.set_org_member(acme.id, user.id, OrgRole::Read)
+            .await
+            .expect("member");
+    }
+    let alice_id = db
+        .user_by_name("alice")
+        .await
+        .expect("db")
+        .expect("user")
+        .id;
+    db.set_org_member(acme.id, alice_id, OrgRole::Admin)
+        .await
+        .expect("admin");
+    let r = app
+        .post("/api/repos/create")
+        .token(&alice)
+        .json(&json!({"name": "priv", "organization": "acme", "type": "model", "private": true}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+    create_repo(&app, &alice, "acme/open").await;
+    let u = upload(9);
+    upload_to(&app, &alice, "acme/priv", &u).await;
+    upload_to(&app, &alice, "acme/open", &u).await;
+
+    // Tokens taken while they may read: carol's and dave's for the private repository, an
+    // anonymous one for the public repository.
+    let carols = cas_token(&app, &carol, "acme/priv", "read").await;
+    let daves = cas_token(&app, &dave, "acme/priv", "write").await;
+    let anonymous = anonymous_cas_token(&app, "acme/open").await;
+    for cas in [&carols, &daves, &anonymous] {
+        assert_eq!(head_xorb(&app, cas, &u).await, StatusCode::OK);
+    }
+    // Carol leaves the organization, dave's account is disabled, the public repository goes
+    // private: each token stops at once, though its signature is good for an hour.
+    let carol_id = db
+        .user_by_name("carol")
+        .await
+        .expect("db")
+        .expect("user")
+        .id;
+    db.remove_org_member(acme.id, carol_id)
+        .await
+        .expect("remove");
+    let dave_id = db.user_by_name("dave").await.expect("db").expect("user").id;
+    db.set_user_disabled(dave_id, true).await.expect("disable");
+    let r = app
+        .request(Method::PUT, "/api/models/acme/open/settings")
+        .token(&alice)
+        .json(&json!({"private": true}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+    for cas in [&carols, &daves, &anonymous] {
+        assert_eq!(head_xorb(&app, cas, &u).await, StatusCode::UNAUTHORIZED);
+        let r = app
+            .get(&format!(
+                "/xet/v2/reconstructions/{}",
+                u.file.file_hash.hex()
+            ))
+            .token(cas)
+            .send()
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        post_xorb(&app, &daves, &upload(10), &upload(10).xorb_bytes).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Alice's, taken now, works.
+    let alices = cas_token(&app, &alice, "acme/open", "read").await;
+    assert_eq!(head_xorb(&app, &alices, &u).await, StatusCode::OK);
+}

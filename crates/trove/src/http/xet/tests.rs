@@ -53,6 +53,8 @@ async fn fixture_with(tweak: impl FnOnce(&mut Config)) -> Fixture {
         .create_user(&RepoName::parse("alice").expect("name"), None, false)
         .await
         .expect("user");
+    // Public repositories: most tokens here name no user (an anonymous reader's), and every
+    // CAS request is judged again against the repository's visibility.
     let mut ids = Vec::new();
     for name in ["a", "b"] {
         let id = RepoId::new(
@@ -60,7 +62,7 @@ async fn fixture_with(tweak: impl FnOnce(&mut Config)) -> Fixture {
             RepoName::parse(name).expect("name"),
         );
         ids.push(
-            db.create_repo(RepoType::Model, &id, true, alice.id, 1)
+            db.create_repo(RepoType::Model, &id, false, alice.id, 1)
                 .await
                 .expect("repo")
                 .id,
@@ -75,7 +77,7 @@ async fn fixture_with(tweak: impl FnOnce(&mut Config)) -> Fixture {
         RepoName::parse("c").expect("name"),
     );
     let repo_c = db
-        .create_repo(RepoType::Model, &bobs, true, bob.id, 1)
+        .create_repo(RepoType::Model, &bobs, false, bob.id, 1)
         .await
         .expect("repo")
         .id;

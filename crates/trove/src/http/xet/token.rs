@@ -176,9 +176,47 @@ impl FromRequestParts<AppState> for CasGrant {
         let token = header
             .strip_prefix("Bearer ")
             .ok_or_else(|| ApiError::Unauthenticated("A CAS access token is required".into()))?;
-        verify(&state.signer, token.trim(), now_secs())
-            .ok_or_else(|| ApiError::Unauthenticated("Invalid or expired CAS access token".into()))
+        let grant = verify(&state.signer, token.trim(), now_secs()).ok_or_else(|| {
+            ApiError::Unauthenticated("Invalid or expired CAS access token".into())
+        })?;
+        if !still_allowed(state, &grant).await? {
+            return Err(ApiError::Unauthenticated(
+                "This CAS access token's holder may no longer read the repository".into(),
+            ));
+        }
+        Ok(grant)
     }
+}
+
+/// Whether the holder of `grant` may still read its repository: the token is signed and
+/// stateless, so a user disabled, removed from the organization, or a repository made
+/// private since it was issued is judged again here, on every CAS request, by the API's
+/// policy for the user's standing (their Hub token's own limits were judged at issue).
+async fn still_allowed(state: &AppState, grant: &CasGrant) -> ApiResult<bool> {
+    let Some(repo) = state.db.repo_by_id(grant.repo_id).await? else {
+        return Ok(false);
+    };
+    let caller = match grant.user_id {
+        None => Caller::Anonymous,
+        Some(user_id) => match state.db.user_by_id(user_id).await? {
+            Some(user) if !user.disabled => {
+                let orgs = state.db.memberships(user.id).await?;
+                Caller::User {
+                    user,
+                    token: crate::auth::Credential::full("cas-token"),
+                    orgs,
+                }
+            }
+            _ => return Ok(false),
+        },
+    };
+    // A write token also serves a contributor's pull request, which needs only to see the
+    // repository (branches are guarded at commit).
+    let needed = match grant.scope {
+        Scope::Read => Access::Read,
+        Scope::Write => Access::Gated,
+    };
+    Ok(crate::repos::access_to(state, &caller, &repo).await? >= needed)
 }
 
 /// The CAS base URL the client talks to: the hub's own origin, under `/xet`.
