@@ -66,6 +66,45 @@ async fn create_repo(app: &TestApp, token: &str, repo: &str) {
     assert_eq!(r.status, StatusCode::OK, "create {repo}: {:?}", r.error());
 }
 
+/// Creates the private model `repo` (`namespace/name`) as the holder of `token`.
+async fn create_private_repo(app: &TestApp, token: &str, repo: &str) {
+    let (namespace, name) = repo.split_once('/').expect("ns/name");
+    let r = app
+        .post("/api/repos/create")
+        .token(token)
+        .json(&json!({"name": name, "organization": namespace, "type": "model", "private": true}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "create {repo}: {:?}", r.error());
+}
+
+/// Creates organization `name` with `members` (user name, role); returns its id.
+async fn org_with(app: &TestApp, name: &str, members: &[(&str, OrgRole)]) -> i64 {
+    let db = &app.state.db;
+    let org = db
+        .create_org(&RepoName::parse_namespace(name).expect("name"), None)
+        .await
+        .expect("org");
+    for (user, role) in members {
+        let user = db.user_by_name(user).await.expect("db").expect("user");
+        db.set_org_member(org.id, user.id, *role)
+            .await
+            .expect("member");
+    }
+    org.id
+}
+
+/// A user's id by name.
+async fn user_id(app: &TestApp, name: &str) -> i64 {
+    app.state
+        .db
+        .user_by_name(name)
+        .await
+        .expect("db")
+        .expect("user")
+        .id
+}
+
 async fn delete_repo(app: &TestApp, token: &str, repo: &str) {
     let (namespace, name) = repo.split_once('/').expect("ns/name");
     let r = app
@@ -158,20 +197,15 @@ async fn unknown_xorb_refusal(app: &TestApp, cas: &str) -> (StatusCode, String) 
 #[tokio::test]
 async fn a_users_xorbs_serve_them_in_every_namespace_they_write_to_and_nobody_else() {
     let app = TestApp::new().await;
-    let db = &app.state.db;
     let alice = app.user("alice", TokenRole::Write).await;
     let carol = app.user("carol", TokenRole::Write).await;
     let bob = app.user("bob", TokenRole::Write).await;
-    let acme = db
-        .create_org(&RepoName::parse_namespace("acme").expect("name"), None)
-        .await
-        .expect("org");
-    for (name, role) in [("alice", OrgRole::Admin), ("carol", OrgRole::Write)] {
-        let user = db.user_by_name(name).await.expect("db").expect("user");
-        db.set_org_member(acme.id, user.id, role)
-            .await
-            .expect("member");
-    }
+    org_with(
+        &app,
+        "acme",
+        &[("alice", OrgRole::Admin), ("carol", OrgRole::Write)],
+    )
+    .await;
     let u = upload(1);
 
     // Alice uploads a file to a repository of hers, then deletes the repository.
@@ -296,25 +330,15 @@ async fn a_public_repositorys_reader_or_contributor_sees_none_of_the_namespaces_
     let alice = app.user("alice", TokenRole::Write).await;
     let bob = app.user("bob", TokenRole::Write).await;
     let dave = app.user("dave", TokenRole::Read).await;
-    let acme = db
-        .create_org(&RepoName::parse_namespace("acme").expect("name"), None)
-        .await
-        .expect("org");
-    for (name, role) in [("alice", OrgRole::Admin), ("dave", OrgRole::Read)] {
-        let user = db.user_by_name(name).await.expect("db").expect("user");
-        db.set_org_member(acme.id, user.id, role)
-            .await
-            .expect("member");
-    }
+    org_with(
+        &app,
+        "acme",
+        &[("alice", OrgRole::Admin), ("dave", OrgRole::Read)],
+    )
+    .await;
     let (secret, open) = (upload(5), upload(6));
     for ns in ["alice", "acme"] {
-        let r = app
-            .post("/api/repos/create")
-            .token(&alice)
-            .json(&json!({"name": "secret", "organization": ns, "type": "model", "private": true}))
-            .send()
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+        create_private_repo(&app, &alice, &format!("{ns}/secret")).await;
         create_repo(&app, &alice, &format!("{ns}/open")).await;
         upload_to(&app, &alice, &format!("{ns}/secret"), &secret).await;
         upload_to(&app, &alice, &format!("{ns}/open"), &open).await;
@@ -363,7 +387,7 @@ async fn a_public_repositorys_reader_or_contributor_sees_none_of_the_namespaces_
         head_xorb(&app, &outsider, &secret).await,
         StatusCode::NOT_FOUND
     );
-    let dave_id = db.user_by_name("dave").await.expect("db").expect("user").id;
+    let dave_id = user_id(&app, "dave").await;
     let open_id = db
         .repo_by_name(
             trove_types::RepoType::Model,
@@ -416,13 +440,7 @@ async fn a_shard_upload_does_not_tell_whether_someone_else_holds_the_file() {
     let alice = app.user("alice", TokenRole::Write).await;
     let carol = app.user("carol", TokenRole::Write).await;
     let (held, fresh) = (upload(7), upload(8));
-    let r = app
-        .post("/api/repos/create")
-        .token(&alice)
-        .json(&json!({"name": "secret", "type": "model", "private": true}))
-        .send()
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+    create_private_repo(&app, &alice, "alice/secret").await;
     upload_to(&app, &alice, "alice/secret", &held).await;
 
     // Carol sends the same bytes, and other bytes, to her own repository: each shard
@@ -450,32 +468,17 @@ async fn a_cas_token_stops_when_its_holder_may_no_longer_read() {
     let alice = app.user("alice", TokenRole::Write).await;
     let carol = app.user("carol", TokenRole::Write).await;
     let dave = app.user("dave", TokenRole::Write).await;
-    let acme = db
-        .create_org(&RepoName::parse_namespace("acme").expect("name"), None)
-        .await
-        .expect("org");
-    for name in ["alice", "carol", "dave"] {
-        let user = db.user_by_name(name).await.expect("db").expect("user");
-        db.set_org_member(acme.id, user.id, OrgRole::Read)
-            .await
-            .expect("member");
-    }
-    let alice_id = db
-        .user_by_name("alice")
-        .await
-        .expect("db")
-        .expect("user")
-        .id;
-    db.set_org_member(acme.id, alice_id, OrgRole::Admin)
-        .await
-        .expect("admin");
-    let r = app
-        .post("/api/repos/create")
-        .token(&alice)
-        .json(&json!({"name": "priv", "organization": "acme", "type": "model", "private": true}))
-        .send()
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.error());
+    let acme = org_with(
+        &app,
+        "acme",
+        &[
+            ("alice", OrgRole::Admin),
+            ("carol", OrgRole::Read),
+            ("dave", OrgRole::Read),
+        ],
+    )
+    .await;
+    create_private_repo(&app, &alice, "acme/priv").await;
     create_repo(&app, &alice, "acme/open").await;
     let u = upload(9);
     upload_to(&app, &alice, "acme/priv", &u).await;
@@ -491,17 +494,12 @@ async fn a_cas_token_stops_when_its_holder_may_no_longer_read() {
     }
     // Carol leaves the organization, dave's account is disabled, the public repository goes
     // private: each token stops at once, though its signature is good for an hour.
-    let carol_id = db
-        .user_by_name("carol")
-        .await
-        .expect("db")
-        .expect("user")
-        .id;
-    db.remove_org_member(acme.id, carol_id)
+    db.remove_org_member(acme, user_id(&app, "carol").await)
         .await
         .expect("remove");
-    let dave_id = db.user_by_name("dave").await.expect("db").expect("user").id;
-    db.set_user_disabled(dave_id, true).await.expect("disable");
+    db.set_user_disabled(user_id(&app, "dave").await, true)
+        .await
+        .expect("disable");
     let r = app
         .request(Method::PUT, "/api/models/acme/open/settings")
         .token(&alice)
