@@ -193,7 +193,7 @@ def populate(server: TroveServer, tmp: Path) -> World:
         api.comment_discussion(repo, pr.num, "Looks good")
         c = api.create_collection("Migrated things", description="kept across the move")
         api.add_collection_item(c.slug, item_id=repo, item_type="model", note="the model")
-        h = api.create_webhook(url="http://127.0.0.1:9/hook", watched=[{"type": "user", "name": "admin"}],
+        h = api.create_webhook(url="https://hooks.example.com/hook", watched=[{"type": "user", "name": "admin"}],
                                domains=["repo"], secret="s3cret")
         emit({"collection": c.slug})
     """, args={"repo": w.repos["model"][1]}).result

@@ -3,8 +3,10 @@ update, enable, disable, delete), then check the payloads delivered for a push t
 commit through the API, a pull request opened, a comment and a deleted repository; that events
 of a private repository stop once the webhook's owner loses access; that a failing receiver is
 retried, then logged as failed; that bad input is refused with nothing written; that a slow
-receiver does not hold back the others; and that https receivers are trusted through
-`[webhooks] extra_ca_file` (a CA the test makes), an untrusted one failing with a TLS error."""
+receiver does not hold back the others; that https receivers are trusted through
+`[webhooks] extra_ca_file` (a CA the test makes), an untrusted one failing with a TLS error;
+and that without the operator's opt-in (the main server has it) loopback targets are refused
+when a webhook is made and, for webhooks made while they were allowed, when it is delivered."""
 
 from __future__ import annotations
 
@@ -447,7 +449,8 @@ def tls_setup(tmp_path_factory):
     server = TroveServer("trove-webhook-tls", tmp_path_factory.mktemp("trove-webhook-tls"))
     server.data_dir.mkdir(parents=True, exist_ok=True)
     (server.data_dir / "trove.toml").write_text(
-        f'[webhooks]\nextra_ca_file = "{trusted[0]}"\nmax_attempts = 2\nfirst_retry_secs = 1\n')
+        f'[webhooks]\nextra_ca_file = "{trusted[0]}"\nmax_attempts = 2\nfirst_retry_secs = 1\n'
+        'allowed_targets = ["127.0.0.1"]\n')
     server.start()
     yield server, trusted, other
     server.stop()
@@ -495,3 +498,67 @@ def test_https_deliveries_trust_the_extra_ca_file(tls_setup):
         untrusted.close()
         hub.close()
         server.check_alive()
+
+
+def test_loopback_targets_are_refused_without_the_opt_in(tmp_path, receiver):
+    """A hub started with `TROVE_WEBHOOKS_ALLOW_PRIVATE_TARGETS=true` takes webhooks to the
+    receiver on 127.0.0.1, by address and by the name `localhost`; restarted without it, the
+    same webhooks deliver nothing — the name is refused on what it resolves to — and their log
+    says why, while new ones to loopback are refused outright."""
+    base = tmp_path / "ssrf"
+    port = receiver.url.rsplit(":", 1)[1]
+    targets = {"address": f"{receiver.url}/lit", "name": f"http://localhost:{port}/name"}
+    watched = [{"type": "user", "name": "admin"}]
+    opted_in = TroveServer("trove-webhook-opt-in", base,
+                           {"TROVE_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true"})
+    opted_in.start()
+    hub = Hub(opted_in)
+    try:
+        admin = hub.auth(opted_in.admin_token)
+        ids = {}
+        for kind, url in targets.items():
+            r = hub.http.post("/api/settings/webhooks", headers=admin, json={
+                "url": url, "watched": watched, "domains": ["repo"]})
+            assert r.status_code == 200, r.text
+            ids[kind] = r.json()["webhook"]["id"]
+    finally:
+        hub.close()
+        opted_in.stop()
+
+    server = TroveServer("trove-webhook-default", base)
+    server.start()
+    hub = Hub(server)
+    try:
+        admin = hub.auth(server.admin_token)
+        for url in (*targets.values(), f"http://[::1]:{port}/x", "http://169.254.169.254/latest/meta-data/"):
+            r = hub.http.post("/api/settings/webhooks", headers=admin, json={
+                "url": url, "watched": watched})
+            assert r.status_code == 400, (url, r.status_code, r.text)
+            assert r.headers.get("x-error-code") == "WebhookTargetNotAllowed", r.headers
+            assert "is not allowed" in r.headers.get("x-error-message", ""), r.headers
+        assert sorted(w["id"] for w in hub.http.get("/api/settings/webhooks", headers=admin).json()) \
+            == sorted(ids.values())
+
+        repo = hub.create_repo("hook-ssrf")
+        hub.commit_files(repo, {"a.txt": b"a"})
+        expected = {
+            "address": "the target address 127.0.0.1 is not allowed: loopback",
+            "name": "the target host localhost is not allowed: it resolves only to loopback addresses",
+        }
+        deadline = time.monotonic() + WAIT_S
+        logged: dict[str, dict] = {}
+        while time.monotonic() < deadline and len(logged) < len(ids):
+            for kind, wid in ids.items():
+                log = hub.http.get(f"/api/settings/webhooks/{wid}/deliveries", headers=admin).json()
+                tried = [e for e in log if e["event"] == "update repo.content" and e["attempts"] >= 1]
+                if tried:
+                    logged[kind] = tried[0]
+            time.sleep(0.2)
+        assert len(logged) == len(ids), logged
+        for kind, entry in logged.items():
+            assert entry["error"] == expected[kind], entry
+            assert entry["status"] is None and entry["state"] in ("pending", "failed"), entry
+        assert receiver.received == [], receiver.received
+    finally:
+        hub.close()
+        server.stop()

@@ -110,6 +110,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "TROVE_INFERENCE_TIMEOUT_SECS",
         "longest an inference request may wait and run, in seconds (default 120)",
     ),
+    (
+        "TROVE_WEBHOOKS_ALLOW_PRIVATE_TARGETS",
+        "true or false: whether webhooks may deliver to loopback, private, link-local and other non-public addresses (default false)",
+    ),
+    (
+        "TROVE_WEBHOOKS_ALLOWED_TARGETS",
+        "comma-separated networks (10.0.0.0/8, fd00::/8, 192.168.1.20) webhooks may deliver to although not public",
+    ),
     ("TROVE_LOG", "log filter, e.g. info or trove=debug"),
 ];
 
@@ -243,6 +251,12 @@ pub struct WebhooksConfig {
     pub max_attempts: u32,
     /// The wait before the second attempt, in seconds; each later one waits twice as long.
     pub first_retry_secs: u64,
+    /// Whether deliveries may go to any address, loopback, private and link-local ones
+    /// included (for hubs whose receivers are all on the internal network).
+    pub allow_private_targets: bool,
+    /// Networks deliveries may go to although they are not public; every other non-public
+    /// address is refused (`webhooks::target`).
+    pub allowed_targets: Vec<ipnet::IpNet>,
 }
 
 impl Default for WebhooksConfig {
@@ -252,6 +266,8 @@ impl Default for WebhooksConfig {
             max_concurrent_deliveries: 8,
             max_attempts: 4,
             first_retry_secs: 1,
+            allow_private_targets: false,
+            allowed_targets: Vec::new(),
         }
     }
 }
@@ -768,6 +784,8 @@ struct FileWebhooks {
     max_concurrent_deliveries: Option<usize>,
     max_attempts: Option<u32>,
     first_retry_secs: Option<u64>,
+    allow_private_targets: Option<bool>,
+    allowed_targets: Option<Vec<String>>,
 }
 
 /// `[storage]` of the TOML file; every key optional.
@@ -928,6 +946,11 @@ impl Config {
                 .unwrap_or(w.max_concurrent_deliveries);
             w.max_attempts = f.max_attempts.unwrap_or(w.max_attempts);
             w.first_retry_secs = f.first_retry_secs.unwrap_or(w.first_retry_secs);
+            w.allow_private_targets = f.allow_private_targets.unwrap_or(w.allow_private_targets);
+            if let Some(targets) = f.allowed_targets {
+                w.allowed_targets = parse_targets(targets.iter().map(String::as_str))
+                    .context("[webhooks] allowed_targets")?;
+            }
         }
         self.apply_storage(file.storage);
         if let Some(f) = file.inference {
@@ -1079,6 +1102,15 @@ impl Config {
         if let Some(v) = env_u64("TROVE_INFERENCE_TIMEOUT_SECS")? {
             self.inference.timeout_secs = v;
         }
+        if let Some(v) = env_bool("TROVE_WEBHOOKS_ALLOW_PRIVATE_TARGETS")? {
+            self.webhooks.allow_private_targets = v;
+        }
+        if let Ok(v) = std::env::var("TROVE_WEBHOOKS_ALLOWED_TARGETS")
+            && !v.trim().is_empty()
+        {
+            self.webhooks.allowed_targets =
+                parse_targets(v.split(',')).context("TROVE_WEBHOOKS_ALLOWED_TARGETS")?;
+        }
         Ok(())
     }
 
@@ -1223,6 +1255,23 @@ fn env_app_user() -> anyhow::Result<(Option<u32>, Option<u32>)> {
         uid("TROVE_SPACES_RUN_AS_UID")?,
         uid("TROVE_SPACES_UID_BASE")?,
     ))
+}
+
+/// Networks such as `10.0.0.0/8` or `fd00::/8`; a lone address is a network of one.
+fn parse_targets<'a>(items: impl Iterator<Item = &'a str>) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    items
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let net = match item.parse::<std::net::IpAddr>() {
+                Ok(address) => ipnet::IpNet::from(address),
+                Err(_) => item.parse::<ipnet::IpNet>().with_context(|| {
+                    format!("{item:?} is not a network such as 10.0.0.0/8 or an address")
+                })?,
+            };
+            Ok(net.trunc())
+        })
+        .collect()
 }
 
 fn env_u64(name: &str) -> anyhow::Result<Option<u64>> {
@@ -1471,9 +1520,38 @@ mod tests {
             "[webhooks]\nfirst_retry_secs = 100000\n",
             "[spaces]\nsubdomain_base = \"spaces.example:8080\"\n",
             "[spaces]\nsubdomain_base = \"a..b\"\n",
+            "[webhooks]\nallowed_targets = [\"10.0.0.0/33\"]\n",
+            "[webhooks]\nallowed_targets = [\"intranet\"]\n",
+            "[webhooks]\nallowed_targets = \"10.0.0.0/8\"\n",
         ] {
             assert!(load(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn webhook_targets_are_public_only_unless_the_operator_allows_more() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let defaults = load_toml(dir.path(), "").expect("loads");
+        assert!(!defaults.webhooks.allow_private_targets);
+        assert!(defaults.webhooks.allowed_targets.is_empty());
+        let config = load_toml(
+            dir.path(),
+            "[webhooks]\nallow_private_targets = true\n\
+             allowed_targets = [\"10.1.2.3/8\", \"fd00::/8\", \"192.168.1.20\"]\n",
+        )
+        .expect("loads");
+        assert!(config.webhooks.allow_private_targets);
+        let nets: Vec<String> = config
+            .webhooks
+            .allowed_targets
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "fd00::/8", "192.168.1.20/32"]);
+        // The environment's form: comma-separated.
+        let nets = parse_targets(" 10.0.0.0/8, ::1 ,".split(',')).expect("parses");
+        assert_eq!(nets.len(), 2);
+        assert!(parse_targets("10.0.0.0/8,nope".split(',')).is_err());
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     BadRequest(String),
+    /// A webhook URL naming an address deliveries may not go to (loopback, private…): 400
+    /// with `X-Error-Code: WebhookTargetNotAllowed`.
+    #[error("{0}")]
+    WebhookTargetNotAllowed(String),
     /// 409; `url` is echoed in the body (create_repo's exist_ok reads it from there).
     #[error("{message}")]
     Conflict {
@@ -204,7 +208,9 @@ impl ApiError {
             }
             ApiError::InvalidCredentials | ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::WebhookTargetNotAllowed(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::StaleParentCommit => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -237,6 +243,7 @@ impl ApiError {
             ApiError::ModelTooLarge(_) => Some("ModelTooLarge"),
             ApiError::ModelLoading { .. } => Some("ModelLoading"),
             ApiError::InferenceRefused { refusal, .. } => Some(refusal.code()),
+            ApiError::WebhookTargetNotAllowed(_) => Some("WebhookTargetNotAllowed"),
             _ => None,
         }
     }

@@ -7,11 +7,14 @@
 //! its own. Before each attempt it asks the one authorization policy whether the webhook's
 //! owner may still read the repository; if not, the delivery is dropped: never sent, and
 //! gone from the log (which would show what happened to a repository they may not see).
+//! Only addresses the [`TargetPolicy`] allows are connected to; a refused target is a failed
+//! attempt whose log names the refusal and nothing else (no connection was made).
 
 use crate::auth::{Access, Caller, Credential};
 use crate::clock::now_ms;
 use crate::config::WebhooksConfig;
 use crate::context::Context;
+use crate::webhooks::target::{GuardedResolver, Refused, TargetPolicy};
 use anyhow::Context as _;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -39,6 +42,8 @@ pub fn spawn(state: Context) -> anyhow::Result<()> {
         max_concurrent = state.config.webhooks.max_concurrent_deliveries,
         max_attempts = state.config.webhooks.max_attempts,
         extra_ca_file = ?state.config.webhooks.extra_ca_file,
+        allow_private_targets = state.config.webhooks.allow_private_targets,
+        allowed_targets = ?state.config.webhooks.allowed_targets,
         "webhooks.worker_started"
     );
     let deliverer = Arc::new(deliverer);
@@ -72,14 +77,21 @@ async fn drain_forever(state: &Context, deliverer: &Deliverer) {
 
 /// The HTTP client deliveries go out with: TLS through rustls with the `ring` provider,
 /// trusting the system's roots plus the certificates of `extra_ca_file`; a timeout per
-/// delivery; no redirects followed (a receiver's redirect is its answer).
-pub fn client(config: &WebhooksConfig) -> anyhow::Result<reqwest::Client> {
+/// delivery; no redirects followed (a receiver's redirect is its answer); names resolved
+/// to the addresses `policy` allows only; no proxy from the environment (the policy must
+/// judge the address connected to, and a proxy would connect for us).
+pub fn client(
+    config: &WebhooksConfig,
+    policy: Arc<TargetPolicy>,
+) -> anyhow::Result<reqwest::Client> {
     // reqwest is built without a provider of its own (`rustls-no-provider`); the process
     // default is `ring`. Installing fails only when one is already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
         .timeout(DELIVERY_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(GuardedResolver::new(policy)))
         .user_agent(concat!("trove-webhooks/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = &config.extra_ca_file {
         builder = builder.tls_certs_merge(extra_roots(path)?);
@@ -132,6 +144,7 @@ impl RetryPolicy {
 /// per webhook at a time.
 pub struct Deliverer {
     client: reqwest::Client,
+    policy: Arc<TargetPolicy>,
     retry: RetryPolicy,
     permits: Arc<Semaphore>,
     concurrency: u32,
@@ -142,8 +155,10 @@ pub struct Deliverer {
 impl Deliverer {
     pub fn new(config: &WebhooksConfig) -> anyhow::Result<Self> {
         let concurrency = config.max_concurrent_deliveries.clamp(1, 256);
+        let policy = Arc::new(TargetPolicy::from_config(config));
         Ok(Deliverer {
-            client: client(config)?,
+            client: client(config, policy.clone())?,
+            policy,
             retry: RetryPolicy::from_config(config),
             permits: Arc::new(Semaphore::new(concurrency)),
             concurrency: u32::try_from(concurrency).unwrap_or(1),
@@ -171,14 +186,17 @@ impl Deliverer {
                 }
             }
             started += 1;
-            let (state, client, retry, busy) = (
+            let (state, sender, busy) = (
                 state.clone(),
-                self.client.clone(),
-                self.retry,
+                Sender {
+                    client: self.client.clone(),
+                    policy: self.policy.clone(),
+                    retry: self.retry,
+                },
                 self.busy.clone(),
             );
             tokio::spawn(async move {
-                if let Err(e) = deliver(&state, &client, retry, &delivery).await {
+                if let Err(e) = deliver(&state, &sender, &delivery).await {
                     tracing::error!(delivery.id = delivery.id, error = %e, "webhooks.record_failed");
                 }
                 if let Ok(mut busy) = busy.lock() {
@@ -205,14 +223,16 @@ impl Deliverer {
     }
 }
 
-/// Makes one attempt at `delivery` and records it.
-async fn deliver(
-    state: &Context,
-    client: &reqwest::Client,
+/// What one attempt needs of the [`Deliverer`].
+struct Sender {
+    client: reqwest::Client,
+    policy: Arc<TargetPolicy>,
     retry: RetryPolicy,
-    delivery: &Delivery,
-) -> anyhow::Result<()> {
-    let Some(outcome) = attempt(state, client, retry, delivery).await? else {
+}
+
+/// Makes one attempt at `delivery` and records it.
+async fn deliver(state: &Context, sender: &Sender, delivery: &Delivery) -> anyhow::Result<()> {
+    let Some(outcome) = attempt(state, sender, delivery).await? else {
         tracing::info!(
             webhook.id = delivery.webhook_id,
             delivery.id = delivery.id,
@@ -253,8 +273,7 @@ fn skipped(reason: &str) -> AttemptOutcome {
 /// must not show what happened to a repository its owner may not see).
 async fn attempt(
     state: &Context,
-    client: &reqwest::Client,
-    retry: RetryPolicy,
+    sender: &Sender,
     delivery: &Delivery,
 ) -> anyhow::Result<Option<AttemptOutcome>> {
     let Some(webhook) = state.db.webhook_by_id(delivery.webhook_id).await? else {
@@ -270,7 +289,22 @@ async fn attempt(
     {
         return Ok(None);
     }
-    let mut request = client
+    // A URL naming an address never reaches the resolver: judge it here (a webhook made
+    // while its address was allowed included).
+    if let Some(refused) = reqwest::Url::parse(&webhook.url)
+        .ok()
+        .and_then(|url| sender.policy.check_address_in_url(&url).err())
+    {
+        return Ok(Some(failed_attempt(
+            sender.retry,
+            delivery,
+            None,
+            refused.to_string(),
+            None,
+        )));
+    }
+    let mut request = sender
+        .client
         .post(&webhook.url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(delivery.payload.clone());
@@ -296,6 +330,24 @@ async fn attempt(
         ),
         Err(e) => (None, describe(&e)),
     };
+    Ok(Some(failed_attempt(
+        sender.retry,
+        delivery,
+        status,
+        error,
+        Some(duration_ms),
+    )))
+}
+
+/// A failed attempt: `pending` again after the policy's wait, or `failed` when it was the
+/// last one.
+fn failed_attempt(
+    retry: RetryPolicy,
+    delivery: &Delivery,
+    status: Option<i64>,
+    error: String,
+    duration_ms: Option<i64>,
+) -> AttemptOutcome {
     let attempts = delivery.attempts + 1;
     let (state_after, next) = match retry.wait_after(attempts) {
         None => ("failed", 0),
@@ -304,18 +356,25 @@ async fn attempt(
             now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
         ),
     };
-    Ok(Some(AttemptOutcome {
+    AttemptOutcome {
         state: state_after,
         status,
         error: Some(error.chars().take(MAX_ERROR_CHARS).collect()),
-        duration_ms: Some(duration_ms),
+        duration_ms,
         next_attempt_at: next,
-    }))
+    }
 }
 
 /// The error of a failed request, with its causes (reqwest's own text names only the
-/// outermost one).
+/// outermost one). A target the policy refused is named alone: nothing was connected to.
 fn describe(e: &reqwest::Error) -> String {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<Refused>() {
+            return refused.to_string();
+        }
+        source = cause.source();
+    }
     let mut text = if e.is_timeout() {
         "timed out".to_owned()
     } else if e.is_connect() {

@@ -6,10 +6,12 @@
 //! [`events`] turns what the use cases report into queued deliveries; [`delivery`] sends
 //! them. This module holds the rules of managing webhooks: each belongs to the user who
 //! created it, is seen and changed by that user only, and is validated here (target URL,
-//! watched items, domains, secret) before anything is written.
+//! watched items, domains, secret) before anything is written. [`target`] says which
+//! addresses deliveries may go to.
 
 pub mod delivery;
 pub mod events;
+pub mod target;
 
 pub use events::queue;
 
@@ -17,6 +19,7 @@ use crate::auth::{Access, Caller};
 use crate::clock::now_ms;
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
+use target::TargetPolicy;
 use trove_db::{Delivery, User, Watched, Webhook, WebhookSpec};
 use trove_types::RepoName;
 
@@ -66,8 +69,10 @@ async fn own(state: &Context, user: &User, id: &str) -> ApiResult<Webhook> {
         .ok_or_else(not_found)
 }
 
-/// Validates a target URL: absolute `http` or `https` with a host, as the Hub requires.
-pub fn validate_url(url: &str) -> ApiResult<String> {
+/// Validates a target URL: absolute `http` or `https` with a host, as the Hub requires, and
+/// not a literal address or `localhost` name the target policy refuses (other names are
+/// judged by the addresses they resolve to, at each delivery).
+pub fn validate_url(url: &str, policy: &TargetPolicy) -> ApiResult<String> {
     let bad = |why: &str| ApiError::bad_request(format!("Invalid webhook URL: {why}"));
     if url.len() > MAX_URL_BYTES {
         return Err(bad(&format!("at most {MAX_URL_BYTES} bytes")));
@@ -79,6 +84,9 @@ pub fn validate_url(url: &str) -> ApiResult<String> {
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(bad("the URL needs a host"));
     }
+    policy.check_url(&parsed).map_err(|refused| {
+        ApiError::WebhookTargetNotAllowed(format!("Invalid webhook URL: {refused}"))
+    })?;
     Ok(parsed.to_string())
 }
 
@@ -164,14 +172,18 @@ fn validate_secret(secret: Option<&str>) -> ApiResult<Option<String>> {
     Ok(Some(secret.to_owned()))
 }
 
-fn spec(input: &WebhookInput, current: Option<&Webhook>) -> ApiResult<WebhookSpec> {
+fn spec(
+    input: &WebhookInput,
+    current: Option<&Webhook>,
+    policy: &TargetPolicy,
+) -> ApiResult<WebhookSpec> {
     if input.job_source_id.is_some() {
         return Err(ApiError::bad_request(
             "Webhooks that trigger Jobs are not supported by this hub: give a url",
         ));
     }
     let url = match (&input.url, current) {
-        (Some(url), _) => validate_url(url)?,
+        (Some(url), _) => validate_url(url, policy)?,
         (None, Some(current)) => current.url.clone(),
         (None, None) => return Err(ApiError::bad_request("A webhook needs a url")),
     };
@@ -199,7 +211,11 @@ pub async fn get(state: &Context, caller: &Caller, id: &str) -> ApiResult<Webhoo
 
 pub async fn create(state: &Context, caller: &Caller, input: WebhookInput) -> ApiResult<Webhook> {
     let user = manager(caller)?;
-    let spec = spec(&input, None)?;
+    let spec = spec(
+        &input,
+        None,
+        &TargetPolicy::from_config(&state.config.webhooks),
+    )?;
     if state.db.webhooks_of(user.id).await?.len() >= MAX_WEBHOOKS_PER_USER {
         return Err(ApiError::bad_request(format!(
             "A user may have at most {MAX_WEBHOOKS_PER_USER} webhooks"
@@ -222,7 +238,11 @@ pub async fn update(
 ) -> ApiResult<Webhook> {
     let user = manager(caller)?;
     let current = own(state, user, id).await?;
-    let spec = spec(&input, Some(&current))?;
+    let spec = spec(
+        &input,
+        Some(&current),
+        &TargetPolicy::from_config(&state.config.webhooks),
+    )?;
     Ok(state.db.update_webhook(current.id, &spec, now_ms()).await?)
 }
 
