@@ -689,6 +689,91 @@ def test_an_app_cannot_read_another_spaces_files_or_secrets(hub, server, run_dir
                Path(f"/proc/{vault_pid}/environ").read_bytes().split(b"\0"))
 
 
+# A local package's build backend (PEP 517, `backend-path`), which the installer runs during
+# the Space's build: it reports who it runs as and whether the hub's data dir is in reach,
+# then fails, so that the installer prints what it wrote into the build log.
+POC_PYPROJECT = b"""[build-system]
+requires = []
+build-backend = "backend"
+backend-path = ["."]
+
+[project]
+name = "poc"
+version = "0.1"
+"""
+POC_BACKEND = textwrap.dedent('''
+    import os, sys
+    DATA_DIR = %r
+    def attempt(what):
+        try:
+            what()
+            return "allowed"
+        except OSError as e:
+            return "denied " + type(e).__name__
+    def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+        # Short lines: the installer wraps long ones.
+        for line in ("uid=%%d gid=%%d groups=%%s" %% (os.getuid(), os.getgid(), os.getgroups()),
+                     "data=" + attempt(lambda: os.listdir(DATA_DIR)),
+                     "token=" + attempt(lambda: open(os.path.join(DATA_DIR, "admin-token")).read())):
+            sys.stderr.write("POC " + line + "\\n")
+        raise SystemExit("poc: done")
+    def get_requires_for_build_wheel(config_settings=None):
+        return []
+''')
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="builds run as users of their own only under root")
+def test_a_build_runs_requirements_code_as_the_spaces_user_away_from_the_data_dir(
+        hub, server, run_dir):
+    """A requirement built from source runs its build backend during the Space's build: as
+    the Space's own user, unable to read the hub's data dir, and the build log shows no host
+    path. The first Space names the package by the absolute path of an earlier revision's
+    files (as the security trial did), the second by a path relative to its own files."""
+    from huggingface_hub import HfApi
+    api = HfApi(endpoint=hub.url, token=server.admin_token)
+    poc = {"poc/pyproject.toml": POC_PYPROJECT,
+           "poc/backend.py": (POC_BACKEND % str(server.data_dir)).encode()}
+    repo = hub.create_repo("buildpoc", repo_type="space", sdk="gradio")
+    first = hub.commit_files(repo, {"README.md": card("gradio"), "app.py": plain_app("built"), **poc},
+                             repo_type="space")
+    rt = wait_stage(hub, repo, {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR"})
+    assert rt["stage"] == "RUNNING", (rt, build_log(hub, repo, "build done", timeout=5))
+    first_app = revision_app_dir(run_dir, first)
+    space_dir = first_app.parent.parent
+    uid = space_dir.stat().st_gid
+    assert uid > 2_000_000_000, uid
+    assert app_get(hub, repo).text == "built"
+
+    hub.commit_files(repo, {"requirements.txt": f"{first_app / 'poc'}\n".encode()},
+                     repo_type="space")
+    wait_stage(hub, repo, {"BUILD_ERROR"}, timeout=300)
+    log = build_log(hub, repo, "BUILD FAILED")
+    assert f"POC uid={uid} gid={uid} groups=[]" in log, log
+    assert "POC data=denied PermissionError" in log and "POC token=denied PermissionError" in log
+    assert str(run_dir) not in log and str(server.data_dir) not in log, log
+    assert "setpriv" in log and "<space>/" in log, log
+    # The first revision's virtualenv was written by the Space's user, and its package cache
+    # is its own.
+    venv = first_app.parent / "venv"
+    assert (venv.stat().st_uid, venv.stat().st_gid) == (uid, uid)
+    assert (venv / "bin/python").exists()
+    cache = space_dir / "cache"
+    assert (cache.stat().st_uid, cache.stat().st_mode & 0o777) == (uid, 0o700)
+
+    relative = hub.create_repo("buildpoc-relative", repo_type="space", sdk="gradio")
+    hub.commit_files(relative, {"README.md": card("gradio"), "app.py": plain_app("never"),
+                                "requirements.txt": b"./poc\n", **poc}, repo_type="space")
+    rt = wait_stage(hub, relative, {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR"})
+    assert rt["stage"] == "BUILD_ERROR", rt
+    log = build_log(hub, relative, "BUILD FAILED")
+    other_uid = revision_app_dir(run_dir, api.space_info(relative).sha).parent.parent.stat().st_gid
+    assert other_uid != uid
+    assert f"POC uid={other_uid} gid={other_uid} groups=[]" in log, log
+    assert "POC data=denied PermissionError" in log
+    assert str(run_dir) not in log, log
+    server.check_alive()
+
+
 def test_an_idle_app_sleeps_and_the_next_request_wakes_it(hub):
     from huggingface_hub import HfApi
     repo = hub.create_repo("sleepy", repo_type="space", sdk="gradio")

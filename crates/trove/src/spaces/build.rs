@@ -1,7 +1,11 @@
 //! Builds of a Space's revision: what the card asks for (`sdk`, `sdk_version`, `app_file`),
 //! the revision's files exported to its own directory, and for Python SDKs a virtual
-//! environment made by a pinned `uv` with a package cache shared by every build.
+//! environment made by a pinned `uv`. When Spaces have users of their own, the steps that
+//! run a Space's code (`uv venv`, and `uv pip install`, which runs the build backends of its
+//! requirements) run as the Space's user under the app's rlimits, with a package cache of
+//! the Space's own; the build log names no host path.
 
+use super::isolation;
 use super::logs::LogBuffer;
 use crate::config::SpacesConfig;
 use crate::context::Context;
@@ -11,6 +15,7 @@ use crate::repos::content::{FileBytes, open};
 use crate::repos::index::{analyze, snapshot};
 use crate::repos::{RepoRef, with_git};
 use futures_util::StreamExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -23,6 +28,9 @@ use trove_types::GitOid;
 
 /// The installer every Python build uses, installed once into the tools cache.
 pub const UV_VERSION: &str = "0.9.5";
+/// How long a build step's output is still read after the step ended (a process it left
+/// behind in a session of its own may hold its pipes open).
+const OUTPUT_GRACE: Duration = Duration::from_secs(5);
 /// Environment variables of the hub that builds keep: network and index settings.
 const BUILD_ENV_PREFIXES: &[&str] = &["PIP_", "UV_", "SSL_CERT_", "REQUESTS_CA_BUNDLE"];
 const BUILD_ENV_PROXIES: &[&str] = &[
@@ -252,8 +260,29 @@ pub async fn build(
     log: &Arc<LogBuffer>,
 ) -> Result<Built, String> {
     let space = revisions_dir(state, repo.repo.id);
+    let redact = Redact::new(vec![
+        (space.clone(), "<space>"),
+        (run_dir(state), "<run dir>"),
+        (state.config.spaces.cache_dir.clone(), "<cache>"),
+        (state.config.data_dir.clone(), "<data>"),
+    ]);
+    build_revision(state, repo, spec, uid, &space, &redact, log)
+        .await
+        .map_err(|e| redact.apply(&e))
+}
+
+/// [`build`] of the revision into `space`, the Space's folder.
+async fn build_revision(
+    state: &Context,
+    repo: &RepoRef,
+    spec: &Spec,
+    uid: Option<u32>,
+    space: &Path,
+    redact: &Redact,
+    log: &Arc<LogBuffer>,
+) -> Result<Built, String> {
     if let Some(uid) = uid {
-        super::isolation::secure_space_dir(&run_dir(state), &space, uid)
+        isolation::secure_space_dir(&run_dir(state), space, uid)
             .map_err(|e| format!("making {} private to the app: {e}", space.display()))?;
     }
     let dir = space.join(spec.rev.to_string());
@@ -296,6 +325,8 @@ pub async fn build(
                 "building the image",
                 &argv,
                 &super::docker::engine_env(),
+                &built.app_dir(),
+                redact,
                 log,
             ),
         )
@@ -308,12 +339,28 @@ pub async fn build(
     }
     if let Some(package) = spec.sdk.package() {
         let config = &state.config.spaces;
+        let user = match uid {
+            Some(uid) => BuildUser::space(space, &built, uid)
+                .map_err(|e| format!("preparing the build's folders for its user: {e}"))?,
+            None => BuildUser::hub(config, built.app_dir()),
+        };
         let timeout = Duration::from_secs(config.build_timeout_secs);
         let result = tokio::time::timeout(
             timeout,
-            python_env(config, &built, package, spec.sdk_version.as_deref(), log),
+            python_env(
+                config,
+                &run_dir(state),
+                &built,
+                &user,
+                (package, spec.sdk_version.as_deref()),
+                redact,
+                log,
+            ),
         )
         .await;
+        if let Some(tmp) = &user.tmp {
+            let _ = tokio::fs::remove_dir_all(tmp).await;
+        }
         match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
@@ -370,42 +417,133 @@ async fn export(state: &Context, repo: &RepoRef, files: &[Entry], to: &Path) -> 
     Ok(())
 }
 
-/// The environment builds run with: a fresh `PATH` and `HOME`, the caches, and the hub's
-/// network settings (proxies, certificates, package indexes).
-fn build_env(config: &SpacesConfig) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| {
-            BUILD_ENV_PREFIXES.iter().any(|p| k.starts_with(p))
-                || BUILD_ENV_PROXIES.contains(&k.as_str())
-        })
-        .collect();
-    let cache = &config.cache_dir;
-    env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
-    env.push(("HOME".into(), cache.join("home").display().to_string()));
-    env.push((
-        "UV_CACHE_DIR".into(),
-        cache.join("uv").display().to_string(),
-    ));
-    env.push((
-        "PIP_CACHE_DIR".into(),
-        cache.join("pip").display().to_string(),
-    ));
-    env.push(("UV_NO_PROGRESS".into(), "1".into()));
-    env.push(("UV_PYTHON_DOWNLOADS".into(), "never".into()));
-    env.push(("LANG".into(), "C.UTF-8".into()));
-    env
+/// Who runs a Python Space's build steps, and where they write.
+#[derive(Debug)]
+struct BuildUser {
+    /// The Space's user (uid and gid); `None`: the hub's own.
+    uid: Option<u32>,
+    home: PathBuf,
+    /// `TMPDIR`; `None`: the system's.
+    tmp: Option<PathBuf>,
+    /// The package caches: `uv/` and `pip/`.
+    cache: PathBuf,
+    /// The working directory, against which relative paths in `requirements.txt` resolve.
+    cwd: PathBuf,
 }
 
-/// Runs one build step, its output in `log`; an error names the step.
+impl BuildUser {
+    /// The hub's own user, with the package cache every build of the hub shares.
+    fn hub(config: &SpacesConfig, cwd: PathBuf) -> BuildUser {
+        BuildUser {
+            uid: None,
+            home: config.cache_dir.join("home"),
+            tmp: None,
+            cache: config.cache_dir.clone(),
+            cwd,
+        }
+    }
+
+    /// The Space's user `uid`, in the revision's files, writing only to folders of its own:
+    /// the revision's `venv/`, `home/` (the app's) and `tmp/`, and the Space's package cache
+    /// `<space>/cache/`, kept across its builds and shared with no other Space. All are
+    /// inside the Space's folder, which no other Space's user enters.
+    fn space(space: &Path, built: &Built, uid: u32) -> io::Result<BuildUser> {
+        let (home, tmp, cache) = (
+            built.dir.join("home"),
+            built.dir.join("tmp"),
+            space.join("cache"),
+        );
+        isolation::own_dir(&built.dir.join("venv"), uid, 0o755)?;
+        isolation::own_dir(&tmp, uid, 0o700)?;
+        isolation::own_dir(&cache, uid, 0o700)?;
+        isolation::secure_home(&home, uid)?;
+        Ok(BuildUser {
+            uid: Some(uid),
+            home,
+            tmp: Some(tmp),
+            cache,
+            cwd: built.app_dir(),
+        })
+    }
+
+    /// The command line of a step: as the Space's user under the app's rlimits (no cgroup:
+    /// address space and processes are rlimits), or as is for the hub's user.
+    fn command(&self, config: &SpacesConfig, argv: Vec<String>) -> Vec<String> {
+        match self.uid {
+            Some(uid) => super::process::confine(config, Some(uid), false, &argv),
+            None => argv,
+        }
+    }
+
+    /// The environment of its steps: a fresh `PATH`, `HOME` and `TMPDIR`, its caches, and
+    /// the hub's network settings (proxies, certificates, package indexes).
+    fn env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| {
+                BUILD_ENV_PREFIXES.iter().any(|p| k.starts_with(p))
+                    || BUILD_ENV_PROXIES.contains(&k.as_str())
+            })
+            .collect();
+        let path = |p: &Path| p.display().to_string();
+        env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
+        env.push(("HOME".into(), path(&self.home)));
+        if let Some(tmp) = &self.tmp {
+            env.push(("TMPDIR".into(), path(tmp)));
+        }
+        env.push(("UV_CACHE_DIR".into(), path(&self.cache.join("uv"))));
+        env.push(("PIP_CACHE_DIR".into(), path(&self.cache.join("pip"))));
+        env.push(("UV_NO_PROGRESS".into(), "1".into()));
+        env.push(("UV_PYTHON_DOWNLOADS".into(), "never".into()));
+        env.push(("LANG".into(), "C.UTF-8".into()));
+        env
+    }
+}
+
+/// Host paths in what a build logs, each replaced by a name that tells nothing of the
+/// host's layout (`<space>/<revision>/app/…`).
+#[derive(Clone, Debug)]
+struct Redact {
+    paths: Vec<(String, &'static str)>,
+}
+
+impl Redact {
+    fn new(paths: Vec<(PathBuf, &'static str)>) -> Redact {
+        let mut paths: Vec<(String, &'static str)> = paths
+            .into_iter()
+            .map(|(p, name)| (p.display().to_string(), name))
+            .filter(|(p, _)| p.len() > 1)
+            .collect();
+        // The longest first: the Space's folder before the run dir that holds it.
+        paths.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        Redact { paths }
+    }
+
+    fn apply(&self, line: &str) -> String {
+        let mut out = line.to_owned();
+        for (path, name) in &self.paths {
+            if out.contains(path.as_str()) {
+                out = out.replace(path.as_str(), name);
+            }
+        }
+        out
+    }
+}
+
+/// Runs one build step in `cwd`, its output in `log` with host paths redacted; an error
+/// names the step. Whatever the step left running in its process group is killed when it
+/// ends.
 async fn step(
     what: &str,
     argv: &[String],
     env: &[(String, String)],
+    cwd: &Path,
+    redact: &Redact,
     log: &Arc<LogBuffer>,
 ) -> Result<(), String> {
-    log.push(&format!("$ {}", argv.join(" ")));
+    log.push(&redact.apply(&format!("$ {}", argv.join(" "))));
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
+        .current_dir(cwd)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
@@ -414,19 +552,33 @@ async fn step(
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("{what}: cannot start {}: {e}", argv[0]))?;
+        .map_err(|e| format!("{what}: cannot start {}: {e}", redact.apply(&argv[0])))?;
     let out = child
         .stdout
         .take()
-        .map(|s| tokio::spawn(super::process::copy_lines(s, log.clone())));
+        .map(|s| tokio::spawn(copy_redacted(s, log.clone(), redact.clone())));
     let err = child
         .stderr
         .take()
-        .map(|s| tokio::spawn(super::process::copy_lines(s, log.clone())));
-    let status = child.wait().await.map_err(|e| format!("{what}: {e}"))?;
-    for task in [out, err].into_iter().flatten() {
-        let _ = task.await;
+        .map(|s| tokio::spawn(copy_redacted(s, log.clone(), redact.clone())));
+    let pid = child.id();
+    let status = child.wait().await.map_err(|e| format!("{what}: {e}"));
+    if let Some(pid) = pid {
+        // What the step left running (a build backend's children) goes with its group.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
     }
+    for task in [out, err].into_iter().flatten() {
+        let abort = task.abort_handle();
+        if tokio::time::timeout(OUTPUT_GRACE, task).await.is_err() {
+            abort.abort();
+        }
+    }
+    let status = status?;
     if status.success() {
         Ok(())
     } else {
@@ -434,10 +586,30 @@ async fn step(
     }
 }
 
-/// The pinned `uv`, installed into the tools cache on first use.
+/// Copies a step's output into the build log line by line, host paths redacted.
+async fn copy_redacted(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    log: Arc<LogBuffer>,
+    redact: Redact,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    loop {
+        match lines.next_line().await {
+            Ok(Some(line)) => log.push(&redact.apply(&line)),
+            Ok(None) => break,
+            // Not UTF-8: the line is dropped, the rest still logged.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => continue,
+            Err(_) => break,
+        }
+    }
+}
+
+/// The pinned `uv`, installed into the tools cache on first use by the hub's user (from
+/// the hub's package index: a wheel, no Space's code).
 async fn uv(
     config: &SpacesConfig,
-    env: &[(String, String)],
+    redact: &Redact,
     log: &Arc<LogBuffer>,
 ) -> Result<PathBuf, String> {
     let tools = config
@@ -448,6 +620,8 @@ async fn uv(
     if tokio::fs::try_exists(&exe).await.unwrap_or(false) {
         return Ok(exe);
     }
+    let hub = BuildUser::hub(config, config.cache_dir.clone());
+    let env = hub.env();
     let partial = config
         .cache_dir
         .join("tools")
@@ -457,7 +631,9 @@ async fn uv(
     step(
         "creating the installer's environment",
         &[python, "-m".into(), "venv".into(), partial_s.clone()],
-        env,
+        &env,
+        &hub.cwd,
+        redact,
         log,
     )
     .await?;
@@ -469,7 +645,9 @@ async fn uv(
             "--disable-pip-version-check".into(),
             format!("uv=={UV_VERSION}"),
         ],
-        env,
+        &env,
+        &hub.cwd,
+        redact,
         log,
     )
     .await?;
@@ -484,51 +662,119 @@ async fn uv(
     Ok(exe)
 }
 
+/// A copy of the hub's `uv` that the Spaces' users may run, `<run dir>/.tools/uv-<version>`
+/// (the hub's and read-only to them): the tools cache is usually in the hub's home, which
+/// they cannot enter.
+async fn uv_for_spaces(uv: &Path, run_dir: &Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let tools = run_dir.join(".tools");
+    let exe = tools.join(format!("uv-{UV_VERSION}"));
+    if tokio::fs::try_exists(&exe).await.unwrap_or(false) {
+        return Ok(exe);
+    }
+    let fail = |e: io::Error| format!("copying the installer for the Space's user: {e}");
+    tokio::fs::create_dir_all(&tools).await.map_err(fail)?;
+    tokio::fs::set_permissions(&tools, std::fs::Permissions::from_mode(0o755))
+        .await
+        .map_err(fail)?;
+    let partial = tools.join(format!(".uv-{UV_VERSION}-{}", uuid::Uuid::new_v4()));
+    tokio::fs::copy(uv, &partial).await.map_err(fail)?;
+    tokio::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+        .await
+        .map_err(fail)?;
+    // Another build may have copied it first; either copy is the same.
+    tokio::fs::rename(&partial, &exe).await.map_err(fail)?;
+    Ok(exe)
+}
+
 /// The revision's virtual environment: `requirements.txt` plus the SDK package, pinned to
-/// the card's `sdk_version` when it gives one.
+/// the card's `sdk_version` when it gives one (`sdk`: the package and that version), made
+/// by `user`.
 async fn python_env(
     config: &SpacesConfig,
+    run_dir: &Path,
     built: &Built,
-    package: &str,
-    version: Option<&str>,
+    user: &BuildUser,
+    sdk: (&str, Option<&str>),
+    redact: &Redact,
     log: &Arc<LogBuffer>,
 ) -> Result<(), String> {
-    let env = build_env(config);
     tokio::fs::create_dir_all(&config.cache_dir)
         .await
         .map_err(|e| format!("creating the cache dir: {e}"))?;
-    let uv = uv(config, &env, log).await?.display().to_string();
-    let venv = built.dir.join("venv").display().to_string();
+    let mut uv = uv(config, redact, log).await?;
+    if user.uid.is_some() {
+        uv = uv_for_spaces(&uv, run_dir).await?;
+    }
+    let env = user.env();
+    let (venv_argv, install_argv) = python_env_argv(
+        config,
+        &uv,
+        built,
+        tokio::fs::try_exists(built.app_dir().join("requirements.txt"))
+            .await
+            .unwrap_or(false),
+        sdk,
+    );
     step(
         "creating the virtual environment",
-        &[
-            uv.clone(),
-            "venv".into(),
-            "--python".into(),
-            config.python.display().to_string(),
-            venv.clone(),
-        ],
+        &user.command(config, venv_argv),
         &env,
+        &user.cwd,
+        redact,
         log,
     )
     .await?;
-    let mut argv = vec![
+    step(
+        "installing the requirements",
+        &user.command(config, install_argv),
+        &env,
+        &user.cwd,
+        redact,
+        log,
+    )
+    .await
+}
+
+/// The two commands of [`python_env`]: `uv venv` and `uv pip install`.
+fn python_env_argv(
+    config: &SpacesConfig,
+    uv: &Path,
+    built: &Built,
+    requirements: bool,
+    (package, version): (&str, Option<&str>),
+) -> (Vec<String>, Vec<String>) {
+    let uv = uv.display().to_string();
+    let venv = built.dir.join("venv").display().to_string();
+    let create = vec![
+        uv.clone(),
+        "venv".into(),
+        "--python".into(),
+        config.python.display().to_string(),
+        venv.clone(),
+    ];
+    let mut install = vec![
         uv,
         "pip".into(),
         "install".into(),
         "--python".into(),
         format!("{venv}/bin/python"),
     ];
-    let requirements = built.app_dir().join("requirements.txt");
-    if tokio::fs::try_exists(&requirements).await.unwrap_or(false) {
-        argv.push("-r".into());
-        argv.push(requirements.display().to_string());
+    if requirements {
+        install.push("-r".into());
+        install.push(
+            built
+                .app_dir()
+                .join("requirements.txt")
+                .display()
+                .to_string(),
+        );
     }
-    argv.push(match version {
+    install.push(match version {
         Some(v) => format!("{package}=={v}"),
         None => package.to_owned(),
     });
-    step("installing the requirements", &argv, &env, log).await
+    (create, install)
 }
 
 #[cfg(test)]
@@ -543,5 +789,174 @@ mod tests {
         assert!(!valid_version("4; rm -rf /"));
         assert!(!valid_version(">=4"));
         assert!(!valid_version("4 --index-url=x"));
+    }
+
+    fn built(dir: &Path) -> Built {
+        Built {
+            rev: GitOid::parse("0123456789abcdef0123456789abcdef01234567").expect("oid"),
+            sdk: Sdk::Gradio,
+            app_file: "app.py".into(),
+            engine: None,
+            app_port: DEFAULT_APP_PORT,
+            dir: dir.to_path_buf(),
+            uid: None,
+        }
+    }
+
+    fn space_user(space: &Path, built: &Built, uid: u32) -> BuildUser {
+        BuildUser {
+            uid: Some(uid),
+            home: built.dir.join("home"),
+            tmp: Some(built.dir.join("tmp")),
+            cache: space.join("cache"),
+            cwd: built.app_dir(),
+        }
+    }
+
+    #[test]
+    fn a_space_build_runs_uv_as_the_spaces_user_under_the_apps_rlimits() {
+        let mut config = crate::config::Config::default().spaces;
+        config.memory_limit_mb = 2048;
+        config.max_processes = 512;
+        config.cpu_time_secs = 600;
+        let space = Path::new("/srv/run/7");
+        let built = built(&space.join("rev"));
+        let uv = Path::new("/srv/run/.tools/uv-0.9.5");
+        let (venv, install) = python_env_argv(&config, uv, &built, true, ("gradio", Some("5.1")));
+        let user = space_user(space, &built, 2_000_000_007);
+        let confined = user.command(&config, install.clone());
+        let limits = [
+            "prlimit",
+            "--nofile=4096",
+            "--core=0",
+            "--as=2147483648",
+            "--nproc=512",
+            "--cpu=600",
+            "--",
+            "setpriv",
+            "--reuid=2000000007",
+            "--regid=2000000007",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+        ];
+        assert_eq!(confined[..limits.len()], limits);
+        assert_eq!(confined[limits.len()..], install);
+        assert_eq!(
+            install,
+            [
+                "/srv/run/.tools/uv-0.9.5",
+                "pip",
+                "install",
+                "--python",
+                "/srv/run/7/rev/venv/bin/python",
+                "-r",
+                "/srv/run/7/rev/app/requirements.txt",
+                "gradio==5.1",
+            ]
+        );
+        let confined = user.command(&config, venv.clone());
+        assert_eq!(confined[..limits.len()], limits);
+        assert_eq!(
+            confined[limits.len()..],
+            [
+                "/srv/run/.tools/uv-0.9.5",
+                "venv",
+                "--python",
+                "/usr/bin/python3",
+                "/srv/run/7/rev/venv"
+            ]
+        );
+        // Without a user of its own (the hub is not root), the step runs as is.
+        let hub = BuildUser::hub(&config, built.app_dir());
+        assert_eq!(hub.command(&config, venv.clone()), venv);
+    }
+
+    #[test]
+    fn a_space_builds_with_home_temp_and_caches_in_its_own_folder() {
+        let config = crate::config::Config::default().spaces;
+        let space = Path::new("/srv/run/7");
+        let built = built(&space.join("rev"));
+        let env: std::collections::HashMap<String, String> =
+            space_user(space, &built, 2_000_000_007)
+                .env()
+                .into_iter()
+                .collect();
+        assert_eq!(env["HOME"], "/srv/run/7/rev/home");
+        assert_eq!(env["TMPDIR"], "/srv/run/7/rev/tmp");
+        assert_eq!(env["UV_CACHE_DIR"], "/srv/run/7/cache/uv");
+        assert_eq!(env["PIP_CACHE_DIR"], "/srv/run/7/cache/pip");
+        assert_eq!(env["PATH"], "/usr/local/bin:/usr/bin:/bin");
+        assert!(env.keys().all(|k| !k.starts_with("TROVE")), "{env:?}");
+        let cache = config.cache_dir.display().to_string();
+        assert!(env.values().all(|v| !v.contains(&cache)), "{env:?}");
+        // The hub's own builds keep the cache every build of the hub shares.
+        let hub: std::collections::HashMap<String, String> =
+            BuildUser::hub(&config, built.app_dir())
+                .env()
+                .into_iter()
+                .collect();
+        assert_eq!(hub["UV_CACHE_DIR"], format!("{cache}/uv"));
+        assert!(!hub.contains_key("TMPDIR"));
+    }
+
+    #[test]
+    fn the_build_log_names_no_host_path() {
+        let redact = Redact::new(vec![
+            (PathBuf::from("/var/lib/trove-spaces/ab12/7"), "<space>"),
+            (PathBuf::from("/var/lib/trove-spaces/ab12"), "<run dir>"),
+            (PathBuf::from("/root/.cache/trove/spaces"), "<cache>"),
+            (PathBuf::from("/srv/trove"), "<data>"),
+        ]);
+        assert_eq!(
+            redact.apply(
+                "$ /var/lib/trove-spaces/ab12/.tools/uv-0.9.5 pip install --python \
+                 /var/lib/trove-spaces/ab12/7/abc/venv/bin/python -r \
+                 /var/lib/trove-spaces/ab12/7/abc/app/requirements.txt gradio"
+            ),
+            "$ <run dir>/.tools/uv-0.9.5 pip install --python <space>/abc/venv/bin/python -r \
+             <space>/abc/app/requirements.txt gradio"
+        );
+        assert_eq!(
+            redact.apply("error at /srv/trove/spaces/7 and /root/.cache/trove/spaces/uv"),
+            "error at <data>/spaces/7 and <cache>/uv"
+        );
+        assert_eq!(redact.apply("nothing to hide"), "nothing to hide");
+    }
+
+    /// The folders a Space's build writes are its user's; needs root (it changes owners).
+    #[test]
+    fn a_space_builds_into_folders_of_its_own_user() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if std::fs::metadata("/proc/self").map(|m| m.uid()).ok() != Some(0) {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let space = tmp.path().join("7");
+        let built = built(&space.join("rev"));
+        std::fs::create_dir_all(built.app_dir()).expect("mkdir");
+        let uid = 2_000_000_007;
+        let user = BuildUser::space(&space, &built, uid).expect("prepare");
+        assert_eq!(user.uid, Some(uid));
+        let meta = |p: &Path| std::fs::symlink_metadata(p).expect("stat");
+        for (dir, mode) in [
+            (built.dir.join("venv"), 0o755),
+            (built.dir.join("tmp"), 0o700),
+            (built.dir.join("home"), 0o700),
+            (space.join("cache"), 0o700),
+        ] {
+            let m = meta(&dir);
+            assert_eq!(
+                (m.uid(), m.gid(), m.permissions().mode() & 0o777),
+                (uid, uid, mode),
+                "{}",
+                dir.display()
+            );
+        }
+        // The revision's files stay the hub's.
+        assert_eq!(meta(&built.app_dir()).uid(), 0);
+        // A second build of the Space reuses its cache.
+        BuildUser::space(&space, &built, uid).expect("again");
     }
 }

@@ -147,6 +147,25 @@ pub fn secure_space_dir(run_dir: &Path, space_dir: &Path, uid: u32) -> io::Resul
     std::fs::set_permissions(space_dir, std::fs::Permissions::from_mode(SPACE_DIR_MODE))
 }
 
+/// Makes `dir` (created if missing) a folder of `uid:uid` with `mode`, what it holds left
+/// as it is: the virtualenv, temporary folder and package cache a Space's build writes as
+/// its user. The parent must be the hub's, so that nobody swaps `dir` for a link meanwhile.
+pub fn own_dir(dir: &Path, uid: u32, mode: u32) -> io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    if !std::fs::symlink_metadata(dir)?.is_dir() {
+        return Err(io::Error::other(format!(
+            "{} is not a folder",
+            dir.display()
+        )));
+    }
+    std::os::unix::fs::lchown(dir, Some(uid), Some(uid))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}
+
 /// Makes `home` the app's own (`uid:uid`, [`HOME_MODE`]), created if missing. A home an
 /// earlier user of the Space owned (a shared user before per-Space ones) is handed over
 /// with what it holds: links are not followed, and files with more than one link or owned

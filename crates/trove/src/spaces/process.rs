@@ -62,6 +62,46 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// `argv` under the rlimits of `config` (util-linux `prlimit`) and, with `uid`, as that user
+/// and group without supplementary groups or inheritable capabilities (util-linux `setpriv`):
+/// what an app runs as, and a Python Space's build steps too. In a cgroup (`in_cgroup`),
+/// memory and processes are the cgroup's limits and not rlimits.
+pub fn confine(
+    config: &SpacesConfig,
+    uid: Option<u32>,
+    in_cgroup: bool,
+    argv: &[String],
+) -> Vec<String> {
+    let mut confined: Vec<String> = vec![
+        "prlimit".into(),
+        format!("--nofile={}", config.max_open_files),
+        "--core=0".into(),
+    ];
+    if !in_cgroup {
+        // Without a cgroup: memory as address space, processes per user.
+        confined.extend([
+            format!("--as={}", config.memory_limit_mb.saturating_mul(1 << 20)),
+            format!("--nproc={}", config.max_processes),
+        ]);
+    }
+    if config.cpu_time_secs > 0 {
+        confined.push(format!("--cpu={}", config.cpu_time_secs));
+    }
+    confined.push("--".into());
+    if let Some(uid) = uid {
+        confined.extend([
+            "setpriv".into(),
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".into(),
+            "--inh-caps=-all".into(),
+            "--".into(),
+        ]);
+    }
+    confined.extend(argv.iter().cloned());
+    confined
+}
+
 /// The command that runs `launch` under the limits of `config`.
 fn command(config: &SpacesConfig, launch: &Launch) -> Command {
     if launch.container.is_some() {
@@ -78,33 +118,7 @@ fn command(config: &SpacesConfig, launch: &Launch) -> Command {
             .kill_on_drop(true);
         return cmd;
     }
-    let mut argv: Vec<String> = vec![
-        "prlimit".into(),
-        format!("--nofile={}", config.max_open_files),
-        "--core=0".into(),
-    ];
-    if launch.cgroup.is_none() {
-        // Without a cgroup: memory as address space, processes per user.
-        argv.extend([
-            format!("--as={}", config.memory_limit_mb.saturating_mul(1 << 20)),
-            format!("--nproc={}", config.max_processes),
-        ]);
-    }
-    if config.cpu_time_secs > 0 {
-        argv.push(format!("--cpu={}", config.cpu_time_secs));
-    }
-    argv.push("--".into());
-    if let Some(uid) = launch.uid {
-        argv.extend([
-            "setpriv".into(),
-            format!("--reuid={uid}"),
-            format!("--regid={uid}"),
-            "--clear-groups".into(),
-            "--inh-caps=-all".into(),
-            "--".into(),
-        ]);
-    }
-    argv.extend(launch.argv.iter().cloned());
+    let mut argv = confine(config, launch.uid, launch.cgroup.is_some(), &launch.argv);
     if let Some(cgroup) = &launch.cgroup {
         argv = cgroup.wrap(argv);
     }
