@@ -382,7 +382,7 @@ def test_a_spaces_script_cannot_act_as_the_visitor(site, chromium):
         page.locator("#out").filter(has_not_text="running").wait_for()
         alone = page.locator("#out").inner_text()
         shot(page, "space-sandboxed-app")
-        page.goto("/settings/tokens")
+        tokens_page = page.goto("/settings/tokens")
         stolen = page.locator("tr.token[data-name='stolen']").count()
     finally:
         page.context.close()
@@ -396,6 +396,8 @@ def test_a_spaces_script_cannot_act_as_the_visitor(site, chromium):
     assert sandbox is not None and "allow-scripts" in sandbox and "allow-same-origin" not in sandbox
     assert "sandbox" in response.headers["content-security-policy"]
     assert response.headers["x-content-type-options"] == "nosniff"
+    # The hub's pages are framed by the hub only, never by an app's opaque origin.
+    assert tokens_page.headers["x-frame-options"] == "SAMEORIGIN"
 
 
 # A private static Space's page: a classic script, an image and a fetch of its own file,
