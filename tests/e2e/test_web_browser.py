@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from browser import chromium, new_page, shot, sign_in  # noqa: F401  (chromium is a fixture)
-from conftest import Hub, _start, clean_env, make_client, unique
+from conftest import Hub, _start, clean_env, httpx, make_client, unique
 
 PASSWORD = "a long enough password"
 
@@ -331,3 +331,124 @@ def test_a_space_page_shows_its_card_and_status(site, chromium):
         page.reload()
     assert page.locator("#space-stage").inner_text().strip() == "RUNNING"
     shot(page, "space")
+
+
+# A Space whose page tries what a stored XSS on the hub's origin would: read the signed-in
+# visitor's token page, take its CSRF field and create a write token for itself. It writes
+# what happened into #out.
+TOKEN_THIEF = b"""<!doctype html><p id="out">running</p><script>
+(async () => {
+  const out = document.getElementById("out");
+  try {
+    const page = await fetch("/settings/tokens", {credentials: "include"});
+    const html = await page.text();
+    const csrf = (html.match(/name="csrf" value="([^"]+)"/) || [])[1];
+    if (!csrf) { out.textContent = "no csrf"; return; }
+    const body = new URLSearchParams({csrf, name: "stolen", role: "write"});
+    const made = await fetch("/settings/tokens", {method: "POST", body, credentials: "include"});
+    out.textContent = "posted " + made.status;
+  } catch (e) {
+    out.textContent = "refused " + e.name;
+  }
+})();
+</script>"""
+
+
+def test_a_spaces_script_cannot_act_as_the_visitor(site, chromium):
+    """A Space's app is served on the hub's origin, but sandboxed: its script, run while a
+    signed-in user looks at the Space (embedded or opened on its own), can neither read the
+    user's pages nor create a token for itself."""
+    server, hub = site["server"], site["hub"]
+    owner = unique("mallory")
+    server.create_user(owner)
+    token = server.create_token(owner, role="write", name="setup")
+    repo = hub.create_repo("thief", repo_type="space", namespace=owner, token=token)
+    hub.commit_files(repo, {"README.md": b"---\nsdk: static\n---\n# A nice demo\n",
+                            "index.html": TOKEN_THIEF}, repo_type="space", token=token)
+    page = new_page(chromium, server.url)
+    try:
+        sign_in(page, site["user"], PASSWORD)
+        for _ in range(30):  # a static Space runs as soon as its commit lands (bounded)
+            page.goto(f"/spaces/{repo}")
+            if page.locator("#space-stage").inner_text().strip() == "RUNNING":
+                break
+            page.wait_for_timeout(500)
+        sandbox = page.locator(f'iframe[src="/spaces/{repo}/app/"]').get_attribute("sandbox")
+        out = page.frame_locator(f'iframe[src="/spaces/{repo}/app/"]').locator("#out")
+        out.filter(has_not_text="running").wait_for()
+        embedded = out.inner_text()
+        # Opened on its own (the page's "open the app on its own" link): the same.
+        response = page.goto(f"/spaces/{repo}/app/")
+        page.locator("#out").filter(has_not_text="running").wait_for()
+        alone = page.locator("#out").inner_text()
+        shot(page, "space-sandboxed-app")
+        tokens_page = page.goto("/settings/tokens")
+        stolen = page.locator("tr.token[data-name='stolen']").count()
+    finally:
+        page.context.close()
+    # As the admin sees it: the visitor has no token the Space made.
+    listed = server.admin_cli("token", "list", "--user", site["user"])
+    assert "setup" in listed and "stolen" not in listed, (embedded, alone, listed)
+    assert stolen == 0
+    # The script saw why: the hub's pages are another origin to it.
+    assert embedded.startswith("refused"), embedded
+    assert alone.startswith("refused"), alone
+    assert sandbox is not None and "allow-scripts" in sandbox and "allow-same-origin" not in sandbox
+    assert "sandbox" in response.headers["content-security-policy"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    # The hub's pages are framed by the hub only, never by an app's opaque origin.
+    assert tokens_page.headers["x-frame-options"] == "SAMEORIGIN"
+
+
+# A private static Space's page: a classic script, an image and a fetch of its own file,
+# all relative, as a static page under a path prefix has them.
+PRIVATE_PAGE = b"""<!doctype html><p id="js">no script</p><p id="out">running</p>
+<script src="s.js"></script><script>
+fetch("data.txt").then(r => r.text()).then(
+  t => document.getElementById("out").textContent = "fetched " + t,
+  e => document.getElementById("out").textContent = "refused " + e.name);
+</script>"""
+
+
+def test_a_private_spaces_app_loads_for_its_member_in_the_sandbox(site, chromium):
+    """The sandboxed app's requests carry no cookie of the hub; a member is sent to a pass
+    URL of that Space, which its relative URLs keep, and outsiders get nothing from it."""
+    server, hub = site["server"], site["hub"]
+    repo = hub.create_repo("members-only", repo_type="space", namespace=site["user"],
+                           token=site["token"], private=True)
+    hub.commit_files(repo, {"README.md": b"---\nsdk: static\n---\n# Members only\n",
+                            "index.html": PRIVATE_PAGE,
+                            "s.js": b"document.getElementById('js').textContent = 'script ran';",
+                            "data.txt": b"members data"}, repo_type="space", token=site["token"])
+    page = new_page(chromium, server.url)
+    try:
+        sign_in(page, site["user"], PASSWORD)
+        for _ in range(30):  # bounded: a static Space runs as soon as its commit lands
+            page.goto(f"/spaces/{repo}")
+            if page.locator("#space-stage").inner_text().strip() == "RUNNING":
+                break
+            page.wait_for_timeout(500)
+        app = page.frame_locator(f'iframe[src="/spaces/{repo}/app/"]')
+        app.locator("#out").filter(has_not_text="running").wait_for()
+        assert app.locator("#out").inner_text() == "fetched members data"
+        assert app.locator("#js").inner_text() == "script ran"
+        page.goto(f"/spaces/{repo}/app/")
+        page.locator("#out").filter(has_not_text="running").wait_for()
+        assert page.locator("#out").inner_text() == "fetched members data"
+        pass_url = page.url
+        assert f"/spaces/{repo}/app/.trove/" in pass_url, pass_url
+    finally:
+        page.context.close()
+    # The pass opens this Space only; a forged one opens nothing.
+    other = hub.create_repo("other-private", repo_type="space", namespace=site["user"],
+                            token=site["token"], private=True)
+    hub.commit_files(other, {"README.md": b"---\nsdk: static\n---\n", "index.html": b"other"},
+                     repo_type="space", token=site["token"])
+    pass_path = pass_url.split(server.url, 1)[1]
+    with httpx.Client(base_url=server.url, timeout=30, follow_redirects=False) as c:
+        assert c.get(pass_path + "data.txt").text == "members data"
+        pass_segment = pass_path.split("/app", 1)[1]
+        assert c.get(f"/spaces/{other}/app{pass_segment}").status_code == 404
+        forged = pass_path[:-2] + ("0" if pass_path[-2] != "0" else "1") + "/"
+        assert c.get(forged + "data.txt").status_code == 404
+        assert c.get(f"/spaces/{repo}/app/data.txt").status_code in (401, 404)

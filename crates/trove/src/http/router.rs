@@ -16,7 +16,7 @@ use crate::http::{access_log, git as git_http, lfs, resolve, spaces, web, xet};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post, put};
@@ -408,6 +408,9 @@ pub fn build(state: AppState) -> Router {
             // Browsers: refusals of page views (unknown pages, 405, 413, 500) as HTML pages.
             .layer(middleware::from_fn(web::refusals::html_refusals))
             .layer(catch_panics())
+            // Browsers: the hub's answers are framed by the hub only (never by a Space's
+            // sandboxed app, whose origin is opaque); a Space's own origin is not the hub.
+            .layer(middleware::from_fn(framed_by_the_hub_only))
             // Browsers and app clients: `{ns}-{name}.{subdomain_base}` is a Space's own origin.
             .layer(middleware::from_fn_with_state(
                 state,
@@ -492,6 +495,20 @@ pub fn catch_panics() -> CatchPanicLayer<fn(Box<dyn std::any::Any + Send + 'stat
 /// report from the response: internal errors (their cause, never shown to the client) at
 /// ERROR, refusals (the client's doing, but the reason helps whoever runs the server) at
 /// INFO.
+/// `X-Frame-Options: SAMEORIGIN` on every answer of the hub's origin that does not set its
+/// own: a page of the hub shows in a frame only when every frame around it is the hub's, so
+/// a Space's app (sandboxed, opaque origin) cannot frame the hub's pages to trick a click.
+async fn framed_by_the_hub_only(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if !response.headers().contains_key(header::X_FRAME_OPTIONS) {
+        response.headers_mut().insert(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("SAMEORIGIN"),
+        );
+    }
+    response
+}
+
 pub async fn log_errors(request: Request, next: Next) -> Response {
     // Kept for a line most requests never write: the id's clone is a reference count.
     let request_id = request

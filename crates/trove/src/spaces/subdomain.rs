@@ -34,6 +34,10 @@ pub enum PassKind {
     Grant,
     /// In the cookie of the Space's origin.
     Access,
+    /// In the path of a private Space's app on the hub's origin
+    /// (`/spaces/{ns}/{name}/app/.trove/{pass}/…`), where the app runs sandboxed and its
+    /// requests carry no cookie of the hub.
+    Path,
 }
 
 impl PassKind {
@@ -41,13 +45,14 @@ impl PassKind {
         match self {
             PassKind::Grant => "space-grant",
             PassKind::Access => "space-access",
+            PassKind::Path => "space-path",
         }
     }
 
     pub fn ttl_secs(self) -> u64 {
         match self {
             PassKind::Grant => GRANT_TTL_SECS,
-            PassKind::Access => ACCESS_TTL_SECS,
+            PassKind::Access | PassKind::Path => ACCESS_TTL_SECS,
         }
     }
 }

@@ -3,12 +3,14 @@
 //! pause, sleep time, secrets, variables) and the build and run logs as Server-Sent Events.
 
 pub mod proxy;
+pub mod sandbox;
 pub mod subdomain;
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::api::repo_json::Runtime;
 use crate::http::extract::{ApiJson, QueryParams, RepoAt};
 use crate::repos::RepoRef;
+use crate::spaces::subdomain::PassKind;
 use crate::spaces::{self, AppAnswer, Target};
 use crate::state::AppState;
 use axum::Json;
@@ -425,22 +427,103 @@ pub async fn app_root(RepoAt { repo, .. }: RepoAt) -> ApiResult<Redirect> {
 }
 
 /// Any request under `/spaces/{ns}/{name}/app/`: the Space's files or its app, for whoever
-/// may read the Space's files (a private Space does not exist for anyone else).
+/// may read the Space's files (a private Space does not exist for anyone else), confined to
+/// an opaque origin (see [`sandbox`]): on the hub's origin, an app must not act as the hub.
+///
+/// A sandboxed app's own requests carry no cookie of the hub, so a member opening a Space
+/// only members may read is sent to `…/app/.trove/{pass}/…`: a pass for this Space and this
+/// user, read-only, that relative URLs under it carry along.
 pub async fn app(
     State(state): State<AppState>,
-    RepoAt { repo, caller }: RepoAt,
+    found: Result<RepoAt, ApiError>,
     request: Request,
 ) -> ApiResult<Response> {
-    space(&repo)?;
-    repo.require_content(&caller)?;
+    // Before anything about the caller: a preflight carries no credentials, and this answer
+    // is the same for every path.
+    if let Some(answer) = sandbox::preflight(request.method(), request.headers()) {
+        return Ok(answer);
+    }
     let path = request.uri().path().to_owned();
     // The route matched `{ns}/{name}` ignoring case; the rest follows the `/app` segment.
-    let rest = path
-        .splitn(6, '/')
-        .nth(5)
+    let mut segments = path.splitn(6, '/');
+    let (ns, name) = (segments.nth(2), segments.next());
+    let rest = segments
+        .nth(1)
         .map(|r| format!("/{r}"))
         .unwrap_or_else(|| "/".into());
-    serve_app(&state, &repo, request, &rest).await
+    let asked = request.headers().clone();
+    let (repo, rest) = match (sandbox::split_pass(&rest), ns, name) {
+        // A sandboxed app's request: the pass, not the (absent) cookie, says who asks.
+        (Some((pass, rest)), Some(ns), Some(name)) => {
+            (with_pass(&state, ns, name, pass).await?, rest.to_owned())
+        }
+        _ => {
+            let RepoAt { repo, caller } = found?;
+            space(&repo)?;
+            repo.require_content(&caller)?;
+            if let Some(user) = caller.user()
+                && sandbox::is_navigation(&asked)
+                && !readable_by_anyone(&state, &repo).await?
+            {
+                let pass = spaces::subdomain::issue(
+                    &state.signer,
+                    PassKind::Path,
+                    repo.repo.id,
+                    user.id,
+                    subdomain::now_secs(),
+                );
+                let query = request
+                    .uri()
+                    .query()
+                    .map(|q| format!("?{q}"))
+                    .unwrap_or_default();
+                let to = format!(
+                    "{}{}{rest}{query}",
+                    spaces::app_prefix(&repo.repo),
+                    sandbox::pass_segment(&pass)
+                );
+                let mut response = Redirect::to(&to).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                return Ok(response);
+            }
+            (repo, rest)
+        }
+    };
+    let mut response = serve_app(&state, &repo, request, &rest).await?;
+    sandbox::confine(&asked, &mut response);
+    Ok(response)
+}
+
+/// Whether an anonymous visitor may read the Space (then its app needs no pass).
+async fn readable_by_anyone(state: &AppState, repo: &RepoRef) -> ApiResult<bool> {
+    let access =
+        crate::repos::access_to(state, &crate::auth::Caller::Anonymous, &repo.repo).await?;
+    Ok(access >= crate::auth::Access::Read)
+}
+
+/// The Space `{ns}/{name}` as the user a path pass names sees it: 404 for a pass that is
+/// forged, expired, for another Space, or of a user who may no longer read it (asked again
+/// on every request).
+async fn with_pass(state: &AppState, ns: &str, name: &str, pass: &str) -> ApiResult<RepoRef> {
+    let not_found = || ApiError::NotFound("No Space is served at this address".into());
+    let space_id = pass
+        .split('.')
+        .next()
+        .and_then(|id| id.parse::<i64>().ok())
+        .ok_or_else(not_found)?;
+    let now = subdomain::now_secs();
+    let user_id = spaces::subdomain::check(&state.signer, PassKind::Path, pass, space_id, now)
+        .ok_or_else(not_found)?;
+    let caller = subdomain::user_caller(state, user_id).await?;
+    let repo = crate::repos::find_readable(state, &caller, RepoType::Space, ns, name)
+        .await
+        .map_err(|_| not_found())?;
+    if repo.repo.id != space_id || repo.require_content(&caller).is_err() {
+        return Err(not_found());
+    }
+    Ok(repo)
 }
 
 /// Answers `request` for `rest` (a path from the app's root) of the Space's app: its

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use trove_db::TokenRole;
 use trove_types::RepoType;
 
-fn now_secs() -> u64 {
+pub(super) fn now_secs() -> u64 {
     u64::try_from(trove_db::unix_now_ms() / 1000).unwrap_or(0)
 }
 
@@ -96,7 +96,9 @@ async fn serve(state: &AppState, label: &str, request: Request) -> ApiResult<Res
         _ => path,
     };
     let request = Request::from_parts(parts, body);
-    super::serve_app(state, &repo, request, &rest).await
+    let mut response = super::serve_app(state, &repo, request, &rest).await?;
+    super::sandbox::nosniff(&mut response);
+    Ok(response)
 }
 
 /// Who asks on a Space's origin: a token, else the origin's access cookie, else nobody.
@@ -129,7 +131,7 @@ async fn caller(
 
 /// The caller a pass names: the user with read rights only (a pass lets one look at an
 /// app, nothing more); nobody when the account is gone or disabled.
-async fn user_caller(state: &AppState, user_id: i64) -> ApiResult<Caller> {
+pub(super) async fn user_caller(state: &AppState, user_id: i64) -> ApiResult<Caller> {
     let Some(user) = state.db.user_by_id(user_id).await? else {
         return Ok(Caller::Anonymous);
     };

@@ -50,6 +50,8 @@ struct Partial {
     running: bool,
     /// The hub serves Spaces on their own subdomains too.
     subdomain: bool,
+    /// The frame's `sandbox` flags: the app never runs as the hub's origin.
+    sandbox: &'static str,
     build_log: String,
     run_log: String,
 }
@@ -76,6 +78,7 @@ pub fn page_partial(state: &AppState, repo: &RepoRef) -> Option<String> {
             )
         }),
         subdomain: state.config.spaces.subdomain_base.is_some(),
+        sandbox: crate::http::spaces::sandbox::FRAME_SANDBOX,
         build_log: slot
             .as_ref()
             .map(|s| s.build_log.tail(PAGE_LOG_LINES))
