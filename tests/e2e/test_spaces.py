@@ -628,6 +628,10 @@ SNOOP_APP = textwrap.dedent('''
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
+            # Cookies of the hub's own it tries to plant in its visitor's browser.
+            for cookie in ("trove_session=planted; Path=/", "=trove_form=planted; Path=/",
+                           "TROVE_SPACE_ACCESS=x", "snoop=1; Path=/"):
+                self.send_header("set-cookie", cookie)
             self.end_headers()
             self.wfile.write(data)
         def log_message(self, *a):
@@ -647,7 +651,8 @@ def revision_app_dir(run_dir: Path, revision: str) -> Path:
 def test_an_app_cannot_read_another_spaces_files_or_secrets(hub, server, run_dir):
     """A public Space's app cannot list or read a private Space's revision folder (an app's
     or a static one's), nor find a running app's secret in any /proc/<pid>/environ: each
-    Space runs as its own user and its folder is closed to the others."""
+    Space runs as its own user and its folder is closed to the others. Nor can it set the
+    hub's cookies in its visitor's browser."""
     from huggingface_hub import HfApi
     api = HfApi(endpoint=hub.url, token=server.admin_token)
     secret = "vault-secret-" + str(time.time_ns())
@@ -675,6 +680,8 @@ def test_an_app_cannot_read_another_spaces_files_or_secrets(hub, server, run_dir
     wait_stage(hub, snoop, {"RUNNING"})
     r = app_get(hub, snoop)
     assert r.status_code == 200, r.text
+    # The app may set its own cookies, none of the hub's (a planted session, a sign-out).
+    assert r.headers.get_list("set-cookie") == ["snoop=1; Path=/"], r.headers
     seen = r.json()
     vault_pid, _ = app_pid(server, api.space_info(vault).sha)
     vault_uid = int(Path(f"/proc/{vault_pid}/status").read_text().split("\nUid:\t")[1].split()[0])

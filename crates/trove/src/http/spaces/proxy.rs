@@ -48,6 +48,40 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The prefix of every cookie the hub sets (its session, its sign-in forms' nonce, a Space
+/// origin's access pass): an app may set none of them.
+const HUB_COOKIE_PREFIX: &str = "trove_";
+
+/// Removes the app's `Set-Cookie` headers that would set one of the hub's cookies: the app
+/// is served from the hub's origin (or, with subdomains, may name a parent domain), so it
+/// could otherwise plant a session of its author's choosing in its visitor's browser
+/// (login CSRF) or sign them out. A nameless cookie (`=trove_session=…`) is sent back as
+/// `trove_session=…` by browsers, so what follows a leading `=` is judged too.
+fn strip_hub_cookies(headers: &mut HeaderMap) {
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| !sets_hub_cookie(v.as_bytes()))
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for v in kept {
+        headers.append(header::SET_COOKIE, v);
+    }
+}
+
+/// Whether a `Set-Cookie` value names a cookie of the hub's (case aside).
+fn sets_hub_cookie(value: &[u8]) -> bool {
+    let pair = value.split(|b| *b == b';').next().unwrap_or_default();
+    let name = pair
+        .trim_ascii()
+        .strip_prefix(b"=")
+        .unwrap_or(pair.trim_ascii())
+        .trim_ascii();
+    name.len() >= HUB_COOKIE_PREFIX.len()
+        && name[..HUB_COOKIE_PREFIX.len()].eq_ignore_ascii_case(HUB_COOKIE_PREFIX.as_bytes())
+}
+
 /// The `Cookie` header without the hub's own cookies (the session, the nonce of its
 /// sign-in forms) and a Space origin's access pass; `None` when nothing is left.
 fn cookies_for_app(headers: &HeaderMap) -> Option<HeaderValue> {
@@ -179,6 +213,7 @@ pub async fn forward(
         let (mut parts, _) = response.into_parts();
         let upgrade = parts.headers.get(header::UPGRADE).cloned();
         strip_hop_by_hop(&mut parts.headers);
+        strip_hub_cookies(&mut parts.headers);
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -190,6 +225,7 @@ pub async fn forward(
 
     let (mut parts, incoming) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    strip_hub_cookies(&mut parts.headers);
     // Server-Sent Events must not wait in any buffer between the app and the client.
     parts.headers.insert(
         HeaderName::from_static("x-accel-buffering"),
@@ -236,6 +272,28 @@ mod tests {
             out.get(header::HOST).map(|v| v.as_bytes()),
             Some(&b"hub:8080"[..])
         );
+    }
+
+    #[test]
+    fn an_app_sets_none_of_the_hubs_cookies() {
+        let mut h = HeaderMap::new();
+        for v in [
+            "trove_session=planted; Path=/",
+            "app=1; Path=/",
+            " TROVE_FORM=x",
+            "=trove_session=y",
+            "trove_space_access=z; Domain=hub.example",
+            "trovey=2",
+        ] {
+            h.append(header::SET_COOKIE, HeaderValue::from_static(v));
+        }
+        strip_hub_cookies(&mut h);
+        let left: Vec<&[u8]> = h
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        assert_eq!(left, vec![&b"app=1; Path=/"[..], &b"trovey=2"[..]]);
     }
 
     #[test]
