@@ -27,6 +27,16 @@ pub struct XorbViewer {
     pub whole_namespace: bool,
 }
 
+/// The condition that repository `o` is in reach of the repository bound as `$2`: that
+/// repository itself, or with `whole_namespace` any repository of its namespace.
+fn repo_in_reach(whole_namespace: bool) -> &'static str {
+    if whole_namespace {
+        "o.namespace = (SELECT namespace FROM repos WHERE id = $2)"
+    } else {
+        "o.id = $2"
+    }
+}
+
 /// Pushes the condition that xorb `x` is visible to `viewer` (see [`XorbViewer`]).
 fn push_visible_to<'a, DB>(q: &mut QueryBuilder<'a, DB>, viewer: XorbViewer)
 where
@@ -325,11 +335,7 @@ impl Db {
         namespace_wide: bool,
     ) -> Result<bool> {
         with_pool!(self, pool => {
-            let scope = if namespace_wide {
-                "o.namespace = (SELECT namespace FROM repos WHERE id = $2)"
-            } else {
-                "o.id = $2"
-            };
+            let scope = repo_in_reach(namespace_wide);
             let found: Option<i32> = sqlx::query_scalar(&format!(
                 "SELECT 1 FROM repos o JOIN xet_repo_xorbs r ON r.repo_id = o.id AND r.hash = $1 \
                  WHERE {scope} LIMIT 1"
@@ -371,11 +377,7 @@ impl Db {
         file_hash: &[u8; 32],
     ) -> Result<bool> {
         with_pool!(self, pool => {
-            let reach = if viewer.whole_namespace {
-                "o.namespace = (SELECT namespace FROM repos WHERE id = $2)"
-            } else {
-                "o.id = $2"
-            };
+            let reach = repo_in_reach(viewer.whole_namespace);
             let found: Option<i32> = sqlx::query_scalar(&format!(
                 "SELECT 1 FROM xet_files f JOIN repo_lfs_objects l ON l.sha256 = f.sha256 \
                  JOIN repos o ON o.id = l.repo_id WHERE f.file_hash = $1 AND {reach} LIMIT 1"
@@ -516,11 +518,7 @@ impl Db {
         limit: u32,
     ) -> Result<Vec<XetFile>> {
         with_pool!(self, pool => {
-            let scope = if namespace_wide {
-                "o.namespace = (SELECT namespace FROM repos WHERE id = $2)"
-            } else {
-                "o.id = $2"
-            };
+            let scope = repo_in_reach(namespace_wide);
             let rows = sqlx::query(&format!(
                 "SELECT f.file_hash, f.size, f.sha256, f.terms FROM xet_file_xorbs fx \
                  JOIN xet_files f ON f.file_hash = fx.file_hash \

@@ -58,6 +58,26 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// A user's own standing — enabled, with their memberships, through a credential
+    /// `credential` that may do whatever they may — to judge on their behalf what no request
+    /// of theirs asks now (a webhook's owner, a CAS token's holder); `None` for a user gone
+    /// or disabled.
+    pub async fn of_user(
+        db: &trove_db::Db,
+        user_id: i64,
+        credential: &str,
+    ) -> trove_db::Result<Option<Caller>> {
+        let Some(user) = db.user_by_id(user_id).await?.filter(|u| !u.disabled) else {
+            return Ok(None);
+        };
+        let orgs = db.memberships(user.id).await?;
+        Ok(Some(Caller::User {
+            user,
+            token: Credential::full(credential),
+            orgs,
+        }))
+    }
+
     pub fn is_anonymous(&self) -> bool {
         matches!(self, Caller::Anonymous)
     }

@@ -12,8 +12,8 @@
 //! Scope: only files linked to the querying token's repository (`dedup_scope = "repo"`, the
 //! default) or to a repository of its namespace (`"namespace"`, for tokens of users who may
 //! read every repository there) are considered, and xorbs uploaded to those or by the token's
-//! user, so an answer never confirms bytes held for anybody else. A chunk found only outside the scope, or not a chunk clients ask about, gets
-//! the same "no match" as an unknown one.
+//! user, so an answer never confirms bytes held for anybody else. A chunk found only outside
+//! the scope, or not a chunk clients ask about, gets the same "no match" as an unknown one.
 
 use crate::config::DedupScope;
 use crate::context::Context;

@@ -10,7 +10,7 @@
 //! Only addresses the [`TargetPolicy`] allows are connected to; a refused target is a failed
 //! attempt whose log names the refusal and nothing else (no connection was made).
 
-use crate::auth::{Access, Caller, Credential};
+use crate::auth::{Access, Caller};
 use crate::clock::now_ms;
 use crate::config::WebhooksConfig;
 use crate::context::Context;
@@ -400,17 +400,7 @@ pub struct OwnerView {
 
 impl OwnerView {
     pub async fn load(state: &Context, owner_id: i64) -> anyhow::Result<OwnerView> {
-        let caller = match state.db.user_by_id(owner_id).await? {
-            Some(user) if !user.disabled => {
-                let orgs = state.db.memberships(user.id).await?;
-                Some(Caller::User {
-                    user,
-                    token: Credential::full("webhook"),
-                    orgs,
-                })
-            }
-            _ => None,
-        };
+        let caller = Caller::of_user(&state.db, owner_id, "webhook").await?;
         Ok(OwnerView { caller })
     }
 

@@ -198,16 +198,9 @@ async fn still_allowed(state: &AppState, grant: &CasGrant) -> ApiResult<bool> {
     };
     let caller = match grant.user_id {
         None => Caller::Anonymous,
-        Some(user_id) => match state.db.user_by_id(user_id).await? {
-            Some(user) if !user.disabled => {
-                let orgs = state.db.memberships(user.id).await?;
-                Caller::User {
-                    user,
-                    token: crate::auth::Credential::full("cas-token"),
-                    orgs,
-                }
-            }
-            _ => return Ok(false),
+        Some(user_id) => match Caller::of_user(&state.db, user_id, "cas-token").await? {
+            Some(caller) => caller,
+            None => return Ok(false),
         },
     };
     // A write token also serves a contributor's pull request, which needs only to see the
