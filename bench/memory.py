@@ -140,6 +140,10 @@ class Server:
         if mode == "s3":
             self.s3 = S3(args.s3s_fs, self.dir / "s3")
             env.update(self.s3.env())
+            if args.s3_memory_mib is not None:
+                (self.dir / "data").mkdir()
+                (self.dir / "data" / "trove.toml").write_text(
+                    f"[storage]\ns3_memory_mib = {args.s3_memory_mib}\n")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.dir / "trove.log"
@@ -311,6 +315,8 @@ def main() -> None:
     ap.add_argument("--lfs-conns", type=int, default=48)
     ap.add_argument("--xet-procs", type=int, default=16)
     ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--s3-memory-mib", type=int, default=None,
+                    help="[storage] s3_memory_mib of the S3-mode servers (default: the binary's)")
     ap.add_argument("--work", required=True, help="data dirs (on the disk under test)")
     ap.add_argument("--src", required=True, help="source files (tmpfs: /dev/shm)")
     ap.add_argument("--min-free-gb", type=float, default=8)

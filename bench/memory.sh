@@ -16,6 +16,7 @@
 #      BENCH_ROUNDS (3)      download rounds, each BENCH_MEM_SECONDS (30) long at most
 #      BENCH_MEM_SEEDED      a data dir seeded by `trove bench-seed-search` (bench/search/run.sh):
 #                            its idle RSS is read on a copy of it (bench/idle_rss.sh)
+#      BENCH_S3_MEMORY_MIB   [storage] s3_memory_mib of the S3-mode servers (default: the binary's)
 #      BENCH_DIR (/var/tmp)  data dirs (on the disk under test); sources go to /dev/shm
 #
 # Servers bind 127.0.0.1 and are stopped by PID; every dir made here is removed on exit.
@@ -44,4 +45,5 @@ fi
     --gib "${BENCH_MEM_GIB:-10}" --dl-mib "${BENCH_MEM_DL_MIB:-512}" \
     --rounds "${BENCH_ROUNDS:-3}" --seconds "${BENCH_MEM_SECONDS:-30}" \
     --lfs-conns "${BENCH_MEM_LFS_CONNS:-48}" --xet-procs "${BENCH_MEM_XET_PROCS:-16}" \
+    ${BENCH_S3_MEMORY_MIB:+--s3-memory-mib "$BENCH_S3_MEMORY_MIB"} \
     --work "$WORK" --src "$SRC"

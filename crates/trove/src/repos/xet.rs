@@ -46,6 +46,9 @@ where
     {
         return link(state, uploader, hash, now_ms()).await;
     }
+    // In S3 mode the body waits, unread, for its turn: a client sends dozens of xorbs at
+    // once, and each one read ahead of the bucket would be memory held for nothing.
+    let _turn = state.store.xorb_intake().await;
     let clock = Instant::now();
     // Validated while it arrives, from the same pieces the staging file gets: no second
     // pass over the staged bytes.
