@@ -65,13 +65,16 @@ def start_trove(binary: str, data: Path, log_dir: Path) -> tuple[subprocess.Pope
     raise SystemExit(f"{binary} did not start: {(log_dir / f'{data.name}.err').read_text()[-2000:]}")
 
 
-def start_nginx(work: Path) -> tuple[subprocess.Popen, str]:
+def start_nginx(work: Path, access_log: bool = False) -> tuple[subprocess.Popen, str]:
+    """nginx serving `work`'s files; with `access_log`, one line per request written to a file
+    as it is served (nginx's default: no buffer), as Trove's default access log does."""
     sock = __import__("socket").socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    conf_dir = work / "nginx"
+    conf_dir = work / ("nginx-log" if access_log else "nginx")
     (conf_dir / "logs").mkdir(parents=True)
+    log_line = f"access_log {conf_dir}/logs/access.log;" if access_log else "access_log off;"
     (conf_dir / "nginx.conf").write_text(
         f"""worker_processes auto;
 pid {conf_dir}/nginx.pid;
@@ -79,7 +82,7 @@ error_log {conf_dir}/logs/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
     default_type application/octet-stream;
-    access_log off;
+    {log_line}
     sendfile on;
     tcp_nopush on;
     keepalive_requests 1000000;
@@ -136,6 +139,9 @@ def main() -> None:
     p.add_argument("--wrk-seconds", type=int, default=3)
     p.add_argument("--sizes", default="4k,64k")
     p.add_argument("--dir", default="/var/tmp", help="where the temp dir goes (on disk, not tmpfs)")
+    p.add_argument("--nginx-access-log", action="store_true",
+                   help="also measure a second nginx that writes an access log line per request, "
+                   "as Trove does by default ([log] access)")
     args = p.parse_args()
     sizes = [(label, n) for key, label, n in ch.SMALL_FILES if key in args.sizes.split(",")]
     if not sizes:
@@ -165,6 +171,11 @@ def main() -> None:
                     raise
             nginx, nginx_url = start_nginx(work)
             procs.append(nginx)
+            refs = {"nginx": (nginx_url, nginx.pid)}
+            if args.nginx_access_log:
+                logging_nginx, logging_url = start_nginx(work, access_log=True)
+                procs.append(logging_nginx)
+                refs["nginx+log"] = (logging_url, logging_nginx.pid)
             script = work / "wrk-done.lua"
             script.write_text(ch.WRK_SCRIPT)
 
@@ -174,7 +185,8 @@ def main() -> None:
                 for kind in ("git", "lfs")
                 for c in CONNS
             ]
-            results = {name: {"before": [], "after": [], "nginx": []} for name, _, _ in cases}
+            results = {name: {"before": [], "after": [], **{ref: [] for ref in refs}}
+                       for name, _, _ in cases}
             load = {"before": loadavg(), "rounds": []}
             other_cores = []
             busy = ch.machine_busy_cores()
@@ -182,9 +194,10 @@ def main() -> None:
                 order = ("before", "after") if r % 2 else ("after", "before")
                 with ch.OtherLoad(*(pr.pid for pr in procs)) as other:
                     for name, fname, c in cases:
-                        for role in (*order, "nginx"):
-                            if role == "nginx":
-                                url, pid, headers = f"{nginx_url}/files/{fname}", nginx.pid, []
+                        for role in (*order, *refs):
+                            if role in refs:
+                                ref_url, pid = refs[role]
+                                url, headers = f"{ref_url}/files/{fname}", []
                             else:
                                 trove, repo = servers[role]
                                 url = f"{trove.url}/{repo}/resolve/main/{fname}"
@@ -214,9 +227,11 @@ def main() -> None:
     print(f"\nsmall files, {args.rounds} rounds, wrk {args.wrk_seconds}s; load average before "
           f"{' '.join(load['before'])}, after each round: {'; '.join(' '.join(x) for x in load['rounds'])}; "
           f"busy before {busy:.2f} cores, other processes per round {other_cores} cores")
+    logged = "nginx+log" in next(iter(results.values()))
     print("| file, wrk connections | before req/s (min / median / max) | after req/s | median after/before "
-          "| CPU-µs/req before → after (median) | nginx req/s (median) | after/nginx |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          "| CPU-µs/req before → after (median) | nginx req/s (median) | after/nginx |"
+          + (" nginx+log req/s | after/nginx+log |" if logged else ""))
+    print("| --- | --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if logged else ""))
     for name, _, _ in cases:
         res = results[name]
         b = [x["req_s"] for x in res["before"]]
@@ -224,8 +239,13 @@ def main() -> None:
         n = [x["req_s"] for x in res["nginx"]]
         cb = statistics.median(x["cpu_us_per_req"] for x in res["before"])
         ca = statistics.median(x["cpu_us_per_req"] for x in res["after"])
+        extra = ""
+        if logged:
+            nl = [x["req_s"] for x in res["nginx+log"]]
+            extra = f" {statistics.median(nl):.0f} | {statistics.median(a) / statistics.median(nl):.2f} |"
         print(f"| {name} | {mmm(b)} | {mmm(a)} | {statistics.median(a) / statistics.median(b):.2f} "
-              f"| {cb:.0f} → {ca:.0f} | {statistics.median(n):.0f} | {statistics.median(a) / statistics.median(n):.2f} |")
+              f"| {cb:.0f} → {ca:.0f} | {statistics.median(n):.0f} | {statistics.median(a) / statistics.median(n):.2f} |"
+              + extra)
     out_dir = Path(__file__).resolve().parent / "out"
     out_dir.mkdir(exist_ok=True)
     out = out_dir / f"small-pair-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
