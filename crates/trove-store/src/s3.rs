@@ -119,7 +119,8 @@ impl Budgets {
     /// once (hf_xet: dozens), and with a small budget each publish takes a second or more:
     /// without this bound the bodies waiting for their publish each kept the memory of a
     /// connection that had read a whole body (idle + 80 MiB at 16 MiB; docs/benchmarks.md);
-    /// with it, those clients wait with their bodies unread, in the kernel's socket buffers.
+    /// with it, those clients wait with their bodies unread, in the kernel's socket buffers
+    /// (for a bounded while: the caller reads a body anyway once it has waited too long).
     fn xorb_intake(&self) -> usize {
         let held = (self.publish + self.pack) / CLIENT_XORB_SIZE;
         usize::try_from(held)
