@@ -85,9 +85,6 @@ const SPARE_XORB_BUFFERS: usize = 2;
 const PART_SIZE: u64 = 8 << 20;
 /// At most this many parts in flight at once while publishing (fewer when the budget is small).
 const PART_CONCURRENCY: usize = 4;
-/// What a client's xorb body usually weighs (hf_xet fills them to 64 MiB), for
-/// [`Budgets::xorb_intake`].
-const CLIENT_XORB_SIZE: u64 = 64 << 20;
 
 /// How [`S3Config::memory`] is shared, so that a publish from a staging file never waits for
 /// memory held by an upload that itself waits for its publishes.
@@ -110,22 +107,6 @@ impl Budgets {
             publish,
             pack: memory.saturating_sub(publish),
         }
-    }
-
-    /// How many clients' xorb bodies are read at once, over the whole node, from their
-    /// first byte until their publish is answered ([`S3Store::xorb_intake`]): as many as the
-    /// budget can hold or publish at once, plus two — one being received and one waiting
-    /// for its publish — so that the bucket is never left idle. A client sends many xorbs at
-    /// once (hf_xet: dozens), and with a small budget each publish takes a second or more:
-    /// without this bound the bodies waiting for their publish each kept the memory of a
-    /// connection that had read a whole body (idle + 80 MiB at 16 MiB; docs/benchmarks.md);
-    /// with it, those clients wait with their bodies unread, in the kernel's socket buffers
-    /// (for a bounded while: the caller reads a body anyway once it has waited too long).
-    fn xorb_intake(&self) -> usize {
-        let held = (self.publish + self.pack) / CLIENT_XORB_SIZE;
-        usize::try_from(held)
-            .unwrap_or(usize::MAX)
-            .saturating_add(2)
     }
 
     /// How a verified body of `len` bytes is published: one PUT when it is at most
@@ -229,8 +210,6 @@ pub struct S3Store {
     publish_memory: Arc<Semaphore>,
     /// [`Budgets::pack`] in MiB permits.
     pack_memory: Arc<Semaphore>,
-    /// [`Budgets::xorb_intake`] permits, one per client xorb body being read or published.
-    xorb_intake: Arc<Semaphore>,
     /// Emptied xorb buffers for the next xorb packed in memory ([`SPARE_XORB_BUFFERS`]).
     spare_buffers: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
     prefix: String,
@@ -337,7 +316,6 @@ impl S3Store {
             pack_memory: Arc::new(Semaphore::new(
                 usize::try_from(budgets.pack >> 20).unwrap_or(usize::MAX),
             )),
-            xorb_intake: Arc::new(Semaphore::new(budgets.xorb_intake())),
             spare_buffers: Arc::default(),
             prefix: config.prefix.clone(),
             location: config.display_url(),
@@ -774,13 +752,6 @@ impl S3Store {
         Ok(outcome)
     }
 
-    /// Waits for a turn to read a client's xorb body ([`Budgets::xorb_intake`]; first come,
-    /// first served). Hold the permit until the xorb is published or refused. (`None` only
-    /// if the semaphore were closed, which the store never does.)
-    pub async fn xorb_intake(&self) -> Option<OwnedSemaphorePermit> {
-        Arc::clone(&self.xorb_intake).acquire_owned().await.ok()
-    }
-
     /// Room in memory for one xorb of at most `max_len` bytes the server packs, if the
     /// node-wide packing budget has it now (never waits): `None` means "pack it into a
     /// staging file". The share is returned when the buffer drops or its PUT is answered.
@@ -1176,15 +1147,6 @@ mod tests {
                 in_flight: PART_CONCURRENCY
             }
         );
-    }
-
-    #[test]
-    fn client_xorbs_are_read_as_fast_as_the_budget_publishes_them_and_no_faster() {
-        // The small budget publishes one xorb at a time: one read while another publishes.
-        assert_eq!(Budgets::of(SMALL_S3_MEMORY).xorb_intake(), 2);
-        assert_eq!(Budgets::of(0).xorb_intake(), 2);
-        // The default holds six in memory and publishes eight whole: room for all of them.
-        assert_eq!(Budgets::of(DEFAULT_S3_MEMORY).xorb_intake(), 14 + 2);
     }
 
     #[test]

@@ -260,16 +260,6 @@ impl Store {
         self.staging().stage_xorb(body, limit).await
     }
 
-    /// A turn to read a client's xorb body: in S3 mode, bounded over the node
-    /// ([`S3Store::xorb_intake`]); locally, where a xorb is published as soon as it is
-    /// checked, always at once (`None`). Hold it until the xorb is published or refused.
-    pub async fn xorb_intake(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        match self {
-            Store::Local(_) => None,
-            Store::S3(s) => s.xorb_intake().await,
-        }
-    }
-
     /// Receives a client's xorb body of at most `limit` bytes to be validated and then
     /// published ([`Self::publish_received_xorb`]). In S3 mode it is held in memory while the
     /// node's budget for xorbs has room (it never waits), so that its PUT sends the pieces as

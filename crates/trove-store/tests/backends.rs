@@ -705,34 +705,6 @@ async fn with_a_small_budget_xorbs_are_staged_and_published_in_parts() {
     }
 }
 
-/// Clients' xorb bodies are read a few at a time in S3 mode (two at the small budget: one
-/// received while another publishes), first come first served; locally at once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_a_small_budget_client_xorbs_wait_their_turn_before_they_are_read() {
-    for (name, store, _dir) in backends().await {
-        if name == "local" {
-            assert!(store.xorb_intake().await.is_none(), "never waits");
-            continue;
-        }
-        let first = store.xorb_intake().await.expect("a turn");
-        let second = store.xorb_intake().await.expect("a turn");
-        let third = store.xorb_intake();
-        tokio::pin!(third);
-        assert!(
-            tokio::time::timeout(Duration::from_millis(200), &mut third)
-                .await
-                .is_err(),
-            "a third body waits while two are read or published"
-        );
-        drop(first);
-        let third = tokio::time::timeout(Duration::from_secs(5), third)
-            .await
-            .expect("its turn comes once one is done")
-            .expect("a turn");
-        drop((second, third));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presigned_urls_fetch_exactly_what_they_name() {
     for (name, store, _dir) in backends().await {

@@ -16,19 +16,13 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use trove_db::{XetFile, XorbRecord, XorbViewer};
 use trove_types::Sha256Hex;
 use trove_xet::XetHash;
 use trove_xet::plan;
 use trove_xet::shard::{self, ShardError, ShardFile};
 use trove_xet::xorb::{self, XorbError, XorbIndex};
-
-/// How long a client's xorb body waits, unread, for its turn ([`trove_store::Store::xorb_intake`])
-/// before it is read anyway: hf_xet gives up a request whose body has not moved for 30 s
-/// (unbounded, 9 of 90 xorbs of a 5 GiB upload were cut and sent again), and a body read
-/// early only costs memory.
-const INTAKE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Stores xorb `hash` for the repository of `uploader` from an upload `body`, after checking
 /// that the bytes are a valid xorb with that hash, and records that the uploader's user sent
@@ -52,13 +46,6 @@ where
     {
         return link(state, uploader, hash, now_ms()).await;
     }
-    // In S3 mode the body waits, unread, for its turn: a client sends dozens of xorbs at
-    // once, and each one read ahead of the bucket would be memory held for nothing. Not
-    // longer than `INTAKE_PATIENCE`, after which it is read all the same.
-    let _turn = tokio::time::timeout(INTAKE_PATIENCE, state.store.xorb_intake())
-        .await
-        .ok()
-        .flatten();
     let clock = Instant::now();
     // Validated while it arrives, from the same pieces the staging file gets: no second
     // pass over the staged bytes.
