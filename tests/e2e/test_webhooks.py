@@ -229,18 +229,19 @@ def test_payloads_for_push_commit_pr_comment_and_delete(client, hub, receiver, t
     deleted = receiver.wait_for("/all", lambda b: event(b, "delete", "repo"), "the deletion")
     assert deleted["body"]["repo"]["name"] == repo
 
+    def deletion_delivered(log):
+        return any(e["event"] == "delete repo" and e["state"] == "delivered" and e["status"] == 200
+                   for e in log)
+
     # The receiver has the deletion's body before the hub has its answer and records it:
     # the log says so a moment later (bounded).
     deadline = time.monotonic() + 15
-    while True:
+    log = []
+    while time.monotonic() < deadline and not deletion_delivered(log):
         log = hub.http.get(f"/api/settings/webhooks/{wid}/deliveries", headers=admin).json()
         assert {e["state"] for e in log} <= {"delivered", "pending"}
-        if any(e["event"] == "delete repo" and e["state"] == "delivered" and e["status"] == 200
-               for e in log) or time.monotonic() > deadline:
-            break
         time.sleep(0.1)
-    assert any(e["event"] == "delete repo" and e["state"] == "delivered" and e["status"] == 200
-               for e in log), log
+    assert deletion_delivered(log), log
     assert all(e["durationMs"] is not None for e in log if e["state"] == "delivered")
 
 
