@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod log_sink;
 pub mod maintenance;
 pub mod migrate;
 pub mod progress;
@@ -36,9 +37,10 @@ pub fn main() -> std::process::ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TROVE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let sink = log_sink_for(&cli.command);
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(sink.clone())
         // Colour codes only on a terminal: never in a log file or a journal.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -68,6 +70,7 @@ pub fn main() -> std::process::ExitCode {
                 .map_err(|e| anyhow::anyhow!("recording the clean stop: {e}")),
             None => Ok(()),
         });
+        sink.finish();
         return exit_code(result);
     }
     let result = runtime.block_on(async move {
@@ -125,6 +128,28 @@ pub fn main() -> std::process::ExitCode {
         }
     });
     exit_code(result)
+}
+
+/// The server batches its access lines ([`log_sink`]); every other verb writes each line at
+/// once. A panic's message comes after the lines that wait.
+fn log_sink_for(command: &Command) -> log_sink::LogSink {
+    if !matches!(command, Command::Serve(_)) {
+        return log_sink::LogSink::immediate();
+    }
+    let sink = match log_sink::LogSink::batching(crate::http::access_log::TARGET) {
+        Ok(sink) => sink,
+        Err(e) => {
+            eprintln!("warning: no thread for the access log ({e}): each line written at once");
+            return log_sink::LogSink::immediate();
+        }
+    };
+    let before_panic = sink.clone();
+    let report_panic = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        before_panic.flush_if_free();
+        report_panic(info);
+    }));
+    sink
 }
 
 fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {

@@ -19,6 +19,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+/// The target of the access log's lines (the server writes them in batches, `cli::log_sink`;
+/// `TROVE_LOG=info,trove::access=off` silences them).
+pub const TARGET: &str = "trove::access";
+
 pub async fn access_log(
     State(state): State<AppState>,
     mut request: Request,
@@ -74,7 +78,7 @@ struct Line {
 impl Line {
     fn write(self, bytes: u64, complete: bool) {
         tracing::info!(
-            target: "trove::access",
+            target: TARGET,
             method = %self.method,
             path = %self.path,
             status = self.status,
