@@ -11,7 +11,7 @@
 //! socket straight into buffers of [`PIECE`] bytes — the size the upload path hashes and
 //! chunks in one go (`repos::ingest`'s batch) — so a batch is one contiguous buffer that
 //! nobody copies again, and one wake-up of the handler carries a MiB rather than whatever
-//! one `read` returned. Every handler, middleware and refusal sees the same request as it
+//! one `read` returned. A xorb's `POST` is streamed too, in frames of [`XORB_PIECE`]. Every handler, middleware and refusal sees the same request as it
 //! would from hyper: only where the bytes come from differs.
 //!
 //! The socket lends itself to the body for the request's life: the body holds it while the
@@ -93,10 +93,25 @@ pub async fn read_small(
     Ok(body.freeze())
 }
 
-/// Whether the driver reads the body of a request with this method and path: the LFS
-/// transfers (`/_lfs/upload/…`, `/_lfs/multipart/…`), the largest bodies the hub takes.
-pub fn takes_body(method: &http::Method, path: &str) -> bool {
-    *method == http::Method::PUT && path.starts_with("/_lfs/")
+/// Bytes of one frame of a xorb body (`POST /xet/v1/xorbs/…`): the handler validates each
+/// frame as it arrives and writes it to the store, and a client sends dozens of xorbs at
+/// once, so frames stay the size of a few socket reads rather than a hashing batch.
+pub const XORB_PIECE: usize = 256 * 1024;
+
+/// Whether the driver reads the body of a request with this method and path, and in frames
+/// of how many bytes: the LFS transfers (`/_lfs/upload/…`, `/_lfs/multipart/…`) in
+/// [`PIECE`]s, hf_xet's xorbs in [`XORB_PIECE`]s — the largest bodies the hub takes. A
+/// xorb's connection then carries no read buffer while its handler waits to publish it
+/// (hyper reads ahead into one of up to ~400 KiB per connection, and an upload keeps dozens
+/// of such connections waiting).
+pub fn takes_body(method: &http::Method, path: &str) -> Option<usize> {
+    if *method == http::Method::PUT && path.starts_with("/_lfs/") {
+        Some(PIECE)
+    } else if *method == http::Method::POST && path.starts_with("/xet/v1/xorbs/") {
+        Some(XORB_PIECE)
+    } else {
+        None
+    }
 }
 
 /// What the head said about the body that follows it.
@@ -106,6 +121,8 @@ pub struct Declared {
     pub len: u64,
     /// The client waits for `100 Continue` before sending it.
     pub expect_continue: bool,
+    /// Bytes of each frame read ([`takes_body`]).
+    pub frame: usize,
 }
 
 /// The connection while a body owns it.
@@ -116,6 +133,8 @@ struct Lent {
     /// Body bytes not yet read.
     left: u64,
     expect_continue: bool,
+    /// Bytes of each frame ([`Declared::frame`]).
+    frame: usize,
     /// A read failed or timed out: the connection is not usable any more.
     broken: bool,
     idle: Duration,
@@ -171,6 +190,7 @@ pub fn lend(tcp: TcpStream, buf: BytesMut, declared: Declared, idle: Duration) -
             buf,
             left: declared.len,
             expect_continue: declared.expect_continue,
+            frame: declared.frame,
             broken: false,
             idle,
         }),
@@ -238,7 +258,7 @@ impl Reader {
         if lent.left == 0 || lent.broken {
             return None;
         }
-        let want = usize::try_from(lent.left).map_or(PIECE, |left| left.min(PIECE));
+        let want = usize::try_from(lent.left).map_or(lent.frame, |left| left.min(lent.frame));
         let mut frame = take_buffer(&self.free, want);
         match fill(lent, &mut frame, want).await {
             Ok(()) => {

@@ -153,7 +153,7 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Option<Head> {
         // Absolute-form and the like: hyper's business.
         return Some(Head::HandOff);
     };
-    // A body the driver streams to the handler (an LFS transfer's), or one it reads whole
+    // A body the driver streams to the handler (an LFS transfer's, a xorb), or one it reads whole
     // when small; GET and HEAD with a body are hyper's.
     let streamed = body::takes_body(&method, path);
     let with_body = method != Method::GET && method != Method::HEAD;
@@ -193,7 +193,7 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Option<Head> {
                 return Some(Head::HandOff);
             };
             length = Some(len);
-        } else if streamed
+        } else if streamed.is_some()
             && name == http::header::EXPECT
             && h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
         {
@@ -219,7 +219,7 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Option<Head> {
         _ => !close,
     };
     let meta = Meta { keep_alive };
-    let head = if streamed {
+    let head = if let Some(frame) = streamed {
         // Streamed only with a known length.
         let Some(len) = length else {
             return Some(Head::HandOff);
@@ -230,6 +230,7 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Option<Head> {
             Declared {
                 len,
                 expect_continue,
+                frame,
             },
         )
     } else {
@@ -325,6 +326,27 @@ mod tests {
         );
         assert_eq!(
             classify(&format!("{lfs}Transfer-Encoding: chunked\r\n\r\n")),
+            "hyper"
+        );
+        // A xorb's POST is streamed; a shard's, or a xorb sent in chunks, is not.
+        let xorb = format!("POST /xet/v1/xorbs/default/{} HTTP/1.1\r\n", "a".repeat(64));
+        assert_eq!(
+            classify(&format!("{xorb}Content-Length: 67108864\r\n\r\n")),
+            "streamed"
+        );
+        assert_eq!(
+            classify(&format!("{xorb}Transfer-Encoding: chunked\r\n\r\n")),
+            "hyper"
+        );
+        assert_eq!(
+            classify("POST /xet/v2/shards HTTP/1.1\r\nContent-Length: 99999\r\n\r\n"),
+            "hyper"
+        );
+        assert_eq!(
+            classify(&format!(
+                "PUT /xet/v1/xorbs/default/{} HTTP/1.1\r\nContent-Length: 99999\r\n\r\n",
+                "a".repeat(64)
+            )),
             "hyper"
         );
         // Any other PUT is a small body or hyper's.
