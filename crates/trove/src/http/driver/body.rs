@@ -11,8 +11,9 @@
 //! socket straight into buffers of [`PIECE`] bytes — the size the upload path hashes and
 //! chunks in one go (`repos::ingest`'s batch) — so a batch is one contiguous buffer that
 //! nobody copies again, and one wake-up of the handler carries a MiB rather than whatever
-//! one `read` returned. A xorb's `POST` is streamed too, in frames of [`XORB_PIECE`]. Every handler, middleware and refusal sees the same request as it
-//! would from hyper: only where the bytes come from differs.
+//! one `read` returned. A xorb's `POST` is streamed too, in frames of [`XORB_PIECE`].
+//! Every handler, middleware and refusal sees the same request as it would from hyper: only
+//! where the bytes come from differs.
 //!
 //! The socket lends itself to the body for the request's life: the body holds it while the
 //! router runs, and gives it back (with what it did not read of the head's buffer) when it

@@ -153,8 +153,8 @@ fn parse(buf: &mut BytesMut, budget: HeadBudget) -> Option<Head> {
         // Absolute-form and the like: hyper's business.
         return Some(Head::HandOff);
     };
-    // A body the driver streams to the handler (an LFS transfer's, a xorb), or one it reads whole
-    // when small; GET and HEAD with a body are hyper's.
+    // A body the driver streams to the handler (an LFS transfer's, a xorb), or one it reads
+    // whole when small; GET and HEAD with a body are hyper's.
     let streamed = body::takes_body(&method, path);
     let with_body = method != Method::GET && method != Method::HEAD;
     let Ok(uri) = path.parse::<Uri>() else {
