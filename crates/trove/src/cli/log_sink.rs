@@ -98,9 +98,7 @@ impl LogSink {
         if let Ok(mut pending) = self.shared.state.try_lock()
             && let Ok(mut out) = self.shared.out.try_lock()
         {
-            let _ = out.write_all(&pending.bytes);
-            let _ = out.flush();
-            pending.bytes.clear();
+            drain_into(out.as_mut(), &mut pending.bytes);
         }
     }
 
@@ -131,17 +129,12 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Writes `bytes` out and empties it. A log that cannot be written is not an error of
-    /// the request that made the line (as with `tracing`'s own writer): the bytes are
-    /// dropped.
+    /// Writes `bytes` out and empties it ([`drain_into`]); the output is not even taken for
+    /// nothing.
     fn write_out(&self, bytes: &mut Vec<u8>) {
-        if bytes.is_empty() {
-            return;
+        if !bytes.is_empty() {
+            drain_into(self.out().as_mut(), bytes);
         }
-        let mut out = self.out();
-        let _ = out.write_all(bytes);
-        let _ = out.flush();
-        bytes.clear();
     }
 
     /// The writer thread: sleeps until an access line arrives, lets others gather for
@@ -170,12 +163,17 @@ impl Shared {
             // access lines keep arriving in the buffer meanwhile.
             let mut out = self.out();
             drop(pending);
-            let _ = out.write_all(&spare);
-            let _ = out.flush();
-            drop(out);
-            spare.clear();
+            drain_into(out.as_mut(), &mut spare);
         }
     }
+}
+
+/// Writes `bytes` to `out` and empties it. A log that cannot be written is not an error of
+/// the request that made the line (as with `tracing`'s own writer): the bytes are dropped.
+fn drain_into(out: &mut dyn Write, bytes: &mut Vec<u8>) {
+    let _ = out.write_all(bytes);
+    let _ = out.flush();
+    bytes.clear();
 }
 
 /// One line's writer: `tracing`'s formatter writes each line whole, in one `write_all`.
