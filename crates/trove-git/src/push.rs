@@ -8,6 +8,7 @@
 
 use crate::Result;
 use crate::error::GitError;
+use crate::fsck::{self, Link};
 use crate::pack_headers::{self, EntryAt, Header, Size};
 use crate::pack_read::PackReader;
 use crate::repo::{from_git2, to_git2};
@@ -39,6 +40,22 @@ pub struct NewObjects {
     pub lfs_pointers: Vec<(GitOid, LfsPointer)>,
     /// Entries of new trees whose names break the path rule ([`crate::entry_name_problem`]).
     pub bad_names: Vec<BadName>,
+    /// Why git's own object checks had to run (the first object the checks made here could
+    /// not vouch for, [`crate::fsck`]); `None` when every new object was vouched for.
+    pub doubted: Option<String>,
+    /// What git's own checks refused, when they ran and refused.
+    pub refused_by_git: Option<String>,
+}
+
+/// What git's own object checks run with, for the objects [`crate::fsck`] cannot vouch for.
+#[derive(Clone, Debug)]
+pub struct GitChecks {
+    /// The `git` executable.
+    pub git_bin: PathBuf,
+    /// `PATH` for git to find its helpers.
+    pub path_env: std::ffi::OsString,
+    /// A folder for the pack the check writes (removed after).
+    pub scratch: PathBuf,
 }
 
 /// A tree entry a push may not bring.
@@ -95,13 +112,15 @@ impl Handles {
         })
     }
 
-    /// What [`PushView::new_objects`] finds among `items`; `packs` reads the packed ones.
+    /// What [`PushView::new_objects`] finds among `items`; `packs` reads the packed ones;
+    /// `kinds` are the types of the packed objects, for the links the object checks find.
     fn examine(
         &self,
         items: &[Item],
         packs: &mut PackReader<'_>,
         large_blob_bytes: u64,
-    ) -> Result<NewObjects> {
+        kinds: &Kinds,
+    ) -> Result<Examined> {
         let existing = self
             .existing
             .odb()
@@ -114,7 +133,8 @@ impl Handles {
         // count as new and are reported, which errs on the safe side.
         let is_new = |id| !existing.exists_ext(id, git2::OdbLookupFlags::NO_REFRESH);
         let mut names = AcceptedNames::default();
-        let mut found = NewObjects::default();
+        let mut out = Examined::default();
+        let mut links = Vec::new();
         for &(id, header) in items {
             let known = match header {
                 Some(Header {
@@ -141,35 +161,61 @@ impl Handles {
                     (kind, size as u64)
                 }
             };
-            if kind == git2::ObjectType::Tree {
-                let tree = self.read(packs, id, kind, at, "reading tree")?;
-                let bad = names.problems(tree.data());
-                if !bad.is_empty() && is_new(id) {
-                    found
-                        .bad_names
-                        .extend(bad.into_iter().map(|reason| BadName {
-                            tree: from_git2(id),
-                            reason,
-                        }));
+            if header.is_none() {
+                out.loose_kinds.push((id, kind));
+            }
+            links.clear();
+            let checked = match kind {
+                git2::ObjectType::Tree => {
+                    let tree = self.read(packs, id, kind, at, "reading tree")?;
+                    let bad = names.problems(tree.data());
+                    if !bad.is_empty() && is_new(id) {
+                        out.found
+                            .bad_names
+                            .extend(bad.into_iter().map(|reason| BadName {
+                                tree: from_git2(id),
+                                reason,
+                            }));
+                    }
+                    fsck::tree(tree.data(), &mut links, &mut out.attributes)
                 }
-                continue;
-            }
-            if kind != git2::ObjectType::Blob {
-                continue;
-            }
-            if size <= LFS_POINTER_MAX_LEN as u64 {
-                let object = self.read(packs, id, kind, at, "reading blob")?;
-                if let Some(pointer) = LfsPointer::parse(object.data())
-                    && is_new(id)
-                {
-                    found.lfs_pointers.push((from_git2(id), pointer));
+                git2::ObjectType::Commit => {
+                    let commit = self.read(packs, id, kind, at, "reading commit")?;
+                    fsck::commit(commit.data(), &mut links)
                 }
+                git2::ObjectType::Tag => {
+                    let tag = self.read(packs, id, kind, at, "reading tag")?;
+                    fsck::tag(tag.data(), &mut links)
+                }
+                _ => {
+                    if size <= LFS_POINTER_MAX_LEN as u64 {
+                        let object = self.read(packs, id, kind, at, "reading blob")?;
+                        if let Some(pointer) = LfsPointer::parse(object.data())
+                            && is_new(id)
+                        {
+                            out.found.lfs_pointers.push((from_git2(id), pointer));
+                        }
+                    }
+                    if size >= large_blob_bytes && is_new(id) {
+                        out.found.large_blobs.push((from_git2(id), size));
+                    }
+                    Ok(())
+                }
+            };
+            if let Err(doubt) = checked {
+                out.doubts.push((Some(id), doubt.0));
             }
-            if size >= large_blob_bytes && is_new(id) {
-                found.large_blobs.push((from_git2(id), size));
+            for &link in &links {
+                match kinds.get(&link.id) {
+                    Some(&found) if found == link.kind => {}
+                    Some(_) => out
+                        .doubts
+                        .push((Some(id), "a link to an object of another type")),
+                    None => out.foreign.push((id, link)),
+                }
             }
         }
-        Ok(found)
+        Ok(out)
     }
 
     /// Reads a quarantined object that should be of type `kind`, from its pack when `at`
@@ -218,6 +264,37 @@ impl Content<'_> {
 
 /// An object to examine, with its type, size and place when its pack's index told them.
 type Item = (git2::Oid, Option<Header>);
+
+/// The types of the packed objects of a push, by id.
+type Kinds = HashMap<git2::Oid, git2::ObjectType>;
+
+/// What one thread's examination found.
+#[derive(Default)]
+struct Examined {
+    found: NewObjects,
+    /// Objects the object checks could not vouch for, and why; `None`: a finding that
+    /// counts whatever the repository holds (a `.gitattributes` blob new trees name).
+    doubts: Vec<(Option<git2::Oid>, &'static str)>,
+    /// Links (and the object holding each) to objects of no known type yet: loose objects
+    /// of the push, or the repository's.
+    foreign: Vec<(git2::Oid, Link)>,
+    /// Types of the objects whose pack headers were not read.
+    loose_kinds: Vec<(git2::Oid, git2::ObjectType)>,
+    /// Blobs that trees name as `.gitattributes`.
+    attributes: Vec<git2::Oid>,
+}
+
+impl Examined {
+    fn merge(&mut self, other: Examined) {
+        self.found.large_blobs.extend(other.found.large_blobs);
+        self.found.lfs_pointers.extend(other.found.lfs_pointers);
+        self.found.bad_names.extend(other.found.bad_names);
+        self.doubts.extend(other.doubts);
+        self.foreign.extend(other.foreign);
+        self.loose_kinds.extend(other.loose_kinds);
+        self.attributes.extend(other.attributes);
+    }
+}
 
 /// The objects to examine: the packed ones in the order they lie in their packs (libgit2
 /// then reads a delta soon after its base, often still in its cache of bases), then the
@@ -319,11 +396,13 @@ impl PushView {
         })
     }
 
-    /// Lists the quarantine's objects that the repository does not have yet and picks out
-    /// large blobs, LFS pointers and tree entries with names the path rule refuses. Lists the
-    /// objects from the packs' indexes and the loose objects' folders, reads packed objects'
-    /// headers from their entries ([`pack_headers`]), and new trees and blobs small enough to
-    /// be pointers from the packs ([`PackReader`]); libgit2 for whatever those do not read.
+    /// Lists the quarantine's objects that the repository does not have yet, picks out
+    /// large blobs, LFS pointers and tree entries with names the path rule refuses, and
+    /// checks every object as git's `fsck` would ([`crate::fsck`]; what those checks cannot
+    /// vouch for is checked by git itself, with `git`). Lists the objects from the packs'
+    /// indexes and the loose objects' folders, reads packed objects' headers from their
+    /// entries ([`pack_headers`]), and trees, commits, tags and blobs small enough to be
+    /// pointers from the packs ([`PackReader`]); libgit2 for whatever those do not read.
     ///
     /// Every new tree is checked, whatever refers to it (a commit, a tag, nothing), so no
     /// path that breaks the rule can become reachable through this push.
@@ -331,7 +410,7 @@ impl PushView {
     /// A large push (a repository's first brings every tree of its history) is shared out
     /// between a few threads, each reading a run of the objects (in pack order) through
     /// handles of its own; the findings come out in id order however many threads read them.
-    pub fn new_objects(&self, large_blob_bytes: u64) -> Result<NewObjects> {
+    pub fn new_objects(&self, large_blob_bytes: u64, git: &GitChecks) -> Result<NewObjects> {
         let Some((git_dir, quarantine_dir)) = &self.dirs else {
             return Ok(NewObjects::default());
         };
@@ -365,14 +444,18 @@ impl PushView {
         } else {
             work_list(&contents.ids, contents.packed)
         };
-        let packs = &contents.packs;
+        let kinds: Kinds = items
+            .iter()
+            .filter_map(|(id, header)| header.map(|h| (*id, h.kind)))
+            .collect();
+        let (packs, kinds) = (&contents.packs, &kinds);
         let workers = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .min(MAX_WORKERS)
             .min(items.len() / MIN_OBJECTS_PER_WORKER)
             .max(1);
         let per_worker = items.len().div_ceil(workers).max(1);
-        let mut found = std::thread::scope(|scope| {
+        let mut examined = std::thread::scope(|scope| {
             let mut parts = items.chunks(per_worker);
             let first = parts.next().unwrap_or_default();
             let others: Vec<_> = parts
@@ -382,30 +465,117 @@ impl PushView {
                             part,
                             &mut PackReader::new(packs),
                             large_blob_bytes,
+                            kinds,
                         )
                     })
                 })
                 .collect();
             // This thread reads the first run itself, through the view's own handles.
-            let mut found =
+            let mut examined =
                 self.own
-                    .examine(first, &mut PackReader::new(packs), large_blob_bytes)?;
+                    .examine(first, &mut PackReader::new(packs), large_blob_bytes, kinds)?;
             for other in others {
                 // A thread that panicked hit a bug: the panic goes on here.
                 let part = other
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-                found.large_blobs.extend(part.large_blobs);
-                found.lfs_pointers.extend(part.lfs_pointers);
-                found.bad_names.extend(part.bad_names);
+                examined.merge(part);
             }
-            Ok::<_, GitError>(found)
+            Ok::<_, GitError>(examined)
         })?;
+        self.check_foreign_links(&mut examined)?;
+        self.check_attributes(&mut examined)?;
+        let existing = self
+            .own
+            .existing
+            .odb()
+            .map_err(GitError::git("opening object database"))?;
+        let is_new = |id: &git2::Oid| !existing.exists_ext(*id, git2::OdbLookupFlags::NO_REFRESH);
+        // An object the repository holds already was accepted before (a delta base the
+        // pack was completed with, or an object sent again).
+        let doubt = examined
+            .doubts
+            .iter()
+            .find(|(id, _)| id.as_ref().is_none_or(is_new));
+        let mut found = examined.found;
+        if let Some((id, why)) = doubt {
+            found.doubted = Some(match id {
+                Some(id) => format!("{why} (object {id})"),
+                None => (*why).to_owned(),
+            });
+            // A push refused for its names already needs no more checks.
+            if found.bad_names.is_empty() {
+                let new: Vec<git2::Oid> = items.iter().map(|(id, _)| *id).filter(is_new).collect();
+                found.refused_by_git =
+                    crate::smart_http::fsck_by_git(git, git_dir, quarantine_dir, &new)?;
+            }
+        }
         // Read in pack order; reported in id order, a tree's entries in their order.
         found.large_blobs.sort_by(|a, b| a.0.cmp(&b.0));
         found.lfs_pointers.sort_by(|a, b| a.0.cmp(&b.0));
         found.bad_names.sort_by(|a, b| a.tree.cmp(&b.tree));
         Ok(found)
+    }
+
+    /// Checks the links the examination could not settle from the pack headers: each must
+    /// name an object of the push (read loose) or of the repository, of the type it says.
+    fn check_foreign_links(&self, examined: &mut Examined) -> Result<()> {
+        if examined.foreign.is_empty() {
+            return Ok(());
+        }
+        let loose: Kinds = examined.loose_kinds.iter().copied().collect();
+        let existing = self
+            .own
+            .existing
+            .odb()
+            .map_err(GitError::git("opening object database"))?;
+        for (from, link) in &examined.foreign {
+            let kind = match loose.get(&link.id) {
+                Some(&kind) => Some(kind),
+                None => existing.read_header(link.id).ok().map(|(_, kind)| kind),
+            };
+            match kind {
+                Some(kind) if kind == link.kind => {}
+                Some(_) => examined
+                    .doubts
+                    .push((Some(*from), "a link to an object of another type")),
+                None => examined
+                    .doubts
+                    .push((Some(*from), "a link to an object neither pushed nor held")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the blobs trees name `.gitattributes`, wherever they are (the push or the
+    /// repository), each once.
+    fn check_attributes(&self, examined: &mut Examined) -> Result<()> {
+        examined.attributes.sort_unstable();
+        examined.attributes.dedup();
+        let odb = self
+            .own
+            .combined
+            .odb()
+            .map_err(GitError::git("opening object database"))?;
+        for &id in &examined.attributes {
+            let fine = match odb.read_header(id) {
+                Ok((size, git2::ObjectType::Blob))
+                    if size as u64 <= fsck::MAX_GITATTRIBUTES_BYTES =>
+                {
+                    let blob = odb
+                        .read(id)
+                        .map_err(GitError::git("reading .gitattributes"))?;
+                    fsck::gitattributes(blob.data()).map_err(|d| d.0)
+                }
+                Ok(_) => Err("a .gitattributes that is large or not a file"),
+                Err(_) => Err("a .gitattributes neither pushed nor held"),
+            };
+            if let Err(why) = fine {
+                // Counts even if the repository holds the blob: a new tree names it.
+                examined.doubts.push((None, why));
+            }
+        }
+        Ok(())
     }
 
     /// How `old` → `new` moves a ref (`None` = absent).

@@ -170,22 +170,143 @@ pub fn rpc_command(
     command
 }
 
-/// `receive.fsck.<id>` settings raised to errors (git skips, with a warning, an id it does
-/// not know, so older gits accept the list).
-const FSCK_ERRORS: &[&str] = &[
-    "receive.fsck.hasDotgit",
-    "receive.fsck.hasDot",
-    "receive.fsck.hasDotdot",
-    "receive.fsck.emptyName",
-    "receive.fsck.fullPathname",
-    "receive.fsck.largePathname",
-    "receive.fsck.nullSha1",
-    "receive.fsck.nulInCommit",
-    "receive.fsck.gitmodulesParse",
-    "receive.fsck.gitattributesSymlink",
-    "receive.fsck.gitignoreSymlink",
-    "receive.fsck.mailmapSymlink",
+/// git's fsck findings raised to errors when git's own checks run ([`fsck_by_git`]): the
+/// ones git only warns about by default — paths that no checkout could hold, every spelling
+/// of `.git` NTFS or HFS+ would read as `.git`, NUL bytes in commits, `.gitmodules` that do
+/// not parse, symlinked `.gitattributes`, `.gitignore`, `.mailmap` (git skips, with a
+/// warning, an id it does not know, so older gits accept the list).
+pub(crate) const FSCK_ERRORS: &[&str] = &[
+    "hasDotgit",
+    "hasDot",
+    "hasDotdot",
+    "emptyName",
+    "fullPathname",
+    "largePathname",
+    "nullSha1",
+    "nulInCommit",
+    "gitmodulesParse",
+    "gitattributesSymlink",
+    "gitignoreSymlink",
+    "mailmapSymlink",
 ];
+
+/// The most of git's message kept when its checks refuse a push.
+const MAX_FSCK_MESSAGE: usize = 2048;
+
+/// Runs git's own object checks over `ids`, objects of the quarantine `quarantine` of
+/// `git_dir`, as `receive.fsckObjects` would have inside `index-pack`: `git pack-objects`
+/// packs them and `git index-pack --strict` (with [`FSCK_ERRORS`] raised to errors) reads
+/// the pack into a scratch folder, checking every object and that every object they name
+/// exists with its type, in the push or the repository. Returns git's message when it
+/// refuses them. The environment is the hook's (the repository with the quarantine), and
+/// nothing is written but the scratch pack, removed after.
+pub(crate) fn fsck_by_git(
+    checks: &crate::push::GitChecks,
+    git_dir: &Path,
+    quarantine: &Path,
+    ids: &[git2::Oid],
+) -> crate::Result<Option<String>> {
+    use std::io::Write;
+    use std::process::Stdio;
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scratch = checks
+        .scratch
+        .join(format!("fsck-{}-{run}", std::process::id()));
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| crate::GitError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(&scratch).map_err(io("creating", &scratch))?;
+    let _removed = RemovedAfter(scratch.clone());
+    let git = |args: &[&str]| {
+        let mut command = Command::new(&checks.git_bin);
+        command.env_clear();
+        command.env("PATH", &checks.path_env);
+        command.env("GIT_CONFIG_NOSYSTEM", "1");
+        command.env("GIT_CONFIG_GLOBAL", "/dev/null");
+        command.env("GIT_TERMINAL_PROMPT", "0");
+        command.env("LC_ALL", "C");
+        command.env("GIT_DIR", git_dir);
+        command.env("GIT_OBJECT_DIRECTORY", quarantine);
+        command.env("GIT_ALTERNATE_OBJECT_DIRECTORIES", git_dir.join("objects"));
+        command.args(args);
+        command
+    };
+    let strict = format!(
+        "--strict={}",
+        FSCK_ERRORS
+            .iter()
+            .map(|id| format!("{}=error", id.to_ascii_lowercase()))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let pack_path = scratch.join("check.pack");
+    let message_path = scratch.join("message");
+    let message = std::fs::File::create(&message_path).map_err(io("creating", &message_path))?;
+    let spawn = |what: &'static str| io(what, git_dir);
+    let mut packer = git(&["pack-objects", "--stdout", "-q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(spawn("starting git pack-objects for"))?;
+    let packed = packer
+        .stdout
+        .take()
+        .map(Stdio::from)
+        .unwrap_or(Stdio::null());
+    let pack_arg = pack_path.to_string_lossy().into_owned();
+    let mut indexer = git(&["index-pack", &strict, "--stdin", &pack_arg])
+        .stdin(packed)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            message.try_clone().map_err(io("opening", &message_path))?,
+        ))
+        .spawn()
+        .map_err(spawn("starting git index-pack for"))?;
+    // pack-objects reads the whole list before it writes: no deadlock with its output.
+    if let Some(mut input) = packer.stdin.take() {
+        for id in ids {
+            // A write that fails means pack-objects is gone; its status says why.
+            if writeln!(input, "{id}").is_err() {
+                break;
+            }
+        }
+    }
+    let packed_ok = packer
+        .wait()
+        .map_err(spawn("waiting for git pack-objects in"))?;
+    let indexed_ok = indexer
+        .wait()
+        .map_err(spawn("waiting for git index-pack in"))?;
+    if packed_ok.success() && indexed_ok.success() {
+        return Ok(None);
+    }
+    let mut said = std::fs::read(&message_path).unwrap_or_default();
+    said.truncate(MAX_FSCK_MESSAGE);
+    let said = String::from_utf8_lossy(&said).trim().to_owned();
+    Ok(Some(if !packed_ok.success() {
+        format!("git could not read the pushed objects back ({packed_ok})")
+    } else if said.is_empty() {
+        format!("git's object checks refused the pushed objects ({indexed_ok})")
+    } else {
+        said
+    }))
+}
+
+/// A folder removed (with what it holds) when this is dropped.
+struct RemovedAfter(PathBuf);
+
+impl Drop for RemovedAfter {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 /// The configuration every served request runs with.
 fn config(settings: &GitCommandSettings, service: Service) -> Vec<(&'static str, String)> {
@@ -218,15 +339,13 @@ fn config(settings: &GitCommandSettings, service: Service) -> Vec<(&'static str,
             // duplicate them with less helpful messages.
             config.push(("receive.denyDeletes", "false".to_owned()));
             config.push(("receive.denyNonFastForwards", "false".to_owned()));
-            // git checks every pushed object before any hook runs: malformed commits and
-            // tags, `.gitmodules` with option-like URLs or paths, symlinked `.gitmodules`.
-            config.push(("receive.fsckObjects", "true".to_owned()));
-            // Findings git only warns about by default become refusals: paths that no
-            // checkout could hold, and every spelling of `.git` NTFS or HFS+ would read as
-            // `.git`.
-            for id in FSCK_ERRORS {
-                config.push((id, "error".to_owned()));
-            }
+            // Every pushed object is checked as git's fsck would (malformed commits and
+            // tags, `.gitmodules` with option-like URLs or paths, symlinked `.gitmodules`,
+            // trees out of order…), but by the server, beside receive-pack's own
+            // connectivity check rather than inside `index-pack`, where the checks run one
+            // thread at a time: `crate::fsck` vouches for the plainly good objects, and git's
+            // own checks ([`fsck_by_git`]) judge the rest before the hook answers.
+            config.push(("receive.fsckObjects", "false".to_owned()));
             if let Some(hooks) = &settings.hooks_dir {
                 config.push(("core.hooksPath", hooks.to_string_lossy().into_owned()));
             }
@@ -311,8 +430,7 @@ mod tests {
             .collect();
         assert!(args.contains(&"receive.maxInputSize=1000".to_owned()));
         assert!(args.contains(&"core.hooksPath=/data/hooks".to_owned()));
-        assert!(args.contains(&"receive.fsckObjects=true".to_owned()));
-        assert!(args.contains(&"receive.fsck.hasDotgit=error".to_owned()));
+        assert!(args.contains(&"receive.fsckObjects=false".to_owned()));
         assert_eq!(
             &args[args.len() - 3..],
             ["receive-pack", "--stateless-rpc", "/data/repos/7.git"]

@@ -106,7 +106,9 @@ fn a_push_view_names_every_hostile_entry_of_the_new_trees() {
     std::fs::create_dir_all(&quarantine).expect("quarantine");
     hostile_commit(&fx, &quarantine);
     let view = PushView::open(&fx.path(), &quarantine).expect("open");
-    let found = view.new_objects(10 << 20).expect("inspect");
+    let found = view
+        .new_objects(10 << 20, &crate::git_checks(fx.dir.path()))
+        .expect("inspect");
     assert_eq!(
         found.bad_names.len(),
         HOSTILE.len(),
@@ -136,4 +138,138 @@ fn stored_hostile_entries_are_neither_listed_nor_resolved() {
             .expect("read")
             .is_some()
     );
+}
+
+/// A commit on top of main whose root holds `entries`, written to `objects`.
+fn commit_of(fx: &Fixture, objects: &Path, entries: &[(&str, &[u8], &GitOid)]) -> GitOid {
+    let repo = fx.path();
+    let root = write_object(&repo, objects, "tree", &raw_tree(entries));
+    let commit = format!(
+        "tree {root}\nparent {}\nauthor Eve <eve@example.com> 1700000000 +0000\n\
+         committer Eve <eve@example.com> 1700000000 +0000\n\nplant\n",
+        fx.main()
+    );
+    write_object(&repo, objects, "commit", commit.as_bytes())
+}
+
+/// What a push view finds of a quarantine holding what `plant` writes into it.
+fn examined(plant: impl FnOnce(&Fixture, &Path)) -> trove_git::NewObjects {
+    let fx = Fixture::init();
+    let quarantine = fx.dir.path().join("incoming");
+    std::fs::create_dir_all(&quarantine).expect("quarantine");
+    plant(&fx, &quarantine);
+    let scratch = fx.dir.path().join("scratch");
+    let found = PushView::open(&fx.path(), &quarantine)
+        .expect("open")
+        .new_objects(10 << 20, &crate::git_checks(&scratch))
+        .expect("inspect");
+    // git's checks leave nothing behind, neither in the quarantine nor in the scratch.
+    let left: Vec<_> = std::fs::read_dir(&scratch)
+        .map(|dir| dir.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    found
+}
+
+#[test]
+fn plain_objects_are_vouched_for_without_git() {
+    let found = examined(|fx, q| {
+        let repo = fx.path();
+        let attrs = write_object(
+            &repo,
+            q,
+            "blob",
+            b"*.bin filter=lfs diff=lfs merge=lfs -text\n",
+        );
+        let readme = write_object(&repo, q, "blob", b"# model\n");
+        commit_of(
+            fx,
+            q,
+            &[
+                ("100644", b".gitattributes", &attrs),
+                ("100644", b"README.md", &readme),
+            ],
+        );
+    });
+    assert_eq!(found.doubted, None);
+    assert_eq!(found.refused_by_git, None);
+}
+
+#[test]
+fn what_git_refuses_is_found_by_git_checks() {
+    // A `.gitmodules` whose URL reads as an option: doubted by name, refused by git.
+    let found = examined(|fx, q| {
+        let modules = write_object(
+            &fx.path(),
+            q,
+            "blob",
+            b"[submodule \"x\"]\n\tpath = x\n\turl = --upload-pack=touch /tmp/pwned\n",
+        );
+        commit_of(fx, q, &[("100644", b".gitmodules", &modules)]);
+    });
+    assert!(found.doubted.is_some(), "{found:?}");
+    let said = found.refused_by_git.expect("refused");
+    assert!(said.contains("gitmodulesUrl"), "{said}");
+
+    // A tree naming an object neither pushed nor held.
+    let found = examined(|fx, q| {
+        let missing = GitOid::parse(&"12".repeat(20)).expect("id");
+        commit_of(fx, q, &[("100644", b"ghost", &missing)]);
+    });
+    assert!(
+        found
+            .doubted
+            .expect("doubted")
+            .contains("neither pushed nor held")
+    );
+    assert!(found.refused_by_git.is_some());
+
+    // A commit without an author.
+    let found = examined(|fx, q| {
+        let repo = fx.path();
+        let readme = write_object(&repo, q, "blob", b"# model\n");
+        let root = write_object(
+            &repo,
+            q,
+            "tree",
+            &raw_tree(&[("100644", b"README.md", &readme)]),
+        );
+        let commit = format!(
+            "tree {root}\nparent {}\ncommitter Eve <eve@example.com> 1700000000 +0000\n\nx\n",
+            fx.main()
+        );
+        write_object(&repo, q, "commit", commit.as_bytes());
+    });
+    assert!(
+        found
+            .refused_by_git
+            .expect("refused")
+            .contains("missingAuthor")
+    );
+
+    // A tree whose `.gitattributes` has a line longer than git reads.
+    let found = examined(|fx, q| {
+        let mut long = b"*.bin ".to_vec();
+        long.extend(vec![b'x'; 4096]);
+        let attrs = write_object(&fx.path(), q, "blob", &long);
+        commit_of(fx, q, &[("100644", b".gitattributes", &attrs)]);
+    });
+    let said = found.refused_by_git.expect("refused");
+    assert!(said.contains("gitattributesLineLength"), "{said}");
+}
+
+#[test]
+fn what_git_accepts_after_a_doubt_is_not_refused() {
+    // A well-formed `.gitmodules`: doubted by name, passed by git.
+    let found = examined(|fx, q| {
+        let modules = write_object(
+            &fx.path(),
+            q,
+            "blob",
+            b"[submodule \"lib\"]\n\tpath = lib\n\turl = https://example.com/lib.git\n",
+        );
+        commit_of(fx, q, &[("100644", b".gitmodules", &modules)]);
+    });
+    assert!(found.doubted.is_some(), "{found:?}");
+    assert_eq!(found.refused_by_git, None);
 }

@@ -99,6 +99,16 @@ impl Fixture {
     }
 }
 
+/// How git's own object checks run in these tests: the `git` on `PATH`, scratch files in
+/// `scratch`.
+pub fn git_checks(scratch: &Path) -> trove_git::GitChecks {
+    trove_git::GitChecks {
+        git_bin: "git".into(),
+        path_env: std::env::var_os("PATH").unwrap_or_default(),
+        scratch: scratch.to_owned(),
+    }
+}
+
 pub fn path(s: &str) -> RepoPath {
     RepoPath::parse(s).expect("valid test path")
 }

@@ -128,7 +128,9 @@ fn new_objects_large_blobs_pointers_and_ref_moves_are_seen_through_the_quarantin
     }
 
     let view = PushView::open(&repo, &quarantine).expect("open");
-    let found = view.new_objects(TEN_MIB).expect("inspect");
+    let found = view
+        .new_objects(TEN_MIB, &crate::git_checks(fx.dir.path()))
+        .expect("inspect");
     assert_eq!(found.large_blobs, vec![(big_blob.clone(), TEN_MIB)]);
     assert_eq!(found.lfs_pointers, vec![(pointer_blob, pointer)]);
 
@@ -168,7 +170,9 @@ fn new_objects_large_blobs_pointers_and_ref_moves_are_seen_through_the_quarantin
     assert!(fx.repo.read_blob(&big_blob).is_err());
     let without = PushView::open_without_quarantine(&repo).expect("open");
     assert_eq!(
-        without.new_objects(TEN_MIB).expect("none"),
+        without
+            .new_objects(TEN_MIB, &crate::git_checks(fx.dir.path()))
+            .expect("none"),
         Default::default()
     );
     assert!(!without.is_commit(&orphan).expect("kind"));
@@ -228,7 +232,7 @@ fn a_large_push_is_examined_whole_whatever_the_number_of_threads() {
 
     let found = PushView::open(&repo, &quarantine)
         .expect("open")
-        .new_objects(TEN_MIB)
+        .new_objects(TEN_MIB, &crate::git_checks(fx.dir.path()))
         .expect("inspect");
     assert!(found.large_blobs.is_empty() && found.bad_names.is_empty());
     let blob_ids: Vec<&GitOid> = found.lfs_pointers.iter().map(|(blob, _)| blob).collect();

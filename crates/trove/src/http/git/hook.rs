@@ -143,6 +143,11 @@ pub fn decide(facts: &PushFacts<'_>) -> Vec<String> {
     for bad in &facts.objects.bad_names {
         refusals.push(format!("tree {}: {}", bad.tree, bad.reason));
     }
+    if let Some(said) = &facts.objects.refused_by_git {
+        refusals.push(format!(
+            "git's object checks refuse the pushed objects:\n{said}"
+        ));
+    }
     for (blob, LfsPointer { oid, size }) in &facts.objects.lfs_pointers {
         match facts.stored.get(oid) {
             Some(stored) if stored == size => {}
@@ -710,8 +715,7 @@ mod tests {
         let main = [update("refs/heads/main", RefMove::FastForward)];
         let objects = NewObjects {
             large_blobs: vec![(oid('f'), 12 * 1024 * 1024)],
-            lfs_pointers: vec![],
-            bad_names: vec![],
+            ..NewObjects::default()
         };
         let got = refusals(&alice, &main, &objects);
         assert_eq!(got.len(), 1);
@@ -754,6 +758,25 @@ mod tests {
             got[0].starts_with(&format!("tree {}: Invalid path", oid('e'))),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn what_git_checks_refuse_is_a_refusal_with_git_words() {
+        let alice = writer(false);
+        let main = [update("refs/heads/main", RefMove::FastForward)];
+        let objects = NewObjects {
+            doubted: Some("a tree entry git's checks look at by name".into()),
+            refused_by_git: Some("error: object 1234: gitmodulesUrl: disallowed".into()),
+            ..NewObjects::default()
+        };
+        let got = refusals(&alice, &main, &objects);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("gitmodulesUrl: disallowed"), "{got:?}");
+        let vouched = NewObjects {
+            doubted: Some("a tree entry git's checks look at by name".into()),
+            ..NewObjects::default()
+        };
+        assert!(refusals(&alice, &main, &vouched).is_empty());
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub struct HookCheck {
     pub repo_id: i64,
     pub pusher: Pusher,
     pub git_dir: PathBuf,
+    /// How git's own object checks run, for the objects the server's cannot vouch for.
+    pub git_checks: trove_git::GitChecks,
     /// The most the answer may take (the git process's own deadline).
     pub timeout: Duration,
     /// The ref updates the request asks for, read from its start ([`watch_commands`]), so
@@ -134,7 +136,12 @@ impl HookCheck {
                         looking = false;
                         // The commands come before the pack: known once it has been sent.
                         let moves = self.commands.try_recv().unwrap_or_default();
-                        early = Some(Early::start(self.git_dir.clone(), found, moves));
+                        early = Some(Early::start(
+                            self.git_dir.clone(),
+                            found,
+                            moves,
+                            self.git_checks.clone(),
+                        ));
                     } else {
                         look_after = (look_after + look_after / 4).min(LOOK_AT_MOST_EVERY);
                     }
@@ -193,10 +200,11 @@ impl HookCheck {
             examined_early = examined.is_some(),
             "pre-receive check"
         );
-        let git_dir = self.git_dir.clone();
+        let (git_dir, git_checks) = (self.git_dir.clone(), self.git_checks.clone());
         let (checked, objects, inspector) = tokio::task::spawn_blocking(move || {
             inspect(
                 &git_dir,
+                &git_checks,
                 quarantine.as_deref(),
                 request.updates,
                 examined,
@@ -481,12 +489,17 @@ struct Early {
 
 impl Early {
     /// Examines `quarantine` and judges `moves` (the request's ref updates).
-    fn start(git_dir: PathBuf, quarantine: PathBuf, moves: Vec<Move>) -> Early {
+    fn start(
+        git_dir: PathBuf,
+        quarantine: PathBuf,
+        moves: Vec<Move>,
+        git_checks: trove_git::GitChecks,
+    ) -> Early {
         let dir = quarantine.clone();
         let task = tokio::task::spawn_blocking(move || {
             let snapshot = Snapshot::of(&dir)?;
             let view = PushView::open(&git_dir, &dir)?;
-            let objects = view.new_objects(LARGE_FILE_BYTES)?;
+            let objects = view.new_objects(LARGE_FILE_BYTES, &git_checks)?;
             let mut judged = HashMap::new();
             for (old, new) in moves {
                 let verdict = judge(&view, old.as_ref(), new.as_ref())?;
@@ -573,6 +586,7 @@ fn judge(view: &PushView, old: Option<&GitOid>, new: Option<&GitOid>) -> anyhow:
 /// the objects git holds do not change, so neither does what is found of a pair of ids).
 fn inspect(
     git_dir: &Path,
+    git_checks: &trove_git::GitChecks,
     quarantine: Option<&Path>,
     updates: Vec<super::hook::RefUpdate>,
     examined: Option<NewObjects>,
@@ -585,7 +599,7 @@ fn inspect(
         (Some(_), Some(examined)) => examined,
         (Some(_), None) => {
             let opened = view.insert(open_view(git_dir, quarantine)?);
-            opened.new_objects(LARGE_FILE_BYTES)?
+            opened.new_objects(LARGE_FILE_BYTES, git_checks)?
         }
         (None, _) => NewObjects::default(),
     };
@@ -758,17 +772,27 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let (bare, quarantine) = pushed(dir.path(), 7);
         let quarantine = std::fs::canonicalize(quarantine).expect("resolves");
+        let checks = trove_git::GitChecks {
+            git_bin: "git".into(),
+            path_env: std::env::var_os("PATH").unwrap_or_default(),
+            scratch: dir.path().join("scratch"),
+        };
         let expected = PushView::open(&bare, &quarantine)
-            .and_then(|view| view.new_objects(LARGE_FILE_BYTES))
+            .and_then(|view| view.new_objects(LARGE_FILE_BYTES, &checks))
             .expect("examined");
         assert_eq!(expected.bad_names.len(), 1, "{expected:?}");
         let tip = GitOid::parse(git(&dir.path().join("work"), &["rev-parse", "HEAD"]).trim()).ok();
         let moves = vec![(None, tip.clone())];
-        let early = Early::start(bare.clone(), quarantine.clone(), moves.clone());
+        let early = Early::start(
+            bare.clone(),
+            quarantine.clone(),
+            moves.clone(),
+            checks.clone(),
+        );
         let judged = HashMap::from([((None, tip), (RefMove::Create, true))]);
         assert_eq!(early.result().await, Some((expected, judged)));
 
-        let early = Early::start(bare.clone(), quarantine.clone(), moves);
+        let early = Early::start(bare.clone(), quarantine.clone(), moves, checks);
         // A file added after the examination began (a loose object, say): examined again.
         while !early.task.is_finished() {
             tokio::time::sleep(Duration::from_millis(1)).await;

@@ -261,6 +261,11 @@ async fn serve_rpc(
                 repo_id,
                 pusher: Pusher::of(&auth.caller, &auth.repo),
                 git_dir: git_dir.clone(),
+                git_checks: trove_git::GitChecks {
+                    git_bin: state.git.settings.git_bin.clone(),
+                    path_env: state.git.settings.path_env.clone(),
+                    scratch: state.git.data_dir.join("tmp"),
+                },
                 timeout: state.git.timeout,
             };
             let server_end = socket.server;
