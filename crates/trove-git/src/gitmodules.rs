@@ -1,5 +1,5 @@
-//! `.gitmodules` as git's own checks (`fsck`, run on every push with `receive.fsckObjects`)
-//! read it: a file that git would refuse on a push must not enter a repository through the
+//! `.gitmodules` as git's own checks (`fsck`, run on every push that brings one: see
+//! [`crate::PushView::new_objects`]) read it: a file that git would refuse on a push must not enter a repository through the
 //! commit API either, or every later push to that repository would be refused for it.
 //!
 //! The rules are git's: the file parses as git config; a submodule's name is not a path that

@@ -347,7 +347,7 @@ impl AcceptedNames {
                 let next = after.get(nul + 1 + OID_RAW_BYTES..)?;
                 Some((&after[..nul], next))
             });
-            // git's own checks (receive.fsckObjects) refuse such a tree before the hook runs.
+            // Refused here; the object checks (`fsck::tree`) doubt it too.
             let Some((name, next)) = entry else {
                 problems.push("malformed tree".to_owned());
                 break;

@@ -290,7 +290,9 @@ pub(crate) fn fsck_by_git(
     let mut said = std::fs::read(&message_path).unwrap_or_default();
     said.truncate(MAX_FSCK_MESSAGE);
     let said = String::from_utf8_lossy(&said).trim().to_owned();
-    Ok(Some(if !packed_ok.success() {
+    // index-pack stops at the first object it refuses, and pack-objects, writing to it,
+    // then dies of the closed pipe: index-pack's word counts first.
+    Ok(Some(if indexed_ok.success() {
         format!("git could not read the pushed objects back ({packed_ok})")
     } else if said.is_empty() {
         format!("git's object checks refused the pushed objects ({indexed_ok})")

@@ -240,12 +240,8 @@ fn what_git_refuses_is_found_by_git_checks() {
         );
         write_object(&repo, q, "commit", commit.as_bytes());
     });
-    assert!(
-        found
-            .refused_by_git
-            .expect("refused")
-            .contains("missingAuthor")
-    );
+    let said = found.refused_by_git.expect("refused");
+    assert!(said.contains("missingAuthor"), "{said}");
 
     // A tree whose `.gitattributes` has a line longer than git reads.
     let found = examined(|fx, q| {

@@ -19,9 +19,11 @@
 //!   objects before pushing), with the size the pointer says;
 //! - every name in every new tree passes the commit API's path rule
 //!   ([`trove_git::entry_name_problem`]): no `.`, `..`, `.git` (in any spelling the rule
-//!   knows), `/`, backslash or NUL, UTF-8 only. git itself checked the objects before this
-//!   hook runs (`receive.fsckObjects`, see `trove_git::smart_http`): malformed commits,
-//!   `.gitmodules` abuse and the NTFS/HFS spellings of `.git` never reach it.
+//!   knows), `/`, backslash or NUL, UTF-8 only;
+//! - whatever git's own object checks refuse (malformed trees, commits and tags,
+//!   `.gitmodules` abuse, the NTFS/HFS spellings of `.git`, links to missing objects): the
+//!   server makes them while examining the quarantine, `trove_git::PushView::new_objects`,
+//!   and runs git's where its own cannot vouch for an object.
 //!
 //! The server applies the rules (`hook_server`): this process, which git starts, only hands
 //! it the ref updates and the quarantine through a socket the server made for this push and
