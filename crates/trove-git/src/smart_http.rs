@@ -134,6 +134,19 @@ pub struct GitCommandSettings {
     pub hook_env: Vec<(String, OsString)>,
 }
 
+/// `git_bin` with a cleared environment: `PATH` (for git's helpers) and no system or user
+/// configuration, so only what the caller gives with `-c` applies; no prompt; C locale.
+fn cleared_git(git_bin: &Path, path_env: &std::ffi::OsStr) -> Command {
+    let mut command = Command::new(git_bin);
+    command.env_clear();
+    command.env("PATH", path_env);
+    command.env("GIT_CONFIG_NOSYSTEM", "1");
+    command.env("GIT_CONFIG_GLOBAL", "/dev/null");
+    command.env("GIT_TERMINAL_PROMPT", "0");
+    command.env("LC_ALL", "C");
+    command
+}
+
 /// The `git <service> --stateless-rpc [--advertise-refs] <repo>` command, with a cleared
 /// environment. Stdio is left to the caller.
 pub fn rpc_command(
@@ -143,14 +156,7 @@ pub fn rpc_command(
     advertise_refs: bool,
     protocol: Option<&GitProtocol>,
 ) -> Command {
-    let mut command = Command::new(&settings.git_bin);
-    command.env_clear();
-    command.env("PATH", &settings.path_env);
-    // No system or user configuration: only what is given below applies.
-    command.env("GIT_CONFIG_NOSYSTEM", "1");
-    command.env("GIT_CONFIG_GLOBAL", "/dev/null");
-    command.env("GIT_TERMINAL_PROMPT", "0");
-    command.env("LC_ALL", "C");
+    let mut command = cleared_git(&settings.git_bin, &settings.path_env);
     if let Some(protocol) = protocol {
         command.env("GIT_PROTOCOL", protocol.as_str());
     }
@@ -224,13 +230,7 @@ pub(crate) fn fsck_by_git(
     std::fs::create_dir_all(&scratch).map_err(io("creating", &scratch))?;
     let _removed = RemovedAfter(scratch.clone());
     let git = |args: &[&str]| {
-        let mut command = Command::new(&checks.git_bin);
-        command.env_clear();
-        command.env("PATH", &checks.path_env);
-        command.env("GIT_CONFIG_NOSYSTEM", "1");
-        command.env("GIT_CONFIG_GLOBAL", "/dev/null");
-        command.env("GIT_TERMINAL_PROMPT", "0");
-        command.env("LC_ALL", "C");
+        let mut command = cleared_git(&checks.git_bin, &checks.path_env);
         command.env("GIT_DIR", git_dir);
         command.env("GIT_OBJECT_DIRECTORY", quarantine);
         command.env("GIT_ALTERNATE_OBJECT_DIRECTORIES", git_dir.join("objects"));
