@@ -523,6 +523,14 @@ impl PushView {
         if examined.foreign.is_empty() {
             return Ok(());
         }
+        // New trees of a push name the same held files over and over (each commit's root
+        // names every file): each object is looked up once.
+        examined
+            .foreign
+            .sort_unstable_by_key(|(_, link)| (link.id, link.kind.raw()));
+        examined
+            .foreign
+            .dedup_by_key(|(_, link)| (link.id, link.kind.raw()));
         let loose: Kinds = examined.loose_kinds.iter().copied().collect();
         let existing = self
             .own
