@@ -187,7 +187,7 @@ impl Handles {
                     let tag = self.read(packs, id, kind, at, "reading tag")?;
                     fsck::tag(tag.data(), &mut links)
                 }
-                _ => {
+                git2::ObjectType::Blob => {
                     if size <= LFS_POINTER_MAX_LEN as u64 {
                         let object = self.read(packs, id, kind, at, "reading blob")?;
                         if let Some(pointer) = LfsPointer::parse(object.data())
@@ -201,6 +201,7 @@ impl Handles {
                     }
                     Ok(())
                 }
+                _ => Err(fsck::Doubt("an object of no known type")),
             };
             if let Err(doubt) = checked {
                 out.doubts.push((Some(id), doubt.0));
