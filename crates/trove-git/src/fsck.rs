@@ -142,21 +142,30 @@ fn check_name(name: &[u8]) -> Result<(), Doubt> {
 }
 
 /// Whether `name` (after `before`) keeps the tree in git's order: names compared byte by
-/// byte, a folder's as if followed by `/`; equal names are git's `duplicateEntries`.
+/// byte, a folder's as if followed by `/`; equal names are git's `duplicateEntries`. (Names
+/// hold no `/`, [`check_name`].)
 fn in_order(before: &[u8], before_is_dir: bool, name: &[u8], is_dir: bool) -> Result<(), Doubt> {
-    let key = |n: &[u8], dir: bool, i: usize| match n.get(i) {
+    let n = before.len().min(name.len());
+    let after_common = |n: &[u8], dir: bool, at: usize| match n.get(at) {
         Some(&b) => Some(b),
-        None if dir && i == n.len() => Some(b'/'),
-        None => None,
+        None => dir.then_some(b'/'),
     };
-    let mut i = 0;
-    loop {
-        match (key(before, before_is_dir, i), key(name, is_dir, i)) {
-            (Some(a), Some(b)) if a == b => i += 1,
-            (Some(a), Some(b)) if a < b => return Ok(()),
-            (None, Some(_)) => return Ok(()),
-            _ => return Err(Doubt("a tree out of git's order or with a duplicate")),
-        }
+    let sorted = match before[..n].cmp(&name[..n]) {
+        std::cmp::Ordering::Less => true,
+        std::cmp::Ordering::Greater => false,
+        std::cmp::Ordering::Equal => match (
+            after_common(before, before_is_dir, n),
+            after_common(name, is_dir, n),
+        ) {
+            (Some(a), Some(b)) => a < b,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        },
+    };
+    if sorted {
+        Ok(())
+    } else {
+        Err(Doubt("a tree out of git's order or with a duplicate"))
     }
 }
 
@@ -187,6 +196,11 @@ fn special(name: &[u8]) -> Special {
         b".gitattributes" => return Special::Gitattributes,
         b".gitignore" => return Special::Gitignore,
         _ => {}
+    }
+    // Every one of them starts with `.` once the code points HFS+ skips are gone, and those
+    // are all outside ASCII: a plain ASCII name that starts otherwise is none of them.
+    if name.first() != Some(&b'.') && name.is_ascii() {
+        return Special::No;
     }
     let mut letters: Vec<u8> = name
         .iter()

@@ -29,9 +29,15 @@ use trove_git::{NewObjects, PushView, RefMove};
 use trove_types::{GitOid, Sha256Hex};
 
 /// How soon the server first looks for the push's quarantine once the pack has been sent to
-/// git; each miss waits a quarter longer, up to [`LOOK_AT_MOST_EVERY`], so a pack that takes
+/// git, and how often it looks again for the first [`LOOK_OFTEN_FOR`] looks: the
+/// examination, which runs beside receive-pack's connectivity check, cannot start before
+/// it is found, and a first push of 17,000 objects is indexed in about 70 ms (growing waits
+/// had grown to 20 ms by then, the examination starting up to 20 ms late). After those,
+/// each miss waits a quarter longer, up to [`LOOK_AT_MOST_EVERY`], so a pack that takes
 /// minutes to index costs a few directory reads a second, not hundreds.
 const LOOK_FIRST_AFTER: Duration = Duration::from_millis(2);
+/// Looks made every [`LOOK_FIRST_AFTER`] before the waits grow (about 250 ms).
+const LOOK_OFTEN_FOR: u32 = 125;
 /// The longest wait between two looks for the quarantine.
 const LOOK_AT_MOST_EVERY: Duration = Duration::from_millis(20);
 /// The folders receive-pack makes for a push's quarantine, under `objects/`.
@@ -120,6 +126,7 @@ impl HookCheck {
         let mut input_done = Some(input_done);
         let mut looking = false;
         let mut look_after = LOOK_FIRST_AFTER;
+        let mut looks: u32 = 0;
         let mut early: Option<Early> = None;
         let request = loop {
             tokio::select! {
@@ -143,7 +150,10 @@ impl HookCheck {
                             self.git_checks.clone(),
                         ));
                     } else {
-                        look_after = (look_after + look_after / 4).min(LOOK_AT_MOST_EVERY);
+                        looks += 1;
+                        if looks >= LOOK_OFTEN_FOR {
+                            look_after = (look_after + look_after / 4).min(LOOK_AT_MOST_EVERY);
+                        }
                     }
                 }
             }
