@@ -48,12 +48,13 @@ pub use kept::{KeptRepo, KeptRepos};
 pub use log::CommitInfo;
 pub use merge::MergePlan;
 pub use paths::{entry_name_problem, root_entry_name_problem};
-pub use push::{BadName, GitChecks, NewObjects, PushView, RefMove};
+pub use push::{BadName, NewObjects, PushView, RefMove};
 pub use reachable::LfsPlace;
 pub use recovery::remove_leftovers;
 pub use refs::Refs;
 pub use repo::{GitRepo, Signature, ignore_user_config};
 pub use revision::MIN_SHORT_ID;
+pub use smart_http::GitChecks;
 pub use tree::{Entry, EntryKind, LfsInfo};
 pub use tree_op::TreeOp;
 

@@ -12,6 +12,7 @@ use crate::fsck::{self, Link};
 use crate::pack_headers::{self, EntryAt, Header, Size};
 use crate::pack_read::PackReader;
 use crate::repo::{from_git2, to_git2};
+use crate::smart_http::{GitChecks, fsck_by_git};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -45,17 +46,6 @@ pub struct NewObjects {
     pub doubted: Option<String>,
     /// What git's own checks refused, when they ran and refused.
     pub refused_by_git: Option<String>,
-}
-
-/// What git's own object checks run with, for the objects [`crate::fsck`] cannot vouch for.
-#[derive(Clone, Debug)]
-pub struct GitChecks {
-    /// The `git` executable.
-    pub git_bin: PathBuf,
-    /// `PATH` for git to find its helpers.
-    pub path_env: std::ffi::OsString,
-    /// A folder for the pack the check writes (removed after).
-    pub scratch: PathBuf,
 }
 
 /// A tree entry a push may not bring.
@@ -532,8 +522,7 @@ impl PushView {
             // A push refused for its names already needs no more checks.
             if found.bad_names.is_empty() {
                 let new: Vec<git2::Oid> = items.iter().map(|(id, _)| *id).filter(is_new).collect();
-                found.refused_by_git =
-                    crate::smart_http::fsck_by_git(git, git_dir, quarantine_dir, &new)?;
+                found.refused_by_git = fsck_by_git(git, git_dir, quarantine_dir, &new)?;
             }
         }
         // Read in pack order; reported in id order, a tree's entries in their order.

@@ -8,6 +8,7 @@
 //! their whole environment (cleared, then only what is listed here) and their configuration
 //! (given with `-c`, so nothing on disk or in the server's environment changes it).
 
+use crate::error::GitError;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -196,6 +197,18 @@ pub(crate) const FSCK_ERRORS: &[&str] = &[
     "mailmapSymlink",
 ];
 
+/// What git's own object checks run with, for the objects [`crate::fsck`] cannot vouch for
+/// ([`fsck_by_git`]).
+#[derive(Clone, Debug)]
+pub struct GitChecks {
+    /// The `git` executable.
+    pub git_bin: PathBuf,
+    /// `PATH` for git to find its helpers.
+    pub path_env: OsString,
+    /// A folder for the pack the check writes (removed after).
+    pub scratch: PathBuf,
+}
+
 /// The most of git's message kept when its checks refuse a push.
 const MAX_FSCK_MESSAGE: usize = 2048;
 
@@ -207,11 +220,11 @@ const MAX_FSCK_MESSAGE: usize = 2048;
 /// refuses them. The environment is the hook's (the repository with the quarantine), and
 /// nothing is written but the scratch pack, removed after.
 pub(crate) fn fsck_by_git(
-    checks: &crate::push::GitChecks,
+    checks: &GitChecks,
     git_dir: &Path,
     quarantine: &Path,
     ids: &[git2::Oid],
-) -> crate::Result<Option<String>> {
+) -> Result<Option<String>, GitError> {
     use std::io::Write;
     use std::process::Stdio;
     static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -221,7 +234,7 @@ pub(crate) fn fsck_by_git(
         .join(format!("fsck-{}-{run}", std::process::id()));
     let io = |action: &'static str, path: &Path| {
         let path = path.to_owned();
-        move |source| crate::GitError::Io {
+        move |source| GitError::Io {
             action,
             path,
             source,
