@@ -274,22 +274,34 @@ pub(crate) fn fsck_by_git(
         .map(Stdio::from)
         .unwrap_or(Stdio::null());
     let pack_arg = pack_path.to_string_lossy().into_owned();
-    let mut indexer = git(&["index-pack", &strict, "--stdin", &pack_arg])
-        .stdin(packed)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            message.try_clone().map_err(io("opening", &message_path))?,
-        ))
-        .spawn()
-        .map_err(spawn("starting git index-pack for"))?;
-    // pack-objects reads the whole list before it writes: no deadlock with its output.
-    if let Some(mut input) = packer.stdin.take() {
-        for id in ids {
-            // A write that fails means pack-objects is gone; its status says why.
-            if writeln!(input, "{id}").is_err() {
-                break;
-            }
+    let indexer = message
+        .try_clone()
+        .map_err(io("opening", &message_path))
+        .and_then(|message| {
+            git(&["index-pack", &strict, "--stdin", &pack_arg])
+                .stdin(packed)
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(message))
+                .spawn()
+                .map_err(spawn("starting git index-pack for"))
+        });
+    let mut indexer = match indexer {
+        Ok(indexer) => indexer,
+        Err(e) => {
+            // pack-objects would wait for its list: stopped, and reaped.
+            let _ = packer.kill();
+            let _ = packer.wait();
+            return Err(e);
         }
+    };
+    // pack-objects reads the whole list before it writes: no deadlock with its output.
+    if let Some(input) = packer.stdin.take() {
+        let mut input = std::io::BufWriter::new(input);
+        // A write that fails means pack-objects is gone; its status says why.
+        let _ = ids
+            .iter()
+            .try_for_each(|id| writeln!(input, "{id}"))
+            .and_then(|()| input.flush());
     }
     let packed_ok = packer
         .wait()
