@@ -767,6 +767,49 @@ def test_pushes_of_hostile_trees_and_commits_are_refused_and_leave_nothing(git, 
     git.clone(git.url(repo), "after")
 
 
+def _commit_with_files(git: Git, work: Path, parent: str, extra: list[tuple[bytes, bytes, str]],
+                       files: int) -> str:
+    """A commit on top of `parent`: its `.gitattributes`, `files` small new files in a folder,
+    and the `extra` root entries."""
+    attrs = git.run("rev-parse", "HEAD:.gitattributes", cwd=work).stdout.strip()
+    blobs = [(b"100644", b"f%04d.txt" % n, _object(git, work, "blob", b"file %d\n" % n))
+             for n in range(files)]
+    folder = _object(git, work, "tree", _raw_tree(blobs))
+    root = _object(git, work, "tree", _raw_tree([(b"100644", b".gitattributes", attrs),
+                                                 (b"40000", b"data", folder), *extra]))
+    ident = "Eve <eve@example.invalid> 1700000000 +0000"
+    text = f"tree {root}\nparent {parent}\nauthor {ident}\ncommitter {ident}\n\nfiles\n"
+    return _object(git, work, "commit", text.encode())
+
+
+def test_pushes_git_own_checks_judge_are_refused_in_git_words_or_accepted(git, hub):
+    """A `.gitmodules` is judged by git's own object checks (the server's cannot vouch for it):
+    an option-like URL is refused with git's finding, in a small push (loose objects) and in
+    one of more than 100 objects (a kept pack, examined while receive-pack checks it); a
+    well-formed submodule is accepted."""
+    repo = hub.create_repo("modules")
+    before = hub.head_sha(repo)
+    git.clone(git.url(repo, token=hub.server.admin_token), "w")
+    work = git.base / "w"
+    bad = _object(git, work, "blob", b'[submodule "x"]\n\tpath = x\n\turl = -u./payload\n')
+    for files in (3, 150):
+        commit = _commit_with_files(git, work, before, [(b"100644", b".gitmodules", bad)], files)
+        p = git.run("push", "origin", f"{commit}:refs/heads/main", cwd=work, check=False)
+        assert p.returncode != 0, f"{files} files: accepted\n{p.stderr}"
+        assert "remote:" in p.stderr and "gitmodulesUrl" in p.stderr, p.stderr
+        assert hub.head_sha(repo) == before
+    good = _object(git, work, "blob",
+                   b'[submodule "lib"]\n\tpath = lib\n\turl = https://example.com/lib.git\n')
+    sub = before  # any commit id: a submodule names a commit of another repository
+    commit = _commit_with_files(git, work, before, [(b"100644", b".gitmodules", good),
+                                                    (b"160000", b"lib", sub)], 150)
+    p = git.run("push", "origin", f"{commit}:refs/heads/main", cwd=work, check=False)
+    assert p.returncode == 0, p.stderr
+    assert hub.head_sha(repo) == commit
+    files = [s["rfilename"] for s in hub.info(repo).json()["siblings"]]
+    assert ".gitmodules" in files and "data/f0149.txt" in files, files
+
+
 def test_the_hook_names_the_refused_path(git, hub):
     repo = hub.create_repo("hostile-named")
     before = hub.head_sha(repo)
