@@ -58,20 +58,9 @@ pub fn tree(raw: &[u8], links: &mut Vec<Link>, attributes: &mut Vec<Oid>) -> Res
     let mut names: Vec<&[u8]> = Vec::new();
     let mut previous_is_dir = false;
     while !rest.is_empty() {
-        let space = rest
-            .iter()
-            .position(|&b| b == b' ')
-            .ok_or(Doubt("a tree entry without a mode"))?;
-        let (mode, after) = (&rest[..space], &rest[space + 1..]);
-        let nul = after
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or(Doubt("a tree entry without an end to its name"))?;
-        let name = &after[..nul];
-        let id = after
-            .get(nul + 1..nul + 1 + RAW_ID)
-            .ok_or(Doubt("a tree entry cut short"))?;
-        rest = &after[nul + 1 + RAW_ID..];
+        let (TreeEntry { mode, name, id }, next) =
+            split_entry(rest).ok_or(Doubt("a tree entry that does not parse"))?;
+        rest = next;
         let kind = match mode {
             b"100644" | b"100755" | b"120000" => Some(ObjectType::Blob),
             b"40000" => Some(ObjectType::Tree),
@@ -118,6 +107,29 @@ fn has_file_named(names: &[&[u8]], dir: &[u8]) -> bool {
         .rev()
         .take_while(|before| before.starts_with(dir))
         .any(|before| *before == dir)
+}
+
+/// One entry of a raw tree, as it is written: `<mode> <name>\0<20-byte id>`.
+pub(crate) struct TreeEntry<'a> {
+    pub mode: &'a [u8],
+    pub name: &'a [u8],
+    pub id: &'a [u8],
+}
+
+/// The entry `raw` starts with and what follows it; `None` when `raw` does not start with a
+/// whole entry. The one reading of raw tree entries for a push's examination (the object
+/// checks here, the path rule in `push.rs`).
+pub(crate) fn split_entry(raw: &[u8]) -> Option<(TreeEntry<'_>, &[u8])> {
+    let space = raw.iter().position(|&b| b == b' ')?;
+    let (mode, after) = (&raw[..space], &raw[space + 1..]);
+    let nul = after.iter().position(|&b| b == 0)?;
+    let id = after.get(nul + 1..nul + 1 + RAW_ID)?;
+    let entry = TreeEntry {
+        mode,
+        name: &after[..nul],
+        id,
+    };
+    Some((entry, &after[nul + 1 + RAW_ID..]))
 }
 
 fn oid(raw: &[u8]) -> Result<Oid, Doubt> {

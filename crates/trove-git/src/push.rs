@@ -357,14 +357,8 @@ impl AcceptedNames {
         let mut problems = Vec::new();
         let mut rest = tree;
         while !rest.is_empty() {
-            let entry = rest.iter().position(|&b| b == b' ').and_then(|space| {
-                let after = &rest[space + 1..];
-                let nul = after.iter().position(|&b| b == 0)?;
-                let next = after.get(nul + 1 + OID_RAW_BYTES..)?;
-                Some((&after[..nul], next))
-            });
             // Refused here; the object checks (`fsck::tree`) doubt it too.
-            let Some((name, next)) = entry else {
+            let Some((fsck::TreeEntry { name, .. }, next)) = fsck::split_entry(rest) else {
                 problems.push("malformed tree".to_owned());
                 break;
             };
@@ -383,9 +377,6 @@ impl AcceptedNames {
         problems
     }
 }
-
-/// Bytes of an object id inside a raw tree.
-const OID_RAW_BYTES: usize = 20;
 
 impl PushView {
     /// Opens the bare repository `git_dir` together with the quarantine folder git names in
@@ -761,7 +752,7 @@ mod tests {
             tree.extend_from_slice(b"100644 ");
             tree.extend_from_slice(name);
             tree.push(0);
-            tree.extend_from_slice(&[7u8; OID_RAW_BYTES]);
+            tree.extend_from_slice(&[7u8; 20]);
         }
         tree
     }
