@@ -57,6 +57,10 @@ pub struct BadName {
     pub reason: String,
 }
 
+/// The largest commit or tag the examination reads (real ones are a few KiB, signed ones
+/// too); a larger one is left to git's own checks.
+const MAX_COMMIT_OR_TAG_BYTES: u64 = 1 << 20;
+
 /// Threads examining a push's new objects at most ([`PushView::new_objects`]).
 const MAX_WORKERS: usize = 4;
 /// Fewer objects than this per thread are not worth a thread of their own.
@@ -169,13 +173,14 @@ impl Handles {
                     }
                     fsck::tree(tree.data(), &mut links, &mut out.attributes)
                 }
-                git2::ObjectType::Commit => {
-                    let commit = self.read(packs, id, kind, at, "reading commit")?;
-                    fsck::commit(commit.data(), &mut links)
-                }
-                git2::ObjectType::Tag => {
-                    let tag = self.read(packs, id, kind, at, "reading tag")?;
-                    fsck::tag(tag.data(), &mut links)
+                git2::ObjectType::Commit | git2::ObjectType::Tag => {
+                    match self.read_within(packs, id, kind, at, size)? {
+                        Some(object) if kind == git2::ObjectType::Commit => {
+                            fsck::commit(object.data(), &mut links)
+                        }
+                        Some(object) => fsck::tag(object.data(), &mut links),
+                        None => Err(fsck::Doubt("a commit or tag too large to read here")),
+                    }
                 }
                 git2::ObjectType::Blob => {
                     if size <= LFS_POINTER_MAX_LEN as u64 {
@@ -207,6 +212,30 @@ impl Handles {
             }
         }
         Ok(out)
+    }
+
+    /// A commit or tag as [`Handles::read`] reads it, within a budget: `None`, nothing read,
+    /// when its header says it is larger than [`MAX_COMMIT_OR_TAG_BYTES`], or when it is
+    /// packed and its pack reader cannot rebuild it (that reader's own bound, 16 MiB, covers
+    /// a delta, whose header says 0). A commit inflates from a few bytes of a pack to as
+    /// much as it says: read whole, a hostile one would be the server's memory, not git's.
+    fn read_within(
+        &self,
+        packs: &mut PackReader<'_>,
+        id: git2::Oid,
+        kind: git2::ObjectType,
+        at: Option<EntryAt>,
+        size: u64,
+    ) -> Result<Option<Content<'_>>> {
+        if size > MAX_COMMIT_OR_TAG_BYTES {
+            return Ok(None);
+        }
+        match at {
+            Some(at) => Ok(packs.read(at).map(Content::Packed)),
+            None => self
+                .read(packs, id, kind, None, "reading a commit or tag")
+                .map(Some),
+        }
     }
 
     /// Reads a quarantined object that should be of type `kind`, from its pack when `at`

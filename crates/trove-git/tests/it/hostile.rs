@@ -269,3 +269,34 @@ fn what_git_accepts_after_a_doubt_is_not_refused() {
     assert!(found.doubted.is_some(), "{found:?}");
     assert_eq!(found.refused_by_git, None);
 }
+
+#[test]
+fn a_commit_too_large_to_read_here_is_left_to_git() {
+    // 2 MiB of message: past the examination's budget, nothing of it read; git passes it.
+    let found = examined(|fx, q| {
+        let repo = fx.path();
+        let readme = write_object(&repo, q, "blob", b"# model\n");
+        let root = write_object(
+            &repo,
+            q,
+            "tree",
+            &raw_tree(&[("100644", b"README.md", &readme)]),
+        );
+        let mut commit = format!(
+            "tree {root}\nparent {}\nauthor Eve <eve@example.com> 1700000000 +0000\n\
+             committer Eve <eve@example.com> 1700000000 +0000\n\n",
+            fx.main()
+        )
+        .into_bytes();
+        commit.extend(b"long message\n".repeat(160 * 1024));
+        write_object(&repo, q, "commit", &commit);
+    });
+    assert!(
+        found
+            .doubted
+            .as_deref()
+            .is_some_and(|d| d.contains("too large")),
+        "{found:?}"
+    );
+    assert_eq!(found.refused_by_git, None);
+}
