@@ -24,8 +24,8 @@ pub enum ApiError {
     /// `message` names the repository and where to ask for access, as the Hub's does.
     #[error("{message}")]
     GatedRepo { anonymous: bool, message: String },
-    /// The repository was moved: 307 to the same URL with its new name (the router's
-    /// `moved_repo` layer writes `Location` from the request's path).
+    /// The repository was moved: 307 to the same URL with its new name
+    /// (`http::every_request` writes `Location` from the request's path).
     #[error("This repository was moved to {to}")]
     RepoMoved { from: String, to: String },
     /// Too many failed authentications from this address.

@@ -5,13 +5,11 @@
 //! Off with `[log] access = false`.
 
 use crate::auth::CallerSlot;
-use crate::http::request_id::RequestId;
 use crate::repos::file_ranges::FileRanges;
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
@@ -23,33 +21,42 @@ use std::time::Instant;
 /// `TROVE_LOG=info,trove::access=off` silences them).
 pub const TARGET: &str = "trove::access";
 
-pub async fn access_log(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// What the line of a request being served knows from its start.
+pub struct Begun {
+    slot: CallerSlot,
+    started: Instant,
+}
+
+/// Starts the line of `request` (`None` with the access log off): the time, and the slot in
+/// which authentication leaves the caller's name.
+pub fn begin(state: &AppState, request: &mut Request) -> Option<Begun> {
     if !state.config.log.access {
-        return next.run(request).await;
+        return None;
     }
-    let started = Instant::now();
     let slot = CallerSlot::default();
     request.extensions_mut().insert(slot.clone());
-    let line = Line {
-        method: request.method().clone(),
-        path: request.uri().path().to_owned(),
-        request_id: request
-            .extensions()
-            .get::<RequestId>()
-            .map(|id| id.0.clone()),
+    Some(Begun {
         slot,
-        started,
-        status: 0,
-    };
-    let response = next.run(request).await;
+        started: Instant::now(),
+    })
+}
+
+/// The response whose body writes the line when it has been sent (or is dropped).
+pub fn finish(
+    begun: Begun,
+    method: Method,
+    path: String,
+    request_id: HeaderValue,
+    response: Response,
+) -> Response {
     let (parts, body) = response.into_parts();
     let line = Line {
+        method,
+        path,
+        request_id,
+        slot: begun.slot,
+        started: begun.started,
         status: parts.status.as_u16(),
-        ..line
     };
     // Sent by `http::driver` with `sendfile` instead of through this body: it says how much.
     let files = parts.extensions.get::<FileRanges>().cloned();
@@ -69,7 +76,7 @@ struct Line {
     /// A standard method's clone is a copy; the request id's, a reference count.
     method: Method,
     path: String,
-    request_id: Option<HeaderValue>,
+    request_id: HeaderValue,
     slot: CallerSlot,
     started: Instant,
     status: u16,
@@ -85,11 +92,7 @@ impl Line {
             size_bytes = bytes,
             duration_ms = self.started.elapsed().as_millis() as u64,
             user = self.slot.user().unwrap_or("-"),
-            request_id = %self
-                .request_id
-                .as_ref()
-                .and_then(|id| id.to_str().ok())
-                .unwrap_or(""),
+            request_id = %self.request_id.to_str().unwrap_or(""),
             complete,
             "request"
         );

@@ -7,12 +7,16 @@
 //! - [`xet`]: Xet tokens and the CAS service under `/xet`.
 //! - [`web`]: the web UI, server-rendered HTML.
 //!
+//! [`every_request`] is what every request goes through around the routes (its id, its
+//! access line, panics, errors logged once…); [`driver`] reads and writes the connections.
+//!
 //! A handler parses the request, authorizes it, calls one use case of `repos` or
 //! `accounts`, and renders the answer.
 
 pub mod access_log;
 pub mod api;
 pub mod driver;
+pub mod every_request;
 pub mod extract;
 pub mod git;
 pub mod lfs;

@@ -3,18 +3,16 @@
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
-use axum::response::Response;
 
-/// The request id of a request, as [`request_id`] chose it.
+/// The request id of a request, as [`choose`] chose it.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub HeaderValue);
 
-/// Every response carries `X-Request-Id` (the client shows it in errors): the client's own
-/// trace id when it sent one, else a fresh one. The id is also a request extension
-/// ([`RequestId`]) for the log lines.
-pub async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = request
+/// The id of `request`: the client's own trace id when it sent one, else a fresh one. Every
+/// response carries it as `X-Request-Id` (the client shows it in errors) and every log line
+/// of the request names it (`http::every_request`).
+pub fn choose(request: &Request) -> HeaderValue {
+    request
         .headers()
         .get("x-amzn-trace-id")
         .or_else(|| request.headers().get("x-request-id"))
@@ -24,14 +22,11 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
             let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
             let id = fresh_id().hyphenated().encode_lower(&mut buf);
             HeaderValue::from_str(id).expect("a uuid is a valid header value")
-        });
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
-    response
-        .headers_mut()
-        .insert(HeaderName::from_static("x-request-id"), id);
-    response
+        })
 }
+
+/// The response header that carries the id.
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A random (version 4) UUID from this thread's generator (`rand`'s, a CSPRNG seeded from
 /// the system and reseeded as it goes), not a `getrandom` system call per request as

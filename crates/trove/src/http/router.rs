@@ -2,7 +2,7 @@
 //! Routing happens on the raw path; axum decodes each captured segment once, so revisions
 //! like `refs%2Fpr%2F1` and tree paths like `f%2Fsub` arrive decoded and intact.
 
-use crate::error::{ApiError, ErrorReport, MovedRepo};
+use crate::error::ApiError;
 use crate::http::api::avatars;
 use crate::http::api::collections;
 use crate::http::api::usage;
@@ -11,16 +11,13 @@ use crate::http::api::{
     accounts, commit, commits, discussions, gating, inference, info, likes, misc, preupload, refs,
     repos, safetensors, search, settings, tree, whoami,
 };
-use crate::http::request_id::{RequestId, request_id};
-use crate::http::{access_log, git as git_http, lfs, resolve, spaces, web, xet};
+use crate::http::{every_request, git as git_http, lfs, resolve, spaces, web, xet};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post, put};
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::trace::TraceLayer;
 
@@ -386,36 +383,17 @@ pub fn build(state: AppState) -> Router {
         .with_state(state.clone());
 
     // What every request goes through, wrapped around the routed router once, outermost
-    // first. `Router::layer` would wrap each route's boxed service in its own box, layer by
-    // layer, and each request would then clone that chain of boxes once per layer (axum
-    // clones a route's service for each call, and each `from_fn` its inner service): tens
-    // of allocations per request. None of these reads the matched route.
+    // first. `Router::layer` would wrap each route's boxed service in its own box, and each
+    // request would clone that chain once per layer (axum clones a route's service for each
+    // call). None of these reads the matched route.
     let stack =
         tower::ServiceBuilder::new()
-            // Failures are logged once, by `log_errors` (internal errors at ERROR, refusals with
-            // their reason at INFO); the trace layer's own failure line would repeat them.
+            // Failures are logged once, by `every_request` (internal errors at ERROR, refusals
+            // with their reason at INFO); the trace layer's own failure line would repeat them.
             .layer(TraceLayer::new_for_http().on_failure(
                 tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
             ))
-            .layer(middleware::from_fn(request_id))
-            .layer(middleware::from_fn_with_state(
-                state.clone(),
-                access_log::access_log,
-            ))
-            .layer(middleware::from_fn(log_errors))
-            .layer(middleware::from_fn(close_after_refused_body))
-            .layer(middleware::from_fn(moved_repo))
-            // Browsers: refusals of page views (unknown pages, 405, 413, 500) as HTML pages.
-            .layer(middleware::from_fn(web::refusals::html_refusals))
-            .layer(catch_panics())
-            // Browsers: the hub's answers are framed by the hub only (never by a Space's
-            // sandboxed app, whose origin is opaque); a Space's own origin is not the hub.
-            .layer(middleware::from_fn(framed_by_the_hub_only))
-            // Browsers and app clients: `{ns}-{name}.{subdomain_base}` is a Space's own origin.
-            .layer(middleware::from_fn_with_state(
-                state,
-                spaces::subdomain::dispatch,
-            ))
+            .layer(every_request::layer(state))
             .layer(DefaultBodyLimit::max(json_limit))
             .service(routed);
     Router::new().fallback_service(stack)
@@ -475,177 +453,4 @@ pub fn body_limit_as(
         })
     }
     middleware::from_fn_with_state(limit, check as fn(_, _, _) -> _)
-}
-
-/// Turns a panic in a handler into a 500 in the Hub's error format (logged by
-/// [`log_errors`] like any internal error) instead of a dropped connection.
-pub fn catch_panics() -> CatchPanicLayer<fn(Box<dyn std::any::Any + Send + 'static>) -> Response> {
-    fn answer(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
-        let what = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".to_owned());
-        ApiError::internal(anyhow::anyhow!("panic: {what}")).into_response()
-    }
-    CatchPanicLayer::custom(answer as fn(_) -> _)
-}
-
-/// Logs the error a response was made from, once, with the request id, and removes the
-/// report from the response: internal errors (their cause, never shown to the client) at
-/// ERROR, refusals (the client's doing, but the reason helps whoever runs the server) at
-/// INFO.
-/// `X-Frame-Options: SAMEORIGIN` on every answer of the hub's origin that does not set its
-/// own: a page of the hub shows in a frame only when every frame around it is the hub's, so
-/// a Space's app (sandboxed, opaque origin) cannot frame the hub's pages to trick a click.
-async fn framed_by_the_hub_only(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    if !response.headers().contains_key(header::X_FRAME_OPTIONS) {
-        response.headers_mut().insert(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("SAMEORIGIN"),
-        );
-    }
-    response
-}
-
-pub async fn log_errors(request: Request, next: Next) -> Response {
-    // Kept for a line most requests never write: the id's clone is a reference count.
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.0.clone());
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let mut response = next.run(request).await;
-    if let Some(report) = response.extensions_mut().remove::<ErrorReport>() {
-        let request_id = request_id
-            .as_ref()
-            .and_then(|id| id.to_str().ok())
-            .unwrap_or("");
-        match report.internal {
-            Some(cause) => tracing::error!(
-                request.id = %request_id,
-                http.method = %method,
-                http.path = %path,
-                error = %cause,
-                "internal error"
-            ),
-            None => tracing::info!(
-                request.id = %request_id,
-                http.method = %method,
-                http.path = %path,
-                status = report.status.as_u16(),
-                message = %report.message,
-                "request refused"
-            ),
-        }
-    }
-    response
-}
-
-/// A request with a body that is answered with anything but success may not have had its
-/// body read (a refusal comes first: 401, 403, 404, 413, a redirect…); hyper then closes the
-/// connection after the response. `Connection: close` says so, so that a client's connection
-/// pool does not send its next request into a socket that is about to close (seen as
-/// "Server disconnected without sending a response").
-async fn close_after_refused_body(request: Request, next: Next) -> Response {
-    let headers = request.headers();
-    let has_body = headers.contains_key(axum::http::header::TRANSFER_ENCODING)
-        || headers
-            .get(axum::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .is_some_and(|n| n > 0);
-    let mut response = next.run(request).await;
-    if has_body && !response.status().is_success() {
-        response.headers_mut().insert(
-            axum::http::header::CONNECTION,
-            HeaderValue::from_static("close"),
-        );
-    }
-    response
-}
-
-/// A request that named a moved repository by its old name gets `Location`: the same path
-/// and query with the old `namespace/name` replaced by the new one (relative, so clients
-/// follow it on the same origin; 307 keeps the method and body).
-async fn moved_repo(request: Request, next: Next) -> Response {
-    let path_and_query = request
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str().to_owned())
-        .unwrap_or_default();
-    let mut response = next.run(request).await;
-    if let Some(moved) = response.extensions_mut().remove::<MovedRepo>()
-        && let Some(location) = moved_location(&path_and_query, &moved)
-        && let Ok(value) = HeaderValue::from_str(&location)
-    {
-        response
-            .headers_mut()
-            .insert(axum::http::header::LOCATION, value);
-    }
-    response
-}
-
-/// Replaces the first `/{from}` path segment pair (ASCII case ignored, as names are) that
-/// ends at `/`, `.git`, `?` or the end. `None` if the path does not contain it.
-fn moved_location(path_and_query: &str, moved: &MovedRepo) -> Option<String> {
-    let (path, query) = match path_and_query.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (path_and_query, None),
-    };
-    let needle = format!("/{}", moved.from).to_ascii_lowercase();
-    let lower = path.to_ascii_lowercase();
-    let mut start = 0;
-    while let Some(found) = lower[start..].find(&needle) {
-        let at = start + found;
-        let end = at + needle.len();
-        let rest = &path[end..];
-        if rest.is_empty() || rest.starts_with('/') || rest.starts_with(".git") {
-            let mut out = format!("{}/{}{}", &path[..at], moved.to, rest);
-            if let Some(q) = query {
-                out.push('?');
-                out.push_str(q);
-            }
-            return Some(out);
-        }
-        start = at + 1;
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn moved_locations_keep_the_rest_of_the_url() {
-        let m = MovedRepo {
-            from: "acme/detector".into(),
-            to: "acme/detector-v2".into(),
-        };
-        let cases = [
-            (
-                "/api/models/acme/detector",
-                Some("/api/models/acme/detector-v2"),
-            ),
-            (
-                "/api/models/ACME/Detector/tree/main?recursive=1",
-                Some("/api/models/acme/detector-v2/tree/main?recursive=1"),
-            ),
-            (
-                "/acme/detector/resolve/main/acme/detector/x",
-                Some("/acme/detector-v2/resolve/main/acme/detector/x"),
-            ),
-            (
-                "/acme/detector.git/info/refs?service=git-upload-pack",
-                Some("/acme/detector-v2.git/info/refs?service=git-upload-pack"),
-            ),
-            ("/acme/detectorx/resolve/main/f", None),
-        ];
-        for (path, want) in cases {
-            assert_eq!(moved_location(path, &m).as_deref(), want, "{path}");
-        }
-    }
 }

@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use tower::ServiceExt;
 use trove::error::ErrorReport;
-use trove::http::router::{catch_panics, log_errors};
+use trove::http::every_request;
 
 /// A body far over any limit, announced but never sent: the answer must come from the
 /// header alone (a server that waited for the body would never answer a real client).
@@ -105,12 +105,20 @@ async fn boom() -> &'static str {
     panic!("the handler fell over")
 }
 
+/// Routes behind the rules every request goes through, as the server mounts them.
+fn behind_every_request(app: &TestApp, routes: Router) -> Router {
+    routes.layer(every_request::layer(app.state.clone()))
+}
+
 #[tokio::test]
-async fn a_panic_is_a_500_in_the_hubs_format() {
-    let router: Router = Router::new()
-        .route("/boom", get(boom))
-        .route("/fine", get(|| async { "ok" }))
-        .layer(catch_panics());
+async fn a_panic_is_a_500_in_the_hubs_format_logged_once() {
+    let app = TestApp::new().await;
+    let router = behind_every_request(
+        &app,
+        Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "ok" })),
+    );
     let response = router
         .clone()
         .oneshot(Request::get("/boom").body(Body::empty()).expect("request"))
@@ -124,17 +132,9 @@ async fn a_panic_is_a_500_in_the_hubs_format() {
             .and_then(|v| v.to_str().ok()),
         Some("Internal Error")
     );
-    let report = response
-        .extensions()
-        .get::<ErrorReport>()
-        .expect("the panic is reported for the log");
-    assert!(
-        report
-            .internal
-            .as_deref()
-            .is_some_and(|c| c.contains("the handler fell over")),
-        "{report:?}"
-    );
+    assert!(response.headers().contains_key("x-request-id"));
+    // Logged with its cause, then removed: nothing is logged twice.
+    assert!(response.extensions().get::<ErrorReport>().is_none());
     let body = response
         .into_body()
         .collect()
@@ -153,16 +153,19 @@ async fn a_panic_is_a_500_in_the_hubs_format() {
     assert_eq!(fine.status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn errors_are_logged_once_and_the_report_removed() {
-    let router: Router = Router::new()
-        .route("/boom", get(boom))
-        .layer(catch_panics())
-        .layer(axum::middleware::from_fn(log_errors));
-    let response = router
-        .oneshot(Request::get("/boom").body(Body::empty()).expect("request"))
-        .await
-        .expect("infallible");
+#[test]
+fn a_panics_answer_carries_its_message_for_the_log() {
+    let response = every_request::panic_answer(Box::new("the handler fell over"));
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(response.extensions().get::<ErrorReport>().is_none());
+    let report = response
+        .extensions()
+        .get::<ErrorReport>()
+        .expect("the panic is reported for the log");
+    assert!(
+        report
+            .internal
+            .as_deref()
+            .is_some_and(|c| c.contains("the handler fell over")),
+        "{report:?}"
+    );
 }

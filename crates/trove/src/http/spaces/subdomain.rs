@@ -1,5 +1,6 @@
-//! Per-Space subdomains over HTTP (see `spaces::subdomain` for the rules): the middleware
-//! that sends every request for `{label}.{subdomain_base}` to that Space's app at `/`, and
+//! Per-Space subdomains over HTTP (see `spaces::subdomain` for the rules): every request for
+//! `{label}.{subdomain_base}` answered by that Space's app at `/` (`http::every_request`
+//! asks [`space_label`] before routing), and
 //! the hub's `/spaces/{ns}/{name}/subdomain`, which sends a visitor there with a grant.
 //!
 //! On a Space's origin the caller is a token (`Authorization`) or the origin's own access
@@ -15,7 +16,6 @@ use crate::spaces::subdomain::{self, GRANT_PATH, PassKind};
 use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use trove_db::TokenRole;
 use trove_types::RepoType;
@@ -30,21 +30,21 @@ fn not_found() -> ApiError {
     ApiError::NotFound("No Space is served at this address".into())
 }
 
-/// Middleware: a request for a Space's origin is answered here; any other goes on.
-pub async fn dispatch(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(base) = state.config.spaces.subdomain_base.as_deref() else {
-        return next.run(request).await;
-    };
-    let label = request
+/// The label of the Space whose origin the request is for (`{label}.{subdomain_base}`),
+/// when subdomains are on; `None` for the hub's own origin.
+pub fn space_label(state: &AppState, request: &Request) -> Option<String> {
+    let base = state.config.spaces.subdomain_base.as_deref()?;
+    request
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| request.uri().authority().map(|a| a.as_str()))
-        .and_then(|host| subdomain::label_from_host(host, base));
-    let Some(label) = label else {
-        return next.run(request).await;
-    };
-    match serve(&state, &label, request).await {
+        .and_then(|host| subdomain::label_from_host(host, base))
+}
+
+/// Answers a request for the origin of the Space `label` names ([`space_label`]).
+pub async fn serve_space(state: &AppState, label: &str, request: Request) -> Response {
+    match serve(state, label, request).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }

@@ -9,15 +9,19 @@ use super::{ErrorPage, Nav};
 use askama::Template;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::Response;
 
-/// The middleware (see the module docs).
-pub async fn html_refusals(request: Request, next: Next) -> Response {
-    let page_view = is_page_path(request.uri().path()) && prefers_html(request.headers());
-    let mut response = next.run(request).await;
+/// Whether the request is a browser's page view whose refusals [`as_page`] re-renders.
+/// The `Accept` header first: clients' requests (which do not prefer HTML) stop there.
+pub fn is_page_view(request: &Request) -> bool {
+    prefers_html(request.headers()) && is_page_path(request.uri().path())
+}
+
+/// A page view's answer (see the module docs): an error that is not already HTML gets the
+/// web's error page as its body.
+pub fn as_page(mut response: Response) -> Response {
     let status = response.status();
-    if !page_view || !(status.is_client_error() || status.is_server_error()) {
+    if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
     let is_html = response
