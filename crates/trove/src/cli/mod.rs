@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod log_format;
 pub mod log_sink;
 pub mod maintenance;
 pub mod migrate;
@@ -38,11 +39,13 @@ pub fn main() -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TROVE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let sink = log_sink_for(&cli.command);
+    // Colour codes only on a terminal: never in a log file or a journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(sink.clone())
-        // Colour codes only on a terminal: never in a log file or a journal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
+        .event_format(log_format::Lines::new(ansi))
         .init();
 
     // The hook only relays a question to the server and its answer: no runtime.
