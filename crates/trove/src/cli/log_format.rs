@@ -127,6 +127,22 @@ struct Fields<'w, 'a> {
 }
 
 impl Fields<'_, '_> {
+    /// One field: the message as it is (escaped), any other as `name=value`; the fields a
+    /// record of the `log` crate carries about itself are left out, as the default does.
+    fn field(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        if self.result.is_err() || field.name().starts_with("log.") {
+            return;
+        }
+        self.result = self.separate().and_then(|()| {
+            if field.name() == "message" {
+                Escaped(&mut *self.writer).write_fmt(value)
+            } else {
+                self.name(field)?;
+                self.writer.write_fmt(value)
+            }
+        });
+    }
+
     fn separate(&mut self) -> fmt::Result {
         if self.first {
             self.first = false;
@@ -181,52 +197,32 @@ impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
 
 impl Visit for Fields<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if self.result.is_err() || field.name().starts_with("log.") {
-            return;
+        if field.name() == "message" {
+            self.field(field, format_args!("{value}"));
+        } else {
+            self.field(field, format_args!("{value:?}"));
         }
-        self.result = self.separate().and_then(|()| {
-            if field.name() == "message" {
-                Escaped(&mut *self.writer).write_str(value)
-            } else {
-                self.name(field)?;
-                write!(self.writer, "{value:?}")
-            }
-        });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.result.is_err() {
-            return;
-        }
-        self.result = self.separate().and_then(|()| {
-            self.name(field)?;
-            write!(self.writer, "{value}")
-        });
+        self.field(field, format_args!("{value}"));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if self.result.is_err() {
-            return;
-        }
-        self.result = self.separate().and_then(|()| {
-            self.name(field)?;
-            write!(self.writer, "{value}")
-        });
+        self.field(field, format_args!("{value}"));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if self.result.is_err() {
-            return;
-        }
-        self.result = self.separate().and_then(|()| {
-            self.name(field)?;
-            self.writer.write_str(if value { "true" } else { "false" })
-        });
+        self.field(field, format_args!("{value}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, format_args!("{value:?}"));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         // The default format writes an error's `Display`, then its sources'.
-        if self.result.is_err() {
+        if self.result.is_err() || field.name().starts_with("log.") {
             return;
         }
         self.result = self.separate().and_then(|()| {
@@ -248,20 +244,6 @@ impl Visit for Fields<'_, '_> {
                 self.writer.write_char(']')?;
             }
             Ok(())
-        });
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.result.is_err() || field.name().starts_with("log.") {
-            return;
-        }
-        self.result = self.separate().and_then(|()| {
-            if field.name() == "message" {
-                write!(Escaped(&mut *self.writer), "{value:?}")
-            } else {
-                self.name(field)?;
-                write!(self.writer, "{value:?}")
-            }
         });
     }
 }
