@@ -211,15 +211,10 @@ pub async fn run(
     // `sendfile`), which hands the others to hyper; TCP_NODELAY is set on each, since
     // streamed answers end with small writes that Nagle's algorithm would hold back until
     // the client's delayed ACK.
-    // The driver's connections are served on threads of their own, one per core
-    // (`http::driver::lanes`); stopped last, once everything else is done.
-    let lanes =
-        crate::http::driver::Lanes::per_core().context("starting the connection threads")?;
     let server = crate::http::driver::serve(
         listener,
         app,
         crate::http::driver::HeadBudget::default(),
-        lanes.clone(),
         signalled(signalled_rx.clone()),
     );
     let mut server = std::pin::pin!(server);
@@ -240,9 +235,6 @@ pub async fn run(
     reconcile::stop_checking(&context).await;
     release_leases(&db_handle, node.id()).await;
     crate::cluster::withdraw(&db_handle, &node).await;
-    // What the connections' handlers left running (a commit whose client went away) ends
-    // on its own terms, as the main runtime's blocking work does when it is dropped.
-    lanes.stop().await;
     if clean {
         tracing::info!("trove stopped");
         Ok(Some(running))

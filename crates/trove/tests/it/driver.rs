@@ -75,18 +75,14 @@ async fn serve(app: &TestApp, budget: HeadBudget) -> Served {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    // Two lanes, as on a two-core machine: connections are served on their threads.
-    let lanes = trove::http::driver::Lanes::start(2).expect("connection threads");
-    let router = app.router();
-    tokio::spawn(async move {
-        let served =
-            trove::http::driver::serve(listener, router, budget, lanes.clone(), async move {
-                let _ = stopped.await;
-            })
-            .await;
-        lanes.stop().await;
-        served
-    });
+    tokio::spawn(trove::http::driver::serve(
+        listener,
+        app.router(),
+        budget,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Served { addr, _stop: stop }
 }
 

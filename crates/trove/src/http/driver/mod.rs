@@ -11,20 +11,15 @@
 //! from the socket into the buffers the upload path hashes and chunks ([`body`]). So an
 //! upload's whole exchange (preupload, batch, `PUT`, verify, commit) stays on the driver.
 //!
-//! The driver's connections are served on [`Lanes`]: threads of their own, one per core,
-//! each a single-threaded runtime; hyper's run on the main runtime.
-//!
 //! Why a loop of our own: hyper owns its connections and has no way to hand the kernel a
 //! file range for a plain 200 (docs/benchmarks.md, "Where a 10 MiB GET's time goes"), nor a
 //! way to receive a body into buffers of the caller's choosing.
 
 pub mod body;
 mod head;
-mod lanes;
 mod write;
 
 pub use head::HeadBudget;
-pub use lanes::Lanes;
 
 use crate::repos::file_ranges::CanSendFiles;
 use axum::Router;
@@ -45,13 +40,11 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets the requests in flight
-/// finish (the caller bounds how long), hyper's connections and the driver's alike. The
-/// driver's connections are served on `lanes` (stopped by the caller, after this returns).
+/// finish (the caller bounds how long), hyper's connections and the driver's alike.
 pub async fn serve<F>(
     listener: TcpListener,
     app: Router,
     budget: HeadBudget,
-    lanes: Lanes,
     shutdown: F,
 ) -> io::Result<()>
 where
@@ -66,7 +59,6 @@ where
         handoff_tx,
         app: app.clone(),
         drivers: drivers.clone(),
-        lanes,
         stop: stop_rx.clone(),
         budget,
     };
@@ -89,11 +81,10 @@ where
 /// and yields to hyper only the connections the drivers hand back.
 struct Front {
     listener: TcpListener,
-    handoffs: mpsc::Receiver<HandedOff>,
-    handoff_tx: mpsc::Sender<HandedOff>,
+    handoffs: mpsc::Receiver<(Rewind, SocketAddr)>,
+    handoff_tx: mpsc::Sender<(Rewind, SocketAddr)>,
     app: Router,
     drivers: TaskTracker,
-    lanes: Lanes,
     stop: watch::Receiver<bool>,
     budget: HeadBudget,
 }
@@ -105,41 +96,21 @@ impl axum::serve::Listener for Front {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             tokio::select! {
-                Some(handed) = self.handoffs.recv() => {
-                    // The socket leaves its lane's runtime for this one, where hyper runs.
-                    match TcpStream::from_std(handed.tcp) {
-                        Ok(io) => return (Rewind { prefix: handed.prefix, io }, handed.addr),
-                        Err(e) => tracing::debug!(error = %e, "taking a connection to hyper failed"),
-                    }
-                }
+                Some(handed) = self.handoffs.recv() => return handed,
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, addr)) => {
                         if let Err(e) = tcp.set_nodelay(true) {
                             tracing::debug!(error = %e, "setting TCP_NODELAY failed");
                         }
-                        // The socket moves to a lane's runtime (registered anew there).
-                        let tcp = match tcp.into_std() {
-                            Ok(tcp) => tcp,
-                            Err(e) => {
-                                tracing::debug!(error = %e, "moving a connection to a lane failed");
-                                continue;
-                            }
+                        let connection = Connection {
+                            tcp,
+                            addr,
+                            app: self.app.clone(),
+                            handoff: self.handoff_tx.clone(),
+                            stop: self.stop.clone(),
+                            budget: self.budget,
                         };
-                        let app = self.app.clone();
-                        let handoff = self.handoff_tx.clone();
-                        let stop = self.stop.clone();
-                        let budget = self.budget;
-                        self.lanes.spawn(self.drivers.track_future(async move {
-                            let tcp = match TcpStream::from_std(tcp) {
-                                Ok(tcp) => tcp,
-                                Err(e) => {
-                                    tracing::debug!(error = %e, "registering a connection failed");
-                                    return;
-                                }
-                            };
-                            let connection = Connection { tcp, addr, app, handoff, stop, budget };
-                            connection.drive().await;
-                        }));
+                        self.drivers.spawn(connection.drive());
                     }
                     // Out of file descriptors, or a connection reset before it was
                     // accepted: the next accept may work.
@@ -157,20 +128,12 @@ impl axum::serve::Listener for Front {
     }
 }
 
-/// A connection the driver hands to hyper: the bytes it read first, the socket (out of its
-/// lane's runtime) and the peer.
-struct HandedOff {
-    prefix: Bytes,
-    tcp: std::net::TcpStream,
-    addr: SocketAddr,
-}
-
 /// One client connection while the driver serves it.
 struct Connection {
     tcp: TcpStream,
     addr: SocketAddr,
     app: Router,
-    handoff: mpsc::Sender<HandedOff>,
+    handoff: mpsc::Sender<(Rewind, SocketAddr)>,
     stop: watch::Receiver<bool>,
     budget: HeadBudget,
 }
@@ -214,21 +177,13 @@ impl Connection {
                         (request, meta, Incoming::Streamed(declared))
                     }
                     head::Head::HandOff => {
-                        let tcp = match tcp.into_std() {
-                            Ok(tcp) => tcp,
-                            Err(e) => {
-                                tracing::debug!(error = %e, "handing a connection to hyper failed");
-                                return;
-                            }
-                        };
-                        let handed = HandedOff {
+                        let handed = Rewind {
                             prefix: buf.freeze(),
-                            tcp,
-                            addr,
+                            io: tcp,
                         };
                         // Refused only once the server has stopped accepting: the
                         // connection closes, as a new one would be refused.
-                        let _ = handoff.send(handed).await;
+                        let _ = handoff.send((handed, addr)).await;
                         return;
                     }
                     head::Head::Refuse(error) => {
