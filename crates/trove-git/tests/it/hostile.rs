@@ -152,6 +152,17 @@ fn commit_of(fx: &Fixture, objects: &Path, entries: &[(&str, &[u8], &GitOid)]) -
     write_object(&repo, objects, "commit", commit.as_bytes())
 }
 
+/// A root tree holding one `README.md`, written into `objects`.
+fn readme_tree(repo: &Path, objects: &Path) -> GitOid {
+    let readme = write_object(repo, objects, "blob", b"# model\n");
+    write_object(
+        repo,
+        objects,
+        "tree",
+        &raw_tree(&[("100644", b"README.md", &readme)]),
+    )
+}
+
 /// What a push view finds of a quarantine holding what `plant` writes into it.
 fn examined(plant: impl FnOnce(&Fixture, &Path)) -> trove_git::NewObjects {
     let fx = Fixture::init();
@@ -227,13 +238,7 @@ fn what_git_refuses_is_found_by_git_checks() {
     // A commit without an author.
     let found = examined(|fx, q| {
         let repo = fx.path();
-        let readme = write_object(&repo, q, "blob", b"# model\n");
-        let root = write_object(
-            &repo,
-            q,
-            "tree",
-            &raw_tree(&[("100644", b"README.md", &readme)]),
-        );
+        let root = readme_tree(&repo, q);
         let commit = format!(
             "tree {root}\nparent {}\ncommitter Eve <eve@example.com> 1700000000 +0000\n\nx\n",
             fx.main()
@@ -275,13 +280,7 @@ fn a_commit_too_large_to_read_here_is_left_to_git() {
     // 2 MiB of message: past the examination's budget, nothing of it read; git passes it.
     let found = examined(|fx, q| {
         let repo = fx.path();
-        let readme = write_object(&repo, q, "blob", b"# model\n");
-        let root = write_object(
-            &repo,
-            q,
-            "tree",
-            &raw_tree(&[("100644", b"README.md", &readme)]),
-        );
+        let root = readme_tree(&repo, q);
         let mut commit = format!(
             "tree {root}\nparent {}\nauthor Eve <eve@example.com> 1700000000 +0000\n\
              committer Eve <eve@example.com> 1700000000 +0000\n\n",
