@@ -34,6 +34,6 @@ pub mod throttle;
 pub mod webhooks;
 
 /// The whole HTTP application on `state`: every route and layer the server runs.
-pub fn app(state: state::AppState) -> axum::Router {
+pub fn app(state: state::AppState) -> http::router::App {
     http::router::build(state)
 }

@@ -12,7 +12,7 @@ use crate::error::{ApiError, ErrorReport, MovedRepo};
 use crate::http::request_id::{self, RequestId};
 use crate::http::{access_log, spaces, web};
 use crate::state::AppState;
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
@@ -21,6 +21,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use tracing::Instrument;
 
 /// The layer of [`EveryRequest`].
 #[derive(Clone)]
@@ -38,6 +39,7 @@ impl<S> tower::Layer<S> for EveryRequestLayer {
 
     fn layer(&self, inner: S) -> EveryRequest<S> {
         EveryRequest {
+            extractors_limit: DefaultBodyLimit::max(self.state.config.limits.max_json_body_bytes),
             state: self.state.clone(),
             inner,
         }
@@ -48,6 +50,9 @@ impl<S> tower::Layer<S> for EveryRequestLayer {
 #[derive(Clone)]
 pub struct EveryRequest<S> {
     state: AppState,
+    /// What the extractors that read a whole body (JSON, forms, bytes) take at most, unless
+    /// a route group sets its own: the JSON limit.
+    extractors_limit: DefaultBodyLimit,
     inner: S,
 }
 
@@ -68,8 +73,10 @@ where
         // The service made ready is the one called; a clone stays behind for the next call.
         let fresh = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, fresh);
+        // Set on the request as it goes in (the layer only marks the request: no box).
+        let routes = tower::Layer::layer(&self.extractors_limit, ready);
         let state = self.state.clone();
-        Box::pin(async move { Ok(serve(state, ready, request).await) })
+        Box::pin(async move { Ok(serve(state, routes, request).await) })
     }
 }
 
@@ -94,6 +101,14 @@ where
     let announced_body = announces_body(request.headers());
     let page_view = web::refusals::is_page_view(&request);
 
+    // Lines logged while the request is handled name it, when debugging (`RUST_LOG=debug`):
+    // its id, method and path (never the query, as below).
+    let span = tracing::debug_span!(
+        "request",
+        id = id.to_str().unwrap_or(""),
+        method = %method,
+        path = target.get(..path_len).unwrap_or(""),
+    );
     let routed = async {
         let mut response = match spaces::subdomain::space_label(&state, &request) {
             Some(label) => spaces::subdomain::serve_space(&state, &label, request).await,
@@ -105,7 +120,10 @@ where
         framed_by_the_hub_only(response.headers_mut());
         response
     };
-    let mut response = match AssertUnwindSafe(routed).catch_unwind().await {
+    let mut response = match AssertUnwindSafe(routed.instrument(span))
+        .catch_unwind()
+        .await
+    {
         Ok(response) => response,
         Err(payload) => panic_answer(payload),
     };

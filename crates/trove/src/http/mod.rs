@@ -15,6 +15,7 @@
 
 pub mod access_log;
 pub mod api;
+pub mod body_limit;
 pub mod driver;
 pub mod every_request;
 pub mod extract;

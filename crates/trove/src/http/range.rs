@@ -8,7 +8,7 @@
 //! 416 with `Content-Range: bytes */size`. A valid range reaching past the end is clamped.
 
 use crate::error::{ApiError, ApiResult};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 
 /// A satisfiable byte range of a body, `[start, end)`, never empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,12 @@ impl ByteRange {
 /// The range `headers` ask for out of a body of `size` bytes: `None` to serve it all (no
 /// `Range`, or one we ignore), or the `RangeNotSatisfiable` error (416).
 pub fn requested(headers: &HeaderMap, size: u64) -> ApiResult<Option<ByteRange>> {
-    match headers.get(header::RANGE).map(|v| v.to_str()) {
+    requested_by(headers.get(header::RANGE), size)
+}
+
+/// [`requested`], given the `Range` header's value (`None`: the request had none).
+pub fn requested_by(range: Option<&HeaderValue>, size: u64) -> ApiResult<Option<ByteRange>> {
+    match range.map(|v| v.to_str()) {
         Some(Ok(spec)) => parse(spec, size),
         // Not visible ASCII: not a range we can parse, so ignored like any other.
         Some(Err(_)) | None => Ok(None),

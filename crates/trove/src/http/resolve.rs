@@ -36,7 +36,7 @@ pub async fn serve(
     State(state): State<AppState>,
     RepoAt { repo, caller }: RepoAt,
     method: Method,
-    headers: HeaderMap,
+    conditions: Conditions,
     can_send_files: Option<Extension<CanSendFiles>>,
     ApiPath(ResolvePath { rev, path }): ApiPath<ResolvePath>,
 ) -> ApiResult<Response> {
@@ -54,7 +54,7 @@ pub async fn serve(
             .entry(repo.repo.id, generation, &commit, &path)?;
         let file = FileBytes::of(&repo, &kind)?;
         let bytes = match &file {
-            FileBytes::Blob { blob, .. } if get && !if_none_match(&headers, blob.as_str()) => {
+            FileBytes::Blob { blob, .. } if get && !conditions.none_match(blob.as_str()) => {
                 Some(state.resolve_cache.blob(blob)?)
             }
             _ => None,
@@ -73,7 +73,7 @@ pub async fn serve(
     };
     let (commit, file, blob_bytes) = match cached {
         Some(found) => found,
-        None => read_file(&state, &repo, rev, path, get, headers.clone()).await?,
+        None => read_file(&state, &repo, rev, path, get, conditions.clone()).await?,
     };
 
     let (etag, size) = match &file {
@@ -128,7 +128,7 @@ pub async fn serve(
         }
         known_lfs = Some(known);
     }
-    if if_none_match(&headers, &etag) {
+    if conditions.none_match(&etag) {
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
     }
     // Redirect mode: a cross-origin 302 to a presigned bucket URL, carrying the metadata the
@@ -145,7 +145,7 @@ pub async fn serve(
         return Ok((StatusCode::FOUND, out, Body::empty()).into_response());
     }
 
-    let range = range::requested(&headers, size)?;
+    let range = range::requested_by(conditions.range.as_ref(), size)?;
     let (status, start, end) = match range {
         Some(r) => {
             out.insert(header::CONTENT_RANGE, header_value(&r.content_range(size))?);
@@ -196,7 +196,7 @@ async fn read_file(
     rev: Revision,
     path: String,
     get: bool,
-    etags: HeaderMap,
+    etags: Conditions,
 ) -> ApiResult<(trove_types::GitOid, FileBytes, Option<Bytes>)> {
     let for_repo = repo.clone();
     let resolved = state.resolve_cache.clone();
@@ -228,7 +228,7 @@ async fn read_file(
             return Err(ApiError::entry_not_found(&path, Some(commit)));
         };
         let bytes = match &file {
-            FileBytes::Blob { blob, .. } if get && !if_none_match(&etags, blob.as_str()) => {
+            FileBytes::Blob { blob, .. } if get && !etags.none_match(blob.as_str()) => {
                 let bytes = Bytes::from(git.read_blob(blob)?);
                 resolved.put_blob(blob, &bytes);
                 Some(bytes)
@@ -275,23 +275,55 @@ async fn small_lfs_file(
 /// A download's response: the opened bytes as the body, and when they are also file ranges
 /// (`Opened::files`), those as an extension for `http::driver` to `sendfile` instead.
 pub fn download_response(status: StatusCode, headers: HeaderMap, opened: Opened) -> Response {
-    let mut response = (status, headers, Body::from_stream(opened.stream)).into_response();
+    // The headers made for it become the response's own (no copy into a second map).
+    let mut response = Response::new(Body::from_stream(opened.stream));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
     if let Some(files) = opened.files {
         response.extensions_mut().insert(files);
     }
     response
 }
 
+/// The request headers a download answers by: `If-None-Match` and `Range` (taken alone, not
+/// a copy of every header).
+#[derive(Clone, Default)]
+pub struct Conditions {
+    if_none_match: Option<HeaderValue>,
+    range: Option<HeaderValue>,
+}
+
+impl Conditions {
+    /// Whether `If-None-Match` names `etag` (quoted or not, weak or strong).
+    fn none_match(&self, etag: &str) -> bool {
+        self.if_none_match
+            .as_ref()
+            .is_some_and(|v| if_none_match(v, etag))
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Conditions {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Conditions {
+            if_none_match: parts.headers.get(header::IF_NONE_MATCH).cloned(),
+            range: parts.headers.get(header::RANGE).cloned(),
+        })
+    }
+}
+
 fn header_value(s: &str) -> ApiResult<HeaderValue> {
     HeaderValue::from_str(s).map_err(ApiError::internal)
 }
 
-fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().trim_start_matches("W/").trim_matches('"') == etag)
-        })
+/// Whether an `If-None-Match` value names `etag`.
+fn if_none_match(value: &HeaderValue, etag: &str) -> bool {
+    value.to_str().ok().is_some_and(|v| {
+        v.split(',')
+            .any(|t| t.trim().trim_start_matches("W/").trim_matches('"') == etag)
+    })
 }

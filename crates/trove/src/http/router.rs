@@ -11,17 +11,18 @@ use crate::http::api::{
     accounts, commit, commits, discussions, gating, inference, info, likes, misc, preupload, refs,
     repos, safetensors, search, settings, tree, whoami,
 };
+use crate::http::body_limit::{BodyLimit, body_limit};
 use crate::http::{every_request, git as git_http, lfs, resolve, spaces, web, xet};
 use crate::state::AppState;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, head, post, put};
 use tower_http::decompression::RequestDecompressionLayer;
-use tower_http::trace::TraceLayer;
 
-pub fn build(state: AppState) -> Router {
+/// The whole application: every route behind every request's rules.
+pub type App = every_request::EveryRequest<Router>;
+
+pub fn build(state: AppState) -> App {
     let json_limit = state.config.limits.max_json_body_bytes;
 
     // huggingface_hub: identity and housekeeping.
@@ -363,14 +364,14 @@ pub fn build(state: AppState) -> Router {
                 ))
                 .layer(body_limit(limits.max_lfs_object_bytes)),
         )
-        .merge(lfs_batch.merge(lfs_locks).layer(body_limit_as(BodyLimit {
+        .merge(lfs_batch.merge(lfs_locks).layer(BodyLimit {
             limit: json_limit as u64,
             render: ApiError::into_lfs_response,
-        })))
-        .merge(git.layer(body_limit_as(BodyLimit {
+        }))
+        .merge(git.layer(BodyLimit {
             limit: git_body_limit(&state),
             render: git_http::git_error,
-        })))
+        }))
         // hf_xet: the CAS service, authorized by its own short-lived tokens; xorbs are the
         // largest bodies it takes (shards are smaller).
         .nest(
@@ -382,21 +383,11 @@ pub fn build(state: AppState) -> Router {
         .fallback(misc::fallback)
         .with_state(state.clone());
 
-    // What every request goes through, wrapped around the routed router once, outermost
-    // first. `Router::layer` would wrap each route's boxed service in its own box, and each
-    // request would clone that chain once per layer (axum clones a route's service for each
-    // call). None of these reads the matched route.
-    let stack =
-        tower::ServiceBuilder::new()
-            // Failures are logged once, by `every_request` (internal errors at ERROR, refusals
-            // with their reason at INFO); the trace layer's own failure line would repeat them.
-            .layer(TraceLayer::new_for_http().on_failure(
-                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
-            ))
-            .layer(every_request::layer(state))
-            .layer(DefaultBodyLimit::max(json_limit))
-            .service(routed);
-    Router::new().fallback_service(stack)
+    // What every request goes through, wrapped around the routed router once (with the
+    // extractors' default body limit): `Router::layer` would wrap each route's boxed service
+    // in its own box, and each request would clone that chain once per layer (axum clones a
+    // route's service for each call). None of these rules reads the matched route.
+    tower::Layer::layer(&every_request::layer(state), routed)
 }
 
 /// The largest body a git request may declare: a push's pack and its commands (fetch
@@ -407,50 +398,4 @@ fn git_body_limit(state: &AppState) -> u64 {
         .max_push_bytes
         .saturating_add(16 << 20)
         .max(state.git.max_fetch_request_bytes)
-}
-
-/// A route group's body limit and how its surface renders the refusal.
-#[derive(Clone, Copy)]
-pub struct BodyLimit {
-    pub limit: u64,
-    pub render: fn(ApiError) -> Response,
-}
-
-/// The future of a [`body_limit`] check.
-type Checked = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
-/// The check of [`body_limit`], given the limit as its state.
-type LimitCheck = fn(State<BodyLimit>, Request, Next) -> Checked;
-
-/// Refuses with 413, before reading a byte, a request whose `Content-Length` exceeds
-/// `limit` — the route group's own limit — answered in the Hub's JSON. A client that
-/// announces a body it never sends would otherwise hold the request open. Bodies without a
-/// length are capped as they are read: by `DefaultBodyLimit` for the extractors, by the
-/// streaming handlers' own counts.
-pub fn body_limit(
-    limit: u64,
-) -> middleware::FromFnLayer<LimitCheck, BodyLimit, (State<BodyLimit>, Request)> {
-    body_limit_as(BodyLimit {
-        limit,
-        render: IntoResponse::into_response,
-    })
-}
-
-/// [`body_limit`] for a surface with its own error format (git's text, git-lfs's JSON).
-pub fn body_limit_as(
-    limit: BodyLimit,
-) -> middleware::FromFnLayer<LimitCheck, BodyLimit, (State<BodyLimit>, Request)> {
-    fn check(State(limit): State<BodyLimit>, request: Request, next: Next) -> Checked {
-        Box::pin(async move {
-            let declared = request
-                .headers()
-                .get(axum::http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            if declared.is_some_and(|len| len > limit.limit) {
-                return (limit.render)(ApiError::PayloadTooLarge { limit: limit.limit });
-            }
-            next.run(request).await
-        })
-    }
-    middleware::from_fn_with_state(limit, check as fn(_, _, _) -> _)
 }

@@ -2,7 +2,6 @@
 //! no socket, no sleeping for a server. Requests are built with [`TestApp::request`] and
 //! answer a [`TestResponse`] whose body is read whole (tests send and receive small bodies).
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -21,7 +20,7 @@ pub const PUBLIC_URL: &str = "http://127.0.0.1:9";
 
 pub struct TestApp {
     pub state: AppState,
-    router: Router,
+    router: trove::http::router::App,
     /// The first admin's write token, as `trove serve` creates it (empty for a second node
     /// of a hub: [`TestApp::node`]).
     pub admin_token: String,
@@ -146,7 +145,7 @@ impl TestApp {
     }
 
     /// The router, for a test that serves it on a socket (`http::driver`).
-    pub fn router(&self) -> Router {
+    pub fn router(&self) -> trove::http::router::App {
         self.router.clone()
     }
 

@@ -21,8 +21,8 @@ mod write;
 
 pub use head::HeadBudget;
 
+use crate::http::router::App;
 use crate::repos::file_ranges::CanSendFiles;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use bytes::{Buf, Bytes, BytesMut};
@@ -43,7 +43,7 @@ use tower::ServiceExt;
 /// finish (the caller bounds how long), hyper's connections and the driver's alike.
 pub async fn serve<F>(
     listener: TcpListener,
-    app: Router,
+    app: App,
     budget: HeadBudget,
     shutdown: F,
 ) -> io::Result<()>
@@ -83,7 +83,7 @@ struct Front {
     listener: TcpListener,
     handoffs: mpsc::Receiver<(Rewind, SocketAddr)>,
     handoff_tx: mpsc::Sender<(Rewind, SocketAddr)>,
-    app: Router,
+    app: App,
     drivers: TaskTracker,
     stop: watch::Receiver<bool>,
     budget: HeadBudget,
@@ -132,7 +132,7 @@ impl axum::serve::Listener for Front {
 struct Connection {
     tcp: TcpStream,
     addr: SocketAddr,
-    app: Router,
+    app: App,
     handoff: mpsc::Sender<(Rewind, SocketAddr)>,
     stop: watch::Receiver<bool>,
     budget: HeadBudget,
@@ -272,7 +272,7 @@ async fn refuse(mut tcp: TcpStream, addr: SocketAddr, error: crate::error::ApiEr
 /// One request through the router, as hyper would call it (with the peer's address), and
 /// marked as served by the driver.
 async fn route(
-    app: &Router,
+    app: &App,
     mut request: http::Request<Body>,
     addr: SocketAddr,
 ) -> axum::response::Response {
@@ -309,7 +309,7 @@ async fn linger(mut tcp: TcpStream) {
 /// `ConnectInfo` (it keys the failed-authentication limiter), as the driver does for its own
 /// requests.
 #[derive(Clone)]
-struct WithPeer(Router);
+struct WithPeer(App);
 
 impl<'a> tower::Service<axum::serve::IncomingStream<'a, Front>> for WithPeer {
     type Response = AddPeer;
@@ -331,14 +331,14 @@ impl<'a> tower::Service<axum::serve::IncomingStream<'a, Front>> for WithPeer {
 /// The router for one connection handed to hyper.
 #[derive(Clone)]
 struct AddPeer {
-    app: Router,
+    app: App,
     addr: SocketAddr,
 }
 
 impl tower::Service<axum::extract::Request> for AddPeer {
     type Response = axum::response::Response;
     type Error = Infallible;
-    type Future = <Router as tower::Service<axum::extract::Request>>::Future;
+    type Future = <App as tower::Service<axum::extract::Request>>::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         tower::Service::<axum::extract::Request>::poll_ready(&mut self.app, cx)

@@ -5,7 +5,6 @@ use super::token::{self, CasGrant, Scope};
 use crate::config::Config;
 use crate::signing::UrlSigner;
 use crate::state::AppState;
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -23,7 +22,7 @@ use trove_xet::xorb::testing::build_xorb;
 struct Fixture {
     _dir: tempfile::TempDir,
     state: AppState,
-    app: Router,
+    app: crate::http::router::App,
     repo_a: i64,
     repo_b: i64,
     /// A private repository of another owner, bob.
