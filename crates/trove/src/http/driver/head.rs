@@ -6,6 +6,9 @@
 use super::body::{self, Declared};
 use bytes::BytesMut;
 use http::{HeaderName, HeaderValue, Method, Request, Uri, Version};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -69,16 +72,57 @@ pub struct Meta {
     pub keep_alive: bool,
 }
 
-/// Reads into `buf` until it holds a whole head, then parses it. `stopping` resolves when
-/// the server stops: a connection waiting for a request closes then.
+/// What a connection waits on while it reads a head, made once for the connection: one timer,
+/// moved for each wait (moving a registered deadline later costs an atomic store, where a
+/// timer made for each read is registered with the runtime's wheel and removed again under
+/// its lock), and the server's stop signal, watched by one future for the connection's life.
+pub struct Waits {
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// `None` once the server has begun to stop.
+    stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Waits {
+    /// The waits of a connection opened now; `stopping` turns `true` when the server stops.
+    pub fn new(stopping: &tokio::sync::watch::Receiver<bool>, budget: HeadBudget) -> Waits {
+        let mut stopping = stopping.clone();
+        Waits {
+            timer: Box::pin(tokio::time::sleep(budget.idle)),
+            // A closed channel means the server is gone: stopping too.
+            stop: Some(Box::pin(async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            })),
+        }
+    }
+}
+
+/// Ready once the server has begun to stop (and from then on).
+fn stopped(
+    stop: &mut Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+) -> impl Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| {
+        let Some(watching) = stop.as_mut() else {
+            return Poll::Ready(());
+        };
+        let now = watching.as_mut().poll(cx);
+        if now.is_ready() {
+            *stop = None;
+        }
+        now
+    })
+}
+
+/// Reads into `buf` until it holds a whole head, then parses it. A connection waiting for a
+/// request closes when the server stops (`waits`).
 pub async fn read(
     tcp: &mut TcpStream,
     buf: &mut BytesMut,
     budget: HeadBudget,
-    stopping: &mut tokio::sync::watch::Receiver<bool>,
+    waits: &mut Waits,
 ) -> Head {
     let idle_until = Instant::now() + budget.idle;
     let mut head_until: Option<Instant> = None;
+    let Waits { timer, stop } = waits;
     loop {
         if !buf.is_empty() {
             head_until.get_or_insert_with(|| Instant::now() + budget.max_time);
@@ -92,24 +136,28 @@ pub async fn read(
                 Some(head) => return head,
             }
         }
-        let deadline = head_until.unwrap_or(idle_until);
+        timer.as_mut().reset(head_until.unwrap_or(idle_until));
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(8192);
         }
         let read = tokio::select! {
-            read = tokio::time::timeout_at(deadline, tcp.read_buf(buf)) => read,
+            // The bytes first: when they are there, nothing else is looked at.
+            biased;
+            read = tcp.read_buf(buf) => read,
+            () = timer.as_mut() => match head_until {
+                None => return Head::Closed,
+                Some(_) => {
+                    return Head::Refuse(crate::error::ApiError::RequestTimeout {
+                        secs: budget.max_time.as_secs(),
+                    });
+                }
+            },
             // Only between requests: a head already begun is read to its end.
-            _ = stopping.wait_for(|s| *s), if head_until.is_none() => return Head::Closed,
+            () = stopped(stop), if head_until.is_none() => return Head::Closed,
         };
         match read {
-            Ok(Ok(0)) | Ok(Err(_)) => return Head::Closed,
-            Ok(Ok(_)) => {}
-            Err(_elapsed) if head_until.is_none() => return Head::Closed,
-            Err(_elapsed) => {
-                return Head::Refuse(crate::error::ApiError::RequestTimeout {
-                    secs: budget.max_time.as_secs(),
-                });
-            }
+            Ok(0) | Err(_) => return Head::Closed,
+            Ok(_) => {}
         }
     }
 }

@@ -145,13 +145,14 @@ impl Connection {
             addr,
             app,
             handoff,
-            mut stop,
+            stop,
             budget,
         } = self;
         let mut buf = BytesMut::with_capacity(8 * 1024);
+        let mut waits = head::Waits::new(&stop, budget);
         loop {
             let (request, meta, incoming) =
-                match head::read(&mut tcp, &mut buf, budget, &mut stop).await {
+                match head::read(&mut tcp, &mut buf, budget, &mut waits).await {
                     head::Head::Closed => return,
                     head::Head::Plain(request, meta) => (request, meta, Incoming::Empty),
                     head::Head::Small(request, meta, len) => {

@@ -42,11 +42,10 @@ pub async fn response(
     {
         keep_alive = false;
     }
-    if !headers.contains_key(header::DATE) {
-        let now = httpdate::fmt_http_date(std::time::SystemTime::now());
-        if let Ok(date) = HeaderValue::from_str(&now) {
-            headers.insert(header::DATE, date);
-        }
+    if !headers.contains_key(header::DATE)
+        && let Some(date) = date_now()
+    {
+        headers.insert(header::DATE, date);
     }
     let status = parts.status;
     let bodiless = status.is_informational()
@@ -122,6 +121,28 @@ pub async fn response(
             Ok(Sent::Close)
         }
     }
+}
+
+/// The `Date` of a response sent now, written once a second per thread.
+fn date_now() -> Option<HeaderValue> {
+    thread_local! {
+        static DATE: std::cell::RefCell<(u64, Option<HeaderValue>)> =
+            const { std::cell::RefCell::new((u64::MAX, None)) };
+    }
+    let now = std::time::SystemTime::now();
+    let second = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|date| {
+        let mut date = date.borrow_mut();
+        if date.0 != second || date.1.is_none() {
+            *date = (
+                second,
+                HeaderValue::from_str(&httpdate::fmt_http_date(now)).ok(),
+            );
+        }
+        date.1.clone()
+    })
 }
 
 fn sent(keep_alive: bool) -> Sent {
