@@ -669,6 +669,41 @@ async fn bad_heads_get_a_clear_answer_and_a_closed_connection() {
     assert!(c.buf.is_empty());
 }
 
+/// The idle budget counts from each answer, not from the connection's start: requests
+/// closer together than it keep a connection open past it, and it closes once they stop.
+/// A server that stops closes a connection waiting for its next request.
+#[tokio::test]
+async fn the_idle_budget_counts_from_the_last_answer_and_a_stop_closes_the_idle() {
+    let app = TestApp::new().await;
+    let quiet = HeadBudget {
+        idle: Duration::from_millis(400),
+        ..HeadBudget::default()
+    };
+    let served = serve(&app, quiet).await;
+    let mut c = Client::connect(served.addr).await;
+    // Five gaps of half the budget: more than twice the budget in all.
+    for _ in 0..5 {
+        c.send(&get("/api/whoami-v2", &app.admin_token, "")).await;
+        assert_eq!(c.answer(false).await.status, 200);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.send(&get("/api/whoami-v2", &app.admin_token, "")).await;
+    assert_eq!(c.answer(false).await.status, 200, "still open");
+    let closed = tokio::time::timeout(Duration::from_secs(10), c.closed()).await;
+    assert_eq!(closed.ok(), Some(true), "closed once idle");
+
+    // The server stops: a connection between requests closes without an answer.
+    let served = serve(&app, HeadBudget::default()).await;
+    let mut c = Client::connect(served.addr).await;
+    c.send(&get("/api/whoami-v2", &app.admin_token, "")).await;
+    assert_eq!(c.answer(false).await.status, 200);
+    let Served { _stop: stop, .. } = served;
+    let _ = stop.send(());
+    let closed = tokio::time::timeout(Duration::from_secs(10), c.closed()).await;
+    assert_eq!(closed.ok(), Some(true), "closed when the server stopped");
+    assert!(c.buf.is_empty());
+}
+
 /// Files of `dir` that this process holds open.
 fn open_files_under(dir: &std::path::Path) -> usize {
     std::fs::read_dir("/proc/self/fd")
