@@ -81,7 +81,9 @@ pub async fn serve(
         FileBytes::Lfs { oid, size, .. } => (oid.to_string(), *size),
     };
     let mut known_lfs = None;
-    let mut out = HeaderMap::new();
+    // Room for every header the answer carries by the time it is sent (this handler's,
+    // every request's, the driver's): the map is not grown on the way.
+    let mut out = HeaderMap::with_capacity(16);
     out.insert("x-repo-commit", header_value(commit.as_str())?);
     out.insert(header::ETAG, header_value(&format!("\"{etag}\""))?);
     out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
