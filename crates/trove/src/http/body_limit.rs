@@ -10,6 +10,7 @@
 
 use crate::error::ApiError;
 use axum::extract::Request;
+use axum::http::HeaderMap;
 use axum::http::header::CONTENT_LENGTH;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
@@ -32,15 +33,20 @@ pub fn body_limit(limit: u64) -> BodyLimit {
     }
 }
 
+/// The length `headers` declare (`Content-Length`); `None` when there is none or it is not a
+/// number (a body without a length is capped as it is read).
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 impl BodyLimit {
     /// The refusal of a request whose headers declare more than the limit; `None` when it
     /// may go on (no length declared, or one within the limit).
     fn refusal(&self, request: &Request) -> Option<Response> {
-        let declared = request
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())?;
+        let declared = declared_length(request.headers())?;
         (declared > self.limit)
             .then(|| (self.render)(ApiError::PayloadTooLarge { limit: self.limit }))
     }

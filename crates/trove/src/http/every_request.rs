@@ -9,6 +9,7 @@
 //! chain per layer); written as one `async fn`, the rules also read in the order they apply.
 
 use crate::error::{ApiError, ErrorReport, MovedRepo};
+use crate::http::body_limit::declared_length;
 use crate::http::request_id::{self, RequestId};
 use crate::http::{access_log, spaces, web};
 use crate::state::AppState;
@@ -181,11 +182,7 @@ fn framed_by_the_hub_only(headers: &mut HeaderMap) {
 /// "Server disconnected without sending a response").
 fn announces_body(headers: &HeaderMap) -> bool {
     headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .is_some_and(|n| n > 0)
+        || declared_length(headers).is_some_and(|n| n > 0)
 }
 
 /// The error a response was made from, logged once with the request id: internal errors

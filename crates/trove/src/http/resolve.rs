@@ -289,7 +289,7 @@ pub fn download_response(status: StatusCode, headers: HeaderMap, opened: Opened)
 
 /// The request headers a download answers by: `If-None-Match` and `Range` (taken alone, not
 /// a copy of every header).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Conditions {
     if_none_match: Option<HeaderValue>,
     range: Option<HeaderValue>,

@@ -2,6 +2,7 @@
 //! `sendfile(2)`, as frames with a `Content-Length`, chunked, or (HTTP/1.0 without a
 //! length) up to the close.
 
+use crate::http::body_limit::declared_length;
 use crate::repos::file_ranges::{FileRange, FileRanges};
 use axum::body::Body;
 use axum::response::Response;
@@ -51,10 +52,7 @@ pub async fn response(
     let bodiless = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let declared: Option<u64> = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok());
+    let declared = declared_length(headers);
     if *method == Method::HEAD || bodiless {
         if declared.is_none()
             && !bodiless

@@ -19,6 +19,7 @@ mod process;
 
 use crate::auth::{Access, Caller};
 use crate::error::ApiError;
+use crate::http::body_limit::declared_length;
 use crate::repos::push::{self, Pusher, push_settings};
 use crate::repos::{RepoRef, find_readable};
 use crate::state::AppState;
@@ -289,11 +290,7 @@ async fn serve_rpc(
             )
         }
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|declared| declared > limit) {
+    if declared_length(headers).is_some_and(|declared| declared > limit) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let body = check_start(body).await?;
@@ -326,11 +323,7 @@ const LONE_FLUSH: &[u8] = b"0000";
 /// Whether the request declares a plain (not compressed) body of a flush-pkt's length: git's
 /// credential probe before a large push.
 fn announces_lone_flush(headers: &HeaderMap) -> bool {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    declared == Some(LONE_FLUSH.len())
+    declared_length(headers) == Some(LONE_FLUSH.len() as u64)
         && headers
             .get(header::CONTENT_ENCODING)
             .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"))

@@ -10,6 +10,7 @@ pub mod locks;
 
 use crate::clock::now_secs;
 use crate::error::{ApiError, ApiResult, LFS_JSON};
+use crate::http::body_limit::declared_length;
 use crate::http::extract::{ApiJson, ApiPath, QueryParams, RepoAt};
 use crate::http::range;
 use crate::repos::content::{self, FileBytes};
@@ -417,10 +418,7 @@ pub async fn upload(
         &["upload", &repo_id.to_string(), &oid, &size.to_string()],
     )?;
     let oid = parse_oid(&oid)?;
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+    if let Some(len) = declared_length(&headers)
         && len != size
     {
         return Err(ApiError::bad_request(format!(

@@ -10,6 +10,7 @@
 use crate::auth::password::SESSION_COOKIE;
 use crate::auth::{Caller, Credential};
 use crate::error::{ApiError, ApiResult};
+use crate::http::body_limit::declared_length;
 use crate::http::extract::RepoAt;
 use crate::repos::{self, RepoRef};
 use crate::spaces::subdomain::{self, GRANT_PATH, PassKind};
@@ -79,12 +80,7 @@ async fn serve(state: &AppState, label: &str, request: Request) -> ApiResult<Res
         return Err(not_found());
     }
     let limit = state.config.limits.max_commit_bytes;
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) {
+    if declared_length(&parts.headers).is_some_and(|len| len > limit) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
     // Apps told their path prefix (Gradio's root path) also link under it: both work.
