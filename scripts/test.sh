@@ -132,6 +132,37 @@ choose_target_dir() {
     fi
 }
 
+# 2b. Room on disk. The two e2e passes write several GiB (their tmp dirs, the S3 server's
+#     bucket), the builds several more in the target dir, and rustc's incremental state there
+#     grows with every change: a directory per crate variant, kept after nothing uses it. So
+#     incremental state untouched for two days is dropped on every run, and all of it when the
+#     filesystem has less than TROVE_MIN_FREE_GIB (default 15) free; the free space is shown in
+#     the summary, so that a test failing on a full disk says so. pytest keeps the tmp dirs of
+#     failed tests only, of the last two sessions (tests/e2e/pytest.ini).
+MIN_FREE_GIB="${TROVE_MIN_FREE_GIB:-15}"
+free_gib() { df -Pk "$1" | awk 'NR == 2 { printf "%d", $4 / 1048576 }'; }
+ensure_disk_room() {
+    log "disk"
+    local target="${CARGO_TARGET_DIR:-$ROOT/target}" dir free
+    [[ "$target" == /* ]] || target="$ROOT/$target"
+    if [[ -d "$target" ]]; then
+        while IFS= read -r dir; do
+            find "$dir" -mindepth 1 -maxdepth 1 -type d -mtime +2 -exec rm -rf {} + 2>/dev/null || true
+            if (($(free_gib "$target") < MIN_FREE_GIB)); then
+                echo "less than $MIN_FREE_GIB GiB free: dropping $dir"
+                rm -rf "$dir"
+            fi
+        done < <(find "$target" -maxdepth 3 -type d -name incremental)
+    fi
+    free="$(free_gib "${TMPDIR:-/tmp}")"
+    echo "$free GiB free for temporary files, $(free_gib "$ROOT") GiB where the clone is"
+    if ((free < MIN_FREE_GIB)); then
+        record "disk" "low: $free GiB free in ${TMPDIR:-/tmp} (the tests write up to ~10 GiB)"
+    else
+        record "disk" "ok ($free GiB free)"
+    fi
+}
+
 venv_is_current() {
     [[ -x "$VENV/bin/python" ]] || return 1
     [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(requirements_hash)" ]] || return 1
@@ -475,6 +506,7 @@ main() {
         print_summary
         return 0
     fi
+    ensure_disk_room
     trap stop_servers EXIT
     start_postgres || true
     start_s3_server || true
