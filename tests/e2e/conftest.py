@@ -234,7 +234,8 @@ class TroveServer:
         self._lines.put(None)
 
     def stop(self) -> None:
-        if self.proc is None:
+        """SIGTERM, then SIGKILL after STOP_TIMEOUT_S; a second call does nothing."""
+        if self.proc is None or self._log.closed:
             return
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -75,8 +75,11 @@ pub async fn run(
             claim = reconcile::claim(&state, &repos_dir) => claim?,
             () = shutdown_signal() => {
                 tracing::info!("stopped before serving");
-                let _ = db_handle.release_lease(crate::cluster::leases::REPO_CHECK, node.id()).await;
-                crate::cluster::withdraw(&db_handle, &node).await;
+                hand_over(async {
+                    let _ = db_handle.release_lease(crate::cluster::leases::REPO_CHECK, node.id()).await;
+                    crate::cluster::withdraw(&db_handle, &node).await;
+                })
+                .await;
                 return Ok(None);
             }
         };
@@ -232,9 +235,12 @@ pub async fn run(
     spaces.stop_apps().await;
     // Hand the background work to the other nodes at once rather than when the leases
     // expire; a repository check first stops here, for good.
-    reconcile::stop_checking(&context).await;
-    release_leases(&db_handle, node.id()).await;
-    crate::cluster::withdraw(&db_handle, &node).await;
+    hand_over(async {
+        reconcile::stop_checking(&context).await;
+        release_leases(&db_handle, node.id()).await;
+        crate::cluster::withdraw(&db_handle, &node).await;
+    })
+    .await;
     if clean {
         tracing::info!("trove stopped");
         Ok(Some(running))
@@ -396,6 +402,23 @@ impl NotYetServing {
             task.abort();
             let _ = task.await;
         }
+    }
+}
+
+/// How long a stopping node spends handing its work over through the database. Each call
+/// to a database that has gone away waits for the pool's connect timeout (10 s), and there
+/// are six of them: unbounded, a node whose PostgreSQL is gone would outlive its SIGTERM by
+/// a minute. What is not released in time expires with its lease.
+const HAND_OVER_BUDGET: Duration = Duration::from_secs(5);
+
+/// Runs `work` (releasing leases, withdrawing this node) for at most [`HAND_OVER_BUDGET`].
+async fn hand_over(work: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(HAND_OVER_BUDGET, work).await.is_err() {
+        tracing::warn!(
+            budget_secs = HAND_OVER_BUDGET.as_secs(),
+            "the database did not answer in time: this node's leases and presence are left to \
+             expire, the other nodes take its work over then"
+        );
     }
 }
 
