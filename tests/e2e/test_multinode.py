@@ -703,9 +703,11 @@ class DatabaseLink:
 EXIT_WITHOUT_DATABASE_S = 20
 
 
-def test_sigterm_to_a_node_whose_database_is_gone_exits_in_bounded_time(cluster, a):
-    """SIGTERM to a node that lost its PostgreSQL: it cannot hand its leases over (they expire on
-    their own), but it exits within its budget instead of waiting on the database call by call."""
+def test_a_node_whose_database_is_gone_answers_503_and_exits_in_bounded_time_on_sigterm(cluster, a):
+    """A node that lost its PostgreSQL: a request that needs the database gets 503 with
+    `Retry-After` and a message saying so (not a 500, not a hang); on SIGTERM it cannot hand
+    its leases over (they expire on their own) but exits within its budget instead of waiting
+    on the database call by call."""
     url = urlsplit(a.database_url)
     link = DatabaseLink((url.hostname or "127.0.0.1", url.port or 5432))
     credentials = url.netloc.rpartition("@")[0]
@@ -714,6 +716,11 @@ def test_sigterm_to_a_node_whose_database_is_gone_exits_in_bounded_time(cluster,
     try:
         assert httpx.get(f"{node.url}/readyz", timeout=10).status_code == 200
         link.cut()
+        r = httpx.post(f"{node.url}/api/repos/create", json={"type": "model", "name": unique("mn-nodb")},
+                       headers={"authorization": f"Bearer {a.admin_token}"}, timeout=60)
+        assert r.status_code == 503, (r.status_code, r.text[:300])
+        assert r.headers.get("retry-after") == "5"
+        assert "database is not answering" in r.headers.get("x-error-message", ""), r.headers
         started = time.monotonic()
         node.proc.send_signal(signal.SIGTERM)
         code = node.proc.wait(timeout=60)

@@ -37,6 +37,32 @@ pub enum DbError {
     Reader(#[from] rusqlite::Error),
 }
 
+impl DbError {
+    /// Whether the database could not be reached rather than refused the operation: no
+    /// connection within the pool's timeout, a connection lost (I/O, TLS), or the server
+    /// shutting down, starting up or out of connections (PostgreSQL's SQLSTATE classes 08 and
+    /// 57P, and 53300). Retrying later may work: the API answers 503, not 500.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Sqlx(err) => sqlx_unavailable(err),
+            _ => false,
+        }
+    }
+}
+
+fn sqlx_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db_err) => db_err.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }),
+        _ => false,
+    }
+}
+
 /// Turns a UNIQUE violation into [`DbError::Conflict`] and a foreign-key violation into
 /// [`DbError::NotFound`] (naming `missing`); everything else stays [`DbError::Sqlx`].
 pub(crate) fn constraint_error(
@@ -55,5 +81,21 @@ pub(crate) fn constraint_error(
             _ => DbError::Sqlx(err),
         },
         _ => DbError::Sqlx(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DbError;
+
+    #[test]
+    fn unreachable_databases_are_told_from_refused_operations() {
+        assert!(DbError::Sqlx(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(DbError::Sqlx(sqlx::Error::PoolClosed).is_unavailable());
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(DbError::Sqlx(sqlx::Error::Io(reset)).is_unavailable());
+        assert!(!DbError::Sqlx(sqlx::Error::RowNotFound).is_unavailable());
+        assert!(!DbError::NotFound { what: "repo" }.is_unavailable());
+        assert!(!DbError::Conflict { what: "repo" }.is_unavailable());
     }
 }

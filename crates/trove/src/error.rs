@@ -182,6 +182,15 @@ impl ApiError {
         ApiError::Internal(err.into())
     }
 
+    /// What the client reads: the error's own text, but for an internal error caused by a
+    /// database out of reach (503), what to do about it.
+    fn public_message(&self) -> String {
+        match self {
+            ApiError::Internal(err) if database_unavailable(err) => DATABASE_UNAVAILABLE.into(),
+            _ => self.to_string(),
+        }
+    }
+
     pub fn entry_not_found(path: &str, commit: Option<GitOid>) -> Self {
         ApiError::EntryNotFound {
             message: format!("Entry not found: {path}"),
@@ -227,6 +236,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Internal(err) if database_unavailable(err) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::CollectionExists { .. } => StatusCode::CONFLICT,
         }
@@ -249,8 +259,23 @@ impl ApiError {
     }
 }
 
+/// The answer to a request that needed a database out of reach (its cause is logged).
+const DATABASE_UNAVAILABLE: &str = "The database is not answering; retry in a few seconds";
+const DATABASE_RETRY_AFTER_SECS: u64 = 5;
+
+/// Whether an internal error comes from a database that could not be reached (anywhere in
+/// its chain of causes: use cases wrap database errors in their own context).
+fn database_unavailable(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<trove_db::DbError>()
+            .is_some_and(trove_db::DbError::is_unavailable)
+    })
+}
+
 /// Database failures: a uniqueness rule refused the write → 409, a row the operation needs is
-/// missing → 404; anything else is a fault of ours (500).
+/// missing → 404; a database out of reach → 503 (see [`database_unavailable`]); anything else
+/// is a fault of ours (500).
 impl From<trove_db::DbError> for ApiError {
     fn from(e: trove_db::DbError) -> Self {
         match e {
@@ -459,12 +484,18 @@ impl ApiError {
                     headers.insert(axum::http::header::CONTENT_RANGE, v);
                 }
             }
+            ApiError::Internal(err) if database_unavailable(err) => {
+                headers.insert(
+                    axum::http::header::RETRY_AFTER,
+                    HeaderValue::from(DATABASE_RETRY_AFTER_SECS),
+                );
+            }
             _ => {}
         }
         PublicParts {
             status: self.status(),
             code: self.error_code(),
-            message: self.to_string(),
+            message: self.public_message(),
             headers,
             url: match self {
                 ApiError::Conflict { url, .. } => url.clone(),
@@ -487,7 +518,7 @@ impl ApiError {
     pub fn report(&self) -> ErrorReport {
         ErrorReport {
             status: self.status(),
-            message: self.to_string(),
+            message: self.public_message(),
             internal: match self {
                 ApiError::Internal(err) => Some(format!("{err:#}")),
                 _ => None,
@@ -649,6 +680,47 @@ mod tests {
             header(&resp, "x-error-message").as_deref(),
             Some("Internal Error")
         );
+    }
+
+    #[test]
+    fn a_database_out_of_reach_is_503_with_retry_after_and_its_cause_logged_only() {
+        let err: ApiError = trove_db::DbError::Sqlx(sqlx_pool_timeout()).into();
+        let report = err.report();
+        assert_eq!(report.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            report
+                .internal
+                .as_deref()
+                .is_some_and(|c| c.contains("pool"))
+        );
+        let resp = err.into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(header(&resp, "retry-after").as_deref(), Some("5"));
+        assert_eq!(
+            header(&resp, "x-error-message").as_deref(),
+            Some(super::DATABASE_UNAVAILABLE)
+        );
+        // Wrapped in a use case's context, too.
+        let wrapped = anyhow::Error::from(trove_db::DbError::Sqlx(sqlx_pool_timeout()))
+            .context("creating the repository");
+        assert_eq!(
+            ApiError::internal(wrapped).into_response().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        // A query that failed otherwise stays a fault of ours.
+        let other: ApiError = trove_db::DbError::Corrupt {
+            what: "repo",
+            detail: "x".into(),
+        }
+        .into();
+        assert_eq!(
+            other.into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    fn sqlx_pool_timeout() -> sqlx::Error {
+        sqlx::Error::PoolTimedOut
     }
 
     #[test]

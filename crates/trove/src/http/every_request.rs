@@ -195,6 +195,7 @@ fn log_error(report: &ErrorReport, id: &HeaderValue, method: &Method, path: &str
             request.id = %request_id,
             http.method = %method,
             http.path = %path,
+            status = report.status.as_u16(),
             error = %cause,
             "internal error"
         ),
