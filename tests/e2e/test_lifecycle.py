@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
+import subprocess
 import threading
 import time
+
+import pytest
 
 from conftest import Hub, TroveServer, httpx, ndjson
 
@@ -322,3 +326,58 @@ def test_the_start_banner_names_the_token_file_only_where_it_is(tmp_path):
     assert "listening on" in second, second
     assert "$(cat" not in second, second
     assert "HF_TOKEN=..." in second, second
+
+
+FULL_DISK_MIB = 40
+
+
+def test_a_full_disk_answers_507_keeps_nothing_and_the_hub_serves_on(tmp_path):
+    """The data dir on a small filesystem that an upload fills: the upload gets 507 and a message
+    saying the storage is full (not a bare 500), what it had written is removed, and the hub
+    serves on: a smaller upload afterwards lands and reads back. Needs the right to mount a
+    tmpfs (root in CI); skipped where that is refused."""
+    base = tmp_path / "srv"
+    data = base / "data"
+    data.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={FULL_DISK_MIB}m,mode=0700", "tmpfs", str(data)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
+    server = TroveServer("trove-full-disk", base)
+    try:
+        server.start()
+        hub = Hub(server)
+        repo = hub.create_repo("full-disk")
+        free = shutil.disk_usage(data).free
+        size = free + 8 * 1024 * 1024
+        big = os.urandom(size)
+        oid = hashlib.sha256(big).hexdigest()
+        actions = _upload_href(hub, repo, oid, size)
+        r = httpx.put(actions["upload"]["href"], content=big, timeout=120,
+                      headers=actions["upload"].get("header", {}))
+        del big
+        assert r.status_code == 507, (r.status_code, r.headers.get("x-error-message"), r.text[:300])
+        message = r.headers.get("x-error-message", "")
+        assert "storage is full" in message and str(data) not in message, message
+        # Nothing of it kept: the space is free again (within what the database may have grown).
+        assert shutil.disk_usage(data).free >= free - 2 * 1024 * 1024, (shutil.disk_usage(data).free, free)
+        r = hub.http.post(f"/{repo}.git/info/lfs/objects/batch",
+                          json={"operation": "download", "transfers": ["basic"], "objects": [{"oid": oid, "size": size}]},
+                          headers={**hub.auth(hub.token()), "accept": "application/vnd.git-lfs+json"})
+        assert r.status_code == 200 and "error" in r.json()["objects"][0], r.text[:300]
+
+        small = os.urandom(1024 * 1024)
+        small_oid = hashlib.sha256(small).hexdigest()
+        actions = _upload_href(hub, repo, small_oid, len(small))
+        r = httpx.put(actions["upload"]["href"], content=small, timeout=60, headers=actions["upload"].get("header", {}))
+        assert r.status_code == 200, (r.status_code, r.headers.get("x-error-message"))
+        r = hub.http.post(f"/{repo}.git/info/lfs/objects/batch",
+                          json={"operation": "download", "transfers": ["basic"],
+                                "objects": [{"oid": small_oid, "size": len(small)}]},
+                          headers={**hub.auth(hub.token()), "accept": "application/vnd.git-lfs+json"})
+        got = hub.http.get(r.json()["objects"][0]["actions"]["download"]["href"])
+        assert got.status_code == 200 and got.content == small
+        hub.close()
+    finally:
+        server.stop()
+        subprocess.run(["umount", "-l", str(data)], capture_output=True)

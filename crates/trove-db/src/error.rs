@@ -48,6 +48,28 @@ impl DbError {
             _ => false,
         }
     }
+
+    /// Whether the database's disk (or quota) is full: SQLite's `SQLITE_FULL`, PostgreSQL's
+    /// `disk_full` (53100), or the system's own error for it.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            DbError::Sqlx(sqlx::Error::Database(db_err)) => {
+                matches!(db_err.code().as_deref(), Some("13" | "53100"))
+            }
+            DbError::Sqlx(sqlx::Error::Io(io)) => storage_full_io(io),
+            DbError::Reader(rusqlite::Error::SqliteFailure(failure, _)) => {
+                failure.code == rusqlite::ErrorCode::DiskFull
+            }
+            _ => false,
+        }
+    }
+}
+
+fn storage_full_io(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 fn sqlx_unavailable(err: &sqlx::Error) -> bool {
@@ -97,5 +119,22 @@ mod tests {
         assert!(!DbError::Sqlx(sqlx::Error::RowNotFound).is_unavailable());
         assert!(!DbError::NotFound { what: "repo" }.is_unavailable());
         assert!(!DbError::Conflict { what: "repo" }.is_unavailable());
+    }
+
+    #[test]
+    fn a_full_disk_under_the_database_is_told_apart() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        assert!(DbError::Reader(full).is_storage_full());
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(!DbError::Reader(busy).is_storage_full());
+        let enospc = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(DbError::Sqlx(sqlx::Error::Io(enospc)).is_storage_full());
+        assert!(!DbError::Sqlx(sqlx::Error::PoolTimedOut).is_storage_full());
     }
 }

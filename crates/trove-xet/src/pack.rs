@@ -11,6 +11,7 @@
 use crate::hash::{self, XetHash};
 use crate::xorb::{ChunkMeta, MAX_XORB_CHUNKS, XorbError, XorbIndex};
 use std::io::Write;
+use xet_core_structures::error::CoreError;
 pub use xet_core_structures::xorb_object::CompressionScheme;
 use xet_core_structures::xorb_object::{
     XORB_CHUNK_HEADER_LENGTH, XorbChunkHeader, serialize_chunk, write_chunk_header,
@@ -121,11 +122,13 @@ impl<W: Write> XorbPacker<W> {
             return Err(XorbError::TooManyChunks);
         }
         let scheme = *self.scheme.get_or_insert_with(|| choose_compression(data));
-        let written = serialize_chunk(data, &mut self.out, scheme).map_err(|e| {
-            XorbError::MalformedChunk {
+        let written = serialize_chunk(data, &mut self.out, scheme).map_err(|e| match e {
+            // Writing failed (a full disk…): the I/O error itself, not a fault of the chunk.
+            CoreError::Io(io) => XorbError::Io(io),
+            other => XorbError::MalformedChunk {
                 chunk: self.chunks.len(),
-                reason: e.to_string(),
-            }
+                reason: other.to_string(),
+            },
         })?;
         self.record(h, written as u64, data.len() as u64)
     }

@@ -41,7 +41,9 @@ pub enum XorbError {
     HashMismatch { expected: XetHash, actual: XetHash },
     #[error("stored xorb index is corrupt")]
     CorruptIndex,
-    #[error(transparent)]
+    /// Reading or writing the xorb's bytes failed. Its cause is the error's source (not
+    /// displayed through): what the error mapping looks for (a full disk → 507).
+    #[error("xorb I/O failed")]
     Io(#[from] io::Error),
 }
 

@@ -186,7 +186,10 @@ impl ApiError {
     /// database out of reach (503), what to do about it.
     fn public_message(&self) -> String {
         match self {
-            ApiError::Internal(err) if database_unavailable(err) => DATABASE_UNAVAILABLE.into(),
+            ApiError::Internal(err) => match Outage::behind(err) {
+                Some(outage) => outage.message().into(),
+                None => self.to_string(),
+            },
             _ => self.to_string(),
         }
     }
@@ -236,8 +239,10 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Internal(err) if database_unavailable(err) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(err) => match Outage::behind(err) {
+                Some(outage) => outage.status(),
+                None => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             ApiError::CollectionExists { .. } => StatusCode::CONFLICT,
         }
     }
@@ -259,23 +264,64 @@ impl ApiError {
     }
 }
 
-/// The answer to a request that needed a database out of reach (its cause is logged).
-const DATABASE_UNAVAILABLE: &str = "The database is not answering; retry in a few seconds";
-const DATABASE_RETRY_AFTER_SECS: u64 = 5;
+/// A fault of the server's surroundings behind an internal error, of which the client is
+/// told what to do (the cause itself is logged only, as for any internal error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outage {
+    /// The database could not be reached (`DbError::is_unavailable`): 503, retry later.
+    Database,
+    /// A disk (or a quota) the server writes to is full: 507, until someone frees space.
+    StorageFull,
+}
 
-/// Whether an internal error comes from a database that could not be reached (anywhere in
-/// its chain of causes: use cases wrap database errors in their own context).
-fn database_unavailable(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        cause
-            .downcast_ref::<trove_db::DbError>()
-            .is_some_and(trove_db::DbError::is_unavailable)
-    })
+impl Outage {
+    /// The outage behind `err`, found anywhere in its chain of causes (use cases wrap
+    /// database and I/O errors in their own context).
+    fn behind(err: &anyhow::Error) -> Option<Outage> {
+        err.chain().find_map(|cause| {
+            if let Some(db) = cause.downcast_ref::<trove_db::DbError>() {
+                if db.is_storage_full() {
+                    return Some(Outage::StorageFull);
+                }
+                return db.is_unavailable().then_some(Outage::Database);
+            }
+            let io = cause.downcast_ref::<std::io::Error>()?;
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+            .then_some(Outage::StorageFull)
+        })
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            Outage::Database => StatusCode::SERVICE_UNAVAILABLE,
+            Outage::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Outage::Database => "The database is not answering; retry in a few seconds",
+            Outage::StorageFull => {
+                "The server's storage is full; nothing was saved. Its administrator must free space"
+            }
+        }
+    }
+
+    /// `Retry-After` for an outage that passes by itself.
+    fn retry_after_secs(self) -> Option<u64> {
+        match self {
+            Outage::Database => Some(5),
+            Outage::StorageFull => None,
+        }
+    }
 }
 
 /// Database failures: a uniqueness rule refused the write → 409, a row the operation needs is
-/// missing → 404; a database out of reach → 503 (see [`database_unavailable`]); anything else
-/// is a fault of ours (500).
+/// missing → 404; a database out of reach → 503 (see [`Outage`]); anything else is a fault of
+/// ours (500).
 impl From<trove_db::DbError> for ApiError {
     fn from(e: trove_db::DbError) -> Self {
         match e {
@@ -484,11 +530,10 @@ impl ApiError {
                     headers.insert(axum::http::header::CONTENT_RANGE, v);
                 }
             }
-            ApiError::Internal(err) if database_unavailable(err) => {
-                headers.insert(
-                    axum::http::header::RETRY_AFTER,
-                    HeaderValue::from(DATABASE_RETRY_AFTER_SECS),
-                );
+            ApiError::Internal(err) => {
+                if let Some(secs) = Outage::behind(err).and_then(Outage::retry_after_secs) {
+                    headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+                }
             }
             _ => {}
         }
@@ -698,7 +743,7 @@ mod tests {
         assert_eq!(header(&resp, "retry-after").as_deref(), Some("5"));
         assert_eq!(
             header(&resp, "x-error-message").as_deref(),
-            Some(super::DATABASE_UNAVAILABLE)
+            Some(super::Outage::Database.message())
         );
         // Wrapped in a use case's context, too.
         let wrapped = anyhow::Error::from(trove_db::DbError::Sqlx(sqlx_pool_timeout()))
@@ -715,6 +760,42 @@ mod tests {
         .into();
         assert_eq!(
             other.into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn a_full_disk_is_507_whatever_wraps_it() {
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let stored = trove_store::StoreError::Io {
+            path: "/data/lfs/ab/cd".into(),
+            source: full,
+        };
+        let err = ApiError::internal(anyhow::Error::from(stored).context("storing the upload"));
+        assert_eq!(err.report().status, StatusCode::INSUFFICIENT_STORAGE);
+        assert!(
+            err.report()
+                .internal
+                .is_some_and(|c| c.contains("/data/lfs"))
+        );
+        let resp = err.into_response();
+        assert_eq!(resp.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert!(resp.headers().get("retry-after").is_none());
+        let message = header(&resp, "x-error-message").unwrap_or_default();
+        assert!(
+            message.contains("storage is full") && !message.contains("/data"),
+            "{message}"
+        );
+        // The errno itself, as the system call returns it.
+        let enospc = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert_eq!(
+            ApiError::internal(enospc).into_response().status(),
+            StatusCode::INSUFFICIENT_STORAGE
+        );
+        // Other I/O failures stay 500.
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            ApiError::internal(denied).into_response().status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
     }
