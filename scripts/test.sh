@@ -2,15 +2,16 @@
 # The one test command: installs what the tests need, then runs every test.
 #
 #   scripts/test.sh                 setup + PostgreSQL + S3 server + fmt/clippy + cargo test
-#                                   (both databases, both stores) + fuzz + release build +
+#                                   (both databases, both stores) + fuzz + optimized build +
 #                                   e2e, then the core e2e files again on PostgreSQL + S3
 #   scripts/test.sh --setup-only    only install system packages and the .venv
-#   scripts/test.sh --e2e-only      setup + release build + e2e (skips lints and cargo test)
+#   scripts/test.sh --e2e-only      setup + optimized build + e2e (skips lints and cargo test)
 #   scripts/test.sh -- ARGS...      extra arguments for pytest (e.g. -- -k whoami -x, or
 #                                   -- tests/e2e/test_git.py to run only that file)
 #
 # Env: TROVE_BIN overrides the server binary used by the e2e tests
-#      (default: $CARGO_TARGET_DIR/release/trove, or target/release/trove, built here).
+#      (default: $CARGO_TARGET_DIR/e2e/trove, or target/e2e/trove, built here with the `e2e`
+#      profile of Cargo.toml: release's optimisation without its link-time step).
 #      TROVE_FUZZ_SECONDS: seconds per fuzz target (default 20; 0 skips the stage).
 #      Exported for the tests: TROVE_TEST_POSTGRES_URL, TROVE_E2E_POSTGRES_URL (a throwaway
 #      cluster started here), TROVE_TEST_S3_URL + AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (a
@@ -337,28 +338,28 @@ stop_postgres() {
 }
 
 # 4a. The server binary the e2e tests run.
-build_release() {
+build_server() {
     if [[ -n "${TROVE_BIN:-}" ]]; then
-        log "using TROVE_BIN=$TROVE_BIN (no release build)"
+        log "using TROVE_BIN=$TROVE_BIN (no build)"
         if [[ -x "$TROVE_BIN" ]]; then record "server binary" "ok ($TROVE_BIN)"; return 0; fi
         record "server binary" "FAIL (TROVE_BIN not executable)"
         return 1
     fi
-    log "cargo build --release $(cargo_locked_flag)"
+    log "cargo build --profile e2e $(cargo_locked_flag)"
     # shellcheck disable=SC2046
-    if (cd "$ROOT" && cargo build --release $(cargo_locked_flag)); then
+    if (cd "$ROOT" && cargo build --profile e2e -p trove $(cargo_locked_flag)); then
         local target="${CARGO_TARGET_DIR:-$ROOT/target}"
         [[ "$target" == /* ]] || target="$ROOT/$target"   # cargo ran from $ROOT
-        local built="$target/release/trove"
+        local built="$target/e2e/trove"
         if [[ -x "$built" ]]; then
             export TROVE_BIN="$built"
-            record "cargo build --release" "ok"
+            record "cargo build --profile e2e" "ok"
             return 0
         fi
-        record "cargo build --release" "FAIL (no $built)"
+        record "cargo build --profile e2e" "FAIL (no $built)"
         return 1
     fi
-    record "cargo build --release" "FAIL"
+    record "cargo build --profile e2e" "FAIL"
     return 1
 }
 
@@ -517,7 +518,7 @@ main() {
     else
         record "cargo test" "skipped (--e2e-only)"
     fi
-    if build_release; then
+    if build_server; then
         run_e2e
         run_e2e_scale
     else
