@@ -14,6 +14,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -146,6 +147,75 @@ def postgres_database_for(base_dir: Path) -> str | None:
     base_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(url)
     return url
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1 to a server the hub depends on (the S3 server, PostgreSQL) that
+    a test can freeze or cut. Frozen, it accepts connections and reads requests but forwards
+    nothing either way, as a server behind a hung load balancer would; closed, its connections
+    are reset and new ones refused, as a stopped server's are. With no upstream it only ever
+    holds."""
+
+    def __init__(self, upstream: tuple[str, int] | None):
+        self.upstream = upstream
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.closing = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closing.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                continue
+            self.sockets.append(client)
+            if self.upstream is None:
+                continue
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            self.sockets.append(server)
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        src.settimeout(0.2)
+        while not self.closing.is_set():
+            try:
+                data = src.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            # Bounded: the relay closes within the test's own bounds.
+            while not self.flowing.wait(0.2):
+                if self.closing.is_set():
+                    return
+            try:
+                dst.sendall(data)
+            except OSError:
+                break
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.closing.set()
+        self.flowing.set()
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
 
 
 class TroveServer:

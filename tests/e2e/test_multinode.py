@@ -26,7 +26,7 @@ import hf_xet
 import httpx
 import pytest
 
-from conftest import (RESULT_MARK, Client, Hub, TroveServer, b64, clean_env, make_client, ndjson, unique,
+from conftest import (RESULT_MARK, Client, Hub, Relay, TroveServer, b64, clean_env, make_client, ndjson, unique,
                       wait_in_log)
 
 pytestmark = pytest.mark.skipif(
@@ -642,62 +642,6 @@ def _psql(url: str, sql: str) -> None:
                    check=True, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
 
 
-class DatabaseLink:
-    """A TCP relay between one node and PostgreSQL that the test can cut: the database gone
-    for that node — its connections reset, new ones refused — while the other nodes keep it."""
-
-    def __init__(self, upstream: tuple[str, int]):
-        self.upstream = upstream
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.lock = threading.Lock()
-        self.sockets: list[socket.socket] = []
-        self.cut_off = False
-        threading.Thread(target=self._accept, name="db-link", daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-                server = socket.create_connection(self.upstream, timeout=10)
-                server.settimeout(None)
-            except OSError:
-                with self.lock:
-                    if self.cut_off:
-                        return
-                continue
-            with self.lock:
-                if self.cut_off:
-                    client.close()
-                    server.close()
-                    return
-                self.sockets += [client, server]
-            for src, dst in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
-
-    def cut(self) -> None:
-        with self.lock:
-            self.cut_off = True
-            with contextlib.suppress(OSError):
-                self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept
-            self.listener.close()
-            for s in self.sockets:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-
-
 # The stop's hand-over through the database is bounded by 5 s (cli/serve.rs, HAND_OVER_BUDGET);
 # unbounded, each of its six calls waited for the pool's 10 s connect timeout.
 EXIT_WITHOUT_DATABASE_S = 20
@@ -709,13 +653,13 @@ def test_a_node_whose_database_is_gone_answers_503_and_exits_in_bounded_time_on_
     its leases over (they expire on their own) but exits within its budget instead of waiting
     on the database call by call."""
     url = urlsplit(a.database_url)
-    link = DatabaseLink((url.hostname or "127.0.0.1", url.port or 5432))
+    link = Relay((url.hostname or "127.0.0.1", url.port or 5432))
     credentials = url.netloc.rpartition("@")[0]
     through_link = url._replace(netloc=f"{credentials}@127.0.0.1:{link.port}").geturl()
     node = cluster.start_node("node-nodb", [f"TROVE_DATABASE={through_link}"])
     try:
         assert httpx.get(f"{node.url}/readyz", timeout=10).status_code == 200
-        link.cut()
+        link.close()
         r = httpx.post(f"{node.url}/api/repos/create", json={"type": "model", "name": unique("mn-nodb")},
                        headers={"authorization": f"Bearer {a.admin_token}"}, timeout=60)
         assert r.status_code == 503, (r.status_code, r.text[:300])
@@ -729,7 +673,7 @@ def test_a_node_whose_database_is_gone_answers_503_and_exits_in_bounded_time_on_
         assert code == 0, node.log_tail()
         assert "the database did not answer in time" in node.log_path.read_text(errors="replace")
     finally:
-        link.cut()
+        link.close()
         node.stop()
 
 

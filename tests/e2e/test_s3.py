@@ -6,9 +6,7 @@ own access check. Skipped in the embedded mode."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,7 +15,7 @@ import pytest
 
 import httpx
 
-from conftest import TroveServer, clean_env, make_client, ndjson, sha256_bytes, trove_binary, unique
+from conftest import Relay, TroveServer, clean_env, make_client, ndjson, sha256_bytes, trove_binary, unique
 from test_database import closed_port
 from test_storage import DOWNLOAD, UPLOAD
 
@@ -39,73 +37,6 @@ def serve_until_exit(tmp_path: Path, env_changes: dict[str, str]) -> subprocess.
     data.mkdir(parents=True, exist_ok=True)
     return subprocess.run([str(trove_binary()), "serve", "--data-dir", str(data), "--listen", "127.0.0.1:0"],
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=env)
-
-
-class Relay:
-    """A TCP relay on 127.0.0.1 to the S3 server that can be frozen: while frozen it accepts
-    connections and reads requests but forwards nothing either way, as a bucket behind a
-    hung load balancer or a stopped server would. With no upstream it only ever holds."""
-
-    def __init__(self, upstream: tuple[str, int] | None):
-        self.upstream = upstream
-        self.flowing = threading.Event()
-        self.flowing.set()
-        self.closing = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closing.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                continue
-            self.sockets.append(client)
-            if self.upstream is None:
-                continue
-            try:
-                server = socket.create_connection(self.upstream, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            self.sockets.append(server)
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        src.settimeout(0.2)
-        while not self.closing.is_set():
-            try:
-                data = src.recv(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            if not data:
-                break
-            # Bounded: the relay closes within the test's own bounds.
-            while not self.flowing.wait(0.2):
-                if self.closing.is_set():
-                    return
-            try:
-                dst.sendall(data)
-            except OSError:
-                break
-        for sock in (src, dst):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.closing.set()
-        self.flowing.set()
-        self.listener.close()
-        for sock in self.sockets:
-            sock.close()
 
 
 def s3_endpoint() -> tuple[str, int]:
@@ -161,6 +92,42 @@ def test_readyz_says_503_within_its_bound_while_the_bucket_hangs(tmp_path):
         assert (r.status_code, r.text) == (200, "ready")
     finally:
         relay.flowing.set()
+        server.stop()
+        relay.close()
+
+
+def test_an_upload_while_the_bucket_is_down_answers_503_and_keeps_nothing(tmp_path):
+    """A running node whose S3 server goes away (connections reset, new ones refused): an LFS
+    upload gets 503 with `Retry-After` and a message saying the storage is not answering (not a
+    bare 500), and the object is not there for a download."""
+    relay = Relay(s3_endpoint())
+    storage = with_query(S3_URL.partition("?")[0].rstrip("/") + "/" + unique("down") + "?"
+                         + S3_URL.partition("?")[2], endpoint=f"http://127.0.0.1:{relay.port}")
+    server = TroveServer("trove-s3-down", tmp_path / "srv", {"TROVE_STORAGE": storage})
+    server.start()
+    try:
+        auth = {"authorization": f"Bearer {server.admin_token}"}
+        repo = "admin/" + unique("s3-down")
+        r = httpx.post(f"{server.url}/api/repos/create", json={"type": "model", "name": repo.split("/")[1]},
+                       headers=auth, timeout=30)
+        assert r.status_code == 200, r.text
+        data = os.urandom(3 * 1024 * 1024)
+        oid = sha256_bytes(data)
+        lfs = {**auth, "accept": "application/vnd.git-lfs+json"}
+        batch = {"transfers": ["basic"], "objects": [{"oid": oid, "size": len(data)}]}
+        r = httpx.post(f"{server.url}/{repo}.git/info/lfs/objects/batch", json={"operation": "upload", **batch},
+                       headers=lfs, timeout=30)
+        assert r.status_code == 200, r.text
+        upload = r.json()["objects"][0]["actions"]["upload"]
+        relay.close()
+        r = httpx.put(upload["href"], content=data, headers=upload.get("header", {}), timeout=120)
+        assert r.status_code == 503, (r.status_code, r.headers.get("x-error-message"), r.text[:300])
+        assert r.headers.get("retry-after") == "5"
+        assert "storage service is not answering" in r.headers.get("x-error-message", ""), r.headers
+        r = httpx.post(f"{server.url}/{repo}.git/info/lfs/objects/batch", json={"operation": "download", **batch},
+                       headers=lfs, timeout=30)
+        assert r.status_code == 200 and "error" in r.json()["objects"][0], r.text[:300]
+    finally:
         server.stop()
         relay.close()
 

@@ -72,6 +72,15 @@ pub enum StoreError {
         message: String,
     },
 
+    /// The object store could not be reached: no connection, the connection lost, or no
+    /// answer in time (after object_store's own retries). Retrying later may work.
+    #[error("object store {op} {key}: unreachable: {message}")]
+    Unreachable {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+
     /// The filesystem failed; a server fault, never the client's.
     #[error("I/O error on {}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },

@@ -234,11 +234,40 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn backend(op: &'static str, key: &Key) -> impl FnOnce(object_store::Error) -> StoreError {
     let key = key.to_string();
-    move |e| StoreError::Backend {
-        op,
-        key,
-        message: e.to_string(),
+    move |e| {
+        let message = e.to_string();
+        if unreachable(&e) {
+            StoreError::Unreachable { op, key, message }
+        } else {
+            StoreError::Backend { op, key, message }
+        }
     }
+}
+
+/// Whether `err` failed in transport (connecting, the request cut off, no answer in time)
+/// rather than with an answer of the store: its chain of causes holds object_store's
+/// `HttpError` of such a kind. A status from the store (403, 500…) is not an outage we can
+/// tell apart here (object_store keeps the status in a type of its own, not public).
+fn unreachable(err: &object_store::Error) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    // Bounded: error chains are a few links long.
+    for _ in 0..16 {
+        let Some(current) = cause else {
+            return false;
+        };
+        if let Some(http) = current.downcast_ref::<HttpError>() {
+            return matches!(
+                http.kind(),
+                HttpErrorKind::Connect
+                    | HttpErrorKind::Request
+                    | HttpErrorKind::Timeout
+                    | HttpErrorKind::Interrupted
+            );
+        }
+        cause = current.source();
+    }
+    false
 }
 
 /// `bytes` as whole MiB permits of [`S3Store::publish_memory`], at least one.
@@ -359,7 +388,7 @@ impl S3Store {
         self.staging.probe().await?;
         match tokio::time::timeout(PROBE_TIMEOUT, self.probe_bucket()).await {
             Ok(probed) => probed,
-            Err(_elapsed) => Err(StoreError::Backend {
+            Err(_elapsed) => Err(StoreError::Unreachable {
                 op: "probe",
                 key: self.key("probe/").to_string(),
                 message: format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),

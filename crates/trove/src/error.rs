@@ -272,6 +272,9 @@ enum Outage {
     Database,
     /// A disk (or a quota) the server writes to is full: 507, until someone frees space.
     StorageFull,
+    /// The object store (S3) could not be reached (`StoreError::Unreachable`): 503, retry
+    /// later.
+    ObjectStore,
 }
 
 impl Outage {
@@ -279,6 +282,11 @@ impl Outage {
     /// database and I/O errors in their own context).
     fn behind(err: &anyhow::Error) -> Option<Outage> {
         err.chain().find_map(|cause| {
+            if let Some(trove_store::StoreError::Unreachable { .. }) =
+                cause.downcast_ref::<trove_store::StoreError>()
+            {
+                return Some(Outage::ObjectStore);
+            }
             if let Some(db) = cause.downcast_ref::<trove_db::DbError>() {
                 if db.is_storage_full() {
                     return Some(Outage::StorageFull);
@@ -296,7 +304,7 @@ impl Outage {
 
     fn status(self) -> StatusCode {
         match self {
-            Outage::Database => StatusCode::SERVICE_UNAVAILABLE,
+            Outage::Database | Outage::ObjectStore => StatusCode::SERVICE_UNAVAILABLE,
             Outage::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
@@ -304,6 +312,7 @@ impl Outage {
     fn message(self) -> &'static str {
         match self {
             Outage::Database => "The database is not answering; retry in a few seconds",
+            Outage::ObjectStore => "The storage service is not answering; retry in a few seconds",
             Outage::StorageFull => {
                 "The server's storage is full; nothing was saved. Its administrator must free space"
             }
@@ -313,7 +322,7 @@ impl Outage {
     /// `Retry-After` for an outage that passes by itself.
     fn retry_after_secs(self) -> Option<u64> {
         match self {
-            Outage::Database => Some(5),
+            Outage::Database | Outage::ObjectStore => Some(5),
             Outage::StorageFull => None,
         }
     }
@@ -796,6 +805,31 @@ mod tests {
         let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
         assert_eq!(
             ApiError::internal(denied).into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn an_object_store_out_of_reach_is_503_and_one_that_refuses_is_500() {
+        let unreachable = trove_store::StoreError::Unreachable {
+            op: "put",
+            key: "xorbs/ab".into(),
+            message: "connection refused".into(),
+        };
+        let resp = ApiError::from(unreachable).into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(header(&resp, "retry-after").as_deref(), Some("5"));
+        assert_eq!(
+            header(&resp, "x-error-message").as_deref(),
+            Some(super::Outage::ObjectStore.message())
+        );
+        let refused = trove_store::StoreError::Backend {
+            op: "put",
+            key: "xorbs/ab".into(),
+            message: "403 Forbidden".into(),
+        };
+        assert_eq!(
+            ApiError::from(refused).into_response().status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
     }

@@ -306,6 +306,9 @@ struct Packed {
 enum Readying {
     Pending(JoinHandle<Result<ReadyXorb, StoreError>>),
     Done(ReadyXorb),
+    /// Waited for, and it failed (its error went to the caller): its handle is spent and
+    /// must not be polled again.
+    Failed,
 }
 
 struct FullXorb {
@@ -661,8 +664,11 @@ impl Stage {
                 break;
             }
             if let Readying::Pending(job) = &mut full.ready {
-                let ready = self.handle.block_on(job)??;
-                full.ready = Readying::Done(ready);
+                let outcome = self.handle.block_on(job);
+                // The handle is spent whatever came of it: a failure leaves `Failed` behind
+                // for `discard`, which would otherwise wait on it again (and panic).
+                full.ready = Readying::Failed;
+                full.ready = Readying::Done(outcome??);
                 n -= 1;
             }
         }
@@ -691,7 +697,7 @@ impl Stage {
                     index: full.index,
                     ready,
                 }),
-                Readying::Pending(_) => {
+                Readying::Pending(_) | Readying::Failed => {
                     return Err(ApiError::internal(anyhow::anyhow!(
                         "a xorb was not made durable"
                     )));
