@@ -45,6 +45,17 @@ def s3_endpoint() -> tuple[str, int]:
     return endpoint.hostname or "127.0.0.1", endpoint.port or 80
 
 
+def start_through_relay(tmp_path: Path, name: str) -> tuple[Relay, TroveServer]:
+    """A server on a prefix of its own whose bucket it reaches through a relay the test can
+    freeze or close."""
+    relay = Relay(s3_endpoint())
+    storage = with_query(S3_URL.partition("?")[0].rstrip("/") + "/" + unique(name) + "?"
+                         + S3_URL.partition("?")[2], endpoint=f"http://127.0.0.1:{relay.port}")
+    server = TroveServer(f"trove-s3-{name}", tmp_path / "srv", {"TROVE_STORAGE": storage})
+    server.start()
+    return relay, server
+
+
 def test_a_bucket_that_never_answers_stops_the_start_within_the_probe_bound(tmp_path):
     """An endpoint that accepts connections and never replies (a hung server or balancer):
     the start fails within the probe's bound (10 s) with a line that says so, not after the
@@ -71,11 +82,7 @@ def test_readyz_says_503_within_its_bound_while_the_bucket_hangs(tmp_path):
     """A running node whose bucket stops answering: `/readyz` answers 503 naming the store
     within the probe's bound (the balancer's check must not hang), liveness stays ok, and it
     is ready again once the bucket answers."""
-    relay = Relay(s3_endpoint())
-    storage = with_query(S3_URL.partition("?")[0].rstrip("/") + "/" + unique("hang") + "?"
-                         + S3_URL.partition("?")[2], endpoint=f"http://127.0.0.1:{relay.port}")
-    server = TroveServer("trove-s3-hang", tmp_path / "srv", {"TROVE_STORAGE": storage})
-    server.start()
+    relay, server = start_through_relay(tmp_path, "hang")
     try:
         r = httpx.get(f"{server.url}/readyz", timeout=30)
         assert (r.status_code, r.text) == (200, "ready")
@@ -100,11 +107,7 @@ def test_an_upload_while_the_bucket_is_down_answers_503_and_keeps_nothing(tmp_pa
     """A running node whose S3 server goes away (connections reset, new ones refused): an LFS
     upload gets 503 with `Retry-After` and a message saying the storage is not answering (not a
     bare 500), and the object is not there for a download."""
-    relay = Relay(s3_endpoint())
-    storage = with_query(S3_URL.partition("?")[0].rstrip("/") + "/" + unique("down") + "?"
-                         + S3_URL.partition("?")[2], endpoint=f"http://127.0.0.1:{relay.port}")
-    server = TroveServer("trove-s3-down", tmp_path / "srv", {"TROVE_STORAGE": storage})
-    server.start()
+    relay, server = start_through_relay(tmp_path, "down")
     try:
         auth = {"authorization": f"Bearer {server.admin_token}"}
         repo = "admin/" + unique("s3-down")
