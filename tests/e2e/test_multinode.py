@@ -665,6 +665,8 @@ def test_a_node_whose_database_is_gone_answers_503_and_exits_in_bounded_time_on_
         assert r.status_code == 503, (r.status_code, r.text[:300])
         assert r.headers.get("retry-after") == "5"
         assert "database is not answering" in r.headers.get("x-error-message", ""), r.headers
+        r = httpx.get(f"{node.url}/readyz", timeout=60)
+        assert (r.status_code, r.text) == (503, "not ready: database"), (r.status_code, r.text)
         started = time.monotonic()
         node.proc.send_signal(signal.SIGTERM)
         code = node.proc.wait(timeout=60)
