@@ -38,13 +38,19 @@ pub enum DbError {
 }
 
 impl DbError {
-    /// Whether the database could not be reached rather than refused the operation: no
-    /// connection within the pool's timeout, a connection lost (I/O, TLS), or the server
-    /// shutting down, starting up or out of connections (PostgreSQL's SQLSTATE classes 08 and
-    /// 57P, and 53300). Retrying later may work: the API answers 503, not 500.
+    /// Whether the database could not be reached, or not in time, rather than refused the
+    /// operation: no connection within the pool's timeout, a connection lost (I/O, TLS),
+    /// PostgreSQL shutting down, starting up or out of connections (SQLSTATE classes 08 and
+    /// 57P, and 53300), or SQLite's lock not had within the busy timeout (`SQLITE_BUSY`,
+    /// `SQLITE_LOCKED`: another process — the admin CLI — holds the write lock). Retrying
+    /// later may work: the API answers 503, not 500.
     pub fn is_unavailable(&self) -> bool {
         match self {
             DbError::Sqlx(err) => sqlx_unavailable(err),
+            DbError::Reader(rusqlite::Error::SqliteFailure(failure, _)) => matches!(
+                failure.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
             _ => false,
         }
     }
@@ -53,9 +59,11 @@ impl DbError {
     /// `disk_full` (53100), or the system's own error for it.
     pub fn is_storage_full(&self) -> bool {
         match self {
-            DbError::Sqlx(sqlx::Error::Database(db_err)) => {
-                matches!(db_err.code().as_deref(), Some("13" | "53100"))
-            }
+            DbError::Sqlx(sqlx::Error::Database(db_err)) => match backend_code(db_err.as_ref()) {
+                Some(Code::Sqlite(code)) => code == SQLITE_FULL,
+                Some(Code::Postgres(state)) => state == "53100",
+                None => false,
+            },
             DbError::Sqlx(sqlx::Error::Io(io)) => storage_full_io(io),
             DbError::Reader(rusqlite::Error::SqliteFailure(failure, _)) => {
                 failure.code == rusqlite::ErrorCode::DiskFull
@@ -63,6 +71,30 @@ impl DbError {
             _ => false,
         }
     }
+}
+
+// SQLite's primary result codes (an extended code carries one in its low byte).
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
+const SQLITE_FULL: i32 = 13;
+
+/// A database error's code, read as its backend writes it.
+enum Code {
+    /// SQLite's primary result code.
+    Sqlite(i32),
+    /// PostgreSQL's SQLSTATE.
+    Postgres(String),
+}
+
+fn backend_code(err: &dyn sqlx::error::DatabaseError) -> Option<Code> {
+    let code = err.code()?;
+    if err
+        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+        .is_some()
+    {
+        return code.parse::<i32>().ok().map(|c| Code::Sqlite(c & 0xff));
+    }
+    Some(Code::Postgres(code.into_owned()))
 }
 
 fn storage_full_io(err: &std::io::Error) -> bool {
@@ -78,9 +110,13 @@ fn sqlx_unavailable(err: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(db_err) => db_err.code().is_some_and(|code| {
-            code.starts_with("08") || code.starts_with("57P") || code == "53300"
-        }),
+        sqlx::Error::Database(db_err) => match backend_code(db_err.as_ref()) {
+            Some(Code::Sqlite(code)) => code == SQLITE_BUSY || code == SQLITE_LOCKED,
+            Some(Code::Postgres(state)) => {
+                state.starts_with("08") || state.starts_with("57P") || state == "53300"
+            }
+            None => false,
+        },
         _ => false,
     }
 }
@@ -119,6 +155,40 @@ mod tests {
         assert!(!DbError::Sqlx(sqlx::Error::RowNotFound).is_unavailable());
         assert!(!DbError::NotFound { what: "repo" }.is_unavailable());
         assert!(!DbError::Conflict { what: "repo" }.is_unavailable());
+    }
+
+    /// A real "database is locked": one connection holds SQLite's write lock, another with
+    /// no busy timeout writes.
+    #[tokio::test]
+    async fn a_sqlite_write_lock_not_had_in_time_is_unavailable() {
+        use sqlx::ConnectOptions;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("db.sqlite"))
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::ZERO);
+        let mut holder = options.connect().await.expect("connect");
+        let mut other = options.connect().await.expect("connect");
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&mut holder)
+            .await
+            .expect("create");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut holder)
+            .await
+            .expect("lock");
+        let err = sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut other)
+            .await
+            .expect_err("locked");
+        let err = DbError::Sqlx(err);
+        assert!(err.is_unavailable(), "{err:?}");
+        assert!(!err.is_storage_full());
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(DbError::Reader(busy).is_unavailable());
     }
 
     #[test]
