@@ -182,8 +182,8 @@ impl ApiError {
         ApiError::Internal(err.into())
     }
 
-    /// What the client reads: the error's own text, but for an internal error caused by a
-    /// database out of reach (503), what to do about it.
+    /// What the client reads: the error's own text, but for an internal error caused by an
+    /// outage of the server's surroundings ([`Outage`]), what to do about it.
     fn public_message(&self) -> String {
         match self {
             ApiError::Internal(err) => match Outage::behind(err) {
