@@ -31,6 +31,8 @@ pub struct Credential {
     pub role: TokenRole,
     /// Fine-grained tokens only.
     pub scopes: Vec<TokenScope>,
+    /// When the token stops working (Unix milliseconds); `None`: never, or not a token.
+    pub expires_at_ms: Option<i64>,
 }
 
 impl Credential {
@@ -41,11 +43,15 @@ impl Credential {
             name: name.to_owned(),
             role: TokenRole::Write,
             scopes: Vec::new(),
+            expires_at_ms: None,
         }
     }
 }
 
 /// The authenticated party of a request.
+// One per request, moved along with it, never held in bulk: the room an anonymous caller
+// leaves unused costs less than a box for every signed-in one.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Caller {
     Anonymous,
@@ -185,6 +191,19 @@ pub(crate) async fn caller_and_repo(
     Ok((caller, row))
 }
 
+/// Records that token `token_id` was used at `now` (`now_ms`): in the database, off the
+/// request's path, at most once a minute per token (`throttle::AuthRuntime::should_touch`).
+pub fn note_token_use(state: &Context, token_id: i64, now: Instant, now_ms: i64) {
+    if state.auth.should_touch(token_id, now) {
+        let db = state.db.clone();
+        tokio::spawn(async move {
+            if let Err(e) = db.touch_token(token_id, now_ms).await {
+                tracing::debug!(error = %e, token.id = token_id, "could not record token use");
+            }
+        });
+    }
+}
+
 /// Where a request's access-log line learns who asked: the router puts an empty slot in
 /// each request and the `Caller` extractor fills it with the user's name once identified
 /// (never with a credential).
@@ -246,19 +265,13 @@ async fn identify(
                 }
             };
             let crate::throttle::token_cache::Resolved { token, user, orgs } = resolved;
-            if state.auth.should_touch(token.id, now) {
-                let db = state.db.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = db.touch_token(token.id, now_ms).await {
-                        tracing::debug!(error = %e, token.id = token.id, "could not record token use");
-                    }
-                });
-            }
+            note_token_use(state, token.id, now, now_ms);
             let credential = Credential {
                 token_id: Some(token.id),
                 name: token.name,
                 role: token.role,
                 scopes: token.scopes,
+                expires_at_ms: token.expires_at_ms,
             };
             let caller = Caller::User {
                 user,

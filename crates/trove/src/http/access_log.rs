@@ -84,19 +84,46 @@ struct Line {
 
 impl Line {
     fn write(self, bytes: u64, complete: bool) {
-        tracing::info!(
-            target: TARGET,
-            method = %self.method,
-            path = %self.path,
-            status = self.status,
-            size_bytes = bytes,
-            duration_ms = self.started.elapsed().as_millis() as u64,
-            user = self.slot.user().unwrap_or("-"),
-            request_id = %self.request_id.to_str().unwrap_or(""),
+        let user = self.slot.user();
+        write_line(
+            &self.method,
+            &self.path,
+            self.status,
+            bytes,
+            self.started,
+            user,
+            &self.request_id,
             complete,
-            "request"
         );
     }
+}
+
+/// Writes one request's line (with the access log on: the caller asks
+/// [`crate::config::LogConfig`]'s `access`): `bytes` of the body sent, `complete` unless the
+/// client went away first.
+#[allow(clippy::too_many_arguments)]
+pub fn write_line(
+    method: &Method,
+    path: &str,
+    status: u16,
+    bytes: u64,
+    started: Instant,
+    user: Option<&str>,
+    request_id: &HeaderValue,
+    complete: bool,
+) {
+    tracing::info!(
+        target: TARGET,
+        method = %method,
+        path = %path,
+        status = status,
+        size_bytes = bytes,
+        duration_ms = started.elapsed().as_millis() as u64,
+        user = user.unwrap_or("-"),
+        request_id = %request_id.to_str().unwrap_or(""),
+        complete,
+        "request"
+    );
 }
 
 /// A response body that counts what it yields and writes the line at its end, or when

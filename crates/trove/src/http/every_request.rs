@@ -57,6 +57,13 @@ pub struct EveryRequest<S> {
     inner: S,
 }
 
+impl<S> EveryRequest<S> {
+    /// The application state the requests are served with.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+}
+
 impl<S> tower::Service<Request> for EveryRequest<S>
 where
     S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
@@ -87,7 +94,7 @@ async fn serve<S>(state: AppState, mut inner: S, mut request: Request) -> Respon
 where
     S: tower::Service<Request, Response = Response, Error = Infallible>,
 {
-    let id = request_id::choose(&request);
+    let id = request_id::choose(request.headers());
     request.extensions_mut().insert(RequestId(id.clone()));
     let access = access_log::begin(&state, &mut request);
     let method = request.method().clone();

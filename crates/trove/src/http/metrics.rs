@@ -1,4 +1,5 @@
-//! `GET /metrics`: the chunk store's figures, and how inference ran single-input requests,
+//! `GET /metrics`: the chunk store's figures, how inference ran single-input requests, and
+//! how many downloads were answered again from the answer cache (`throttle::answer_cache`),
 //! in the Prometheus text format (version 0.0.4).
 //! Readable by a site administrator's token, or by the scraper token of `[metrics] token`
 //! in trove.toml (compared by digest; it grants nothing else).
@@ -26,6 +27,14 @@ pub async fn metrics(State(state): State<AppState>, mut parts: Parts) -> ApiResu
     let mut text = render(&figures);
     let (requests, runs) = state.inference.single_counts();
     render_inference(&mut text, requests, runs);
+    render_counters(
+        &mut text,
+        &[(
+            "trove_download_answers_reused_total",
+            "Downloads answered again from the answers kept for the same request, without the router.",
+            state.auth.answers.reused(),
+        )],
+    );
     Ok(([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], text).into_response())
 }
 
@@ -127,18 +136,26 @@ pub fn render(m: &StorageMetrics) -> String {
 /// Appends the inference counters: single-input requests run and the runs they took (fewer
 /// runs than requests: requests run together, `inference/batch.rs`).
 fn render_inference(out: &mut String, requests: u64, runs: u64) {
-    for (name, help, value) in [
-        (
-            "trove_inference_single_requests_total",
-            "Single-input encoder requests run.",
-            requests,
-        ),
-        (
-            "trove_inference_single_runs_total",
-            "Runs of the model that answered them (several requests waiting together run as one).",
-            runs,
-        ),
-    ] {
+    render_counters(
+        out,
+        &[
+            (
+                "trove_inference_single_requests_total",
+                "Single-input encoder requests run.",
+                requests,
+            ),
+            (
+                "trove_inference_single_runs_total",
+                "Runs of the model that answered them (several requests waiting together run as one).",
+                runs,
+            ),
+        ],
+    );
+}
+
+/// Appends counters: name, help and value each.
+fn render_counters(out: &mut String, counters: &[(&str, &str, u64)]) {
+    for (name, help, value) in counters {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"

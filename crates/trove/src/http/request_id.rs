@@ -1,21 +1,19 @@
 //! The id of each request: the client's own trace id when it sent one, else a fresh one;
 //! echoed as `X-Request-Id` and carried as a request extension for every log line.
 
-use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The request id of a request, as [`choose`] chose it.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub HeaderValue);
 
-/// The id of `request`: the client's own trace id when it sent one, else a fresh one. Every
+/// The id of the request with `headers`: the client's own trace id when it sent one, else a fresh one. Every
 /// response carries it as `X-Request-Id` (the client shows it in errors) and every log line
 /// of the request names it (`http::every_request`).
-pub fn choose(request: &Request) -> HeaderValue {
-    request
-        .headers()
+pub fn choose(headers: &HeaderMap) -> HeaderValue {
+    headers
         .get("x-amzn-trace-id")
-        .or_else(|| request.headers().get("x-request-id"))
+        .or_else(|| headers.get("x-request-id"))
         .cloned()
         .unwrap_or_else(|| {
             // Written into a buffer on the stack: the header value is the one allocation.

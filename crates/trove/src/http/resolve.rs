@@ -6,6 +6,7 @@
 //! blob exists their bytes are rebuilt from xorbs as they stream. A GET of a repository's
 //! designated file counts a download (`repos::listing::counts_as_download`).
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiPath, RepoAt};
 use crate::http::range;
@@ -14,12 +15,14 @@ use crate::repos::file_ranges::CanSendFiles;
 use crate::repos::listing::{count_download, counts_as_download};
 use crate::repos::{read_git, read_git_inline, resolve};
 use crate::state::AppState;
+use crate::throttle::answer_cache::{KeptBody, Reusable, TokenUse};
 use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
+use trove_db::TokenRole;
 use trove_git::EntryKind;
 use trove_types::{GitOid, Revision};
 use trove_xet::XetHash;
@@ -41,6 +44,7 @@ pub async fn serve(
     ApiPath(ResolvePath { rev, path }): ApiPath<ResolvePath>,
 ) -> ApiResult<Response> {
     repo.require_content(&caller)?;
+    let reuse = ReuseBasis::of(&repo, &caller);
     let counted = counts_as_download(repo.repo_type, &path);
     let get = method == Method::GET;
     // A file downloaded before: its revision found in the revision cache (or resolved from
@@ -131,7 +135,8 @@ pub async fn serve(
         known_lfs = Some(known);
     }
     if conditions.none_match(&etag) {
-        return Ok((StatusCode::NOT_MODIFIED, out).into_response());
+        let response = (StatusCode::NOT_MODIFIED, out).into_response();
+        return Ok(ReuseBasis::mark(reuse, response, KeptBody::Empty));
     }
     // Redirect mode: a cross-origin 302 to a presigned bucket URL, carrying the metadata the
     // client reads from a 3xx (X-Repo-Commit, X-Linked-Etag, X-Linked-Size, ETag).
@@ -160,7 +165,8 @@ pub async fn serve(
         header_value(&(end - start).to_string())?,
     );
     if method == Method::HEAD {
-        return Ok((status, out, Body::empty()).into_response());
+        let response = (status, out, Body::empty()).into_response();
+        return Ok(ReuseBasis::mark(reuse, response, KeptBody::Empty));
     }
     // One download = one GET of a designated file; a ranged GET past byte 0 continues one.
     if counted && start == 0 {
@@ -169,6 +175,22 @@ pub async fn serve(
     let in_memory = match blob_bytes {
         Some(bytes) => Some(bytes),
         None => small_lfs_file(&state, &file, known_lfs.as_ref()).await?,
+    };
+    // Bytes from memory are what the resolve cache holds by the file's id (kept there when
+    // read), so the same request asked again can be answered from there; one that counts a
+    // download goes the whole way every time.
+    let kept_body = match &file {
+        _ if in_memory.is_none() || (counted && start == 0) => None,
+        FileBytes::Blob { blob, .. } => Some(KeptBody::Blob {
+            blob: blob.clone(),
+            start,
+            end,
+        }),
+        FileBytes::Lfs { oid, .. } => Some(KeptBody::Lfs {
+            oid: oid.clone(),
+            start,
+            end,
+        }),
     };
     let opened = match in_memory {
         Some(bytes) => Some(content::Opened::blob(bytes, start, end)),
@@ -185,7 +207,68 @@ pub async fn serve(
             commit: Some(commit),
         });
     };
-    Ok(download_response(status, out, opened))
+    let response = download_response(status, out, opened);
+    Ok(match kept_body {
+        Some(body) => ReuseBasis::mark(reuse, response, body),
+        None => response,
+    })
+}
+
+/// What makes a download's answer reusable for the same request (`throttle::answer_cache`),
+/// known once the caller and the repository are: the epochs its lookups were made under, and
+/// a caller whose standing the epochs follow — no credential, or a token the token cache
+/// may keep (not fine-grained, not a web session's) — on a repository without a gate
+/// (whether the caller passed it is read every time). `None`: never reused.
+struct ReuseBasis {
+    epochs: trove_db::Epochs,
+    token: Option<TokenUse>,
+    user: Option<std::sync::Arc<str>>,
+}
+
+impl ReuseBasis {
+    fn of(repo: &crate::repos::RepoRef, caller: &Caller) -> Option<ReuseBasis> {
+        let epochs = repo.epochs?;
+        if repo.repo.gated.is_gated() {
+            return None;
+        }
+        let (token, user) = match caller {
+            Caller::Anonymous => (None, None),
+            Caller::User { user, token, .. } => {
+                if token.role == TokenRole::FineGrained {
+                    return None;
+                }
+                let id = token.token_id?;
+                let token = TokenUse {
+                    id,
+                    expires_at_ms: token.expires_at_ms,
+                };
+                (Some(token), Some(user.name.as_str().into()))
+            }
+        };
+        Some(ReuseBasis {
+            epochs,
+            token,
+            user,
+        })
+    }
+
+    /// `response` marked reusable with its body at `body`, when `basis` allows.
+    fn mark(basis: Option<ReuseBasis>, mut response: Response, body: KeptBody) -> Response {
+        if let Some(ReuseBasis {
+            epochs,
+            token,
+            user,
+        }) = basis
+        {
+            response.extensions_mut().insert(Reusable {
+                epochs,
+                token,
+                user,
+                body,
+            });
+        }
+        response
+    }
 }
 
 /// The commit `rev` names, the file at `path` in it and, for a GET of a regular file the

@@ -149,6 +149,20 @@ impl<K: Hash + Eq + Clone, V: Clone> EpochCache<K, V> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Whether a value is kept for `key`, fresh or not: a look before the epoch is read.
+    pub fn contains<Q>(&self, key: &Q) -> bool
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.lock().entries.contains_key(key)
+    }
+
+    /// Drops every value.
+    pub fn clear(&self) {
+        self.lock().entries.clear();
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Throttles shared by every request: the failed-authentication limiter, the
 //! anonymous validate-yaml budget and the token last-used throttle; and the caches that
-//! spare a request its lookups (`epoch_cache.rs`).
+//! spare a request its lookups (`epoch_cache.rs`), or its whole way (`answer_cache.rs`).
 
+pub mod answer_cache;
 pub mod epoch_cache;
 pub mod lfs_cache;
 pub mod ratelimit;
@@ -28,6 +29,8 @@ pub struct AuthRuntime {
     pub lfs_downloads: lfs_cache::LfsDownloadCache,
     /// What recently resolved revisions named (see `rev_cache.rs`).
     pub revisions: rev_cache::RevisionCache,
+    /// Whole download answers given lately (see `answer_cache.rs`).
+    pub answers: answer_cache::AnswerCache,
 }
 
 /// A token's last-used time is written at most this often.
@@ -51,6 +54,7 @@ impl AuthRuntime {
             repos: repo_cache::RepoRowCache::new(config.token_cache_ttl(shares_epochs)),
             lfs_downloads: lfs_cache::LfsDownloadCache::new(config.token_cache_ttl(shares_epochs)),
             revisions: rev_cache::RevisionCache::new(config.token_cache_ttl(shares_epochs)),
+            answers: answer_cache::AnswerCache::new(config.token_cache_ttl(shares_epochs)),
         }
     }
 

@@ -53,6 +53,7 @@ fn token(role: TokenRole) -> Credential {
         name: "t".into(),
         role,
         scopes: Vec::new(),
+        expires_at_ms: None,
     }
 }
 

@@ -17,6 +17,7 @@
 
 pub mod body;
 mod head;
+mod reuse;
 mod write;
 
 pub use head::HeadBudget;
@@ -194,8 +195,31 @@ impl Connection {
                 };
             let method = request.method().clone();
             let version = request.version();
+            // A request without a body may be one answered before (`reuse`).
+            let reuse_key = match incoming {
+                Incoming::Empty => reuse::key_of(app.state(), &request),
+                _ => None,
+            };
+            if let Some(found) = reuse_key
+                .as_deref()
+                .and_then(|k| reuse::find(app.state(), k))
+            {
+                let started = std::time::Instant::now();
+                let keep_alive = meta.keep_alive && !*stop.borrow();
+                let sent =
+                    reuse::answer(&mut tcp, app.state(), &request, found, keep_alive, started)
+                        .await;
+                match sent {
+                    Ok(write::Sent::KeepAlive) => continue,
+                    Ok(write::Sent::Close) => return,
+                    Err(e) => {
+                        tracing::debug!(error = %e, client.addr = %addr, "response cut short");
+                        return;
+                    }
+                }
+            }
             let mut reusable = true;
-            let response = match incoming {
+            let mut response = match incoming {
                 Incoming::Empty => route(&app, request.map(|()| Body::empty()), addr).await,
                 Incoming::Whole(bytes) => {
                     route(&app, request.map(|()| Body::from(bytes)), addr).await
@@ -216,6 +240,9 @@ impl Connection {
                     response
                 }
             };
+            if let Some(key) = reuse_key {
+                reuse::keep(app.state(), key, &mut response);
+            }
             let keep_alive = reusable && meta.keep_alive && !*stop.borrow();
             let sent = write::response(&mut tcp, &method, version, keep_alive, response).await;
             if !reusable {

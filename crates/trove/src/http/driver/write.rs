@@ -122,7 +122,7 @@ pub async fn response(
 }
 
 /// The `Date` of a response sent now, written once a second per thread.
-fn date_now() -> Option<HeaderValue> {
+pub(super) fn date_now() -> Option<HeaderValue> {
     thread_local! {
         static DATE: std::cell::RefCell<(u64, Option<HeaderValue>)> =
             const { std::cell::RefCell::new((u64::MAX, None)) };

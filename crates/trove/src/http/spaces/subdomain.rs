@@ -142,6 +142,7 @@ pub(super) async fn user_caller(state: &AppState, user_id: i64) -> ApiResult<Cal
             name: "space-access".into(),
             role: TokenRole::Read,
             scopes: Vec::new(),
+            expires_at_ms: None,
         },
         orgs,
     })

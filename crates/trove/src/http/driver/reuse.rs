@@ -1,0 +1,207 @@
+//! Download answers given again from the answer cache (`throttle::answer_cache`): a request
+//! the driver reads whole whose key — method, target and every header but those that cannot
+//! change the answer — names a kept answer still valid is answered here, without the router:
+//! the kept head with this response's own `Date`, `X-Request-Id` and `Connection`, the bytes
+//! from the resolve cache, the access line, and the token's use recorded, as the whole way
+//! would. Everything else goes the whole way, and an answer its handler marked reusable is
+//! kept on its way out ([`keep`]).
+
+use super::write::{self, Sent};
+use crate::auth::note_token_use;
+use crate::http::{access_log, request_id};
+use crate::state::AppState;
+use crate::throttle::answer_cache::{Kept, KeptBody, Reusable};
+use axum::response::Response;
+use bytes::{Buf, Bytes};
+use http::{HeaderName, Method, Request, StatusCode, Version, header};
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Request headers that cannot change a download's answer: left out of the key, so that a
+/// client's changing trace id or its connection's wishes do not make each request new.
+/// `X-Amzn-Trace-Id`/`X-Request-Id` name the request (its answer's `X-Request-Id` is made
+/// afresh), `Connection` is the driver's.
+const IGNORED: [HeaderName; 6] = [
+    header::USER_AGENT,
+    header::ACCEPT_ENCODING,
+    header::ACCEPT_LANGUAGE,
+    header::CONNECTION,
+    HeaderName::from_static("x-amzn-trace-id"),
+    HeaderName::from_static("x-request-id"),
+];
+
+/// Response headers made for each response, not kept.
+const PER_RESPONSE: [HeaderName; 3] = [header::DATE, request_id::HEADER, header::CONNECTION];
+
+/// The key of `request` in the answer cache: its method, version, target and every other
+/// header, in order; `None` for a request no kept answer may serve: not a `GET` or a `HEAD`,
+/// or one with a cookie (a web session is read from the database every time).
+pub fn key_of(state: &AppState, request: &Request<()>) -> Option<Box<[u8]>> {
+    let method = request.method();
+    if (method != Method::GET && method != Method::HEAD) || !state.auth.answers.is_on() {
+        return None;
+    }
+    let target = request.uri().path_and_query()?.as_str();
+    let mut key = Vec::with_capacity(target.len() + 256);
+    key.extend_from_slice(method.as_str().as_bytes());
+    key.extend_from_slice(match request.version() {
+        Version::HTTP_10 => b" 1.0 ",
+        _ => b" 1.1 ",
+    });
+    key.extend_from_slice(target.as_bytes());
+    key.push(b'\n');
+    for (name, value) in request.headers() {
+        if *name == header::COOKIE {
+            return None;
+        }
+        if IGNORED.contains(name) {
+            continue;
+        }
+        // Names hold no `:` and values no line break: the key is read back unambiguously.
+        key.extend_from_slice(name.as_str().as_bytes());
+        key.push(b':');
+        key.extend_from_slice(value.as_bytes());
+        key.push(b'\n');
+    }
+    Some(key.into_boxed_slice())
+}
+
+/// An answer found for a request, with its body's bytes.
+pub struct Found {
+    kept: Arc<Kept>,
+    body: Bytes,
+}
+
+/// The kept answer for `key` that may serve now, with its bytes — `None` when there is none,
+/// or the resolve cache no longer holds them.
+pub fn find(state: &AppState, key: &[u8]) -> Option<Found> {
+    let kept = state.auth.answers.get(
+        key,
+        || state.db.epochs(),
+        Instant::now(),
+        trove_db::unix_now_ms(),
+    )?;
+    let (bytes, start, end) = match &kept.body {
+        KeptBody::Empty => (Bytes::new(), 0, 0),
+        KeptBody::Blob { blob, start, end } => (state.resolve_cache.blob(blob)?, *start, *end),
+        KeptBody::Lfs { oid, start, end } => (state.resolve_cache.lfs(oid)?, *start, *end),
+    };
+    let range = usize::try_from(start).ok()?..usize::try_from(end).ok()?;
+    if range.start > range.end || range.end > bytes.len() {
+        return None;
+    }
+    let body = bytes.slice(range);
+    Some(Found { kept, body })
+}
+
+/// Answers `request` with `found` (begun at `started`); as `write::response` does, an error
+/// means the connection is unusable.
+pub async fn answer(
+    tcp: &mut TcpStream,
+    state: &AppState,
+    request: &Request<()>,
+    found: Found,
+    keep_alive: bool,
+    started: Instant,
+) -> io::Result<Sent> {
+    let Found { kept, body } = found;
+    state.auth.answers.note_reused();
+    if let Some(token) = kept.token {
+        note_token_use(state, token.id, Instant::now(), trove_db::unix_now_ms());
+    }
+    let id = request_id::choose(request.headers());
+    let status = kept.status;
+    let mut head = Vec::with_capacity(kept.head.len() + 160);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(status.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    head.extend_from_slice(&kept.head);
+    if let Some(date) = write::date_now() {
+        line(&mut head, header::DATE.as_str(), date.as_bytes());
+    }
+    line(&mut head, request_id::HEADER.as_str(), id.as_bytes());
+    match (keep_alive, request.version()) {
+        (false, _) => line(&mut head, "connection", b"close"),
+        (true, Version::HTTP_10) => line(&mut head, "connection", b"keep-alive"),
+        (true, _) => {}
+    }
+    head.extend_from_slice(b"\r\n");
+    let sending = *request.method() == Method::GET && status != StatusCode::NOT_MODIFIED;
+    let sent = match sending && !body.is_empty() {
+        true => {
+            let len = body.len() as u64;
+            tcp.write_all_buf(&mut head.as_slice().chain(body))
+                .await
+                .map(|()| len)
+        }
+        false => tcp.write_all(&head).await.map(|()| 0),
+    };
+    if state.config.log.access {
+        access_log::write_line(
+            request.method(),
+            request.uri().path(),
+            status.as_u16(),
+            *sent.as_ref().unwrap_or(&0),
+            started,
+            kept.user.as_deref(),
+            &id,
+            sent.is_ok(),
+        );
+    }
+    sent?;
+    Ok(match keep_alive {
+        true => Sent::KeepAlive,
+        false => Sent::Close,
+    })
+}
+
+fn line(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+    head.extend_from_slice(name.as_bytes());
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
+}
+
+/// Keeps `response`'s answer under `key` when its handler marked it [`Reusable`] and it is a
+/// success or a `304` whose headers are whole (the mark is taken off either way).
+pub fn keep(state: &AppState, key: Box<[u8]>, response: &mut Response) {
+    let Some(reusable) = response.extensions_mut().remove::<Reusable>() else {
+        return;
+    };
+    let status = response.status();
+    let headers = response.headers();
+    if !(status == StatusCode::OK
+        || status == StatusCode::PARTIAL_CONTENT
+        || status == StatusCode::NOT_MODIFIED)
+        || headers.contains_key(header::CONNECTION)
+        || headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        return;
+    }
+    let mut head = Vec::with_capacity(512);
+    for (name, value) in headers {
+        if PER_RESPONSE.contains(name) {
+            continue;
+        }
+        line(&mut head, name.as_str(), value.as_bytes());
+    }
+    let Reusable {
+        epochs,
+        token,
+        user,
+        body,
+    } = reusable;
+    let kept = Kept {
+        status,
+        head: Bytes::from(head),
+        token,
+        user,
+        body,
+    };
+    state.auth.answers.put(key, epochs, kept, Instant::now());
+}
