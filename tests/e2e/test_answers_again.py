@@ -8,6 +8,7 @@ whole way."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -77,6 +78,28 @@ def test_an_answer_given_again_is_the_same_but_for_its_id_and_date(hub, trove):
         time.sleep(0.1)
     assert "status=200" in line and "size_bytes=5000" in line and f"path=/{repo}/resolve/main/w.txt" in line, line
     assert 'user="admin"' in line and "complete=true" in line, line
+
+
+def test_the_real_client_s_downloads_are_answered_again(client, hub, trove, tmp_path):
+    """`hf_hub_download` asks HEAD then GET, each with a fresh trace id: the second download of
+    a file is answered from what the first one left."""
+    repo = hub.create_repo("again-client")
+    data = os.urandom(3000)
+    hub.commit_files(repo, {"w.txt": data})
+    before = reused(trove)
+    run = client.py("""
+import hashlib
+from huggingface_hub import hf_hub_download
+digests = []
+for _ in range(3):
+    path = hf_hub_download(ARGS["repo"], "w.txt", force_download=True, cache_dir=ARGS["cache"])
+    digests.append(sha256_file(path))
+emit(digests)
+""", args={"repo": repo, "cache": str(tmp_path / "cache")})
+    assert run.result == [hashlib.sha256(data).hexdigest()] * 3, run.output
+    if cache_on(trove):
+        # The second and third downloads' HEAD and GET.
+        assert reused(trove) - before >= 4
 
 
 def test_an_answer_kept_never_outlives_what_it_rests_on(hub, trove):
