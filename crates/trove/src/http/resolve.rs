@@ -177,10 +177,13 @@ pub async fn serve(
         None => small_lfs_file(&state, &file, known_lfs.as_ref()).await?,
     };
     // Bytes from memory are what the resolve cache holds by the file's id (kept there when
-    // read), so the same request asked again can be answered from there; one that counts a
-    // download goes the whole way every time.
+    // read, up to its size limit), so the same request asked again can be answered from
+    // there; one that counts a download goes the whole way every time.
     let kept_body = match &file {
         _ if in_memory.is_none() || (counted && start == 0) => None,
+        FileBytes::Blob { size, .. } if *size > crate::repos::resolve_cache::MAX_BLOB as u64 => {
+            None
+        }
         FileBytes::Blob { blob, .. } => Some(KeptBody::Blob {
             blob: blob.clone(),
             start,
