@@ -36,12 +36,19 @@ const IGNORED: [HeaderName; 6] = [
 /// Response headers made for each response, not kept.
 const PER_RESPONSE: [HeaderName; 3] = [header::DATE, request_id::HEADER, header::CONNECTION];
 
-/// The key of `request` in the answer cache: its method, version, target and every other
-/// header, in order; `None` for a request no kept answer may serve: not a `GET` or a `HEAD`,
+/// The key of `request` in the answer cache: its method, version, target (with its host when
+/// in absolute form) and every other header, in order; `None` for a request no kept answer may serve: not a `GET` or a `HEAD`,
 /// or one with a cookie (a web session is read from the database every time).
 pub fn key_of(state: &AppState, request: &Request<()>) -> Option<Box<[u8]>> {
+    if !state.auth.answers.is_on() {
+        return None;
+    }
+    key(request)
+}
+
+fn key(request: &Request<()>) -> Option<Box<[u8]>> {
     let method = request.method();
-    if (method != Method::GET && method != Method::HEAD) || !state.auth.answers.is_on() {
+    if method != Method::GET && method != Method::HEAD {
         return None;
     }
     let target = request.uri().path_and_query()?.as_str();
@@ -51,6 +58,11 @@ pub fn key_of(state: &AppState, request: &Request<()>) -> Option<Box<[u8]>> {
         Version::HTTP_10 => b" 1.0 ",
         _ => b" 1.1 ",
     });
+    // A target in absolute form names its host too (a Space's origin is told by it when
+    // the request has no `Host`).
+    if let Some(authority) = request.uri().authority() {
+        key.extend_from_slice(authority.as_str().as_bytes());
+    }
     key.extend_from_slice(target.as_bytes());
     key.push(b'\n');
     for (name, value) in request.headers() {
@@ -204,4 +216,83 @@ pub fn keep(state: &AppState, key: Box<[u8]>, response: &mut Response) {
         body,
     };
     state.auth.answers.put(key, epochs, kept, Instant::now());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: Method, target: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut builder = Request::builder().method(method).uri(target);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).expect("a valid request")
+    }
+
+    #[test]
+    fn every_header_but_the_ignored_ones_is_in_the_key() {
+        let get =
+            |headers: &[(&str, &str)]| key(&request(Method::GET, "/a/b/resolve/main/f", headers));
+        let base = get(&[("host", "hub"), ("authorization", "Bearer t")]);
+        assert!(base.is_some());
+        let same = get(&[
+            ("host", "hub"),
+            ("authorization", "Bearer t"),
+            ("user-agent", "x"),
+            ("x-amzn-trace-id", "1"),
+            ("x-request-id", "2"),
+            ("accept-encoding", "identity"),
+            ("connection", "keep-alive"),
+        ]);
+        assert_eq!(base, same);
+        for other in [
+            get(&[("host", "hub"), ("authorization", "Bearer u")]),
+            get(&[("host", "space.hub"), ("authorization", "Bearer t")]),
+            get(&[("host", "hub")]),
+            get(&[
+                ("host", "hub"),
+                ("authorization", "Bearer t"),
+                ("range", "bytes=0-1"),
+            ]),
+            get(&[
+                ("host", "hub"),
+                ("authorization", "Bearer t"),
+                ("x-other", "1"),
+            ]),
+        ] {
+            assert!(other.is_some() && other != base);
+        }
+    }
+
+    #[test]
+    fn the_method_version_and_host_of_an_absolute_target_are_in_the_key() {
+        let target = "/a/b/resolve/main/f";
+        let get = key(&request(Method::GET, target, &[]));
+        assert_ne!(get, key(&request(Method::HEAD, target, &[])));
+        let mut old = request(Method::GET, target, &[]);
+        *old.version_mut() = Version::HTTP_10;
+        assert_ne!(get, key(&old));
+        let absolute = key(&request(
+            Method::GET,
+            "http://space.hub/a/b/resolve/main/f",
+            &[],
+        ));
+        assert!(absolute.is_some() && absolute != get);
+    }
+
+    #[test]
+    fn no_key_for_a_cookie_or_another_method() {
+        let target = "/a/b/resolve/main/f";
+        assert!(
+            key(&request(
+                Method::GET,
+                target,
+                &[("cookie", "trove_session=s")]
+            ))
+            .is_none()
+        );
+        assert!(key(&request(Method::POST, target, &[])).is_none());
+        assert!(key(&request(Method::PUT, target, &[])).is_none());
+    }
 }
