@@ -64,7 +64,7 @@ impl DbError {
                 Some(Code::Postgres(state)) => state == "53100",
                 None => false,
             },
-            DbError::Sqlx(sqlx::Error::Io(io)) => storage_full_io(io),
+            DbError::Sqlx(sqlx::Error::Io(io)) => is_storage_full_io(io),
             DbError::Reader(rusqlite::Error::SqliteFailure(failure, _)) => {
                 failure.code == rusqlite::ErrorCode::DiskFull
             }
@@ -97,7 +97,9 @@ fn backend_code(err: &dyn sqlx::error::DatabaseError) -> Option<Code> {
     Some(Code::Postgres(code.into_owned()))
 }
 
-fn storage_full_io(err: &std::io::Error) -> bool {
+/// Whether an I/O error says the disk (or a quota) is full: the one rule for the database's
+/// errors and for those of the files the server writes itself.
+pub fn is_storage_full_io(err: &std::io::Error) -> bool {
     matches!(
         err.kind(),
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded

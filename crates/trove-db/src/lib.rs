@@ -54,7 +54,7 @@ pub use discussions::{
     CommentVersion, Discussion, DiscussionChanges, DiscussionFilter, DiscussionStatus, Event,
     EventKind, NewDiscussion, NewEvent,
 };
-pub use error::{DbError, Result};
+pub use error::{DbError, Result, is_storage_full_io};
 pub use facets::FacetSource;
 pub use gating::{AccessRequest, RequestStatus};
 pub use hub_copy::{COPIED_TABLES, Claim, CopyError, SKIPPED_TABLES};

@@ -294,11 +294,7 @@ impl Outage {
                 return db.is_unavailable().then_some(Outage::Database);
             }
             let io = cause.downcast_ref::<std::io::Error>()?;
-            matches!(
-                io.kind(),
-                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-            )
-            .then_some(Outage::StorageFull)
+            trove_db::is_storage_full_io(io).then_some(Outage::StorageFull)
         })
     }
 
