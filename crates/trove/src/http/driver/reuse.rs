@@ -127,20 +127,14 @@ pub async fn answer(
     let id = request_id::choose(request.headers());
     let status = kept.status;
     let mut head = Vec::with_capacity(kept.head.len() + 160);
-    head.extend_from_slice(b"HTTP/1.1 ");
-    head.extend_from_slice(status.as_str().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    head.extend_from_slice(b"\r\n");
+    write::status_line(&mut head, status);
     head.extend_from_slice(&kept.head);
     if let Some(date) = write::date_now() {
-        line(&mut head, header::DATE.as_str(), date.as_bytes());
+        write::header_line(&mut head, header::DATE.as_str(), date.as_bytes());
     }
-    line(&mut head, request_id::HEADER.as_str(), id.as_bytes());
-    match (keep_alive, request.version()) {
-        (false, _) => line(&mut head, "connection", b"close"),
-        (true, Version::HTTP_10) => line(&mut head, "connection", b"keep-alive"),
-        (true, _) => {}
+    write::header_line(&mut head, request_id::HEADER.as_str(), id.as_bytes());
+    if let Some(value) = write::connection_value(request.version(), keep_alive) {
+        write::header_line(&mut head, header::CONNECTION.as_str(), value.as_bytes());
     }
     head.extend_from_slice(b"\r\n");
     let sending = *request.method() == Method::GET && status != StatusCode::NOT_MODIFIED;
@@ -166,17 +160,7 @@ pub async fn answer(
         );
     }
     sent?;
-    Ok(match keep_alive {
-        true => Sent::KeepAlive,
-        false => Sent::Close,
-    })
-}
-
-fn line(head: &mut Vec<u8>, name: &str, value: &[u8]) {
-    head.extend_from_slice(name.as_bytes());
-    head.extend_from_slice(b": ");
-    head.extend_from_slice(value);
-    head.extend_from_slice(b"\r\n");
+    Ok(write::sent(keep_alive))
 }
 
 /// Keeps `response`'s answer under `key` when its handler marked it [`Reusable`] and it is a
@@ -200,7 +184,7 @@ pub fn keep(state: &AppState, key: Box<[u8]>, response: &mut Response) {
         if PER_RESPONSE.contains(name) {
             continue;
         }
-        line(&mut head, name.as_str(), value.as_bytes());
+        write::header_line(&mut head, name.as_str(), value.as_bytes());
     }
     let Reusable {
         epochs,

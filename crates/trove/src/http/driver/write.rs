@@ -143,7 +143,7 @@ pub(super) fn date_now() -> Option<HeaderValue> {
     })
 }
 
-fn sent(keep_alive: bool) -> Sent {
+pub(super) fn sent(keep_alive: bool) -> Sent {
     match keep_alive {
         true => Sent::KeepAlive,
         false => Sent::Close,
@@ -153,14 +153,18 @@ fn sent(keep_alive: bool) -> Sent {
 /// `Connection: close` when this is the last response; `keep-alive` to an HTTP/1.0 client
 /// that asked for it (HTTP/1.1 keeps connections by default).
 fn set_connection(headers: &mut http::HeaderMap, version: Version, keep_alive: bool) {
+    if let Some(value) = connection_value(version, keep_alive) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static(value));
+    }
+}
+
+/// The `Connection` a response to a request of `version` carries: `close` when it is the
+/// last, `keep-alive` to an HTTP/1.0 client that keeps it, none otherwise.
+pub(super) fn connection_value(version: Version, keep_alive: bool) -> Option<&'static str> {
     match (keep_alive, version) {
-        (false, _) => {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        (true, Version::HTTP_10) => {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
-        }
-        (true, _) => {}
+        (false, _) => Some("close"),
+        (true, Version::HTTP_10) => Some("keep-alive"),
+        (true, _) => None,
     }
 }
 
@@ -192,19 +196,29 @@ async fn send_head(
 /// The status line and headers, as they go on the wire.
 fn head_bytes(status: StatusCode, headers: &http::HeaderMap) -> Vec<u8> {
     let mut head = Vec::with_capacity(512);
+    status_line(&mut head, status);
+    for (name, value) in headers {
+        header_line(&mut head, name.as_str(), value.as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// Appends the status line of a response with `status`.
+pub(super) fn status_line(head: &mut Vec<u8>, status: StatusCode) {
     head.extend_from_slice(b"HTTP/1.1 ");
     head.extend_from_slice(status.as_str().as_bytes());
     head.push(b' ');
     head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     head.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
+}
+
+/// Appends one header line.
+pub(super) fn header_line(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+    head.extend_from_slice(name.as_bytes());
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
     head.extend_from_slice(b"\r\n");
-    head
 }
 
 /// `sendfile`s one range to the socket, waiting for room as often as it takes; returns the
