@@ -94,7 +94,9 @@ def main() -> int:
             cenv = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TROVE_"))}
             cenv.update({"HF_HOME": str(home), "HF_ENDPOINT": url, "HF_TOKEN": token,
                          "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+            import resource
             import subprocess
+            kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.perf_counter()
             p = subprocess.run([args.python, "-c", HUB_UPLOAD,
                                 json.dumps({"file": str(src), "path": "f.bin", "repo": f"admin/{name}"})],
@@ -103,6 +105,8 @@ def main() -> int:
             if p.returncode != 0:
                 raise SystemExit(f"client failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
             cpu1, threads1 = trove.cpu_seconds(), thread_cpu(trove.p.pid)
+            kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            client_cpu = (kids1.ru_utime - kids0.ru_utime) + (kids1.ru_stime - kids0.ru_stime)
             shutil.rmtree(home, ignore_errors=True)
             with open(log) as f:
                 f.seek(log_at)
@@ -117,7 +121,8 @@ def main() -> int:
             per_thread = {k: round((threads1.get(k, 0) - threads0.get(k, 0)) / gib, 2) for k in threads1}
             per_thread = {k: v for k, v in sorted(per_thread.items(), key=lambda kv: -kv[1]) if v > 0}
             row = {"round": r + 1, "load_before": round(load, 2), "mib_s": round(size / MIB / wall, 1),
-                   "server_cpu_s_per_gib": round((cpu1 - cpu0) / gib, 2), "threads_cpu_s_per_gib": per_thread,
+                   "server_cpu_s_per_gib": round((cpu1 - cpu0) / gib, 2),
+                   "client_cpu_s_per_gib": round(client_cpu / gib, 2), "threads_cpu_s_per_gib": per_thread,
                    "stages_ms": stages}
             print(json.dumps(row), flush=True)
             rows.append(row)

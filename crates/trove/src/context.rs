@@ -49,6 +49,8 @@ pub struct Context {
     /// The blocks downloads rebuilt from xorbs read stored bytes into, used again once
     /// written ([`READ_BLOCK`] bytes, at most [`FREE_READ_BLOCKS`] kept).
     pub read_blocks: Arc<trove_xet::decode::BlockPool>,
+    /// The xorbs of the Xet uploads under way, hashed as they arrive for the shards to come.
+    pub hash_ahead: Arc<crate::repos::hash_ahead::HashAhead>,
     /// Xorb indices of the files downloaded lately, for planning the next downloads.
     pub xorb_indices: Arc<trove_xet::xorb::IndexCache>,
     /// Repositories opened by downloads, kept for the next ones (at most [`KEPT_REPOS`]
@@ -101,10 +103,14 @@ impl Context {
         git: GitRuntime,
     ) -> Self {
         let auth = AuthRuntime::new(&config.auth, db.shares_epochs());
+        let store = Arc::new(store.into());
+        let read_blocks = trove_xet::decode::BlockPool::new(READ_BLOCK, FREE_READ_BLOCKS);
+        let hash_ahead =
+            crate::repos::hash_ahead::HashAhead::new(Arc::clone(&store), Arc::clone(&read_blocks));
         Context {
             config: Arc::new(config),
             db,
-            store: Arc::new(store.into()),
+            store,
             signer: Arc::new(signer),
             commit_locks: Arc::new(CommitLocks::default()),
             git: Arc::new(git),
@@ -113,7 +119,8 @@ impl Context {
             events: Arc::new(Bus::default()),
             node: Arc::new(Node::from_env()),
             repo_checks: Arc::new(RepoChecks::default()),
-            read_blocks: trove_xet::decode::BlockPool::new(READ_BLOCK, FREE_READ_BLOCKS),
+            read_blocks,
+            hash_ahead: Arc::new(hash_ahead),
             xorb_indices: Arc::default(),
             kept_repos: Arc::new(trove_git::KeptRepos::new(KEPT_REPOS)),
         }

@@ -1,6 +1,7 @@
-//! `GET /metrics`: the chunk store's figures, how inference ran single-input requests, and
-//! how many downloads were answered again from the answer cache (`throttle::answer_cache`),
-//! in the Prometheus text format (version 0.0.4).
+//! `GET /metrics`: the chunk store's figures, how inference ran single-input requests, how
+//! many downloads were answered again from the answer cache (`throttle::answer_cache`) and
+//! how many Xet-uploaded bytes were hashed before their shard (`repos::hash_ahead`), in the
+//! Prometheus text format (version 0.0.4).
 //! Readable by a site administrator's token, or by the scraper token of `[metrics] token`
 //! in trove.toml (compared by digest; it grants nothing else).
 
@@ -29,11 +30,18 @@ pub async fn metrics(State(state): State<AppState>, mut parts: Parts) -> ApiResu
     render_inference(&mut text, requests, runs);
     render_counters(
         &mut text,
-        &[(
-            "trove_download_answers_reused_total",
-            "Downloads answered again from the answers kept for the same request, without the router.",
-            state.auth.answers.reused(),
-        )],
+        &[
+            (
+                "trove_download_answers_reused_total",
+                "Downloads answered again from the answers kept for the same request, without the router.",
+                state.auth.answers.reused(),
+            ),
+            (
+                "trove_xet_bytes_hashed_ahead_total",
+                "Bytes of Xet-uploaded files whose SHA-256 was computed while their xorbs arrived, before the shard.",
+                state.hash_ahead.used_bytes(),
+            ),
+        ],
     );
     Ok(([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], text).into_response())
 }

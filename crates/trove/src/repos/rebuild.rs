@@ -116,8 +116,20 @@ const HASH_QUEUE: usize = 4;
 /// the block it was read into); memory: [`HASH_QUEUE`] batches of about [`HASH_BATCH`]
 /// bytes, plus what one decoding step holds.
 pub fn hash_plan(store: &Store, blocks: &Arc<BlockPool>, plan: &Plan) -> io::Result<[u8; 32]> {
+    let mut hasher = Sha256::new();
+    hash_plan_into(store, blocks, plan, &mut hasher)?;
+    Ok(hasher.finalize().into())
+}
+
+/// [`hash_plan`] continuing `hasher`: the bytes `plan` describes are hashed after whatever
+/// it hashed before (a file's first xorbs, hashed while they arrived: `repos::hash_ahead`).
+pub fn hash_plan_into(
+    store: &Store,
+    blocks: &Arc<BlockPool>,
+    plan: &Plan,
+    hasher: &mut Sha256,
+) -> io::Result<()> {
     if plan.length < HASH_BATCH as u64 {
-        let mut hasher = Sha256::new();
         walk_plan(store, plan, |file, term, skip, remaining| {
             trove_xet::decode::decode_term_shared(file, term, skip, remaining, blocks, &mut |b| {
                 hasher.update(&b);
@@ -125,7 +137,7 @@ pub fn hash_plan(store: &Store, blocks: &Arc<BlockPool>, plan: &Plan) -> io::Res
             })
             .map_err(io::Error::other)
         })?;
-        return Ok(hasher.finalize().into());
+        return Ok(());
     }
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(HASH_QUEUE);
     std::thread::scope(|scope| {
@@ -157,7 +169,6 @@ pub fn hash_plan(store: &Store, blocks: &Arc<BlockPool>, plan: &Plan) -> io::Res
             }
             Ok::<(), io::Error>(())
         });
-        let mut hasher = Sha256::new();
         // Ends when the decoder finishes or fails (it drops the sender either way).
         for batch in rx {
             for slice in &batch {
@@ -166,8 +177,7 @@ pub fn hash_plan(store: &Store, blocks: &Arc<BlockPool>, plan: &Plan) -> io::Res
         }
         decoder
             .join()
-            .map_err(|_| io::Error::other("the decoding thread panicked"))??;
-        Ok(hasher.finalize().into())
+            .map_err(|_| io::Error::other("the decoding thread panicked"))?
     })
 }
 

@@ -11,9 +11,10 @@
 use crate::clock::now_ms;
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::repos::rebuild;
+use crate::repos::{hash_ahead, rebuild};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io;
 use std::time::Instant;
@@ -40,6 +41,9 @@ where
     S: Stream<Item = Result<Bytes, io::Error>> + Send + Unpin + 'static,
 {
     let raw = hash.to_bytes();
+    // This upload's place among the uploader's xorbs, hashed in order for the shard to come
+    // (`hash_ahead`); a xorb not stored below (refused, sent before) ends that chain here.
+    let ticket = state.hash_ahead.ticket(uploader_of(uploader));
     if sent_before(state, uploader, &raw).await?
         // A xorb garbage collection has moved aside is missing, whatever the index says.
         && state.store.has_xorb(&hash.hex()).await?
@@ -96,7 +100,14 @@ where
             "xet.xorb_stored"
         );
     }
-    link(state, uploader, hash, now).await
+    let linked = link(state, uploader, hash, now).await?;
+    ticket.stored(hash, index);
+    Ok(linked)
+}
+
+/// The chain of xorbs an upload of `viewer` joins.
+fn uploader_of(viewer: XorbViewer) -> hash_ahead::Uploader {
+    (viewer.repo_id, viewer.user_id)
 }
 
 /// Links stored xorb `hash` to the uploader's repository and user; whether the repository's
@@ -261,13 +272,20 @@ pub async fn register_shard(state: &Context, viewer: XorbViewer, bytes: Bytes) -
         }
     }
     let clock = Instant::now();
+    // The xorbs this uploader sent since their last shard, hashed as they arrived: a file
+    // made of the first of them starts from that hash.
+    let chain = state.hash_ahead.take(uploader_of(viewer)).await;
+    let hashed_ahead = std::sync::atomic::AtomicU64::new(0);
     // Two files at a time: each is rebuilt and hashed on two threads already, and a shard
     // may name thousands of small files.
     let verified: Vec<XetFile> = futures_util::stream::iter(to_verify)
         .map(|(file, size, known)| {
-            let xorbs = &xorbs;
+            let (xorbs, hashed_ahead) = (&xorbs, &hashed_ahead);
+            let head = chain.as_ref().and_then(|c| c.head(&file.terms));
             async move {
-                let checked = verify_file(state, file, size, xorbs).await?;
+                let ahead = head.as_ref().map_or(0, |h| h.bytes);
+                let checked = verify_file(state, file, size, xorbs, head).await?;
+                hashed_ahead.fetch_add(ahead, std::sync::atomic::Ordering::Relaxed);
                 ApiResult::Ok(known.unwrap_or(checked))
             }
         })
@@ -275,6 +293,8 @@ pub async fn register_shard(state: &Context, viewer: XorbViewer, bytes: Bytes) -
         .try_collect()
         .await?;
     let rebuild = clock.elapsed();
+    let hashed_ahead = hashed_ahead.into_inner();
+    state.hash_ahead.note_used(hashed_ahead);
     let clock = Instant::now();
     let now = now_ms();
     let mut linked = false;
@@ -291,24 +311,36 @@ pub async fn register_shard(state: &Context, viewer: XorbViewer, bytes: Bytes) -
         known = known_files.len(),
         bytes = verified.iter().map(|f| f.size).sum::<u64>(),
         rebuild_hash_ms = rebuild.as_millis() as u64,
+        hashed_ahead_bytes = hashed_ahead,
         record_ms = clock.elapsed().as_millis() as u64,
         "xet.shard_registered"
     );
     Ok(linked)
 }
 
-/// Rebuild a new file from its xorbs and hash it; refuse it if the client claimed another
-/// SHA-256. What we record is always our own hash of the real bytes.
+/// Rebuild a new file from its xorbs and hash it — from `head` on, when its first terms were
+/// hashed as they arrived —; refuse it if the client claimed another SHA-256. What we record
+/// is always our own hash of the real bytes.
 async fn verify_file(
     state: &Context,
     file: ShardFile,
     size: u64,
     xorbs: &HashMap<XetHash, XorbIndex>,
+    head: Option<hash_ahead::Head>,
 ) -> ApiResult<XetFile> {
-    let plan = plan::plan(&file.terms, xorbs, None).map_err(ApiError::internal)?;
-    let (store, blocks) = ((*state.store).clone(), state.read_blocks.clone());
-    let digest =
-        tokio::task::spawn_blocking(move || rebuild::hash_plan(&store, &blocks, &plan)).await??;
+    let (mut hasher, rest) = match head {
+        Some(head) => (head.hasher, &file.terms[head.terms..]),
+        None => (Sha256::new(), &file.terms[..]),
+    };
+    if !rest.is_empty() {
+        let plan = plan::plan(rest, xorbs, None).map_err(ApiError::internal)?;
+        let (store, blocks) = ((*state.store).clone(), state.read_blocks.clone());
+        hasher = tokio::task::spawn_blocking(move || {
+            rebuild::hash_plan_into(&store, &blocks, &plan, &mut hasher).map(|()| hasher)
+        })
+        .await??;
+    }
+    let digest: [u8; 32] = hasher.finalize().into();
     if let Some(claimed) = file.sha256
         && claimed != digest
     {

@@ -22,6 +22,7 @@ struct Upload {
     xorb_bytes: Vec<u8>,
     xorb: XetHash,
     file: ShardFile,
+    chunks: Vec<Vec<u8>>,
 }
 
 /// Bytes that differ with `seed`: no two uploads share a chunk.
@@ -52,6 +53,35 @@ fn upload(seed: u32) -> Upload {
         xorb_bytes,
         xorb,
         file,
+        chunks,
+    }
+}
+
+/// The shard entry of a file made of `parts` in order — a xorb's chunks `[start, end)` each
+/// — claiming the SHA-256 of those bytes, or `claim` when given.
+fn file_of(parts: &[(&Upload, u32, u32)], claim: Option<[u8; 32]>) -> ShardFile {
+    let mut sized = Vec::new();
+    let mut data = Vec::new();
+    let mut terms = Vec::new();
+    let mut verification = Vec::new();
+    for (u, start, end) in parts {
+        let chunks = &u.chunks[*start as usize..*end as usize];
+        let hashes: Vec<XetHash> = chunks.iter().map(|c| hash::chunk_hash(c)).collect();
+        sized.extend(hashes.iter().zip(chunks).map(|(h, c)| (*h, c.len() as u64)));
+        verification.push(hash::range_hash(&hashes));
+        terms.push(Term {
+            xorb: u.xorb,
+            chunk_start: *start,
+            chunk_end: *end,
+            unpacked_len: chunks.iter().map(Vec::len).sum::<usize>() as u32,
+        });
+        data.extend(chunks.concat());
+    }
+    ShardFile {
+        file_hash: hash::file_hash(&sized),
+        terms,
+        verification: Some(verification),
+        sha256: Some(claim.unwrap_or_else(|| Sha256::digest(&data).into())),
     }
 }
 
@@ -526,4 +556,164 @@ async fn a_cas_token_stops_when_its_holder_may_no_longer_read() {
     // Alice's, taken now, works.
     let alices = cas_token(&app, &alice, "acme/open", "read").await;
     assert_eq!(head_xorb(&app, &alices, &u).await, StatusCode::OK);
+}
+
+/// Posts a shard naming `files`: its status and the answer's text.
+async fn post_files(app: &TestApp, cas: &str, files: &[ShardFile]) -> (StatusCode, String) {
+    let r = app
+        .post("/xet/v1/shards")
+        .token(cas)
+        .body(build_shard(files))
+        .send()
+        .await;
+    let message = r.error().1.unwrap_or_default();
+    (r.status, message.to_owned())
+}
+
+#[tokio::test]
+async fn a_files_first_xorbs_hashed_as_they_arrive_give_the_same_answers_as_a_rebuild() {
+    let app = TestApp::new().await;
+    let alice = app.user("alice", TokenRole::Write).await;
+    create_repo(&app, &alice, "alice/ahead").await;
+    let cas = cas_token(&app, &alice, "alice/ahead", "write").await;
+    let hashed_ahead = || app.state.hash_ahead.used_bytes();
+    let send = |u: &Upload| {
+        let (app, cas, body) = (&app, cas.clone(), u.xorb_bytes.clone());
+        let uri = xorb_uri(u);
+        async move { app.post(&uri).token(&cas).body(body).send().await.status }
+    };
+
+    // Two xorbs sent in order, one file made of both, whole: all of it was hashed ahead.
+    let (a, b) = (upload(201), upload(202));
+    for u in [&a, &b] {
+        assert_eq!(send(u).await, StatusCode::OK);
+    }
+    let whole = file_of(&[(&a, 0, 3), (&b, 0, 3)], None);
+    assert_eq!(
+        post_files(&app, &cas, std::slice::from_ref(&whole)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(hashed_ahead(), 120_000);
+
+    // The same order, a wrong SHA-256 claimed for the file: refused just the same, and the
+    // file not recorded.
+    let (c, d) = (upload(203), upload(204));
+    for u in [&c, &d] {
+        assert_eq!(send(u).await, StatusCode::OK);
+    }
+    let lying = file_of(&[(&c, 0, 3), (&d, 0, 3)], Some([7; 32]));
+    let (status, message) = post_files(&app, &cas, std::slice::from_ref(&lying)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{message}");
+    assert!(message.contains("the shard claims SHA-256"), "{message}");
+    assert_eq!(hashed_ahead(), 120_000, "a refused file counts nothing");
+    let r = app
+        .get(&format!(
+            "/xet/v2/reconstructions/{}",
+            lying.file_hash.hex()
+        ))
+        .token(&cas)
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // Sent in the other order than the file's: nothing usable ahead, rebuilt, accepted.
+    let (e, f) = (upload(205), upload(206));
+    for u in [&f, &e] {
+        assert_eq!(send(u).await, StatusCode::OK);
+    }
+    let swapped = file_of(&[(&e, 0, 3), (&f, 0, 3)], None);
+    assert_eq!(
+        post_files(&app, &cas, std::slice::from_ref(&swapped))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(hashed_ahead(), 120_000);
+
+    // A file whose first xorb is whole and whose second is cut: the first hashed ahead, the
+    // rest rebuilt; one starting inside the first xorb: nothing ahead. Both right, in one
+    // shard; and a wrong claim for the first shape refused too.
+    let (g, h) = (upload(207), upload(208));
+    for u in [&g, &h] {
+        assert_eq!(send(u).await, StatusCode::OK);
+    }
+    let cut = file_of(&[(&g, 0, 3), (&h, 0, 2)], None);
+    let inside = file_of(&[(&g, 1, 3), (&h, 0, 3)], None);
+    let (status, message) = post_files(&app, &cas, &[cut.clone(), inside.clone()]).await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert_eq!(hashed_ahead(), 180_000);
+    let (i, j) = (upload(209), upload(210));
+    for u in [&i, &j] {
+        assert_eq!(send(u).await, StatusCode::OK);
+    }
+    let cut_lying = file_of(&[(&i, 0, 3), (&j, 0, 2)], Some([9; 32]));
+    assert_eq!(
+        post_files(&app, &cas, std::slice::from_ref(&cut_lying))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+
+    // What was accepted reads back as the bytes it was made of, with our own SHA-256.
+    for (file, parts) in [
+        (&whole, vec![&a.chunks[..], &b.chunks[..]]),
+        (&swapped, vec![&e.chunks[..], &f.chunks[..]]),
+        (&cut, vec![&g.chunks[..], &h.chunks[..2]]),
+        (&inside, vec![&g.chunks[1..], &h.chunks[..]]),
+    ] {
+        let data: Vec<u8> = parts.concat().concat();
+        let row = app
+            .state
+            .db
+            .xet_file(&file.file_hash.to_bytes())
+            .await
+            .expect("db")
+            .expect("recorded");
+        assert_eq!(row.sha256.as_str(), hex::encode(Sha256::digest(&data)));
+        assert_eq!(row.size, data.len() as u64);
+    }
+}
+
+#[tokio::test]
+async fn a_refused_xorb_ends_the_chain_and_the_next_upload_starts_a_new_one() {
+    let app = TestApp::new().await;
+    let alice = app.user("alice", TokenRole::Write).await;
+    create_repo(&app, &alice, "alice/chain").await;
+    let cas = cas_token(&app, &alice, "alice/chain", "write").await;
+    let (a, bad, b) = (upload(211), upload(212), upload(213));
+    assert_eq!(
+        post_xorb(&app, &cas, &a, &a.xorb_bytes).await,
+        StatusCode::OK
+    );
+    let mut broken = bad.xorb_bytes.clone();
+    broken[100] ^= 1;
+    assert_eq!(
+        post_xorb(&app, &cas, &bad, &broken).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post_xorb(&app, &cas, &b, &b.xorb_bytes).await,
+        StatusCode::OK
+    );
+    // The file of a then b: a was hashed ahead, b (after the refusal) rebuilt.
+    let ab = file_of(&[(&a, 0, 3), (&b, 0, 3)], None);
+    assert_eq!(
+        post_files(&app, &cas, std::slice::from_ref(&ab)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(app.state.hash_ahead.used_bytes(), 60_000);
+    // After that shard, the next xorb starts a chain of its own.
+    let c = upload(214);
+    assert_eq!(
+        post_xorb(&app, &cas, &c, &c.xorb_bytes).await,
+        StatusCode::OK
+    );
+    let only_c = file_of(&[(&c, 0, 3)], None);
+    assert_eq!(
+        post_files(&app, &cas, std::slice::from_ref(&only_c))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(app.state.hash_ahead.used_bytes(), 120_000);
 }
