@@ -7,7 +7,7 @@
 
 use crate::hash::{self, XetHash};
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::{Arc, Mutex};
 use xet_core_structures::xorb_object::{
     CompressionScheme, XORB_CHUNK_HEADER_LENGTH, XorbChunkHeader, parse_chunk_header,
@@ -344,7 +344,15 @@ impl RecordHeader {
 /// header declares, and the Merkle root of the chunk hashes equals `expected`. A trailing
 /// footer is ignored (and not counted in the index). Returns the index to store.
 pub fn validate<R: Read>(reader: R, expected: &XetHash) -> Result<XorbIndex, XorbError> {
-    let mut reader = io::BufReader::with_capacity(1 << 20, reader);
+    validate_buffered(io::BufReader::with_capacity(1 << 20, reader), expected)
+}
+
+/// [`validate`] from a reader that buffers already (the pieces of a body as they arrived):
+/// no second buffer between it and the chunk records.
+pub fn validate_buffered<R: BufRead>(
+    mut reader: R,
+    expected: &XetHash,
+) -> Result<XorbIndex, XorbError> {
     let mut chunks: Vec<ChunkMeta> = Vec::new();
     let mut sized: Vec<(XetHash, u64)> = Vec::new();
     let mut buf = Vec::new();

@@ -157,7 +157,7 @@ where
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(VALIDATE_DEPTH);
     let validator = tokio::task::spawn_blocking(move || {
-        xorb::validate(
+        xorb::validate_buffered(
             PieceReader {
                 rx,
                 piece: Bytes::new(),
@@ -181,7 +181,8 @@ where
     (Box::pin(wrapped), validator)
 }
 
-/// A blocking [`io::Read`] over the pieces of a body sent through a channel.
+/// A blocking [`io::BufRead`] over the pieces of a body sent through a channel: each piece
+/// is the buffer, read from where it is.
 struct PieceReader {
     rx: tokio::sync::mpsc::Receiver<Bytes>,
     piece: Bytes,
@@ -189,15 +190,28 @@ struct PieceReader {
 
 impl io::Read for PieceReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = io::BufRead::fill_buf(self)?;
+        let n = buf.len().min(available.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        io::BufRead::consume(self, n);
+        Ok(n)
+    }
+}
+
+impl io::BufRead for PieceReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.piece.is_empty() {
             match self.rx.blocking_recv() {
                 Some(piece) => self.piece = piece,
-                None => return Ok(0),
+                None => break,
             }
         }
-        let n = buf.len().min(self.piece.len());
-        buf[..n].copy_from_slice(&self.piece.split_to(n));
-        Ok(n)
+        Ok(&self.piece)
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.piece.len());
+        bytes::Buf::advance(&mut self.piece, n);
     }
 }
 
@@ -367,5 +381,54 @@ fn shard_error(e: ShardError) -> ApiError {
             limit: shard::MAX_SHARD_BYTES,
         },
         other => ApiError::bad_request(format!("Invalid shard: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trove_xet::xorb::testing::build_xorb;
+
+    /// A xorb validated from its body's pieces — cut anywhere, empty ones among them — gives
+    /// the index validating it whole gives, and a body cut short is refused the same way.
+    #[test]
+    fn the_pieces_of_a_body_validate_as_the_whole_body() {
+        let chunks: Vec<Vec<u8>> = (0..5u32)
+            .map(|i| {
+                (0..9_000u32)
+                    .map(|j| ((i * 131 + j * 7) % 253) as u8)
+                    .collect()
+            })
+            .collect();
+        let (body, hash) = build_xorb(&chunks);
+        let whole = xorb::validate(body.as_slice(), &hash).expect("valid");
+        for cut in [1usize, 7, 8, 4096, 9_007, 65_536] {
+            let (tx, rx) = tokio::sync::mpsc::channel(2 * (body.len() / cut) + 4);
+            for (i, piece) in body.chunks(cut).enumerate() {
+                if i % 3 == 0 {
+                    tx.try_send(Bytes::new()).expect("room");
+                }
+                tx.try_send(Bytes::copy_from_slice(piece)).expect("room");
+            }
+            drop(tx);
+            let reader = PieceReader {
+                rx,
+                piece: Bytes::new(),
+            };
+            let index = xorb::validate_buffered(reader, &hash).expect("valid in pieces");
+            assert_eq!(index.encode(), whole.encode(), "pieces of {cut}");
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.try_send(Bytes::copy_from_slice(&body[..body.len() - 10]))
+            .expect("room");
+        drop(tx);
+        let short = xorb::validate_buffered(
+            PieceReader {
+                rx,
+                piece: Bytes::new(),
+            },
+            &hash,
+        );
+        assert!(short.is_err());
     }
 }
