@@ -76,6 +76,7 @@ def test_upload_file_50mb_through_xet_and_download_both_ways(trove, client, hub,
     data = random_file(tmp_path / "model.safetensors", 50 * 1000 * 1000)
     sha = sha256_bytes(data)
     before = xorb_bytes(trove)
+    log_at = log_size(trove)
 
     up = client.py(UPLOAD, xet=True, args={"repo": repo, "path": "model.safetensors",
                                            "local": str(tmp_path / "model.safetensors")}).result
@@ -83,6 +84,11 @@ def test_upload_file_50mb_through_xet_and_download_both_ways(trove, client, hub,
     # The bytes arrived as xorbs, not as an LFS blob.
     assert xorb_bytes(trove) - before >= len(data) * 0.95
     assert not blob_path(trove, sha).exists()
+    # The file's SHA-256 was computed while its xorb arrived, not after the shard: the one
+    # xorb the client sent for it was hashed ahead, whole.
+    registered = [line for line in log_since(trove, log_at).splitlines() if "xet.shard_registered" in line]
+    assert len(registered) == 1, registered
+    assert f"hashed_ahead_bytes={len(data)}" in registered[0], registered[0]
 
     entry = tree(hub, repo)["model.safetensors"]
     assert entry["lfs"]["oid"] == sha and entry["size"] == len(data)
