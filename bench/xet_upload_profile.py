@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Where a Xet upload's time goes on the server: one file uploaded with the default client
 (`HfApi.upload_file`, hf_xet) to a fresh Trove, `--rounds` times (a new repo and new random
-bytes each round), reporting the client's wall time, Trove's CPU seconds per GiB (whole
+bytes each round), reporting the client's rate (timed inside the client around the one call,
+and around the whole client process), Trove's CPU seconds per GiB (whole
 process, and per thread name from /proc/PID/task), the machine's load, and the server's
 stage logs summed over the upload (`xet.xorb_stored`: receive, validate, publish+record per
-xorb; `xet.shard_registered`: the file rebuilt and hashed, then recorded).
+xorb; `xet.shard_registered`: the file rebuilt and hashed — the part not hashed ahead while
+its xorbs arrived, `hashed_ahead_bytes` —, then recorded).
 
-    .venv/bin/python bench/xet_upload_profile.py --trove target/release/trove [--gib 1] [--rounds 3]
+    .venv/bin/python bench/xet_upload_profile.py --trove target/release/trove [--gib 1] [--rounds 3] [--drop-caches]
 
 A benchmark, not a test. The server binds 127.0.0.1, is stopped by PID, the work dir removed.
 """
@@ -54,6 +56,10 @@ def main() -> int:
     ap.add_argument("--gib", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--bench-dir", default=os.environ.get("BENCH_DIR", "/var/tmp"))
+    ap.add_argument("--drop-caches", action="store_true",
+                    help="empty the page cache before each upload (root only): on a VM whose host backs "
+                         "guest memory lazily, new page cache costs more than reused, so rounds differ "
+                         "otherwise (docs/benchmarks.md)")
     args = ap.parse_args()
     if not 1 <= args.rounds <= 10 or not 0 < args.gib <= 8:
         raise SystemExit("--rounds 1..10, --gib up to 8")
@@ -87,6 +93,12 @@ def main() -> int:
                                          headers={"authorization": f"Bearer {token}",
                                                   "content-type": "application/json"})
             urllib.request.urlopen(req, timeout=30).close()
+            if args.drop_caches:
+                os.sync()
+                Path("/proc/sys/vm/drop_caches").write_text("3\n")
+                with open(src, "rb") as f:  # the client reads its file from memory, as before
+                    while f.read(64 * MIB):
+                        pass
             log_at = log.stat().st_size
             load = os.getloadavg()[0]
             cpu0, threads0 = trove.cpu_seconds(), thread_cpu(trove.p.pid)
@@ -104,6 +116,10 @@ def main() -> int:
             wall = time.perf_counter() - t
             if p.returncode != 0:
                 raise SystemExit(f"client failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+            # The client's own time around the one `upload_file` call (as bench/xet.sh
+            # reports it), without the interpreter's start and imports.
+            marked = [line for line in p.stdout.splitlines() if line.startswith("@@RESULT@@")]
+            call = json.loads(marked[-1][len("@@RESULT@@"):])["seconds"] if marked else wall
             cpu1, threads1 = trove.cpu_seconds(), thread_cpu(trove.p.pid)
             kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             client_cpu = (kids1.ru_utime - kids0.ru_utime) + (kids1.ru_stime - kids0.ru_stime)
@@ -115,12 +131,13 @@ def main() -> int:
             for line in lines:
                 if "xet.xorb_stored" in line or "xet.shard_registered" in line:
                     for k, v in fields(line).items():
-                        if k.endswith("_ms"):
+                        if k.endswith(("_ms", "_bytes")):
                             stages[k] = stages.get(k, 0) + int(v)
             gib = size / (1 << 30)
             per_thread = {k: round((threads1.get(k, 0) - threads0.get(k, 0)) / gib, 2) for k in threads1}
             per_thread = {k: v for k, v in sorted(per_thread.items(), key=lambda kv: -kv[1]) if v > 0}
-            row = {"round": r + 1, "load_before": round(load, 2), "mib_s": round(size / MIB / wall, 1),
+            row = {"round": r + 1, "load_before": round(load, 2), "mib_s": round(size / MIB / call, 1),
+                   "process_mib_s": round(size / MIB / wall, 1),
                    "server_cpu_s_per_gib": round((cpu1 - cpu0) / gib, 2),
                    "client_cpu_s_per_gib": round(client_cpu / gib, 2), "threads_cpu_s_per_gib": per_thread,
                    "stages_ms": stages}
