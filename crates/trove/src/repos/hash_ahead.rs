@@ -42,6 +42,10 @@ const MAX_CHAIN_XORBS: usize = 4096;
 const IDLE: Duration = Duration::from_secs(600);
 /// The longest a shard waits for its chain to hash the xorbs already stored.
 const SETTLE_WAIT: Duration = Duration::from_secs(60);
+/// Uploads that may end while one begun before them has not (each held with its chunk
+/// index, ~40 KiB): past that, the chain stops rather than hold more for an upload that may
+/// never end.
+const MAX_WAITING: usize = 64;
 
 /// Whose xorbs form one chain: a repository, and the user uploading (none for a token that
 /// names no user).
@@ -243,6 +247,11 @@ impl Chain {
             return;
         }
         state.ended.insert(place, xorb);
+        if state.ended.len() > MAX_WAITING {
+            state.stopped = true;
+            state.ended.clear();
+            return;
+        }
         if state.hashing || !state.ended.contains_key(&state.next) {
             return;
         }
@@ -342,4 +351,118 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trove_xet::xorb::testing::build_xorb;
+
+    async fn hash_ahead(dir: &std::path::Path) -> HashAhead {
+        let store = trove_store::LocalStore::open(dir.to_owned())
+            .await
+            .expect("store");
+        HashAhead::new(Arc::new(store.into()), BlockPool::new(64 * 1024, 2))
+    }
+
+    fn index_of(chunks: &[Vec<u8>]) -> (Vec<u8>, XetHash, XorbIndex) {
+        let (bytes, hash) = build_xorb(chunks);
+        let index = trove_xet::xorb::validate(bytes.as_slice(), &hash).expect("valid");
+        (bytes, hash, index)
+    }
+
+    /// Uploads that end while an earlier one has not are held only up to a bound: past it
+    /// the chain stops, holds nothing, and hashes nothing more.
+    #[tokio::test]
+    async fn a_chain_waiting_on_an_upload_that_never_ends_stops_holding_the_later_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ahead = hash_ahead(dir.path()).await;
+        let (_, hash, index) = index_of(&[vec![1u8; 100]]);
+        let stuck = ahead.ticket((1, Some(1)));
+        let later: Vec<Ticket> = (0..MAX_WAITING)
+            .map(|_| ahead.ticket((1, Some(1))))
+            .collect();
+        for ticket in later {
+            ticket.stored(hash, index.clone());
+        }
+        {
+            let state = lock(&stuck.chain.state);
+            assert_eq!(state.ended.len(), MAX_WAITING);
+            assert!(!state.stopped);
+        }
+        let one_more = ahead.ticket((1, Some(1)));
+        one_more.stored(hash, index.clone());
+        {
+            let state = lock(&stuck.chain.state);
+            assert!(state.stopped && state.ended.is_empty());
+        }
+        let chain = stuck.chain.clone();
+        stuck.stored(hash, index);
+        assert!(chain.head(&[]).is_none());
+        assert!(lock(&chain.state).steps.is_empty() && !lock(&chain.state).hashing);
+    }
+
+    /// Stored xorbs are hashed in the order their uploads began, whatever order they end
+    /// in; a shard takes the chain once it has hashed them, and the uploader's next upload
+    /// starts a new chain.
+    #[tokio::test]
+    async fn xorbs_are_hashed_in_the_order_their_uploads_began() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ahead = hash_ahead(dir.path()).await;
+        let store = ahead.store.clone();
+        let parts: Vec<(Vec<u8>, XetHash, XorbIndex)> = (0..3u8)
+            .map(|i| index_of(&[vec![i; 5_000], vec![i + 10; 7_000]]))
+            .collect();
+        for (bytes, hash, _) in &parts {
+            let staged = store
+                .stage_xorb(
+                    futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(
+                        bytes.clone(),
+                    ))]),
+                    1 << 20,
+                )
+                .await
+                .expect("stage");
+            store
+                .publish_xorb(staged, &hash.hex(), bytes.len() as u64)
+                .await
+                .expect("publish");
+        }
+        let tickets: Vec<Ticket> = (0..3).map(|_| ahead.ticket((2, None))).collect();
+        // They end last first.
+        for (ticket, (_, hash, index)) in tickets.into_iter().zip(&parts).rev() {
+            ticket.stored(*hash, index.clone());
+        }
+        let chain = ahead.take((2, None)).await.expect("a chain");
+        let terms: Vec<Term> = parts
+            .iter()
+            .map(|(_, hash, index)| Term {
+                xorb: *hash,
+                chunk_start: 0,
+                chunk_end: index.num_chunks(),
+                unpacked_len: index.raw_len() as u32,
+            })
+            .collect();
+        let head = chain.head(&terms).expect("hashed ahead");
+        assert_eq!((head.terms, head.bytes), (3, 36_000));
+        let mut expected = Sha256::default();
+        for i in 0..3u8 {
+            sha2::Digest::update(&mut expected, vec![i; 5_000]);
+            sha2::Digest::update(&mut expected, vec![i + 10; 7_000]);
+        }
+        assert_eq!(
+            sha2::Digest::finalize(head.hasher),
+            sha2::Digest::finalize(expected)
+        );
+        // A file starting with the second xorb matches nothing; one cut in the first, only
+        // what comes before the cut.
+        assert!(chain.head(&terms[1..]).is_none());
+        let mut cut = terms.clone();
+        cut[1].chunk_end = 1;
+        assert_eq!(chain.head(&cut).map(|h| h.terms), Some(1));
+        // Taken: the next upload starts a chain of its own.
+        assert!(ahead.take((2, None)).await.is_none());
+        let next = ahead.ticket((2, None));
+        assert!(!Arc::ptr_eq(&next.chain, &chain));
+    }
 }
