@@ -50,7 +50,7 @@ pub struct Context {
     /// written ([`READ_BLOCK`] bytes, at most [`FREE_READ_BLOCKS`] kept).
     pub read_blocks: Arc<trove_xet::decode::BlockPool>,
     /// The xorbs of the Xet uploads under way, hashed as they arrive for the shards to come.
-    pub hash_ahead: Arc<crate::repos::hash_ahead::HashAhead>,
+    pub hash_ahead: Arc<crate::hash_ahead::HashAhead>,
     /// Xorb indices of the files downloaded lately, for planning the next downloads.
     pub xorb_indices: Arc<trove_xet::xorb::IndexCache>,
     /// Repositories opened by downloads, kept for the next ones (at most [`KEPT_REPOS`]
@@ -103,14 +103,10 @@ impl Context {
         git: GitRuntime,
     ) -> Self {
         let auth = AuthRuntime::new(&config.auth, db.shares_epochs());
-        let store = Arc::new(store.into());
-        let read_blocks = trove_xet::decode::BlockPool::new(READ_BLOCK, FREE_READ_BLOCKS);
-        let hash_ahead =
-            crate::repos::hash_ahead::HashAhead::new(Arc::clone(&store), Arc::clone(&read_blocks));
         Context {
             config: Arc::new(config),
             db,
-            store,
+            store: Arc::new(store.into()),
             signer: Arc::new(signer),
             commit_locks: Arc::new(CommitLocks::default()),
             git: Arc::new(git),
@@ -119,8 +115,8 @@ impl Context {
             events: Arc::new(Bus::default()),
             node: Arc::new(Node::from_env()),
             repo_checks: Arc::new(RepoChecks::default()),
-            read_blocks,
-            hash_ahead: Arc::new(hash_ahead),
+            read_blocks: trove_xet::decode::BlockPool::new(READ_BLOCK, FREE_READ_BLOCKS),
+            hash_ahead: Arc::default(),
             xorb_indices: Arc::default(),
             kept_repos: Arc::new(trove_git::KeptRepos::new(KEPT_REPOS)),
         }

@@ -21,6 +21,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod git_runtime;
+pub mod hash_ahead;
 pub mod highlight;
 pub mod http;
 pub mod inference;

@@ -1,6 +1,6 @@
 //! `GET /metrics`: the chunk store's figures, how inference ran single-input requests, how
 //! many downloads were answered again from the answer cache (`throttle::answer_cache`) and
-//! how many Xet-uploaded bytes were hashed before their shard (`repos::hash_ahead`), in the
+//! how many Xet-uploaded bytes were hashed before their shard (`hash_ahead`), in the
 //! Prometheus text format (version 0.0.4).
 //! Readable by a site administrator's token, or by the scraper token of `[metrics] token`
 //! in trove.toml (compared by digest; it grants nothing else).

@@ -15,7 +15,6 @@ pub mod file_ranges;
 pub mod folders;
 pub mod gating;
 pub mod gitattributes;
-pub mod hash_ahead;
 pub mod index;
 pub mod ingest;
 pub mod lfs;

@@ -122,7 +122,7 @@ pub fn hash_plan(store: &Store, blocks: &Arc<BlockPool>, plan: &Plan) -> io::Res
 }
 
 /// [`hash_plan`] continuing `hasher`: the bytes `plan` describes are hashed after whatever
-/// it hashed before (a file's first xorbs, hashed while they arrived: `repos::hash_ahead`).
+/// it hashed before (a file's first xorbs, hashed while they arrived: `hash_ahead`).
 pub fn hash_plan_into(
     store: &Store,
     blocks: &Arc<BlockPool>,
@@ -179,6 +179,22 @@ pub fn hash_plan_into(
             .join()
             .map_err(|_| io::Error::other("the decoding thread panicked"))?
     })
+}
+
+/// The plan that reads all of xorb `hash`, whose chunk index is `index`.
+pub fn whole_xorb(hash: XetHash, index: &XorbIndex) -> Plan {
+    Plan {
+        offset_into_first: 0,
+        length: index.raw_len(),
+        terms: vec![PlannedTerm {
+            xorb: hash,
+            chunk_start: 0,
+            chunk_end: index.num_chunks(),
+            unpacked_len: index.raw_len(),
+            stored_start: 0,
+            stored_end: index.stored_len(),
+        }],
+    }
 }
 
 /// The error of a plan naming a xorb the store does not hold (a damaged store: the file

@@ -11,7 +11,8 @@
 use crate::clock::now_ms;
 use crate::context::Context;
 use crate::error::{ApiError, ApiResult};
-use crate::repos::{hash_ahead, rebuild};
+use crate::hash_ahead;
+use crate::repos::rebuild;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
@@ -101,7 +102,14 @@ where
         );
     }
     let linked = link(state, uploader, hash, now).await?;
-    ticket.stored(hash, index);
+    let (store, blocks) = ((*state.store).clone(), state.read_blocks.clone());
+    let whole = rebuild::whole_xorb(hash, &index);
+    ticket.stored(
+        hash,
+        index.num_chunks(),
+        index.raw_len(),
+        Box::new(move |hasher| rebuild::hash_plan_into(&store, &blocks, &whole, hasher)),
+    );
     Ok(linked)
 }
 

@@ -43,6 +43,7 @@ fn layer(relative: &str) -> &'static str {
         "signing.rs",
         "markdown.rs",
         "git_runtime.rs",
+        "hash_ahead.rs",
     ]
     .iter()
     .any(|p| relative == *p || (p.ends_with('/') && relative.starts_with(p)))

@@ -18,19 +18,18 @@
 //! order, a file that starts inside a xorb, a xorb sent before and not again: the match
 //! ends there and the rest is rebuilt as before. A shard ends its uploader's chain (the next
 //! upload starts a new one).
+//!
+//! This module keeps the order and the states only: the use case that stored a xorb hands it
+//! over with the job that reads its bytes back (`repos::xet`, through `repos::rebuild`), run
+//! on the blocking pool when the xorb's turn comes.
 
-use crate::repos::rebuild;
 use sha2::Sha256;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use trove_store::Store;
 use trove_xet::XetHash;
-use trove_xet::decode::BlockPool;
-use trove_xet::plan::{Plan, PlannedTerm};
 use trove_xet::shard::Term;
-use trove_xet::xorb::XorbIndex;
 
 /// Chains kept at once: one per repository and user with an upload under way.
 const MAX_CHAINS: usize = 64;
@@ -42,9 +41,8 @@ const MAX_CHAIN_XORBS: usize = 4096;
 const IDLE: Duration = Duration::from_secs(600);
 /// The longest a shard waits for its chain to hash the xorbs already stored.
 const SETTLE_WAIT: Duration = Duration::from_secs(60);
-/// Uploads that may end while one begun before them has not (each held with its chunk
-/// index, ~40 KiB): past that, the chain stops rather than hold more for an upload that may
-/// never end.
+/// Uploads that may end while one begun before them has not (each held until then): past
+/// that, the chain stops rather than hold more for an upload that may never end.
 const MAX_WAITING: usize = 64;
 
 /// Whose xorbs form one chain: a repository, and the user uploading (none for a token that
@@ -52,10 +50,9 @@ const MAX_WAITING: usize = 64;
 pub type Uploader = (i64, Option<i64>);
 
 /// The chains of the uploads under way, and how many bytes shards found hashed.
+#[derive(Default)]
 pub struct HashAhead {
     chains: Mutex<HashMap<Uploader, Arc<Chain>>>,
-    store: Arc<Store>,
-    blocks: Arc<BlockPool>,
     used_bytes: AtomicU64,
 }
 
@@ -64,8 +61,18 @@ pub struct Chain {
     state: Mutex<ChainState>,
     /// Woken when the hashing thread has nothing left to do.
     idle: tokio::sync::Notify,
-    store: Arc<Store>,
-    blocks: Arc<BlockPool>,
+}
+
+/// Feeds a stored xorb's bytes, decompressed, to the hasher it is given (blocking: it runs
+/// on the blocking pool). The use case that stored the xorb knows how to read it.
+pub type HashJob = Box<dyn FnOnce(&mut Sha256) -> std::io::Result<()> + Send>;
+
+/// A stored xorb waiting for its turn in the chain.
+struct Stored {
+    xorb: XetHash,
+    chunks: u32,
+    bytes: u64,
+    hash_into: HashJob,
 }
 
 struct ChainState {
@@ -75,7 +82,7 @@ struct ChainState {
     next: u64,
     /// Xorb uploads that ended, by place, not yet hashed: a stored xorb, or `None` for one
     /// that failed or was not received (it ends the chain there).
-    ended: BTreeMap<u64, Option<(XetHash, XorbIndex)>>,
+    ended: BTreeMap<u64, Option<Stored>>,
     /// Whether a thread is hashing the chain.
     hashing: bool,
     /// Nothing more is hashed: a shard took the chain, it was dropped, a place was empty or a
@@ -109,15 +116,6 @@ pub struct Ticket {
 }
 
 impl HashAhead {
-    pub fn new(store: Arc<Store>, blocks: Arc<BlockPool>) -> Self {
-        Self {
-            chains: Mutex::default(),
-            store,
-            blocks,
-            used_bytes: AtomicU64::new(0),
-        }
-    }
-
     /// The place of a xorb upload of `uploader` that begins now.
     pub fn ticket(&self, uploader: Uploader) -> Ticket {
         let chain = self.chain_of(uploader);
@@ -174,8 +172,6 @@ impl HashAhead {
                 touched: Instant::now(),
             }),
             idle: tokio::sync::Notify::new(),
-            store: self.store.clone(),
-            blocks: self.blocks.clone(),
         });
         chains.insert(uploader, chain.clone());
         chain
@@ -241,7 +237,7 @@ impl Chain {
     }
 
     /// Records how the upload at `place` ended and starts hashing if the chain waits for it.
-    fn end(self: &Arc<Self>, place: u64, xorb: Option<(XetHash, XorbIndex)>) {
+    fn end(self: &Arc<Self>, place: u64, xorb: Option<Stored>) {
         let mut state = lock(&self.state);
         if state.stopped {
             return;
@@ -281,7 +277,7 @@ impl Chain {
                 }
             };
             state.next += 1;
-            let Some((hash, index)) = xorb else {
+            let Some(stored) = xorb else {
                 state.stopped = true;
                 continue;
             };
@@ -294,18 +290,23 @@ impl Chain {
                 None => Sha256::default(),
             };
             drop(state);
-            let plan = whole_xorb(hash, &index);
-            let hashed = rebuild::hash_plan_into(&self.store, &self.blocks, &plan, &mut hasher);
+            let Stored {
+                xorb,
+                chunks,
+                bytes,
+                hash_into,
+            } = stored;
+            let hashed = hash_into(&mut hasher);
             let mut state = lock(&self.state);
             match hashed {
                 Ok(()) => state.steps.push(Step {
-                    xorb: hash,
-                    chunks: index.num_chunks(),
-                    bytes: plan.length,
+                    xorb,
+                    chunks,
+                    bytes,
                     after: hasher,
                 }),
                 Err(e) => {
-                    tracing::warn!(xorb = %hash, error = %e, "xet.hash_ahead_failed");
+                    tracing::warn!(xorb = %xorb, error = %e, "xet.hash_ahead_failed");
                     state.stopped = true;
                 }
             }
@@ -314,10 +315,19 @@ impl Chain {
 }
 
 impl Ticket {
-    /// The upload stored xorb `hash` (its chunk index `index`): the chain may hash it.
-    pub fn stored(mut self, hash: XetHash, index: XorbIndex) {
+    /// The upload stored xorb `xorb` (`chunks` chunks, `bytes` bytes once decompressed):
+    /// the chain may hash it, when its turn comes, with `hash_into`.
+    pub fn stored(mut self, xorb: XetHash, chunks: u32, bytes: u64, hash_into: HashJob) {
         self.ended = true;
-        self.chain.end(self.place, Some((hash, index)));
+        self.chain.end(
+            self.place,
+            Some(Stored {
+                xorb,
+                chunks,
+                bytes,
+                hash_into,
+            }),
+        );
     }
 }
 
@@ -326,22 +336,6 @@ impl Drop for Ticket {
         if !self.ended {
             self.chain.end(self.place, None);
         }
-    }
-}
-
-/// The plan that reads all of xorb `hash`.
-fn whole_xorb(hash: XetHash, index: &XorbIndex) -> Plan {
-    Plan {
-        offset_into_first: 0,
-        length: index.raw_len(),
-        terms: vec![PlannedTerm {
-            xorb: hash,
-            chunk_start: 0,
-            chunk_end: index.num_chunks(),
-            unpacked_len: index.raw_len(),
-            stored_start: 0,
-            stored_end: index.stored_len(),
-        }],
     }
 }
 
@@ -356,49 +350,56 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trove_xet::xorb::testing::build_xorb;
+    use sha2::Digest;
 
-    async fn hash_ahead(dir: &std::path::Path) -> HashAhead {
-        let store = trove_store::LocalStore::open(dir.to_owned())
-            .await
-            .expect("store");
-        HashAhead::new(Arc::new(store.into()), BlockPool::new(64 * 1024, 2))
+    /// A stored xorb of `chunks` chunks whose bytes are `data`, hashed from memory.
+    fn stored(ticket: Ticket, xorb: u8, chunks: u32, data: Vec<u8>) {
+        let bytes = data.len() as u64;
+        ticket.stored(
+            XetHash::from_bytes([xorb; 32]),
+            chunks,
+            bytes,
+            Box::new(move |h: &mut Sha256| {
+                h.update(&data);
+                Ok(())
+            }),
+        );
     }
 
-    fn index_of(chunks: &[Vec<u8>]) -> (Vec<u8>, XetHash, XorbIndex) {
-        let (bytes, hash) = build_xorb(chunks);
-        let index = trove_xet::xorb::validate(bytes.as_slice(), &hash).expect("valid");
-        (bytes, hash, index)
+    fn term(xorb: u8, chunk_start: u32, chunk_end: u32) -> Term {
+        Term {
+            xorb: XetHash::from_bytes([xorb; 32]),
+            chunk_start,
+            chunk_end,
+            unpacked_len: 0,
+        }
     }
 
     /// Uploads that end while an earlier one has not are held only up to a bound: past it
     /// the chain stops, holds nothing, and hashes nothing more.
     #[tokio::test]
     async fn a_chain_waiting_on_an_upload_that_never_ends_stops_holding_the_later_ones() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ahead = hash_ahead(dir.path()).await;
-        let (_, hash, index) = index_of(&[vec![1u8; 100]]);
+        let ahead = HashAhead::default();
         let stuck = ahead.ticket((1, Some(1)));
         let later: Vec<Ticket> = (0..MAX_WAITING)
             .map(|_| ahead.ticket((1, Some(1))))
             .collect();
         for ticket in later {
-            ticket.stored(hash, index.clone());
+            stored(ticket, 2, 1, vec![2; 10]);
         }
+        let chain = stuck.chain.clone();
         {
-            let state = lock(&stuck.chain.state);
+            let state = lock(&chain.state);
             assert_eq!(state.ended.len(), MAX_WAITING);
             assert!(!state.stopped);
         }
-        let one_more = ahead.ticket((1, Some(1)));
-        one_more.stored(hash, index.clone());
+        stored(ahead.ticket((1, Some(1))), 3, 1, vec![3; 10]);
         {
-            let state = lock(&stuck.chain.state);
+            let state = lock(&chain.state);
             assert!(state.stopped && state.ended.is_empty());
         }
-        let chain = stuck.chain.clone();
-        stuck.stored(hash, index);
-        assert!(chain.head(&[]).is_none());
+        stored(stuck, 1, 1, vec![1; 10]);
+        assert!(chain.head(&[term(1, 0, 1)]).is_none());
         assert!(lock(&chain.state).steps.is_empty() && !lock(&chain.state).hashing);
     }
 
@@ -407,62 +408,56 @@ mod tests {
     /// starts a new chain.
     #[tokio::test]
     async fn xorbs_are_hashed_in_the_order_their_uploads_began() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ahead = hash_ahead(dir.path()).await;
-        let store = ahead.store.clone();
-        let parts: Vec<(Vec<u8>, XetHash, XorbIndex)> = (0..3u8)
-            .map(|i| index_of(&[vec![i; 5_000], vec![i + 10; 7_000]]))
-            .collect();
-        for (bytes, hash, _) in &parts {
-            let staged = store
-                .stage_xorb(
-                    futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(
-                        bytes.clone(),
-                    ))]),
-                    1 << 20,
-                )
-                .await
-                .expect("stage");
-            store
-                .publish_xorb(staged, &hash.hex(), bytes.len() as u64)
-                .await
-                .expect("publish");
-        }
+        let ahead = HashAhead::default();
         let tickets: Vec<Ticket> = (0..3).map(|_| ahead.ticket((2, None))).collect();
         // They end last first.
-        for (ticket, (_, hash, index)) in tickets.into_iter().zip(&parts).rev() {
-            ticket.stored(*hash, index.clone());
+        for (i, ticket) in tickets.into_iter().enumerate().rev() {
+            stored(ticket, i as u8, 2, vec![i as u8; 1000 + i]);
         }
         let chain = ahead.take((2, None)).await.expect("a chain");
-        let terms: Vec<Term> = parts
-            .iter()
-            .map(|(_, hash, index)| Term {
-                xorb: *hash,
-                chunk_start: 0,
-                chunk_end: index.num_chunks(),
-                unpacked_len: index.raw_len() as u32,
-            })
-            .collect();
+        let terms: Vec<Term> = (0..3).map(|i| term(i, 0, 2)).collect();
         let head = chain.head(&terms).expect("hashed ahead");
-        assert_eq!((head.terms, head.bytes), (3, 36_000));
+        assert_eq!((head.terms, head.bytes), (3, 3003));
         let mut expected = Sha256::default();
         for i in 0..3u8 {
-            sha2::Digest::update(&mut expected, vec![i; 5_000]);
-            sha2::Digest::update(&mut expected, vec![i + 10; 7_000]);
+            expected.update(vec![i; 1000 + i as usize]);
         }
-        assert_eq!(
-            sha2::Digest::finalize(head.hasher),
-            sha2::Digest::finalize(expected)
-        );
-        // A file starting with the second xorb matches nothing; one cut in the first, only
-        // what comes before the cut.
+        assert_eq!(head.hasher.finalize(), expected.finalize());
+        // A file starting with the second xorb matches nothing; one cut in the second, or
+        // starting inside the first, only what comes before the cut.
         assert!(chain.head(&terms[1..]).is_none());
-        let mut cut = terms.clone();
-        cut[1].chunk_end = 1;
-        assert_eq!(chain.head(&cut).map(|h| h.terms), Some(1));
+        assert_eq!(
+            chain.head(&[term(0, 0, 2), term(1, 0, 1)]).map(|h| h.terms),
+            Some(1)
+        );
+        assert!(chain.head(&[term(0, 1, 2)]).is_none());
         // Taken: the next upload starts a chain of its own.
         assert!(ahead.take((2, None)).await.is_none());
         let next = ahead.ticket((2, None));
         assert!(!Arc::ptr_eq(&next.chain, &chain));
+    }
+
+    /// A xorb whose bytes cannot be read stops the chain where it stands.
+    #[tokio::test]
+    async fn a_xorb_that_cannot_be_read_ends_the_chain_there() {
+        let ahead = HashAhead::default();
+        let (a, b, c) = (
+            ahead.ticket((3, None)),
+            ahead.ticket((3, None)),
+            ahead.ticket((3, None)),
+        );
+        stored(a, 1, 1, vec![1; 10]);
+        b.stored(
+            XetHash::from_bytes([2; 32]),
+            1,
+            10,
+            Box::new(|_: &mut Sha256| Err(std::io::Error::other("gone"))),
+        );
+        stored(c, 3, 1, vec![3; 10]);
+        let chain = ahead.take((3, None)).await.expect("a chain");
+        let head = chain
+            .head(&[term(1, 0, 1), term(2, 0, 1), term(3, 0, 1)])
+            .expect("the first");
+        assert_eq!(head.terms, 1);
     }
 }
