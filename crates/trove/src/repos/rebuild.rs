@@ -130,14 +130,7 @@ pub fn hash_plan_into(
     hasher: &mut Sha256,
 ) -> io::Result<()> {
     if plan.length < HASH_BATCH as u64 {
-        walk_plan(store, plan, |file, term, skip, remaining| {
-            trove_xet::decode::decode_term_shared(file, term, skip, remaining, blocks, &mut |b| {
-                hasher.update(&b);
-                Ok(())
-            })
-            .map_err(io::Error::other)
-        })?;
-        return Ok(());
+        return hash_plan_here(store, blocks, plan, hasher);
     }
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(HASH_QUEUE);
     std::thread::scope(|scope| {
@@ -178,6 +171,25 @@ pub fn hash_plan_into(
         decoder
             .join()
             .map_err(|_| io::Error::other("the decoding thread panicked"))?
+    })
+}
+
+/// [`hash_plan_into`] decoding and hashing on the calling thread alone, whatever the plan's
+/// length: for work nobody waits on (a xorb hashed ahead of its shard, `hash_ahead`), where
+/// a second thread and its queued batches would only cost memory and wake-ups. Memory: one
+/// block and one record.
+pub fn hash_plan_here(
+    store: &Store,
+    blocks: &Arc<BlockPool>,
+    plan: &Plan,
+    hasher: &mut Sha256,
+) -> io::Result<()> {
+    walk_plan(store, plan, |file, term, skip, remaining| {
+        trove_xet::decode::decode_term_shared(file, term, skip, remaining, blocks, &mut |b| {
+            hasher.update(&b);
+            Ok(())
+        })
+        .map_err(io::Error::other)
     })
 }
 

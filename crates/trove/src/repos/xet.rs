@@ -108,7 +108,7 @@ where
         hash,
         index.num_chunks(),
         index.raw_len(),
-        Box::new(move |hasher| rebuild::hash_plan_into(&store, &blocks, &whole, hasher)),
+        Box::new(move |hasher| rebuild::hash_plan_here(&store, &blocks, &whole, hasher)),
     );
     Ok(linked)
 }
