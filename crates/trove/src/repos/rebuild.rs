@@ -112,9 +112,9 @@ const HASH_QUEUE: usize = 4;
 /// own and hands its slices to this one, which only hashes: on two cores the rebuild takes
 /// about the time of the hash alone rather than the sum of both. A plan shorter than one
 /// batch ([`HASH_BATCH`]) has nothing to overlap and is decoded and hashed here, without a
-/// thread. The slices are those [`stream_plan`] sends (an uncompressed chunk is a slice of
-/// the block it was read into); memory: [`HASH_QUEUE`] batches of about [`HASH_BATCH`]
-/// bytes, plus what one decoding step holds.
+/// thread. The slices are those [`decode_plan`] hands out, as [`stream_plan`] sends them;
+/// memory: [`HASH_QUEUE`] batches of about [`HASH_BATCH`] bytes, plus what one decoding step
+/// holds.
 pub fn hash_plan(store: &Store, blocks: &Arc<BlockPool>, plan: &Plan) -> io::Result<[u8; 32]> {
     let mut hasher = Sha256::new();
     hash_plan_into(store, blocks, plan, &mut hasher)?;
@@ -138,24 +138,14 @@ pub fn hash_plan_into(
             let mut slices = Vec::new();
             let mut bytes = 0usize;
             let gone = || io::Error::new(io::ErrorKind::BrokenPipe, "the hashing thread stopped");
-            walk_plan(store, plan, |file, term, skip, remaining| {
-                trove_xet::decode::decode_term_shared(
-                    file,
-                    term,
-                    skip,
-                    remaining,
-                    blocks,
-                    &mut |b| {
-                        bytes += b.len();
-                        slices.push(b);
-                        if bytes >= HASH_BATCH {
-                            bytes = 0;
-                            tx.send(std::mem::take(&mut slices)).map_err(|_| gone())?;
-                        }
-                        Ok(())
-                    },
-                )
-                .map_err(io::Error::other)
+            decode_plan(store, blocks, plan, &mut |b| {
+                bytes += b.len();
+                slices.push(b);
+                if bytes >= HASH_BATCH {
+                    bytes = 0;
+                    tx.send(std::mem::take(&mut slices)).map_err(|_| gone())?;
+                }
+                Ok(())
             })?;
             if !slices.is_empty() {
                 tx.send(slices).map_err(|_| gone())?;
@@ -184,12 +174,9 @@ pub fn hash_plan_here(
     plan: &Plan,
     hasher: &mut Sha256,
 ) -> io::Result<()> {
-    walk_plan(store, plan, |file, term, skip, remaining| {
-        trove_xet::decode::decode_term_shared(file, term, skip, remaining, blocks, &mut |b| {
-            hasher.update(&b);
-            Ok(())
-        })
-        .map_err(io::Error::other)
+    decode_plan(store, blocks, plan, &mut |b| {
+        hasher.update(&b);
+        Ok(())
     })
 }
 
@@ -261,7 +248,8 @@ pub fn stream_plan(
             slices: Vec::new(),
             bytes: 0,
         };
-        let result = send_plan(&store, &blocks, &plan, &mut batch).and_then(|_| batch.send());
+        let result = decode_plan(&store, &blocks, &plan, &mut |bytes| batch.push(bytes))
+            .and_then(|_| batch.send());
         if let Err(e) = result {
             if e.kind() != io::ErrorKind::BrokenPipe {
                 tracing::error!(error = %e, "xet.bridge_failed");
@@ -411,18 +399,17 @@ impl RemoteWalk {
     }
 }
 
-/// The walk over `plan`, with the bytes handed to `batch` as shared slices.
-fn send_plan(
+/// The walk over `plan`, its bytes decoded and handed to `emit` in order as shared slices
+/// (an uncompressed chunk is a slice of the block it was read into).
+fn decode_plan(
     store: &Store,
     blocks: &Arc<BlockPool>,
     plan: &Plan,
-    batch: &mut Batcher,
+    emit: &mut dyn FnMut(Bytes) -> io::Result<()>,
 ) -> io::Result<()> {
     walk_plan(store, plan, |file, term, skip, remaining| {
-        trove_xet::decode::decode_term_shared(file, term, skip, remaining, blocks, &mut |bytes| {
-            batch.push(bytes)
-        })
-        .map_err(io::Error::other)
+        trove_xet::decode::decode_term_shared(file, term, skip, remaining, blocks, emit)
+            .map_err(io::Error::other)
     })
 }
 
