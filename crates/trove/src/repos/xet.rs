@@ -297,25 +297,24 @@ pub async fn register_shard(state: &Context, viewer: XorbViewer, bytes: Bytes) -
     // The xorbs this uploader sent since their last shard, hashed as they arrived: a file
     // made of the first of them starts from that hash.
     let chain = state.hash_ahead.take(uploader_of(viewer)).await;
-    let hashed_ahead = std::sync::atomic::AtomicU64::new(0);
     // Two files at a time: each is rebuilt and hashed on two threads already, and a shard
-    // may name thousands of small files.
-    let verified: Vec<XetFile> = futures_util::stream::iter(to_verify)
+    // may name thousands of small files. Each comes back with the bytes found hashed ahead.
+    let checked: Vec<(XetFile, u64)> = futures_util::stream::iter(to_verify)
         .map(|(file, size, known)| {
-            let (xorbs, hashed_ahead) = (&xorbs, &hashed_ahead);
+            let xorbs = &xorbs;
             let head = chain.as_ref().and_then(|c| c.head(&file.terms));
             async move {
                 let ahead = head.as_ref().map_or(0, |h| h.bytes);
                 let checked = verify_file(state, file, size, xorbs, head).await?;
-                hashed_ahead.fetch_add(ahead, std::sync::atomic::Ordering::Relaxed);
-                ApiResult::Ok(known.unwrap_or(checked))
+                ApiResult::Ok((known.unwrap_or(checked), ahead))
             }
         })
         .buffered(VERIFY_AT_ONCE)
         .try_collect()
         .await?;
     let rebuild = clock.elapsed();
-    let hashed_ahead = hashed_ahead.into_inner();
+    let hashed_ahead: u64 = checked.iter().map(|(_, ahead)| ahead).sum();
+    let verified: Vec<XetFile> = checked.into_iter().map(|(file, _)| file).collect();
     state.hash_ahead.note_used(hashed_ahead);
     let clock = Instant::now();
     let now = now_ms();
