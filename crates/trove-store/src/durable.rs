@@ -133,12 +133,11 @@ where
     F: FnOnce() -> Result<T, StoreError> + Send + 'static,
     T: Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
+    match crate::stream::joined(tokio::task::spawn_blocking(f).await) {
         Ok(result) => result,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(StoreError::Io {
+        Err(source) => Err(StoreError::Io {
             path: PathBuf::new(),
-            source: io::Error::other(e),
+            source,
         }),
     }
 }

@@ -90,7 +90,7 @@ impl Writer {
 }
 
 /// The value of a finished blocking job; its panic, if it panicked.
-fn joined<T>(result: Result<T, tokio::task::JoinError>) -> io::Result<T> {
+pub(crate) fn joined<T>(result: Result<T, tokio::task::JoinError>) -> io::Result<T> {
     match result {
         Ok(value) => Ok(value),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),

@@ -7,6 +7,7 @@
 use crate::durable::{self, PutOutcome, TempGuard, blocking};
 use crate::error::{StoreError, io_at};
 use crate::local::LocalStore;
+use crate::stream::joined;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use std::fs;
@@ -29,11 +30,7 @@ impl BatchWriter {
     async fn reclaim(&mut self, path: &Path) -> Result<fs::File, StoreError> {
         match std::mem::replace(self, BatchWriter::Failed) {
             BatchWriter::Idle(file) => Ok(file),
-            BatchWriter::Busy(job) => match job.await {
-                Ok(written) => written.map_err(io_at(path)),
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(e) => Err(io_at(path)(io::Error::other(e))),
-            },
+            BatchWriter::Busy(job) => joined(job.await).and_then(|r| r).map_err(io_at(path)),
             BatchWriter::Failed => Err(io_at(path)(io::Error::other(
                 "an earlier write to this file failed",
             ))),
